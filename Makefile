@@ -1,0 +1,63 @@
+# wpfarm: see README.md. Every target installs what it needs.
+SHELL := /bin/bash
+NODE  := node --import tsx
+INVENTORY ?=
+export CI
+
+.PHONY: setup bootstrap test test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
+
+setup:
+	@bash scripts/setup.sh
+
+node_modules/.package-lock.json: package.json
+	@npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+
+typecheck: node_modules/.package-lock.json
+	npx tsc --noEmit
+
+# Quick tier: pure code, no root services (seconds).
+test-unit: node_modules/.package-lock.json
+	$(NODE) --test --test-reporter=spec test/unit/*.test.ts
+
+# Contract tier: Prism on the providers' OpenAPI specs, JSON schemas, promtool.
+test-contract: node_modules/.package-lock.json
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/contract/*.test.ts
+
+# Engine tier: real OpenSSH sshd hosts in network namespaces.
+test-engine: node_modules/.package-lock.json
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/engine/*.test.ts
+
+# Lab tier: the docker "VM" lab, cluster roles and faults (sequential).
+test-lab: node_modules/.package-lock.json
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/lab/*.test.ts
+
+test: setup typecheck
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts test/lab/*.test.ts
+
+bench: setup
+	$(NODE) bench/run.ts
+
+lab-up: setup
+	$(NODE) scripts/lab.ts up
+
+lab-down: node_modules/.package-lock.json
+	$(NODE) scripts/lab.ts down
+
+lab-status: node_modules/.package-lock.json
+	$(NODE) scripts/lab.ts status
+
+bootstrap: setup
+ifeq ($(INVENTORY),)
+	$(NODE) scripts/lab.ts up
+	$(NODE) playbooks/bootstrap.ts --inventory inventory/lab.yml
+else
+	$(NODE) playbooks/bootstrap.ts --inventory $(INVENTORY)
+endif
+
+# make role ROLE=traefik LIMIT=mgr1
+role: node_modules/.package-lock.json
+	$(NODE) playbooks/run-role.ts $(ROLE) $(if $(INVENTORY),--inventory $(INVENTORY)) $(if $(LIMIT),--limit $(LIMIT)) $(ARGS)
+
+# make add-site DOMAIN=example.com
+add-site: node_modules/.package-lock.json
+	$(NODE) playbooks/add-site.ts --domain $(DOMAIN) $(if $(INVENTORY),--inventory $(INVENTORY)) $(ARGS)

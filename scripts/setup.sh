@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One-time set-up of the controller machine: node modules and the Debian packages the
+# engine's tests and the lab need. Idempotent and quiet when everything is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+APT=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
+need=()
+for pkg in openssh-server openssh-client iproute2 iptables nftables debootstrap docker.io docker-registry git rsync; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "setup: installing ${need[*]} (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ] || "${APT[@]}" update
+  "${APT[@]}" install --no-install-recommends "${need[@]}"
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing node modules"
+  npm ci --no-audit --no-fund 2>/dev/null || npm install --no-audit --no-fund
+fi
