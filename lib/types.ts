@@ -1,0 +1,199 @@
+// The engine's core contracts. Everything in lib/ is generic: it knows nothing of WordPress.
+//
+// A run = a role (or a playbook composing roles) applied to the hosts an inventory pattern selects.
+// A role is a list of steps; a step is an Operation (declarative: probe, plan, apply) or a Task
+// (a function that may call operations itself). The runner probes many operations in ONE round trip
+// per host (speculatively, in order), applies only what must change, and re-probes the rest after a change.
+
+export type Vars = Record<string, unknown>;
+
+/** One target host after inventory load (credentials already resolved, never printed). */
+export interface HostSpec {
+  name: string;
+  address: string;
+  port: number;
+  user: string;
+  /** path of a private key file (absolute after load) */
+  key?: string;
+  /** password for sudo (become), from .env; registered as secret */
+  becomePassword?: string;
+  groups: string[];
+  /** merged vars: all < group (parents before children) < host */
+  vars: Vars;
+  /** where a key was declared, for error messages: "inventory/lab.yml:12" */
+  source?: string;
+}
+
+/** Result of one remote command. */
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface ExecOptions {
+  /** bytes given on stdin */
+  stdin?: string | Buffer;
+  /** run through sudo (or as is when already root) */
+  become?: boolean;
+  /** milliseconds; the channel is closed after */
+  timeoutMs?: number;
+  /** working directory */
+  cwd?: string;
+  /** don't throw on non-zero exit (default: false → throw RemoteCommandError) */
+  nothrow?: boolean;
+}
+
+/** Transport to one host: one persistent SSH connection, bounded channels. */
+export interface Connection {
+  readonly host: HostSpec;
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** Atomic upload: temp file in the same directory + rename. */
+  put(remotePath: string, content: string | Buffer, opts?: { mode?: number; owner?: string; group?: string; become?: boolean }): Promise<void>;
+  /** number of round trips (exec/put) made on this connection; used by tests and the bench */
+  readonly roundTrips: number;
+  close(): Promise<void>;
+}
+
+/** What an operation wants to change; pure data produced by plan(). */
+export interface Plan {
+  /** true when apply is needed */
+  changed: boolean;
+  /** one line per change, human readable: "mode 0644 -> 0600" */
+  changes: string[];
+  /** unified diff of content, when relevant */
+  diff?: string;
+  /** the shell script that applies the change (built with zx quoting), or a function for complex cases */
+  apply?: ApplyScript | ((ctx: StepContext) => Promise<void>);
+  /** fact names this change invalidates (e.g. "packages", "services", "docker") */
+  invalidates?: string[];
+  /** value registered under the step's `register` name */
+  result?: unknown;
+}
+
+export interface ApplyScript {
+  script: string;
+  stdin?: string | Buffer;
+  become?: boolean;
+}
+
+/** A read-only probe: a shell command whose output plan() parses. It must never change the host
+ *  and must exit 0 (report state on stdout instead of failing). */
+export interface Probe {
+  script: string;
+  become?: boolean;
+}
+
+export interface StepOptions {
+  name?: string;
+  tags?: string[];
+  when?: (ctx: StepContext) => boolean | Promise<boolean>;
+  notify?: string | string[];
+  register?: string;
+  /** run on one host only (the first of the batch) */
+  runOnce?: boolean;
+  /** run on this host (by name) instead of the current one, with the current host's vars */
+  delegateTo?: string;
+  retries?: number;
+  delayMs?: number;
+  /** with retries: repeat until this holds on the result */
+  until?: (result: StepResult) => boolean;
+  ignoreErrors?: boolean;
+  /** become root through sudo for this step */
+  become?: boolean;
+}
+
+/** Declarative operation: read actual (probe) → compare (plan) → apply unless check. */
+export interface Operation {
+  readonly kind: string; // "file", "apt", "systemd", ...
+  readonly title: string; // "file /etc/motd"
+  readonly options: StepOptions;
+  /** null when nothing needs to be read from the host */
+  probe(ctx: StepContext): Probe | null;
+  /** pure: from the probe's stdout to a plan */
+  plan(ctx: StepContext, probeOutput: string): Plan | Promise<Plan>;
+}
+
+/** Imperative task: free code that may call ctx.run(op) and ctx.exec(...). Must report changes honestly. */
+export interface Task {
+  readonly kind: 'task';
+  readonly title: string;
+  readonly options: StepOptions;
+  run(ctx: StepContext): Promise<TaskOutcome | void>;
+}
+
+export interface TaskOutcome {
+  changed?: boolean;
+  changes?: string[];
+  diff?: string;
+  result?: unknown;
+  skipped?: string;
+}
+
+export type Step = Operation | Task;
+
+export type StepStatus = 'ok' | 'changed' | 'failed' | 'skipped' | 'unreachable';
+
+export interface StepResult {
+  host: string;
+  step: string;
+  kind: string;
+  status: StepStatus;
+  changes: string[];
+  diff?: string;
+  error?: string;
+  result?: unknown;
+  ms: number;
+  /** reason when skipped */
+  reason?: string;
+}
+
+export interface RunOptions {
+  check: boolean;
+  diff: boolean;
+  forks: number;
+  tags?: string[];
+  skipTags?: string[];
+  verbose: number;
+}
+
+/** What a step sees. */
+export interface StepContext {
+  readonly host: HostSpec;
+  readonly vars: Vars;
+  readonly check: boolean;
+  readonly diff: boolean;
+  /** results registered by earlier steps on this host */
+  readonly registered: Record<string, StepResult>;
+  /** run a remote command on this host (counts as one round trip); in check mode tasks must guard themselves */
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** run an operation from within a task; honours check mode */
+  run(op: Operation): Promise<StepResult>;
+  /** cached facts of this host (one round trip for all requested probes) */
+  facts<T extends readonly string[]>(...names: T): Promise<Record<T[number], unknown>>;
+  /** mark a value as secret: masked as *** in every output */
+  secret(value: string): string;
+  /** notify a handler by name */
+  notify(handler: string): void;
+  /** the connection, for put() and advanced use */
+  readonly conn: Connection;
+  /** say something in the progress output */
+  log(message: string): void;
+  /** other hosts of the run (for delegate/runOnce style coordination) */
+  hostContext(name: string): StepContext;
+}
+
+export interface Role {
+  name: string;
+  /** default host pattern (group names, globs, ...) */
+  hosts: string;
+  tags?: string[];
+  description?: string;
+  /** serial batches: a count or "30%" */
+  serial?: number | string;
+  maxFailPercentage?: number;
+  anyErrorsFatal?: boolean;
+  handlers?: Record<string, (ctx: StepContext) => Step[]>;
+  /** the steps for one host; called once per host, may depend on its vars */
+  steps(ctx: StepContext): Step[] | Promise<Step[]>;
+}
