@@ -1,0 +1,47 @@
+// Error types and exit codes. 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input.
+export const EXIT = { OK: 0, FAILED: 2, UNREACHABLE: 3, BAD_INPUT: 4, INTERRUPTED: 130 } as const;
+
+/** Bad input: inventory, arguments, templates, site records. `where` is "file:line" or "file:line field". */
+export class InputError extends Error {
+  readonly exitCode = EXIT.BAD_INPUT;
+  constructor(message: string, readonly where?: string) {
+    super(where ? `${where}: ${message}` : message);
+    this.name = 'InputError';
+  }
+}
+
+/** A remote command exited non-zero. */
+export class RemoteCommandError extends Error {
+  constructor(
+    readonly host: string,
+    readonly command: string,
+    readonly code: number,
+    readonly stdout: string,
+    readonly stderr: string,
+  ) {
+    const tail = (stderr || stdout).trim().split('\n').slice(-6).join('\n');
+    super(`${host}: command failed (exit ${code}): ${firstLine(command)}${tail ? `\n${tail}` : ''}`);
+    this.name = 'RemoteCommandError';
+  }
+}
+
+/** The host cannot be reached (connect failure, dropped connection after one reconnect, timeout). */
+export class UnreachableError extends Error {
+  constructor(readonly host: string, reason: string) {
+    super(`${host}: unreachable: ${reason}`);
+    this.name = 'UnreachableError';
+  }
+}
+
+/** The host key presented differs from known_hosts, or is unknown and first contact was not allowed. */
+export class HostKeyError extends Error {
+  constructor(readonly host: string, message: string) {
+    super(`${host}: ${message}`);
+    this.name = 'HostKeyError';
+  }
+}
+
+function firstLine(s: string): string {
+  const line = s.split('\n')[0] ?? '';
+  return line.length > 160 ? `${line.slice(0, 157)}...` : line;
+}
