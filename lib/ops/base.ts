@@ -1,0 +1,44 @@
+// Helpers to define operations (see lib/types.ts: probe → plan → apply unless check).
+import type { Operation, Plan, Probe, StepContext, StepOptions, Task, TaskOutcome } from '../types.ts';
+
+export interface OpDef {
+  kind: string;
+  title: string;
+  options?: StepOptions;
+  probe(ctx: StepContext): Probe | null;
+  plan(ctx: StepContext, probeOutput: string): Plan | Promise<Plan>;
+}
+
+export function defineOp(def: OpDef): Operation {
+  return {
+    kind: def.kind,
+    title: def.options?.name ?? def.title,
+    options: def.options ?? {},
+    probe: def.probe,
+    plan: def.plan,
+  };
+}
+
+/** An imperative step. It must report changes honestly and respect ctx.check itself. */
+export function task(title: string, run: (ctx: StepContext) => Promise<TaskOutcome | void>, options: StepOptions = {}): Task {
+  return { kind: 'task', title: options.name ?? title, options, run };
+}
+
+export const unchanged = (result?: unknown): Plan => ({ changed: false, changes: [], result });
+
+/** Split probe output into sections written as `@@name` lines (see lib/facts.ts and ops). */
+export function sections(out: string): Map<string, string> {
+  const map = new Map<string, string>();
+  let name = '';
+  let buf: string[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^@@([A-Za-z0-9_.:-]+)$/.exec(line);
+    if (m) {
+      if (name) map.set(name, buf.join('\n'));
+      name = m[1]!;
+      buf = [];
+    } else buf.push(line);
+  }
+  if (name) map.set(name, buf.join('\n'));
+  return map;
+}
