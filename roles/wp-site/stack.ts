@@ -1,0 +1,407 @@
+// Per-site Swarm stack: a pure renderer (site record + farm settings → stack YAML and the secrets it
+// needs) and a cheap differ (rendered stacks vs what the managers report), so that a no-change
+// reconcile of every site costs a constant number of round trips per manager:
+//   1. `docker service ls --format '{{json .}}'`      (all services of all stacks)
+//   2. `cat <state file>`                              (digests of the last deployed rendered stacks)
+// and only the sites whose digest or live state differs are deployed.
+//
+// Secret VALUES never enter this module: the role hashes them (secretHash) and passes the hashes.
+
+import { createHash } from 'node:crypto';
+import { stringify } from 'yaml';
+import { siteDomains, type SiteRecord } from './site.ts';
+// TODO(traefik helper): switch to '../traefik/labels.ts' when it exists (same signature).
+import { siteRouterLabels } from './labels-fallback.ts';
+
+/** The per-site secrets (each one Swarm secret with a content-hashed name). */
+export const SITE_SECRET_KEYS = ['db_password', 'wp_keys'] as const;
+export type SiteSecretKey = (typeof SITE_SECRET_KEYS)[number];
+
+/** Farm-wide inputs of the renderer (from the inventory and from the image build). */
+export interface FarmStackSettings {
+  /** registry address, e.g. "10.10.0.2:5000" (images below are already qualified with it) */
+  registry: string;
+  images: {
+    /** full reference with pinned tag: "10.10.0.2:5000/wpfarm/wordpress-fpm:3f9a..." */
+    wordpressFpm: string;
+    nginx: string;
+    redis: string;
+  };
+  /** Gluster mount holding one directory per site, e.g. /mnt/gluster/sites */
+  glusterSitesPath: string;
+  /** dnsrr in the lab (no IPVS), vip in production */
+  endpointMode: 'dnsrr' | 'vip';
+  db: { host: string; port: number };
+  /** sha256 hex of each secret value, per site id */
+  secretHashes: Record<string, Record<SiteSecretKey, string>>;
+  traefikNetwork?: string; // default traefik-public
+  sharedServicesNetwork?: string; // default shared-services
+  /** encrypt the site overlay (needs ESP in the kernel: false in the lab) */
+  overlayEncrypted?: boolean;
+  /** CIDR of traefik-public: nginx trusts X-Forwarded-For only from there */
+  traefikSubnet?: string;
+  /** extra placement constraints for every service, e.g. ["node.labels.wp == true"] */
+  placement?: string[];
+}
+
+export interface RenderedSecret {
+  /** key inside the stack (and file name under /run/secrets) */
+  key: SiteSecretKey;
+  /** Swarm object name: site_<id>_<key>_<hash8> */
+  name: string;
+  hash: string;
+}
+
+export interface RenderedConfig {
+  key: string;
+  name: string;
+  content: string;
+}
+
+export interface RenderedStack {
+  /** docker stack name */
+  stack: string;
+  siteId: string;
+  yaml: string;
+  /** sha256 of yaml: what the state file stores */
+  digest: string;
+  secrets: RenderedSecret[];
+  /** none today: per-site settings travel as environment variables (see docs/sites.md) */
+  configs: RenderedConfig[];
+  networks: { site: string; external: string[] };
+  /** per service: image and replicas (what `docker service ls` can confirm) */
+  services: Record<string, { image: string; replicas: number }>;
+}
+
+export const NGINX_PORT = 8080;
+export const FPM_PORT = 9000;
+
+export function stackName(id: string): string {
+  return `wp-${id}`;
+}
+
+export function siteNetworkName(id: string): string {
+  return `wp-site-${id}`;
+}
+
+/** sha256 hex of a secret value (the role calls this; the value itself is never rendered). */
+export function secretHash(value: string | Buffer): string {
+  return createHash('sha256').update(value).digest('hex');
+}
+
+export function secretName(id: string, key: SiteSecretKey, hash: string): string {
+  if (!/^[0-9a-f]{8,64}$/.test(hash)) throw new Error(`site ${id}: secret ${key}: hash must be sha256 hex`);
+  return `site_${id}_${key}_${hash.slice(0, 8)}`;
+}
+
+/** DB name and user of a site: wp_<id with '-' as '_'> (MariaDB identifiers, ≤ 32 chars for users). */
+export function siteDbName(id: string): string {
+  return `wp_${id.replace(/-/g, '_')}`;
+}
+
+function cpus(n: number): string {
+  // Compose wants a string; keep it short and stable ("0.25", "1").
+  return String(Number(n.toFixed(3)));
+}
+
+function redisMaxmemory(limit: string): string {
+  // 75 % of the container limit for data, the rest for the process and buffers.
+  const m = /^([0-9]+)([KMG])$/.exec(limit);
+  if (!m) throw new Error(`bad memory ${limit}`);
+  const mb = Number(m[1]) * { K: 1 / 1024, M: 1, G: 1024 }[m[2] as 'K' | 'M' | 'G'];
+  return `${Math.max(16, Math.floor(mb * 0.75))}mb`;
+}
+
+/**
+ * Render the stack of one site. Pure: same inputs, byte-identical YAML.
+ * Throws when the farm holds no secret hashes for the site (create the secrets first).
+ */
+export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): RenderedStack {
+  const id = site.id;
+  const stack = stackName(id);
+  const siteNet = siteNetworkName(id);
+  const traefikNet = farm.traefikNetwork ?? 'traefik-public';
+  const sharedNet = farm.sharedServicesNetwork ?? 'shared-services';
+  const hashes = farm.secretHashes[id];
+  if (!hashes) throw new Error(`site ${id}: no secret hashes in the farm settings (create the site's secrets first)`);
+  const secrets: RenderedSecret[] = SITE_SECRET_KEYS.map((key) => {
+    const hash = hashes[key];
+    if (!hash) throw new Error(`site ${id}: no hash for secret ${key}`);
+    return { key, hash, name: secretName(id, key, hash) };
+  });
+  const domains = siteDomains(site);
+  const siteDir = `${farm.glusterSitesPath.replace(/\/+$/, '')}/${id}`;
+  const fpmAlias = `${id}-php-fpm`;
+
+  const update_config = { parallelism: 1, delay: '10s', failure_action: 'rollback', monitor: '30s', order: 'start-first' };
+  const rollback_config = { parallelism: 1, delay: '5s', failure_action: 'pause', order: 'stop-first' };
+  const restart_policy = { condition: 'any', delay: '5s', max_attempts: 3, window: '120s' };
+  const placement = farm.placement?.length ? { placement: { constraints: [...farm.placement] } } : {};
+  const deployCommon = (replicas: number, limit: { cpus: number; memory: string }) => ({
+    mode: 'replicated',
+    replicas,
+    endpoint_mode: farm.endpointMode,
+    resources: { limits: { cpus: cpus(limit.cpus), memory: limit.memory } },
+    update_config,
+    rollback_config,
+    restart_policy,
+    ...placement,
+  });
+  const logging = { driver: 'json-file', options: { 'max-size': '10m', 'max-file': '3' } };
+  const wpContent = (ro: boolean) =>
+    (['uploads', 'plugins', 'themes'] as const).map((d) => ({
+      type: 'bind',
+      source: `${siteDir}/${d}`,
+      target: `/var/www/html/wp-content/${d}`,
+      ...(ro ? { read_only: true } : {}),
+    }));
+
+  const labels = siteRouterLabels({ id, domains, sticky: site.sticky, adminAllowlist: site.admin_allowlist, port: NGINX_PORT });
+  const sortedLabels = Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
+
+  const services = {
+    nginx: {
+      image: farm.images.nginx,
+      environment: {
+        WPFARM_SITE_ID: id,
+        NGINX_SERVER_NAMES: domains.join(' '),
+        NGINX_CACHE_TTL: String(site.cache_ttl),
+        NGINX_XMLRPC: site.xmlrpc ? 'on' : 'off',
+        NGINX_ADMIN_ALLOWLIST: site.admin_allowlist.join(' '),
+        NGINX_REAL_IP_FROM: farm.traefikSubnet ?? '10.0.0.0/8',
+        NGINX_CLIENT_MAX_BODY: site.php.post_max_size,
+        NGINX_FPM_UPSTREAM: `php-fpm:${FPM_PORT}`,
+      },
+      volumes: wpContent(true),
+      networks: { site: {}, [traefikNet]: {} },
+      healthcheck: { test: ['CMD', '/usr/local/bin/wpfarm-healthcheck'], interval: '15s', timeout: '5s', retries: 3, start_period: '20s' },
+      stop_grace_period: '15s',
+      logging,
+      deploy: { ...deployCommon(site.replicas, site.limits.nginx), labels: sortedLabels },
+    },
+    'php-fpm': {
+      image: farm.images.wordpressFpm,
+      environment: {
+        WPFARM_SITE_ID: id,
+        WORDPRESS_URL: `https://${site.domain}`,
+        WORDPRESS_DB_HOST: `${farm.db.host}:${farm.db.port}`,
+        WORDPRESS_DB_NAME: siteDbName(id),
+        WORDPRESS_DB_USER: siteDbName(id),
+        WORDPRESS_DB_PASSWORD_FILE: '/run/secrets/db_password',
+        WORDPRESS_KEYS_FILE: '/run/secrets/wp_keys',
+        WORDPRESS_REDIS_HOST: 'redis',
+        // php-fpm listens only on its address in the site network (not on shared-services).
+        FPM_LISTEN_VIA: `${fpmAlias} redis`,
+        FPM_PORT: String(FPM_PORT),
+        PHP_MEMORY_LIMIT: site.php.memory_limit,
+        PHP_UPLOAD_MAX_FILESIZE: site.php.upload_max_filesize,
+        PHP_POST_MAX_SIZE: site.php.post_max_size,
+        PHP_MAX_EXECUTION_TIME: String(site.php.max_execution_time),
+        PHP_MAX_INPUT_VARS: String(site.php.max_input_vars),
+        FPM_PM_MAX_CHILDREN: String(site.php.pm_max_children),
+        FPM_PM_START_SERVERS: String(site.php.pm_start_servers),
+        FPM_PM_MIN_SPARE_SERVERS: String(site.php.pm_min_spare_servers),
+        FPM_PM_MAX_SPARE_SERVERS: String(site.php.pm_max_spare_servers),
+        FPM_PM_MAX_REQUESTS: String(site.php.pm_max_requests),
+      },
+      secrets: secrets.map((s) => ({ source: s.key, target: s.key, uid: '33', gid: '33', mode: 0o400 })),
+      volumes: wpContent(false),
+      networks: { site: { aliases: [fpmAlias] }, [sharedNet]: {} },
+      healthcheck: { test: ['CMD', '/usr/local/bin/wpfarm-healthcheck'], interval: '15s', timeout: '5s', retries: 3, start_period: '30s' },
+      stop_grace_period: '30s',
+      logging,
+      deploy: deployCommon(site.replicas, site.limits.php),
+    },
+    redis: {
+      image: farm.images.redis,
+      command: [
+        'redis-server',
+        '--maxmemory', redisMaxmemory(site.limits.redis.memory),
+        '--maxmemory-policy', 'allkeys-lru',
+        '--save', '',
+        '--appendonly', 'no',
+        '--protected-mode', 'no',
+      ],
+      networks: { site: {} },
+      healthcheck: { test: ['CMD', 'redis-cli', 'ping'], interval: '15s', timeout: '3s', retries: 3, start_period: '10s' },
+      logging,
+      deploy: deployCommon(1, site.limits.redis),
+    },
+  };
+
+  const doc = {
+    version: '3.8',
+    services,
+    networks: {
+      site: {
+        name: siteNet,
+        driver: 'overlay',
+        attachable: false,
+        ...(farm.overlayEncrypted ? { driver_opts: { encrypted: 'true' } } : {}),
+        labels: { 'wpfarm.site': id },
+      },
+      [traefikNet]: { external: true, name: traefikNet },
+      [sharedNet]: { external: true, name: sharedNet },
+    },
+    secrets: Object.fromEntries(secrets.map((s) => [s.key, { external: true, name: s.name }])),
+  };
+
+  const yaml = `# wpfarm: stack ${stack} of site ${id} (generated; do not edit)\n` + stringify(doc, { lineWidth: 0, indent: 2, aliasDuplicateObjects: false, version: '1.1' });
+  return {
+    stack,
+    siteId: id,
+    yaml,
+    digest: createHash('sha256').update(yaml).digest('hex'),
+    secrets,
+    configs: [],
+    networks: { site: siteNet, external: [traefikNet, sharedNet] },
+    services: {
+      nginx: { image: farm.images.nginx, replicas: site.replicas },
+      'php-fpm': { image: farm.images.wordpressFpm, replicas: site.replicas },
+      redis: { image: farm.images.redis, replicas: 1 },
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diff against what is deployed
+
+/** One line of `docker service ls --format '{{json .}}'`. */
+export interface ServiceLsEntry {
+  ID: string;
+  Name: string;
+  Image: string;
+  Mode: string;
+  /** "2/2" */
+  Replicas: string;
+}
+
+/** What the farm's state file holds per stack (written after each successful deploy). */
+export interface DeployedStackState {
+  digest: string;
+  /** ISO time of the deploy */
+  at?: string;
+}
+
+export type StateFile = Record<string, DeployedStackState>;
+
+/** Live view of one stack: its services as `docker service ls` reports them. */
+export interface DeployedStack {
+  stack: string;
+  state?: DeployedStackState;
+  services: Record<string, { image: string; desired: number; running: number }>;
+}
+
+/** Parse `docker service ls --format '{{json .}}'` output (one JSON object per line), grouped by stack. */
+export function parseServiceLs(output: string): Map<string, DeployedStack['services']> {
+  const byStack = new Map<string, DeployedStack['services']>();
+  for (const line of output.split('\n')) {
+    const t = line.trim();
+    if (!t) continue;
+    const e = JSON.parse(t) as ServiceLsEntry;
+    const i = e.Name.indexOf('_');
+    if (i <= 0) continue; // not a stack service
+    const stack = e.Name.slice(0, i);
+    const svc = e.Name.slice(i + 1);
+    const m = /^([0-9]+)\/([0-9]+)/.exec(e.Replicas ?? '');
+    const entry = byStack.get(stack) ?? {};
+    entry[svc] = { image: e.Image, running: m ? Number(m[1]) : 0, desired: m ? Number(m[2]) : 0 };
+    byStack.set(stack, entry);
+  }
+  return byStack;
+}
+
+/** Combine the service list and the state file into the deployed view of every stack. */
+export function deployedStacks(serviceLs: string, stateFileText: string): Map<string, DeployedStack> {
+  const state: StateFile = stateFileText.trim() ? (JSON.parse(stateFileText) as StateFile) : {};
+  const live = parseServiceLs(serviceLs);
+  const out = new Map<string, DeployedStack>();
+  for (const stack of new Set([...live.keys(), ...Object.keys(state)])) {
+    out.set(stack, { stack, state: state[stack], services: live.get(stack) ?? {} });
+  }
+  return out;
+}
+
+export interface StackDiff {
+  stack: string;
+  /** 'create': not deployed; 'update': rendered differs; 'ok': nothing to do */
+  action: 'create' | 'update' | 'ok';
+  reasons: string[];
+}
+
+/**
+ * Compare one rendered stack with what is deployed. Cheap: digest first, then the live facts
+ * `docker service ls` gives (service present, image, desired replicas). Running < desired is
+ * reported as a reason but is not a change of spec (Swarm converges by itself).
+ */
+export function diffStacks(rendered: RenderedStack, deployed: DeployedStack | undefined): StackDiff {
+  const reasons: string[] = [];
+  if (!deployed || (Object.keys(deployed.services).length === 0 && !deployed.state)) {
+    return { stack: rendered.stack, action: 'create', reasons: ['not deployed'] };
+  }
+  let update = false;
+  if (!deployed.state) {
+    update = true;
+    reasons.push('no record of the last deploy');
+  } else if (deployed.state.digest !== rendered.digest) {
+    update = true;
+    reasons.push(`spec changed (digest ${deployed.state.digest.slice(0, 12)} -> ${rendered.digest.slice(0, 12)})`);
+  }
+  for (const [svc, want] of Object.entries(rendered.services)) {
+    const have = deployed.services[svc];
+    if (!have) {
+      update = true;
+      reasons.push(`service ${svc} missing`);
+      continue;
+    }
+    // service ls shows the image without the digest suffix Swarm may append.
+    const haveImage = have.image.replace(/@sha256:[0-9a-f]+$/, '');
+    if (haveImage !== want.image) {
+      update = true;
+      reasons.push(`service ${svc}: image ${haveImage} -> ${want.image}`);
+    }
+    if (have.desired !== want.replicas) {
+      update = true;
+      reasons.push(`service ${svc}: replicas ${have.desired} -> ${want.replicas}`);
+    }
+    if (have.running < have.desired) reasons.push(`service ${svc}: ${have.running}/${have.desired} running (converging)`);
+  }
+  for (const svc of Object.keys(deployed.services)) {
+    if (!(svc in rendered.services)) {
+      update = true;
+      reasons.push(`service ${svc} deployed but no longer rendered (deploy with --prune)`);
+    }
+  }
+  return { stack: rendered.stack, action: update ? 'update' : 'ok', reasons };
+}
+
+export interface FarmDiff {
+  changes: StackDiff[];
+  unchanged: number;
+  /** wp-* stacks deployed that no site record renders (removed sites) */
+  orphans: string[];
+}
+
+/** Diff every rendered stack against one `docker service ls` and one state file. */
+export function diffFarm(rendered: readonly RenderedStack[], serviceLs: string, stateFileText: string): FarmDiff {
+  const deployed = deployedStacks(serviceLs, stateFileText);
+  const changes: StackDiff[] = [];
+  let unchanged = 0;
+  const names = new Set<string>();
+  for (const r of rendered) {
+    names.add(r.stack);
+    const d = diffStacks(r, deployed.get(r.stack));
+    if (d.action === 'ok') unchanged++;
+    else changes.push(d);
+  }
+  const orphans = [...deployed.keys()].filter((s) => s.startsWith('wp-') && !names.has(s)).sort();
+  return { changes, unchanged, orphans };
+}
+
+/** The state file after deploying `deployed` stacks (others kept). */
+export function updatedStateFile(previous: string, deployed: readonly RenderedStack[], at = new Date().toISOString()): string {
+  const state: StateFile = previous.trim() ? (JSON.parse(previous) as StateFile) : {};
+  for (const r of deployed) state[r.stack] = { digest: r.digest, at };
+  const sorted = Object.fromEntries(Object.entries(state).sort(([a], [b]) => (a < b ? -1 : 1)));
+  return JSON.stringify(sorted, null, 1) + '\n';
+}
