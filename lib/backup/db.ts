@@ -1,0 +1,153 @@
+// Database backups: per-site logical dumps (restore one site alone) and their pruning.
+// The dump is encrypted on the host; the controller only relays ciphertext to the store.
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { mariadbDumpCommand, mariadbRestoreCommand, type MariaDbConn, AGE_IDENTITY_ENV } from './commands.ts';
+import { DB_EXT, findSiteDbBackup, listBackups, manifestKey, readManifest, siteDbKey, siteDbPrefix, type Manifest } from './catalog.ts';
+import { BackupError } from './errors.ts';
+import { prune, type RetentionPolicy, DB_POLICY } from './retention.ts';
+import { startHostCommand, stderrTail, type Shell } from './runner.ts';
+import type { ObjectStore } from './s3.ts';
+
+export interface SiteDbTarget {
+  site: string;
+  /** database name of the site */
+  db: string;
+  conn: MariaDbConn;
+  /** MariaDB password when conn.password is set */
+  dbPassword?: string;
+}
+
+export interface DbBackupResult {
+  manifest: Manifest;
+  ms: number;
+}
+
+/**
+ * Dump → gzip → age on the host, streamed into a multipart upload; then the manifest.
+ * A failed dump or upload leaves no manifest (and the data object is removed when it got written),
+ * so earlier backups stay the newest complete ones and the run throws BackupError.
+ */
+export async function backupSiteDb(o: { shell: Shell; store: ObjectStore; target: SiteDbTarget; recipient: string; at?: Date }): Promise<DbBackupResult> {
+  const t0 = Date.now();
+  const at = o.at ?? new Date();
+  const key = siteDbKey(o.target.site, at);
+  const cmd = mariadbDumpCommand(o.target.db, { conn: o.target.conn, recipient: o.recipient });
+  const secrets: Record<string, string> = {};
+  if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
+  const run = startHostCommand(o.shell, cmd, secrets);
+  let upload;
+  try {
+    upload = await o.store.putStream(key, run.stdout);
+  } catch (e) {
+    run.kill();
+    await run.done;
+    throw new BackupError('upload', `database backup of site ${o.target.site} to ${key} failed; earlier backups are untouched: ${(e as Error).message}`, { cause: e });
+  }
+  const fin = await run.done;
+  if (fin.code !== 0) {
+    await o.store.deleteKeys([key]).catch(() => undefined);
+    throw new BackupError('dump', `mariadb-dump of ${o.target.db} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
+  }
+  const manifest: Manifest = {
+    version: 1,
+    kind: 'site-db',
+    site: o.target.site,
+    key,
+    time: at.toISOString(),
+    size: upload.size,
+    sha256: upload.sha256,
+    encryption: 'age',
+    recipient: o.recipient,
+    uploadMs: upload.ms,
+    dumpMs: Date.now() - t0,
+    host: o.shell.name,
+  };
+  try {
+    await o.store.putBytes(manifestKey(key), JSON.stringify(manifest, null, 2), 'application/json');
+  } catch (e) {
+    throw new BackupError('manifest', `backup ${key} uploaded but its manifest could not be written (it will not be used for restores): ${(e as Error).message}`, { cause: e });
+  }
+  return { manifest, ms: Date.now() - t0 };
+}
+
+/** Download an object to a private temp file while checking size and sha256 against the manifest. */
+export async function downloadVerified(store: ObjectStore, m: Manifest): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'wpfarm-dl-'));
+  const path = join(dir, 'obj');
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  try {
+    const hash = createHash('sha256');
+    let size = 0;
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        size += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    await pipeline(await store.getStream(m.key), tap, createWriteStream(path, { mode: 0o600 }));
+    const sha = hash.digest('hex');
+    if (size !== m.size || sha !== m.sha256) {
+      throw new BackupError('verify', `${m.key}: downloaded ${size} bytes sha256 ${sha}, manifest says ${m.size} bytes sha256 ${m.sha256}`);
+    }
+    return { path, cleanup };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+export interface DbRestoreResult {
+  key: string;
+  time: Date;
+  bytes: number;
+  downloadMs: number;
+  restoreMs: number;
+  ms: number;
+}
+
+/**
+ * Restore a site's database (or a scratch database: `intoDb`) from the newest complete backup at or
+ * before `at`. The ciphertext is verified against its manifest before the database is touched.
+ */
+export async function restoreSiteDb(o: { shell: Shell; store: ObjectStore; target: SiteDbTarget; at: Date; ageIdentity: string; intoDb?: string }): Promise<DbRestoreResult> {
+  const t0 = Date.now();
+  const entry = await findSiteDbBackup(o.store, o.target.site, o.at);
+  const m = await readManifest(o.store, entry.key);
+  const dl = await downloadVerified(o.store, m);
+  const downloadMs = Date.now() - t0;
+  try {
+    const cmd = mariadbRestoreCommand(o.intoDb ?? o.target.db, { conn: o.target.conn });
+    const secrets: Record<string, string> = { [AGE_IDENTITY_ENV]: o.ageIdentity };
+    if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
+    const t1 = Date.now();
+    const run = startHostCommand(o.shell, cmd, secrets, createReadStream(dl.path));
+    run.stdout.resume();
+    const fin = await run.done;
+    if (fin.code !== 0) throw new BackupError('restore', `restore of ${m.key} into ${o.intoDb ?? o.target.db} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
+    return { key: m.key, time: entry.time, bytes: m.size, downloadMs, restoreMs: Date.now() - t1, ms: Date.now() - t0 };
+  } finally {
+    await dl.cleanup();
+  }
+}
+
+export interface PruneReport {
+  kept: string[];
+  deleted: string[];
+  dryRun: boolean;
+}
+
+/** Apply the database retention policy to one site's dumps (data objects and their manifests). */
+export async function pruneSiteDb(o: { store: ObjectStore; site: string; now: Date; policy?: RetentionPolicy; dryRun?: boolean }): Promise<PruneReport> {
+  const entries = await listBackups(o.store, siteDbPrefix(o.site), DB_EXT);
+  const r = prune(entries, o.policy ?? DB_POLICY, o.now);
+  const deleted = r.delete.map((e) => e.key);
+  if (!o.dryRun && deleted.length) await o.store.deleteKeys(deleted.flatMap((k) => [k, manifestKey(k)]));
+  return { kept: r.keep.map((e) => e.key), deleted, dryRun: !!o.dryRun };
+}

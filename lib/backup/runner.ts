@@ -1,0 +1,125 @@
+// Where backup commands run. Backups stream binary data (ciphertext) between the host and the object
+// store, so besides the engine's Connection.exec (strings) they need a streaming exec:
+//   stdin  = secret lines, then optionally a data stream (restore)
+//   stdout = a data stream (backup) consumed by the S3 multipart upload while the command runs
+// LocalShell runs on this machine (tests, or the controller acting as a host); connectionShell adapts
+// an engine Connection once it offers execStream (see docs/backups.md, "what the engine must provide").
+import { spawn } from 'node:child_process';
+import { Readable } from 'node:stream';
+import type { Connection } from '../types.ts';
+import { mask } from '../secrets.ts';
+import type { HostCommand } from './commands.ts';
+import { secretStdin } from './commands.ts';
+
+export interface Finished {
+  code: number;
+  signal?: string | null;
+  stderr: string;
+}
+
+export interface Running {
+  stdout: Readable;
+  /** resolves when the command has exited (never rejects; check code) */
+  done: Promise<Finished>;
+  /** stop the command (SIGTERM on the local process / the remote channel) */
+  kill(): void;
+}
+
+export interface Shell {
+  readonly name: string;
+  /** start `script` under bash; stdin gets `stdin` parts in order then EOF */
+  stream(script: string, stdin: Array<Buffer | Readable>): Running;
+}
+
+export interface RunOutput {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a HostCommand with its secrets (in its declared order) and optional data on stdin. */
+export function startHostCommand(shell: Shell, cmd: HostCommand, secrets: Record<string, string>, data?: Buffer | Readable): Running {
+  const values = cmd.secrets.map((n) => {
+    const v = secrets[n];
+    if (v === undefined) throw new Error(`secret ${n} not provided for the command`);
+    return v;
+  });
+  const parts: Array<Buffer | Readable> = [secretStdin(values)];
+  if (data) parts.push(data);
+  return shell.stream(cmd.script, parts);
+}
+
+/** Run to completion and collect stdout as text (for small outputs: JSON, checksums). */
+export async function runHostCommand(shell: Shell, cmd: HostCommand, secrets: Record<string, string>, data?: Buffer | Readable): Promise<RunOutput> {
+  const r = startHostCommand(shell, cmd, secrets, data);
+  const chunks: Buffer[] = [];
+  r.stdout.on('data', (c: Buffer) => chunks.push(c));
+  const fin = await r.done;
+  await new Promise<void>((res) => (r.stdout.readableEnded || r.stdout.destroyed ? res() : r.stdout.once('close', () => res())));
+  return { code: fin.code, stdout: Buffer.concat(chunks).toString('utf8'), stderr: fin.stderr };
+}
+
+/** Last lines of stderr with every registered secret masked: safe to put in an error message. */
+export function stderrTail(s: string, lines = 8): string {
+  return mask(s.trim().split('\n').slice(-lines).join('\n'));
+}
+
+async function feed(target: NodeJS.WritableStream & { destroyed?: boolean }, parts: Array<Buffer | Readable>): Promise<void> {
+  for (const p of parts) {
+    if (Buffer.isBuffer(p)) {
+      if (!target.write(p)) await new Promise((r) => target.once('drain', r));
+    } else {
+      for await (const chunk of p) {
+        if (target.destroyed) return;
+        if (!target.write(chunk as Buffer)) await new Promise((r) => target.once('drain', r));
+      }
+    }
+  }
+  target.end();
+}
+
+/** Commands run by bash on this machine. */
+export class LocalShell implements Shell {
+  readonly name: string;
+  constructor(
+    name = 'localhost',
+    private readonly env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8' },
+  ) {
+    this.name = name;
+  }
+
+  stream(script: string, stdin: Array<Buffer | Readable>): Running {
+    // a clean environment: the controller's credentials are not inherited by the command
+    const child = spawn('bash', ['-c', script], { stdio: ['pipe', 'pipe', 'pipe'], env: this.env });
+    const err: Buffer[] = [];
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.stdin.on('error', () => undefined); // EPIPE when the command exits early: reported by its exit code
+    void feed(child.stdin, stdin).catch(() => child.stdin.destroy());
+    const done = new Promise<Finished>((resolve) => {
+      child.once('error', (e) => resolve({ code: 127, stderr: String(e) }));
+      child.once('close', (code, signal) => resolve({ code: code ?? 128, signal, stderr: Buffer.concat(err).toString('utf8') }));
+    });
+    return { stdout: child.stdout, done, kill: () => void child.kill('SIGTERM') };
+  }
+}
+
+/** What an engine Connection must offer for streaming (proposed to the lead; not in lib/types.ts yet). */
+export interface StreamingConnection extends Connection {
+  execStream(command: string, opts?: { stdin?: Array<Buffer | Readable>; become?: boolean }): Running;
+}
+
+/** A Shell over an engine Connection (needs execStream; plain exec is string-only). */
+export function connectionShell(conn: Connection): Shell {
+  const sc = conn as Partial<StreamingConnection>;
+  return {
+    name: conn.host.name,
+    stream(script, stdin) {
+      if (typeof sc.execStream !== 'function') {
+        throw new Error(`${conn.host.name}: the transport offers no execStream; backups need streamed stdout (see docs/backups.md)`);
+      }
+      return sc.execStream.call(conn, script, { stdin, become: true });
+    },
+  };
+}
+
+export { Readable };

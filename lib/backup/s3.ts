@@ -1,0 +1,261 @@
+// S3 object store client for backups (DigitalOcean Spaces, Ceph RGW): streamed multipart upload,
+// list, head, get, delete. Only ciphertext ever goes through it (encryption happens on the host).
+import {
+  S3Client,
+  CreateBucketCommand,
+  HeadBucketCommand,
+  PutObjectCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
+  CompleteMultipartUploadCommand,
+  AbortMultipartUploadCommand,
+  ListObjectsV2Command,
+  HeadObjectCommand,
+  GetObjectCommand,
+  DeleteObjectsCommand,
+  type CompletedPart,
+} from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { StoreCredentialsError, StoreError } from './errors.ts';
+
+export interface StoreConfig {
+  /** https://fra1.digitaloceanspaces.com, or http://127.0.0.1:PORT for a local gateway */
+  endpoint: string;
+  region: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** bytes per multipart part (min 5 MiB except the last); default 8 MiB */
+  partSize?: number;
+  /** SDK attempts per request (default 3) */
+  maxAttempts?: number;
+}
+
+/** Read store settings from the environment (.env): names only, values never printed. */
+export function storeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): StoreConfig {
+  const need = (name: string): string => {
+    const v = env[name];
+    if (!v) throw new StoreError(`missing ${name} in the environment (.env)`);
+    return v;
+  };
+  return {
+    endpoint: need('WPFARM_S3_ENDPOINT'),
+    region: env.WPFARM_S3_REGION || 'us-east-1',
+    bucket: need('WPFARM_S3_BUCKET'),
+    accessKeyId: need('WPFARM_S3_ACCESS_KEY'),
+    secretAccessKey: need('WPFARM_S3_SECRET_KEY'),
+  };
+}
+
+export interface StoredObject {
+  key: string;
+  size: number;
+  lastModified?: Date;
+}
+
+export interface UploadResult {
+  key: string;
+  size: number;
+  /** sha256 of the bytes uploaded (hex) */
+  sha256: string;
+  parts: number;
+  etag?: string;
+  ms: number;
+}
+
+const CREDENTIAL_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied']);
+const MIN_PART = 5 * 1024 * 1024;
+
+export class ObjectStore {
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly endpoint: string;
+  readonly partSize: number;
+
+  constructor(readonly config: StoreConfig) {
+    this.bucket = config.bucket;
+    this.endpoint = config.endpoint;
+    this.partSize = Math.max(MIN_PART, config.partSize ?? 8 * 1024 * 1024);
+    this.client = new S3Client({
+      endpoint: config.endpoint,
+      region: config.region,
+      forcePathStyle: true,
+      maxAttempts: config.maxAttempts ?? 3,
+      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+    });
+  }
+
+  /** Translate SDK errors into clear ones (credentials, gateway down); never includes secrets. */
+  wrap(op: string, key: string | undefined, e: unknown): Error {
+    if (e instanceof StoreError || e instanceof StoreCredentialsError) return e;
+    const err = e as { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+    const code = err.Code ?? err.name ?? err.code ?? 'Error';
+    const status = err.$metadata?.httpStatusCode;
+    if (CREDENTIAL_CODES.has(code)) return new StoreCredentialsError(this.endpoint, this.bucket, code, status);
+    const where = `${this.endpoint}/${this.bucket}${key ? `/${key}` : ''}`;
+    const msg = err.message && err.message !== 'UnknownError' ? err.message : code;
+    return new StoreError(`object store ${op} ${where} failed: ${code}${status ? ` (HTTP ${status})` : ''}${msg !== code ? `: ${msg}` : ''}`, code, status);
+  }
+
+  private async send<T>(op: string, key: string | undefined, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw this.wrap(op, key, e);
+    }
+  }
+
+  /** Create the bucket unless it exists (and is ours). */
+  async ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return;
+    } catch (e) {
+      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 403) throw new StoreCredentialsError(this.endpoint, this.bucket, 'AccessDenied', 403);
+      if (status !== 404) throw this.wrap('head bucket', undefined, e);
+    }
+    await this.send('create bucket', undefined, () => this.client.send(new CreateBucketCommand({ Bucket: this.bucket })));
+  }
+
+  /** Small object in one request. */
+  async putBytes(key: string, body: Buffer | string, contentType = 'application/octet-stream'): Promise<void> {
+    await this.send('put', key, () => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType })));
+  }
+
+  /**
+   * Stream an object of unknown length: multipart when it exceeds one part, a single PUT otherwise.
+   * The object becomes visible only when complete; on any failure the multipart upload is aborted
+   * (best effort: a gateway that is down cannot be told, its lifecycle rules clean up) and this throws.
+   */
+  async putStream(key: string, source: AsyncIterable<Buffer | string> | Readable, opts: { onPart?: (n: number, bytes: number) => void } = {}): Promise<UploadResult> {
+    const t0 = Date.now();
+    const hash = createHash('sha256');
+    let size = 0;
+    let uploadId: string | undefined;
+    const parts: CompletedPart[] = [];
+    let pending: Buffer[] = [];
+    let pendingLen = 0;
+    const flushPart = async (final: boolean) => {
+      if (pendingLen === 0 && !final) return;
+      const body = Buffer.concat(pending, pendingLen);
+      pending = [];
+      pendingLen = 0;
+      if (!uploadId) {
+        const r = await this.send('create multipart upload', key, () =>
+          this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream' })),
+        );
+        if (!r.UploadId) throw new StoreError(`object store gave no UploadId for ${key}`);
+        uploadId = r.UploadId;
+      }
+      const partNumber = parts.length + 1;
+      const id = uploadId;
+      const r = await this.send(`upload part ${partNumber}`, key, () =>
+        this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: id, PartNumber: partNumber, Body: body, ContentLength: body.length })),
+      );
+      parts.push({ PartNumber: partNumber, ETag: r.ETag });
+      opts.onPart?.(partNumber, body.length);
+    };
+    try {
+      for await (const chunk of source) {
+        const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        hash.update(b);
+        size += b.length;
+        pending.push(b);
+        pendingLen += b.length;
+        while (pendingLen >= this.partSize) {
+          // cut exactly partSize bytes so every part but the last has the same size
+          const all = Buffer.concat(pending, pendingLen);
+          const rest = all.subarray(this.partSize);
+          pending = [all.subarray(0, this.partSize)];
+          pendingLen = this.partSize;
+          await flushPart(false);
+          pending = rest.length ? [Buffer.from(rest)] : [];
+          pendingLen = rest.length;
+        }
+      }
+      if (!uploadId) {
+        // everything fits in one request
+        const body = Buffer.concat(pending, pendingLen);
+        await this.putBytes(key, body);
+        return { key, size, sha256: hash.digest('hex'), parts: 1, ms: Date.now() - t0 };
+      }
+      if (pendingLen > 0) await flushPart(true);
+      const id = uploadId;
+      await this.send('complete multipart upload', key, () =>
+        this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id, MultipartUpload: { Parts: parts } })),
+      );
+      // Ceph RGW answers CompleteMultipartUpload with an empty ETag: read it back with HEAD.
+      const head = await this.head(key);
+      if (!head || head.size !== size) throw new StoreError(`object ${key} after upload has size ${head?.size ?? 'none'}, expected ${size}`);
+      return { key, size, sha256: hash.digest('hex'), parts: parts.length, etag: head.etag, ms: Date.now() - t0 };
+    } catch (e) {
+      if (uploadId) {
+        const id = uploadId;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id })).catch(() => undefined);
+      }
+      throw e instanceof Error && (e instanceof StoreError || e instanceof StoreCredentialsError) ? e : this.wrap('upload', key, e);
+    }
+  }
+
+  async head(key: string): Promise<{ size: number; etag?: string; lastModified?: Date } | null> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { size: r.ContentLength ?? 0, etag: r.ETag, lastModified: r.LastModified };
+    } catch (e) {
+      if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return null;
+      throw this.wrap('head', key, e);
+    }
+  }
+
+  /** All objects under a prefix (paginated; bounded to maxObjects to never loop forever). */
+  async list(prefix: string, maxObjects = 1_000_000): Promise<StoredObject[]> {
+    const out: StoredObject[] = [];
+    let token: string | undefined;
+    do {
+      const r = await this.send('list', prefix, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })),
+      );
+      for (const o of r.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token && out.length < maxObjects);
+    return out;
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    const r = await this.send('get', key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
+    if (!r.Body) throw new StoreError(`object ${key} has no body`);
+    return r.Body as Readable;
+  }
+
+  async getBytes(key: string): Promise<Buffer> {
+    const s = await this.getStream(key);
+    const chunks: Buffer[] = [];
+    for await (const c of s) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
+    return Buffer.concat(chunks);
+  }
+
+  /** Delete keys (batches of 1000); throws if the store reports any key it could not delete. */
+  async deleteKeys(keys: string[]): Promise<number> {
+    let deleted = 0;
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      const r = await this.send('delete', batch[0], () =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
+      );
+      const errs = r.Errors ?? [];
+      if (errs.length) {
+        const first = errs[0];
+        if (first?.Code && CREDENTIAL_CODES.has(first.Code)) throw new StoreCredentialsError(this.endpoint, this.bucket, first.Code, 403);
+        throw new StoreError(`object store refused to delete ${errs.length} key(s), first ${first?.Key}: ${first?.Code} ${first?.Message ?? ''}`);
+      }
+      deleted += batch.length;
+    }
+    return deleted;
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}
