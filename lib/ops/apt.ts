@@ -1,0 +1,147 @@
+// apt: Debian packages present / absent / latest.
+//
+// Probe (read-only): dpkg-query for the named packages, `apt-cache policy` for 'latest' (candidate vs
+// installed), and the age of the package lists when update_cache is a number of seconds.
+// Apply: ONE script: optional policy-rc.d (daemons must not autostart), optional `apt-get update`,
+// then `apt-get install --no-install-recommends` (or remove / purge).
+//
+// update_cache semantics (so that a second run changes nothing):
+//   true    — refresh the lists before installing, only when something is to be installed;
+//   N (s)   — additionally refresh (a change of its own) when the lists are older than N seconds.
+import type { Operation, Plan, StepOptions } from '../types.ts';
+import { defineOp } from './base.ts';
+import { sh } from '../shell.ts';
+import { parseDpkgQuery, isInstalled, type PackageInfo } from '../facts.ts';
+import { check, keyValues, parts } from './sys-util.ts';
+
+export interface AptArgs {
+  packages: string[];
+  state?: 'present' | 'absent' | 'latest';
+  /** true: `apt-get update` before installing; a number: also when the lists are older than that (seconds) */
+  update_cache?: boolean | number;
+  /** false: daemons installed by this step are not started (policy-rc.d answers 101) */
+  autostart?: boolean;
+  /** with state absent: purge configuration files too (config-files leftovers then count as present) */
+  purge?: boolean;
+  installRecommends?: boolean;
+}
+
+const PKG = /^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$/;
+const APT = ['apt-get', '-o', 'DPkg::Lock::Timeout=600', '-y', '-q'];
+
+export const DPKG_FORMAT = '${Package} ${Status} ${Version}\n';
+
+/** Parse `apt-cache policy pkg...`: package → { installed, candidate } ('' for "(none)"). */
+export function parseAptPolicy(out: string): Record<string, { installed: string; candidate: string }> {
+  const res: Record<string, { installed: string; candidate: string }> = {};
+  let cur = '';
+  for (const line of out.split('\n')) {
+    const head = /^(\S+):$/.exec(line);
+    if (head) {
+      cur = head[1]!;
+      res[cur] = { installed: '', candidate: '' };
+      continue;
+    }
+    const m = /^\s+(Installed|Candidate):\s+(\S+)/.exec(line);
+    if (m && cur && res[cur]) {
+      const v = m[2] === '(none)' ? '' : m[2]!;
+      if (m[1] === 'Installed') res[cur].installed = v;
+      else res[cur].candidate = v;
+    }
+  }
+  return res;
+}
+
+export function apt(a: AptArgs, options: StepOptions = {}): Operation {
+  const state = a.state ?? 'present';
+  check(Array.isArray(a.packages) && a.packages.length > 0, 'apt packages', a.packages);
+  for (const p of a.packages) check(PKG.test(p), 'Debian package name', p);
+  check(['present', 'absent', 'latest'].includes(state), 'apt state', state);
+  const maxAge = typeof a.update_cache === 'number' ? a.update_cache : undefined;
+  if (maxAge !== undefined) check(Number.isInteger(maxAge) && maxAge >= 0, 'update_cache seconds', maxAge);
+  const pkgs = [...new Set(a.packages)];
+
+  return defineOp({
+    kind: 'apt',
+    title: `apt ${state} ${pkgs.join(' ')}`,
+    options,
+    probe: () => {
+      const s = [sh`echo %%dpkg; dpkg-query -W -f=${DPKG_FORMAT} -- ${pkgs}`];
+      if (state === 'latest') s.push(sh`echo %%policy; LC_ALL=C apt-cache policy -- ${pkgs}`);
+      if (maxAge !== undefined)
+        s.push(
+          "echo %%cache; echo now=$(date +%s); echo lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -printf '%T@\\n' | sort -n | tail -1 | cut -d. -f1)",
+        );
+      return { script: `(\n${s.join('\n')}\n) 2>/dev/null`, become: options.become };
+    },
+    plan: (_ctx, out): Plan => {
+      const p = parts(out);
+      const dpkg: Record<string, PackageInfo> = parseDpkgQuery(p.get('dpkg') ?? '');
+      const changes: string[] = [];
+      let update = false;
+      if (maxAge !== undefined) {
+        const c = keyValues(p.get('cache') ?? '');
+        const now = parseInt(c.now ?? '', 10);
+        const lists = parseInt(c.lists ?? '', 10);
+        if (!Number.isFinite(lists)) {
+          update = true;
+          changes.push('apt-get update (no package lists)');
+        } else if (Number.isFinite(now) && now - lists > maxAge) {
+          update = true;
+          changes.push(`apt-get update (lists ${now - lists} s old > ${maxAge} s)`);
+        }
+      }
+      let install: string[] = [];
+      let remove: string[] = [];
+      if (state === 'present') {
+        install = pkgs.filter((n) => !isInstalled(dpkg[n]));
+        for (const n of install) changes.push(`install ${n}${dpkg[n] && dpkg[n].status.split(' ')[2] !== 'not-installed' ? ` (now: ${dpkg[n].status})` : ''}`);
+      } else if (state === 'latest') {
+        const pol = parseAptPolicy(p.get('policy') ?? '');
+        for (const n of pkgs) {
+          const cand = pol[n]?.candidate ?? '';
+          const inst = isInstalled(dpkg[n]) ? dpkg[n]!.version : '';
+          if (!inst) {
+            install.push(n);
+            changes.push(`install ${n}${cand ? ` ${cand}` : ''}`);
+          } else if (cand && cand !== inst) {
+            install.push(n);
+            changes.push(`upgrade ${n} ${inst} -> ${cand}`);
+          }
+        }
+      } else {
+        // absent: installed (or half-installed) packages; with purge also config-files leftovers
+        remove = pkgs.filter((n) => {
+          const st = dpkg[n]?.status.split(' ')[2];
+          if (!st || st === 'not-installed') return false;
+          return st !== 'config-files' || !!a.purge;
+        });
+        for (const n of remove) changes.push(`${a.purge ? 'purge' : 'remove'} ${n} ${dpkg[n]!.version}`.trim());
+      }
+      if (!update && install.length === 0 && remove.length === 0) return { changed: false, changes: [], result: { installed: [], removed: [] } };
+      if (install.length && a.update_cache !== undefined && a.update_cache !== false) update = true;
+
+      const lines: string[] = ['set -e', 'export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l'];
+      if (install.length && a.autostart === false) {
+        // policy-rc.d answers 101 ("action forbidden") to invoke-rc.d/deb-systemd-invoke: units are
+        // installed (and enabled) but not started. An existing policy-rc.d is kept aside and restored.
+        lines.push(
+          'prc=/usr/sbin/policy-rc.d; saved=""',
+          'if [ -e "$prc" ]; then saved="$prc.wpfarm-saved.$$"; mv -f "$prc" "$saved"; fi',
+          `trap 'rm -f "$prc"; if [ -n "$saved" ]; then mv -f "$saved" "$prc"; fi' EXIT`,
+          "printf '#!/bin/sh\\nexit 101\\n' > \"$prc\"; chmod 0755 \"$prc\"",
+        );
+      }
+      if (update) lines.push(sh`${APT} update`);
+      if (install.length) lines.push(sh`${APT} install ${a.installRecommends ? [] : ['--no-install-recommends']} -- ${install}`);
+      if (remove.length) lines.push(sh`${APT} ${a.purge ? 'purge' : 'remove'} -- ${remove}`);
+      return {
+        changed: true,
+        changes,
+        apply: { script: lines.join('\n'), become: options.become },
+        invalidates: ['packages', 'services'],
+        result: { installed: install, removed: remove },
+      };
+    },
+  });
+}

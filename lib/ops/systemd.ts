@@ -1,0 +1,205 @@
+// systemd: unit state (enabled, started/stopped/restarted/reloaded, masked) and unit files.
+//
+// Probe: `systemctl show -p ...` (LoadState, ActiveState, SubState, UnitFileState, NeedDaemonReload)
+// and `systemctl is-enabled`. Apply: one script, in this order: daemon-reload, unmask, enable/disable,
+// start/stop/restart/reload, mask. 'restarted' and 'reloaded' always report changed (they are actions,
+// used in handlers); everything else changes only what differs.
+import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
+import { defineOp } from './base.ts';
+import { sh } from '../shell.ts';
+import { b64decode, check, keyValues, lineDiff, parts, sha256 } from './sys-util.ts';
+
+export interface SystemdArgs {
+  name: string;
+  enabled?: boolean;
+  state?: 'started' | 'stopped' | 'restarted' | 'reloaded';
+  masked?: boolean;
+  /** run `systemctl daemon-reload` first when systemd says the unit's files changed on disk */
+  daemonReload?: boolean;
+}
+
+export interface UnitState {
+  /** systemd is PID 1 on the host */
+  systemd: boolean;
+  load: string; // loaded | not-found | masked | bad-setting | error
+  active: string; // active | inactive | failed | activating | deactivating | reloading
+  sub: string;
+  unitFileState: string;
+  /** `systemctl is-enabled` answer: enabled, disabled, static, masked, alias, indirect, generated, ... */
+  enabled: string;
+  needDaemonReload: boolean;
+}
+
+const UNIT = /^[A-Za-z0-9:_.@\\-]+$/;
+
+/** "nginx" → "nginx.service"; names with a known unit suffix stay as they are. */
+export function unitName(name: string): string {
+  return /\.(service|socket|timer|target|mount|automount|path|slice|scope|swap|device)$/.test(name) ? name : `${name}.service`;
+}
+
+export function unitProbeScript(unit: string): string {
+  return [
+    "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi",
+    sh`systemctl show --no-pager -p LoadState -p ActiveState -p SubState -p UnitFileState -p NeedDaemonReload -- ${unit}`,
+    sh`echo "IsEnabled=$(systemctl is-enabled -- ${unit} 2>/dev/null)"`,
+  ].join('\n');
+}
+
+export function parseUnitState(out: string): UnitState {
+  const r = keyValues(out);
+  return {
+    systemd: r.systemd === 'yes',
+    load: r.LoadState ?? '',
+    active: r.ActiveState ?? '',
+    sub: r.SubState ?? '',
+    unitFileState: r.UnitFileState ?? '',
+    enabled: r.IsEnabled ?? '',
+    needDaemonReload: r.NeedDaemonReload === 'yes',
+  };
+}
+
+const RUNNING = new Set(['active', 'activating', 'reloading']);
+/** is-enabled answers that satisfy `enabled: true` (static/indirect/generated units cannot be enabled further) */
+const ENABLED_OK = new Set(['enabled', 'enabled-runtime', 'static', 'alias', 'indirect', 'generated', 'transient', 'linked', 'linked-runtime']);
+
+export function systemd(a: SystemdArgs, options: StepOptions = {}): Operation {
+  check(typeof a.name === 'string' && UNIT.test(a.name), 'unit name', a.name);
+  const unit = unitName(a.name);
+  if (a.state) check(['started', 'stopped', 'restarted', 'reloaded'].includes(a.state), 'systemd state', a.state);
+  const what = [a.masked !== undefined ? (a.masked ? 'masked' : 'unmasked') : '', a.enabled !== undefined ? (a.enabled ? 'enabled' : 'disabled') : '', a.state ?? '']
+    .filter(Boolean)
+    .join(' ');
+
+  return defineOp({
+    kind: 'systemd',
+    title: `systemd ${unit}${what ? ` ${what}` : ''}`,
+    options,
+    probe: () => ({ script: `(\n${unitProbeScript(unit)}\n) 2>/dev/null`, become: options.become }),
+    plan: (ctx: StepContext, out: string): Plan => {
+      const st = parseUnitState(out);
+      if (!st.systemd) throw new Error(`${unit}: systemd is not the init system on ${ctx.host.name}`);
+      const changes: string[] = [];
+      const cmds: string[] = [];
+      const missing = st.load === 'not-found' || (st.load === '' && st.unitFileState === '');
+      if (missing && a.masked !== true) {
+        // In check mode an earlier step (apt, unitFile) may be what creates the unit: predict, don't fail.
+        if (!ctx.check) throw new Error(`${unit}: unit not found on ${ctx.host.name}`);
+        changes.push(`unit ${unit} not found (an earlier step must create it)`);
+      }
+      const isMasked = st.load === 'masked' || st.unitFileState === 'masked' || st.enabled === 'masked';
+      if (st.needDaemonReload && a.daemonReload) {
+        cmds.push('systemctl daemon-reload');
+        changes.push('daemon-reload (unit files changed on disk)');
+      }
+      if (a.masked === false && isMasked) {
+        cmds.push(sh`systemctl unmask -- ${unit}`);
+        changes.push('unmask');
+      }
+      const willBeMasked = a.masked === true || (isMasked && a.masked !== false);
+      if (a.enabled !== undefined && !willBeMasked) {
+        const en = ENABLED_OK.has(st.enabled);
+        if (a.enabled && !en) {
+          cmds.push(sh`systemctl enable -- ${unit}`);
+          changes.push(`enable (was ${st.enabled || 'unknown'})`);
+        } else if (!a.enabled && (st.enabled === 'enabled' || st.enabled === 'enabled-runtime' || st.enabled === 'linked')) {
+          cmds.push(sh`systemctl disable -- ${unit}`);
+          changes.push(`disable (was ${st.enabled})`);
+        }
+      }
+      const running = RUNNING.has(st.active);
+      if (a.state === 'started' && !running && !willBeMasked) {
+        cmds.push(sh`systemctl start -- ${unit}`);
+        changes.push(`start (was ${st.active || 'unknown'})`);
+      } else if ((a.state === 'stopped' || (a.masked === true && !isMasked)) && running) {
+        cmds.push(sh`systemctl stop -- ${unit}`);
+        changes.push(`stop (was ${st.active})`);
+      } else if (a.state === 'restarted') {
+        cmds.push(sh`systemctl restart -- ${unit}`);
+        changes.push(running ? 'restart' : `restart (was ${st.active || 'unknown'})`);
+      } else if (a.state === 'reloaded') {
+        // reload of a stopped unit starts it (there is nothing to reload)
+        cmds.push(running ? sh`systemctl reload-or-restart -- ${unit}` : sh`systemctl start -- ${unit}`);
+        changes.push(running ? 'reload' : `start (was ${st.active || 'unknown'})`);
+      }
+      if (a.masked === true && !isMasked) {
+        cmds.push(sh`systemctl mask -- ${unit}`);
+        changes.push('mask');
+      }
+      const result = { unit, ...st };
+      if (changes.length === 0) return { changed: false, changes: [], result };
+      return {
+        changed: true,
+        changes,
+        apply: { script: ['set -e', ...cmds].join('\n'), become: options.become },
+        invalidates: ['services'],
+        result,
+      };
+    },
+  });
+}
+
+export interface UnitFileArgs {
+  /** unit name; ".service" is added when there is no unit suffix */
+  name: string;
+  content: string;
+  /** directory, default /etc/systemd/system */
+  dir?: string;
+}
+
+/** A unit file under /etc/systemd/system, written atomically, with daemon-reload in the same script. */
+export function unitFile(a: UnitFileArgs, options: StepOptions = {}): Operation {
+  check(typeof a.name === 'string' && UNIT.test(a.name), 'unit name', a.name);
+  check(typeof a.content === 'string', 'unit file content', typeof a.content);
+  const unit = unitName(a.name);
+  const dir = a.dir ?? '/etc/systemd/system';
+  const path = `${dir.replace(/\/+$/, '')}/${unit}`;
+  const want = sha256(a.content);
+
+  return defineOp({
+    kind: 'unitFile',
+    title: `unit file ${path}`,
+    options,
+    probe: () => ({
+      script: [
+        '(',
+        "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi",
+        sh`if [ -f ${path} ]; then echo exists=yes; echo sha256=$(sha256sum < ${path} | cut -d' ' -f1); else echo exists=no; fi`,
+        sh`systemctl show --no-pager -p NeedDaemonReload -- ${unit}`,
+        sh`echo %%content; [ -f ${path} ] && [ $(stat -c %s ${path}) -le 262144 ] && base64 -w0 < ${path}; echo`,
+        ') 2>/dev/null',
+      ].join('\n'),
+      become: options.become,
+    }),
+    plan: (ctx: StepContext, out: string): Plan => {
+      const p = parts(out);
+      const r = keyValues(p.get('') ?? '');
+      const same = r.exists === 'yes' && r.sha256 === want;
+      const reload = r.systemd === 'yes';
+      if (same && !(reload && r.NeedDaemonReload === 'yes')) return { changed: false, changes: [], result: { path, unit } };
+      const changes: string[] = [];
+      let diff: string | undefined;
+      if (!same) {
+        changes.push(r.exists === 'yes' ? `update ${path}` : `create ${path}`);
+        if (ctx.diff) diff = lineDiff(r.exists === 'yes' ? b64decode(p.get('content') ?? '') : '', a.content, path);
+      }
+      if (reload) changes.push('daemon-reload');
+      const script = [
+        'set -e',
+        sh`install -d -m 0755 -- ${dir}`,
+        same ? '' : sh`tmp=$(mktemp ${`${path}.XXXXXX`}); cat > "$tmp"; chmod 0644 "$tmp"; mv -f "$tmp" ${path}`,
+        // without systemd as PID 1 (image builds) there is nothing to reload
+        reload ? 'systemctl daemon-reload' : '',
+      ]
+        .filter(Boolean)
+        .join('\n');
+      return {
+        changed: true,
+        changes,
+        diff,
+        apply: { script, stdin: same ? undefined : a.content, become: options.become },
+        invalidates: ['services'],
+        result: { path, unit },
+      };
+    },
+  });
+}
