@@ -1,0 +1,112 @@
+// Command-line parsing shared by every playbook. Unknown flags are bad input (exit 4).
+import { parseArgs } from 'node:util';
+import { EXIT, InputError } from './errors.ts';
+import { mask } from './secrets.ts';
+
+export interface CommonFlags {
+  inventory: string;
+  limit?: string;
+  tags?: string[];
+  skipTags?: string[];
+  check: boolean;
+  diff: boolean;
+  forks: number;
+  json?: string;
+  verbose: number;
+  extraVars: string[];
+  acceptNewHostKeys: boolean;
+  help: boolean;
+}
+
+export const COMMON_HELP = `Common options:
+  -i, --inventory FILE        inventory file (default: $WPFARM_INVENTORY, inventory/production.yml if present, else inventory/lab.yml)
+  -l, --limit PATTERN         restrict to hosts: name, group, glob, !exclude, &intersect, @retryfile (comma separated)
+  -t, --tags T1,T2            only steps with these tags;  --skip-tags T1,T2  skip steps with these tags
+  -C, --check                 dry run: report what would change, change nothing
+  -D, --diff                  show diffs of changed content
+  -f, --forks N               hosts in parallel (default 50)
+  -e, --extra-vars k=v        extra vars, highest precedence (repeatable)
+      --json FILE             write every step's result and diff to FILE (secrets masked)
+      --accept-new-host-keys  record the key of hosts seen for the first time in known_hosts
+  -v, --verbose               more output (-vv: every step as it starts)
+  -h, --help                  this help
+Exit codes: 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input, 130 interrupted.`;
+
+type OptSpec = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
+
+const COMMON_OPTIONS = {
+  inventory: { type: 'string', short: 'i' },
+  limit: { type: 'string', short: 'l' },
+  tags: { type: 'string', short: 't' },
+  'skip-tags': { type: 'string' },
+  check: { type: 'boolean', short: 'C' },
+  diff: { type: 'boolean', short: 'D' },
+  forks: { type: 'string', short: 'f' },
+  json: { type: 'string' },
+  verbose: { type: 'boolean', short: 'v', multiple: true },
+  'extra-vars': { type: 'string', short: 'e', multiple: true },
+  'accept-new-host-keys': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export function defaultInventory(): string {
+  if (process.env.WPFARM_INVENTORY) return process.env.WPFARM_INVENTORY;
+  return 'inventory/lab.yml';
+}
+
+export interface Parsed<E> {
+  flags: CommonFlags;
+  extra: E;
+  positionals: string[];
+}
+
+/**
+ * Parse argv (without node and script). `extraOptions` are the playbook's own flags (node:util parseArgs specs).
+ */
+export function parseCli<E extends Record<string, unknown> = Record<string, unknown>>(
+  argv: string[],
+  extraOptions: OptSpec = {},
+): Parsed<E> {
+  let values: Record<string, unknown>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      options: { ...COMMON_OPTIONS, ...extraOptions } as OptSpec,
+      allowPositionals: true,
+      strict: true,
+    }) as { values: Record<string, unknown>; positionals: string[] });
+  } catch (e) {
+    throw new InputError(`${(e as Error).message} (see --help)`);
+  }
+  const list = (v: unknown): string[] | undefined =>
+    typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const forksRaw = values.forks as string | undefined;
+  const forks = forksRaw === undefined ? 50 : Number(forksRaw);
+  if (!Number.isInteger(forks) || forks < 1 || forks > 1000) throw new InputError(`--forks must be an integer 1..1000, got '${forksRaw}'`);
+  const flags: CommonFlags = {
+    inventory: (values.inventory as string | undefined) ?? defaultInventory(),
+    limit: values.limit as string | undefined,
+    tags: list(values.tags),
+    skipTags: list(values['skip-tags']),
+    check: !!values.check,
+    diff: !!values.diff,
+    forks,
+    json: values.json as string | undefined,
+    verbose: ((values.verbose as boolean[] | undefined) ?? []).length,
+    extraVars: (values['extra-vars'] as string[] | undefined) ?? [],
+    acceptNewHostKeys: !!values['accept-new-host-keys'],
+    help: !!values.help,
+  };
+  const extra: Record<string, unknown> = {};
+  for (const k of Object.keys(extraOptions ?? {})) extra[k] = values[k];
+  return { flags, extra: extra as E, positionals };
+}
+
+/** Print an error the way every playbook does and exit with its code. */
+export function fail(e: unknown): never {
+  const code = (e as { exitCode?: number }).exitCode ?? EXIT.FAILED;
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`error: ${mask(msg)}\n`);
+  process.exit(code);
+}

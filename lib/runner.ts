@@ -1,0 +1,486 @@
+// The runner: applies roles to hosts in parallel (p-limit, --forks), one SSH connection per host.
+//
+// Speed comes from speculative batched probing: before running operation i, the runner sends the probes of
+// operations i..j (up to the next task or delegated step) in ONE round trip. Operations whose plan says
+// "no change" cost nothing more; after a change is applied, the probes of the following steps are sent again
+// (the host changed). An idempotent rerun of a role is thus one round trip per host.
+import pLimit from 'p-limit';
+import { EXIT, RemoteCommandError, UnreachableError } from './errors.ts';
+import { FactCache } from './facts.ts';
+import { mask, registerSecret } from './secrets.ts';
+import { sh } from './shell.ts';
+import type {
+  Connection,
+  ExecOptions,
+  ExecResult,
+  HostSpec,
+  Operation,
+  Plan,
+  Role,
+  RunOptions,
+  Step,
+  StepContext,
+  StepResult,
+  StepStatus,
+  Task,
+  TaskOutcome,
+  Vars,
+} from './types.ts';
+import type { ConnectionPool } from './transport.ts';
+import type { Reporter } from './output.ts';
+
+/** Steps probed together at most (bounds the size of one probe script). */
+const MAX_PROBE_BATCH = 64;
+
+export interface HostOutcome {
+  host: string;
+  status: 'ok' | 'failed' | 'unreachable' | 'skipped';
+  counts: Record<StepStatus, number>;
+  ms: number;
+  error?: string;
+}
+
+export interface RoleRunResult {
+  role: string;
+  results: StepResult[];
+  hosts: HostOutcome[];
+  aborted?: string;
+}
+
+export interface RunEnv {
+  pool: ConnectionPool;
+  reporter: Reporter;
+  options: RunOptions;
+  /** every host of the inventory by name (for delegateTo) */
+  allHosts: Map<string, HostSpec>;
+  /** set on SIGINT: no new step starts */
+  signal: { interrupted: boolean };
+  /** per-host state kept across roles of one run: facts, registered values */
+  hostState: Map<string, HostState>;
+}
+
+export interface HostState {
+  facts?: FactCache;
+  registered: Record<string, StepResult>;
+  failed?: string;
+  unreachable?: string;
+}
+
+export function newHostState(): HostState {
+  return { registered: {} };
+}
+
+const PROBE_MARK = '@@@wpfarm-probe';
+
+function emptyCounts(): Record<StepStatus, number> {
+  return { ok: 0, changed: 0, failed: 0, skipped: 0, unreachable: 0 };
+}
+
+function tagsMatch(stepTags: string[], opts: RunOptions): boolean {
+  if (opts.skipTags?.length && stepTags.some((t) => opts.skipTags!.includes(t))) return false;
+  if (opts.tags?.length) {
+    if (stepTags.includes('always')) return true;
+    return stepTags.some((t) => opts.tags!.includes(t));
+  }
+  if (stepTags.includes('never')) return false;
+  return true;
+}
+
+function isOperation(s: Step): s is Operation {
+  return s.kind !== 'task';
+}
+
+function errMessage(e: unknown): string {
+  return mask(e instanceof Error ? e.message : String(e));
+}
+
+/** Shared state between the hosts of one role run (runOnce, anyErrorsFatal). */
+interface RoleShared {
+  once: Map<string, Promise<StepResult>>;
+  fatal: { stop: boolean };
+}
+
+class HostRun {
+  readonly results: StepResult[] = [];
+  readonly notified = new Set<string>();
+  private probeCache = new Map<number, string>();
+  private conn: (Connection & { abortChannels(): void }) | null = null;
+
+  constructor(
+    readonly role: Role,
+    readonly host: HostSpec,
+    readonly env: RunEnv,
+    readonly state: HostState,
+    readonly shared: RoleShared,
+  ) {}
+
+  async connection(): Promise<Connection & { abortChannels(): void }> {
+    if (!this.conn) this.conn = await this.env.pool.get(this.host);
+    return this.conn;
+  }
+
+  context(host: HostSpec = this.host, vars: Vars = this.host.vars): StepContext {
+    const self = this;
+    const connFor = () => (host === self.host ? self.connection() : self.env.pool.get(host));
+    const facts = (): FactCache => {
+      if (host !== self.host) return new FactCache((cmd) => connFor().then((c) => c.exec(cmd)));
+      self.state.facts ??= new FactCache((cmd) => connFor().then((c) => c.exec(cmd)));
+      return self.state.facts;
+    };
+    let connRef: Connection | null = null;
+    const ctx: StepContext = {
+      host,
+      vars,
+      check: self.env.options.check,
+      diff: self.env.options.diff,
+      registered: self.state.registered,
+      async exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
+        const c = await connFor();
+        self.probeCache.clear(); // a free command may change anything
+        return c.exec(command, opts);
+      },
+      run: (op: Operation) => self.runOperation(op, ctx, [], true),
+      async facts(...names) {
+        return (await facts().get(names)) as never;
+      },
+      secret(value: string): string {
+        return registerSecret(value);
+      },
+      notify(handler: string) {
+        self.notified.add(handler);
+      },
+      get conn(): Connection {
+        if (!connRef) throw new Error('ctx.conn used before the connection was opened');
+        return connRef;
+      },
+      log(message: string) {
+        self.env.reporter.log(host.name, mask(message));
+      },
+      hostContext(name: string): StepContext {
+        const h = self.env.allHosts.get(name);
+        if (!h) throw new Error(`unknown host '${name}'`);
+        return self.context(h, h.vars);
+      },
+    };
+    // resolve conn eagerly for operations that need put()
+    void connFor().then(
+      (c) => (connRef = c),
+      () => undefined,
+    );
+    return ctx;
+  }
+
+  /** Probe steps[from..] (operations only, until a task/delegated/runOnce step) in one round trip. */
+  private async probeBatch(ctx: StepContext, steps: Step[], from: number): Promise<void> {
+    const batch: { index: number; script: string; become: boolean }[] = [];
+    for (let i = from; i < steps.length && batch.length < MAX_PROBE_BATCH; i++) {
+      const s = steps[i]!;
+      if (!isOperation(s) || s.options.delegateTo || s.options.runOnce) break;
+      if (s.options.tags && !tagsMatch([...(this.role.tags ?? []), ...s.options.tags], this.env.options)) continue;
+      const p = s.probe(ctx);
+      if (!p) {
+        this.probeCache.set(i, '');
+        continue;
+      }
+      batch.push({ index: i, script: p.script, become: !!(p.become ?? s.options.become) });
+    }
+    if (!batch.length) return;
+    const become = batch.some((b) => b.become);
+    const script = batch.map((b) => `echo ${sh`${`${PROBE_MARK}:${b.index}`}`}\n( ${b.script}\n) 2>&1 </dev/null`).join('\n');
+    const c = await this.connection();
+    const r = await c.exec(script, { become, nothrow: true });
+    const parts = r.stdout.split(new RegExp(`^${PROBE_MARK}:(\\d+)\\n`, 'm'));
+    // parts: [before, idx, body, idx, body, ...]
+    for (let k = 1; k < parts.length; k += 2) {
+      const idx = Number(parts[k]);
+      this.probeCache.set(idx, (parts[k + 1] ?? '').replace(/\n$/, ''));
+    }
+    for (const b of batch) if (!this.probeCache.has(b.index)) this.probeCache.set(b.index, '');
+  }
+
+  private async probeOne(op: Operation, ctx: StepContext): Promise<string> {
+    const p = op.probe(ctx);
+    if (!p) return '';
+    const c = await (ctx.host === this.host ? this.connection() : this.env.pool.get(ctx.host));
+    const r = await c.exec(`( ${p.script}\n) 2>&1 </dev/null`, { become: !!(p.become ?? op.options.become), nothrow: true });
+    return r.stdout.replace(/\n$/, '');
+  }
+
+  private async applyPlan(plan: Plan, op: Operation, ctx: StepContext): Promise<void> {
+    if (!plan.apply) return;
+    if (typeof plan.apply === 'function') {
+      await plan.apply(ctx);
+    } else {
+      const c = await (ctx.host === this.host ? this.connection() : this.env.pool.get(ctx.host));
+      await c.exec(plan.apply.script, { stdin: plan.apply.stdin, become: plan.apply.become ?? op.options.become });
+    }
+    this.probeCache.clear();
+    if (plan.invalidates?.length) {
+      this.state.facts?.invalidate(plan.invalidates);
+    }
+  }
+
+  /**
+   * Run one operation: probe (from the batch cache when possible), plan, apply unless check.
+   * `steps`/`index` let the caller use the batch cache; `direct` is for ctx.run() inside tasks.
+   */
+  async runOperation(op: Operation, ctx: StepContext, steps: Step[], direct: boolean, index = -1): Promise<StepResult> {
+    const t0 = performance.now();
+    const base = { host: ctx.host.name, step: op.title, kind: op.kind };
+    const attempts = Math.max(1, (op.options.retries ?? 0) + 1);
+    let last: StepResult | null = null;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      try {
+        let out: string;
+        if (!direct && index >= 0 && !op.options.delegateTo) {
+          if (!this.probeCache.has(index)) await this.probeBatch(ctx, steps, index);
+          out = this.probeCache.get(index) ?? '';
+          this.probeCache.delete(index);
+        } else {
+          out = await this.probeOne(op, ctx);
+        }
+        const plan = await op.plan(ctx, out);
+        if (plan.changed && !ctx.check) await this.applyPlan(plan, op, ctx);
+        last = {
+          ...base,
+          status: plan.changed ? 'changed' : 'ok',
+          changes: plan.changes.map(mask),
+          diff: plan.diff !== undefined ? mask(plan.diff) : undefined,
+          result: plan.result,
+          ms: performance.now() - t0,
+        };
+        if (!op.options.until || op.options.until(last)) return last;
+      } catch (e) {
+        if (e instanceof UnreachableError) throw e;
+        last = { ...base, status: 'failed', changes: [], error: errMessage(e), ms: performance.now() - t0 };
+      }
+      if (attempt < attempts) {
+        this.probeCache.clear();
+        this.env.reporter.log(ctx.host.name, `retrying '${op.title}' (${attempt}/${attempts - 1})`);
+        await sleep(op.options.delayMs ?? 1000);
+      }
+    }
+    if (last && last.status !== 'failed' && op.options.until) {
+      return { ...last, status: 'failed', error: `condition not met after ${attempts} attempts` };
+    }
+    return last!;
+  }
+
+  async runTask(t: Task, ctx: StepContext): Promise<StepResult> {
+    const t0 = performance.now();
+    const base = { host: ctx.host.name, step: t.title, kind: t.kind };
+    const attempts = Math.max(1, (t.options.retries ?? 0) + 1);
+    let last: StepResult | null = null;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      try {
+        const o: TaskOutcome = (await t.run(ctx)) ?? {};
+        this.probeCache.clear();
+        last = o.skipped
+          ? { ...base, status: 'skipped', reason: mask(o.skipped), changes: [], ms: performance.now() - t0 }
+          : {
+              ...base,
+              status: o.changed ? 'changed' : 'ok',
+              changes: (o.changes ?? []).map(mask),
+              diff: o.diff !== undefined ? mask(o.diff) : undefined,
+              result: o.result,
+              ms: performance.now() - t0,
+            };
+        if (!t.options.until || t.options.until(last)) return last;
+      } catch (e) {
+        if (e instanceof UnreachableError) throw e;
+        last = { ...base, status: 'failed', changes: [], error: errMessage(e), ms: performance.now() - t0 };
+      }
+      if (attempt < attempts) {
+        this.env.reporter.log(ctx.host.name, `retrying '${t.title}' (${attempt}/${attempts - 1})`);
+        await sleep(t.options.delayMs ?? 1000);
+      }
+    }
+    if (last && last.status !== 'failed' && t.options.until) {
+      return { ...last, status: 'failed', error: `condition not met after ${attempts} attempts` };
+    }
+    return last!;
+  }
+
+  async runStep(step: Step, ctx: StepContext, steps: Step[], index: number): Promise<StepResult> {
+    const o = step.options;
+    let sctx = ctx;
+    if (o.delegateTo) {
+      const h = this.env.allHosts.get(o.delegateTo);
+      if (!h) throw new Error(`delegateTo: unknown host '${o.delegateTo}'`);
+      sctx = this.context(h, this.host.vars);
+    }
+    if (o.when && !(await o.when(sctx))) {
+      return { host: this.host.name, step: step.title, kind: step.kind, status: 'skipped', reason: 'condition false', changes: [], ms: 0 };
+    }
+    return isOperation(step) ? this.runOperation(step, sctx, steps, !!o.delegateTo, index) : this.runTask(step, sctx);
+  }
+
+  record(r: StepResult, step: Step): void {
+    this.results.push(r);
+    this.env.reporter.stepEnd(r);
+    if (step.options.register) this.state.registered[step.options.register] = r;
+    if (r.status === 'changed' && step.options.notify) {
+      for (const n of ([] as string[]).concat(step.options.notify)) this.notified.add(n);
+    }
+  }
+
+  /** Run the role's steps on this host. */
+  async run(): Promise<HostOutcome> {
+    const t0 = performance.now();
+    const counts = emptyCounts();
+    const outcome = (status: HostOutcome['status'], error?: string): HostOutcome => {
+      for (const r of this.results) counts[r.status]++;
+      return { host: this.host.name, status, counts, ms: performance.now() - t0, error };
+    };
+    if (this.state.unreachable) return outcome('unreachable', this.state.unreachable);
+    if (this.state.failed) return outcome('skipped', `skipped: failed earlier (${this.state.failed})`);
+    this.env.reporter.hostStart(this.host.name, this.role.name);
+    try {
+      await this.connection();
+    } catch (e) {
+      const msg = errMessage(e);
+      this.state.unreachable = msg;
+      const r: StepResult = { host: this.host.name, step: 'connect', kind: 'connect', status: 'unreachable', error: msg, changes: [], ms: performance.now() - t0 };
+      this.results.push(r);
+      this.env.reporter.stepEnd(r);
+      return outcome('unreachable', msg);
+    }
+    const ctx = this.context();
+    let steps: Step[];
+    try {
+      steps = await this.role.steps(ctx);
+    } catch (e) {
+      const msg = errMessage(e);
+      this.state.failed = msg;
+      const r: StepResult = { host: this.host.name, step: `${this.role.name}: prepare steps`, kind: 'role', status: 'failed', error: msg, changes: [], ms: 0 };
+      this.record(r, { kind: 'task', title: r.step, options: {}, run: async () => undefined });
+      return outcome('failed', msg);
+    }
+    const roleTags = this.role.tags ?? [];
+    const runList = async (list: Step[]): Promise<string | null> => {
+      for (let i = 0; i < list.length; i++) {
+        if (this.env.signal.interrupted) return 'interrupted';
+        if (this.shared.fatal.stop) return 'stopped: another host failed and anyErrorsFatal is set';
+        const step = list[i]!;
+        if (!tagsMatch([...roleTags, ...(step.options.tags ?? [])], this.env.options)) continue;
+        this.env.reporter.stepStart(this.host.name, step.title);
+        let r: StepResult;
+        try {
+          if (step.options.runOnce) {
+            const key = `${i}:${step.title}`;
+            let p = this.shared.once.get(key);
+            const first = !p;
+            if (!p) {
+              p = this.runStep(step, ctx, list, i);
+              this.shared.once.set(key, p);
+            }
+            r = await p;
+            if (!first) r = { ...r, host: this.host.name, status: r.status === 'failed' ? 'failed' : 'ok', changes: [], reason: `ran once on ${r.host}`, ms: 0 };
+          } else {
+            r = await this.runStep(step, ctx, list, i);
+          }
+        } catch (e) {
+          const msg = errMessage(e);
+          this.state.unreachable = msg;
+          this.record({ host: this.host.name, step: step.title, kind: step.kind, status: 'unreachable', error: msg, changes: [], ms: 0 }, step);
+          return msg;
+        }
+        if (r.status === 'failed' && step.options.ignoreErrors) {
+          this.record({ ...r, status: 'ok', reason: `ignored error: ${r.error}` }, step);
+          continue;
+        }
+        this.record(r, step);
+        if (r.status === 'failed') return r.error ?? 'failed';
+      }
+      return null;
+    };
+    let stop = await runList(steps);
+    // handlers: once per host, in the order the role declares them, only when the host did not fail
+    if (!stop && this.notified.size && this.role.handlers) {
+      for (const [name, make] of Object.entries(this.role.handlers)) {
+        if (!this.notified.has(name)) continue;
+        this.notified.delete(name);
+        const hs = make(ctx).map((s) => ({ ...s, options: { ...s.options, name: s.options.name ?? s.title } }) as Step);
+        stop = await runList(hs.map((s) => relabel(s, `handler ${name}: ${s.title}`)));
+        if (stop) break;
+      }
+    }
+    if (stop === null) return outcome('ok');
+    if (this.state.unreachable) return outcome('unreachable', this.state.unreachable);
+    if (stop === 'interrupted') return outcome('failed', 'interrupted');
+    this.state.failed ??= stop;
+    if (this.role.anyErrorsFatal) this.shared.fatal.stop = true;
+    return outcome('failed', stop);
+  }
+}
+
+function relabel(s: Step, title: string): Step {
+  return isOperation(s)
+    ? ({ ...s, title, probe: s.probe.bind(s), plan: s.plan.bind(s) } as Operation)
+    : ({ ...s, title, run: s.run.bind(s) } as Task);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function batchesOf<T>(items: T[], serial: number | string | undefined): T[][] {
+  if (serial === undefined) return [items];
+  let size = typeof serial === 'number' ? serial : NaN;
+  if (typeof serial === 'string') {
+    const m = /^(\d+)%$/.exec(serial.trim());
+    size = m ? Math.max(1, Math.floor((items.length * Number(m[1])) / 100)) : Number(serial);
+  }
+  if (!Number.isInteger(size) || size < 1) throw new Error(`invalid serial '${String(serial)}'`);
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Run one role over hosts: parallel within a serial batch (forks), batches one after another. */
+export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promise<RoleRunResult> {
+  env.reporter.roleStart(role.name, hosts.map((h) => h.name));
+  const results: StepResult[] = [];
+  const outcomes: HostOutcome[] = [];
+  const shared: RoleShared = { once: new Map(), fatal: { stop: false } };
+  const limit = pLimit(Math.max(1, env.options.forks));
+  let aborted: string | undefined;
+  for (const batch of batchesOf(hosts, role.serial)) {
+    if (aborted || env.signal.interrupted) {
+      for (const h of batch) outcomes.push({ host: h.name, status: 'skipped', counts: emptyCounts(), ms: 0, error: aborted ?? 'interrupted' });
+      continue;
+    }
+    const runs = batch.map((h) => {
+      let st = env.hostState.get(h.name);
+      if (!st) env.hostState.set(h.name, (st = newHostState()));
+      return new HostRun(role, h, env, st, shared);
+    });
+    const got = await Promise.all(runs.map((r) => limit(() => r.run())));
+    runs.forEach((r) => results.push(...r.results));
+    outcomes.push(...got);
+    const bad = got.filter((o) => o.status === 'failed' || o.status === 'unreachable').length;
+    if (role.anyErrorsFatal && bad) aborted = `aborted: a host failed and ${role.name} has anyErrorsFatal`;
+    else if (role.maxFailPercentage !== undefined && (bad * 100) / batch.length > role.maxFailPercentage) {
+      aborted = `aborted: ${bad}/${batch.length} hosts of the batch failed, more than maxFailPercentage ${role.maxFailPercentage}%`;
+    }
+    if (aborted) env.reporter.log('*', aborted);
+  }
+  env.reporter.roleEnd(role.name);
+  return { role: role.name, results, hosts: outcomes, aborted };
+}
+
+/** Exit code for a finished run: 0 all ok, 2 a host failed, 3 a host unreachable (2 wins over 3? no: 3 if any unreachable and none failed). */
+export function exitCodeFor(states: Iterable<HostState>, interrupted: boolean): number {
+  let failed = false;
+  let unreachable = false;
+  for (const s of states) {
+    if (s.unreachable) unreachable = true;
+    else if (s.failed) failed = true;
+  }
+  if (interrupted) return EXIT.INTERRUPTED;
+  if (failed) return EXIT.FAILED;
+  if (unreachable) return EXIT.UNREACHABLE;
+  return EXIT.OK;
+}
+
+export { RemoteCommandError };

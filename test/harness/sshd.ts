@@ -1,0 +1,276 @@
+// Real OpenSSH sshd test hosts on this machine: each host is a network namespace on a private bridge
+// (10.88.0.0/24, address 10.88.0.(10+i)), with its own filesystem (an overlay of / whose upper layer is a
+// tmpfs private to the host's mount namespace; read it from the controller through /proc/<pid>/root),
+// running sshd with an ed25519 host key, key-only root login, MaxSessions 10, and stock Debian dotfiles
+// for root (this machine's ~/.bashrc runs `pyenv init`, ~80 ms per command).
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HostSpec } from '../../lib/types.ts';
+
+export interface SshdHost {
+  name: string;
+  address: string;
+  port: number;
+  /** its filesystem as seen from the controller (/proc/<pid>/root) */
+  root: string;
+  pid: number;
+  spec: HostSpec;
+}
+
+export interface SshdLab {
+  hosts: SshdHost[];
+  dir: string;
+  keyFile: string;
+  knownHosts: string;
+  inventoryFile: string;
+  killSshd(name: string): Promise<void>;
+  startSshd(name: string): Promise<void>;
+  rotateHostKey(name: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const BRIDGE = 'wpfsshbr0';
+const NET = '10.88.0';
+const NS_PREFIX = 'wpfssh-';
+
+function run(cmd: string, args: string[], allowFail = false): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    if (allowFail) return '';
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')}: ${err.stderr?.trim() || err.message}`);
+  }
+}
+
+function ensurePackages(): void {
+  if (existsSync('/usr/sbin/sshd') && existsSync('/usr/bin/ssh-keygen') && existsSync('/usr/sbin/ip')) return;
+  run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', 'openssh-server', 'openssh-client', 'iproute2']);
+  // Debian's package starts and enables ssh.service where systemd runs; we never need it for tests.
+}
+
+/** Remove leftovers of an earlier (possibly killed) run: namespaces with our prefix, the bridge. */
+export function cleanupSshdLeftovers(): void {
+  const list = run('ip', ['netns', 'list'], true);
+  for (const line of list.split('\n')) {
+    const ns = line.split(' ')[0];
+    if (!ns?.startsWith(NS_PREFIX)) continue;
+    for (const pid of run('ip', ['netns', 'pids', ns], true).split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    run('ip', ['netns', 'del', ns], true);
+  }
+  run('ip', ['link', 'del', BRIDGE], true);
+  while (hasForwardRule()) run('iptables', ['-D', 'FORWARD', '-i', BRIDGE, '-o', BRIDGE, '-j', 'ACCEPT'], true);
+}
+
+function ensureBridge(): void {
+  if (!run('ip', ['-o', 'link', 'show', BRIDGE], true)) {
+    run('ip', ['link', 'add', BRIDGE, 'type', 'bridge']);
+    run('ip', ['addr', 'add', `${NET}.1/24`, 'dev', BRIDGE]);
+  }
+  run('ip', ['link', 'set', BRIDGE, 'up']);
+  // dockerd may set the FORWARD policy to DROP with br_netfilter: allow traffic within our bridge.
+  if (!hasForwardRule()) run('iptables', ['-I', 'FORWARD', '-i', BRIDGE, '-o', BRIDGE, '-j', 'ACCEPT'], true);
+}
+
+function hasForwardRule(): boolean {
+  try {
+    execFileSync('iptables', ['-C', 'FORWARD', '-i', BRIDGE, '-o', BRIDGE, '-j', 'ACCEPT'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitPort(address: string, port: number, ms = 5000): Promise<void> {
+  const net = await import('node:net');
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = net.connect({ host: address, port });
+      s.once('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`sshd on ${address}:${port} did not come up`);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+}
+
+export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: string } = {}): Promise<SshdLab> {
+  ensurePackages();
+  cleanupSshdLeftovers();
+  ensureBridge();
+  const prefix = opts.prefix ?? 'h';
+  const dir = opts.dir ?? join('/var/tmp', `wpfarm-sshd-${process.pid}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const keyFile = join(dir, 'id_ed25519');
+  run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'wpfarm-test', '-f', keyFile]);
+  writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${keyFile}.pub`));
+  const knownHosts = join(dir, 'known_hosts');
+  const hosts: SshdHost[] = [];
+  const names = Array.from({ length: n }, (_, i) => `${prefix}${String(i + 1).padStart(2, '0')}`);
+
+  const hostDir = (name: string) => join(dir, name);
+  const ns = (name: string) => `${NS_PREFIX}${name}`;
+
+  const writeKnown = () => {
+    const lines = hosts.map((h) => `${h.address} ${readFileSync(join(hostDir(h.name), 'ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' ')}`);
+    writeFileSync(knownHosts, `${lines.join('\n')}\n`);
+  };
+
+  const spawnSshd = async (h: SshdHost): Promise<void> => {
+    const hd = hostDir(h.name);
+    const script = [
+      'set -e',
+      'mount --make-rprivate /',
+      `mount -t tmpfs -o size=256m tmpfs ${hd}/layer`,
+      `mkdir -p ${hd}/layer/upper ${hd}/layer/work ${hd}/merged`,
+      `mount -t overlay overlay -o lowerdir=/,upperdir=${hd}/layer/upper,workdir=${hd}/layer/work ${hd}/merged`,
+      `mount --rbind /proc ${hd}/merged/proc`,
+      `mount --rbind /dev ${hd}/merged/dev`,
+      `mount -t tmpfs tmpfs ${hd}/merged/tmp`,
+      `mount -t tmpfs tmpfs ${hd}/merged/run`,
+      `mkdir -p ${hd}/merged/run/sshd ${hd}/merged/srv`,
+      `cp /etc/skel/.bashrc /etc/skel/.profile ${hd}/merged/root/ 2>/dev/null || true`,
+      `rm -f ${hd}/merged/root/.bash_profile ${hd}/merged/root/.bash_login`,
+      `echo ${h.name} > ${hd}/merged/etc/hostname`,
+      `exec chroot ${hd}/merged /usr/sbin/sshd -D -e -f ${hd}/sshd_config`,
+    ].join('\n');
+    mkdirSync(join(hd, 'layer'), { recursive: true });
+    const child = spawn('ip', ['netns', 'exec', ns(h.name), 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
+    let err = '';
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.unref();
+    h.pid = child.pid!;
+    h.root = `/proc/${h.pid}/root`;
+    try {
+      await waitPort(h.address, 22);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}: ${err.trim()}`);
+    }
+  };
+
+  await Promise.all(
+    names.map(async (name, i) => {
+      const address = `${NET}.${11 + i}`;
+      const hd = hostDir(name);
+      mkdirSync(hd, { recursive: true });
+      run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(hd, 'ssh_host_ed25519_key')]);
+      writeFileSync(
+        join(hd, 'sshd_config'),
+        [
+          `ListenAddress ${address}`,
+          'Port 22',
+          `HostKey ${hd}/ssh_host_ed25519_key`,
+          'PidFile none',
+          'UsePAM no',
+          'PermitRootLogin prohibit-password',
+          'PasswordAuthentication no',
+          'KbdInteractiveAuthentication no',
+          'PubkeyAuthentication yes',
+          `AuthorizedKeysFile ${dir}/authorized_keys`,
+          'StrictModes no',
+          'MaxSessions 10',
+          'MaxStartups 200:30:400',
+          'UseDNS no',
+          'PrintMotd no',
+          'PrintLastLog no',
+          'Subsystem sftp internal-sftp',
+          'LogLevel ERROR',
+          '',
+        ].join('\n'),
+      );
+      run('ip', ['netns', 'add', ns(name)]);
+      run('ip', ['link', 'add', `wpfv-${name}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns(name)]);
+      run('ip', ['link', 'set', `wpfv-${name}`, 'master', BRIDGE, 'up']);
+      run('ip', ['-n', ns(name), 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+      run('ip', ['-n', ns(name), 'link', 'set', 'eth0', 'up']);
+      run('ip', ['-n', ns(name), 'link', 'set', 'lo', 'up']);
+      const h: SshdHost = {
+        name,
+        address,
+        port: 22,
+        root: '',
+        pid: 0,
+        spec: { name, address, port: 22, user: 'root', key: keyFile, groups: [], vars: {} },
+      };
+      hosts.push(h);
+      await spawnSshd(h);
+    }),
+  );
+  hosts.sort((a, b) => a.name.localeCompare(b.name));
+  writeKnown();
+  const inventoryFile = join(dir, 'inventory.yml');
+  writeFileSync(
+    inventoryFile,
+    [
+      `settings:`,
+      `  known_hosts: ${knownHosts}`,
+      `hosts:`,
+      ...hosts.map((h) => `  ${h.name}: { address: ${h.address}, port: 22, user: root, key: ${keyFile} }`),
+      `groups:`,
+      `  web: { hosts: [${hosts.map((h) => h.name).join(', ')}] }`,
+      '',
+    ].join('\n'),
+  );
+
+  const byName = (name: string): SshdHost => {
+    const h = hosts.find((x) => x.name === name);
+    if (!h) throw new Error(`no test host ${name}`);
+    return h;
+  };
+  const killAll = (name: string) => {
+    for (const pid of run('ip', ['netns', 'pids', ns(name)], true).split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  };
+
+  return {
+    hosts,
+    dir,
+    keyFile,
+    knownHosts,
+    inventoryFile,
+    /** kill sshd and every session process of the host (a crashed host) */
+    async killSshd(name) {
+      killAll(name);
+      await new Promise((r) => setTimeout(r, 50));
+    },
+    async startSshd(name) {
+      await spawnSshd(byName(name));
+    },
+    async rotateHostKey(name) {
+      const h = byName(name);
+      killAll(name);
+      const hd = hostDir(name);
+      rmSync(join(hd, 'ssh_host_ed25519_key'), { force: true });
+      rmSync(join(hd, 'ssh_host_ed25519_key.pub'), { force: true });
+      run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(hd, 'ssh_host_ed25519_key')]);
+      await new Promise((r) => setTimeout(r, 50));
+      await spawnSshd(h);
+    },
+    async stop() {
+      for (const h of hosts) killAll(h.name);
+      cleanupSshdLeftovers();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
