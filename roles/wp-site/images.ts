@@ -1,0 +1,170 @@
+// Site images (wordpress-fpm, nginx): build with content-hashed tags, push to the farm registry.
+//
+// tag = sha256 over (every file of the build context: path, exec bit, content) + the base image's
+// id + the build args, cut to 16 hex. A rebuild with no change computes the same tag, finds the image
+// (locally or in the registry) and does not build: no new tag, no new layer.
+//
+// Builds use the legacy builder (DOCKER_BUILDKIT=0: no buildx here) with --network host so apt can
+// reach the mirror. Commands go through zx (arguments quoted by zx, never concatenated by hand).
+
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { $ } from 'zx';
+
+export const IMAGES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../files/images');
+
+export interface ImageSpec {
+  /** repository name without registry, e.g. "wpfarm/wordpress-fpm" */
+  name: string;
+  /** build context directory (holds the Dockerfile) */
+  contextDir: string;
+  /** BASE_IMAGE build arg: "wpfarm/base:bookworm" in the lab, "debian:bookworm-slim" in production */
+  baseImage: string;
+  /** other build args (values that name images are resolved to image ids for the hash) */
+  buildArgs?: Record<string, string>;
+}
+
+export interface EnsureOptions {
+  /** "10.10.0.2:5000" or "127.0.0.1:5000"; empty: local only */
+  registry?: string;
+  /** docker CLI environment (DOCKER_HOST, ...) */
+  env?: NodeJS.ProcessEnv;
+  /** called with progress lines */
+  log?: (line: string) => void;
+  /** build args whose value is an image reference: their image id enters the hash, not the name */
+  imageArgs?: string[];
+}
+
+export interface EnsureResult {
+  /** full reference: "<registry>/<name>:<tag>" (or "<name>:<tag>" without registry) */
+  ref: string;
+  tag: string;
+  /** true when docker build ran */
+  built: boolean;
+  /** true when docker push ran */
+  pushed: boolean;
+  imageId: string;
+}
+
+/** Files of a context, sorted, as [relative path, absolute path]; .dockerignore'd names are not supported (none used). */
+export function contextFiles(dir: string): [string, string][] {
+  const out: [string, string][] = [];
+  const walk = (rel: string): void => {
+    const abs = path.join(dir, rel);
+    for (const ent of readdirSync(abs, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const r = rel ? `${rel}/${ent.name}` : ent.name;
+      if (ent.isDirectory()) walk(r);
+      else if (ent.isFile()) out.push([r, path.join(dir, r)]);
+      else if (ent.isSymbolicLink()) throw new Error(`${path.join(dir, r)}: symlinks are not allowed in an image context`);
+    }
+  };
+  walk('');
+  return out;
+}
+
+/** Content hash of a build context plus its inputs (pure apart from reading the files). */
+export function contextHash(dir: string, inputs: { baseImageId: string; buildArgs?: Record<string, string> }): string {
+  const h = createHash('sha256');
+  h.update('wpfarm-image-v1\0');
+  for (const [rel, abs] of contextFiles(dir)) {
+    const st = statSync(abs);
+    h.update(`${rel}\0${st.mode & 0o111 ? 'x' : '-'}\0`);
+    h.update(readFileSync(abs));
+    h.update('\0');
+  }
+  h.update(`base\0${inputs.baseImageId}\0`);
+  for (const [k, v] of Object.entries(inputs.buildArgs ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) h.update(`arg\0${k}\0${v}\0`);
+  return h.digest('hex').slice(0, 16);
+}
+
+function dockerEnv(opts: EnsureOptions): NodeJS.ProcessEnv {
+  return { ...process.env, ...opts.env, DOCKER_BUILDKIT: '0' };
+}
+
+/** Image id of a local image, or null. */
+export async function localImageId(ref: string, opts: EnsureOptions = {}): Promise<string | null> {
+  const r = await $({ env: dockerEnv(opts), quiet: true, nothrow: true })`docker image inspect --format ${'{{.Id}}'} ${ref}`;
+  return r.exitCode === 0 ? r.stdout.trim() : null;
+}
+
+/** Does the registry hold name:tag? (Registry HTTP API v2; plain HTTP as the lab registry is insecure.) */
+export async function registryHasTag(registry: string, name: string, tag: string): Promise<boolean> {
+  const url = `http://${registry}/v2/${name}/manifests/${encodeURIComponent(tag)}`;
+  const res = await fetch(url, {
+    method: 'HEAD',
+    headers: {
+      Accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json',
+    },
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (res.status === 200) return true;
+  if (res.status === 404) return false;
+  throw new Error(`registry ${registry}: HEAD ${name}:${tag} answered ${res.status}`);
+}
+
+/**
+ * Make sure the image of `spec` exists under its content tag (and in the registry when given).
+ * Idempotent: no build when the tag exists locally or in the registry, no push when the registry has it.
+ */
+export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Promise<EnsureResult> {
+  const log = opts.log ?? (() => {});
+  const env = dockerEnv(opts);
+  const baseImageId = await localImageId(spec.baseImage, opts);
+  if (!baseImageId) throw new Error(`base image ${spec.baseImage} is not present (lab: npx tsx scripts/lab.ts base-image)`);
+  const hashArgs: Record<string, string> = {};
+  for (const [k, v] of Object.entries(spec.buildArgs ?? {})) {
+    if (opts.imageArgs?.includes(k)) {
+      const id = await localImageId(v, opts);
+      if (!id) throw new Error(`build arg ${k}: image ${v} is not present`);
+      hashArgs[k] = id;
+    } else hashArgs[k] = v;
+  }
+  const tag = contextHash(spec.contextDir, { baseImageId, buildArgs: hashArgs });
+  const ref = `${opts.registry ? `${opts.registry}/` : ''}${spec.name}:${tag}`;
+
+  let built = false;
+  let imageId = await localImageId(ref, opts);
+  if (!imageId && opts.registry && (await registryHasTag(opts.registry, spec.name, tag))) {
+    log(`${ref}: in the registry, pulling`);
+    await $({ env, quiet: true })`docker pull ${ref}`;
+    imageId = await localImageId(ref, opts);
+  }
+  if (!imageId) {
+    log(`${ref}: building`);
+    const args: string[] = ['--build-arg', `BASE_IMAGE=${spec.baseImage}`];
+    for (const [k, v] of Object.entries(spec.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
+    const r = await $({ env, quiet: true, nothrow: true })`docker build --network host --pull=false ${args} --label ${`wpfarm.context-hash=${tag}`} -t ${ref} ${spec.contextDir}`;
+    if (r.exitCode !== 0) {
+      const tail = (r.stdout + r.stderr).split('\n').slice(-30).join('\n');
+      throw new Error(`docker build of ${spec.name} failed (exit ${r.exitCode}):\n${tail}`);
+    }
+    built = true;
+    imageId = await localImageId(ref, opts);
+    if (!imageId) throw new Error(`${ref}: built but not found`);
+  } else log(`${ref}: up to date`);
+
+  let pushed = false;
+  if (opts.registry && !(await registryHasTag(opts.registry, spec.name, tag))) {
+    log(`${ref}: pushing`);
+    await $({ env, quiet: true })`docker push ${ref}`;
+    pushed = true;
+  }
+  return { ref, tag, built, pushed, imageId };
+}
+
+export interface SiteImages {
+  wordpressFpm: EnsureResult;
+  nginx: EnsureResult;
+}
+
+/** Both site images, in order (nginx takes WordPress core from the wordpress-fpm image just built). */
+export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = {}, imagesDir = IMAGES_DIR): Promise<SiteImages> {
+  const wordpressFpm = await ensureImage({ name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage }, opts);
+  const nginx = await ensureImage(
+    { name: 'wpfarm/nginx', contextDir: path.join(imagesDir, 'nginx'), baseImage, buildArgs: { WORDPRESS_IMAGE: wordpressFpm.ref } },
+    { ...opts, imageArgs: [...(opts.imageArgs ?? []), 'WORDPRESS_IMAGE'] },
+  );
+  return { wordpressFpm, nginx };
+}
