@@ -58,7 +58,10 @@ export interface LoadOptions {
   envFile?: string;
 }
 
-const TOP_KEYS = ['settings', 'vars', 'hosts', 'groups'] as const;
+/** top-level sections read by other loaders from the same file, skipped here and checked there:
+ *  cloud, cloudflare → lib/cloud/config.ts (provisioning). Add a section here when a loader owns it. */
+export const OTHER_SECTIONS: readonly string[] = ['cloud', 'cloudflare'];
+const TOP_KEYS = ['settings', 'vars', 'hosts', 'groups', ...OTHER_SECTIONS] as const;
 const SETTINGS_KEYS = ['known_hosts', 'accept_new_host_keys', 'key'] as const;
 const HOST_KEYS = ['address', 'port', 'user', 'key', 'become_password', 'vars'] as const;
 const GROUP_KEYS = ['hosts', 'children', 'vars'] as const;

@@ -84,6 +84,7 @@ export interface ParseOptions {
 export class YamlSource {
   readonly doc: Document.Parsed;
   private readonly lc: LineCounter;
+  private readonly aliases = new Map<YamlNode, YamlNode | null>();
 
   constructor(
     /** path for messages (relative to cwd when inside it) */
@@ -130,9 +131,16 @@ export class YamlSource {
     return new InputError(message, this.where(node, field));
   }
 
-  /** follow an alias to its target (one level; aliases of aliases are not produced by the parser) */
+  /** follow an alias to its target (Alias.resolve walks the whole document, so results are cached) */
   deref(node: YamlNode | null | undefined): YamlNode | null {
-    if (node && isAlias(node)) return (node.resolve(this.doc) as YamlNode | undefined) ?? null;
+    if (node && isAlias(node)) {
+      let t = this.aliases.get(node);
+      if (t === undefined) {
+        t = (node.resolve(this.doc) as YamlNode | undefined) ?? null;
+        this.aliases.set(node, t);
+      }
+      return t;
+    }
     return node ?? null;
   }
 
@@ -239,7 +247,7 @@ export class YamlSource {
     node: YamlNode | null | undefined,
     field: string,
     hook?: (node: YamlNode, field: string) => unknown | undefined,
-    budget: { left: number } = { left: 200_000 },
+    budget: { left: number } = { left: 50_000 },
   ): unknown {
     if (--budget.left < 0) throw this.error(node ?? null, `value too large (alias expansion limit)`, field);
     const n = this.deref(node);
