@@ -1,0 +1,195 @@
+// The engine end to end, through the CLI, on real OpenSSH sshd hosts (test/harness/sshd.ts).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json?: Report;
+}
+interface Report {
+  exitCode: number;
+  roundTrips: number;
+  results: { host: string; step: string; status: string; changes: string[]; error?: string }[];
+  hosts: { host: string; ok: number; changed: number; failed: number; unreachable: number }[];
+}
+
+let lab: SshdLab;
+const SECRET = 'S3cr3t-Value-9f8e7d';
+
+function cli(
+  args: string[],
+  o: { env?: Record<string, string>; json?: boolean; onSpawn?: (pid: number) => void; onStdout?: (text: string) => void } = {},
+): Promise<CliResult> {
+  const jsonFile = join(lab.dir, `report-${Math.random().toString(36).slice(2)}.json`);
+  const full = ['--import', 'tsx', 'playbooks/run-role.ts', ...args, ...(o.json === false ? [] : ['--json', jsonFile])];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, full, { env: { ...process.env, CI: 'true', ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    o.onSpawn?.(child.pid!);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      o.onStdout?.(stdout);
+    });
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => {
+      const json = existsSync(jsonFile) ? (JSON.parse(readFileSync(jsonFile, 'utf8')) as Report) : undefined;
+      resolve({ code: code ?? -1, stdout, stderr, json });
+    });
+  });
+}
+
+/** host | step of every change (the wording of a change differs between "would run" and "ran") */
+const changed = (r: Report) =>
+  r.results
+    .filter((x) => x.status === 'changed')
+    .map((x) => `${x.host} | ${x.step}`)
+    .sort();
+
+const onHost = (name: string, path: string) => join(lab.hosts.find((h) => h.name === name)!.root, path);
+
+before(async () => {
+  lab = await startSshdHosts(3);
+});
+after(async () => {
+  await lab?.stop();
+});
+
+describe('engine on real sshd hosts', () => {
+  test('check predicts exactly, the run makes those changes, the rerun changes nothing', async () => {
+    const inv = ['demo-fixture', '--inventory', lab.inventoryFile];
+    const role = 'test/fixtures/roles/demo.ts';
+    const check = await cli([role, '--inventory', lab.inventoryFile, '--check']);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    assert.ok(!existsSync(onHost('h01', '/srv/demo')), 'check mode created nothing');
+    const predicted = changed(check.json!);
+    assert.ok(predicted.length >= 3 * 5, `predicted changes: ${predicted.length}`);
+
+    const first = await cli([role, '--inventory', lab.inventoryFile]);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    const made = changed(first.json!);
+    assert.deepEqual(made, predicted);
+    assert.equal(readFileSync(onHost('h02', '/srv/demo/conf/app.conf'), 'utf8'), 'name=h02\nport=8080\n');
+    assert.equal((statSync(onHost('h02', '/srv/demo/conf/app.conf')).mode & 0o777).toString(8), '640');
+    // the handler was notified by two steps and ran once per host
+    for (const h of lab.hosts) assert.equal(readFileSync(onHost(h.name, '/srv/demo/handler.log'), 'utf8'), 'restarted\n');
+
+    const second = await cli([role, '--inventory', lab.inventoryFile]);
+    assert.equal(second.code, 0);
+    assert.deepEqual(changed(second.json!), []);
+    // an idempotent rerun: one probe round trip per host (+ one facts gather for the task)
+    assert.ok(second.json!.roundTrips <= 2 * lab.hosts.length, `round trips on rerun: ${second.json!.roundTrips}`);
+    assert.match(second.stdout, /RECAP/);
+    const recheck = await cli([role, '--inventory', lab.inventoryFile, '--check']);
+    assert.deepEqual(changed(recheck.json!), []);
+    void inv;
+  });
+
+  test('tags and limit select steps and hosts', async () => {
+    const r = await cli(['test/fixtures/roles/demo.ts', '--inventory', lab.inventoryFile, '--limit', 'web,!h02', '--skip-tags', 'other', '--check']);
+    assert.equal(r.code, 0, r.stderr);
+    const hosts = [...new Set(r.json!.results.map((x) => x.host))].sort();
+    assert.deepEqual(hosts, ['h01', 'h03']);
+    assert.ok(!r.json!.results.some((x) => x.step.includes('other.conf')));
+  });
+
+  test('bad input exits 4 with a clear message', async () => {
+    const unknownRole = await cli(['no-such-role', '--inventory', lab.inventoryFile], { json: false });
+    assert.equal(unknownRole.code, 4);
+    assert.match(unknownRole.stderr, /unknown role 'no-such-role'/);
+    const badLimit = await cli(['test/fixtures/roles/demo.ts', '--inventory', lab.inventoryFile, '--limit', 'nosuchhost'], { json: false });
+    assert.equal(badLimit.code, 4);
+    assert.match(badLimit.stderr, /nosuchhost/);
+    const broken = join(lab.dir, 'broken.yml');
+    writeFileSync(broken, 'hosts:\n  a: { address: 10.88.0.99 }\n  b:\n    adress: 10.88.0.98\n');
+    const badInv = await cli(['test/fixtures/roles/demo.ts', '--inventory', broken], { json: false });
+    assert.equal(badInv.code, 4);
+    assert.match(badInv.stderr, /broken\.yml:4/);
+    assert.match(badInv.stderr, /adress/);
+    const envInv = join(lab.dir, 'env.yml');
+    writeFileSync(envInv, `vars:\n  api_token: { env: WPFARM_TEST_MISSING_TOKEN }\nhosts:\n  h01: { address: 10.88.0.11 }\n`);
+    const missingEnv = await cli(['test/fixtures/roles/demo.ts', '--inventory', envInv], { json: false });
+    assert.equal(missingEnv.code, 4);
+    assert.match(missingEnv.stderr, /WPFARM_TEST_MISSING_TOKEN/);
+    const badFlag = await cli(['test/fixtures/roles/demo.ts', '--inventory', lab.inventoryFile, '--forkz', '3'], { json: false });
+    assert.equal(badFlag.code, 4);
+  });
+
+  test('a secret never appears in stdout, stderr or the JSON report, even in errors', async () => {
+    const r = await cli(['test/fixtures/roles/demo.ts', '--inventory', lab.inventoryFile, '-e', 'fail_on=h02', '--diff', '-v'], {
+      env: { WPFARM_DEMO_SECRET: SECRET },
+    });
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    const jsonText = JSON.stringify(r.json);
+    for (const text of [r.stdout, r.stderr, jsonText]) assert.ok(!text.includes(SECRET), 'secret leaked');
+    assert.match(r.stdout + jsonText, /failing \*\*\*/);
+    // the secret file was written all the same
+    assert.equal(readFileSync(onHost('h01', '/srv/demo/conf/secret.env'), 'utf8'), `TOKEN=${SECRET}\n`);
+  });
+
+  test('serial batches with maxFailPercentage stop the next batch', async () => {
+    const r = await cli(['test/fixtures/roles/serial.ts', '--inventory', lab.inventoryFile, '-e', 'fail_on=h01']);
+    assert.equal(r.code, 2);
+    assert.ok(existsSync(onHost('h01', '/srv/serial-ran')));
+    assert.ok(!existsSync(onHost('h02', '/srv/serial-ran')));
+    assert.ok(!existsSync(onHost('h03', '/srv/serial-ran')));
+  });
+
+  test('a host killed mid-run is unreachable, the others finish, the retry file reruns it', async () => {
+    const role = 'test/fixtures/roles/demo.ts';
+    const run = cli([role, '--inventory', lab.inventoryFile, '-e', 'sleep_ms=2500']);
+    await new Promise((r) => setTimeout(r, 1200));
+    await lab.killSshd('h02');
+    const r = await run;
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    const h02 = r.json!.hosts.find((h) => h.host === 'h02')!;
+    assert.ok(h02.unreachable >= 1);
+    for (const h of ['h01', 'h03']) assert.equal(r.json!.hosts.find((x) => x.host === h)!.failed, 0);
+    const retry = r.stdout.match(/retry file: (\S+)/)?.[1];
+    assert.ok(retry && existsSync(retry), r.stdout);
+    assert.deepEqual(readFileSync(retry, 'utf8').split('\n').filter((l) => l && !l.startsWith('#')), ['h02']);
+    await lab.startSshd('h02');
+    const again = await cli([role, '--inventory', lab.inventoryFile, '--limit', `@${retry}`]);
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assert.deepEqual([...new Set(again.json!.results.map((x) => x.host))], ['h02']);
+    assert.equal(readFileSync(onHost('h02', '/srv/demo/conf/app.conf'), 'utf8'), 'name=h02\nport=8080\n');
+  });
+
+  test('SIGINT stops cleanly: recap printed, non-zero exit, no half-written file', async () => {
+    let pid = 0;
+    let started: () => void = () => undefined;
+    const roleStarted = new Promise<void>((r) => (started = r));
+    const run = cli(['test/fixtures/roles/bigwrite.ts', '--inventory', lab.inventoryFile], {
+      onSpawn: (p) => (pid = p),
+      onStdout: (t) => t.includes('ROLE bigwrite') && started(),
+      json: false,
+    });
+    await roleStarted;
+    await new Promise((r) => setTimeout(r, 800));
+    process.kill(pid, 'SIGINT');
+    const r = await run;
+    assert.notEqual(r.code, 0);
+    assert.match(r.stdout, /RECAP/);
+    await new Promise((r2) => setTimeout(r2, 300));
+    for (const h of lab.hosts) {
+      for (const i of [1, 2, 3, 4]) {
+        const p = onHost(h.name, `/srv/big${i}.bin`);
+        if (existsSync(p)) assert.equal(statSync(p).size, 64 * 1024 * 1024, `${h.name} big${i} is whole`);
+      }
+    }
+  });
+
+  test('a changed host key is refused with a clear error; the other hosts go on', async () => {
+    await lab.rotateHostKey('h03');
+    const r = await cli(['test/fixtures/roles/demo.ts', '--inventory', lab.inventoryFile]);
+    assert.equal(r.code, 3);
+    assert.match(r.stdout + r.stderr, /HOST KEY CHANGED for 10\.88\.0\.13/);
+    assert.equal(r.json!.hosts.find((h) => h.host === 'h01')!.failed, 0);
+  });
+});
