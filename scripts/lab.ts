@@ -1,0 +1,218 @@
+// The local lab: a farm of "droplets" (systemd + sshd + their own Docker engine) as containers on a
+// private bridge of this machine. The default target of `make bootstrap`.
+//
+//   node --import tsx scripts/lab.ts up|down|status|base-image
+//   npx tsx scripts/lab.ts kill|stop|start|partition|heal NODE
+//
+// Everything it creates is labelled wpfarm.lab=1; state that is not source lives in .wpfarm/lab/.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { $ } from 'zx';
+import { IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, ROOT, SUBNET, SVC, containerName } from './lab/config.ts';
+import { ensureDocker, restoreForwardPolicy, stopOwnDockerd, type HostState } from './lab/docker.ts';
+import { FAULTS, fault, isPartitioned, type Fault } from './lab/faults.ts';
+import { buildBaseImage, ensureImages } from './lab/images.ts';
+import {
+  ensureKeys, ensureMachines, ensureNetwork, inspectContainer, machines, removeLabObjects, sshBanner, waitReady, waitSvc,
+  writeInventory, writeKnownHosts, type NodeUpResult,
+} from './lab/nodes.ts';
+import { compareSnapshots, formatDiff, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
+import { readJson, say, secondsSince, tryOut, writeJson } from './lab/util.ts';
+
+export { ensureDocker, buildBaseImage, fault, takeSnapshot, compareSnapshots, formatDiff, isPartitioned };
+export type { HostSnapshot, Fault };
+export { PATHS, NODES, SVC, INVENTORY_FILE, SUBNET, IMAGES };
+
+export interface LabUpResult extends NodeUpResult {
+  seconds: number;
+  imagesBuilt: string[];
+  dockerStarted: boolean;
+  inventory: string;
+  knownHosts: string;
+}
+
+/**
+ * Bring the lab up (idempotent): engine, images, network, machines, known_hosts, inventory/lab.yml.
+ * Before creating anything it saves the host's state in .wpfarm/lab/before.json (lab-down compares).
+ */
+export async function labUp(): Promise<LabUpResult> {
+  const started = Date.now();
+  say('lab-up: the local lab (3 managers, 2 workers, 3 db, 2 storage, 1 monitoring) on this machine');
+  const docker = await ensureDocker();
+  if (!docker.started) say(`using the Docker engine that answers here (${docker.serverVersion})`);
+  if (!fs.existsSync(PATHS.before)) {
+    const state = readJson<HostState>(PATHS.hostState);
+    const before = await takeSnapshot({ excludeLab: true, forwardPolicy: state?.forwardPolicy });
+    writeJson(PATHS.before, before);
+  }
+  await ensureKeys();
+  const images = await ensureImages();
+  await ensureNetwork();
+  const res = await ensureMachines(images);
+  say('waiting for systemd and sshd on every machine');
+  await Promise.all(machines().map((m) => waitReady(m.name)));
+  await waitSvc();
+  writeKnownHosts();
+  const changedInv = writeInventory();
+  const seconds = (Date.now() - started) / 1000;
+  say(
+    `lab is up in ${secondsSince(started)}: ${res.created.length} created, ${res.started.length} started, ${res.kept.length} already running. ` +
+      `${changedInv ? 'Wrote' : 'Checked'} ${path.relative(ROOT, INVENTORY_FILE)}; known hosts ${path.relative(ROOT, PATHS.knownHosts)}`,
+  );
+  say(`registry ${SVC.address}:${SVC.registryPort} (push from here: ${SVC.hostRegistry}), apt proxy http://${SVC.address}:${SVC.aptProxyPort}`);
+  return { ...res, seconds, imagesBuilt: images.built, dockerStarted: docker.started, inventory: INVENTORY_FILE, knownHosts: PATHS.knownHosts };
+}
+
+export interface LabDownResult {
+  removed: { containers: number; volumes: number; networks: number };
+  before?: HostSnapshot;
+  after: HostSnapshot;
+  /** differences between the host before lab-up and now (empty when left as found) */
+  leftovers: string;
+  stoppedDockerd: boolean;
+  seconds: number;
+}
+
+/** Remove everything the lab created, restore the FORWARD policy, compare with the state before lab-up. */
+export async function labDown(opts: { stopDocker?: boolean; purge?: boolean } = {}): Promise<LabDownResult> {
+  const started = Date.now();
+  const before = readJson<HostSnapshot>(PATHS.before);
+  if (!(await tryOut`docker info --format ${'{{.ServerVersion}}'}`)) {
+    // the engine is gone (killed): start it, or its containers and rules cannot be removed
+    await ensureDocker();
+  }
+  const removed = await removeLabObjects();
+  await restoreForwardPolicy(before?.forwardPolicy);
+  fs.rmSync(PATHS.partitions, { force: true });
+  let stoppedDockerd = false;
+  if (opts.stopDocker) stoppedDockerd = await stopOwnDockerd();
+  if (opts.purge) {
+    say('purge: removing the lab caches and keys in .wpfarm/lab (images stay: remove them with docker rmi)');
+    for (const p of [PATHS.registryCache, PATHS.aptCache, PATHS.hostKeys, PATHS.clientKey, `${PATHS.clientKey}.pub`, PATHS.knownHosts]) {
+      fs.rmSync(p, { recursive: true, force: true });
+    }
+  }
+  const after = await takeSnapshot();
+  let leftovers = '';
+  if (before) {
+    leftovers = stoppedDockerd ? '' : formatDiff(compareSnapshots(before, after));
+    fs.renameSync(PATHS.before, PATHS.beforeLast);
+  }
+  say(`lab-down done in ${secondsSince(started)}: removed ${removed.containers} containers, ${removed.volumes} volumes, ${removed.networks} networks`);
+  if (leftovers) say(`the host differs from before lab-up:\n${leftovers}`);
+  else if (before && !stoppedDockerd) say('the host is as it was before lab-up (containers, networks, volumes, iptables, FORWARD policy, links)');
+  return { removed, before, after, leftovers, stoppedDockerd, seconds: (Date.now() - started) / 1000 };
+}
+
+export interface MachineStatus {
+  name: string;
+  address: string;
+  state: string;
+  ssh: boolean;
+  partitioned: boolean;
+  memMiB?: number;
+}
+
+/**
+ * Memory of each running lab container in MiB, read from its cgroup (v1 memory controller): usage minus
+ * inactive page cache, as `docker stats` computes it (whose numbers are empty with this engine and kernel).
+ */
+export async function labMemoryMiB(): Promise<Record<string, number>> {
+  const res: Record<string, number> = {};
+  for (const m of machines()) {
+    const c = await inspectContainer(containerName(m.name));
+    if (!c?.running) continue;
+    for (const dir of [`/sys/fs/cgroup/memory/docker/${c.id}`, `/sys/fs/cgroup/docker/${c.id}`]) {
+      try {
+        const usage = Number(fs.readFileSync(path.join(dir, dir.includes('/memory/') ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'));
+        const stat = fs.readFileSync(path.join(dir, 'memory.stat'), 'utf8');
+        const inactive = Number(stat.match(/^(?:total_inactive_file|inactive_file) (\d+)$/m)?.[1] ?? 0);
+        res[m.name] = (usage - inactive) / 1048576;
+        break;
+      } catch {
+        // not this cgroup layout
+      }
+    }
+  }
+  return res;
+}
+
+export async function labStatus(): Promise<MachineStatus[]> {
+  const docker = await tryOut`docker info --format ${'{{.ServerVersion}}'}`;
+  if (!docker) {
+    say('no Docker engine answers: the lab is down');
+    return [];
+  }
+  const mem = await labMemoryMiB();
+  const rows: MachineStatus[] = [];
+  for (const m of machines()) {
+    const c = await inspectContainer(containerName(m.name));
+    const ssh = c?.running ? !!(await sshBanner(m.address, 1500)) : false;
+    rows.push({ name: m.name, address: m.address, state: c ? c.status : 'absent', ssh, partitioned: c?.running ? await isPartitioned(m.name) : false, memMiB: mem[m.name] });
+  }
+  return rows;
+}
+
+function printStatus(rows: MachineStatus[]): void {
+  if (!rows.length) return;
+  const w = (s: string, n: number): string => s.padEnd(n);
+  console.log(`${w('NODE', 6)} ${w('ADDRESS', 12)} ${w('STATE', 10)} ${w('SSH', 4)} ${w('NET', 12)} MEM`);
+  let total = 0;
+  for (const r of rows) {
+    total += r.memMiB ?? 0;
+    console.log(`${w(r.name, 6)} ${w(r.address, 12)} ${w(r.state, 10)} ${w(r.ssh ? 'yes' : 'no', 4)} ${w(r.partitioned ? 'PARTITIONED' : 'ok', 12)} ${r.memMiB !== undefined ? `${r.memMiB.toFixed(0)} MiB` : '-'}`);
+  }
+  console.log(`total memory ${total.toFixed(0)} MiB; network ${NETWORK} ${SUBNET}; inventory ${path.relative(ROOT, INVENTORY_FILE)}`);
+}
+
+function usage(): string {
+  return `usage: scripts/lab.ts up | down [--stop-docker] [--purge] | status | base-image | ${FAULTS.join('|')} NODE
+nodes: ${machines().map((m) => m.name).join(' ')}`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, arg, ...rest] = argv;
+  switch (cmd) {
+    case 'up':
+      await labUp();
+      return 0;
+    case 'down': {
+      const flags = [arg, ...rest].filter(Boolean);
+      const r = await labDown({ stopDocker: flags.includes('--stop-docker'), purge: flags.includes('--purge') });
+      return r.leftovers ? 1 : 0;
+    }
+    case 'status': {
+      const rows = await labStatus();
+      printStatus(rows);
+      return 0;
+    }
+    case 'base-image': {
+      const id = await buildBaseImage({ force: arg === '--force' });
+      say(`${IMAGES.base} ${id.slice(0, 19)}`);
+      return 0;
+    }
+    default:
+      if (cmd && (FAULTS as readonly string[]).includes(cmd)) {
+        if (!arg) {
+          console.error(usage());
+          return 4;
+        }
+        await fault(cmd as Fault, arg);
+        return 0;
+      }
+      console.error(usage());
+      return cmd === undefined || cmd === 'help' || cmd === '--help' ? 0 : 4;
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  $.verbose = false;
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(`lab: ${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
+}

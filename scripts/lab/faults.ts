@@ -1,0 +1,83 @@
+// Fault tools: kill (SIGKILL, like a droplet losing power), stop (clean shutdown), start, partition
+// (the node's cable pulled: the host side of its veth goes down, its address and state stay) and heal.
+import { $ } from 'zx';
+import { PATHS, allMachineNames, containerName } from './config.ts';
+import { inspectContainer, waitReady } from './nodes.ts';
+import { readJson, say, tryOut, writeJson } from './util.ts';
+
+export type Fault = 'kill' | 'stop' | 'start' | 'partition' | 'heal';
+export const FAULTS: readonly Fault[] = ['kill', 'stop', 'start', 'partition', 'heal'];
+
+type Partitions = Record<string, { veth: string; at: string }>;
+
+function checkName(node: string): string {
+  if (!allMachineNames().includes(node)) throw new Error(`unknown lab node "${node}" (one of: ${allMachineNames().join(' ')})`);
+  return containerName(node);
+}
+
+/** The host-side end of the node's eth0 veth (found by the peer's interface index). */
+export async function hostVeth(node: string): Promise<string> {
+  const c = await inspectContainer(checkName(node));
+  if (!c?.running) throw new Error(`${node} is not running`);
+  const idx = (await $`nsenter -t ${c.pid} -n cat /sys/class/net/eth0/iflink`.quiet()).stdout.trim();
+  const line = (await $`ip -o link show`.quiet()).stdout.split('\n').find((l) => l.startsWith(`${idx}: `));
+  const name = line?.match(/^\d+:\s+([^:@]+)/)?.[1];
+  if (!name) throw new Error(`${node}: no host interface with index ${idx}`);
+  return name;
+}
+
+export async function isPartitioned(node: string): Promise<boolean> {
+  const p = readJson<Partitions>(PATHS.partitions) ?? {};
+  const rec = p[node];
+  if (!rec) return false;
+  const out = await tryOut`ip -o link show ${rec.veth}`;
+  return !!out && !/[<,]UP[,>]/.test(out);
+}
+
+export async function fault(kind: Fault, node: string): Promise<void> {
+  const cname = checkName(node);
+  const parts = readJson<Partitions>(PATHS.partitions) ?? {};
+  switch (kind) {
+    case 'kill':
+      say(`${node}: docker kill (power cut)`);
+      await $`docker kill ${cname}`;
+      return;
+    case 'stop':
+      say(`${node}: docker stop (clean shutdown)`);
+      await $`docker stop -t 20 ${cname}`;
+      return;
+    case 'start': {
+      const c = await inspectContainer(cname);
+      if (c?.running) {
+        say(`${node}: already running`);
+      } else {
+        say(`${node}: docker start`);
+        await $`docker start ${cname}`;
+      }
+      // a restarted container has a new veth: an old partition record no longer applies
+      if (parts[node]) {
+        delete parts[node];
+        writeJson(PATHS.partitions, parts);
+      }
+      await waitReady(node);
+      say(`${node}: up, sshd answers`);
+      return;
+    }
+    case 'partition': {
+      const veth = await hostVeth(node);
+      say(`${node}: partition: link ${veth} (host side of eth0) down`);
+      await $`ip link set dev ${veth} down`;
+      parts[node] = { veth, at: new Date().toISOString() };
+      writeJson(PATHS.partitions, parts);
+      return;
+    }
+    case 'heal': {
+      const veth = parts[node]?.veth ?? (await hostVeth(node));
+      say(`${node}: heal: link ${veth} up`);
+      await $`ip link set dev ${veth} up`;
+      delete parts[node];
+      writeJson(PATHS.partitions, parts);
+      return;
+    }
+  }
+}

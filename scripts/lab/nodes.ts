@@ -1,0 +1,339 @@
+// Lab nodes: keys, containers, readiness, known_hosts and inventory/lab.yml.
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { $, quote } from 'zx';
+import {
+  BRIDGE, GATEWAY, IMAGES, INVENTORY_FILE, LABEL, LABEL_FILTER, NETWORK, NODES, PATHS, ROOT, STATE_DIR, SUBNET, SVC,
+  containerName, dockerVolumeName, type LabNode,
+} from './config.ts';
+import { ensureDir, runLogged, say, tryOut, waitFor } from './util.ts';
+
+export interface Machine {
+  name: string;
+  address: string;
+  kind: 'node' | 'svc';
+}
+
+export function machines(): Machine[] {
+  return [{ name: SVC.name, address: SVC.address, kind: 'svc' }, ...NODES.map((n) => ({ name: n.name, address: n.address, kind: 'node' as const }))];
+}
+
+// ---------------------------------------------------------------- keys
+
+async function keygen(file: string, comment: string): Promise<void> {
+  if (fs.existsSync(file) && fs.existsSync(`${file}.pub`)) return;
+  ensureDir(path.dirname(file), 0o700);
+  fs.rmSync(file, { force: true });
+  fs.rmSync(`${file}.pub`, { force: true });
+  await $`ssh-keygen -q -t ed25519 -N ${''} -C ${comment} -f ${file}`;
+}
+
+/** The controller's key for root on every node, and one ed25519 host key per machine. */
+export async function ensureKeys(): Promise<void> {
+  ensureDir(STATE_DIR, 0o700);
+  await keygen(PATHS.clientKey, 'wpfarm-lab-controller');
+  for (const m of machines()) await keygen(path.join(PATHS.hostKeys, m.name, 'ssh_host_ed25519_key'), `root@${m.name}`);
+}
+
+export function hostPublicKey(name: string): string {
+  return fs.readFileSync(path.join(PATHS.hostKeys, name, 'ssh_host_ed25519_key.pub'), 'utf8').trim();
+}
+
+/** known_hosts: "ADDRESS ssh-ed25519 AAAA..." (port 22), one line per machine. */
+export function writeKnownHosts(): void {
+  const text = machines()
+    .map((m) => {
+      const [type, key] = hostPublicKey(m.name).split(/\s+/);
+      return `${m.address} ${type} ${key}`;
+    })
+    .join('\n');
+  fs.writeFileSync(PATHS.knownHosts, `${text}\n`, { mode: 0o644 });
+}
+
+/** Fingerprint of what is injected into a container: a changed key means a new container. */
+function keysTag(name: string): string {
+  return createHash('sha256')
+    .update(hostPublicKey(name))
+    .update(fs.readFileSync(`${PATHS.clientKey}.pub`))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+// ---------------------------------------------------------------- containers
+
+export interface ContainerInfo {
+  name: string;
+  id: string;
+  running: boolean;
+  status: string;
+  image: string;
+  labels: Record<string, string>;
+  pid: number;
+}
+
+export async function inspectContainer(cname: string): Promise<ContainerInfo | undefined> {
+  const out = await tryOut`docker container inspect ${cname}`;
+  if (!out) return undefined;
+  const [c] = JSON.parse(out) as Array<{
+    Id: string; Image: string; State: { Running: boolean; Status: string; Pid: number }; Config: { Labels: Record<string, string> | null };
+  }>;
+  if (!c) return undefined;
+  return { name: cname, id: c.Id, running: c.State.Running, status: c.State.Status, image: c.Image, labels: c.Config.Labels ?? {}, pid: c.State.Pid };
+}
+
+/** The lab network on its own bridge; a bridge link left without its docker network is removed. */
+export async function ensureNetwork(): Promise<boolean> {
+  const out = await tryOut`docker network inspect ${NETWORK}`;
+  if (out) {
+    const [n] = JSON.parse(out) as Array<{ Labels: Record<string, string> | null; IPAM: { Config: Array<{ Subnet: string }> } }>;
+    if (n?.Labels?.[LABEL] !== '1') throw new Error(`a docker network named ${NETWORK} exists that the lab did not create`);
+    if (n.IPAM.Config[0]?.Subnet !== SUBNET) throw new Error(`network ${NETWORK} has subnet ${n.IPAM.Config[0]?.Subnet}, expected ${SUBNET}: run lab-down`);
+    return false;
+  }
+  if (await tryOut`ip link show ${BRIDGE}`) {
+    say(`removing a leftover bridge ${BRIDGE} (no docker network owns it)`);
+    await $`ip link delete ${BRIDGE}`;
+  }
+  say(`creating network ${NETWORK} (${SUBNET}, bridge ${BRIDGE}, gateway ${GATEWAY})`);
+  await $`docker network create --driver bridge --subnet ${SUBNET} --gateway ${GATEWAY} --label ${`${LABEL}=1`} -o ${`com.docker.network.bridge.name=${BRIDGE}`} ${NETWORK}`;
+  return true;
+}
+
+/** The flags that let systemd and a nested dockerd run without --privileged (see the lab facts note). */
+function systemdFlags(): string[] {
+  return [
+    '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
+    '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined', '--security-opt', 'systempaths=unconfined',
+    '--device-cgroup-rule', 'a *:* rwm', '--device', '/dev/fuse',
+    '--tmpfs', '/run', '--tmpfs', '/run/lock',
+    '-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw',
+    '-e', 'container=docker',
+    '--stop-timeout', '20',
+  ];
+}
+
+function specFor(m: Machine, imageId: string): string[] {
+  const cname = containerName(m.name);
+  const args = [
+    '--name', cname, '--hostname', m.name,
+    '--label', `${LABEL}=1`, '--label', `${LABEL}.machine=${m.name}`, '--label', `${LABEL}.keys=${keysTag(m.name)}`,
+    '--network', NETWORK, '--ip', m.address,
+    ...systemdFlags(),
+  ];
+  if (m.kind === 'node') {
+    args.push('--mount', `type=volume,src=${dockerVolumeName(m.name)},dst=/var/lib/docker`);
+  } else {
+    const [hip, hport] = SVC.hostRegistry.split(':');
+    args.push(
+      '-v', `${PATHS.registryCache}:/var/lib/docker-registry`,
+      '-v', `${PATHS.aptCache}:/var/cache/apt-cacher-ng`,
+      '-p', `${hip}:${hport}:${SVC.registryPort}`,
+    );
+  }
+  const spec = [...args, imageId];
+  const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
+  return ['--label', `${LABEL}.spec=${tag}`, ...spec];
+}
+
+/** Files a fresh "droplet" gets from its provider: host key, root's authorized_keys, machine id, apt proxy. */
+async function injectFiles(m: Machine, cname: string): Promise<void> {
+  const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-lab-inject-'));
+  try {
+    const put = (rel: string, content: string | Buffer, mode: number): void => {
+      const p = path.join(stage, rel);
+      fs.mkdirSync(path.dirname(p), { recursive: true });
+      fs.writeFileSync(p, content, { mode });
+      fs.chmodSync(p, mode);
+    };
+    const hk = path.join(PATHS.hostKeys, m.name, 'ssh_host_ed25519_key');
+    put('etc/ssh/ssh_host_ed25519_key', fs.readFileSync(hk), 0o600);
+    put('etc/ssh/ssh_host_ed25519_key.pub', fs.readFileSync(`${hk}.pub`), 0o644);
+    put('root/.ssh/authorized_keys', fs.readFileSync(`${PATHS.clientKey}.pub`), 0o600);
+    fs.chmodSync(path.join(stage, 'root/.ssh'), 0o700);
+    put('etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444);
+    if (m.kind === 'node') {
+      put('etc/apt/apt.conf.d/00wpfarm-lab-proxy', `// wpfarm lab: apt through the lab's apt-cacher-ng (like a provider's mirror on a droplet)\nAcquire::http::Proxy "http://${SVC.address}:${SVC.aptProxyPort}";\n`, 0o644);
+    }
+    const files = ['./root/.ssh', './root/.ssh/authorized_keys', './etc/ssh/ssh_host_ed25519_key', './etc/ssh/ssh_host_ed25519_key.pub', './etc/machine-id'];
+    if (m.kind === 'node') files.push('./etc/apt/apt.conf.d/00wpfarm-lab-proxy');
+    const script = `set -o pipefail; tar -C ${quote(stage)} --owner=0 --group=0 --numeric-owner --no-recursion -c ${files.map(quote).join(' ')} | docker cp - ${quote(`${cname}:/`)}`;
+    await $`bash -c ${script}`;
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+export interface NodeUpResult {
+  created: string[];
+  started: string[];
+  kept: string[];
+}
+
+/** Create (or recreate when image, keys or flags changed) and start every lab machine. */
+export async function ensureMachines(images: { node: string; svc: string }): Promise<NodeUpResult> {
+  ensureDir(PATHS.registryCache);
+  ensureDir(PATHS.aptCache);
+  const res: NodeUpResult = { created: [], started: [], kept: [] };
+  const toStart: string[] = [];
+  for (const m of machines()) {
+    const cname = containerName(m.name);
+    const spec = specFor(m, m.kind === 'svc' ? images.svc : images.node);
+    const specLabel = spec[1]!;
+    const have = await inspectContainer(cname);
+    if (have && `${LABEL}.spec=${have.labels[`${LABEL}.spec`]}` === specLabel) {
+      if (have.running) res.kept.push(m.name);
+      else toStart.push(m.name);
+      continue;
+    }
+    if (have) {
+      if (have.labels[LABEL] !== '1') throw new Error(`a container named ${cname} exists that the lab did not create`);
+      say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
+      await $`docker rm -f -v ${cname}`;
+    }
+    if (m.kind === 'node') {
+      const vol = dockerVolumeName(m.name);
+      if (have) await $`docker volume rm -f ${vol}`.nothrow();
+      if (!(await tryOut`docker volume inspect ${vol}`)) await $`docker volume create --label ${`${LABEL}=1`} ${vol}`;
+    }
+    await $`docker create ${spec}`;
+    await injectFiles(m, cname);
+    res.created.push(m.name);
+    toStart.push(m.name);
+  }
+  if (toStart.length) {
+    say(`starting ${toStart.length} machine(s): ${toStart.join(' ')}`);
+    await $`docker start ${toStart.map(containerName)}`;
+    res.started = toStart.filter((n) => !res.created.includes(n));
+  }
+  return res;
+}
+
+/** Reads an SSH banner from ADDRESS:22 (sshd is listening and answering). */
+export function sshBanner(address: string, timeoutMs = 2000): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: address, port: 22 });
+    const done = (v: string | undefined): void => {
+      sock.destroy();
+      resolve(v);
+    };
+    sock.setTimeout(timeoutMs, () => done(undefined));
+    sock.on('error', () => done(undefined));
+    sock.once('data', (d) => done(d.toString('utf8').split('\n')[0]?.trim()));
+  });
+}
+
+/** systemd finished booting (running or degraded) and sshd answers. */
+export async function waitReady(name: string, timeoutMs = 90_000): Promise<string> {
+  const m = machines().find((x) => x.name === name);
+  if (!m) throw new Error(`unknown lab machine ${name}`);
+  const cname = containerName(name);
+  const state = await waitFor(`${name}: systemd boot`, async () => {
+    const out = (await $`docker exec ${cname} systemctl is-system-running`.nothrow().quiet()).stdout.trim();
+    return out === 'running' || out === 'degraded' ? out : undefined;
+  }, timeoutMs, 300);
+  if (state === 'degraded') {
+    const failed = (await $`docker exec ${cname} systemctl --failed --no-legend --plain`.nothrow().quiet()).stdout.trim();
+    say(`${name}: systemd is degraded: ${failed.split('\n').map((l) => l.split(/\s+/)[0]).join(' ')}`);
+  }
+  await waitFor(`${name}: sshd on ${m.address}:22`, () => sshBanner(m.address), timeoutMs, 300);
+  return state;
+}
+
+export async function waitSvc(timeoutMs = 60_000): Promise<void> {
+  await waitFor('the lab registry (/v2/)', async () => {
+    const r = await fetch(`http://${SVC.hostRegistry}/v2/`).catch(() => undefined);
+    return r?.status === 200;
+  }, timeoutMs, 500);
+  await waitFor('apt-cacher-ng', async () => {
+    const r = await fetch(`http://${SVC.address}:${SVC.aptProxyPort}/acng-report.html`).catch(() => undefined);
+    return r !== undefined && r.status < 500;
+  }, timeoutMs, 500);
+}
+
+// ---------------------------------------------------------------- inventory
+
+const rel = (p: string): string => path.relative(ROOT, p);
+
+/** inventory/lab.yml in the engine's format. Deterministic: the same topology gives the same file. */
+export function inventoryText(): string {
+  const hosts = NODES.map((n) => `  ${n.name}: { address: ${n.address}, port: 22, user: root, key: ${rel(PATHS.clientKey)} }`).join('\n');
+  const members = (g: string): string => NODES.filter((n: LabNode) => n.groups.includes(g)).map((n) => n.name).join(', ');
+  return `# inventory/lab.yml: the local lab (written by \`make lab-up\`, scripts/lab.ts; do not edit by hand).
+# ${NODES.length} "droplets" as systemd containers on the bridge ${BRIDGE} (${SUBNET}) of this machine.
+# Lab differences from production are variables here, never code branches: see docs/lab.md.
+settings:
+  known_hosts: ${rel(PATHS.knownHosts)}
+vars:
+  lab: true
+  # this kernel has no IPVS: no service VIPs, no ingress routing mesh
+  swarm_endpoint_mode: dnsrr
+  swarm_publish_mode: host
+  # this kernel has no ESP: encrypted overlays pass no traffic
+  overlay_encrypted: false
+  # Debian's docker-registry on the lab services container; plain HTTP, so nodes list it as insecure
+  registry: ${SVC.address}:${SVC.registryPort}
+  registry_insecure: true
+  # the same registry as the controller sees it (docker push from this machine)
+  registry_push: ${SVC.hostRegistry}
+  apt_proxy: http://${SVC.address}:${SVC.aptProxyPort}
+  private_interface: eth0
+  private_cidr: ${SUBNET}
+  management_cidrs: [${SUBNET}]
+  timezone: UTC
+hosts:
+${hosts}
+groups:
+  managers: { hosts: [${members('managers')}] }
+  workers: { hosts: [${members('workers')}] }
+  db: { hosts: [${members('db')}] }
+  storage: { hosts: [${members('storage')}] }
+  # the third, small GlusterFS brick (replica 3 arbiter 1) lives on the monitoring node
+  storage_arbiter: { hosts: [${members('storage_arbiter')}] }
+  gluster: { children: [storage, storage_arbiter] }
+  monitoring: { hosts: [${members('monitoring')}] }
+  # traefik runs on the managers (host-mode 80/443)
+  edge: { hosts: [${members('edge')}] }
+  # Galera (db) and GlusterFS (storage) run as host services outside the swarm
+  swarm: { children: [managers, workers, monitoring] }
+`;
+}
+
+/** Write inventory/lab.yml when it differs (so a committed copy stays untouched). */
+export function writeInventory(): boolean {
+  const text = inventoryText();
+  const cur = fs.existsSync(INVENTORY_FILE) ? fs.readFileSync(INVENTORY_FILE, 'utf8') : '';
+  if (cur === text) return false;
+  ensureDir(path.dirname(INVENTORY_FILE));
+  fs.writeFileSync(INVENTORY_FILE, text);
+  return true;
+}
+
+// ---------------------------------------------------------------- removal
+
+/** Remove every container, volume and network labelled wpfarm.lab=1. */
+export async function removeLabObjects(): Promise<{ containers: number; volumes: number; networks: number }> {
+  const ids = (s: string | undefined): string[] => (s ?? '').split('\n').map((x) => x.trim()).filter(Boolean);
+  const containers = ids(await tryOut`docker ps -aq --filter ${LABEL_FILTER}`);
+  if (containers.length) {
+    say(`removing ${containers.length} lab container(s)`);
+    await runLogged(['docker', 'rm', '-f', '-v', ...containers], { name: 'rm-containers', what: 'docker rm' });
+  }
+  const volumes = ids(await tryOut`docker volume ls -q --filter ${LABEL_FILTER}`);
+  if (volumes.length) {
+    say(`removing ${volumes.length} lab volume(s)`);
+    await $`docker volume rm -f ${volumes}`;
+  }
+  const networks = ids(await tryOut`docker network ls -q --filter ${LABEL_FILTER}`);
+  if (networks.length) {
+    say(`removing network ${NETWORK}`);
+    await $`docker network rm ${networks}`;
+  }
+  if (await tryOut`ip link show ${BRIDGE}`) {
+    say(`removing leftover bridge ${BRIDGE}`);
+    await $`ip link delete ${BRIDGE}`.nothrow();
+  }
+  return { containers: containers.length, volumes: volumes.length, networks: networks.length };
+}
