@@ -102,6 +102,7 @@ export function parseLimit(pattern: string): PatternTerm[] {
       terms.push({ op, kind: 'name', value: body, raw });
     }
   }
+  if (!terms.length) throw new InputError(`empty host pattern '${pattern}'`);
   return terms;
 }
 

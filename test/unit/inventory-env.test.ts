@@ -1,0 +1,109 @@
+// Credentials from .env / the environment, and their masking (lib/env.ts, lib/secrets.ts).
+// Run: node --import tsx --test test/unit/inventory*.test.ts
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { quote } from 'zx';
+import { loadInventory } from '../../lib/inventory.ts';
+import { lookupEnv, readEnvFile, requireCredential } from '../../lib/env.ts';
+import { clearSecretsForTests, isSecret, mask, registerSecret, secretCount } from '../../lib/secrets.ts';
+import { InputError } from '../../lib/errors.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+process.chdir(root);
+const FIX = 'test/fixtures/inventory';
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'wpf-env-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const CF = 'cf-token-from-dotenv-0123456789';
+const DB = "db pass with 'quotes' and $dollar";
+const SUDO = 'sudo-secret-db1';
+
+test('credentials resolve from the env file, land in vars and becomePassword, and are masked', () => {
+  clearSecretsForTests();
+  for (const v of ['WPF_TEST_CF_TOKEN', 'WPF_TEST_DB_PASSWORD', 'WPF_TEST_DB1_SUDO']) delete process.env[v];
+  const inv = loadInventory(`${FIX}/farm.yml`, { envFile: `${FIX}/farm.env` });
+  assert.equal(inv.vars.cloudflare_token, CF);
+  assert.deepEqual(inv.vars.db, { user: 'wp', password: DB, port: 3306 }, 'a reference nested in a mapping');
+  assert.equal(inv.hosts.get('wrk2')!.vars.cloudflare_token, CF);
+  assert.equal(inv.hosts.get('db1')!.becomePassword, SUDO);
+  for (const s of [CF, DB, SUDO]) assert.ok(isSecret(s), 'registered as a secret');
+
+  const dump = JSON.stringify({ vars: inv.vars, host: inv.hosts.get('db1') });
+  const masked = mask(dump);
+  for (const s of [CF, SUDO, 'db pass with']) assert.ok(!masked.includes(s), `"${s}" must not survive mask()`);
+  assert.match(masked, /"cloudflare_token":"\*\*\*"/);
+  assert.match(masked, /"becomePassword":"\*\*\*"/);
+  // the forms a secret takes in output: shell-quoted (zx), JSON-escaped, URL-encoded
+  const cmd = `echo ${quote(DB)} | sudo -S true && curl -H ${quote(`Authorization: Bearer ${CF}`)}`;
+  assert.equal(mask(cmd), `echo *** | sudo -S true && curl -H $'Authorization: Bearer ***'`);
+  assert.equal(mask(`mysql://wp:${encodeURIComponent(DB)}@db1/wp`), 'mysql://wp:***@db1/wp');
+  // .env values are not copied into process.env (children would inherit them)
+  assert.equal(process.env.WPF_TEST_CF_TOKEN, undefined);
+});
+
+test('process.env wins over the .env file; an empty variable counts as unset', (t) => {
+  t.after(() => {
+    delete process.env.WPF_TEST_CF_TOKEN;
+  });
+  process.env.WPF_TEST_CF_TOKEN = 'from-the-environment-42';
+  const inv = loadInventory(`${FIX}/farm.yml`, { envFile: `${FIX}/farm.env` });
+  assert.equal(inv.vars.cloudflare_token, 'from-the-environment-42');
+  assert.equal(mask('token=from-the-environment-42'), 'token=***');
+  process.env.WPF_TEST_CF_TOKEN = '';
+  assert.equal(loadInventory(`${FIX}/farm.yml`, { envFile: `${FIX}/farm.env` }).vars.cloudflare_token, CF);
+});
+
+test('the default env file is .env in the current directory (the repository root); missing is fine', (t) => {
+  const repo = mkdtempSync(path.join(tmp, 'repo-'));
+  const cwd = process.cwd();
+  t.after(() => process.chdir(cwd));
+  writeFileSync(path.join(repo, 'inv.yml'), 'vars:\n  tok: { env: WPF_DEFAULT_ENV_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
+  delete process.env.WPF_DEFAULT_ENV_TOKEN;
+  process.chdir(repo);
+  assert.throws(() => loadInventory('inv.yml'), (e: unknown) =>
+    e instanceof InputError && e.exitCode === 4
+    && e.message === 'inv.yml:2 vars.tok: env var WPF_DEFAULT_ENV_TOKEN is not set (or empty) in the environment, and there is no .env file');
+  writeFileSync(path.join(repo, '.env'), '# comment\nWPF_DEFAULT_ENV_TOKEN=default-dotenv-value\nOTHER="x y"\n');
+  assert.equal(loadInventory('inv.yml').vars.tok, 'default-dotenv-value');
+  // no references: the .env file is not needed at all
+  writeFileSync(path.join(repo, 'plain.yml'), 'hosts:\n  a: { address: 10.0.0.1 }\n');
+  rmSync(path.join(repo, '.env'));
+  assert.equal(loadInventory('plain.yml').hosts.size, 1);
+});
+
+test('env file edits are seen (the parse cache is keyed on mtime and size)', () => {
+  const env = path.join(tmp, 'edit.env');
+  writeFileSync(env, 'WPF_EDIT=first-value\n');
+  delete process.env.WPF_EDIT;
+  assert.equal(lookupEnv('WPF_EDIT', readEnvFile(env)), 'first-value');
+  writeFileSync(env, 'WPF_EDIT=second-value-longer\n');
+  assert.equal(lookupEnv('WPF_EDIT', readEnvFile(env)), 'second-value-longer');
+  assert.equal(requireCredential('WPF_EDIT', 'x.yml:1', readEnvFile(env)), 'second-value-longer');
+  assert.ok(isSecret('second-value-longer'));
+});
+
+test('registerSecret refuses values shorter than 4 characters, without printing them', () => {
+  for (const v of ['', 'a', 'abc']) {
+    assert.throws(() => registerSecret(v), (e: unknown) => e instanceof RangeError && /at least 4 characters/.test(e.message) && (v === '' || !e.message.includes(`'${v}'`)));
+  }
+  assert.equal(registerSecret('abcd'), 'abcd', 'returns the value');
+  assert.equal(mask('xabcdx'), 'x***x');
+});
+
+test('mask: longest secret first, every occurrence, unchanged text without secrets', () => {
+  clearSecretsForTests();
+  assert.equal(secretCount(), 0);
+  assert.equal(mask('nothing registered: s3cretvalue'), 'nothing registered: s3cretvalue');
+  registerSecret('s3cr');
+  registerSecret('s3cretvalue');
+  assert.equal(mask('a s3cretvalue b s3cr c s3cretvalue'), 'a *** b *** c ***', 'the longer one is hidden whole');
+  registerSecret('a.b*c(d)');
+  assert.equal(mask('x a.b*c(d) axbbbcd'), 'x *** axbbbcd', 'regex characters are literal');
+  assert.equal(mask(''), '');
+  clearSecretsForTests();
+  assert.equal(mask('s3cretvalue'), 's3cretvalue');
+});
