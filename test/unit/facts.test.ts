@@ -1,0 +1,193 @@
+// Facts: the probes run for real in bash on this machine (Debian 12, systemd not PID 1, docker may or
+// may not run); systemd/docker texts that only exist on the lab nodes were captured there.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import {
+  FactCache,
+  factNames,
+  factScript,
+  gatherFacts,
+  parseDpkgQuery,
+  parseOsRelease,
+  parseServices,
+  parseSwarm,
+  getFact,
+  defineFact,
+  isInstalled,
+  type DiskFact,
+  type KernelFact,
+  type MemoryFact,
+  type OsFact,
+  type ServicesFact,
+  type UsersFact,
+} from '../../lib/facts.ts';
+import { localExec } from './ops-sys.harness.ts';
+
+function countingExec() {
+  const calls: string[] = [];
+  const exec = (cmd: string) => {
+    calls.push(cmd);
+    return localExec(cmd); // throws on non-zero: the fact script must exit 0
+  };
+  return { exec, calls };
+}
+
+test('all facts in one round trip, exit 0, typed values that match this machine', async () => {
+  const { exec, calls } = countingExec();
+  const f = await gatherFacts(exec, factNames());
+  assert.equal(calls.length, 1);
+  const osf = f.os as OsFact;
+  const osText = fs.readFileSync('/etc/os-release', 'utf8');
+  assert.equal(osf.id, /^ID=(.*)$/m.exec(osText)![1]!.replace(/"/g, ''));
+  assert.equal(osf.versionId, (/^VERSION_ID=(.*)$/m.exec(osText)?.[1] ?? '').replace(/"/g, ''));
+  assert.equal(f.cpus, os.cpus().length);
+  assert.equal(f.arch, os.arch() === 'x64' ? 'x86_64' : f.arch);
+  const mem = f.memory as MemoryFact;
+  assert.ok(Math.abs(mem.totalMb - Math.floor(os.totalmem() / 1048576)) <= 1, `${mem.totalMb} vs ${os.totalmem()}`);
+  const disks = f.disks as DiskFact[];
+  const root = disks.find((d) => d.mount === '/');
+  assert.ok(root && root.sizeKb > 0 && root.availKb <= root.sizeKb, JSON.stringify(disks));
+  const pk = f.packages as Record<string, string>;
+  const bashVersion = (await localExec("dpkg-query -W -f='${Version}' bash")).stdout;
+  assert.equal(pk.bash, bashVersion);
+  const users = f.users as UsersFact;
+  assert.deepEqual(users.users.root, { uid: 0, gid: 0, comment: 'root', home: '/root', shell: (await localExec('getent passwd root | cut -d: -f7')).stdout.trim() });
+  assert.equal(users.groups.root?.gid, 0);
+  const k = f.kernel as KernelFact;
+  assert.equal(k.release, os.release());
+  assert.equal(k.esp, /\besp4\b/.test(fs.readFileSync('/proc/crypto', 'utf8')) || fs.existsSync('/sys/module/esp4'));
+  assert.equal(k.ipvs, fs.existsSync('/proc/net/ip_vs') || fs.existsSync('/sys/module/ip_vs'));
+  assert.equal(k.xfrm, fs.existsSync('/proc/net/xfrm_stat'));
+  const sv = f.services as ServicesFact;
+  assert.equal(sv.systemd, fs.existsSync('/run/systemd/system'));
+  const d = f.docker as { installed: boolean; running: boolean; serverVersion: string };
+  const dockerAnswers = (await localExec("timeout 10 docker version --format '{{.Server.Version}}'", { nothrow: true })).stdout.trim();
+  assert.equal(d.running, dockerAnswers !== '');
+  assert.equal(d.serverVersion, dockerAnswers);
+  const sw = f.swarm as { state: string };
+  assert.equal(sw.state, d.running ? (await localExec("docker info --format '{{.Swarm.LocalNodeState}}'")).stdout.trim() : 'unavailable');
+});
+
+test('a failing snippet is data, not a failed round trip; markers keep sections apart', async () => {
+  defineFact({ name: 'test.failing', script: 'echo partial; ls /nonexistent-dir; exit 3', parse: (s) => s });
+  defineFact({ name: 'test.noeol', script: 'printf no-newline', parse: (s) => s });
+  const { exec, calls } = countingExec();
+  const f = await gatherFacts(exec, ['test.failing', 'test.noeol', 'arch']); // localExec throws on exit != 0
+  assert.equal(calls.length, 1);
+  assert.equal(f['test.failing'], 'partial', 'stderr is discarded, the exit stays inside the subshell');
+  assert.equal(f['test.noeol'], 'no-newline');
+  assert.equal(f.arch, (await localExec('uname -m')).stdout.trim());
+});
+
+test('FactCache: one gather for many names, cached, invalidate re-gathers only what was dropped', async () => {
+  const { exec, calls } = countingExec();
+  const c = new FactCache(exec);
+  const a = await c.get(['os', 'cpus', 'packages']);
+  assert.equal(calls.length, 1);
+  assert.ok((a.packages as Record<string, string>).bash);
+  const b = await c.get(['os', 'cpus']);
+  assert.equal(calls.length, 1, 'cached facts cost no round trip');
+  assert.deepEqual(b.os, a.os);
+  c.invalidate(['packages']);
+  await c.get(['os', 'packages']);
+  assert.equal(calls.length, 2);
+  assert.match(calls[1]!, /@@%s\\n' packages/);
+  assert.doesNotMatch(calls[1]!, /@@%s\\n' os/, 'only the invalidated fact is gathered again');
+  // concurrent callers share one gather
+  c.invalidate(['memory', 'arch']);
+  await Promise.all([c.get(['memory']), c.get(['memory', 'arch']), c.get(['arch'])]);
+  assert.equal(calls.length, 4, 'first call gathers memory, the second adds arch only, the third waits');
+  assert.equal(c.gathers, 4);
+});
+
+test('unknown fact: error before any round trip', async () => {
+  const { exec, calls } = countingExec();
+  await assert.rejects(() => new FactCache(exec).get(['os', 'nonsense']), /unknown fact "nonsense"/);
+  assert.equal(calls.length, 0);
+});
+
+test('a failed gather is not cached', async () => {
+  let n = 0;
+  const c = new FactCache(async (cmd) => {
+    if (n++ === 0) throw new Error('connection dropped');
+    return localExec(cmd);
+  });
+  await assert.rejects(() => c.get(['arch']), /connection dropped/);
+  assert.equal(typeof (await c.get(['arch'])).arch, 'string');
+});
+
+test('os-release parsing: quotes, ID_LIKE, missing codename', () => {
+  const o = parseOsRelease('PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nVERSION_CODENAME=noble\nID=ubuntu\nID_LIKE=debian\n');
+  assert.deepEqual(o, { id: 'ubuntu', idLike: ['debian'], versionId: '24.04', codename: 'noble', prettyName: 'Ubuntu 24.04.1 LTS' });
+  assert.equal(parseOsRelease('ID=debian\n').codename, '');
+});
+
+test('dpkg-query parsing: installed vs config-files vs half-configured', () => {
+  const p = parseDpkgQuery(
+    ['bash install ok installed 5.2.15-2+b8', 'nginx deinstall ok config-files 1.22.1-9', 'mariadb-server install ok half-configured 1:10.11.6-0', 'libc-bin install ok triggers-pending 2.36-9', ''].join('\n'),
+  );
+  assert.equal(isInstalled(p.bash), true);
+  assert.equal(isInstalled(p.nginx), false);
+  assert.equal(isInstalled(p['mariadb-server']), false);
+  assert.equal(isInstalled(p['libc-bin']), true);
+  assert.equal(p['mariadb-server']?.version, '1:10.11.6-0');
+  assert.equal(getFact('packages').parse('nginx deinstall ok config-files 1.22.1-9\nbash install ok installed 5.2\n') instanceof Object, true);
+  assert.deepEqual(getFact('packages').parse('nginx deinstall ok config-files 1.22.1-9\nbash install ok installed 5.2\n'), { bash: '5.2' });
+});
+
+test('disks: mount points with spaces', () => {
+  const d = getFact('disks').parse('Filesystem     1024-blocks     Used Available Capacity Mounted on\n/dev/vda 100 40 60 40% /\n/dev/vdb 10 1 9 10% /mnt/my data\n') as DiskFact[];
+  assert.deepEqual(d[1], { device: '/dev/vdb', sizeKb: 10, usedKb: 1, availKb: 9, mount: '/mnt/my data' });
+});
+
+// captured on the lab node st2 (systemd 252 in a container), November 2026
+const LAB_SERVICES = `systemd=yes
+%%units
+console-getty.service                masked    inactive dead    console-getty.service
+dbus.service                         loaded    active   running D-Bus System Message Bus
+display-manager.service              not-found inactive dead    display-manager.service
+ssh.service                          loaded    active   running OpenBSD Secure Shell server
+systemd-journal-flush.service        loaded    active   exited  Flush Journal to Persistent Storage
+systemd-logind.service               masked    inactive dead    systemd-logind.service
+%%files
+apt-daily.service                      static   -
+console-getty.service                  masked   disabled
+dbus.service                           static   -
+debug-shell.service                    disabled disabled
+e2scrub_reap.service                   enabled  enabled
+ssh.service                            enabled  enabled
+systemd-logind.service                 masked   enabled`;
+
+test('services: list-units + list-unit-files as captured on a lab node', () => {
+  const s = parseServices(LAB_SERVICES);
+  assert.equal(s.systemd, true);
+  assert.deepEqual(s.units['ssh.service'], { load: 'loaded', active: 'active', sub: 'running', enabled: 'enabled' });
+  assert.deepEqual(s.units['systemd-logind.service'], { load: 'masked', active: 'inactive', sub: 'dead', enabled: 'masked' });
+  assert.equal(s.units['display-manager.service']?.load, 'not-found');
+  assert.deepEqual(s.units['debug-shell.service'], { load: '', active: 'inactive', sub: 'dead', enabled: 'disabled' });
+  assert.equal(s.units['systemd-journal-flush.service']?.sub, 'exited');
+});
+
+test('swarm: inactive, active manager, and docker not answering', () => {
+  assert.equal(parseSwarm('').state, 'unavailable');
+  assert.equal(parseSwarm('Cannot connect to the Docker daemon').state, 'unavailable');
+  const inactive = parseSwarm('{"NodeID":"","NodeAddr":"","LocalNodeState":"inactive","ControlAvailable":false,"Error":"","RemoteManagers":null}');
+  assert.equal(inactive.state, 'inactive');
+  assert.equal(inactive.isManager, false);
+  const active = parseSwarm(
+    '{"NodeID":"q3v0l6tq2zm5yu4qkx4xzn3yv","NodeAddr":"10.77.0.42","LocalNodeState":"active","ControlAvailable":true,"Error":"","RemoteManagers":[{"NodeID":"q3v0l6tq2zm5yu4qkx4xzn3yv","Addr":"10.77.0.42:2377"}],"Nodes":1,"Managers":1,"Cluster":{"ID":"mz3b0vn1d0h7r8y0x2l1k6j5e"}}',
+  );
+  assert.deepEqual(active, {
+    state: 'active',
+    nodeId: 'q3v0l6tq2zm5yu4qkx4xzn3yv',
+    nodeAddr: '10.77.0.42',
+    isManager: true,
+    clusterId: 'mz3b0vn1d0h7r8y0x2l1k6j5e',
+    managers: 1,
+    nodes: 1,
+    remoteManagers: ['10.77.0.42:2377'],
+    error: '',
+  });
+});
