@@ -1,0 +1,131 @@
+// blockinfile: ensure a block of lines between two marker lines (Ansible's semantics).
+// Markers: `marker` with {mark} replaced by markerBegin/markerEnd ("# BEGIN WPFARM MANAGED BLOCK" ...);
+// use a distinct marker per block in one file. state present with an empty block = absent.
+//   - both markers found: the lines from the (last) begin marker to the (last) end marker are replaced;
+//   - otherwise the block (with markers) is inserted: insertAfter 'EOF' (default) / a regexp (after the
+//     last matching line), insertBefore 'BOF' / a regexp (before the last matching line); a regexp that
+//     matches nothing means EOF.
+// Like lineinfile, the new content is computed here and written atomically in one round trip.
+import type { Operation, StepOptions } from '../types.ts';
+import { InputError } from '../errors.ts';
+import { defineOp } from './base.ts';
+import { checkPath, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
+import { joinText, planEdit, splitText, type LineEdit } from './lineinfile.ts';
+
+export interface BlockInFileArgs extends Attrs {
+  path: string;
+  /** the block's lines (a trailing newline is ignored) */
+  block: string;
+  /** default "# {mark} WPFARM MANAGED BLOCK" */
+  marker?: string;
+  markerBegin?: string;
+  markerEnd?: string;
+  /** 'EOF' (default) or a regexp */
+  insertAfter?: string | RegExp;
+  /** 'BOF' or a regexp */
+  insertBefore?: string | RegExp;
+  state?: 'present' | 'absent';
+  /** create the file when missing; default false */
+  create?: boolean;
+}
+
+export interface BlockSpec {
+  begin: string;
+  end: string;
+  /** '' or empty = remove */
+  block: string;
+  state: 'present' | 'absent';
+  insertAfter?: 'EOF' | RegExp;
+  insertBefore?: 'BOF' | RegExp;
+}
+
+/** Pure: apply a blockinfile spec to a text. */
+export function editBlock(text: string, spec: BlockSpec): LineEdit {
+  const t = splitText(text);
+  const lines = t.lines;
+  const bare = (l: string): string => l.replace(/\r$/, '');
+  const body = spec.block.replace(/\n$/, '');
+  const remove = spec.state === 'absent' || body === '';
+  const blockLines = remove ? [] : [spec.begin, ...body.split('\n'), spec.end];
+  let n0 = -1;
+  let n1 = -1;
+  lines.forEach((l, i) => {
+    if (bare(l) === spec.begin) n0 = i;
+    if (bare(l) === spec.end) n1 = i;
+  });
+  let at: number;
+  let what: string;
+  if (n0 >= 0 && n1 >= 0) {
+    const [a, b] = n0 < n1 ? [n0, n1] : [n1, n0];
+    const old = lines.slice(a, b + 1).map(bare);
+    if (old.length === blockLines.length && old.every((l, i) => l === blockLines[i])) return { content: text, changed: false, what: '' };
+    lines.splice(a, b - a + 1);
+    at = a;
+    what = remove ? 'block removed' : 'block replaced';
+  } else {
+    if (remove) return { content: text, changed: false, what: '' };
+    at = lines.length;
+    const re = spec.insertBefore instanceof RegExp ? spec.insertBefore : spec.insertAfter instanceof RegExp ? spec.insertAfter : null;
+    if (spec.insertBefore === 'BOF') at = 0;
+    else if (re) {
+      let found = -1;
+      lines.forEach((l, i) => {
+        if (re.test(l)) found = i;
+      });
+      if (found >= 0) at = spec.insertBefore ? found : found + 1;
+    }
+    what = 'block inserted';
+  }
+  lines.splice(at, 0, ...blockLines);
+  const appended = blockLines.length > 0 && at + blockLines.length === lines.length;
+  const eol = appended || t.eol;
+  return { content: joinText({ lines, eol }), changed: true, what };
+}
+
+const toRe = (r: string | RegExp, what: string): RegExp => {
+  if (r instanceof RegExp) return new RegExp(r.source, r.flags.replace(/[gy]/g, ''));
+  try {
+    return new RegExp(r);
+  } catch (e) {
+    throw new InputError(`${what}: invalid regular expression ${JSON.stringify(r)}: ${(e as Error).message}`);
+  }
+};
+
+export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Operation {
+  const path = checkPath(args.path, 'blockinfile');
+  const what = `blockinfile ${path}`;
+  const want = normAttrs(args, what);
+  const state = args.state ?? 'present';
+  if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
+  if (state === 'present' && typeof args.block !== 'string') throw new InputError(`${what}: block is required`);
+  if (args.insertAfter !== undefined && args.insertBefore !== undefined) throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
+  const marker = args.marker ?? '# {mark} WPFARM MANAGED BLOCK';
+  if (!marker.includes('{mark}')) throw new InputError(`${what}: marker must contain {mark}`);
+  const begin = marker.replace('{mark}', args.markerBegin ?? 'BEGIN');
+  const end = marker.replace('{mark}', args.markerEnd ?? 'END');
+  if (begin === end) throw new InputError(`${what}: markerBegin and markerEnd must differ`);
+  if (begin.includes('\n') || end.includes('\n')) throw new InputError(`${what}: markers must be single lines`);
+  const spec: BlockSpec = {
+    begin,
+    end,
+    block: args.block ?? '',
+    state,
+    insertAfter: args.insertAfter === undefined || args.insertAfter === 'EOF' ? (args.insertAfter as 'EOF' | undefined) : toRe(args.insertAfter, what),
+    insertBefore: args.insertBefore === undefined || args.insertBefore === 'BOF' ? (args.insertBefore as 'BOF' | undefined) : toRe(args.insertBefore, what),
+  };
+  return defineOp({
+    kind: 'blockinfile',
+    title: what,
+    options: opts,
+    probe: () => ({ script: pathProbeScript(path, { sha: true, contentCap: EDIT_CONTENT_CAP, owner: want.owner, group: want.group }) }),
+    plan: (ctx, out) =>
+      planEdit(ctx, parsePathProbe(out), {
+        path,
+        create: !!args.create,
+        what,
+        want,
+        edit: (text) => editBlock(text, spec),
+        absentOk: state === 'absent' || spec.block.replace(/\n$/, '') === '',
+      }),
+  });
+}

@@ -1,0 +1,182 @@
+// lineinfile: ensure one line is present (or lines absent) in a text file, with Ansible's semantics.
+// The probe returns the whole file (base64, up to EDIT_CONTENT_CAP); plan() computes the new content
+// here on the controller (editLines, pure) and applies it as ONE atomic content write, so check mode
+// predicts exactly what the run does.
+//
+// state present:
+//   1. regexp given and some line matches it → the LAST matching line (the first with firstMatch)
+//      becomes `line` (no change when it already is).
+//   2. otherwise, when `line` is already in the file exactly → no change.
+//   3. otherwise `line` is inserted: insertAfter 'EOF' (default) / 'BOF' / a regexp (after the last
+//      matching line, or the first with firstMatch), insertBefore 'BOF' / a regexp (before the last
+//      matching line, or the first with firstMatch); a regexp that matches nothing means EOF.
+// state absent: every line matching regexp (or equal to `line` when no regexp) is removed.
+// Regexps are JavaScript regular expressions, tested against each line without its newline.
+import type { Operation, StepOptions } from '../types.ts';
+import { InputError } from '../errors.ts';
+import { defineOp } from './base.ts';
+import { checkPath, normAttrs, parsePathProbe, pathProbeScript, planWrite, EDIT_CONTENT_CAP, type Attrs, type PathState } from './files.ts';
+import type { Plan, StepContext } from '../types.ts';
+
+export interface LineInFileArgs extends Attrs {
+  path: string;
+  /** the line (required with state present; with absent and no regexp: the line to remove) */
+  line?: string;
+  regexp?: string | RegExp;
+  /** 'EOF' (default), 'BOF', or a regexp */
+  insertAfter?: string | RegExp;
+  /** 'BOF' or a regexp */
+  insertBefore?: string | RegExp;
+  /** use the first match of regexp/insertAfter/insertBefore instead of the last */
+  firstMatch?: boolean;
+  state?: 'present' | 'absent';
+  /** create the file when missing (state present); default false */
+  create?: boolean;
+}
+
+export interface LineEdit {
+  content: string;
+  changed: boolean;
+  /** human description: "line added at line 4", "line 3 replaced", "2 lines removed" */
+  what: string;
+}
+
+const toRe = (r: string | RegExp, what: string): RegExp => {
+  if (r instanceof RegExp) return new RegExp(r.source, r.flags.replace(/[gy]/g, ''));
+  try {
+    return new RegExp(r);
+  } catch (e) {
+    throw new InputError(`${what}: invalid regular expression ${JSON.stringify(r)}: ${(e as Error).message}`);
+  }
+};
+
+interface Text {
+  lines: string[];
+  /** the text ended with a newline (or was empty) */
+  eol: boolean;
+}
+
+export function splitText(s: string): Text {
+  if (s === '') return { lines: [], eol: true };
+  const eol = s.endsWith('\n');
+  return { lines: (eol ? s.slice(0, -1) : s).split('\n'), eol };
+}
+
+export function joinText(t: Text): string {
+  if (!t.lines.length) return '';
+  return t.lines.join('\n') + (t.eol ? '\n' : '');
+}
+
+export interface LineSpec {
+  line?: string;
+  regexp?: RegExp;
+  insertAfter?: 'EOF' | 'BOF' | RegExp;
+  insertBefore?: 'BOF' | RegExp;
+  firstMatch?: boolean;
+  state: 'present' | 'absent';
+}
+
+function findLine(lines: string[], re: RegExp, first: boolean): number {
+  let found = -1;
+  for (let i = 0; i < lines.length; i++) {
+    if (re.test(lines[i]!)) {
+      found = i;
+      if (first) break;
+    }
+  }
+  return found;
+}
+
+/** Pure: apply a lineinfile spec to a text. Lines are compared without a trailing '\r'. */
+export function editLines(text: string, spec: LineSpec): LineEdit {
+  const t = splitText(text);
+  const lines = t.lines;
+  const bare = (l: string): string => l.replace(/\r$/, '');
+  if (spec.state === 'absent') {
+    const keep = lines.filter((l) => (spec.regexp ? !spec.regexp.test(l) : bare(l) !== spec.line));
+    const removed = lines.length - keep.length;
+    if (!removed) return { content: text, changed: false, what: '' };
+    return { content: joinText({ lines: keep, eol: t.eol }), changed: true, what: `${removed} line${removed === 1 ? '' : 's'} removed` };
+  }
+  const line = spec.line!;
+  if (spec.regexp) {
+    const i = findLine(lines, spec.regexp, !!spec.firstMatch);
+    if (i >= 0) {
+      if (bare(lines[i]!) === line) return { content: text, changed: false, what: '' };
+      lines[i] = lines[i]!.endsWith('\r') ? `${line}\r` : line;
+      return { content: joinText(t), changed: true, what: `line ${i + 1} replaced` };
+    }
+  }
+  if (lines.some((l) => bare(l) === line)) return { content: text, changed: false, what: '' };
+  let at = lines.length;
+  const ins = spec.insertBefore ?? spec.insertAfter ?? 'EOF';
+  if (ins === 'BOF') at = 0;
+  else if (ins instanceof RegExp) {
+    const i = findLine(lines, ins, !!spec.firstMatch);
+    if (i >= 0) at = spec.insertBefore ? i : i + 1;
+  }
+  lines.splice(at, 0, line);
+  // inserting anywhere but at the very end keeps the original final-newline state; appending adds one
+  const eol = at === lines.length - 1 ? true : t.eol || lines.length === 1;
+  return { content: joinText({ lines, eol }), changed: true, what: `line added at line ${at + 1}` };
+}
+
+/** Shared by lineinfile/blockinfile/sysctl: plan an edit of the file's current content. */
+export function planEdit(
+  ctx: StepContext,
+  st: PathState,
+  o: { path: string; create: boolean; what: string; want: ReturnType<typeof normAttrs>; edit: (text: string) => LineEdit; absentOk: boolean },
+): Plan {
+  if (!st.exists) {
+    if (o.absentOk) return { changed: false, changes: [], result: { path: o.path } };
+    if (!o.create) {
+      if (ctx.check) return { changed: true, changes: [`${o.path} does not exist (assumed created by an earlier step)`], result: { path: o.path } };
+      throw new Error(`${o.path} does not exist (set create: true to create it)`);
+    }
+    const e = o.edit('');
+    return planWrite(ctx, st, { path: o.path, content: Buffer.from(e.content, 'utf8'), want: o.want, contentChange: e.what });
+  }
+  if (st.isFile && !st.content) {
+    if (st.contentNote?.startsWith('toolarge')) throw new Error(`${o.path}: too large to edit (${st.contentNote.slice(9)} bytes > ${EDIT_CONTENT_CAP})`);
+    throw new Error(`${o.path}: cannot read the current content${st.contentNote ? ` (${st.contentNote})` : ''}`);
+  }
+  const before = st.content ? st.content.toString('utf8') : '';
+  const e = o.edit(before);
+  return planWrite(ctx, st, { path: o.path, content: e.changed ? Buffer.from(e.content, 'utf8') : st.content, want: o.want, contentChange: e.what });
+}
+
+export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operation {
+  const path = checkPath(args.path, 'lineinfile');
+  const what = `lineinfile ${path}`;
+  const want = normAttrs(args, what);
+  const state = args.state ?? 'present';
+  if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
+  if (state === 'present' && typeof args.line !== 'string') throw new InputError(`${what}: line is required with state present`);
+  if (state === 'absent' && args.line === undefined && args.regexp === undefined) throw new InputError(`${what}: line or regexp is required`);
+  if (args.line !== undefined && args.line.includes('\n')) throw new InputError(`${what}: line must not contain a newline`);
+  if (args.insertAfter !== undefined && args.insertBefore !== undefined) throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
+  const spec: LineSpec = {
+    line: args.line,
+    regexp: args.regexp !== undefined ? toRe(args.regexp, what) : undefined,
+    insertAfter:
+      args.insertAfter === undefined || args.insertAfter === 'EOF' || args.insertAfter === 'BOF' ? (args.insertAfter as 'EOF' | 'BOF' | undefined) : toRe(args.insertAfter, what),
+    insertBefore: args.insertBefore === undefined || args.insertBefore === 'BOF' ? (args.insertBefore as 'BOF' | undefined) : toRe(args.insertBefore, what),
+    firstMatch: args.firstMatch,
+    state,
+  };
+  return defineOp({
+    kind: 'lineinfile',
+    title: what,
+    options: opts,
+    probe: () => ({ script: pathProbeScript(path, { sha: true, contentCap: EDIT_CONTENT_CAP, owner: want.owner, group: want.group }) }),
+    plan: (ctx, out) =>
+      planEdit(ctx, parsePathProbe(out), {
+        path,
+        create: !!args.create,
+        what,
+        want,
+        edit: (text) => editLines(text, spec),
+        absentOk: state === 'absent',
+      }),
+  });
+}

@@ -1,0 +1,93 @@
+// sysctl: a kernel parameter, persisted in a sysctl.d file AND set live through /proc/sys.
+// The probe reads the file (for the `name = value` line) and the live value in the same round trip.
+// Values are compared with whitespace normalised ("4096 87380 6291456" == "4096\t87380\t6291456").
+// state absent removes the persisted line only (the live value is left as is).
+import type { Operation, Plan, StepOptions } from '../types.ts';
+import { InputError } from '../errors.ts';
+import { defineOp, sections } from './base.ts';
+import { sh } from '../shell.ts';
+import { checkPath, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP } from './files.ts';
+import { editLines, planEdit } from './lineinfile.ts';
+
+export interface SysctlArgs {
+  /** dotted name: "net.ipv4.ip_forward" */
+  name: string;
+  value?: string | number;
+  /** where to persist; default /etc/sysctl.d/99-wpfarm.conf */
+  file?: string;
+  /** set the live value too (default true) */
+  reload?: boolean;
+  state?: 'present' | 'absent';
+}
+
+export const DEFAULT_SYSCTL_FILE = '/etc/sysctl.d/99-wpfarm.conf';
+
+/** /proc/sys path of a dotted name (a '/' inside a component, e.g. a VLAN "eth0.1" written eth0/1, is a '.'). */
+export function procPath(name: string): string {
+  return `/proc/sys/${name
+    .split('.')
+    .map((c) => c.replace(/\//g, '.'))
+    .join('/')}`;
+}
+
+export const normValue = (v: string): string => v.trim().split(/\s+/).join(' ');
+
+const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+export function sysctl(args: SysctlArgs, opts: StepOptions = {}): Operation {
+  const name = args.name;
+  if (typeof name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_./-]*$/.test(name) || name.includes('..')) {
+    throw new InputError(`sysctl: invalid name ${JSON.stringify(name)}`);
+  }
+  const what = `sysctl ${name}`;
+  const state = args.state ?? 'present';
+  if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
+  if (state === 'present' && (args.value === undefined || args.value === '')) throw new InputError(`${what}: value is required`);
+  const value = normValue(String(args.value ?? ''));
+  if (value.includes('\n')) throw new InputError(`${what}: value must be one line`);
+  const file = checkPath(args.file ?? DEFAULT_SYSCTL_FILE, what);
+  const reload = args.reload ?? true;
+  const proc = procPath(name);
+  const regexp = new RegExp(`^\\s*${escapeRe(name)}\\s*=`);
+  return defineOp({
+    kind: 'sysctl',
+    title: state === 'present' ? `sysctl ${name}=${value}` : `sysctl ${name} absent`,
+    options: opts,
+    probe: () => ({
+      script:
+        pathProbeScript(file, { sha: true, contentCap: EDIT_CONTENT_CAP }) +
+        `\n{ echo @@live; if v=$(cat -- ${sh`${proc}`}); then printf 'ok %s\\n' "$v"; else echo missing; fi; } 2>/dev/null`,
+    }),
+    plan: (ctx, out) => {
+      const live = (sections(out).get('live') ?? '').trim();
+      const st = parsePathProbe(out);
+      const persist = planEdit(ctx, st, {
+        path: file,
+        create: true,
+        what,
+        want: {},
+        edit: (text) =>
+          state === 'present' ? editLines(text, { line: `${name} = ${value}`, regexp, state }) : editLines(text, { regexp, state }),
+        absentOk: state === 'absent',
+      });
+      const result = { name, value, file };
+      const changes = persist.changed ? persist.changes.map((c) => `${file}: ${c}`) : [];
+      const scripts: string[] = [];
+      if (persist.changed && persist.apply && typeof persist.apply !== 'function') scripts.push(persist.apply.script);
+      const stdin = persist.changed && persist.apply && typeof persist.apply !== 'function' ? persist.apply.stdin : undefined;
+      if (state === 'present' && reload) {
+        if (!live.startsWith('ok')) throw new Error(`${what}: unknown key on this host (${proc} is not readable)`);
+        const cur = normValue(live.slice(2));
+        if (cur !== value) {
+          changes.push(`live value ${cur} -> ${value}`);
+          scripts.push(sh`printf '%s\\n' ${value} > ${proc}`);
+        }
+      }
+      if (!changes.length) return { changed: false, changes: [], result };
+      const plan: Plan = { changed: true, changes, result };
+      if (scripts.length) plan.apply = { script: scripts.join(' && '), stdin: stdin ?? '' };
+      if (persist.diff) plan.diff = persist.diff;
+      return plan;
+    },
+  });
+}
