@@ -1,0 +1,104 @@
+// apt: the probe runs for real against this machine's dpkg database and apt cache (read-only);
+// apply scripts are checked by bash -n and by content. Real installs run on a lab node
+// (test/lab/10-ops-system.test.ts).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { apt, parseAptPolicy } from '../../lib/ops/apt.ts';
+import { InputError } from '../../lib/errors.ts';
+import type { ApplyScript, Plan } from '../../lib/types.ts';
+import { localContext, localExec, runLocal } from './ops-sys.harness.ts';
+
+const sh = async (c: string): Promise<string> => (await localExec(c, { nothrow: true })).stdout.trim();
+const installed = (p: string) => sh(`dpkg-query -W -f='\${db:Status-Abbrev}|\${Version}' ${p} 2>/dev/null | grep '^ii' | cut -d'|' -f2`);
+const script = (p: Plan): string => (p.apply as ApplyScript).script;
+
+async function syntaxOk(s: string): Promise<void> {
+  const r = await localExec('bash -n', { stdin: s, nothrow: true });
+  assert.equal(r.code, 0, r.stderr);
+}
+
+test('present: an installed package is ok, a missing one is planned with the exact apt-get line', async () => {
+  assert.notEqual(await installed('bash'), '');
+  const ok = await runLocal(apt({ packages: ['bash'] }), { check: true });
+  assert.equal(ok.status, 'ok');
+  assert.equal(ok.roundTrips, 1);
+  // a package this machine does not have (verified first, independently)
+  const missing = (await installed('hello')) === '' ? 'hello' : 'cowsay';
+  assert.equal(await installed(missing), '');
+  const r = await runLocal(apt({ packages: ['bash', missing], state: 'present', update_cache: true }), { check: true });
+  assert.equal(r.status, 'changed');
+  assert.deepEqual(r.plan.changes, [`install ${missing}`]);
+  assert.deepEqual(r.plan.invalidates, ['packages', 'services']);
+  const s = script(r.plan);
+  assert.match(s, /^export DEBIAN_FRONTEND=noninteractive/m);
+  assert.match(s, /^apt-get -o DPkg::Lock::Timeout=600 -y -q update$/m, 'update_cache: refresh before installing');
+  assert.ok(s.includes(`apt-get -o DPkg::Lock::Timeout=600 -y -q install --no-install-recommends -- ${missing}`), s);
+  assert.doesNotMatch(s, /policy-rc\.d/);
+  await syntaxOk(s);
+});
+
+test('absent: only what is installed is removed; config-files leftovers only with purge', async () => {
+  const r = await runLocal(apt({ packages: ['hello-not-a-package-xyz', 'bash'], state: 'absent' }), { check: true });
+  assert.deepEqual(r.plan.changes, [`remove bash ${await installed('bash')}`]);
+  assert.match(script(r.plan), /apt-get -o DPkg::Lock::Timeout=600 -y -q remove -- bash$/m);
+  // captured dpkg-query line of a removed-but-not-purged package
+  const ctx = localContext(true);
+  const out = '%%dpkg\nnginx deinstall ok config-files 1.22.1-9';
+  assert.equal((await apt({ packages: ['nginx'], state: 'absent' }).plan(ctx, out)).changed, false);
+  const purge = await apt({ packages: ['nginx'], state: 'absent', purge: true }).plan(ctx, out);
+  assert.deepEqual(purge.changes, ['purge nginx 1.22.1-9']);
+  assert.match(script(purge), /-y -q purge -- nginx$/m);
+});
+
+test('latest: candidate vs installed from apt-cache policy, as this machine reports them', async () => {
+  const pkgs = ['bash', 'coreutils'];
+  const r = await runLocal(apt({ packages: pkgs, state: 'latest' }), { check: true });
+  // independently: one apt-cache call, read with awk
+  const cands = Object.fromEntries(
+    (await sh(`LC_ALL=C apt-cache policy ${pkgs.join(' ')} | awk '/^[^ ].*:$/{p=substr($0,1,length($0)-1)} /Candidate:/{print p, $2}'`)).split('\n').map((l) => l.split(' ')),
+  ) as Record<string, string>;
+  const want: string[] = [];
+  for (const p of pkgs) {
+    const i = await installed(p);
+    const c = cands[p] ?? '';
+    if (c && c !== i) want.push(`upgrade ${p} ${i} -> ${c}`);
+  }
+  assert.deepEqual(r.plan.changes, want);
+  assert.equal(r.status, want.length ? 'changed' : 'ok');
+});
+
+test('apt-cache policy parsing (captured text)', () => {
+  const p = parseAptPolicy(
+    'bash:\n  Installed: 5.2.15-2+b8\n  Candidate: 5.2.15-2+b13\n  Version table:\n     5.2.15-2+b13 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n *** 5.2.15-2+b8 100\nhello:\n  Installed: (none)\n  Candidate: 2.10-3\n',
+  );
+  assert.deepEqual(p, { bash: { installed: '5.2.15-2+b8', candidate: '5.2.15-2+b13' }, hello: { installed: '', candidate: '2.10-3' } });
+});
+
+test('update_cache seconds: stale lists are a change of their own; fresh lists are not', async () => {
+  const age = Number(await sh("echo $(( $(date +%s) - $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -printf '%T@\\n' | sort -n | tail -1 | cut -d. -f1) ))"));
+  assert.ok(Number.isFinite(age));
+  const fresh = await runLocal(apt({ packages: ['bash'], update_cache: age + 3600 }), { check: true });
+  assert.equal(fresh.status, 'ok');
+  if (age > 1) {
+    const stale = await runLocal(apt({ packages: ['bash'], update_cache: 1 }), { check: true });
+    assert.equal(stale.status, 'changed');
+    assert.match(stale.plan.changes[0]!, /^apt-get update \(lists \d+ s old > 1 s\)$/);
+    assert.doesNotMatch(script(stale.plan), / install /);
+  }
+});
+
+test('autostart false: policy-rc.d is installed for the run and the previous one restored', async () => {
+  const p = await apt({ packages: ['nginx'], autostart: false }).plan(localContext(true), '%%dpkg\n');
+  const s = script(p);
+  assert.match(s, /exit 101/);
+  assert.match(s, /trap .*policy-rc\.d|trap 'rm -f "\$prc"/);
+  assert.ok(s.indexOf('policy-rc.d') < s.indexOf(' install '), 'policy in place before install');
+  await syntaxOk(s);
+});
+
+test('bad input is rejected before any round trip', () => {
+  assert.throws(() => apt({ packages: [] }), InputError);
+  assert.throws(() => apt({ packages: ['-o=APT::x'] }), InputError);
+  assert.throws(() => apt({ packages: ['nginx; rm -rf /'] }), InputError);
+  assert.throws(() => apt({ packages: ['nginx'], update_cache: -1 }), InputError);
+});
