@@ -90,7 +90,8 @@ export class LocalShell implements Shell {
 
   stream(script: string, stdin: Array<Buffer | Readable>): Running {
     // a clean environment: the controller's credentials are not inherited by the command
-    const child = spawn('bash', ['-c', script], { stdio: ['pipe', 'pipe', 'pipe'], env: this.env });
+    // own process group, so kill() reaches the whole pipeline (dump | gzip | age), not just bash
+    const child = spawn('bash', ['-c', script], { stdio: ['pipe', 'pipe', 'pipe'], env: this.env, detached: true });
     const err: Buffer[] = [];
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.stdin.on('error', () => undefined); // EPIPE when the command exits early: reported by its exit code
@@ -99,7 +100,16 @@ export class LocalShell implements Shell {
       child.once('error', (e) => resolve({ code: 127, stderr: String(e) }));
       child.once('close', (code, signal) => resolve({ code: code ?? 128, signal, stderr: Buffer.concat(err).toString('utf8') }));
     });
-    return { stdout: child.stdout, done, kill: () => void child.kill('SIGTERM') };
+    const kill = () => {
+      if (!child.pid) return;
+      try {
+        process.kill(-child.pid, 'SIGTERM'); // the group outlives bash when a pipeline member hangs
+      } catch {
+        // group already gone
+      }
+      child.stdout.destroy();
+    };
+    return { stdout: child.stdout, done, kill };
   }
 }
 
