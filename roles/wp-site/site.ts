@@ -311,10 +311,10 @@ const PHP_KEYS = Object.keys(DEFAULT_PHP);
  */
 export function parseSiteRecord(file: string, text: string, inv: SiteDefaultsFromInventory = {}): SiteRecord {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
     throw new SiteRecordErrors(
-      doc.errors.map((e) => new SiteRecordError(file, e.linePos?.[0]?.line, '(yaml)', e.message.split('\n')[0])),
+      doc.errors.map((e) => new SiteRecordError(file, e.linePos?.[0]?.line, '(yaml)', e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, ''))),
     );
   }
   const r = new Reader(file, doc, lines);
@@ -329,7 +329,7 @@ export function parseSiteRecord(file: string, text: string, inv: SiteDefaultsFro
   if (raw.id === undefined) r.fail(['id'], 'is required');
   else if (idErr) r.fail(['id'], idErr);
   const id = typeof raw.id === 'string' ? raw.id : '';
-  const base = path.basename(file).replace(/\.ya?ml$/, '');
+  const base = path.basename(file).replace(/\.ya?ml$/, '').replace(/^_/, ''); // _name.yml: example/draft of name
   if (!idErr && base !== id && /\.ya?ml$/.test(file)) r.fail(['id'], `${JSON.stringify(id)} must match the file name (${base}.yml)`);
 
   // domains
@@ -391,7 +391,7 @@ export function parseSiteRecord(file: string, text: string, inv: SiteDefaultsFro
     limits[svc] = { cpus, memory: size(r, l.memory, ['limits', svc, 'memory'], DEFAULT_LIMITS[svc].memory) };
   }
   if (bytes(limits.php.memory) < bytes(php.memory_limit) * 2)
-    r.fail(['limits', 'php', 'memory'], `${limits.php.memory} leaves no room for php.memory_limit ${php.memory_limit} plus OPcache (need at least twice memory_limit)`);
+    r.fail(isPlainObject(limRaw.php) && limRaw.php.memory !== undefined ? ['limits', 'php', 'memory'] : ['php', 'memory_limit'], `php.memory_limit ${php.memory_limit} does not fit the php container limit ${limits.php.memory} with OPcache (limits.php.memory must be at least twice memory_limit)`);
 
   const cache_ttl = int(r, raw.cache_ttl, ['cache_ttl'], 0, 86400, DEFAULT_CACHE_TTL);
   const xmlrpc = bool(r, raw.xmlrpc, ['xmlrpc'], false);
