@@ -1,0 +1,114 @@
+// Test harness for the file operations: runs their probe and apply scripts for real with bash on this
+// machine (no SSH), following lib/types.ts: probe → plan → apply unless check. The engine tier
+// (test/engine/ops-files.test.ts) does the same through the real runner on sshd hosts.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sh } from '../../lib/shell.ts';
+import type { Connection, ExecOptions, ExecResult, HostSpec, Operation, Plan, StepContext, Vars } from '../../lib/types.ts';
+
+export interface BashOptions extends ExecOptions {
+  env?: Record<string, string>;
+  /** command prefix, e.g. ['ip', 'netns', 'exec', 'ns1'] */
+  wrap?: string[];
+}
+
+/** Run a script with bash; throws on non-zero exit unless nothrow. */
+export function bash(script: string, opts: BashOptions = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const argv = [...(opts.wrap ?? []), 'bash', '-c', script];
+    const p = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      const r = { stdout, stderr, code: code ?? -1 };
+      if (r.code !== 0 && !opts.nothrow) reject(new Error(`exit ${r.code}: ${script.split('\n')[0]}\n${stderr}`));
+      else resolve(r);
+    });
+    p.stdin.on('error', () => {});
+    p.stdin.end(opts.stdin ?? '');
+  });
+}
+
+/** A StepContext for plan(): plain data; exec runs bash locally. */
+export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashOpts?: BashOptions } = {}): StepContext {
+  const host: HostSpec = { name: 'local', address: '127.0.0.1', port: 22, user: 'root', groups: [], vars: o.vars ?? {} };
+  const exec = (c: string, e?: ExecOptions) => bash(c, { ...o.bashOpts, ...e });
+  const conn: Connection = {
+    host,
+    exec,
+    put: async () => {
+      throw new Error('put is not used by the file operations');
+    },
+    roundTrips: 0,
+    close: async () => {},
+  };
+  return {
+    host,
+    vars: o.vars ?? {},
+    check: o.check ?? false,
+    diff: o.diff ?? false,
+    registered: {},
+    exec,
+    run: async () => {
+      throw new Error('not used');
+    },
+    facts: (async () => ({})) as StepContext['facts'],
+    secret: (v: string) => v,
+    notify: () => {},
+    conn,
+    log: () => {},
+    hostContext: () => {
+      throw new Error('no other hosts here');
+    },
+  };
+}
+
+/** Probe output of an operation, produced by really running its probe script the way the runner does. */
+export async function probeOutput(op: Operation, ctx: StepContext, bashOpts: BashOptions = {}): Promise<string> {
+  const p = op.probe(ctx);
+  if (!p) return '';
+  const r = await bash(`( ${p.script}\n) 2>&1 </dev/null`, { ...bashOpts, nothrow: true });
+  if (r.code !== 0) throw new Error(`probe exited ${r.code} (must always exit 0): ${r.stdout}`);
+  return r.stdout.replace(/\n$/, '');
+}
+
+export interface RunOutcome {
+  plan: Plan;
+  status: 'ok' | 'changed';
+}
+
+/** probe → plan → apply unless check (as the runner does). */
+export async function runOp(op: Operation, o: { check?: boolean; diff?: boolean; vars?: Vars; bashOpts?: BashOptions } = {}): Promise<RunOutcome> {
+  const ctx = context(o);
+  const out = await probeOutput(op, ctx, o.bashOpts);
+  const plan = await op.plan(ctx, out);
+  if (plan.changed && !ctx.check && plan.apply) {
+    if (typeof plan.apply === 'function') await plan.apply(ctx);
+    else await bash(plan.apply.script, { ...o.bashOpts, stdin: plan.apply.stdin });
+  }
+  return { plan, status: plan.changed ? 'changed' : 'ok' };
+}
+
+/** Check, then run, then rerun: returns the three outcomes. */
+export async function cycle(make: () => Operation, o: { diff?: boolean; vars?: Vars; bashOpts?: BashOptions } = {}) {
+  const check = await runOp(make(), { ...o, check: true });
+  const run = await runOp(make(), o);
+  const rerun = await runOp(make(), o);
+  return { check, run, rerun };
+}
+
+export function tempDir(prefix = 'wpf-files-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A listing of a tree (path, type, mode, owner, content hash) to assert that check mode changed nothing. */
+export async function snapshot(dir: string): Promise<string> {
+  const r = await bash(sh`cd ${dir} && find . -printf '%p %y %m %u %g %s %l\n' | sort && find . -type f -print0 | sort -z | xargs -0r sha256sum`);
+  return r.stdout;
+}
