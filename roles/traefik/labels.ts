@@ -272,3 +272,6 @@ export function checkReferences(fromLabels: DynamicConfig, fileConfig: DynamicCo
   }
   return problems;
 }
+
+// The wp-site role imports the site labels from here (agreed path); the generator lives in config.ts.
+export { siteRouterLabels, siteName, type SiteInput, type SiteLabelOptions } from './config.ts';
