@@ -115,9 +115,13 @@ export function dockerNetwork(a: NetworkArgs, options: StepOptions = {}): Operat
           `network ${a.name}: encrypted overlay requested but the kernel of ${ctx.host.name} has no ESP (IPsec): it would silently pass no traffic between nodes; use encrypted: 'auto' or false`,
         );
       const result = { name: a.name, exists: true, encrypted };
-      const create = sh`docker network create --driver ${driver} ${a.attachable ? ['--attachable'] : []} ${a.internal ? ['--internal'] : []} ${
-        encrypted ? ['--opt', 'encrypted'] : []
-      } ${a.subnet ? ['--subnet', a.subnet] : []} ${Object.entries(a.labels ?? {}).flatMap(([k, v]) => ['--label', `${k}=${v}`])} -- ${a.name}`;
+      const args: string[] = ['--driver', driver];
+      if (a.attachable) args.push('--attachable');
+      if (a.internal) args.push('--internal');
+      if (encrypted) args.push('--opt', 'encrypted');
+      if (a.subnet) args.push('--subnet', a.subnet);
+      for (const [k, v] of Object.entries(a.labels ?? {})) args.push('--label', `${k}=${v}`);
+      const create = sh`docker network create ${args} -- ${a.name}`;
       const note = driver === 'overlay' ? needManager(ctx, swarm, `network ${a.name}`) : null;
       if (!cur) {
         const desc = [driver, a.attachable ? 'attachable' : '', a.internal ? 'internal' : '', encrypted ? 'encrypted' : ''].filter(Boolean).join(', ');
