@@ -254,7 +254,9 @@ export function loadInventory(file: string, opts: LoadOptions = {}): Inventory {
     for (const g of ordered) Object.assign(vars, groups.get(g)!.vars);
     Object.assign(vars, ownVars, extra);
     spec.groups = ordered;
-    spec.vars = vars;
+    // each host gets its own copy: a role that changes a nested value on one host must not change it
+    // on every other host (the merge above is shallow and would share nested objects)
+    spec.vars = structuredClone(vars);
     hosts.set(name, spec);
   }
 

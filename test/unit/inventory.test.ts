@@ -128,6 +128,14 @@ test('vars precedence: all < groups (parents before children, then alphabetical)
   }
 });
 
+test('each host has its own copy of the vars: changing a nested value on one host changes no other', () => {
+  const inv = farm();
+  const mgr1 = inv.hosts.get('mgr1')!.vars.db as Record<string, unknown>;
+  mgr1.user = 'changed';
+  assert.equal((inv.hosts.get('mgr2')!.vars.db as Record<string, unknown>).user, 'wp');
+  assert.equal((inv.vars.db as Record<string, unknown>).user, 'wp');
+});
+
 test('precedence with a deeper tree and a diamond: depth is the longest path from the top', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wpf-inv-'));
   try {
