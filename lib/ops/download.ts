@@ -6,7 +6,7 @@ import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp, sections } from './base.ts';
 import { sh } from '../shell.ts';
-import { checkPath, normAttrs, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
+import { checkPath, chmodArg, normAttrs, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
 
 export interface DownloadArgs extends Attrs {
   url: string;
@@ -34,7 +34,7 @@ export function downloadScript(a: { url: string; target: string; sha256: string;
     `if [ "$got" != "$want" ]; then echo "download: sha256 mismatch: expected $want, got $got" >&2; exit 1; fi`,
   ];
   if (a.exists) lines.push(`chmod --reference="$p" -- "$t"`, `chown --reference="$p" -- "$t"`);
-  if (a.mode) lines.push(sh`chmod ${a.mode} -- "$t"`);
+  if (a.mode) lines.push(sh`chmod ${chmodArg(a.mode)} -- "$t"`);
   if (a.chown) lines.push(sh`chown ${a.chown} -- "$t"`);
   lines.push(`mv -f -- "$t" "$p"`, 'trap - EXIT', ')');
   return lines.join('\n');
@@ -78,7 +78,7 @@ export function download(args: DownloadArgs, opts: StepOptions = {}): Operation 
         const cmds: string[] = [];
         if (want.mode && want.mode !== st.mode) {
           changes.push(`mode ${st.mode} -> ${want.mode}`);
-          cmds.push(sh`chmod ${want.mode} -- ${target}`);
+          cmds.push(sh`chmod ${chmodArg(want.mode)} -- ${target}`);
         }
         const ownerDiff = want.owner && !(/^\d+$/.test(want.owner) ? want.owner === st.uid : want.owner === st.user);
         const groupDiff = want.group && !(/^\d+$/.test(want.group) ? want.group === st.gid : want.group === st.groupName);

@@ -50,6 +50,12 @@ export interface PathProbeOptions {
 
 const isNumericId = (s: string): boolean => /^\d+$/.test(s);
 
+/**
+ * The chmod argument for a 4-digit mode: 5 digits ("00755"), because GNU chmod keeps a directory's
+ * setuid/setgid bits on a 4-digit numeric mode (so "0755" on a 2775 directory would never converge).
+ */
+export const chmodArg = (mode: string): string => `0${mode}`;
+
 /** The read-only probe script for one path (exit 0 always; stderr silenced; no `exit`). */
 export function pathProbeScript(path: string, o: PathProbeOptions = {}): string {
   const lines: string[] = [
@@ -212,8 +218,8 @@ export function atomicWriteScript(target: string, want: WantAttrs, exists: boole
     `cat > "$t"`,
   ];
   if (exists) lines.push(`chmod --reference="$p" -- "$t"`, `chown --reference="$p" -- "$t"`);
-  if (want.mode) lines.push(sh`chmod ${want.mode} -- "$t"`);
-  else if (!exists) lines.push(sh`chmod ${defaultMode} -- "$t"`);
+  if (want.mode) lines.push(sh`chmod ${chmodArg(want.mode)} -- "$t"`);
+  else if (!exists) lines.push(sh`chmod ${chmodArg(defaultMode)} -- "$t"`);
   const spec = chownSpec(want);
   if (spec) lines.push(sh`chown ${spec} -- "$t"`);
   lines.push(`mv -f -- "$t" "$p"`, `trap - EXIT`, ')');
@@ -223,7 +229,7 @@ export function atomicWriteScript(target: string, want: WantAttrs, exists: boole
 /** chmod/chown of an existing path (no content change). */
 function attrScript(target: string, st: PathState, want: WantAttrs, recurse = false): string {
   const cmds: string[] = [];
-  if (want.mode && want.mode !== st.mode) cmds.push(sh`chmod ${want.mode} -- ${target}`);
+  if (want.mode && want.mode !== st.mode) cmds.push(sh`chmod ${chmodArg(want.mode)} -- ${target}`);
   const spec = chownSpec(want);
   if (spec) cmds.push(recurse ? sh`chown -R ${spec} -- ${target}` : sh`chown ${spec} -- ${target}`);
   return cmds.join(' && ');
@@ -393,7 +399,7 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
         const attrs = [`mode ${mode}`];
         if (want.owner) attrs.push(`owner ${want.owner}`);
         if (want.group) attrs.push(`group ${want.group}`);
-        const cmds = [sh`mkdir -p -- ${path}`, sh`chmod ${mode} -- ${path}`];
+        const cmds = [sh`mkdir -p -- ${path}`, sh`chmod ${chmodArg(mode)} -- ${path}`];
         if (spec) cmds.push(sh`chown ${spec} -- ${path}`);
         return {
           changed: true,
@@ -409,7 +415,7 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
       if (!changes.length) return { changed: false, changes: [], result };
       const target = st.real || path;
       const cmds: string[] = [];
-      if (want.mode && want.mode !== st.mode) cmds.push(sh`chmod ${want.mode} -- ${target}`);
+      if (want.mode && want.mode !== st.mode) cmds.push(sh`chmod ${chmodArg(want.mode)} -- ${target}`);
       if (spec && (recurse && below > 0 ? true : changes.some((c) => c.startsWith('owner') || c.startsWith('group')))) {
         cmds.push(recurse && below > 0 ? sh`chown -R ${spec} -- ${target}` : sh`chown ${spec} -- ${target}`);
       }
