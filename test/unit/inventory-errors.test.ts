@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -260,4 +260,43 @@ test('a process that loads a bad inventory exits 4 with the message on stderr', 
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, `${FIX}/bad-port.yml`], { cwd: root, encoding: 'utf8' });
   assert.equal(r.status, 4, r.stderr);
   assert.match(r.stderr, /^test\/fixtures\/inventory\/bad-port\.yml:5 hosts\.db1\.port: must be an integer/);
+});
+
+test('mutated inventories (fixed seed): every failure is an InputError that starts with file:line', () => {
+  const base = readFileSync(`${FIX}/farm.yml`, 'utf8');
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const pieces = [' ', ':', '{', '}', '[', ']', ',', '-', '\n', '  ', '&a', '*a', '!x', '"', "'", 'env', '#', '~', '0', 'null', 'all'];
+  const file = path.join(tmp, 'mutated.yml');
+  let loaded = 0;
+  let refused = 0;
+  for (let i = 0; i < 150; i++) {
+    let t = base;
+    for (let j = 1 + rnd(3); j > 0; j--) {
+      const pos = rnd(t.length);
+      const op = rnd(3);
+      if (op === 0) t = t.slice(0, pos) + t.slice(pos + 1 + rnd(5));
+      else if (op === 1) t = t.slice(0, pos) + pieces[rnd(pieces.length)] + t.slice(pos);
+      else {
+        const ls = t.split('\n');
+        const a = rnd(ls.length);
+        const b = rnd(ls.length);
+        [ls[a], ls[b]] = [ls[b]!, ls[a]!];
+        t = ls.join('\n');
+      }
+    }
+    writeFileSync(file, t);
+    try {
+      loadInventory(file, { envFile: `${FIX}/farm.env` });
+      loaded++;
+    } catch (e) {
+      assert.ok(e instanceof InputError, `mutation ${i}: ${(e as Error).stack}\n--- input:\n${t}`);
+      assert.match(e.message, new RegExp(`^${file.replace(/[.]/g, '\\.')}:\\d+[ :]`), `mutation ${i}: ${e.message}`);
+      refused++;
+    }
+  }
+  assert.ok(loaded > 0 && refused > 0, `loaded ${loaded}, refused ${refused}`);
 });
