@@ -278,6 +278,8 @@ export interface StackArgs {
   withRegistryAuth?: boolean;
   /** default true: after deploying, remove old versions of the content-hashed secrets/configs it uses */
   pruneVersions?: boolean;
+  /** --resolve-image (docker's default: always); 'never' for images that exist only on the nodes */
+  resolveImage?: 'always' | 'changed' | 'never';
 }
 
 /** The secret and config names (`name:` or the key) a stack file declares. */
@@ -298,6 +300,7 @@ export function stackObjects(compose: string): { services: string[]; secrets: st
 export function stackDeploy(a: StackArgs, options: StepOptions = {}): Operation {
   check(typeof a.name === 'string' && /^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(a.name), 'stack name', a.name);
   check(typeof a.compose === 'string', 'stack compose', typeof a.compose);
+  if (a.resolveImage) check(['always', 'changed', 'never'].includes(a.resolveImage), 'resolveImage', a.resolveImage);
   const objs = stackObjects(a.compose);
   const file = `${STACK_DIR}/${a.name}.yml`;
   const want = sha256(a.compose);
@@ -347,7 +350,11 @@ export function stackDeploy(a: StackArgs, options: StepOptions = {}): Operation 
       if (oldSecrets.length) changes.push(`then remove old secret versions no service uses: ${oldSecrets.join(', ')}`);
       if (oldConfigs.length) changes.push(`then remove old config versions no service uses: ${oldConfigs.join(', ')}`);
       const oldText = r.exists === 'yes' ? b64decode(p.get('content') ?? '') : '';
-      const flags = [...(a.withRegistryAuth ?? true ? ['--with-registry-auth'] : []), ...(a.prune ? ['--prune'] : [])];
+      const flags = [
+        ...((a.withRegistryAuth ?? true) ? ['--with-registry-auth'] : []),
+        ...(a.prune ? ['--prune'] : []),
+        ...(a.resolveImage ? ['--resolve-image', a.resolveImage] : []),
+      ];
       const script = [
         'set -e',
         sh`install -d -m 0700 -- ${STACK_DIR}`,

@@ -246,6 +246,8 @@ export function authorizedKey(a: AuthorizedKeyArgs, options: StepOptions = {}): 
     plan: (ctx: StepContext, out: string): Plan => {
       const p = parts(out);
       const r = keyValues(p.get('') ?? '');
+      const result0 = { user: a.user, path: '' };
+      if (!r.home && state === 'absent') return { changed: false, changes: [], result: result0 }; // no user, no key
       if (!r.home && !ctx.check) throw new Error(`authorized key: user ${a.user} does not exist on ${ctx.host.name}`);
       const current = r.exists === 'yes' ? b64decode(p.get('content') ?? '') : '';
       const lines = current === '' ? [] : current.replace(/\n$/, '').split('\n');
