@@ -8,8 +8,8 @@
 // Secret VALUES never enter this module: the role hashes them (secretHash) and passes the hashes.
 
 import { createHash } from 'node:crypto';
-import { stringify } from 'yaml';
 import { siteDomains, type SiteRecord } from './site.ts';
+import { emitYaml } from './yaml-emit.ts';
 // TODO(traefik helper): switch to '../traefik/labels.ts' when it exists (same signature).
 import { siteRouterLabels } from './labels-fallback.ts';
 
@@ -63,6 +63,8 @@ export interface RenderedStack {
   stack: string;
   siteId: string;
   yaml: string;
+  /** the stack as data (what yaml serialises) */
+  spec: Record<string, unknown>;
   /** sha256 of yaml: what the state file stores */
   digest: string;
   secrets: RenderedSecret[];
@@ -246,11 +248,12 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
     secrets: Object.fromEntries(secrets.map((s) => [s.key, { external: true, name: s.name }])),
   };
 
-  const yaml = `# wpfarm: stack ${stack} of site ${id} (generated; do not edit)\n` + stringify(doc, { lineWidth: 0, indent: 2, aliasDuplicateObjects: false, version: '1.1' });
+  const yaml = `# wpfarm: stack ${stack} of site ${id} (generated; do not edit)\n` + emitYaml(doc);
   return {
     stack,
     siteId: id,
     yaml,
+    spec: doc,
     digest: createHash('sha256').update(yaml).digest('hex'),
     secrets,
     configs: [],

@@ -227,6 +227,9 @@ test('rendering is pure and deterministic', () => {
   assert.equal(a.digest, b.digest);
   assert.match(a.digest, /^[0-9a-f]{64}$/);
   assert.doesNotMatch(a.yaml, /[&*]a\d/, 'no YAML anchors/aliases in the output');
+  // the YAML reads back as exactly the spec, under YAML 1.2 and 1.1 (docker's parsers) alike
+  assert.deepEqual(parse(a.yaml), a.spec);
+  assert.deepEqual(parse(a.yaml, { version: '1.1' }), a.spec);
   const c = renderSiteStack({ ...blog1, replicas: 4 }, farm());
   assert.notEqual(c.digest, a.digest);
 });
@@ -336,4 +339,20 @@ test('diffFarm: one service list + one state file for all sites; orphans reporte
   assert.equal(next['wp-c3'].digest, edited[2].digest);
   assert.equal(next['wp-a1'].digest, rendered[0].digest);
   assert.equal(diffFarm(edited, live, JSON.stringify(next)).changes.length, 0);
+});
+
+test('the YAML emitter round-trips tricky values under YAML 1.1 and 1.2', async () => {
+  const { emitYaml } = await import('../../roles/wp-site/yaml-emit.ts');
+  const data = {
+    no: 'off',
+    'a key': ['yes', '', '0755', '1e3', 'null', '~', 'multi\nline "q" \\ `tick` $x #c', 'ünï', { '': 'empty key', on: true, n: 0.25 }],
+    list: [[], {}, -1, false, null],
+    empty: {},
+    nested: { deeper: { deepest: ['- not a list', ': colon', '{flow}'] } },
+  };
+  const text = emitYaml(data);
+  assert.deepEqual(parse(text), data);
+  assert.deepEqual(parse(text, { version: '1.1' }), data);
+  assert.throws(() => emitYaml({ x: [[1]] }), /nested sequences/);
+  assert.throws(() => emitYaml({ x: Number.NaN }), /non-finite/);
 });
