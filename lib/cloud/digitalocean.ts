@@ -10,7 +10,8 @@ import {
   RedirectHandler,
   UserAgentHandler,
 } from '@microsoft/kiota-http-fetchlibrary';
-import { createUntypedArray, createUntypedBoolean, createUntypedNull, createUntypedNumber, createUntypedObject, createUntypedString, type UntypedNode } from '@microsoft/kiota-abstractions';
+import { createLoad_balancersPostResponseFromDiscriminatorValue } from '@digitalocean/dots/src/dots/v2/load_balancers/index.js';
+import { createUntypedNull, type Parsable, type ParsableFactory, type RequestInformation } from '@microsoft/kiota-abstractions';
 import type { CloudSpec, GroupSpec } from './config.ts';
 import { collectPages, isNotFound, providerFetch } from './http.ts';
 import type { RetryOptions } from './retry.ts';
@@ -37,7 +38,21 @@ export function makeDoClient(opts: DoClientOptions): DoClient {
   );
   const adapter = new FetchRequestAdapter(new DigitalOceanApiKeyAuthenticationProvider(opts.token), undefined, undefined, http);
   adapter.baseUrl = (opts.baseUrl ?? DO_API).replace(/\/+$/, '');
-  return createDigitalOceanClient(adapter);
+  const client = createDigitalOceanClient(adapter);
+  adapters.set(client, adapter);
+  return client;
+}
+
+const adapters = new WeakMap<DoClient, FetchRequestAdapter>();
+
+/** POST a JSON body through the dots request builder's URL and the same adapter (auth, retries, errors).
+ *  Needed for /v2/load_balancers: dots 1.19 types that body as an UntypedNode set with
+ *  setContentFromScalar, which sends an empty body (the API then answers 422). */
+async function postJsonVia<T extends Parsable>(client: DoClient, info: RequestInformation, body: unknown, factory: ParsableFactory<T>): Promise<T | undefined> {
+  const adapter = adapters.get(client);
+  if (!adapter) throw new Error('not a client made by makeDoClient');
+  info.setStreamContent(new TextEncoder().encode(JSON.stringify(body)).buffer as ArrayBuffer, 'application/json');
+  return adapter.send(info, factory, undefined);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -80,8 +95,10 @@ export interface DoActual {
 
 export interface ReadOptions { perPage?: number; maxPages?: number }
 
-function hasNext(links: Page_links | null | undefined): boolean {
+function hasNext(links: Page_links | null | undefined, total: number | null | undefined, seen: number): boolean {
   const pages = links?.pages as { next?: string | null } | null | undefined;
+  // meta.total is the reliable signal (kiota's union type for links.pages may drop `next`)
+  if (typeof total === 'number') return seen < total;
   return !!pages?.next;
 }
 
@@ -121,21 +138,21 @@ function toFirewall(f: Firewall): FirewallInfo {
 }
 
 /** Dedupe by key while paging: a page that brings nothing new ends the walk (protects against a static mock). */
-async function pagedUnique<T>(what: string, key: (t: T) => string, opts: ReadOptions, get: (page: number, perPage: number) => Promise<{ items: T[]; links?: Page_links | null }>): Promise<T[]> {
+async function pagedUnique<T>(what: string, key: (t: T) => string, opts: ReadOptions, get: (page: number, perPage: number) => Promise<{ items: T[]; links?: Page_links | null; total?: number | null }>): Promise<T[]> {
   const seen = new Set<string>();
   const perPage = opts.perPage ?? 200;
   return collectPages<T>(async (page) => {
-    const { items, links } = await get(page, perPage);
+    const { items, links, total } = await get(page, perPage);
     const fresh = items.filter((i) => !seen.has(key(i)));
     fresh.forEach((i) => seen.add(key(i)));
-    return { items: fresh, hasNext: hasNext(links) && fresh.length > 0 };
+    return { items: fresh, hasNext: hasNext(links, total, seen.size) && fresh.length > 0 };
   }, { maxPages: opts.maxPages, what });
 }
 
 export async function listDroplets(client: DoClient, tag: string, opts: ReadOptions = {}): Promise<DropletInfo[]> {
   const ds = await pagedUnique<Droplet>('droplets', (d) => String(d.id), opts, async (page, perPage) => {
     const r = await client.v2.droplets.get({ queryParameters: { tagName: tag, page, perPage } });
-    return { items: r?.droplets ?? [], links: r?.links };
+    return { items: r?.droplets ?? [], links: r?.links, total: r?.meta?.total };
   });
   return ds.map(toDroplet);
 }
@@ -143,24 +160,24 @@ export async function listDroplets(client: DoClient, tag: string, opts: ReadOpti
 export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOptions = {}): Promise<DoActual> {
   const vpcs = await pagedUnique<Vpc>('vpcs', (v) => String(v.id), opts, async (page, perPage) => {
     const r = await client.v2.vpcs.get({ queryParameters: { page, perPage } });
-    return { items: r?.vpcs ?? [], links: r?.links };
+    return { items: r?.vpcs ?? [], links: r?.links, total: r?.meta?.total };
   });
   const vpc = vpcs.find((v) => v.name === spec.vpc.name);
   const droplets = await listDroplets(client, spec.ownerTag, opts);
   const fws = await pagedUnique<Firewall>('firewalls', (f) => String(f.id), opts, async (page, perPage) => {
     const r = await client.v2.firewalls.get({ queryParameters: { page, perPage } });
-    return { items: r?.firewalls ?? [], links: r?.links };
+    return { items: r?.firewalls ?? [], links: r?.links, total: r?.meta?.total };
   });
   const ourFwNames = new Set(desiredFirewalls(spec).map((f) => f.name));
   const rips = await pagedUnique<Reserved_ip>('reserved_ips', (r) => String(r.ip), opts, async (page, perPage) => {
     const r = await client.v2.reserved_ips.get({ queryParameters: { page, perPage } });
-    return { items: r?.reservedIps ?? [], links: r?.links };
+    return { items: r?.reservedIps ?? [], links: r?.links, total: r?.meta?.total };
   });
   let loadBalancer: LbInfo | undefined;
   if (spec.loadBalancer.enabled) {
     const lbs = await pagedUnique<{ id?: string | null; name?: string | null; ip?: string | null }>('load_balancers', (l) => String(l.id), opts, async (page, perPage) => {
       const r = await client.v2.load_balancers.get({ queryParameters: { page, perPage } });
-      return { items: (r?.loadBalancers ?? []) as { id?: string | null; name?: string | null; ip?: string | null }[], links: r?.links };
+      return { items: (r?.loadBalancers ?? []) as { id?: string | null; name?: string | null; ip?: string | null }[], links: r?.links, total: r?.meta?.total };
     });
     const lb = lbs.find((l) => l.name === spec.loadBalancer.name);
     if (lb) loadBalancer = { id: lb.id ?? '', name: lb.name ?? '', ip: lb.ip ?? undefined };
@@ -169,7 +186,7 @@ export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOp
   if (spec.groups.some((g) => g.volumeGb && g.count > 0)) {
     const vols = await pagedUnique<Volume_full>('volumes', (v) => String(v.id), opts, async (page, perPage) => {
       const r = await client.v2.volumes.get({ queryParameters: { region: spec.region, page, perPage } as never });
-      return { items: r?.volumes ?? [], links: r?.links };
+      return { items: r?.volumes ?? [], links: r?.links, total: r?.meta?.total };
     });
     const wanted = new Set(spec.groups.flatMap((g) => (g.volumeGb ? dropletNames(g).map(volumeName) : [])));
     for (const v of vols) {
@@ -375,15 +392,6 @@ export interface ApplyResult {
   actual: DoActual;
 }
 
-function untyped(v: unknown): UntypedNode {
-  if (v === null || v === undefined) return createUntypedNull();
-  if (Array.isArray(v)) return createUntypedArray(v.map(untyped));
-  if (typeof v === 'string') return createUntypedString(v);
-  if (typeof v === 'number') return createUntypedNumber(v);
-  if (typeof v === 'boolean') return createUntypedBoolean(v);
-  return createUntypedObject(Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, untyped(x)])));
-}
-
 function fwBody(f: FirewallSpec, dropletIds: number[] = []): Firewall {
   const target = (r: RuleSpec): Firewall_rule_target => ({
     ...(r.addresses ? { addresses: r.addresses } : {}),
@@ -510,7 +518,8 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
           ],
           health_check: { protocol: 'tcp', port: 80, check_interval_seconds: 10, response_timeout_seconds: 5, healthy_threshold: 3, unhealthy_threshold: 3 },
         };
-        const r = await client.v2.load_balancers.post(untyped(body));
+        const info = client.v2.load_balancers.toPostRequestInformation(createUntypedNull());
+        const r = await postJsonVia(client, info, body, createLoad_balancersPostResponseFromDiscriminatorValue);
         const lb = (r as { loadBalancer?: { id?: string | null; ip?: string | null } } | undefined)?.loadBalancer;
         actual.loadBalancer = { id: lb?.id ?? '', name: a.name, ip: lb?.ip ?? undefined };
         record(a);

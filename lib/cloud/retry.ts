@@ -155,7 +155,16 @@ export function retryingFetch(opts: RetryOptions = {}): FetchLike {
 /** Read a short human detail from an error answer body: DigitalOcean {id,message}, Cloudflare {errors:[...]}. */
 export function errorDetail(bodyText: string): string {
   try {
-    const j = JSON.parse(bodyText) as { message?: string; id?: string; errors?: { code?: number; message?: string }[] };
+    const j = JSON.parse(bodyText) as {
+      message?: string;
+      id?: string;
+      errors?: { code?: number; message?: string }[];
+      title?: string;
+      validation?: { location?: string[]; message?: string }[];
+    };
+    // Prism's own answer when a request violates the spec
+    if (Array.isArray(j.validation) && j.validation.length)
+      return `${j.title ?? 'invalid'}: ${j.validation.map((v) => `${(v.location ?? []).join('.')} ${v.message ?? ''}`.trim()).join('; ')}`;
     if (Array.isArray(j.errors) && j.errors.length) return j.errors.map((e) => `${e.code ?? ''} ${e.message ?? ''}`.trim()).join('; ');
     if (j.message) return j.id ? `${j.id}: ${j.message}` : j.message;
   } catch {
