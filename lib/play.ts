@@ -34,6 +34,8 @@ export class Run {
   readonly roleRuns: RoleRunResult[] = [];
   readonly signal = { interrupted: false };
   readonly started = performance.now();
+  /** controller CPU at the start of the run (the engine's own cost, process start excluded) */
+  readonly cpuAtStart = process.cpuUsage();
   private readonly hostMs = new Map<string, number>();
   private readonly touched: string[] = [];
   private sigint?: () => void;
@@ -141,6 +143,8 @@ export class Run {
         check: this.config.flags.check,
         exitCode: code,
         wallMs: Math.round(wall),
+        engineCpuMs: Math.round((() => { const c = process.cpuUsage(this.cpuAtStart); return (c.user + c.system) / 1000; })()),
+        peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
         roundTrips: await this.pool.totalRoundTrips(),
         hosts: rows,
         roles: this.roleRuns.map((r) => ({ role: r.role, aborted: r.aborted, hosts: r.hosts })),

@@ -195,10 +195,10 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
         ].join('\n'),
       );
       run('ip', ['netns', 'add', ns(name)]);
-      run('ip', ['link', 'add', `wpfv-${name}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns(name)]);
+      run('ip', ['link', 'add', `wpfv-${name}`, 'type', 'veth', 'peer', 'name', 'wpfeth0', 'netns', ns(name)]);
       run('ip', ['link', 'set', `wpfv-${name}`, 'master', BRIDGE, 'up']);
-      run('ip', ['-n', ns(name), 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
-      run('ip', ['-n', ns(name), 'link', 'set', 'eth0', 'up']);
+      run('ip', ['-n', ns(name), 'addr', 'add', `${address}/24`, 'dev', 'wpfeth0']);
+      run('ip', ['-n', ns(name), 'link', 'set', 'wpfeth0', 'up']);
       run('ip', ['-n', ns(name), 'link', 'set', 'lo', 'up']);
       const h: SshdHost = {
         name,

@@ -1,0 +1,215 @@
+// `make bench`: wpfarm vs Ansible (Debian's ansible-core, best settings) vs the batched floor, on the same N
+// real sshd hosts (test/harness/sshd.ts) and the same 20-task workload (bench/workload.ts,
+// bench/ansible/playbook.yml, bench/floor.sh). First run and idempotent rerun, N = 1, 10, 30, three
+// repetitions each, medians. Writes bench/results/latest.json and the table in bench/README.md.
+//
+//   BENCH_N=1,10 BENCH_REPS=1 make bench     (a quicker subset)
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { startSshdHosts, type SshdLab } from '../test/harness/sshd.ts';
+
+interface Row {
+  tool: 'wpfarm' | 'ansible' | 'floor';
+  scenario: 'first' | 'rerun';
+  hosts: number;
+  tasks: number;
+  wall_s: number;
+  cpu_s: number;
+  peak_rss_mb: number;
+  changed?: number;
+  /** wpfarm only: CPU of the run itself (from --json), process start and module loading excluded */
+  engine_cpu_s?: number;
+}
+
+const TASKS = 20;
+const NS = (process.env.BENCH_N ?? '1,10,30').split(',').map(Number);
+const REPS = Number(process.env.BENCH_REPS ?? 3);
+const repo = resolve('.');
+
+function ensureAnsible(): void {
+  if (existsSync('/usr/bin/ansible-playbook')) return;
+  console.log('bench: installing ansible-core (Debian package) for the comparison');
+  execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', 'ansible-core'], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+}
+
+/** Run a command under GNU time: wall, CPU (user+sys, children included) and peak RSS. */
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): { wall: number; cpu: number; rssMb: number; stdout: string; code: number } {
+  const tf = join('/tmp', `wpfarm-bench-time-${process.pid}`);
+  const r = spawnSync('/usr/bin/time', ['-o', tf, '-f', '%e %U %S %M', cmd, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const [e, u, s, m] = readFileSync(tf, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  rmSync(tf, { force: true });
+  return { wall: e!, cpu: u! + s!, rssMb: m! / 1024, stdout: (r.stdout ?? '') + (r.stderr ?? ''), code: r.status ?? -1 };
+}
+
+function resetHosts(lab: SshdLab): void {
+  for (const h of lab.hosts) rmSync(join(h.root, 'srv/bench'), { recursive: true, force: true });
+}
+
+function ansibleSetup(lab: SshdLab, n: number): { env: NodeJS.ProcessEnv; dir: string } {
+  const dir = join(lab.dir, 'ansible');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, 'inventory.ini'),
+    `${lab.hosts.map((h) => `${h.name} ansible_host=${h.address} ansible_user=root ansible_ssh_private_key_file=${lab.keyFile}`).join('\n')}\n`,
+  );
+  writeFileSync(
+    join(dir, 'ansible.cfg'),
+    [
+      '[defaults]',
+      `inventory = ${join(dir, 'inventory.ini')}`,
+      `forks = ${n}`,
+      'gathering = explicit',
+      'host_key_checking = True',
+      'interpreter_python = /usr/bin/python3',
+      'retry_files_enabled = False',
+      `local_tmp = ${join(dir, 'tmp')}`,
+      '[ssh_connection]',
+      'pipelining = True',
+      `ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile=${lab.knownHosts} -o IdentitiesOnly=yes`,
+      `control_path_dir = ${join(dir, 'cp')}`,
+      '',
+    ].join('\n'),
+  );
+  return { env: { ANSIBLE_CONFIG: join(dir, 'ansible.cfg'), ANSIBLE_NOCOLOR: '1' }, dir };
+}
+
+const sumChanged = (text: string): number => [...text.matchAll(/changed=(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+async function benchN(n: number, rows: Row[]): Promise<void> {
+  console.log(`\nbench: N=${n}: starting ${n} sshd hosts`);
+  const lab = await startSshdHosts(n, { prefix: 'b' });
+  const ans = ansibleSetup(lab, n);
+  const raw: Row[] = [];
+  const wpfarm = (scenario: Row['scenario']) => {
+    const json = join(lab.dir, `wpfarm-${scenario}.json`);
+    const t = timed(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', 'bench/workload.ts', '--inventory', lab.inventoryFile, '--forks', String(n), '--json', json], {
+      CI: 'true',
+    });
+    if (t.code !== 0) throw new Error(`wpfarm ${scenario} failed (exit ${t.code}):\n${t.stdout.slice(-3000)}`);
+    const rep = JSON.parse(readFileSync(json, 'utf8')) as { results: { status: string }[]; engineCpuMs: number };
+    raw.push({
+      tool: 'wpfarm',
+      scenario,
+      hosts: n,
+      tasks: TASKS,
+      wall_s: t.wall,
+      cpu_s: t.cpu,
+      peak_rss_mb: t.rssMb,
+      changed: rep.results.filter((r) => r.status === 'changed').length,
+      engine_cpu_s: rep.engineCpuMs / 1000,
+    });
+  };
+  const ansible = (scenario: Row['scenario']) => {
+    const t = timed('ansible-playbook', [join(repo, 'bench/ansible/playbook.yml')], ans.env);
+    if (t.code !== 0) throw new Error(`ansible ${scenario} failed (exit ${t.code}):\n${t.stdout.slice(-3000)}`);
+    raw.push({ tool: 'ansible', scenario, hosts: n, tasks: TASKS, wall_s: t.wall, cpu_s: t.cpu, peak_rss_mb: t.rssMb, changed: sumChanged(t.stdout) });
+  };
+  const floor = () => {
+    const script = [
+      'pids=""',
+      ...lab.hosts.map(
+        (h) =>
+          `ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile=${lab.knownHosts} -i ${lab.keyFile} root@${h.address} bash -s < ${join(repo, 'bench/floor.sh')} > /dev/null & pids="$pids $!"`,
+      ),
+      'for p in $pids; do wait $p || exit 1; done',
+    ].join('\n');
+    const t = timed('bash', ['-c', script]);
+    if (t.code !== 0) throw new Error(`floor failed: ${t.stdout}`);
+    raw.push({ tool: 'floor', scenario: 'rerun', hosts: n, tasks: TASKS, wall_s: t.wall, cpu_s: t.cpu, peak_rss_mb: t.rssMb });
+  };
+  try {
+    for (let rep = 1; rep <= REPS; rep++) {
+      resetHosts(lab);
+      wpfarm('first');
+      wpfarm('rerun');
+      floor();
+      resetHosts(lab);
+      ansible('first');
+      ansible('rerun');
+      const last = raw.slice(-5);
+      console.log(
+        `bench: N=${n} rep ${rep}: ` +
+          last.map((r) => `${r.tool}/${r.scenario} ${r.wall_s.toFixed(2)} s${r.changed !== undefined ? ` (changed ${r.changed})` : ''}`).join(', '),
+      );
+    }
+  } finally {
+    spawnSync('bash', ['-c', `for s in ${join(ans.dir, 'cp')}/*; do ssh -o ControlPath="$s" -O exit x 2>/dev/null; done`]);
+    await lab.stop();
+  }
+  for (const tool of ['wpfarm', 'ansible', 'floor'] as const) {
+    for (const scenario of ['first', 'rerun'] as const) {
+      const xs = raw.filter((r) => r.tool === tool && r.scenario === scenario);
+      if (!xs.length) continue;
+      rows.push({
+        tool,
+        scenario,
+        hosts: n,
+        tasks: TASKS,
+        wall_s: +median(xs.map((r) => r.wall_s)).toFixed(3),
+        cpu_s: +median(xs.map((r) => r.cpu_s)).toFixed(3),
+        peak_rss_mb: +median(xs.map((r) => r.peak_rss_mb)).toFixed(1),
+        ...(xs[0]!.changed !== undefined ? { changed: median(xs.map((r) => r.changed!)) } : {}),
+        ...(xs[0]!.engine_cpu_s !== undefined ? { engine_cpu_s: +median(xs.map((r) => r.engine_cpu_s!)).toFixed(3) } : {}),
+      });
+    }
+  }
+}
+
+function table(rows: Row[]): string {
+  const out = [
+    '| hosts | scenario | wpfarm wall s | Ansible wall s | floor wall s | speed-up vs Ansible | × floor | wpfarm CPU ms/task/host (process / engine) | Ansible CPU ms/task/host | wpfarm peak RSS MB | changed (wpfarm / Ansible) |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const n of NS) {
+    for (const scenario of ['first', 'rerun'] as const) {
+      const w = rows.find((r) => r.tool === 'wpfarm' && r.hosts === n && r.scenario === scenario);
+      const a = rows.find((r) => r.tool === 'ansible' && r.hosts === n && r.scenario === scenario);
+      const f = rows.find((r) => r.tool === 'floor' && r.hosts === n);
+      if (!w || !a) continue;
+      out.push(
+        `| ${n} | ${scenario} | ${w.wall_s.toFixed(2)} | ${a.wall_s.toFixed(2)} | ${scenario === 'rerun' && f ? f.wall_s.toFixed(2) : ''} | ` +
+          `${(a.wall_s / w.wall_s).toFixed(1)}x | ${scenario === 'rerun' && f ? `${(w.wall_s / f.wall_s).toFixed(1)}x` : ''} | ` +
+          `${((w.cpu_s * 1000) / (TASKS * n)).toFixed(2)} / ${(((w.engine_cpu_s ?? 0) * 1000) / (TASKS * n)).toFixed(2)} | ` +
+          `${((a.cpu_s * 1000) / (TASKS * n)).toFixed(1)} | ${w.peak_rss_mb.toFixed(0)} | ${w.changed} / ${a.changed} |`,
+      );
+    }
+  }
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  ensureAnsible();
+  const rows: Row[] = [];
+  for (const n of NS) await benchN(n, rows);
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync('bench/results/latest.json', `${JSON.stringify(rows, null, 2)}\n`);
+  const t = table(rows);
+  console.log(`\n${t}\n`);
+  let sites = '';
+  if (existsSync('bench/sites-render.ts')) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/sites-render.ts'], { encoding: 'utf8' });
+    sites = `Sites: rendering and diffing 500 site stacks (bench/sites-render.ts):\n\n\`\`\`\n${(r.stdout + r.stderr).trim()}\n\`\`\``;
+    console.log(sites);
+  }
+  const readme = existsSync('bench/README.md') ? readFileSync('bench/README.md', 'utf8') : '';
+  const start = '<!-- results:start -->';
+  const end = '<!-- results:end -->';
+  const block = `${start}\nMeasured ${new Date().toISOString()} on this machine (${NS.join(', ')} hosts, ${REPS} repetitions, medians; \`make bench\`):\n\n${t}\n\n${sites}\n${end}`;
+  writeFileSync('bench/README.md', readme.includes(start) ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), block) : `${readme}\n${block}\n`);
+  console.log('bench: wrote bench/results/latest.json and bench/README.md');
+}
+
+await main();

@@ -1,0 +1,33 @@
+// stat: read-only; registers whether a path exists and its type, mode, owner, size. Never changes anything.
+import { sh } from '../shell.ts';
+import type { Operation, StepOptions } from '../types.ts';
+import { defineOp } from './base.ts';
+
+export interface StatResult {
+  exists: boolean;
+  type?: 'file' | 'directory' | 'symlink' | 'other';
+  mode?: string;
+  owner?: string;
+  group?: string;
+  size?: number;
+}
+
+export function parseStat(out: string): StatResult {
+  const line = out.trim();
+  if (!line || line === 'absent') return { exists: false };
+  const [type, mode, owner, group, size] = line.split(' ');
+  const t = type === 'regular' || type === 'regular-empty' ? 'file' : type === 'directory' ? 'directory' : type === 'symbolic-link' ? 'symlink' : 'other';
+  return { exists: true, type: t, mode: mode?.padStart(4, '0'), owner, group, size: Number(size) };
+}
+
+export function stat(path: string, options: StepOptions = {}): Operation {
+  return defineOp({
+    kind: 'stat',
+    title: `stat ${path}`,
+    options,
+    probe: () => ({
+      script: sh`if [ -e ${path} ] || [ -L ${path} ]; then stat -c '%F %a %U %G %s' -- ${path} | sed 's/regular empty file/regular-empty/; s/regular file/regular/; s/symbolic link/symbolic-link/'; else echo absent; fi`,
+    }),
+    plan: (_ctx, out) => ({ changed: false, changes: [], result: parseStat(out) }),
+  });
+}
