@@ -6,7 +6,7 @@ import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp, sections } from './base.ts';
 import { sh } from '../shell.ts';
-import { checkPath, chmodArg, normAttrs, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
+import { checkPath, chmodArg, normAttrs, requireThat, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
 
 export interface DownloadArgs extends Attrs {
   url: string;
@@ -64,12 +64,7 @@ export function download(args: DownloadArgs, opts: StepOptions = {}): Operation 
       const st = parsePathProbe(out);
       const result = { path: dest, url: args.url, sha256: sha };
       if (st.exists && !st.isFile) throw new Error(`${dest} exists and is not a regular file (${st.type})`);
-      const notes: string[] = [];
-      const need = (ok: boolean, msg: string): void => {
-        if (ok) return;
-        if (ctx.check) notes.push(`${msg} (assumed provided by an earlier step)`);
-        else throw new Error(`${what}: ${msg}`);
-      };
+      const need = (ok: boolean, msg: string): void => requireThat(ctx, ok, `${what}: ${msg}`);
       if (st.ownerKnown === false) need(false, `user ${want.owner} does not exist`);
       if (st.groupKnown === false) need(false, `group ${want.group} does not exist`);
       const target = st.real || dest;
@@ -86,7 +81,7 @@ export function download(args: DownloadArgs, opts: StepOptions = {}): Operation 
         if (groupDiff) changes.push(`group ${st.groupName} -> ${want.group}`);
         if ((ownerDiff || groupDiff) && chown) cmds.push(sh`chown ${chown} -- ${target}`);
         if (!changes.length) return { changed: false, changes: [], result };
-        return { changed: true, changes: [...changes, ...notes], apply: { script: cmds.join(' && ') }, result };
+        return { changed: true, changes, apply: { script: cmds.join(' && ') }, result };
       }
       const tools = (sections(out).get('tools') ?? '').trim();
       need(tools !== '', 'neither curl nor wget is installed');
@@ -103,7 +98,7 @@ export function download(args: DownloadArgs, opts: StepOptions = {}): Operation 
       }
       return {
         changed: true,
-        changes: [...changes, ...notes],
+        changes,
         apply: { script: downloadScript({ url: args.url, target, sha256: sha, mode, chown, exists: st.exists, timeoutSec }) },
         result,
       };

@@ -179,13 +179,14 @@ export function normAttrs(a: Attrs, what: string): WantAttrs {
 const sameId = (want: string, name: string, id: string): boolean => (isNumericId(want) ? want === id : want === name);
 
 /**
- * Something the plan needs is missing on the host (parent directory, user, group, the file itself).
- * In check mode an earlier step may be about to create it, so the plan reports it and goes on;
+ * Something the plan needs is missing on the host (parent directory, user, group, a tool).
+ * In check mode an earlier step may be about to create it (nothing was applied), so the plan says so in
+ * the progress output and goes on, keeping its change lines identical to what the real run reports;
  * otherwise it is an error.
  */
-function requireThat(ctx: StepContext, ok: boolean, message: string, notes: string[]): void {
+export function requireThat(ctx: StepContext, ok: boolean, message: string): void {
   if (ok) return;
-  if (ctx.check) notes.push(`${message} (assumed created by an earlier step)`);
+  if (ctx.check) ctx.log(`check mode: ${message}; assuming an earlier step provides it`);
   else throw new Error(message);
 }
 
@@ -285,17 +286,16 @@ export function planWrite(ctx: StepContext, st: PathState, w: WriteSpec): Plan {
   const via = st.isLink && st.real && st.real !== w.path ? ` (via symlink -> ${st.real})` : '';
   if (st.exists && st.isDir) throw new Error(`${w.path} is a directory`);
   if (st.exists && !st.isFile) throw new Error(`${w.path} is not a regular file (${st.type})`);
-  const notes: string[] = [];
-  if (st.ownerKnown === false) requireThat(ctx, false, `user ${w.want.owner} does not exist`, notes);
-  if (st.groupKnown === false) requireThat(ctx, false, `group ${w.want.group} does not exist`, notes);
+  if (st.ownerKnown === false) requireThat(ctx, false, `user ${w.want.owner} does not exist`);
+  if (st.groupKnown === false) requireThat(ctx, false, `group ${w.want.group} does not exist`);
   const result = { path: w.path, ...w.result };
   if (!st.exists) {
     if (w.content === undefined && !w.touch) {
-      const changes: string[] = [];
-      requireThat(ctx, false, `${w.path} does not exist`, changes);
-      return { changed: true, changes: [...changes, ...notes], result };
+      // check mode: an earlier step may create it; what this step would then do cannot be known
+      requireThat(ctx, false, `${w.path} does not exist`);
+      return { changed: true, changes: [`${w.path} does not exist (assumed created by an earlier step)`], result };
     }
-    requireThat(ctx, st.parentExists, `parent directory of ${w.path} does not exist`, notes);
+    requireThat(ctx, st.parentExists, `parent directory of ${w.path} does not exist`);
     const content = w.content ?? Buffer.alloc(0);
     const mode = w.want.mode ?? w.defaultMode ?? '0644';
     const attrs = [`mode ${mode}`];
@@ -304,7 +304,7 @@ export function planWrite(ctx: StepContext, st: PathState, w: WriteSpec): Plan {
     const what = w.contentChange ? `${w.contentChange}; ` : '';
     const plan: Plan = {
       changed: true,
-      changes: [`create${via} (${what}${content.length} bytes, ${attrs.join(', ')})`, ...notes],
+      changes: [`create${via} (${what}${content.length} bytes, ${attrs.join(', ')})`],
       apply: { script: atomicWriteScript(target, w.want, false, mode), stdin: content },
       result,
     };
@@ -330,7 +330,7 @@ export function planWrite(ctx: StepContext, st: PathState, w: WriteSpec): Plan {
   const apply: ApplyScript = contentChanged
     ? { script: atomicWriteScript(target, w.want, true), stdin: w.content! }
     : { script: attrScript(target, st, w.want) };
-  const plan: Plan = { changed: true, changes: [...changes, ...notes], apply, result };
+  const plan: Plan = { changed: true, changes, apply, result };
   if (ctx.diff && contentChanged) {
     plan.diff = contentDiff({ path: w.path, before: st.content ?? null, beforeNote: st.contentNote, after: w.content!, secret: w.secret });
   }
@@ -390,9 +390,8 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
           result,
         };
       }
-      const notes: string[] = [];
-      if (st.ownerKnown === false) requireThat(ctx, false, `user ${want.owner} does not exist`, notes);
-      if (st.groupKnown === false) requireThat(ctx, false, `group ${want.group} does not exist`, notes);
+      if (st.ownerKnown === false) requireThat(ctx, false, `user ${want.owner} does not exist`);
+      if (st.groupKnown === false) requireThat(ctx, false, `group ${want.group} does not exist`);
       if (!st.exists) {
         if (st.isLink) throw new Error(`${path} is a dangling symbolic link`);
         const mode = want.mode ?? '0755';
@@ -403,7 +402,7 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
         if (spec) cmds.push(sh`chown ${spec} -- ${path}`);
         return {
           changed: true,
-          changes: [`create (${attrs.join(', ')}${st.parentExists ? '' : ', with parents'})`, ...notes],
+          changes: [`create (${attrs.join(', ')}${st.parentExists ? '' : ', with parents'})`],
           apply: { script: cmds.join(' && ') },
           result,
         };
@@ -419,7 +418,7 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
       if (spec && (recurse && below > 0 ? true : changes.some((c) => c.startsWith('owner') || c.startsWith('group')))) {
         cmds.push(recurse && below > 0 ? sh`chown -R ${spec} -- ${target}` : sh`chown ${spec} -- ${target}`);
       }
-      return { changed: true, changes: [...changes, ...notes], apply: { script: cmds.join(' && ') }, result };
+      return { changed: true, changes, apply: { script: cmds.join(' && ') }, result };
     },
   });
 }

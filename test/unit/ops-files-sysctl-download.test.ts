@@ -190,7 +190,8 @@ describe('download', () => {
     const bashOpts = { env: { ...process.env, PATH: bin } };
     const dest = join(fresh(), 'x');
     const check = await runOp(download({ url: `${base}/pkg.tar.gz`, dest, sha256: sha }), { check: true, bashOpts });
-    assert.match(check.plan.changes.join('\n'), /neither curl nor wget is installed \(assumed provided by an earlier step\)/);
+    assert.deepEqual(check.plan.changes, [`download (sha256 ${sha.slice(0, 12)}, mode 0644)`]);
+    assert.match(check.logs.join('\n'), /check mode: download .*: neither curl nor wget is installed; assuming an earlier step provides it/);
     await assert.rejects(runOp(download({ url: `${base}/pkg.tar.gz`, dest, sha256: sha }), { bashOpts }), /neither curl nor wget/);
     assert.equal(existsSync(dest), false);
   });

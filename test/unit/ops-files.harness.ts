@@ -35,7 +35,7 @@ export function bash(script: string, opts: BashOptions = {}): Promise<ExecResult
 }
 
 /** A StepContext for plan(): plain data; exec runs bash locally. */
-export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashOpts?: BashOptions } = {}): StepContext {
+export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashOpts?: BashOptions; logs?: string[] } = {}): StepContext {
   const host: HostSpec = { name: 'local', address: '127.0.0.1', port: 22, user: 'root', groups: [], vars: o.vars ?? {} };
   const exec = (c: string, e?: ExecOptions) => bash(c, { ...o.bashOpts, ...e });
   const conn: Connection = {
@@ -61,7 +61,7 @@ export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashO
     secret: (v: string) => v,
     notify: () => {},
     conn,
-    log: () => {},
+    log: (m: string) => o.logs?.push(m),
     hostContext: () => {
       throw new Error('no other hosts here');
     },
@@ -80,18 +80,21 @@ export async function probeOutput(op: Operation, ctx: StepContext, bashOpts: Bas
 export interface RunOutcome {
   plan: Plan;
   status: 'ok' | 'changed';
+  /** what the plan said through ctx.log */
+  logs: string[];
 }
 
 /** probe → plan → apply unless check (as the runner does). */
 export async function runOp(op: Operation, o: { check?: boolean; diff?: boolean; vars?: Vars; bashOpts?: BashOptions } = {}): Promise<RunOutcome> {
-  const ctx = context(o);
+  const logs: string[] = [];
+  const ctx = context({ ...o, logs });
   const out = await probeOutput(op, ctx, o.bashOpts);
   const plan = await op.plan(ctx, out);
   if (plan.changed && !ctx.check && plan.apply) {
     if (typeof plan.apply === 'function') await plan.apply(ctx);
     else await bash(plan.apply.script, { ...o.bashOpts, stdin: plan.apply.stdin });
   }
-  return { plan, status: plan.changed ? 'changed' : 'ok' };
+  return { plan, status: plan.changed ? 'changed' : 'ok', logs };
 }
 
 /** Check, then run, then rerun: returns the three outcomes. */
