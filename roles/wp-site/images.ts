@@ -126,6 +126,15 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
 
   let built = false;
   let imageId = await localImageId(ref, opts);
+  const plain = `${spec.name}:${tag}`;
+  if (!imageId && opts.registry) {
+    // built before without the registry prefix: same content, just tag it
+    const id = await localImageId(plain, opts);
+    if (id) {
+      await $({ env, quiet: true })`docker tag ${plain} ${ref}`;
+      imageId = id;
+    }
+  }
   if (!imageId && opts.registry && (await registryHasTag(opts.registry, spec.name, tag))) {
     log(`${ref}: in the registry, pulling`);
     await $({ env, quiet: true })`docker pull ${ref}`;

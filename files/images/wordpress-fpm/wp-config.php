@@ -69,6 +69,11 @@ define('DISALLOW_FILE_EDIT', true);
 define('WP_REDIS_HOST', wpfarm_env('WORDPRESS_REDIS_HOST', 'redis'));
 define('WP_CACHE_KEY_SALT', wpfarm_env('WPFARM_SITE_ID', 'site') . ':');
 
+// Cron from outside (the farm runs wp-cron.php on a schedule) instead of on page views.
+if (wpfarm_env('WORDPRESS_DISABLE_WP_CRON', 'false') === 'true') define('DISABLE_WP_CRON', true);
+// No outgoing HTTP except to the site itself (labs, locked-down sites).
+if (wpfarm_env('WORDPRESS_BLOCK_EXTERNAL_HTTP', 'false') === 'true') define('WP_HTTP_BLOCK_EXTERNAL', true);
+
 define('WP_DEBUG', false);
 
 if (!defined('ABSPATH')) {
