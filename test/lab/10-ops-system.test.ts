@@ -123,6 +123,12 @@ const systemSteps = (): Step[] => [
   command({ cmd: sh`date +%s > ${MARK}`, creates: MARK }),
 ];
 
+test('leftovers of an interrupted earlier run are removed first', { timeout: 10 * 60_000 }, async () => {
+  const r = await play(removalSteps);
+  assert.ok(!r.some((x) => x.status === 'failed'), statuses(r).join('\n'));
+  assert.equal(await systemState().then((s) => /wpfarm-ops|install ok installed|^active/m.test(s)), false);
+});
+
 test('system operations: accounts, apt, unit file + service, guarded command', { timeout: 10 * 60_000 }, async (t) => {
   const { check, first } = await converge(systemSteps, systemState, t);
   assert.ok(first.every((r) => r.status === 'changed' || r.step.startsWith('apt')), statuses(first).join('\n'));
@@ -146,21 +152,22 @@ test('system operations: accounts, apt, unit file + service, guarded command', {
   assert.match(await on('cat /proc/$(systemctl show -p MainPID --value wpfarm-ops-test)/cmdline | tr "\\0" " "'), /sleep 86400/);
 });
 
+const removalSteps = (ctx: StepContext): Step[] => [
+  // the systemd step only applies while the unit exists (it fails on a unit that is not there)
+  systemd(
+    { name: 'wpfarm-ops-test', enabled: false, state: 'stopped' },
+    { when: async () => (await ctx.exec('test -f /etc/systemd/system/wpfarm-ops-test.service', { nothrow: true })).code === 0 },
+  ),
+  command({ cmd: sh`rm -f /etc/systemd/system/wpfarm-ops-test.service && systemctl daemon-reload`, removes: '/etc/systemd/system/wpfarm-ops-test.service' }),
+  command({ cmd: sh`rm -f ${MARK}`, removes: MARK }),
+  apt({ packages: ['hello'], state: 'absent', purge: true }),
+  authorizedKey({ user: 'wpfarm-ops', key: KEY, state: 'absent' }),
+  user({ name: 'wpfarm-ops', state: 'absent', removeHome: true }),
+  group({ name: 'wpfarm-opsg', state: 'absent' }),
+];
+
 test('system operations: removal converges too, and leaves the node as it was', { timeout: 10 * 60_000 }, async (t) => {
-  const removal = (): Step[] => [
-    systemd({ name: 'wpfarm-ops-test', enabled: false, state: 'stopped' }),
-    command({ cmd: sh`rm -f /etc/systemd/system/wpfarm-ops-test.service ${MARK} && systemctl daemon-reload`, removes: '/etc/systemd/system/wpfarm-ops-test.service' }),
-    apt({ packages: ['hello'], state: 'absent', purge: true }),
-    authorizedKey({ user: 'wpfarm-ops', key: KEY, state: 'absent' }),
-    user({ name: 'wpfarm-ops', state: 'absent', removeHome: true }),
-    group({ name: 'wpfarm-opsg', state: 'absent' }),
-  ];
-  // the systemd step is only reachable while the unit exists: the check run predicts the same statuses
-  const { first } = await converge(
-    (ctx) => removal().map((s) => (s.kind === 'systemd' ? { ...s, options: { ...s.options, when: async () => (await ctx.exec('test -f /etc/systemd/system/wpfarm-ops-test.service', { nothrow: true })).code === 0 } } : s)),
-    systemState,
-    t,
-  );
+  const { first } = await converge(removalSteps, systemState, t);
   assert.ok(first.filter((r) => r.status === 'changed').length >= 5, statuses(first).join('\n'));
   assert.equal(await on('getent passwd wpfarm-ops; getent group wpfarm-opsg; ls -d /home/wpfarm-ops 2>/dev/null'), '');
   assert.equal(await on("dpkg-query -W -f='${Status}' hello 2>/dev/null"), '');
