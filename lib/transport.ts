@@ -329,6 +329,24 @@ class SshConnection implements Connection {
     await this.exec(atomicWriteScript(remotePath, o), { stdin: content, become: o.become });
   }
 
+  async forward(target: { socketPath: string } | { host: string; port: number }): Promise<import('node:stream').Duplex> {
+    return this.limit(async () => {
+      await this.open();
+      const client = this.ssh!.connection!;
+      this.trips++;
+      return new Promise<import('node:stream').Duplex>((resolve, reject) => {
+        const done = (err: Error | undefined, stream: ClientChannel) => {
+          if (err) return reject(new Error(`${this.host.name}: cannot open a tunnel to ${'socketPath' in target ? target.socketPath : `${target.host}:${target.port}`}: ${err.message}`));
+          this.channels.add(stream);
+          stream.on('close', () => this.channels.delete(stream));
+          resolve(stream);
+        };
+        if ('socketPath' in target) client.openssh_forwardOutStreamLocal(target.socketPath, done);
+        else client.forwardOut('127.0.0.1', 0, target.host, target.port, done);
+      });
+    });
+  }
+
   /** Close every open channel now (SIGINT): remote commands get EOF/HUP; atomic writes never land half-done. */
   abortChannels(): void {
     for (const ch of this.channels) {

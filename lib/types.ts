@@ -50,6 +50,11 @@ export interface Connection {
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
   /** Atomic upload: temp file in the same directory + rename. */
   put(remotePath: string, content: string | Buffer, opts?: { mode?: number; owner?: string; group?: string; become?: boolean }): Promise<void>;
+  /**
+   * A byte stream to a TCP port or a Unix socket as seen FROM the host, tunnelled through this same SSH
+   * connection (direct-tcpip / streamlocal): e.g. mysql2 to /run/mysqld/mysqld.sock without an open port.
+   */
+  forward(target: { socketPath: string } | { host: string; port: number }): Promise<import('node:stream').Duplex>;
   /** number of round trips (exec/put) made on this connection; used by tests and the bench */
   readonly roundTrips: number;
   close(): Promise<void>;

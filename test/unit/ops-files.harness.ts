@@ -44,6 +44,9 @@ export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashO
     put: async () => {
       throw new Error('put is not used by the file operations');
     },
+    forward: async () => {
+      throw new Error('forward is not used by these operations');
+    },
     roundTrips: 0,
     close: async () => {},
   };
