@@ -133,11 +133,28 @@ export function tableChecksumsCommand(db: string, conn: MariaDbConn): HostComman
  * Physical backup streamed as xbstream, gzip, encrypt. `lsnDir` keeps this backup's checkpoints on the
  * host (the base of the next incremental); `baseLsnDir` makes it an incremental on top of that base.
  */
-export function mariabackupCommand(opts: { conn: MariaDbConn; recipient: string; lsnDir: string; baseLsnDir?: string; workDir?: string }): HostCommand {
-  const extra = ['--backup', '--stream=xbstream', `--extra-lsndir=${opts.lsnDir}`, `--target-dir=${opts.workDir ?? '/tmp'}`];
+export function mariabackupCommand(opts: { conn: MariaDbConn; recipient: string; lsnDir: string; baseLsnDir?: string }): HostCommand {
+  const extra = ['--backup', '--stream=xbstream', `--extra-lsndir=${opts.lsnDir}`];
   if (opts.baseLsnDir) extra.push(`--incremental-basedir=${opts.baseLsnDir}`);
-  const body = [sh`mkdir -p ${opts.lsnDir}`, `${client(opts.conn, 'mariadb-backup', extra)} | gzip -c | ${encryptPipe(opts.recipient)}`].join('\n');
+  const body = [
+    sh`mkdir -p ${opts.lsnDir}`,
+    'work=$(mktemp -d)',
+    `trap 'rm -rf "$work"' EXIT`,
+    `${client(opts.conn, 'mariadb-backup', extra)} --target-dir="$work" | gzip -c | ${encryptPipe(opts.recipient)}`,
+  ].join('\n');
   return withSecrets(dbSecrets(opts.conn), body);
+}
+
+/** The checkpoints of a backup kept in its lsn dir ("backup_type = ...", "from_lsn = ...", "to_lsn = ..."). */
+export const checkpointsCommand = (lsnDir: string): string => sh`cat ${`${lsnDir}/xtrabackup_checkpoints`}`;
+
+export function parseCheckpoints(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of text.split('\n')) {
+    const m = /^\s*([a-z_]+)\s*=\s*(\S+)\s*$/.exec(l);
+    if (m) out[m[1] as string] = m[2] as string;
+  }
+  return out;
 }
 
 /** Unpack one encrypted xbstream (stdin) into `dir` (must not exist or be empty). */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { mariadbDumpCommand, mariadbRestoreCommand, type MariaDbConn, AGE_IDENTITY_ENV } from './commands.ts';
-import { DB_EXT, findSiteDbBackup, listBackups, manifestKey, readManifest, siteDbKey, siteDbPrefix, type Manifest } from './catalog.ts';
+import { DB_EXT, findSiteDbBackup, type CatalogEntry, listBackups, manifestKey, readManifest, siteDbKey, siteDbPrefix, type Manifest } from './catalog.ts';
 import { BackupError } from './errors.ts';
 import { prune, type RetentionPolicy, DB_POLICY } from './retention.ts';
 import { startHostCommand, stderrTail, type Shell } from './runner.ts';
@@ -140,14 +140,29 @@ export async function restoreSiteDb(o: { shell: Shell; store: ObjectStore; targe
 export interface PruneReport {
   kept: string[];
   deleted: string[];
+  /** keys of interrupted multipart uploads (older than a day) that were aborted */
+  abortedUploads: string[];
   dryRun: boolean;
 }
 
 /** Apply the database retention policy to one site's dumps (data objects and their manifests). */
 export async function pruneSiteDb(o: { store: ObjectStore; site: string; now: Date; policy?: RetentionPolicy; dryRun?: boolean }): Promise<PruneReport> {
   const entries = await listBackups(o.store, siteDbPrefix(o.site), DB_EXT);
-  const r = prune(entries, o.policy ?? DB_POLICY, o.now);
+  return pruneSiteDbLike(o.store, entries, o.policy ?? DB_POLICY, o.now, siteDbPrefix(o.site), o.dryRun);
+}
+
+/** Prune catalog entries (with optional base links): delete data + manifest; abort stale uploads. */
+export async function pruneSiteDbLike(
+  store: ObjectStore,
+  entries: Array<CatalogEntry & { base?: string }>,
+  policy: RetentionPolicy,
+  now: Date,
+  prefix: string,
+  dryRun?: boolean,
+): Promise<PruneReport> {
+  const r = prune(entries, policy, now);
   const deleted = r.delete.map((e) => e.key);
-  if (!o.dryRun && deleted.length) await o.store.deleteKeys(deleted.flatMap((k) => [k, manifestKey(k)]));
-  return { kept: r.keep.map((e) => e.key), deleted, dryRun: !!o.dryRun };
+  if (!dryRun && deleted.length) await store.deleteKeys(deleted.flatMap((k) => [k, manifestKey(k)]));
+  const abortedUploads = dryRun ? [] : await store.abortStaleUploads(prefix, 86_400_000, new Date());
+  return { kept: r.keep.map((e) => e.key), deleted, abortedUploads, dryRun: !!dryRun };
 }

@@ -10,6 +10,7 @@ import {
   CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand,
   ListObjectsV2Command,
+  ListMultipartUploadsCommand,
   HeadObjectCommand,
   GetObjectCommand,
   DeleteObjectsCommand,
@@ -253,6 +254,33 @@ export class ObjectStore {
       deleted += batch.length;
     }
     return deleted;
+  }
+
+  /**
+   * Abort multipart uploads under `prefix` started more than `olderThanMs` ago: what a run leaves when
+   * the gateway died before it could be told to abort (their parts use space but are never visible).
+   */
+  async abortStaleUploads(prefix: string, olderThanMs: number, now: Date = new Date()): Promise<string[]> {
+    const aborted: string[] = [];
+    let keyMarker: string | undefined;
+    let idMarker: string | undefined;
+    for (let page = 0; page < 1000; page++) {
+      const r = await this.send('list multipart uploads', prefix, () =>
+        this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: idMarker })),
+      );
+      for (const u of r.Uploads ?? []) {
+        if (!u.Key || !u.UploadId) continue;
+        if (u.Initiated && now.getTime() - u.Initiated.getTime() < olderThanMs) continue;
+        const key = u.Key;
+        const id = u.UploadId;
+        await this.send('abort multipart upload', key, () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id })));
+        aborted.push(key);
+      }
+      if (!r.IsTruncated) break;
+      keyMarker = r.NextKeyMarker;
+      idMarker = r.NextUploadIdMarker;
+    }
+    return aborted;
   }
 
   destroy(): void {

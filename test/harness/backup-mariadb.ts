@@ -26,14 +26,16 @@ process.once('exit', () => {
   for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
 
-export async function startMariaDb(): Promise<LocalMariaDb> {
+/** `datadir`: boot an existing datadir (e.g. a prepared mariabackup) instead of a fresh one. */
+export async function startMariaDb(opts: { datadir?: string } = {}): Promise<LocalMariaDb> {
   await ensureDebPackages(MARIADB_PACKAGES);
   const dir = await mkdtemp(join(tmpdir(), 'wpfarm-mariadb-'));
-  const datadir = join(dir, 'data');
-  await mkdir(datadir);
+  const datadir = opts.datadir ?? join(dir, 'data');
+  if (!opts.datadir) await mkdir(datadir);
   const socket = join(dir, 'mysqld.sock');
   const port = await freePort();
-  await execFileP('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--user=root', '--skip-test-db', '--auth-root-authentication-method=socket'], {
+  if (!opts.datadir)
+    await execFileP('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--user=root', '--skip-test-db', '--auth-root-authentication-method=socket'], {
     maxBuffer: 16 << 20,
     timeout: 120_000,
   });
