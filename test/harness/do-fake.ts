@@ -33,6 +33,8 @@ export class DoFake {
   private nextId = 3164000;
   private nextIp = 10;
   private failQueue: number[] = [];
+  /** when true, droplet lists break the contract (memory as a string): Prism must catch it */
+  corruptDroplets = false;
   private server?: Server;
   url = '';
 
@@ -41,6 +43,10 @@ export class DoFake {
   /** the next n answers are `status` (429 by default) with rate-limit headers and Retry-After: 0 */
   failNext(n: number, status = 429): void {
     for (let i = 0; i < n; i++) this.failQueue.push(status);
+  }
+
+  clearFaults(): void {
+    this.failQueue.length = 0;
   }
 
   /** counts of POST/PUT/DELETE requests (changes) by path prefix */
@@ -204,7 +210,7 @@ export class DoFake {
         const tag = url.searchParams.get('tag_name');
         const name = url.searchParams.get('name');
         const list = this.droplets.filter((d) => (!tag || (d['tags'] as string[]).includes(tag)) && (!name || d['name'] === name));
-        return this.page(url, 'droplets', list, res);
+        return this.page(url, 'droplets', this.corruptDroplets ? list.map((d) => ({ ...d, memory: 'lots' })) : list, res);
       }
       if (method === 'POST') {
         const names = (b['names'] as string[] | undefined) ?? [String(b['name'])];
