@@ -1,0 +1,326 @@
+// Pure generators for the crowdsec role: acquisition, the agent/LAPI configuration, profiles,
+// notification plugins, the nftables firewall bouncer, a client-IP enricher for traffic proxied by
+// Cloudflare, and the pre-seeded online-API credentials file that lets Debian's package install offline.
+// Targets Debian bookworm's crowdsec 1.4.6 and crowdsec-firewall-bouncer 0.0.25.
+import YAML from 'yaml';
+import type { AlertChannel, EnvLookup } from '../monitoring/alertmanager.ts';
+import { AlertChannelError } from '../monitoring/alertmanager.ts';
+import { CLOUDFLARE_IPS } from '../traefik/cloudflare-ips.ts';
+
+export const TRAEFIK_ACCESS_LOG = '/var/log/traefik/access.log';
+export const LAPI_PORT = 8080;
+
+/** Collections from the package's offline hub (/usr/share/crowdsec/hub). */
+export const COLLECTIONS = ['crowdsecurity/linux', 'crowdsecurity/traefik', 'crowdsecurity/nginx', 'crowdsecurity/wordpress', 'crowdsecurity/sshd', 'crowdsecurity/base-http-scenarios'] as const;
+
+export interface AcquisitionOptions {
+  /** where Traefik's JSON access log is read from: the host file (bind mount) or the container's output */
+  traefikSource?: 'file' | 'docker';
+  traefikLogPath?: string;
+  /** Swarm service of Traefik (docker source) */
+  traefikService?: string;
+  /** sshd through journald (Debian 12 has no rsyslog by default) and syslog files if present */
+  syslogFiles?: string[];
+}
+
+export type AcquisitionEntry = Record<string, unknown>;
+
+/** acquis.yaml entries (a multi-document YAML file). */
+export function acquisition(o: AcquisitionOptions = {}): AcquisitionEntry[] {
+  const traefik: AcquisitionEntry =
+    (o.traefikSource ?? 'file') === 'file'
+      ? { source: 'file', filenames: [o.traefikLogPath ?? TRAEFIK_ACCESS_LOG], labels: { type: 'traefik' } }
+      : // Traefik writes its access log to stdout in this variant; the docker datasource follows the service's tasks
+        { source: 'docker', service_name: [o.traefikService ?? 'traefik_traefik'], follow_stdout: true, follow_stderr: false, labels: { type: 'traefik' } };
+  const entries: AcquisitionEntry[] = [
+    traefik,
+    { source: 'journalctl', journalctl_filter: ['_SYSTEMD_UNIT=ssh.service'], labels: { type: 'syslog' } },
+  ];
+  if (o.syslogFiles?.length) entries.push({ source: 'file', filenames: o.syslogFiles, labels: { type: 'syslog' } });
+  return entries;
+}
+
+export function acquisitionYaml(entries: AcquisitionEntry[]): string {
+  return entries.map((e) => YAML.stringify(e)).join('---\n');
+}
+
+/** Fields each acquisition source accepts (crowdsec 1.4 modules), beyond the common ones. */
+const SOURCE_FIELDS: Record<string, string[]> = {
+  file: ['filename', 'filenames', 'exclude_regexps', 'force_inotify', 'max_buffer_size', 'poll_without_inotify'],
+  journalctl: ['journalctl_filter', 'since'],
+  docker: [], // validated by the official schema
+};
+
+/**
+ * Check an acquisition entry. Only the docker datasource has an official schema (checked by the tests
+ * with ../shared/schemas/crowdsec); for file and journalctl this checks the common fields against that
+ * same schema's common part and the module fields against SOURCE_FIELDS.
+ */
+export function checkAcquisition(e: AcquisitionEntry, commonFields: string[]): string[] {
+  const problems: string[] = [];
+  const source = (e.source as string | undefined) ?? ('filename' in e || 'filenames' in e ? 'file' : undefined);
+  if (!source || !(source in SOURCE_FIELDS)) return [`unknown source ${String(e.source)}`];
+  const labels = e.labels as Record<string, unknown> | undefined;
+  if (!labels || typeof labels.type !== 'string') problems.push('labels.type is required (it selects the parser)');
+  for (const k of Object.keys(e)) {
+    if (!commonFields.includes(k) && !SOURCE_FIELDS[source]!.includes(k)) problems.push(`unknown field ${k} for source ${source}`);
+  }
+  if (source === 'file') {
+    const files = (e.filenames as unknown[] | undefined) ?? (e.filename ? [e.filename] : []);
+    if (!files.length || !files.every((f) => typeof f === 'string' && f.startsWith('/'))) problems.push('file source needs absolute filename(s)');
+  }
+  if (source === 'journalctl') {
+    const f = e.journalctl_filter as unknown[] | undefined;
+    if (!Array.isArray(f) || !f.length || !f.every((x) => typeof x === 'string' && /^[A-Z_]+=/.test(x))) problems.push('journalctl_filter must be FIELD=value matches');
+  }
+  return problems;
+}
+
+export interface LapiSettings {
+  /** address of the LAPI host (a manager) on the private network */
+  lapiHost: string;
+  /** CIDRs allowed to use the LAPI (machines and bouncers): the private network */
+  privateCidrs: string[];
+  /** this host runs the LAPI */
+  isLapi: boolean;
+  /** push signals to / pull the community blocklist from CrowdSec's central API */
+  onlineApi: boolean;
+  /** log level of the agent */
+  logLevel?: 'info' | 'debug' | 'warning';
+  /** LAPI listen address (default all interfaces; the private address in production) */
+  listenAddress?: string;
+}
+
+/** Where crowdsec's files live; the defaults are Debian's. Tests point them into a temp dir. */
+export interface CrowdsecPaths {
+  configDir: string;
+  dataDir: string;
+  hubDir: string;
+  pluginDir: string;
+  logDir: string;
+}
+
+export const DEBIAN_PATHS: CrowdsecPaths = {
+  configDir: '/etc/crowdsec',
+  dataDir: '/var/lib/crowdsec/data',
+  hubDir: '/var/lib/crowdsec/hub',
+  pluginDir: '/usr/lib/crowdsec/plugins',
+  logDir: '/var/log',
+};
+
+/** /etc/crowdsec/config.yaml (full file, replacing the package's). */
+export function crowdsecConfig(s: LapiSettings, p: CrowdsecPaths = DEBIAN_PATHS, lapiPort = LAPI_PORT): Record<string, unknown> {
+  const server: Record<string, unknown> = {
+    log_level: 'info',
+    listen_uri: `${s.isLapi ? (s.listenAddress ?? '0.0.0.0') : '127.0.0.1'}:${lapiPort}`,
+    profiles_path: `${p.configDir}/profiles.yaml`,
+    console_path: `${p.configDir}/console.yaml`,
+    trusted_ips: ['127.0.0.1', '::1', ...s.privateCidrs],
+  };
+  if (s.onlineApi) server.online_client = { credentials_path: `${p.configDir}/online_api_credentials.yaml` };
+  return {
+    common: { daemonize: true, log_media: 'file', log_level: s.logLevel ?? 'info', log_dir: `${p.logDir}/`, log_max_size: 20, compress_logs: true, log_max_files: 10, working_dir: '.' },
+    config_paths: {
+      config_dir: `${p.configDir}/`,
+      data_dir: `${p.dataDir}/`,
+      simulation_path: `${p.configDir}/simulation.yaml`,
+      hub_dir: `${p.hubDir}/`,
+      index_path: `${p.hubDir}/.index.json`,
+      notification_dir: `${p.configDir}/notifications/`,
+      plugin_dir: `${p.pluginDir}/`,
+    },
+    crowdsec_service: { acquisition_path: `${p.configDir}/acquis.yaml`, acquisition_dir: `${p.configDir}/acquis.d`, parser_routines: 1 },
+    // a fixed hub branch: otherwise cscli asks version.crowdsec.net for it on every hub command (fails offline)
+    cscli: { output: 'human', color: 'auto', hub_branch: 'master' },
+    db_config: { log_level: 'info', type: 'sqlite', db_path: `${p.dataDir}/crowdsec.db`, use_wal: true, flush: { max_items: 5000, max_age: '7d' } },
+    plugin_config: { user: 'nobody', group: 'nogroup' },
+    api: {
+      client: { insecure_skip_verify: false, credentials_path: `${p.configDir}/local_api_credentials.yaml` },
+      // agents on edge nodes run without a LAPI (crowdsec -no-api, see agentServiceDropIn) and push to the manager's
+      server,
+    },
+    prometheus: { enabled: true, level: 'full', listen_addr: '0.0.0.0', listen_port: 6060 },
+  };
+}
+
+/** systemd drop-in for agents that must not run a local API (edge nodes). */
+export function agentServiceDropIn(): string {
+  return '[Service]\nExecStart=\nExecStart=/usr/bin/crowdsec -c /etc/crowdsec/config.yaml -no-api\n';
+}
+
+/** /etc/crowdsec/local_api_credentials.yaml of an agent registered to the LAPI. */
+export function localApiCredentials(lapiHost: string, login: string, password: string): string {
+  return YAML.stringify({ url: `http://${lapiHost}:${LAPI_PORT}/`, login, password });
+}
+
+/**
+ * Pre-seeded /etc/crowdsec/online_api_credentials.yaml. Debian's postinst registers with the central
+ * API unless this file exists and is non-empty, and that registration fails offline (the whole
+ * package install fails). When the online API is wanted, the role registers afterwards
+ * (`cscli capi register`) on the LAPI host, which overwrites this file.
+ */
+export function onlineApiCredentialsSeed(): string {
+  return '# wpfarm: pre-seeded so that the package installs offline; the central API is not used\n# unless crowdsec_online_api is true (then `cscli capi register` replaces this file).\n';
+}
+
+/** profiles.yaml: ban offending IPs (longer for repeat offenders), notify the alert channels. */
+export function profiles(notificationNames: string[], banDuration = '4h'): string {
+  const notify = notificationNames.length ? { notifications: notificationNames } : {};
+  const docs = [
+    {
+      name: 'default_ip_remediation',
+      filters: ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"],
+      decisions: [{ type: 'ban', duration: banDuration }],
+      // repeat offenders: 4h, 8h, 12h, ...
+      duration_expr: "Sprintf('%dh', (GetDecisionsCount(Alert.GetValue()) + 1) * 4)",
+      ...notify,
+      on_success: 'break',
+    },
+    {
+      name: 'default_range_remediation',
+      filters: ["Alert.Remediation == true && Alert.GetScope() == 'Range'"],
+      decisions: [{ type: 'ban', duration: banDuration }],
+      ...notify,
+      on_success: 'break',
+    },
+  ];
+  return docs.map((d) => YAML.stringify(d)).join('---\n');
+}
+
+export interface RenderedNotifications {
+  /** file name under /etc/crowdsec/notifications → content */
+  files: Record<string, string>;
+  /** plugin config names for profiles.yaml */
+  names: string[];
+  secrets: string[];
+}
+
+const TEXT_FORMAT = '{{range . -}}{{$alert := . -}}{{range .Decisions -}}CrowdSec: {{.Value}} banned for {{.Duration}} ({{.Scenario}}) on {{$alert.MachineID}}\n{{end -}}{{end -}}';
+
+/** CrowdSec notification plugins for the inventory's alert channels (same list as Alertmanager's). */
+export function notifications(channels: AlertChannel[], lookup: EnvLookup): RenderedNotifications {
+  const files: Record<string, string> = {};
+  const names: string[] = [];
+  const secrets: string[] = [];
+  const missing: string[] = [];
+  const env = (n: string): string => {
+    const v = lookup(n);
+    if (!v) {
+      missing.push(n);
+      return '';
+    }
+    secrets.push(v);
+    return v;
+  };
+  const http = (name: string, url: string, format: string, headers: Record<string, string> = { 'Content-Type': 'application/json' }) => {
+    files[`${name}.yaml`] = YAML.stringify({ type: 'http', name, log_level: 'info', format, url, method: 'POST', headers, skip_tls_verification: false });
+    names.push(name);
+  };
+  channels.forEach((ch, i) => {
+    const name = `wpfarm_${ch.type}_${i}`;
+    switch (ch.type) {
+      case 'slack':
+        files[`${name}.yaml`] = YAML.stringify({ type: 'slack', name, log_level: 'info', format: TEXT_FORMAT, webhook: env(ch.webhook_url_env) });
+        names.push(name);
+        break;
+      case 'email':
+        files[`${name}.yaml`] = YAML.stringify({
+          type: 'email',
+          name,
+          log_level: 'info',
+          format: TEXT_FORMAT,
+          smtp_host: ch.smarthost.split(':')[0],
+          smtp_port: Number(ch.smarthost.split(':')[1]),
+          ...(ch.auth_username ? { smtp_username: ch.auth_username, auth_type: 'login' } : { auth_type: 'none' }),
+          ...(ch.auth_password_env ? { smtp_password: env(ch.auth_password_env) } : {}),
+          sender_email: ch.from,
+          sender_name: 'CrowdSec (wpfarm)',
+          email_subject: 'CrowdSec: new ban',
+          receiver_emails: [ch.to],
+          encryption_type: ch.require_tls === false ? 'none' : 'starttls',
+        });
+        names.push(name);
+        break;
+      case 'discord':
+        http(name, env(ch.webhook_url_env), `{"content": "${TEXT_FORMAT.replace(/\n/g, '\\n')}"}`);
+        break;
+      case 'telegram':
+        http(name, `https://api.telegram.org/bot${env(ch.bot_token_env)}/sendMessage`, `{"chat_id": ${ch.chat_id}, "text": "${TEXT_FORMAT.replace(/\n/g, '\\n')}"}`);
+        break;
+      case 'pagerduty':
+        // bans are not pages: PagerDuty receives them only if it takes warnings
+        if ((ch.min_severity ?? 'warning') === 'critical') break;
+        http(name, 'https://events.pagerduty.com/v2/enqueue', `{"routing_key": "${env(ch.routing_key_env)}", "event_action": "trigger", "payload": {"summary": "CrowdSec ban", "source": "crowdsec", "severity": "warning", "custom_details": {{.|toJson}}}}`);
+        break;
+      case 'webhook':
+        http(name, ch.url ?? env(ch.url_env!), '{{.|toJson}}');
+        break;
+    }
+  });
+  if (missing.length) throw new AlertChannelError(`missing in .env: ${[...new Set(missing)].join(', ')}`);
+  return { files, names, secrets };
+}
+
+export interface FirewallBouncerSettings {
+  lapiHost: string;
+  /** API key of this bouncer (cscli bouncers add), a secret */
+  apiKey: string;
+}
+
+/** /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml (nftables) */
+export function firewallBouncerConfig(s: FirewallBouncerSettings): string {
+  return YAML.stringify({
+    mode: 'nftables',
+    pid_dir: '/var/run/',
+    update_frequency: '10s',
+    daemonize: true,
+    log_mode: 'file',
+    log_dir: '/var/log/',
+    log_level: 'info',
+    log_compression: true,
+    log_max_size: 100,
+    log_max_backups: 3,
+    log_max_age: 30,
+    api_url: `http://${s.lapiHost}:${LAPI_PORT}/`,
+    api_key: s.apiKey,
+    insecure_skip_verify: false,
+    disable_ipv6: false,
+    deny_action: 'DROP',
+    deny_log: false,
+    supported_decisions_types: ['ban'],
+    blacklists_ipv4: 'crowdsec-blacklists',
+    blacklists_ipv6: 'crowdsec6-blacklists',
+    nftables: {
+      ipv4: { enabled: true, 'set-only': false, table: 'crowdsec', chain: 'crowdsec-chain' },
+      ipv6: { enabled: true, 'set-only': false, table: 'crowdsec6', chain: 'crowdsec6-chain' },
+    },
+    prometheus: { enabled: true, listen_addr: '127.0.0.1', listen_port: 60601 },
+  });
+}
+
+/** The nftables set the bouncer fills (family, table, set) for checks. */
+export const BAN_SET_V4 = { family: 'ip', table: 'crowdsec', set: 'crowdsec-blacklists' } as const;
+
+/**
+ * s02-enrich parser: behind Cloudflare, Traefik's ClientAddr (what crowdsecurity/traefik-logs takes as
+ * source_ip) is a Cloudflare edge address. Replace it with the Cf-Connecting-Ip header that Traefik logs
+ * (accessLog.fields.headers), but only when the hop really is Cloudflare; a client cannot spoof it.
+ */
+export function cloudflareClientIpParser(cloudflareIps: readonly string[] = CLOUDFLARE_IPS): string {
+  const ranges = cloudflareIps.map((c) => `'${c}'`).join(', ');
+  return YAML.stringify({
+    name: 'wpfarm/cloudflare-client-ip',
+    description: 'Use Cf-Connecting-Ip as the source of requests that came through Cloudflare',
+    filter: `evt.Meta.log_type == 'http_access-log' && evt.Parsed.program startsWith 'traefik' && any([${ranges}], {IpInRange(evt.Meta.source_ip, #)})`,
+    // no onsuccess: next_stage here, the other enrichers of s02 (http-logs, whitelists) must still run
+    statics: [
+      { meta: 'cloudflare_edge', expression: 'evt.Meta.source_ip' },
+      { meta: 'source_ip', expression: 'JsonExtract(evt.Line.Raw, "request_Cf-Connecting-Ip")' },
+    ],
+  });
+}
+
+/** s02-enrich whitelist: the management network is never banned. */
+export function managementWhitelist(cidrs: string[]): string {
+  return YAML.stringify({ name: 'wpfarm/management-whitelist', description: 'Never ban the management network', whitelist: { reason: 'wpfarm management network', cidr: cidrs } });
+}

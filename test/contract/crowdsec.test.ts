@@ -1,0 +1,195 @@
+// Contract tests for the crowdsec role. Acquisition entries are checked against CrowdSec's own schema
+// (../shared/schemas/crowdsec, docker datasource; its common fields for the others). Debian's real
+// crowdsec 1.4.6 (taken from the .deb, nothing installed system-wide, no firewall touched) then runs
+// wpfarm's generated configuration on loopback: the brute-force lines wpfarm's generator writes in
+// Traefik's JSON format are parsed by crowdsecurity/traefik-logs and end in a ban decision in the local
+// API; a normal visitor, the management network and Cloudflare's edge are not banned; cscli unbans.
+// The nftables ban set (firewall bouncer) is proven in the lab (proveBan in roles/crowdsec/bruteforce.ts).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { validateAgainst, sharedSchemasDir } from '../../roles/traefik/schema-check.ts';
+import {
+  acquisition,
+  acquisitionYaml,
+  checkAcquisition,
+  cloudflareClientIpParser,
+  managementWhitelist,
+  notifications,
+  profiles,
+  firewallBouncerConfig,
+  onlineApiCredentialsSeed,
+  crowdsecConfig,
+  COLLECTIONS,
+} from '../../roles/crowdsec/config.ts';
+import { bruteForceReplay, traefikAccessLine, parseNftSet } from '../../roles/crowdsec/bruteforce.ts';
+import { ensureCrowdsecPackage, packagedBouncerConfig, OfflineCrowdsec } from '../../roles/crowdsec/offline-pipeline.ts';
+import { parseChannels, maskSecrets } from '../../roles/monitoring/alertmanager.ts';
+
+const COMMON_FIELDS = ['source', 'mode', 'labels', 'log_level', 'name', 'use_time_machine', 'unique_id', 'transform'];
+const ATTACKER = '198.51.100.23';
+const VISITOR = '203.0.113.45';
+const ADMIN = '192.0.2.10'; // inside the management network below
+const CF_EDGE = '172.70.1.9'; // inside Cloudflare's 172.64.0.0/13
+const MGMT = ['192.0.2.0/24'];
+
+test('acquisition: Traefik access log (file or docker source) and sshd through journald; docker entries valid against CrowdSec\'s schema', () => {
+  const dockerSchema = JSON.parse(readFileSync(path.join(sharedSchemasDir(), 'crowdsec/acquisition-docker.json'), 'utf8')) as { properties: Record<string, unknown> };
+  for (const f of COMMON_FIELDS) assert.ok(f in dockerSchema.properties, `${f} is a common field of the official schema`);
+  const fileVariant = acquisition({ syslogFiles: ['/var/log/syslog'] });
+  assert.deepEqual(fileVariant[0], { source: 'file', filenames: ['/var/log/traefik/access.log'], labels: { type: 'traefik' } });
+  for (const e of fileVariant) assert.deepEqual(checkAcquisition(e, COMMON_FIELDS), [], JSON.stringify(e));
+  const dockerVariant = acquisition({ traefikSource: 'docker' });
+  const r = validateAgainst('crowdsec-acquisition-docker', dockerVariant[0]);
+  assert.equal(r.valid, true, r.errors.join('\n'));
+  // multi-document YAML round trip
+  const docs = YAML.parseAllDocuments(acquisitionYaml(fileVariant)).map((d) => d.toJS());
+  assert.deepEqual(docs, fileVariant);
+  // the checks are not vacuous
+  assert.equal(validateAgainst('crowdsec-acquisition-docker', { ...dockerVariant[0], service_nme: ['x'] }).valid, false);
+  assert.equal(validateAgainst('crowdsec-acquisition-docker', { ...dockerVariant[0], labels: {} }).valid, false);
+  assert.notDeepEqual(checkAcquisition({ source: 'file', filenames: ['relative.log'], labels: { type: 'traefik' } }, COMMON_FIELDS), []);
+  assert.notDeepEqual(checkAcquisition({ source: 'file', filename: '/x', labels: { type: 'traefik' }, poll_without_inotfy: true }, COMMON_FIELDS), []);
+  assert.notDeepEqual(checkAcquisition({ source: 'journalctl', journalctl_filter: ['ssh'], labels: { type: 'syslog' } }, COMMON_FIELDS), []);
+});
+
+test('notifications for every alert channel, referenced by the profiles; secrets come from .env and are masked', () => {
+  const channels = parseChannels([
+    { type: 'email', to: 'ops@example.net', from: 'cs@example.net', smarthost: 'smtp.example.net:587', auth_username: 'cs', auth_password_env: 'SMTP_PASSWORD' },
+    { type: 'slack', webhook_url_env: 'SLACK_WEBHOOK_URL' },
+    { type: 'discord', webhook_url_env: 'DISCORD_WEBHOOK_URL' },
+    { type: 'telegram', bot_token_env: 'TELEGRAM_BOT_TOKEN', chat_id: -100123 },
+    { type: 'pagerduty', routing_key_env: 'PAGERDUTY_ROUTING_KEY', min_severity: 'critical' },
+    { type: 'webhook', url: 'http://127.0.0.1:9099/crowdsec' },
+  ]);
+  const env: Record<string, string> = { SMTP_PASSWORD: 'pw-31337x', SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T/B/slacksecret', DISCORD_WEBHOOK_URL: 'https://discord.com/api/webhooks/1/discordsecret', TELEGRAM_BOT_TOKEN: '42:telegramsecret', PAGERDUTY_ROUTING_KEY: 'pdsecret' };
+  const n = notifications(channels, (k) => env[k]);
+  // PagerDuty pages only critical alerts: bans are not sent there
+  assert.deepEqual(n.names, ['wpfarm_email_0', 'wpfarm_slack_1', 'wpfarm_discord_2', 'wpfarm_telegram_3', 'wpfarm_webhook_5']);
+  for (const name of n.names) {
+    const doc = YAML.parse(n.files[`${name}.yaml`]!) as Record<string, unknown>;
+    assert.equal(doc.name, name);
+    assert.match(String(doc.type), /^(email|slack|http)$/);
+  }
+  const prof = YAML.parseAllDocuments(profiles(n.names)).map((d) => d.toJS() as Record<string, unknown>);
+  assert.deepEqual(prof[0]!.notifications, n.names);
+  assert.deepEqual(prof[0]!.decisions, [{ type: 'ban', duration: '4h' }]);
+  const all = Object.values(n.files).join('\n');
+  for (const s of Object.values(env).filter((s) => s !== 'pdsecret')) assert.ok(all.includes(s));
+  const masked = maskSecrets(all, n.secrets);
+  for (const s of Object.values(env)) assert.ok(!masked.includes(s));
+  assert.throws(() => notifications(channels, () => undefined), /SMTP_PASSWORD/);
+});
+
+const CACHE = path.join(tmpdir(), 'wpfarm-cache', 'crowdsec-deb');
+
+/** Paths of every leaf key: "nftables.ipv4.table". */
+function keyPaths(doc: unknown, prefix = ''): string[] {
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return [prefix];
+  return Object.entries(doc as Record<string, unknown>).flatMap(([k, v]) => keyPaths(v, prefix ? `${prefix}.${k}` : k));
+}
+
+test('firewall bouncer: nftables mode, LAPI on the manager, only keys the packaged bouncer knows', async () => {
+  const cfg = YAML.parse(firewallBouncerConfig({ lapiHost: '10.77.0.11', apiKey: 'k3y' })) as Record<string, any>; // free-form document
+  // Debian's default file (0.0.25) lists every option; ours must not invent any
+  const packaged = YAML.parse((await packagedBouncerConfig(CACHE)).replace(/\$\{[A-Z_]+\}/g, 'x'));
+  const known = new Set(keyPaths(packaged));
+  for (const k of keyPaths(cfg)) assert.ok(known.has(k), `bouncer option ${k} is not in the packaged configuration`);
+  assert.equal(cfg.mode, 'nftables');
+  assert.equal(cfg.api_url, 'http://10.77.0.11:8080/');
+  assert.equal(cfg.nftables.ipv4.table, 'crowdsec');
+  assert.equal(cfg.blacklists_ipv4, 'crowdsec-blacklists');
+  assert.ok(onlineApiCredentialsSeed().trim().length > 0, 'non-empty: Debian\'s postinst then skips the online registration');
+  // parseNftSet reads the set as `nft -j list set` prints it
+  const nftJson = JSON.stringify({ nftables: [{ metainfo: { version: '1.0.6' } }, { set: { family: 'ip', name: 'crowdsec-blacklists', table: 'crowdsec', type: 'ipv4_addr', flags: ['timeout'], elem: [{ elem: { val: ATTACKER, timeout: 14400, expires: 14390 } }, '192.0.2.99'] } }] });
+  assert.deepEqual(parseNftSet(nftJson), [ATTACKER, '192.0.2.99']);
+  const agent = crowdsecConfig({ lapiHost: '10.77.0.11', privateCidrs: ['10.77.0.0/24'], isLapi: false, onlineApi: false }) as Record<string, any>; // free-form
+  assert.equal(agent.api.server.listen_uri, '127.0.0.1:8080');
+  assert.equal(agent.api.server.online_client, undefined);
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let cs: OfflineCrowdsec | undefined;
+let work = '';
+before(async () => {
+  work = mkdtempSync(path.join(tmpdir(), 'wpfarm-crowdsec-'));
+});
+after(async () => {
+  await cs?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+test('Debian\'s crowdsec runs the generated configuration: brute force banned, visitor/management/Cloudflare edge not, cscli unbans', { timeout: 600_000 }, async () => {
+  const pkg = await ensureCrowdsecPackage(CACHE);
+  // the lines carry every field the packaged parser extracts
+  const parserYaml = readFileSync(path.join(pkg, 'usr/share/crowdsec/hub/parsers/s01-parse/crowdsecurity/traefik-logs.yaml'), 'utf8');
+  const fields = [...parserYaml.matchAll(/JsonExtract\(evt\.Parsed\.message, "([^"]+)"\)/g)].map((m) => m[1]!);
+  assert.ok(fields.length >= 10);
+  const sample = JSON.parse(traefikAccessLine({ clientIp: ATTACKER, path: '/wp-login.php', method: 'POST', time: new Date() })) as Record<string, unknown>;
+  for (const f of fields) assert.ok(f in sample, `access-log line lacks ${f}`);
+
+  const lapiPort = await freePort();
+  cs = new OfflineCrowdsec(pkg, work);
+  await cs.setup({
+    collections: COLLECTIONS,
+    acquisition: acquisition({ traefikLogPath: path.join(work, 'access.log') }),
+    enrichers: { 'cloudflare-client-ip.yaml': cloudflareClientIpParser(), 'wpfarm-management-whitelist.yaml': managementWhitelist(MGMT) },
+    lapiPort,
+  });
+  const t = await cs.test();
+  assert.equal(t.code, 0, `crowdsec -t: ${t.stdout}${t.stderr}`);
+  // the symlinked collections are what cscli itself reports as enabled (asked with no network at all)
+  const list = await cs.cscliOffline(['collections', 'list', '-o', 'json']);
+  assert.equal(list.code, 0, list.stderr);
+  const enabled = (JSON.parse(list.stdout) as { collections: Array<{ name: string; status: string }> }).collections.filter((c) => /enabled/.test(c.status)).map((c) => c.name);
+  for (const c of COLLECTIONS) assert.ok(enabled.includes(c), `${c} enabled (cscli: ${enabled.join(', ')})`);
+  await cs.startLapi(lapiPort);
+
+  const start = new Date(Date.now() - 120_000);
+  const replays: Record<string, string[]> = {
+    direct: bruteForceReplay({ attacker: ATTACKER, visitor: VISITOR, start }),
+    admin: bruteForceReplay({ attacker: ADMIN, visitor: VISITOR, start }),
+    cloudflare: bruteForceReplay({ attacker: '198.51.100.77', visitor: '203.0.113.46', viaCloudflare: CF_EDGE, start }),
+  };
+  for (const [name, lines] of Object.entries(replays)) {
+    const file = path.join(work, `${name}.log`);
+    writeFileSync(file, lines.join('\n') + '\n');
+    const r = await cs.replay(file, 'traefik');
+    assert.equal(r.code, 0, `${name}: ${r.stderr.slice(-2000)}`);
+  }
+  const decisions = await cs.decisions();
+  const banned = decisions.filter((d) => d.type === 'ban').map((d) => d.value);
+  assert.ok(banned.includes(ATTACKER), `attacker banned (decisions: ${JSON.stringify(decisions)})`);
+  assert.equal(decisions.find((d) => d.value === ATTACKER)!.scenario, 'crowdsecurity/http-bf-wordpress_bf');
+  assert.ok(banned.includes('198.51.100.77'), 'the client behind Cloudflare is banned by its Cf-Connecting-Ip');
+  for (const innocent of [VISITOR, '203.0.113.46', ADMIN, CF_EDGE]) assert.ok(!banned.includes(innocent), `${innocent} must not be banned`);
+
+  const del = await cs.cscli(['decisions', 'delete', '--ip', ATTACKER]);
+  assert.equal(del.code, 0, del.stderr);
+  const after2 = (await cs.decisions()).map((d) => d.value);
+  assert.ok(!after2.includes(ATTACKER), 'cscli decisions delete unbans');
+  assert.ok(after2.includes('198.51.100.77'), 'other decisions stay');
+
+  // without wpfarm's Cloudflare enricher the packaged parser bans Cloudflare's edge (the pitfall it fixes)
+  rmSync(path.join(cs.paths.configDir, 'parsers/s02-enrich/cloudflare-client-ip.yaml'));
+  const file = path.join(work, 'cloudflare-raw.log');
+  writeFileSync(file, bruteForceReplay({ attacker: '198.51.100.78', visitor: '203.0.113.47', viaCloudflare: CF_EDGE, start }).join('\n') + '\n');
+  assert.equal((await cs.replay(file, 'traefik')).code, 0);
+  const raw = (await cs.decisions()).map((d) => d.value);
+  assert.ok(raw.includes(CF_EDGE), 'the edge address is what gets banned without the enricher');
+  assert.ok(!raw.includes('198.51.100.78'));
+});
