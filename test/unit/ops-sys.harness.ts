@@ -2,7 +2,6 @@
 // machine (no SSH), following the contract of lib/types.ts: probe → plan → apply unless check → re-probe.
 // It stands in for the lead's runner only in these unit tests; the lab tier uses the real runner.
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import type { Connection, ExecOptions, ExecResult, HostSpec, Operation, Plan, StepContext, StepResult } from '../../lib/types.ts';
 import { FactCache } from '../../lib/facts.ts';
 
@@ -48,8 +47,6 @@ export function localContext(check = false, exec = localExec): StepContext & { s
     put: async () => {
       throw new Error('put is not used by the system operations');
     },
-    // the host is this machine: a local socket is the same thing a tunnel would reach
-    forward: async (target) => ('socketPath' in target ? net.connect(target.socketPath) : net.connect(target.port, target.host)),
     forward: async () => {
       throw new Error('forward is not used by these operations');
     },
@@ -78,6 +75,7 @@ export function localContext(check = false, exec = localExec): StepContext & { s
     notify: () => {},
     conn,
     log: () => {},
+    hosts: () => [],
     hostContext: () => {
       throw new Error('no other hosts here');
     },
