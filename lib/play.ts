@@ -99,6 +99,7 @@ export class Run {
       reporter: this.reporter,
       options: { check: f.check, diff: f.diff, forks: f.forks, tags: f.tags, skipTags: f.skipTags, verbose: f.verbose },
       allHosts: this.inventory.hosts,
+      select: (p) => selectHosts(this.inventory, p),
       signal: this.signal,
       hostState: this.hostState,
     });

@@ -53,6 +53,8 @@ export interface RunEnv {
   options: RunOptions;
   /** every host of the inventory by name (for delegateTo) */
   allHosts: Map<string, HostSpec>;
+  /** hosts of the inventory by pattern (not restricted by --limit) */
+  select?: (pattern: string) => HostSpec[];
   /** set on SIGINT: no new step starts */
   signal: { interrupted: boolean };
   /** per-host state kept across roles of one run: facts, registered values */
@@ -155,6 +157,10 @@ class HostRun {
       },
       log(message: string) {
         self.env.reporter.log(host.name, mask(message));
+      },
+      hosts(pattern: string): HostSpec[] {
+        if (!self.env.select) throw new Error('ctx.hosts() needs an inventory (RunEnv.select)');
+        return self.env.select(pattern);
       },
       hostContext(name: string): StepContext {
         const h = self.env.allHosts.get(name);

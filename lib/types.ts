@@ -186,6 +186,8 @@ export interface StepContext {
   log(message: string): void;
   /** other hosts of the run (for delegate/runOnce style coordination) */
   hostContext(name: string): StepContext;
+  /** hosts of the inventory that a pattern selects (not restricted by --limit): group members, addresses */
+  hosts(pattern: string): HostSpec[];
 }
 
 export interface Role {

@@ -65,9 +65,11 @@ export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashO
     notify: () => {},
     conn,
     log: (m: string) => o.logs?.push(m),
+    hosts: () => [],
     hostContext: () => {
       throw new Error('no other hosts here');
     },
+    hosts: () => [host],
   };
 }
 
