@@ -10,8 +10,7 @@
 import { createHash } from 'node:crypto';
 import { siteDomains, type SiteRecord } from './site.ts';
 import { emitYaml } from './yaml-emit.ts';
-// TODO(traefik helper): switch to '../traefik/labels.ts' when it exists (same signature).
-import { siteRouterLabels } from './labels-fallback.ts';
+import { siteRouterLabels } from '../traefik/labels.ts';
 
 /** The per-site secrets (each one Swarm secret with a content-hashed name). */
 export const SITE_SECRET_KEYS = ['db_password', 'wp_keys'] as const;
@@ -40,6 +39,10 @@ export interface FarmStackSettings {
   overlayEncrypted?: boolean;
   /** CIDR of traefik-public: nginx trusts X-Forwarded-For only from there */
   traefikSubnet?: string;
+  /** sites behind Cloudflare's proxy (Traefik takes the client IP from X-Forwarded-For); default true */
+  cloudflareProxied?: boolean;
+  /** CrowdSec bouncer middleware on the site routers; default true */
+  crowdsec?: boolean;
   /** extra placement constraints for every service, e.g. ["node.labels.wp == true"] */
   placement?: string[];
 }
@@ -158,7 +161,10 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
       ...(ro ? { read_only: true } : {}),
     }));
 
-  const labels = siteRouterLabels({ id, domains, sticky: site.sticky, adminAllowlist: site.admin_allowlist, port: NGINX_PORT });
+  const labels = siteRouterLabels(
+    { id, domains, sticky: site.sticky, adminAllowlist: site.admin_allowlist, port: NGINX_PORT },
+    { network: traefikNet, endpointMode: farm.endpointMode, cloudflareProxied: farm.cloudflareProxied, crowdsec: farm.crowdsec },
+  );
   const sortedLabels = Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
 
   const services = {

@@ -122,7 +122,9 @@ async function run(name: string, nets: { name: string; aliases?: string[] }[], a
 async function tcpFrom(container: string, host: string, port: number): Promise<string> {
   const code = `$s=@fsockopen($argv[1], (int)$argv[2], $en, $es, 3); if ($s) { echo "open"; } elseif ($en === 111) { echo "refused"; } else { echo "unreachable:$en"; }`;
   const r = await qn`docker exec ${container} php -r ${code} ${host} ${String(port)}`;
-  return r.stdout.trim().startsWith('unreachable') || r.stdout.trim() === '' ? 'unreachable' : r.stdout.trim();
+  const out = r.stdout.trim();
+  assert.ok(r.exitCode === 0 && out !== '', `probe from ${container} failed: ${r.stderr}`);
+  return out.startsWith('unreachable') ? 'unreachable' : out;
 }
 
 before(async () => {

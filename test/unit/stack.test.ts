@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { Ajv, type AnySchemaObject } from 'ajv';
 import { parse } from 'yaml';
+import { labelsToDynamic } from '../../roles/traefik/labels.ts';
 import { parseSiteRecord, type SiteRecord } from '../../roles/wp-site/site.ts';
 import {
   renderSiteStack,
@@ -131,7 +132,12 @@ test('services, networks and Traefik labels follow the architecture', () => {
   const rule = Object.entries(labels).find(([k]) => /^traefik\.http\.routers\.[^.]+\.rule$/.test(k) && !k.includes('admin'))?.[1];
   assert.equal(rule, 'Host(`blog.example.com`) || Host(`www.blog.example.com`)');
   assert.ok(Object.entries(labels).some(([k, v]) => k.endsWith('.loadbalancer.server.port') && v === '8080'));
-  assert.ok(Object.entries(labels).some(([k, v]) => k.endsWith('.sticky.cookie') && v === 'true'));
+  assert.ok(Object.keys(labels).some((k) => k.includes('.sticky.cookie')), 'sticky site gets a sticky cookie');
+  // the labels convert to a valid Traefik v3 dynamic configuration (roles/traefik's schema-based converter)
+  const conv = labelsToDynamic(labels, 'wp-blog1_nginx');
+  assert.equal(conv.provider.enable, true);
+  assert.equal(conv.provider.network, 'traefik-public');
+  assert.ok(Object.keys(conv.config.http?.routers ?? {}).length >= 2, 'site router and admin router');
   assert.ok(Object.values(labels).includes('203.0.113.0/24'), 'admin allowlist at Traefik');
   for (const svc of ['php-fpm', 'redis']) assert.equal(d.services[svc].deploy.labels, undefined, `${svc} is not routed`);
   // encrypted overlay only when asked (no ESP in the lab)
