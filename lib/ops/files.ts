@@ -19,6 +19,7 @@ import { InputError } from '../errors.ts';
 import { defineOp, sections } from './base.ts';
 import { sh, modeString } from '../shell.ts';
 import { unifiedDiff, isBinary } from '../diff.ts';
+import { mask } from '../secrets.ts';
 
 /** Content returned for --diff is capped (base64 of at most this many bytes). */
 export const DIFF_CONTENT_CAP = 256 * 1024;
@@ -281,7 +282,9 @@ export interface WriteSpec {
  * The plan of a content/attribute write, from a parsed probe. Pure. The apply is one script:
  * an atomic content write (when content changes or the file is created) or chmod/chown.
  */
-export function planWrite(ctx: StepContext, st: PathState, w: WriteSpec): Plan {
+export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Plan {
+  // content that contains a registered secret (ctx.secret) is treated as secret: no hash, no diff
+  const w = spec.secret || !spec.content || !containsSecret(spec.content) ? spec : { ...spec, secret: true };
   const target = st.real || w.path;
   const via = st.isLink && st.real && st.real !== w.path ? ` (via symlink -> ${st.real})` : '';
   if (st.exists && st.isDir) throw new Error(`${w.path} is a directory`);
@@ -337,10 +340,17 @@ export function planWrite(ctx: StepContext, st: PathState, w: WriteSpec): Plan {
   return plan;
 }
 
+/** Does the text contain a value registered through ctx.secret()? */
+export function containsSecret(content: Buffer): boolean {
+  if (isBinary(content)) return false;
+  const text = content.toString('utf8');
+  return mask(text) !== text;
+}
+
 /** Validate an absolute path. */
 export function checkPath(path: unknown, what: string): string {
-  if (typeof path !== 'string' || !path.startsWith('/') || path.includes('\0') || /(^|\/)\.\.(\/|$)/.test(path)) {
-    throw new InputError(`${what}: path must be absolute without '..' (got ${JSON.stringify(path)})`);
+  if (typeof path !== 'string' || !path.startsWith('/') || /[\0\n]/.test(path) || /(^|\/)\.\.(\/|$)/.test(path)) {
+    throw new InputError(`${what}: path must be absolute without '..' or newlines (got ${JSON.stringify(path)})`);
   }
   return path.length > 1 ? path.replace(/\/+$/, '') : path;
 }

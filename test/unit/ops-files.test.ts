@@ -6,6 +6,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, r
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { copy, directory, file, parsePathProbe, pathProbeScript, planWrite } from '../../lib/ops/files.ts';
+import { clearSecretsForTests, registerSecret } from '../../lib/secrets.ts';
 import { bash, context, cycle, runOp, snapshot, tempDir } from './ops-files.harness.ts';
 
 const tmp = tempDir();
@@ -166,6 +167,20 @@ describe('file', () => {
     assert.equal(readFileSync(p, 'utf8'), 'new-password');
   });
 
+  test('content containing a registered secret (ctx.secret) is treated as secret automatically', async () => {
+    const d = fresh();
+    const p = join(d, 'db.env');
+    writeFileSync(p, 'DB_PASSWORD=old\n');
+    registerSecret('Very-Secret-Pw-42');
+    try {
+      const r = await runOp(file({ path: p, content: 'DB_PASSWORD=Very-Secret-Pw-42\n' }), { check: true, diff: true });
+      assert.equal(r.plan.diff, 'content hidden (secret)');
+      assert.deepEqual(r.plan.changes, ['content changed (secret, 16 -> 30 bytes)']);
+    } finally {
+      clearSecretsForTests();
+    }
+  });
+
   test('state absent removes a file, a symlink (not its target), a directory tree', async () => {
     const d = fresh();
     writeFileSync(join(d, 'f'), 'x\n');
@@ -245,6 +260,7 @@ describe('file', () => {
   test('bad input is rejected when the step is built', () => {
     assert.throws(() => file({ path: 'relative/path', content: 'x' }), /path must be absolute/);
     assert.throws(() => file({ path: '/etc/../x', content: 'x' }), /without '\.\.'/);
+    assert.throws(() => file({ path: '/etc/a\nb', content: 'x' }), /newlines/);
     assert.throws(() => file({ path: '/x', content: 'a', src: 'b' }), /not both/);
     assert.throws(() => file({ path: '/x', mode: 'u+x' }), /invalid mode/);
     assert.throws(() => file({ path: '/x', owner: 'bad;user' }), /invalid owner/);
