@@ -69,7 +69,6 @@ export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashO
     hostContext: () => {
       throw new Error('no other hosts here');
     },
-    hosts: () => [host],
   };
 }
 
