@@ -1,0 +1,130 @@
+// The farm's host firewall as nftables rules, rendered from the inventory (pure, testable without SSH).
+//
+//   - loopback, established/related and ICMP accepted; everything else on input dropped
+//   - SSH (22) only from the management CIDRs
+//   - 80/443 (and 443/udp for HTTP/3) only on edge hosts
+//   - Swarm: 2377/tcp to managers from swarm nodes (joins and the control plane need it); 7946/tcp+udp and
+//     4789/udp (VXLAN) between swarm nodes only
+//   - Galera: 3306, 4444, 4567 (tcp+udp), 4568 and the HAProxy writer endpoint to db hosts from cluster nodes
+//   - GlusterFS: 24007-24008 and bricks 49152-49251 to storage hosts from cluster nodes
+//   - exporters (node 9100, docker 9323, mysqld 9104, haproxy 8404, ...) only from the monitoring hosts
+//
+// The rules live in their own table (inet wpfarm) so Docker's iptables rules are never flushed.
+import type { HostSpec } from '../../lib/types.ts';
+
+export interface FirewallInput {
+  host: HostSpec;
+  /** every inventory host (cluster members) */
+  all: HostSpec[];
+  managers: HostSpec[];
+  swarm: HostSpec[];
+  monitoring: HostSpec[];
+  managementCidrs: string[];
+  /** extra ports: [{ port: '8080', proto: 'tcp', from: ['10.0.0.0/8'] }] */
+  extraRules?: FirewallRule[];
+  dbPorts?: number[];
+  exporterPorts?: number[];
+}
+
+export interface FirewallRule {
+  port: string | number;
+  proto?: 'tcp' | 'udp';
+  from?: string[];
+  comment?: string;
+}
+
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const CIDR = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(\/(\d{1,2}))?$/;
+
+export function parseIpv4(a: string): number | null {
+  const m = IPV4.exec(a.trim());
+  if (!m) return null;
+  const parts = m.slice(1).map(Number);
+  if (parts.some((p) => p > 255)) return null;
+  return ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!;
+}
+
+export function validCidr(c: string): boolean {
+  const m = CIDR.exec(c.trim());
+  return !!m && parseIpv4(m[1]!) !== null && (m[3] === undefined || Number(m[3]) <= 32);
+}
+
+export function cidrContains(cidr: string, address: string): boolean {
+  const m = CIDR.exec(cidr.trim());
+  const ip = parseIpv4(address);
+  if (!m || ip === null) return false;
+  const base = parseIpv4(m[1]!);
+  if (base === null) return false;
+  const bits = m[3] === undefined ? 32 : Number(m[3]);
+  const maskBits = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+  return (base & maskBits) >>> 0 === (ip & maskBits) >>> 0;
+}
+
+export const DEFAULT_DB_PORTS = [3306, 3307, 4444, 4567, 4568];
+export const DEFAULT_EXPORTER_PORTS = [8404, 9100, 9104, 9113, 9121, 9253, 9323];
+
+const inGroup = (h: HostSpec, g: string) => h.groups.includes(g);
+
+function set(name: string, elems: string[]): string {
+  const uniq = [...new Set(elems)].sort();
+  return uniq.length
+    ? `  set ${name} {\n    type ipv4_addr; flags interval;\n    elements = { ${uniq.join(', ')} }\n  }`
+    : `  set ${name} {\n    type ipv4_addr; flags interval;\n  }`;
+}
+
+/** The whole /etc/nftables.conf for one host. */
+export function renderFirewall(i: FirewallInput): string {
+  const h = i.host;
+  for (const c of i.managementCidrs) if (!validCidr(c)) throw new Error(`management_cidrs: '${c}' is not an IPv4 CIDR`);
+  const addrs = (hs: HostSpec[]) => hs.map((x) => x.address).filter((a) => parseIpv4(a) !== null);
+  const rules: string[] = [
+    '    iif "lo" accept',
+    '    ct state established,related accept',
+    '    ct state invalid drop',
+    '    meta l4proto { icmp, ipv6-icmp } accept',
+    '    tcp dport 22 ip saddr @mgmt accept comment "ssh from management"',
+  ];
+  if (inGroup(h, 'edge')) {
+    rules.push('    tcp dport { 80, 443 } accept comment "web (edge)"');
+    rules.push('    udp dport 443 accept comment "HTTP/3 (edge)"');
+  }
+  const isSwarm = i.swarm.some((x) => x.name === h.name);
+  if (i.managers.some((x) => x.name === h.name)) rules.push('    tcp dport 2377 ip saddr @swarm accept comment "swarm control plane"');
+  if (isSwarm) {
+    rules.push('    tcp dport 7946 ip saddr @swarm accept comment "swarm gossip"');
+    rules.push('    udp dport { 4789, 7946 } ip saddr @swarm accept comment "swarm gossip and VXLAN"');
+  }
+  if (inGroup(h, 'db')) {
+    rules.push(`    tcp dport { ${(i.dbPorts ?? DEFAULT_DB_PORTS).join(', ')} } ip saddr @cluster accept comment "galera, sst, writer endpoint"`);
+    rules.push('    udp dport 4567 ip saddr @cluster accept comment "galera (multicast replication off, udp for gcomm)"');
+  }
+  if (inGroup(h, 'gluster') || inGroup(h, 'storage') || inGroup(h, 'storage_arbiter')) {
+    rules.push('    tcp dport { 24007-24008, 49152-49251 } ip saddr @cluster accept comment "glusterd and bricks"');
+  }
+  rules.push(`    tcp dport { ${(i.exporterPorts ?? DEFAULT_EXPORTER_PORTS).join(', ')} } ip saddr @monitoring accept comment "metrics"`);
+  for (const r of i.extraRules ?? []) {
+    const port = String(r.port);
+    if (!/^\d{1,5}(-\d{1,5})?$/.test(port)) throw new Error(`firewall_extra_rules: invalid port '${port}'`);
+    const from = (r.from ?? []).filter(validCidr);
+    rules.push(`    ${r.proto ?? 'tcp'} dport ${port}${from.length ? ` ip saddr { ${from.join(', ')} }` : ''} accept${r.comment ? ` comment ${JSON.stringify(r.comment.replace(/"/g, ''))}` : ''}`);
+  }
+  rules.push('    counter drop comment "everything else"');
+  return [
+    '#!/usr/sbin/nft -f',
+    `# /etc/nftables.conf on ${h.name}: written by wpfarm (roles/common/firewall.ts); local edits are overwritten.`,
+    '# Only the table inet wpfarm is managed here; Docker keeps its own iptables tables.',
+    'table inet wpfarm',
+    'delete table inet wpfarm',
+    'table inet wpfarm {',
+    set('mgmt', i.managementCidrs),
+    set('cluster', addrs(i.all)),
+    set('swarm', addrs(i.swarm)),
+    set('monitoring', addrs(i.monitoring)),
+    '  chain input {',
+    '    type filter hook input priority filter; policy drop;',
+    ...rules,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,188 @@
+// common: every host of the farm. Base packages, apt proxy, time sync and timezone, sysctl tuning, an admin
+// user with SSH keys, SSH hardening, unattended security upgrades, the nftables firewall, and (on swarm
+// nodes) the Docker engine with daemon.json.
+//
+// Variables (inventory): apt_proxy, timezone (UTC), admin_user (wpadmin), admin_ssh_keys (list; default the
+// controller's key for this host, <key>.pub), management_cidrs (required), firewall_enabled (true),
+// firewall_extra_rules, sysctl_global (false in the lab: host-wide sysctls would change the machine running the
+// lab), registry, registry_insecure, registry_mirror, docker_log_max_size (10m), docker_log_max_file (3),
+// docker_metrics_port (9323).
+import { existsSync, readFileSync } from 'node:fs';
+import { InputError } from '../../lib/errors.ts';
+import { apt } from '../../lib/ops/apt.ts';
+import { defineOp } from '../../lib/ops/base.ts';
+import { command } from '../../lib/ops/command.ts';
+import { directory, file } from '../../lib/ops/files.ts';
+import { sysctl } from '../../lib/ops/sysctl.ts';
+import { systemd } from '../../lib/ops/systemd.ts';
+import { authorizedKey, user } from '../../lib/ops/users.ts';
+import type { Role, Step, StepContext } from '../../lib/types.ts';
+import { cidrContains, type FirewallRule, renderFirewall } from './firewall.ts';
+
+export const BASE_PACKAGES = ['ca-certificates', 'curl', 'nftables', 'sudo', 'tzdata', 'unattended-upgrades', 'systemd-timesyncd', 'rsync', 'jq'];
+
+/** Tuning for a web farm. Network ones are per network namespace; the others are host-wide. */
+export const SYSCTL_NET: Record<string, string> = {
+  'net.core.somaxconn': '65535',
+  'net.ipv4.tcp_max_syn_backlog': '8192',
+  'net.ipv4.ip_local_port_range': '1024 65000',
+  'net.ipv4.tcp_fin_timeout': '15',
+  'net.ipv4.tcp_tw_reuse': '1',
+  'net.ipv4.tcp_keepalive_time': '300',
+};
+export const SYSCTL_GLOBAL: Record<string, string> = {
+  'vm.swappiness': '10',
+  'fs.file-max': '2097152',
+  'fs.inotify.max_user_watches': '524288',
+  'net.core.netdev_max_backlog': '16384',
+  'vm.max_map_count': '262144',
+};
+
+export const SSHD_HARDENING = `# written by wpfarm (roles/common): keys only, no passwords
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+PermitEmptyPasswords no
+PubkeyAuthentication yes
+X11Forwarding no
+MaxAuthTries 3
+LoginGraceTime 30
+ClientAliveInterval 300
+ClientAliveCountMax 2
+MaxSessions 10
+`;
+
+export const AUTO_UPGRADES = `// written by wpfarm (roles/common): security updates every day
+APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";
+APT::Periodic::AutocleanInterval "7";
+`;
+
+export const UNATTENDED = `// written by wpfarm (roles/common): only the security archive, no automatic reboot
+Unattended-Upgrade::Origins-Pattern {
+        "origin=Debian,codename=\${distro_codename},label=Debian-Security";
+        "origin=Debian,codename=\${distro_codename}-security,label=Debian-Security";
+};
+Unattended-Upgrade::Automatic-Reboot "false";
+Unattended-Upgrade::Remove-Unused-Dependencies "true";
+`;
+
+const str = (v: unknown, d: string): string => (typeof v === 'string' && v ? v : d);
+const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
+
+export function dockerDaemonJson(vars: Record<string, unknown>): string {
+  const cfg: Record<string, unknown> = {
+    'log-driver': 'json-file',
+    'log-opts': { 'max-size': str(vars.docker_log_max_size, '10m'), 'max-file': String(vars.docker_log_max_file ?? '3') },
+    'metrics-addr': `0.0.0.0:${Number(vars.docker_metrics_port ?? 9323)}`,
+    experimental: true,
+  };
+  if (vars.registry && vars.registry_insecure) cfg['insecure-registries'] = [String(vars.registry)];
+  if (vars.registry_mirror) cfg['registry-mirrors'] = list(vars.registry_mirror);
+  return `${JSON.stringify(cfg, null, 2)}\n`;
+}
+
+/** Refuse to install a firewall that would lock the operator out: the controller must be in management_cidrs. */
+function operatorAccessCheck(cidrs: string[]): Step {
+  return defineOp({
+    kind: 'check',
+    title: 'firewall: the operator keeps SSH access',
+    probe: () => ({ script: 'echo "$SSH_CONNECTION"' }),
+    plan: (ctx: StepContext, out: string) => {
+      const client = out.trim().split(/\s+/)[0] ?? '';
+      if (!client) return { changed: false, changes: [], result: { client } };
+      if (!cidrs.some((c) => cidrContains(c, client))) {
+        throw new InputError(
+          `${ctx.host.name}: this controller reaches the host from ${client}, which is outside management_cidrs (${cidrs.join(', ')}): ` +
+            'the firewall would lock you out. Add your address to management_cidrs in the inventory.',
+        );
+      }
+      return { changed: false, changes: [], result: { client } };
+    },
+  });
+}
+
+function adminKeys(ctx: StepContext): string[] {
+  const keys = list(ctx.vars.admin_ssh_keys);
+  if (keys.length) return keys;
+  const pub = ctx.host.key ? `${ctx.host.key}.pub` : '';
+  if (pub && existsSync(pub)) return [readFileSync(pub, 'utf8').trim()];
+  throw new InputError(`${ctx.host.name}: admin_ssh_keys is not set and ${pub || 'the host has no key'}.pub does not exist`);
+}
+
+const role: Role = {
+  name: 'common',
+  hosts: 'all',
+  tags: ['common'],
+  description: 'base packages, time, sysctl, admin user, SSH hardening, upgrades, firewall, Docker engine',
+  handlers: {
+    'reload ssh': () => [command({ cmd: ['sh', '-c', 'sshd -t && systemctl reload ssh'] })],
+    'reload firewall': () => [command({ cmd: ['nft', '-f', '/etc/nftables.conf'] })],
+    'restart docker': () => [systemd({ name: 'docker', state: 'restarted' })],
+  },
+  steps(ctx) {
+    const v = ctx.vars;
+    const admin = str(v.admin_user, 'wpadmin');
+    const tz = str(v.timezone, 'UTC');
+    if (!/^[A-Za-z0-9_+\-/]+$/.test(tz)) throw new InputError(`timezone: invalid value '${tz}'`);
+    const cidrs = list(v.management_cidrs);
+    const firewall = v.firewall_enabled !== false;
+    if (firewall && !cidrs.length) throw new InputError('management_cidrs is required (the firewall allows SSH only from there)');
+    const swarmHosts = ctx.hosts('swarm');
+    const onSwarm = swarmHosts.some((h) => h.name === ctx.host.name);
+    const globalSysctl = v.sysctl_global !== undefined ? v.sysctl_global === true : v.lab !== true;
+    const steps: Step[] = [
+      // packages
+      v.apt_proxy
+        ? file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', content: `Acquire::http::Proxy "${String(v.apt_proxy)}";\n`, mode: '0644' })
+        : file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', state: 'absent' }),
+      apt({ packages: BASE_PACKAGES, state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
+      // time
+      command(
+        { cmd: ['ln', '-sfn', `/usr/share/zoneinfo/${tz}`, '/etc/localtime'], unless: ['sh', '-c', `[ "$(readlink /etc/localtime)" = /usr/share/zoneinfo/${tz} ]`] },
+        { name: `timezone ${tz}`, tags: ['time'] },
+      ),
+      file({ path: '/etc/timezone', content: `${tz}\n`, mode: '0644' }, { tags: ['time'] }),
+      // ConditionVirtualization=!container: in the lab systemd skips it by itself; enabled everywhere.
+      systemd({ name: 'systemd-timesyncd', enabled: true }, { tags: ['time'] }),
+      // sysctl
+      ...Object.entries({ ...SYSCTL_NET, ...(globalSysctl ? SYSCTL_GLOBAL : {}) }).map(([name, value]) => sysctl({ name, value }, { tags: ['sysctl'] })),
+      // admin user
+      user({ name: admin, shell: '/bin/bash', groups: ['sudo'], comment: 'wpfarm admin' }, { tags: ['users'] }),
+      authorizedKey({ user: admin, key: adminKeys(ctx) }, { tags: ['users'] }),
+      file({ path: `/etc/sudoers.d/90-wpfarm-${admin}`, content: `${admin} ALL=(ALL) NOPASSWD:ALL\n`, mode: '0440' }, { tags: ['users'] }),
+      // ssh
+      file({ path: '/etc/ssh/sshd_config.d/50-wpfarm-hardening.conf', content: SSHD_HARDENING, mode: '0644' }, { notify: 'reload ssh', tags: ['ssh'] }),
+      // upgrades
+      file({ path: '/etc/apt/apt.conf.d/20auto-upgrades', content: AUTO_UPGRADES, mode: '0644' }, { tags: ['upgrades'] }),
+      file({ path: '/etc/apt/apt.conf.d/52wpfarm-unattended-upgrades', content: UNATTENDED, mode: '0644' }, { tags: ['upgrades'] }),
+    ];
+    if (firewall) {
+      const nft = renderFirewall({
+        host: ctx.host,
+        all: ctx.hosts('all'),
+        managers: ctx.hosts('managers'),
+        swarm: swarmHosts,
+        monitoring: ctx.hosts('monitoring'),
+        managementCidrs: cidrs,
+        extraRules: (v.firewall_extra_rules as FirewallRule[] | undefined) ?? [],
+      });
+      steps.push(
+        operatorAccessCheck(cidrs),
+        file({ path: '/etc/nftables.conf', content: nft, mode: '0755' }, { notify: 'reload firewall', tags: ['firewall'] }),
+        systemd({ name: 'nftables', enabled: true, state: 'started' }, { tags: ['firewall'] }),
+      );
+    }
+    if (onSwarm) {
+      steps.push(
+        directory({ path: '/etc/docker', mode: '0755' }, { tags: ['docker'] }),
+        file({ path: '/etc/docker/daemon.json', content: dockerDaemonJson(v), mode: '0644' }, { notify: 'restart docker', tags: ['docker'] }),
+        apt({ packages: ['docker.io'], state: 'present' }, { tags: ['docker', 'packages'] }),
+        systemd({ name: 'docker', enabled: true, state: 'started' }, { tags: ['docker'] }),
+      );
+    }
+    return steps;
+  },
+};
+
+export default role;
