@@ -246,6 +246,19 @@ export function resticForgetCommand(repo: ResticRepo, opts: { policyArgs: string
   return withSecrets(RESTIC_SECRETS, restic(repo, args));
 }
 
+/** Restore a snapshot into a scratch directory (restic --verify re-reads every restored file). */
+export function resticRestoreToCommand(repo: ResticRepo, opts: { snapshot: string; target: string; include?: string }): HostCommand {
+  if (!/^[0-9a-f]{8,64}$/.test(opts.snapshot)) throw new Error(`invalid snapshot id ${opts.snapshot}`);
+  const args = ['restore', opts.snapshot, '--target', opts.target, '--verify'];
+  if (opts.include) args.push('--include', opts.include);
+  return withSecrets(RESTIC_SECRETS, [sh`mkdir -p ${opts.target}`, restic(repo, args)].join('\n'));
+}
+
+export function dropDatabaseCommand(db: string, conn: MariaDbConn): HostCommand {
+  const name = checkDbName(db);
+  return withSecrets(dbSecrets(conn), client(conn, 'mariadb', ['-e', `DROP DATABASE IF EXISTS \`${name}\``]));
+}
+
 /** sha256 of every regular file under dir, sorted by relative path ("hash  ./rel/path" lines). */
 export function fileHashesCommand(dir: string): string {
   return sh`cd ${dir} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum`;

@@ -4,7 +4,8 @@
 // credentials; gateway killed mid-upload.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
@@ -19,6 +20,7 @@ import { backupSiteFiles, restoreSiteFiles, listSnapshots, forgetSiteFiles, type
 import { tableChecksumsCommand, fileHashesCommand, type MariaDbConn } from '../../lib/backup/commands.ts';
 import { formatStamp, listBackups, parseRestoreDate, siteDbPrefix, DB_EXT, manifestKey } from '../../lib/backup/catalog.ts';
 import { BackupError, StoreCredentialsError } from '../../lib/backup/errors.ts';
+import { restoreTestSite } from '../../lib/backup/verify.ts';
 import { backupCluster, clusterChainAt, restoreClusterTo } from '../../lib/backup/cluster.ts';
 
 let rgw: Rgw;
@@ -304,6 +306,37 @@ test('retention on the gateway: db dumps older than 30 days deleted with their m
   const realF = await forgetSiteFiles({ shell, access, site: SITE });
   const after = await listSnapshots({ shell, access, site: SITE });
   assert.deepEqual(after.map((s) => s.id).sort(), [...realF.keep].sort());
+});
+
+test('weekly restore test: newest backups restored into a scratch database and directory, checked, cleaned up; live untouched', async () => {
+  const liveSums = await dbSums();
+  const liveFiles = await fileHashes();
+  const scratchDir = join(work, 'scratch-files');
+  const t = Date.now();
+  const rep = await restoreTestSite({ site: SITE, store, ageIdentity: keys.identity, db: { shell, target }, files: { shell, access, target: { site: SITE, paths: [filesDir] }, scratchDir } });
+  timings.weeklyRestoreTestMs = Date.now() - t;
+  assert.equal(rep.ok, true, rep.problems.join('; '));
+  assert.equal(rep.db?.key, 'db/site1/2026-11-22T030000Z.sql.gz.age');
+  assert.equal(rep.db?.identicalToLive, true);
+  assert.equal(rep.db?.tables, 7);
+  const liveFileCount = lines((await runHostCommand(shell, { script: fileHashesCommand(filesDir), secrets: [] }, {})).stdout);
+  assert.equal(rep.files?.files, liveFileCount);
+  assert.equal(rep.files?.identicalToLive, true);
+  assert.equal(rep.files?.backupTime, T2.toISOString());
+  assert.equal(await dbSums(), liveSums);
+  assert.equal(await fileHashes(), liveFiles);
+  assert.equal((await mdb.sql("SHOW DATABASES LIKE 'wp\\_site1\\_restoretest'")).trim(), '');
+  assert.equal(existsSync(scratchDir), false);
+  // a change made after the backup is reported (not identical to live), the restore itself still passes
+  await writeFile(join(filesDir, 'uploads/after-backup.txt'), 'new');
+  const rep2 = await restoreTestSite({ site: SITE, store, ageIdentity: keys.identity, files: { shell, access, target: { site: SITE, paths: [filesDir] }, scratchDir } });
+  assert.equal(rep2.ok, true, rep2.problems.join('; '));
+  assert.equal(rep2.files?.identicalToLive, false);
+  await rm(join(filesDir, 'uploads/after-backup.txt'));
+  // a broken store (wrong secret) makes it fail loudly
+  const rep3 = await restoreTestSite({ site: SITE, store: new ObjectStore({ ...storeCfg, secretAccessKey: 'wrong-secret-key-1234', maxAttempts: 1 }), ageIdentity: keys.identity, db: { shell, target } });
+  assert.equal(rep3.ok, false);
+  assert.match(rep3.problems[0] ?? '', /^db: .*credentials rejected/);
 });
 
 test('mariabackup: full + incrementals (encrypted, streamed), restore at a date between them into a scratch server: identical checksums', async () => {

@@ -1,0 +1,86 @@
+// The weekly automated restore test: restore a site's newest backups into a scratch database and a
+// scratch directory, check the result, compare with the live site, clean up. Never touches the live site.
+import { dropDatabaseCommand, fileHashesCommand, resticRestoreToCommand, tableChecksumsCommand, type HostCommand } from './commands.ts';
+import { restoreSiteDb, type SiteDbTarget } from './db.ts';
+import { listSnapshots, siteRepo, type FilesTarget, type ResticAccess } from './files.ts';
+import { pickAtOrBefore } from './catalog.ts';
+import { runHostCommand, stderrTail, type Shell } from './runner.ts';
+import type { ObjectStore } from './s3.ts';
+import { sh } from '../shell.ts';
+
+export interface RestoreTestReport {
+  site: string;
+  ok: boolean;
+  problems: string[];
+  db?: { key: string; backupTime: string; tables: number; restoreMs: number; identicalToLive: boolean };
+  files?: { snapshot: string; backupTime: string; files: number; restoreMs: number; identicalToLive: boolean };
+}
+
+async function must(shell: Shell, cmd: HostCommand, secrets: Record<string, string>, what: string): Promise<string> {
+  const r = await runHostCommand(shell, cmd, secrets);
+  if (r.code !== 0) throw new Error(`${what} on ${shell.name} exited ${r.code}: ${stderrTail(r.stderr)}`);
+  return r.stdout;
+}
+
+export async function restoreTestSite(o: {
+  site: string;
+  store: ObjectStore;
+  ageIdentity: string;
+  db?: { shell: Shell; target: SiteDbTarget };
+  files?: { shell: Shell; access: ResticAccess; target: FilesTarget; scratchDir: string };
+  now?: Date;
+}): Promise<RestoreTestReport> {
+  const now = o.now ?? new Date();
+  const rep: RestoreTestReport = { site: o.site, ok: true, problems: [] };
+  const problem = (p: string) => {
+    rep.ok = false;
+    rep.problems.push(p);
+  };
+  if (o.db) {
+    const { shell, target } = o.db;
+    const scratch = `${target.db}_restoretest`.slice(0, 64);
+    const pw: Record<string, string> = target.conn.password ? { MYSQL_PWD: target.dbPassword ?? '' } : {};
+    try {
+      const r = await restoreSiteDb({ shell, store: o.store, target, at: now, ageIdentity: o.ageIdentity, intoDb: scratch });
+      const sums = (db: string) => must(shell, tableChecksumsCommand(db, target.conn), pw, 'CHECKSUM TABLE');
+      const restored = (await sums(scratch)).replaceAll(`${scratch}.`, '');
+      const live = (await sums(target.db)).replaceAll(`${target.db}.`, '');
+      const tables = restored.trim() ? restored.trim().split('\n').length : 0;
+      if (tables === 0) problem(`db: the restored dump ${r.key} has no tables`);
+      if (/\tNULL$/m.test(restored)) problem('db: a restored table could not be checksummed');
+      rep.db = { key: r.key, backupTime: r.time.toISOString(), tables, restoreMs: r.ms, identicalToLive: restored === live };
+    } catch (e) {
+      problem(`db: ${(e as Error).message}`);
+    } finally {
+      await runHostCommand(shell, dropDatabaseCommand(scratch, target.conn), pw).catch(() => undefined);
+    }
+  }
+  if (o.files) {
+    const { shell, access, target, scratchDir } = o.files;
+    const t0 = Date.now();
+    try {
+      const snap = pickAtOrBefore(await listSnapshots({ shell, access, site: o.site }), now);
+      if (!snap) throw new Error('no snapshot');
+      await must(shell, resticRestoreToCommand(siteRepo(access.store, o.site), { snapshot: snap.id, target: scratchDir }), {
+        RESTIC_PASSWORD: access.password,
+        AWS_ACCESS_KEY_ID: access.store.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: access.store.secretAccessKey,
+      }, 'restic restore --verify');
+      let files = 0;
+      let identical = true;
+      for (const p of target.paths) {
+        const restored = await must(shell, { script: fileHashesCommand(`${scratchDir}${p}`), secrets: [] }, {}, 'sha256sum');
+        const live = await runHostCommand(shell, { script: fileHashesCommand(p), secrets: [] }, {});
+        files += restored.trim() ? restored.trim().split('\n').length : 0;
+        if (live.code !== 0 || live.stdout !== restored) identical = false;
+      }
+      if (files === 0) problem(`files: snapshot ${snap.short_id} restored no files`);
+      rep.files = { snapshot: snap.short_id, backupTime: snap.time.toISOString(), files, restoreMs: Date.now() - t0, identicalToLive: identical };
+    } catch (e) {
+      problem(`files: ${(e as Error).message}`);
+    } finally {
+      await runHostCommand(shell, { script: sh`rm -rf -- ${scratchDir}`, secrets: [] }, {}).catch(() => undefined);
+    }
+  }
+  return rep;
+}

@@ -1,0 +1,97 @@
+// Backups of the farm:  node --import tsx playbooks/backup.ts --what WHAT [--site ID,...] [--prune] [--restore-test]
+//   --what sites-db      per-site logical dumps (every 6 hours)
+//   --what cluster-full  mariabackup full of the db host (daily)
+//   --what cluster-incr  mariabackup incremental on the previous backup (every 6 hours)
+//   --what files         restic backup of each site's uploads, plugins, themes (daily)
+//   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)
+//   --restore-test       the weekly restore test (scratch database and directory), nothing backed up
+// Exit 0 when everything succeeded, 2 when any part failed (each failure is reported; others still run).
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fail } from '../lib/cli.ts';
+import { EXIT, InputError } from '../lib/errors.ts';
+import { mask } from '../lib/secrets.ts';
+import { backupContext, parseBackupArgs, printJson } from '../lib/backup/cli.ts';
+import { backupSiteDb, pruneSiteDb } from '../lib/backup/db.ts';
+import { backupSiteFiles, forgetSiteFiles } from '../lib/backup/files.ts';
+import { backupCluster, pruneCluster } from '../lib/backup/cluster.ts';
+import { restoreTestSite } from '../lib/backup/verify.ts';
+import type { RetentionPolicy } from '../lib/backup/retention.ts';
+
+const USAGE = `Usage: node --import tsx playbooks/backup.ts --what sites-db|cluster-full|cluster-incr|files [--site ID,...] [--prune]
+       node --import tsx playbooks/backup.ts --restore-test [--site ID,...]
+
+Backs up (encrypted on the host) to the S3 bucket of WPFARM_S3_* in .env; prints a JSON report.`;
+
+const WHAT = ['sites-db', 'cluster-full', 'cluster-incr', 'files'] as const;
+
+try {
+  const p = parseBackupArgs<{ what?: string; site?: string; prune?: boolean; 'restore-test'?: boolean }>(
+    process.argv.slice(2),
+    { what: { type: 'string' }, site: { type: 'string' }, prune: { type: 'boolean' }, 'restore-test': { type: 'boolean' } },
+    USAGE,
+  );
+  if (p) {
+    const { flags, extra } = p;
+    const what = extra.what as (typeof WHAT)[number] | undefined;
+    if (!extra['restore-test'] && (!what || !WHAT.includes(what))) throw new InputError(`--what must be one of ${WHAT.join(', ')} (see --help)`);
+    const ctx = await backupContext(flags, { local: extra.local, sitesDir: extra['sites-dir'] });
+    const report: Array<Record<string, unknown>> = [];
+    let failed = 0;
+    const step = async (name: string, f: () => Promise<unknown>) => {
+      const t0 = Date.now();
+      try {
+        report.push({ step: name, ok: true, ms: Date.now() - t0, result: await f() });
+      } catch (e) {
+        failed++;
+        report.push({ step: name, ok: false, ms: Date.now() - t0, error: mask((e as Error).message) });
+      }
+    };
+    try {
+      const sites = extra.site ? extra.site.split(',').map((s) => ctx.site(s.trim())) : ctx.sites;
+      const now = new Date();
+      if (extra['restore-test']) {
+        for (const s of sites) {
+          await step(`restore-test ${s.id}`, async () => {
+            const rep = await restoreTestSite({
+              site: s.id,
+              store: ctx.store,
+              ageIdentity: ctx.settings.identity(),
+              db: { shell: await ctx.dbShell(), target: ctx.dbTarget(s) },
+              files: { shell: await ctx.filesShell(), access: { store: ctx.settings.store, password: ctx.settings.resticPassword() }, target: ctx.filesTarget(s), scratchDir: mkdtempSync(join(tmpdir(), `wpfarm-restoretest-${s.id}-`)) },
+            });
+            if (!rep.ok) throw new Error(rep.problems.join('; '));
+            return rep;
+          });
+        }
+      } else if (what === 'sites-db') {
+        for (const s of sites) {
+          await step(`db ${s.id}`, async () => (await backupSiteDb({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.dbTarget(s), recipient: ctx.settings.recipient, at: now })).manifest);
+          if (extra.prune) {
+            const policy: RetentionPolicy = { withinDays: s.backup.db.retention_days };
+            await step(`prune db ${s.id}`, () => pruneSiteDb({ store: ctx.store, site: s.id, now, policy }));
+          }
+        }
+      } else if (what === 'cluster-full' || what === 'cluster-incr') {
+        await step(what, async () => backupCluster({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.clusterTarget(), recipient: ctx.settings.recipient, kind: what === 'cluster-full' ? 'full' : 'incr', at: now }));
+        if (extra.prune) await step('prune cluster', () => pruneCluster({ store: ctx.store, now }));
+      } else if (what === 'files') {
+        const access = { store: ctx.settings.store, password: ctx.settings.resticPassword() };
+        for (const s of sites) {
+          await step(`files ${s.id}`, async () => backupSiteFiles({ shell: await ctx.filesShell(), access, target: ctx.filesTarget(s), host: s.id, time: now }));
+          if (extra.prune) {
+            const policy: RetentionPolicy = { daily: s.backup.files.keep_daily, weekly: s.backup.files.keep_weekly, monthly: s.backup.files.keep_monthly };
+            await step(`forget files ${s.id}`, async () => forgetSiteFiles({ shell: await ctx.filesShell(), access, site: s.id, policy }));
+          }
+        }
+      }
+    } finally {
+      await ctx.close();
+    }
+    printJson({ ok: failed === 0, failed, steps: report });
+    process.exitCode = failed ? EXIT.FAILED : EXIT.OK;
+  }
+} catch (e) {
+  fail(e);
+}
