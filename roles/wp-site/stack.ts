@@ -1,9 +1,10 @@
 // Per-site Swarm stack: a pure renderer (site record + farm settings → stack YAML and the secrets it
 // needs) and a cheap differ (rendered stacks vs what the managers report), so that a no-change
 // reconcile of every site costs a constant number of round trips per manager:
-//   1. `docker service ls --format '{{json .}}'`      (all services of all stacks)
-//   2. `cat <state file>`                              (digests of the last deployed rendered stacks)
-// and only the sites whose digest or live state differs are deployed.
+//   `docker service ls --format '{{json .}}'`  (all services of all stacks) and
+//   `sha256sum` of the last deployed renders that lib/ops/docker.ts stackDeploy keeps in
+//   /var/lib/wpfarm/stacks/<stack>.yml, both in ONE round trip (farmProbeScript)
+// and only the sites whose digest or live state differs are deployed (with stackDeploy).
 //
 // Secret VALUES never enter this module: the role hashes them (secretHash) and passes the hashes.
 
@@ -320,9 +321,49 @@ export function parseServiceLs(output: string): Map<string, DeployedStack['servi
   return byStack;
 }
 
-/** Combine the service list and the state file into the deployed view of every stack. */
-export function deployedStacks(serviceLs: string, stateFileText: string): Map<string, DeployedStack> {
-  const state: StateFile = stateFileText.trim() ? (JSON.parse(stateFileText) as StateFile) : {};
+/**
+ * The deploy state as lib/ops/docker.ts's stackDeploy keeps it: one file per stack,
+ * STACK_DIR/<stack>.yml, written after each successful deploy. `sha256sum` of those files gives
+ * the digests (the digest of a render is sha256 of its YAML, as stackDeploy computes it).
+ */
+export function stateFromSha256sum(output: string): StateFile {
+  const state: StateFile = {};
+  for (const line of output.split('\n')) {
+    const m = /^([0-9a-f]{64})\s+\*?(?:.*\/)?([A-Za-z0-9][A-Za-z0-9_-]*)\.yml$/.exec(line.trim());
+    if (m) state[m[2]] = { digest: m[1] };
+  }
+  return state;
+}
+
+/**
+ * The one probe a reconcile of every site needs on a manager (one round trip, whatever the number
+ * of sites): all services with their image and replicas, and the digests of the last deployed
+ * renders. Read-only; always exits 0. Parse its output with parseFarmProbe().
+ */
+export function farmProbeScript(stackDir = '/var/lib/wpfarm/stacks'): string {
+  if (!/^\/[A-Za-z0-9_./-]+$/.test(stackDir)) throw new Error(`bad stack dir ${stackDir}`);
+  return [
+    '(',
+    `echo %%services; docker service ls --format '{{json .}}'`,
+    `echo %%digests; cd ${stackDir} 2>/dev/null && find . -maxdepth 1 -name 'wp-*.yml' -type f -print0 | xargs -0r sha256sum --`,
+    ') 2>/dev/null; true',
+  ].join('\n');
+}
+
+export function parseFarmProbe(output: string): { serviceLs: string; state: StateFile } {
+  const sections = new Map<string, string[]>();
+  let cur = '';
+  for (const line of output.split('\n')) {
+    const m = /^%%([a-z]+)$/.exec(line);
+    if (m) cur = m[1];
+    else (sections.get(cur) ?? sections.set(cur, []).get(cur)!).push(line);
+  }
+  return { serviceLs: (sections.get('services') ?? []).join('\n'), state: stateFromSha256sum((sections.get('digests') ?? []).join('\n')) };
+}
+
+/** Combine the service list and the deploy state (a StateFile, or its JSON text) into the deployed view of every stack. */
+export function deployedStacks(serviceLs: string, stateFile: string | StateFile): Map<string, DeployedStack> {
+  const state: StateFile = typeof stateFile === 'string' ? (stateFile.trim() ? (JSON.parse(stateFile) as StateFile) : {}) : stateFile;
   const live = parseServiceLs(serviceLs);
   const out = new Map<string, DeployedStack>();
   for (const stack of new Set([...live.keys(), ...Object.keys(state)])) {
@@ -391,9 +432,9 @@ export interface FarmDiff {
   orphans: string[];
 }
 
-/** Diff every rendered stack against one `docker service ls` and one state file. */
-export function diffFarm(rendered: readonly RenderedStack[], serviceLs: string, stateFileText: string): FarmDiff {
-  const deployed = deployedStacks(serviceLs, stateFileText);
+/** Diff every rendered stack against one `docker service ls` and the deploy state. */
+export function diffFarm(rendered: readonly RenderedStack[], serviceLs: string, state: string | StateFile): FarmDiff {
+  const deployed = deployedStacks(serviceLs, state);
   const changes: StackDiff[] = [];
   let unchanged = 0;
   const names = new Set<string>();

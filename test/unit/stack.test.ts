@@ -362,3 +362,41 @@ test('the YAML emitter round-trips tricky values under YAML 1.1 and 1.2', async 
   assert.throws(() => emitYaml({ x: [[1]] }), /nested sequences/);
   assert.throws(() => emitYaml({ x: Number.NaN }), /non-finite/);
 });
+
+test('farm probe: one shell command gives the service list and the digests stackDeploy keeps', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { execFileSync } = await import('node:child_process');
+  const { sha256 } = await import('../../lib/ops/sys-util.ts');
+  const { STACK_DIR } = await import('../../lib/ops/docker.ts');
+  const { farmProbeScript, parseFarmProbe } = await import('../../roles/wp-site/stack.ts');
+  const ids = ['a1', 'b2', 'c3'];
+  const f = farm({}, ids);
+  const rendered = ids.map((id) => renderSiteStack(parseSiteRecord(`s/${id}.yml`, `id: ${id}\ndomain: ${id}.example\n`, INV), f));
+  // the digest is what lib/ops/docker.ts stackDeploy compares (sha256 of the compose text)
+  for (const r of rendered) assert.equal(r.digest, sha256(r.yaml));
+  assert.equal(farmProbeScript(), farmProbeScript(STACK_DIR));
+
+  const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-stacks-'));
+  try {
+    // as stackDeploy leaves it: <stack>.yml per deployed stack (c3 never deployed, a1 deployed from an older render)
+    writeFileSync(path.join(dir, 'wp-a1.yml'), rendered[0].yaml.replace('"600"', '"601"'));
+    writeFileSync(path.join(dir, 'wp-b2.yml'), rendered[1].yaml);
+    writeFileSync(path.join(dir, 'traefik.yml'), 'not a site\n');
+    writeFileSync(path.join(dir, '.wp-b2.tmp123'), 'partial\n');
+    // run the real script with bash; docker here may or may not be a swarm manager: the probe must still exit 0
+    const out = execFileSync('bash', ['-c', farmProbeScript(dir)], { encoding: 'utf8', env: { ...process.env, PATH: `/nonexistent:${process.env.PATH}` } });
+    const probe = parseFarmProbe(out);
+    assert.deepEqual(Object.keys(probe.state).sort(), ['wp-a1', 'wp-b2']);
+    assert.equal(probe.state['wp-b2'].digest, rendered[1].digest);
+    assert.notEqual(probe.state['wp-a1'].digest, rendered[0].digest);
+    // with the live services present, only the changed and the new stacks are deployed
+    const live = serviceLs(rendered.slice(0, 2).flatMap((r) => liveFor(r)));
+    const d = diffFarm(rendered, live, probe.state);
+    assert.deepEqual(d.changes.map((c) => [c.stack, c.action]), [['wp-a1', 'update'], ['wp-c3', 'create']]);
+    assert.equal(d.unchanged, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.throws(() => farmProbeScript('/tmp/x; rm -rf /'), /bad stack dir/);
+});
