@@ -1,0 +1,173 @@
+// A small stateful stand-in for Cloudflare's zones + DNS records API, meant to sit BEHIND
+// `prism proxy --errors` on the spec the `cloudflare` SDK is generated from (Prism checks both directions).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+
+type Json = Record<string, unknown>;
+export interface CfRequest { method: string; path: string; body?: unknown }
+
+const hexId = () => randomBytes(16).toString('hex');
+const now = () => new Date().toISOString();
+
+export class CfFake {
+  readonly requests: CfRequest[] = [];
+  zones: Json[] = [];
+  records: Json[] = [];
+  private failQueue: number[] = [];
+  private server?: Server;
+  url = '';
+
+  constructor(readonly token: string) {}
+
+  addZone(name: string): Json {
+    const z = {
+      id: hexId(),
+      name,
+      status: 'active',
+      paused: false,
+      type: 'full',
+      development_mode: 0,
+      name_servers: ['bob.ns.cloudflare.com', 'lola.ns.cloudflare.com'],
+      original_name_servers: null,
+      original_registrar: null,
+      original_dnshost: null,
+      created_on: now(),
+      modified_on: now(),
+      activated_on: now(),
+      meta: { cdn_only: false, custom_certificate_quota: 0, dns_only: false, foundation_dns: false, page_rule_quota: 3, phishing_detected: false, step: 2 },
+      owner: { id: hexId(), name: 'wpfarm', type: 'user' },
+      account: { id: hexId(), name: 'wpfarm' },
+      permissions: ['#dns_records:edit', '#dns_records:read', '#zone:read'],
+      plan: { id: hexId(), name: 'Free Website', price: 0, currency: 'USD', frequency: '', is_subscribed: true, can_subscribe: false, legacy_id: 'free', legacy_discount: false, externally_managed: false },
+      vanity_name_servers: [],
+    };
+    this.zones.push(z);
+    return z;
+  }
+
+  failNext(n: number, status = 429): void {
+    for (let i = 0; i < n; i++) this.failQueue.push(status);
+  }
+
+  mutations(): CfRequest[] {
+    return this.requests.filter((r) => r.method !== 'GET');
+  }
+
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => this.fail(res, 500, 10000, String(err)));
+    });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
+    const a = this.server.address();
+    this.url = `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+    return this.url;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.server) return;
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server!.close(() => r()));
+  }
+
+  private send(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...extra });
+    res.end(text);
+  }
+
+  private fail(res: ServerResponse, status: number, code: number, message: string, extra: Record<string, string> = {}): void {
+    this.send(res, status, { success: false, errors: [{ code, message }], messages: [], result: null }, extra);
+  }
+
+  private ok(res: ServerResponse, result: unknown, info?: Json): void {
+    this.send(res, 200, { success: true, errors: [], messages: [], result, ...(info ? { result_info: info } : {}) });
+  }
+
+  private list(url: URL, items: Json[], res: ServerResponse): void {
+    const perPage = Math.max(1, Math.min(5000, Number(url.searchParams.get('per_page') ?? 100)));
+    const page = Math.max(1, Number(url.searchParams.get('page') ?? 1));
+    const slice = items.slice((page - 1) * perPage, page * perPage);
+    this.ok(res, slice, { page, per_page: perPage, count: slice.length, total_count: items.length, total_pages: Math.max(1, Math.ceil(items.length / perPage)) });
+  }
+
+  private async readBody(req: IncomingMessage): Promise<Json> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    return text ? (JSON.parse(text) as Json) : {};
+  }
+
+  private record(zone: Json, b: Json, id = hexId(), created = now()): Json {
+    const type = String(b['type']);
+    return {
+      id,
+      name: String(b['name']),
+      type,
+      content: String(b['content']),
+      proxiable: type === 'A' || type === 'AAAA' || type === 'CNAME',
+      proxied: b['proxied'] === true,
+      ttl: typeof b['ttl'] === 'number' ? b['ttl'] : 1,
+      settings: {},
+      meta: {},
+      // the SDK's spec lists `data` as required on every record response (even A/AAAA/CNAME)
+      data: {},
+      comment: (b['comment'] as string | undefined) ?? '',
+      tags: (b['tags'] as string[] | undefined) ?? [],
+      created_on: created,
+      modified_on: now(),
+      zone_id: zone['id'],
+      zone_name: zone['name'],
+    };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const method = (req.method ?? 'GET').toUpperCase();
+    const body = method === 'GET' || method === 'DELETE' ? undefined : await this.readBody(req);
+    this.requests.push({ method, path: url.pathname + url.search, body });
+    if (req.headers['authorization'] !== `Bearer ${this.token}`) return this.fail(res, 401, 10000, 'Authentication error');
+    const f = this.failQueue.shift();
+    if (f !== undefined) return this.fail(res, f, f === 429 ? 971 : 10000, f === 429 ? 'Please wait and consider throttling your request speed' : 'Internal error', { 'retry-after': '0' });
+    const seg = url.pathname.split('/').filter(Boolean);
+    if (seg[0] !== 'zones') return this.fail(res, 404, 7003, 'Could not route to the resource');
+    if (seg.length === 1 && method === 'GET') {
+      const name = url.searchParams.get('name');
+      return this.list(url, this.zones.filter((z) => !name || z['name'] === name), res);
+    }
+    const zone = this.zones.find((z) => z['id'] === seg[1]);
+    if (!zone) return this.fail(res, 404, 7003, 'Could not route to /zones/..., perhaps your object identifier is invalid?');
+    if (seg.length === 2 && method === 'GET') return this.ok(res, zone);
+    if (seg[2] !== 'dns_records') return this.fail(res, 404, 7003, 'Could not route');
+    const mine = this.records.filter((r) => r['zone_id'] === zone['id']);
+    if (seg.length === 3 && method === 'GET') {
+      const name = url.searchParams.get('name') ?? url.searchParams.get('name.exact');
+      const type = url.searchParams.get('type');
+      return this.list(url, mine.filter((r) => (!name || r['name'] === name) && (!type || r['type'] === type)), res);
+    }
+    if (seg.length === 3 && method === 'POST') {
+      const b = body ?? {};
+      if (mine.some((r) => r['name'] === b['name'] && r['type'] === b['type'] && r['content'] === b['content'])) return this.fail(res, 400, 81058, 'An identical record already exists.');
+      if (b['type'] === 'CNAME' && mine.some((r) => r['name'] === b['name'])) return this.fail(res, 400, 81053, 'An A, AAAA, or CNAME record with that host already exists.');
+      const r = this.record(zone, b);
+      this.records.push(r);
+      return this.ok(res, r);
+    }
+    const idx = this.records.findIndex((r) => r['id'] === seg[3] && r['zone_id'] === zone['id']);
+    if (idx < 0) return this.fail(res, 404, 81044, 'Record does not exist.');
+    const cur = this.records[idx]!;
+    if (method === 'GET') return this.ok(res, cur);
+    if (method === 'PUT') {
+      this.records[idx] = this.record(zone, body ?? {}, cur['id'] as string, cur['created_on'] as string);
+      return this.ok(res, this.records[idx]);
+    }
+    if (method === 'PATCH') {
+      this.records[idx] = this.record(zone, { ...cur, ...(body ?? {}) }, cur['id'] as string, cur['created_on'] as string);
+      return this.ok(res, this.records[idx]);
+    }
+    if (method === 'DELETE') {
+      this.records.splice(idx, 1);
+      return this.ok(res, { id: cur['id'] });
+    }
+    return this.fail(res, 405, 10000, 'method not allowed');
+  }
+}
