@@ -68,13 +68,16 @@ function strList(vars: Vars, key: string, dflt?: readonly string[]): string[] {
 }
 
 function bool(vars: Vars, key: string, dflt: boolean): boolean {
-  const v = vars[key] ?? dflt;
+  let v = vars[key] ?? dflt;
+  // -e key=value on the command line gives strings
+  if (v === 'true' || v === 'false') v = v === 'true';
   if (typeof v !== 'boolean') throw new TraefikVarsError(`variable ${key} must be true or false`);
   return v;
 }
 
 function num(vars: Vars, key: string, dflt: number): number {
-  const v = vars[key] ?? dflt;
+  let v = vars[key] ?? dflt;
+  if (typeof v === 'string' && /^\d+(\.\d+)?$/.test(v)) v = Number(v);
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new TraefikVarsError(`variable ${key} must be a number`);
   return v;
 }
@@ -425,8 +428,12 @@ export interface StackBundle {
   stackYaml: string;
 }
 
-/** The Traefik Swarm stack: host-mode 80/443 (TCP+UDP for HTTP/3) on the managers. */
-export function traefikStack(s: TraefikSettings): StackBundle {
+/**
+ * The Traefik Swarm stack: host-mode 80/443 (TCP+UDP for HTTP/3) on the managers.
+ * `externalConfigs`: the configs are created beforehand (dockerConfig, same content-hashed names) and
+ * the stack refers to them as external; otherwise `docker stack deploy` creates them from the files.
+ */
+export function traefikStack(s: TraefikSettings, opts: { externalConfigs?: boolean } = {}): StackBundle {
   const staticYaml = toYaml(traefikStaticConfig(s));
   const dynamicYaml = toYaml(traefikDynamicConfig(s));
   const secrets: Record<string, unknown> = {};
@@ -485,10 +492,15 @@ export function traefikStack(s: TraefikSettings): StackBundle {
       // created by this stack, joined by every site stack as external; not encrypted (no ESP in the lab kernel)
       [s.network]: { driver: 'overlay', attachable: true, name: s.network },
     },
-    configs: {
-      traefik_static: { name: `traefik_static_${hash8(staticYaml)}`, file: './traefik.yml' },
-      traefik_dynamic: { name: `traefik_dynamic_${hash8(dynamicYaml)}`, file: './dynamic.yml' },
-    },
+    configs: opts.externalConfigs
+      ? {
+          traefik_static: { external: true, name: `traefik_static_${hash8(staticYaml)}` },
+          traefik_dynamic: { external: true, name: `traefik_dynamic_${hash8(dynamicYaml)}` },
+        }
+      : {
+          traefik_static: { name: `traefik_static_${hash8(staticYaml)}`, file: './traefik.yml' },
+          traefik_dynamic: { name: `traefik_dynamic_${hash8(dynamicYaml)}`, file: './dynamic.yml' },
+        },
     ...(Object.keys(secrets).length ? { secrets } : {}),
   };
   return { files: { 'traefik.yml': staticYaml, 'dynamic.yml': dynamicYaml }, stack, stackYaml: toYaml(stack) };

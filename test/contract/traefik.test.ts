@@ -263,8 +263,8 @@ test('rule parser: accepts v3 rules, rejects v2 syntax and malformed rules with 
   assert.equal(evaluateRule(t, { host: 'b.com', path: '/' }), false);
 });
 
-function stackChecks(s: TraefikSettings): void {
-  const bundle = traefikStack(s);
+function stackChecks(s: TraefikSettings, externalConfigs = false): void {
+  const bundle = traefikStack(s, { externalConfigs });
   const doc = YAML.parse(bundle.stackYaml) as Record<string, any>; // free-form document
   assertValid('compose', doc);
   assertValid('docker-stack-v3', doc);
@@ -288,6 +288,7 @@ function stackChecks(s: TraefikSettings): void {
 test('stack file validates against docker/cli v3.13 and compose-spec; host ports, managers, endpoint mode', () => {
   stackChecks(labSettings);
   stackChecks(prodSettings);
+  stackChecks(prodSettings, true);
   const lab = YAML.parse(traefikStack(labSettings).stackYaml) as Record<string, any>; // free-form
   const prod = YAML.parse(traefikStack(prodSettings).stackYaml) as Record<string, any>; // free-form
   // ONE owner of ACME storage with HTTP-01; per-node storage and one replica per manager with DNS-01

@@ -1,0 +1,104 @@
+// traefik: the edge router as a Swarm stack on the managers (group `edge`). Generators in config.ts;
+// variables in docs/roles/traefik.md. Where the Traefik image cannot be pulled (no registry reachable,
+// as on the project's lab machines), the deploy is reported as skipped with that reason; on a machine
+// that can pull, the same steps deploy it.
+import { InputError } from '../../lib/errors.ts';
+import { lookupEnv } from '../../lib/env.ts';
+import { task } from '../../lib/ops/base.ts';
+import { directory, file } from '../../lib/ops/files.ts';
+import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
+import { sh } from '../../lib/shell.ts';
+import type { Role, Step, StepContext } from '../../lib/types.ts';
+import { traefikSettings, traefikStack, letsEncryptBudget, TraefikVarsError, type TraefikSettings } from './config.ts';
+
+const LOGROTATE = `# written by wpfarm (roles/traefik): Traefik keeps the file open; CrowdSec follows it by name
+/var/log/traefik/*.log {
+  daily
+  rotate 14
+  maxsize 200M
+  compress
+  delaycompress
+  missingok
+  notifempty
+  copytruncate
+}
+`;
+
+function settings(ctx: StepContext): TraefikSettings {
+  try {
+    return traefikSettings({ swarm_managers: ctx.hosts('managers').length || undefined, ...ctx.vars });
+  } catch (e) {
+    if (e instanceof TraefikVarsError) throw new InputError(e.message);
+    throw e;
+  }
+}
+
+/** The image is present on the node, or can be pulled within a minute; otherwise the reason. */
+async function imageAvailable(ctx: StepContext, image: string): Promise<{ ok: boolean; reason: string }> {
+  if (ctx.check) {
+    const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true });
+    return r.code === 0 ? { ok: true, reason: '' } : { ok: true, reason: 'check mode: the image would be pulled' };
+  }
+  const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || timeout 60 docker pull -q ${image}`, { nothrow: true, timeoutMs: 90_000 });
+  if (r.code === 0) return { ok: true, reason: '' };
+  const why = (r.stderr || r.stdout).trim().split('\n').pop() ?? `exit ${r.code}`;
+  return { ok: false, reason: `image ${image} cannot be pulled here: ${why}` };
+}
+
+const role: Role = {
+  name: 'traefik',
+  hosts: 'edge',
+  tags: ['traefik'],
+  description: 'Traefik v3 edge router (Swarm stack on the managers): TLS, ACME, security headers, allow lists, CrowdSec bouncer, metrics',
+  steps(ctx) {
+    const s = settings(ctx);
+    const budget = letsEncryptBudget(s, Number(ctx.vars.expected_sites ?? 0));
+    if (!budget.ok) ctx.log(`Let's Encrypt: ${budget.reasons.join('; ')}`);
+    const bundle = traefikStack(s, { externalConfigs: true });
+    const steps: Step[] = [
+      directory({ path: s.logDir, mode: '0750' }, { tags: ['traefik', 'logs'] }),
+      file({ path: '/etc/logrotate.d/traefik', content: LOGROTATE, mode: '0644' }, { tags: ['traefik', 'logs'] }),
+      // acme.json must be 0600 for Traefik; its directory is private
+      directory({ path: s.acmeStorageDir, mode: '0700' }, { tags: ['traefik', 'acme'] }),
+    ];
+    // Swarm objects and the stack: once, on a manager
+    steps.push(
+      task(`traefik image ${s.image}`, async (c) => {
+        const a = await imageAvailable(c, s.image);
+        return a.ok ? { result: a, changes: [] } : { skipped: a.reason, result: a };
+      }, { runOnce: true, register: 'traefik_image', tags: ['traefik'] }),
+      dockerConfig({ name: 'traefik_static', content: bundle.files['traefik.yml']! }, { runOnce: true, tags: ['traefik'] }),
+      dockerConfig({ name: 'traefik_dynamic', content: bundle.files['dynamic.yml']! }, { runOnce: true, tags: ['traefik'] }),
+    );
+    const secretStep = (prefix: string, envName: string, register: string): Step => {
+      const value = lookupEnv(envName);
+      if (!value) throw new InputError(`${envName} is not set in .env (needed for ${prefix})`);
+      ctx.secret(value);
+      return dockerSecret({ name: prefix, content: value }, { runOnce: true, register, tags: ['traefik'] });
+    };
+    if (s.acmeChallenge === 'cloudflare') steps.push(secretStep('traefik_cf_dns_api_token', String(ctx.vars.cloudflare_dns_token_env ?? 'CLOUDFLARE_DNS_API_TOKEN'), 'traefik_cf_secret'));
+    if (s.crowdsec.enabled) steps.push(secretStep('traefik_crowdsec_bouncer_key', String(ctx.vars.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY'), 'traefik_bouncer_secret'));
+    steps.push(
+      task(
+        'traefik stack',
+        async (c) => {
+          const img = c.registered.traefik_image?.result as { ok: boolean; reason: string } | undefined;
+          if (img && !img.ok) return { skipped: img.reason };
+          // the secrets' content-hashed names, as dockerSecret created them
+          const name = (reg: string): string | undefined => (c.registered[reg]?.result as SecretResult | undefined)?.name;
+          const final = traefikStack(
+            { ...s, secretNames: { cloudflareToken: name('traefik_cf_secret') ?? s.secretNames.cloudflareToken, bouncerKey: name('traefik_bouncer_secret') ?? s.secretNames.bouncerKey } },
+            { externalConfigs: true },
+          );
+          const r = await c.run(stackDeploy({ name: 'traefik', compose: final.stackYaml }));
+          if (r.status === 'failed') throw new Error(r.error ?? 'stack deploy failed');
+          return { changed: r.status === 'changed', changes: r.changes, diff: r.diff, result: r.result };
+        },
+        { runOnce: true, tags: ['traefik'] },
+      ),
+    );
+    return steps;
+  },
+};
+
+export default role;
