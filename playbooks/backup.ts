@@ -3,6 +3,7 @@
 //   --what cluster-full  mariabackup full of the db host (daily)
 //   --what cluster-incr  mariabackup incremental on the previous backup (every 6 hours)
 //   --what files         restic backup of each site's uploads, plugins, themes (daily)
+//   --what config        git bundle of this repository (inventory, site records, rendered stacks)
 //   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)
 //   --restore-test       the weekly restore test (scratch database and directory), nothing backed up
 // Exit 0 when everything succeeded, 2 when any part failed (each failure is reported; others still run).
@@ -17,14 +18,16 @@ import { backupSiteDb, pruneSiteDb } from '../lib/backup/db.ts';
 import { backupSiteFiles, forgetSiteFiles } from '../lib/backup/files.ts';
 import { backupCluster, pruneCluster } from '../lib/backup/cluster.ts';
 import { restoreTestSite } from '../lib/backup/verify.ts';
+import { backupConfig, pruneConfig } from '../lib/backup/config.ts';
+import { LocalShell } from '../lib/backup/runner.ts';
 import type { RetentionPolicy } from '../lib/backup/retention.ts';
 
-const USAGE = `Usage: node --import tsx playbooks/backup.ts --what sites-db|cluster-full|cluster-incr|files [--site ID,...] [--prune]
+const USAGE = `Usage: node --import tsx playbooks/backup.ts --what sites-db|cluster-full|cluster-incr|files|config [--site ID,...] [--prune]
        node --import tsx playbooks/backup.ts --restore-test [--site ID,...]
 
 Backs up (encrypted on the host) to the S3 bucket of WPFARM_S3_* in .env; prints a JSON report.`;
 
-const WHAT = ['sites-db', 'cluster-full', 'cluster-incr', 'files'] as const;
+const WHAT = ['sites-db', 'cluster-full', 'cluster-incr', 'files', 'config'] as const;
 
 try {
   const p = parseBackupArgs<{ what?: string; site?: string; prune?: boolean; 'restore-test'?: boolean }>(
@@ -76,6 +79,10 @@ try {
       } else if (what === 'cluster-full' || what === 'cluster-incr') {
         await step(what, async () => backupCluster({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.clusterTarget(), recipient: ctx.settings.recipient, kind: what === 'cluster-full' ? 'full' : 'incr', at: now }));
         if (extra.prune) await step('prune cluster', () => pruneCluster({ store: ctx.store, now }));
+      } else if (what === 'config') {
+        // the repository of this checkout, bundled on the controller itself
+        await step('config', () => backupConfig({ shell: new LocalShell('controller'), store: ctx.store, repoDir: process.cwd(), recipient: ctx.settings.recipient, at: now }));
+        if (extra.prune) await step('prune config', () => pruneConfig({ store: ctx.store, now }));
       } else if (what === 'files') {
         const access = { store: ctx.settings.store, password: ctx.settings.resticPassword() };
         for (const s of sites) {

@@ -53,7 +53,7 @@ export function parseRestoreDate(arg: string, now: Date = new Date()): Date {
   throw new InputError(`invalid --date ${JSON.stringify(arg)}: use latest, YYYY-MM-DD, or an ISO time with zone (2026-11-26T10:00Z)`);
 }
 
-export type BackupKind = 'site-db' | 'cluster-full' | 'cluster-incr';
+export type BackupKind = 'site-db' | 'cluster-full' | 'cluster-incr' | 'config';
 
 export const DB_EXT = '.sql.gz.age';
 export const XB_EXT = '.xbstream.gz.age';

@@ -151,3 +151,23 @@ test('backup.ts --restore-test passes; wrong credentials fail the run (exit 2) w
   assert.match(j.steps[0]?.error ?? '', /credentials rejected \(SignatureDoesNotMatch/);
   assert.ok(!r.stdout.includes(wrong) && !r.stderr.includes(wrong));
 });
+
+test('backup.ts --what config: the repository as an encrypted git bundle; restored clone has the commits', async () => {
+  const head = (await runHostCommand(shell, { script: 'git rev-parse HEAD', secrets: [] }, {})).stdout.trim();
+  const r = await play('backup.ts', ['--what', 'config', '--prune']);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const key = (JSON.parse(r.stdout) as { steps: Array<{ result: { key: string } }> }).steps[0]?.result.key ?? '';
+  assert.match(key, /^config\/\d{4}-\d{2}-\d{2}T\d{6}Z\.bundle\.age$/);
+  const { ObjectStore } = await import('../../lib/backup/s3.ts');
+  const { restoreConfig } = await import('../../lib/backup/config.ts');
+  const store = new ObjectStore({ endpoint: rgw.endpoint, region: rgw.region, bucket: 'wpfarm-play', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey });
+  try {
+    assert.match((await store.getBytes(key)).subarray(0, 22).toString('latin1'), /^age-encryption\.org\/v1/);
+    const dir = join(work, 'config-restore');
+    assert.equal(await restoreConfig({ shell, store, at: new Date(), dir, ageIdentity: env.WPFARM_BACKUP_AGE_IDENTITY as string }), key);
+    const has = await runHostCommand(shell, { script: `git -C ${dir} cat-file -e ${head}^{commit}`, secrets: [] }, {});
+    assert.equal(has.code, 0, has.stderr);
+  } finally {
+    store.destroy();
+  }
+});

@@ -1,0 +1,75 @@
+// The farm's configuration (inventory, site records, rendered stacks: everything committed in the wpfarm
+// repository) as an encrypted git bundle in the bucket: config/<stamp>.bundle.age (+ manifest).
+// Only committed history is in a bundle: the roles commit what they render before a backup counts on it.
+import { createReadStream } from 'node:fs';
+import { sh } from '../shell.ts';
+import { formatStamp, listBackups, manifestKey, readManifest, pickAtOrBefore, type Manifest } from './catalog.ts';
+import { encryptPipe, decryptPipe, AGE_IDENTITY_ENV, type HostCommand } from './commands.ts';
+import { downloadVerified, pruneSiteDbLike, type PruneReport } from './db.ts';
+import { BackupError, NoBackupError } from './errors.ts';
+import { DB_POLICY } from './retention.ts';
+import { startHostCommand, stderrTail, type Shell } from './runner.ts';
+import type { ObjectStore } from './s3.ts';
+
+export const CONFIG_EXT = '.bundle.age';
+
+export function configBundleCommand(repoDir: string, recipient: string): HostCommand {
+  return { script: ['set -euo pipefail', `${sh`git -C ${repoDir} bundle create - --all`} | ${encryptPipe(recipient)}`].join('\n'), secrets: [] };
+}
+
+/** Clone a bundle from stdin (encrypted) into `dir` (must not exist). */
+export function configRestoreCommand(dir: string): HostCommand {
+  return {
+    script: [
+      'set -euo pipefail',
+      `IFS= read -r ${AGE_IDENTITY_ENV} || exit 97`,
+      `export ${AGE_IDENTITY_ENV}`,
+      'tmp=$(mktemp)',
+      `trap 'rm -f "$tmp"' EXIT`,
+      `${decryptPipe()} > "$tmp"`,
+      sh`git clone -q "$tmp" ${dir}`,
+    ].join('\n'),
+    secrets: [AGE_IDENTITY_ENV],
+  };
+}
+
+export async function backupConfig(o: { shell: Shell; store: ObjectStore; repoDir: string; recipient: string; at?: Date }): Promise<Manifest> {
+  const at = o.at ?? new Date();
+  const key = `config/${formatStamp(at)}${CONFIG_EXT}`;
+  const run = startHostCommand(o.shell, configBundleCommand(o.repoDir, o.recipient), {});
+  let up;
+  try {
+    up = await o.store.putStream(key, run.stdout);
+  } catch (e) {
+    run.kill();
+    await run.done;
+    throw new BackupError('upload', `configuration bundle to ${key} failed: ${(e as Error).message}`, { cause: e });
+  }
+  const fin = await run.done;
+  if (fin.code !== 0) {
+    await o.store.deleteKeys([key]).catch(() => undefined);
+    throw new BackupError('config', `git bundle of ${o.repoDir} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
+  }
+  const m: Manifest = { version: 1, kind: 'config', site: 'config', key, time: at.toISOString(), size: up.size, sha256: up.sha256, encryption: 'age', recipient: o.recipient, uploadMs: up.ms, host: o.shell.name };
+  await o.store.putBytes(manifestKey(key), JSON.stringify(m, null, 2), 'application/json');
+  return m;
+}
+
+export async function restoreConfig(o: { shell: Shell; store: ObjectStore; at: Date; dir: string; ageIdentity: string }): Promise<string> {
+  const e = pickAtOrBefore(await listBackups(o.store, 'config/', CONFIG_EXT), o.at);
+  if (!e) throw new NoBackupError(`no configuration bundle at or before ${o.at.toISOString()}`);
+  const dl = await downloadVerified(o.store, await readManifest(o.store, e.key));
+  try {
+    const run = startHostCommand(o.shell, configRestoreCommand(o.dir), { [AGE_IDENTITY_ENV]: o.ageIdentity }, createReadStream(dl.path));
+    run.stdout.resume();
+    const fin = await run.done;
+    if (fin.code !== 0) throw new BackupError('restore', `restoring ${e.key} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
+    return e.key;
+  } finally {
+    await dl.cleanup();
+  }
+}
+
+export async function pruneConfig(o: { store: ObjectStore; now: Date; dryRun?: boolean }): Promise<PruneReport> {
+  return pruneSiteDbLike(o.store, await listBackups(o.store, 'config/', CONFIG_EXT), DB_POLICY, o.now, 'config/', o.dryRun);
+}

@@ -1,0 +1,63 @@
+// Backup schedules: the rendered systemd units are checked by systemd's own tools.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { BACKUP_TIMERS, renderBackupUnits } from '../../lib/backup/schedule.ts';
+import { ensureDebPackages } from '../harness/rgw.ts';
+
+const run = promisify(execFile);
+
+test('every OnCalendar parses and fires when the architecture says (systemd-analyze calendar)', async () => {
+  await ensureDebPackages(['systemd']);
+  const next = async (expr: string) =>
+    (await run('systemd-analyze', ['calendar', '--iterations=5', expr], { env: { ...process.env, TZ: 'UTC', SYSTEMD_COLORS: '0' } })).stdout;
+  const want: Record<string, RegExp> = {
+    'sites-db': /Normalized form: \*-\*-\* 00\/6:15:00/,
+    'cluster-full': /Normalized form: \*-\*-\* 00:30:00/,
+    'cluster-incr': /Normalized form: \*-\*-\* 06,12,18:30:00/,
+    files: /Normalized form: \*-\*-\* 03:00:00/,
+    config: /Normalized form: \*-\*-\* 04:00:00/,
+    'restore-test': /Normalized form: Sun \*-\*-\* 05:00:00/,
+  };
+  for (const t of BACKUP_TIMERS) {
+    const out = await next(t.onCalendar);
+    assert.match(out, want[t.name] as RegExp, `${t.name}: ${out}`);
+    const times = [...out.matchAll(/(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) UTC/g)].map((m) => `${m[1]} ${m[2]}`);
+    assert.equal(times.length, 5, out);
+    if (t.name === 'sites-db') assert.ok(times.every((x) => /(00|06|12|18):15:00$/.test(x)), out);
+    if (t.name === 'cluster-incr') assert.ok(times.every((x) => /(06|12|18):30:00$/.test(x)), out);
+    if (t.name === 'restore-test') {
+      for (const x of times) assert.equal(new Date(`${x.slice(0, 10)}T00:00:00Z`).getUTCDay(), 0, x);
+    }
+  }
+});
+
+test('rendered units pass systemd-analyze verify', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'wpfarm-units-'));
+  try {
+    const units = renderBackupUnits({ repoDir: '/opt/wpfarm', node: process.execPath, inventory: 'inventory/production.yml' });
+    assert.equal(units.length, BACKUP_TIMERS.length * 2);
+    for (const u of units) await writeFile(join(dir, u.name), u.content);
+    const svc = units.find((u) => u.name === 'wpfarm-backup-cluster-incr.service')?.content ?? '';
+    assert.match(svc, /^ExecStart=\/usr\/bin\/flock \/run\/wpfarm-backup-db\.lock \S+ --import tsx playbooks\/backup\.ts --what cluster-incr --inventory inventory\/production\.yml$/m);
+    assert.match(units.find((u) => u.name === 'wpfarm-backup-cluster-full.service')?.content ?? '', /wpfarm-backup-db\.lock/);
+    const r = await run('systemd-analyze', ['verify', '--man=no', ...units.map((u) => join(dir, u.name))], { env: { ...process.env, SYSTEMD_COLORS: '0' } }).then(
+      (x) => ({ code: 0, out: x.stdout + x.stderr }),
+      (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
+    );
+    // verify parses every unit (unknown keys, bad calendar specs, missing binaries are reported)
+    assert.equal(r.code, 0, r.out);
+    assert.equal(r.out.trim(), '');
+    // and it does catch a broken unit (so the check above is not vacuous)
+    await writeFile(join(dir, 'broken.timer'), '[Timer]\nOnCalendar=*-*-* 25:00:00\n');
+    const b = await run('systemd-analyze', ['verify', '--man=no', join(dir, 'broken.timer')]).then(() => 0, (e: { code?: number }) => e.code ?? 1);
+    assert.notEqual(b, 0);
+    assert.throws(() => renderBackupUnits({ repoDir: 'relative', node: process.execPath }), /absolute/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
