@@ -134,7 +134,7 @@ export function retryingFetch(opts: RetryOptions = {}): FetchLike {
         if (aborted || attempt >= maxAttempts || !(IDEMPOTENT.has(method) || opts.retryPost5xx)) {
           const msg = maskSecrets(err instanceof Error ? err.message : String(err), opts.secrets);
           const cause = (err as { cause?: { code?: string } })?.cause?.code;
-          throw new Error(`${method} ${url.origin}${url.pathname}: ${msg}${cause ? ` (${cause})` : ''} after ${attempt} attempt(s)`);
+          throw new Error(maskSecrets(`${method} ${url.origin}${url.pathname}: ${msg}${cause ? ` (${cause})` : ''} after ${attempt} attempt(s)`, opts.secrets));
         }
         await sleep(backoffMs(attempt, base, max, random));
         continue;
