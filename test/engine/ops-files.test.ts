@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
+import { ensureTools } from '../unit/ops-files.harness.ts';
 import { runRole, newHostState, type RoleRunResult } from '../../lib/runner.ts';
 import { ConnectionPool } from '../../lib/transport.ts';
 import { SilentReporter } from '../../lib/output.ts';
@@ -37,6 +38,7 @@ const liveSysctl = (name: string): string =>
   execFileSync('ip', ['netns', 'exec', `wpfssh-${name}`, 'cat', '/proc/sys/net/ipv4/tcp_keepalive_time'], { encoding: 'utf8' }).trim();
 
 before(async () => {
+  ensureTools(['curl', 'getent']); // the test hosts' filesystems are overlays of this machine's
   lab = await startSshdHosts(2, { prefix: 'f' });
   mkdirSync(local, { recursive: true });
   writeFileSync(join(local, 'app.conf.ejs'), 'name=<%= inventory_hostname %>\nport=<%= app.port %>\n<% for (const u of app.upstreams) { %>upstream <%= u %>\n<% } %>');

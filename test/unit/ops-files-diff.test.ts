@@ -6,8 +6,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { unifiedDiff } from '../../lib/diff.ts';
-import { tempDir } from './ops-files.harness.ts';
+import { ensureTools, tempDir } from './ops-files.harness.ts';
 
+ensureTools(['diff', 'patch']);
 const tmp = tempDir('wpf-diff-');
 after(() => tmp.cleanup());
 

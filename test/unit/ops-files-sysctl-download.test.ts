@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { procPath, sysctl } from '../../lib/ops/sysctl.ts';
 import { download } from '../../lib/ops/download.ts';
-import { bash, cycle, runOp, snapshot, tempDir, type BashOptions } from './ops-files.harness.ts';
+import { bash, cycle, ensureTools, runOp, snapshot, tempDir, type BashOptions } from './ops-files.harness.ts';
 
+ensureTools(['ip', 'curl', 'wget', 'getent']);
 const tmp = tempDir('wpf-sysdl-');
 let n = 0;
 const fresh = (): string => {

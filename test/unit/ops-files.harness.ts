@@ -1,7 +1,7 @@
 // Test harness for the file operations: runs their probe and apply scripts for real with bash on this
 // machine (no SSH), following lib/types.ts: probe → plan → apply unless check. The engine tier
 // (test/engine/ops-files.test.ts) does the same through the real runner on sshd hosts.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,16 @@ export function bash(script: string, opts: BashOptions = {}): Promise<ExecResult
     p.stdin.on('error', () => {});
     p.stdin.end(opts.stdin ?? '');
   });
+}
+
+/** Debian packages the file-operation tests drive: command → package. */
+const TOOLS: Record<string, string> = { ip: 'iproute2', curl: 'curl', wget: 'wget', patch: 'patch', diff: 'diffutils', getent: 'libc-bin' };
+
+/** Install what the tests need when missing (idempotent; apt only when something is missing). */
+export function ensureTools(names: string[] = Object.keys(TOOLS)): void {
+  const missing = names.filter((t) => spawnSync('bash', ['-c', `command -v ${t}`]).status !== 0).map((t) => TOOLS[t] ?? t);
+  if (!missing.length) return;
+  execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'ignore' });
 }
 
 /** A StepContext for plan(): plain data; exec runs bash locally. */

@@ -4,11 +4,13 @@
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { copy, directory, file, parsePathProbe, pathProbeScript, planWrite } from '../../lib/ops/files.ts';
 import { clearSecretsForTests, registerSecret } from '../../lib/secrets.ts';
-import { bash, context, cycle, runOp, snapshot, tempDir } from './ops-files.harness.ts';
+import { bash, context, cycle, ensureTools, runOp, snapshot, tempDir } from './ops-files.harness.ts';
 
+ensureTools(['getent']);
 const tmp = tempDir();
 after(() => tmp.cleanup());
 let n = 0;
@@ -289,6 +291,60 @@ describe('file', () => {
     const plan = planWrite(ctx, st, { path: '/etc/motd', content: Buffer.from('new\n'), want: { mode: '0644' } });
     assert.equal(plan.changed, true);
     assert.match(plan.changes[0]!, /^content changed \(4 -> 4 bytes/);
+  });
+});
+
+describe('plan() as a pure function of given probe outputs', () => {
+  // probe outputs as printed on a Debian 12 host (www-data = 33)
+  const existing = (stat: string, extra = '') => `@@stat\n${stat}\n@@link\n@@real\n/etc/app.conf\n@@parent\nyes\n${extra}`;
+  const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+
+  test('same content and attributes: unchanged, no apply', async () => {
+    const out = existing('regular file|640|33|www-data|33|www-data|4', `@@sha\n${sha('a=1\n')}`);
+    const op = file({ path: '/etc/app.conf', content: 'a=1\n', mode: '0640', owner: 'www-data', group: '33' });
+    const plan = await op.plan(context(), out);
+    assert.deepEqual(plan, { changed: false, changes: [], result: { path: '/etc/app.conf', state: 'present' } });
+  });
+
+  test('content differs: one atomic write script, content on stdin; check and run plans are identical', async () => {
+    const out = existing('regular file|640|33|www-data|33|www-data|4', `@@sha\n${sha('a=0\n')}\n@@content\nb64 ${Buffer.from('a=0\n').toString('base64')}`);
+    const op = file({ path: '/etc/app.conf', content: 'a=1\n', mode: '0600' });
+    const run = await op.plan(context({ diff: true }), out);
+    const check = await op.plan(context({ check: true, diff: true }), out);
+    assert.deepEqual(check, run);
+    assert.deepEqual(run.changes, [`content changed (4 -> 4 bytes, sha256 ${sha('a=0\n').slice(0, 12)} -> ${sha('a=1\n').slice(0, 12)})`, 'mode 0640 -> 0600']);
+    assert.equal(run.diff, '--- /etc/app.conf\n+++ /etc/app.conf\n@@ -1 +1 @@\n-a=0\n+a=1\n');
+    const apply = run.apply as { script: string; stdin: Buffer };
+    assert.deepEqual(apply.stdin, Buffer.from('a=1\n'));
+    assert.match(apply.script, /^\( set -e\np=\/etc\/app\.conf\nt=\$\(mktemp "\$\(dirname -- "\$p"\)\/\.wpfarm\.XXXXXX"\)\n/);
+    assert.match(apply.script, /chmod --reference="\$p" -- "\$t"\nchown --reference="\$p" -- "\$t"\nchmod 00600 -- "\$t"\nmv -f -- "\$t" "\$p"/);
+  });
+
+  test('attributes only: chmod/chown, no content in the apply', async () => {
+    const out = existing('regular empty file|644|0|root|0|root|0', '@@owner\nok\n');
+    const plan = await file({ path: '/etc/app.conf', owner: 'www-data', mode: 0o640 }).plan(context(), out);
+    assert.deepEqual(plan.changes, ['mode 0644 -> 0640', 'owner root -> www-data']);
+    assert.deepEqual(plan.apply, { script: 'chmod 00640 -- /etc/app.conf && chown www-data -- /etc/app.conf' });
+  });
+
+  test('unknown owner: error in a run; in check mode logged and same changes', async () => {
+    const out = '@@stat\nabsent\n@@link\n@@real\n/srv/x\n@@parent\nyes\n@@owner\nmissing\n@@sha\n';
+    const op = file({ path: '/srv/x', content: 'x', owner: 'wpuser' });
+    assert.throws(() => op.plan(context(), out), /user wpuser does not exist/);
+    const logs: string[] = [];
+    const plan = await op.plan(context({ check: true, logs }), out);
+    assert.deepEqual(plan.changes, ['create (1 bytes, mode 0644, owner wpuser)']);
+    assert.deepEqual(logs, ['check mode: user wpuser does not exist; assuming an earlier step provides it']);
+  });
+
+  test('a path with shell metacharacters is quoted in every script', async () => {
+    const path = "/srv/a b/$(reboot)'x";
+    const out = `@@stat\nabsent\n@@link\n@@real\n${path}\n@@parent\nyes\n@@sha\n`;
+    const plan = await file({ path, content: 'x' }).plan(context(), out);
+    const script = (plan.apply as { script: string }).script;
+    assert.ok(script.includes("p=$'/srv/a b/$(reboot)\\'x'"), script);
+    const d = await directory({ path, mode: '0700' }).plan(context(), '@@stat\nabsent\n@@parent\nyes');
+    assert.equal((d.apply as { script: string }).script, "mkdir -p -- $'/srv/a b/$(reboot)\\'x' && chmod 00700 -- $'/srv/a b/$(reboot)\\'x'");
   });
 });
 
