@@ -4,7 +4,7 @@
 // credentials; gateway killed mid-upload.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, writeFile, readdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +55,33 @@ async function fileHashes(dir = filesDir): Promise<string> {
 }
 const lines = (s: string) => s.trim().split('\n').filter(Boolean).length;
 
+/** Samples every process's command line while running: secrets must never be on one. */
+function argvSampler(secrets: string[]) {
+  let stop = false;
+  const leaks: string[] = [];
+  const seenTools = new Set<string>();
+  const loop = (async () => {
+    while (!stop) {
+      for (const pid of await readdir('/proc')) {
+        if (!/^\d+$/.test(pid)) continue;
+        const cmd = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '');
+        if (!cmd) continue;
+        const first = cmd.split('\0')[0] ?? '';
+        for (const tool of ['mariadb-dump', 'restic', 'age', 'mariadb']) if (first === tool || first.endsWith(`/${tool}`)) seenTools.add(tool);
+        for (const x of secrets) if (cmd.includes(x)) leaks.push(cmd.replaceAll('\0', ' ').slice(0, 120));
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return {
+    async stop() {
+      stop = true;
+      await loop;
+      return { leaks, seenTools };
+    },
+  };
+}
+
 before(async () => {
   const t0 = Date.now();
   [rgw, mdb] = await Promise.all([startRgw(), startMariaDb()]);
@@ -94,6 +121,7 @@ test('backup a lab site twice (db dump + restic files), encrypted, to the gatewa
   sumsA = await dbSums();
   filesA = await fileHashes();
   assert.ok(lines(sumsA) >= 6, sumsA);
+  const sampler = argvSampler([resticPassword, rgw.secretAccessKey, 'bk-pass-123', keys.identity]);
   let t = Date.now();
   const b1 = await backupSiteDb({ shell, store, target, recipient: keys.recipient, at: T1 });
   timings.dbBackupMs = Date.now() - t;
@@ -101,6 +129,9 @@ test('backup a lab site twice (db dump + restic files), encrypted, to the gatewa
   const f1 = await backupSiteFiles({ shell, access, target: { site: SITE, paths: [filesDir] }, host: 'lab-web1', time: T1 });
   timings.filesBackupFirstMs = Date.now() - t;
   assert.ok(f1.filesNew >= 20, JSON.stringify(f1));
+  const seen = await sampler.stop();
+  assert.deepEqual(seen.leaks, [], 'a secret appeared on a command line');
+  assert.ok(seen.seenTools.has('restic'), `the sampler saw the commands run: ${[...seen.seenTools].join(',')}`);
 
   // the stored dump is ciphertext (age header), not SQL
   const head = (await store.getBytes(b1.manifest.key)).subarray(0, 64).toString('latin1');
@@ -138,6 +169,7 @@ test('destroy rows and files, restore by date: identical row checksums and file 
   assert.notEqual(await dbSums(), sumsA);
 
   // --date 2026-11-20 = the newest backup on or before that day: the first one
+  const sampler = argvSampler([resticPassword, rgw.secretAccessKey, 'bk-pass-123', keys.identity]);
   let t = Date.now();
   const rdb = await restoreSiteDb({ shell, store, target, at: parseRestoreDate('2026-11-20'), ageIdentity: keys.identity });
   timings.dbRestoreMs = Date.now() - t;
@@ -145,6 +177,8 @@ test('destroy rows and files, restore by date: identical row checksums and file 
   const rf = await restoreSiteFiles({ shell, access, target: { site: SITE, paths: [filesDir] }, at: parseRestoreDate('2026-11-20') });
   timings.filesRestoreMs = Date.now() - t;
   timings.rtoSiteMs = timings.dbRestoreMs + timings.filesRestoreMs;
+  const seen = await sampler.stop();
+  assert.deepEqual(seen.leaks, [], 'a secret appeared on a command line');
   assert.equal(rdb.time.toISOString(), T1.toISOString());
   assert.equal(rf.time.toISOString(), T1.toISOString());
   assert.equal(await dbSums(), sumsA);
