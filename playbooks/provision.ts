@@ -75,7 +75,8 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
     if (args.address !== 'public' && args.address !== 'private') throw new InputError(`--address must be public or private, got ${JSON.stringify(args.address)}`);
     const perPage = args['per-page'] ? Number(args['per-page']) : undefined;
     if (perPage !== undefined && !(Number.isInteger(perPage) && perPage >= 1 && perPage <= 200)) throw new InputError('--per-page must be an integer from 1 to 200');
-    const { cloud, cloudflare } = loadCloudInventory(args.inventory!);
+    const { cloud, cloudflare, doc } = loadCloudInventory(args.inventory!);
+    const inputVars = typeof doc['vars'] === 'object' && doc['vars'] !== null && !Array.isArray(doc['vars']) ? (doc['vars'] as Record<string, unknown>) : {};
     const env = readEnvFile(args['env-file']);
     token = requireCredential('DIGITALOCEAN_TOKEN', undefined, env);
     const client = makeDoClient({
@@ -129,6 +130,8 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
           : undefined,
     });
     const inv = inventoryFromActual(cloud, result.actual, { address: args.address, zone: cloudflare?.zone });
+    // the desired-state file's own vars travel with the hosts (computed cloud vars win on a clash)
+    inv.vars = { ...inputVars, ...inv.vars };
     writeInventory(args.out!, inv);
     io.out(`changed: ${result.done.length}; ${Object.keys(inv.hosts).length} host(s) written to ${args.out}`);
     return EXIT.OK;

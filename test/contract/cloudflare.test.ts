@@ -7,6 +7,10 @@ import { startPrism, specPath, type PrismServer } from '../harness/prism.ts';
 import { CloudflareDns, cfError } from '../../lib/cloud/cloudflare.ts';
 import { InputError } from '../../lib/errors.ts';
 import type { Exchange, FetchLike } from '../../lib/cloud/retry.ts';
+import { runDns } from '../../playbooks/dns.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 const TOKEN = 'cf_contract_token_9c1f2e7d5a4b3c2d1e0f';
 const ZONE = 'example.com';
@@ -186,4 +190,37 @@ test("Prism mock: 'Prefer: code=429' on the first attempt is retried; listing a 
   assert.ok(Array.isArray(recsAt));
   assert.ok(Date.now() - started < 20_000, 'listing a static mock must stop');
   assert.ok(log.filter((e) => /dns_records/.test(e.path)).length <= 20);
+});
+
+test('playbooks/dns.ts: zone and target from the provisioned inventory; ensure, rerun, remove; exit codes', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-dns-'));
+  try {
+    const env = path.join(dir, '.env');
+    const inv = path.join(dir, 'production.yml');
+    writeFileSync(env, `CLOUDFLARE_API_TOKEN=${TOKEN}\n`);
+    writeFileSync(inv, 'vars:\n  cloudflare_zone: example.com\n  edge_address: 192.0.2.77\nhosts: {}\n');
+    const run = async (...args: string[]) => {
+      const lines: string[] = [];
+      const code = await runDns([...args, '--inventory', inv, '--env-file', env, '--api-url', proxy.url], { out: (l) => lines.push(l), err: (l) => lines.push(l) });
+      return { code, text: lines.join('\n') };
+    };
+    let r = await run('ensure', 'cli.example.com', 'www.cli.example.com');
+    assert.equal(r.code, 0, r.text);
+    assert.match(r.text, /created cli\.example\.com\ncreated www\.cli\.example\.com\nchanged: 2/);
+    assert.deepEqual(recs('www.cli.example.com'), ['A 192.0.2.77 proxied=true']);
+    r = await run('ensure', 'cli.example.com', 'www.cli.example.com');
+    assert.match(r.text, /changed: 0/);
+    r = await run('remove', 'cli.example.com', 'www.cli.example.com');
+    assert.equal(r.code, 0, r.text);
+    assert.match(r.text, /changed: 2/);
+    assert.deepEqual(recs('cli.example.com'), []);
+    r = await run('ensure', 'x.other.org');
+    assert.equal(r.code, 4);
+    assert.match(r.text, /names\[0\]: x\.other\.org is not inside the zone example\.com/);
+    r = await run('frobnicate', 'a.example.com');
+    assert.equal(r.code, 4);
+    assert.doesNotMatch(r.text, new RegExp(TOKEN));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

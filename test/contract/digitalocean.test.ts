@@ -155,6 +155,7 @@ test('provision creates everything, every request and answer passes the spec, in
   assert.equal(inv.vars['reserved_ip'], fake.reservedIps[0]!['ip']);
   assert.equal(inv.vars['cloudflare_zone'], 'example.com');
   assert.equal(inv.vars['vpc_cidr'], '10.110.0.0/20');
+  assert.equal(inv.vars['timezone'], 'UTC', 'the desired-state file\'s vars are carried over');
   assert.ok(inv.settings, 'settings kept/added');
   assert.match(r.out, /ensure Spaces bucket wpfarm-backups.*skipped/);
 });

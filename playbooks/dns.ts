@@ -1,0 +1,90 @@
+// Cloudflare DNS records of sites, by hand (the sites playbooks call lib/cloud/cloudflare.ts directly).
+//
+//   node --import tsx playbooks/dns.ts ensure NAME... [--zone example.com] [--target 198.51.100.7] [--no-proxy]
+//   node --import tsx playbooks/dns.ts remove NAME... [--zone example.com]
+//   options: [--inventory inventory/production.yml] [--api-url URL] [--env-file .env] [-v]
+//
+// --zone and --target default to vars.cloudflare_zone and vars.edge_address of the inventory that
+// playbooks/provision.ts wrote. Token: CLOUDFLARE_API_TOKEN from the environment or .env.
+// Exit codes: 0 ok, 2 an API call failed, 4 bad input.
+import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { parse } from 'yaml';
+import { EXIT, InputError } from '../lib/errors.ts';
+import { readEnvFile, requireCredential } from '../lib/env.ts';
+import { CloudflareDns } from '../lib/cloud/cloudflare.ts';
+import { CloudApiError, maskSecrets } from '../lib/cloud/retry.ts';
+
+export interface DnsIo { out: (l: string) => void; err: (l: string) => void }
+
+const USAGE = 'usage: dns.ts ensure|remove NAME... [--zone ZONE] [--target ADDRESS] [--no-proxy] [--inventory FILE] [--api-url URL] [--env-file FILE] [-v]';
+
+export async function runDns(argv: string[], io: DnsIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        zone: { type: 'string' },
+        target: { type: 'string' },
+        'no-proxy': { type: 'boolean', default: false },
+        inventory: { type: 'string', short: 'i', default: 'inventory/production.yml' },
+        'api-url': { type: 'string' },
+        'env-file': { type: 'string' },
+        verbose: { type: 'boolean', short: 'v', default: false },
+      },
+    });
+  } catch (err) {
+    io.err(`${(err as Error).message}\n${USAGE}`);
+    return EXIT.BAD_INPUT;
+  }
+  const { values: a, positionals } = parsed;
+  const [cmd, ...names] = positionals;
+  let token = '';
+  try {
+    if (cmd !== 'ensure' && cmd !== 'remove') throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}\n${USAGE}`);
+    if (names.length === 0) throw new InputError(`${cmd}: at least one NAME is required`);
+    let vars: Record<string, unknown> = {};
+    if (existsSync(a.inventory!)) {
+      const doc = parse(readFileSync(a.inventory!, 'utf8')) as { vars?: Record<string, unknown> } | null;
+      vars = doc?.vars ?? {};
+    }
+    const zone = a.zone ?? (typeof vars['cloudflare_zone'] === 'string' ? vars['cloudflare_zone'] : undefined);
+    if (!zone) throw new InputError(`--zone: missing (and no vars.cloudflare_zone in ${a.inventory})`);
+    token = requireCredential('CLOUDFLARE_API_TOKEN', undefined, readEnvFile(a['env-file']));
+    const dns = new CloudflareDns({
+      token,
+      baseUrl: a['api-url'],
+      onExchange: a.verbose ? (e) => io.err(`  ${e.method} ${e.path} -> ${e.status}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}${e.violations ? ` VIOLATIONS: ${e.violations}` : ''}`) : undefined,
+    });
+    if (cmd === 'ensure') {
+      const target = a.target ?? (typeof vars['edge_address'] === 'string' ? vars['edge_address'] : undefined);
+      if (!target) throw new InputError(`--target: missing (and no vars.edge_address in ${a.inventory})`);
+      const r = await dns.ensureSiteRecords({ zoneName: zone, names, target, proxied: !a['no-proxy'] });
+      for (const n of r.created) io.out(`created ${n}`);
+      for (const n of r.updated) io.out(`updated ${n}`);
+      for (const n of r.deleted) io.out(`deleted ${n}`);
+      for (const n of r.unchanged) io.out(`ok ${n}`);
+      io.out(`changed: ${r.created.length + r.updated.length + r.deleted.length}`);
+    } else {
+      const r = await dns.removeSiteRecords({ zoneName: zone, names });
+      for (const n of r.deleted) io.out(`deleted ${n}`);
+      for (const n of r.absent) io.out(`absent ${n}`);
+      io.out(`changed: ${r.deleted.length}`);
+    }
+    return EXIT.OK;
+  } catch (err) {
+    const msg = maskSecrets(err instanceof Error ? err.message : String(err), [token]);
+    io.err(`error: ${msg}`);
+    if (err instanceof InputError) return EXIT.BAD_INPUT;
+    if (err instanceof CloudApiError) return EXIT.FAILED;
+    return EXIT.FAILED;
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  runDns(process.argv.slice(2), { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }).then((c) => process.exit(c));
+}
