@@ -35,7 +35,7 @@ export function bash(script: string, opts: BashOptions = {}): Promise<ExecResult
 }
 
 /** Debian packages the file-operation tests drive: command → package. */
-const TOOLS: Record<string, string> = { ip: 'iproute2', curl: 'curl', wget: 'wget', patch: 'patch', diff: 'diffutils', getent: 'libc-bin' };
+const TOOLS: Record<string, string> = { ip: 'iproute2', curl: 'curl', wget: 'wget', patch: 'patch', diff: 'diffutils', getent: 'libc-bin', python3: 'python3', ansible: 'ansible-core' };
 
 /** Install what the tests need when missing (idempotent; apt only when something is missing). */
 export function ensureTools(names: string[] = Object.keys(TOOLS)): void {
