@@ -1,0 +1,162 @@
+// crowdsec: the agent from Debian's package on edge nodes (Traefik's access log, sshd through journald),
+// the local API on one manager with every agent registered to it, the nftables firewall bouncer on edge
+// nodes, the Traefik bouncer's API key, notifications to the alert channels. Generators in config.ts,
+// hub.ts; variables in docs/roles/crowdsec.md.
+//
+// Credentials are derived, not stored: agent passwords and bouncer keys are HMACs of the host name under
+// CROWDSEC_REGISTRATION_SECRET (.env), so reruns are idempotent and nothing secret lives in the repo.
+import { createHmac } from 'node:crypto';
+import { InputError } from '../../lib/errors.ts';
+import { lookupEnv } from '../../lib/env.ts';
+import { apt } from '../../lib/ops/apt.ts';
+import { command } from '../../lib/ops/command.ts';
+import { directory, file } from '../../lib/ops/files.ts';
+import { systemd } from '../../lib/ops/systemd.ts';
+import { sh } from '../../lib/shell.ts';
+import type { Role, Step, StepContext } from '../../lib/types.ts';
+import { parseChannels, AlertChannelError } from '../monitoring/alertmanager.ts';
+import { CLOUDFLARE_IPS } from '../traefik/cloudflare-ips.ts';
+import {
+  acquisition,
+  acquisitionYaml,
+  agentServiceDropIn,
+  cloudflareClientIpParser,
+  COLLECTIONS,
+  crowdsecConfig,
+  firewallBouncerConfig,
+  localApiCredentials,
+  managementWhitelist,
+  notifications,
+  onlineApiCredentialsSeed,
+  profiles,
+} from './config.ts';
+import { enableScript, resolveCollections, type HubIndex } from './hub.ts';
+import { task } from '../../lib/ops/base.ts';
+import YAML from 'yaml';
+
+const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
+
+function derived(secret: string, purpose: string): string {
+  return createHmac('sha256', secret).update(`wpfarm-crowdsec:${purpose}`).digest('hex').slice(0, 40);
+}
+
+/**
+ * Enable wpfarm's collections from the package's offline hub (symlinks, as Debian's postinst does),
+ * after the package is installed: the hub index is read on the host.
+ */
+function enableCollections(): Step {
+  return task(
+    `crowdsec collections ${COLLECTIONS.join(' ')}`,
+    async (c) => {
+      const r = await c.exec('cat /usr/share/crowdsec/hub/.index.json', { nothrow: true });
+      if (r.code !== 0) {
+        if (c.check) return { changed: true, changes: ['enable collections once the package is installed'] };
+        throw new Error('/usr/share/crowdsec/hub/.index.json is missing: is the crowdsec package installed?');
+      }
+      const links = resolveCollections(JSON.parse(r.stdout) as HubIndex, COLLECTIONS);
+      const test = links.map((l) => sh`[ "$(readlink ${`/etc/crowdsec/${l.configPath}`})" = ${`/var/lib/crowdsec/hub/${l.hubPath}`} ]`).join(' && ');
+      if ((await c.exec(`( ${test} ) >/dev/null 2>&1`, { nothrow: true })).code === 0) return { changed: false };
+      const changes = [`link ${links.length} hub items into /etc/crowdsec`];
+      if (c.check) return { changed: true, changes };
+      await c.exec(enableScript(links));
+      c.notify('restart crowdsec');
+      return { changed: true, changes };
+    },
+    {},
+  );
+}
+
+const role: Role = {
+  name: 'crowdsec',
+  hosts: 'edge,managers',
+  tags: ['crowdsec'],
+  description: 'CrowdSec agent + local API + nftables firewall bouncer, Traefik bouncer key, notifications',
+  handlers: {
+    'restart crowdsec': () => [systemd({ name: 'crowdsec', state: 'restarted', daemonReload: true })],
+    'restart firewall bouncer': () => [systemd({ name: 'crowdsec-firewall-bouncer', state: 'restarted' })],
+  },
+  steps(ctx) {
+    const v = ctx.vars;
+    const managers = ctx.hosts('managers');
+    const lapiName = String(v.crowdsec_lapi_host ?? managers[0]?.name ?? '');
+    const lapi = ctx.hosts(lapiName)[0];
+    if (!lapi) throw new InputError(`crowdsec_lapi_host ${lapiName || '(none)'}: no such host (default: the first manager)`);
+    const isLapi = ctx.host.name === lapi.name;
+    const isEdge = ctx.hosts('edge').some((h) => h.name === ctx.host.name);
+    const privateCidrs = list(v.private_cidr ?? v.private_cidrs);
+    const mgmt = list(v.management_cidrs);
+    if (!mgmt.length) throw new InputError('management_cidrs is required (never banned)');
+    const regSecretName = String(v.crowdsec_registration_secret_env ?? 'CROWDSEC_REGISTRATION_SECRET');
+    const regSecret = lookupEnv(regSecretName);
+    if (!regSecret) throw new InputError(`${regSecretName} is not set in .env (agent passwords and bouncer keys are derived from it)`);
+    const agentPassword = ctx.secret(derived(regSecret, `machine:${ctx.host.name}`));
+    const bouncerKey = ctx.secret(derived(regSecret, `bouncer:${ctx.host.name}`));
+    let notif = { files: {} as Record<string, string>, names: [] as string[], secrets: [] as string[] };
+    if (v.alert_channels !== undefined) {
+      try {
+        notif = notifications(parseChannels(v.alert_channels), (n) => lookupEnv(n));
+      } catch (e) {
+        if (e instanceof AlertChannelError) throw new InputError(`alert_channels: ${e.message}`);
+        throw e;
+      }
+      for (const s of notif.secrets) ctx.secret(s);
+    }
+    const cfg = crowdsecConfig({ lapiHost: lapi.address, privateCidrs, isLapi, onlineApi: v.crowdsec_online_api === true, listenAddress: isLapi ? lapi.address : undefined });
+    const steps: Step[] = [
+      // before the package: Debian's postinst registers with the central API unless this file is non-empty
+      directory({ path: '/etc/crowdsec', mode: '0755' }),
+      file({ path: '/etc/crowdsec/online_api_credentials.yaml', content: onlineApiCredentialsSeed(), mode: '0600' }, { notify: 'restart crowdsec' }),
+      apt({ packages: ['crowdsec', ...(isEdge ? ['crowdsec-firewall-bouncer', 'nftables'] : [])], state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
+      file({ path: '/etc/crowdsec/config.yaml', content: YAML.stringify(cfg), mode: '0644' }, { notify: 'restart crowdsec' }),
+      file({ path: '/etc/crowdsec/acquis.yaml', content: acquisitionYaml(isEdge ? acquisition({ traefikSource: v.crowdsec_traefik_source === 'docker' ? 'docker' : 'file' }) : acquisition().slice(1)), mode: '0644' }, { notify: 'restart crowdsec' }),
+      file({ path: '/etc/crowdsec/profiles.yaml', content: profiles(notif.names, String(v.crowdsec_ban_duration ?? '4h')), mode: '0644' }, { notify: 'restart crowdsec' }),
+      directory({ path: '/etc/crowdsec/notifications', mode: '0750' }),
+      ...Object.entries(notif.files).map(([name, text]) => file({ path: `/etc/crowdsec/notifications/${name}`, content: text, mode: '0600', secret: true }, { notify: 'restart crowdsec' })),
+      directory({ path: '/etc/crowdsec/parsers/s02-enrich', mode: '0755' }),
+      file({ path: '/etc/crowdsec/parsers/s02-enrich/cloudflare-client-ip.yaml', content: cloudflareClientIpParser(list(v.cloudflare_ips).length ? list(v.cloudflare_ips) : CLOUDFLARE_IPS), mode: '0644' }, { notify: 'restart crowdsec' }),
+      file({ path: '/etc/crowdsec/parsers/s02-enrich/wpfarm-management-whitelist.yaml', content: managementWhitelist(mgmt), mode: '0644' }, { notify: 'restart crowdsec' }),
+    ];
+    steps.push(enableCollections());
+    if (!isLapi) {
+      // register this agent on the LAPI host, then point the agent at it; no local API here
+      steps.push(
+        command(
+          { cmd: ['cscli', 'machines', 'add', ctx.host.name, '--password', agentPassword, '--force', '-f', '/dev/null'], unless: ['sh', '-c', sh`cscli machines list -o json | grep -q ${`"machineId": "${ctx.host.name}"`}`] },
+          { name: `register agent ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name },
+        ),
+        file({ path: '/etc/crowdsec/local_api_credentials.yaml', content: localApiCredentials(lapi.address, ctx.host.name, agentPassword), mode: '0600', secret: true }, { notify: 'restart crowdsec' }),
+        directory({ path: '/etc/systemd/system/crowdsec.service.d', mode: '0755' }),
+        file({ path: '/etc/systemd/system/crowdsec.service.d/wpfarm-agent.conf', content: agentServiceDropIn(), mode: '0644' }, { notify: 'restart crowdsec' }),
+      );
+    }
+    if (isLapi) {
+      const traefikKeyEnv = String(v.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY');
+      const traefikKey = lookupEnv(traefikKeyEnv);
+      if (v.crowdsec_bouncer_enabled !== false) {
+        if (!traefikKey) throw new InputError(`${traefikKeyEnv} is not set in .env (the Traefik bouncer's API key)`);
+        ctx.secret(traefikKey);
+        steps.push(
+          command(
+            { cmd: ['cscli', 'bouncers', 'add', 'traefik', '-k', traefikKey], unless: ['sh', '-c', 'cscli bouncers list -o json | grep -q \'"name": "traefik"\''] },
+            { name: 'register the Traefik bouncer' },
+          ),
+        );
+      }
+    }
+    if (isEdge) {
+      steps.push(
+        command(
+          { cmd: ['cscli', 'bouncers', 'add', `firewall-${ctx.host.name}`, '-k', bouncerKey], unless: ['sh', '-c', sh`cscli bouncers list -o json | grep -q ${`"name": "firewall-${ctx.host.name}"`}`] },
+          { name: `register firewall bouncer of ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name },
+        ),
+        directory({ path: '/etc/crowdsec/bouncers', mode: '0755' }),
+        file({ path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml', content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: bouncerKey }), mode: '0600', secret: true }, { notify: 'restart firewall bouncer' }),
+        systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started' }),
+      );
+    }
+    steps.push(systemd({ name: 'crowdsec', enabled: true, state: 'started', daemonReload: true }));
+    return steps;
+  },
+};
+
+export default role;
