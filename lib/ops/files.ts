@@ -251,7 +251,7 @@ export function contentDiff(d: ContentDiffInput): string {
   if (d.secret) return 'content hidden (secret)';
   if (d.beforeNote?.startsWith('toolarge')) return 'diff omitted: file too large';
   if (d.beforeNote === 'unreadable') return 'diff omitted: file not readable';
-  if (d.after && d.after.length > DIFF_CONTENT_CAP) return 'diff omitted: file too large';
+  if ((d.after && d.after.length > DIFF_CONTENT_CAP) || (d.before && d.before.length > DIFF_CONTENT_CAP)) return 'diff omitted: file too large';
   const before = d.before ?? Buffer.alloc(0);
   const after = d.after ?? Buffer.alloc(0);
   if (isBinary(before) || isBinary(after)) return `diff omitted: binary content (${before.length} -> ${after.length} bytes)`;

@@ -169,6 +169,16 @@ describe('lineinfile / blockinfile on real files', () => {
     await assert.rejects(runOp(lineinfile({ path: p, line: 'x' })), /too large to edit/);
   });
 
+  test('lineinfile on a file over the diff cap: edited, diff omitted', async () => {
+    const d = fresh();
+    const p = join(d, 'big.conf');
+    writeFileSync(p, 'x=1\n'.repeat(80000));
+    const r = await runOp(lineinfile({ path: p, line: 'y=2' }), { diff: true });
+    assert.deepEqual(r.plan.changes, ['line added at line 80001']);
+    assert.equal(r.plan.diff, 'diff omitted: file too large');
+    assert.equal(readFileSync(p, 'utf8').endsWith('x=1\ny=2\n'), true);
+  });
+
   test('blockinfile: insert, replace, remove; each: check predicts, rerun ok', async () => {
     const d = fresh();
     const p = join(d, 'my.cnf');
