@@ -20,7 +20,8 @@ export async function ensureBucket(bucket: string, opts: SpacesOptions): Promise
     endpoint: opts.endpoint ?? spacesEndpoint(opts.region),
     // Spaces ignores the region for signing purposes but the SDK needs one; us-east-1 is what DO documents
     region: 'us-east-1',
-    forcePathStyle: opts.forcePathStyle ?? false,
+    // Spaces takes both styles; any other endpoint (a gateway on an address) needs path style
+    forcePathStyle: opts.forcePathStyle ?? opts.endpoint !== undefined,
     credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey },
     maxAttempts: 5,
   });
