@@ -246,6 +246,18 @@ test('wrong credentials: clear error, nothing deleted (db prune, upload, restic 
   assert.deepEqual((await listSnapshots({ shell, access, site: SITE })).map((s) => s.id), snapsBefore);
 });
 
+test('a failing dump (wrong database password) fails the run, says why, and leaves no object behind', async () => {
+  const before = (await store.list('db/')).map((o) => o.key).sort();
+  await assert.rejects(backupSiteDb({ shell, store, target: { ...target, dbPassword: 'wrong-db-password' }, recipient: keys.recipient, at: new Date('2026-11-21T09:00:00Z') }), (e: Error) => {
+    assert.ok(e instanceof BackupError, String(e));
+    assert.equal((e as BackupError).stage, 'dump');
+    assert.match(e.message, /mariadb-dump of wp_site1 on lab-db1 exited 2: .*Access denied for user 'wpbackup'@'127\.0\.0\.1'/s);
+    assert.ok(!e.message.includes('wrong-db-password'));
+    return true;
+  });
+  assert.deepEqual((await store.list('db/')).map((o) => o.key).sort(), before);
+});
+
 test('gateway killed mid-upload: the run fails, earlier backups stay intact and restorable', async () => {
   await addBigTable(mdb, DB, 32);
   const beforeKeys = (await store.list('db/')).map((o) => o.key).sort();

@@ -107,7 +107,7 @@ export interface Rgw {
   stop(): Promise<void>;
 }
 
-export const RGW_PACKAGES = ['ceph-mon', 'ceph-osd', 'radosgw', 'uuid-runtime', 'curl'];
+export const RGW_PACKAGES = ['ceph-mon', 'ceph-osd', 'radosgw'];
 
 export async function startRgw(opts: { memstoreBytes?: number; keepDir?: boolean } = {}): Promise<Rgw> {
   const t0 = Date.now();
