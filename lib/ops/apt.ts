@@ -27,7 +27,7 @@ export interface AptArgs {
 }
 
 const PKG = /^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$/;
-const APT = ['apt-get', '-o', 'DPkg::Lock::Timeout=600', '-y', '-q'];
+const APT = ['apt-get', '-o', 'DPkg::Lock::Timeout=600', '-o', 'Acquire::http::Timeout=30', '-o', 'Acquire::Retries=3', '-y', '-q'];
 
 export const DPKG_FORMAT = '${Package} ${Status} ${Version}\n';
 

@@ -31,8 +31,8 @@ test('present: an installed package is ok, a missing one is planned with the exa
   assert.deepEqual(r.plan.invalidates, ['packages', 'services']);
   const s = script(r.plan);
   assert.match(s, /^export DEBIAN_FRONTEND=noninteractive/m);
-  assert.match(s, /^apt-get -o DPkg::Lock::Timeout=600 -y -q update$/m, 'update_cache: refresh before installing');
-  assert.ok(s.includes(`apt-get -o DPkg::Lock::Timeout=600 -y -q install --no-install-recommends -- ${missing}`), s);
+  assert.match(s, /^apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q update$/m, 'update_cache: refresh before installing');
+  assert.ok(s.includes(`apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q install --no-install-recommends -- ${missing}`), s);
   assert.doesNotMatch(s, /policy-rc\.d/);
   await syntaxOk(s);
 });
@@ -40,7 +40,7 @@ test('present: an installed package is ok, a missing one is planned with the exa
 test('absent: only what is installed is removed; config-files leftovers only with purge', async () => {
   const r = await runLocal(apt({ packages: ['hello-not-a-package-xyz', 'bash'], state: 'absent' }), { check: true });
   assert.deepEqual(r.plan.changes, [`remove bash ${await installed('bash')}`]);
-  assert.match(script(r.plan), /apt-get -o DPkg::Lock::Timeout=600 -y -q remove -- bash$/m);
+  assert.match(script(r.plan), /apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q remove -- bash$/m);
   // captured dpkg-query line of a removed-but-not-purged package
   const ctx = localContext(true);
   const out = '%%dpkg\nnginx deinstall ok config-files 1.22.1-9';
