@@ -20,6 +20,10 @@ import type { HostSpec, Role, StepResult } from './types.ts';
 
 export interface RunConfig {
   flags: CommonFlags;
+  /** the playbook's own flags, parsed */
+  extra?: Record<string, unknown>;
+  /** positional arguments */
+  positionals?: string[];
   reporter?: Reporter;
   /** name used for the retry file and the report */
   name?: string;
@@ -55,14 +59,14 @@ export class Run {
   }
 
   /** Parse argv, print --help, load the inventory; bad input exits 4 with a clear message. */
-  static fromArgv(argv: string[], o: { usage: string; name?: string }): Run {
+  static fromArgv(argv: string[], o: { usage: string; name?: string; options?: Parameters<typeof parseCli>[1] }): Run {
     try {
-      const { flags } = parseCli(argv);
+      const { flags, extra, positionals } = parseCli(argv, o.options ?? {});
       if (flags.help) {
         process.stdout.write(`${o.usage}\n\n${COMMON_HELP}\n`);
         process.exit(0);
       }
-      return new Run({ flags, name: o.name }).installSignals();
+      return new Run({ flags, name: o.name, extra, positionals }).installSignals();
     } catch (e) {
       fail(e);
     }

@@ -5,7 +5,7 @@
 // "no change" cost nothing more; after a change is applied, the probes of the following steps are sent again
 // (the host changed). An idempotent rerun of a role is thus one round trip per host.
 import pLimit from 'p-limit';
-import { EXIT, RemoteCommandError, UnreachableError } from './errors.ts';
+import { EXIT, InputError, RemoteCommandError, UnreachableError } from './errors.ts';
 import { FactCache } from './facts.ts';
 import { mask, registerSecret } from './secrets.ts';
 import { sh } from './shell.ts';
@@ -100,6 +100,8 @@ function errMessage(e: unknown): string {
 interface RoleShared {
   once: Map<string, Promise<StepResult>>;
   fatal: { stop: boolean };
+  /** bad input found while preparing a host's steps: the whole run stops with exit 4 */
+  inputError?: InputError;
 }
 
 class HostRun {
@@ -356,6 +358,7 @@ class HostRun {
     try {
       steps = await this.role.steps(ctx);
     } catch (e) {
+      if (e instanceof InputError) this.shared.inputError ??= e;
       const msg = errMessage(e);
       this.state.failed = msg;
       const r: StepResult = { host: this.host.name, step: `${this.role.name}: prepare steps`, kind: 'role', status: 'failed', error: msg, changes: [], ms: 0 };
@@ -464,6 +467,10 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
     const got = await Promise.all(runs.map((r) => limit(() => r.run())));
     runs.forEach((r) => results.push(...r.results));
     outcomes.push(...got);
+    if (shared.inputError) {
+      env.reporter.roleEnd(role.name);
+      throw shared.inputError;
+    }
     const bad = got.filter((o) => o.status === 'failed' || o.status === 'unreachable').length;
     if (role.anyErrorsFatal && bad) aborted = `aborted: a host failed and ${role.name} has anyErrorsFatal`;
     else if (role.maxFailPercentage !== undefined && (bad * 100) / batch.length > role.maxFailPercentage) {

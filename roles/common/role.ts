@@ -136,7 +136,7 @@ const role: Role = {
       v.apt_proxy
         ? file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', content: `Acquire::http::Proxy "${String(v.apt_proxy)}";\n`, mode: '0644' })
         : file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', state: 'absent' }),
-      apt({ packages: BASE_PACKAGES, state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
+      apt({ packages: BASE_PACKAGES, state: 'present', update_cache: 3600 }, { tags: ['packages'], retries: 2, delayMs: 5000 }),
       // time
       command(
         { cmd: ['ln', '-sfn', `/usr/share/zoneinfo/${tz}`, '/etc/localtime'], unless: ['sh', '-c', `[ "$(readlink /etc/localtime)" = /usr/share/zoneinfo/${tz} ]`] },
@@ -177,7 +177,7 @@ const role: Role = {
       steps.push(
         directory({ path: '/etc/docker', mode: '0755' }, { tags: ['docker'] }),
         file({ path: '/etc/docker/daemon.json', content: dockerDaemonJson(v), mode: '0644' }, { notify: 'restart docker', tags: ['docker'] }),
-        apt({ packages: ['docker.io'], state: 'present' }, { tags: ['docker', 'packages'] }),
+        apt({ packages: ['docker.io'], state: 'present' }, { tags: ['docker', 'packages'], retries: 2, delayMs: 5000 }),
         systemd({ name: 'docker', enabled: true, state: 'started' }, { tags: ['docker'] }),
       );
     }

@@ -1,0 +1,177 @@
+// Swarm membership, shared by the swarm-manager and swarm-worker roles: find an active manager, init or join,
+// rejoin after a node left or was reset, remove the stale entry a rejoined node leaves behind, node labels.
+import { InputError } from '../../lib/errors.ts';
+import { type SwarmFact, parseSwarm } from '../../lib/facts.ts';
+import { task } from '../../lib/ops/base.ts';
+import { sh } from '../../lib/shell.ts';
+import type { HostSpec, Step, StepContext, TaskOutcome } from '../../lib/types.ts';
+
+const SWARM_INFO = "timeout 20 docker info --format '{{json .Swarm}}'";
+
+export async function swarmState(ctx: StepContext): Promise<SwarmFact> {
+  const r = await ctx.exec(SWARM_INFO, { nothrow: true });
+  return parseSwarm(r.stdout);
+}
+
+/** The first manager (inventory order) that is an active swarm manager, with its state. */
+export async function findActiveManager(ctx: StepContext, exclude?: string): Promise<{ host: HostSpec; ctx: StepContext; state: SwarmFact } | null> {
+  for (const m of ctx.hosts('managers')) {
+    if (m.name === exclude) continue;
+    try {
+      const mctx = ctx.hostContext(m.name);
+      const st = await swarmState(mctx);
+      if (st.state === 'active' && st.isManager) return { host: m, ctx: mctx, state: st };
+    } catch {
+      /* unreachable manager: try the next one */
+    }
+  }
+  return null;
+}
+
+/** Preconditions the swarm needs from the kernel, checked against the inventory's choices. */
+export function kernelPreflight(): Step {
+  return task('swarm: kernel features (IPVS, ESP) match the inventory', async (ctx) => {
+    const { kernel } = (await ctx.facts('kernel')) as { kernel: { ipvs: boolean; esp: boolean } };
+    const mode = String(ctx.vars.swarm_endpoint_mode ?? 'vip');
+    if (!kernel.ipvs && mode !== 'dnsrr') {
+      throw new InputError(
+        `${ctx.host.name}: this kernel has no IPVS, so swarm service VIPs and the ingress routing mesh cannot work ` +
+          `(services would hang unreachable). Set swarm_endpoint_mode: dnsrr and swarm_publish_mode: host in the inventory.`,
+      );
+    }
+    if (!kernel.esp && ctx.vars.overlay_encrypted === true) {
+      throw new InputError(
+        `${ctx.host.name}: this kernel has no ESP (IPsec), so encrypted overlay networks pass no traffic between nodes. ` +
+          `Set overlay_encrypted: false (or 'auto') in the inventory.`,
+      );
+    }
+    return { changed: false, result: kernel };
+  });
+}
+
+function stale(list: string, host: HostSpec, keepId: string): string[] {
+  // lines: ID ADDR STATE
+  return list
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length >= 3 && f[0] !== keepId && f[1] === host.address && f[2] === 'down')
+    .map((f) => f[0]!);
+}
+
+/**
+ * Make this host a member of the swarm with the given role: init (first manager, no swarm anywhere),
+ * join with the right token, rejoin after it left, promote a worker that should be a manager.
+ */
+export function joinSwarm(role: 'manager' | 'worker'): Step {
+  return task(`swarm: ${role} membership`, async (ctx): Promise<TaskOutcome> => {
+    const me = await swarmState(ctx);
+    if (me.state === 'unavailable') throw new Error(`${ctx.host.name}: docker does not answer (is the common role applied?)`);
+    const addr = String(ctx.vars.swarm_advertise_addr ?? ctx.host.address);
+    const leader = await findActiveManager(ctx, ctx.host.name);
+    if (me.state === 'active' && (role === 'worker' || me.isManager)) {
+      if (!leader || leader.state.clusterId === me.clusterId) return { changed: false, result: { nodeId: me.nodeId } };
+    }
+    const changes: string[] = [];
+    if (!leader) {
+      const first = ctx.hosts('managers')[0];
+      if (role === 'manager' && first?.name === ctx.host.name && me.state !== 'active') {
+        if (ctx.check) return { changed: true, changes: [`would init a new swarm advertising ${addr}`] };
+        await ctx.exec(sh`docker swarm init --advertise-addr ${addr} --listen-addr ${`${addr}:2377`}`, { timeoutMs: 60_000 });
+        return { changed: true, changes: [`initialised a new swarm advertising ${addr}`] };
+      }
+      if (me.state === 'active' && me.isManager) return { changed: false, result: { nodeId: me.nodeId } };
+      throw new Error(`${ctx.host.name}: no active swarm manager to join (first manager: ${first?.name ?? 'none'}); run swarm-manager on the managers first`);
+    }
+    if (me.state === 'active' && role === 'manager' && !me.isManager && me.clusterId === leader.state.clusterId) {
+      if (ctx.check) return { changed: true, changes: ['would promote this worker to manager'] };
+      await leader.ctx.exec(sh`docker node promote ${me.nodeId}`);
+      return { changed: true, changes: ['promoted to manager'] };
+    }
+    if (ctx.check) return { changed: true, changes: [`would ${me.state === 'inactive' ? 'join' : `leave (${me.state}) and rejoin`} the swarm as ${role} via ${leader.host.name}`] };
+    if (me.state !== 'inactive') {
+      await ctx.exec('docker swarm leave --force', { nothrow: true, timeoutMs: 60_000 });
+      changes.push(`left the swarm (was ${me.state}${me.clusterId && me.clusterId !== leader.state.clusterId ? ', another cluster' : ''})`);
+    }
+    const token = ctx.secret((await leader.ctx.exec(sh`docker swarm join-token -q ${role}`)).stdout.trim());
+    const target = `${leader.state.nodeAddr || leader.host.address}:2377`;
+    await ctx.exec(sh`docker swarm join --token ${token} --advertise-addr ${addr} --listen-addr ${`${addr}:2377`} ${target}`, { timeoutMs: 90_000 });
+    changes.push(`joined as ${role} via ${leader.host.name}`);
+    const now = await swarmState(ctx);
+    // a node that rejoins gets a new ID; its old entry stays "down" in the list: remove it
+    const list = await leader.ctx.exec("docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}}'", { nothrow: true });
+    for (const id of stale(list.stdout, ctx.host, now.nodeId)) {
+      await leader.ctx.exec(sh`docker node demote ${id} >/dev/null 2>&1; docker node rm --force ${id}`, { nothrow: true });
+      changes.push(`removed stale node entry ${id.slice(0, 12)}`);
+    }
+    return { changed: true, changes, result: { nodeId: now.nodeId } };
+  }, { retries: 2, delayMs: 3000 });
+}
+
+/** Availability of this node (drain for control-plane-only managers). */
+export function availability(want: 'active' | 'drain' | 'pause'): Step {
+  return task(`swarm: availability ${want}`, async (ctx) => {
+    const me = await swarmState(ctx);
+    if (me.state !== 'active') {
+      if (ctx.check) return { changed: true, changes: [`would set availability ${want} (after joining)`] };
+      throw new Error(`${ctx.host.name}: not in the swarm`);
+    }
+    const mgr = me.isManager ? ctx : (await findActiveManager(ctx))?.ctx;
+    if (!mgr) throw new Error('no active manager');
+    const cur = (await mgr.exec(sh`docker node inspect --format '{{.Spec.Availability}}' ${me.nodeId}`)).stdout.trim();
+    if (cur === want) return { changed: false };
+    if (!ctx.check) await mgr.exec(sh`docker node update --availability ${want} ${me.nodeId}`);
+    return { changed: true, changes: [`availability ${cur} -> ${want}`] };
+  });
+}
+
+export const LABEL_GROUPS = ['managers', 'workers', 'edge', 'monitoring', 'db', 'storage'];
+
+/** Desired wpfarm labels of every inventory host in the swarm group: `<group>=true` plus the host's node_labels. */
+export function desiredLabels(ctx: StepContext): Map<string, Record<string, string>> {
+  const groups = (Array.isArray(ctx.vars.node_label_groups) ? ctx.vars.node_label_groups : LABEL_GROUPS) as string[];
+  const out = new Map<string, Record<string, string>>();
+  for (const h of ctx.hosts('swarm')) {
+    const labels: Record<string, string> = {};
+    for (const g of groups) if (h.groups.includes(g)) labels[g] = 'true';
+    const extra = h.vars.node_labels;
+    if (extra && typeof extra === 'object') for (const [k, v] of Object.entries(extra as Record<string, unknown>)) labels[k] = String(v);
+    out.set(h.address, labels);
+  }
+  return out;
+}
+
+/** Node labels from the inventory, set through one manager in one round trip (runOnce). */
+export function nodeLabels(): Step {
+  return task(
+    'swarm: node labels from the inventory',
+    async (ctx) => {
+      const mgr = (await findActiveManager(ctx))?.ctx;
+      if (!mgr) {
+        if (ctx.check) return { changed: true, changes: ['would set node labels (no swarm yet)'] };
+        throw new Error('no active manager');
+      }
+      const groups = (Array.isArray(ctx.vars.node_label_groups) ? ctx.vars.node_label_groups : LABEL_GROUPS) as string[];
+      const want = desiredLabels(ctx);
+      const r = await mgr.exec("docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}} {{json .Spec.Labels}}'");
+      const cmds: string[] = [];
+      const changes: string[] = [];
+      for (const line of r.stdout.split('\n').filter(Boolean)) {
+        const [id, addr, state, ...rest] = line.split(' ');
+        if (!id || !addr || state === 'down') continue;
+        const have = (JSON.parse(rest.join(' ') || '{}') ?? {}) as Record<string, string>;
+        const w = want.get(addr);
+        if (!w) continue;
+        const add = Object.entries(w).filter(([k, v]) => have[k] !== v);
+        const rm = Object.keys(have).filter((k) => groups.includes(k) && !(k in w));
+        if (!add.length && !rm.length) continue;
+        const args = [...add.flatMap(([k, v]) => ['--label-add', `${k}=${v}`]), ...rm.flatMap((k) => ['--label-rm', k])];
+        cmds.push(sh`docker node update ${args} ${id} >/dev/null`);
+        changes.push(`${addr}: ${[...add.map(([k, v]) => `+${k}=${v}`), ...rm.map((k) => `-${k}`)].join(' ')}`);
+      }
+      if (!cmds.length) return { changed: false };
+      if (!ctx.check) await mgr.exec(cmds.join(' && '));
+      return { changed: true, changes };
+    },
+    { runOnce: true },
+  );
+}
