@@ -9,7 +9,7 @@
 import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp } from './base.ts';
-import { checkPath, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
+import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
 import { joinText, planEdit, splitText, type LineEdit } from './lineinfile.ts';
 
 export interface BlockInFileArgs extends Attrs {
@@ -27,6 +27,8 @@ export interface BlockInFileArgs extends Attrs {
   state?: 'present' | 'absent';
   /** create the file when missing; default false */
   create?: boolean;
+  /** check the edited file before it replaces the old one ("%s" = the temp file), see file() */
+  validate?: string;
 }
 
 export interface BlockSpec {
@@ -96,6 +98,7 @@ export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Oper
   const what = `blockinfile ${path}`;
   const want = normAttrs(args, what);
   const state = args.state ?? 'present';
+  const validate = checkValidate(args.validate, what);
   if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
   if (state === 'present' && typeof args.block !== 'string') throw new InputError(`${what}: block is required`);
   if (args.insertAfter !== undefined && args.insertBefore !== undefined) throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
@@ -126,6 +129,7 @@ export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Oper
         want,
         edit: (text) => editBlock(text, spec),
         absentOk: state === 'absent' || spec.block.replace(/\n$/, '') === '',
+        validate,
       }),
   });
 }

@@ -211,7 +211,7 @@ function chownSpec(want: WantAttrs): string | null {
  * The apply script that writes stdin atomically to `target`: mktemp in the same directory, chmod,
  * chown, mv -f. Attributes not requested are copied from the existing file (when it exists).
  */
-export function atomicWriteScript(target: string, want: WantAttrs, exists: boolean, defaultMode = '0644'): string {
+export function atomicWriteScript(target: string, want: WantAttrs, exists: boolean, defaultMode = '0644', validate?: string): string {
   const lines = [
     '( set -e',
     sh`p=${target}`,
@@ -224,6 +224,11 @@ export function atomicWriteScript(target: string, want: WantAttrs, exists: boole
   else if (!exists) lines.push(sh`chmod ${chmodArg(defaultMode)} -- "$t"`);
   const spec = chownSpec(want);
   if (spec) lines.push(sh`chown ${spec} -- "$t"`);
+  if (validate) {
+    // the role author's check command (trusted shell code, like command()'s string form); %s = the temp file
+    lines.push(`if ! { ${validate.replace(/%s/g, '"$t"')}
+} >&2; then echo ${sh`${`validation failed (${validate}): ${target} left unchanged`}`} >&2; exit 1; fi`);
+  }
   lines.push(`mv -f -- "$t" "$p"`, `trap - EXIT`, ')');
   return lines.join('\n');
 }
@@ -275,6 +280,8 @@ export interface WriteSpec {
   contentChange?: string;
   /** default mode of a new file */
   defaultMode?: string;
+  /** a command run on the new content before it replaces the file ("%s" = the temp file); non-zero = fail */
+  validate?: string;
   result?: Record<string, unknown>;
 }
 
@@ -308,7 +315,7 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
     const plan: Plan = {
       changed: true,
       changes: [`create${via} (${what}${content.length} bytes, ${attrs.join(', ')})`],
-      apply: { script: atomicWriteScript(target, w.want, false, mode), stdin: content },
+      apply: { script: atomicWriteScript(target, w.want, false, mode, w.validate), stdin: content },
       result,
     };
     if (ctx.diff && w.content !== undefined) plan.diff = contentDiff({ path: w.path, before: null, after: content, secret: w.secret });
@@ -331,7 +338,7 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
   if (!changes.length) return { changed: false, changes: [], result };
   if (via) changes[0] += via;
   const apply: ApplyScript = contentChanged
-    ? { script: atomicWriteScript(target, w.want, true), stdin: w.content! }
+    ? { script: atomicWriteScript(target, w.want, true, undefined, w.validate), stdin: w.content! }
     : { script: attrScript(target, st, w.want) };
   const plan: Plan = { changed: true, changes, apply, result };
   if (ctx.diff && contentChanged) {
@@ -446,6 +453,16 @@ export interface FileArgs extends Attrs {
   state?: 'present' | 'absent' | 'touch';
   /** hide the content: no diff, no hash in the change lines */
   secret?: boolean;
+  /** check the new content before it replaces the file: a command with %s for the temp file
+   *  (e.g. "sshd -t -f %s", "visudo -cf %s"); a non-zero exit fails the step, the file stays as it was */
+  validate?: string;
+}
+
+/** Validate the `validate` argument: a non-empty command that mentions %s. */
+export function checkValidate(v: unknown, what: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !v.includes('%s')) throw new InputError(`${what}: validate must be a command containing %s (the file to check)`);
+  return v;
 }
 
 function loadSrc(src: string, what: string): Buffer {
@@ -467,6 +484,7 @@ export function file(args: FileArgs, opts: StepOptions = {}): Operation {
     throw new InputError(`${what}: content/src only with state present`);
   }
   if (state === 'absent' && path === '/') throw new InputError('file: refusing to remove /');
+  const validate = checkValidate(args.validate, what);
   let srcBytes: Buffer | undefined;
   const content = (): Buffer | undefined => {
     if (args.content !== undefined) return Buffer.isBuffer(args.content) ? args.content : Buffer.from(args.content, 'utf8');
@@ -503,7 +521,7 @@ export function file(args: FileArgs, opts: StepOptions = {}): Operation {
         }
         return plan;
       }
-      return planWrite(ctx, st, { path, content: content(), want, touch: state === 'touch', secret: args.secret, result: { state } });
+      return planWrite(ctx, st, { path, content: content(), want, touch: state === 'touch', secret: args.secret, validate, result: { state } });
     },
   });
 }

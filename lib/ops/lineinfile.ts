@@ -15,7 +15,7 @@
 import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp } from './base.ts';
-import { checkPath, normAttrs, parsePathProbe, pathProbeScript, planWrite, EDIT_CONTENT_CAP, type Attrs, type PathState } from './files.ts';
+import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, EDIT_CONTENT_CAP, type Attrs, type PathState } from './files.ts';
 import type { Plan, StepContext } from '../types.ts';
 
 export interface LineInFileArgs extends Attrs {
@@ -32,6 +32,8 @@ export interface LineInFileArgs extends Attrs {
   state?: 'present' | 'absent';
   /** create the file when missing (state present); default false */
   create?: boolean;
+  /** check the edited file before it replaces the old one ("%s" = the temp file), see file() */
+  validate?: string;
 }
 
 export interface LineEdit {
@@ -125,7 +127,7 @@ export function editLines(text: string, spec: LineSpec): LineEdit {
 export function planEdit(
   ctx: StepContext,
   st: PathState,
-  o: { path: string; create: boolean; what: string; want: ReturnType<typeof normAttrs>; edit: (text: string) => LineEdit; absentOk: boolean },
+  o: { path: string; create: boolean; what: string; want: ReturnType<typeof normAttrs>; edit: (text: string) => LineEdit; absentOk: boolean; validate?: string },
 ): Plan {
   if (!st.exists) {
     if (o.absentOk) return { changed: false, changes: [], result: { path: o.path } };
@@ -134,7 +136,7 @@ export function planEdit(
       throw new Error(`${o.path} does not exist (set create: true to create it)`);
     }
     const e = o.edit('');
-    return planWrite(ctx, st, { path: o.path, content: Buffer.from(e.content, 'utf8'), want: o.want, contentChange: e.what });
+    return planWrite(ctx, st, { path: o.path, content: Buffer.from(e.content, 'utf8'), want: o.want, contentChange: e.what, validate: o.validate });
   }
   if (st.isFile && !st.content) {
     if (st.contentNote?.startsWith('toolarge')) throw new Error(`${o.path}: too large to edit (${st.contentNote.slice(9)} bytes > ${EDIT_CONTENT_CAP})`);
@@ -142,7 +144,7 @@ export function planEdit(
   }
   const before = st.content ? st.content.toString('utf8') : '';
   const e = o.edit(before);
-  return planWrite(ctx, st, { path: o.path, content: e.changed ? Buffer.from(e.content, 'utf8') : st.content, want: o.want, contentChange: e.what });
+  return planWrite(ctx, st, { path: o.path, content: e.changed ? Buffer.from(e.content, 'utf8') : st.content, want: o.want, contentChange: e.what, validate: o.validate });
 }
 
 export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operation {
@@ -150,6 +152,7 @@ export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operat
   const what = `lineinfile ${path}`;
   const want = normAttrs(args, what);
   const state = args.state ?? 'present';
+  const validate = checkValidate(args.validate, what);
   if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
   if (state === 'present' && typeof args.line !== 'string') throw new InputError(`${what}: line is required with state present`);
   if (state === 'absent' && args.line === undefined && args.regexp === undefined) throw new InputError(`${what}: line or regexp is required`);
@@ -177,6 +180,7 @@ export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operat
         want,
         edit: (text) => editLines(text, spec),
         absentOk: state === 'absent',
+        validate,
       }),
   });
 }

@@ -12,7 +12,7 @@ import ejs from 'ejs';
 import type { Operation, StepContext, StepOptions, Vars } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp } from './base.ts';
-import { checkPath, normAttrs, parsePathProbe, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
+import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
 
 export interface TemplateArgs extends Attrs {
   /** remote destination */
@@ -23,6 +23,8 @@ export interface TemplateArgs extends Attrs {
   vars?: Vars;
   /** hide the rendered content: no diff, no hash in the change lines */
   secret?: boolean;
+  /** check the rendered file before it replaces the old one ("%s" = the temp file), see file() */
+  validate?: string;
 }
 
 class MissingVariable extends Error {
@@ -128,6 +130,7 @@ export function template(args: TemplateArgs, opts: StepOptions = {}): Operation 
   const what = `template ${path}`;
   if (typeof args.src !== 'string' || !args.src) throw new InputError(`${what}: src (a local .ejs file) is required`);
   const want = normAttrs(args, what);
+  const validate = checkValidate(args.validate, what);
   return defineOp({
     kind: 'template',
     title: `template ${args.src} -> ${path}`,
@@ -138,7 +141,7 @@ export function template(args: TemplateArgs, opts: StepOptions = {}): Operation 
     plan: (ctx: StepContext, out: string) => {
       const text = renderTemplate(args.src, { ...ctx.vars, ...(args.vars ?? {}) });
       const st = parsePathProbe(out);
-      return planWrite(ctx, st, { path, content: Buffer.from(text, 'utf8'), want, secret: args.secret, result: { src: args.src } });
+      return planWrite(ctx, st, { path, content: Buffer.from(text, 'utf8'), want, secret: args.secret, validate, result: { src: args.src } });
     },
   });
 }

@@ -128,6 +128,17 @@ describe('lineinfile / blockinfile on real files', () => {
     assert.equal((await runOp(make())).status, 'ok');
   });
 
+  test('lineinfile with validate: a line that breaks the check is refused', async () => {
+    const d = fresh();
+    const p = join(d, 'kv.conf');
+    writeFileSync(p, 'a=1\n');
+    await assert.rejects(runOp(lineinfile({ path: p, line: 'garbage', validate: "! grep -qv '=' %s" })), /validation failed/);
+    assert.equal(readFileSync(p, 'utf8'), 'a=1\n');
+    const r = await runOp(lineinfile({ path: p, line: 'b=2', validate: "! grep -qv '=' %s" }));
+    assert.equal(r.status, 'changed');
+    assert.equal(readFileSync(p, 'utf8'), 'a=1\nb=2\n');
+  });
+
   test('lineinfile: missing file: error, or created with create: true (mode given); absent on a missing file is ok', async () => {
     const d = fresh();
     const p = join(d, 'new.conf');

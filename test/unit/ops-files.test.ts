@@ -157,6 +157,23 @@ describe('file', () => {
     assert.equal(r.status, 'ok');
   });
 
+  test('validate: the new content is checked before it replaces the file; a failure leaves it untouched', async () => {
+    const d = fresh();
+    const p = join(d, 'sudoers-like');
+    writeFileSync(p, 'valid: old\n');
+    const ok = await cycle(() => file({ path: p, content: 'valid: new\n', validate: "grep -q '^valid:' %s" }));
+    assert.deepEqual(ok.run.plan.changes, ok.check.plan.changes);
+    assert.equal(readFileSync(p, 'utf8'), 'valid: new\n');
+    assert.equal(ok.rerun.status, 'ok');
+    await assert.rejects(runOp(file({ path: p, content: 'broken\n', validate: "grep -q '^valid:' %s" })), /validation failed \(grep -q '\^valid:' %s\)/);
+    assert.equal(readFileSync(p, 'utf8'), 'valid: new\n');
+    assert.deepEqual(readdirSync(d), ['sudoers-like'], 'temp file removed');
+    // a new file that fails validation is not created
+    await assert.rejects(runOp(file({ path: join(d, 'new'), content: 'x', validate: 'false %s' })), /validation failed/);
+    assert.deepEqual(readdirSync(d), ['sudoers-like']);
+    assert.throws(() => file({ path: p, content: 'x', validate: 'visudo -c' }), /must be a command containing %s/);
+  });
+
   test('secret content: no diff, no hash in the change lines', async () => {
     const d = fresh();
     const p = join(d, 'secret');
