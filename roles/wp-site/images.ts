@@ -177,3 +177,24 @@ export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = 
   );
   return { wordpressFpm, nginx };
 }
+
+// CLI: node --import tsx roles/wp-site/images.ts [--base IMAGE] [--registry HOST:PORT] [--json]
+// Builds (when needed) and pushes (when needed) both site images; prints their pinned references.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const opt = (name: string): string | undefined => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const base = opt('--base') ?? 'debian:bookworm-slim';
+  const registry = opt('--registry');
+  const json = args.includes('--json');
+  try {
+    const r = await ensureSiteImages(base, { registry, log: json ? undefined : (l) => console.error(l) });
+    if (json) console.log(JSON.stringify(r, null, 1));
+    else for (const [k, v] of Object.entries(r)) console.log(`${k} ${v.ref} built=${v.built} pushed=${v.pushed}`);
+  } catch (e) {
+    console.error(`images: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
+}
