@@ -40,6 +40,8 @@ const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
 /** Parse and check the inventory's `alert_channels` list. */
 export function parseChannels(raw: unknown): AlertChannel[] {
+  // -e alert_channels='[...]' on the command line gives a string: YAML (JSON is YAML)
+  if (typeof raw === 'string') raw = YAML.parse(raw) as unknown;
   if (!Array.isArray(raw) || raw.length === 0) throw new AlertChannelError('alert_channels must be a non-empty list');
   return raw.map((c: unknown, i) => {
     if (!c || typeof c !== 'object') throw new AlertChannelError(`alert_channels[${i}] must be a mapping`);

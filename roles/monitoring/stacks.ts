@@ -113,9 +113,13 @@ export function hash8(text: string): string {
 }
 
 export interface MonitoringStackInput {
-  /** image of Prometheus built from Debian's package (pushed to the farm's registry) */
-  prometheusImage: string;
-  alertmanagerImage: string;
+  /**
+   * image of Prometheus built from Debian's package (pushed to the farm's registry); without it (and
+   * alertmanagerImage) the stack has no Prometheus/Alertmanager services: they run as Debian packages on
+   * the monitoring host (what roles/monitoring/role.ts does)
+   */
+  prometheusImage?: string;
+  alertmanagerImage?: string;
   network?: string;
   endpointMode: 'vip' | 'dnsrr';
   /** rendered files: name → content (prometheus.yml, rules.yml, alertmanager.yml, loki.yml, tempo.yml, promtail.yml, grafana datasources/dashboards) */
@@ -143,7 +147,8 @@ export function monitoringStack(i: MonitoringStackInput): Record<string, unknown
     ...extra,
   });
   const env = Object.fromEntries((i.storeEnv ?? []).map((n) => [n, `\${${n}}`]));
-  return {
+  const withProm = Boolean(i.prometheusImage && i.alertmanagerImage);
+  const stack: Record<string, any> = { // eslint-style any: a free-form compose document assembled in place
     version: '3.8',
     services: {
       prometheus: {
@@ -246,6 +251,16 @@ export function monitoringStack(i: MonitoringStackInput): Record<string, unknown
       grafana_admin_password: { external: true, name: i.grafanaAdminPasswordSecretName },
     },
   };
+  if (!withProm) {
+    delete stack.services.prometheus;
+    delete stack.services.alertmanager;
+    delete stack.configs.prometheus_yml;
+    delete stack.configs.rules_yml;
+    delete stack.secrets.alertmanager_yml;
+    delete stack.volumes['prometheus-data'];
+    delete stack.volumes['alertmanager-data'];
+  }
+  return stack;
 }
 
 export function toYaml(doc: unknown): string {

@@ -42,6 +42,14 @@ test('monitoring stack validates against docker/cli v3.13 and compose-spec', () 
       assert.equal(svc.deploy.endpoint_mode, endpointMode, name);
     }
   }
+  // the variant the role deploys: Prometheus and Alertmanager run as Debian packages on the monitoring host
+  const { prometheusImage: _p, alertmanagerImage: _a, ...noProm } = input;
+  void _p;
+  void _a;
+  const doc = YAML.parse(toYaml(monitoringStack({ ...noProm, files: files() })));
+  assert.deepEqual(Object.keys(doc.services).sort(), ['grafana', 'loki', 'promtail', 'tempo']);
+  assert.equal(doc.secrets.alertmanager_yml, undefined);
+  for (const schema of ['docker-stack-v3', 'compose'] as const) assert.equal(validateAgainst(schema, doc).valid, true, validateAgainst(schema, doc).errors.join('\n'));
 });
 
 test('monitoring stack: secrets stay secrets, configs are content-addressed, images pinned', () => {

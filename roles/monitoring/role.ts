@@ -1,0 +1,209 @@
+// monitoring: node-exporter on every host (with the textfile collector), mysqld-exporter on db hosts,
+// the Swarm replica report on managers, Prometheus + Alertmanager from Debian's packages on the
+// monitoring host (rules, receivers from the inventory's alert_channels), and the Grafana/Loki/Tempo/
+// Promtail stack (skipped with the reason where those images cannot be pulled, as in the lab).
+// Generators: prometheus.ts, alertmanager.ts, dashboards.ts, stacks.ts; variables in docs/roles/monitoring.md.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InputError } from '../../lib/errors.ts';
+import { lookupEnv } from '../../lib/env.ts';
+import { apt } from '../../lib/ops/apt.ts';
+import { task } from '../../lib/ops/base.ts';
+import { command } from '../../lib/ops/command.ts';
+import { directory, file } from '../../lib/ops/files.ts';
+import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
+import { systemd, unitFile } from '../../lib/ops/systemd.ts';
+import { sh } from '../../lib/shell.ts';
+import type { Role, Step, StepContext } from '../../lib/types.ts';
+import { prometheusConfig, alertRules, rulesFile, toYaml } from './prometheus.ts';
+import { parseChannels, renderAlertmanager, AlertChannelError } from './alertmanager.ts';
+import { dashboards, grafanaDatasources, grafanaDashboardProvider } from './dashboards.ts';
+import { IMAGES, lokiConfig, tempoConfig, promtailConfig, monitoringStack } from './stacks.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const REPLICAS_SCRIPT = readFileSync(path.join(here, 'files/wpfarm-swarm-replicas'), 'utf8');
+const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
+
+const REPLICAS_SERVICE = `[Unit]
+Description=wpfarm: Swarm service replicas for node-exporter's textfile collector
+After=docker.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/wpfarm-swarm-replicas
+`;
+const REPLICAS_TIMER = `[Unit]
+Description=wpfarm: Swarm service replicas every minute
+
+[Timer]
+OnBootSec=1min
+OnUnitActiveSec=1min
+AccuracySec=5s
+
+[Install]
+WantedBy=timers.target
+`;
+
+function member(ctx: StepContext, group: string): boolean {
+  return ctx.hosts(group).some((h) => h.name === ctx.host.name);
+}
+
+const role: Role = {
+  name: 'monitoring',
+  hosts: 'all',
+  tags: ['monitoring'],
+  description: 'exporters everywhere, Prometheus + Alertmanager (Debian packages) on the monitoring host, Grafana/Loki/Tempo stack',
+  handlers: {
+    'reload prometheus': () => [systemd({ name: 'prometheus', state: 'reloaded' })],
+    'restart alertmanager': () => [systemd({ name: 'prometheus-alertmanager', state: 'restarted' })],
+    'restart mysqld-exporter': () => [systemd({ name: 'prometheus-mysqld-exporter', state: 'restarted' })],
+  },
+  steps(ctx) {
+    const v = ctx.vars;
+    const steps: Step[] = [
+      apt({ packages: ['prometheus-node-exporter'], state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
+      directory({ path: TEXTFILE_DIR, mode: '0755' }),
+      systemd({ name: 'prometheus-node-exporter', enabled: true, state: 'started' }),
+    ];
+
+    if (member(ctx, 'db')) {
+      const pwEnv = String(v.mysqld_exporter_password_env ?? 'MYSQLD_EXPORTER_PASSWORD');
+      const pw = lookupEnv(pwEnv);
+      if (!pw) throw new InputError(`${pwEnv} is not set in .env (mysqld-exporter's database password)`);
+      ctx.secret(pw);
+      steps.push(
+        apt({ packages: ['prometheus-mysqld-exporter'], state: 'present' }, { tags: ['packages'] }),
+        // Galera replicates the user: created once; the password goes through stdin, never argv
+        command(
+          {
+            cmd: ['mariadb'],
+            stdin: `CREATE USER IF NOT EXISTS 'exporter'@'localhost' IDENTIFIED BY '${pw.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}' WITH MAX_USER_CONNECTIONS 3;\nGRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO 'exporter'@'localhost';\n`,
+            unless: ['sh', '-c', "mariadb -N -e \"SELECT 1 FROM mysql.user WHERE user='exporter' AND host='localhost'\" | grep -q 1"],
+          },
+          { name: 'mysqld-exporter database user', runOnce: true },
+        ),
+        file(
+          { path: '/var/lib/prometheus/.my.cnf', content: `[client]\nuser=exporter\npassword=${pw}\nhost=localhost\n`, mode: '0600', owner: 'prometheus', group: 'prometheus', secret: true },
+          { notify: 'restart mysqld-exporter' },
+        ),
+        systemd({ name: 'prometheus-mysqld-exporter', enabled: true, state: 'started' }),
+      );
+    }
+
+    if (member(ctx, 'managers')) {
+      steps.push(
+        file({ path: '/usr/local/sbin/wpfarm-swarm-replicas', content: REPLICAS_SCRIPT, mode: '0755' }),
+        unitFile({ name: 'wpfarm-swarm-replicas.service', content: REPLICAS_SERVICE }),
+        unitFile({ name: 'wpfarm-swarm-replicas.timer', content: REPLICAS_TIMER }),
+        systemd({ name: 'wpfarm-swarm-replicas.timer', enabled: true, state: 'started' }),
+      );
+    }
+
+    if (member(ctx, 'monitoring')) {
+      let am;
+      try {
+        am = renderAlertmanager(parseChannels(v.alert_channels), (n) => lookupEnv(n));
+      } catch (e) {
+        if (e instanceof AlertChannelError) throw new InputError(`alert_channels: ${e.message}`);
+        throw e;
+      }
+      for (const s of am.secrets) ctx.secret(s);
+      const self = `${ctx.host.address}:9090`;
+      const prom = prometheusConfig({
+        hosts: ctx.hosts('all').map((h) => ({ name: h.name, address: h.address, groups: h.groups })),
+        farm: String(v.farm_name ?? 'wpfarm'),
+        alertmanagers: [`${ctx.host.address}:9093`],
+        self,
+      });
+      steps.push(
+        apt({ packages: ['prometheus', 'prometheus-alertmanager'], state: 'present' }, { tags: ['packages'] }),
+        directory({ path: '/etc/prometheus/rules', mode: '0755' }),
+        file({ path: '/etc/prometheus/rules/wpfarm.yml', content: toYaml(rulesFile(alertRules())), mode: '0644' }, { notify: 'reload prometheus' }),
+        file({ path: '/etc/prometheus/prometheus.yml', content: toYaml(prom), mode: '0644' }, { notify: 'reload prometheus' }),
+        // webhook URLs and tokens: readable by the prometheus user only
+        file({ path: '/etc/prometheus/alertmanager.yml', content: am.yaml, mode: '0640', owner: 'root', group: 'prometheus', secret: true }, { notify: 'restart alertmanager' }),
+        command({ cmd: ['promtool', 'check', 'config', '/etc/prometheus/prometheus.yml'], changedWhen: () => false }, { name: 'promtool check config' }),
+        command({ cmd: ['amtool', 'check-config', '/etc/prometheus/alertmanager.yml'], changedWhen: () => false }, { name: 'amtool check-config' }),
+        systemd({ name: 'prometheus', enabled: true, state: 'started' }),
+        systemd({ name: 'prometheus-alertmanager', enabled: true, state: 'started' }),
+      );
+      steps.push(...grafanaStack(ctx));
+    }
+    return steps;
+  },
+};
+
+/** Grafana, Loki, Tempo, Promtail as a Swarm stack, deployed from the first manager. */
+function grafanaStack(ctx: StepContext): Step[] {
+  const v = ctx.vars;
+  const manager = ctx.hosts('managers')[0];
+  if (!manager) return [];
+  const mon = ctx.host.address;
+  const files: Record<string, string> = {
+    'loki.yml': toYaml(lokiConfig({ alertmanagerUrl: `http://${mon}:9093` })),
+    'tempo.yml': toYaml(tempoConfig()),
+    'promtail.yml': toYaml(promtailConfig()),
+    'grafana-datasources.yml': grafanaDatasources({ prometheus: `http://${mon}:9090`, loki: 'http://loki:3100', tempo: 'http://tempo:3200', alertmanager: `http://${mon}:9093` }),
+    'grafana-dashboards.yml': grafanaDashboardProvider(),
+  };
+  const pwEnv = String(v.grafana_admin_password_env ?? 'GRAFANA_ADMIN_PASSWORD');
+  const grafanaPw = lookupEnv(pwEnv);
+  const on = { delegateTo: manager.name, tags: ['monitoring', 'grafana'] };
+  const steps: Step[] = [
+    directory({ path: '/var/lib/wpfarm/grafana-dashboards', mode: '0755' }, { tags: ['grafana'] }),
+    ...dashboards().map((d) => file({ path: `/var/lib/wpfarm/grafana-dashboards/${String(d.uid)}.json`, content: `${JSON.stringify(d, null, 2)}\n`, mode: '0644' }, { tags: ['grafana'] })),
+    task(
+      'monitoring images',
+      async (c) => {
+        const missing: string[] = [];
+        for (const image of Object.values(IMAGES)) {
+          const r = await c.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || ${c.check ? 'false' : sh`timeout 60 docker pull -q ${image}`}`, { nothrow: true, timeoutMs: 90_000 });
+          if (r.code !== 0) missing.push(image);
+        }
+        return missing.length ? { skipped: `images cannot be pulled here: ${missing.join(', ')}`, result: { ok: false } } : { result: { ok: true } };
+      },
+      { ...on, register: 'monitoring_images' },
+    ),
+  ];
+  if (!grafanaPw) {
+    steps.push(task('monitoring stack', async () => ({ skipped: `${pwEnv} is not set in .env (Grafana's admin password)` }), on));
+    return steps;
+  }
+  ctx.secret(grafanaPw);
+  steps.push(
+    dockerSecret({ name: 'mon_grafana_admin_password', content: grafanaPw }, { ...on, register: 'mon_grafana_pw' }),
+    ...Object.entries(files).map(([name, content]) => dockerConfig({ name: `mon_${name.replace(/[^a-z0-9]/gi, '_')}`, content }, on)),
+    // Grafana and Loki keep their data on the monitoring node (placement by node label)
+    command(
+      { cmd: ['docker', 'node', 'update', '--label-add', 'wpfarm.monitoring=true', ctx.host.name], unless: ['sh', '-c', sh`[ "$(docker node inspect --format '{{index .Spec.Labels "wpfarm.monitoring"}}' ${ctx.host.name})" = true ]`] },
+      { ...on, name: `label ${ctx.host.name} as the monitoring node` },
+    ),
+    task(
+      'monitoring stack',
+      async (c) => {
+        const img = c.registered.monitoring_images?.result as { ok: boolean } | undefined;
+        if (img && !img.ok) return { skipped: c.registered.monitoring_images?.reason ?? 'images cannot be pulled here' };
+        const stack = monitoringStack({
+          endpointMode: v.swarm_endpoint_mode === 'dnsrr' ? 'dnsrr' : 'vip',
+          files,
+          alertmanagerSecretName: 'unused',
+          grafanaAdminPasswordSecretName: (c.registered.mon_grafana_pw?.result as SecretResult | undefined)?.name ?? 'mon_grafana_admin_password',
+          grafanaHost: String(v.grafana_host ?? `grafana.${String(v.management_domain ?? 'example.invalid')}`),
+        }) as Record<string, Record<string, Record<string, unknown>>>;
+        // the configs exist already (dockerConfig above, same content-hashed names): refer to them
+        for (const c2 of Object.values(stack.configs!)) {
+          delete c2.file;
+          c2.external = true;
+        }
+        const r = await c.run(stackDeploy({ name: 'monitoring', compose: toYaml(stack) }));
+        if (r.status === 'failed') throw new Error(r.error ?? 'stack deploy failed');
+        return { changed: r.status === 'changed', changes: r.changes, diff: r.diff, result: r.result };
+      },
+      on,
+    ),
+  );
+  return steps;
+}
+
+export default role;
