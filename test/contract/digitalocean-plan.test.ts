@@ -6,7 +6,11 @@ import { createServer } from 'node:http';
 import { parseCloudSection, type CloudSpec } from '../../lib/cloud/config.ts';
 import { desiredFirewalls, firewallDiff, planDestroy, planProvision, planChanges, describeAction, type DoActual, type DropletInfo } from '../../lib/cloud/digitalocean.ts';
 import { backoffMs, isRetryableStatus, maskSecrets, retryingFetch, serverDelayMs, type Exchange } from '../../lib/cloud/retry.ts';
-import { inventoryFromActual } from '../../lib/cloud/inventory-out.ts';
+import { inventoryFromActual, writeInventory } from '../../lib/cloud/inventory-out.ts';
+import { loadInventory, groupMembers } from '../../lib/inventory.ts';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { InputError } from '../../lib/errors.ts';
 
 const RAW = {
@@ -223,4 +227,29 @@ test('retry wrapper: waits as told, stops after maxAttempts, resends the body, m
     srv.close();
   }
   assert.equal(maskSecrets('Authorization: Bearer abcdefgh12345678 and tok123456', ['tok123456']), 'Authorization: Bearer *** and ***');
+});
+
+test('the written inventory loads with the engine loader; other keys survive a rewrite', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-inv-'));
+  try {
+    const file = path.join(dir, 'production.yml');
+    const s = spec();
+    writeFileSync(file, '# kept comment\nsettings:\n  known_hosts: .wpfarm/production/known_hosts\nvars:\n  timezone: Europe/Berlin\nhosts:\n  backup1: { address: 192.0.2.200 }\ngroups:\n  managers: { hosts: [], vars: { swarm_role: manager } }\n  offsite: { hosts: [backup1] }\n');
+    writeInventory(file, inventoryFromActual(s, converged(s), { zone: 'example.com' }));
+    const inv = loadInventory(file);
+    assert.deepEqual(groupMembers(inv, 'managers'), ['mgr1', 'mgr2', 'mgr3']);
+    assert.deepEqual(groupMembers(inv, 'offsite'), ['backup1']);
+    assert.equal(inv.hosts.get('mgr2')!.address, '192.0.2.2');
+    assert.equal(inv.hosts.get('mgr2')!.vars['swarm_role'], 'manager', 'a group var kept by the rewrite');
+    assert.equal(inv.hosts.get('st1')!.vars['private_address'], '10.110.0.6');
+    assert.equal(inv.vars['timezone'], 'Europe/Berlin');
+    assert.equal(inv.vars['edge_address'], '198.51.100.1');
+    assert.match(readFileSync(file, 'utf8'), /^# kept comment/);
+    // a second write with the same state changes nothing
+    const before = readFileSync(file, 'utf8');
+    writeInventory(file, inventoryFromActual(s, converged(s), { zone: 'example.com' }));
+    assert.equal(readFileSync(file, 'utf8'), before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
