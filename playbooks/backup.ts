@@ -7,9 +7,7 @@
 //   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)
 //   --restore-test       the weekly restore test (scratch database and directory), nothing backed up
 // Exit 0 when everything succeeded, 2 when any part failed (each failure is reported; others still run).
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { fail } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { mask } from '../lib/secrets.ts';
@@ -62,7 +60,7 @@ try {
               store: ctx.store,
               ageIdentity: ctx.settings.identity(),
               db: { shell: await ctx.dbShell(), target: ctx.dbTarget(s) },
-              files: { shell: await ctx.filesShell(), access: { store: ctx.settings.store, password: ctx.settings.resticPassword() }, target: ctx.filesTarget(s), scratchDir: mkdtempSync(join(tmpdir(), `wpfarm-restoretest-${s.id}-`)) },
+              files: { shell: await ctx.filesShell(), access: { store: ctx.settings.store, password: ctx.settings.resticPassword() }, target: ctx.filesTarget(s), scratchDir: `/tmp/wpfarm-restoretest-${s.id}-${randomBytes(6).toString('hex')}` },
             });
             if (!rep.ok) throw new Error(rep.problems.join('; '));
             return rep;
