@@ -39,7 +39,8 @@ export interface LineInFileArgs extends Attrs {
 export interface LineEdit {
   content: string;
   changed: boolean;
-  /** human description: "line added at line 4", "line 3 replaced", "2 lines removed" */
+  /** human description: "line added", "line replaced", "2 lines removed" (no line numbers: another
+   *  step editing the same file earlier in the run would shift them, and check mode could not know) */
   what: string;
 }
 
@@ -106,7 +107,7 @@ export function editLines(text: string, spec: LineSpec): LineEdit {
     if (i >= 0) {
       if (bare(lines[i]!) === line) return { content: text, changed: false, what: '' };
       lines[i] = lines[i]!.endsWith('\r') ? `${line}\r` : line;
-      return { content: joinText(t), changed: true, what: `line ${i + 1} replaced` };
+      return { content: joinText(t), changed: true, what: 'line replaced' };
     }
   }
   if (lines.some((l) => bare(l) === line)) return { content: text, changed: false, what: '' };
@@ -120,7 +121,7 @@ export function editLines(text: string, spec: LineSpec): LineEdit {
   lines.splice(at, 0, line);
   // inserting anywhere but at the very end keeps the original final-newline state; appending adds one
   const eol = at === lines.length - 1 ? true : t.eol || lines.length === 1;
-  return { content: joinText({ lines, eol }), changed: true, what: `line added at line ${at + 1}` };
+  return { content: joinText({ lines, eol }), changed: true, what: 'line added' };
 }
 
 /** Shared by lineinfile/blockinfile/sysctl: plan an edit of the file's current content. */

@@ -34,6 +34,13 @@ export const normValue = (v: string): string => v.trim().split(/\s+/).join(' ');
 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/** The value of the last `name = value` line of a sysctl.d text, normalised; null when absent. */
+function currentValue(text: string, re: RegExp): string | null {
+  let found: string | null = null;
+  for (const line of text.split('\n')) if (re.test(line)) found = normValue(line.slice(line.indexOf('=') + 1));
+  return found;
+}
+
 export function sysctl(args: SysctlArgs, opts: StepOptions = {}): Operation {
   const name = args.name;
   if (typeof name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_./-]*$/.test(name) || name.includes('..')) {
@@ -71,7 +78,14 @@ export function sysctl(args: SysctlArgs, opts: StepOptions = {}): Operation {
         absentOk: state === 'absent',
       });
       const result = { name, value, file };
-      const changes = persist.changed ? persist.changes.map((c) => `${file}: ${c}`) : [];
+      // change lines name the key, not line numbers or file creation: several sysctl steps usually share
+      // one file, and in check mode each sees it as it was before the run
+      const changes: string[] = [];
+      if (persist.changed) {
+        const old = currentValue(st.content?.toString('utf8') ?? '', regexp);
+        if (state === 'absent') changes.push(`${file}: remove ${name}`);
+        else changes.push(old === null ? `${file}: add ${name} = ${value}` : `${file}: ${name} = ${old} -> ${value}`);
+      }
       const scripts: string[] = [];
       if (persist.changed && persist.apply && typeof persist.apply !== 'function') scripts.push(persist.apply.script);
       const stdin = persist.changed && persist.apply && typeof persist.apply !== 'function' ? persist.apply.stdin : undefined;

@@ -108,6 +108,9 @@ const all = (): Role =>
     lineinfile({ path: '/srv/seed.conf', regexp: '^#?keepalive', line: 'keepalive = off' }),
     blockinfile({ path: '/srv/seed.conf', block: 'cache = 64m\nworkers = 4', insertAfter: /^\[main\]/ }),
     sysctl({ name: 'net.ipv4.tcp_keepalive_time', value: 1234, file: '/srv/opsfiles/sysctl.conf' }),
+    // a second key in the same (new) file: check mode sees no file at all, yet predicts the same lines
+    sysctl({ name: 'net.ipv4.tcp_fin_timeout', value: 17, file: '/srv/opsfiles/sysctl.conf' }),
+    lineinfile({ path: '/srv/seed.conf', line: 'backlog = 511', insertAfter: /^listen/ }),
     download({ url: `${baseUrl}/pkg.bin`, dest: '/srv/opsfiles/pkg.bin', sha256: payloadSha, mode: '0644' }),
     file({ path: '/srv/old.txt', state: 'absent' }),
     file({ path: '/srv/opsfiles/marker', state: 'touch' }),
@@ -121,7 +124,7 @@ describe('file operations on real sshd hosts, through the runner', () => {
     const check = await run(all(), { check: true, diff: true });
     assert.deepEqual(failures(check), []);
     const predicted = changes(check);
-    assert.equal(predicted.length, 2 * 10, predicted.join('\n'));
+    assert.equal(predicted.length, 2 * 12, predicted.join('\n'));
     for (const h of lab.hosts) {
       assert.equal(existsSync(onHost(h.name, '/srv/opsfiles')), false, 'check created nothing');
       assert.equal(readFileSync(onHost(h.name, '/srv/seed.conf'), 'utf8'), '[main]\nlisten = 80\n#keepalive = on\n');
@@ -146,9 +149,9 @@ describe('file operations on real sshd hosts, through the runner', () => {
       assert.equal(statSync(p('/srv/opsfiles/conf/app.conf')).gid, 65534);
       assert.equal(
         readFileSync(p('/srv/seed.conf'), 'utf8'),
-        '[main]\n# BEGIN WPFARM MANAGED BLOCK\ncache = 64m\nworkers = 4\n# END WPFARM MANAGED BLOCK\nlisten = 80\nkeepalive = off\n',
+        '[main]\n# BEGIN WPFARM MANAGED BLOCK\ncache = 64m\nworkers = 4\n# END WPFARM MANAGED BLOCK\nlisten = 80\nbacklog = 511\nkeepalive = off\n',
       );
-      assert.equal(readFileSync(p('/srv/opsfiles/sysctl.conf'), 'utf8'), 'net.ipv4.tcp_keepalive_time = 1234\n');
+      assert.equal(readFileSync(p('/srv/opsfiles/sysctl.conf'), 'utf8'), 'net.ipv4.tcp_keepalive_time = 1234\nnet.ipv4.tcp_fin_timeout = 17\n');
       assert.equal(liveSysctl(h.name), '1234');
       assert.deepEqual(readFileSync(p('/srv/opsfiles/pkg.bin')), payload);
       assert.equal(existsSync(p('/srv/old.txt')), false);
@@ -159,7 +162,7 @@ describe('file operations on real sshd hosts, through the runner', () => {
     const rerun = await run(all());
     assert.deepEqual(failures(rerun), []);
     assert.deepEqual(changes(rerun), [], 'the rerun changed nothing');
-    assert.equal(rerun.results.filter((x) => x.status === 'ok').length, 2 * 10);
+    assert.equal(rerun.results.filter((x) => x.status === 'ok').length, 2 * 12);
     assert.equal(rerun.roundTrips, lab.hosts.length, 'one round trip per host: every probe batched');
 
     const recheck = await run(all(), { check: true, diff: true });

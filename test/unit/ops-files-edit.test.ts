@@ -22,7 +22,7 @@ describe('editLines (pure)', () => {
 
   test('regexp matches: the last matching line is replaced', () => {
     const r = present('a=1\nport=80\nb=2\nport=81\n', { line: 'port=8080', regexp: /^port=/ });
-    assert.deepEqual(r, { content: 'a=1\nport=80\nb=2\nport=8080\n', changed: true, what: 'line 4 replaced' });
+    assert.deepEqual(r, { content: 'a=1\nport=80\nb=2\nport=8080\n', changed: true, what: 'line replaced' });
     const f = present('a=1\nport=80\nb=2\nport=81\n', { line: 'port=8080', regexp: /^port=/, firstMatch: true });
     assert.equal(f.content, 'a=1\nport=8080\nb=2\nport=81\n');
   });
@@ -33,7 +33,7 @@ describe('editLines (pure)', () => {
 
   test('no regexp match and the line exists: no change; else appended at EOF', () => {
     assert.equal(present('x\nport=1\n', { line: 'x', regexp: /^nomatch/ }).changed, false);
-    assert.deepEqual(present('a\nb\n', { line: 'c' }), { content: 'a\nb\nc\n', changed: true, what: 'line added at line 3' });
+    assert.deepEqual(present('a\nb\n', { line: 'c' }), { content: 'a\nb\nc\n', changed: true, what: 'line added' });
   });
 
   test('a final line without newline gets one before the appended line', () => {
@@ -118,7 +118,7 @@ describe('lineinfile / blockinfile on real files', () => {
     const make = () => lineinfile({ path: p, regexp: '^#?PermitRootLogin', line: 'PermitRootLogin prohibit-password' });
     const check = await runOp(make(), { check: true, diff: true });
     assert.equal(await snapshot(d), before);
-    assert.deepEqual(check.plan.changes, ['line 2 replaced']);
+    assert.deepEqual(check.plan.changes, ['line replaced']);
     assert.equal(check.plan.diff, `--- ${p}\n+++ ${p}\n@@ -1,3 +1,3 @@\n Port 22\n-#PermitRootLogin yes\n+PermitRootLogin prohibit-password\n X11Forwarding yes\n`);
     const run = await runOp(make());
     assert.deepEqual(run.plan.changes, check.plan.changes);
@@ -146,7 +146,7 @@ describe('lineinfile / blockinfile on real files', () => {
     const c = await runOp(lineinfile({ path: p, line: 'a' }), { check: true });
     assert.match(c.plan.changes[0]!, /does not exist \(assumed created by an earlier step\)/);
     const { check, run, rerun } = await cycle(() => lineinfile({ path: p, line: 'a', create: true, mode: '0640' }));
-    assert.deepEqual(check.plan.changes, ['create (line added at line 1; 2 bytes, mode 0640)']);
+    assert.deepEqual(check.plan.changes, ['create (line added; 2 bytes, mode 0640)']);
     assert.deepEqual(run.plan.changes, check.plan.changes);
     assert.equal(readFileSync(p, 'utf8'), 'a\n');
     assert.equal(statSync(p).mode & 0o7777, 0o640);
@@ -185,7 +185,7 @@ describe('lineinfile / blockinfile on real files', () => {
     const p = join(d, 'big.conf');
     writeFileSync(p, 'x=1\n'.repeat(80000));
     const r = await runOp(lineinfile({ path: p, line: 'y=2' }), { diff: true });
-    assert.deepEqual(r.plan.changes, ['line added at line 80001']);
+    assert.deepEqual(r.plan.changes, ['line added']);
     assert.equal(r.plan.diff, 'diff omitted: file too large');
     assert.equal(readFileSync(p, 'utf8').endsWith('x=1\ny=2\n'), true);
   });

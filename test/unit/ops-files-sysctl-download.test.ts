@@ -51,7 +51,7 @@ describe('sysctl (in a private network namespace)', () => {
     const check = await runOp(make(), { check: true, bashOpts: inNs });
     assert.equal(await snapshot(d), snap);
     assert.equal(await live(), before, 'check mode did not set the live value');
-    assert.deepEqual(check.plan.changes, [`${file}: line added at line 3`, `live value ${before} -> 1234`]);
+    assert.deepEqual(check.plan.changes, [`${file}: add net.ipv4.tcp_keepalive_time = 1234`, `live value ${before} -> 1234`]);
     const run = await runOp(make(), { bashOpts: inNs });
     assert.deepEqual(run.plan.changes, check.plan.changes);
     assert.equal(readFileSync(file, 'utf8'), '# managed\nnet.core.somaxconn = 4096\nnet.ipv4.tcp_keepalive_time = 1234\n');
@@ -59,7 +59,7 @@ describe('sysctl (in a private network namespace)', () => {
     assert.equal((await runOp(make(), { bashOpts: inNs })).status, 'ok');
     // a changed value replaces the line
     const again = await cycle(() => sysctl({ name: 'net.ipv4.tcp_keepalive_time', value: '1300', file }), { bashOpts: inNs });
-    assert.deepEqual(again.run.plan.changes, [`${file}: line 3 replaced`, 'live value 1234 -> 1300']);
+    assert.deepEqual(again.run.plan.changes, [`${file}: net.ipv4.tcp_keepalive_time = 1234 -> 1300`, 'live value 1234 -> 1300']);
     assert.equal(again.rerun.status, 'ok');
   });
 
@@ -67,7 +67,7 @@ describe('sysctl (in a private network namespace)', () => {
     const d = fresh();
     const file = join(d, 'ports.conf');
     const { check, run, rerun } = await cycle(() => sysctl({ name: 'net.ipv4.ip_local_port_range', value: '20000   60000', file }), { bashOpts: inNs });
-    assert.equal(check.plan.changes[0], `${file}: create (line added at line 1; 43 bytes, mode 0644)`);
+    assert.equal(check.plan.changes[0], `${file}: add net.ipv4.ip_local_port_range = 20000 60000`);
     assert.deepEqual(run.plan.changes, check.plan.changes);
     assert.equal(readFileSync(file, 'utf8'), 'net.ipv4.ip_local_port_range = 20000 60000\n');
     assert.equal((await bash('cat /proc/sys/net/ipv4/ip_local_port_range', inNs)).stdout, '20000\t60000\n');
@@ -79,11 +79,11 @@ describe('sysctl (in a private network namespace)', () => {
     const file = join(d, 'x.conf');
     const live = (await bash('cat /proc/sys/net/ipv4/tcp_fin_timeout', inNs)).stdout.trim();
     const r = await cycle(() => sysctl({ name: 'net.ipv4.tcp_fin_timeout', value: 17, file, reload: false }), { bashOpts: inNs });
-    assert.deepEqual(r.run.plan.changes, [`${file}: create (line added at line 1; 30 bytes, mode 0644)`]);
+    assert.deepEqual(r.run.plan.changes, [`${file}: add net.ipv4.tcp_fin_timeout = 17`]);
     assert.equal((await bash('cat /proc/sys/net/ipv4/tcp_fin_timeout', inNs)).stdout.trim(), live);
     assert.equal(r.rerun.status, 'ok');
     const a = await cycle(() => sysctl({ name: 'net.ipv4.tcp_fin_timeout', file, state: 'absent' }), { bashOpts: inNs });
-    assert.deepEqual(a.run.plan.changes, [`${file}: 1 line removed`]);
+    assert.deepEqual(a.run.plan.changes, [`${file}: remove net.ipv4.tcp_fin_timeout`]);
     assert.equal(readFileSync(file, 'utf8'), '');
     assert.equal(a.rerun.status, 'ok');
   });
