@@ -9,6 +9,7 @@
 // Secret VALUES never enter this module: the role hashes them (secretHash) and passes the hashes.
 
 import { createHash } from 'node:crypto';
+import { quote } from 'zx';
 import { siteDomains, type SiteRecord } from './site.ts';
 import { emitYaml } from './yaml-emit.ts';
 import { siteRouterLabels } from '../traefik/labels.ts';
@@ -345,7 +346,7 @@ export function farmProbeScript(stackDir = '/var/lib/wpfarm/stacks'): string {
   return [
     '(',
     `echo %%services; docker service ls --format '{{json .}}'`,
-    `echo %%digests; cd ${stackDir} 2>/dev/null && find . -maxdepth 1 -name 'wp-*.yml' -type f -print0 | xargs -0r sha256sum --`,
+    `echo %%digests; cd ${quote(stackDir)} 2>/dev/null && find . -maxdepth 1 -name 'wp-*.yml' -type f -print0 | xargs -0r sha256sum --`,
     ') 2>/dev/null; true',
   ].join('\n');
 }

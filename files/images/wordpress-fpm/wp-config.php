@@ -64,6 +64,9 @@ define('FORCE_SSL_ADMIN', wpfarm_env('WORDPRESS_FORCE_SSL_ADMIN', 'true') === 't
 define('AUTOMATIC_UPDATER_DISABLED', true);
 define('WP_AUTO_UPDATE_CORE', false);
 define('DISALLOW_FILE_EDIT', true);
+// Core files belong to root (read-only for PHP), so WordPress's ownership probe would ask for FTP
+// credentials; plugins and themes go to the site's own (writable) directories directly.
+define('FS_METHOD', 'direct');
 
 // For an object-cache drop-in (e.g. the Redis Object Cache plugin) when a site installs one.
 define('WP_REDIS_HOST', wpfarm_env('WORDPRESS_REDIS_HOST', 'redis'));
