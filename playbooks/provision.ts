@@ -26,7 +26,7 @@ import {
   planProvision,
   readActual,
 } from '../lib/cloud/digitalocean.ts';
-import { inventoryFromActual, writeInventory } from '../lib/cloud/inventory-out.ts';
+import { inventoryFromActual, removeHostsFromInventory, writeInventory } from '../lib/cloud/inventory-out.ts';
 import { ensureBucket } from '../lib/cloud/spaces.ts';
 import { CloudApiError, maskSecrets } from '../lib/cloud/retry.ts';
 
@@ -102,7 +102,8 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
         }
       }
       const done = await applyDestroy(client, plan, { log: (l) => io.out(`  done: ${l}`) });
-      io.out(`destroyed: ${done.length} resource(s)`);
+      const gone = removeHostsFromInventory(args.out!, plan.flatMap((a) => (a.kind === 'delete-droplet' ? [a.name] : [])));
+      io.out(`destroyed: ${done.length} resource(s)${gone.length ? `; ${gone.length} host(s) removed from ${args.out}` : ''}`);
       return EXIT.OK;
     }
 

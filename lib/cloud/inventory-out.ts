@@ -82,3 +82,33 @@ export function writeInventory(file: string, inv: ProvisionedInventory, opts: { 
   }
   return text;
 }
+
+/** After --destroy: drop these hosts (and their group memberships) from the file, keep everything else. */
+export function removeHostsFromInventory(file: string, names: string[]): string[] {
+  if (!existsSync(file) || names.length === 0) return [];
+  const doc = parseDocument(readFileSync(file, 'utf8'));
+  if (doc.errors.length) throw new Error(`${file}: YAML: ${doc.errors[0]!.message}`);
+  const removed: string[] = [];
+  for (const n of names) {
+    if (doc.hasIn(['hosts', n])) {
+      doc.deleteIn(['hosts', n]);
+      removed.push(n);
+    }
+  }
+  const groups = doc.get('groups');
+  if (isMap(groups)) {
+    for (const item of groups.items) {
+      const g = item.value;
+      if (!isMap(g)) continue;
+      const hosts = g.get('hosts');
+      if (hosts && typeof hosts === 'object' && 'items' in hosts && Array.isArray((hosts as { items: unknown[] }).items)) {
+        const seq = hosts as { items: { toString(): string }[] };
+        seq.items = seq.items.filter((h) => !names.includes(String(h)));
+      }
+    }
+  }
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, doc.toString({ lineWidth: 0 }), { mode: 0o644 });
+  renameSync(tmp, file);
+  return removed;
+}

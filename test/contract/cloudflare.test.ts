@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { CfFake } from '../harness/cf-fake.ts';
-import { startPrism, specPath, type PrismServer } from '../harness/prism.ts';
+import { startAll, specPath, type PrismServer } from '../harness/prism.ts';
 import { CloudflareDns, cfError } from '../../lib/cloud/cloudflare.ts';
 import { InputError } from '../../lib/errors.ts';
 import type { Exchange, FetchLike } from '../../lib/cloud/retry.ts';
@@ -26,8 +26,7 @@ before(async () => {
   fake.addZone(ZONE);
   await fake.start();
   const spec = specPath('cloudflare-dns-zones.subset.openapi.json');
-  proxy = await startPrism({ spec, mode: 'proxy', upstream: fake.url });
-  mock = await startPrism({ spec, mode: 'mock' });
+  [proxy, mock] = await startAll([{ spec, mode: 'proxy', upstream: fake.url }, { spec, mode: 'mock' }]) as [PrismServer, PrismServer];
   dns = new CloudflareDns({ token: TOKEN, baseUrl: proxy.url, baseDelayMs: 5, onExchange: (e) => seen.push(e) });
 });
 

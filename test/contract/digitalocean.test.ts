@@ -7,14 +7,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { DoFake } from '../harness/do-fake.ts';
-import { startPrism, specPath, type PrismServer } from '../harness/prism.ts';
+import { startAll, specPath, type PrismServer } from '../harness/prism.ts';
 import { runProvision, type Io } from '../../playbooks/provision.ts';
 import { makeDoClient, listDroplets } from '../../lib/cloud/digitalocean.ts';
-import type { Exchange } from '../../lib/cloud/retry.ts';
+import type { Exchange, FetchLike } from '../../lib/cloud/retry.ts';
 
 const TOKEN = 'dop_v1_contracttest_5f0c9a7e41d2b3';
 let fake: DoFake;
 let prism: PrismServer;
+let mock: PrismServer;
 let dir: string;
 let envFile: string;
 let invFile: string;
@@ -83,11 +84,13 @@ before(async () => {
   writeFileSync(invFile, INVENTORY);
   fake = new DoFake(TOKEN);
   await fake.start();
-  prism = await startPrism({ spec: specPath('digitalocean-public.v2.bundled.yaml'), mode: 'proxy', upstream: fake.url });
+  const spec = specPath('digitalocean-public.v2.bundled.yaml');
+  [prism, mock] = await startAll([{ spec, mode: 'proxy', upstream: fake.url }, { spec, mode: 'mock' }]) as [PrismServer, PrismServer];
 });
 
 after(async () => {
   await prism?.stop();
+  await mock?.stop();
   await fake?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -208,6 +211,22 @@ test('a 429 answer is retried (Retry-After honoured) and the run succeeds', asyn
   assert.ok(!ex.some((e) => /VIOLATIONS/.test(e.line)), 'the 429 answers are in the contract too');
 });
 
+test("Prism mock: 'Prefer: code=429' forced on the first attempt is retried by the dots client", async () => {
+  let sent = 0;
+  const preferOnce: FetchLike = async (input, init) => {
+    const headers = new Headers(init?.headers);
+    if (sent++ === 0) headers.set('Prefer', 'code=429');
+    return fetch(input instanceof Request ? input.url : input, { ...init, headers });
+  };
+  const log: Exchange[] = [];
+  const client = makeDoClient({ token: TOKEN, baseUrl: mock.url, fetch: preferOnce, baseDelayMs: 5, onExchange: (e) => log.push(e) });
+  const ds = await listDroplets(client, 'wpfarm', { perPage: 20 });
+  assert.ok(ds.length > 0, 'the spec example droplets were parsed');
+  assert.deepEqual(log.slice(0, 2).map((e) => `${e.attempt}:${e.status}`), ['1:429', '2:200']);
+  assert.equal(log[0]!.path, log[1]!.path);
+  assert.ok(log.every((e) => e.violations === undefined), 'the request passes the spec');
+});
+
 test('a 5xx on a read is retried; bounded attempts end with a clear error, exit 2', async () => {
   fake.failNext(1, 500);
   const ok = await provision('--check');
@@ -309,6 +328,11 @@ test('--destroy --yes removes what wpfarm owns (bucket kept), then a rerun has n
   assert.equal(fake.volumes.length, 0);
   assert.equal(fake.loadBalancers.length, 0);
   assert.equal(fake.vpcs.length, 0);
+  assert.match(r.out, /11 host\(s\) removed from/);
+  const inv = parse(readFileSync(outFile, 'utf8')) as { hosts?: Record<string, unknown>; groups: Record<string, { hosts: string[] }>; vars: Record<string, unknown> };
+  assert.deepEqual(Object.keys(inv.hosts ?? {}), []);
+  assert.deepEqual(inv.groups['managers']!.hosts, []);
+  assert.match(readFileSync(outFile, 'utf8'), /ntp_server/, 'other keys are kept');
   const again = await provision('--destroy', '--yes');
   assert.equal(again.code, 0);
   assert.match(again.out, /destroy plan \(0 action\(s\)\)/);

@@ -42,6 +42,23 @@ export function freePort(): Promise<number> {
   });
 }
 
+// every Prism this process started is killed when it exits, even if a test forgot to stop it
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+/** Start several servers at once; if one fails, the others are stopped before the error is thrown. */
+export async function startAll(specs: Parameters<typeof startPrism>[0][]): Promise<PrismServer[]> {
+  const settled = await Promise.allSettled(specs.map((s) => startPrism(s)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    throw failed.reason;
+  }
+  return settled.map((r) => (r as PromiseFulfilledResult<PrismServer>).value);
+}
+
 export interface PrismServer {
   url: string;
   port: number;
@@ -62,6 +79,8 @@ export async function startPrism(opts: { spec: string; mode: 'mock' | 'proxy'; u
   }
   args.push('-h', '127.0.0.1', '-p', String(port));
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -73,7 +92,8 @@ export async function startPrism(opts: { spec: string; mode: 'mock' | 'proxy'; u
     await gone;
     clearTimeout(t);
   };
-  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  // the 3 MB DigitalOcean spec takes 45 s to load on a busy 2-core machine
+  const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
   for (;;) {
     if (child.exitCode !== null) throw new Error(`prism exited (${child.exitCode}):\n${out.slice(-2000)}`);
     if (/Prism is listening/.test(out)) break;
