@@ -12,7 +12,7 @@ import { $ } from 'zx';
 import { IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, ROOT, SUBNET, SVC, containerName } from './lab/config.ts';
 import { ensureDocker, restoreForwardPolicy, stopOwnDockerd, type HostState } from './lab/docker.ts';
 import { FAULTS, fault, isPartitioned, type Fault } from './lab/faults.ts';
-import { buildBaseImage, ensureImages } from './lab/images.ts';
+import { aptMirrors, buildBaseImage, ensureImages } from './lab/images.ts';
 import {
   ensureKeys, ensureMachines, ensureNetwork, inspectContainer, machines, removeLabObjects, sshBanner, waitReady, waitSvc,
   writeInventory, writeKnownHosts, type NodeUpResult,
@@ -20,7 +20,7 @@ import {
 import { compareSnapshots, formatDiff, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
 import { readJson, say, secondsSince, tryOut, writeJson } from './lab/util.ts';
 
-export { ensureDocker, buildBaseImage, fault, takeSnapshot, compareSnapshots, formatDiff, isPartitioned };
+export { aptMirrors, ensureDocker, buildBaseImage, fault, takeSnapshot, compareSnapshots, formatDiff, isPartitioned };
 export type { HostSnapshot, Fault };
 export { PATHS, NODES, SVC, INVENTORY_FILE, SUBNET, IMAGES };
 
@@ -60,7 +60,7 @@ export async function labUp(): Promise<LabUpResult> {
     `lab is up in ${secondsSince(started)}: ${res.created.length} created, ${res.started.length} started, ${res.kept.length} already running. ` +
       `${changedInv ? 'Wrote' : 'Checked'} ${path.relative(ROOT, INVENTORY_FILE)}; known hosts ${path.relative(ROOT, PATHS.knownHosts)}`,
   );
-  say(`registry ${SVC.address}:${SVC.registryPort} (push from here: ${SVC.hostRegistry}), apt proxy http://${SVC.address}:${SVC.aptProxyPort}`);
+  say(`registry ${SVC.address}:${SVC.registryPort} (push from here: ${SVC.hostRegistry}), DNS resolver ${SVC.address}`);
   return { ...res, seconds, imagesBuilt: images.built, dockerStarted: docker.started, inventory: INVENTORY_FILE, knownHosts: PATHS.knownHosts };
 }
 
@@ -89,7 +89,7 @@ export async function labDown(opts: { stopDocker?: boolean; purge?: boolean } = 
   if (opts.stopDocker) stoppedDockerd = await stopOwnDockerd();
   if (opts.purge) {
     say('purge: removing the lab caches and keys in .wpfarm/lab (images stay: remove them with docker rmi)');
-    for (const p of [PATHS.registryCache, PATHS.aptCache, PATHS.hostKeys, PATHS.clientKey, `${PATHS.clientKey}.pub`, PATHS.knownHosts]) {
+    for (const p of [PATHS.registryCache, PATHS.hostKeys, PATHS.clientKey, `${PATHS.clientKey}.pub`, PATHS.knownHosts]) {
       fs.rmSync(p, { recursive: true, force: true });
     }
   }

@@ -19,8 +19,9 @@ export const PATHS = {
   partitions: path.join(STATE_DIR, 'partitions.json'),
   logs: path.join(STATE_DIR, 'logs'),
   registryCache: path.join(STATE_DIR, 'cache', 'registry'),
-  aptCache: path.join(STATE_DIR, 'cache', 'apt-cacher-ng'),
   locks: path.join(STATE_DIR, 'locks'),
+  /** the nodes' /etc/resolv.conf: the lab's dnsmasq on the services container */
+  resolvConf: path.join(STATE_DIR, 'resolv.conf'),
 } as const;
 
 export const LABEL = 'wpfarm.lab';
@@ -38,12 +39,12 @@ export const IMAGES = {
   svc: 'wpfarm/lab-svc:bookworm',
 } as const;
 
-/** Lab services (registry + apt proxy) live on their own container, not on a farm node. */
+/** Lab services (registry + DNS resolver) live on their own container, not on a farm node. */
 export const SVC = {
   name: 'svc',
   address: '10.77.0.2',
   registryPort: 5000,
-  aptProxyPort: 3142,
+  dnsPort: 53,
   /** the registry published on the controller's loopback, so the host engine can push without daemon.json */
   hostRegistry: '127.0.0.1:5077',
 } as const;

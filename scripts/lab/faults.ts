@@ -1,7 +1,7 @@
 // Fault tools: kill (SIGKILL, like a droplet losing power), stop (clean shutdown), start, partition
 // (the node's cable pulled: the host side of its veth goes down, its address and state stay) and heal.
 import { $ } from 'zx';
-import { PATHS, allMachineNames, containerName } from './config.ts';
+import { BRIDGE, PATHS, allMachineNames, containerName } from './config.ts';
 import { inspectContainer, waitReady } from './nodes.ts';
 import { readJson, say, tryOut, writeJson } from './util.ts';
 
@@ -15,14 +15,21 @@ function checkName(node: string): string {
   return containerName(node);
 }
 
-/** The host-side end of the node's eth0 veth (found by the peer's interface index). */
+/**
+ * The host-side end of the node's eth0 veth: the peer index comes from `ip link` run in the node's network
+ * namespace ("eth0@if23"). Only an interface enslaved to the lab bridge is ever returned.
+ */
 export async function hostVeth(node: string): Promise<string> {
   const c = await inspectContainer(checkName(node));
   if (!c?.running) throw new Error(`${node} is not running`);
-  const idx = (await $`nsenter -t ${c.pid} -n cat /sys/class/net/eth0/iflink`.quiet()).stdout.trim();
+  const inner = (await $`nsenter -t ${c.pid} -n ip -o link show eth0`.quiet()).stdout;
+  const idx = inner.match(/eth0@if(\d+):/)?.[1];
+  if (!idx) throw new Error(`${node}: cannot find the peer of eth0 in: ${inner.trim()}`);
   const line = (await $`ip -o link show`.quiet()).stdout.split('\n').find((l) => l.startsWith(`${idx}: `));
   const name = line?.match(/^\d+:\s+([^:@]+)/)?.[1];
-  if (!name) throw new Error(`${node}: no host interface with index ${idx}`);
+  if (!name || !line?.includes(` master ${BRIDGE} `)) {
+    throw new Error(`${node}: host interface ${idx} (${name ?? '?'}) is not a port of ${BRIDGE}: refusing to touch it`);
+  }
   return name;
 }
 
@@ -72,7 +79,9 @@ export async function fault(kind: Fault, node: string): Promise<void> {
       return;
     }
     case 'heal': {
-      const veth = parts[node]?.veth ?? (await hostVeth(node));
+      const rec = parts[node]?.veth;
+      const recOk = rec ? (await tryOut`ip -o link show dev ${rec}`)?.includes(` master ${BRIDGE} `) : false;
+      const veth = rec && recOk ? rec : await hostVeth(node);
       say(`${node}: heal: link ${veth} up`);
       await $`ip link set dev ${veth} up`;
       delete parts[node];

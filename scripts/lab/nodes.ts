@@ -1,14 +1,17 @@
 // Lab nodes: keys, containers, readiness, known_hosts and inventory/lab.yml.
 import { createHash, randomBytes } from 'node:crypto';
+import { promises as dns } from 'node:dns';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import pLimit from 'p-limit';
 import { $, quote } from 'zx';
 import {
   BRIDGE, GATEWAY, IMAGES, INVENTORY_FILE, LABEL, LABEL_FILTER, NETWORK, NODES, PATHS, ROOT, STATE_DIR, SUBNET, SVC,
   containerName, dockerVolumeName, type LabNode,
 } from './config.ts';
+import { aptMirrors } from './images.ts';
 import { ensureDir, runLogged, say, tryOut, waitFor } from './util.ts';
 
 export interface Machine {
@@ -124,12 +127,16 @@ function specFor(m: Machine, imageId: string): string[] {
     ...systemdFlags(),
   ];
   if (m.kind === 'node') {
-    args.push('--mount', `type=volume,src=${dockerVolumeName(m.name)},dst=/var/lib/docker`);
+    args.push(
+      '--mount', `type=volume,src=${dockerVolumeName(m.name)},dst=/var/lib/docker`,
+      // a droplet's resolver: the lab's dnsmasq (a nested dockerd would fall back to public resolvers
+      // if it found docker's 127.0.0.11 here)
+      '-v', `${PATHS.resolvConf}:/etc/resolv.conf:ro`,
+    );
   } else {
     const [hip, hport] = SVC.hostRegistry.split(':');
     args.push(
       '-v', `${PATHS.registryCache}:/var/lib/docker-registry`,
-      '-v', `${PATHS.aptCache}:/var/cache/apt-cacher-ng`,
       '-p', `${hip}:${hport}:${SVC.registryPort}`,
     );
   }
@@ -138,7 +145,7 @@ function specFor(m: Machine, imageId: string): string[] {
   return ['--label', `${LABEL}.spec=${tag}`, ...spec];
 }
 
-/** Files a fresh "droplet" gets from its provider: host key, root's authorized_keys, machine id, apt proxy. */
+/** Files a fresh "droplet" gets from its provider: host key, root's authorized_keys, machine id. */
 async function injectFiles(m: Machine, cname: string): Promise<void> {
   const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-lab-inject-'));
   try {
@@ -154,11 +161,7 @@ async function injectFiles(m: Machine, cname: string): Promise<void> {
     put('root/.ssh/authorized_keys', fs.readFileSync(`${PATHS.clientKey}.pub`), 0o600);
     fs.chmodSync(path.join(stage, 'root/.ssh'), 0o700);
     put('etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444);
-    if (m.kind === 'node') {
-      put('etc/apt/apt.conf.d/00wpfarm-lab-proxy', `// wpfarm lab: apt through the lab's apt-cacher-ng (like a provider's mirror on a droplet)\nAcquire::http::Proxy "http://${SVC.address}:${SVC.aptProxyPort}";\n`, 0o644);
-    }
     const files = ['./root/.ssh', './root/.ssh/authorized_keys', './etc/ssh/ssh_host_ed25519_key', './etc/ssh/ssh_host_ed25519_key.pub', './etc/machine-id'];
-    if (m.kind === 'node') files.push('./etc/apt/apt.conf.d/00wpfarm-lab-proxy');
     const script = `set -o pipefail; tar -C ${quote(stage)} --owner=0 --group=0 --numeric-owner --no-recursion -c ${files.map(quote).join(' ')} | docker cp - ${quote(`${cname}:/`)}`;
     await $`bash -c ${script}`;
   } finally {
@@ -175,10 +178,11 @@ export interface NodeUpResult {
 /** Create (or recreate when image, keys or flags changed) and start every lab machine. */
 export async function ensureMachines(images: { node: string; svc: string }): Promise<NodeUpResult> {
   ensureDir(PATHS.registryCache);
-  ensureDir(PATHS.aptCache);
   const res: NodeUpResult = { created: [], started: [], kept: [] };
   const toStart: string[] = [];
-  for (const m of machines()) {
+  fs.writeFileSync(PATHS.resolvConf, `# wpfarm lab: dnsmasq on the services container\nnameserver ${SVC.address}\noptions timeout:2 attempts:2\n`);
+  const limit = pLimit(4);
+  await Promise.all(machines().map((m) => limit(async () => {
     const cname = containerName(m.name);
     const spec = specFor(m, m.kind === 'svc' ? images.svc : images.node);
     const specLabel = spec[1]!;
@@ -186,7 +190,7 @@ export async function ensureMachines(images: { node: string; svc: string }): Pro
     if (have && `${LABEL}.spec=${have.labels[`${LABEL}.spec`]}` === specLabel) {
       if (have.running) res.kept.push(m.name);
       else toStart.push(m.name);
-      continue;
+      return;
     }
     if (have) {
       if (have.labels[LABEL] !== '1') throw new Error(`a container named ${cname} exists that the lab did not create`);
@@ -202,10 +206,14 @@ export async function ensureMachines(images: { node: string; svc: string }): Pro
     await injectFiles(m, cname);
     res.created.push(m.name);
     toStart.push(m.name);
-  }
+  })));
+  // the services container first: the nodes' resolver and apt proxy
+  const order = machines().map((m) => m.name);
+  toStart.sort((a, b) => order.indexOf(a) - order.indexOf(b));
   if (toStart.length) {
     say(`starting ${toStart.length} machine(s): ${toStart.join(' ')}`);
-    await $`docker start ${toStart.map(containerName)}`;
+    if (toStart[0] === SVC.name) await $`docker start ${containerName(SVC.name)}`;
+    await Promise.all(toStart.filter((n) => n !== SVC.name).map((n) => limit(() => $`docker start ${containerName(n)}`)));
     res.started = toStart.filter((n) => !res.created.includes(n));
   }
   return res;
@@ -247,10 +255,11 @@ export async function waitSvc(timeoutMs = 60_000): Promise<void> {
     const r = await fetch(`http://${SVC.hostRegistry}/v2/`).catch(() => undefined);
     return r?.status === 200;
   }, timeoutMs, 500);
-  await waitFor('apt-cacher-ng', async () => {
-    const r = await fetch(`http://${SVC.address}:${SVC.aptProxyPort}/acng-report.html`).catch(() => undefined);
-    return r !== undefined && r.status < 500;
-  }, timeoutMs, 500);
+  // dnsmasq: resolve the apt mirror's name (a name the host resolves for apt anyway)
+  const name = new URL(aptMirrors().debian).hostname;
+  const resolver = new dns.Resolver({ timeout: 2000, tries: 1 });
+  resolver.setServers([SVC.address]);
+  await waitFor(`dnsmasq on ${SVC.address} resolving ${name}`, async () => (await resolver.resolve4(name)).length > 0, timeoutMs, 500);
 }
 
 // ---------------------------------------------------------------- inventory
@@ -278,7 +287,8 @@ vars:
   registry_insecure: true
   # the same registry as the controller sees it (docker push from this machine)
   registry_push: ${SVC.hostRegistry}
-  apt_proxy: http://${SVC.address}:${SVC.aptProxyPort}
+  # the nodes' resolver (dnsmasq on the services container); give it to nested dockerd too (daemon.json "dns")
+  dns_servers: [${SVC.address}]
   private_interface: eth0
   private_cidr: ${SUBNET}
   management_cidrs: [${SUBNET}]

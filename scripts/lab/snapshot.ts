@@ -105,8 +105,10 @@ export function compareSnapshots(before: HostSnapshot, after: HostSnapshot): Sna
   return out;
 }
 
+/** One line per difference; those that do not name the lab are marked (something else changed the host). */
 export function formatDiff(diffs: SnapshotDiff[]): string {
+  const mark = (x: string): string => (isLabThing(x) ? x : `${x}   (not the lab's)`);
   return diffs
-    .map((d) => [`${d.field}:`, ...d.added.map((x) => `  + ${x}`), ...d.removed.map((x) => `  - ${x}`)].join('\n'))
+    .map((d) => [`${d.field}:`, ...d.added.map((x) => `  + ${mark(x)}`), ...d.removed.map((x) => `  - ${mark(x)}`)].join('\n'))
     .join('\n');
 }

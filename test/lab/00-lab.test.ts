@@ -12,7 +12,7 @@ import { HostKeyError, UnreachableError } from '../../lib/errors.ts';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { connect } from '../../lib/transport.ts';
 import type { Connection, HostSpec } from '../../lib/types.ts';
-import { INVENTORY_FILE, PATHS, SUBNET, labMemoryMiB, labUp, type LabUpResult } from '../../scripts/lab.ts';
+import { INVENTORY_FILE, PATHS, SUBNET, SVC, aptMirrors, labMemoryMiB, labUp, type LabUpResult } from '../../scripts/lab.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -132,18 +132,21 @@ test('the engine refuses a node whose host key does not match known_hosts, and a
   }
 });
 
-test('the services node serves the registry and the apt proxy on the lab bridge', async () => {
+test('the services node serves the registry and the nodes\' DNS on the lab bridge', async () => {
   const reg = String(inv.vars.registry_push);
   const r = await fetch(`http://${reg}/v2/_catalog`);
   assert.equal(r.status, 200);
   assert.ok(Array.isArray(((await r.json()) as { repositories: unknown }).repositories));
-  // a node reaches both through the bridge, the way the roles will
+  // a node reaches the registry through the bridge, and resolves names through the lab's dnsmasq
+  // (never through docker's 127.0.0.11, which a nested dockerd would replace with public resolvers)
   const c = await conn('wrk1');
+  const mirrorHost = new URL(aptMirrors().debian).hostname;
   const out = await c.exec(
     `curl -fsS -o /dev/null -w '%{http_code}' http://${String(inv.vars.registry)}/v2/; echo; ` +
-      `curl -sS -o /dev/null -w '%{http_code}' ${String(inv.vars.apt_proxy)}/acng-report.html`,
+      `grep '^nameserver' /etc/resolv.conf; getent hosts ${mirrorHost} >/dev/null && echo resolved`,
   );
-  assert.deepEqual(out.stdout.trim().split('\n'), ['200', '200']);
+  assert.deepEqual(out.stdout.trim().split('\n'), ['200', `nameserver ${SVC.address}`, 'resolved']);
+  assert.deepEqual(inv.vars.dns_servers, [SVC.address]);
 });
 
 test('the idle lab stays within 3 GiB', async (t) => {
