@@ -276,7 +276,7 @@ export interface WriteSpec {
   touch?: boolean;
   /** never show the content (diff) nor its hash */
   secret?: boolean;
-  /** replaces the generic "content changed" line (lineinfile: "line added", ...) */
+  /** replaces the generic "content changed" / "create" line (lineinfile: "line added", ...) */
   contentChange?: string;
   /** default mode of a new file */
   defaultMode?: string;
@@ -311,10 +311,12 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
     const attrs = [`mode ${mode}`];
     if (w.want.owner) attrs.push(`owner ${w.want.owner}`);
     if (w.want.group) attrs.push(`group ${w.want.group}`);
-    const what = w.contentChange ? `${w.contentChange}; ` : '';
+    // An edit (lineinfile, blockinfile, sysctl) that creates its file reports just the edit: several
+    // steps often edit one new file, and in check mode every one of them sees it missing, so "create"
+    // would be predicted for each while the run reports it for the first only.
     const plan: Plan = {
       changed: true,
-      changes: [`create${via} (${what}${content.length} bytes, ${attrs.join(', ')})`],
+      changes: [w.contentChange ?? `create${via} (${content.length} bytes, ${attrs.join(', ')})`],
       apply: { script: atomicWriteScript(target, w.want, false, mode, w.validate), stdin: content },
       result,
     };

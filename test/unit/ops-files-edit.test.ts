@@ -146,13 +146,33 @@ describe('lineinfile / blockinfile on real files', () => {
     const c = await runOp(lineinfile({ path: p, line: 'a' }), { check: true });
     assert.match(c.plan.changes[0]!, /does not exist \(assumed created by an earlier step\)/);
     const { check, run, rerun } = await cycle(() => lineinfile({ path: p, line: 'a', create: true, mode: '0640' }));
-    assert.deepEqual(check.plan.changes, ['create (line added; 2 bytes, mode 0640)']);
+    assert.deepEqual(check.plan.changes, ['line added']);
     assert.deepEqual(run.plan.changes, check.plan.changes);
     assert.equal(readFileSync(p, 'utf8'), 'a\n');
     assert.equal(statSync(p).mode & 0o7777, 0o640);
     assert.equal(rerun.status, 'ok');
     assert.equal((await runOp(lineinfile({ path: join(d, 'nope'), line: 'a', state: 'absent' }))).status, 'ok');
     assert.equal(existsSync(join(d, 'nope')), false);
+  });
+
+  test('several steps creating and editing one new file: check (nothing applied) predicts the run line for line', async () => {
+    const d = fresh();
+    const p = join(d, 'lines.conf');
+    const steps = () => [
+      lineinfile({ path: p, regexp: '^max=', line: 'max=10', create: true }),
+      lineinfile({ path: p, regexp: '^beta=', line: 'beta=20', create: true }),
+      lineinfile({ path: p, line: 'zeta=6', insertBefore: 'BOF', create: true }),
+      blockinfile({ path: p, block: 'server one', create: true }),
+    ];
+    const check: string[][] = [];
+    for (const op of steps()) check.push((await runOp(op, { check: true })).plan.changes);
+    assert.equal(existsSync(p), false);
+    const run: string[][] = [];
+    for (const op of steps()) run.push((await runOp(op)).plan.changes);
+    assert.deepEqual(run, check);
+    assert.deepEqual(run, [['line added'], ['line added'], ['line added'], ['block inserted']]);
+    assert.equal(readFileSync(p, 'utf8'), 'zeta=6\nmax=10\nbeta=20\n# BEGIN WPFARM MANAGED BLOCK\nserver one\n# END WPFARM MANAGED BLOCK\n');
+    for (const op of steps()) assert.equal((await runOp(op)).status, 'ok');
   });
 
   test('lineinfile: absent by regexp', async () => {
