@@ -1,0 +1,581 @@
+// galera: MariaDB + galera-4 (Debian packages) on the db group, mariabackup SST, one bootstrap, joins,
+// recovery after a full shutdown or crash, admin/monitoring users (mysql2 through the SSH connection),
+// HAProxy single-writer endpoint on every db host, health check. See docs/roles/galera.md.
+//
+// Per host (in parallel): packages, mariadb.socket masked, configuration. Then ONE task for the whole
+// cluster (runOnce, after every db host of the run is prepared): it reads every node's state through
+// ctx.hostContext(), decides (roles/galera/recovery.ts) and acts: bootstrap exactly one node, start the
+// others one at a time, rolling restart of running nodes whose configuration changed.
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { Connection, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
+import { task } from '../../lib/ops/base.ts';
+import { apt } from '../../lib/ops/apt.ts';
+import { file } from '../../lib/ops/files.ts';
+import { systemd } from '../../lib/ops/systemd.ts';
+import { template } from '../../lib/ops/template.ts';
+import { sh } from '../../lib/shell.ts';
+import { withMysql, statusVars, rows, type Db } from '../../lib/mysql.ts';
+import { decide, parseGrastate, parseRecoveredPosition, withSafeToBootstrap, type NodeView } from './recovery.ts';
+
+const HERE = path.dirname(new URL(import.meta.url).pathname);
+const TPL = (n: string) => path.relative(process.cwd(), path.join(HERE, 'templates', n)) || path.join(HERE, 'templates', n);
+
+export const SOCKET = '/run/mysqld/mysqld.sock';
+export const SECRETS_FILE = '/etc/mysql/wpfarm-secrets';
+export const GALERA_CNF = '/etc/mysql/mariadb.conf.d/60-galera.cnf';
+export const SST_CNF = '/etc/mysql/mariadb.conf.d/61-galera-sst.cnf';
+export const HAPROXY_CFG = '/etc/haproxy/haproxy.cfg';
+const DATADIR = '/var/lib/mysql';
+const PACKAGES = ['mariadb-server', 'mariadb-client', 'mariadb-backup', 'galera-4', 'socat', 'haproxy'];
+
+/** Secrets the role needs; generated on the first run, kept on the first db host (root 0600). */
+const SECRET_KEYS = ['sst_password', 'admin_password', 'exporter_password'] as const;
+type SecretKey = (typeof SECRET_KEYS)[number];
+export type Secrets = Record<SecretKey, string>;
+
+// ---------------------------------------------------------------------------------------------------
+// Settings from the inventory
+
+export interface Settings {
+  group: string;
+  clusterName: string;
+  sstMethod: string;
+  adminUser: string;
+  adminHost: string;
+  exporterUser: string;
+  checkUser: string;
+  writerPort: number;
+  autostart: boolean;
+  force?: string;
+  prepTimeoutMs: number;
+}
+
+const str = (v: unknown, d: string): string => (typeof v === 'string' && v !== '' ? v : d);
+
+/** "10.77.0.0/24" → "10.77.0.0/255.255.255.0" (MariaDB's host netmask form); undefined when not IPv4 CIDR. */
+export function cidrToMysqlHost(cidr: string): string | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr.trim());
+  if (!m) return undefined;
+  const bits = Number(m[5]);
+  if (bits < 0 || bits > 32) return undefined;
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  const ip = [1, 2, 3, 4].map((i) => Number(m[i]));
+  if (ip.some((o) => o > 255)) return undefined;
+  const ipn = ((ip[0]! << 24) | (ip[1]! << 16) | (ip[2]! << 8) | ip[3]!) >>> 0;
+  const net = (ipn & mask) >>> 0;
+  const dot = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+  return `${dot(net)}/${dot(mask)}`;
+}
+
+export function settings(vars: Record<string, unknown>): Settings {
+  const cidr = typeof vars.private_cidr === 'string' ? vars.private_cidr : '';
+  return {
+    group: str(vars.galera_group, 'db'),
+    clusterName: str(vars.galera_cluster_name, 'wpfarm'),
+    sstMethod: str(vars.galera_sst_method, 'mariabackup'),
+    adminUser: str(vars.galera_admin_user, 'wpfarm_admin'),
+    adminHost: str(vars.galera_admin_host, cidrToMysqlHost(cidr) ?? 'localhost'),
+    exporterUser: str(vars.galera_exporter_user, 'exporter'),
+    checkUser: str(vars.galera_check_user, 'haproxy_check'),
+    writerPort: typeof vars.galera_writer_port === 'number' ? vars.galera_writer_port : 3307,
+    autostart: vars.galera_autostart === true,
+    force: typeof vars.galera_force_bootstrap === 'string' ? vars.galera_force_bootstrap : undefined,
+    prepTimeoutMs: (typeof vars.galera_prep_timeout === 'number' ? vars.galera_prep_timeout : 900) * 1000,
+  };
+}
+
+/** The address Galera and MariaDB use on a host: its private address when the inventory gives one. */
+export const nodeAddress = (h: HostSpec): string => str(h.vars.private_address, h.address);
+
+// ---------------------------------------------------------------------------------------------------
+// In-process coordination: the cluster task waits until every db host of THIS run is prepared.
+// Keyed by the host's Connection object (one per host per run, from the run's pool).
+
+interface Prep {
+  promise: Promise<{ configChanged: boolean }>;
+  resolve(v: { configChanged: boolean }): void;
+}
+const prep = new Map<Connection, Prep>();
+
+function newPrep(c: Connection): void {
+  let resolve!: Prep['resolve'];
+  const promise = new Promise<{ configChanged: boolean }>((r) => (resolve = r));
+  prep.set(c, { promise, resolve });
+}
+
+/** The context's connection; a context from hostContext() learns it asynchronously, so open it if needed. */
+async function connOf(ctx: StepContext): Promise<Connection> {
+  try {
+    return ctx.conn;
+  } catch {
+    await ctx.exec(':');
+    return ctx.conn;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Node state
+
+interface NodeState extends NodeView {
+  host: HostSpec;
+  installed: boolean;
+  active: string;
+  grastateText: string;
+  gvwEmpty: boolean;
+  wsrep: Record<string, string>;
+}
+
+const q = (v: unknown): string => String(v ?? '');
+
+async function readNode(ctx: StepContext, h: HostSpec): Promise<NodeState> {
+  const r = await ctx.exec(
+    [
+      'echo @@installed; command -v mariadbd || true',
+      'echo @@active; systemctl is-active mariadb 2>/dev/null || true',
+      sh`echo @@grastate; cat ${`${DATADIR}/grastate.dat`} 2>/dev/null || true`,
+      sh`echo @@gvw; if [ -e ${`${DATADIR}/gvwstate.dat`} ] && [ ! -s ${`${DATADIR}/gvwstate.dat`} ]; then echo empty; fi`,
+      'echo @@wsrep',
+      sh`if [ -S ${SOCKET} ]; then timeout 10 mariadb --connect-timeout=5 -NB -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status','wsrep_cluster_size','wsrep_ready','wsrep_local_state','wsrep_local_state_comment','wsrep_cluster_state_uuid','wsrep_last_committed')" 2>/dev/null || true; fi`,
+    ].join('\n'),
+    { nothrow: true },
+  );
+  const sec = new Map<string, string>();
+  let cur = '';
+  for (const line of r.stdout.split('\n')) {
+    const m = /^@@(\w+)$/.exec(line);
+    if (m) {
+      cur = m[1]!;
+      sec.set(cur, '');
+    } else if (cur) sec.set(cur, `${sec.get(cur)}${line}\n`);
+  }
+  const wsrep: Record<string, string> = {};
+  for (const line of (sec.get('wsrep') ?? '').split('\n')) {
+    const [k, v] = line.split('\t');
+    if (k && v !== undefined) wsrep[k] = v;
+  }
+  const active = (sec.get('active') ?? '').trim();
+  const running = active === 'active' || active === 'activating' || active === 'reloading';
+  const grastateText = sec.get('grastate') ?? '';
+  return {
+    name: h.name,
+    host: h,
+    installed: (sec.get('installed') ?? '').trim() !== '',
+    active,
+    running,
+    primary: running && wsrep.wsrep_cluster_status === 'Primary',
+    grastate: parseGrastate(grastateText),
+    grastateText,
+    gvwEmpty: (sec.get('gvw') ?? '').trim() === 'empty',
+    wsrep,
+  };
+}
+
+/** Poll one node until it is Synced in a Primary component (or the time is up). */
+async function waitSynced(ctx: StepContext, name: string, timeoutMs = 300_000): Promise<NodeState> {
+  const h = ctx.hostContext(name).host;
+  const t0 = Date.now();
+  for (;;) {
+    const n = await readNode(ctx.hostContext(name), h);
+    if (n.primary && n.wsrep.wsrep_local_state === '4' && n.wsrep.wsrep_ready === 'ON') return n;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${name}: not synced after ${Math.round(timeoutMs / 1000)} s (state ${n.active}, ${n.wsrep.wsrep_local_state_comment ?? 'no wsrep status'})`);
+    if (n.active === 'failed' || n.active === 'inactive') throw new Error(`${name}: mariadb is ${n.active} (see journalctl -u mariadb on ${name})`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Users (mysql2 through the SSH connection, unix_socket auth as root)
+
+export interface UserSpec {
+  user: string;
+  host: string;
+  /** undefined: no password (the HAProxy check user) */
+  password?: string;
+  privileges: string[];
+  grantOption?: boolean;
+  on?: string;
+}
+
+export function userSpecs(s: Settings, secrets: Secrets, dbAddresses: string[]): UserSpec[] {
+  return [
+    { user: 'sst', host: 'localhost', password: secrets.sst_password, privileges: ['RELOAD', 'PROCESS', 'LOCK TABLES', 'BINLOG MONITOR'] },
+    { user: s.adminUser, host: s.adminHost, password: secrets.admin_password, privileges: ['ALL PRIVILEGES'], grantOption: true },
+    { user: s.exporterUser, host: 'localhost', password: secrets.exporter_password, privileges: ['PROCESS', 'REPLICATION CLIENT', 'SELECT'] },
+    ...dbAddresses.map((a) => ({ user: s.checkUser, host: a, privileges: ['USAGE'] })),
+  ];
+}
+
+/** Privileges granted ON *.* according to SHOW GRANTS lines (upper case, "ALL PRIVILEGES" kept whole). */
+export function grantedPrivileges(grants: string[]): { privileges: Set<string>; grantOption: boolean } {
+  const privileges = new Set<string>();
+  let grantOption = false;
+  for (const g of grants) {
+    const m = /^GRANT (.+?) ON \*\.\* TO /i.exec(g);
+    if (!m) continue;
+    for (const p of m[1]!.split(',')) privileges.add(p.trim().toUpperCase());
+    if (/ WITH .*GRANT OPTION/i.test(g)) grantOption = true;
+  }
+  // REPLICATION CLIENT is shown as BINLOG MONITOR since MariaDB 10.5 (an alias)
+  if (privileges.has('BINLOG MONITOR')) privileges.add('REPLICATION CLIENT');
+  return { privileges, grantOption };
+}
+
+/** Make users exist with their password and privileges; returns change lines (no secrets). */
+async function ensureUsers(db: Db, specs: UserSpec[], check: boolean): Promise<string[]> {
+  const changes: string[] = [];
+  for (const u of specs) {
+    const who = `'${u.user}'@'${u.host}'`;
+    const [row] = await rows(
+      db,
+      'SELECT COUNT(*) AS n, MAX(authentication_string = IF(? IS NULL, \'\', PASSWORD(?))) AS pw FROM mysql.user WHERE User = ? AND Host = ?',
+      [u.password ?? null, u.password ?? '', u.user, u.host],
+    );
+    const exists = Number(row?.n ?? 0) > 0;
+    if (!exists) {
+      changes.push(`create user ${who}`);
+      if (!check) {
+        if (u.password !== undefined) await db.query('CREATE USER ?@? IDENTIFIED BY ?', [u.user, u.host, u.password]);
+        else await db.query('CREATE USER ?@?', [u.user, u.host]);
+      }
+    } else if (Number(row?.pw ?? 0) !== 1) {
+      changes.push(`set password of ${who}`);
+      if (!check) {
+        if (u.password !== undefined) await db.query('ALTER USER ?@? IDENTIFIED BY ?', [u.user, u.host, u.password]);
+        else await db.query('ALTER USER ?@? IDENTIFIED VIA mysql_native_password USING \'\'', [u.user, u.host]);
+      }
+    }
+    const want = u.privileges.filter((p) => p !== 'USAGE');
+    let have = { privileges: new Set<string>(), grantOption: false };
+    if (exists) {
+      const g = await rows(db, 'SHOW GRANTS FOR ?@?', [u.user, u.host]);
+      have = grantedPrivileges(g.map((r) => String(Object.values(r)[0])));
+    }
+    const missing = have.privileges.has('ALL PRIVILEGES') ? [] : want.filter((p) => !have.privileges.has(p));
+    const needGrantOption = !!u.grantOption && !have.grantOption;
+    if (missing.length || needGrantOption) {
+      changes.push(`grant ${(missing.length ? missing : want).join(', ')}${u.grantOption ? ' WITH GRANT OPTION' : ''} to ${who}`);
+      if (!check) {
+        // privilege names come from this file (a fixed list), never from input: safe to place in the statement
+        await db.query(`GRANT ${(missing.length ? missing : want).join(', ')} ON *.* TO ?@?${u.grantOption ? ' WITH GRANT OPTION' : ''}`, [u.user, u.host]);
+      }
+    }
+  }
+  return changes;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers
+
+function fromResult(r: StepResult): TaskOutcome {
+  if (r.status === 'failed') throw new Error(r.error ?? `${r.step} failed`);
+  return { changed: r.status === 'changed', changes: r.changes, diff: r.diff, result: r.result };
+}
+
+const secretsOf = (ctx: StepContext): Secrets => {
+  const s = ctx.registered.galera_secrets?.result as Secrets | undefined;
+  if (!s) throw new Error('galera secrets are not known (the secrets step did not run)');
+  return s;
+};
+
+export function parseSecretsFile(text: string): Partial<Secrets> {
+  const out: Partial<Secrets> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)=(.*)$/.exec(line.trim());
+    if (m && (SECRET_KEYS as readonly string[]).includes(m[1]!) && m[2]) out[m[1] as SecretKey] = m[2];
+  }
+  return out;
+}
+
+const dbHosts = (ctx: StepContext, s: Settings): HostSpec[] => {
+  const hs = ctx.hosts(s.group);
+  if (!hs.length) throw new Error(`galera: the inventory group '${s.group}' has no hosts`);
+  return hs;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// The cluster task
+
+async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
+  const hosts = dbHosts(ctx, s);
+  // 1. wait until every db host of this run is prepared (packages, configuration)
+  const inRun = new Set<string>();
+  const configChanged = new Set<string>();
+  const deadline = Date.now() + s.prepTimeoutMs;
+  for (const h of hosts) {
+    const c = await connOf(ctx.hostContext(h.name));
+    const p = prep.get(c);
+    if (!p) continue; // not part of this run (--limit): read, never touched
+    inRun.add(h.name);
+    const got = await Promise.race([p.promise, new Promise<null>((r) => setTimeout(() => r(null), Math.max(1000, deadline - Date.now())).unref())]);
+    if (got === null) throw new Error(`${h.name} was not prepared within ${s.prepTimeoutMs / 1000} s (did it fail?)`);
+    if (got.configChanged) configChanged.add(h.name);
+    prep.delete(c);
+  }
+  const read = () => Promise.all(hosts.map((h) => readNode(ctx.hostContext(h.name), h)));
+  let nodes = await read();
+  const changes: string[] = [];
+  const missing = nodes.filter((n) => !n.installed && inRun.has(n.name));
+  if (missing.length && ctx.check) {
+    return { changed: true, changes: [`bootstrap the new cluster on ${hosts[0]!.name}, then start ${hosts.slice(1).map((h) => h.name).join(', ')} (packages not installed yet)`] };
+  }
+  const mustAct = (name: string) => {
+    if (!inRun.has(name)) throw new Error(`${name} must be acted on but is not part of this run (--limit)`);
+  };
+  const start = async (name: string) => {
+    mustAct(name);
+    changes.push(`start ${name} (join)`);
+    if (ctx.check) return;
+    const hc = ctx.hostContext(name);
+    await removeEmptyGvw(hc, nodes.find((n) => n.name === name)!);
+    await hc.exec('systemctl start mariadb', { timeoutMs: 900_000 });
+    await waitSynced(ctx, name);
+  };
+
+  for (let round = 0; round < 4; round++) {
+    const d = decide(nodes, { force: s.force });
+    ctx.log(`cluster: ${d.kind}: ${d.reason}`);
+    if (d.kind === 'unknown') throw new Error(`galera: ${d.reason}`);
+    if (d.kind === 'stop-first') {
+      changes.push(`stop ${d.nodes.join(', ')} (running without a primary component)`);
+      if (ctx.check) return { changed: true, changes: [...changes, 'then recover the cluster from the most advanced node'] };
+      for (const n of d.nodes) {
+        mustAct(n);
+        await ctx.hostContext(n).exec('systemctl stop mariadb', { timeoutMs: 300_000 });
+      }
+      nodes = await read();
+      continue;
+    }
+    if (d.kind === 'recover') {
+      changes.push(`recover positions with --wsrep-recover on ${d.nodes.join(', ')}`);
+      if (ctx.check) return { changed: true, changes: [...changes, 'then bootstrap the most advanced node'] };
+      for (const name of d.nodes) {
+        mustAct(name);
+        const n = nodes.find((x) => x.name === name)!;
+        const r = await ctx.hostContext(name).exec(
+          'log=$(mktemp /tmp/wsrep-recover.XXXXXX); chown mysql "$log"; mariadbd --user=mysql --wsrep-recover --log-error="$log" >/dev/null 2>&1; cat "$log"; rm -f "$log"',
+          { nothrow: true, timeoutMs: 600_000 },
+        );
+        n.recovered = parseRecoveredPosition(r.stdout);
+        ctx.log(`${name}: recovered position ${n.recovered ? `${n.recovered.uuid}:${n.recovered.seqno}` : 'none'}`);
+      }
+      continue;
+    }
+    if (d.kind === 'bootstrap') {
+      mustAct(d.node);
+      changes.push(`bootstrap ${d.node}: ${d.reason}`);
+      if (!ctx.check) {
+        const hc = ctx.hostContext(d.node);
+        const n = nodes.find((x) => x.name === d.node)!;
+        if (d.setSafe && n.grastate) await (await connOf(hc)).put(`${DATADIR}/grastate.dat`, withSafeToBootstrap(n.grastateText), { mode: 0o660, owner: 'mysql', group: 'mysql' });
+        await removeEmptyGvw(hc, n);
+        await hc.exec('galera_new_cluster', { timeoutMs: 900_000 });
+        await waitSynced(ctx, d.node);
+        // the SST user must exist on the donor before anyone joins
+        await withMysql(await connOf(hc), { socketPath: SOCKET, user: 'root' }, (db) =>
+          ensureUsers(db, userSpecs(s, secretsOf(ctx), []).filter((u) => u.user === 'sst'), false),
+        );
+      }
+      for (const name of d.start) if (inRun.has(name)) await start(name);
+      return { changed: true, changes, result: { decision: d } };
+    }
+    // a primary component runs
+    if (d.start.length && !ctx.check) {
+      await withMysql(await connOf(ctx.hostContext(d.via)), { socketPath: SOCKET, user: 'root' }, (db) =>
+        ensureUsers(db, userSpecs(s, secretsOf(ctx), []).filter((u) => u.user === 'sst'), false),
+      );
+    }
+    for (const name of d.start) if (inRun.has(name)) await start(name);
+    // rolling restart of running nodes whose configuration changed (one at a time, each back in sync first)
+    for (const n of nodes) {
+      if (!n.running || !configChanged.has(n.name)) continue;
+      changes.push(`restart ${n.name} (configuration changed)`);
+      if (ctx.check) continue;
+      await ctx.hostContext(n.name).exec('systemctl restart mariadb', { timeoutMs: 900_000 });
+      await waitSynced(ctx, n.name);
+    }
+    return { changed: changes.length > 0, changes, result: { decision: d } };
+  }
+  throw new Error('galera: no decision after 4 rounds');
+}
+
+async function removeEmptyGvw(hc: StepContext, n: NodeState): Promise<void> {
+  // an empty gvwstate.dat (crash while writing it) makes the node refuse to start
+  if (n.gvwEmpty) await hc.exec(sh`rm -f ${`${DATADIR}/gvwstate.dat`}`);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The role
+
+const role: Role = {
+  name: 'galera',
+  hosts: 'db',
+  description: 'MariaDB Galera cluster (galera-4, mariabackup SST) with an HAProxy single-writer endpoint',
+  handlers: {
+    'reload haproxy': () => [systemd({ name: 'haproxy', state: 'reloaded' })],
+  },
+  async steps(ctx: StepContext): Promise<Step[]> {
+    const s = settings(ctx.vars);
+    const hosts = dbHosts(ctx, s);
+    if (!hosts.some((h) => h.name === ctx.host.name)) throw new Error(`galera: ${ctx.host.name} is not in the group '${s.group}'`);
+    newPrep(await connOf(ctx));
+    const me = ctx.host;
+    const proxy = typeof ctx.vars.apt_proxy === 'string' ? ctx.vars.apt_proxy : '';
+    const steps: Step[] = [];
+
+    if (proxy) {
+      steps.push(
+        task('apt proxy (when roles/common has not written it)', async (c) => {
+          const r = await c.exec('test -e /etc/apt/apt.conf.d/01wpfarm-proxy && echo present || echo missing');
+          if (r.stdout.trim() === 'present') return { changed: false };
+          return fromResult(await c.run(file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', content: `Acquire::http::Proxy "${proxy}";\n`, mode: '0644' })));
+        }),
+      );
+    }
+    steps.push(
+      // retried: another run (roles/common, unattended-upgrades) may hold the apt lists lock for a while
+      apt({ packages: PACKAGES, update_cache: 3600, autostart: false }, { retries: 3, delayMs: 15_000 }),
+      // Debian's mariadb.socket holds :3306 and breaks Galera's start
+      systemd({ name: 'mariadb.socket', masked: true }),
+      systemd({ name: 'mariadb', enabled: s.autostart }, { name: `systemd mariadb.service ${s.autostart ? 'enabled' : 'disabled (the role starts it)'}` }),
+      task(
+        'galera secrets (generated once, kept on the first db host)',
+        async (c) => {
+          const first = c.hostContext(hosts[0]!.name);
+          const r = await first.exec(sh`cat ${SECRETS_FILE} 2>/dev/null || true`);
+          const stored = parseSecretsFile(r.stdout);
+          const out = {} as Secrets;
+          const generated: string[] = [];
+          for (const k of SECRET_KEYS) {
+            const fromVars = c.vars[`galera_${k}`];
+            if (typeof fromVars === 'string' && fromVars) out[k] = fromVars;
+            else if (stored[k]) out[k] = stored[k]!;
+            else {
+              out[k] = randomBytes(24).toString('base64url');
+              generated.push(k);
+            }
+            c.secret(out[k]);
+          }
+          const wanted = SECRET_KEYS.filter((k) => stored[k] !== out[k]);
+          if (!wanted.length) return { changed: false, result: out };
+          const content = SECRET_KEYS.map((k) => `${k}=${out[k]}`).join('\n') + '\n';
+          if (!c.check) {
+            await first.exec('install -d -m 0755 /etc/mysql');
+            await (await connOf(first)).put(SECRETS_FILE, content, { mode: 0o600, owner: 'root', group: 'root' });
+          }
+          return { changed: true, changes: wanted.map((k) => `${SECRETS_FILE} on ${hosts[0]!.name}: ${generated.includes(k) ? 'generate' : 'store'} ${k}`), result: out };
+        },
+        { runOnce: true, register: 'galera_secrets' },
+      ),
+      template(
+        {
+          path: GALERA_CNF,
+          src: TPL('60-galera.cnf.ejs'),
+          mode: '0644',
+          vars: {
+            node_name: me.name,
+            node_address: nodeAddress(me),
+            cluster_name: s.clusterName,
+            peers: hosts.map(nodeAddress),
+            sst_method: s.sstMethod,
+            buffer_pool: str(ctx.vars.galera_buffer_pool_size, '128M'),
+            max_connections: typeof ctx.vars.galera_max_connections === 'number' ? ctx.vars.galera_max_connections : 300,
+            gcache_size: str(ctx.vars.galera_gcache_size, '256M'),
+            slave_threads: typeof ctx.vars.galera_slave_threads === 'number' ? ctx.vars.galera_slave_threads : 2,
+          },
+        },
+        { register: 'galera_cnf' },
+      ),
+      task(
+        `file ${SST_CNF} (SST credentials)`,
+        async (c) =>
+          fromResult(
+            await c.run(
+              file({
+                path: SST_CNF,
+                content: `# Managed by wpfarm (roles/galera)\n[galera]\nwsrep_sst_auth = sst:${secretsOf(c).sst_password}\n`,
+                mode: '0640',
+                owner: 'root',
+                group: 'mysql',
+                secret: true,
+              }),
+            ),
+          ),
+        { register: 'galera_sst_cnf' },
+      ),
+      task('galera node prepared', async (c) => {
+        const changed = c.registered.galera_cnf?.status === 'changed' || c.registered.galera_sst_cnf?.status === 'changed';
+        prep.get(await connOf(c))?.resolve({ configChanged: changed });
+        return { changed: false };
+      }),
+      task('galera cluster: bootstrap, join, recover', (c) => clusterTask(c, s), { runOnce: true }),
+      task(
+        'galera users (admin, exporter, sst, haproxy check)',
+        async (c) => {
+          const addrs = hosts.map(nodeAddress);
+          const specs = userSpecs(s, secretsOf(c), addrs);
+          // any node in the primary component will do: users replicate
+          for (const h of hosts) {
+            const hc = c.hostContext(h.name);
+            const n = await readNode(hc, h);
+            if (!n.primary) continue;
+            const changes = await withMysql(await connOf(hc), { socketPath: SOCKET, user: 'root' }, (db) => ensureUsers(db, specs, c.check));
+            return { changed: changes.length > 0, changes };
+          }
+          if (c.check) return { changed: true, changes: specs.map((u) => `create user '${u.user}'@'${u.host}'`) };
+          throw new Error('no db node is in a primary component');
+        },
+        { runOnce: true },
+      ),
+      template(
+        {
+          path: HAPROXY_CFG,
+          src: TPL('haproxy.cfg.ejs'),
+          mode: '0644',
+          vars: {
+            bind: nodeAddress(me),
+            port: s.writerPort,
+            check_user: s.checkUser,
+            maxconn: typeof ctx.vars.galera_writer_maxconn === 'number' ? ctx.vars.galera_writer_maxconn : 2000,
+            servers: hosts.map((h) => ({ name: h.name, address: nodeAddress(h) })),
+          },
+        },
+        { notify: 'reload haproxy' },
+      ),
+      systemd({ name: 'haproxy', enabled: true, state: 'started' }),
+      task(
+        'galera health (wsrep_cluster_size, wsrep_ready, wsrep_local_state)',
+        async (c) => {
+          const n = await readNode(c, me);
+          if (!n.installed && c.check) return { skipped: 'check mode: MariaDB is not installed yet' };
+          if (!n.running && c.check) return { skipped: 'check mode: MariaDB is not running yet' };
+          if (!n.running) return { changed: false, result: { size: 0, ready: 'OFF', state: 'stopped' } };
+          const st = await withMysql(await connOf(c), { socketPath: SOCKET, user: 'root' }, (db) => statusVars(db, 'wsrep_%'));
+          return {
+            changed: false,
+            result: {
+              size: Number(st.wsrep_cluster_size ?? 0),
+              ready: q(st.wsrep_ready),
+              state: Number(st.wsrep_local_state ?? 0),
+              comment: q(st.wsrep_local_state_comment),
+              status: q(st.wsrep_cluster_status),
+            },
+          };
+        },
+        {
+          retries: 30,
+          delayMs: 2000,
+          until: (r) => {
+            if (r.status === 'skipped') return true;
+            const h = r.result as { size: number; ready: string; state: number } | undefined;
+            return !!h && h.size === hosts.length && h.ready === 'ON' && h.state === 4;
+          },
+          register: 'galera_health',
+        },
+      ),
+    );
+    return steps;
+  },
+};
+
+export default role;
