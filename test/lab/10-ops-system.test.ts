@@ -98,6 +98,9 @@ Description=wpfarm ops test unit
 
 [Service]
 ExecStart=/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
 `;
 const MARK = '/var/tmp/wpfarm-ops-test.mark';
 
