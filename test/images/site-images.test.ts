@@ -344,6 +344,10 @@ test('one site wired like its stack: install, serve, cache, headers, gzip, refus
   const users = (await $({ quiet: true, input: "SELECT user_login FROM wp_a.wp_users;" })`docker exec -i ${`${P}-db`} mariadb -N`).stdout.trim();
   assert.equal(users, 'farmadmin');
 
+  // plugins/themes can be installed from wp-admin: direct filesystem access to the site's own dirs
+  const fsProbe = "$_SERVER['HTTP_HOST']='a.example'; require '/var/www/html/wp-load.php'; require_once ABSPATH . 'wp-admin/includes/file.php'; echo get_filesystem_method([], WP_PLUGIN_DIR), ' ', wp_is_writable(WP_PLUGIN_DIR) ? 'w' : 'ro', ' ', wp_is_writable(ABSPATH . 'wp-includes') ? 'w' : 'ro';";
+  assert.equal((await q`docker exec ${`${P}-fpm-a`} php -r ${fsProbe}`).stdout.trim(), 'direct w ro');
+
   const base = `http://127.0.0.1:${nginxPort}`;
   const get = (p: string, headers: Record<string, string> = {}) =>
     fetch(base + p, { headers: { Host: 'a.example', 'X-Forwarded-Proto': 'https', ...headers }, redirect: 'manual' });
