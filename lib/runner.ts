@@ -240,9 +240,9 @@ class HostRun {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
         let out: string;
-        if (!direct && index >= 0 && !op.options.delegateTo) {
+        if (!direct && index >= 0 && !op.options.delegateTo && !op.options.runOnce) {
           if (!this.probeCache.has(index)) await this.probeBatch(ctx, steps, index);
-          out = this.probeCache.get(index) ?? '';
+          out = this.probeCache.has(index) ? this.probeCache.get(index)! : await this.probeOne(op, ctx);
           this.probeCache.delete(index);
         } else {
           out = await this.probeOne(op, ctx);

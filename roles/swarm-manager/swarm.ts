@@ -68,8 +68,14 @@ export function joinSwarm(role: 'manager' | 'worker'): Step {
     if (me.state === 'unavailable') throw new Error(`${ctx.host.name}: docker does not answer (is the common role applied?)`);
     const addr = String(ctx.vars.swarm_advertise_addr ?? ctx.host.address);
     const leader = await findActiveManager(ctx, ctx.host.name);
-    if (me.state === 'active' && (role === 'worker' || me.isManager)) {
-      if (!leader || leader.state.clusterId === me.clusterId) return { changed: false, result: { nodeId: me.nodeId } };
+    // workers do not see the cluster ID: ask the leader whether it knows this node instead
+    const sameCluster = async (): Promise<boolean> =>
+      !leader ||
+      (me.clusterId
+        ? leader.state.clusterId === me.clusterId
+        : (await leader.ctx.exec(sh`docker node inspect --format '{{.ID}}' ${me.nodeId}`, { nothrow: true })).code === 0);
+    if (me.state === 'active' && (role === 'worker' || me.isManager) && (await sameCluster())) {
+      return { changed: false, result: { nodeId: me.nodeId } };
     }
     const changes: string[] = [];
     if (!leader) {
@@ -82,7 +88,7 @@ export function joinSwarm(role: 'manager' | 'worker'): Step {
       if (me.state === 'active' && me.isManager) return { changed: false, result: { nodeId: me.nodeId } };
       throw new Error(`${ctx.host.name}: no active swarm manager to join (first manager: ${first?.name ?? 'none'}); run swarm-manager on the managers first`);
     }
-    if (me.state === 'active' && role === 'manager' && !me.isManager && me.clusterId === leader.state.clusterId) {
+    if (me.state === 'active' && role === 'manager' && !me.isManager && (await sameCluster())) {
       if (ctx.check) return { changed: true, changes: ['would promote this worker to manager'] };
       await leader.ctx.exec(sh`docker node promote ${me.nodeId}`);
       return { changed: true, changes: ['promoted to manager'] };
@@ -90,7 +96,7 @@ export function joinSwarm(role: 'manager' | 'worker'): Step {
     if (ctx.check) return { changed: true, changes: [`would ${me.state === 'inactive' ? 'join' : `leave (${me.state}) and rejoin`} the swarm as ${role} via ${leader.host.name}`] };
     if (me.state !== 'inactive') {
       await ctx.exec('docker swarm leave --force', { nothrow: true, timeoutMs: 60_000 });
-      changes.push(`left the swarm (was ${me.state}${me.clusterId && me.clusterId !== leader.state.clusterId ? ', another cluster' : ''})`);
+      changes.push(`left the swarm (was ${me.state}${me.state === 'active' ? ', in another cluster' : ''})`);
     }
     const token = ctx.secret((await leader.ctx.exec(sh`docker swarm join-token -q ${role}`)).stdout.trim());
     const target = `${leader.state.nodeAddr || leader.host.address}:2377`;
