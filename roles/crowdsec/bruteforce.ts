@@ -123,6 +123,11 @@ export function parseNftSet(json: string): string[] {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Shell command appending lines to a log file (each argument quoted by zx; JSON survives intact). */
+export function appendLinesCommand(lines: string[], log: string): string {
+  return `printf '%s\\n' ${lines.map((l) => quote(l)).join(' ')} >> ${quote(log)}`;
+}
+
 /**
  * The lab proof. `edge` runs Traefik's access log, the agent and the firewall bouncer; `lapi` runs the
  * local API (may be the same host). Throws with what was seen when a step misses its deadline.
@@ -136,8 +141,7 @@ export async function proveBan(edge: Exec, lapi: Exec, o: { attacker: string; vi
     const r = await edge(listSet, { become: true, nothrow: true });
     return r.code === 0 ? parseNftSet(r.stdout) : [];
   };
-  // append, as Traefik would: one write per line
-  await edge(`printf '%s\\n' ${lines.map((l) => quote(l)).join(' ')} >> ${quote(log)}`, { become: true });
+  await edge(appendLinesCommand(lines, log), { become: true });
   const t0 = Date.now();
   let seen: string[] = [];
   while (!(seen = await banned()).includes(o.attacker)) {

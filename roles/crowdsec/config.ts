@@ -3,6 +3,7 @@
 // Cloudflare, and the pre-seeded online-API credentials file that lets Debian's package install offline.
 // Targets Debian bookworm's crowdsec 1.4.6 and crowdsec-firewall-bouncer 0.0.25.
 import YAML from 'yaml';
+import { quote } from 'zx';
 import type { AlertChannel, EnvLookup } from '../monitoring/alertmanager.ts';
 import { AlertChannelError } from '../monitoring/alertmanager.ts';
 import { CLOUDFLARE_IPS } from '../traefik/cloudflare-ips.ts';
@@ -323,4 +324,20 @@ export function cloudflareClientIpParser(cloudflareIps: readonly string[] = CLOU
 /** s02-enrich whitelist: the management network is never banned. */
 export function managementWhitelist(cidrs: string[]): string {
   return YAML.stringify({ name: 'wpfarm/management-whitelist', description: 'Never ban the management network', whitelist: { reason: 'wpfarm management network', cidr: cidrs } });
+}
+
+/** argv + idempotence guard (bash) to register an agent on the LAPI host. */
+export function registerMachineCommand(name: string, password: string): { cmd: string[]; unless: string[] } {
+  return {
+    cmd: ['cscli', 'machines', 'add', name, '--password', password, '--force', '-f', '/dev/null'],
+    unless: ['bash', '-c', `cscli machines list -o json | grep -qF ${quote(`"machineId": "${name}"`)}`],
+  };
+}
+
+/** argv + idempotence guard (bash) to register a bouncer with a given key on the LAPI host. */
+export function registerBouncerCommand(name: string, key: string): { cmd: string[]; unless: string[] } {
+  return {
+    cmd: ['cscli', 'bouncers', 'add', name, '-k', key],
+    unless: ['bash', '-c', `cscli bouncers list -o json | grep -qF ${quote(`"name": "${name}"`)}`],
+  };
 }

@@ -109,7 +109,7 @@ export class OfflineCrowdsec {
     // enable the collections the way the role does on the nodes (symlinks, no download)
     const index = JSON.parse(readFileSync(path.join(p.hubDir, '.index.json'), 'utf8')) as HubIndex;
     this.links = resolveCollections(index, o.collections);
-    const sh = await run('sh', ['-c', enableScript(this.links, p.hubDir, p.configDir)]);
+    const sh = await run('bash', ['-c', enableScript(this.links, p.hubDir, p.configDir)]);
     if (sh.code !== 0) throw new Error(`enabling hub items: ${sh.stderr}`);
     const m = await this.cscli(['machines', 'add', 'wpfarm-test', '--auto', '--force', '-f', path.join(p.configDir, 'local_api_credentials.yaml')]);
     if (m.code !== 0) throw new Error(`cscli machines add: ${m.stdout}${m.stderr}`);

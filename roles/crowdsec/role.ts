@@ -29,6 +29,8 @@ import {
   notifications,
   onlineApiCredentialsSeed,
   profiles,
+  registerBouncerCommand,
+  registerMachineCommand,
 } from './config.ts';
 import { enableScript, resolveCollections, type HubIndex } from './hub.ts';
 import { task } from '../../lib/ops/base.ts';
@@ -120,10 +122,7 @@ const role: Role = {
     if (!isLapi) {
       // register this agent on the LAPI host, then point the agent at it; no local API here
       steps.push(
-        command(
-          { cmd: ['cscli', 'machines', 'add', ctx.host.name, '--password', agentPassword, '--force', '-f', '/dev/null'], unless: ['sh', '-c', sh`cscli machines list -o json | grep -q ${`"machineId": "${ctx.host.name}"`}`] },
-          { name: `register agent ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name },
-        ),
+        command(registerMachineCommand(ctx.host.name, agentPassword), { name: `register agent ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name }),
         file({ path: '/etc/crowdsec/local_api_credentials.yaml', content: localApiCredentials(lapi.address, ctx.host.name, agentPassword), mode: '0600', secret: true }, { notify: 'restart crowdsec' }),
         directory({ path: '/etc/systemd/system/crowdsec.service.d', mode: '0755' }),
         file({ path: '/etc/systemd/system/crowdsec.service.d/wpfarm-agent.conf', content: agentServiceDropIn(), mode: '0644' }, { notify: 'restart crowdsec' }),
@@ -136,19 +135,13 @@ const role: Role = {
         if (!traefikKey) throw new InputError(`${traefikKeyEnv} is not set in .env (the Traefik bouncer's API key)`);
         ctx.secret(traefikKey);
         steps.push(
-          command(
-            { cmd: ['cscli', 'bouncers', 'add', 'traefik', '-k', traefikKey], unless: ['sh', '-c', 'cscli bouncers list -o json | grep -q \'"name": "traefik"\''] },
-            { name: 'register the Traefik bouncer' },
-          ),
+          command(registerBouncerCommand('traefik', traefikKey), { name: 'register the Traefik bouncer' }),
         );
       }
     }
     if (isEdge) {
       steps.push(
-        command(
-          { cmd: ['cscli', 'bouncers', 'add', `firewall-${ctx.host.name}`, '-k', bouncerKey], unless: ['sh', '-c', sh`cscli bouncers list -o json | grep -q ${`"name": "firewall-${ctx.host.name}"`}`] },
-          { name: `register firewall bouncer of ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name },
-        ),
+        command(registerBouncerCommand(`firewall-${ctx.host.name}`, bouncerKey), { name: `register firewall bouncer of ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name }),
         directory({ path: '/etc/crowdsec/bouncers', mode: '0755' }),
         file({ path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml', content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: bouncerKey }), mode: '0600', secret: true }, { notify: 'restart firewall bouncer' }),
         systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started' }),

@@ -176,7 +176,7 @@ function grafanaStack(ctx: StepContext): Step[] {
     ...Object.entries(files).map(([name, content]) => dockerConfig({ name: `mon_${name.replace(/[^a-z0-9]/gi, '_')}`, content }, on)),
     // Grafana and Loki keep their data on the monitoring node (placement by node label)
     command(
-      { cmd: ['docker', 'node', 'update', '--label-add', 'wpfarm.monitoring=true', ctx.host.name], unless: ['sh', '-c', sh`[ "$(docker node inspect --format '{{index .Spec.Labels "wpfarm.monitoring"}}' ${ctx.host.name})" = true ]`] },
+      { cmd: ['docker', 'node', 'update', '--label-add', 'wpfarm.monitoring=true', ctx.host.name], unless: ['bash', '-c', sh`[ "$(docker node inspect --format '{{index .Spec.Labels "wpfarm.monitoring"}}' ${ctx.host.name})" = true ]`] },
       { ...on, name: `label ${ctx.host.name} as the monitoring node` },
     ),
     task(

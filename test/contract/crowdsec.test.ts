@@ -7,7 +7,7 @@
 // The nftables ban set (firewall bouncer) is proven in the lab (proveBan in roles/crowdsec/bruteforce.ts).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -25,8 +25,11 @@ import {
   onlineApiCredentialsSeed,
   crowdsecConfig,
   COLLECTIONS,
+  registerMachineCommand,
+  registerBouncerCommand,
 } from '../../roles/crowdsec/config.ts';
-import { bruteForceReplay, traefikAccessLine, parseNftSet } from '../../roles/crowdsec/bruteforce.ts';
+import { bruteForceReplay, traefikAccessLine, parseNftSet, appendLinesCommand } from '../../roles/crowdsec/bruteforce.ts';
+import { run } from '../../roles/monitoring/tools.ts';
 import { ensureCrowdsecPackage, packagedBouncerConfig, OfflineCrowdsec } from '../../roles/crowdsec/offline-pipeline.ts';
 import { parseChannels, maskSecrets } from '../../roles/monitoring/alertmanager.ts';
 
@@ -112,6 +115,23 @@ test('firewall bouncer: nftables mode, LAPI on the manager, only keys the packag
   assert.equal(agent.api.server.online_client, undefined);
 });
 
+test('the lab proof appends the replay to the access log byte for byte (real bash)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-append-'));
+  try {
+    const lines = bruteForceReplay({ attacker: ATTACKER, visitor: VISITOR, start: new Date(), viaCloudflare: CF_EDGE });
+    lines.push(JSON.stringify({ odd: "it's $HOME `x` \\ \"q\"" }));
+    const log = path.join(dir, "access log's.log");
+    // remote login shells are bash (lib/shell.ts): zx's quote uses bash's $'...' where needed
+    const r = await run('bash', ['-c', appendLinesCommand(lines, log)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(log, 'utf8'), lines.join('\n') + '\n');
+    const attempts = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['request_Cf-Connecting-Ip'] === ATTACKER && l.RequestPath === '/wp-login.php');
+    assert.equal(attempts.length, 12);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -158,6 +178,20 @@ test('Debian\'s crowdsec runs the generated configuration: brute force banned, v
   const enabled = (JSON.parse(list.stdout) as { collections: Array<{ name: string; status: string }> }).collections.filter((c) => /enabled/.test(c.status)).map((c) => c.name);
   for (const c of COLLECTIONS) assert.ok(enabled.includes(c), `${c} enabled (cscli: ${enabled.join(', ')})`);
   await cs.startLapi(lapiPort);
+
+  // the role's registration commands and their idempotence guards, against the real cscli
+  // (a wrapper on PATH adds -c <config>: on a node cscli finds /etc/crowdsec/config.yaml itself)
+  const bin = path.join(work, 'bin');
+  mkdirSync(bin);
+  writeFileSync(path.join(bin, 'cscli'), `#!/bin/sh\nexec ${path.join(pkg, 'usr/bin/cscli')} -c ${cs.config} "$@"\n`, { mode: 0o755 });
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` };
+  for (const reg of [registerMachineCommand('edge-7', 'agent-password-0123456789'), registerBouncerCommand('firewall-edge-7', 'bouncer-key-0123456789abcdef')]) {
+    const guard = () => run(reg.unless[0]!, reg.unless.slice(1), { env });
+    assert.notEqual((await guard()).code, 0, `${reg.cmd.join(' ')}: guard says done before it ran`);
+    const r = await run(reg.cmd[0]!, reg.cmd.slice(1), { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await guard()).code, 0, `${reg.cmd.slice(0, 4).join(' ')}: guard does not see the registration`);
+  }
 
   const start = new Date(Date.now() - 120_000);
   const replays: Record<string, string[]> = {
