@@ -83,6 +83,11 @@ export class ObjectStore {
       region: config.region,
       forcePathStyle: true,
       maxAttempts: config.maxAttempts ?? 3,
+      // SDK ≥ 3.729 adds CRC32 checksums to every upload by default; several S3-compatible stores reject
+      // them (aws-sdk-js-v3#6810). Integrity is ours end to end anyway: sha256 in the manifest, checked
+      // on every restore, and age/restic authenticate their content.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
       credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
     });
   }
