@@ -106,6 +106,11 @@ export function systemd(a: SystemdArgs, options: StepOptions = {}): Operation {
           changes.push(`disable (was ${st.enabled})`);
         }
       }
+      if (willBeMasked && (a.state === 'started' || a.state === 'restarted' || a.state === 'reloaded')) {
+        // a masked unit cannot start: say so instead of reporting "ok" for a unit that is not running
+        if (!ctx.check || a.masked === true) throw new Error(`${unit} is masked on ${ctx.host.name}: it cannot be ${a.state} (set masked: false)`);
+        changes.push(`${unit} is masked: ${a.state} would fail unless an earlier step unmasks it`);
+      }
       const running = RUNNING.has(st.active);
       if (a.state === 'started' && !running && !willBeMasked) {
         cmds.push(sh`systemctl start -- ${unit}`);

@@ -64,6 +64,12 @@ test('mask stops first, unmask before enable', async () => {
   assert.equal(script(u), 'set -e\nsystemctl unmask -- getty@tty1.service\nsystemctl enable -- getty@tty1.service\nsystemctl start -- getty@tty1.service');
 });
 
+test('a masked unit cannot be started: the step fails with the reason instead of reporting ok', async () => {
+  await assert.rejects(async () => systemd({ name: 'getty@tty1', state: 'started' }).plan(run(), MASKED), /getty@tty1.service is masked on local: it cannot be started \(set masked: false\)/);
+  const c = await systemd({ name: 'getty@tty1', state: 'started' }).plan(run(true), MASKED);
+  assert.match(c.changes[0]!, /is masked: started would fail unless an earlier step unmasks it/);
+});
+
 test('missing unit: check mode predicts (an earlier step may install it), a real run fails', async () => {
   const c = await systemd({ name: 'nginx', state: 'started' }).plan(run(true), NOT_FOUND);
   assert.equal(c.changed, true);
