@@ -59,26 +59,31 @@ export const chmodArg = (mode: string): string => `0${mode}`;
 
 /** The read-only probe script for one path (exit 0 always; stderr silenced; no `exit`). */
 export function pathProbeScript(path: string, o: PathProbeOptions = {}): string {
+  // Few processes per probe (a role may probe hundreds of paths per host in one batch): stat, plus
+  // sha256sum / base64 when content is needed, readlink only for symlinks, getent only when the wanted
+  // owner/group differs from the current one; the rest is bash builtins.
   const lines: string[] = [
     sh`p=${path}`,
-    `echo @@stat; stat -L -c '%F|%a|%u|%U|%g|%G|%s' -- "$p" || echo absent`,
-    `echo @@link; if [ -L "$p" ]; then echo yes; fi`,
-    `echo @@real; r=$(readlink -f -- "$p") || r=; printf '%s\\n' "$r"`,
-    `echo @@parent; if [ -d "$(dirname -- "\${r:-$p}")" ]; then echo yes; fi`,
+    `st=$(stat -L -c '%F|%a|%u|%U|%g|%G|%s' -- "$p") || st=absent`,
+    `echo @@stat; printf '%s\n' "$st"`,
+    `IFS='|' read -r _ _ _ U _ G S <<<"$st"`,
+    `r=$p; echo @@link; if [ -L "$p" ]; then echo yes; r=$(readlink -f -- "$p") || r=; fi`,
+    `echo @@real; printf '%s\n' "$r"`,
+    `d=\${r%/*}; echo @@parent; if [ -n "$r" ] && [ -d "\${d:-/}" ]; then echo yes; fi`,
   ];
   if (o.owner && !isNumericId(o.owner)) {
-    lines.push(sh`echo @@owner; if getent passwd ${o.owner} >/dev/null; then echo ok; else echo missing; fi`);
+    lines.push(sh`if [ "$U" != ${o.owner} ]; then echo @@owner; if getent passwd ${o.owner} >/dev/null; then echo ok; else echo missing; fi; fi`);
   }
   if (o.group && !isNumericId(o.group)) {
-    lines.push(sh`echo @@group; if getent group ${o.group} >/dev/null; then echo ok; else echo missing; fi`);
+    lines.push(sh`if [ "$G" != ${o.group} ]; then echo @@group; if getent group ${o.group} >/dev/null; then echo ok; else echo missing; fi; fi`);
   }
   if (o.sha) {
-    lines.push(`echo @@sha; if [ -f "$p" ] && [ -r "$p" ]; then sha256sum < "$p" | cut -d' ' -f1; fi`);
+    lines.push(`echo @@sha; if [ -f "$p" ] && [ -r "$p" ]; then h=$(sha256sum < "$p") && printf '%s\n' "\${h%% *}"; fi`);
   }
   if (o.contentCap) {
     lines.push(
-      `echo @@content; if [ -f "$p" ]; then if [ ! -r "$p" ]; then echo unreadable; else s=$(stat -L -c %s -- "$p"); ` +
-        sh`if [ "$s" -le ${o.contentCap} ]; then printf 'b64 '; base64 -w0 < "$p"; echo; else echo "toolarge $s"; fi; fi; fi`,
+      `echo @@content; if [ -f "$p" ]; then if [ ! -r "$p" ]; then echo unreadable; ` +
+        sh`elif [ "$S" -le ${o.contentCap} ]; then printf 'b64 '; base64 -w0 < "$p"; echo; else echo "toolarge $S"; fi; fi`,
     );
   }
   lines.push(':');

@@ -67,7 +67,10 @@ describe('probe parsing (real probe output)', () => {
     assert.equal(dir.isDir, true);
     const owner = await probe(d, { owner: 'no-such-user-wpf', group: 'root' });
     assert.equal(owner.ownerKnown, false);
-    assert.equal(owner.groupKnown, true);
+    assert.equal(owner.groupKnown, undefined, 'not looked up: the directory already has that group');
+    const other = await probe(d, { owner: 'root', group: 'nogroup' });
+    assert.equal(other.ownerKnown, undefined);
+    assert.equal(other.groupKnown, true);
   });
 
   test('a path with spaces, quotes and $ is probed safely', async () => {
