@@ -17,7 +17,7 @@ import {
   ensureKeys, ensureMachines, ensureNetwork, inspectContainer, machines, removeLabObjects, sshBanner, waitReady, waitSvc,
   writeInventory, writeKnownHosts, type NodeUpResult,
 } from './lab/nodes.ts';
-import { compareSnapshots, formatDiff, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
+import { compareSnapshots, formatDiff, isLabThing, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
 import { readJson, say, secondsSince, tryOut, writeJson } from './lab/util.ts';
 
 export { aptMirrors, ensureDocker, buildBaseImage, fault, takeSnapshot, compareSnapshots, formatDiff, isPartitioned };
@@ -70,6 +70,8 @@ export interface LabDownResult {
   after: HostSnapshot;
   /** differences between the host before lab-up and now (empty when left as found) */
   leftovers: string;
+  /** the part of `leftovers` that names the lab (its bridge, subnet, containers): lab-down's own failures */
+  labLeftovers: string;
   stoppedDockerd: boolean;
   seconds: number;
 }
@@ -95,14 +97,17 @@ export async function labDown(opts: { stopDocker?: boolean; purge?: boolean } = 
   }
   const after = await takeSnapshot();
   let leftovers = '';
+  let labLeftovers = '';
   if (before) {
-    leftovers = stoppedDockerd ? '' : formatDiff(compareSnapshots(before, after));
+    const diffs = stoppedDockerd ? [] : compareSnapshots(before, after);
+    leftovers = formatDiff(diffs);
+    labLeftovers = formatDiff(diffs.map((d) => (d.field === 'forwardPolicy' ? d : { ...d, added: d.added.filter(isLabThing), removed: d.removed.filter(isLabThing) })).filter((d) => d.added.length + d.removed.length > 0));
     fs.renameSync(PATHS.before, PATHS.beforeLast);
   }
   say(`lab-down done in ${secondsSince(started)}: removed ${removed.containers} containers, ${removed.volumes} volumes, ${removed.networks} networks`);
   if (leftovers) say(`the host differs from before lab-up:\n${leftovers}`);
   else if (before && !stoppedDockerd) say('the host is as it was before lab-up (containers, networks, volumes, iptables, FORWARD policy, links)');
-  return { removed, before, after, leftovers, stoppedDockerd, seconds: (Date.now() - started) / 1000 };
+  return { removed, before, after, leftovers, labLeftovers, stoppedDockerd, seconds: (Date.now() - started) / 1000 };
 }
 
 export interface MachineStatus {
@@ -180,7 +185,7 @@ async function main(argv: string[]): Promise<number> {
     case 'down': {
       const flags = [arg, ...rest].filter(Boolean);
       const r = await labDown({ stopDocker: flags.includes('--stop-docker'), purge: flags.includes('--purge') });
-      return r.leftovers ? 1 : 0;
+      return r.labLeftovers ? 1 : 0;
     }
     case 'status': {
       const rows = await labStatus();

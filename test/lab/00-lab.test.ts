@@ -48,12 +48,14 @@ after(async () => {
   await Promise.all(open.map((c) => c.close().catch(() => undefined)));
 });
 
-test('lab-up builds (or reuses) the lab within its budget', { timeout: 10 * 60_000 }, async (t) => {
+test('lab-up builds (or reuses) the lab and saves the host snapshot', { timeout: 10 * 60_000 }, async (t) => {
   up = await labUp();
+  // The budgets (8 min with image builds, 60 s with images) are reported, not asserted: timings on 2 shared
+  // cores are measured (docs/lab.md, make bench), never made pass/fail. The test's timeout is the hang guard.
   const budget = up.imagesBuilt.length ? 480 : 60;
-  t.diagnostic(`lab-up ${up.seconds.toFixed(1)} s; images built: ${up.imagesBuilt.join(', ') || 'none'}; ` +
-    `created ${up.created.length}, started ${up.started.length}, kept ${up.kept.length}`);
-  assert.ok(up.seconds <= budget, `lab-up took ${up.seconds.toFixed(1)} s, budget ${budget} s`);
+  t.diagnostic(`lab-up ${up.seconds.toFixed(1)} s (budget ${budget} s${up.seconds > budget ? ': OVER BUDGET' : ''}); ` +
+    `images built: ${up.imagesBuilt.join(', ') || 'none'}; created ${up.created.length}, started ${up.started.length}, kept ${up.kept.length}`);
+  assert.equal(up.created.length + up.started.length + up.kept.length, 12, 'every machine created, started or kept');
   assert.ok(fs.existsSync(PATHS.before), 'the host snapshot taken before the lab created anything');
   assert.ok(fs.existsSync(PATHS.knownHosts));
 });
