@@ -63,7 +63,8 @@ export function sysctl(args: SysctlArgs, opts: StepOptions = {}): Operation {
     probe: () => ({
       script:
         pathProbeScript(file, { sha: true, contentCap: EDIT_CONTENT_CAP }) +
-        `\n{ echo @@live; if v=$(cat -- ${sh`${proc}`}); then printf 'ok %s\\n' "$v"; else echo missing; fi; } 2>/dev/null`,
+        // read with a builtin (no process); the value has no NUL, so read returns 1 at EOF with v set
+        `\n{ echo @@live; v=; IFS= read -r -d '' v < ${sh`${proc}`}; if [ -n "$v" ]; then printf 'ok %s\\n' "$v"; else echo missing; fi; } 2>/dev/null`,
     }),
     plan: (ctx, out) => {
       const live = (sections(out).get('live') ?? '').trim();
