@@ -2,7 +2,7 @@
 //
 //   node --import tsx playbooks/dns.ts ensure NAME... [--zone example.com] [--target 198.51.100.7] [--no-proxy]
 //   node --import tsx playbooks/dns.ts remove NAME... [--zone example.com]
-//   options: [--inventory inventory/production.yml] [--api-url URL] [--env-file .env] [-v]
+//   options: [--inventory inventory/production.yml] [--api-url URL] [--dotenv .env] [-v]
 //
 // --zone and --target default to vars.cloudflare_zone and vars.edge_address of the inventory that
 // playbooks/provision.ts wrote. Token: CLOUDFLARE_API_TOKEN from the environment or .env.
@@ -18,7 +18,7 @@ import { CloudApiError, maskSecrets } from '../lib/cloud/retry.ts';
 
 export interface DnsIo { out: (l: string) => void; err: (l: string) => void }
 
-const USAGE = 'usage: dns.ts ensure|remove NAME... [--zone ZONE] [--target ADDRESS] [--no-proxy] [--inventory FILE] [--api-url URL] [--env-file FILE] [-v]';
+const USAGE = 'usage: dns.ts ensure|remove NAME... [--zone ZONE] [--target ADDRESS] [--no-proxy] [--inventory FILE] [--api-url URL] [--dotenv FILE] [-v]';
 
 export async function runDns(argv: string[], io: DnsIo): Promise<number> {
   let parsed;
@@ -33,7 +33,7 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
         'no-proxy': { type: 'boolean', default: false },
         inventory: { type: 'string', short: 'i', default: 'inventory/production.yml' },
         'api-url': { type: 'string' },
-        'env-file': { type: 'string' },
+        'dotenv': { type: 'string' },
         verbose: { type: 'boolean', short: 'v', default: false },
       },
     });
@@ -54,7 +54,7 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
     }
     const zone = a.zone ?? (typeof vars['cloudflare_zone'] === 'string' ? vars['cloudflare_zone'] : undefined);
     if (!zone) throw new InputError(`--zone: missing (and no vars.cloudflare_zone in ${a.inventory})`);
-    token = requireCredential('CLOUDFLARE_API_TOKEN', undefined, readEnvFile(a['env-file']));
+    token = requireCredential('CLOUDFLARE_API_TOKEN', undefined, readEnvFile(a['dotenv']));
     const dns = new CloudflareDns({
       token,
       baseUrl: a['api-url'],

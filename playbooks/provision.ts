@@ -3,11 +3,12 @@
 //
 //   node --import tsx playbooks/provision.ts [--inventory inventory/production.example.yml] [--check]
 //        [--out inventory/production.yml] [--destroy [--yes]] [--api-url URL] [--address public|private]
-//        [--env-file .env] [--spaces-endpoint URL] [-v]
+//        [--dotenv .env] [--spaces-endpoint URL] [-v]
 //
 // Token: DIGITALOCEAN_TOKEN from the environment or .env (never from the inventory, never printed).
 // Spaces keys (optional): SPACES_ACCESS_KEY_ID / SPACES_SECRET_ACCESS_KEY; without them the bucket step
 // is reported as skipped.
+// (--dotenv, not --env-file: Node 20 grabs --env-file even after the script name.)
 // Exit codes: 0 ok, 2 an API call failed, 4 bad input (inventory, arguments, missing token), 130 interrupted.
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline/promises';
@@ -37,7 +38,7 @@ export interface Io {
   ask?: (question: string) => Promise<string>;
 }
 
-const USAGE = 'usage: provision.ts [--inventory FILE] [--out FILE] [--check] [--destroy [--yes]] [--api-url URL] [--address public|private] [--env-file FILE] [--spaces-endpoint URL] [-v]';
+const USAGE = 'usage: provision.ts [--inventory FILE] [--out FILE] [--check] [--destroy [--yes]] [--api-url URL] [--address public|private] [--dotenv FILE] [--spaces-endpoint URL] [-v]';
 
 export async function runProvision(argv: string[], io: Io): Promise<number> {
   let args;
@@ -52,7 +53,7 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
         yes: { type: 'boolean', default: false },
         'api-url': { type: 'string' },
         address: { type: 'string', default: 'public' },
-        'env-file': { type: 'string' },
+        'dotenv': { type: 'string' },
         'spaces-endpoint': { type: 'string' },
         'per-page': { type: 'string' },
         'poll-ms': { type: 'string' },
@@ -77,7 +78,7 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
     if (perPage !== undefined && !(Number.isInteger(perPage) && perPage >= 1 && perPage <= 200)) throw new InputError('--per-page must be an integer from 1 to 200');
     const { cloud, cloudflare, doc } = loadCloudInventory(args.inventory!);
     const inputVars = typeof doc['vars'] === 'object' && doc['vars'] !== null && !Array.isArray(doc['vars']) ? (doc['vars'] as Record<string, unknown>) : {};
-    const env = readEnvFile(args['env-file']);
+    const env = readEnvFile(args['dotenv']);
     token = requireCredential('DIGITALOCEAN_TOKEN', undefined, env);
     const client = makeDoClient({
       token,

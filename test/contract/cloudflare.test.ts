@@ -200,7 +200,7 @@ test('playbooks/dns.ts: zone and target from the provisioned inventory; ensure, 
     writeFileSync(inv, 'vars:\n  cloudflare_zone: example.com\n  edge_address: 192.0.2.77\nhosts: {}\n');
     const run = async (...args: string[]) => {
       const lines: string[] = [];
-      const code = await runDns([...args, '--inventory', inv, '--env-file', env, '--api-url', proxy.url], { out: (l) => lines.push(l), err: (l) => lines.push(l) });
+      const code = await runDns([...args, '--inventory', inv, '--dotenv', env, '--api-url', proxy.url], { out: (l) => lines.push(l), err: (l) => lines.push(l) });
       return { code, text: lines.join('\n') };
     };
     let r = await run('ensure', 'cli.example.com', 'www.cli.example.com');

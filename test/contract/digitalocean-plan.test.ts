@@ -11,6 +11,8 @@ import { loadInventory, groupMembers } from '../../lib/inventory.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { InputError } from '../../lib/errors.ts';
 
 const RAW = {
@@ -249,6 +251,29 @@ test('the written inventory loads with the engine loader; other keys survive a r
     const before = readFileSync(file, 'utf8');
     writeInventory(file, inventoryFromActual(s, converged(s), { zone: 'example.com' }));
     assert.equal(readFileSync(file, 'utf8'), before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the CLI entry point: exit 4 with the field named, and for a missing token (no network used)', () => {
+  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-cli-'));
+  try {
+    const inv = path.join(dir, 'p.yml');
+    const env = path.join(dir, 'empty.env');
+    writeFileSync(env, '# no token here\n');
+    writeFileSync(inv, 'cloud:\n  region: fra1\n  vpc: { name: wpfarm-vpc }\n  ssh_keys: [1234]\n  image: debian-12-x64\n  groups:\n    db: { count: 3 }\n  management_cidrs: [203.0.113.0/24]\n');
+    const envNoToken = { ...process.env };
+    delete envNoToken['DIGITALOCEAN_TOKEN'];
+    const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'playbooks/provision.ts'), ...args], { cwd: repo, encoding: 'utf8', env: envNoToken, timeout: 60_000 });
+    let r = run(['--inventory', inv, '--dotenv', env, '--check']);
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.stderr, /p\.yml:7: cloud\.groups\.db\.size: missing/);
+    writeFileSync(inv, readFileSync(inv, 'utf8').replace('{ count: 3 }', '{ count: 3, size: s-1vcpu-1gb }'));
+    r = run(['--inventory', inv, '--dotenv', env, '--check']);
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.stderr, /env var DIGITALOCEAN_TOKEN is not set/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -52,7 +52,7 @@ async function provision(...extra: string[]): Promise<Run> {
   const err: string[] = [];
   const io: Io = { out: (l) => out.push(l), err: (l) => err.push(l) };
   // -v: every exchange is printed with its status and Prism's violations, if any; per-page 4 forces pagination
-  const code = await runProvision(['--inventory', invFile, '--out', outFile, '--api-url', prism.url, '--env-file', envFile, '--per-page', '4', '--poll-ms', '20', '-v', ...extra], io);
+  const code = await runProvision(['--inventory', invFile, '--out', outFile, '--api-url', prism.url, '--dotenv', envFile, '--per-page', '4', '--poll-ms', '20', '-v', ...extra], io);
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
@@ -257,7 +257,7 @@ test('a wrong token: 401 with a clear message that does not echo any credential'
   const bad = path.join(dir, 'bad.env');
   writeFileSync(bad, 'DIGITALOCEAN_TOKEN=dop_v1_wrongwrongwrong_123456\n');
   const out: string[] = [];
-  const code = await runProvision(['--inventory', invFile, '--out', outFile, '--api-url', prism.url, '--env-file', bad, '--check'], { out: (l) => out.push(l), err: (l) => out.push(l) });
+  const code = await runProvision(['--inventory', invFile, '--out', outFile, '--api-url', prism.url, '--dotenv', bad, '--check'], { out: (l) => out.push(l), err: (l) => out.push(l) });
   assert.equal(code, 2);
   assert.match(out.join('\n'), /-> 401: unauthorized: Unable to authenticate you/);
   assert.doesNotMatch(out.join('\n'), /wrongwrong|Bearer|authorization/i);
@@ -268,12 +268,12 @@ test('bad input: a missing field is named with file:line, exit 4; a missing toke
   writeFileSync(broken, INVENTORY.replace('db:       { count: 3, size: s-4vcpu-8gb }', 'db:       { count: 3 }'));
   let r = { code: 0, text: '' };
   const io = (): Io => ({ out: (l) => (r.text += `${l}\n`), err: (l) => (r.text += `${l}\n`) });
-  r.code = await runProvision(['--inventory', broken, '--env-file', envFile, '--api-url', prism.url, '--check'], io());
+  r.code = await runProvision(['--inventory', broken, '--dotenv', envFile, '--api-url', prism.url, '--check'], io());
   assert.equal(r.code, 4);
   assert.match(r.text, /broken\.yml:14: cloud\.groups\.db\.size: missing/);
   r = { code: 0, text: '' };
   writeFileSync(broken, INVENTORY.replace('management_cidrs: [203.0.113.0/24]', 'management_cidrs: [203.0.113.0/33]'));
-  r.code = await runProvision(['--inventory', broken, '--env-file', envFile, '--api-url', prism.url, '--check'], io());
+  r.code = await runProvision(['--inventory', broken, '--dotenv', envFile, '--api-url', prism.url, '--check'], io());
   assert.equal(r.code, 4);
   assert.match(r.text, /cloud\.management_cidrs\.0: not a CIDR: "203\.0\.113\.0\/33"/);
   r = { code: 0, text: '' };
@@ -282,7 +282,7 @@ test('bad input: a missing field is named with file:line, exit 4; a missing toke
   const saved = process.env['DIGITALOCEAN_TOKEN'];
   delete process.env['DIGITALOCEAN_TOKEN'];
   try {
-    r.code = await runProvision(['--inventory', invFile, '--env-file', empty, '--api-url', prism.url, '--check'], io());
+    r.code = await runProvision(['--inventory', invFile, '--dotenv', empty, '--api-url', prism.url, '--check'], io());
   } finally {
     if (saved !== undefined) process.env['DIGITALOCEAN_TOKEN'] = saved;
   }
@@ -312,7 +312,7 @@ test('--destroy asks for confirmation; without a terminal and without --yes noth
   assert.equal(fake.mutations().length, before);
   // a wrong answer at the prompt: nothing deleted
   const out: string[] = [];
-  const code = await runProvision(['--inventory', invFile, '--api-url', prism.url, '--env-file', envFile, '--destroy'], { out: (l) => out.push(l), err: (l) => out.push(l), ask: async () => 'no' });
+  const code = await runProvision(['--inventory', invFile, '--api-url', prism.url, '--dotenv', envFile, '--destroy'], { out: (l) => out.push(l), err: (l) => out.push(l), ask: async () => 'no' });
   assert.equal(code, 4);
   assert.equal(fake.mutations().length, before);
 });
