@@ -53,12 +53,17 @@ function strict<T>(value: T, path: string): T {
   });
 }
 
+/** Names of ejs's generated code inside `with (data)`: a var with one of these names must not shadow them. */
+const EJS_INTERNALS = new Set(['__output', '__append', '__line', '__lines', '__filename', 'escapeFn', 'include', 'rethrow', 'locals']);
+
 /** The top-level data object: own keys only (no Object.prototype names leak into `with`). */
 function strictRoot(vars: Vars): Vars {
-  const data: Vars = Object.assign(Object.create(null) as Vars, vars);
+  const data: Vars = Object.create(null) as Vars;
+  // (left out, not only hidden by `has`: ejs's include() copies the data into a plain object)
+  for (const [k, v] of Object.entries(vars)) if (!EJS_INTERNALS.has(k)) data[k] = v;
   return new Proxy(data, {
     has(target, prop) {
-      return typeof prop === 'string' && Object.prototype.hasOwnProperty.call(target, prop);
+      return typeof prop === 'string' && !EJS_INTERNALS.has(prop) && Object.prototype.hasOwnProperty.call(target, prop);
     },
     get(target, prop) {
       if (typeof prop === 'symbol') return undefined; // Symbol.unscopables etc.

@@ -63,6 +63,12 @@ describe('renderTemplate', () => {
     assert.throws(() => renderTemplate(src, {}), inputError(/inner\.ejs:2: undefined variable 'missing_in_inner'$/));
   });
 
+  test("vars named like ejs internals (include, __append, locals) do not break rendering", () => {
+    tpl('part.ejs', 'part <%= name %>\n');
+    const src = tpl('internals.ejs', "<%- include('part.ejs') %>end <%= locals.name %>\n");
+    assert.equal(renderTemplate(src, { name: 'n', include: 'not a function', __append: 1, locals: 'x', escapeFn: 0 }), 'part n\nend n\n');
+  });
+
   test('syntax errors and runtime errors are InputErrors with the file', () => {
     const bad = tpl('bad.ejs', 'a <%= if ( %>\n');
     assert.throws(() => renderTemplate(bad, {}), inputError(/bad\.ejs: template syntax error/));
