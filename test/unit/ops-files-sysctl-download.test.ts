@@ -27,6 +27,11 @@ describe('sysctl (in a private network namespace)', () => {
   let hostBefore = '';
   before(async () => {
     hostBefore = hostValue();
+    // namespaces left by an earlier run of this file that was killed (its pid is gone)
+    for (const line of (await bash('ip netns list')).stdout.split('\n')) {
+      const m = /^wpffiles-(\d+)\b/.exec(line);
+      if (m && !existsSync(`/proc/${m[1]}`)) await bash(`ip netns del wpffiles-${m[1]}`, { nothrow: true });
+    }
     await bash(`ip netns add ${ns}`);
   });
   after(async () => {
