@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** State that is not source: keys, known_hosts, snapshots, logs, caches (gitignored). */
 export const STATE_DIR = path.join(ROOT, '.wpfarm', 'lab');
+/** State of this machine (not of one clone): the FORWARD policy before the lab's dockerd, locks. */
+export const MACHINE_DIR = process.env.WPFARM_LAB_MACHINE_DIR ?? '/run/wpfarm-lab';
 export const FILES_DIR = path.join(ROOT, 'files', 'lab');
 export const INVENTORY_FILE = path.join(ROOT, 'inventory', 'lab.yml');
 
@@ -15,11 +17,13 @@ export const PATHS = {
   hostKeys: path.join(STATE_DIR, 'hostkeys'),
   before: path.join(STATE_DIR, 'before.json'),
   beforeLast: path.join(STATE_DIR, 'before.last.json'),
-  hostState: path.join(STATE_DIR, 'host-state.json'),
+  /** machine facts, not a clone's: shared by every clone on this machine, gone at reboot like the rules */
+  hostState: path.join(MACHINE_DIR, 'host-state.json'),
   partitions: path.join(STATE_DIR, 'partitions.json'),
   logs: path.join(STATE_DIR, 'logs'),
   registryCache: path.join(STATE_DIR, 'cache', 'registry'),
-  locks: path.join(STATE_DIR, 'locks'),
+  /** locks around dockerd start and image builds: machine-wide (several clones share one engine) */
+  locks: path.join(MACHINE_DIR, 'locks'),
   /** the nodes' /etc/resolv.conf: the lab's dnsmasq on the services container */
   resolvConf: path.join(STATE_DIR, 'resolv.conf'),
 } as const;
