@@ -136,10 +136,10 @@ after(async () => {
 });
 
 test('check mode on the current state changes nothing; the role converges the db group to a 3-node cluster', { timeout: 30 * 60_000 }, async (t) => {
-  const before = await Promise.all(DB.map((n) => shell(n, 'dpkg-query -W -f="${Status}\\n" mariadb-server 2>/dev/null; systemctl is-active mariadb; ls /etc/mysql/mariadb.conf.d/ 2>/dev/null | tr "\\n" " "')));
+  const before = await Promise.all(DB.map((n) => shell(n, "dpkg-query -W -f='${Status}\\n' mariadb-server 2>/dev/null; systemctl is-active mariadb; ls /etc/mysql/mariadb.conf.d/ 2>/dev/null | tr '\\n' ' '")));
   const check = await role('check0', '--check');
   assert.deepEqual(failures(check), [], 'check mode on the current state fails nowhere');
-  assert.deepEqual(await Promise.all(DB.map((n) => shell(n, 'dpkg-query -W -f="${Status}\\n" mariadb-server 2>/dev/null; systemctl is-active mariadb; ls /etc/mysql/mariadb.conf.d/ 2>/dev/null | tr "\\n" " "'))), before, 'check mode changed nothing');
+  assert.deepEqual(await Promise.all(DB.map((n) => shell(n, "dpkg-query -W -f='${Status}\\n' mariadb-server 2>/dev/null; systemctl is-active mariadb; ls /etc/mysql/mariadb.conf.d/ 2>/dev/null | tr '\\n' ' '"))), before, 'check mode changed nothing');
   const bare = before.every((b) => !b.includes('install ok installed'));
   const t0 = Date.now();
   const first = await role('converge');
@@ -234,9 +234,25 @@ test('kill -9 mariadbd on db3, rows written meanwhile; the rerun brings size 3 b
   assert.equal(rep.exitCode, 0, failures(rep).join('\n'));
   await assertClusterOf3('after kill -9 and rerun');
   await assertAllRows('after kill -9 and rerun');
+  // a power cut of db3: mariadb does not start at boot (disabled); the rerun starts it and it rejoins
+  await lab('kill', 'db3');
+  await until('db1 sees db3 gone', () => wsrep('db1'), (s) => s.wsrep_cluster_size === '2', 60_000);
+  await write('db1', 30);
+  await lab('start', 'db3');
+  await until('db3 answers over SSH', () => shell('db3', 'systemctl is-system-running --wait >/dev/null 2>&1; systemctl is-active mariadb; echo up'), (v) => v.endsWith('up'), 180_000);
+  assert.notEqual(await shell('db3', 'systemctl is-active mariadb'), 'active', 'mariadb does not start at boot');
+  const t2 = Date.now();
+  const rep2 = await role('after-powercut');
+  timings.recover_powercut_one_s = (Date.now() - t2) / 1000;
+  const cluster = rep2.results.find((r) => r.step.startsWith('galera cluster') && r.status === 'changed');
+  t.diagnostic(`timing: rerun after a power cut of db3 ${timings.recover_powercut_one_s.toFixed(1)} s: ${cluster?.changes.join('; ')}`);
+  assert.equal(rep2.exitCode, 0, failures(rep2).join('\n'));
+  assert.deepEqual(cluster?.changes, ['start db3 (join)'], 'the role started db3 and nothing else; no bootstrap');
+  await assertClusterOf3('after the power cut of db3 and rerun');
+  await assertAllRows('after the power cut of db3 and rerun');
 });
 
-test('full crash, db2 most advanced (not the first node): the rerun bootstraps from db2, no committed row lost', { timeout: 20 * 60_000 }, async (t) => {
+test('full crash, db2 most advanced and last alone: the rerun bootstraps from db2, no committed row lost', { timeout: 20 * 60_000 }, async (t) => {
   await write('db1', 10); // all three
   await lab('kill', 'db1'); // power cut
   await until('db2 sees db1 gone', () => wsrep('db2'), (s) => s.wsrep_cluster_size === '2' && s.wsrep_cluster_status === 'Primary', 60_000);
@@ -252,6 +268,8 @@ test('full crash, db2 most advanced (not the first node): the rerun bootstraps f
   t.diagnostic(`grastate after the crash: ${DB.map((n) => `${n}: ${/seqno:\s*(-?\d+)/.exec(gs[n]!)?.[1]} safe=${/safe_to_bootstrap:\s*(\d)/.exec(gs[n]!)?.[1]}`).join(', ')}`);
   assert.match(gs.db1!, /seqno:\s+-1/, 'db1 crashed: seqno -1');
   assert.match(gs.db2!, /seqno:\s+-1/, 'db2 crashed: seqno -1');
+  // galera-4 marks the last member of a primary component safe to bootstrap while it runs alone
+  assert.match(gs.db2!, /safe_to_bootstrap: 1/, 'db2 was the only member of the primary component when it crashed');
   assert.match(gs.db3!, /seqno:\s+\d+/, 'db3 left cleanly: a real seqno, lower than what db2 committed after');
   assert.match(gs.db3!, /safe_to_bootstrap: 0/);
   for (const n of DB) assert.notEqual(await shell(n, 'systemctl is-active mariadb'), 'active', `${n}: mariadb down before the rerun`);
@@ -262,11 +280,46 @@ test('full crash, db2 most advanced (not the first node): the rerun bootstraps f
   t.diagnostic(`timing: rerun after the full crash ${timings.recover_full_crash_s.toFixed(1)} s: ${cluster?.changes.join('; ')}`);
   assert.equal(rep.exitCode, 0, failures(rep).join('\n') + rep.stdout.slice(-3000));
   assert.ok(cluster, 'the cluster task acted');
-  assert.ok(cluster.changes.some((c) => c.startsWith('recover positions with --wsrep-recover on db1, db2')), cluster.changes.join('\n'));
-  assert.ok(cluster.changes.some((c) => c.startsWith('bootstrap db2:')), `bootstrapped from db2: ${cluster.changes.join('\n')}`);
+  assert.ok(cluster.changes.some((c) => c.startsWith('bootstrap db2: db2 left last')), `bootstrapped from db2: ${cluster.changes.join('\n')}`);
   assert.ok(!cluster.changes.some((c) => /bootstrap db[13]/.test(c)), 'exactly one bootstrap');
   await assertClusterOf3('after the full crash');
   await assertAllRows('after the full crash');
+});
+
+test('full crash with no node safe to bootstrap: positions from --wsrep-recover, the most advanced bootstraps, no row lost', { timeout: 20 * 60_000 }, async (t) => {
+  await write('db1', 10);
+  await lab('kill', 'db1'); // db1 falls behind
+  await until('db2 sees db1 gone', () => wsrep('db2'), (s) => s.wsrep_cluster_size === '2' && s.wsrep_cluster_status === 'Primary', 60_000);
+  await write('db2', 20);
+  await write('db3', 20);
+  // db2 and db3 lose power together: neither is ever alone in a primary component, so nobody is safe
+  await Promise.all([lab('kill', 'db2'), lab('kill', 'db3')]);
+  await Promise.all(DB.map((n) => lab('start', n)));
+  await until('db1-3 answer over SSH after the power cut', () => Promise.all(DB.map((n) => shell(n, 'systemctl is-system-running --wait >/dev/null 2>&1; echo up'))), (v) => v.every((x) => x === 'up'), 180_000);
+  const gs = Object.fromEntries(await Promise.all(DB.map(async (n) => [n, await grastate(n)] as const)));
+  t.diagnostic(`grastate after the crash: ${DB.map((n) => `${n}: ${/seqno:\s*(-?\d+)/.exec(gs[n]!)?.[1]} safe=${/safe_to_bootstrap:\s*(\d)/.exec(gs[n]!)?.[1]}`).join(', ')}`);
+  for (const n of DB) {
+    assert.match(gs[n]!, /seqno:\s+-1/, `${n} crashed: seqno -1`);
+    assert.match(gs[n]!, /safe_to_bootstrap: 0/, `${n}: not safe to bootstrap`);
+  }
+  const t1 = Date.now();
+  const rep = await role('after-crash-recover');
+  timings.recover_full_crash_wsrep_recover_s = (Date.now() - t1) / 1000;
+  const cluster = rep.results.find((r) => r.step.startsWith('galera cluster') && r.status === 'changed');
+  t.diagnostic(`timing: rerun after the full crash (wsrep-recover) ${timings.recover_full_crash_wsrep_recover_s.toFixed(1)} s: ${cluster?.changes.join('; ')}`);
+  assert.equal(rep.exitCode, 0, failures(rep).join('\n') + rep.stdout.slice(-3000));
+  assert.ok(cluster, 'the cluster task acted');
+  assert.ok(cluster.changes.includes('recover positions with --wsrep-recover on db1, db2, db3'), cluster.changes.join('\n'));
+  const boot = cluster.changes.find((c) => c.startsWith('bootstrap '));
+  const m = /^bootstrap (db\d): crash recovery: \1 is the most advanced \(seqno db1=(\d+) db2=(\d+) db3=(\d+)\)$/.exec(boot ?? '');
+  assert.ok(m, `a crash-recovery bootstrap: ${boot}`);
+  const [chosen, s1, s2, s3] = [m[1]!, Number(m[2]), Number(m[3]), Number(m[4])];
+  assert.ok(s1 < s2 && s1 < s3, `db1 (down first) is behind: ${boot}`);
+  assert.notEqual(chosen, 'db1', 'not the first node');
+  assert.equal({ db1: s1, db2: s2, db3: s3 }[chosen], Math.max(s1, s2, s3), 'the chosen node has the highest recovered seqno');
+  assert.equal(cluster.changes.filter((c) => c.startsWith('bootstrap ')).length, 1, 'exactly one bootstrap');
+  await assertClusterOf3('after the full crash (wsrep-recover)');
+  await assertAllRows('after the full crash (wsrep-recover)');
 });
 
 test('clean stop of all nodes (db2 last): the rerun bootstraps from db2 (safe_to_bootstrap: 1)', { timeout: 15 * 60_000 }, async (t) => {
