@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { prometheusConfig, alertRules, rulesFile, toYaml } from '../../roles/monitoring/prometheus.ts';
 import { parseChannels, renderAlertmanager } from '../../roles/monitoring/alertmanager.ts';
+import { dashboards, dashboardPromql } from '../../roles/monitoring/dashboards.ts';
 import { ensureMonitoringTools, PROMETHEUS_BIN, ALERTMANAGER_BIN, NODE_EXPORTER_BIN } from '../../roles/monitoring/tools.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'wpfarm-mon-live-'));
@@ -62,6 +63,17 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
   }
 }
 
+/** the collectors the dashboards and rules read (the rest stay off: the machine's 2 cores are shared) */
+const NODE_COLLECTORS = ['cpu', 'loadavg', 'meminfo', 'filesystem', 'diskstats', 'netdev', 'textfile'];
+
+/** Metric names an expression refers to (identifiers not followed by "(" and not PromQL keywords/labels). */
+function metricNames(expr: string): string[] {
+  const noStrings = expr.replace(/"[^"]*"/g, '""').replace(/\{[^}]*\}/g, '{}');
+  const words = [...noStrings.matchAll(/\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()/g)].map((m) => m[1]!);
+  const keywords = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'le', 'e9', 'instance', 'service', 'code', 'mode', 'cn', 'stack', 'entrypoint', 'integration', 'alertname']);
+  return words.filter((w) => !keywords.has(w) && !/^\d/.test(w) && !/^[smhdwy]$/.test(w));
+}
+
 interface WebhookAlert {
   status: string;
   labels: Record<string, string>;
@@ -99,7 +111,7 @@ test('Prometheus scrapes every exporter; a stopped node-exporter raises NodeDown
   const exporters = new Map<string, ChildProcess>();
   for (const n of nodes) {
     // a few collectors only: the machine's 2 cores are shared
-    exporters.set(n.name, start(NODE_EXPORTER_BIN, [`--web.listen-address=${n.address}:${nodePort}`, '--collector.disable-defaults', '--collector.loadavg', '--collector.meminfo', '--collector.filesystem', '--collector.textfile', `--collector.textfile.directory=${work}`]));
+    exporters.set(n.name, start(NODE_EXPORTER_BIN, [`--web.listen-address=${n.address}:${nodePort}`, '--collector.disable-defaults', ...NODE_COLLECTORS.map((c) => `--collector.${c}`), `--collector.textfile.directory=${work}`]));
   }
 
   const am = renderAlertmanager(parseChannels([{ type: 'webhook', url: hookUrl }]), () => undefined, { groupWait: '1s', groupInterval: '5s', repeatInterval: '1h' });
@@ -141,6 +153,23 @@ test('Prometheus scrapes every exporter; a stopped node-exporter raises NodeDown
   );
   assert.deepEqual(up.filter((t) => t.labels.job === 'node').map((t) => t.labels.instance).sort(), ['n1', 'n2', 'n3']);
   void amProc;
+
+  // every node-exporter, Prometheus and Alertmanager metric the dashboards and rules use exists in what
+  // Debian's exporters really expose (a misspelt metric would leave a panel or an alert silently empty)
+  const exprs = [...dashboardPromql(dashboards()).map((e) => e.expr), ...alertRules().map((r) => r.expr)];
+  const used = new Set(exprs.flatMap(metricNames).filter((n) => /^(node_|alertmanager_|prometheus_|up$)/.test(n)));
+  assert.ok(used.size >= 15, `${used.size} metric names`);
+  const have = await waitFor(
+    'metric names',
+    async () => {
+      const names = new Set(((await (await fetch(`${api}/label/__name__/values`)).json()) as { data: string[] }).data);
+      return [...used].every((n) => names.has(n)) ? names : undefined;
+    },
+    30_000,
+  ).catch(async () => new Set(((await (await fetch(`${api}/label/__name__/values`)).json()) as { data: string[] }).data));
+  const missing = [...used].filter((n) => !have.has(n));
+  assert.deepEqual(missing, [], `metrics used by dashboards/rules but not exposed: ${missing.join(', ')}`);
+  t.diagnostic(`${used.size} node/prometheus/alertmanager metric names used by dashboards and rules, all exposed`);
 
   // stop node-exporter on n2
   const stoppedAt = Date.now();
