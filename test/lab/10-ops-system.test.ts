@@ -19,6 +19,7 @@ import { user, group, authorizedKey } from '../../lib/ops/users.ts';
 import { command } from '../../lib/ops/command.ts';
 import { dockerNetwork, dockerSecret, hashedName, stackDeploy, swarmFacts } from '../../lib/ops/docker.ts';
 import { sh } from '../../lib/shell.ts';
+import { FactCache, factNames, type KernelFact, type OsFact, type ServicesFact, type UsersFact } from '../../lib/facts.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const NODE = process.env.WPFARM_OPS_NODE ?? 'st2';
@@ -130,6 +131,25 @@ test('leftovers of an interrupted earlier run are removed first', { timeout: 20 
   const r = await play(removalSteps);
   assert.ok(!r.some((x) => x.status === 'failed'), statuses(r).join('\n'));
   assert.equal(await systemState().then((s) => /wpfarm-ops|install ok installed|^active/m.test(s)), false);
+});
+
+test('facts on a systemd node: every fact in one round trip, consistent with the node', async () => {
+  const cache = new FactCache((cmd) => conn.exec(cmd));
+  const before = conn.roundTrips;
+  const f = await cache.get(factNames());
+  assert.equal(conn.roundTrips - before, 1, 'one round trip for all facts');
+  await cache.get(['os', 'services']);
+  assert.equal(conn.roundTrips - before, 1, 'cached');
+  const sv = f.services as ServicesFact;
+  assert.equal(sv.systemd, true);
+  assert.deepEqual(sv.units['ssh.service'], { load: 'loaded', active: 'active', sub: 'running', enabled: 'enabled' });
+  assert.equal((f.os as OsFact).codename, await on('. /etc/os-release; echo $VERSION_CODENAME'));
+  assert.equal((f.packages as Record<string, string>)['openssh-server'], await on("dpkg-query -W -f='${Version}' openssh-server"));
+  const k = f.kernel as KernelFact;
+  assert.equal(k.esp, (await on('grep -qw esp4 /proc/crypto && echo yes || echo no')) === 'yes');
+  assert.equal(k.ipvs, (await on('test -e /proc/net/ip_vs && echo yes || echo no')) === 'yes');
+  assert.equal((f.users as UsersFact).users.root?.uid, 0);
+  assert.equal(f.cpus, Number(await on('nproc')));
 });
 
 test('system operations: accounts, apt, unit file + service, guarded command', { timeout: 20 * 60_000 }, async (t) => {
