@@ -2,7 +2,7 @@
 //
 //   node --import tsx playbooks/dns.ts ensure NAME... [--zone example.com] [--target 198.51.100.7] [--no-proxy]
 //   node --import tsx playbooks/dns.ts remove NAME... [--zone example.com]
-//   options: [--inventory inventory/production.yml] [--api-url URL] [--dotenv .env] [-v]
+//   options: [--check] [--inventory inventory/production.yml] [--api-url URL] [--dotenv .env] [-v]
 //
 // --zone and --target default to vars.cloudflare_zone and vars.edge_address of the inventory that
 // playbooks/provision.ts wrote. Token: CLOUDFLARE_API_TOKEN from the environment or .env.
@@ -18,7 +18,7 @@ import { CloudApiError, maskSecrets } from '../lib/cloud/retry.ts';
 
 export interface DnsIo { out: (l: string) => void; err: (l: string) => void }
 
-const USAGE = 'usage: dns.ts ensure|remove NAME... [--zone ZONE] [--target ADDRESS] [--no-proxy] [--inventory FILE] [--api-url URL] [--dotenv FILE] [-v]';
+const USAGE = 'usage: dns.ts ensure|remove NAME... [--zone ZONE] [--target ADDRESS] [--no-proxy] [--check] [--inventory FILE] [--api-url URL] [--dotenv FILE] [-v]';
 
 export async function runDns(argv: string[], io: DnsIo): Promise<number> {
   let parsed;
@@ -31,6 +31,7 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
         zone: { type: 'string' },
         target: { type: 'string' },
         'no-proxy': { type: 'boolean', default: false },
+        check: { type: 'boolean', default: false },
         inventory: { type: 'string', short: 'i', default: 'inventory/production.yml' },
         'api-url': { type: 'string' },
         'dotenv': { type: 'string' },
@@ -63,17 +64,17 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
     if (cmd === 'ensure') {
       const target = a.target ?? (typeof vars['edge_address'] === 'string' ? vars['edge_address'] : undefined);
       if (!target) throw new InputError(`--target: missing (and no vars.edge_address in ${a.inventory})`);
-      const r = await dns.ensureSiteRecords({ zoneName: zone, names, target, proxied: !a['no-proxy'] });
+      const r = await dns.ensureSiteRecords({ zoneName: zone, names, target, proxied: !a['no-proxy'], check: a.check });
       for (const n of r.created) io.out(`created ${n}`);
       for (const n of r.updated) io.out(`updated ${n}`);
       for (const n of r.deleted) io.out(`deleted ${n}`);
       for (const n of r.unchanged) io.out(`ok ${n}`);
-      io.out(`changed: ${r.created.length + r.updated.length + r.deleted.length}`);
+      io.out(`${a.check ? 'would change' : 'changed'}: ${r.created.length + r.updated.length + r.deleted.length}`);
     } else {
-      const r = await dns.removeSiteRecords({ zoneName: zone, names });
+      const r = await dns.removeSiteRecords({ zoneName: zone, names, check: a.check });
       for (const n of r.deleted) io.out(`deleted ${n}`);
       for (const n of r.absent) io.out(`absent ${n}`);
-      io.out(`changed: ${r.deleted.length}`);
+      io.out(`${a.check ? 'would change' : 'changed'}: ${r.deleted.length}`);
     }
     return EXIT.OK;
   } catch (err) {

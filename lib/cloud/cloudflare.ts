@@ -34,6 +34,8 @@ export interface EnsureArgs {
   proxied?: boolean;
   /** 1 = automatic (required when proxied), else 30..86400 */
   ttl?: number;
+  /** read only: report what would change, send no write */
+  check?: boolean;
 }
 
 export interface EnsureResult { created: string[]; updated: string[]; unchanged: string[]; deleted: string[] }
@@ -158,15 +160,15 @@ export class CloudflareDns {
           const others = have.filter((r) => r !== same);
           // remove conflicting records first (a CNAME cannot coexist with A/AAAA at the same name)
           for (const r of others) {
-            await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () => this.client.dns.records.delete(r.id, { zone_id: zoneId }));
+            if (!args.check) await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () => this.client.dns.records.delete(r.id, { zone_id: zoneId }));
             result.deleted.push(`${name} ${r.type} ${r.content}`);
           }
           const body = { zone_id: zoneId, name, type, content: args.target, proxied, ttl, comment: 'managed by wpfarm' };
           if (!same) {
-            await this.call(`POST /zones/${zoneId}/dns_records`, () => this.client.dns.records.create(body as Cloudflare.DNS.RecordCreateParams));
+            if (!args.check) await this.call(`POST /zones/${zoneId}/dns_records`, () => this.client.dns.records.create(body as Cloudflare.DNS.RecordCreateParams));
             result.created.push(name);
           } else if (same.content !== args.target || same.proxied !== proxied || same.ttl !== ttl) {
-            await this.call(`PUT /zones/${zoneId}/dns_records/${same.id}`, () => this.client.dns.records.update(same.id, body as Cloudflare.DNS.RecordUpdateParams));
+            if (!args.check) await this.call(`PUT /zones/${zoneId}/dns_records/${same.id}`, () => this.client.dns.records.update(same.id, body as Cloudflare.DNS.RecordUpdateParams));
             result.updated.push(`${name} ${same.content} -> ${args.target}`);
           } else result.unchanged.push(name);
         }),
@@ -177,7 +179,7 @@ export class CloudflareDns {
   }
 
   /** Remove the A/AAAA/CNAME records of these names (remove-site). */
-  async removeSiteRecords(args: { zoneName: string; names: string[] }): Promise<RemoveResult> {
+  async removeSiteRecords(args: { zoneName: string; names: string[]; check?: boolean }): Promise<RemoveResult> {
     const names = checkRecords(args);
     const zoneId = await this.zoneId(args.zoneName);
     const result: RemoveResult = { deleted: [], absent: [] };
@@ -187,7 +189,7 @@ export class CloudflareDns {
           const have = await this.recordsAt(zoneId, name);
           if (have.length === 0) result.absent.push(name);
           for (const r of have) {
-            await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () => this.client.dns.records.delete(r.id, { zone_id: zoneId }));
+            if (!args.check) await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () => this.client.dns.records.delete(r.id, { zone_id: zoneId }));
             result.deleted.push(`${name} ${r.type} ${r.content}`);
           }
         }),
@@ -209,6 +211,6 @@ export function dnsFromEnv(opts: Omit<DnsOptions, 'token'> & { envFile?: string 
 export async function ensureSiteRecords(args: EnsureArgs, dns: CloudflareDns = dnsFromEnv()): Promise<EnsureResult> {
   return dns.ensureSiteRecords(args);
 }
-export async function removeSiteRecords(args: { zoneName: string; names: string[] }, dns: CloudflareDns = dnsFromEnv()): Promise<RemoveResult> {
+export async function removeSiteRecords(args: { zoneName: string; names: string[]; check?: boolean }, dns: CloudflareDns = dnsFromEnv()): Promise<RemoveResult> {
   return dns.removeSiteRecords(args);
 }

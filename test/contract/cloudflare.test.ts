@@ -203,7 +203,13 @@ test('playbooks/dns.ts: zone and target from the provisioned inventory; ensure, 
       const code = await runDns([...args, '--inventory', inv, '--dotenv', env, '--api-url', proxy.url], { out: (l) => lines.push(l), err: (l) => lines.push(l) });
       return { code, text: lines.join('\n') };
     };
-    let r = await run('ensure', 'cli.example.com', 'www.cli.example.com');
+    const writes = fake.mutations().length;
+    let r = await run('ensure', 'cli.example.com', 'www.cli.example.com', '--check');
+    assert.equal(r.code, 0, r.text);
+    assert.match(r.text, /created cli\.example\.com\ncreated www\.cli\.example\.com\nwould change: 2/);
+    assert.equal(fake.mutations().length, writes, '--check sends no write');
+    assert.deepEqual(recs('cli.example.com'), []);
+    r = await run('ensure', 'cli.example.com', 'www.cli.example.com');
     assert.equal(r.code, 0, r.text);
     assert.match(r.text, /created cli\.example\.com\ncreated www\.cli\.example\.com\nchanged: 2/);
     assert.deepEqual(recs('www.cli.example.com'), ['A 192.0.2.77 proxied=true']);
