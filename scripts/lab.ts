@@ -51,7 +51,14 @@ export async function labUp(): Promise<LabUpResult> {
   await ensureNetwork();
   const res = await ensureMachines(images);
   say('waiting for systemd and sshd on every machine');
-  await Promise.all(machines().map((m) => waitReady(m.name)));
+  let ready = 0;
+  const waitStart = Date.now();
+  const beat = setInterval(() => say(`  ... ${ready} of ${machines().length} ready after ${secondsSince(waitStart)}`), 15_000);
+  try {
+    await Promise.all(machines().map((m) => waitReady(m.name).then(() => ready++)));
+  } finally {
+    clearInterval(beat);
+  }
   await waitSvc();
   writeKnownHosts();
   const changedInv = writeInventory();
@@ -117,13 +124,14 @@ export interface MachineStatus {
   ssh: boolean;
   partitioned: boolean;
   memMiB?: number;
+  rssMiB?: number;
 }
 
 /**
  * Memory of each running lab container in MiB, read from its cgroup (v1 memory controller): usage minus
  * inactive page cache, as `docker stats` computes it (whose numbers are empty with this engine and kernel).
  */
-export async function labMemoryMiB(): Promise<Record<string, number>> {
+export async function labMemoryMiB(kind: 'used' | 'rss' = 'used'): Promise<Record<string, number>> {
   const res: Record<string, number> = {};
   for (const m of machines()) {
     const c = await inspectContainer(containerName(m.name));
@@ -133,7 +141,8 @@ export async function labMemoryMiB(): Promise<Record<string, number>> {
         const usage = Number(fs.readFileSync(path.join(dir, dir.includes('/memory/') ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'));
         const stat = fs.readFileSync(path.join(dir, 'memory.stat'), 'utf8');
         const inactive = Number(stat.match(/^(?:total_inactive_file|inactive_file) (\d+)$/m)?.[1] ?? 0);
-        res[m.name] = (usage - inactive) / 1048576;
+        const rss = Number(stat.match(/^(?:total_rss|anon) (\d+)$/m)?.[1] ?? 0);
+        res[m.name] = (kind === 'rss' ? rss : usage - inactive) / 1048576;
         break;
       } catch {
         // not this cgroup layout
@@ -150,11 +159,12 @@ export async function labStatus(): Promise<MachineStatus[]> {
     return [];
   }
   const mem = await labMemoryMiB();
+  const rss = await labMemoryMiB('rss');
   const rows: MachineStatus[] = [];
   for (const m of machines()) {
     const c = await inspectContainer(containerName(m.name));
     const ssh = c?.running ? !!(await sshBanner(m.address, 1500)) : false;
-    rows.push({ name: m.name, address: m.address, state: c ? c.status : 'absent', ssh, partitioned: c?.running ? await isPartitioned(m.name) : false, memMiB: mem[m.name] });
+    rows.push({ name: m.name, address: m.address, state: c ? c.status : 'absent', ssh, partitioned: c?.running ? await isPartitioned(m.name) : false, memMiB: mem[m.name], rssMiB: rss[m.name] });
   }
   return rows;
 }
@@ -162,13 +172,17 @@ export async function labStatus(): Promise<MachineStatus[]> {
 function printStatus(rows: MachineStatus[]): void {
   if (!rows.length) return;
   const w = (s: string, n: number): string => s.padEnd(n);
-  console.log(`${w('NODE', 6)} ${w('ADDRESS', 12)} ${w('STATE', 10)} ${w('SSH', 4)} ${w('NET', 12)} MEM`);
+  const mib = (v: number | undefined): string => (v !== undefined ? `${v.toFixed(0)} MiB` : '-');
+  console.log(`${w('NODE', 6)} ${w('ADDRESS', 12)} ${w('STATE', 10)} ${w('SSH', 4)} ${w('NET', 12)} ${w('MEM', 9)} RSS`);
   let total = 0;
+  let totalRss = 0;
   for (const r of rows) {
     total += r.memMiB ?? 0;
-    console.log(`${w(r.name, 6)} ${w(r.address, 12)} ${w(r.state, 10)} ${w(r.ssh ? 'yes' : 'no', 4)} ${w(r.partitioned ? 'PARTITIONED' : 'ok', 12)} ${r.memMiB !== undefined ? `${r.memMiB.toFixed(0)} MiB` : '-'}`);
+    totalRss += r.rssMiB ?? 0;
+    console.log(`${w(r.name, 6)} ${w(r.address, 12)} ${w(r.state, 10)} ${w(r.ssh ? 'yes' : 'no', 4)} ${w(r.partitioned ? 'PARTITIONED' : 'ok', 12)} ${w(mib(r.memMiB), 9)} ${mib(r.rssMiB)}`);
   }
-  console.log(`total memory ${total.toFixed(0)} MiB; network ${NETWORK} ${SUBNET}; inventory ${path.relative(ROOT, INVENTORY_FILE)}`);
+  console.log(`memory ${total.toFixed(0)} MiB (MEM: usage minus inactive file cache, as docker counts it; RSS: anonymous ${totalRss.toFixed(0)} MiB)`);
+  console.log(`network ${NETWORK} ${SUBNET}; inventory ${path.relative(ROOT, INVENTORY_FILE)}`);
 }
 
 function usage(): string {
