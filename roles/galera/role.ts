@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Connection, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
 import { task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
-import { file } from '../../lib/ops/files.ts';
+import { copy, directory, file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
 import { template } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
@@ -26,6 +26,7 @@ export const SECRETS_FILE = '/etc/mysql/wpfarm-secrets';
 export const GALERA_CNF = '/etc/mysql/mariadb.conf.d/60-galera.cnf';
 export const SST_CNF = '/etc/mysql/mariadb.conf.d/61-galera-sst.cnf';
 export const HAPROXY_CFG = '/etc/haproxy/haproxy.cfg';
+export const CHECK_SCRIPT = '/usr/local/lib/wpfarm/galera-writer-check';
 const DATADIR = '/var/lib/mysql';
 const PACKAGES = ['mariadb-server', 'mariadb-client', 'mariadb-backup', 'galera-4', 'socat', 'haproxy'];
 
@@ -349,16 +350,19 @@ async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> 
     if (d.kind === 'recover') {
       changes.push(`recover positions with --wsrep-recover on ${d.nodes.join(', ')}`);
       if (ctx.check) return { changed: true, changes: [...changes, 'then bootstrap the most advanced node'] };
-      for (const name of d.nodes) {
-        mustAct(name);
-        const n = nodes.find((x) => x.name === name)!;
-        const r = await ctx.hostContext(name).exec(
-          'log=$(mktemp /tmp/wsrep-recover.XXXXXX); chown mysql "$log"; mariadbd --user=mysql --wsrep-recover --log-error="$log" >/dev/null 2>&1; cat "$log"; rm -f "$log"',
-          { nothrow: true, timeoutMs: 600_000 },
-        );
-        n.recovered = parseRecoveredPosition(r.stdout);
-        ctx.log(`${name}: recovered position ${n.recovered ? `${n.recovered.uuid}:${n.recovered.seqno}` : 'none'}`);
-      }
+      for (const name of d.nodes) mustAct(name);
+      // one InnoDB recovery per node, all nodes at once (each is local to its host)
+      await Promise.all(
+        d.nodes.map(async (name) => {
+          const n = nodes.find((x) => x.name === name)!;
+          const r = await ctx.hostContext(name).exec(
+            'log=$(mktemp /tmp/wsrep-recover.XXXXXX); chown mysql "$log"; mariadbd --user=mysql --wsrep-recover --log-error="$log" >/dev/null 2>&1; cat "$log"; rm -f "$log"',
+            { nothrow: true, timeoutMs: 600_000 },
+          );
+          n.recovered = parseRecoveredPosition(r.stdout);
+          ctx.log(`${name}: recovered position ${n.recovered ? `${n.recovered.uuid}:${n.recovered.seqno}` : 'none'}`);
+        }),
+      );
       continue;
     }
     if (d.kind === 'bootstrap') {
@@ -527,6 +531,8 @@ const role: Role = {
         },
         { runOnce: true },
       ),
+      directory({ path: path.dirname(CHECK_SCRIPT), mode: '0755' }),
+      copy({ src: TPL('galera-writer-check.sh'), path: CHECK_SCRIPT, mode: '0755' }, { notify: 'reload haproxy' }),
       template(
         {
           path: HAPROXY_CFG,
@@ -536,6 +542,7 @@ const role: Role = {
             bind: nodeAddress(me),
             port: s.writerPort,
             check_user: s.checkUser,
+            check_command: CHECK_SCRIPT,
             maxconn: typeof ctx.vars.galera_writer_maxconn === 'number' ? ctx.vars.galera_writer_maxconn : 2000,
             servers: hosts.map((h) => ({ name: h.name, address: nodeAddress(h) })),
           },

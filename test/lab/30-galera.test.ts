@@ -193,6 +193,20 @@ test('check mode on the current state changes nothing; the role converges the db
     );
     assert.equal(who, 'db1', `writer endpoint on ${n}:3307 → db1`);
   }
+  // Galera-aware: a desynced db1 (wsrep_local_state 2) gets no traffic; db2 (first backup) takes over, then db1 again
+  const writer = (via: string) =>
+    on(via, (c) =>
+      withMysql(c, { host: inv.hosts.get(via)!.address, port: 3307, user: 'wpfarm_admin', password: secrets.admin_password }, async (db) => String((await rows(db, 'SELECT @@hostname AS h'))[0]!.h)),
+    );
+  await sql('db1', (db) => db.query('SET GLOBAL wsrep_desync = ON'));
+  try {
+    const t1 = Date.now();
+    assert.equal(await until('writer endpoint leaves desynced db1', () => writer('db3'), (v) => v === 'db2', 60_000), 'db2');
+    t.diagnostic(`timing: writer endpoint moved to db2 ${((Date.now() - t1) / 1000).toFixed(1)} s after db1 desynced`);
+  } finally {
+    await sql('db1', (db) => db.query('SET GLOBAL wsrep_desync = OFF'));
+  }
+  assert.equal(await until('writer endpoint back on db1', () => writer('db3'), (v) => v === 'db1', 60_000), 'db1');
   // test data for the fault phases
   await sql('db1', async (db) => {
     await db.query(`DROP DATABASE IF EXISTS ${SCHEMA}`);
