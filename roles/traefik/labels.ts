@@ -165,7 +165,11 @@ function setPath(label: string, target: Tree, segments: string[], raw: string): 
       continue;
     }
     if (last) {
-      if (key in obj && typeof obj[key] === 'object') throw new LabelError(label, `${key} is set both as a value and with sub-keys`);
+      if (key in obj && typeof obj[key] === 'object') {
+        // `…sticky.cookie=true` next to `…sticky.cookie.name=x`: Traefik accepts both, in any order
+        if (raw === 'true' && !free && typesOf(s).includes('object')) return;
+        throw new LabelError(label, `${key} is set both as a value and with sub-keys`);
+      }
       obj[key] = free ? raw : typedValue(label, raw, s);
       return;
     }

@@ -174,6 +174,13 @@ test('sticky sessions are per site and only where asked', () => {
   const lb = sticky.http!.services!['site-shop-2']!.loadBalancer as Record<string, any>; // free-form
   assert.deepEqual(lb.sticky, { cookie: { name: 'wpfarm_site_shop_2', secure: true, httpOnly: true, sameSite: 'lax' } });
   assert.deepEqual(lb.servers, [{ url: 'http://wp_shop_web:8080' }]);
+  // `cookie=true` beside its sub-keys, in either order, is the same configuration
+  const c = 'traefik.http.services.site-shop-2.loadbalancer.sticky.cookie';
+  const withFlag = siteRouterLabels(sites[1]!);
+  const flagFirst = labelsToDynamic({ [c]: 'true', ...withFlag }, 'wp_shop_web').config;
+  const flagLast = labelsToDynamic({ ...withFlag, [c]: 'true' }, 'wp_shop_web').config;
+  assert.deepEqual(flagFirst, sticky);
+  assert.deepEqual(flagLast, sticky);
   const plain = labelsToDynamic(siteRouterLabels(sites[0]!), 'wp_1_web').config;
   assert.equal((plain.http!.services!.site1!.loadBalancer as Record<string, unknown>).sticky, undefined);
 });
