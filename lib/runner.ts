@@ -371,6 +371,11 @@ class HostRun {
         if (this.env.signal.interrupted) return 'interrupted';
         if (this.shared.fatal.stop) return 'stopped: another host failed and anyErrorsFatal is set';
         const step = list[i]!;
+        if (isFlush(step)) {
+          const stop = await runHandlers();
+          if (stop) return stop;
+          continue;
+        }
         if (!tagsMatch([...roleTags, ...(step.options.tags ?? [])], this.env.options)) continue;
         this.env.reporter.stepStart(this.host.name, step.title);
         let r: StepResult;
@@ -390,6 +395,10 @@ class HostRun {
           }
         } catch (e) {
           const msg = errMessage(e);
+          if (!(e instanceof UnreachableError)) {
+            this.record({ host: this.host.name, step: step.title, kind: step.kind, status: 'failed', error: msg, changes: [], ms: 0 }, step);
+            return msg;
+          }
           this.state.unreachable = msg;
           this.record({ host: this.host.name, step: step.title, kind: step.kind, status: 'unreachable', error: msg, changes: [], ms: 0 }, step);
           return msg;
@@ -403,17 +412,28 @@ class HostRun {
       }
       return null;
     };
-    let stop = await runList(steps);
-    // handlers: once per host, in the order the role declares them, only when the host did not fail
-    if (!stop && this.notified.size && this.role.handlers) {
-      for (const [name, make] of Object.entries(this.role.handlers)) {
+    // handlers: once per host, in the order the role declares them, at the end of the role or at a
+    // flushHandlers() step, only when the host did not fail
+    const runHandlers = async (): Promise<string | null> => {
+      const unknown = [...this.notified].filter((n) => !this.role.handlers?.[n]);
+      if (unknown.length) {
+        const error = `notified handler(s) not defined in role ${this.role.name}: ${unknown.join(', ')}`;
+        const r: StepResult = { host: this.host.name, step: 'handlers', kind: 'handlers', status: 'failed', error, changes: [], ms: 0 };
+        this.results.push(r);
+        this.env.reporter.stepEnd(r);
+        return error;
+      }
+      for (const [name, make] of Object.entries(this.role.handlers ?? {})) {
         if (!this.notified.has(name)) continue;
         this.notified.delete(name);
-        const hs = make(ctx).map((s) => ({ ...s, options: { ...s.options, name: s.options.name ?? s.title } }) as Step);
-        stop = await runList(hs.map((s) => relabel(s, `handler ${name}: ${s.title}`)));
-        if (stop) break;
+        const hs = make(ctx).map((s) => relabel(s, `handler ${name}: ${s.title}`));
+        const stop = await runList(hs);
+        if (stop) return stop;
       }
-    }
+      return null;
+    };
+    let stop = await runList(steps);
+    if (!stop && this.notified.size) stop = await runHandlers();
     if (stop === null) return outcome('ok');
     if (this.state.unreachable) return outcome('unreachable', this.state.unreachable);
     if (stop === 'interrupted') return outcome('failed', 'interrupted');
@@ -421,6 +441,17 @@ class HostRun {
     if (this.role.anyErrorsFatal) this.shared.fatal.stop = true;
     return outcome('failed', stop);
   }
+}
+
+const FLUSH = Symbol.for('wpfarm.flushHandlers');
+
+/** A step that runs the handlers notified so far, now (Ansible's meta: flush_handlers). */
+export function flushHandlers(): Task {
+  return Object.assign({ kind: 'task' as const, title: 'flush handlers', options: {}, run: async () => undefined }, { [FLUSH]: true });
+}
+
+function isFlush(s: Step): boolean {
+  return (s as unknown as Record<symbol, unknown>)[FLUSH] === true;
 }
 
 function relabel(s: Step, title: string): Step {

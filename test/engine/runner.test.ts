@@ -1,6 +1,6 @@
 // The engine end to end, through the CLI, on real OpenSSH sshd hosts (test/harness/sshd.ts).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -131,6 +131,27 @@ describe('engine on real sshd hosts', () => {
     assert.match(r.stdout + jsonText, /failing \*\*\*/);
     // the secret file was written all the same
     assert.equal(readFileSync(onHost('h01', '/srv/demo/conf/secret.env'), 'utf8'), `TOKEN=${SECRET}\n`);
+  });
+
+  test('flushHandlers runs notified handlers mid-role; delegateTo; retries until; an unknown handler fails', async () => {
+    const r = await cli(['test/fixtures/roles/flow.ts', '--inventory', lab.inventoryFile]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const h01 = r.json!.results.filter((x) => x.host === 'h01').map((x) => x.step);
+    const handlerAt = h01.findIndex((s) => s.startsWith('handler h1'));
+    const catAt = h01.findIndex((s) => s.startsWith('command cat'));
+    assert.ok(handlerAt >= 0 && handlerAt < catAt, `handler ran before the next step: ${h01.join(' | ')}`);
+    for (const h of ['h01', 'h02', 'h03']) assert.equal(readFileSync(onHost('h01', `/srv/flow/from-${h}`), 'utf8'), `${h}\n`, 'delegated to h01');
+    assert.ok(!existsSync(onHost('h02', '/srv/flow/from-h02')), 'not written on the host itself');
+    for (const h of lab.hosts) assert.equal(readFileSync(onHost(h.name, '/srv/flow/n'), 'utf8'), '3\n', 'retried until the third run');
+    const again = await cli(['test/fixtures/roles/flow.ts', '--inventory', lab.inventoryFile]);
+    assert.equal(again.code, 0, again.stdout);
+    assert.deepEqual(changed(again.json!), []);
+    const bad = await cli(['test/fixtures/roles/flow.ts', '--inventory', lab.inventoryFile, '-e', 'bad_notify=1', '--limit', 'h02']);
+    assert.equal(bad.code, 0, 'no change, so nothing is notified');
+    execFileSync('rm', ['-f', onHost('h02', '/srv/flow/a')]);
+    const bad2 = await cli(['test/fixtures/roles/flow.ts', '--inventory', lab.inventoryFile, '-e', 'bad_notify=1', '--limit', 'h02']);
+    assert.equal(bad2.code, 2);
+    assert.match(bad2.stdout, /no-such-handler/);
   });
 
   test('serial batches with maxFailPercentage stop the next batch', async () => {
