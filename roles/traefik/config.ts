@@ -471,6 +471,9 @@ export function traefikStack(s: TraefikSettings, opts: { externalConfigs?: boole
           { target: 80, published: 80, protocol: 'tcp', mode: 'host' },
           { target: 443, published: 443, protocol: 'tcp', mode: 'host' },
           { target: 443, published: 443, protocol: 'udp', mode: 'host' },
+          // Prometheus metrics and /ping for the monitoring host; the hosts' firewall (roles/common) must
+          // allow this port from the monitoring hosts only
+          { target: ENTRY_POINTS.metrics, published: ENTRY_POINTS.metrics, protocol: 'tcp', mode: 'host' },
         ],
         volumes: [
           { type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', read_only: true },

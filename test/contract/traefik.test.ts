@@ -281,7 +281,7 @@ function stackChecks(s: TraefikSettings, externalConfigs = false): void {
   for (const p of svc.ports) assert.equal(p.mode, 'host');
   assert.deepEqual(
     svc.ports.map((p: { published: number; protocol: string }) => `${p.published}/${p.protocol}`),
-    ['80/tcp', '443/tcp', '443/udp'],
+    ['80/tcp', '443/tcp', '443/udp', '8082/tcp'],
   );
   // labels live under deploy.labels (swarm provider reads service labels, not container labels)
   assert.equal(svc.labels, undefined);
