@@ -11,7 +11,7 @@
 // - mask() replaces every occurrence with "***", longest secret first (so a secret that contains another
 //   one is hidden whole).
 
-import { quote } from 'zx';
+import { quote } from 'zx/core';
 
 export const MIN_SECRET_LENGTH = 4;
 export const MASK = '***';

@@ -1,7 +1,7 @@
 // Remote command building. Every interpolated value is quoted with zx's `quote` (bash ANSI-C quoting
 // where needed); nothing is ever concatenated by hand. Remote login shells must be bash (Debian's default
 // for root and for users created by the `user` operation).
-import { quote } from 'zx';
+import { quote } from 'zx/core';
 
 export { quote };
 
