@@ -1,7 +1,7 @@
 // DigitalOcean provisioning with @digitalocean/dots: desired state (inventory `cloud:`), actual state
 // (read through the API, paginated), a pure plan (list of actions), and apply/destroy.
 import { createDigitalOceanClient, DigitalOceanApiKeyAuthenticationProvider } from '@digitalocean/dots';
-import type { Droplet, Firewall, Firewall_rules_inbound_rules, Firewall_rules_outbound_rules, Firewall_rule_target, Vpc, Reserved_ip, Volume_full, Page_links } from '@digitalocean/dots';
+import type { Region_slug, Droplet, Firewall, Firewall_rules_inbound_rules, Firewall_rules_outbound_rules, Firewall_rule_target, Vpc, Reserved_ip, Volume_full, Page_links } from '@digitalocean/dots';
 import {
   FetchRequestAdapter,
   HttpClient,
@@ -185,7 +185,7 @@ export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOp
   const volumes: VolumeInfo[] = [];
   if (spec.groups.some((g) => g.volumeGb && g.count > 0)) {
     const vols = await pagedUnique<Volume_full>('volumes', (v) => String(v.id), opts, async (page, perPage) => {
-      const r = await client.v2.volumes.get({ queryParameters: { region: spec.region, page, perPage } as never });
+      const r = await client.v2.volumes.get({ queryParameters: { region: regionSlug(spec.region), page, perPage } });
       return { items: r?.volumes ?? [], links: r?.links, total: r?.meta?.total };
     });
     const wanted = new Set(spec.groups.flatMap((g) => (g.volumeGb ? dropletNames(g).map(volumeName) : [])));
@@ -215,6 +215,12 @@ export function volumeName(droplet: string): string {
 }
 
 const ANY = ['0.0.0.0/0', '::/0'];
+
+/** The SDK types regions as the enum known when it was generated; the inventory checker has already
+ *  validated the slug's shape and the API is the judge of new regions. */
+function regionSlug(region: string): Region_slug {
+  return region as Region_slug;
+}
 
 /** The firewalls from the architecture: SSH from management ranges; cluster ports only inside the VPC
  *  (all droplets of the farm); 80/443 only to the edge group. */
@@ -444,7 +450,7 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
         break;
       case 'create-vpc': {
         if (actual.vpc) break;
-        const r = await client.v2.vpcs.post({ name: a.name, region: a.region, ...(a.ipRange ? { ipRange: a.ipRange } : {}), description: 'wpfarm' } as never);
+        const r = await client.v2.vpcs.post({ name: a.name, region: a.region, ...(a.ipRange ? { ipRange: a.ipRange } : {}), description: 'wpfarm' });
         const v = (r as { vpc?: Vpc } | undefined)?.vpc;
         if (!v?.id) throw new Error(`VPC ${a.name}: the API returned no id`);
         actual.vpc = { id: String(v.id), name: v.name ?? a.name, ipRange: v.ipRange ?? a.ipRange, region: v.region ?? a.region };
@@ -464,7 +470,7 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
       }
       case 'create-volume': {
         if (actual.volumes.some((v) => v.name === a.name)) break;
-        const r = await client.v2.volumes.post({ name: a.name, sizeGigabytes: a.sizeGb, region: a.region, filesystemType: 'ext4', tags: a.tags, description: `wpfarm data for ${a.droplet}` } as never);
+        const r = await client.v2.volumes.post({ name: a.name, sizeGigabytes: a.sizeGb, region: regionSlug(a.region), filesystemType: 'ext4', tags: a.tags, description: `wpfarm data for ${a.droplet}` });
         const v = (r as { volume?: Volume_full } | undefined)?.volume;
         actual.volumes.push({ id: v?.id ?? '', name: a.name, sizeGb: v?.sizeGigabytes ?? a.sizeGb, dropletIds: v?.dropletIds ?? [], region: a.region });
         record(a);
@@ -475,7 +481,7 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
         if (!vol?.id) throw new Error(`volume ${a.volume} not found`);
         const id = dropletId(a.droplet);
         if (vol.dropletIds.includes(id)) break;
-        await client.v2.volumes.byVolume_id(vol.id).actions.post({ type: 'attach', dropletId: id, region: a.region } as never);
+        await client.v2.volumes.byVolume_id(vol.id).actions.post({ type: 'attach', dropletId: id, region: regionSlug(a.region) });
         vol.dropletIds.push(id);
         record(a);
         break;
@@ -502,7 +508,7 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
         break;
       }
       case 'assign-reserved-ip': {
-        await client.v2.reserved_ips.byReserved_ip(a.ip).actions.post({ type: 'assign', dropletId: dropletId(a.droplet) } as never);
+        await client.v2.reserved_ips.byReserved_ip(a.ip).actions.post({ type: 'assign', dropletId: dropletId(a.droplet) });
         record(a);
         break;
       }
