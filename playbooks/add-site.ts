@@ -1,0 +1,130 @@
+// Add a WordPress site:  npx tsx playbooks/add-site.ts --domain example.com [--aliases a.com,b.com]
+//   [--title "My blog"] [--admin-email me@example.com] [--admin-user wpadmin] [--replicas N] [--sites-dir DIR]
+// Validates (bad input: exit 4, nothing written), writes the site record, then runs the wp-site role for
+// that site: secrets, database + user, Gluster directories, stack, wait until healthy, WordPress install
+// (the generated admin password is printed once, here), DNS when the inventory has a cloudflare section.
+// Backups: lib/backup reads the site records (the record's `backup:` policy), so writing the record
+// registers the site's backups. A rerun changes nothing. --check predicts every change (writes nothing).
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fail } from '../lib/cli.ts';
+import { InputError } from '../lib/errors.ts';
+import { Run } from '../lib/play.ts';
+import { loadCloudInventory } from '../lib/cloud/config.ts';
+import wpSite from '../roles/wp-site/role.ts';
+import { installs } from '../roles/wp-site/reconcile.ts';
+import { ownFlags, siteIdFor, validateNewSite, writeRecord, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { siteDomains } from '../roles/wp-site/site.ts';
+
+const USAGE = `Usage: npx tsx playbooks/add-site.ts --domain DOMAIN [--aliases A,B] [--title T] [--admin-email E]
+       [--admin-user U] [--replicas N] [--id ID] [--sites-dir DIR] [common options]`;
+const SPEC: FlagSpec = {
+  domain: { type: 'string' },
+  aliases: { type: 'string' },
+  title: { type: 'string' },
+  'admin-email': { type: 'string' },
+  'admin-user': { type: 'string' },
+  replicas: { type: 'string' },
+  id: { type: 'string' },
+  'sites-dir': { type: 'string' },
+};
+
+const argv = process.argv.slice(2);
+let id = '';
+let extraArgv: string[] = [];
+let f: ReturnType<typeof ownFlags> = {};
+try {
+  f = ownFlags(argv, SPEC);
+  if (!argv.includes('-h') && !argv.includes('--help')) {
+    if (typeof f.domain !== 'string' || !f.domain) throw new InputError('--domain is required');
+    id = typeof f.id === 'string' ? f.id : siteIdFor(f.domain.toLowerCase() === f.domain ? f.domain : f.domain);
+    const user = typeof f['admin-user'] === 'string' ? f['admin-user'] : 'wpadmin';
+    if (!/^[a-z][a-z0-9_.-]{2,59}$/.test(user)) throw new InputError(`--admin-user ${JSON.stringify(user)}: letters, digits, _ . - (3-60, a letter first)`);
+    const email = typeof f['admin-email'] === 'string' ? f['admin-email'] : `admin@${f.domain}`;
+    if (!/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(email)) throw new InputError(`--admin-email ${JSON.stringify(email)} is not an e-mail address`);
+    const title = typeof f.title === 'string' ? f.title : f.domain;
+    if (title.length > 200 || /[\u0000-\u001f]/.test(title)) throw new InputError('--title: at most 200 characters, no control characters');
+    extraArgv = ['-e', `wp_sites_only=${id}`, '-e', `wp_site_full=${id}`, '-e', `wp_site_title=${title}`, '-e', `wp_site_admin_user=${user}`, '-e', `wp_site_admin_email=${email}`];
+  }
+} catch (e) {
+  fail(e);
+}
+const run = Run.fromArgv([...argv, ...extraArgv], { usage: USAGE, name: 'add-site', options: SPEC });
+const check = run.config.flags.check;
+let created = '';
+let tmp = '';
+try {
+  const sitesDir = typeof f['sites-dir'] === 'string' ? f['sites-dir'] : typeof run.inventory.vars.wp_sites_dir === 'string' ? run.inventory.vars.wp_sites_dir : 'inventory/sites';
+  const mgmt = Array.isArray(run.inventory.vars.management_cidrs) ? run.inventory.vars.management_cidrs.map(String) : undefined;
+  const aliases = typeof f.aliases === 'string' ? f.aliases.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  let replicas: number | undefined;
+  if (typeof f.replicas === 'string') {
+    replicas = Number(f.replicas);
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 20) throw new InputError('--replicas must be an integer from 1 to 20');
+  }
+  const domain = f.domain as string;
+  const file = path.join(sitesDir, `${id}.yml`);
+  const rerun = existsSync(file);
+  if (![...run.inventory.groups.keys()].includes('db') || run.hostsFor('db').length === 0)
+    throw new InputError('the inventory has no database hosts (group db): a site needs its database; nothing was created');
+  if (!run.hostsFor('managers').length) throw new InputError('the inventory has no swarm managers (group managers)');
+  let text = '';
+  if (!rerun) text = validateNewSite(sitesDir, { id, domain, aliases, replicas }, mgmt);
+  else {
+    // a rerun of the same add-site: the record must describe this domain
+    const { readText } = await import('../roles/wp-site/playbook-util.ts');
+    if (!readText(file).includes(`domain: ${domain}\n`)) throw new InputError(`site id ${id} is already used by another domain (${file}); give --id`);
+  }
+  let roleSitesDir = sitesDir;
+  if (!rerun) {
+    if (check) {
+      // check mode writes nothing: the role reads a copy of the records with the new one added
+      tmp = mkdtempSync(path.join(tmpdir(), 'wpfarm-add-site-'));
+      if (existsSync(sitesDir)) cpSync(sitesDir, tmp, { recursive: true });
+      writeRecord(path.join(tmp, `${id}.yml`), text);
+      roleSitesDir = tmp;
+      run.reporter.say(`would write the site record ${file}`);
+    } else {
+      writeRecord(file, text);
+      created = file;
+      run.reporter.say(`site record ${file} written (its backup policy registers the site's backups)`);
+    }
+  } else run.reporter.say(`site record ${file} exists: reconciling`);
+  for (const h of run.hostsFor('managers')) h.vars.wp_sites_dir = roleSitesDir;
+  for (const h of run.inventory.hosts.values()) h.vars.wp_sites_dir = roleSitesDir;
+  run.phase(`site ${id} (${domain})`);
+  const r = await run.role(wpSite);
+  const ok = r.hosts.every((h) => run.healthy(h.host));
+  if (!ok && created && !rerun) {
+    run.reporter.say(`the site could not be created: see the errors above. The record ${created} is kept so that a rerun resumes, or remove it with playbooks/remove-site.ts --domain ${domain} --yes --no-backup`);
+    created = '';
+  }
+  // DNS
+  let cf: { zone: string } | undefined;
+  try {
+    cf = loadCloudInventory(run.inventory.file).cloudflare;
+  } catch {
+    cf = undefined;
+  }
+  if (!cf) run.reporter.say('DNS: the inventory has no cloudflare section: skipped');
+  else if (ok) {
+    const { ensureSiteRecords } = await import('../lib/cloud/cloudflare.ts');
+    const target = String(run.inventory.vars.edge_address ?? run.inventory.vars.floating_ip ?? '');
+    if (!target) run.reporter.say('DNS: no edge_address var in the inventory: skipped');
+    else {
+      const res = await ensureSiteRecords({ zoneName: cf.zone, names: siteDomains({ domain, aliases }), target, proxied: true, ttl: 1, check });
+      run.reporter.say(`DNS: created ${res.created.length}, updated ${res.updated.length}, unchanged ${res.unchanged.length}`);
+    }
+  }
+  for (const i of installs) {
+    // printed once, here, outside the masked reporter; kept only in the site secret store on the managers
+    process.stdout.write(`\nWordPress admin for ${i.domain}: user ${i.adminUser}, password ${i.adminPassword}\n(store it now: it is not shown again; it stays in the managers' site secret store)\n`);
+  }
+} catch (e) {
+  await run.finish().catch(() => undefined);
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  fail(e);
+}
+if (tmp) rmSync(tmp, { recursive: true, force: true });
+await run.exit();

@@ -1,0 +1,108 @@
+// What the site playbooks (add/remove/scale/list/rotate) share: flag parsing before the Run exists (so
+// that the site can be named in extra vars), the sites directory, site id from a domain, record files.
+import { existsSync, readFileSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { InputError } from '../../lib/errors.ts';
+import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, SiteRecordErrors, type SiteRecord } from './site.ts';
+
+export type FlagSpec = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>;
+
+/** Read the playbook's own flags from argv (common flags are left for Run.fromArgv). */
+export function ownFlags(argv: string[], spec: FlagSpec): Record<string, string | boolean | undefined> {
+  // parse leniently here (the common flags are checked by Run.fromArgv with the same spec)
+  const { values } = parseArgs({ args: argv, options: spec, strict: false, allowPositionals: true });
+  const out: Record<string, string | boolean | undefined> = {};
+  for (const k of Object.keys(spec)) {
+    const v = values[k];
+    if (v === undefined || typeof v === 'string' || typeof v === 'boolean') out[k] = v;
+    else throw new InputError(`--${k} given more than once`);
+  }
+  return out;
+}
+
+/** Site id from a domain: dots become '-', at most 31 characters, a letter first. */
+export function siteIdFor(domain: string): string {
+  let id = domain.replace(/\./g, '-').replace(/-+/g, '-');
+  if (!/^[a-z]/.test(id)) id = `s-${id}`;
+  id = id.slice(0, 31).replace(/-+$/, '');
+  const e = checkSiteId(id);
+  if (e) throw new InputError(`cannot derive a site id from ${JSON.stringify(domain)}: ${e} (give --id)`);
+  return id;
+}
+
+export function sitesOf(dir: string, managementCidrs?: string[]): SiteRecord[] {
+  if (!existsSync(dir)) return [];
+  try {
+    return loadSites(dir, { management_cidrs: managementCidrs });
+  } catch (e) {
+    if (e instanceof SiteRecordErrors) throw new InputError(e.message);
+    throw e;
+  }
+}
+
+/** Find a site by id or domain (primary or alias). */
+export function findSite(sites: SiteRecord[], key: string): SiteRecord {
+  const s = sites.find((x) => x.id === key || x.domain === key || x.aliases.includes(key));
+  if (!s) throw new InputError(`no site ${JSON.stringify(key)} (by id or domain) in the site records`);
+  return s;
+}
+
+export interface NewSite {
+  id: string;
+  domain: string;
+  aliases: string[];
+  replicas?: number;
+}
+
+export function recordYaml(n: NewSite): string {
+  const lines = [
+    `# site record written by playbooks/add-site.ts on ${new Date().toISOString().slice(0, 10)}; edit and rerun the wp-site role`,
+    `id: ${n.id}`,
+    `domain: ${n.domain}`,
+  ];
+  if (n.aliases.length) lines.push('aliases:', ...n.aliases.map((a) => `  - ${a}`));
+  if (n.replicas !== undefined) lines.push(`replicas: ${n.replicas}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Validate a new site against the farm's records; returns the record text. Throws InputError. */
+export function validateNewSite(dir: string, n: NewSite, managementCidrs?: string[]): string {
+  const bad: string[] = [];
+  const de = checkDomain(n.domain);
+  if (de) bad.push(`--domain: ${de}`);
+  n.aliases.forEach((a) => {
+    const e = checkDomain(a);
+    if (e) bad.push(`--aliases: ${e}`);
+  });
+  if (bad.length) throw new InputError(bad.join('\n'));
+  const sites = sitesOf(dir, managementCidrs);
+  const file = path.join(dir, `${n.id}.yml`);
+  if (existsSync(file)) {
+    const existing = sites.find((s) => s.id === n.id);
+    throw new InputError(`site ${n.id} exists already (${file}${existing ? `, domain ${existing.domain}` : ''}); to reconcile it, run the wp-site role`);
+  }
+  const text = recordYaml(n);
+  let rec: SiteRecord;
+  try {
+    rec = parseSiteRecord(file, text, { management_cidrs: managementCidrs });
+  } catch (e) {
+    if (e instanceof SiteRecordErrors) throw new InputError(e.message);
+    throw e;
+  }
+  const dup = checkFarmUniqueness([...sites, rec]);
+  if (dup.length) throw new InputError(dup.map((e) => e.message).join('\n'));
+  return text;
+}
+
+/** Atomic write of a record file. */
+export function writeRecord(file: string, text: string): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+export function readText(file: string): string {
+  return readFileSync(file, 'utf8');
+}

@@ -1,0 +1,456 @@
+// Reconcile every site of the farm from ONE manager (the role runs it once per run):
+//
+//   controller: site records (inventory/sites/*.yml), the three images (content-hashed tags, pushed)
+//   manager:    ONE round trip reads `docker service ls`, the digests of the last deployed renders and the
+//               site secret store; every site is rendered and diffed (stack.ts diffFarm) in memory
+//   per site that differs (or the one site add-site names): secrets, database + user, Gluster
+//               directories, stack deploy, wait until every replica runs, WordPress install
+//
+// A no-change reconcile of all sites therefore costs the same round trips whatever the number of sites.
+//
+// The secret store: /var/lib/wpfarm/site-secrets/<id>.json on the managers (root 0600), one JSON line:
+// { db_password, wp_keys, admin_password, created, rotated }. Swarm secrets cannot be read back, so the
+// values must live somewhere the controller can read to compute the content-hashed names; they are
+// registered with ctx.secret() (masked in every output) as soon as they are read.
+import path from 'node:path';
+import type { HostSpec, StepContext, TaskOutcome } from '../../lib/types.ts';
+import { InputError } from '../../lib/errors.ts';
+import { dockerSecret, stackDeploy, STACK_DIR } from '../../lib/ops/docker.ts';
+import { sh } from '../../lib/shell.ts';
+import { withMysql, rows } from '../../lib/mysql.ts';
+import { cidrToMysqlHost } from '../galera/role.ts';
+import { siteDirSteps } from '../gluster/model.ts';
+import { loadSites, SiteRecordErrors, type SiteRecord } from './site.ts';
+import { diffFarm, farmProbeScript, parseFarmProbe, renderSiteStack, siteDbName, stackName, type FarmStackSettings, type RenderedStack } from './stack.ts';
+import { generateSiteSecrets, siteSecretHashes, siteSecretPrefix, type SiteSecretValues } from './secrets.ts';
+import { ensureImage, localImageId, contextHash, registryHasTag, IMAGES_DIR } from './images.ts';
+
+export const SECRET_STORE = '/var/lib/wpfarm/site-secrets';
+
+export interface StoredSecrets extends SiteSecretValues {
+  admin_password: string;
+  created: string;
+  rotated: string;
+}
+
+/** What one install did (read by add-site to print the admin password once). */
+export interface InstallNote {
+  site: string;
+  domain: string;
+  adminUser: string;
+  adminPassword: string;
+}
+/** Filled during a run (same process as the playbook): sites whose WordPress was installed. */
+export const installs: InstallNote[] = [];
+
+export interface WpSiteSettings {
+  sitesDir: string;
+  /** only these site ids (empty: every site) */
+  only: string[];
+  /** site id checked completely (db, dirs, install) even when its stack is unchanged: add-site's target */
+  full?: string;
+  /** install parameters of `full` */
+  install?: { title: string; adminUser: string; adminEmail: string };
+  baseImage: string;
+  registry: string;
+  registryPush: string;
+  glusterMount: string;
+  endpointMode: 'dnsrr' | 'vip';
+  overlayEncrypted: boolean;
+  dbHost: string;
+  dbPort: number;
+  /** inventory host that runs SQL (through its socket) */
+  dbAdminHost: string;
+  dbUserHost: string;
+  /** a Gluster client (where site directories are created) */
+  filesHost: string;
+  waitTimeoutMs: number;
+  managementCidrs?: string[];
+}
+
+const str = (v: unknown, d: string): string => (typeof v === 'string' && v !== '' ? v : d);
+const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? v.split(',').map((s) => s.trim()).filter(Boolean) : []);
+
+export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSiteSettings {
+  const v = ctx.vars;
+  const first = (pattern: string): HostSpec | undefined => {
+    try {
+      return ctx.hosts(pattern)[0];
+    } catch {
+      return undefined;
+    }
+  };
+  const db = first(str(v.galera_group, 'db'));
+  const files = first(str(v.gluster_client_group, 'workers'));
+  if (!db) throw new InputError('wp-site: the inventory has no db host (group db): sites need the database');
+  if (!files) throw new InputError('wp-site: the inventory has no Gluster client (group workers)');
+  const full = typeof v.wp_site_full === 'string' && v.wp_site_full ? v.wp_site_full : undefined;
+  const lab = v.lab === true;
+  return {
+    sitesDir: str(v.wp_sites_dir, 'inventory/sites'),
+    only: list(v.wp_sites_only),
+    full,
+    install: full ? { title: str(v.wp_site_title, ''), adminUser: str(v.wp_site_admin_user, 'wpadmin'), adminEmail: str(v.wp_site_admin_email, '') } : undefined,
+    baseImage: str(v.site_base_image, lab ? 'wpfarm/base:bookworm' : 'debian:bookworm-slim'),
+    registry: str(v.registry, ''),
+    registryPush: str(v.registry_push, str(v.registry, '')),
+    glusterMount: str(v.gluster_mount, '/mnt/gluster/sites'),
+    endpointMode: v.swarm_endpoint_mode === 'dnsrr' ? 'dnsrr' : 'vip',
+    overlayEncrypted: v.overlay_encrypted !== false,
+    dbHost: str(v.wp_db_host, str(db.vars.private_address, db.address)),
+    dbPort: typeof v.galera_writer_port === 'number' ? v.galera_writer_port : 3307,
+    dbAdminHost: db.name,
+    dbUserHost: str(v.wp_db_user_host, cidrToMysqlHost(str(v.private_cidr, '')) ?? '%'),
+    filesHost: files.name,
+    waitTimeoutMs: (typeof v.wp_site_wait === 'number' ? v.wp_site_wait : 240) * 1000,
+    managementCidrs: Array.isArray(v.management_cidrs) ? v.management_cidrs.map(String) : undefined,
+  };
+}
+
+/** Site records, as the role sees them; record errors are bad input. */
+export function readSites(s: Pick<WpSiteSettings, 'sitesDir' | 'managementCidrs' | 'only'>): SiteRecord[] {
+  let sites: SiteRecord[];
+  try {
+    sites = loadSites(s.sitesDir, { management_cidrs: s.managementCidrs });
+  } catch (e) {
+    if (e instanceof SiteRecordErrors) throw new InputError(e.message);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  if (s.only.length) {
+    const unknown = s.only.filter((id) => !sites.some((x) => x.id === id));
+    if (unknown.length) throw new InputError(`wp-site: no site record for ${unknown.join(', ')} in ${s.sitesDir}`);
+    sites = sites.filter((x) => s.only.includes(x.id));
+  }
+  return sites;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// images (controller side)
+
+export interface ImageRefs {
+  wordpressFpm: string;
+  nginx: string;
+  redis: string;
+  changes: string[];
+}
+
+/** Build/push when needed (never in check mode: then the tags are computed and missing images reported). */
+export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: string) => void): Promise<ImageRefs> {
+  const nodeRef = (name: string, tag: string): string => `${s.registry ? `${s.registry}/` : ''}${name}:${tag}`;
+  const specs = {
+    wordpressFpm: { name: 'wpfarm/wordpress-fpm', contextDir: path.join(IMAGES_DIR, 'wordpress-fpm'), baseImage: s.baseImage },
+    redis: { name: 'wpfarm/redis', contextDir: path.join(IMAGES_DIR, 'redis'), baseImage: s.baseImage },
+  };
+  const changes: string[] = [];
+  if (check) {
+    const base = await localImageId(s.baseImage);
+    if (!base) throw new Error(`base image ${s.baseImage} is not present on the controller`);
+    const tagOf = (dir: string, args?: Record<string, string>): string => contextHash(dir, { baseImageId: base, buildArgs: args });
+    const wpTag = tagOf(specs.wordpressFpm.contextDir);
+    const redisTag = tagOf(specs.redis.contextDir);
+    const wpLocal = await localImageId(`${s.registryPush ? `${s.registryPush}/` : ''}wpfarm/wordpress-fpm:${wpTag}`);
+    const nginxTag = wpLocal ? tagOf(path.join(IMAGES_DIR, 'nginx'), { WORDPRESS_IMAGE: wpLocal }) : 'unknown';
+    for (const [name, tag] of [['wpfarm/wordpress-fpm', wpTag], ['wpfarm/nginx', nginxTag], ['wpfarm/redis', redisTag]] as const) {
+      const present = tag !== 'unknown' && s.registryPush ? await registryHasTag(s.registryPush, name, tag).catch(() => false) : false;
+      if (!present) changes.push(`image ${name}:${tag} would be built and pushed`);
+    }
+    return { wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wpTag), nginx: nodeRef('wpfarm/nginx', nginxTag), redis: nodeRef('wpfarm/redis', redisTag), changes };
+  }
+  const opts = { registry: s.registryPush || undefined, log };
+  const wp = await ensureImage(specs.wordpressFpm, opts);
+  const nginx = await ensureImage(
+    { name: 'wpfarm/nginx', contextDir: path.join(IMAGES_DIR, 'nginx'), baseImage: s.baseImage, buildArgs: { WORDPRESS_IMAGE: wp.ref } },
+    { ...opts, imageArgs: ['WORDPRESS_IMAGE'] },
+  );
+  const redis = await ensureImage(specs.redis, opts);
+  for (const r of [wp, nginx, redis]) {
+    if (r.built) changes.push(`image ${r.ref} built`);
+    if (r.pushed) changes.push(`image ${r.ref} pushed`);
+  }
+  return { wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wp.tag), nginx: nodeRef('wpfarm/nginx', nginx.tag), redis: nodeRef('wpfarm/redis', redis.tag), changes };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the manager probe: services, deploy digests and the secret store in one round trip
+
+export function managerProbeScript(): string {
+  return [
+    farmProbeScript(STACK_DIR),
+    'echo %%secrets',
+    sh`for f in ${SECRET_STORE}/*.json; do [ -f "$f" ] && { printf '%s ' "$(basename "$f" .json)"; tr -d '\n' < "$f"; echo; }; done 2>/dev/null; true`,
+  ].join('\n');
+}
+
+export function parseManagerProbe(out: string): { serviceLs: string; state: ReturnType<typeof parseFarmProbe>['state']; secrets: Map<string, StoredSecrets> } {
+  const i = out.indexOf('\n%%secrets\n');
+  const head = i >= 0 ? out.slice(0, i) : out;
+  const tail = i >= 0 ? out.slice(i + '\n%%secrets\n'.length) : '';
+  const { serviceLs, state } = parseFarmProbe(head);
+  const secrets = new Map<string, StoredSecrets>();
+  for (const line of tail.split('\n')) {
+    const sp = line.indexOf(' ');
+    if (sp <= 0) continue;
+    try {
+      secrets.set(line.slice(0, sp), JSON.parse(line.slice(sp + 1)) as StoredSecrets);
+    } catch {
+      // a damaged store file: treated as missing would silently rotate; refuse instead
+      throw new Error(`site secret store ${SECRET_STORE}/${line.slice(0, sp)}.json is not valid JSON`);
+    }
+  }
+  return { serviceLs, state, secrets };
+}
+
+export function newStoredSecrets(now = new Date()): StoredSecrets {
+  const g = generateSiteSecrets();
+  return { ...g, admin_password: generateSiteSecrets().db_password, created: now.toISOString(), rotated: now.toISOString() };
+}
+
+export async function writeStoredSecrets(ctx: StepContext, id: string, s: StoredSecrets): Promise<void> {
+  await ctx.exec(sh`install -d -m 0700 ${SECRET_STORE}`);
+  await ctx.conn.put(`${SECRET_STORE}/${id}.json`, JSON.stringify(s) + '\n', { mode: 0o600 });
+}
+
+function maskStored(ctx: StepContext, s: StoredSecrets): void {
+  ctx.secret(s.db_password);
+  ctx.secret(s.admin_password);
+  for (const line of s.wp_keys.split('\n')) {
+    const v = line.split('=').slice(1).join('=');
+    if (v.length >= 6) ctx.secret(v);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// database
+
+async function connected(ctx: StepContext): Promise<StepContext> {
+  try {
+    void ctx.conn;
+  } catch {
+    await ctx.exec(':');
+  }
+  return ctx;
+}
+
+/** Database and user of a site; user's rights on that database only. Reports what it changed (or would). */
+export async function ensureDatabase(ctx: StepContext, s: WpSiteSettings, id: string, password: string): Promise<string[]> {
+  const dbCtx = await connected(ctx.hostContext(s.dbAdminHost));
+  const name = siteDbName(id);
+  const changes: string[] = [];
+  await withMysql(dbCtx.conn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
+    const haveDb = (await rows(db, 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])).length > 0;
+    if (!haveDb) changes.push(`create database ${name}`);
+    const user = await rows(db, 'SELECT authentication_string AS a FROM mysql.user WHERE User = ? AND Host = ?', [name, s.dbUserHost]);
+    let pwOk = false;
+    if (user.length) {
+      const [want] = await rows(db, 'SELECT PASSWORD(?) AS p', [password]);
+      pwOk = String(user[0]!.a) === String(want!.p);
+    }
+    if (!user.length) changes.push(`create user ${name}@${s.dbUserHost}`);
+    else if (!pwOk) changes.push(`set password of ${name}@${s.dbUserHost}`);
+    let grantOk = false;
+    if (user.length) {
+      const grants = await rows(db, 'SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ?', [`'${name}'@'${s.dbUserHost}'`, name]);
+      grantOk = grants.length >= 10;
+    }
+    if (!grantOk) changes.push(`grant all on ${name}.* to ${name}@${s.dbUserHost}`);
+    if (ctx.check || !changes.length) return;
+    // identifiers come from siteDbName (wp_[a-z0-9_]+) and the host pattern is checked below: no injection
+    if (!/^wp_[a-z0-9_]+$/.test(name) || !/^[0-9A-Za-z.%/_:-]+$/.test(s.dbUserHost)) throw new Error(`unsafe database identifier ${name}@${s.dbUserHost}`);
+    if (!haveDb) await db.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+    if (!user.length) await db.query(`CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?`, [name, s.dbUserHost, password]);
+    else if (!pwOk) await db.query(`ALTER USER ?@? IDENTIFIED BY ?`, [name, s.dbUserHost, password]);
+    if (!grantOk) await db.query(`GRANT ALL PRIVILEGES ON \`${name}\`.* TO ?@?`, [name, s.dbUserHost]);
+  });
+  return changes;
+}
+
+/** Drop a site's database and user (remove-site). */
+export async function dropDatabase(ctx: StepContext, s: WpSiteSettings, id: string): Promise<string[]> {
+  const dbCtx = await connected(ctx.hostContext(s.dbAdminHost));
+  const name = siteDbName(id);
+  if (!/^wp_[a-z0-9_]+$/.test(name)) throw new Error(`unsafe database name ${name}`);
+  const changes: string[] = [];
+  await withMysql(dbCtx.conn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
+    if ((await rows(db, 'SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])).length) changes.push(`drop database ${name}`);
+    if ((await rows(db, 'SELECT 1 FROM mysql.user WHERE User = ?', [name])).length) changes.push(`drop user ${name}`);
+    if (ctx.check) return;
+    await db.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    for (const u of await rows(db, 'SELECT Host AS h FROM mysql.user WHERE User = ?', [name])) await db.query('DROP USER IF EXISTS ?@?', [name, String(u.h)]);
+  });
+  return changes;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// swarm helpers
+
+/** running/desired per service of one stack (one round trip). */
+export async function stackReplicas(ctx: StepContext, stack: string): Promise<Record<string, { running: number; desired: number }>> {
+  const r = await ctx.exec(sh`docker stack services --format '{{.Name}} {{.Replicas}}' -- ${stack}`, { nothrow: true });
+  const out: Record<string, { running: number; desired: number }> = {};
+  for (const line of r.stdout.split('\n')) {
+    const m = /^(\S+?)_(\S+) ([0-9]+)\/([0-9]+)/.exec(line.trim());
+    if (m && m[1] === stack) out[m[2]!] = { running: Number(m[3]), desired: Number(m[4]) };
+  }
+  return out;
+}
+
+/** Wait until every service of the stack runs all its replicas (Swarm counts a task with a health check
+ *  as running only once it is healthy) and no update is in progress. */
+export async function waitStackReady(ctx: StepContext, stack: string, services: string[], timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const reps = await stackReplicas(ctx, stack);
+    const upd = await ctx.exec(sh`docker service inspect --format '{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' ${services.map((s) => `${stack}_${s}`)}`, { nothrow: true });
+    const updating = upd.stdout.split('\n').filter((l) => / (updating|rollback_started|paused|rollback_paused)$/.test(l.trim()));
+    last = services.map((s) => `${s} ${reps[s]?.running ?? 0}/${reps[s]?.desired ?? '?'}`).join(', ') + (updating.length ? `; updating: ${updating.join(', ')}` : '');
+    if (services.every((s) => reps[s] && reps[s]!.desired > 0 && reps[s]!.running >= reps[s]!.desired) && !updating.length) return;
+    if (Date.now() > end) throw new Error(`stack ${stack} not ready after ${Math.round(timeoutMs / 1000)} s: ${last}`);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+/** Node names running a service's tasks (state Running). */
+export async function serviceNodes(ctx: StepContext, service: string): Promise<string[]> {
+  const r = await ctx.exec(sh`docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' ${service}`, { nothrow: true });
+  return [...new Set(r.stdout.split('\n').filter((l) => / Running /.test(` ${l} `)).map((l) => l.split(' ')[0]!))];
+}
+
+/** Run a command in a container of `service` on one of the nodes running it. */
+export async function execInService(ctx: StepContext, service: string, args: string[], o: { stdin?: string; env?: Record<string, string>; node?: string } = {}): Promise<{ stdout: string; stderr: string; code: number; node: string }> {
+  const nodes = o.node ? [o.node] : await serviceNodes(ctx, service);
+  if (!nodes.length) throw new Error(`no running task of ${service}`);
+  const node = nodes[0]!;
+  const envArgs = Object.entries(o.env ?? {}).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+  const cmd = sh`cid=$(docker ps -q --filter ${`label=com.docker.swarm.service.name=${service}`} | head -n1); [ -n "$cid" ] || { echo "no container of ${service} here" >&2; exit 97; }; docker exec -i ${envArgs} "$cid" ${args}`;
+  const r = await ctx.hostContext(node).exec(cmd, { nothrow: true, stdin: o.stdin ?? '' });
+  return { ...r, node };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the reconcile
+
+export interface ReconcileResult {
+  sites: number;
+  deployed: string[];
+  unchanged: number;
+  orphans: string[];
+}
+
+export function farmSettings(s: WpSiteSettings, images: ImageRefs, hashes: FarmStackSettings['secretHashes'], vars: Record<string, unknown>): FarmStackSettings {
+  return {
+    registry: s.registry,
+    images: { wordpressFpm: images.wordpressFpm, nginx: images.nginx, redis: images.redis },
+    glusterSitesPath: s.glusterMount,
+    endpointMode: s.endpointMode,
+    db: { host: s.dbHost, port: s.dbPort },
+    secretHashes: hashes,
+    overlayEncrypted: s.overlayEncrypted,
+    cloudflareProxied: vars.cloudflare !== undefined,
+    crowdsec: vars.crowdsec_enabled !== false,
+    // the swarm roles label each node with its inventory groups: site tasks run only on Gluster clients
+    placement: list(vars.wp_site_placement).length ? list(vars.wp_site_placement) : [`node.labels.${str(vars.gluster_client_group, 'workers')} == true`],
+  };
+}
+
+export async function reconcileSites(ctx: StepContext): Promise<TaskOutcome> {
+  const s = wpSiteSettings(ctx);
+  const sites = readSites(s);
+  const changes: string[] = [];
+  if (!sites.length) return { changed: false, result: { sites: 0, deployed: [], unchanged: 0, orphans: [] } satisfies ReconcileResult };
+  ctx.log(`${sites.length} site(s) in ${s.sitesDir}`);
+
+  const images = await siteImages(s, ctx.check, (m) => ctx.log(m));
+  changes.push(...images.changes);
+
+  // one round trip for the whole farm
+  const probe = parseManagerProbe((await ctx.exec(managerProbeScript())).stdout);
+  const hashes: FarmStackSettings['secretHashes'] = {};
+  const secrets = new Map<string, StoredSecrets>();
+  for (const site of sites) {
+    let stored = probe.secrets.get(site.id);
+    if (!stored) {
+      stored = newStoredSecrets();
+      changes.push(`${site.id}: generate secrets (DB password, WordPress keys/salts, admin password) in ${SECRET_STORE}/${site.id}.json`);
+      maskStored(ctx, stored);
+      if (!ctx.check) await writeStoredSecrets(ctx, site.id, stored);
+    } else maskStored(ctx, stored);
+    secrets.set(site.id, stored);
+    hashes[site.id] = siteSecretHashes(stored);
+  }
+  const farm = farmSettings(s, images, hashes, ctx.vars);
+  const rendered = new Map<string, RenderedStack>(sites.map((x) => [x.id, renderSiteStack(x, farm)]));
+  const diff = diffFarm([...rendered.values()], probe.serviceLs, probe.state);
+  const todo = new Set(diff.changes.map((c) => c.stack));
+  for (const c of diff.changes) ctx.log(`${c.stack}: ${c.action} (${c.reasons.join('; ')})`);
+  if (diff.orphans.length) ctx.log(`deployed stacks without a site record (remove-site cleans them): ${diff.orphans.join(', ')}`);
+
+  const deployed: string[] = [];
+  for (const site of sites) {
+    const r = rendered.get(site.id)!;
+    const full = s.full === site.id;
+    if (!todo.has(r.stack) && !full) continue;
+    const stored = secrets.get(site.id)!;
+    const say = (m: string): void => ctx.log(`${site.id}: ${m}`);
+    const add = (list: string[]): void => {
+      for (const c of list) changes.push(`${site.id}: ${c}`);
+    };
+    say('secrets');
+    for (const key of ['db_password', 'wp_keys'] as const) {
+      const res = await ctx.run(dockerSecret({ name: siteSecretPrefix(site.id, key), content: stored[key], labels: { 'wpfarm.site': site.id } }));
+      if (res.status === 'failed') throw new Error(res.error);
+      add(res.changes);
+    }
+    say('database');
+    add(await ensureDatabase(ctx, s, site.id, stored.db_password));
+    say('Gluster directories');
+    const filesCtx = ctx.hostContext(s.filesHost);
+    for (const op of siteDirSteps(site.id, { ...ctx.vars, gluster_mount: s.glusterMount })) {
+      const res = await filesCtx.run(op);
+      if (res.status === 'failed') throw new Error(res.error);
+      add(res.changes);
+    }
+    say('stack');
+    const dep = await ctx.run(stackDeploy({ name: r.stack, compose: r.yaml, prune: true }));
+    if (dep.status === 'failed') throw new Error(dep.error);
+    add(dep.changes);
+    if (dep.status === 'changed') deployed.push(r.stack);
+    if (ctx.check) {
+      if (full) changes.push(`${site.id}: install WordPress (if not installed) and print the admin password`);
+      continue;
+    }
+    say('waiting until every replica runs and is healthy');
+    await waitStackReady(ctx, r.stack, Object.keys(r.services), s.waitTimeoutMs);
+    if (full || dep.status === 'changed') {
+      say('WordPress install');
+      const inst = s.full === site.id ? s.install : undefined;
+      const adminUser = inst?.adminUser || 'wpadmin';
+      const res = await execInService(ctx, `${r.stack}_php-fpm`, ['wpfarm-install'], {
+        stdin: stored.admin_password + '\n',
+        env: {
+          WP_INSTALL_TITLE: inst?.title || site.domain,
+          WP_INSTALL_ADMIN_USER: adminUser,
+          WP_INSTALL_ADMIN_EMAIL: inst?.adminEmail || `admin@${site.domain}`,
+          WP_INSTALL_ADMIN_PASSWORD_FILE: '/dev/stdin',
+        },
+      });
+      const line = res.stdout.trim().split('\n').pop() ?? '';
+      let out: { changed?: boolean; error?: string } = {};
+      try {
+        out = JSON.parse(line) as typeof out;
+      } catch {
+        // handled below
+      }
+      if (res.code !== 0 || out.error) throw new Error(`${site.id}: WordPress install failed on ${res.node}: ${out.error ?? (res.stderr.trim() || line)}`);
+      if (out.changed) {
+        changes.push(`${site.id}: WordPress installed (admin ${adminUser})`);
+        installs.push({ site: site.id, domain: site.domain, adminUser, adminPassword: stored.admin_password });
+      }
+    }
+  }
+  const result: ReconcileResult = { sites: sites.length, deployed, unchanged: diff.unchanged, orphans: diff.orphans };
+  return { changed: changes.length > 0, changes, result };
+}
+
+export { stackName };
