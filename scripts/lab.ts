@@ -18,7 +18,7 @@ import {
   writeInventory, writeKnownHosts, type NodeUpResult,
 } from './lab/nodes.ts';
 import { compareSnapshots, formatDiff, isLabThing, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
-import { readJson, say, secondsSince, tryOut, writeJson } from './lab/util.ts';
+import { readJson, say, secondsSince, tryOut, withLock, writeJson } from './lab/util.ts';
 
 export { aptMirrors, ensureDocker, buildBaseImage, fault, takeSnapshot, compareSnapshots, formatDiff, isPartitioned };
 export type { HostSnapshot, Fault };
@@ -37,6 +37,11 @@ export interface LabUpResult extends NodeUpResult {
  * Before creating anything it saves the host's state in .wpfarm/lab/before.json (lab-down compares).
  */
 export async function labUp(): Promise<LabUpResult> {
+  // one lab-up or lab-down at a time on this machine (tests of several suites may call it at once)
+  return withLock('lab', labUpLocked, 20 * 60_000);
+}
+
+async function labUpLocked(): Promise<LabUpResult> {
   const started = Date.now();
   say('lab-up: the local lab (3 managers, 2 workers, 3 db, 2 storage, 1 monitoring) on this machine');
   const docker = await ensureDocker();
@@ -85,6 +90,10 @@ export interface LabDownResult {
 
 /** Remove everything the lab created, restore the FORWARD policy, compare with the state before lab-up. */
 export async function labDown(opts: { stopDocker?: boolean; purge?: boolean } = {}): Promise<LabDownResult> {
+  return withLock('lab', () => labDownLocked(opts), 20 * 60_000);
+}
+
+async function labDownLocked(opts: { stopDocker?: boolean; purge?: boolean }): Promise<LabDownResult> {
   const started = Date.now();
   const before = readJson<HostSnapshot>(PATHS.before);
   if (!(await tryOut`docker info --format ${'{{.ServerVersion}}'}`)) {
