@@ -183,28 +183,39 @@ export function resticRepoUrl(endpoint: string, bucket: string, prefix: string):
   return `s3:${u.protocol}//${u.host}/${bucket}/${prefix}`;
 }
 
-const restic = (repo: ResticRepo, args: Array<string | number>): string => sh`TZ=UTC restic --no-cache -r ${repo.url} ${args.map(String)}`;
+const restic = (repo: ResticRepo, args: Array<string | number>, timeoutSec?: number): string => {
+  // --foreground: timeout signals restic only, not its own process group (which holds the calling bash);
+  // restic gets SIGINT (it writes no snapshot, tries to remove its lock), then SIGKILL 10 s later
+  const limit = timeoutSec ? sh`timeout --foreground --signal=INT --kill-after=10 ${Math.max(1, Math.floor(timeoutSec))} ` : '';
+  return `TZ=UTC ${limit}${sh`restic --no-cache -r ${repo.url} ${args.map(String)}`}`;
+};
 
 /** Create the repository unless it exists. */
 export function resticInitCommand(repo: ResticRepo): HostCommand {
   // `cat config` distinguishes "no repository" from other failures (wrong keys, store down): only the
   // former may lead to init; init itself refuses to overwrite an existing repository.
   const body = [
-    `if out=$(${restic(repo, ['cat', 'config'])} 2>&1 >/dev/null); then exit 0; fi`,
+    // an existing repository: remove stale locks (left by a run killed while the store was unreachable;
+    // restic only removes locks of dead processes of this host or older than 30 minutes)
+    `if out=$(${restic(repo, ['cat', 'config'])} 2>&1 >/dev/null); then ${restic(repo, ['unlock'])} >&2; exit 0; fi`,
     `case "$out" in *"does not exist"*|*"unable to open config file"*|*"Is there a repository at the following location"*) ;; *) printf '%s\\n' "$out" >&2; exit 1;; esac`,
     restic(repo, ['init']),
   ].join('\n');
   return withSecrets(RESTIC_SECRETS, body);
 }
 
-export function resticBackupCommand(repo: ResticRepo, opts: { paths: string[]; host: string; tags: string[]; time?: Date; excludes?: string[] }): HostCommand {
+/** exit code of a command stopped by resticBackupCommand's timeoutSec (coreutils timeout) */
+export const TIMEOUT_EXIT = 124;
+
+export function resticBackupCommand(repo: ResticRepo, opts: { paths: string[]; host: string; tags: string[]; time?: Date; excludes?: string[]; timeoutSec?: number }): HostCommand {
   if (opts.paths.length === 0) throw new Error('restic backup needs at least one path');
   const args: Array<string | number> = ['backup', '--json', '--host', opts.host];
   for (const t of opts.tags) args.push('--tag', t);
   for (const e of opts.excludes ?? []) args.push('--exclude', e);
   if (opts.time) args.push('--time', opts.time.toISOString().slice(0, 19).replace('T', ' '));
   args.push('--', ...opts.paths);
-  return withSecrets(RESTIC_SECRETS, restic(repo, args));
+  // restic retries an unreachable store for many minutes: bound the run (SIGINT: restic writes no snapshot)
+  return withSecrets(RESTIC_SECRETS, restic(repo, args, opts.timeoutSec));
 }
 
 export function resticSnapshotsCommand(repo: ResticRepo, opts: { tags?: string[] } = {}): HostCommand {

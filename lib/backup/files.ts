@@ -2,6 +2,7 @@
 // (files/<site>), encrypted by restic with RESTIC_PASSWORD before anything leaves the host.
 import {
   RESTIC_SECRETS,
+  TIMEOUT_EXIT,
   resticBackupCommand,
   resticForgetCommand,
   resticInitCommand,
@@ -42,8 +43,11 @@ function secretsOf(a: ResticAccess): Record<string, string> {
 
 const CRED_RE = /InvalidAccessKeyId|SignatureDoesNotMatch|Access Denied|AccessDenied|access key Id you provided does not exist|signature we calculated does not match/i;
 
-async function run(shell: Shell, a: ResticAccess, stage: string, cmd: HostCommand): Promise<string> {
+async function run(shell: Shell, a: ResticAccess, stage: string, cmd: HostCommand, timeoutSec?: number): Promise<string> {
   const r = await runHostCommand(shell, cmd, secretsOf(a));
+  if ((r.code === TIMEOUT_EXIT || r.code === 137) && timeoutSec) {
+    throw new BackupError(stage, `restic on ${shell.name} did not finish within ${timeoutSec} s (store unreachable or too slow); no snapshot was written: ${stderrTail(r.stderr, 3)}`);
+  }
   if (r.code !== 0) {
     const m = CRED_RE.exec(r.stderr);
     if (m) {
@@ -63,11 +67,12 @@ export interface FilesBackupResult {
   ms: number;
 }
 
-export async function backupSiteFiles(o: { shell: Shell; access: ResticAccess; target: FilesTarget; host: string; time?: Date }): Promise<FilesBackupResult> {
+export async function backupSiteFiles(o: { shell: Shell; access: ResticAccess; target: FilesTarget; host: string; time?: Date; timeoutSec?: number }): Promise<FilesBackupResult> {
   const t0 = Date.now();
   const repo = siteRepo(o.access.store, o.target.site);
   await run(o.shell, o.access, 'init', resticInitCommand(repo));
-  const out = await run(o.shell, o.access, 'files', resticBackupCommand(repo, { paths: o.target.paths, host: o.host, tags: [siteTag(o.target.site)], time: o.time }));
+  const timeoutSec = o.timeoutSec ?? 4 * 3600;
+  const out = await run(o.shell, o.access, 'files', resticBackupCommand(repo, { paths: o.target.paths, host: o.host, tags: [siteTag(o.target.site)], time: o.time, timeoutSec }), timeoutSec);
   const summary = out
     .split('\n')
     .filter((l) => l.startsWith('{'))

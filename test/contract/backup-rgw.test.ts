@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, mkdir, writeFile, readdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { startRgw, type Rgw } from '../harness/rgw.ts';
@@ -276,16 +277,19 @@ test('gateway killed mid-upload: the run fails, earlier backups stay intact and 
       },
     });
   const t = Date.now();
-  await assert.rejects(backupSiteDb({ shell, store: small, target, recipient: keys.recipient, at }), (e: Error) => {
-    assert.ok(e instanceof BackupError, String(e));
-    assert.equal((e as BackupError).stage, 'upload');
-    assert.match(e.message, /database backup of site site1 to db\/site1\/2026-11-22T030000Z\.sql\.gz\.age failed; earlier backups are untouched/);
-    return true;
-  });
-  timings.failedRunDetectedMs = Date.now() - t;
+  try {
+    await assert.rejects(backupSiteDb({ shell, store: small, target, recipient: keys.recipient, at }), (e: Error) => {
+      assert.ok(e instanceof BackupError, String(e));
+      assert.equal((e as BackupError).stage, 'upload');
+      assert.match(e.message, /database backup of site site1 to db\/site1\/2026-11-22T030000Z\.sql\.gz\.age failed; earlier backups are untouched/);
+      return true;
+    });
+  } finally {
+    timings.failedRunDetectedMs = Date.now() - t;
+    small.destroy();
+    if (killed) await rgw.startGateway();
+  }
   assert.ok(killed, 'the gateway was killed during the upload');
-  small.destroy();
-  await rgw.startGateway();
   const afterKeys = (await store.list('db/')).map((o) => o.key).sort();
   assert.deepEqual(afterKeys, beforeKeys, 'no new object, no manifest, nothing lost');
   assert.equal(await store.head(manifestKey('db/site1/2026-11-22T030000Z.sql.gz.age')), null);
@@ -311,6 +315,47 @@ test('gateway killed mid-upload: the run fails, earlier backups stay intact and 
   timings.bigDbRestoreMs = Date.now() - t3;
   assert.equal(await dbSums('wp_site1_big'), await dbSums());
   await mdb.sql('DROP DATABASE wp_site1_big');
+});
+
+test('gateway killed during a restic files backup: the run fails at its time limit, earlier snapshots intact; the next run unlocks and succeeds', async () => {
+  const snapsBefore = (await listSnapshots({ shell, access, site: SITE })).map((s) => s.id);
+  const big = join(filesDir, 'uploads/2026/12');
+  await mkdir(big, { recursive: true });
+  for (let i = 0; i < 6; i++) await writeFile(join(big, `video-${i}.mp4`), randomBytes(4 * 1024 * 1024));
+  const packsBefore = (await store.list(`files/${SITE}/data/`)).length;
+  let killed = false;
+  let stopWatch = false;
+  const watcher = (async () => {
+    while (!killed && !stopWatch) {
+      if ((await store.list(`files/${SITE}/data/`)).length > packsBefore) {
+        killed = true;
+        await rgw.killGateway();
+      } else await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const t = Date.now();
+  const at = new Date('2026-11-22T03:00:00Z');
+  try {
+    await assert.rejects(backupSiteFiles({ shell, access, target: { site: SITE, paths: [filesDir] }, host: 'lab-web1', time: at, timeoutSec: 20 }), (e: Error) => {
+      assert.ok(e instanceof BackupError, String(e));
+      assert.match(e.message, /^files: restic on lab-db1 did not finish within 20 s \(store unreachable or too slow\); no snapshot was written/);
+      return true;
+    });
+  } finally {
+    stopWatch = true;
+    await watcher;
+    timings.filesFailedRunMs = Date.now() - t;
+    if (killed) await rgw.startGateway();
+  }
+  assert.ok(killed, 'the gateway was killed while restic uploaded');
+  assert.deepEqual((await listSnapshots({ shell, access, site: SITE })).map((s) => s.id), snapsBefore);
+  // the killed run left its lock in the repository; the next run removes it (stale: its process is gone)
+  const t2 = Date.now();
+  const ok = await backupSiteFiles({ shell, access, target: { site: SITE, paths: [filesDir] }, host: 'lab-web1', time: at });
+  timings.filesBackupAfterFaultMs = Date.now() - t2;
+  assert.equal(ok.filesNew, 6);
+  const after = await listSnapshots({ shell, access, site: SITE });
+  assert.deepEqual(after.map((s) => s.time.toISOString()), [T1.toISOString(), T2.toISOString(), at.toISOString()]);
 });
 
 test('retention on the gateway: db dumps older than 30 days deleted with their manifests; restic forget keeps what the policy says', async () => {
@@ -368,7 +413,7 @@ test('weekly restore test: newest backups restored into a scratch database and d
   const liveFileCount = lines((await runHostCommand(shell, { script: fileHashesCommand(filesDir), secrets: [] }, {})).stdout);
   assert.equal(rep.files?.files, liveFileCount);
   assert.equal(rep.files?.identicalToLive, true);
-  assert.equal(rep.files?.backupTime, T2.toISOString());
+  assert.equal(rep.files?.backupTime, '2026-11-22T03:00:00.000Z');
   assert.equal(await dbSums(), liveSums);
   assert.equal(await fileHashes(), liveFiles);
   assert.equal((await mdb.sql("SHOW DATABASES LIKE 'wp\\_site1\\_restoretest'")).trim(), '');
