@@ -12,7 +12,6 @@ import path from 'node:path';
 import type { Connection, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
 import { sections, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
-import { command } from '../../lib/ops/command.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { lineinfile } from '../../lib/ops/lineinfile.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
@@ -289,9 +288,6 @@ const role: Role = {
   name: 'gluster',
   hosts: 'gluster:workers',
   description: 'GlusterFS replica 3 arbiter 1 volume for site files, FUSE-mounted on the workers',
-  handlers: {
-    'systemd daemon-reload': () => [command({ cmd: 'systemctl daemon-reload' }, { name: 'systemctl daemon-reload' })],
-  },
   async steps(ctx: StepContext): Promise<Step[]> {
     const s = settings(ctx.vars);
     const { servers } = layout(ctx, s);
@@ -344,7 +340,20 @@ const role: Role = {
       directory({ path: path.dirname(DOCKER_DROPIN), mode: '0755' }, { when: dropIn }),
       file(
         { path: DOCKER_DROPIN, content: dockerDropIn(s.mount), mode: '0644' },
-        { when: dropIn, notify: 'systemd daemon-reload', name: `file ${DOCKER_DROPIN} (dockerd after the mount)` },
+        { when: dropIn, register: 'gluster_dropin', name: `file ${DOCKER_DROPIN} (dockerd after the mount)` },
+      ),
+      // not a handler: a run that fails after writing the drop-in would never reload; systemd itself says
+      // whether the loaded docker.service is older than its files
+      task(
+        'systemctl daemon-reload (docker.service drop-in)',
+        async (c) => {
+          const r = await c.exec('systemctl show docker.service -p NeedDaemonReload 2>/dev/null || true', { nothrow: true });
+          const need = /NeedDaemonReload=yes/.test(r.stdout) || c.registered.gluster_dropin?.status === 'changed';
+          if (!need) return { changed: false };
+          if (!c.check) await c.exec('systemctl daemon-reload', { timeoutMs: 120_000 });
+          return { changed: true, changes: ['daemon-reload (docker.service starts after the Gluster mount at the next boot)'] };
+        },
+        { when: dropIn },
       ),
       task(`mount ${s.mount}`, (c) => mountTask(c, s), { when: client }),
     ];
