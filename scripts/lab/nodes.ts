@@ -180,7 +180,7 @@ export async function ensureMachines(images: { node: string; svc: string }): Pro
   ensureDir(PATHS.registryCache);
   const res: NodeUpResult = { created: [], started: [], kept: [] };
   const toStart: string[] = [];
-  fs.writeFileSync(PATHS.resolvConf, `# wpfarm lab: dnsmasq on the services container\nnameserver ${SVC.address}\noptions timeout:2 attempts:2\n`);
+  fs.writeFileSync(PATHS.resolvConf, `# wpfarm lab: dnsmasq on the services container\nnameserver ${SVC.address}\noptions timeout:2 attempts:3\n`);
   const limit = pLimit(4);
   await Promise.all(machines().map((m) => limit(async () => {
     const cname = containerName(m.name);
