@@ -31,6 +31,8 @@ import type { Reporter } from './output.ts';
 
 /** Steps probed together at most (bounds the size of one probe script). */
 const MAX_PROBE_BATCH = 64;
+/** After a change, the next batch starts this small and doubles while steps report no change. */
+const MIN_PROBE_BATCH = 4;
 
 export interface HostOutcome {
   host: string;
@@ -108,6 +110,7 @@ class HostRun {
   readonly results: StepResult[] = [];
   readonly notified = new Set<string>();
   private probeCache = new Map<number, string>();
+  private batchSize = MAX_PROBE_BATCH;
   private conn: (Connection & { abortChannels(): void }) | null = null;
 
   constructor(
@@ -181,7 +184,9 @@ class HostRun {
   /** Probe steps[from..] (operations only, until a task/delegated/runOnce step) in one round trip. */
   private async probeBatch(ctx: StepContext, steps: Step[], from: number): Promise<void> {
     const batch: { index: number; script: string; become: boolean }[] = [];
-    for (let i = from; i < steps.length && batch.length < MAX_PROBE_BATCH; i++) {
+    const size = this.batchSize;
+    this.batchSize = Math.min(MAX_PROBE_BATCH, this.batchSize * 2);
+    for (let i = from; i < steps.length && batch.length < size; i++) {
       const s = steps[i]!;
       if (!isOperation(s) || s.options.delegateTo || s.options.runOnce) break;
       if (s.options.tags && !tagsMatch([...(this.role.tags ?? []), ...s.options.tags], this.env.options)) continue;
@@ -223,6 +228,7 @@ class HostRun {
       await c.exec(plan.apply.script, { stdin: plan.apply.stdin, become: plan.apply.become ?? op.options.become });
     }
     this.probeCache.clear();
+    this.batchSize = MIN_PROBE_BATCH;
     if (plan.invalidates?.length) {
       this.state.facts?.invalidate(plan.invalidates);
     }

@@ -309,7 +309,8 @@ class SshConnection implements Connection {
             code: code ?? (timedOut ? 124 : 255),
           };
           if (timedOut) res.stderr += `\n(timed out after ${opts.timeoutMs} ms)`;
-          if (code === null && !timedOut && this.dropped) return reject(new Error(`Connection lost (signal ${signal ?? 'none'})`));
+          // no exit status and no signal: the session ended under us (sshd or the host died)
+          if (code === null && !timedOut && (this.dropped || !signal)) return reject(new Error(`Connection lost (no exit status${signal ? `, signal ${signal}` : ''})`));
           if (res.code !== 0 && !opts.nothrow) {
             return reject(new RemoteCommandError(this.host.name, mask(command), res.code, mask(res.stdout), mask(res.stderr)));
           }
@@ -326,7 +327,8 @@ class SshConnection implements Connection {
     content: string | Buffer,
     o: { mode?: number; owner?: string; group?: string; become?: boolean } = {},
   ): Promise<void> {
-    await this.exec(atomicWriteScript(remotePath, o), { stdin: content, become: o.become });
+    const sha = createHash('sha256').update(content).digest('hex');
+    await this.exec(atomicWriteScript(remotePath, { ...o, sha }), { stdin: content, become: o.become });
   }
 
   async forward(target: { socketPath: string } | { host: string; port: number }): Promise<import('node:stream').Duplex> {
@@ -373,10 +375,12 @@ class SshConnection implements Connection {
  * Shell script that writes stdin to `path` atomically: a temp file in the same directory, mode and owner set
  * on the temp file, then rename. An interrupted transfer leaves at most a `.wpfarm.*` temp file, removed on exit.
  */
-export function atomicWriteScript(path: string, o: { mode?: number | string; owner?: string; group?: string } = {}): string {
+export function atomicWriteScript(path: string, o: { mode?: number | string; owner?: string; group?: string; sha?: string } = {}): string {
   const steps = [
     sh`set -e; p=${path}; d=$(dirname "$p"); t=$(mktemp "$d/.wpfarm.XXXXXX"); trap 'rm -f "$t"' EXIT; cat > "$t"`,
   ];
+  // a transfer cut short (SIGINT, dropped connection) gives cat an early EOF: never rename a partial file
+  if (o.sha) steps.push(sh`[ "$(sha256sum < "$t" | cut -d' ' -f1)" = ${o.sha} ] || { echo 'transfer incomplete: left unchanged' >&2; exit 1; }`);
   if (o.mode !== undefined) steps.push(sh`chmod ${modeString(o.mode)} "$t"`);
   else steps.push(`if [ -e "$p" ]; then chmod --reference="$p" "$t"; else chmod 0644 "$t"; fi`);
   if (o.owner || o.group) steps.push(sh`chown ${`${o.owner ?? ''}${o.group ? `:${o.group}` : ''}`} "$t"`);

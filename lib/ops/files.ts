@@ -216,7 +216,15 @@ function chownSpec(want: WantAttrs): string | null {
  * The apply script that writes stdin atomically to `target`: mktemp in the same directory, chmod,
  * chown, mv -f. Attributes not requested are copied from the existing file (when it exists).
  */
-export function atomicWriteScript(target: string, want: WantAttrs, exists: boolean, defaultMode = '0644', validate?: string): string {
+export function atomicWriteScript(
+  target: string,
+  want: WantAttrs,
+  exists: boolean,
+  defaultMode = '0644',
+  validate?: string,
+  /** sha256 of the content: the temp file is checked before the rename, so a transfer cut short never lands */
+  sha?: string,
+): string {
   const lines = [
     '( set -e',
     sh`p=${target}`,
@@ -224,6 +232,10 @@ export function atomicWriteScript(target: string, want: WantAttrs, exists: boole
     `trap 'rm -f -- "$t"' EXIT`,
     `cat > "$t"`,
   ];
+  if (sha) {
+    if (!/^[0-9a-f]{64}$/.test(sha)) throw new Error('atomicWriteScript: sha must be sha256 hex');
+    lines.push(`if [ "$(sha256sum < "$t" | cut -d' ' -f1)" != ${sha} ]; then echo ${sh`${`transfer to ${target} incomplete: left unchanged`}`} >&2; exit 1; fi`);
+  }
   if (exists) lines.push(`chmod --reference="$p" -- "$t"`, `chown --reference="$p" -- "$t"`);
   if (want.mode) lines.push(sh`chmod ${chmodArg(want.mode)} -- "$t"`);
   else if (!exists) lines.push(sh`chmod ${chmodArg(defaultMode)} -- "$t"`);
@@ -322,7 +334,7 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
     const plan: Plan = {
       changed: true,
       changes: [w.contentChange ?? `create${via} (${content.length} bytes, ${attrs.join(', ')})`],
-      apply: { script: atomicWriteScript(target, w.want, false, mode, w.validate), stdin: content },
+      apply: { script: atomicWriteScript(target, w.want, false, mode, w.validate, sha256hex(content)), stdin: content },
       result,
     };
     if (ctx.diff && w.content !== undefined) plan.diff = contentDiff({ path: w.path, before: null, after: content, secret: w.secret });
@@ -345,7 +357,7 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
   if (!changes.length) return { changed: false, changes: [], result };
   if (via) changes[0] += via;
   const apply: ApplyScript = contentChanged
-    ? { script: atomicWriteScript(target, w.want, true, undefined, w.validate), stdin: w.content! }
+    ? { script: atomicWriteScript(target, w.want, true, undefined, w.validate, sha256hex(w.content!)), stdin: w.content! }
     : { script: attrScript(target, st, w.want) };
   const plan: Plan = { changed: true, changes, apply, result };
   if (ctx.diff && contentChanged) {
