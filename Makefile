@@ -32,7 +32,7 @@ test-lab: node_modules/.package-lock.json
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/lab/*.test.ts
 
 test: setup typecheck
-	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts test/lab/*.test.ts
+	$(NODE) --test --test-concurrency=1 --test-timeout=1800000 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts test/lab/*.test.ts
 
 bench: setup
 	$(NODE) bench/run.ts
