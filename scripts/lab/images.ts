@@ -142,6 +142,7 @@ async function buildFromDir(image: string, dir: string, parentId: string): Promi
   const hash = dirHash(dir, parentId);
   if ((await imageHash(image)) === hash) return { id: (await imageId(image))!, built: false };
   const started = Date.now();
+  const previous = await imageId(image);
   say(`building ${image} (docker build, apt-get from the host's mirror)`);
   await runLogged(['docker', 'build', '--network', 'host', '--label', `${HASH_LABEL}=${hash}`, '-t', image, dir], {
     name: `build-${path.basename(dir)}`,
@@ -151,6 +152,8 @@ async function buildFromDir(image: string, dir: string, parentId: string): Promi
   say(`${image} built in ${secondsSince(started)}`);
   const id = await imageId(image);
   if (!id) throw new Error(`${image} missing after build`);
+  // the replaced build, now untagged (kept while a container still uses it)
+  if (previous && previous !== id) await tryOut`docker image rm ${previous}`;
   return { id, built: true };
 }
 
