@@ -31,6 +31,10 @@ export interface StoredSecrets extends SiteSecretValues {
   admin_password: string;
   created: string;
   rotated: string;
+  /** DB user of this version (default siteDbName(id)); rotation alternates */
+  db_user?: string;
+  /** the user of the previous version, dropped once the new tasks run */
+  previous_db_user?: string;
 }
 
 /** What one install did (read by add-site to print the admin password once). */
@@ -233,36 +237,49 @@ async function connected(ctx: StepContext): Promise<StepContext> {
 }
 
 /** Database and user of a site; user's rights on that database only. Reports what it changed (or would). */
-export async function ensureDatabase(ctx: StepContext, s: WpSiteSettings, id: string, password: string): Promise<string[]> {
+export async function ensureDatabase(ctx: StepContext, s: WpSiteSettings, id: string, password: string, dbUser?: string): Promise<string[]> {
   const dbCtx = await connected(ctx.hostContext(s.dbAdminHost));
   const name = siteDbName(id);
+  const user = dbUser ?? name;
   const changes: string[] = [];
   await withMysql(dbCtx.conn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
     const haveDb = (await rows(db, 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])).length > 0;
     if (!haveDb) changes.push(`create database ${name}`);
-    const user = await rows(db, 'SELECT authentication_string AS a FROM mysql.user WHERE User = ? AND Host = ?', [name, s.dbUserHost]);
+    const have = await rows(db, 'SELECT authentication_string AS a FROM mysql.user WHERE User = ? AND Host = ?', [user, s.dbUserHost]);
     let pwOk = false;
-    if (user.length) {
+    if (have.length) {
       const [want] = await rows(db, 'SELECT PASSWORD(?) AS p', [password]);
-      pwOk = String(user[0]!.a) === String(want!.p);
+      pwOk = String(have[0]!.a) === String(want!.p);
     }
-    if (!user.length) changes.push(`create user ${name}@${s.dbUserHost}`);
-    else if (!pwOk) changes.push(`set password of ${name}@${s.dbUserHost}`);
+    if (!have.length) changes.push(`create user ${user}@${s.dbUserHost}`);
+    else if (!pwOk) changes.push(`set password of ${user}@${s.dbUserHost}`);
     let grantOk = false;
-    if (user.length) {
-      const grants = await rows(db, 'SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ?', [`'${name}'@'${s.dbUserHost}'`, name]);
+    if (have.length) {
+      const grants = await rows(db, 'SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ?', [`'${user}'@'${s.dbUserHost}'`, name]);
       grantOk = grants.length >= 10;
     }
-    if (!grantOk) changes.push(`grant all on ${name}.* to ${name}@${s.dbUserHost}`);
+    if (!grantOk) changes.push(`grant all on ${name}.* to ${user}@${s.dbUserHost}`);
     if (ctx.check || !changes.length) return;
     // identifiers come from siteDbName (wp_[a-z0-9_]+) and the host pattern is checked below: no injection
-    if (!/^wp_[a-z0-9_]+$/.test(name) || !/^[0-9A-Za-z.%/_:-]+$/.test(s.dbUserHost)) throw new Error(`unsafe database identifier ${name}@${s.dbUserHost}`);
+    if (!/^wp_[a-z0-9_]+$/.test(name) || !/^wp_[a-z0-9_]+$/.test(user) || !/^[0-9A-Za-z.%/_:-]+$/.test(s.dbUserHost)) throw new Error(`unsafe database identifier ${name}@${s.dbUserHost}`);
     if (!haveDb) await db.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-    if (!user.length) await db.query(`CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?`, [name, s.dbUserHost, password]);
-    else if (!pwOk) await db.query(`ALTER USER ?@? IDENTIFIED BY ?`, [name, s.dbUserHost, password]);
-    if (!grantOk) await db.query(`GRANT ALL PRIVILEGES ON \`${name}\`.* TO ?@?`, [name, s.dbUserHost]);
+    if (!have.length) await db.query(`CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?`, [user, s.dbUserHost, password]);
+    else if (!pwOk) await db.query(`ALTER USER ?@? IDENTIFIED BY ?`, [user, s.dbUserHost, password]);
+    if (!grantOk) await db.query(`GRANT ALL PRIVILEGES ON \`${name}\`.* TO ?@?`, [user, s.dbUserHost]);
   });
   return changes;
+}
+
+/** Drop one DB user (the previous version's, after a rotation). */
+export async function dropDbUser(ctx: StepContext, s: WpSiteSettings, user: string): Promise<string[]> {
+  if (!/^wp_[a-z0-9_]+$/.test(user)) throw new Error(`unsafe database user ${user}`);
+  const dbCtx = await connected(ctx.hostContext(s.dbAdminHost));
+  return withMysql(dbCtx.conn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
+    const hosts = await rows(db, 'SELECT Host AS h FROM mysql.user WHERE User = ?', [user]);
+    if (!hosts.length) return [];
+    if (!ctx.check) for (const h of hosts) await db.query('DROP USER IF EXISTS ?@?', [user, String(h.h)]);
+    return hosts.map((h) => `drop user ${user}@${String(h.h)}`);
+  });
 }
 
 /** Drop a site's database and user (remove-site). */
@@ -273,10 +290,11 @@ export async function dropDatabase(ctx: StepContext, s: WpSiteSettings, id: stri
   const changes: string[] = [];
   await withMysql(dbCtx.conn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
     if ((await rows(db, 'SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])).length) changes.push(`drop database ${name}`);
-    if ((await rows(db, 'SELECT 1 FROM mysql.user WHERE User = ?', [name])).length) changes.push(`drop user ${name}`);
+    const users = await rows(db, 'SELECT User AS u, Host AS h FROM mysql.user WHERE User = ? OR User = ?', [name, `${name}_b`]);
+    for (const u of users) changes.push(`drop user ${String(u.u)}@${String(u.h)}`);
     if (ctx.check) return;
     await db.query(`DROP DATABASE IF EXISTS \`${name}\``);
-    for (const u of await rows(db, 'SELECT Host AS h FROM mysql.user WHERE User = ?', [name])) await db.query('DROP USER IF EXISTS ?@?', [name, String(u.h)]);
+    for (const u of users) await db.query('DROP USER IF EXISTS ?@?', [String(u.u), String(u.h)]);
   });
   return changes;
 }
@@ -380,6 +398,7 @@ export async function reconcileSites(ctx: StepContext): Promise<TaskOutcome> {
     hashes[site.id] = siteSecretHashes(stored);
   }
   const farm = farmSettings(s, images, hashes, ctx.vars);
+  farm.dbUsers = Object.fromEntries([...secrets].filter(([, v]) => v.db_user).map(([k, v]) => [k, v.db_user!]));
   const rendered = new Map<string, RenderedStack>(sites.map((x) => [x.id, renderSiteStack(x, farm)]));
   const diff = diffFarm([...rendered.values()], probe.serviceLs, probe.state);
   const todo = new Set(diff.changes.map((c) => c.stack));
@@ -403,7 +422,7 @@ export async function reconcileSites(ctx: StepContext): Promise<TaskOutcome> {
       add(res.changes);
     }
     say('database');
-    add(await ensureDatabase(ctx, s, site.id, stored.db_password));
+    add(await ensureDatabase(ctx, s, site.id, stored.db_password, stored.db_user));
     say('Gluster directories');
     const filesCtx = ctx.hostContext(s.filesHost);
     for (const op of siteDirSteps(site.id, { ...ctx.vars, gluster_mount: s.glusterMount })) {

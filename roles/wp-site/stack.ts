@@ -33,6 +33,8 @@ export interface FarmStackSettings {
   /** dnsrr in the lab (no IPVS), vip in production */
   endpointMode: 'dnsrr' | 'vip';
   db: { host: string; port: number };
+  /** DB user per site id when it is not siteDbName(id) (rotation alternates between two users) */
+  dbUsers?: Record<string, string>;
   /** sha256 hex of each secret value, per site id */
   secretHashes: Record<string, Record<SiteSecretKey, string>>;
   traefikNetwork?: string; // default traefik-public
@@ -196,7 +198,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         WORDPRESS_URL: `https://${site.domain}`,
         WORDPRESS_DB_HOST: `${farm.db.host}:${farm.db.port}`,
         WORDPRESS_DB_NAME: siteDbName(id),
-        WORDPRESS_DB_USER: siteDbName(id),
+        WORDPRESS_DB_USER: farm.dbUsers?.[id] ?? siteDbName(id),
         WORDPRESS_DB_PASSWORD_FILE: '/run/secrets/db_password',
         WORDPRESS_KEYS_FILE: '/run/secrets/wp_keys',
         WORDPRESS_REDIS_HOST: 'redis',

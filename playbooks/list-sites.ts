@@ -1,0 +1,90 @@
+// List the farm's sites:  npx tsx playbooks/list-sites.ts [--sites-dir DIR] [--format table|json]
+// One round trip to the first manager (docker service ls + the secret store's dates), then a table:
+// domain, replicas running/desired (nginx and php-fpm), health, last backup (from the backup catalog when
+// the S3 settings are in .env, else "-"), secret age against the 90-day rotation policy.
+import { fail } from '../lib/cli.ts';
+import { task } from '../lib/ops/base.ts';
+import { Run } from '../lib/play.ts';
+import type { Role } from '../lib/types.ts';
+import { managerProbeScript, parseManagerProbe, readSites, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
+import { parseServiceLs, stackName } from '../roles/wp-site/stack.ts';
+import { ownFlags, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { rotationStatus } from '../roles/wp-site/rotation.ts';
+
+const USAGE = 'Usage: npx tsx playbooks/list-sites.ts [--sites-dir DIR] [--format table|json] [common options]';
+const SPEC: FlagSpec = { 'sites-dir': { type: 'string' }, format: { type: 'string' } };
+const argv = process.argv.slice(2);
+const f = ownFlags(argv, SPEC);
+const run = Run.fromArgv(argv, { usage: USAGE, name: 'list-sites', options: SPEC });
+
+export interface SiteRow {
+  id: string;
+  domain: string;
+  nginx: string;
+  phpFpm: string;
+  redis: string;
+  health: 'healthy' | 'degraded' | 'down' | 'not deployed';
+  lastBackup: string;
+  secretsAgeDays: number | null;
+  rotation: string;
+}
+
+const rowsOut: SiteRow[] = [];
+const listRole: Role = {
+  name: 'list-sites',
+  hosts: 'managers',
+  steps: () => [
+    task(
+      'sites status',
+      async (ctx) => {
+        const s = wpSiteSettings(ctx);
+        if (typeof f['sites-dir'] === 'string') s.sitesDir = f['sites-dir'];
+        const sites = readSites(s);
+        const probe = parseManagerProbe((await ctx.exec(managerProbeScript())).stdout);
+        for (const v of probe.secrets.values()) for (const k of ['db_password', 'admin_password'] as const) if (v[k]?.length >= 6) ctx.secret(v[k]);
+        const live = parseServiceLs(probe.serviceLs);
+        for (const site of sites) {
+          const svc = live.get(stackName(site.id)) ?? {};
+          const rep = (n: string): string => (svc[n] ? `${svc[n]!.running}/${svc[n]!.desired}` : '-');
+          const all = ['nginx', 'php-fpm', 'redis'].map((n) => svc[n]);
+          const health = all.every((x) => !x)
+            ? 'not deployed'
+            : all.every((x) => x && x.desired > 0 && x.running >= x.desired)
+              ? 'healthy'
+              : all.some((x) => x && x.running > 0)
+                ? 'degraded'
+                : 'down';
+          const rot = rotationStatus(probe.secrets.get(site.id)?.rotated);
+          rowsOut.push({ id: site.id, domain: site.domain, nginx: rep('nginx'), phpFpm: rep('php-fpm'), redis: rep('redis'), health, lastBackup: '-', secretsAgeDays: rot.ageDays, rotation: rot.text });
+        }
+        return { changed: false, result: rowsOut };
+      },
+      { runOnce: true },
+    ),
+  ],
+};
+
+try {
+  await run.role(listRole);
+  // last backup: the catalog in the bucket, when .env has the S3 settings
+  try {
+    const { backupSettingsFromEnv } = await import('../lib/backup/keys.ts');
+    const { lastSiteBackups } = await import('../roles/wp-site/backups.ts');
+    const last = await lastSiteBackups(backupSettingsFromEnv(), rowsOut.map((r) => r.id));
+    for (const r of rowsOut) r.lastBackup = last.get(r.id) ?? 'never';
+  } catch (e) {
+    run.reporter.say(`last backup: not read (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (f.format === 'json') process.stdout.write(JSON.stringify(rowsOut, null, 1) + '\n');
+  else {
+    const head = ['DOMAIN', 'NGINX', 'PHP-FPM', 'REDIS', 'HEALTH', 'LAST BACKUP', 'SECRETS'];
+    const body = rowsOut.map((r) => [r.domain, r.nginx, r.phpFpm, r.redis, r.health, r.lastBackup, r.rotation]);
+    const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+    const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
+    process.stdout.write(`\n${[line(head), ...body.map(line)].join('\n')}\n${rowsOut.length} site(s)\n`);
+  }
+} catch (e) {
+  await run.finish().catch(() => undefined);
+  fail(e);
+}
+await run.exit();

@@ -1,0 +1,152 @@
+// Remove a site:  npx tsx playbooks/remove-site.ts --domain example.com --yes [--no-backup] [--keep-files]
+// Takes a database and files backup first (playbooks/backup.ts) unless --no-backup; without --yes it only
+// says what would be removed (exit 4). Then: the stack (and its network), the site's Swarm secrets, its
+// database and DB users, its Gluster directory (unless --keep-files), its secret store entry, the deploy
+// state, DNS records (when the inventory has cloudflare) and finally the site record.
+import { execFile } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { fail } from '../lib/cli.ts';
+import { InputError } from '../lib/errors.ts';
+import { task } from '../lib/ops/base.ts';
+import { STACK_DIR } from '../lib/ops/docker.ts';
+import { Run } from '../lib/play.ts';
+import { sh } from '../lib/shell.ts';
+import type { Role } from '../lib/types.ts';
+import { dropDatabase, SECRET_STORE, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
+import { siteNetworkName, stackName } from '../roles/wp-site/stack.ts';
+import { siteDomains, type SiteRecord } from '../roles/wp-site/site.ts';
+import { findSite, ownFlags, sitesOf, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+
+const USAGE = 'Usage: npx tsx playbooks/remove-site.ts --domain DOMAIN|--id ID --yes [--no-backup] [--keep-files] [--sites-dir DIR] [common options]';
+const SPEC: FlagSpec = {
+  domain: { type: 'string' },
+  id: { type: 'string' },
+  yes: { type: 'boolean' },
+  'no-backup': { type: 'boolean' },
+  'keep-files': { type: 'boolean' },
+  'sites-dir': { type: 'string' },
+};
+const argv = process.argv.slice(2);
+let site: SiteRecord | undefined;
+let f: ReturnType<typeof ownFlags> = {};
+const sitesDirOf = (): string => (typeof f['sites-dir'] === 'string' ? f['sites-dir'] : 'inventory/sites');
+try {
+  f = ownFlags(argv, SPEC);
+  if (!argv.includes('-h') && !argv.includes('--help')) {
+    const key = f.domain ?? f.id;
+    if (typeof key !== 'string') throw new InputError('--domain or --id is required');
+    site = findSite(sitesOf(sitesDirOf()), key);
+    if (!f.yes && !argv.includes('--check') && !argv.includes('-C'))
+      throw new InputError(
+        `removing ${site.domain} (site ${site.id}) deletes its stack, secrets, database${f['keep-files'] ? '' : ', files'} and record${f['no-backup'] ? ' WITHOUT a backup' : ' (after a backup)'}: rerun with --yes`,
+      );
+  }
+} catch (e) {
+  fail(e);
+}
+const run = Run.fromArgv(argv, { usage: USAGE, name: 'remove-site', options: SPEC });
+const s0 = site!;
+const id = s0.id;
+const check = run.config.flags.check;
+
+const removeRole: Role = {
+  name: 'remove-site',
+  hosts: 'managers',
+  steps: () => [
+    task(
+      `remove site ${id}`,
+      async (ctx) => {
+        const s = wpSiteSettings(ctx);
+        const stack = stackName(id);
+        const changes: string[] = [];
+        const have = await ctx.exec(
+          sh`echo "services=$(docker stack services -q -- ${stack} 2>/dev/null | wc -l)"; echo "secrets=$(docker secret ls -q --filter ${`name=site_${id}_`} | wc -l)"; echo "network=$(docker network ls -q --filter ${`name=${siteNetworkName(id)}`} | wc -l)"`,
+          { nothrow: true },
+        );
+        const n = (k: string): number => Number(new RegExp(`${k}=(\\d+)`).exec(have.stdout)?.[1] ?? 0);
+        if (n('services') || n('network')) changes.push(`remove stack ${stack} (${n('services')} services) and network ${siteNetworkName(id)}`);
+        if (n('secrets')) changes.push(`remove ${n('secrets')} secret version(s) site_${id}_*`);
+        if (!check && (n('services') || n('network'))) {
+          await ctx.exec(sh`docker stack rm ${stack}`);
+          ctx.log(`${stack}: waiting until its tasks and network are gone`);
+          const end = Date.now() + 120_000;
+          for (;;) {
+            const r = await ctx.exec(sh`docker network ls -q --filter ${`name=${siteNetworkName(id)}`}; docker service ls -q --filter ${`label=com.docker.stack.namespace=${stack}`}`, { nothrow: true });
+            if (!r.stdout.trim()) break;
+            if (Date.now() > end) throw new Error(`${stack}: still present after 120 s`);
+            await new Promise((r2) => setTimeout(r2, 2000));
+          }
+        }
+        if (!check && n('secrets')) await ctx.exec(sh`docker secret ls -q --filter ${`name=site_${id}_`} | xargs -r docker secret rm`);
+        changes.push(...(await dropDatabase(ctx, s, id)));
+        const filesCtx = ctx.hostContext(s.filesHost);
+        const dir = `${s.glusterMount}/${id}`;
+        if (!f['keep-files']) {
+          const e = await filesCtx.exec(sh`test -d ${dir} && echo yes || echo no`);
+          if (e.stdout.trim() === 'yes') {
+            changes.push(`remove ${dir} on ${s.filesHost}`);
+            if (!check) await filesCtx.exec(sh`rm -rf -- ${dir}`);
+          }
+        }
+        const st = await ctx.exec(sh`for f in ${`${SECRET_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}; do [ -e "$f" ] && echo "$f"; done; true`);
+        for (const file of st.stdout.split('\n').filter(Boolean)) changes.push(`remove ${file}`);
+        if (!check) {
+          // every manager may hold the store/state (the first reachable one writes them): clean all of them
+          for (const m of ctx.hosts('managers')) await ctx.hostContext(m.name).exec(sh`rm -f -- ${`${SECRET_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}`, { nothrow: true });
+        }
+        return { changed: changes.length > 0, changes };
+      },
+      { runOnce: true },
+    ),
+  ],
+};
+
+try {
+  if (!f['no-backup']) {
+    run.phase(`backup of ${id} before removal`);
+    if (check) run.reporter.say(`would back up ${id} (playbooks/backup.ts --what sites-db and --what files)`);
+    else {
+      for (const what of ['sites-db', 'files']) {
+        try {
+          await promisify(execFile)(process.execPath, ['--import', 'tsx', 'playbooks/backup.ts', '--what', what, '--site', id, '--inventory', run.inventory.file], { maxBuffer: 16 << 20 });
+          run.reporter.say(`backup ${what} of ${id}: done`);
+        } catch (e) {
+          const err = e as { stderr?: string; message: string };
+          throw new Error(`backup ${what} of ${id} failed, nothing removed (use --no-backup to remove without one):\n${(err.stderr ?? err.message).trim().split('\n').slice(-5).join('\n')}`);
+        }
+      }
+    }
+  }
+  run.phase(`remove ${id} (${s0.domain})`);
+  const r = await run.role(removeRole);
+  const ok = r.hosts.every((h) => run.healthy(h.host));
+  if (ok) {
+    const { loadCloudInventory } = await import('../lib/cloud/config.ts');
+    let cf: { zone: string } | undefined;
+    try {
+      cf = loadCloudInventory(run.inventory.file).cloudflare;
+    } catch {
+      cf = undefined;
+    }
+    if (!cf) run.reporter.say('DNS: the inventory has no cloudflare section: skipped');
+    else {
+      const { removeSiteRecords } = await import('../lib/cloud/cloudflare.ts');
+      const res = await removeSiteRecords({ zoneName: cf.zone, names: siteDomains(s0), check });
+      run.reporter.say(`DNS: deleted ${res.deleted.length}, absent ${res.absent.length}`);
+    }
+    const file = path.join(sitesDirOf(), `${id}.yml`);
+    if (existsSync(file)) {
+      if (check) run.reporter.say(`would remove the record ${file}`);
+      else {
+        rmSync(file);
+        run.reporter.say(`record ${file} removed`);
+      }
+    }
+  }
+} catch (e) {
+  await run.finish().catch(() => undefined);
+  fail(e);
+}
+await run.exit();
