@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import { NodeSSH } from 'node-ssh';
 import pLimit from 'p-limit';
 import type { ClientChannel } from 'ssh2';
+import { PassThrough, type Readable } from 'node:stream';
 import { HostKeyError, RemoteCommandError, UnreachableError } from './errors.ts';
 import { mask } from './secrets.ts';
 import { modeString, sh } from './shell.ts';
@@ -27,7 +28,7 @@ export interface ConnectOptions {
   onCommand?: (host: string, command: string) => void;
 }
 
-const DEFAULTS = { connectTimeoutMs: 10_000, keepaliveMs: 15_000, maxChannels: 8 };
+const DEFAULTS = { connectTimeoutMs: 10_000, keepaliveMs: 5_000, maxChannels: 8 };
 
 // ---------------------------------------------------------------------------------------------
 // known_hosts
@@ -329,6 +330,74 @@ class SshConnection implements Connection {
   ): Promise<void> {
     const sha = createHash('sha256').update(content).digest('hex');
     await this.exec(atomicWriteScript(remotePath, { ...o, sha }), { stdin: content, become: o.become });
+  }
+
+  /**
+   * Stream a command: stdout is a Readable consumed while the command runs (backups: dump → encrypt → S3),
+   * stdin is a list of Buffers and Readables written in order. One channel; counts as one round trip.
+   */
+  execStream(
+    command: string,
+    opts: { stdin?: Array<Buffer | Readable>; become?: boolean } = {},
+  ): { stdout: Readable; done: Promise<{ code: number; signal?: string | null; stderr: string }>; kill(): void } {
+    const stdout = new PassThrough();
+    let channel: ClientChannel | null = null;
+    let killed = false;
+    const wrapped = this.wrap(command, { become: opts.become });
+    const done = this.limit(async () => {
+      await this.open();
+      const client = this.ssh!.connection!;
+      this.trips++;
+      this.opts.onCommand?.(this.host.name, wrapped.command);
+      return new Promise<{ code: number; signal?: string | null; stderr: string }>((resolve) => {
+        client.exec(wrapped.command, (err, stream) => {
+          if (err) {
+            stdout.destroy(err);
+            return resolve({ code: 255, stderr: err.message });
+          }
+          channel = stream;
+          this.channels.add(stream);
+          if (killed) stream.close();
+          const errOut: Buffer[] = [];
+          stream.stderr.on('data', (d: Buffer) => errOut.push(d));
+          stream.pipe(stdout);
+          stream.on('close', (code: number | null, signal?: string) => {
+            this.channels.delete(stream);
+            resolve({ code: code ?? 255, signal: signal ?? null, stderr: mask(Buffer.concat(errOut).toString('utf8')) });
+          });
+          void (async () => {
+            try {
+              if (wrapped.stdinPrefix) stream.write(wrapped.stdinPrefix);
+              for (const part of opts.stdin ?? []) {
+                if (Buffer.isBuffer(part)) {
+                  if (!stream.write(part)) await new Promise((r) => stream.once('drain', r));
+                } else {
+                  for await (const chunk of part) if (!stream.write(chunk as Buffer)) await new Promise((r) => stream.once('drain', r));
+                }
+              }
+              stream.end();
+            } catch {
+              stream.close();
+            }
+          })();
+        });
+      });
+    });
+    return {
+      stdout,
+      done,
+      kill: () => {
+        killed = true;
+        if (channel) {
+          try {
+            channel.signal('TERM');
+          } catch {
+            /* ignore */
+          }
+          channel.close();
+        }
+      },
+    };
   }
 
   async forward(target: { socketPath: string } | { host: string; port: number }): Promise<import('node:stream').Duplex> {

@@ -55,6 +55,11 @@ export interface Connection {
    * connection (direct-tcpip / streamlocal): e.g. mysql2 to /run/mysqld/mysqld.sock without an open port.
    */
   forward(target: { socketPath: string } | { host: string; port: number }): Promise<import('node:stream').Duplex>;
+  /** stream a command's stdout while it runs; stdin parts written in order (binary-safe) */
+  execStream?(
+    command: string,
+    opts?: { stdin?: Array<Buffer | import('node:stream').Readable>; become?: boolean },
+  ): { stdout: import('node:stream').Readable; done: Promise<{ code: number; signal?: string | null; stderr: string }>; kill(): void };
   /** number of round trips (exec/put) made on this connection; used by tests and the bench */
   readonly roundTrips: number;
   close(): Promise<void>;
