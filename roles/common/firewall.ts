@@ -102,6 +102,10 @@ export function renderFirewall(i: FirewallInput): string {
     rules.push('    tcp dport { 24007-24008, 49152-49251 } ip saddr @cluster accept comment "glusterd and bricks"');
   }
   rules.push(`    tcp dport { ${(i.exporterPorts ?? DEFAULT_EXPORTER_PORTS).join(', ')} } ip saddr @monitoring accept comment "metrics"`);
+  // Traefik's metrics entry point (roles/traefik, host mode) on edge nodes, for Prometheus only
+  if (inGroup(h, 'edge')) rules.push('    tcp dport 8082 ip saddr @monitoring accept comment "traefik metrics"');
+  // CrowdSec's local API runs on a manager (roles/crowdsec): the agents and firewall bouncers of the edge nodes reach it
+  if (i.managers.some((x) => x.name === h.name)) rules.push('    tcp dport 8080 ip saddr @edge accept comment "crowdsec local API from edge agents"');
   for (const r of i.extraRules ?? []) {
     const port = String(r.port);
     if (!/^\d{1,5}(-\d{1,5})?$/.test(port)) throw new Error(`firewall_extra_rules: invalid port '${port}'`);
@@ -120,6 +124,7 @@ export function renderFirewall(i: FirewallInput): string {
     set('cluster', addrs(i.all)),
     set('swarm', addrs(i.swarm)),
     set('monitoring', addrs(i.monitoring)),
+    set('edge', addrs(i.all.filter((x) => inGroup(x, 'edge')))),
     '  chain input {',
     '    type filter hook input priority filter; policy drop;',
     ...rules,

@@ -103,7 +103,7 @@ const role: Role = {
     if (member(ctx, 'monitoring')) {
       let am;
       try {
-        am = renderAlertmanager(parseChannels(v.alert_channels), (n) => lookupEnv(n));
+        am = renderAlertmanager(parseChannels(v.alert_channels), (n) => lookupEnv(n), { groupWait: v.alert_group_wait === undefined ? undefined : String(v.alert_group_wait) });
       } catch (e) {
         if (e instanceof AlertChannelError) throw new InputError(`alert_channels: ${e.message}`);
         throw e;
@@ -119,7 +119,7 @@ const role: Role = {
       steps.push(
         apt({ packages: ['prometheus', 'prometheus-alertmanager'], state: 'present' }, { tags: ['packages'] }),
         directory({ path: '/etc/prometheus/rules', mode: '0755' }),
-        file({ path: '/etc/prometheus/rules/wpfarm.yml', content: toYaml(rulesFile(alertRules())), mode: '0644' }, { notify: 'reload prometheus' }),
+        file({ path: '/etc/prometheus/rules/wpfarm.yml', content: toYaml(rulesFile(alertRules({ forOverride: v.alert_for_override === undefined ? undefined : String(v.alert_for_override) }))), mode: '0644' }, { notify: 'reload prometheus' }),
         file({ path: '/etc/prometheus/prometheus.yml', content: toYaml(prom), mode: '0644' }, { notify: 'reload prometheus' }),
         // webhook URLs and tokens: readable by the prometheus user only
         file({ path: '/etc/prometheus/alertmanager.yml', content: am.yaml, mode: '0640', owner: 'root', group: 'prometheus', secret: true }, { notify: 'restart alertmanager' }),
