@@ -210,9 +210,20 @@ export function newStoredSecrets(now = new Date()): StoredSecrets {
   return { ...g, admin_password: generateSiteSecrets().db_password, created: now.toISOString(), rotated: now.toISOString() };
 }
 
+/** Write a site's secrets on every manager (whichever manager reconciles next reads them). */
 export async function writeStoredSecrets(ctx: StepContext, id: string, s: StoredSecrets): Promise<void> {
-  await ctx.exec(sh`install -d -m 0700 ${SECRET_STORE}`);
-  await ctx.conn.put(`${SECRET_STORE}/${id}.json`, JSON.stringify(s) + '\n', { mode: 0o600 });
+  const text = JSON.stringify(s) + '\n';
+  const managers = ctx.hosts('managers').map((h) => h.name);
+  for (const name of managers.includes(ctx.host.name) ? managers : [ctx.host.name, ...managers]) {
+    const m = name === ctx.host.name ? ctx : await connected(ctx.hostContext(name));
+    try {
+      await m.exec(sh`install -d -m 0700 ${SECRET_STORE}`);
+      await m.conn.put(`${SECRET_STORE}/${id}.json`, text, { mode: 0o600 });
+    } catch (e) {
+      if (name === ctx.host.name) throw e;
+      ctx.log(`secret store on ${name} not updated (${(e as Error).message.split('\n')[0]}); the next reconcile from ${name} would miss it`);
+    }
+  }
 }
 
 function maskStored(ctx: StepContext, s: StoredSecrets): void {
