@@ -8,7 +8,7 @@
 // others one at a time, rolling restart of running nodes whose configuration changed.
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import type { Connection, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
+import type { Connection, HostSpec, Operation, Role, Step, StepContext, StepResult, Task, TaskOutcome } from '../../lib/types.ts';
 import { task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { copy, directory, file } from '../../lib/ops/files.ts';
@@ -93,16 +93,38 @@ export const nodeAddress = (h: HostSpec): string => str(h.vars.private_address, 
 // In-process coordination: the cluster task waits until every db host of THIS run is prepared.
 // Keyed by the host's Connection object (one per host per run, from the run's pool).
 
+type Prepared = { configChanged: boolean; failed?: undefined } | { failed: string };
 interface Prep {
-  promise: Promise<{ configChanged: boolean }>;
-  resolve(v: { configChanged: boolean }): void;
+  promise: Promise<Prepared>;
+  resolve(v: Prepared): void;
 }
 const prep = new Map<Connection, Prep>();
 
 function newPrep(c: Connection): void {
   let resolve!: Prep['resolve'];
-  const promise = new Promise<{ configChanged: boolean }>((r) => (resolve = r));
+  const promise = new Promise<Prepared>((r) => (resolve = r));
   prep.set(c, { promise, resolve });
+}
+
+/**
+ * A preparation step whose failure is also told to the cluster task (which waits for every db host):
+ * without it, the cluster task would wait for a host that stopped until galera_prep_timeout.
+ */
+function prepStep(step: Step): Step {
+  const run = async (c: StepContext): Promise<TaskOutcome> => {
+    const r = step.kind === 'task' ? await (step as Task).run(c).then(
+      (o) => ({ status: o?.changed ? 'changed' : 'ok', changes: o?.changes ?? [], diff: o?.diff, result: o?.result, skipped: o?.skipped }) as const,
+      (e: unknown) => ({ status: 'failed', error: e instanceof Error ? e.message : String(e) }) as const,
+    ) : await c.run(step as Operation).then((x) => (x.status === 'failed' ? ({ status: 'failed', error: x.error ?? 'failed' } as const) : ({ ...x, skipped: undefined } as const)));
+    if (r.status === 'failed') {
+      prep.get(await connOf(c))?.resolve({ failed: `${step.title}: ${r.error}` });
+      throw new Error(r.error);
+    }
+    if (r.skipped) return { skipped: r.skipped };
+    return { changed: r.status === 'changed', changes: r.changes, diff: r.diff, result: r.result };
+  };
+  // an operation retries inside ctx.run() (its own options); the wrapper itself must not retry
+  return task(step.title, run, { ...step.options, name: step.title, retries: undefined, delayMs: undefined, until: undefined });
 }
 
 /** The context's connection; a context from hostContext() learns it asynchronously, so open it if needed. */
@@ -310,6 +332,7 @@ async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> 
     inRun.add(h.name);
     const got = await Promise.race([p.promise, new Promise<null>((r) => setTimeout(() => r(null), Math.max(1000, deadline - Date.now())).unref())]);
     if (got === null) throw new Error(`${h.name} was not prepared within ${s.prepTimeoutMs / 1000} s (did it fail?)`);
+    if (got.failed !== undefined) throw new Error(`${h.name} failed before the cluster step (${got.failed}): nothing started or stopped`);
     if (got.configChanged) configChanged.add(h.name);
     prep.delete(c);
   }
@@ -526,7 +549,8 @@ const role: Role = {
             const changes = await withMysql(await connOf(hc), { socketPath: SOCKET, user: 'root' }, (db) => ensureUsers(db, specs, c.check));
             return { changed: changes.length > 0, changes };
           }
-          if (c.check) return { changed: true, changes: specs.map((u) => `create user '${u.user}'@'${u.host}'`) };
+          // check mode before the cluster runs: the users cannot be read yet (a new cluster has none)
+          if (c.check) return { changed: true, changes: [`ensure users ${specs.map((u) => `'${u.user}'@'${u.host}'`).join(', ')} once a node is primary`] };
           throw new Error('no db node is in a primary component');
         },
         { runOnce: true },
@@ -581,7 +605,8 @@ const role: Role = {
         },
       ),
     );
-    return steps;
+    const ready = steps.findIndex((st) => st.title === 'galera node prepared');
+    return steps.map((st, i) => (i < ready ? prepStep(st) : st));
   },
 };
 
