@@ -1,5 +1,5 @@
 // Real OpenSSH sshd test hosts on this machine: each host is a network namespace on a private bridge
-// (10.88.0.0/24, address 10.88.0.(10+i)), with its own filesystem (an overlay of / whose upper layer is a
+// (10.88.<slot>.0/24, address 10.88.<slot>.(10+i)), with its own filesystem (an overlay of / whose upper layer is a
 // tmpfs private to the host's mount namespace; read it from the controller through /proc/<pid>/root),
 // running sshd with an ed25519 host key, key-only root login, MaxSessions 10, and stock Debian dotfiles
 // for root (this machine's ~/.bashrc runs `pyenv init`, ~80 ms per command).
@@ -30,10 +30,6 @@ export interface SshdLab {
   stop(): Promise<void>;
 }
 
-const BRIDGE = 'wpfsshbr0';
-const NET = '10.88.0';
-const NS_PREFIX = 'wpfssh-';
-
 function run(cmd: string, args: string[], allowFail = false): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -43,19 +39,73 @@ function run(cmd: string, args: string[], allowFail = false): string {
     throw new Error(`${cmd} ${args.join(' ')}: ${err.stderr?.trim() || err.message}`);
   }
 }
-
 function ensurePackages(): void {
   if (existsSync('/usr/sbin/sshd') && existsSync('/usr/bin/ssh-keygen') && existsSync('/usr/sbin/ip')) return;
   run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', 'openssh-server', 'openssh-client', 'iproute2']);
   // Debian's package starts and enables ssh.service where systemd runs; we never need it for tests.
 }
 
-/** Remove leftovers of an earlier (possibly killed) run: namespaces with our prefix, the bridge. */
-export function cleanupSshdLeftovers(): void {
+// Several harnesses may run at once on one machine (a test while the bench runs): each takes a slot
+// 0..63 with its own bridge wpfsb<slot>, subnet 10.88.<slot>.0/24 and namespaces wpfssh-<slot>-<host>.
+// A slot is owned through /run/wpfarm-sshd/<slot>.pid; a slot whose owner died is cleaned and reused.
+const SLOT_DIR = '/run/wpfarm-sshd';
+const SLOTS = 64;
+
+interface Slot {
+  n: number;
+  bridge: string;
+  net: string;
+  nsPrefix: string;
+  veth(name: string): string;
+}
+
+function slot(n: number): Slot {
+  return { n, bridge: `wpfsb${n}`, net: `10.88.${n}`, nsPrefix: `wpfssh-${n}-`, veth: (name) => `wpv${n}-${name}`.slice(0, 15) };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Take a free slot (cleaning the leftovers of a dead owner). */
+function takeSlot(): Slot {
+  mkdirSync(SLOT_DIR, { recursive: true });
+  for (let n = 0; n < SLOTS; n++) {
+    const f = join(SLOT_DIR, `${n}.pid`);
+    let owner = 0;
+    try {
+      owner = Number(readFileSync(f, 'utf8').trim());
+    } catch {
+      /* free */
+    }
+    if (owner && owner !== process.pid && alive(owner)) continue;
+    cleanupSlot(slot(n));
+    try {
+      writeFileSync(f, `${process.pid}\n`, { flag: owner ? 'w' : 'wx' });
+    } catch {
+      continue; // another process took it in between
+    }
+    return slot(n);
+  }
+  throw new Error(`no free sshd test slot (all ${SLOTS} owned by live processes; see ${SLOT_DIR})`);
+}
+
+function releaseSlot(s: Slot): void {
+  cleanupSlot(s);
+  rmSync(join(SLOT_DIR, `${s.n}.pid`), { force: true });
+}
+
+/** Remove a slot's namespaces (and their processes), bridge and FORWARD rule. */
+function cleanupSlot(s: Slot): void {
   const list = run('ip', ['netns', 'list'], true);
   for (const line of list.split('\n')) {
     const ns = line.split(' ')[0];
-    if (!ns?.startsWith(NS_PREFIX)) continue;
+    if (!ns?.startsWith(s.nsPrefix)) continue;
     for (const pid of run('ip', ['netns', 'pids', ns], true).split(/\s+/).filter(Boolean)) {
       try {
         process.kill(Number(pid), 'SIGKILL');
@@ -65,23 +115,37 @@ export function cleanupSshdLeftovers(): void {
     }
     run('ip', ['netns', 'del', ns], true);
   }
-  run('ip', ['link', 'del', BRIDGE], true);
-  while (hasForwardRule()) run('iptables', ['-D', 'FORWARD', '-i', BRIDGE, '-o', BRIDGE, '-j', 'ACCEPT'], true);
+  run('ip', ['link', 'del', s.bridge], true);
+  while (hasForwardRule(s)) run('iptables', ['-D', 'FORWARD', '-i', s.bridge, '-o', s.bridge, '-j', 'ACCEPT'], true);
 }
 
-function ensureBridge(): void {
-  if (!run('ip', ['-o', 'link', 'show', BRIDGE], true)) {
-    run('ip', ['link', 'add', BRIDGE, 'type', 'bridge']);
-    run('ip', ['addr', 'add', `${NET}.1/24`, 'dev', BRIDGE]);
+/** Remove the leftovers of every slot whose owner is gone. */
+export function cleanupSshdLeftovers(): void {
+  for (let n = 0; n < SLOTS; n++) {
+    const f = join(SLOT_DIR, `${n}.pid`);
+    let owner = 0;
+    try {
+      owner = Number(readFileSync(f, 'utf8').trim());
+    } catch {
+      continue;
+    }
+    if (!alive(owner)) releaseSlot(slot(n));
   }
-  run('ip', ['link', 'set', BRIDGE, 'up']);
-  // dockerd may set the FORWARD policy to DROP with br_netfilter: allow traffic within our bridge.
-  if (!hasForwardRule()) run('iptables', ['-I', 'FORWARD', '-i', BRIDGE, '-o', BRIDGE, '-j', 'ACCEPT'], true);
 }
 
-function hasForwardRule(): boolean {
+function ensureBridge(s: Slot): void {
+  if (!run('ip', ['-o', 'link', 'show', s.bridge], true)) {
+    run('ip', ['link', 'add', s.bridge, 'type', 'bridge']);
+    run('ip', ['addr', 'add', `${s.net}.1/24`, 'dev', s.bridge]);
+  }
+  run('ip', ['link', 'set', s.bridge, 'up']);
+  // dockerd may set the FORWARD policy to DROP with br_netfilter: allow traffic within our bridge.
+  if (!hasForwardRule(s)) run('iptables', ['-I', 'FORWARD', '-i', s.bridge, '-o', s.bridge, '-j', 'ACCEPT'], true);
+}
+
+function hasForwardRule(s: Slot): boolean {
   try {
-    execFileSync('iptables', ['-C', 'FORWARD', '-i', BRIDGE, '-o', BRIDGE, '-j', 'ACCEPT'], { stdio: 'ignore' });
+    execFileSync('iptables', ['-C', 'FORWARD', '-i', s.bridge, '-o', s.bridge, '-j', 'ACCEPT'], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
@@ -109,7 +173,8 @@ async function waitPort(address: string, port: number, ms = 5000): Promise<void>
 export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: string } = {}): Promise<SshdLab> {
   ensurePackages();
   cleanupSshdLeftovers();
-  ensureBridge();
+  const sl = takeSlot();
+  ensureBridge(sl);
   const prefix = opts.prefix ?? 'h';
   const dir = opts.dir ?? join('/var/tmp', `wpfarm-sshd-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
@@ -122,7 +187,7 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
   const names = Array.from({ length: n }, (_, i) => `${prefix}${String(i + 1).padStart(2, '0')}`);
 
   const hostDir = (name: string) => join(dir, name);
-  const ns = (name: string) => `${NS_PREFIX}${name}`;
+  const ns = (name: string) => `${sl.nsPrefix}${name}`;
 
   const writeKnown = () => {
     const lines = hosts.map((h) => `${h.address} ${readFileSync(join(hostDir(h.name), 'ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' ')}`);
@@ -166,7 +231,7 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
 
   await Promise.all(
     names.map(async (name, i) => {
-      const address = `${NET}.${11 + i}`;
+      const address = `${sl.net}.${11 + i}`;
       const hd = hostDir(name);
       mkdirSync(hd, { recursive: true });
       run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(hd, 'ssh_host_ed25519_key')]);
@@ -195,8 +260,8 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
         ].join('\n'),
       );
       run('ip', ['netns', 'add', ns(name)]);
-      run('ip', ['link', 'add', `wpfv-${name}`, 'type', 'veth', 'peer', 'name', 'wpfeth0', 'netns', ns(name)]);
-      run('ip', ['link', 'set', `wpfv-${name}`, 'master', BRIDGE, 'up']);
+      run('ip', ['link', 'add', sl.veth(name), 'type', 'veth', 'peer', 'name', 'wpfeth0', 'netns', ns(name)]);
+      run('ip', ['link', 'set', sl.veth(name), 'master', sl.bridge, 'up']);
       run('ip', ['-n', ns(name), 'addr', 'add', `${address}/24`, 'dev', 'wpfeth0']);
       run('ip', ['-n', ns(name), 'link', 'set', 'wpfeth0', 'up']);
       run('ip', ['-n', ns(name), 'link', 'set', 'lo', 'up']);
@@ -269,7 +334,7 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
     },
     async stop() {
       for (const h of hosts) killAll(h.name);
-      cleanupSshdLeftovers();
+      releaseSlot(sl);
       rmSync(dir, { recursive: true, force: true });
     },
   };
