@@ -24,6 +24,7 @@ import {
   COLLECTIONS,
   crowdsecConfig,
   firewallBouncerConfig,
+  LAPI_PORT,
   localApiCredentials,
   managementWhitelist,
   notifications,
@@ -68,6 +69,31 @@ function enableCollections(): Step {
   );
 }
 
+/** Point the LAPI host's own client credentials at the address the local API listens on. */
+function lapiClientUrl(url: string): Step {
+  const path = '/etc/crowdsec/local_api_credentials.yaml';
+  return task(
+    `crowdsec local API client url ${url}`,
+    async (c) => {
+      const r = await c.exec(sh`cat ${path}`, { nothrow: true });
+      if (r.code !== 0) {
+        if (c.check) return { changed: true, changes: [`${path}: url ${url} once the package is installed`] };
+        throw new Error(`${path} is missing: is the crowdsec package installed?`);
+      }
+      const cur = (YAML.parse(r.stdout) ?? {}) as { url?: string; login?: string; password?: string };
+      if (cur.password) c.secret(cur.password);
+      if (cur.url === url) return { changed: false };
+      const changes = [`${path}: url ${cur.url ?? '(none)'} -> ${url}`];
+      if (c.check) return { changed: true, changes };
+      const res = await c.run(file({ path, content: YAML.stringify({ ...cur, url }), mode: '0600', secret: true }));
+      if (res.status === 'failed') throw new Error(res.error ?? `writing ${path} failed`);
+      c.notify('restart crowdsec');
+      return { changed: true, changes };
+    },
+    {},
+  );
+}
+
 const role: Role = {
   name: 'crowdsec',
   hosts: 'edge,managers',
@@ -85,6 +111,8 @@ const role: Role = {
     if (!lapi) throw new InputError(`crowdsec_lapi_host ${lapiName || '(none)'}: no such host (default: the first manager)`);
     const isLapi = ctx.host.name === lapi.name;
     const isEdge = ctx.hosts('edge').some((h) => h.name === ctx.host.name);
+    // the same variable and default as roles/traefik
+    const traefikLogDir = String(v.traefik_log_dir ?? '/var/log/traefik');
     const privateCidrs = list(v.private_cidr ?? v.private_cidrs);
     const mgmt = list(v.management_cidrs);
     if (!mgmt.length) throw new InputError('management_cidrs is required (never banned)');
@@ -110,7 +138,7 @@ const role: Role = {
       file({ path: '/etc/crowdsec/online_api_credentials.yaml', content: onlineApiCredentialsSeed(), mode: '0600' }, { notify: 'restart crowdsec' }),
       apt({ packages: ['crowdsec', ...(isEdge ? ['crowdsec-firewall-bouncer', 'nftables'] : [])], state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
       file({ path: '/etc/crowdsec/config.yaml', content: YAML.stringify(cfg), mode: '0644' }, { notify: 'restart crowdsec' }),
-      file({ path: '/etc/crowdsec/acquis.yaml', content: acquisitionYaml(isEdge ? acquisition({ traefikSource: v.crowdsec_traefik_source === 'docker' ? 'docker' : 'file' }) : acquisition().slice(1)), mode: '0644' }, { notify: 'restart crowdsec' }),
+      file({ path: '/etc/crowdsec/acquis.yaml', content: acquisitionYaml(isEdge ? acquisition({ traefikSource: v.crowdsec_traefik_source === 'docker' ? 'docker' : 'file', traefikLogPath: `${traefikLogDir}/access.log` }) : acquisition().slice(1)), mode: '0644' }, { notify: 'restart crowdsec' }),
       file({ path: '/etc/crowdsec/profiles.yaml', content: profiles(notif.names, String(v.crowdsec_ban_duration ?? '4h')), mode: '0644' }, { notify: 'restart crowdsec' }),
       directory({ path: '/etc/crowdsec/notifications', mode: '0750' }),
       ...Object.entries(notif.files).map(([name, text]) => file({ path: `/etc/crowdsec/notifications/${name}`, content: text, mode: '0600', secret: true }, { notify: 'restart crowdsec' })),
@@ -118,6 +146,11 @@ const role: Role = {
       file({ path: '/etc/crowdsec/parsers/s02-enrich/cloudflare-client-ip.yaml', content: cloudflareClientIpParser(list(v.cloudflare_ips).length ? list(v.cloudflare_ips) : CLOUDFLARE_IPS), mode: '0644' }, { notify: 'restart crowdsec' }),
       file({ path: '/etc/crowdsec/parsers/s02-enrich/wpfarm-management-whitelist.yaml', content: managementWhitelist(mgmt), mode: '0644' }, { notify: 'restart crowdsec' }),
     ];
+    if (isEdge) {
+      // the agent follows Traefik's access log by name: its directory must exist when the agent starts (the
+      // file datasource watches the directory for the file), whichever of traefik/crowdsec runs first
+      steps.push(directory({ path: traefikLogDir, mode: '0750' }));
+    }
     steps.push(enableCollections());
     if (!isLapi) {
       // register this agent on the LAPI host, then point the agent at it; no local API here
@@ -129,6 +162,9 @@ const role: Role = {
       );
     }
     if (isLapi) {
+      // the local API listens on the private address only: the LAPI host's own agent (and cscli) must use it
+      // too, with the machine credentials Debian's postinst created (kept as they are)
+      steps.push(lapiClientUrl(`http://${lapi.address}:${LAPI_PORT}/`));
       const traefikKeyEnv = String(v.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY');
       const traefikKey = lookupEnv(traefikKeyEnv);
       if (v.crowdsec_bouncer_enabled !== false) {

@@ -73,6 +73,13 @@ const role: Role = {
       if (!pw) throw new InputError(`${pwEnv} is not set in .env (mysqld-exporter's database password)`);
       ctx.secret(pw);
       steps.push(
+        // before the package: its postinst starts the exporter, which exits without this file (and then hits
+        // systemd's start limit). The prometheus user exists already (prometheus-node-exporter above).
+        // MariaDB listens on the private address only (roles/galera): the exporter uses the Unix socket.
+        file(
+          { path: '/var/lib/prometheus/.my.cnf', content: `[client]\nuser=exporter\npassword=${pw}\nsocket=/run/mysqld/mysqld.sock\n`, mode: '0600', owner: 'prometheus', group: 'prometheus', secret: true },
+          { notify: 'restart mysqld-exporter' },
+        ),
         apt({ packages: ['prometheus-mysqld-exporter'], state: 'present' }, { tags: ['packages'] }),
         // Galera replicates the user: created once; the password goes through stdin, never argv
         command(
@@ -82,10 +89,6 @@ const role: Role = {
             unless: ['sh', '-c', "mariadb -N -e \"SELECT 1 FROM mysql.user WHERE user='exporter' AND host='localhost'\" | grep -q 1"],
           },
           { name: 'mysqld-exporter database user', runOnce: true },
-        ),
-        file(
-          { path: '/var/lib/prometheus/.my.cnf', content: `[client]\nuser=exporter\npassword=${pw}\nhost=localhost\n`, mode: '0600', owner: 'prometheus', group: 'prometheus', secret: true },
-          { notify: 'restart mysqld-exporter' },
         ),
         systemd({ name: 'prometheus-mysqld-exporter', enabled: true, state: 'started' }),
       );
