@@ -4,7 +4,7 @@ NODE  := node --import tsx
 INVENTORY ?=
 export CI
 
-.PHONY: setup bootstrap test test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
+.PHONY: setup bootstrap test test-all test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
 
 setup:
 	@bash scripts/setup.sh
@@ -27,11 +27,16 @@ test-contract: node_modules/.package-lock.json
 test-engine: node_modules/.package-lock.json
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/engine/*.test.ts
 
-# Lab tier: the docker "VM" lab, cluster roles and faults (sequential).
-test-lab: node_modules/.package-lock.json
+# Lab tier: the docker "VM" lab, cluster roles and faults (sequential; brings the lab up, tears it down).
+test-lab: setup
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/lab/*.test.ts
 
+# What CI runs (.ci/run): unit, contract and engine tiers.
 test: setup typecheck
+	$(NODE) --test --test-concurrency=1 --test-timeout=1800000 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts
+
+# Everything, the lab tier included (about an hour on a fresh machine: builds the lab, converges the farm).
+test-all: setup typecheck
 	$(NODE) --test --test-concurrency=1 --test-timeout=1800000 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts test/lab/*.test.ts
 
 bench: setup
