@@ -383,7 +383,24 @@ export function farmSettings(s: WpSiteSettings, images: ImageRefs, hashes: FarmS
   };
 }
 
-export async function reconcileSites(ctx: StepContext): Promise<TaskOutcome> {
+/** The first manager of the inventory that answers: the reconcile always runs from the same manager
+ *  (its deploy state makes the next diff cheap), whichever host of the run reached the step first. */
+export async function pickManager(ctx: StepContext): Promise<StepContext> {
+  for (const h of ctx.hosts('managers')) {
+    const m = h.name === ctx.host.name ? ctx : ctx.hostContext(h.name);
+    try {
+      await m.exec(':', { timeoutMs: 15_000 });
+      return m;
+    } catch {
+      ctx.log(`${h.name} does not answer; trying the next manager`);
+    }
+  }
+  return ctx;
+}
+
+export async function reconcileSites(runCtx: StepContext): Promise<TaskOutcome> {
+  const ctx = await pickManager(runCtx);
+  if (ctx !== runCtx) runCtx.log(`reconciling from ${ctx.host.name}`);
   const s = wpSiteSettings(ctx);
   const sites = readSites(s);
   const changes: string[] = [];
@@ -456,13 +473,15 @@ export async function reconcileSites(ctx: StepContext): Promise<TaskOutcome> {
       say('WordPress install');
       const inst = s.full === site.id ? s.install : undefined;
       const adminUser = inst?.adminUser || 'wpadmin';
-      const res = await execInService(ctx, `${r.stack}_php-fpm`, ['wpfarm-install'], {
+      // the password travels on stdin into a 0600 file of the container (www-data cannot open /dev/stdin
+      // of a docker exec), is read by wpfarm-install and removed
+      const script = 'umask 077; f=/run/wpfarm/.admin-password; cat > "$f"; WP_INSTALL_ADMIN_PASSWORD_FILE="$f" wpfarm-install; rc=$?; rm -f "$f"; exit $rc';
+      const res = await execInService(ctx, `${r.stack}_php-fpm`, ['sh', '-c', script], {
         stdin: stored.admin_password + '\n',
         env: {
           WP_INSTALL_TITLE: inst?.title || site.domain,
           WP_INSTALL_ADMIN_USER: adminUser,
           WP_INSTALL_ADMIN_EMAIL: inst?.adminEmail || `admin@${site.domain}`,
-          WP_INSTALL_ADMIN_PASSWORD_FILE: '/dev/stdin',
         },
       });
       const line = res.stdout.trim().split('\n').pop() ?? '';
