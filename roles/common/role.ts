@@ -6,7 +6,7 @@
 // controller's key for this host, <key>.pub), management_cidrs (required), firewall_enabled (true),
 // firewall_extra_rules, sysctl_global (false in the lab: host-wide sysctls would change the machine running the
 // lab), registry, registry_insecure, registry_mirror, docker_log_max_size (10m), docker_log_max_file (3),
-// docker_metrics_port (9323).
+// docker_metrics_port (9323), dns_servers (given to dockerd).
 import { existsSync, readFileSync } from 'node:fs';
 import { InputError } from '../../lib/errors.ts';
 import { apt } from '../../lib/ops/apt.ts';
@@ -79,6 +79,8 @@ export function dockerDaemonJson(vars: Record<string, unknown>): string {
   };
   if (vars.registry && vars.registry_insecure) cfg['insecure-registries'] = [String(vars.registry)];
   if (vars.registry_mirror) cfg['registry-mirrors'] = list(vars.registry_mirror);
+  // containers resolve through dockerd's embedded DNS, which forwards to these (never to a public fallback)
+  if (vars.dns_servers) cfg.dns = list(vars.dns_servers);
   return `${JSON.stringify(cfg, null, 2)}\n`;
 }
 

@@ -293,6 +293,8 @@ vars:
   private_cidr: ${SUBNET}
   management_cidrs: [${SUBNET}]
   timezone: UTC
+  # the lab's GlusterFS bricks live on the nodes' root filesystem, which gluster accepts only with force
+  gluster_brick_force: true
 hosts:
 ${hosts}
 groups:
