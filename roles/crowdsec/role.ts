@@ -180,6 +180,10 @@ const role: Role = {
         command(registerBouncerCommand(`firewall-${ctx.host.name}`, bouncerKey), { name: `register firewall bouncer of ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name }),
         directory({ path: '/etc/crowdsec/bouncers', mode: '0755' }),
         file({ path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml', content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: bouncerKey }), mode: '0600', secret: true }, { notify: 'restart firewall bouncer' }),
+        // Debian's postinst registers the bouncer with the LOCAL API of this host and writes that key to
+        // <config>.local, which the bouncer merges over its config (seen in the lab: "access forbidden" from the
+        // manager's LAPI). Own that file too, with the key registered on the LAPI host.
+        file({ path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local', content: YAML.stringify({ mode: 'nftables', api_key: bouncerKey }), mode: '0600', secret: true }, { notify: 'restart firewall bouncer' }),
         systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started' }),
       );
     }

@@ -492,8 +492,10 @@ export function traefikStack(s: TraefikSettings, opts: { externalConfigs?: boole
       },
     },
     networks: {
-      // created by this stack, joined by every site stack as external; not encrypted (no ESP in the lab kernel)
-      [s.network]: { driver: 'overlay', attachable: true, name: s.network },
+      // created by roles/swarm-manager (OVERLAY_NETWORKS, with the farm's encryption setting) before any stack;
+      // this stack and every site stack join it as external (a stack-created network of the same name fails:
+      // "network with name traefik-public already exists", seen in the lab)
+      [s.network]: { external: true, name: s.network },
     },
     configs: opts.externalConfigs
       ? {

@@ -26,7 +26,11 @@ const LOGROTATE = `# written by wpfarm (roles/traefik): Traefik keeps the file o
 
 function settings(ctx: StepContext): TraefikSettings {
   try {
-    return traefikSettings({ swarm_managers: ctx.hosts('managers').length || undefined, ...ctx.vars });
+    // the bouncer middleware asks the CrowdSec local API that roles/crowdsec runs on a manager (host service,
+    // private address, port 8080): the same default host as that role (crowdsec_lapi_host, else the first manager)
+    const lapiName = String(ctx.vars.crowdsec_lapi_host ?? ctx.hosts('managers')[0]?.name ?? '');
+    const lapi = lapiName ? ctx.hosts(lapiName)[0] : undefined;
+    return traefikSettings({ swarm_managers: ctx.hosts('managers').length || undefined, ...(lapi ? { crowdsec_lapi_url: `http://${lapi.address}:8080` } : {}), ...ctx.vars });
   } catch (e) {
     if (e instanceof TraefikVarsError) throw new InputError(e.message);
     throw e;
@@ -82,8 +86,10 @@ const role: Role = {
       task(
         'traefik stack',
         async (c) => {
-          const img = c.registered.traefik_image?.result as { ok: boolean; reason: string } | undefined;
-          if (img && !img.ok) return { skipped: img.reason };
+          // a skipped step keeps its reason (not its result): either says the image is missing
+          const reg = c.registered.traefik_image;
+          const img = reg?.result as { ok: boolean; reason: string } | undefined;
+          if (reg?.status === 'skipped' || (img && !img.ok)) return { skipped: img?.reason || reg?.reason || 'the Traefik image is not available' };
           // the secrets' content-hashed names, as dockerSecret created them
           const name = (reg: string): string | undefined => (c.registered[reg]?.result as SecretResult | undefined)?.name;
           const final = traefikStack(

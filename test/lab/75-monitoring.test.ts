@@ -83,7 +83,7 @@ async function promApi<T>(pathAndQuery: string): Promise<T> {
   const mon = await on('mon1');
   const stream = await mon.forward({ host: '127.0.0.1', port: 9090 });
   return new Promise<T>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: 9090, path: pathAndQuery, createConnection: () => stream as unknown as import('node:net').Socket, agent: false }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: 9090, path: pathAndQuery, createConnection: () => stream as unknown as import('node:net').Socket }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => {
