@@ -15,7 +15,7 @@ import { loadCloudInventory } from '../lib/cloud/config.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { installs } from '../roles/wp-site/reconcile.ts';
 import { ownFlags, siteIdFor, validateNewSite, writeRecord, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
-import { siteDomains } from '../roles/wp-site/site.ts';
+import { checkDomain, siteDomains } from '../roles/wp-site/site.ts';
 
 const USAGE = `Usage: npx tsx playbooks/add-site.ts --domain DOMAIN [--aliases A,B] [--title T] [--admin-email E]
        [--admin-user U] [--replicas N] [--id ID] [--sites-dir DIR] [common options]`;
@@ -38,7 +38,9 @@ try {
   f = ownFlags(argv, SPEC);
   if (!argv.includes('-h') && !argv.includes('--help')) {
     if (typeof f.domain !== 'string' || !f.domain) throw new InputError('--domain is required');
-    id = typeof f.id === 'string' ? f.id : siteIdFor(f.domain.toLowerCase() === f.domain ? f.domain : f.domain);
+    const de = checkDomain(f.domain);
+    if (de) throw new InputError(`--domain: ${de}`);
+    id = typeof f.id === 'string' ? f.id : siteIdFor(f.domain);
     const user = typeof f['admin-user'] === 'string' ? f['admin-user'] : 'wpadmin';
     if (!/^[a-z][a-z0-9_.-]{2,59}$/.test(user)) throw new InputError(`--admin-user ${JSON.stringify(user)}: letters, digits, _ . - (3-60, a letter first)`);
     const email = typeof f['admin-email'] === 'string' ? f['admin-email'] : `admin@${f.domain}`;

@@ -17,7 +17,7 @@ import type { Role } from '../lib/types.ts';
 import { dropDatabase, SECRET_STORE, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
 import { siteNetworkName, stackName } from '../roles/wp-site/stack.ts';
 import { siteDomains, type SiteRecord } from '../roles/wp-site/site.ts';
-import { findSite, ownFlags, sitesOf, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { findSite, inventoryManagementCidrs, ownFlags, sitesOf, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
 
 const USAGE = 'Usage: npx tsx playbooks/remove-site.ts --domain DOMAIN|--id ID --yes [--no-backup] [--keep-files] [--sites-dir DIR] [common options]';
 const SPEC: FlagSpec = {
@@ -37,7 +37,7 @@ try {
   if (!argv.includes('-h') && !argv.includes('--help')) {
     const key = f.domain ?? f.id;
     if (typeof key !== 'string') throw new InputError('--domain or --id is required');
-    site = findSite(sitesOf(sitesDirOf()), key);
+    site = findSite(sitesOf(sitesDirOf(), inventoryManagementCidrs(argv, SPEC)), key);
     if (!f.yes && !argv.includes('--check') && !argv.includes('-C'))
       throw new InputError(
         `removing ${site.domain} (site ${site.id}) deletes its stack, secrets, database${f['keep-files'] ? '' : ', files'} and record${f['no-backup'] ? ' WITHOUT a backup' : ' (after a backup)'}: rerun with --yes`,

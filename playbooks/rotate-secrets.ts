@@ -13,7 +13,7 @@ import wpSite from '../roles/wp-site/role.ts';
 import { dropDbUser, managerProbeScript, newStoredSecrets, parseManagerProbe, readSites, wpSiteSettings, writeStoredSecrets, type StoredSecrets } from '../roles/wp-site/reconcile.ts';
 import { nextDbUser, rotationStatus } from '../roles/wp-site/rotation.ts';
 import { siteDbName } from '../roles/wp-site/stack.ts';
-import { findSite, ownFlags, sitesOf, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { findSite, inventoryManagementCidrs, ownFlags, sitesOf, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
 
 const USAGE = 'Usage: npx tsx playbooks/rotate-secrets.ts [--domain DOMAIN | --all | --due] [--sites-dir DIR] [common options]';
 const SPEC: FlagSpec = { domain: { type: 'string' }, all: { type: 'boolean' }, due: { type: 'boolean' }, 'sites-dir': { type: 'string' } };
@@ -24,7 +24,7 @@ const sitesDir = (): string => (typeof f['sites-dir'] === 'string' ? f['sites-di
 try {
   f = ownFlags(argv, SPEC);
   if ([f.domain !== undefined, !!f.all, !!f.due].filter(Boolean).length > 1) throw new InputError('give one of --domain, --all, --due');
-  if (typeof f.domain === 'string') only = [findSite(sitesOf(sitesDir()), f.domain).id];
+  if (typeof f.domain === 'string') only = [findSite(sitesOf(sitesDir(), inventoryManagementCidrs(argv, SPEC)), f.domain).id];
 } catch (e) {
   fail(e);
 }

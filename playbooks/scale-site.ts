@@ -8,7 +8,7 @@ import { fail } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
 import wpSite from '../roles/wp-site/role.ts';
-import { findSite, ownFlags, readText, sitesOf, writeRecord, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { findSite, inventoryManagementCidrs, ownFlags, readText, sitesOf, writeRecord, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
 
 const USAGE = 'Usage: npx tsx playbooks/scale-site.ts --domain DOMAIN|--id ID --replicas N [--sites-dir DIR] [common options]';
 const SPEC: FlagSpec = { domain: { type: 'string' }, id: { type: 'string' }, replicas: { type: 'string' }, 'sites-dir': { type: 'string' } };
@@ -31,7 +31,7 @@ const key = String(f.domain ?? f.id ?? '');
 let id = '';
 let sitesDir = typeof f['sites-dir'] === 'string' ? f['sites-dir'] : 'inventory/sites';
 try {
-  if (key) id = findSite(sitesOf(sitesDir), key).id;
+  if (key) id = findSite(sitesOf(sitesDir, inventoryManagementCidrs(argv, SPEC)), key).id;
   extra = id ? ['-e', `wp_sites_only=${id}`, '-e', `wp_sites_dir=${sitesDir}`] : [];
 } catch (e) {
   fail(e);

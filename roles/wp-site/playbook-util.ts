@@ -4,6 +4,8 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync, renameSync } from '
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InputError } from '../../lib/errors.ts';
+import { parseCli } from '../../lib/cli.ts';
+import { loadInventory } from '../../lib/inventory.ts';
 import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, SiteRecordErrors, type SiteRecord } from './site.ts';
 
 export type FlagSpec = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>;
@@ -19,6 +21,13 @@ export function ownFlags(argv: string[], spec: FlagSpec): Record<string, string 
     else throw new InputError(`--${k} given more than once`);
   }
   return out;
+}
+
+/** The inventory's management_cidrs (the records' default admin allowlist), read before the Run exists. */
+export function inventoryManagementCidrs(argv: string[], spec: FlagSpec): string[] | undefined {
+  const { flags } = parseCli(argv, spec);
+  const v = loadInventory(flags.inventory).vars.management_cidrs;
+  return Array.isArray(v) ? v.map(String) : undefined;
 }
 
 /** Site id from a domain: dots become '-', at most 31 characters, a letter first. */

@@ -456,7 +456,7 @@ export async function reconcileSites(runCtx: StepContext): Promise<TaskOutcome> 
     for (const op of siteDirSteps(site.id, { ...ctx.vars, gluster_mount: s.glusterMount })) {
       const res = await filesCtx.run(op);
       if (res.status === 'failed') throw new Error(res.error);
-      add(res.changes);
+      add(res.changes.map((c) => `${op.title} on ${s.filesHost}: ${c}`));
     }
     say('stack');
     const dep = await ctx.run(stackDeploy({ name: r.stack, compose: r.yaml, prune: true }));

@@ -84,7 +84,10 @@ before(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'wpfarm-sites-test-'));
   sitesDir = path.join(work, 'sites');
   const st = await run(process.execPath, ['--import', 'tsx', 'scripts/lab.ts', 'status'], { cwd: ROOT });
-  assert.doesNotMatch(st.stdout, /^(mgr1|wrk1|wrk2|db1)\s+\S+\s+(?!running)/m, `the lab is not up (node --import tsx scripts/lab.ts up):\n${st.stdout}`);
+  for (const n of ['mgr1', 'wrk1', 'wrk2', 'db1', 'db2', 'db3']) {
+    const cols = st.stdout.split('\n').find((l) => l.startsWith(`${n} `))?.trim().split(/\s+/) ?? [];
+    assert.ok(cols[2] === 'running' && cols[3] === 'yes', `the lab is not up (node --import tsx scripts/lab.ts up): ${n}: ${cols.join(' ')}`);
+  }
   for (const [script, args] of [
     ['playbooks/bootstrap.ts', ['--phase', '1']],
     ['playbooks/run-role.ts', ['galera']],
@@ -201,11 +204,21 @@ test('a second site: no-change reconcile costs constant round trips; sites canno
   const aShared = await ssh(aNode, `docker inspect --format '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}' $(docker ps -q --filter label=com.docker.swarm.service.name=wp-${A.id}_php-fpm | head -n1)`);
   const sharedIp = /shared-services=([0-9.]+)/.exec(aShared)?.[1];
   assert.ok(sharedIp, `A's php-fpm has a shared-services address: ${aShared}`);
-  const aRedisNode = (await nodesOf(`wp-${A.id}_redis`))[0]!;
-  const aRedis = await ssh(aRedisNode, `docker inspect --format '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}' $(docker ps -q --filter label=com.docker.swarm.service.name=wp-${A.id}_redis | head -n1)`);
-  const redisIp = new RegExp(`wp-site-${A.id}=([0-9.]+)`).exec(aRedis)?.[1];
-  assert.ok(redisIp, `A's redis has an address on A's network: ${aRedis}`);
-  for (const [h, p] of [[`${A.id}-php-fpm`, '9000'], [sharedIp, '9000'], [redisIp, '6379']] as const) {
+  // A's redis and nginx: no address on any network B's containers are attached to (checked structurally:
+  // probing an address of A's network from B would route it out of the lab through the default route)
+  const nets = async (svc: string): Promise<string[]> =>
+    (await ssh('mgr1', `docker service inspect --format '{{range .Spec.TaskTemplate.Networks}}{{.Target}} {{end}}' ${quote(svc)}`)).split(/\s+/).filter(Boolean);
+  const netName = async (idOrName: string): Promise<string> => ssh('mgr1', `docker network inspect --format '{{.Name}}' ${quote(idOrName)}`);
+  const bNets = new Set(await Promise.all((await nets(`wp-${B.id}_php-fpm`)).map(netName)));
+  assert.deepEqual([...bNets].sort(), ['shared-services', `wp-site-${B.id}`].sort(), 'B php-fpm: its site network and shared-services only');
+  for (const svc of ['redis', 'php-fpm', 'nginx']) {
+    const aNets = await Promise.all((await nets(`wp-${A.id}_${svc}`)).map(netName));
+    assert.ok(aNets.includes(`wp-site-${A.id}`), `A ${svc} on A's network`);
+    const shared = aNets.filter((n) => bNets.has(n));
+    if (svc === 'php-fpm') assert.deepEqual(shared, ['shared-services'], 'only shared-services is common (php-fpm does not listen there: probed above)');
+    else assert.deepEqual(shared, [], `A ${svc} shares no network with B's php-fpm`);
+  }
+  for (const [h, p] of [[`${A.id}-php-fpm`, '9000'], [sharedIp, '9000']] as const) {
     assert.equal(await inService(bNode, `wp-${B.id}_php-fpm`, ['php', '-r', probe, h, p]), 'closed', `B reaches ${h}:${p}`);
   }
   // B's own php-fpm alias works from B (the probe itself is sound)
