@@ -30,7 +30,9 @@ export type AcquisitionEntry = Record<string, unknown>;
 export function acquisition(o: AcquisitionOptions = {}): AcquisitionEntry[] {
   const traefik: AcquisitionEntry =
     (o.traefikSource ?? 'file') === 'file'
-      ? { source: 'file', filenames: [o.traefikLogPath ?? TRAEFIK_ACCESS_LOG], labels: { type: 'traefik' } }
+      ? // force_inotify: watch the directory even while the file does not exist yet (the agent may start before
+        // Traefik writes its first line); without it crowdsec 1.4 warns "No matching files" and never reads it (lab)
+        { source: 'file', filenames: [o.traefikLogPath ?? TRAEFIK_ACCESS_LOG], force_inotify: true, labels: { type: 'traefik' } }
       : // Traefik writes its access log to stdout in this variant; the docker datasource follows the service's tasks
         { source: 'docker', service_name: [o.traefikService ?? 'traefik_traefik'], follow_stdout: true, follow_stderr: false, labels: { type: 'traefik' } };
   const entries: AcquisitionEntry[] = [

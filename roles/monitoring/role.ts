@@ -57,6 +57,25 @@ function validate(title: string, cmd: string): Step {
   });
 }
 
+/** The exporter's MariaDB user with this password and its grants (runOnce: Galera replicates it). */
+function exporterUser(pw: string): Step {
+  const lit = `'${pw.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  return task(
+    'mysqld-exporter database user',
+    async (c) => {
+      const probe = await c.exec('mariadb -N', { stdin: `SELECT COUNT(*) FROM mysql.user WHERE user='exporter' AND host='localhost' AND authentication_string = PASSWORD(${lit});\n` });
+      if (probe.stdout.trim() === '1') return { changed: false };
+      const changes = ["user 'exporter'@'localhost': create or set its password; GRANT PROCESS, REPLICATION CLIENT, SELECT"];
+      if (c.check) return { changed: true, changes };
+      await c.exec('mariadb', {
+        stdin: `CREATE USER IF NOT EXISTS 'exporter'@'localhost' IDENTIFIED BY ${lit} WITH MAX_USER_CONNECTIONS 3;\nALTER USER 'exporter'@'localhost' IDENTIFIED BY ${lit};\nGRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO 'exporter'@'localhost';\n`,
+      });
+      return { changed: true, changes };
+    },
+    { runOnce: true },
+  );
+}
+
 function member(ctx: StepContext, group: string): boolean {
   return ctx.hosts(group).some((h) => h.name === ctx.host.name);
 }
@@ -93,15 +112,9 @@ const role: Role = {
           { notify: 'restart mysqld-exporter' },
         ),
         apt({ packages: ['prometheus-mysqld-exporter'], state: 'present' }, { tags: ['packages'] }),
-        // Galera replicates the user: created once; the password goes through stdin, never argv
-        command(
-          {
-            cmd: ['mariadb'],
-            stdin: `CREATE USER IF NOT EXISTS 'exporter'@'localhost' IDENTIFIED BY '${pw.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}' WITH MAX_USER_CONNECTIONS 3;\nGRANT PROCESS, REPLICATION CLIENT, SELECT ON *.* TO 'exporter'@'localhost';\n`,
-            unless: ['sh', '-c', "mariadb -N -e \"SELECT 1 FROM mysql.user WHERE user='exporter' AND host='localhost'\" | grep -q 1"],
-          },
-          { name: 'mysqld-exporter database user', runOnce: true },
-        ),
+        // Galera replicates the user: once, from one node. The password goes through stdin, never argv, and a
+        // changed password is applied (the check compares the stored hash, not just the user's existence)
+        exporterUser(pw),
         systemd({ name: 'prometheus-mysqld-exporter', enabled: true, state: 'started' }),
       );
     }

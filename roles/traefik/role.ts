@@ -40,8 +40,13 @@ function settings(ctx: StepContext): TraefikSettings {
 /** The image is present on the node, or can be pulled within a minute; otherwise the reason. */
 async function imageAvailable(ctx: StepContext, image: string): Promise<{ ok: boolean; reason: string }> {
   if (ctx.check) {
+    // read only: the local image, else the registry's manifest (what a real run's pull would need)
     const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true });
-    return r.code === 0 ? { ok: true, reason: '' } : { ok: true, reason: 'check mode: the image would be pulled' };
+    if (r.code === 0) return { ok: true, reason: '' };
+    const m = await ctx.exec(sh`timeout 60 docker manifest inspect ${image} >/dev/null`, { nothrow: true, timeoutMs: 90_000 });
+    if (m.code === 0) return { ok: true, reason: 'check mode: the image would be pulled' };
+    const why = (m.stderr || m.stdout).trim().split('\n').pop() ?? `exit ${m.code}`;
+    return { ok: false, reason: `image ${image} cannot be pulled here: ${why}` };
   }
   const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || timeout 60 docker pull -q ${image}`, { nothrow: true, timeoutMs: 90_000 });
   if (r.code === 0) return { ok: true, reason: '' };

@@ -44,7 +44,7 @@ test('acquisition: Traefik access log (file or docker source) and sshd through j
   const dockerSchema = JSON.parse(readFileSync(path.join(sharedSchemasDir(), 'crowdsec/acquisition-docker.json'), 'utf8')) as { properties: Record<string, unknown> };
   for (const f of COMMON_FIELDS) assert.ok(f in dockerSchema.properties, `${f} is a common field of the official schema`);
   const fileVariant = acquisition({ syslogFiles: ['/var/log/syslog'] });
-  assert.deepEqual(fileVariant[0], { source: 'file', filenames: ['/var/log/traefik/access.log'], labels: { type: 'traefik' } });
+  assert.deepEqual(fileVariant[0], { source: 'file', filenames: ['/var/log/traefik/access.log'], force_inotify: true, labels: { type: 'traefik' } });
   for (const e of fileVariant) assert.deepEqual(checkAcquisition(e, COMMON_FIELDS), [], JSON.stringify(e));
   const dockerVariant = acquisition({ traefikSource: 'docker' });
   const r = validateAgainst('crowdsec-acquisition-docker', dockerVariant[0]);
