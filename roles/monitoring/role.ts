@@ -131,7 +131,7 @@ const role: Role = {
     if (member(ctx, 'monitoring')) {
       let am;
       try {
-        am = renderAlertmanager(parseChannels(v.alert_channels), (n) => lookupEnv(n), { groupWait: v.alert_group_wait === undefined ? undefined : String(v.alert_group_wait) });
+        am = renderAlertmanager(parseChannels(v.alert_channels), (n) => lookupEnv(n), { groupWait: v.alert_group_wait === undefined ? undefined : String(v.alert_group_wait), groupInterval: v.alert_group_interval === undefined ? undefined : String(v.alert_group_interval) });
       } catch (e) {
         if (e instanceof AlertChannelError) throw new InputError(`alert_channels: ${e.message}`);
         throw e;

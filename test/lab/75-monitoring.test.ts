@@ -5,7 +5,8 @@
 //   cannot here: its image cannot be pulled);
 //   node-exporter stopped on wrk2 → the NodeDown alert reaches a webhook receiver this test runs on the
 //   controller (10.77.0.1, on the lab bridge; mon1 reaches it, outbound is open).
-// Lab speed-ups are variables (-e), not code: alert_for_override=30s (every rule's `for:`), alert_group_wait=5s.
+// Lab speed-ups are variables (-e), not code: alert_for_override=30s (every rule's `for:`), alert_group_wait=5s,
+// alert_group_interval=20s.
 //
 // Runnable alone when the lab is up (phase 1 applied): node --import tsx --test test/lab/75-monitoring.test.ts
 import assert from 'node:assert/strict';
@@ -30,6 +31,8 @@ const VARS = [
   '-e', `alert_channels=${JSON.stringify([{ type: 'webhook', url: `http://${CONTROLLER}:${WEBHOOK_PORT}/alert` }])}`,
   '-e', 'alert_for_override=30s',
   '-e', 'alert_group_wait=5s',
+  // a resolved notification leaves at the next group_interval (production: 5m)
+  '-e', 'alert_group_interval=20s',
 ];
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-mon-'));
