@@ -372,7 +372,8 @@ class HostRun {
       return outcome('failed', msg);
     }
     const roleTags = this.role.tags ?? [];
-    const runList = async (list: Step[]): Promise<string | null> => {
+    // handlers run when notified, whatever --tags says (as in Ansible)
+    const runList = async (list: Step[], handlers = false): Promise<string | null> => {
       for (let i = 0; i < list.length; i++) {
         if (this.env.signal.interrupted) return 'interrupted';
         if (this.shared.fatal.stop) return 'stopped: another host failed and anyErrorsFatal is set';
@@ -382,7 +383,7 @@ class HostRun {
           if (stop) return stop;
           continue;
         }
-        if (!tagsMatch([...roleTags, ...(step.options.tags ?? [])], this.env.options)) continue;
+        if (!handlers && !tagsMatch([...roleTags, ...(step.options.tags ?? [])], this.env.options)) continue;
         this.env.reporter.stepStart(this.host.name, step.title);
         let r: StepResult;
         try {
@@ -433,7 +434,10 @@ class HostRun {
         if (!this.notified.has(name)) continue;
         this.notified.delete(name);
         const hs = make(ctx).map((s) => relabel(s, `handler ${name}: ${s.title}`));
-        const stop = await runList(hs);
+        // the probe cache is keyed by position in a list: never let a handler list see the main list's entries
+        this.probeCache.clear();
+        const stop = await runList(hs, true);
+        this.probeCache.clear();
         if (stop) return stop;
       }
       return null;

@@ -311,7 +311,7 @@ class SshConnection implements Connection {
           };
           if (timedOut) res.stderr += `\n(timed out after ${opts.timeoutMs} ms)`;
           // no exit status and no signal: the session ended under us (sshd or the host died)
-          if (code === null && !timedOut && (this.dropped || !signal)) return reject(new Error(`Connection lost (no exit status${signal ? `, signal ${signal}` : ''})`));
+          if (code == null && !timedOut && (this.dropped || !signal)) return reject(new Error(`Connection lost (no exit status${signal ? `, signal ${signal}` : ''})`));
           if (res.code !== 0 && !opts.nothrow) {
             return reject(new RemoteCommandError(this.host.name, mask(command), res.code, mask(res.stdout), mask(res.stderr)));
           }
