@@ -35,7 +35,7 @@ const controllerKeepalive = readFileSync('/proc/sys/net/ipv4/tcp_keepalive_time'
 
 const onHost = (name: string, path: string): string => join(lab.hosts.find((h) => h.name === name)!.root, path);
 const liveSysctl = (name: string): string =>
-  execFileSync('ip', ['netns', 'exec', `wpfssh-${name}`, 'cat', '/proc/sys/net/ipv4/tcp_keepalive_time'], { encoding: 'utf8' }).trim();
+  execFileSync('ip', ['netns', 'exec', lab.hosts.find((h) => h.name === name)!.netns, 'cat', '/proc/sys/net/ipv4/tcp_keepalive_time'], { encoding: 'utf8' }).trim();
 
 before(async () => {
   ensureTools(['curl', 'getent']); // the test hosts' filesystems are overlays of this machine's

@@ -14,6 +14,8 @@ export interface SshdHost {
   port: number;
   /** its filesystem as seen from the controller (/proc/<pid>/root) */
   root: string;
+  /** its network namespace (for `ip netns exec`) */
+  netns: string;
   pid: number;
   spec: HostSpec;
 }
@@ -270,6 +272,7 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
         address,
         port: 22,
         root: '',
+        netns: ns(name),
         pid: 0,
         spec: { name, address, port: 22, user: 'root', key: keyFile, groups: [], vars: {} },
       };
