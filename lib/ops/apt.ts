@@ -28,6 +28,7 @@ export interface AptArgs {
 
 const PKG = /^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$/;
 const APT = ['apt-get', '-o', 'DPkg::Lock::Timeout=600', '-o', 'Acquire::http::Timeout=30', '-o', 'Acquire::Retries=3', '-y', '-q'];
+const CONF = ['-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold'];
 
 export const DPKG_FORMAT = '${Package} ${Status} ${Version}\n';
 
@@ -132,8 +133,20 @@ export function apt(a: AptArgs, options: StepOptions = {}): Operation {
           "printf '#!/bin/sh\\nexit 101\\n' > \"$prc\"; chmod 0755 \"$prc\"",
         );
       }
-      if (update) lines.push(sh`${APT} update`);
-      if (install.length) lines.push(sh`${APT} install ${a.installRecommends ? [] : ['--no-install-recommends']} -- ${install}`);
+      // `apt-get update` takes /var/lib/apt/lists/lock without waiting (DPkg::Lock::Timeout covers the dpkg
+      // lock only): while another apt (unattended-upgrades, apt-daily) holds it, wait and retry, for up to
+      // 10 minutes like the dpkg lock. Any other failure is not retried.
+      if (update) {
+        lines.push(
+          'ok=""; for i in $(seq 120); do',
+          `  if out=$(${sh`${APT} update`} 2>&1); then ok=1; break; fi`,
+          `  case "$out" in *'Could not get lock'*) sleep 5;; *) break;; esac`,
+          `done; if [ -z "$ok" ]; then printf '%s\\n' "$out" >&2; exit 100; fi`,
+        );
+      }
+      // A conffile already changed on the host (a role may write its config before installing the package)
+      // keeps the host's version instead of stopping on dpkg's interactive prompt.
+      if (install.length) lines.push(sh`${APT} ${CONF} install ${a.installRecommends ? [] : ['--no-install-recommends']} -- ${install}`);
       if (remove.length) lines.push(sh`${APT} ${a.purge ? 'purge' : 'remove'} -- ${remove}`);
       return {
         changed: true,

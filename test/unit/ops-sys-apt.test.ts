@@ -31,8 +31,10 @@ test('present: an installed package is ok, a missing one is planned with the exa
   assert.deepEqual(r.plan.invalidates, ['packages', 'services']);
   const s = script(r.plan);
   assert.match(s, /^export DEBIAN_FRONTEND=noninteractive/m);
-  assert.match(s, /^apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q update$/m, 'update_cache: refresh before installing');
-  assert.ok(s.includes(`apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q install --no-install-recommends -- ${missing}`), s);
+  // update_cache: refresh before installing, waiting (up to 120 x 5 s) while another apt holds the lists lock
+  assert.ok(s.includes(`  if out=$(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q update 2>&1); then ok=1; break; fi\n  case "$out" in *'Could not get lock'*) sleep 5;; *) break;; esac\n`), s);
+  // conffiles changed on the host are kept (no dpkg prompt)
+  assert.ok(s.includes(`apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends -- ${missing}`), s);
   assert.doesNotMatch(s, /policy-rc\.d/);
   await syntaxOk(s);
 });
