@@ -80,17 +80,21 @@ export function apt(a: AptArgs, options: StepOptions = {}): Operation {
       const dpkg: Record<string, PackageInfo> = parseDpkgQuery(p.get('dpkg') ?? '');
       const changes: string[] = [];
       let update = false;
+      let staleBy = '';
       if (maxAge !== undefined) {
         const c = keyValues(p.get('cache') ?? '');
         const now = parseInt(c.now ?? '', 10);
         const lists = parseInt(c.lists ?? '', 10);
-        if (!Number.isFinite(lists)) {
+        // Stale lists are refreshed before an install, and for `latest` (the candidates depend on them).
+        // With everything present they are left alone, like Ansible's cache_valid_time: a rerun the next day
+        // must report no change on a converged host.
+        const matters = (why: string) => {
           update = true;
-          changes.push('apt-get update (no package lists)');
-        } else if (Number.isFinite(now) && now - lists > maxAge) {
-          update = true;
-          changes.push(`apt-get update (lists ${now - lists} s old > ${maxAge} s)`);
-        }
+          changes.push(`apt-get update (${why})`);
+        };
+        if (!Number.isFinite(lists)) matters('no package lists');
+        else if (Number.isFinite(now) && now - lists > maxAge) staleBy = `lists ${now - lists} s old > ${maxAge} s`;
+        if (staleBy && state === 'latest') matters(staleBy);
       }
       let install: string[] = [];
       let remove: string[] = [];
@@ -119,8 +123,12 @@ export function apt(a: AptArgs, options: StepOptions = {}): Operation {
         });
         for (const n of remove) changes.push(`${a.purge ? 'purge' : 'remove'} ${n} ${dpkg[n]!.version}`.trim());
       }
+      if (staleBy && !update && install.length) {
+        update = true;
+        changes.unshift(`apt-get update (${staleBy})`);
+      }
       if (!update && install.length === 0 && remove.length === 0) return { changed: false, changes: [], result: { installed: [], removed: [] } };
-      if (install.length && a.update_cache !== undefined && a.update_cache !== false) update = true;
+      if (install.length && a.update_cache === true) update = true; // a number: only when stale (above)
 
       const lines: string[] = ['set -e', 'export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l'];
       if (install.length && a.autostart === false) {

@@ -76,17 +76,26 @@ test('apt-cache policy parsing (captured text)', () => {
   assert.deepEqual(p, { bash: { installed: '5.2.15-2+b8', candidate: '5.2.15-2+b13' }, hello: { installed: '', candidate: '2.10-3' } });
 });
 
-test('update_cache seconds: stale lists are a change of their own; fresh lists are not', async () => {
-  const age = Number(await sh("echo $(( $(date +%s) - $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -printf '%T@\\n' | sort -n | tail -1 | cut -d. -f1) ))"));
-  assert.ok(Number.isFinite(age));
-  const fresh = await runLocal(apt({ packages: ['bash'], update_cache: age + 3600 }), { check: true });
-  assert.equal(fresh.status, 'ok');
-  if (age > 1) {
-    const stale = await runLocal(apt({ packages: ['bash'], update_cache: 1 }), { check: true });
-    assert.equal(stale.status, 'changed');
-    assert.match(stale.plan.changes[0]!, /^apt-get update \(lists \d+ s old > 1 s\)$/);
-    assert.doesNotMatch(script(stale.plan), / install /);
-  }
+test('update_cache seconds: stale lists are refreshed before an install or for latest, never on their own', async () => {
+  // captured probe output: lists 7200 s old, bash installed, hello not
+  const out = (extra = '') =>
+    `%%dpkg\nbash install ok installed 5.2.15-2+b8\n${extra}%%cache\nnow=1790000000\nlists=${1790000000 - 7200}\n`;
+  const ctx = localContext(true);
+  const converged = await apt({ packages: ['bash'], update_cache: 3600 }).plan(ctx, out());
+  assert.equal(converged.changed, false, 'a converged host reports no change however old its lists are');
+  const install = await apt({ packages: ['bash', 'hello'], update_cache: 3600 }).plan(ctx, out());
+  assert.deepEqual(install.changes, ['apt-get update (lists 7200 s old > 3600 s)', 'install hello']);
+  assert.ok(script(install).indexOf(' update 2>&1') < script(install).indexOf(' install '), 'refresh before install');
+  const fresh = await apt({ packages: ['bash', 'hello'], update_cache: 86400 }).plan(ctx, out());
+  assert.deepEqual(fresh.changes, ['install hello'], 'fresh lists are not refreshed');
+  assert.doesNotMatch(script(fresh), / update /);
+  const latest = await apt({ packages: ['bash'], state: 'latest', update_cache: 3600 }).plan(ctx, out('%%policy\nbash:\n  Installed: 5.2.15-2+b8\n  Candidate: 5.2.15-2+b8\n'));
+  assert.deepEqual(latest.changes, ['apt-get update (lists 7200 s old > 3600 s)'], 'latest needs current candidates');
+  const none = await apt({ packages: ['bash'], update_cache: 3600 }).plan(ctx, '%%dpkg\nbash install ok installed 5.2.15-2+b8\n%%cache\nnow=1790000000\nlists=\n');
+  assert.deepEqual(none.changes, ['apt-get update (no package lists)']);
+  // and the probe against this machine's real lists parses
+  const real = await runLocal(apt({ packages: ['bash'], update_cache: 1 }), { check: true });
+  assert.equal(real.status, 'ok');
 });
 
 test('autostart false: policy-rc.d is installed for the run and the previous one restored', async () => {
