@@ -56,6 +56,9 @@ export interface WpSiteSettings {
   /** install parameters of `full` */
   install?: { title: string; adminUser: string; adminEmail: string };
   baseImage: string;
+  /** build contexts of the site images (wordpress-fpm/, nginx/, redis/): files/images unless the inventory
+   * points elsewhere (an operator's customised images; a changed context gives new tags: a rolling update) */
+  imagesDir: string;
   registry: string;
   registryPush: string;
   glusterMount: string;
@@ -96,6 +99,7 @@ export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSite
     full,
     install: full ? { title: str(v.wp_site_title, ''), adminUser: str(v.wp_site_admin_user, 'wpadmin'), adminEmail: str(v.wp_site_admin_email, '') } : undefined,
     baseImage: str(v.site_base_image, lab ? 'wpfarm/base:bookworm' : 'debian:bookworm-slim'),
+    imagesDir: path.resolve(str(v.site_images_dir, IMAGES_DIR)),
     registry: str(v.registry, ''),
     registryPush: str(v.registry_push, str(v.registry, '')),
     glusterMount: str(v.gluster_mount, '/mnt/gluster/sites'),
@@ -143,8 +147,8 @@ export interface ImageRefs {
 export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: string) => void): Promise<ImageRefs> {
   const nodeRef = (name: string, tag: string): string => `${s.registry ? `${s.registry}/` : ''}${name}:${tag}`;
   const specs = {
-    wordpressFpm: { name: 'wpfarm/wordpress-fpm', contextDir: path.join(IMAGES_DIR, 'wordpress-fpm'), baseImage: s.baseImage },
-    redis: { name: 'wpfarm/redis', contextDir: path.join(IMAGES_DIR, 'redis'), baseImage: s.baseImage },
+    wordpressFpm: { name: 'wpfarm/wordpress-fpm', contextDir: path.join(s.imagesDir, 'wordpress-fpm'), baseImage: s.baseImage },
+    redis: { name: 'wpfarm/redis', contextDir: path.join(s.imagesDir, 'redis'), baseImage: s.baseImage },
   };
   const changes: string[] = [];
   if (check) {
@@ -154,7 +158,7 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
     const wpTag = tagOf(specs.wordpressFpm.contextDir);
     const redisTag = tagOf(specs.redis.contextDir);
     const wpLocal = await localImageId(`${s.registryPush ? `${s.registryPush}/` : ''}wpfarm/wordpress-fpm:${wpTag}`);
-    const nginxTag = wpLocal ? tagOf(path.join(IMAGES_DIR, 'nginx'), { WORDPRESS_IMAGE: wpLocal }) : 'unknown';
+    const nginxTag = wpLocal ? tagOf(path.join(s.imagesDir, 'nginx'), { WORDPRESS_IMAGE: wpLocal }) : 'unknown';
     for (const [name, tag] of [['wpfarm/wordpress-fpm', wpTag], ['wpfarm/nginx', nginxTag], ['wpfarm/redis', redisTag]] as const) {
       const present = tag !== 'unknown' && s.registryPush ? await registryHasTag(s.registryPush, name, tag).catch(() => false) : false;
       if (!present) changes.push(`image ${name}:${tag} would be built and pushed`);
@@ -164,7 +168,7 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
   const opts = { registry: s.registryPush || undefined, log };
   const wp = await ensureImage(specs.wordpressFpm, opts);
   const nginx = await ensureImage(
-    { name: 'wpfarm/nginx', contextDir: path.join(IMAGES_DIR, 'nginx'), baseImage: s.baseImage, buildArgs: { WORDPRESS_IMAGE: wp.ref } },
+    { name: 'wpfarm/nginx', contextDir: path.join(s.imagesDir, 'nginx'), baseImage: s.baseImage, buildArgs: { WORDPRESS_IMAGE: wp.ref } },
     { ...opts, imageArgs: ['WORDPRESS_IMAGE'] },
   );
   const redis = await ensureImage(specs.redis, opts);

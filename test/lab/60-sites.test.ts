@@ -12,90 +12,25 @@
 // Site records go to a temporary directory (--sites-dir), never to inventory/sites.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { quote } from 'zx';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { INVENTORY, KEY, KNOWN, ROOT, assertLabUp, changesOf, cli as labCli, convergeSitePrerequisites, inService, nodesOf, run, ssh } from '../harness/lab-sites.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const INVENTORY = path.join(ROOT, 'inventory/lab.yml');
-const KEY = path.join(ROOT, '.wpfarm/lab/id_ed25519');
-const KNOWN = path.join(ROOT, '.wpfarm/lab/known_hosts');
-const ADDR: Record<string, string> = { mgr1: '10.77.0.11', wrk1: '10.77.0.21', wrk2: '10.77.0.22', db1: '10.77.0.31', db2: '10.77.0.32', db3: '10.77.0.33' };
-const run = promisify(execFile);
 const stamp = Date.now().toString(36).slice(-5);
 const A = { domain: `a${stamp}.lab.test`, id: `a${stamp}-lab-test`, title: `Lab site A ${stamp}` };
 const B = { domain: `b${stamp}.lab.test`, id: `b${stamp}-lab-test`, title: `Lab site B ${stamp}` };
 let sitesDir = '';
 let work = '';
-
-interface Report {
-  exitCode: number;
-  roundTrips: number;
-  results: { host: string; step: string; status: string; changes: string[]; error?: string }[];
-}
-
-async function cli(script: string, args: string[], timeoutMs = 15 * 60_000): Promise<{ code: number; out: string; report?: Report }> {
-  const json = path.join(work, `r-${Math.random().toString(36).slice(2)}.json`);
-  try {
-    const r = await run(process.execPath, ['--import', 'tsx', script, '--inventory', INVENTORY, '--json', json, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 });
-    return { code: 0, out: r.stdout + r.stderr, report: existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as Report) : undefined };
-  } catch (e) {
-    const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}`, report: existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as Report) : undefined };
-  }
-}
-
-async function ssh(host: string, cmd: string, o: { nothrow?: boolean; stdin?: string } = {}): Promise<string> {
-  const args = ['-i', KEY, '-o', `UserKnownHostsFile=${KNOWN}`, '-o', 'StrictHostKeyChecking=no', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', `root@${ADDR[host] ?? host}`, cmd];
-  try {
-    const p = run('ssh', args, { timeout: 120_000, maxBuffer: 16 << 20 });
-    if (o.stdin !== undefined) {
-      p.child.stdin?.end(o.stdin);
-    }
-    return (await p).stdout.trim();
-  } catch (e) {
-    if (o.nothrow) return `ERROR ${(e as { stderr?: string }).stderr ?? ''}`;
-    throw new Error(`${host}: ${cmd}: ${(e as { stderr?: string; message: string }).stderr || (e as Error).message}`);
-  }
-}
-
-/** Worker nodes running a service's tasks. */
-async function nodesOf(service: string): Promise<string[]> {
-  const out = await ssh('mgr1', `docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' ${quote(service)}`);
-  return [...new Set(out.split('\n').filter((l) => l.includes('Running')).map((l) => l.split(' ')[0]!))];
-}
-
-/** Run a command inside the container of `service` on `node`. */
-async function inService(node: string, service: string, cmd: string[], o: { nothrow?: boolean; stdin?: string } = {}): Promise<string> {
-  const c = `cid=$(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${service}`)} | head -n1); docker exec -i "$cid" ${cmd.map((x) => quote(x)).join(' ')}`;
-  return ssh(node, c, o);
-}
-
-function changesOf(r: Report | undefined): string[] {
-  return (r?.results ?? []).flatMap((x) => x.changes.map((c) => `${x.host}: ${c}`));
-}
+const cli = (script: string, args: string[], timeoutMs?: number) => labCli(work, script, args, timeoutMs);
 
 before(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'wpfarm-sites-test-'));
   sitesDir = path.join(work, 'sites');
-  const st = await run(process.execPath, ['--import', 'tsx', 'scripts/lab.ts', 'status'], { cwd: ROOT });
-  for (const n of ['mgr1', 'wrk1', 'wrk2', 'db1', 'db2', 'db3']) {
-    const cols = st.stdout.split('\n').find((l) => l.startsWith(`${n} `))?.trim().split(/\s+/) ?? [];
-    assert.ok(cols[2] === 'running' && cols[3] === 'yes', `the lab is not up (node --import tsx scripts/lab.ts up): ${n}: ${cols.join(' ')}`);
-  }
-  for (const [script, args] of [
-    ['playbooks/bootstrap.ts', ['--phase', '1']],
-    ['playbooks/run-role.ts', ['galera']],
-    ['playbooks/run-role.ts', ['gluster']],
-  ] as const) {
-    const r = await cli(script, [...args], 30 * 60_000);
-    assert.equal(r.code, 0, `prerequisite ${script} ${args.join(' ')} failed:\n${r.out.slice(-3000)}`);
-  }
+  await assertLabUp(['mgr1', 'wrk1', 'wrk2', 'db1', 'db2', 'db3']);
+  await convergeSitePrerequisites(work);
 });
 
 after(async () => {

@@ -1,0 +1,87 @@
+// Helpers for the site tests on the lab farm (test/lab/6x-*.test.ts): playbooks run as a person runs them,
+// ssh to lab nodes with the lab's key and known_hosts, and commands inside a service's container.
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { quote } from 'zx';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const INVENTORY = path.join(ROOT, 'inventory/lab.yml');
+export const KEY = path.join(ROOT, '.wpfarm/lab/id_ed25519');
+export const KNOWN = path.join(ROOT, '.wpfarm/lab/known_hosts');
+export const ADDR: Record<string, string> = {
+  mgr1: '10.77.0.11', mgr2: '10.77.0.12', mgr3: '10.77.0.13', wrk1: '10.77.0.21', wrk2: '10.77.0.22',
+  db1: '10.77.0.31', db2: '10.77.0.32', db3: '10.77.0.33', st1: '10.77.0.41', st2: '10.77.0.42', mon1: '10.77.0.51',
+};
+export const run = promisify(execFile);
+
+export interface Report {
+  exitCode: number;
+  roundTrips: number;
+  wallMs?: number;
+  results: { host: string; step: string; status: string; changes: string[]; error?: string }[];
+}
+
+/** node --import tsx SCRIPT --inventory inventory/lab.yml --json TMP ARGS; never throws on a non-zero exit. */
+export async function cli(work: string, script: string, args: string[], timeoutMs = 15 * 60_000): Promise<{ code: number; out: string; report?: Report }> {
+  const json = path.join(work, `r-${Math.random().toString(36).slice(2)}.json`);
+  const report = () => (existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as Report) : undefined);
+  try {
+    const r = await run(process.execPath, ['--import', 'tsx', script, '--inventory', INVENTORY, '--json', json, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 });
+    return { code: 0, out: r.stdout + r.stderr, report: report() };
+  } catch (e) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof err.code === 'number' ? err.code : -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}`, report: report() };
+  }
+}
+
+export async function ssh(host: string, cmd: string, o: { nothrow?: boolean; stdin?: string; timeoutMs?: number } = {}): Promise<string> {
+  const args = ['-i', KEY, '-o', `UserKnownHostsFile=${KNOWN}`, '-o', 'StrictHostKeyChecking=no', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', `root@${ADDR[host] ?? host}`, cmd];
+  try {
+    const p = run('ssh', args, { timeout: o.timeoutMs ?? 120_000, maxBuffer: 16 << 20 });
+    if (o.stdin !== undefined) p.child.stdin?.end(o.stdin);
+    return (await p).stdout.trim();
+  } catch (e) {
+    if (o.nothrow) return `ERROR ${(e as { stderr?: string }).stderr ?? ''}`;
+    throw new Error(`${host}: ${cmd}: ${(e as { stderr?: string; message: string }).stderr || (e as Error).message}`);
+  }
+}
+
+/** Nodes running a service's tasks. */
+export async function nodesOf(service: string): Promise<string[]> {
+  const out = await ssh('mgr1', `docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' ${quote(service)}`);
+  return [...new Set(out.split('\n').filter((l) => l.includes('Running')).map((l) => l.split(' ')[0]!))];
+}
+
+/** Run a command inside the container of `service` on `node`. */
+export async function inService(node: string, service: string, cmd: string[], o: { nothrow?: boolean; stdin?: string } = {}): Promise<string> {
+  const c = `cid=$(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${service}`)} | head -n1); docker exec -i "$cid" ${cmd.map((x) => quote(x)).join(' ')}`;
+  return ssh(node, c, o);
+}
+
+export function changesOf(r: Report | undefined): string[] {
+  return (r?.results ?? []).flatMap((x) => x.changes.map((c) => `${x.host}: ${c}`));
+}
+
+/** The lab must be up (scripts/lab.ts status): these nodes running and reachable. */
+export async function assertLabUp(nodes: string[]): Promise<void> {
+  const st = await run(process.execPath, ['--import', 'tsx', 'scripts/lab.ts', 'status'], { cwd: ROOT });
+  for (const n of nodes) {
+    const cols = st.stdout.split('\n').find((l) => l.startsWith(`${n} `))?.trim().split(/\s+/) ?? [];
+    if (!(cols[2] === 'running' && cols[3] === 'yes')) throw new Error(`the lab is not up (node --import tsx scripts/lab.ts up): ${n}: ${cols.join(' ')}`);
+  }
+}
+
+/** Bootstrap phase 1, galera, gluster: idempotent, cheap when done; what every site test needs. */
+export async function convergeSitePrerequisites(work: string): Promise<void> {
+  for (const [script, args] of [
+    ['playbooks/bootstrap.ts', ['--phase', '1']],
+    ['playbooks/run-role.ts', ['galera']],
+    ['playbooks/run-role.ts', ['gluster']],
+  ] as const) {
+    const r = await cli(work, script, [...args], 30 * 60_000);
+    if (r.code !== 0) throw new Error(`prerequisite ${script} ${args.join(' ')} failed:\n${r.out.slice(-3000)}`);
+  }
+}
