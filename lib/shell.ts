@@ -45,3 +45,66 @@ export function modeString(mode: number | string): string {
   if (!Number.isInteger(n) || n < 0 || n > 0o7777) throw new Error(`invalid mode ${String(mode)}`);
   return n.toString(8).padStart(4, '0');
 }
+
+/**
+ * The chmod argument for a 4-digit mode: 5 digits ("00755"), because GNU chmod keeps a directory's
+ * setuid/setgid bits on a 4-digit numeric mode (so "0755" on a 2775 directory would never converge).
+ */
+export const chmodArg = (mode: string): string => `0${mode}`;
+
+/** chown's argument for a wanted owner and/or group ("u:g", "u", ":g"), null when neither is wanted. */
+export function chownSpec(o: { owner?: string; group?: string }): string | null {
+  if (o.owner && o.group) return `${o.owner}:${o.group}`;
+  if (o.owner) return o.owner;
+  if (o.group) return `:${o.group}`;
+  return null;
+}
+
+export interface AtomicWrite {
+  /** sha256 (hex) of the content sent on stdin: the temp file is checked before the rename, so a transfer cut short never lands */
+  sha: string;
+  /** wanted mode (octal: 0o600, "0600", "600"); unset: the existing file's, or `defaultMode` for a new one */
+  mode?: number | string;
+  /** wanted owner / group (names or ids); unset: the existing file's */
+  owner?: string;
+  group?: string;
+  /** whether the target exists, when a probe has said so; undefined: the script looks on the host */
+  exists?: boolean;
+  /** mode of a new file when `mode` is unset (default 0644) */
+  defaultMode?: number | string;
+  /** a check run on the new content before it replaces the file ("%s" = the temp file; trusted shell code) */
+  validate?: string;
+}
+
+/**
+ * The one script that writes stdin atomically to `target` (file operations' apply and Connection.put):
+ * a temp file in the target's directory, sha256 checked, mode and owner copied from the existing file then
+ * set as asked, validated, renamed over the target. Anything short of the rename leaves the target as it
+ * was and removes the temp file.
+ */
+export function atomicWriteScript(target: string, o: AtomicWrite): string {
+  if (!/^[0-9a-f]{64}$/.test(o.sha)) throw new Error('atomicWriteScript: sha must be sha256 hex');
+  const mode = o.mode === undefined ? undefined : modeString(o.mode);
+  const defaultMode = modeString(o.defaultMode ?? '0644');
+  const lines = [
+    '( set -e',
+    sh`p=${target}`,
+    `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
+    `trap 'rm -f -- "$t"' EXIT`,
+    `cat > "$t"`,
+    `if [ "$(sha256sum < "$t" | cut -d' ' -f1)" != ${o.sha} ]; then echo ${sh`${`transfer to ${target} incomplete: left unchanged`}`} >&2; exit 1; fi`,
+  ];
+  const copyAttrs = [`chmod --reference="$p" -- "$t"`, `chown --reference="$p" -- "$t"`];
+  if (o.exists === true) lines.push(...copyAttrs);
+  else if (o.exists === undefined) lines.push(`if [ -e "$p" ]; then ${copyAttrs.join('; ')}; ${mode ? '' : sh`else chmod ${chmodArg(defaultMode)} -- "$t"; `}fi`);
+  if (mode) lines.push(sh`chmod ${chmodArg(mode)} -- "$t"`);
+  else if (o.exists === false) lines.push(sh`chmod ${chmodArg(defaultMode)} -- "$t"`);
+  const spec = chownSpec(o);
+  if (spec) lines.push(sh`chown ${spec} -- "$t"`);
+  if (o.validate) {
+    lines.push(`if ! { ${o.validate.replace(/%s/g, '"$t"')}
+} >&2; then echo ${sh`${`validation failed (${o.validate}): ${target} left unchanged`}`} >&2; exit 1; fi`);
+  }
+  lines.push(`mv -f -- "$t" "$p"`, `trap - EXIT`, ')');
+  return lines.join('\n');
+}

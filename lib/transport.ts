@@ -12,7 +12,7 @@ import type { ClientChannel } from 'ssh2';
 import { PassThrough, type Readable } from 'node:stream';
 import { HostKeyError, RemoteCommandError, UnreachableError } from './errors.ts';
 import { mask } from './secrets.ts';
-import { modeString, sh } from './shell.ts';
+import { atomicWriteScript, sh } from './shell.ts';
 import type { Connection, ExecOptions, ExecResult, HostSpec } from './types.ts';
 
 export interface ConnectOptions {
@@ -329,7 +329,7 @@ class SshConnection implements Connection {
     o: { mode?: number; owner?: string; group?: string; become?: boolean } = {},
   ): Promise<void> {
     const sha = createHash('sha256').update(content).digest('hex');
-    await this.exec(atomicWriteScript(remotePath, { ...o, sha }), { stdin: content, become: o.become });
+    await this.exec(atomicWriteScript(remotePath, { mode: o.mode, owner: o.owner, group: o.group, sha }), { stdin: content, become: o.become });
   }
 
   /**
@@ -438,24 +438,6 @@ class SshConnection implements Connection {
     }
     this.ssh = null;
   }
-}
-
-/**
- * Shell script that writes stdin to `path` atomically: a temp file in the same directory, mode and owner set
- * on the temp file, then rename. An interrupted transfer leaves at most a `.wpfarm.*` temp file, removed on exit.
- */
-export function atomicWriteScript(path: string, o: { mode?: number | string; owner?: string; group?: string; sha?: string } = {}): string {
-  const steps = [
-    sh`set -e; p=${path}; d=$(dirname "$p"); t=$(mktemp "$d/.wpfarm.XXXXXX"); trap 'rm -f "$t"' EXIT; cat > "$t"`,
-  ];
-  // a transfer cut short (SIGINT, dropped connection) gives cat an early EOF: never rename a partial file
-  if (o.sha) steps.push(sh`[ "$(sha256sum < "$t" | cut -d' ' -f1)" = ${o.sha} ] || { echo 'transfer incomplete: left unchanged' >&2; exit 1; }`);
-  if (o.mode !== undefined) steps.push(sh`chmod ${modeString(o.mode)} "$t"`);
-  else steps.push(`if [ -e "$p" ]; then chmod --reference="$p" "$t"; else chmod 0644 "$t"; fi`);
-  if (o.owner || o.group) steps.push(sh`chown ${`${o.owner ?? ''}${o.group ? `:${o.group}` : ''}`} "$t"`);
-  else steps.push(`if [ -e "$p" ]; then chown --reference="$p" "$t"; fi`);
-  steps.push(`mv -f "$t" "$p"; trap - EXIT`);
-  return steps.join('; ');
 }
 
 export async function connect(host: HostSpec, opts: ConnectOptions = {}): Promise<Connection & { abortChannels(): void }> {

@@ -17,7 +17,7 @@ import { resolve as resolvePath } from 'node:path';
 import type { ApplyScript, Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp, sections } from './base.ts';
-import { sh, modeString } from '../shell.ts';
+import { atomicWriteScript, chmodArg, chownSpec, sh, modeString } from '../shell.ts';
 import { unifiedDiff, isBinary } from '../diff.ts';
 import { mask } from '../secrets.ts';
 
@@ -51,11 +51,8 @@ export interface PathProbeOptions {
 
 const isNumericId = (s: string): boolean => /^\d+$/.test(s);
 
-/**
- * The chmod argument for a 4-digit mode: 5 digits ("00755"), because GNU chmod keeps a directory's
- * setuid/setgid bits on a 4-digit numeric mode (so "0755" on a 2775 directory would never converge).
- */
-export const chmodArg = (mode: string): string => `0${mode}`;
+/** (lib/shell.ts) the 5-digit chmod argument for a 4-digit mode */
+export { chmodArg };
 
 /** The read-only probe script for one path (exit 0 always; stderr silenced; no `exit`). */
 export function pathProbeScript(path: string, o: PathProbeOptions = {}): string {
@@ -205,51 +202,6 @@ function attrChanges(st: PathState, want: WantAttrs): string[] {
   return out;
 }
 
-function chownSpec(want: WantAttrs): string | null {
-  if (want.owner && want.group) return `${want.owner}:${want.group}`;
-  if (want.owner) return want.owner;
-  if (want.group) return `:${want.group}`;
-  return null;
-}
-
-/**
- * The apply script that writes stdin atomically to `target`: mktemp in the same directory, chmod,
- * chown, mv -f. Attributes not requested are copied from the existing file (when it exists).
- */
-export function atomicWriteScript(
-  target: string,
-  want: WantAttrs,
-  exists: boolean,
-  defaultMode = '0644',
-  validate?: string,
-  /** sha256 of the content: the temp file is checked before the rename, so a transfer cut short never lands */
-  sha?: string,
-): string {
-  const lines = [
-    '( set -e',
-    sh`p=${target}`,
-    `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
-    `trap 'rm -f -- "$t"' EXIT`,
-    `cat > "$t"`,
-  ];
-  if (sha) {
-    if (!/^[0-9a-f]{64}$/.test(sha)) throw new Error('atomicWriteScript: sha must be sha256 hex');
-    lines.push(`if [ "$(sha256sum < "$t" | cut -d' ' -f1)" != ${sha} ]; then echo ${sh`${`transfer to ${target} incomplete: left unchanged`}`} >&2; exit 1; fi`);
-  }
-  if (exists) lines.push(`chmod --reference="$p" -- "$t"`, `chown --reference="$p" -- "$t"`);
-  if (want.mode) lines.push(sh`chmod ${chmodArg(want.mode)} -- "$t"`);
-  else if (!exists) lines.push(sh`chmod ${chmodArg(defaultMode)} -- "$t"`);
-  const spec = chownSpec(want);
-  if (spec) lines.push(sh`chown ${spec} -- "$t"`);
-  if (validate) {
-    // the role author's check command (trusted shell code, like command()'s string form); %s = the temp file
-    lines.push(`if ! { ${validate.replace(/%s/g, '"$t"')}
-} >&2; then echo ${sh`${`validation failed (${validate}): ${target} left unchanged`}`} >&2; exit 1; fi`);
-  }
-  lines.push(`mv -f -- "$t" "$p"`, `trap - EXIT`, ')');
-  return lines.join('\n');
-}
-
 /** chmod/chown of an existing path (no content change). */
 function attrScript(target: string, st: PathState, want: WantAttrs, recurse = false): string {
   const cmds: string[] = [];
@@ -334,7 +286,7 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
     const plan: Plan = {
       changed: true,
       changes: [w.contentChange ?? `create${via} (${content.length} bytes, ${attrs.join(', ')})`],
-      apply: { script: atomicWriteScript(target, w.want, false, mode, w.validate, sha256hex(content)), stdin: content },
+      apply: { script: atomicWriteScript(target, { ...w.want, exists: false, defaultMode: mode, validate: w.validate, sha: sha256hex(content) }), stdin: content },
       result,
     };
     if (ctx.diff && w.content !== undefined) plan.diff = contentDiff({ path: w.path, before: null, after: content, secret: w.secret });
@@ -357,7 +309,7 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
   if (!changes.length) return { changed: false, changes: [], result };
   if (via) changes[0] += via;
   const apply: ApplyScript = contentChanged
-    ? { script: atomicWriteScript(target, w.want, true, undefined, w.validate, sha256hex(w.content!)), stdin: w.content! }
+    ? { script: atomicWriteScript(target, { ...w.want, exists: true, validate: w.validate, sha: sha256hex(w.content!) }), stdin: w.content! }
     : { script: attrScript(target, st, w.want) };
   const plan: Plan = { changed: true, changes, apply, result };
   if (ctx.diff && contentChanged) {

@@ -232,4 +232,29 @@ describe('file operations on real sshd hosts, through the runner', () => {
       assert.doesNotMatch(leftovers, /\.wpfarm\./, 'no temp file left behind');
     }
   });
+
+  test('Connection.put writes with the same atomic script over SSH: asked attributes, then kept ones, one round trip each', async () => {
+    const pool = new ConnectionPool({ knownHosts: lab.knownHosts });
+    const p = '/srv/put/state.json';
+    mkdirSync(onHost('f01', '/srv/put'), { recursive: true });
+    try {
+      const conn = await pool.get(hosts[0]!);
+      await conn.put(p, '{"a":1}\n', { mode: 0o600, owner: 'nobody', group: 'nogroup' });
+      const st1 = statSync(onHost('f01', p));
+      assert.equal(readFileSync(onHost('f01', p), 'utf8'), '{"a":1}\n');
+      assert.equal((st1.mode & 0o7777).toString(8), '600');
+      assert.equal(st1.uid, Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' })));
+      await conn.put(p, '{"a":2}\n');
+      const st2 = statSync(onHost('f01', p));
+      assert.equal(readFileSync(onHost('f01', p), 'utf8'), '{"a":2}\n');
+      assert.deepEqual([(st2.mode & 0o7777).toString(8), st2.uid, st2.gid], ['600', st1.uid, st1.gid], 'mode and owner kept');
+      await conn.put('/srv/put/new.txt', 'x');
+      assert.equal((statSync(onHost('f01', '/srv/put/new.txt')).mode & 0o7777).toString(8), '644');
+      assert.equal(conn.roundTrips, 3);
+      await assert.rejects(conn.put('/srv/no/such/dir/f', 'x'), /exit/);
+      assert.deepEqual(execFileSync('ls', ['-A', onHost('f01', '/srv/put')], { encoding: 'utf8' }).split('\n').filter(Boolean).sort(), ['new.txt', 'state.json']);
+    } finally {
+      await pool.closeAll();
+    }
+  });
 });

@@ -1,0 +1,98 @@
+// The one atomic-write script (lib/shell.ts atomicWriteScript), used by the file operations' apply and by
+// Connection.put (lib/transport.ts): run for real with bash in a temp dir. The same script over SSH is in
+// test/engine/ops-files.test.ts.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { atomicWriteScript, type AtomicWrite } from '../../lib/shell.ts';
+import { bash, ensureTools, tempDir } from './ops-files.harness.ts';
+
+ensureTools(['getent']);
+const tmp = tempDir();
+after(() => tmp.cleanup());
+let n = 0;
+const fresh = (): string => {
+  const d = join(tmp.dir, `a${++n}`);
+  mkdirSync(d);
+  return d;
+};
+const modeOf = (p: string): string => (statSync(p).mode & 0o7777).toString(8).padStart(4, '0');
+const sha = (b: string | Buffer): string => createHash('sha256').update(b).digest('hex');
+const NOBODY = Number((await bash('id -u nobody')).stdout.trim());
+const NOGROUP = Number((await bash('getent group nogroup | cut -d: -f3')).stdout.trim());
+
+/** write `content` to `path` with the script; `sent` is what actually arrives on stdin (default: all of it) */
+async function write(path: string, content: string, o: Omit<AtomicWrite, 'sha'> = {}, sent = content) {
+  return bash(atomicWriteScript(path, { ...o, sha: sha(content) }), { stdin: sent, nothrow: true });
+}
+const leftovers = (d: string): string[] => readdirSync(d).filter((f) => f.startsWith('.wpfarm.'));
+
+describe('atomicWriteScript (file operations and Connection.put)', () => {
+  test('exists unknown (put): a new file gets the default mode, an existing one keeps its mode and owner', async () => {
+    const d = fresh();
+    const p = join(d, 'new.conf');
+    assert.equal((await write(p, 'a=1\n')).code, 0);
+    assert.equal(readFileSync(p, 'utf8'), 'a=1\n');
+    assert.equal(modeOf(p), '0644');
+    assert.equal((await write(join(d, 'new2'), 'x', { defaultMode: 0o600 })).code, 0);
+    assert.equal(modeOf(join(d, 'new2')), '0600');
+
+    chmodSync(p, 0o640);
+    chownSync(p, NOBODY, NOGROUP);
+    assert.equal((await write(p, 'a=2\n')).code, 0);
+    assert.equal(readFileSync(p, 'utf8'), 'a=2\n');
+    assert.equal(modeOf(p), '0640');
+    assert.deepEqual([statSync(p).uid, statSync(p).gid], [NOBODY, NOGROUP]);
+    assert.deepEqual(leftovers(d), []);
+  });
+
+  test('asked attributes win; an owner alone keeps the existing group', async () => {
+    const d = fresh();
+    const p = join(d, 'f');
+    writeFileSync(p, 'old');
+    chmodSync(p, 0o644);
+    chownSync(p, 0, NOGROUP);
+    assert.equal((await write(p, 'new', { mode: 0o600, owner: 'nobody' })).code, 0);
+    assert.equal(modeOf(p), '0600');
+    assert.deepEqual([statSync(p).uid, statSync(p).gid], [NOBODY, NOGROUP]);
+    assert.equal((await write(p, 'newer', { mode: '0640', group: 'root', exists: true })).code, 0);
+    assert.equal(modeOf(p), '0640');
+    assert.deepEqual([statSync(p).uid, statSync(p).gid], [NOBODY, 0]);
+  });
+
+  test('a transfer cut short never lands: the target is left as it was, no temp file remains', async () => {
+    const d = fresh();
+    const p = join(d, 'f');
+    writeFileSync(p, 'keep me\n');
+    const r = await write(p, 'the whole new content\n', {}, 'the whole');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /transfer to .*\/f incomplete: left unchanged/);
+    assert.equal(readFileSync(p, 'utf8'), 'keep me\n');
+    assert.deepEqual(leftovers(d), []);
+    assert.throws(() => atomicWriteScript(p, { sha: 'not-a-sha' }), /sha must be sha256 hex/);
+  });
+
+  test('validation failure leaves the target; a path with shell metacharacters is one quoted word', async () => {
+    const d = fresh();
+    const p = join(d, "it's $(touch pwned) `x` a;b");
+    writeFileSync(p, 'valid: yes\n');
+    const bad = await write(p, 'garbage\n', { validate: "grep -q '^valid:' %s", exists: true });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /validation failed \(grep -q '\^valid:' %s\)/);
+    assert.equal(readFileSync(p, 'utf8'), 'valid: yes\n');
+    assert.equal((await write(p, 'valid: still\n', { validate: "grep -q '^valid:' %s", exists: true })).code, 0);
+    assert.equal(readFileSync(p, 'utf8'), 'valid: still\n');
+    assert.equal(existsSync(join(d, 'pwned')), false);
+    assert.equal(existsSync('pwned'), false);
+    assert.deepEqual(leftovers(d), []);
+  });
+
+  test('a missing directory fails without creating anything', async () => {
+    const d = fresh();
+    const r = await write(join(d, 'no/such/f'), 'x');
+    assert.notEqual(r.code, 0);
+    assert.deepEqual(readdirSync(d), []);
+  });
+});
