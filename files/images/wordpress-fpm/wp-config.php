@@ -68,7 +68,8 @@ define('DISALLOW_FILE_EDIT', true);
 // credentials; plugins and themes go to the site's own (writable) directories directly.
 define('FS_METHOD', 'direct');
 
-// For an object-cache drop-in (e.g. the Redis Object Cache plugin) when a site installs one.
+// For the Redis object cache drop-in (wp-content/object-cache.php, linked by the entrypoint when
+// WPFARM_OBJECT_CACHE=redis): the site's redis service, and the prefix of every key of this site.
 define('WP_REDIS_HOST', wpfarm_env('WORDPRESS_REDIS_HOST', 'redis'));
 define('WP_CACHE_KEY_SALT', wpfarm_env('WPFARM_SITE_ID', 'site') . ':');
 
