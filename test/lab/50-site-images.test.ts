@@ -7,6 +7,9 @@
 //    pages are served and cached, security headers, gzip, xmlrpc/admin refused, rate limits
 //  - isolation: another site's containers reach neither this site's network nor its php-fpm
 //    through the shared network (php-fpm listens only on its site-network address)
+//  - the Redis object cache (site a on, site b off): keys in the site's redis under the site prefix,
+//    values written and read through WordPress, flush of this site's keys only, serving through a
+//    partition and a stop of redis, no stale value after the partition heals
 // Plain docker bridge networks stand in for the overlay networks here; the Swarm version of the
 // isolation check belongs to the cluster tests.
 //
@@ -263,6 +266,8 @@ function fpmArgs(id: string): string[] {
     WORDPRESS_DB_PASSWORD_FILE: '/run/secrets/db_password',
     WORDPRESS_KEYS_FILE: '/run/secrets/wp_keys',
     WORDPRESS_REDIS_HOST: 'redis',
+    // site a has the Redis object cache on (as add-site sets it), site b off
+    WPFARM_OBJECT_CACHE: id === 'a' ? 'redis' : 'off',
     FPM_LISTEN_VIA: `${id}-php-fpm`,
     // no traffic leaves this machine: no external HTTP, no cron self-requests
     WORDPRESS_BLOCK_EXTERNAL_HTTP: 'true',
@@ -287,6 +292,17 @@ test('one site wired like its stack: install, serve, cache, headers, gzip, refus
     .map((id) => `CREATE DATABASE wp_${id}; CREATE USER 'wp_${id}'@'%' IDENTIFIED BY '${id === 'a' ? dbPassword : 'unused-' + randomBytes(6).toString('hex')}'; GRANT ALL ON wp_${id}.* TO 'wp_${id}'@'%';`)
     .join('\n');
   await $({ quiet: true, input: sql })`docker exec -i ${`${P}-db`} mariadb`;
+
+  // site a's redis (the farm's redis image, started as the stack starts it), before php-fpm
+  const redis = await ensureImage({ name: 'wpfarm/redis', contextDir: path.join(IMAGES_DIR, 'redis'), baseImage: BASE });
+  await run(
+    `${P}-redis-a`,
+    [{ name: `${P}-site-a`, aliases: ['redis'] }],
+    [],
+    redis.ref,
+    ['redis-server', '--maxmemory', '96mb', '--maxmemory-policy', 'allkeys-lru', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+  );
+  await waitFor('redis', async () => (await qn`docker exec ${`${P}-redis-a`} redis-cli ping`).stdout.trim() === 'PONG');
 
   for (const id of ['a', 'b']) {
     await run(
@@ -423,4 +439,164 @@ test("isolation: site b's containers reach neither site a's network nor a's php-
   assert.notEqual(resolve.exitCode, 0);
   // b's own php-fpm is on b's network, not a's
   assert.equal(await tcpFrom(fpmB, `${await ip(fpmB, `${P}-site-b`)}`, 9000), 'open');
+});
+
+// ---------------------------------------------------------------------------------------------
+// The Redis object cache (files/images/wordpress-fpm/wp-content/object-cache.php)
+
+/** A test-only mu-plugin: wp_cache_* through a real WordPress request (?wpfarm_cache_probe=op). */
+const PROBE_PLUGIN = `<?php
+add_action('init', function () {
+    if (!isset($_GET['wpfarm_cache_probe'])) return;
+    global $wp_object_cache;
+    $op = (string) $_GET['wpfarm_cache_probe'];
+    $key = (string) ($_GET['key'] ?? '');
+    $out = ['op' => $op];
+    if ($op === 'set') $out['result'] = wp_cache_set($key, (string) ($_GET['value'] ?? ''), 'wpfarm-probe');
+    if ($op === 'get') { $out['result'] = wp_cache_get($key, 'wpfarm-probe', false, $found); $out['found'] = $found; }
+    if ($op === 'flush') $out['result'] = wp_cache_flush();
+    $out['ext'] = wp_using_ext_object_cache();
+    $out['connected'] = method_exists($wp_object_cache, 'redis_connected') ? $wp_object_cache->redis_connected() : null;
+    $out['prefix'] = method_exists($wp_object_cache, 'key_prefix') ? $wp_object_cache->key_prefix() : null;
+    nocache_headers();
+    header('Content-Type: application/json');
+    echo json_encode($out);
+    exit;
+}, 0);
+`;
+
+interface ProbeAnswer {
+  op: string;
+  result?: unknown;
+  found?: boolean;
+  ext: boolean;
+  connected: boolean | null;
+  prefix: string | null;
+}
+
+/** PHP's serialize() of a string (what the drop-in stores for a string value). */
+function phpString(v: string): string {
+  return `s:${Buffer.byteLength(v)}:"${v}";`;
+}
+
+test('Redis object cache: site keys under the site prefix, values through WordPress, own flush, outages', { timeout: 300_000 }, async () => {
+  const fpmA = `${P}-fpm-a`;
+  const redisA = `${P}-redis-a`;
+  const dropin = '/var/www/html/wp-content/object-cache.php';
+  const redisCli = async (...args: string[]): Promise<string> => (await q`docker exec ${redisA} redis-cli ${args}`).stdout.replace(/\n$/, '');
+  const scan = async (): Promise<string[]> => (await redisCli('--scan')).split('\n').filter(Boolean).sort();
+  const base = `http://127.0.0.1:${nginxPort}`;
+  let n = 0;
+  // query strings bypass nginx's page cache: every request below runs WordPress
+  const page = async (): Promise<{ status: number; body: string }> => {
+    const r = await fetch(`${base}/?nocache=${++n}`, { headers: { Host: 'a.example', 'X-Forwarded-Proto': 'https' } });
+    return { status: r.status, body: await r.text() };
+  };
+  const feed = async (): Promise<string> => {
+    const r = await fetch(`${base}/?feed=rss2&n=${++n}`, { headers: { Host: 'a.example', 'X-Forwarded-Proto': 'https' } });
+    assert.equal(r.status, 200);
+    return r.text();
+  };
+  const probe = async (params: Record<string, string>): Promise<ProbeAnswer> => {
+    const r = await fetch(`${base}/?${new URLSearchParams({ ...params, n: String(++n) })}`, { headers: { Host: 'a.example', 'X-Forwarded-Proto': 'https' } });
+    const body = await r.text();
+    assert.equal(r.status, 200, body.slice(0, 300));
+    return JSON.parse(body) as ProbeAnswer;
+  };
+
+  // enabled explicitly: site a has the image's drop-in linked, site b (WPFARM_OBJECT_CACHE=off) has none
+  assert.equal((await q`docker exec ${fpmA} readlink ${dropin}`).stdout.trim(), '/usr/local/lib/wpfarm/object-cache.php');
+  assert.notEqual((await qn`docker exec ${`${P}-fpm-b`} test -e ${dropin}`).exitCode, 0, 'site b has no object cache drop-in');
+  // idempotent, and "off" removes it again: the entrypoint run again in a throwaway container of the image
+  const img = images.wordpressFpm.ref;
+  const again = 'wpfarm-entrypoint true && wpfarm-entrypoint readlink /var/www/html/wp-content/object-cache.php && WPFARM_OBJECT_CACHE=off wpfarm-entrypoint test ! -e /var/www/html/wp-content/object-cache.php && echo off-ok';
+  const idem = await q`docker run --rm -e WPFARM_OBJECT_CACHE=redis -e WORDPRESS_REDIS_HOST=redis ${img} sh -c ${again}`;
+  assert.equal(idem.stdout.trim(), '/usr/local/lib/wpfarm/object-cache.php\noff-ok');
+  const bad = await qn`docker run --rm -e WPFARM_OBJECT_CACHE=${'memcached'} ${img} true`;
+  assert.equal(bad.exitCode, 64);
+  assert.match(bad.stderr, /WPFARM_OBJECT_CACHE must be redis or off/);
+
+  // real page loads fill Redis with this site's keys, all under the site prefix ("a:" = WP_CACHE_KEY_SALT)
+  for (let i = 0; i < 3; i++) {
+    const p = await page();
+    assert.equal(p.status, 200);
+    assert.match(p.body, /Site A/);
+  }
+  const keys = await scan();
+  assert.ok(keys.includes('a:options:alloptions'), `alloptions cached in Redis: ${keys.slice(0, 20).join(' ')}`);
+  assert.ok(keys.length >= 5, `object-cache keys after page loads: ${keys.length}`);
+  const foreign = keys.filter((k) => !k.startsWith('a:') && !k.startsWith('PHPREDIS_SESSION:'));
+  assert.deepEqual(foreign, [], 'every object-cache key carries the site prefix');
+  console.log(`# redis holds ${keys.length} keys of site a after 3 page loads`);
+
+  // the mu-plugin endpoint (test only) runs wp_cache_* inside real requests
+  await $({ quiet: true, input: PROBE_PLUGIN })`docker exec -i ${fpmA} sh -c ${'mkdir -p /var/www/html/wp-content/mu-plugins && cat > /var/www/html/wp-content/mu-plugins/wpfarm-cache-probe.php'}`;
+  const st = await probe({ wpfarm_cache_probe: 'status' });
+  assert.deepEqual([st.ext, st.connected, st.prefix], [true, true, 'a:'], 'WordPress uses the external object cache, connected');
+
+  // written through WordPress -> in Redis; written in Redis -> read by WordPress in another request
+  const v1 = `v1-${randomBytes(4).toString('hex')}`;
+  assert.equal((await probe({ wpfarm_cache_probe: 'set', key: 'k1', value: v1 })).result, true);
+  assert.equal(await redisCli('GET', 'a:wpfarm-probe:k1'), phpString(v1));
+  await redisCli('SET', 'a:wpfarm-probe:k2', phpString('from-redis'));
+  const g2 = await probe({ wpfarm_cache_probe: 'get', key: 'k2' });
+  assert.deepEqual([g2.result, g2.found], ['from-redis', true]);
+  // core's option cache goes through it as well: an option updated in WordPress is in alloptions in Redis
+  const tagline = `tagline-${randomBytes(4).toString('hex')}`;
+  const upd = `$_SERVER['HTTP_HOST']='a.example'; require '/var/www/html/wp-load.php'; update_option('blogdescription', $argv[1]); echo wp_using_ext_object_cache() ? 'ext' : 'internal';`;
+  assert.equal((await q`docker exec ${fpmA} php -r ${upd} ${tagline}`).stdout.trim(), 'ext');
+  assert.ok((await redisCli('GET', 'a:options:alloptions')).includes(tagline), 'the updated option is in Redis');
+  assert.match(await feed(), new RegExp(tagline), 'and WordPress serves it');
+
+  // wp_cache_flush() removes this site's keys only (redis may be shared someday)
+  await redisCli('SET', 'othersite:options:alloptions', 'keep');
+  await redisCli('SET', 'PHPREDIS_SESSION:test', 'keep');
+  assert.equal((await probe({ wpfarm_cache_probe: 'flush' })).result, true);
+  const afterFlush = await scan();
+  assert.ok(afterFlush.includes('othersite:options:alloptions') && afterFlush.includes('PHPREDIS_SESSION:test'), `foreign keys kept: ${afterFlush.join(' ')}`);
+  assert.ok(!afterFlush.includes('a:wpfarm-probe:k1') && !afterFlush.includes('a:wpfarm-probe:k2'), `site keys flushed: ${afterFlush.join(' ')}`);
+  await redisCli('DEL', 'othersite:options:alloptions', 'PHPREDIS_SESSION:test');
+
+  // partition: redis unreachable (its data kept). The site keeps serving; a write made meanwhile must
+  // not leave the old value in Redis once it is reachable again.
+  assert.equal((await probe({ wpfarm_cache_probe: 'set', key: 'k3', value: 'before' })).result, true);
+  assert.equal(await redisCli('GET', 'a:wpfarm-probe:k3'), phpString('before'));
+  await docker('network', 'disconnect', `${P}-site-a`, redisA);
+  const t0 = Date.now();
+  const during = await page();
+  assert.equal(during.status, 200, 'serving while redis is unreachable');
+  assert.match(during.body, /Site A/);
+  console.log(`# first page with redis unreachable: ${Date.now() - t0} ms`);
+  const w = await probe({ wpfarm_cache_probe: 'set', key: 'k3', value: 'during' });
+  assert.deepEqual([w.result, w.connected], [true, false]);
+  assert.equal((await page()).status, 200);
+  await waitFor('the object-cache error line in php-fpm logs', async () => {
+    const logs = await qn`docker logs ${fpmA}`;
+    return /wpfarm object-cache: redis at redis:6379: connect failed/.test(logs.stdout + logs.stderr);
+  }, 10_000);
+  assert.equal(await redisCli('GET', 'a:wpfarm-probe:k3'), phpString('before'), 'redis still holds the old value (partitioned)');
+  await docker('network', 'connect', '--alias', 'redis', `${P}-site-a`, redisA);
+  await waitFor('object cache reconnected', async () => (await probe({ wpfarm_cache_probe: 'status' })).connected === true, 30_000);
+  assert.equal(await redisCli('EXISTS', 'a:wpfarm-probe:k3'), '0', 'the stale value was flushed on reconnect');
+  const g3 = await probe({ wpfarm_cache_probe: 'get', key: 'k3' });
+  assert.deepEqual([g3.result, g3.found], [false, false]);
+  assert.equal((await page()).status, 200);
+  assert.ok((await scan()).includes('a:options:alloptions'), 'keys come back after the partition');
+
+  // redis stopped: still 200; started again: the cache fills again
+  await docker('stop', redisA);
+  for (let i = 0; i < 3; i++) {
+    const p = await page();
+    assert.equal(p.status, 200, 'serving while redis is stopped');
+    assert.match(p.body, /Site A/);
+  }
+  await docker('start', redisA);
+  await waitFor('redis back', async () => (await qn`docker exec ${redisA} redis-cli ping`).stdout.trim() === 'PONG');
+  assert.deepEqual(await scan(), [], 'a restarted redis starts empty (no persistence)');
+  await waitFor(
+    'object-cache keys back in redis',
+    async () => (await page()).status === 200 && (await scan()).includes('a:options:alloptions'),
+    30_000,
+  );
+  assert.match(await feed(), new RegExp(tagline));
 });
