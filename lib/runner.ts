@@ -101,6 +101,12 @@ function errMessage(e: unknown): string {
 /** Shared state between the hosts of one role run (runOnce, anyErrorsFatal). */
 interface RoleShared {
   once: Map<string, Promise<StepResult>>;
+  /** hosts of the current batch, in inventory order: a runOnce step runs on the first one still running */
+  order: string[];
+  /** hosts whose run ended (done, failed, unreachable) */
+  gone: Set<string>;
+  /** hosts waiting for a runOnce step to be started by the host in charge of it */
+  waiters: Set<() => void>;
   fatal: { stop: boolean };
   /** bad input found while preparing a host's steps: the whole run stops with exit 4 */
   inputError?: InputError;
@@ -388,15 +394,40 @@ class HostRun {
         let r: StepResult;
         try {
           if (step.options.runOnce) {
+            // Like Ansible's run_once: on the first host (inventory order) that is still running, so that a
+            // rerun runs it where the first run did; the others wait for its outcome. If that host's run
+            // ends before it gets there (failed, unreachable), the next host takes over.
             const key = `${i}:${step.title}`;
             let p = this.shared.once.get(key);
-            const first = !p;
-            if (!p) {
-              p = this.runStep(step, ctx, list, i);
-              this.shared.once.set(key, p);
+            let first = false;
+            while (!p) {
+              if (this.shared.order.find((h) => !this.shared.gone.has(h)) === this.host.name) {
+                first = true;
+                p = this.runStep(step, ctx, list, i);
+                this.shared.once.set(key, p);
+                wakeAll(this.shared);
+                break;
+              }
+              await new Promise<void>((resolve) => {
+                const w = () => {
+                  this.shared.waiters.delete(w);
+                  resolve();
+                };
+                this.shared.waiters.add(w);
+              });
+              p = this.shared.once.get(key);
             }
             r = await p;
-            if (!first) r = { ...r, host: this.host.name, status: r.status === 'failed' ? 'failed' : 'ok', changes: [], reason: `ran once on ${r.host}`, ms: 0 };
+            // the other hosts mirror the outcome (a change is counted once, on the host that made it)
+            if (!first)
+              r = {
+                ...r,
+                host: this.host.name,
+                status: r.status === 'failed' || r.status === 'skipped' ? r.status : 'ok',
+                changes: [],
+                reason: `ran once on ${r.host}${r.status === 'skipped' && r.reason ? `: ${r.reason}` : ''}`,
+                ms: 0,
+              };
           } else {
             r = await this.runStep(step, ctx, list, i);
           }
@@ -487,12 +518,16 @@ function batchesOf<T>(items: T[], serial: number | string | undefined): T[][] {
   return out;
 }
 
+function wakeAll(shared: RoleShared): void {
+  for (const w of [...shared.waiters]) w();
+}
+
 /** Run one role over hosts: parallel within a serial batch (forks), batches one after another. */
 export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promise<RoleRunResult> {
   env.reporter.roleStart(role.name, hosts.map((h) => h.name));
   const results: StepResult[] = [];
   const outcomes: HostOutcome[] = [];
-  const shared: RoleShared = { once: new Map(), fatal: { stop: false } };
+  const shared: RoleShared = { once: new Map(), order: [], gone: new Set(), waiters: new Set(), fatal: { stop: false } };
   const limit = pLimit(Math.max(1, env.options.forks));
   let aborted: string | undefined;
   for (const batch of batchesOf(hosts, role.serial)) {
@@ -505,7 +540,19 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
       if (!st) env.hostState.set(h.name, (st = newHostState()));
       return new HostRun(role, h, env, st, shared);
     });
-    const got = await Promise.all(runs.map((r) => limit(() => r.run())));
+    shared.order = batch.map((h) => h.name);
+    const got = await Promise.all(
+      runs.map((r) =>
+        limit(async () => {
+          try {
+            return await r.run();
+          } finally {
+            shared.gone.add(r.host.name);
+            wakeAll(shared);
+          }
+        }),
+      ),
+    );
     runs.forEach((r) => results.push(...r.results));
     outcomes.push(...got);
     if (shared.inputError) {
