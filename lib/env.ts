@@ -24,13 +24,22 @@ export interface EnvSource {
 
 const cache = new Map<string, { mtimeMs: number; size: number; src: EnvSource }>();
 
+/** The credentials file named by the loaded inventory (settings.env_file); undefined: `.env`. */
+let inventoryEnvFile: string | undefined;
+
+/** Called by the inventory loader: the run's credentials come from the file its inventory names. */
+export function setInventoryEnvFile(file: string | undefined): void {
+  inventoryEnvFile = file;
+}
+
 /**
- * Read a dotenv file. Default: `.env` in the current directory (the repository root).
- * `explicit` = the caller named the file: then it must exist.
+ * Read a dotenv file. Default: the inventory's settings.env_file, else `.env` in the current directory
+ * (the repository root); a missing default is fine (a credential lookup then names the file it tried).
+ * A file named by the caller must exist.
  */
 export function readEnvFile(envFile?: string): EnvSource {
   const explicit = envFile !== undefined;
-  const file = path.resolve(envFile ?? '.env');
+  const file = path.resolve(envFile ?? inventoryEnvFile ?? '.env');
   let st;
   try {
     st = statSync(file);
@@ -49,6 +58,11 @@ export function readEnvFile(envFile?: string): EnvSource {
   const src: EnvSource = { file, values: new Map(Object.entries(dotenv.parse(text))), exists: true };
   cache.set(file, { mtimeMs: st.mtimeMs, size: st.size, src });
   return src;
+}
+
+/** The credentials file lookups read (the inventory's settings.env_file, else .env), as shown in messages. */
+export function envFileShown(): string {
+  return displayPath(readEnvFile().file);
 }
 
 /** Value of an env var: process.env wins over the .env file. Undefined when unset or empty. */

@@ -23,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { isMap, isScalar } from 'yaml';
 import { InputError } from './errors.ts';
-import { readEnvFile, requireCredential, type EnvSource } from './env.ts';
+import { readEnvFile, requireCredential, setInventoryEnvFile, type EnvSource } from './env.ts';
 import type { HostSpec, Vars } from './types.ts';
 import { didYouMean, parseYamlFile, type YamlNode, type YamlSource } from './yamlsrc.ts';
 
@@ -46,7 +46,7 @@ export interface Inventory {
   hosts: Map<string, HostSpec>;
   /** in declaration order; the implicit group `all` is not in this map */
   groups: Map<string, GroupSpec>;
-  settings: { knownHosts?: string; acceptNewHostKeys: boolean };
+  settings: { knownHosts?: string; acceptNewHostKeys: boolean; envFile?: string };
   /** level "all" (top-level vars), credentials resolved */
   vars: Vars;
 }
@@ -62,7 +62,7 @@ export interface LoadOptions {
  *  cloud, cloudflare → lib/cloud/config.ts (provisioning). Add a section here when a loader owns it. */
 export const OTHER_SECTIONS: readonly string[] = ['cloud', 'cloudflare'];
 const TOP_KEYS = ['settings', 'vars', 'hosts', 'groups', ...OTHER_SECTIONS] as const;
-const SETTINGS_KEYS = ['known_hosts', 'accept_new_host_keys', 'key'] as const;
+const SETTINGS_KEYS = ['known_hosts', 'accept_new_host_keys', 'key', 'env_file'] as const;
 const HOST_KEYS = ['address', 'port', 'user', 'key', 'become_password', 'vars'] as const;
 const GROUP_KEYS = ['hosts', 'children', 'vars'] as const;
 
@@ -80,7 +80,6 @@ const membersCache = new WeakMap<Inventory, Map<string, string[]>>();
 /** Load and validate an inventory file. Synchronous; throws InputError (exit 4) naming file:line field. */
 export function loadInventory(file: string, opts: LoadOptions = {}): Inventory {
   const y = parseYamlFile(file);
-  const ctx = new LoadContext(y, opts.envFile);
 
   if (y.isNull(y.root)) throw y.error(y.root, 'inventory is empty: expected a mapping with hosts: (and optionally settings:, vars:, groups:)');
   const top = y.asMap(y.root, 'inventory');
@@ -98,8 +97,13 @@ export function loadInventory(file: string, opts: LoadOptions = {}): Inventory {
       if (key === 'known_hosts') settings.knownHosts = resolvePath(y.asNonEmptyString(value, f, keyNode));
       else if (key === 'accept_new_host_keys') settings.acceptNewHostKeys = y.asBool(value, f, keyNode);
       else if (key === 'key') defaultKey = resolvePath(y.asNonEmptyString(value, f, keyNode));
+      else if (key === 'env_file') settings.envFile = resolvePath(y.asNonEmptyString(value, f, keyNode));
     }
   }
+  // settings.env_file: where this inventory's credentials are (e.g. the lab's generated ones) instead of
+  // .env. It becomes the run's default for every credential lookup (roles, backups), not only the inventory's.
+  setInventoryEnvFile(settings.envFile);
+  const ctx = new LoadContext(y, opts.envFile);
   if (defaultKey === undefined) {
     const home = path.join(os.homedir(), '.ssh', 'id_ed25519');
     if (existsSync(home)) defaultKey = home;

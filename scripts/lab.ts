@@ -15,7 +15,7 @@ import { FAULTS, fault, isPartitioned, type Fault } from './lab/faults.ts';
 import { aptMirrors, buildBaseImage, ensureImages } from './lab/images.ts';
 import {
   ensureKeys, ensureMachines, ensureNetwork, inspectContainer, machines, removeLabObjects, sshBanner, waitReady, waitSvc,
-  writeInventory, writeKnownHosts, type NodeUpResult,
+  writeInventory, writeKnownHosts, writeLabEnv, type NodeUpResult,
 } from './lab/nodes.ts';
 import { compareSnapshots, formatDiff, isLabThing, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
 import { readJson, say, secondsSince, tryOut, withLock, writeJson } from './lab/util.ts';
@@ -66,6 +66,8 @@ async function labUpLocked(): Promise<LabUpResult> {
   }
   await waitSvc();
   writeKnownHosts();
+  const newCredentials = writeLabEnv();
+  if (newCredentials.length) say(`generated the lab's credentials ${newCredentials.join(', ')} in ${path.relative(ROOT, PATHS.envFile)}`);
   const changedInv = writeInventory();
   const seconds = (Date.now() - started) / 1000;
   say(

@@ -7,7 +7,7 @@
 // CROWDSEC_REGISTRATION_SECRET (.env), so reruns are idempotent and nothing secret lives in the repo.
 import { createHmac } from 'node:crypto';
 import { InputError } from '../../lib/errors.ts';
-import { lookupEnv } from '../../lib/env.ts';
+import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { command } from '../../lib/ops/command.ts';
 import { directory, file } from '../../lib/ops/files.ts';
@@ -118,7 +118,7 @@ const role: Role = {
     if (!mgmt.length) throw new InputError('management_cidrs is required (never banned)');
     const regSecretName = String(v.crowdsec_registration_secret_env ?? 'CROWDSEC_REGISTRATION_SECRET');
     const regSecret = lookupEnv(regSecretName);
-    if (!regSecret) throw new InputError(`${regSecretName} is not set in .env (agent passwords and bouncer keys are derived from it)`);
+    if (!regSecret) throw new InputError(`${regSecretName} is not set in ${envFileShown()} (agent passwords and bouncer keys are derived from it)`);
     const agentPassword = ctx.secret(derived(regSecret, `machine:${ctx.host.name}`));
     const bouncerKey = ctx.secret(derived(regSecret, `bouncer:${ctx.host.name}`));
     let notif = { files: {} as Record<string, string>, names: [] as string[], secrets: [] as string[] };
@@ -168,7 +168,7 @@ const role: Role = {
       const traefikKeyEnv = String(v.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY');
       const traefikKey = lookupEnv(traefikKeyEnv);
       if (v.crowdsec_bouncer_enabled !== false) {
-        if (!traefikKey) throw new InputError(`${traefikKeyEnv} is not set in .env (the Traefik bouncer's API key)`);
+        if (!traefikKey) throw new InputError(`${traefikKeyEnv} is not set in ${envFileShown()} (the Traefik bouncer's API key)`);
         ctx.secret(traefikKey);
         steps.push(
           command(registerBouncerCommand('traefik', traefikKey), { name: 'register the Traefik bouncer' }),

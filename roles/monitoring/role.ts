@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../../lib/errors.ts';
-import { lookupEnv } from '../../lib/env.ts';
+import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { task } from '../../lib/ops/base.ts';
 import { command } from '../../lib/ops/command.ts';
@@ -101,7 +101,7 @@ const role: Role = {
     if (member(ctx, 'db')) {
       const pwEnv = String(v.mysqld_exporter_password_env ?? 'MYSQLD_EXPORTER_PASSWORD');
       const pw = lookupEnv(pwEnv);
-      if (!pw) throw new InputError(`${pwEnv} is not set in .env (mysqld-exporter's database password)`);
+      if (!pw) throw new InputError(`${pwEnv} is not set in ${envFileShown()} (mysqld-exporter's database password)`);
       ctx.secret(pw);
       steps.push(
         // before the package: its postinst starts the exporter, which exits without this file (and then hits
@@ -195,7 +195,7 @@ function grafanaStack(ctx: StepContext): Step[] {
     ),
   ];
   if (!grafanaPw) {
-    steps.push(task('monitoring stack', async () => ({ skipped: `${pwEnv} is not set in .env (Grafana's admin password)` }), on));
+    steps.push(task('monitoring stack', async () => ({ skipped: `${pwEnv} is not set in ${envFileShown()} (Grafana's admin password)` }), on));
     return steps;
   }
   ctx.secret(grafanaPw);

@@ -3,7 +3,7 @@
 // as on the project's lab machines), the deploy is reported as skipped with that reason; on a machine
 // that can pull, the same steps deploy it.
 import { InputError } from '../../lib/errors.ts';
-import { lookupEnv } from '../../lib/env.ts';
+import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { task } from '../../lib/ops/base.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
@@ -81,7 +81,7 @@ const role: Role = {
     );
     const secretStep = (prefix: string, envName: string, register: string): Step => {
       const value = lookupEnv(envName);
-      if (!value) throw new InputError(`${envName} is not set in .env (needed for ${prefix})`);
+      if (!value) throw new InputError(`${envName} is not set in ${envFileShown()} (needed for ${prefix})`);
       ctx.secret(value);
       return dockerSecret({ name: prefix, content: value }, { runOnce: true, register, tags: ['traefik'] });
     };

@@ -14,6 +14,8 @@ export const INVENTORY_FILE = path.join(ROOT, 'inventory', 'lab.yml');
 export const PATHS = {
   clientKey: path.join(STATE_DIR, 'id_ed25519'),
   knownHosts: path.join(STATE_DIR, 'known_hosts'),
+  /** the lab's credentials (settings.env_file of inventory/lab.yml): generated once, mode 0600 */
+  envFile: path.join(STATE_DIR, 'lab.env'),
   hostKeys: path.join(STATE_DIR, 'hostkeys'),
   before: path.join(STATE_DIR, 'before.json'),
   beforeLast: path.join(STATE_DIR, 'before.last.json'),

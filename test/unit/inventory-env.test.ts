@@ -75,6 +75,30 @@ test('the default env file is .env in the current directory (the repository root
   assert.equal(loadInventory('plain.yml').hosts.size, 1);
 });
 
+test('settings.env_file: the inventory names its credentials file; it serves the inventory and every later lookup', (t) => {
+  const repo = mkdtempSync(path.join(tmp, 'repo-'));
+  const cwd = process.cwd();
+  t.after(() => process.chdir(cwd));
+  process.chdir(repo);
+  delete process.env.WPF_LAB_TOKEN;
+  delete process.env.WPF_ROLE_ONLY;
+  writeFileSync(path.join(repo, '.env'), 'WPF_LAB_TOKEN=from-dot-env\n');
+  writeFileSync(path.join(repo, 'lab.env'), 'WPF_LAB_TOKEN=from-lab-env-file\nWPF_ROLE_ONLY=role-value-1234\n');
+  writeFileSync(path.join(repo, 'lab.yml'), 'settings:\n  env_file: lab.env\nvars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
+  const inv = loadInventory('lab.yml');
+  assert.equal(inv.settings.envFile, path.join(repo, 'lab.env'));
+  assert.equal(inv.vars.tok, 'from-lab-env-file', 'the named file, not .env');
+  assert.equal(lookupEnv('WPF_ROLE_ONLY'), 'role-value-1234', 'a role looking a credential up reads the same file');
+  // a missing file (not generated yet, or a typo): a credential that is needed names the file it looked in
+  writeFileSync(path.join(repo, 'typo.yml'), 'settings:\n  env_file: lab.evn\nvars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
+  assert.throws(() => loadInventory('typo.yml'), (e: unknown) =>
+    e instanceof InputError && e.message === 'typo.yml:4 vars.tok: env var WPF_LAB_TOKEN is not set (or empty) in the environment, and there is no lab.evn file');
+  // an inventory without env_file goes back to .env
+  writeFileSync(path.join(repo, 'plain.yml'), 'vars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
+  assert.equal(loadInventory('plain.yml').vars.tok, 'from-dot-env');
+  assert.equal(lookupEnv('WPF_ROLE_ONLY'), undefined);
+});
+
 test('env file edits are seen (the parse cache is keyed on mtime and size)', () => {
   const env = path.join(tmp, 'edit.env');
   writeFileSync(env, 'WPF_EDIT=first-value\n');
