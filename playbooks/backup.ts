@@ -6,6 +6,8 @@
 //   --what config        git bundle of this repository (inventory, site records, rendered stacks)
 //   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)
 //   --restore-test       the weekly restore test (scratch database and directory), nothing backed up
+//   --install-timers     install the schedule on THIS machine (the controller) as systemd timers
+//                        (lib/backup/schedule.ts); idempotent; --unit-dir DIR writes elsewhere; -C reports only
 // Exit 0 when everything succeeded, 2 when any part failed (each failure is reported; others still run).
 import { randomBytes } from 'node:crypto';
 import { fail } from '../lib/cli.ts';
@@ -19,21 +21,29 @@ import { restoreTestSite } from '../lib/backup/verify.ts';
 import { backupConfig, pruneConfig } from '../lib/backup/config.ts';
 import { LocalShell } from '../lib/backup/runner.ts';
 import type { RetentionPolicy } from '../lib/backup/retention.ts';
+import { installBackupUnits, renderBackupUnits } from '../lib/backup/schedule.ts';
+import { resolve } from 'node:path';
 
 const USAGE = `Usage: node --import tsx playbooks/backup.ts --what sites-db|cluster-full|cluster-incr|files|config [--site ID,...] [--prune]
        node --import tsx playbooks/backup.ts --restore-test [--site ID,...]
+       node --import tsx playbooks/backup.ts --install-timers [--unit-dir DIR] [--check]
 
 Backs up (encrypted on the host) to the S3 bucket of WPFARM_S3_* in .env; prints a JSON report.`;
 
 const WHAT = ['sites-db', 'cluster-full', 'cluster-incr', 'files', 'config'] as const;
 
 try {
-  const p = parseBackupArgs<{ what?: string; site?: string; prune?: boolean; 'restore-test'?: boolean }>(
+  const p = parseBackupArgs<{ what?: string; site?: string; prune?: boolean; 'restore-test'?: boolean; 'install-timers'?: boolean; 'unit-dir'?: string }>(
     process.argv.slice(2),
-    { what: { type: 'string' }, site: { type: 'string' }, prune: { type: 'boolean' }, 'restore-test': { type: 'boolean' } },
+    { what: { type: 'string' }, site: { type: 'string' }, prune: { type: 'boolean' }, 'restore-test': { type: 'boolean' }, 'install-timers': { type: 'boolean' }, 'unit-dir': { type: 'string' } },
     USAGE,
   );
-  if (p) {
+  if (p?.extra['install-timers']) {
+    // the schedule runs here, on the controller: this checkout, this node, the inventory given (absolute)
+    const units = renderBackupUnits({ repoDir: process.cwd(), node: process.execPath, inventory: resolve(p.flags.inventory) });
+    const rep = await installBackupUnits(units, { unitDir: p.extra['unit-dir'], check: p.flags.check });
+    printJson({ ok: true, check: !!p.flags.check, ...rep, timers: units.filter((u) => u.name.endsWith('.timer')).map((u) => u.name) });
+  } else if (p) {
     const { flags, extra } = p;
     const what = extra.what as (typeof WHAT)[number] | undefined;
     if (!extra['restore-test'] && (!what || !WHAT.includes(what))) throw new InputError(`--what must be one of ${WHAT.join(', ')} (see --help)`);
@@ -43,7 +53,8 @@ try {
     const step = async (name: string, f: () => Promise<unknown>) => {
       const t0 = Date.now();
       try {
-        report.push({ step: name, ok: true, ms: Date.now() - t0, result: await f() });
+        const result = await f();
+        report.push({ step: name, ok: true, ms: Date.now() - t0, result });
       } catch (e) {
         failed++;
         report.push({ step: name, ok: false, ms: Date.now() - t0, error: mask((e as Error).message) });
@@ -60,7 +71,7 @@ try {
               store: ctx.store,
               ageIdentity: ctx.settings.identity(),
               db: { shell: await ctx.dbShell(), target: ctx.dbTarget(s) },
-              files: { shell: await ctx.filesShell(), access: { store: ctx.settings.store, password: ctx.settings.resticPassword() }, target: ctx.filesTarget(s), scratchDir: `/tmp/wpfarm-restoretest-${s.id}-${randomBytes(6).toString('hex')}` },
+              files: { shell: await ctx.filesShell(), access: await ctx.filesAccess(), target: ctx.filesTarget(s), scratchDir: `/tmp/wpfarm-restoretest-${s.id}-${randomBytes(6).toString('hex')}` },
             });
             if (!rep.ok) throw new Error(rep.problems.join('; '));
             return rep;
@@ -82,12 +93,11 @@ try {
         await step('config', () => backupConfig({ shell: new LocalShell('controller'), store: ctx.store, repoDir: process.cwd(), recipient: ctx.settings.recipient, at: now }));
         if (extra.prune) await step('prune config', () => pruneConfig({ store: ctx.store, now }));
       } else if (what === 'files') {
-        const access = { store: ctx.settings.store, password: ctx.settings.resticPassword() };
         for (const s of sites) {
-          await step(`files ${s.id}`, async () => backupSiteFiles({ shell: await ctx.filesShell(), access, target: ctx.filesTarget(s), host: s.id, time: now }));
+          await step(`files ${s.id}`, async () => backupSiteFiles({ shell: await ctx.filesShell(), access: await ctx.filesAccess(), target: ctx.filesTarget(s), host: s.id, time: now }));
           if (extra.prune) {
             const policy: RetentionPolicy = { daily: s.backup.files.keep_daily, weekly: s.backup.files.keep_weekly, monthly: s.backup.files.keep_monthly };
-            await step(`forget files ${s.id}`, async () => forgetSiteFiles({ shell: await ctx.filesShell(), access, site: s.id, policy }));
+            await step(`forget files ${s.id}`, async () => forgetSiteFiles({ shell: await ctx.filesShell(), access: await ctx.filesAccess(), site: s.id, policy }));
           }
         }
       }

@@ -28,7 +28,7 @@ try {
     const ctx = await backupContext(flags, { local: extra.local, sitesDir: extra['sites-dir'] });
     try {
       const site = ctx.site(extra.site);
-      const r = await restoreSiteFiles({ shell: await ctx.filesShell(), access: { store: ctx.settings.store, password: ctx.settings.resticPassword() }, target: ctx.filesTarget(site), at });
+      const r = await restoreSiteFiles({ shell: await ctx.filesShell(), access: await ctx.filesAccess(), target: ctx.filesTarget(site), at });
       printJson({ site: site.id, snapshot: r.snapshotId, backupTime: r.time.toISOString(), totalMs: r.ms });
     } finally {
       await ctx.close();

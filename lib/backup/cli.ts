@@ -2,8 +2,11 @@
 //
 // Inventory vars (all optional):
 //   backup_db_host       host that runs mariadb-dump / mariabackup (default: first host of group "db")
-//   backup_files_host    host that sees the sites' files (default: first host of group "storage")
-//   gluster_sites_path   where each site's directory lives (default /mnt/gluster/sites)
+//   backup_files_host    host that sees the sites' files: it must have the Gluster volume MOUNTED (the gluster
+//                        role mounts it on its clients, group gluster_client_group = "workers", not on the
+//                        storage servers). Default: the first host of that group whose mount answers.
+//   gluster_sites_path   where each site's directory lives (default gluster_mount, else /mnt/gluster/sites)
+//   backup_files_require_mount  false: accept a files host where the path is not a Gluster mount (default true)
 //   mariadb_socket       socket of the local MariaDB on the db host (default /run/mysqld/mysqld.sock)
 //   backup_lsn_root      mariabackup checkpoints on the db host (default /var/lib/wpfarm-backup/lsn)
 import { resolve, isAbsolute } from 'node:path';
@@ -21,6 +24,10 @@ import { LocalShell, connectionShell, type Shell } from './runner.ts';
 import type { SiteDbTarget } from './db.ts';
 import type { FilesTarget } from './files.ts';
 import type { ClusterTarget } from './cluster.ts';
+import type { ResticAccess } from './files.ts';
+import { BackupError } from './errors.ts';
+import { isLoopbackEndpoint, openReverseTunnel, tunnelledEndpoint, type ReverseTunnel } from './tunnel.ts';
+import { sh } from '../shell.ts';
 
 type OptSpec = NonNullable<Parameters<typeof parseCli>[1]>;
 
@@ -37,6 +44,11 @@ export interface BackupCtx {
   sites: SiteRecord[];
   dbShell(): Promise<Shell>;
   filesShell(): Promise<Shell>;
+  /**
+   * restic's access to the store as the files host sees it: the configured endpoint, or (a gateway on the
+   * controller's loopback, as in the lab) a reverse SSH tunnel to it on the host's loopback
+   */
+  filesAccess(): Promise<ResticAccess>;
   site(id: string): SiteRecord;
   dbTarget(site: SiteRecord): SiteDbTarget;
   filesTarget(site: SiteRecord): FilesTarget;
@@ -69,32 +81,72 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
   const mgmt = inventory.vars.management_cidrs;
   const sites = existsSync(sitesDir) ? loadSites(sitesDir, { management_cidrs: Array.isArray(mgmt) ? (mgmt as string[]) : undefined }) : [];
   const vars = inventory.vars;
-  const pick = (varName: string, group: string): HostSpec => {
-    const name = str(vars[varName], '') || groupMembers(inventory, group)[0];
-    const h = name ? inventory.hosts.get(name) : undefined;
-    if (!h) throw new InputError(`no host for backups: set ${varName} or put a host in group ${group} (${inventory.file})`);
-    return h;
-  };
   let pool: ConnectionPool | undefined;
-  const shellFor = async (varName: string, group: string): Promise<Shell> => {
-    if (o.local) return new LocalShell('localhost');
-    const host = pick(varName, group);
-    const kh = inventory.settings.knownHosts;
-    pool ??= new ConnectionPool({
-      knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
-      acceptNew: flags.acceptNewHostKeys || inventory.settings.acceptNewHostKeys,
-    });
-    return connectionShell(await pool.get(host));
+  const kh = inventory.settings.knownHosts;
+  const knownHosts = kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts');
+  const acceptNew = flags.acceptNewHostKeys || inventory.settings.acceptNewHostKeys;
+  const connFor = async (host: HostSpec) => {
+    pool ??= new ConnectionPool({ knownHosts, acceptNew });
+    return pool.get(host);
   };
-  const sitesPath = str(vars.gluster_sites_path, '/mnt/gluster/sites').replace(/\/+$/, '');
+  const sitesPath = str(vars.gluster_sites_path, str(vars.gluster_mount, '/mnt/gluster/sites')).replace(/\/+$/, '');
+  const requireMount = vars.backup_files_require_mount !== false;
+
+  let dbShell: Promise<Shell> | undefined;
+  let filesHost: Promise<{ shell: Shell; host?: HostSpec }> | undefined;
+  let access: Promise<ResticAccess> | undefined;
+  let tunnel: ReverseTunnel | undefined;
+
+  /** The files host: the named one, or the first Gluster client whose mount of the sites path answers. */
+  const pickFilesHost = async (): Promise<{ shell: Shell; host?: HostSpec }> => {
+    if (o.local) return { shell: new LocalShell('localhost') };
+    const named = str(vars.backup_files_host, '');
+    const group = str(vars.gluster_client_group, 'workers');
+    const candidates = named ? [named] : groupMembers(inventory, group);
+    if (!candidates.length) throw new InputError(`no host for file backups: set backup_files_host or put the hosts that mount the Gluster volume in group ${group} (${inventory.file})`);
+    const refused: string[] = [];
+    for (const name of candidates) {
+      const host = inventory.hosts.get(name);
+      if (!host) throw new InputError(`backup_files_host ${JSON.stringify(name)} is not a host of ${inventory.file}`);
+      try {
+        const conn = await connFor(host);
+        // findmnt -T: the filesystem the path is on; stat under a timeout: a hung FUSE mount does not answer
+        const r = await conn.exec(sh`findmnt -n -o FSTYPE -T ${sitesPath} 2>/dev/null || true; timeout 15 stat -c %i ${sitesPath} >/dev/null 2>&1 && echo answers || echo silent`, { nothrow: true, timeoutMs: 30_000 });
+        const [fstype = '', state = ''] = r.stdout.trim().split('\n').map((l) => l.trim());
+        if (state !== 'answers') refused.push(`${name}: ${sitesPath} does not answer (${fstype || 'missing'})`);
+        else if (requireMount && fstype !== 'fuse.glusterfs') refused.push(`${name}: ${sitesPath} is on ${fstype || 'nothing'}, not a Gluster mount`);
+        else return { shell: connectionShell(conn), host };
+      } catch (e) {
+        refused.push(`${name}: ${(e as Error).message}`);
+      }
+    }
+    throw new BackupError('files-host', `no host can back up the sites' files (${refused.join('; ')}); the Gluster volume must be mounted there (set backup_files_host, or backup_files_require_mount: false)`);
+  };
+  const pickDbHost = async (): Promise<Shell> => {
+    if (o.local) return new LocalShell('localhost');
+    const name = str(vars.backup_db_host, '') || groupMembers(inventory, 'db')[0];
+    const h = name ? inventory.hosts.get(name) : undefined;
+    if (!h) throw new InputError(`no host for backups: set backup_db_host or put a host in group db (${inventory.file})`);
+    return connectionShell(await connFor(h));
+  };
+  const pickAccess = async (): Promise<ResticAccess> => {
+    const password = settings.resticPassword();
+    const fh = await (filesHost ??= pickFilesHost());
+    if (!fh.host || !isLoopbackEndpoint(settings.store.endpoint)) return { store: settings.store, password };
+    const u = new URL(settings.store.endpoint);
+    const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+    tunnel = await openReverseTunnel(fh.host, { host: u.hostname.replace(/^\[|\]$/g, ''), port }, { knownHosts, acceptNew });
+    return { store: { ...settings.store, endpoint: tunnelledEndpoint(settings.store.endpoint, tunnel.remotePort) }, password };
+  };
   return {
     flags,
     inventory,
     settings,
     store,
     sites,
-    dbShell: () => shellFor('backup_db_host', 'db'),
-    filesShell: () => shellFor('backup_files_host', 'storage'),
+    dbShell: () => (dbShell ??= pickDbHost()),
+    filesShell: async () => (await (filesHost ??= pickFilesHost())).shell,
+    filesAccess: () => (access ??= pickAccess()),
     site(id) {
       const s = sites.find((x) => x.id === id);
       if (!s) throw new InputError(`unknown site ${JSON.stringify(id)} (no ${sitesDir}/${id}.yml)`);
@@ -105,6 +157,7 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
     clusterTarget: () => ({ conn: { socket: str(vars.mariadb_socket, '/run/mysqld/mysqld.sock'), user: 'root' }, lsnRoot: str(vars.backup_lsn_root, '/var/lib/wpfarm-backup/lsn') }),
     async close() {
       store.destroy();
+      await tunnel?.close();
       await pool?.closeAll();
     },
   };

@@ -3,11 +3,12 @@
 //   stdin  = secret lines, then optionally a data stream (restore)
 //   stdout = a data stream (backup) consumed by the S3 multipart upload while the command runs
 // LocalShell runs on this machine (tests, or the controller acting as a host); connectionShell adapts
-// an engine Connection once it offers execStream (see docs/backups.md, "what the engine must provide").
+// an engine Connection (its execStream: one SSH channel per command, stdout streamed while it runs).
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import type { Connection } from '../types.ts';
 import { mask } from '../secrets.ts';
+import { sh } from '../shell.ts';
 import type { HostCommand } from './commands.ts';
 import { secretStdin } from './commands.ts';
 
@@ -127,7 +128,9 @@ export function connectionShell(conn: Connection): Shell {
       if (typeof sc.execStream !== 'function') {
         throw new Error(`${conn.host.name}: the transport offers no execStream; backups need streamed stdout (see docs/backups.md)`);
       }
-      return sc.execStream.call(conn, script, { stdin, become: true });
+      // bash explicitly: the scripts use pipefail and process substitution, whatever the login shell is.
+      // The script carries no secret (they come on stdin), so it may be on the command line.
+      return sc.execStream.call(conn, sh`bash -c ${script}`, { stdin, become: true });
     },
   };
 }

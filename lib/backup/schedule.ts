@@ -1,4 +1,4 @@
-// Backup schedules as systemd timers on the controller (pure rendering; installing them is a role's job).
+// Backup schedules as systemd timers on the controller: rendering (pure) and installing (installBackupUnits).
 // The controller runs the playbooks; the hosts only run the commands they send.
 //   sites-db       every 6 hours (per-site logical dumps) + prune (30 days)
 //   cluster-full   daily 00:30 (mariabackup full) + prune
@@ -7,7 +7,14 @@
 //   config         daily 04:00 (git bundle of the repository: inventory, site records, rendered stacks)
 //   restore-test   weekly, Sunday 05:00 (scratch database and directory)
 // Database jobs share one lock (flock) so a full and an incremental never overlap.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { quote } from 'zx';
+
+const run = promisify(execFile);
 
 export interface TimerSpec {
   name: string;
@@ -76,4 +83,62 @@ export function renderBackupUnits(o: { repoDir: string; node: string; inventory?
     });
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Installing the units on the controller: `node --import tsx playbooks/backup.ts --install-timers`.
+// Idempotent: files are written only when their content differs (atomically), wpfarm-backup-* units that
+// are no longer rendered are disabled and removed, systemd is reloaded only after a change, and a timer is
+// enabled/started only when it is not already. A rerun reports no change.
+
+export interface InstallReport {
+  unitDir: string;
+  changed: boolean;
+  changes: string[];
+  /** false when systemd is not running here (units written, not enabled: e.g. a container) */
+  systemd: boolean;
+}
+
+const UNIT_RE = /^wpfarm-backup-[a-z0-9-]+\.(service|timer)$/;
+
+export async function installBackupUnits(units: UnitFile[], o: { unitDir?: string; systemctl?: boolean; check?: boolean } = {}): Promise<InstallReport> {
+  const unitDir = o.unitDir ?? '/etc/systemd/system';
+  const useSystemd = (o.systemctl ?? unitDir === '/etc/systemd/system') && existsSync('/run/systemd/system');
+  const systemctl = async (...args: string[]) => (await run('systemctl', args, { timeout: 60_000 })).stdout.trim();
+  const changes: string[] = [];
+  const wanted = new Set(units.map((u) => u.name));
+  for (const u of units) if (!UNIT_RE.test(u.name)) throw new Error(`unexpected unit name ${u.name}`);
+  if (!o.check) await mkdir(unitDir, { recursive: true });
+  // stale units (a timer removed from BACKUP_TIMERS): stop, disable, remove
+  const present = existsSync(unitDir) ? (await readdir(unitDir)).filter((n) => UNIT_RE.test(n)) : [];
+  for (const n of present.filter((x) => !wanted.has(x))) {
+    changes.push(`remove ${join(unitDir, n)}`);
+    if (o.check) continue;
+    if (useSystemd && n.endsWith('.timer')) await systemctl('disable', '--now', n).catch(() => '');
+    await unlink(join(unitDir, n));
+  }
+  for (const u of units) {
+    const p = join(unitDir, u.name);
+    const cur = await readFile(p, 'utf8').catch(() => null);
+    if (cur === u.content) continue;
+    changes.push(`${cur === null ? 'create' : 'update'} ${p}`);
+    if (o.check) continue;
+    const tmp = join(unitDir, `.${u.name}.wpfarm-tmp`);
+    await writeFile(tmp, u.content, { mode: 0o644 });
+    await rename(tmp, p);
+  }
+  if (useSystemd) {
+    if (changes.length) {
+      if (!o.check) await systemctl('daemon-reload');
+      changes.push('systemctl daemon-reload');
+    }
+    for (const u of units.filter((x) => x.name.endsWith('.timer'))) {
+      const enabled = await systemctl('is-enabled', u.name).catch(() => 'disabled');
+      const active = await systemctl('is-active', u.name).catch(() => 'inactive');
+      if (enabled === 'enabled' && active === 'active') continue;
+      changes.push(`enable --now ${u.name} (was ${enabled}, ${active})`);
+      if (!o.check) await systemctl('enable', '--now', u.name);
+    }
+  }
+  return { unitDir, changed: changes.length > 0, changes, systemd: useSystemd };
 }
