@@ -50,6 +50,8 @@ export interface SiteRecord {
   /** FastCGI cache TTL in seconds for 200/301/302 responses (0 disables the cache) */
   cache_ttl: number;
   xmlrpc: boolean;
+  /** Redis object cache drop-in in WordPress (the site's redis service) */
+  object_cache: boolean;
   /** CIDRs allowed to reach /wp-admin and /wp-login.php */
   admin_allowlist: string[];
   /** sticky sessions at Traefik (cookie) */
@@ -302,7 +304,7 @@ function sub(r: Reader, v: unknown, p: Path): Record<string, unknown> {
   return v;
 }
 
-const TOP_KEYS = ['id', 'domain', 'aliases', 'php', 'replicas', 'limits', 'cache_ttl', 'xmlrpc', 'admin_allowlist', 'sticky', 'backup'] as const;
+const TOP_KEYS = ['id', 'domain', 'aliases', 'php', 'replicas', 'limits', 'cache_ttl', 'xmlrpc', 'object_cache', 'admin_allowlist', 'sticky', 'backup'] as const;
 const PHP_KEYS = Object.keys(DEFAULT_PHP);
 
 /**
@@ -395,6 +397,7 @@ export function parseSiteRecord(file: string, text: string, inv: SiteDefaultsFro
 
   const cache_ttl = int(r, raw.cache_ttl, ['cache_ttl'], 0, 86400, DEFAULT_CACHE_TTL);
   const xmlrpc = bool(r, raw.xmlrpc, ['xmlrpc'], false);
+  const object_cache = bool(r, raw.object_cache, ['object_cache'], true);
   const sticky = bool(r, raw.sticky, ['sticky'], false);
 
   let admin_allowlist: string[] = [...(inv.management_cidrs ?? [])];
@@ -431,7 +434,7 @@ export function parseSiteRecord(file: string, text: string, inv: SiteDefaultsFro
   };
 
   if (r.errors.length) throw new SiteRecordErrors(r.errors);
-  return { id, domain, aliases, php, replicas, limits, cache_ttl, xmlrpc, admin_allowlist, sticky, backup, source: file };
+  return { id, domain, aliases, php, replicas, limits, cache_ttl, xmlrpc, object_cache, admin_allowlist, sticky, backup, source: file };
 }
 
 /** "64M" → bytes */

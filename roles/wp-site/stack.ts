@@ -202,6 +202,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         WORDPRESS_DB_PASSWORD_FILE: '/run/secrets/db_password',
         WORDPRESS_KEYS_FILE: '/run/secrets/wp_keys',
         WORDPRESS_REDIS_HOST: 'redis',
+        WPFARM_OBJECT_CACHE: site.object_cache ? 'redis' : 'off',
         // php-fpm listens only on its address in the site network (not on shared-services).
         FPM_LISTEN_VIA: `${fpmAlias} redis`,
         FPM_PORT: String(FPM_PORT),

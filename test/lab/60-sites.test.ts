@@ -93,6 +93,11 @@ test('add-site: serving site (200 + title), post visible from another Galera nod
   const code = page.split('\n').pop();
   assert.equal(code, '200', `GET / answered ${code}`);
   assert.ok(page.includes(A.title), 'the page shows the site title');
+  // the Redis object cache (on by default): the site's redis holds WordPress's keys under the site's prefix
+  const redisNode = (await nodesOf(`${stack}_redis`))[0]!;
+  const keys = (await inService(redisNode, `${stack}_redis`, ['redis-cli', '--scan', '--count', '1000'])).split('\n').filter(Boolean);
+  assert.ok(keys.includes(`${A.id}:options:alloptions`), `redis holds ${A.id}:options:alloptions: ${keys.slice(0, 10).join(' ')}`);
+  assert.deepEqual(keys.filter((k) => !k.startsWith(`${A.id}:`)), [], 'every key carries the site prefix');
   // a post created through WordPress, read on another Galera node
   const postTitle = `Post ${stamp} through WordPress`;
   const php = `require '/var/www/html/wp-load.php'; $id = wp_insert_post(['post_title' => $argv[1], 'post_status' => 'publish', 'post_content' => 'x']); echo is_wp_error($id) ? 'ERR' : $id;`;
