@@ -4,6 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { buildCli } from '../../scripts/build-cli.ts';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
 
 interface CliResult {
@@ -24,10 +25,13 @@ const SECRET = 'S3cr3t-Value-9f8e7d';
 
 function cli(
   args: string[],
-  o: { env?: Record<string, string>; json?: boolean; onSpawn?: (pid: number) => void; onStdout?: (text: string) => void } = {},
+  o: { env?: Record<string, string>; json?: boolean; onSpawn?: (pid: number) => void; onStdout?: (text: string) => void; fast?: boolean } = {},
 ): Promise<CliResult> {
   const jsonFile = join(lab.dir, `report-${Math.random().toString(36).slice(2)}.json`);
-  const full = ['--import', 'tsx', 'playbooks/run-role.ts', ...args, ...(o.json === false ? [] : ['--json', jsonFile])];
+  // fast: the prebuilt CLI (scripts/build-cli.ts) through its launcher, saying which path it took on stderr
+  const start = o.fast ? ['.wpfarm/cli/wpfarm.mjs'] : ['--import', 'tsx'];
+  const full = [...start, 'playbooks/run-role.ts', ...args, ...(o.json === false ? [] : ['--json', jsonFile])];
+  if (o.fast) o.env = { ...o.env, WPFARM_CLI_DEBUG: '1' };
   return new Promise((resolve) => {
     const child = spawn(process.execPath, full, { env: { ...process.env, CI: 'true', ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     o.onSpawn?.(child.pid!);
@@ -204,6 +208,33 @@ describe('engine on real sshd hosts', () => {
         if (existsSync(p)) assert.equal(statSync(p).size, 64 * 1024 * 1024, `${h.name} big${i} is whole`);
       }
     }
+  });
+
+  test('the fast CLI (prebuilt bundle) runs a role as tsx does: check predicts, run changes, reruns change nothing', async () => {
+    const wl = ['bench/workload.ts', '--inventory', lab.inventoryFile];
+    const fast = async (args: string[]) => {
+      await buildCli({ quiet: true });
+      const r = await cli(args, { fast: true });
+      assert.match(r.stderr, /^wpfarm-cli: bundle [0-9a-f]{16}\/playbooks\/run-role\.mjs$/m, 'ran the bundle');
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      return r;
+    };
+    const check = await fast([...wl, '--check']);
+    assert.ok(!existsSync(onHost('h01', '/srv/bench')), 'check mode created nothing');
+    const predicted = changed(check.json!);
+    const first = await fast(wl);
+    // all 20 steps change on every host; check mode skips the one whose `when` needs a file the run creates
+    const ready = lab.hosts.map((h) => `${h.name} | file /srv/bench/data/ready`);
+    assert.deepEqual(changed(first.json!), [...predicted, ...ready].sort());
+    assert.equal(predicted.length, 3 * 19);
+    assert.equal(readFileSync(onHost('h03', '/srv/bench/conf/a.conf'), 'utf8'), 'alpha=1\nbeta=2\n');
+    const viaTsx = await cli(wl);
+    assert.equal(viaTsx.code, 0, viaTsx.stdout + viaTsx.stderr);
+    assert.deepEqual(changed(viaTsx.json!), []);
+    const rerun = await fast(wl);
+    assert.deepEqual(changed(rerun.json!), []);
+    assert.equal(rerun.json!.roundTrips, viaTsx.json!.roundTrips, 'same round trips as through tsx');
+    assert.equal(rerun.json!.results.length, viaTsx.json!.results.length);
   });
 
   test('a changed host key is refused with a clear error; the other hosts go on', async () => {
