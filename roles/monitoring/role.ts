@@ -210,8 +210,10 @@ function grafanaStack(ctx: StepContext): Step[] {
     task(
       'monitoring stack',
       async (c) => {
-        const img = c.registered.monitoring_images?.result as { ok: boolean } | undefined;
-        if (img && !img.ok) return { skipped: c.registered.monitoring_images?.reason ?? 'images cannot be pulled here' };
+        // a skipped images step may carry no result (only its reason): either way the stack cannot run
+        const reg = c.registered.monitoring_images;
+        const img = reg?.result as { ok: boolean } | undefined;
+        if (reg?.status === 'skipped' || (img && !img.ok)) return { skipped: reg?.reason ?? 'images cannot be pulled here' };
         const stack = monitoringStack({
           endpointMode: v.swarm_endpoint_mode === 'dnsrr' ? 'dnsrr' : 'vip',
           files,

@@ -232,8 +232,9 @@ export function monitoringStack(i: MonitoringStackInput): Record<string, unknown
       },
     },
     networks: {
-      // site stacks attach their exporters to this network (scraped through tasks.<service>)
-      [net]: { driver: 'overlay', attachable: true, name: net },
+      // made by the swarm-manager role with the farm's other overlays (attachable; encrypted where the kernel
+      // can): site stacks attach their exporters to it (scraped through tasks.<service>)
+      [net]: { external: true, name: net },
       'traefik-public': { external: true, name: 'traefik-public' },
     },
     volumes: { 'prometheus-data': {}, 'alertmanager-data': {}, 'grafana-data': {}, 'loki-data': {}, 'tempo-data': {}, 'promtail-positions': {} },

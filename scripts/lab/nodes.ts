@@ -297,6 +297,13 @@ vars:
   timezone: UTC
   # the lab's GlusterFS bricks live on the nodes' root filesystem, which gluster accepts only with force
   gluster_brick_force: true
+  # Traefik (whose image cannot be pulled here: its deploy is reported skipped): Let's Encrypt's staging CA
+  # is the default (acme_staging); the account e-mail and the dashboard's name are required variables
+  acme_email: ops@example.com
+  traefik_dashboard_host: traefik.lab.example.com
+  # Alertmanager's receiver: a webhook on this machine (the lab bridge's gateway); test/lab/75-monitoring
+  # listens there, otherwise notifications fail and are retried (production: slack, email, pagerduty, ...)
+  alert_channels: [{ type: webhook, url: "http://${GATEWAY}:19093/alert" }]
 hosts:
 ${hosts}
 groups:
