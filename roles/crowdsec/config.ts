@@ -111,6 +111,15 @@ export const DEBIAN_PATHS: CrowdsecPaths = {
   logDir: '/var/log',
 };
 
+/**
+ * Debian's crowdsec package installs its notification plugins as /usr/lib/crowdsec/plugins/{http,email,
+ * slack,splunk,dummy}, but crowdsec (1.4.6) only loads plugins named `<type>-<name>` and refuses to start
+ * with any other file in plugin_dir once a profile uses notifications ("plugin name .../dummy is invalid").
+ * The role links the ones wpfarm uses under their proper names into a directory of its own.
+ */
+export const PLUGIN_LINK_DIR = '/usr/local/lib/wpfarm/crowdsec-plugins';
+export const NOTIFICATION_PLUGINS = ['http', 'email', 'slack', 'splunk'] as const;
+
 /** /etc/crowdsec/config.yaml (full file, replacing the package's). */
 export function crowdsecConfig(s: LapiSettings, p: CrowdsecPaths = DEBIAN_PATHS, lapiPort = LAPI_PORT): Record<string, unknown> {
   const server: Record<string, unknown> = {

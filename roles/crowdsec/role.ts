@@ -23,12 +23,15 @@ import {
   cloudflareClientIpParser,
   COLLECTIONS,
   crowdsecConfig,
+  DEBIAN_PATHS,
   firewallBouncerConfig,
   LAPI_PORT,
   localApiCredentials,
   managementWhitelist,
+  NOTIFICATION_PLUGINS,
   notifications,
   onlineApiCredentialsSeed,
+  PLUGIN_LINK_DIR,
   profiles,
   registerBouncerCommand,
   registerMachineCommand,
@@ -131,12 +134,20 @@ const role: Role = {
       }
       for (const s of notif.secrets) ctx.secret(s);
     }
-    const cfg = crowdsecConfig({ lapiHost: lapi.address, privateCidrs, isLapi, onlineApi: v.crowdsec_online_api === true, listenAddress: isLapi ? lapi.address : undefined });
+    const cfg = crowdsecConfig(
+      { lapiHost: lapi.address, privateCidrs, isLapi, onlineApi: v.crowdsec_online_api === true, listenAddress: isLapi ? lapi.address : undefined },
+      { ...DEBIAN_PATHS, pluginDir: PLUGIN_LINK_DIR },
+    );
     const steps: Step[] = [
       // before the package: Debian's postinst registers with the central API unless this file is non-empty
       directory({ path: '/etc/crowdsec', mode: '0755' }),
       file({ path: '/etc/crowdsec/online_api_credentials.yaml', content: onlineApiCredentialsSeed(), mode: '0600' }, { notify: 'restart crowdsec' }),
       apt({ packages: ['crowdsec', ...(isEdge ? ['crowdsec-firewall-bouncer', 'nftables'] : [])], state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
+      directory({ path: PLUGIN_LINK_DIR, mode: '0755' }),
+      ...NOTIFICATION_PLUGINS.map((t) => {
+        const [src, dst] = [`${DEBIAN_PATHS.pluginDir}/${t}`, `${PLUGIN_LINK_DIR}/notification-${t}`];
+        return command({ cmd: ['ln', '-sfn', src, dst], unless: ['bash', '-c', sh`[ "$(readlink ${dst})" = ${src} ]`] }, { name: `crowdsec plugin notification-${t}`, notify: 'restart crowdsec' });
+      }),
       file({ path: '/etc/crowdsec/config.yaml', content: YAML.stringify(cfg), mode: '0644' }, { notify: 'restart crowdsec' }),
       file({ path: '/etc/crowdsec/acquis.yaml', content: acquisitionYaml(isEdge ? acquisition({ traefikSource: v.crowdsec_traefik_source === 'docker' ? 'docker' : 'file', traefikLogPath: `${traefikLogDir}/access.log` }) : acquisition().slice(1)), mode: '0644' }, { notify: 'restart crowdsec' }),
       file({ path: '/etc/crowdsec/profiles.yaml', content: profiles(notif.names, String(v.crowdsec_ban_duration ?? '4h')), mode: '0644' }, { notify: 'restart crowdsec' }),
