@@ -52,6 +52,8 @@ let secretValues: string[] = [];
 const conns = new Map<string, Connection>();
 let filesHost = '';
 const timings: Record<string, number> = {};
+const LSN_ROOT = '/var/lib/wpfarm-backup/lsn';
+const lsnDirs: string[] = [];
 
 async function conn(name: string): Promise<Connection> {
   const c = conns.get(name);
@@ -161,7 +163,9 @@ before(async () => {
 after(async () => {
   // everything this test created, and only that
   await exec('db1', sh`mariadb --socket=${SOCKET} --user=root -e ${`DROP DATABASE IF EXISTS \`${DB}\``}`).catch((e: unknown) => console.log(`# cleanup db: ${String(e)}`));
-  if (filesHost) await exec(filesHost, sh`rm -rf -- ${SITE_DIR} ${`${SITE_DIR}.restoretest`}`).catch((e: unknown) => console.log(`# cleanup dir: ${String(e)}`));
+  // only the checkpoint directories of this test's mariabackup runs (named after their stamps)
+  if (lsnDirs.length) await exec('db1', sh`rm -rf -- ${lsnDirs}`).catch((e: unknown) => console.log(`# cleanup lsn: ${String(e)}`));
+  if (filesHost) await exec(filesHost, sh`rm -rf -- ${SITE_DIR}`).catch((e: unknown) => console.log(`# cleanup dir: ${String(e)}`));
   if (store) {
     const keys = (await store.list('').catch(() => [])).map((o) => o.key);
     if (keys.length) await store.deleteKeys(keys).catch(() => undefined);
@@ -326,4 +330,28 @@ test('wrong S3 credentials: clear error, exit 2, nothing deleted in the bucket, 
   assert.match(rdb.stderr, /credentials rejected/);
   assert.deepEqual(await allObjects(), before);
   assert.equal(await fileState(), filesBefore);
+});
+
+test('mariabackup of the db host over SSH: a full, then an incremental on it (checkpoints in the role\'s backup_lsn_root)', async (t) => {
+  const runs: Array<{ kind: string; key: string; base?: string; fromLsn?: string; toLsn?: string; size: number; host: string }> = [];
+  for (const what of ['cluster-full', 'cluster-incr']) {
+    const r = await play('backup.ts', ['--what', what]);
+    const rep = JSON.parse(r.stdout || '{}') as { steps?: Array<{ ok: boolean; error?: string; result?: { manifest: (typeof runs)[number]; promotedToFull: boolean } }> };
+    const m = rep.steps?.[0]?.result?.manifest;
+    if (m) lsnDirs.push(`${LSN_ROOT}/${path.basename(m.key).replace(/\.xbstream\.gz\.age$/, '')}`);
+    assert.equal(r.code, 0, `${what}: ${r.stderr}\n${r.stdout}`);
+    assert.ok(m);
+    assert.equal(rep.steps?.[0]?.result?.promotedToFull, false);
+    runs.push(m);
+    timings[`${what}Ms`] = r.ms;
+    t.diagnostic(`${what}: ${r.ms} ms, ${m.size} bytes ciphertext, LSN ${m.fromLsn} → ${m.toLsn}`);
+  }
+  const [full, incr] = runs;
+  assert.equal(full?.kind, 'cluster-full');
+  assert.equal(incr?.kind, 'cluster-incr');
+  assert.equal(incr?.base, full?.key);
+  assert.equal(incr?.fromLsn, full?.toLsn);
+  assert.equal(full?.host, 'db1');
+  assert.match((await store!.getBytes(full!.key)).subarray(0, 22).toString('latin1'), /^age-encryption\.org\/v1/);
+  assert.match(await exec('db1', sh`stat -c %a ${LSN_ROOT}; cat ${`${lsnDirs[1]}/xtrabackup_checkpoints`}`), /^700\n[\s\S]*backup_type = incremental/);
 });
