@@ -15,6 +15,7 @@ import { copy, directory, file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
 import { template } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
+import { lookupEnv } from '../../lib/env.ts';
 import { withMysql, statusVars, rows, type Db } from '../../lib/mysql.ts';
 import { decide, parseGrastate, parseRecoveredPosition, withSafeToBootstrap, type NodeView } from './recovery.ts';
 
@@ -475,7 +476,11 @@ const role: Role = {
           const generated: string[] = [];
           for (const k of SECRET_KEYS) {
             const fromVars = c.vars[`galera_${k}`];
+            // the monitoring role writes the exporter's .my.cnf from the same credential: one password, so the
+            // two roles never set the user back and forth
+            const fromEnv = k === 'exporter_password' ? lookupEnv(String(c.vars.mysqld_exporter_password_env ?? 'MYSQLD_EXPORTER_PASSWORD')) : undefined;
             if (typeof fromVars === 'string' && fromVars) out[k] = fromVars;
+            else if (fromEnv) out[k] = fromEnv;
             else if (stored[k]) out[k] = stored[k]!;
             else {
               out[k] = randomBytes(24).toString('base64url');
