@@ -55,19 +55,23 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
  * - a dynamic `import(expr)` whose argument is not a literal (lib/play.ts loadRole) goes through the
  *   launcher's `__wpfarmImport(base, spec)`, which maps a built .ts entry to its bundle.
  */
-function sourcePlugin(root: string): Plugin {
+function sourcePlugin(read: Map<string, [number, number, string]>): Plugin {
   return {
     name: 'wpfarm-source',
     setup(b) {
       b.onLoad({ filter: /\.ts$/ }, (args) => {
         if (args.path.includes('/node_modules/')) return undefined;
+        // the manifest records the hash of exactly what was compiled (a file edited during the build is stale)
+        const st = statSync(args.path);
+        const buf = readFileSync(args.path);
+        read.set(args.path, [st.size, st.mtimeMs, sha256(buf)]);
         const url = JSON.stringify(pathToFileURL(args.path).href);
-        const text = readFileSync(args.path, 'utf8')
+        const text = buf
+          .toString('utf8')
           .replace(/\bimport\.meta\.url\b/g, url)
           .replace(/(?<![\w$.])import\((?!\s*['"`])/g, `__wpfarmImport(${url}, `);
         return { contents: text, loader: 'ts', resolveDir: dirname(args.path) };
       });
-      void root;
     },
   };
 }
@@ -119,6 +123,7 @@ export async function buildCli(o: { root?: string; cliDir?: string; force?: bool
   const tmpId = `tmp-${process.pid}-${Date.now()}`;
   const outdir = join(cliDir, tmpId);
   mkdirSync(cliDir, { recursive: true });
+  const read = new Map<string, [number, number, string]>();
   let result;
   try {
     result = await build({
@@ -140,7 +145,7 @@ export async function buildCli(o: { root?: string; cliDir?: string; force?: bool
       legalComments: 'none',
       metafile: true,
       logLevel: 'error',
-      plugins: [sourcePlugin(root)],
+      plugins: [sourcePlugin(read)],
     });
   } catch (e) {
     rmSync(outdir, { recursive: true, force: true });
@@ -157,13 +162,21 @@ export async function buildCli(o: { root?: string; cliDir?: string; force?: bool
   }
   for (const f of ['tsconfig.json', 'package.json', 'scripts/build-cli.ts', 'node_modules/.package-lock.json']) if (existsSync(join(root, f))) files.add(f);
   const inputs: CliManifest['inputs'] = [...files].sort().map((f) => {
+    const compiled = read.get(resolve(root, f));
+    if (compiled) return [f, ...compiled];
     const st = statSync(join(root, f));
     return [f, st.size, st.mtimeMs, sha256(readFileSync(join(root, f)))];
   });
   const buildId = sha256(Buffer.from(JSON.stringify([inputs.map((i) => [i[0], i[3]]), process.version, esbuildVersion]))).slice(0, 16);
   const finalDir = join(cliDir, buildId);
-  if (existsSync(finalDir)) rmSync(outdir, { recursive: true, force: true });
-  else renameSync(outdir, finalDir);
+  try {
+    if (existsSync(finalDir)) rmSync(outdir, { recursive: true, force: true });
+    else renameSync(outdir, finalDir);
+  } catch (e) {
+    // a concurrent build of the same sources renamed its copy first: same content, use it
+    rmSync(outdir, { recursive: true, force: true });
+    if (!existsSync(join(finalDir, entries[0]!.replace(/\.ts$/, '.mjs')))) throw e;
+  }
   const manifest: CliManifest = {
     format: CLI_FORMAT,
     node: process.version,
@@ -187,9 +200,11 @@ export async function buildCli(o: { root?: string; cliDir?: string; force?: bool
   }
   atomic('wpfarm.mjs', LAUNCHER);
   atomic('current.json', `${JSON.stringify(manifest)}\n`);
-  // keep the current and the previous build (a run started on it may still load a role's chunk)
+  // keep the current and the previous build, and any from the last day: a run started on one may still
+  // import a chunk (a role, a playbook's lazy import) hours later
   for (const d of readdirSync(cliDir)) {
     if (d === buildId || d === previous || d.startsWith('.') || d === 'wpfarm.mjs' || d === 'current.json') continue;
+    if (!d.startsWith('tmp-') && Date.now() - statSync(join(cliDir, d)).mtimeMs < 24 * 3600_000) continue;
     if (d.startsWith('tmp-') && d !== tmpId && builderAlive(Number(d.split('-')[1]))) continue; // another build writing
     rmSync(join(cliDir, d), { recursive: true, force: true });
   }
