@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -57,6 +57,41 @@ test('rendered units pass systemd-analyze verify', async () => {
     const b = await run('systemd-analyze', ['verify', '--man=no', join(dir, 'broken.timer')]).then(() => 0, (e: { code?: number }) => e.code ?? 1);
     assert.notEqual(b, 0);
     assert.throws(() => renderBackupUnits({ repoDir: 'relative', node: process.execPath }), /absolute/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('backup.ts --install-timers: writes the units once (a rerun changes nothing), --check predicts, stale units removed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'wpfarm-units-install-'));
+  const play = async (...args: string[]) => {
+    const r = await run(process.execPath, ['--no-warnings', '--import', 'tsx', 'playbooks/backup.ts', '--install-timers', '--unit-dir', dir, '-i', 'inventory/lab.yml', ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+    return JSON.parse(r.stdout) as { changed: boolean; changes: string[]; systemd: boolean; timers: string[] };
+  };
+  try {
+    const check = await play('--check');
+    assert.equal(check.changed, true);
+    assert.equal(check.changes.length, BACKUP_TIMERS.length * 2);
+    assert.deepEqual(await readdir(dir), [], 'check mode wrote nothing');
+    const first = await play();
+    assert.deepEqual(first.changes, check.changes, 'check mode predicted the run');
+    assert.equal(first.systemd, false, 'a unit dir other than /etc/systemd/system never touches systemd');
+    const files = (await readdir(dir)).sort();
+    assert.equal(files.length, BACKUP_TIMERS.length * 2);
+    const svc = await readFile(join(dir, 'wpfarm-backup-files.service'), 'utf8');
+    assert.match(svc, new RegExp(`^WorkingDirectory=${process.cwd()}$`, 'm'));
+    assert.match(svc, /--what files --prune --inventory \/\S+\/inventory\/lab\.yml$/m);
+    const again = await play();
+    assert.equal(again.changed, false);
+    assert.deepEqual(again.changes, []);
+    // a unit no longer rendered (a removed job) goes; a hand-edited one is put back
+    await writeFile(join(dir, 'wpfarm-backup-retired.timer'), '[Timer]\nOnCalendar=daily\n');
+    await writeFile(join(dir, 'wpfarm-backup-config.timer'), '[Timer]\nOnCalendar=hourly\n');
+    await writeFile(join(dir, 'unrelated.timer'), '[Timer]\nOnCalendar=daily\n');
+    const fix = await play();
+    assert.deepEqual(fix.changes.map((c) => c.replace(`${dir}/`, '')).sort(), ['remove wpfarm-backup-retired.timer', 'update wpfarm-backup-config.timer']);
+    assert.ok((await readdir(dir)).includes('unrelated.timer'), 'other units are never touched');
+    assert.equal((await play()).changed, false);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
