@@ -328,8 +328,9 @@ export async function stackReplicas(ctx: StepContext, stack: string): Promise<Re
   return out;
 }
 
-/** Wait until every service of the stack runs all its replicas (Swarm counts a task with a health check
- *  as running only once it is healthy) and no update is in progress. */
+/** Wait until every service of the stack runs exactly its replicas (Swarm counts a task with a health check
+ *  as running only once it is healthy; after a scale-down, tasks still draining count until they stop) and
+ *  no update is in progress: the stack has converged. */
 export async function waitStackReady(ctx: StepContext, stack: string, services: string[], timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   let last = '';
@@ -338,7 +339,7 @@ export async function waitStackReady(ctx: StepContext, stack: string, services: 
     const upd = await ctx.exec(sh`docker service inspect --format '{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' ${services.map((s) => `${stack}_${s}`)}`, { nothrow: true });
     const updating = upd.stdout.split('\n').filter((l) => / (updating|rollback_started|paused|rollback_paused)$/.test(l.trim()));
     last = services.map((s) => `${s} ${reps[s]?.running ?? 0}/${reps[s]?.desired ?? '?'}`).join(', ') + (updating.length ? `; updating: ${updating.join(', ')}` : '');
-    if (services.every((s) => reps[s] && reps[s]!.desired > 0 && reps[s]!.running >= reps[s]!.desired) && !updating.length) return;
+    if (services.every((s) => reps[s] && reps[s]!.desired > 0 && reps[s]!.running === reps[s]!.desired) && !updating.length) return;
     if (Date.now() > end) throw new Error(`stack ${stack} not ready after ${Math.round(timeoutMs / 1000)} s: ${last}`);
     await new Promise((r) => setTimeout(r, 2000));
   }

@@ -26,7 +26,8 @@ const CONTROLLER = '10.77.0.1';
 // fixed: the receiver's URL is part of alertmanager.yml, so reruns must give the same one
 const WEBHOOK_PORT = 19093;
 const VICTIM = 'wrk2';
-const ENV = { MYSQLD_EXPORTER_PASSWORD: 'lab-mysqld-exporter-4f9a2c71e0' };
+// credentials (MYSQLD_EXPORTER_PASSWORD, ...) come from the lab's env file, as for make bootstrap
+const ENV: Record<string, string> = {};
 const VARS = [
   '-e', `alert_channels=${JSON.stringify([{ type: 'webhook', url: `http://${CONTROLLER}:${WEBHOOK_PORT}/alert` }])}`,
   '-e', 'alert_for_override=30s',
