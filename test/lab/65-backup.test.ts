@@ -305,6 +305,16 @@ test('a scratch site on the farm: backed up twice over SSH, destroyed, restored 
   timings.restoreDbLatestMs = rdb2.ms;
   timings.restoreFilesLatestMs = rf2.ms;
   t.diagnostic(`restore latest: db ${rdb2.ms} ms, files ${rf2.ms} ms, RTO ${rdb2.ms + rf2.ms} ms`);
+  // the weekly restore test (its timer's job) on the lab: scratch database on db1, scratch dir on the files host
+  const rt = await play('backup.ts', ['--restore-test', '--site', SITE]);
+  assert.equal(rt.code, 0, rt.stderr + rt.stdout);
+  const rtRep = JSON.parse(rt.stdout) as { steps: Array<{ result: { db: { identicalToLive: boolean; tables: number }; files: { identicalToLive: boolean; files: number } } }> };
+  assert.equal(rtRep.steps[0]?.result.db.identicalToLive, true);
+  assert.equal(rtRep.steps[0]?.result.files.identicalToLive, true);
+  assert.equal(await checksums('db1'), dbB, 'the restore test leaves the live site alone');
+  assert.equal((await exec('db1', sh`mariadb -N -e ${`SHOW DATABASES LIKE '${DB}%'`}`)).trim(), DB, 'scratch database removed');
+  timings.restoreTestMs = rt.ms;
+  t.diagnostic(`weekly restore test: ${rt.ms} ms (${rtRep.steps[0]?.result.db.tables} tables, ${rtRep.steps[0]?.result.files.files} files identical to live)`);
   // no staging directory or pre-restore copy left on the mount
   assert.equal((await exec(filesHost, sh`ls -A ${SITE_DIR}`)).trim().split('\n').sort().join(' '), PARTS.slice().sort().join(' '));
 });
