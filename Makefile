@@ -1,6 +1,10 @@
 # wpfarm: see README.md. Every target installs what it needs.
 SHELL := /bin/bash
 NODE  := node --import tsx
+# Playbooks through the fast CLI (scripts/build-cli.ts, bench/README.md): rebuilt when a source is newer; the
+# launcher itself runs the sources through tsx when anything changed since, or when the build is missing.
+CLI_SOURCES := $(shell find lib roles playbooks -name '*.ts' 2>/dev/null) bench/workload.ts scripts/build-cli.ts tsconfig.json package.json
+RUN    = node $$(test -f .wpfarm/cli/wpfarm.mjs && echo .wpfarm/cli/wpfarm.mjs || echo --import tsx)
 INVENTORY ?=
 export CI
 
@@ -42,6 +46,9 @@ test-fast: setup typecheck
 
 test-all: test
 
+.wpfarm/cli/current.json: $(CLI_SOURCES) node_modules/.package-lock.json
+	@$(NODE) scripts/build-cli.ts --quiet || echo 'build-cli failed: playbooks run through tsx'
+
 bench: setup
 	$(NODE) bench/run.ts
 
@@ -63,9 +70,9 @@ else
 endif
 
 # make role ROLE=traefik LIMIT=mgr1
-role: node_modules/.package-lock.json
-	$(NODE) playbooks/run-role.ts $(ROLE) $(if $(INVENTORY),--inventory $(INVENTORY)) $(if $(LIMIT),--limit $(LIMIT)) $(ARGS)
+role: node_modules/.package-lock.json .wpfarm/cli/current.json
+	$(RUN) playbooks/run-role.ts $(ROLE) $(if $(INVENTORY),--inventory $(INVENTORY)) $(if $(LIMIT),--limit $(LIMIT)) $(ARGS)
 
 # make add-site DOMAIN=example.com
-add-site: node_modules/.package-lock.json
-	$(NODE) playbooks/add-site.ts --domain $(DOMAIN) $(if $(INVENTORY),--inventory $(INVENTORY)) $(ARGS)
+add-site: node_modules/.package-lock.json .wpfarm/cli/current.json
+	$(RUN) playbooks/add-site.ts --domain $(DOMAIN) $(if $(INVENTORY),--inventory $(INVENTORY)) $(ARGS)

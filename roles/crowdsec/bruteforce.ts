@@ -149,6 +149,23 @@ export async function proveBan(edge: Exec, lapi: Exec, o: { attacker: string; vi
     await sleep(1000);
   }
   const bannedAfterMs = Date.now() - t0;
+  // The replayed lines can overflow more than one scenario (or one bucket twice): wait until the attacker's
+  // alerts stop coming (the count unchanged for 10 s) so that a late alert does not ban it again after the
+  // delete below.
+  const alertCount = async (): Promise<number> => {
+    const r = await lapi(`cscli alerts list --ip ${quote(o.attacker)} -o json`, { become: true, nothrow: true });
+    try {
+      const j = JSON.parse(r.stdout || '[]') as unknown;
+      return Array.isArray(j) ? j.length : 0;
+    } catch {
+      return 0;
+    }
+  };
+  for (let last = -1, stableSince = Date.now(); Date.now() - t0 < deadline; await sleep(2000)) {
+    const n = await alertCount();
+    if (n !== last) [last, stableSince] = [n, Date.now()];
+    else if (Date.now() - stableSince >= 10_000) break;
+  }
   const decisions = await lapi(`cscli decisions list -o json`, { become: true });
   const visitorBanned = seen.includes(o.visitor) || decisions.stdout.includes(`"${o.visitor}"`);
   await lapi(`cscli decisions delete --ip ${quote(o.attacker)}`, { become: true });
