@@ -16,7 +16,7 @@ import { mask } from '../lib/secrets.ts';
 import { backupContext, parseBackupArgs, printJson } from '../lib/backup/cli.ts';
 import { backupSiteDb, pruneSiteDb } from '../lib/backup/db.ts';
 import { backupSiteFiles, forgetSiteFiles } from '../lib/backup/files.ts';
-import { backupCluster, pruneCluster } from '../lib/backup/cluster.ts';
+import { backupCluster, pruneCluster, pruneLsnDirs } from '../lib/backup/cluster.ts';
 import { restoreTestSite } from '../lib/backup/verify.ts';
 import { backupConfig, pruneConfig } from '../lib/backup/config.ts';
 import { LocalShell } from '../lib/backup/runner.ts';
@@ -87,7 +87,14 @@ try {
         }
       } else if (what === 'cluster-full' || what === 'cluster-incr') {
         await step(what, async () => backupCluster({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.clusterTarget(), recipient: ctx.settings.recipient, kind: what === 'cluster-full' ? 'full' : 'incr', at: now }));
-        if (extra.prune) await step('prune cluster', () => pruneCluster({ store: ctx.store, now }));
+        if (extra.prune) {
+          await step('prune cluster', async () => {
+            const r = await pruneCluster({ store: ctx.store, now });
+            // the db host's checkpoint directories of backups no longer in the bucket
+            const lsn = await pruneLsnDirs({ shell: await ctx.dbShell(), lsnRoot: ctx.clusterTarget().lsnRoot, keepKeys: r.kept });
+            return { ...r, lsnDirsRemoved: lsn.removed };
+          });
+        }
       } else if (what === 'config') {
         // the repository of this checkout, bundled on the controller itself
         await step('config', () => backupConfig({ shell: new LocalShell('controller'), store: ctx.store, repoDir: process.cwd(), recipient: ctx.settings.recipient, at: now }));

@@ -3,7 +3,7 @@
 // previous backup of the chain); restoring at date D = the newest complete backup at or before D plus
 // its chain back to the full, unpacked and prepared into a datadir on the host.
 import { createReadStream } from 'node:fs';
-import { type CatalogEntry, clusterKey, formatStamp, listBackups, manifestKey, pickAtOrBefore, readManifest, XB_EXT, type Manifest } from './catalog.ts';
+import { type CatalogEntry, clusterKey, formatStamp, listBackups, manifestKey, parseStamp, pickAtOrBefore, readManifest, XB_EXT, type Manifest } from './catalog.ts';
 import {
   AGE_IDENTITY_ENV,
   checkpointsCommand,
@@ -160,4 +160,25 @@ export async function pruneCluster(o: { store: ObjectStore; now: Date; policy?: 
     entries.map(async (e) => ({ ...e, base: e.complete && e.kind === 'incr' ? (await readManifest(o.store, e.key)).base : undefined })),
   );
   return pruneSiteDbLike(o.store, withBase, o.policy ?? DB_POLICY, o.now, 'db/cluster/', o.dryRun);
+}
+
+/**
+ * Remove the host's checkpoint directories (`<lsnRoot>/<stamp>`) of backups that are no longer in the
+ * bucket (pruned, or never completed). Only directories named like a stamp are considered; the others
+ * are left alone. `keepKeys`: the cluster backups still in the bucket (the kept list of pruneCluster).
+ */
+export async function pruneLsnDirs(o: { shell: Shell; lsnRoot: string; keepKeys: string[]; dryRun?: boolean }): Promise<{ removed: string[] }> {
+  const keep = new Set(o.keepKeys.map((k) => k.slice(k.lastIndexOf('/') + 1).replace(/\.xbstream\.gz\.age$/, '')));
+  const ls = await runHostCommand(o.shell, { script: sh`if [ -d ${o.lsnRoot} ]; then cd ${o.lsnRoot} && find . -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'; fi`, secrets: [] }, {});
+  if (ls.code !== 0) throw new BackupError('prune', `listing ${o.lsnRoot} on ${o.shell.name} exited ${ls.code}: ${stderrTail(ls.stderr)}`);
+  const stale = ls.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((n) => parseStamp(n) !== null && !keep.has(n))
+    .sort();
+  if (stale.length && !o.dryRun) {
+    const r = await runHostCommand(o.shell, { script: sh`cd ${o.lsnRoot} && rm -rf -- ${stale}`, secrets: [] }, {});
+    if (r.code !== 0) throw new BackupError('prune', `removing checkpoint directories on ${o.shell.name} exited ${r.code}: ${stderrTail(r.stderr)}`);
+  }
+  return { removed: stale.map((n) => `${o.lsnRoot}/${n}`) };
 }

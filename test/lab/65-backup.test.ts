@@ -344,8 +344,13 @@ test('wrong S3 credentials: clear error, exit 2, nothing deleted in the bucket, 
 
 test('mariabackup of the db host over SSH: a full, then an incremental on it (checkpoints in the role\'s backup_lsn_root)', async (t) => {
   const runs: Array<{ kind: string; key: string; base?: string; fromLsn?: string; toLsn?: string; size: number; host: string }> = [];
+  // a checkpoint directory of a backup that is not in the bucket (pruned long ago), and a foreign directory
+  const stale = `${LSN_ROOT}/2020-01-01T000000Z`;
+  const foreign = `${LSN_ROOT}/bk65-not-a-stamp-${stamp}`;
+  lsnDirs.push(stale, foreign);
   for (const what of ['cluster-full', 'cluster-incr']) {
-    const r = await play('backup.ts', ['--what', what]);
+    if (what === 'cluster-incr') await exec('db1', sh`mkdir -p ${stale} ${foreign} && touch ${`${stale}/xtrabackup_checkpoints`}`);
+    const r = await play('backup.ts', ['--what', what, ...(what === 'cluster-incr' ? ['--prune'] : [])]);
     const rep = JSON.parse(r.stdout || '{}') as { steps?: Array<{ ok: boolean; error?: string; result?: { manifest: (typeof runs)[number]; promotedToFull: boolean } }> };
     const m = rep.steps?.[0]?.result?.manifest;
     if (m) lsnDirs.push(`${LSN_ROOT}/${path.basename(m.key).replace(/\.xbstream\.gz\.age$/, '')}`);
@@ -363,5 +368,10 @@ test('mariabackup of the db host over SSH: a full, then an incremental on it (ch
   assert.equal(incr?.fromLsn, full?.toLsn);
   assert.equal(full?.host, 'db1');
   assert.match((await store!.getBytes(full!.key)).subarray(0, 22).toString('latin1'), /^age-encryption\.org\/v1/);
-  assert.match(await exec('db1', sh`stat -c %a ${LSN_ROOT}; cat ${`${lsnDirs[1]}/xtrabackup_checkpoints`}`), /^700\n[\s\S]*backup_type = incremental/);
+  const incrDir = lsnDirs[lsnDirs.length - 1]!;
+  assert.match(await exec('db1', sh`stat -c %a ${LSN_ROOT}; cat ${`${incrDir}/xtrabackup_checkpoints`}`), /^700\n[\s\S]*backup_type = incremental/);
+  // --prune removed the checkpoints of the backup that is not in the bucket, kept the chain's and the foreign one
+  const left = (await exec('db1', sh`ls -1 ${LSN_ROOT}`)).trim().split('\n');
+  assert.ok(!left.includes('2020-01-01T000000Z'), left.join(' '));
+  for (const d of [lsnDirs[2]!, incrDir, foreign]) assert.ok(left.includes(path.basename(d)), `${d} kept: ${left.join(' ')}`);
 });
