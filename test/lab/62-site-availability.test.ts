@@ -133,8 +133,9 @@ test('rotate-secrets: new DB password and salts rolled out with no failed reques
 });
 
 test('one php-fpm task killed (2 replicas): no failed request', { timeout: 10 * 60_000 }, async (t) => {
+  // two running tasks (Swarm may have put both on one worker after the updates: one is killed either way)
+  assert.match(await running(`${STACK}_php-fpm`), / 2\/2$/);
   const nodes = await nodesOf(`${STACK}_php-fpm`);
-  assert.equal(nodes.length, 2, `two php-fpm tasks on two workers: ${nodes.join(',')}`);
   const r = await during('kill -9 of one php-fpm task', async () => {
     await inService(nodes[0]!, `${STACK}_php-fpm`, ['true']); // the container exists
     await ssh(nodes[0]!, `docker kill --signal KILL $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${STACK}_php-fpm`)} | head -n1)`);

@@ -36,7 +36,9 @@ const ENV = {
 // acme_email and traefik_dashboard_host come from inventory/lab.yml, as for make bootstrap
 const TRAEFIK_VARS: string[] = [];
 // TEST-NET addresses: only text in a log file, never contacted
-const ATTACKER = '203.0.113.77';
+// a new attacker address per run: crowdsec's scenarios blackhole an address for 5 min after it overflowed,
+// so a rerun within that time with the same address would raise no alert
+const ATTACKER = `203.0.113.${10 + Math.floor(Math.random() * 240)}`;
 const VISITOR = '198.51.100.23';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-edge-'));
