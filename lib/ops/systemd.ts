@@ -6,7 +6,7 @@
 // used in handlers); everything else changes only what differs.
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { defineOp } from './base.ts';
-import { sh } from '../shell.ts';
+import { atomicWriteScript, sh } from '../shell.ts';
 import { b64decode, check, keyValues, lineDiff, parts, sha256 } from './sys-util.ts';
 
 export interface SystemdArgs {
@@ -191,7 +191,8 @@ export function unitFile(a: UnitFileArgs, options: StepOptions = {}): Operation 
       const script = [
         'set -e',
         sh`install -d -m 0755 -- ${dir}`,
-        same ? '' : sh`tmp=$(mktemp ${`${path}.XXXXXX`}); cat > "$tmp"; chmod 0644 "$tmp"; mv -f "$tmp" ${path}`,
+        // the unit arrives on stdin: installed only when complete (sha256 checked), by a rename
+        same ? '' : atomicWriteScript(path, { sha: want, mode: '0644' }),
         // without systemd as PID 1 (image builds) there is nothing to reload
         reload ? 'systemctl daemon-reload' : '',
       ]
