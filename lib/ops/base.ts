@@ -1,5 +1,5 @@
 // Helpers to define operations (see lib/types.ts: probe → plan → apply unless check).
-import type { Operation, Plan, Probe, StepContext, StepOptions, Task, TaskOutcome } from '../types.ts';
+import type { Connection, Operation, Plan, Probe, StepContext, StepOptions, Task, TaskOutcome } from '../types.ts';
 
 export interface OpDef {
   kind: string;
@@ -41,4 +41,14 @@ export function sections(out: string): Map<string, string> {
   }
   if (name) map.set(name, buf.join('\n'));
   return map;
+}
+
+/** The context's connection; a context from hostContext() learns it asynchronously, so open it if needed. */
+export async function connOf(ctx: StepContext): Promise<Connection> {
+  try {
+    return ctx.conn;
+  } catch {
+    await ctx.exec(':');
+    return ctx.conn;
+  }
 }

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Connection, HostSpec, Operation, Role, Step, StepContext, StepResult, Task, TaskOutcome } from '../../lib/types.ts';
-import { task } from '../../lib/ops/base.ts';
+import { connOf, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { copy, directory, file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
@@ -126,16 +126,6 @@ function prepStep(step: Step): Step {
   };
   // an operation retries inside ctx.run() (its own options); the wrapper itself must not retry
   return task(step.title, run, { ...step.options, name: step.title, retries: undefined, delayMs: undefined, until: undefined });
-}
-
-/** The context's connection; a context from hostContext() learns it asynchronously, so open it if needed. */
-async function connOf(ctx: StepContext): Promise<Connection> {
-  try {
-    return ctx.conn;
-  } catch {
-    await ctx.exec(':');
-    return ctx.conn;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 // runOnce step has the same position everywhere and acts as a barrier: clients mount after it.
 import path from 'node:path';
 import type { Connection, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
-import { sections, task } from '../../lib/ops/base.ts';
+import { connOf, sections, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { lineinfile } from '../../lib/ops/lineinfile.ts';
@@ -55,16 +55,6 @@ function newPrep(c: Connection): void {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => (resolve = r));
   prep.set(c, { promise, resolve });
-}
-
-/** The context's connection; a context from hostContext() learns it asynchronously, so open it if needed. */
-async function connOf(ctx: StepContext): Promise<Connection> {
-  try {
-    return ctx.conn;
-  } catch {
-    await ctx.exec(':');
-    return ctx.conn;
-  }
 }
 
 function fromResult(r: StepResult): TaskOutcome {
