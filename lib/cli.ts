@@ -4,7 +4,8 @@ import { EXIT, InputError } from './errors.ts';
 import { mask } from './secrets.ts';
 
 export interface CommonFlags {
-  inventory: string;
+  /** every -i, in order (merged by loadInventory, later wins) */
+  inventory: string[];
   limit?: string;
   tags?: string[];
   skipTags?: string[];
@@ -35,7 +36,7 @@ Exit codes: 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input, 130 in
 type OptSpec = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
 const COMMON_OPTIONS = {
-  inventory: { type: 'string', short: 'i' },
+  inventory: { type: 'string', short: 'i', multiple: true },
   limit: { type: 'string', short: 'l' },
   tags: { type: 'string', short: 't' },
   'skip-tags': { type: 'string' },
@@ -85,7 +86,7 @@ export function parseCli<E extends Record<string, unknown> = Record<string, unkn
   const forks = forksRaw === undefined ? 50 : Number(forksRaw);
   if (!Number.isInteger(forks) || forks < 1 || forks > 1000) throw new InputError(`--forks must be an integer 1..1000, got '${forksRaw}'`);
   const flags: CommonFlags = {
-    inventory: (values.inventory as string | undefined) ?? defaultInventory(),
+    inventory: (values.inventory as string[] | undefined) ?? [defaultInventory()],
     limit: values.limit as string | undefined,
     tags: list(values.tags),
     skipTags: list(values['skip-tags']),

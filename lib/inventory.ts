@@ -1,7 +1,11 @@
-// The inventory: one YAML file (see docs/inventory.md for the format), validated on load.
+// The inventory: one or more YAML files (see docs/inventory.md for the format), validated on load.
 //
-// Every error is an InputError (exit 4) whose text starts with "file:line field", e.g.
-//   inventory/lab.yml:14 hosts.db1.port: hosts.db1.port must be an integer from 1 to 65535, got the number 70000
+// Every file is read by lib/yamlsrc.ts and checked by the zod schema below (lib/schema.ts); every problem
+// is reported at once as an InputError (exit 4), each line starting with "file:line:col field", e.g.
+//   inventory/lab.yml:14:11 hosts.db1.port: must be an integer from 1 to 65535, got the number 70000
+//
+// SEVERAL FILES (-i a.yml -i b.yml) are merged as Ansible does: hosts and groups are unioned (a group's
+// hosts and children lists too), and for the same host, group, settings or vars key a later file wins.
 //
 // VARS PRECEDENCE (lowest first; a later level replaces a whole top-level key of an earlier one, no deep merge):
 //   1. all         top-level `vars`
@@ -10,7 +14,7 @@
 //                  have depth 1), so ancestors always come before their descendants; groups of the same
 //                  depth are ordered alphabetically by name, and later wins (Ansible's order)
 //   3. host        the host's own `vars`
-//   4. extra vars  from the CLI (`-e key=value`), loadInventory(file, { extraVars })
+//   4. extra vars  from the CLI (`-e key=value`), loadInventory(files, { extraVars })
 //
 // CREDENTIALS: a mapping with the single key `env` ({ env: NAME }) anywhere inside vars, or as a host's
 // become_password, is replaced by the value of NAME from the environment or `.env` (lib/env.ts) and
@@ -21,11 +25,11 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { isMap, isScalar } from 'yaml';
 import { InputError } from './errors.ts';
 import { readEnvFile, requireCredential, setInventoryEnvFile, type EnvSource } from './env.ts';
+import { describeValue, InputErrors, nonEmpty, nullAsAbsent, int, problemAt, validate, z, type Path, type Problem } from './schema.ts';
 import type { HostSpec, Vars } from './types.ts';
-import { didYouMean, parseYamlFile, type YamlNode, type YamlSource } from './yamlsrc.ts';
+import { didYouMean, parseYamlFile, type YamlSource } from './yamlsrc.ts';
 
 export interface GroupSpec {
   name: string;
@@ -40,8 +44,10 @@ export interface GroupSpec {
 }
 
 export interface Inventory {
-  /** the file as shown in messages (relative to cwd when inside it) */
+  /** the first file as shown in messages (relative to cwd when inside it) */
   file: string;
+  /** every file, in the order given (later ones win) */
+  files: string[];
   /** in declaration order */
   hosts: Map<string, HostSpec>;
   /** in declaration order; the implicit group `all` is not in this map */
@@ -58,14 +64,6 @@ export interface LoadOptions {
   envFile?: string;
 }
 
-/** top-level sections read by other loaders from the same file, skipped here and checked there:
- *  cloud, cloudflare → lib/cloud/config.ts (provisioning). Add a section here when a loader owns it. */
-export const OTHER_SECTIONS: readonly string[] = ['cloud', 'cloudflare'];
-const TOP_KEYS = ['settings', 'vars', 'hosts', 'groups', ...OTHER_SECTIONS] as const;
-const SETTINGS_KEYS = ['known_hosts', 'accept_new_host_keys', 'key', 'env_file'] as const;
-const HOST_KEYS = ['address', 'port', 'user', 'key', 'become_password', 'vars'] as const;
-const GROUP_KEYS = ['hosts', 'children', 'vars'] as const;
-
 /** host and group names: usable in patterns (no , : ! & @ * ? [ ] ~ or spaces) */
 export const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 export const VAR_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -75,151 +73,208 @@ export const CREDENTIAL_NAME_RE = /(?:^|_)(?:password|passwd|secret|token|api_?k
 const DEFAULT_PORT = 22;
 const DEFAULT_USER = 'root';
 
-const membersCache = new WeakMap<Inventory, Map<string, string[]>>();
+// ---- the schema of one inventory file
 
-/** Load and validate an inventory file. Synchronous; throws InputError (exit 4) naming file:line field. */
-export function loadInventory(file: string, opts: LoadOptions = {}): Inventory {
-  const y = parseYamlFile(file);
+function nameCheck(what: 'host' | 'group') {
+  return (name: string, ctx: z.core.$RefinementCtx<string>) => {
+    let why: string | undefined;
+    if (name === 'all') {
+      why = what === 'group'
+        ? `'all' is implicit (every host); put its vars under the top-level vars:`
+        : `'all' is reserved for the implicit group of every host and cannot name a host`;
+    } else if (!NAME_RE.test(name)) {
+      why = `${what} name '${name}' may only contain letters, digits, '_', '.' and '-' (and not start with '.' or '-')`;
+    }
+    if (why) ctx.addIssue({ code: 'custom', message: why, input: name });
+  };
+}
 
-  if (y.isNull(y.root)) throw y.error(y.root, 'inventory is empty: expected a mapping with hosts: (and optionally settings:, vars:, groups:)');
-  const top = y.asMap(y.root, 'inventory');
-  y.checkKeys(top, TOP_KEYS, '');
+const VarsSchema = nullAsAbsent(
+  z.record(
+    z.string().regex(VAR_NAME_RE, { error: (iss) => `var name '${String(iss.input)}' may only contain letters, digits and '_' (and not start with a digit)` }),
+    z.unknown(),
+  ).optional(),
+);
 
-  // ---- settings
+const opt = <T extends z.ZodType>(s: T) => nullAsAbsent(s.optional());
+
+const HostSchema = z.strictObject(
+  {
+    address: z.string({ error: (iss) => (iss.input === undefined ? 'is required: every host needs an address' : undefined) })
+      .refine((a) => a.trim() !== '', { error: 'must be a non-empty string' })
+      .refine((a) => !/\s|[\x00-\x1f\x7f]/.test(a) && !a.startsWith('-'), {
+      error: `must be a host name or IP address without spaces and not starting with '-'`,
+    }),
+    port: opt(int(1, 65535)),
+    user: opt(nonEmpty.refine((u) => USER_RE.test(u), { error: (iss) => `'${String(iss.input)}' is not a valid user name` })),
+    key: opt(nonEmpty),
+    // never echo the value: it is a credential
+    become_password: opt(z.unknown().refine(isEnvRef, {
+      error: 'must be a credential reference { env: NAME } (credentials come from .env, never from the inventory)',
+      params: { secret: true },
+    })),
+    vars: VarsSchema,
+  },
+  { error: (iss) => (iss.code === 'invalid_type' && iss.input == null ? 'a host needs at least an address' : undefined) },
+);
+
+const NameList = opt(z.array(nonEmpty));
+const GroupSchema = z.strictObject({ hosts: NameList, children: NameList, vars: VarsSchema });
+
+/** top-level sections read by other loaders from the same file, skipped here and checked there:
+ *  cloud, cloudflare → lib/cloud/config.ts (provisioning). Add a section here when a loader owns it. */
+export const OTHER_SECTIONS: readonly string[] = ['cloud', 'cloudflare'];
+
+const InventoryFileSchema = z.strictObject({
+  settings: opt(z.strictObject({
+    known_hosts: opt(nonEmpty),
+    accept_new_host_keys: opt(z.boolean()),
+    key: opt(nonEmpty),
+    env_file: opt(nonEmpty),
+  })),
+  vars: VarsSchema,
+  hosts: opt(z.record(z.string().superRefine(nameCheck('host')), HostSchema)),
+  groups: opt(z.record(z.string().superRefine(nameCheck('group')), opt(GroupSchema))),
+  ...Object.fromEntries(OTHER_SECTIONS.map((k) => [k, z.unknown().optional()])),
+});
+
+type InventoryFile = z.output<typeof InventoryFileSchema>;
+
+function isEnvRef(v: unknown): v is { env: unknown } {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 1 && 'env' in v;
+}
+
+// ---- loading
+
+interface RawHost {
+  spec: HostSpec;
+  ownVars: Vars;
+}
+
+/** where a group lists a host or a child: for messages about the reference */
+interface Ref {
+  y: YamlSource;
+  path: Path;
+  group: string;
+  name: string;
+}
+
+/**
+ * Load and validate one or more inventory files (merged in order, later wins). Synchronous; throws
+ * InputErrors (exit 4) listing every problem as "file:line:col field: message".
+ */
+export function loadInventory(files: string | readonly string[], opts: LoadOptions = {}): Inventory {
+  const list = typeof files === 'string' ? [files] : [...files];
+  if (!list.length) throw new InputError('no inventory file given');
+
+  // ---- every file read and checked against the schema; problems of all files reported together
+  const problems: Problem[] = [];
+  const parsed: Array<{ y: YamlSource; data: InventoryFile }> = [];
+  for (const file of list) {
+    try {
+      const y = parseYamlFile(file);
+      const root = y.toPlain();
+      if (root === null) throw y.error(y.root, 'inventory is empty: expected a mapping with hosts: (and optionally settings:, vars:, groups:)');
+      parsed.push({ y, data: validate(InventoryFileSchema, root, y, { rootName: 'inventory' }) });
+    } catch (e) {
+      if (!(e instanceof InputErrors)) throw e;
+      problems.push(...e.problems);
+    }
+  }
+  if (problems.length) throw new InputErrors(problems);
+
+  // ---- settings (later file wins per key)
   const settings: Inventory['settings'] = { acceptNewHostKeys: false };
   let defaultKey: string | undefined;
-  const settingsNode = y.get(top, 'settings');
-  if (!y.isNull(settingsNode)) {
-    const s = y.asMap(settingsNode, 'settings', y.keyNode(top, 'settings'));
-    y.checkKeys(s, SETTINGS_KEYS, 'settings');
-    for (const { key, value, keyNode } of y.entries(s, 'settings')) {
-      const f = `settings.${key}`;
-      if (key === 'known_hosts') settings.knownHosts = resolvePath(y.asNonEmptyString(value, f, keyNode));
-      else if (key === 'accept_new_host_keys') settings.acceptNewHostKeys = y.asBool(value, f, keyNode);
-      else if (key === 'key') defaultKey = resolvePath(y.asNonEmptyString(value, f, keyNode));
-      else if (key === 'env_file') settings.envFile = resolvePath(y.asNonEmptyString(value, f, keyNode));
-    }
+  for (const { data } of parsed) {
+    const s = data.settings ?? {};
+    if (s.known_hosts !== undefined) settings.knownHosts = resolvePath(s.known_hosts);
+    if (s.accept_new_host_keys !== undefined) settings.acceptNewHostKeys = s.accept_new_host_keys;
+    if (s.key !== undefined) defaultKey = resolvePath(s.key);
+    if (s.env_file !== undefined) settings.envFile = resolvePath(s.env_file);
   }
   // settings.env_file: where this inventory's credentials are (e.g. the lab's generated ones) instead of
   // .env. It becomes the run's default for every credential lookup (roles, backups), not only the inventory's.
   setInventoryEnvFile(settings.envFile);
-  const ctx = new LoadContext(y, opts.envFile);
+  const creds = new Credentials(opts.envFile);
   if (defaultKey === undefined) {
     const home = path.join(os.homedir(), '.ssh', 'id_ed25519');
     if (existsSync(home)) defaultKey = home;
   }
 
-  // ---- vars (level all)
-  const allVars = ctx.vars(y.get(top, 'vars'), 'vars', y.keyNode(top, 'vars'));
-
-  // ---- hosts
-  interface RawHost {
-    spec: HostSpec;
-    ownVars: Vars;
-  }
-  const raw = new Map<string, RawHost>();
-  const hostsNode = y.get(top, 'hosts');
-  if (!y.isNull(hostsNode)) {
-    const hm = y.asMap(hostsNode, 'hosts', y.keyNode(top, 'hosts'));
-    for (const { key: name, keyNode, value } of y.entries(hm, 'hosts')) {
-      const field = `hosts.${name}`;
-      checkName(y, name, keyNode, field, 'host');
-      if (y.isNull(value)) throw y.error(keyNode, `host '${name}' needs at least an address`, field);
-      const h = y.asMap(value, field, keyNode);
-      y.checkKeys(h, HOST_KEYS, field);
-      const addrNode = y.get(h, 'address');
-      if (addrNode === null) throw y.error(keyNode, `host '${name}' has no address`, `${field}.address`);
-      const address = y.asNonEmptyString(addrNode, `${field}.address`, y.keyNode(h, 'address'));
-      if (/\s|[\x00-\x1f\x7f]/.test(address) || address.startsWith('-')) {
-        throw y.error(addrNode, `must be a host name or IP address without spaces and not starting with '-'`, `${field}.address`);
-      }
-      const portNode = y.get(h, 'port');
-      const port = portNode === null ? DEFAULT_PORT : y.asInt(portNode, `${field}.port`, 1, 65535, y.keyNode(h, 'port'));
-      const userNode = y.get(h, 'user');
-      let user = DEFAULT_USER;
-      if (userNode !== null) {
-        user = y.asNonEmptyString(userNode, `${field}.user`, y.keyNode(h, 'user'));
-        if (!USER_RE.test(user)) throw y.error(userNode, `'${user}' is not a valid user name`, `${field}.user`);
-      }
-      const keyValNode = y.get(h, 'key');
-      const key = keyValNode === null ? defaultKey : resolvePath(y.asNonEmptyString(keyValNode, `${field}.key`, y.keyNode(h, 'key')));
-      const bpNode = y.get(h, 'become_password');
-      let becomePassword: string | undefined;
-      if (bpNode !== null) {
-        const ref = ctx.envRef(bpNode, `${field}.become_password`);
-        if (ref === undefined) {
-          // never echo the value: it is a credential
-          throw y.error(bpNode, `must be a credential reference { env: NAME } (credentials come from .env, never from the inventory)`, `${field}.become_password`);
-        }
-        becomePassword = ref;
-      }
-      const ownVars = ctx.vars(y.get(h, 'vars'), `${field}.vars`, y.keyNode(h, 'vars'));
-      const spec: HostSpec = { name, address, port, user, groups: [], vars: {}, source: `${y.file}:${y.lineOf(keyNode)}` };
-      if (key !== undefined) spec.key = key;
-      if (becomePassword !== undefined) spec.becomePassword = becomePassword;
-      raw.set(name, { spec, ownVars });
-    }
-  }
-
-  // ---- groups
+  // ---- merge: hosts and groups unioned, later file wins per host field, group var and top-level var
+  const allVars: Vars = {};
+  const raw = new Map<string, RawHost & { set: Partial<Record<'port' | 'user' | 'key', boolean>> }>();
   const groups = new Map<string, GroupSpec>();
-  const childRefs: Array<{ group: string; child: string; node: YamlNode | null; field: string }> = [];
-  const groupsNode = y.get(top, 'groups');
-  if (!y.isNull(groupsNode)) {
-    const gm = y.asMap(groupsNode, 'groups', y.keyNode(top, 'groups'));
-    for (const { key: name, keyNode, value } of y.entries(gm, 'groups')) {
-      const field = `groups.${name}`;
-      checkName(y, name, keyNode, field, 'group');
-      if (raw.has(name)) {
-        throw y.error(keyNode, `group '${name}' has the same name as a host; host patterns could not tell them apart`, field);
+  const groupAt = new Map<string, { y: YamlSource; path: Path }>();
+  const hostRefs: Ref[] = [];
+  const childRefs: Ref[] = [];
+  for (const { y, data } of parsed) {
+    Object.assign(allVars, creds.vars(y, data.vars, ['vars']));
+    for (const [name, h] of Object.entries(data.hosts ?? {})) {
+      const at = ['hosts', name];
+      const prev = raw.get(name);
+      const spec: HostSpec = prev?.spec ?? { name, address: h.address, port: DEFAULT_PORT, user: DEFAULT_USER, groups: [], vars: {} };
+      spec.address = h.address;
+      spec.source ??= `${y.file}:${y.positionOf(at, true).line}`;
+      if (h.port !== undefined) spec.port = h.port;
+      if (h.user !== undefined) spec.user = h.user;
+      if (h.key !== undefined) spec.key = resolvePath(h.key);
+      if (h.become_password !== undefined) spec.becomePassword = creds.resolve(y, h.become_password, [...at, 'become_password']) as string;
+      const ownVars = { ...prev?.ownVars, ...creds.vars(y, h.vars, [...at, 'vars']) };
+      raw.set(name, { spec, ownVars, set: { ...prev?.set, key: prev?.set.key || h.key !== undefined } });
+    }
+    for (const [name, g] of Object.entries(data.groups ?? {})) {
+      const at = ['groups', name];
+      let spec = groups.get(name);
+      if (!spec) {
+        spec = { name, hosts: [], children: [], vars: {}, source: `${y.file}:${y.positionOf(at, true).line}` };
+        groups.set(name, spec);
+        groupAt.set(name, { y, path: at });
       }
-      const g: GroupSpec = { name, hosts: [], children: [], vars: {}, source: `${y.file}:${y.lineOf(keyNode)}` };
-      if (!y.isNull(value)) {
-        const gmap = y.asMap(value, field, keyNode);
-        y.checkKeys(gmap, GROUP_KEYS, field);
-        const hl = y.get(gmap, 'hosts');
-        if (!y.isNull(hl)) {
-          const seq = y.asSeq(hl, `${field}.hosts`, y.keyNode(gmap, 'hosts'));
-          seq.items.forEach((item, i) => {
-            const f = `${field}.hosts[${i}]`;
-            const h = y.asNonEmptyString(item, f, seq);
-            if (!raw.has(h)) {
-              throw y.error(item ?? seq, `group '${name}' lists host '${h}', which is not declared under hosts${didYouMean(h, raw.keys())}`, f);
-            }
-            if (g.hosts.includes(h)) throw y.error(item ?? seq, `group '${name}' lists host '${h}' twice`, f);
-            g.hosts.push(h);
-          });
-        }
-        const cl = y.get(gmap, 'children');
-        if (!y.isNull(cl)) {
-          const seq = y.asSeq(cl, `${field}.children`, y.keyNode(gmap, 'children'));
-          seq.items.forEach((item, i) => {
-            const f = `${field}.children[${i}]`;
-            const c = y.asNonEmptyString(item, f, seq);
-            if (g.children.includes(c)) throw y.error(item ?? seq, `group '${name}' lists child group '${c}' twice`, f);
-            g.children.push(c);
-            childRefs.push({ group: name, child: c, node: item, field: f });
-          });
-        }
-        g.vars = ctx.vars(y.get(gmap, 'vars'), `${field}.vars`, y.keyNode(gmap, 'vars'));
-      }
-      groups.set(name, g);
+      g?.hosts?.forEach((h, i) => hostRefs.push({ y, path: [...at, 'hosts', i], group: name, name: h }));
+      g?.children?.forEach((c, i) => childRefs.push({ y, path: [...at, 'children', i], group: name, name: c }));
+      Object.assign(spec.vars, creds.vars(y, g?.vars, [...at, 'vars']));
     }
   }
-  // children must exist (checked after all groups are known: a child may be declared later)
-  for (const r of childRefs) {
-    if (!groups.has(r.child)) {
-      const why = r.child === 'all'
-        ? `'all' is implicit and contains every host; it cannot be a child`
-        : raw.has(r.child)
-          ? `'${r.child}' is a host, not a group; list it under hosts`
-          : `child group '${r.child}' is not declared under groups${didYouMean(r.child, groups.keys())}`;
-      throw y.error(r.node, `group '${r.group}': ${why}`, r.field);
-    }
-  }
-  checkCycles(y, groups, childRefs);
+  for (const { spec, set } of raw.values()) if (!set.key && defaultKey !== undefined) spec.key = defaultKey;
 
-  ctx.throwMissing();
+  // ---- references between entries (checked on the merged inventory: a file may name another's hosts)
+  for (const [name, at] of groupAt) {
+    if (raw.has(name)) problems.push(problemAt(at.y, at.path, `group '${name}' has the same name as a host; host patterns could not tell them apart`, true));
+  }
+  const seenIn = new Map<string, Set<string>>(); // "file group" → names listed, for duplicates within one list
+  const listed = (r: Ref, kind: string): boolean => {
+    const k = `${r.y.file}\0${r.group}\0${kind}`;
+    const seen = seenIn.get(k) ?? new Set<string>();
+    seenIn.set(k, seen);
+    if (seen.has(r.name)) return true;
+    seen.add(r.name);
+    return false;
+  };
+  for (const r of hostRefs) {
+    const g = groups.get(r.group)!;
+    if (!raw.has(r.name)) {
+      problems.push(problemAt(r.y, r.path, `group '${r.group}' lists host '${r.name}', which is not declared under hosts${didYouMean(r.name, raw.keys())}`));
+    } else if (listed(r, 'hosts')) {
+      problems.push(problemAt(r.y, r.path, `group '${r.group}' lists host '${r.name}' twice`));
+    } else if (!g.hosts.includes(r.name)) g.hosts.push(r.name);
+  }
+  for (const r of childRefs) {
+    const g = groups.get(r.group)!;
+    if (listed(r, 'children')) problems.push(problemAt(r.y, r.path, `group '${r.group}' lists child group '${r.name}' twice`));
+    else if (!groups.has(r.name)) {
+      const why = r.name === 'all'
+        ? `'all' is implicit and contains every host; it cannot be a child`
+        : raw.has(r.name)
+          ? `'${r.name}' is a host, not a group; list it under hosts`
+          : `child group '${r.name}' is not declared under groups${didYouMean(r.name, groups.keys())}`;
+      problems.push(problemAt(r.y, r.path, `group '${r.group}': ${why}`));
+    } else if (!g.children.includes(r.name)) g.children.push(r.name);
+  }
+  if (!problems.length) problems.push(...cycles(groups, childRefs));
+  problems.push(...creds.problems);
+  if (problems.length) throw new InputErrors(problems);
 
   // ---- membership, depth, merged vars
   const parents = new Map<string, string[]>();
@@ -264,8 +319,11 @@ export function loadInventory(file: string, opts: LoadOptions = {}): Inventory {
     hosts.set(name, spec);
   }
 
-  return { file: y.file, hosts, groups, settings, vars: allVars };
+  const shown = parsed.map(({ y }) => y.file);
+  return { file: shown[0]!, files: shown, hosts, groups, settings, vars: allVars };
 }
+
+const membersCache = new WeakMap<Inventory, Map<string, string[]>>();
 
 /**
  * All hosts of a group, recursively (its own hosts first, then each child's, depth first), in
@@ -320,33 +378,20 @@ function resolvePath(p: string): string {
   return path.resolve(p);
 }
 
-function checkName(y: YamlSource, name: string, keyNode: YamlNode, field: string, what: 'host' | 'group'): void {
-  if (name === 'all') {
-    throw y.error(keyNode, what === 'group'
-      ? `'all' is implicit (every host); put its vars under the top-level vars:`
-      : `'all' is reserved for the implicit group of every host and cannot name a host`, field);
-  }
-  if (!NAME_RE.test(name)) {
-    throw y.error(keyNode, `${what} name '${name}' may only contain letters, digits, '_', '.' and '-' (and not start with '.' or '-')`, field);
-  }
-}
-
-function checkCycles(
-  y: YamlSource,
-  groups: Map<string, GroupSpec>,
-  childRefs: Array<{ group: string; child: string; node: YamlNode | null; field: string }>,
-): void {
+/** A cycle through children, named at the reference that closes it. */
+function cycles(groups: Map<string, GroupSpec>, childRefs: readonly Ref[]): Problem[] {
   const state = new Map<string, 1 | 2>(); // 1 on the stack, 2 done
   const stack: string[] = [];
+  const found: Problem[] = [];
   const visit = (g: string): void => {
     state.set(g, 1);
     stack.push(g);
     for (const c of groups.get(g)!.children) {
       const s = state.get(c);
-      if (s === 1) {
+      if (s === 1 && !found.length) {
         const cycle = [...stack.slice(stack.indexOf(c)), c];
-        const ref = childRefs.find((r) => r.group === g && r.child === c)!;
-        throw y.error(ref.node, `groups form a cycle through children: ${cycle.join(' -> ')}`, ref.field);
+        const ref = childRefs.find((r) => r.group === g && r.name === c)!;
+        found.push(problemAt(ref.y, ref.path, `groups form a cycle through children: ${cycle.join(' -> ')}`));
       }
       if (s === undefined) visit(c);
     }
@@ -354,74 +399,54 @@ function checkCycles(
     state.set(g, 2);
   };
   for (const g of groups.keys()) if (!state.has(g)) visit(g);
+  return found;
 }
 
-/** Per-load state: the env source (read lazily) and the missing credentials collected for one error. */
-class LoadContext {
+/** Credential references resolved, literal credentials refused; every problem collected (file:line of each). */
+class Credentials {
   private env: EnvSource | undefined;
-  private readonly missing: InputError[] = [];
+  readonly problems: Problem[] = [];
 
-  constructor(
-    private readonly y: YamlSource,
-    private readonly envFile: string | undefined,
-  ) {
+  constructor(private readonly envFile: string | undefined) {
     // an explicit env file must exist even if nothing references it (a typo would go unnoticed)
     if (envFile !== undefined) this.env = readEnvFile(envFile);
   }
 
-  /**
-   * If `node` is a credential reference { env: NAME }, its value (or '' after recording why it could not
-   * be resolved); otherwise undefined.
-   */
-  envRef(node: YamlNode, field: string): string | undefined {
-    const y = this.y;
-    const n = y.deref(node);
-    if (!n || !isMap(n) || n.items.length !== 1) return undefined;
-    const k = n.items[0]!.key as YamlNode | null;
-    if (!k || !isScalar(k) || k.value !== 'env') return undefined;
-    const v = n.items[0]!.value as YamlNode | null;
-    const name = y.asNonEmptyString(v, `${field}.env`, k).trim();
-    try {
-      this.env ??= readEnvFile();
-      return requireCredential(name, y.where(n, field), this.env);
-    } catch (e) {
-      if (!(e instanceof InputError)) throw e;
-      this.missing.push(e);
-      return '';
-    }
-  }
-
-  /** a vars mapping: names checked, credentials resolved, literal credentials refused */
-  vars(node: YamlNode | null, field: string, at: YamlNode | null): Vars {
-    const y = this.y;
-    if (y.isNull(node)) return {};
-    const m = y.asMap(node, field, at);
+  /** a vars mapping (already checked by the schema) with every credential reference resolved */
+  vars(y: YamlSource, vars: Record<string, unknown> | undefined, at: Path): Vars {
     const out: Vars = {};
-    for (const { key, keyNode, value } of y.entries(m, field)) {
-      const f = `${field}.${key}`;
-      if (!VAR_NAME_RE.test(key)) {
-        throw y.error(keyNode, `var name '${key}' may only contain letters, digits and '_' (and not start with a digit)`, f);
-      }
-      out[key] = y.toPlain(value, f, (n, nf) => {
-        const r = this.envRef(n, nf);
-        if (r !== undefined) return r;
-        const last = nf.slice(nf.lastIndexOf('.') + 1);
-        if (isScalar(n) && typeof n.value === 'string' && n.value !== '' && CREDENTIAL_NAME_RE.test(last)) {
-          // never echo the value
-          throw y.error(n, `looks like a credential written into the inventory; put it in .env and write { env: NAME }`, nf);
-        }
-        return undefined;
-      });
-    }
+    for (const [k, v] of Object.entries(vars ?? {})) out[k] = this.resolve(y, v, [...at, k]);
     return out;
   }
 
-  /** one InputError listing every unresolved credential (the first one's place as `where`) */
-  throwMissing(): void {
-    if (!this.missing.length) return;
-    const [first, ...rest] = this.missing;
-    if (!rest.length) throw first!;
-    const own = first!.where ? first!.message.slice(first!.where.length + 2) : first!.message;
-    throw new InputError(`${own}\n  and ${rest.length} more unresolved credential(s):\n  ${rest.map((e) => e.message).join('\n  ')}`, first!.where);
+  /** `value` with { env: NAME } replaced by the credential ('' after recording why it could not be) */
+  resolve(y: YamlSource, value: unknown, at: Path): unknown {
+    if (isEnvRef(value)) {
+      const name = value.env;
+      if (typeof name !== 'string' || !name.trim()) {
+        this.problems.push(problemAt(y, [...at, 'env'], typeof name === 'string' ? 'must be a non-empty string' : `must be a string, got ${describeValue(name)}`));
+        return '';
+      }
+      try {
+        this.env ??= readEnvFile();
+        return requireCredential(name.trim(), undefined, this.env);
+      } catch (e) {
+        if (!(e instanceof InputError)) throw e;
+        this.problems.push(problemAt(y, at, e.message));
+        return '';
+      }
+    }
+    if (Array.isArray(value)) return value.map((v, i) => this.resolve(y, v, [...at, i]));
+    if (typeof value === 'object' && value !== null) {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value)) out[k] = this.resolve(y, v, [...at, k]);
+      return out;
+    }
+    const last = at[at.length - 1];
+    if (typeof value === 'string' && value !== '' && typeof last === 'string' && CREDENTIAL_NAME_RE.test(last)) {
+      // never echo the value
+      this.problems.push(problemAt(y, at, `looks like a credential written into the inventory; put it in .env and write { env: NAME }`));
+    }
+    return value;
   }
 }

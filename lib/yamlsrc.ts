@@ -1,10 +1,8 @@
-// YAML with line numbers: a small shared helper for every loader that must report "file:line field".
+// The one YAML reader of every input file (inventory, site records, cloud config): positions kept.
 //
-// parseYamlFile() parses one file (YAML 1.2 core schema, unique keys, unknown tags refused) and returns a
-// YamlSource that knows the line of every node. The typed readers (asMap, asSeq, asString, ...) throw
-// InputError whose `where` is "file:line field", e.g. "inventory/lab.yml:12 hosts.db1.port".
-// toPlain() converts a value node to plain JS, resolving aliases, with an optional hook that may replace
-// any node (the inventory uses it for `{ env: NAME }` credential references, which need their line).
+// parseYamlFile() parses one file (YAML 1.2 core schema, duplicate keys and unknown tags refused, every
+// syntax error reported at once) and returns a YamlSource. toPlain() gives the plain value a schema checks
+// (lib/schema.ts); positionOf(path) gives the line and column of the node a schema issue's path names.
 
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -18,10 +16,9 @@ import {
   type Document,
   type Node as YamlNode,
   type Pair,
-  type YAMLMap,
-  type YAMLSeq,
 } from 'yaml';
 import { InputError } from './errors.ts';
+import { InputErrors } from './schema.ts';
 
 export type { YamlNode };
 
@@ -80,7 +77,7 @@ export interface ParseOptions {
   warningsAsErrors?: boolean;
 }
 
-/** One parsed YAML file with line lookup. */
+/** One parsed YAML file with positions: the one YAML reader of every input (inventory, site records, cloud). */
 export class YamlSource {
   readonly doc: Document.Parsed;
   private readonly lc: LineCounter;
@@ -101,12 +98,13 @@ export class YamlSource {
       schema: 'core',
       merge: false,
     });
-    const problems = [...this.doc.errors, ...(opts.warningsAsErrors === false ? [] : this.doc.warnings)];
-    if (problems.length) {
-      const e = problems[0]!;
-      const line = this.lc.linePos(e.pos[0]).line;
-      const msg = e.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
-      throw new InputError(`YAML ${e.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'syntax error'}: ${msg}`, `${file}:${line}`);
+    const found = [...this.doc.errors, ...(opts.warningsAsErrors === false ? [] : this.doc.warnings)];
+    if (found.length) {
+      throw new InputErrors(found.map((e) => {
+        const { line, col } = this.lc.linePos(e.pos[0]);
+        const msg = e.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
+        return { file, line, col, field: '', message: `YAML ${e.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'syntax error'}: ${msg}` };
+      }));
     }
   }
 
@@ -117,18 +115,49 @@ export class YamlSource {
 
   /** 1-based line of a node (or of a pair: its key) */
   lineOf(node: YamlNode | Pair | null | undefined): number {
+    return this.posOf(node).line;
+  }
+
+  private posOf(node: YamlNode | Pair | null | undefined): { line: number; col: number } {
     const n = (node && 'key' in node && !('range' in node) ? (node.key as YamlNode | null) : node) as YamlNode | null | undefined;
     const start = n?.range?.[0];
-    return start === undefined ? 1 : this.lc.linePos(start).line;
+    return start === undefined ? { line: 1, col: 1 } : this.lc.linePos(start);
   }
 
-  /** "file:line" or "file:line field" */
-  where(node: YamlNode | Pair | null | undefined, field?: string): string {
-    return `${this.file}:${this.lineOf(node)}${field ? ` ${field}` : ''}`;
+  /**
+   * Line and column of the node a path names (aliases followed). The value's position, or its key's when
+   * `atKey`, when the value is empty, or when the path ends at a key that is absent (then the nearest
+   * existing parent's key). Paths are those of toPlain()'s value: keys and list indexes.
+   */
+  positionOf(path: readonly PropertyKey[], atKey = false): { line: number; col: number } {
+    let node: YamlNode | null = this.root;
+    let key: YamlNode | null = null;
+    for (let i = 0; i < path.length; i++) {
+      const n = this.deref(node);
+      const seg = path[i];
+      let next: YamlNode | null | undefined;
+      let nextKey: YamlNode | null = null;
+      if (n && isMap(n)) {
+        const pair = n.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
+        if (pair) {
+          next = (pair.value as YamlNode | null) ?? null;
+          nextKey = pair.key as YamlNode;
+        }
+      } else if (n && isSeq(n) && typeof seg === 'number' && seg < n.items.length) {
+        next = (n.items[seg] as YamlNode | null) ?? null;
+      }
+      if (next === undefined && nextKey === null) return this.posOf(key ?? n); // absent: the parent
+      node = next ?? null;
+      key = nextKey;
+    }
+    const v = this.deref(node);
+    const empty = !v || (isScalar(v) && v.value === null && !v.source);
+    return this.posOf((atKey || empty) && key ? key : (v ?? key));
   }
 
-  error(node: YamlNode | Pair | null | undefined, message: string, field?: string): InputError {
-    return new InputError(message, this.where(node, field));
+  /** one problem at a node, as the InputErrors every loader throws */
+  error(node: YamlNode | Pair | null | undefined, message: string, field = ''): InputErrors {
+    return new InputErrors([{ file: this.file, ...this.posOf(node), field, message }]);
   }
 
   /** follow an alias to its target (Alias.resolve walks the whole document, so results are cached) */
@@ -144,124 +173,27 @@ export class YamlSource {
     return node ?? null;
   }
 
-  // ---- typed readers: each throws InputError "file:line field: must be ..." ----
-
-  isNull(node: YamlNode | null | undefined): boolean {
-    const n = this.deref(node);
-    return n === null || (isScalar(n) && n.value === null);
-  }
-
-  asMap(node: YamlNode | null | undefined, field: string, at?: YamlNode | Pair | null): YAMLMap<YamlNode, YamlNode | null> {
-    const n = this.deref(node);
-    if (!n || !isMap(n)) throw this.error(n ?? at ?? null, `must be a mapping, got ${describe(n)}`, field);
-    return n as YAMLMap<YamlNode, YamlNode | null>;
-  }
-
-  asSeq(node: YamlNode | null | undefined, field: string, at?: YamlNode | Pair | null): YAMLSeq<YamlNode | null> {
-    const n = this.deref(node);
-    if (!n || !isSeq(n)) throw this.error(n ?? at ?? null, `must be a list, got ${describe(n)}`, field);
-    return n as YAMLSeq<YamlNode | null>;
-  }
-
-  asString(node: YamlNode | null | undefined, field: string, at?: YamlNode | Pair | null): string {
-    const n = this.deref(node);
-    if (!n || !isScalar(n) || typeof n.value !== 'string') {
-      throw this.error(n ?? at ?? null, `must be a string, got ${describe(n)}`, field);
-    }
-    return n.value;
-  }
-
-  asNonEmptyString(node: YamlNode | null | undefined, field: string, at?: YamlNode | Pair | null): string {
-    const s = this.asString(node, field, at);
-    if (!s.trim()) throw this.error(this.deref(node) ?? at ?? null, `must be a non-empty string`, field);
-    return s;
-  }
-
-  asInt(node: YamlNode | null | undefined, field: string, min: number, max: number, at?: YamlNode | Pair | null): number {
-    const n = this.deref(node);
-    const v = n && isScalar(n) ? n.value : undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      throw this.error(n ?? at ?? null, `must be an integer from ${min} to ${max}, got ${describe(n)}`, field);
-    }
-    return v;
-  }
-
-  asBool(node: YamlNode | null | undefined, field: string, at?: YamlNode | Pair | null): boolean {
-    const n = this.deref(node);
-    if (!n || !isScalar(n) || typeof n.value !== 'boolean') {
-      throw this.error(n ?? at ?? null, `must be true or false, got ${describe(n)}`, field);
-    }
-    return n.value;
-  }
-
-  /** The entries of a mapping with string keys, in order. Non-string keys are refused. */
-  entries(map: YAMLMap<YamlNode, YamlNode | null>, field: string): Array<{ key: string; keyNode: YamlNode; value: YamlNode | null; pair: Pair }> {
-    const out: Array<{ key: string; keyNode: YamlNode; value: YamlNode | null; pair: Pair }> = [];
-    for (const pair of map.items) {
-      const k = pair.key as YamlNode | null;
-      if (!k || !isScalar(k) || (typeof k.value !== 'string' && typeof k.value !== 'number')) {
-        throw this.error(k ?? map, `keys must be plain names, got ${describe(k)}`, field);
-      }
-      out.push({ key: String(k.value), keyNode: k, value: (pair.value as YamlNode | null) ?? null, pair });
-    }
-    return out;
-  }
-
-  /** Refuse keys not in `allowed` (typo protection), naming the key and a close allowed one. */
-  checkKeys(map: YAMLMap<YamlNode, YamlNode | null>, allowed: readonly string[], field: string): void {
-    for (const { key, keyNode } of this.entries(map, field)) {
-      if (!allowed.includes(key)) {
-        const f = field ? `${field}.${key}` : key;
-        throw this.error(
-          keyNode,
-          `unknown key '${key}'${field ? ` in ${field}` : ' at top level'}${didYouMean(key, allowed)}; allowed: ${allowed.join(', ')}`,
-          f,
-        );
-      }
-    }
-  }
-
-  /** value node of a key in a mapping (null when absent or explicitly null) */
-  get(map: YAMLMap<YamlNode, YamlNode | null>, key: string): YamlNode | null {
-    for (const pair of map.items) {
-      const k = pair.key as YamlNode | null;
-      if (k && isScalar(k) && String(k.value) === key) return (pair.value as YamlNode | null) ?? null;
-    }
-    return null;
-  }
-
-  /** the key node of an entry, for line numbers */
-  keyNode(map: YAMLMap<YamlNode, YamlNode | null>, key: string): YamlNode | null {
-    for (const pair of map.items) {
-      const k = pair.key as YamlNode | null;
-      if (k && isScalar(k) && String(k.value) === key) return k;
-    }
-    return null;
-  }
-
   /**
-   * Plain JS value of a node. Aliases are followed (bounded: at most `maxNodes` nodes visited, so an
-   * alias bomb cannot explode). `hook` may return a replacement for any node (or undefined to go on).
+   * Plain JS value of a node (the input of a schema). Aliases are followed (bounded: at most `maxNodes`
+   * nodes visited, so an alias bomb cannot explode). Mapping keys must be plain names (strings or numbers).
    */
-  toPlain(
-    node: YamlNode | null | undefined,
-    field: string,
-    hook?: (node: YamlNode, field: string) => unknown | undefined,
-    budget: { left: number } = { left: 50_000 },
-  ): unknown {
+  toPlain(node: YamlNode | null | undefined = this.root, field = '', budget: { left: number } = { left: 50_000 }): unknown {
     if (--budget.left < 0) throw this.error(node ?? null, `value too large (alias expansion limit)`, field);
     const n = this.deref(node);
     if (!n) return null;
-    if (hook) {
-      const r = hook(n, field);
-      if (r !== undefined) return r;
-    }
     if (isScalar(n)) return n.value;
-    if (isSeq(n)) return n.items.map((item, i) => this.toPlain(item as YamlNode | null, `${field}[${i}]`, hook, budget));
+    if (isSeq(n)) return n.items.map((item, i) => this.toPlain(item as YamlNode | null, `${field}[${i}]`, budget));
     if (isMap(n)) {
       const out: Record<string, unknown> = {};
-      for (const { key, value } of this.entries(n as YAMLMap<YamlNode, YamlNode | null>, field)) {
-        out[key] = this.toPlain(value, field ? `${field}.${key}` : key, hook, budget);
+      for (const pair of n.items) {
+        const k = pair.key as YamlNode | null;
+        if (!k || !isScalar(k) || (typeof k.value !== 'string' && typeof k.value !== 'number')) {
+          throw this.error(k ?? n, `keys must be plain names, got ${describe(k)}`, field);
+        }
+        const key = String(k.value);
+        const f = field ? `${field}.${key}` : key;
+        // defineProperty: a key named __proto__ is data, not the prototype
+        Object.defineProperty(out, key, { value: this.toPlain(pair.value as YamlNode | null, f, budget), enumerable: true, writable: true, configurable: true });
       }
       return out;
     }

@@ -40,7 +40,7 @@ try {
   );
   if (p?.extra['install-timers']) {
     // the schedule runs here, on the controller: this checkout, this node, the inventory given (absolute)
-    const units = renderBackupUnits({ repoDir: process.cwd(), node: process.execPath, inventory: resolve(p.flags.inventory) });
+    const units = renderBackupUnits({ repoDir: process.cwd(), node: process.execPath, inventory: p.flags.inventory.map((f) => resolve(f)) });
     const rep = await installBackupUnits(units, { unitDir: p.extra['unit-dir'], check: p.flags.check });
     printJson({ ok: true, check: !!p.flags.check, ...rep, timers: units.filter((u) => u.name.endsWith('.timer')).map((u) => u.name) });
   } else if (p) {

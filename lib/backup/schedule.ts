@@ -39,11 +39,11 @@ export interface UnitFile {
 }
 
 /** systemd service + timer units for every schedule. `repoDir`: the wpfarm checkout; `node`: absolute path. */
-export function renderBackupUnits(o: { repoDir: string; node: string; inventory?: string; timers?: readonly TimerSpec[] }): UnitFile[] {
+export function renderBackupUnits(o: { repoDir: string; node: string; inventory?: string | readonly string[]; timers?: readonly TimerSpec[] }): UnitFile[] {
   if (!o.repoDir.startsWith('/') || !o.node.startsWith('/')) throw new Error('repoDir and node must be absolute paths');
   const out: UnitFile[] = [];
   for (const t of o.timers ?? BACKUP_TIMERS) {
-    const args = [...t.args, ...(o.inventory ? ['--inventory', o.inventory] : [])];
+    const args = [...t.args, ...[o.inventory ?? []].flat().flatMap((f) => ['--inventory', f])];
     const exec = ['/usr/bin/flock', `/run/wpfarm-backup-${t.lock}.lock`, o.node, '--import', 'tsx', 'playbooks/backup.ts', ...args].map((a) => quote(a)).join(' ');
     out.push({
       name: `wpfarm-backup-${t.name}.service`,

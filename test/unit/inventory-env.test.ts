@@ -66,7 +66,7 @@ test('the default env file is .env in the current directory (the repository root
   process.chdir(repo);
   assert.throws(() => loadInventory('inv.yml'), (e: unknown) =>
     e instanceof InputError && e.exitCode === 4
-    && e.message === 'inv.yml:2 vars.tok: env var WPF_DEFAULT_ENV_TOKEN is not set (or empty) in the environment, and there is no .env file');
+    && e.message === 'inv.yml:2:8 vars.tok: env var WPF_DEFAULT_ENV_TOKEN is not set (or empty) in the environment, and there is no .env file');
   writeFileSync(path.join(repo, '.env'), '# comment\nWPF_DEFAULT_ENV_TOKEN=default-dotenv-value\nOTHER="x y"\n');
   assert.equal(loadInventory('inv.yml').vars.tok, 'default-dotenv-value');
   // no references: the .env file is not needed at all
@@ -92,7 +92,7 @@ test('settings.env_file: the inventory names its credentials file; it serves the
   // a missing file (not generated yet, or a typo): a credential that is needed names the file it looked in
   writeFileSync(path.join(repo, 'typo.yml'), 'settings:\n  env_file: lab.evn\nvars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
   assert.throws(() => loadInventory('typo.yml'), (e: unknown) =>
-    e instanceof InputError && e.message === 'typo.yml:4 vars.tok: env var WPF_LAB_TOKEN is not set (or empty) in the environment, and there is no lab.evn file');
+    e instanceof InputError && e.message === 'typo.yml:4:8 vars.tok: env var WPF_LAB_TOKEN is not set (or empty) in the environment, and there is no lab.evn file');
   // an inventory without env_file goes back to .env
   writeFileSync(path.join(repo, 'plain.yml'), 'vars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
   assert.equal(loadInventory('plain.yml').vars.tok, 'from-dot-env');
