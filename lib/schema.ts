@@ -135,9 +135,8 @@ function errorMap(iss: z.core.$ZodRawIssue): string | undefined {
     case 'invalid_value':
       return `must be ${iss.values.map((v) => JSON.stringify(v)).join(' or ')}, got ${got}`;
     case 'invalid_format':
-      return `invalid value ${got}`;
     case 'invalid_union':
-      return `invalid value ${got}`;
+      return `invalid value ${JSON.stringify(iss.input)}`;
     default:
       return undefined;
   }

@@ -1,7 +1,7 @@
-// The `cloud:` and `cloudflare:` sections of an inventory file: parse and check, with errors naming the field.
-import { readFileSync } from 'node:fs';
-import { parseDocument, LineCounter } from 'yaml';
-import { InputError } from '../errors.ts';
+// The `cloud:` and `cloudflare:` sections of an inventory file: one zod schema each (lib/schema.ts), read
+// with the one YAML reader (lib/yamlsrc.ts); every problem is reported at once, naming file:line:col and field.
+import { matching, int, nullAsAbsent, validate, z } from '../schema.ts';
+import { parseYamlFile } from '../yamlsrc.ts';
 
 export interface GroupSpec {
   name: string;
@@ -44,10 +44,7 @@ const PREFIXES: Record<string, string> = { managers: 'mgr', workers: 'wrk', db: 
 const NAME_RE = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const SLUG_RE = /^[a-z0-9][a-z0-9-]*$/;
 const TAG_RE = /^[A-Za-z0-9:_-]{1,255}$/;
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const KEY_RE = /^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$|^SHA256:/i;
 
 /** IPv4 CIDR check (a.b.c.d/n) or IPv6 CIDR (loose). */
 export function isCidr(s: string): boolean {
@@ -57,159 +54,98 @@ export function isCidr(s: string): boolean {
   return !!m6 && m6[1]!.includes(':') && Number(m6[2]) <= 128;
 }
 
-class Checker {
-  constructor(private readonly file: string, private readonly where: (path: string[]) => string | undefined) {}
-  fail(path: string[], msg: string): never {
-    const loc = this.where(path);
-    throw new InputError(`${path.join('.')}: ${msg}`, loc ? `${this.file}:${loc}` : this.file);
-  }
-  str(obj: Record<string, unknown>, path: string[], key: string, opts: { re?: RegExp; optional?: boolean; def?: string } = {}): string {
-    const v = obj[key];
-    if (v === undefined || v === null || v === '') {
-      if (opts.def !== undefined) return opts.def;
-      if (opts.optional) return '';
-      this.fail([...path, key], 'missing');
-    }
-    if (typeof v !== 'string') this.fail([...path, key], `must be a string, got ${typeof v}`);
-    if (opts.re && !opts.re.test(v)) this.fail([...path, key], `invalid value ${JSON.stringify(v)}`);
-    return v;
-  }
-  int(obj: Record<string, unknown>, path: string[], key: string, min: number, max: number, def?: number): number {
-    const v = obj[key];
-    if (v === undefined || v === null) {
-      if (def !== undefined) return def;
-      this.fail([...path, key], 'missing');
-    }
-    if (typeof v !== 'number' || !Number.isInteger(v)) this.fail([...path, key], `must be an integer, got ${JSON.stringify(v)}`);
-    if (v < min || v > max) this.fail([...path, key], `must be between ${min} and ${max}, got ${v}`);
-    return v;
-  }
-  strList(obj: Record<string, unknown>, path: string[], key: string, re?: RegExp, optional = false): string[] {
-    const v = obj[key];
-    if (v === undefined || v === null) {
-      if (optional) return [];
-      this.fail([...path, key], 'missing');
-    }
-    if (!Array.isArray(v)) this.fail([...path, key], 'must be a list');
-    return v.map((x, i) => {
-      if (typeof x !== 'string' && typeof x !== 'number') this.fail([...path, key, String(i)], 'must be a string');
-      const s = String(x);
-      if (re && !re.test(s)) this.fail([...path, key, String(i)], `invalid value ${JSON.stringify(s)}`);
-      return s;
-    });
-  }
-}
+const notKey = (iss: { input?: unknown }) => `not a key id or fingerprint: ${JSON.stringify(iss.input)}`;
+const opt = <T extends z.ZodType>(s: T) => nullAsAbsent(s.optional());
+const name = matching(NAME_RE);
+const slug = matching(SLUG_RE);
+const cidr = z.string().refine(isCidr, { error: (iss) => `not a CIDR: ${JSON.stringify(iss.input)}` });
 
-/** Check a `cloud:` section (already parsed). `where` maps a field path to a line for messages. */
-export function parseCloudSection(raw: unknown, file = 'inventory', where: (path: string[]) => string | undefined = () => undefined): CloudSpec {
-  const c: Checker = new Checker(file, where);
-  if (!isObj(raw)) c.fail(['cloud'], 'missing (a mapping is required)');
-  const p = ['cloud'];
-  const provider = c.str(raw, p, 'provider', { def: 'digitalocean' });
-  if (provider !== 'digitalocean') c.fail([...p, 'provider'], `unsupported provider ${JSON.stringify(provider)} (only digitalocean)`);
-  const region = c.str(raw, p, 'region', { re: SLUG_RE });
-  const vpcRaw = raw['vpc'];
-  if (!isObj(vpcRaw)) c.fail([...p, 'vpc'], 'missing (a mapping with name and ip_range)');
-  const vpcName = c.str(vpcRaw, [...p, 'vpc'], 'name', { re: NAME_RE });
-  const ipRange = c.str(vpcRaw, [...p, 'vpc'], 'ip_range', { optional: true });
-  if (ipRange && !isCidr(ipRange)) c.fail([...p, 'vpc', 'ip_range'], `not a CIDR: ${JSON.stringify(ipRange)}`);
-  const sshKeysRaw = raw['ssh_keys'];
-  if (!Array.isArray(sshKeysRaw) || sshKeysRaw.length === 0) c.fail([...p, 'ssh_keys'], 'missing (at least one key id or fingerprint)');
-  const sshKeys = sshKeysRaw.map((k, i) => {
-    if (typeof k === 'number' && Number.isInteger(k)) return k;
-    if (typeof k === 'string' && /^([0-9a-f]{2}:){15}[0-9a-f]{2}$|^\d+$|^SHA256:/i.test(k)) return /^\d+$/.test(k) ? Number(k) : k;
-    return c.fail([...p, 'ssh_keys', String(i)], `not a key id or fingerprint: ${JSON.stringify(k)}`);
+const CloudGroup = z.strictObject({ count: int(0, 100), size: slug, prefix: opt(name), image: opt(slug), volume_gb: opt(int(1, 16 * 1024)) });
+
+const CloudSection = z.strictObject({
+  provider: opt(z.literal('digitalocean', { error: (iss) => `unsupported provider ${JSON.stringify(iss.input)} (only digitalocean)` })),
+  region: slug,
+  vpc: z.strictObject({ name, ip_range: opt(cidr) }),
+  ssh_keys: z.array(z.union([z.int(), z.string().regex(KEY_RE, { error: notKey })], { error: notKey }))
+    .min(1, { error: 'at least one key id or fingerprint is required' }),
+  image: slug,
+  tags: opt(z.array(matching(TAG_RE))),
+  groups: z.record(name, CloudGroup).refine((g) => Object.keys(g).length > 0, { error: 'at least one group {count, size} is required' }),
+  reserved_ip: nullAsAbsent(z.union([z.literal(false), z.strictObject({ group: z.string() })]).optional()),
+  load_balancer: opt(z.strictObject({ enabled: opt(z.boolean()), group: opt(z.string()), name: opt(name) })),
+  // S3 bucket naming rules (3-63, lowercase, digits, dots, dashes)
+  spaces: opt(z.strictObject({ bucket: matching(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/), region: opt(slug) })),
+  management_cidrs: z.array(cidr).min(1, { error: 'at least one address range is required (SSH would be closed)' }),
+  firewall_name: opt(name),
+  user: opt(z.string()),
+  key: opt(z.string()),
+})
+  .superRefine((c, ctx) => {
+    const groups = Object.keys(c.groups);
+    const prefixes = new Map<string, string>();
+    for (const [g, spec] of Object.entries(c.groups)) {
+      const prefix = spec.prefix ?? PREFIXES[g] ?? g;
+      if (prefixes.has(prefix)) ctx.addIssue({ code: 'custom', path: ['groups', g, 'prefix'], message: `duplicate droplet name prefix ${JSON.stringify(prefix)}` });
+      prefixes.set(prefix, g);
+    }
+    const known = (path: string[], g: string | undefined) => {
+      if (g !== undefined && !groups.includes(g)) ctx.addIssue({ code: 'custom', path, message: `unknown group ${JSON.stringify(g)}` });
+    };
+    if (c.reserved_ip) known(['reserved_ip', 'group'], c.reserved_ip.group);
+    known(['load_balancer', 'group'], c.load_balancer?.group);
+    const edge = edgeOf(c);
+    if (edge && (c.groups[edge]?.count ?? 1) < 1) ctx.addIssue({ code: 'custom', path: ['groups', edge, 'count'], message: 'the edge group needs at least one droplet' });
+  })
+  .transform((c): CloudSpec => {
+    const tags = c.tags?.length ? c.tags : ['wpfarm'];
+    const ownerTag = tags[0]!;
+    const edgeGroup = edgeOf(c)!;
+    return {
+      provider: 'digitalocean',
+      region: c.region,
+      vpc: { name: c.vpc.name, ipRange: c.vpc.ip_range },
+      sshKeys: c.ssh_keys.map((k) => (typeof k === 'string' && /^\d+$/.test(k) ? Number(k) : k)),
+      image: c.image,
+      tags,
+      groups: Object.entries(c.groups).map(([g, s]) => ({
+        name: g, count: s.count, size: s.size, prefix: s.prefix ?? PREFIXES[g] ?? g, image: s.image, volumeGb: s.volume_gb, tags: [...tags, `${ownerTag}-${g}`],
+      })),
+      reservedIp: c.reserved_ip ? { group: c.reserved_ip.group } : undefined,
+      loadBalancer: { enabled: c.load_balancer?.enabled === true, name: c.load_balancer?.name ?? `${ownerTag}-lb`, group: c.load_balancer?.group ?? edgeGroup },
+      spaces: c.spaces ? { bucket: c.spaces.bucket, region: c.spaces.region ?? c.region } : undefined,
+      managementCidrs: c.management_cidrs,
+      ownerTag,
+      firewallName: c.firewall_name ?? `${ownerTag}-fw`,
+      edgeGroup,
+      user: c.user || 'root',
+      key: c.key || '~/.ssh/id_ed25519',
+    };
   });
-  const image = c.str(raw, p, 'image', { re: SLUG_RE });
-  const tags = c.strList(raw, p, 'tags', TAG_RE, true);
-  if (tags.length === 0) tags.push('wpfarm');
-  const ownerTag = tags[0]!;
-  const groupsRaw = raw['groups'];
-  if (!isObj(groupsRaw) || Object.keys(groupsRaw).length === 0) c.fail([...p, 'groups'], 'missing (a mapping of group name to {count, size})');
-  const groups: GroupSpec[] = [];
-  const prefixes = new Set<string>();
-  for (const [gname, graw] of Object.entries(groupsRaw)) {
-    const gp = [...p, 'groups', gname];
-    if (!NAME_RE.test(gname)) c.fail(gp, 'group name must be lowercase letters, digits, dashes');
-    if (!isObj(graw)) c.fail(gp, 'must be a mapping with count and size');
-    const count = c.int(graw, gp, 'count', 0, 100);
-    const size = c.str(graw, gp, 'size', { re: SLUG_RE });
-    const prefix = c.str(graw, gp, 'prefix', { re: NAME_RE, def: PREFIXES[gname] ?? gname });
-    if (prefixes.has(prefix)) c.fail([...gp, 'prefix'], `duplicate droplet name prefix ${JSON.stringify(prefix)}`);
-    prefixes.add(prefix);
-    const gimage = c.str(graw, gp, 'image', { re: SLUG_RE, optional: true }) || undefined;
-    const volumeGb = graw['volume_gb'] === undefined ? undefined : c.int(graw, gp, 'volume_gb', 1, 16 * 1024);
-    groups.push({ name: gname, count, size, prefix, image: gimage, volumeGb, tags: [...tags, `${ownerTag}-${gname}`] });
-  }
-  const groupNames = new Set(groups.map((g) => g.name));
-  let reservedIp: CloudSpec['reservedIp'];
-  if (raw['reserved_ip'] !== undefined && raw['reserved_ip'] !== null && raw['reserved_ip'] !== false) {
-    const r = raw['reserved_ip'];
-    if (!isObj(r)) c.fail([...p, 'reserved_ip'], 'must be a mapping {group: <name>}');
-    const g = c.str(r, [...p, 'reserved_ip'], 'group');
-    if (!groupNames.has(g)) c.fail([...p, 'reserved_ip', 'group'], `unknown group ${JSON.stringify(g)}`);
-    reservedIp = { group: g };
-  }
-  const edgeGroup = reservedIp?.group ?? (groupNames.has('managers') ? 'managers' : groups[0]!.name);
-  const edgeSpec = groups.find((g) => g.name === edgeGroup)!;
-  if (edgeSpec.count < 1) c.fail([...p, 'groups', edgeGroup, 'count'], 'the edge group needs at least one droplet');
-  const lbRaw = raw['load_balancer'];
-  let loadBalancer = { enabled: false, name: `${ownerTag}-lb`, group: edgeGroup };
-  if (lbRaw !== undefined && lbRaw !== null) {
-    if (!isObj(lbRaw)) c.fail([...p, 'load_balancer'], 'must be a mapping {enabled: bool}');
-    const en = lbRaw['enabled'];
-    if (en !== undefined && typeof en !== 'boolean') c.fail([...p, 'load_balancer', 'enabled'], 'must be true or false');
-    const g = c.str(lbRaw, [...p, 'load_balancer'], 'group', { def: edgeGroup });
-    if (!groupNames.has(g)) c.fail([...p, 'load_balancer', 'group'], `unknown group ${JSON.stringify(g)}`);
-    loadBalancer = { enabled: en === true, name: c.str(lbRaw, [...p, 'load_balancer'], 'name', { re: NAME_RE, def: `${ownerTag}-lb` }), group: g };
-  }
-  let spaces: CloudSpec['spaces'];
-  if (raw['spaces'] !== undefined && raw['spaces'] !== null) {
-    const s = raw['spaces'];
-    if (!isObj(s)) c.fail([...p, 'spaces'], 'must be a mapping {bucket, region}');
-    // S3 bucket naming rules (3-63, lowercase, digits, dots, dashes)
-    spaces = { bucket: c.str(s, [...p, 'spaces'], 'bucket', { re: /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/ }), region: c.str(s, [...p, 'spaces'], 'region', { re: SLUG_RE, def: region }) };
-  }
-  const managementCidrs = c.strList(raw, p, 'management_cidrs');
-  if (managementCidrs.length === 0) c.fail([...p, 'management_cidrs'], 'at least one address range is required (SSH would be closed)');
-  managementCidrs.forEach((m, i) => {
-    if (!isCidr(m)) c.fail([...p, 'management_cidrs', String(i)], `not a CIDR: ${JSON.stringify(m)}`);
-  });
-  const firewallName = c.str(raw, p, 'firewall_name', { re: NAME_RE, def: `${ownerTag}-fw` });
-  const user = c.str(raw, p, 'user', { def: 'root' });
-  const key = c.str(raw, p, 'key', { optional: true }) || '~/.ssh/id_ed25519';
-  return { provider: 'digitalocean', region, vpc: { name: vpcName, ipRange: ipRange || undefined }, sshKeys, image, tags, groups, reservedIp, loadBalancer, spaces, managementCidrs, ownerTag, firewallName, edgeGroup, user, key };
+
+/** the group behind the edge (reserved IP, 80/443): the reserved IP's, else managers, else the first */
+function edgeOf(c: { groups: Record<string, unknown>; reserved_ip?: false | { group: string } }): string | undefined {
+  return c.reserved_ip ? c.reserved_ip.group : 'managers' in c.groups ? 'managers' : Object.keys(c.groups)[0];
 }
 
-export function parseCloudflareSection(raw: unknown, file = 'inventory', where: (path: string[]) => string | undefined = () => undefined): CloudflareSpec {
-  const c: Checker = new Checker(file, where);
-  if (!isObj(raw)) c.fail(['cloudflare'], 'missing (a mapping with zone)');
-  const zone = c.str(raw, ['cloudflare'], 'zone', { re: /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/ });
-  return { zone };
+const CloudflareSection = z.strictObject({ zone: matching(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/) });
+
+/** An inventory as provisioning reads it: the two sections checked, the others left to lib/inventory.ts. */
+const CloudInventory = z.looseObject({
+  cloud: z.unknown().superRefine((v, ctx) => {
+    if (v == null) ctx.addIssue({ code: 'custom', message: 'missing: provisioning needs a cloud: section (a mapping)', input: v });
+  }).pipe(CloudSection),
+  cloudflare: opt(CloudflareSection),
+});
+
+/** Check a `cloud:` section already read (tests, callers with a plain value); `file` names it in messages. */
+export function parseCloudSection(raw: unknown, file = 'inventory'): CloudSpec {
+  return validate(CloudInventory, { cloud: raw }, file).cloud;
 }
 
-/** Read an inventory file and return its cloud + cloudflare sections (checked). */
+/** Read an inventory file and return its cloud + cloudflare sections (checked) and the whole document. */
 export function loadCloudInventory(file: string): { cloud: CloudSpec; cloudflare?: CloudflareSpec; doc: Record<string, unknown> } {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new InputError(`cannot read: ${(err as Error).message}`, file);
-  }
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc });
-  if (doc.errors.length) throw new InputError(`YAML: ${doc.errors[0]!.message}`, file);
-  const js = doc.toJS() as unknown;
-  if (!isObj(js)) throw new InputError('not a mapping', file);
-  const where = (path: string[]): string | undefined => {
-    for (let n = path.length; n > 0; n--) {
-      const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
-      if (node && node.range) return String(lc.linePos(node.range[0]).line);
-      // a key that exists with a scalar value returns the scalar; missing ones fall back to the parent
-    }
-    return undefined;
-  };
-  const cloud = parseCloudSection(js['cloud'], file, where);
-  const cloudflare = js['cloudflare'] === undefined ? undefined : parseCloudflareSection(js['cloudflare'], file, where);
-  return { cloud, cloudflare, doc: js };
+  const y = parseYamlFile(file);
+  const doc = y.toPlain();
+  const r = validate(CloudInventory, doc, y, { rootName: 'inventory' });
+  return { cloud: r.cloud, cloudflare: r.cloudflare, doc: doc as Record<string, unknown> };
 }

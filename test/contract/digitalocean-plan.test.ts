@@ -71,14 +71,14 @@ test('config: names, defaults and tags', () => {
 
 test('config: each bad field is named, as InputError (exit 4)', () => {
   const bad: [Record<string, unknown>, RegExp][] = [
-    [{ region: undefined }, /cloud\.region: missing/],
+    [{ region: undefined }, /cloud\.region: is required/],
     [{ provider: 'aws' }, /cloud\.provider: unsupported provider "aws"/],
-    [{ groups: { db: { count: 3 } } }, /cloud\.groups\.db\.size: missing/],
-    [{ groups: { db: { count: -1, size: 's-1vcpu-1gb' } } }, /cloud\.groups\.db\.count: must be between 0 and 100, got -1/],
+    [{ groups: { db: { count: 3 } } }, /cloud\.groups\.db\.size: is required/],
+    [{ groups: { db: { count: -1, size: 's-1vcpu-1gb' } } }, /cloud\.groups\.db\.count: must be an integer from 0 to 100, got the number -1/],
     [{ groups: { db: { count: 1.5, size: 's-1vcpu-1gb' } } }, /cloud\.groups\.db\.count: must be an integer/],
     [{ vpc: { name: 'v', ip_range: '10.0.0.0/99' } }, /cloud\.vpc\.ip_range: not a CIDR/],
-    [{ ssh_keys: [] }, /cloud\.ssh_keys: missing/],
-    [{ ssh_keys: ['hello'] }, /cloud\.ssh_keys\.0: not a key id or fingerprint/],
+    [{ ssh_keys: [] }, /cloud\.ssh_keys: at least one key id or fingerprint/],
+    [{ ssh_keys: ['hello'] }, /cloud\.ssh_keys\[0\]: not a key id or fingerprint/],
     [{ management_cidrs: [] }, /cloud\.management_cidrs: at least one address range/],
     [{ reserved_ip: { group: 'edge' } }, /cloud\.reserved_ip\.group: unknown group "edge"/],
     [{ spaces: { bucket: 'No_Such' } }, /cloud\.spaces\.bucket: invalid value "No_Such"/],
@@ -269,7 +269,7 @@ test('the CLI entry point: exit 4 with the field named, and for a missing token 
     const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'playbooks/provision.ts'), ...args], { cwd: repo, encoding: 'utf8', env: envNoToken, timeout: 60_000 });
     let r = run(['--inventory', inv, '--dotenv', env, '--check']);
     assert.equal(r.status, 4, r.stderr);
-    assert.match(r.stderr, /p\.yml:7: cloud\.groups\.db\.size: missing/);
+    assert.match(r.stderr, /p\.yml:7:\d+ cloud\.groups\.db\.size: is required/);
     writeFileSync(inv, readFileSync(inv, 'utf8').replace('{ count: 3 }', '{ count: 3, size: s-1vcpu-1gb }'));
     r = run(['--inventory', inv, '--dotenv', env, '--check']);
     assert.equal(r.status, 4, r.stderr);

@@ -270,7 +270,7 @@ test('bad input: a missing field is named with file:line, exit 4; a missing toke
   const io = (): Io => ({ out: (l) => (r.text += `${l}\n`), err: (l) => (r.text += `${l}\n`) });
   r.code = await runProvision(['--inventory', broken, '--dotenv', envFile, '--api-url', prism.url, '--check'], io());
   assert.equal(r.code, 4);
-  assert.match(r.text, /broken\.yml:14: cloud\.groups\.db\.size: missing/);
+  assert.match(r.text, /broken\.yml:14:\d+ cloud\.groups\.db\.size: is required/);
   r = { code: 0, text: '' };
   writeFileSync(broken, INVENTORY.replace('management_cidrs: [203.0.113.0/24]', 'management_cidrs: [203.0.113.0/33]'));
   r.code = await runProvision(['--inventory', broken, '--dotenv', envFile, '--api-url', prism.url, '--check'], io());
