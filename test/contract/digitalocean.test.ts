@@ -275,7 +275,7 @@ test('bad input: a missing field is named with file:line, exit 4; a missing toke
   writeFileSync(broken, INVENTORY.replace('management_cidrs: [203.0.113.0/24]', 'management_cidrs: [203.0.113.0/33]'));
   r.code = await runProvision(['--inventory', broken, '--dotenv', envFile, '--api-url', prism.url, '--check'], io());
   assert.equal(r.code, 4);
-  assert.match(r.text, /cloud\.management_cidrs\.0: not a CIDR: "203\.0\.113\.0\/33"/);
+  assert.match(r.text, /cloud\.management_cidrs\[0\]: not a CIDR: "203\.0\.113\.0\/33"/);
   r = { code: 0, text: '' };
   const empty = path.join(dir, 'empty.env');
   writeFileSync(empty, '# nothing\n');
