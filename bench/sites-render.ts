@@ -6,6 +6,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { parseSiteRecord, checkFarmUniqueness, type SiteRecord } from '../roles/wp-site/site.ts';
+import { formatProblem } from '../lib/schema.ts';
 import { renderSiteStack, diffFarm, secretHash, updatedStateFile, type FarmStackSettings, type RenderedStack } from '../roles/wp-site/stack.ts';
 
 const count = Number(process.argv[2] ?? 500);
@@ -54,7 +55,7 @@ const tAll = performance.now();
 let t = performance.now();
 const sites: SiteRecord[] = texts.map((text, i) => parseSiteRecord(`inventory/sites/${ids[i]}.yml`, text, INV));
 const uniq = checkFarmUniqueness(sites);
-if (uniq.length) throw new Error(uniq.map((e) => e.message).join('\n'));
+if (uniq.length) throw new Error(uniq.map(formatProblem).join('\n'));
 const tParse = ms(t);
 
 t = performance.now();

@@ -6,7 +6,8 @@ import { parseArgs } from 'node:util';
 import { InputError } from '../../lib/errors.ts';
 import { parseCli } from '../../lib/cli.ts';
 import { loadInventory } from '../../lib/inventory.ts';
-import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, SiteRecordErrors, type SiteRecord } from './site.ts';
+import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, type SiteRecord } from './site.ts';
+import { InputErrors } from '../../lib/schema.ts';
 
 export type FlagSpec = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>;
 
@@ -42,12 +43,7 @@ export function siteIdFor(domain: string): string {
 
 export function sitesOf(dir: string, managementCidrs?: string[]): SiteRecord[] {
   if (!existsSync(dir)) return [];
-  try {
-    return loadSites(dir, { management_cidrs: managementCidrs });
-  } catch (e) {
-    if (e instanceof SiteRecordErrors) throw new InputError(e.message);
-    throw e;
-  }
+  return loadSites(dir, { management_cidrs: managementCidrs });
 }
 
 /** Find a site by id or domain (primary or alias). */
@@ -92,15 +88,9 @@ export function validateNewSite(dir: string, n: NewSite, managementCidrs?: strin
     throw new InputError(`site ${n.id} exists already (${file}${existing ? `, domain ${existing.domain}` : ''}); to reconcile it, run the wp-site role`);
   }
   const text = recordYaml(n);
-  let rec: SiteRecord;
-  try {
-    rec = parseSiteRecord(file, text, { management_cidrs: managementCidrs });
-  } catch (e) {
-    if (e instanceof SiteRecordErrors) throw new InputError(e.message);
-    throw e;
-  }
+  const rec = parseSiteRecord(file, text, { management_cidrs: managementCidrs });
   const dup = checkFarmUniqueness([...sites, rec]);
-  if (dup.length) throw new InputError(dup.map((e) => e.message).join('\n'));
+  if (dup.length) throw new InputErrors(dup);
   return text;
 }
 

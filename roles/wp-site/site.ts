@@ -2,64 +2,14 @@
 //
 // Validation is strict and happens before anything runs: an unknown key, a domain carrying shell or
 // Traefik rule syntax, a duplicate id or domain across the farm is refused with an error that names
-// the file, the line and the field. Pure code (no I/O except reading the files in loadSites).
+// the file, the line and the field. One path: the YAML reader (lib/yamlsrc.ts) and a zod schema
+// (lib/schema.ts), every problem reported at once (InputErrors, exit 4).
 
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { LineCounter, parseDocument, isMap, isScalar, type Document, type Node } from 'yaml';
-
-export interface PhpSettings {
-  memory_limit: string; // "256M"
-  upload_max_filesize: string; // "64M"
-  post_max_size: string; // "64M"
-  max_execution_time: number; // seconds
-  max_input_vars: number;
-  pm_max_children: number;
-  pm_start_servers: number;
-  pm_min_spare_servers: number;
-  pm_max_spare_servers: number;
-  pm_max_requests: number;
-}
-
-export interface ResourceLimit {
-  /** CPUs, e.g. 0.25 */
-  cpus: number;
-  /** memory, e.g. "128M" */
-  memory: string;
-}
-
-export interface SiteLimits {
-  nginx: ResourceLimit;
-  php: ResourceLimit;
-  redis: ResourceLimit;
-}
-
-export interface BackupPolicy {
-  db: { every_hours: number; retention_days: number };
-  files: { schedule: 'daily'; keep_daily: number; keep_weekly: number; keep_monthly: number };
-}
-
-export interface SiteRecord {
-  id: string;
-  domain: string;
-  aliases: string[];
-  php: PhpSettings;
-  replicas: number;
-  limits: SiteLimits;
-  /** FastCGI cache TTL in seconds for 200/301/302 responses (0 disables the cache) */
-  cache_ttl: number;
-  xmlrpc: boolean;
-  /** Redis object cache drop-in in WordPress (the site's redis service) */
-  object_cache: boolean;
-  /** CIDRs allowed to reach /wp-admin and /wp-login.php */
-  admin_allowlist: string[];
-  /** sticky sessions at Traefik (cookie) */
-  sticky: boolean;
-  backup: BackupPolicy;
-  /** where the record was read from ("inventory/sites/blog1.yml"), for messages */
-  source?: string;
-}
+import { InputErrors, int, matching, nullAsAbsent, num, problemAt, checkedBy, validate, z, type Problem } from '../../lib/schema.ts';
+import { parseYamlText, parseYamlFile, type YamlSource } from '../../lib/yamlsrc.ts';
 
 /** Defaults that come from the farm inventory (not from the record). */
 export interface SiteDefaultsFromInventory {
@@ -67,7 +17,7 @@ export interface SiteDefaultsFromInventory {
   management_cidrs?: string[];
 }
 
-export const DEFAULT_PHP: Readonly<PhpSettings> = Object.freeze({
+export const DEFAULT_PHP = Object.freeze({
   memory_limit: '256M',
   upload_max_filesize: '64M',
   post_max_size: '64M',
@@ -81,40 +31,19 @@ export const DEFAULT_PHP: Readonly<PhpSettings> = Object.freeze({
   pm_max_requests: 500,
 });
 
-export const DEFAULT_LIMITS: Readonly<SiteLimits> = Object.freeze({
+export const DEFAULT_LIMITS = Object.freeze({
   nginx: { cpus: 0.25, memory: '128M' },
   php: { cpus: 1, memory: '512M' },
   redis: { cpus: 0.25, memory: '128M' },
 });
 
-export const DEFAULT_BACKUP: Readonly<BackupPolicy> = Object.freeze({
+export const DEFAULT_BACKUP = Object.freeze({
   db: { every_hours: 6, retention_days: 30 },
   files: { schedule: 'daily' as const, keep_daily: 7, keep_weekly: 4, keep_monthly: 3 },
 });
 
 export const DEFAULT_REPLICAS = 2;
 export const DEFAULT_CACHE_TTL = 600;
-
-/** Error in a site record: file, line and field are always named. */
-export class SiteRecordError extends Error {
-  constructor(
-    readonly file: string,
-    readonly line: number | undefined,
-    readonly field: string,
-    readonly reason: string,
-  ) {
-    super(`${file}${line ? `:${line}` : ''}: ${field}: ${reason}`);
-    this.name = 'SiteRecordError';
-  }
-}
-
-/** Several problems found in one pass (all reported, not only the first). */
-export class SiteRecordErrors extends Error {
-  constructor(readonly errors: SiteRecordError[]) {
-    super(errors.map((e) => e.message).join('\n'));
-    this.name = 'SiteRecordErrors';
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Pure validators (exported: the add-site playbook validates a --domain argument with the same code)
@@ -217,224 +146,123 @@ function describe(v: unknown): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parsing with positions
+// The schema
 
-type Path = (string | number)[];
+const size = matching(SIZE_RE, 'a size like 64M, 512M or 1G');
+const opt = <T extends z.ZodType>(s: T) => nullAsAbsent(s.optional());
+/** a mapping whose keys all have defaults: absent or null gives the defaults */
+const section = <T extends z.ZodType>(s: T) => nullAsAbsent(s.prefault({} as z.input<T>));
+const domain = z.string().superRefine(checkedBy(checkDomain));
 
-class Reader {
-  readonly errors: SiteRecordError[] = [];
-  constructor(
-    readonly file: string,
-    readonly doc: Document.Parsed,
-    readonly lines: LineCounter,
-  ) {}
+const Php = z.strictObject({
+  memory_limit: size.default(DEFAULT_PHP.memory_limit),
+  upload_max_filesize: size.default(DEFAULT_PHP.upload_max_filesize),
+  post_max_size: size.default(DEFAULT_PHP.post_max_size),
+  max_execution_time: int(1, 3600).default(DEFAULT_PHP.max_execution_time),
+  max_input_vars: int(100, 100000).default(DEFAULT_PHP.max_input_vars),
+  pm_max_children: int(1, 200).default(DEFAULT_PHP.pm_max_children),
+  pm_start_servers: int(1, 200).default(DEFAULT_PHP.pm_start_servers),
+  pm_min_spare_servers: int(1, 200).default(DEFAULT_PHP.pm_min_spare_servers),
+  pm_max_spare_servers: int(1, 200).default(DEFAULT_PHP.pm_max_spare_servers),
+  pm_max_requests: int(0, 100000).default(DEFAULT_PHP.pm_max_requests),
+});
 
-  line(p: Path): number | undefined {
-    // The closest node that exists along the path gives the line.
-    for (let n = p.length; n >= 0; n--) {
-      const node = n === 0 ? this.doc.contents : (this.doc.getIn(p.slice(0, n), true) as Node | undefined);
-      if (node && typeof node === 'object' && 'range' in node && node.range) return this.lines.linePos(node.range[0]).line;
-    }
-    return undefined;
+const limit = (svc: keyof typeof DEFAULT_LIMITS) =>
+  section(z.strictObject({ cpus: num(0.01, 64).default(DEFAULT_LIMITS[svc].cpus), memory: size.default(DEFAULT_LIMITS[svc].memory) }));
+
+const Backup = z.strictObject({
+  db: section(z.strictObject({
+    every_hours: int(1, 168).default(DEFAULT_BACKUP.db.every_hours)
+      .refine((h) => 24 % h === 0 || h % 24 === 0, { error: 'must divide 24 or be a multiple of 24' }),
+    retention_days: int(1, 3650).default(DEFAULT_BACKUP.db.retention_days),
+  })),
+  files: section(z.strictObject({
+    schedule: z.literal('daily', { error: (iss) => `only "daily" is supported, got ${JSON.stringify(iss.input)}` }).default('daily'),
+    keep_daily: int(1, 365).default(DEFAULT_BACKUP.files.keep_daily),
+    keep_weekly: int(0, 520).default(DEFAULT_BACKUP.files.keep_weekly),
+    keep_monthly: int(0, 120).default(DEFAULT_BACKUP.files.keep_monthly),
+  })),
+});
+
+const SiteSchema = z.strictObject({
+  id: z.string({ error: (iss) => (iss.input === undefined ? 'is required' : `must be a string`) }).superRefine(checkedBy(checkSiteId)),
+  domain,
+  aliases: opt(z.array(domain)).transform((a) => a ?? []),
+  php: section(Php),
+  replicas: int(1, 20).default(DEFAULT_REPLICAS),
+  limits: section(z.strictObject({ nginx: limit('nginx'), php: limit('php'), redis: limit('redis') })),
+  cache_ttl: int(0, 86400).default(DEFAULT_CACHE_TTL),
+  xmlrpc: z.boolean().default(false),
+  /** Redis object cache drop-in in WordPress (the site's redis service) */
+  object_cache: z.boolean().default(true),
+  /** CIDRs allowed to reach /wp-admin and /wp-login.php (default: the inventory's management_cidrs) */
+  admin_allowlist: z.array(z.string().superRefine(checkedBy(checkCidr))).optional(),
+  /** sticky sessions at Traefik (cookie) */
+  sticky: z.boolean().default(false),
+  backup: section(Backup),
+}).superRefine((r, ctx) => {
+  const fail = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  r.aliases.forEach((a, i) => {
+    if (a === r.domain) fail(['aliases', i], `${JSON.stringify(a)} repeats the primary domain`);
+    else if (r.aliases.indexOf(a) !== i) fail(['aliases', i], `${JSON.stringify(a)} is listed twice`);
+  });
+  // php-fpm refuses to start when these do not hold: catch it here, not in a crash loop.
+  const php = r.php;
+  if (!(php.pm_min_spare_servers <= php.pm_start_servers && php.pm_start_servers <= php.pm_max_spare_servers)) {
+    fail(['php', 'pm_start_servers'], 'must lie between pm_min_spare_servers and pm_max_spare_servers');
   }
-
-  keyLine(p: Path): number | undefined {
-    // For unknown keys: the line of the key itself.
-    const parent = p.length > 1 ? this.doc.getIn(p.slice(0, -1), true) : this.doc.contents;
-    if (isMap(parent)) {
-      for (const pair of parent.items) {
-        if (isScalar(pair.key) && pair.key.value === p[p.length - 1] && pair.key.range) return this.lines.linePos(pair.key.range[0]).line;
-      }
-    }
-    return this.line(p);
+  if (php.pm_max_spare_servers > php.pm_max_children) fail(['php', 'pm_max_spare_servers'], 'must not exceed pm_max_children');
+  if (bytes(php.post_max_size) < bytes(php.upload_max_filesize)) fail(['php', 'post_max_size'], 'must be at least upload_max_filesize');
+  if (bytes(r.limits.php.memory) < bytes(php.memory_limit) * 2) {
+    fail(
+      ctx.value.limits.php.memory !== DEFAULT_LIMITS.php.memory ? ['limits', 'php', 'memory'] : ['php', 'memory_limit'],
+      `php.memory_limit ${php.memory_limit} does not fit the php container limit ${r.limits.php.memory} with OPcache ` +
+        '(limits.php.memory must be at least twice memory_limit)',
+    );
   }
+});
 
-  fail(p: Path, reason: string, atKey = false): void {
-    this.errors.push(new SiteRecordError(this.file, atKey ? this.keyLine(p) : this.line(p), fieldName(p), reason));
-  }
-}
+export type PhpSettings = z.output<typeof Php>;
+export type ResourceLimit = z.output<ReturnType<typeof limit>>;
+export type SiteLimits = z.output<typeof SiteSchema>['limits'];
+export type BackupPolicy = z.output<typeof Backup>;
+export type SiteRecord = Omit<z.output<typeof SiteSchema>, 'admin_allowlist'> & {
+  /** CIDRs allowed to reach /wp-admin and /wp-login.php */
+  admin_allowlist: string[];
+  /** where the record was read from ("inventory/sites/blog1.yml"), for messages */
+  source?: string;
+};
 
-function fieldName(p: Path): string {
-  return p.map((s, i) => (typeof s === 'number' ? `[${s}]` : i ? `.${s}` : s)).join('') || '(document)';
-}
+/** each record's YAML, for the line of a farm-wide problem */
+const sourceOf = new WeakMap<SiteRecord, YamlSource>();
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function checkKeys(r: Reader, obj: Record<string, unknown>, allowed: readonly string[], at: Path): void {
-  for (const k of Object.keys(obj)) {
-    if (!allowed.includes(k)) r.fail([...at, k], `unknown key (allowed: ${allowed.join(', ')})`, true);
-  }
-}
-
-function int(r: Reader, v: unknown, p: Path, min: number, max: number, dflt: number): number {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    r.fail(p, `must be an integer from ${min} to ${max}, got ${describe(v)}`);
-    return dflt;
-  }
-  return v;
-}
-
-function size(r: Reader, v: unknown, p: Path, dflt: string): string {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'string' || !SIZE_RE.test(v)) {
-    r.fail(p, `must be a size like 64M, 512M or 1G, got ${describe(v)}`);
-    return dflt;
-  }
-  return v;
-}
-
-function bool(r: Reader, v: unknown, p: Path, dflt: boolean): boolean {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'boolean') {
-    r.fail(p, `must be true or false, got ${describe(v)}`);
-    return dflt;
-  }
-  return v;
-}
-
-function sub(r: Reader, v: unknown, p: Path): Record<string, unknown> {
-  if (v === undefined || v === null) return {};
-  if (!isPlainObject(v)) {
-    r.fail(p, `must be a mapping, got ${describe(v)}`);
-    return {};
-  }
-  return v;
-}
-
-const TOP_KEYS = ['id', 'domain', 'aliases', 'php', 'replicas', 'limits', 'cache_ttl', 'xmlrpc', 'object_cache', 'admin_allowlist', 'sticky', 'backup'] as const;
-const PHP_KEYS = Object.keys(DEFAULT_PHP);
+/** Several problems in site records, all reported (file:line:col field: message each). */
+export { InputErrors as SiteRecordErrors };
 
 /**
  * Parse and validate one record. `file` is used in messages; `text` is the YAML.
- * Throws SiteRecordErrors listing every problem found.
+ * Throws InputErrors listing every problem found.
  */
 export function parseSiteRecord(file: string, text: string, inv: SiteDefaultsFromInventory = {}): SiteRecord {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) {
-    throw new SiteRecordErrors(
-      doc.errors.map((e) => new SiteRecordError(file, e.linePos?.[0]?.line, '(yaml)', e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, ''))),
-    );
+  return recordOf(parseYamlText(text, file), inv);
+}
+
+function recordOf(y: YamlSource, inv: SiteDefaultsFromInventory): SiteRecord {
+  const raw = y.toPlain();
+  const problems: Problem[] = [];
+  const plain = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
+  const base = path.basename(y.file).replace(/\.ya?ml$/, '').replace(/^_/, ''); // _name.yml: example/draft of name
+  if (plain && typeof plain.id === 'string' && !checkSiteId(plain.id) && base !== plain.id && /\.ya?ml$/.test(y.file)) {
+    problems.push(problemAt(y, ['id'], `${JSON.stringify(plain.id)} must match the file name (${base}.yml)`));
   }
-  const r = new Reader(file, doc, lines);
-  const raw: unknown = doc.toJS({ maxAliasCount: 0 });
-  if (!isPlainObject(raw)) {
-    throw new SiteRecordErrors([new SiteRecordError(file, 1, '(document)', `must be a mapping, got ${describe(raw)}`)]);
+  const allow = plain && Array.isArray(plain.admin_allowlist) ? plain.admin_allowlist : inv.management_cidrs ?? [];
+  if (plain && allow.length === 0) {
+    problems.push(problemAt(y, ['admin_allowlist'], 'is empty and the inventory has no management_cidrs: wp-admin would be closed to everyone'));
   }
-  checkKeys(r, raw, TOP_KEYS, []);
-
-  // id
-  const idErr = checkSiteId(raw.id);
-  if (raw.id === undefined) r.fail(['id'], 'is required');
-  else if (idErr) r.fail(['id'], idErr);
-  const id = typeof raw.id === 'string' ? raw.id : '';
-  const base = path.basename(file).replace(/\.ya?ml$/, '').replace(/^_/, ''); // _name.yml: example/draft of name
-  if (!idErr && base !== id && /\.ya?ml$/.test(file)) r.fail(['id'], `${JSON.stringify(id)} must match the file name (${base}.yml)`);
-
-  // domains
-  if (raw.domain === undefined) r.fail(['domain'], 'is required');
-  else {
-    const e = checkDomain(raw.domain);
-    if (e) r.fail(['domain'], e);
-  }
-  const domain = typeof raw.domain === 'string' ? raw.domain : '';
-  let aliases: string[] = [];
-  if (raw.aliases !== undefined && raw.aliases !== null) {
-    if (!Array.isArray(raw.aliases)) r.fail(['aliases'], `must be a list of domains, got ${describe(raw.aliases)}`);
-    else {
-      raw.aliases.forEach((a, i) => {
-        const e = checkDomain(a);
-        if (e) r.fail(['aliases', i], e);
-        else if (a === domain) r.fail(['aliases', i], `${JSON.stringify(a)} repeats the primary domain`);
-        else if (raw.aliases && (raw.aliases as unknown[]).indexOf(a) !== i) r.fail(['aliases', i], `${JSON.stringify(a)} is listed twice`);
-      });
-      aliases = raw.aliases.filter((a): a is string => typeof a === 'string');
-    }
-  }
-
-  // php
-  const phpRaw = sub(r, raw.php, ['php']);
-  checkKeys(r, phpRaw, PHP_KEYS, ['php']);
-  const php: PhpSettings = {
-    memory_limit: size(r, phpRaw.memory_limit, ['php', 'memory_limit'], DEFAULT_PHP.memory_limit),
-    upload_max_filesize: size(r, phpRaw.upload_max_filesize, ['php', 'upload_max_filesize'], DEFAULT_PHP.upload_max_filesize),
-    post_max_size: size(r, phpRaw.post_max_size, ['php', 'post_max_size'], DEFAULT_PHP.post_max_size),
-    max_execution_time: int(r, phpRaw.max_execution_time, ['php', 'max_execution_time'], 1, 3600, DEFAULT_PHP.max_execution_time),
-    max_input_vars: int(r, phpRaw.max_input_vars, ['php', 'max_input_vars'], 100, 100000, DEFAULT_PHP.max_input_vars),
-    pm_max_children: int(r, phpRaw.pm_max_children, ['php', 'pm_max_children'], 1, 200, DEFAULT_PHP.pm_max_children),
-    pm_start_servers: int(r, phpRaw.pm_start_servers, ['php', 'pm_start_servers'], 1, 200, DEFAULT_PHP.pm_start_servers),
-    pm_min_spare_servers: int(r, phpRaw.pm_min_spare_servers, ['php', 'pm_min_spare_servers'], 1, 200, DEFAULT_PHP.pm_min_spare_servers),
-    pm_max_spare_servers: int(r, phpRaw.pm_max_spare_servers, ['php', 'pm_max_spare_servers'], 1, 200, DEFAULT_PHP.pm_max_spare_servers),
-    pm_max_requests: int(r, phpRaw.pm_max_requests, ['php', 'pm_max_requests'], 0, 100000, DEFAULT_PHP.pm_max_requests),
-  };
-  // php-fpm refuses to start when these do not hold: catch it here, not in a crash loop.
-  if (!(php.pm_min_spare_servers <= php.pm_start_servers && php.pm_start_servers <= php.pm_max_spare_servers))
-    r.fail(['php', 'pm_start_servers'], 'must lie between pm_min_spare_servers and pm_max_spare_servers');
-  if (php.pm_max_spare_servers > php.pm_max_children) r.fail(['php', 'pm_max_spare_servers'], 'must not exceed pm_max_children');
-  if (bytes(php.post_max_size) < bytes(php.upload_max_filesize)) r.fail(['php', 'post_max_size'], 'must be at least upload_max_filesize');
-
-  const replicas = int(r, raw.replicas, ['replicas'], 1, 20, DEFAULT_REPLICAS);
-
-  // limits
-  const limRaw = sub(r, raw.limits, ['limits']);
-  checkKeys(r, limRaw, ['nginx', 'php', 'redis'], ['limits']);
-  const limits = {} as SiteLimits;
-  for (const svc of ['nginx', 'php', 'redis'] as const) {
-    const l = sub(r, limRaw[svc], ['limits', svc]);
-    checkKeys(r, l, ['cpus', 'memory'], ['limits', svc]);
-    let cpus = DEFAULT_LIMITS[svc].cpus;
-    if (l.cpus !== undefined) {
-      if (typeof l.cpus !== 'number' || !(l.cpus >= 0.01 && l.cpus <= 64)) r.fail(['limits', svc, 'cpus'], `must be a number from 0.01 to 64, got ${describe(l.cpus)}`);
-      else cpus = l.cpus;
-    }
-    limits[svc] = { cpus, memory: size(r, l.memory, ['limits', svc, 'memory'], DEFAULT_LIMITS[svc].memory) };
-  }
-  if (bytes(limits.php.memory) < bytes(php.memory_limit) * 2)
-    r.fail(isPlainObject(limRaw.php) && limRaw.php.memory !== undefined ? ['limits', 'php', 'memory'] : ['php', 'memory_limit'], `php.memory_limit ${php.memory_limit} does not fit the php container limit ${limits.php.memory} with OPcache (limits.php.memory must be at least twice memory_limit)`);
-
-  const cache_ttl = int(r, raw.cache_ttl, ['cache_ttl'], 0, 86400, DEFAULT_CACHE_TTL);
-  const xmlrpc = bool(r, raw.xmlrpc, ['xmlrpc'], false);
-  const object_cache = bool(r, raw.object_cache, ['object_cache'], true);
-  const sticky = bool(r, raw.sticky, ['sticky'], false);
-
-  let admin_allowlist: string[] = [...(inv.management_cidrs ?? [])];
-  if (raw.admin_allowlist !== undefined) {
-    if (!Array.isArray(raw.admin_allowlist)) r.fail(['admin_allowlist'], `must be a list of CIDRs, got ${describe(raw.admin_allowlist)}`);
-    else {
-      raw.admin_allowlist.forEach((c, i) => {
-        const e = checkCidr(c);
-        if (e) r.fail(['admin_allowlist', i], e);
-      });
-      admin_allowlist = raw.admin_allowlist.filter((c): c is string => typeof c === 'string');
-    }
-  }
-  if (admin_allowlist.length === 0) r.fail(['admin_allowlist'], 'is empty and the inventory has no management_cidrs: wp-admin would be closed to everyone');
-
-  // backup
-  const bRaw = sub(r, raw.backup, ['backup']);
-  checkKeys(r, bRaw, ['db', 'files'], ['backup']);
-  const bdb = sub(r, bRaw.db, ['backup', 'db']);
-  checkKeys(r, bdb, ['every_hours', 'retention_days'], ['backup', 'db']);
-  const bfi = sub(r, bRaw.files, ['backup', 'files']);
-  checkKeys(r, bfi, ['schedule', 'keep_daily', 'keep_weekly', 'keep_monthly'], ['backup', 'files']);
-  if (bfi.schedule !== undefined && bfi.schedule !== 'daily') r.fail(['backup', 'files', 'schedule'], `only "daily" is supported, got ${describe(bfi.schedule)}`);
-  const every = int(r, bdb.every_hours, ['backup', 'db', 'every_hours'], 1, 168, DEFAULT_BACKUP.db.every_hours);
-  if (24 % every !== 0 && every % 24 !== 0) r.fail(['backup', 'db', 'every_hours'], 'must divide 24 or be a multiple of 24');
-  const backup: BackupPolicy = {
-    db: { every_hours: every, retention_days: int(r, bdb.retention_days, ['backup', 'db', 'retention_days'], 1, 3650, DEFAULT_BACKUP.db.retention_days) },
-    files: {
-      schedule: 'daily',
-      keep_daily: int(r, bfi.keep_daily, ['backup', 'files', 'keep_daily'], 1, 365, DEFAULT_BACKUP.files.keep_daily),
-      keep_weekly: int(r, bfi.keep_weekly, ['backup', 'files', 'keep_weekly'], 0, 520, DEFAULT_BACKUP.files.keep_weekly),
-      keep_monthly: int(r, bfi.keep_monthly, ['backup', 'files', 'keep_monthly'], 0, 120, DEFAULT_BACKUP.files.keep_monthly),
-    },
-  };
-
-  if (r.errors.length) throw new SiteRecordErrors(r.errors);
-  return { id, domain, aliases, php, replicas, limits, cache_ttl, xmlrpc, object_cache, admin_allowlist, sticky, backup, source: file };
+  const r = validate(SiteSchema, raw, y, { rootName: '(document)', problems });
+  const rec: SiteRecord = { ...r, admin_allowlist: r.admin_allowlist ?? [...(inv.management_cidrs ?? [])], source: y.file };
+  sourceOf.set(rec, y);
+  return rec;
 }
 
 /** "64M" → bytes */
@@ -450,31 +278,31 @@ export function siteDomains(site: Pick<SiteRecord, 'domain' | 'aliases'>): strin
 }
 
 /**
- * Farm-wide check: ids and every domain/alias unique across records. Errors name both files.
- * Pure: takes records already parsed (their `source` names the files).
+ * Farm-wide check: ids and every domain/alias unique across records. Problems name both files.
+ * Pure: takes records already parsed (their `source` names the files; lines when they were parsed here).
  */
-export function checkFarmUniqueness(sites: readonly SiteRecord[]): SiteRecordError[] {
-  const errors: SiteRecordError[] = [];
+export function checkFarmUniqueness(sites: readonly SiteRecord[]): Problem[] {
+  const problems: Problem[] = [];
+  const at = (s: SiteRecord, p: (string | number)[], message: string) => problems.push(problemAt(sourceOf.get(s) ?? s.source ?? s.id, p, message));
   const ids = new Map<string, SiteRecord>();
   const domains = new Map<string, { site: SiteRecord; field: string }>();
   for (const s of sites) {
     const prev = ids.get(s.id);
-    if (prev) errors.push(new SiteRecordError(s.source ?? s.id, undefined, 'id', `${JSON.stringify(s.id)} is already used by ${prev.source ?? prev.id}`));
+    if (prev) at(s, ['id'], `${JSON.stringify(s.id)} is already used by ${prev.source ?? prev.id}`);
     else ids.set(s.id, s);
     siteDomains(s).forEach((d, i) => {
-      const field = i === 0 ? 'domain' : `aliases[${i - 1}]`;
+      const p = i === 0 ? ['domain'] : ['aliases', i - 1];
       const other = domains.get(d);
-      if (other && other.site !== s)
-        errors.push(new SiteRecordError(s.source ?? s.id, undefined, field, `${JSON.stringify(d)} is already used by ${other.site.source ?? other.site.id} (${other.field})`));
-      else if (!other) domains.set(d, { site: s, field });
+      if (other && other.site !== s) at(s, p, `${JSON.stringify(d)} is already used by ${other.site.source ?? other.site.id} (${other.field})`);
+      else if (!other) domains.set(d, { site: s, field: i === 0 ? 'domain' : `aliases[${i - 1}]` });
     });
   }
-  return errors;
+  return problems;
 }
 
 /**
  * Load every inventory/sites/*.yml (or .yaml) of a directory; files starting with "_" or "." are
- * skipped (examples, drafts). Throws SiteRecordErrors with every problem of every file.
+ * skipped (examples, drafts). Throws InputErrors with every problem of every file.
  * Records are returned sorted by id.
  */
 export function loadSites(dir: string, inv: SiteDefaultsFromInventory = {}): SiteRecord[] {
@@ -482,17 +310,16 @@ export function loadSites(dir: string, inv: SiteDefaultsFromInventory = {}): Sit
     .filter((f) => /\.ya?ml$/.test(f) && !f.startsWith('_') && !f.startsWith('.'))
     .sort();
   const sites: SiteRecord[] = [];
-  const errors: SiteRecordError[] = [];
+  const problems: Problem[] = [];
   for (const f of files) {
-    const file = path.join(dir, f);
     try {
-      sites.push(parseSiteRecord(file, readFileSync(file, 'utf8'), inv));
+      sites.push(recordOf(parseYamlFile(path.join(dir, f)), inv));
     } catch (e) {
-      if (e instanceof SiteRecordErrors) errors.push(...e.errors);
+      if (e instanceof InputErrors) problems.push(...e.problems);
       else throw e;
     }
   }
-  errors.push(...checkFarmUniqueness(sites));
-  if (errors.length) throw new SiteRecordErrors(errors);
+  problems.push(...checkFarmUniqueness(sites));
+  if (problems.length) throw new InputErrors(problems);
   return sites.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
