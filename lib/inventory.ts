@@ -79,9 +79,10 @@ function nameCheck(what: 'host' | 'group') {
   return (name: string, ctx: z.core.$RefinementCtx<string>) => {
     let why: string | undefined;
     if (name === 'all') {
-      why = what === 'group'
-        ? `'all' is implicit (every host); put its vars under the top-level vars:`
-        : `'all' is reserved for the implicit group of every host and cannot name a host`;
+      why =
+        what === 'group'
+          ? `'all' is implicit (every host); put its vars under the top-level vars:`
+          : `'all' is reserved for the implicit group of every host and cannot name a host`;
     } else if (!NAME_RE.test(name)) {
       why = `${what} name '${name}' may only contain letters, digits, '_', '.' and '-' (and not start with '.' or '-')`;
     }
@@ -90,29 +91,38 @@ function nameCheck(what: 'host' | 'group') {
 }
 
 const VarsSchema = nullAsAbsent(
-  z.record(
-    z.string().regex(VAR_NAME_RE, { error: (iss) => `var name '${String(iss.input)}' may only contain letters, digits and '_' (and not start with a digit)` }),
-    z.unknown(),
-  ).optional(),
+  z
+    .record(
+      z
+        .string()
+        .regex(VAR_NAME_RE, {
+          error: (iss) => `var name '${String(iss.input)}' may only contain letters, digits and '_' (and not start with a digit)`,
+        }),
+      z.unknown(),
+    )
+    .optional(),
 );
 
 const opt = <T extends z.ZodType>(s: T) => nullAsAbsent(s.optional());
 
 const HostSchema = z.strictObject(
   {
-    address: z.string({ error: (iss) => (iss.input === undefined ? 'is required: every host needs an address' : undefined) })
+    address: z
+      .string({ error: (iss) => (iss.input === undefined ? 'is required: every host needs an address' : undefined) })
       .refine((a) => a.trim() !== '', { error: 'must be a non-empty string' })
       .refine((a) => !/\s|[\x00-\x1f\x7f]/.test(a) && !a.startsWith('-'), {
-      error: `must be a host name or IP address without spaces and not starting with '-'`,
-    }),
+        error: `must be a host name or IP address without spaces and not starting with '-'`,
+      }),
     port: opt(int(1, 65535)),
     user: opt(nonEmpty.refine((u) => USER_RE.test(u), { error: (iss) => `'${String(iss.input)}' is not a valid user name` })),
     key: opt(nonEmpty),
     // never echo the value: it is a credential
-    become_password: opt(z.unknown().refine(isEnvRef, {
-      error: 'must be a credential reference { env: NAME } (credentials come from .env, never from the inventory)',
-      params: { secret: true },
-    })),
+    become_password: opt(
+      z.unknown().refine(isEnvRef, {
+        error: 'must be a credential reference { env: NAME } (credentials come from .env, never from the inventory)',
+        params: { secret: true },
+      }),
+    ),
     vars: VarsSchema,
   },
   { error: (iss) => (iss.code === 'invalid_type' && iss.input == null ? 'a host needs at least an address' : undefined) },
@@ -126,12 +136,14 @@ const GroupSchema = z.strictObject({ hosts: NameList, children: NameList, vars: 
 export const OTHER_SECTIONS: readonly string[] = ['cloud', 'cloudflare'];
 
 const InventoryFileSchema = z.strictObject({
-  settings: opt(z.strictObject({
-    known_hosts: opt(nonEmpty),
-    accept_new_host_keys: opt(z.boolean()),
-    key: opt(nonEmpty),
-    env_file: opt(nonEmpty),
-  })),
+  settings: opt(
+    z.strictObject({
+      known_hosts: opt(nonEmpty),
+      accept_new_host_keys: opt(z.boolean()),
+      key: opt(nonEmpty),
+      env_file: opt(nonEmpty),
+    }),
+  ),
   vars: VarsSchema,
   hosts: opt(z.record(z.string().superRefine(nameCheck('host')), HostSchema)),
   groups: opt(z.record(z.string().superRefine(nameCheck('group')), opt(GroupSchema))),
@@ -174,7 +186,8 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     try {
       const y = parseYamlFile(file);
       const root = y.toPlain();
-      if (root === null) throw y.error(y.root, 'inventory is empty: expected a mapping with hosts: (and optionally settings:, vars:, groups:)');
+      if (root === null)
+        throw y.error(y.root, 'inventory is empty: expected a mapping with hosts: (and optionally settings:, vars:, groups:)');
       parsed.push({ y, data: validate(InventoryFileSchema, root, y, { rootName: 'inventory' }) });
     } catch (e) {
       if (!(e instanceof InputErrors)) throw e;
@@ -241,7 +254,8 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
 
   // ---- references between entries (checked on the merged inventory: a file may name another's hosts)
   for (const [name, at] of groupAt) {
-    if (raw.has(name)) problems.push(problemAt(at.y, at.path, `group '${name}' has the same name as a host; host patterns could not tell them apart`, true));
+    if (raw.has(name))
+      problems.push(problemAt(at.y, at.path, `group '${name}' has the same name as a host; host patterns could not tell them apart`, true));
   }
   const seenIn = new Map<string, Set<string>>(); // "file group" → names listed, for duplicates within one list
   const listed = (r: Ref, kind: string): boolean => {
@@ -255,7 +269,13 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
   for (const r of hostRefs) {
     const g = groups.get(r.group)!;
     if (!raw.has(r.name)) {
-      problems.push(problemAt(r.y, r.path, `group '${r.group}' lists host '${r.name}', which is not declared under hosts${didYouMean(r.name, raw.keys())}`));
+      problems.push(
+        problemAt(
+          r.y,
+          r.path,
+          `group '${r.group}' lists host '${r.name}', which is not declared under hosts${didYouMean(r.name, raw.keys())}`,
+        ),
+      );
     } else if (listed(r, 'hosts')) {
       problems.push(problemAt(r.y, r.path, `group '${r.group}' lists host '${r.name}' twice`));
     } else if (!g.hosts.includes(r.name)) g.hosts.push(r.name);
@@ -264,11 +284,12 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     const g = groups.get(r.group)!;
     if (listed(r, 'children')) problems.push(problemAt(r.y, r.path, `group '${r.group}' lists child group '${r.name}' twice`));
     else if (!groups.has(r.name)) {
-      const why = r.name === 'all'
-        ? `'all' is implicit and contains every host; it cannot be a child`
-        : raw.has(r.name)
-          ? `'${r.name}' is a host, not a group; list it under hosts`
-          : `child group '${r.name}' is not declared under groups${didYouMean(r.name, groups.keys())}`;
+      const why =
+        r.name === 'all'
+          ? `'all' is implicit and contains every host; it cannot be a child`
+          : raw.has(r.name)
+            ? `'${r.name}' is a host, not a group; list it under hosts`
+            : `child group '${r.name}' is not declared under groups${didYouMean(r.name, groups.keys())}`;
       problems.push(problemAt(r.y, r.path, `group '${r.group}': ${why}`));
     } else if (!g.children.includes(r.name)) g.children.push(r.name);
   }
@@ -278,11 +299,12 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
 
   // ---- membership, depth, merged vars
   const parents = new Map<string, string[]>();
-  for (const g of groups.values()) for (const c of g.children) {
-    const p = parents.get(c);
-    if (p) p.push(g.name);
-    else parents.set(c, [g.name]);
-  }
+  for (const g of groups.values())
+    for (const c of g.children) {
+      const p = parents.get(c);
+      if (p) p.push(g.name);
+      else parents.set(c, [g.name]);
+    }
   const depth = new Map<string, number>();
   const depthOf = (g: string): number => {
     let d = depth.get(g);
@@ -292,11 +314,12 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     return d;
   };
   const directGroups = new Map<string, string[]>();
-  for (const g of groups.values()) for (const h of g.hosts) {
-    const l = directGroups.get(h);
-    if (l) l.push(g.name);
-    else directGroups.set(h, [g.name]);
-  }
+  for (const g of groups.values())
+    for (const h of g.hosts) {
+      const l = directGroups.get(h);
+      if (l) l.push(g.name);
+      else directGroups.set(h, [g.name]);
+    }
   const extra = opts.extraVars ?? {};
   const hosts = new Map<string, HostSpec>();
   for (const [name, { spec, ownVars }] of raw) {
@@ -335,7 +358,8 @@ export function groupMembers(inv: Inventory, group: string): string[] {
   if (!cache) membersCache.set(inv, (cache = new Map()));
   const hit = cache.get(group);
   if (hit) return [...hit];
-  if (!inv.groups.has(group)) throw new InputError(`unknown group '${group}' in inventory ${inv.file}${didYouMean(group, inv.groups.keys())}`);
+  if (!inv.groups.has(group))
+    throw new InputError(`unknown group '${group}' in inventory ${inv.file}${didYouMean(group, inv.groups.keys())}`);
   const out: string[] = [];
   const seen = new Set<string>();
   const visiting = new Set<string>();
@@ -344,10 +368,11 @@ export function groupMembers(inv: Inventory, group: string): string[] {
     visiting.add(g);
     const spec = inv.groups.get(g);
     if (!spec) return;
-    for (const h of spec.hosts) if (!seen.has(h)) {
-      seen.add(h);
-      out.push(h);
-    }
+    for (const h of spec.hosts)
+      if (!seen.has(h)) {
+        seen.add(h);
+        out.push(h);
+      }
     for (const c of spec.children) walk(c);
     visiting.delete(g);
   };
@@ -363,7 +388,9 @@ export function parseExtraVars(args: readonly string[]): Vars {
     const i = a.indexOf('=');
     const k = i < 0 ? '' : a.slice(0, i).trim();
     if (i < 0 || !VAR_NAME_RE.test(k)) {
-      throw new InputError(`extra var '${a.length > 60 ? `${a.slice(0, 57)}...` : a}' must be key=value with a key of letters, digits and _`);
+      throw new InputError(
+        `extra var '${a.length > 60 ? `${a.slice(0, 57)}...` : a}' must be key=value with a key of letters, digits and _`,
+      );
     }
     out[k] = a.slice(i + 1);
   }
@@ -424,7 +451,13 @@ class Credentials {
     if (isEnvRef(value)) {
       const name = value.env;
       if (typeof name !== 'string' || !name.trim()) {
-        this.problems.push(problemAt(y, [...at, 'env'], typeof name === 'string' ? 'must be a non-empty string' : `must be a string, got ${describeValue(name)}`));
+        this.problems.push(
+          problemAt(
+            y,
+            [...at, 'env'],
+            typeof name === 'string' ? 'must be a non-empty string' : `must be a string, got ${describeValue(name)}`,
+          ),
+        );
         return '';
       }
       try {

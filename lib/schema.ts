@@ -77,7 +77,12 @@ export interface ValidateOptions {
  * Check `value` (read from `src`: a YamlSource for positions, or just a file name) against `schema`.
  * Returns the typed output, or throws InputErrors listing every problem.
  */
-export function validate<S extends z.ZodType>(schema: S, value: unknown, src: YamlSource | string, opts: ValidateOptions = {}): z.output<S> {
+export function validate<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  src: YamlSource | string,
+  opts: ValidateOptions = {},
+): z.output<S> {
   const r = schema.safeParse(value, { error: errorMap, reportInput: true });
   const problems = [...(opts.problems ?? [])];
   if (!r.success) problems.push(...issuesToProblems(r.error.issues, src, opts.rootName));
@@ -115,7 +120,12 @@ function errorMap(iss: z.core.$ZodRawIssue): string | undefined {
     case 'invalid_type': {
       if (iss.input === undefined) return 'is required';
       const want: Record<string, string> = {
-        object: 'a mapping', record: 'a mapping', array: 'a list', string: 'a string', number: 'a number', int: 'an integer',
+        object: 'a mapping',
+        record: 'a mapping',
+        array: 'a list',
+        string: 'a string',
+        number: 'a number',
+        int: 'an integer',
         boolean: 'true or false',
       };
       return `must be ${want[iss.expected] ?? iss.expected}, got ${got}`;
@@ -159,13 +169,19 @@ export function describeValue(v: unknown): string {
 /** an integer from min to max: "must be an integer from 1 to 65535, got the number 70000" */
 export function int(min: number, max: number) {
   const error = (iss: { input?: unknown }) => `must be an integer from ${min} to ${max}, got ${describeValue(iss.input)}`;
-  return z.int({ error: (iss) => (iss.input === undefined ? 'is required' : error(iss)) }).min(min, { error }).max(max, { error });
+  return z
+    .int({ error: (iss) => (iss.input === undefined ? 'is required' : error(iss)) })
+    .min(min, { error })
+    .max(max, { error });
 }
 
 /** a number from min to max */
 export function num(min: number, max: number) {
   const error = (iss: { input?: unknown }) => `must be a number from ${min} to ${max}, got ${describeValue(iss.input)}`;
-  return z.number({ error: (iss) => (iss.input === undefined ? 'is required' : error(iss)) }).min(min, { error }).max(max, { error });
+  return z
+    .number({ error: (iss) => (iss.input === undefined ? 'is required' : error(iss)) })
+    .min(min, { error })
+    .max(max, { error });
 }
 
 /** a string that is not blank */
@@ -173,7 +189,11 @@ export const nonEmpty = z.string().refine((s) => s.trim() !== '', { error: 'must
 
 /** a string matching `re`; `what` describes it ("a size like 64M") */
 export function matching(re: RegExp, what?: string) {
-  return z.string().regex(re, { error: (iss) => (what ? `must be ${what}, got ${describeValue(iss.input)}` : `invalid value ${JSON.stringify(iss.input)}`) });
+  return z
+    .string()
+    .regex(re, {
+      error: (iss) => (what ? `must be ${what}, got ${describeValue(iss.input)}` : `invalid value ${JSON.stringify(iss.input)}`),
+    });
 }
 
 /** `schema`, with an explicit YAML null (`key:` with nothing after it) taken as absent */

@@ -6,17 +6,7 @@
 
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import {
-  LineCounter,
-  parseDocument,
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  type Document,
-  type Node as YamlNode,
-  type Pair,
-} from 'yaml';
+import { LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq, type Document, type Node as YamlNode, type Pair } from 'yaml';
 import { InputError } from './errors.ts';
 import { InputErrors } from './schema.ts';
 
@@ -100,11 +90,13 @@ export class YamlSource {
     });
     const found = [...this.doc.errors, ...(opts.warningsAsErrors === false ? [] : this.doc.warnings)];
     if (found.length) {
-      throw new InputErrors(found.map((e) => {
-        const { line, col } = this.lc.linePos(e.pos[0]);
-        const msg = e.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
-        return { file, line, col, field: '', message: `YAML ${e.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'syntax error'}: ${msg}` };
-      }));
+      throw new InputErrors(
+        found.map((e) => {
+          const { line, col } = this.lc.linePos(e.pos[0]);
+          const msg = e.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
+          return { file, line, col, field: '', message: `YAML ${e.code === 'DUPLICATE_KEY' ? 'duplicate key' : 'syntax error'}: ${msg}` };
+        }),
+      );
     }
   }
 
@@ -193,7 +185,12 @@ export class YamlSource {
         const key = String(k.value);
         const f = field ? `${field}.${key}` : key;
         // defineProperty: a key named __proto__ is data, not the prototype
-        Object.defineProperty(out, key, { value: this.toPlain(pair.value as YamlNode | null, f, budget), enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(out, key, {
+          value: this.toPlain(pair.value as YamlNode | null, f, budget),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
       return out;
     }

@@ -60,32 +60,41 @@ const name = matching(NAME_RE);
 const slug = matching(SLUG_RE);
 const cidr = z.string().refine(isCidr, { error: (iss) => `not a CIDR: ${JSON.stringify(iss.input)}` });
 
-const CloudGroup = z.strictObject({ count: int(0, 100), size: slug, prefix: opt(name), image: opt(slug), volume_gb: opt(int(1, 16 * 1024)) });
+const CloudGroup = z.strictObject({
+  count: int(0, 100),
+  size: slug,
+  prefix: opt(name),
+  image: opt(slug),
+  volume_gb: opt(int(1, 16 * 1024)),
+});
 
-const CloudSection = z.strictObject({
-  provider: opt(z.literal('digitalocean', { error: (iss) => `unsupported provider ${JSON.stringify(iss.input)} (only digitalocean)` })),
-  region: slug,
-  vpc: z.strictObject({ name, ip_range: opt(cidr) }),
-  ssh_keys: z.array(z.union([z.int(), z.string().regex(KEY_RE, { error: notKey })], { error: notKey }))
-    .min(1, { error: 'at least one key id or fingerprint is required' }),
-  image: slug,
-  tags: opt(z.array(matching(TAG_RE))),
-  groups: z.record(name, CloudGroup).refine((g) => Object.keys(g).length > 0, { error: 'at least one group {count, size} is required' }),
-  reserved_ip: nullAsAbsent(z.union([z.literal(false), z.strictObject({ group: z.string() })]).optional()),
-  load_balancer: opt(z.strictObject({ enabled: opt(z.boolean()), group: opt(z.string()), name: opt(name) })),
-  // S3 bucket naming rules (3-63, lowercase, digits, dots, dashes)
-  spaces: opt(z.strictObject({ bucket: matching(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/), region: opt(slug) })),
-  management_cidrs: z.array(cidr).min(1, { error: 'at least one address range is required (SSH would be closed)' }),
-  firewall_name: opt(name),
-  user: opt(z.string()),
-  key: opt(z.string()),
-})
+const CloudSection = z
+  .strictObject({
+    provider: opt(z.literal('digitalocean', { error: (iss) => `unsupported provider ${JSON.stringify(iss.input)} (only digitalocean)` })),
+    region: slug,
+    vpc: z.strictObject({ name, ip_range: opt(cidr) }),
+    ssh_keys: z
+      .array(z.union([z.int(), z.string().regex(KEY_RE, { error: notKey })], { error: notKey }))
+      .min(1, { error: 'at least one key id or fingerprint is required' }),
+    image: slug,
+    tags: opt(z.array(matching(TAG_RE))),
+    groups: z.record(name, CloudGroup).refine((g) => Object.keys(g).length > 0, { error: 'at least one group {count, size} is required' }),
+    reserved_ip: nullAsAbsent(z.union([z.literal(false), z.strictObject({ group: z.string() })]).optional()),
+    load_balancer: opt(z.strictObject({ enabled: opt(z.boolean()), group: opt(z.string()), name: opt(name) })),
+    // S3 bucket naming rules (3-63, lowercase, digits, dots, dashes)
+    spaces: opt(z.strictObject({ bucket: matching(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/), region: opt(slug) })),
+    management_cidrs: z.array(cidr).min(1, { error: 'at least one address range is required (SSH would be closed)' }),
+    firewall_name: opt(name),
+    user: opt(z.string()),
+    key: opt(z.string()),
+  })
   .superRefine((c, ctx) => {
     const groups = Object.keys(c.groups);
     const prefixes = new Map<string, string>();
     for (const [g, spec] of Object.entries(c.groups)) {
       const prefix = spec.prefix ?? PREFIXES[g] ?? g;
-      if (prefixes.has(prefix)) ctx.addIssue({ code: 'custom', path: ['groups', g, 'prefix'], message: `duplicate droplet name prefix ${JSON.stringify(prefix)}` });
+      if (prefixes.has(prefix))
+        ctx.addIssue({ code: 'custom', path: ['groups', g, 'prefix'], message: `duplicate droplet name prefix ${JSON.stringify(prefix)}` });
       prefixes.set(prefix, g);
     }
     const known = (path: string[], g: string | undefined) => {
@@ -94,7 +103,8 @@ const CloudSection = z.strictObject({
     if (c.reserved_ip) known(['reserved_ip', 'group'], c.reserved_ip.group);
     known(['load_balancer', 'group'], c.load_balancer?.group);
     const edge = edgeOf(c);
-    if (edge && (c.groups[edge]?.count ?? 1) < 1) ctx.addIssue({ code: 'custom', path: ['groups', edge, 'count'], message: 'the edge group needs at least one droplet' });
+    if (edge && (c.groups[edge]?.count ?? 1) < 1)
+      ctx.addIssue({ code: 'custom', path: ['groups', edge, 'count'], message: 'the edge group needs at least one droplet' });
   })
   .transform((c): CloudSpec => {
     const tags = c.tags?.length ? c.tags : ['wpfarm'];
@@ -108,10 +118,20 @@ const CloudSection = z.strictObject({
       image: c.image,
       tags,
       groups: Object.entries(c.groups).map(([g, s]) => ({
-        name: g, count: s.count, size: s.size, prefix: s.prefix ?? PREFIXES[g] ?? g, image: s.image, volumeGb: s.volume_gb, tags: [...tags, `${ownerTag}-${g}`],
+        name: g,
+        count: s.count,
+        size: s.size,
+        prefix: s.prefix ?? PREFIXES[g] ?? g,
+        image: s.image,
+        volumeGb: s.volume_gb,
+        tags: [...tags, `${ownerTag}-${g}`],
       })),
       reservedIp: c.reserved_ip ? { group: c.reserved_ip.group } : undefined,
-      loadBalancer: { enabled: c.load_balancer?.enabled === true, name: c.load_balancer?.name ?? `${ownerTag}-lb`, group: c.load_balancer?.group ?? edgeGroup },
+      loadBalancer: {
+        enabled: c.load_balancer?.enabled === true,
+        name: c.load_balancer?.name ?? `${ownerTag}-lb`,
+        group: c.load_balancer?.group ?? edgeGroup,
+      },
       spaces: c.spaces ? { bucket: c.spaces.bucket, region: c.spaces.region ?? c.region } : undefined,
       managementCidrs: c.management_cidrs,
       ownerTag,
@@ -131,9 +151,12 @@ const CloudflareSection = z.strictObject({ zone: matching(/^(?=.{1,253}$)([a-z0-
 
 /** An inventory as provisioning reads it: the two sections checked, the others left to lib/inventory.ts. */
 const CloudInventory = z.looseObject({
-  cloud: z.unknown().superRefine((v, ctx) => {
-    if (v == null) ctx.addIssue({ code: 'custom', message: 'missing: provisioning needs a cloud: section (a mapping)', input: v });
-  }).pipe(CloudSection),
+  cloud: z
+    .unknown()
+    .superRefine((v, ctx) => {
+      if (v == null) ctx.addIssue({ code: 'custom', message: 'missing: provisioning needs a cloud: section (a mapping)', input: v });
+    })
+    .pipe(CloudSection),
   cloudflare: opt(CloudflareSection),
 });
 

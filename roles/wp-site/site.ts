@@ -61,7 +61,7 @@ export function checkSiteId(id: unknown): string | null {
 
 const FORBIDDEN_DESCRIPTIONS: Record<string, string> = {
   '`': 'a backtick',
-  '$': "'$'",
+  $: "'$'",
   ';': "';'",
   '(': "'('",
   ')': "')'",
@@ -101,10 +101,12 @@ export function checkDomain(domain: unknown): string | null {
   if (domain.length === 0) return 'must not be empty';
   for (const ch of domain) {
     if (/\s/u.test(ch)) return `${JSON.stringify(domain)} contains whitespace`;
-    if (ch in FORBIDDEN_DESCRIPTIONS) return `${JSON.stringify(domain)} contains ${FORBIDDEN_DESCRIPTIONS[ch]} (shell or rule syntax is refused)`;
+    if (ch in FORBIDDEN_DESCRIPTIONS)
+      return `${JSON.stringify(domain)} contains ${FORBIDDEN_DESCRIPTIONS[ch]} (shell or rule syntax is refused)`;
     const code = ch.codePointAt(0) ?? 0;
     if (code < 0x20 || code === 0x7f) return `${JSON.stringify(domain)} contains a control character`;
-    if (code > 0x7e) return `${JSON.stringify(domain)} contains the non-ASCII character ${JSON.stringify(ch)}: use the IDNA punycode form (xn--...)`;
+    if (code > 0x7e)
+      return `${JSON.stringify(domain)} contains the non-ASCII character ${JSON.stringify(ch)}: use the IDNA punycode form (xn--...)`;
   }
   if (/[A-Z]/.test(domain)) return `${JSON.stringify(domain)} must be lowercase (write ${JSON.stringify(domain.toLowerCase())})`;
   if (domain.endsWith('.')) return `${JSON.stringify(domain)} must not end with a dot`;
@@ -171,56 +173,63 @@ const limit = (svc: keyof typeof DEFAULT_LIMITS) =>
   section(z.strictObject({ cpus: num(0.01, 64).default(DEFAULT_LIMITS[svc].cpus), memory: size.default(DEFAULT_LIMITS[svc].memory) }));
 
 const Backup = z.strictObject({
-  db: section(z.strictObject({
-    every_hours: int(1, 168).default(DEFAULT_BACKUP.db.every_hours)
-      .refine((h) => 24 % h === 0 || h % 24 === 0, { error: 'must divide 24 or be a multiple of 24' }),
-    retention_days: int(1, 3650).default(DEFAULT_BACKUP.db.retention_days),
-  })),
-  files: section(z.strictObject({
-    schedule: z.literal('daily', { error: (iss) => `only "daily" is supported, got ${JSON.stringify(iss.input)}` }).default('daily'),
-    keep_daily: int(1, 365).default(DEFAULT_BACKUP.files.keep_daily),
-    keep_weekly: int(0, 520).default(DEFAULT_BACKUP.files.keep_weekly),
-    keep_monthly: int(0, 120).default(DEFAULT_BACKUP.files.keep_monthly),
-  })),
+  db: section(
+    z.strictObject({
+      every_hours: int(1, 168)
+        .default(DEFAULT_BACKUP.db.every_hours)
+        .refine((h) => 24 % h === 0 || h % 24 === 0, { error: 'must divide 24 or be a multiple of 24' }),
+      retention_days: int(1, 3650).default(DEFAULT_BACKUP.db.retention_days),
+    }),
+  ),
+  files: section(
+    z.strictObject({
+      schedule: z.literal('daily', { error: (iss) => `only "daily" is supported, got ${JSON.stringify(iss.input)}` }).default('daily'),
+      keep_daily: int(1, 365).default(DEFAULT_BACKUP.files.keep_daily),
+      keep_weekly: int(0, 520).default(DEFAULT_BACKUP.files.keep_weekly),
+      keep_monthly: int(0, 120).default(DEFAULT_BACKUP.files.keep_monthly),
+    }),
+  ),
 });
 
-const SiteSchema = z.strictObject({
-  id: z.string({ error: (iss) => (iss.input === undefined ? 'is required' : `must be a string`) }).superRefine(checkedBy(checkSiteId)),
-  domain,
-  aliases: opt(z.array(domain)).transform((a) => a ?? []),
-  php: section(Php),
-  replicas: int(1, 20).default(DEFAULT_REPLICAS),
-  limits: section(z.strictObject({ nginx: limit('nginx'), php: limit('php'), redis: limit('redis') })),
-  cache_ttl: int(0, 86400).default(DEFAULT_CACHE_TTL),
-  xmlrpc: z.boolean().default(false),
-  /** Redis object cache drop-in in WordPress (the site's redis service) */
-  object_cache: z.boolean().default(true),
-  /** CIDRs allowed to reach /wp-admin and /wp-login.php (default: the inventory's management_cidrs) */
-  admin_allowlist: z.array(z.string().superRefine(checkedBy(checkCidr))).optional(),
-  /** sticky sessions at Traefik (cookie) */
-  sticky: z.boolean().default(false),
-  backup: section(Backup),
-}).superRefine((r, ctx) => {
-  const fail = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
-  r.aliases.forEach((a, i) => {
-    if (a === r.domain) fail(['aliases', i], `${JSON.stringify(a)} repeats the primary domain`);
-    else if (r.aliases.indexOf(a) !== i) fail(['aliases', i], `${JSON.stringify(a)} is listed twice`);
+const SiteSchema = z
+  .strictObject({
+    id: z.string({ error: (iss) => (iss.input === undefined ? 'is required' : `must be a string`) }).superRefine(checkedBy(checkSiteId)),
+    domain,
+    aliases: opt(z.array(domain)).transform((a) => a ?? []),
+    php: section(Php),
+    replicas: int(1, 20).default(DEFAULT_REPLICAS),
+    limits: section(z.strictObject({ nginx: limit('nginx'), php: limit('php'), redis: limit('redis') })),
+    cache_ttl: int(0, 86400).default(DEFAULT_CACHE_TTL),
+    xmlrpc: z.boolean().default(false),
+    /** Redis object cache drop-in in WordPress (the site's redis service) */
+    object_cache: z.boolean().default(true),
+    /** CIDRs allowed to reach /wp-admin and /wp-login.php (default: the inventory's management_cidrs) */
+    admin_allowlist: z.array(z.string().superRefine(checkedBy(checkCidr))).optional(),
+    /** sticky sessions at Traefik (cookie) */
+    sticky: z.boolean().default(false),
+    backup: section(Backup),
+  })
+  .superRefine((r, ctx) => {
+    const fail = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    r.aliases.forEach((a, i) => {
+      if (a === r.domain) fail(['aliases', i], `${JSON.stringify(a)} repeats the primary domain`);
+      else if (r.aliases.indexOf(a) !== i) fail(['aliases', i], `${JSON.stringify(a)} is listed twice`);
+    });
+    // php-fpm refuses to start when these do not hold: catch it here, not in a crash loop.
+    const php = r.php;
+    if (!(php.pm_min_spare_servers <= php.pm_start_servers && php.pm_start_servers <= php.pm_max_spare_servers)) {
+      fail(['php', 'pm_start_servers'], 'must lie between pm_min_spare_servers and pm_max_spare_servers');
+    }
+    if (php.pm_max_spare_servers > php.pm_max_children) fail(['php', 'pm_max_spare_servers'], 'must not exceed pm_max_children');
+    if (bytes(php.post_max_size) < bytes(php.upload_max_filesize)) fail(['php', 'post_max_size'], 'must be at least upload_max_filesize');
+    if (bytes(r.limits.php.memory) < bytes(php.memory_limit) * 2) {
+      fail(
+        ctx.value.limits.php.memory !== DEFAULT_LIMITS.php.memory ? ['limits', 'php', 'memory'] : ['php', 'memory_limit'],
+        `php.memory_limit ${php.memory_limit} does not fit the php container limit ${r.limits.php.memory} with OPcache ` +
+          '(limits.php.memory must be at least twice memory_limit)',
+      );
+    }
   });
-  // php-fpm refuses to start when these do not hold: catch it here, not in a crash loop.
-  const php = r.php;
-  if (!(php.pm_min_spare_servers <= php.pm_start_servers && php.pm_start_servers <= php.pm_max_spare_servers)) {
-    fail(['php', 'pm_start_servers'], 'must lie between pm_min_spare_servers and pm_max_spare_servers');
-  }
-  if (php.pm_max_spare_servers > php.pm_max_children) fail(['php', 'pm_max_spare_servers'], 'must not exceed pm_max_children');
-  if (bytes(php.post_max_size) < bytes(php.upload_max_filesize)) fail(['php', 'post_max_size'], 'must be at least upload_max_filesize');
-  if (bytes(r.limits.php.memory) < bytes(php.memory_limit) * 2) {
-    fail(
-      ctx.value.limits.php.memory !== DEFAULT_LIMITS.php.memory ? ['limits', 'php', 'memory'] : ['php', 'memory_limit'],
-      `php.memory_limit ${php.memory_limit} does not fit the php container limit ${r.limits.php.memory} with OPcache ` +
-        '(limits.php.memory must be at least twice memory_limit)',
-    );
-  }
-});
 
 export type PhpSettings = z.output<typeof Php>;
 export type ResourceLimit = z.output<ReturnType<typeof limit>>;
@@ -251,13 +260,18 @@ function recordOf(y: YamlSource, inv: SiteDefaultsFromInventory): SiteRecord {
   const raw = y.toPlain();
   const problems: Problem[] = [];
   const plain = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
-  const base = path.basename(y.file).replace(/\.ya?ml$/, '').replace(/^_/, ''); // _name.yml: example/draft of name
+  const base = path
+    .basename(y.file)
+    .replace(/\.ya?ml$/, '')
+    .replace(/^_/, ''); // _name.yml: example/draft of name
   if (plain && typeof plain.id === 'string' && !checkSiteId(plain.id) && base !== plain.id && /\.ya?ml$/.test(y.file)) {
     problems.push(problemAt(y, ['id'], `${JSON.stringify(plain.id)} must match the file name (${base}.yml)`));
   }
-  const allow = plain && Array.isArray(plain.admin_allowlist) ? plain.admin_allowlist : inv.management_cidrs ?? [];
+  const allow = plain && Array.isArray(plain.admin_allowlist) ? plain.admin_allowlist : (inv.management_cidrs ?? []);
   if (plain && allow.length === 0) {
-    problems.push(problemAt(y, ['admin_allowlist'], 'is empty and the inventory has no management_cidrs: wp-admin would be closed to everyone'));
+    problems.push(
+      problemAt(y, ['admin_allowlist'], 'is empty and the inventory has no management_cidrs: wp-admin would be closed to everyone'),
+    );
   }
   const r = validate(SiteSchema, raw, y, { rootName: '(document)', problems });
   const rec: SiteRecord = { ...r, admin_allowlist: r.admin_allowlist ?? [...(inv.management_cidrs ?? [])], source: y.file };
@@ -283,7 +297,8 @@ export function siteDomains(site: Pick<SiteRecord, 'domain' | 'aliases'>): strin
  */
 export function checkFarmUniqueness(sites: readonly SiteRecord[]): Problem[] {
   const problems: Problem[] = [];
-  const at = (s: SiteRecord, p: (string | number)[], message: string) => problems.push(problemAt(sourceOf.get(s) ?? s.source ?? s.id, p, message));
+  const at = (s: SiteRecord, p: (string | number)[], message: string) =>
+    problems.push(problemAt(sourceOf.get(s) ?? s.source ?? s.id, p, message));
   const ids = new Map<string, SiteRecord>();
   const domains = new Map<string, { site: SiteRecord; field: string }>();
   for (const s of sites) {
@@ -293,7 +308,8 @@ export function checkFarmUniqueness(sites: readonly SiteRecord[]): Problem[] {
     siteDomains(s).forEach((d, i) => {
       const p = i === 0 ? ['domain'] : ['aliases', i - 1];
       const other = domains.get(d);
-      if (other && other.site !== s) at(s, p, `${JSON.stringify(d)} is already used by ${other.site.source ?? other.site.id} (${other.field})`);
+      if (other && other.site !== s)
+        at(s, p, `${JSON.stringify(d)} is already used by ${other.site.source ?? other.site.id} (${other.field})`);
       else if (!other) domains.set(d, { site: s, field: i === 0 ? 'domain' : `aliases[${i - 1}]` });
     });
   }

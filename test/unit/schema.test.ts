@@ -46,7 +46,13 @@ test('inventory: several problems in one file are all reported at once, in line 
   assert.match(m[0]!, new RegExp(`^${f}:2:\\d+ hosts\\.a\\.port: must be an integer from 1 to 65535, got the number 70000$`));
   assert.match(m[1]!, new RegExp(`^${f}:5:5 hosts\\.b\\.usr: unknown key 'usr' in hosts\\.b \\(did you mean 'user'\\?\\)`));
   assert.match(e.message, /and 1 more problem\(s\)/);
-  const fixed = file('refs.yml', ['hosts:', '  a: { address: 10.0.0.1 }', 'groups:', '  g: { hosts: [a, nosuch, a] }', '  h: { children: [nope] }']);
+  const fixed = file('refs.yml', [
+    'hosts:',
+    '  a: { address: 10.0.0.1 }',
+    'groups:',
+    '  g: { hosts: [a, nosuch, a] }',
+    '  h: { children: [nope] }',
+  ]);
   const r = problemsOf(() => loadInventory(fixed)).messages;
   assert.equal(r.length, 3, r.join('\n'));
   assert.match(r[0]!, /:4:\d+ groups\.g\.hosts\[1\]: group 'g' lists host 'nosuch', which is not declared/);
@@ -55,8 +61,13 @@ test('inventory: several problems in one file are all reported at once, in line 
 });
 
 test('site record and cloud config: several problems at once with their lines', () => {
-  const site = problemsOf(() => parseSiteRecord('s/x1.yml', ['id: x1', 'domain: a.com', 'replicas: 0', 'cache_ttl: -1', 'admin_allowlist: [nope]'].join('\n')));
-  assert.deepEqual(site.messages.map((m) => m.replace(/: .*/, '')), ['s/x1.yml:3:11 replicas', 's/x1.yml:4:12 cache_ttl', 's/x1.yml:5:19 admin_allowlist[0]']);
+  const site = problemsOf(() =>
+    parseSiteRecord('s/x1.yml', ['id: x1', 'domain: a.com', 'replicas: 0', 'cache_ttl: -1', 'admin_allowlist: [nope]'].join('\n')),
+  );
+  assert.deepEqual(
+    site.messages.map((m) => m.replace(/: .*/, '')),
+    ['s/x1.yml:3:11 replicas', 's/x1.yml:4:12 cache_ttl', 's/x1.yml:5:19 admin_allowlist[0]'],
+  );
   const cloud = file('cloud.yml', [
     'cloud:',
     '  region: fra1',
@@ -77,13 +88,21 @@ test('site record and cloud config: several problems at once with their lines', 
 test('duplicate keys are refused in every kind of file (inventory, site record, cloud config), each named', () => {
   const inv = file('dup-inv.yml', ['hosts:', '  a: { address: 10.0.0.1 }', 'vars: {}', 'vars: {}', '  ']);
   assert.match(problemsOf(() => loadInventory(inv)).messages[0]!, new RegExp(`^${inv}:4:1: YAML duplicate key: Map keys must be unique`));
-  assert.match(problemsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\nphp:\n  memory_limit: 1G\n  memory_limit: 2G\n')).messages[0]!,
-    /^s\/x1\.yml:5:3: YAML duplicate key: Map keys must be unique/);
+  assert.match(
+    problemsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\nphp:\n  memory_limit: 1G\n  memory_limit: 2G\n')).messages[0]!,
+    /^s\/x1\.yml:5:3: YAML duplicate key: Map keys must be unique/,
+  );
   const cloud = file('dup-cloud.yml', ['cloud:', '  region: fra1', '  region: ams3']);
-  assert.match(problemsOf(() => loadCloudInventory(cloud)).messages[0]!, new RegExp(`^${cloud}:3:3: YAML duplicate key: Map keys must be unique`));
+  assert.match(
+    problemsOf(() => loadCloudInventory(cloud)).messages[0]!,
+    new RegExp(`^${cloud}:3:3: YAML duplicate key: Map keys must be unique`),
+  );
   // two syntax problems in one file: both
   const two = file('two.yml', ['hosts:', '  a: { address: 10.0.0.1 }', '  a: { address: 10.0.0.2 }', 'vars: {}', 'vars: {}']);
-  assert.deepEqual(problemsOf(() => loadInventory(two)).problems.map((p) => p.line), [3, 5]);
+  assert.deepEqual(
+    problemsOf(() => loadInventory(two)).problems.map((p) => p.line),
+    [3, 5],
+  );
 });
 
 test('-i twice: inventories merged as Ansible does (hosts and groups unioned, later vars win)', () => {
@@ -111,12 +130,19 @@ test('-i twice: inventories merged as Ansible does (hosts and groups unioned, la
   assert.deepEqual(inv.files, [a, b]);
   assert.deepEqual([...inv.hosts.keys()], ['mgr1', 'db1', 'mgr2']);
   assert.deepEqual(groupMembers(inv, 'managers'), ['mgr1', 'mgr2']);
-  assert.deepEqual(groupMembers(inv, 'swarm'), ['mgr1', 'mgr2', 'db1'], 'a group of the second file names the first file\'s group');
+  assert.deepEqual(groupMembers(inv, 'swarm'), ['mgr1', 'mgr2', 'db1'], "a group of the second file names the first file's group");
   const mgr1 = inv.hosts.get('mgr1')!;
   assert.equal(mgr1.address, '10.0.0.99', 'later file wins');
   assert.equal(mgr1.user, 'admin', 'a field the later file does not set is kept');
   assert.deepEqual(
-    { role: mgr1.vars.role, keep: mgr1.vars.keep, level: mgr1.vars.level, tz: mgr1.vars.timezone, tier: mgr1.vars.tier, sr: mgr1.vars.swarm_role },
+    {
+      role: mgr1.vars.role,
+      keep: mgr1.vars.keep,
+      level: mgr1.vars.level,
+      tz: mgr1.vars.timezone,
+      tier: mgr1.vars.tier,
+      sr: mgr1.vars.swarm_role,
+    },
     { role: 'second', keep: 1, level: 'b', tz: 'UTC', tier: 'b', sr: 'manager' },
   );
   assert.equal(mgr1.source, `${a}:3`);
