@@ -13,6 +13,12 @@ export interface CommonFlags {
   diff: boolean;
   forks: number;
   json?: string;
+  /** HTML timeline of the run (also written beside --json) */
+  timeline?: string;
+  /** seconds to wait for the deploy lock (0: refuse at once) */
+  waitLock: number;
+  /** run without the deploy lock (an operator's explicit choice) */
+  noLock: boolean;
   verbose: number;
   extraVars: string[];
   acceptNewHostKeys: boolean;
@@ -28,10 +34,13 @@ export const COMMON_HELP = `Common options:
   -f, --forks N               hosts in parallel (default 50)
   -e, --extra-vars k=v        extra vars, highest precedence (repeatable)
       --json FILE             write every step's result and diff to FILE (secrets masked)
+      --timeline FILE         write an HTML timeline of the run (also written beside --json FILE as FILE.html)
+      --wait-lock [SECONDS]   wait for the deploy lock held by another run (default 600 s) instead of refusing
+      --no-lock               run without taking the deploy lock (mutating runs take it; --check never does)
       --accept-new-host-keys  record the key of hosts seen for the first time in known_hosts
   -v, --verbose               more output (-vv: every step as it starts)
   -h, --help                  this help
-Exit codes: 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input, 130 interrupted.`;
+Exit codes: 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input, 5 the deploy lock is held, 130 interrupted.`;
 
 type OptSpec = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -44,6 +53,9 @@ const COMMON_OPTIONS = {
   diff: { type: 'boolean', short: 'D' },
   forks: { type: 'string', short: 'f' },
   json: { type: 'string' },
+  timeline: { type: 'string' },
+  'wait-lock': { type: 'string' },
+  'no-lock': { type: 'boolean' },
   verbose: { type: 'boolean', short: 'v', multiple: true },
   'extra-vars': { type: 'string', short: 'e', multiple: true },
   'accept-new-host-keys': { type: 'boolean' },
@@ -72,7 +84,7 @@ export function parseCli<E extends Record<string, unknown> = Record<string, unkn
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
-      args: argv,
+      args: withWaitLockDefault(argv),
       options: { ...COMMON_OPTIONS, ...extraOptions } as OptSpec,
       allowPositionals: true,
       strict: true,
@@ -94,6 +106,9 @@ export function parseCli<E extends Record<string, unknown> = Record<string, unkn
     diff: !!values.diff,
     forks,
     json: values.json as string | undefined,
+    timeline: values.timeline as string | undefined,
+    waitLock: waitLockSeconds(values['wait-lock'] as string | undefined),
+    noLock: !!values['no-lock'],
     verbose: ((values.verbose as boolean[] | undefined) ?? []).length,
     extraVars: (values['extra-vars'] as string[] | undefined) ?? [],
     acceptNewHostKeys: !!values['accept-new-host-keys'],
@@ -102,6 +117,18 @@ export function parseCli<E extends Record<string, unknown> = Record<string, unkn
   const extra: Record<string, unknown> = {};
   for (const k of Object.keys(extraOptions ?? {})) extra[k] = values[k];
   return { flags, extra: extra as E, positionals };
+}
+
+/** `--wait-lock` takes an optional number of seconds: without one (end of argv or another flag next) it means 600. */
+function withWaitLockDefault(argv: string[]): string[] {
+  return argv.map((a, i) => (a === '--wait-lock' && !/^\d+$/.test(argv[i + 1] ?? '') ? '--wait-lock=600' : a));
+}
+
+function waitLockSeconds(raw: string | undefined): number {
+  if (raw === undefined) return 0;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n > 86_400) throw new InputError(`--wait-lock must be a number of seconds 0..86400, got '${raw}'`);
+  return n;
 }
 
 /** Print an error the way every playbook does and exit with its code. */

@@ -1,5 +1,5 @@
-// Error types and exit codes. 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input.
-export const EXIT = { OK: 0, FAILED: 2, UNREACHABLE: 3, BAD_INPUT: 4, INTERRUPTED: 130 } as const;
+// Error types and exit codes. 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input, 5 deploy lock held.
+export const EXIT = { OK: 0, FAILED: 2, UNREACHABLE: 3, BAD_INPUT: 4, LOCKED: 5, INTERRUPTED: 130 } as const;
 
 /** Bad input: inventory, arguments, templates, site records. `where` is "file:line" or "file:line field". */
 export class InputError extends Error {

@@ -52,7 +52,7 @@ export interface Inventory {
   hosts: Map<string, HostSpec>;
   /** in declaration order; the implicit group `all` is not in this map */
   groups: Map<string, GroupSpec>;
-  settings: { knownHosts?: string; acceptNewHostKeys: boolean; envFile?: string };
+  settings: { knownHosts?: string; acceptNewHostKeys: boolean; envFile?: string; lockGroup?: string };
   /** level "all" (top-level vars), credentials resolved */
   vars: Vars;
 }
@@ -142,6 +142,7 @@ const InventoryFileSchema = z.strictObject({
       accept_new_host_keys: opt(z.boolean()),
       key: opt(nonEmpty),
       env_file: opt(nonEmpty),
+      lock_group: opt(nonEmpty),
     }),
   ),
   vars: VarsSchema,
@@ -205,6 +206,8 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     if (s.accept_new_host_keys !== undefined) settings.acceptNewHostKeys = s.accept_new_host_keys;
     if (s.key !== undefined) defaultKey = resolvePath(s.key);
     if (s.env_file !== undefined) settings.envFile = resolvePath(s.env_file);
+    // the group whose hosts hold the deploy lock and the audit log (lib/lock.ts; default: managers)
+    if (s.lock_group !== undefined) settings.lockGroup = s.lock_group;
   }
   // settings.env_file: where this inventory's credentials are (e.g. the lab's generated ones) instead of
   // .env. It becomes the run's default for every credential lookup (roles, backups), not only the inventory's.

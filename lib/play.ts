@@ -5,16 +5,19 @@
 //   await run.role(common);
 //   await run.role(swarmManager);
 //   await run.exit();
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { COMMON_HELP, type CommonFlags, fail, parseCli } from './cli.ts';
+import { type AuditEntry, abandonedEntry, appendScript, gitCommit, outcomeOf, summarizeHosts } from './audit.ts';
 import { EXIT, InputError } from './errors.ts';
 import { type Inventory, loadInventory, parseExtraVars } from './inventory.ts';
 import { ConsoleReporter, type Reporter, formatRecap, recapRows, writeJsonReport } from './output.ts';
+import { DeployLock, lockHosts } from './lock.ts';
 import { selectHosts } from './patterns.ts';
 import { type HostState, type RoleRunResult, exitCodeFor, runRole } from './runner.ts';
 import { mask } from './secrets.ts';
+import { StepTimes, renderTimeline, timelinePathFor } from './timeline.ts';
 import { ConnectionPool } from './transport.ts';
 import type { HostSpec, Role, StepResult } from './types.ts';
 
@@ -27,6 +30,8 @@ export interface RunConfig {
   reporter?: Reporter;
   /** name used for the retry file and the report */
   name?: string;
+  /** false: a read-only playbook that never takes the deploy lock (default: mutating runs take it) */
+  lock?: boolean;
 }
 
 export class Run {
@@ -43,6 +48,12 @@ export class Run {
   private readonly hostMs = new Map<string, number>();
   private readonly touched: string[] = [];
   private sigint?: () => void;
+  readonly startedAt = new Date();
+  /** start/end of every step, its role, the round trips per host (for the report and the timeline) */
+  readonly times = new StepTimes(this.started);
+  private lock?: DeployLock;
+  private lockPool?: ConnectionPool;
+  private lockReleased = false;
 
   constructor(readonly config: RunConfig) {
     const f = config.flags;
@@ -51,7 +62,10 @@ export class Run {
     this.pool = new ConnectionPool({
       knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
       acceptNew: f.acceptNewHostKeys || this.inventory.settings.acceptNewHostKeys,
-      onCommand: f.verbose > 2 ? (h, c) => this.reporter.log(h, `$ ${c.split('\n')[0]}`) : undefined,
+      onCommand: (h, c) => {
+        this.times.command(h);
+        if (f.verbose > 2) this.reporter.log(h, `$ ${c.split('\n')[0]}`);
+      },
     });
     this.reporter = config.reporter ?? new ConsoleReporter({ verbose: f.verbose, diff: f.diff });
     // check the limit pattern early: an unknown pattern is bad input before anything runs
@@ -59,14 +73,14 @@ export class Run {
   }
 
   /** Parse argv, print --help, load the inventory; bad input exits 4 with a clear message. */
-  static fromArgv(argv: string[], o: { usage: string; name?: string; options?: Parameters<typeof parseCli>[1] }): Run {
+  static fromArgv(argv: string[], o: { usage: string; name?: string; options?: Parameters<typeof parseCli>[1]; lock?: boolean }): Run {
     try {
       const { flags, extra, positionals } = parseCli(argv, o.options ?? {});
       if (flags.help) {
         process.stdout.write(`${o.usage}\n\n${COMMON_HELP}\n`);
         process.exit(0);
       }
-      return new Run({ flags, name: o.name, extra, positionals }).installSignals();
+      return new Run({ flags, name: o.name, extra, positionals, lock: o.lock }).installSignals();
     } catch (e) {
       fail(e);
     }
@@ -74,7 +88,12 @@ export class Run {
 
   installSignals(): this {
     this.sigint = () => {
-      if (this.signal.interrupted) process.exit(EXIT.INTERRUPTED);
+      if (this.signal.interrupted) {
+        // quit at once, but give the deploy lock back first (3 s at most; else its heartbeat expires)
+        setTimeout(() => process.exit(EXIT.INTERRUPTED), 3000).unref();
+        void this.releaseLock(EXIT.INTERRUPTED).finally(() => process.exit(EXIT.INTERRUPTED));
+        return;
+      }
       this.signal.interrupted = true;
       this.reporter.say('\ninterrupted: stopping (no new step starts; running commands are closed). Press Ctrl-C again to quit at once.');
       this.pool.abortAll();
@@ -94,13 +113,65 @@ export class Run {
     this.reporter.say(`\n== ${title} ==`);
   }
 
+  /**
+   * Take the farm-wide deploy lock (lib/lock.ts) unless this run is --check, --no-lock or a read-only playbook.
+   * role() calls it before the first role; a playbook that changes something before its first role calls it first.
+   * Refused: LockHeldError (exit 5).
+   */
+  async takeLock(): Promise<void> {
+    const f = this.config.flags;
+    if (this.lock || f.check || f.noLock || this.config.lock === false) return;
+    const hosts = lockHosts(this.inventory);
+    if (!hosts.length) return;
+    const kh = this.inventory.settings.knownHosts;
+    this.lockPool = new ConnectionPool({
+      knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
+      acceptNew: f.acceptNewHostKeys || this.inventory.settings.acceptNewHostKeys,
+    });
+    const lock = new DeployLock({ hosts, pool: this.lockPool, say: (m) => this.reporter.say(m) });
+    await lock.acquire(f.waitLock);
+    this.lock = lock;
+  }
+
+  /** Append this run's audit line (and one per stale run taken over) and release the lock; once. */
+  private async releaseLock(code: number): Promise<void> {
+    if (!this.lock || this.lockReleased) return;
+    this.lockReleased = true;
+    const lk = this.lock;
+    const entries: AuditEntry[] = lk.tookOver.map((h) => abandonedEntry(h, lk.info));
+    entries.push({
+      v: 1,
+      kind: 'run',
+      id: lk.info.token,
+      who: lk.info.owner,
+      from: lk.info.controller,
+      pid: lk.info.pid,
+      command: lk.info.command,
+      playbook: this.config.name,
+      inventory: this.inventory.file,
+      commit: gitCommit(this.inventory.file),
+      start: this.startedAt.toISOString(),
+      end: new Date().toISOString(),
+      outcome: outcomeOf(code),
+      exitCode: code,
+      hosts: summarizeHosts(this.results),
+    });
+    try {
+      await lk.release(appendScript(entries));
+    } catch (e) {
+      this.reporter.say(`WARNING: the deploy lock was not released (${mask((e as Error).message)}); it goes stale when its heartbeat stops`);
+    }
+    await this.lockPool?.closeAll();
+  }
+
   /** Run a role on its hosts (or `pattern`). Returns the role's result; never throws for host failures. */
   async role(role: Role, pattern?: string): Promise<RoleRunResult> {
+    await this.takeLock();
     const hosts = this.hostsFor(pattern ?? role.hosts);
     const f = this.config.flags;
     const r = await runRole(role, hosts, {
       pool: this.pool,
-      reporter: this.reporter,
+      reporter: this.times.tap(this.reporter),
       options: { check: f.check, diff: f.diff, forks: f.forks, tags: f.tags, skipTags: f.skipTags, verbose: f.verbose },
       allHosts: this.inventory.hosts,
       select: (p) => selectHosts(this.inventory, p),
@@ -142,9 +213,12 @@ export class Run {
       process.stdout.write(`retry file: ${retryFile} (rerun with --limit @${retryFile})\n`);
     }
     const code = exitCodeFor(this.hostState.values(), this.signal.interrupted);
-    if (this.config.flags.json) {
-      writeJsonReport(this.config.flags.json, {
+    const timeline = this.config.flags.timeline ?? (this.config.flags.json ? timelinePathFor(this.config.flags.json) : undefined);
+    if (this.config.flags.json || timeline) {
+      const report = {
         name: this.config.name,
+        startedAt: this.startedAt.toISOString(),
+        endedAt: new Date().toISOString(),
         check: this.config.flags.check,
         exitCode: code,
         wallMs: Math.round(wall),
@@ -153,10 +227,20 @@ export class Run {
         roundTrips: await this.pool.totalRoundTrips(),
         hosts: rows,
         roles: this.roleRuns.map((r) => ({ role: r.role, aborted: r.aborted, hosts: r.hosts })),
-        results: this.results,
+        results: this.results.map((r) => ({ ...r, ...this.times.of(r) })),
+        roleTimes: this.times.roles,
+        roundTripsAt: this.times.commands,
+        lock: this.lock ? { hosts: this.lock.held, roundTrips: this.lock.roundTrips, tookOver: this.lock.tookOver } : undefined,
         retryFile,
-      });
+      };
+      if (this.config.flags.json) writeJsonReport(this.config.flags.json, report);
+      if (timeline) {
+        mkdirSync(dirname(resolve(timeline)), { recursive: true });
+        writeFileSync(`${timeline}.tmp-${process.pid}`, mask(renderTimeline(report)));
+        renameSync(`${timeline}.tmp-${process.pid}`, timeline);
+      }
     }
+    await this.releaseLock(code);
     await this.pool.closeAll();
     if (this.sigint) {
       process.off('SIGINT', this.sigint);

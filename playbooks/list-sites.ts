@@ -15,7 +15,7 @@ const USAGE = 'Usage: npx tsx playbooks/list-sites.ts [--sites-dir DIR] [--forma
 const SPEC: FlagSpec = { 'sites-dir': { type: 'string' }, format: { type: 'string' } };
 const argv = process.argv.slice(2);
 const f = ownFlags(argv, SPEC);
-const run = Run.fromArgv(argv, { usage: USAGE, name: 'list-sites', options: SPEC });
+const run = Run.fromArgv(argv, { usage: USAGE, name: 'list-sites', options: SPEC, lock: false });
 
 export interface SiteRow {
   id: string;

@@ -9,7 +9,8 @@ Runs one role (roles/<name>/role.ts) on the hosts it targets, restricted by --li
 Example: npx tsx playbooks/run-role.ts traefik --limit mgr1 --check --diff`;
 
 const argv = process.argv.slice(2);
-const roleArg = argv.find((a) => !a.startsWith('-') && (argv.indexOf(a) === 0 || !/^-(i|l|t|f|e)$|^--(inventory|limit|tags|skip-tags|forks|json|extra-vars)$/.test(argv[argv.indexOf(a) - 1] ?? '')));
+const valueFlag = /^-(i|l|t|f|e)$|^--(inventory|limit|tags|skip-tags|forks|json|timeline|extra-vars)$/;
+const roleArg = argv.find((a, i) => !a.startsWith('-') && (i === 0 || !(valueFlag.test(argv[i - 1]!) || (argv[i - 1] === '--wait-lock' && /^\d+$/.test(a)))));
 const run = Run.fromArgv(argv.filter((a) => a !== roleArg), { usage: USAGE, name: roleArg ? `run-role-${roleArg.replace(/[^\w.-]+/g, '_')}` : 'run-role' });
 try {
   if (!roleArg) throw new InputError('missing role name (see --help)');
