@@ -1,0 +1,54 @@
+// The audit log of the farm's mutating runs (lib/audit.ts), read from the lock hosts and merged:
+//   node --import tsx playbooks/audit.ts [--site ID] [--host NAME] [--since WHEN] [--until WHEN] [--format text|json]
+// WHEN: an ISO date/time (2025-06-01, 2025-06-01T12:00Z) or a duration back from now (30m, 12h, 7d).
+// --site matches runs whose command line names the site; --host runs that touched the host.
+import { isAbsolute, resolve } from 'node:path';
+import { fail, parseCli } from '../lib/cli.ts';
+import { filterAudit, readAudit } from '../lib/audit.ts';
+import { InputError } from '../lib/errors.ts';
+import { loadInventory, parseExtraVars } from '../lib/inventory.ts';
+import { lockHosts } from '../lib/lock.ts';
+import { ConnectionPool } from '../lib/transport.ts';
+
+const USAGE = 'Usage: node --import tsx playbooks/audit.ts [--site ID] [--host NAME] [--since WHEN] [--until WHEN] [--format text|json] [-i INVENTORY]';
+type Own = { site?: string; host?: string; since?: string; until?: string; format?: string };
+let pool: ConnectionPool | undefined;
+try {
+  const { flags, extra } = parseCli<Own>(process.argv.slice(2), {
+    site: { type: 'string' },
+    host: { type: 'string' },
+    since: { type: 'string' },
+    until: { type: 'string' },
+    format: { type: 'string' },
+  });
+  if (flags.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (extra.format && !['text', 'json'].includes(extra.format)) throw new InputError(`--format must be text or json, got '${extra.format}'`);
+  const inv = loadInventory(flags.inventory, { extraVars: parseExtraVars(flags.extraVars) });
+  const kh = inv.settings.knownHosts;
+  pool = new ConnectionPool({ knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'), acceptNew: flags.acceptNewHostKeys || inv.settings.acceptNewHostKeys });
+  const filter = { site: extra.site, host: extra.host, since: extra.since, until: extra.until };
+  filterAudit([], filter); // bad --since/--until is bad input before any connection
+  const { entries, problems } = await readAudit(lockHosts(inv), pool);
+  const shown = filterAudit(entries, filter);
+  if (extra.format === 'json') process.stdout.write(`${JSON.stringify(shown, null, 1)}\n`);
+  else {
+    for (const e of shown) {
+      const hosts = Object.entries(e.hosts)
+        .map(([h, s]) => `${h}:${s.changed}ch${s.failed ? `/${s.failed}F` : ''}${s.unreachable ? `/${s.unreachable}U` : ''}`)
+        .join(' ');
+      process.stdout.write(`${e.start}  ${e.end}  ${e.kind.padEnd(12)} ${e.outcome.padEnd(11)} ${e.who}  ${e.command}\n`);
+      if (e.commit) process.stdout.write(`    commit ${e.commit}\n`);
+      if (hosts) process.stdout.write(`    ${hosts}\n`);
+      if (e.note) process.stdout.write(`    ${e.note}\n`);
+    }
+    process.stdout.write(`${shown.length} of ${entries.length} entries\n`);
+  }
+  for (const p of problems) process.stderr.write(`warning: ${p}\n`);
+  await pool.closeAll();
+} catch (e) {
+  await pool?.closeAll().catch(() => undefined);
+  fail(e);
+}
