@@ -4,15 +4,9 @@ import { existsSync } from 'node:fs';
 import { fail } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run, loadRole } from '../lib/play.ts';
+import { PHASES } from './phases.ts';
 
-/** The roadmap: phase → roles, in order. A role listed here that is not in roles/ yet is reported and skipped. */
-export const PHASES: { n: number; title: string; roles: string[] }[] = [
-  { n: 1, title: 'foundation', roles: ['common', 'swarm-manager', 'swarm-worker'] },
-  { n: 2, title: 'core services', roles: ['galera', 'gluster', 'crowdsec'] },
-  { n: 3, title: 'WordPress stack', roles: ['traefik', 'wp-site'] },
-  { n: 4, title: 'observability', roles: ['monitoring'] },
-  { n: 5, title: 'automation', roles: ['backup'] },
-];
+export { PHASES };
 
 const USAGE = `Usage: npx tsx playbooks/bootstrap.ts [--phase N | --from-phase N] [options]
 

@@ -99,9 +99,13 @@ export interface InstallReport {
   systemd: boolean;
 }
 
-const UNIT_RE = /^wpfarm-backup-[a-z0-9-]+\.(service|timer)$/;
+const BACKUP_UNIT_RE = /^wpfarm-backup-[a-z0-9-]+\.(service|timer)$/;
 
-export async function installBackupUnits(units: UnitFile[], o: { unitDir?: string; systemctl?: boolean; check?: boolean } = {}): Promise<InstallReport> {
+export async function installBackupUnits(
+  units: UnitFile[],
+  o: { unitDir?: string; systemctl?: boolean; check?: boolean; /** the unit family (default wpfarm-backup-*) */ names?: RegExp } = {},
+): Promise<InstallReport> {
+  const UNIT_RE = o.names ?? BACKUP_UNIT_RE;
   const unitDir = o.unitDir ?? '/etc/systemd/system';
   const useSystemd = (o.systemctl ?? unitDir === '/etc/systemd/system') && existsSync('/run/systemd/system');
   const systemctl = async (...args: string[]) => (await run('systemctl', args, { timeout: 60_000 })).stdout.trim();

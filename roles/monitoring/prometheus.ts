@@ -234,6 +234,16 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
       for: f('15m'),
       labels: { severity: 'warning' },
       annotations: { summary: 'Last successful {{ $labels.kind }} backup of {{ $labels.site }} is older than ' + backupHours + ' hours', description: 'Check the backup job\'s log.' },
+    },    {
+      alert: 'WpfarmDriftPersists',
+      // written by playbooks/drift.ts (hourly, textfile collector): steps that a run would change
+      expr: 'max by (role, host) (wpfarm_drift_changes) > 0',
+      for: f('2h'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'Role {{ $labels.role }} has drifted on {{ $labels.host }} for 2 hours',
+        description: 'Someone changed the host by hand or a run failed: see `run-role.ts {{ $labels.role }} --limit {{ $labels.host }} --check --diff`.',
+      },
     },
   ];
 }
@@ -378,6 +388,16 @@ export function alertCases(o: RuleOptions = {}): AlertCase[] {
       healthy: [{ series: 'wpfarm_backup_last_success_timestamp_seconds{site="site-b",kind="db"}', values: flat(-3600) }],
       trueFromMin: 61,
       labels: { site: 'site-a', kind: 'db' },
+    },    {
+      alert: 'WpfarmDriftPersists',
+      // common drifted on mgr1 (3 steps) at every hourly check; traefik on mgr1 and common on mgr2 are clean
+      series: [{ series: 'wpfarm_drift_changes{instance="mgr1",role="common",host="mgr1"}', values: flat(3) }],
+      healthy: [
+        { series: 'wpfarm_drift_changes{instance="mgr1",role="traefik",host="mgr1"}', values: flat(0) },
+        { series: 'wpfarm_drift_changes{instance="mgr2",role="common",host="mgr2"}', values: flat(0) },
+      ],
+      trueFromMin: 0,
+      labels: { role: 'common', host: 'mgr1' },
     },
   ];
 }

@@ -1,0 +1,109 @@
+// Drift: has anything changed on the farm since the last run? The farm's roles in CHECK mode (nothing is
+// changed, no deploy lock), then, on every host reached, node-exporter's textfile collector gets
+// /var/lib/prometheus/node-exporter/wpfarm_drift.prom (written to a temporary file and renamed: atomic):
+//   wpfarm_drift_changes{role,host}   steps that would change, per role, on this host (0 = no drift)
+//   wpfarm_drift_check_success{host}  1 when every step of the check ran (no failed or unreachable step), else 0
+//   wpfarm_last_run_timestamp{host}   when this check ran (seconds since the epoch)
+// The alert WpfarmDriftPersists (roles/monitoring/prometheus.ts) fires when drift stays for 2 hours.
+//
+//   node --import tsx playbooks/drift.ts [--roles common,traefik|path.ts,...] [--textfile-dir DIR] [common options]
+//   node --import tsx playbooks/drift.ts --install-timer [--unit-dir DIR] [--check]
+// The schedule (hourly) runs on the controller, like the backups (playbooks/backup.ts --install-timers): it needs
+// this checkout, the inventory and the SSH key, which only the controller has.
+// Exit: 0 the check ran (drift or not: drift is a metric, not an error), 2/3 a host failed/unreachable, 4 bad input.
+import { resolve } from 'node:path';
+import { quote } from 'zx';
+import { fail } from '../lib/cli.ts';
+import { InputError } from '../lib/errors.ts';
+import { Run, loadRole } from '../lib/play.ts';
+import { installBackupUnits, type UnitFile } from '../lib/backup/schedule.ts';
+import { sh } from '../lib/shell.ts';
+import { PHASES } from './phases.ts';
+
+const USAGE = `Usage: node --import tsx playbooks/drift.ts [--roles R1,R2] [--textfile-dir DIR] [options]
+       node --import tsx playbooks/drift.ts --install-timer [--unit-dir DIR] [--check]
+
+Runs the farm's roles (default: ${PHASES.flatMap((p) => p.roles).join(', ')}) in check mode and writes
+wpfarm_drift_changes{role,host}, wpfarm_drift_check_success and wpfarm_last_run_timestamp to node-exporter's
+textfile collector on every host (default dir /var/lib/prometheus/node-exporter).`;
+
+export const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
+
+/** The hourly timer and its service on the controller. */
+export function driftUnits(o: { repoDir: string; node: string; inventory: string }): UnitFile[] {
+  const exec = [o.node, '--import', 'tsx', 'playbooks/drift.ts', '--inventory', o.inventory].map((a) => quote(a)).join(' ');
+  return [
+    {
+      name: 'wpfarm-drift.service',
+      content: ['[Unit]', 'Description=wpfarm drift check (roles in check mode, metrics to the hosts)', 'Wants=network-online.target', 'After=network-online.target', '',
+        '[Service]', 'Type=oneshot', `WorkingDirectory=${o.repoDir}`, `ExecStart=${exec}`, 'Nice=10', 'TimeoutStartSec=50min', ''].join('\n'),
+    },
+    {
+      name: 'wpfarm-drift.timer',
+      content: ['[Unit]', 'Description=wpfarm drift check, hourly', '', '[Timer]', 'OnCalendar=hourly', 'RandomizedDelaySec=300', 'Persistent=true', '',
+        '[Install]', 'WantedBy=timers.target', ''].join('\n'),
+    },
+  ];
+}
+
+/** The .prom text of one host. */
+export function driftMetrics(host: string, perRole: Map<string, number>, success: boolean, at: Date): string {
+  const l = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+  return [
+    '# HELP wpfarm_drift_changes Steps of a role that would change on this host (wpfarm check mode).',
+    '# TYPE wpfarm_drift_changes gauge',
+    ...[...perRole.entries()].map(([role, n]) => `wpfarm_drift_changes{role="${l(role)}",host="${l(host)}"} ${n}`),
+    '# HELP wpfarm_drift_check_success 1 when every step of the drift check ran on this host.',
+    '# TYPE wpfarm_drift_check_success gauge',
+    `wpfarm_drift_check_success{host="${l(host)}"} ${success ? 1 : 0}`,
+    '# HELP wpfarm_last_run_timestamp When the drift check ran (seconds since the epoch).',
+    '# TYPE wpfarm_last_run_timestamp gauge',
+    `wpfarm_last_run_timestamp{host="${l(host)}"} ${Math.floor(at.getTime() / 1000)}`,
+    '',
+  ].join('\n');
+}
+
+const OWN = { roles: { type: 'string' }, 'textfile-dir': { type: 'string' }, 'install-timer': { type: 'boolean' }, 'unit-dir': { type: 'string' } } as const;
+const argv = process.argv.slice(2);
+const run = Run.fromArgv(argv.includes('--install-timer') ? argv : [...argv, '--check'], { usage: USAGE, name: 'drift', options: OWN, lock: false });
+const extra = run.config.extra as { roles?: string; 'textfile-dir'?: string; 'install-timer'?: boolean; 'unit-dir'?: string };
+try {
+  if (extra['install-timer']) {
+    const units = driftUnits({ repoDir: process.cwd(), node: process.execPath, inventory: resolve(run.config.flags.inventory) });
+    const rep = await installBackupUnits(units, { unitDir: extra['unit-dir'], check: run.config.flags.check, names: /^wpfarm-drift\.(service|timer)$/ });
+    process.stdout.write(`${JSON.stringify({ ok: true, ...rep, timers: ['wpfarm-drift.timer'] }, null, 1)}\n`);
+    process.exit(0);
+  }
+  const dir = extra['textfile-dir'] ?? TEXTFILE_DIR;
+  if (!dir.startsWith('/')) throw new InputError(`--textfile-dir must be an absolute path, got '${dir}'`);
+  const names = extra.roles ? extra.roles.split(',').map((s) => s.trim()).filter(Boolean) : PHASES.flatMap((p) => p.roles);
+  const roles = await Promise.all(names.map((n) => loadRole(n)));
+  const at = new Date();
+  const changes = new Map<string, Map<string, number>>();
+  for (const role of roles) {
+    if (run.signal.interrupted) break;
+    const r = await run.role(role);
+    for (const h of r.hosts) (changes.get(h.host) ?? changes.set(h.host, new Map()).get(h.host)!).set(role.name, 0);
+    for (const x of r.results) if (x.status === 'changed') changes.get(x.host)?.set(role.name, (changes.get(x.host)?.get(role.name) ?? 0) + 1);
+  }
+  const bad = new Set(run.results.filter((x) => x.status === 'failed' || x.status === 'unreachable').map((x) => x.host));
+  for (const [host, perRole] of changes) {
+    const spec = run.inventory.hosts.get(host);
+    if (!spec || run.hostState.get(host)?.unreachable) continue;
+    const text = driftMetrics(host, perRole, !bad.has(host), at);
+    const file = `${dir}/wpfarm_drift.prom`;
+    try {
+      const c = await run.pool.get(spec);
+      // atomic for the collector: it never reads a half-written file
+      await c.exec(`mkdir -p ${sh`${dir}`} && cat > ${sh`${file}.tmp`} && chmod 0644 ${sh`${file}.tmp`} && mv -f ${sh`${file}.tmp`} ${sh`${file}`}`, { stdin: text, become: true });
+      const total = [...perRole.values()].reduce((a, b) => a + b, 0);
+      run.reporter.say(`${host}: drift ${total} change(s) → ${file}`);
+    } catch (e) {
+      run.reporter.say(`${host}: metrics not written: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+} catch (e) {
+  await run.finish().catch(() => undefined);
+  fail(e);
+}
+await run.exit();

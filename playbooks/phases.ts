@@ -1,0 +1,9 @@
+// The farm's roles in order (bootstrap builds them phase by phase; drift checks them all).
+/** The roadmap: phase → roles, in order. A role listed here that is not in roles/ yet is reported and skipped. */
+export const PHASES: { n: number; title: string; roles: string[] }[] = [
+  { n: 1, title: 'foundation', roles: ['common', 'swarm-manager', 'swarm-worker'] },
+  { n: 2, title: 'core services', roles: ['galera', 'gluster', 'crowdsec'] },
+  { n: 3, title: 'WordPress stack', roles: ['traefik', 'wp-site'] },
+  { n: 4, title: 'observability', roles: ['monitoring'] },
+  { n: 5, title: 'automation', roles: ['backup'] },
+];
