@@ -56,7 +56,10 @@ export function gitCommit(file: string): string | undefined {
   const dir = dirname(resolve(file));
   try {
     const head = execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--', '.'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', dir, 'status', '--porcelain', '--', '.'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
     return dirty ? `${head}-dirty` : head;
   } catch {
     return undefined;
@@ -68,13 +71,17 @@ export function summarizeHosts(results: StepResult[]): Record<string, AuditHostS
   for (const r of results) {
     const s = (out[r.host] ??= { ok: 0, changed: 0, failed: 0, skipped: 0, unreachable: 0, changes: [] });
     s[r.status]++;
-    if ((r.status === 'changed' || r.status === 'failed') && s.changes.length < MAX_CHANGES) s.changes.push(`${r.status === 'failed' ? 'FAILED ' : ''}${r.step}`);
+    if ((r.status === 'changed' || r.status === 'failed') && s.changes.length < MAX_CHANGES)
+      s.changes.push(`${r.status === 'failed' ? 'FAILED ' : ''}${r.step}`);
   }
   return out;
 }
 
 export function outcomeOf(exitCode: number): string {
-  return ({ 0: 'ok', 2: 'failed', 3: 'unreachable', 4: 'bad-input', 5: 'locked', 130: 'interrupted' } as Record<number, string>)[exitCode] ?? `exit ${exitCode}`;
+  return (
+    ({ 0: 'ok', 2: 'failed', 3: 'unreachable', 4: 'bad-input', 5: 'locked', 130: 'interrupted' } as Record<number, string>)[exitCode] ??
+    `exit ${exitCode}`
+  );
 }
 
 /** The line a stale holder never wrote, added by the run that took its lock over. */

@@ -88,7 +88,15 @@ export function newLockInfo(command = commandLine(), ttlSec = LOCK_TTL_SEC): Loc
   } catch {
     user ||= 'unknown';
   }
-  return { token: randomBytes(8).toString('hex'), owner: `${user}@${controller}`, controller, pid: process.pid, command, since: new Date().toISOString(), ttlSec };
+  return {
+    token: randomBytes(8).toString('hex'),
+    owner: `${user}@${controller}`,
+    controller,
+    pid: process.pid,
+    command,
+    since: new Date().toISOString(),
+    ttlSec,
+  };
 }
 
 function pidAlive(pid: number): boolean {
@@ -139,7 +147,8 @@ function takeoverScript(info: LockInfo, oldToken: string): string {
 
 /** Remove the lock when it is ours (or `token`), then run `after` (e.g. the audit append) in the same round trip. */
 export function releaseScript(token: string, after = ''): string {
-  return `${after ? `${after}\n` : ''}if grep -qF ${sh`${TOKEN_RE(token)}`} ${LOCK_FILE} 2>/dev/null; then rm -f ${LOCK_FILE}; echo @@released; else echo @@notours; fi`;
+  const ours = `grep -qF ${sh`${TOKEN_RE(token)}`} ${LOCK_FILE} 2>/dev/null`;
+  return `${after ? `${after}\n` : ''}if ${ours}; then rm -f ${LOCK_FILE}; echo @@released; else echo @@notours; fi`;
 }
 
 function parseHeld(host: string, out: string): Omit<LockHolder, 'stale'> | null {
@@ -150,17 +159,33 @@ function parseHeld(host: string, out: string): Omit<LockHolder, 'stale'> | null 
     return { ...info, host, heartbeatAgeSec: Math.max(0, Number(m[1])) };
   } catch {
     // a lock file that is not ours to read (hand-written, truncated): treat it as held by someone unknown
-    return { token: '', owner: 'unknown', controller: 'unknown', pid: 0, command: m[2] ?? '', since: '?', ttlSec: LOCK_TTL_SEC, host, heartbeatAgeSec: Number(m[1]) };
+    return {
+      token: '',
+      owner: 'unknown',
+      controller: 'unknown',
+      pid: 0,
+      command: m[2] ?? '',
+      since: '?',
+      ttlSec: LOCK_TTL_SEC,
+      host,
+      heartbeatAgeSec: Number(m[1]),
+    };
   }
 }
 
 /** Read the lock on each host (one round trip each): holder or none; unreachable hosts carry `error`. */
-export async function lockStatus(hosts: HostSpec[], pool: ConnectionPool): Promise<Array<{ host: string; holder?: LockHolder; error?: string }>> {
+export async function lockStatus(
+  hosts: HostSpec[],
+  pool: ConnectionPool,
+): Promise<Array<{ host: string; holder?: LockHolder; error?: string }>> {
   return Promise.all(
     hosts.map(async (h) => {
       try {
         const c = await pool.get(h);
-        const r = await c.exec(`m=$(stat -c %Y ${LOCK_FILE} 2>/dev/null) || exit 0\necho "@@held $(( $(date +%s) - m ))"\ncat ${LOCK_FILE}`, { become: true, nothrow: true });
+        const r = await c.exec(
+          `m=$(stat -c %Y ${LOCK_FILE} 2>/dev/null) || exit 0\necho "@@held $(( $(date +%s) - m ))"\ncat ${LOCK_FILE}`,
+          { become: true, nothrow: true },
+        );
         const held = parseHeld(h.name, r.stdout);
         return held ? { host: h.name, holder: { ...held, stale: staleReason(held) } } : { host: h.name };
       } catch (e) {
@@ -246,12 +271,24 @@ export class DeployLock {
           const t = await c.exec(takeoverScript(this.info, held.token), { become: true });
           if (t.stdout.includes('@@acquired')) {
             this.tookOver.push({ ...held, stale });
-            this.o.say(`deploy lock on ${h.name}: took over the stale lock of ${held.owner} (pid ${held.pid}, since ${held.since}): ${stale}`);
+            this.o.say(
+              `deploy lock on ${h.name}: took over the stale lock of ${held.owner} (pid ${held.pid}, since ${held.since}): ${stale}`,
+            );
             return void got.push(h.name);
           }
           // @@busy or @@changed: someone else is on it; look again
         }
-        live.push({ token: '?', owner: 'another run taking over a stale lock', controller: '?', pid: 0, command: '', since: 'now', ttlSec: 0, host: h.name, heartbeatAgeSec: 0 });
+        live.push({
+          token: '?',
+          owner: 'another run taking over a stale lock',
+          controller: '?',
+          pid: 0,
+          command: '',
+          since: 'now',
+          ttlSec: 0,
+          host: h.name,
+          heartbeatAgeSec: 0,
+        });
       }),
     );
     const reachable = this.o.hosts.length - this.unreachable.length;
@@ -281,8 +318,12 @@ export class DeployLock {
       try {
         const c = await this.o.pool.get(h);
         this.roundTrips++;
-        const r = await c.exec(`grep -qF ${sh`${TOKEN_RE(this.info.token)}`} ${LOCK_FILE} && touch ${LOCK_FILE} && echo @@ok || echo @@lost`, { become: true, nothrow: true });
-        if (!r.stdout.includes('@@ok')) this.o.say(`WARNING: the deploy lock on ${name} is no longer ours (taken over or removed by an operator)`);
+        const r = await c.exec(
+          `grep -qF ${sh`${TOKEN_RE(this.info.token)}`} ${LOCK_FILE} && touch ${LOCK_FILE} && echo @@ok || echo @@lost`,
+          { become: true, nothrow: true },
+        );
+        if (!r.stdout.includes('@@ok'))
+          this.o.say(`WARNING: the deploy lock on ${name} is no longer ours (taken over or removed by an operator)`);
       } catch (e) {
         this.o.say(`WARNING: deploy lock heartbeat on ${name} failed: ${(e as Error).message.split('\n')[0]}`);
       }

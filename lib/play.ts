@@ -159,7 +159,8 @@ export class Run {
     try {
       await lk.release(appendScript(entries));
     } catch (e) {
-      this.reporter.say(`WARNING: the deploy lock was not released (${mask((e as Error).message)}); it goes stale when its heartbeat stops`);
+      const why = mask((e as Error).message);
+      this.reporter.say(`WARNING: the deploy lock was not released (${why}); it goes stale when its heartbeat stops`);
     }
     await this.lockPool?.closeAll();
   }

@@ -97,7 +97,18 @@ export interface TimelineReport {
   wallMs?: number;
   startedAt?: string;
   roundTrips?: number;
-  results: Array<Partial<StepTiming> & { host: string; step: string; kind?: string; status: StepStatus; ms: number; reason?: string; error?: string; changes?: string[] }>;
+  results: Array<
+    Partial<StepTiming> & {
+      host: string;
+      step: string;
+      kind?: string;
+      status: StepStatus;
+      ms: number;
+      reason?: string;
+      error?: string;
+      changes?: string[];
+    }
+  >;
   roleTimes?: RoleTiming[];
   roundTripsAt?: Record<string, number[]>;
 }
@@ -151,12 +162,15 @@ export function renderTimeline(report: TimelineReport): string {
   roles.forEach((ro, i) => {
     parts.push(
       `<rect class="role-band" x="${x(ro.startMs).toFixed(1)}" y="${TOP - 18}" width="${w(ro.endMs - ro.startMs).toFixed(1)}" ` +
-        `height="${hosts.length * LANE + 18}" fill="${i % 2 ? '#f4f6f8' : '#eaeef2'}"><title>${esc(`role ${ro.role}: ${dur(ro.endMs - ro.startMs)}`)}</title></rect>`,
+        `height="${hosts.length * LANE + 18}" fill="${i % 2 ? '#f4f6f8' : '#eaeef2'}">` +
+        `<title>${esc(`role ${ro.role}: ${dur(ro.endMs - ro.startMs)}`)}</title></rect>`,
       `<text class="role-name" x="${(x(ro.startMs) + 3).toFixed(1)}" y="${TOP - 5}">${esc(ro.role)}</text>`,
     );
   });
   // time axis
-  const stepMs = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 600_000].find((s) => total / s <= 10) ?? 3_600_000;
+  const stepMs =
+    [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 600_000].find((s) => total / s <= 10) ??
+    3_600_000;
   for (let t = 0; t <= total; t += stepMs) {
     parts.push(`<line class="grid" x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${TOP - 18}" y2="${height - 22}"/>`);
     parts.push(`<text class="tick" x="${x(t).toFixed(1)}" y="${height - 8}">${esc(dur(t))}</text>`);
@@ -173,7 +187,8 @@ export function renderTimeline(report: TimelineReport): string {
       const last = Math.max(...mine.map((r) => r.endMs));
       if (ro.endMs - last > total / 200) {
         parts.push(
-          `<rect class="wait" x="${x(last).toFixed(1)}" y="${y + 11}" width="${w(ro.endMs - last).toFixed(1)}" height="8" fill="url(#hatch)">` +
+          `<rect class="wait" x="${x(last).toFixed(1)}" y="${y + 11}" width="${w(ro.endMs - last).toFixed(1)}" ` +
+            'height="8" fill="url(#hatch)">' +
             `<title>${esc(`${host} waits ${dur(ro.endMs - last)} for the slowest host of role ${ro.role}`)}</title></rect>`,
         );
       }
@@ -182,15 +197,28 @@ export function renderTimeline(report: TimelineReport): string {
       const span = Math.max(0, r.endMs - r.startMs);
       const waited = Math.max(0, span - r.ms);
       const critical = crit.has(`${r.role}\u0000${r.host}`);
-      const detail = r.error ? `\nerror: ${r.error}` : r.reason ? `\nreason: ${r.reason}` : r.changes?.length ? `\n${r.changes.slice(0, 8).join('\n')}` : '';
-      const title = `${r.step}\nhost ${r.host} · role ${r.role} · ${r.status}\n${dur(r.ms)}${waited > 1 ? ` (+ ${dur(waited)} waiting)` : ''}${detail}`;
+      const detail = r.error
+        ? `\nerror: ${r.error}`
+        : r.reason
+          ? `\nreason: ${r.reason}`
+          : r.changes?.length
+            ? `\n${r.changes.slice(0, 8).join('\n')}`
+            : '';
+      const wait = waited > 1 ? ` (+ ${dur(waited)} waiting)` : '';
+      const title = `${r.step}\nhost ${r.host} · role ${r.role} · ${r.status}\n${dur(r.ms)}${wait}${detail}`;
       const cls = `bar status-${r.status}${critical ? ' critical' : ''}`;
       parts.push(
-        `<g class="${cls}" data-status="${r.status}" data-step="${esc(r.step)}" data-host="${esc(r.host)}" data-ms="${Math.round(r.ms)}"><title>${esc(title)}</title>`,
+        `<g class="${cls}" data-status="${r.status}" data-step="${esc(r.step)}" data-host="${esc(r.host)}" data-ms="${Math.round(r.ms)}">` +
+          `<title>${esc(title)}</title>`,
       );
-      if (waited > 1) parts.push(`<rect class="waited" x="${x(r.startMs).toFixed(1)}" y="${y + 6}" width="${w(waited).toFixed(1)}" height="18" fill="url(#hatch)"/>`);
+      if (waited > 1)
+        parts.push(
+          `<rect class="waited" x="${x(r.startMs).toFixed(1)}" y="${y + 6}" width="${w(waited).toFixed(1)}" ` +
+            'height="18" fill="url(#hatch)"/>',
+        );
       parts.push(
-        `<rect x="${x(r.startMs + waited).toFixed(1)}" y="${y + 6}" width="${w(span - waited).toFixed(1)}" height="18" rx="2" fill="${COLORS[r.status]}"/>`,
+        `<rect x="${x(r.startMs + waited).toFixed(1)}" y="${y + 6}" width="${Math.max(r.status === 'failed' || r.status === 'unreachable' ? 12 : 0, w(span - waited)).toFixed(1)}" ` +
+          `height="18" rx="2" fill="${COLORS[r.status]}"/>`,
       );
       if (r.status === 'failed' || r.status === 'unreachable') {
         parts.push(`<text class="mark" x="${(x(r.startMs + waited) + 2).toFixed(1)}" y="${y + 19}">✖</text>`);
@@ -209,7 +237,9 @@ export function renderTimeline(report: TimelineReport): string {
     .join('');
   const slow = [...results].sort((a, b) => b.ms - a.ms).slice(0, 8);
   const slowRows = slow
-    .map((r) => `<tr><td>${esc(dur(r.ms))}</td><td>${esc(r.host)}</td><td>${esc(r.role)}</td><td>${esc(r.step)}</td><td>${r.status}</td></tr>`)
+    .map(
+      (r) => `<tr><td>${esc(dur(r.ms))}</td><td>${esc(r.host)}</td><td>${esc(r.role)}</td><td>${esc(r.step)}</td><td>${r.status}</td></tr>`,
+    )
     .join('');
   const pathRows = [...crit]
     .map((k) => k.split('\u0000'))
@@ -219,6 +249,9 @@ export function renderTimeline(report: TimelineReport): string {
     })
     .join('');
   const title = `wpfarm ${report.name ?? 'run'}${report.check ? ' (check)' : ''}`;
+  const meta =
+    `started ${report.startedAt ?? '?'} · wall ${dur(report.wallMs ?? total)} · ${hosts.length} host(s), ${results.length} step(s), ` +
+    `${report.roundTrips ?? '?'} round trips · exit ${report.exitCode ?? '?'}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
@@ -226,7 +259,8 @@ export function renderTimeline(report: TimelineReport): string {
 <style>
 body{font:13px/1.4 system-ui,sans-serif;margin:16px;color:#1d2733;background:#fff}
 h1{font-size:17px;margin:0 0 4px}.meta{color:#5a6978;margin-bottom:8px}
-.key{margin-right:14px;white-space:nowrap}.key i{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px;border-radius:2px}
+.key{margin-right:14px;white-space:nowrap}
+.key i{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px;border-radius:2px}
 svg text{font:12px system-ui,sans-serif}.host{text-anchor:end;fill:#1d2733;font-weight:600}.role-name{fill:#5a6978;font-size:11px}
 .tick{text-anchor:middle;fill:#8a97a4;font-size:10px}.grid{stroke:#d5dbe1;stroke-width:.5}.lane-line{stroke:#e3e7eb}
 .rt{stroke:#1d2733;stroke-width:1}.mark{fill:#fff;font-size:11px;font-weight:700}
@@ -234,10 +268,13 @@ svg text{font:12px system-ui,sans-serif}.host{text-anchor:end;fill:#1d2733;font-
 table{border-collapse:collapse;margin-top:10px}td,th{padding:2px 10px 2px 0;text-align:left}th{color:#5a6978;font-weight:600}
 </style></head><body>
 <h1>${esc(title)}</h1>
-<div class="meta">started ${esc(report.startedAt ?? '?')} · wall ${esc(dur(report.wallMs ?? total))} · ${hosts.length} host(s), ${results.length} step(s), ${report.roundTrips ?? '?'} round trips · exit ${report.exitCode ?? '?'}</div>
-<div class="legend">${legend}<span class="key">▮ outlined: slowest path</span><span class="key">┃ tick: round trip</span><span class="key">▨ waiting</span></div>
-<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="${LABEL + PLOT + 20}" height="${height}" viewBox="0 0 ${LABEL + PLOT + 20} ${height}">
-<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#f2f4f6"/><line x1="0" y1="0" x2="0" y2="6" stroke="#9aa6b2" stroke-width="2"/></pattern></defs>
+<div class="meta">${esc(meta)}</div>
+<div class="legend">${legend}<span class="key">▮ outlined: slowest path</span><span class="key">┃ tick: round trip</span>
+<span class="key">▨ waiting</span></div>
+<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="${LABEL + PLOT + 20}" height="${height}"
+ viewBox="0 0 ${LABEL + PLOT + 20} ${height}">
+<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
+<rect width="6" height="6" fill="#f2f4f6"/><line x1="0" y1="0" x2="0" y2="6" stroke="#9aa6b2" stroke-width="2"/></pattern></defs>
 ${parts.join('\n')}
 </svg>
 <h2 style="font-size:14px;margin:14px 0 0">Slowest path (the host that finished each role last)</h2>

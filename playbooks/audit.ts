@@ -10,7 +10,8 @@ import { loadInventory, parseExtraVars } from '../lib/inventory.ts';
 import { lockHosts } from '../lib/lock.ts';
 import { ConnectionPool } from '../lib/transport.ts';
 
-const USAGE = 'Usage: node --import tsx playbooks/audit.ts [--site ID] [--host NAME] [--since WHEN] [--until WHEN] [--format text|json] [-i INVENTORY]';
+const USAGE =
+  'Usage: node --import tsx playbooks/audit.ts [--site ID] [--host NAME] [--since WHEN] [--until WHEN] [--format text|json] [-i INVENTORY]';
 type Own = { site?: string; host?: string; since?: string; until?: string; format?: string };
 let pool: ConnectionPool | undefined;
 try {
@@ -25,10 +26,14 @@ try {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  if (extra.format && !['text', 'json'].includes(extra.format)) throw new InputError(`--format must be text or json, got '${extra.format}'`);
+  if (extra.format && !['text', 'json'].includes(extra.format))
+    throw new InputError(`--format must be text or json, got '${extra.format}'`);
   const inv = loadInventory(flags.inventory, { extraVars: parseExtraVars(flags.extraVars) });
   const kh = inv.settings.knownHosts;
-  pool = new ConnectionPool({ knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'), acceptNew: flags.acceptNewHostKeys || inv.settings.acceptNewHostKeys });
+  pool = new ConnectionPool({
+    knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
+    acceptNew: flags.acceptNewHostKeys || inv.settings.acceptNewHostKeys,
+  });
   const filter = { site: extra.site, host: extra.host, since: extra.since, until: extra.until };
   filterAudit([], filter); // bad --since/--until is bad input before any connection
   const { entries, problems } = await readAudit(lockHosts(inv), pool);

@@ -35,13 +35,36 @@ export function driftUnits(o: { repoDir: string; node: string; inventory: string
   return [
     {
       name: 'wpfarm-drift.service',
-      content: ['[Unit]', 'Description=wpfarm drift check (roles in check mode, metrics to the hosts)', 'Wants=network-online.target', 'After=network-online.target', '',
-        '[Service]', 'Type=oneshot', `WorkingDirectory=${o.repoDir}`, `ExecStart=${exec}`, 'Nice=10', 'TimeoutStartSec=50min', ''].join('\n'),
+      content: [
+        '[Unit]',
+        'Description=wpfarm drift check (roles in check mode, metrics to the hosts)',
+        'Wants=network-online.target',
+        'After=network-online.target',
+        '',
+        '[Service]',
+        'Type=oneshot',
+        `WorkingDirectory=${o.repoDir}`,
+        `ExecStart=${exec}`,
+        'Nice=10',
+        'TimeoutStartSec=50min',
+        '',
+      ].join('\n'),
     },
     {
       name: 'wpfarm-drift.timer',
-      content: ['[Unit]', 'Description=wpfarm drift check, hourly', '', '[Timer]', 'OnCalendar=hourly', 'RandomizedDelaySec=300', 'Persistent=true', '',
-        '[Install]', 'WantedBy=timers.target', ''].join('\n'),
+      content: [
+        '[Unit]',
+        'Description=wpfarm drift check, hourly',
+        '',
+        '[Timer]',
+        'OnCalendar=hourly',
+        'RandomizedDelaySec=300',
+        'Persistent=true',
+        '',
+        '[Install]',
+        'WantedBy=timers.target',
+        '',
+      ].join('\n'),
     },
   ];
 }
@@ -63,20 +86,39 @@ export function driftMetrics(host: string, perRole: Map<string, number>, success
   ].join('\n');
 }
 
-const OWN = { roles: { type: 'string' }, 'textfile-dir': { type: 'string' }, 'install-timer': { type: 'boolean' }, 'unit-dir': { type: 'string' } } as const;
+const OWN = {
+  roles: { type: 'string' },
+  'textfile-dir': { type: 'string' },
+  'install-timer': { type: 'boolean' },
+  'unit-dir': { type: 'string' },
+} as const;
 const argv = process.argv.slice(2);
-const run = Run.fromArgv(argv.includes('--install-timer') ? argv : [...argv, '--check'], { usage: USAGE, name: 'drift', options: OWN, lock: false });
+const run = Run.fromArgv(argv.includes('--install-timer') ? argv : [...argv, '--check'], {
+  usage: USAGE,
+  name: 'drift',
+  options: OWN,
+  lock: false,
+});
 const extra = run.config.extra as { roles?: string; 'textfile-dir'?: string; 'install-timer'?: boolean; 'unit-dir'?: string };
 try {
   if (extra['install-timer']) {
     const units = driftUnits({ repoDir: process.cwd(), node: process.execPath, inventory: resolve(run.config.flags.inventory) });
-    const rep = await installBackupUnits(units, { unitDir: extra['unit-dir'], check: run.config.flags.check, names: /^wpfarm-drift\.(service|timer)$/ });
+    const rep = await installBackupUnits(units, {
+      unitDir: extra['unit-dir'],
+      check: run.config.flags.check,
+      names: /^wpfarm-drift\.(service|timer)$/,
+    });
     process.stdout.write(`${JSON.stringify({ ok: true, ...rep, timers: ['wpfarm-drift.timer'] }, null, 1)}\n`);
     process.exit(0);
   }
   const dir = extra['textfile-dir'] ?? TEXTFILE_DIR;
   if (!dir.startsWith('/')) throw new InputError(`--textfile-dir must be an absolute path, got '${dir}'`);
-  const names = extra.roles ? extra.roles.split(',').map((s) => s.trim()).filter(Boolean) : PHASES.flatMap((p) => p.roles);
+  const names = extra.roles
+    ? extra.roles
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : PHASES.flatMap((p) => p.roles);
   const roles = await Promise.all(names.map((n) => loadRole(n)));
   const at = new Date();
   const changes = new Map<string, Map<string, number>>();
@@ -84,7 +126,8 @@ try {
     if (run.signal.interrupted) break;
     const r = await run.role(role);
     for (const h of r.hosts) (changes.get(h.host) ?? changes.set(h.host, new Map()).get(h.host)!).set(role.name, 0);
-    for (const x of r.results) if (x.status === 'changed') changes.get(x.host)?.set(role.name, (changes.get(x.host)?.get(role.name) ?? 0) + 1);
+    for (const x of r.results)
+      if (x.status === 'changed') changes.get(x.host)?.set(role.name, (changes.get(x.host)?.get(role.name) ?? 0) + 1);
   }
   const bad = new Set(run.results.filter((x) => x.status === 'failed' || x.status === 'unreachable').map((x) => x.host));
   for (const [host, perRole] of changes) {
@@ -95,7 +138,10 @@ try {
     try {
       const c = await run.pool.get(spec);
       // atomic for the collector: it never reads a half-written file
-      await c.exec(`mkdir -p ${sh`${dir}`} && cat > ${sh`${file}.tmp`} && chmod 0644 ${sh`${file}.tmp`} && mv -f ${sh`${file}.tmp`} ${sh`${file}`}`, { stdin: text, become: true });
+      await c.exec(
+        `mkdir -p ${sh`${dir}`} && cat > ${sh`${file}.tmp`} && chmod 0644 ${sh`${file}.tmp`} && mv -f ${sh`${file}.tmp`} ${sh`${file}`}`,
+        { stdin: text, become: true },
+      );
       const total = [...perRole.values()].reduce((a, b) => a + b, 0);
       run.reporter.say(`${host}: drift ${total} change(s) → ${file}`);
     } catch (e) {

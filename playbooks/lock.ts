@@ -17,17 +17,25 @@ The deploy lock is ${LOCK_FILE} on the hosts of settings.lock_group (default: ma
 
 let pool: ConnectionPool | undefined;
 try {
-  const { flags, extra, positionals } = parseCli<{ force?: boolean; format?: string }>(process.argv.slice(2), { force: { type: 'boolean' }, format: { type: 'string' } });
+  const { flags, extra, positionals } = parseCli<{ force?: boolean; format?: string }>(process.argv.slice(2), {
+    force: { type: 'boolean' },
+    format: { type: 'string' },
+  });
   if (flags.help) {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
   const action = positionals[0];
-  if (action !== 'status' && action !== 'release') throw new InputError(`expected 'status' or 'release', got '${action ?? ''}' (see --help)`);
-  if (extra.format && !['text', 'json'].includes(extra.format)) throw new InputError(`--format must be text or json, got '${extra.format}'`);
+  if (action !== 'status' && action !== 'release')
+    throw new InputError(`expected 'status' or 'release', got '${action ?? ''}' (see --help)`);
+  if (extra.format && !['text', 'json'].includes(extra.format))
+    throw new InputError(`--format must be text or json, got '${extra.format}'`);
   const inv = loadInventory(flags.inventory, { extraVars: parseExtraVars(flags.extraVars) });
   const kh = inv.settings.knownHosts;
-  pool = new ConnectionPool({ knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'), acceptNew: flags.acceptNewHostKeys || inv.settings.acceptNewHostKeys });
+  pool = new ConnectionPool({
+    knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
+    acceptNew: flags.acceptNewHostKeys || inv.settings.acceptNewHostKeys,
+  });
   const hosts = lockHosts(inv);
   const status = await lockStatus(hosts, pool);
   if (action === 'status') {
@@ -49,7 +57,10 @@ try {
     const live = held.filter((s) => !s.holder!.stale);
     if (live.length && !extra.force) {
       const h = live[0]!.holder!;
-      throw new LockHeldError(`the lock is held by a live run: ${h.owner} (pid ${h.pid}) since ${h.since}: ${h.command}. Use --force only if you know that run is gone.`);
+      throw new LockHeldError(
+        `the lock is held by a live run: ${h.owner} (pid ${h.pid}) since ${h.since}: ${h.command}. ` +
+          'Use --force only if you know that run is gone.',
+      );
     }
     const me = newLockInfo();
     for (const s of held) {
@@ -70,7 +81,9 @@ try {
       };
       const c = await pool.get(hosts.find((x) => x.name === s.host)!);
       const r = await c.exec(releaseScript(h.token, appendScript([entry])), { become: true });
-      process.stdout.write(`${s.host}: ${r.stdout.includes('@@released') ? `released (${entry.note})` : 'changed meanwhile: not released'}\n`);
+      process.stdout.write(
+        `${s.host}: ${r.stdout.includes('@@released') ? `released (${entry.note})` : 'changed meanwhile: not released'}\n`,
+      );
     }
     if (!held.length) process.stdout.write('the lock is free: nothing to release\n');
   }

@@ -18,9 +18,19 @@ after(async () => {
   await lab?.stop();
 });
 
-const tsx = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
+const tsx = (args: string[]) =>
+  spawnSync(process.execPath, ['--import', 'tsx', ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } });
 const on = (host: string, p: string) => join(lab.hosts.find((h) => h.name === host)!.root, p);
-const drift = () => tsx(['playbooks/drift.ts', '--roles', 'test/fixtures/roles/demo.ts', '--textfile-dir', '/srv/textfile', '--inventory', lab.inventoryFile]);
+const drift = () =>
+  tsx([
+    'playbooks/drift.ts',
+    '--roles',
+    'test/fixtures/roles/demo.ts',
+    '--textfile-dir',
+    '/srv/textfile',
+    '--inventory',
+    lab.inventoryFile,
+  ]);
 
 test('drift: no drift after a run, a hand-edited managed file shows as wpfarm_drift_changes > 0 on that host only', () => {
   const conv = tsx(['playbooks/run-role.ts', 'test/fixtures/roles/demo.ts', '--inventory', lab.inventoryFile]);
@@ -58,7 +68,10 @@ test('drift --install-timer writes the hourly timer and its service (idempotent)
   assert.equal((JSON.parse(first.stdout) as { changed: boolean }).changed, true);
   assert.deepEqual(readdirSync(dir).sort(), ['wpfarm-drift.service', 'wpfarm-drift.timer']);
   assert.match(readFileSync(join(dir, 'wpfarm-drift.timer'), 'utf8'), /^OnCalendar=hourly$/m);
-  assert.match(readFileSync(join(dir, 'wpfarm-drift.service'), 'utf8'), /^ExecStart=\S+node\S* --import tsx playbooks\/drift\.ts --inventory \//m);
+  assert.match(
+    readFileSync(join(dir, 'wpfarm-drift.service'), 'utf8'),
+    /^ExecStart=\S+node\S* --import tsx playbooks\/drift\.ts --inventory \//m,
+  );
   const again = tsx(['playbooks/drift.ts', '--install-timer', '--unit-dir', dir, '--inventory', lab.inventoryFile]);
   assert.equal((JSON.parse(again.stdout) as { changed: boolean }).changed, false);
 });

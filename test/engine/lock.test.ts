@@ -20,7 +20,10 @@ interface Out {
 
 function node(args: string[], o: { onStdout?: (t: string) => void; onSpawn?: (pid: number) => void } = {}): Promise<Out> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+      env: { ...process.env, CI: 'true' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     o.onSpawn?.(child.pid!);
     let stdout = '';
     let stderr = '';
@@ -69,7 +72,10 @@ describe('deploy lock and audit log on real sshd hosts', () => {
     assert.equal(info.pid, h.pid);
     const second = await node(demo());
     assert.equal(second.code, 5, second.stdout + second.stderr);
-    assert.match(second.stderr, new RegExp(`locked by another run: \\S+@${hostname()} \\(pid ${h.pid}\\) since ${info.since.replace(/[.]/g, '\\.')}`));
+    assert.match(
+      second.stderr,
+      new RegExp(`locked by another run: \\S+@${hostname()} \\(pid ${h.pid}\\) since ${info.since.replace(/[.]/g, '\\.')}`),
+    );
     assert.match(second.stderr, /hold\.ts .*gate=one/, 'the holder command is shown');
     assert.doesNotMatch(second.stdout, /ROLE demo/, 'nothing ran');
     const check = await node(demo('--check'));
@@ -79,8 +85,15 @@ describe('deploy lock and audit log on real sshd hosts', () => {
     const first = await h.done;
     assert.equal(first.code, 0, first.stdout + first.stderr);
     assert.ok(!existsSync(lockFile()), 'released at the end');
-    const lines = readFileSync(auditFile(), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; pid: number; check?: boolean });
-    assert.deepEqual(lines.map((l) => [l.kind, l.pid]), [['run', h.pid]], 'one audit line: the holder; none for the refused or the check run');
+    const lines = readFileSync(auditFile(), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { kind: string; pid: number; check?: boolean });
+    assert.deepEqual(
+      lines.map((l) => [l.kind, l.pid]),
+      [['run', h.pid]],
+      'one audit line: the holder; none for the refused or the check run',
+    );
   });
 
   test('--wait-lock waits for the holder, then runs', async () => {
@@ -121,7 +134,13 @@ describe('deploy lock and audit log on real sshd hosts', () => {
     assert.ok(!existsSync(lockFile()));
     const audit = await node(['playbooks/audit.ts', '--inventory', lab.inventoryFile, '--format', 'json', '--since', '10m']);
     assert.equal(audit.code, 0, audit.stderr);
-    const entries = JSON.parse(audit.stdout) as Array<{ kind: string; pid: number; outcome: string; note?: string; hosts: Record<string, { changed: number }> }>;
+    const entries = JSON.parse(audit.stdout) as Array<{
+      kind: string;
+      pid: number;
+      outcome: string;
+      note?: string;
+      hosts: Record<string, { changed: number }>;
+    }>;
     const dead = entries.find((e) => e.pid === h.pid);
     assert.equal(dead?.kind, 'abandoned');
     assert.match(dead!.note!, /taken over by/);
@@ -137,14 +156,25 @@ describe('deploy lock and audit log on real sshd hosts', () => {
     const bySite = await node(['playbooks/audit.ts', '--inventory', lab.inventoryFile, '--site', 'gate', '--format', 'json']);
     assert.equal((JSON.parse(bySite.stdout) as unknown[]).length, 0, 'a key is not a value');
     const bySite2 = await node(['playbooks/audit.ts', '--inventory', lab.inventoryFile, '--site', 'four', '--format', 'json']);
-    assert.deepEqual((JSON.parse(bySite2.stdout) as Array<{ pid: number }>).map((e) => e.pid), [h.pid]);
+    assert.deepEqual(
+      (JSON.parse(bySite2.stdout) as Array<{ pid: number }>).map((e) => e.pid),
+      [h.pid],
+    );
     const bad = await node(['playbooks/audit.ts', '--inventory', lab.inventoryFile, '--since', 'yesterday']);
     assert.equal(bad.code, 4);
     assert.match(bad.stderr, /--since: 'yesterday'/);
   });
 
   test('a lock of another controller: refused while its heartbeat is fresh, taken over once expired; lock.ts release', async () => {
-    const foreign = { token: 'f0f0f0f0f0f0f0f0', owner: 'alice@laptop-7', controller: 'laptop-7', pid: 4242, command: 'add-site.ts --domain x', since: '2025-01-01T00:00:00.000Z', ttlSec: 120 };
+    const foreign = {
+      token: 'f0f0f0f0f0f0f0f0',
+      owner: 'alice@laptop-7',
+      controller: 'laptop-7',
+      pid: 4242,
+      command: 'add-site.ts --domain x',
+      since: '2025-01-01T00:00:00.000Z',
+      ttlSec: 120,
+    };
     writeFileSync(lockFile(), `${JSON.stringify(foreign)}\n`, { mode: 0o600 });
     const refused = await node(demo());
     assert.equal(refused.code, 5);
