@@ -30,8 +30,9 @@ textfile collector on every host (default dir /var/lib/prometheus/node-exporter)
 export const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
 
 /** The hourly timer and its service on the controller. */
-export function driftUnits(o: { repoDir: string; node: string; inventory: string }): UnitFile[] {
-  const exec = [o.node, '--import', 'tsx', 'playbooks/drift.ts', '--inventory', o.inventory].map((a) => quote(a)).join(' ');
+export function driftUnits(o: { repoDir: string; node: string; inventory: string[] }): UnitFile[] {
+  const inv = o.inventory.flatMap((f) => ['--inventory', f]);
+  const exec = [o.node, '--import', 'tsx', 'playbooks/drift.ts', ...inv].map((a) => quote(a)).join(' ');
   return [
     {
       name: 'wpfarm-drift.service',
@@ -102,7 +103,7 @@ const run = Run.fromArgv(argv.includes('--install-timer') ? argv : [...argv, '--
 const extra = run.config.extra as { roles?: string; 'textfile-dir'?: string; 'install-timer'?: boolean; 'unit-dir'?: string };
 try {
   if (extra['install-timer']) {
-    const units = driftUnits({ repoDir: process.cwd(), node: process.execPath, inventory: resolve(run.config.flags.inventory) });
+    const units = driftUnits({ repoDir: process.cwd(), node: process.execPath, inventory: run.config.flags.inventory.map((f) => resolve(f)) });
     const rep = await installBackupUnits(units, {
       unitDir: extra['unit-dir'],
       check: run.config.flags.check,
