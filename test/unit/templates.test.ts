@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { renderTemplate, templatePath, TEMPLATES_DIR } from '../../lib/ops/template.ts';
 import type { HostSpec } from '../../lib/types.ts';
 import { renderFirewall } from '../../roles/common/firewall.ts';
+import { dockerDropIn } from '../../roles/gluster/model.ts';
+import { grafanaDatasources, grafanaDashboardProvider } from '../../roles/monitoring/dashboards.ts';
 
 const GOLDEN = join(import.meta.dirname, 'fixtures/templates-golden');
 const golden = (name: string): string => readFileSync(join(GOLDEN, name), 'utf8');
@@ -20,7 +22,7 @@ test('templatePath finds templates/<role>/<name> from the project root, shown re
 
 test('every template starts with an operator comment: what it is, which role renders it', () => {
   const files = readdirSync(TEMPLATES_DIR, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ejs'));
-  assert.ok(files.length >= 9, `${files.length} templates`);
+  assert.ok(files.length >= 14, `${files.length} templates`);
   for (const f of files) {
     const text = readFileSync(join(TEMPLATES_DIR, f), 'utf8');
     assert.match(text, /^<%#\n[\s\S]*?Rendered by roles\/[\s\S]*?-%>\n/, `${f}: starts with <%# ... Rendered by roles/... -%>`);
@@ -58,4 +60,19 @@ test('galera: 60-galera.cnf, haproxy.cfg, SST credentials', () => {
   const hap = { bind: '10.77.0.31', port: 3307, check_user: 'haproxy_check', check_command: '/usr/local/lib/wpfarm/galera-writer-check', maxconn: 2000, servers };
   assert.equal(render('galera', 'haproxy.cfg.ejs', hap), golden('galera-haproxy.cfg'));
   assert.equal(render('galera', '61-galera-sst.cnf.ejs', { sst_password: 'Zx9-sst' }), golden('galera-61-galera-sst.cnf'));
+});
+
+test('gluster: docker.service drop-in after the Gluster mount (also a path that systemd escapes)', () => {
+  assert.equal(dockerDropIn('/mnt/gluster-sites'), golden('gluster-docker-dropin.conf'));
+  assert.equal(dockerDropIn('/srv/my data.d/x'), golden('gluster-docker-dropin-escaped.conf'));
+});
+
+test('monitoring: swarm-replicas units, mysqld-exporter .my.cnf, Grafana provisioning', () => {
+  assert.equal(render('monitoring', 'wpfarm-swarm-replicas.service.ejs'), golden('monitoring-swarm-replicas.service'));
+  assert.equal(render('monitoring', 'wpfarm-swarm-replicas.timer.ejs'), golden('monitoring-swarm-replicas.timer'));
+  assert.equal(render('monitoring', 'mysqld-exporter.my.cnf.ejs', { exporter_password: "s3cr'et\"pw" }), golden('monitoring-mysqld-exporter.my.cnf'));
+  const urls = { prometheus: 'http://prometheus:9090', loki: 'http://loki:3100', tempo: 'http://tempo:3200', alertmanager: 'http://10.77.0.51:9093' };
+  assert.equal(grafanaDatasources(urls), golden('monitoring-grafana-datasources.yml'));
+  assert.equal(grafanaDashboardProvider(), golden('monitoring-grafana-dashboards.yml'));
+  assert.equal(grafanaDashboardProvider('/var/lib/wpfarm/grafana-dashboards'), golden('monitoring-grafana-dashboards-dir.yml'));
 });
