@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { renderTemplate, templatePath, TEMPLATES_DIR } from '../../lib/ops/template.ts';
 import type { HostSpec } from '../../lib/types.ts';
 import { renderFirewall } from '../../roles/common/firewall.ts';
+import { agentServiceDropIn, firewallBouncerConfig, managementWhitelist, onlineApiCredentialsSeed, profiles } from '../../roles/crowdsec/config.ts';
 import { dockerDropIn } from '../../roles/gluster/model.ts';
 import { grafanaDatasources, grafanaDashboardProvider } from '../../roles/monitoring/dashboards.ts';
 
@@ -22,7 +23,7 @@ test('templatePath finds templates/<role>/<name> from the project root, shown re
 
 test('every template starts with an operator comment: what it is, which role renders it', () => {
   const files = readdirSync(TEMPLATES_DIR, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ejs'));
-  assert.ok(files.length >= 14, `${files.length} templates`);
+  assert.ok(files.length >= 19, `${files.length} templates`);
   for (const f of files) {
     const text = readFileSync(join(TEMPLATES_DIR, f), 'utf8');
     assert.match(text, /^<%#\n[\s\S]*?Rendered by roles\/[\s\S]*?-%>\n/, `${f}: starts with <%# ... Rendered by roles/... -%>`);
@@ -75,4 +76,16 @@ test('monitoring: swarm-replicas units, mysqld-exporter .my.cnf, Grafana provisi
   assert.equal(grafanaDatasources(urls), golden('monitoring-grafana-datasources.yml'));
   assert.equal(grafanaDashboardProvider(), golden('monitoring-grafana-dashboards.yml'));
   assert.equal(grafanaDashboardProvider('/var/lib/wpfarm/grafana-dashboards'), golden('monitoring-grafana-dashboards-dir.yml'));
+});
+
+test('crowdsec: agent drop-in, online API seed, profiles, firewall bouncer, management whitelist', () => {
+  assert.equal(agentServiceDropIn(), golden('crowdsec-agent-dropin.conf'));
+  assert.equal(onlineApiCredentialsSeed(), golden('crowdsec-online-api-credentials.yaml'));
+  assert.equal(profiles([], '4h'), golden('crowdsec-profiles.yaml'));
+  assert.equal(profiles(['wpfarm_slack_0', 'wpfarm_webhook_1'], '2h'), golden('crowdsec-profiles-notify.yaml'));
+  assert.throws(() => profiles([], '4 hours'), /crowdsec_ban_duration: '4 hours' is not a duration/);
+  const key = '0123456789abcdef0123456789abcdef01234567';
+  assert.equal(firewallBouncerConfig({ lapiHost: '10.77.0.11', apiKey: key }), golden('crowdsec-firewall-bouncer.yaml'));
+  assert.equal(managementWhitelist(['10.77.0.0/24', '192.168.7.0/24']), golden('crowdsec-management-whitelist.yaml'));
+  assert.throws(() => managementWhitelist(['10.0.0.0/8', 'x: y']), /management_cidrs: 'x: y' is not an IP address or CIDR/);
 });
