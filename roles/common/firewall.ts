@@ -76,7 +76,8 @@ export function renderFirewall(i: FirewallInput): string {
   const extraRules = (i.extraRules ?? []).map((r) => {
     const port = String(r.port);
     if (!/^\d{1,5}(-\d{1,5})?$/.test(port)) throw new Error(`firewall_extra_rules: invalid port '${port}'`);
-    return { proto: r.proto ?? 'tcp', port, from: (r.from ?? []).filter(validCidr), comment: r.comment ? JSON.stringify(r.comment.replace(/"/g, '')) : '' };
+    const comment = r.comment ? JSON.stringify(r.comment.replace(/"/g, '')) : '';
+    return { proto: r.proto ?? 'tcp', port, from: (r.from ?? []).filter(validCidr), comment };
   });
   return renderTemplate(templatePath('common', 'nftables.conf.ejs'), {
     host_name: h.name,

@@ -41,6 +41,7 @@ export const SYSCTL_GLOBAL: Record<string, string> = {
 
 /** templates/common/<name>: the text configs of this role */
 const tpl = (name: string) => templatePath('common', name);
+const APT_PROXY = '/etc/apt/apt.conf.d/01wpfarm-proxy';
 
 const str = (v: unknown, d: string): string => (typeof v === 'string' && v ? v : d);
 const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
@@ -107,12 +108,13 @@ const role: Role = {
     if (firewall && !cidrs.length) throw new InputError('management_cidrs is required (the firewall allows SSH only from there)');
     const swarmHosts = ctx.hosts('swarm');
     const onSwarm = swarmHosts.some((h) => h.name === ctx.host.name);
+    const [users, upgrades] = [{ tags: ['users'] }, { tags: ['upgrades'] }];
     const globalSysctl = v.sysctl_global !== undefined ? v.sysctl_global === true : v.lab !== true;
     const steps: Step[] = [
       // packages
       v.apt_proxy
-        ? template({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', src: tpl('apt-proxy.conf.ejs'), vars: { apt_proxy: String(v.apt_proxy) }, mode: '0644' })
-        : file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', state: 'absent' }),
+        ? template({ path: APT_PROXY, src: tpl('apt-proxy.conf.ejs'), vars: { apt_proxy: String(v.apt_proxy) }, mode: '0644' })
+        : file({ path: APT_PROXY, state: 'absent' }),
       apt({ packages: BASE_PACKAGES, state: 'present', update_cache: 3600 }, { tags: ['packages'], retries: 2, delayMs: 5000 }),
       // time
       command(
@@ -127,12 +129,18 @@ const role: Role = {
       // admin user
       user({ name: admin, shell: '/bin/bash', groups: ['sudo'], comment: 'wpfarm admin' }, { tags: ['users'] }),
       authorizedKey({ user: admin, key: adminKeys(ctx) }, { tags: ['users'] }),
-      template({ path: `/etc/sudoers.d/90-wpfarm-${admin}`, src: tpl('sudoers.ejs'), vars: { admin_user: admin }, mode: '0440' }, { tags: ['users'] }),
+      template({ path: `/etc/sudoers.d/90-wpfarm-${admin}`, src: tpl('sudoers.ejs'), vars: { admin_user: admin }, mode: '0440' }, users),
       // ssh
-      template({ path: '/etc/ssh/sshd_config.d/50-wpfarm-hardening.conf', src: tpl('sshd-hardening.conf.ejs'), mode: '0644' }, { notify: 'reload ssh', tags: ['ssh'] }),
+      template(
+        { path: '/etc/ssh/sshd_config.d/50-wpfarm-hardening.conf', src: tpl('sshd-hardening.conf.ejs'), mode: '0644' },
+        { notify: 'reload ssh', tags: ['ssh'] },
+      ),
       // upgrades
-      template({ path: '/etc/apt/apt.conf.d/20auto-upgrades', src: tpl('20auto-upgrades.ejs'), mode: '0644' }, { tags: ['upgrades'] }),
-      template({ path: '/etc/apt/apt.conf.d/52wpfarm-unattended-upgrades', src: tpl('52wpfarm-unattended-upgrades.ejs'), mode: '0644' }, { tags: ['upgrades'] }),
+      template({ path: '/etc/apt/apt.conf.d/20auto-upgrades', src: tpl('20auto-upgrades.ejs'), mode: '0644' }, upgrades),
+      template(
+        { path: '/etc/apt/apt.conf.d/52wpfarm-unattended-upgrades', src: tpl('52wpfarm-unattended-upgrades.ejs'), mode: '0644' },
+        upgrades,
+      ),
     ];
     if (firewall) {
       const nft = renderFirewall({

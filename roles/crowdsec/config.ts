@@ -302,7 +302,9 @@ export function cloudflareClientIpParser(cloudflareIps: readonly string[] = CLOU
 /** s02-enrich whitelist (templates/crowdsec/management-whitelist.yaml.ejs): the management network is never banned. */
 export function managementWhitelist(cidrs: string[]): string {
   if (!cidrs.length) throw new InputError('management_cidrs is required (never banned)');
-  for (const c of cidrs) if (!/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/.test(c)) throw new InputError(`management_cidrs: '${c}' is not an IP address or CIDR`);
+  for (const c of cidrs) {
+    if (!/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/.test(c)) throw new InputError(`management_cidrs: '${c}' is not an IP address or CIDR`);
+  }
   return renderTemplate(tpl('management-whitelist.yaml.ejs'), { cidrs });
 }
 

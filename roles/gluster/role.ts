@@ -299,7 +299,8 @@ const role: Role = {
         const r = await c.exec(sh`test -e ${APT_PROXY_FILE} && echo present || echo missing`);
         if (r.stdout.trim() === 'present') return { changed: false };
         // the same file as roles/common's
-        return fromResult(await c.run(template({ path: APT_PROXY_FILE, src: templatePath('common', 'apt-proxy.conf.ejs'), vars: { apt_proxy: proxy }, mode: '0644' })));
+        const src = templatePath('common', 'apt-proxy.conf.ejs');
+        return fromResult(await c.run(template({ path: APT_PROXY_FILE, src, vars: { apt_proxy: proxy }, mode: '0644' })));
       }),
       // retried: another run (roles/common, unattended-upgrades) may hold the apt lock for a while
       apt({ packages: [...(isServer ? SERVER_PACKAGES : []), ...(isClient ? CLIENT_PACKAGES : [])], update_cache: 3600 }, { retries: 3, delayMs: 15_000 }),

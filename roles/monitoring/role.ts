@@ -87,7 +87,15 @@ const role: Role = {
         // systemd's start limit). The prometheus user exists already (prometheus-node-exporter above).
         // MariaDB listens on the private address only (roles/galera): the exporter uses the Unix socket.
         template(
-          { path: '/var/lib/prometheus/.my.cnf', src: tpl('mysqld-exporter.my.cnf.ejs'), vars: { exporter_password: pw }, mode: '0600', owner: 'prometheus', group: 'prometheus', secret: true },
+          {
+            path: '/var/lib/prometheus/.my.cnf',
+            src: tpl('mysqld-exporter.my.cnf.ejs'),
+            vars: { exporter_password: pw },
+            mode: '0600',
+            owner: 'prometheus',
+            group: 'prometheus',
+            secret: true,
+          },
           { notify: 'restart mysqld-exporter' },
         ),
         apt({ packages: ['prometheus-mysqld-exporter'], state: 'present' }, { tags: ['packages'] }),

@@ -8,7 +8,13 @@ import { join } from 'node:path';
 import { renderTemplate, templatePath, TEMPLATES_DIR } from '../../lib/ops/template.ts';
 import type { HostSpec } from '../../lib/types.ts';
 import { renderFirewall } from '../../roles/common/firewall.ts';
-import { agentServiceDropIn, firewallBouncerConfig, managementWhitelist, onlineApiCredentialsSeed, profiles } from '../../roles/crowdsec/config.ts';
+import {
+  agentServiceDropIn,
+  firewallBouncerConfig,
+  managementWhitelist,
+  onlineApiCredentialsSeed,
+  profiles,
+} from '../../roles/crowdsec/config.ts';
 import { dockerDropIn } from '../../roles/gluster/model.ts';
 import { grafanaDatasources, grafanaDashboardProvider } from '../../roles/monitoring/dashboards.ts';
 
@@ -39,26 +45,32 @@ test('common: apt proxy, sudoers, sshd hardening, upgrades', () => {
 });
 
 test('common: nftables ruleset for a manager/edge, a worker with extra rules, a db host, a storage host with empty sets', () => {
-  const H = (name: string, address: string, groups: string[]): HostSpec => ({ name, address, groups, vars: {} }) as unknown as HostSpec; // only these fields are read
+  // renderFirewall reads only these fields of a host
+  const H = (name: string, address: string, groups: string[]): HostSpec => ({ name, address, groups, vars: {} }) as unknown as HostSpec;
   const mgr1 = H('mgr1', '10.77.0.11', ['managers', 'swarm', 'edge']);
   const wk1 = H('wk1', '10.77.0.21', ['workers', 'swarm']);
   const db1 = H('db1', '10.77.0.31', ['db']);
   const st1 = H('st1', '10.77.0.41', ['storage', 'gluster']);
   const mon1 = H('mon1', '10.77.0.51', ['monitoring', 'swarm', 'workers']);
-  const base = { all: [mgr1, wk1, db1, st1, mon1], managers: [mgr1], swarm: [mgr1, wk1, mon1], monitoring: [mon1], managementCidrs: ['10.77.0.0/24', '192.168.7.0/24'] };
+  const managementCidrs = ['10.77.0.0/24', '192.168.7.0/24'];
+  const base = { all: [mgr1, wk1, db1, st1, mon1], managers: [mgr1], swarm: [mgr1, wk1, mon1], monitoring: [mon1], managementCidrs };
   assert.equal(renderFirewall({ ...base, host: mgr1 }), golden('common-nftables-mgr1.conf'));
   const extraRules = [{ port: 8080, from: ['10.0.0.0/8', 'bad'], comment: 'app "x"' }, { port: '6000-6010', proto: 'udp' as const }];
   assert.equal(renderFirewall({ ...base, host: wk1, extraRules }), golden('common-nftables-wk1.conf'));
   assert.equal(renderFirewall({ ...base, host: db1, dbPorts: [3306, 4444] }), golden('common-nftables-db1.conf'));
   assert.equal(renderFirewall({ ...base, host: st1, monitoring: [], exporterPorts: [9100] }), golden('common-nftables-st1.conf'));
-  assert.throws(() => renderFirewall({ ...base, host: wk1, extraRules: [{ port: '80;drop' }] }), /firewall_extra_rules: invalid port '80;drop'/);
+  const bad = [{ port: '80;drop' }];
+  assert.throws(() => renderFirewall({ ...base, host: wk1, extraRules: bad }), /firewall_extra_rules: invalid port '80;drop'/);
 });
 
 test('galera: 60-galera.cnf, haproxy.cfg, SST credentials', () => {
-  const cnf = { node_name: 'db1', node_address: '10.77.0.31', cluster_name: 'wpfarm', peers: ['10.77.0.31', '10.77.0.32', '10.77.0.33'], sst_method: 'mariabackup' };
-  assert.equal(render('galera', '60-galera.cnf.ejs', { ...cnf, buffer_pool: '128M', max_connections: 300, gcache_size: '256M', slave_threads: 2 }), golden('galera-60-galera.cnf'));
+  const peers = ['10.77.0.31', '10.77.0.32', '10.77.0.33'];
+  const cnf = { node_name: 'db1', node_address: '10.77.0.31', cluster_name: 'wpfarm', peers, sst_method: 'mariabackup' };
+  const sizes = { buffer_pool: '128M', max_connections: 300, gcache_size: '256M', slave_threads: 2 };
+  assert.equal(render('galera', '60-galera.cnf.ejs', { ...cnf, ...sizes }), golden('galera-60-galera.cnf'));
   const servers = [{ name: 'db1', address: '10.77.0.31' }, { name: 'db2', address: '10.77.0.32' }, { name: 'db3', address: '10.77.0.33' }];
-  const hap = { bind: '10.77.0.31', port: 3307, check_user: 'haproxy_check', check_command: '/usr/local/lib/wpfarm/galera-writer-check', maxconn: 2000, servers };
+  const check = { check_user: 'haproxy_check', check_command: '/usr/local/lib/wpfarm/galera-writer-check' };
+  const hap = { bind: '10.77.0.31', port: 3307, ...check, maxconn: 2000, servers };
   assert.equal(render('galera', 'haproxy.cfg.ejs', hap), golden('galera-haproxy.cfg'));
   assert.equal(render('galera', '61-galera-sst.cnf.ejs', { sst_password: 'Zx9-sst' }), golden('galera-61-galera-sst.cnf'));
 });
@@ -71,8 +83,14 @@ test('gluster: docker.service drop-in after the Gluster mount (also a path that 
 test('monitoring: swarm-replicas units, mysqld-exporter .my.cnf, Grafana provisioning', () => {
   assert.equal(render('monitoring', 'wpfarm-swarm-replicas.service.ejs'), golden('monitoring-swarm-replicas.service'));
   assert.equal(render('monitoring', 'wpfarm-swarm-replicas.timer.ejs'), golden('monitoring-swarm-replicas.timer'));
-  assert.equal(render('monitoring', 'mysqld-exporter.my.cnf.ejs', { exporter_password: "s3cr'et\"pw" }), golden('monitoring-mysqld-exporter.my.cnf'));
-  const urls = { prometheus: 'http://prometheus:9090', loki: 'http://loki:3100', tempo: 'http://tempo:3200', alertmanager: 'http://10.77.0.51:9093' };
+  const myCnf = render('monitoring', 'mysqld-exporter.my.cnf.ejs', { exporter_password: "s3cr'et\"pw" });
+  assert.equal(myCnf, golden('monitoring-mysqld-exporter.my.cnf'));
+  const urls = {
+    prometheus: 'http://prometheus:9090',
+    loki: 'http://loki:3100',
+    tempo: 'http://tempo:3200',
+    alertmanager: 'http://10.77.0.51:9093',
+  };
   assert.equal(grafanaDatasources(urls), golden('monitoring-grafana-datasources.yml'));
   assert.equal(grafanaDashboardProvider(), golden('monitoring-grafana-dashboards.yml'));
   assert.equal(grafanaDashboardProvider('/var/lib/wpfarm/grafana-dashboards'), golden('monitoring-grafana-dashboards-dir.yml'));
