@@ -6,8 +6,14 @@
 // and an unknown property of a var (`site.domian`) raises our MissingVariable. Both become an InputError
 // "templates/x.conf.ejs:12: undefined variable 'site.domian'". Optional values: test with
 // `typeof name !== 'undefined'` or `'key' in obj`.
+//
+// Where templates live: the project's top-level `templates/` folder, one subfolder per role
+// (templates/<role>/<name>.ejs). Roles name them with templatePath(role, name), which finds the folder from
+// this file's location (not the working directory), so playbooks run from anywhere. A relative `src`
+// given directly is relative to the working directory (tests, ad-hoc use).
 import { readFileSync, statSync } from 'node:fs';
-import { isAbsolute, relative, resolve as resolvePath } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import ejs from 'ejs';
 import type { Operation, StepContext, StepOptions, Vars } from '../types.ts';
 import { InputError } from '../errors.ts';
@@ -17,7 +23,7 @@ import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, p
 export interface TemplateArgs extends Attrs {
   /** remote destination */
   path: string;
-  /** local .ejs file (relative to the working directory) */
+  /** local .ejs file (relative to the working directory); for the project's templates: templatePath(role, name) */
   src: string;
   /** extra vars, over ctx.vars */
   vars?: Vars;
@@ -78,6 +84,17 @@ function strictRoot(vars: Vars): Vars {
 function displayPath(abs: string): string {
   const rel = relative(process.cwd(), abs);
   return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : abs;
+}
+
+/** The project's `templates/` folder (text configs an operator edits, one subfolder per role). */
+export const TEMPLATES_DIR = resolvePath(dirname(fileURLToPath(import.meta.url)), '../../templates');
+
+/**
+ * `templates/<role>/<name>` as a `src` for template() or renderTemplate(), whatever the working directory:
+ * relative to the working directory when under it (short step titles and error locations), else absolute.
+ */
+export function templatePath(role: string, name: string): string {
+  return displayPath(join(TEMPLATES_DIR, role, name));
 }
 
 type Compiled = (data: Vars) => string;

@@ -1,4 +1,5 @@
-// The farm's host firewall as nftables rules, rendered from the inventory (pure, testable without SSH).
+// The farm's host firewall as nftables rules, rendered from the inventory (pure, testable without SSH): this
+// file computes the sets and which rules apply; the text is templates/common/nftables.conf.ejs.
 //
 //   - loopback, established/related and ICMP accepted; everything else on input dropped
 //   - SSH (22) only from the management CIDRs
@@ -10,6 +11,7 @@
 //   - exporters (node 9100, docker 9323, mysqld 9104, haproxy 8404, ...) only from the monitoring hosts
 //
 // The rules live in their own table (inet wpfarm) so Docker's iptables rules are never flushed.
+import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 import type { HostSpec } from '../../lib/types.ts';
 
 export interface FirewallInput {
@@ -65,71 +67,34 @@ export const DEFAULT_EXPORTER_PORTS = [8404, 9100, 9104, 9113, 9121, 9253, 9323]
 
 const inGroup = (h: HostSpec, g: string) => h.groups.includes(g);
 
-function set(name: string, elems: string[]): string {
-  const uniq = [...new Set(elems)].sort();
-  return uniq.length
-    ? `  set ${name} {\n    type ipv4_addr; flags interval;\n    elements = { ${uniq.join(', ')} }\n  }`
-    : `  set ${name} {\n    type ipv4_addr; flags interval;\n  }`;
-}
-
-/** The whole /etc/nftables.conf for one host. */
+/** The whole /etc/nftables.conf for one host: the rules are in templates/common/nftables.conf.ejs. */
 export function renderFirewall(i: FirewallInput): string {
   const h = i.host;
   for (const c of i.managementCidrs) if (!validCidr(c)) throw new Error(`management_cidrs: '${c}' is not an IPv4 CIDR`);
   const addrs = (hs: HostSpec[]) => hs.map((x) => x.address).filter((a) => parseIpv4(a) !== null);
-  const rules: string[] = [
-    '    iif "lo" accept',
-    '    ct state established,related accept',
-    '    ct state invalid drop',
-    '    meta l4proto { icmp, ipv6-icmp } accept',
-    '    tcp dport 22 ip saddr @mgmt accept comment "ssh from management"',
-  ];
-  if (inGroup(h, 'edge')) {
-    rules.push('    tcp dport { 80, 443 } accept comment "web (edge)"');
-    rules.push('    udp dport 443 accept comment "HTTP/3 (edge)"');
-  }
-  const isSwarm = i.swarm.some((x) => x.name === h.name);
-  if (i.managers.some((x) => x.name === h.name)) rules.push('    tcp dport 2377 ip saddr @swarm accept comment "swarm control plane"');
-  if (isSwarm) {
-    rules.push('    tcp dport 7946 ip saddr @swarm accept comment "swarm gossip"');
-    rules.push('    udp dport { 4789, 7946 } ip saddr @swarm accept comment "swarm gossip and VXLAN"');
-  }
-  if (inGroup(h, 'db')) {
-    rules.push(`    tcp dport { ${(i.dbPorts ?? DEFAULT_DB_PORTS).join(', ')} } ip saddr @cluster accept comment "galera, sst, writer endpoint"`);
-    rules.push('    udp dport 4567 ip saddr @cluster accept comment "galera (multicast replication off, udp for gcomm)"');
-  }
-  if (inGroup(h, 'gluster') || inGroup(h, 'storage') || inGroup(h, 'storage_arbiter')) {
-    rules.push('    tcp dport { 24007-24008, 49152-49251 } ip saddr @cluster accept comment "glusterd and bricks"');
-  }
-  rules.push(`    tcp dport { ${(i.exporterPorts ?? DEFAULT_EXPORTER_PORTS).join(', ')} } ip saddr @monitoring accept comment "metrics"`);
-  // Traefik's metrics entry point (roles/traefik, host mode) on edge nodes, for Prometheus only
-  if (inGroup(h, 'edge')) rules.push('    tcp dport 8082 ip saddr @monitoring accept comment "traefik metrics"');
-  // CrowdSec's local API runs on a manager (roles/crowdsec): the agents and firewall bouncers of the edge nodes reach it
-  if (i.managers.some((x) => x.name === h.name)) rules.push('    tcp dport 8080 ip saddr @edge accept comment "crowdsec local API from edge agents"');
-  for (const r of i.extraRules ?? []) {
+  const set = (name: string, elems: string[]) => ({ name, elements: [...new Set(elems)].sort() });
+  const extraRules = (i.extraRules ?? []).map((r) => {
     const port = String(r.port);
     if (!/^\d{1,5}(-\d{1,5})?$/.test(port)) throw new Error(`firewall_extra_rules: invalid port '${port}'`);
-    const from = (r.from ?? []).filter(validCidr);
-    rules.push(`    ${r.proto ?? 'tcp'} dport ${port}${from.length ? ` ip saddr { ${from.join(', ')} }` : ''} accept${r.comment ? ` comment ${JSON.stringify(r.comment.replace(/"/g, ''))}` : ''}`);
-  }
-  rules.push('    counter drop comment "everything else"');
-  return [
-    '#!/usr/sbin/nft -f',
-    `# /etc/nftables.conf on ${h.name}: written by wpfarm (roles/common/firewall.ts); local edits are overwritten.`,
-    '# Only the table inet wpfarm is managed here; Docker keeps its own iptables tables.',
-    'table inet wpfarm',
-    'delete table inet wpfarm',
-    'table inet wpfarm {',
-    set('mgmt', i.managementCidrs),
-    set('cluster', addrs(i.all)),
-    set('swarm', addrs(i.swarm)),
-    set('monitoring', addrs(i.monitoring)),
-    set('edge', addrs(i.all.filter((x) => inGroup(x, 'edge')))),
-    '  chain input {',
-    '    type filter hook input priority filter; policy drop;',
-    ...rules,
-    '  }',
-    '}',
-    '',
-  ].join('\n');
+    const comment = r.comment ? JSON.stringify(r.comment.replace(/"/g, '')) : '';
+    return { proto: r.proto ?? 'tcp', port, from: (r.from ?? []).filter(validCidr), comment };
+  });
+  return renderTemplate(templatePath('common', 'nftables.conf.ejs'), {
+    host_name: h.name,
+    sets: [
+      set('mgmt', i.managementCidrs),
+      set('cluster', addrs(i.all)),
+      set('swarm', addrs(i.swarm)),
+      set('monitoring', addrs(i.monitoring)),
+      set('edge', addrs(i.all.filter((x) => inGroup(x, 'edge')))),
+    ],
+    is_edge: inGroup(h, 'edge'),
+    is_manager: i.managers.some((x) => x.name === h.name),
+    is_swarm: i.swarm.some((x) => x.name === h.name),
+    is_db: inGroup(h, 'db'),
+    is_storage: inGroup(h, 'gluster') || inGroup(h, 'storage') || inGroup(h, 'storage_arbiter'),
+    db_ports: i.dbPorts ?? DEFAULT_DB_PORTS,
+    exporter_ports: i.exporterPorts ?? DEFAULT_EXPORTER_PORTS,
+    extra_rules: extraRules,
+  });
 }

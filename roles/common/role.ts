@@ -6,7 +6,7 @@
 // controller's key for this host, <key>.pub), management_cidrs (required), firewall_enabled (true),
 // firewall_extra_rules, sysctl_global (false in the lab: host-wide sysctls would change the machine running the
 // lab), registry, registry_insecure, registry_mirror, docker_log_max_size (10m), docker_log_max_file (3),
-// docker_metrics_port (9323), dns_servers (given to dockerd).
+// docker_metrics_port (9323), dns_servers (given to dockerd). Text configs: templates/common/.
 import { existsSync, readFileSync } from 'node:fs';
 import { InputError } from '../../lib/errors.ts';
 import { apt } from '../../lib/ops/apt.ts';
@@ -15,6 +15,7 @@ import { command } from '../../lib/ops/command.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { sysctl } from '../../lib/ops/sysctl.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
+import { template, templatePath } from '../../lib/ops/template.ts';
 import { authorizedKey, user } from '../../lib/ops/users.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { cidrContains, type FirewallRule, renderFirewall } from './firewall.ts';
@@ -38,34 +39,9 @@ export const SYSCTL_GLOBAL: Record<string, string> = {
   'vm.max_map_count': '262144',
 };
 
-export const SSHD_HARDENING = `# written by wpfarm (roles/common): keys only, no passwords
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-PermitEmptyPasswords no
-PubkeyAuthentication yes
-X11Forwarding no
-MaxAuthTries 3
-LoginGraceTime 30
-ClientAliveInterval 300
-ClientAliveCountMax 2
-MaxSessions 10
-`;
-
-export const AUTO_UPGRADES = `// written by wpfarm (roles/common): security updates every day
-APT::Periodic::Update-Package-Lists "1";
-APT::Periodic::Unattended-Upgrade "1";
-APT::Periodic::AutocleanInterval "7";
-`;
-
-export const UNATTENDED = `// written by wpfarm (roles/common): only the security archive, no automatic reboot
-Unattended-Upgrade::Origins-Pattern {
-        "origin=Debian,codename=\${distro_codename},label=Debian-Security";
-        "origin=Debian,codename=\${distro_codename}-security,label=Debian-Security";
-};
-Unattended-Upgrade::Automatic-Reboot "false";
-Unattended-Upgrade::Remove-Unused-Dependencies "true";
-`;
+/** templates/common/<name>: the text configs of this role */
+const tpl = (name: string) => templatePath('common', name);
+const APT_PROXY = '/etc/apt/apt.conf.d/01wpfarm-proxy';
 
 const str = (v: unknown, d: string): string => (typeof v === 'string' && v ? v : d);
 const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
@@ -132,12 +108,13 @@ const role: Role = {
     if (firewall && !cidrs.length) throw new InputError('management_cidrs is required (the firewall allows SSH only from there)');
     const swarmHosts = ctx.hosts('swarm');
     const onSwarm = swarmHosts.some((h) => h.name === ctx.host.name);
+    const [users, upgrades] = [{ tags: ['users'] }, { tags: ['upgrades'] }];
     const globalSysctl = v.sysctl_global !== undefined ? v.sysctl_global === true : v.lab !== true;
     const steps: Step[] = [
       // packages
       v.apt_proxy
-        ? file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', content: `Acquire::http::Proxy "${String(v.apt_proxy)}";\n`, mode: '0644' })
-        : file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', state: 'absent' }),
+        ? template({ path: APT_PROXY, src: tpl('apt-proxy.conf.ejs'), vars: { apt_proxy: String(v.apt_proxy) }, mode: '0644' })
+        : file({ path: APT_PROXY, state: 'absent' }),
       apt({ packages: BASE_PACKAGES, state: 'present', update_cache: 3600 }, { tags: ['packages'], retries: 2, delayMs: 5000 }),
       // time
       command(
@@ -152,12 +129,18 @@ const role: Role = {
       // admin user
       user({ name: admin, shell: '/bin/bash', groups: ['sudo'], comment: 'wpfarm admin' }, { tags: ['users'] }),
       authorizedKey({ user: admin, key: adminKeys(ctx) }, { tags: ['users'] }),
-      file({ path: `/etc/sudoers.d/90-wpfarm-${admin}`, content: `${admin} ALL=(ALL) NOPASSWD:ALL\n`, mode: '0440' }, { tags: ['users'] }),
+      template({ path: `/etc/sudoers.d/90-wpfarm-${admin}`, src: tpl('sudoers.ejs'), vars: { admin_user: admin }, mode: '0440' }, users),
       // ssh
-      file({ path: '/etc/ssh/sshd_config.d/50-wpfarm-hardening.conf', content: SSHD_HARDENING, mode: '0644' }, { notify: 'reload ssh', tags: ['ssh'] }),
+      template(
+        { path: '/etc/ssh/sshd_config.d/50-wpfarm-hardening.conf', src: tpl('sshd-hardening.conf.ejs'), mode: '0644' },
+        { notify: 'reload ssh', tags: ['ssh'] },
+      ),
       // upgrades
-      file({ path: '/etc/apt/apt.conf.d/20auto-upgrades', content: AUTO_UPGRADES, mode: '0644' }, { tags: ['upgrades'] }),
-      file({ path: '/etc/apt/apt.conf.d/52wpfarm-unattended-upgrades', content: UNATTENDED, mode: '0644' }, { tags: ['upgrades'] }),
+      template({ path: '/etc/apt/apt.conf.d/20auto-upgrades', src: tpl('20auto-upgrades.ejs'), mode: '0644' }, upgrades),
+      template(
+        { path: '/etc/apt/apt.conf.d/52wpfarm-unattended-upgrades', src: tpl('52wpfarm-unattended-upgrades.ejs'), mode: '0644' },
+        upgrades,
+      ),
     ];
     if (firewall) {
       const nft = renderFirewall({

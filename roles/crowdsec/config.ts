@@ -1,12 +1,20 @@
 // Pure generators for the crowdsec role: acquisition, the agent/LAPI configuration, profiles,
 // notification plugins, the nftables firewall bouncer, a client-IP enricher for traffic proxied by
 // Cloudflare, and the pre-seeded online-API credentials file that lets Debian's package install offline.
-// Targets Debian bookworm's crowdsec 1.4.6 and crowdsec-firewall-bouncer 0.0.25.
+// Targets Debian bookworm's crowdsec 1.4.6 and crowdsec-firewall-bouncer 0.0.25. The hand-written files are
+// templates in templates/crowdsec/; files generated from data (acquisition, validated against CrowdSec's
+// schema; config.yaml; notification plugins carrying .env secrets; credentials; the Cloudflare enricher,
+// whose filter lists every range) stay objects serialized by the yaml library.
 import YAML from 'yaml';
 import { quote } from 'zx';
+import { InputError } from '../../lib/errors.ts';
+import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 import type { AlertChannel, EnvLookup } from '../monitoring/alertmanager.ts';
 import { AlertChannelError } from '../monitoring/alertmanager.ts';
 import { CLOUDFLARE_IPS } from '../traefik/cloudflare-ips.ts';
+
+/** templates/crowdsec/<name>: the text configs of this role */
+const tpl = (name: string) => templatePath('crowdsec', name);
 
 export const TRAEFIK_ACCESS_LOG = '/var/log/traefik/access.log';
 export const LAPI_PORT = 8080;
@@ -157,10 +165,10 @@ export function crowdsecConfig(s: LapiSettings, p: CrowdsecPaths = DEBIAN_PATHS,
 
 /** systemd drop-in for agents that must not run a local API (edge nodes). */
 export function agentServiceDropIn(): string {
-  return '[Service]\nExecStart=\nExecStart=/usr/bin/crowdsec -c /etc/crowdsec/config.yaml -no-api\n';
+  return renderTemplate(tpl('wpfarm-agent.conf.ejs'), {});
 }
 
-/** /etc/crowdsec/local_api_credentials.yaml of an agent registered to the LAPI. */
+/** /etc/crowdsec/local_api_credentials.yaml of an agent registered to the LAPI (credentials, not an edited config). */
 export function localApiCredentials(lapiHost: string, login: string, password: string): string {
   return YAML.stringify({ url: `http://${lapiHost}:${LAPI_PORT}/`, login, password });
 }
@@ -172,31 +180,16 @@ export function localApiCredentials(lapiHost: string, login: string, password: s
  * (`cscli capi register`) on the LAPI host, which overwrites this file.
  */
 export function onlineApiCredentialsSeed(): string {
-  return '# wpfarm: pre-seeded so that the package installs offline; the central API is not used\n# unless crowdsec_online_api is true (then `cscli capi register` replaces this file).\n';
+  return renderTemplate(tpl('online_api_credentials.yaml.ejs'), {});
 }
 
-/** profiles.yaml: ban offending IPs (longer for repeat offenders), notify the alert channels. */
+/** A Go duration as crowdsec takes it (4h, 90m, 1h30m). */
+const GO_DURATION = /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/;
+
+/** profiles.yaml (templates/crowdsec/profiles.yaml.ejs): ban offending IPs (longer for repeat offenders), notify the alert channels. */
 export function profiles(notificationNames: string[], banDuration = '4h'): string {
-  const notify = notificationNames.length ? { notifications: notificationNames } : {};
-  const docs = [
-    {
-      name: 'default_ip_remediation',
-      filters: ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"],
-      decisions: [{ type: 'ban', duration: banDuration }],
-      // repeat offenders: 4h, 8h, 12h, ...
-      duration_expr: "Sprintf('%dh', (GetDecisionsCount(Alert.GetValue()) + 1) * 4)",
-      ...notify,
-      on_success: 'break',
-    },
-    {
-      name: 'default_range_remediation',
-      filters: ["Alert.Remediation == true && Alert.GetScope() == 'Range'"],
-      decisions: [{ type: 'ban', duration: banDuration }],
-      ...notify,
-      on_success: 'break',
-    },
-  ];
-  return docs.map((d) => YAML.stringify(d)).join('---\n');
+  if (!GO_DURATION.test(banDuration)) throw new InputError(`crowdsec_ban_duration: '${banDuration}' is not a duration (e.g. 4h, 90m)`);
+  return renderTemplate(tpl('profiles.yaml.ejs'), { ban_duration: banDuration, notifications: notificationNames });
 }
 
 export interface RenderedNotifications {
@@ -279,35 +272,9 @@ export interface FirewallBouncerSettings {
   apiKey: string;
 }
 
-/** /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml (nftables) */
+/** /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml (nftables; templates/crowdsec/crowdsec-firewall-bouncer.yaml.ejs) */
 export function firewallBouncerConfig(s: FirewallBouncerSettings): string {
-  return YAML.stringify({
-    mode: 'nftables',
-    pid_dir: '/var/run/',
-    update_frequency: '10s',
-    daemonize: true,
-    log_mode: 'file',
-    log_dir: '/var/log/',
-    log_level: 'info',
-    log_compression: true,
-    log_max_size: 100,
-    log_max_backups: 3,
-    log_max_age: 30,
-    api_url: `http://${s.lapiHost}:${LAPI_PORT}/`,
-    api_key: s.apiKey,
-    insecure_skip_verify: false,
-    disable_ipv6: false,
-    deny_action: 'DROP',
-    deny_log: false,
-    supported_decisions_types: ['ban'],
-    blacklists_ipv4: 'crowdsec-blacklists',
-    blacklists_ipv6: 'crowdsec6-blacklists',
-    nftables: {
-      ipv4: { enabled: true, 'set-only': false, table: 'crowdsec', chain: 'crowdsec-chain' },
-      ipv6: { enabled: true, 'set-only': false, table: 'crowdsec6', chain: 'crowdsec6-chain' },
-    },
-    prometheus: { enabled: true, listen_addr: '127.0.0.1', listen_port: 60601 },
-  });
+  return renderTemplate(tpl('crowdsec-firewall-bouncer.yaml.ejs'), { api_url: `http://${s.lapiHost}:${LAPI_PORT}/`, api_key: s.apiKey });
 }
 
 /** The nftables set the bouncer fills (family, table, set) for checks. */
@@ -332,9 +299,13 @@ export function cloudflareClientIpParser(cloudflareIps: readonly string[] = CLOU
   });
 }
 
-/** s02-enrich whitelist: the management network is never banned. */
+/** s02-enrich whitelist (templates/crowdsec/management-whitelist.yaml.ejs): the management network is never banned. */
 export function managementWhitelist(cidrs: string[]): string {
-  return YAML.stringify({ name: 'wpfarm/management-whitelist', description: 'Never ban the management network', whitelist: { reason: 'wpfarm management network', cidr: cidrs } });
+  if (!cidrs.length) throw new InputError('management_cidrs is required (never banned)');
+  for (const c of cidrs) {
+    if (!/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/.test(c)) throw new InputError(`management_cidrs: '${c}' is not an IP address or CIDR`);
+  }
+  return renderTemplate(tpl('management-whitelist.yaml.ejs'), { cidrs });
 }
 
 /** argv + idempotence guard (bash) to register an agent on the LAPI host. */

@@ -13,14 +13,14 @@ import { connOf, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { copy, directory, file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
-import { template } from '../../lib/ops/template.ts';
+import { renderTemplate, template, templatePath } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
 import { lookupEnv } from '../../lib/env.ts';
 import { withMysql, statusVars, rows, type Db } from '../../lib/mysql.ts';
 import { decide, parseGrastate, parseRecoveredPosition, withSafeToBootstrap, type NodeView } from './recovery.ts';
 
-const HERE = path.dirname(new URL(import.meta.url).pathname);
-const TPL = (n: string) => path.relative(process.cwd(), path.join(HERE, 'templates', n)) || path.join(HERE, 'templates', n);
+/** templates/galera/<name> */
+const TPL = (n: string) => templatePath('galera', n);
 
 export const SOCKET = '/run/mysqld/mysqld.sock';
 export const SECRETS_FILE = '/etc/mysql/wpfarm-secrets';
@@ -515,7 +515,7 @@ const role: Role = {
             await c.run(
               file({
                 path: SST_CNF,
-                content: `# Managed by wpfarm (roles/galera)\n[galera]\nwsrep_sst_auth = sst:${secretsOf(c).sst_password}\n`,
+                content: renderTemplate(TPL('61-galera-sst.cnf.ejs'), { sst_password: secretsOf(c).sst_password }),
                 mode: '0640',
                 owner: 'root',
                 group: 'mysql',

@@ -3,6 +3,7 @@
 // Nothing here talks to a host; roles/gluster/role.ts does. Unit tests: test/unit/gluster.test.ts.
 import { InputError } from '../../lib/errors.ts';
 import { directory } from '../../lib/ops/files.ts';
+import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
 import type { HostSpec, Operation, StepOptions, Vars } from '../../lib/types.ts';
 
@@ -328,8 +329,7 @@ export function mountUnitName(p: string): string {
 
 /** The docker.service drop-in: dockerd starts after the Gluster mount (containers bind site directories). */
 export function dockerDropIn(mount: string): string {
-  const unit = mountUnitName(mount);
-  return `# Managed by wpfarm (roles/gluster): site containers bind directories of the Gluster mount;\n# start dockerd after it, or they would bind the empty mount point.\n[Unit]\nWants=${unit}\nAfter=${unit}\n`;
+  return renderTemplate(templatePath('gluster', 'docker-after-gluster.conf.ejs'), { mount_unit: mountUnitName(mount) });
 }
 
 const SITE_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;

@@ -15,6 +15,7 @@ import { apt } from '../../lib/ops/apt.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { lineinfile } from '../../lib/ops/lineinfile.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
+import { template, templatePath } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
 import {
   brickDifferences,
@@ -297,7 +298,9 @@ const role: Role = {
         if (!proxy) return { skipped: 'no apt_proxy' };
         const r = await c.exec(sh`test -e ${APT_PROXY_FILE} && echo present || echo missing`);
         if (r.stdout.trim() === 'present') return { changed: false };
-        return fromResult(await c.run(file({ path: APT_PROXY_FILE, content: `Acquire::http::Proxy "${proxy}";\n`, mode: '0644' })));
+        // the same file as roles/common's
+        const src = templatePath('common', 'apt-proxy.conf.ejs');
+        return fromResult(await c.run(template({ path: APT_PROXY_FILE, src, vars: { apt_proxy: proxy }, mode: '0644' })));
       }),
       // retried: another run (roles/common, unattended-upgrades) may hold the apt lock for a while
       apt({ packages: [...(isServer ? SERVER_PACKAGES : []), ...(isClient ? CLIENT_PACKAGES : [])], update_cache: 3600 }, { retries: 3, delayMs: 15_000 }),

@@ -1,7 +1,7 @@
 // The seven Grafana dashboards of the architecture, generated as provisioned dashboard JSON
 // (Grafana's v1 dashboard model, validated against grafana-foundation-sdk's dashboard schema), and
 // Grafana's provisioning files (datasources with fixed uids, the dashboard provider).
-import YAML from 'yaml';
+import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 
 export const DS = {
   prometheus: { type: 'prometheus', uid: 'wpfarm-prometheus' },
@@ -343,31 +343,13 @@ export function dashboardPromql(ds: Json[]): Array<{ dashboard: string; panel: s
   return out;
 }
 
-/** provisioning/datasources/wpfarm.yml */
+/** provisioning/datasources/wpfarm.yml (templates/monitoring/grafana-datasources.yml.ejs) */
 export function grafanaDatasources(urls: { prometheus: string; loki: string; tempo: string; alertmanager: string }): string {
-  return YAML.stringify({
-    apiVersion: 1,
-    datasources: [
-      { name: 'Prometheus', type: 'prometheus', uid: DS.prometheus.uid, access: 'proxy', url: urls.prometheus, isDefault: true, editable: false },
-      {
-        name: 'Loki',
-        type: 'loki',
-        uid: DS.loki.uid,
-        access: 'proxy',
-        url: urls.loki,
-        editable: false,
-        jsonData: { derivedFields: [{ name: 'TraceID', matcherRegex: 'traceID=(\\w+)', datasourceUid: DS.tempo.uid, url: '$${__value.raw}' }] },
-      },
-      { name: 'Tempo', type: 'tempo', uid: DS.tempo.uid, access: 'proxy', url: urls.tempo, editable: false, jsonData: { tracesToLogsV2: { datasourceUid: DS.loki.uid } } },
-      { name: 'Alertmanager', type: 'alertmanager', uid: DS.alertmanager.uid, access: 'proxy', url: urls.alertmanager, editable: false, jsonData: { implementation: 'prometheus' } },
-    ],
-  });
+  const uids = { prometheus: DS.prometheus.uid, loki: DS.loki.uid, tempo: DS.tempo.uid, alertmanager: DS.alertmanager.uid };
+  return renderTemplate(templatePath('monitoring', 'grafana-datasources.yml.ejs'), { urls, uids });
 }
 
-/** provisioning/dashboards/wpfarm.yml */
+/** provisioning/dashboards/wpfarm.yml (templates/monitoring/grafana-dashboards.yml.ejs) */
 export function grafanaDashboardProvider(dir = '/var/lib/grafana/dashboards/wpfarm'): string {
-  return YAML.stringify({
-    apiVersion: 1,
-    providers: [{ name: 'wpfarm', folder: 'wpfarm', type: 'file', disableDeletion: true, allowUiUpdates: false, updateIntervalSeconds: 60, options: { path: dir } }],
-  });
+  return renderTemplate(templatePath('monitoring', 'grafana-dashboards.yml.ejs'), { dir });
 }

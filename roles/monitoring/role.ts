@@ -2,18 +2,17 @@
 // the Swarm replica report on managers, Prometheus + Alertmanager from Debian's packages on the
 // monitoring host (rules, receivers from the inventory's alert_channels), and the Grafana/Loki/Tempo/
 // Promtail stack (skipped with the reason where those images cannot be pulled, as in the lab).
-// Generators: prometheus.ts, alertmanager.ts, dashboards.ts, stacks.ts; variables in docs/roles/monitoring.md.
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+// Generators: prometheus.ts, alertmanager.ts, dashboards.ts, stacks.ts; text configs in templates/monitoring/;
+// variables in docs/roles/monitoring.md.
 import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { task } from '../../lib/ops/base.ts';
 import { command } from '../../lib/ops/command.ts';
-import { directory, file } from '../../lib/ops/files.ts';
+import { copy, directory, file } from '../../lib/ops/files.ts';
 import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
 import { systemd, unitFile } from '../../lib/ops/systemd.ts';
+import { renderTemplate, template, templatePath } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { prometheusConfig, alertRules, rulesFile, toYaml } from './prometheus.ts';
@@ -21,29 +20,9 @@ import { parseChannels, renderAlertmanager, AlertChannelError } from './alertman
 import { dashboards, grafanaDatasources, grafanaDashboardProvider } from './dashboards.ts';
 import { IMAGES, lokiConfig, tempoConfig, promtailConfig, monitoringStack } from './stacks.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const REPLICAS_SCRIPT = readFileSync(path.join(here, 'files/wpfarm-swarm-replicas'), 'utf8');
+/** templates/monitoring/<name>: the text configs of this role */
+const tpl = (name: string) => templatePath('monitoring', name);
 const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
-
-const REPLICAS_SERVICE = `[Unit]
-Description=wpfarm: Swarm service replicas for node-exporter's textfile collector
-After=docker.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/wpfarm-swarm-replicas
-`;
-const REPLICAS_TIMER = `[Unit]
-Description=wpfarm: Swarm service replicas every minute
-
-[Timer]
-OnBootSec=1min
-OnUnitActiveSec=1min
-AccuracySec=5s
-
-[Install]
-WantedBy=timers.target
-`;
 
 /**
  * A read-only validation of files written above: never a change. In check mode the files were not written,
@@ -107,8 +86,16 @@ const role: Role = {
         // before the package: its postinst starts the exporter, which exits without this file (and then hits
         // systemd's start limit). The prometheus user exists already (prometheus-node-exporter above).
         // MariaDB listens on the private address only (roles/galera): the exporter uses the Unix socket.
-        file(
-          { path: '/var/lib/prometheus/.my.cnf', content: `[client]\nuser=exporter\npassword=${pw}\nsocket=/run/mysqld/mysqld.sock\n`, mode: '0600', owner: 'prometheus', group: 'prometheus', secret: true },
+        template(
+          {
+            path: '/var/lib/prometheus/.my.cnf',
+            src: tpl('mysqld-exporter.my.cnf.ejs'),
+            vars: { exporter_password: pw },
+            mode: '0600',
+            owner: 'prometheus',
+            group: 'prometheus',
+            secret: true,
+          },
           { notify: 'restart mysqld-exporter' },
         ),
         apt({ packages: ['prometheus-mysqld-exporter'], state: 'present' }, { tags: ['packages'] }),
@@ -121,9 +108,9 @@ const role: Role = {
 
     if (member(ctx, 'managers')) {
       steps.push(
-        file({ path: '/usr/local/sbin/wpfarm-swarm-replicas', content: REPLICAS_SCRIPT, mode: '0755' }),
-        unitFile({ name: 'wpfarm-swarm-replicas.service', content: REPLICAS_SERVICE }),
-        unitFile({ name: 'wpfarm-swarm-replicas.timer', content: REPLICAS_TIMER }),
+        copy({ src: tpl('wpfarm-swarm-replicas'), path: '/usr/local/sbin/wpfarm-swarm-replicas', mode: '0755' }),
+        unitFile({ name: 'wpfarm-swarm-replicas.service', content: renderTemplate(tpl('wpfarm-swarm-replicas.service.ejs'), {}) }),
+        unitFile({ name: 'wpfarm-swarm-replicas.timer', content: renderTemplate(tpl('wpfarm-swarm-replicas.timer.ejs'), {}) }),
         systemd({ name: 'wpfarm-swarm-replicas.timer', enabled: true, state: 'started' }),
       );
     }
