@@ -74,6 +74,14 @@ export interface AtomicWrite {
   defaultMode?: number | string;
   /** a check run on the new content before it replaces the file ("%s" = the temp file; trusted shell code) */
   validate?: string;
+  /** create the missing parent directories first (mkdir -p, default umask), for a new file */
+  parents?: boolean;
+  /** copy the file being replaced to this path first (mode, times, xattrs/ACLs kept; owned by the writer, like Ansible) */
+  backup?: string;
+  /** read the content from this remote file instead of stdin (copy remoteSrc) */
+  from?: string;
+  /** read exactly this many bytes of stdin (several writes sharing one stdin: a directory copy) */
+  bytes?: number;
 }
 
 /**
@@ -89,12 +97,21 @@ export function atomicWriteScript(target: string, o: AtomicWrite): string {
   const lines = [
     '( set -e',
     sh`p=${target}`,
+    ...(o.parents ? [`mkdir -p -- "$(dirname -- "$p")"`] : []),
     `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
     `trap 'rm -f -- "$t"' EXIT`,
-    `cat > "$t"`,
+    o.from !== undefined
+      ? sh`cat -- ${o.from} > "$t"`
+      : o.bytes !== undefined
+        ? sh`dd bs=65536 count=${String(o.bytes)} iflag=count_bytes,fullblock status=none > "$t"`
+        : `cat > "$t"`,
     `if [ "$(sha256sum < "$t" | cut -d' ' -f1)" != ${o.sha} ]; then echo ${sh`${`transfer to ${target} incomplete: left unchanged`}`} >&2; exit 1; fi`,
   ];
-  const copyAttrs = [`chmod --reference="$p" -- "$t"`, `chown --reference="$p" -- "$t"`];
+  // like `cp --preserve=all` minus times: mode, owner, group, extended ACLs and xattrs of the file replaced
+  // (ACLs are xattrs); chmod/chown --reference when cp cannot (a filesystem without xattrs)
+  const copyAttrs = [
+    `{ cp --attributes-only --preserve=mode,ownership,xattr -- "$p" "$t" 2>/dev/null || { chmod --reference="$p" -- "$t"; chown --reference="$p" -- "$t"; }; }`,
+  ];
   if (o.exists === true) lines.push(...copyAttrs);
   else if (o.exists === undefined) lines.push(`if [ -e "$p" ]; then ${copyAttrs.join('; ')}; ${mode ? '' : sh`else chmod ${chmodArg(defaultMode)} -- "$t"; `}fi`);
   if (mode) lines.push(sh`chmod ${chmodArg(mode)} -- "$t"`);
@@ -105,6 +122,7 @@ export function atomicWriteScript(target: string, o: AtomicWrite): string {
     lines.push(`if ! { ${o.validate.replace(/%s/g, '"$t"')}
 } >&2; then echo ${sh`${`validation failed (${o.validate}): ${target} left unchanged`}`} >&2; exit 1; fi`);
   }
+  if (o.backup) lines.push(sh`if [ -e "$p" ]; then cp --preserve=mode,timestamps,xattr -- "$p" ${o.backup}; fi`);
   lines.push(`mv -f -- "$t" "$p"`, `trap - EXIT`, ')');
   return lines.join('\n');
 }

@@ -11,12 +11,13 @@
 //   @@owner / @@group  "ok" or "missing" (only when a non-numeric owner/group is requested)
 //   @@sha     sha256 of the content (regular readable files)
 //   @@content "b64 <base64>", "toolarge <bytes>" or "unreadable" (when content is needed)
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { resolve as resolvePath } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import type { ApplyScript, Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp, sections } from './base.ts';
+import { parts } from './sys-util.ts';
 import { atomicWriteScript, chmodArg, chownSpec, sh, modeString } from '../shell.ts';
 import { unifiedDiff, isBinary } from '../diff.ts';
 import { mask } from '../secrets.ts';
@@ -29,7 +30,7 @@ export const EDIT_CONTENT_CAP = 8 * 1024 * 1024;
 export type Mode = number | string;
 
 export interface Attrs {
-  /** octal: 0o644, "0644" or "644" */
+  /** octal: 0o644, "0644" or "644", or symbolic like chmod / Ansible: "u+rwx,g-w,o=r", "u=rwX,go=rX" */
   mode?: Mode;
   /** user name or numeric uid */
   owner?: string;
@@ -155,17 +156,79 @@ const short = (sha: string): string => sha.slice(0, 12);
 /** Normalised requested attributes (validated). */
 export interface WantAttrs {
   mode?: string;
+  /** a symbolic mode, resolved against the current mode at plan time (resolveMode) */
+  symbolic?: string;
   owner?: string;
   group?: string;
 }
 
+const SYM_CLAUSE = /^[ugoa]*([-+=][rwxXstugo]*)+$/;
+/** umask assumed for symbolic modes without a "who" ("+x"), as chmod and Ansible apply the host's umask */
+export const SYMBOLIC_UMASK = 0o022;
+
+/**
+ * A symbolic mode applied to a mode, with Ansible's algorithm (module_utils/basic.py
+ * _symbolic_mode_to_octal): clauses in order; X and the u/g/o copies read the ORIGINAL mode; an empty
+ * "who" means a, masked by the umask for r/w/x.
+ */
+export function symbolicMode(cur: number, spec: string, isDir: boolean, umask = SYMBOLIC_UMASK): number {
+  const prev = cur & 0o7777;
+  let mode = prev;
+  const applyX = isDir || (prev & 0o111) !== 0;
+  for (const clause of spec.split(',')) {
+    if (!SYM_CLAUSE.test(clause)) throw new InputError(`invalid symbolic mode ${JSON.stringify(spec)}`);
+    const opers = clause.match(/[-+=]/g)!;
+    const [usersRaw, ...permlist] = clause.split(/[-+=]/);
+    const useUmask = usersRaw === '';
+    const users = usersRaw === '' || usersRaw!.includes('a') ? 'ugo' : usersRaw!;
+    permlist.forEach((perms, idx) => {
+      for (const u of users) {
+        const shift = u === 'u' ? 6 : u === 'g' ? 3 : 0;
+        let bits = 0;
+        for (const p of perms) {
+          const rwx = (b: number): number => (useUmask ? b & ~umask : b);
+          if (p === 'r') bits |= rwx(4 << shift);
+          else if (p === 'w') bits |= rwx(2 << shift);
+          else if (p === 'x') bits |= rwx(1 << shift);
+          else if (p === 'X') bits |= applyX ? 1 << shift : 0;
+          else if (p === 's') bits |= u === 'u' ? 0o4000 : u === 'g' ? 0o2000 : 0;
+          else if (p === 't') bits |= u === 'o' ? 0o1000 : 0;
+          else {
+            const from = p === 'u' ? 6 : p === 'g' ? 3 : 0;
+            bits |= ((prev >> from) & 7) << shift;
+          }
+        }
+        const op = opers[idx];
+        if (op === '=') {
+          const mask = u === 'u' ? 0o4700 : u === 'g' ? 0o2070 : 0o1007;
+          mode = (mode & ~mask) | bits;
+        } else if (op === '+') mode |= bits;
+        else mode &= ~bits;
+      }
+    });
+  }
+  return mode & 0o7777;
+}
+
+/** The wanted attributes with a symbolic mode resolved against a current mode ("0644") and type. */
+export function resolveMode(want: WantAttrs, curMode: string, isDir: boolean): WantAttrs {
+  if (!want.symbolic) return want;
+  const { symbolic, ...rest } = want;
+  return { ...rest, mode: modeString(symbolicMode(parseInt(curMode, 8), symbolic, isDir)) };
+}
+
 export function normAttrs(a: Attrs, what: string): WantAttrs {
   const w: WantAttrs = {};
-  if (a.mode !== undefined) {
+  if (typeof a.mode === 'string' && !/^[0-7]{1,4}$/.test(a.mode)) {
+    if (!a.mode.split(',').every((c) => SYM_CLAUSE.test(c))) {
+      throw new InputError(`${what}: invalid mode ${JSON.stringify(a.mode)} (octal like "0644" or symbolic like "u+rwx,g-w,o=r")`);
+    }
+    w.symbolic = a.mode;
+  } else if (a.mode !== undefined) {
     try {
       w.mode = modeString(a.mode);
     } catch {
-      throw new InputError(`${what}: invalid mode ${JSON.stringify(a.mode)} (octal like "0644" expected)`);
+      throw new InputError(`${what}: invalid mode ${JSON.stringify(a.mode)} (octal like "0644" or symbolic like "u+rwx,g-w,o=r")`);
     }
   }
   for (const k of ['owner', 'group'] as const) {
@@ -243,6 +306,8 @@ export interface WriteSpec {
   want: WantAttrs;
   /** create an empty file when missing and content is not managed (touch) */
   touch?: boolean;
+  /** touch of an existing file: which times to set to now (Ansible's modification_time/access_time: now) */
+  touchTimes?: { mtime: boolean; atime: boolean };
   /** never show the content (diff) nor its hash */
   secret?: boolean;
   /** replaces the generic "content changed" / "create" line (lineinfile: "line added", ...) */
@@ -251,7 +316,24 @@ export interface WriteSpec {
   defaultMode?: string;
   /** a command run on the new content before it replaces the file ("%s" = the temp file); non-zero = fail */
   validate?: string;
+  /** a new file's missing parent directories are created (mkdir -p, 0755 with the usual umask) */
+  parents?: boolean;
+  /** keep a timestamped copy of the file before its content is replaced (path in the result: backup_file) */
+  backup?: boolean;
+  /** false: write only when the file is absent (copy force: false) */
+  force?: boolean;
+  /** the content comes from this remote file (copy remoteSrc), `content` being its probed bytes or a placeholder */
+  from?: string;
+  /** sha256 of the content when `content` is not available (remoteSrc without --diff) */
+  sha?: string;
   result?: Record<string, unknown>;
+}
+
+/** Ansible's backup name: "<path>.<pid>.<YYYY-MM-DD@HH:MM:SS>~" (controller pid and local time). */
+export function backupName(path: string, now = new Date()): string {
+  const p = (n: number): string => String(n).padStart(2, '0');
+  const stamp = `${now.getFullYear()}-${p(now.getMonth() + 1)}-${p(now.getDate())}@${p(now.getHours())}:${p(now.getMinutes())}:${p(now.getSeconds())}`;
+  return `${path}.${process.pid}.${stamp}~`;
 }
 
 /**
@@ -267,53 +349,81 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
   if (st.exists && !st.isFile) throw new Error(`${w.path} is not a regular file (${st.type})`);
   if (st.ownerKnown === false) requireThat(ctx, false, `user ${w.want.owner} does not exist`);
   if (st.groupKnown === false) requireThat(ctx, false, `group ${w.want.group} does not exist`);
-  const result = { path: w.path, ...w.result };
+  const result: Record<string, unknown> = { path: w.path, ...w.result };
+  const newSha = w.sha ?? (w.content !== undefined ? sha256hex(w.content) : undefined);
   if (!st.exists) {
-    if (w.content === undefined && !w.touch) {
+    if (w.content === undefined && w.sha === undefined && !w.touch) {
       // check mode: an earlier step may create it; what this step would then do cannot be known
       requireThat(ctx, false, `${w.path} does not exist`);
       return { changed: true, changes: [`${w.path} does not exist (assumed created by an earlier step)`], result };
     }
-    requireThat(ctx, st.parentExists, `parent directory of ${w.path} does not exist`);
+    if (!w.parents) requireThat(ctx, st.parentExists, `parent directory of ${w.path} does not exist (set create: true to create it)`);
     const content = w.content ?? Buffer.alloc(0);
-    const mode = w.want.mode ?? w.defaultMode ?? '0644';
+    const want = resolveMode(w.want, w.defaultMode ?? '0644', false);
+    const mode = want.mode ?? w.defaultMode ?? '0644';
     const attrs = [`mode ${mode}`];
-    if (w.want.owner) attrs.push(`owner ${w.want.owner}`);
-    if (w.want.group) attrs.push(`group ${w.want.group}`);
+    if (want.owner) attrs.push(`owner ${want.owner}`);
+    if (want.group) attrs.push(`group ${want.group}`);
+    const size = w.from !== undefined ? (w.result?.size as number | undefined) ?? content.length : content.length;
     // An edit (lineinfile, blockinfile, sysctl) that creates its file reports just the edit: several
     // steps often edit one new file, and in check mode every one of them sees it missing, so "create"
     // would be predicted for each while the run reports it for the first only.
+    const withParents = w.parents && !st.parentExists ? ', with parents' : '';
     const plan: Plan = {
       changed: true,
-      changes: [w.contentChange ?? `create${via} (${content.length} bytes, ${attrs.join(', ')})`],
-      apply: { script: atomicWriteScript(target, { ...w.want, exists: false, defaultMode: mode, validate: w.validate, sha: sha256hex(content) }), stdin: content },
+      changes: [w.contentChange ? `${w.contentChange}${withParents ? ' (file created with parents)' : ''}` : `create${via} (${size} bytes, ${attrs.join(', ')}${withParents})`],
+      apply: {
+        script: atomicWriteScript(target, {
+          ...want,
+          exists: false,
+          defaultMode: mode,
+          validate: w.validate,
+          sha: newSha ?? sha256hex(content),
+          parents: w.parents && !st.parentExists,
+          from: w.from,
+        }),
+        stdin: w.from !== undefined ? undefined : content,
+      },
       result,
     };
-    if (ctx.diff && w.content !== undefined) plan.diff = contentDiff({ path: w.path, before: null, after: content, secret: w.secret });
+    if (ctx.diff && w.content !== undefined && w.from === undefined) plan.diff = contentDiff({ path: w.path, before: null, after: content, secret: w.secret });
     return plan;
   }
+  const want = resolveMode(w.want, st.mode, false);
   const changes: string[] = [];
   let contentChanged = false;
-  if (w.content !== undefined) {
-    const newSha = sha256hex(w.content);
+  if (newSha !== undefined && w.force !== false) {
     if (st.sha === undefined && !st.content) throw new Error(`${w.path}: cannot read the current content`);
     const curSha = st.sha ?? sha256hex(st.content!);
     if (newSha !== curSha) {
       contentChanged = true;
+      const newSize = w.content?.length ?? (w.result?.size as number | undefined) ?? 0;
       if (w.contentChange) changes.push(w.contentChange);
-      else if (w.secret) changes.push(`content changed (secret, ${st.size} -> ${w.content.length} bytes)`);
-      else changes.push(`content changed (${st.size} -> ${w.content.length} bytes, sha256 ${short(curSha)} -> ${short(newSha)})`);
+      else if (w.secret) changes.push(`content changed (secret, ${st.size} -> ${newSize} bytes)`);
+      else changes.push(`content changed (${st.size} -> ${newSize} bytes, sha256 ${short(curSha)} -> ${short(newSha)})`);
     }
   }
-  changes.push(...attrChanges(st, w.want));
+  changes.push(...attrChanges(st, want));
+  const times = w.touch && w.touchTimes && (w.touchTimes.mtime || w.touchTimes.atime) ? w.touchTimes : undefined;
+  if (times) changes.push(times.mtime && times.atime ? 'times updated' : times.mtime ? 'mtime updated' : 'atime updated');
   if (!changes.length) return { changed: false, changes: [], result };
   if (via) changes[0] += via;
-  const apply: ApplyScript = contentChanged
-    ? { script: atomicWriteScript(target, { ...w.want, exists: true, validate: w.validate, sha: sha256hex(w.content!) }), stdin: w.content! }
-    : { script: attrScript(target, st, w.want) };
+  let apply: ApplyScript;
+  if (contentChanged) {
+    const backup = w.backup ? backupName(w.path) : undefined;
+    if (backup) result.backup_file = backup;
+    apply = {
+      script: atomicWriteScript(target, { ...want, exists: true, validate: w.validate, sha: newSha!, backup, from: w.from }),
+      stdin: w.from !== undefined ? undefined : w.content!,
+    };
+  } else {
+    const cmds = [attrScript(target, st, want)].filter(Boolean);
+    if (times) cmds.push(sh`touch -c ${times.mtime && times.atime ? [] : times.mtime ? ['-m'] : ['-a']} -- ${target}`);
+    apply = { script: cmds.join(' && ') };
+  }
   const plan: Plan = { changed: true, changes, apply, result };
-  if (ctx.diff && contentChanged) {
-    plan.diff = contentDiff({ path: w.path, before: st.content ?? null, beforeNote: st.contentNote, after: w.content!, secret: w.secret });
+  if (ctx.diff && contentChanged && w.content !== undefined && w.from === undefined) {
+    plan.diff = contentDiff({ path: w.path, before: st.content ?? null, beforeNote: st.contentNote, after: w.content, secret: w.secret });
   }
   return plan;
 }
@@ -338,10 +448,20 @@ export function checkPath(path: unknown, what: string): string {
 
 export interface DirectoryArgs extends Attrs {
   path: string;
-  /** with owner/group: apply them to everything below too (chown -R); mode is never recursive */
+  /** apply mode/owner/group to everything below too, files and directories alike (Ansible's recurse;
+   *  symbolic modes such as "u=rwX,g=rX,o=" are resolved per entry); symlinks below are left alone */
   recurse?: boolean;
   state?: 'present' | 'absent';
 }
+
+/** "/a/b/c" → ["/a", "/a/b", "/a/b/c"] */
+const prefixes = (path: string): string[] => {
+  const parts = path.split('/').filter(Boolean);
+  return parts.map((_, i) => `/${parts.slice(0, i + 1).join('/')}`);
+};
+
+/** A new directory's mode: mkdir's 0777 under the umask, then the wanted (possibly symbolic) mode. */
+const newDirMode = (want: WantAttrs): string => resolveMode(want, '0755', true).mode ?? '0755';
 
 export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operation {
   const path = checkPath(args.path, 'directory');
@@ -350,7 +470,7 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
   if (state !== 'present' && state !== 'absent') throw new InputError(`directory ${path}: invalid state ${JSON.stringify(state)}`);
   if (state === 'absent' && path === '/') throw new InputError('directory: refusing to remove /');
   const spec = chownSpec(want);
-  const recurse = !!args.recurse && !!spec;
+  const recurse = !!args.recurse && (!!spec || want.mode !== undefined || want.symbolic !== undefined);
   return defineOp({
     kind: 'directory',
     title: `directory ${path}`,
@@ -358,11 +478,8 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
     probe: () => {
       let script = pathProbeScript(path, { owner: want.owner, group: want.group });
       if (recurse && state === 'present') {
-        const tests: string[] = [];
-        if (want.owner) tests.push(sh`! -user ${want.owner}`);
-        if (want.group) tests.push(sh`! -group ${want.group}`);
-        const cond = tests.join(' -o ');
-        script += `\n{ echo @@below; if [ -d ${sh`${path}`} ]; then find ${sh`${path}`} -mindepth 1 \\( ${cond} \\) -print | wc -l; fi; } 2>/dev/null`;
+        // entries below, grouped by (mode, type, owner, group): small output whatever the tree's size
+        script += `\n{ echo @@below; if [ -d ${sh`${path}`} ]; then find ${sh`${path}`} -mindepth 1 ! -type l -printf '%m|%y|%U|%u|%G|%g\\n' | sort | uniq -c; fi; } 2>/dev/null`;
       }
       return { script };
     },
@@ -382,30 +499,54 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
       if (st.groupKnown === false) requireThat(ctx, false, `group ${want.group} does not exist`);
       if (!st.exists) {
         if (st.isLink) throw new Error(`${path} is a dangling symbolic link`);
-        const mode = want.mode ?? '0755';
+        const mode = newDirMode(want);
         const attrs = [`mode ${mode}`];
         if (want.owner) attrs.push(`owner ${want.owner}`);
         if (want.group) attrs.push(`group ${want.group}`);
-        const cmds = [sh`mkdir -p -- ${path}`, sh`chmod ${chmodArg(mode)} -- ${path}`];
-        if (spec) cmds.push(sh`chown ${spec} -- ${path}`);
+        // like Ansible: every directory created on the way gets the wanted mode, owner and group
+        const each = [sh`mkdir -- "$d"`, sh`chmod ${chmodArg(mode)} -- "$d"`];
+        if (spec) each.push(sh`chown ${spec} -- "$d"`);
+        const script = `for d in ${prefixes(path).map((d) => sh`${d}`).join(' ')}; do [ -d "$d" ] || { ${each.join(' && ')}; } || exit 1; done`;
         return {
           changed: true,
           changes: [`create (${attrs.join(', ')}${st.parentExists ? '' : ', with parents'})`],
-          apply: { script: cmds.join(' && ') },
+          apply: { script },
           result,
         };
       }
       if (!st.isDir) throw new Error(`${path} exists and is not a directory (${st.type})`);
-      const changes = attrChanges(st, want);
-      const below = Number((sections(out).get('below') ?? '0').trim() || '0');
-      if (recurse && below > 0) changes.push(`owner/group of ${below} entr${below === 1 ? 'y' : 'ies'} below -> ${spec}`);
-      if (!changes.length) return { changed: false, changes: [], result };
+      const top = resolveMode(want, st.mode, true);
+      const changes = attrChanges(st, top);
       const target = st.real || path;
       const cmds: string[] = [];
-      if (want.mode && want.mode !== st.mode) cmds.push(sh`chmod ${chmodArg(want.mode)} -- ${target}`);
-      if (spec && (recurse && below > 0 ? true : changes.some((c) => c.startsWith('owner') || c.startsWith('group')))) {
-        cmds.push(recurse && below > 0 ? sh`chown -R ${spec} -- ${target}` : sh`chown ${spec} -- ${target}`);
+      if (top.mode && top.mode !== st.mode) cmds.push(sh`chmod ${chmodArg(top.mode)} -- ${target}`);
+      if (spec && changes.some((c) => c.startsWith('owner') || c.startsWith('group'))) cmds.push(sh`chown ${spec} -- ${target}`);
+      if (recurse) {
+        let modeN = 0;
+        let ownN = 0;
+        const clauses: string[] = [];
+        for (const line of (sections(out).get('below') ?? '').split('\n')) {
+          const m = /^\s*(\d+) ([0-7]+)\|(\w)\|(\d+)\|([^|]*)\|(\d+)\|(.*)$/.exec(line);
+          if (!m) continue;
+          const [, n, perm, type, uid, user, gid, grp] = m;
+          const cur = modeString(parseInt(perm!, 8));
+          const w = resolveMode(want, cur, type === 'd');
+          if (w.mode && w.mode !== cur) {
+            modeN += Number(n);
+            clauses.push(sh`\( -type ${type!} -perm ${cur} -exec chmod ${chmodArg(w.mode)} -- {} + \)`);
+          }
+          if ((want.owner && !sameId(want.owner, user!, uid!)) || (want.group && !sameId(want.group, grp!, gid!))) ownN += Number(n);
+        }
+        // one find: each entry is tested once, against its mode before any change
+        if (clauses.length) cmds.push(sh`find ${target} -mindepth 1 ! -type l` + ` \\( ${clauses.join(' -o ')} \\)`);
+        const entries = (k: number): string => `${k} entr${k === 1 ? 'y' : 'ies'} below`;
+        if (modeN) changes.push(`mode of ${entries(modeN)} -> ${want.mode ?? want.symbolic}`);
+        if (ownN) {
+          changes.push(`owner/group of ${entries(ownN)} -> ${spec}`);
+          cmds.push(sh`chown -R ${spec!} -- ${target}`);
+        }
       }
+      if (!changes.length) return { changed: false, changes: [], result };
       return { changed: true, changes, apply: { script: cmds.join(' && ') }, result };
     },
   });
@@ -418,15 +559,30 @@ export interface FileArgs extends Attrs {
   path: string;
   /** the content (text or bytes) */
   content?: string | Buffer;
-  /** a local file (on the controller) whose bytes are the content; relative to the working directory */
+  /** present: a local file (on the controller, relative to the working directory) whose bytes are the
+   *  content, or a local directory whose files are copied below path (recursively, like Ansible's "src: dir/");
+   *  with remoteSrc: a file on the host; link/hard: the link's target (relative: to path's directory) */
   src?: string;
-  /** present (default): content/attributes; absent: removed (directories recursively); touch: exists (created empty) */
-  state?: 'present' | 'absent' | 'touch';
+  /** present (default): content/attributes; absent: removed (directories recursively); touch: exists and
+   *  times set to now; link: a symbolic link to src; hard: a hard link to src */
+  state?: 'present' | 'absent' | 'touch' | 'link' | 'hard';
   /** hide the content: no diff, no hash in the change lines */
   secret?: boolean;
   /** check the new content before it replaces the file: a command with %s for the temp file
    *  (e.g. "sshd -t -f %s", "visudo -cf %s"); a non-zero exit fails the step, the file stays as it was */
   validate?: string;
+  /** content: false = write only when the file is absent (Ansible copy force: no);
+   *  link/hard: replace an existing file (or an empty directory) */
+  force?: boolean;
+  /** src is a file on the host (Ansible copy remote_src) */
+  remoteSrc?: boolean;
+  /** create the missing parent directories of a new file */
+  create?: boolean;
+  /** keep a timestamped copy before replacing the content (its path: result.backup_file) */
+  backup?: boolean;
+  /** touch: 'preserve' leaves that time of an existing file alone (both preserve = create only) */
+  modificationTime?: 'now' | 'preserve';
+  accessTime?: 'now' | 'preserve';
 }
 
 /** Validate the `validate` argument: a non-empty command that mentions %s. */
@@ -444,39 +600,48 @@ function loadSrc(src: string, what: string): Buffer {
   }
 }
 
+const STATES = ['present', 'absent', 'touch', 'link', 'hard'];
+
 export function file(args: FileArgs, opts: StepOptions = {}): Operation {
   const path = checkPath(args.path, 'file');
   const what = `file ${path}`;
   const want = normAttrs(args, what);
   const state = args.state ?? 'present';
-  if (!['present', 'absent', 'touch'].includes(state)) throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
+  if (!STATES.includes(state)) throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
+  if (state === 'link' || state === 'hard') return link(path, state, args, want, opts);
   if (args.content !== undefined && args.src !== undefined) throw new InputError(`${what}: give content or src, not both`);
   if (state !== 'present' && (args.content !== undefined || args.src !== undefined)) {
     throw new InputError(`${what}: content/src only with state present`);
   }
+  if (args.remoteSrc && args.src === undefined) throw new InputError(`${what}: remoteSrc needs src`);
+  if (args.remoteSrc) checkPath(args.src, `${what}: src`);
+  for (const k of ['modificationTime', 'accessTime'] as const) {
+    if (args[k] !== undefined && (state !== 'touch' || !['now', 'preserve'].includes(args[k]))) {
+      throw new InputError(`${what}: ${k} must be 'now' or 'preserve', with state touch`);
+    }
+  }
   if (state === 'absent' && path === '/') throw new InputError('file: refusing to remove /');
   const validate = checkValidate(args.validate, what);
+  if (args.src !== undefined && !args.remoteSrc && isLocalDir(args.src)) return copyTree(path, args, want, validate, opts);
   let srcBytes: Buffer | undefined;
   const content = (): Buffer | undefined => {
     if (args.content !== undefined) return Buffer.isBuffer(args.content) ? args.content : Buffer.from(args.content, 'utf8');
-    if (args.src !== undefined) return (srcBytes ??= loadSrc(args.src, what));
+    if (args.src !== undefined && !args.remoteSrc) return (srcBytes ??= loadSrc(args.src, what));
     return undefined;
   };
   const managesContent = args.content !== undefined || args.src !== undefined;
   return defineOp({
     kind: args.src !== undefined ? 'copy' : 'file',
-    title: args.src !== undefined ? `copy ${args.src} -> ${path}` : what,
+    title: args.src !== undefined ? `copy ${args.remoteSrc ? 'remote ' : ''}${args.src} -> ${path}` : what,
     options: opts,
-    probe: (ctx) => ({
-      script: pathProbeScript(path, {
-        sha: managesContent,
-        contentCap: ctx.diff && (managesContent || state === 'absent') && !args.secret ? DIFF_CONTENT_CAP : 0,
-        owner: want.owner,
-        group: want.group,
-      }),
-    }),
+    probe: (ctx) => {
+      const cap = ctx.diff && (managesContent || state === 'absent') && !args.secret ? DIFF_CONTENT_CAP : 0;
+      let script = pathProbeScript(path, { sha: managesContent, contentCap: cap, owner: want.owner, group: want.group });
+      if (args.remoteSrc) script += `\necho @@src\n${pathProbeScript(args.src!, { sha: true, contentCap: cap })}`;
+      return { script };
+    },
     plan: (ctx, out) => {
-      const st = parsePathProbe(out);
+      let st = parsePathProbe(out);
       if (state === 'absent') {
         const result = { path, state };
         if (!st.exists && !st.isLink) return { changed: false, changes: [], result };
@@ -492,7 +657,169 @@ export function file(args: FileArgs, opts: StepOptions = {}): Operation {
         }
         return plan;
       }
-      return planWrite(ctx, st, { path, content: content(), want, touch: state === 'touch', secret: args.secret, validate, result: { state } });
+      const common = { path, want, secret: args.secret, validate, parents: args.create, backup: args.backup, force: args.force };
+      if (args.remoteSrc) {
+        const i = out.indexOf('\n@@src\n');
+        st = parsePathProbe(out.slice(0, i));
+        const src = parsePathProbe(out.slice(i + 7));
+        if (!src.exists || !src.isFile || !src.sha) throw new Error(`${what}: remote src ${args.src} is not a readable regular file`);
+        if (!st.exists || args.force !== false) {
+          // Ansible copies the source's mode to a new file (copystat); ours: the same, unless a mode is given
+          return planWrite(ctx, st, {
+            ...common,
+            content: src.content,
+            sha: src.sha,
+            from: src.real || args.src,
+            defaultMode: src.mode,
+            result: { state, src: args.src, size: src.size },
+          });
+        }
+      }
+      if (args.force === false && st.exists) {
+        return planWrite(ctx, st, { ...common, content: undefined, result: { state } });
+      }
+      const touchTimes = { mtime: args.modificationTime !== 'preserve', atime: args.accessTime !== 'preserve' };
+      return planWrite(ctx, st, { ...common, content: content(), touch: state === 'touch', touchTimes, result: { state } });
+    },
+  });
+}
+
+function isLocalDir(src: string): boolean {
+  try {
+    return statSync(resolvePath(src)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The files below a local directory, sorted, relative ("a/b.conf"). */
+function walk(root: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(join(root, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...walk(root, r));
+    else if (e.isFile()) out.push(r);
+  }
+  return out;
+}
+
+/**
+ * copy with a local directory src: every file below it is written below path (missing directories are
+ * created), each compared by sha256; one probe and one apply script for the whole tree. The change lines
+ * and result.files name each file changed.
+ */
+function copyTree(path: string, args: FileArgs, want: WantAttrs, validate: string | undefined, opts: StepOptions): Operation {
+  const what = `copy ${args.src} -> ${path}`;
+  const root = resolvePath(args.src!);
+  const files = walk(root);
+  if (validate) throw new InputError(`${what}: validate is for one file, not a directory src`);
+  return defineOp({
+    kind: 'copy',
+    title: what,
+    options: opts,
+    probe: () => ({
+      script: files.map((f, i) => `echo %%f${i}\n${pathProbeScript(`${path}/${f}`, { sha: true, owner: want.owner, group: want.group })}`).join('\n'),
+    }),
+    plan: (ctx, out) => {
+      const chunks = parts(out);
+      const changes: string[] = [];
+      const scripts: string[] = [];
+      const stdin: Buffer[] = [];
+      const changed: string[] = [];
+      files.forEach((f, i) => {
+        const dest = `${path}/${f}`;
+        const st = parsePathProbe(chunks.get(`f${i}`) ?? '');
+        const bytes = readFileSync(join(root, f));
+        const p = planWrite(ctx, st, { path: dest, content: bytes, want, parents: true, secret: args.secret, backup: args.backup, force: args.force });
+        if (!p.changed) return;
+        changed.push(f);
+        changes.push(...p.changes.map((c) => `${f}: ${c}`));
+        const a = p.apply as ApplyScript;
+        if (a.stdin !== undefined) {
+          scripts.push(a.script.replace('\ncat > "$t"\n', `\n${sh`dd bs=65536 count=${String(bytes.length)} iflag=count_bytes,fullblock status=none`} > "$t"\n`));
+          stdin.push(bytes);
+        } else scripts.push(a.script);
+      });
+      const result = { path, src: args.src, files: changed };
+      if (!changes.length) return { changed: false, changes: [], result };
+      return { changed: true, changes, apply: { script: scripts.join(' &&\n'), stdin: Buffer.concat(stdin) }, result };
+    },
+  });
+}
+
+/** file state link / hard. */
+function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAttrs, opts: StepOptions): Operation {
+  const what = `file ${path}`;
+  if (typeof args.src !== 'string' || !args.src || /[\0\n]/.test(args.src)) throw new InputError(`${what}: src (the link target) is required with state ${state}`);
+  if (want.mode !== undefined || want.symbolic !== undefined) throw new InputError(`${what}: mode is not supported on links (a link has no mode of its own)`);
+  if (args.content !== undefined) throw new InputError(`${what}: content is not allowed with state ${state}`);
+  const src = args.src;
+  const dir = path.replace(/\/[^/]*$/, '') || '/';
+  const absSrc = src.startsWith('/') ? src : `${dir}/${src}`;
+  const spec = chownSpec(want);
+  return defineOp({
+    kind: 'file',
+    title: `${what} (${state === 'link' ? 'symlink' : 'hard link'} -> ${src})`,
+    options: opts,
+    probe: () => ({
+      script: [
+        sh`p=${path}; s=${absSrc}`,
+        `{ echo @@type; stat -c '%F|%d:%i|%U|%u|%G|%g' -- "$p" || echo absent`,
+        `echo @@target; if [ -L "$p" ]; then readlink -- "$p"; fi`,
+        `echo @@empty; if [ -d "$p" ] && [ ! -L "$p" ] && [ -z "$(ls -A -- "$p")" ]; then echo yes; fi`,
+        `echo @@src; stat -L -c '%F|%d:%i' -- "$s" || echo absent; } 2>/dev/null`,
+      ].join('\n'),
+    }),
+    plan: (_ctx, out) => {
+      const s = sections(out);
+      const [type = 'absent', inode = '', user = '', uid = '', grp = '', gid = ''] = (s.get('type') ?? 'absent').trim().split('|');
+      const target = (s.get('target') ?? '').replace(/\n$/, '');
+      const empty = (s.get('empty') ?? '').trim() === 'yes';
+      const [srcType = 'absent', srcInode = ''] = (s.get('src') ?? 'absent').trim().split('|');
+      const srcExists = srcType !== 'absent';
+      const prev = type === 'absent' ? 'absent' : type === 'symbolic link' ? 'link' : type === 'directory' ? 'directory' : type.startsWith('regular') ? 'file' : 'other';
+      const result = { path, src, state };
+      let replace = false;
+      if (state === 'link') {
+        if (!args.force && !srcExists) throw new Error(`${what}: src file does not exist, use force: true if you really want to create the link: ${absSrc}`);
+        if (prev === 'directory') {
+          if (!args.force) throw new Error(`${what}: refusing to convert from directory to symlink`);
+          if (!empty) throw new Error(`${what}: the directory is not empty, refusing to convert it`);
+        } else if ((prev === 'file' || prev === 'other') && !args.force) throw new Error(`${what}: refusing to convert from ${type} to symlink (force: true replaces it)`);
+        replace = prev !== 'link' || target !== src;
+      } else {
+        if (!srcExists) throw new Error(`${what}: src ${absSrc} does not exist`);
+        if (prev === 'directory') throw new Error(`${what}: refusing to replace a directory with a hard link`);
+        if (prev === 'link') replace = true;
+        else if (prev !== 'absent' && inode !== srcInode) {
+          if (!args.force) throw new Error(`${what}: cannot link, a different file exists at the destination (force: true replaces it)`);
+          replace = true;
+        } else replace = prev === 'absent';
+      }
+      const changes: string[] = [];
+      const cmds: string[] = [];
+      if (replace) {
+        const kind = state === 'link' ? 'symlink' : 'hard link';
+        changes.push(prev === 'absent' ? `create ${kind} -> ${src}` : prev === 'link' && state === 'link' ? `symlink ${target} -> ${src}` : `replace ${type} with ${kind} -> ${src}`);
+        cmds.push(
+          `t=${sh`${dir}`}/.wpfarm.ln.$$`,
+          state === 'link' ? sh`ln -s -- ${src} "$t"` : sh`ln -- ${absSrc} "$t"`,
+          ...(prev === 'directory' ? [sh`rmdir -- ${path}`] : []),
+          sh`mv -Tf -- "$t" ${path}`,
+        );
+      }
+      // owner/group: of the link itself (lchown, as Ansible does), or of the linked file for a hard link
+      const ownerOff = !!want.owner && !sameId(want.owner, user, uid);
+      const groupOff = !!want.group && !sameId(want.group, grp, gid);
+      if (spec && (replace || ownerOff || groupOff)) {
+        if (!replace) {
+          if (ownerOff) changes.push(`owner ${user} -> ${want.owner}`);
+          if (groupOff) changes.push(`group ${grp} -> ${want.group}`);
+        }
+        cmds.push(state === 'link' ? sh`chown -h ${spec} -- ${path}` : sh`chown ${spec} -- ${path}`);
+      }
+      if (!changes.length) return { changed: false, changes: [], result };
+      return { changed: true, changes, apply: { script: cmds.join(' && ') }, result };
     },
   });
 }
