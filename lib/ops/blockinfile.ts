@@ -10,7 +10,7 @@ import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp } from './base.ts';
 import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
-import { joinText, planEdit, splitText, type LineEdit } from './lineinfile.ts';
+import { joinText, planEdit, splitText, toRe, type LineEdit } from './lineinfile.ts';
 
 export interface BlockInFileArgs extends Attrs {
   path: string;
@@ -25,8 +25,14 @@ export interface BlockInFileArgs extends Attrs {
   /** 'BOF' or a regexp */
   insertBefore?: string | RegExp;
   state?: 'present' | 'absent';
-  /** create the file when missing; default false */
+  /** create the file (and its missing parent directories) when missing; default false */
   create?: boolean;
+  /** a blank line after the block unless one is there already or the block ends the file (Ansible 2.16) */
+  appendNewline?: boolean;
+  /** a blank line before the block unless one is there already or the block starts the file (Ansible 2.16) */
+  prependNewline?: boolean;
+  /** keep a timestamped copy before changing the file (its path: result.backup_file) */
+  backup?: boolean;
   /** check the edited file before it replaces the old one ("%s" = the temp file), see file() */
   validate?: string;
 }
@@ -39,6 +45,8 @@ export interface BlockSpec {
   state: 'present' | 'absent';
   insertAfter?: 'EOF' | RegExp;
   insertBefore?: 'BOF' | RegExp;
+  appendNewline?: boolean;
+  prependNewline?: boolean;
 }
 
 /** Pure: apply a blockinfile spec to a text. */
@@ -78,20 +86,15 @@ export function editBlock(text: string, spec: BlockSpec): LineEdit {
     }
     what = 'block inserted';
   }
+  if (!remove) {
+    if (spec.appendNewline && at < lines.length && bare(lines[at]!).trim() !== '') blockLines.push('');
+    if (spec.prependNewline && at > 0 && bare(lines[at - 1]!).trim() !== '') blockLines.unshift('');
+  }
   lines.splice(at, 0, ...blockLines);
   const appended = blockLines.length > 0 && at + blockLines.length === lines.length;
   const eol = appended || t.eol;
   return { content: joinText({ lines, eol }), changed: true, what };
 }
-
-const toRe = (r: string | RegExp, what: string): RegExp => {
-  if (r instanceof RegExp) return new RegExp(r.source, r.flags.replace(/[gy]/g, ''));
-  try {
-    return new RegExp(r);
-  } catch (e) {
-    throw new InputError(`${what}: invalid regular expression ${JSON.stringify(r)}: ${(e as Error).message}`);
-  }
-};
 
 export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Operation {
   const path = checkPath(args.path, 'blockinfile');
@@ -115,6 +118,8 @@ export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Oper
     state,
     insertAfter: args.insertAfter === undefined || args.insertAfter === 'EOF' ? (args.insertAfter as 'EOF' | undefined) : toRe(args.insertAfter, what),
     insertBefore: args.insertBefore === undefined || args.insertBefore === 'BOF' ? (args.insertBefore as 'BOF' | undefined) : toRe(args.insertBefore, what),
+    appendNewline: args.appendNewline,
+    prependNewline: args.prependNewline,
   };
   return defineOp({
     kind: 'blockinfile',
@@ -130,6 +135,7 @@ export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Oper
         edit: (text) => editBlock(text, spec),
         absentOk: state === 'absent' || spec.block.replace(/\n$/, '') === '',
         validate,
+        backup: args.backup,
       }),
   });
 }

@@ -34,6 +34,12 @@ export interface LineInFileArgs extends Attrs {
   create?: boolean;
   /** check the edited file before it replaces the old one ("%s" = the temp file), see file() */
   validate?: string;
+  /** `line` is a template of regexp's groups ("\\1", "\\g<name>"); when regexp matches no line, nothing changes */
+  backrefs?: boolean;
+  /** a literal string instead of regexp: lines containing it */
+  searchString?: string;
+  /** keep a timestamped copy before changing the file (its path: result.backup_file) */
+  backup?: boolean;
 }
 
 export interface LineEdit {
@@ -44,14 +50,35 @@ export interface LineEdit {
   what: string;
 }
 
-const toRe = (r: string | RegExp, what: string): RegExp => {
-  if (r instanceof RegExp) return new RegExp(r.source, r.flags.replace(/[gy]/g, ''));
+/** Python's regexp syntax (what Ansible playbooks contain) in JavaScript's: (?P<n>...), (?P=n), \\A, \\Z. */
+export function pyRegExpSource(src: string): string {
+  return src
+    .replace(/\(\?P</g, '(?<')
+    .replace(/\(\?P=(\w+)\)/g, '\\k<$1>')
+    .replace(/\\A/g, '(?<![\\s\\S])')
+    .replace(/\\Z/g, '(?![\\s\\S])');
+}
+
+/** A regexp argument: a RegExp, or a string in Python's syntax (as in Ansible). '' is refused. */
+export const toRe = (r: string | RegExp, what: string, flags = ''): RegExp => {
+  if (r instanceof RegExp) return new RegExp(r.source, r.flags.replace(/[gy]/g, '') + flags);
+  if (r === '') throw new InputError(`${what}: regexp '' matches every line; give a pattern (Ansible warns and edits the last line)`);
   try {
-    return new RegExp(r);
+    return new RegExp(pyRegExpSource(r), flags);
   } catch (e) {
     throw new InputError(`${what}: invalid regular expression ${JSON.stringify(r)}: ${(e as Error).message}`);
   }
 };
+
+/** Python's match.expand(): \\1..\\99, \\g<n>, \\g<name>, \\n \\t \\\\; an unmatched group is ''. */
+export function pyExpand(template: string, m: RegExpExecArray): string {
+  return template.replace(/\\(?:g<(\w+)>|(\d{1,2})|([ntr\\]))/g, (_all, g: string | undefined, d: string | undefined, e: string | undefined) => {
+    if (e) return e === 'n' ? '\n' : e === 't' ? '\t' : e === 'r' ? '\r' : '\\';
+    const k = g ?? d!;
+    const v = /^\d+$/.test(k) ? m[Number(k)] : m.groups?.[k];
+    return v ?? '';
+  });
+}
 
 interface Text {
   lines: string[];
@@ -73,6 +100,8 @@ export function joinText(t: Text): string {
 export interface LineSpec {
   line?: string;
   regexp?: RegExp;
+  searchString?: string;
+  backrefs?: boolean;
   insertAfter?: 'EOF' | 'BOF' | RegExp;
   insertBefore?: 'BOF' | RegExp;
   firstMatch?: boolean;
@@ -96,21 +125,36 @@ export function editLines(text: string, spec: LineSpec): LineEdit {
   const lines = t.lines;
   const bare = (l: string): string => l.replace(/\r$/, '');
   if (spec.state === 'absent') {
-    const keep = lines.filter((l) => (spec.regexp ? !spec.regexp.test(l) : bare(l) !== spec.line));
+    const hit = (l: string): boolean =>
+      spec.regexp ? spec.regexp.test(l) : spec.searchString !== undefined ? l.includes(spec.searchString) : bare(l) === spec.line;
+    const keep = lines.filter((l) => !hit(l));
     const removed = lines.length - keep.length;
     if (!removed) return { content: text, changed: false, what: '' };
     return { content: joinText({ lines: keep, eol: t.eol }), changed: true, what: `${removed} line${removed === 1 ? '' : 's'} removed` };
   }
-  const line = spec.line!;
-  if (spec.regexp) {
-    const i = findLine(lines, spec.regexp, !!spec.firstMatch);
+  let line = spec.line!;
+  const lastNoEol = (i: number): boolean => i === lines.length - 1 && !t.eol;
+  if (spec.regexp || spec.searchString !== undefined) {
+    const i = spec.regexp
+      ? findLine(lines, spec.regexp, !!spec.firstMatch)
+      : findLine(lines, { test: (l: string) => l.includes(spec.searchString!) } as RegExp, !!spec.firstMatch);
     if (i >= 0) {
-      if (bare(lines[i]!) === line) return { content: text, changed: false, what: '' };
+      if (spec.backrefs && spec.regexp) line = pyExpand(line, spec.regexp.exec(lines[i]!)!);
+      // like Ansible, the replaced line always ends with a newline (a last line lacking one gets it)
+      if (bare(lines[i]!) === line && !lastNoEol(i)) return { content: text, changed: false, what: '' };
       lines[i] = lines[i]!.endsWith('\r') ? `${line}\r` : line;
-      return { content: joinText(t), changed: true, what: 'line replaced' };
+      return { content: joinText({ lines, eol: t.eol || lastNoEol(i) }), changed: true, what: 'line replaced' };
     }
   }
-  if (lines.some((l) => bare(l) === line)) return { content: text, changed: false, what: '' };
+  let exact = -1;
+  lines.forEach((l, i) => {
+    if (bare(l) === line) exact = i;
+  });
+  if (exact >= 0) {
+    if (!lastNoEol(exact)) return { content: text, changed: false, what: '' };
+    return { content: joinText({ lines, eol: true }), changed: true, what: 'line replaced' };
+  }
+  if (spec.backrefs) return { content: text, changed: false, what: '' };
   let at = lines.length;
   const ins = spec.insertBefore ?? spec.insertAfter ?? 'EOF';
   if (ins === 'BOF') at = 0;
@@ -128,7 +172,16 @@ export function editLines(text: string, spec: LineSpec): LineEdit {
 export function planEdit(
   ctx: StepContext,
   st: PathState,
-  o: { path: string; create: boolean; what: string; want: ReturnType<typeof normAttrs>; edit: (text: string) => LineEdit; absentOk: boolean; validate?: string },
+  o: {
+    path: string;
+    create: boolean;
+    what: string;
+    want: ReturnType<typeof normAttrs>;
+    edit: (text: string) => LineEdit;
+    absentOk: boolean;
+    validate?: string;
+    backup?: boolean;
+  },
 ): Plan {
   if (!st.exists) {
     if (o.absentOk) return { changed: false, changes: [], result: { path: o.path } };
@@ -137,7 +190,8 @@ export function planEdit(
       throw new Error(`${o.path} does not exist (set create: true to create it)`);
     }
     const e = o.edit('');
-    return planWrite(ctx, st, { path: o.path, content: Buffer.from(e.content, 'utf8'), want: o.want, contentChange: e.what, validate: o.validate });
+    // like Ansible, create: true also creates the missing parent directories
+    return planWrite(ctx, st, { path: o.path, content: Buffer.from(e.content, 'utf8'), want: o.want, contentChange: e.what, validate: o.validate, parents: true });
   }
   if (st.isFile && !st.content) {
     if (st.contentNote?.startsWith('toolarge')) throw new Error(`${o.path}: too large to edit (${st.contentNote.slice(9)} bytes > ${EDIT_CONTENT_CAP})`);
@@ -145,7 +199,8 @@ export function planEdit(
   }
   const before = st.content ? st.content.toString('utf8') : '';
   const e = o.edit(before);
-  return planWrite(ctx, st, { path: o.path, content: e.changed ? Buffer.from(e.content, 'utf8') : st.content, want: o.want, contentChange: e.what, validate: o.validate });
+  const content = e.changed ? Buffer.from(e.content, 'utf8') : st.content;
+  return planWrite(ctx, st, { path: o.path, content, want: o.want, contentChange: e.what, validate: o.validate, backup: o.backup });
 }
 
 export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operation {
@@ -156,12 +211,19 @@ export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operat
   const validate = checkValidate(args.validate, what);
   if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
   if (state === 'present' && typeof args.line !== 'string') throw new InputError(`${what}: line is required with state present`);
-  if (state === 'absent' && args.line === undefined && args.regexp === undefined) throw new InputError(`${what}: line or regexp is required`);
+  if (state === 'absent' && args.line === undefined && args.regexp === undefined && args.searchString === undefined) {
+    throw new InputError(`${what}: line, regexp or searchString is required`);
+  }
+  if (args.regexp !== undefined && args.searchString !== undefined) throw new InputError(`${what}: regexp and searchString are exclusive`);
+  if (args.backrefs && args.regexp === undefined) throw new InputError(`${what}: backrefs needs regexp`);
+  if (args.searchString === '') throw new InputError(`${what}: searchString '' matches every line`);
   if (args.line !== undefined && args.line.includes('\n')) throw new InputError(`${what}: line must not contain a newline`);
   if (args.insertAfter !== undefined && args.insertBefore !== undefined) throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
   const spec: LineSpec = {
     line: args.line,
     regexp: args.regexp !== undefined ? toRe(args.regexp, what) : undefined,
+    searchString: args.searchString,
+    backrefs: args.backrefs,
     insertAfter:
       args.insertAfter === undefined || args.insertAfter === 'EOF' || args.insertAfter === 'BOF' ? (args.insertAfter as 'EOF' | 'BOF' | undefined) : toRe(args.insertAfter, what),
     insertBefore: args.insertBefore === undefined || args.insertBefore === 'BOF' ? (args.insertBefore as 'BOF' | undefined) : toRe(args.insertBefore, what),
@@ -182,6 +244,7 @@ export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operat
         edit: (text) => editLines(text, spec),
         absentOk: state === 'absent',
         validate,
+        backup: args.backup,
       }),
   });
 }

@@ -10,14 +10,19 @@ export interface StatResult {
   owner?: string;
   group?: string;
   size?: number;
+  /** a symlink's target as stored in the link (readlink) */
+  target?: string;
 }
 
 export function parseStat(out: string): StatResult {
   const line = out.trim();
   if (!line || line === 'absent') return { exists: false };
-  const [type, mode, owner, group, size] = line.split(' ');
+  const [first = '', target] = line.split('\n');
+  const [type, mode, owner, group, size] = first.split(' ');
   const t = type === 'regular' || type === 'regular-empty' ? 'file' : type === 'directory' ? 'directory' : type === 'symbolic-link' ? 'symlink' : 'other';
-  return { exists: true, type: t, mode: mode?.padStart(4, '0'), owner, group, size: Number(size) };
+  const r: StatResult = { exists: true, type: t, mode: mode?.padStart(4, '0'), owner, group, size: Number(size) };
+  if (t === 'symlink' && target !== undefined) r.target = target;
+  return r;
 }
 
 export function stat(path: string, options: StepOptions = {}): Operation {
@@ -26,7 +31,7 @@ export function stat(path: string, options: StepOptions = {}): Operation {
     title: `stat ${path}`,
     options,
     probe: () => ({
-      script: sh`if [ -e ${path} ] || [ -L ${path} ]; then stat -c '%F %a %U %G %s' -- ${path} | sed 's/regular empty file/regular-empty/; s/regular file/regular/; s/symbolic link/symbolic-link/'; else echo absent; fi`,
+      script: sh`if [ -e ${path} ] || [ -L ${path} ]; then stat -c '%F %a %U %G %s' -- ${path} | sed 's/regular empty file/regular-empty/; s/regular file/regular/; s/symbolic link/symbolic-link/'; if [ -L ${path} ]; then readlink -- ${path}; fi; else echo absent; fi`,
     }),
     plan: (_ctx, out) => ({ changed: false, changes: [], result: parseStat(out) }),
   });

@@ -31,6 +31,10 @@ export interface TemplateArgs extends Attrs {
   secret?: boolean;
   /** check the rendered file before it replaces the old one ("%s" = the temp file), see file() */
   validate?: string;
+  /** create the missing parent directories of a new file */
+  create?: boolean;
+  /** keep a timestamped copy before replacing the content (its path: result.backup_file) */
+  backup?: boolean;
 }
 
 class MissingVariable extends Error {
@@ -163,7 +167,8 @@ export function template(args: TemplateArgs, opts: StepOptions = {}): Operation 
     plan: (ctx: StepContext, out: string) => {
       const text = renderTemplate(args.src, { ...ctx.vars, ...(args.vars ?? {}) });
       const st = parsePathProbe(out);
-      return planWrite(ctx, st, { path, content: Buffer.from(text, 'utf8'), want, secret: args.secret, validate, result: { src: args.src } });
+      const content = Buffer.from(text, 'utf8');
+      return planWrite(ctx, st, { path, content, want, secret: args.secret, validate, parents: args.create, backup: args.backup, result: { src: args.src } });
     },
   });
 }

@@ -2,7 +2,7 @@
 // bash in a temp dir, and the apply scripts run for real: check predicts exactly the changes the run
 // makes, check changes nothing, a rerun changes nothing.
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { after, describe, test } from 'node:test';
@@ -225,17 +225,27 @@ describe('file', () => {
     assert.equal(t.rerun.status, 'ok');
   });
 
-  test('touch creates an empty file once, never rewrites it', async () => {
+  test('touch creates an empty file, then bumps its times (Ansible); preserve/preserve = create only', async () => {
     const d = fresh();
     const p = join(d, 'marker');
     const { check, run, rerun } = await cycle(() => file({ path: p, state: 'touch' }));
     assert.deepEqual(check.plan.changes, ['create (0 bytes, mode 0644)']);
     assert.deepEqual(run.plan.changes, check.plan.changes);
     assert.equal(readFileSync(p, 'utf8'), '');
+    assert.deepEqual([rerun.status, rerun.plan.changes], ['changed', ['times updated']]);
     writeFileSync(p, 'data');
-    assert.equal(rerun.status, 'ok');
-    assert.equal((await runOp(file({ path: p, state: 'touch' }))).status, 'ok');
-    assert.equal(readFileSync(p, 'utf8'), 'data');
+    utimesSync(p, new Date('2001-01-01'), new Date('2001-01-01'));
+    const bump = await runOp(file({ path: p, state: 'touch' }));
+    assert.equal(bump.status, 'changed');
+    assert.ok(statSync(p).mtimeMs > Date.parse('2002-01-01'), 'mtime bumped');
+    assert.equal(readFileSync(p, 'utf8'), 'data', 'content untouched');
+    utimesSync(p, new Date('2001-01-01'), new Date('2001-01-01'));
+    const keep = () => file({ path: p, state: 'touch', modificationTime: 'preserve', accessTime: 'preserve' });
+    assert.equal((await runOp(keep())).status, 'ok');
+    assert.equal(statSync(p).mtimeMs, Date.parse('2001-01-01'));
+    const m = await runOp(file({ path: p, state: 'touch', accessTime: 'preserve' }));
+    assert.deepEqual(m.plan.changes, ['mtime updated']);
+    assert.equal(statSync(p).atimeMs, Date.parse('2001-01-01'));
   });
 
   test('a symlink is followed: the target is written, the link stays', async () => {
@@ -261,14 +271,21 @@ describe('file', () => {
     assert.equal(rerun.status, 'ok');
   });
 
-  test('missing parent: an error in a real run, a note in check mode', async () => {
+  test('missing parent: an error in a real run, a note in check mode; create: true makes the parents', async () => {
     const d = fresh();
     const p = join(d, 'no/such/dir/f');
     const check = await runOp(file({ path: p, content: 'x' }), { check: true });
     assert.equal(check.status, 'changed');
     assert.deepEqual(check.plan.changes, ['create (1 bytes, mode 0644)'], 'the same change lines as the run that follows a directory step');
-    assert.match(check.logs.join('\n'), /check mode: parent directory of .* does not exist; assuming an earlier step provides it/);
+    assert.match(check.logs.join('\n'), /check mode: parent directory of .* does not exist \(set create: true to create it\); assuming an earlier step provides it/);
     await assert.rejects(runOp(file({ path: p, content: 'x' })), /parent directory of .* does not exist/);
+    const { check: c2, run, rerun } = await cycle(() => file({ path: p, content: 'x', create: true }));
+    assert.deepEqual(c2.plan.changes, ['create (1 bytes, mode 0644, with parents)']);
+    assert.deepEqual(c2.logs, [], 'nothing assumed');
+    assert.deepEqual(run.plan.changes, c2.plan.changes);
+    assert.equal(readFileSync(p, 'utf8'), 'x');
+    assert.equal(statSync(join(d, 'no/such')).mode & 0o7777, 0o755);
+    assert.equal(rerun.status, 'ok');
   });
 
   test('errors: a directory where a file is wanted, unknown user, state present on a missing file without content', async () => {
@@ -284,7 +301,8 @@ describe('file', () => {
     assert.throws(() => file({ path: '/etc/../x', content: 'x' }), /without '\.\.'/);
     assert.throws(() => file({ path: '/etc/a\nb', content: 'x' }), /newlines/);
     assert.throws(() => file({ path: '/x', content: 'a', src: 'b' }), /not both/);
-    assert.throws(() => file({ path: '/x', mode: 'u+x' }), /invalid mode/);
+    assert.throws(() => file({ path: '/x', mode: 'u+y' }), /invalid mode/);
+    assert.throws(() => file({ path: '/x', mode: 'k=r' }), /invalid mode/);
     assert.throws(() => file({ path: '/x', owner: 'bad;user' }), /invalid owner/);
     assert.throws(() => file({ path: '/', state: 'absent' }), /refusing/);
   });
@@ -337,7 +355,10 @@ describe('plan() as a pure function of given probe outputs', () => {
     const apply = run.apply as { script: string; stdin: Buffer };
     assert.deepEqual(apply.stdin, Buffer.from('a=1\n'));
     assert.match(apply.script, /^\( set -e\np=\/etc\/app\.conf\nt=\$\(mktemp "\$\(dirname -- "\$p"\)\/\.wpfarm\.XXXXXX"\)\n/);
-    assert.match(apply.script, /chmod --reference="\$p" -- "\$t"\nchown --reference="\$p" -- "\$t"\nchmod 00600 -- "\$t"\nmv -f -- "\$t" "\$p"/);
+    assert.match(
+      apply.script,
+      /cp --attributes-only --preserve=mode,ownership,xattr -- "\$p" "\$t" 2>\/dev\/null \|\| \{ chmod --reference="\$p" -- "\$t"; chown --reference="\$p" -- "\$t"; \}; \}\nchmod 00600 -- "\$t"\nmv -f -- "\$t" "\$p"/,
+    );
   });
 
   test('attributes only: chmod/chown, no content in the apply', async () => {
@@ -364,7 +385,10 @@ describe('plan() as a pure function of given probe outputs', () => {
     const script = (plan.apply as { script: string }).script;
     assert.ok(script.includes("p=$'/srv/a b/$(reboot)\\'x'"), script);
     const d = await directory({ path, mode: '0700' }).plan(context(), '@@stat\nabsent\n@@parent\nyes');
-    assert.equal((d.apply as { script: string }).script, "mkdir -p -- $'/srv/a b/$(reboot)\\'x' && chmod 00700 -- $'/srv/a b/$(reboot)\\'x'");
+    assert.equal(
+      (d.apply as { script: string }).script,
+      `for d in /srv $'/srv/a b' $'/srv/a b/$(reboot)\\'x'; do [ -d "$d" ] || { mkdir -- "$d" && chmod 00700 -- "$d"; } || exit 1; done`,
+    );
   });
 });
 
