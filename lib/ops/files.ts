@@ -533,7 +533,7 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
           const w = resolveMode(want, cur, type === 'd');
           if (w.mode && w.mode !== cur) {
             modeN += Number(n);
-            clauses.push(sh`\( -type ${type!} -perm ${cur} -exec chmod ${chmodArg(w.mode)} -- {} + \)`);
+            clauses.push(sh`\\( -type ${type!} -perm ${cur} -exec chmod ${chmodArg(w.mode)} -- {} + \\)`);
           }
           if ((want.owner && !sameId(want.owner, user!, uid!)) || (want.group && !sameId(want.group, grp!, gid!))) ownN += Number(n);
         }
