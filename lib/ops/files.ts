@@ -664,13 +664,12 @@ export function file(args: FileArgs, opts: StepOptions = {}): Operation {
         const src = parsePathProbe(out.slice(i + 7));
         if (!src.exists || !src.isFile || !src.sha) throw new Error(`${what}: remote src ${args.src} is not a readable regular file`);
         if (!st.exists || args.force !== false) {
-          // Ansible copies the source's mode to a new file (copystat); ours: the same, unless a mode is given
+          // a new file gets the default 0644, as Ansible's copy remote_src does (the source's mode is not copied)
           return planWrite(ctx, st, {
             ...common,
             content: src.content,
             sha: src.sha,
             from: src.real || args.src,
-            defaultMode: src.mode,
             result: { state, src: args.src, size: src.size },
           });
         }
