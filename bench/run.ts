@@ -24,7 +24,7 @@ interface Row {
   engine_cpu_s?: number;
 }
 
-const TASKS = 20;
+const TASKS = 23;
 const NS = (process.env.BENCH_N ?? '1,10,30').split(',').map(Number);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
 /** how wpfarm is started: the prebuilt fast CLI (scripts/build-cli.ts; BENCH_CLI=tsx: `node --import tsx`, as before) */

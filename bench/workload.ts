@@ -1,10 +1,11 @@
-// The bench's 20-task workload as a wpfarm role (bench/ansible/playbook.yml is the same in Ansible):
+// The bench's 23-task workload as a wpfarm role (bench/ansible/playbook.yml is the same in Ansible):
 // directories, file contents, a template, lineinfile and blockinfile edits, mode changes, a command with
-// creates, a stat-conditioned step, one handler.
+// creates, a stat-conditioned step, one handler, a replace, a symlink and a copy that never overwrites (force: false).
 import { blockinfile } from '../lib/ops/blockinfile.ts';
 import { command } from '../lib/ops/command.ts';
 import { directory, file } from '../lib/ops/files.ts';
 import { lineinfile } from '../lib/ops/lineinfile.ts';
+import { replace } from '../lib/ops/replace.ts';
 import { stat } from '../lib/ops/stat.ts';
 import { template } from '../lib/ops/template.ts';
 import type { Role } from '../lib/types.ts';
@@ -37,7 +38,7 @@ const role: Role = {
     blockinfile({ path: `${B}/conf/block.conf`, block: 'server one\nserver two', create: true }), // 13
     file({ path: `${B}/data/state.db`, content: 'state\n', mode: '0640' }), // 14
     file({ path: `${B}/conf/d.conf`, mode: '0640' }), // 15: mode change only
-    file({ path: `${B}/logs/app.log`, state: 'touch', mode: '0640' }), // 16
+    file({ path: `${B}/logs/app.log`, state: 'touch', mode: '0640', modificationTime: 'preserve', accessTime: 'preserve' }), // 16
     command({ cmd: ['sh', '-c', `date > ${B}/initialized`], creates: `${B}/initialized` }), // 17
     stat(`${B}/initialized`, { register: 'init' }), // 18
     file(
@@ -45,6 +46,9 @@ const role: Role = {
       { when: (c) => ((c.registered.init?.result as StatResult | undefined)?.exists ?? false) },
     ), // 19
     file({ path: `${B}/conf/e.conf`, content: 'eta=7\n', mode: '0644' }, { notify: 'reload app' }), // 20
+    file({ path: `${B}/conf/local.conf`, content: 'local=1\n', mode: '0644', force: false }), // 21: seeded once, never overwritten
+    file({ path: `${B}/current`, src: `${B}/conf`, state: 'link' }), // 22
+    replace({ path: `${B}/conf/local.conf`, regexp: '^local=(\\d)$', replace: 'local=\\g<1>0' }), // 23: edits the seeded copy once
   ],
 };
 export default role;
