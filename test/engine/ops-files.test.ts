@@ -113,7 +113,7 @@ const all = (): Role =>
     lineinfile({ path: '/srv/seed.conf', line: 'backlog = 511', insertAfter: /^listen/ }),
     download({ url: `${baseUrl}/pkg.bin`, dest: '/srv/opsfiles/pkg.bin', sha256: payloadSha, mode: '0644' }),
     file({ path: '/srv/old.txt', state: 'absent' }),
-    file({ path: '/srv/opsfiles/marker', state: 'touch' }),
+    file({ path: '/srv/opsfiles/marker', state: 'touch', modificationTime: 'preserve', accessTime: 'preserve' }), // create only
   ]);
 
 describe('file operations on real sshd hosts, through the runner', () => {
