@@ -769,7 +769,7 @@ function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAt
         `echo @@src; stat -L -c '%F|%d:%i' -- "$s" || echo absent; } 2>/dev/null`,
       ].join('\n'),
     }),
-    plan: (_ctx, out) => {
+    plan: (ctx, out) => {
       const s = sections(out);
       const [type = 'absent', inode = '', user = '', uid = '', grp = '', gid = ''] = (s.get('type') ?? 'absent').trim().split('|');
       const target = (s.get('target') ?? '').replace(/\n$/, '');
@@ -780,14 +780,15 @@ function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAt
       const result = { path, src, state };
       let replace = false;
       if (state === 'link') {
-        if (!args.force && !srcExists) throw new Error(`${what}: src file does not exist, use force: true if you really want to create the link: ${absSrc}`);
+        // check mode: an earlier step may create the target (a directory step before the link)
+        if (!args.force) requireThat(ctx, srcExists, `${what}: src ${absSrc} does not exist (force: true links to it anyway)`);
         if (prev === 'directory') {
           if (!args.force) throw new Error(`${what}: refusing to convert from directory to symlink`);
           if (!empty) throw new Error(`${what}: the directory is not empty, refusing to convert it`);
         } else if ((prev === 'file' || prev === 'other') && !args.force) throw new Error(`${what}: refusing to convert from ${type} to symlink (force: true replaces it)`);
         replace = prev !== 'link' || target !== src;
       } else {
-        if (!srcExists) throw new Error(`${what}: src ${absSrc} does not exist`);
+        requireThat(ctx, srcExists, `${what}: src ${absSrc} does not exist`);
         if (prev === 'directory') throw new Error(`${what}: refusing to replace a directory with a hard link`);
         if (prev === 'link') replace = true;
         else if (prev !== 'absent' && inode !== srcInode) {
