@@ -223,10 +223,10 @@ describe('engine on real sshd hosts', () => {
     assert.ok(!existsSync(onHost('h01', '/srv/bench')), 'check mode created nothing');
     const predicted = changed(check.json!);
     const first = await fast(wl);
-    // all 20 steps change on every host; check mode skips the one whose `when` needs a file the run creates
+    // all 23 steps change on every host; check mode skips the one whose `when` needs a file the run creates
     const ready = lab.hosts.map((h) => `${h.name} | file /srv/bench/data/ready`);
     assert.deepEqual(changed(first.json!), [...predicted, ...ready].sort());
-    assert.equal(predicted.length, 3 * 19);
+    assert.equal(predicted.length, 3 * 22);
     assert.equal(readFileSync(onHost('h03', '/srv/bench/conf/a.conf'), 'utf8'), 'alpha=1\nbeta=2\n');
     const viaTsx = await cli(wl);
     assert.equal(viaTsx.code, 0, viaTsx.stdout + viaTsx.stderr);
