@@ -1,28 +1,22 @@
-// Reconcile every site of the farm from ONE manager (the role runs it once per run):
-//
-//   controller: site records (inventory/sites/*.yml), the three images (content-hashed tags, pushed)
-//   manager:    ONE round trip reads `docker service ls`, the digests of the last deployed renders and the
-//               site secret store; every site is rendered and diffed (stack.ts diffFarm) in memory
-//   per site that differs (or the one site add-site names): secrets, database + user, Gluster
-//               directories, stack deploy, wait until every replica runs, WordPress install
-//
-// A no-change reconcile of all sites therefore costs the same round trips whatever the number of sites.
+// What the wp-site steps (roles/wp-site/steps.ts) and the site playbooks share: the role's settings, the site
+// records, the images, the manager probe (services, deploy digests and the site secret store in one round
+// trip), the secret store, the database helpers and the Swarm helpers.
 //
 // The secret store: /var/lib/wpfarm/site-secrets/<id>.json on the managers (root 0600), one JSON line:
 // { db_password, wp_keys, admin_password, created, rotated }. Swarm secrets cannot be read back, so the
 // values must live somewhere the controller can read to compute the content-hashed names; they are
 // registered with ctx.secret() (masked in every output) as soon as they are read.
 import path from 'node:path';
-import type { HostSpec, StepContext, TaskOutcome } from '../../lib/types.ts';
+import type { HostSpec, StepContext } from '../../lib/types.ts';
 import { InputError } from '../../lib/errors.ts';
-import { dockerSecret, stackDeploy, STACK_DIR } from '../../lib/ops/docker.ts';
+import { connOf } from '../../lib/ops/base.ts';
+import { STACK_DIR } from '../../lib/ops/docker.ts';
 import { sh } from '../../lib/shell.ts';
 import { withMysql, rows } from '../../lib/mysql.ts';
 import { cidrToMysqlHost } from '../galera/role.ts';
-import { siteDirSteps } from '../gluster/model.ts';
 import { loadSites, SiteRecordErrors, type SiteRecord } from './site.ts';
-import { diffFarm, farmProbeScript, parseFarmProbe, renderSiteStack, siteDbName, stackName, type FarmStackSettings, type RenderedStack } from './stack.ts';
-import { generateSiteSecrets, siteSecretHashes, siteSecretPrefix, type SiteSecretValues } from './secrets.ts';
+import { farmProbeScript, parseFarmProbe, siteDbName, type FarmStackSettings } from './stack.ts';
+import { generateSiteSecrets, type SiteSecretValues } from './secrets.ts';
 import { ensureImage, localImageId, contextHash, registryHasTag, IMAGES_DIR } from './images.ts';
 
 export const SECRET_STORE = '/var/lib/wpfarm/site-secrets';
@@ -219,7 +213,8 @@ export async function writeStoredSecrets(ctx: StepContext, id: string, s: Stored
   const text = JSON.stringify(s) + '\n';
   const managers = ctx.hosts('managers').map((h) => h.name);
   for (const name of managers.includes(ctx.host.name) ? managers : [ctx.host.name, ...managers]) {
-    const m = name === ctx.host.name ? ctx : await connected(ctx.hostContext(name));
+    const m = name === ctx.host.name ? ctx : ctx.hostContext(name);
+    if (m !== ctx) await connOf(m);
     try {
       await m.exec(sh`install -d -m 0700 ${SECRET_STORE}`);
       await m.conn.put(`${SECRET_STORE}/${id}.json`, text, { mode: 0o600 });
@@ -230,34 +225,16 @@ export async function writeStoredSecrets(ctx: StepContext, id: string, s: Stored
   }
 }
 
-function maskStored(ctx: StepContext, s: StoredSecrets): void {
-  ctx.secret(s.db_password);
-  ctx.secret(s.admin_password);
-  for (const line of s.wp_keys.split('\n')) {
-    const v = line.split('=').slice(1).join('=');
-    if (v.length >= 6) ctx.secret(v);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------
 // database
 
-async function connected(ctx: StepContext): Promise<StepContext> {
-  try {
-    void ctx.conn;
-  } catch {
-    await ctx.exec(':');
-  }
-  return ctx;
-}
-
 /** Database and user of a site; user's rights on that database only. Reports what it changed (or would). */
 export async function ensureDatabase(ctx: StepContext, s: WpSiteSettings, id: string, password: string, dbUser?: string): Promise<string[]> {
-  const dbCtx = await connected(ctx.hostContext(s.dbAdminHost));
+  const dbConn = await connOf(ctx.hostContext(s.dbAdminHost));
   const name = siteDbName(id);
   const user = dbUser ?? name;
   const changes: string[] = [];
-  await withMysql(dbCtx.conn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
+  await withMysql(dbConn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
     const haveDb = (await rows(db, 'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])).length > 0;
     if (!haveDb) changes.push(`create database ${name}`);
     const have = await rows(db, 'SELECT authentication_string AS a FROM mysql.user WHERE User = ? AND Host = ?', [user, s.dbUserHost]);
@@ -288,8 +265,8 @@ export async function ensureDatabase(ctx: StepContext, s: WpSiteSettings, id: st
 /** Drop one DB user (the previous version's, after a rotation). */
 export async function dropDbUser(ctx: StepContext, s: WpSiteSettings, user: string): Promise<string[]> {
   if (!/^wp_[a-z0-9_]+$/.test(user)) throw new Error(`unsafe database user ${user}`);
-  const dbCtx = await connected(ctx.hostContext(s.dbAdminHost));
-  return withMysql(dbCtx.conn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
+  const dbConn = await connOf(ctx.hostContext(s.dbAdminHost));
+  return withMysql(dbConn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
     const hosts = await rows(db, 'SELECT Host AS h FROM mysql.user WHERE User = ?', [user]);
     if (!hosts.length) return [];
     if (!ctx.check) for (const h of hosts) await db.query('DROP USER IF EXISTS ?@?', [user, String(h.h)]);
@@ -299,11 +276,11 @@ export async function dropDbUser(ctx: StepContext, s: WpSiteSettings, user: stri
 
 /** Drop a site's database and user (remove-site). */
 export async function dropDatabase(ctx: StepContext, s: WpSiteSettings, id: string): Promise<string[]> {
-  const dbCtx = await connected(ctx.hostContext(s.dbAdminHost));
+  const dbConn = await connOf(ctx.hostContext(s.dbAdminHost));
   const name = siteDbName(id);
   if (!/^wp_[a-z0-9_]+$/.test(name)) throw new Error(`unsafe database name ${name}`);
   const changes: string[] = [];
-  await withMysql(dbCtx.conn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
+  await withMysql(dbConn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
     if ((await rows(db, 'SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])).length) changes.push(`drop database ${name}`);
     const users = await rows(db, 'SELECT User AS u, Host AS h FROM mysql.user WHERE User = ? OR User = ?', [name, `${name}_b`]);
     for (const u of users) changes.push(`drop user ${String(u.u)}@${String(u.h)}`);
@@ -363,14 +340,7 @@ export async function execInService(ctx: StepContext, service: string, args: str
 }
 
 // ---------------------------------------------------------------------------------------------------
-// the reconcile
-
-export interface ReconcileResult {
-  sites: number;
-  deployed: string[];
-  unchanged: number;
-  orphans: string[];
-}
+// the render settings
 
 export function farmSettings(s: WpSiteSettings, images: ImageRefs, hashes: FarmStackSettings['secretHashes'], vars: Record<string, unknown>): FarmStackSettings {
   return {
@@ -387,124 +357,3 @@ export function farmSettings(s: WpSiteSettings, images: ImageRefs, hashes: FarmS
     placement: list(vars.wp_site_placement).length ? list(vars.wp_site_placement) : [`node.labels.${str(vars.gluster_client_group, 'workers')} == true`],
   };
 }
-
-/** The first manager of the inventory that answers: the reconcile always runs from the same manager
- *  (its deploy state makes the next diff cheap), whichever host of the run reached the step first. */
-export async function pickManager(ctx: StepContext): Promise<StepContext> {
-  for (const h of ctx.hosts('managers')) {
-    const m = h.name === ctx.host.name ? ctx : ctx.hostContext(h.name);
-    try {
-      await m.exec(':', { timeoutMs: 15_000 });
-      return m;
-    } catch {
-      ctx.log(`${h.name} does not answer; trying the next manager`);
-    }
-  }
-  return ctx;
-}
-
-export async function reconcileSites(runCtx: StepContext): Promise<TaskOutcome> {
-  const ctx = await pickManager(runCtx);
-  if (ctx !== runCtx) runCtx.log(`reconciling from ${ctx.host.name}`);
-  const s = wpSiteSettings(ctx);
-  const sites = readSites(s);
-  const changes: string[] = [];
-  if (!sites.length) return { changed: false, result: { sites: 0, deployed: [], unchanged: 0, orphans: [] } satisfies ReconcileResult };
-  ctx.log(`${sites.length} site(s) in ${s.sitesDir}`);
-
-  const images = await siteImages(s, ctx.check, (m) => ctx.log(m));
-  changes.push(...images.changes);
-
-  // one round trip for the whole farm
-  const probe = parseManagerProbe((await ctx.exec(managerProbeScript())).stdout);
-  const hashes: FarmStackSettings['secretHashes'] = {};
-  const secrets = new Map<string, StoredSecrets>();
-  for (const site of sites) {
-    let stored = probe.secrets.get(site.id);
-    if (!stored) {
-      stored = newStoredSecrets();
-      changes.push(`${site.id}: generate secrets (DB password, WordPress keys/salts, admin password) in ${SECRET_STORE}/${site.id}.json`);
-      maskStored(ctx, stored);
-      if (!ctx.check) await writeStoredSecrets(ctx, site.id, stored);
-    } else maskStored(ctx, stored);
-    secrets.set(site.id, stored);
-    hashes[site.id] = siteSecretHashes(stored);
-  }
-  const farm = farmSettings(s, images, hashes, ctx.vars);
-  farm.dbUsers = Object.fromEntries([...secrets].filter(([, v]) => v.db_user).map(([k, v]) => [k, v.db_user!]));
-  const rendered = new Map<string, RenderedStack>(sites.map((x) => [x.id, renderSiteStack(x, farm)]));
-  const diff = diffFarm([...rendered.values()], probe.serviceLs, probe.state);
-  const todo = new Set(diff.changes.map((c) => c.stack));
-  for (const c of diff.changes) ctx.log(`${c.stack}: ${c.action} (${c.reasons.join('; ')})`);
-  if (diff.orphans.length) ctx.log(`deployed stacks without a site record (remove-site cleans them): ${diff.orphans.join(', ')}`);
-
-  const deployed: string[] = [];
-  for (const site of sites) {
-    const r = rendered.get(site.id)!;
-    const full = s.full === site.id;
-    if (!todo.has(r.stack) && !full) continue;
-    const stored = secrets.get(site.id)!;
-    const say = (m: string): void => ctx.log(`${site.id}: ${m}`);
-    const add = (list: string[]): void => {
-      for (const c of list) changes.push(`${site.id}: ${c}`);
-    };
-    say('secrets');
-    for (const key of ['db_password', 'wp_keys'] as const) {
-      const res = await ctx.run(dockerSecret({ name: siteSecretPrefix(site.id, key), content: stored[key], labels: { 'wpfarm.site': site.id } }));
-      if (res.status === 'failed') throw new Error(res.error);
-      add(res.changes);
-    }
-    say('database');
-    add(await ensureDatabase(ctx, s, site.id, stored.db_password, stored.db_user));
-    say('Gluster directories');
-    const filesCtx = ctx.hostContext(s.filesHost);
-    for (const op of siteDirSteps(site.id, { ...ctx.vars, gluster_mount: s.glusterMount })) {
-      const res = await filesCtx.run(op);
-      if (res.status === 'failed') throw new Error(res.error);
-      add(res.changes.map((c) => `${op.title} on ${s.filesHost}: ${c}`));
-    }
-    say('stack');
-    const dep = await ctx.run(stackDeploy({ name: r.stack, compose: r.yaml, prune: true }));
-    if (dep.status === 'failed') throw new Error(dep.error);
-    add(dep.changes);
-    if (dep.status === 'changed') deployed.push(r.stack);
-    if (ctx.check) {
-      if (full) changes.push(`${site.id}: install WordPress (if not installed) and print the admin password`);
-      continue;
-    }
-    say('waiting until every replica runs and is healthy');
-    await waitStackReady(ctx, r.stack, Object.keys(r.services), s.waitTimeoutMs);
-    if (full || dep.status === 'changed') {
-      say('WordPress install');
-      const inst = s.full === site.id ? s.install : undefined;
-      const adminUser = inst?.adminUser || 'wpadmin';
-      // the password travels on stdin into a 0600 file of the container (www-data cannot open /dev/stdin
-      // of a docker exec), is read by wpfarm-install and removed
-      const script = 'umask 077; f=/run/wpfarm/.admin-password; cat > "$f"; WP_INSTALL_ADMIN_PASSWORD_FILE="$f" wpfarm-install; rc=$?; rm -f "$f"; exit $rc';
-      const res = await execInService(ctx, `${r.stack}_php-fpm`, ['sh', '-c', script], {
-        stdin: stored.admin_password + '\n',
-        env: {
-          WP_INSTALL_TITLE: inst?.title || site.domain,
-          WP_INSTALL_ADMIN_USER: adminUser,
-          WP_INSTALL_ADMIN_EMAIL: inst?.adminEmail || `admin@${site.domain}`,
-        },
-      });
-      const line = res.stdout.trim().split('\n').pop() ?? '';
-      let out: { changed?: boolean; error?: string } = {};
-      try {
-        out = JSON.parse(line) as typeof out;
-      } catch {
-        // handled below
-      }
-      if (res.code !== 0 || out.error) throw new Error(`${site.id}: WordPress install failed on ${res.node}: ${out.error ?? (res.stderr.trim() || line)}`);
-      if (out.changed) {
-        changes.push(`${site.id}: WordPress installed (admin ${adminUser})`);
-        installs.push({ site: site.id, domain: site.domain, adminUser, adminPassword: stored.admin_password });
-      }
-    }
-  }
-  const result: ReconcileResult = { sites: sites.length, deployed, unchanged: diff.unchanged, orphans: diff.orphans };
-  return { changed: changes.length > 0, changes, result };
-}
-
-export { stackName };

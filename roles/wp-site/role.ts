@@ -1,21 +1,32 @@
 // wp-site: every WordPress site of the farm (inventory/sites/*.yml) as its own Swarm stack: nginx,
-// php-fpm and redis on the site's overlay network wp-site-<id>; see roles/wp-site/reconcile.ts and
-// docs/sites.md. Runs on the managers; the work happens ONCE (runOnce) on the first manager, since a
-// swarm is one system: a no-change run costs a constant number of round trips whatever the site count.
+// php-fpm and redis on the site's overlay network wp-site-<id>; see docs/sites.md. Runs on the managers;
+// each step runs ONCE per run (runOnce) since a swarm is one system, and a no-change run costs one round
+// trip whatever the number of sites: the state step probes the whole farm once, the later steps plan from it.
+//
+//   step                 tag          what it does (roles/wp-site/steps.ts)
+//   site images          images       build/push the site images when their content hash is new
+//   site state           always       one probe of the farm; the sites whose stack differs (or add-site's)
+//   site secrets         secrets      secret store entry of a new site; its content-hashed Swarm secrets
+//   site databases       database     database, user and grant
+//   site directories     directories  Gluster directories
+//   site stacks          stack        docker stack deploy
+//   site stacks ready    wait         every replica running and healthy
+//   WordPress install    install      wpfarm-install when WordPress is not installed yet
+// (DNS records are add-site's: it reads the inventory's cloudflare section.)
 //
 // Variables: wp_sites_dir (default inventory/sites), wp_sites_only (ids), wp_site_full (one id checked
 // completely: database, directories, install, used by add-site), wp_site_title, wp_site_admin_user,
 // wp_site_admin_email, site_base_image, registry / registry_push, gluster_mount, swarm_endpoint_mode,
 // overlay_encrypted, wp_db_host, galera_writer_port, wp_db_user_host, wp_site_wait (s), wp_site_placement.
-import { task } from '../../lib/ops/base.ts';
 import type { Role } from '../../lib/types.ts';
-import { reconcileSites } from './reconcile.ts';
+import { wpSiteSteps } from './steps.ts';
 
 const role: Role = {
   name: 'wp-site',
   hosts: 'managers',
+  tags: ['wp-site'],
   description: 'per-site stacks (nginx, php-fpm, redis), their secrets, databases and directories',
-  steps: () => [task('sites reconcile', (ctx) => reconcileSites(ctx), { runOnce: true })],
+  steps: () => wpSiteSteps(),
 };
 
 export default role;
