@@ -70,7 +70,15 @@ export interface WpSiteSettings {
 }
 
 const str = (v: unknown, d: string): string => (typeof v === 'string' && v !== '' ? v : d);
-const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? v.split(',').map((s) => s.trim()).filter(Boolean) : []);
+const list = (v: unknown): string[] =>
+  Array.isArray(v)
+    ? v.map(String)
+    : typeof v === 'string' && v
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : [];
 
 export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSiteSettings {
   const v = ctx.vars;
@@ -91,7 +99,9 @@ export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSite
     sitesDir: str(v.wp_sites_dir, 'inventory/sites'),
     only: list(v.wp_sites_only),
     full,
-    install: full ? { title: str(v.wp_site_title, ''), adminUser: str(v.wp_site_admin_user, 'wpadmin'), adminEmail: str(v.wp_site_admin_email, '') } : undefined,
+    install: full
+      ? { title: str(v.wp_site_title, ''), adminUser: str(v.wp_site_admin_user, 'wpadmin'), adminEmail: str(v.wp_site_admin_email, '') }
+      : undefined,
     baseImage: str(v.site_base_image, lab ? 'wpfarm/base:bookworm' : 'debian:bookworm-slim'),
     imagesDir: path.resolve(str(v.site_images_dir, IMAGES_DIR)),
     registry: str(v.registry, ''),
@@ -153,11 +163,20 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
     const redisTag = tagOf(specs.redis.contextDir);
     const wpLocal = await localImageId(`${s.registryPush ? `${s.registryPush}/` : ''}wpfarm/wordpress-fpm:${wpTag}`);
     const nginxTag = wpLocal ? tagOf(path.join(s.imagesDir, 'nginx'), { WORDPRESS_IMAGE: wpLocal }) : 'unknown';
-    for (const [name, tag] of [['wpfarm/wordpress-fpm', wpTag], ['wpfarm/nginx', nginxTag], ['wpfarm/redis', redisTag]] as const) {
+    for (const [name, tag] of [
+      ['wpfarm/wordpress-fpm', wpTag],
+      ['wpfarm/nginx', nginxTag],
+      ['wpfarm/redis', redisTag],
+    ] as const) {
       const present = tag !== 'unknown' && s.registryPush ? await registryHasTag(s.registryPush, name, tag).catch(() => false) : false;
       if (!present) changes.push(`image ${name}:${tag} would be built and pushed`);
     }
-    return { wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wpTag), nginx: nodeRef('wpfarm/nginx', nginxTag), redis: nodeRef('wpfarm/redis', redisTag), changes };
+    return {
+      wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wpTag),
+      nginx: nodeRef('wpfarm/nginx', nginxTag),
+      redis: nodeRef('wpfarm/redis', redisTag),
+      changes,
+    };
   }
   const opts = { registry: s.registryPush || undefined, log };
   const wp = await ensureImage(specs.wordpressFpm, opts);
@@ -170,7 +189,12 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
     if (r.built) changes.push(`image ${r.ref} built`);
     if (r.pushed) changes.push(`image ${r.ref} pushed`);
   }
-  return { wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wp.tag), nginx: nodeRef('wpfarm/nginx', nginx.tag), redis: nodeRef('wpfarm/redis', redis.tag), changes };
+  return {
+    wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wp.tag),
+    nginx: nodeRef('wpfarm/nginx', nginx.tag),
+    redis: nodeRef('wpfarm/redis', redis.tag),
+    changes,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -180,11 +204,16 @@ export function managerProbeScript(): string {
   return [
     farmProbeScript(STACK_DIR),
     'echo %%secrets',
-    sh`for f in ${SECRET_STORE}/*.json; do [ -f "$f" ] && { printf '%s ' "$(basename "$f" .json)"; tr -d '\n' < "$f"; echo; }; done 2>/dev/null; true`,
+    sh`for f in ${SECRET_STORE}/*.json; do [ -f "$f" ] && { printf '%s ' "$(basename "$f" .json)"; tr -d '\n' < "$f"; echo; }; done` +
+      ' 2>/dev/null; true',
   ].join('\n');
 }
 
-export function parseManagerProbe(out: string): { serviceLs: string; state: ReturnType<typeof parseFarmProbe>['state']; secrets: Map<string, StoredSecrets> } {
+export function parseManagerProbe(out: string): {
+  serviceLs: string;
+  state: ReturnType<typeof parseFarmProbe>['state'];
+  secrets: Map<string, StoredSecrets>;
+} {
   const i = out.indexOf('\n%%secrets\n');
   const head = i >= 0 ? out.slice(0, i) : out;
   const tail = i >= 0 ? out.slice(i + '\n%%secrets\n'.length) : '';
@@ -220,7 +249,9 @@ export async function writeStoredSecrets(ctx: StepContext, id: string, s: Stored
       await m.conn.put(`${SECRET_STORE}/${id}.json`, text, { mode: 0o600 });
     } catch (e) {
       if (name === ctx.host.name) throw e;
-      ctx.log(`secret store on ${name} not updated (${(e as Error).message.split('\n')[0]}); the next reconcile from ${name} would miss it`);
+      ctx.log(
+        `secret store on ${name} not updated (${(e as Error).message.split('\n')[0]}); the next reconcile from ${name} would miss it`,
+      );
     }
   }
 }
@@ -229,7 +260,13 @@ export async function writeStoredSecrets(ctx: StepContext, id: string, s: Stored
 // database
 
 /** Database and user of a site; user's rights on that database only. Reports what it changed (or would). */
-export async function ensureDatabase(ctx: StepContext, s: WpSiteSettings, id: string, password: string, dbUser?: string): Promise<string[]> {
+export async function ensureDatabase(
+  ctx: StepContext,
+  s: WpSiteSettings,
+  id: string,
+  password: string,
+  dbUser?: string,
+): Promise<string[]> {
   const dbConn = await connOf(ctx.hostContext(s.dbAdminHost));
   const name = siteDbName(id);
   const user = dbUser ?? name;
@@ -247,13 +284,18 @@ export async function ensureDatabase(ctx: StepContext, s: WpSiteSettings, id: st
     else if (!pwOk) changes.push(`set password of ${user}@${s.dbUserHost}`);
     let grantOk = false;
     if (have.length) {
-      const grants = await rows(db, 'SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ?', [`'${user}'@'${s.dbUserHost}'`, name]);
+      const grants = await rows(
+        db,
+        'SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ?',
+        [`'${user}'@'${s.dbUserHost}'`, name],
+      );
       grantOk = grants.length >= 10;
     }
     if (!grantOk) changes.push(`grant all on ${name}.* to ${user}@${s.dbUserHost}`);
     if (ctx.check || !changes.length) return;
     // identifiers come from siteDbName (wp_[a-z0-9_]+) and the host pattern is checked below: no injection
-    if (!/^wp_[a-z0-9_]+$/.test(name) || !/^wp_[a-z0-9_]+$/.test(user) || !/^[0-9A-Za-z.%/_:-]+$/.test(s.dbUserHost)) throw new Error(`unsafe database identifier ${name}@${s.dbUserHost}`);
+    if (!/^wp_[a-z0-9_]+$/.test(name) || !/^wp_[a-z0-9_]+$/.test(user) || !/^[0-9A-Za-z.%/_:-]+$/.test(s.dbUserHost))
+      throw new Error(`unsafe database identifier ${name}@${s.dbUserHost}`);
     if (!haveDb) await db.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
     if (!have.length) await db.query(`CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?`, [user, s.dbUserHost, password]);
     else if (!pwOk) await db.query(`ALTER USER ?@? IDENTIFIED BY ?`, [user, s.dbUserHost, password]);
@@ -281,7 +323,8 @@ export async function dropDatabase(ctx: StepContext, s: WpSiteSettings, id: stri
   if (!/^wp_[a-z0-9_]+$/.test(name)) throw new Error(`unsafe database name ${name}`);
   const changes: string[] = [];
   await withMysql(dbConn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
-    if ((await rows(db, 'SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])).length) changes.push(`drop database ${name}`);
+    if ((await rows(db, 'SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])).length)
+      changes.push(`drop database ${name}`);
     const users = await rows(db, 'SELECT User AS u, Host AS h FROM mysql.user WHERE User = ? OR User = ?', [name, `${name}_b`]);
     for (const u of users) changes.push(`drop user ${String(u.u)}@${String(u.h)}`);
     if (ctx.check) return;
@@ -313,9 +356,12 @@ export async function waitStackReady(ctx: StepContext, stack: string, services: 
   let last = '';
   for (;;) {
     const reps = await stackReplicas(ctx, stack);
-    const upd = await ctx.exec(sh`docker service inspect --format '{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' ${services.map((s) => `${stack}_${s}`)}`, { nothrow: true });
+    const format = '{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}';
+    const upd = await ctx.exec(sh`docker service inspect --format ${format} ${services.map((s) => `${stack}_${s}`)}`, { nothrow: true });
     const updating = upd.stdout.split('\n').filter((l) => / (updating|rollback_started|paused|rollback_paused)$/.test(l.trim()));
-    last = services.map((s) => `${s} ${reps[s]?.running ?? 0}/${reps[s]?.desired ?? '?'}`).join(', ') + (updating.length ? `; updating: ${updating.join(', ')}` : '');
+    last =
+      services.map((s) => `${s} ${reps[s]?.running ?? 0}/${reps[s]?.desired ?? '?'}`).join(', ') +
+      (updating.length ? `; updating: ${updating.join(', ')}` : '');
     if (services.every((s) => reps[s] && reps[s]!.desired > 0 && reps[s]!.running === reps[s]!.desired) && !updating.length) return;
     if (Date.now() > end) throw new Error(`stack ${stack} not ready after ${Math.round(timeoutMs / 1000)} s: ${last}`);
     await new Promise((r) => setTimeout(r, 2000));
@@ -324,17 +370,35 @@ export async function waitStackReady(ctx: StepContext, stack: string, services: 
 
 /** Node names running a service's tasks (state Running). */
 export async function serviceNodes(ctx: StepContext, service: string): Promise<string[]> {
-  const r = await ctx.exec(sh`docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' ${service}`, { nothrow: true });
-  return [...new Set(r.stdout.split('\n').filter((l) => / Running /.test(` ${l} `)).map((l) => l.split(' ')[0]!))];
+  const r = await ctx.exec(sh`docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' ${service}`, {
+    nothrow: true,
+  });
+  return [
+    ...new Set(
+      r.stdout
+        .split('\n')
+        .filter((l) => / Running /.test(` ${l} `))
+        .map((l) => l.split(' ')[0]!),
+    ),
+  ];
 }
 
 /** Run a command in a container of `service` on one of the nodes running it. */
-export async function execInService(ctx: StepContext, service: string, args: string[], o: { stdin?: string; env?: Record<string, string>; node?: string } = {}): Promise<{ stdout: string; stderr: string; code: number; node: string }> {
+export async function execInService(
+  ctx: StepContext,
+  service: string,
+  args: string[],
+  o: { stdin?: string; env?: Record<string, string>; node?: string } = {},
+): Promise<{ stdout: string; stderr: string; code: number; node: string }> {
   const nodes = o.node ? [o.node] : await serviceNodes(ctx, service);
   if (!nodes.length) throw new Error(`no running task of ${service}`);
   const node = nodes[0]!;
   const envArgs = Object.entries(o.env ?? {}).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
-  const cmd = sh`cid=$(docker ps -q --filter ${`label=com.docker.swarm.service.name=${service}`} | head -n1); [ -n "$cid" ] || { echo "no container of ${service} here" >&2; exit 97; }; docker exec -i ${envArgs} "$cid" ${args}`;
+  const cmd = [
+    sh`cid=$(docker ps -q --filter ${`label=com.docker.swarm.service.name=${service}`} | head -n1)`,
+    sh`[ -n "$cid" ] || { echo ${`no container of ${service} here`} >&2; exit 97; }`,
+    sh`docker exec -i ${envArgs} "$cid" ${args}`,
+  ].join('; ');
   const r = await ctx.hostContext(node).exec(cmd, { nothrow: true, stdin: o.stdin ?? '' });
   return { ...r, node };
 }
@@ -342,7 +406,12 @@ export async function execInService(ctx: StepContext, service: string, args: str
 // ---------------------------------------------------------------------------------------------------
 // the render settings
 
-export function farmSettings(s: WpSiteSettings, images: ImageRefs, hashes: FarmStackSettings['secretHashes'], vars: Record<string, unknown>): FarmStackSettings {
+export function farmSettings(
+  s: WpSiteSettings,
+  images: ImageRefs,
+  hashes: FarmStackSettings['secretHashes'],
+  vars: Record<string, unknown>,
+): FarmStackSettings {
   return {
     registry: s.registry,
     images: { wordpressFpm: images.wordpressFpm, nginx: images.nginx, redis: images.redis },
@@ -354,6 +423,8 @@ export function farmSettings(s: WpSiteSettings, images: ImageRefs, hashes: FarmS
     cloudflareProxied: vars.cloudflare !== undefined,
     crowdsec: vars.crowdsec_enabled !== false,
     // the swarm roles label each node with its inventory groups: site tasks run only on Gluster clients
-    placement: list(vars.wp_site_placement).length ? list(vars.wp_site_placement) : [`node.labels.${str(vars.gluster_client_group, 'workers')} == true`],
+    placement: list(vars.wp_site_placement).length
+      ? list(vars.wp_site_placement)
+      : [`node.labels.${str(vars.gluster_client_group, 'workers')} == true`],
   };
 }

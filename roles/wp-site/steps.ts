@@ -191,11 +191,20 @@ export function stateStep(deps: WpSiteDeps): Task {
       if (!sites.length) return { skipped: `no site record in ${s.sitesDir}` };
       ctx.log(`${sites.length} site(s) in ${s.sitesDir}`);
       // the images step registered what it built; without it (--tags/--skip-tags) the tags are computed only
-      const built = ctx.registered[IMAGES_KEY]?.status === 'skipped' ? undefined : (ctx.registered[IMAGES_KEY]?.result as ImageRefs | undefined);
+      const built =
+        ctx.registered[IMAGES_KEY]?.status === 'skipped' ? undefined : (ctx.registered[IMAGES_KEY]?.result as ImageRefs | undefined);
       const images = built ?? (await deps.images(s, true, (m) => ctx.log(m)));
       const { m, out } = await probeManager(ctx);
       if (m !== ctx) ctx.log(`reconciling from ${m.host.name}`);
-      const st = planFarm({ manager: m.host.name, settings: s, sites, images, imagesMissing: built ? [] : images.changes, probeOutput: out, vars: ctx.vars });
+      const st = planFarm({
+        manager: m.host.name,
+        settings: s,
+        sites,
+        images,
+        imagesMissing: built ? [] : images.changes,
+        probeOutput: out,
+        vars: ctx.vars,
+      });
       for (const x of st.sites) maskStored(ctx, x.stored);
       for (const x of st.todo) ctx.log(`${x.site.id}: ${x.reasons.join('; ')}`);
       if (st.orphans.length) ctx.log(`deployed stacks without a site record (remove-site cleans them): ${st.orphans.join(', ')}`);
@@ -222,12 +231,18 @@ export function secretsStep(): Task {
     const m = managerOf(ctx, st);
     const changes: string[] = [];
     for (const x of fresh) {
-      changes.push(`${x.site.id}: generate secrets (DB password, WordPress keys/salts, admin password) in ${SECRET_STORE}/${x.site.id}.json`);
+      changes.push(
+        `${x.site.id}: generate secrets (DB password, WordPress keys/salts, admin password) in ${SECRET_STORE}/${x.site.id}.json`,
+      );
       if (!ctx.check) await writeStoredSecrets(m, x.site.id, x.stored);
     }
     for (const x of st.todo) {
       for (const key of SITE_SECRET_KEYS) {
-        const r = failOn(await m.run(dockerSecret({ name: siteSecretPrefix(x.site.id, key), content: x.stored[key], labels: { 'wpfarm.site': x.site.id } })));
+        const r = failOn(
+          await m.run(
+            dockerSecret({ name: siteSecretPrefix(x.site.id, key), content: x.stored[key], labels: { 'wpfarm.site': x.site.id } }),
+          ),
+        );
         changes.push(...r.changes.map((c) => `${x.site.id}: ${c}`));
       }
     }
@@ -326,14 +341,18 @@ export function installStep(): Task {
       const adminUser = inst?.adminUser || 'wpadmin';
       if (ctx.check) {
         if (!(await wordpressInstalled(ctx, s, x.site.id))) {
-          changes.push(`${x.site.id}: install WordPress (admin ${adminUser})${s.full === x.site.id ? ' and print the admin password' : ''}`);
+          changes.push(
+            `${x.site.id}: install WordPress (admin ${adminUser})${s.full === x.site.id ? ' and print the admin password' : ''}`,
+          );
         }
         continue;
       }
       ctx.log(`${x.site.id}: WordPress install`);
       // the password travels on stdin into a 0600 file of the container (www-data cannot open /dev/stdin
       // of a docker exec), is read by wpfarm-install and removed
-      const script = 'umask 077; f=/run/wpfarm/.admin-password; cat > "$f"; WP_INSTALL_ADMIN_PASSWORD_FILE="$f" wpfarm-install; rc=$?; rm -f "$f"; exit $rc';
+      const script =
+        'umask 077; f=/run/wpfarm/.admin-password; cat > "$f"; ' +
+        'WP_INSTALL_ADMIN_PASSWORD_FILE="$f" wpfarm-install; rc=$?; rm -f "$f"; exit $rc';
       const res = await execInService(m, `${x.rendered.stack}_php-fpm`, ['sh', '-c', script], {
         stdin: x.stored.admin_password + '\n',
         env: {
@@ -349,7 +368,8 @@ export function installStep(): Task {
       } catch {
         // handled below
       }
-      if (res.code !== 0 || out.error) throw new Error(`${x.site.id}: WordPress install failed on ${res.node}: ${out.error ?? (res.stderr.trim() || line)}`);
+      if (res.code !== 0 || out.error)
+        throw new Error(`${x.site.id}: WordPress install failed on ${res.node}: ${out.error ?? (res.stderr.trim() || line)}`);
       if (out.changed) {
         changes.push(`${x.site.id}: WordPress installed (admin ${adminUser})`);
         installs.push({ site: x.site.id, domain: x.site.domain, adminUser, adminPassword: x.stored.admin_password });
