@@ -354,7 +354,7 @@ export function installStep(): Task {
         'umask 077; f=/run/wpfarm/.admin-password; cat > "$f"; ' +
         'WP_INSTALL_ADMIN_PASSWORD_FILE="$f" wpfarm-install; rc=$?; rm -f "$f"; exit $rc';
       const res = await execInService(m, `${x.rendered.stack}_php-fpm`, ['sh', '-c', script], {
-        stdin: x.stored.admin_password + '\n',
+        stdin: `${x.stored.admin_password}\n`,
         env: {
           WP_INSTALL_TITLE: inst?.title || x.site.domain,
           WP_INSTALL_ADMIN_USER: adminUser,

@@ -13,7 +13,7 @@ import { ConnectionPool } from '../../lib/transport.ts';
 import type { Connection, ExecResult, HostSpec, Role, RunOptions, StepResult } from '../../lib/types.ts';
 import role from '../../roles/wp-site/role.ts';
 import { parseSiteRecord, type SiteRecord } from '../../roles/wp-site/site.ts';
-import { FarmState, planFarm, STATE_KEY, wpSiteSteps, type WpSiteDeps } from '../../roles/wp-site/steps.ts';
+import { type FarmState, planFarm, STATE_KEY, wpSiteSteps, type WpSiteDeps } from '../../roles/wp-site/steps.ts';
 import type { ImageRefs, StoredSecrets, WpSiteSettings } from '../../roles/wp-site/reconcile.ts';
 import { WP_KEY_NAMES } from '../../roles/wp-site/secrets.ts';
 
@@ -229,8 +229,8 @@ class FakePool extends ConnectionPool {
     super();
   }
   override get(host: HostSpec): Promise<Connection & { abortChannels(): void }> {
-    let c = this.fakes.get(host.name);
-    if (!c) this.fakes.set(host.name, (c = fakeConn(host, this.farm)));
+    const c = this.fakes.get(host.name) ?? fakeConn(host, this.farm);
+    this.fakes.set(host.name, c);
     return Promise.resolve(c);
   }
   override async totalRoundTrips(): Promise<number> {
