@@ -8,7 +8,7 @@
 //   files/<site>/                                      restic repository of the site's files (restic encrypts)
 //
 // A data object without its manifest is an interrupted or unverified run and is never restored from.
-import { InputError } from '../errors.ts';
+import { InputError } from '../../lib/errors.ts';
 import { NoBackupError } from './errors.ts';
 import type { ObjectStore } from './s3.ts';
 

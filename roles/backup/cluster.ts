@@ -18,7 +18,7 @@ import { BackupError, NoBackupError } from './errors.ts';
 import { DB_POLICY, type RetentionPolicy } from './retention.ts';
 import { runHostCommand, startHostCommand, stderrTail, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
-import { sh } from '../shell.ts';
+import { sh } from '../../lib/shell.ts';
 
 export interface ClusterTarget {
   conn: MariaDbConn;

@@ -2,7 +2,7 @@
 // repository) as an encrypted git bundle in the bucket: config/<stamp>.bundle.age (+ manifest).
 // Only committed history is in a bundle: the roles commit what they render before a backup counts on it.
 import { createReadStream } from 'node:fs';
-import { sh } from '../shell.ts';
+import { sh } from '../../lib/shell.ts';
 import { formatStamp, listBackups, manifestKey, readManifest, pickAtOrBefore, type Manifest } from './catalog.ts';
 import { encryptPipe, decryptPipe, AGE_IDENTITY_ENV, type HostCommand } from './commands.ts';
 import { downloadVerified, pruneSiteDbLike, type PruneReport } from './db.ts';

@@ -6,7 +6,7 @@ import { listSnapshots, siteRepo, type FilesTarget, type ResticAccess } from './
 import { pickAtOrBefore } from './catalog.ts';
 import { runHostCommand, stderrTail, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
-import { sh } from '../shell.ts';
+import { sh } from '../../lib/shell.ts';
 
 export interface RestoreTestReport {
   site: string;

@@ -6,7 +6,7 @@
 // the command starts with `read` lines and the caller gives the values on stdin, one per line, before
 // any data (bash's `read` consumes exactly one line of a pipe, so the data that follows stays on stdin).
 // On the host they live only in the environment of the processes that need them.
-import { sh, raw, quote } from '../shell.ts';
+import { sh, raw, quote } from '../../lib/shell.ts';
 
 /** bash prologue: strict mode, private umask, and read the named secrets from the first stdin lines. */
 export function secretPrologue(names: readonly string[]): string {

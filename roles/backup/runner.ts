@@ -6,9 +6,9 @@
 // an engine Connection (its execStream: one SSH channel per command, stdout streamed while it runs).
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
-import type { Connection } from '../types.ts';
-import { mask } from '../secrets.ts';
-import { sh } from '../shell.ts';
+import type { Connection } from '../../lib/types.ts';
+import { mask } from '../../lib/secrets.ts';
+import { sh } from '../../lib/shell.ts';
 import type { HostCommand } from './commands.ts';
 import { secretStdin } from './commands.ts';
 
