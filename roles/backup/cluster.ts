@@ -16,7 +16,7 @@ import {
 import { downloadVerified, pruneSiteDbLike } from './db.ts';
 import { BackupError, NoBackupError } from './errors.ts';
 import { DB_POLICY, type RetentionPolicy } from './retention.ts';
-import { runHostCommand, startHostCommand, stderrTail, type Shell } from './runner.ts';
+import { runHostCommand, startHostCommand, stderrTail, uploadHostOutput, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
 import { sh } from '../../lib/shell.ts';
 
@@ -69,20 +69,15 @@ export async function backupCluster(o: { shell: Shell; store: ObjectStore; targe
   const cmd = mariabackupCommand({ conn: o.target.conn, recipient: o.recipient, lsnDir, baseLsnDir });
   const secrets: Record<string, string> = {};
   if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
-  const run = startHostCommand(o.shell, cmd, secrets);
-  let upload;
-  try {
-    upload = await o.store.putStream(key, run.stdout);
-  } catch (e) {
-    run.kill();
-    await run.done;
-    throw new BackupError('upload', `mariabackup ${kind} to ${key} failed; earlier backups are untouched: ${(e as Error).message}`, { cause: e });
-  }
-  const fin = await run.done;
-  if (fin.code !== 0) {
-    await o.store.deleteKeys([key]).catch(() => undefined);
-    throw new BackupError('mariabackup', `mariabackup ${kind} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
-  }
+  const upload = await uploadHostOutput({
+    shell: o.shell,
+    store: o.store,
+    key,
+    cmd,
+    secrets,
+    upload: `mariabackup ${kind}`,
+    exit: { stage: 'mariabackup', what: `mariabackup ${kind} on ${o.shell.name}` },
+  });
   const cp = parseCheckpoints((await runHostCommand(o.shell, { script: checkpointsCommand(lsnDir), secrets: [] }, {})).stdout);
   const manifest: Manifest = {
     version: 1,

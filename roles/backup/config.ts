@@ -8,7 +8,7 @@ import { encryptPipe, decryptPipe, AGE_IDENTITY_ENV, type HostCommand } from './
 import { downloadVerified, pruneSiteDbLike, type PruneReport } from './db.ts';
 import { BackupError, NoBackupError } from './errors.ts';
 import { DB_POLICY } from './retention.ts';
-import { startHostCommand, stderrTail, type Shell } from './runner.ts';
+import { startHostCommand, stderrTail, uploadHostOutput, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
 
 export const CONFIG_EXT = '.bundle.age';
@@ -36,20 +36,14 @@ export function configRestoreCommand(dir: string): HostCommand {
 export async function backupConfig(o: { shell: Shell; store: ObjectStore; repoDir: string; recipient: string; at?: Date }): Promise<Manifest> {
   const at = o.at ?? new Date();
   const key = `config/${formatStamp(at)}${CONFIG_EXT}`;
-  const run = startHostCommand(o.shell, configBundleCommand(o.repoDir, o.recipient), {});
-  let up;
-  try {
-    up = await o.store.putStream(key, run.stdout);
-  } catch (e) {
-    run.kill();
-    await run.done;
-    throw new BackupError('upload', `configuration bundle to ${key} failed: ${(e as Error).message}`, { cause: e });
-  }
-  const fin = await run.done;
-  if (fin.code !== 0) {
-    await o.store.deleteKeys([key]).catch(() => undefined);
-    throw new BackupError('config', `git bundle of ${o.repoDir} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
-  }
+  const up = await uploadHostOutput({
+    shell: o.shell,
+    store: o.store,
+    key,
+    cmd: configBundleCommand(o.repoDir, o.recipient),
+    upload: 'configuration bundle',
+    exit: { stage: 'config', what: `git bundle of ${o.repoDir}` },
+  });
   const m: Manifest = { version: 1, kind: 'config', site: 'config', key, time: at.toISOString(), size: up.size, sha256: up.sha256, encryption: 'age', recipient: o.recipient, uploadMs: up.ms, host: o.shell.name };
   await o.store.putBytes(manifestKey(key), JSON.stringify(m, null, 2), 'application/json');
   return m;

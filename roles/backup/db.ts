@@ -11,7 +11,7 @@ import { mariadbDumpCommand, mariadbRestoreCommand, type MariaDbConn, AGE_IDENTI
 import { DB_EXT, findSiteDbBackup, type CatalogEntry, listBackups, manifestKey, readManifest, siteDbKey, siteDbPrefix, type Manifest } from './catalog.ts';
 import { BackupError } from './errors.ts';
 import { prune, type RetentionPolicy, DB_POLICY } from './retention.ts';
-import { startHostCommand, stderrTail, type Shell } from './runner.ts';
+import { startHostCommand, stderrTail, uploadHostOutput, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
 
 export interface SiteDbTarget {
@@ -40,20 +40,15 @@ export async function backupSiteDb(o: { shell: Shell; store: ObjectStore; target
   const cmd = mariadbDumpCommand(o.target.db, { conn: o.target.conn, recipient: o.recipient });
   const secrets: Record<string, string> = {};
   if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
-  const run = startHostCommand(o.shell, cmd, secrets);
-  let upload;
-  try {
-    upload = await o.store.putStream(key, run.stdout);
-  } catch (e) {
-    run.kill();
-    await run.done;
-    throw new BackupError('upload', `database backup of site ${o.target.site} to ${key} failed; earlier backups are untouched: ${(e as Error).message}`, { cause: e });
-  }
-  const fin = await run.done;
-  if (fin.code !== 0) {
-    await o.store.deleteKeys([key]).catch(() => undefined);
-    throw new BackupError('dump', `mariadb-dump of ${o.target.db} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
-  }
+  const upload = await uploadHostOutput({
+    shell: o.shell,
+    store: o.store,
+    key,
+    cmd,
+    secrets,
+    upload: `database backup of site ${o.target.site}`,
+    exit: { stage: 'dump', what: `mariadb-dump of ${o.target.db} on ${o.shell.name}` },
+  });
   const manifest: Manifest = {
     version: 1,
     kind: 'site-db',
