@@ -1,6 +1,6 @@
-// Remote command building, and the parsing of sectioned script output (`sections`). Every interpolated value is quoted with zx's `quote` (bash ANSI-C quoting
-// where needed); nothing is ever concatenated by hand. Remote login shells must be bash (Debian's default
-// for root and for users created by the `user` operation).
+// Remote command building, and the parsing of sectioned script output (`sections`). Every interpolated
+// value is quoted with zx's `quote` (bash ANSI-C quoting where needed); nothing is ever concatenated by hand.
+// Remote login shells must be bash (Debian's default for root and for users created by the `user` operation).
 import { quote } from 'zx/core';
 
 export { quote };

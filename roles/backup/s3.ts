@@ -168,7 +168,8 @@ export class ObjectStore {
     }
     const head = await this.head(key);
     if (!head || head.size !== size) throw new StoreError(`object ${key} after upload has size ${head?.size ?? 'none'}, expected ${size}`);
-    return { key, size, sha256: hash.digest('hex'), parts: Math.max(1, Math.ceil(size / this.partSize)), etag: head.etag, ms: Date.now() - t0 };
+    const parts = Math.max(1, Math.ceil(size / this.partSize));
+    return { key, size, sha256: hash.digest('hex'), parts, etag: head.etag, ms: Date.now() - t0 };
   }
 
   async head(key: string): Promise<{ size: number; etag?: string; lastModified?: Date } | null> {

@@ -24,12 +24,15 @@ function importsOf(source: string, fileName = 'x.ts'): ImportRef[] {
   const sf = ts.createSourceFile(fileName, source, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
   const out: ImportRef[] = [];
   const add = (node: ts.Node, spec: ts.Node | undefined, kind: string) => {
-    if (spec && ts.isStringLiteralLike(spec)) out.push({ specifier: spec.text, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1, kind });
+    if (!spec || !ts.isStringLiteralLike(spec)) return;
+    out.push({ specifier: spec.text, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1, kind });
   };
   const visit = (node: ts.Node): void => {
     if (ts.isImportDeclaration(node)) add(node, node.moduleSpecifier, node.importClause?.isTypeOnly ? 'import type' : 'import');
     else if (ts.isExportDeclaration(node)) add(node, node.moduleSpecifier, 're-export');
-    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) add(node, node.moduleReference.expression, 'import =');
+    else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
+      add(node, node.moduleReference.expression, 'import =');
+    }
     else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) add(node, node.argument.literal, 'type import()');
     else if (ts.isCallExpression(node)) {
       const callee = node.expression;
@@ -59,9 +62,10 @@ function violations(file: string, source: string, root = ROOT): string[] {
     const to = resolveInRepo(join(root, file), ref.specifier, root);
     if (to === null) continue;
     const top = to.split('/')[0]!;
-    if (to.startsWith('..')) bad.push(`${file}:${ref.line}: ${ref.kind} '${ref.specifier}' leaves the repository`);
-    else if (FORBIDDEN.includes(top)) bad.push(`${file}:${ref.line}: ${ref.kind} '${ref.specifier}' reaches ${top}/ (lib/ is the engine only)`);
-    else if (file === 'lib/facts.ts' && to.startsWith('lib/ops/')) bad.push(`${file}:${ref.line}: ${ref.kind} '${ref.specifier}': facts must not know operations`);
+    const at = `${file}:${ref.line}: ${ref.kind} '${ref.specifier}'`;
+    if (to.startsWith('..')) bad.push(`${at} leaves the repository`);
+    else if (FORBIDDEN.includes(top)) bad.push(`${at} reaches ${top}/ (lib/ is the engine only)`);
+    else if (file === 'lib/facts.ts' && to.startsWith('lib/ops/')) bad.push(`${at}: facts must not know operations`);
   }
   return bad;
 }
