@@ -7,6 +7,7 @@ import { type CatalogEntry, clusterKey, formatStamp, listBackups, manifestKey, p
 import {
   AGE_IDENTITY_ENV,
   checkpointsCommand,
+  dbSecretValues,
   mariabackupCommand,
   mariabackupPrepareCommand,
   mariabackupUnpackCommand,
@@ -67,14 +68,12 @@ export async function backupCluster(o: { shell: Shell; store: ObjectStore; targe
   const key = clusterKey(kind, at);
   const lsnDir = `${o.target.lsnRoot}/${formatStamp(at)}`;
   const cmd = mariabackupCommand({ conn: o.target.conn, recipient: o.recipient, lsnDir, baseLsnDir });
-  const secrets: Record<string, string> = {};
-  if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
   const upload = await uploadHostOutput({
     shell: o.shell,
     store: o.store,
     key,
     cmd,
-    secrets,
+    secrets: dbSecretValues(o.target),
     upload: `mariabackup ${kind}`,
     exit: { stage: 'mariabackup', what: `mariabackup ${kind} on ${o.shell.name}` },
   });

@@ -78,6 +78,9 @@ function connArgs(c: MariaDbConn): string[] {
   return a;
 }
 const dbSecrets = (c: MariaDbConn): string[] => (c.password ? ['MYSQL_PWD'] : []);
+/** The secret values the commands built on `conn` read from stdin (MYSQL_PWD when it has a password). */
+export const dbSecretValues = (t: { conn: MariaDbConn; dbPassword?: string }): Record<string, string> =>
+  t.conn.password ? { MYSQL_PWD: t.dbPassword ?? '' } : {};
 const client = (c: MariaDbConn, bin: string, extra: string[] = []): string => sh`${c.prefix ?? []} ${bin} ${connArgs(c)} ${extra}`.trim();
 
 /** Logical dump of one site's database, gzip, encrypt: the ciphertext on stdout. */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { mariadbDumpCommand, mariadbRestoreCommand, type MariaDbConn, AGE_IDENTITY_ENV } from './commands.ts';
+import { mariadbDumpCommand, mariadbRestoreCommand, dbSecretValues, type MariaDbConn, AGE_IDENTITY_ENV } from './commands.ts';
 import { DB_EXT, findSiteDbBackup, type CatalogEntry, listBackups, manifestKey, readManifest, siteDbKey, siteDbPrefix, type Manifest } from './catalog.ts';
 import { BackupError } from './errors.ts';
 import { prune, type RetentionPolicy, DB_POLICY } from './retention.ts';
@@ -38,14 +38,12 @@ export async function backupSiteDb(o: { shell: Shell; store: ObjectStore; target
   const at = o.at ?? new Date();
   const key = siteDbKey(o.target.site, at);
   const cmd = mariadbDumpCommand(o.target.db, { conn: o.target.conn, recipient: o.recipient });
-  const secrets: Record<string, string> = {};
-  if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
   const upload = await uploadHostOutput({
     shell: o.shell,
     store: o.store,
     key,
     cmd,
-    secrets,
+    secrets: dbSecretValues(o.target),
     upload: `database backup of site ${o.target.site}`,
     exit: { stage: 'dump', what: `mariadb-dump of ${o.target.db} on ${o.shell.name}` },
   });
@@ -119,8 +117,7 @@ export async function restoreSiteDb(o: { shell: Shell; store: ObjectStore; targe
   const downloadMs = Date.now() - t0;
   try {
     const cmd = mariadbRestoreCommand(o.intoDb ?? o.target.db, { conn: o.target.conn });
-    const secrets: Record<string, string> = { [AGE_IDENTITY_ENV]: o.ageIdentity };
-    if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
+    const secrets = { [AGE_IDENTITY_ENV]: o.ageIdentity, ...dbSecretValues(o.target) };
     const t1 = Date.now();
     const run = startHostCommand(o.shell, cmd, secrets, createReadStream(dl.path));
     run.stdout.resume();
