@@ -1,6 +1,13 @@
 // The weekly automated restore test: restore a site's newest backups into a scratch database and a
 // scratch directory, check the result, compare with the live site, clean up. Never touches the live site.
-import { dbSecretValues, dropDatabaseCommand, fileHashesCommand, resticRestoreToCommand, tableChecksumsCommand, type HostCommand } from './commands.ts';
+import {
+  dbSecretValues,
+  dropDatabaseCommand,
+  fileHashesCommand,
+  resticRestoreToCommand,
+  tableChecksumsCommand,
+  type HostCommand,
+} from './commands.ts';
 import { restoreSiteDb, type SiteDbTarget } from './db.ts';
 import { listSnapshots, siteRepo, type FilesTarget, type ResticAccess } from './files.ts';
 import { pickAtOrBefore } from './catalog.ts';
