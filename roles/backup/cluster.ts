@@ -3,7 +3,18 @@
 // previous backup of the chain); restoring at date D = the newest complete backup at or before D plus
 // its chain back to the full, unpacked and prepared into a datadir on the host.
 import { createReadStream } from 'node:fs';
-import { type CatalogEntry, clusterKey, formatStamp, listBackups, manifestKey, parseStamp, pickAtOrBefore, readManifest, XB_EXT, type Manifest } from './catalog.ts';
+import {
+  type CatalogEntry,
+  clusterKey,
+  formatStamp,
+  listBackups,
+  parseStamp,
+  pickAtOrBefore,
+  readManifest,
+  writeManifest,
+  XB_EXT,
+  type Manifest,
+} from './catalog.ts';
 import {
   AGE_IDENTITY_ENV,
   checkpointsCommand,
@@ -78,24 +89,17 @@ export async function backupCluster(o: { shell: Shell; store: ObjectStore; targe
     exit: { stage: 'mariabackup', what: `mariabackup ${kind} on ${o.shell.name}` },
   });
   const cp = parseCheckpoints((await runHostCommand(o.shell, { script: checkpointsCommand(lsnDir), secrets: [] }, {})).stdout);
-  const manifest: Manifest = {
-    version: 1,
+  const manifest = await writeManifest(o.store, upload, {
     kind: kind === 'full' ? 'cluster-full' : 'cluster-incr',
     site: 'cluster',
-    key,
-    time: at.toISOString(),
-    size: upload.size,
-    sha256: upload.sha256,
-    encryption: 'age',
+    at,
     recipient: o.recipient,
     base: base?.key,
     fromLsn: cp.from_lsn,
     toLsn: cp.to_lsn,
-    uploadMs: upload.ms,
     dumpMs: Date.now() - t0,
     host: o.shell.name,
-  };
-  await o.store.putBytes(manifestKey(key), JSON.stringify(manifest, null, 2), 'application/json');
+  });
   return { manifest, ms: Date.now() - t0, promotedToFull };
 }
 

@@ -3,7 +3,7 @@
 // Only committed history is in a bundle: the roles commit what they render before a backup counts on it.
 import { createReadStream } from 'node:fs';
 import { sh } from '../../lib/shell.ts';
-import { formatStamp, listBackups, manifestKey, readManifest, pickAtOrBefore, type Manifest } from './catalog.ts';
+import { formatStamp, listBackups, readManifest, writeManifest, pickAtOrBefore, type Manifest } from './catalog.ts';
 import { encryptPipe, decryptPipe, AGE_IDENTITY_ENV, type HostCommand } from './commands.ts';
 import { downloadVerified, pruneSiteDbLike, type PruneReport } from './db.ts';
 import { BackupError, NoBackupError } from './errors.ts';
@@ -44,9 +44,7 @@ export async function backupConfig(o: { shell: Shell; store: ObjectStore; repoDi
     upload: 'configuration bundle',
     exit: { stage: 'config', what: `git bundle of ${o.repoDir}` },
   });
-  const m: Manifest = { version: 1, kind: 'config', site: 'config', key, time: at.toISOString(), size: up.size, sha256: up.sha256, encryption: 'age', recipient: o.recipient, uploadMs: up.ms, host: o.shell.name };
-  await o.store.putBytes(manifestKey(key), JSON.stringify(m, null, 2), 'application/json');
-  return m;
+  return writeManifest(o.store, up, { kind: 'config', site: 'config', at, recipient: o.recipient, host: o.shell.name });
 }
 
 export async function restoreConfig(o: { shell: Shell; store: ObjectStore; at: Date; dir: string; ageIdentity: string }): Promise<string> {

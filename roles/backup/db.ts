@@ -8,7 +8,18 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { mariadbDumpCommand, mariadbRestoreCommand, dbSecretValues, type MariaDbConn, AGE_IDENTITY_ENV } from './commands.ts';
-import { DB_EXT, findSiteDbBackup, type CatalogEntry, listBackups, manifestKey, readManifest, siteDbKey, siteDbPrefix, type Manifest } from './catalog.ts';
+import {
+  DB_EXT,
+  findSiteDbBackup,
+  type CatalogEntry,
+  listBackups,
+  manifestKey,
+  readManifest,
+  writeManifest,
+  siteDbKey,
+  siteDbPrefix,
+  type Manifest,
+} from './catalog.ts';
 import { BackupError } from './errors.ts';
 import { prune, type RetentionPolicy, DB_POLICY } from './retention.ts';
 import { startHostCommand, stderrTail, uploadHostOutput, type Shell } from './runner.ts';
@@ -47,25 +58,14 @@ export async function backupSiteDb(o: { shell: Shell; store: ObjectStore; target
     upload: `database backup of site ${o.target.site}`,
     exit: { stage: 'dump', what: `mariadb-dump of ${o.target.db} on ${o.shell.name}` },
   });
-  const manifest: Manifest = {
-    version: 1,
+  const manifest = await writeManifest(o.store, upload, {
     kind: 'site-db',
     site: o.target.site,
-    key,
-    time: at.toISOString(),
-    size: upload.size,
-    sha256: upload.sha256,
-    encryption: 'age',
+    at,
     recipient: o.recipient,
-    uploadMs: upload.ms,
     dumpMs: Date.now() - t0,
     host: o.shell.name,
-  };
-  try {
-    await o.store.putBytes(manifestKey(key), JSON.stringify(manifest, null, 2), 'application/json');
-  } catch (e) {
-    throw new BackupError('manifest', `backup ${key} uploaded but its manifest could not be written (it will not be used for restores): ${(e as Error).message}`, { cause: e });
-  }
+  });
   return { manifest, ms: Date.now() - t0 };
 }
 
