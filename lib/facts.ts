@@ -1,12 +1,12 @@
 // Typed fact probes and a per-host cache.
 //
 // A fact = a read-only shell snippet + a parser. gatherFacts() joins the snippets of every requested
-// fact into ONE script (sections separated by `@@name` lines, see sections() in lib/ops/base.ts), runs
+// fact into ONE script (sections separated by `@@name` lines, see sections() in lib/shell.ts), runs
 // it in one exec and parses each section. Each snippet runs in its own subshell with stderr discarded,
 // and the script ends with `true`, so the whole probe always exits 0: a missing tool shows up as data
 // (e.g. docker.installed = false), never as a failed round trip.
 import type { ExecResult } from './types.ts';
-import { sections } from './ops/base.ts';
+import { sections } from './shell.ts';
 
 export interface FactDef<T> {
   name: string;

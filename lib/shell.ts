@@ -1,6 +1,6 @@
-// Remote command building. Every interpolated value is quoted with zx's `quote` (bash ANSI-C quoting
-// where needed); nothing is ever concatenated by hand. Remote login shells must be bash (Debian's default
-// for root and for users created by the `user` operation).
+// Remote command building, and the parsing of sectioned script output (`sections`). Every interpolated
+// value is quoted with zx's `quote` (bash ANSI-C quoting where needed); nothing is ever concatenated by hand.
+// Remote login shells must be bash (Debian's default for root and for users created by the `user` operation).
 import { quote } from 'zx/core';
 
 export { quote };
@@ -125,4 +125,24 @@ export function atomicWriteScript(target: string, o: AtomicWrite): string {
   if (o.backup) lines.push(sh`if [ -e "$p" ]; then cp --preserve=mode,timestamps,xattr -- "$p" ${o.backup}; fi`);
   lines.push(`mv -f -- "$t" "$p"`, `trap - EXIT`, ')');
   return lines.join('\n');
+}
+
+/**
+ * Split a script's output into sections written as `@@name` lines: how one round trip answers several
+ * questions (fact probes in lib/facts.ts, operation probes in lib/ops, roles' status scripts).
+ */
+export function sections(out: string): Map<string, string> {
+  const map = new Map<string, string>();
+  let name = '';
+  let buf: string[] = [];
+  for (const line of out.split('\n')) {
+    const m = /^@@([A-Za-z0-9_.:-]+)$/.exec(line);
+    if (m) {
+      if (name) map.set(name, buf.join('\n'));
+      name = m[1]!;
+      buf = [];
+    } else buf.push(line);
+  }
+  if (name) map.set(name, buf.join('\n'));
+  return map;
 }

@@ -3,7 +3,7 @@
 // Validates (bad input: exit 4, nothing written), writes the site record, then runs the wp-site role for
 // that site: secrets, database + user, Gluster directories, stack, wait until healthy, WordPress install
 // (the generated admin password is printed once, here), DNS when the inventory has a cloudflare section.
-// Backups: lib/backup reads the site records (the record's `backup:` policy), so writing the record
+// Backups: roles/backup reads the site records (the record's `backup:` policy), so writing the record
 // registers the site's backups. A rerun changes nothing. --check predicts every change (writes nothing).
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

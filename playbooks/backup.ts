@@ -7,21 +7,21 @@
 //   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)
 //   --restore-test       the weekly restore test (scratch database and directory), nothing backed up
 //   --install-timers     install the schedule on THIS machine (the controller) as systemd timers
-//                        (lib/backup/schedule.ts); idempotent; --unit-dir DIR writes elsewhere; -C reports only
+//                        (roles/backup/schedule.ts); idempotent; --unit-dir DIR writes elsewhere; -C reports only
 // Exit 0 when everything succeeded, 2 when any part failed (each failure is reported; others still run).
 import { randomBytes } from 'node:crypto';
 import { fail } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { mask } from '../lib/secrets.ts';
-import { backupContext, parseBackupArgs, printJson } from '../lib/backup/cli.ts';
-import { backupSiteDb, pruneSiteDb } from '../lib/backup/db.ts';
-import { backupSiteFiles, forgetSiteFiles } from '../lib/backup/files.ts';
-import { backupCluster, pruneCluster, pruneLsnDirs } from '../lib/backup/cluster.ts';
-import { restoreTestSite } from '../lib/backup/verify.ts';
-import { backupConfig, pruneConfig } from '../lib/backup/config.ts';
-import { LocalShell } from '../lib/backup/runner.ts';
-import type { RetentionPolicy } from '../lib/backup/retention.ts';
-import { installBackupUnits, renderBackupUnits } from '../lib/backup/schedule.ts';
+import { backupContext, parseBackupArgs, printJson } from '../roles/backup/cli.ts';
+import { backupSiteDb, pruneSiteDb } from '../roles/backup/db.ts';
+import { backupSiteFiles, forgetSiteFiles } from '../roles/backup/files.ts';
+import { backupCluster, pruneCluster, pruneLsnDirs } from '../roles/backup/cluster.ts';
+import { restoreTestSite } from '../roles/backup/verify.ts';
+import { backupConfig, pruneConfig } from '../roles/backup/config.ts';
+import { LocalShell } from '../roles/backup/runner.ts';
+import type { RetentionPolicy } from '../roles/backup/retention.ts';
+import { installBackupUnits, renderBackupUnits } from '../roles/backup/schedule.ts';
 import { resolve } from 'node:path';
 
 const USAGE = `Usage: node --import tsx playbooks/backup.ts --what sites-db|cluster-full|cluster-incr|files|config [--site ID,...] [--prune]

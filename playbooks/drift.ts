@@ -16,7 +16,7 @@ import { quote } from 'zx';
 import { fail } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run, loadRole } from '../lib/play.ts';
-import { installBackupUnits, type UnitFile } from '../lib/backup/schedule.ts';
+import { installBackupUnits, type UnitFile } from '../roles/backup/schedule.ts';
 import { sh } from '../lib/shell.ts';
 import { PHASES } from './phases.ts';
 

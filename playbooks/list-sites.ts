@@ -68,7 +68,7 @@ try {
   await run.role(listRole);
   // last backup: the catalog in the bucket, when .env has the S3 settings
   try {
-    const { backupSettingsFromEnv } = await import('../lib/backup/keys.ts');
+    const { backupSettingsFromEnv } = await import('../roles/backup/keys.ts');
     const { lastSiteBackups } = await import('../roles/wp-site/backups.ts');
     const last = await lastSiteBackups(backupSettingsFromEnv(), rowsOut.map((r) => r.id));
     for (const r of rowsOut) r.lastBackup = last.get(r.id) ?? 'never';

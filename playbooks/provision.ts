@@ -29,6 +29,7 @@ import {
 } from '../lib/cloud/digitalocean.ts';
 import { inventoryFromActual, removeHostsFromInventory, writeInventory } from '../lib/cloud/inventory-out.ts';
 import { ensureBucket } from '../lib/cloud/spaces.ts';
+import { CLUSTER_PORTS } from '../roles/common/firewall.ts';
 import { CloudApiError, maskSecrets } from '../lib/cloud/retry.ts';
 
 export interface Io {
@@ -108,7 +109,7 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
       return EXIT.OK;
     }
 
-    const plan = planProvision(cloud, actual);
+    const plan = planProvision(cloud, actual, CLUSTER_PORTS);
     const changes = planChanges(plan);
     io.out(`plan (${changes.length} change(s)):`);
     for (const a of plan) io.out(`  ${a.kind === 'note' ? '!' : a.kind === 'ensure-bucket' ? '?' : '+'} ${describeAction(a)}`);

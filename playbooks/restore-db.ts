@@ -4,10 +4,10 @@
 // decrypted on the db host into a private temp file, then the database is dropped, recreated, loaded.
 import { fail } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
-import { backupContext, parseBackupArgs, printJson } from '../lib/backup/cli.ts';
-import { parseRestoreDate, checkSite } from '../lib/backup/catalog.ts';
-import { restoreSiteDb } from '../lib/backup/db.ts';
-import { checkDbName } from '../lib/backup/commands.ts';
+import { backupContext, parseBackupArgs, printJson } from '../roles/backup/cli.ts';
+import { parseRestoreDate, checkSite } from '../roles/backup/catalog.ts';
+import { restoreSiteDb } from '../roles/backup/db.ts';
+import { checkDbName } from '../roles/backup/commands.ts';
 
 const USAGE = `Usage: node --import tsx playbooks/restore-db.ts --site ID --date D [--into DB] [--yes]
 

@@ -3,9 +3,9 @@
 // (uploads, plugins, themes), then swaps it into place; a failed restore leaves the live files as they were.
 import { fail } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
-import { backupContext, parseBackupArgs, printJson } from '../lib/backup/cli.ts';
-import { parseRestoreDate, checkSite } from '../lib/backup/catalog.ts';
-import { restoreSiteFiles } from '../lib/backup/files.ts';
+import { backupContext, parseBackupArgs, printJson } from '../roles/backup/cli.ts';
+import { parseRestoreDate, checkSite } from '../roles/backup/catalog.ts';
+import { restoreSiteFiles } from '../roles/backup/files.ts';
 
 const USAGE = `Usage: node --import tsx playbooks/restore-files.ts --site ID --date D --yes
 

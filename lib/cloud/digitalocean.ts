@@ -168,7 +168,7 @@ export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOp
     const r = await client.v2.firewalls.get({ queryParameters: { page, perPage } });
     return { items: r?.firewalls ?? [], links: r?.links, total: r?.meta?.total };
   });
-  const ourFwNames = new Set(desiredFirewalls(spec).map((f) => f.name));
+  const ourFwNames = new Set<string>(firewallNames(spec));
   const rips = await pagedUnique<Reserved_ip>('reserved_ips', (r) => String(r.ip), opts, async (page, perPage) => {
     const r = await client.v2.reserved_ips.get({ queryParameters: { page, perPage } });
     return { items: r?.reservedIps ?? [], links: r?.links, total: r?.meta?.total };
@@ -222,26 +222,26 @@ function regionSlug(region: string): Region_slug {
   return region as Region_slug;
 }
 
-/** The firewalls from the architecture: SSH from management ranges; cluster ports only inside the VPC
- *  (all droplets of the farm); 80/443 only to the edge group. */
-export function desiredFirewalls(spec: CloudSpec): FirewallSpec[] {
+/** A port the cloud firewall opens between the droplets of the farm only (inside the VPC, or to the owner
+ *  tag when the VPC has no range). Which ports is the farm's knowledge: roles/common/firewall.ts. */
+export interface ClusterPort {
+  protocol: RuleSpec['protocol'];
+  ports: string;
+}
+
+/** The two firewalls' names: the main one (every droplet) and the edge one. */
+export function firewallNames(spec: CloudSpec): [main: string, edge: string] {
+  return [spec.firewallName, `${spec.firewallName}-edge`];
+}
+
+/** The firewalls: SSH from management ranges; the cluster ports only inside the VPC (all droplets of the
+ *  farm); 80/443 only to the edge group. */
+export function desiredFirewalls(spec: CloudSpec, clusterPorts: readonly ClusterPort[]): FirewallSpec[] {
   const inside = spec.vpc.ipRange ? { addresses: [spec.vpc.ipRange] } : { tags: [spec.ownerTag] };
-  const cluster: RuleSpec[] = [
-    { protocol: 'tcp', ports: '2377', ...inside }, // swarm managers
-    { protocol: 'tcp', ports: '7946', ...inside }, // swarm gossip
-    { protocol: 'udp', ports: '7946', ...inside },
-    { protocol: 'udp', ports: '4789', ...inside }, // VXLAN overlay
-    { protocol: 'tcp', ports: '3306', ...inside }, // MariaDB
-    { protocol: 'tcp', ports: '4444', ...inside }, // Galera SST
-    { protocol: 'tcp', ports: '4567', ...inside }, // Galera replication
-    { protocol: 'udp', ports: '4567', ...inside },
-    { protocol: 'tcp', ports: '4568', ...inside }, // Galera IST
-    { protocol: 'tcp', ports: '24007-24008', ...inside }, // Gluster daemons
-    { protocol: 'tcp', ports: '49152-49251', ...inside }, // Gluster bricks
-    { protocol: 'icmp', ports: '0', ...inside },
-  ];
+  const cluster: RuleSpec[] = clusterPorts.map((p) => ({ protocol: p.protocol, ports: p.ports, ...inside }));
+  const [mainName, edgeName] = firewallNames(spec);
   const main: FirewallSpec = {
-    name: spec.firewallName,
+    name: mainName,
     tags: [spec.ownerTag],
     inbound: [{ protocol: 'tcp', ports: '22', addresses: [...spec.managementCidrs] }, ...cluster],
     outbound: [
@@ -251,7 +251,7 @@ export function desiredFirewalls(spec: CloudSpec): FirewallSpec[] {
     ],
   };
   const edge: FirewallSpec = {
-    name: `${spec.firewallName}-edge`,
+    name: edgeName,
     tags: [`${spec.ownerTag}-${spec.edgeGroup}`],
     inbound: [
       { protocol: 'tcp', ports: '80', addresses: ANY },
@@ -317,9 +317,10 @@ export function describeAction(a: DoAction): string {
   }
 }
 
-/** Pure: what must change so that `actual` becomes `spec`. Existing resources are found by name and tag;
- *  nothing is ever deleted or resized here (destroy is separate and explicit). */
-export function planProvision(spec: CloudSpec, actual: DoActual): DoAction[] {
+/** Pure: what must change so that `actual` becomes `spec` (the firewall opening `clusterPorts` inside the farm).
+ *  Existing resources are found by name and tag; nothing is ever deleted or resized here (destroy is separate
+ *  and explicit). */
+export function planProvision(spec: CloudSpec, actual: DoActual, clusterPorts: readonly ClusterPort[]): DoAction[] {
   const actions: DoAction[] = [];
   if (!actual.vpc) actions.push({ kind: 'create-vpc', name: spec.vpc.name, region: spec.region, ipRange: spec.vpc.ipRange });
   else if (spec.vpc.ipRange && actual.vpc.ipRange && actual.vpc.ipRange !== spec.vpc.ipRange)
@@ -354,7 +355,7 @@ export function planProvision(spec: CloudSpec, actual: DoActual): DoAction[] {
       }
     }
   }
-  for (const fw of desiredFirewalls(spec)) {
+  for (const fw of desiredFirewalls(spec, clusterPorts)) {
     const have = actual.firewalls.find((f) => f.name === fw.name);
     if (!have) actions.push({ kind: 'create-firewall', firewall: fw });
     else {

@@ -26,23 +26,6 @@ export function task(title: string, run: (ctx: StepContext) => Promise<TaskOutco
 
 export const unchanged = (result?: unknown): Plan => ({ changed: false, changes: [], result });
 
-/** Split probe output into sections written as `@@name` lines (see lib/facts.ts and ops). */
-export function sections(out: string): Map<string, string> {
-  const map = new Map<string, string>();
-  let name = '';
-  let buf: string[] = [];
-  for (const line of out.split('\n')) {
-    const m = /^@@([A-Za-z0-9_.:-]+)$/.exec(line);
-    if (m) {
-      if (name) map.set(name, buf.join('\n'));
-      name = m[1]!;
-      buf = [];
-    } else buf.push(line);
-  }
-  if (name) map.set(name, buf.join('\n'));
-  return map;
-}
-
 /** The context's connection; a context from hostContext() learns it asynchronously, so open it if needed. */
 export async function connOf(ctx: StepContext): Promise<Connection> {
   try {

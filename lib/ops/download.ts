@@ -4,8 +4,8 @@
 // sha256 (a mismatch fails the step and leaves dest untouched), then chmod/chown and mv -f.
 import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp, sections } from './base.ts';
-import { sh } from '../shell.ts';
+import { defineOp } from './base.ts';
+import { sections, sh } from '../shell.ts';
 import { checkPath, chmodArg, normAttrs, requireThat, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
 
 export interface DownloadArgs extends Attrs {

@@ -3,7 +3,7 @@
 // sysctl): one read-only probe of a path, and one plan that compares sha256 / mode / owner / group and
 // applies everything in ONE atomic shell script (temp file in the same directory, chmod, chown, mv -f).
 //
-// Probe output (sections of lib/ops/base.ts):
+// Probe output (sections, see lib/shell.ts):
 //   @@stat    "%F|%a|%u|%U|%g|%G|%s" of the path (symlinks followed) or "absent"
 //   @@link    "yes" when the path itself is a symbolic link
 //   @@real    the path with symlinks resolved (readlink -f), empty when a parent is missing
@@ -16,9 +16,9 @@ import { createHash } from 'node:crypto';
 import { join, resolve as resolvePath } from 'node:path';
 import type { ApplyScript, Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp, sections } from './base.ts';
+import { defineOp } from './base.ts';
 import { parts } from './sys-util.ts';
-import { atomicWriteScript, chmodArg, chownSpec, sh, modeString } from '../shell.ts';
+import { atomicWriteScript, chmodArg, chownSpec, sections, sh, modeString } from '../shell.ts';
 import { unifiedDiff, isBinary } from '../diff.ts';
 import { mask } from '../secrets.ts';
 

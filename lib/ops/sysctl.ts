@@ -4,8 +4,8 @@
 // state absent removes the persisted line only (the live value is left as is).
 import type { Operation, Plan, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp, sections } from './base.ts';
-import { sh } from '../shell.ts';
+import { defineOp } from './base.ts';
+import { sections, sh } from '../shell.ts';
 import { checkPath, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP } from './files.ts';
 import { editLines, planEdit } from './lineinfile.ts';
 

@@ -12,11 +12,12 @@
 // this file's location (not the working directory), so playbooks run from anywhere. A relative `src`
 // given directly is relative to the working directory (tests, ad-hoc use).
 import { readFileSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ejs from 'ejs';
 import type { Operation, StepContext, StepOptions, Vars } from '../types.ts';
 import { InputError } from '../errors.ts';
+import { displayPath } from '../yamlsrc.ts';
 import { defineOp } from './base.ts';
 import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
 
@@ -82,12 +83,6 @@ function strictRoot(vars: Vars): Vars {
       throw new MissingVariable(prop); // `locals.foo` with foo missing
     },
   });
-}
-
-/** "templates/x.conf.ejs" when under the working directory, else the absolute path. */
-function displayPath(abs: string): string {
-  const rel = relative(process.cwd(), abs);
-  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : abs;
 }
 
 /** The project's `templates/` folder (text configs an operator edits, one subfolder per role). */

@@ -1,5 +1,5 @@
 // backup: phase 5 (automation). What the backup playbooks (playbooks/backup.ts, restore-db.ts,
-// restore-files.ts; lib/backup) need on the hosts they drive over SSH. See docs/backups.md.
+// restore-files.ts; the modules beside this file) need on the hosts they drive over SSH. See docs/backups.md.
 //
 // db hosts (group db): the galera role already installs mariadb-client (mariadb, mariadb-dump) and
 // mariadb-backup (mariabackup, mbstream); gzip is Essential. Added here: age (encryption to the backup
@@ -7,11 +7,11 @@
 //
 // files hosts (the Gluster clients, group gluster_client_group = workers): the sites' files are on the
 // FUSE mount of the volume, which the gluster role mounts on its clients only (the storage servers hold
-// bricks, never the mounted volume). Any of them may be the files host (lib/backup/cli.ts takes the first
+// bricks, never the mounted volume). Any of them may be the files host (roles/backup/cli.ts takes the first
 // whose mount answers, or backup_files_host), so each gets restic and age.
 //
 // The schedule runs on the controller (it holds the checkout, .env and the age identity; hosts never get a
-// secret at rest): `node --import tsx playbooks/backup.ts --install-timers` (lib/backup/schedule.ts).
+// secret at rest): `node --import tsx playbooks/backup.ts --install-timers` (roles/backup/schedule.ts).
 //
 // Variables: backup_lsn_root (/var/lib/wpfarm-backup/lsn), gluster_client_group (workers),
 // backup_db_host / backup_files_host (each must be in db or workers to be prepared by this role).

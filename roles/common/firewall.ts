@@ -11,6 +11,7 @@
 //   - exporters (node 9100, docker 9323, mysqld 9104, haproxy 8404, ...) only from the monitoring hosts
 //
 // The rules live in their own table (inet wpfarm) so Docker's iptables rules are never flushed.
+import type { ClusterPort } from '../../lib/cloud/digitalocean.ts';
 import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 import type { HostSpec } from '../../lib/types.ts';
 
@@ -64,6 +65,23 @@ export function cidrContains(cidr: string, address: string): boolean {
 
 export const DEFAULT_DB_PORTS = [3306, 3307, 4444, 4567, 4568];
 export const DEFAULT_EXPORTER_PORTS = [8404, 9100, 9104, 9113, 9121, 9253, 9323];
+
+/** What the cloud firewall (playbooks/provision.ts) opens between the farm's droplets, the coarse outer layer
+ *  of the per-host nftables rules (templates/common/nftables.conf.ejs): Swarm, Galera, GlusterFS and ICMP. */
+export const CLUSTER_PORTS: readonly ClusterPort[] = [
+  { protocol: 'tcp', ports: '2377' }, // swarm managers
+  { protocol: 'tcp', ports: '7946' }, // swarm gossip
+  { protocol: 'udp', ports: '7946' },
+  { protocol: 'udp', ports: '4789' }, // VXLAN overlay
+  { protocol: 'tcp', ports: '3306' }, // MariaDB
+  { protocol: 'tcp', ports: '4444' }, // Galera SST
+  { protocol: 'tcp', ports: '4567' }, // Galera replication
+  { protocol: 'udp', ports: '4567' },
+  { protocol: 'tcp', ports: '4568' }, // Galera IST
+  { protocol: 'tcp', ports: '24007-24008' }, // Gluster daemons
+  { protocol: 'tcp', ports: '49152-49251' }, // Gluster bricks
+  { protocol: 'icmp', ports: '0' },
+];
 
 const inGroup = (h: HostSpec, g: string) => h.groups.includes(g);
 

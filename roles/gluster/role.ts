@@ -10,13 +10,13 @@
 // runOnce step has the same position everywhere and acts as a barrier: clients mount after it.
 import path from 'node:path';
 import type { Connection, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
-import { connOf, sections, task } from '../../lib/ops/base.ts';
+import { connOf, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { lineinfile } from '../../lib/ops/lineinfile.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
 import { template, templatePath } from '../../lib/ops/template.ts';
-import { sh } from '../../lib/shell.ts';
+import { sections, sh } from '../../lib/shell.ts';
 import {
   brickDifferences,
   brickName,

@@ -1,8 +1,8 @@
-// The sites' backups as lib/backup keeps them (db/<site>/<stamp>.sql.gz.age in the bucket): the last
-// complete one per site, for list-sites. Registration needs no call: lib/backup reads the site records.
-import type { BackupSettings } from '../../lib/backup/keys.ts';
-import { DB_EXT, listBackups, siteDbPrefix } from '../../lib/backup/catalog.ts';
-import { ObjectStore } from '../../lib/backup/s3.ts';
+// The sites' backups as roles/backup keeps them (db/<site>/<stamp>.sql.gz.age in the bucket): the last
+// complete one per site, for list-sites. Registration needs no call: roles/backup reads the site records.
+import type { BackupSettings } from '../backup/keys.ts';
+import { DB_EXT, listBackups, siteDbPrefix } from '../backup/catalog.ts';
+import { ObjectStore } from '../backup/s3.ts';
 
 /** site id → ISO time of its newest complete database backup. */
 export async function lastSiteBackups(settings: BackupSettings | Promise<BackupSettings>, ids: string[]): Promise<Map<string, string>> {

@@ -19,10 +19,10 @@ import {
   secretStdin,
   AGE_IDENTITY_ENV,
   decryptPipe,
-} from '../../lib/backup/commands.ts';
-import { LocalShell, runHostCommand } from '../../lib/backup/runner.ts';
-import { ageKeygen } from '../../lib/backup/keys.ts';
-import { checkSite, siteDbKey } from '../../lib/backup/catalog.ts';
+} from '../../roles/backup/commands.ts';
+import { LocalShell, runHostCommand } from '../../roles/backup/runner.ts';
+import { ageKeygen } from '../../roles/backup/keys.ts';
+import { checkSite, siteDbKey } from '../../roles/backup/catalog.ts';
 import { ensureDebPackages } from '../harness/rgw.ts';
 import { quote } from 'zx';
 

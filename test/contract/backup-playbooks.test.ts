@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { startRgw, type Rgw } from '../harness/rgw.ts';
 import { startMariaDb, type LocalMariaDb } from '../harness/backup-mariadb.ts';
 import { createSiteDb, createSiteFiles, destroySiteDb, destroySiteFiles } from '../harness/backup-site.ts';
-import { ageKeygen } from '../../lib/backup/keys.ts';
-import { LocalShell, runHostCommand } from '../../lib/backup/runner.ts';
-import { fileHashesCommand, tableChecksumsCommand } from '../../lib/backup/commands.ts';
+import { ageKeygen } from '../../roles/backup/keys.ts';
+import { LocalShell, runHostCommand } from '../../roles/backup/runner.ts';
+import { fileHashesCommand, tableChecksumsCommand } from '../../roles/backup/commands.ts';
 
 let rgw: Rgw;
 let mdb: LocalMariaDb;
@@ -73,7 +73,7 @@ before(async () => {
     WPFARM_RESTIC_PASSWORD: 'play-restic-password',
   };
   // the bucket is created by the operator once (or by the provisioning role); here through the SDK
-  const { ObjectStore } = await import('../../lib/backup/s3.ts');
+  const { ObjectStore } = await import('../../roles/backup/s3.ts');
   const s = new ObjectStore({ endpoint: rgw.endpoint, region: rgw.region, bucket: 'wpfarm-play', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey });
   await s.ensureBucket();
   s.destroy();
@@ -158,8 +158,8 @@ test('backup.ts --what config: the repository as an encrypted git bundle; restor
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const key = (JSON.parse(r.stdout) as { steps: Array<{ result: { key: string } }> }).steps[0]?.result.key ?? '';
   assert.match(key, /^config\/\d{4}-\d{2}-\d{2}T\d{6}Z\.bundle\.age$/);
-  const { ObjectStore } = await import('../../lib/backup/s3.ts');
-  const { restoreConfig } = await import('../../lib/backup/config.ts');
+  const { ObjectStore } = await import('../../roles/backup/s3.ts');
+  const { restoreConfig } = await import('../../roles/backup/config.ts');
   const store = new ObjectStore({ endpoint: rgw.endpoint, region: rgw.region, bucket: 'wpfarm-play', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey });
   try {
     assert.match((await store.getBytes(key)).subarray(0, 22).toString('latin1'), /^age-encryption\.org\/v1/);

@@ -1,7 +1,7 @@
 // The backup playbooks against a REMOTE host over SSH (no --local): a real OpenSSH sshd host in its own
 // network namespace (test/harness/sshd.ts), a real Ceph RGW on this machine's loopback, real restic, age
 // and MariaDB. The host cannot reach the controller's loopback: restic reaches the gateway through the
-// reverse SSH tunnel lib/backup opens (proved: a direct request from the host fails). The lab tier
+// reverse SSH tunnel roles/backup opens (proved: a direct request from the host fails). The lab tier
 // (test/lab/65-backup.test.ts) does the same on the farm's db and Gluster hosts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,10 +13,10 @@ import { startRgw, type Rgw } from '../harness/rgw.ts';
 import { startSshdHosts, type SshdLab } from '../harness/sshd.ts';
 import { startMariaDb, type LocalMariaDb } from '../harness/backup-mariadb.ts';
 import { createSiteDb, createSiteFiles, destroySiteDb, destroySiteFiles } from '../harness/backup-site.ts';
-import { ageKeygen } from '../../lib/backup/keys.ts';
-import { ObjectStore } from '../../lib/backup/s3.ts';
-import { LocalShell, runHostCommand } from '../../lib/backup/runner.ts';
-import { fileHashesCommand, tableChecksumsCommand } from '../../lib/backup/commands.ts';
+import { ageKeygen } from '../../roles/backup/keys.ts';
+import { ObjectStore } from '../../roles/backup/s3.ts';
+import { LocalShell, runHostCommand } from '../../roles/backup/runner.ts';
+import { fileHashesCommand, tableChecksumsCommand } from '../../roles/backup/commands.ts';
 
 let rgw: Rgw;
 let lab: SshdLab;

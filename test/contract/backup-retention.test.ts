@@ -5,10 +5,18 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { prune, isoWeek, DB_POLICY, FILES_POLICY, resticForgetArgs, type BackupRef, type RetentionPolicy } from '../../lib/backup/retention.ts';
-import { formatStamp, parseRestoreDate, parseStamp, pickAtOrBefore } from '../../lib/backup/catalog.ts';
-import { resticBackupCommand, resticForgetCommand, resticInitCommand, resticSnapshotsCommand } from '../../lib/backup/commands.ts';
-import { LocalShell, runHostCommand } from '../../lib/backup/runner.ts';
+import {
+  prune,
+  isoWeek,
+  DB_POLICY,
+  FILES_POLICY,
+  resticForgetArgs,
+  type BackupRef,
+  type RetentionPolicy,
+} from '../../roles/backup/retention.ts';
+import { formatStamp, parseRestoreDate, parseStamp, pickAtOrBefore } from '../../roles/backup/catalog.ts';
+import { resticBackupCommand, resticForgetCommand, resticInitCommand, resticSnapshotsCommand } from '../../roles/backup/commands.ts';
+import { LocalShell, runHostCommand } from '../../roles/backup/runner.ts';
 import { ensureDebPackages } from '../harness/rgw.ts';
 
 const H = 3_600_000;

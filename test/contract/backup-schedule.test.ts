@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BACKUP_TIMERS, renderBackupUnits } from '../../lib/backup/schedule.ts';
+import { BACKUP_TIMERS, renderBackupUnits } from '../../roles/backup/schedule.ts';
 import { ensureDebPackages } from '../harness/rgw.ts';
 
 const run = promisify(execFile);

@@ -7,6 +7,7 @@ import { parseCloudSection, type CloudSpec } from '../../lib/cloud/config.ts';
 import { desiredFirewalls, firewallDiff, planDestroy, planProvision, planChanges, describeAction, type DoActual, type DropletInfo } from '../../lib/cloud/digitalocean.ts';
 import { backoffMs, isRetryableStatus, maskSecrets, retryingFetch, serverDelayMs, type Exchange } from '../../lib/cloud/retry.ts';
 import { inventoryFromActual, writeInventory } from '../../lib/cloud/inventory-out.ts';
+import { CLUSTER_PORTS } from '../../roles/common/firewall.ts';
 import { loadInventory, groupMembers } from '../../lib/inventory.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -50,7 +51,7 @@ function converged(s: CloudSpec): DoActual {
   return {
     vpc: { id: 'v', name: 'wpfarm-vpc', ipRange: '10.110.0.0/20' },
     droplets,
-    firewalls: desiredFirewalls(s).map((f, i) => ({ ...f, id: `fw${i}` })),
+    firewalls: desiredFirewalls(s, CLUSTER_PORTS).map((f, i) => ({ ...f, id: `fw${i}` })),
     reservedIps: [{ ip: '198.51.100.1', dropletId: 1 }],
     volumes: [
       { id: 'a', name: 'st1-data', sizeGb: 200, dropletIds: [6] },
@@ -92,7 +93,7 @@ test('config: each bad field is named, as InputError (exit 4)', () => {
 
 test('plan on an empty account creates everything in dependency order', () => {
   const s = spec();
-  const plan = planProvision(s, empty).map(describeAction);
+  const plan = planProvision(s, empty, CLUSTER_PORTS).map(describeAction);
   assert.deepEqual(plan, [
     'create VPC wpfarm-vpc in fra1 (10.110.0.0/20)',
     'create droplets mgr1, mgr2, mgr3 [managers] (s-2vcpu-4gb, debian-12-x64, fra1, tags wpfarm,wpfarm-managers)',
@@ -111,10 +112,10 @@ test('plan on an empty account creates everything in dependency order', () => {
 test('plan on a converged account is empty; drift is reported, never destroyed', () => {
   const s = spec();
   const actual = converged(s);
-  assert.deepEqual(planProvision(s, actual), []);
+  assert.deepEqual(planProvision(s, actual, CLUSTER_PORTS), []);
   actual.droplets[3]!.size = 's-2vcpu-4gb';
   actual.droplets.push(droplet(9, 'wrk3', 'workers', 's-4vcpu-8gb'));
-  const plan = planProvision(s, actual);
+  const plan = planProvision(s, actual, CLUSTER_PORTS);
   assert.deepEqual(planChanges(plan), []);
   assert.deepEqual(plan.map(describeAction), [
     'note: wrk1 is s-2vcpu-4gb, inventory says s-4vcpu-8gb (resize is not automatic)',
@@ -124,24 +125,24 @@ test('plan on a converged account is empty; drift is reported, never destroyed',
 
 test('more than 10 droplets in a group are created in batches of 10 (API limit)', () => {
   const s = spec({ groups: { workers: { count: 23, size: 's-1vcpu-1gb' } }, reserved_ip: undefined });
-  const creates = planProvision(s, empty).filter((a) => a.kind === 'create-droplets');
+  const creates = planProvision(s, empty, CLUSTER_PORTS).filter((a) => a.kind === 'create-droplets');
   assert.deepEqual(creates.map((a) => (a.kind === 'create-droplets' ? a.names.length : 0)), [10, 10, 3]);
 });
 
 test('firewall: SSH from management only, web only on the edge, cluster ports only from the VPC', () => {
-  const [main, edge] = desiredFirewalls(spec());
+  const [main, edge] = desiredFirewalls(spec(), CLUSTER_PORTS);
   const allAddresses = main!.inbound.filter((r) => r.ports !== '22').flatMap((r) => r.addresses ?? []);
   assert.deepEqual([...new Set(allAddresses)], ['10.110.0.0/20']);
   assert.deepEqual(main!.inbound.find((r) => r.ports === '22')!.addresses, ['203.0.113.0/24']);
   assert.deepEqual(edge!.tags, ['wpfarm-managers']);
   assert.deepEqual(edge!.inbound.map((r) => `${r.protocol}/${r.ports}`), ['tcp/80', 'tcp/443']);
   // without an ip_range the cluster rules use the owner tag as source
-  const noRange = desiredFirewalls(spec({ vpc: { name: 'wpfarm-vpc' } }))[0]!;
+  const noRange = desiredFirewalls(spec({ vpc: { name: 'wpfarm-vpc' } }), CLUSTER_PORTS)[0]!;
   assert.ok(noRange.inbound.filter((r) => r.ports !== '22').every((r) => r.tags?.[0] === 'wpfarm' && !r.addresses));
 });
 
 test('firewall diff ignores order and names what differs', () => {
-  const [main] = desiredFirewalls(spec());
+  const [main] = desiredFirewalls(spec(), CLUSTER_PORTS);
   const shuffled = { ...main!, inbound: [...main!.inbound].reverse() };
   assert.deepEqual(firewallDiff(main!, shuffled), []);
   const changed = { ...main!, inbound: main!.inbound.filter((r) => r.ports !== '3306'), tags: ['other'] };

@@ -1,7 +1,7 @@
 // Lab tier: backups and restores of a site on the lab's real hosts, over SSH (issue 7), and the backup role.
 //   - the backup role (phase 5) through run-role on the lab; its rerun reports no change
 //   - a real Ceph RGW on this machine's loopback (test/harness/rgw.ts); the files host reaches it through
-//     the reverse SSH tunnel lib/backup opens (the gateway is never exposed on the lab bridge)
+//     the reverse SSH tunnel roles/backup opens (the gateway is never exposed on the lab bridge)
 //   - a scratch site of its own (prefix bk65): record in a temp --sites-dir, database on the Galera cluster
 //     (through the engine, on db1), files in its directory on the Gluster mount of the files host
 //   - backed up twice with the playbooks (no --local); rows and files destroyed; restored by date (the
@@ -22,10 +22,10 @@ import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { connect } from '../../lib/transport.ts';
 import { sh } from '../../lib/shell.ts';
 import type { Connection } from '../../lib/types.ts';
-import { ageKeygen } from '../../lib/backup/keys.ts';
-import { ObjectStore } from '../../lib/backup/s3.ts';
-import { connectionShell, runHostCommand } from '../../lib/backup/runner.ts';
-import { fileHashesCommand, tableChecksumsCommand } from '../../lib/backup/commands.ts';
+import { ageKeygen } from '../../roles/backup/keys.ts';
+import { ObjectStore } from '../../roles/backup/s3.ts';
+import { connectionShell, runHostCommand } from '../../roles/backup/runner.ts';
+import { fileHashesCommand, tableChecksumsCommand } from '../../roles/backup/commands.ts';
 import { startRgw, type Rgw } from '../harness/rgw.ts';
 import { createSiteDb, createSiteFiles, destroySiteDb, mutateSiteDb } from '../harness/backup-site.ts';
 import type { LocalMariaDb } from '../harness/backup-mariadb.ts';
@@ -198,7 +198,7 @@ test('backup role: converges the db hosts and Gluster clients; the rerun changes
 });
 
 test('a scratch site on the farm: backed up twice over SSH, destroyed, restored by date and latest (identical)', async (t) => {
-  // the files host: the first worker whose Gluster mount answers (what lib/backup/cli.ts picks)
+  // the files host: the first worker whose Gluster mount answers (what roles/backup/cli.ts picks)
   for (const w of ['wrk1', 'wrk2']) {
     const r = await exec(w, sh`findmnt -n -o FSTYPE --mountpoint ${MOUNT} || true; timeout 15 stat -c %i ${MOUNT} >/dev/null 2>&1 && echo answers`).catch(() => '');
     if (/fuse\.glusterfs/.test(r) && /answers/.test(r)) {

@@ -1,12 +1,19 @@
 // The weekly automated restore test: restore a site's newest backups into a scratch database and a
 // scratch directory, check the result, compare with the live site, clean up. Never touches the live site.
-import { dropDatabaseCommand, fileHashesCommand, resticRestoreToCommand, tableChecksumsCommand, type HostCommand } from './commands.ts';
+import {
+  dbSecretValues,
+  dropDatabaseCommand,
+  fileHashesCommand,
+  resticRestoreToCommand,
+  tableChecksumsCommand,
+  type HostCommand,
+} from './commands.ts';
 import { restoreSiteDb, type SiteDbTarget } from './db.ts';
 import { listSnapshots, siteRepo, type FilesTarget, type ResticAccess } from './files.ts';
 import { pickAtOrBefore } from './catalog.ts';
 import { runHostCommand, stderrTail, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
-import { sh } from '../shell.ts';
+import { sh } from '../../lib/shell.ts';
 
 export interface RestoreTestReport {
   site: string;
@@ -39,7 +46,7 @@ export async function restoreTestSite(o: {
   if (o.db) {
     const { shell, target } = o.db;
     const scratch = `${target.db}_restoretest`.slice(0, 64);
-    const pw: Record<string, string> = target.conn.password ? { MYSQL_PWD: target.dbPassword ?? '' } : {};
+    const pw = dbSecretValues(target);
     try {
       const r = await restoreSiteDb({ shell, store: o.store, target, at: now, ageIdentity: o.ageIdentity, intoDb: scratch });
       const sums = (db: string) => must(shell, tableChecksumsCommand(db, target.conn), pw, 'CHECKSUM TABLE');

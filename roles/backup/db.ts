@@ -7,11 +7,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { mariadbDumpCommand, mariadbRestoreCommand, type MariaDbConn, AGE_IDENTITY_ENV } from './commands.ts';
-import { DB_EXT, findSiteDbBackup, type CatalogEntry, listBackups, manifestKey, readManifest, siteDbKey, siteDbPrefix, type Manifest } from './catalog.ts';
+import { mariadbDumpCommand, mariadbRestoreCommand, dbSecretValues, type MariaDbConn, AGE_IDENTITY_ENV } from './commands.ts';
+import {
+  DB_EXT,
+  findSiteDbBackup,
+  type CatalogEntry,
+  listBackups,
+  manifestKey,
+  readManifest,
+  writeManifest,
+  siteDbKey,
+  siteDbPrefix,
+  type Manifest,
+} from './catalog.ts';
 import { BackupError } from './errors.ts';
 import { prune, type RetentionPolicy, DB_POLICY } from './retention.ts';
-import { startHostCommand, stderrTail, type Shell } from './runner.ts';
+import { startHostCommand, stderrTail, uploadHostOutput, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
 
 export interface SiteDbTarget {
@@ -38,41 +49,23 @@ export async function backupSiteDb(o: { shell: Shell; store: ObjectStore; target
   const at = o.at ?? new Date();
   const key = siteDbKey(o.target.site, at);
   const cmd = mariadbDumpCommand(o.target.db, { conn: o.target.conn, recipient: o.recipient });
-  const secrets: Record<string, string> = {};
-  if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
-  const run = startHostCommand(o.shell, cmd, secrets);
-  let upload;
-  try {
-    upload = await o.store.putStream(key, run.stdout);
-  } catch (e) {
-    run.kill();
-    await run.done;
-    throw new BackupError('upload', `database backup of site ${o.target.site} to ${key} failed; earlier backups are untouched: ${(e as Error).message}`, { cause: e });
-  }
-  const fin = await run.done;
-  if (fin.code !== 0) {
-    await o.store.deleteKeys([key]).catch(() => undefined);
-    throw new BackupError('dump', `mariadb-dump of ${o.target.db} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
-  }
-  const manifest: Manifest = {
-    version: 1,
+  const upload = await uploadHostOutput({
+    shell: o.shell,
+    store: o.store,
+    key,
+    cmd,
+    secrets: dbSecretValues(o.target),
+    upload: `database backup of site ${o.target.site}`,
+    exit: { stage: 'dump', what: `mariadb-dump of ${o.target.db} on ${o.shell.name}` },
+  });
+  const manifest = await writeManifest(o.store, upload, {
     kind: 'site-db',
     site: o.target.site,
-    key,
-    time: at.toISOString(),
-    size: upload.size,
-    sha256: upload.sha256,
-    encryption: 'age',
+    at,
     recipient: o.recipient,
-    uploadMs: upload.ms,
     dumpMs: Date.now() - t0,
     host: o.shell.name,
-  };
-  try {
-    await o.store.putBytes(manifestKey(key), JSON.stringify(manifest, null, 2), 'application/json');
-  } catch (e) {
-    throw new BackupError('manifest', `backup ${key} uploaded but its manifest could not be written (it will not be used for restores): ${(e as Error).message}`, { cause: e });
-  }
+  });
   return { manifest, ms: Date.now() - t0 };
 }
 
@@ -124,8 +117,7 @@ export async function restoreSiteDb(o: { shell: Shell; store: ObjectStore; targe
   const downloadMs = Date.now() - t0;
   try {
     const cmd = mariadbRestoreCommand(o.intoDb ?? o.target.db, { conn: o.target.conn });
-    const secrets: Record<string, string> = { [AGE_IDENTITY_ENV]: o.ageIdentity };
-    if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
+    const secrets = { [AGE_IDENTITY_ENV]: o.ageIdentity, ...dbSecretValues(o.target) };
     const t1 = Date.now();
     const run = startHostCommand(o.shell, cmd, secrets, createReadStream(dl.path));
     run.stdout.resume();

@@ -4,8 +4,8 @@
 //   WPFARM_RESTIC_PASSWORD       restic repository password
 //   WPFARM_S3_ENDPOINT, WPFARM_S3_REGION, WPFARM_S3_BUCKET, WPFARM_S3_ACCESS_KEY, WPFARM_S3_SECRET_KEY
 import { execFile } from 'node:child_process';
-import { lookupEnv, readEnvFile, requireCredential, type EnvSource } from '../env.ts';
-import { InputError } from '../errors.ts';
+import { lookupEnv, readEnvFile, requireCredential, type EnvSource } from '../../lib/env.ts';
+import { InputError } from '../../lib/errors.ts';
 import { checkRecipient } from './commands.ts';
 import type { StoreConfig } from './s3.ts';
 

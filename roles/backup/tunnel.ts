@@ -11,8 +11,8 @@
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Client } from 'ssh2';
-import { verifyHostKey } from '../transport.ts';
-import type { HostSpec } from '../types.ts';
+import { verifyHostKey } from '../../lib/transport.ts';
+import type { HostSpec } from '../../lib/types.ts';
 
 export interface ReverseTunnel {
   /** port bound on the host's 127.0.0.1 */

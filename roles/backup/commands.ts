@@ -6,7 +6,7 @@
 // the command starts with `read` lines and the caller gives the values on stdin, one per line, before
 // any data (bash's `read` consumes exactly one line of a pipe, so the data that follows stays on stdin).
 // On the host they live only in the environment of the processes that need them.
-import { sh, raw, quote } from '../shell.ts';
+import { sh, raw, quote } from '../../lib/shell.ts';
 
 /** bash prologue: strict mode, private umask, and read the named secrets from the first stdin lines. */
 export function secretPrologue(names: readonly string[]): string {
@@ -78,6 +78,9 @@ function connArgs(c: MariaDbConn): string[] {
   return a;
 }
 const dbSecrets = (c: MariaDbConn): string[] => (c.password ? ['MYSQL_PWD'] : []);
+/** The secret values the commands built on `conn` read from stdin (MYSQL_PWD when it has a password). */
+export const dbSecretValues = (t: { conn: MariaDbConn; dbPassword?: string }): Record<string, string> =>
+  t.conn.password ? { MYSQL_PWD: t.dbPassword ?? '' } : {};
 const client = (c: MariaDbConn, bin: string, extra: string[] = []): string => sh`${c.prefix ?? []} ${bin} ${connArgs(c)} ${extra}`.trim();
 
 /** Logical dump of one site's database, gzip, encrypt: the ciphertext on stdout. */

@@ -6,11 +6,13 @@
 // an engine Connection (its execStream: one SSH channel per command, stdout streamed while it runs).
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
-import type { Connection } from '../types.ts';
-import { mask } from '../secrets.ts';
-import { sh } from '../shell.ts';
+import type { Connection } from '../../lib/types.ts';
+import { mask } from '../../lib/secrets.ts';
+import { sh } from '../../lib/shell.ts';
 import type { HostCommand } from './commands.ts';
 import { secretStdin } from './commands.ts';
+import { BackupError } from './errors.ts';
+import type { ObjectStore, UploadResult } from './s3.ts';
 
 export interface Finished {
   code: number;
@@ -48,6 +50,38 @@ export function startHostCommand(shell: Shell, cmd: HostCommand, secrets: Record
   const parts: Array<Buffer | Readable> = [secretStdin(values)];
   if (data) parts.push(data);
   return shell.stream(cmd.script, parts);
+}
+
+/**
+ * Stream a host command's stdout into the store at `key` (every backup that uploads: site database, cluster,
+ * configuration). An upload failure stops the command; a command that exits non-zero has its object removed.
+ * Either throws BackupError (`upload`: "<upload> to <key> failed", `exit.stage`: "<exit.what> exited <code>")
+ * and leaves earlier backups untouched.
+ */
+export async function uploadHostOutput(o: {
+  shell: Shell;
+  store: ObjectStore;
+  key: string;
+  cmd: HostCommand;
+  secrets?: Record<string, string>;
+  upload: string;
+  exit: { stage: string; what: string };
+}): Promise<UploadResult> {
+  const run = startHostCommand(o.shell, o.cmd, o.secrets ?? {});
+  let up: UploadResult;
+  try {
+    up = await o.store.putStream(o.key, run.stdout);
+  } catch (e) {
+    run.kill();
+    await run.done;
+    throw new BackupError('upload', `${o.upload} to ${o.key} failed; earlier backups are untouched: ${(e as Error).message}`, { cause: e });
+  }
+  const fin = await run.done;
+  if (fin.code !== 0) {
+    await o.store.deleteKeys([o.key]).catch(() => undefined);
+    throw new BackupError(o.exit.stage, `${o.exit.what} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
+  }
+  return up;
 }
 
 /** Run to completion and collect stdout as text (for small outputs: JSON, checksums). */

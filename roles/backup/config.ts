@@ -2,13 +2,13 @@
 // repository) as an encrypted git bundle in the bucket: config/<stamp>.bundle.age (+ manifest).
 // Only committed history is in a bundle: the roles commit what they render before a backup counts on it.
 import { createReadStream } from 'node:fs';
-import { sh } from '../shell.ts';
-import { formatStamp, listBackups, manifestKey, readManifest, pickAtOrBefore, type Manifest } from './catalog.ts';
+import { sh } from '../../lib/shell.ts';
+import { formatStamp, listBackups, readManifest, writeManifest, pickAtOrBefore, type Manifest } from './catalog.ts';
 import { encryptPipe, decryptPipe, AGE_IDENTITY_ENV, type HostCommand } from './commands.ts';
 import { downloadVerified, pruneSiteDbLike, type PruneReport } from './db.ts';
 import { BackupError, NoBackupError } from './errors.ts';
 import { DB_POLICY } from './retention.ts';
-import { startHostCommand, stderrTail, type Shell } from './runner.ts';
+import { startHostCommand, stderrTail, uploadHostOutput, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
 
 export const CONFIG_EXT = '.bundle.age';
@@ -36,23 +36,15 @@ export function configRestoreCommand(dir: string): HostCommand {
 export async function backupConfig(o: { shell: Shell; store: ObjectStore; repoDir: string; recipient: string; at?: Date }): Promise<Manifest> {
   const at = o.at ?? new Date();
   const key = `config/${formatStamp(at)}${CONFIG_EXT}`;
-  const run = startHostCommand(o.shell, configBundleCommand(o.repoDir, o.recipient), {});
-  let up;
-  try {
-    up = await o.store.putStream(key, run.stdout);
-  } catch (e) {
-    run.kill();
-    await run.done;
-    throw new BackupError('upload', `configuration bundle to ${key} failed: ${(e as Error).message}`, { cause: e });
-  }
-  const fin = await run.done;
-  if (fin.code !== 0) {
-    await o.store.deleteKeys([key]).catch(() => undefined);
-    throw new BackupError('config', `git bundle of ${o.repoDir} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
-  }
-  const m: Manifest = { version: 1, kind: 'config', site: 'config', key, time: at.toISOString(), size: up.size, sha256: up.sha256, encryption: 'age', recipient: o.recipient, uploadMs: up.ms, host: o.shell.name };
-  await o.store.putBytes(manifestKey(key), JSON.stringify(m, null, 2), 'application/json');
-  return m;
+  const up = await uploadHostOutput({
+    shell: o.shell,
+    store: o.store,
+    key,
+    cmd: configBundleCommand(o.repoDir, o.recipient),
+    upload: 'configuration bundle',
+    exit: { stage: 'config', what: `git bundle of ${o.repoDir}` },
+  });
+  return writeManifest(o.store, up, { kind: 'config', site: 'config', at, recipient: o.recipient, host: o.shell.name });
 }
 
 export async function restoreConfig(o: { shell: Shell; store: ObjectStore; at: Date; dir: string; ageIdentity: string }): Promise<string> {

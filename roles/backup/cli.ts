@@ -11,13 +11,13 @@
 //   backup_lsn_root      mariabackup checkpoints on the db host (default /var/lib/wpfarm-backup/lsn)
 import { resolve, isAbsolute } from 'node:path';
 import { existsSync } from 'node:fs';
-import { parseCli, COMMON_HELP, type CommonFlags } from '../cli.ts';
-import { InputError } from '../errors.ts';
-import { loadInventory, parseExtraVars, groupMembers, type Inventory } from '../inventory.ts';
-import { ConnectionPool } from '../transport.ts';
-import type { HostSpec } from '../types.ts';
-import { loadSites, type SiteRecord } from '../../roles/wp-site/site.ts';
-import { siteDbName } from '../../roles/wp-site/stack.ts';
+import { parseCli, COMMON_HELP, type CommonFlags } from '../../lib/cli.ts';
+import { InputError } from '../../lib/errors.ts';
+import { loadInventory, parseExtraVars, groupMembers, type Inventory } from '../../lib/inventory.ts';
+import { ConnectionPool } from '../../lib/transport.ts';
+import type { HostSpec } from '../../lib/types.ts';
+import { loadSites, type SiteRecord } from '../wp-site/site.ts';
+import { siteDbName } from '../wp-site/stack.ts';
 import { backupSettingsFromEnv, type BackupSettings } from './keys.ts';
 import { ObjectStore } from './s3.ts';
 import { LocalShell, connectionShell, type Shell } from './runner.ts';
@@ -27,7 +27,7 @@ import type { ClusterTarget } from './cluster.ts';
 import type { ResticAccess } from './files.ts';
 import { BackupError } from './errors.ts';
 import { isLoopbackEndpoint, openReverseTunnel, tunnelledEndpoint, type ReverseTunnel } from './tunnel.ts';
-import { sh } from '../shell.ts';
+import { sh } from '../../lib/shell.ts';
 
 type OptSpec = NonNullable<Parameters<typeof parseCli>[1]>;
 

@@ -3,10 +3,22 @@
 // previous backup of the chain); restoring at date D = the newest complete backup at or before D plus
 // its chain back to the full, unpacked and prepared into a datadir on the host.
 import { createReadStream } from 'node:fs';
-import { type CatalogEntry, clusterKey, formatStamp, listBackups, manifestKey, parseStamp, pickAtOrBefore, readManifest, XB_EXT, type Manifest } from './catalog.ts';
+import {
+  type CatalogEntry,
+  clusterKey,
+  formatStamp,
+  listBackups,
+  parseStamp,
+  pickAtOrBefore,
+  readManifest,
+  writeManifest,
+  XB_EXT,
+  type Manifest,
+} from './catalog.ts';
 import {
   AGE_IDENTITY_ENV,
   checkpointsCommand,
+  dbSecretValues,
   mariabackupCommand,
   mariabackupPrepareCommand,
   mariabackupUnpackCommand,
@@ -16,9 +28,9 @@ import {
 import { downloadVerified, pruneSiteDbLike } from './db.ts';
 import { BackupError, NoBackupError } from './errors.ts';
 import { DB_POLICY, type RetentionPolicy } from './retention.ts';
-import { runHostCommand, startHostCommand, stderrTail, type Shell } from './runner.ts';
+import { runHostCommand, startHostCommand, stderrTail, uploadHostOutput, type Shell } from './runner.ts';
 import type { ObjectStore } from './s3.ts';
-import { sh } from '../shell.ts';
+import { sh } from '../../lib/shell.ts';
 
 export interface ClusterTarget {
   conn: MariaDbConn;
@@ -67,41 +79,27 @@ export async function backupCluster(o: { shell: Shell; store: ObjectStore; targe
   const key = clusterKey(kind, at);
   const lsnDir = `${o.target.lsnRoot}/${formatStamp(at)}`;
   const cmd = mariabackupCommand({ conn: o.target.conn, recipient: o.recipient, lsnDir, baseLsnDir });
-  const secrets: Record<string, string> = {};
-  if (o.target.conn.password) secrets.MYSQL_PWD = o.target.dbPassword ?? '';
-  const run = startHostCommand(o.shell, cmd, secrets);
-  let upload;
-  try {
-    upload = await o.store.putStream(key, run.stdout);
-  } catch (e) {
-    run.kill();
-    await run.done;
-    throw new BackupError('upload', `mariabackup ${kind} to ${key} failed; earlier backups are untouched: ${(e as Error).message}`, { cause: e });
-  }
-  const fin = await run.done;
-  if (fin.code !== 0) {
-    await o.store.deleteKeys([key]).catch(() => undefined);
-    throw new BackupError('mariabackup', `mariabackup ${kind} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
-  }
+  const upload = await uploadHostOutput({
+    shell: o.shell,
+    store: o.store,
+    key,
+    cmd,
+    secrets: dbSecretValues(o.target),
+    upload: `mariabackup ${kind}`,
+    exit: { stage: 'mariabackup', what: `mariabackup ${kind} on ${o.shell.name}` },
+  });
   const cp = parseCheckpoints((await runHostCommand(o.shell, { script: checkpointsCommand(lsnDir), secrets: [] }, {})).stdout);
-  const manifest: Manifest = {
-    version: 1,
+  const manifest = await writeManifest(o.store, upload, {
     kind: kind === 'full' ? 'cluster-full' : 'cluster-incr',
     site: 'cluster',
-    key,
-    time: at.toISOString(),
-    size: upload.size,
-    sha256: upload.sha256,
-    encryption: 'age',
+    at,
     recipient: o.recipient,
     base: base?.key,
     fromLsn: cp.from_lsn,
     toLsn: cp.to_lsn,
-    uploadMs: upload.ms,
     dumpMs: Date.now() - t0,
     host: o.shell.name,
-  };
-  await o.store.putBytes(manifestKey(key), JSON.stringify(manifest, null, 2), 'application/json');
+  });
   return { manifest, ms: Date.now() - t0, promotedToFull };
 }
 

@@ -1,23 +1,19 @@
-// S3 object store client for backups (DigitalOcean Spaces, Ceph RGW): streamed multipart upload,
+// S3 object store client for backups (DigitalOcean Spaces, Ceph RGW): streamed upload (@aws-sdk/lib-storage),
 // list, head, get, delete. Only ciphertext ever goes through it (encryption happens on the host).
 import {
   S3Client,
-  CreateBucketCommand,
-  HeadBucketCommand,
   PutObjectCommand,
-  CreateMultipartUploadCommand,
-  UploadPartCommand,
-  CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand,
   ListObjectsV2Command,
   ListMultipartUploadsCommand,
   HeadObjectCommand,
   GetObjectCommand,
   DeleteObjectsCommand,
-  type CompletedPart,
 } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { ensureBucketWith, HeadBucketError, s3Status } from '../../lib/cloud/spaces.ts';
 import { StoreCredentialsError, StoreError } from './errors.ts';
 
 export interface StoreConfig {
@@ -31,6 +27,8 @@ export interface StoreConfig {
   partSize?: number;
   /** SDK attempts per request (default 3) */
   maxAttempts?: number;
+  /** parts in flight at once (default 4: at most queueSize × partSize bytes buffered) */
+  queueSize?: number;
 }
 
 /** Read store settings from the environment (.env): names only, values never printed. */
@@ -95,9 +93,9 @@ export class ObjectStore {
   /** Translate SDK errors into clear ones (credentials, gateway down); never includes secrets. */
   wrap(op: string, key: string | undefined, e: unknown): Error {
     if (e instanceof StoreError || e instanceof StoreCredentialsError) return e;
-    const err = e as { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+    const err = e as { name?: string; Code?: string; code?: string; message?: string };
     const code = err.Code ?? err.name ?? err.code ?? 'Error';
-    const status = err.$metadata?.httpStatusCode;
+    const status = s3Status(e);
     if (CREDENTIAL_CODES.has(code)) return new StoreCredentialsError(this.endpoint, this.bucket, code, status);
     const where = `${this.endpoint}/${this.bucket}${key ? `/${key}` : ''}`;
     const msg = err.message && err.message !== 'UnknownError' ? err.message : code;
@@ -115,14 +113,12 @@ export class ObjectStore {
   /** Create the bucket unless it exists (and is ours). */
   async ensureBucket(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
-      return;
+      await ensureBucketWith(this.client, this.bucket);
     } catch (e) {
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 403) throw new StoreCredentialsError(this.endpoint, this.bucket, 'AccessDenied', 403);
-      if (status !== 404) throw this.wrap('head bucket', undefined, e);
+      if (!(e instanceof HeadBucketError)) throw this.wrap('create bucket', undefined, e);
+      if (e.status === 403) throw new StoreCredentialsError(this.endpoint, this.bucket, 'AccessDenied', 403);
+      throw this.wrap('head bucket', undefined, e.cause);
     }
-    await this.send('create bucket', undefined, () => this.client.send(new CreateBucketCommand({ Bucket: this.bucket })));
   }
 
   /** Small object in one request. */
@@ -131,78 +127,49 @@ export class ObjectStore {
   }
 
   /**
-   * Stream an object of unknown length: multipart when it exceeds one part, a single PUT otherwise.
-   * The object becomes visible only when complete; on any failure the multipart upload is aborted
-   * (best effort: a gateway that is down cannot be told, its lifecycle rules clean up) and this throws.
+   * Stream an object of unknown length with lib-storage's Upload: one PUT when it fits in one part, a
+   * multipart upload otherwise (parts of exactly partSize bytes, queueSize in flight). The object becomes
+   * visible only when complete; on a failure Upload aborts the multipart upload (best effort: a gateway that
+   * is down cannot be told; abortStaleUploads cleans up later) and this throws. `onPart` is called as each
+   * part is stored. The sha256 and size are of the bytes read from `source`; HEAD then checks the stored size
+   * and gives the ETag (Ceph RGW answers CompleteMultipartUpload with an empty one).
    */
   async putStream(key: string, source: AsyncIterable<Buffer | string> | Readable, opts: { onPart?: (n: number, bytes: number) => void } = {}): Promise<UploadResult> {
     const t0 = Date.now();
     const hash = createHash('sha256');
     let size = 0;
-    let uploadId: string | undefined;
-    const parts: CompletedPart[] = [];
-    let pending: Buffer[] = [];
-    let pendingLen = 0;
-    const flushPart = async (final: boolean) => {
-      if (pendingLen === 0 && !final) return;
-      const body = Buffer.concat(pending, pendingLen);
-      pending = [];
-      pendingLen = 0;
-      if (!uploadId) {
-        const r = await this.send('create multipart upload', key, () =>
-          this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream' })),
-        );
-        if (!r.UploadId) throw new StoreError(`object store gave no UploadId for ${key}`);
-        uploadId = r.UploadId;
-      }
-      const partNumber = parts.length + 1;
-      const id = uploadId;
-      const r = await this.send(`upload part ${partNumber}`, key, () =>
-        this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: id, PartNumber: partNumber, Body: body, ContentLength: body.length })),
-      );
-      parts.push({ PartNumber: partNumber, ETag: r.ETag });
-      opts.onPart?.(partNumber, body.length);
-    };
-    try {
+    const counted = async function* (): AsyncGenerator<Buffer> {
       for await (const chunk of source) {
-        const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
         hash.update(b);
         size += b.length;
-        pending.push(b);
-        pendingLen += b.length;
-        while (pendingLen >= this.partSize) {
-          // cut exactly partSize bytes so every part but the last has the same size
-          const all = Buffer.concat(pending, pendingLen);
-          const rest = all.subarray(this.partSize);
-          pending = [all.subarray(0, this.partSize)];
-          pendingLen = this.partSize;
-          await flushPart(false);
-          pending = rest.length ? [Buffer.from(rest)] : [];
-          pendingLen = rest.length;
-        }
+        yield b;
       }
-      if (!uploadId) {
-        // everything fits in one request
-        const body = Buffer.concat(pending, pendingLen);
-        await this.putBytes(key, body);
-        return { key, size, sha256: hash.digest('hex'), parts: 1, ms: Date.now() - t0 };
-      }
-      if (pendingLen > 0) await flushPart(true);
-      const id = uploadId;
-      await this.send('complete multipart upload', key, () =>
-        this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id, MultipartUpload: { Parts: parts } })),
-      );
-      // Ceph RGW answers CompleteMultipartUpload with an empty ETag: read it back with HEAD.
-      const head = await this.head(key);
-      if (!head || head.size !== size) throw new StoreError(`object ${key} after upload has size ${head?.size ?? 'none'}, expected ${size}`);
-      return { key, size, sha256: hash.digest('hex'), parts: parts.length, etag: head.etag, ms: Date.now() - t0 };
+    };
+    const body = Readable.from(counted());
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: key, Body: body, ContentType: 'application/octet-stream' },
+      partSize: this.partSize,
+      queueSize: this.config.queueSize ?? 4,
+      leavePartsOnError: false,
+    });
+    let stored = 0;
+    upload.on('httpUploadProgress', (p) => {
+      const bytes = (p.loaded ?? 0) - stored;
+      stored = p.loaded ?? stored;
+      if (p.part !== undefined) opts.onPart?.(p.part, bytes);
+    });
+    try {
+      await upload.done();
     } catch (e) {
-      if (uploadId) {
-        const id = uploadId;
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id })).catch(() => undefined);
-      }
-      throw e instanceof Error && (e instanceof StoreError || e instanceof StoreCredentialsError) ? e : this.wrap('upload', key, e);
+      body.destroy();
+      throw this.wrap('upload', key, e);
     }
+    const head = await this.head(key);
+    if (!head || head.size !== size) throw new StoreError(`object ${key} after upload has size ${head?.size ?? 'none'}, expected ${size}`);
+    const parts = Math.max(1, Math.ceil(size / this.partSize));
+    return { key, size, sha256: hash.digest('hex'), parts, etag: head.etag, ms: Date.now() - t0 };
   }
 
   async head(key: string): Promise<{ size: number; etag?: string; lastModified?: Date } | null> {
@@ -210,7 +177,7 @@ export class ObjectStore {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return { size: r.ContentLength ?? 0, etag: r.ETag, lastModified: r.LastModified };
     } catch (e) {
-      if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return null;
+      if (s3Status(e) === 404) return null;
       throw this.wrap('head', key, e);
     }
   }

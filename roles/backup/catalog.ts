@@ -8,9 +8,9 @@
 //   files/<site>/                                      restic repository of the site's files (restic encrypts)
 //
 // A data object without its manifest is an interrupted or unverified run and is never restored from.
-import { InputError } from '../errors.ts';
-import { NoBackupError } from './errors.ts';
-import type { ObjectStore } from './s3.ts';
+import { InputError } from '../../lib/errors.ts';
+import { BackupError, NoBackupError } from './errors.ts';
+import type { ObjectStore, UploadResult } from './s3.ts';
 
 export const SITE_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -141,5 +141,33 @@ export async function findSiteDbBackup(store: ObjectStore, site: string, at: Dat
 export async function readManifest(store: ObjectStore, dataKey: string): Promise<Manifest> {
   const m = JSON.parse((await store.getBytes(manifestKey(dataKey))).toString('utf8')) as Manifest;
   if (m.version !== 1 || m.key !== dataKey) throw new Error(`manifest of ${dataKey} is not valid`);
+  return m;
+}
+
+/** What a backup says about itself beyond its upload (kind, site, start time, recipient, where it ran...). */
+export type ManifestFields = Omit<Manifest, 'version' | 'key' | 'time' | 'size' | 'sha256' | 'encryption' | 'uploadMs'> & { at: Date };
+
+/**
+ * Write the manifest of an uploaded backup beside it, with the size and sha256 the upload measured: only
+ * then does the backup count for restores. A failure says so and leaves the data object unused.
+ */
+export async function writeManifest(store: ObjectStore, up: UploadResult, fields: ManifestFields): Promise<Manifest> {
+  const { at, ...rest } = fields;
+  const m: Manifest = {
+    version: 1,
+    key: up.key,
+    time: at.toISOString(),
+    size: up.size,
+    sha256: up.sha256,
+    encryption: 'age',
+    uploadMs: up.ms,
+    ...rest,
+  };
+  try {
+    await store.putBytes(manifestKey(up.key), JSON.stringify(m, null, 2), 'application/json');
+  } catch (e) {
+    const why = `backup ${up.key} uploaded but its manifest could not be written (it will not be used for restores)`;
+    throw new BackupError('manifest', `${why}: ${(e as Error).message}`, { cause: e });
+  }
   return m;
 }
