@@ -1,6 +1,6 @@
 // DigitalOcean provisioning with @digitalocean/dots: desired state (inventory `cloud:`), actual state
 // (read through the API, paginated), a pure plan (list of actions), and apply/destroy.
-import { createDigitalOceanClient, DigitalOceanApiKeyAuthenticationProvider } from '@digitalocean/dots';
+import { createDigitalOceanClient, createLoad_balancerFromDiscriminatorValue, DigitalOceanApiKeyAuthenticationProvider } from '@digitalocean/dots';
 import type { Region_slug, Droplet, Firewall, Firewall_rules_inbound_rules, Firewall_rules_outbound_rules, Firewall_rule_target, Vpc, Reserved_ip, Volume_full, Page_links } from '@digitalocean/dots';
 import {
   FetchRequestAdapter,
@@ -10,8 +10,7 @@ import {
   RedirectHandler,
   UserAgentHandler,
 } from '@microsoft/kiota-http-fetchlibrary';
-import { createLoad_balancersPostResponseFromDiscriminatorValue } from '@digitalocean/dots/src/dots/v2/load_balancers/index.js';
-import { createUntypedNull, type Parsable, type ParsableFactory, type RequestInformation } from '@microsoft/kiota-abstractions';
+import { createUntypedNull, type Parsable, type ParsableFactory, type ParseNode, type RequestInformation } from '@microsoft/kiota-abstractions';
 import type { CloudSpec, GroupSpec } from './config.ts';
 import { collectPages, isNotFound, providerFetch } from './http.ts';
 import type { RetryOptions } from './retry.ts';
@@ -44,6 +43,17 @@ export function makeDoClient(opts: DoClientOptions): DoClient {
 }
 
 const adapters = new WeakMap<DoClient, FetchRequestAdapter>();
+
+/** The POST /v2/load_balancers response `{ load_balancer }`, parsed with dots' public model factory (dots keeps
+ *  its own response factory under src/, which is not its public API). */
+interface LoadBalancerPostResponse extends Parsable {
+  loadBalancer?: { id?: string | null; ip?: string | null };
+}
+const loadBalancerPostResponse: ParsableFactory<LoadBalancerPostResponse> = () => (r: Partial<LoadBalancerPostResponse> = {}) => ({
+  load_balancer: (n: ParseNode) => {
+    r.loadBalancer = n.getObjectValue(createLoad_balancerFromDiscriminatorValue) ?? undefined;
+  },
+});
 
 /** POST a JSON body through the dots request builder's URL and the same adapter (auth, retries, errors).
  *  Needed for /v2/load_balancers: dots 1.19 types that body as an UntypedNode set with
@@ -526,8 +536,7 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
           health_check: { protocol: 'tcp', port: 80, check_interval_seconds: 10, response_timeout_seconds: 5, healthy_threshold: 3, unhealthy_threshold: 3 },
         };
         const info = client.v2.load_balancers.toPostRequestInformation(createUntypedNull());
-        const r = await postJsonVia(client, info, body, createLoad_balancersPostResponseFromDiscriminatorValue);
-        const lb = (r as { loadBalancer?: { id?: string | null; ip?: string | null } } | undefined)?.loadBalancer;
+        const lb = (await postJsonVia(client, info, body, loadBalancerPostResponse))?.loadBalancer;
         actual.loadBalancer = { id: lb?.id ?? '', name: a.name, ip: lb?.ip ?? undefined };
         record(a);
         break;
