@@ -52,7 +52,7 @@ export interface Inventory {
   hosts: Map<string, HostSpec>;
   /** in declaration order; the implicit group `all` is not in this map */
   groups: Map<string, GroupSpec>;
-  settings: { knownHosts?: string; acceptNewHostKeys: boolean; envFile?: string };
+  settings: { knownHosts?: string; acceptNewHostKeys: boolean; envFile?: string; connectTimeoutS?: number };
   /** level "all" (top-level vars), credentials resolved */
   vars: Vars;
 }
@@ -142,6 +142,8 @@ const InventoryFileSchema = z.strictObject({
       accept_new_host_keys: opt(z.boolean()),
       key: opt(nonEmpty),
       env_file: opt(nonEmpty),
+      /** seconds for one host's SSH connect + login, counted from its own start (--connect-timeout wins) */
+      connect_timeout: opt(int(1, 3600)),
     }),
   ),
   vars: VarsSchema,
@@ -205,6 +207,7 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     if (s.accept_new_host_keys !== undefined) settings.acceptNewHostKeys = s.accept_new_host_keys;
     if (s.key !== undefined) defaultKey = resolvePath(s.key);
     if (s.env_file !== undefined) settings.envFile = resolvePath(s.env_file);
+    if (s.connect_timeout !== undefined) settings.connectTimeoutS = s.connect_timeout;
   }
   // settings.env_file: where this inventory's credentials are (e.g. the lab's generated ones) instead of
   // .env. It becomes the run's default for every credential lookup (roles, backups), not only the inventory's.

@@ -15,7 +15,7 @@ import { ConsoleReporter, type Reporter, formatRecap, recapRows, writeJsonReport
 import { selectHosts } from './patterns.ts';
 import { type HostState, type RoleRunResult, exitCodeFor, runRole } from './runner.ts';
 import { mask } from './secrets.ts';
-import { ConnectionPool } from './transport.ts';
+import { ConnectionPool, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.ts';
 import type { HostSpec, Role, StepResult } from './types.ts';
 
 export interface RunConfig {
@@ -51,6 +51,7 @@ export class Run {
     this.pool = new ConnectionPool({
       knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
       acceptNew: f.acceptNewHostKeys || this.inventory.settings.acceptNewHostKeys,
+      connectTimeoutMs: (f.connectTimeout ?? this.inventory.settings.connectTimeoutS ?? DEFAULT_CONNECT_TIMEOUT_MS / 1000) * 1000,
       onCommand: f.verbose > 2 ? (h, c) => this.reporter.log(h, `$ ${c.split('\n')[0]}`) : undefined,
     });
     this.reporter = config.reporter ?? new ConsoleReporter({ verbose: f.verbose, diff: f.diff });
