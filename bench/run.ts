@@ -229,14 +229,17 @@ async function main(): Promise<void> {
   ensureAnsible();
   if (CLI === 'fast') await buildCli();
   const rows: Row[] = [];
-  for (const n of NS) await benchN(n, rows);
-  if (process.env.BENCH_KEEP && existsSync('bench/results/latest.json')) {
-    const before = JSON.parse(readFileSync('bench/results/latest.json', 'utf8')) as Row[];
-    rows.unshift(...before.filter((r) => !NS.includes(r.hosts)));
-    rows.sort((a, b) => a.hosts - b.hosts);
-  }
+  const keptRows: Row[] =
+    process.env.BENCH_KEEP && existsSync('bench/results/latest.json')
+      ? (JSON.parse(readFileSync('bench/results/latest.json', 'utf8')) as Row[]).filter((r) => !NS.includes(r.hosts))
+      : [];
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/latest.json', `${JSON.stringify(rows, null, 2)}\n`);
+  for (const n of NS) {
+    await benchN(n, rows);
+    rows.push(...keptRows.splice(0)); // written after every N: a long scale run that dies keeps what it measured
+    rows.sort((a, b) => a.hosts - b.hosts);
+    writeFileSync('bench/results/latest.json', `${JSON.stringify(rows, null, 2)}\n`);
+  }
   const t = table(rows);
   console.log(`\n${t}\n`);
   let sites = '';
