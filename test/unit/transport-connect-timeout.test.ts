@@ -98,3 +98,16 @@ test('the handshake bound holds: with 2 in flight, 4 logins take two rounds', as
     await pool.closeAll();
   }
 });
+
+test('the connect timeout is set by --connect-timeout or the inventory (seconds); bad values are bad input', async () => {
+  const { parseCli } = await import('../../lib/cli.ts');
+  const { loadInventory } = await import('../../lib/inventory.ts');
+  assert.equal(parseCli(['--connect-timeout', '30']).flags.connectTimeout, 30);
+  assert.equal(parseCli([]).flags.connectTimeout, undefined);
+  for (const bad of ['0', '2.5', 'x']) assert.throws(() => parseCli(['--connect-timeout', bad]), /--connect-timeout must be an integer/);
+  const inv = join(dir, 'inv.yml');
+  writeFileSync(inv, 'settings:\n  connect_timeout: 45\nhosts:\n  a: { address: 127.0.0.1 }\n');
+  assert.equal(loadInventory(inv).settings.connectTimeoutS, 45);
+  writeFileSync(inv, 'settings:\n  connect_timeout: 0\nhosts:\n  a: { address: 127.0.0.1 }\n');
+  assert.throws(() => loadInventory(inv), /settings\.connect_timeout/);
+});
