@@ -170,7 +170,8 @@ function hasForwardRule(s: Slot): boolean {
   }
 }
 
-async function waitPort(address: string, port: number, ms = 5000): Promise<void> {
+// 30 s: hundreds of hosts are set up with synchronous commands, which hold up this loop's timers meanwhile
+async function waitPort(address: string, port: number, ms = 30_000): Promise<void> {
   const net = await import('node:net');
   const deadline = Date.now() + ms;
   for (;;) {
