@@ -2,9 +2,13 @@
 // real sshd hosts (test/harness/sshd.ts) and the same 20-task workload (bench/workload.ts,
 // bench/ansible/playbook.yml, bench/floor.sh). First run and idempotent rerun, N = 1, 10, 30, three
 // repetitions each, medians. Writes bench/results/latest.json and the table in bench/README.md.
+// The machine is shared: each row carries the load average (1 min) at the start and end of its runs.
 //
 //   BENCH_N=1,10 BENCH_REPS=1 make bench     (a quicker subset)
+//   BENCH_N=100,300,500 BENCH_REPS=1 BENCH_ANSIBLE_MAX_N=30 make bench   (scale; Ansible only up to 30 hosts)
+//   BENCH_KEEP=1 keeps the rows of other N already in bench/results/latest.json
 import { execFileSync, spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildCli } from '../scripts/build-cli.ts';
@@ -22,11 +26,19 @@ interface Row {
   changed?: number;
   /** wpfarm only: CPU of the run itself (from --json), process start and module loading excluded */
   engine_cpu_s?: number;
+  /** hosts that failed or were unreachable (wpfarm), ssh commands that failed (floor) */
+  failed?: number;
+  /** load average (1 min) at the start and end of the run (the median run's) */
+  load_start?: number;
+  load_end?: number;
 }
 
 const TASKS = 23;
 const NS = (process.env.BENCH_N ?? '1,10,30').split(',').map(Number);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
+/** Ansible takes minutes per run from ~100 hosts on: compared up to this N (default: every N) */
+const ANSIBLE_MAX_N = Number(process.env.BENCH_ANSIBLE_MAX_N ?? Number.POSITIVE_INFINITY);
+const load1 = (): number => +loadavg()[0]!.toFixed(2);
 /** how wpfarm is started: the prebuilt fast CLI (scripts/build-cli.ts; BENCH_CLI=tsx: `node --import tsx`, as before) */
 const CLI: CliMode = process.env.BENCH_CLI === 'tsx' ? 'tsx' : 'fast';
 const repo = resolve('.');
@@ -82,7 +94,9 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
   const wpfarm = async (scenario: Row['scenario']) => {
     const json = join(lab.dir, `wpfarm-${scenario}.json`);
     let t: ReturnType<typeof timed>;
+    let load0 = load1();
     for (let attempt = 1; ; attempt++) {
+      load0 = load1();
       // sources edited meanwhile (others work in this checkout): rebuilt, never measured through the fallback
       if (CLI === 'fast') await buildCli({ quiet: true });
       if (attempt > 1 && scenario === 'first') resetHosts(lab);
@@ -94,7 +108,8 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
       if (CLI === 'tsx' || t.stdout.includes('wpfarm-cli: bundle')) break;
       if (attempt >= 5) throw new Error(`wpfarm ${scenario}: the fast CLI fell back to tsx ${attempt} times: ${/wpfarm-cli: .*/.exec(t.stdout)?.[0]}`);
     }
-    const rep = JSON.parse(readFileSync(json, 'utf8')) as { results: { status: string }[]; engineCpuMs: number };
+    const load_end = load1();
+    const rep = JSON.parse(readFileSync(json, 'utf8')) as { results: { status: string }[]; engineCpuMs: number; roles: { hosts: { status: string }[] }[] };
     raw.push({
       tool: 'wpfarm',
       scenario,
@@ -105,12 +120,27 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
       peak_rss_mb: t.rssMb,
       changed: rep.results.filter((r) => r.status === 'changed').length,
       engine_cpu_s: rep.engineCpuMs / 1000,
+      failed: rep.roles.flatMap((r) => r.hosts).filter((h) => h.status !== 'ok').length,
+      load_start: load0,
+      load_end,
     });
   };
   const ansible = (scenario: Row['scenario']) => {
+    const load_start = load1();
     const t = timed('ansible-playbook', [join(repo, 'bench/ansible/playbook.yml')], ans.env);
     if (t.code !== 0) throw new Error(`ansible ${scenario} failed (exit ${t.code}):\n${t.stdout.slice(-3000)}`);
-    raw.push({ tool: 'ansible', scenario, hosts: n, tasks: TASKS, wall_s: t.wall, cpu_s: t.cpu, peak_rss_mb: t.rssMb, changed: sumChanged(t.stdout) });
+    raw.push({
+      tool: 'ansible',
+      scenario,
+      hosts: n,
+      tasks: TASKS,
+      wall_s: t.wall,
+      cpu_s: t.cpu,
+      peak_rss_mb: t.rssMb,
+      changed: sumChanged(t.stdout),
+      load_start,
+      load_end: load1(),
+    });
   };
   const floor = () => {
     const script = [
@@ -119,11 +149,13 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
         (h) =>
           `ssh -q -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile=${lab.knownHosts} -i ${lab.keyFile} root@${h.address} bash -s < ${join(repo, 'bench/floor.sh')} > /dev/null & pids="$pids $!"`,
       ),
-      'for p in $pids; do wait $p || exit 1; done',
+      'failed=0; for p in $pids; do wait $p || failed=$((failed+1)); done; echo "floor-failed=$failed"',
     ].join('\n');
+    const load_start = load1();
     const t = timed('bash', ['-c', script]);
-    if (t.code !== 0) throw new Error(`floor failed: ${t.stdout}`);
-    raw.push({ tool: 'floor', scenario: 'rerun', hosts: n, tasks: TASKS, wall_s: t.wall, cpu_s: t.cpu, peak_rss_mb: t.rssMb });
+    const failed = Number(/floor-failed=(\d+)/.exec(t.stdout)?.[1] ?? -1);
+    if (t.code !== 0 || failed !== 0) console.log(`bench: N=${n}: the floor had ${failed} failed ssh (exit ${t.code}): ${t.stdout.slice(-600)}`);
+    raw.push({ tool: 'floor', scenario: 'rerun', hosts: n, tasks: TASKS, wall_s: t.wall, cpu_s: t.cpu, peak_rss_mb: t.rssMb, failed, load_start, load_end: load1() });
   };
   try {
     for (let rep = 1; rep <= REPS; rep++) {
@@ -131,13 +163,17 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
       await wpfarm('first');
       await wpfarm('rerun');
       floor();
-      resetHosts(lab);
-      ansible('first');
-      ansible('rerun');
-      const last = raw.slice(-5);
+      if (n <= ANSIBLE_MAX_N) {
+        resetHosts(lab);
+        ansible('first');
+        ansible('rerun');
+      }
+      const last = raw.slice(n <= ANSIBLE_MAX_N ? -5 : -3);
       console.log(
         `bench: N=${n} rep ${rep}: ` +
-          last.map((r) => `${r.tool}/${r.scenario} ${r.wall_s.toFixed(2)} s${r.changed !== undefined ? ` (changed ${r.changed})` : ''}`).join(', '),
+          last
+            .map((r) => `${r.tool}/${r.scenario} ${r.wall_s.toFixed(2)} s${r.changed !== undefined ? ` (changed ${r.changed})` : ''} load ${r.load_start}→${r.load_end}`)
+            .join(', '),
       );
     }
   } finally {
@@ -158,6 +194,9 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
         peak_rss_mb: +median(xs.map((r) => r.peak_rss_mb)).toFixed(1),
         ...(xs[0]!.changed !== undefined ? { changed: median(xs.map((r) => r.changed!)) } : {}),
         ...(xs[0]!.engine_cpu_s !== undefined ? { engine_cpu_s: +median(xs.map((r) => r.engine_cpu_s!)).toFixed(3) } : {}),
+        ...(xs[0]!.failed !== undefined ? { failed: Math.max(...xs.map((r) => r.failed!)) } : {}),
+        load_start: Math.min(...xs.map((r) => r.load_start ?? 0)),
+        load_end: Math.max(...xs.map((r) => r.load_end ?? 0)),
       });
     }
   }
@@ -165,20 +204,21 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
 
 function table(rows: Row[]): string {
   const out = [
-    '| hosts | scenario | wpfarm wall s | Ansible wall s | floor wall s | speed-up vs Ansible | × floor | wpfarm CPU ms/task/host (process / engine) | Ansible CPU ms/task/host | wpfarm peak RSS MB | changed (wpfarm / Ansible) |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| hosts | scenario | wpfarm wall s | Ansible wall s | floor wall s | speed-up vs Ansible | × floor | wpfarm CPU ms/task/host (process / engine) | Ansible CPU ms/task/host | wpfarm peak RSS MB | changed (wpfarm / Ansible) | failed hosts (wpfarm / floor) | load avg start→end (wpfarm) |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|',
   ];
-  for (const n of NS) {
+  for (const n of [...new Set(rows.map((r) => r.hosts))].sort((a, b) => a - b)) {
     for (const scenario of ['first', 'rerun'] as const) {
       const w = rows.find((r) => r.tool === 'wpfarm' && r.hosts === n && r.scenario === scenario);
       const a = rows.find((r) => r.tool === 'ansible' && r.hosts === n && r.scenario === scenario);
       const f = rows.find((r) => r.tool === 'floor' && r.hosts === n);
-      if (!w || !a) continue;
+      if (!w) continue;
       out.push(
-        `| ${n} | ${scenario} | ${w.wall_s.toFixed(2)} | ${a.wall_s.toFixed(2)} | ${scenario === 'rerun' && f ? f.wall_s.toFixed(2) : ''} | ` +
-          `${(a.wall_s / w.wall_s).toFixed(1)}x | ${scenario === 'rerun' && f ? `${(w.wall_s / f.wall_s).toFixed(1)}x` : ''} | ` +
+        `| ${n} | ${scenario} | ${w.wall_s.toFixed(2)} | ${a ? a.wall_s.toFixed(2) : 'not run'} | ${f ? f.wall_s.toFixed(2) : ''} | ` +
+          `${a ? `${(a.wall_s / w.wall_s).toFixed(1)}x` : ''} | ${f ? `${(w.wall_s / f.wall_s).toFixed(2)}x` : ''} | ` +
           `${((w.cpu_s * 1000) / (TASKS * n)).toFixed(2)} / ${(((w.engine_cpu_s ?? 0) * 1000) / (TASKS * n)).toFixed(2)} | ` +
-          `${((a.cpu_s * 1000) / (TASKS * n)).toFixed(1)} | ${w.peak_rss_mb.toFixed(0)} | ${w.changed} / ${a.changed} |`,
+          `${a ? ((a.cpu_s * 1000) / (TASKS * n)).toFixed(1) : ''} | ${w.peak_rss_mb.toFixed(0)} | ${w.changed} / ${a ? a.changed : '-'} | ` +
+          `${w.failed ?? ''} / ${f?.failed ?? ''} | ${w.load_start !== undefined ? `${w.load_start}→${w.load_end}` : ''} |`,
       );
     }
   }
@@ -189,9 +229,17 @@ async function main(): Promise<void> {
   ensureAnsible();
   if (CLI === 'fast') await buildCli();
   const rows: Row[] = [];
-  for (const n of NS) await benchN(n, rows);
+  const keptRows: Row[] =
+    process.env.BENCH_KEEP && existsSync('bench/results/latest.json')
+      ? (JSON.parse(readFileSync('bench/results/latest.json', 'utf8')) as Row[]).filter((r) => !NS.includes(r.hosts))
+      : [];
   mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/latest.json', `${JSON.stringify(rows, null, 2)}\n`);
+  for (const n of NS) {
+    await benchN(n, rows);
+    rows.push(...keptRows.splice(0)); // written after every N: a long scale run that dies keeps what it measured
+    rows.sort((a, b) => a.hosts - b.hosts);
+    writeFileSync('bench/results/latest.json', `${JSON.stringify(rows, null, 2)}\n`);
+  }
   const t = table(rows);
   console.log(`\n${t}\n`);
   let sites = '';
@@ -203,7 +251,12 @@ async function main(): Promise<void> {
   const readme = existsSync('bench/README.md') ? readFileSync('bench/README.md', 'utf8') : '';
   const start = '<!-- results:start -->';
   const end = '<!-- results:end -->';
-  const block = `${start}\nMeasured ${new Date().toISOString()} on this machine (${NS.join(', ')} hosts, ${REPS} repetitions, medians; wpfarm started ${CLI === 'fast' ? 'through the fast CLI' : 'through tsx'}; \`make bench\`):\n\n${t}\n\n${sites}\n${end}`;
+  const kept = process.env.BENCH_KEEP ? ' (rows of other N kept from the previous results)' : '';
+  const block =
+    `${start}\nMeasured ${new Date().toISOString()} on this machine (${NS.join(', ')} hosts${kept}, ${REPS} repetitions, medians; wpfarm ` +
+    `started ${CLI === 'fast' ? 'through the fast CLI' : 'through tsx'}; \`make bench\`; Ansible ${Number.isFinite(ANSIBLE_MAX_N) ? `up to ${ANSIBLE_MAX_N} hosts` : "at every N"}). The machine is ` +
+    `shared with other jobs: the load average (1 min) at the start and end of each run is in the table and in latest.json; ` +
+    `wall times under a high load are the machine's, not the tool's.\n\n${t}\n\n${sites}\n${end}`;
   writeFileSync('bench/README.md', readme.includes(start) ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), block) : `${readme}\n${block}\n`);
   console.log('bench: wrote bench/results/latest.json and bench/README.md');
 }

@@ -12,6 +12,8 @@ export interface CommonFlags {
   check: boolean;
   diff: boolean;
   forks: number;
+  /** seconds; per host, counted from the start of its SSH handshake (default: the inventory's, else 10) */
+  connectTimeout?: number;
   json?: string;
   /** HTML timeline of the run (also written beside --json) */
   timeline?: string;
@@ -32,6 +34,8 @@ export const COMMON_HELP = `Common options:
   -C, --check                 dry run: report what would change, change nothing
   -D, --diff                  show diffs of changed content
   -f, --forks N               hosts in parallel (default 50)
+      --connect-timeout S     seconds for one host's SSH connect and login, counted from its own start
+                              (default: the inventory's settings.connect_timeout, else 10)
   -e, --extra-vars k=v        extra vars, highest precedence (repeatable)
       --json FILE             write every step's result and diff to FILE (secrets masked)
       --timeline FILE         write an HTML timeline of the run (also written beside --json FILE as FILE.html)
@@ -52,6 +56,7 @@ const COMMON_OPTIONS = {
   check: { type: 'boolean', short: 'C' },
   diff: { type: 'boolean', short: 'D' },
   forks: { type: 'string', short: 'f' },
+  'connect-timeout': { type: 'string' },
   json: { type: 'string' },
   timeline: { type: 'string' },
   'wait-lock': { type: 'string' },
@@ -97,6 +102,11 @@ export function parseCli<E extends Record<string, unknown> = Record<string, unkn
   const forksRaw = values.forks as string | undefined;
   const forks = forksRaw === undefined ? 50 : Number(forksRaw);
   if (!Number.isInteger(forks) || forks < 1 || forks > 1000) throw new InputError(`--forks must be an integer 1..1000, got '${forksRaw}'`);
+  const ctRaw = values['connect-timeout'] as string | undefined;
+  const connectTimeout = ctRaw === undefined ? undefined : Number(ctRaw);
+  if (connectTimeout !== undefined && !(Number.isInteger(connectTimeout) && connectTimeout >= 1 && connectTimeout <= 3600)) {
+    throw new InputError(`--connect-timeout must be an integer number of seconds 1..3600, got '${ctRaw}'`);
+  }
   const flags: CommonFlags = {
     inventory: (values.inventory as string[] | undefined) ?? [defaultInventory()],
     limit: values.limit as string | undefined,
@@ -105,6 +115,7 @@ export function parseCli<E extends Record<string, unknown> = Record<string, unkn
     check: !!values.check,
     diff: !!values.diff,
     forks,
+    connectTimeout,
     json: values.json as string | undefined,
     timeline: values.timeline as string | undefined,
     waitLock: waitLockSeconds(values['wait-lock'] as string | undefined),

@@ -52,7 +52,7 @@ export interface Inventory {
   hosts: Map<string, HostSpec>;
   /** in declaration order; the implicit group `all` is not in this map */
   groups: Map<string, GroupSpec>;
-  settings: { knownHosts?: string; acceptNewHostKeys: boolean; envFile?: string; lockGroup?: string };
+  settings: { knownHosts?: string; acceptNewHostKeys: boolean; envFile?: string; lockGroup?: string; connectTimeoutS?: number };
   /** level "all" (top-level vars), credentials resolved */
   vars: Vars;
 }
@@ -143,6 +143,8 @@ const InventoryFileSchema = z.strictObject({
       key: opt(nonEmpty),
       env_file: opt(nonEmpty),
       lock_group: opt(nonEmpty),
+      /** seconds for one host's SSH connect + login, counted from its own start (--connect-timeout wins) */
+      connect_timeout: opt(int(1, 3600)),
     }),
   ),
   vars: VarsSchema,
@@ -208,6 +210,7 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     if (s.env_file !== undefined) settings.envFile = resolvePath(s.env_file);
     // the group whose hosts hold the deploy lock and the audit log (lib/lock.ts; default: managers)
     if (s.lock_group !== undefined) settings.lockGroup = s.lock_group;
+    if (s.connect_timeout !== undefined) settings.connectTimeoutS = s.connect_timeout;
   }
   // settings.env_file: where this inventory's credentials are (e.g. the lab's generated ones) instead of
   // .env. It becomes the run's default for every credential lookup (roles, backups), not only the inventory's.

@@ -18,7 +18,7 @@ import { selectHosts } from './patterns.ts';
 import { type HostState, type RoleRunResult, exitCodeFor, runRole } from './runner.ts';
 import { mask } from './secrets.ts';
 import { StepTimes, renderTimeline, timelinePathFor } from './timeline.ts';
-import { ConnectionPool } from './transport.ts';
+import { ConnectionPool, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.ts';
 import type { HostSpec, Role, StepResult } from './types.ts';
 
 export interface RunConfig {
@@ -62,6 +62,7 @@ export class Run {
     this.pool = new ConnectionPool({
       knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
       acceptNew: f.acceptNewHostKeys || this.inventory.settings.acceptNewHostKeys,
+      connectTimeoutMs: (f.connectTimeout ?? this.inventory.settings.connectTimeoutS ?? DEFAULT_CONNECT_TIMEOUT_MS / 1000) * 1000,
       onCommand: (h, c) => {
         this.times.command(h);
         if (f.verbose > 2) this.reporter.log(h, `$ ${c.split('\n')[0]}`);

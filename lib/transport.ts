@@ -1,14 +1,27 @@
-// SSH transport: ONE persistent connection per host for the whole run (node-ssh over ssh2), with
-// TCP_NODELAY (Nagle costs ~40 ms per command otherwise; see shared notes), connect timeout, keepalive,
-// a bounded number of channels in flight (OpenSSH's MaxSessions defaults to 10), one reconnect on a dropped
-// connection, become (sudo), host keys checked against a known_hosts file, atomic uploads.
-import { createHash, createHmac } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+// SSH transport: ONE persistent connection per host for the whole run (ssh2), with TCP_NODELAY (Nagle costs
+// ~40 ms per command otherwise; see shared notes), keepalive, a bounded number of channels in flight (OpenSSH's
+// MaxSessions defaults to 10), one reconnect on a dropped connection, become (sudo), host keys checked against
+// a known_hosts file, atomic uploads.
+// At scale (hundreds of hosts on a small controller) the cost is connection setup, so: a bounded number of
+// handshakes in flight per pool, separate from --forks; the connect timeout counts from the start of a host's
+// own handshake, never while it waits for a turn; each private key file parsed once; known_hosts read once per
+// run (re-read when the file changes); no work the security of the connection does not need (no "none" auth
+// probe, no proof of the extra host keys OpenSSH advertises after login: we never use them).
+import { createHash, createHmac, createPrivateKey } from 'node:crypto';
+import { appendFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
-import { NodeSSH } from 'node-ssh';
 import pLimit from 'p-limit';
-import type { ClientChannel } from 'ssh2';
+import ssh2, {
+  type AgentAuthMethod,
+  type AuthenticationType,
+  type Client,
+  type ClientChannel,
+  type ConnectConfig,
+  type ParsedKey,
+  type PublicKeyAuthMethod,
+} from 'ssh2';
 import { PassThrough, type Readable } from 'node:stream';
 import { HostKeyError, RemoteCommandError, UnreachableError } from './errors.ts';
 import { mask } from './secrets.ts';
@@ -20,7 +33,10 @@ export interface ConnectOptions {
   knownHosts?: string;
   /** accept and record the key of a host seen for the first time */
   acceptNew?: boolean;
+  /** TCP connect + key exchange + authentication of one host, counted from when its handshake starts */
   connectTimeoutMs?: number;
+  /** handshakes in flight at once (per pool; default: HANDSHAKES_PER_CORE per core) */
+  maxHandshakes?: number;
   keepaliveMs?: number;
   /** channels in flight per connection (≤ 10: OpenSSH MaxSessions) */
   maxChannels?: number;
@@ -28,7 +44,15 @@ export interface ConnectOptions {
   onCommand?: (host: string, command: string) => void;
 }
 
-const DEFAULTS = { connectTimeoutMs: 10_000, keepaliveMs: 5_000, maxChannels: 8 };
+/** Measured on 2 cores with 500 loopback sshd hosts (bench/README.md): see defaultMaxHandshakes. */
+export const HANDSHAKES_PER_CORE = 8;
+export function defaultMaxHandshakes(): number {
+  return HANDSHAKES_PER_CORE * availableParallelism();
+}
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULTS = { connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, keepaliveMs: 5_000, maxChannels: 8 };
+type Limit = ReturnType<typeof pLimit>;
+type Opts = ConnectOptions & typeof DEFAULTS & { handshakes: Limit };
 
 // ---------------------------------------------------------------------------------------------
 // known_hosts
@@ -83,6 +107,53 @@ export function fingerprint(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
+/** A known_hosts file parsed once (per run, and again when it changes): plain names indexed, hashed and wildcard
+ *  patterns scanned. Hundreds of hosts would otherwise read and parse the whole file once each. */
+interface KnownHostsIndex {
+  stamp: string;
+  byName: Map<string, KnownHostEntry[]>;
+  scanned: KnownHostEntry[];
+}
+const knownHostsCache = new Map<string, KnownHostsIndex>();
+
+function fileStamp(file: string): string {
+  try {
+    const st = statSync(file);
+    return `${st.mtimeMs}:${st.size}:${st.ino}`;
+  } catch {
+    return 'missing';
+  }
+}
+
+function knownHostsIndex(file: string): KnownHostsIndex {
+  const stamp = fileStamp(file);
+  const cached = knownHostsCache.get(file);
+  if (cached?.stamp === stamp) return cached;
+  const idx: KnownHostsIndex = { stamp, byName: new Map(), scanned: [] };
+  for (const e of parseKnownHosts(stamp === 'missing' ? '' : readFileSync(file, 'utf8'))) {
+    if (e.patterns.some((p) => p.startsWith('|') || p.includes('*') || p.includes('?'))) {
+      idx.scanned.push(e);
+      continue;
+    }
+    for (const p of e.patterns) {
+      if (p.startsWith('!')) continue;
+      const list = idx.byName.get(p) ?? [];
+      list.push(e);
+      idx.byName.set(p, list);
+    }
+  }
+  knownHostsCache.set(file, idx);
+  return idx;
+}
+
+/** The entries of a known_hosts file for one host name (as keysForHost, from the cached index). */
+function knownKeysFor(file: string, name: string): KnownHostEntry[] {
+  const idx = knownHostsIndex(file);
+  const plain = idx.byName.get(name) ?? [];
+  const scanned = idx.scanned.length ? keysForHost(idx.scanned, name) : [];
+  return scanned.length ? [...plain, ...scanned].sort((a, b) => a.line - b.line) : plain;
+}
+
 /** Decide on a presented host key. Returns null when accepted, or the reason for refusal. */
 export function verifyHostKey(
   file: string,
@@ -91,8 +162,7 @@ export function verifyHostKey(
   acceptNew: boolean,
 ): { ok: true; recorded?: boolean } | { ok: false; reason: string } {
   const name = knownHostName(host.address, host.port);
-  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  const mine = keysForHost(parseKnownHosts(text), name);
+  const mine = knownKeysFor(file, name);
   const b64 = blob.toString('base64');
   if (mine.some((e) => e.key === b64)) return { ok: true };
   if (mine.length > 0) {
@@ -115,7 +185,59 @@ export function verifyHostKey(
   }
   mkdirSync(dirname(file), { recursive: true });
   appendFileSync(file, `${name} ${keyType(blob)} ${b64}\n`, { mode: 0o600 });
+  knownHostsCache.delete(file);
   return { ok: true, recorded: true };
+}
+
+// ---------------------------------------------------------------------------------------------
+// private keys: each file read and parsed once (ssh2's parser); every connection gets the parsed key object
+
+const keyCache = new Map<string, { stamp: string; key: ParsedKey | Error }>();
+
+export function loadPrivateKey(file: string): ParsedKey | Error {
+  const stamp = fileStamp(file);
+  const cached = keyCache.get(file);
+  if (cached?.stamp === stamp) return cached.key;
+  let key: ParsedKey | Error;
+  try {
+    const parsed = ssh2.utils.parseKey(readFileSync(file));
+    key = Array.isArray(parsed) ? parsed[0]! : parsed; // OpenSSH's format holds one key
+    if (!(key instanceof Error) && !key.isPrivateKey()) key = new Error('not a private key');
+    if (!(key instanceof Error)) holdKeyObject(key);
+  } catch (e) {
+    key = e as Error;
+  }
+  keyCache.set(file, { stamp, key });
+  return key;
+}
+
+/**
+ * ssh2 keeps the private key as PEM text and hands that text to crypto.sign for every signature, which parses it
+ * again each time (ed25519 here: ~630 µs of CPU per login instead of ~50 µs). Node's signing accepts a KeyObject
+ * wherever it accepts PEM, so the parsed key holds one (ssh2 reads the field only to sign and to test presence).
+ */
+function holdKeyObject(key: ParsedKey): void {
+  const holder = key as unknown as Record<symbol, unknown>;
+  const sym = Object.getOwnPropertySymbols(key).find((s) => s.description === 'Private key PEM');
+  const pem = sym ? holder[sym] : undefined;
+  if (sym && typeof pem === 'string') holder[sym] = createPrivateKey(pem);
+}
+
+// ---------------------------------------------------------------------------------------------
+// algorithms: ssh2's defaults are already the fast, secure ones here (curve25519 key exchange; ed25519 host keys
+// first; aes128-gcm, then chacha20-poly1305 or aes-ctr+etm MACs), so only the host key order is adjusted: the
+// types known_hosts holds for the host come first, as OpenSSH does, so that a host with several keys is checked
+// against the one recorded rather than refused as changed.
+
+const HOST_KEY_ORDER = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256'];
+
+function hostKeyOrder(known: KnownHostEntry[]): string[] {
+  const types = new Set<string>();
+  for (const e of known) {
+    if (e.type === 'ssh-rsa') types.add('rsa-sha2-512').add('rsa-sha2-256');
+    else if (HOST_KEY_ORDER.includes(e.type)) types.add(e.type);
+  }
+  return [...types, ...HOST_KEY_ORDER.filter((t) => !types.has(t))];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,19 +245,47 @@ export function verifyHostKey(
 
 const CONNECTION_LOST = /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
 
+/** ssh2's protocol object, for the one message handler we replace (not in ssh2's public types). */
+interface Ssh2Internals {
+  _protocol?: { _handlers: { GLOBAL_REQUEST?: (p: unknown, name: string, wantReply: boolean, data: unknown) => void } };
+}
+
+/**
+ * ssh2 writes each SSH packet with its own socket write; a command is several packets sent in the same tick
+ * (channel request, data, EOF...). With TCP_NODELAY each write is a syscall and a segment through the network stack,
+ * on the controller's CPU. Corked until the end of the tick, the packets of a tick leave in one writev.
+ */
+function corked(sock: net.Socket): net.Socket {
+  const write = sock.write;
+  let pending = false;
+  const uncork = () => {
+    pending = false;
+    sock.uncork();
+  };
+  sock.write = function (this: net.Socket, ...args: Parameters<net.Socket['write']>): boolean {
+    if (!pending) {
+      pending = true;
+      sock.cork();
+      process.nextTick(uncork);
+    }
+    return write.apply(this, args);
+  } as net.Socket['write'];
+  return sock;
+}
+
 class SshConnection implements Connection {
-  private ssh: NodeSSH | null = null;
+  private client: Client | null = null;
   private connecting: Promise<void> | null = null;
   private dropped = false;
   private reconnects = 0;
   private dead: UnreachableError | null = null;
-  private readonly limit: ReturnType<typeof pLimit>;
+  private readonly limit: Limit;
   private readonly channels = new Set<ClientChannel>();
   private trips = 0;
 
   constructor(
     readonly host: HostSpec,
-    private readonly opts: ConnectOptions & typeof DEFAULTS,
+    private readonly opts: Opts,
   ) {
     this.limit = pLimit(Math.min(Math.max(1, opts.maxChannels), 10));
   }
@@ -146,54 +296,77 @@ class SshConnection implements Connection {
 
   async open(): Promise<void> {
     if (this.dead) throw this.dead;
-    if (this.ssh && !this.dropped) return;
+    if (this.client && !this.dropped) return;
     if (!this.connecting) {
-      this.connecting = this.doConnect().finally(() => {
+      // wait for a turn among the pool's handshakes; the timeout starts with ours
+      this.connecting = this.opts.handshakes(() => this.doConnect()).finally(() => {
         this.connecting = null;
       });
     }
     return this.connecting;
   }
 
-  private async doConnect(): Promise<void> {
+  private doConnect(): Promise<void> {
     const { host, opts } = this;
-    const sock = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: host.address, port: host.port, noDelay: true });
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new UnreachableError(host.name, `connect to ${host.address}:${host.port} timed out after ${opts.connectTimeoutMs} ms`));
-      }, opts.connectTimeoutMs);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-      s.once('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(new UnreachableError(host.name, `${host.address}:${host.port}: ${e.code ?? e.message}`));
-      });
-    });
-    let keyRefusal: string | null = null;
-    const ssh = new NodeSSH();
-    let privateKey: string | undefined;
+    let auth: ConnectConfig['authHandler'];
     if (host.key) {
-      try {
-        privateKey = readFileSync(host.key, 'utf8');
-      } catch (e) {
-        sock.destroy();
-        throw new UnreachableError(host.name, `cannot read key ${host.key}: ${(e as Error).message}`);
-      }
+      const key = loadPrivateKey(host.key);
+      if (key instanceof Error) return Promise.reject(new UnreachableError(host.name, `cannot use key ${host.key}: ${key.message}`));
+      const pk: PublicKeyAuthMethod = { type: 'publickey', username: host.user, key };
+      auth = [pk];
+    } else if (process.env.SSH_AUTH_SOCK) {
+      const agent: AgentAuthMethod = { type: 'agent', username: host.user, agent: process.env.SSH_AUTH_SOCK };
+      auth = [agent];
+    } else {
+      auth = ['none' as AuthenticationType];
     }
-    try {
-      await ssh.connect({
+    const known = opts.knownHosts ? knownKeysFor(opts.knownHosts, knownHostName(host.address, host.port)) : [];
+    return new Promise<void>((resolve, reject) => {
+      let keyRefusal: string | null = null;
+      let settled = false;
+      const client = new ssh2.Client();
+      const sock = corked(net.connect({ host: host.address, port: host.port, noDelay: true }));
+      const finish = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (!err) return resolve();
+        sock.destroy();
+        client.end();
+        if (keyRefusal) {
+          this.dead = new UnreachableError(host.name, keyRefusal);
+          return reject(new HostKeyError(host.name, keyRefusal));
+        }
+        reject(err instanceof UnreachableError ? err : new UnreachableError(host.name, err.message));
+      };
+      const timer = setTimeout(
+        () => finish(new UnreachableError(host.name, `connect to ${host.address}:${host.port} timed out after ${opts.connectTimeoutMs} ms (TCP connect, key exchange and login)`)),
+        opts.connectTimeoutMs,
+      );
+      sock.once('error', (e: NodeJS.ErrnoException) => finish(new UnreachableError(host.name, `${host.address}:${host.port}: ${e.code ?? e.message}`)));
+      client.once('ready', () => {
+        client.on('close', () => {
+          this.dropped = true;
+        });
+        this.client = client;
+        this.dropped = false;
+        finish();
+      });
+      client.on('error', (e) => {
+        this.dropped = true;
+        finish(e);
+      });
+      client.once('close', () => finish(new Error('connection closed during the handshake')));
+      client.connect({
         sock,
         host: host.address,
         port: host.port,
         username: host.user,
-        privateKey,
-        agent: privateKey ? undefined : process.env.SSH_AUTH_SOCK,
-        readyTimeout: opts.connectTimeoutMs,
+        authHandler: auth,
+        readyTimeout: 0, // our timer above covers connect + handshake + login
         keepaliveInterval: opts.keepaliveMs,
         keepaliveCountMax: 3,
+        algorithms: { serverHostKey: hostKeyOrder(known) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] },
         hostVerifier: (key: Buffer) => {
           if (!opts.knownHosts) return true;
           const v = verifyHostKey(opts.knownHosts, host, key, !!opts.acceptNew);
@@ -201,24 +374,18 @@ class SshConnection implements Connection {
           return v.ok;
         },
       });
-    } catch (e) {
-      sock.destroy();
-      if (keyRefusal) {
-        const err = new HostKeyError(host.name, keyRefusal);
-        this.dead = new UnreachableError(host.name, keyRefusal);
-        throw err;
+      // OpenSSH announces all its host keys after login (hostkeys-00@openssh.com, for UpdateHostKeys); ssh2 then
+      // asks the server to prove each one (a signature per key on the host, a verification per key here) for an
+      // event we never use. The key that authenticated this connection was checked above; the rest is skipped.
+      const proto = (client as unknown as Ssh2Internals)._protocol;
+      const global = proto?._handlers.GLOBAL_REQUEST;
+      if (proto && global) {
+        proto._handlers.GLOBAL_REQUEST = (p, name, wantReply, data) => {
+          if (name === 'hostkeys-00@openssh.com' && !wantReply) return;
+          global(p, name, wantReply, data);
+        };
       }
-      throw new UnreachableError(host.name, (e as Error).message);
-    }
-    const client = ssh.connection!;
-    client.on('close', () => {
-      this.dropped = true;
     });
-    client.on('error', () => {
-      this.dropped = true;
-    });
-    this.ssh = ssh;
-    this.dropped = false;
   }
 
   /** Reconnect once after a drop; a second drop that cannot be repaired makes the host unreachable. */
@@ -230,11 +397,11 @@ class SshConnection implements Connection {
     this.reconnects++;
     this.dropped = true;
     try {
-      this.ssh?.dispose();
+      this.client?.end();
     } catch {
       /* already gone */
     }
-    this.ssh = null;
+    this.client = null;
     try {
       await this.open();
     } catch (e) {
@@ -279,7 +446,7 @@ class SshConnection implements Connection {
   }
 
   private once(command: string, stdin: Buffer | undefined, opts: ExecOptions, onStart: () => void): Promise<ExecResult> {
-    const client = this.ssh?.connection;
+    const client = this.client;
     if (!client) return Promise.reject(new Error('Not connected'));
     this.trips++;
     this.opts.onCommand?.(this.host.name, command);
@@ -346,7 +513,7 @@ class SshConnection implements Connection {
     const wrapped = this.wrap(command, { become: opts.become });
     const done = this.limit(async () => {
       await this.open();
-      const client = this.ssh!.connection!;
+      const client = this.client!;
       this.trips++;
       this.opts.onCommand?.(this.host.name, wrapped.command);
       return new Promise<{ code: number; signal?: string | null; stderr: string }>((resolve) => {
@@ -403,7 +570,7 @@ class SshConnection implements Connection {
   async forward(target: { socketPath: string } | { host: string; port: number }): Promise<import('node:stream').Duplex> {
     return this.limit(async () => {
       await this.open();
-      const client = this.ssh!.connection!;
+      const client = this.client!;
       this.trips++;
       return new Promise<import('node:stream').Duplex>((resolve, reject) => {
         const done = (err: Error | undefined, stream: ClientChannel) => {
@@ -432,16 +599,21 @@ class SshConnection implements Connection {
   async close(): Promise<void> {
     this.dead ??= new UnreachableError(this.host.name, 'connection closed');
     try {
-      this.ssh?.dispose();
+      this.client?.end();
     } catch {
       /* ignore */
     }
-    this.ssh = null;
+    this.client = null;
   }
 }
 
+function withDefaults(opts: ConnectOptions, handshakes?: Limit): Opts {
+  const o = { ...DEFAULTS, ...opts };
+  return { ...o, handshakes: handshakes ?? pLimit(Math.max(1, o.maxHandshakes ?? defaultMaxHandshakes())) };
+}
+
 export async function connect(host: HostSpec, opts: ConnectOptions = {}): Promise<Connection & { abortChannels(): void }> {
-  const c = new SshConnection(host, { ...DEFAULTS, ...opts } as ConnectOptions & typeof DEFAULTS);
+  const c = new SshConnection(host, withDefaults(opts));
   await c.open();
   return c;
 }
@@ -449,12 +621,16 @@ export async function connect(host: HostSpec, opts: ConnectOptions = {}): Promis
 /** A pool: one connection per host for the whole run, opened lazily and shared by every step. */
 export class ConnectionPool {
   private readonly conns = new Map<string, Promise<Connection & { abortChannels(): void }>>();
-  constructor(private readonly opts: ConnectOptions = {}) {}
+  private readonly opts: Opts;
+  constructor(opts: ConnectOptions = {}) {
+    this.opts = withDefaults(opts);
+  }
 
   get(host: HostSpec): Promise<Connection & { abortChannels(): void }> {
     let c = this.conns.get(host.name);
     if (!c) {
-      c = connect(host, this.opts);
+      const conn = new SshConnection(host, this.opts);
+      c = conn.open().then(() => conn);
       c.catch(() => undefined);
       this.conns.set(host.name, c);
     }

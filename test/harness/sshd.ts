@@ -1,5 +1,5 @@
 // Real OpenSSH sshd test hosts on this machine: each host is a network namespace on a private bridge
-// (10.88.<slot>.0/24, address 10.88.<slot>.(10+i)), with its own filesystem (an overlay of / whose upper layer is a
+// (10.88.<slot>.0/24, address 10.88.<slot>.(11+i); more than 240 hosts take more slots, one /24 each), with its own filesystem (an overlay of / whose upper layer is a
 // tmpfs private to the host's mount namespace; read it from the controller through /proc/<pid>/root),
 // running sshd with an ed25519 host key, key-only root login, MaxSessions 10, and stock Debian dotfiles
 // for root (this machine's ~/.bashrc runs `pyenv init`, ~80 ms per command).
@@ -75,9 +75,9 @@ function alive(pid: number): boolean {
 }
 
 /** Take a free slot (cleaning the leftovers of a dead owner). */
-function takeSlot(): Slot {
+function takeSlot(from = 0): Slot {
   mkdirSync(SLOT_DIR, { recursive: true });
-  for (let n = 0; n < SLOTS; n++) {
+  for (let n = from; n < SLOTS; n++) {
     const f = join(SLOT_DIR, `${n}.pid`);
     let owner = 0;
     try {
@@ -95,6 +95,21 @@ function takeSlot(): Slot {
     return slot(n);
   }
   throw new Error(`no free sshd test slot (all ${SLOTS} owned by live processes; see ${SLOT_DIR})`);
+}
+
+/** A /24 holds HOSTS_PER_SLOT hosts (.11 to .250); a run of more hosts takes several slots, each one more subnet
+ *  on the first slot's bridge (its own namespaces wpfssh-<slot>-*, so a dead owner's leftovers are cleaned per slot). */
+const HOSTS_PER_SLOT = 240;
+
+function takeSlots(count: number): Slot[] {
+  const out: Slot[] = [];
+  try {
+    for (let i = 0; i < count; i++) out.push(takeSlot(out.length ? out[out.length - 1]!.n + 1 : 0));
+  } catch (e) {
+    for (const s of out) releaseSlot(s);
+    throw e;
+  }
+  return out;
 }
 
 function releaseSlot(s: Slot): void {
@@ -135,11 +150,12 @@ export function cleanupSshdLeftovers(): void {
   }
 }
 
-function ensureBridge(s: Slot): void {
+function ensureBridge(s: Slot, extra: Slot[] = []): void {
   if (!run('ip', ['-o', 'link', 'show', s.bridge], true)) {
     run('ip', ['link', 'add', s.bridge, 'type', 'bridge']);
     run('ip', ['addr', 'add', `${s.net}.1/24`, 'dev', s.bridge]);
   }
+  for (const x of extra) run('ip', ['addr', 'add', `${x.net}.1/24`, 'dev', s.bridge], true);
   run('ip', ['link', 'set', s.bridge, 'up']);
   // dockerd may set the FORWARD policy to DROP with br_netfilter: allow traffic within our bridge.
   if (!hasForwardRule(s)) run('iptables', ['-I', 'FORWARD', '-i', s.bridge, '-o', s.bridge, '-j', 'ACCEPT'], true);
@@ -154,7 +170,8 @@ function hasForwardRule(s: Slot): boolean {
   }
 }
 
-async function waitPort(address: string, port: number, ms = 5000): Promise<void> {
+// 30 s: hundreds of hosts are set up with synchronous commands, which hold up this loop's timers meanwhile
+async function waitPort(address: string, port: number, ms = 30_000): Promise<void> {
   const net = await import('node:net');
   const deadline = Date.now() + ms;
   for (;;) {
@@ -175,8 +192,11 @@ async function waitPort(address: string, port: number, ms = 5000): Promise<void>
 export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: string } = {}): Promise<SshdLab> {
   ensurePackages();
   cleanupSshdLeftovers();
-  const sl = takeSlot();
-  ensureBridge(sl);
+  const slots = takeSlots(Math.max(1, Math.ceil(n / HOSTS_PER_SLOT)));
+  const sl = slots[0]!;
+  ensureBridge(sl, slots.slice(1));
+  /** the slot (subnet, namespace prefix) of host i */
+  const slotOf = (i: number): Slot => slots[Math.floor(i / HOSTS_PER_SLOT)]!;
   const prefix = opts.prefix ?? 'h';
   const dir = opts.dir ?? join('/var/tmp', `wpfarm-sshd-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
@@ -186,10 +206,11 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${keyFile}.pub`));
   const knownHosts = join(dir, 'known_hosts');
   const hosts: SshdHost[] = [];
-  const names = Array.from({ length: n }, (_, i) => `${prefix}${String(i + 1).padStart(2, '0')}`);
+  const names = Array.from({ length: n }, (_, i) => `${prefix}${String(i + 1).padStart(Math.max(2, String(n).length), '0')}`);
 
   const hostDir = (name: string) => join(dir, name);
-  const ns = (name: string) => `${sl.nsPrefix}${name}`;
+  const index = new Map(names.map((name, i) => [name, i]));
+  const ns = (name: string) => `${slotOf(index.get(name)!).nsPrefix}${name}`;
 
   const writeKnown = () => {
     const lines = hosts.map((h) => `${h.address} ${readFileSync(join(hostDir(h.name), 'ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' ')}`);
@@ -233,7 +254,8 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
 
   await Promise.all(
     names.map(async (name, i) => {
-      const address = `${sl.net}.${11 + i}`;
+      const hs = slotOf(i);
+      const address = `${hs.net}.${11 + (i % HOSTS_PER_SLOT)}`;
       const hd = hostDir(name);
       mkdirSync(hd, { recursive: true });
       run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(hd, 'ssh_host_ed25519_key')]);
@@ -262,8 +284,8 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
         ].join('\n'),
       );
       run('ip', ['netns', 'add', ns(name)]);
-      run('ip', ['link', 'add', sl.veth(name), 'type', 'veth', 'peer', 'name', 'wpfeth0', 'netns', ns(name)]);
-      run('ip', ['link', 'set', sl.veth(name), 'master', sl.bridge, 'up']);
+      run('ip', ['link', 'add', hs.veth(name), 'type', 'veth', 'peer', 'name', 'wpfeth0', 'netns', ns(name)]);
+      run('ip', ['link', 'set', hs.veth(name), 'master', sl.bridge, 'up']);
       run('ip', ['-n', ns(name), 'addr', 'add', `${address}/24`, 'dev', 'wpfeth0']);
       run('ip', ['-n', ns(name), 'link', 'set', 'wpfeth0', 'up']);
       run('ip', ['-n', ns(name), 'link', 'set', 'lo', 'up']);
@@ -337,7 +359,7 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
     },
     async stop() {
       for (const h of hosts) killAll(h.name);
-      releaseSlot(sl);
+      for (const s of slots) releaseSlot(s);
       rmSync(dir, { recursive: true, force: true });
     },
   };
