@@ -3,7 +3,7 @@
 export const PHASES: { n: number; title: string; roles: string[] }[] = [
   { n: 1, title: 'foundation', roles: ['common', 'swarm-manager', 'swarm-worker'] },
   { n: 2, title: 'core services', roles: ['galera', 'gluster', 'crowdsec'] },
-  { n: 3, title: 'WordPress stack', roles: ['traefik', 'wp-site'] },
+  { n: 3, title: 'WordPress stack', roles: ['traefik', 'keepalived', 'wp-site'] },
   { n: 4, title: 'observability', roles: ['monitoring'] },
   { n: 5, title: 'automation', roles: ['backup'] },
 ];
