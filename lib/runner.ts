@@ -4,12 +4,15 @@
 // operations i..j (up to the next task or delegated step) in ONE round trip. Operations whose plan says
 // "no change" cost nothing more; after a change is applied, the probes of the following steps are sent again
 // (the host changed). An idempotent rerun of a role is thus one round trip per host.
+import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { EXIT, InputError, RemoteCommandError, UnreachableError } from './errors.ts';
 import { FactCache } from './facts.ts';
+import { retry } from './retry.ts';
 import { mask, registerSecret } from './secrets.ts';
 import { sh } from './shell.ts';
 import type {
+  BarrierResult,
   Connection,
   ExecOptions,
   ExecResult,
@@ -103,13 +106,41 @@ interface RoleShared {
   once: Map<string, Promise<StepResult>>;
   /** hosts of the current batch, in inventory order: a runOnce step runs on the first one still running */
   order: string[];
-  /** hosts whose run ended (done, failed, unreachable) */
-  gone: Set<string>;
+  /** hosts whose run ended (done, failed, unreachable), with how it ended */
+  gone: Map<string, string>;
+  /** hosts that started the role's steps (not skipped for an earlier failure, not unreachable) */
+  started: Set<string>;
+  /** ctx.barrier(): by name, for the current batch */
+  barriers: Map<string, BarrierState>;
+  /** hosts run in parallel at most (a barrier needs the whole batch running at once) */
+  forks: number;
   /** hosts waiting for a runOnce step to be started by the host in charge of it */
   waiters: Set<() => void>;
   fatal: { stop: boolean };
   /** bad input found while preparing a host's steps: the whole run stops with exit 4 */
   inputError?: InputError;
+}
+
+interface BarrierState {
+  arrived: Map<string, unknown>;
+  open: Promise<BarrierResult>;
+  release(r: BarrierResult): void;
+  released: boolean;
+}
+
+/** Open every barrier that every host of the batch has either reached or left behind (its run ended). */
+function settleBarriers(shared: RoleShared): void {
+  for (const b of shared.barriers.values()) {
+    if (b.released || !shared.order.every((h) => b.arrived.has(h) || shared.gone.has(h))) continue;
+    b.released = true;
+    const arrived: Record<string, unknown> = {};
+    const missing: Record<string, string> = {};
+    for (const h of shared.order) {
+      if (b.arrived.has(h)) arrived[h] = b.arrived.get(h);
+      else if (shared.started.has(h)) missing[h] = shared.gone.get(h) ?? 'ended';
+    }
+    b.release({ arrived, missing });
+  }
 }
 
 class HostRun {
@@ -178,6 +209,7 @@ class HostRun {
         if (!h) throw new Error(`unknown host '${name}'`);
         return self.context(h, h.vars);
       },
+      barrier: <T>(name: string, opts?: { value?: T; timeoutMs?: number }) => self.barrier(name, opts?.value, opts?.timeoutMs) as Promise<BarrierResult<T>>,
     };
     // resolve conn eagerly for operations that need put()
     void connFor().then(
@@ -185,6 +217,36 @@ class HostRun {
       () => undefined,
     );
     return ctx;
+  }
+
+  /** ctx.barrier(): this host reached `name`; resolves when every host of the batch reached it or ended. */
+  async barrier(name: string, value: unknown, timeoutMs?: number): Promise<BarrierResult> {
+    const shr = this.shared;
+    if (shr.forks < shr.order.length) {
+      throw new Error(`barrier '${name}': the ${shr.order.length} hosts of the batch must run at once, but --forks is ${shr.forks}`);
+    }
+    let b = shr.barriers.get(name);
+    if (!b) {
+      let release!: (r: BarrierResult) => void;
+      const open = new Promise<BarrierResult>((r) => (release = r));
+      b = { arrived: new Map(), open, release, released: false };
+      shr.barriers.set(name, b);
+    }
+    if (!b.arrived.has(this.host.name)) b.arrived.set(this.host.name, value);
+    settleBarriers(shr);
+    if (b.released || timeoutMs === undefined) return b.open;
+    const ac = new AbortController();
+    const state = b;
+    const late = sleep(timeoutMs, undefined, { signal: ac.signal, ref: false }).then(() => {
+      const waiting = shr.order.filter((h) => !state.arrived.has(h) && !shr.gone.has(h));
+      throw new Error(`barrier '${name}': ${waiting.join(', ')} did not reach it within ${Math.round(timeoutMs / 1000)} s`);
+    });
+    try {
+      return await Promise.race([b.open, late]);
+    } finally {
+      ac.abort();
+      late.catch(() => undefined);
+    }
   }
 
   /** Probe steps[from..] (operations only, until a task/delegated/runOnce step) in one round trip. */
@@ -248,8 +310,7 @@ class HostRun {
     const t0 = performance.now();
     const base = { host: ctx.host.name, step: op.title, kind: op.kind };
     const attempts = Math.max(1, (op.options.retries ?? 0) + 1);
-    let last: StepResult | null = null;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+    const last = await this.retrySteps(op, ctx, attempts, async () => {
       try {
         let out: string;
         if (!direct && index >= 0 && !op.options.delegateTo && !op.options.runOnce) {
@@ -261,7 +322,7 @@ class HostRun {
         }
         const plan = await op.plan(ctx, out);
         if (plan.changed && !ctx.check) await this.applyPlan(plan, op, ctx);
-        last = {
+        return {
           ...base,
           status: plan.changed ? 'changed' : 'ok',
           changes: plan.changes.map(mask),
@@ -269,33 +330,44 @@ class HostRun {
           result: plan.result,
           ms: performance.now() - t0,
         };
-        if (!op.options.until || op.options.until(last)) return last;
       } catch (e) {
         if (e instanceof UnreachableError) throw e;
-        last = { ...base, status: 'failed', changes: [], error: errMessage(e), ms: performance.now() - t0 };
+        return { ...base, status: 'failed', changes: [], error: errMessage(e), ms: performance.now() - t0 };
       }
-      if (attempt < attempts) {
+    });
+    return last;
+  }
+
+  /**
+   * A step's `retries`, `delayMs` and `until` (operations and tasks alike): attempts until one is final,
+   * then a result that met no `until` is a failure.
+   */
+  private async retrySteps(step: Step, ctx: StepContext, attempts: number, attempt: () => Promise<StepResult>): Promise<StepResult> {
+    const until = step.options.until;
+    const last = await retry(attempt, {
+      attempts,
+      delayMs: step.options.delayMs ?? 1000,
+      done: (r) => r.status !== 'failed' && (!until || until(r)),
+      onRetry: (n) => {
         this.probeCache.clear();
-        this.env.reporter.log(ctx.host.name, `retrying '${op.title}' (${attempt}/${attempts - 1})`);
-        await sleep(op.options.delayMs ?? 1000);
-      }
-    }
-    if (last && last.status !== 'failed' && op.options.until) {
+        this.env.reporter.log(ctx.host.name, `retrying '${step.title}' (${n}/${attempts - 1})`);
+      },
+    });
+    if (last.status !== 'failed' && until && !until(last)) {
       return { ...last, status: 'failed', error: `condition not met after ${attempts} attempts` };
     }
-    return last!;
+    return last;
   }
 
   async runTask(t: Task, ctx: StepContext): Promise<StepResult> {
     const t0 = performance.now();
     const base = { host: ctx.host.name, step: t.title, kind: t.kind };
     const attempts = Math.max(1, (t.options.retries ?? 0) + 1);
-    let last: StepResult | null = null;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+    return this.retrySteps(t, ctx, attempts, async () => {
       try {
         const o: TaskOutcome = (await t.run(ctx)) ?? {};
         this.probeCache.clear();
-        last = o.skipped
+        return o.skipped
           ? { ...base, status: 'skipped', reason: mask(o.skipped), changes: [], ms: performance.now() - t0 }
           : {
               ...base,
@@ -305,20 +377,11 @@ class HostRun {
               result: o.result,
               ms: performance.now() - t0,
             };
-        if (!t.options.until || t.options.until(last)) return last;
       } catch (e) {
         if (e instanceof UnreachableError) throw e;
-        last = { ...base, status: 'failed', changes: [], error: errMessage(e), ms: performance.now() - t0 };
+        return { ...base, status: 'failed', changes: [], error: errMessage(e), ms: performance.now() - t0 };
       }
-      if (attempt < attempts) {
-        this.env.reporter.log(ctx.host.name, `retrying '${t.title}' (${attempt}/${attempts - 1})`);
-        await sleep(t.options.delayMs ?? 1000);
-      }
-    }
-    if (last && last.status !== 'failed' && t.options.until) {
-      return { ...last, status: 'failed', error: `condition not met after ${attempts} attempts` };
-    }
-    return last!;
+    });
   }
 
   async runStep(step: Step, ctx: StepContext, steps: Step[], index: number): Promise<StepResult> {
@@ -366,6 +429,7 @@ class HostRun {
       return outcome('unreachable', msg);
     }
     const ctx = this.context();
+    this.shared.started.add(this.host.name);
     let steps: Step[];
     try {
       steps = await this.role.steps(ctx);
@@ -501,10 +565,6 @@ function relabel(s: Step, title: string): Step {
     : ({ ...s, title, run: s.run.bind(s) } as Task);
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function batchesOf<T>(items: T[], serial: number | string | undefined): T[][] {
   if (serial === undefined) return [items];
   let size = typeof serial === 'number' ? serial : NaN;
@@ -527,7 +587,16 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
   env.reporter.roleStart(role.name, hosts.map((h) => h.name));
   const results: StepResult[] = [];
   const outcomes: HostOutcome[] = [];
-  const shared: RoleShared = { once: new Map(), order: [], gone: new Set(), waiters: new Set(), fatal: { stop: false } };
+  const shared: RoleShared = {
+    once: new Map(),
+    order: [],
+    gone: new Map(),
+    started: new Set(),
+    barriers: new Map(),
+    forks: Math.max(1, env.options.forks),
+    waiters: new Set(),
+    fatal: { stop: false },
+  };
   const limit = pLimit(Math.max(1, env.options.forks));
   let aborted: string | undefined;
   for (const batch of batchesOf(hosts, role.serial)) {
@@ -541,14 +610,19 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
       return new HostRun(role, h, env, st, shared);
     });
     shared.order = batch.map((h) => h.name);
+    shared.barriers = new Map();
     const got = await Promise.all(
       runs.map((r) =>
         limit(async () => {
+          let how = 'its run ended before reaching it';
           try {
-            return await r.run();
+            const o = await r.run();
+            if (o.error) how = `${o.status}: ${o.error}`;
+            return o;
           } finally {
-            shared.gone.add(r.host.name);
+            shared.gone.set(r.host.name, how);
             wakeAll(shared);
+            settleBarriers(shared);
           }
         }),
       ),

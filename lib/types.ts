@@ -193,6 +193,22 @@ export interface StepContext {
   hostContext(name: string): StepContext;
   /** hosts of the inventory that a pattern selects (not restricted by --limit): group members, addresses */
   hosts(pattern: string): HostSpec[];
+  /**
+   * Wait until every host of the current role run (serial batch) that is still running has reached the barrier
+   * of this name, then go on together. A host whose run ends before it gets there (failed, unreachable,
+   * interrupted, or its steps did not include it) does not block the others: they are released when it ends,
+   * and the result names it. `value` is this host's contribution, given to every host in `arrived`.
+   * Call it from a step every host runs (not from a runOnce or delegated step: the others would never arrive).
+   */
+  barrier<T = unknown>(name: string, opts?: { value?: T; timeoutMs?: number }): Promise<BarrierResult<T>>;
+}
+
+/** What a barrier saw when it opened. */
+export interface BarrierResult<T = unknown> {
+  /** hosts that reached it, in the run's order, with the value each gave */
+  arrived: Record<string, T>;
+  /** hosts of the role run whose run ended before reaching it, with the reason */
+  missing: Record<string, string>;
 }
 
 export interface Role {

@@ -79,6 +79,8 @@ export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashO
     hostContext: () => {
       throw new Error('no other hosts here');
     },
+    // one host: a barrier opens at once
+    barrier: async (_name, opts) => ({ arrived: { [host.name]: opts?.value as never }, missing: {} }),
   };
 }
 

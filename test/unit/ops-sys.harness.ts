@@ -79,6 +79,8 @@ export function localContext(check = false, exec = localExec): StepContext & { s
     hostContext: () => {
       throw new Error('no other hosts here');
     },
+    // one host: a barrier opens at once
+    barrier: async (_name, opts) => ({ arrived: { [host.name]: opts?.value as never }, missing: {} }),
     secrets,
   };
   return ctx;
