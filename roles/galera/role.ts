@@ -8,7 +8,8 @@
 // others one at a time, rolling restart of running nodes whose configuration changed.
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import type { Connection, HostSpec, Operation, Role, Step, StepContext, StepResult, Task, TaskOutcome } from '../../lib/types.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BarrierResult, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
 import { connOf, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { copy, directory, file } from '../../lib/ops/files.ts';
@@ -91,44 +92,6 @@ export function settings(vars: Record<string, unknown>): Settings {
 export const nodeAddress = (h: HostSpec): string => str(h.vars.private_address, h.address);
 
 // ---------------------------------------------------------------------------------------------------
-// In-process coordination: the cluster task waits until every db host of THIS run is prepared.
-// Keyed by the host's Connection object (one per host per run, from the run's pool).
-
-type Prepared = { configChanged: boolean; failed?: undefined } | { failed: string };
-interface Prep {
-  promise: Promise<Prepared>;
-  resolve(v: Prepared): void;
-}
-const prep = new Map<Connection, Prep>();
-
-function newPrep(c: Connection): void {
-  let resolve!: Prep['resolve'];
-  const promise = new Promise<Prepared>((r) => (resolve = r));
-  prep.set(c, { promise, resolve });
-}
-
-/**
- * A preparation step whose failure is also told to the cluster task (which waits for every db host):
- * without it, the cluster task would wait for a host that stopped until galera_prep_timeout.
- */
-function prepStep(step: Step): Step {
-  const run = async (c: StepContext): Promise<TaskOutcome> => {
-    const r = step.kind === 'task' ? await (step as Task).run(c).then(
-      (o) => ({ status: o?.changed ? 'changed' : 'ok', changes: o?.changes ?? [], diff: o?.diff, result: o?.result, skipped: o?.skipped }) as const,
-      (e: unknown) => ({ status: 'failed', error: e instanceof Error ? e.message : String(e) }) as const,
-    ) : await c.run(step as Operation).then((x) => (x.status === 'failed' ? ({ status: 'failed', error: x.error ?? 'failed' } as const) : ({ ...x, skipped: undefined } as const)));
-    if (r.status === 'failed') {
-      prep.get(await connOf(c))?.resolve({ failed: `${step.title}: ${r.error}` });
-      throw new Error(r.error);
-    }
-    if (r.skipped) return { skipped: r.skipped };
-    return { changed: r.status === 'changed', changes: r.changes, diff: r.diff, result: r.result };
-  };
-  // an operation retries inside ctx.run() (its own options); the wrapper itself must not retry
-  return task(step.title, run, { ...step.options, name: step.title, retries: undefined, delayMs: undefined, until: undefined });
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Node state
 
 interface NodeState extends NodeView {
@@ -194,7 +157,7 @@ async function waitSynced(ctx: StepContext, name: string, timeoutMs = 300_000): 
     if (n.primary && n.wsrep.wsrep_local_state === '4' && n.wsrep.wsrep_ready === 'ON') return n;
     if (Date.now() - t0 > timeoutMs) throw new Error(`${name}: not synced after ${Math.round(timeoutMs / 1000)} s (state ${n.active}, ${n.wsrep.wsrep_local_state_comment ?? 'no wsrep status'})`);
     if (n.active === 'failed' || n.active === 'inactive') throw new Error(`${name}: mariadb is ${n.active} (see journalctl -u mariadb on ${name})`);
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
   }
 }
 
@@ -281,6 +244,11 @@ async function ensureUsers(db: Db, specs: UserSpec[], check: boolean): Promise<s
 // ---------------------------------------------------------------------------------------------------
 // Helpers
 
+/** What each db host tells the cluster task at the barrier 'galera prepared'. */
+interface Prepared {
+  configChanged: boolean;
+}
+
 function fromResult(r: StepResult): TaskOutcome {
   if (r.status === 'failed') throw new Error(r.error ?? `${r.step} failed`);
   return { changed: r.status === 'changed', changes: r.changes, diff: r.diff, result: r.result };
@@ -312,21 +280,14 @@ const dbHosts = (ctx: StepContext, s: Settings): HostSpec[] => {
 
 async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
   const hosts = dbHosts(ctx, s);
-  // 1. wait until every db host of this run is prepared (packages, configuration)
-  const inRun = new Set<string>();
-  const configChanged = new Set<string>();
-  const deadline = Date.now() + s.prepTimeoutMs;
-  for (const h of hosts) {
-    const c = await connOf(ctx.hostContext(h.name));
-    const p = prep.get(c);
-    if (!p) continue; // not part of this run (--limit): read, never touched
-    inRun.add(h.name);
-    const got = await Promise.race([p.promise, new Promise<null>((r) => setTimeout(() => r(null), Math.max(1000, deadline - Date.now())).unref())]);
-    if (got === null) throw new Error(`${h.name} was not prepared within ${s.prepTimeoutMs / 1000} s (did it fail?)`);
-    if (got.failed !== undefined) throw new Error(`${h.name} failed before the cluster step (${got.failed}): nothing started or stopped`);
-    if (got.configChanged) configChanged.add(h.name);
-    prep.delete(c);
-  }
+  // 1. every db host of this run is prepared (packages, configuration): they met at the barrier before this step
+  const met = ctx.registered.galera_prepared?.result as BarrierResult<Prepared> | undefined;
+  if (!met) throw new Error("galera: the step 'galera node prepared' did not run before the cluster step");
+  const lost = Object.entries(met.missing).map(([name, why]) => `${name} (${why})`);
+  if (lost.length) throw new Error(`failed before the cluster step: ${lost.join('; ')}: nothing started or stopped`);
+  // hosts not part of this run (--limit) are read, never touched
+  const inRun = new Set(Object.keys(met.arrived));
+  const configChanged = new Set(Object.entries(met.arrived).filter(([, p]) => p.configChanged).map(([n]) => n));
   const read = () => Promise.all(hosts.map((h) => readNode(ctx.hostContext(h.name), h)));
   let nodes = await read();
   const changes: string[] = [];
@@ -436,7 +397,6 @@ const role: Role = {
     const s = settings(ctx.vars);
     const hosts = dbHosts(ctx, s);
     if (!hosts.some((h) => h.name === ctx.host.name)) throw new Error(`galera: ${ctx.host.name} is not in the group '${s.group}'`);
-    newPrep(await connOf(ctx));
     const me = ctx.host;
     const proxy = typeof ctx.vars.apt_proxy === 'string' ? ctx.vars.apt_proxy : '';
     const steps: Step[] = [];
@@ -525,11 +485,16 @@ const role: Role = {
           ),
         { register: 'galera_sst_cnf' },
       ),
-      task('galera node prepared', async (c) => {
-        const changed = c.registered.galera_cnf?.status === 'changed' || c.registered.galera_sst_cnf?.status === 'changed';
-        prep.get(await connOf(c))?.resolve({ configChanged: changed });
-        return { changed: false };
-      }),
+      // every db host of the run meets here before the cluster task (a host that failed does not block the others)
+      task(
+        'galera node prepared',
+        async (c) => {
+          const configChanged = c.registered.galera_cnf?.status === 'changed' || c.registered.galera_sst_cnf?.status === 'changed';
+          const met = await c.barrier<Prepared>('galera prepared', { value: { configChanged }, timeoutMs: s.prepTimeoutMs });
+          return { changed: false, result: met };
+        },
+        { register: 'galera_prepared' },
+      ),
       task('galera cluster: bootstrap, join, recover', (c) => clusterTask(c, s), { runOnce: true }),
       task(
         'galera users (admin, exporter, sst, haproxy check)',
@@ -600,8 +565,7 @@ const role: Role = {
         },
       ),
     );
-    const ready = steps.findIndex((st) => st.title === 'galera node prepared');
-    return steps.map((st, i) => (i < ready ? prepStep(st) : st));
+    return steps;
   },
 };
 

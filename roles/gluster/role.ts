@@ -6,11 +6,12 @@
 // Clients (group workers): glusterfs-client, FUSE mount through /etc/fstab (_netdev, backup volfile
 // servers), dockerd ordered after the mount. Site directories: siteDirSteps() in ./model.ts (wp-site).
 //
-// Every host gets the same step list (steps for the other kind of host are skipped by `when`), so the
-// runOnce step has the same position everywhere and acts as a barrier: clients mount after it.
+// Every host gets the same step list (steps for the other kind of host are skipped by `when`): all meet at
+// ctx.barrier('gluster prepared'), then the runOnce pool step runs; clients mount after it.
 import path from 'node:path';
-import type { Connection, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
-import { connOf, task } from '../../lib/ops/base.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BarrierResult, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
+import { task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { lineinfile } from '../../lib/ops/lineinfile.ts';
@@ -46,24 +47,10 @@ export const DOCKER_DROPIN = '/etc/systemd/system/docker.service.d/50-wpfarm-glu
 export const GLUSTERD_VOL = '/etc/glusterfs/glusterd.vol';
 const APT_PROXY_FILE = '/etc/apt/apt.conf.d/01wpfarm-proxy';
 
-// ---------------------------------------------------------------------------------------------------
-// In-process coordination: the pool task waits until every server of THIS run is prepared (packages,
-// glusterd, brick directory). Keyed by the host's Connection (one per host per run, from the run's pool).
-
-const prep = new Map<Connection, { promise: Promise<void>; resolve(): void }>();
-
-function newPrep(c: Connection): void {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  prep.set(c, { promise, resolve });
-}
-
 function fromResult(r: StepResult): TaskOutcome {
   if (r.status === 'failed') throw new Error(r.error ?? `${r.step} failed`);
   return { changed: r.status === 'changed', changes: r.changes, diff: r.diff, result: r.result };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------------
 // Server state
@@ -116,17 +103,13 @@ function layout(ctx: StepContext, s: Settings): { bricks: Brick[]; servers: Host
 
 async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
   const { bricks, servers } = layout(ctx, s);
-  const inRun = new Set<string>();
-  const deadline = Date.now() + s.prepTimeoutMs;
-  for (const h of servers) {
-    const c = await connOf(ctx.hostContext(h.name));
-    const p = prep.get(c);
-    if (!p) continue; // not part of this run (--limit): read, never waited for
-    inRun.add(h.name);
-    const got = await Promise.race([p.promise.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), Math.max(1000, deadline - Date.now())).unref())]);
-    if (!got) throw new Error(`${h.name} was not prepared within ${s.prepTimeoutMs / 1000} s (did it fail?)`);
-    prep.delete(c);
-  }
+  // every host of this run met at the barrier 'gluster prepared' before this step (servers: packages, glusterd, brick)
+  const met = ctx.registered.gluster_prepared?.result as BarrierResult<{ server: boolean }> | undefined;
+  if (!met) throw new Error("gluster: the step 'gluster hosts prepared' did not run before the pool step");
+  const lost = servers.filter((h) => met.missing[h.name] !== undefined).map((h) => `${h.name} (${met.missing[h.name]})`);
+  if (lost.length) throw new Error(`failed before the pool step: ${lost.join('; ')}: no peer or volume changed`);
+  // servers not part of this run (--limit) are read, never acted on
+  const inRun = new Set(Object.entries(met.arrived).filter(([, v]) => v.server).map(([n]) => n));
   const read = () => Promise.all(servers.map((h) => readServer(ctx.hostContext(h.name), h, s.volume)));
   let st = await read();
   const first = st[0]!;
@@ -286,7 +269,6 @@ const role: Role = {
     const isServer = servers.some((h) => h.name === me.name);
     const isClient = ctx.hosts(s.clientGroup).some((h) => h.name === me.name);
     if (!isServer && !isClient) throw new Error(`gluster: ${me.name} is neither a server (${s.dataGroup}, ${s.arbiterGroup}) nor a client (${s.clientGroup})`);
-    if (isServer) newPrep(await connOf(ctx));
     const server = () => isServer;
     const client = () => isClient;
     const dropIn = () => isClient && s.dockerAfterMount;
@@ -319,13 +301,11 @@ const role: Role = {
       ),
       systemd({ name: 'glusterd', enabled: true, state: 'started' }, { when: server }),
       directory({ path: s.brickDir, mode: '0755' }, { when: server, name: `directory ${s.brickDir} (brick)` }),
+      // every host of the run (servers and clients) meets here; a host that failed does not block the others
       task(
-        'gluster server prepared',
-        async (c) => {
-          prep.get(await connOf(c))?.resolve();
-          return { changed: false };
-        },
-        { when: server },
+        'gluster hosts prepared',
+        async (c) => ({ changed: false, result: await c.barrier('gluster prepared', { value: { server: isServer }, timeoutMs: s.prepTimeoutMs }) }),
+        { register: 'gluster_prepared' },
       ),
       task('gluster pool: peers, volume, options', (c) => poolTask(c, s), { runOnce: true, register: 'gluster_pool' }),
       directory({ path: s.mount }, { when: client, name: `directory ${s.mount} (mount point)` }),
