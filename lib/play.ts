@@ -1,14 +1,14 @@
 // A run: inventory + CLI flags + one connection pool, then roles one after another, then the recap, the
 // JSON report, the retry file and the exit code. Playbooks are short scripts over this:
 //
-//   const run = await Run.fromArgv(process.argv.slice(2), { usage: '...' });
+//   const run = Run.fromArgv(process.argv.slice(2), { command: { name: 'x.ts', summary: '...' } });
 //   await run.role(common);
 //   await run.role(swarmManager);
 //   await run.exit();
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { COMMON_HELP, type CommonFlags, fail, parseCli } from './cli.ts';
+import { type CommandSpec, type CommonFlags, type OptionValue, type Parsed, fail, parseOrExit } from './cli.ts';
 import { type AuditEntry, abandonedEntry, appendScript, gitCommit, outcomeOf, summarizeHosts } from './audit.ts';
 import { EXIT, InputError } from './errors.ts';
 import { type Inventory, loadInventory, parseExtraVars } from './inventory.ts';
@@ -23,8 +23,8 @@ import type { HostSpec, Role, StepResult } from './types.ts';
 
 export interface RunConfig {
   flags: CommonFlags;
-  /** the playbook's own flags, parsed */
-  extra?: Record<string, unknown>;
+  /** every option of the command by its long name (lib/cli.ts), parsed */
+  opts?: Record<string, OptionValue>;
   /** positional arguments */
   positionals?: string[];
   reporter?: Reporter;
@@ -73,15 +73,16 @@ export class Run {
     if (f.limit) selectHosts(this.inventory, 'all', f.limit);
   }
 
-  /** Parse argv, print --help, load the inventory; bad input exits 4 with a clear message. */
-  static fromArgv(argv: string[], o: { usage: string; name?: string; options?: Parameters<typeof parseCli>[1]; lock?: boolean }): Run {
+  /** Parse argv against the command's declaration (lib/cli.ts: --help, exit 4 on bad input), load the inventory. */
+  static fromArgv(argv: string[], o: { name?: string; command?: CommandSpec; lock?: boolean } = {}): Run {
+    const cmd = o.command ?? { name: o.name ?? 'run', summary: '' };
+    return Run.fromParsed(parseOrExit(argv, cmd), { name: o.name ?? cmd.name.replace(/\.ts$/, ''), lock: o.lock });
+  }
+
+  /** A run from options already parsed (a playbook that checks its own options first); bad input exits 4. */
+  static fromParsed(p: Parsed, o: { name?: string; lock?: boolean } = {}): Run {
     try {
-      const { flags, extra, positionals } = parseCli(argv, o.options ?? {});
-      if (flags.help) {
-        process.stdout.write(`${o.usage}\n\n${COMMON_HELP}\n`);
-        process.exit(0);
-      }
-      return new Run({ flags, name: o.name, extra, positionals, lock: o.lock }).installSignals();
+      return new Run({ flags: p.flags, name: o.name, opts: p.opts, positionals: p.positionals, lock: o.lock }).installSignals();
     } catch (e) {
       fail(e);
     }

@@ -1,5 +1,4 @@
-// Add a WordPress site:  npx tsx playbooks/add-site.ts --domain example.com [--aliases a.com,b.com]
-//   [--title "My blog"] [--admin-email me@example.com] [--admin-user wpadmin] [--replicas N] [--sites-dir DIR]
+// Add a WordPress site:  npx tsx playbooks/add-site.ts --domain example.com [options]   (--help: every option)
 // Validates (bad input: exit 4, nothing written), writes the site record, then runs the wp-site role for
 // that site: secrets, database + user, Gluster directories, stack, wait until healthy, WordPress install
 // (the generated admin password is printed once, here), DNS when the inventory has a cloudflare section.
@@ -8,64 +7,69 @@
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fail } from '../lib/cli.ts';
+import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
 import { loadCloudInventory } from '../lib/cloud/config.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { installs } from '../roles/wp-site/reconcile.ts';
-import { ownFlags, siteIdFor, validateNewSite, writeRecord, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { SITES_DIR_OPTION, siteIdFor, validateNewSite, writeRecord } from '../roles/wp-site/playbook-util.ts';
 import { checkDomain, siteDomains } from '../roles/wp-site/site.ts';
 
-const USAGE = `Usage: npx tsx playbooks/add-site.ts --domain DOMAIN [--aliases A,B] [--title T] [--admin-email E]
-       [--admin-user U] [--replicas N] [--id ID] [--sites-dir DIR] [common options]`;
-const SPEC: FlagSpec = {
-  domain: { type: 'string' },
-  aliases: { type: 'string' },
-  title: { type: 'string' },
-  'admin-email': { type: 'string' },
-  'admin-user': { type: 'string' },
-  replicas: { type: 'string' },
-  id: { type: 'string' },
-  'sites-dir': { type: 'string' },
+const CMD: CommandSpec = {
+  name: 'add-site.ts',
+  summary: `Adds a WordPress site: validates (bad input: exit 4, nothing written), writes the site record, then runs the
+wp-site role for it (secrets, database, directories, stack, wait, install, DNS). A rerun changes nothing;
+--check predicts every change and writes nothing.`,
+  options: [
+    { name: 'domain', type: 'string', arg: 'DOMAIN', help: "the site's domain (required)" },
+    { name: 'aliases', type: 'list', arg: 'A,B', help: 'other domains of the site' },
+    { name: 'title', type: 'string', arg: 'T', defaultHelp: 'the domain', help: 'WordPress site title' },
+    { name: 'admin-email', type: 'string', arg: 'E', defaultHelp: 'admin@DOMAIN', help: "WordPress admin's e-mail" },
+    { name: 'admin-user', type: 'string', arg: 'U', default: 'wpadmin', help: 'WordPress admin user' },
+    { name: 'replicas', type: 'integer', min: 1, max: 20, defaultHelp: 'the site record default', help: 'nginx and php-fpm tasks' },
+    { name: 'id', type: 'string', arg: 'ID', defaultHelp: 'from the domain', help: 'site id' },
+    { ...SITES_DIR_OPTION, default: undefined, defaultHelp: 'vars.wp_sites_dir, else inventory/sites' },
+  ],
 };
-
-const argv = process.argv.slice(2);
+const parsed = parseOrExit(process.argv.slice(2), CMD);
+const f = parsed.opts as {
+  domain?: string;
+  aliases?: string[];
+  title?: string;
+  'admin-email'?: string;
+  'admin-user': string;
+  replicas?: number;
+  id?: string;
+  'sites-dir'?: string;
+};
 let id = '';
-let extraArgv: string[] = [];
-let f: ReturnType<typeof ownFlags> = {};
 try {
-  f = ownFlags(argv, SPEC);
-  if (!argv.includes('-h') && !argv.includes('--help')) {
-    if (typeof f.domain !== 'string' || !f.domain) throw new InputError('--domain is required');
-    const de = checkDomain(f.domain);
-    if (de) throw new InputError(`--domain: ${de}`);
-    id = typeof f.id === 'string' ? f.id : siteIdFor(f.domain);
-    const user = typeof f['admin-user'] === 'string' ? f['admin-user'] : 'wpadmin';
-    if (!/^[a-z][a-z0-9_.-]{2,59}$/.test(user)) throw new InputError(`--admin-user ${JSON.stringify(user)}: letters, digits, _ . - (3-60, a letter first)`);
-    const email = typeof f['admin-email'] === 'string' ? f['admin-email'] : `admin@${f.domain}`;
-    if (!/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(email)) throw new InputError(`--admin-email ${JSON.stringify(email)} is not an e-mail address`);
-    const title = typeof f.title === 'string' ? f.title : f.domain;
-    if (title.length > 200 || /[\u0000-\u001f]/.test(title)) throw new InputError('--title: at most 200 characters, no control characters');
-    extraArgv = ['-e', `wp_sites_only=${id}`, '-e', `wp_site_full=${id}`, '-e', `wp_site_title=${title}`, '-e', `wp_site_admin_user=${user}`, '-e', `wp_site_admin_email=${email}`];
-  }
+  if (!f.domain) throw new InputError('--domain is required');
+  const de = checkDomain(f.domain);
+  if (de) throw new InputError(`--domain: ${de}`);
+  id = f.id ?? siteIdFor(f.domain);
+  const user = f['admin-user'];
+  if (!/^[a-z][a-z0-9_.-]{2,59}$/.test(user)) throw new InputError(`--admin-user ${JSON.stringify(user)}: letters, digits, _ . - (3-60, a letter first)`);
+  const email = f['admin-email'] ?? `admin@${f.domain}`;
+  if (!/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(email)) throw new InputError(`--admin-email ${JSON.stringify(email)} is not an e-mail address`);
+  const title = f.title ?? f.domain;
+  if (title.length > 200 || /[\u0000-\u001f]/.test(title)) throw new InputError('--title: at most 200 characters, no control characters');
+  const vars = { wp_sites_only: id, wp_site_full: id, wp_site_title: title, wp_site_admin_user: user, wp_site_admin_email: email };
+  parsed.flags.extraVars.push(...Object.entries(vars).map(([k, v]) => `${k}=${v}`));
 } catch (e) {
   fail(e);
 }
-const run = Run.fromArgv([...argv, ...extraArgv], { usage: USAGE, name: 'add-site', options: SPEC });
+const run = Run.fromParsed(parsed, { name: 'add-site' });
 const check = run.config.flags.check;
 let created = '';
 let tmp = '';
 try {
-  const sitesDir = typeof f['sites-dir'] === 'string' ? f['sites-dir'] : typeof run.inventory.vars.wp_sites_dir === 'string' ? run.inventory.vars.wp_sites_dir : 'inventory/sites';
+  const sitesDir = f['sites-dir'] ?? (typeof run.inventory.vars.wp_sites_dir === 'string' ? run.inventory.vars.wp_sites_dir : 'inventory/sites');
   const mgmt = Array.isArray(run.inventory.vars.management_cidrs) ? run.inventory.vars.management_cidrs.map(String) : undefined;
-  const aliases = typeof f.aliases === 'string' ? f.aliases.split(',').map((s) => s.trim()).filter(Boolean) : [];
-  let replicas: number | undefined;
-  if (typeof f.replicas === 'string') {
-    replicas = Number(f.replicas);
-    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 20) throw new InputError('--replicas must be an integer from 1 to 20');
-  }
-  const domain = f.domain as string;
+  const aliases = f.aliases ?? [];
+  const replicas = f.replicas;
+  const domain = f.domain!;
   const file = path.join(sitesDir, `${id}.yml`);
   const rerun = existsSync(file);
   if (![...run.inventory.groups.keys()].includes('db') || run.hostsFor('db').length === 0)

@@ -7,13 +7,13 @@
 //   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)
 //   --restore-test       the weekly restore test (scratch database and directory), nothing backed up
 //   --install-timers     install the schedule on THIS machine (the controller) as systemd timers
-//                        (roles/backup/schedule.ts); idempotent; --unit-dir DIR writes elsewhere; -C reports only
+//                        (lib/backup/schedule.ts); idempotent; --unit-dir DIR writes elsewhere; -C reports only
 // Exit 0 when everything succeeded, 2 when any part failed (each failure is reported; others still run).
 import { randomBytes } from 'node:crypto';
-import { fail } from '../lib/cli.ts';
+import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { mask } from '../lib/secrets.ts';
-import { backupContext, parseBackupArgs, printJson } from '../roles/backup/cli.ts';
+import { BACKUP_OPTIONS, backupContext, printJson } from '../roles/backup/cli.ts';
 import { backupSiteDb, pruneSiteDb } from '../roles/backup/db.ts';
 import { backupSiteFiles, forgetSiteFiles } from '../roles/backup/files.ts';
 import { backupCluster, pruneCluster, pruneLsnDirs } from '../roles/backup/cluster.ts';
@@ -24,30 +24,40 @@ import type { RetentionPolicy } from '../roles/backup/retention.ts';
 import { installBackupUnits, renderBackupUnits } from '../roles/backup/schedule.ts';
 import { resolve } from 'node:path';
 
-const USAGE = `Usage: node --import tsx playbooks/backup.ts --what sites-db|cluster-full|cluster-incr|files|config [--site ID,...] [--prune]
-       node --import tsx playbooks/backup.ts --restore-test [--site ID,...]
-       node --import tsx playbooks/backup.ts --install-timers [--unit-dir DIR] [--check]
-
-Backs up (encrypted on the host) to the S3 bucket of WPFARM_S3_* in .env; prints a JSON report.`;
-
 const WHAT = ['sites-db', 'cluster-full', 'cluster-incr', 'files', 'config'] as const;
-
+const CMD: CommandSpec = {
+  name: 'backup.ts',
+  summary: `Backs up (encrypted on the host) to the S3 bucket of WPFARM_S3_* in .env; prints a JSON report.
+  backup.ts --what WHAT [--site ID,...] [--prune]   |   backup.ts --restore-test   |   backup.ts --install-timers`,
+  options: [
+    {
+      name: 'what',
+      type: 'string',
+      arg: 'WHAT',
+      choices: WHAT,
+      help: 'sites-db: per-site dumps; cluster-full/-incr: mariabackup of the db host; files: restic of site files; config: git bundle',
+    },
+    { name: 'site', type: 'list', arg: 'ID,...', help: 'only these sites (default: every site)' },
+    { name: 'prune', type: 'boolean', help: 'then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)' },
+    { name: 'restore-test', type: 'boolean', help: 'the weekly restore test (scratch database and directory), nothing backed up' },
+    { name: 'install-timers', type: 'boolean', help: 'install the schedule on THIS machine (the controller) as systemd timers' },
+    { name: 'unit-dir', type: 'string', arg: 'DIR', help: 'with --install-timers: write the units there' },
+    ...BACKUP_OPTIONS,
+  ],
+};
 try {
-  const p = parseBackupArgs<{ what?: string; site?: string; prune?: boolean; 'restore-test'?: boolean; 'install-timers'?: boolean; 'unit-dir'?: string }>(
-    process.argv.slice(2),
-    { what: { type: 'string' }, site: { type: 'string' }, prune: { type: 'boolean' }, 'restore-test': { type: 'boolean' }, 'install-timers': { type: 'boolean' }, 'unit-dir': { type: 'string' } },
-    USAGE,
-  );
-  if (p?.extra['install-timers']) {
+  const p = parseOrExit(process.argv.slice(2), CMD);
+  const o = p.opts;
+  if (o['install-timers']) {
     // the schedule runs here, on the controller: this checkout, this node, the inventory given (absolute)
     const units = renderBackupUnits({ repoDir: process.cwd(), node: process.execPath, inventory: p.flags.inventory.map((f) => resolve(f)) });
-    const rep = await installBackupUnits(units, { unitDir: p.extra['unit-dir'], check: p.flags.check });
+    const rep = await installBackupUnits(units, { unitDir: o['unit-dir'] as string | undefined, check: p.flags.check });
     printJson({ ok: true, check: !!p.flags.check, ...rep, timers: units.filter((u) => u.name.endsWith('.timer')).map((u) => u.name) });
-  } else if (p) {
-    const { flags, extra } = p;
-    const what = extra.what as (typeof WHAT)[number] | undefined;
-    if (!extra['restore-test'] && (!what || !WHAT.includes(what))) throw new InputError(`--what must be one of ${WHAT.join(', ')} (see --help)`);
-    const ctx = await backupContext(flags, { local: extra.local, sitesDir: extra['sites-dir'] });
+  } else {
+    const { flags } = p;
+    const what = o.what as (typeof WHAT)[number] | undefined;
+    if (!o['restore-test'] && !what) throw new InputError(`--what is required: one of ${WHAT.join(', ')} (see --help)`);
+    const ctx = await backupContext(flags, { local: !!o.local, sitesDir: o['sites-dir'] as string });
     const report: Array<Record<string, unknown>> = [];
     let failed = 0;
     const step = async (name: string, f: () => Promise<unknown>) => {
@@ -61,9 +71,9 @@ try {
       }
     };
     try {
-      const sites = extra.site ? extra.site.split(',').map((s) => ctx.site(s.trim())) : ctx.sites;
+      const sites = o.site ? (o.site as string[]).map((id) => ctx.site(id)) : ctx.sites;
       const now = new Date();
-      if (extra['restore-test']) {
+      if (o['restore-test']) {
         for (const s of sites) {
           await step(`restore-test ${s.id}`, async () => {
             const rep = await restoreTestSite({
@@ -80,14 +90,14 @@ try {
       } else if (what === 'sites-db') {
         for (const s of sites) {
           await step(`db ${s.id}`, async () => (await backupSiteDb({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.dbTarget(s), recipient: ctx.settings.recipient, at: now })).manifest);
-          if (extra.prune) {
+          if (o.prune) {
             const policy: RetentionPolicy = { withinDays: s.backup.db.retention_days };
             await step(`prune db ${s.id}`, () => pruneSiteDb({ store: ctx.store, site: s.id, now, policy }));
           }
         }
       } else if (what === 'cluster-full' || what === 'cluster-incr') {
         await step(what, async () => backupCluster({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.clusterTarget(), recipient: ctx.settings.recipient, kind: what === 'cluster-full' ? 'full' : 'incr', at: now }));
-        if (extra.prune) {
+        if (o.prune) {
           await step('prune cluster', async () => {
             const r = await pruneCluster({ store: ctx.store, now });
             // the db host's checkpoint directories of backups no longer in the bucket
@@ -98,11 +108,11 @@ try {
       } else if (what === 'config') {
         // the repository of this checkout, bundled on the controller itself
         await step('config', () => backupConfig({ shell: new LocalShell('controller'), store: ctx.store, repoDir: process.cwd(), recipient: ctx.settings.recipient, at: now }));
-        if (extra.prune) await step('prune config', () => pruneConfig({ store: ctx.store, now }));
+        if (o.prune) await step('prune config', () => pruneConfig({ store: ctx.store, now }));
       } else if (what === 'files') {
         for (const s of sites) {
           await step(`files ${s.id}`, async () => backupSiteFiles({ shell: await ctx.filesShell(), access: await ctx.filesAccess(), target: ctx.filesTarget(s), host: s.id, time: now }));
-          if (extra.prune) {
+          if (o.prune) {
             const policy: RetentionPolicy = { daily: s.backup.files.keep_daily, weekly: s.backup.files.keep_weekly, monthly: s.backup.files.keep_monthly };
             await step(`forget files ${s.id}`, async () => forgetSiteFiles({ shell: await ctx.filesShell(), access: await ctx.filesAccess(), site: s.id, policy }));
           }

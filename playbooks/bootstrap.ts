@@ -1,38 +1,32 @@
 // Build the farm, in the roadmap's phases. `make bootstrap` runs it on the lab; with INVENTORY=... on droplets.
-//   npx tsx playbooks/bootstrap.ts [--inventory F] [--phase N | --from-phase N] [--check] [--limit P] ...
+//   npx tsx playbooks/bootstrap.ts [--phase N | --from-phase N] [common options]   (--help: every option)
 import { existsSync } from 'node:fs';
-import { fail } from '../lib/cli.ts';
+import { fail, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run, loadRole } from '../lib/play.ts';
 import { PHASES } from './phases.ts';
 
 export { PHASES };
 
-const USAGE = `Usage: npx tsx playbooks/bootstrap.ts [--phase N | --from-phase N] [options]
-
-Builds the farm phase by phase (each phase printed):
+const PHASE_NUMBERS = PHASES.map((p) => String(p.n));
+const CMD: CommandSpec = {
+  name: 'bootstrap.ts',
+  summary: `Builds the farm phase by phase (each phase printed):
 ${PHASES.map((p) => `  ${p.n}. ${p.title}: ${p.roles.join(', ')}`).join('\n')}
+A host that fails stops only its own work; the next phases still run on the healthy hosts.`,
+  options: [
+    { name: 'phase', type: 'string', arg: 'N', choices: PHASE_NUMBERS, help: 'run only phase N' },
+    { name: 'from-phase', type: 'string', arg: 'N', choices: PHASE_NUMBERS, help: `run phases N..${PHASES.length}` },
+  ],
+};
 
-  --phase N        run only phase N
-  --from-phase N   run phases N..5
-A host that fails stops only its own work; the next phases still run on the healthy hosts.`;
-
-const run = Run.fromArgv(process.argv.slice(2), {
-  usage: USAGE,
-  name: 'bootstrap',
-  options: { phase: { type: 'string' }, 'from-phase': { type: 'string' } },
-});
+const run = Run.fromArgv(process.argv.slice(2), { command: CMD });
 try {
-  const phaseArg = run.config.extra?.phase as string | undefined;
-  const fromArg = run.config.extra?.['from-phase'] as string | undefined;
-  const num = (v: string, flag: string) => {
-    const n = Number(v);
-    if (!PHASES.some((p) => p.n === n)) throw new InputError(`${flag} must be one of ${PHASES.map((p) => p.n).join(', ')}, got '${v}'`);
-    return n;
-  };
+  const phaseArg = run.config.opts?.phase as string | undefined;
+  const fromArg = run.config.opts?.['from-phase'] as string | undefined;
   if (phaseArg && fromArg) throw new InputError('use --phase or --from-phase, not both');
-  const only = phaseArg ? num(phaseArg, '--phase') : undefined;
-  const from = fromArg ? num(fromArg, '--from-phase') : 1;
+  const only = phaseArg ? Number(phaseArg) : undefined;
+  const from = fromArg ? Number(fromArg) : 1;
   for (const phase of PHASES) {
     if (only !== undefined ? phase.n !== only : phase.n < from) continue;
     run.phase(`phase ${phase.n}: ${phase.title}`);

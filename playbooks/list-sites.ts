@@ -2,20 +2,26 @@
 // One round trip to the first manager (docker service ls + the secret store's dates), then a table:
 // domain, replicas running/desired (nginx and php-fpm), health, last backup (from the backup catalog when
 // the S3 settings are in .env, else "-"), secret age against the 90-day rotation policy.
-import { fail } from '../lib/cli.ts';
+import { fail, type CommandSpec } from '../lib/cli.ts';
 import { task } from '../lib/ops/base.ts';
 import { Run } from '../lib/play.ts';
 import type { Role } from '../lib/types.ts';
 import { managerProbeScript, parseManagerProbe, readSites, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
 import { parseServiceLs, stackName } from '../roles/wp-site/stack.ts';
-import { ownFlags, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { SITES_DIR_OPTION } from '../roles/wp-site/playbook-util.ts';
 import { rotationStatus } from '../roles/wp-site/rotation.ts';
 
-const USAGE = 'Usage: npx tsx playbooks/list-sites.ts [--sites-dir DIR] [--format table|json] [common options]';
-const SPEC: FlagSpec = { 'sites-dir': { type: 'string' }, format: { type: 'string' } };
-const argv = process.argv.slice(2);
-const f = ownFlags(argv, SPEC);
-const run = Run.fromArgv(argv, { usage: USAGE, name: 'list-sites', options: SPEC, lock: false });
+const CMD: CommandSpec = {
+  name: 'list-sites.ts',
+  summary: `Lists the farm's sites: domain, replicas running/desired (nginx, php-fpm, redis), health, last backup, secret age
+against the 90-day rotation policy. One round trip to the first manager.`,
+  options: [
+    { ...SITES_DIR_OPTION, default: undefined, defaultHelp: 'vars.wp_sites_dir, else inventory/sites' },
+    { name: 'format', type: 'string', arg: 'F', choices: ['table', 'json'], default: 'table', help: 'output format' },
+  ],
+};
+const run = Run.fromArgv(process.argv.slice(2), { command: CMD, lock: false });
+const f = run.config.opts as { 'sites-dir'?: string; format: 'table' | 'json' };
 
 export interface SiteRow {
   id: string;

@@ -1,4 +1,4 @@
-// Remove a site:  npx tsx playbooks/remove-site.ts --domain example.com --yes [--no-backup] [--keep-files]
+// Remove a site:  npx tsx playbooks/remove-site.ts --domain example.com --yes [options]   (--help: every option)
 // Takes a database and files backup first (playbooks/backup.ts) unless --no-backup; without --yes it only
 // says what would be removed (exit 4). Then: the stack (and its network), the site's Swarm secrets, its
 // database and DB users, its Gluster directory (unless --keep-files), its secret store entry, the deploy
@@ -6,8 +6,9 @@
 import { execFile } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { fail } from '../lib/cli.ts';
+import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { task } from '../lib/ops/base.ts';
 import { STACK_DIR } from '../lib/ops/docker.ts';
@@ -17,36 +18,38 @@ import type { Role } from '../lib/types.ts';
 import { dropDatabase, SECRET_STORE, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
 import { siteNetworkName, stackName } from '../roles/wp-site/stack.ts';
 import { siteDomains, type SiteRecord } from '../roles/wp-site/site.ts';
-import { findSite, inventoryManagementCidrs, ownFlags, sitesOf, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { SITES_DIR_OPTION, findSite, inventoryManagementCidrs, sitesOf } from '../roles/wp-site/playbook-util.ts';
 
-const USAGE = 'Usage: npx tsx playbooks/remove-site.ts --domain DOMAIN|--id ID --yes [--no-backup] [--keep-files] [--sites-dir DIR] [common options]';
-const SPEC: FlagSpec = {
-  domain: { type: 'string' },
-  id: { type: 'string' },
-  yes: { type: 'boolean' },
-  'no-backup': { type: 'boolean' },
-  'keep-files': { type: 'boolean' },
-  'sites-dir': { type: 'string' },
+const CMD: CommandSpec = {
+  name: 'remove-site.ts',
+  summary: `Removes a site: a database and files backup first (unless --no-backup), then its stack and network, Swarm secrets,
+database and DB users, Gluster directory (unless --keep-files), secret store entry, deploy state, DNS records
+(when the inventory has cloudflare) and its record. Without --yes it only says what would be removed (exit 4).`,
+  options: [
+    { name: 'domain', type: 'string', arg: 'DOMAIN', help: 'the site, by domain (or --id)' },
+    { name: 'id', type: 'string', arg: 'ID', help: 'the site, by id' },
+    { name: 'yes', type: 'boolean', help: 'confirm the removal' },
+    { name: 'no-backup', type: 'boolean', help: 'remove without a backup first' },
+    { name: 'keep-files', type: 'boolean', help: "keep the site's Gluster directory" },
+    SITES_DIR_OPTION,
+  ],
 };
-const argv = process.argv.slice(2);
+const parsed = parseOrExit(process.argv.slice(2), CMD);
+const f = parsed.opts as { domain?: string; id?: string; yes: boolean; 'no-backup': boolean; 'keep-files': boolean; 'sites-dir': string };
+const sitesDirOf = (): string => f['sites-dir'];
 let site: SiteRecord | undefined;
-let f: ReturnType<typeof ownFlags> = {};
-const sitesDirOf = (): string => (typeof f['sites-dir'] === 'string' ? f['sites-dir'] : 'inventory/sites');
 try {
-  f = ownFlags(argv, SPEC);
-  if (!argv.includes('-h') && !argv.includes('--help')) {
-    const key = f.domain ?? f.id;
-    if (typeof key !== 'string') throw new InputError('--domain or --id is required');
-    site = findSite(sitesOf(sitesDirOf(), inventoryManagementCidrs(argv, SPEC)), key);
-    if (!f.yes && !argv.includes('--check') && !argv.includes('-C'))
-      throw new InputError(
-        `removing ${site.domain} (site ${site.id}) deletes its stack, secrets, database${f['keep-files'] ? '' : ', files'} and record${f['no-backup'] ? ' WITHOUT a backup' : ' (after a backup)'}: rerun with --yes`,
-      );
-  }
+  const key = f.domain ?? f.id;
+  if (!key) throw new InputError('--domain or --id is required');
+  site = findSite(sitesOf(sitesDirOf(), inventoryManagementCidrs(parsed.flags)), key);
+  if (!f.yes && !parsed.flags.check)
+    throw new InputError(
+      `removing ${site.domain} (site ${site.id}) deletes its stack, secrets, database${f['keep-files'] ? '' : ', files'} and record${f['no-backup'] ? ' WITHOUT a backup' : ' (after a backup)'}: rerun with --yes`,
+    );
 } catch (e) {
   fail(e);
 }
-const run = Run.fromArgv(argv, { usage: USAGE, name: 'remove-site', options: SPEC });
+const run = Run.fromParsed(parsed, { name: 'remove-site' });
 const s0 = site!;
 const id = s0.id;
 const check = run.config.flags.check;
@@ -76,7 +79,7 @@ const removeRole: Role = {
             const r = await ctx.exec(sh`docker network ls -q --filter ${`name=${siteNetworkName(id)}`}; docker service ls -q --filter ${`label=com.docker.stack.namespace=${stack}`}`, { nothrow: true });
             if (!r.stdout.trim()) break;
             if (Date.now() > end) throw new Error(`${stack}: still present after 120 s`);
-            await new Promise((r2) => setTimeout(r2, 2000));
+            await sleep(2000);
           }
         }
         if (!check && n('secrets')) await ctx.exec(sh`docker secret ls -q --filter ${`name=site_${id}_`} | xargs -r docker secret rm`);

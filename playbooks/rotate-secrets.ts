@@ -4,7 +4,7 @@
 // dual passwords, so each version has its own DB user (wp_<id> and wp_<id>_b alternate): old tasks keep
 // working with the old user until the new tasks replaced them; then the old user is dropped.
 // Without a selection it only reports the architecture's 90-day policy per site.
-import { fail } from '../lib/cli.ts';
+import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { task } from '../lib/ops/base.ts';
 import { Run } from '../lib/play.ts';
@@ -13,22 +13,31 @@ import wpSite from '../roles/wp-site/role.ts';
 import { dropDbUser, managerProbeScript, newStoredSecrets, parseManagerProbe, readSites, wpSiteSettings, writeStoredSecrets, type StoredSecrets } from '../roles/wp-site/reconcile.ts';
 import { nextDbUser, rotationStatus } from '../roles/wp-site/rotation.ts';
 import { siteDbName } from '../roles/wp-site/stack.ts';
-import { findSite, inventoryManagementCidrs, ownFlags, sitesOf, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { SITES_DIR_OPTION, findSite, inventoryManagementCidrs, sitesOf } from '../roles/wp-site/playbook-util.ts';
 
-const USAGE = 'Usage: npx tsx playbooks/rotate-secrets.ts [--domain DOMAIN | --all | --due] [--sites-dir DIR] [common options]';
-const SPEC: FlagSpec = { domain: { type: 'string' }, all: { type: 'boolean' }, due: { type: 'boolean' }, 'sites-dir': { type: 'string' } };
-const argv = process.argv.slice(2);
-let f: ReturnType<typeof ownFlags> = {};
+const CMD: CommandSpec = {
+  name: 'rotate-secrets.ts',
+  summary: `Rotates site secrets (new DB password and WordPress keys/salts as new Swarm secret versions, rolled out with no
+failed request). Without a selection it only reports the 90-day rotation policy per site.`,
+  options: [
+    { name: 'domain', type: 'string', arg: 'DOMAIN', help: 'rotate this site' },
+    { name: 'all', type: 'boolean', help: 'rotate every site' },
+    { name: 'due', type: 'boolean', help: 'rotate the sites whose secrets are older than 90 days' },
+    SITES_DIR_OPTION,
+  ],
+};
+const parsed = parseOrExit(process.argv.slice(2), CMD);
+const f = parsed.opts as { domain?: string; all: boolean; due: boolean; 'sites-dir': string };
+const sitesDir = f['sites-dir'];
 let only: string[] = [];
-const sitesDir = (): string => (typeof f['sites-dir'] === 'string' ? f['sites-dir'] : 'inventory/sites');
 try {
-  f = ownFlags(argv, SPEC);
-  if ([f.domain !== undefined, !!f.all, !!f.due].filter(Boolean).length > 1) throw new InputError('give one of --domain, --all, --due');
-  if (typeof f.domain === 'string') only = [findSite(sitesOf(sitesDir(), inventoryManagementCidrs(argv, SPEC)), f.domain).id];
+  if ([f.domain !== undefined, f.all, f.due].filter(Boolean).length > 1) throw new InputError('give one of --domain, --all, --due');
+  if (f.domain !== undefined) only = [findSite(sitesOf(sitesDir, inventoryManagementCidrs(parsed.flags)), f.domain).id];
+  parsed.flags.extraVars.push(`wp_sites_dir=${sitesDir}`);
 } catch (e) {
   fail(e);
 }
-const run = Run.fromArgv([...argv, '-e', `wp_sites_dir=${sitesDir()}`], { usage: USAGE, name: 'rotate-secrets', options: SPEC });
+const run = Run.fromParsed(parsed, { name: 'rotate-secrets' });
 const check = run.config.flags.check;
 const rotated: { id: string; previousUser?: string }[] = [];
 const report: string[] = [];

@@ -4,39 +4,39 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { fail } from '../lib/cli.ts';
+import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
 import wpSite from '../roles/wp-site/role.ts';
-import { findSite, inventoryManagementCidrs, ownFlags, readText, sitesOf, writeRecord, type FlagSpec } from '../roles/wp-site/playbook-util.ts';
+import { SITES_DIR_OPTION, findSite, inventoryManagementCidrs, readText, sitesOf, writeRecord } from '../roles/wp-site/playbook-util.ts';
 
-const USAGE = 'Usage: npx tsx playbooks/scale-site.ts --domain DOMAIN|--id ID --replicas N [--sites-dir DIR] [common options]';
-const SPEC: FlagSpec = { domain: { type: 'string' }, id: { type: 'string' }, replicas: { type: 'string' }, 'sites-dir': { type: 'string' } };
-const argv = process.argv.slice(2);
-let extra: string[] = [];
-let f: ReturnType<typeof ownFlags> = {};
-let replicas = 0;
-try {
-  f = ownFlags(argv, SPEC);
-  if (!argv.includes('-h') && !argv.includes('--help')) {
-    replicas = Number(f.replicas);
-    if (typeof f.replicas !== 'string' || !Number.isInteger(replicas) || replicas < 1 || replicas > 20) throw new InputError('--replicas must be an integer from 1 to 20');
-    if (typeof f.domain !== 'string' && typeof f.id !== 'string') throw new InputError('--domain or --id is required');
-  }
-} catch (e) {
-  fail(e);
-}
-const key = String(f.domain ?? f.id ?? '');
+const CMD: CommandSpec = {
+  name: 'scale-site.ts',
+  summary: `Scales a site: writes \`replicas: N\` into its record (comments kept) and reconciles that site; Swarm adds or
+removes nginx and php-fpm tasks one at a time (start-first), no request fails.`,
+  options: [
+    { name: 'domain', type: 'string', arg: 'DOMAIN', help: 'the site, by domain (or --id)' },
+    { name: 'id', type: 'string', arg: 'ID', help: 'the site, by id' },
+    { name: 'replicas', type: 'integer', min: 1, max: 20, help: 'nginx and php-fpm tasks (required)' },
+    SITES_DIR_OPTION,
+  ],
+};
+const parsed = parseOrExit(process.argv.slice(2), CMD);
+const f = parsed.opts as { domain?: string; id?: string; replicas?: number; 'sites-dir': string };
+const replicas = f.replicas ?? 0;
+let sitesDir = f['sites-dir'];
 // the site id is known only after reading the records: resolve it first (bad input before anything runs)
 let id = '';
-let sitesDir = typeof f['sites-dir'] === 'string' ? f['sites-dir'] : 'inventory/sites';
 try {
-  if (key) id = findSite(sitesOf(sitesDir, inventoryManagementCidrs(argv, SPEC)), key).id;
-  extra = id ? ['-e', `wp_sites_only=${id}`, '-e', `wp_sites_dir=${sitesDir}`] : [];
+  if (!f.replicas) throw new InputError('--replicas is required: an integer from 1 to 20');
+  const key = f.domain ?? f.id;
+  if (!key) throw new InputError('--domain or --id is required');
+  id = findSite(sitesOf(sitesDir, inventoryManagementCidrs(parsed.flags)), key).id;
+  parsed.flags.extraVars.push(`wp_sites_only=${id}`, `wp_sites_dir=${sitesDir}`);
 } catch (e) {
   fail(e);
 }
-const run = Run.fromArgv([...argv, ...extra], { usage: USAGE, name: 'scale-site', options: SPEC });
+const run = Run.fromParsed(parsed, { name: 'scale-site' });
 try {
   const file = path.join(sitesDir, `${id}.yml`);
   if (!existsSync(file)) throw new InputError(`no record file ${file}`);

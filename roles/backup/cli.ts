@@ -11,7 +11,7 @@
 //   backup_lsn_root      mariabackup checkpoints on the db host (default /var/lib/wpfarm-backup/lsn)
 import { resolve, isAbsolute } from 'node:path';
 import { existsSync } from 'node:fs';
-import { parseCli, COMMON_HELP, type CommonFlags } from '../../lib/cli.ts';
+import type { CommonFlags, OptionSpec } from '../../lib/cli.ts';
 import { InputError } from '../../lib/errors.ts';
 import { loadInventory, parseExtraVars, groupMembers, type Inventory } from '../../lib/inventory.ts';
 import { ConnectionPool } from '../../lib/transport.ts';
@@ -29,12 +29,11 @@ import { BackupError } from './errors.ts';
 import { isLoopbackEndpoint, openReverseTunnel, tunnelledEndpoint, type ReverseTunnel } from './tunnel.ts';
 import { sh } from '../../lib/shell.ts';
 
-type OptSpec = NonNullable<Parameters<typeof parseCli>[1]>;
-
-export const BACKUP_HELP_COMMON = `Backup options:
-      --local                 run the host commands on this machine (the controller is the host)
-      --sites-dir DIR         site records (default inventory/sites)
-${COMMON_HELP}`;
+/** The options every backup playbook takes besides its own (declared once, lib/cli.ts generates the help). */
+export const BACKUP_OPTIONS: readonly OptionSpec[] = [
+  { name: 'local', type: 'boolean', help: 'run the host commands on this machine (the controller is the host)' },
+  { name: 'sites-dir', type: 'string', arg: 'DIR', default: 'inventory/sites', help: 'site records' },
+];
 
 export interface BackupCtx {
   flags: CommonFlags;
@@ -54,23 +53,6 @@ export interface BackupCtx {
   filesTarget(site: SiteRecord): FilesTarget;
   clusterTarget(): ClusterTarget;
   close(): Promise<void>;
-}
-
-export function parseBackupArgs<E extends Record<string, unknown>>(argv: string[], options: OptSpec, usage: string): { flags: CommonFlags; extra: E & { local?: boolean; 'sites-dir'?: string } } | null {
-  const { flags, extra } = parseCli<E & { local?: boolean; 'sites-dir'?: string }>(argv, {
-    ...options,
-    local: { type: 'boolean' },
-    'sites-dir': { type: 'string' },
-  });
-  if (flags.help) {
-    process.stdout.write(`${usage}\n\n${BACKUP_HELP_COMMON}\n`);
-    return null;
-  }
-  return { flags, extra };
-}
-
-function str(v: unknown, dflt: string): string {
-  return typeof v === 'string' && v ? v : dflt;
 }
 
 export async function backupContext(flags: CommonFlags, o: { local?: boolean; sitesDir?: string }): Promise<BackupCtx> {

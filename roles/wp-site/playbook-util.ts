@@ -1,32 +1,18 @@
-// What the site playbooks (add/remove/scale/list/rotate) share: flag parsing before the Run exists (so
-// that the site can be named in extra vars), the sites directory, site id from a domain, record files.
+// What the site playbooks (add/remove/scale/list/rotate) share: the --sites-dir option, the inventory's
+// management CIDRs read before the Run exists, the sites directory, site id from a domain, record files.
 import { existsSync, readFileSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { InputError } from '../../lib/errors.ts';
-import { parseCli } from '../../lib/cli.ts';
+import type { CommonFlags, OptionSpec } from '../../lib/cli.ts';
 import { loadInventory } from '../../lib/inventory.ts';
 import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, type SiteRecord } from './site.ts';
 import { InputErrors } from '../../lib/schema.ts';
 
-export type FlagSpec = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }>;
-
-/** Read the playbook's own flags from argv (common flags are left for Run.fromArgv). */
-export function ownFlags(argv: string[], spec: FlagSpec): Record<string, string | boolean | undefined> {
-  // parse leniently here (the common flags are checked by Run.fromArgv with the same spec)
-  const { values } = parseArgs({ args: argv, options: spec, strict: false, allowPositionals: true });
-  const out: Record<string, string | boolean | undefined> = {};
-  for (const k of Object.keys(spec)) {
-    const v = values[k];
-    if (v === undefined || typeof v === 'string' || typeof v === 'boolean') out[k] = v;
-    else throw new InputError(`--${k} given more than once`);
-  }
-  return out;
-}
+/** --sites-dir, declared once for every site playbook. */
+export const SITES_DIR_OPTION: OptionSpec = { name: 'sites-dir', type: 'string', arg: 'DIR', default: 'inventory/sites', help: 'the directory of the site records' };
 
 /** The inventory's management_cidrs (the records' default admin allowlist), read before the Run exists. */
-export function inventoryManagementCidrs(argv: string[], spec: FlagSpec): string[] | undefined {
-  const { flags } = parseCli(argv, spec);
+export function inventoryManagementCidrs(flags: CommonFlags): string[] | undefined {
   const v = loadInventory(flags.inventory).vars.management_cidrs;
   return Array.isArray(v) ? v.map(String) : undefined;
 }
