@@ -1,16 +1,15 @@
 // Cloudflare DNS records of sites, by hand (the sites playbooks call lib/cloud/cloudflare.ts directly).
 //
 //   node --import tsx playbooks/dns.ts ensure NAME... [--zone example.com] [--target 198.51.100.7] [--no-proxy]
-//   node --import tsx playbooks/dns.ts remove NAME... [--zone example.com]
-//   options: [--check] [--inventory inventory/production.yml] [--api-url URL] [--dotenv .env] [-v]
+//   node --import tsx playbooks/dns.ts remove NAME... [--zone example.com]      (--help: every option)
 //
 // --zone and --target default to vars.cloudflare_zone and vars.edge_address of the inventory that
 // playbooks/provision.ts wrote. Token: CLOUDFLARE_API_TOKEN from the environment or .env.
 // Exit codes: 0 ok, 2 an API call failed, 4 bad input.
 import { existsSync, readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
+import { helpText, parseCli, type CommandSpec } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { readEnvFile, requireCredential } from '../lib/env.ts';
 import { CloudflareDns } from '../lib/cloud/cloudflare.ts';
@@ -18,39 +17,50 @@ import { CloudApiError, maskSecrets } from '../lib/cloud/retry.ts';
 
 export interface DnsIo { out: (l: string) => void; err: (l: string) => void }
 
-const USAGE = 'usage: dns.ts ensure|remove NAME... [--zone ZONE] [--target ADDRESS] [--no-proxy] [--check] [--inventory FILE] [--api-url URL] [--dotenv FILE] [-v]';
+const CMD: CommandSpec = {
+  name: 'dns.ts',
+  summary: `Cloudflare DNS records of sites, by hand. --zone and --target default to vars.cloudflare_zone and
+vars.edge_address of the inventory (as playbooks/provision.ts writes it). Token: CLOUDFLARE_API_TOKEN from the
+environment or .env.`,
+  positionals: { usage: 'ensure|remove NAME...' },
+  options: [
+    { name: 'zone', type: 'string', arg: 'ZONE', defaultHelp: 'vars.cloudflare_zone', help: 'the Cloudflare zone' },
+    { name: 'target', type: 'string', arg: 'ADDRESS', defaultHelp: 'vars.edge_address', help: 'what the names point at (ensure)' },
+    { name: 'no-proxy', type: 'boolean', help: "DNS only: not proxied through Cloudflare" },
+    { name: 'api-url', type: 'string', arg: 'URL', help: "the API's base URL (tests)" },
+    { name: 'dotenv', type: 'string', arg: 'FILE', defaultHelp: '.env', help: 'credentials file' },
+  ],
+  common: ['inventory', 'check', 'verbose'],
+  epilog: 'Exit codes: 0 ok, 2 an API call failed, 4 bad input.',
+};
 
 export async function runDns(argv: string[], io: DnsIo): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        zone: { type: 'string' },
-        target: { type: 'string' },
-        'no-proxy': { type: 'boolean', default: false },
-        check: { type: 'boolean', default: false },
-        inventory: { type: 'string', short: 'i', default: 'inventory/production.yml' },
-        'api-url': { type: 'string' },
-        'dotenv': { type: 'string' },
-        verbose: { type: 'boolean', short: 'v', default: false },
-      },
-    });
+    parsed = parseCli(argv, CMD);
   } catch (err) {
-    io.err(`${(err as Error).message}\n${USAGE}`);
+    io.err(`error: ${(err as Error).message}`);
     return EXIT.BAD_INPUT;
   }
-  const { values: a, positionals } = parsed;
+  if (parsed.flags.help) {
+    io.out(helpText(CMD).trimEnd());
+    return EXIT.OK;
+  }
+  const { positionals, flags } = parsed;
+  const a = {
+    ...(parsed.opts as { zone?: string; target?: string; 'no-proxy': boolean; 'api-url'?: string; dotenv?: string }),
+    inventory: flags.inventory,
+    check: flags.check,
+    verbose: flags.verbose > 0,
+  };
   const [cmd, ...names] = positionals;
   let token = '';
   try {
-    if (cmd !== 'ensure' && cmd !== 'remove') throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}\n${USAGE}`);
+    if (cmd !== 'ensure' && cmd !== 'remove') throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}: ensure or remove (see --help)`);
     if (names.length === 0) throw new InputError(`${cmd}: at least one NAME is required`);
     let vars: Record<string, unknown> = {};
-    if (existsSync(a.inventory!)) {
-      const doc = parse(readFileSync(a.inventory!, 'utf8')) as { vars?: Record<string, unknown> } | null;
+    if (existsSync(a.inventory)) {
+      const doc = parse(readFileSync(a.inventory, 'utf8')) as { vars?: Record<string, unknown> } | null;
       vars = doc?.vars ?? {};
     }
     const zone = a.zone ?? (typeof vars['cloudflare_zone'] === 'string' ? vars['cloudflare_zone'] : undefined);

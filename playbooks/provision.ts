@@ -1,18 +1,11 @@
 // Provision the farm's machines on DigitalOcean from the `cloud:` section of an inventory file, and
 // write the result as an engine inventory (default inventory/production.yml).
 //
-//   node --import tsx playbooks/provision.ts [--inventory inventory/production.example.yml] [--check]
-//        [--out inventory/production.yml] [--destroy [--yes]] [--api-url URL] [--address public|private]
-//        [--dotenv .env] [--spaces-endpoint URL] [-v]
-//
-// Token: DIGITALOCEAN_TOKEN from the environment or .env (never from the inventory, never printed).
-// Spaces keys (optional): SPACES_ACCESS_KEY_ID / SPACES_SECRET_ACCESS_KEY; without them the bucket step
-// is reported as skipped.
-// (--dotenv, not --env-file: Node 20 grabs --env-file even after the script name.)
-// Exit codes: 0 ok, 2 an API call failed, 4 bad input (inventory, arguments, missing token), 130 interrupted.
-import { parseArgs } from 'node:util';
+//   node --import tsx playbooks/provision.ts --inventory inventory/production.example.yml [--check] [--destroy [--yes]]
+//        (--help: every option)
 import { createInterface } from 'node:readline/promises';
 import { pathToFileURL } from 'node:url';
+import { helpText, parseCli, type CommandSpec } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { lookupEnv, readEnvFile, requireCredential } from '../lib/env.ts';
 import { loadCloudInventory } from '../lib/cloud/config.ts';
@@ -39,45 +32,56 @@ export interface Io {
   ask?: (question: string) => Promise<string>;
 }
 
-const USAGE = 'usage: provision.ts [--inventory FILE] [--out FILE] [--check] [--destroy [--yes]] [--api-url URL] [--address public|private] [--dotenv FILE] [--spaces-endpoint URL] [-v]';
+const CMD: CommandSpec = {
+  name: 'provision.ts',
+  summary: `Provisions the farm's machines on DigitalOcean from the \`cloud:\` section of the inventory given (the desired
+state, e.g. inventory/production.example.yml) and writes the result as an engine inventory (--out).
+Token: DIGITALOCEAN_TOKEN from the environment or .env (never from the inventory, never printed). Spaces keys
+(optional): SPACES_ACCESS_KEY_ID / SPACES_SECRET_ACCESS_KEY; without them the bucket step is reported as skipped.`,
+  options: [
+    { name: 'out', type: 'string', arg: 'FILE', default: 'inventory/production.yml', help: 'the engine inventory written' },
+    { name: 'destroy', type: 'boolean', help: "delete the resources tagged with the inventory's owner tag (asks first)" },
+    { name: 'yes', type: 'boolean', help: 'with --destroy: do not ask' },
+    { name: 'api-url', type: 'string', arg: 'URL', help: "the API's base URL (tests)" },
+    { name: 'address', type: 'string', arg: 'KIND', choices: ['public', 'private'], default: 'public', help: 'the address the engine connects to' },
+    // --dotenv, not --env-file: Node 20 grabs --env-file even after the script name
+    { name: 'dotenv', type: 'string', arg: 'FILE', defaultHelp: '.env', help: 'credentials file' },
+    { name: 'spaces-endpoint', type: 'string', arg: 'URL', help: 'the Spaces (S3) endpoint' },
+    { name: 'per-page', type: 'integer', min: 1, max: 200, help: 'page size of list calls' },
+    { name: 'poll-ms', type: 'integer', min: 1, help: 'poll interval while droplets start (ms)' },
+  ],
+  common: ['inventory', 'check', 'verbose'],
+  epilog: 'Exit codes: 0 ok, 2 an API call failed, 4 bad input (inventory, arguments, missing token), 130 interrupted.',
+};
 
 export async function runProvision(argv: string[], io: Io): Promise<number> {
-  let args;
+  let parsed;
   try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        inventory: { type: 'string', short: 'i', default: 'inventory/production.example.yml' },
-        out: { type: 'string', default: 'inventory/production.yml' },
-        check: { type: 'boolean', default: false },
-        destroy: { type: 'boolean', default: false },
-        yes: { type: 'boolean', default: false },
-        'api-url': { type: 'string' },
-        address: { type: 'string', default: 'public' },
-        'dotenv': { type: 'string' },
-        'spaces-endpoint': { type: 'string' },
-        'per-page': { type: 'string' },
-        'poll-ms': { type: 'string' },
-        verbose: { type: 'boolean', short: 'v', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
+    parsed = parseCli(argv, CMD);
   } catch (err) {
-    io.err(`${(err as Error).message}\n${USAGE}`);
+    io.err(`error: ${(err as Error).message}`);
     return EXIT.BAD_INPUT;
   }
-  if (args.help) {
-    io.out(USAGE);
+  if (parsed.flags.help) {
+    io.out(helpText(CMD).trimEnd());
     return EXIT.OK;
   }
+  const o = parsed.opts as {
+    out: string;
+    destroy: boolean;
+    yes: boolean;
+    'api-url'?: string;
+    address: 'public' | 'private';
+    dotenv?: string;
+    'spaces-endpoint'?: string;
+    'per-page'?: number;
+    'poll-ms'?: number;
+  };
+  const args = { ...o, inventory: parsed.flags.inventory, check: parsed.flags.check, verbose: parsed.flags.verbose > 0 };
   let token = '';
   try {
-    if (args.address !== 'public' && args.address !== 'private') throw new InputError(`--address must be public or private, got ${JSON.stringify(args.address)}`);
-    const perPage = args['per-page'] ? Number(args['per-page']) : undefined;
-    if (perPage !== undefined && !(Number.isInteger(perPage) && perPage >= 1 && perPage <= 200)) throw new InputError('--per-page must be an integer from 1 to 200');
-    const { cloud, cloudflare, doc } = loadCloudInventory(args.inventory!);
+    const perPage = args['per-page'];
+    const { cloud, cloudflare, doc } = loadCloudInventory(args.inventory);
     const inputVars = typeof doc['vars'] === 'object' && doc['vars'] !== null && !Array.isArray(doc['vars']) ? (doc['vars'] as Record<string, unknown>) : {};
     const env = readEnvFile(args['dotenv']);
     token = requireCredential('DIGITALOCEAN_TOKEN', undefined, env);
@@ -86,7 +90,7 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
       baseUrl: args['api-url'],
       onExchange: args.verbose ? (e) => io.err(`  ${e.method} ${e.path} -> ${e.status}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}${e.violations ? ` VIOLATIONS: ${e.violations}` : ''}`) : undefined,
     });
-    const readOpts = { perPage, pollIntervalMs: args['poll-ms'] ? Number(args['poll-ms']) : undefined };
+    const readOpts = { perPage, pollIntervalMs: args['poll-ms'] };
     const actual = await readActual(client, cloud, readOpts);
 
     if (args.destroy) {
@@ -104,7 +108,7 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
         }
       }
       const done = await applyDestroy(client, plan, { log: (l) => io.out(`  done: ${l}`) });
-      const gone = removeHostsFromInventory(args.out!, plan.flatMap((a) => (a.kind === 'delete-droplet' ? [a.name] : [])));
+      const gone = removeHostsFromInventory(args.out, plan.flatMap((a) => (a.kind === 'delete-droplet' ? [a.name] : [])));
       io.out(`destroyed: ${done.length} resource(s)${gone.length ? `; ${gone.length} host(s) removed from ${args.out}` : ''}`);
       return EXIT.OK;
     }
@@ -135,7 +139,7 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
     const inv = inventoryFromActual(cloud, result.actual, { address: args.address, zone: cloudflare?.zone });
     // the desired-state file's own vars travel with the hosts (computed cloud vars win on a clash)
     inv.vars = { ...inputVars, ...inv.vars };
-    writeInventory(args.out!, inv);
+    writeInventory(args.out, inv);
     io.out(`changed: ${result.done.length}; ${Object.keys(inv.hosts).length} host(s) written to ${args.out}`);
     return EXIT.OK;
   } catch (err) {
