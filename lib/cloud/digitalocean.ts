@@ -14,6 +14,7 @@ import { createUntypedNull, type Parsable, type ParsableFactory, type ParseNode,
 import type { CloudSpec, GroupSpec } from './config.ts';
 import { collectPages, isNotFound, providerFetch } from './http.ts';
 import type { RetryOptions } from './retry.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const DO_API = 'https://api.digitalocean.com';
 
@@ -436,7 +437,7 @@ export async function waitForDroplets(client: DoClient, tag: string, names: stri
     });
     if (pending.length === 0) return ds;
     if (Date.now() > deadline) throw new Error(`droplets not active with an address after ${Math.round((opts.waitTimeoutMs ?? 600_000) / 1000)} s: ${pending.join(', ')}`);
-    await new Promise((r) => setTimeout(r, interval));
+    await sleep(interval);
   }
 }
 
@@ -617,7 +618,7 @@ export async function applyDestroy(client: DoClient, actions: DestroyAction[], o
         if (isNotFound(err)) break; // already gone
         const retryable = (a.kind === 'delete-volume' || a.kind === 'delete-vpc') && i < attempts;
         if (!retryable) throw err;
-        await new Promise((r) => setTimeout(r, opts.retryDelayMs ?? 5_000));
+        await sleep(opts.retryDelayMs ?? 5_000);
       }
     }
   }

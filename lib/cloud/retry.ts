@@ -1,6 +1,7 @@
 // A fetch wrapper shared by the cloud providers: retries 429 and 5xx answers (and network errors)
 // with exponential backoff + full jitter, honours Retry-After (and DigitalOcean's ratelimit-reset),
-// bounds the attempts, and never lets a credential reach a message.
+// bounds the attempts, and never lets a credential reach a message. The loop itself is lib/retry.ts.
+import { retry } from '../retry.ts';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -99,8 +100,6 @@ function requestParts(input: string | URL | Request, init?: RequestInit): { url:
   return { url: new URL(String(input)), method: (init?.method ?? 'GET').toUpperCase() };
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Wrap a fetch with retries. The answer of the last attempt is returned as is (the caller's SDK turns
  *  an error answer into its own error type); network errors after the last attempt are rethrown masked. */
 export function retryingFetch(opts: RetryOptions = {}): FetchLike {
@@ -108,7 +107,6 @@ export function retryingFetch(opts: RetryOptions = {}): FetchLike {
   const base = opts.baseDelayMs ?? 500;
   const max = opts.maxDelayMs ?? 30_000;
   const inner: FetchLike = opts.fetch ?? ((i, n) => fetch(i, n));
-  const sleep = opts.sleep ?? defaultSleep;
   const random = opts.random ?? Math.random;
   return async (input, init) => {
     const { url, method } = requestParts(input, init);
@@ -120,35 +118,40 @@ export function retryingFetch(opts: RetryOptions = {}): FetchLike {
       req = input;
       if (req.body) bodyBuf = await req.arrayBuffer();
     }
-    for (let attempt = 1; ; attempt++) {
-      const started = Date.now();
-      let res: Response;
-      try {
-        if (req) {
-          res = await inner(req.url, { method: req.method, headers: req.headers, body: bodyBuf, signal: req.signal, redirect: req.redirect, ...init });
-        } else {
-          res = await inner(input, init);
+    type Outcome = { res: Response; retryable: boolean } | { err: unknown; retryable: boolean };
+    let attempts = 0;
+    const last = await retry<Outcome>(
+      async (attempt) => {
+        attempts = attempt;
+        const started = Date.now();
+        try {
+          const res = req
+            ? await inner(req.url, { method: req.method, headers: req.headers, body: bodyBuf, signal: req.signal, redirect: req.redirect, ...init })
+            : await inner(input, init);
+          const violations = res.headers.get('sl-violations') ?? undefined;
+          opts.onExchange?.({ method, path, status: res.status, attempt, violations, ms: Date.now() - started });
+          return { res, retryable: isRetryableStatus(res.status, method, opts.retryPost5xx) };
+        } catch (err) {
+          const aborted = (err as { name?: string })?.name === 'AbortError';
+          return { err, retryable: !aborted && (IDEMPOTENT.has(method) || !!opts.retryPost5xx) };
         }
-      } catch (err) {
-        const aborted = (err as { name?: string })?.name === 'AbortError';
-        if (aborted || attempt >= maxAttempts || !(IDEMPOTENT.has(method) || opts.retryPost5xx)) {
-          const msg = maskSecrets(err instanceof Error ? err.message : String(err), opts.secrets);
-          const cause = (err as { cause?: { code?: string } })?.cause?.code;
-          throw new Error(maskSecrets(`${method} ${url.origin}${url.pathname}: ${msg}${cause ? ` (${cause})` : ''} after ${attempt} attempt(s)`, opts.secrets));
-        }
-        await sleep(backoffMs(attempt, base, max, random));
-        continue;
-      }
-      const violations = res.headers.get('sl-violations') ?? undefined;
-      opts.onExchange?.({ method, path, status: res.status, attempt, violations, ms: Date.now() - started });
-      if (attempt < maxAttempts && isRetryableStatus(res.status, method, opts.retryPost5xx)) {
-        const wait = Math.min(max, serverDelayMs(res.headers) ?? backoffMs(attempt, base, max, random));
-        await res.arrayBuffer().catch(() => undefined); // free the connection
-        await sleep(wait);
-        continue;
-      }
-      return res;
-    }
+      },
+      {
+        attempts: maxAttempts,
+        done: (o) => !o.retryable,
+        // the server's wish first (Retry-After, ratelimit-reset), bounded; else backoff with jitter
+        delayMs: (attempt, o) => ('res' in o ? Math.min(max, serverDelayMs(o.res.headers) ?? backoffMs(attempt, base, max, random)) : backoffMs(attempt, base, max, random)),
+        onRetry: async (_n, o) => {
+          if ('res' in o) await o.res.arrayBuffer().catch(() => undefined); // free the connection
+        },
+        sleep: opts.sleep,
+      },
+    );
+    if ('res' in last) return last.res;
+    const err = last.err;
+    const msg = maskSecrets(err instanceof Error ? err.message : String(err), opts.secrets);
+    const cause = (err as { cause?: { code?: string } })?.cause?.code;
+    throw new Error(maskSecrets(`${method} ${url.origin}${url.pathname}: ${msg}${cause ? ` (${cause})` : ''} after ${attempts} attempt(s)`, opts.secrets));
   };
 }
 

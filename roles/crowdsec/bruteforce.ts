@@ -4,6 +4,7 @@
 // visitor not banned, `cscli decisions delete` unbans.
 import { quote } from 'zx';
 import { BAN_SET_V4, TRAEFIK_ACCESS_LOG } from './config.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface AccessLogRequest {
   /** address of the TCP peer (Cloudflare's edge when proxied) */
@@ -121,7 +122,6 @@ export function parseNftSet(json: string): string[] {
   return out;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Shell command appending lines to a log file (each argument quoted by zx; JSON survives intact). */
 export function appendLinesCommand(lines: string[], log: string): string {

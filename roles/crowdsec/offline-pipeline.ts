@@ -11,6 +11,7 @@ import YAML from 'yaml';
 import { run } from '../monitoring/tools.ts';
 import { resolveCollections, enableScript, type HubIndex, type HubLink } from './hub.ts';
 import { crowdsecConfig, profiles, acquisitionYaml, type AcquisitionEntry, type CrowdsecPaths } from './config.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export async function ensureCrowdsecPackage(cacheDir: string): Promise<string> {
   const root = path.join(cacheDir, 'root');
@@ -136,7 +137,7 @@ export class OfflineCrowdsec {
       );
       if (ok) return;
       if (this.lapi.exitCode !== null || Date.now() - t0 > 30_000) throw new Error(`LAPI did not start: ${this.lapiLog.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 250));
+      await sleep(250);
     }
   }
 

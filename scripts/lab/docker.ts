@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { $ } from 'zx';
 import { PATHS } from './config.ts';
-import { ensureDir, readJson, runLogged, say, sleep, tryOut, waitFor, withLock, writeJson } from './util.ts';
+import { ensureDir, readJson, runLogged, say, tryOut, waitFor, withLock, writeJson } from './util.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export const DOCKERD_LOG = '/var/log/wpfarm-dockerd.log';
 

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
 import { PATHS } from './config.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 $.verbose = false;
 
@@ -129,7 +130,6 @@ export async function withLock<T>(name: string, fn: () => Promise<T>, timeoutMs 
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Poll until fn returns a truthy value or the time is up. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 500): Promise<T> {
