@@ -5,10 +5,11 @@
 import { parseArgs } from 'node:util';
 import { EXIT, InputError } from './errors.ts';
 import { mask } from './secrets.ts';
+import { splitList } from './vars.ts';
 
 /**
  * One option. Types: `string`; `boolean` (a flag; repeatable: counted, as -vv); `integer` (with min/max);
- * `list` (comma separated, see splitList(); repeatable: the lists are joined). A repeatable `string` gives
+ * `list` (comma separated, see lib/vars.ts splitList(); repeatable: the lists are joined). A repeatable `string` gives
  * every value in order.
  */
 export interface OptionSpec {
@@ -132,14 +133,6 @@ export interface Parsed {
   /** every option of the command by its long name (its own and the common ones), defaults applied */
   opts: Record<string, OptionValue>;
   positionals: string[];
-}
-
-/** `'a, b,,c'` → `['a', 'b', 'c']`: comma separated, items trimmed, empty items dropped. */
-export function splitList(v: string): string[] {
-  return v
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
 }
 
 function commonOf(cmd: CommandSpec): OptionSpec[] {

@@ -28,6 +28,7 @@ import type { ResticAccess } from './files.ts';
 import { BackupError } from './errors.ts';
 import { isLoopbackEndpoint, openReverseTunnel, tunnelledEndpoint, type ReverseTunnel } from './tunnel.ts';
 import { sh } from '../../lib/shell.ts';
+import { str } from '../../lib/vars.ts';
 
 /** The options every backup playbook takes besides its own (declared once, lib/cli.ts generates the help). */
 export const BACKUP_OPTIONS: readonly OptionSpec[] = [

@@ -19,13 +19,13 @@ import type { Role, Step } from '../../lib/types.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { directory } from '../../lib/ops/files.ts';
 import { InputError } from '../../lib/errors.ts';
+import { str } from '../../lib/vars.ts';
 
 /** Packages the backup commands need that the galera role does not install already. */
 export const DB_PACKAGES = ['age'];
 export const FILES_PACKAGES = ['restic', 'age'];
 export const DEFAULT_LSN_ROOT = '/var/lib/wpfarm-backup/lsn';
 
-const str = (v: unknown, d: string): string => (typeof v === 'string' && v !== '' ? v : d);
 
 const role: Role = {
   name: 'backup',

@@ -19,6 +19,7 @@ import { template, templatePath } from '../../lib/ops/template.ts';
 import { authorizedKey, user } from '../../lib/ops/users.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { cidrContains, type FirewallRule, renderFirewall } from './firewall.ts';
+import { str, list } from '../../lib/vars.ts';
 
 export const BASE_PACKAGES = ['ca-certificates', 'curl', 'nftables', 'sudo', 'tzdata', 'unattended-upgrades', 'systemd-timesyncd', 'rsync', 'jq'];
 
@@ -43,8 +44,6 @@ export const SYSCTL_GLOBAL: Record<string, string> = {
 const tpl = (name: string) => templatePath('common', name);
 const APT_PROXY = '/etc/apt/apt.conf.d/01wpfarm-proxy';
 
-const str = (v: unknown, d: string): string => (typeof v === 'string' && v ? v : d);
-const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
 
 export function dockerDaemonJson(vars: Record<string, unknown>): string {
   const cfg: Record<string, unknown> = {

@@ -39,8 +39,8 @@ import {
 import { enableScript, resolveCollections, type HubIndex } from './hub.ts';
 import { task } from '../../lib/ops/base.ts';
 import YAML from 'yaml';
+import { list } from '../../lib/vars.ts';
 
-const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
 
 function derived(secret: string, purpose: string): string {
   return createHmac('sha256', secret).update(`wpfarm-crowdsec:${purpose}`).digest('hex').slice(0, 40);

@@ -19,6 +19,7 @@ import { sh } from '../../lib/shell.ts';
 import { lookupEnv } from '../../lib/env.ts';
 import { withMysql, statusVars, rows, type Db } from '../../lib/mysql.ts';
 import { decide, parseGrastate, parseRecoveredPosition, withSafeToBootstrap, type NodeView } from './recovery.ts';
+import { str } from '../../lib/vars.ts';
 
 /** templates/galera/<name> */
 const TPL = (n: string) => templatePath('galera', n);
@@ -54,7 +55,6 @@ export interface Settings {
   prepTimeoutMs: number;
 }
 
-const str = (v: unknown, d: string): string => (typeof v === 'string' && v !== '' ? v : d);
 
 /** "10.77.0.0/24" → "10.77.0.0/255.255.255.0" (MariaDB's host netmask form); undefined when not IPv4 CIDR. */
 export function cidrToMysqlHost(cidr: string): string | undefined {

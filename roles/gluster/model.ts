@@ -6,6 +6,7 @@ import { directory } from '../../lib/ops/files.ts';
 import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
 import type { HostSpec, Operation, StepOptions, Vars } from '../../lib/types.ts';
+import { str } from '../../lib/vars.ts';
 
 /** Volume options for a web farm (many small PHP/media files, read-mostly, several clients). See docs/roles/gluster.md. */
 export const DEFAULT_OPTIONS: Readonly<Record<string, string>> = {
@@ -55,7 +56,6 @@ export interface Settings {
 
 const VOLUME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const OPTION_KEY_RE = /^[a-z][a-z0-9_.-]*$/;
-const str = (v: unknown, d: string): string => (typeof v === 'string' && v !== '' ? v : d);
 /** a boolean var; extra vars from the CLI (-e k=v) arrive as strings */
 const bool = (v: unknown, d: boolean): boolean => (v === true || v === 'true' ? true : v === false || v === 'false' ? false : d);
 

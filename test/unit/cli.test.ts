@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
-import { COMMON_OPTIONS, type CommandSpec, defaultInventory, helpText, parseCli, splitList } from '../../lib/cli.ts';
+import { COMMON_OPTIONS, type CommandSpec, defaultInventory, helpText, parseCli } from '../../lib/cli.ts';
+import { list, splitList, str } from '../../lib/vars.ts';
 import { EXIT, InputError } from '../../lib/errors.ts';
 
 const CMD: CommandSpec = {
@@ -68,6 +69,18 @@ test('values: types, defaults, lists, repeatable, counted -v', () => {
   assert.equal(none.opts.aliases, undefined);
   assert.deepEqual(splitList(' a ,b,, c'), ['a', 'b', 'c']);
   assert.deepEqual(splitList('a'), ['a']);
+});
+
+test("lib/vars.ts: one str and one list for every role ('a,b' is two items, as from -e name=a,b)", () => {
+  assert.deepEqual(list('a,b'), ['a', 'b']);
+  assert.deepEqual(list(' 10.0.0.0/8 , 192.168.0.0/16 '), ['10.0.0.0/8', '192.168.0.0/16']);
+  assert.deepEqual(list(['a,b', 3]), ['a,b', '3'], 'a YAML list is taken as is');
+  assert.deepEqual(list(''), []);
+  assert.deepEqual(list(undefined), []);
+  assert.deepEqual(list(7), []);
+  assert.equal(str('x', 'd'), 'x');
+  assert.equal(str('', 'd'), 'd');
+  assert.equal(str(5, 'd'), 'd');
 });
 
 test('one inventory default: $WPFARM_INVENTORY, else inventory/lab.yml; -i repeatable', () => {
