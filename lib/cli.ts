@@ -66,7 +66,13 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = [
     defaultHelp: '$WPFARM_INVENTORY, else inventory/lab.yml',
     help: 'inventory file (repeatable: the inventories are merged, later ones win)',
   },
-  { name: 'limit', short: 'l', type: 'string', arg: 'PATTERN', help: 'restrict to hosts: name, group, glob, !exclude, &intersect, @retryfile (comma separated)' },
+  {
+    name: 'limit',
+    short: 'l',
+    type: 'string',
+    arg: 'PATTERN',
+    help: 'restrict to hosts: name, group, glob, !exclude, &intersect, @retryfile (comma separated)',
+  },
   { name: 'tags', short: 't', type: 'list', arg: 'T1,T2', repeatable: true, help: 'only steps with these tags' },
   { name: 'skip-tags', type: 'list', arg: 'T1,T2', repeatable: true, help: 'skip steps with these tags' },
   { name: 'check', short: 'C', type: 'boolean', help: 'dry run: report what would change, change nothing' },
@@ -95,7 +101,13 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = [
   },
   { name: 'no-lock', type: 'boolean', help: 'run without taking the deploy lock (mutating runs take it; --check never does)' },
   { name: 'accept-new-host-keys', type: 'boolean', help: 'record the key of hosts seen for the first time in known_hosts' },
-  { name: 'verbose', short: 'v', type: 'boolean', repeatable: true, help: 'more output (-vv: every step as it starts; -vvv: every command)' },
+  {
+    name: 'verbose',
+    short: 'v',
+    type: 'boolean',
+    repeatable: true,
+    help: 'more output (-vv: every step as it starts; -vvv: every command)',
+  },
   { name: 'help', short: 'h', type: 'boolean', help: 'this help' },
 ];
 
@@ -199,7 +211,8 @@ function parseArgsMessage(e: unknown): string {
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && opt) {
     return /argument missing/.test(msg) ? `option '${opt}' needs a value` : `option '${opt}' takes no value`;
   }
-  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return `unexpected argument ${/'([^']*)'/.exec(msg)?.[1] ? `'${/'([^']*)'/.exec(msg)![1]}'` : ''}`.trim();
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')
+    return `unexpected argument ${/'([^']*)'/.exec(msg)?.[1] ? `'${/'([^']*)'/.exec(msg)![1]}'` : ''}`.trim();
   return msg;
 }
 
@@ -208,7 +221,11 @@ export function parseCli(argv: string[], cmd: CommandSpec): Parsed {
   const specs = optionsOf(cmd);
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
   for (const o of specs) {
-    options[o.name] = { type: o.type === 'boolean' ? 'boolean' : 'string', ...(o.short ? { short: o.short } : {}), ...(o.repeatable ? { multiple: true } : {}) };
+    options[o.name] = {
+      type: o.type === 'boolean' ? 'boolean' : 'string',
+      ...(o.short ? { short: o.short } : {}),
+      ...(o.repeatable ? { multiple: true } : {}),
+    };
   }
   let raw: Record<string, string | boolean | (string | boolean)[] | undefined>;
   let positionals: string[];
@@ -227,14 +244,19 @@ export function parseCli(argv: string[], cmd: CommandSpec): Parsed {
       continue;
     }
     const texts = many.map(String);
-    if (o.choices) for (const t of texts) if (!o.choices.includes(t)) throw bad(cmd, `${flag} must be one of ${o.choices.join(', ')}, got '${t}'`);
+    if (o.choices)
+      for (const t of texts) if (!o.choices.includes(t)) throw bad(cmd, `${flag} must be one of ${o.choices.join(', ')}, got '${t}'`);
     if (o.type === 'list') {
       opts[o.name] = texts.length ? texts.flatMap(splitList) : undefined;
     } else if (o.type === 'integer') {
       const text = texts.at(-1);
-      const n = text === undefined ? (typeof o.default === 'number' ? o.default : undefined) : /^-?\d+$/.test(text.trim()) ? Number(text) : NaN;
+      const n =
+        text === undefined ? (typeof o.default === 'number' ? o.default : undefined) : /^-?\d+$/.test(text.trim()) ? Number(text) : NaN;
       if (n !== undefined && (!Number.isSafeInteger(n) || (o.min !== undefined && n < o.min) || (o.max !== undefined && n > o.max))) {
-        throw bad(cmd, `${flag} must be an integer${o.min !== undefined || o.max !== undefined ? ` from ${o.min ?? '...'} to ${o.max ?? '...'}` : ''}, got '${text}'`);
+        throw bad(
+          cmd,
+          `${flag} must be an integer${o.min !== undefined || o.max !== undefined ? ` from ${o.min ?? '...'} to ${o.max ?? '...'}` : ''}, got '${text}'`,
+        );
       }
       opts[o.name] = n;
     } else {

@@ -209,7 +209,8 @@ class HostRun {
         if (!h) throw new Error(`unknown host '${name}'`);
         return self.context(h, h.vars);
       },
-      barrier: <T>(name: string, opts?: { value?: T; timeoutMs?: number }) => self.barrier(name, opts?.value, opts?.timeoutMs) as Promise<BarrierResult<T>>,
+      barrier: <T>(name: string, opts?: { value?: T; timeoutMs?: number }) =>
+        self.barrier(name, opts?.value, opts?.timeoutMs) as Promise<BarrierResult<T>>,
     };
     // resolve conn eagerly for operations that need put()
     void connFor().then(

@@ -126,7 +126,14 @@ export function retryingFetch(opts: RetryOptions = {}): FetchLike {
         const started = Date.now();
         try {
           const res = req
-            ? await inner(req.url, { method: req.method, headers: req.headers, body: bodyBuf, signal: req.signal, redirect: req.redirect, ...init })
+            ? await inner(req.url, {
+                method: req.method,
+                headers: req.headers,
+                body: bodyBuf,
+                signal: req.signal,
+                redirect: req.redirect,
+                ...init,
+              })
             : await inner(input, init);
           const violations = res.headers.get('sl-violations') ?? undefined;
           opts.onExchange?.({ method, path, status: res.status, attempt, violations, ms: Date.now() - started });
@@ -140,7 +147,10 @@ export function retryingFetch(opts: RetryOptions = {}): FetchLike {
         attempts: maxAttempts,
         done: (o) => !o.retryable,
         // the server's wish first (Retry-After, ratelimit-reset), bounded; else backoff with jitter
-        delayMs: (attempt, o) => ('res' in o ? Math.min(max, serverDelayMs(o.res.headers) ?? backoffMs(attempt, base, max, random)) : backoffMs(attempt, base, max, random)),
+        delayMs: (attempt, o) => {
+          const backoff = backoffMs(attempt, base, max, random);
+          return 'res' in o ? Math.min(max, serverDelayMs(o.res.headers) ?? backoff) : backoff;
+        },
         onRetry: async (_n, o) => {
           if ('res' in o) await o.res.arrayBuffer().catch(() => undefined); // free the connection
         },
@@ -151,7 +161,8 @@ export function retryingFetch(opts: RetryOptions = {}): FetchLike {
     const err = last.err;
     const msg = maskSecrets(err instanceof Error ? err.message : String(err), opts.secrets);
     const cause = (err as { cause?: { code?: string } })?.cause?.code;
-    throw new Error(maskSecrets(`${method} ${url.origin}${url.pathname}: ${msg}${cause ? ` (${cause})` : ''} after ${attempts} attempt(s)`, opts.secrets));
+    const where = `${method} ${url.origin}${url.pathname}`;
+    throw new Error(maskSecrets(`${where}: ${msg}${cause ? ` (${cause})` : ''} after ${attempts} attempt(s)`, opts.secrets));
   };
 }
 

@@ -304,7 +304,10 @@ const role: Role = {
       // every host of the run (servers and clients) meets here; a host that failed does not block the others
       task(
         'gluster hosts prepared',
-        async (c) => ({ changed: false, result: await c.barrier('gluster prepared', { value: { server: isServer }, timeoutMs: s.prepTimeoutMs }) }),
+        async (c) => {
+          const met = await c.barrier('gluster prepared', { value: { server: isServer }, timeoutMs: s.prepTimeoutMs });
+          return { changed: false, result: met };
+        },
         { register: 'gluster_prepared' },
       ),
       task('gluster pool: peers, volume, options', (c) => poolTask(c, s), { runOnce: true, register: 'gluster_pool' }),

@@ -9,7 +9,13 @@ import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniquene
 import { InputErrors } from '../../lib/schema.ts';
 
 /** --sites-dir, declared once for every site playbook. */
-export const SITES_DIR_OPTION: OptionSpec = { name: 'sites-dir', type: 'string', arg: 'DIR', default: 'inventory/sites', help: 'the directory of the site records' };
+export const SITES_DIR_OPTION: OptionSpec = {
+  name: 'sites-dir',
+  type: 'string',
+  arg: 'DIR',
+  default: 'inventory/sites',
+  help: 'the directory of the site records',
+};
 
 /** The inventory's management_cidrs (the records' default admin allowlist), read before the Run exists. */
 export function inventoryManagementCidrs(flags: CommonFlags): string[] | undefined {

@@ -28,7 +28,17 @@ after(async () => {
 
 function run(...extra: string[]): Promise<{ code: number; out: string; json: Report }> {
   const json = join(lab.dir, `barrier-${Math.random().toString(36).slice(2)}.json`);
-  const args = ['--import', 'tsx', 'playbooks/run-role.ts', 'test/fixtures/roles/barrier.ts', '--inventory', lab.inventoryFile, '--json', json, ...extra];
+  const args = [
+    '--import',
+    'tsx',
+    'playbooks/run-role.ts',
+    'test/fixtures/roles/barrier.ts',
+    '--inventory',
+    lab.inventoryFile,
+    '--json',
+    json,
+    ...extra,
+  ];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -74,7 +84,10 @@ test('a host that fails before the barrier does not block the others: its failur
   assert.equal(r.code, 2, r.out);
   assert.ok(Date.now() - t0 < 60_000, 'the run did not hang');
   const failed = r.json.results.filter((x) => x.status === 'failed');
-  assert.deepEqual(failed.map((x) => `${x.host} ${x.step}`), [`${failer} arrive late`]);
+  assert.deepEqual(
+    failed.map((x) => `${x.host} ${x.step}`),
+    [`${failer} arrive late`],
+  );
   const m = met(r.json);
   assert.deepEqual([...m.keys()].sort(), names.slice(0, 2).sort(), 'the two others passed');
   for (const x of m.values()) {

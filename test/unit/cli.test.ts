@@ -52,7 +52,26 @@ test('--help is generated from the declarations: every option, its short flag, c
 });
 
 test('values: types, defaults, lists, repeatable, counted -v', () => {
-  const p = parseCli(['--domain', 'a.com', '--aliases', 'b.com, c.com,,', '--aliases=d.com', '-r', '3', '--yes', '-vv', '-t', 'x,y', '-e', 'a=1', '-e', 'b=2'], CMD);
+  const p = parseCli(
+    [
+      '--domain',
+      'a.com',
+      '--aliases',
+      'b.com, c.com,,',
+      '--aliases=d.com',
+      '-r',
+      '3',
+      '--yes',
+      '-vv',
+      '-t',
+      'x,y',
+      '-e',
+      'a=1',
+      '-e',
+      'b=2',
+    ],
+    CMD,
+  );
   assert.equal(p.opts.domain, 'a.com');
   assert.deepEqual(p.opts.aliases, ['b.com', 'c.com', 'd.com']);
   assert.equal(p.opts.replicas, 3);
@@ -114,7 +133,10 @@ test('bad input: unknown options and bad values are InputErrors (exit 4) naming 
   assert.deepEqual(parseCli(['common', '-l', 'web1'], withArgs).positionals, ['common']);
   inputError(() => parseCli([], withArgs), /missing ROLE/);
   inputError(() => parseCli(['a', 'b'], withArgs), /unexpected argument 'b'/);
-  assert.throws(() => parseCli([], { name: 'x.ts', summary: '', options: [{ name: 'check', type: 'boolean', help: '' }] }), /--check declared twice/);
+  assert.throws(
+    () => parseCli([], { name: 'x.ts', summary: '', options: [{ name: 'check', type: 'boolean', help: '' }] }),
+    /--check declared twice/,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------
@@ -122,7 +144,10 @@ test('bad input: unknown options and bad values are InputErrors (exit 4) naming 
 
 function spawnNode(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NO_COLOR: '1' },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -138,7 +163,20 @@ const OWN: Record<string, string[]> = {
   'bootstrap.ts': ['phase', 'from-phase'],
   'dns.ts': ['zone', 'target', 'no-proxy', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
   'list-sites.ts': ['sites-dir', 'format'],
-  'provision.ts': ['out', 'destroy', 'yes', 'api-url', 'address', 'dotenv', 'spaces-endpoint', 'per-page', 'poll-ms', 'inventory', 'check', 'verbose'],
+  'provision.ts': [
+    'out',
+    'destroy',
+    'yes',
+    'api-url',
+    'address',
+    'dotenv',
+    'spaces-endpoint',
+    'per-page',
+    'poll-ms',
+    'inventory',
+    'check',
+    'verbose',
+  ],
   'remove-site.ts': ['domain', 'id', 'yes', 'no-backup', 'keep-files', 'sites-dir'],
   'restore-db.ts': ['site', 'date', 'into', 'yes', 'local', 'sites-dir'],
   'restore-files.ts': ['site', 'date', 'yes', 'local', 'sites-dir'],
@@ -148,8 +186,10 @@ const OWN: Record<string, string[]> = {
 };
 const CLOUD = new Set(['dns.ts', 'provision.ts']);
 
-test("every playbook: --help runs (exit 0) and lists its options; an unknown option exits 4 naming it", async () => {
-  const playbooks = readdirSync('playbooks').filter((f) => f.endsWith('.ts')).sort();
+test('every playbook: --help runs (exit 0) and lists its options; an unknown option exits 4 naming it', async () => {
+  const playbooks = readdirSync('playbooks')
+    .filter((f) => f.endsWith('.ts'))
+    .sort();
   assert.deepEqual(playbooks, Object.keys(OWN).sort(), 'every playbook is listed in this test');
   // two at a time: the machine has 2 cores
   const queue = [...playbooks];
@@ -165,7 +205,8 @@ test("every playbook: --help runs (exit 0) and lists its options; an unknown opt
       if (!['add-site.ts', 'restore-db.ts', 'provision.ts', 'run-role.ts'].includes(pb)) continue;
       const bad = await spawnNode([`playbooks/${pb}`, '--no-such-option']);
       if (bad.code !== 4) problems.push(`${pb} --no-such-option: exit ${bad.code} (want 4)`);
-      if (!/unknown option '--no-such-option'/.test(bad.stderr)) problems.push(`${pb} --no-such-option: ${JSON.stringify(bad.stderr.slice(0, 200))}`);
+      if (!/unknown option '--no-such-option'/.test(bad.stderr))
+        problems.push(`${pb} --no-such-option: ${JSON.stringify(bad.stderr.slice(0, 200))}`);
     }
   };
   await Promise.all([worker(), worker()]);
