@@ -217,7 +217,7 @@ function parseArgsMessage(e: unknown): string {
 }
 
 /** Parse argv (without node and the script) against the command's declaration. Bad input: InputError. */
-export function parseCli(argv: string[], cmd: CommandSpec): Parsed {
+export function parseCli(argv: string[], cmd: CommandSpec = { name: 'wpfarm', summary: '' }): Parsed {
   const specs = optionsOf(cmd);
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
   for (const o of specs) {

@@ -58,13 +58,14 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
   try {
     if (cmd !== 'ensure' && cmd !== 'remove') throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}: ensure or remove (see --help)`);
     if (names.length === 0) throw new InputError(`${cmd}: at least one NAME is required`);
+    // the inventories' vars, later files win
     let vars: Record<string, unknown> = {};
-    if (existsSync(a.inventory)) {
-      const doc = parse(readFileSync(a.inventory, 'utf8')) as { vars?: Record<string, unknown> } | null;
-      vars = doc?.vars ?? {};
+    for (const f of a.inventory.filter((x) => existsSync(x))) {
+      const doc = parse(readFileSync(f, 'utf8')) as { vars?: Record<string, unknown> } | null;
+      vars = { ...vars, ...doc?.vars };
     }
     const zone = a.zone ?? (typeof vars['cloudflare_zone'] === 'string' ? vars['cloudflare_zone'] : undefined);
-    if (!zone) throw new InputError(`--zone: missing (and no vars.cloudflare_zone in ${a.inventory})`);
+    if (!zone) throw new InputError(`--zone: missing (and no vars.cloudflare_zone in ${a.inventory.join(', ')})`);
     token = requireCredential('CLOUDFLARE_API_TOKEN', undefined, readEnvFile(a['dotenv']));
     const dns = new CloudflareDns({
       token,
@@ -73,7 +74,7 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
     });
     if (cmd === 'ensure') {
       const target = a.target ?? (typeof vars['edge_address'] === 'string' ? vars['edge_address'] : undefined);
-      if (!target) throw new InputError(`--target: missing (and no vars.edge_address in ${a.inventory})`);
+      if (!target) throw new InputError(`--target: missing (and no vars.edge_address in ${a.inventory.join(', ')})`);
       const r = await dns.ensureSiteRecords({ zoneName: zone, names, target, proxied: !a['no-proxy'], check: a.check });
       for (const n of r.created) io.out(`created ${n}`);
       for (const n of r.updated) io.out(`updated ${n}`);

@@ -81,7 +81,8 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
   let token = '';
   try {
     const perPage = args['per-page'];
-    const { cloud, cloudflare, doc } = loadCloudInventory(args.inventory);
+    if (args.inventory.length !== 1) throw new InputError(`-i/--inventory: one desired-state file, got ${args.inventory.length}`);
+    const { cloud, cloudflare, doc } = loadCloudInventory(args.inventory[0]!);
     const inputVars = typeof doc['vars'] === 'object' && doc['vars'] !== null && !Array.isArray(doc['vars']) ? (doc['vars'] as Record<string, unknown>) : {};
     const env = readEnvFile(args['dotenv']);
     token = requireCredential('DIGITALOCEAN_TOKEN', undefined, env);
