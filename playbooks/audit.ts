@@ -3,31 +3,29 @@
 // WHEN: an ISO date/time (2025-06-01, 2025-06-01T12:00Z) or a duration back from now (30m, 12h, 7d).
 // --site matches runs whose command line names the site; --host runs that touched the host.
 import { isAbsolute, resolve } from 'node:path';
-import { fail, parseCli } from '../lib/cli.ts';
+import { type CommandSpec, fail, parseOrExit } from '../lib/cli.ts';
 import { filterAudit, readAudit } from '../lib/audit.ts';
-import { InputError } from '../lib/errors.ts';
 import { loadInventory, parseExtraVars } from '../lib/inventory.ts';
 import { lockHosts } from '../lib/lock.ts';
 import { ConnectionPool } from '../lib/transport.ts';
 
-const USAGE =
-  'Usage: node --import tsx playbooks/audit.ts [--site ID] [--host NAME] [--since WHEN] [--until WHEN] [--format text|json] [-i INVENTORY]';
-type Own = { site?: string; host?: string; since?: string; until?: string; format?: string };
+const CMD: CommandSpec = {
+  name: 'audit.ts',
+  summary: `The audit log of the farm's mutating runs, read from the lock hosts and merged. WHEN: an ISO date/time
+(2025-06-01, 2025-06-01T12:00Z) or a duration back from now (30m, 12h, 7d).`,
+  options: [
+    { name: 'site', type: 'string', arg: 'ID', help: 'runs whose command line names the site' },
+    { name: 'host', type: 'string', arg: 'NAME', help: 'runs that touched the host' },
+    { name: 'since', type: 'string', arg: 'WHEN', help: 'runs from then on' },
+    { name: 'until', type: 'string', arg: 'WHEN', help: 'runs until then' },
+    { name: 'format', type: 'string', arg: 'F', choices: ['text', 'json'], default: 'text', help: 'output format' },
+  ],
+  common: ['inventory', 'extra-vars', 'accept-new-host-keys'],
+};
 let pool: ConnectionPool | undefined;
 try {
-  const { flags, extra } = parseCli<Own>(process.argv.slice(2), {
-    site: { type: 'string' },
-    host: { type: 'string' },
-    since: { type: 'string' },
-    until: { type: 'string' },
-    format: { type: 'string' },
-  });
-  if (flags.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
-  if (extra.format && !['text', 'json'].includes(extra.format))
-    throw new InputError(`--format must be text or json, got '${extra.format}'`);
+  const { flags, opts } = parseOrExit(process.argv.slice(2), CMD);
+  const extra = opts as { site?: string; host?: string; since?: string; until?: string; format: 'text' | 'json' };
   const inv = loadInventory(flags.inventory, { extraVars: parseExtraVars(flags.extraVars) });
   const kh = inv.settings.knownHosts;
   pool = new ConnectionPool({

@@ -13,19 +13,12 @@
 // Exit: 0 the check ran (drift or not: drift is a metric, not an error), 2/3 a host failed/unreachable, 4 bad input.
 import { resolve } from 'node:path';
 import { quote } from 'zx';
-import { fail } from '../lib/cli.ts';
+import { fail, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run, loadRole } from '../lib/play.ts';
 import { installBackupUnits, type UnitFile } from '../roles/backup/schedule.ts';
 import { sh } from '../lib/shell.ts';
 import { PHASES } from './phases.ts';
-
-const USAGE = `Usage: node --import tsx playbooks/drift.ts [--roles R1,R2] [--textfile-dir DIR] [options]
-       node --import tsx playbooks/drift.ts --install-timer [--unit-dir DIR] [--check]
-
-Runs the farm's roles (default: ${PHASES.flatMap((p) => p.roles).join(', ')}) in check mode and writes
-wpfarm_drift_changes{role,host}, wpfarm_drift_check_success and wpfarm_last_run_timestamp to node-exporter's
-textfile collector on every host (default dir /var/lib/prometheus/node-exporter).`;
 
 export const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
 
@@ -87,20 +80,21 @@ export function driftMetrics(host: string, perRole: Map<string, number>, success
   ].join('\n');
 }
 
-const OWN = {
-  roles: { type: 'string' },
-  'textfile-dir': { type: 'string' },
-  'install-timer': { type: 'boolean' },
-  'unit-dir': { type: 'string' },
-} as const;
+const CMD: CommandSpec = {
+  name: 'drift.ts',
+  summary: `Runs the farm's roles in check mode and writes wpfarm_drift_changes{role,host}, wpfarm_drift_check_success and
+wpfarm_last_run_timestamp to node-exporter's textfile collector on every host.
+  drift.ts [--roles R1,R2] [--textfile-dir DIR]   |   drift.ts --install-timer [--unit-dir DIR] [--check]`,
+  options: [
+    { name: 'roles', type: 'list', arg: 'R1,R2', defaultHelp: PHASES.flatMap((p) => p.roles).join(','), help: 'role names or role files' },
+    { name: 'textfile-dir', type: 'string', arg: 'DIR', default: TEXTFILE_DIR, help: "node-exporter's textfile collector directory" },
+    { name: 'install-timer', type: 'boolean', help: 'install the hourly schedule on THIS machine (the controller) as systemd units' },
+    { name: 'unit-dir', type: 'string', arg: 'DIR', help: 'with --install-timer: write the units there' },
+  ],
+};
 const argv = process.argv.slice(2);
-const run = Run.fromArgv(argv.includes('--install-timer') ? argv : [...argv, '--check'], {
-  usage: USAGE,
-  name: 'drift',
-  options: OWN,
-  lock: false,
-});
-const extra = run.config.extra as { roles?: string; 'textfile-dir'?: string; 'install-timer'?: boolean; 'unit-dir'?: string };
+const run = Run.fromArgv(argv.includes('--install-timer') ? argv : [...argv, '--check'], { command: CMD, lock: false });
+const extra = run.config.opts as { roles?: string[]; 'textfile-dir': string; 'install-timer': boolean; 'unit-dir'?: string };
 try {
   if (extra['install-timer']) {
     const units = driftUnits({ repoDir: process.cwd(), node: process.execPath, inventory: run.config.flags.inventory.map((f) => resolve(f)) });
@@ -112,14 +106,9 @@ try {
     process.stdout.write(`${JSON.stringify({ ok: true, ...rep, timers: ['wpfarm-drift.timer'] }, null, 1)}\n`);
     process.exit(0);
   }
-  const dir = extra['textfile-dir'] ?? TEXTFILE_DIR;
+  const dir = extra['textfile-dir'];
   if (!dir.startsWith('/')) throw new InputError(`--textfile-dir must be an absolute path, got '${dir}'`);
-  const names = extra.roles
-    ? extra.roles
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean)
-    : PHASES.flatMap((p) => p.roles);
+  const names = extra.roles ?? PHASES.flatMap((p) => p.roles);
   const roles = await Promise.all(names.map((n) => loadRole(n)));
   const at = new Date();
   const changes = new Map<string, Map<string, number>>();

@@ -4,32 +4,33 @@
 //   node --import tsx playbooks/lock.ts release --force   remove it even when its holder looks alive
 // Exit 0; 5 when release is refused (a live holder without --force); 4 on bad input.
 import { isAbsolute, resolve } from 'node:path';
-import { fail, parseCli } from '../lib/cli.ts';
+import { type CommandSpec, fail, parseOrExit } from '../lib/cli.ts';
 import { type AuditEntry, appendScript } from '../lib/audit.ts';
 import { InputError } from '../lib/errors.ts';
 import { loadInventory, parseExtraVars } from '../lib/inventory.ts';
 import { LOCK_FILE, LockHeldError, lockHosts, lockStatus, newLockInfo, releaseScript } from '../lib/lock.ts';
 import { ConnectionPool } from '../lib/transport.ts';
 
-const USAGE = `Usage: node --import tsx playbooks/lock.ts status|release [--force] [-i INVENTORY] [--format text|json]
-
-The deploy lock is ${LOCK_FILE} on the hosts of settings.lock_group (default: managers).`;
+const CMD: CommandSpec = {
+  name: 'lock.ts',
+  summary: `The farm's deploy lock (${LOCK_FILE} on the hosts of settings.lock_group, default managers): status shows who
+holds it, since when, the last heartbeat, stale or not; release removes a STALE lock (logged in the audit log).
+Exit 0; 5 when release is refused (a live holder without --force); 4 on bad input.`,
+  positionals: { usage: 'status|release', min: 1, max: 1 },
+  options: [
+    { name: 'force', type: 'boolean', help: 'with release: remove the lock even when its holder looks alive' },
+    { name: 'format', type: 'string', arg: 'F', choices: ['text', 'json'], default: 'text', help: 'output format' },
+  ],
+  common: ['inventory', 'extra-vars', 'accept-new-host-keys'],
+};
 
 let pool: ConnectionPool | undefined;
 try {
-  const { flags, extra, positionals } = parseCli<{ force?: boolean; format?: string }>(process.argv.slice(2), {
-    force: { type: 'boolean' },
-    format: { type: 'string' },
-  });
-  if (flags.help) {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  }
+  const { flags, opts, positionals } = parseOrExit(process.argv.slice(2), CMD);
+  const extra = opts as { force: boolean; format: 'text' | 'json' };
   const action = positionals[0];
   if (action !== 'status' && action !== 'release')
     throw new InputError(`expected 'status' or 'release', got '${action ?? ''}' (see --help)`);
-  if (extra.format && !['text', 'json'].includes(extra.format))
-    throw new InputError(`--format must be text or json, got '${extra.format}'`);
   const inv = loadInventory(flags.inventory, { extraVars: parseExtraVars(flags.extraVars) });
   const kh = inv.settings.knownHosts;
   pool = new ConnectionPool({
