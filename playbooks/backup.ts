@@ -7,7 +7,7 @@
 //   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)
 //   --restore-test       the weekly restore test (scratch database and directory), nothing backed up
 //   --install-timers     install the schedule on THIS machine (the controller) as systemd timers
-//                        (lib/backup/schedule.ts); idempotent; --unit-dir DIR writes elsewhere; -C reports only
+//                        (roles/backup/schedule.ts); idempotent; --unit-dir DIR writes elsewhere; -C reports only
 // Exit 0 when everything succeeded, 2 when any part failed (each failure is reported; others still run).
 import { randomBytes } from 'node:crypto';
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
