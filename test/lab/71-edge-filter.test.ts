@@ -125,17 +125,18 @@ async function standinUp(): Promise<void> {
   for (const n of EDGE_NAMES) availabilityBefore[n] = node(LAPI, `docker node inspect ${n} --format '{{.Spec.Availability}}'`).trim();
   for (const n of EDGE_NAMES) node(LAPI, `docker node update --availability active ${n} >/dev/null`);
   nodeTry(LAPI, `docker service rm ${SERVICE} >/dev/null 2>&1`);
-  const conf = 'pid /tmp/nginx.pid; error_log stderr; events {} http { access_log off; server { listen 8080; return 200 edge-standin; } }';
+  const conf = 'pid /tmp/nginx.pid; error_log stderr; events {} http { access_log off; server { listen 8080; listen 8443; listen 8083; return 200 edge-standin; } }';
   const start = `printf '%s\\n' '${conf}' > /tmp/n.conf && exec nginx -c /tmp/n.conf -g 'daemon off;'`;
   sh('docker', [
     'exec', `wpfarm-lab-${LAPI}`, 'docker', 'service', 'create', '--detach', '--name', SERVICE, '--mode', 'global',
     '--constraint', 'node.labels.edge==true', '--no-healthcheck', '--entrypoint', 'sh',
-    '--publish', 'mode=host,published=80,target=8080', '--publish', 'mode=host,published=443,target=8080',
-    '--publish', 'mode=host,published=8082,target=8080', '--label', 'wpfarm.test=71-edge-filter', image, '-c', start,
+    // one target port per published port (swarm keeps one publication per target port)
+    '--publish', 'mode=host,published=80,target=8080', '--publish', 'mode=host,published=443,target=8443',
+    '--publish', 'mode=host,published=8082,target=8083', '--label', 'wpfarm.test=71-edge-filter', image, '-c', start,
   ]);
   const deadline = Date.now() + 180_000;
   for (;;) {
-    const up = await Promise.all(EDGE_NAMES.map((n) => connectFrom({ node: 'mon1' }, EDGE[n], 8082)));
+    const up = await Promise.all(EDGE_NAMES.flatMap((n) => [80, 443, 8082].map((p) => connectFrom({ node: 'mon1' }, EDGE[n], p))));
     if (up.every(Boolean)) break;
     assert.ok(Date.now() < deadline, `the stand-in listens on 8082 of every edge node (mon1 sees ${up}): ${nodeTry(LAPI, `docker service ps ${SERVICE} --no-trunc`)}`);
     await sleep(2000);
