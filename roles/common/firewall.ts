@@ -92,7 +92,9 @@ export function portProblem(p: string | number): string | null {
 
 // ---- the inventory variables of the firewall, checked when the run loads the role (before any connection)
 
-const cidr = z.string().refine(validCidr, { error: (iss) => `must be an IPv4 address or CIDR like 10.0.0.0/8, got ${describeValue(iss.input)}` });
+const cidr = z
+  .string()
+  .refine(validCidr, { error: (iss) => `must be an IPv4 address or CIDR like 10.0.0.0/8, got ${describeValue(iss.input)}` });
 const port = z.union([z.number(), z.string()]).superRefine((p, ctx) => {
   const why = portProblem(p);
   if (why) ctx.addIssue({ code: 'custom', message: why, input: p });
@@ -188,7 +190,12 @@ export function firewallPolicy(i: FirewallInput): PolicyRule[] {
     if (proto !== 'tcp' && proto !== 'udp') throw new InputError(`${at}.proto must be "tcp" or "udp", got ${describeValue(proto)}`);
     if (r.from !== undefined && !r.from.length) throw new InputError(`${at}.from must list at least one CIDR`);
     for (const c of r.from ?? []) if (!validCidr(c)) throw new InputError(`${at}.from: '${c}' is not an IPv4 address or CIDR`);
-    rules.push({ proto, ports: String(r.port), from: r.from ? `{ ${r.from.join(', ')} }` : '', comment: r.comment ? quoted(r.comment) : '' });
+    rules.push({
+      proto,
+      ports: String(r.port),
+      from: r.from ? `{ ${r.from.join(', ')} }` : '',
+      comment: r.comment ? quoted(r.comment) : '',
+    });
   });
   return rules;
 }

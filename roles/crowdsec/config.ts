@@ -138,7 +138,8 @@ if [ ! -s ${t.caKey} ] || [ ! -s ${t.caCert} ] || ! openssl x509 -in ${t.caCert}
   echo "changed: new CA ${t.caCert}"
   [ "$check" = 1 ] && exit 0
   openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${t.caKey} -out ${t.caCert} -days 3650 \
-    -subj "/CN=wpfarm crowdsec local API CA" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    -subj "/CN=wpfarm crowdsec local API CA" -addext basicConstraints=critical,CA:TRUE \\
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
   rm -f ${t.cert}
 fi
 if [ ! -s ${t.key} ] || [ ! -s ${t.cert} ] || ! openssl verify -CAfile ${t.caCert} ${t.cert} >/dev/null 2>&1 \
@@ -146,7 +147,8 @@ if [ ! -s ${t.key} ] || [ ! -s ${t.cert} ] || ! openssl verify -CAfile ${t.caCer
   || ! openssl x509 -in ${t.cert} -noout -checkend 2592000 >/dev/null; then
   echo "changed: new server certificate ${t.cert} for ${address}"
   [ "$check" = 1 ] && exit 0
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${t.key} -out ${t.dir}/lapi.csr -subj "/CN=${address}" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${t.key} -out ${t.dir}/lapi.csr \\
+    -subj "/CN=${address}" 2>/dev/null
   printf 'subjectAltName=IP:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' ${address} > ${t.dir}/lapi.ext
   openssl x509 -req -in ${t.dir}/lapi.csr -CA ${t.caCert} -CAkey ${t.caKey} -CAcreateserial -days 825 -extfile ${t.dir}/lapi.ext \
     -out ${t.cert} 2>/dev/null

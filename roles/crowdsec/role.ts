@@ -94,7 +94,8 @@ function lapiClientUrl(url: string): Step {
       if (cur.url === url && cur.ca_cert_path === LAPI_TLS.caCert) return { changed: false };
       const changes = [`${path}: url ${cur.url ?? '(none)'} -> ${url}, ca_cert_path ${LAPI_TLS.caCert}`];
       if (c.check) return { changed: true, changes };
-      const res = await c.run(file({ path, content: YAML.stringify({ ...cur, url, ca_cert_path: LAPI_TLS.caCert }), mode: '0600', secret: true }));
+      const content = YAML.stringify({ ...cur, url, ca_cert_path: LAPI_TLS.caCert });
+      const res = await c.run(file({ path, content, mode: '0600', secret: true }));
       if (res.status === 'failed') throw new Error(res.error ?? `writing ${path} failed`);
       c.notify('restart crowdsec');
       return { changed: true, changes };

@@ -34,7 +34,10 @@ const EDGE = { mgr1: '10.77.0.11', mgr2: '10.77.0.12', mgr3: '10.77.0.13' } as c
 const EDGE_NAMES = Object.keys(EDGE) as Array<keyof typeof EDGE>;
 const LAPI = 'mgr1';
 const BRIDGE = 'wpfarm-lab0';
-const NS = { atk: { ns: 'wpf-edge-atk', ip: '10.77.0.201', veth: 'wpfe-atk' }, vis: { ns: 'wpf-edge-vis', ip: '10.77.0.202', veth: 'wpfe-vis' } };
+const NS = {
+  atk: { ns: 'wpf-edge-atk', ip: '10.77.0.201', veth: 'wpfe-atk' },
+  vis: { ns: 'wpf-edge-vis', ip: '10.77.0.202', veth: 'wpfe-vis' },
+};
 const SERVICE = 'wpfarm-test-edge-standin';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-edge71-'));
 
@@ -52,7 +55,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** TCP connect within 2 s: true when it connects */
 function connectFrom(where: { ns: string } | { node: string }, ip: string, port: number): Promise<boolean> {
   const probe = `timeout 2 bash -c 'exec 3<>/dev/tcp/${ip}/${port}' 2>/dev/null`;
-  const argv = 'ns' in where ? ['ip', 'netns', 'exec', where.ns, 'bash', '-c', probe] : ['docker', 'exec', `wpfarm-lab-${where.node}`, 'bash', '-c', probe];
+  const argv =
+    'ns' in where
+      ? ['ip', 'netns', 'exec', where.ns, 'bash', '-c', probe]
+      : ['docker', 'exec', `wpfarm-lab-${where.node}`, 'bash', '-c', probe];
   return new Promise((resolve) => {
     const c = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
     c.on('close', (code) => resolve(code === 0));
@@ -63,7 +69,9 @@ const vis = { ns: NS.vis.ns };
 
 /** a named counter's packets (nft -j) */
 function counter(name: string, family: string, table: string, obj: string): number {
-  const j = JSON.parse(node(name, `nft -j list counter ${family} ${table} ${obj}`)) as { nftables: Array<{ counter?: { packets: number } }> };
+  const j = JSON.parse(node(name, `nft -j list counter ${family} ${table} ${obj}`)) as {
+    nftables: Array<{ counter?: { packets: number } }>;
+  };
   return j.nftables.find((x) => x.counter)?.counter?.packets ?? -1;
 }
 
@@ -73,10 +81,14 @@ interface Report {
 async function role(name: string, ...args: string[]): Promise<{ code: number; out: string; results: StepResult[] }> {
   const json = path.join(tmp, `${name}-${Date.now()}.json`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', name, '--inventory', INVENTORY, '--json', json, ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'playbooks/run-role.ts', name, '--inventory', INVENTORY, '--json', json, ...args],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -87,7 +99,8 @@ async function role(name: string, ...args: string[]): Promise<{ code: number; ou
   });
 }
 const changed = (rs: StepResult[]) => rs.filter((r) => r.status === 'changed').map((r) => `${r.host} ${r.step}: ${r.changes.join('; ')}`);
-const failed = (rs: StepResult[]) => rs.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
+const failed = (rs: StepResult[]) =>
+  rs.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
 
 function netnsUp(): void {
   for (const n of Object.values(NS)) {
@@ -125,20 +138,46 @@ async function standinUp(): Promise<void> {
   for (const n of EDGE_NAMES) availabilityBefore[n] = node(LAPI, `docker node inspect ${n} --format '{{.Spec.Availability}}'`).trim();
   for (const n of EDGE_NAMES) node(LAPI, `docker node update --availability active ${n} >/dev/null`);
   nodeTry(LAPI, `docker service rm ${SERVICE} >/dev/null 2>&1`);
-  const conf = 'pid /tmp/nginx.pid; error_log stderr; events {} http { access_log off; server { listen 8080; listen 8443; listen 8083; return 200 edge-standin; } }';
+  const conf =
+    'pid /tmp/nginx.pid; error_log stderr; events {} http { access_log off; server { listen 8080; listen 8443; listen 8083; return 200 edge-standin; } }';
   const start = `printf '%s\\n' '${conf}' > /tmp/n.conf && exec nginx -c /tmp/n.conf -g 'daemon off;'`;
   sh('docker', [
-    'exec', `wpfarm-lab-${LAPI}`, 'docker', 'service', 'create', '--detach', '--name', SERVICE, '--mode', 'global',
-    '--constraint', 'node.labels.edge==true', '--no-healthcheck', '--entrypoint', 'sh',
+    'exec',
+    `wpfarm-lab-${LAPI}`,
+    'docker',
+    'service',
+    'create',
+    '--detach',
+    '--name',
+    SERVICE,
+    '--mode',
+    'global',
+    '--constraint',
+    'node.labels.edge==true',
+    '--no-healthcheck',
+    '--entrypoint',
+    'sh',
     // one target port per published port (swarm keeps one publication per target port)
-    '--publish', 'mode=host,published=80,target=8080', '--publish', 'mode=host,published=443,target=8443',
-    '--publish', 'mode=host,published=8082,target=8083', '--label', 'wpfarm.test=71-edge-filter', image, '-c', start,
+    '--publish',
+    'mode=host,published=80,target=8080',
+    '--publish',
+    'mode=host,published=443,target=8443',
+    '--publish',
+    'mode=host,published=8082,target=8083',
+    '--label',
+    'wpfarm.test=71-edge-filter',
+    image,
+    '-c',
+    start,
   ]);
   const deadline = Date.now() + 180_000;
   for (;;) {
     const up = await Promise.all(EDGE_NAMES.flatMap((n) => [80, 443, 8082].map((p) => connectFrom({ node: 'mon1' }, EDGE[n], p))));
     if (up.every(Boolean)) break;
-    assert.ok(Date.now() < deadline, `the stand-in listens on 8082 of every edge node (mon1 sees ${up}): ${nodeTry(LAPI, `docker service ps ${SERVICE} --no-trunc`)}`);
+    assert.ok(
+      Date.now() < deadline,
+      `the stand-in listens on 8082 of every edge node (mon1 sees ${up}): ${nodeTry(LAPI, `docker service ps ${SERVICE} --no-trunc`)}`,
+    );
     await sleep(2000);
   }
 }
@@ -170,7 +209,10 @@ describe('edge filter on the lab', { concurrency: false }, () => {
     }
     for (const n of EDGE_NAMES) {
       assert.equal(node(n, 'systemctl is-active crowdsec-firewall-bouncer').trim(), 'active', `${n}: bouncer runs (set-only)`);
-      assert.match(node(n, 'nft list chain ip crowdsec wpfarm-forward'), /hook forward priority filter - 1.*\n.*@crowdsec-blacklists counter name "ban_forward_dropped" drop/s);
+      assert.match(
+        node(n, 'nft list chain ip crowdsec wpfarm-forward'),
+        /hook forward priority filter - 1.*\n.*@crowdsec-blacklists counter name "ban_forward_dropped" drop/s,
+      );
       assert.match(node(n, 'nft list chain inet wpfarm forward'), /hook forward priority filter - 1/);
     }
     await standinUp();
@@ -195,7 +237,8 @@ describe('edge filter on the lab', { concurrency: false }, () => {
       console.log(`# ${n}: forward_dropped ${before} -> ${after} (8082 from attacker and visitor)`);
       assert.ok(after - before >= 2, `${n}: the 8082 SYNs were dropped on the forward path (${before} -> ${after})`);
       assert.equal(await connectFrom({ node: 'mon1' }, EDGE[n], 8082), true, `mon1 -> ${n}:8082`);
-      for (const port of [9323, 6060, 2377, 7946]) assert.equal(await connectFrom(atk, EDGE[n], port), false, `attacker -> ${n}:${port} dropped`);
+      for (const port of [9323, 6060, 2377, 7946])
+        assert.equal(await connectFrom(atk, EDGE[n], port), false, `attacker -> ${n}:${port} dropped`);
       assert.equal(await connectFrom({ node: 'mon1' }, EDGE[n], 9323), true, `mon1 -> ${n}:9323 (dockerd metrics)`);
       const inAfter = counter(n, 'inet', 'wpfarm', 'input_dropped');
       console.log(`# ${n}: input_dropped ${inBefore} -> ${inAfter}`);
@@ -233,7 +276,10 @@ describe('edge filter on the lab', { concurrency: false }, () => {
     node(LAPI, `cscli decisions delete --ip ${NS.atk.ip} >/dev/null`);
     const servedAt: Record<string, number> = {};
     while (Object.keys(servedAt).length < EDGE_NAMES.length) {
-      assert.ok(Date.now() - t1 < 30_000, `still dropped 30 s after the delete on ${EDGE_NAMES.filter((n) => !(n in servedAt)).join(', ')}`);
+      assert.ok(
+        Date.now() - t1 < 30_000,
+        `still dropped 30 s after the delete on ${EDGE_NAMES.filter((n) => !(n in servedAt)).join(', ')}`,
+      );
       await Promise.all(
         EDGE_NAMES.filter((n) => !(n in servedAt)).map(async (n) => {
           const [a80, a443] = await Promise.all([connectFrom(atk, EDGE[n], 80), connectFrom(atk, EDGE[n], 443)]);
@@ -270,7 +316,7 @@ describe('edge filter on the lab', { concurrency: false }, () => {
     node(LAPI, `cscli decisions delete --ip ${NS.atk.ip} >/dev/null`);
   });
 
-  test('the local API speaks TLS only, verified against the role\'s CA; keys are 0600', () => {
+  test("the local API speaks TLS only, verified against the role's CA; keys are 0600", () => {
     const url = `https://${EDGE.mgr1}:8080/v1/decisions`;
     for (const n of ['mgr2', 'mgr3']) {
       assert.match(node(n, 'cscli lapi status 2>&1'), /successfully interact with Local API/, `${n}: agent verifies and logs in`);
@@ -278,10 +324,14 @@ describe('edge filter on the lab', { concurrency: false }, () => {
       assert.equal(node(n, `curl -s -o /dev/null -w '%{http_code}' --cacert /etc/crowdsec/tls/ca.crt ${url}`).trim(), '403');
       assert.notEqual(nodeTry(n, `curl -s -o /dev/null -w '%{http_code}' ${url}; echo " rc=$?"`).trim(), '403 rc=0');
       assert.doesNotMatch(nodeTry(n, `curl -s http://${EDGE.mgr1}:8080/v1/decisions`), /^\[|null/, 'no plain HTTP API');
-      assert.match(node(n, 'grep -E "^(url|ca_cert_path):" /etc/crowdsec/local_api_credentials.yaml'), /url: https:\/\/10\.77\.0\.11:8080\/\nca_cert_path: \/etc\/crowdsec\/tls\/ca\.crt/);
+      assert.match(
+        node(n, 'grep -E "^(url|ca_cert_path):" /etc/crowdsec/local_api_credentials.yaml'),
+        /url: https:\/\/10\.77\.0\.11:8080\/\nca_cert_path: \/etc\/crowdsec\/tls\/ca\.crt/,
+      );
     }
     assert.equal(node(LAPI, 'stat -c %a /etc/crowdsec/tls /etc/crowdsec/tls/ca.key /etc/crowdsec/tls/lapi.key').trim(), '700\n600\n600');
-    for (const n of ['mgr2', 'mgr3']) assert.equal(nodeTry(n, 'ls /etc/crowdsec/tls/ca.key 2>/dev/null').trim(), '', `${n}: the CA key stays on the LAPI host`);
+    for (const n of ['mgr2', 'mgr3'])
+      assert.equal(nodeTry(n, 'ls /etc/crowdsec/tls/ca.key 2>/dev/null').trim(), '', `${n}: the CA key stays on the LAPI host`);
   });
 
   test('rerun: common and crowdsec change nothing', async () => {

@@ -36,7 +36,10 @@ test('one policy on input and on forward (original port of DNATed traffic), both
   );
   assert.ok(input.length >= 10, input.join('\n'));
   assert.deepEqual(fwd, input);
-  assert.equal(input.length, firewallPolicy({ ...base, host: mgr1, extraRules: [{ port: '6000-6010', proto: 'udp', from: ['192.0.2.0/24'] }] }).length);
+  assert.equal(
+    input.length,
+    firewallPolicy({ ...base, host: mgr1, extraRules: [{ port: '6000-6010', proto: 'udp', from: ['192.0.2.0/24'] }] }).length,
+  );
   assert.ok(input.includes('tcp { 80, 443 } comment "web (edge)"'), 'web open to the world on an edge node');
   assert.ok(input.includes('tcp 8082 ip saddr @monitoring comment "traefik metrics"'));
   assert.ok(input.includes('tcp 2377 ip saddr @swarm comment "swarm control plane"'));
@@ -65,8 +68,17 @@ test('the renderer refuses what the schema refuses (nothing is opened by a typo)
 });
 
 test('apt_proxy: a plain http(s) URL only', () => {
-  for (const ok of ['http://10.0.0.5:3142', 'https://proxy.example.com/', 'http://[fd00::1]:3142/apt']) assert.equal(aptProxyProblem(ok), null, ok);
-  for (const no of ['10.0.0.5:3142', 'ftp://x', 'http://x";\nAcquire::x "y', 'http://x/?a=b', 'http://x y', 'file:///etc/passwd', 'http://']) {
+  for (const ok of ['http://10.0.0.5:3142', 'https://proxy.example.com/', 'http://[fd00::1]:3142/apt'])
+    assert.equal(aptProxyProblem(ok), null, ok);
+  for (const no of [
+    '10.0.0.5:3142',
+    'ftp://x',
+    'http://x";\nAcquire::x "y',
+    'http://x/?a=b',
+    'http://x y',
+    'file:///etc/passwd',
+    'http://',
+  ]) {
     assert.match(aptProxyProblem(no) ?? '', /must be a plain http/, no);
   }
 });
@@ -120,7 +132,10 @@ test('checkVars: every bad field at its file:line:col, at every level', () => {
 /** run a playbook; resolves with the exit code and the output */
 function runRole(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -138,9 +153,17 @@ test('a run with invalid firewall input exits 4 naming file, line and field, bef
   const port = (server.address() as { port: number }).port;
   try {
     const cases: Array<[string, string, RegExp]> = [
-      ['cidr.yml', '  firewall_extra_rules: [{ port: 8080, from: [10.0.0.0/33] }]', /cidr\.yml:5:47 vars\.firewall_extra_rules\[0\]\.from\[0\]: must be an IPv4/],
+      [
+        'cidr.yml',
+        '  firewall_extra_rules: [{ port: 8080, from: [10.0.0.0/33] }]',
+        /cidr\.yml:5:47 vars\.firewall_extra_rules\[0\]\.from\[0\]: must be an IPv4/,
+      ],
       ['port.yml', '  firewall_extra_rules: [{ port: "80;drop" }]', /port\.yml:5:34 vars\.firewall_extra_rules\[0\]\.port: must be a port/],
-      ['proto.yml', '  firewall_extra_rules: [{ port: 80, proto: "tcp accept" }]', /proto\.yml:5:45 vars\.firewall_extra_rules\[0\]\.proto: must be "tcp" or "udp"/],
+      [
+        'proto.yml',
+        '  firewall_extra_rules: [{ port: 80, proto: "tcp accept" }]',
+        /proto\.yml:5:45 vars\.firewall_extra_rules\[0\]\.proto: must be "tcp" or "udp"/,
+      ],
       ['proxy.yml', '  apt_proxy: "http://10.0.0.5:3142\\"; Acquire::x \\"y"', /proxy\.yml:5:14 vars\.apt_proxy: must be a plain http/],
       ['mgmt.yml', '  management_cidrs: [10.0.0.0/33]', /mgmt\.yml:4:22 vars\.management_cidrs\[0\]: must be an IPv4/],
     ];
