@@ -27,7 +27,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { InputError } from './errors.ts';
 import { readEnvFile, requireCredential, setInventoryEnvFile, type EnvSource } from './env.ts';
-import { describeValue, InputErrors, nonEmpty, nullAsAbsent, int, problemAt, validate, z, type Path, type Problem } from './schema.ts';
+import {
+  describeValue,
+  InputErrors,
+  int,
+  nonEmpty,
+  nullAsAbsent,
+  problemAt,
+  validate,
+  z,
+  type Path,
+  type Problem,
+} from './schema.ts';
 import type { HostSpec, Vars } from './types.ts';
 import { didYouMean, parseYamlFile, type YamlSource } from './yamlsrc.ts';
 
@@ -349,7 +360,48 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
   }
 
   const shown = parsed.map(({ y }) => y.file);
-  return { file: shown[0]!, files: shown, hosts, groups, settings, vars: allVars };
+  const inv: Inventory = { file: shown[0]!, files: shown, hosts, groups, settings, vars: allVars };
+  varSources.set(inv, { parsed, extra: opts.extraVars ?? {} });
+  return inv;
+}
+
+/** where each vars mapping of a loaded inventory came from, for checkVars */
+const varSources = new WeakMap<Inventory, { parsed: Array<{ y: YamlSource; data: InventoryFile }>; extra: Vars }>();
+
+/** The schemas a role declares for its inventory variables (Role.vars): one per var name. */
+export type VarSchemas = Record<string, z.ZodType>;
+
+/**
+ * Check every place the inventory sets one of `schemas`' variables (top-level vars, each group's and each
+ * host's vars, -e extra vars) against its schema. Throws InputErrors (exit 4) naming file:line:col and the
+ * field, e.g. "inventory/lab.yml:12:5 vars.firewall_extra_rules[0].from[0]: must be an IPv4 ... CIDR". Runs on
+ * the loaded files, before any connection. Credential references ({ env: NAME }) are not checked here.
+ */
+export function checkVars(inv: Inventory, schemas: VarSchemas): void {
+  const src = varSources.get(inv);
+  if (!src) return;
+  // a credential reference is resolved later (and is not the role's to check); null is "absent" as elsewhere
+  const vars = z.looseObject(
+    Object.fromEntries(Object.entries(schemas).map(([k, s]) => [k, z.preprocess((v) => (v === null || isEnvRef(v) ? undefined : v), s.optional())])),
+  );
+  const level = z.looseObject({ vars: vars.nullish() }).nullish();
+  const file = z.looseObject({ vars: vars.nullish(), groups: z.record(z.string(), level).nullish(), hosts: z.record(z.string(), level).nullish() });
+  const problems: Problem[] = [];
+  for (const { y } of src.parsed) {
+    try {
+      validate(file, y.toPlain(), y);
+    } catch (e) {
+      if (!(e instanceof InputErrors)) throw e;
+      problems.push(...e.problems);
+    }
+  }
+  try {
+    validate(vars, src.extra, '(command line -e)');
+  } catch (e) {
+    if (!(e instanceof InputErrors)) throw e;
+    problems.push(...e.problems);
+  }
+  if (problems.length) throw new InputErrors(problems);
 }
 
 const membersCache = new WeakMap<Inventory, Map<string, string[]>>();

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { type CommandSpec, type CommonFlags, type OptionValue, type Parsed, fail, parseOrExit } from './cli.ts';
 import { type AuditEntry, abandonedEntry, appendScript, gitCommit, outcomeOf, summarizeHosts } from './audit.ts';
 import { EXIT, InputError } from './errors.ts';
-import { type Inventory, loadInventory, parseExtraVars } from './inventory.ts';
+import { checkVars, type Inventory, loadInventory, parseExtraVars } from './inventory.ts';
 import { ConsoleReporter, type Reporter, formatRecap, recapRows, writeJsonReport } from './output.ts';
 import { DeployLock, lockHosts } from './lock.ts';
 import { selectHosts } from './patterns.ts';
@@ -169,6 +169,8 @@ export class Run {
 
   /** Run a role on its hosts (or `pattern`). Returns the role's result; never throws for host failures. */
   async role(role: Role, pattern?: string): Promise<RoleRunResult> {
+    // the role's variables are checked before the lock and before any connection (bad input: exit 4)
+    if (role.vars) checkVars(this.inventory, role.vars);
     await this.takeLock();
     const hosts = this.hostsFor(pattern ?? role.hosts);
     const f = this.config.flags;

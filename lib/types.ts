@@ -5,6 +5,8 @@
 // (a function that may call operations itself). The runner probes many operations in ONE round trip
 // per host (speculatively, in order), applies only what must change, and re-probes the rest after a change.
 
+import type { ZodType } from 'zod';
+
 export type Vars = Record<string, unknown>;
 
 /** One target host after inventory load (credentials already resolved, never printed). */
@@ -222,6 +224,12 @@ export interface Role {
   maxFailPercentage?: number;
   anyErrorsFatal?: boolean;
   handlers?: Record<string, (ctx: StepContext) => Step[]>;
+  /**
+   * Schemas of the role's inventory variables, by name (like Ansible's argument specs): checked by the run
+   * (lib/inventory.ts checkVars) wherever the inventory sets them, before the role touches any host; a bad
+   * value is bad input (exit 4, file:line:col field).
+   */
+  vars?: Record<string, ZodType>;
   /** the steps for one host; called once per host, may depend on its vars */
   steps(ctx: StepContext): Step[] | Promise<Step[]>;
 }

@@ -18,8 +18,10 @@ import { systemd } from '../../lib/ops/systemd.ts';
 import { template, templatePath } from '../../lib/ops/template.ts';
 import { authorizedKey, user } from '../../lib/ops/users.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
-import { cidrContains, type FirewallRule, renderFirewall } from './firewall.ts';
+import { z } from 'zod';
+import { describeValue } from '../../lib/schema.ts';
 import { str, list } from '../../lib/vars.ts';
+import { cidrContains, FIREWALL_VARS, type FirewallRule, renderFirewall } from './firewall.ts';
 
 export const BASE_PACKAGES = ['ca-certificates', 'curl', 'nftables', 'sudo', 'tzdata', 'unattended-upgrades', 'systemd-timesyncd', 'rsync', 'jq'];
 
@@ -43,6 +45,30 @@ export const SYSCTL_GLOBAL: Record<string, string> = {
 /** templates/common/<name>: the text configs of this role */
 const tpl = (name: string) => templatePath('common', name);
 const APT_PROXY = '/etc/apt/apt.conf.d/01wpfarm-proxy';
+
+/**
+ * apt_proxy goes into apt's configuration between quotes: a plain http(s) URL (scheme, host, optional port and
+ * path), nothing that could end the quoted string or add a directive.
+ */
+export function aptProxyProblem(v: string): string | null {
+  const why = `must be a plain http:// or https:// URL like http://10.0.0.5:3142, got ${describeValue(v)}`;
+  if (!/^https?:\/\/[A-Za-z0-9.\-[\]:@%_~/]+$/.test(v)) return why;
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname && !u.search && !u.hash ? null : why;
+  } catch {
+    return why;
+  }
+}
+
+/** The inventory variables of this role checked before any connection (Role.vars). */
+export const COMMON_VARS = {
+  ...FIREWALL_VARS,
+  apt_proxy: z.string().superRefine((v, ctx) => {
+    const why = aptProxyProblem(v);
+    if (why) ctx.addIssue({ code: 'custom', message: why, input: v });
+  }),
+};
 
 
 export function dockerDaemonJson(vars: Record<string, unknown>): string {
@@ -92,6 +118,7 @@ const role: Role = {
   hosts: 'all',
   tags: ['common'],
   description: 'base packages, time, sysctl, admin user, SSH hardening, upgrades, firewall, Docker engine',
+  vars: COMMON_VARS,
   handlers: {
     'reload ssh': () => [command({ cmd: ['sh', '-c', 'sshd -t && systemctl reload ssh'] })],
     'reload firewall': () => [command({ cmd: ['nft', '-f', '/etc/nftables.conf'] })],

@@ -100,6 +100,64 @@ export interface LapiSettings {
   logLevel?: 'info' | 'debug' | 'warning';
   /** LAPI listen address (default all interfaces; the private address in production) */
   listenAddress?: string;
+  /** the LAPI serves TLS with this certificate and key (LAPI_TLS); absent: plain HTTP (the contract test on loopback) */
+  tls?: { certFile: string; keyFile: string };
+}
+
+/**
+ * The local API's own TLS (crowdsec 1.4.6 api.server.tls): a CA made by the role on the LAPI host, whose key never
+ * leaves it (0600 in a 0700 directory); a server certificate for the LAPI's address. Agents (local_api_credentials
+ * ca_cert_path) and the firewall bouncers (ca_cert_path) verify the server against a copy of the CA certificate.
+ */
+export const LAPI_TLS = {
+  dir: '/etc/crowdsec/tls',
+  caCert: '/etc/crowdsec/tls/ca.crt',
+  caKey: '/etc/crowdsec/tls/ca.key',
+  cert: '/etc/crowdsec/tls/lapi.crt',
+  key: '/etc/crowdsec/tls/lapi.key',
+} as const;
+
+/** https://ADDRESS:8080/ */
+export const lapiUrl = (lapiHost: string, port = LAPI_PORT) => `https://${lapiHost}:${port}/`;
+
+/**
+ * bash for the LAPI host: make the CA and the server certificate (for `address` and 127.0.0.1) unless they exist,
+ * verify and are valid for 30 more days; serialised with flock (agents' runs delegate it here concurrently).
+ * Prints "changed: ..." lines, then the CA certificate (public). With check=1 it changes nothing and says what it would do.
+ */
+export function lapiTlsScript(address: string, check: boolean): string {
+  const t = LAPI_TLS;
+  return `set -euo pipefail
+umask 077
+check=${check ? 1 : 0}
+[ "$check" = 1 ] && [ ! -d ${t.dir} ] && { echo "changed: create the local API's CA and certificate for ${address}"; exit 0; }
+install -d -m 0700 ${t.dir}
+exec 9>${t.dir}/.lock
+flock 9
+if [ ! -s ${t.caKey} ] || [ ! -s ${t.caCert} ] || ! openssl x509 -in ${t.caCert} -noout -checkend 2592000 >/dev/null; then
+  echo "changed: new CA ${t.caCert}"
+  [ "$check" = 1 ] && exit 0
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${t.caKey} -out ${t.caCert} -days 3650 \
+    -subj "/CN=wpfarm crowdsec local API CA" -addext basicConstraints=critical,CA:TRUE \\
+    -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  rm -f ${t.cert}
+fi
+if [ ! -s ${t.key} ] || [ ! -s ${t.cert} ] || ! openssl verify -CAfile ${t.caCert} ${t.cert} >/dev/null 2>&1 \
+  || ! openssl x509 -in ${t.cert} -noout -checkip ${address} | grep -q 'does match' \
+  || ! openssl x509 -in ${t.cert} -noout -checkend 2592000 >/dev/null; then
+  echo "changed: new server certificate ${t.cert} for ${address}"
+  [ "$check" = 1 ] && exit 0
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${t.key} -out ${t.dir}/lapi.csr \\
+    -subj "/CN=${address}" 2>/dev/null
+  printf 'subjectAltName=IP:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' ${address} > ${t.dir}/lapi.ext
+  openssl x509 -req -in ${t.dir}/lapi.csr -CA ${t.caCert} -CAkey ${t.caKey} -CAcreateserial -days 825 -extfile ${t.dir}/lapi.ext \
+    -out ${t.cert} 2>/dev/null
+  rm -f ${t.dir}/lapi.csr ${t.dir}/lapi.ext
+fi
+chmod 0600 ${t.caKey} ${t.key}
+chmod 0644 ${t.caCert} ${t.cert}
+cat ${t.caCert}
+`;
 }
 
 /** Where crowdsec's files live; the defaults are Debian's. Tests point them into a temp dir. */
@@ -138,6 +196,8 @@ export function crowdsecConfig(s: LapiSettings, p: CrowdsecPaths = DEBIAN_PATHS,
     trusted_ips: ['127.0.0.1', '::1', ...s.privateCidrs],
   };
   if (s.onlineApi) server.online_client = { credentials_path: `${p.configDir}/online_api_credentials.yaml` };
+  // no ca_cert_path here: that would be the CA of client certificates (agents log in with passwords, bouncers with keys)
+  if (s.isLapi && s.tls) server.tls = { cert_file: s.tls.certFile, key_file: s.tls.keyFile };
   return {
     common: { daemonize: true, log_media: 'file', log_level: s.logLevel ?? 'info', log_dir: `${p.logDir}/`, log_max_size: 20, compress_logs: true, log_max_files: 10, working_dir: '.' },
     config_paths: {
@@ -169,8 +229,8 @@ export function agentServiceDropIn(): string {
 }
 
 /** /etc/crowdsec/local_api_credentials.yaml of an agent registered to the LAPI (credentials, not an edited config). */
-export function localApiCredentials(lapiHost: string, login: string, password: string): string {
-  return YAML.stringify({ url: `http://${lapiHost}:${LAPI_PORT}/`, login, password });
+export function localApiCredentials(lapiHost: string, login: string, password: string, caCertPath: string = LAPI_TLS.caCert): string {
+  return YAML.stringify({ url: lapiUrl(lapiHost), login, password, ca_cert_path: caCertPath });
 }
 
 /**
@@ -270,15 +330,42 @@ export interface FirewallBouncerSettings {
   lapiHost: string;
   /** API key of this bouncer (cscli bouncers add), a secret */
   apiKey: string;
+  /** the local API's CA certificate on this host (default LAPI_TLS.caCert) */
+  caCertPath?: string;
 }
 
 /** /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml (nftables; templates/crowdsec/crowdsec-firewall-bouncer.yaml.ejs) */
 export function firewallBouncerConfig(s: FirewallBouncerSettings): string {
-  return renderTemplate(tpl('crowdsec-firewall-bouncer.yaml.ejs'), { api_url: `http://${s.lapiHost}:${LAPI_PORT}/`, api_key: s.apiKey });
+  return renderTemplate(tpl('crowdsec-firewall-bouncer.yaml.ejs'), {
+    api_url: lapiUrl(s.lapiHost),
+    api_key: s.apiKey,
+    ca_cert_path: s.caCertPath ?? LAPI_TLS.caCert,
+    table4: BAN_SET_V4.table,
+    set4: BAN_SET_V4.set,
+    table6: BAN_SET_V6.table,
+    set6: BAN_SET_V6.set,
+  });
 }
 
 /** The nftables set the bouncer fills (family, table, set) for checks. */
 export const BAN_SET_V4 = { family: 'ip', table: 'crowdsec', set: 'crowdsec-blacklists' } as const;
+export const BAN_SET_V6 = { family: 'ip6', table: 'crowdsec6', set: 'crowdsec6-blacklists' } as const;
+/** our ruleset around the bouncer's sets (templates/crowdsec/ban-sets.nft.ejs), loaded before the bouncer starts */
+export const BAN_SETS_NFT = '/etc/crowdsec/bouncers/wpfarm-ban-sets.nft';
+
+/**
+ * The tables, sets and chains the bouncer (set-only: true) fills but never creates: the ban set dropped on input
+ * AND on forward (ports Docker publishes are DNATed and never reach input), at priority filter - 1, with counters.
+ * Idempotent: reloading keeps the set's elements (the bans) and the counters.
+ */
+export function banSetsNft(): string {
+  return renderTemplate(tpl('ban-sets.nft.ejs'), { v4: BAN_SET_V4, v6: BAN_SET_V6 });
+}
+
+/** systemd drop-in for crowdsec-firewall-bouncer: our tables exist before it starts (else "could not find ipv4 table"). */
+export function firewallBouncerDropIn(): string {
+  return renderTemplate(tpl('firewall-bouncer.conf.ejs'), { nft_file: BAN_SETS_NFT });
+}
 
 /**
  * s02-enrich parser: behind Cloudflare, Traefik's ClientAddr (what crowdsecurity/traefik-logs takes as

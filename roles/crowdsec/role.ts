@@ -20,12 +20,18 @@ import {
   acquisition,
   acquisitionYaml,
   agentServiceDropIn,
+  BAN_SETS_NFT,
+  banSetsNft,
   cloudflareClientIpParser,
   COLLECTIONS,
   crowdsecConfig,
   DEBIAN_PATHS,
   firewallBouncerConfig,
+  firewallBouncerDropIn,
   LAPI_PORT,
+  LAPI_TLS,
+  lapiTlsScript,
+  lapiUrl,
   localApiCredentials,
   managementWhitelist,
   NOTIFICATION_PLUGINS,
@@ -72,7 +78,7 @@ function enableCollections(): Step {
   );
 }
 
-/** Point the LAPI host's own client credentials at the address the local API listens on. */
+/** Point the LAPI host's own client credentials at the address the local API listens on (TLS, verified with our CA). */
 function lapiClientUrl(url: string): Step {
   const path = '/etc/crowdsec/local_api_credentials.yaml';
   return task(
@@ -83,14 +89,76 @@ function lapiClientUrl(url: string): Step {
         if (c.check) return { changed: true, changes: [`${path}: url ${url} once the package is installed`] };
         throw new Error(`${path} is missing: is the crowdsec package installed?`);
       }
-      const cur = (YAML.parse(r.stdout) ?? {}) as { url?: string; login?: string; password?: string };
+      const cur = (YAML.parse(r.stdout) ?? {}) as { url?: string; login?: string; password?: string; ca_cert_path?: string };
       if (cur.password) c.secret(cur.password);
-      if (cur.url === url) return { changed: false };
-      const changes = [`${path}: url ${cur.url ?? '(none)'} -> ${url}`];
+      if (cur.url === url && cur.ca_cert_path === LAPI_TLS.caCert) return { changed: false };
+      const changes = [`${path}: url ${cur.url ?? '(none)'} -> ${url}, ca_cert_path ${LAPI_TLS.caCert}`];
       if (c.check) return { changed: true, changes };
-      const res = await c.run(file({ path, content: YAML.stringify({ ...cur, url }), mode: '0600', secret: true }));
+      const content = YAML.stringify({ ...cur, url, ca_cert_path: LAPI_TLS.caCert });
+      const res = await c.run(file({ path, content, mode: '0600', secret: true }));
       if (res.status === 'failed') throw new Error(res.error ?? `writing ${path} failed`);
       c.notify('restart crowdsec');
+      return { changed: true, changes };
+    },
+    {},
+  );
+}
+
+/**
+ * The local API's CA and server certificate, made on the LAPI host (agents' runs delegate this step there; the
+ * script serialises with flock). The result is the CA certificate (public), registered for the next step.
+ */
+function lapiCertificate(address: string, delegateTo?: string): Step {
+  return task(
+    `crowdsec local API TLS: CA and certificate for ${address}`,
+    async (c) => {
+      const r = await c.exec(lapiTlsScript(address, c.check));
+      const changes = r.stdout.split('\n').filter((l) => l.startsWith('changed: ')).map((l) => l.slice(9));
+      const pem = r.stdout.slice(r.stdout.indexOf('-----BEGIN CERTIFICATE-----'));
+      return { changed: changes.length > 0, changes, result: pem.startsWith('-----BEGIN') ? pem : '' };
+    },
+    { register: 'crowdsec_lapi_ca', ...(delegateTo ? { delegateTo } : {}) },
+  );
+}
+
+/** A copy of the local API's CA certificate on an agent host (from the registered result of lapiCertificate). */
+function lapiCaCopy(isEdge: boolean): Step {
+  return task(
+    `crowdsec local API CA certificate ${LAPI_TLS.caCert}`,
+    async (c) => {
+      const pem = String(c.registered.crowdsec_lapi_ca?.result ?? '');
+      if (!pem) {
+        if (c.check) return { changed: true, changes: [`${LAPI_TLS.caCert} once the CA is made`] };
+        throw new Error('the local API CA certificate was not read from the LAPI host');
+      }
+      const d = await c.run(directory({ path: LAPI_TLS.dir, mode: '0755' }));
+      const f = await c.run(file({ path: LAPI_TLS.caCert, content: pem, mode: '0644' }));
+      for (const x of [d, f]) if (x.status === 'failed') throw new Error(x.error ?? `writing ${LAPI_TLS.caCert} failed`);
+      if (f.status !== 'changed') return { changed: d.status === 'changed', changes: d.changes };
+      c.notify('restart crowdsec');
+      if (isEdge) c.notify('restart firewall bouncer');
+      return { changed: true, changes: [...d.changes, ...f.changes] };
+    },
+    {},
+  );
+}
+
+/** On the LAPI host: a running local API that serves another certificate than the file's is restarted. */
+function lapiServesCurrentCert(address: string): Step {
+  const fp = (src: string) => `${src} | openssl x509 -noout -fingerprint -sha256 2>/dev/null`;
+  return task(
+    'crowdsec local API serves the current certificate',
+    async (c) => {
+      const script = `systemctl is-active -q crowdsec || { echo inactive; exit 0; }
+echo "served $(${fp(sh`echo | timeout 5 openssl s_client -connect ${`${address}:${LAPI_PORT}`} 2>/dev/null`)})"
+echo "file $(${fp(sh`cat ${LAPI_TLS.cert} 2>/dev/null`)})"`;
+      const out = (await c.exec(script, { nothrow: true })).stdout;
+      if (/^inactive/m.test(out)) return { changed: false };
+      const served = /^served (.*)$/m.exec(out)?.[1]?.trim() ?? '';
+      const want = /^file (.*)$/m.exec(out)?.[1]?.trim() ?? '';
+      if (served && served === want) return { changed: false };
+      const changes = [`the local API serves ${served ? 'another certificate' : 'no TLS'}: restart crowdsec`];
+      if (!c.check) c.notify('restart crowdsec');
       return { changed: true, changes };
     },
     {},
@@ -104,7 +172,7 @@ const role: Role = {
   description: 'CrowdSec agent + local API + nftables firewall bouncer, Traefik bouncer key, notifications',
   handlers: {
     'restart crowdsec': () => [systemd({ name: 'crowdsec', state: 'restarted', daemonReload: true })],
-    'restart firewall bouncer': () => [systemd({ name: 'crowdsec-firewall-bouncer', state: 'restarted' })],
+    'restart firewall bouncer': () => [systemd({ name: 'crowdsec-firewall-bouncer', state: 'restarted', daemonReload: true })],
   },
   steps(ctx) {
     const v = ctx.vars;
@@ -135,7 +203,14 @@ const role: Role = {
       for (const s of notif.secrets) ctx.secret(s);
     }
     const cfg = crowdsecConfig(
-      { lapiHost: lapi.address, privateCidrs, isLapi, onlineApi: v.crowdsec_online_api === true, listenAddress: isLapi ? lapi.address : undefined },
+      {
+        lapiHost: lapi.address,
+        privateCidrs,
+        isLapi,
+        onlineApi: v.crowdsec_online_api === true,
+        listenAddress: isLapi ? lapi.address : undefined,
+        tls: { certFile: LAPI_TLS.cert, keyFile: LAPI_TLS.key },
+      },
       { ...DEBIAN_PATHS, pluginDir: PLUGIN_LINK_DIR },
     );
     const steps: Step[] = [
@@ -163,6 +238,9 @@ const role: Role = {
       steps.push(directory({ path: traefikLogDir, mode: '0750' }));
     }
     steps.push(enableCollections());
+    // the local API speaks TLS with a CA of its own (made on the LAPI host); every client verifies it
+    steps.push(lapiCertificate(lapi.address, isLapi ? undefined : lapi.name));
+    if (!isLapi) steps.push(lapiCaCopy(isEdge));
     if (!isLapi) {
       // register this agent on the LAPI host, then point the agent at it; no local API here
       steps.push(
@@ -175,7 +253,7 @@ const role: Role = {
     if (isLapi) {
       // the local API listens on the private address only: the LAPI host's own agent (and cscli) must use it
       // too, with the machine credentials Debian's postinst created (kept as they are)
-      steps.push(lapiClientUrl(`http://${lapi.address}:${LAPI_PORT}/`));
+      steps.push(lapiClientUrl(lapiUrl(lapi.address)), lapiServesCurrentCert(lapi.address));
       const traefikKeyEnv = String(v.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY');
       const traefikKey = lookupEnv(traefikKeyEnv);
       if (v.crowdsec_bouncer_enabled !== false) {
@@ -190,12 +268,19 @@ const role: Role = {
       steps.push(
         command(registerBouncerCommand(`firewall-${ctx.host.name}`, bouncerKey), { name: `register firewall bouncer of ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name }),
         directory({ path: '/etc/crowdsec/bouncers', mode: '0755' }),
+        // set-only: our tables and chains (input AND forward) around the bouncer's sets, loaded before it starts
+        file({ path: BAN_SETS_NFT, content: banSetsNft(), mode: '0644' }, { notify: 'restart firewall bouncer' }),
+        directory({ path: '/etc/systemd/system/crowdsec-firewall-bouncer.service.d', mode: '0755' }),
+        file(
+          { path: '/etc/systemd/system/crowdsec-firewall-bouncer.service.d/wpfarm.conf', content: firewallBouncerDropIn(), mode: '0644' },
+          { notify: 'restart firewall bouncer' },
+        ),
         file({ path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml', content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: bouncerKey }), mode: '0600', secret: true }, { notify: 'restart firewall bouncer' }),
         // Debian's postinst registers the bouncer with the LOCAL API of this host and writes that key to
         // <config>.local, which the bouncer merges over its config (seen in the lab: "access forbidden" from the
         // manager's LAPI). Own that file too, with the key registered on the LAPI host.
         file({ path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local', content: YAML.stringify({ mode: 'nftables', api_key: bouncerKey }), mode: '0600', secret: true }, { notify: 'restart firewall bouncer' }),
-        systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started' }),
+        systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started', daemonReload: true }),
       );
     }
     steps.push(systemd({ name: 'crowdsec', enabled: true, state: 'started', daemonReload: true }));

@@ -22,6 +22,7 @@ import {
   notifications,
   profiles,
   firewallBouncerConfig,
+  banSetsNft,
   onlineApiCredentialsSeed,
   crowdsecConfig,
   COLLECTIONS,
@@ -101,9 +102,20 @@ test('firewall bouncer: nftables mode, LAPI on the manager, only keys the packag
   // Debian's default file (0.0.25) lists every option; ours must not invent any
   const packaged = YAML.parse((await packagedBouncerConfig(CACHE)).replace(/\$\{[A-Z_]+\}/g, 'x'));
   const known = new Set(keyPaths(packaged));
+  // ca_cert_path is not in the packaged file but is an option of the packaged binary (its yaml tags)
+  const binary = readFileSync(path.join(CACHE, 'root-bouncer/usr/bin/crowdsec-firewall-bouncer')).toString('latin1');
+  assert.ok(binary.includes('yaml:"ca_cert_path"'), 'the packaged bouncer reads ca_cert_path');
+  known.add('ca_cert_path');
   for (const k of keyPaths(cfg)) assert.ok(known.has(k), `bouncer option ${k} is not in the packaged configuration`);
   assert.equal(cfg.mode, 'nftables');
-  assert.equal(cfg.api_url, 'http://10.77.0.11:8080/');
+  // the local API over TLS, verified against the role's CA; the bouncer only fills the sets (our chains drop them)
+  assert.equal(cfg.api_url, 'https://10.77.0.11:8080/');
+  assert.equal(cfg.ca_cert_path, '/etc/crowdsec/tls/ca.crt');
+  assert.equal(cfg.insecure_skip_verify, false);
+  assert.equal(cfg.nftables.ipv4['set-only'], true);
+  assert.equal(cfg.nftables.ipv6['set-only'], true);
+  assert.match(banSetsNft(), /table ip crowdsec \{\n {2}set crowdsec-blacklists \{\n {4}type ipv4_addr; flags timeout;/);
+  assert.match(banSetsNft(), /type filter hook forward priority filter - 1; policy accept;/);
   assert.equal(cfg.nftables.ipv4.table, 'crowdsec');
   assert.equal(cfg.blacklists_ipv4, 'crowdsec-blacklists');
   assert.ok(onlineApiCredentialsSeed().trim().length > 0, 'non-empty: Debian\'s postinst then skips the online registration');

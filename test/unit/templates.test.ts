@@ -55,12 +55,12 @@ test('common: nftables ruleset for a manager/edge, a worker with extra rules, a 
   const managementCidrs = ['10.77.0.0/24', '192.168.7.0/24'];
   const base = { all: [mgr1, wk1, db1, st1, mon1], managers: [mgr1], swarm: [mgr1, wk1, mon1], monitoring: [mon1], managementCidrs };
   assert.equal(renderFirewall({ ...base, host: mgr1 }), golden('common-nftables-mgr1.conf'));
-  const extraRules = [{ port: 8080, from: ['10.0.0.0/8', 'bad'], comment: 'app "x"' }, { port: '6000-6010', proto: 'udp' as const }];
+  const extraRules = [{ port: 8080, from: ['10.0.0.0/8'], comment: 'app "x"' }, { port: '6000-6010', proto: 'udp' as const }];
   assert.equal(renderFirewall({ ...base, host: wk1, extraRules }), golden('common-nftables-wk1.conf'));
   assert.equal(renderFirewall({ ...base, host: db1, dbPorts: [3306, 4444] }), golden('common-nftables-db1.conf'));
   assert.equal(renderFirewall({ ...base, host: st1, monitoring: [], exporterPorts: [9100] }), golden('common-nftables-st1.conf'));
   const bad = [{ port: '80;drop' }];
-  assert.throws(() => renderFirewall({ ...base, host: wk1, extraRules: bad }), /firewall_extra_rules: invalid port '80;drop'/);
+  assert.throws(() => renderFirewall({ ...base, host: wk1, extraRules: bad }), /firewall_extra_rules\[0\]\.port must be a port 1-65535/);
 });
 
 test('galera: 60-galera.cnf, haproxy.cfg, SST credentials', () => {
