@@ -3,10 +3,11 @@
 // inventory, and the farm's overlay networks.
 //
 // Variables: swarm_endpoint_mode (vip | dnsrr: dnsrr where the kernel has no IPVS), overlay_encrypted
-// (true | false | 'auto'; default 'auto': encrypted where the kernel has ESP), manager_availability (drain),
+// (true | false | 'auto'; default 'auto': encrypted where the kernel has ESP), manager_availability (default: active on edge hosts, where Traefik runs; drain elsewhere),
 // swarm_advertise_addr (default: the host's inventory address), node_labels (per host), node_label_groups.
 import { InputError } from '../../lib/errors.ts';
 import { dockerNetwork } from '../../lib/ops/docker.ts';
+import { str } from '../../lib/vars.ts';
 import type { Role, Step } from '../../lib/types.ts';
 import { availability, joinSwarm, kernelPreflight, nodeLabels } from './swarm.ts';
 
@@ -34,7 +35,11 @@ const role: Role = {
     }
     const enc = ctx.vars.overlay_encrypted;
     const encrypted: boolean | 'auto' = enc === true || enc === false ? enc : 'auto';
-    const want = String(ctx.vars.manager_availability ?? 'drain');
+    // Managers are drained (control plane only), except those of the edge group: the edge router (Traefik) is
+    // placed on managers, and a drained node runs no task at all. Site and monitoring tasks are kept off them
+    // by their own placement labels.
+    const edge = ctx.host.groups.includes(str(ctx.vars.edge_group, 'edge'));
+    const want = String(ctx.vars.manager_availability ?? (edge ? 'active' : 'drain'));
     if (!['active', 'drain', 'pause'].includes(want)) throw new InputError(`manager_availability: '${want}' is not active, drain or pause`);
     const steps: Step[] = [
       kernelPreflight(),

@@ -17,7 +17,7 @@
 //     keys are 0600
 // Then common (phase 1's firewall) and crowdsec rerun with zero changes.
 //
-// The managers are drained in the lab (manager_availability: drain): for the stand-in service they are made active
+// Edge managers are active (Traefik runs there); the test still records each availability, makes them active
 // and drained again afterwards (as they were). Runnable alone when the lab is up and phase 1 applied:
 //   flock /run/wpfarm-lab.lock node --import tsx --test test/lab/71-edge-filter.test.ts
 import assert from 'node:assert/strict';
