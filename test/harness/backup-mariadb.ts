@@ -69,6 +69,9 @@ export async function startMariaDb(opts: { datadir?: string } = {}): Promise<Loc
       const c = execFile('mariadb', ['--no-defaults', `--socket=${socket}`, '-uroot', '--default-character-set=utf8mb4', '-N', '-B', ...(db ? [db] : [])], { maxBuffer: 256 << 20 }, (err, stdout, stderr) =>
         err ? reject(new Error(`mariadb: ${(stderr || err.message).trim().split('\n').slice(-2).join(' ').slice(-400)}`)) : resolve(stdout),
       );
+      // a client that exits before reading (server not up yet) closes its stdin: that EPIPE is reported by the
+      // client's own exit status above, not as an uncaught stream error
+      c.stdin?.on('error', () => {});
       c.stdin?.end(query.trimEnd().endsWith(';') ? query : `${query};`);
     });
   const end = Date.now() + 60_000;
