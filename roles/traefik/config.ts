@@ -6,6 +6,10 @@ import YAML from 'yaml';
 import type { Vars } from '../../lib/types.ts';
 import { CLOUDFLARE_IPS } from './cloudflare-ips.ts';
 import { isIpOrCidr } from './rules.ts';
+import { LAPI_TLS } from '../crowdsec/config.ts';
+
+/** where the Traefik container sees the CrowdSec local API's CA certificate (bind-mounted from the host) */
+const LAPI_CA_IN_TRAEFIK = '/etc/traefik/crowdsec-ca.crt';
 
 export const LETS_ENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
 export const LETS_ENCRYPT_STAGING = 'https://acme-staging-v02.api.letsencrypt.org/directory';
@@ -275,6 +279,8 @@ export function traefikDynamicConfig(s: TraefikSettings): Record<string, unknown
           crowdsecLapiScheme: lapi.protocol.replace(':', ''),
           crowdsecLapiHost: lapi.host,
           crowdsecLapiKeyFile: '/run/secrets/crowdsec_bouncer_key',
+          // the local API serves TLS with the crowdsec role's own CA; its certificate is on every edge host
+          ...(lapi.protocol === 'https:' ? { crowdsecLapiTLSCertificateAuthorityFile: LAPI_CA_IN_TRAEFIK } : {}),
           // client IPs come from Cloudflare's forwarded header only when the hop is Cloudflare
           forwardedHeadersTrustedIPs: s.trustedForwarders,
           forwardedHeadersCustomName: s.cloudflareProxied ? 'Cf-Connecting-Ip' : 'X-Forwarded-For',
@@ -479,6 +485,9 @@ export function traefikStack(s: TraefikSettings, opts: { externalConfigs?: boole
           { type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock', read_only: true },
           { type: 'bind', source: s.logDir, target: '/var/log/traefik' },
           { type: 'bind', source: s.acmeStorageDir, target: '/acme' },
+          ...(s.crowdsec.enabled && s.crowdsec.lapiUrl.startsWith('https:')
+            ? [{ type: 'bind', source: LAPI_TLS.caCert, target: LAPI_CA_IN_TRAEFIK, read_only: true }]
+            : []),
         ],
         configs: [
           { source: 'traefik_static', target: '/etc/traefik/traefik.yml', mode: 0o444 },

@@ -10,6 +10,7 @@ import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../.
 import { sh } from '../../lib/shell.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { traefikSettings, traefikStack, letsEncryptBudget, TraefikVarsError, type TraefikSettings } from './config.ts';
+import { lapiUrl } from '../crowdsec/config.ts';
 
 const LOGROTATE = `# written by wpfarm (roles/traefik): Traefik keeps the file open; CrowdSec follows it by name
 /var/log/traefik/*.log {
@@ -27,10 +28,10 @@ const LOGROTATE = `# written by wpfarm (roles/traefik): Traefik keeps the file o
 function settings(ctx: StepContext): TraefikSettings {
   try {
     // the bouncer middleware asks the CrowdSec local API that roles/crowdsec runs on a manager (host service,
-    // private address, port 8080): the same default host as that role (crowdsec_lapi_host, else the first manager)
+    // private address, port 8080, TLS with the role's own CA): the same default host as that role (crowdsec_lapi_host, else the first manager)
     const lapiName = String(ctx.vars.crowdsec_lapi_host ?? ctx.hosts('managers')[0]?.name ?? '');
     const lapi = lapiName ? ctx.hosts(lapiName)[0] : undefined;
-    return traefikSettings({ swarm_managers: ctx.hosts('managers').length || undefined, ...(lapi ? { crowdsec_lapi_url: `http://${lapi.address}:8080` } : {}), ...ctx.vars });
+    return traefikSettings({ swarm_managers: ctx.hosts('managers').length || undefined, ...(lapi ? { crowdsec_lapi_url: lapiUrl(lapi.address).replace(/\/$/, '') } : {}), ...ctx.vars });
   } catch (e) {
     if (e instanceof TraefikVarsError) throw new InputError(e.message);
     throw e;

@@ -342,3 +342,17 @@ test("Let's Encrypt budget: one owner per order, rollouts batched under 300 orde
   assert.equal(dns.sitesPer3Hours, 100);
   assert.equal(letsEncryptBudget({ acmeChallenge: 'cloudflare', managers: 5 }, 1).ok, false);
 });
+
+test('the bouncer reaches the CrowdSec local API over TLS with the crowdsec role CA, bind-mounted read-only', () => {
+  const s = traefikSettings({ ...baseVars, crowdsec_lapi_url: 'https://10.77.0.11:8080' });
+  const bouncer = (traefikDynamicConfig(s) as Record<string, any>).http.middlewares.crowdsec.plugin.crowdsec; // free-form
+  assert.equal(bouncer.crowdsecLapiScheme, 'https');
+  assert.equal(bouncer.crowdsecLapiHost, '10.77.0.11:8080');
+  assert.equal(bouncer.crowdsecLapiTLSCertificateAuthorityFile, '/etc/traefik/crowdsec-ca.crt');
+  const stack = YAML.parse(traefikStack(s).stackYaml) as Record<string, any>; // free-form
+  const mount = stack.services.traefik.volumes.find((v: { target: string }) => v.target === '/etc/traefik/crowdsec-ca.crt');
+  assert.deepEqual(mount, { type: 'bind', source: '/etc/crowdsec/tls/ca.crt', target: '/etc/traefik/crowdsec-ca.crt', read_only: true });
+  const plain = traefikSettings({ ...baseVars, crowdsec_lapi_url: 'http://crowdsec-lapi:8080' });
+  const plainBouncer = (traefikDynamicConfig(plain) as Record<string, any>).http.middlewares.crowdsec.plugin.crowdsec; // free-form
+  assert.equal(plainBouncer.crowdsecLapiTLSCertificateAuthorityFile, undefined);
+});
