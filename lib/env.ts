@@ -40,7 +40,7 @@ export function setInventoryEnvFile(file: string | undefined): void {
 export function readEnvFile(envFile?: string): EnvSource {
   const explicit = envFile !== undefined;
   const file = path.resolve(envFile ?? inventoryEnvFile ?? '.env');
-  let st;
+  let st: ReturnType<typeof statSync>;
   try {
     st = statSync(file);
   } catch {

@@ -262,8 +262,8 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
         groups.set(name, spec);
         groupAt.set(name, { y, path: at });
       }
-      g?.hosts?.forEach((h, i) => hostRefs.push({ y, path: [...at, 'hosts', i], group: name, name: h }));
-      g?.children?.forEach((c, i) => childRefs.push({ y, path: [...at, 'children', i], group: name, name: c }));
+      for (const [i, h] of (g?.hosts ?? []).entries()) hostRefs.push({ y, path: [...at, 'hosts', i], group: name, name: h });
+      for (const [i, c] of (g?.children ?? []).entries()) childRefs.push({ y, path: [...at, 'children', i], group: name, name: c });
       Object.assign(spec.vars, creds.vars(y, g?.vars, [...at, 'vars']));
     }
   }
@@ -492,7 +492,7 @@ class Credentials {
   private env: EnvSource | undefined;
   readonly problems: Problem[] = [];
 
-  constructor(private readonly envFile: string | undefined) {
+  constructor(envFile: string | undefined) {
     // an explicit env file must exist even if nothing references it (a typo would go unnoticed)
     if (envFile !== undefined) this.env = readEnvFile(envFile);
   }

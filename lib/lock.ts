@@ -251,7 +251,7 @@ export class DeployLock {
     const got: string[] = [];
     await Promise.all(
       this.o.hosts.map(async (h) => {
-        let c;
+        let c: Awaited<ReturnType<typeof this.o.pool.get>>;
         try {
           c = await this.o.pool.get(h);
         } catch (e) {

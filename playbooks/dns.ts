@@ -35,7 +35,7 @@ environment or .env.`,
 };
 
 export async function runDns(argv: string[], io: DnsIo): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseCli>;
   try {
     parsed = parseCli(argv, CMD);
   } catch (err) {

@@ -55,7 +55,7 @@ Token: DIGITALOCEAN_TOKEN from the environment or .env (never from the inventory
 };
 
 export async function runProvision(argv: string[], io: Io): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseCli>;
   try {
     parsed = parseCli(argv, CMD);
   } catch (err) {

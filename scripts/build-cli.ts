@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { build, version as esbuildVersion, type Plugin } from 'esbuild';
+import { type BuildResult, build, version as esbuildVersion, type Plugin } from 'esbuild';
 
 export const CLI_FORMAT = 1;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -92,7 +92,7 @@ export function staleReason(cliDir = join(ROOT, '.wpfarm/cli'), root = ROOT): st
   const missing = want.filter((e) => !m.entries[e]);
   if (missing.length) return `not in the build: ${missing.join(', ')}`;
   for (const [file, size, mtimeMs, sha] of m.inputs) {
-    let st;
+    let st: ReturnType<typeof statSync>;
     try {
       st = statSync(join(root, file));
     } catch {
@@ -124,7 +124,7 @@ export async function buildCli(o: { root?: string; cliDir?: string; force?: bool
   const outdir = join(cliDir, tmpId);
   mkdirSync(cliDir, { recursive: true });
   const read = new Map<string, [number, number, string]>();
-  let result;
+  let result: BuildResult<{ metafile: true }>;
   try {
     result = await build({
       absWorkingDir: root,

@@ -155,7 +155,7 @@ async function pagedUnique<T>(what: string, key: (t: T) => string, opts: ReadOpt
   return collectPages<T>(async (page) => {
     const { items, links, total } = await get(page, perPage);
     const fresh = items.filter((i) => !seen.has(key(i)));
-    fresh.forEach((i) => seen.add(key(i)));
+    for (const i of fresh) seen.add(key(i));
     return { items: fresh, hasNext: hasNext(links, total, seen.size) && fresh.length > 0 };
   }, { maxPages: opts.maxPages, what });
 }

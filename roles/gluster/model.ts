@@ -79,7 +79,7 @@ export function settings(vars: Vars): Settings {
     }
   }
   const mountOptions = Array.isArray(vars.gluster_mount_options) ? vars.gluster_mount_options.map(String) : [];
-  for (const o of mountOptions) if (!/^[A-Za-z0-9_.=:\/-]+$/.test(o)) throw new InputError(`gluster: invalid mount option ${JSON.stringify(o)}`);
+  for (const o of mountOptions) if (!/^[A-Za-z0-9_.=:/-]+$/.test(o)) throw new InputError(`gluster: invalid mount option ${JSON.stringify(o)}`);
   return {
     volume,
     brickDir: absPath(str(vars.gluster_brick_dir, `/srv/gluster/bricks/${volume}`), 'gluster_brick_dir'),

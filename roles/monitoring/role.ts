@@ -116,7 +116,7 @@ const role: Role = {
     }
 
     if (member(ctx, 'monitoring')) {
-      let am;
+      let am: ReturnType<typeof renderAlertmanager>;
       try {
         am = renderAlertmanager(parseChannels(v.alert_channels), (n) => lookupEnv(n), { groupWait: v.alert_group_wait === undefined ? undefined : String(v.alert_group_wait), groupInterval: v.alert_group_interval === undefined ? undefined : String(v.alert_group_interval) });
       } catch (e) {

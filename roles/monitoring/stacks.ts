@@ -148,6 +148,7 @@ export function monitoringStack(i: MonitoringStackInput): Record<string, unknown
   });
   const env = Object.fromEntries((i.storeEnv ?? []).map((n) => [n, `\${${n}}`]));
   const withProm = Boolean(i.prometheusImage && i.alertmanagerImage);
+  // biome-ignore lint/suspicious/noExplicitAny: eslint-style any: a free-form compose document assembled in place
   const stack: Record<string, any> = { // eslint-style any: a free-form compose document assembled in place
     version: '3.8',
     services: {

@@ -4,7 +4,7 @@
 // YAML double-quoted scalar), so no value can be read back as a YAML 1.1 boolean ("no", "off"),
 // a number, null or an octal. Keys are plain only when they cannot be mistaken for anything else.
 
-const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_.\/-]*$/;
+const PLAIN_KEY = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
 const AMBIGUOUS_KEY = /^(y|n|yes|no|on|off|true|false|null|~)$/i;
 
 function key(k: string): string {

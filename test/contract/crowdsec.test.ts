@@ -98,6 +98,7 @@ function keyPaths(doc: unknown, prefix = ''): string[] {
 }
 
 test('firewall bouncer: nftables mode, LAPI on the manager, only keys the packaged bouncer knows', async () => {
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const cfg = YAML.parse(firewallBouncerConfig({ lapiHost: '10.77.0.11', apiKey: 'k3y' })) as Record<string, any>; // free-form document
   // Debian's default file (0.0.25) lists every option; ours must not invent any
   const packaged = YAML.parse((await packagedBouncerConfig(CACHE)).replace(/\$\{[A-Z_]+\}/g, 'x'));
@@ -122,6 +123,7 @@ test('firewall bouncer: nftables mode, LAPI on the manager, only keys the packag
   // parseNftSet reads the set as `nft -j list set` prints it
   const nftJson = JSON.stringify({ nftables: [{ metainfo: { version: '1.0.6' } }, { set: { family: 'ip', name: 'crowdsec-blacklists', table: 'crowdsec', type: 'ipv4_addr', flags: ['timeout'], elem: [{ elem: { val: ATTACKER, timeout: 14400, expires: 14390 } }, '192.0.2.99'] } }] });
   assert.deepEqual(parseNftSet(nftJson), [ATTACKER, '192.0.2.99']);
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const agent = crowdsecConfig({ lapiHost: '10.77.0.11', privateCidrs: ['10.77.0.0/24'], isLapi: false, onlineApi: false }) as Record<string, any>; // free-form
   assert.equal(agent.api.server.listen_uri, '127.0.0.1:8080');
   assert.equal(agent.api.server.online_client, undefined);

@@ -23,6 +23,7 @@ test('seven dashboards, unique uids, each valid against the Grafana dashboard sc
     // what is provisioned is the JSON text
     const v = validateAgainst('grafana-dashboard', JSON.parse(JSON.stringify(d)));
     assert.equal(v.valid, true, `${String(d.uid)}:\n${v.errors.join('\n')}`);
+    // biome-ignore lint/suspicious/noExplicitAny: free-form
     const panels = (d.panels as Array<Record<string, any>>).filter((p) => p.type !== 'row'); // free-form
     assert.ok(panels.length >= 4, `${String(d.uid)} has ${panels.length} panels`);
     const ids = (d.panels as Array<{ id: number }>).map((p) => p.id);
@@ -35,9 +36,11 @@ test('seven dashboards, unique uids, each valid against the Grafana dashboard sc
 });
 
 test('the dashboard schema check is not vacuous', () => {
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const d = structuredClone(dashboards()[0]!) as Record<string, any>; // free-form
   d.panels[1].gridPos.w = 30;
   assert.equal(validateAgainst('grafana-dashboard', d).valid, false);
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const e = structuredClone(dashboards()[0]!) as Record<string, any>; // free-form
   delete e.templating;
   assert.equal(validateAgainst('grafana-dashboard', e).valid, false);
@@ -65,6 +68,7 @@ test('every PromQL expression of the dashboards parses (promtool check rules)', 
 test('dashboards use the provisioned datasource uids; provisioning files are consistent', () => {
   const uids = new Set(Object.values(DS).map((d) => d.uid));
   for (const d of dashboards()) {
+    // biome-ignore lint/suspicious/noExplicitAny: free-form
     for (const p of d.panels as Array<Record<string, any>>) { // free-form
       if (p.type === 'row') continue;
       assert.ok(uids.has(p.datasource.uid), `${p.title}: datasource ${p.datasource.uid}`);

@@ -53,12 +53,14 @@ test('monitoring stack validates against docker/cli v3.13 and compose-spec', () 
 });
 
 test('monitoring stack: secrets stay secrets, configs are content-addressed, images pinned', () => {
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const doc = monitoringStack({ ...input, files: files() }) as Record<string, any>; // free-form document
   // alertmanager.yml holds webhook URLs and tokens: a Docker secret, never a config
   assert.equal(doc.secrets.alertmanager_yml.external, true);
   assert.equal(doc.configs.alertmanager_yml, undefined);
   assert.equal(doc.services.grafana.environment.GF_SECURITY_ADMIN_PASSWORD__FILE, '/run/secrets/grafana_admin_password');
   for (const svc of Object.values(doc.services) as Array<{ image: string }>) assert.match(svc.image, /:[0-9][^:]*$/, `${svc.image} is pinned`);
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const other = monitoringStack({ ...input, files: files({ 'loki.yml': toYaml(lokiConfig({ retentionDays: 31 })) }) }) as Record<string, any>; // free-form
   assert.notEqual(other.configs.loki_yml.name, doc.configs.loki_yml.name);
   assert.equal(other.configs.tempo_yml.name, doc.configs.tempo_yml.name);
@@ -67,16 +69,20 @@ test('monitoring stack: secrets stay secrets, configs are content-addressed, ima
 });
 
 test('Loki keeps 30 days (compactor retention), Tempo and Promtail settings', () => {
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const loki = lokiConfig() as Record<string, any>; // free-form document
   assert.equal(loki.limits_config.retention_period, '720h');
   assert.equal(loki.compactor.retention_enabled, true);
   assert.equal(loki.compactor.delete_request_store, 'filesystem');
   assert.equal(loki.schema_config.configs[0].schema, 'v13');
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const s3 = lokiConfig({ store: { endpoint: 'fra1.digitaloceanspaces.com', bucket: 'wpfarm-logs', region: 'fra1', accessKeyEnv: 'SPACES_KEY', secretKeyEnv: 'SPACES_SECRET' } }) as Record<string, any>; // free-form
   assert.equal(s3.common.storage.s3.secret_access_key, '${SPACES_SECRET}', 'secret referenced by name, expanded at start');
   assert.equal(s3.compactor.delete_request_store, 's3');
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const tempo = tempoConfig() as Record<string, any>; // free-form
   assert.equal(tempo.distributor.receivers.otlp.protocols.grpc.endpoint, '0.0.0.0:4317');
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const promtail = promtailConfig() as Record<string, any>; // free-form
   assert.deepEqual(promtail.scrape_configs.map((s: { job_name: string }) => s.job_name), ['containers', 'traefik-access', 'journal']);
 });

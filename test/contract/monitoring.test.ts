@@ -50,6 +50,7 @@ test('prometheus.yml from the lab inventory: schema-valid and accepted by promto
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /SUCCESS/);
   // jobs from inventory groups: node everywhere, mysqld on db, traefik on edge, docker on swarm
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const jobs = Object.fromEntries((cfg.scrape_configs as Array<Record<string, any>>).map((j) => [j.job_name, j])); // free-form
   const instances = (job: string): string[] => jobs[job].static_configs.map((s: { labels: { instance: string } }) => s.labels.instance);
   assert.deepEqual(instances('node'), hosts.map((h) => h.name));
@@ -143,6 +144,7 @@ test('alertmanager.yml from the inventory channels: amtool check-config passes, 
   for (const s of Object.values(fakeEnv)) assert.ok(!masked.includes(s), 'secret left after masking');
   for (const s of Object.values(fakeEnv)) assert.ok(!r.stdout.includes(s), 'amtool printed a secret');
   // routing: PagerDuty only for critical
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const cfg = YAML.parse(am.yaml) as Record<string, any>; // free-form document
   const recv = Object.fromEntries(cfg.receivers.map((x: { name: string }) => [x.name, x]));
   assert.equal(recv.warning.pagerduty_configs, undefined);
@@ -156,6 +158,7 @@ test('alertmanager.yml from the inventory channels: amtool check-config passes, 
 
 test('amtool check-config refuses a broken alertmanager.yml (the check is not vacuous)', async () => {
   const am = renderAlertmanager(parseChannels(channelsRaw), (n) => fakeEnv[n]);
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const broken = YAML.parse(am.yaml) as Record<string, any>; // free-form document
   broken.route.receiver = 'nobody';
   const r = await run(AMTOOL, ['check-config', write('am-broken.yml', YAML.stringify(broken))]);

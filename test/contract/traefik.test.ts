@@ -58,6 +58,7 @@ test('static configuration validates against traefik-v3.json (lab and production
 });
 
 test('static configuration: swarm provider, redirect, HTTP/3, ACME, metrics, access log, trusted forwarders', () => {
+  // biome-ignore lint/suspicious/noExplicitAny: eslint-style any: test inspects a free-form document
   const lab = traefikStaticConfig(labSettings) as Record<string, any>; // eslint-style any: test inspects a free-form document
   assert.equal(lab.providers.swarm.exposedByDefault, false);
   assert.equal(lab.providers.swarm.network, 'traefik-public');
@@ -75,16 +76,19 @@ test('static configuration: swarm provider, redirect, HTTP/3, ACME, metrics, acc
   // lab: staging CA, HTTP-01 by the single owner
   assert.equal(lab.certificatesResolvers.le.acme.caServer, LETS_ENCRYPT_STAGING);
   assert.deepEqual(lab.certificatesResolvers.le.acme.httpChallenge, { entryPoint: 'web' });
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const prod = traefikStaticConfig(prodSettings) as Record<string, any>; // free-form document
   assert.equal(prod.certificatesResolvers.le.acme.caServer, LETS_ENCRYPT_PRODUCTION);
   assert.equal(prod.certificatesResolvers.le.acme.dnsChallenge.provider, 'cloudflare');
   assert.equal(prod.certificatesResolvers.le.acme.httpChallenge, undefined);
   // not behind Cloudflare: no forwarder is trusted at all
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const direct = traefikStaticConfig(traefikSettings({ ...baseVars, cloudflare_proxied: false })) as Record<string, any>; // free-form
   assert.equal(direct.entryPoints.websecure.forwardedHeaders, undefined);
 });
 
 test('the schema check is not vacuous: v2-style and misspelt static keys are rejected', () => {
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const cfg = traefikStaticConfig(labSettings) as Record<string, any>; // free-form document
   const v2 = structuredClone(cfg);
   v2.providers.docker = { swarmMode: true };
@@ -99,6 +103,7 @@ test('the schema check is not vacuous: v2-style and misspelt static keys are rej
 
 test('dynamic file configuration validates: TLS 1.2+, HSTS and security headers, rate limit, allow lists, CrowdSec bouncer', () => {
   for (const s of [labSettings, prodSettings]) {
+    // biome-ignore lint/suspicious/noExplicitAny: free-form document
     const dyn = traefikDynamicConfig(s) as Record<string, any>; // free-form document
     assertValid('traefik-dynamic', dyn);
     assert.equal(dyn.tls.options.default.minVersion, 'VersionTLS12');
@@ -118,6 +123,7 @@ test('dynamic file configuration validates: TLS 1.2+, HSTS and security headers,
     assert.equal(bouncer.crowdsecLapiKey, undefined, 'the key never appears in the configuration');
     assert.deepEqual(bouncer.forwardedHeadersTrustedIPs, [...CLOUDFLARE_IPS]);
   }
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const bad = traefikDynamicConfig(labSettings) as Record<string, any>; // free-form document
   bad.http.middlewares['secure-headers'].headers.stsSeconds = '1y';
   assert.equal(validateAgainst('traefik-dynamic', bad).valid, false);
@@ -171,6 +177,7 @@ test('site routing: wp-admin and wp-login.php go through the allow list, admin-a
 
 test('sticky sessions are per site and only where asked', () => {
   const sticky = labelsToDynamic(siteRouterLabels(sites[1]!), 'wp_shop_web').config;
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const lb = sticky.http!.services!['site-shop-2']!.loadBalancer as Record<string, any>; // free-form
   assert.deepEqual(lb.sticky, { cookie: { name: 'wpfarm_site_shop_2', secure: true, httpOnly: true, sameSite: 'lax' } });
   assert.deepEqual(lb.servers, [{ url: 'http://wp_shop_web:8080' }]);
@@ -272,6 +279,7 @@ test('rule parser: accepts v3 rules, rejects v2 syntax and malformed rules with 
 
 function stackChecks(s: TraefikSettings, externalConfigs = false): void {
   const bundle = traefikStack(s, { externalConfigs });
+  // biome-ignore lint/suspicious/noExplicitAny: free-form document
   const doc = YAML.parse(bundle.stackYaml) as Record<string, any>; // free-form document
   assertValid('compose', doc);
   assertValid('docker-stack-v3', doc);
@@ -298,7 +306,9 @@ test('stack file validates against docker/cli v3.13 and compose-spec; host ports
   stackChecks(labSettings);
   stackChecks(prodSettings);
   stackChecks(prodSettings, true);
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const lab = YAML.parse(traefikStack(labSettings).stackYaml) as Record<string, any>; // free-form
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const prod = YAML.parse(traefikStack(prodSettings).stackYaml) as Record<string, any>; // free-form
   // ONE owner of ACME storage with HTTP-01; per-node storage and one replica per manager with DNS-01
   assert.equal(lab.services.traefik.deploy.mode, 'replicated');
@@ -345,14 +355,17 @@ test("Let's Encrypt budget: one owner per order, rollouts batched under 300 orde
 
 test('the bouncer reaches the CrowdSec local API over TLS with the crowdsec role CA, bind-mounted read-only', () => {
   const s = traefikSettings({ ...baseVars, crowdsec_lapi_url: 'https://10.77.0.11:8080' });
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const bouncer = (traefikDynamicConfig(s) as Record<string, any>).http.middlewares.crowdsec.plugin.crowdsec; // free-form
   assert.equal(bouncer.crowdsecLapiScheme, 'https');
   assert.equal(bouncer.crowdsecLapiHost, '10.77.0.11:8080');
   assert.equal(bouncer.crowdsecLapiTLSCertificateAuthorityFile, '/etc/traefik/crowdsec-ca.crt');
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const stack = YAML.parse(traefikStack(s).stackYaml) as Record<string, any>; // free-form
   const mount = stack.services.traefik.volumes.find((v: { target: string }) => v.target === '/etc/traefik/crowdsec-ca.crt');
   assert.deepEqual(mount, { type: 'bind', source: '/etc/crowdsec/tls/ca.crt', target: '/etc/traefik/crowdsec-ca.crt', read_only: true });
   const plain = traefikSettings({ ...baseVars, crowdsec_lapi_url: 'http://crowdsec-lapi:8080' });
+  // biome-ignore lint/suspicious/noExplicitAny: free-form
   const plainBouncer = (traefikDynamicConfig(plain) as Record<string, any>).http.middlewares.crowdsec.plugin.crowdsec; // free-form
   assert.equal(plainBouncer.crowdsecLapiTLSCertificateAuthorityFile, undefined);
 });

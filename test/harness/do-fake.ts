@@ -104,7 +104,7 @@ export class DoFake {
     const last = Math.max(1, Math.ceil(items.length / perPage));
     const link = (p: number) => {
       const u = new URL(`https://api.digitalocean.com${url.pathname}`);
-      url.searchParams.forEach((v, k) => u.searchParams.set(k, v));
+      for (const [k, v] of url.searchParams) u.searchParams.set(k, v);
       u.searchParams.set('page', String(p));
       return u.toString();
     };

@@ -118,7 +118,7 @@ test('stack: objects, first deploy, unchanged render, changed render with diff a
   const v2 = STACK_V1.replace('aaaaaaaa', 'bbbbbbbb').replace('test:1', 'test:2');
   const upd = await stackDeploy({ name: 'site1', compose: v2, prune: true }).plan(ctx(), running.replace('%%content', 'site1_db_password_bbbbbbbb\nsite2_db_password_cccccccc\n%%content'));
   assert.deepEqual(upd.changes, ['update stack site1 (1 services: web)', 'then remove old secret versions no service uses: site1_db_password_aaaaaaaa']);
-  assert.match(upd.diff ?? '', /^-    image: 10\.77\.0\.2:5000\/wpfarm\/test:1\n\+    image: 10\.77\.0\.2:5000\/wpfarm\/test:2$/m);
+  assert.match(upd.diff ?? '', /^- {4}image: 10\.77\.0\.2:5000\/wpfarm\/test:1\n\+ {4}image: 10\.77\.0\.2:5000\/wpfarm\/test:2$/m);
   assert.match(script(upd), /--with-registry-auth --prune -c/);
   assert.match(script(upd), /docker secret rm -- site1_db_password_aaaaaaaa >\/dev\/null 2>&1 \|\| true/);
   assert.doesNotMatch(script(upd), /cccccccc/);

@@ -48,6 +48,7 @@ test('docker stack config accepts the rendered stacks and reads them as meant', 
       assert.equal(res.code, 0, res.err);
       const c = parse(res.out);
       assert.deepEqual(Object.keys(c.services).sort(), ['nginx', 'php-fpm', 'redis']);
+      // biome-ignore lint/suspicious/noExplicitAny: eslint-disable-line @typescript-eslint/no-explicit-any -- CLI output
       for (const svc of Object.values(c.services) as Record<string, any>[]) { // eslint-disable-line @typescript-eslint/no-explicit-any -- CLI output
         assert.equal(svc.deploy.endpoint_mode, mode);
         assert.equal(svc.deploy.update_config.parallelism, 1);

@@ -88,6 +88,7 @@ const shop = parseSiteRecord(
   INV,
 );
 
+// biome-ignore lint/suspicious/noExplicitAny: eslint-disable-line @typescript-eslint/no-explicit-any -- parsed YAML, shape checked by the schema tests
 type Svc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- parsed YAML, shape checked by the schema tests
 function doc(r: RenderedStack): { services: Record<string, Svc>; networks: Record<string, Svc>; secrets: Record<string, Svc> } {
   return parse(r.yaml, { version: '1.1' });
