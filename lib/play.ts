@@ -212,7 +212,8 @@ export class Run {
     let retryFile: string | undefined;
     if (bad.length) {
       retryFile = resolve('.wpfarm/retry', `${this.config.name ?? 'run'}.retry`);
-      writePrivateFile(retryFile, mask(`# failed or unreachable hosts of the last run; rerun with --limit @${retryFile}\n${bad.join('\n')}\n`));
+      const text = `# failed or unreachable hosts of the last run; rerun with --limit @${retryFile}\n${bad.join('\n')}\n`;
+      writePrivateFile(retryFile, mask(text));
       process.stdout.write(`retry file: ${retryFile} (rerun with --limit @${retryFile})\n`);
     }
     const code = exitCodeFor(this.hostState.values(), this.signal.interrupted);

@@ -10,7 +10,9 @@
 //   shell-quoted by zx's quote() (the escaped body of $'...', so a quoted secret inside a larger quoted
 //   command is caught too), JSON-escaped, URL-encoded, HTML-escaped (the timeline), each of those encoded
 //   once more (a quoted secret in a JSON report, a JSON string inside a shell command...), and base64 at
-//   each of the three byte alignments (only the characters that depend on the secret alone, >= 8 of them).
+//   each of the three byte alignments (only the characters that depend on the secret alone, >= 8 of them);
+//   each line (>= 8 characters) of a multiline secret on its own, so that a key printed with other line ends
+//   or only in part is hidden too.
 // - mask() replaces every occurrence with "***", longest form first (so a secret that contains another
 //   one is hidden whole). maskDeep() masks every string (and key) of a value BEFORE it is serialised:
 //   serialising first would create encodings of encodings that no list can foresee.
@@ -72,9 +74,13 @@ function base64Forms(value: string): string[] {
   return out;
 }
 
+/** Lines of a multiline secret this long are hidden on their own too (a key printed with other line ends, or cut). */
+export const MIN_SECRET_LINE = 8;
+
 /** Every form of `value` that mask() hides: raw, each encoding, each encoding of an encoding, base64. */
 export function encodings(value: string): Set<string> {
   const forms = new Set<string>([value]);
+  if (/[\r\n]/.test(value)) for (const l of value.split(/\r?\n|\r/)) if (l.trim().length >= MIN_SECRET_LINE) forms.add(l);
   for (const e1 of ENCODERS) {
     const once = e1(value);
     forms.add(once);
