@@ -79,7 +79,7 @@ export const MIN_SECRET_LINE = 8;
 
 /** Every form of `value` that mask() hides: raw, each encoding, each encoding of an encoding, base64. */
 export function encodings(value: string): Set<string> {
-  const forms = new Set<string>([value]);
+  const forms = new Set<string>([value, quote(value)]); // quote() whole first: `echo ***` rather than `echo $'***'`
   if (/[\r\n]/.test(value)) for (const l of value.split(/\r?\n|\r/)) if (l.trim().length >= MIN_SECRET_LINE) forms.add(l);
   for (const e1 of ENCODERS) {
     const once = e1(value);
