@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { InputError } from './errors.ts';
 import { LOCK_DIR, type LockHolder, type LockInfo } from './lock.ts';
-import { mask } from './secrets.ts';
+import { mask, maskDeep } from './secrets.ts';
 import { sh } from './shell.ts';
 import type { ConnectionPool } from './transport.ts';
 import type { HostSpec, StepResult } from './types.ts';
@@ -105,7 +105,7 @@ export function abandonedEntry(h: LockHolder, by: LockInfo): AuditEntry {
 /** Shell that appends the entries to the audit log (0600). */
 export function appendScript(entries: AuditEntry[]): string {
   if (!entries.length) return '';
-  const text = entries.map((e) => mask(JSON.stringify(e))).join('\n');
+  const text = entries.map((e) => mask(JSON.stringify(maskDeep(e)))).join('\n'); // masked before and after serialising
   return `mkdir -p ${LOCK_DIR} && chmod 0700 ${LOCK_DIR} && (umask 077; printf '%s\\n' ${sh`${text}`} >> ${AUDIT_FILE})`;
 }
 

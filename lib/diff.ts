@@ -2,7 +2,11 @@
 // Myers' algorithm, context, "\ No newline at end of file" markers, an edit-length cap). What is ours: the
 // `diff -u` compatible hunk headers (`@@ -3 +3 @@` for one-line ranges) and caps, so that a huge or wildly
 // different file never burns the controller's CPU: beyond the caps the diff is replaced by a one-line note.
+// Both texts are masked (lib/secrets.ts) BEFORE they are diffed: a diff prefixes every line with -/+/space,
+// so a secret spanning lines (a private key) could no longer be found in the diff's text afterwards, and the
+// old content of a file (a password being replaced or removed) is masked just like the new one.
 import { structuredPatch } from 'diff';
+import { mask } from './secrets.ts';
 
 export interface DiffOptions {
   /** label of the old text ("--- label"); default "before" */
@@ -35,8 +39,11 @@ function lineCount(text: string): number {
  * Unified diff of two texts. Returns '' when they are equal. When the caps are exceeded the result is
  * a single line starting with "diff omitted:".
  */
-export function unifiedDiff(before: string, after: string, opts: DiffOptions = {}): string {
-  if (before === after) return '';
+export function unifiedDiff(beforeText: string, afterText: string, opts: DiffOptions = {}): string {
+  if (beforeText === afterText) return '';
+  const before = mask(beforeText);
+  const after = mask(afterText);
+  if (before === after) return 'diff omitted: only secret values changed';
   const maxLines = opts.maxLines ?? 40000;
   const maxEdits = opts.maxEdits ?? 1500;
   const maxChars = opts.maxChars ?? 200000;

@@ -1,4 +1,6 @@
 // Error types and exit codes. 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input, 5 deploy lock held.
+import { mask } from './secrets.ts';
+
 export const EXIT = { OK: 0, FAILED: 2, UNREACHABLE: 3, BAD_INPUT: 4, LOCKED: 5, INTERRUPTED: 130 } as const;
 
 /** Bad input: inventory, arguments, templates, site records. `where` is "file:line" or "file:line field". */
@@ -19,8 +21,9 @@ export class RemoteCommandError extends Error {
     readonly stdout: string,
     readonly stderr: string,
   ) {
-    const tail = (stderr || stdout).trim().split('\n').slice(-6).join('\n');
-    super(`${host}: command failed (exit ${code}): ${firstLine(command)}${tail ? `\n${tail}` : ''}`);
+    // masked BEFORE the cuts below: a secret cut in two by them would no longer be found
+    const tail = mask(stderr || stdout).trim().split('\n').slice(-6).join('\n');
+    super(`${host}: command failed (exit ${code}): ${firstLine(mask(command))}${tail ? `\n${tail}` : ''}`);
     this.name = 'RemoteCommandError';
   }
 }

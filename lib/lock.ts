@@ -25,7 +25,7 @@ import { hostname, userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Inventory } from './inventory.ts';
 import { EXIT } from './errors.ts';
-import { mask } from './secrets.ts';
+import { mask, maskDeep } from './secrets.ts';
 import { sh } from './shell.ts';
 import type { ConnectionPool } from './transport.ts';
 import type { HostSpec } from './types.ts';
@@ -122,7 +122,7 @@ function acquireScript(info: LockInfo): string {
   const tmp = `${LOCK_DIR}/.deploy.lock.${info.token}`;
   return [
     `mkdir -p ${LOCK_DIR} && chmod 0700 ${LOCK_DIR} && umask 077`,
-    `printf '%s\\n' ${sh`${JSON.stringify(info)}`} > ${tmp}`,
+    `printf '%s\\n' ${sh`${mask(JSON.stringify(maskDeep(info)))}`} > ${tmp}`,
     `if ln ${tmp} ${LOCK_FILE} 2>/dev/null; then rm -f ${tmp}; echo @@acquired; exit 0; fi`,
     `rm -f ${tmp}`,
     `m=$(stat -c %Y ${LOCK_FILE} 2>/dev/null) || { echo @@gone; exit 0; }`,
@@ -141,7 +141,7 @@ function takeoverScript(info: LockInfo, oldToken: string): string {
     `mkdir ${guard} 2>/dev/null || { echo @@busy; exit 0; }`,
     `trap 'rmdir ${guard}' EXIT`,
     `if ! grep -qF ${sh`${TOKEN_RE(oldToken)}`} ${LOCK_FILE} 2>/dev/null; then echo @@changed; exit 0; fi`,
-    `printf '%s\\n' ${sh`${JSON.stringify(info)}`} > ${tmp} && mv -f ${tmp} ${LOCK_FILE} && echo @@acquired`,
+    `printf '%s\\n' ${sh`${mask(JSON.stringify(maskDeep(info)))}`} > ${tmp} && mv -f ${tmp} ${LOCK_FILE} && echo @@acquired`,
   ].join('\n');
 }
 

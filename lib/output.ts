@@ -1,8 +1,10 @@
 // Output: live progress (a compact view on a TTY; plain lines when not a TTY or when CI=true), the final
-// recap per host, the slowest steps, and the JSON report. Everything printed goes through mask().
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { mask } from './secrets.ts';
+// recap per host, the slowest steps, and the JSON report. Everything printed goes through mask(); what is
+// serialised (the JSON report) is masked value by value BEFORE it is serialised (maskDeep), then once more.
+// Files of run data on the controller are written by writePrivateFile: 0600, in a directory made 0700.
+import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, resolve, sep } from 'node:path';
+import { mask, maskDeep } from './secrets.ts';
 import type { StepResult, StepStatus } from './types.ts';
 
 export interface Reporter {
@@ -183,11 +185,29 @@ export function formatRecap(rows: RecapRow[], results: StepResult[], wallMs: num
   return mask(lines.join('\n'));
 }
 
-/** Write the JSON report atomically; every string passes through mask(). */
+/**
+ * Write a file of run data on the controller (report, timeline, retry file, logs) atomically: mode 0600, in a
+ * directory created 0700. A `.wpfarm` directory on the way (the tool's own state) is made 0700 even when it
+ * exists; a directory the user chose and that exists already is left as it is (the file itself is 0600).
+ */
+export function writePrivateFile(file: string, text: string): void {
+  const abs = resolve(file);
+  const dir = dirname(abs);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const parts = dir.split(sep);
+  const at = parts.lastIndexOf('.wpfarm');
+  if (at > 0) for (let i = at + 1; i <= parts.length; i++) chmodSync(parts.slice(0, i).join(sep), 0o700);
+  const tmp = `${abs}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, text, { mode: 0o600 });
+    chmodSync(tmp, 0o600); // an existing temp file of a crashed run keeps its mode otherwise
+    renameSync(tmp, abs);
+  } finally {
+    if (existsSync(tmp)) rmSync(tmp, { force: true });
+  }
+}
+
+/** Write the JSON report (0600, atomically); every string is masked before serialising, the text once more after. */
 export function writeJsonReport(file: string, report: unknown): void {
-  const text = mask(JSON.stringify(report, null, 2));
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${text}\n`);
-  renameSync(tmp, file);
+  writePrivateFile(file, `${mask(JSON.stringify(maskDeep(report), null, 2))}\n`);
 }

@@ -5,18 +5,17 @@
 //   await run.role(common);
 //   await run.role(swarmManager);
 //   await run.exit();
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { basename, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type CommandSpec, type CommonFlags, type OptionValue, type Parsed, fail, parseOrExit } from './cli.ts';
 import { type AuditEntry, abandonedEntry, appendScript, gitCommit, outcomeOf, summarizeHosts } from './audit.ts';
 import { EXIT, InputError } from './errors.ts';
 import { checkVars, type Inventory, loadInventory, parseExtraVars } from './inventory.ts';
-import { ConsoleReporter, type Reporter, formatRecap, recapRows, writeJsonReport } from './output.ts';
+import { ConsoleReporter, type Reporter, formatRecap, recapRows, writeJsonReport, writePrivateFile } from './output.ts';
 import { DeployLock, lockHosts } from './lock.ts';
 import { selectHosts } from './patterns.ts';
 import { type HostState, type RoleRunResult, exitCodeFor, runRole } from './runner.ts';
-import { mask } from './secrets.ts';
+import { mask, maskDeep } from './secrets.ts';
 import { StepTimes, renderTimeline, timelinePathFor } from './timeline.ts';
 import { ConnectionPool, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.ts';
 import type { HostSpec, Role, StepResult } from './types.ts';
@@ -213,8 +212,8 @@ export class Run {
     let retryFile: string | undefined;
     if (bad.length) {
       retryFile = resolve('.wpfarm/retry', `${this.config.name ?? 'run'}.retry`);
-      mkdirSync(dirname(retryFile), { recursive: true });
-      writeFileSync(retryFile, `# failed or unreachable hosts of the last run; rerun with --limit @${retryFile}\n${bad.join('\n')}\n`);
+      const text = `# failed or unreachable hosts of the last run; rerun with --limit @${retryFile}\n${bad.join('\n')}\n`;
+      writePrivateFile(retryFile, mask(text));
       process.stdout.write(`retry file: ${retryFile} (rerun with --limit @${retryFile})\n`);
     }
     const code = exitCodeFor(this.hostState.values(), this.signal.interrupted);
@@ -239,11 +238,8 @@ export class Run {
         retryFile,
       };
       if (this.config.flags.json) writeJsonReport(this.config.flags.json, report);
-      if (timeline) {
-        mkdirSync(dirname(resolve(timeline)), { recursive: true });
-        writeFileSync(`${timeline}.tmp-${process.pid}`, mask(renderTimeline(report)));
-        renameSync(`${timeline}.tmp-${process.pid}`, timeline);
-      }
+      // masked before rendering: the HTML escapes (&#39; &quot;...) would otherwise hide a secret from mask()
+      if (timeline) writePrivateFile(timeline, mask(renderTimeline(maskDeep(report))));
     }
     await this.releaseLock(code);
     await this.pool.closeAll();

@@ -1,16 +1,21 @@
 // The process-wide set of secret strings, and mask() that hides them in any text before it is printed
-// or written to a log.
+// or written to a log, a report or a host.
 //
-// Decisions (documented in docs/inventory.md):
+// Decisions (documented in docs/inventory.md and docs/security.md):
 // - A secret must be at least MIN_SECRET_LENGTH (4) characters. Shorter values are REFUSED:
 //   registerSecret() throws a RangeError. Masking "ab" everywhere would garble all output, and not masking
 //   it would print it, so neither is acceptable; a credential that short is a configuration mistake
 //   (the inventory turns it into an InputError naming the env var and the file:line of the reference).
-// - Each secret is also registered in the forms it commonly takes in output: shell-quoted by zx's quote()
-//   (e.g. $'it\'s'), JSON-escaped, and URL-encoded, when those differ from the raw value.
-// - mask() replaces every occurrence with "***", longest secret first (so a secret that contains another
-//   one is hidden whole).
-
+// - Each secret is also registered in every form it can take in what wpfarm prints or writes (encodings()):
+//   shell-quoted by zx's quote() (the escaped body of $'...', so a quoted secret inside a larger quoted
+//   command is caught too), JSON-escaped, URL-encoded, HTML-escaped (the timeline), each of those encoded
+//   once more (a quoted secret in a JSON report, a JSON string inside a shell command...), and base64 at
+//   each of the three byte alignments (only the characters that depend on the secret alone, >= 8 of them);
+//   each line (>= 8 characters) of a multiline secret on its own, so that a key printed with other line ends
+//   or only in part is hidden too.
+// - mask() replaces every occurrence with "***", longest form first (so a secret that contains another
+//   one is hidden whole). maskDeep() masks every string (and key) of a value BEFORE it is serialised:
+//   serialising first would create encodings of encodings that no list can foresee.
 import { quote } from 'zx/core';
 
 export const MIN_SECRET_LENGTH = 4;
@@ -32,15 +37,7 @@ export function registerSecret(value: string): string {
     // never include the value itself in the message
     throw new RangeError(`a secret must be at least ${MIN_SECRET_LENGTH} characters long (got ${value.length})`);
   }
-  const forms = new Set<string>([value]);
-  try {
-    forms.add(quote(value));
-  } catch {
-    /* quote() refuses nothing today; keep going if it ever does */
-  }
-  forms.add(JSON.stringify(value).slice(1, -1));
-  forms.add(encodeURIComponent(value));
-  for (const f of forms) {
+  for (const f of encodings(value)) {
     if (f.length >= MIN_SECRET_LENGTH && !secretSet.has(f)) {
       secretSet.add(f);
       first2.add(pair(f, 0));
@@ -53,6 +50,44 @@ export function registerSecret(value: string): string {
     }
   }
   return value;
+}
+
+/** The body of zx's quote(): what stands between $' and ' (quote() returns safe words as they are). */
+export function shellEscaped(s: string): string {
+  const q = quote(s);
+  return q.startsWith("$'") && q.endsWith("'") ? q.slice(2, -1) : q;
+}
+const jsonEscaped = (s: string): string => JSON.stringify(s).slice(1, -1);
+const htmlEscaped = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const ENCODERS: ReadonlyArray<(s: string) => string> = [shellEscaped, jsonEscaped, encodeURIComponent, htmlEscaped];
+
+/** The base64 text of `value` at each byte alignment, keeping only the characters no neighbour changes. */
+function base64Forms(value: string): string[] {
+  const bytes = Buffer.from(value, 'utf8');
+  const out = [bytes.toString('base64')];
+  for (let k = 0; k < 3; k++) {
+    const b = Buffer.concat([Buffer.alloc(k), bytes]).toString('base64');
+    const core = b.slice(k ? 4 : 0, 4 * Math.floor((k + bytes.length) / 3));
+    if (core.length >= 8) out.push(core);
+  }
+  return out;
+}
+
+/** Lines of a multiline secret this long are hidden on their own too (a key printed with other line ends, or cut). */
+export const MIN_SECRET_LINE = 8;
+
+/** Every form of `value` that mask() hides: raw, each encoding, each encoding of an encoding, base64. */
+export function encodings(value: string): Set<string> {
+  const forms = new Set<string>([value, quote(value)]); // quote() whole first: `echo ***` rather than `echo $'***'`
+  if (/[\r\n]/.test(value)) for (const l of value.split(/\r?\n|\r/)) if (l.trim().length >= MIN_SECRET_LINE) forms.add(l);
+  for (const e1 of ENCODERS) {
+    const once = e1(value);
+    forms.add(once);
+    for (const e2 of ENCODERS) forms.add(e2(once));
+  }
+  for (const b of base64Forms(value)) forms.add(b);
+  return forms;
 }
 
 /** true when `value` is a registered secret (raw form) */
@@ -87,6 +122,39 @@ export function mask(text: string): string {
     }
   }
   return found ? out + text.slice(last) : text;
+}
+
+/** true when `text` holds a registered secret in any of its forms */
+export function containsSecret(text: string): boolean {
+  return mask(text) !== text;
+}
+
+/**
+ * A copy of `value` with every string (and object key) masked, to serialise afterwards (JSON report,
+ * timeline, audit and lock lines). Functions and symbols are left out as JSON.stringify would; Maps, Sets
+ * and class instances become plain objects/arrays of their enumerable fields.
+ */
+export function maskDeep<T>(value: T): T {
+  const seen = new WeakMap<object, unknown>();
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return mask(v);
+    if (v === null || typeof v !== 'object') return v;
+    const toJSON = (v as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') return walk(toJSON.call(v)); // Date, Buffer...: what JSON.stringify would write
+    if (seen.has(v)) return seen.get(v);
+    if (Array.isArray(v) || v instanceof Set) {
+      const arr: unknown[] = [];
+      seen.set(v, arr);
+      for (const x of v) arr.push(walk(x));
+      return arr;
+    }
+    const o: Record<string, unknown> = {};
+    seen.set(v, o);
+    const entries = v instanceof Map ? [...v.entries()].map(([k, x]) => [String(k), x] as const) : Object.entries(v);
+    for (const [k, x] of entries) o[mask(k)] = walk(x);
+    return o;
+  };
+  return walk(value) as T;
 }
 
 /** For tests only: forget every secret. */

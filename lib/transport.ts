@@ -7,11 +7,10 @@
 // own handshake, never while it waits for a turn; each private key file parsed once; known_hosts read once per
 // run (re-read when the file changes); no work the security of the connection does not need (no "none" auth
 // probe, no proof of the extra host keys OpenSSH advertises after login: we never use them).
-import { createHash, createHmac, createPrivateKey } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createHash, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { availableParallelism } from 'node:os';
-import { dirname } from 'node:path';
 import pLimit from 'p-limit';
 import ssh2, {
   type AgentAuthMethod,
@@ -24,6 +23,7 @@ import ssh2, {
 } from 'ssh2';
 import { PassThrough, type Readable } from 'node:stream';
 import { HostKeyError, RemoteCommandError, UnreachableError } from './errors.ts';
+import { type KnownHostEntry, fileStamp, knownHostName, knownKeysFor, verifyHostKey } from './known-hosts.ts';
 import { mask } from './secrets.ts';
 import { atomicWriteScript, sh } from './shell.ts';
 import type { Connection, ExecOptions, ExecResult, HostSpec } from './types.ts';
@@ -55,139 +55,9 @@ type Limit = ReturnType<typeof pLimit>;
 type Opts = ConnectOptions & typeof DEFAULTS & { handshakes: Limit };
 
 // ---------------------------------------------------------------------------------------------
-// known_hosts
-
-export interface KnownHostEntry {
-  patterns: string[]; // plain host patterns, or one hashed "|1|salt|hash"
-  type: string;
-  key: string; // base64 blob
-  line: number;
-}
-
-export function knownHostName(address: string, port: number): string {
-  return port === 22 ? address : `[${address}]:${port}`;
-}
-
-export function parseKnownHosts(text: string): KnownHostEntry[] {
-  const out: KnownHostEntry[] = [];
-  text.split('\n').forEach((raw, i) => {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) return;
-    const parts = line.split(/\s+/);
-    if (parts[0]?.startsWith('@')) parts.shift(); // @cert-authority / @revoked markers: not supported, ignored
-    if (parts.length < 3) return;
-    out.push({ patterns: parts[0]!.split(','), type: parts[1]!, key: parts[2]!, line: i + 1 });
-  });
-  return out;
-}
-
-function patternMatches(pattern: string, name: string): boolean {
-  if (pattern.startsWith('|1|')) {
-    const [, , salt, hash] = pattern.split('|');
-    if (!salt || !hash) return false;
-    return createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
-  }
-  if (pattern.includes('*') || pattern.includes('?')) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
-    return re.test(name);
-  }
-  return pattern === name;
-}
-
-export function keysForHost(entries: KnownHostEntry[], name: string): KnownHostEntry[] {
-  return entries.filter((e) => e.patterns.some((p) => !p.startsWith('!') && patternMatches(p, name)));
-}
-
-function keyType(blob: Buffer): string {
-  const len = blob.readUInt32BE(0);
-  return blob.subarray(4, 4 + len).toString('ascii');
-}
-
-export function fingerprint(blob: Buffer): string {
-  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
-}
-
-/** A known_hosts file parsed once (per run, and again when it changes): plain names indexed, hashed and wildcard
- *  patterns scanned. Hundreds of hosts would otherwise read and parse the whole file once each. */
-interface KnownHostsIndex {
-  stamp: string;
-  byName: Map<string, KnownHostEntry[]>;
-  scanned: KnownHostEntry[];
-}
-const knownHostsCache = new Map<string, KnownHostsIndex>();
-
-function fileStamp(file: string): string {
-  try {
-    const st = statSync(file);
-    return `${st.mtimeMs}:${st.size}:${st.ino}`;
-  } catch {
-    return 'missing';
-  }
-}
-
-function knownHostsIndex(file: string): KnownHostsIndex {
-  const stamp = fileStamp(file);
-  const cached = knownHostsCache.get(file);
-  if (cached?.stamp === stamp) return cached;
-  const idx: KnownHostsIndex = { stamp, byName: new Map(), scanned: [] };
-  for (const e of parseKnownHosts(stamp === 'missing' ? '' : readFileSync(file, 'utf8'))) {
-    if (e.patterns.some((p) => p.startsWith('|') || p.includes('*') || p.includes('?'))) {
-      idx.scanned.push(e);
-      continue;
-    }
-    for (const p of e.patterns) {
-      if (p.startsWith('!')) continue;
-      const list = idx.byName.get(p) ?? [];
-      list.push(e);
-      idx.byName.set(p, list);
-    }
-  }
-  knownHostsCache.set(file, idx);
-  return idx;
-}
-
-/** The entries of a known_hosts file for one host name (as keysForHost, from the cached index). */
-function knownKeysFor(file: string, name: string): KnownHostEntry[] {
-  const idx = knownHostsIndex(file);
-  const plain = idx.byName.get(name) ?? [];
-  const scanned = idx.scanned.length ? keysForHost(idx.scanned, name) : [];
-  return scanned.length ? [...plain, ...scanned].sort((a, b) => a.line - b.line) : plain;
-}
-
-/** Decide on a presented host key. Returns null when accepted, or the reason for refusal. */
-export function verifyHostKey(
-  file: string,
-  host: HostSpec,
-  blob: Buffer,
-  acceptNew: boolean,
-): { ok: true; recorded?: boolean } | { ok: false; reason: string } {
-  const name = knownHostName(host.address, host.port);
-  const mine = knownKeysFor(file, name);
-  const b64 = blob.toString('base64');
-  if (mine.some((e) => e.key === b64)) return { ok: true };
-  if (mine.length > 0) {
-    const lines = mine.map((e) => e.line).join(', ');
-    return {
-      ok: false,
-      reason:
-        `HOST KEY CHANGED for ${name}: it presented ${keyType(blob)} ${fingerprint(blob)}, which does not match ` +
-        `${file} line ${lines}. This can mean a man-in-the-middle attack or a rebuilt host. ` +
-        `If the host was rebuilt on purpose, remove line ${lines} of ${file} and reconnect with --accept-new-host-keys.`,
-    };
-  }
-  if (!acceptNew) {
-    return {
-      ok: false,
-      reason:
-        `unknown host key for ${name} (${keyType(blob)} ${fingerprint(blob)}), not in ${file}. ` +
-        `Verify the fingerprint, then rerun with --accept-new-host-keys to record it.`,
-    };
-  }
-  mkdirSync(dirname(file), { recursive: true });
-  appendFileSync(file, `${name} ${keyType(blob)} ${b64}\n`, { mode: 0o600 });
-  knownHostsCache.delete(file);
-  return { ok: true, recorded: true };
-}
+// known_hosts: lib/known-hosts.ts (OpenSSH semantics: @revoked, negation, hashed names, @cert-authority; parsed once
+// per run and again when the file changes)
+export { fingerprint, knownHostName, keysForHost, parseKnownHosts, verifyHostKey, type KnownHostEntry } from './known-hosts.ts';
 
 // ---------------------------------------------------------------------------------------------
 // private keys: each file read and parsed once (ssh2's parser); every connection gets the parsed key object

@@ -8,11 +8,18 @@
 // mode), unless changedWhen(result) says otherwise after the real run.
 //
 // `cmd` as a string is shell code written by the role author (trusted, like Ansible's `shell`); as an
-// array it is argv, every word quoted. Paths, chdir and env values are always quoted.
+// array it is argv, every word quoted. Paths and chdir are always quoted.
+//
+// `env` values never appear on a command line (a host's `ps` shows every local user the command line of the
+// shell that sshd starts): they travel on stdin, NUL-terminated, ahead of `stdin`, and the script reads them
+// with bash's `read -d ''` (a builtin, one byte at a time from a pipe, so the bytes after them stay for the
+// command) and exports them. Only the names are in the script. The guards (creates/removes/unless/onlyIf)
+// run in the probe without `env`: it is the command's environment, not theirs.
 import type { ExecResult, Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { RemoteCommandError } from '../errors.ts';
 import { defineOp } from './base.ts';
-import { sh, raw } from '../shell.ts';
+import { sh } from '../shell.ts';
+import { mask } from '../secrets.ts';
 import { check, keyValues } from './sys-util.ts';
 
 export interface CommandArgs {
@@ -45,20 +52,31 @@ export interface CommandResult {
 
 const words = (c: string | string[]): string => (Array.isArray(c) ? sh`${c}` : c);
 
-/** `cd DIR && export K=V && ` prefix (quoted). */
+/** `read` + `export` of each env name (values come on stdin), then `cd DIR`, joined by && (empty: no prelude). */
 function prelude(a: CommandArgs): string {
   const out: string[] = [];
+  for (const k of Object.keys(a.env ?? {})) out.push(`IFS= read -r -d '' ${k} && export ${k}`);
   if (a.chdir !== undefined) out.push(sh`cd -- ${a.chdir}`);
-  for (const [k, v] of Object.entries(a.env ?? {})) out.push(sh`export ${raw(k)}=${v}`);
   return out.join(' && ');
+}
+
+/** The stdin of the apply: each env value NUL-terminated, in the order of prelude(), then the command's own stdin. */
+export function commandStdin(a: Pick<CommandArgs, 'env' | 'stdin'>): string | undefined {
+  const values = Object.values(a.env ?? {});
+  if (!values.length) return a.stdin;
+  return `${values.map((v) => `${v}\0`).join('')}${a.stdin ?? ''}`;
 }
 
 export function command(a: CommandArgs, options: StepOptions = {}): Operation {
   const text = words(a.cmd);
   check(text.trim() !== '', 'command', a.cmd);
-  for (const k of Object.keys(a.env ?? {})) check(/^[A-Za-z_][A-Za-z0-9_]*$/.test(k), 'environment variable name', k);
+  for (const [k, v] of Object.entries(a.env ?? {})) {
+    check(/^[A-Za-z_][A-Za-z0-9_]*$/.test(k), 'environment variable name', k);
+    check(!v.includes('\0'), `value of ${k} (a NUL byte cannot be in an environment variable)`, '…');
+  }
   const guarded = a.creates !== undefined || a.removes !== undefined || a.unless !== undefined || a.onlyIf !== undefined;
-  const short = text.split('\n')[0]!.slice(0, 80);
+  // masked before it is cut: a secret cut in two by the cut would no longer be found by mask()
+  const short = mask(text).split('\n')[0]!.slice(0, 80);
 
   return defineOp({
     kind: 'command',
@@ -68,7 +86,6 @@ export function command(a: CommandArgs, options: StepOptions = {}): Operation {
       if (!guarded && a.chdir === undefined) return null;
       const s: string[] = [];
       if (a.chdir !== undefined) s.push(sh`if cd -- ${a.chdir}; then echo chdir=ok; else echo chdir=missing; fi`);
-      for (const [k, v] of Object.entries(a.env ?? {})) s.push(sh`export ${raw(k)}=${v}`);
       if (a.creates !== undefined) s.push(sh`if [ -e ${a.creates} ] || [ -L ${a.creates} ]; then echo creates=yes; else echo creates=no; fi`);
       if (a.removes !== undefined) s.push(sh`if [ -e ${a.removes} ] || [ -L ${a.removes} ]; then echo removes=yes; else echo removes=no; fi`);
       // guards run in their own subshell, stdin closed, output discarded: only the exit code matters
@@ -108,7 +125,7 @@ export function command(a: CommandArgs, options: StepOptions = {}): Operation {
       plan.apply = async (ctx: StepContext): Promise<void> => {
         const pre = prelude(a);
         const script = pre ? `${pre} && {\n${text}\n}` : text;
-        const res = await ctx.exec(script, { nothrow: true, stdin: a.stdin, become: options.become, timeoutMs: a.timeoutMs });
+        const res = await ctx.exec(script, { nothrow: true, stdin: commandStdin(a), become: options.become, timeoutMs: a.timeoutMs });
         if (!(a.okCodes ?? [0]).includes(res.code)) throw new RemoteCommandError(ctx.host.name, text, res.code, res.stdout, res.stderr);
         // The outcome is only known now: the plan object is updated in place (the runner reports
         // plan.changed / changes / result as they are after apply).

@@ -359,8 +359,9 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
     }
     if (!w.parents) requireThat(ctx, st.parentExists, `parent directory of ${w.path} does not exist (set create: true to create it)`);
     const content = w.content ?? Buffer.alloc(0);
-    const want = resolveMode(w.want, w.defaultMode ?? '0644', false);
-    const mode = want.mode ?? w.defaultMode ?? '0644';
+    const base = w.defaultMode ?? (w.secret ? '0600' : '0644'); // content holding a secret: created private
+    const want = resolveMode(w.want, base, false);
+    const mode = want.mode ?? base;
     const attrs = [`mode ${mode}`];
     if (want.owner) attrs.push(`owner ${want.owner}`);
     if (want.group) attrs.push(`group ${want.group}`);
@@ -566,7 +567,7 @@ export interface FileArgs extends Attrs {
   /** present (default): content/attributes; absent: removed (directories recursively); touch: exists and
    *  times set to now; link: a symbolic link to src; hard: a hard link to src */
   state?: 'present' | 'absent' | 'touch' | 'link' | 'hard';
-  /** hide the content: no diff, no hash in the change lines */
+  /** hide the content: no diff, no hash in the change lines; the mode defaults to 0600 */
   secret?: boolean;
   /** check the new content before it replaces the file: a command with %s for the temp file
    *  (e.g. "sshd -t -f %s", "visudo -cf %s"); a non-zero exit fails the step, the file stays as it was */
@@ -605,7 +606,8 @@ const STATES = ['present', 'absent', 'touch', 'link', 'hard'];
 export function file(args: FileArgs, opts: StepOptions = {}): Operation {
   const path = checkPath(args.path, 'file');
   const what = `file ${path}`;
-  const want = normAttrs(args, what);
+  // a secret file is private unless the role says otherwise (new and existing files alike)
+  const want = normAttrs(args.secret && args.mode === undefined ? { ...args, mode: '0600' } : args, what);
   const state = args.state ?? 'present';
   if (!STATES.includes(state)) throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
   if (state === 'link' || state === 'hard') return link(path, state, args, want, opts);

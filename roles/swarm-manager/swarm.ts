@@ -59,6 +59,23 @@ function stale(list: string, host: HostSpec, keepId: string): string[] {
 }
 
 /**
+ * `docker swarm join` through the Engine API (POST /swarm/join, what the CLI sends), the body on stdin: the
+ * join token never stands on a command line (`ps` on the host shows command lines to every local user, and
+ * `docker swarm join --token` has no other way to take it).
+ */
+export const SWARM_JOIN = [
+  "r=$(curl -sS --max-time 85 --unix-socket /var/run/docker.sock -H 'Content-Type: application/json' \\",
+  "  --data-binary @- -w '\\n%{http_code}' http://localhost/swarm/join) || exit 1",
+  `code=\${r##*$'\\n'}; body=\${r%$'\\n'*}`,
+  '[ "$code" = 200 ] || { echo "docker swarm join: HTTP $code: $body" >&2; exit 1; }',
+].join('\n');
+
+/** The JSON body of POST /swarm/join (fields of the Engine API's SwarmJoinRequest). */
+export function swarmJoinBody(token: string, addr: string, target: string): string {
+  return JSON.stringify({ ListenAddr: `${addr}:2377`, AdvertiseAddr: addr, RemoteAddrs: [target], JoinToken: token });
+}
+
+/**
  * Make this host a member of the swarm with the given role: init (first manager, no swarm anywhere),
  * join with the right token, rejoin after it left, promote a worker that should be a manager.
  */
@@ -100,7 +117,7 @@ export function joinSwarm(role: 'manager' | 'worker'): Step {
     }
     const token = ctx.secret((await leader.ctx.exec(sh`docker swarm join-token -q ${role}`)).stdout.trim());
     const target = `${leader.state.nodeAddr || leader.host.address}:2377`;
-    await ctx.exec(sh`docker swarm join --token ${token} --advertise-addr ${addr} --listen-addr ${`${addr}:2377`} ${target}`, { timeoutMs: 90_000 });
+    await ctx.exec(SWARM_JOIN, { stdin: swarmJoinBody(token, addr, target), timeoutMs: 90_000 });
     changes.push(`joined as ${role} via ${leader.host.name}`);
     const now = await swarmState(ctx);
     // a node that rejoins gets a new ID; its old entry stays "down" in the list: remove it
