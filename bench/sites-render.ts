@@ -29,6 +29,7 @@ const farm: FarmStackSettings = {
     wordpressFpm: '10.10.0.2:5000/wpfarm/wordpress-fpm:0123456789abcdef',
     nginx: '10.10.0.2:5000/wpfarm/nginx:fedcba9876543210',
     redis: '10.10.0.2:5000/wpfarm/redis:7.0',
+    varnish: '10.10.0.2:5000/wpfarm/varnish:aaaabbbbccccdddd',
   },
   glusterSitesPath: '/mnt/gluster/sites',
   endpointMode: 'vip',

@@ -166,16 +166,18 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
 export interface SiteImages {
   wordpressFpm: EnsureResult;
   nginx: EnsureResult;
+  varnish: EnsureResult;
 }
 
-/** Both site images, in order (nginx takes WordPress core from the wordpress-fpm image just built). */
+/** The site images, in order (nginx takes WordPress core from the wordpress-fpm image just built). */
 export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = {}, imagesDir = IMAGES_DIR): Promise<SiteImages> {
   const wordpressFpm = await ensureImage({ name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage }, opts);
   const nginx = await ensureImage(
     { name: 'wpfarm/nginx', contextDir: path.join(imagesDir, 'nginx'), baseImage, buildArgs: { WORDPRESS_IMAGE: wordpressFpm.ref } },
     { ...opts, imageArgs: [...(opts.imageArgs ?? []), 'WORDPRESS_IMAGE'] },
   );
-  return { wordpressFpm, nginx };
+  const varnish = await ensureImage({ name: 'wpfarm/varnish', contextDir: path.join(imagesDir, 'varnish'), baseImage }, opts);
+  return { wordpressFpm, nginx, varnish };
 }
 
 // CLI: node --import tsx roles/wp-site/images.ts [--base IMAGE] [--registry HOST:PORT] [--json]

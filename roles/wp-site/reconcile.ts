@@ -144,6 +144,7 @@ export interface ImageRefs {
   wordpressFpm: string;
   nginx: string;
   redis: string;
+  varnish: string;
   changes: string[];
 }
 
@@ -153,6 +154,7 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
   const specs = {
     wordpressFpm: { name: 'wpfarm/wordpress-fpm', contextDir: path.join(s.imagesDir, 'wordpress-fpm'), baseImage: s.baseImage },
     redis: { name: 'wpfarm/redis', contextDir: path.join(s.imagesDir, 'redis'), baseImage: s.baseImage },
+    varnish: { name: 'wpfarm/varnish', contextDir: path.join(s.imagesDir, 'varnish'), baseImage: s.baseImage },
   };
   const changes: string[] = [];
   if (check) {
@@ -161,12 +163,14 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
     const tagOf = (dir: string, args?: Record<string, string>): string => contextHash(dir, { baseImageId: base, buildArgs: args });
     const wpTag = tagOf(specs.wordpressFpm.contextDir);
     const redisTag = tagOf(specs.redis.contextDir);
+    const varnishTag = tagOf(specs.varnish.contextDir);
     const wpLocal = await localImageId(`${s.registryPush ? `${s.registryPush}/` : ''}wpfarm/wordpress-fpm:${wpTag}`);
     const nginxTag = wpLocal ? tagOf(path.join(s.imagesDir, 'nginx'), { WORDPRESS_IMAGE: wpLocal }) : 'unknown';
     for (const [name, tag] of [
       ['wpfarm/wordpress-fpm', wpTag],
       ['wpfarm/nginx', nginxTag],
       ['wpfarm/redis', redisTag],
+      ['wpfarm/varnish', varnishTag],
     ] as const) {
       const present = tag !== 'unknown' && s.registryPush ? await registryHasTag(s.registryPush, name, tag).catch(() => false) : false;
       if (!present) changes.push(`image ${name}:${tag} would be built and pushed`);
@@ -175,6 +179,7 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
       wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wpTag),
       nginx: nodeRef('wpfarm/nginx', nginxTag),
       redis: nodeRef('wpfarm/redis', redisTag),
+      varnish: nodeRef('wpfarm/varnish', varnishTag),
       changes,
     };
   }
@@ -185,7 +190,8 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
     { ...opts, imageArgs: ['WORDPRESS_IMAGE'] },
   );
   const redis = await ensureImage(specs.redis, opts);
-  for (const r of [wp, nginx, redis]) {
+  const varnish = await ensureImage(specs.varnish, opts);
+  for (const r of [wp, nginx, redis, varnish]) {
     if (r.built) changes.push(`image ${r.ref} built`);
     if (r.pushed) changes.push(`image ${r.ref} pushed`);
   }
@@ -193,6 +199,7 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
     wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wp.tag),
     nginx: nodeRef('wpfarm/nginx', nginx.tag),
     redis: nodeRef('wpfarm/redis', redis.tag),
+    varnish: nodeRef('wpfarm/varnish', varnish.tag),
     changes,
   };
 }
@@ -414,7 +421,7 @@ export function farmSettings(
 ): FarmStackSettings {
   return {
     registry: s.registry,
-    images: { wordpressFpm: images.wordpressFpm, nginx: images.nginx, redis: images.redis },
+    images: { wordpressFpm: images.wordpressFpm, nginx: images.nginx, redis: images.redis, varnish: images.varnish },
     glusterSitesPath: s.glusterMount,
     endpointMode: s.endpointMode,
     db: { host: s.dbHost, port: s.dbPort },

@@ -13,6 +13,7 @@ import { quote } from 'zx';
 import { siteDomains, type SiteRecord } from './site.ts';
 import { emitYaml } from './yaml-emit.ts';
 import { siteRouterLabels } from '../traefik/labels.ts';
+import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 
 /** The per-site secrets (each one Swarm secret with a content-hashed name). */
 export const SITE_SECRET_KEYS = ['db_password', 'wp_keys'] as const;
@@ -27,6 +28,8 @@ export interface FarmStackSettings {
     wordpressFpm: string;
     nginx: string;
     redis: string;
+    /** the varnish image (cache tier 2); needed by sites with cache.varnish on */
+    varnish?: string;
   };
   /** Gluster mount holding one directory per site, e.g. /mnt/gluster/sites */
   glusterSitesPath: string;
@@ -43,12 +46,16 @@ export interface FarmStackSettings {
   overlayEncrypted?: boolean;
   /** CIDR of traefik-public: nginx trusts X-Forwarded-For only from there */
   traefikSubnet?: string;
+  /** Swarm's overlay address pool (site overlays get their subnet from it); default 10.0.0.0/8 */
+  overlayPool?: string;
   /** sites behind Cloudflare's proxy (Traefik takes the client IP from X-Forwarded-For); default true */
   cloudflareProxied?: boolean;
   /** CrowdSec bouncer middleware on the site routers; default true */
   crowdsec?: boolean;
   /** extra placement constraints for every service, e.g. ["node.labels.wp == true"] */
   placement?: string[];
+  /** addresses (or CIDRs) besides loopback and the site's php-fpm tasks that may PURGE a site's Varnish */
+  varnishPurgeFrom?: string[];
 }
 
 export interface RenderedSecret {
@@ -84,6 +91,33 @@ export interface RenderedStack {
 
 export const NGINX_PORT = 8080;
 export const FPM_PORT = 9000;
+export const VARNISH_PORT = 6081;
+/** how long Varnish may serve a cached page while nginx is down */
+export const VARNISH_GRACE_S = 3600;
+
+/** Varnish memory (malloc storage) and container limit of a site's varnish service. */
+const VARNISH_LIMIT = { cpus: 0.25, memory: '192M' } as const;
+const VARNISH_STORAGE = 'malloc,128m';
+
+/** The site's VCL (templates/varnish/site.vcl.ejs): pure, same record → same text. */
+export function siteVcl(site: SiteRecord, farm: Pick<FarmStackSettings, 'varnishPurgeFrom'>): string {
+  const purgeFrom = ['127.0.0.1', ...(farm.varnishPurgeFrom ?? [])];
+  for (const a of purgeFrom) {
+    if (!/^[0-9]{1,3}(\.[0-9]{1,3}){3}(\/[0-9]{1,2})?$/.test(a)) throw new Error(`site ${site.id}: varnishPurgeFrom: ${JSON.stringify(a)} is not an IPv4 address or CIDR`);
+  }
+  // a VCL ACL entry: "a.b.c.d" or "a.b.c.d"/n
+  const acl = [...new Set(purgeFrom)].map((a) => {
+    const [addr, bits] = a.split('/');
+    return { addr, bits: bits === undefined ? null : Number(bits) };
+  });
+  return renderTemplate(templatePath('varnish', 'site.vcl.ejs'), {
+    site: site.id,
+    domains: siteDomains(site),
+    ttl: site.cache_ttl,
+    grace: VARNISH_GRACE_S,
+    purge_from: acl,
+  });
+}
 
 export function stackName(id: string): string {
   return `wp-${id}`;
@@ -141,6 +175,10 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
   const domains = siteDomains(site);
   const siteDir = `${farm.glusterSitesPath.replace(/\/+$/, '')}/${id}`;
   const fpmAlias = `${id}-php-fpm`;
+  // cache tier 2: Traefik → varnish → nginx (nginx's own page cache off: a purge must reach every copy)
+  const varnish = site.cache.varnish;
+  const varnishImage = farm.images.varnish;
+  if (varnish && !varnishImage) throw new Error(`site ${id}: cache.varnish is on but the farm settings have no varnish image`);
 
   const update_config = { parallelism: 1, delay: '10s', failure_action: 'rollback', monitor: '30s', order: 'start-first' };
   const rollback_config = { parallelism: 1, delay: '5s', failure_action: 'pause', order: 'stop-first' };
@@ -166,30 +204,56 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
     }));
 
   const labels = siteRouterLabels(
-    { id, domains, sticky: site.sticky, adminAllowlist: site.admin_allowlist, port: NGINX_PORT },
+    { id, domains, sticky: site.sticky, adminAllowlist: site.admin_allowlist, port: varnish ? VARNISH_PORT : NGINX_PORT },
     { network: traefikNet, endpointMode: farm.endpointMode, cloudflareProxied: farm.cloudflareProxied, crowdsec: farm.crowdsec },
   );
   const sortedLabels = Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
 
+  const varnishService = varnish
+    ? {
+        varnish: {
+          image: varnishImage,
+          environment: {
+            WPFARM_SITE_ID: id,
+            WPFARM_VCL_B64: Buffer.from(siteVcl(site, farm)).toString('base64'),
+            // full service names: the short ones would also match on traefik-public
+            WPFARM_NGINX: `${stack}_nginx`,
+            WPFARM_FPM: `${stack}_php-fpm`,
+            VARNISH_PORT: String(VARNISH_PORT),
+            NGINX_PORT: String(NGINX_PORT),
+            VARNISH_STORAGE: VARNISH_STORAGE,
+          },
+          networks: { site: {}, [traefikNet]: {} },
+          healthcheck: { test: ['CMD', '/usr/local/bin/wpfarm-healthcheck'], interval: '15s', timeout: '5s', retries: 3, start_period: '20s' },
+          stop_grace_period: '10s',
+          logging,
+          deploy: { ...deployCommon(site.replicas, VARNISH_LIMIT), labels: sortedLabels },
+        },
+      }
+    : {};
+
   const services = {
+    ...varnishService,
     nginx: {
       image: farm.images.nginx,
       environment: {
         WPFARM_SITE_ID: id,
         NGINX_SERVER_NAMES: domains.join(' '),
-        NGINX_CACHE_TTL: String(site.cache_ttl),
+        NGINX_CACHE_TTL: varnish ? '0' : String(site.cache_ttl),
         NGINX_XMLRPC: site.xmlrpc ? 'on' : 'off',
         NGINX_ADMIN_ALLOWLIST: site.admin_allowlist.join(' '),
-        NGINX_REAL_IP_FROM: farm.traefikSubnet ?? '10.0.0.0/8',
+        // behind Varnish the peer is varnish's address in the site overlay (Swarm's address pool)
+        NGINX_REAL_IP_FROM: [...new Set([farm.traefikSubnet ?? '10.0.0.0/8', ...(varnish ? [farm.overlayPool ?? '10.0.0.0/8'] : [])])].join(' '),
         NGINX_CLIENT_MAX_BODY: site.php.post_max_size,
         NGINX_FPM_UPSTREAM: `php-fpm:${FPM_PORT}`,
       },
       volumes: wpContent(true),
-      networks: { site: {}, [traefikNet]: {} },
+      // behind Varnish nginx is reachable only in the site network
+      networks: varnish ? { site: {} } : { site: {}, [traefikNet]: {} },
       healthcheck: { test: ['CMD', '/usr/local/bin/wpfarm-healthcheck'], interval: '15s', timeout: '5s', retries: 3, start_period: '20s' },
       stop_grace_period: '15s',
       logging,
-      deploy: { ...deployCommon(site.replicas, site.limits.nginx), labels: sortedLabels },
+      deploy: varnish ? deployCommon(site.replicas, site.limits.nginx) : { ...deployCommon(site.replicas, site.limits.nginx), labels: sortedLabels },
     },
     'php-fpm': {
       image: farm.images.wordpressFpm,
@@ -203,6 +267,8 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         WORDPRESS_KEYS_FILE: '/run/secrets/wp_keys',
         WORDPRESS_REDIS_HOST: 'redis',
         WPFARM_OBJECT_CACHE: site.object_cache ? 'redis' : 'off',
+        // the must-use plugin wpfarm-varnish-purge.php sends PURGE to every task of this service
+        ...(varnish ? { WPFARM_VARNISH_PURGE: `${stack}_varnish:${VARNISH_PORT}` } : {}),
         // php-fpm listens only on its address in the site network (not on shared-services).
         FPM_LISTEN_VIA: `${fpmAlias} redis`,
         FPM_PORT: String(FPM_PORT),
@@ -273,6 +339,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
       nginx: { image: farm.images.nginx, replicas: site.replicas },
       'php-fpm': { image: farm.images.wordpressFpm, replicas: site.replicas },
       redis: { image: farm.images.redis, replicas: 1 },
+      ...(varnish && varnishImage ? { varnish: { image: varnishImage, replicas: site.replicas } } : {}),
     },
   };
 }

@@ -25,7 +25,7 @@ function render(text: string, endpointMode: 'dnsrr' | 'vip') {
     site,
     stack: renderSiteStack(site, {
       registry: 'r:5000',
-      images: { wordpressFpm: 'r:5000/wpfarm/wordpress-fpm:1', nginx: 'r:5000/wpfarm/nginx:1', redis: 'r:5000/wpfarm/redis:1' },
+      images: { wordpressFpm: 'r:5000/wpfarm/wordpress-fpm:1', nginx: 'r:5000/wpfarm/nginx:1', redis: 'r:5000/wpfarm/redis:1', varnish: 'r:5000/wpfarm/varnish:1' },
       glusterSitesPath: '/mnt/gluster/sites',
       endpointMode,
       db: { host: 'galera', port: 3306 },

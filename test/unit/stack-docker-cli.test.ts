@@ -16,6 +16,7 @@ function farm(endpointMode: 'dnsrr' | 'vip', ids: string[]): FarmStackSettings {
       wordpressFpm: '10.77.0.2:5000/wpfarm/wordpress-fpm:0123456789abcdef',
       nginx: '10.77.0.2:5000/wpfarm/nginx:fedcba9876543210',
       redis: '10.77.0.2:5000/wpfarm/redis:7.0',
+      varnish: '10.77.0.2:5000/wpfarm/varnish:aaaabbbbccccdddd',
     },
     glusterSitesPath: '/mnt/gluster/sites',
     endpointMode,
@@ -39,7 +40,7 @@ test('docker CLI with `stack config` is available', () => {
 test('docker stack config accepts the rendered stacks and reads them as meant', () => {
   const sites = [
     parseSiteRecord('s/blog1.yml', 'id: blog1\ndomain: blog.example\naliases: [www.blog.example]\nsticky: true\n', INV),
-    parseSiteRecord('s/shop.yml', 'id: shop\ndomain: shop.example\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\n', INV),
+    parseSiteRecord('s/shop.yml', 'id: shop\ndomain: shop.example\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\ncache: { varnish: false }\n', INV),
   ];
   for (const mode of ['dnsrr', 'vip'] as const) {
     for (const site of sites) {
@@ -47,7 +48,7 @@ test('docker stack config accepts the rendered stacks and reads them as meant', 
       const res = stackConfig(r.yaml);
       assert.equal(res.code, 0, res.err);
       const c = parse(res.out);
-      assert.deepEqual(Object.keys(c.services).sort(), ['nginx', 'php-fpm', 'redis']);
+      assert.deepEqual(Object.keys(c.services).sort(), ['nginx', 'php-fpm', 'redis', ...(site.cache.varnish ? ['varnish'] : [])]);
       // biome-ignore lint/suspicious/noExplicitAny: eslint-disable-line @typescript-eslint/no-explicit-any -- CLI output
       for (const svc of Object.values(c.services) as Record<string, any>[]) { // eslint-disable-line @typescript-eslint/no-explicit-any -- CLI output
         assert.equal(svc.deploy.endpoint_mode, mode);
@@ -67,7 +68,9 @@ test('docker stack config accepts the rendered stacks and reads them as meant', 
       assert.equal(c.networks.site.driver, 'overlay');
       assert.equal(c.networks['traefik-public'].external, true);
       assert.equal(c.services.nginx.environment.NGINX_XMLRPC, site.xmlrpc ? 'on' : 'off', 'stays a string');
-      assert.equal(c.services.nginx.deploy.labels['traefik.enable'], 'true');
+      // Traefik routes to varnish when the site has it, else to nginx
+      assert.equal(c.services[site.cache.varnish ? 'varnish' : 'nginx'].deploy.labels['traefik.enable'], 'true');
+      if (site.cache.varnish) assert.equal(c.services.nginx.deploy.labels, undefined);
       assert.deepEqual(c.services.redis.command.slice(-4), ['--appendonly', 'no', '--protected-mode', 'no'], 'YAML 1.1 words stay strings');
       if (mode === 'vip') assert.equal(c.networks.site.driver_opts.encrypted, 'true');
     }

@@ -29,7 +29,7 @@ test("rendered secret names are exactly what the engine's dockerSecret creates",
   const site = parseSiteRecord('s/shop.yml', 'id: shop\ndomain: shop.example\n', { management_cidrs: ['10.0.0.0/8'] });
   const r = renderSiteStack(site, {
     registry: 'r:5000',
-    images: { wordpressFpm: 'r:5000/wpfarm/wordpress-fpm:1', nginx: 'r:5000/wpfarm/nginx:1', redis: 'r:5000/wpfarm/redis:1' },
+    images: { wordpressFpm: 'r:5000/wpfarm/wordpress-fpm:1', nginx: 'r:5000/wpfarm/nginx:1', redis: 'r:5000/wpfarm/redis:1', varnish: 'r:5000/wpfarm/varnish:1' },
     glusterSitesPath: '/mnt/gluster/sites',
     endpointMode: 'dnsrr',
     db: { host: 'galera', port: 3306 },

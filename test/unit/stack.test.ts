@@ -70,6 +70,7 @@ function farm(over: Partial<FarmStackSettings> = {}, ids = ['blog1', 'shop']): F
       wordpressFpm: '10.10.0.2:5000/wpfarm/wordpress-fpm:0123456789abcdef',
       nginx: '10.10.0.2:5000/wpfarm/nginx:fedcba9876543210',
       redis: '10.10.0.2:5000/wpfarm/redis:7.0',
+      varnish: '10.10.0.2:5000/wpfarm/varnish:aaaabbbbccccdddd',
     },
     glusterSitesPath: '/mnt/gluster/sites/',
     endpointMode: 'dnsrr',
@@ -81,10 +82,15 @@ function farm(over: Partial<FarmStackSettings> = {}, ids = ['blog1', 'shop']): F
 }
 
 const INV = { management_cidrs: ['203.0.113.0/24'] };
-const blog1 = parseSiteRecord('inventory/sites/blog1.yml', 'id: blog1\ndomain: blog.example.com\naliases: [www.blog.example.com]\nsticky: true\n', INV);
+// these records route straight to nginx (the Varnish tier is covered by test/unit/varnish.test.ts)
+const blog1 = parseSiteRecord(
+  'inventory/sites/blog1.yml',
+  'id: blog1\ndomain: blog.example.com\naliases: [www.blog.example.com]\nsticky: true\ncache: { varnish: false }\n',
+  INV,
+);
 const shop = parseSiteRecord(
   'inventory/sites/shop.yml',
-  'id: shop\ndomain: shop.example.org\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\ncache_ttl: 120\n',
+  'id: shop\ndomain: shop.example.org\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\ncache_ttl: 120\ncache: { varnish: false }\n',
   INV,
 );
 
@@ -253,10 +259,12 @@ test("a site's services are never on another site's network", () => {
     for (const n of declared) {
       if (n.startsWith('wp-site-')) assert.equal(n, `wp-site-${r.siteId}`);
     }
-    // only nginx is on traefik-public, only php-fpm on shared-services, redis only on its site network
+    // only the routed service (varnish, or nginx without it) is on traefik-public, only php-fpm on shared-services,
+    // redis only on its site network
+    const routed = d.services.varnish ? 'varnish' : 'nginx';
     for (const [svc, def] of Object.entries(d.services)) {
       const nets = Object.keys(def.networks);
-      if (svc !== 'nginx') assert.ok(!nets.includes('traefik-public'), svc);
+      if (svc !== routed) assert.ok(!nets.includes('traefik-public'), svc);
       if (svc !== 'php-fpm') assert.ok(!nets.includes('shared-services'), svc);
     }
     // php-fpm binds to its site-network address (not shared-services): the alias it resolves is only on `site`
@@ -381,7 +389,7 @@ test('farm probe: one shell command gives the service list and the digests stack
   const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-stacks-'));
   try {
     // as stackDeploy leaves it: <stack>.yml per deployed stack (c3 never deployed, a1 deployed from an older render)
-    writeFileSync(path.join(dir, 'wp-a1.yml'), rendered[0].yaml.replace('"600"', '"601"'));
+    writeFileSync(path.join(dir, 'wp-a1.yml'), rendered[0].yaml.replace('"wp-a1_nginx"', '"wp-a1_nginx2"'));
     writeFileSync(path.join(dir, 'wp-b2.yml'), rendered[1].yaml);
     writeFileSync(path.join(dir, 'traefik.yml'), 'not a site\n');
     writeFileSync(path.join(dir, '.wp-b2.tmp123'), 'partial\n');

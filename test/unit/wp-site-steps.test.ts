@@ -21,6 +21,7 @@ const IMAGES: ImageRefs = {
   wordpressFpm: '10.10.0.2:5000/wpfarm/wordpress-fpm:0123456789abcdef',
   nginx: '10.10.0.2:5000/wpfarm/nginx:fedcba9876543210',
   redis: '10.10.0.2:5000/wpfarm/redis:1111222233334444',
+  varnish: '10.10.0.2:5000/wpfarm/varnish:aaaabbbbccccdddd',
   changes: [],
 };
 const deps: WpSiteDeps = { images: async () => IMAGES };
@@ -335,7 +336,7 @@ test("check mode with --tags secrets,stack: a new site's secrets and stack are p
     assert.equal(rows[0], 'ok site state');
     assert.match(rows[1]!, /^changed site secrets: news: generate secrets .*site-secrets\/news\.json; /);
     assert.match(rows[1]!, /; news: create secret site_news_db_password_[0-9a-f]{8}; news: create secret site_news_wp_keys_[0-9a-f]{8}$/);
-    assert.match(rows[2]!, /^changed site stacks: news: deploy stack wp-news \(3 services: nginx, php-fpm, redis\)$/);
+    assert.match(rows[2]!, /^changed site stacks: news: deploy stack wp-news \(4 services: varnish, nginx, php-fpm, redis\)$/);
     // probes only: the farm probe, two secret probes, one stack probe; no create, no deploy, no store write
     assert.equal(trips, 4, farm.commands.join('\n'));
     assert.ok(
