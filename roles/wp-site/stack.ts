@@ -103,7 +103,9 @@ const VARNISH_STORAGE = 'malloc,128m';
 export function siteVcl(site: SiteRecord, farm: Pick<FarmStackSettings, 'varnishPurgeFrom'>): string {
   const purgeFrom = ['127.0.0.1', ...(farm.varnishPurgeFrom ?? [])];
   for (const a of purgeFrom) {
-    if (!/^[0-9]{1,3}(\.[0-9]{1,3}){3}(\/[0-9]{1,2})?$/.test(a)) throw new Error(`site ${site.id}: varnishPurgeFrom: ${JSON.stringify(a)} is not an IPv4 address or CIDR`);
+    if (!/^[0-9]{1,3}(\.[0-9]{1,3}){3}(\/[0-9]{1,2})?$/.test(a)) {
+      throw new Error(`site ${site.id}: varnishPurgeFrom: ${JSON.stringify(a)} is not an IPv4 address or CIDR`);
+    }
   }
   // a VCL ACL entry: "a.b.c.d" or "a.b.c.d"/n
   const acl = [...new Set(purgeFrom)].map((a) => {
@@ -224,7 +226,13 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
             VARNISH_STORAGE: VARNISH_STORAGE,
           },
           networks: { site: {}, [traefikNet]: {} },
-          healthcheck: { test: ['CMD', '/usr/local/bin/wpfarm-healthcheck'], interval: '15s', timeout: '5s', retries: 3, start_period: '20s' },
+          healthcheck: {
+            test: ['CMD', '/usr/local/bin/wpfarm-healthcheck'],
+            interval: '15s',
+            timeout: '5s',
+            retries: 3,
+            start_period: '20s',
+          },
           stop_grace_period: '10s',
           logging,
           deploy: { ...deployCommon(site.replicas, VARNISH_LIMIT), labels: sortedLabels },
@@ -243,7 +251,9 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         NGINX_XMLRPC: site.xmlrpc ? 'on' : 'off',
         NGINX_ADMIN_ALLOWLIST: site.admin_allowlist.join(' '),
         // behind Varnish the peer is varnish's address in the site overlay (Swarm's address pool)
-        NGINX_REAL_IP_FROM: [...new Set([farm.traefikSubnet ?? '10.0.0.0/8', ...(varnish ? [farm.overlayPool ?? '10.0.0.0/8'] : [])])].join(' '),
+        NGINX_REAL_IP_FROM: [
+          ...new Set([farm.traefikSubnet ?? '10.0.0.0/8', ...(varnish ? [farm.overlayPool ?? '10.0.0.0/8'] : [])]),
+        ].join(' '),
         NGINX_CLIENT_MAX_BODY: site.php.post_max_size,
         NGINX_FPM_UPSTREAM: `php-fpm:${FPM_PORT}`,
       },
@@ -253,7 +263,9 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
       healthcheck: { test: ['CMD', '/usr/local/bin/wpfarm-healthcheck'], interval: '15s', timeout: '5s', retries: 3, start_period: '20s' },
       stop_grace_period: '15s',
       logging,
-      deploy: varnish ? deployCommon(site.replicas, site.limits.nginx) : { ...deployCommon(site.replicas, site.limits.nginx), labels: sortedLabels },
+      deploy: varnish
+        ? deployCommon(site.replicas, site.limits.nginx)
+        : { ...deployCommon(site.replicas, site.limits.nginx), labels: sortedLabels },
     },
     'php-fpm': {
       image: farm.images.wordpressFpm,

@@ -40,7 +40,8 @@ test('docker CLI with `stack config` is available', () => {
 test('docker stack config accepts the rendered stacks and reads them as meant', () => {
   const sites = [
     parseSiteRecord('s/blog1.yml', 'id: blog1\ndomain: blog.example\naliases: [www.blog.example]\nsticky: true\n', INV),
-    parseSiteRecord('s/shop.yml', 'id: shop\ndomain: shop.example\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\ncache: { varnish: false }\n', INV),
+    parseSiteRecord('s/shop.yml', 'id: shop\ndomain: shop.example\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\n' +
+      'cache: { varnish: false }\n', INV),
   ];
   for (const mode of ['dnsrr', 'vip'] as const) {
     for (const site of sites) {

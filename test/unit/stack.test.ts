@@ -90,7 +90,8 @@ const blog1 = parseSiteRecord(
 );
 const shop = parseSiteRecord(
   'inventory/sites/shop.yml',
-  'id: shop\ndomain: shop.example.org\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\ncache_ttl: 120\ncache: { varnish: false }\n',
+  'id: shop\ndomain: shop.example.org\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\ncache_ttl: 120\n' +
+    'cache: { varnish: false }\n',
   INV,
 );
 

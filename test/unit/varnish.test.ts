@@ -69,7 +69,12 @@ test('varnishd is installed (apt-get install varnish)', () => {
 test('the site VCL compiles with varnishd -C for several site records and backend sets', () => {
   const cases = [
     { site: rec('blog1'), f: {}, nginx: '10.0.5.3', fpm: '' },
-    { site: rec('shop', 'aliases: [www.shop.example.com]\ncache_ttl: 120\n'), f: { varnishPurgeFrom: ['10.77.0.0/24', '10.77.0.5'] }, nginx: '10.0.5.3 10.0.5.4 10.0.5.5', fpm: '10.0.5.9 10.0.5.10' },
+    {
+      site: rec('shop', 'aliases: [www.shop.example.com]\ncache_ttl: 120\n'),
+      f: { varnishPurgeFrom: ['10.77.0.0/24', '10.77.0.5'] },
+      nginx: '10.0.5.3 10.0.5.4 10.0.5.5',
+      fpm: '10.0.5.9 10.0.5.10',
+    },
     { site: rec('nocache', 'cache_ttl: 0\n'), f: {}, nginx: '10.0.6.2 10.0.6.3', fpm: '10.0.6.7' },
   ];
   for (const c of cases) {
@@ -86,7 +91,8 @@ test('the site VCL compiles with varnishd -C for several site records and backen
   }
   // the compile check is not vacuous: a broken include or VCL is refused
   assert.notEqual(compile(siteVcl(rec('blog1'), {}), 'backend x { .host = "10.0.0.1"; }').code, 0, 'no director `nginx`: refused');
-  assert.notEqual(compile(siteVcl(rec('blog1'), {}).replace('return (purge);', 'return (purgez);'), backends('8080', '10.0.0.2', '').out).code, 0);
+  const broken = siteVcl(rec('blog1'), {}).replace('return (purge);', 'return (purgez);');
+  assert.notEqual(compile(broken, backends('8080', '10.0.0.2', '').out).code, 0, 'a broken VCL: refused');
 });
 
 test('the VCL bypasses logged-in users, admin, login, previews, non-GET and carts; PURGE/BAN only from the ACLs', () => {
@@ -154,7 +160,10 @@ test('stack: a cached site has varnish in front (routed by Traefik, nginx cache 
   assert.equal(pd.services['php-fpm'].environment.WPFARM_VARNISH_PURGE, undefined);
   assert.equal(p.services.varnish, undefined);
 
-  assert.throws(() => renderSiteStack(cached, { ...f, images: { ...f.images, varnish: undefined } }), /cache\.varnish is on but the farm settings have no varnish image/);
+  assert.throws(
+    () => renderSiteStack(cached, { ...f, images: { ...f.images, varnish: undefined } }),
+    /cache\.varnish is on but the farm settings have no varnish image/,
+  );
 });
 
 test('site record: cache.varnish must be a boolean; unknown cache keys are refused with file and line', () => {

@@ -142,7 +142,8 @@ if (Wpfarm_Varnish_Purge::target() !== null) {
     add_action('switch_theme', [Wpfarm_Varnish_Purge::class, 'queue_ban'], 100);
     add_action('updated_option', static function (string $option): void {
         // transients, cron and other bookkeeping options change on page views: they never purge
-        if (str_starts_with($option, '_') || str_contains($option, 'transient') || $option === 'cron' || str_starts_with($option, 'wpfarm_')) {
+        if (str_starts_with($option, '_') || str_contains($option, 'transient')
+            || $option === 'cron' || str_starts_with($option, 'wpfarm_')) {
             return;
         }
         Wpfarm_Varnish_Purge::queue_ban();
