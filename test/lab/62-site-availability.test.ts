@@ -1,9 +1,10 @@
 // Availability of a site on the lab farm (issue 6): a bounded request loop runs while the site is scaled,
 // its images are updated, its secrets are rotated and one php-fpm task is killed; no request may fail.
 //  - the loop client is a container on traefik-public (where Traefik sits in production) that sends a GET
-//    every 200 ms to the site's nginx service by its Swarm DNS name (dnsrr: one answer per running task,
+//    every 200 ms to the site's varnish service (the hop after Traefik: cache tier 2 is on by default), by its
+//    Swarm DNS name (dnsrr: one answer per running task,
 //    resolved again for every request) with the site's Host header, and a unique query string so that
-//    every request goes through php-fpm and the database (no FastCGI cache hit). No retry: any answer
+//    every request goes through varnish (a miss), nginx, php-fpm and the database (no cache hit). No retry: any answer
 //    other than 200, and any connection failure, is a failed request.
 //  - the image update is real: a copy of files/images with one extra LABEL in the wordpress-fpm Dockerfile
 //    (site_images_dir), so wordpress-fpm and nginx get new content-hashed tags, are built, pushed and rolled.
@@ -36,7 +37,7 @@ const LOOP_SCRIPT = String.raw`
 i=0; end=$(( $(date +%s) + 1800 ))
 while [ ! -e /tmp/stop ] && [ "$(date +%s)" -lt "$end" ]; do
   i=$((i+1))
-  r=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --connect-timeout 5 --max-time 15 -H "Host: $SITE" -H 'X-Forwarded-Proto: https' "http://$SVC:8080/?avail=$i")
+  r=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --connect-timeout 5 --max-time 15 -H "Host: $SITE" -H 'X-Forwarded-Proto: https' "http://$SVC/?avail=$i")
   echo "$(date +%s.%N) $i $r"
   sleep 0.2
 done`;
@@ -77,7 +78,7 @@ before(async () => {
   assert.equal(r.code, 0, r.out.slice(-4000));
   const image = await serviceImage(`${STACK}_nginx`);
   await ssh(LOOP_NODE, `docker rm -f ${quote(LOOP)} >/dev/null 2>&1; docker run -d --name ${quote(LOOP)} --network traefik-public ` +
-    `-e SITE=${quote(C.domain)} -e SVC=${quote(`${STACK}_nginx`)} --entrypoint bash ${quote(image)} -c ${quote(LOOP_SCRIPT)}`);
+    `-e SITE=${quote(C.domain)} -e SVC=${quote(`${STACK}_varnish:6081`)} --entrypoint bash ${quote(image)} -c ${quote(LOOP_SCRIPT)}`);
   // the loop works before anything happens: requests answered 200
   const base = await during('baseline', () => new Promise((r) => setTimeout(r, 8000)));
   expectNoFailure(base, 10);
