@@ -8,7 +8,7 @@ RUN    = node $$(test -f .wpfarm/cli/wpfarm.mjs && echo .wpfarm/cli/wpfarm.mjs |
 INVENTORY ?=
 export CI
 
-.PHONY: setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
+.PHONY: lint setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,10 @@ node_modules/.package-lock.json: package.json
 
 typecheck: node_modules/.package-lock.json
 	npx tsc --noEmit
+
+# Biome's linter (biome.json): errors fail the build; warnings are printed.
+lint: node_modules/.package-lock.json
+	npx biome lint --diagnostic-level=error
 
 # Quick tier: pure code, no root services (seconds).
 test-unit: node_modules/.package-lock.json
@@ -37,11 +41,11 @@ test-lab: setup
 
 # What CI runs (.ci/run): every tier, the lab included (it builds the lab, converges the farm, proves the roles
 # and their faults, and takes the lab down leaving the machine as it was).
-test: setup typecheck
+test: setup typecheck lint
 	$(NODE) --test --test-concurrency=1 --test-timeout=1800000 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts test/lab/*.test.ts
 
 # Everything but the lab (about 10 minutes): unit, contract, engine.
-test-fast: setup typecheck
+test-fast: setup typecheck lint
 	$(NODE) --test --test-concurrency=1 --test-timeout=1800000 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts
 
 test-all: test

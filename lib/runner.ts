@@ -628,7 +628,7 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
         }),
       ),
     );
-    runs.forEach((r) => results.push(...r.results));
+    for (const r of runs) results.push(...r.results);
     outcomes.push(...got);
     if (shared.inputError) {
       env.reporter.roleEnd(role.name);

@@ -100,7 +100,7 @@ type Compiled = (data: Vars) => string;
 const cache = new Map<string, { mtimeMs: number; size: number; fn: Compiled }>();
 
 function compile(abs: string): Compiled {
-  let st;
+  let st: ReturnType<typeof statSync>;
   try {
     st = statSync(abs);
   } catch (e) {
