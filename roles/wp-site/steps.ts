@@ -21,7 +21,7 @@ import { withMysql, rows } from '../../lib/mysql.ts';
 import type { Step, StepContext, StepResult, Task, TaskOutcome } from '../../lib/types.ts';
 import { siteDirSteps } from '../gluster/model.ts';
 import type { SiteRecord } from './site.ts';
-import { diffFarm, renderSiteStack, siteDbName, SITE_SECRET_KEYS, type RenderedStack } from './stack.ts';
+import { diffFarm, renderSiteStack, siteDbName, SITE_SECRET_KEYS, stackName, type RenderedStack } from './stack.ts';
 import { siteSecretHashes, siteSecretPrefix } from './secrets.ts';
 import {
   ensureDatabase,
@@ -95,6 +95,11 @@ export function planFarm(a: {
   manager: string;
   settings: WpSiteSettings;
   sites: SiteRecord[];
+  /**
+   * the id of EVERY site record (default: `sites`): when a run reconciles some sites only (add-site), a deployed
+   * stack is an orphan only if no record at all renders it
+   */
+  recorded?: string[];
   images: ImageRefs;
   imagesMissing?: string[];
   probeOutput: string;
@@ -120,7 +125,9 @@ export function planFarm(a: {
     if (a.settings.full === site.id) reasons.push('checked completely (add-site)');
     return { site, rendered: r, stored: stored.get(site.id)!.value, newSecrets: stored.get(site.id)!.fresh, reasons };
   });
-  return new FarmState(a.manager, a.settings, a.images, a.imagesMissing ?? [], sites, diff.unchanged, diff.orphans);
+  const recorded = new Set((a.recorded ?? a.sites.map((x) => x.id)).map(stackName));
+  const orphans = diff.orphans.filter((stack) => !recorded.has(stack));
+  return new FarmState(a.manager, a.settings, a.images, a.imagesMissing ?? [], sites, diff.unchanged, orphans);
 }
 
 /** What the role needs from outside the hosts (the images are built on the controller); tests replace it. */
@@ -187,7 +194,9 @@ export function stateStep(deps: WpSiteDeps): Task {
     'site state',
     async (ctx) => {
       const s = wpSiteSettings(ctx);
-      const sites = readSites(s);
+      // orphans are computed from every record, whatever subset this run reconciles
+      const all = readSites({ ...s, only: [] });
+      const sites = s.only.length ? readSites(s) : all;
       if (!sites.length) return { skipped: `no site record in ${s.sitesDir}` };
       ctx.log(`${sites.length} site(s) in ${s.sitesDir}`);
       // the images step registered what it built; without it (--tags/--skip-tags) the tags are computed only
@@ -200,6 +209,7 @@ export function stateStep(deps: WpSiteDeps): Task {
         manager: m.host.name,
         settings: s,
         sites,
+        recorded: all.map((x) => x.id),
         images,
         imagesMissing: built ? [] : images.changes,
         probeOutput: out,
