@@ -99,7 +99,8 @@ export function newLockInfo(command = commandLine(), ttlSec = LOCK_TTL_SEC): Loc
   };
 }
 
-function pidAlive(pid: number): boolean {
+/** Is a process with this pid alive on this machine (EPERM: alive, owned by another user)? */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

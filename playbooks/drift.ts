@@ -16,7 +16,7 @@ import { quote } from 'zx';
 import { fail, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run, loadRole } from '../lib/play.ts';
-import { installBackupUnits, type UnitFile } from '../roles/backup/schedule.ts';
+import { controllerTimerUnits, installBackupUnits, type UnitFile } from '../roles/backup/schedule.ts';
 import { sh } from '../lib/shell.ts';
 import { PHASES } from './phases.ts';
 
@@ -26,41 +26,15 @@ export const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
 export function driftUnits(o: { repoDir: string; node: string; inventory: string[] }): UnitFile[] {
   const inv = o.inventory.flatMap((f) => ['--inventory', f]);
   const exec = [o.node, '--import', 'tsx', 'playbooks/drift.ts', ...inv].map((a) => quote(a)).join(' ');
-  return [
-    {
-      name: 'wpfarm-drift.service',
-      content: [
-        '[Unit]',
-        'Description=wpfarm drift check (roles in check mode, metrics to the hosts)',
-        'Wants=network-online.target',
-        'After=network-online.target',
-        '',
-        '[Service]',
-        'Type=oneshot',
-        `WorkingDirectory=${o.repoDir}`,
-        `ExecStart=${exec}`,
-        'Nice=10',
-        'TimeoutStartSec=50min',
-        '',
-      ].join('\n'),
-    },
-    {
-      name: 'wpfarm-drift.timer',
-      content: [
-        '[Unit]',
-        'Description=wpfarm drift check, hourly',
-        '',
-        '[Timer]',
-        'OnCalendar=hourly',
-        'RandomizedDelaySec=300',
-        'Persistent=true',
-        '',
-        '[Install]',
-        'WantedBy=timers.target',
-        '',
-      ].join('\n'),
-    },
-  ];
+  return controllerTimerUnits({
+    name: 'wpfarm-drift',
+    description: 'wpfarm drift check (roles in check mode, metrics to the hosts)',
+    timerDescription: 'wpfarm drift check, hourly',
+    repoDir: o.repoDir,
+    exec,
+    service: ['TimeoutStartSec=50min'],
+    timer: ['OnCalendar=hourly', 'RandomizedDelaySec=300', 'Persistent=true'],
+  });
 }
 
 /** The .prom text of one host. */

@@ -38,6 +38,27 @@ export interface UnitFile {
   content: string;
 }
 
+/** A oneshot service run from the wpfarm checkout on the controller, and the timer that starts it. */
+export function controllerTimerUnits(o: {
+  name: string;
+  description: string;
+  timerDescription: string;
+  repoDir: string;
+  exec: string;
+  /** [Service] lines after Nice=10 */
+  service: string[];
+  /** [Timer] lines */
+  timer: string[];
+}): UnitFile[] {
+  const service = ['[Unit]', `Description=${o.description}`, 'Wants=network-online.target', 'After=network-online.target', ''];
+  service.push('[Service]', 'Type=oneshot', `WorkingDirectory=${o.repoDir}`, `ExecStart=${o.exec}`, 'Nice=10', ...o.service, '');
+  const timer = ['[Unit]', `Description=${o.timerDescription}`, '', '[Timer]', ...o.timer, '', '[Install]', 'WantedBy=timers.target', ''];
+  return [
+    { name: `${o.name}.service`, content: service.join('\n') },
+    { name: `${o.name}.timer`, content: timer.join('\n') },
+  ];
+}
+
 /** systemd service + timer units for every schedule. `repoDir`: the wpfarm checkout; `node`: absolute path. */
 export function renderBackupUnits(o: { repoDir: string; node: string; inventory?: string | readonly string[]; timers?: readonly TimerSpec[] }): UnitFile[] {
   if (!o.repoDir.startsWith('/') || !o.node.startsWith('/')) throw new Error('repoDir and node must be absolute paths');
@@ -45,42 +66,17 @@ export function renderBackupUnits(o: { repoDir: string; node: string; inventory?
   for (const t of o.timers ?? BACKUP_TIMERS) {
     const args = [...t.args, ...[o.inventory ?? []].flat().flatMap((f) => ['--inventory', f])];
     const exec = ['/usr/bin/flock', `/run/wpfarm-backup-${t.lock}.lock`, o.node, '--import', 'tsx', 'playbooks/backup.ts', ...args].map((a) => quote(a)).join(' ');
-    out.push({
-      name: `wpfarm-backup-${t.name}.service`,
-      content: [
-        '[Unit]',
-        `Description=wpfarm backup: ${t.description}`,
-        'Wants=network-online.target',
-        'After=network-online.target',
-        '',
-        '[Service]',
-        'Type=oneshot',
-        `WorkingDirectory=${o.repoDir}`,
-        `ExecStart=${exec}`,
-        'Nice=10',
-        'IOSchedulingClass=idle',
-        'TimeoutStartSec=6h',
-        'PrivateTmp=true',
-        '',
-      ].join('\n'),
-    });
-    out.push({
-      name: `wpfarm-backup-${t.name}.timer`,
-      content: [
-        '[Unit]',
-        `Description=wpfarm backup schedule: ${t.description}`,
-        '',
-        '[Timer]',
-        `OnCalendar=${t.onCalendar}`,
-        'Persistent=true',
-        'RandomizedDelaySec=300',
-        'AccuracySec=1min',
-        '',
-        '[Install]',
-        'WantedBy=timers.target',
-        '',
-      ].join('\n'),
-    });
+    out.push(
+      ...controllerTimerUnits({
+        name: `wpfarm-backup-${t.name}`,
+        description: `wpfarm backup: ${t.description}`,
+        timerDescription: `wpfarm backup schedule: ${t.description}`,
+        repoDir: o.repoDir,
+        exec,
+        service: ['IOSchedulingClass=idle', 'TimeoutStartSec=6h', 'PrivateTmp=true'],
+        timer: [`OnCalendar=${t.onCalendar}`, 'Persistent=true', 'RandomizedDelaySec=300', 'AccuracySec=1min'],
+      }),
+    );
   }
   return out;
 }

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { $ } from 'zx';
+import { pidAlive } from '../../lib/lock.ts';
 import { PATHS } from './config.ts';
 import { ensureDir, readJson, runLogged, say, tryOut, waitFor, withLock, writeJson } from './util.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -35,14 +36,6 @@ export async function forwardPolicy(): Promise<string | undefined> {
   return m?.[1];
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function procName(pid: number): string {
   try {

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
+import { pidAlive } from '../../lib/lock.ts';
 import { PATHS } from './config.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -86,14 +87,6 @@ export async function runLogged(argv: string[], opts: LoggedOptions): Promise<vo
   });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * A lock between processes (several helpers and tests may call ensureDocker/base-image at once):
