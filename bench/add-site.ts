@@ -16,9 +16,14 @@ const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-bench-sites-'));
 const stamp = Date.now().toString(36).slice(-5);
 const domain = `bench${stamp}.lab.test`;
 const id = `bench${stamp}-lab-test`;
-const node = (script: string, args: string[]) => run(process.execPath, ['--import', 'tsx', script, '--inventory', INV, ...args], { maxBuffer: 64 << 20, timeout: 15 * 60_000 });
+const node = (script: string, args: string[]) =>
+  run(process.execPath, ['--import', 'tsx', script, '--inventory', INV, ...args], { maxBuffer: 64 << 20, timeout: 15 * 60_000 });
 const ssh = (addr: string, cmd: string) =>
-  run('ssh', ['-i', '.wpfarm/lab/id_ed25519', '-o', 'UserKnownHostsFile=.wpfarm/lab/known_hosts', '-o', 'LogLevel=ERROR', `root@${addr}`, cmd], { maxBuffer: 16 << 20 });
+  run(
+    'ssh',
+    ['-i', '.wpfarm/lab/id_ed25519', '-o', 'UserKnownHostsFile=.wpfarm/lab/known_hosts', '-o', 'LogLevel=ERROR', `root@${addr}`, cmd],
+    { maxBuffer: 16 << 20 },
+  );
 const ADDR: Record<string, string> = { wrk1: '10.77.0.21', wrk2: '10.77.0.22', mon1: '10.77.0.51' };
 
 try {
@@ -28,16 +33,34 @@ try {
   const t0 = performance.now();
   await node('playbooks/add-site.ts', ['--domain', domain, '--sites-dir', dir, '--json', json]);
   const addS = (performance.now() - t0) / 1000;
-  const { stdout } = await ssh('10.77.0.11', `docker service ps --filter desired-state=running --format '{{.Node}}' ${quote(`wp-${id}_nginx`)}`);
+  const { stdout } = await ssh(
+    '10.77.0.11',
+    `docker service ps --filter desired-state=running --format '{{.Node}}' ${quote(`wp-${id}_nginx`)}`,
+  );
   const n = stdout.trim().split('\n')[0]!;
-  const get = await ssh(ADDR[n] ?? n, `docker exec $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=wp-${id}_nginx`)} | head -n1) curl -s -o /dev/null -w '%{http_code}' -H ${quote(`Host: ${domain}`)} -H 'X-Forwarded-Proto: https' http://127.0.0.1:8080/`);
+  const get = await ssh(
+    ADDR[n] ?? n,
+    `docker exec $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=wp-${id}_nginx`)} | head -n1) curl -s -o /dev/null -w '%{http_code}' -H ${quote(`Host: ${domain}`)} -H 'X-Forwarded-Proto: https' http://127.0.0.1:8080/`,
+  );
   const servingS = (performance.now() - t0) / 1000;
   const t1 = performance.now();
   await node('playbooks/add-site.ts', ['--domain', domain, '--sites-dir', dir]);
   const rerunS = (performance.now() - t1) / 1000;
   const rt = (JSON.parse(readFileSync(json, 'utf8')) as { roundTrips: number }).roundTrips;
-  console.log(JSON.stringify({ add_site_s: +addS.toFixed(1), serving_s: +servingS.toFixed(1), http: get.stdout.trim(), rerun_s: +rerunS.toFixed(1), round_trips: rt, target_s: 60 }));
+  console.log(
+    JSON.stringify({
+      add_site_s: +addS.toFixed(1),
+      serving_s: +servingS.toFixed(1),
+      http: get.stdout.trim(),
+      rerun_s: +rerunS.toFixed(1),
+      round_trips: rt,
+      target_s: 60,
+    }),
+  );
 } finally {
-  if (!process.argv.includes('--keep')) await node('playbooks/remove-site.ts', ['--domain', domain, '--yes', '--no-backup', '--sites-dir', dir]).catch((e: Error) => console.error(`cleanup: ${e.message}`));
+  if (!process.argv.includes('--keep'))
+    await node('playbooks/remove-site.ts', ['--domain', domain, '--yes', '--no-backup', '--sites-dir', dir]).catch((e: Error) =>
+      console.error(`cleanup: ${e.message}`),
+    );
   rmSync(dir, { recursive: true, force: true });
 }

@@ -60,7 +60,9 @@ function push(mode: CliMode, what: Row['what'], hosts: number, xs: ReturnType<ty
     ...extra,
   });
   const r = rows.at(-1)!;
-  console.log(`cli-start: ${mode.padEnd(4)} ${what.padEnd(5)} N=${hosts}: wall ${r.wall_s} s, cpu ${r.cpu_s} s, rss ${r.peak_rss_mb} MB${r.changed !== undefined ? `, changed ${r.changed}` : ''}`);
+  console.log(
+    `cli-start: ${mode.padEnd(4)} ${what.padEnd(5)} N=${hosts}: wall ${r.wall_s} s, cpu ${r.cpu_s} s, rss ${r.peak_rss_mb} MB${r.changed !== undefined ? `, changed ${r.changed}` : ''}`,
+  );
 }
 
 await buildCli();
@@ -86,17 +88,31 @@ for (const n of NS) {
         };
         for (const what of ['first', 'rerun'] as const) {
           const json = join(lab.dir, `cli-${mode}-${what}.json`);
-          const t = await run(mode, ['bench/workload.ts', '--inventory', lab.inventoryFile, '--forks', String(n), '--json', json], what === 'first' ? reset : undefined);
+          const t = await run(
+            mode,
+            ['bench/workload.ts', '--inventory', lab.inventoryFile, '--forks', String(n), '--json', json],
+            what === 'first' ? reset : undefined,
+          );
           if (t.code !== 0) throw new Error(`${mode} ${what} N=${n} failed (exit ${t.code}):\n${t.stdout.slice(-2000)}`);
           const rep = JSON.parse(readFileSync(json, 'utf8')) as { results: { status: string }[]; engineCpuMs: number };
-          (res[`${mode}/${what}`] ??= []).push({ t, engine: rep.engineCpuMs / 1000, changed: rep.results.filter((r) => r.status === 'changed').length });
+          (res[`${mode}/${what}`] ??= []).push({
+            t,
+            engine: rep.engineCpuMs / 1000,
+            changed: rep.results.filter((r) => r.status === 'changed').length,
+          });
         }
       }
     }
     for (const mode of MODES) {
       for (const what of ['first', 'rerun'] as const) {
         const xs = res[`${mode}/${what}`]!;
-        push(mode, what, n, xs.map((x) => x.t), { engine_cpu_s: +median(xs.map((x) => x.engine)).toFixed(3), changed: median(xs.map((x) => x.changed)) });
+        push(
+          mode,
+          what,
+          n,
+          xs.map((x) => x.t),
+          { engine_cpu_s: +median(xs.map((x) => x.engine)).toFixed(3), changed: median(xs.map((x) => x.changed)) },
+        );
       }
     }
   } finally {

@@ -100,16 +100,33 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
       // sources edited meanwhile (others work in this checkout): rebuilt, never measured through the fallback
       if (CLI === 'fast') await buildCli({ quiet: true });
       if (attempt > 1 && scenario === 'first') resetHosts(lab);
-      t = timed(process.execPath, nodeArgs(CLI, 'playbooks/run-role.ts', ['bench/workload.ts', '--inventory', lab.inventoryFile, '--forks', String(n), '--json', json]), {
-        CI: 'true',
-        WPFARM_CLI_DEBUG: '1',
-      });
+      t = timed(
+        process.execPath,
+        nodeArgs(CLI, 'playbooks/run-role.ts', [
+          'bench/workload.ts',
+          '--inventory',
+          lab.inventoryFile,
+          '--forks',
+          String(n),
+          '--json',
+          json,
+        ]),
+        {
+          CI: 'true',
+          WPFARM_CLI_DEBUG: '1',
+        },
+      );
       if (t.code !== 0) throw new Error(`wpfarm ${scenario} failed (exit ${t.code}):\n${t.stdout.slice(-3000)}`);
       if (CLI === 'tsx' || t.stdout.includes('wpfarm-cli: bundle')) break;
-      if (attempt >= 5) throw new Error(`wpfarm ${scenario}: the fast CLI fell back to tsx ${attempt} times: ${/wpfarm-cli: .*/.exec(t.stdout)?.[0]}`);
+      if (attempt >= 5)
+        throw new Error(`wpfarm ${scenario}: the fast CLI fell back to tsx ${attempt} times: ${/wpfarm-cli: .*/.exec(t.stdout)?.[0]}`);
     }
     const load_end = load1();
-    const rep = JSON.parse(readFileSync(json, 'utf8')) as { results: { status: string }[]; engineCpuMs: number; roles: { hosts: { status: string }[] }[] };
+    const rep = JSON.parse(readFileSync(json, 'utf8')) as {
+      results: { status: string }[];
+      engineCpuMs: number;
+      roles: { hosts: { status: string }[] }[];
+    };
     raw.push({
       tool: 'wpfarm',
       scenario,
@@ -154,8 +171,20 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
     const load_start = load1();
     const t = timed('bash', ['-c', script]);
     const failed = Number(/floor-failed=(\d+)/.exec(t.stdout)?.[1] ?? -1);
-    if (t.code !== 0 || failed !== 0) console.log(`bench: N=${n}: the floor had ${failed} failed ssh (exit ${t.code}): ${t.stdout.slice(-600)}`);
-    raw.push({ tool: 'floor', scenario: 'rerun', hosts: n, tasks: TASKS, wall_s: t.wall, cpu_s: t.cpu, peak_rss_mb: t.rssMb, failed, load_start, load_end: load1() });
+    if (t.code !== 0 || failed !== 0)
+      console.log(`bench: N=${n}: the floor had ${failed} failed ssh (exit ${t.code}): ${t.stdout.slice(-600)}`);
+    raw.push({
+      tool: 'floor',
+      scenario: 'rerun',
+      hosts: n,
+      tasks: TASKS,
+      wall_s: t.wall,
+      cpu_s: t.cpu,
+      peak_rss_mb: t.rssMb,
+      failed,
+      load_start,
+      load_end: load1(),
+    });
   };
   try {
     for (let rep = 1; rep <= REPS; rep++) {
@@ -172,7 +201,10 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
       console.log(
         `bench: N=${n} rep ${rep}: ` +
           last
-            .map((r) => `${r.tool}/${r.scenario} ${r.wall_s.toFixed(2)} s${r.changed !== undefined ? ` (changed ${r.changed})` : ''} load ${r.load_start}→${r.load_end}`)
+            .map(
+              (r) =>
+                `${r.tool}/${r.scenario} ${r.wall_s.toFixed(2)} s${r.changed !== undefined ? ` (changed ${r.changed})` : ''} load ${r.load_start}→${r.load_end}`,
+            )
             .join(', '),
       );
     }
@@ -254,10 +286,13 @@ async function main(): Promise<void> {
   const kept = process.env.BENCH_KEEP ? ' (rows of other N kept from the previous results)' : '';
   const block =
     `${start}\nMeasured ${new Date().toISOString()} on this machine (${NS.join(', ')} hosts${kept}, ${REPS} repetitions, medians; wpfarm ` +
-    `started ${CLI === 'fast' ? 'through the fast CLI' : 'through tsx'}; \`make bench\`; Ansible ${Number.isFinite(ANSIBLE_MAX_N) ? `up to ${ANSIBLE_MAX_N} hosts` : "at every N"}). The machine is ` +
+    `started ${CLI === 'fast' ? 'through the fast CLI' : 'through tsx'}; \`make bench\`; Ansible ${Number.isFinite(ANSIBLE_MAX_N) ? `up to ${ANSIBLE_MAX_N} hosts` : 'at every N'}). The machine is ` +
     `shared with other jobs: the load average (1 min) at the start and end of each run is in the table and in latest.json; ` +
     `wall times under a high load are the machine's, not the tool's.\n\n${t}\n\n${sites}\n${end}`;
-  writeFileSync('bench/README.md', readme.includes(start) ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), block) : `${readme}\n${block}\n`);
+  writeFileSync(
+    'bench/README.md',
+    readme.includes(start) ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), block) : `${readme}\n${block}\n`,
+  );
   console.log('bench: wrote bench/results/latest.json and bench/README.md');
 }
 

@@ -39,8 +39,14 @@ try {
   // every site serving: GET / through one of its nginx tasks with its Host header
   let serving = 0;
   for (const s of sites) {
-    const node = (await ssh('mgr1', `docker service ps --filter desired-state=running --format '{{.Node}}' ${quote(`wp-${s.id}_nginx`)}`)).split('\n')[0]!;
-    const code = await ssh(ADDR[node] ?? node, `docker exec $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=wp-${s.id}_nginx`)} | head -n1) curl -s -o /dev/null -w '%{http_code}' -H ${quote(`Host: ${s.domain}`)} -H 'X-Forwarded-Proto: https' http://127.0.0.1:8080/`, { nothrow: true });
+    const node = (
+      await ssh('mgr1', `docker service ps --filter desired-state=running --format '{{.Node}}' ${quote(`wp-${s.id}_nginx`)}`)
+    ).split('\n')[0]!;
+    const code = await ssh(
+      ADDR[node] ?? node,
+      `docker exec $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=wp-${s.id}_nginx`)} | head -n1) curl -s -o /dev/null -w '%{http_code}' -H ${quote(`Host: ${s.domain}`)} -H 'X-Forwarded-Proto: https' http://127.0.0.1:8080/`,
+      { nothrow: true },
+    );
     if (code === '200') serving++;
   }
   // memory: every container of these stacks on the workers (docker stats, usage as the kernel counts it)
@@ -60,7 +66,11 @@ try {
   const result = {
     sites: N,
     total_s: +totalS.toFixed(1),
-    add_site_s: { min: +Math.min(...perSite).toFixed(1), median: +[...perSite].sort((a, b) => a - b)[Math.floor(N / 2)]!.toFixed(1), max: +Math.max(...perSite).toFixed(1) },
+    add_site_s: {
+      min: +Math.min(...perSite).toFixed(1),
+      median: +[...perSite].sort((a, b) => a - b)[Math.floor(N / 2)]!.toFixed(1),
+      max: +Math.max(...perSite).toFixed(1),
+    },
     serving: `${serving}/${N}`,
     memory_mib_per_site: +(totalMiB / N).toFixed(1),
     reconcile_all_s: +reconcileS.toFixed(1),
@@ -74,7 +84,10 @@ try {
   if (rec.code !== 0) process.exitCode = 1;
 } finally {
   if (!process.argv.includes('--keep')) {
-    for (const s of added) await cli(work, 'playbooks/remove-site.ts', ['--domain', s.domain, '--yes', '--no-backup', '--sites-dir', dir]).catch(() => undefined);
+    for (const s of added)
+      await cli(work, 'playbooks/remove-site.ts', ['--domain', s.domain, '--yes', '--no-backup', '--sites-dir', dir]).catch(
+        () => undefined,
+      );
   }
   rmSync(work, { recursive: true, force: true });
 }

@@ -7,7 +7,14 @@
 import { performance } from 'node:perf_hooks';
 import { parseSiteRecord, checkFarmUniqueness, type SiteRecord } from '../roles/wp-site/site.ts';
 import { formatProblem } from '../lib/schema.ts';
-import { renderSiteStack, diffFarm, secretHash, updatedStateFile, type FarmStackSettings, type RenderedStack } from '../roles/wp-site/stack.ts';
+import {
+  renderSiteStack,
+  diffFarm,
+  secretHash,
+  updatedStateFile,
+  type FarmStackSettings,
+  type RenderedStack,
+} from '../roles/wp-site/stack.ts';
 
 const count = Number(process.argv[2] ?? 500);
 const INV = { management_cidrs: ['203.0.113.0/24', '198.51.100.0/24'] };
@@ -46,7 +53,14 @@ function serviceLsFor(rendered: RenderedStack[]): string {
   return rendered
     .flatMap((r) =>
       Object.entries(r.services).map(([svc, s]) =>
-        JSON.stringify({ ID: `x${n++}`, Image: s.image, Mode: 'replicated', Name: `${r.stack}_${svc}`, Ports: '', Replicas: `${s.replicas}/${s.replicas}` }),
+        JSON.stringify({
+          ID: `x${n++}`,
+          Image: s.image,
+          Mode: 'replicated',
+          Name: `${r.stack}_${svc}`,
+          Ports: '',
+          Replicas: `${s.replicas}/${s.replicas}`,
+        }),
       ),
     )
     .join('\n');
@@ -81,11 +95,17 @@ const tReconcile = ms(t);
 // 5 edited sites
 const edited = sites.map((s, i) => (i % 100 === 3 ? { ...s, cache_ttl: s.cache_ttl + 1 } : s));
 t = performance.now();
-const editedDiff = diffFarm(edited.map((s) => renderSiteStack(s, farm)), live, state);
+const editedDiff = diffFarm(
+  edited.map((s) => renderSiteStack(s, farm)),
+  live,
+  state,
+);
 const tEdited = ms(t);
 
 const bytes = rendered.reduce((n, r) => n + r.yaml.length, 0);
-console.log(`sites: ${count}, rendered YAML: ${(bytes / 1024).toFixed(0)} KiB (${Math.round(bytes / count)} B per stack), service ls: ${(live.length / 1024).toFixed(0)} KiB`);
+console.log(
+  `sites: ${count}, rendered YAML: ${(bytes / 1024).toFixed(0)} KiB (${Math.round(bytes / count)} B per stack), service ls: ${(live.length / 1024).toFixed(0)} KiB`,
+);
 console.log(`parse+validate+uniqueness: ${tParse}`);
 console.log(`render all:                ${tRender}`);
 console.log(`diff all (no change):      ${tDiff}  -> ${noChange.unchanged} unchanged, ${noChange.changes.length} to deploy`);

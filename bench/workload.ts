@@ -29,7 +29,12 @@ const role: Role = {
     file({ path: `${B}/conf/c.conf`, content: 'delta=4\n', mode: '0600' }), // 7
     file({ path: `${B}/conf/d.conf`, content: 'epsilon=5\n' }), // 8 (mode left to step 15)
     template(
-      { path: `${B}/conf/app.conf`, src: 'bench/templates/app.conf.ejs', mode: '0644', vars: { host: ctx.host.name, port: 8080, workers: 4, upstreams: ['10.0.0.1', '10.0.0.2'] } },
+      {
+        path: `${B}/conf/app.conf`,
+        src: 'bench/templates/app.conf.ejs',
+        mode: '0644',
+        vars: { host: ctx.host.name, port: 8080, workers: 4, upstreams: ['10.0.0.1', '10.0.0.2'] },
+      },
       { notify: 'reload app' },
     ), // 9
     lineinfile({ path: `${B}/conf/lines.conf`, regexp: '^max=', line: 'max=10', create: true }), // 10
@@ -43,7 +48,7 @@ const role: Role = {
     stat(`${B}/initialized`, { register: 'init' }), // 18
     file(
       { path: `${B}/data/ready`, content: 'ready\n', mode: '0644' },
-      { when: (c) => ((c.registered.init?.result as StatResult | undefined)?.exists ?? false) },
+      { when: (c) => (c.registered.init?.result as StatResult | undefined)?.exists ?? false },
     ), // 19
     file({ path: `${B}/conf/e.conf`, content: 'eta=7\n', mode: '0644' }, { notify: 'reload app' }), // 20
     file({ path: `${B}/conf/local.conf`, content: 'local=1\n', mode: '0644', force: false }), // 21: seeded once, never overwritten

@@ -89,7 +89,12 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = [
   },
   { name: 'extra-vars', short: 'e', type: 'string', arg: 'k=v', repeatable: true, help: 'extra vars, highest precedence' },
   { name: 'json', type: 'string', arg: 'FILE', help: "write every step's result and diff to FILE (secrets masked)" },
-  { name: 'timeline', type: 'string', arg: 'FILE', help: 'write an HTML timeline of the run (also written beside --json FILE as FILE.html)' },
+  {
+    name: 'timeline',
+    type: 'string',
+    arg: 'FILE',
+    help: 'write an HTML timeline of the run (also written beside --json FILE as FILE.html)',
+  },
   {
     name: 'wait-lock',
     type: 'integer',
@@ -111,7 +116,8 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: 'help', short: 'h', type: 'boolean', help: 'this help' },
 ];
 
-export const EXIT_HELP = 'Exit codes: 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input, 5 the deploy lock is held, 130 interrupted.';
+export const EXIT_HELP =
+  'Exit codes: 0 all ok, 2 a host failed, 3 a host unreachable, 4 bad input, 5 the deploy lock is held, 130 interrupted.';
 
 export interface CommonFlags {
   /** every -i, in order (merged by loadInventory, later wins); [defaultInventory()] when none */
@@ -230,7 +236,12 @@ export function parseCli(argv: string[], cmd: CommandSpec = { name: 'wpfarm', su
   let raw: Record<string, string | boolean | (string | boolean)[] | undefined>;
   let positionals: string[];
   try {
-    ({ values: raw, positionals } = parseArgs({ args: withWaitLockDefault(argv), options, allowPositionals: !!cmd.positionals, strict: true }));
+    ({ values: raw, positionals } = parseArgs({
+      args: withWaitLockDefault(argv),
+      options,
+      allowPositionals: !!cmd.positionals,
+      strict: true,
+    }));
   } catch (e) {
     throw bad(cmd, parseArgsMessage(e));
   }

@@ -84,7 +84,9 @@ export function requireCredential(name: string, where: string | undefined, src: 
   }
   const v = lookupEnv(name, src);
   if (v === undefined) {
-    const looked = src.exists ? `in the environment nor in ${displayPath(src.file)}` : `in the environment, and there is no ${displayPath(src.file)} file`;
+    const looked = src.exists
+      ? `in the environment nor in ${displayPath(src.file)}`
+      : `in the environment, and there is no ${displayPath(src.file)} file`;
     throw new InputError(`env var ${name} is not set (or empty) ${looked}`, where);
   }
   if (v.length < MIN_SECRET_LENGTH) {

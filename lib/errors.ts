@@ -6,7 +6,10 @@ export const EXIT = { OK: 0, FAILED: 2, UNREACHABLE: 3, BAD_INPUT: 4, LOCKED: 5,
 /** Bad input: inventory, arguments, templates, site records. `where` is "file:line" or "file:line field". */
 export class InputError extends Error {
   readonly exitCode = EXIT.BAD_INPUT;
-  constructor(message: string, readonly where?: string) {
+  constructor(
+    message: string,
+    readonly where?: string,
+  ) {
     super(where ? `${where}: ${message}` : message);
     this.name = 'InputError';
   }
@@ -22,7 +25,11 @@ export class RemoteCommandError extends Error {
     readonly stderr: string,
   ) {
     // masked BEFORE the cuts below: a secret cut in two by them would no longer be found
-    const tail = mask(stderr || stdout).trim().split('\n').slice(-6).join('\n');
+    const tail = mask(stderr || stdout)
+      .trim()
+      .split('\n')
+      .slice(-6)
+      .join('\n');
     super(`${host}: command failed (exit ${code}): ${firstLine(mask(command))}${tail ? `\n${tail}` : ''}`);
     this.name = 'RemoteCommandError';
   }
@@ -30,7 +37,10 @@ export class RemoteCommandError extends Error {
 
 /** The host cannot be reached (connect failure, dropped connection after one reconnect, timeout). */
 export class UnreachableError extends Error {
-  constructor(readonly host: string, reason: string) {
+  constructor(
+    readonly host: string,
+    reason: string,
+  ) {
     super(`${host}: unreachable: ${reason}`);
     this.name = 'UnreachableError';
   }
@@ -38,7 +48,10 @@ export class UnreachableError extends Error {
 
 /** The host key presented differs from known_hosts, or is unknown and first contact was not allowed. */
 export class HostKeyError extends Error {
-  constructor(readonly host: string, message: string) {
+  constructor(
+    readonly host: string,
+    message: string,
+  ) {
     super(`${host}: ${message}`);
     this.name = 'HostKeyError';
   }

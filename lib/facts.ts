@@ -245,7 +245,8 @@ export function parseDpkgQuery(out: string): Record<string, PackageInfo> {
 }
 
 /** Installed and configured (trigger processing pending still counts); config-files, half-installed, unpacked do not. */
-export const isInstalled = (p: PackageInfo | undefined): boolean => !!p && /^\S+ ok (installed|triggers-awaited|triggers-pending)$/.test(p.status);
+export const isInstalled = (p: PackageInfo | undefined): boolean =>
+  !!p && /^\S+ ok (installed|triggers-awaited|triggers-pending)$/.test(p.status);
 
 /** packages: installed package → version (config-files-only and half-installed left out). */
 export const packagesFact = defineFact<Record<string, string>>({
@@ -278,7 +279,10 @@ export function parseServices(out: string): ServicesFact {
   const res: Record<string, ServiceInfo> = {};
   for (const l of lines(units)) {
     // UNIT LOAD ACTIVE SUB DESCRIPTION ("●" marks failed units in some versions even with --plain)
-    const f = l.replace(/^[●*]\s*/, '').trim().split(/\s+/);
+    const f = l
+      .replace(/^[●*]\s*/, '')
+      .trim()
+      .split(/\s+/);
     if (f.length < 4 || !f[0]!.includes('.')) continue;
     res[f[0]!] = { load: f[1]!, active: f[2]!, sub: f[3]!, enabled: '' };
   }
@@ -295,7 +299,7 @@ export function parseServices(out: string): ServicesFact {
 export const servicesFact = defineFact<ServicesFact>({
   name: 'services',
   script: [
-    "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi",
+    'if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi',
     'echo %%units',
     'systemctl list-units --type=service --all --no-legend --no-pager --plain',
     'echo %%files',
@@ -342,8 +346,21 @@ export interface SwarmFact {
 
 /** Parse `docker info --format '{{json .Swarm}}'`. */
 export function parseSwarm(out: string): SwarmFact {
-  const none: SwarmFact = { state: 'unavailable', nodeId: '', nodeAddr: '', isManager: false, clusterId: '', managers: 0, nodes: 0, remoteManagers: [], error: '' };
-  const text = out.trim().split('\n').find((l) => l.trim().startsWith('{'));
+  const none: SwarmFact = {
+    state: 'unavailable',
+    nodeId: '',
+    nodeAddr: '',
+    isManager: false,
+    clusterId: '',
+    managers: 0,
+    nodes: 0,
+    remoteManagers: [],
+    error: '',
+  };
+  const text = out
+    .trim()
+    .split('\n')
+    .find((l) => l.trim().startsWith('{'));
   if (!text) return none;
   let j: Record<string, unknown>;
   try {
@@ -397,7 +414,13 @@ export const kernelFact = defineFact<KernelFact>({
   ].join('\n'),
   parse: (out) => {
     const r = kv(out);
-    return { release: (r.release ?? '').trim(), ipvs: r.ipvs === 'yes', esp: r.esp === 'yes', xfrm: r.xfrm === 'yes', vxlan: r.vxlan === 'yes' };
+    return {
+      release: (r.release ?? '').trim(),
+      ipvs: r.ipvs === 'yes',
+      esp: r.esp === 'yes',
+      xfrm: r.xfrm === 'yes',
+      vxlan: r.vxlan === 'yes',
+    };
   },
 });
 

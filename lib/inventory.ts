@@ -27,18 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { InputError } from './errors.ts';
 import { readEnvFile, requireCredential, setInventoryEnvFile, type EnvSource } from './env.ts';
-import {
-  describeValue,
-  InputErrors,
-  int,
-  nonEmpty,
-  nullAsAbsent,
-  problemAt,
-  validate,
-  z,
-  type Path,
-  type Problem,
-} from './schema.ts';
+import { describeValue, InputErrors, int, nonEmpty, nullAsAbsent, problemAt, validate, z, type Path, type Problem } from './schema.ts';
 import type { HostSpec, Vars } from './types.ts';
 import { didYouMean, parseYamlFile, type YamlSource } from './yamlsrc.ts';
 
@@ -104,11 +93,9 @@ function nameCheck(what: 'host' | 'group') {
 const VarsSchema = nullAsAbsent(
   z
     .record(
-      z
-        .string()
-        .regex(VAR_NAME_RE, {
-          error: (iss) => `var name '${String(iss.input)}' may only contain letters, digits and '_' (and not start with a digit)`,
-        }),
+      z.string().regex(VAR_NAME_RE, {
+        error: (iss) => `var name '${String(iss.input)}' may only contain letters, digits and '_' (and not start with a digit)`,
+      }),
       z.unknown(),
     )
     .optional(),
@@ -382,10 +369,16 @@ export function checkVars(inv: Inventory, schemas: VarSchemas): void {
   if (!src) return;
   // a credential reference is resolved later (and is not the role's to check); null is "absent" as elsewhere
   const vars = z.looseObject(
-    Object.fromEntries(Object.entries(schemas).map(([k, s]) => [k, z.preprocess((v) => (v === null || isEnvRef(v) ? undefined : v), s.optional())])),
+    Object.fromEntries(
+      Object.entries(schemas).map(([k, s]) => [k, z.preprocess((v) => (v === null || isEnvRef(v) ? undefined : v), s.optional())]),
+    ),
   );
   const level = z.looseObject({ vars: vars.nullish() }).nullish();
-  const file = z.looseObject({ vars: vars.nullish(), groups: z.record(z.string(), level).nullish(), hosts: z.record(z.string(), level).nullish() });
+  const file = z.looseObject({
+    vars: vars.nullish(),
+    groups: z.record(z.string(), level).nullish(),
+    hosts: z.record(z.string(), level).nullish(),
+  });
   const problems: Problem[] = [];
   for (const { y } of src.parsed) {
     try {

@@ -89,7 +89,12 @@ export class ConsoleReporter implements Reporter {
   }
 
   roleStart(role: string, hosts: string[]): void {
-    this.write(this.c(C.bold, `ROLE ${role} → ${hosts.length} host${hosts.length === 1 ? '' : 's'}${hosts.length <= 12 ? ` (${hosts.join(', ')})` : ''}`));
+    this.write(
+      this.c(
+        C.bold,
+        `ROLE ${role} → ${hosts.length} host${hosts.length === 1 ? '' : 's'}${hosts.length <= 12 ? ` (${hosts.join(', ')})` : ''}`,
+      ),
+    );
   }
   roleEnd(): void {
     for (const k of this.doing.keys()) this.doing.delete(k);
@@ -107,7 +112,9 @@ export class ConsoleReporter implements Reporter {
     if (!quiet || r.status !== 'ok') {
       if (r.status !== 'ok' || this.o.verbose > 0) {
         const detail = r.error ? `: ${r.error}` : r.reason ? ` (${r.reason})` : r.changes.length ? `: ${r.changes.join('; ')}` : '';
-        this.write(`  ${this.c(STATUS_COLOR[r.status], r.status.padEnd(9))} ${r.host}  ${r.step}${detail}  ${this.c(C.dim, `${Math.round(r.ms)} ms`)}`);
+        this.write(
+          `  ${this.c(STATUS_COLOR[r.status], r.status.padEnd(9))} ${r.host}  ${r.step}${detail}  ${this.c(C.dim, `${Math.round(r.ms)} ms`)}`,
+        );
       }
     }
     if (this.o.diff && r.diff) this.write(r.diff.replace(/^/gm, '      '));
@@ -176,7 +183,10 @@ export function formatRecap(rows: RecapRow[], results: StepResult[], wallMs: num
         `${(r.ms / 1000).toFixed(2)} s`,
     );
   }
-  const slow = [...results].filter((r) => r.ms > 0).sort((a, b) => b.ms - a.ms).slice(0, 5);
+  const slow = [...results]
+    .filter((r) => r.ms > 0)
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, 5);
   if (slow.length) {
     lines.push('', 'SLOWEST STEPS');
     for (const s of slow) lines.push(`  ${(s.ms / 1000).toFixed(3).padStart(8)} s  ${s.host}  ${s.step}`);

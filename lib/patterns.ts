@@ -39,7 +39,11 @@ export interface PatternTerm {
 /** Split a pattern into terms (Ansible's split_host_pattern rules). */
 export function splitPattern(pattern: string): string[] {
   const p = pattern.trim();
-  if (p.includes(',')) return p.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  if (p.includes(','))
+    return p
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
   if (looksLikeIPv6(p)) return [p];
   const out: string[] = [];
   let depth = 0;
@@ -57,7 +61,10 @@ export function splitPattern(pattern: string): string[] {
 }
 
 function looksLikeIPv6(p: string): boolean {
-  const s = p.replace(/^[!&]/, '').replace(/^\[(.*)\]$/, '$1').replace(/%[\w.-]+$/, '');
+  const s = p
+    .replace(/^[!&]/, '')
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/%[\w.-]+$/, '');
   if (!/^[0-9A-Fa-f:.]+$/.test(s)) return false;
   const colons = (s.match(/:/g) ?? []).length;
   return s.includes('::') || colons === 7 || (colons === 6 && s.includes('.'));
@@ -180,14 +187,16 @@ export function matchTerm(inv: Inventory, term: PatternTerm, lenient = false): S
     case 'regex': {
       const re = term.re!;
       let matched = false;
-      for (const h of inv.hosts.keys()) if (re.test(h)) {
-        matched = true;
-        out.add(h);
-      }
-      for (const g of inv.groups.keys()) if (re.test(g)) {
-        matched = true;
-        for (const h of groupMembers(inv, g)) out.add(h);
-      }
+      for (const h of inv.hosts.keys())
+        if (re.test(h)) {
+          matched = true;
+          out.add(h);
+        }
+      for (const g of inv.groups.keys())
+        if (re.test(g)) {
+          matched = true;
+          for (const h of groupMembers(inv, g)) out.add(h);
+        }
       if (!matched && !lenient) throw unknown(inv, term);
       return out;
     }
@@ -196,7 +205,9 @@ export function matchTerm(inv: Inventory, term: PatternTerm, lenient = false): S
 
 function unknown(inv: Inventory, term: PatternTerm): InputError {
   const hint = term.kind === 'name' ? didYouMean(term.value, [...inv.hosts.keys(), ...inv.groups.keys()]) : '';
-  return new InputError(`unknown host pattern '${term.raw.replace(/^[!&]/, '')}': no host or group of inventory ${inv.file} matches${hint}`);
+  return new InputError(
+    `unknown host pattern '${term.raw.replace(/^[!&]/, '')}': no host or group of inventory ${inv.file} matches${hint}`,
+  );
 }
 
 function evaluate(inv: Inventory, pattern: string | PatternTerm[]): Set<string> {
@@ -205,10 +216,11 @@ function evaluate(inv: Inventory, pattern: string | PatternTerm[]): Set<string> 
   let sel = new Set<string>();
   if (plain.length === 0) sel = matchTerm(inv, { op: 'union', kind: 'all', value: 'all', raw: 'all' });
   for (const t of plain) for (const h of matchTerm(inv, t)) sel.add(h);
-  for (const t of terms) if (t.op === 'intersect') {
-    const m = matchTerm(inv, t);
-    sel = new Set([...sel].filter((h) => m.has(h)));
-  }
+  for (const t of terms)
+    if (t.op === 'intersect') {
+      const m = matchTerm(inv, t);
+      sel = new Set([...sel].filter((h) => m.has(h)));
+    }
   for (const t of terms) if (t.op === 'exclude') for (const h of matchTerm(inv, t, true)) sel.delete(h);
   return sel;
 }

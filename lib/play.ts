@@ -226,7 +226,12 @@ export class Run {
         check: this.config.flags.check,
         exitCode: code,
         wallMs: Math.round(wall),
-        engineCpuMs: Math.round((() => { const c = process.cpuUsage(this.cpuAtStart); return (c.user + c.system) / 1000; })()),
+        engineCpuMs: Math.round(
+          (() => {
+            const c = process.cpuUsage(this.cpuAtStart);
+            return (c.user + c.system) / 1000;
+          })(),
+        ),
         peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
         roundTrips: await this.pool.totalRoundTrips(),
         hosts: rows,

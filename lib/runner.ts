@@ -424,7 +424,15 @@ class HostRun {
     } catch (e) {
       const msg = errMessage(e);
       this.state.unreachable = msg;
-      const r: StepResult = { host: this.host.name, step: 'connect', kind: 'connect', status: 'unreachable', error: msg, changes: [], ms: performance.now() - t0 };
+      const r: StepResult = {
+        host: this.host.name,
+        step: 'connect',
+        kind: 'connect',
+        status: 'unreachable',
+        error: msg,
+        changes: [],
+        ms: performance.now() - t0,
+      };
       this.results.push(r);
       this.env.reporter.stepEnd(r);
       return outcome('unreachable', msg);
@@ -438,7 +446,15 @@ class HostRun {
       if (e instanceof InputError) this.shared.inputError ??= e;
       const msg = errMessage(e);
       this.state.failed = msg;
-      const r: StepResult = { host: this.host.name, step: `${this.role.name}: prepare steps`, kind: 'role', status: 'failed', error: msg, changes: [], ms: 0 };
+      const r: StepResult = {
+        host: this.host.name,
+        step: `${this.role.name}: prepare steps`,
+        kind: 'role',
+        status: 'failed',
+        error: msg,
+        changes: [],
+        ms: 0,
+      };
       this.record(r, { kind: 'task', title: r.step, options: {}, run: async () => undefined });
       return outcome('failed', msg);
     }
@@ -499,11 +515,17 @@ class HostRun {
         } catch (e) {
           const msg = errMessage(e);
           if (!(e instanceof UnreachableError)) {
-            this.record({ host: this.host.name, step: step.title, kind: step.kind, status: 'failed', error: msg, changes: [], ms: 0 }, step);
+            this.record(
+              { host: this.host.name, step: step.title, kind: step.kind, status: 'failed', error: msg, changes: [], ms: 0 },
+              step,
+            );
             return msg;
           }
           this.state.unreachable = msg;
-          this.record({ host: this.host.name, step: step.title, kind: step.kind, status: 'unreachable', error: msg, changes: [], ms: 0 }, step);
+          this.record(
+            { host: this.host.name, step: step.title, kind: step.kind, status: 'unreachable', error: msg, changes: [], ms: 0 },
+            step,
+          );
           return msg;
         }
         if (r.status === 'failed' && step.options.ignoreErrors) {
@@ -585,7 +607,10 @@ function wakeAll(shared: RoleShared): void {
 
 /** Run one role over hosts: parallel within a serial batch (forks), batches one after another. */
 export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promise<RoleRunResult> {
-  env.reporter.roleStart(role.name, hosts.map((h) => h.name));
+  env.reporter.roleStart(
+    role.name,
+    hosts.map((h) => h.name),
+  );
   const results: StepResult[] = [];
   const outcomes: HostOutcome[] = [];
   const shared: RoleShared = {
@@ -602,7 +627,8 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
   let aborted: string | undefined;
   for (const batch of batchesOf(hosts, role.serial)) {
     if (aborted || env.signal.interrupted) {
-      for (const h of batch) outcomes.push({ host: h.name, status: 'skipped', counts: emptyCounts(), ms: 0, error: aborted ?? 'interrupted' });
+      for (const h of batch)
+        outcomes.push({ host: h.name, status: 'skipped', counts: emptyCounts(), ms: 0, error: aborted ?? 'interrupted' });
       continue;
     }
     const runs = batch.map((h) => {

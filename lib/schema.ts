@@ -189,11 +189,9 @@ export const nonEmpty = z.string().refine((s) => s.trim() !== '', { error: 'must
 
 /** a string matching `re`; `what` describes it ("a size like 64M") */
 export function matching(re: RegExp, what?: string) {
-  return z
-    .string()
-    .regex(re, {
-      error: (iss) => (what ? `must be ${what}, got ${describeValue(iss.input)}` : `invalid value ${JSON.stringify(iss.input)}`),
-    });
+  return z.string().regex(re, {
+    error: (iss) => (what ? `must be ${what}, got ${describeValue(iss.input)}` : `invalid value ${JSON.stringify(iss.input)}`),
+  });
 }
 
 /** `schema`, with an explicit YAML null (`key:` with nothing after it) taken as absent */

@@ -113,7 +113,8 @@ export function atomicWriteScript(target: string, o: AtomicWrite): string {
     `{ cp --attributes-only --preserve=mode,ownership,xattr -- "$p" "$t" 2>/dev/null || { chmod --reference="$p" -- "$t"; chown --reference="$p" -- "$t"; }; }`,
   ];
   if (o.exists === true) lines.push(...copyAttrs);
-  else if (o.exists === undefined) lines.push(`if [ -e "$p" ]; then ${copyAttrs.join('; ')}; ${mode ? '' : sh`else chmod ${chmodArg(defaultMode)} -- "$t"; `}fi`);
+  else if (o.exists === undefined)
+    lines.push(`if [ -e "$p" ]; then ${copyAttrs.join('; ')}; ${mode ? '' : sh`else chmod ${chmodArg(defaultMode)} -- "$t"; `}fi`);
   if (mode) lines.push(sh`chmod ${chmodArg(mode)} -- "$t"`);
   else if (o.exists === false) lines.push(sh`chmod ${chmodArg(defaultMode)} -- "$t"`);
   const spec = chownSpec(o);

@@ -113,7 +113,8 @@ function hostKeyOrder(known: KnownHostEntry[]): string[] {
 // ---------------------------------------------------------------------------------------------
 // connection
 
-const CONNECTION_LOST = /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
+const CONNECTION_LOST =
+  /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
 
 /** ssh2's protocol object, for the one message handler we replace (not in ssh2's public types). */
 interface Ssh2Internals {
@@ -169,9 +170,11 @@ class SshConnection implements Connection {
     if (this.client && !this.dropped) return;
     if (!this.connecting) {
       // wait for a turn among the pool's handshakes; the timeout starts with ours
-      this.connecting = this.opts.handshakes(() => this.doConnect()).finally(() => {
-        this.connecting = null;
-      });
+      this.connecting = this.opts
+        .handshakes(() => this.doConnect())
+        .finally(() => {
+          this.connecting = null;
+        });
     }
     return this.connecting;
   }
@@ -210,10 +213,18 @@ class SshConnection implements Connection {
         reject(err instanceof UnreachableError ? err : new UnreachableError(host.name, err.message));
       };
       const timer = setTimeout(
-        () => finish(new UnreachableError(host.name, `connect to ${host.address}:${host.port} timed out after ${opts.connectTimeoutMs} ms (TCP connect, key exchange and login)`)),
+        () =>
+          finish(
+            new UnreachableError(
+              host.name,
+              `connect to ${host.address}:${host.port} timed out after ${opts.connectTimeoutMs} ms (TCP connect, key exchange and login)`,
+            ),
+          ),
         opts.connectTimeoutMs,
       );
-      sock.once('error', (e: NodeJS.ErrnoException) => finish(new UnreachableError(host.name, `${host.address}:${host.port}: ${e.code ?? e.message}`)));
+      sock.once('error', (e: NodeJS.ErrnoException) =>
+        finish(new UnreachableError(host.name, `${host.address}:${host.port}: ${e.code ?? e.message}`)),
+      );
       client.once('ready', () => {
         client.on('close', () => {
           this.dropped = true;
@@ -309,7 +320,11 @@ class SshConnection implements Connection {
         if (!this.dropped && !CONNECTION_LOST.test(err.message)) throw err;
         await this.recover(err);
         // Safe to retry only when the command never started on the host.
-        if (started) throw new UnreachableError(this.host.name, `connection dropped while a command was running (${err.message}); reconnected, not retried`);
+        if (started)
+          throw new UnreachableError(
+            this.host.name,
+            `connection dropped while a command was running (${err.message}); reconnected, not retried`,
+          );
         return this.once(wrapped.command, stdin, opts, () => undefined);
       }
     });
@@ -348,7 +363,8 @@ class SshConnection implements Connection {
           };
           if (timedOut) res.stderr += `\n(timed out after ${opts.timeoutMs} ms)`;
           // no exit status and no signal: the session ended under us (sshd or the host died)
-          if (code == null && !timedOut && (this.dropped || !signal)) return reject(new Error(`Connection lost (no exit status${signal ? `, signal ${signal}` : ''})`));
+          if (code == null && !timedOut && (this.dropped || !signal))
+            return reject(new Error(`Connection lost (no exit status${signal ? `, signal ${signal}` : ''})`));
           if (res.code !== 0 && !opts.nothrow) {
             return reject(new RemoteCommandError(this.host.name, mask(command), res.code, mask(res.stdout), mask(res.stderr)));
           }
@@ -366,7 +382,10 @@ class SshConnection implements Connection {
     o: { mode?: number; owner?: string; group?: string; become?: boolean } = {},
   ): Promise<void> {
     const sha = createHash('sha256').update(content).digest('hex');
-    await this.exec(atomicWriteScript(remotePath, { mode: o.mode, owner: o.owner, group: o.group, sha }), { stdin: content, become: o.become });
+    await this.exec(atomicWriteScript(remotePath, { mode: o.mode, owner: o.owner, group: o.group, sha }), {
+      stdin: content,
+      become: o.become,
+    });
   }
 
   /**
@@ -444,7 +463,12 @@ class SshConnection implements Connection {
       this.trips++;
       return new Promise<import('node:stream').Duplex>((resolve, reject) => {
         const done = (err: Error | undefined, stream: ClientChannel) => {
-          if (err) return reject(new Error(`${this.host.name}: cannot open a tunnel to ${'socketPath' in target ? target.socketPath : `${target.host}:${target.port}`}: ${err.message}`));
+          if (err)
+            return reject(
+              new Error(
+                `${this.host.name}: cannot open a tunnel to ${'socketPath' in target ? target.socketPath : `${target.host}:${target.port}`}: ${err.message}`,
+              ),
+            );
           this.channels.add(stream);
           stream.on('close', () => this.channels.delete(stream));
           resolve(stream);

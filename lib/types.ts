@@ -51,7 +51,11 @@ export interface Connection {
   readonly host: HostSpec;
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
   /** Atomic upload: temp file in the same directory + rename. */
-  put(remotePath: string, content: string | Buffer, opts?: { mode?: number; owner?: string; group?: string; become?: boolean }): Promise<void>;
+  put(
+    remotePath: string,
+    content: string | Buffer,
+    opts?: { mode?: number; owner?: string; group?: string; become?: boolean },
+  ): Promise<void>;
   /**
    * A byte stream to a TCP port or a Unix socket as seen FROM the host, tunnelled through this same SSH
    * connection (direct-tcpip / streamlocal): e.g. mysql2 to /run/mysqld/mysqld.sock without an open port.

@@ -50,9 +50,11 @@ try {
   if (de) throw new InputError(`--domain: ${de}`);
   id = f.id ?? siteIdFor(f.domain);
   const user = f['admin-user'];
-  if (!/^[a-z][a-z0-9_.-]{2,59}$/.test(user)) throw new InputError(`--admin-user ${JSON.stringify(user)}: letters, digits, _ . - (3-60, a letter first)`);
+  if (!/^[a-z][a-z0-9_.-]{2,59}$/.test(user))
+    throw new InputError(`--admin-user ${JSON.stringify(user)}: letters, digits, _ . - (3-60, a letter first)`);
   const email = f['admin-email'] ?? `admin@${f.domain}`;
-  if (!/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(email)) throw new InputError(`--admin-email ${JSON.stringify(email)} is not an e-mail address`);
+  if (!/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(email))
+    throw new InputError(`--admin-email ${JSON.stringify(email)} is not an e-mail address`);
   const title = f.title ?? f.domain;
   if (title.length > 200 || /[\u0000-\u001f]/.test(title)) throw new InputError('--title: at most 200 characters, no control characters');
   const vars = { wp_sites_only: id, wp_site_full: id, wp_site_title: title, wp_site_admin_user: user, wp_site_admin_email: email };
@@ -65,7 +67,8 @@ const check = run.config.flags.check;
 let created = '';
 let tmp = '';
 try {
-  const sitesDir = f['sites-dir'] ?? (typeof run.inventory.vars.wp_sites_dir === 'string' ? run.inventory.vars.wp_sites_dir : 'inventory/sites');
+  const sitesDir =
+    f['sites-dir'] ?? (typeof run.inventory.vars.wp_sites_dir === 'string' ? run.inventory.vars.wp_sites_dir : 'inventory/sites');
   const mgmt = Array.isArray(run.inventory.vars.management_cidrs) ? run.inventory.vars.management_cidrs.map(String) : undefined;
   const aliases = f.aliases ?? [];
   const replicas = f.replicas;
@@ -80,7 +83,8 @@ try {
   else {
     // a rerun of the same add-site: the record must describe this domain
     const { readText } = await import('../roles/wp-site/playbook-util.ts');
-    if (!readText(file).includes(`domain: ${domain}\n`)) throw new InputError(`site id ${id} is already used by another domain (${file}); give --id`);
+    if (!readText(file).includes(`domain: ${domain}\n`))
+      throw new InputError(`site id ${id} is already used by another domain (${file}); give --id`);
   }
   let roleSitesDir = sitesDir;
   if (!rerun) {
@@ -103,7 +107,9 @@ try {
   const r = await run.role(wpSite);
   const ok = r.hosts.every((h) => run.healthy(h.host));
   if (!ok && created && !rerun) {
-    run.reporter.say(`the site could not be created: see the errors above. The record ${created} is kept so that a rerun resumes, or remove it with playbooks/remove-site.ts --domain ${domain} --yes --no-backup`);
+    run.reporter.say(
+      `the site could not be created: see the errors above. The record ${created} is kept so that a rerun resumes, or remove it with playbooks/remove-site.ts --domain ${domain} --yes --no-backup`,
+    );
     created = '';
   }
   // DNS
@@ -119,13 +125,22 @@ try {
     const target = String(run.inventory.vars.edge_address ?? run.inventory.vars.floating_ip ?? '');
     if (!target) run.reporter.say('DNS: no edge_address var in the inventory: skipped');
     else {
-      const res = await ensureSiteRecords({ zoneName: cf.zone, names: siteDomains({ domain, aliases }), target, proxied: true, ttl: 1, check });
+      const res = await ensureSiteRecords({
+        zoneName: cf.zone,
+        names: siteDomains({ domain, aliases }),
+        target,
+        proxied: true,
+        ttl: 1,
+        check,
+      });
       run.reporter.say(`DNS: created ${res.created.length}, updated ${res.updated.length}, unchanged ${res.unchanged.length}`);
     }
   }
   for (const i of installs) {
     // printed once, here, outside the masked reporter; kept only in the site secret store on the managers
-    process.stdout.write(`\nWordPress admin for ${i.domain}: user ${i.adminUser}, password ${i.adminPassword}\n(store it now: it is not shown again; it stays in the managers' site secret store)\n`);
+    process.stdout.write(
+      `\nWordPress admin for ${i.domain}: user ${i.adminUser}, password ${i.adminPassword}\n(store it now: it is not shown again; it stays in the managers' site secret store)\n`,
+    );
   }
 } catch (e) {
   await run.finish().catch(() => undefined);

@@ -50,7 +50,11 @@ try {
   const o = p.opts;
   if (o['install-timers']) {
     // the schedule runs here, on the controller: this checkout, this node, the inventory given (absolute)
-    const units = renderBackupUnits({ repoDir: process.cwd(), node: process.execPath, inventory: p.flags.inventory.map((f) => resolve(f)) });
+    const units = renderBackupUnits({
+      repoDir: process.cwd(),
+      node: process.execPath,
+      inventory: p.flags.inventory.map((f) => resolve(f)),
+    });
     const rep = await installBackupUnits(units, { unitDir: o['unit-dir'] as string | undefined, check: p.flags.check });
     printJson({ ok: true, check: !!p.flags.check, ...rep, timers: units.filter((u) => u.name.endsWith('.timer')).map((u) => u.name) });
   } else {
@@ -81,7 +85,12 @@ try {
               store: ctx.store,
               ageIdentity: ctx.settings.identity(),
               db: { shell: await ctx.dbShell(), target: ctx.dbTarget(s) },
-              files: { shell: await ctx.filesShell(), access: await ctx.filesAccess(), target: ctx.filesTarget(s), scratchDir: `/tmp/wpfarm-restoretest-${s.id}-${randomBytes(6).toString('hex')}` },
+              files: {
+                shell: await ctx.filesShell(),
+                access: await ctx.filesAccess(),
+                target: ctx.filesTarget(s),
+                scratchDir: `/tmp/wpfarm-restoretest-${s.id}-${randomBytes(6).toString('hex')}`,
+              },
             });
             if (!rep.ok) throw new Error(rep.problems.join('; '));
             return rep;
@@ -89,14 +98,35 @@ try {
         }
       } else if (what === 'sites-db') {
         for (const s of sites) {
-          await step(`db ${s.id}`, async () => (await backupSiteDb({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.dbTarget(s), recipient: ctx.settings.recipient, at: now })).manifest);
+          await step(
+            `db ${s.id}`,
+            async () =>
+              (
+                await backupSiteDb({
+                  shell: await ctx.dbShell(),
+                  store: ctx.store,
+                  target: ctx.dbTarget(s),
+                  recipient: ctx.settings.recipient,
+                  at: now,
+                })
+              ).manifest,
+          );
           if (o.prune) {
             const policy: RetentionPolicy = { withinDays: s.backup.db.retention_days };
             await step(`prune db ${s.id}`, () => pruneSiteDb({ store: ctx.store, site: s.id, now, policy }));
           }
         }
       } else if (what === 'cluster-full' || what === 'cluster-incr') {
-        await step(what, async () => backupCluster({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.clusterTarget(), recipient: ctx.settings.recipient, kind: what === 'cluster-full' ? 'full' : 'incr', at: now }));
+        await step(what, async () =>
+          backupCluster({
+            shell: await ctx.dbShell(),
+            store: ctx.store,
+            target: ctx.clusterTarget(),
+            recipient: ctx.settings.recipient,
+            kind: what === 'cluster-full' ? 'full' : 'incr',
+            at: now,
+          }),
+        );
         if (o.prune) {
           await step('prune cluster', async () => {
             const r = await pruneCluster({ store: ctx.store, now });
@@ -107,14 +137,36 @@ try {
         }
       } else if (what === 'config') {
         // the repository of this checkout, bundled on the controller itself
-        await step('config', () => backupConfig({ shell: new LocalShell('controller'), store: ctx.store, repoDir: process.cwd(), recipient: ctx.settings.recipient, at: now }));
+        await step('config', () =>
+          backupConfig({
+            shell: new LocalShell('controller'),
+            store: ctx.store,
+            repoDir: process.cwd(),
+            recipient: ctx.settings.recipient,
+            at: now,
+          }),
+        );
         if (o.prune) await step('prune config', () => pruneConfig({ store: ctx.store, now }));
       } else if (what === 'files') {
         for (const s of sites) {
-          await step(`files ${s.id}`, async () => backupSiteFiles({ shell: await ctx.filesShell(), access: await ctx.filesAccess(), target: ctx.filesTarget(s), host: s.id, time: now }));
+          await step(`files ${s.id}`, async () =>
+            backupSiteFiles({
+              shell: await ctx.filesShell(),
+              access: await ctx.filesAccess(),
+              target: ctx.filesTarget(s),
+              host: s.id,
+              time: now,
+            }),
+          );
           if (o.prune) {
-            const policy: RetentionPolicy = { daily: s.backup.files.keep_daily, weekly: s.backup.files.keep_weekly, monthly: s.backup.files.keep_monthly };
-            await step(`forget files ${s.id}`, async () => forgetSiteFiles({ shell: await ctx.filesShell(), access: await ctx.filesAccess(), site: s.id, policy }));
+            const policy: RetentionPolicy = {
+              daily: s.backup.files.keep_daily,
+              weekly: s.backup.files.keep_weekly,
+              monthly: s.backup.files.keep_monthly,
+            };
+            await step(`forget files ${s.id}`, async () =>
+              forgetSiteFiles({ shell: await ctx.filesShell(), access: await ctx.filesAccess(), site: s.id, policy }),
+            );
           }
         }
       }

@@ -15,7 +15,10 @@ import { readEnvFile, requireCredential } from '../lib/env.ts';
 import { CloudflareDns } from '../lib/cloud/cloudflare.ts';
 import { CloudApiError, maskSecrets } from '../lib/cloud/retry.ts';
 
-export interface DnsIo { out: (l: string) => void; err: (l: string) => void }
+export interface DnsIo {
+  out: (l: string) => void;
+  err: (l: string) => void;
+}
 
 const CMD: CommandSpec = {
   name: 'dns.ts',
@@ -26,7 +29,7 @@ environment or .env.`,
   options: [
     { name: 'zone', type: 'string', arg: 'ZONE', defaultHelp: 'vars.cloudflare_zone', help: 'the Cloudflare zone' },
     { name: 'target', type: 'string', arg: 'ADDRESS', defaultHelp: 'vars.edge_address', help: 'what the names point at (ensure)' },
-    { name: 'no-proxy', type: 'boolean', help: "DNS only: not proxied through Cloudflare" },
+    { name: 'no-proxy', type: 'boolean', help: 'DNS only: not proxied through Cloudflare' },
     { name: 'api-url', type: 'string', arg: 'URL', help: "the API's base URL (tests)" },
     { name: 'dotenv', type: 'string', arg: 'FILE', defaultHelp: '.env', help: 'credentials file' },
   ],
@@ -56,7 +59,8 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
   const [cmd, ...names] = positionals;
   let token = '';
   try {
-    if (cmd !== 'ensure' && cmd !== 'remove') throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}: ensure or remove (see --help)`);
+    if (cmd !== 'ensure' && cmd !== 'remove')
+      throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}: ensure or remove (see --help)`);
     if (names.length === 0) throw new InputError(`${cmd}: at least one NAME is required`);
     // the inventories' vars, later files win
     let vars: Record<string, unknown> = {};
@@ -70,7 +74,12 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
     const dns = new CloudflareDns({
       token,
       baseUrl: a['api-url'],
-      onExchange: a.verbose ? (e) => io.err(`  ${e.method} ${e.path} -> ${e.status}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}${e.violations ? ` VIOLATIONS: ${e.violations}` : ''}`) : undefined,
+      onExchange: a.verbose
+        ? (e) =>
+            io.err(
+              `  ${e.method} ${e.path} -> ${e.status}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}${e.violations ? ` VIOLATIONS: ${e.violations}` : ''}`,
+            )
+        : undefined,
     });
     if (cmd === 'ensure') {
       const target = a.target ?? (typeof vars['edge_address'] === 'string' ? vars['edge_address'] : undefined);
@@ -98,5 +107,7 @@ export async function runDns(argv: string[], io: DnsIo): Promise<number> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  runDns(process.argv.slice(2), { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }).then((c) => process.exit(c));
+  runDns(process.argv.slice(2), { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }).then((c) =>
+    process.exit(c),
+  );
 }

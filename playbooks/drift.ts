@@ -71,7 +71,11 @@ const run = Run.fromArgv(argv.includes('--install-timer') ? argv : [...argv, '--
 const extra = run.config.opts as { roles?: string[]; 'textfile-dir': string; 'install-timer': boolean; 'unit-dir'?: string };
 try {
   if (extra['install-timer']) {
-    const units = driftUnits({ repoDir: process.cwd(), node: process.execPath, inventory: run.config.flags.inventory.map((f) => resolve(f)) });
+    const units = driftUnits({
+      repoDir: process.cwd(),
+      node: process.execPath,
+      inventory: run.config.flags.inventory.map((f) => resolve(f)),
+    });
     const rep = await installBackupUnits(units, {
       unitDir: extra['unit-dir'],
       check: run.config.flags.check,

@@ -47,7 +47,8 @@ const listRole: Role = {
         if (typeof f['sites-dir'] === 'string') s.sitesDir = f['sites-dir'];
         const sites = readSites(s);
         const probe = parseManagerProbe((await ctx.exec(managerProbeScript())).stdout);
-        for (const v of probe.secrets.values()) for (const k of ['db_password', 'admin_password'] as const) if (v[k]?.length >= 6) ctx.secret(v[k]);
+        for (const v of probe.secrets.values())
+          for (const k of ['db_password', 'admin_password'] as const) if (v[k]?.length >= 6) ctx.secret(v[k]);
         const live = parseServiceLs(probe.serviceLs);
         for (const site of sites) {
           const svc = live.get(stackName(site.id)) ?? {};
@@ -61,7 +62,17 @@ const listRole: Role = {
                 ? 'degraded'
                 : 'down';
           const rot = rotationStatus(probe.secrets.get(site.id)?.rotated);
-          rowsOut.push({ id: site.id, domain: site.domain, nginx: rep('nginx'), phpFpm: rep('php-fpm'), redis: rep('redis'), health, lastBackup: '-', secretsAgeDays: rot.ageDays, rotation: rot.text });
+          rowsOut.push({
+            id: site.id,
+            domain: site.domain,
+            nginx: rep('nginx'),
+            phpFpm: rep('php-fpm'),
+            redis: rep('redis'),
+            health,
+            lastBackup: '-',
+            secretsAgeDays: rot.ageDays,
+            rotation: rot.text,
+          });
         }
         return { changed: false, result: rowsOut };
       },
@@ -76,7 +87,10 @@ try {
   try {
     const { backupSettingsFromEnv } = await import('../roles/backup/keys.ts');
     const { lastSiteBackups } = await import('../roles/wp-site/backups.ts');
-    const last = await lastSiteBackups(backupSettingsFromEnv(), rowsOut.map((r) => r.id));
+    const last = await lastSiteBackups(
+      backupSettingsFromEnv(),
+      rowsOut.map((r) => r.id),
+    );
     for (const r of rowsOut) r.lastBackup = last.get(r.id) ?? 'never';
   } catch (e) {
     run.reporter.say(`last backup: not read (${(e as Error).message.split('\n')[0]})`);
@@ -86,7 +100,11 @@ try {
     const head = ['DOMAIN', 'NGINX', 'PHP-FPM', 'REDIS', 'HEALTH', 'LAST BACKUP', 'SECRETS'];
     const body = rowsOut.map((r) => [r.domain, r.nginx, r.phpFpm, r.redis, r.health, r.lastBackup, r.rotation]);
     const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-    const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
+    const line = (cells: string[]): string =>
+      cells
+        .map((c, i) => c.padEnd(w[i]!))
+        .join('  ')
+        .trimEnd();
     process.stdout.write(`\n${[line(head), ...body.map(line)].join('\n')}\n${rowsOut.length} site(s)\n`);
   }
 } catch (e) {

@@ -43,7 +43,14 @@ Token: DIGITALOCEAN_TOKEN from the environment or .env (never from the inventory
     { name: 'destroy', type: 'boolean', help: "delete the resources tagged with the inventory's owner tag (asks first)" },
     { name: 'yes', type: 'boolean', help: 'with --destroy: do not ask' },
     { name: 'api-url', type: 'string', arg: 'URL', help: "the API's base URL (tests)" },
-    { name: 'address', type: 'string', arg: 'KIND', choices: ['public', 'private'], default: 'public', help: 'the address the engine connects to' },
+    {
+      name: 'address',
+      type: 'string',
+      arg: 'KIND',
+      choices: ['public', 'private'],
+      default: 'public',
+      help: 'the address the engine connects to',
+    },
     // --dotenv, not --env-file: Node 20 grabs --env-file even after the script name
     { name: 'dotenv', type: 'string', arg: 'FILE', defaultHelp: '.env', help: 'credentials file' },
     { name: 'spaces-endpoint', type: 'string', arg: 'URL', help: 'the Spaces (S3) endpoint' },
@@ -83,13 +90,21 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
     const perPage = args['per-page'];
     if (args.inventory.length !== 1) throw new InputError(`-i/--inventory: one desired-state file, got ${args.inventory.length}`);
     const { cloud, cloudflare, doc } = loadCloudInventory(args.inventory[0]!);
-    const inputVars = typeof doc['vars'] === 'object' && doc['vars'] !== null && !Array.isArray(doc['vars']) ? (doc['vars'] as Record<string, unknown>) : {};
+    const inputVars =
+      typeof doc['vars'] === 'object' && doc['vars'] !== null && !Array.isArray(doc['vars'])
+        ? (doc['vars'] as Record<string, unknown>)
+        : {};
     const env = readEnvFile(args['dotenv']);
     token = requireCredential('DIGITALOCEAN_TOKEN', undefined, env);
     const client = makeDoClient({
       token,
       baseUrl: args['api-url'],
-      onExchange: args.verbose ? (e) => io.err(`  ${e.method} ${e.path} -> ${e.status}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}${e.violations ? ` VIOLATIONS: ${e.violations}` : ''}`) : undefined,
+      onExchange: args.verbose
+        ? (e) =>
+            io.err(
+              `  ${e.method} ${e.path} -> ${e.status}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}${e.violations ? ` VIOLATIONS: ${e.violations}` : ''}`,
+            )
+        : undefined,
     });
     const readOpts = { perPage, pollIntervalMs: args['poll-ms'] };
     const actual = await readActual(client, cloud, readOpts);
@@ -109,7 +124,10 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
         }
       }
       const done = await applyDestroy(client, plan, { log: (l) => io.out(`  done: ${l}`) });
-      const gone = removeHostsFromInventory(args.out, plan.flatMap((a) => (a.kind === 'delete-droplet' ? [a.name] : [])));
+      const gone = removeHostsFromInventory(
+        args.out,
+        plan.flatMap((a) => (a.kind === 'delete-droplet' ? [a.name] : [])),
+      );
       io.out(`destroyed: ${done.length} resource(s)${gone.length ? `; ${gone.length} host(s) removed from ${args.out}` : ''}`);
       return EXIT.OK;
     }
@@ -130,7 +148,12 @@ export async function runProvision(argv: string[], io: Io): Promise<number> {
         spacesKey && spacesSecret
           ? async (bucket, region) => {
               try {
-                return await ensureBucket(bucket, { region, accessKeyId: spacesKey, secretAccessKey: spacesSecret, endpoint: args['spaces-endpoint'] });
+                return await ensureBucket(bucket, {
+                  region,
+                  accessKeyId: spacesKey,
+                  secretAccessKey: spacesSecret,
+                  endpoint: args['spaces-endpoint'],
+                });
               } catch (err) {
                 return `failed: ${maskSecrets((err as Error).message, secrets)}`;
               }

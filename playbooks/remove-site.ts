@@ -69,14 +69,18 @@ const removeRole: Role = {
           { nothrow: true },
         );
         const n = (k: string): number => Number(new RegExp(`${k}=(\\d+)`).exec(have.stdout)?.[1] ?? 0);
-        if (n('services') || n('network')) changes.push(`remove stack ${stack} (${n('services')} services) and network ${siteNetworkName(id)}`);
+        if (n('services') || n('network'))
+          changes.push(`remove stack ${stack} (${n('services')} services) and network ${siteNetworkName(id)}`);
         if (n('secrets')) changes.push(`remove ${n('secrets')} secret version(s) site_${id}_*`);
         if (!check && (n('services') || n('network'))) {
           await ctx.exec(sh`docker stack rm ${stack}`);
           ctx.log(`${stack}: waiting until its tasks and network are gone`);
           const end = Date.now() + 120_000;
           for (;;) {
-            const r = await ctx.exec(sh`docker network ls -q --filter ${`name=${siteNetworkName(id)}`}; docker service ls -q --filter ${`label=com.docker.stack.namespace=${stack}`}`, { nothrow: true });
+            const r = await ctx.exec(
+              sh`docker network ls -q --filter ${`name=${siteNetworkName(id)}`}; docker service ls -q --filter ${`label=com.docker.stack.namespace=${stack}`}`,
+              { nothrow: true },
+            );
             if (!r.stdout.trim()) break;
             if (Date.now() > end) throw new Error(`${stack}: still present after 120 s`);
             await sleep(2000);
@@ -93,11 +97,16 @@ const removeRole: Role = {
             if (!check) await filesCtx.exec(sh`rm -rf -- ${dir}`);
           }
         }
-        const st = await ctx.exec(sh`for f in ${`${SECRET_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}; do [ -e "$f" ] && echo "$f"; done; true`);
+        const st = await ctx.exec(
+          sh`for f in ${`${SECRET_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}; do [ -e "$f" ] && echo "$f"; done; true`,
+        );
         for (const file of st.stdout.split('\n').filter(Boolean)) changes.push(`remove ${file}`);
         if (!check) {
           // every manager may hold the store/state (the first reachable one writes them): clean all of them
-          for (const m of ctx.hosts('managers')) await ctx.hostContext(m.name).exec(sh`rm -f -- ${`${SECRET_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}`, { nothrow: true });
+          for (const m of ctx.hosts('managers'))
+            await ctx
+              .hostContext(m.name)
+              .exec(sh`rm -f -- ${`${SECRET_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}`, { nothrow: true });
         }
         return { changed: changes.length > 0, changes };
       },
@@ -113,11 +122,17 @@ try {
     else {
       for (const what of ['sites-db', 'files']) {
         try {
-          await promisify(execFile)(process.execPath, ['--import', 'tsx', 'playbooks/backup.ts', '--what', what, '--site', id, '--inventory', run.inventory.file], { maxBuffer: 16 << 20 });
+          await promisify(execFile)(
+            process.execPath,
+            ['--import', 'tsx', 'playbooks/backup.ts', '--what', what, '--site', id, '--inventory', run.inventory.file],
+            { maxBuffer: 16 << 20 },
+          );
           run.reporter.say(`backup ${what} of ${id}: done`);
         } catch (e) {
           const err = e as { stderr?: string; message: string };
-          throw new Error(`backup ${what} of ${id} failed, nothing removed (use --no-backup to remove without one):\n${(err.stderr ?? err.message).trim().split('\n').slice(-5).join('\n')}`);
+          throw new Error(
+            `backup ${what} of ${id} failed, nothing removed (use --no-backup to remove without one):\n${(err.stderr ?? err.message).trim().split('\n').slice(-5).join('\n')}`,
+          );
         }
       }
     }

@@ -30,12 +30,29 @@ try {
   checkSite(extra.site);
   const at = parseRestoreDate(extra.date);
   if (extra.into) checkDbName(extra.into);
-  else if (!extra.yes) throw new InputError(`this replaces the live database of site ${extra.site}: add --yes (or --into DB for a scratch copy)`);
+  else if (!extra.yes)
+    throw new InputError(`this replaces the live database of site ${extra.site}: add --yes (or --into DB for a scratch copy)`);
   const ctx = await backupContext(flags, { local: extra.local, sitesDir: extra['sites-dir'] });
   try {
     const site = ctx.site(extra.site);
-    const r = await restoreSiteDb({ shell: await ctx.dbShell(), store: ctx.store, target: ctx.dbTarget(site), at, ageIdentity: ctx.settings.identity(), intoDb: extra.into });
-    printJson({ site: site.id, restored: r.key, backupTime: r.time.toISOString(), into: extra.into ?? ctx.dbTarget(site).db, bytes: r.bytes, downloadMs: r.downloadMs, restoreMs: r.restoreMs, totalMs: r.ms });
+    const r = await restoreSiteDb({
+      shell: await ctx.dbShell(),
+      store: ctx.store,
+      target: ctx.dbTarget(site),
+      at,
+      ageIdentity: ctx.settings.identity(),
+      intoDb: extra.into,
+    });
+    printJson({
+      site: site.id,
+      restored: r.key,
+      backupTime: r.time.toISOString(),
+      into: extra.into ?? ctx.dbTarget(site).db,
+      bytes: r.bytes,
+      downloadMs: r.downloadMs,
+      restoreMs: r.restoreMs,
+      totalMs: r.ms,
+    });
   } finally {
     await ctx.close();
   }

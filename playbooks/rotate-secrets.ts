@@ -10,7 +10,16 @@ import { task } from '../lib/ops/base.ts';
 import { Run } from '../lib/play.ts';
 import type { Role } from '../lib/types.ts';
 import wpSite from '../roles/wp-site/role.ts';
-import { dropDbUser, managerProbeScript, newStoredSecrets, parseManagerProbe, readSites, wpSiteSettings, writeStoredSecrets, type StoredSecrets } from '../roles/wp-site/reconcile.ts';
+import {
+  dropDbUser,
+  managerProbeScript,
+  newStoredSecrets,
+  parseManagerProbe,
+  readSites,
+  wpSiteSettings,
+  writeStoredSecrets,
+  type StoredSecrets,
+} from '../roles/wp-site/reconcile.ts';
 import { nextDbUser, rotationStatus } from '../roles/wp-site/rotation.ts';
 import { siteDbName } from '../roles/wp-site/stack.ts';
 import { SITES_DIR_OPTION, findSite, inventoryManagementCidrs, sitesOf } from '../roles/wp-site/playbook-util.ts';
@@ -62,7 +71,13 @@ const prepare: Role = {
           if (!pick || !cur) continue;
           const base = siteDbName(site.id);
           const fresh = newStoredSecrets();
-          const next: StoredSecrets = { ...fresh, admin_password: cur.admin_password, created: cur.created, db_user: nextDbUser(base, cur.db_user ?? base), previous_db_user: cur.db_user ?? base };
+          const next: StoredSecrets = {
+            ...fresh,
+            admin_password: cur.admin_password,
+            created: cur.created,
+            db_user: nextDbUser(base, cur.db_user ?? base),
+            previous_db_user: cur.db_user ?? base,
+          };
           ctx.secret(next.db_password);
           changes.push(`${site.id}: new DB password (user ${next.db_user}) and WordPress keys/salts`);
           if (!check) await writeStoredSecrets(ctx, site.id, next);
@@ -84,7 +99,8 @@ const cleanup: Role = {
       async (ctx) => {
         const s = wpSiteSettings(ctx);
         const changes: string[] = [];
-        for (const r of rotated) if (r.previousUser) changes.push(...(await dropDbUser(ctx, s, r.previousUser)).map((c) => `${r.id}: ${c}`));
+        for (const r of rotated)
+          if (r.previousUser) changes.push(...(await dropDbUser(ctx, s, r.previousUser)).map((c) => `${r.id}: ${c}`));
         return { changed: changes.length > 0, changes };
       },
       { runOnce: true },

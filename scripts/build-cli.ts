@@ -37,10 +37,16 @@ export interface CliManifest {
 /** The entries: every playbook, every roles/<name>/role.ts, the bench workload. */
 export function cliEntries(root = ROOT): string[] {
   const out: string[] = [];
-  const ts = (d: string) => (existsSync(join(root, d)) ? readdirSync(join(root, d)).filter((f) => f.endsWith('.ts')).sort() : []);
+  const ts = (d: string) =>
+    existsSync(join(root, d))
+      ? readdirSync(join(root, d))
+          .filter((f) => f.endsWith('.ts'))
+          .sort()
+      : [];
   for (const f of ts('playbooks')) out.push(`playbooks/${f}`);
   if (existsSync(join(root, 'roles'))) {
-    for (const r of readdirSync(join(root, 'roles')).sort()) if (existsSync(join(root, 'roles', r, 'role.ts'))) out.push(`roles/${r}/role.ts`);
+    for (const r of readdirSync(join(root, 'roles')).sort())
+      if (existsSync(join(root, 'roles', r, 'role.ts'))) out.push(`roles/${r}/role.ts`);
   }
   if (existsSync(join(root, 'bench/workload.ts'))) out.push('bench/workload.ts');
   return out;
@@ -105,7 +111,9 @@ export function staleReason(cliDir = join(ROOT, '.wpfarm/cli'), root = ROOT): st
 }
 
 /** Build into cliDir/<buildId>/, write the launcher and current.json (atomically), keep the previous build. */
-export async function buildCli(o: { root?: string; cliDir?: string; force?: boolean; quiet?: boolean } = {}): Promise<{ built: boolean; manifest: CliManifest; ms: number }> {
+export async function buildCli(
+  o: { root?: string; cliDir?: string; force?: boolean; quiet?: boolean } = {},
+): Promise<{ built: boolean; manifest: CliManifest; ms: number }> {
   const t0 = performance.now();
   const root = o.root ?? ROOT;
   const cliDir = o.cliDir ?? join(root, '.wpfarm/cli');
@@ -140,7 +148,9 @@ export async function buildCli(o: { root?: string; cliDir?: string; force?: bool
       target: `node${process.versions.node.split('.')[0]}`,
       // native addons and what loads them stay in node_modules (require()d through the banner's require)
       external: ['ssh2', 'cpu-features'],
-      banner: { js: "import { createRequire as __wpfarmCreateRequire } from 'node:module'; const require = __wpfarmCreateRequire(import.meta.url);" },
+      banner: {
+        js: "import { createRequire as __wpfarmCreateRequire } from 'node:module'; const require = __wpfarmCreateRequire(import.meta.url);",
+      },
       // no source maps: 29 of 38 MB per build, and read only under --enable-source-maps
       legalComments: 'none',
       metafile: true,
@@ -160,7 +170,8 @@ export async function buildCli(o: { root?: string; cliDir?: string; force?: bool
     const pkg = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(f);
     files.add(pkg && existsSync(join(root, pkg[1]!, 'package.json')) ? `${pkg[1]}/package.json` : f);
   }
-  for (const f of ['tsconfig.json', 'package.json', 'scripts/build-cli.ts', 'node_modules/.package-lock.json']) if (existsSync(join(root, f))) files.add(f);
+  for (const f of ['tsconfig.json', 'package.json', 'scripts/build-cli.ts', 'node_modules/.package-lock.json'])
+    if (existsSync(join(root, f))) files.add(f);
   const inputs: CliManifest['inputs'] = [...files].sort().map((f) => {
     const compiled = read.get(resolve(root, f));
     if (compiled) return [f, ...compiled];
@@ -209,7 +220,9 @@ export async function buildCli(o: { root?: string; cliDir?: string; force?: bool
     rmSync(join(cliDir, d), { recursive: true, force: true });
   }
   const ms = performance.now() - t0;
-  say(`build-cli: built ${entries.length} entries from ${inputs.length} inputs into ${relative(root, finalDir)} (${why}) in ${Math.round(ms)} ms`);
+  say(
+    `build-cli: built ${entries.length} entries from ${inputs.length} inputs into ${relative(root, finalDir)} (${why}) in ${Math.round(ms)} ms`,
+  );
   return { built: true, manifest, ms };
 }
 
@@ -313,7 +326,9 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const bad = argv.filter((a) => !['--force', '--quiet', '--check'].includes(a));
   if (bad.length || argv.includes('-h') || argv.includes('--help')) {
-    process.stderr.write('usage: node --import tsx scripts/build-cli.ts [--force] [--quiet] [--check]\n  --check: exit 1 when the build is missing or stale (and say why)\n');
+    process.stderr.write(
+      'usage: node --import tsx scripts/build-cli.ts [--force] [--quiet] [--check]\n  --check: exit 1 when the build is missing or stale (and say why)\n',
+    );
     process.exit(bad.length ? 4 : 0);
   }
   if (argv.includes('--check')) {

@@ -14,8 +14,19 @@ import { ensureDocker, restoreForwardPolicy, stopOwnDockerd, type HostState } fr
 import { FAULTS, fault, isPartitioned, type Fault } from './lab/faults.ts';
 import { aptMirrors, buildBaseImage, ensureImages } from './lab/images.ts';
 import {
-  ensureKeys, ensureMachines, ensureNetwork, inspectContainer, machines, removeLabObjects, sshBanner, waitReady, waitSvc,
-  writeInventory, writeKnownHosts, writeLabEnv, type NodeUpResult,
+  ensureKeys,
+  ensureMachines,
+  ensureNetwork,
+  inspectContainer,
+  machines,
+  removeLabObjects,
+  sshBanner,
+  waitReady,
+  waitSvc,
+  writeInventory,
+  writeKnownHosts,
+  writeLabEnv,
+  type NodeUpResult,
 } from './lab/nodes.ts';
 import { compareSnapshots, formatDiff, isLabThing, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
 import { readJson, say, secondsSince, tryOut, withLock, writeJson } from './lab/util.ts';
@@ -75,7 +86,14 @@ async function labUpLocked(): Promise<LabUpResult> {
       `${changedInv ? 'Wrote' : 'Checked'} ${path.relative(ROOT, INVENTORY_FILE)}; known hosts ${path.relative(ROOT, PATHS.knownHosts)}`,
   );
   say(`registry ${SVC.address}:${SVC.registryPort} (push from here: ${SVC.hostRegistry}), DNS resolver ${SVC.address}`);
-  return { ...res, seconds, imagesBuilt: images.built, dockerStarted: docker.started, inventory: INVENTORY_FILE, knownHosts: PATHS.knownHosts };
+  return {
+    ...res,
+    seconds,
+    imagesBuilt: images.built,
+    dockerStarted: docker.started,
+    inventory: INVENTORY_FILE,
+    knownHosts: PATHS.knownHosts,
+  };
 }
 
 export interface LabDownResult {
@@ -119,12 +137,19 @@ async function labDownLocked(opts: { stopDocker?: boolean; purge?: boolean }): P
   if (before) {
     const diffs = stoppedDockerd ? [] : compareSnapshots(before, after);
     leftovers = formatDiff(diffs);
-    labLeftovers = formatDiff(diffs.map((d) => (d.field === 'forwardPolicy' ? d : { ...d, added: d.added.filter(isLabThing), removed: d.removed.filter(isLabThing) })).filter((d) => d.added.length + d.removed.length > 0));
+    labLeftovers = formatDiff(
+      diffs
+        .map((d) => (d.field === 'forwardPolicy' ? d : { ...d, added: d.added.filter(isLabThing), removed: d.removed.filter(isLabThing) }))
+        .filter((d) => d.added.length + d.removed.length > 0),
+    );
     fs.renameSync(PATHS.before, PATHS.beforeLast);
   }
-  say(`lab-down done in ${secondsSince(started)}: removed ${removed.containers} containers, ${removed.volumes} volumes, ${removed.networks} networks`);
+  say(
+    `lab-down done in ${secondsSince(started)}: removed ${removed.containers} containers, ${removed.volumes} volumes, ${removed.networks} networks`,
+  );
   if (leftovers) say(`the host differs from before lab-up:\n${leftovers}`);
-  else if (before && !stoppedDockerd) say('the host is as it was before lab-up (containers, networks, volumes, iptables, FORWARD policy, links)');
+  else if (before && !stoppedDockerd)
+    say('the host is as it was before lab-up (containers, networks, volumes, iptables, FORWARD policy, links)');
   return { removed, before, after, leftovers, labLeftovers, stoppedDockerd, seconds: (Date.now() - started) / 1000 };
 }
 
@@ -149,7 +174,9 @@ export async function labMemoryMiB(kind: 'used' | 'rss' = 'used'): Promise<Recor
     if (!c?.running) continue;
     for (const dir of [`/sys/fs/cgroup/memory/docker/${c.id}`, `/sys/fs/cgroup/docker/${c.id}`]) {
       try {
-        const usage = Number(fs.readFileSync(path.join(dir, dir.includes('/memory/') ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'));
+        const usage = Number(
+          fs.readFileSync(path.join(dir, dir.includes('/memory/') ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'),
+        );
         const stat = fs.readFileSync(path.join(dir, 'memory.stat'), 'utf8');
         const inactive = Number(stat.match(/^(?:total_inactive_file|inactive_file) (\d+)$/m)?.[1] ?? 0);
         const rss = Number(stat.match(/^(?:total_rss|anon) (\d+)$/m)?.[1] ?? 0);
@@ -175,7 +202,15 @@ export async function labStatus(): Promise<MachineStatus[]> {
   for (const m of machines()) {
     const c = await inspectContainer(containerName(m.name));
     const ssh = c?.running ? !!(await sshBanner(m.address, 1500)) : false;
-    rows.push({ name: m.name, address: m.address, state: c ? c.status : 'absent', ssh, partitioned: c?.running ? await isPartitioned(m.name) : false, memMiB: mem[m.name], rssMiB: rss[m.name] });
+    rows.push({
+      name: m.name,
+      address: m.address,
+      state: c ? c.status : 'absent',
+      ssh,
+      partitioned: c?.running ? await isPartitioned(m.name) : false,
+      memMiB: mem[m.name],
+      rssMiB: rss[m.name],
+    });
   }
   return rows;
 }
@@ -190,15 +225,21 @@ function printStatus(rows: MachineStatus[]): void {
   for (const r of rows) {
     total += r.memMiB ?? 0;
     totalRss += r.rssMiB ?? 0;
-    console.log(`${w(r.name, 6)} ${w(r.address, 12)} ${w(r.state, 10)} ${w(r.ssh ? 'yes' : 'no', 4)} ${w(r.partitioned ? 'PARTITIONED' : 'ok', 12)} ${w(mib(r.memMiB), 9)} ${mib(r.rssMiB)}`);
+    console.log(
+      `${w(r.name, 6)} ${w(r.address, 12)} ${w(r.state, 10)} ${w(r.ssh ? 'yes' : 'no', 4)} ${w(r.partitioned ? 'PARTITIONED' : 'ok', 12)} ${w(mib(r.memMiB), 9)} ${mib(r.rssMiB)}`,
+    );
   }
-  console.log(`memory ${total.toFixed(0)} MiB (MEM: usage minus inactive file cache, as docker counts it; RSS: anonymous ${totalRss.toFixed(0)} MiB)`);
+  console.log(
+    `memory ${total.toFixed(0)} MiB (MEM: usage minus inactive file cache, as docker counts it; RSS: anonymous ${totalRss.toFixed(0)} MiB)`,
+  );
   console.log(`network ${NETWORK} ${SUBNET}; inventory ${path.relative(ROOT, INVENTORY_FILE)}`);
 }
 
 function usage(): string {
   return `usage: scripts/lab.ts up | down [--stop-docker] [--purge] | status | base-image | ${FAULTS.join('|')} NODE
-nodes: ${machines().map((m) => m.name).join(' ')}`;
+nodes: ${machines()
+    .map((m) => m.name)
+    .join(' ')}`;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -38,10 +38,25 @@ export interface EnsureArgs {
   check?: boolean;
 }
 
-export interface EnsureResult { created: string[]; updated: string[]; unchanged: string[]; deleted: string[] }
-export interface RemoveResult { deleted: string[]; absent: string[] }
+export interface EnsureResult {
+  created: string[];
+  updated: string[];
+  unchanged: string[];
+  deleted: string[];
+}
+export interface RemoveResult {
+  deleted: string[];
+  absent: string[];
+}
 
-interface Rec { id: string; name: string; type: string; content: string; proxied: boolean; ttl: number }
+interface Rec {
+  id: string;
+  name: string;
+  type: string;
+  content: string;
+  proxied: boolean;
+  ttl: number;
+}
 
 const HOST_RE = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
@@ -55,7 +70,8 @@ export function recordTypeFor(target: string): ManagedType {
 /** Pure checks of a request; throws InputError naming the field. Returns normalised names. */
 export function checkRecords(args: { zoneName: string; names: string[]; target?: string; ttl?: number; proxied?: boolean }): string[] {
   const zone = args.zoneName?.toLowerCase().replace(/\.$/, '');
-  if (!zone || !HOST_RE.test(zone) || zone.startsWith('*.')) throw new InputError(`zoneName: not a domain name: ${JSON.stringify(args.zoneName)}`);
+  if (!zone || !HOST_RE.test(zone) || zone.startsWith('*.'))
+    throw new InputError(`zoneName: not a domain name: ${JSON.stringify(args.zoneName)}`);
   if (!Array.isArray(args.names) || args.names.length === 0) throw new InputError('names: at least one name is required');
   const names = args.names.map((n, i) => {
     const name = String(n).toLowerCase().replace(/\.$/, '');
@@ -78,7 +94,14 @@ export function cfError(err: unknown, what: string, secrets: string[] = []): Err
   if (err instanceof APIError && err.status !== undefined) {
     const body = err.error === undefined ? '' : JSON.stringify(err.error);
     const violations = err.headers?.get('sl-violations') ?? undefined;
-    return new CloudApiError('cloudflare', what.split(' ')[0]!, what.split(' ').slice(1).join(' '), err.status, maskSecrets(errorDetail(body), secrets), violations ? maskSecrets(violations, secrets) : undefined);
+    return new CloudApiError(
+      'cloudflare',
+      what.split(' ')[0]!,
+      what.split(' ').slice(1).join(' '),
+      err.status,
+      maskSecrets(errorDetail(body), secrets),
+      violations ? maskSecrets(violations, secrets) : undefined,
+    );
   }
   if (err instanceof InputError || err instanceof CloudApiError) return err;
   return new Error(`cloudflare: ${what}: ${maskSecrets(err instanceof Error ? err.message : String(err), secrets)}`);
@@ -128,9 +151,11 @@ export class CloudflareDns {
   async recordsAt(zoneId: string, name: string): Promise<Rec[]> {
     const out: Rec[] = [];
     for (let page = 1; ; page++) {
-      if (page > this.maxPages) throw new Error(`cloudflare: more than ${this.maxPages} pages of records for ${name}; refusing to continue`);
-      const res = await this.call(`GET /zones/${zoneId}/dns_records?name.exact=${name}`, async () =>
-        await this.client.dns.records.list({ zone_id: zoneId, name: { exact: name }, page, per_page: this.perPage }),
+      if (page > this.maxPages)
+        throw new Error(`cloudflare: more than ${this.maxPages} pages of records for ${name}; refusing to continue`);
+      const res = await this.call(
+        `GET /zones/${zoneId}/dns_records?name.exact=${name}`,
+        async () => await this.client.dns.records.list({ zone_id: zoneId, name: { exact: name }, page, per_page: this.perPage }),
       );
       const items = res.result;
       for (const r of items) {
@@ -160,15 +185,24 @@ export class CloudflareDns {
           const others = have.filter((r) => r !== same);
           // remove conflicting records first (a CNAME cannot coexist with A/AAAA at the same name)
           for (const r of others) {
-            if (!args.check) await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () => this.client.dns.records.delete(r.id, { zone_id: zoneId }));
+            if (!args.check)
+              await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () =>
+                this.client.dns.records.delete(r.id, { zone_id: zoneId }),
+              );
             result.deleted.push(`${name} ${r.type} ${r.content}`);
           }
           const body = { zone_id: zoneId, name, type, content: args.target, proxied, ttl, comment: 'managed by wpfarm' };
           if (!same) {
-            if (!args.check) await this.call(`POST /zones/${zoneId}/dns_records`, () => this.client.dns.records.create(body as Cloudflare.DNS.RecordCreateParams));
+            if (!args.check)
+              await this.call(`POST /zones/${zoneId}/dns_records`, () =>
+                this.client.dns.records.create(body as Cloudflare.DNS.RecordCreateParams),
+              );
             result.created.push(name);
           } else if (same.content !== args.target || same.proxied !== proxied || same.ttl !== ttl) {
-            if (!args.check) await this.call(`PUT /zones/${zoneId}/dns_records/${same.id}`, () => this.client.dns.records.update(same.id, body as Cloudflare.DNS.RecordUpdateParams));
+            if (!args.check)
+              await this.call(`PUT /zones/${zoneId}/dns_records/${same.id}`, () =>
+                this.client.dns.records.update(same.id, body as Cloudflare.DNS.RecordUpdateParams),
+              );
             result.updated.push(`${name} ${same.content} -> ${args.target}`);
           } else result.unchanged.push(name);
         }),
@@ -189,7 +223,10 @@ export class CloudflareDns {
           const have = await this.recordsAt(zoneId, name);
           if (have.length === 0) result.absent.push(name);
           for (const r of have) {
-            if (!args.check) await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () => this.client.dns.records.delete(r.id, { zone_id: zoneId }));
+            if (!args.check)
+              await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () =>
+                this.client.dns.records.delete(r.id, { zone_id: zoneId }),
+              );
             result.deleted.push(`${name} ${r.type} ${r.content}`);
           }
         }),
@@ -211,6 +248,9 @@ export function dnsFromEnv(opts: Omit<DnsOptions, 'token'> & { envFile?: string 
 export async function ensureSiteRecords(args: EnsureArgs, dns: CloudflareDns = dnsFromEnv()): Promise<EnsureResult> {
   return dns.ensureSiteRecords(args);
 }
-export async function removeSiteRecords(args: { zoneName: string; names: string[]; check?: boolean }, dns: CloudflareDns = dnsFromEnv()): Promise<RemoveResult> {
+export async function removeSiteRecords(
+  args: { zoneName: string; names: string[]; check?: boolean },
+  dns: CloudflareDns = dnsFromEnv(),
+): Promise<RemoveResult> {
   return dns.removeSiteRecords(args);
 }

@@ -1,7 +1,22 @@
 // DigitalOcean provisioning with @digitalocean/dots: desired state (inventory `cloud:`), actual state
 // (read through the API, paginated), a pure plan (list of actions), and apply/destroy.
-import { createDigitalOceanClient, createLoad_balancerFromDiscriminatorValue, DigitalOceanApiKeyAuthenticationProvider } from '@digitalocean/dots';
-import type { Region_slug, Droplet, Firewall, Firewall_rules_inbound_rules, Firewall_rules_outbound_rules, Firewall_rule_target, Vpc, Reserved_ip, Volume_full, Page_links } from '@digitalocean/dots';
+import {
+  createDigitalOceanClient,
+  createLoad_balancerFromDiscriminatorValue,
+  DigitalOceanApiKeyAuthenticationProvider,
+} from '@digitalocean/dots';
+import type {
+  Region_slug,
+  Droplet,
+  Firewall,
+  Firewall_rules_inbound_rules,
+  Firewall_rules_outbound_rules,
+  Firewall_rule_target,
+  Vpc,
+  Reserved_ip,
+  Volume_full,
+  Page_links,
+} from '@digitalocean/dots';
 import {
   FetchRequestAdapter,
   HttpClient,
@@ -10,7 +25,13 @@ import {
   RedirectHandler,
   UserAgentHandler,
 } from '@microsoft/kiota-http-fetchlibrary';
-import { createUntypedNull, type Parsable, type ParsableFactory, type ParseNode, type RequestInformation } from '@microsoft/kiota-abstractions';
+import {
+  createUntypedNull,
+  type Parsable,
+  type ParsableFactory,
+  type ParseNode,
+  type RequestInformation,
+} from '@microsoft/kiota-abstractions';
 import type { CloudSpec, GroupSpec } from './config.ts';
 import { collectPages, isNotFound, providerFetch } from './http.ts';
 import type { RetryOptions } from './retry.ts';
@@ -50,16 +71,23 @@ const adapters = new WeakMap<DoClient, FetchRequestAdapter>();
 interface LoadBalancerPostResponse extends Parsable {
   loadBalancer?: { id?: string | null; ip?: string | null };
 }
-const loadBalancerPostResponse: ParsableFactory<LoadBalancerPostResponse> = () => (r: Partial<LoadBalancerPostResponse> = {}) => ({
-  load_balancer: (n: ParseNode) => {
-    r.loadBalancer = n.getObjectValue(createLoad_balancerFromDiscriminatorValue) ?? undefined;
-  },
-});
+const loadBalancerPostResponse: ParsableFactory<LoadBalancerPostResponse> =
+  () =>
+  (r: Partial<LoadBalancerPostResponse> = {}) => ({
+    load_balancer: (n: ParseNode) => {
+      r.loadBalancer = n.getObjectValue(createLoad_balancerFromDiscriminatorValue) ?? undefined;
+    },
+  });
 
 /** POST a JSON body through the dots request builder's URL and the same adapter (auth, retries, errors).
  *  Needed for /v2/load_balancers: dots 1.19 types that body as an UntypedNode set with
  *  setContentFromScalar, which sends an empty body (the API then answers 422). */
-async function postJsonVia<T extends Parsable>(client: DoClient, info: RequestInformation, body: unknown, factory: ParsableFactory<T>): Promise<T | undefined> {
+async function postJsonVia<T extends Parsable>(
+  client: DoClient,
+  info: RequestInformation,
+  body: unknown,
+  factory: ParsableFactory<T>,
+): Promise<T | undefined> {
   const adapter = adapters.get(client);
   if (!adapter) throw new Error('not a client made by makeDoClient');
   info.setStreamContent(new TextEncoder().encode(JSON.stringify(body)).buffer as ArrayBuffer, 'application/json');
@@ -81,7 +109,12 @@ export interface DropletInfo {
   vpcUuid?: string;
   volumeIds: string[];
 }
-export interface VpcInfo { id: string; name: string; ipRange?: string; region?: string }
+export interface VpcInfo {
+  id: string;
+  name: string;
+  ipRange?: string;
+  region?: string;
+}
 export interface RuleSpec {
   protocol: 'tcp' | 'udp' | 'icmp';
   ports: string;
@@ -89,11 +122,32 @@ export interface RuleSpec {
   tags?: string[];
   loadBalancerUids?: string[];
 }
-export interface FirewallSpec { name: string; tags: string[]; inbound: RuleSpec[]; outbound: RuleSpec[] }
-export interface FirewallInfo extends FirewallSpec { id: string }
-export interface ReservedIpInfo { ip: string; dropletId?: number; region?: string }
-export interface LbInfo { id: string; name: string; ip?: string }
-export interface VolumeInfo { id: string; name: string; sizeGb: number; dropletIds: number[]; region?: string }
+export interface FirewallSpec {
+  name: string;
+  tags: string[];
+  inbound: RuleSpec[];
+  outbound: RuleSpec[];
+}
+export interface FirewallInfo extends FirewallSpec {
+  id: string;
+}
+export interface ReservedIpInfo {
+  ip: string;
+  dropletId?: number;
+  region?: string;
+}
+export interface LbInfo {
+  id: string;
+  name: string;
+  ip?: string;
+}
+export interface VolumeInfo {
+  id: string;
+  name: string;
+  sizeGb: number;
+  dropletIds: number[];
+  region?: string;
+}
 
 export interface DoActual {
   vpc?: VpcInfo;
@@ -104,7 +158,10 @@ export interface DoActual {
   volumes: VolumeInfo[];
 }
 
-export interface ReadOptions { perPage?: number; maxPages?: number }
+export interface ReadOptions {
+  perPage?: number;
+  maxPages?: number;
+}
 
 function hasNext(links: Page_links | null | undefined, total: number | null | undefined, seen: number): boolean {
   const pages = links?.pages as { next?: string | null } | null | undefined;
@@ -129,7 +186,12 @@ function toDroplet(d: Droplet): DropletInfo {
   };
 }
 
-function toRule(r: (Firewall_rules_inbound_rules | Firewall_rules_outbound_rules) & { sources?: Firewall_rule_target | null; destinations?: Firewall_rule_target | null }): RuleSpec {
+function toRule(
+  r: (Firewall_rules_inbound_rules | Firewall_rules_outbound_rules) & {
+    sources?: Firewall_rule_target | null;
+    destinations?: Firewall_rule_target | null;
+  },
+): RuleSpec {
   const t = r.sources ?? r.destinations ?? {};
   const rule: RuleSpec = { protocol: String(r.protocol) as RuleSpec['protocol'], ports: r.ports ?? '0' };
   if (t.addresses?.length) rule.addresses = [...t.addresses];
@@ -149,60 +211,108 @@ function toFirewall(f: Firewall): FirewallInfo {
 }
 
 /** Dedupe by key while paging: a page that brings nothing new ends the walk (protects against a static mock). */
-async function pagedUnique<T>(what: string, key: (t: T) => string, opts: ReadOptions, get: (page: number, perPage: number) => Promise<{ items: T[]; links?: Page_links | null; total?: number | null }>): Promise<T[]> {
+async function pagedUnique<T>(
+  what: string,
+  key: (t: T) => string,
+  opts: ReadOptions,
+  get: (page: number, perPage: number) => Promise<{ items: T[]; links?: Page_links | null; total?: number | null }>,
+): Promise<T[]> {
   const seen = new Set<string>();
   const perPage = opts.perPage ?? 200;
-  return collectPages<T>(async (page) => {
-    const { items, links, total } = await get(page, perPage);
-    const fresh = items.filter((i) => !seen.has(key(i)));
-    for (const i of fresh) seen.add(key(i));
-    return { items: fresh, hasNext: hasNext(links, total, seen.size) && fresh.length > 0 };
-  }, { maxPages: opts.maxPages, what });
+  return collectPages<T>(
+    async (page) => {
+      const { items, links, total } = await get(page, perPage);
+      const fresh = items.filter((i) => !seen.has(key(i)));
+      for (const i of fresh) seen.add(key(i));
+      return { items: fresh, hasNext: hasNext(links, total, seen.size) && fresh.length > 0 };
+    },
+    { maxPages: opts.maxPages, what },
+  );
 }
 
 export async function listDroplets(client: DoClient, tag: string, opts: ReadOptions = {}): Promise<DropletInfo[]> {
-  const ds = await pagedUnique<Droplet>('droplets', (d) => String(d.id), opts, async (page, perPage) => {
-    const r = await client.v2.droplets.get({ queryParameters: { tagName: tag, page, perPage } });
-    return { items: r?.droplets ?? [], links: r?.links, total: r?.meta?.total };
-  });
+  const ds = await pagedUnique<Droplet>(
+    'droplets',
+    (d) => String(d.id),
+    opts,
+    async (page, perPage) => {
+      const r = await client.v2.droplets.get({ queryParameters: { tagName: tag, page, perPage } });
+      return { items: r?.droplets ?? [], links: r?.links, total: r?.meta?.total };
+    },
+  );
   return ds.map(toDroplet);
 }
 
 export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOptions = {}): Promise<DoActual> {
-  const vpcs = await pagedUnique<Vpc>('vpcs', (v) => String(v.id), opts, async (page, perPage) => {
-    const r = await client.v2.vpcs.get({ queryParameters: { page, perPage } });
-    return { items: r?.vpcs ?? [], links: r?.links, total: r?.meta?.total };
-  });
+  const vpcs = await pagedUnique<Vpc>(
+    'vpcs',
+    (v) => String(v.id),
+    opts,
+    async (page, perPage) => {
+      const r = await client.v2.vpcs.get({ queryParameters: { page, perPage } });
+      return { items: r?.vpcs ?? [], links: r?.links, total: r?.meta?.total };
+    },
+  );
   const vpc = vpcs.find((v) => v.name === spec.vpc.name);
   const droplets = await listDroplets(client, spec.ownerTag, opts);
-  const fws = await pagedUnique<Firewall>('firewalls', (f) => String(f.id), opts, async (page, perPage) => {
-    const r = await client.v2.firewalls.get({ queryParameters: { page, perPage } });
-    return { items: r?.firewalls ?? [], links: r?.links, total: r?.meta?.total };
-  });
+  const fws = await pagedUnique<Firewall>(
+    'firewalls',
+    (f) => String(f.id),
+    opts,
+    async (page, perPage) => {
+      const r = await client.v2.firewalls.get({ queryParameters: { page, perPage } });
+      return { items: r?.firewalls ?? [], links: r?.links, total: r?.meta?.total };
+    },
+  );
   const ourFwNames = new Set<string>(firewallNames(spec));
-  const rips = await pagedUnique<Reserved_ip>('reserved_ips', (r) => String(r.ip), opts, async (page, perPage) => {
-    const r = await client.v2.reserved_ips.get({ queryParameters: { page, perPage } });
-    return { items: r?.reservedIps ?? [], links: r?.links, total: r?.meta?.total };
-  });
+  const rips = await pagedUnique<Reserved_ip>(
+    'reserved_ips',
+    (r) => String(r.ip),
+    opts,
+    async (page, perPage) => {
+      const r = await client.v2.reserved_ips.get({ queryParameters: { page, perPage } });
+      return { items: r?.reservedIps ?? [], links: r?.links, total: r?.meta?.total };
+    },
+  );
   let loadBalancer: LbInfo | undefined;
   if (spec.loadBalancer.enabled) {
-    const lbs = await pagedUnique<{ id?: string | null; name?: string | null; ip?: string | null }>('load_balancers', (l) => String(l.id), opts, async (page, perPage) => {
-      const r = await client.v2.load_balancers.get({ queryParameters: { page, perPage } });
-      return { items: (r?.loadBalancers ?? []) as { id?: string | null; name?: string | null; ip?: string | null }[], links: r?.links, total: r?.meta?.total };
-    });
+    const lbs = await pagedUnique<{ id?: string | null; name?: string | null; ip?: string | null }>(
+      'load_balancers',
+      (l) => String(l.id),
+      opts,
+      async (page, perPage) => {
+        const r = await client.v2.load_balancers.get({ queryParameters: { page, perPage } });
+        return {
+          items: (r?.loadBalancers ?? []) as { id?: string | null; name?: string | null; ip?: string | null }[],
+          links: r?.links,
+          total: r?.meta?.total,
+        };
+      },
+    );
     const lb = lbs.find((l) => l.name === spec.loadBalancer.name);
     if (lb) loadBalancer = { id: lb.id ?? '', name: lb.name ?? '', ip: lb.ip ?? undefined };
   }
   const volumes: VolumeInfo[] = [];
   if (spec.groups.some((g) => g.volumeGb && g.count > 0)) {
-    const vols = await pagedUnique<Volume_full>('volumes', (v) => String(v.id), opts, async (page, perPage) => {
-      const r = await client.v2.volumes.get({ queryParameters: { region: regionSlug(spec.region), page, perPage } });
-      return { items: r?.volumes ?? [], links: r?.links, total: r?.meta?.total };
-    });
+    const vols = await pagedUnique<Volume_full>(
+      'volumes',
+      (v) => String(v.id),
+      opts,
+      async (page, perPage) => {
+        const r = await client.v2.volumes.get({ queryParameters: { region: regionSlug(spec.region), page, perPage } });
+        return { items: r?.volumes ?? [], links: r?.links, total: r?.meta?.total };
+      },
+    );
     const wanted = new Set(spec.groups.flatMap((g) => (g.volumeGb ? dropletNames(g).map(volumeName) : [])));
     for (const v of vols) {
       if (!v.name || !wanted.has(v.name)) continue;
-      volumes.push({ id: v.id ?? '', name: v.name, sizeGb: v.sizeGigabytes ?? 0, dropletIds: v.dropletIds ?? [], region: v.region?.slug ?? undefined });
+      volumes.push({
+        id: v.id ?? '',
+        name: v.name,
+        sizeGb: v.sizeGigabytes ?? 0,
+        dropletIds: v.dropletIds ?? [],
+        region: v.region?.slug ?? undefined,
+      });
     }
   }
   return {
@@ -301,7 +411,16 @@ export function firewallDiff(want: FirewallSpec, have: FirewallSpec): string[] {
 
 export type DoAction =
   | { kind: 'create-vpc'; name: string; region: string; ipRange?: string }
-  | { kind: 'create-droplets'; group: string; names: string[]; size: string; image: string; region: string; tags: string[]; sshKeys: string[] }
+  | {
+      kind: 'create-droplets';
+      group: string;
+      names: string[];
+      size: string;
+      image: string;
+      region: string;
+      tags: string[];
+      sshKeys: string[];
+    }
   | { kind: 'create-volume'; name: string; sizeGb: number; region: string; droplet: string; tags: string[] }
   | { kind: 'attach-volume'; volume: string; droplet: string; region: string }
   | { kind: 'create-firewall'; firewall: FirewallSpec }
@@ -314,17 +433,28 @@ export type DoAction =
 
 export function describeAction(a: DoAction): string {
   switch (a.kind) {
-    case 'create-vpc': return `create VPC ${a.name} in ${a.region}${a.ipRange ? ` (${a.ipRange})` : ''}`;
-    case 'create-droplets': return `create droplets ${a.names.join(', ')} [${a.group}] (${a.size}, ${a.image}, ${a.region}, tags ${a.tags.join(',')})`;
-    case 'create-volume': return `create volume ${a.name} ${a.sizeGb} GB in ${a.region} for ${a.droplet}`;
-    case 'attach-volume': return `attach volume ${a.volume} to ${a.droplet}`;
-    case 'create-firewall': return `create firewall ${a.firewall.name} for tags ${a.firewall.tags.join(',')} (${a.firewall.inbound.length} inbound, ${a.firewall.outbound.length} outbound rules)`;
-    case 'update-firewall': return `update firewall ${a.firewall.name}: ${a.changes.join('; ')}`;
-    case 'create-reserved-ip': return `create a reserved IP in ${a.region} assigned to ${a.droplet}`;
-    case 'assign-reserved-ip': return `assign reserved IP ${a.ip} to ${a.droplet}`;
-    case 'create-load-balancer': return `create load balancer ${a.name} in ${a.region} for tag ${a.tag} (80/443 tcp passthrough)`;
-    case 'ensure-bucket': return `ensure Spaces bucket ${a.bucket} in ${a.region} (S3 HeadBucket/CreateBucket)`;
-    case 'note': return `note: ${a.message}`;
+    case 'create-vpc':
+      return `create VPC ${a.name} in ${a.region}${a.ipRange ? ` (${a.ipRange})` : ''}`;
+    case 'create-droplets':
+      return `create droplets ${a.names.join(', ')} [${a.group}] (${a.size}, ${a.image}, ${a.region}, tags ${a.tags.join(',')})`;
+    case 'create-volume':
+      return `create volume ${a.name} ${a.sizeGb} GB in ${a.region} for ${a.droplet}`;
+    case 'attach-volume':
+      return `attach volume ${a.volume} to ${a.droplet}`;
+    case 'create-firewall':
+      return `create firewall ${a.firewall.name} for tags ${a.firewall.tags.join(',')} (${a.firewall.inbound.length} inbound, ${a.firewall.outbound.length} outbound rules)`;
+    case 'update-firewall':
+      return `update firewall ${a.firewall.name}: ${a.changes.join('; ')}`;
+    case 'create-reserved-ip':
+      return `create a reserved IP in ${a.region} assigned to ${a.droplet}`;
+    case 'assign-reserved-ip':
+      return `assign reserved IP ${a.ip} to ${a.droplet}`;
+    case 'create-load-balancer':
+      return `create load balancer ${a.name} in ${a.region} for tag ${a.tag} (80/443 tcp passthrough)`;
+    case 'ensure-bucket':
+      return `ensure Spaces bucket ${a.bucket} in ${a.region} (S3 HeadBucket/CreateBucket)`;
+    case 'note':
+      return `note: ${a.message}`;
   }
 }
 
@@ -335,22 +465,37 @@ export function planProvision(spec: CloudSpec, actual: DoActual, clusterPorts: r
   const actions: DoAction[] = [];
   if (!actual.vpc) actions.push({ kind: 'create-vpc', name: spec.vpc.name, region: spec.region, ipRange: spec.vpc.ipRange });
   else if (spec.vpc.ipRange && actual.vpc.ipRange && actual.vpc.ipRange !== spec.vpc.ipRange)
-    actions.push({ kind: 'note', message: `VPC ${spec.vpc.name} has ip_range ${actual.vpc.ipRange}, inventory says ${spec.vpc.ipRange} (not changed: a VPC range is immutable)` });
+    actions.push({
+      kind: 'note',
+      message: `VPC ${spec.vpc.name} has ip_range ${actual.vpc.ipRange}, inventory says ${spec.vpc.ipRange} (not changed: a VPC range is immutable)`,
+    });
   const byName = new Map(actual.droplets.map((d) => [d.name, d]));
   for (const g of spec.groups) {
     const names = dropletNames(g);
     const missing = names.filter((n) => !byName.has(n));
     // the API creates at most 10 droplets per request
     for (let i = 0; i < missing.length; i += 10) {
-      actions.push({ kind: 'create-droplets', group: g.name, names: missing.slice(i, i + 10), size: g.size, image: g.image ?? spec.image, region: spec.region, tags: g.tags, sshKeys: spec.sshKeys.map(String) });
+      actions.push({
+        kind: 'create-droplets',
+        group: g.name,
+        names: missing.slice(i, i + 10),
+        size: g.size,
+        image: g.image ?? spec.image,
+        region: spec.region,
+        tags: g.tags,
+        sshKeys: spec.sshKeys.map(String),
+      });
     }
     for (const n of names) {
       const d = byName.get(n);
-      if (d && d.size && d.size !== g.size) actions.push({ kind: 'note', message: `${n} is ${d.size}, inventory says ${g.size} (resize is not automatic)` });
-      if (d && !g.tags.every((t) => d.tags.includes(t))) actions.push({ kind: 'note', message: `${n} lacks tags ${g.tags.filter((t) => !d.tags.includes(t)).join(',')}` });
+      if (d && d.size && d.size !== g.size)
+        actions.push({ kind: 'note', message: `${n} is ${d.size}, inventory says ${g.size} (resize is not automatic)` });
+      if (d && !g.tags.every((t) => d.tags.includes(t)))
+        actions.push({ kind: 'note', message: `${n} lacks tags ${g.tags.filter((t) => !d.tags.includes(t)).join(',')}` });
     }
     const extra = actual.droplets.filter((d) => d.tags.includes(`${spec.ownerTag}-${g.name}`) && !names.includes(d.name));
-    for (const d of extra) actions.push({ kind: 'note', message: `${d.name} (tag ${spec.ownerTag}-${g.name}) is not in the inventory any more (not deleted)` });
+    for (const d of extra)
+      actions.push({ kind: 'note', message: `${d.name} (tag ${spec.ownerTag}-${g.name}) is not in the inventory any more (not deleted)` });
     if (g.volumeGb) {
       for (const n of names) {
         const vname = volumeName(n);
@@ -361,7 +506,11 @@ export function planProvision(spec: CloudSpec, actual: DoActual, clusterPorts: r
           actions.push({ kind: 'attach-volume', volume: vname, droplet: n, region: spec.region });
         } else {
           if (!d || !vol.dropletIds.includes(d.id)) actions.push({ kind: 'attach-volume', volume: vname, droplet: n, region: spec.region });
-          if (vol.sizeGb < g.volumeGb) actions.push({ kind: 'note', message: `volume ${vname} is ${vol.sizeGb} GB, inventory says ${g.volumeGb} (resize is not automatic)` });
+          if (vol.sizeGb < g.volumeGb)
+            actions.push({
+              kind: 'note',
+              message: `volume ${vname} is ${vol.sizeGb} GB, inventory says ${g.volumeGb} (resize is not automatic)`,
+            });
         }
       }
     }
@@ -382,7 +531,12 @@ export function planProvision(spec: CloudSpec, actual: DoActual, clusterPorts: r
     if (!assigned) actions.push({ kind: 'create-reserved-ip', droplet: edgeNames[0]!, region: spec.region });
   }
   if (spec.loadBalancer.enabled && !actual.loadBalancer) {
-    actions.push({ kind: 'create-load-balancer', name: spec.loadBalancer.name, region: spec.region, tag: `${spec.ownerTag}-${spec.loadBalancer.group}` });
+    actions.push({
+      kind: 'create-load-balancer',
+      name: spec.loadBalancer.name,
+      region: spec.region,
+      tag: `${spec.ownerTag}-${spec.loadBalancer.group}`,
+    });
   }
   if (spec.spaces) actions.push({ kind: 'ensure-bucket', bucket: spec.spaces.bucket, region: spec.spaces.region });
   return actions;
@@ -421,7 +575,11 @@ function fwBody(f: FirewallSpec, dropletIds: number[] = []): Firewall {
     tags: f.tags,
     dropletIds,
     inboundRules: f.inbound.map((r) => ({ protocol: r.protocol, ports: r.ports, sources: target(r) })) as Firewall_rules_inbound_rules[],
-    outboundRules: f.outbound.map((r) => ({ protocol: r.protocol, ports: r.ports, destinations: target(r) })) as Firewall_rules_outbound_rules[],
+    outboundRules: f.outbound.map((r) => ({
+      protocol: r.protocol,
+      ports: r.ports,
+      destinations: target(r),
+    })) as Firewall_rules_outbound_rules[],
   };
 }
 
@@ -436,12 +594,20 @@ export async function waitForDroplets(client: DoClient, tag: string, names: stri
       return !d || d.status !== 'active' || !d.publicV4;
     });
     if (pending.length === 0) return ds;
-    if (Date.now() > deadline) throw new Error(`droplets not active with an address after ${Math.round((opts.waitTimeoutMs ?? 600_000) / 1000)} s: ${pending.join(', ')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `droplets not active with an address after ${Math.round((opts.waitTimeoutMs ?? 600_000) / 1000)} s: ${pending.join(', ')}`,
+      );
     await sleep(interval);
   }
 }
 
-export async function applyProvision(client: DoClient, spec: CloudSpec, actions: DoAction[], opts: ApplyOptions = {}): Promise<ApplyResult> {
+export async function applyProvision(
+  client: DoClient,
+  spec: CloudSpec,
+  actions: DoAction[],
+  opts: ApplyOptions = {},
+): Promise<ApplyResult> {
   const log = opts.log ?? (() => {});
   const done: string[] = [];
   let actual = await readActual(client, spec, opts);
@@ -462,7 +628,12 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
         break;
       case 'create-vpc': {
         if (actual.vpc) break;
-        const r = await client.v2.vpcs.post({ name: a.name, region: a.region, ...(a.ipRange ? { ipRange: a.ipRange } : {}), description: 'wpfarm' });
+        const r = await client.v2.vpcs.post({
+          name: a.name,
+          region: a.region,
+          ...(a.ipRange ? { ipRange: a.ipRange } : {}),
+          description: 'wpfarm',
+        });
         const v = (r as { vpc?: Vpc } | undefined)?.vpc;
         if (!v?.id) throw new Error(`VPC ${a.name}: the API returned no id`);
         actual.vpc = { id: String(v.id), name: v.name ?? a.name, ipRange: v.ipRange ?? a.ipRange, region: v.region ?? a.region };
@@ -473,7 +644,15 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
         const have = new Set(actual.droplets.map((d) => d.name));
         const names = a.names.filter((n) => !have.has(n));
         if (names.length === 0) break;
-        const base = { region: a.region, size: a.size, image: a.image, sshKeys: a.sshKeys, tags: a.tags, monitoring: true, ...(actual.vpc ? { vpcUuid: actual.vpc.id } : {}) };
+        const base = {
+          region: a.region,
+          size: a.size,
+          image: a.image,
+          sshKeys: a.sshKeys,
+          tags: a.tags,
+          monitoring: true,
+          ...(actual.vpc ? { vpcUuid: actual.vpc.id } : {}),
+        };
         if (names.length === 1) await client.v2.droplets.post({ ...base, name: names[0] });
         else await client.v2.droplets.post({ ...base, names });
         actual.droplets = await waitForDroplets(client, spec.ownerTag, names, opts);
@@ -482,9 +661,22 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
       }
       case 'create-volume': {
         if (actual.volumes.some((v) => v.name === a.name)) break;
-        const r = await client.v2.volumes.post({ name: a.name, sizeGigabytes: a.sizeGb, region: regionSlug(a.region), filesystemType: 'ext4', tags: a.tags, description: `wpfarm data for ${a.droplet}` });
+        const r = await client.v2.volumes.post({
+          name: a.name,
+          sizeGigabytes: a.sizeGb,
+          region: regionSlug(a.region),
+          filesystemType: 'ext4',
+          tags: a.tags,
+          description: `wpfarm data for ${a.droplet}`,
+        });
         const v = (r as { volume?: Volume_full } | undefined)?.volume;
-        actual.volumes.push({ id: v?.id ?? '', name: a.name, sizeGb: v?.sizeGigabytes ?? a.sizeGb, dropletIds: v?.dropletIds ?? [], region: a.region });
+        actual.volumes.push({
+          id: v?.id ?? '',
+          name: a.name,
+          sizeGb: v?.sizeGigabytes ?? a.sizeGb,
+          dropletIds: v?.dropletIds ?? [],
+          region: a.region,
+        });
         record(a);
         break;
       }
@@ -534,7 +726,14 @@ export async function applyProvision(client: DoClient, spec: CloudSpec, actions:
             { entry_protocol: 'tcp', entry_port: 80, target_protocol: 'tcp', target_port: 80 },
             { entry_protocol: 'tcp', entry_port: 443, target_protocol: 'tcp', target_port: 443 },
           ],
-          health_check: { protocol: 'tcp', port: 80, check_interval_seconds: 10, response_timeout_seconds: 5, healthy_threshold: 3, unhealthy_threshold: 3 },
+          health_check: {
+            protocol: 'tcp',
+            port: 80,
+            check_interval_seconds: 10,
+            response_timeout_seconds: 5,
+            healthy_threshold: 3,
+            unhealthy_threshold: 3,
+          },
         };
         const info = client.v2.load_balancers.toPostRequestInformation(createUntypedNull());
         const lb = (await postJsonVia(client, info, body, loadBalancerPostResponse))?.loadBalancer;
@@ -571,12 +770,18 @@ export type DestroyAction =
 
 export function describeDestroy(a: DestroyAction): string {
   switch (a.kind) {
-    case 'delete-load-balancer': return `delete load balancer ${a.name}`;
-    case 'delete-reserved-ip': return `delete reserved IP ${a.ip}`;
-    case 'delete-firewall': return `delete firewall ${a.name}`;
-    case 'delete-droplet': return `delete droplet ${a.name} (${a.id})`;
-    case 'delete-volume': return `delete volume ${a.name}`;
-    case 'delete-vpc': return `delete VPC ${a.name}`;
+    case 'delete-load-balancer':
+      return `delete load balancer ${a.name}`;
+    case 'delete-reserved-ip':
+      return `delete reserved IP ${a.ip}`;
+    case 'delete-firewall':
+      return `delete firewall ${a.name}`;
+    case 'delete-droplet':
+      return `delete droplet ${a.name} (${a.id})`;
+    case 'delete-volume':
+      return `delete volume ${a.name}`;
+    case 'delete-vpc':
+      return `delete VPC ${a.name}`;
   }
 }
 
@@ -586,7 +791,8 @@ export function planDestroy(spec: CloudSpec, actual: DoActual): DestroyAction[] 
   const out: DestroyAction[] = [];
   if (actual.loadBalancer) out.push({ kind: 'delete-load-balancer', id: actual.loadBalancer.id, name: actual.loadBalancer.name });
   const ids = new Set(actual.droplets.map((d) => d.id));
-  for (const r of actual.reservedIps) if (r.dropletId !== undefined && ids.has(r.dropletId)) out.push({ kind: 'delete-reserved-ip', ip: r.ip });
+  for (const r of actual.reservedIps)
+    if (r.dropletId !== undefined && ids.has(r.dropletId)) out.push({ kind: 'delete-reserved-ip', ip: r.ip });
   for (const f of actual.firewalls) out.push({ kind: 'delete-firewall', id: f.id, name: f.name });
   for (const d of actual.droplets) out.push({ kind: 'delete-droplet', id: d.id, name: d.name });
   for (const v of actual.volumes) out.push({ kind: 'delete-volume', id: v.id, name: v.name });
@@ -595,7 +801,11 @@ export function planDestroy(spec: CloudSpec, actual: DoActual): DestroyAction[] 
   return out;
 }
 
-export async function applyDestroy(client: DoClient, actions: DestroyAction[], opts: { log?: (l: string) => void; retryDelayMs?: number; attempts?: number } = {}): Promise<string[]> {
+export async function applyDestroy(
+  client: DoClient,
+  actions: DestroyAction[],
+  opts: { log?: (l: string) => void; retryDelayMs?: number; attempts?: number } = {},
+): Promise<string[]> {
   const log = opts.log ?? (() => {});
   const done: string[] = [];
   // volumes and the VPC can only go once the droplets are gone: retry those a few times
@@ -604,12 +814,24 @@ export async function applyDestroy(client: DoClient, actions: DestroyAction[], o
     for (let i = 1; ; i++) {
       try {
         switch (a.kind) {
-          case 'delete-load-balancer': await client.v2.load_balancers.byLb_id(a.id).delete(); break;
-          case 'delete-reserved-ip': await client.v2.reserved_ips.byReserved_ip(a.ip).delete(); break;
-          case 'delete-firewall': await client.v2.firewalls.byFirewall_id(a.id).delete(); break;
-          case 'delete-droplet': await client.v2.droplets.byDroplet_id(a.id).delete(); break;
-          case 'delete-volume': await client.v2.volumes.byVolume_id(a.id).delete(); break;
-          case 'delete-vpc': await client.v2.vpcs.byVpc_id(a.id).delete(); break;
+          case 'delete-load-balancer':
+            await client.v2.load_balancers.byLb_id(a.id).delete();
+            break;
+          case 'delete-reserved-ip':
+            await client.v2.reserved_ips.byReserved_ip(a.ip).delete();
+            break;
+          case 'delete-firewall':
+            await client.v2.firewalls.byFirewall_id(a.id).delete();
+            break;
+          case 'delete-droplet':
+            await client.v2.droplets.byDroplet_id(a.id).delete();
+            break;
+          case 'delete-volume':
+            await client.v2.volumes.byVolume_id(a.id).delete();
+            break;
+          case 'delete-vpc':
+            await client.v2.vpcs.byVpc_id(a.id).delete();
+            break;
         }
         done.push(describeDestroy(a));
         log(describeDestroy(a));

@@ -16,7 +16,14 @@ export function providerFetch(provider: string, opts: RetryOptions = {}): FetchL
     const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
     const text = await res.text().catch(() => '');
     const violations = res.headers.get('sl-violations') ?? undefined;
-    throw new CloudApiError(provider, method, url.pathname + url.search, res.status, maskSecrets(errorDetail(text), opts.secrets), violations ? maskSecrets(violations, opts.secrets) : undefined);
+    throw new CloudApiError(
+      provider,
+      method,
+      url.pathname + url.search,
+      res.status,
+      maskSecrets(errorDetail(text), opts.secrets),
+      violations ? maskSecrets(violations, opts.secrets) : undefined,
+    );
   };
 }
 

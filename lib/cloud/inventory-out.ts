@@ -6,7 +6,13 @@ import { Document, parseDocument, isMap } from 'yaml';
 import type { CloudSpec } from './config.ts';
 import { dropletNames, type DoActual } from './digitalocean.ts';
 
-export interface InventoryHost { address: string; port: number; user: string; key?: string; vars?: Record<string, unknown> }
+export interface InventoryHost {
+  address: string;
+  port: number;
+  user: string;
+  key?: string;
+  vars?: Record<string, unknown>;
+}
 
 export interface ProvisionedInventory {
   hosts: Record<string, InventoryHost>;
@@ -15,7 +21,11 @@ export interface ProvisionedInventory {
 }
 
 /** Pure: hosts and groups from what exists. `address: public` (default) or `private` (a controller inside the VPC). */
-export function inventoryFromActual(spec: CloudSpec, actual: DoActual, opts: { address?: 'public' | 'private'; zone?: string } = {}): ProvisionedInventory {
+export function inventoryFromActual(
+  spec: CloudSpec,
+  actual: DoActual,
+  opts: { address?: 'public' | 'private'; zone?: string } = {},
+): ProvisionedInventory {
   const hosts: Record<string, InventoryHost> = {};
   const groups: Record<string, { hosts: string[] }> = {};
   const missing: string[] = [];
@@ -28,16 +38,25 @@ export function inventoryFromActual(spec: CloudSpec, actual: DoActual, opts: { a
         missing.push(n);
         continue;
       }
-      hosts[n] = { address, port: 22, user: spec.user, ...(spec.key ? { key: spec.key } : {}), vars: { private_address: d.privateV4 ?? null, public_address: d.publicV4 ?? null, droplet_id: d.id } };
+      hosts[n] = {
+        address,
+        port: 22,
+        user: spec.user,
+        ...(spec.key ? { key: spec.key } : {}),
+        vars: { private_address: d.privateV4 ?? null, public_address: d.publicV4 ?? null, droplet_id: d.id },
+      };
       names.push(n);
     }
     groups[g.name] = { hosts: names };
   }
   if (missing.length) throw new Error(`no address yet for: ${missing.join(', ')} (run provision again when they are active)`);
-  const edgeIds = new Set(dropletNames(spec.groups.find((g) => g.name === spec.edgeGroup)!).map((n) => actual.droplets.find((d) => d.name === n)?.id));
+  const edgeIds = new Set(
+    dropletNames(spec.groups.find((g) => g.name === spec.edgeGroup)!).map((n) => actual.droplets.find((d) => d.name === n)?.id),
+  );
   const rip = actual.reservedIps.find((r) => r.dropletId !== undefined && edgeIds.has(r.dropletId));
   const firstEdge = groups[spec.edgeGroup]?.hosts[0];
-  const edgeAddress = actual.loadBalancer?.ip ?? rip?.ip ?? (firstEdge ? actual.droplets.find((d) => d.name === firstEdge)?.publicV4 : undefined);
+  const edgeAddress =
+    actual.loadBalancer?.ip ?? rip?.ip ?? (firstEdge ? actual.droplets.find((d) => d.name === firstEdge)?.publicV4 : undefined);
   const vars: Record<string, unknown> = {
     cloud_provider: spec.provider,
     cloud_region: spec.region,
@@ -46,7 +65,13 @@ export function inventoryFromActual(spec: CloudSpec, actual: DoActual, opts: { a
     edge_address: edgeAddress ?? null,
     reserved_ip: rip?.ip ?? null,
     load_balancer_ip: actual.loadBalancer?.ip ?? null,
-    ...(spec.spaces ? { spaces_bucket: spec.spaces.bucket, spaces_region: spec.spaces.region, spaces_endpoint: `https://${spec.spaces.region}.digitaloceanspaces.com` } : {}),
+    ...(spec.spaces
+      ? {
+          spaces_bucket: spec.spaces.bucket,
+          spaces_region: spec.spaces.region,
+          spaces_endpoint: `https://${spec.spaces.region}.digitaloceanspaces.com`,
+        }
+      : {}),
     ...(opts.zone ? { cloudflare_zone: opts.zone } : {}),
   };
   return { hosts, groups, vars };
@@ -62,7 +87,8 @@ export function writeInventory(file: string, inv: ProvisionedInventory, opts: { 
     if (doc.contents !== null && !isMap(doc.contents)) throw new Error(`${file}: not a mapping`);
   } else {
     doc = new Document({});
-    doc.commentBefore = ' Written by playbooks/provision.ts: the hosts and groups it provisions are rewritten on each run;\n other keys are kept.';
+    doc.commentBefore =
+      ' Written by playbooks/provision.ts: the hosts and groups it provisions are rewritten on each run;\n other keys are kept.';
   }
   if (!doc.has('settings')) doc.set('settings', { known_hosts: opts.knownHosts ?? '.wpfarm/production/known_hosts' });
   for (const [k, v] of Object.entries(inv.vars)) doc.setIn(['vars', k], v);

@@ -90,7 +90,9 @@ export class CloudApiError extends Error {
     readonly detail: string,
     readonly violations?: string,
   ) {
-    super(`${provider}: ${method} ${path} -> ${status}${detail ? `: ${detail}` : ''}${violations ? ` [spec violations: ${violations}]` : ''}`);
+    super(
+      `${provider}: ${method} ${path} -> ${status}${detail ? `: ${detail}` : ''}${violations ? ` [spec violations: ${violations}]` : ''}`,
+    );
     this.name = 'CloudApiError';
   }
 }

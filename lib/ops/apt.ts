@@ -100,7 +100,8 @@ export function apt(a: AptArgs, options: StepOptions = {}): Operation {
       let remove: string[] = [];
       if (state === 'present') {
         install = pkgs.filter((n) => !isInstalled(dpkg[n]));
-        for (const n of install) changes.push(`install ${n}${dpkg[n] && dpkg[n].status.split(' ')[2] !== 'not-installed' ? ` (now: ${dpkg[n].status})` : ''}`);
+        for (const n of install)
+          changes.push(`install ${n}${dpkg[n] && dpkg[n].status.split(' ')[2] !== 'not-installed' ? ` (now: ${dpkg[n].status})` : ''}`);
       } else if (state === 'latest') {
         const pol = parseAptPolicy(p.get('policy') ?? '');
         for (const n of pkgs) {
@@ -127,7 +128,8 @@ export function apt(a: AptArgs, options: StepOptions = {}): Operation {
         update = true;
         changes.unshift(`apt-get update (${staleBy})`);
       }
-      if (!update && install.length === 0 && remove.length === 0) return { changed: false, changes: [], result: { installed: [], removed: [] } };
+      if (!update && install.length === 0 && remove.length === 0)
+        return { changed: false, changes: [], result: { installed: [], removed: [] } };
       if (install.length && a.update_cache === true) update = true; // a number: only when stale (above)
 
       const lines: string[] = ['set -e', 'export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l'];
@@ -138,7 +140,7 @@ export function apt(a: AptArgs, options: StepOptions = {}): Operation {
           'prc=/usr/sbin/policy-rc.d; saved=""',
           'if [ -e "$prc" ]; then saved="$prc.wpfarm-saved.$$"; mv -f "$prc" "$saved"; fi',
           `trap 'rm -f "$prc"; if [ -n "$saved" ]; then mv -f "$saved" "$prc"; fi' EXIT`,
-          "printf '#!/bin/sh\\nexit 101\\n' > \"$prc\"; chmod 0755 \"$prc\"",
+          'printf \'#!/bin/sh\\nexit 101\\n\' > "$prc"; chmod 0755 "$prc"',
         );
       }
       // `apt-get update` takes /var/lib/apt/lists/lock without waiting (DPkg::Lock::Timeout covers the dpkg

@@ -104,7 +104,8 @@ export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Oper
   const validate = checkValidate(args.validate, what);
   if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
   if (state === 'present' && typeof args.block !== 'string') throw new InputError(`${what}: block is required`);
-  if (args.insertAfter !== undefined && args.insertBefore !== undefined) throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
+  if (args.insertAfter !== undefined && args.insertBefore !== undefined)
+    throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
   const marker = args.marker ?? '# {mark} WPFARM MANAGED BLOCK';
   if (!marker.includes('{mark}')) throw new InputError(`${what}: marker must contain {mark}`);
   const begin = marker.replace('{mark}', args.markerBegin ?? 'BEGIN');
@@ -116,8 +117,12 @@ export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Oper
     end,
     block: args.block ?? '',
     state,
-    insertAfter: args.insertAfter === undefined || args.insertAfter === 'EOF' ? (args.insertAfter as 'EOF' | undefined) : toRe(args.insertAfter, what),
-    insertBefore: args.insertBefore === undefined || args.insertBefore === 'BOF' ? (args.insertBefore as 'BOF' | undefined) : toRe(args.insertBefore, what),
+    insertAfter:
+      args.insertAfter === undefined || args.insertAfter === 'EOF' ? (args.insertAfter as 'EOF' | undefined) : toRe(args.insertAfter, what),
+    insertBefore:
+      args.insertBefore === undefined || args.insertBefore === 'BOF'
+        ? (args.insertBefore as 'BOF' | undefined)
+        : toRe(args.insertBefore, what),
     appendNewline: args.appendNewline,
     prependNewline: args.prependNewline,
   };

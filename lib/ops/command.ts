@@ -86,8 +86,10 @@ export function command(a: CommandArgs, options: StepOptions = {}): Operation {
       if (!guarded && a.chdir === undefined) return null;
       const s: string[] = [];
       if (a.chdir !== undefined) s.push(sh`if cd -- ${a.chdir}; then echo chdir=ok; else echo chdir=missing; fi`);
-      if (a.creates !== undefined) s.push(sh`if [ -e ${a.creates} ] || [ -L ${a.creates} ]; then echo creates=yes; else echo creates=no; fi`);
-      if (a.removes !== undefined) s.push(sh`if [ -e ${a.removes} ] || [ -L ${a.removes} ]; then echo removes=yes; else echo removes=no; fi`);
+      if (a.creates !== undefined)
+        s.push(sh`if [ -e ${a.creates} ] || [ -L ${a.creates} ]; then echo creates=yes; else echo creates=no; fi`);
+      if (a.removes !== undefined)
+        s.push(sh`if [ -e ${a.removes} ] || [ -L ${a.removes} ]; then echo removes=yes; else echo removes=no; fi`);
       // guards run in their own subshell, stdin closed, output discarded: only the exit code matters
       if (a.unless !== undefined) s.push(`( ${words(a.unless)}\n) </dev/null >/dev/null 2>&1; echo unless=$?`);
       if (a.onlyIf !== undefined) s.push(`( ${words(a.onlyIf)}\n) </dev/null >/dev/null 2>&1; echo onlyif=$?`);
@@ -97,7 +99,8 @@ export function command(a: CommandArgs, options: StepOptions = {}): Operation {
       const r = keyValues(out);
       const skip = (reason: string): Plan => ({ changed: false, changes: [], result: { skipped: true, reason } satisfies CommandResult });
       const why: string[] = [];
-      if (r.chdir === 'missing') why.push(`chdir ${a.chdir} missing: guards not evaluated, the run fails unless an earlier step creates it`);
+      if (r.chdir === 'missing')
+        why.push(`chdir ${a.chdir} missing: guards not evaluated, the run fails unless an earlier step creates it`);
       else {
         if (a.creates !== undefined) {
           if (r.creates === 'yes') return skip(`skipped: ${a.creates} exists`);

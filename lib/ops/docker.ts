@@ -26,7 +26,11 @@ const SWARM_PROBE = "echo %%swarm; timeout 10 docker info --format '{{json .Swar
 function needManager(ctx: StepContext, swarm: SwarmFact, what: string): string | null {
   if (swarm.state === 'active' && swarm.isManager) return null;
   const why =
-    swarm.state === 'unavailable' ? 'docker does not answer' : swarm.state !== 'active' ? `swarm state is ${swarm.state}` : 'this node is not a swarm manager';
+    swarm.state === 'unavailable'
+      ? 'docker does not answer'
+      : swarm.state !== 'active'
+        ? `swarm state is ${swarm.state}`
+        : 'this node is not a swarm manager';
   // in check mode an earlier step (docker install, swarm init) may be what makes this work
   if (ctx.check) return `${why} (an earlier step must make it a swarm manager)`;
   throw new Error(`${what}: ${why} on ${ctx.host.name}: run it on a swarm manager`);
@@ -124,7 +128,9 @@ export function dockerNetwork(a: NetworkArgs, options: StepOptions = {}): Operat
       const create = sh`docker network create ${args} -- ${a.name}`;
       const note = driver === 'overlay' ? needManager(ctx, swarm, `network ${a.name}`) : null;
       if (!cur) {
-        const desc = [driver, a.attachable ? 'attachable' : '', a.internal ? 'internal' : '', encrypted ? 'encrypted' : ''].filter(Boolean).join(', ');
+        const desc = [driver, a.attachable ? 'attachable' : '', a.internal ? 'internal' : '', encrypted ? 'encrypted' : '']
+          .filter(Boolean)
+          .join(', ');
         return {
           changed: true,
           changes: [`create network ${a.name} (${desc})${note ? `; ${note}` : ''}`],
@@ -138,11 +144,15 @@ export function dockerNetwork(a: NetworkArgs, options: StepOptions = {}): Operat
       if (!!cur.Internal !== !!a.internal) diffs.push(`internal ${!!cur.Internal} -> ${!!a.internal}`);
       const curEnc = Object.prototype.hasOwnProperty.call(cur.Options ?? {}, 'encrypted');
       if (curEnc !== encrypted) diffs.push(`encrypted ${curEnc} -> ${encrypted}`);
-      for (const [k, v] of Object.entries(a.labels ?? {})) if ((cur.Labels ?? {})[k] !== v) diffs.push(`label ${k}: ${JSON.stringify((cur.Labels ?? {})[k] ?? null)} -> ${JSON.stringify(v)}`);
+      for (const [k, v] of Object.entries(a.labels ?? {}))
+        if ((cur.Labels ?? {})[k] !== v) diffs.push(`label ${k}: ${JSON.stringify((cur.Labels ?? {})[k] ?? null)} -> ${JSON.stringify(v)}`);
       const curSubnet = cur.IPAM?.Config?.[0]?.Subnet ?? '';
       if (a.subnet && curSubnet !== a.subnet) diffs.push(`subnet ${curSubnet || 'auto'} -> ${a.subnet}`);
       if (!diffs.length) return unchanged(result);
-      if (!a.recreate) throw new Error(`network ${a.name} exists with other settings (${diffs.join('; ')}): networks are immutable; remove it or set recreate: true`);
+      if (!a.recreate)
+        throw new Error(
+          `network ${a.name} exists with other settings (${diffs.join('; ')}): networks are immutable; remove it or set recreate: true`,
+        );
       return {
         changed: true,
         changes: [`recreate network ${a.name}: ${diffs.join('; ')}`],
@@ -211,7 +221,9 @@ function versioned(kind: ObjectKind, a: SecretArgs, options: StepOptions): Opera
       const labelArgs = Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
       return {
         changed: true,
-        changes: [`create ${kind} ${name}${result.otherVersions.length ? ` (other versions: ${result.otherVersions.join(', ')})` : ''}${note ? `; ${note}` : ''}`],
+        changes: [
+          `create ${kind} ${name}${result.otherVersions.length ? ` (other versions: ${result.otherVersions.join(', ')})` : ''}${note ? `; ${note}` : ''}`,
+        ],
         // the content goes through stdin ("-"), never on the command line
         apply: { script: sh`docker ${kind} create ${labelArgs} -- ${name} -`, stdin: a.content, become: options.become },
         result,
@@ -290,10 +302,21 @@ export function stackObjects(compose: string): { services: string[]; secrets: st
   } catch (e) {
     throw new InputError(`stack file is not valid YAML: ${(e as Error).message}`);
   }
-  if (!doc || typeof doc !== 'object' || !('services' in doc) || typeof (doc as { services: unknown }).services !== 'object' || !(doc as { services: unknown }).services)
+  if (
+    !doc ||
+    typeof doc !== 'object' ||
+    !('services' in doc) ||
+    typeof (doc as { services: unknown }).services !== 'object' ||
+    !(doc as { services: unknown }).services
+  )
     throw new InputError('stack file has no services mapping');
-  const d = doc as { services: Record<string, unknown>; secrets?: Record<string, { name?: string } | null>; configs?: Record<string, { name?: string } | null> };
-  const names = (m: Record<string, { name?: string } | null> | undefined): string[] => Object.entries(m ?? {}).map(([k, v]) => (v && typeof v.name === 'string' ? v.name : k));
+  const d = doc as {
+    services: Record<string, unknown>;
+    secrets?: Record<string, { name?: string } | null>;
+    configs?: Record<string, { name?: string } | null>;
+  };
+  const names = (m: Record<string, { name?: string } | null> | undefined): string[] =>
+    Object.entries(m ?? {}).map(([k, v]) => (v && typeof v.name === 'string' ? v.name : k));
   return { services: Object.keys(d.services), secrets: names(d.secrets), configs: names(d.configs) };
 }
 
@@ -338,7 +361,10 @@ export function stackDeploy(a: StackArgs, options: StepOptions = {}): Operation 
       const note = needManager(ctx, parseSwarm(p.get('swarm') ?? ''), `stack ${a.name}`);
       const changes: string[] = [];
       if (same) changes.push(`deploy stack ${a.name}: the rendered file is unchanged but the stack has no services`);
-      else changes.push(`${r.exists === 'yes' ? 'update' : 'deploy'} stack ${a.name} (${objs.services.length} services: ${objs.services.join(', ')})`);
+      else
+        changes.push(
+          `${r.exists === 'yes' ? 'update' : 'deploy'} stack ${a.name} (${objs.services.length} services: ${objs.services.join(', ')})`,
+        );
       if (note) changes.push(note);
       const old = (list: string, pre: string[], keep: string[]): string[] =>
         nonEmptyLines(p.get(list) ?? '').filter((n) => {

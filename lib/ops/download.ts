@@ -19,7 +19,15 @@ export interface DownloadArgs extends Attrs {
 }
 
 /** The apply script: download to a temp file, verify, install atomically. */
-export function downloadScript(a: { url: string; target: string; sha256: string; mode?: string; chown?: string | null; exists: boolean; timeoutSec: number }): string {
+export function downloadScript(a: {
+  url: string;
+  target: string;
+  sha256: string;
+  mode?: string;
+  chown?: string | null;
+  exists: boolean;
+  timeoutSec: number;
+}): string {
   const lines = [
     '( set -e',
     sh`p=${a.target}; u=${a.url}; want=${a.sha256}`,
@@ -93,8 +101,10 @@ export function download(args: DownloadArgs, opts: StepOptions = {}): Operation 
       const changes = [change];
       if (st.exists) {
         if (want.mode && want.mode !== st.mode) changes.push(`mode ${st.mode} -> ${want.mode}`);
-        if (want.owner && !(/^\d+$/.test(want.owner) ? want.owner === st.uid : want.owner === st.user)) changes.push(`owner ${st.user} -> ${want.owner}`);
-        if (want.group && !(/^\d+$/.test(want.group) ? want.group === st.gid : want.group === st.groupName)) changes.push(`group ${st.groupName} -> ${want.group}`);
+        if (want.owner && !(/^\d+$/.test(want.owner) ? want.owner === st.uid : want.owner === st.user))
+          changes.push(`owner ${st.user} -> ${want.owner}`);
+        if (want.group && !(/^\d+$/.test(want.group) ? want.group === st.gid : want.group === st.groupName))
+          changes.push(`group ${st.groupName} -> ${want.group}`);
       }
       return {
         changed: true,

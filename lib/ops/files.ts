@@ -70,10 +70,14 @@ export function pathProbeScript(path: string, o: PathProbeOptions = {}): string 
     `d=\${r%/*}; echo @@parent; if [ -n "$r" ] && [ -d "\${d:-/}" ]; then echo yes; fi`,
   ];
   if (o.owner && !isNumericId(o.owner)) {
-    lines.push(sh`if [ "$U" != ${o.owner} ]; then echo @@owner; if getent passwd ${o.owner} >/dev/null; then echo ok; else echo missing; fi; fi`);
+    lines.push(
+      sh`if [ "$U" != ${o.owner} ]; then echo @@owner; if getent passwd ${o.owner} >/dev/null; then echo ok; else echo missing; fi; fi`,
+    );
   }
   if (o.group && !isNumericId(o.group)) {
-    lines.push(sh`if [ "$G" != ${o.group} ]; then echo @@group; if getent group ${o.group} >/dev/null; then echo ok; else echo missing; fi; fi`);
+    lines.push(
+      sh`if [ "$G" != ${o.group} ]; then echo @@group; if getent group ${o.group} >/dev/null; then echo ok; else echo missing; fi; fi`,
+    );
   }
   if (o.sha) {
     lines.push(`echo @@sha; if [ -f "$p" ] && [ -r "$p" ]; then h=$(sha256sum < "$p") && printf '%s\n' "\${h%% *}"; fi`);
@@ -288,7 +292,8 @@ export function contentDiff(d: ContentDiffInput): string {
   if (d.secret) return 'content hidden (secret)';
   if (d.beforeNote?.startsWith('toolarge')) return 'diff omitted: file too large';
   if (d.beforeNote === 'unreadable') return 'diff omitted: file not readable';
-  if ((d.after && d.after.length > DIFF_CONTENT_CAP) || (d.before && d.before.length > DIFF_CONTENT_CAP)) return 'diff omitted: file too large';
+  if ((d.after && d.after.length > DIFF_CONTENT_CAP) || (d.before && d.before.length > DIFF_CONTENT_CAP))
+    return 'diff omitted: file too large';
   const before = d.before ?? Buffer.alloc(0);
   const after = d.after ?? Buffer.alloc(0);
   if (isBinary(before) || isBinary(after)) return `diff omitted: binary content (${before.length} -> ${after.length} bytes)`;
@@ -365,14 +370,18 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
     const attrs = [`mode ${mode}`];
     if (want.owner) attrs.push(`owner ${want.owner}`);
     if (want.group) attrs.push(`group ${want.group}`);
-    const size = w.from !== undefined ? (w.result?.size as number | undefined) ?? content.length : content.length;
+    const size = w.from !== undefined ? ((w.result?.size as number | undefined) ?? content.length) : content.length;
     // An edit (lineinfile, blockinfile, sysctl) that creates its file reports just the edit: several
     // steps often edit one new file, and in check mode every one of them sees it missing, so "create"
     // would be predicted for each while the run reports it for the first only.
     const withParents = w.parents && !st.parentExists ? ', with parents' : '';
     const plan: Plan = {
       changed: true,
-      changes: [w.contentChange ? `${w.contentChange}${withParents ? ' (file created with parents)' : ''}` : `create${via} (${size} bytes, ${attrs.join(', ')}${withParents})`],
+      changes: [
+        w.contentChange
+          ? `${w.contentChange}${withParents ? ' (file created with parents)' : ''}`
+          : `create${via} (${size} bytes, ${attrs.join(', ')}${withParents})`,
+      ],
       apply: {
         script: atomicWriteScript(target, {
           ...want,
@@ -387,7 +396,8 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
       },
       result,
     };
-    if (ctx.diff && w.content !== undefined && w.from === undefined) plan.diff = contentDiff({ path: w.path, before: null, after: content, secret: w.secret });
+    if (ctx.diff && w.content !== undefined && w.from === undefined)
+      plan.diff = contentDiff({ path: w.path, before: null, after: content, secret: w.secret });
     return plan;
   }
   const want = resolveMode(w.want, st.mode, false);
@@ -507,7 +517,9 @@ export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operatio
         // like Ansible: every directory created on the way gets the wanted mode, owner and group
         const each = [sh`mkdir -- "$d"`, sh`chmod ${chmodArg(mode)} -- "$d"`];
         if (spec) each.push(sh`chown ${spec} -- "$d"`);
-        const script = `for d in ${prefixes(path).map((d) => sh`${d}`).join(' ')}; do [ -d "$d" ] || { ${each.join(' && ')}; } || exit 1; done`;
+        const script = `for d in ${prefixes(path)
+          .map((d) => sh`${d}`)
+          .join(' ')}; do [ -d "$d" ] || { ${each.join(' && ')}; } || exit 1; done`;
         return {
           changed: true,
           changes: [`create (${attrs.join(', ')}${st.parentExists ? '' : ', with parents'})`],
@@ -589,7 +601,8 @@ export interface FileArgs extends Attrs {
 /** Validate the `validate` argument: a non-empty command that mentions %s. */
 export function checkValidate(v: unknown, what: string): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !v.includes('%s')) throw new InputError(`${what}: validate must be a command containing %s (the file to check)`);
+  if (typeof v !== 'string' || !v.includes('%s'))
+    throw new InputError(`${what}: validate must be a command containing %s (the file to check)`);
   return v;
 }
 
@@ -719,7 +732,9 @@ function copyTree(path: string, args: FileArgs, want: WantAttrs, validate: strin
     title: what,
     options: opts,
     probe: () => ({
-      script: files.map((f, i) => `echo %%f${i}\n${pathProbeScript(`${path}/${f}`, { sha: true, owner: want.owner, group: want.group })}`).join('\n'),
+      script: files
+        .map((f, i) => `echo %%f${i}\n${pathProbeScript(`${path}/${f}`, { sha: true, owner: want.owner, group: want.group })}`)
+        .join('\n'),
     }),
     plan: (ctx, out) => {
       const chunks = parts(out);
@@ -731,13 +746,26 @@ function copyTree(path: string, args: FileArgs, want: WantAttrs, validate: strin
         const dest = `${path}/${f}`;
         const st = parsePathProbe(chunks.get(`f${i}`) ?? '');
         const bytes = readFileSync(join(root, f));
-        const p = planWrite(ctx, st, { path: dest, content: bytes, want, parents: true, secret: args.secret, backup: args.backup, force: args.force });
+        const p = planWrite(ctx, st, {
+          path: dest,
+          content: bytes,
+          want,
+          parents: true,
+          secret: args.secret,
+          backup: args.backup,
+          force: args.force,
+        });
         if (!p.changed) return;
         changed.push(f);
         changes.push(...p.changes.map((c) => `${f}: ${c}`));
         const a = p.apply as ApplyScript;
         if (a.stdin !== undefined) {
-          scripts.push(a.script.replace('\ncat > "$t"\n', `\n${sh`dd bs=65536 count=${String(bytes.length)} iflag=count_bytes,fullblock status=none`} > "$t"\n`));
+          scripts.push(
+            a.script.replace(
+              '\ncat > "$t"\n',
+              `\n${sh`dd bs=65536 count=${String(bytes.length)} iflag=count_bytes,fullblock status=none`} > "$t"\n`,
+            ),
+          );
           stdin.push(bytes);
         } else scripts.push(a.script);
       });
@@ -751,8 +779,10 @@ function copyTree(path: string, args: FileArgs, want: WantAttrs, validate: strin
 /** file state link / hard. */
 function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAttrs, opts: StepOptions): Operation {
   const what = `file ${path}`;
-  if (typeof args.src !== 'string' || !args.src || /[\0\n]/.test(args.src)) throw new InputError(`${what}: src (the link target) is required with state ${state}`);
-  if (want.mode !== undefined || want.symbolic !== undefined) throw new InputError(`${what}: mode is not supported on links (a link has no mode of its own)`);
+  if (typeof args.src !== 'string' || !args.src || /[\0\n]/.test(args.src))
+    throw new InputError(`${what}: src (the link target) is required with state ${state}`);
+  if (want.mode !== undefined || want.symbolic !== undefined)
+    throw new InputError(`${what}: mode is not supported on links (a link has no mode of its own)`);
   if (args.content !== undefined) throw new InputError(`${what}: content is not allowed with state ${state}`);
   const src = args.src;
   const dir = path.replace(/\/[^/]*$/, '') || '/';
@@ -778,7 +808,16 @@ function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAt
       const empty = (s.get('empty') ?? '').trim() === 'yes';
       const [srcType = 'absent', srcInode = ''] = (s.get('src') ?? 'absent').trim().split('|');
       const srcExists = srcType !== 'absent';
-      const prev = type === 'absent' ? 'absent' : type === 'symbolic link' ? 'link' : type === 'directory' ? 'directory' : type.startsWith('regular') ? 'file' : 'other';
+      const prev =
+        type === 'absent'
+          ? 'absent'
+          : type === 'symbolic link'
+            ? 'link'
+            : type === 'directory'
+              ? 'directory'
+              : type.startsWith('regular')
+                ? 'file'
+                : 'other';
       const result = { path, src, state };
       let replace = false;
       if (state === 'link') {
@@ -787,7 +826,8 @@ function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAt
         if (prev === 'directory') {
           if (!args.force) throw new Error(`${what}: refusing to convert from directory to symlink`);
           if (!empty) throw new Error(`${what}: the directory is not empty, refusing to convert it`);
-        } else if ((prev === 'file' || prev === 'other') && !args.force) throw new Error(`${what}: refusing to convert from ${type} to symlink (force: true replaces it)`);
+        } else if ((prev === 'file' || prev === 'other') && !args.force)
+          throw new Error(`${what}: refusing to convert from ${type} to symlink (force: true replaces it)`);
         replace = prev !== 'link' || target !== src;
       } else {
         requireThat(ctx, srcExists, `${what}: src ${absSrc} does not exist`);
@@ -802,7 +842,13 @@ function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAt
       const cmds: string[] = [];
       if (replace) {
         const kind = state === 'link' ? 'symlink' : 'hard link';
-        changes.push(prev === 'absent' ? `create ${kind} -> ${src}` : prev === 'link' && state === 'link' ? `symlink ${target} -> ${src}` : `replace ${type} with ${kind} -> ${src}`);
+        changes.push(
+          prev === 'absent'
+            ? `create ${kind} -> ${src}`
+            : prev === 'link' && state === 'link'
+              ? `symlink ${target} -> ${src}`
+              : `replace ${type} with ${kind} -> ${src}`,
+        );
         cmds.push(
           `t=${sh`${dir}`}/.wpfarm.ln.$$`,
           state === 'link' ? sh`ln -s -- ${src} "$t"` : sh`ln -- ${absSrc} "$t"`,

@@ -15,7 +15,17 @@
 import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { defineOp } from './base.ts';
-import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, EDIT_CONTENT_CAP, type Attrs, type PathState } from './files.ts';
+import {
+  checkPath,
+  checkValidate,
+  normAttrs,
+  parsePathProbe,
+  pathProbeScript,
+  planWrite,
+  EDIT_CONTENT_CAP,
+  type Attrs,
+  type PathState,
+} from './files.ts';
 import type { Plan, StepContext } from '../types.ts';
 
 export interface LineInFileArgs extends Attrs {
@@ -72,12 +82,15 @@ export const toRe = (r: string | RegExp, what: string, flags = ''): RegExp => {
 
 /** Python's match.expand(): \\1..\\99, \\g<n>, \\g<name>, \\n \\t \\\\; an unmatched group is ''. */
 export function pyExpand(template: string, m: RegExpExecArray): string {
-  return template.replace(/\\(?:g<(\w+)>|(\d{1,2})|([ntr\\]))/g, (_all, g: string | undefined, d: string | undefined, e: string | undefined) => {
-    if (e) return e === 'n' ? '\n' : e === 't' ? '\t' : e === 'r' ? '\r' : '\\';
-    const k = g ?? d!;
-    const v = /^\d+$/.test(k) ? m[Number(k)] : m.groups?.[k];
-    return v ?? '';
-  });
+  return template.replace(
+    /\\(?:g<(\w+)>|(\d{1,2})|([ntr\\]))/g,
+    (_all, g: string | undefined, d: string | undefined, e: string | undefined) => {
+      if (e) return e === 'n' ? '\n' : e === 't' ? '\t' : e === 'r' ? '\r' : '\\';
+      const k = g ?? d!;
+      const v = /^\d+$/.test(k) ? m[Number(k)] : m.groups?.[k];
+      return v ?? '';
+    },
+  );
 }
 
 interface Text {
@@ -186,15 +199,24 @@ export function planEdit(
   if (!st.exists) {
     if (o.absentOk) return { changed: false, changes: [], result: { path: o.path } };
     if (!o.create) {
-      if (ctx.check) return { changed: true, changes: [`${o.path} does not exist (assumed created by an earlier step)`], result: { path: o.path } };
+      if (ctx.check)
+        return { changed: true, changes: [`${o.path} does not exist (assumed created by an earlier step)`], result: { path: o.path } };
       throw new Error(`${o.path} does not exist (set create: true to create it)`);
     }
     const e = o.edit('');
     // like Ansible, create: true also creates the missing parent directories
-    return planWrite(ctx, st, { path: o.path, content: Buffer.from(e.content, 'utf8'), want: o.want, contentChange: e.what, validate: o.validate, parents: true });
+    return planWrite(ctx, st, {
+      path: o.path,
+      content: Buffer.from(e.content, 'utf8'),
+      want: o.want,
+      contentChange: e.what,
+      validate: o.validate,
+      parents: true,
+    });
   }
   if (st.isFile && !st.content) {
-    if (st.contentNote?.startsWith('toolarge')) throw new Error(`${o.path}: too large to edit (${st.contentNote.slice(9)} bytes > ${EDIT_CONTENT_CAP})`);
+    if (st.contentNote?.startsWith('toolarge'))
+      throw new Error(`${o.path}: too large to edit (${st.contentNote.slice(9)} bytes > ${EDIT_CONTENT_CAP})`);
     throw new Error(`${o.path}: cannot read the current content${st.contentNote ? ` (${st.contentNote})` : ''}`);
   }
   const before = st.content ? st.content.toString('utf8') : '';
@@ -218,15 +240,21 @@ export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operat
   if (args.backrefs && args.regexp === undefined) throw new InputError(`${what}: backrefs needs regexp`);
   if (args.searchString === '') throw new InputError(`${what}: searchString '' matches every line`);
   if (args.line !== undefined && args.line.includes('\n')) throw new InputError(`${what}: line must not contain a newline`);
-  if (args.insertAfter !== undefined && args.insertBefore !== undefined) throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
+  if (args.insertAfter !== undefined && args.insertBefore !== undefined)
+    throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
   const spec: LineSpec = {
     line: args.line,
     regexp: args.regexp !== undefined ? toRe(args.regexp, what) : undefined,
     searchString: args.searchString,
     backrefs: args.backrefs,
     insertAfter:
-      args.insertAfter === undefined || args.insertAfter === 'EOF' || args.insertAfter === 'BOF' ? (args.insertAfter as 'EOF' | 'BOF' | undefined) : toRe(args.insertAfter, what),
-    insertBefore: args.insertBefore === undefined || args.insertBefore === 'BOF' ? (args.insertBefore as 'BOF' | undefined) : toRe(args.insertBefore, what),
+      args.insertAfter === undefined || args.insertAfter === 'EOF' || args.insertAfter === 'BOF'
+        ? (args.insertAfter as 'EOF' | 'BOF' | undefined)
+        : toRe(args.insertAfter, what),
+    insertBefore:
+      args.insertBefore === undefined || args.insertBefore === 'BOF'
+        ? (args.insertBefore as 'BOF' | undefined)
+        : toRe(args.insertBefore, what),
     firstMatch: args.firstMatch,
     state,
   };

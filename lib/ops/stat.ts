@@ -19,7 +19,14 @@ export function parseStat(out: string): StatResult {
   if (!line || line === 'absent') return { exists: false };
   const [first = '', target] = line.split('\n');
   const [type, mode, owner, group, size] = first.split(' ');
-  const t = type === 'regular' || type === 'regular-empty' ? 'file' : type === 'directory' ? 'directory' : type === 'symbolic-link' ? 'symlink' : 'other';
+  const t =
+    type === 'regular' || type === 'regular-empty'
+      ? 'file'
+      : type === 'directory'
+        ? 'directory'
+        : type === 'symbolic-link'
+          ? 'symlink'
+          : 'other';
   const r: StatResult = { exists: true, type: t, mode: mode?.padStart(4, '0'), owner, group, size: Number(size) };
   if (t === 'symlink' && target !== undefined) r.target = target;
   return r;

@@ -34,7 +34,11 @@ export function keyValues(s: string): Record<string, string> {
   return r;
 }
 
-export const nonEmptyLines = (s: string): string[] => s.split('\n').map((l) => l.trim()).filter(Boolean);
+export const nonEmptyLines = (s: string): string[] =>
+  s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 export const b64decode = (s: string): string => Buffer.from(s.replace(/\s+/g, ''), 'base64').toString('utf8');
 

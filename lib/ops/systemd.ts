@@ -39,7 +39,7 @@ export function unitName(name: string): string {
 
 export function unitProbeScript(unit: string): string {
   return [
-    "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi",
+    'if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi',
     sh`systemctl show --no-pager -p LoadState -p ActiveState -p SubState -p UnitFileState -p NeedDaemonReload -- ${unit}`,
     sh`echo "IsEnabled=$(systemctl is-enabled -- ${unit} 2>/dev/null)"`,
   ].join('\n');
@@ -60,13 +60,27 @@ export function parseUnitState(out: string): UnitState {
 
 const RUNNING = new Set(['active', 'activating', 'reloading']);
 /** is-enabled answers that satisfy `enabled: true` (static/indirect/generated units cannot be enabled further) */
-const ENABLED_OK = new Set(['enabled', 'enabled-runtime', 'static', 'alias', 'indirect', 'generated', 'transient', 'linked', 'linked-runtime']);
+const ENABLED_OK = new Set([
+  'enabled',
+  'enabled-runtime',
+  'static',
+  'alias',
+  'indirect',
+  'generated',
+  'transient',
+  'linked',
+  'linked-runtime',
+]);
 
 export function systemd(a: SystemdArgs, options: StepOptions = {}): Operation {
   check(typeof a.name === 'string' && UNIT.test(a.name), 'unit name', a.name);
   const unit = unitName(a.name);
   if (a.state) check(['started', 'stopped', 'restarted', 'reloaded'].includes(a.state), 'systemd state', a.state);
-  const what = [a.masked !== undefined ? (a.masked ? 'masked' : 'unmasked') : '', a.enabled !== undefined ? (a.enabled ? 'enabled' : 'disabled') : '', a.state ?? '']
+  const what = [
+    a.masked !== undefined ? (a.masked ? 'masked' : 'unmasked') : '',
+    a.enabled !== undefined ? (a.enabled ? 'enabled' : 'disabled') : '',
+    a.state ?? '',
+  ]
     .filter(Boolean)
     .join(' ');
 
@@ -108,7 +122,8 @@ export function systemd(a: SystemdArgs, options: StepOptions = {}): Operation {
       }
       if (willBeMasked && (a.state === 'started' || a.state === 'restarted' || a.state === 'reloaded')) {
         // a masked unit cannot start: say so instead of reporting "ok" for a unit that is not running
-        if (!ctx.check || a.masked === true) throw new Error(`${unit} is masked on ${ctx.host.name}: it cannot be ${a.state} (set masked: false)`);
+        if (!ctx.check || a.masked === true)
+          throw new Error(`${unit} is masked on ${ctx.host.name}: it cannot be ${a.state} (set masked: false)`);
         changes.push(`${unit} is masked: ${a.state} would fail unless an earlier step unmasks it`);
       }
       const running = RUNNING.has(st.active);
@@ -167,7 +182,7 @@ export function unitFile(a: UnitFileArgs, options: StepOptions = {}): Operation 
     probe: () => ({
       script: [
         '(',
-        "if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi",
+        'if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi',
         sh`if [ -f ${path} ]; then echo exists=yes; echo sha256=$(sha256sum < ${path} | cut -d' ' -f1); else echo exists=no; fi`,
         sh`systemctl show --no-pager -p NeedDaemonReload -- ${unit}`,
         sh`echo %%content; [ -f ${path} ] && [ $(stat -c %s ${path}) -le 262144 ] && base64 -w0 < ${path}; echo`,

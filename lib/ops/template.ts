@@ -46,10 +46,21 @@ class MissingVariable extends Error {
 }
 
 /** Property names that libraries probe for and that must read as undefined, not throw. */
-const PROBED = new Set(['toJSON', 'then', 'inspect', 'asymmetricMatch', 'nodeType', '$$typeof', '@@__IMMUTABLE_ITERABLE__@@', 'constructor']);
+const PROBED = new Set([
+  'toJSON',
+  'then',
+  'inspect',
+  'asymmetricMatch',
+  'nodeType',
+  '$$typeof',
+  '@@__IMMUTABLE_ITERABLE__@@',
+  'constructor',
+]);
 
 const isPlainish = (v: unknown): v is object =>
-  typeof v === 'object' && v !== null && (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
+  typeof v === 'object' &&
+  v !== null &&
+  (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
 
 /** Wrap a var so that reading an unknown property throws MissingVariable(path.prop). */
 function strict<T>(value: T, path: string): T {
@@ -57,7 +68,8 @@ function strict<T>(value: T, path: string): T {
   return new Proxy(value, {
     get(target, prop, receiver) {
       if (typeof prop === 'symbol') return Reflect.get(target, prop, receiver);
-      if (Reflect.has(target, prop)) return strict(Reflect.get(target, prop, receiver), Array.isArray(target) ? `${path}[${prop}]` : `${path}.${prop}`);
+      if (Reflect.has(target, prop))
+        return strict(Reflect.get(target, prop, receiver), Array.isArray(target) ? `${path}[${prop}]` : `${path}.${prop}`);
       if (PROBED.has(prop)) return undefined;
       throw new MissingVariable(`${path}.${prop}`);
     },
@@ -157,13 +169,27 @@ export function template(args: TemplateArgs, opts: StepOptions = {}): Operation 
     title: `template ${args.src} -> ${path}`,
     options: opts,
     probe: (ctx) => ({
-      script: pathProbeScript(path, { sha: true, contentCap: ctx.diff && !args.secret ? DIFF_CONTENT_CAP : 0, owner: want.owner, group: want.group }),
+      script: pathProbeScript(path, {
+        sha: true,
+        contentCap: ctx.diff && !args.secret ? DIFF_CONTENT_CAP : 0,
+        owner: want.owner,
+        group: want.group,
+      }),
     }),
     plan: (ctx: StepContext, out: string) => {
       const text = renderTemplate(args.src, { ...ctx.vars, ...(args.vars ?? {}) });
       const st = parsePathProbe(out);
       const content = Buffer.from(text, 'utf8');
-      return planWrite(ctx, st, { path, content, want, secret: args.secret, validate, parents: args.create, backup: args.backup, result: { src: args.src } });
+      return planWrite(ctx, st, {
+        path,
+        content,
+        want,
+        secret: args.secret,
+        validate,
+        parents: args.create,
+        backup: args.backup,
+        result: { src: args.src },
+      });
     },
   });
 }

@@ -104,7 +104,13 @@ export function user(a: UserArgs, options: StepOptions = {}): Operation {
         if (a.home !== undefined) args.push('--home-dir', a.home);
         args.push((a.createHome ?? !a.system) ? '--create-home' : '--no-create-home');
         if (a.comment !== undefined) args.push('--comment', a.comment);
-        const detail = [a.uid !== undefined ? `uid ${a.uid}` : '', a.groups?.length ? `groups ${a.groups.join(',')}` : '', `shell ${a.shell ?? '/bin/bash'}`].filter(Boolean).join(', ');
+        const detail = [
+          a.uid !== undefined ? `uid ${a.uid}` : '',
+          a.groups?.length ? `groups ${a.groups.join(',')}` : '',
+          `shell ${a.shell ?? '/bin/bash'}`,
+        ]
+          .filter(Boolean)
+          .join(', ');
         return {
           changed: true,
           changes: [`create user ${a.name} (${detail})`],
@@ -181,7 +187,13 @@ export function group(a: GroupArgs, options: StepOptions = {}): Operation {
       const result = { name: a.name, exists: !!line, gid };
       if (state === 'absent') {
         if (!line) return { changed: false, changes: [], result };
-        return { changed: true, changes: [`remove group ${a.name} (gid ${gid})`], apply: { script: sh`groupdel -- ${a.name}`, become: options.become }, invalidates: ['users'], result };
+        return {
+          changed: true,
+          changes: [`remove group ${a.name} (gid ${gid})`],
+          apply: { script: sh`groupdel -- ${a.name}`, become: options.become },
+          invalidates: ['users'],
+          result,
+        };
       }
       if (!line) {
         const args: (string | number)[] = [];
@@ -196,7 +208,13 @@ export function group(a: GroupArgs, options: StepOptions = {}): Operation {
         };
       }
       if (a.gid !== undefined && a.gid !== gid)
-        return { changed: true, changes: [`gid ${gid} -> ${a.gid}`], apply: { script: sh`groupmod --gid ${a.gid} -- ${a.name}`, become: options.become }, invalidates: ['users'], result };
+        return {
+          changed: true,
+          changes: [`gid ${gid} -> ${a.gid}`],
+          apply: { script: sh`groupmod --gid ${a.gid} -- ${a.name}`, become: options.become },
+          invalidates: ['users'],
+          result,
+        };
       return { changed: false, changes: [], result };
     },
   });
@@ -270,7 +288,10 @@ export function authorizedKey(a: AuthorizedKeyArgs, options: StepOptions = {}): 
       }
       const content = next.length ? `${next.join('\n')}\n` : '';
       const result = { user: a.user, path: r.home ? `${r.home}/.ssh/authorized_keys` : '' };
-      if (content === (current === '' ? '' : current.endsWith('\n') ? current : `${current}\n`) && (r.exists === 'yes' || state === 'absent')) {
+      if (
+        content === (current === '' ? '' : current.endsWith('\n') ? current : `${current}\n`) &&
+        (r.exists === 'yes' || state === 'absent')
+      ) {
         return { changed: false, changes: [], result };
       }
       const added = next.filter((l) => !lines.includes(l)).length;

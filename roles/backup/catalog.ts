@@ -15,7 +15,8 @@ import type { ObjectStore, UploadResult } from './s3.ts';
 export const SITE_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 export function checkSite(site: string): string {
-  if (!SITE_RE.test(site) || site === 'cluster') throw new InputError(`invalid site name ${JSON.stringify(site)} (lowercase letters, digits, - and _; not "cluster")`);
+  if (!SITE_RE.test(site) || site === 'cluster')
+    throw new InputError(`invalid site name ${JSON.stringify(site)} (lowercase letters, digits, - and _; not "cluster")`);
   return site;
 }
 

@@ -86,7 +86,10 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
     const named = str(vars.backup_files_host, '');
     const group = str(vars.gluster_client_group, 'workers');
     const candidates = named ? [named] : groupMembers(inventory, group);
-    if (!candidates.length) throw new InputError(`no host for file backups: set backup_files_host or put the hosts that mount the Gluster volume in group ${group} (${inventory.file})`);
+    if (!candidates.length)
+      throw new InputError(
+        `no host for file backups: set backup_files_host or put the hosts that mount the Gluster volume in group ${group} (${inventory.file})`,
+      );
     const refused: string[] = [];
     for (const name of candidates) {
       const host = inventory.hosts.get(name);
@@ -94,16 +97,26 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
       try {
         const conn = await connFor(host);
         // findmnt -T: the filesystem the path is on; stat under a timeout: a hung FUSE mount does not answer
-        const r = await conn.exec(sh`findmnt -n -o FSTYPE -T ${sitesPath} 2>/dev/null || true; timeout 15 stat -c %i ${sitesPath} >/dev/null 2>&1 && echo answers || echo silent`, { nothrow: true, timeoutMs: 30_000 });
-        const [fstype = '', state = ''] = r.stdout.trim().split('\n').map((l) => l.trim());
+        const r = await conn.exec(
+          sh`findmnt -n -o FSTYPE -T ${sitesPath} 2>/dev/null || true; timeout 15 stat -c %i ${sitesPath} >/dev/null 2>&1 && echo answers || echo silent`,
+          { nothrow: true, timeoutMs: 30_000 },
+        );
+        const [fstype = '', state = ''] = r.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.trim());
         if (state !== 'answers') refused.push(`${name}: ${sitesPath} does not answer (${fstype || 'missing'})`);
-        else if (requireMount && fstype !== 'fuse.glusterfs') refused.push(`${name}: ${sitesPath} is on ${fstype || 'nothing'}, not a Gluster mount`);
+        else if (requireMount && fstype !== 'fuse.glusterfs')
+          refused.push(`${name}: ${sitesPath} is on ${fstype || 'nothing'}, not a Gluster mount`);
         else return { shell: connectionShell(conn), host };
       } catch (e) {
         refused.push(`${name}: ${(e as Error).message}`);
       }
     }
-    throw new BackupError('files-host', `no host can back up the sites' files (${refused.join('; ')}); the Gluster volume must be mounted there (set backup_files_host, or backup_files_require_mount: false)`);
+    throw new BackupError(
+      'files-host',
+      `no host can back up the sites' files (${refused.join('; ')}); the Gluster volume must be mounted there (set backup_files_host, or backup_files_require_mount: false)`,
+    );
   };
   const pickDbHost = async (): Promise<Shell> => {
     if (o.local) return new LocalShell('localhost');
@@ -135,9 +148,16 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
       if (!s) throw new InputError(`unknown site ${JSON.stringify(id)} (no ${sitesDir}/${id}.yml)`);
       return s;
     },
-    dbTarget: (s) => ({ site: s.id, db: siteDbName(s.id), conn: { socket: str(vars.mariadb_socket, '/run/mysqld/mysqld.sock'), user: 'root' } }),
+    dbTarget: (s) => ({
+      site: s.id,
+      db: siteDbName(s.id),
+      conn: { socket: str(vars.mariadb_socket, '/run/mysqld/mysqld.sock'), user: 'root' },
+    }),
     filesTarget: (s) => ({ site: s.id, paths: ['uploads', 'plugins', 'themes'].map((d) => `${sitesPath}/${s.id}/${d}`) }),
-    clusterTarget: () => ({ conn: { socket: str(vars.mariadb_socket, '/run/mysqld/mysqld.sock'), user: 'root' }, lsnRoot: str(vars.backup_lsn_root, '/var/lib/wpfarm-backup/lsn') }),
+    clusterTarget: () => ({
+      conn: { socket: str(vars.mariadb_socket, '/run/mysqld/mysqld.sock'), user: 'root' },
+      lsnRoot: str(vars.backup_lsn_root, '/var/lib/wpfarm-backup/lsn'),
+    }),
     async close() {
       store.destroy();
       await tunnel?.close();

@@ -56,7 +56,14 @@ export interface ClusterBackupResult {
   promotedToFull?: boolean;
 }
 
-export async function backupCluster(o: { shell: Shell; store: ObjectStore; target: ClusterTarget; recipient: string; kind: 'full' | 'incr'; at?: Date }): Promise<ClusterBackupResult> {
+export async function backupCluster(o: {
+  shell: Shell;
+  store: ObjectStore;
+  target: ClusterTarget;
+  recipient: string;
+  kind: 'full' | 'incr';
+  at?: Date;
+}): Promise<ClusterBackupResult> {
   const t0 = Date.now();
   const at = o.at ?? new Date();
   let kind = o.kind;
@@ -129,7 +136,13 @@ export interface ClusterRestoreResult {
 }
 
 /** Download (verified), unpack and prepare the chain into `dir` on the host: `dir`/full is the datadir. */
-export async function restoreClusterTo(o: { shell: Shell; store: ObjectStore; at: Date; dir: string; ageIdentity: string }): Promise<ClusterRestoreResult> {
+export async function restoreClusterTo(o: {
+  shell: Shell;
+  store: ObjectStore;
+  at: Date;
+  dir: string;
+  ageIdentity: string;
+}): Promise<ClusterRestoreResult> {
   const t0 = Date.now();
   const chain = await clusterChainAt(o.store, o.at);
   const dirs: string[] = [];
@@ -138,10 +151,16 @@ export async function restoreClusterTo(o: { shell: Shell; store: ObjectStore; at
     dirs.push(target);
     const dl = await downloadVerified(o.store, m);
     try {
-      const run = startHostCommand(o.shell, mariabackupUnpackCommand(target), { [AGE_IDENTITY_ENV]: o.ageIdentity }, createReadStream(dl.path));
+      const run = startHostCommand(
+        o.shell,
+        mariabackupUnpackCommand(target),
+        { [AGE_IDENTITY_ENV]: o.ageIdentity },
+        createReadStream(dl.path),
+      );
       run.stdout.resume();
       const fin = await run.done;
-      if (fin.code !== 0) throw new BackupError('restore', `unpacking ${m.key} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
+      if (fin.code !== 0)
+        throw new BackupError('restore', `unpacking ${m.key} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
     } finally {
       await dl.cleanup();
     }
@@ -165,9 +184,18 @@ export async function pruneCluster(o: { store: ObjectStore; now: Date; policy?: 
  * bucket (pruned, or never completed). Only directories named like a stamp are considered; the others
  * are left alone. `keepKeys`: the cluster backups still in the bucket (the kept list of pruneCluster).
  */
-export async function pruneLsnDirs(o: { shell: Shell; lsnRoot: string; keepKeys: string[]; dryRun?: boolean }): Promise<{ removed: string[] }> {
+export async function pruneLsnDirs(o: {
+  shell: Shell;
+  lsnRoot: string;
+  keepKeys: string[];
+  dryRun?: boolean;
+}): Promise<{ removed: string[] }> {
   const keep = new Set(o.keepKeys.map((k) => k.slice(k.lastIndexOf('/') + 1).replace(/\.xbstream\.gz\.age$/, '')));
-  const ls = await runHostCommand(o.shell, { script: sh`if [ -d ${o.lsnRoot} ]; then cd ${o.lsnRoot} && find . -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'; fi`, secrets: [] }, {});
+  const ls = await runHostCommand(
+    o.shell,
+    { script: sh`if [ -d ${o.lsnRoot} ]; then cd ${o.lsnRoot} && find . -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'; fi`, secrets: [] },
+    {},
+  );
   if (ls.code !== 0) throw new BackupError('prune', `listing ${o.lsnRoot} on ${o.shell.name} exited ${ls.code}: ${stderrTail(ls.stderr)}`);
   const stale = ls.stdout
     .split('\n')
@@ -176,7 +204,8 @@ export async function pruneLsnDirs(o: { shell: Shell; lsnRoot: string; keepKeys:
     .sort();
   if (stale.length && !o.dryRun) {
     const r = await runHostCommand(o.shell, { script: sh`cd ${o.lsnRoot} && rm -rf -- ${stale}`, secrets: [] }, {});
-    if (r.code !== 0) throw new BackupError('prune', `removing checkpoint directories on ${o.shell.name} exited ${r.code}: ${stderrTail(r.stderr)}`);
+    if (r.code !== 0)
+      throw new BackupError('prune', `removing checkpoint directories on ${o.shell.name} exited ${r.code}: ${stderrTail(r.stderr)}`);
   }
   return { removed: stale.map((n) => `${o.lsnRoot}/${n}`) };
 }

@@ -210,7 +210,10 @@ export function resticInitCommand(repo: ResticRepo): HostCommand {
 /** exit code of a command stopped by resticBackupCommand's timeoutSec (coreutils timeout) */
 export const TIMEOUT_EXIT = 124;
 
-export function resticBackupCommand(repo: ResticRepo, opts: { paths: string[]; host: string; tags: string[]; time?: Date; excludes?: string[]; timeoutSec?: number }): HostCommand {
+export function resticBackupCommand(
+  repo: ResticRepo,
+  opts: { paths: string[]; host: string; tags: string[]; time?: Date; excludes?: string[]; timeoutSec?: number },
+): HostCommand {
   if (opts.paths.length === 0) throw new Error('restic backup needs at least one path');
   const args: Array<string | number> = ['backup', '--json', '--host', opts.host];
   for (const t of opts.tags) args.push('--tag', t);
@@ -233,7 +236,8 @@ export function resticSnapshotsCommand(repo: ResticRepo, opts: { tags?: string[]
  * removed. A failed restore leaves the live dir as it was.
  */
 export function resticRestoreDirCommand(repo: ResticRepo, opts: { snapshot: string; path: string; keepOld?: boolean }): HostCommand {
-  if (!opts.path.startsWith('/') || opts.path.includes('/../') || opts.path.endsWith('/..')) throw new Error(`restore path must be absolute: ${opts.path}`);
+  if (!opts.path.startsWith('/') || opts.path.includes('/../') || opts.path.endsWith('/..'))
+    throw new Error(`restore path must be absolute: ${opts.path}`);
   const path = opts.path.replace(/\/+$/, '');
   if (path === '') throw new Error('refusing to restore over /');
   if (!/^[0-9a-f]{8,64}$/.test(opts.snapshot)) throw new Error(`invalid snapshot id ${opts.snapshot}`);
@@ -251,7 +255,10 @@ export function resticRestoreDirCommand(repo: ResticRepo, opts: { snapshot: stri
   return withSecrets(RESTIC_SECRETS, body);
 }
 
-export function resticForgetCommand(repo: ResticRepo, opts: { policyArgs: string[]; tags?: string[]; prune?: boolean; dryRun?: boolean }): HostCommand {
+export function resticForgetCommand(
+  repo: ResticRepo,
+  opts: { policyArgs: string[]; tags?: string[]; prune?: boolean; dryRun?: boolean },
+): HostCommand {
   const args: string[] = ['forget', '--json', '--group-by', 'host,tags'];
   for (const t of opts.tags ?? []) args.push('--tag', t);
   args.push(...opts.policyArgs);

@@ -14,7 +14,10 @@ import type { ObjectStore } from './s3.ts';
 export const CONFIG_EXT = '.bundle.age';
 
 export function configBundleCommand(repoDir: string, recipient: string): HostCommand {
-  return { script: ['set -euo pipefail', `${sh`git -C ${repoDir} bundle create - --all`} | ${encryptPipe(recipient)}`].join('\n'), secrets: [] };
+  return {
+    script: ['set -euo pipefail', `${sh`git -C ${repoDir} bundle create - --all`} | ${encryptPipe(recipient)}`].join('\n'),
+    secrets: [],
+  };
 }
 
 /** Clone a bundle from stdin (encrypted) into `dir` (must not exist). */
@@ -33,7 +36,13 @@ export function configRestoreCommand(dir: string): HostCommand {
   };
 }
 
-export async function backupConfig(o: { shell: Shell; store: ObjectStore; repoDir: string; recipient: string; at?: Date }): Promise<Manifest> {
+export async function backupConfig(o: {
+  shell: Shell;
+  store: ObjectStore;
+  repoDir: string;
+  recipient: string;
+  at?: Date;
+}): Promise<Manifest> {
   const at = o.at ?? new Date();
   const key = `config/${formatStamp(at)}${CONFIG_EXT}`;
   const up = await uploadHostOutput({

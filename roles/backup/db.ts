@@ -44,7 +44,13 @@ export interface DbBackupResult {
  * A failed dump or upload leaves no manifest (and the data object is removed when it got written),
  * so earlier backups stay the newest complete ones and the run throws BackupError.
  */
-export async function backupSiteDb(o: { shell: Shell; store: ObjectStore; target: SiteDbTarget; recipient: string; at?: Date }): Promise<DbBackupResult> {
+export async function backupSiteDb(o: {
+  shell: Shell;
+  store: ObjectStore;
+  target: SiteDbTarget;
+  recipient: string;
+  at?: Date;
+}): Promise<DbBackupResult> {
   const t0 = Date.now();
   const at = o.at ?? new Date();
   const key = siteDbKey(o.target.site, at);
@@ -109,7 +115,14 @@ export interface DbRestoreResult {
  * Restore a site's database (or a scratch database: `intoDb`) from the newest complete backup at or
  * before `at`. The ciphertext is verified against its manifest before the database is touched.
  */
-export async function restoreSiteDb(o: { shell: Shell; store: ObjectStore; target: SiteDbTarget; at: Date; ageIdentity: string; intoDb?: string }): Promise<DbRestoreResult> {
+export async function restoreSiteDb(o: {
+  shell: Shell;
+  store: ObjectStore;
+  target: SiteDbTarget;
+  at: Date;
+  ageIdentity: string;
+  intoDb?: string;
+}): Promise<DbRestoreResult> {
   const t0 = Date.now();
   const entry = await findSiteDbBackup(o.store, o.target.site, o.at);
   const m = await readManifest(o.store, entry.key);
@@ -122,7 +135,11 @@ export async function restoreSiteDb(o: { shell: Shell; store: ObjectStore; targe
     const run = startHostCommand(o.shell, cmd, secrets, createReadStream(dl.path));
     run.stdout.resume();
     const fin = await run.done;
-    if (fin.code !== 0) throw new BackupError('restore', `restore of ${m.key} into ${o.intoDb ?? o.target.db} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`);
+    if (fin.code !== 0)
+      throw new BackupError(
+        'restore',
+        `restore of ${m.key} into ${o.intoDb ?? o.target.db} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`,
+      );
     return { key: m.key, time: entry.time, bytes: m.size, downloadMs, restoreMs: Date.now() - t1, ms: Date.now() - t0 };
   } finally {
     await dl.cleanup();
@@ -138,7 +155,13 @@ export interface PruneReport {
 }
 
 /** Apply the database retention policy to one site's dumps (data objects and their manifests). */
-export async function pruneSiteDb(o: { store: ObjectStore; site: string; now: Date; policy?: RetentionPolicy; dryRun?: boolean }): Promise<PruneReport> {
+export async function pruneSiteDb(o: {
+  store: ObjectStore;
+  site: string;
+  now: Date;
+  policy?: RetentionPolicy;
+  dryRun?: boolean;
+}): Promise<PruneReport> {
   const entries = await listBackups(o.store, siteDbPrefix(o.site), DB_EXT);
   return pruneSiteDbLike(o.store, entries, o.policy ?? DB_POLICY, o.now, siteDbPrefix(o.site), o.dryRun);
 }

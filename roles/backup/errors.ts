@@ -24,7 +24,11 @@ export class StoreCredentialsError extends Error {
 
 /** Any other failure talking to the object store (gateway down, bucket missing, upload aborted). */
 export class StoreError extends Error {
-  constructor(message: string, readonly code?: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly code?: string,
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'StoreError';
   }
@@ -32,7 +36,11 @@ export class StoreError extends Error {
 
 /** A backup or restore run failed; `stage` says where (dump, upload, verify, restore...). */
 export class BackupError extends Error {
-  constructor(readonly stage: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly stage: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(`${stage}: ${message}`, options);
     this.name = 'BackupError';
   }

@@ -56,7 +56,11 @@ export function isoWeek(d: Date): { year: number; week: number } {
 type Bucketer = (d: Date, nr: number) => number;
 const BUCKETS: Array<{ name: keyof RetentionPolicy; reason: string; f: Bucketer }> = [
   { name: 'last', reason: 'last snapshot', f: (_d, nr) => nr },
-  { name: 'hourly', reason: 'hourly snapshot', f: (d) => ((d.getUTCFullYear() * 100 + d.getUTCMonth() + 1) * 100 + d.getUTCDate()) * 100 + d.getUTCHours() },
+  {
+    name: 'hourly',
+    reason: 'hourly snapshot',
+    f: (d) => ((d.getUTCFullYear() * 100 + d.getUTCMonth() + 1) * 100 + d.getUTCDate()) * 100 + d.getUTCHours(),
+  },
   { name: 'daily', reason: 'daily snapshot', f: (d) => (d.getUTCFullYear() * 100 + d.getUTCMonth() + 1) * 100 + d.getUTCDate() },
   {
     name: 'weekly',
@@ -73,7 +77,8 @@ const BUCKETS: Array<{ name: keyof RetentionPolicy; reason: string; f: Bucketer 
 export function validatePolicy(p: RetentionPolicy): void {
   for (const [k, v] of Object.entries(p)) {
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new RangeError(`retention ${k} must be a non-negative integer, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      throw new RangeError(`retention ${k} must be a non-negative integer, got ${String(v)}`);
   }
   if (!Object.values(p).some((v) => typeof v === 'number' && v > 0)) {
     throw new RangeError('retention policy keeps nothing: refusing (it would delete every backup)');

@@ -26,7 +26,6 @@ export const DB_PACKAGES = ['age'];
 export const FILES_PACKAGES = ['restic', 'age'];
 export const DEFAULT_LSN_ROOT = '/var/lib/wpfarm-backup/lsn';
 
-
 const role: Role = {
   name: 'backup',
   hosts: 'db:workers',
@@ -36,7 +35,8 @@ const role: Role = {
     const v = ctx.vars;
     const me = ctx.host.name;
     const lsnRoot = str(v.backup_lsn_root, DEFAULT_LSN_ROOT).replace(/\/+$/, '');
-    if (!lsnRoot.startsWith('/') || lsnRoot.split('/').includes('..')) throw new InputError(`backup_lsn_root must be an absolute path: ${JSON.stringify(lsnRoot)}`);
+    if (!lsnRoot.startsWith('/') || lsnRoot.split('/').includes('..'))
+      throw new InputError(`backup_lsn_root must be an absolute path: ${JSON.stringify(lsnRoot)}`);
     const inGroup = (g: string) => ctx.hosts(g).some((h) => h.name === me);
     const isDb = inGroup('db') || str(v.backup_db_host, '') === me;
     const isFiles = inGroup(str(v.gluster_client_group, 'workers')) || str(v.backup_files_host, '') === me;
@@ -46,7 +46,12 @@ const role: Role = {
     if (pkgs.length) steps.push(apt({ packages: pkgs, update_cache: 3600 }, { retries: 3, delayMs: 15_000, tags: ['packages'] }));
     if (isDb) {
       // only the directory itself: its parent may be shared (/var/lib); missing parents are created 0755
-      steps.push(directory({ path: lsnRoot, mode: '0700', owner: 'root', group: 'root' }, { name: `directory ${lsnRoot} (mariabackup checkpoints)` }));
+      steps.push(
+        directory(
+          { path: lsnRoot, mode: '0700', owner: 'root', group: 'root' },
+          { name: `directory ${lsnRoot} (mariabackup checkpoints)` },
+        ),
+      );
     }
     return steps;
   },

@@ -85,7 +85,12 @@ export async function uploadHostOutput(o: {
 }
 
 /** Run to completion and collect stdout as text (for small outputs: JSON, checksums). */
-export async function runHostCommand(shell: Shell, cmd: HostCommand, secrets: Record<string, string>, data?: Buffer | Readable): Promise<RunOutput> {
+export async function runHostCommand(
+  shell: Shell,
+  cmd: HostCommand,
+  secrets: Record<string, string>,
+  data?: Buffer | Readable,
+): Promise<RunOutput> {
   const r = startHostCommand(shell, cmd, secrets, data);
   const chunks: Buffer[] = [];
   r.stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -118,7 +123,11 @@ export class LocalShell implements Shell {
   readonly name: string;
   constructor(
     name = 'localhost',
-    private readonly env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8' },
+    private readonly env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: process.env.HOME ?? '/root',
+      LANG: 'C.UTF-8',
+    },
   ) {
     this.name = name;
   }

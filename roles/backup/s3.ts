@@ -99,7 +99,11 @@ export class ObjectStore {
     if (CREDENTIAL_CODES.has(code)) return new StoreCredentialsError(this.endpoint, this.bucket, code, status);
     const where = `${this.endpoint}/${this.bucket}${key ? `/${key}` : ''}`;
     const msg = err.message && err.message !== 'UnknownError' ? err.message : code;
-    return new StoreError(`object store ${op} ${where} failed: ${code}${status ? ` (HTTP ${status})` : ''}${msg !== code ? `: ${msg}` : ''}`, code, status);
+    return new StoreError(
+      `object store ${op} ${where} failed: ${code}${status ? ` (HTTP ${status})` : ''}${msg !== code ? `: ${msg}` : ''}`,
+      code,
+      status,
+    );
   }
 
   private async send<T>(op: string, key: string | undefined, f: () => Promise<T>): Promise<T> {
@@ -123,7 +127,9 @@ export class ObjectStore {
 
   /** Small object in one request. */
   async putBytes(key: string, body: Buffer | string, contentType = 'application/octet-stream'): Promise<void> {
-    await this.send('put', key, () => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType })));
+    await this.send('put', key, () =>
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType })),
+    );
   }
 
   /**
@@ -134,7 +140,11 @@ export class ObjectStore {
    * part is stored. The sha256 and size are of the bytes read from `source`; HEAD then checks the stored size
    * and gives the ETag (Ceph RGW answers CompleteMultipartUpload with an empty one).
    */
-  async putStream(key: string, source: AsyncIterable<Buffer | string> | Readable, opts: { onPart?: (n: number, bytes: number) => void } = {}): Promise<UploadResult> {
+  async putStream(
+    key: string,
+    source: AsyncIterable<Buffer | string> | Readable,
+    opts: { onPart?: (n: number, bytes: number) => void } = {},
+  ): Promise<UploadResult> {
     const t0 = Date.now();
     const hash = createHash('sha256');
     let size = 0;
@@ -215,13 +225,17 @@ export class ObjectStore {
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
       const r = await this.send('delete', batch[0], () =>
-        this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
+        this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+        ),
       );
       const errs = r.Errors ?? [];
       if (errs.length) {
         const first = errs[0];
         if (first?.Code && CREDENTIAL_CODES.has(first.Code)) throw new StoreCredentialsError(this.endpoint, this.bucket, first.Code, 403);
-        throw new StoreError(`object store refused to delete ${errs.length} key(s), first ${first?.Key}: ${first?.Code} ${first?.Message ?? ''}`);
+        throw new StoreError(
+          `object store refused to delete ${errs.length} key(s), first ${first?.Key}: ${first?.Code} ${first?.Message ?? ''}`,
+        );
       }
       deleted += batch.length;
     }
@@ -238,14 +252,18 @@ export class ObjectStore {
     let idMarker: string | undefined;
     for (let page = 0; page < 1000; page++) {
       const r = await this.send('list multipart uploads', prefix, () =>
-        this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: idMarker })),
+        this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: idMarker }),
+        ),
       );
       for (const u of r.Uploads ?? []) {
         if (!u.Key || !u.UploadId) continue;
         if (u.Initiated && now.getTime() - u.Initiated.getTime() < olderThanMs) continue;
         const key = u.Key;
         const id = u.UploadId;
-        await this.send('abort multipart upload', key, () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id })));
+        await this.send('abort multipart upload', key, () =>
+          this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: id })),
+        );
         aborted.push(key);
       }
       if (!r.IsTruncated) break;

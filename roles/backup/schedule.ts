@@ -25,11 +25,35 @@ export interface TimerSpec {
 }
 
 export const BACKUP_TIMERS: readonly TimerSpec[] = Object.freeze([
-  { name: 'sites-db', onCalendar: '*-*-* 00/6:15:00', args: ['--what', 'sites-db', '--prune'], lock: 'db', description: 'per-site database dumps' },
-  { name: 'cluster-full', onCalendar: '*-*-* 00:30:00', args: ['--what', 'cluster-full', '--prune'], lock: 'db', description: 'mariabackup full' },
-  { name: 'cluster-incr', onCalendar: '*-*-* 06,12,18:30:00', args: ['--what', 'cluster-incr'], lock: 'db', description: 'mariabackup incremental' },
+  {
+    name: 'sites-db',
+    onCalendar: '*-*-* 00/6:15:00',
+    args: ['--what', 'sites-db', '--prune'],
+    lock: 'db',
+    description: 'per-site database dumps',
+  },
+  {
+    name: 'cluster-full',
+    onCalendar: '*-*-* 00:30:00',
+    args: ['--what', 'cluster-full', '--prune'],
+    lock: 'db',
+    description: 'mariabackup full',
+  },
+  {
+    name: 'cluster-incr',
+    onCalendar: '*-*-* 06,12,18:30:00',
+    args: ['--what', 'cluster-incr'],
+    lock: 'db',
+    description: 'mariabackup incremental',
+  },
   { name: 'files', onCalendar: '*-*-* 03:00:00', args: ['--what', 'files', '--prune'], lock: 'files', description: 'site files (restic)' },
-  { name: 'config', onCalendar: '*-*-* 04:00:00', args: ['--what', 'config'], lock: 'config', description: 'configuration repository (git bundle)' },
+  {
+    name: 'config',
+    onCalendar: '*-*-* 04:00:00',
+    args: ['--what', 'config'],
+    lock: 'config',
+    description: 'configuration repository (git bundle)',
+  },
   { name: 'restore-test', onCalendar: 'Sun *-*-* 05:00:00', args: ['--restore-test'], lock: 'files', description: 'weekly restore test' },
 ]);
 
@@ -60,12 +84,19 @@ export function controllerTimerUnits(o: {
 }
 
 /** systemd service + timer units for every schedule. `repoDir`: the wpfarm checkout; `node`: absolute path. */
-export function renderBackupUnits(o: { repoDir: string; node: string; inventory?: string | readonly string[]; timers?: readonly TimerSpec[] }): UnitFile[] {
+export function renderBackupUnits(o: {
+  repoDir: string;
+  node: string;
+  inventory?: string | readonly string[];
+  timers?: readonly TimerSpec[];
+}): UnitFile[] {
   if (!o.repoDir.startsWith('/') || !o.node.startsWith('/')) throw new Error('repoDir and node must be absolute paths');
   const out: UnitFile[] = [];
   for (const t of o.timers ?? BACKUP_TIMERS) {
     const args = [...t.args, ...[o.inventory ?? []].flat().flatMap((f) => ['--inventory', f])];
-    const exec = ['/usr/bin/flock', `/run/wpfarm-backup-${t.lock}.lock`, o.node, '--import', 'tsx', 'playbooks/backup.ts', ...args].map((a) => quote(a)).join(' ');
+    const exec = ['/usr/bin/flock', `/run/wpfarm-backup-${t.lock}.lock`, o.node, '--import', 'tsx', 'playbooks/backup.ts', ...args]
+      .map((a) => quote(a))
+      .join(' ');
     out.push(
       ...controllerTimerUnits({
         name: `wpfarm-backup-${t.name}`,
@@ -99,7 +130,7 @@ const BACKUP_UNIT_RE = /^wpfarm-backup-[a-z0-9-]+\.(service|timer)$/;
 
 export async function installBackupUnits(
   units: UnitFile[],
-  o: { unitDir?: string; systemctl?: boolean; check?: boolean; /** the unit family (default wpfarm-backup-*) */ names?: RegExp } = {},
+  o: { unitDir?: string; systemctl?: boolean; check?: boolean /** the unit family (default wpfarm-backup-*) */; names?: RegExp } = {},
 ): Promise<InstallReport> {
   const UNIT_RE = o.names ?? BACKUP_UNIT_RE;
   const unitDir = o.unitDir ?? '/etc/systemd/system';

@@ -68,11 +68,16 @@ export async function restoreTestSite(o: {
     try {
       const snap = pickAtOrBefore(await listSnapshots({ shell, access, site: o.site }), now);
       if (!snap) throw new Error('no snapshot');
-      await must(shell, resticRestoreToCommand(siteRepo(access.store, o.site), { snapshot: snap.id, target: scratchDir }), {
-        RESTIC_PASSWORD: access.password,
-        AWS_ACCESS_KEY_ID: access.store.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: access.store.secretAccessKey,
-      }, 'restic restore --verify');
+      await must(
+        shell,
+        resticRestoreToCommand(siteRepo(access.store, o.site), { snapshot: snap.id, target: scratchDir }),
+        {
+          RESTIC_PASSWORD: access.password,
+          AWS_ACCESS_KEY_ID: access.store.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: access.store.secretAccessKey,
+        },
+        'restic restore --verify',
+      );
       let files = 0;
       let identical = true;
       for (const p of target.paths) {
@@ -82,7 +87,13 @@ export async function restoreTestSite(o: {
         if (live.code !== 0 || live.stdout !== restored) identical = false;
       }
       if (files === 0) problem(`files: snapshot ${snap.short_id} restored no files`);
-      rep.files = { snapshot: snap.short_id, backupTime: snap.time.toISOString(), files, restoreMs: Date.now() - t0, identicalToLive: identical };
+      rep.files = {
+        snapshot: snap.short_id,
+        backupTime: snap.time.toISOString(),
+        files,
+        restoreMs: Date.now() - t0,
+        identicalToLive: identical,
+      };
     } catch (e) {
       problem(`files: ${(e as Error).message}`);
     } finally {

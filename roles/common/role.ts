@@ -23,7 +23,17 @@ import { describeValue } from '../../lib/schema.ts';
 import { str, list } from '../../lib/vars.ts';
 import { cidrContains, FIREWALL_VARS, type FirewallRule, renderFirewall } from './firewall.ts';
 
-export const BASE_PACKAGES = ['ca-certificates', 'curl', 'nftables', 'sudo', 'tzdata', 'unattended-upgrades', 'systemd-timesyncd', 'rsync', 'jq'];
+export const BASE_PACKAGES = [
+  'ca-certificates',
+  'curl',
+  'nftables',
+  'sudo',
+  'tzdata',
+  'unattended-upgrades',
+  'systemd-timesyncd',
+  'rsync',
+  'jq',
+];
 
 /** Tuning for a web farm. Network ones are per network namespace; the others are host-wide. */
 export const SYSCTL_NET: Record<string, string> = {
@@ -69,7 +79,6 @@ export const COMMON_VARS = {
     if (why) ctx.addIssue({ code: 'custom', message: why, input: v });
   }),
 };
-
 
 export function dockerDaemonJson(vars: Record<string, unknown>): string {
   const cfg: Record<string, unknown> = {
@@ -144,14 +153,19 @@ const role: Role = {
       apt({ packages: BASE_PACKAGES, state: 'present', update_cache: 3600 }, { tags: ['packages'], retries: 2, delayMs: 5000 }),
       // time
       command(
-        { cmd: ['ln', '-sfn', `/usr/share/zoneinfo/${tz}`, '/etc/localtime'], unless: ['sh', '-c', `[ "$(readlink /etc/localtime)" = /usr/share/zoneinfo/${tz} ]`] },
+        {
+          cmd: ['ln', '-sfn', `/usr/share/zoneinfo/${tz}`, '/etc/localtime'],
+          unless: ['sh', '-c', `[ "$(readlink /etc/localtime)" = /usr/share/zoneinfo/${tz} ]`],
+        },
         { name: `timezone ${tz}`, tags: ['time'] },
       ),
       file({ path: '/etc/timezone', content: `${tz}\n`, mode: '0644' }, { tags: ['time'] }),
       // ConditionVirtualization=!container: in the lab systemd skips it by itself; enabled everywhere.
       systemd({ name: 'systemd-timesyncd', enabled: true }, { tags: ['time'] }),
       // sysctl
-      ...Object.entries({ ...SYSCTL_NET, ...(globalSysctl ? SYSCTL_GLOBAL : {}) }).map(([name, value]) => sysctl({ name, value }, { tags: ['sysctl'] })),
+      ...Object.entries({ ...SYSCTL_NET, ...(globalSysctl ? SYSCTL_GLOBAL : {}) }).map(([name, value]) =>
+        sysctl({ name, value }, { tags: ['sysctl'] }),
+      ),
       // admin user
       user({ name: admin, shell: '/bin/bash', groups: ['sudo'], comment: 'wpfarm admin' }, { tags: ['users'] }),
       authorizedKey({ user: admin, key: adminKeys(ctx) }, { tags: ['users'] }),
@@ -187,7 +201,10 @@ const role: Role = {
     if (onSwarm) {
       steps.push(
         directory({ path: '/etc/docker', mode: '0755' }, { tags: ['docker'] }),
-        file({ path: '/etc/docker/daemon.json', content: dockerDaemonJson(v), mode: '0644' }, { notify: 'restart docker', tags: ['docker'] }),
+        file(
+          { path: '/etc/docker/daemon.json', content: dockerDaemonJson(v), mode: '0644' },
+          { notify: 'restart docker', tags: ['docker'] },
+        ),
         apt({ packages: ['docker.io'], state: 'present' }, { tags: ['docker', 'packages'], retries: 2, delayMs: 5000 }),
         systemd({ name: 'docker', enabled: true, state: 'started' }, { tags: ['docker'] }),
       );

@@ -83,19 +83,42 @@ export function bruteForceReplay(o: ReplayOptions): string[] {
   const peer = (ip: string) => (o.viaCloudflare ? { clientIp: o.viaCloudflare, cfConnectingIp: ip } : { clientIp: ip });
   const lines: string[] = [];
   for (let i = 0; i < attempts; i++) {
-    lines.push(traefikAccessLine({ ...peer(o.attacker), method: 'POST', path: '/wp-login.php', status: 200, time: at(i), host: o.host, userAgent: 'python-requests/2.31' }));
+    lines.push(
+      traefikAccessLine({
+        ...peer(o.attacker),
+        method: 'POST',
+        path: '/wp-login.php',
+        status: 200,
+        time: at(i),
+        host: o.host,
+        userAgent: 'python-requests/2.31',
+      }),
+    );
     if (i % 3 === 0) {
       const paths = ['/', '/2024/05/hello-world/', '/wp-content/themes/twentytwentyfour/style.css', '/about/'];
-      lines.push(traefikAccessLine({ ...peer(o.visitor), path: paths[(i / 3) % paths.length]!, time: at(i), host: o.host, router: 'site-example@swarm' }));
+      lines.push(
+        traefikAccessLine({
+          ...peer(o.visitor),
+          path: paths[(i / 3) % paths.length]!,
+          time: at(i),
+          host: o.host,
+          router: 'site-example@swarm',
+        }),
+      );
     }
   }
   // the visitor logs in once, successfully (302 to wp-admin)
-  lines.push(traefikAccessLine({ ...peer(o.visitor), method: 'POST', path: '/wp-login.php', status: 302, time: at(attempts), host: o.host }));
+  lines.push(
+    traefikAccessLine({ ...peer(o.visitor), method: 'POST', path: '/wp-login.php', status: 302, time: at(attempts), host: o.host }),
+  );
   return lines;
 }
 
 /** Something that runs a shell command on a host (Connection.exec, StepContext.exec). */
-export type Exec = (command: string, opts?: { become?: boolean; nothrow?: boolean }) => Promise<{ stdout: string; stderr: string; code: number }>;
+export type Exec = (
+  command: string,
+  opts?: { become?: boolean; nothrow?: boolean },
+) => Promise<{ stdout: string; stderr: string; code: number }>;
 
 export interface BanProofResult {
   bannedAfterMs: number;
@@ -122,7 +145,6 @@ export function parseNftSet(json: string): string[] {
   return out;
 }
 
-
 /** Shell command appending lines to a log file (each argument quoted by zx; JSON survives intact). */
 export function appendLinesCommand(lines: string[], log: string): string {
   return `printf '%s\\n' ${lines.map((l) => quote(l)).join(' ')} >> ${quote(log)}`;
@@ -132,7 +154,11 @@ export function appendLinesCommand(lines: string[], log: string): string {
  * The lab proof. `edge` runs Traefik's access log, the agent and the firewall bouncer; `lapi` runs the
  * local API (may be the same host). Throws with what was seen when a step misses its deadline.
  */
-export async function proveBan(edge: Exec, lapi: Exec, o: { attacker: string; visitor: string; accessLog?: string; deadlineMs?: number; viaCloudflare?: string }): Promise<BanProofResult> {
+export async function proveBan(
+  edge: Exec,
+  lapi: Exec,
+  o: { attacker: string; visitor: string; accessLog?: string; deadlineMs?: number; viaCloudflare?: string },
+): Promise<BanProofResult> {
   const log = o.accessLog ?? TRAEFIK_ACCESS_LOG;
   const deadline = o.deadlineMs ?? 60_000;
   const lines = bruteForceReplay({ attacker: o.attacker, visitor: o.visitor, start: new Date(), viaCloudflare: o.viaCloudflare });
@@ -145,7 +171,10 @@ export async function proveBan(edge: Exec, lapi: Exec, o: { attacker: string; vi
   const t0 = Date.now();
   let seen: string[] = [];
   while (!(seen = await banned()).includes(o.attacker)) {
-    if (Date.now() - t0 > deadline) throw new Error(`${o.attacker} not in ${BAN_SET_V4.table}/${BAN_SET_V4.set} after ${deadline} ms (set: ${seen.join(' ') || 'empty'})`);
+    if (Date.now() - t0 > deadline)
+      throw new Error(
+        `${o.attacker} not in ${BAN_SET_V4.table}/${BAN_SET_V4.set} after ${deadline} ms (set: ${seen.join(' ') || 'empty'})`,
+      );
     await sleep(1000);
   }
   const bannedAfterMs = Date.now() - t0;

@@ -20,7 +20,14 @@ export const TRAEFIK_ACCESS_LOG = '/var/log/traefik/access.log';
 export const LAPI_PORT = 8080;
 
 /** Collections from the package's offline hub (/usr/share/crowdsec/hub). */
-export const COLLECTIONS = ['crowdsecurity/linux', 'crowdsecurity/traefik', 'crowdsecurity/nginx', 'crowdsecurity/wordpress', 'crowdsecurity/sshd', 'crowdsecurity/base-http-scenarios'] as const;
+export const COLLECTIONS = [
+  'crowdsecurity/linux',
+  'crowdsecurity/traefik',
+  'crowdsecurity/nginx',
+  'crowdsecurity/wordpress',
+  'crowdsecurity/sshd',
+  'crowdsecurity/base-http-scenarios',
+] as const;
 
 export interface AcquisitionOptions {
   /** where Traefik's JSON access log is read from: the host file (bind mount) or the container's output */
@@ -42,7 +49,13 @@ export function acquisition(o: AcquisitionOptions = {}): AcquisitionEntry[] {
         // Traefik writes its first line); without it crowdsec 1.4 warns "No matching files" and never reads it (lab)
         { source: 'file', filenames: [o.traefikLogPath ?? TRAEFIK_ACCESS_LOG], force_inotify: true, labels: { type: 'traefik' } }
       : // Traefik writes its access log to stdout in this variant; the docker datasource follows the service's tasks
-        { source: 'docker', service_name: [o.traefikService ?? 'traefik_traefik'], follow_stdout: true, follow_stderr: false, labels: { type: 'traefik' } };
+        {
+          source: 'docker',
+          service_name: [o.traefikService ?? 'traefik_traefik'],
+          follow_stdout: true,
+          follow_stderr: false,
+          labels: { type: 'traefik' },
+        };
   const entries: AcquisitionEntry[] = [
     traefik,
     { source: 'journalctl', journalctl_filter: ['_SYSTEMD_UNIT=ssh.service'], labels: { type: 'syslog' } },
@@ -78,11 +91,13 @@ export function checkAcquisition(e: AcquisitionEntry, commonFields: string[]): s
   }
   if (source === 'file') {
     const files = (e.filenames as unknown[] | undefined) ?? (e.filename ? [e.filename] : []);
-    if (!files.length || !files.every((f) => typeof f === 'string' && f.startsWith('/'))) problems.push('file source needs absolute filename(s)');
+    if (!files.length || !files.every((f) => typeof f === 'string' && f.startsWith('/')))
+      problems.push('file source needs absolute filename(s)');
   }
   if (source === 'journalctl') {
     const f = e.journalctl_filter as unknown[] | undefined;
-    if (!Array.isArray(f) || !f.length || !f.every((x) => typeof x === 'string' && /^[A-Z_]+=/.test(x))) problems.push('journalctl_filter must be FIELD=value matches');
+    if (!Array.isArray(f) || !f.length || !f.every((x) => typeof x === 'string' && /^[A-Z_]+=/.test(x)))
+      problems.push('journalctl_filter must be FIELD=value matches');
   }
   return problems;
 }
@@ -199,7 +214,16 @@ export function crowdsecConfig(s: LapiSettings, p: CrowdsecPaths = DEBIAN_PATHS,
   // no ca_cert_path here: that would be the CA of client certificates (agents log in with passwords, bouncers with keys)
   if (s.isLapi && s.tls) server.tls = { cert_file: s.tls.certFile, key_file: s.tls.keyFile };
   return {
-    common: { daemonize: true, log_media: 'file', log_level: s.logLevel ?? 'info', log_dir: `${p.logDir}/`, log_max_size: 20, compress_logs: true, log_max_files: 10, working_dir: '.' },
+    common: {
+      daemonize: true,
+      log_media: 'file',
+      log_level: s.logLevel ?? 'info',
+      log_dir: `${p.logDir}/`,
+      log_max_size: 20,
+      compress_logs: true,
+      log_max_files: 10,
+      working_dir: '.',
+    },
     config_paths: {
       config_dir: `${p.configDir}/`,
       data_dir: `${p.dataDir}/`,
@@ -212,7 +236,13 @@ export function crowdsecConfig(s: LapiSettings, p: CrowdsecPaths = DEBIAN_PATHS,
     crowdsec_service: { acquisition_path: `${p.configDir}/acquis.yaml`, acquisition_dir: `${p.configDir}/acquis.d`, parser_routines: 1 },
     // a fixed hub branch: otherwise cscli asks version.crowdsec.net for it on every hub command (fails offline)
     cscli: { output: 'human', color: 'auto', hub_branch: 'master' },
-    db_config: { log_level: 'info', type: 'sqlite', db_path: `${p.dataDir}/crowdsec.db`, use_wal: true, flush: { max_items: 5000, max_age: '7d' } },
+    db_config: {
+      log_level: 'info',
+      type: 'sqlite',
+      db_path: `${p.dataDir}/crowdsec.db`,
+      use_wal: true,
+      flush: { max_items: 5000, max_age: '7d' },
+    },
     plugin_config: { user: 'nobody', group: 'nogroup' },
     api: {
       client: { insecure_skip_verify: false, credentials_path: `${p.configDir}/local_api_credentials.yaml` },
@@ -260,7 +290,8 @@ export interface RenderedNotifications {
   secrets: string[];
 }
 
-const TEXT_FORMAT = '{{range . -}}{{$alert := . -}}{{range .Decisions -}}CrowdSec: {{.Value}} banned for {{.Duration}} ({{.Scenario}}) on {{$alert.MachineID}}\n{{end -}}{{end -}}';
+const TEXT_FORMAT =
+  '{{range . -}}{{$alert := . -}}{{range .Decisions -}}CrowdSec: {{.Value}} banned for {{.Duration}} ({{.Scenario}}) on {{$alert.MachineID}}\n{{end -}}{{end -}}';
 
 /** CrowdSec notification plugins for the inventory's alert channels (same list as Alertmanager's). */
 export function notifications(channels: AlertChannel[], lookup: EnvLookup): RenderedNotifications {
@@ -278,14 +309,29 @@ export function notifications(channels: AlertChannel[], lookup: EnvLookup): Rend
     return v;
   };
   const http = (name: string, url: string, format: string, headers: Record<string, string> = { 'Content-Type': 'application/json' }) => {
-    files[`${name}.yaml`] = YAML.stringify({ type: 'http', name, log_level: 'info', format, url, method: 'POST', headers, skip_tls_verification: false });
+    files[`${name}.yaml`] = YAML.stringify({
+      type: 'http',
+      name,
+      log_level: 'info',
+      format,
+      url,
+      method: 'POST',
+      headers,
+      skip_tls_verification: false,
+    });
     names.push(name);
   };
   channels.forEach((ch, i) => {
     const name = `wpfarm_${ch.type}_${i}`;
     switch (ch.type) {
       case 'slack':
-        files[`${name}.yaml`] = YAML.stringify({ type: 'slack', name, log_level: 'info', format: TEXT_FORMAT, webhook: env(ch.webhook_url_env) });
+        files[`${name}.yaml`] = YAML.stringify({
+          type: 'slack',
+          name,
+          log_level: 'info',
+          format: TEXT_FORMAT,
+          webhook: env(ch.webhook_url_env),
+        });
         names.push(name);
         break;
       case 'email':
@@ -310,12 +356,20 @@ export function notifications(channels: AlertChannel[], lookup: EnvLookup): Rend
         http(name, env(ch.webhook_url_env), `{"content": "${TEXT_FORMAT.replace(/\n/g, '\\n')}"}`);
         break;
       case 'telegram':
-        http(name, `https://api.telegram.org/bot${env(ch.bot_token_env)}/sendMessage`, `{"chat_id": ${ch.chat_id}, "text": "${TEXT_FORMAT.replace(/\n/g, '\\n')}"}`);
+        http(
+          name,
+          `https://api.telegram.org/bot${env(ch.bot_token_env)}/sendMessage`,
+          `{"chat_id": ${ch.chat_id}, "text": "${TEXT_FORMAT.replace(/\n/g, '\\n')}"}`,
+        );
         break;
       case 'pagerduty':
         // bans are not pages: PagerDuty receives them only if it takes warnings
         if ((ch.min_severity ?? 'warning') === 'critical') break;
-        http(name, 'https://events.pagerduty.com/v2/enqueue', `{"routing_key": "${env(ch.routing_key_env)}", "event_action": "trigger", "payload": {"summary": "CrowdSec ban", "source": "crowdsec", "severity": "warning", "custom_details": {{.|toJson}}}}`);
+        http(
+          name,
+          'https://events.pagerduty.com/v2/enqueue',
+          `{"routing_key": "${env(ch.routing_key_env)}", "event_action": "trigger", "payload": {"summary": "CrowdSec ban", "source": "crowdsec", "severity": "warning", "custom_details": {{.|toJson}}}}`,
+        );
         break;
       case 'webhook':
         http(name, ch.url ?? env(ch.url_env!), '{{.|toJson}}');

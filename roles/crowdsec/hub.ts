@@ -37,7 +37,8 @@ export function resolveCollections(index: HubIndex, names: readonly string[]): H
     const item = index[type]?.[name];
     if (!item) throw new Error(`hub item ${type}/${name} (needed by ${via}) is not in the hub index`);
     if (type === 'collections') {
-      for (const t of ['collections', 'parsers', 'postoverflows', 'scenarios'] as const) for (const dep of item[t] ?? []) visit(t, dep, name);
+      for (const t of ['collections', 'parsers', 'postoverflows', 'scenarios'] as const)
+        for (const dep of item[t] ?? []) visit(t, dep, name);
     }
     const parts = item.path.split('/');
     const configPath = `${parts.slice(0, -2).join('/')}/${parts[parts.length - 1]}`;

@@ -85,7 +85,10 @@ export class OfflineCrowdsec {
 
   /** cscli in a network namespace of its own (no route anywhere): hub commands must work offline. */
   cscliOffline(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    return run('unshare', ['--net', '--', path.join(this.pkgRoot, 'usr/bin/cscli'), '-c', this.config, ...args], { env: this.env(), timeoutMs: 120_000 });
+    return run('unshare', ['--net', '--', path.join(this.pkgRoot, 'usr/bin/cscli'), '-c', this.config, ...args], {
+      env: this.env(),
+      timeoutMs: 120_000,
+    });
   }
 
   crowdsec(args: string[], timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -95,14 +98,25 @@ export class OfflineCrowdsec {
   /** Lay out the directories like Debian's postinst does, with wpfarm's generated files. */
   async setup(o: OfflineSetup): Promise<void> {
     const p = this.paths;
-    for (const d of [p.configDir, p.dataDir, p.logDir, path.join(p.configDir, 'parsers/s02-enrich'), path.join(p.configDir, 'notifications')]) mkdirSync(d, { recursive: true });
+    for (const d of [
+      p.configDir,
+      p.dataDir,
+      p.logDir,
+      path.join(p.configDir, 'parsers/s02-enrich'),
+      path.join(p.configDir, 'notifications'),
+    ])
+      mkdirSync(d, { recursive: true });
     // the offline hub (Debian: /var/lib/crowdsec/hub -> /usr/share/crowdsec/hub) and data files
     cpSync(path.join(this.pkgRoot, 'usr/share/crowdsec/hub'), p.hubDir, { recursive: true });
     const data = path.join(this.pkgRoot, 'usr/share/crowdsec/data');
     for (const f of readdirSync(data)) copyFileSync(path.join(data, f), path.join(p.dataDir, f));
     cpSync(path.join(this.pkgRoot, 'etc/crowdsec/patterns'), path.join(p.configDir, 'patterns'), { recursive: true });
     copyFileSync(path.join(this.pkgRoot, 'etc/crowdsec/simulation.yaml'), path.join(p.configDir, 'simulation.yaml'));
-    const cfg = crowdsecConfig({ lapiHost: '127.0.0.1', privateCidrs: [], isLapi: true, onlineApi: false, listenAddress: '127.0.0.1' }, p, o.lapiPort);
+    const cfg = crowdsecConfig(
+      { lapiHost: '127.0.0.1', privateCidrs: [], isLapi: true, onlineApi: false, listenAddress: '127.0.0.1' },
+      p,
+      o.lapiPort,
+    );
     writeFileSync(this.config, YAML.stringify(cfg));
     writeFileSync(path.join(p.configDir, 'profiles.yaml'), profiles([]));
     writeFileSync(path.join(p.configDir, 'acquis.yaml'), acquisitionYaml(o.acquisition));
@@ -112,7 +126,15 @@ export class OfflineCrowdsec {
     this.links = resolveCollections(index, o.collections);
     const sh = await run('bash', ['-c', enableScript(this.links, p.hubDir, p.configDir)]);
     if (sh.code !== 0) throw new Error(`enabling hub items: ${sh.stderr}`);
-    const m = await this.cscli(['machines', 'add', 'wpfarm-test', '--auto', '--force', '-f', path.join(p.configDir, 'local_api_credentials.yaml')]);
+    const m = await this.cscli([
+      'machines',
+      'add',
+      'wpfarm-test',
+      '--auto',
+      '--force',
+      '-f',
+      path.join(p.configDir, 'local_api_credentials.yaml'),
+    ]);
     if (m.code !== 0) throw new Error(`cscli machines add: ${m.stdout}${m.stderr}`);
   }
 
@@ -123,7 +145,10 @@ export class OfflineCrowdsec {
 
   /** Start the local API only (no acquisition), on the loopback port of the configuration. */
   async startLapi(port: number): Promise<void> {
-    this.lapi = spawn(path.join(this.pkgRoot, 'usr/bin/crowdsec'), ['-c', this.config, '-no-cs'], { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.lapi = spawn(path.join(this.pkgRoot, 'usr/bin/crowdsec'), ['-c', this.config, '-no-cs'], {
+      env: this.env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const collect = (b: Buffer) => {
       this.lapiLog += b.toString();
     };
@@ -149,7 +174,9 @@ export class OfflineCrowdsec {
   async decisions(): Promise<Array<{ value: string; type: string; scenario: string; origin: string }>> {
     const r = await this.cscli(['decisions', 'list', '-o', 'json']);
     if (r.code !== 0) throw new Error(`cscli decisions list: ${r.stderr}`);
-    const alerts = (JSON.parse(r.stdout || 'null') ?? []) as Array<{ decisions?: Array<{ value: string; type: string; scenario: string; origin: string }> }>;
+    const alerts = (JSON.parse(r.stdout || 'null') ?? []) as Array<{
+      decisions?: Array<{ value: string; type: string; scenario: string; origin: string }>;
+    }>;
     return alerts.flatMap((a) => a.decisions ?? []);
   }
 

@@ -47,7 +47,6 @@ import { task } from '../../lib/ops/base.ts';
 import YAML from 'yaml';
 import { list } from '../../lib/vars.ts';
 
-
 function derived(secret: string, purpose: string): string {
   return createHmac('sha256', secret).update(`wpfarm-crowdsec:${purpose}`).digest('hex').slice(0, 40);
 }
@@ -66,7 +65,9 @@ function enableCollections(): Step {
         throw new Error('/usr/share/crowdsec/hub/.index.json is missing: is the crowdsec package installed?');
       }
       const links = resolveCollections(JSON.parse(r.stdout) as HubIndex, COLLECTIONS);
-      const test = links.map((l) => sh`[ "$(readlink ${`/etc/crowdsec/${l.configPath}`})" = ${`/var/lib/crowdsec/hub/${l.hubPath}`} ]`).join(' && ');
+      const test = links
+        .map((l) => sh`[ "$(readlink ${`/etc/crowdsec/${l.configPath}`})" = ${`/var/lib/crowdsec/hub/${l.hubPath}`} ]`)
+        .join(' && ');
       if ((await c.exec(`( ${test} ) >/dev/null 2>&1`, { nothrow: true })).code === 0) return { changed: false };
       const changes = [`link ${links.length} hub items into /etc/crowdsec`];
       if (c.check) return { changed: true, changes };
@@ -113,7 +114,10 @@ function lapiCertificate(address: string, delegateTo?: string): Step {
     `crowdsec local API TLS: CA and certificate for ${address}`,
     async (c) => {
       const r = await c.exec(lapiTlsScript(address, c.check));
-      const changes = r.stdout.split('\n').filter((l) => l.startsWith('changed: ')).map((l) => l.slice(9));
+      const changes = r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('changed: '))
+        .map((l) => l.slice(9));
       const pem = r.stdout.slice(r.stdout.indexOf('-----BEGIN CERTIFICATE-----'));
       return { changed: changes.length > 0, changes, result: pem.startsWith('-----BEGIN') ? pem : '' };
     },
@@ -189,7 +193,8 @@ const role: Role = {
     if (!mgmt.length) throw new InputError('management_cidrs is required (never banned)');
     const regSecretName = String(v.crowdsec_registration_secret_env ?? 'CROWDSEC_REGISTRATION_SECRET');
     const regSecret = lookupEnv(regSecretName);
-    if (!regSecret) throw new InputError(`${regSecretName} is not set in ${envFileShown()} (agent passwords and bouncer keys are derived from it)`);
+    if (!regSecret)
+      throw new InputError(`${regSecretName} is not set in ${envFileShown()} (agent passwords and bouncer keys are derived from it)`);
     const agentPassword = ctx.secret(derived(regSecret, `machine:${ctx.host.name}`));
     const bouncerKey = ctx.secret(derived(regSecret, `bouncer:${ctx.host.name}`));
     let notif = { files: {} as Record<string, string>, names: [] as string[], secrets: [] as string[] };
@@ -216,21 +221,59 @@ const role: Role = {
     const steps: Step[] = [
       // before the package: Debian's postinst registers with the central API unless this file is non-empty
       directory({ path: '/etc/crowdsec', mode: '0755' }),
-      file({ path: '/etc/crowdsec/online_api_credentials.yaml', content: onlineApiCredentialsSeed(), mode: '0600' }, { notify: 'restart crowdsec' }),
-      apt({ packages: ['crowdsec', ...(isEdge ? ['crowdsec-firewall-bouncer', 'nftables'] : [])], state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
+      file(
+        { path: '/etc/crowdsec/online_api_credentials.yaml', content: onlineApiCredentialsSeed(), mode: '0600' },
+        { notify: 'restart crowdsec' },
+      ),
+      apt(
+        { packages: ['crowdsec', ...(isEdge ? ['crowdsec-firewall-bouncer', 'nftables'] : [])], state: 'present', update_cache: 3600 },
+        { tags: ['packages'] },
+      ),
       directory({ path: PLUGIN_LINK_DIR, mode: '0755' }),
       ...NOTIFICATION_PLUGINS.map((t) => {
         const [src, dst] = [`${DEBIAN_PATHS.pluginDir}/${t}`, `${PLUGIN_LINK_DIR}/notification-${t}`];
-        return command({ cmd: ['ln', '-sfn', src, dst], unless: ['bash', '-c', sh`[ "$(readlink ${dst})" = ${src} ]`] }, { name: `crowdsec plugin notification-${t}`, notify: 'restart crowdsec' });
+        return command(
+          { cmd: ['ln', '-sfn', src, dst], unless: ['bash', '-c', sh`[ "$(readlink ${dst})" = ${src} ]`] },
+          { name: `crowdsec plugin notification-${t}`, notify: 'restart crowdsec' },
+        );
       }),
       file({ path: '/etc/crowdsec/config.yaml', content: YAML.stringify(cfg), mode: '0644' }, { notify: 'restart crowdsec' }),
-      file({ path: '/etc/crowdsec/acquis.yaml', content: acquisitionYaml(isEdge ? acquisition({ traefikSource: v.crowdsec_traefik_source === 'docker' ? 'docker' : 'file', traefikLogPath: `${traefikLogDir}/access.log` }) : acquisition().slice(1)), mode: '0644' }, { notify: 'restart crowdsec' }),
-      file({ path: '/etc/crowdsec/profiles.yaml', content: profiles(notif.names, String(v.crowdsec_ban_duration ?? '4h')), mode: '0644' }, { notify: 'restart crowdsec' }),
+      file(
+        {
+          path: '/etc/crowdsec/acquis.yaml',
+          content: acquisitionYaml(
+            isEdge
+              ? acquisition({
+                  traefikSource: v.crowdsec_traefik_source === 'docker' ? 'docker' : 'file',
+                  traefikLogPath: `${traefikLogDir}/access.log`,
+                })
+              : acquisition().slice(1),
+          ),
+          mode: '0644',
+        },
+        { notify: 'restart crowdsec' },
+      ),
+      file(
+        { path: '/etc/crowdsec/profiles.yaml', content: profiles(notif.names, String(v.crowdsec_ban_duration ?? '4h')), mode: '0644' },
+        { notify: 'restart crowdsec' },
+      ),
       directory({ path: '/etc/crowdsec/notifications', mode: '0750' }),
-      ...Object.entries(notif.files).map(([name, text]) => file({ path: `/etc/crowdsec/notifications/${name}`, content: text, mode: '0600', secret: true }, { notify: 'restart crowdsec' })),
+      ...Object.entries(notif.files).map(([name, text]) =>
+        file({ path: `/etc/crowdsec/notifications/${name}`, content: text, mode: '0600', secret: true }, { notify: 'restart crowdsec' }),
+      ),
       directory({ path: '/etc/crowdsec/parsers/s02-enrich', mode: '0755' }),
-      file({ path: '/etc/crowdsec/parsers/s02-enrich/cloudflare-client-ip.yaml', content: cloudflareClientIpParser(list(v.cloudflare_ips).length ? list(v.cloudflare_ips) : CLOUDFLARE_IPS), mode: '0644' }, { notify: 'restart crowdsec' }),
-      file({ path: '/etc/crowdsec/parsers/s02-enrich/wpfarm-management-whitelist.yaml', content: managementWhitelist(mgmt), mode: '0644' }, { notify: 'restart crowdsec' }),
+      file(
+        {
+          path: '/etc/crowdsec/parsers/s02-enrich/cloudflare-client-ip.yaml',
+          content: cloudflareClientIpParser(list(v.cloudflare_ips).length ? list(v.cloudflare_ips) : CLOUDFLARE_IPS),
+          mode: '0644',
+        },
+        { notify: 'restart crowdsec' },
+      ),
+      file(
+        { path: '/etc/crowdsec/parsers/s02-enrich/wpfarm-management-whitelist.yaml', content: managementWhitelist(mgmt), mode: '0644' },
+        { notify: 'restart crowdsec' },
+      ),
     ];
     if (isEdge) {
       // the agent follows Traefik's access log by name: its directory must exist when the agent starts (the
@@ -244,10 +287,24 @@ const role: Role = {
     if (!isLapi) {
       // register this agent on the LAPI host, then point the agent at it; no local API here
       steps.push(
-        command(registerMachineCommand(ctx.host.name, agentPassword), { name: `register agent ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name }),
-        file({ path: '/etc/crowdsec/local_api_credentials.yaml', content: localApiCredentials(lapi.address, ctx.host.name, agentPassword), mode: '0600', secret: true }, { notify: 'restart crowdsec' }),
+        command(registerMachineCommand(ctx.host.name, agentPassword), {
+          name: `register agent ${ctx.host.name} on ${lapi.name}`,
+          delegateTo: lapi.name,
+        }),
+        file(
+          {
+            path: '/etc/crowdsec/local_api_credentials.yaml',
+            content: localApiCredentials(lapi.address, ctx.host.name, agentPassword),
+            mode: '0600',
+            secret: true,
+          },
+          { notify: 'restart crowdsec' },
+        ),
         directory({ path: '/etc/systemd/system/crowdsec.service.d', mode: '0755' }),
-        file({ path: '/etc/systemd/system/crowdsec.service.d/wpfarm-agent.conf', content: agentServiceDropIn(), mode: '0644' }, { notify: 'restart crowdsec' }),
+        file(
+          { path: '/etc/systemd/system/crowdsec.service.d/wpfarm-agent.conf', content: agentServiceDropIn(), mode: '0644' },
+          { notify: 'restart crowdsec' },
+        ),
       );
     }
     if (isLapi) {
@@ -259,14 +316,15 @@ const role: Role = {
       if (v.crowdsec_bouncer_enabled !== false) {
         if (!traefikKey) throw new InputError(`${traefikKeyEnv} is not set in ${envFileShown()} (the Traefik bouncer's API key)`);
         ctx.secret(traefikKey);
-        steps.push(
-          command(registerBouncerCommand('traefik', traefikKey), { name: 'register the Traefik bouncer' }),
-        );
+        steps.push(command(registerBouncerCommand('traefik', traefikKey), { name: 'register the Traefik bouncer' }));
       }
     }
     if (isEdge) {
       steps.push(
-        command(registerBouncerCommand(`firewall-${ctx.host.name}`, bouncerKey), { name: `register firewall bouncer of ${ctx.host.name} on ${lapi.name}`, delegateTo: lapi.name }),
+        command(registerBouncerCommand(`firewall-${ctx.host.name}`, bouncerKey), {
+          name: `register firewall bouncer of ${ctx.host.name} on ${lapi.name}`,
+          delegateTo: lapi.name,
+        }),
         directory({ path: '/etc/crowdsec/bouncers', mode: '0755' }),
         // set-only: our tables and chains (input AND forward) around the bouncer's sets, loaded before it starts
         file({ path: BAN_SETS_NFT, content: banSetsNft(), mode: '0644' }, { notify: 'restart firewall bouncer' }),
@@ -275,11 +333,27 @@ const role: Role = {
           { path: '/etc/systemd/system/crowdsec-firewall-bouncer.service.d/wpfarm.conf', content: firewallBouncerDropIn(), mode: '0644' },
           { notify: 'restart firewall bouncer' },
         ),
-        file({ path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml', content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: bouncerKey }), mode: '0600', secret: true }, { notify: 'restart firewall bouncer' }),
+        file(
+          {
+            path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml',
+            content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: bouncerKey }),
+            mode: '0600',
+            secret: true,
+          },
+          { notify: 'restart firewall bouncer' },
+        ),
         // Debian's postinst registers the bouncer with the LOCAL API of this host and writes that key to
         // <config>.local, which the bouncer merges over its config (seen in the lab: "access forbidden" from the
         // manager's LAPI). Own that file too, with the key registered on the LAPI host.
-        file({ path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local', content: YAML.stringify({ mode: 'nftables', api_key: bouncerKey }), mode: '0600', secret: true }, { notify: 'restart firewall bouncer' }),
+        file(
+          {
+            path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local',
+            content: YAML.stringify({ mode: 'nftables', api_key: bouncerKey }),
+            mode: '0600',
+            secret: true,
+          },
+          { notify: 'restart firewall bouncer' },
+        ),
         systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started', daemonReload: true }),
       );
     }

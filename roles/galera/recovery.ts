@@ -119,25 +119,44 @@ export function decide(nodes: NodeView[], o: { force?: string } = {}): Decision 
   if (o.force) {
     const f = nodes.find((n) => n.name === o.force);
     if (!f) return { kind: 'unknown', reason: `galera_force_bootstrap: ${o.force} is not a db node` };
-    return { kind: 'bootstrap', node: f.name, start: others(f.name), reason: `forced by galera_force_bootstrap=${f.name}`, setSafe: !f.grastate?.safeToBootstrap && !!f.grastate };
+    return {
+      kind: 'bootstrap',
+      node: f.name,
+      start: others(f.name),
+      reason: `forced by galera_force_bootstrap=${f.name}`,
+      setSafe: !f.grastate?.safeToBootstrap && !!f.grastate,
+    };
   }
 
   const safe = withState.filter((n) => n.grastate!.safeToBootstrap);
   if (safe.length === 1) {
     const s = safe[0]!;
-    return { kind: 'bootstrap', node: s.name, start: others(s.name), reason: `${s.name} left last (safe_to_bootstrap: 1, seqno ${s.grastate!.seqno})`, setSafe: false };
+    return {
+      kind: 'bootstrap',
+      node: s.name,
+      start: others(s.name),
+      reason: `${s.name} left last (safe_to_bootstrap: 1, seqno ${s.grastate!.seqno})`,
+      setSafe: false,
+    };
   }
   // More than one node safe to bootstrap should not happen (a split history); then the highest seqno
   // among them decides, like a crash.
   const pool = safe.length > 1 ? safe : withState;
   const unknown = pool.filter((n) => positionOf(n) === null && n.recovered === undefined).map((n) => n.name);
   if (unknown.length) {
-    return { kind: 'recover', nodes: unknown, reason: `no node is safe to bootstrap; seqno -1 on ${unknown.join(', ')}: recover their positions (--wsrep-recover)` };
+    return {
+      kind: 'recover',
+      nodes: unknown,
+      reason: `no node is safe to bootstrap; seqno -1 on ${unknown.join(', ')}: recover their positions (--wsrep-recover)`,
+    };
   }
   // A node whose position could not be recovered might be the most advanced one: never guess.
   const lost = pool.filter((n) => positionOf(n) === null).map((n) => n.name);
   if (lost.length) {
-    return { kind: 'unknown', reason: `the position of ${lost.join(', ')} cannot be recovered: refusing to guess (set galera_force_bootstrap=NODE to choose)` };
+    return {
+      kind: 'unknown',
+      reason: `the position of ${lost.join(', ')} cannot be recovered: refusing to guess (set galera_force_bootstrap=NODE to choose)`,
+    };
   }
   let best: NodeView | null = null;
   let bestPos: Position | null = null;
@@ -149,7 +168,8 @@ export function decide(nodes: NodeView[], o: { force?: string } = {}): Decision 
       bestPos = p;
     }
   }
-  if (!best || !bestPos) return { kind: 'unknown', reason: `no node has a known position (${pool.map((n) => n.name).join(', ')}): refusing to guess` };
+  if (!best || !bestPos)
+    return { kind: 'unknown', reason: `no node has a known position (${pool.map((n) => n.name).join(', ')}): refusing to guess` };
   const listing = pool.map((n) => `${n.name}=${positionOf(n)?.seqno ?? '?'}`).join(' ');
   return {
     kind: 'bootstrap',

@@ -55,7 +55,6 @@ export interface Settings {
   prepTimeoutMs: number;
 }
 
-
 /** "10.77.0.0/24" → "10.77.0.0/255.255.255.0" (MariaDB's host netmask form); undefined when not IPv4 CIDR. */
 export function cidrToMysqlHost(cidr: string): string | undefined {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr.trim());
@@ -155,8 +154,12 @@ async function waitSynced(ctx: StepContext, name: string, timeoutMs = 300_000): 
   for (;;) {
     const n = await readNode(ctx.hostContext(name), h);
     if (n.primary && n.wsrep.wsrep_local_state === '4' && n.wsrep.wsrep_ready === 'ON') return n;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${name}: not synced after ${Math.round(timeoutMs / 1000)} s (state ${n.active}, ${n.wsrep.wsrep_local_state_comment ?? 'no wsrep status'})`);
-    if (n.active === 'failed' || n.active === 'inactive') throw new Error(`${name}: mariadb is ${n.active} (see journalctl -u mariadb on ${name})`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(
+        `${name}: not synced after ${Math.round(timeoutMs / 1000)} s (state ${n.active}, ${n.wsrep.wsrep_local_state_comment ?? 'no wsrep status'})`,
+      );
+    if (n.active === 'failed' || n.active === 'inactive')
+      throw new Error(`${name}: mariadb is ${n.active} (see journalctl -u mariadb on ${name})`);
     await sleep(1000);
   }
 }
@@ -178,7 +181,12 @@ export function userSpecs(s: Settings, secrets: Secrets, dbAddresses: string[]):
   return [
     { user: 'sst', host: 'localhost', password: secrets.sst_password, privileges: ['RELOAD', 'PROCESS', 'LOCK TABLES', 'BINLOG MONITOR'] },
     { user: s.adminUser, host: s.adminHost, password: secrets.admin_password, privileges: ['ALL PRIVILEGES'], grantOption: true },
-    { user: s.exporterUser, host: 'localhost', password: secrets.exporter_password, privileges: ['PROCESS', 'REPLICATION CLIENT', 'SELECT'] },
+    {
+      user: s.exporterUser,
+      host: 'localhost',
+      password: secrets.exporter_password,
+      privileges: ['PROCESS', 'REPLICATION CLIENT', 'SELECT'],
+    },
     ...dbAddresses.map((a) => ({ user: s.checkUser, host: a, privileges: ['USAGE'] })),
   ];
 }
@@ -205,7 +213,7 @@ async function ensureUsers(db: Db, specs: UserSpec[], check: boolean): Promise<s
     const who = `'${u.user}'@'${u.host}'`;
     const [row] = await rows(
       db,
-      'SELECT COUNT(*) AS n, MAX(authentication_string = IF(? IS NULL, \'\', PASSWORD(?))) AS pw FROM mysql.user WHERE User = ? AND Host = ?',
+      "SELECT COUNT(*) AS n, MAX(authentication_string = IF(? IS NULL, '', PASSWORD(?))) AS pw FROM mysql.user WHERE User = ? AND Host = ?",
       [u.password ?? null, u.password ?? '', u.user, u.host],
     );
     const exists = Number(row?.n ?? 0) > 0;
@@ -219,7 +227,7 @@ async function ensureUsers(db: Db, specs: UserSpec[], check: boolean): Promise<s
       changes.push(`set password of ${who}`);
       if (!check) {
         if (u.password !== undefined) await db.query('ALTER USER ?@? IDENTIFIED BY ?', [u.user, u.host, u.password]);
-        else await db.query('ALTER USER ?@? IDENTIFIED VIA mysql_native_password USING \'\'', [u.user, u.host]);
+        else await db.query("ALTER USER ?@? IDENTIFIED VIA mysql_native_password USING ''", [u.user, u.host]);
       }
     }
     const want = u.privileges.filter((p) => p !== 'USAGE');
@@ -234,7 +242,10 @@ async function ensureUsers(db: Db, specs: UserSpec[], check: boolean): Promise<s
       changes.push(`grant ${(missing.length ? missing : want).join(', ')}${u.grantOption ? ' WITH GRANT OPTION' : ''} to ${who}`);
       if (!check) {
         // privilege names come from this file (a fixed list), never from input: safe to place in the statement
-        await db.query(`GRANT ${(missing.length ? missing : want).join(', ')} ON *.* TO ?@?${u.grantOption ? ' WITH GRANT OPTION' : ''}`, [u.user, u.host]);
+        await db.query(`GRANT ${(missing.length ? missing : want).join(', ')} ON *.* TO ?@?${u.grantOption ? ' WITH GRANT OPTION' : ''}`, [
+          u.user,
+          u.host,
+        ]);
       }
     }
   }
@@ -287,13 +298,25 @@ async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> 
   if (lost.length) throw new Error(`failed before the cluster step: ${lost.join('; ')}: nothing started or stopped`);
   // hosts not part of this run (--limit) are read, never touched
   const inRun = new Set(Object.keys(met.arrived));
-  const configChanged = new Set(Object.entries(met.arrived).filter(([, p]) => p.configChanged).map(([n]) => n));
+  const configChanged = new Set(
+    Object.entries(met.arrived)
+      .filter(([, p]) => p.configChanged)
+      .map(([n]) => n),
+  );
   const read = () => Promise.all(hosts.map((h) => readNode(ctx.hostContext(h.name), h)));
   let nodes = await read();
   const changes: string[] = [];
   const missing = nodes.filter((n) => !n.installed && inRun.has(n.name));
   if (missing.length && ctx.check) {
-    return { changed: true, changes: [`bootstrap the new cluster on ${hosts[0]!.name}, then start ${hosts.slice(1).map((h) => h.name).join(', ')} (packages not installed yet)`] };
+    return {
+      changed: true,
+      changes: [
+        `bootstrap the new cluster on ${hosts[0]!.name}, then start ${hosts
+          .slice(1)
+          .map((h) => h.name)
+          .join(', ')} (packages not installed yet)`,
+      ],
+    };
   }
   const mustAct = (name: string) => {
     if (!inRun.has(name)) throw new Error(`${name} must be acted on but is not part of this run (--limit)`);
@@ -330,10 +353,12 @@ async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> 
       await Promise.all(
         d.nodes.map(async (name) => {
           const n = nodes.find((x) => x.name === name)!;
-          const r = await ctx.hostContext(name).exec(
-            'log=$(mktemp /tmp/wsrep-recover.XXXXXX); chown mysql "$log"; mariadbd --user=mysql --wsrep-recover --log-error="$log" >/dev/null 2>&1; cat "$log"; rm -f "$log"',
-            { nothrow: true, timeoutMs: 600_000 },
-          );
+          const r = await ctx
+            .hostContext(name)
+            .exec(
+              'log=$(mktemp /tmp/wsrep-recover.XXXXXX); chown mysql "$log"; mariadbd --user=mysql --wsrep-recover --log-error="$log" >/dev/null 2>&1; cat "$log"; rm -f "$log"',
+              { nothrow: true, timeoutMs: 600_000 },
+            );
           n.recovered = parseRecoveredPosition(r.stdout);
           ctx.log(`${name}: recovered position ${n.recovered ? `${n.recovered.uuid}:${n.recovered.seqno}` : 'none'}`);
         }),
@@ -346,13 +371,22 @@ async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> 
       if (!ctx.check) {
         const hc = ctx.hostContext(d.node);
         const n = nodes.find((x) => x.name === d.node)!;
-        if (d.setSafe && n.grastate) await (await connOf(hc)).put(`${DATADIR}/grastate.dat`, withSafeToBootstrap(n.grastateText), { mode: 0o660, owner: 'mysql', group: 'mysql' });
+        if (d.setSafe && n.grastate)
+          await (await connOf(hc)).put(`${DATADIR}/grastate.dat`, withSafeToBootstrap(n.grastateText), {
+            mode: 0o660,
+            owner: 'mysql',
+            group: 'mysql',
+          });
         await removeEmptyGvw(hc, n);
         await hc.exec('galera_new_cluster', { timeoutMs: 900_000 });
         await waitSynced(ctx, d.node);
         // the SST user must exist on the donor before anyone joins
         await withMysql(await connOf(hc), { socketPath: SOCKET, user: 'root' }, (db) =>
-          ensureUsers(db, userSpecs(s, secretsOf(ctx), []).filter((u) => u.user === 'sst'), false),
+          ensureUsers(
+            db,
+            userSpecs(s, secretsOf(ctx), []).filter((u) => u.user === 'sst'),
+            false,
+          ),
         );
       }
       for (const name of d.start) if (inRun.has(name)) await start(name);
@@ -361,7 +395,11 @@ async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> 
     // a primary component runs
     if (d.start.length && !ctx.check) {
       await withMysql(await connOf(ctx.hostContext(d.via)), { socketPath: SOCKET, user: 'root' }, (db) =>
-        ensureUsers(db, userSpecs(s, secretsOf(ctx), []).filter((u) => u.user === 'sst'), false),
+        ensureUsers(
+          db,
+          userSpecs(s, secretsOf(ctx), []).filter((u) => u.user === 'sst'),
+          false,
+        ),
       );
     }
     for (const name of d.start) if (inRun.has(name)) await start(name);
@@ -406,7 +444,9 @@ const role: Role = {
         task('apt proxy (when roles/common has not written it)', async (c) => {
           const r = await c.exec('test -e /etc/apt/apt.conf.d/01wpfarm-proxy && echo present || echo missing');
           if (r.stdout.trim() === 'present') return { changed: false };
-          return fromResult(await c.run(file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', content: `Acquire::http::Proxy "${proxy}";\n`, mode: '0644' })));
+          return fromResult(
+            await c.run(file({ path: '/etc/apt/apt.conf.d/01wpfarm-proxy', content: `Acquire::http::Proxy "${proxy}";\n`, mode: '0644' })),
+          );
         }),
       );
     }
@@ -415,7 +455,10 @@ const role: Role = {
       apt({ packages: PACKAGES, update_cache: 3600, autostart: false }, { retries: 3, delayMs: 15_000 }),
       // Debian's mariadb.socket holds :3306 and breaks Galera's start
       systemd({ name: 'mariadb.socket', masked: true }),
-      systemd({ name: 'mariadb', enabled: s.autostart }, { name: `systemd mariadb.service ${s.autostart ? 'enabled' : 'disabled (the role starts it)'}` }),
+      systemd(
+        { name: 'mariadb', enabled: s.autostart },
+        { name: `systemd mariadb.service ${s.autostart ? 'enabled' : 'disabled (the role starts it)'}` },
+      ),
       task(
         'galera secrets (generated once, kept on the first db host)',
         async (c) => {
@@ -428,7 +471,8 @@ const role: Role = {
             const fromVars = c.vars[`galera_${k}`];
             // the monitoring role writes the exporter's .my.cnf from the same credential: one password, so the
             // two roles never set the user back and forth
-            const fromEnv = k === 'exporter_password' ? lookupEnv(String(c.vars.mysqld_exporter_password_env ?? 'MYSQLD_EXPORTER_PASSWORD')) : undefined;
+            const fromEnv =
+              k === 'exporter_password' ? lookupEnv(String(c.vars.mysqld_exporter_password_env ?? 'MYSQLD_EXPORTER_PASSWORD')) : undefined;
             if (typeof fromVars === 'string' && fromVars) out[k] = fromVars;
             else if (fromEnv) out[k] = fromEnv;
             else if (stored[k]) out[k] = stored[k]!;
@@ -445,7 +489,11 @@ const role: Role = {
             await first.exec('install -d -m 0755 /etc/mysql');
             await (await connOf(first)).put(SECRETS_FILE, content, { mode: 0o600, owner: 'root', group: 'root' });
           }
-          return { changed: true, changes: wanted.map((k) => `${SECRETS_FILE} on ${hosts[0]!.name}: ${generated.includes(k) ? 'generate' : 'store'} ${k}`), result: out };
+          return {
+            changed: true,
+            changes: wanted.map((k) => `${SECRETS_FILE} on ${hosts[0]!.name}: ${generated.includes(k) ? 'generate' : 'store'} ${k}`),
+            result: out,
+          };
         },
         { runOnce: true, register: 'galera_secrets' },
       ),
@@ -506,11 +554,17 @@ const role: Role = {
             const hc = c.hostContext(h.name);
             const n = await readNode(hc, h);
             if (!n.primary) continue;
-            const changes = await withMysql(await connOf(hc), { socketPath: SOCKET, user: 'root' }, (db) => ensureUsers(db, specs, c.check));
+            const changes = await withMysql(await connOf(hc), { socketPath: SOCKET, user: 'root' }, (db) =>
+              ensureUsers(db, specs, c.check),
+            );
             return { changed: changes.length > 0, changes };
           }
           // check mode before the cluster runs: the users cannot be read yet (a new cluster has none)
-          if (c.check) return { changed: true, changes: [`ensure users ${specs.map((u) => `'${u.user}'@'${u.host}'`).join(', ')} once a node is primary`] };
+          if (c.check)
+            return {
+              changed: true,
+              changes: [`ensure users ${specs.map((u) => `'${u.user}'@'${u.host}'`).join(', ')} once a node is primary`],
+            };
           throw new Error('no db node is in a primary component');
         },
         { runOnce: true },

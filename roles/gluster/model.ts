@@ -60,7 +60,8 @@ const OPTION_KEY_RE = /^[a-z][a-z0-9_.-]*$/;
 const bool = (v: unknown, d: boolean): boolean => (v === true || v === 'true' ? true : v === false || v === 'false' ? false : d);
 
 function absPath(p: string, what: string): string {
-  if (!p.startsWith('/') || p.includes('\n') || /(^|\/)\.\.?(\/|$)/.test(p)) throw new InputError(`gluster: ${what} must be an absolute path without . or .. (got ${JSON.stringify(p)})`);
+  if (!p.startsWith('/') || p.includes('\n') || /(^|\/)\.\.?(\/|$)/.test(p))
+    throw new InputError(`gluster: ${what} must be an absolute path without . or .. (got ${JSON.stringify(p)})`);
   return p.length > 1 ? p.replace(/\/+$/, '') : p;
 }
 
@@ -71,7 +72,8 @@ export function settings(vars: Vars): Settings {
   if (typeof vars.gluster_cache_size === 'string') options['performance.cache-size'] = vars.gluster_cache_size;
   const extra = vars.gluster_volume_options;
   if (extra !== undefined) {
-    if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new InputError('gluster: gluster_volume_options must be a mapping option → value');
+    if (typeof extra !== 'object' || extra === null || Array.isArray(extra))
+      throw new InputError('gluster: gluster_volume_options must be a mapping option → value');
     for (const [k, v] of Object.entries(extra as Record<string, unknown>)) {
       if (!OPTION_KEY_RE.test(k)) throw new InputError(`gluster: invalid volume option name ${JSON.stringify(k)}`);
       if (v === null) delete options[k];
@@ -79,7 +81,8 @@ export function settings(vars: Vars): Settings {
     }
   }
   const mountOptions = Array.isArray(vars.gluster_mount_options) ? vars.gluster_mount_options.map(String) : [];
-  for (const o of mountOptions) if (!/^[A-Za-z0-9_.=:/-]+$/.test(o)) throw new InputError(`gluster: invalid mount option ${JSON.stringify(o)}`);
+  for (const o of mountOptions)
+    if (!/^[A-Za-z0-9_.=:/-]+$/.test(o)) throw new InputError(`gluster: invalid mount option ${JSON.stringify(o)}`);
   return {
     volume,
     brickDir: absPath(str(vars.gluster_brick_dir, `/srv/gluster/bricks/${volume}`), 'gluster_brick_dir'),
@@ -111,9 +114,15 @@ export interface Brick {
  * Bricks in creation order: replica sets of (data, data, arbiter). 2 data hosts + 1 arbiter = one set
  * (`replica 3 arbiter 1`); 4 + 2 = a distributed-replicated volume of two sets, and so on.
  */
-export function brickLayout(data: Pick<HostSpec, 'name' | 'address' | 'vars'>[], arbiters: Pick<HostSpec, 'name' | 'address' | 'vars'>[], brickDir: string): Brick[] {
+export function brickLayout(
+  data: Pick<HostSpec, 'name' | 'address' | 'vars'>[],
+  arbiters: Pick<HostSpec, 'name' | 'address' | 'vars'>[],
+  brickDir: string,
+): Brick[] {
   if (!arbiters.length || data.length !== 2 * arbiters.length) {
-    throw new InputError(`gluster: replica 3 arbiter 1 needs two data hosts per arbiter host (got ${data.length} data, ${arbiters.length} arbiter)`);
+    throw new InputError(
+      `gluster: replica 3 arbiter 1 needs two data hosts per arbiter host (got ${data.length} data, ${arbiters.length} arbiter)`,
+    );
   }
   const names = new Set<string>();
   for (const h of [...data, ...arbiters]) {
@@ -174,7 +183,8 @@ export function parsePeerStatus(out: string): Peer[] {
 }
 
 export const peerConnected = (p: Peer): boolean => /Peer in Cluster/.test(p.state) && /\(Connected\)/.test(p.state);
-export const peerKnows = (peers: Peer[], address: string): Peer | undefined => peers.find((p) => p.hostname === address || p.otherNames.includes(address));
+export const peerKnows = (peers: Peer[], address: string): Peer | undefined =>
+  peers.find((p) => p.hostname === address || p.otherNames.includes(address));
 
 export interface VolumeInfo {
   name: string;
@@ -292,7 +302,8 @@ export function portRange(vars: Vars): PortRange {
   const m = /^(\d+)-(\d+)$/.exec(raw.trim());
   const base = m ? Number(m[1]) : NaN;
   const max = m ? Number(m[2]) : NaN;
-  if (!m || base < 1024 || max > 65535 || max < base) throw new InputError(`gluster: invalid gluster_brick_ports ${JSON.stringify(raw)} (e.g. 49152-49251)`);
+  if (!m || base < 1024 || max > 65535 || max < base)
+    throw new InputError(`gluster: invalid gluster_brick_ports ${JSON.stringify(raw)} (e.g. 49152-49251)`);
   return { base, max };
 }
 

@@ -109,7 +109,11 @@ async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
   const lost = servers.filter((h) => met.missing[h.name] !== undefined).map((h) => `${h.name} (${met.missing[h.name]})`);
   if (lost.length) throw new Error(`failed before the pool step: ${lost.join('; ')}: no peer or volume changed`);
   // servers not part of this run (--limit) are read, never acted on
-  const inRun = new Set(Object.entries(met.arrived).filter(([, v]) => v.server).map(([n]) => n));
+  const inRun = new Set(
+    Object.entries(met.arrived)
+      .filter(([, v]) => v.server)
+      .map(([n]) => n),
+  );
   const read = () => Promise.all(servers.map((h) => readServer(ctx.hostContext(h.name), h, s.volume)));
   let st = await read();
   const first = st[0]!;
@@ -126,7 +130,9 @@ async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
         `set ${Object.keys(s.options).length} volume options`,
       ]);
     }
-    throw new Error(`glusterd is not running on ${down.map((n) => `${n.host.name} (${n.installed ? n.active || 'unknown' : 'not installed'})`).join(', ')}`);
+    throw new Error(
+      `glusterd is not running on ${down.map((n) => `${n.host.name} (${n.installed ? n.active || 'unknown' : 'not installed'})`).join(', ')}`,
+    );
   }
   const mustAct = (name: string) => {
     if (!inRun.has(name)) throw new Error(`${name} must be acted on but is not part of this run (--limit)`);
@@ -173,7 +179,9 @@ async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
   // 2. the volume (read on the first server; any peer would do)
   let info = st[0]!.info;
   if (!info) {
-    changes.push(`create volume ${s.volume}: replica 3 arbiter 1 on ${bricks.map((b) => `${b.host}:${b.path}${b.arbiter ? ' (arbiter)' : ''}`).join(', ')}${s.force ? ' (force)' : ''}`);
+    changes.push(
+      `create volume ${s.volume}: replica 3 arbiter 1 on ${bricks.map((b) => `${b.host}:${b.path}${b.arbiter ? ' (arbiter)' : ''}`).join(', ')}${s.force ? ' (force)' : ''}`,
+    );
     if (ctx.check) return planned([`start volume ${s.volume}`, `set ${Object.keys(s.options).length} volume options`]);
     for (const b of bricks) mustAct(b.host);
     await ctx.hostContext(first.host.name).exec(createVolumeCommand(s, bricks), { timeoutMs: 300_000 });
@@ -199,7 +207,9 @@ async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
 
   // 3. bricks online, on ports inside the range (bounded wait after a change; a report otherwise)
   const status = async () => {
-    const r = await ctx.hostContext(first.host.name).exec(sh`timeout 60 gluster --mode=script volume status ${s.volume}`, { nothrow: true, timeoutMs: 90_000 });
+    const r = await ctx
+      .hostContext(first.host.name)
+      .exec(sh`timeout 60 gluster --mode=script volume status ${s.volume}`, { nothrow: true, timeoutMs: 90_000 });
     return parseVolumeStatus(r.stdout);
   };
   const waitOnline = async (): Promise<ReturnType<typeof parseVolumeStatus>> => {
@@ -246,12 +256,16 @@ async function mountTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
   };
   const m = await read();
   if (m.fstype === 'fuse.glusterfs' && m.ok) return { changed: false, result: m };
-  const changes = m.fstype === 'fuse.glusterfs' ? [`remount ${s.mount} (the FUSE mount of ${m.source} does not answer)`] : [`mount ${s.mount}${m.fstype ? ` (over ${m.fstype} ${m.source})` : ''}`];
+  const changes =
+    m.fstype === 'fuse.glusterfs'
+      ? [`remount ${s.mount} (the FUSE mount of ${m.source} does not answer)`]
+      : [`mount ${s.mount}${m.fstype ? ` (over ${m.fstype} ${m.source})` : ''}`];
   if (ctx.check) return { changed: true, changes };
   if (m.fstype === 'fuse.glusterfs') await ctx.exec(sh`umount -l ${s.mount}`, { timeoutMs: 60_000 });
   await ctx.exec(sh`mount ${s.mount}`, { timeoutMs: 120_000 });
   const after = await read();
-  if (after.fstype !== 'fuse.glusterfs' || !after.ok) throw new Error(`${s.mount}: not a working Gluster mount after mount (${after.fstype || 'not mounted'})`);
+  if (after.fstype !== 'fuse.glusterfs' || !after.ok)
+    throw new Error(`${s.mount}: not a working Gluster mount after mount (${after.fstype || 'not mounted'})`);
   return { changed: true, changes, result: after };
 }
 
@@ -268,7 +282,8 @@ const role: Role = {
     const me = ctx.host;
     const isServer = servers.some((h) => h.name === me.name);
     const isClient = ctx.hosts(s.clientGroup).some((h) => h.name === me.name);
-    if (!isServer && !isClient) throw new Error(`gluster: ${me.name} is neither a server (${s.dataGroup}, ${s.arbiterGroup}) nor a client (${s.clientGroup})`);
+    if (!isServer && !isClient)
+      throw new Error(`gluster: ${me.name} is neither a server (${s.dataGroup}, ${s.arbiterGroup}) nor a client (${s.clientGroup})`);
     const server = () => isServer;
     const client = () => isClient;
     const dropIn = () => isClient && s.dockerAfterMount;
@@ -285,19 +300,35 @@ const role: Role = {
         return fromResult(await c.run(template({ path: APT_PROXY_FILE, src, vars: { apt_proxy: proxy }, mode: '0644' })));
       }),
       // retried: another run (roles/common, unattended-upgrades) may hold the apt lock for a while
-      apt({ packages: [...(isServer ? SERVER_PACKAGES : []), ...(isClient ? CLIENT_PACKAGES : [])], update_cache: 3600 }, { retries: 3, delayMs: 15_000 }),
+      apt(
+        { packages: [...(isServer ? SERVER_PACKAGES : []), ...(isClient ? CLIENT_PACKAGES : [])], update_cache: 3600 },
+        { retries: 3, delayMs: 15_000 },
+      ),
       // brick ports inside the range the firewall opens (Gluster 10 picks them at random up to 60999)
       lineinfile(
-        { path: GLUSTERD_VOL, regexp: /^\s*#?\s*option\s+base-port\s/, line: `    option base-port ${s.ports.base}`, insertBefore: /^end-volume/ },
+        {
+          path: GLUSTERD_VOL,
+          regexp: /^\s*#?\s*option\s+base-port\s/,
+          line: `    option base-port ${s.ports.base}`,
+          insertBefore: /^end-volume/,
+        },
         { when: server, register: 'glusterd_vol_base' },
       ),
       lineinfile(
-        { path: GLUSTERD_VOL, regexp: /^\s*#?\s*option\s+max-port\s/, line: `    option max-port ${s.ports.max}`, insertBefore: /^end-volume/ },
+        {
+          path: GLUSTERD_VOL,
+          regexp: /^\s*#?\s*option\s+max-port\s/,
+          line: `    option max-port ${s.ports.max}`,
+          insertBefore: /^end-volume/,
+        },
         { when: server, register: 'glusterd_vol_max' },
       ),
       systemd(
         { name: 'glusterd', state: 'restarted' },
-        { when: (c) => isServer && [c.registered.glusterd_vol_base, c.registered.glusterd_vol_max].some((r) => r?.status === 'changed'), name: 'systemd glusterd restarted (glusterd.vol changed)' },
+        {
+          when: (c) => isServer && [c.registered.glusterd_vol_base, c.registered.glusterd_vol_max].some((r) => r?.status === 'changed'),
+          name: 'systemd glusterd restarted (glusterd.vol changed)',
+        },
       ),
       systemd({ name: 'glusterd', enabled: true, state: 'started' }, { when: server }),
       directory({ path: s.brickDir, mode: '0755' }, { when: server, name: `directory ${s.brickDir} (brick)` }),
@@ -312,7 +343,10 @@ const role: Role = {
       ),
       task('gluster pool: peers, volume, options', (c) => poolTask(c, s), { runOnce: true, register: 'gluster_pool' }),
       directory({ path: s.mount }, { when: client, name: `directory ${s.mount} (mount point)` }),
-      lineinfile({ path: '/etc/fstab', regexp: fstabRegexp(s.mount), line: fstabLine(s, addresses) }, { when: client, name: `fstab: ${s.volume} on ${s.mount}` }),
+      lineinfile(
+        { path: '/etc/fstab', regexp: fstabRegexp(s.mount), line: fstabLine(s, addresses) },
+        { when: client, name: `fstab: ${s.volume} on ${s.mount}` },
+      ),
       directory({ path: path.dirname(DOCKER_DROPIN), mode: '0755' }, { when: dropIn }),
       file(
         { path: DOCKER_DROPIN, content: dockerDropIn(s.mount), mode: '0644' },

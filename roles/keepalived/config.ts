@@ -56,12 +56,14 @@ export function keepalivedSettings(v: Vars): KeepalivedSettings {
   const vip = str(v, 'keepalived_vip', '');
   if (vip) {
     const [a, p] = vip.split('/');
-    if (isIP(a ?? '') !== 4 || (p !== undefined && !/^[0-9]{1,2}$/.test(p))) throw new InputError(`keepalived_vip: ${vip} is not an IPv4 address[/prefix]`);
+    if (isIP(a ?? '') !== 4 || (p !== undefined && !/^[0-9]{1,2}$/.test(p)))
+      throw new InputError(`keepalived_vip: ${vip} is not an IPv4 address[/prefix]`);
   }
   const reservedIp = str(v, 'keepalived_reserved_ip', '');
   if (reservedIp && isIP(reservedIp) !== 4) throw new InputError(`keepalived_reserved_ip: ${reservedIp} is not an IPv4 address`);
   const checkUrl = str(v, 'keepalived_check_url', 'http://127.0.0.1:8082/ping');
-  if (!/^https?:\/\/[A-Za-z0-9.:[\]-]+(\/[A-Za-z0-9._~/-]*)?$/.test(checkUrl)) throw new InputError(`keepalived_check_url: ${checkUrl} is not a plain http(s) URL`);
+  if (!/^https?:\/\/[A-Za-z0-9.:[\]-]+(\/[A-Za-z0-9._~/-]*)?$/.test(checkUrl))
+    throw new InputError(`keepalived_check_url: ${checkUrl} is not a plain http(s) URL`);
   const iface = str(v, 'keepalived_interface', str(v, 'private_interface', 'eth1'));
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(iface)) throw new InputError(`keepalived_interface: ${iface} is not an interface name`);
   const tokenEnv = str(v, 'keepalived_do_token_env', 'DIGITALOCEAN_TOKEN');
@@ -86,7 +88,8 @@ export function keepalivedSettings(v: Vars): KeepalivedSettings {
     tokenEnv,
     apiUrl,
   };
-  if (!s.vip && !s.reservedIp) throw new InputError('keepalived: set keepalived_vip (a virtual IP on the private network) or keepalived_reserved_ip (DigitalOcean)');
+  if (!s.vip && !s.reservedIp)
+    throw new InputError('keepalived: set keepalived_vip (a virtual IP on the private network) or keepalived_reserved_ip (DigitalOcean)');
   return s;
 }
 

@@ -36,7 +36,8 @@ const role: Role = {
     ];
     if (s.reservedIp) {
       const token = lookupEnv(s.tokenEnv);
-      if (!token) throw new InputError(`${s.tokenEnv} is not set in ${envFileShown()} (keepalived moves the reserved IP ${s.reservedIp} with it)`);
+      if (!token)
+        throw new InputError(`${s.tokenEnv} is not set in ${envFileShown()} (keepalived moves the reserved IP ${s.reservedIp} with it)`);
       ctx.secret(token);
       steps.push(file({ path: TOKEN_FILE, content: token, mode: '0600', secret: true }));
     } else {

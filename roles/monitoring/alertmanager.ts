@@ -14,7 +14,15 @@ interface ChannelBase {
 }
 
 export type AlertChannel =
-  | (ChannelBase & { type: 'email'; to: string; from: string; smarthost: string; auth_username?: string; auth_password_env?: string; require_tls?: boolean })
+  | (ChannelBase & {
+      type: 'email';
+      to: string;
+      from: string;
+      smarthost: string;
+      auth_username?: string;
+      auth_password_env?: string;
+      require_tls?: boolean;
+    })
   | (ChannelBase & { type: 'slack'; webhook_url_env: string; channel?: string })
   | (ChannelBase & { type: 'discord'; webhook_url_env: string })
   | (ChannelBase & { type: 'pagerduty'; routing_key_env: string })
@@ -51,13 +59,15 @@ export function parseChannels(raw: unknown): AlertChannel[] {
       if (typeof ch[k] !== kind || ch[k] === '') throw new AlertChannelError(`${where}: ${k} is required (${kind})`);
     };
     for (const [k, v] of Object.entries(ch)) {
-      if (k.endsWith('_env') && (typeof v !== 'string' || !ENV_NAME.test(v))) throw new AlertChannelError(`${where}: ${k} must name an environment variable (A-Z, 0-9, _)`);
+      if (k.endsWith('_env') && (typeof v !== 'string' || !ENV_NAME.test(v)))
+        throw new AlertChannelError(`${where}: ${k} must name an environment variable (A-Z, 0-9, _)`);
       // a secret written inline in the inventory is refused: it would end up in git
       if (/(url|token|key|password)$/.test(k) && !k.endsWith('_env') && !(ch.type === 'webhook' && k === 'url')) {
         throw new AlertChannelError(`${where}: ${k} must not be inline; put it in .env and use ${k}_env`);
       }
     }
-    if (ch.min_severity !== undefined && ch.min_severity !== 'warning' && ch.min_severity !== 'critical') throw new AlertChannelError(`${where}: min_severity must be warning or critical`);
+    if (ch.min_severity !== undefined && ch.min_severity !== 'warning' && ch.min_severity !== 'critical')
+      throw new AlertChannelError(`${where}: min_severity must be warning or critical`);
     switch (ch.type) {
       case 'email':
         need('to');
@@ -132,7 +142,11 @@ function merge(into: Record<string, unknown[]>, add: Record<string, unknown[]>):
 }
 
 /** alertmanager.yml: receivers "warning" (channels taking warnings) and "critical" (all channels). */
-export function renderAlertmanager(channels: AlertChannel[], lookup: EnvLookup, opts: { groupWait?: string; groupInterval?: string; repeatInterval?: string } = {}): RenderedAlertmanager {
+export function renderAlertmanager(
+  channels: AlertChannel[],
+  lookup: EnvLookup,
+  opts: { groupWait?: string; groupInterval?: string; repeatInterval?: string } = {},
+): RenderedAlertmanager {
   const secrets = new Set<string>();
   const envNames = new Set<string>();
   const missing: string[] = [];

@@ -148,19 +148,86 @@ export function dashboards(): Json[] {
           title: 'Health',
           panels: [
             { title: 'Nodes up', type: 'stat', w: 4, targets: [{ expr: 'sum(up{job="node"})', instant: true }] },
-            { title: 'Nodes down', type: 'stat', w: 4, thresholds: [[null, 'green'], [1, 'red']], targets: [{ expr: 'count(up{job="node"} == 0) or vector(0)', instant: true }] },
-            { title: 'Firing alerts', type: 'stat', w: 4, thresholds: [[null, 'green'], [1, 'red']], targets: [{ expr: 'count(ALERTS{alertstate="firing"}) or vector(0)', instant: true }] },
-            { title: 'Galera cluster size', type: 'stat', w: 4, thresholds: [[null, 'red'], [3, 'green']], targets: [{ expr: 'max(mysql_global_status_wsrep_cluster_size)', instant: true }] },
-            { title: 'Requests/s', type: 'stat', w: 4, unit: 'reqps', targets: [{ expr: `sum(rate(traefik_service_requests_total[${RI}]))` }] },
-            { title: '5xx ratio', type: 'stat', w: 4, unit: 'percentunit', thresholds: [[null, 'green'], [0.05, 'red']], targets: [{ expr: `sum(rate(traefik_service_requests_total{code=~"5.."}[${RI}])) / sum(rate(traefik_service_requests_total[${RI}]))` }] },
+            {
+              title: 'Nodes down',
+              type: 'stat',
+              w: 4,
+              thresholds: [
+                [null, 'green'],
+                [1, 'red'],
+              ],
+              targets: [{ expr: 'count(up{job="node"} == 0) or vector(0)', instant: true }],
+            },
+            {
+              title: 'Firing alerts',
+              type: 'stat',
+              w: 4,
+              thresholds: [
+                [null, 'green'],
+                [1, 'red'],
+              ],
+              targets: [{ expr: 'count(ALERTS{alertstate="firing"}) or vector(0)', instant: true }],
+            },
+            {
+              title: 'Galera cluster size',
+              type: 'stat',
+              w: 4,
+              thresholds: [
+                [null, 'red'],
+                [3, 'green'],
+              ],
+              targets: [{ expr: 'max(mysql_global_status_wsrep_cluster_size)', instant: true }],
+            },
+            {
+              title: 'Requests/s',
+              type: 'stat',
+              w: 4,
+              unit: 'reqps',
+              targets: [{ expr: `sum(rate(traefik_service_requests_total[${RI}]))` }],
+            },
+            {
+              title: '5xx ratio',
+              type: 'stat',
+              w: 4,
+              unit: 'percentunit',
+              thresholds: [
+                [null, 'green'],
+                [0.05, 'red'],
+              ],
+              targets: [
+                {
+                  expr: `sum(rate(traefik_service_requests_total{code=~"5.."}[${RI}])) / sum(rate(traefik_service_requests_total[${RI}]))`,
+                },
+              ],
+            },
           ],
         },
         {
           title: 'Resources',
           panels: [
-            { title: 'CPU busy by node', unit: 'percent', targets: [{ expr: `100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[${RI}])))`, legend: '{{instance}}' }] },
-            { title: 'Memory used by node', unit: 'percent', targets: [{ expr: '100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)', legend: '{{instance}}' }] },
-            { title: 'Swarm services below desired replicas', type: 'table', w: 24, targets: [{ expr: 'max by (service) (wpfarm_swarm_service_replicas_desired) - max by (service) (wpfarm_swarm_service_replicas_running) > 0', instant: true }] },
+            {
+              title: 'CPU busy by node',
+              unit: 'percent',
+              targets: [
+                { expr: `100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[${RI}])))`, legend: '{{instance}}' },
+              ],
+            },
+            {
+              title: 'Memory used by node',
+              unit: 'percent',
+              targets: [{ expr: '100 * (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)', legend: '{{instance}}' }],
+            },
+            {
+              title: 'Swarm services below desired replicas',
+              type: 'table',
+              w: 24,
+              targets: [
+                {
+                  expr: 'max by (service) (wpfarm_swarm_service_replicas_desired) - max by (service) (wpfarm_swarm_service_replicas_running) > 0',
+                  instant: true,
+                },
+              ],
+            },
             { title: 'Scrape targets down', type: 'table', w: 24, targets: [{ expr: 'up == 0', instant: true }] },
           ],
         },
@@ -175,19 +242,85 @@ export function dashboards(): Json[] {
         {
           title: 'CPU and memory',
           panels: [
-            { title: 'CPU by mode', unit: 'percentunit', targets: [{ expr: `sum by (instance, mode) (rate(node_cpu_seconds_total{instance=~"$instance",mode!="idle"}[${RI}])) / on (instance) group_left count by (instance) (node_cpu_seconds_total{instance=~"$instance",mode="idle"})`, legend: '{{instance}} {{mode}}' }] },
+            {
+              title: 'CPU by mode',
+              unit: 'percentunit',
+              targets: [
+                {
+                  expr: `sum by (instance, mode) (rate(node_cpu_seconds_total{instance=~"$instance",mode!="idle"}[${RI}])) / on (instance) group_left count by (instance) (node_cpu_seconds_total{instance=~"$instance",mode="idle"})`,
+                  legend: '{{instance}} {{mode}}',
+                },
+              ],
+            },
             { title: 'Load (1m)', targets: [{ expr: 'node_load1{instance=~"$instance"}', legend: '{{instance}}' }] },
-            { title: 'Memory used', unit: 'percent', thresholds: RED_AT, targets: [{ expr: '100 * (1 - node_memory_MemAvailable_bytes{instance=~"$instance"} / node_memory_MemTotal_bytes{instance=~"$instance"})', legend: '{{instance}}' }] },
-            { title: 'Swap used', unit: 'bytes', targets: [{ expr: 'node_memory_SwapTotal_bytes{instance=~"$instance"} - node_memory_SwapFree_bytes{instance=~"$instance"}', legend: '{{instance}}' }] },
+            {
+              title: 'Memory used',
+              unit: 'percent',
+              thresholds: RED_AT,
+              targets: [
+                {
+                  expr: '100 * (1 - node_memory_MemAvailable_bytes{instance=~"$instance"} / node_memory_MemTotal_bytes{instance=~"$instance"})',
+                  legend: '{{instance}}',
+                },
+              ],
+            },
+            {
+              title: 'Swap used',
+              unit: 'bytes',
+              targets: [
+                {
+                  expr: 'node_memory_SwapTotal_bytes{instance=~"$instance"} - node_memory_SwapFree_bytes{instance=~"$instance"}',
+                  legend: '{{instance}}',
+                },
+              ],
+            },
           ],
         },
         {
           title: 'Disk and network',
           panels: [
-            { title: 'Disk used', unit: 'percent', thresholds: [[null, 'green'], [85, 'red']], targets: [{ expr: '100 * (1 - node_filesystem_avail_bytes{instance=~"$instance",fstype!~"tmpfs|overlay|squashfs"} / node_filesystem_size_bytes{instance=~"$instance",fstype!~"tmpfs|overlay|squashfs"})', legend: '{{instance}} {{mountpoint}}' }] },
-            { title: 'Disk I/O', unit: 'Bps', targets: [{ expr: `rate(node_disk_read_bytes_total{instance=~"$instance"}[${RI}])`, legend: '{{instance}} {{device}} read' }, { expr: `rate(node_disk_written_bytes_total{instance=~"$instance"}[${RI}])`, legend: '{{instance}} {{device}} write' }] },
-            { title: 'Network', unit: 'Bps', targets: [{ expr: `rate(node_network_receive_bytes_total{instance=~"$instance",device!~"lo|veth.*|docker.*|br-.*"}[${RI}])`, legend: '{{instance}} {{device}} in' }, { expr: `rate(node_network_transmit_bytes_total{instance=~"$instance",device!~"lo|veth.*|docker.*|br-.*"}[${RI}])`, legend: '{{instance}} {{device}} out' }] },
-            { title: 'Containers running (dockerd)', targets: [{ expr: 'engine_daemon_container_states_containers{instance=~"$instance",state="running"}', legend: '{{instance}}' }] },
+            {
+              title: 'Disk used',
+              unit: 'percent',
+              thresholds: [
+                [null, 'green'],
+                [85, 'red'],
+              ],
+              targets: [
+                {
+                  expr: '100 * (1 - node_filesystem_avail_bytes{instance=~"$instance",fstype!~"tmpfs|overlay|squashfs"} / node_filesystem_size_bytes{instance=~"$instance",fstype!~"tmpfs|overlay|squashfs"})',
+                  legend: '{{instance}} {{mountpoint}}',
+                },
+              ],
+            },
+            {
+              title: 'Disk I/O',
+              unit: 'Bps',
+              targets: [
+                { expr: `rate(node_disk_read_bytes_total{instance=~"$instance"}[${RI}])`, legend: '{{instance}} {{device}} read' },
+                { expr: `rate(node_disk_written_bytes_total{instance=~"$instance"}[${RI}])`, legend: '{{instance}} {{device}} write' },
+              ],
+            },
+            {
+              title: 'Network',
+              unit: 'Bps',
+              targets: [
+                {
+                  expr: `rate(node_network_receive_bytes_total{instance=~"$instance",device!~"lo|veth.*|docker.*|br-.*"}[${RI}])`,
+                  legend: '{{instance}} {{device}} in',
+                },
+                {
+                  expr: `rate(node_network_transmit_bytes_total{instance=~"$instance",device!~"lo|veth.*|docker.*|br-.*"}[${RI}])`,
+                  legend: '{{instance}} {{device}} out',
+                },
+              ],
+            },
+            {
+              title: 'Containers running (dockerd)',
+              targets: [
+                { expr: 'engine_daemon_container_states_containers{instance=~"$instance",state="running"}', legend: '{{instance}}' },
+              ],
+            },
           ],
         },
       ],
@@ -200,19 +333,69 @@ export function dashboards(): Json[] {
         {
           title: 'Cluster',
           panels: [
-            { title: 'Cluster size', type: 'stat', w: 6, thresholds: [[null, 'red'], [3, 'green']], targets: [{ expr: 'mysql_global_status_wsrep_cluster_size', legend: '{{instance}}' }] },
-            { title: 'Local state (4 = Synced)', type: 'stat', w: 6, thresholds: [[null, 'red'], [4, 'green']], targets: [{ expr: 'mysql_global_status_wsrep_local_state', legend: '{{instance}}' }] },
+            {
+              title: 'Cluster size',
+              type: 'stat',
+              w: 6,
+              thresholds: [
+                [null, 'red'],
+                [3, 'green'],
+              ],
+              targets: [{ expr: 'mysql_global_status_wsrep_cluster_size', legend: '{{instance}}' }],
+            },
+            {
+              title: 'Local state (4 = Synced)',
+              type: 'stat',
+              w: 6,
+              thresholds: [
+                [null, 'red'],
+                [4, 'green'],
+              ],
+              targets: [{ expr: 'mysql_global_status_wsrep_local_state', legend: '{{instance}}' }],
+            },
             { title: 'Ready', type: 'stat', w: 6, targets: [{ expr: 'mysql_global_status_wsrep_ready', legend: '{{instance}}' }] },
-            { title: 'MariaDB up', type: 'stat', w: 6, thresholds: [[null, 'red'], [1, 'green']], targets: [{ expr: 'mysql_up', legend: '{{instance}}' }] },
+            {
+              title: 'MariaDB up',
+              type: 'stat',
+              w: 6,
+              thresholds: [
+                [null, 'red'],
+                [1, 'green'],
+              ],
+              targets: [{ expr: 'mysql_up', legend: '{{instance}}' }],
+            },
           ],
         },
         {
           title: 'Replication',
           panels: [
-            { title: 'Flow control paused (fraction of time)', unit: 'percentunit', thresholds: [[null, 'green'], [0.1, 'red']], targets: [{ expr: `rate(mysql_global_status_wsrep_flow_control_paused_ns[${RI}]) / 1e9`, legend: '{{instance}}' }] },
-            { title: 'Receive / send queue', targets: [{ expr: 'mysql_global_status_wsrep_local_recv_queue', legend: '{{instance}} recv' }, { expr: 'mysql_global_status_wsrep_local_send_queue', legend: '{{instance}} send' }] },
-            { title: 'Certification failures/s', targets: [{ expr: `rate(mysql_global_status_wsrep_local_cert_failures[${RI}])`, legend: '{{instance}}' }] },
-            { title: 'Queries/s and connections', targets: [{ expr: `rate(mysql_global_status_queries[${RI}])`, legend: '{{instance}} queries/s' }, { expr: 'mysql_global_status_threads_connected', legend: '{{instance}} connections' }] },
+            {
+              title: 'Flow control paused (fraction of time)',
+              unit: 'percentunit',
+              thresholds: [
+                [null, 'green'],
+                [0.1, 'red'],
+              ],
+              targets: [{ expr: `rate(mysql_global_status_wsrep_flow_control_paused_ns[${RI}]) / 1e9`, legend: '{{instance}}' }],
+            },
+            {
+              title: 'Receive / send queue',
+              targets: [
+                { expr: 'mysql_global_status_wsrep_local_recv_queue', legend: '{{instance}} recv' },
+                { expr: 'mysql_global_status_wsrep_local_send_queue', legend: '{{instance}} send' },
+              ],
+            },
+            {
+              title: 'Certification failures/s',
+              targets: [{ expr: `rate(mysql_global_status_wsrep_local_cert_failures[${RI}])`, legend: '{{instance}}' }],
+            },
+            {
+              title: 'Queries/s and connections',
+              targets: [
+                { expr: `rate(mysql_global_status_queries[${RI}])`, legend: '{{instance}} queries/s' },
+                { expr: 'mysql_global_status_threads_connected', legend: '{{instance}} connections' },
+              ],
+            },
           ],
         },
       ],
@@ -226,19 +409,64 @@ export function dashboards(): Json[] {
         {
           title: 'Requests',
           panels: [
-            { title: 'Requests/s by site', unit: 'reqps', targets: [{ expr: `sum by (service) (rate(traefik_service_requests_total{service=~"$service"}[${RI}]))`, legend: '{{service}}' }] },
-            { title: '5xx ratio by site', unit: 'percentunit', thresholds: [[null, 'green'], [0.05, 'red']], targets: [{ expr: `sum by (service) (rate(traefik_service_requests_total{service=~"$service",code=~"5.."}[${RI}])) / sum by (service) (rate(traefik_service_requests_total{service=~"$service"}[${RI}]))`, legend: '{{service}}' }] },
-            { title: 'Latency p95 by site', unit: 's', targets: [{ expr: `histogram_quantile(0.95, sum by (service, le) (rate(traefik_service_request_duration_seconds_bucket{service=~"$service"}[${RI}])))`, legend: '{{service}}' }] },
-            { title: 'Responses by code class', unit: 'reqps', targets: [{ expr: `sum by (code) (rate(traefik_entrypoint_requests_total{entrypoint="websecure"}[${RI}]))`, legend: '{{code}}' }] },
+            {
+              title: 'Requests/s by site',
+              unit: 'reqps',
+              targets: [
+                { expr: `sum by (service) (rate(traefik_service_requests_total{service=~"$service"}[${RI}]))`, legend: '{{service}}' },
+              ],
+            },
+            {
+              title: '5xx ratio by site',
+              unit: 'percentunit',
+              thresholds: [
+                [null, 'green'],
+                [0.05, 'red'],
+              ],
+              targets: [
+                {
+                  expr: `sum by (service) (rate(traefik_service_requests_total{service=~"$service",code=~"5.."}[${RI}])) / sum by (service) (rate(traefik_service_requests_total{service=~"$service"}[${RI}]))`,
+                  legend: '{{service}}',
+                },
+              ],
+            },
+            {
+              title: 'Latency p95 by site',
+              unit: 's',
+              targets: [
+                {
+                  expr: `histogram_quantile(0.95, sum by (service, le) (rate(traefik_service_request_duration_seconds_bucket{service=~"$service"}[${RI}])))`,
+                  legend: '{{service}}',
+                },
+              ],
+            },
+            {
+              title: 'Responses by code class',
+              unit: 'reqps',
+              targets: [
+                { expr: `sum by (code) (rate(traefik_entrypoint_requests_total{entrypoint="websecure"}[${RI}]))`, legend: '{{code}}' },
+              ],
+            },
           ],
         },
         {
           title: 'Edge',
           panels: [
-            { title: 'Open connections by entry point', targets: [{ expr: 'sum by (entrypoint) (traefik_open_connections)', legend: '{{entrypoint}}' }] },
-            { title: 'Days until certificate expiry', type: 'table', unit: 'd', targets: [{ expr: 'sort((min by (cn) (traefik_tls_certs_not_after) - time()) / 86400)', instant: true }] },
+            {
+              title: 'Open connections by entry point',
+              targets: [{ expr: 'sum by (entrypoint) (traefik_open_connections)', legend: '{{entrypoint}}' }],
+            },
+            {
+              title: 'Days until certificate expiry',
+              type: 'table',
+              unit: 'd',
+              targets: [{ expr: 'sort((min by (cn) (traefik_tls_certs_not_after) - time()) / 86400)', instant: true }],
+            },
             { title: 'Traefik config reloads', targets: [{ expr: `rate(traefik_config_reloads_total[${RI}])`, legend: '{{instance}}' }] },
-            { title: 'CrowdSec decisions (bans)', targets: [{ expr: 'sum(cs_active_decisions) or vector(0)', legend: 'active decisions' }] },
+            {
+              title: 'CrowdSec decisions (bans)',
+              targets: [{ expr: 'sum(cs_active_decisions) or vector(0)', legend: 'active decisions' }],
+            },
           ],
         },
       ],
@@ -252,19 +480,37 @@ export function dashboards(): Json[] {
         {
           title: 'PHP-FPM',
           panels: [
-            { title: 'Processes', targets: [{ expr: 'sum by (stack) (phpfpm_active_processes{stack="$stack"})', legend: 'active' }, { expr: 'sum by (stack) (phpfpm_idle_processes{stack="$stack"})', legend: 'idle' }] },
+            {
+              title: 'Processes',
+              targets: [
+                { expr: 'sum by (stack) (phpfpm_active_processes{stack="$stack"})', legend: 'active' },
+                { expr: 'sum by (stack) (phpfpm_idle_processes{stack="$stack"})', legend: 'idle' },
+              ],
+            },
             { title: 'Listen queue', targets: [{ expr: 'sum by (stack) (phpfpm_listen_queue{stack="$stack"})', legend: 'queued' }] },
-            { title: 'Max children reached', targets: [{ expr: 'sum by (stack) (phpfpm_max_children_reached{stack="$stack"})', legend: 'max children reached' }] },
-            { title: 'Accepted connections/s', targets: [{ expr: `sum by (stack) (rate(phpfpm_accepted_connections{stack="$stack"}[${RI}]))`, legend: 'accepted/s' }] },
+            {
+              title: 'Max children reached',
+              targets: [{ expr: 'sum by (stack) (phpfpm_max_children_reached{stack="$stack"})', legend: 'max children reached' }],
+            },
+            {
+              title: 'Accepted connections/s',
+              targets: [{ expr: `sum by (stack) (rate(phpfpm_accepted_connections{stack="$stack"}[${RI}]))`, legend: 'accepted/s' }],
+            },
             { title: 'Slow requests', targets: [{ expr: 'sum by (stack) (phpfpm_slow_requests{stack="$stack"})', legend: 'slow' }] },
-            { title: 'FPM up', type: 'stat', thresholds: [[null, 'red'], [1, 'green']], targets: [{ expr: 'min(phpfpm_up{stack="$stack"})' }] },
+            {
+              title: 'FPM up',
+              type: 'stat',
+              thresholds: [
+                [null, 'red'],
+                [1, 'green'],
+              ],
+              targets: [{ expr: 'min(phpfpm_up{stack="$stack"})' }],
+            },
           ],
         },
         {
           title: 'Logs',
-          panels: [
-            { title: 'Site logs', type: 'logs', w: 24, h: 10, datasource: DS.loki, targets: [{ expr: '{swarm_stack="$stack"}' }] },
-          ],
+          panels: [{ title: 'Site logs', type: 'logs', w: 24, h: 10, datasource: DS.loki, targets: [{ expr: '{swarm_stack="$stack"}' }] }],
         },
       ],
     }),
@@ -278,7 +524,16 @@ export function dashboards(): Json[] {
           title: 'Redis',
           panels: [
             { title: 'Memory used', unit: 'bytes', targets: [{ expr: 'redis_memory_used_bytes{stack=~"$stack"}', legend: '{{stack}}' }] },
-            { title: 'Hit ratio', unit: 'percentunit', targets: [{ expr: `rate(redis_keyspace_hits_total{stack=~"$stack"}[${RI}]) / (rate(redis_keyspace_hits_total{stack=~"$stack"}[${RI}]) + rate(redis_keyspace_misses_total{stack=~"$stack"}[${RI}]))`, legend: '{{stack}}' }] },
+            {
+              title: 'Hit ratio',
+              unit: 'percentunit',
+              targets: [
+                {
+                  expr: `rate(redis_keyspace_hits_total{stack=~"$stack"}[${RI}]) / (rate(redis_keyspace_hits_total{stack=~"$stack"}[${RI}]) + rate(redis_keyspace_misses_total{stack=~"$stack"}[${RI}]))`,
+                  legend: '{{stack}}',
+                },
+              ],
+            },
             { title: 'Evicted keys/s', targets: [{ expr: `rate(redis_evicted_keys_total{stack=~"$stack"}[${RI}])`, legend: '{{stack}}' }] },
             { title: 'Connected clients', targets: [{ expr: 'redis_connected_clients{stack=~"$stack"}', legend: '{{stack}}' }] },
           ],
@@ -286,9 +541,24 @@ export function dashboards(): Json[] {
         {
           title: 'nginx',
           panels: [
-            { title: 'Requests/s', unit: 'reqps', targets: [{ expr: `sum by (stack) (rate(nginx_http_requests_total{stack=~"$stack"}[${RI}]))`, legend: '{{stack}}' }] },
-            { title: 'Active connections', targets: [{ expr: 'sum by (stack) (nginx_connections_active{stack=~"$stack"})', legend: '{{stack}}' }] },
-            { title: 'nginx up', type: 'stat', thresholds: [[null, 'red'], [1, 'green']], targets: [{ expr: 'min by (stack) (nginx_up{stack=~"$stack"})', legend: '{{stack}}' }] },
+            {
+              title: 'Requests/s',
+              unit: 'reqps',
+              targets: [{ expr: `sum by (stack) (rate(nginx_http_requests_total{stack=~"$stack"}[${RI}]))`, legend: '{{stack}}' }],
+            },
+            {
+              title: 'Active connections',
+              targets: [{ expr: 'sum by (stack) (nginx_connections_active{stack=~"$stack"})', legend: '{{stack}}' }],
+            },
+            {
+              title: 'nginx up',
+              type: 'stat',
+              thresholds: [
+                [null, 'red'],
+                [1, 'green'],
+              ],
+              targets: [{ expr: 'min by (stack) (nginx_up{stack=~"$stack"})', legend: '{{stack}}' }],
+            },
           ],
         },
       ],
@@ -301,18 +571,48 @@ export function dashboards(): Json[] {
         {
           title: 'Backups',
           panels: [
-            { title: 'Hours since last successful backup', type: 'table', w: 12, unit: 'h', thresholds: [[null, 'green'], [26, 'red']], targets: [{ expr: 'sort_desc((time() - wpfarm_backup_last_success_timestamp_seconds) / 3600)', instant: true }] },
-            { title: 'Last backup size', type: 'table', w: 12, unit: 'bytes', targets: [{ expr: 'wpfarm_backup_last_size_bytes', instant: true }] },
-            { title: 'Backup duration', unit: 's', targets: [{ expr: 'wpfarm_backup_last_duration_seconds', legend: '{{site}} {{kind}}' }] },
+            {
+              title: 'Hours since last successful backup',
+              type: 'table',
+              w: 12,
+              unit: 'h',
+              thresholds: [
+                [null, 'green'],
+                [26, 'red'],
+              ],
+              targets: [{ expr: 'sort_desc((time() - wpfarm_backup_last_success_timestamp_seconds) / 3600)', instant: true }],
+            },
+            {
+              title: 'Last backup size',
+              type: 'table',
+              w: 12,
+              unit: 'bytes',
+              targets: [{ expr: 'wpfarm_backup_last_size_bytes', instant: true }],
+            },
+            {
+              title: 'Backup duration',
+              unit: 's',
+              targets: [{ expr: 'wpfarm_backup_last_duration_seconds', legend: '{{site}} {{kind}}' }],
+            },
           ],
         },
         {
           title: 'Alerts',
           panels: [
             { title: 'Firing alerts', type: 'table', w: 12, targets: [{ expr: 'ALERTS{alertstate="firing"}', instant: true }] },
-            { title: 'Alerts over time', w: 12, targets: [{ expr: 'sum by (alertname) (ALERTS{alertstate="firing"})', legend: '{{alertname}}' }] },
-            { title: 'Notifications failed/s', targets: [{ expr: `sum by (integration) (rate(alertmanager_notifications_failed_total[${RI}]))`, legend: '{{integration}}' }] },
-            { title: 'Notifications sent/s', targets: [{ expr: `sum by (integration) (rate(alertmanager_notifications_total[${RI}]))`, legend: '{{integration}}' }] },
+            {
+              title: 'Alerts over time',
+              w: 12,
+              targets: [{ expr: 'sum by (alertname) (ALERTS{alertstate="firing"})', legend: '{{alertname}}' }],
+            },
+            {
+              title: 'Notifications failed/s',
+              targets: [{ expr: `sum by (integration) (rate(alertmanager_notifications_failed_total[${RI}]))`, legend: '{{integration}}' }],
+            },
+            {
+              title: 'Notifications sent/s',
+              targets: [{ expr: `sum by (integration) (rate(alertmanager_notifications_total[${RI}]))`, legend: '{{integration}}' }],
+            },
           ],
         },
       ],
@@ -323,7 +623,11 @@ export function dashboards(): Json[] {
 /** Every PromQL expression of the dashboards with Grafana's variables replaced by concrete values. */
 export function dashboardPromql(ds: Json[]): Array<{ dashboard: string; panel: string; expr: string }> {
   const out: Array<{ dashboard: string; panel: string; expr: string }> = [];
-  const concrete = (e: string) => e.replaceAll('$__rate_interval', '5m').replaceAll('$__interval', '1m').replace(/\$[a-z_]+/g, '.*');
+  const concrete = (e: string) =>
+    e
+      .replaceAll('$__rate_interval', '5m')
+      .replaceAll('$__interval', '1m')
+      .replace(/\$[a-z_]+/g, '.*');
   for (const d of ds) {
     const walk = (panels: Json[]) => {
       for (const p of panels) {
@@ -335,7 +639,7 @@ export function dashboardPromql(ds: Json[]): Array<{ dashboard: string; panel: s
       }
     };
     walk((d.panels as Json[]) ?? []);
-    for (const v of ((d.templating as { list: Json[] }).list ?? [])) {
+    for (const v of (d.templating as { list: Json[] }).list ?? []) {
       const m = /^label_values\((.+),\s*[a-z_]+\)$/.exec(String(v.query));
       if (m) out.push({ dashboard: String(d.uid), panel: `variable ${String(v.name)}`, expr: m[1]! });
     }

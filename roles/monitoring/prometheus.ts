@@ -86,10 +86,13 @@ export function prometheusConfig(input: PrometheusInput): Record<string, unknown
   if (sites.length) {
     // site exporters run as Swarm services on the monitoring overlay network: tasks.<service> gives
     // every replica's address (DNS round robin), whichever the endpoint mode
-    const dns = (svc: string, port: number) => ({ names: sites.map((s) => `tasks.${s.stack}_${svc}`), type: 'A', port, refresh_interval: '30s' });
-    const siteLabel = [
-      { source_labels: ['__meta_dns_name'], regex: 'tasks\\.(.+)_[a-z-]+', target_label: 'stack', replacement: '$1' },
-    ];
+    const dns = (svc: string, port: number) => ({
+      names: sites.map((s) => `tasks.${s.stack}_${svc}`),
+      type: 'A',
+      port,
+      refresh_interval: '30s',
+    });
+    const siteLabel = [{ source_labels: ['__meta_dns_name'], regex: 'tasks\\.(.+)_[a-z-]+', target_label: 'stack', replacement: '$1' }];
     scrape.push(
       { job_name: 'nginx', dns_sd_configs: [dns('nginx-exporter', ports.nginx)], relabel_configs: siteLabel },
       { job_name: 'redis', dns_sd_configs: [dns('redis-exporter', ports.redis)], relabel_configs: siteLabel },
@@ -152,14 +155,20 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
       expr: 'up{job="node"} == 0',
       for: f('5m'),
       labels: { severity: 'critical' },
-      annotations: { summary: 'Node {{ $labels.instance }} is down', description: 'node-exporter on {{ $labels.instance }} has not answered for more than 5 minutes.' },
+      annotations: {
+        summary: 'Node {{ $labels.instance }} is down',
+        description: 'node-exporter on {{ $labels.instance }} has not answered for more than 5 minutes.',
+      },
     },
     {
       alert: 'DiskSpaceHigh',
       expr: `(1 - node_filesystem_avail_bytes{${FS}} / node_filesystem_size_bytes{${FS}}) * 100 > ${disk}`,
       for: f('5m'),
       labels: { severity: 'warning' },
-      annotations: { summary: 'Disk {{ $labels.mountpoint }} on {{ $labels.instance }} is over ' + disk + '% full', description: 'Free space or grow the volume before writes fail.' },
+      annotations: {
+        summary: 'Disk {{ $labels.mountpoint }} on {{ $labels.instance }} is over ' + disk + '% full',
+        description: 'Free space or grow the volume before writes fail.',
+      },
     },
     {
       alert: 'MemoryHigh',
@@ -175,28 +184,40 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
       expr: 'max by (service) (wpfarm_swarm_service_replicas_running) < max by (service) (wpfarm_swarm_service_replicas_desired)',
       for: f('5m'),
       labels: { severity: 'critical' },
-      annotations: { summary: 'Swarm service {{ $labels.service }} runs fewer replicas than expected', description: 'Check `docker service ps {{ $labels.service }}` for failing tasks.' },
+      annotations: {
+        summary: 'Swarm service {{ $labels.service }} runs fewer replicas than expected',
+        description: 'Check `docker service ps {{ $labels.service }}` for failing tasks.',
+      },
     },
     {
       alert: 'SwarmReplicaMetricsStale',
       expr: 'time() - max(wpfarm_swarm_services_timestamp_seconds) > 300',
       for: f('5m'),
       labels: { severity: 'warning' },
-      annotations: { summary: 'No manager has reported Swarm service replicas for 5 minutes', description: 'The replica alert is blind: check the wpfarm-swarm-replicas timer on the managers.' },
+      annotations: {
+        summary: 'No manager has reported Swarm service replicas for 5 minutes',
+        description: 'The replica alert is blind: check the wpfarm-swarm-replicas timer on the managers.',
+      },
     },
     {
       alert: 'GaleraNodeDown',
       expr: 'mysql_up == 0',
       for: f('2m'),
       labels: { severity: 'critical' },
-      annotations: { summary: 'MariaDB on {{ $labels.instance }} does not answer', description: 'mysqld-exporter cannot connect to the database.' },
+      annotations: {
+        summary: 'MariaDB on {{ $labels.instance }} does not answer',
+        description: 'mysqld-exporter cannot connect to the database.',
+      },
     },
     {
       alert: 'GaleraClusterSizeLow',
       expr: `mysql_global_status_wsrep_cluster_size < ${minSize}`,
       for: f('1m'),
       labels: { severity: 'critical' },
-      annotations: { summary: 'Galera cluster size below ' + minSize + ' (seen from {{ $labels.instance }})', description: 'A node left the cluster; one more loss ends quorum.' },
+      annotations: {
+        summary: 'Galera cluster size below ' + minSize + ' (seen from {{ $labels.instance }})',
+        description: 'A node left the cluster; one more loss ends quorum.',
+      },
     },
     {
       alert: 'GaleraNodeNotSynced',
@@ -204,7 +225,10 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
       expr: 'mysql_global_status_wsrep_local_state != 4',
       for: f('5m'),
       labels: { severity: 'critical' },
-      annotations: { summary: 'Galera node {{ $labels.instance }} is not Synced', description: 'It is joining, donating or desynced for more than 5 minutes.' },
+      annotations: {
+        summary: 'Galera node {{ $labels.instance }} is not Synced',
+        description: 'It is joining, donating or desynced for more than 5 minutes.',
+      },
     },
     {
       alert: 'GaleraFlowControl',
@@ -212,29 +236,42 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
       expr: 'rate(mysql_global_status_wsrep_flow_control_paused_ns[5m]) / 1e9 > 0.1',
       for: f('5m'),
       labels: { severity: 'warning' },
-      annotations: { summary: 'Galera flow control pauses replication on {{ $labels.instance }}', description: 'A slow node throttles the whole cluster (more than 10% of the time paused).' },
+      annotations: {
+        summary: 'Galera flow control pauses replication on {{ $labels.instance }}',
+        description: 'A slow node throttles the whole cluster (more than 10% of the time paused).',
+      },
     },
     {
       alert: 'HTTP5xxRateHigh',
       expr: `sum by (service) (rate(traefik_service_requests_total{code=~"5.."}[5m])) / sum by (service) (rate(traefik_service_requests_total[5m])) > ${ratio}`,
       for: f('5m'),
       labels: { severity: 'critical' },
-      annotations: { summary: 'More than ' + ratio * 100 + '% of requests to {{ $labels.service }} fail with 5xx', description: 'Look at the site\'s php-fpm and nginx logs.' },
+      annotations: {
+        summary: 'More than ' + ratio * 100 + '% of requests to {{ $labels.service }} fail with 5xx',
+        description: "Look at the site's php-fpm and nginx logs.",
+      },
     },
     {
       alert: 'CertificateExpiringSoon',
       expr: `min by (cn) (traefik_tls_certs_not_after) - time() < ${days} * 86400`,
       for: f('10m'),
       labels: { severity: 'critical' },
-      annotations: { summary: 'Certificate for {{ $labels.cn }} expires in less than ' + days + ' days', description: 'ACME renewal is failing: check Traefik\'s log for the resolver.' },
+      annotations: {
+        summary: 'Certificate for {{ $labels.cn }} expires in less than ' + days + ' days',
+        description: "ACME renewal is failing: check Traefik's log for the resolver.",
+      },
     },
     {
       alert: 'BackupTooOld',
       expr: `time() - wpfarm_backup_last_success_timestamp_seconds > ${backupHours} * 3600`,
       for: f('15m'),
       labels: { severity: 'warning' },
-      annotations: { summary: 'Last successful {{ $labels.kind }} backup of {{ $labels.site }} is older than ' + backupHours + ' hours', description: 'Check the backup job\'s log.' },
-    },    {
+      annotations: {
+        summary: 'Last successful {{ $labels.kind }} backup of {{ $labels.site }} is older than ' + backupHours + ' hours',
+        description: "Check the backup job's log.",
+      },
+    },
+    {
       alert: 'WpfarmDriftPersists',
       // written by playbooks/drift.ts (hourly, textfile collector): steps that a run would change
       expr: 'max by (role, host) (wpfarm_drift_changes) > 0',
@@ -242,7 +279,8 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
       labels: { severity: 'warning' },
       annotations: {
         summary: 'Role {{ $labels.role }} has drifted on {{ $labels.host }} for 2 hours',
-        description: 'Someone changed the host by hand or a run failed: see `run-role.ts {{ $labels.role }} --limit {{ $labels.host }} --check --diff`.',
+        description:
+          'Someone changed the host by hand or a run failed: see `run-role.ts {{ $labels.role }} --limit {{ $labels.host }} --check --diff`.',
       },
     },
   ];
@@ -375,7 +413,9 @@ export function alertCases(o: RuleOptions = {}): AlertCase[] {
     {
       alert: 'CertificateExpiringSoon',
       // not_after = 6 days from the start; the neighbour's is 30 days away
-      series: [{ series: 'traefik_tls_certs_not_after{cn="shop.example.org",serial="1",sans="shop.example.org"}', values: flat(6 * 86400) }],
+      series: [
+        { series: 'traefik_tls_certs_not_after{cn="shop.example.org",serial="1",sans="shop.example.org"}', values: flat(6 * 86400) },
+      ],
       healthy: [{ series: 'traefik_tls_certs_not_after{cn="example.com",serial="2",sans="example.com"}', values: flat(30 * 86400) }],
       trueFromMin: 0,
       labels: { cn: 'shop.example.org' },
@@ -384,11 +424,17 @@ export function alertCases(o: RuleOptions = {}): AlertCase[] {
       alert: 'BackupTooOld',
       // last success 25 h before the start (timestamps are negative: promtool's clock starts at 0):
       // older than 26 h from t = 60 min on; the other site's backup is fresh (1 h old)
-      series: [{ series: 'wpfarm_backup_last_success_timestamp_seconds{site="site-a",kind="db"}', values: flat(-(o.backupMaxAgeHours ?? 26) * 3600 + 3600) }],
+      series: [
+        {
+          series: 'wpfarm_backup_last_success_timestamp_seconds{site="site-a",kind="db"}',
+          values: flat(-(o.backupMaxAgeHours ?? 26) * 3600 + 3600),
+        },
+      ],
       healthy: [{ series: 'wpfarm_backup_last_success_timestamp_seconds{site="site-b",kind="db"}', values: flat(-3600) }],
       trueFromMin: 61,
       labels: { site: 'site-a', kind: 'db' },
-    },    {
+    },
+    {
       alert: 'WpfarmDriftPersists',
       // common drifted on mgr1 (3 steps) at every hourly check; traefik on mgr1 and common on mgr2 are clean
       series: [{ series: 'wpfarm_drift_changes{instance="mgr1",role="common",host="mgr1"}', values: flat(3) }],

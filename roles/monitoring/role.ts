@@ -42,7 +42,9 @@ function exporterUser(pw: string): Step {
   return task(
     'mysqld-exporter database user',
     async (c) => {
-      const probe = await c.exec('mariadb -N', { stdin: `SELECT COUNT(*) FROM mysql.user WHERE user='exporter' AND host='localhost' AND authentication_string = PASSWORD(${lit});\n` });
+      const probe = await c.exec('mariadb -N', {
+        stdin: `SELECT COUNT(*) FROM mysql.user WHERE user='exporter' AND host='localhost' AND authentication_string = PASSWORD(${lit});\n`,
+      });
       if (probe.stdout.trim() === '1') return { changed: false };
       const changes = ["user 'exporter'@'localhost': create or set its password; GRANT PROCESS, REPLICATION CLIENT, SELECT"];
       if (c.check) return { changed: true, changes };
@@ -118,7 +120,10 @@ const role: Role = {
     if (member(ctx, 'monitoring')) {
       let am: ReturnType<typeof renderAlertmanager>;
       try {
-        am = renderAlertmanager(parseChannels(v.alert_channels), (n) => lookupEnv(n), { groupWait: v.alert_group_wait === undefined ? undefined : String(v.alert_group_wait), groupInterval: v.alert_group_interval === undefined ? undefined : String(v.alert_group_interval) });
+        am = renderAlertmanager(parseChannels(v.alert_channels), (n) => lookupEnv(n), {
+          groupWait: v.alert_group_wait === undefined ? undefined : String(v.alert_group_wait),
+          groupInterval: v.alert_group_interval === undefined ? undefined : String(v.alert_group_interval),
+        });
       } catch (e) {
         if (e instanceof AlertChannelError) throw new InputError(`alert_channels: ${e.message}`);
         throw e;
@@ -134,10 +139,22 @@ const role: Role = {
       steps.push(
         apt({ packages: ['prometheus', 'prometheus-alertmanager'], state: 'present' }, { tags: ['packages'] }),
         directory({ path: '/etc/prometheus/rules', mode: '0755' }),
-        file({ path: '/etc/prometheus/rules/wpfarm.yml', content: toYaml(rulesFile(alertRules({ forOverride: v.alert_for_override === undefined ? undefined : String(v.alert_for_override) }))), mode: '0644' }, { notify: 'reload prometheus' }),
+        file(
+          {
+            path: '/etc/prometheus/rules/wpfarm.yml',
+            content: toYaml(
+              rulesFile(alertRules({ forOverride: v.alert_for_override === undefined ? undefined : String(v.alert_for_override) })),
+            ),
+            mode: '0644',
+          },
+          { notify: 'reload prometheus' },
+        ),
         file({ path: '/etc/prometheus/prometheus.yml', content: toYaml(prom), mode: '0644' }, { notify: 'reload prometheus' }),
         // webhook URLs and tokens: readable by the prometheus user only
-        file({ path: '/etc/prometheus/alertmanager.yml', content: am.yaml, mode: '0640', owner: 'root', group: 'prometheus', secret: true }, { notify: 'restart alertmanager' }),
+        file(
+          { path: '/etc/prometheus/alertmanager.yml', content: am.yaml, mode: '0640', owner: 'root', group: 'prometheus', secret: true },
+          { notify: 'restart alertmanager' },
+        ),
         validate('promtool check config', sh`promtool check config /etc/prometheus/prometheus.yml`),
         validate('amtool check-config', sh`amtool check-config /etc/prometheus/alertmanager.yml`),
         systemd({ name: 'prometheus', enabled: true, state: 'started' }),
@@ -159,7 +176,12 @@ function grafanaStack(ctx: StepContext): Step[] {
     'loki.yml': toYaml(lokiConfig({ alertmanagerUrl: `http://${mon}:9093` })),
     'tempo.yml': toYaml(tempoConfig()),
     'promtail.yml': toYaml(promtailConfig()),
-    'grafana-datasources.yml': grafanaDatasources({ prometheus: `http://${mon}:9090`, loki: 'http://loki:3100', tempo: 'http://tempo:3200', alertmanager: `http://${mon}:9093` }),
+    'grafana-datasources.yml': grafanaDatasources({
+      prometheus: `http://${mon}:9090`,
+      loki: 'http://loki:3100',
+      tempo: 'http://tempo:3200',
+      alertmanager: `http://${mon}:9093`,
+    }),
     'grafana-dashboards.yml': grafanaDashboardProvider(),
   };
   const pwEnv = String(v.grafana_admin_password_env ?? 'GRAFANA_ADMIN_PASSWORD');
@@ -167,22 +189,34 @@ function grafanaStack(ctx: StepContext): Step[] {
   const on = { delegateTo: manager.name, tags: ['monitoring', 'grafana'] };
   const steps: Step[] = [
     directory({ path: '/var/lib/wpfarm/grafana-dashboards', mode: '0755' }, { tags: ['grafana'] }),
-    ...dashboards().map((d) => file({ path: `/var/lib/wpfarm/grafana-dashboards/${String(d.uid)}.json`, content: `${JSON.stringify(d, null, 2)}\n`, mode: '0644' }, { tags: ['grafana'] })),
+    ...dashboards().map((d) =>
+      file(
+        { path: `/var/lib/wpfarm/grafana-dashboards/${String(d.uid)}.json`, content: `${JSON.stringify(d, null, 2)}\n`, mode: '0644' },
+        { tags: ['grafana'] },
+      ),
+    ),
     task(
       'monitoring images',
       async (c) => {
         const missing: string[] = [];
         for (const image of Object.values(IMAGES)) {
-          const r = await c.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || ${c.check ? 'false' : sh`timeout 60 docker pull -q ${image}`}`, { nothrow: true, timeoutMs: 90_000 });
+          const r = await c.exec(
+            sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || ${c.check ? 'false' : sh`timeout 60 docker pull -q ${image}`}`,
+            { nothrow: true, timeoutMs: 90_000 },
+          );
           if (r.code !== 0) missing.push(image);
         }
-        return missing.length ? { skipped: `images cannot be pulled here: ${missing.join(', ')}`, result: { ok: false } } : { result: { ok: true } };
+        return missing.length
+          ? { skipped: `images cannot be pulled here: ${missing.join(', ')}`, result: { ok: false } }
+          : { result: { ok: true } };
       },
       { ...on, register: 'monitoring_images' },
     ),
   ];
   if (!grafanaPw) {
-    steps.push(task('monitoring stack', async () => ({ skipped: `${pwEnv} is not set in ${envFileShown()} (Grafana's admin password)` }), on));
+    steps.push(
+      task('monitoring stack', async () => ({ skipped: `${pwEnv} is not set in ${envFileShown()} (Grafana's admin password)` }), on),
+    );
     return steps;
   }
   ctx.secret(grafanaPw);
@@ -191,7 +225,14 @@ function grafanaStack(ctx: StepContext): Step[] {
     ...Object.entries(files).map(([name, content]) => dockerConfig({ name: `mon_${name.replace(/[^a-z0-9]/gi, '_')}`, content }, on)),
     // Grafana and Loki keep their data on the monitoring node (placement by node label)
     command(
-      { cmd: ['docker', 'node', 'update', '--label-add', 'wpfarm.monitoring=true', ctx.host.name], unless: ['bash', '-c', sh`[ "$(docker node inspect --format '{{index .Spec.Labels "wpfarm.monitoring"}}' ${ctx.host.name})" = true ]`] },
+      {
+        cmd: ['docker', 'node', 'update', '--label-add', 'wpfarm.monitoring=true', ctx.host.name],
+        unless: [
+          'bash',
+          '-c',
+          sh`[ "$(docker node inspect --format '{{index .Spec.Labels "wpfarm.monitoring"}}' ${ctx.host.name})" = true ]`,
+        ],
+      },
       { ...on, name: `label ${ctx.host.name} as the monitoring node` },
     ),
     task(
@@ -205,7 +246,8 @@ function grafanaStack(ctx: StepContext): Step[] {
           endpointMode: v.swarm_endpoint_mode === 'dnsrr' ? 'dnsrr' : 'vip',
           files,
           alertmanagerSecretName: 'unused',
-          grafanaAdminPasswordSecretName: (c.registered.mon_grafana_pw?.result as SecretResult | undefined)?.name ?? 'mon_grafana_admin_password',
+          grafanaAdminPasswordSecretName:
+            (c.registered.mon_grafana_pw?.result as SecretResult | undefined)?.name ?? 'mon_grafana_admin_password',
           grafanaHost: String(v.grafana_host ?? `grafana.${String(v.management_domain ?? 'example.invalid')}`),
         }) as Record<string, Record<string, Record<string, unknown>>>;
         // the configs exist already (dockerConfig above, same content-hashed names): refer to them

@@ -48,7 +48,11 @@ export function lokiConfig(o: LokiOptions = {}): Record<string, unknown> {
     auth_enabled: false,
     server: { http_listen_port: 3100, grpc_listen_port: 9096, log_level: 'info' },
     common: { instance_addr: '127.0.0.1', path_prefix: '/loki', storage, replication_factor: 1, ring: { kvstore: { store: 'inmemory' } } },
-    schema_config: { configs: [{ from: '2024-01-01', store: 'tsdb', object_store: objectStore, schema: 'v13', index: { prefix: 'index_', period: '24h' } }] },
+    schema_config: {
+      configs: [
+        { from: '2024-01-01', store: 'tsdb', object_store: objectStore, schema: 'v13', index: { prefix: 'index_', period: '24h' } },
+      ],
+    },
     limits_config: {
       retention_period: `${days * 24}h`,
       reject_old_samples: true,
@@ -58,7 +62,13 @@ export function lokiConfig(o: LokiOptions = {}): Record<string, unknown> {
       max_query_lookback: `${days * 24}h`,
     },
     // retention is applied by the compactor; Loki 3 requires the delete request store with it
-    compactor: { working_directory: '/loki/compactor', compaction_interval: '10m', retention_enabled: true, retention_delete_delay: '2h', delete_request_store: objectStore },
+    compactor: {
+      working_directory: '/loki/compactor',
+      compaction_interval: '10m',
+      retention_enabled: true,
+      retention_delete_delay: '2h',
+      delete_request_store: objectStore,
+    },
     ruler: { alertmanager_url: o.alertmanagerUrl ?? 'http://alertmanager:9093' },
     analytics: { reporting_enabled: false },
   };
@@ -66,7 +76,18 @@ export function lokiConfig(o: LokiOptions = {}): Record<string, unknown> {
 
 export function tempoConfig(o: { retentionHours?: number; store?: ObjectStore } = {}): Record<string, unknown> {
   const trace: Record<string, unknown> = o.store
-    ? { backend: 's3', s3: { endpoint: o.store.endpoint, bucket: o.store.bucket, region: o.store.region, access_key: `\${${o.store.accessKeyEnv}}`, secret_key: `\${${o.store.secretKeyEnv}}`, forcepathstyle: true }, wal: { path: '/var/tempo/wal' } }
+    ? {
+        backend: 's3',
+        s3: {
+          endpoint: o.store.endpoint,
+          bucket: o.store.bucket,
+          region: o.store.region,
+          access_key: `\${${o.store.accessKeyEnv}}`,
+          secret_key: `\${${o.store.secretKeyEnv}}`,
+          forcepathstyle: true,
+        },
+        wal: { path: '/var/tempo/wal' },
+      }
     : { backend: 'local', local: { path: '/var/tempo/traces' }, wal: { path: '/var/tempo/wal' } };
   return {
     server: { http_listen_port: 3200 },
@@ -102,7 +123,10 @@ export function promtailConfig(lokiUrl = 'http://loki:3100'): Record<string, unk
       {
         job_name: 'journal',
         journal: { max_age: '12h', path: '/var/log/journal', labels: { job: 'journal' } },
-        relabel_configs: [{ source_labels: ['__journal__systemd_unit'], target_label: 'unit' }, { source_labels: ['__journal__hostname'], target_label: 'host' }],
+        relabel_configs: [
+          { source_labels: ['__journal__systemd_unit'], target_label: 'unit' },
+          { source_labels: ['__journal__hostname'], target_label: 'host' },
+        ],
       },
     ],
   };
@@ -149,12 +173,18 @@ export function monitoringStack(i: MonitoringStackInput): Record<string, unknown
   const env = Object.fromEntries((i.storeEnv ?? []).map((n) => [n, `\${${n}}`]));
   const withProm = Boolean(i.prometheusImage && i.alertmanagerImage);
   // biome-ignore lint/suspicious/noExplicitAny: eslint-style any: a free-form compose document assembled in place
-  const stack: Record<string, any> = { // eslint-style any: a free-form compose document assembled in place
+  const stack: Record<string, any> = {
+    // eslint-style any: a free-form compose document assembled in place
     version: '3.8',
     services: {
       prometheus: {
         image: i.prometheusImage,
-        command: ['--config.file=/etc/prometheus/prometheus.yml', '--storage.tsdb.path=/prometheus', '--storage.tsdb.retention.time=30d', '--web.enable-lifecycle'],
+        command: [
+          '--config.file=/etc/prometheus/prometheus.yml',
+          '--storage.tsdb.path=/prometheus',
+          '--storage.tsdb.retention.time=30d',
+          '--web.enable-lifecycle',
+        ],
         configs: [
           { source: 'prometheus_yml', target: '/etc/prometheus/prometheus.yml' },
           { source: 'rules_yml', target: '/etc/prometheus/rules/wpfarm.yml' },
@@ -229,7 +259,12 @@ export function monitoringStack(i: MonitoringStackInput): Record<string, unknown
           { type: 'volume', source: 'promtail-positions', target: '/var/lib/promtail' },
         ],
         networks: [net],
-        deploy: { mode: 'global', endpoint_mode: i.endpointMode, restart_policy: { condition: 'any', delay: '5s' }, resources: { limits: { memory: '256M' } } },
+        deploy: {
+          mode: 'global',
+          endpoint_mode: i.endpointMode,
+          restart_policy: { condition: 'any', delay: '5s' },
+          resources: { limits: { memory: '256M' } },
+        },
       },
     },
     networks: {
@@ -238,7 +273,14 @@ export function monitoringStack(i: MonitoringStackInput): Record<string, unknown
       [net]: { external: true, name: net },
       'traefik-public': { external: true, name: 'traefik-public' },
     },
-    volumes: { 'prometheus-data': {}, 'alertmanager-data': {}, 'grafana-data': {}, 'loki-data': {}, 'tempo-data': {}, 'promtail-positions': {} },
+    volumes: {
+      'prometheus-data': {},
+      'alertmanager-data': {},
+      'grafana-data': {},
+      'loki-data': {},
+      'tempo-data': {},
+      'promtail-positions': {},
+    },
     configs: {
       prometheus_yml: cfg('prometheus.yml'),
       rules_yml: cfg('rules.yml'),

@@ -47,7 +47,10 @@ const role: Role = {
       availability(want as 'active' | 'drain' | 'pause'),
       nodeLabels(),
       ...OVERLAY_NETWORKS.map((n) =>
-        dockerNetwork({ name: n.name, driver: 'overlay', attachable: true, internal: n.internal, encrypted, labels: { 'wpfarm.managed': 'true' } }, { runOnce: true }),
+        dockerNetwork(
+          { name: n.name, driver: 'overlay', attachable: true, internal: n.internal, encrypted, labels: { 'wpfarm.managed': 'true' } },
+          { runOnce: true },
+        ),
       ),
     ];
     return steps;

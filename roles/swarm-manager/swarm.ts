@@ -14,7 +14,10 @@ export async function swarmState(ctx: StepContext): Promise<SwarmFact> {
 }
 
 /** The first manager (inventory order) that is an active swarm manager, with its state. */
-export async function findActiveManager(ctx: StepContext, exclude?: string): Promise<{ host: HostSpec; ctx: StepContext; state: SwarmFact } | null> {
+export async function findActiveManager(
+  ctx: StepContext,
+  exclude?: string,
+): Promise<{ host: HostSpec; ctx: StepContext; state: SwarmFact } | null> {
   for (const m of ctx.hosts('managers')) {
     if (m.name === exclude) continue;
     try {
@@ -80,54 +83,69 @@ export function swarmJoinBody(token: string, addr: string, target: string): stri
  * join with the right token, rejoin after it left, promote a worker that should be a manager.
  */
 export function joinSwarm(role: 'manager' | 'worker'): Step {
-  return task(`swarm: ${role} membership`, async (ctx): Promise<TaskOutcome> => {
-    const me = await swarmState(ctx);
-    if (me.state === 'unavailable') throw new Error(`${ctx.host.name}: docker does not answer (is the common role applied?)`);
-    const addr = String(ctx.vars.swarm_advertise_addr ?? ctx.host.address);
-    const leader = await findActiveManager(ctx, ctx.host.name);
-    // workers do not see the cluster ID: ask the leader whether it knows this node instead
-    const sameCluster = async (): Promise<boolean> =>
-      !leader ||
-      (me.clusterId
-        ? leader.state.clusterId === me.clusterId
-        : (await leader.ctx.exec(sh`docker node inspect --format '{{.ID}}' ${me.nodeId}`, { nothrow: true })).code === 0);
-    if (me.state === 'active' && (role === 'worker' || me.isManager) && (await sameCluster())) {
-      return { changed: false, result: { nodeId: me.nodeId } };
-    }
-    const changes: string[] = [];
-    if (!leader) {
-      const first = ctx.hosts('managers')[0];
-      if (role === 'manager' && first?.name === ctx.host.name && me.state !== 'active') {
-        if (ctx.check) return { changed: true, changes: [`would init a new swarm advertising ${addr}`] };
-        await ctx.exec(sh`docker swarm init --advertise-addr ${addr} --listen-addr ${`${addr}:2377`}`, { timeoutMs: 60_000 });
-        return { changed: true, changes: [`initialised a new swarm advertising ${addr}`] };
+  return task(
+    `swarm: ${role} membership`,
+    async (ctx): Promise<TaskOutcome> => {
+      const me = await swarmState(ctx);
+      if (me.state === 'unavailable') throw new Error(`${ctx.host.name}: docker does not answer (is the common role applied?)`);
+      const addr = String(ctx.vars.swarm_advertise_addr ?? ctx.host.address);
+      const leader = await findActiveManager(ctx, ctx.host.name);
+      // workers do not see the cluster ID: ask the leader whether it knows this node instead
+      const sameCluster = async (): Promise<boolean> =>
+        !leader ||
+        (me.clusterId
+          ? leader.state.clusterId === me.clusterId
+          : (await leader.ctx.exec(sh`docker node inspect --format '{{.ID}}' ${me.nodeId}`, { nothrow: true })).code === 0);
+      if (me.state === 'active' && (role === 'worker' || me.isManager) && (await sameCluster())) {
+        return { changed: false, result: { nodeId: me.nodeId } };
       }
-      if (me.state === 'active' && me.isManager) return { changed: false, result: { nodeId: me.nodeId } };
-      throw new Error(`${ctx.host.name}: no active swarm manager to join (first manager: ${first?.name ?? 'none'}); run swarm-manager on the managers first`);
-    }
-    if (me.state === 'active' && role === 'manager' && !me.isManager && (await sameCluster())) {
-      if (ctx.check) return { changed: true, changes: ['would promote this worker to manager'] };
-      await leader.ctx.exec(sh`docker node promote ${me.nodeId}`);
-      return { changed: true, changes: ['promoted to manager'] };
-    }
-    if (ctx.check) return { changed: true, changes: [`would ${me.state === 'inactive' ? 'join' : `leave (${me.state}) and rejoin`} the swarm as ${role} via ${leader.host.name}`] };
-    if (me.state !== 'inactive') {
-      await ctx.exec('docker swarm leave --force', { nothrow: true, timeoutMs: 60_000 });
-      changes.push(`left the swarm (was ${me.state}${me.state === 'active' ? ', in another cluster' : ''})`);
-    }
-    const token = ctx.secret((await leader.ctx.exec(sh`docker swarm join-token -q ${role}`)).stdout.trim());
-    const target = `${leader.state.nodeAddr || leader.host.address}:2377`;
-    await ctx.exec(SWARM_JOIN, { stdin: swarmJoinBody(token, addr, target), timeoutMs: 90_000 });
-    changes.push(`joined as ${role} via ${leader.host.name}`);
-    const now = await swarmState(ctx);
-    // a node that rejoins gets a new ID; its old entry stays "down" in the list: remove it
-    const list = await leader.ctx.exec("docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}}'", { nothrow: true });
-    for (const id of stale(list.stdout, ctx.host, now.nodeId)) {
-      await leader.ctx.exec(sh`docker node demote ${id} >/dev/null 2>&1; docker node rm --force ${id}`, { nothrow: true });
-      changes.push(`removed stale node entry ${id.slice(0, 12)}`);
-    }
-    return { changed: true, changes, result: { nodeId: now.nodeId } };
-  }, { retries: 2, delayMs: 3000 });
+      const changes: string[] = [];
+      if (!leader) {
+        const first = ctx.hosts('managers')[0];
+        if (role === 'manager' && first?.name === ctx.host.name && me.state !== 'active') {
+          if (ctx.check) return { changed: true, changes: [`would init a new swarm advertising ${addr}`] };
+          await ctx.exec(sh`docker swarm init --advertise-addr ${addr} --listen-addr ${`${addr}:2377`}`, { timeoutMs: 60_000 });
+          return { changed: true, changes: [`initialised a new swarm advertising ${addr}`] };
+        }
+        if (me.state === 'active' && me.isManager) return { changed: false, result: { nodeId: me.nodeId } };
+        throw new Error(
+          `${ctx.host.name}: no active swarm manager to join (first manager: ${first?.name ?? 'none'}); run swarm-manager on the managers first`,
+        );
+      }
+      if (me.state === 'active' && role === 'manager' && !me.isManager && (await sameCluster())) {
+        if (ctx.check) return { changed: true, changes: ['would promote this worker to manager'] };
+        await leader.ctx.exec(sh`docker node promote ${me.nodeId}`);
+        return { changed: true, changes: ['promoted to manager'] };
+      }
+      if (ctx.check)
+        return {
+          changed: true,
+          changes: [
+            `would ${me.state === 'inactive' ? 'join' : `leave (${me.state}) and rejoin`} the swarm as ${role} via ${leader.host.name}`,
+          ],
+        };
+      if (me.state !== 'inactive') {
+        await ctx.exec('docker swarm leave --force', { nothrow: true, timeoutMs: 60_000 });
+        changes.push(`left the swarm (was ${me.state}${me.state === 'active' ? ', in another cluster' : ''})`);
+      }
+      const token = ctx.secret((await leader.ctx.exec(sh`docker swarm join-token -q ${role}`)).stdout.trim());
+      const target = `${leader.state.nodeAddr || leader.host.address}:2377`;
+      await ctx.exec(SWARM_JOIN, { stdin: swarmJoinBody(token, addr, target), timeoutMs: 90_000 });
+      changes.push(`joined as ${role} via ${leader.host.name}`);
+      const now = await swarmState(ctx);
+      // a node that rejoins gets a new ID; its old entry stays "down" in the list: remove it
+      const list = await leader.ctx.exec(
+        "docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}}'",
+        { nothrow: true },
+      );
+      for (const id of stale(list.stdout, ctx.host, now.nodeId)) {
+        await leader.ctx.exec(sh`docker node demote ${id} >/dev/null 2>&1; docker node rm --force ${id}`, { nothrow: true });
+        changes.push(`removed stale node entry ${id.slice(0, 12)}`);
+      }
+      return { changed: true, changes, result: { nodeId: now.nodeId } };
+    },
+    { retries: 2, delayMs: 3000 },
+  );
 }
 
 /** Availability of this node (drain for control-plane-only managers). */
@@ -175,7 +193,9 @@ export function nodeLabels(): Step {
       }
       const groups = (Array.isArray(ctx.vars.node_label_groups) ? ctx.vars.node_label_groups : LABEL_GROUPS) as string[];
       const want = desiredLabels(ctx);
-      const r = await mgr.exec("docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}} {{json .Spec.Labels}}'");
+      const r = await mgr.exec(
+        "docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}} {{json .Spec.Labels}}'",
+      );
       const cmds: string[] = [];
       const changes: string[] = [];
       for (const line of r.stdout.split('\n').filter(Boolean)) {

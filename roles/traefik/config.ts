@@ -355,8 +355,10 @@ export function siteName(id: string | number): string {
 export function siteRouterLabels(site: SiteInput, opts: SiteLabelOptions = {}): Record<string, string> {
   const name = siteName(site.id);
   if (site.domains.length === 0) throw new TraefikVarsError(`${name}: no domains`);
-  for (const d of site.domains) if (!DOMAIN.test(d)) throw new TraefikVarsError(`${name}: ${JSON.stringify(d)} is not a lower-case domain name`);
-  if (!Number.isInteger(site.port) || site.port < 1 || site.port > 65535) throw new TraefikVarsError(`${name}: port ${site.port} out of range`);
+  for (const d of site.domains)
+    if (!DOMAIN.test(d)) throw new TraefikVarsError(`${name}: ${JSON.stringify(d)} is not a lower-case domain name`);
+  if (!Number.isInteger(site.port) || site.port < 1 || site.port > 65535)
+    throw new TraefikVarsError(`${name}: port ${site.port} out of range`);
   const hosts = site.domains.map((d) => `Host(\`${d}\`)`).join(' || ');
   const hostExpr = site.domains.length > 1 ? `(${hosts})` : hosts;
   const admin = `${hostExpr} && (PathPrefix(\`/wp-admin\`) || Path(\`/wp-login.php\`)) && !Path(\`/wp-admin/admin-ajax.php\`)`;
@@ -496,7 +498,13 @@ export function traefikStack(s: TraefikSettings, opts: { externalConfigs?: boole
         ...(serviceSecrets.length ? { secrets: serviceSecrets } : {}),
         ...(Object.keys(environment).length ? { environment } : {}),
         networks: [s.network],
-        healthcheck: { test: ['CMD', 'traefik', 'healthcheck', '--ping', '--configFile=/etc/traefik/traefik.yml'], interval: '10s', timeout: '5s', retries: 3, start_period: '20s' },
+        healthcheck: {
+          test: ['CMD', 'traefik', 'healthcheck', '--ping', '--configFile=/etc/traefik/traefik.yml'],
+          interval: '10s',
+          timeout: '5s',
+          retries: 3,
+          start_period: '20s',
+        },
         deploy,
       },
     },
@@ -548,15 +556,27 @@ export interface AcmeBudget {
  * and whether it fits Let's Encrypt's limits. `perRegisteredDomain` is the largest number of sites
  * sharing one registered domain (subdomain sites of one customer count together).
  */
-export function letsEncryptBudget(s: Pick<TraefikSettings, 'acmeChallenge' | 'managers'>, sites: number, perRegisteredDomain = 1): AcmeBudget {
+export function letsEncryptBudget(
+  s: Pick<TraefikSettings, 'acmeChallenge' | 'managers'>,
+  sites: number,
+  perRegisteredDomain = 1,
+): AcmeBudget {
   const owners = s.acmeChallenge === 'http' ? 1 : s.managers;
   const orders = sites * owners;
   const reasons: string[] = [];
   const sitesPer3Hours = Math.floor(LE_LIMITS.newOrdersPer3Hours / owners);
-  if (orders > LE_LIMITS.newOrdersPer3Hours) reasons.push(`${orders} orders exceed ${LE_LIMITS.newOrdersPer3Hours} new orders per 3 hours: add at most ${sitesPer3Hours} sites per 3 hours`);
-  if (owners >= LE_LIMITS.duplicateCertificatesPerWeek) reasons.push(`${owners} ACME owners leave no duplicate certificate for a re-issue (limit ${LE_LIMITS.duplicateCertificatesPerWeek} per week)`);
+  if (orders > LE_LIMITS.newOrdersPer3Hours)
+    reasons.push(
+      `${orders} orders exceed ${LE_LIMITS.newOrdersPer3Hours} new orders per 3 hours: add at most ${sitesPer3Hours} sites per 3 hours`,
+    );
+  if (owners >= LE_LIMITS.duplicateCertificatesPerWeek)
+    reasons.push(
+      `${owners} ACME owners leave no duplicate certificate for a re-issue (limit ${LE_LIMITS.duplicateCertificatesPerWeek} per week)`,
+    );
   if (perRegisteredDomain * owners > LE_LIMITS.certificatesPerRegisteredDomainPerWeek) {
-    reasons.push(`${perRegisteredDomain * owners} certificates for one registered domain exceed ${LE_LIMITS.certificatesPerRegisteredDomainPerWeek} per week`);
+    reasons.push(
+      `${perRegisteredDomain * owners} certificates for one registered domain exceed ${LE_LIMITS.certificatesPerRegisteredDomainPerWeek} per week`,
+    );
   }
   return { orders, sitesPer3Hours, duplicatesPerSite: owners, ok: reasons.length === 0, reasons };
 }

@@ -202,7 +202,8 @@ export function labelsToDynamic(labels: Record<string, string>, swarmService: st
       else provider.lbswarm = typedValue(label, raw, { type: 'boolean' }) as boolean;
       continue;
     }
-    if (lower[0] === 'docker') throw new LabelError(label, 'traefik.docker.* labels are for the docker provider; Swarm services use traefik.swarm.* in Traefik v3');
+    if (lower[0] === 'docker')
+      throw new LabelError(label, 'traefik.docker.* labels are for the docker provider; Swarm services use traefik.swarm.* in Traefik v3');
     // loadbalancer.server.{port,scheme,url} exist only as labels: the provider turns them into servers
     if (lower[0] === 'http' && lower[1] === 'services' && lower[3] === 'loadbalancer' && lower[4] === 'server' && lower.length === 6) {
       const name = rest[2]!;
@@ -226,7 +227,10 @@ export function labelsToDynamic(labels: Record<string, string>, swarmService: st
     if (!lb) continue;
     const srv = servers.get(name);
     if (!srv?.port && !srv?.url) {
-      throw new LabelError(`traefik.http.services.${name}`, 'a Swarm service needs loadbalancer.server.port (Traefik cannot guess the port)');
+      throw new LabelError(
+        `traefik.http.services.${name}`,
+        'a Swarm service needs loadbalancer.server.port (Traefik cannot guess the port)',
+      );
     }
     lb.servers = [{ url: srv.url ?? `${srv.scheme ?? 'http'}://${swarmService}:${srv.port}` }];
   }
@@ -239,7 +243,8 @@ export function labelsToDynamic(labels: Record<string, string>, swarmService: st
       }
       router.service = serviceNames[0];
     }
-    if (typeof router.rule !== 'string') throw new LabelError(`traefik.http.routers.${name}.rule`, 'missing (wpfarm never relies on the default rule)');
+    if (typeof router.rule !== 'string')
+      throw new LabelError(`traefik.http.routers.${name}.rule`, 'missing (wpfarm never relies on the default rule)');
     parseRule(router.rule);
   }
   return { provider, config: config as DynamicConfig };
@@ -266,12 +271,14 @@ export function checkReferences(fromLabels: DynamicConfig, fileConfig: DynamicCo
     return false;
   };
   for (const [name, r] of Object.entries(fromLabels.http?.routers ?? {})) {
-    if (typeof r.service !== 'string' || !exists('services', r.service)) problems.push({ router: name, problem: `service ${String(r.service)} does not exist` });
+    if (typeof r.service !== 'string' || !exists('services', r.service))
+      problems.push({ router: name, problem: `service ${String(r.service)} does not exist` });
     for (const m of (r.middlewares as string[] | undefined) ?? []) {
       if (!exists('middlewares', m)) problems.push({ router: name, problem: `middleware ${m} does not exist` });
     }
     for (const ep of (r.entryPoints as string[] | undefined) ?? []) {
-      if (!entryPoints.includes(ep)) problems.push({ router: name, problem: `entry point ${ep} is not defined in the static configuration` });
+      if (!entryPoints.includes(ep))
+        problems.push({ router: name, problem: `entry point ${ep} is not defined in the static configuration` });
     }
   }
   return problems;

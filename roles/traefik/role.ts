@@ -31,7 +31,11 @@ function settings(ctx: StepContext): TraefikSettings {
     // private address, port 8080, TLS with the role's own CA): the same default host as that role (crowdsec_lapi_host, else the first manager)
     const lapiName = String(ctx.vars.crowdsec_lapi_host ?? ctx.hosts('managers')[0]?.name ?? '');
     const lapi = lapiName ? ctx.hosts(lapiName)[0] : undefined;
-    return traefikSettings({ swarm_managers: ctx.hosts('managers').length || undefined, ...(lapi ? { crowdsec_lapi_url: lapiUrl(lapi.address).replace(/\/$/, '') } : {}), ...ctx.vars });
+    return traefikSettings({
+      swarm_managers: ctx.hosts('managers').length || undefined,
+      ...(lapi ? { crowdsec_lapi_url: lapiUrl(lapi.address).replace(/\/$/, '') } : {}),
+      ...ctx.vars,
+    });
   } catch (e) {
     if (e instanceof TraefikVarsError) throw new InputError(e.message);
     throw e;
@@ -49,7 +53,10 @@ async function imageAvailable(ctx: StepContext, image: string): Promise<{ ok: bo
     const why = (m.stderr || m.stdout).trim().split('\n').pop() ?? `exit ${m.code}`;
     return { ok: false, reason: `image ${image} cannot be pulled here: ${why}` };
   }
-  const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || timeout 60 docker pull -q ${image}`, { nothrow: true, timeoutMs: 90_000 });
+  const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || timeout 60 docker pull -q ${image}`, {
+    nothrow: true,
+    timeoutMs: 90_000,
+  });
   if (r.code === 0) return { ok: true, reason: '' };
   const why = (r.stderr || r.stdout).trim().split('\n').pop() ?? `exit ${r.code}`;
   return { ok: false, reason: `image ${image} cannot be pulled here: ${why}` };
@@ -73,10 +80,14 @@ const role: Role = {
     ];
     // Swarm objects and the stack: once, on a manager
     steps.push(
-      task(`traefik image ${s.image}`, async (c) => {
-        const a = await imageAvailable(c, s.image);
-        return a.ok ? { result: a, changes: [] } : { skipped: a.reason, result: a };
-      }, { runOnce: true, register: 'traefik_image', tags: ['traefik'] }),
+      task(
+        `traefik image ${s.image}`,
+        async (c) => {
+          const a = await imageAvailable(c, s.image);
+          return a.ok ? { result: a, changes: [] } : { skipped: a.reason, result: a };
+        },
+        { runOnce: true, register: 'traefik_image', tags: ['traefik'] },
+      ),
       dockerConfig({ name: 'traefik_static', content: bundle.files['traefik.yml']! }, { runOnce: true, tags: ['traefik'] }),
       dockerConfig({ name: 'traefik_dynamic', content: bundle.files['dynamic.yml']! }, { runOnce: true, tags: ['traefik'] }),
     );
@@ -86,8 +97,22 @@ const role: Role = {
       ctx.secret(value);
       return dockerSecret({ name: prefix, content: value }, { runOnce: true, register, tags: ['traefik'] });
     };
-    if (s.acmeChallenge === 'cloudflare') steps.push(secretStep('traefik_cf_dns_api_token', String(ctx.vars.cloudflare_dns_token_env ?? 'CLOUDFLARE_DNS_API_TOKEN'), 'traefik_cf_secret'));
-    if (s.crowdsec.enabled) steps.push(secretStep('traefik_crowdsec_bouncer_key', String(ctx.vars.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY'), 'traefik_bouncer_secret'));
+    if (s.acmeChallenge === 'cloudflare')
+      steps.push(
+        secretStep(
+          'traefik_cf_dns_api_token',
+          String(ctx.vars.cloudflare_dns_token_env ?? 'CLOUDFLARE_DNS_API_TOKEN'),
+          'traefik_cf_secret',
+        ),
+      );
+    if (s.crowdsec.enabled)
+      steps.push(
+        secretStep(
+          'traefik_crowdsec_bouncer_key',
+          String(ctx.vars.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY'),
+          'traefik_bouncer_secret',
+        ),
+      );
     steps.push(
       task(
         'traefik stack',
@@ -95,11 +120,18 @@ const role: Role = {
           // a skipped step keeps its reason (not its result): either says the image is missing
           const reg = c.registered.traefik_image;
           const img = reg?.result as { ok: boolean; reason: string } | undefined;
-          if (reg?.status === 'skipped' || (img && !img.ok)) return { skipped: img?.reason || reg?.reason || 'the Traefik image is not available' };
+          if (reg?.status === 'skipped' || (img && !img.ok))
+            return { skipped: img?.reason || reg?.reason || 'the Traefik image is not available' };
           // the secrets' content-hashed names, as dockerSecret created them
           const name = (reg: string): string | undefined => (c.registered[reg]?.result as SecretResult | undefined)?.name;
           const final = traefikStack(
-            { ...s, secretNames: { cloudflareToken: name('traefik_cf_secret') ?? s.secretNames.cloudflareToken, bouncerKey: name('traefik_bouncer_secret') ?? s.secretNames.bouncerKey } },
+            {
+              ...s,
+              secretNames: {
+                cloudflareToken: name('traefik_cf_secret') ?? s.secretNames.cloudflareToken,
+                bouncerKey: name('traefik_bouncer_secret') ?? s.secretNames.bouncerKey,
+              },
+            },
             { externalConfigs: true },
           );
           const r = await c.run(stackDeploy({ name: 'traefik', compose: final.stackYaml }));

@@ -195,7 +195,8 @@ function checkArgs(name: MatcherName, args: string[], rule: string, pos: number)
       // JavaScript's RegExp is close to Go's RE2 for the patterns we write; RE2 lacks lookaround/backrefs.
       const re = args[args.length - 1]!;
       if (/\(\?[=!<]|\\[1-9]/.test(re)) fail('lookaround and back-references are not supported by Go RE2');
-      if (/\{[A-Za-z_][A-Za-z0-9_]*:/.test(re)) fail('{name:regexp} placeholders are Traefik v2 syntax; v3 takes a plain regular expression');
+      if (/\{[A-Za-z_][A-Za-z0-9_]*:/.test(re))
+        fail('{name:regexp} placeholders are Traefik v2 syntax; v3 takes a plain regular expression');
       try {
         new RegExp(re);
       } catch (e) {
@@ -215,7 +216,8 @@ export function isIpOrCidr(s: string): boolean {
   const [addr, bits, ...rest] = s.split('/');
   if (rest.length || addr === undefined) return false;
   const v4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(addr);
-  const v6 = !v4 && addr.includes(':') && /^[0-9a-fA-F:.]+$/.test(addr) && (addr.match(/::/g) ?? []).length <= 1 && addr.split(':').length <= 8;
+  const v6 =
+    !v4 && addr.includes(':') && /^[0-9a-fA-F:.]+$/.test(addr) && (addr.match(/::/g) ?? []).length <= 1 && addr.split(':').length <= 8;
   if (!v4 && !v6) return false;
   if (bits === undefined) return true;
   if (!/^\d{1,3}$/.test(bits)) return false;
@@ -309,5 +311,5 @@ export function ipInCidr(ip: string, cidr: string): boolean {
   if (!ip.includes('.') || !net!.includes('.')) return ip === net;
   const bits = bitsS === undefined ? 32 : Number(bitsS);
   const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-  return ((ipv4ToInt(ip) & mask) >>> 0) === ((ipv4ToInt(net!) & mask) >>> 0);
+  return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(net!) & mask) >>> 0;
 }

@@ -82,7 +82,11 @@ function compile(name: SchemaName): ValidateFunction {
       const raw = readSchema('docker/config_schema_v3.13.json');
       const ajv = withFormats(new Ajv({ allErrors: true, allowUnionTypes: true, strictTypes: false }));
       ajv.addFormat('duration', goDuration);
-      ajv.addFormat('ports', (v: string | number) => /^(\d+(-\d+)?:)?(\d+(-\d+)?:)?\d+(-\d+)?(\/(tcp|udp|sctp))?$/.test(String(v)) || /^[\d.:[\]a-f]+:\d+/.test(String(v)));
+      ajv.addFormat(
+        'ports',
+        (v: string | number) =>
+          /^(\d+(-\d+)?:)?(\d+(-\d+)?:)?\d+(-\d+)?(\/(tcp|udp|sctp))?$/.test(String(v)) || /^[\d.:[\]a-f]+:\d+/.test(String(v)),
+      );
       ajv.addFormat('expose', true);
       return ajv.compile(draft04to07(raw) as Record<string, unknown>);
     }

@@ -144,7 +144,11 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
     log(`${ref}: building`);
     const args: string[] = ['--build-arg', `BASE_IMAGE=${spec.baseImage}`];
     for (const [k, v] of Object.entries(spec.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
-    const r = await $({ env, quiet: true, nothrow: true })`docker build --network host --pull=false ${args} --label ${`wpfarm.context-hash=${tag}`} -t ${ref} ${spec.contextDir}`;
+    const r = await $({
+      env,
+      quiet: true,
+      nothrow: true,
+    })`docker build --network host --pull=false ${args} --label ${`wpfarm.context-hash=${tag}`} -t ${ref} ${spec.contextDir}`;
     if (r.exitCode !== 0) {
       const tail = (r.stdout + r.stderr).split('\n').slice(-30).join('\n');
       throw new Error(`docker build of ${spec.name} failed (exit ${r.exitCode}):\n${tail}`);
@@ -171,7 +175,10 @@ export interface SiteImages {
 
 /** The site images, in order (nginx takes WordPress core from the wordpress-fpm image just built). */
 export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = {}, imagesDir = IMAGES_DIR): Promise<SiteImages> {
-  const wordpressFpm = await ensureImage({ name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage }, opts);
+  const wordpressFpm = await ensureImage(
+    { name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage },
+    opts,
+  );
   const nginx = await ensureImage(
     { name: 'wpfarm/nginx', contextDir: path.join(imagesDir, 'nginx'), baseImage, buildArgs: { WORDPRESS_IMAGE: wordpressFpm.ref } },
     { ...opts, imageArgs: [...(opts.imageArgs ?? []), 'WORDPRESS_IMAGE'] },

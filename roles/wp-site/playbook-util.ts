@@ -77,7 +77,9 @@ export function validateNewSite(dir: string, n: NewSite, managementCidrs?: strin
   const file = path.join(dir, `${n.id}.yml`);
   if (existsSync(file)) {
     const existing = sites.find((s) => s.id === n.id);
-    throw new InputError(`site ${n.id} exists already (${file}${existing ? `, domain ${existing.domain}` : ''}); to reconcile it, run the wp-site role`);
+    throw new InputError(
+      `site ${n.id} exists already (${file}${existing ? `, domain ${existing.domain}` : ''}); to reconcile it, run the wp-site role`,
+    );
   }
   const text = recordYaml(n);
   const rec = parseSiteRecord(file, text, { management_cidrs: managementCidrs });

@@ -7,7 +7,11 @@ export function rotationStatus(rotated: string | undefined, now = new Date()): {
   if (!Number.isFinite(t)) return { ageDays: null, due: true, text: 'unknown age: rotate' };
   const ageDays = Math.floor((now.getTime() - t) / 86_400_000);
   const due = ageDays >= ROTATION_DAYS;
-  return { ageDays, due, text: due ? `${ageDays} d: DUE (policy ${ROTATION_DAYS} d)` : `${ageDays} d (due in ${ROTATION_DAYS - ageDays} d)` };
+  return {
+    ageDays,
+    due,
+    text: due ? `${ageDays} d: DUE (policy ${ROTATION_DAYS} d)` : `${ageDays} d (due in ${ROTATION_DAYS - ageDays} d)`,
+  };
 }
 
 /** The DB user of the next version: rotation alternates between two users so that running tasks keep

@@ -8,7 +8,16 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { SITE_SECRET_KEYS, secretHash, type SiteSecretKey } from './stack.ts';
 
-export const WP_KEY_NAMES = ['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'] as const;
+export const WP_KEY_NAMES = [
+  'AUTH_KEY',
+  'SECURE_AUTH_KEY',
+  'LOGGED_IN_KEY',
+  'NONCE_KEY',
+  'AUTH_SALT',
+  'SECURE_AUTH_SALT',
+  'LOGGED_IN_SALT',
+  'NONCE_SALT',
+] as const;
 
 // Printable, no quote/backslash/'$'/whitespace: safe in a PHP string and in the NAME=value file.
 const KEY_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#%&()*+,-./:;<=>?@[]^_{|}~';

@@ -36,7 +36,6 @@ export async function forwardPolicy(): Promise<string | undefined> {
   return m?.[1];
 }
 
-
 function procName(pid: number): string {
   try {
     return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
@@ -64,12 +63,20 @@ async function installDockerIo(): Promise<void> {
     throw new Error('no Docker engine answers and this is not Debian/Ubuntu: start a Docker engine, then retry');
   }
   if (process.getuid?.() !== 0) throw new Error('no Docker engine answers: installing docker.io needs root');
-  say('no Docker engine here: installing Debian\'s docker.io (apt-get)');
+  say("no Docker engine here: installing Debian's docker.io (apt-get)");
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const apt = ['apt-get', '-o', 'DPkg::Lock::Timeout=600', '-y', '-q'];
-  await runLogged([...apt, 'install', '--no-install-recommends', 'docker.io', 'iptables'], { name: 'apt-docker', what: 'apt-get install docker.io', env }).catch(async () => {
+  await runLogged([...apt, 'install', '--no-install-recommends', 'docker.io', 'iptables'], {
+    name: 'apt-docker',
+    what: 'apt-get install docker.io',
+    env,
+  }).catch(async () => {
     await runLogged([...apt, 'update'], { name: 'apt-update', what: 'apt-get update', env });
-    await runLogged([...apt, 'install', '--no-install-recommends', 'docker.io', 'iptables'], { name: 'apt-docker', what: 'apt-get install docker.io', env });
+    await runLogged([...apt, 'install', '--no-install-recommends', 'docker.io', 'iptables'], {
+      name: 'apt-docker',
+      what: 'apt-get install docker.io',
+      env,
+    });
   });
 }
 
@@ -101,13 +108,17 @@ export async function ensureDocker(): Promise<DockerInfo> {
     state.at = new Date().toISOString();
     ensureDir(PATHS.locks);
     writeJson(PATHS.hostState, state);
-    const version = await waitFor('dockerd to answer', async () => {
-      if (child.pid && !pidAlive(child.pid)) {
-        const tail = fs.readFileSync(DOCKERD_LOG, 'utf8').trim().split('\n').slice(-15).join('\n');
-        throw new Error(`dockerd exited at start; ${DOCKERD_LOG}:\n${tail}`);
-      }
-      return dockerAnswers();
-    }, 60_000);
+    const version = await waitFor(
+      'dockerd to answer',
+      async () => {
+        if (child.pid && !pidAlive(child.pid)) {
+          const tail = fs.readFileSync(DOCKERD_LOG, 'utf8').trim().split('\n').slice(-15).join('\n');
+          throw new Error(`dockerd exited at start; ${DOCKERD_LOG}:\n${tail}`);
+        }
+        return dockerAnswers();
+      },
+      60_000,
+    );
     say(`dockerd ${version} is up (pid ${child.pid})`);
     return { serverVersion: version, started: true };
   });

@@ -61,8 +61,7 @@ export function aptMirrors(): AptMirrors {
     entries.find((e) => e.suites.includes('bookworm') && e.components.includes('main'))?.uri ??
     entries.find((e) => e.suites.some((s) => /^(bookworm|stable)$/.test(s)))?.uri;
   if (!debian) throw new Error('no Debian bookworm mirror found in /etc/apt/sources.list*: set WPFARM_APT_MIRROR');
-  const security =
-    process.env.WPFARM_APT_SECURITY_MIRROR ?? entries.find((e) => e.suites.includes('bookworm-security'))?.uri;
+  const security = process.env.WPFARM_APT_SECURITY_MIRROR ?? entries.find((e) => e.suites.includes('bookworm-security'))?.uri;
   return { debian: strip(debian), security: security ? strip(security) : undefined };
 }
 
@@ -72,7 +71,8 @@ export function debianSources(m: AptMirrors): string {
     `Types: deb\nURIs: ${m.debian}\nSuites: bookworm bookworm-updates\nComponents: main\n` +
     'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n';
   if (m.security) {
-    s += `\nTypes: deb\nURIs: ${m.security}\nSuites: bookworm-security\nComponents: main\n` +
+    s +=
+      `\nTypes: deb\nURIs: ${m.security}\nSuites: bookworm-security\nComponents: main\n` +
       'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n';
   }
   return s;
@@ -90,7 +90,10 @@ async function imageHash(name: string): Promise<string | undefined> {
 function dirHash(dir: string, extra: string): string {
   const h = createHash('sha256');
   for (const f of fs.readdirSync(dir).sort()) {
-    h.update(f).update('\0').update(fs.readFileSync(path.join(dir, f))).update('\0');
+    h.update(f)
+      .update('\0')
+      .update(fs.readFileSync(path.join(dir, f)))
+      .update('\0');
   }
   return h.update(extra).digest('hex').slice(0, 16);
 }
@@ -122,7 +125,8 @@ export async function buildBaseImage(opts: { force?: boolean } = {}): Promise<st
       fs.writeFileSync(path.join(dir, 'etc/apt/sources.list.d/debian.sources'), debianSources(mirrors));
       for (const sub of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
         const d = path.join(dir, sub);
-        for (const f of fs.readdirSync(d)) if (f !== 'partial' && f !== 'lock') fs.rmSync(path.join(d, f), { recursive: true, force: true });
+        for (const f of fs.readdirSync(d))
+          if (f !== 'partial' && f !== 'lock') fs.rmSync(path.join(d, f), { recursive: true, force: true });
       }
       const script =
         `set -o pipefail; tar -C ${quote(dir)} --numeric-owner -c . | docker import ` +

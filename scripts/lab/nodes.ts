@@ -8,8 +8,22 @@ import path from 'node:path';
 import pLimit from 'p-limit';
 import { $, quote } from 'zx';
 import {
-  BRIDGE, GATEWAY, IMAGES, INVENTORY_FILE, LABEL, LABEL_FILTER, NETWORK, NODES, PATHS, ROOT, STATE_DIR, SUBNET, SVC,
-  containerName, dockerVolumeName, type LabNode,
+  BRIDGE,
+  GATEWAY,
+  IMAGES,
+  INVENTORY_FILE,
+  LABEL,
+  LABEL_FILTER,
+  NETWORK,
+  NODES,
+  PATHS,
+  ROOT,
+  STATE_DIR,
+  SUBNET,
+  SVC,
+  containerName,
+  dockerVolumeName,
+  type LabNode,
 } from './config.ts';
 import { aptMirrors } from './images.ts';
 import { ensureDir, runLogged, say, tryOut, waitFor } from './util.ts';
@@ -21,7 +35,10 @@ export interface Machine {
 }
 
 export function machines(): Machine[] {
-  return [{ name: SVC.name, address: SVC.address, kind: 'svc' }, ...NODES.map((n) => ({ name: n.name, address: n.address, kind: 'node' as const }))];
+  return [
+    { name: SVC.name, address: SVC.address, kind: 'svc' },
+    ...NODES.map((n) => ({ name: n.name, address: n.address, kind: 'node' as const })),
+  ];
 }
 
 // ---------------------------------------------------------------- keys
@@ -81,10 +98,21 @@ export async function inspectContainer(cname: string): Promise<ContainerInfo | u
   const out = await tryOut`docker container inspect ${cname}`;
   if (!out) return undefined;
   const [c] = JSON.parse(out) as Array<{
-    Id: string; Image: string; State: { Running: boolean; Status: string; Pid: number }; Config: { Labels: Record<string, string> | null };
+    Id: string;
+    Image: string;
+    State: { Running: boolean; Status: string; Pid: number };
+    Config: { Labels: Record<string, string> | null };
   }>;
   if (!c) return undefined;
-  return { name: cname, id: c.Id, running: c.State.Running, status: c.State.Status, image: c.Image, labels: c.Config.Labels ?? {}, pid: c.State.Pid };
+  return {
+    name: cname,
+    id: c.Id,
+    running: c.State.Running,
+    status: c.State.Status,
+    image: c.Image,
+    labels: c.Config.Labels ?? {},
+    pid: c.State.Pid,
+  };
 }
 
 /** The lab network on its own bridge; a bridge link left without its docker network is removed. */
@@ -93,7 +121,8 @@ export async function ensureNetwork(): Promise<boolean> {
   if (out) {
     const [n] = JSON.parse(out) as Array<{ Labels: Record<string, string> | null; IPAM: { Config: Array<{ Subnet: string }> } }>;
     if (n?.Labels?.[LABEL] !== '1') throw new Error(`a docker network named ${NETWORK} exists that the lab did not create`);
-    if (n.IPAM.Config[0]?.Subnet !== SUBNET) throw new Error(`network ${NETWORK} has subnet ${n.IPAM.Config[0]?.Subnet}, expected ${SUBNET}: run lab-down`);
+    if (n.IPAM.Config[0]?.Subnet !== SUBNET)
+      throw new Error(`network ${NETWORK} has subnet ${n.IPAM.Config[0]?.Subnet}, expected ${SUBNET}: run lab-down`);
     return false;
   }
   if (await tryOut`ip link show ${BRIDGE}`) {
@@ -108,37 +137,64 @@ export async function ensureNetwork(): Promise<boolean> {
 /** The flags that let systemd and a nested dockerd run without --privileged (see the lab facts note). */
 function systemdFlags(): string[] {
   return [
-    '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',
-    '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined', '--security-opt', 'systempaths=unconfined',
-    '--device-cgroup-rule', 'a *:* rwm', '--device', '/dev/fuse',
-    '--tmpfs', '/run', '--tmpfs', '/run/lock',
-    '-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw',
-    '-e', 'container=docker',
-    '--stop-timeout', '20',
+    '--cap-add',
+    'ALL',
+    '--cap-drop',
+    'SYS_RESOURCE',
+    '--security-opt',
+    'seccomp=unconfined',
+    '--security-opt',
+    'apparmor=unconfined',
+    '--security-opt',
+    'systempaths=unconfined',
+    '--device-cgroup-rule',
+    'a *:* rwm',
+    '--device',
+    '/dev/fuse',
+    '--tmpfs',
+    '/run',
+    '--tmpfs',
+    '/run/lock',
+    '-v',
+    '/sys/fs/cgroup:/sys/fs/cgroup:rw',
+    '-e',
+    'container=docker',
+    '--stop-timeout',
+    '20',
   ];
 }
 
 function specFor(m: Machine, imageId: string): string[] {
   const cname = containerName(m.name);
   const args = [
-    '--name', cname, '--hostname', m.name,
-    '--label', `${LABEL}=1`, '--label', `${LABEL}.machine=${m.name}`, '--label', `${LABEL}.keys=${keysTag(m.name)}`,
-    '--network', NETWORK, '--ip', m.address,
+    '--name',
+    cname,
+    '--hostname',
+    m.name,
+    '--label',
+    `${LABEL}=1`,
+    '--label',
+    `${LABEL}.machine=${m.name}`,
+    '--label',
+    `${LABEL}.keys=${keysTag(m.name)}`,
+    '--network',
+    NETWORK,
+    '--ip',
+    m.address,
     ...systemdFlags(),
   ];
   if (m.kind === 'node') {
     args.push(
-      '--mount', `type=volume,src=${dockerVolumeName(m.name)},dst=/var/lib/docker`,
+      '--mount',
+      `type=volume,src=${dockerVolumeName(m.name)},dst=/var/lib/docker`,
       // a droplet's resolver: the lab's dnsmasq (a nested dockerd would fall back to public resolvers
       // if it found docker's 127.0.0.11 here)
-      '-v', `${PATHS.resolvConf}:/etc/resolv.conf:ro`,
+      '-v',
+      `${PATHS.resolvConf}:/etc/resolv.conf:ro`,
     );
   } else {
     const [hip, hport] = SVC.hostRegistry.split(':');
-    args.push(
-      '-v', `${PATHS.registryCache}:/var/lib/docker-registry`,
-      '-p', `${hip}:${hport}:${SVC.registryPort}`,
-    );
+    args.push('-v', `${PATHS.registryCache}:/var/lib/docker-registry`, '-p', `${hip}:${hport}:${SVC.registryPort}`);
   }
   const spec = [...args, imageId];
   const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
@@ -161,7 +217,13 @@ async function injectFiles(m: Machine, cname: string): Promise<void> {
     put('root/.ssh/authorized_keys', fs.readFileSync(`${PATHS.clientKey}.pub`), 0o600);
     fs.chmodSync(path.join(stage, 'root/.ssh'), 0o700);
     put('etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444);
-    const files = ['./root/.ssh', './root/.ssh/authorized_keys', './etc/ssh/ssh_host_ed25519_key', './etc/ssh/ssh_host_ed25519_key.pub', './etc/machine-id'];
+    const files = [
+      './root/.ssh',
+      './root/.ssh/authorized_keys',
+      './etc/ssh/ssh_host_ed25519_key',
+      './etc/ssh/ssh_host_ed25519_key.pub',
+      './etc/machine-id',
+    ];
     const script = `set -o pipefail; tar -C ${quote(stage)} --owner=0 --group=0 --numeric-owner --no-recursion -c ${files.map(quote).join(' ')} | docker cp - ${quote(`${cname}:/`)}`;
     await $`bash -c ${script}`;
   } finally {
@@ -180,33 +242,40 @@ export async function ensureMachines(images: { node: string; svc: string }): Pro
   ensureDir(PATHS.registryCache);
   const res: NodeUpResult = { created: [], started: [], kept: [] };
   const toStart: string[] = [];
-  fs.writeFileSync(PATHS.resolvConf, `# wpfarm lab: dnsmasq on the services container\nnameserver ${SVC.address}\noptions timeout:2 attempts:3\n`);
+  fs.writeFileSync(
+    PATHS.resolvConf,
+    `# wpfarm lab: dnsmasq on the services container\nnameserver ${SVC.address}\noptions timeout:2 attempts:3\n`,
+  );
   const limit = pLimit(4);
-  await Promise.all(machines().map((m) => limit(async () => {
-    const cname = containerName(m.name);
-    const spec = specFor(m, m.kind === 'svc' ? images.svc : images.node);
-    const specLabel = spec[1]!;
-    const have = await inspectContainer(cname);
-    if (have && `${LABEL}.spec=${have.labels[`${LABEL}.spec`]}` === specLabel) {
-      if (have.running) res.kept.push(m.name);
-      else toStart.push(m.name);
-      return;
-    }
-    if (have) {
-      if (have.labels[LABEL] !== '1') throw new Error(`a container named ${cname} exists that the lab did not create`);
-      say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
-      await $`docker rm -f -v ${cname}`;
-    }
-    if (m.kind === 'node') {
-      const vol = dockerVolumeName(m.name);
-      if (have) await $`docker volume rm -f ${vol}`.nothrow();
-      if (!(await tryOut`docker volume inspect ${vol}`)) await $`docker volume create --label ${`${LABEL}=1`} ${vol}`;
-    }
-    await $`docker create ${spec}`;
-    await injectFiles(m, cname);
-    res.created.push(m.name);
-    toStart.push(m.name);
-  })));
+  await Promise.all(
+    machines().map((m) =>
+      limit(async () => {
+        const cname = containerName(m.name);
+        const spec = specFor(m, m.kind === 'svc' ? images.svc : images.node);
+        const specLabel = spec[1]!;
+        const have = await inspectContainer(cname);
+        if (have && `${LABEL}.spec=${have.labels[`${LABEL}.spec`]}` === specLabel) {
+          if (have.running) res.kept.push(m.name);
+          else toStart.push(m.name);
+          return;
+        }
+        if (have) {
+          if (have.labels[LABEL] !== '1') throw new Error(`a container named ${cname} exists that the lab did not create`);
+          say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
+          await $`docker rm -f -v ${cname}`;
+        }
+        if (m.kind === 'node') {
+          const vol = dockerVolumeName(m.name);
+          if (have) await $`docker volume rm -f ${vol}`.nothrow();
+          if (!(await tryOut`docker volume inspect ${vol}`)) await $`docker volume create --label ${`${LABEL}=1`} ${vol}`;
+        }
+        await $`docker create ${spec}`;
+        await injectFiles(m, cname);
+        res.created.push(m.name);
+        toStart.push(m.name);
+      }),
+    ),
+  );
   // the services container first: the nodes' resolver and apt proxy
   const order = machines().map((m) => m.name);
   toStart.sort((a, b) => order.indexOf(a) - order.indexOf(b));
@@ -238,23 +307,38 @@ export async function waitReady(name: string, timeoutMs = 90_000): Promise<strin
   const m = machines().find((x) => x.name === name);
   if (!m) throw new Error(`unknown lab machine ${name}`);
   const cname = containerName(name);
-  const state = await waitFor(`${name}: systemd boot`, async () => {
-    const out = (await $`docker exec ${cname} systemctl is-system-running`.nothrow().quiet()).stdout.trim();
-    return out === 'running' || out === 'degraded' ? out : undefined;
-  }, timeoutMs, 300);
+  const state = await waitFor(
+    `${name}: systemd boot`,
+    async () => {
+      const out = (await $`docker exec ${cname} systemctl is-system-running`.nothrow().quiet()).stdout.trim();
+      return out === 'running' || out === 'degraded' ? out : undefined;
+    },
+    timeoutMs,
+    300,
+  );
   if (state === 'degraded') {
     const failed = (await $`docker exec ${cname} systemctl --failed --no-legend --plain`.nothrow().quiet()).stdout.trim();
-    say(`${name}: systemd is degraded: ${failed.split('\n').map((l) => l.split(/\s+/)[0]).join(' ')}`);
+    say(
+      `${name}: systemd is degraded: ${failed
+        .split('\n')
+        .map((l) => l.split(/\s+/)[0])
+        .join(' ')}`,
+    );
   }
   await waitFor(`${name}: sshd on ${m.address}:22`, () => sshBanner(m.address), timeoutMs, 300);
   return state;
 }
 
 export async function waitSvc(timeoutMs = 60_000): Promise<void> {
-  await waitFor('the lab registry (/v2/)', async () => {
-    const r = await fetch(`http://${SVC.hostRegistry}/v2/`).catch(() => undefined);
-    return r?.status === 200;
-  }, timeoutMs, 500);
+  await waitFor(
+    'the lab registry (/v2/)',
+    async () => {
+      const r = await fetch(`http://${SVC.hostRegistry}/v2/`).catch(() => undefined);
+      return r?.status === 200;
+    },
+    timeoutMs,
+    500,
+  );
   // dnsmasq: resolve the apt mirror's name (a name the host resolves for apt anyway)
   const name = new URL(aptMirrors().debian).hostname;
   const resolver = new dns.Resolver({ timeout: 2000, tries: 1 });
@@ -269,7 +353,10 @@ const rel = (p: string): string => path.relative(ROOT, p);
 /** inventory/lab.yml in the engine's format. Deterministic: the same topology gives the same file. */
 export function inventoryText(): string {
   const hosts = NODES.map((n) => `  ${n.name}: { address: ${n.address}, port: 22, user: root, key: ${rel(PATHS.clientKey)} }`).join('\n');
-  const members = (g: string): string => NODES.filter((n: LabNode) => n.groups.includes(g)).map((n) => n.name).join(', ');
+  const members = (g: string): string =>
+    NODES.filter((n: LabNode) => n.groups.includes(g))
+      .map((n) => n.name)
+      .join(', ');
   return `# inventory/lab.yml: the local lab (written by \`make lab-up\`, scripts/lab.ts; do not edit by hand).
 # ${NODES.length} "droplets" as systemd containers on the bridge ${BRIDGE} (${SUBNET}) of this machine.
 # Lab differences from production are variables here, never code branches: see docs/lab.md.
@@ -323,7 +410,12 @@ groups:
 }
 
 /** Credentials the roles read from the run's env file; the lab generates random ones. */
-export const LAB_CREDENTIALS = ['CROWDSEC_REGISTRATION_SECRET', 'CROWDSEC_TRAEFIK_BOUNCER_KEY', 'GRAFANA_ADMIN_PASSWORD', 'MYSQLD_EXPORTER_PASSWORD'] as const;
+export const LAB_CREDENTIALS = [
+  'CROWDSEC_REGISTRATION_SECRET',
+  'CROWDSEC_TRAEFIK_BOUNCER_KEY',
+  'GRAFANA_ADMIN_PASSWORD',
+  'MYSQLD_EXPORTER_PASSWORD',
+] as const;
 
 /**
  * The lab's env file: random values for LAB_CREDENTIALS, written once and kept (a value that changed at
@@ -332,13 +424,20 @@ export const LAB_CREDENTIALS = ['CROWDSEC_REGISTRATION_SECRET', 'CROWDSEC_TRAEFI
  */
 export function writeLabEnv(): string[] {
   const cur = fs.existsSync(PATHS.envFile) ? fs.readFileSync(PATHS.envFile, 'utf8') : '';
-  const have = new Set(cur.split('\n').map((l) => /^([A-Za-z_][A-Za-z0-9_]*)=/.exec(l)?.[1]).filter(Boolean));
+  const have = new Set(
+    cur
+      .split('\n')
+      .map((l) => /^([A-Za-z_][A-Za-z0-9_]*)=/.exec(l)?.[1])
+      .filter(Boolean),
+  );
   const add = LAB_CREDENTIALS.filter((n) => !have.has(n));
   if (add.length || !cur) {
     ensureDir(path.dirname(PATHS.envFile));
-    const head = cur || '# The lab\'s credentials, generated by `make lab-up` (scripts/lab.ts). Not for production.\n';
+    const head = cur || "# The lab's credentials, generated by `make lab-up` (scripts/lab.ts). Not for production.\n";
     const lines = add.map((n) => `${n}=${randomBytes(24).toString('base64url')}`);
-    fs.writeFileSync(PATHS.envFile, `${head}${head.endsWith('\n') ? '' : '\n'}${lines.join('\n')}${lines.length ? '\n' : ''}`, { mode: 0o600 });
+    fs.writeFileSync(PATHS.envFile, `${head}${head.endsWith('\n') ? '' : '\n'}${lines.join('\n')}${lines.length ? '\n' : ''}`, {
+      mode: 0o600,
+    });
   }
   fs.chmodSync(PATHS.envFile, 0o600);
   return add;
@@ -358,7 +457,11 @@ export function writeInventory(): boolean {
 
 /** Remove every container, volume and network labelled wpfarm.lab=1. */
 export async function removeLabObjects(): Promise<{ containers: number; volumes: number; networks: number }> {
-  const ids = (s: string | undefined): string[] => (s ?? '').split('\n').map((x) => x.trim()).filter(Boolean);
+  const ids = (s: string | undefined): string[] =>
+    (s ?? '')
+      .split('\n')
+      .map((x) => x.trim())
+      .filter(Boolean);
   const containers = ids(await tryOut`docker ps -aq --filter ${LABEL_FILTER}`);
   if (containers.length) {
     say(`removing ${containers.length} lab container(s)`);

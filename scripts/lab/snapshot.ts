@@ -15,7 +15,11 @@ export interface HostSnapshot {
   links: string[];
 }
 
-const lines = (s: string | undefined): string[] => (s ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+const lines = (s: string | undefined): string[] =>
+  (s ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 
 /** iptables-save without comments, counters and the FORWARD policy (compared on its own). */
 export function normalizeRules(text: string | undefined): string[] {
@@ -43,9 +47,15 @@ async function labIds(kind: 'ps -a' | 'network ls' | 'volume ls'): Promise<Set<s
  */
 export async function takeSnapshot(opts: { excludeLab?: boolean; forwardPolicy?: string } = {}): Promise<HostSnapshot> {
   const ex = opts.excludeLab ?? false;
-  const [cIds, nIds, vIds] = ex ? await Promise.all([labIds('ps -a'), labIds('network ls'), labIds('volume ls')]) : [new Set<string>(), new Set<string>(), new Set<string>()];
-  const containers = lines(await tryOut`docker ps -a --no-trunc --format ${'{{.ID}} {{.Names}}'}`).filter((l) => !cIds.has(l.split(' ')[0]!.slice(0, 12)) && !cIds.has(l.split(' ')[0]!));
-  const networks = lines(await tryOut`docker network ls --no-trunc --format ${'{{.ID}} {{.Name}}'}`).filter((l) => !nIds.has(l.split(' ')[0]!.slice(0, 12)) && !nIds.has(l.split(' ')[0]!));
+  const [cIds, nIds, vIds] = ex
+    ? await Promise.all([labIds('ps -a'), labIds('network ls'), labIds('volume ls')])
+    : [new Set<string>(), new Set<string>(), new Set<string>()];
+  const containers = lines(await tryOut`docker ps -a --no-trunc --format ${'{{.ID}} {{.Names}}'}`).filter(
+    (l) => !cIds.has(l.split(' ')[0]!.slice(0, 12)) && !cIds.has(l.split(' ')[0]!),
+  );
+  const networks = lines(await tryOut`docker network ls --no-trunc --format ${'{{.ID}} {{.Name}}'}`).filter(
+    (l) => !nIds.has(l.split(' ')[0]!.slice(0, 12)) && !nIds.has(l.split(' ')[0]!),
+  );
   const volumes = lines(await tryOut`docker volume ls --format ${'{{.Name}}'}`).filter((v) => !vIds.has(v));
   const keep = (l: string): boolean => !ex || !isLabThing(l);
   const iptables = normalizeRules(await tryOut`iptables-save`).filter(keep);

@@ -64,7 +64,11 @@ export async function runLogged(argv: string[], opts: LoggedOptions): Promise<vo
     if (opts.stdin && opts.stdin !== 'ignore' && child.stdin) opts.stdin.pipe(child.stdin);
     const onData = (chunk: Buffer): void => {
       log.write(chunk);
-      const lines = chunk.toString('utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+      const lines = chunk
+        .toString('utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
       if (lines.length) last = lines[lines.length - 1] ?? last;
     };
     child.stdout?.on('data', onData);
@@ -86,7 +90,6 @@ export async function runLogged(argv: string[], opts: LoggedOptions): Promise<vo
     });
   });
 }
-
 
 /**
  * A lock between processes (several helpers and tests may call ensureDocker/base-image at once):
@@ -123,7 +126,6 @@ export async function withLock<T>(name: string, fn: () => Promise<T>, timeoutMs 
   }
 }
 
-
 /** Poll until fn returns a truthy value or the time is up. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 500): Promise<T> {
   const start = Date.now();
@@ -144,7 +146,9 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 
 /** Run a command; the output when it exits 0, undefined otherwise (never throws on exit codes). */
 export async function tryOut(pieces: TemplateStringsArray, ...args: unknown[]): Promise<string | undefined> {
-  const p = await $(pieces, ...args).nothrow().quiet();
+  const p = await $(pieces, ...args)
+    .nothrow()
+    .quiet();
   return p.exitCode === 0 ? p.stdout : undefined;
 }
 

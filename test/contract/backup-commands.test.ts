@@ -39,7 +39,11 @@ test('restic restore of a directory whose path has spaces, quotes and $(...) —
     await writeFile(join(dir, 'x.php'), '<?php');
     const repo = { url: join(root, 'repo') };
     const secrets = { RESTIC_PASSWORD: `pa'ss $(touch ${pwned}) word`, AWS_ACCESS_KEY_ID: 'unused', AWS_SECRET_ACCESS_KEY: 'unused' };
-    for (const c of [resticInitCommand(repo), resticInitCommand(repo), resticBackupCommand(repo, { paths: [dir], host: 'web1', tags: ['site-a'] })]) {
+    for (const c of [
+      resticInitCommand(repo),
+      resticInitCommand(repo),
+      resticBackupCommand(repo, { paths: [dir], host: 'web1', tags: ['site-a'] }),
+    ]) {
       const r = await runHostCommand(shell, c, secrets);
       assert.equal(r.code, 0, r.stderr);
     }
@@ -69,12 +73,26 @@ test('restic restore of a directory whose path has spaces, quotes and $(...) —
 
 test('age round trip through the builders; a missing secret line fails with a clear message (exit 97)', async () => {
   const k = await ageKeygen();
-  const enc = await runHostCommand(shell, { script: `set -o pipefail; printf 'hello wpfarm' | ${encryptPipe(k.recipient)} | base64 -w0`, secrets: [] }, {});
+  const enc = await runHostCommand(
+    shell,
+    { script: `set -o pipefail; printf 'hello wpfarm' | ${encryptPipe(k.recipient)} | base64 -w0`, secrets: [] },
+    {},
+  );
   assert.equal(enc.code, 0, enc.stderr);
-  const dec = await runHostCommand(shell, { script: `${secretPrologue([AGE_IDENTITY_ENV])}\nbase64 -d | ${decryptPipe()}`, secrets: [AGE_IDENTITY_ENV] }, { [AGE_IDENTITY_ENV]: k.identity }, Buffer.from(enc.stdout));
+  const dec = await runHostCommand(
+    shell,
+    { script: `${secretPrologue([AGE_IDENTITY_ENV])}\nbase64 -d | ${decryptPipe()}`, secrets: [AGE_IDENTITY_ENV] },
+    { [AGE_IDENTITY_ENV]: k.identity },
+    Buffer.from(enc.stdout),
+  );
   assert.equal(dec.code, 0, dec.stderr);
   assert.equal(dec.stdout, 'hello wpfarm');
-  const missing = await runHostCommand(shell, { script: secretPrologue(['A_SECRET', 'B_SECRET']), secrets: [] }, {}, Buffer.from('only-one\n'));
+  const missing = await runHostCommand(
+    shell,
+    { script: secretPrologue(['A_SECRET', 'B_SECRET']), secrets: [] },
+    {},
+    Buffer.from('only-one\n'),
+  );
   assert.equal(missing.code, 97);
   assert.match(missing.stderr, /missing secret B_SECRET on stdin/);
 });
@@ -92,8 +110,14 @@ test('bad input is refused before any command is built', () => {
   assert.throws(() => checkSite('cluster'), /invalid site name/);
   assert.equal(siteDbKey('shop-1', new Date('2026-11-20T03:04:05.678Z')), 'db/shop-1/2026-11-20T030405Z.sql.gz.age');
   // the dump command carries no secret: the password is read from stdin
-  const c = mariadbDumpCommand('wp_shop1', { conn: { host: '10.0.0.5', port: 3306, user: 'backup', password: true }, recipient: 'age1' + 'q'.repeat(58) });
+  const c = mariadbDumpCommand('wp_shop1', {
+    conn: { host: '10.0.0.5', port: 3306, user: 'backup', password: true },
+    recipient: 'age1' + 'q'.repeat(58),
+  });
   assert.deepEqual(c.secrets, ['MYSQL_PWD']);
   assert.match(c.script, /^IFS= read -r MYSQL_PWD \|\|/m);
-  assert.match(c.script, /mariadb-dump --host=10\.0\.0\.5 --protocol=tcp --port=3306 --user=backup --single-transaction .* wp_shop1 \| gzip -c \| age --encrypt --recipient age1q+$/m);
+  assert.match(
+    c.script,
+    /mariadb-dump --host=10\.0\.0\.5 --protocol=tcp --port=3306 --user=backup --single-transaction .* wp_shop1 \| gzip -c \| age --encrypt --recipient age1q+$/m,
+  );
 });

@@ -25,15 +25,19 @@ const timings: Record<string, number> = {};
 
 function play(script: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '-i', inv, '--sites-dir', sitesDir, '--local', ...args], { env: { ...env, ...extraEnv }, maxBuffer: 16 << 20, timeout: 300_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '-i', inv, '--sites-dir', sitesDir, '--local', ...args],
+      { env: { ...env, ...extraEnv }, maxBuffer: 16 << 20, timeout: 300_000 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
 const sums = async () => (await runHostCommand(shell, tableChecksumsCommand('wp_shop1', { socket: mdb.socket, user: 'root' }), {})).stdout;
 const hashes = async () => {
   let out = '';
-  for (const d of ['uploads', 'plugins', 'themes']) out += (await runHostCommand(shell, { script: fileHashesCommand(join(siteFiles, d)), secrets: [] }, {})).stdout;
+  for (const d of ['uploads', 'plugins', 'themes'])
+    out += (await runHostCommand(shell, { script: fileHashesCommand(join(siteFiles, d)), secrets: [] }, {})).stdout;
   return out;
 };
 
@@ -74,7 +78,13 @@ before(async () => {
   };
   // the bucket is created by the operator once (or by the provisioning role); here through the SDK
   const { ObjectStore } = await import('../../roles/backup/s3.ts');
-  const s = new ObjectStore({ endpoint: rgw.endpoint, region: rgw.region, bucket: 'wpfarm-play', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey });
+  const s = new ObjectStore({
+    endpoint: rgw.endpoint,
+    region: rgw.region,
+    bucket: 'wpfarm-play',
+    accessKeyId: rgw.accessKeyId,
+    secretAccessKey: rgw.secretAccessKey,
+  });
   await s.ensureBucket();
   s.destroy();
   await createSiteDb(mdb, 'wp_shop1', 400);
@@ -139,7 +149,9 @@ test('backup.ts --restore-test passes; wrong credentials fail the run (exit 2) w
   const rt = await play('backup.ts', ['--restore-test']);
   timings.restoreTestPlaybook = Date.now() - t;
   assert.equal(rt.code, 0, rt.stderr + rt.stdout);
-  const rep = JSON.parse(rt.stdout) as { steps: Array<{ result: { db: { identicalToLive: boolean }; files: { identicalToLive: boolean } } }> };
+  const rep = JSON.parse(rt.stdout) as {
+    steps: Array<{ result: { db: { identicalToLive: boolean }; files: { identicalToLive: boolean } } }>;
+  };
   assert.equal(rep.steps[0]?.result.db.identicalToLive, true);
   assert.equal(rep.steps[0]?.result.files.identicalToLive, true);
 
@@ -160,7 +172,13 @@ test('backup.ts --what config: the repository as an encrypted git bundle; restor
   assert.match(key, /^config\/\d{4}-\d{2}-\d{2}T\d{6}Z\.bundle\.age$/);
   const { ObjectStore } = await import('../../roles/backup/s3.ts');
   const { restoreConfig } = await import('../../roles/backup/config.ts');
-  const store = new ObjectStore({ endpoint: rgw.endpoint, region: rgw.region, bucket: 'wpfarm-play', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey });
+  const store = new ObjectStore({
+    endpoint: rgw.endpoint,
+    region: rgw.region,
+    bucket: 'wpfarm-play',
+    accessKeyId: rgw.accessKeyId,
+    secretAccessKey: rgw.secretAccessKey,
+  });
   try {
     assert.match((await store.getBytes(key)).subarray(0, 22).toString('latin1'), /^age-encryption\.org\/v1/);
     const dir = join(work, 'config-restore');

@@ -48,12 +48,22 @@ function inventory(name: string, vars: string[]): Promise<string> {
   ).then(() => file);
 }
 
-function play(script: string, inv: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function play(
+  script: string,
+  inv: string,
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '-i', inv, '--sites-dir', join(work, 'sites'), ...args], { env: { ...env, ...extraEnv }, maxBuffer: 16 << 20, timeout: 300_000 }, (err, stdout, stderr) => {
-      for (const s of secrets) assert.ok(!stdout.includes(s) && !stderr.includes(s), `${script}: a secret value is in its output`);
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '-i', inv, '--sites-dir', join(work, 'sites'), ...args],
+      { env: { ...env, ...extraEnv }, maxBuffer: 16 << 20, timeout: 300_000 },
+      (err, stdout, stderr) => {
+        for (const s of secrets) assert.ok(!stdout.includes(s) && !stderr.includes(s), `${script}: a secret value is in its output`);
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -61,10 +71,12 @@ function play(script: string, inv: string, args: string[], extraEnv: NodeJS.Proc
 const siteRoot = () => join(lab.hosts[0]!.root, 'srv/sites', SITE);
 const hashes = async () => {
   let out = '';
-  for (const d of ['uploads', 'plugins', 'themes']) out += (await runHostCommand(local, { script: fileHashesCommand(join(siteRoot(), d)), secrets: [] }, {})).stdout;
+  for (const d of ['uploads', 'plugins', 'themes'])
+    out += (await runHostCommand(local, { script: fileHashesCommand(join(siteRoot(), d)), secrets: [] }, {})).stdout;
   return out;
 };
-const sums = async () => (await runHostCommand(local, tableChecksumsCommand('wp_remote1', { socket: mdb.socket, user: 'root' }), {})).stdout;
+const sums = async () =>
+  (await runHostCommand(local, tableChecksumsCommand('wp_remote1', { socket: mdb.socket, user: 'root' }), {})).stdout;
 
 before(async () => {
   [rgw, lab, mdb] = await Promise.all([startRgw(), startSshdHosts(1, { prefix: 'bk' }), startMariaDb()]);
@@ -72,7 +84,14 @@ before(async () => {
   // socket directory into the host's mount namespace, where the db host's MariaDB socket would be
   const h = lab.hosts[0]!;
   const target = join(lab.dir, h.name, 'merged/run/mysqld-test');
-  const bind = await runHostCommand(local, { script: `nsenter -t ${h.pid} -m -- sh -c 'mkdir -p "$1" && mount --bind "$2" "$1"' sh ${target} ${dirname(mdb.socket)}`, secrets: [] }, {});
+  const bind = await runHostCommand(
+    local,
+    {
+      script: `nsenter -t ${h.pid} -m -- sh -c 'mkdir -p "$1" && mount --bind "$2" "$1"' sh ${target} ${dirname(mdb.socket)}`,
+      secrets: [],
+    },
+    {},
+  );
   assert.equal(bind.code, 0, bind.stderr);
   work = await mkdtemp(join(tmpdir(), 'wpfarm-backup-remote-'));
   await mkdir(join(work, 'sites'));
@@ -90,14 +109,21 @@ before(async () => {
     WPFARM_RESTIC_PASSWORD: 'remote-restic-password-0001',
   };
   secrets = [rgw.secretAccessKey, keys.identity, 'remote-restic-password-0001'];
-  const s = new ObjectStore({ endpoint: rgw.endpoint, region: rgw.region, bucket: 'wpfarm-remote', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey });
+  const s = new ObjectStore({
+    endpoint: rgw.endpoint,
+    region: rgw.region,
+    bucket: 'wpfarm-remote',
+    accessKeyId: rgw.accessKeyId,
+    secretAccessKey: rgw.secretAccessKey,
+  });
   await s.ensureBucket();
   s.destroy();
   await createSiteDb(mdb, 'wp_remote1', 300);
   const content = join(work, 'content');
   await createSiteFiles(content);
   await mkdir(siteRoot(), { recursive: true });
-  for (const d of ['uploads', 'plugins', 'themes']) await cp(join(content, d), join(siteRoot(), d), { recursive: true, preserveTimestamps: true });
+  for (const d of ['uploads', 'plugins', 'themes'])
+    await cp(join(content, d), join(siteRoot(), d), { recursive: true, preserveTimestamps: true });
 });
 
 after(async () => {
@@ -108,12 +134,20 @@ after(async () => {
 
 test('the host cannot reach the gateway on the controller loopback by itself', async () => {
   const h = lab.hosts[0]!;
-  const r = await runHostCommand(local, { script: `ip netns exec ${h.netns} curl -s -m 3 -o /dev/null -w '%{http_code}' ${rgw.endpoint}/ || echo unreachable`, secrets: [] }, {});
+  const r = await runHostCommand(
+    local,
+    { script: `ip netns exec ${h.netns} curl -s -m 3 -o /dev/null -w '%{http_code}' ${rgw.endpoint}/ || echo unreachable`, secrets: [] },
+    {},
+  );
   assert.match(r.stdout, /unreachable|000/);
 });
 
 test('files: backup over SSH (restic through the reverse tunnel), destroy, restore: identical; db: dump and restore over SSH', async () => {
-  const inv = await inventory('ok', ['gluster_sites_path: /srv/sites', 'backup_files_require_mount: false', `mariadb_socket: /run/mysqld-test/${basename(mdb.socket)}`]);
+  const inv = await inventory('ok', [
+    'gluster_sites_path: /srv/sites',
+    'backup_files_require_mount: false',
+    `mariadb_socket: /run/mysqld-test/${basename(mdb.socket)}`,
+  ]);
   let t = Date.now();
   const f = await play('backup.ts', inv, ['--what', 'files']);
   timings.filesBackup = Date.now() - t;

@@ -21,7 +21,8 @@ import { ensureDebPackages } from '../harness/rgw.ts';
 
 const H = 3_600_000;
 const D = 24 * H;
-const refs = (times: number[]): BackupRef[] => times.map((t) => ({ key: `db/site1/${formatStamp(new Date(t))}.sql.gz.age`, time: new Date(t) }));
+const refs = (times: number[]): BackupRef[] =>
+  times.map((t) => ({ key: `db/site1/${formatStamp(new Date(t))}.sql.gz.age`, time: new Date(t) }));
 const stamps = (l: BackupRef[]) => l.map((b) => formatStamp(b.time)).sort();
 
 test('db policy: 6-hourly dumps over 82 days (330), now 2026-11-22T12:00Z → exactly the 120 of the last 30 days are kept', () => {
@@ -77,9 +78,15 @@ test('db policy with mariabackup chains: a kept incremental keeps its whole chai
   // now with the cutoff in the middle of a day: 2026-10-24T13:00Z → the 18:00 incremental is kept by
   // age and pulls in 12:00, 06:00 and the 00:00 full of that day
   const r2 = prune(list, DB_POLICY, new Date('2026-11-23T13:00:00Z'));
-  const kept24 = r2.keep.filter((b) => formatStamp(b.time).startsWith('2026-10-24')).map((b) => formatStamp(b.time)).sort();
+  const kept24 = r2.keep
+    .filter((b) => formatStamp(b.time).startsWith('2026-10-24'))
+    .map((b) => formatStamp(b.time))
+    .sort();
   assert.deepEqual(kept24, ['2026-10-24T000000Z', '2026-10-24T060000Z', '2026-10-24T120000Z', '2026-10-24T180000Z']);
-  assert.match(r2.reasons.get('db/cluster/full/2026-10-24T000000Z.xbstream.gz.age')!.join(), /base of db\/cluster\/incr\/2026-10-24T060000Z/);
+  assert.match(
+    r2.reasons.get('db/cluster/full/2026-10-24T000000Z.xbstream.gz.age')!.join(),
+    /base of db\/cluster\/incr\/2026-10-24T060000Z/,
+  );
   assert.ok(r2.delete.every((b) => b.time.getTime() < Date.UTC(2026, 9, 24)));
 });
 
@@ -103,7 +110,11 @@ test('files policy 7 daily / 4 weekly / 3 monthly on daily snapshots Jul 1 – N
     '2026-11-26T020000Z',
   ]);
   assert.equal(r.delete.length, times.length - 11);
-  assert.deepEqual(r.reasons.get(r.keep.find((b) => formatStamp(b.time) === '2026-11-26T020000Z')!.key), ['daily snapshot', 'weekly snapshot', 'monthly snapshot']);
+  assert.deepEqual(r.reasons.get(r.keep.find((b) => formatStamp(b.time) === '2026-11-26T020000Z')!.key), [
+    'daily snapshot',
+    'weekly snapshot',
+    'monthly snapshot',
+  ]);
 });
 
 test('iso weeks and restore-date parsing', () => {
@@ -117,7 +128,10 @@ test('iso weeks and restore-date parsing', () => {
   assert.throws(() => parseRestoreDate('yesterday'), /invalid --date/);
   assert.throws(() => parseRestoreDate('2026-11-20T05:00'), /invalid --date/); // no zone: ambiguous
   assert.equal(parseStamp('2026-11-20T030000Z')?.toISOString(), '2026-11-20T03:00:00.000Z');
-  const e = [{ time: new Date('2026-11-20T03:00:00Z'), complete: true }, { time: new Date('2026-11-21T03:00:00Z'), complete: false }];
+  const e = [
+    { time: new Date('2026-11-20T03:00:00Z'), complete: true },
+    { time: new Date('2026-11-21T03:00:00Z'), complete: false },
+  ];
   assert.equal(pickAtOrBefore(e, new Date('2026-11-22T00:00:00Z')), e[0]); // incomplete one skipped
   assert.equal(pickAtOrBefore(e, new Date('2026-11-20T02:59:59Z')), undefined);
   assert.throws(() => prune([], { daily: 0 }, new Date()), /keeps nothing/);
@@ -145,19 +159,28 @@ test('the same policies give the same answer as restic forget (real repository, 
     }
     const started = Date.now();
     for (const tm of times) {
-      const r = await runHostCommand(shell, resticBackupCommand(repo, { paths: [join(dir, 'f.txt')], host: 'web1', tags: ['site-site1'], time: new Date(tm) }), secrets);
+      const r = await runHostCommand(
+        shell,
+        resticBackupCommand(repo, { paths: [join(dir, 'f.txt')], host: 'web1', tags: ['site-site1'], time: new Date(tm) }),
+        secrets,
+      );
       assert.equal(r.code, 0, r.stderr);
     }
     const snapsOut = await runHostCommand(shell, resticSnapshotsCommand(repo), secrets);
     const snaps = (JSON.parse(snapsOut.stdout) as Array<{ id: string; time: string }>).map((s) => ({ key: s.id, time: new Date(s.time) }));
-    assert.deepEqual(snaps.map((s) => s.time.getTime()).sort((a, b) => a - b), [...times].sort((a, b) => a - b));
+    assert.deepEqual(
+      snaps.map((s) => s.time.getTime()).sort((a, b) => a - b),
+      [...times].sort((a, b) => a - b),
+    );
     const policies: RetentionPolicy[] = [FILES_POLICY, { daily: 3, weekly: 2, monthly: 6, yearly: 2 }, { last: 4, hourly: 5, monthly: 1 }];
     for (const p of policies) {
       const f = await runHostCommand(shell, resticForgetCommand(repo, { policyArgs: resticForgetArgs(p), dryRun: true }), secrets);
       assert.equal(f.code, 0, f.stderr);
       const groups = JSON.parse(f.stdout.split('\n').find((l) => l.startsWith('['))!) as Array<{ keep: Array<{ id: string }> }>;
       const resticKeep = groups.flatMap((g) => g.keep.map((s) => s.id)).sort();
-      const ours = prune(snaps, p, new Date(Math.max(...times))).keep.map((s) => s.key).sort();
+      const ours = prune(snaps, p, new Date(Math.max(...times)))
+        .keep.map((s) => s.key)
+        .sort();
       assert.deepEqual(ours, resticKeep, `policy ${JSON.stringify(p)}`);
       assert.ok(ours.length < snaps.length);
     }

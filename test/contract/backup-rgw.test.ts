@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { startRgw, type Rgw } from '../harness/rgw.ts';
 import { startMariaDb, type LocalMariaDb } from '../harness/backup-mariadb.ts';
-import { createSiteDb, mutateSiteDb, destroySiteDb, createSiteFiles, mutateSiteFiles, destroySiteFiles, addBigTable } from '../harness/backup-site.ts';
+import {
+  createSiteDb,
+  mutateSiteDb,
+  destroySiteDb,
+  createSiteFiles,
+  mutateSiteFiles,
+  destroySiteFiles,
+  addBigTable,
+} from '../harness/backup-site.ts';
 import { ObjectStore, type StoreConfig } from '../../roles/backup/s3.ts';
 import { ageKeygen } from '../../roles/backup/keys.ts';
 import { LocalShell, runHostCommand } from '../../roles/backup/runner.ts';
@@ -50,7 +58,11 @@ async function rowCounts(db = DB): Promise<string> {
   return mdb.sql(`SELECT table_name, table_rows FROM information_schema.tables WHERE table_schema='${db}' ORDER BY table_name`);
 }
 async function fileHashes(dir = filesDir): Promise<string> {
-  const r = await runHostCommand(shell, { script: `${fileHashesCommand(dir)} && cd ${dir} && find . -printf '%y %m %p\\n' | LC_ALL=C sort`, secrets: [] }, {});
+  const r = await runHostCommand(
+    shell,
+    { script: `${fileHashesCommand(dir)} && cd ${dir} && find . -printf '%y %m %p\\n' | LC_ALL=C sort`, secrets: [] },
+    {},
+  );
   assert.equal(r.code, 0, r.stderr);
   return r.stdout;
 }
@@ -68,7 +80,8 @@ function argvSampler(secrets: string[]) {
         const cmd = await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '');
         if (!cmd) continue;
         const first = cmd.split('\0')[0] ?? '';
-        for (const tool of ['mariadb-dump', 'restic', 'age', 'mariadb']) if (first === tool || first.endsWith(`/${tool}`)) seenTools.add(tool);
+        for (const tool of ['mariadb-dump', 'restic', 'age', 'mariadb'])
+          if (first === tool || first.endsWith(`/${tool}`)) seenTools.add(tool);
         for (const x of secrets) if (cmd.includes(x)) leaks.push(cmd.replaceAll('\0', ' ').slice(0, 120));
       }
       await new Promise((r) => setTimeout(r, 20));
@@ -89,7 +102,14 @@ before(async () => {
   timings.harnessStartMs = Date.now() - t0;
   timings.rgwStartMs = rgw.startupMs;
   work = await mkdtemp(join(tmpdir(), 'wpfarm-backup-test-'));
-  storeCfg = { endpoint: rgw.endpoint, region: rgw.region, bucket: 'wpfarm-backups', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, partSize: 5 * 1024 * 1024 };
+  storeCfg = {
+    endpoint: rgw.endpoint,
+    region: rgw.region,
+    bucket: 'wpfarm-backups',
+    accessKeyId: rgw.accessKeyId,
+    secretAccessKey: rgw.secretAccessKey,
+    partSize: 5 * 1024 * 1024,
+  };
   store = new ObjectStore(storeCfg);
   await store.ensureBucket();
   keys = await ageKeygen();
@@ -161,7 +181,10 @@ test('backup a lab site twice (db dump + restic files), encrypted, to the gatewa
     ],
   );
   const snaps = await listSnapshots({ shell, access, site: SITE });
-  assert.deepEqual(snaps.map((s) => s.time.toISOString()), [T1.toISOString(), T2.toISOString()]);
+  assert.deepEqual(
+    snaps.map((s) => s.time.toISOString()),
+    [T1.toISOString(), T2.toISOString()],
+  );
 });
 
 test('destroy rows and files, restore by date: identical row checksums and file hashes (RTO measured)', async () => {
@@ -196,7 +219,10 @@ test('destroy rows and files, restore by date: identical row checksums and file 
   assert.match(await mdb.sql(`SHOW TRIGGERS FROM ${DB}`), /wp_posts_audit/);
 
   // before the first backup there is nothing: a clear error, the database untouched
-  await assert.rejects(restoreSiteDb({ shell, store, target, at: parseRestoreDate('2026-11-19'), ageIdentity: keys.identity }), /no complete database backup of site site1 at or before 2026-11-19T23:59:59.999Z \(oldest is 2026-11-20T03:00:00.000Z\)/);
+  await assert.rejects(
+    restoreSiteDb({ shell, store, target, at: parseRestoreDate('2026-11-19'), ageIdentity: keys.identity }),
+    /no complete database backup of site site1 at or before 2026-11-19T23:59:59.999Z \(oldest is 2026-11-20T03:00:00.000Z\)/,
+  );
   assert.equal(await dbSums(), sumsB);
 });
 
@@ -229,33 +255,65 @@ test('wrong credentials: clear error, nothing deleted (db prune, upload, restic 
   const later = new Date('2027-12-01T00:00:00Z');
   await assert.rejects(pruneSiteDb({ store: bad, site: SITE, now: later, policy: { withinDays: 1 } }), (e: Error) => {
     assert.ok(e instanceof StoreCredentialsError, String(e));
-    assert.match(e.message, /credentials rejected \(SignatureDoesNotMatch, HTTP 403\): the secret key does not match the access key id\. Check WPFARM_S3_ACCESS_KEY \/ WPFARM_S3_SECRET_KEY in \.env/);
+    assert.match(
+      e.message,
+      /credentials rejected \(SignatureDoesNotMatch, HTTP 403\): the secret key does not match the access key id\. Check WPFARM_S3_ACCESS_KEY \/ WPFARM_S3_SECRET_KEY in \.env/,
+    );
     assert.ok(!e.message.includes('not-the-secret-key-000'));
     return true;
   });
-  await assert.rejects(pruneSiteDb({ store: unknown, site: SITE, now: later, policy: { withinDays: 1 } }), /InvalidAccessKeyId.*unknown to the store/);
-  await assert.rejects(backupSiteDb({ shell, store: bad, target, recipient: keys.recipient, at: new Date('2026-11-22T03:00:00Z') }), /credentials rejected/);
-  await assert.rejects(forgetSiteFiles({ shell, access: { ...access, store: { ...storeCfg, secretAccessKey: 'not-the-secret-key-000' } }, site: SITE, policy: { last: 1 } }), (e: Error) => {
-    assert.ok(e instanceof StoreCredentialsError, String(e));
-    return true;
-  });
+  await assert.rejects(
+    pruneSiteDb({ store: unknown, site: SITE, now: later, policy: { withinDays: 1 } }),
+    /InvalidAccessKeyId.*unknown to the store/,
+  );
+  await assert.rejects(
+    backupSiteDb({ shell, store: bad, target, recipient: keys.recipient, at: new Date('2026-11-22T03:00:00Z') }),
+    /credentials rejected/,
+  );
+  await assert.rejects(
+    forgetSiteFiles({
+      shell,
+      access: { ...access, store: { ...storeCfg, secretAccessKey: 'not-the-secret-key-000' } },
+      site: SITE,
+      policy: { last: 1 },
+    }),
+    (e: Error) => {
+      assert.ok(e instanceof StoreCredentialsError, String(e));
+      return true;
+    },
+  );
   // a wrong restic password is a clear error too (and cannot forget anything)
-  await assert.rejects(forgetSiteFiles({ shell, access: { ...access, password: 'wrong-restic-password' }, site: SITE, policy: { last: 1 } }), /wrong password or no key found/);
+  await assert.rejects(
+    forgetSiteFiles({ shell, access: { ...access, password: 'wrong-restic-password' }, site: SITE, policy: { last: 1 } }),
+    /wrong password or no key found/,
+  );
   bad.destroy();
   unknown.destroy();
   assert.deepEqual((await store.list('')).map((o) => o.key).sort(), before);
-  assert.deepEqual((await listSnapshots({ shell, access, site: SITE })).map((s) => s.id), snapsBefore);
+  assert.deepEqual(
+    (await listSnapshots({ shell, access, site: SITE })).map((s) => s.id),
+    snapsBefore,
+  );
 });
 
 test('a failing dump (wrong database password) fails the run, says why, and leaves no object behind', async () => {
   const before = (await store.list('db/')).map((o) => o.key).sort();
-  await assert.rejects(backupSiteDb({ shell, store, target: { ...target, dbPassword: 'wrong-db-password' }, recipient: keys.recipient, at: new Date('2026-11-21T09:00:00Z') }), (e: Error) => {
-    assert.ok(e instanceof BackupError, String(e));
-    assert.equal((e as BackupError).stage, 'dump');
-    assert.match(e.message, /mariadb-dump of wp_site1 on lab-db1 exited 2: .*Access denied for user 'wpbackup'@'127\.0\.0\.1'/s);
-    assert.ok(!e.message.includes('wrong-db-password'));
-    return true;
-  });
+  await assert.rejects(
+    backupSiteDb({
+      shell,
+      store,
+      target: { ...target, dbPassword: 'wrong-db-password' },
+      recipient: keys.recipient,
+      at: new Date('2026-11-21T09:00:00Z'),
+    }),
+    (e: Error) => {
+      assert.ok(e instanceof BackupError, String(e));
+      assert.equal((e as BackupError).stage, 'dump');
+      assert.match(e.message, /mariadb-dump of wp_site1 on lab-db1 exited 2: .*Access denied for user 'wpbackup'@'127\.0\.0\.1'/s);
+      assert.ok(!e.message.includes('wrong-db-password'));
+      return true;
+    },
+  );
   assert.deepEqual((await store.list('db/')).map((o) => o.key).sort(), before);
 });
 
@@ -281,7 +339,10 @@ test('gateway killed mid-upload: the run fails, earlier backups stay intact and 
     await assert.rejects(backupSiteDb({ shell, store: small, target, recipient: keys.recipient, at }), (e: Error) => {
       assert.ok(e instanceof BackupError, String(e));
       assert.equal((e as BackupError).stage, 'upload');
-      assert.match(e.message, /database backup of site site1 to db\/site1\/2026-11-22T030000Z\.sql\.gz\.age failed; earlier backups are untouched/);
+      assert.match(
+        e.message,
+        /database backup of site site1 to db\/site1\/2026-11-22T030000Z\.sql\.gz\.age failed; earlier backups are untouched/,
+      );
       return true;
     });
   } finally {
@@ -295,7 +356,10 @@ test('gateway killed mid-upload: the run fails, earlier backups stay intact and 
   assert.equal(await store.head(manifestKey('db/site1/2026-11-22T030000Z.sql.gz.age')), null);
   const mp = await store.client.send(new ListMultipartUploadsCommand({ Bucket: storeCfg.bucket }));
   // the gateway was down when the run tried to abort: one interrupted upload is left; cleanup aborts it
-  assert.deepEqual(mp.Uploads?.map((u) => u.Key), ['db/site1/2026-11-22T030000Z.sql.gz.age']);
+  assert.deepEqual(
+    mp.Uploads?.map((u) => u.Key),
+    ['db/site1/2026-11-22T030000Z.sql.gz.age'],
+  );
   assert.deepEqual(await store.abortStaleUploads('db/', 0), ['db/site1/2026-11-22T030000Z.sql.gz.age']);
   const mp2 = await store.client.send(new ListMultipartUploadsCommand({ Bucket: storeCfg.bucket }));
   assert.equal(mp2.Uploads?.length ?? 0, 0);
@@ -336,11 +400,17 @@ test('gateway killed during a restic files backup: the run fails at its time lim
   const t = Date.now();
   const at = new Date('2026-11-22T03:00:00Z');
   try {
-    await assert.rejects(backupSiteFiles({ shell, access, target: { site: SITE, paths: [filesDir] }, host: 'lab-web1', time: at, timeoutSec: 20 }), (e: Error) => {
-      assert.ok(e instanceof BackupError, String(e));
-      assert.match(e.message, /^files: restic on lab-db1 did not finish within 20 s \(store unreachable or too slow\); no snapshot was written/);
-      return true;
-    });
+    await assert.rejects(
+      backupSiteFiles({ shell, access, target: { site: SITE, paths: [filesDir] }, host: 'lab-web1', time: at, timeoutSec: 20 }),
+      (e: Error) => {
+        assert.ok(e instanceof BackupError, String(e));
+        assert.match(
+          e.message,
+          /^files: restic on lab-db1 did not finish within 20 s \(store unreachable or too slow\); no snapshot was written/,
+        );
+        return true;
+      },
+    );
   } finally {
     stopWatch = true;
     await watcher;
@@ -348,14 +418,20 @@ test('gateway killed during a restic files backup: the run fails at its time lim
     if (killed) await rgw.startGateway();
   }
   assert.ok(killed, 'the gateway was killed while restic uploaded');
-  assert.deepEqual((await listSnapshots({ shell, access, site: SITE })).map((s) => s.id), snapsBefore);
+  assert.deepEqual(
+    (await listSnapshots({ shell, access, site: SITE })).map((s) => s.id),
+    snapsBefore,
+  );
   // the killed run left its lock in the repository; the next run removes it (stale: its process is gone)
   const t2 = Date.now();
   const ok = await backupSiteFiles({ shell, access, target: { site: SITE, paths: [filesDir] }, host: 'lab-web1', time: at });
   timings.filesBackupAfterFaultMs = Date.now() - t2;
   assert.equal(ok.filesNew, 6);
   const after = await listSnapshots({ shell, access, site: SITE });
-  assert.deepEqual(after.map((s) => s.time.toISOString()), [T1.toISOString(), T2.toISOString(), at.toISOString()]);
+  assert.deepEqual(
+    after.map((s) => s.time.toISOString()),
+    [T1.toISOString(), T2.toISOString(), at.toISOString()],
+  );
 });
 
 test('retention on the gateway: db dumps older than 30 days deleted with their manifests; restic forget keeps what the policy says', async () => {
@@ -404,7 +480,13 @@ test('weekly restore test: newest backups restored into a scratch database and d
   const liveFiles = await fileHashes();
   const scratchDir = join(work, 'scratch-files');
   const t = Date.now();
-  const rep = await restoreTestSite({ site: SITE, store, ageIdentity: keys.identity, db: { shell, target }, files: { shell, access, target: { site: SITE, paths: [filesDir] }, scratchDir } });
+  const rep = await restoreTestSite({
+    site: SITE,
+    store,
+    ageIdentity: keys.identity,
+    db: { shell, target },
+    files: { shell, access, target: { site: SITE, paths: [filesDir] }, scratchDir },
+  });
   timings.weeklyRestoreTestMs = Date.now() - t;
   assert.equal(rep.ok, true, rep.problems.join('; '));
   assert.equal(rep.db?.key, 'db/site1/2026-11-22T030000Z.sql.gz.age');
@@ -420,12 +502,22 @@ test('weekly restore test: newest backups restored into a scratch database and d
   assert.equal(existsSync(scratchDir), false);
   // a change made after the backup is reported (not identical to live), the restore itself still passes
   await writeFile(join(filesDir, 'uploads/after-backup.txt'), 'new');
-  const rep2 = await restoreTestSite({ site: SITE, store, ageIdentity: keys.identity, files: { shell, access, target: { site: SITE, paths: [filesDir] }, scratchDir } });
+  const rep2 = await restoreTestSite({
+    site: SITE,
+    store,
+    ageIdentity: keys.identity,
+    files: { shell, access, target: { site: SITE, paths: [filesDir] }, scratchDir },
+  });
   assert.equal(rep2.ok, true, rep2.problems.join('; '));
   assert.equal(rep2.files?.identicalToLive, false);
   await rm(join(filesDir, 'uploads/after-backup.txt'));
   // a broken store (wrong secret) makes it fail loudly
-  const rep3 = await restoreTestSite({ site: SITE, store: new ObjectStore({ ...storeCfg, secretAccessKey: 'wrong-secret-key-1234', maxAttempts: 1 }), ageIdentity: keys.identity, db: { shell, target } });
+  const rep3 = await restoreTestSite({
+    site: SITE,
+    store: new ObjectStore({ ...storeCfg, secretAccessKey: 'wrong-secret-key-1234', maxAttempts: 1 }),
+    ageIdentity: keys.identity,
+    db: { shell, target },
+  });
   assert.equal(rep3.ok, false);
   assert.match(rep3.problems[0] ?? '', /^db: .*credentials rejected/);
 });
@@ -435,7 +527,10 @@ test('mariabackup: full + incrementals (encrypted, streamed), restore at a date 
   const ctarget = { conn, dbPassword: 'bk-pass-123', lsnRoot };
   await mdb.sql('DROP TABLE IF EXISTS wp_big', DB); // keep the streams small for this test
   await mdb.sql('CREATE DATABASE probe');
-  await mdb.sql('CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(64)); INSERT INTO t SELECT seq, CONCAT("v", seq) FROM seq_1_to_1000', 'probe');
+  await mdb.sql(
+    'CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(64)); INSERT INTO t SELECT seq, CONCAT("v", seq) FROM seq_1_to_1000',
+    'probe',
+  );
   const sums = async (c: MariaDbConn, pw: Record<string, string>) => {
     const out: string[] = [];
     for (const db of [DB, 'probe']) {
@@ -447,27 +542,57 @@ test('mariabackup: full + incrementals (encrypted, streamed), restore at a date 
   };
   const live = () => sums(conn, { MYSQL_PWD: 'bk-pass-123' });
   let t = Date.now();
-  const full = await backupCluster({ shell, store, target: ctarget, recipient: keys.recipient, kind: 'full', at: new Date('2026-11-23T00:00:00Z') });
+  const full = await backupCluster({
+    shell,
+    store,
+    target: ctarget,
+    recipient: keys.recipient,
+    kind: 'full',
+    at: new Date('2026-11-23T00:00:00Z'),
+  });
   timings.mariabackupFullMs = Date.now() - t;
   timings.mariabackupFullBytes = full.manifest.size;
   await mdb.sql('UPDATE probe.t SET v = CONCAT(v, "-6h") WHERE id % 3 = 0; INSERT INTO probe.t VALUES (5000, "added at 6h")');
   await mdb.sql('UPDATE wp_posts SET comment_count = comment_count + 5 WHERE ID % 5 = 0', DB);
   const x1 = await live();
   t = Date.now();
-  const i1 = await backupCluster({ shell, store, target: ctarget, recipient: keys.recipient, kind: 'incr', at: new Date('2026-11-23T06:00:00Z') });
+  const i1 = await backupCluster({
+    shell,
+    store,
+    target: ctarget,
+    recipient: keys.recipient,
+    kind: 'incr',
+    at: new Date('2026-11-23T06:00:00Z'),
+  });
   timings.mariabackupIncrMs = Date.now() - t;
   timings.mariabackupIncrBytes = i1.manifest.size;
   assert.equal(i1.promotedToFull, false);
   assert.equal(i1.manifest.base, full.manifest.key);
   assert.equal(i1.manifest.fromLsn, full.manifest.toLsn);
   await mdb.sql('DELETE FROM probe.t WHERE id < 500');
-  const i2 = await backupCluster({ shell, store, target: ctarget, recipient: keys.recipient, kind: 'incr', at: new Date('2026-11-23T12:00:00Z') });
+  const i2 = await backupCluster({
+    shell,
+    store,
+    target: ctarget,
+    recipient: keys.recipient,
+    kind: 'incr',
+    at: new Date('2026-11-23T12:00:00Z'),
+  });
   assert.equal(i2.manifest.base, i1.manifest.key);
   assert.notEqual(await live(), x1);
-  assert.deepEqual((await clusterChainAt(store, new Date('2026-11-23T13:00:00Z'))).map((m) => m.key), [full.manifest.key, i1.manifest.key, i2.manifest.key]);
+  assert.deepEqual(
+    (await clusterChainAt(store, new Date('2026-11-23T13:00:00Z'))).map((m) => m.key),
+    [full.manifest.key, i1.manifest.key, i2.manifest.key],
+  );
 
   t = Date.now();
-  const r = await restoreClusterTo({ shell, store, at: parseRestoreDate('2026-11-23T06:30Z'), dir: join(work, 'cluster-restore'), ageIdentity: keys.identity });
+  const r = await restoreClusterTo({
+    shell,
+    store,
+    at: parseRestoreDate('2026-11-23T06:30Z'),
+    dir: join(work, 'cluster-restore'),
+    ageIdentity: keys.identity,
+  });
   timings.mariabackupRestorePrepareMs = Date.now() - t;
   assert.deepEqual(r.chain, [full.manifest.key, i1.manifest.key]);
   const scratch = await startMariaDb({ datadir: r.datadir });

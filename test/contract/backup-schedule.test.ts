@@ -14,7 +14,8 @@ const run = promisify(execFile);
 test('every OnCalendar parses and fires when the architecture says (systemd-analyze calendar)', async () => {
   await ensureDebPackages(['systemd']);
   const next = async (expr: string) =>
-    (await run('systemd-analyze', ['calendar', '--iterations=5', expr], { env: { ...process.env, TZ: 'UTC', SYSTEMD_COLORS: '0' } })).stdout;
+    (await run('systemd-analyze', ['calendar', '--iterations=5', expr], { env: { ...process.env, TZ: 'UTC', SYSTEMD_COLORS: '0' } }))
+      .stdout;
   const want: Record<string, RegExp> = {
     'sites-db': /Normalized form: \*-\*-\* 00\/6:15:00/,
     'cluster-full': /Normalized form: \*-\*-\* 00:30:00/,
@@ -26,10 +27,20 @@ test('every OnCalendar parses and fires when the architecture says (systemd-anal
   for (const t of BACKUP_TIMERS) {
     const out = await next(t.onCalendar);
     assert.match(out, want[t.name] as RegExp, `${t.name}: ${out}`);
-    const times = [...out.matchAll(/(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) UTC/g)].map((m) => `${m[1]} ${m[2]}`);
+    const times = [...out.matchAll(/(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) UTC/g)].map(
+      (m) => `${m[1]} ${m[2]}`,
+    );
     assert.equal(times.length, 5, out);
-    if (t.name === 'sites-db') assert.ok(times.every((x) => /(00|06|12|18):15:00$/.test(x)), out);
-    if (t.name === 'cluster-incr') assert.ok(times.every((x) => /(06|12|18):30:00$/.test(x)), out);
+    if (t.name === 'sites-db')
+      assert.ok(
+        times.every((x) => /(00|06|12|18):15:00$/.test(x)),
+        out,
+      );
+    if (t.name === 'cluster-incr')
+      assert.ok(
+        times.every((x) => /(06|12|18):30:00$/.test(x)),
+        out,
+      );
     if (t.name === 'restore-test') {
       for (const x of times) assert.equal(new Date(`${x.slice(0, 10)}T00:00:00Z`).getUTCDay(), 0, x);
     }
@@ -43,9 +54,14 @@ test('rendered units pass systemd-analyze verify', async () => {
     assert.equal(units.length, BACKUP_TIMERS.length * 2);
     for (const u of units) await writeFile(join(dir, u.name), u.content);
     const svc = units.find((u) => u.name === 'wpfarm-backup-cluster-incr.service')?.content ?? '';
-    assert.match(svc, /^ExecStart=\/usr\/bin\/flock \/run\/wpfarm-backup-db\.lock \S+ --import tsx playbooks\/backup\.ts --what cluster-incr --inventory inventory\/production\.yml$/m);
+    assert.match(
+      svc,
+      /^ExecStart=\/usr\/bin\/flock \/run\/wpfarm-backup-db\.lock \S+ --import tsx playbooks\/backup\.ts --what cluster-incr --inventory inventory\/production\.yml$/m,
+    );
     assert.match(units.find((u) => u.name === 'wpfarm-backup-cluster-full.service')?.content ?? '', /wpfarm-backup-db\.lock/);
-    const r = await run('systemd-analyze', ['verify', '--man=no', ...units.map((u) => join(dir, u.name))], { env: { ...process.env, SYSTEMD_COLORS: '0' } }).then(
+    const r = await run('systemd-analyze', ['verify', '--man=no', ...units.map((u) => join(dir, u.name))], {
+      env: { ...process.env, SYSTEMD_COLORS: '0' },
+    }).then(
       (x) => ({ code: 0, out: x.stdout + x.stderr }),
       (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
     );
@@ -54,7 +70,10 @@ test('rendered units pass systemd-analyze verify', async () => {
     assert.equal(r.out.trim(), '');
     // and it does catch a broken unit (so the check above is not vacuous)
     await writeFile(join(dir, 'broken.timer'), '[Timer]\nOnCalendar=*-*-* 25:00:00\n');
-    const b = await run('systemd-analyze', ['verify', '--man=no', join(dir, 'broken.timer')]).then(() => 0, (e: { code?: number }) => e.code ?? 1);
+    const b = await run('systemd-analyze', ['verify', '--man=no', join(dir, 'broken.timer')]).then(
+      () => 0,
+      (e: { code?: number }) => e.code ?? 1,
+    );
     assert.notEqual(b, 0);
     assert.throws(() => renderBackupUnits({ repoDir: 'relative', node: process.execPath }), /absolute/);
   } finally {
@@ -65,7 +84,22 @@ test('rendered units pass systemd-analyze verify', async () => {
 test('backup.ts --install-timers: writes the units once (a rerun changes nothing), --check predicts, stale units removed', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'wpfarm-units-install-'));
   const play = async (...args: string[]) => {
-    const r = await run(process.execPath, ['--no-warnings', '--import', 'tsx', 'playbooks/backup.ts', '--install-timers', '--unit-dir', dir, '-i', 'inventory/lab.yml', ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+    const r = await run(
+      process.execPath,
+      [
+        '--no-warnings',
+        '--import',
+        'tsx',
+        'playbooks/backup.ts',
+        '--install-timers',
+        '--unit-dir',
+        dir,
+        '-i',
+        'inventory/lab.yml',
+        ...args,
+      ],
+      { env: { PATH: process.env.PATH, HOME: process.env.HOME } },
+    );
     return JSON.parse(r.stdout) as { changed: boolean; changes: string[]; systemd: boolean; timers: string[] };
   };
   try {
@@ -89,7 +123,10 @@ test('backup.ts --install-timers: writes the units once (a rerun changes nothing
     await writeFile(join(dir, 'wpfarm-backup-config.timer'), '[Timer]\nOnCalendar=hourly\n');
     await writeFile(join(dir, 'unrelated.timer'), '[Timer]\nOnCalendar=daily\n');
     const fix = await play();
-    assert.deepEqual(fix.changes.map((c) => c.replace(`${dir}/`, '')).sort(), ['remove wpfarm-backup-retired.timer', 'update wpfarm-backup-config.timer']);
+    assert.deepEqual(fix.changes.map((c) => c.replace(`${dir}/`, '')).sort(), [
+      'remove wpfarm-backup-retired.timer',
+      'update wpfarm-backup-config.timer',
+    ]);
     assert.ok((await readdir(dir)).includes('unrelated.timer'), 'other units are never touched');
     assert.equal((await play()).changed, false);
   } finally {

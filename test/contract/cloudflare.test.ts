@@ -26,7 +26,10 @@ before(async () => {
   fake.addZone(ZONE);
   await fake.start();
   const spec = specPath('cloudflare-dns-zones.subset.openapi.json');
-  [proxy, mock] = await startAll([{ spec, mode: 'proxy', upstream: fake.url }, { spec, mode: 'mock' }]) as [PrismServer, PrismServer];
+  [proxy, mock] = (await startAll([
+    { spec, mode: 'proxy', upstream: fake.url },
+    { spec, mode: 'mock' },
+  ])) as [PrismServer, PrismServer];
   dns = new CloudflareDns({ token: TOKEN, baseUrl: proxy.url, baseDelayMs: 5, onExchange: (e) => seen.push(e) });
 });
 
@@ -45,11 +48,20 @@ function assertAllValid(from: number): void {
   }
 }
 
-const recs = (name: string) => fake.records.filter((r) => r['name'] === name).map((r) => `${r['type'] as string} ${r['content'] as string} proxied=${String(r['proxied'])}`).sort();
+const recs = (name: string) =>
+  fake.records
+    .filter((r) => r['name'] === name)
+    .map((r) => `${r['type'] as string} ${r['content'] as string} proxied=${String(r['proxied'])}`)
+    .sort();
 
 test('create: one proxied A record per domain and alias', async () => {
   const from = seen.length;
-  const r = await dns.ensureSiteRecords({ zoneName: ZONE, names: ['site1.example.com', 'www.site1.example.com'], target: '192.0.2.10', proxied: true });
+  const r = await dns.ensureSiteRecords({
+    zoneName: ZONE,
+    names: ['site1.example.com', 'www.site1.example.com'],
+    target: '192.0.2.10',
+    proxied: true,
+  });
   assert.deepEqual(r.created, ['site1.example.com', 'www.site1.example.com']);
   assert.deepEqual(r.updated, []);
   assert.deepEqual(recs('site1.example.com'), ['A 192.0.2.10 proxied=true']);
@@ -60,14 +72,24 @@ test('create: one proxied A record per domain and alias', async () => {
 
 test('rerun: nothing changes, no write request', async () => {
   const before = fake.mutations().length;
-  const r = await dns.ensureSiteRecords({ zoneName: ZONE, names: ['site1.example.com', 'www.site1.example.com'], target: '192.0.2.10', proxied: true });
+  const r = await dns.ensureSiteRecords({
+    zoneName: ZONE,
+    names: ['site1.example.com', 'www.site1.example.com'],
+    target: '192.0.2.10',
+    proxied: true,
+  });
   assert.deepEqual(r, { created: [], updated: [], unchanged: ['site1.example.com', 'www.site1.example.com'], deleted: [] });
   assert.equal(fake.mutations().length, before);
 });
 
 test('update: the edge address changes, the records follow', async () => {
   const from = seen.length;
-  const r = await dns.ensureSiteRecords({ zoneName: ZONE, names: ['site1.example.com', 'www.site1.example.com'], target: '198.51.100.7', proxied: true });
+  const r = await dns.ensureSiteRecords({
+    zoneName: ZONE,
+    names: ['site1.example.com', 'www.site1.example.com'],
+    target: '198.51.100.7',
+    proxied: true,
+  });
   assert.deepEqual(r.updated, ['site1.example.com 192.0.2.10 -> 198.51.100.7', 'www.site1.example.com 192.0.2.10 -> 198.51.100.7']);
   assert.deepEqual(recs('site1.example.com'), ['A 198.51.100.7 proxied=true']);
   assert.equal(fake.mutations().filter((m) => m.method === 'PUT').length, 2);
@@ -89,7 +111,24 @@ test('IPv6 edge gives AAAA; a host name target replaces the A/AAAA records by a 
 test('duplicates at one name are collapsed, across several pages (bounded pagination)', async () => {
   const zone = fake.zones.find((z) => z['name'] === ZONE)!;
   for (const ip of ['192.0.2.31', '192.0.2.32', '192.0.2.33']) {
-    fake.records.push({ id: `dup${ip.replace(/\./g, '')}`.padEnd(32, '0'), name: 'dup.example.com', type: 'A', content: ip, proxiable: true, proxied: false, ttl: 1, settings: {}, meta: {}, data: {}, comment: '', tags: [], created_on: new Date().toISOString(), modified_on: new Date().toISOString(), zone_id: zone['id'], zone_name: ZONE });
+    fake.records.push({
+      id: `dup${ip.replace(/\./g, '')}`.padEnd(32, '0'),
+      name: 'dup.example.com',
+      type: 'A',
+      content: ip,
+      proxiable: true,
+      proxied: false,
+      ttl: 1,
+      settings: {},
+      meta: {},
+      data: {},
+      comment: '',
+      tags: [],
+      created_on: new Date().toISOString(),
+      modified_on: new Date().toISOString(),
+      zone_id: zone['id'],
+      zone_name: ZONE,
+    });
   }
   const small = new CloudflareDns({ token: TOKEN, baseUrl: proxy.url, perPage: 1, onExchange: (e) => seen.push(e) });
   const from = seen.length;
@@ -100,7 +139,10 @@ test('duplicates at one name are collapsed, across several pages (bounded pagina
   assert.equal(seen.slice(from).filter((e) => e.method === 'GET' && /dns_records\?/.test(e.path)).length, 3, 'three pages of one record');
   assertAllValid(from);
   const tiny = new CloudflareDns({ token: TOKEN, baseUrl: proxy.url, perPage: 1, maxPages: 2 });
-  fake.records.push({ ...fake.records.find((x) => x['name'] === 'dup.example.com')!, id: 'e'.repeat(32), content: '192.0.2.40' }, { ...fake.records.find((x) => x['name'] === 'dup.example.com')!, id: 'f'.repeat(32), content: '192.0.2.41' });
+  fake.records.push(
+    { ...fake.records.find((x) => x['name'] === 'dup.example.com')!, id: 'e'.repeat(32), content: '192.0.2.40' },
+    { ...fake.records.find((x) => x['name'] === 'dup.example.com')!, id: 'f'.repeat(32), content: '192.0.2.41' },
+  );
   await assert.rejects(tiny.recordsAt(zone['id'] as string, 'dup.example.com'), /more than 2 pages/);
   await small.ensureSiteRecords({ zoneName: ZONE, names: ['dup.example.com'], target: '192.0.2.31' });
   assert.deepEqual(recs('dup.example.com'), ['A 192.0.2.31 proxied=true']);
@@ -108,7 +150,24 @@ test('duplicates at one name are collapsed, across several pages (bounded pagina
 
 test('remove: the records go; removing again finds them absent; other types are not touched', async () => {
   const zone = fake.zones.find((z) => z['name'] === ZONE)!;
-  fake.records.push({ id: 'a'.repeat(32), name: 'www.site1.example.com', type: 'TXT', content: '"keep me"', proxiable: false, proxied: false, ttl: 1, settings: {}, meta: {}, data: {}, comment: '', tags: [], created_on: new Date().toISOString(), modified_on: new Date().toISOString(), zone_id: zone['id'], zone_name: ZONE });
+  fake.records.push({
+    id: 'a'.repeat(32),
+    name: 'www.site1.example.com',
+    type: 'TXT',
+    content: '"keep me"',
+    proxiable: false,
+    proxied: false,
+    ttl: 1,
+    settings: {},
+    meta: {},
+    data: {},
+    comment: '',
+    tags: [],
+    created_on: new Date().toISOString(),
+    modified_on: new Date().toISOString(),
+    zone_id: zone['id'],
+    zone_name: ZONE,
+  });
   const from = seen.length;
   const r = await dns.removeSiteRecords({ zoneName: ZONE, names: ['site1.example.com', 'www.site1.example.com'] });
   assert.deepEqual(r.deleted, ['site1.example.com CNAME edge.example.net', 'www.site1.example.com A 198.51.100.7']);
@@ -123,7 +182,10 @@ test('remove: the records go; removing again finds them absent; other types are 
 test('bad records are refused before any request, with the field named', async () => {
   const before = fake.requests.length;
   const cases: [Parameters<CloudflareDns['ensureSiteRecords']>[0], RegExp][] = [
-    [{ zoneName: ZONE, names: ['site.other.org'], target: '192.0.2.1' }, /names\[0\]: site\.other\.org is not inside the zone example\.com/],
+    [
+      { zoneName: ZONE, names: ['site.other.org'], target: '192.0.2.1' },
+      /names\[0\]: site\.other\.org is not inside the zone example\.com/,
+    ],
     [{ zoneName: ZONE, names: ['bad_name!.example.com'], target: '192.0.2.1' }, /names\[0\]: not a host name/],
     [{ zoneName: ZONE, names: ['a.example.com'], target: '300.1.2.3' }, /target: not an IPv4\/IPv6 address or host name: "300\.1\.2\.3"/],
     [{ zoneName: ZONE, names: ['a.example.com'], target: '192.0.2.1', ttl: 0 }, /ttl: must be 1 \(automatic\) or 30\.\.86400, got 0/],
@@ -134,7 +196,10 @@ test('bad records are refused before any request, with the field named', async (
     await assert.rejects(dns.ensureSiteRecords(args), (err: unknown) => err instanceof InputError && re.test(err.message));
   }
   assert.equal(fake.requests.length, before, 'no request was sent for bad input');
-  await assert.rejects(dns.ensureSiteRecords({ zoneName: 'missing.net', names: ['a.missing.net'], target: '192.0.2.1' }), /zone missing\.net not found/);
+  await assert.rejects(
+    dns.ensureSiteRecords({ zoneName: 'missing.net', names: ['a.missing.net'], target: '192.0.2.1' }),
+    /zone missing\.net not found/,
+  );
 });
 
 test('a record the API refuses surfaces as a clear error naming the problem (and never the token)', async () => {
@@ -162,7 +227,10 @@ test('a 429 from the service is retried (through the proxy, answer validated)', 
   const ex = seen.slice(from);
   const first = ex.find((e) => e.status === 429);
   assert.ok(first, 'no 429 was seen');
-  assert.ok(ex.some((e) => e.path === first.path && e.attempt === 2 && e.status === 200), 'the same request was retried and succeeded');
+  assert.ok(
+    ex.some((e) => e.path === first.path && e.attempt === 2 && e.status === 200),
+    'the same request was retried and succeeded',
+  );
   assert.ok(ex.every((e) => e.violations === undefined));
 });
 
@@ -200,7 +268,10 @@ test('playbooks/dns.ts: zone and target from the provisioned inventory; ensure, 
     writeFileSync(inv, 'vars:\n  cloudflare_zone: example.com\n  edge_address: 192.0.2.77\nhosts: {}\n');
     const run = async (...args: string[]) => {
       const lines: string[] = [];
-      const code = await runDns([...args, '--inventory', inv, '--dotenv', env, '--api-url', proxy.url], { out: (l) => lines.push(l), err: (l) => lines.push(l) });
+      const code = await runDns([...args, '--inventory', inv, '--dotenv', env, '--api-url', proxy.url], {
+        out: (l) => lines.push(l),
+        err: (l) => lines.push(l),
+      });
       return { code, text: lines.join('\n') };
     };
     const writes = fake.mutations().length;

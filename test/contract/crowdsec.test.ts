@@ -34,6 +34,9 @@ import { run } from '../../roles/monitoring/tools.ts';
 import { ensureCrowdsecPackage, packagedBouncerConfig, OfflineCrowdsec } from '../../roles/crowdsec/offline-pipeline.ts';
 import { parseChannels, maskSecrets } from '../../roles/monitoring/alertmanager.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML/JSON documents, read field by field in assertions
+type FreeForm = Record<string, any>;
+
 const COMMON_FIELDS = ['source', 'mode', 'labels', 'log_level', 'name', 'use_time_machine', 'unique_id', 'transform'];
 const ATTACKER = '198.51.100.23';
 const VISITOR = '203.0.113.45';
@@ -41,11 +44,18 @@ const ADMIN = '192.0.2.10'; // inside the management network below
 const CF_EDGE = '172.70.1.9'; // inside Cloudflare's 172.64.0.0/13
 const MGMT = ['192.0.2.0/24'];
 
-test('acquisition: Traefik access log (file or docker source) and sshd through journald; docker entries valid against CrowdSec\'s schema', () => {
-  const dockerSchema = JSON.parse(readFileSync(path.join(sharedSchemasDir(), 'crowdsec/acquisition-docker.json'), 'utf8')) as { properties: Record<string, unknown> };
+test("acquisition: Traefik access log (file or docker source) and sshd through journald; docker entries valid against CrowdSec's schema", () => {
+  const dockerSchema = JSON.parse(readFileSync(path.join(sharedSchemasDir(), 'crowdsec/acquisition-docker.json'), 'utf8')) as {
+    properties: Record<string, unknown>;
+  };
   for (const f of COMMON_FIELDS) assert.ok(f in dockerSchema.properties, `${f} is a common field of the official schema`);
   const fileVariant = acquisition({ syslogFiles: ['/var/log/syslog'] });
-  assert.deepEqual(fileVariant[0], { source: 'file', filenames: ['/var/log/traefik/access.log'], force_inotify: true, labels: { type: 'traefik' } });
+  assert.deepEqual(fileVariant[0], {
+    source: 'file',
+    filenames: ['/var/log/traefik/access.log'],
+    force_inotify: true,
+    labels: { type: 'traefik' },
+  });
   for (const e of fileVariant) assert.deepEqual(checkAcquisition(e, COMMON_FIELDS), [], JSON.stringify(e));
   const dockerVariant = acquisition({ traefikSource: 'docker' });
   const r = validateAgainst('crowdsec-acquisition-docker', dockerVariant[0]);
@@ -57,20 +67,39 @@ test('acquisition: Traefik access log (file or docker source) and sshd through j
   assert.equal(validateAgainst('crowdsec-acquisition-docker', { ...dockerVariant[0], service_nme: ['x'] }).valid, false);
   assert.equal(validateAgainst('crowdsec-acquisition-docker', { ...dockerVariant[0], labels: {} }).valid, false);
   assert.notDeepEqual(checkAcquisition({ source: 'file', filenames: ['relative.log'], labels: { type: 'traefik' } }, COMMON_FIELDS), []);
-  assert.notDeepEqual(checkAcquisition({ source: 'file', filename: '/x', labels: { type: 'traefik' }, poll_without_inotfy: true }, COMMON_FIELDS), []);
-  assert.notDeepEqual(checkAcquisition({ source: 'journalctl', journalctl_filter: ['ssh'], labels: { type: 'syslog' } }, COMMON_FIELDS), []);
+  assert.notDeepEqual(
+    checkAcquisition({ source: 'file', filename: '/x', labels: { type: 'traefik' }, poll_without_inotfy: true }, COMMON_FIELDS),
+    [],
+  );
+  assert.notDeepEqual(
+    checkAcquisition({ source: 'journalctl', journalctl_filter: ['ssh'], labels: { type: 'syslog' } }, COMMON_FIELDS),
+    [],
+  );
 });
 
 test('notifications for every alert channel, referenced by the profiles; secrets come from .env and are masked', () => {
   const channels = parseChannels([
-    { type: 'email', to: 'ops@example.net', from: 'cs@example.net', smarthost: 'smtp.example.net:587', auth_username: 'cs', auth_password_env: 'SMTP_PASSWORD' },
+    {
+      type: 'email',
+      to: 'ops@example.net',
+      from: 'cs@example.net',
+      smarthost: 'smtp.example.net:587',
+      auth_username: 'cs',
+      auth_password_env: 'SMTP_PASSWORD',
+    },
     { type: 'slack', webhook_url_env: 'SLACK_WEBHOOK_URL' },
     { type: 'discord', webhook_url_env: 'DISCORD_WEBHOOK_URL' },
     { type: 'telegram', bot_token_env: 'TELEGRAM_BOT_TOKEN', chat_id: -100123 },
     { type: 'pagerduty', routing_key_env: 'PAGERDUTY_ROUTING_KEY', min_severity: 'critical' },
     { type: 'webhook', url: 'http://127.0.0.1:9099/crowdsec' },
   ]);
-  const env: Record<string, string> = { SMTP_PASSWORD: 'pw-31337x', SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T/B/slacksecret', DISCORD_WEBHOOK_URL: 'https://discord.com/api/webhooks/1/discordsecret', TELEGRAM_BOT_TOKEN: '42:telegramsecret', PAGERDUTY_ROUTING_KEY: 'pdsecret' };
+  const env: Record<string, string> = {
+    SMTP_PASSWORD: 'pw-31337x',
+    SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T/B/slacksecret',
+    DISCORD_WEBHOOK_URL: 'https://discord.com/api/webhooks/1/discordsecret',
+    TELEGRAM_BOT_TOKEN: '42:telegramsecret',
+    PAGERDUTY_ROUTING_KEY: 'pdsecret',
+  };
   const n = notifications(channels, (k) => env[k]);
   // PagerDuty pages only critical alerts: bans are not sent there
   assert.deepEqual(n.names, ['wpfarm_email_0', 'wpfarm_slack_1', 'wpfarm_discord_2', 'wpfarm_telegram_3', 'wpfarm_webhook_5']);
@@ -119,12 +148,26 @@ test('firewall bouncer: nftables mode, LAPI on the manager, only keys the packag
   assert.match(banSetsNft(), /type filter hook forward priority filter - 1; policy accept;/);
   assert.equal(cfg.nftables.ipv4.table, 'crowdsec');
   assert.equal(cfg.blacklists_ipv4, 'crowdsec-blacklists');
-  assert.ok(onlineApiCredentialsSeed().trim().length > 0, 'non-empty: Debian\'s postinst then skips the online registration');
+  assert.ok(onlineApiCredentialsSeed().trim().length > 0, "non-empty: Debian's postinst then skips the online registration");
   // parseNftSet reads the set as `nft -j list set` prints it
-  const nftJson = JSON.stringify({ nftables: [{ metainfo: { version: '1.0.6' } }, { set: { family: 'ip', name: 'crowdsec-blacklists', table: 'crowdsec', type: 'ipv4_addr', flags: ['timeout'], elem: [{ elem: { val: ATTACKER, timeout: 14400, expires: 14390 } }, '192.0.2.99'] } }] });
+  const nftJson = JSON.stringify({
+    nftables: [
+      { metainfo: { version: '1.0.6' } },
+      {
+        set: {
+          family: 'ip',
+          name: 'crowdsec-blacklists',
+          table: 'crowdsec',
+          type: 'ipv4_addr',
+          flags: ['timeout'],
+          elem: [{ elem: { val: ATTACKER, timeout: 14400, expires: 14390 } }, '192.0.2.99'],
+        },
+      },
+    ],
+  });
   assert.deepEqual(parseNftSet(nftJson), [ATTACKER, '192.0.2.99']);
   // biome-ignore lint/suspicious/noExplicitAny: free-form
-  const agent = crowdsecConfig({ lapiHost: '10.77.0.11', privateCidrs: ['10.77.0.0/24'], isLapi: false, onlineApi: false }) as Record<string, any>; // free-form
+  const agent = crowdsecConfig({ lapiHost: '10.77.0.11', privateCidrs: ['10.77.0.0/24'], isLapi: false, onlineApi: false }) as FreeForm; // free-form
   assert.equal(agent.api.server.listen_uri, '127.0.0.1:8080');
   assert.equal(agent.api.server.online_client, undefined);
 });
@@ -133,13 +176,15 @@ test('the lab proof appends the replay to the access log byte for byte (real bas
   const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-append-'));
   try {
     const lines = bruteForceReplay({ attacker: ATTACKER, visitor: VISITOR, start: new Date(), viaCloudflare: CF_EDGE });
-    lines.push(JSON.stringify({ odd: "it's $HOME `x` \\ \"q\"" }));
+    lines.push(JSON.stringify({ odd: 'it\'s $HOME `x` \\ "q"' }));
     const log = path.join(dir, "access log's.log");
     // remote login shells are bash (lib/shell.ts): zx's quote uses bash's $'...' where needed
     const r = await run('bash', ['-c', appendLinesCommand(lines, log)]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFileSync(log, 'utf8'), lines.join('\n') + '\n');
-    const attempts = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['request_Cf-Connecting-Ip'] === ATTACKER && l.RequestPath === '/wp-login.php');
+    const attempts = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['request_Cf-Connecting-Ip'] === ATTACKER && l.RequestPath === '/wp-login.php');
     assert.equal(attempts.length, 12);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -167,13 +212,18 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-test('Debian\'s crowdsec runs the generated configuration: brute force banned, visitor/management/Cloudflare edge not, cscli unbans', { timeout: 600_000 }, async () => {
+test("Debian's crowdsec runs the generated configuration: brute force banned, visitor/management/Cloudflare edge not, cscli unbans", {
+  timeout: 600_000,
+}, async () => {
   const pkg = await ensureCrowdsecPackage(CACHE);
   // the lines carry every field the packaged parser extracts
   const parserYaml = readFileSync(path.join(pkg, 'usr/share/crowdsec/hub/parsers/s01-parse/crowdsecurity/traefik-logs.yaml'), 'utf8');
   const fields = [...parserYaml.matchAll(/JsonExtract\(evt\.Parsed\.message, "([^"]+)"\)/g)].map((m) => m[1]!);
   assert.ok(fields.length >= 10);
-  const sample = JSON.parse(traefikAccessLine({ clientIp: ATTACKER, path: '/wp-login.php', method: 'POST', time: new Date() })) as Record<string, unknown>;
+  const sample = JSON.parse(traefikAccessLine({ clientIp: ATTACKER, path: '/wp-login.php', method: 'POST', time: new Date() })) as Record<
+    string,
+    unknown
+  >;
   for (const f of fields) assert.ok(f in sample, `access-log line lacks ${f}`);
 
   const lapiPort = await freePort();
@@ -189,7 +239,9 @@ test('Debian\'s crowdsec runs the generated configuration: brute force banned, v
   // the symlinked collections are what cscli itself reports as enabled (asked with no network at all)
   const list = await cs.cscliOffline(['collections', 'list', '-o', 'json']);
   assert.equal(list.code, 0, list.stderr);
-  const enabled = (JSON.parse(list.stdout) as { collections: Array<{ name: string; status: string }> }).collections.filter((c) => /enabled/.test(c.status)).map((c) => c.name);
+  const enabled = (JSON.parse(list.stdout) as { collections: Array<{ name: string; status: string }> }).collections
+    .filter((c) => /enabled/.test(c.status))
+    .map((c) => c.name);
   for (const c of COLLECTIONS) assert.ok(enabled.includes(c), `${c} enabled (cscli: ${enabled.join(', ')})`);
   await cs.startLapi(lapiPort);
 
@@ -199,7 +251,10 @@ test('Debian\'s crowdsec runs the generated configuration: brute force banned, v
   mkdirSync(bin);
   writeFileSync(path.join(bin, 'cscli'), `#!/bin/sh\nexec ${path.join(pkg, 'usr/bin/cscli')} -c ${cs.config} "$@"\n`, { mode: 0o755 });
   const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` };
-  for (const reg of [registerMachineCommand('edge-7', 'agent-password-0123456789'), registerBouncerCommand('firewall-edge-7', 'bouncer-key-0123456789abcdef')]) {
+  for (const reg of [
+    registerMachineCommand('edge-7', 'agent-password-0123456789'),
+    registerBouncerCommand('firewall-edge-7', 'bouncer-key-0123456789abcdef'),
+  ]) {
     const guard = () => run(reg.unless[0]!, reg.unless.slice(1), { env });
     assert.notEqual((await guard()).code, 0, `${reg.cmd.join(' ')}: guard says done before it ran`);
     const r = await run(reg.cmd[0]!, reg.cmd.slice(1), { env });
@@ -235,7 +290,10 @@ test('Debian\'s crowdsec runs the generated configuration: brute force banned, v
   // without wpfarm's Cloudflare enricher the packaged parser bans Cloudflare's edge (the pitfall it fixes)
   rmSync(path.join(cs.paths.configDir, 'parsers/s02-enrich/cloudflare-client-ip.yaml'));
   const file = path.join(work, 'cloudflare-raw.log');
-  writeFileSync(file, bruteForceReplay({ attacker: '198.51.100.78', visitor: '203.0.113.47', viaCloudflare: CF_EDGE, start }).join('\n') + '\n');
+  writeFileSync(
+    file,
+    bruteForceReplay({ attacker: '198.51.100.78', visitor: '203.0.113.47', viaCloudflare: CF_EDGE, start }).join('\n') + '\n',
+  );
   assert.equal((await cs.replay(file, 'traefik')).code, 0);
   const raw = (await cs.decisions()).map((d) => d.value);
   assert.ok(raw.includes(CF_EDGE), 'the edge address is what gets banned without the enricher');

@@ -4,7 +4,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { parseCloudSection, type CloudSpec } from '../../lib/cloud/config.ts';
-import { desiredFirewalls, firewallDiff, planDestroy, planProvision, planChanges, describeAction, type DoActual, type DropletInfo } from '../../lib/cloud/digitalocean.ts';
+import {
+  desiredFirewalls,
+  firewallDiff,
+  planDestroy,
+  planProvision,
+  planChanges,
+  describeAction,
+  type DoActual,
+  type DropletInfo,
+} from '../../lib/cloud/digitalocean.ts';
 import { backoffMs, isRetryableStatus, maskSecrets, retryingFetch, serverDelayMs, type Exchange } from '../../lib/cloud/retry.ts';
 import { inventoryFromActual, writeInventory } from '../../lib/cloud/inventory-out.ts';
 import { CLUSTER_PORTS } from '../../roles/common/firewall.ts';
@@ -35,7 +44,16 @@ const spec = (over: Record<string, unknown> = {}): CloudSpec => parseCloudSectio
 const empty: DoActual = { droplets: [], firewalls: [], reservedIps: [], volumes: [] };
 
 function droplet(id: number, name: string, group: string, size: string): DropletInfo {
-  return { id, name, tags: ['wpfarm', `wpfarm-${group}`], size, status: 'active', publicV4: `192.0.2.${id}`, privateV4: `10.110.0.${id}`, volumeIds: [] };
+  return {
+    id,
+    name,
+    tags: ['wpfarm', `wpfarm-${group}`],
+    size,
+    status: 'active',
+    publicV4: `192.0.2.${id}`,
+    privateV4: `10.110.0.${id}`,
+    volumeIds: [],
+  };
 }
 
 function converged(s: CloudSpec): DoActual {
@@ -62,7 +80,10 @@ function converged(s: CloudSpec): DoActual {
 
 test('config: names, defaults and tags', () => {
   const s = spec();
-  assert.deepEqual(s.groups.map((g) => g.prefix), ['mgr', 'wrk', 'st']);
+  assert.deepEqual(
+    s.groups.map((g) => g.prefix),
+    ['mgr', 'wrk', 'st'],
+  );
   assert.deepEqual(s.groups[0]!.tags, ['wpfarm', 'wpfarm-managers']);
   assert.deepEqual(s.sshKeys, ['3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa', 12345]);
   assert.equal(s.edgeGroup, 'managers');
@@ -75,7 +96,10 @@ test('config: each bad field is named, as InputError (exit 4)', () => {
     [{ region: undefined }, /cloud\.region: is required/],
     [{ provider: 'aws' }, /cloud\.provider: unsupported provider "aws"/],
     [{ groups: { db: { count: 3 } } }, /cloud\.groups\.db\.size: is required/],
-    [{ groups: { db: { count: -1, size: 's-1vcpu-1gb' } } }, /cloud\.groups\.db\.count: must be an integer from 0 to 100, got the number -1/],
+    [
+      { groups: { db: { count: -1, size: 's-1vcpu-1gb' } } },
+      /cloud\.groups\.db\.count: must be an integer from 0 to 100, got the number -1/,
+    ],
     [{ groups: { db: { count: 1.5, size: 's-1vcpu-1gb' } } }, /cloud\.groups\.db\.count: must be an integer/],
     [{ vpc: { name: 'v', ip_range: '10.0.0.0/99' } }, /cloud\.vpc\.ip_range: not a CIDR/],
     [{ ssh_keys: [] }, /cloud\.ssh_keys: at least one key id or fingerprint/],
@@ -86,7 +110,11 @@ test('config: each bad field is named, as InputError (exit 4)', () => {
     [{ load_balancer: { enabled: 'yes' } }, /cloud\.load_balancer\.enabled: must be true or false/],
   ];
   for (const [over, re] of bad) {
-    assert.throws(() => spec(over), (err: unknown) => err instanceof InputError && err.exitCode === 4 && re.test(err.message), `expected ${re}`);
+    assert.throws(
+      () => spec(over),
+      (err: unknown) => err instanceof InputError && err.exitCode === 4 && re.test(err.message),
+      `expected ${re}`,
+    );
   }
   assert.throws(() => parseCloudSection(undefined), /cloud: missing/);
 });
@@ -126,7 +154,10 @@ test('plan on a converged account is empty; drift is reported, never destroyed',
 test('more than 10 droplets in a group are created in batches of 10 (API limit)', () => {
   const s = spec({ groups: { workers: { count: 23, size: 's-1vcpu-1gb' } }, reserved_ip: undefined });
   const creates = planProvision(s, empty, CLUSTER_PORTS).filter((a) => a.kind === 'create-droplets');
-  assert.deepEqual(creates.map((a) => (a.kind === 'create-droplets' ? a.names.length : 0)), [10, 10, 3]);
+  assert.deepEqual(
+    creates.map((a) => (a.kind === 'create-droplets' ? a.names.length : 0)),
+    [10, 10, 3],
+  );
 });
 
 test('firewall: SSH from management only, web only on the edge, cluster ports only from the VPC', () => {
@@ -135,7 +166,10 @@ test('firewall: SSH from management only, web only on the edge, cluster ports on
   assert.deepEqual([...new Set(allAddresses)], ['10.110.0.0/20']);
   assert.deepEqual(main!.inbound.find((r) => r.ports === '22')!.addresses, ['203.0.113.0/24']);
   assert.deepEqual(edge!.tags, ['wpfarm-managers']);
-  assert.deepEqual(edge!.inbound.map((r) => `${r.protocol}/${r.ports}`), ['tcp/80', 'tcp/443']);
+  assert.deepEqual(
+    edge!.inbound.map((r) => `${r.protocol}/${r.ports}`),
+    ['tcp/80', 'tcp/443'],
+  );
   // without an ip_range the cluster rules use the owner tag as source
   const noRange = desiredFirewalls(spec({ vpc: { name: 'wpfarm-vpc' } }), CLUSTER_PORTS)[0]!;
   assert.ok(noRange.inbound.filter((r) => r.ports !== '22').every((r) => r.tags?.[0] === 'wpfarm' && !r.addresses));
@@ -154,14 +188,28 @@ test('destroy plan: only owned things, droplets before volumes and VPC', () => {
   const actual = converged(s);
   actual.reservedIps.push({ ip: '198.51.100.99', dropletId: 4242 }); // someone else's
   const kinds = planDestroy(s, actual).map((a) => a.kind);
-  assert.deepEqual(kinds, ['delete-reserved-ip', 'delete-firewall', 'delete-firewall', ...Array(7).fill('delete-droplet'), 'delete-volume', 'delete-volume', 'delete-vpc']);
+  assert.deepEqual(kinds, [
+    'delete-reserved-ip',
+    'delete-firewall',
+    'delete-firewall',
+    ...Array(7).fill('delete-droplet'),
+    'delete-volume',
+    'delete-volume',
+    'delete-vpc',
+  ]);
 });
 
 test('inventory output: hosts, groups and edge address from what exists', () => {
   const s = spec();
   const inv = inventoryFromActual(s, converged(s), { zone: 'example.com' });
   assert.deepEqual(inv.groups['managers'], { hosts: ['mgr1', 'mgr2', 'mgr3'] });
-  assert.deepEqual(inv.hosts['st2'], { address: '192.0.2.7', port: 22, user: 'root', key: '~/.ssh/id_ed25519', vars: { private_address: '10.110.0.7', public_address: '192.0.2.7', droplet_id: 7 } });
+  assert.deepEqual(inv.hosts['st2'], {
+    address: '192.0.2.7',
+    port: 22,
+    user: 'root',
+    key: '~/.ssh/id_ed25519',
+    vars: { private_address: '10.110.0.7', public_address: '192.0.2.7', droplet_id: 7 },
+  });
   assert.equal(inv.vars['edge_address'], '198.51.100.1');
   assert.equal(inv.vars['cloudflare_zone'], 'example.com');
   const priv = inventoryFromActual(s, converged(s), { address: 'private' });
@@ -177,9 +225,18 @@ test('retry timing: Retry-After (seconds and date), ratelimit-reset, full-jitter
   assert.equal(serverDelayMs(new Headers({ 'retry-after': 'Thu, 26 Nov 2026 10:00:05 GMT' }), now), 5000);
   assert.equal(serverDelayMs(new Headers({ 'ratelimit-remaining': '0', 'ratelimit-reset': String(now / 1000 + 7) }), now), 7000);
   assert.equal(serverDelayMs(new Headers({ 'ratelimit-remaining': '10', 'ratelimit-reset': String(now / 1000 + 7) }), now), undefined);
-  assert.equal(backoffMs(1, 500, 30_000, () => 0.999), 500);
-  assert.equal(backoffMs(4, 500, 30_000, () => 0.5), 2000);
-  assert.equal(backoffMs(20, 500, 30_000, () => 1), 30_000);
+  assert.equal(
+    backoffMs(1, 500, 30_000, () => 0.999),
+    500,
+  );
+  assert.equal(
+    backoffMs(4, 500, 30_000, () => 0.5),
+    2000,
+  );
+  assert.equal(
+    backoffMs(20, 500, 30_000, () => 1),
+    30_000,
+  );
   assert.equal(isRetryableStatus(429, 'POST'), true);
   assert.equal(isRetryableStatus(503, 'POST'), true);
   assert.equal(isRetryableStatus(500, 'POST'), false, 'a POST may have been applied');
@@ -218,7 +275,10 @@ test('retry wrapper: waits as told, stops after maxAttempts, resends the body, m
     assert.equal(res.status, 200);
     assert.deepEqual(waits, [1000, 1000]);
     assert.deepEqual(bodies, ['{"name":"a"}', '{"name":"a"}', '{"name":"a"}']);
-    assert.deepEqual(log.map((e) => `${e.attempt}:${e.status}`), ['1:429', '2:429', '3:200']);
+    assert.deepEqual(
+      log.map((e) => `${e.attempt}:${e.status}`),
+      ['1:429', '2:429', '3:200'],
+    );
     const last = await f(`http://127.0.0.1:${port}/always`);
     assert.equal(last.status, 503, 'after the last attempt the answer is returned to the caller');
     assert.equal(log.filter((e) => e.path === '/always').length, 4);
@@ -237,7 +297,10 @@ test('the written inventory loads with the engine loader; other keys survive a r
   try {
     const file = path.join(dir, 'production.yml');
     const s = spec();
-    writeFileSync(file, '# kept comment\nsettings:\n  known_hosts: .wpfarm/production/known_hosts\nvars:\n  timezone: Europe/Berlin\nhosts:\n  backup1: { address: 192.0.2.200 }\ngroups:\n  managers: { hosts: [], vars: { swarm_role: manager } }\n  offsite: { hosts: [backup1] }\n');
+    writeFileSync(
+      file,
+      '# kept comment\nsettings:\n  known_hosts: .wpfarm/production/known_hosts\nvars:\n  timezone: Europe/Berlin\nhosts:\n  backup1: { address: 192.0.2.200 }\ngroups:\n  managers: { hosts: [], vars: { swarm_role: manager } }\n  offsite: { hosts: [backup1] }\n',
+    );
     writeInventory(file, inventoryFromActual(s, converged(s), { zone: 'example.com' }));
     const inv = loadInventory(file);
     assert.deepEqual(groupMembers(inv, 'managers'), ['mgr1', 'mgr2', 'mgr3']);
@@ -264,10 +327,19 @@ test('the CLI entry point: exit 4 with the field named, and for a missing token 
     const inv = path.join(dir, 'p.yml');
     const env = path.join(dir, 'empty.env');
     writeFileSync(env, '# no token here\n');
-    writeFileSync(inv, 'cloud:\n  region: fra1\n  vpc: { name: wpfarm-vpc }\n  ssh_keys: [1234]\n  image: debian-12-x64\n  groups:\n    db: { count: 3 }\n  management_cidrs: [203.0.113.0/24]\n');
+    writeFileSync(
+      inv,
+      'cloud:\n  region: fra1\n  vpc: { name: wpfarm-vpc }\n  ssh_keys: [1234]\n  image: debian-12-x64\n  groups:\n    db: { count: 3 }\n  management_cidrs: [203.0.113.0/24]\n',
+    );
     const envNoToken = { ...process.env };
     delete envNoToken['DIGITALOCEAN_TOKEN'];
-    const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'playbooks/provision.ts'), ...args], { cwd: repo, encoding: 'utf8', env: envNoToken, timeout: 60_000 });
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'playbooks/provision.ts'), ...args], {
+        cwd: repo,
+        encoding: 'utf8',
+        env: envNoToken,
+        timeout: 60_000,
+      });
     let r = run(['--inventory', inv, '--dotenv', env, '--check']);
     assert.equal(r.status, 4, r.stderr);
     assert.match(r.stderr, /p\.yml:7:\d+ cloud\.groups\.db\.size: is required/);

@@ -45,14 +45,36 @@ cloudflare:
   zone: example.com
 `;
 
-interface Run { code: number; out: string; err: string }
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
 
 async function provision(...extra: string[]): Promise<Run> {
   const out: string[] = [];
   const err: string[] = [];
   const io: Io = { out: (l) => out.push(l), err: (l) => err.push(l) };
   // -v: every exchange is printed with its status and Prism's violations, if any; per-page 4 forces pagination
-  const code = await runProvision(['--inventory', invFile, '--out', outFile, '--api-url', prism.url, '--dotenv', envFile, '--per-page', '4', '--poll-ms', '20', '-v', ...extra], io);
+  const code = await runProvision(
+    [
+      '--inventory',
+      invFile,
+      '--out',
+      outFile,
+      '--api-url',
+      prism.url,
+      '--dotenv',
+      envFile,
+      '--per-page',
+      '4',
+      '--poll-ms',
+      '20',
+      '-v',
+      ...extra,
+    ],
+    io,
+  );
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
@@ -85,7 +107,10 @@ before(async () => {
   fake = new DoFake(TOKEN);
   await fake.start();
   const spec = specPath('digitalocean-public.v2.bundled.yaml');
-  [prism, mock] = await startAll([{ spec, mode: 'proxy', upstream: fake.url }, { spec, mode: 'mock' }]) as [PrismServer, PrismServer];
+  [prism, mock] = (await startAll([
+    { spec, mode: 'proxy', upstream: fake.url },
+    { spec, mode: 'mock' },
+  ])) as [PrismServer, PrismServer];
 });
 
 after(async () => {
@@ -125,7 +150,10 @@ test('provision creates everything, every request and answer passes the spec, in
   assert.deepEqual(posts.filter((p) => p === 'POST /v2/load_balancers').length, 1);
   assert.equal(fake.droplets.length, 11);
   // 11 droplets with 4 per page: the reads walked several pages
-  assert.ok(exchanges(r).some((e) => /\/v2\/droplets\?page=3&/.test(e.path)), 'pagination was not exercised');
+  assert.ok(
+    exchanges(r).some((e) => /\/v2\/droplets\?page=3&/.test(e.path)),
+    'pagination was not exercised',
+  );
   // the multi-create request carried what the inventory says
   const dbCreate = fake.requests.find((q) => q.method === 'POST' && q.path === '/v2/droplets' && JSON.stringify(q.body).includes('"db1"'))!;
   const body = dbCreate.body as Record<string, unknown>;
@@ -137,15 +165,34 @@ test('provision creates everything, every request and answer passes the spec, in
   // firewall: 80/443 only on the edge tag; cluster ports from the VPC range only; SSH from management
   const main = fake.firewalls.find((f) => f['name'] === 'wpfarm-fw')!;
   const edge = fake.firewalls.find((f) => f['name'] === 'wpfarm-fw-edge')!;
-  const rules = (f: Record<string, unknown>) => (f['inbound_rules'] as { protocol: string; ports: string; sources: { addresses?: string[] } }[]).map((x) => `${x.protocol}/${x.ports}<${(x.sources.addresses ?? []).join(',')}`);
+  const rules = (f: Record<string, unknown>) =>
+    (f['inbound_rules'] as { protocol: string; ports: string; sources: { addresses?: string[] } }[]).map(
+      (x) => `${x.protocol}/${x.ports}<${(x.sources.addresses ?? []).join(',')}`,
+    );
   assert.deepEqual(edge['tags'], ['wpfarm-managers']);
   assert.deepEqual(rules(edge).sort(), ['tcp/443<0.0.0.0/0,::/0', 'tcp/80<0.0.0.0/0,::/0']);
   assert.ok(rules(main).includes('tcp/22<203.0.113.0/24'));
-  for (const p of ['tcp/2377', 'tcp/7946', 'udp/7946', 'udp/4789', 'tcp/3306', 'tcp/4444', 'tcp/4567', 'tcp/4568', 'tcp/24007-24008', 'tcp/49152-49251'])
+  for (const p of [
+    'tcp/2377',
+    'tcp/7946',
+    'udp/7946',
+    'udp/4789',
+    'tcp/3306',
+    'tcp/4444',
+    'tcp/4567',
+    'tcp/4568',
+    'tcp/24007-24008',
+    'tcp/49152-49251',
+  ])
     assert.ok(rules(main).includes(`${p}<10.110.0.0/20`), `missing cluster rule ${p}`);
   assert.ok(!rules(main).some((x) => /^tcp\/(80|443)</.test(x)), 'web ports must not be open on every node');
   // the inventory in the engine's format
-  const inv = parse(readFileSync(outFile, 'utf8')) as { settings: unknown; vars: Record<string, unknown>; hosts: Record<string, { address: string; port: number; user: string; vars: Record<string, unknown> }>; groups: Record<string, { hosts: string[] }> };
+  const inv = parse(readFileSync(outFile, 'utf8')) as {
+    settings: unknown;
+    vars: Record<string, unknown>;
+    hosts: Record<string, { address: string; port: number; user: string; vars: Record<string, unknown> }>;
+    groups: Record<string, { hosts: string[] }>;
+  };
   assert.deepEqual(inv.groups['managers']!.hosts, ['mgr1', 'mgr2', 'mgr3']);
   assert.deepEqual(inv.groups['storage']!.hosts, ['st1', 'st2']);
   assert.deepEqual(Object.keys(inv.hosts).sort(), ['db1', 'db2', 'db3', 'mgr1', 'mgr2', 'mgr3', 'mon1', 'st1', 'st2', 'wrk1', 'wrk2']);
@@ -158,7 +205,7 @@ test('provision creates everything, every request and answer passes the spec, in
   assert.equal(inv.vars['reserved_ip'], fake.reservedIps[0]!['ip']);
   assert.equal(inv.vars['cloudflare_zone'], 'example.com');
   assert.equal(inv.vars['vpc_cidr'], '10.110.0.0/20');
-  assert.equal(inv.vars['timezone'], 'UTC', 'the desired-state file\'s vars are carried over');
+  assert.equal(inv.vars['timezone'], 'UTC', "the desired-state file's vars are carried over");
   assert.ok(inv.settings, 'settings kept/added');
   assert.match(r.out, /ensure Spaces bucket wpfarm-backups.*skipped/);
 });
@@ -222,9 +269,15 @@ test("Prism mock: 'Prefer: code=429' forced on the first attempt is retried by t
   const client = makeDoClient({ token: TOKEN, baseUrl: mock.url, fetch: preferOnce, baseDelayMs: 5, onExchange: (e) => log.push(e) });
   const ds = await listDroplets(client, 'wpfarm', { perPage: 20 });
   assert.ok(ds.length > 0, 'the spec example droplets were parsed');
-  assert.deepEqual(log.slice(0, 2).map((e) => `${e.attempt}:${e.status}`), ['1:429', '2:200']);
+  assert.deepEqual(
+    log.slice(0, 2).map((e) => `${e.attempt}:${e.status}`),
+    ['1:429', '2:200'],
+  );
   assert.equal(log[0]!.path, log[1]!.path);
-  assert.ok(log.every((e) => e.violations === undefined), 'the request passes the spec');
+  assert.ok(
+    log.every((e) => e.violations === undefined),
+    'the request passes the spec',
+  );
 });
 
 test('a 5xx on a read is retried; bounded attempts end with a clear error, exit 2', async () => {
@@ -257,7 +310,10 @@ test('a wrong token: 401 with a clear message that does not echo any credential'
   const bad = path.join(dir, 'bad.env');
   writeFileSync(bad, 'DIGITALOCEAN_TOKEN=dop_v1_wrongwrongwrong_123456\n');
   const out: string[] = [];
-  const code = await runProvision(['--inventory', invFile, '--out', outFile, '--api-url', prism.url, '--dotenv', bad, '--check'], { out: (l) => out.push(l), err: (l) => out.push(l) });
+  const code = await runProvision(['--inventory', invFile, '--out', outFile, '--api-url', prism.url, '--dotenv', bad, '--check'], {
+    out: (l) => out.push(l),
+    err: (l) => out.push(l),
+  });
   assert.equal(code, 2);
   assert.match(out.join('\n'), /-> 401: unauthorized: Unable to authenticate you/);
   assert.doesNotMatch(out.join('\n'), /wrongwrong|Bearer|authorization/i);
@@ -312,7 +368,11 @@ test('--destroy asks for confirmation; without a terminal and without --yes noth
   assert.equal(fake.mutations().length, before);
   // a wrong answer at the prompt: nothing deleted
   const out: string[] = [];
-  const code = await runProvision(['--inventory', invFile, '--api-url', prism.url, '--dotenv', envFile, '--destroy'], { out: (l) => out.push(l), err: (l) => out.push(l), ask: async () => 'no' });
+  const code = await runProvision(['--inventory', invFile, '--api-url', prism.url, '--dotenv', envFile, '--destroy'], {
+    out: (l) => out.push(l),
+    err: (l) => out.push(l),
+    ask: async () => 'no',
+  });
   assert.equal(code, 4);
   assert.equal(fake.mutations().length, before);
 });
@@ -329,7 +389,11 @@ test('--destroy --yes removes what wpfarm owns (bucket kept), then a rerun has n
   assert.equal(fake.loadBalancers.length, 0);
   assert.equal(fake.vpcs.length, 0);
   assert.match(r.out, /11 host\(s\) removed from/);
-  const inv = parse(readFileSync(outFile, 'utf8')) as { hosts?: Record<string, unknown>; groups: Record<string, { hosts: string[] }>; vars: Record<string, unknown> };
+  const inv = parse(readFileSync(outFile, 'utf8')) as {
+    hosts?: Record<string, unknown>;
+    groups: Record<string, { hosts: string[] }>;
+    vars: Record<string, unknown>;
+  };
   assert.deepEqual(Object.keys(inv.hosts ?? {}), []);
   assert.deepEqual(inv.groups['managers']!.hosts, []);
   assert.match(readFileSync(outFile, 'utf8'), /ntp_server/, 'other keys are kept');

@@ -69,12 +69,20 @@ test('dashboards use the provisioned datasource uids; provisioning files are con
   const uids = new Set(Object.values(DS).map((d) => d.uid));
   for (const d of dashboards()) {
     // biome-ignore lint/suspicious/noExplicitAny: free-form
-    for (const p of d.panels as Array<Record<string, any>>) { // free-form
+    for (const p of d.panels as Array<Record<string, any>>) {
+      // free-form
       if (p.type === 'row') continue;
       assert.ok(uids.has(p.datasource.uid), `${p.title}: datasource ${p.datasource.uid}`);
     }
   }
-  const dsDoc = YAML.parse(grafanaDatasources({ prometheus: 'http://prometheus:9090', loki: 'http://loki:3100', tempo: 'http://tempo:3200', alertmanager: 'http://alertmanager:9093' }));
+  const dsDoc = YAML.parse(
+    grafanaDatasources({
+      prometheus: 'http://prometheus:9090',
+      loki: 'http://loki:3100',
+      tempo: 'http://tempo:3200',
+      alertmanager: 'http://alertmanager:9093',
+    }),
+  );
   assert.deepEqual(new Set(dsDoc.datasources.map((d: { uid: string }) => d.uid)), uids);
   assert.equal(dsDoc.datasources.filter((d: { isDefault?: boolean }) => d.isDefault).length, 1);
   const prov = YAML.parse(grafanaDashboardProvider());

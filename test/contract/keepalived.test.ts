@@ -18,7 +18,9 @@ import { startPrism, specPath, type PrismServer } from '../harness/prism.ts';
 const EDGE = ['mgr1', 'mgr2', 'mgr3'].map((name, i) => ({ name, address: `10.110.0.${11 + i}` }) as HostSpec);
 const RESERVED = '45.55.96.47';
 // a real interface of this machine (keepalived refuses lo for VRRP)
-const IFACE = execFileSync('sh', ['-c', "ip -o link | awk -F': ' '$2 !~ /^lo$/ {print $2; exit}'"], { encoding: 'utf8' }).trim().split('@')[0]!;
+const IFACE = execFileSync('sh', ['-c', "ip -o link | awk -F': ' '$2 !~ /^lo$/ {print $2; exit}'"], { encoding: 'utf8' })
+  .trim()
+  .split('@')[0]!;
 let prism: PrismServer;
 let dir = '';
 const CHECK = () => path.join(dir, 'check.sh');
@@ -35,7 +37,9 @@ after(async () => {
 
 const hasKeepalived = spawnSync('sh', ['-c', 'command -v keepalived']).status === 0;
 
-test('keepalived.conf for every edge node passes keepalived -t', { skip: !hasKeepalived && 'keepalived is not installed (apt-get install keepalived)' }, () => {
+test('keepalived.conf for every edge node passes keepalived -t', {
+  skip: !hasKeepalived && 'keepalived is not installed (apt-get install keepalived)',
+}, () => {
   for (const extra of [{ keepalived_vip: '10.110.0.250/20' }, { keepalived_reserved_ip: RESERVED, keepalived_preempt: true }]) {
     const s = keepalivedSettings({ private_interface: IFACE, ...extra });
     for (const h of EDGE) {
@@ -59,7 +63,10 @@ test('keepalived.conf for every edge node passes keepalived -t', { skip: !hasKee
 test('bad variables are refused with the variable named', () => {
   assert.throws(() => keepalivedSettings({}), /keepalived_vip .* or keepalived_reserved_ip/);
   assert.throws(() => keepalivedSettings({ keepalived_vip: '10.0.0.300' }), /keepalived_vip/);
-  assert.throws(() => keepalivedSettings({ keepalived_vip: '10.0.0.3', keepalived_check_url: 'http://x/$(reboot)' }), /keepalived_check_url/);
+  assert.throws(
+    () => keepalivedSettings({ keepalived_vip: '10.0.0.3', keepalived_check_url: 'http://x/$(reboot)' }),
+    /keepalived_check_url/,
+  );
   assert.throws(() => keepalivedConfVars(keepalivedSettings({ keepalived_vip: '10.0.0.3' }), EDGE[0]!, [EDGE[0]!]), /at least two hosts/);
 });
 
@@ -69,7 +76,10 @@ function notify(state: string, env: Record<string, string>): { code: number; out
   const script = renderTemplate(tpl('notify.sh.ejs'), { ...keepalivedConfVars(s, EDGE[1]!, EDGE), stateFile });
   const f = path.join(dir, 'notify.sh');
   writeFileSync(f, script, { mode: 0o755 });
-  const r = spawnSync('bash', [f, 'INSTANCE', 'WPFARM_EDGE', state, '140'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
+  const r = spawnSync('bash', [f, 'INSTANCE', 'WPFARM_EDGE', state, '140'], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '', ...env },
+  });
   return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}`, stateFile };
 }
 

@@ -58,7 +58,8 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
     const v = await fn().catch(() => undefined);
     if (v !== undefined) return v;
     if (proc && proc.exitCode !== null) throw new Error(`${what}: process exited: ${logs.get(proc)}`);
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms${proc ? `\n${logs.get(proc)?.slice(-3000)}` : ''}`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`${what}: not within ${timeoutMs} ms${proc ? `\n${logs.get(proc)?.slice(-3000)}` : ''}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -70,7 +71,30 @@ const NODE_COLLECTORS = ['cpu', 'loadavg', 'meminfo', 'filesystem', 'diskstats',
 function metricNames(expr: string): string[] {
   const noStrings = expr.replace(/"[^"]*"/g, '""').replace(/\{[^}]*\}/g, '{}');
   const words = [...noStrings.matchAll(/\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()/g)].map((m) => m[1]!);
-  const keywords = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'le', 'e9', 'instance', 'service', 'code', 'mode', 'cn', 'stack', 'entrypoint', 'integration', 'alertname']);
+  const keywords = new Set([
+    'by',
+    'without',
+    'on',
+    'ignoring',
+    'group_left',
+    'group_right',
+    'and',
+    'or',
+    'unless',
+    'bool',
+    'offset',
+    'le',
+    'e9',
+    'instance',
+    'service',
+    'code',
+    'mode',
+    'cn',
+    'stack',
+    'entrypoint',
+    'integration',
+    'alertname',
+  ]);
   return words.filter((w) => !keywords.has(w) && !/^\d/.test(w) && !/^[smhdwy]$/.test(w));
 }
 
@@ -79,7 +103,9 @@ interface WebhookAlert {
   labels: Record<string, string>;
 }
 
-test('Prometheus scrapes every exporter; a stopped node-exporter raises NodeDown at the webhook receiver', { timeout: 300_000 }, async (t) => {
+test('Prometheus scrapes every exporter; a stopped node-exporter raises NodeDown at the webhook receiver', {
+  timeout: 300_000,
+}, async (t) => {
   await ensureMonitoringTools(true);
   const nodes = [
     { name: 'n1', address: '127.0.0.11' },
@@ -111,13 +137,30 @@ test('Prometheus scrapes every exporter; a stopped node-exporter raises NodeDown
   const exporters = new Map<string, ChildProcess>();
   for (const n of nodes) {
     // a few collectors only: the machine's 2 cores are shared
-    exporters.set(n.name, start(NODE_EXPORTER_BIN, [`--web.listen-address=${n.address}:${nodePort}`, '--collector.disable-defaults', ...NODE_COLLECTORS.map((c) => `--collector.${c}`), `--collector.textfile.directory=${work}`]));
+    exporters.set(
+      n.name,
+      start(NODE_EXPORTER_BIN, [
+        `--web.listen-address=${n.address}:${nodePort}`,
+        '--collector.disable-defaults',
+        ...NODE_COLLECTORS.map((c) => `--collector.${c}`),
+        `--collector.textfile.directory=${work}`,
+      ]),
+    );
   }
 
-  const am = renderAlertmanager(parseChannels([{ type: 'webhook', url: hookUrl }]), () => undefined, { groupWait: '1s', groupInterval: '5s', repeatInterval: '1h' });
+  const am = renderAlertmanager(parseChannels([{ type: 'webhook', url: hookUrl }]), () => undefined, {
+    groupWait: '1s',
+    groupInterval: '5s',
+    repeatInterval: '1h',
+  });
   writeFileSync(path.join(work, 'alertmanager.yml'), am.yaml);
   mkdirSync(path.join(work, 'am-data'));
-  const amProc = start(ALERTMANAGER_BIN, [`--config.file=${path.join(work, 'alertmanager.yml')}`, `--storage.path=${path.join(work, 'am-data')}`, `--web.listen-address=127.0.0.1:${amPort}`, '--cluster.listen-address=']);
+  const amProc = start(ALERTMANAGER_BIN, [
+    `--config.file=${path.join(work, 'alertmanager.yml')}`,
+    `--storage.path=${path.join(work, 'am-data')}`,
+    `--web.listen-address=127.0.0.1:${amPort}`,
+    '--cluster.listen-address=',
+  ]);
 
   const rulesDir = path.join(work, 'rules');
   mkdirSync(rulesDir);
@@ -135,11 +178,16 @@ test('Prometheus scrapes every exporter; a stopped node-exporter raises NodeDown
   (cfg.global as Record<string, unknown>).scrape_timeout = '1s';
   writeFileSync(path.join(work, 'prometheus.yml'), toYaml(cfg));
   mkdirSync(path.join(work, 'tsdb'));
-  const prom = start(PROMETHEUS_BIN, [`--config.file=${path.join(work, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(work, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`]);
+  const prom = start(PROMETHEUS_BIN, [
+    `--config.file=${path.join(work, 'prometheus.yml')}`,
+    `--storage.tsdb.path=${path.join(work, 'tsdb')}`,
+    `--web.listen-address=127.0.0.1:${promPort}`,
+  ]);
 
   const api = `http://127.0.0.1:${promPort}/api/v1`;
   type Target = { labels: Record<string, string>; health: string; lastError: string };
-  const targets = async (): Promise<Target[]> => ((await (await fetch(`${api}/targets`)).json()) as { data: { activeTargets: Target[] } }).data.activeTargets;
+  const targets = async (): Promise<Target[]> =>
+    ((await (await fetch(`${api}/targets`)).json()) as { data: { activeTargets: Target[] } }).data.activeTargets;
 
   // every exporter scraped and up: 3 nodes + Prometheus + Alertmanager
   const up = await waitFor(
@@ -151,7 +199,13 @@ test('Prometheus scrapes every exporter; a stopped node-exporter raises NodeDown
     60_000,
     prom,
   );
-  assert.deepEqual(up.filter((t) => t.labels.job === 'node').map((t) => t.labels.instance).sort(), ['n1', 'n2', 'n3']);
+  assert.deepEqual(
+    up
+      .filter((t) => t.labels.job === 'node')
+      .map((t) => t.labels.instance)
+      .sort(),
+    ['n1', 'n2', 'n3'],
+  );
   void amProc;
 
   // every node-exporter, Prometheus and Alertmanager metric the dashboards and rules use exists in what

@@ -34,7 +34,9 @@ function freePort(): Promise<number> {
   });
 }
 
-test('the phpfpm job scrapes PHP-FPM 8.2 OpenMetrics status directly; the dashboards\' phpfpm metrics exist', { timeout: 600_000 }, async (t) => {
+test("the phpfpm job scrapes PHP-FPM 8.2 OpenMetrics status directly; the dashboards' phpfpm metrics exist", {
+  timeout: 600_000,
+}, async (t) => {
   await ensureMonitoringTools();
   await ensureDebPackages(['php8.2-fpm', 'libfcgi-bin']);
   const fpmPort = await freePort();
@@ -50,7 +52,13 @@ test('the phpfpm job scrapes PHP-FPM 8.2 OpenMetrics status directly; the dashbo
   // what nginx does for /fpm-status: FastCGI request, response headers and body passed through
   const relay = createHttpServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const env = { ...process.env, SCRIPT_NAME: url.pathname, SCRIPT_FILENAME: url.pathname, QUERY_STRING: url.search.slice(1), REQUEST_METHOD: 'GET' };
+    const env = {
+      ...process.env,
+      SCRIPT_NAME: url.pathname,
+      SCRIPT_FILENAME: url.pathname,
+      QUERY_STRING: url.search.slice(1),
+      REQUEST_METHOD: 'GET',
+    };
     execFile('/usr/bin/cgi-fcgi', ['-bind', '-connect', `127.0.0.1:${fpmPort}`], { env, encoding: 'latin1' }, (err, out) => {
       const sep = out.indexOf('\r\n\r\n');
       if (err || sep < 0) {
@@ -73,7 +81,14 @@ test('the phpfpm job scrapes PHP-FPM 8.2 OpenMetrics status directly; the dashbo
   after(() => new Promise<void>((r) => relay.close(() => r())));
 
   // the generated job, with its service discovery swapped for the loopback relay
-  const cfg = prometheusConfig({ hosts: [], sites: [{ id: 'a', stack: 'site-a' }], farm: 't', alertmanagers: [], self: `127.0.0.1:${promPort}`, scrapeInterval: '2s' });
+  const cfg = prometheusConfig({
+    hosts: [],
+    sites: [{ id: 'a', stack: 'site-a' }],
+    farm: 't',
+    alertmanagers: [],
+    self: `127.0.0.1:${promPort}`,
+    scrapeInterval: '2s',
+  });
   const job = (cfg.scrape_configs as Array<Record<string, unknown>>).find((j) => j.job_name === 'phpfpm')!;
   assert.equal(job.metrics_path, '/fpm-status');
   delete job.dns_sd_configs;
@@ -84,7 +99,15 @@ test('the phpfpm job scrapes PHP-FPM 8.2 OpenMetrics status directly; the dashbo
   (cfg.global as Record<string, unknown>).scrape_timeout = '1s';
   writeFileSync(path.join(work, 'prometheus.yml'), toYaml({ ...cfg, alerting: undefined, rule_files: undefined }));
   mkdirSync(path.join(work, 'tsdb'));
-  const prom = spawn(PROMETHEUS_BIN, [`--config.file=${path.join(work, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(work, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`], { stdio: 'ignore' });
+  const prom = spawn(
+    PROMETHEUS_BIN,
+    [
+      `--config.file=${path.join(work, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${path.join(work, 'tsdb')}`,
+      `--web.listen-address=127.0.0.1:${promPort}`,
+    ],
+    { stdio: 'ignore' },
+  );
   children.push(prom);
 
   const api = `http://127.0.0.1:${promPort}/api/v1`;
@@ -92,7 +115,9 @@ test('the phpfpm job scrapes PHP-FPM 8.2 OpenMetrics status directly; the dashbo
   let last: Target | undefined;
   const t0 = Date.now();
   while (Date.now() - t0 < 60_000) {
-    const r = await fetch(`${api}/targets`).then((x) => x.json() as Promise<{ data: { activeTargets: Target[] } }>).catch(() => undefined);
+    const r = await fetch(`${api}/targets`)
+      .then((x) => x.json() as Promise<{ data: { activeTargets: Target[] } }>)
+      .catch(() => undefined);
     last = r?.data.activeTargets[0];
     if (last?.health === 'up') break;
     await new Promise((r2) => setTimeout(r2, 500));

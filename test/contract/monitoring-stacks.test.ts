@@ -9,6 +9,9 @@ import { validateAgainst } from '../../roles/traefik/schema-check.ts';
 import { lokiConfig, tempoConfig, promtailConfig, monitoringStack, toYaml } from '../../roles/monitoring/stacks.ts';
 import { grafanaDatasources, grafanaDashboardProvider } from '../../roles/monitoring/dashboards.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed YAML/JSON documents, read field by field in assertions
+type FreeForm = Record<string, any>;
+
 function files(extra: Record<string, string> = {}): Record<string, string> {
   return {
     'prometheus.yml': 'global: {}\n',
@@ -16,7 +19,12 @@ function files(extra: Record<string, string> = {}): Record<string, string> {
     'loki.yml': toYaml(lokiConfig()),
     'tempo.yml': toYaml(tempoConfig()),
     'promtail.yml': toYaml(promtailConfig()),
-    'grafana-datasources.yml': grafanaDatasources({ prometheus: 'http://prometheus:9090', loki: 'http://loki:3100', tempo: 'http://tempo:3200', alertmanager: 'http://alertmanager:9093' }),
+    'grafana-datasources.yml': grafanaDatasources({
+      prometheus: 'http://prometheus:9090',
+      loki: 'http://loki:3100',
+      tempo: 'http://tempo:3200',
+      alertmanager: 'http://alertmanager:9093',
+    }),
     'grafana-dashboards.yml': grafanaDashboardProvider(),
     ...extra,
   };
@@ -49,7 +57,8 @@ test('monitoring stack validates against docker/cli v3.13 and compose-spec', () 
   const doc = YAML.parse(toYaml(monitoringStack({ ...noProm, files: files() })));
   assert.deepEqual(Object.keys(doc.services).sort(), ['grafana', 'loki', 'promtail', 'tempo']);
   assert.equal(doc.secrets.alertmanager_yml, undefined);
-  for (const schema of ['docker-stack-v3', 'compose'] as const) assert.equal(validateAgainst(schema, doc).valid, true, validateAgainst(schema, doc).errors.join('\n'));
+  for (const schema of ['docker-stack-v3', 'compose'] as const)
+    assert.equal(validateAgainst(schema, doc).valid, true, validateAgainst(schema, doc).errors.join('\n'));
 });
 
 test('monitoring stack: secrets stay secrets, configs are content-addressed, images pinned', () => {
@@ -59,9 +68,10 @@ test('monitoring stack: secrets stay secrets, configs are content-addressed, ima
   assert.equal(doc.secrets.alertmanager_yml.external, true);
   assert.equal(doc.configs.alertmanager_yml, undefined);
   assert.equal(doc.services.grafana.environment.GF_SECURITY_ADMIN_PASSWORD__FILE, '/run/secrets/grafana_admin_password');
-  for (const svc of Object.values(doc.services) as Array<{ image: string }>) assert.match(svc.image, /:[0-9][^:]*$/, `${svc.image} is pinned`);
+  for (const svc of Object.values(doc.services) as Array<{ image: string }>)
+    assert.match(svc.image, /:[0-9][^:]*$/, `${svc.image} is pinned`);
   // biome-ignore lint/suspicious/noExplicitAny: free-form
-  const other = monitoringStack({ ...input, files: files({ 'loki.yml': toYaml(lokiConfig({ retentionDays: 31 })) }) }) as Record<string, any>; // free-form
+  const other = monitoringStack({ ...input, files: files({ 'loki.yml': toYaml(lokiConfig({ retentionDays: 31 })) }) }) as FreeForm; // free-form
   assert.notEqual(other.configs.loki_yml.name, doc.configs.loki_yml.name);
   assert.equal(other.configs.tempo_yml.name, doc.configs.tempo_yml.name);
   assert.equal(doc.services.promtail.deploy.mode, 'global');
@@ -76,7 +86,15 @@ test('Loki keeps 30 days (compactor retention), Tempo and Promtail settings', ()
   assert.equal(loki.compactor.delete_request_store, 'filesystem');
   assert.equal(loki.schema_config.configs[0].schema, 'v13');
   // biome-ignore lint/suspicious/noExplicitAny: free-form
-  const s3 = lokiConfig({ store: { endpoint: 'fra1.digitaloceanspaces.com', bucket: 'wpfarm-logs', region: 'fra1', accessKeyEnv: 'SPACES_KEY', secretKeyEnv: 'SPACES_SECRET' } }) as Record<string, any>; // free-form
+  const s3 = lokiConfig({
+    store: {
+      endpoint: 'fra1.digitaloceanspaces.com',
+      bucket: 'wpfarm-logs',
+      region: 'fra1',
+      accessKeyEnv: 'SPACES_KEY',
+      secretKeyEnv: 'SPACES_SECRET',
+    },
+  }) as FreeForm; // free-form
   assert.equal(s3.common.storage.s3.secret_access_key, '${SPACES_SECRET}', 'secret referenced by name, expanded at start');
   assert.equal(s3.compactor.delete_request_store, 's3');
   // biome-ignore lint/suspicious/noExplicitAny: free-form
@@ -84,5 +102,8 @@ test('Loki keeps 30 days (compactor retention), Tempo and Promtail settings', ()
   assert.equal(tempo.distributor.receivers.otlp.protocols.grpc.endpoint, '0.0.0.0:4317');
   // biome-ignore lint/suspicious/noExplicitAny: free-form
   const promtail = promtailConfig() as Record<string, any>; // free-form
-  assert.deepEqual(promtail.scrape_configs.map((s: { job_name: string }) => s.job_name), ['containers', 'traefik-access', 'journal']);
+  assert.deepEqual(
+    promtail.scrape_configs.map((s: { job_name: string }) => s.job_name),
+    ['containers', 'traefik-access', 'journal'],
+  );
 });

@@ -8,7 +8,15 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { loadInventory } from '../../lib/inventory.ts';
 import { repoRoot, validateAgainst } from '../../roles/traefik/schema-check.ts';
-import { prometheusConfig, alertRules, alertCases, rulesFile, promtoolTests, toYaml, type MonitoredHost } from '../../roles/monitoring/prometheus.ts';
+import {
+  prometheusConfig,
+  alertRules,
+  alertCases,
+  rulesFile,
+  promtoolTests,
+  toYaml,
+  type MonitoredHost,
+} from '../../roles/monitoring/prometheus.ts';
 import { parseChannels, renderAlertmanager, maskSecrets, AlertChannelError } from '../../roles/monitoring/alertmanager.ts';
 import { ensureMonitoringTools, run, PROMTOOL, AMTOOL } from '../../roles/monitoring/tools.ts';
 
@@ -53,15 +61,27 @@ test('prometheus.yml from the lab inventory: schema-valid and accepted by promto
   // biome-ignore lint/suspicious/noExplicitAny: free-form
   const jobs = Object.fromEntries((cfg.scrape_configs as Array<Record<string, any>>).map((j) => [j.job_name, j])); // free-form
   const instances = (job: string): string[] => jobs[job].static_configs.map((s: { labels: { instance: string } }) => s.labels.instance);
-  assert.deepEqual(instances('node'), hosts.map((h) => h.name));
+  assert.deepEqual(
+    instances('node'),
+    hosts.map((h) => h.name),
+  );
   assert.deepEqual(instances('mysqld'), ['db1', 'db2', 'db3']);
   assert.deepEqual(instances('traefik'), ['mgr1', 'mgr2', 'mgr3']);
-  assert.deepEqual(instances('docker').sort(), hosts.filter((h) => h.groups.includes('swarm')).map((h) => h.name).sort());
+  assert.deepEqual(
+    instances('docker').sort(),
+    hosts
+      .filter((h) => h.groups.includes('swarm'))
+      .map((h) => h.name)
+      .sort(),
+  );
   assert.deepEqual(jobs.node.static_configs[0].targets, ['10.77.0.11:9100']);
   assert.deepEqual(jobs.nginx.dns_sd_configs[0].names, ['tasks.site-alpha_nginx-exporter', 'tasks.site-beta_nginx-exporter']);
   assert.equal(jobs.phpfpm.metrics_path, '/fpm-status');
   // a broken configuration is refused by promtool (the check is not vacuous)
-  const bad = write('bad-prometheus.yml', toYaml({ ...cfg, scrape_configs: [...(cfg.scrape_configs as unknown[]), { job_name: 'node', static_configs: [] }] }));
+  const bad = write(
+    'bad-prometheus.yml',
+    toYaml({ ...cfg, scrape_configs: [...(cfg.scrape_configs as unknown[]), { job_name: 'node', static_configs: [] }] }),
+  );
   const rb = await run(PROMTOOL, ['check', 'config', bad]);
   assert.notEqual(rb.code, 0, 'duplicate job name must be refused');
 });
@@ -76,7 +96,17 @@ test('alert rules: schema-valid, promtool check rules, one rule per alert of the
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, new RegExp(`SUCCESS: ${rules.length} rules found`));
   const names = rules.map((x) => x.alert);
-  for (const a of ['NodeDown', 'DiskSpaceHigh', 'MemoryHigh', 'SwarmServiceReplicasBelowExpected', 'GaleraFlowControl', 'GaleraClusterSizeLow', 'GaleraNodeNotSynced', 'HTTP5xxRateHigh', 'CertificateExpiringSoon']) {
+  for (const a of [
+    'NodeDown',
+    'DiskSpaceHigh',
+    'MemoryHigh',
+    'SwarmServiceReplicasBelowExpected',
+    'GaleraFlowControl',
+    'GaleraClusterSizeLow',
+    'GaleraNodeNotSynced',
+    'HTTP5xxRateHigh',
+    'CertificateExpiringSoon',
+  ]) {
     assert.ok(names.includes(a), `missing alert ${a}`);
   }
   assert.equal(rules.find((x) => x.alert === 'NodeDown')!.for, '5m');
@@ -103,7 +133,11 @@ test('promtool test rules catches a rule whose for: window is one minute short (
     const shortened = rules.map((r) => (r.alert === victim ? { ...r, for: `${Number(r.for.replace('m', '')) - 1}m` } : r));
     const rulesPath = write(`short-${victim}.yml`, toYaml(rulesFile(shortened)));
     // expectations computed from the real rules, evaluated against the shortened ones
-    const tests = promtoolTests(rules, cases.filter((c) => c.alert === victim), path.basename(rulesPath));
+    const tests = promtoolTests(
+      rules,
+      cases.filter((c) => c.alert === victim),
+      path.basename(rulesPath),
+    );
     const testsPath = write(`short-${victim}-tests.yml`, toYaml(tests));
     const r = await run(PROMTOOL, ['test', 'rules', testsPath]);
     assert.notEqual(r.code, 0, `${victim} firing early went unnoticed:\n${r.stdout}`);
@@ -112,7 +146,14 @@ test('promtool test rules catches a rule whose for: window is one minute short (
 });
 
 const channelsRaw = [
-  { type: 'email', to: 'ops@example.net', from: 'alerts@example.net', smarthost: 'smtp.example.net:587', auth_username: 'alerts@example.net', auth_password_env: 'SMTP_PASSWORD' },
+  {
+    type: 'email',
+    to: 'ops@example.net',
+    from: 'alerts@example.net',
+    smarthost: 'smtp.example.net:587',
+    auth_username: 'alerts@example.net',
+    auth_password_env: 'SMTP_PASSWORD',
+  },
   { type: 'slack', webhook_url_env: 'SLACK_WEBHOOK_URL', channel: '#wpfarm' },
   { type: 'discord', webhook_url_env: 'DISCORD_WEBHOOK_URL' },
   { type: 'pagerduty', routing_key_env: 'PAGERDUTY_ROUTING_KEY', min_severity: 'critical' },
@@ -176,6 +217,7 @@ test('alert channels: inline secrets, unknown types and missing .env values are 
   const channels = parseChannels(channelsRaw);
   assert.throws(
     () => renderAlertmanager(channels, (n) => (n === 'SLACK_WEBHOOK_URL' ? undefined : fakeEnv[n])),
-    (e: unknown) => e instanceof AlertChannelError && /SLACK_WEBHOOK_URL/.test(e.message) && !Object.values(fakeEnv).some((s) => e.message.includes(s)),
+    (e: unknown) =>
+      e instanceof AlertChannelError && /SLACK_WEBHOOK_URL/.test(e.message) && !Object.values(fakeEnv).some((s) => e.message.includes(s)),
   );
 });

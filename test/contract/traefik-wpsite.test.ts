@@ -15,7 +15,11 @@ import { traefikSettings, traefikDynamicConfig, ENTRY_POINTS } from '../../roles
 import { parseRule, ruleHosts } from '../../roles/traefik/rules.ts';
 import { repoRoot, validateAgainst } from '../../roles/traefik/schema-check.ts';
 
-const settings = traefikSettings({ management_cidrs: ['203.0.113.0/24'], acme_email: 'ops@example.net', traefik_dashboard_host: 'traefik.example.net' });
+const settings = traefikSettings({
+  management_cidrs: ['203.0.113.0/24'],
+  acme_email: 'ops@example.net',
+  traefik_dashboard_host: 'traefik.example.net',
+});
 const fileCfg = traefikDynamicConfig(settings) as DynamicConfig;
 
 function render(text: string, endpointMode: 'dnsrr' | 'vip') {
@@ -25,7 +29,12 @@ function render(text: string, endpointMode: 'dnsrr' | 'vip') {
     site,
     stack: renderSiteStack(site, {
       registry: 'r:5000',
-      images: { wordpressFpm: 'r:5000/wpfarm/wordpress-fpm:1', nginx: 'r:5000/wpfarm/nginx:1', redis: 'r:5000/wpfarm/redis:1', varnish: 'r:5000/wpfarm/varnish:1' },
+      images: {
+        wordpressFpm: 'r:5000/wpfarm/wordpress-fpm:1',
+        nginx: 'r:5000/wpfarm/nginx:1',
+        redis: 'r:5000/wpfarm/redis:1',
+        varnish: 'r:5000/wpfarm/varnish:1',
+      },
       glusterSitesPath: '/mnt/gluster/sites',
       endpointMode,
       db: { host: 'galera', port: 3306 },
@@ -36,7 +45,11 @@ function render(text: string, endpointMode: 'dnsrr' | 'vip') {
 
 test("wp-site's rendered stacks carry labels that Traefik's schema and the traefik role's configuration accept", () => {
   const example = readFileSync(path.join(repoRoot, 'inventory/sites/_example.yml'), 'utf8');
-  const cases = [example, 'id: shop\ndomain: shop.example.org\nsticky: true\n', 'id: blog\ndomain: blog.example.net\naliases: [www.blog.example.net]\n'];
+  const cases = [
+    example,
+    'id: shop\ndomain: shop.example.org\nsticky: true\n',
+    'id: blog\ndomain: blog.example.net\naliases: [www.blog.example.net]\n',
+  ];
   let routers = 0;
   for (const text of cases) {
     for (const mode of ['dnsrr', 'vip'] as const) {

@@ -171,7 +171,9 @@ test('site routing: wp-admin and wp-login.php go through the allow list, admin-a
   assert.ok(!(r.site1!.middlewares as string[]).includes('wp-admin-allowlist@file'));
   // a site with its own allow list gets its own ipAllowList middleware, with Cloudflare's depth
   const own = labelsToDynamic(siteRouterLabels(sites[2]!), 'wp_3_web').config;
-  assert.deepEqual(own.http!.middlewares!['site3-admin-allow'], { ipAllowList: { sourceRange: ['198.51.100.0/24'], ipStrategy: { depth: 1 } } });
+  assert.deepEqual(own.http!.middlewares!['site3-admin-allow'], {
+    ipAllowList: { sourceRange: ['198.51.100.0/24'], ipStrategy: { depth: 1 } },
+  });
   assert.equal((own.http!.routers!['site3-admin']!.middlewares as string[])[0], 'site3-admin-allow');
 });
 
@@ -196,7 +198,10 @@ test('500 sites: all labels convert and validate, router names are unique', () =
   const fileCfg = traefikDynamicConfig(labSettings) as DynamicConfig;
   const names = new Set<string>();
   for (let i = 1; i <= 500; i++) {
-    const { config } = labelsToDynamic(siteRouterLabels({ id: i, domains: [`s${i}.example.com`], port: 80, sticky: i % 7 === 0 }), `wp_${i}_web`);
+    const { config } = labelsToDynamic(
+      siteRouterLabels({ id: i, domains: [`s${i}.example.com`], port: 80, sticky: i % 7 === 0 }),
+      `wp_${i}_web`,
+    );
     const r = validateAgainst('traefik-dynamic', config);
     assert.equal(r.valid, true, r.errors.join('\n'));
     assert.deepEqual(checkReferences(config, fileCfg, entryPoints), []);
@@ -231,7 +236,9 @@ test('label converter rejects what Traefik would silently ignore or misread', ()
   assert.throws(() => labelsToDynamic(noPort, 'x'), /needs loadbalancer.server.port/);
   // a reference to a middleware that does not exist
   const dangling = labelsToDynamic({ ...ok, 'traefik.http.routers.site1.middlewares': 'nope@file' }, 'x').config;
-  assert.deepEqual(checkReferences(dangling, traefikDynamicConfig(labSettings) as DynamicConfig, entryPoints), [{ router: 'site1', problem: 'middleware nope@file does not exist' }]);
+  assert.deepEqual(checkReferences(dangling, traefikDynamicConfig(labSettings) as DynamicConfig, entryPoints), [
+    { router: 'site1', problem: 'middleware nope@file does not exist' },
+  ]);
 });
 
 test('siteRouterLabels refuses bad input', () => {
@@ -265,10 +272,14 @@ test('rule parser: accepts v3 rules, rejects v2 syntax and malformed rules with 
     ['Host(`a.com`) Path(`/`)', /trailing input/],
     ['ClientIP(`10.0.0.0/40`)', /not an IP address or CIDR/],
     ['PathRegexp(`(?=x)`)', /RE2/],
-    ["HostRegexp(`{sub:[a-z]+}.a.com`)", /v2 syntax/],
+    ['HostRegexp(`{sub:[a-z]+}.a.com`)', /v2 syntax/],
   ];
   for (const [rule, msg] of bad) {
-    assert.throws(() => parseRule(rule), (e: unknown) => e instanceof RuleSyntaxError && msg.test(e.message), rule);
+    assert.throws(
+      () => parseRule(rule),
+      (e: unknown) => e instanceof RuleSyntaxError && msg.test(e.message),
+      rule,
+    );
   }
   // precedence: && binds tighter than ||
   const t = parseRule('Host(`a.com`) || Host(`b.com`) && Path(`/x`)');

@@ -33,18 +33,46 @@ interface Case {
 }
 
 const cases = (): Case[] => [
-  { name: 'acl kept', ans: { lineinfile: { path: `${D}/acl.conf`, regexp: '^a=', line: 'a=2' } }, ours: lineinfile({ path: `${D}/acl.conf`, regexp: '^a=', line: 'a=2' }) },
-  { name: 'xattr kept', ans: { lineinfile: { path: `${D}/xattr.conf`, line: 'b=1' } }, ours: lineinfile({ path: `${D}/xattr.conf`, line: 'b=1' }) },
-  { name: 'owner/mode kept', ans: { copy: { dest: `${D}/own.conf`, content: 'x=2\n' } }, ours: file({ path: `${D}/own.conf`, content: 'x=2\n' }) },
-  { name: 'last line newline', ans: { lineinfile: { path: `${D}/nonl.conf`, regexp: '^Port', line: 'Port 22' } }, ours: lineinfile({ path: `${D}/nonl.conf`, regexp: '^Port', line: 'Port 22' }) },
-  { name: 'lineinfile create parents', ans: { lineinfile: { path: `${D}/new/sub/li.conf`, line: 'x=1', create: true } }, ours: lineinfile({ path: `${D}/new/sub/li.conf`, line: 'x=1', create: true }) },
+  {
+    name: 'acl kept',
+    ans: { lineinfile: { path: `${D}/acl.conf`, regexp: '^a=', line: 'a=2' } },
+    ours: lineinfile({ path: `${D}/acl.conf`, regexp: '^a=', line: 'a=2' }),
+  },
+  {
+    name: 'xattr kept',
+    ans: { lineinfile: { path: `${D}/xattr.conf`, line: 'b=1' } },
+    ours: lineinfile({ path: `${D}/xattr.conf`, line: 'b=1' }),
+  },
+  {
+    name: 'owner/mode kept',
+    ans: { copy: { dest: `${D}/own.conf`, content: 'x=2\n' } },
+    ours: file({ path: `${D}/own.conf`, content: 'x=2\n' }),
+  },
+  {
+    name: 'last line newline',
+    ans: { lineinfile: { path: `${D}/nonl.conf`, regexp: '^Port', line: 'Port 22' } },
+    ours: lineinfile({ path: `${D}/nonl.conf`, regexp: '^Port', line: 'Port 22' }),
+  },
+  {
+    name: 'lineinfile create parents',
+    ans: { lineinfile: { path: `${D}/new/sub/li.conf`, line: 'x=1', create: true } },
+    ours: lineinfile({ path: `${D}/new/sub/li.conf`, line: 'x=1', create: true }),
+  },
   {
     name: 'blockinfile create parents',
     ans: { blockinfile: { path: `${D}/new2/sub/bi.conf`, block: 'a\nb', create: true, marker: '# {mark} X' } },
     ours: blockinfile({ path: `${D}/new2/sub/bi.conf`, block: 'a\nb', create: true, marker: '# {mark} X' }),
   },
-  { name: 'directory parents mode', ans: { file: { path: `${D}/p1/p2/p3`, state: 'directory', mode: '0700' } }, ours: directory({ path: `${D}/p1/p2/p3`, mode: '0700' }) },
-  { name: 'touch bumps', ans: { file: { path: `${D}/touch.txt`, state: 'touch' } }, ours: file({ path: `${D}/touch.txt`, state: 'touch' }) },
+  {
+    name: 'directory parents mode',
+    ans: { file: { path: `${D}/p1/p2/p3`, state: 'directory', mode: '0700' } },
+    ours: directory({ path: `${D}/p1/p2/p3`, mode: '0700' }),
+  },
+  {
+    name: 'touch bumps',
+    ans: { file: { path: `${D}/touch.txt`, state: 'touch' } },
+    ours: file({ path: `${D}/touch.txt`, state: 'touch' }),
+  },
   {
     name: 'touch create-only',
     ans: { file: { path: `${D}/touchkeep.txt`, state: 'touch', modification_time: 'preserve', access_time: 'preserve' } },
@@ -80,39 +108,111 @@ const cases = (): Case[] => [
     ans: { lineinfile: { path: `${D}/bk.conf`, regexp: '^v=', line: 'v=2', backup: true } },
     ours: lineinfile({ path: `${D}/bk.conf`, regexp: '^v=', line: 'v=2', backup: true }),
   },
-  { name: 'copy backup', ans: { copy: { dest: `${D}/bk2.conf`, content: 'w=2\n', backup: true } }, ours: file({ path: `${D}/bk2.conf`, content: 'w=2\n', backup: true }) },
-  { name: 'force false existing', ans: { copy: { dest: `${D}/keep.conf`, content: 'theirs\n', force: false } }, ours: file({ path: `${D}/keep.conf`, content: 'theirs\n', force: false }) },
-  { name: 'force false absent', ans: { copy: { dest: `${D}/keepnew.conf`, content: 'new\n', force: false } }, ours: file({ path: `${D}/keepnew.conf`, content: 'new\n', force: false }) },
-  { name: 'remote_src', ans: { copy: { src: `${D}/rsrc.txt`, dest: `${D}/rdst.txt`, remote_src: true } }, ours: copy({ src: `${D}/rsrc.txt`, path: `${D}/rdst.txt`, remoteSrc: true }) },
+  {
+    name: 'copy backup',
+    ans: { copy: { dest: `${D}/bk2.conf`, content: 'w=2\n', backup: true } },
+    ours: file({ path: `${D}/bk2.conf`, content: 'w=2\n', backup: true }),
+  },
+  {
+    name: 'force false existing',
+    ans: { copy: { dest: `${D}/keep.conf`, content: 'theirs\n', force: false } },
+    ours: file({ path: `${D}/keep.conf`, content: 'theirs\n', force: false }),
+  },
+  {
+    name: 'force false absent',
+    ans: { copy: { dest: `${D}/keepnew.conf`, content: 'new\n', force: false } },
+    ours: file({ path: `${D}/keepnew.conf`, content: 'new\n', force: false }),
+  },
+  {
+    name: 'remote_src',
+    ans: { copy: { src: `${D}/rsrc.txt`, dest: `${D}/rdst.txt`, remote_src: true } },
+    ours: copy({ src: `${D}/rsrc.txt`, path: `${D}/rdst.txt`, remoteSrc: true }),
+  },
   {
     name: 'validate fails',
     ans: { copy: { dest: `${D}/val.conf`, content: 'bad\n', validate: 'grep -q good %s' } },
     ours: file({ path: `${D}/val.conf`, content: 'bad\n', validate: 'grep -q good %s' }),
   },
-  { name: 'validate passes', ans: { copy: { dest: `${D}/val2.conf`, content: 'good 2\n', validate: 'grep -q good %s' } }, ours: file({ path: `${D}/val2.conf`, content: 'good 2\n', validate: 'grep -q good %s' }) },
-  { name: 'symlink', ans: { file: { path: `${D}/lnk`, src: 'tgt.txt', state: 'link' } }, ours: file({ path: `${D}/lnk`, src: 'tgt.txt', state: 'link' }) },
-  { name: 'symlink retarget', ans: { file: { path: `${D}/lnk2`, src: `${D}/tgt.txt`, state: 'link' } }, ours: file({ path: `${D}/lnk2`, src: `${D}/tgt.txt`, state: 'link' }) },
-  { name: 'symlink over file, force', ans: { file: { path: `${D}/lf`, src: 'tgt.txt', state: 'link', force: true } }, ours: file({ path: `${D}/lf`, src: 'tgt.txt', state: 'link', force: true }) },
-  { name: 'symlink over file, no force', ans: { file: { path: `${D}/lf2`, src: 'tgt.txt', state: 'link' } }, ours: file({ path: `${D}/lf2`, src: 'tgt.txt', state: 'link' }) },
-  { name: 'symlink over empty dir, force', ans: { file: { path: `${D}/ldir`, src: 'tgt.txt', state: 'link', force: true } }, ours: file({ path: `${D}/ldir`, src: 'tgt.txt', state: 'link', force: true }) },
+  {
+    name: 'validate passes',
+    ans: { copy: { dest: `${D}/val2.conf`, content: 'good 2\n', validate: 'grep -q good %s' } },
+    ours: file({ path: `${D}/val2.conf`, content: 'good 2\n', validate: 'grep -q good %s' }),
+  },
+  {
+    name: 'symlink',
+    ans: { file: { path: `${D}/lnk`, src: 'tgt.txt', state: 'link' } },
+    ours: file({ path: `${D}/lnk`, src: 'tgt.txt', state: 'link' }),
+  },
+  {
+    name: 'symlink retarget',
+    ans: { file: { path: `${D}/lnk2`, src: `${D}/tgt.txt`, state: 'link' } },
+    ours: file({ path: `${D}/lnk2`, src: `${D}/tgt.txt`, state: 'link' }),
+  },
+  {
+    name: 'symlink over file, force',
+    ans: { file: { path: `${D}/lf`, src: 'tgt.txt', state: 'link', force: true } },
+    ours: file({ path: `${D}/lf`, src: 'tgt.txt', state: 'link', force: true }),
+  },
+  {
+    name: 'symlink over file, no force',
+    ans: { file: { path: `${D}/lf2`, src: 'tgt.txt', state: 'link' } },
+    ours: file({ path: `${D}/lf2`, src: 'tgt.txt', state: 'link' }),
+  },
+  {
+    name: 'symlink over empty dir, force',
+    ans: { file: { path: `${D}/ldir`, src: 'tgt.txt', state: 'link', force: true } },
+    ours: file({ path: `${D}/ldir`, src: 'tgt.txt', state: 'link', force: true }),
+  },
   {
     name: 'symlink over real dir refused',
     ans: { file: { path: `${D}/ldirfull`, src: 'tgt.txt', state: 'link', force: true } },
     ours: file({ path: `${D}/ldirfull`, src: 'tgt.txt', state: 'link', force: true }),
   },
-  { name: 'symlink missing src', ans: { file: { path: `${D}/lmiss`, src: 'nope', state: 'link' } }, ours: file({ path: `${D}/lmiss`, src: 'nope', state: 'link' }) },
-  { name: 'symlink owner', ans: { file: { path: `${D}/lown`, src: 'tgt.txt', state: 'link', owner: 'nobody', follow: false } }, ours: file({ path: `${D}/lown`, src: 'tgt.txt', state: 'link', owner: 'nobody' }) },
-  { name: 'hard link, force', ans: { file: { path: `${D}/h.dst`, src: `${D}/h.src`, state: 'hard', force: true } }, ours: file({ path: `${D}/h.dst`, src: `${D}/h.src`, state: 'hard', force: true }) },
-  { name: 'hard link new', ans: { file: { path: `${D}/h.new`, src: `${D}/h.src`, state: 'hard' } }, ours: file({ path: `${D}/h.new`, src: `${D}/h.src`, state: 'hard' }) },
-  { name: 'symbolic mode', ans: { file: { path: `${D}/sym.txt`, mode: 'u+x,g-w,o=r' } }, ours: file({ path: `${D}/sym.txt`, mode: 'u+x,g-w,o=r' }) },
-  { name: 'symbolic mode X', ans: { file: { path: `${D}/sym2.txt`, mode: 'u=rwX,go=rX' } }, ours: file({ path: `${D}/sym2.txt`, mode: 'u=rwX,go=rX' }) },
+  {
+    name: 'symlink missing src',
+    ans: { file: { path: `${D}/lmiss`, src: 'nope', state: 'link' } },
+    ours: file({ path: `${D}/lmiss`, src: 'nope', state: 'link' }),
+  },
+  {
+    name: 'symlink owner',
+    ans: { file: { path: `${D}/lown`, src: 'tgt.txt', state: 'link', owner: 'nobody', follow: false } },
+    ours: file({ path: `${D}/lown`, src: 'tgt.txt', state: 'link', owner: 'nobody' }),
+  },
+  {
+    name: 'hard link, force',
+    ans: { file: { path: `${D}/h.dst`, src: `${D}/h.src`, state: 'hard', force: true } },
+    ours: file({ path: `${D}/h.dst`, src: `${D}/h.src`, state: 'hard', force: true }),
+  },
+  {
+    name: 'hard link new',
+    ans: { file: { path: `${D}/h.new`, src: `${D}/h.src`, state: 'hard' } },
+    ours: file({ path: `${D}/h.new`, src: `${D}/h.src`, state: 'hard' }),
+  },
+  {
+    name: 'symbolic mode',
+    ans: { file: { path: `${D}/sym.txt`, mode: 'u+x,g-w,o=r' } },
+    ours: file({ path: `${D}/sym.txt`, mode: 'u+x,g-w,o=r' }),
+  },
+  {
+    name: 'symbolic mode X',
+    ans: { file: { path: `${D}/sym2.txt`, mode: 'u=rwX,go=rX' } },
+    ours: file({ path: `${D}/sym2.txt`, mode: 'u=rwX,go=rX' }),
+  },
   {
     name: 'recurse symbolic mode and owner',
     ans: { file: { path: `${D}/tree`, state: 'directory', recurse: true, mode: 'u=rwX,g=rX,o=', owner: 'nobody' } },
     ours: directory({ path: `${D}/tree`, recurse: true, mode: 'u=rwX,g=rX,o=', owner: 'nobody' }),
   },
-  { name: 'recurse octal mode', ans: { file: { path: `${D}/tree2`, state: 'directory', recurse: true, mode: '0750' } }, ours: directory({ path: `${D}/tree2`, recurse: true, mode: '0750' }) },
-  { name: 'directory src', ans: { copy: { src: `${local}/srcdir/`, dest: `${D}/copied/` } }, ours: copy({ src: `${local}/srcdir`, path: `${D}/copied` }) },
+  {
+    name: 'recurse octal mode',
+    ans: { file: { path: `${D}/tree2`, state: 'directory', recurse: true, mode: '0750' } },
+    ours: directory({ path: `${D}/tree2`, recurse: true, mode: '0750' }),
+  },
+  {
+    name: 'directory src',
+    ans: { copy: { src: `${local}/srcdir/`, dest: `${D}/copied/` } },
+    ours: copy({ src: `${local}/srcdir`, path: `${D}/copied` }),
+  },
 ];
 
 /** Deliberate differences: case name → our statuses (check, run, rerun) where they differ from Ansible's. */
@@ -186,7 +286,9 @@ function listing(root: string): { tree: string; acl: string } {
 before(async () => {
   ensureTools(['python3', 'ansible']);
   if (spawnSync('bash', ['-c', 'command -v setfacl && command -v getfattr']).status !== 0) {
-    execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', 'acl', 'attr'], { stdio: 'ignore' });
+    execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', 'acl', 'attr'], {
+      stdio: 'ignore',
+    });
   }
   lab = await startSshdHosts(2, { prefix: 'ad' });
   mkdirSync(join(local, 'srcdir/etc/deep'), { recursive: true });
@@ -211,7 +313,10 @@ function ansibleRun(list: Case[], check: boolean): Status[] {
   const h = lab.hosts[0]!;
   const dir = join(local, 'ansible');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'inventory.ini'), `${h.name} ansible_host=${h.address} ansible_user=root ansible_ssh_private_key_file=${lab.keyFile}\n`);
+  writeFileSync(
+    join(dir, 'inventory.ini'),
+    `${h.name} ansible_host=${h.address} ansible_user=root ansible_ssh_private_key_file=${lab.keyFile}\n`,
+  );
   writeFileSync(
     join(dir, 'ansible.cfg'),
     [
@@ -241,7 +346,8 @@ function ansibleRun(list: Case[], check: boolean): Status[] {
     const m = /^(ok|changed|fatal|failed): \[/.exec(line);
     if (m) statuses.push(m[1] === 'ok' ? 'ok' : m[1] === 'changed' ? 'changed' : 'failed');
   }
-  if (statuses.length !== list.length) throw new Error(`ansible-playbook exit ${r.status}: ${r.stdout.slice(-3000)} ${r.stderr.slice(-2000)}`);
+  if (statuses.length !== list.length)
+    throw new Error(`ansible-playbook exit ${r.status}: ${r.stdout.slice(-3000)} ${r.stderr.slice(-2000)}`);
   return statuses;
 }
 
@@ -260,7 +366,13 @@ async function oursRun(list: Case[], check: boolean): Promise<Status[]> {
       hostState: new Map([[h.name, newHostState()]]),
     });
     // an ignored error is recorded as ok with the reason "ignored error: ..." (Ansible: fatal ... ignoring)
-    return r.results.map((x) => (x.status === 'failed' || (x as { reason?: string }).reason?.startsWith('ignored error') ? 'failed' : x.status === 'changed' ? 'changed' : 'ok'));
+    return r.results.map((x) =>
+      x.status === 'failed' || (x as { reason?: string }).reason?.startsWith('ignored error')
+        ? 'failed'
+        : x.status === 'changed'
+          ? 'changed'
+          : 'ok',
+    );
   } finally {
     await pool.closeAll();
   }
@@ -297,7 +409,10 @@ test('file tasks: wpfarm and ansible-core 2.14 give the same ok/changed/failed s
   assert.match(ours.tree, /\.\/touch\.txt 644 root root 2 bumped/);
   // Deliberate difference (docs/operations.md): ansible-core 2.14's lineinfile drops the file's extended ACL
   // entries and xattrs (mode 0674 left behind: the group may now write); wpfarm keeps them, like cp --preserve=all
-  assert.match(ours.acl, /# file: \.\/acl\.conf\n# owner: root\n# group: root\nuser::rw-\nuser:nobody:rwx\ngroup::r--\nmask::rwx\nother::r--/);
+  assert.match(
+    ours.acl,
+    /# file: \.\/acl\.conf\n# owner: root\n# group: root\nuser::rw-\nuser:nobody:rwx\ngroup::r--\nmask::rwx\nother::r--/,
+  );
   assert.match(ours.acl, /# file: xattr\.conf\nuser\.tag="v1"/);
   assert.equal(theirs.acl.trim(), '', 'ansible-core 2.14 dropped them');
 });

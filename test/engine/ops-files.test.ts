@@ -35,13 +35,18 @@ const controllerKeepalive = readFileSync('/proc/sys/net/ipv4/tcp_keepalive_time'
 
 const onHost = (name: string, path: string): string => join(lab.hosts.find((h) => h.name === name)!.root, path);
 const liveSysctl = (name: string): string =>
-  execFileSync('ip', ['netns', 'exec', lab.hosts.find((h) => h.name === name)!.netns, 'cat', '/proc/sys/net/ipv4/tcp_keepalive_time'], { encoding: 'utf8' }).trim();
+  execFileSync('ip', ['netns', 'exec', lab.hosts.find((h) => h.name === name)!.netns, 'cat', '/proc/sys/net/ipv4/tcp_keepalive_time'], {
+    encoding: 'utf8',
+  }).trim();
 
 before(async () => {
   ensureTools(['curl', 'getent']); // the test hosts' filesystems are overlays of this machine's
   lab = await startSshdHosts(2, { prefix: 'f' });
   mkdirSync(local, { recursive: true });
-  writeFileSync(join(local, 'app.conf.ejs'), 'name=<%= inventory_hostname %>\nport=<%= app.port %>\n<% for (const u of app.upstreams) { %>upstream <%= u %>\n<% } %>');
+  writeFileSync(
+    join(local, 'app.conf.ejs'),
+    'name=<%= inventory_hostname %>\nport=<%= app.port %>\n<% for (const u of app.upstreams) { %>upstream <%= u %>\n<% } %>',
+  );
   writeFileSync(join(local, 'broken.ejs'), 'ok\n<%= app.nope %>\n');
   writeFileSync(join(local, 'blob.bin'), blob);
   server = createServer((req, res) => {
@@ -57,7 +62,10 @@ before(async () => {
   const bridge = lab.hosts[0]!.address.replace(/\.\d+$/, '.1');
   await new Promise<void>((r) => server.listen(0, bridge, r));
   baseUrl = `http://${bridge}:${(server.address() as AddressInfo).port}`;
-  hosts = lab.hosts.map((h) => ({ ...h.spec, vars: { ...h.spec.vars, inventory_hostname: h.name, app: { port: 8080, upstreams: ['10.0.0.1', '10.0.0.2'] } } }));
+  hosts = lab.hosts.map((h) => ({
+    ...h.spec,
+    vars: { ...h.spec.vars, inventory_hostname: h.name, app: { port: 8080, upstreams: ['10.0.0.1', '10.0.0.2'] } },
+  }));
   for (const h of lab.hosts) {
     writeFileSync(onHost(h.name, '/srv/seed.conf'), '[main]\nlisten = 80\n#keepalive = on\n');
     writeFileSync(onHost(h.name, '/srv/old.txt'), 'obsolete\n');
@@ -97,14 +105,20 @@ const changes = (r: RoleRunResult): string[] =>
     .map((x) => `${x.host} | ${x.step} | ${x.changes.join('; ')}`)
     .sort();
 
-const failures = (r: RoleRunResult): string[] => r.results.filter((x) => x.status === 'failed').map((x) => `${x.host} | ${x.step} | ${x.error}`);
+const failures = (r: RoleRunResult): string[] =>
+  r.results.filter((x) => x.status === 'failed').map((x) => `${x.host} | ${x.step} | ${x.error}`);
 
 const all = (): Role =>
   roleOf('opsfiles', (host) => [
     directory({ path: '/srv/opsfiles/conf', mode: '0750', owner: 'nobody', group: 'nogroup' }),
     file({ path: '/srv/opsfiles/conf/motd', content: `hello from ${host}\n`, mode: '0644' }),
     copy({ path: '/srv/opsfiles/conf/blob.bin', src: relative(process.cwd(), join(local, 'blob.bin')), mode: '0600' }),
-    template({ path: '/srv/opsfiles/conf/app.conf', src: relative(process.cwd(), join(local, 'app.conf.ejs')), mode: '0640', group: 'nogroup' }),
+    template({
+      path: '/srv/opsfiles/conf/app.conf',
+      src: relative(process.cwd(), join(local, 'app.conf.ejs')),
+      mode: '0640',
+      group: 'nogroup',
+    }),
     lineinfile({ path: '/srv/seed.conf', regexp: '^#?keepalive', line: 'keepalive = off' }),
     blockinfile({ path: '/srv/seed.conf', block: 'cache = 64m\nworkers = 4', insertAfter: /^\[main\]/ }),
     sysctl({ name: 'net.ipv4.tcp_keepalive_time', value: 1234, file: '/srv/opsfiles/sysctl.conf' }),
@@ -130,7 +144,11 @@ describe('file operations on real sshd hosts, through the runner', () => {
       assert.equal(readFileSync(onHost(h.name, '/srv/seed.conf'), 'utf8'), '[main]\nlisten = 80\n#keepalive = on\n');
       assert.equal(existsSync(onHost(h.name, '/srv/old.txt')), true);
     }
-    assert.deepEqual(lab.hosts.map((h) => liveSysctl(h.name)), liveBefore, 'check set no live value');
+    assert.deepEqual(
+      lab.hosts.map((h) => liveSysctl(h.name)),
+      liveBefore,
+      'check set no live value',
+    );
     const tdiff = check.results.find((x) => x.host === 'f01' && x.kind === 'template')!.diff!;
     assert.match(tdiff, /^--- \/dev\/null\n\+\+\+ \/srv\/opsfiles\/conf\/app\.conf\n@@ -0,0 \+1,4 @@\n\+name=f01\n\+port=8080\n/);
 
@@ -144,20 +162,30 @@ describe('file operations on real sshd hosts, through the runner', () => {
       assert.equal(statSync(p('/srv/opsfiles/conf')).uid, 65534);
       assert.equal(readFileSync(p('/srv/opsfiles/conf/motd'), 'utf8'), `hello from ${h.name}\n`);
       assert.deepEqual(readFileSync(p('/srv/opsfiles/conf/blob.bin')), blob);
-      assert.equal(readFileSync(p('/srv/opsfiles/conf/app.conf'), 'utf8'), `name=${h.name}\nport=8080\nupstream 10.0.0.1\nupstream 10.0.0.2\n`);
+      assert.equal(
+        readFileSync(p('/srv/opsfiles/conf/app.conf'), 'utf8'),
+        `name=${h.name}\nport=8080\nupstream 10.0.0.1\nupstream 10.0.0.2\n`,
+      );
       assert.equal((statSync(p('/srv/opsfiles/conf/app.conf')).mode & 0o7777).toString(8), '640');
       assert.equal(statSync(p('/srv/opsfiles/conf/app.conf')).gid, 65534);
       assert.equal(
         readFileSync(p('/srv/seed.conf'), 'utf8'),
         '[main]\n# BEGIN WPFARM MANAGED BLOCK\ncache = 64m\nworkers = 4\n# END WPFARM MANAGED BLOCK\nlisten = 80\nbacklog = 511\nkeepalive = off\n',
       );
-      assert.equal(readFileSync(p('/srv/opsfiles/sysctl.conf'), 'utf8'), 'net.ipv4.tcp_keepalive_time = 1234\nnet.ipv4.tcp_fin_timeout = 17\n');
+      assert.equal(
+        readFileSync(p('/srv/opsfiles/sysctl.conf'), 'utf8'),
+        'net.ipv4.tcp_keepalive_time = 1234\nnet.ipv4.tcp_fin_timeout = 17\n',
+      );
       assert.equal(liveSysctl(h.name), '1234');
       assert.deepEqual(readFileSync(p('/srv/opsfiles/pkg.bin')), payload);
       assert.equal(existsSync(p('/srv/old.txt')), false);
       assert.equal(readFileSync(p('/srv/opsfiles/marker'), 'utf8'), '');
     }
-    assert.equal(readFileSync('/proc/sys/net/ipv4/tcp_keepalive_time', 'utf8'), controllerKeepalive, "this machine's own value did not move");
+    assert.equal(
+      readFileSync('/proc/sys/net/ipv4/tcp_keepalive_time', 'utf8'),
+      controllerKeepalive,
+      "this machine's own value did not move",
+    );
 
     const rerun = await run(all());
     assert.deepEqual(failures(rerun), []);
@@ -220,8 +248,11 @@ describe('file operations on real sshd hosts, through the runner', () => {
     const r = await run(bad);
     const f = failures(r);
     assert.equal(f.length, 2);
-    for (const line of f) assert.match(line, new RegExp(`test-engine-files-${process.pid}/broken\\.ejs:2: undefined variable 'app\\.nope'`));
-    const dl = roleOf('opsfiles-dl', () => [download({ url: `${baseUrl}/pkg.bin`, dest: '/srv/opsfiles/wrong.bin', sha256: 'b'.repeat(64) })]);
+    for (const line of f)
+      assert.match(line, new RegExp(`test-engine-files-${process.pid}/broken\\.ejs:2: undefined variable 'app\\.nope'`));
+    const dl = roleOf('opsfiles-dl', () => [
+      download({ url: `${baseUrl}/pkg.bin`, dest: '/srv/opsfiles/wrong.bin', sha256: 'b'.repeat(64) }),
+    ]);
     const r2 = await run(dl);
     for (const line of failures(r2)) assert.match(line, /sha256 mismatch/);
     assert.equal(failures(r2).length, 2);
@@ -252,7 +283,13 @@ describe('file operations on real sshd hosts, through the runner', () => {
       assert.equal((statSync(onHost('f01', '/srv/put/new.txt')).mode & 0o7777).toString(8), '644');
       assert.equal(conn.roundTrips, 3);
       await assert.rejects(conn.put('/srv/no/such/dir/f', 'x'), /exit/);
-      assert.deepEqual(execFileSync('ls', ['-A', onHost('f01', '/srv/put')], { encoding: 'utf8' }).split('\n').filter(Boolean).sort(), ['new.txt', 'state.json']);
+      assert.deepEqual(
+        execFileSync('ls', ['-A', onHost('f01', '/srv/put')], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean)
+          .sort(),
+        ['new.txt', 'state.json'],
+      );
     } finally {
       await pool.closeAll();
     }

@@ -23,10 +23,14 @@ after(async () => {
 function run(): Promise<{ code: number; out: string; json: Report }> {
   const json = join(lab.dir, `once-${Math.random().toString(36).slice(2)}.json`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', 'test/fixtures/roles/once.ts', '--inventory', lab.inventoryFile, '--json', json], {
-      env: { ...process.env, CI: 'true' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'playbooks/run-role.ts', 'test/fixtures/roles/once.ts', '--inventory', lab.inventoryFile, '--json', json],
+      {
+        env: { ...process.env, CI: 'true' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -45,7 +49,11 @@ test('runOnce: one host runs it, the others mirror the outcome; skipped stays sk
   const runner = ran[0]!.name;
   const cmd = r.json.results.filter((x) => x.step.startsWith('command sh'));
   assert.equal(cmd.length, 3, 'every host reports the step');
-  assert.deepEqual(cmd.filter((x) => x.status === 'changed').map((x) => x.host), [runner], 'the change is counted once, on its host');
+  assert.deepEqual(
+    cmd.filter((x) => x.status === 'changed').map((x) => x.host),
+    [runner],
+    'the change is counted once, on its host',
+  );
   for (const x of cmd.filter((x) => x.host !== runner)) {
     assert.equal(x.status, 'ok');
     assert.deepEqual(x.changes, []);
@@ -61,5 +69,9 @@ test('runOnce: one host runs it, the others mirror the outcome; skipped stays sk
   for (const h of lab.hosts) assert.equal(readFileSync(join(h.root, '/srv/once-done'), 'utf8'), 'done\n');
   const again = await run();
   assert.equal(again.code, 0, again.out);
-  assert.deepEqual(again.json.results.filter((x) => x.status === 'changed'), [], 'the rerun changes nothing');
+  assert.deepEqual(
+    again.json.results.filter((x) => x.status === 'changed'),
+    [],
+    'the rerun changes nothing',
+  );
 });

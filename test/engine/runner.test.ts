@@ -25,7 +25,13 @@ const SECRET = 'S3cr3t-Value-9f8e7d';
 
 function cli(
   args: string[],
-  o: { env?: Record<string, string>; json?: boolean; onSpawn?: (pid: number) => void; onStdout?: (text: string) => void; fast?: boolean } = {},
+  o: {
+    env?: Record<string, string>;
+    json?: boolean;
+    onSpawn?: (pid: number) => void;
+    onStdout?: (text: string) => void;
+    fast?: boolean;
+  } = {},
 ): Promise<CliResult> {
   const jsonFile = join(lab.dir, `report-${Math.random().toString(36).slice(2)}.json`);
   // fast: the prebuilt CLI (scripts/build-cli.ts) through its launcher, saying which path it took on stderr
@@ -96,7 +102,16 @@ describe('engine on real sshd hosts', () => {
   });
 
   test('tags and limit select steps and hosts', async () => {
-    const r = await cli(['test/fixtures/roles/demo.ts', '--inventory', lab.inventoryFile, '--limit', 'web,!h02', '--skip-tags', 'other', '--check']);
+    const r = await cli([
+      'test/fixtures/roles/demo.ts',
+      '--inventory',
+      lab.inventoryFile,
+      '--limit',
+      'web,!h02',
+      '--skip-tags',
+      'other',
+      '--check',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const hosts = [...new Set(r.json!.results.map((x) => x.host))].sort();
     assert.deepEqual(hosts, ['h01', 'h03']);
@@ -144,7 +159,8 @@ describe('engine on real sshd hosts', () => {
     const handlerAt = h01.findIndex((s) => s.startsWith('handler h1'));
     const catAt = h01.findIndex((s) => s.startsWith('command cat'));
     assert.ok(handlerAt >= 0 && handlerAt < catAt, `handler ran before the next step: ${h01.join(' | ')}`);
-    for (const h of ['h01', 'h02', 'h03']) assert.equal(readFileSync(onHost('h01', `/srv/flow/from-${h}`), 'utf8'), `${h}\n`, 'delegated to h01');
+    for (const h of ['h01', 'h02', 'h03'])
+      assert.equal(readFileSync(onHost('h01', `/srv/flow/from-${h}`), 'utf8'), `${h}\n`, 'delegated to h01');
     assert.ok(!existsSync(onHost('h02', '/srv/flow/from-h02')), 'not written on the host itself');
     for (const h of lab.hosts) assert.equal(readFileSync(onHost(h.name, '/srv/flow/n'), 'utf8'), '3\n', 'retried until the third run');
     const again = await cli(['test/fixtures/roles/flow.ts', '--inventory', lab.inventoryFile]);
@@ -178,7 +194,12 @@ describe('engine on real sshd hosts', () => {
     for (const h of ['h01', 'h03']) assert.equal(r.json!.hosts.find((x) => x.host === h)!.failed, 0);
     const retry = r.stdout.match(/retry file: (\S+)/)?.[1];
     assert.ok(retry && existsSync(retry), r.stdout);
-    assert.deepEqual(readFileSync(retry, 'utf8').split('\n').filter((l) => l && !l.startsWith('#')), ['h02']);
+    assert.deepEqual(
+      readFileSync(retry, 'utf8')
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#')),
+      ['h02'],
+    );
     await lab.startSshd('h02');
     const again = await cli([role, '--inventory', lab.inventoryFile, '--limit', `@${retry}`]);
     assert.equal(again.code, 0, again.stdout + again.stderr);

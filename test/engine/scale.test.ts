@@ -58,7 +58,9 @@ test(`${N} hosts at --forks ${N} through 1 handshake in flight: all connect, non
     assert.equal(res.results.filter((r) => r.status === 'changed').length, 2 * N, 'both steps changed on every host');
     // the proof: the last hosts waited longer than the timeout for their turn, and still connected
     assert.ok(wall > 2 * timeoutMs, `the run (${Math.round(wall)} ms) outlasted the connect timeout (${timeoutMs} ms) at least twice`);
-    console.log(`# one handshake ${Math.round(one)} ms, timeout ${timeoutMs} ms, ${N} hosts through 1 handshake at a time: ${Math.round(wall)} ms`);
+    console.log(
+      `# one handshake ${Math.round(one)} ms, timeout ${timeoutMs} ms, ${N} hosts through 1 handshake at a time: ${Math.round(wall)} ms`,
+    );
   } finally {
     await pool.closeAll();
   }

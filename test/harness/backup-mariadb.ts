@@ -35,10 +35,14 @@ export async function startMariaDb(opts: { datadir?: string } = {}): Promise<Loc
   const socket = join(dir, 'mysqld.sock');
   const port = await freePort();
   if (!opts.datadir)
-    await execFileP('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--user=root', '--skip-test-db', '--auth-root-authentication-method=socket'], {
-    maxBuffer: 16 << 20,
-    timeout: 120_000,
-  });
+    await execFileP(
+      'mariadb-install-db',
+      ['--no-defaults', `--datadir=${datadir}`, '--user=root', '--skip-test-db', '--auth-root-authentication-method=socket'],
+      {
+        maxBuffer: 16 << 20,
+        timeout: 120_000,
+      },
+    );
   const log = await open(join(dir, 'mariadbd.out'), 'a');
   const child = spawn(
     'mariadbd',
@@ -66,8 +70,14 @@ export async function startMariaDb(opts: { datadir?: string } = {}): Promise<Loc
   // SQL on stdin (big INSERTs do not fit in argv)
   const sql = (query: string, db?: string) =>
     new Promise<string>((resolve, reject) => {
-      const c = execFile('mariadb', ['--no-defaults', `--socket=${socket}`, '-uroot', '--default-character-set=utf8mb4', '-N', '-B', ...(db ? [db] : [])], { maxBuffer: 256 << 20 }, (err, stdout, stderr) =>
-        err ? reject(new Error(`mariadb: ${(stderr || err.message).trim().split('\n').slice(-2).join(' ').slice(-400)}`)) : resolve(stdout),
+      const c = execFile(
+        'mariadb',
+        ['--no-defaults', `--socket=${socket}`, '-uroot', '--default-character-set=utf8mb4', '-N', '-B', ...(db ? [db] : [])],
+        { maxBuffer: 256 << 20 },
+        (err, stdout, stderr) =>
+          err
+            ? reject(new Error(`mariadb: ${(stderr || err.message).trim().split('\n').slice(-2).join(' ').slice(-400)}`))
+            : resolve(stdout),
       );
       // a client that exits before reading (server not up yet) closes its stdin: that EPIPE is reported by the
       // client's own exit status above, not as an uncaught stream error

@@ -33,22 +33,47 @@ export async function createSiteDb(mdb: LocalMariaDb, db: string, posts = 1500):
     db,
   );
   const r = rng(posts);
-  const words = ['wordpress', 'farm', 'swarm', 'galera', 'backup', 'restore', 'café', 'naïve', 'Grüße', '日本語', '😀', "it's", 'back\\slash', '"quoted"', '<b>html</b>', '\ttab'];
+  const words = [
+    'wordpress',
+    'farm',
+    'swarm',
+    'galera',
+    'backup',
+    'restore',
+    'café',
+    'naïve',
+    'Grüße',
+    '日本語',
+    '😀',
+    "it's",
+    'back\\slash',
+    '"quoted"',
+    '<b>html</b>',
+    '\ttab',
+  ];
   const text = (n: number) => Array.from({ length: n }, () => words[Math.floor(r() * words.length)]).join(' ');
   await mdb.sql(
     `INSERT INTO wp_options (option_name, option_value) VALUES ('siteurl', 'https://site1.lab.test'), ('home', 'https://site1.lab.test'), ('blogname', '${esc(text(4))}'), ('active_plugins', 'a:1:{i:0;s:19:"akismet/akismet.php";}')`,
     db,
   );
-  await mdb.sql(`INSERT INTO wp_users (user_login, user_pass, user_email) VALUES ('admin', '$P$Babcdefghijklmnopqrstuv', 'admin@site1.lab.test'), ('editor', '$P$Bzyxwvutsrqponmlkjihgf', 'ed@site1.lab.test')`, db);
+  await mdb.sql(
+    `INSERT INTO wp_users (user_login, user_pass, user_email) VALUES ('admin', '$P$Babcdefghijklmnopqrstuv', 'admin@site1.lab.test'), ('editor', '$P$Bzyxwvutsrqponmlkjihgf', 'ed@site1.lab.test')`,
+    db,
+  );
   for (let i = 0; i < posts; i += 250) {
     const rows: string[] = [];
     const meta: string[] = [];
     for (let j = i; j < Math.min(posts, i + 250); j++) {
       const d = new Date(Date.UTC(2020, 0, 1) + Math.floor(r() * 6 * 365) * 86_400_000).toISOString().slice(0, 19).replace('T', ' ');
-      rows.push(`(${j + 1}, 1, '${d}', '${esc(text(6))}', '${esc(text(60 + Math.floor(r() * 200)))}', '${r() < 0.9 ? 'publish' : 'draft'}', ${Math.floor(r() * 40)})`);
+      rows.push(
+        `(${j + 1}, 1, '${d}', '${esc(text(6))}', '${esc(text(60 + Math.floor(r() * 200)))}', '${r() < 0.9 ? 'publish' : 'draft'}', ${Math.floor(r() * 40)})`,
+      );
       meta.push(`(${j + 1}, '_edit_last', '1'), (${j + 1}, '_wp_page_template', '${esc(text(2))}')`);
     }
-    await mdb.sql(`INSERT INTO wp_posts (ID, post_author, post_date, post_title, post_content, post_status, comment_count) VALUES ${rows.join(',')}`, db);
+    await mdb.sql(
+      `INSERT INTO wp_posts (ID, post_author, post_date, post_title, post_content, post_status, comment_count) VALUES ${rows.join(',')}`,
+      db,
+    );
     await mdb.sql(`INSERT INTO wp_postmeta (post_id, meta_key, meta_value) VALUES ${meta.join(',')}`, db);
   }
   await mdb.sql('INSERT INTO wp_blobs (id, data) SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_200', db);
@@ -70,7 +95,10 @@ export async function mutateSiteDb(mdb: LocalMariaDb, db: string): Promise<void>
 
 /** Destroy the site's rows (every table emptied, one table dropped). */
 export async function destroySiteDb(mdb: LocalMariaDb, db: string): Promise<void> {
-  await mdb.sql('DELETE FROM wp_posts; DELETE FROM wp_postmeta; DELETE FROM wp_options; DELETE FROM wp_users; DROP TABLE wp_blobs; DELETE FROM wp_audit', db);
+  await mdb.sql(
+    'DELETE FROM wp_posts; DELETE FROM wp_postmeta; DELETE FROM wp_options; DELETE FROM wp_users; DROP TABLE wp_blobs; DELETE FROM wp_audit',
+    db,
+  );
 }
 
 /** Add a big incompressible table (for multipart uploads of many parts). */
@@ -91,7 +119,7 @@ export async function createSiteFiles(root: string): Promise<void> {
   for (let i = 0; i < 12; i++) await writeFile(join(root, `uploads/2026/11/photo-${i}.jpg`), randomBytes(20_000 + i * 3_000));
   for (let i = 0; i < 5; i++) await writeFile(join(root, `uploads/2025/01/doc ${i} é.pdf`), randomBytes(50_000));
   await writeFile(join(root, 'uploads/2025/01/empty.txt'), '');
-  await writeFile(join(root, 'plugins/akismet/akismet.php'), "<?php\n/* Plugin Name: Akismet */\n");
+  await writeFile(join(root, 'plugins/akismet/akismet.php'), '<?php\n/* Plugin Name: Akismet */\n');
   await writeFile(join(root, 'themes/twentytwentyfour/style.css'), '/* Theme Name: Twenty Twenty-Four */\nbody{}\n');
   await writeFile(join(root, 'themes/twentytwentyfour/assets/logo.png'), randomBytes(8_000));
   await writeFile(join(root, 'plugins/akismet/secret-config.php'), '<?php // 0600\n');

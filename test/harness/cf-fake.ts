@@ -4,7 +4,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { randomBytes } from 'node:crypto';
 
 type Json = Record<string, unknown>;
-export interface CfRequest { method: string; path: string; body?: unknown }
+export interface CfRequest {
+  method: string;
+  path: string;
+  body?: unknown;
+}
 
 const hexId = () => randomBytes(16).toString('hex');
 const now = () => new Date().toISOString();
@@ -34,11 +38,30 @@ export class CfFake {
       created_on: now(),
       modified_on: now(),
       activated_on: now(),
-      meta: { cdn_only: false, custom_certificate_quota: 0, dns_only: false, foundation_dns: false, page_rule_quota: 3, phishing_detected: false, step: 2 },
+      meta: {
+        cdn_only: false,
+        custom_certificate_quota: 0,
+        dns_only: false,
+        foundation_dns: false,
+        page_rule_quota: 3,
+        phishing_detected: false,
+        step: 2,
+      },
       owner: { id: hexId(), name: 'wpfarm', type: 'user' },
       account: { id: hexId(), name: 'wpfarm' },
       permissions: ['#dns_records:edit', '#dns_records:read', '#zone:read'],
-      plan: { id: hexId(), name: 'Free Website', price: 0, currency: 'USD', frequency: '', is_subscribed: true, can_subscribe: false, legacy_id: 'free', legacy_discount: false, externally_managed: false },
+      plan: {
+        id: hexId(),
+        name: 'Free Website',
+        price: 0,
+        currency: 'USD',
+        frequency: '',
+        is_subscribed: true,
+        can_subscribe: false,
+        legacy_id: 'free',
+        legacy_discount: false,
+        externally_managed: false,
+      },
       vanity_name_servers: [],
     };
     this.zones.push(z);
@@ -87,7 +110,13 @@ export class CfFake {
     const perPage = Math.max(1, Math.min(5000, Number(url.searchParams.get('per_page') ?? 100)));
     const page = Math.max(1, Number(url.searchParams.get('page') ?? 1));
     const slice = items.slice((page - 1) * perPage, page * perPage);
-    this.ok(res, slice, { page, per_page: perPage, count: slice.length, total_count: items.length, total_pages: Math.max(1, Math.ceil(items.length / perPage)) });
+    this.ok(res, slice, {
+      page,
+      per_page: perPage,
+      count: slice.length,
+      total_count: items.length,
+      total_pages: Math.max(1, Math.ceil(items.length / perPage)),
+    });
   }
 
   private async readBody(req: IncomingMessage): Promise<Json> {
@@ -127,12 +156,23 @@ export class CfFake {
     this.requests.push({ method, path: url.pathname + url.search, body });
     if (req.headers['authorization'] !== `Bearer ${this.token}`) return this.fail(res, 401, 10000, 'Authentication error');
     const f = this.failQueue.shift();
-    if (f !== undefined) return this.fail(res, f, f === 429 ? 971 : 10000, f === 429 ? 'Please wait and consider throttling your request speed' : 'Internal error', { 'retry-after': '0' });
+    if (f !== undefined)
+      return this.fail(
+        res,
+        f,
+        f === 429 ? 971 : 10000,
+        f === 429 ? 'Please wait and consider throttling your request speed' : 'Internal error',
+        { 'retry-after': '0' },
+      );
     const seg = url.pathname.split('/').filter(Boolean);
     if (seg[0] !== 'zones') return this.fail(res, 404, 7003, 'Could not route to the resource');
     if (seg.length === 1 && method === 'GET') {
       const name = url.searchParams.get('name');
-      return this.list(url, this.zones.filter((z) => !name || z['name'] === name), res);
+      return this.list(
+        url,
+        this.zones.filter((z) => !name || z['name'] === name),
+        res,
+      );
     }
     const zone = this.zones.find((z) => z['id'] === seg[1]);
     if (!zone) return this.fail(res, 404, 7003, 'Could not route to /zones/..., perhaps your object identifier is invalid?');
@@ -142,12 +182,18 @@ export class CfFake {
     if (seg.length === 3 && method === 'GET') {
       const name = url.searchParams.get('name') ?? url.searchParams.get('name.exact');
       const type = url.searchParams.get('type');
-      return this.list(url, mine.filter((r) => (!name || r['name'] === name) && (!type || r['type'] === type)), res);
+      return this.list(
+        url,
+        mine.filter((r) => (!name || r['name'] === name) && (!type || r['type'] === type)),
+        res,
+      );
     }
     if (seg.length === 3 && method === 'POST') {
       const b = body ?? {};
-      if (mine.some((r) => r['name'] === b['name'] && r['type'] === b['type'] && r['content'] === b['content'])) return this.fail(res, 400, 81058, 'An identical record already exists.');
-      if (b['type'] === 'CNAME' && mine.some((r) => r['name'] === b['name'])) return this.fail(res, 400, 81053, 'An A, AAAA, or CNAME record with that host already exists.');
+      if (mine.some((r) => r['name'] === b['name'] && r['type'] === b['type'] && r['content'] === b['content']))
+        return this.fail(res, 400, 81058, 'An identical record already exists.');
+      if (b['type'] === 'CNAME' && mine.some((r) => r['name'] === b['name']))
+        return this.fail(res, 400, 81053, 'An A, AAAA, or CNAME record with that host already exists.');
       const r = this.record(zone, b);
       this.records.push(r);
       return this.ok(res, r);

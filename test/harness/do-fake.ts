@@ -6,7 +6,11 @@ import { randomUUID } from 'node:crypto';
 
 type Json = Record<string, unknown>;
 
-export interface FakeRequest { method: string; path: string; body?: unknown }
+export interface FakeRequest {
+  method: string;
+  path: string;
+  body?: unknown;
+}
 
 const REGION = (slug: string) => ({
   name: slug,
@@ -156,7 +160,18 @@ export class DoFake {
         error_message: '',
       },
       volume_ids: [],
-      size: { slug: size, memory: sz.memory, vcpus: sz.vcpus, disk: sz.disk, transfer: 4, price_monthly: 24, price_hourly: 0.0357, regions: [region.slug], available: true, description: 'Basic' },
+      size: {
+        slug: size,
+        memory: sz.memory,
+        vcpus: sz.vcpus,
+        disk: sz.disk,
+        transfer: 4,
+        price_monthly: 24,
+        price_hourly: 0.0357,
+        regions: [region.slug],
+        available: true,
+        description: 'Basic',
+      },
       size_slug: size,
       networks: {
         v4: [
@@ -172,7 +187,9 @@ export class DoFake {
   }
 
   private firewall(b: Json, id: string, created: string): Json {
-    const dropletIds = this.droplets.filter((d) => ((b['tags'] as string[] | undefined) ?? []).some((t) => (d['tags'] as string[]).includes(t))).map((d) => d['id'] as number);
+    const dropletIds = this.droplets
+      .filter((d) => ((b['tags'] as string[] | undefined) ?? []).some((t) => (d['tags'] as string[]).includes(t)))
+      .map((d) => d['id'] as number);
     return {
       id,
       name: b['name'],
@@ -197,7 +214,15 @@ export class DoFake {
     }
     const fail = this.failQueue.shift();
     if (fail !== undefined) {
-      this.send(res, fail, { id: fail === 429 ? 'too_many_requests' : 'server_error', message: fail === 429 ? 'API rate limit exceeded.' : 'Unexpected server-side error' }, { 'retry-after': '0' });
+      this.send(
+        res,
+        fail,
+        {
+          id: fail === 429 ? 'too_many_requests' : 'server_error',
+          message: fail === 429 ? 'API rate limit exceeded.' : 'Unexpected server-side error',
+        },
+        { 'retry-after': '0' },
+      );
       return;
     }
     const p = url.pathname.replace(/\/+$/, '');
@@ -216,7 +241,11 @@ export class DoFake {
         const names = (b['names'] as string[] | undefined) ?? [String(b['name'])];
         const made = names.map((n) => this.droplet(n, b));
         this.droplets.push(...made);
-        const actions = made.map((d) => ({ id: (d['id'] as number) + 1_000_000, rel: 'create', href: `https://api.digitalocean.com/v2/actions/${(d['id'] as number) + 1_000_000}` }));
+        const actions = made.map((d) => ({
+          id: (d['id'] as number) + 1_000_000,
+          rel: 'create',
+          href: `https://api.digitalocean.com/v2/actions/${(d['id'] as number) + 1_000_000}`,
+        }));
         if (b['names']) return this.send(res, 202, { droplets: made, links: { actions } });
         return this.send(res, 202, { droplet: made[0], links: { actions } });
       }
@@ -240,7 +269,16 @@ export class DoFake {
     if (seg[1] === 'vpcs' && seg.length === 2) {
       if (method === 'GET') return this.page(url, 'vpcs', this.vpcs, res);
       if (method === 'POST') {
-        const v = { id: randomUUID(), urn: '', name: b['name'], description: b['description'] ?? '', region: b['region'], ip_range: b['ip_range'] ?? '10.110.0.0/20', default: false, created_at: now };
+        const v = {
+          id: randomUUID(),
+          urn: '',
+          name: b['name'],
+          description: b['description'] ?? '',
+          region: b['region'],
+          ip_range: b['ip_range'] ?? '10.110.0.0/20',
+          default: false,
+          created_at: now,
+        };
         v.urn = `do:vpc:${v.id}`;
         this.vpcs.push(v);
         return this.send(res, 201, { vpc: v });
@@ -251,7 +289,8 @@ export class DoFake {
       if (!v) return this.notFound(res, 'vpc');
       if (method === 'GET') return this.send(res, 200, { vpc: v });
       if (method === 'DELETE') {
-        if (this.droplets.some((d) => d['vpc_uuid'] === v['id'])) return this.send(res, 403, { id: 'forbidden', message: 'VPC has members' });
+        if (this.droplets.some((d) => d['vpc_uuid'] === v['id']))
+          return this.send(res, 403, { id: 'forbidden', message: 'VPC has members' });
         this.vpcs = this.vpcs.filter((x) => x !== v);
         return this.send(res, 204);
       }
@@ -290,7 +329,10 @@ export class DoFake {
         const r = { ip: `198.51.100.${this.nextIp++}`, droplet: d ?? null, region, locked: false, project_id: randomUUID() };
         this.reservedIps.push(r);
         const links = d
-          ? { droplets: [{ id: d['id'], rel: 'droplet', href: `https://api.digitalocean.com/v2/droplets/${d['id'] as number}` }], actions: [{ id: this.nextId++, rel: 'assign_ip', href: 'https://api.digitalocean.com/v2/actions/1' }] }
+          ? {
+              droplets: [{ id: d['id'], rel: 'droplet', href: `https://api.digitalocean.com/v2/droplets/${d['id'] as number}` }],
+              actions: [{ id: this.nextId++, rel: 'assign_ip', href: 'https://api.digitalocean.com/v2/actions/1' }],
+            }
           : { droplets: [], actions: [] };
         return this.send(res, 202, { reserved_ip: r, links });
       }
@@ -307,7 +349,15 @@ export class DoFake {
     if (seg[1] === 'load_balancers' && seg.length === 2) {
       if (method === 'GET') return this.page(url, 'load_balancers', this.loadBalancers, res);
       if (method === 'POST') {
-        const lb = { ...b, id: randomUUID(), ip: `203.0.113.${this.nextIp++}`, status: 'new', created_at: now, droplet_ids: [], region: REGION(String(b['region'])) };
+        const lb = {
+          ...b,
+          id: randomUUID(),
+          ip: `203.0.113.${this.nextIp++}`,
+          status: 'new',
+          created_at: now,
+          droplet_ids: [],
+          region: REGION(String(b['region'])),
+        };
         this.loadBalancers.push(lb);
         return this.send(res, 202, { load_balancer: lb });
       }
@@ -323,10 +373,26 @@ export class DoFake {
     if (seg[1] === 'volumes' && seg.length === 2) {
       if (method === 'GET') {
         const region = url.searchParams.get('region');
-        return this.page(url, 'volumes', this.volumes.filter((v) => !region || (v['region'] as Json)['slug'] === region), res);
+        return this.page(
+          url,
+          'volumes',
+          this.volumes.filter((v) => !region || (v['region'] as Json)['slug'] === region),
+          res,
+        );
       }
       if (method === 'POST') {
-        const v = { id: randomUUID(), region: REGION(String(b['region'])), droplet_ids: [], name: b['name'], description: b['description'] ?? '', size_gigabytes: b['size_gigabytes'], created_at: now, filesystem_type: b['filesystem_type'] ?? '', filesystem_label: '', tags: b['tags'] ?? [] };
+        const v = {
+          id: randomUUID(),
+          region: REGION(String(b['region'])),
+          droplet_ids: [],
+          name: b['name'],
+          description: b['description'] ?? '',
+          size_gigabytes: b['size_gigabytes'],
+          created_at: now,
+          filesystem_type: b['filesystem_type'] ?? '',
+          filesystem_label: '',
+          tags: b['tags'] ?? [],
+        };
         this.volumes.push(v);
         return this.send(res, 201, { volume: v });
       }
@@ -350,7 +416,17 @@ export class DoFake {
         (d['volume_ids'] as string[]).push(v['id'] as string);
       }
       return this.send(res, 202, {
-        action: { id: this.nextId++, status: 'completed', type: 'attach_volume', started_at: now, completed_at: now, resource_id: null, resource_type: 'volume', region: v['region'], region_slug: (v['region'] as Json)['slug'] },
+        action: {
+          id: this.nextId++,
+          status: 'completed',
+          type: 'attach_volume',
+          started_at: now,
+          completed_at: now,
+          resource_id: null,
+          resource_type: 'volume',
+          region: v['region'],
+          region_slug: (v['region'] as Json)['slug'],
+        },
       });
     }
     this.notFound(res, `${method} ${url.pathname}`);

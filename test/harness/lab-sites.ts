@@ -12,8 +12,17 @@ export const INVENTORY = path.join(ROOT, 'inventory/lab.yml');
 export const KEY = path.join(ROOT, '.wpfarm/lab/id_ed25519');
 export const KNOWN = path.join(ROOT, '.wpfarm/lab/known_hosts');
 export const ADDR: Record<string, string> = {
-  mgr1: '10.77.0.11', mgr2: '10.77.0.12', mgr3: '10.77.0.13', wrk1: '10.77.0.21', wrk2: '10.77.0.22',
-  db1: '10.77.0.31', db2: '10.77.0.32', db3: '10.77.0.33', st1: '10.77.0.41', st2: '10.77.0.42', mon1: '10.77.0.51',
+  mgr1: '10.77.0.11',
+  mgr2: '10.77.0.12',
+  mgr3: '10.77.0.13',
+  wrk1: '10.77.0.21',
+  wrk2: '10.77.0.22',
+  db1: '10.77.0.31',
+  db2: '10.77.0.32',
+  db3: '10.77.0.33',
+  st1: '10.77.0.41',
+  st2: '10.77.0.42',
+  mon1: '10.77.0.51',
 };
 export const run = promisify(execFile);
 
@@ -25,11 +34,20 @@ export interface Report {
 }
 
 /** node --import tsx SCRIPT --inventory inventory/lab.yml --json TMP ARGS; never throws on a non-zero exit. */
-export async function cli(work: string, script: string, args: string[], timeoutMs = 15 * 60_000): Promise<{ code: number; out: string; report?: Report }> {
+export async function cli(
+  work: string,
+  script: string,
+  args: string[],
+  timeoutMs = 15 * 60_000,
+): Promise<{ code: number; out: string; report?: Report }> {
   const json = path.join(work, `r-${Math.random().toString(36).slice(2)}.json`);
   const report = () => (existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as Report) : undefined);
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', script, '--inventory', INVENTORY, '--json', json, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 });
+    const r = await run(process.execPath, ['--import', 'tsx', script, '--inventory', INVENTORY, '--json', json, ...args], {
+      cwd: ROOT,
+      timeout: timeoutMs,
+      maxBuffer: 64 << 20,
+    });
     return { code: 0, out: r.stdout + r.stderr, report: report() };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
@@ -38,7 +56,20 @@ export async function cli(work: string, script: string, args: string[], timeoutM
 }
 
 export async function ssh(host: string, cmd: string, o: { nothrow?: boolean; stdin?: string; timeoutMs?: number } = {}): Promise<string> {
-  const args = ['-i', KEY, '-o', `UserKnownHostsFile=${KNOWN}`, '-o', 'StrictHostKeyChecking=no', '-o', 'LogLevel=ERROR', '-o', 'BatchMode=yes', `root@${ADDR[host] ?? host}`, cmd];
+  const args = [
+    '-i',
+    KEY,
+    '-o',
+    `UserKnownHostsFile=${KNOWN}`,
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'BatchMode=yes',
+    `root@${ADDR[host] ?? host}`,
+    cmd,
+  ];
   try {
     const p = run('ssh', args, { timeout: o.timeoutMs ?? 120_000, maxBuffer: 16 << 20 });
     if (o.stdin !== undefined) p.child.stdin?.end(o.stdin);
@@ -51,12 +82,27 @@ export async function ssh(host: string, cmd: string, o: { nothrow?: boolean; std
 
 /** Nodes running a service's tasks. */
 export async function nodesOf(service: string): Promise<string[]> {
-  const out = await ssh('mgr1', `docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' ${quote(service)}`);
-  return [...new Set(out.split('\n').filter((l) => l.includes('Running')).map((l) => l.split(' ')[0]!))];
+  const out = await ssh(
+    'mgr1',
+    `docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' ${quote(service)}`,
+  );
+  return [
+    ...new Set(
+      out
+        .split('\n')
+        .filter((l) => l.includes('Running'))
+        .map((l) => l.split(' ')[0]!),
+    ),
+  ];
 }
 
 /** Run a command inside the container of `service` on `node`. */
-export async function inService(node: string, service: string, cmd: string[], o: { nothrow?: boolean; stdin?: string } = {}): Promise<string> {
+export async function inService(
+  node: string,
+  service: string,
+  cmd: string[],
+  o: { nothrow?: boolean; stdin?: string } = {},
+): Promise<string> {
   const c = `cid=$(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${service}`)} | head -n1); docker exec -i "$cid" ${cmd.map((x) => quote(x)).join(' ')}`;
   return ssh(node, c, o);
 }
@@ -69,8 +115,14 @@ export function changesOf(r: Report | undefined): string[] {
 export async function assertLabUp(nodes: string[]): Promise<void> {
   const st = await run(process.execPath, ['--import', 'tsx', 'scripts/lab.ts', 'status'], { cwd: ROOT });
   for (const n of nodes) {
-    const cols = st.stdout.split('\n').find((l) => l.startsWith(`${n} `))?.trim().split(/\s+/) ?? [];
-    if (!(cols[2] === 'running' && cols[3] === 'yes')) throw new Error(`the lab is not up (node --import tsx scripts/lab.ts up): ${n}: ${cols.join(' ')}`);
+    const cols =
+      st.stdout
+        .split('\n')
+        .find((l) => l.startsWith(`${n} `))
+        ?.trim()
+        .split(/\s+/) ?? [];
+    if (!(cols[2] === 'running' && cols[3] === 'yes'))
+      throw new Error(`the lab is not up (node --import tsx scripts/lab.ts up): ${n}: ${cols.join(' ')}`);
   }
 }
 

@@ -69,7 +69,12 @@ export interface PrismServer {
 
 /** mode 'mock': `prism mock spec`; mode 'proxy': `prism proxy spec upstream --errors` (validates both
  *  requests and responses, and answers with an error when either violates the spec). */
-export async function startPrism(opts: { spec: string; mode: 'mock' | 'proxy'; upstream?: string; timeoutMs?: number }): Promise<PrismServer> {
+export async function startPrism(opts: {
+  spec: string;
+  mode: 'mock' | 'proxy';
+  upstream?: string;
+  timeoutMs?: number;
+}): Promise<PrismServer> {
   const port = await freePort();
   const cli = path.join(repoRoot, 'node_modules/@stoplight/prism-cli/dist/index.js');
   const args = [cli, opts.mode, opts.spec];
@@ -78,7 +83,10 @@ export async function startPrism(opts: { spec: string; mode: 'mock' | 'proxy'; u
     args.push(opts.upstream, '--errors');
   }
   args.push('-h', '127.0.0.1', '-p', String(port));
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } });
+  const child: ChildProcess = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   live.add(child);
   child.once('exit', () => live.delete(child));
   let out = '';

@@ -22,8 +22,7 @@ export async function ensureDebPackages(pkgs: string[]): Promise<void> {
   if (missing.length === 0) return;
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const apt = ['-o', 'DPkg::Lock::Timeout=600', '-y', '-q'];
-  const install = () =>
-    execFileP('apt-get', [...apt, 'install', '--no-install-recommends', ...missing], { env, maxBuffer: 64 << 20 });
+  const install = () => execFileP('apt-get', [...apt, 'install', '--no-install-recommends', ...missing], { env, maxBuffer: 64 << 20 });
   try {
     await install();
   } catch {
@@ -162,8 +161,36 @@ export async function startRgw(opts: { memstoreBytes?: number; keepDir?: boolean
     (await execFileP(cmd, args, { cwd: dir, timeout, maxBuffer: 16 << 20 })).stdout;
   const authtool = async (args: string[]) => run('ceph-authtool', args);
   await authtool(['--create-keyring', keyring, '--gen-key', '-n', 'mon.', '--cap', 'mon', 'allow *']);
-  await authtool([keyring, '--gen-key', '-n', 'client.admin', '--cap', 'mon', 'allow *', '--cap', 'osd', 'allow *', '--cap', 'mgr', 'allow *']);
-  await authtool([keyring, '--gen-key', '-n', 'osd.0', '--cap', 'mon', 'allow profile osd', '--cap', 'osd', 'allow *', '--cap', 'mgr', 'allow profile osd']);
+  await authtool([
+    keyring,
+    '--gen-key',
+    '-n',
+    'client.admin',
+    '--cap',
+    'mon',
+    'allow *',
+    '--cap',
+    'osd',
+    'allow *',
+    '--cap',
+    'mgr',
+    'allow *',
+  ]);
+  await authtool([
+    keyring,
+    '--gen-key',
+    '-n',
+    'osd.0',
+    '--cap',
+    'mon',
+    'allow profile osd',
+    '--cap',
+    'osd',
+    'allow *',
+    '--cap',
+    'mgr',
+    'allow profile osd',
+  ]);
   await authtool([keyring, '--gen-key', '-n', 'client.rgw.a', '--cap', 'mon', 'allow rw', '--cap', 'osd', 'allow rwx']);
   await run('monmaptool', ['--create', '--fsid', fsid, '--addv', 'a', `[v2:127.0.0.1:${monPort}]`, join(dir, 'monmap')]);
   await run('ceph-mon', ['-c', conf, '--mkfs', '-i', 'a', '--monmap', join(dir, 'monmap'), '--keyring', keyring]);
@@ -200,7 +227,18 @@ export async function startRgw(opts: { memstoreBytes?: number; keepDir?: boolean
     const createUser = async (uid: string) => {
       const accessKeyId = 'WPF' + randomBytes(8).toString('hex').toUpperCase();
       const secretAccessKey = randomBytes(24).toString('base64url');
-      await run('radosgw-admin', ['-c', conf, '-n', 'client.admin', 'user', 'create', `--uid=${uid}`, `--display-name=${uid}`, `--access-key=${accessKeyId}`, `--secret-key=${secretAccessKey}`]);
+      await run('radosgw-admin', [
+        '-c',
+        conf,
+        '-n',
+        'client.admin',
+        'user',
+        'create',
+        `--uid=${uid}`,
+        `--display-name=${uid}`,
+        `--access-key=${accessKeyId}`,
+        `--secret-key=${secretAccessKey}`,
+      ]);
       return { accessKeyId, secretAccessKey };
     };
     const keys = await createUser('wpfarm-test');

@@ -43,7 +43,17 @@ function run(cmd: string, args: string[], allowFail = false): string {
 }
 function ensurePackages(): void {
   if (existsSync('/usr/sbin/sshd') && existsSync('/usr/bin/ssh-keygen') && existsSync('/usr/sbin/ip')) return;
-  run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', 'openssh-server', 'openssh-client', 'iproute2']);
+  run('apt-get', [
+    '-o',
+    'DPkg::Lock::Timeout=600',
+    'install',
+    '-y',
+    '-q',
+    '--no-install-recommends',
+    'openssh-server',
+    'openssh-client',
+    'iproute2',
+  ]);
   // Debian's package starts and enables ssh.service where systemd runs; we never need it for tests.
 }
 
@@ -213,7 +223,13 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
   const ns = (name: string) => `${slotOf(index.get(name)!).nsPrefix}${name}`;
 
   const writeKnown = () => {
-    const lines = hosts.map((h) => `${h.address} ${readFileSync(join(hostDir(h.name), 'ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' ')}`);
+    const lines = hosts.map(
+      (h) =>
+        `${h.address} ${readFileSync(join(hostDir(h.name), 'ssh_host_ed25519_key.pub'), 'utf8')
+          .split(' ')
+          .slice(0, 2)
+          .join(' ')}`,
+    );
     writeFileSync(knownHosts, `${lines.join('\n')}\n`);
   };
 
@@ -324,7 +340,9 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
     return h;
   };
   const killAll = (name: string) => {
-    for (const pid of run('ip', ['netns', 'pids', ns(name)], true).split(/\s+/).filter(Boolean)) {
+    for (const pid of run('ip', ['netns', 'pids', ns(name)], true)
+      .split(/\s+/)
+      .filter(Boolean)) {
       try {
         process.kill(Number(pid), 'SIGKILL');
       } catch {

@@ -53,8 +53,10 @@ test('lab-up builds (or reuses) the lab and saves the host snapshot', { timeout:
   // The budgets (8 min with image builds, 60 s with images) are reported, not asserted: timings on 2 shared
   // cores are measured (docs/lab.md, make bench), never made pass/fail. The test's timeout is the hang guard.
   const budget = up.imagesBuilt.length ? 480 : 60;
-  t.diagnostic(`lab-up ${up.seconds.toFixed(1)} s (budget ${budget} s${up.seconds > budget ? ': OVER BUDGET' : ''}); ` +
-    `images built: ${up.imagesBuilt.join(', ') || 'none'}; created ${up.created.length}, started ${up.started.length}, kept ${up.kept.length}`);
+  t.diagnostic(
+    `lab-up ${up.seconds.toFixed(1)} s (budget ${budget} s${up.seconds > budget ? ': OVER BUDGET' : ''}); ` +
+      `images built: ${up.imagesBuilt.join(', ') || 'none'}; created ${up.created.length}, started ${up.started.length}, kept ${up.kept.length}`,
+  );
   assert.equal(up.created.length + up.started.length + up.kept.length, 12, 'every machine created, started or kept');
   assert.ok(fs.existsSync(PATHS.before), 'the host snapshot taken before the lab created anything');
   assert.ok(fs.existsSync(PATHS.knownHosts));
@@ -62,7 +64,11 @@ test('lab-up builds (or reuses) the lab and saves the host snapshot', { timeout:
 
 test('inventory/lab.yml loads with the engine loader and has the topology', () => {
   inv = loadInventory(INVENTORY_FILE);
-  const members = (g: string): string[] => [...inv.hosts.values()].filter((h) => h.groups.includes(g)).map((h) => h.name).sort();
+  const members = (g: string): string[] =>
+    [...inv.hosts.values()]
+      .filter((h) => h.groups.includes(g))
+      .map((h) => h.name)
+      .sort();
   assert.deepEqual(members('managers'), ['mgr1', 'mgr2', 'mgr3']);
   assert.deepEqual(members('workers'), ['wrk1', 'wrk2']);
   assert.deepEqual(members('db'), ['db1', 'db2', 'db3']);
@@ -95,10 +101,12 @@ test('every node answers over SSH through the engine, with its host key verified
     'test -c /dev/fuse && echo fuse:yes || echo fuse:no',
   ].join('; ');
   const started = Date.now();
-  const results = await Promise.all([...inv.hosts.values()].map(async (h) => {
-    const c = await conn(h.name, 15_000); // 11 handshakes at once on 2 shared cores
-    return { name: h.name, out: (await c.exec(script)).stdout.trim().split('\n') };
-  }));
+  const results = await Promise.all(
+    [...inv.hosts.values()].map(async (h) => {
+      const c = await conn(h.name, 15_000); // 11 handshakes at once on 2 shared cores
+      return { name: h.name, out: (await c.exec(script)).stdout.trim().split('\n') };
+    }),
+  );
   t.diagnostic(`${results.length} nodes connected and checked in ${Date.now() - started} ms`);
   const ids = new Set<string>();
   for (const { name, out } of results) {
@@ -124,7 +132,12 @@ test('the engine refuses a node whose host key does not match known_hosts, and a
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-lab-kh-'));
   try {
     const lines = fs.readFileSync(PATHS.knownHosts, 'utf8').trim().split('\n');
-    const key = (addr: string): string => lines.find((l) => l.startsWith(`${addr} `))!.split(' ').slice(1).join(' ');
+    const key = (addr: string): string =>
+      lines
+        .find((l) => l.startsWith(`${addr} `))!
+        .split(' ')
+        .slice(1)
+        .join(' ');
     const swapped = path.join(dir, 'swapped');
     fs.writeFileSync(swapped, `${host('mgr1').address} ${key(host('mgr2').address)}\n`);
     await assert.rejects(conn('mgr1', 4000, swapped), (e: unknown) => e instanceof HostKeyError && /CHANGED/.test(e.message));
@@ -136,7 +149,7 @@ test('the engine refuses a node whose host key does not match known_hosts, and a
   }
 });
 
-test('the services node serves the registry and the nodes\' DNS on the lab bridge', async () => {
+test("the services node serves the registry and the nodes' DNS on the lab bridge", async () => {
   const reg = String(inv.vars.registry_push);
   const r = await fetch(`http://${reg}/v2/_catalog`);
   assert.equal(r.status, 200);
@@ -158,8 +171,12 @@ test('the idle lab stays within 3 GiB', async (t) => {
   const rss = await labMemoryMiB('rss');
   const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);
   const total = sum(mem);
-  t.diagnostic(`memory: ${total.toFixed(0)} MiB used (usage minus inactive file cache), ${sum(rss).toFixed(0)} MiB anonymous RSS, ` +
-    `in ${Object.keys(mem).length} containers (${Object.entries(mem).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')})`);
+  t.diagnostic(
+    `memory: ${total.toFixed(0)} MiB used (usage minus inactive file cache), ${sum(rss).toFixed(0)} MiB anonymous RSS, ` +
+      `in ${Object.keys(mem).length} containers (${Object.entries(mem)
+        .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+        .join(', ')})`,
+  );
   assert.equal(Object.keys(mem).length, 12, 'a memory reading for each of the 11 nodes and the services node');
   assert.ok(sum(rss) > 0 && sum(rss) < 3072, `${sum(rss)} MiB RSS`);
   // "idle" = as lab-up made it; a lab kept from earlier runs also holds the page cache of the roles' installs
@@ -177,7 +194,14 @@ test('kill: a killed node is unreachable, and reachable again after the fault to
   const started = Date.now();
   await labCli('start', 'wrk2');
   const c = await conn('wrk2');
-  const out = (await c.exec('hostname; systemctl is-system-running; ps -o etimes= -p 1; systemctl --failed --no-legend --plain | cut -d" " -f1 | xargs', { nothrow: true })).stdout.trim().split('\n');
+  const out = (
+    await c.exec(
+      'hostname; systemctl is-system-running; ps -o etimes= -p 1; systemctl --failed --no-legend --plain | cut -d" " -f1 | xargs',
+      { nothrow: true },
+    )
+  ).stdout
+    .trim()
+    .split('\n');
   t.diagnostic(`wrk2 back in ${Date.now() - started} ms (start + ready + connect)`);
   assert.equal(out[0], 'wrk2');
   if (out[3]) t.diagnostic(`wrk2 after the power cut: systemd ${out[1]}, failed units: ${out[3]}`);

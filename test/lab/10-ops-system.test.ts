@@ -71,7 +71,11 @@ async function on(cmd: string): Promise<string> {
 const statuses = (rs: StepResult[]): string[] => rs.map((r) => `${r.step}: ${r.status}${r.error ? ` (${r.error})` : ''}`);
 
 /** check → real → second real: the check run changes nothing and predicts the real statuses. */
-async function converge(steps: (ctx: StepContext) => Step[], probeState: () => Promise<string>, t: { diagnostic(s: string): void }): Promise<{ check: StepResult[]; first: StepResult[]; second: StepResult[] }> {
+async function converge(
+  steps: (ctx: StepContext) => Step[],
+  probeState: () => Promise<string>,
+  t: { diagnostic(s: string): void },
+): Promise<{ check: StepResult[]; first: StepResult[]; second: StepResult[] }> {
   const before = await probeState();
   const t0 = Date.now();
   const check = await play(steps, true);
@@ -86,7 +90,9 @@ async function converge(steps: (ctx: StepContext) => Step[], probeState: () => P
   const second = await play(steps);
   t.diagnostic(`second run ${Date.now() - t2} ms`);
   assert.deepEqual(
-    second.filter((r) => r.status !== 'ok' && r.status !== 'skipped').map((r) => `${r.step}: ${r.status} ${r.changes.join('; ')} ${r.error ?? ''}`),
+    second
+      .filter((r) => r.status !== 'ok' && r.status !== 'skipped')
+      .map((r) => `${r.step}: ${r.status} ${r.changes.join('; ')} ${r.error ?? ''}`),
     [],
     'the second run changes nothing',
   );
@@ -154,7 +160,10 @@ test('facts on a systemd node: every fact in one round trip, consistent with the
 
 test('system operations: accounts, apt, unit file + service, guarded command', { timeout: 20 * 60_000 }, async (t) => {
   const { check, first } = await converge(systemSteps, systemState, t);
-  assert.ok(first.every((r) => r.status === 'changed' || r.step.startsWith('apt')), statuses(first).join('\n'));
+  assert.ok(
+    first.every((r) => r.status === 'changed' || r.step.startsWith('apt')),
+    statuses(first).join('\n'),
+  );
   assert.match(check.find((r) => r.kind === 'systemd')!.changes.join(';'), /not found \(an earlier step must create it\)/);
   assert.deepEqual(first.find((r) => r.kind === 'systemd')!.changes, ['enable (was disabled)', 'start (was inactive)']);
   assert.match(first.find((r) => r.kind === 'command')!.changes[0]!, /^ran \(\/var\/tmp\/wpfarm-ops-test\.mark missing\)/);
@@ -167,8 +176,14 @@ test('system operations: accounts, apt, unit file + service, guarded command', {
   assert.equal(await on('systemctl is-active wpfarm-ops-test; systemctl is-enabled wpfarm-ops-test'), 'active\nenabled');
   // a unit change: new content, daemon-reload in the same apply, restart picks it up
   const pid1 = await on('systemctl show -p MainPID --value wpfarm-ops-test');
-  const changed = await play(() => [unitFile({ name: 'wpfarm-ops-test', content: UNIT.replace('infinity', '86400') }), systemd({ name: 'wpfarm-ops-test', state: 'restarted' })]);
-  assert.deepEqual(statuses(changed), ['unit file /etc/systemd/system/wpfarm-ops-test.service: changed', 'systemd wpfarm-ops-test.service restarted: changed']);
+  const changed = await play(() => [
+    unitFile({ name: 'wpfarm-ops-test', content: UNIT.replace('infinity', '86400') }),
+    systemd({ name: 'wpfarm-ops-test', state: 'restarted' }),
+  ]);
+  assert.deepEqual(statuses(changed), [
+    'unit file /etc/systemd/system/wpfarm-ops-test.service: changed',
+    'systemd wpfarm-ops-test.service restarted: changed',
+  ]);
   assert.match(changed[0]!.diff ?? '', /^-ExecStart=\/bin\/sleep infinity\n\+ExecStart=\/bin\/sleep 86400$/m);
   assert.equal(await on('systemctl show -p NeedDaemonReload --value wpfarm-ops-test'), 'no', 'daemon-reload ran with the write');
   assert.notEqual(await on('systemctl show -p MainPID --value wpfarm-ops-test'), pid1, 'restarted');
@@ -181,7 +196,10 @@ const removalSteps = (ctx: StepContext): Step[] => [
     { name: 'wpfarm-ops-test', enabled: false, state: 'stopped' },
     { when: async () => (await ctx.exec('test -f /etc/systemd/system/wpfarm-ops-test.service', { nothrow: true })).code === 0 },
   ),
-  command({ cmd: sh`rm -f /etc/systemd/system/wpfarm-ops-test.service && systemctl daemon-reload`, removes: '/etc/systemd/system/wpfarm-ops-test.service' }),
+  command({
+    cmd: sh`rm -f /etc/systemd/system/wpfarm-ops-test.service && systemctl daemon-reload`,
+    removes: '/etc/systemd/system/wpfarm-ops-test.service',
+  }),
   command({ cmd: sh`rm -f ${MARK}`, removes: MARK }),
   apt({ packages: ['hello'], state: 'absent', purge: true }),
   authorizedKey({ user: 'wpfarm-ops', key: KEY, state: 'absent' }),
@@ -253,7 +271,12 @@ const dockerSteps = (password: string, env: string) => (): Step[] => [
   }),
   dockerNetwork({ name: 'opstest_net', driver: 'overlay', attachable: true, encrypted: 'auto', labels: { 'wpfarm.test': 'ops' } }),
   dockerSecret({ name: 'opstest_db_password', content: password, labels: { 'wpfarm.test': 'ops' } }, { register: 'pw' }),
-  stackDeploy({ name: 'opstest', compose: stackFile(hashedName('opstest_db_password', password), env), resolveImage: 'never', withRegistryAuth: false }),
+  stackDeploy({
+    name: 'opstest',
+    compose: stackFile(hashedName('opstest_db_password', password), env),
+    resolveImage: 'never',
+    withRegistryAuth: false,
+  }),
 ];
 
 /** packages this file installed on the node (purged at the end; what was there before stays) */
@@ -262,7 +285,11 @@ const installedPackages = async (): Promise<Set<string>> =>
   new Set((await on("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' | awk '$1==\"ii\"{print $2}'")).split('\n').filter(Boolean));
 
 test('docker: install without autostart, then systemd starts it', { timeout: 20 * 60_000 }, async (t) => {
-  assert.notEqual(await on("docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null"), 'active', `${NODE} must not be in a swarm already (choose another node with WPFARM_OPS_NODE)`);
+  assert.notEqual(
+    await on("docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null"),
+    'active',
+    `${NODE} must not be in a swarm already (choose another node with WPFARM_OPS_NODE)`,
+  );
   const pre = await installedPackages();
   assert.ok(pre.has('bash') && pre.size > 50, `package list read: ${pre.size}`);
   // first only the package, to see that policy-rc.d kept the daemon from starting
@@ -287,22 +314,41 @@ test('docker: swarm, overlay network, hashed secret, stack deploy converge', { t
   assert.ok(!JSON.stringify(first).includes(pw1), 'the secret value appears in no result');
   const sw = (await play(() => [swarmFacts()]))[0]!.result as { state: string; isManager: boolean; nodeAddr: string };
   assert.deepEqual([sw.state, sw.isManager, sw.nodeAddr], ['active', true, host.address]);
-  assert.equal(await on("docker network inspect --format '{{.Driver}} {{.Attachable}} {{index .Labels \"wpfarm.test\"}}' opstest_net"), 'overlay true ops');
+  assert.equal(
+    await on('docker network inspect --format \'{{.Driver}} {{.Attachable}} {{index .Labels "wpfarm.test"}}\' opstest_net'),
+    'overlay true ops',
+  );
   const esp = (await on('grep -cw esp4 /proc/crypto || true')) !== '0' && (await on('grep -cw esp4 /proc/crypto || true')) !== '';
-  assert.equal(await on("docker network inspect --format '{{if index .Options \"encrypted\"}}yes{{else}}no{{end}}' opstest_net"), esp ? 'yes' : 'no', "encrypted: 'auto' follows the kernel");
-  assert.equal(await on('cat /var/lib/wpfarm/stacks/opstest.yml | sha256sum | cut -c1-64'), (await import('node:crypto')).createHash('sha256').update(stackFile(secretName, 'one')).digest('hex'));
-  assert.equal(await on("docker service inspect --format '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}{{end}}' opstest_app"), secretName);
+  assert.equal(
+    await on('docker network inspect --format \'{{if index .Options "encrypted"}}yes{{else}}no{{end}}\' opstest_net'),
+    esp ? 'yes' : 'no',
+    "encrypted: 'auto' follows the kernel",
+  );
+  assert.equal(
+    await on('cat /var/lib/wpfarm/stacks/opstest.yml | sha256sum | cut -c1-64'),
+    (await import('node:crypto')).createHash('sha256').update(stackFile(secretName, 'one')).digest('hex'),
+  );
+  assert.equal(
+    await on("docker service inspect --format '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}{{end}}' opstest_app"),
+    secretName,
+  );
   // the task really runs with the secret mounted (one node, local image)
   let running = '';
   for (let i = 0; i < 60 && running === ''; i++) {
-    running = await on("docker ps -q --filter label=com.docker.stack.namespace=opstest --filter status=running | head -1");
+    running = await on('docker ps -q --filter label=com.docker.stack.namespace=opstest --filter status=running | head -1');
     if (!running) await new Promise((r) => setTimeout(r, 1000));
   }
   assert.notEqual(running, '', `a task of opstest_app runs: ${await on('docker service ps --no-trunc opstest_app')}`);
-  assert.equal(await on(`docker exec ${running} /bin/cat /run/secrets/db_password`), pw1, 'the service reads the secret version it was given');
+  assert.equal(
+    await on(`docker exec ${running} /bin/cat /run/secrets/db_password`),
+    pw1,
+    'the service reads the secret version it was given',
+  );
 });
 
-test('docker: a new secret value is a new version; the stack moves to it and the old one is removed', { timeout: 20 * 60_000 }, async (t) => {
+test('docker: a new secret value is a new version; the stack moves to it and the old one is removed', {
+  timeout: 20 * 60_000,
+}, async (t) => {
   const old = (await on("docker secret ls --format '{{.Name}}' --filter name=opstest_db_password_")).split('\n').filter(Boolean);
   assert.equal(old.length, 1);
   const pw2 = `pw-${Date.now()}-two`;
@@ -316,7 +362,10 @@ test('docker: a new secret value is a new version; the stack moves to it and the
   const now = (await on("docker secret ls --format '{{.Name}}' --filter name=opstest_db_password_")).split('\n').filter(Boolean);
   assert.deepEqual(now, [hashedName('opstest_db_password', pw2)], `old version ${old[0]} removed once unused`);
   const second = await play(dockerSteps(pw2, 'two'));
-  assert.deepEqual(second.filter((r) => r.status !== 'ok').map((r) => r.step), []);
+  assert.deepEqual(
+    second.filter((r) => r.status !== 'ok').map((r) => r.step),
+    [],
+  );
 });
 
 test('docker: an encrypted overlay on a kernel without ESP is refused with the reason', async () => {
@@ -331,8 +380,14 @@ test('docker: an encrypted overlay on a kernel without ESP is refused with the r
 
 test('docker: clean up (stack, network, secret, swarm, package) and leave the node as it was', { timeout: 20 * 60_000 }, async (t) => {
   const r = await play(() => [
-    command({ cmd: 'docker stack rm opstest && for i in $(seq 30); do docker network inspect opstest_net >/dev/null 2>&1 || break; docker network rm opstest_net >/dev/null 2>&1 && break; sleep 1; done', onlyIf: 'docker stack ls --format "{{.Name}}" | grep -qx opstest' }),
-    command({ cmd: "docker secret ls -q --filter name=opstest_ | xargs -r docker secret rm", onlyIf: "docker secret ls -q --filter name=opstest_ | grep -q ." }),
+    command({
+      cmd: 'docker stack rm opstest && for i in $(seq 30); do docker network inspect opstest_net >/dev/null 2>&1 || break; docker network rm opstest_net >/dev/null 2>&1 && break; sleep 1; done',
+      onlyIf: 'docker stack ls --format "{{.Name}}" | grep -qx opstest',
+    }),
+    command({
+      cmd: 'docker secret ls -q --filter name=opstest_ | xargs -r docker secret rm',
+      onlyIf: 'docker secret ls -q --filter name=opstest_ | grep -q .',
+    }),
     command({ cmd: 'docker swarm leave --force', onlyIf: "docker info --format '{{.Swarm.LocalNodeState}}' | grep -qx active" }),
     command({ cmd: sh`docker image rm ${IMAGE}`, onlyIf: sh`docker image inspect ${IMAGE}` }),
     command({ cmd: 'rm -f /var/lib/wpfarm/stacks/opstest.yml', removes: '/var/lib/wpfarm/stacks/opstest.yml' }),

@@ -35,7 +35,8 @@ function cli(script: string, args: string[], timeoutMs = 1_500_000): Promise<{ c
   });
 }
 
-const changedSteps = (r: Report) => r.results.filter((x) => x.status === 'changed').map((x) => `${x.host}: ${x.step}: ${x.changes.join('; ')}`);
+const changedSteps = (r: Report) =>
+  r.results.filter((x) => x.status === 'changed').map((x) => `${x.host}: ${x.step}: ${x.changes.join('; ')}`);
 const nodeExec = (node: string, cmd: string) =>
   execFileSync('docker', ['exec', `wpfarm-lab-${node}`, 'bash', '-c', cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const lab = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'scripts/lab.ts', ...args], { encoding: 'utf8' });
@@ -47,7 +48,10 @@ describe('phase 1 on the lab: foundation', () => {
     assert.equal(r.code, 0, r.out.slice(-5000));
     console.log(`# phase 1 converge: ${(r.json.wallMs / 1000).toFixed(1)} s, ${changedSteps(r.json).length} changes`);
     const nodes = nodeExec('mgr1', "docker node ls --format '{{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}}'");
-    const lines = nodes.trim().split('\n').map((l) => l.split(' '));
+    const lines = nodes
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' '));
     const managers = lines.filter((l) => l[3] === 'Leader' || l[3] === 'Reachable');
     assert.equal(managers.length, 3, nodes);
     // the lab's managers are its edge nodes: active, so that the edge router can run there (others are drained)
@@ -56,7 +60,8 @@ describe('phase 1 on the lab: foundation', () => {
     assert.ok(workers.length >= 2, nodes);
     for (const w of workers) assert.deepEqual([w[1], w[2]], ['Ready', 'Active'], nodes);
     const nets = nodeExec('mgr1', "docker network ls --filter driver=overlay --format '{{.Name}}'");
-    for (const n of ['traefik-public', 'shared-services', 'database', 'monitoring', 'management']) assert.match(nets, new RegExp(`^${n}$`, 'm'));
+    for (const n of ['traefik-public', 'shared-services', 'database', 'monitoring', 'management'])
+      assert.match(nets, new RegExp(`^${n}$`, 'm'));
     const internal = nodeExec('mgr1', "docker network inspect database --format '{{.Internal}}'").trim();
     assert.equal(internal, 'true');
     const labels = nodeExec('mgr1', "docker node inspect mgr1 --format '{{json .Spec.Labels}}'");

@@ -40,23 +40,34 @@ interface Report {
 /** The CLI as an operator runs it; returns the --json report. */
 async function role(name: string, ...args: string[]): Promise<Report & { stdout: string }> {
   const json = path.join(tmp, `${name}.json`);
-  const r = await run(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', 'galera', '--inventory', INVENTORY, '--json', json, ...args], {
-    cwd: ROOT,
-    timeout: 30 * 60_000,
-    maxBuffer: 64 * 1024 * 1024,
-  }).catch((e: { stdout?: string; stderr?: string; code?: number }) => ({ stdout: `${e.stdout ?? ''}\n${e.stderr ?? ''}`, stderr: '' }));
+  const r = await run(
+    process.execPath,
+    ['--import', 'tsx', 'playbooks/run-role.ts', 'galera', '--inventory', INVENTORY, '--json', json, ...args],
+    {
+      cwd: ROOT,
+      timeout: 30 * 60_000,
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  ).catch((e: { stdout?: string; stderr?: string; code?: number }) => ({ stdout: `${e.stdout ?? ''}\n${e.stderr ?? ''}`, stderr: '' }));
   const rep = JSON.parse(fs.readFileSync(json, 'utf8')) as Report;
   return { ...rep, stdout: r.stdout };
 }
 
-const notOk = (rep: Report) => rep.results.filter((r) => r.status !== 'ok' && r.status !== 'skipped').map((r) => `${r.host} ${r.step}: ${r.status} ${r.changes.join('; ')} ${r.error ?? ''}`);
-const failures = (rep: Report) => rep.results.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
+const notOk = (rep: Report) =>
+  rep.results
+    .filter((r) => r.status !== 'ok' && r.status !== 'skipped')
+    .map((r) => `${r.host} ${r.step}: ${r.status} ${r.changes.join('; ')} ${r.error ?? ''}`);
+const failures = (rep: Report) =>
+  rep.results.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
 
 /** A fresh engine connection (the lab's fault tools may have power-cut a node since the last one). */
 async function on<T>(name: string, fn: (c: Connection) => Promise<T>): Promise<T> {
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
-  const c = await connect(h, { knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'), connectTimeoutMs: 10_000 });
+  const c = await connect(h, {
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    connectTimeoutMs: 10_000,
+  });
   try {
     return await fn(c);
   } finally {
@@ -64,7 +75,8 @@ async function on<T>(name: string, fn: (c: Connection) => Promise<T>): Promise<T
   }
 }
 
-const shell = (name: string, cmd: string) => on(name, async (c) => (await c.exec(cmd, { nothrow: true, timeoutMs: 120_000 })).stdout.trim());
+const shell = (name: string, cmd: string) =>
+  on(name, async (c) => (await c.exec(cmd, { nothrow: true, timeoutMs: 120_000 })).stdout.trim());
 const sql = <T>(name: string, fn: (db: Db) => Promise<T>) => on(name, (c) => withMysql(c, { socketPath: SOCKET, user: 'root' }, fn));
 const wsrep = (name: string) => sql(name, (db) => statusVars(db, 'wsrep_%'));
 
@@ -83,7 +95,10 @@ async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolea
     } catch (e) {
       err = e;
     }
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not reached in ${timeoutMs / 1000} s (last: ${JSON.stringify(last)} ${err instanceof Error ? err.message : ''})`);
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(
+        `${what}: not reached in ${timeoutMs / 1000} s (last: ${JSON.stringify(last)} ${err instanceof Error ? err.message : ''})`,
+      );
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
@@ -135,16 +150,38 @@ after(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-test('check mode on the current state changes nothing; the role converges the db group to a 3-node cluster', { timeout: 30 * 60_000 }, async (t) => {
-  const before = await Promise.all(DB.map((n) => shell(n, "dpkg-query -W -f='${Status}\\n' mariadb-server 2>/dev/null; systemctl is-active mariadb; ls /etc/mysql/mariadb.conf.d/ 2>/dev/null | tr '\\n' ' '")));
+test('check mode on the current state changes nothing; the role converges the db group to a 3-node cluster', {
+  timeout: 30 * 60_000,
+}, async (t) => {
+  const before = await Promise.all(
+    DB.map((n) =>
+      shell(
+        n,
+        "dpkg-query -W -f='${Status}\\n' mariadb-server 2>/dev/null; systemctl is-active mariadb; ls /etc/mysql/mariadb.conf.d/ 2>/dev/null | tr '\\n' ' '",
+      ),
+    ),
+  );
   const check = await role('check0', '--check');
   assert.deepEqual(failures(check), [], 'check mode on the current state fails nowhere');
-  assert.deepEqual(await Promise.all(DB.map((n) => shell(n, "dpkg-query -W -f='${Status}\\n' mariadb-server 2>/dev/null; systemctl is-active mariadb; ls /etc/mysql/mariadb.conf.d/ 2>/dev/null | tr '\\n' ' '"))), before, 'check mode changed nothing');
+  assert.deepEqual(
+    await Promise.all(
+      DB.map((n) =>
+        shell(
+          n,
+          "dpkg-query -W -f='${Status}\\n' mariadb-server 2>/dev/null; systemctl is-active mariadb; ls /etc/mysql/mariadb.conf.d/ 2>/dev/null | tr '\\n' ' '",
+        ),
+      ),
+    ),
+    before,
+    'check mode changed nothing',
+  );
   const bare = before.every((b) => !b.includes('install ok installed'));
   const t0 = Date.now();
   const first = await role('converge');
   timings[bare ? 'converge_from_bare_s' : 'converge_s'] = (Date.now() - t0) / 1000;
-  t.diagnostic(`timing: converge ${bare ? 'from bare hosts ' : ''}${((Date.now() - t0) / 1000).toFixed(1)} s (run wall ${(first.wallMs / 1000).toFixed(1)} s)`);
+  t.diagnostic(
+    `timing: converge ${bare ? 'from bare hosts ' : ''}${((Date.now() - t0) / 1000).toFixed(1)} s (run wall ${(first.wallMs / 1000).toFixed(1)} s)`,
+  );
   assert.deepEqual(failures(first), [], first.stdout.slice(-4000));
   assert.equal(first.exitCode, 0);
   await assertClusterOf3('after converge');
@@ -157,14 +194,27 @@ test('check mode on the current state changes nothing; the role converges the db
     assert.match(cnf, /binlog_format\s+=\s+ROW/);
     assert.match(cnf, /innodb_autoinc_lock_mode\s+=\s+2/);
     assert.equal(await shell(n, 'stat -c "%a %U %G" /etc/mysql/mariadb.conf.d/61-galera-sst.cnf'), '640 root mysql');
-    assert.match(await shell(n, 'systemctl is-enabled mariadb.socket; ss -ltnp "sport = :3306"'), /masked[\s\S]*mariadbd/, `${n}: mariadb.socket masked, :3306 held by mariadbd`);
-    const vars = await sql(n, (db) => rows(db, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('wsrep_on','wsrep_sst_method','binlog_format','wsrep_node_name')"));
-    assert.deepEqual(Object.fromEntries(vars.map((r) => [r.Variable_name, r.Value])), { binlog_format: 'ROW', wsrep_node_name: n, wsrep_on: 'ON', wsrep_sst_method: 'mariabackup' });
+    assert.match(
+      await shell(n, 'systemctl is-enabled mariadb.socket; ss -ltnp "sport = :3306"'),
+      /masked[\s\S]*mariadbd/,
+      `${n}: mariadb.socket masked, :3306 held by mariadbd`,
+    );
+    const vars = await sql(n, (db) =>
+      rows(db, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('wsrep_on','wsrep_sst_method','binlog_format','wsrep_node_name')"),
+    );
+    assert.deepEqual(Object.fromEntries(vars.map((r) => [r.Variable_name, r.Value])), {
+      binlog_format: 'ROW',
+      wsrep_node_name: n,
+      wsrep_on: 'ON',
+      wsrep_sst_method: 'mariabackup',
+    });
   }
   // the secrets file on the first db host only, root 0600; no secret in the run's output
   assert.equal(await shell('db1', 'stat -c "%a %U" /etc/mysql/wpfarm-secrets'), '600 root');
   assert.equal(await shell('db2', 'test -e /etc/mysql/wpfarm-secrets && echo yes || echo no'), 'no');
-  const secrets = Object.fromEntries((await shell('db1', 'cat /etc/mysql/wpfarm-secrets')).split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+  const secrets = Object.fromEntries(
+    (await shell('db1', 'cat /etc/mysql/wpfarm-secrets')).split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)),
+  );
   for (const k of ['sst_password', 'admin_password', 'exporter_password']) {
     assert.ok((secrets[k] ?? '').length >= 20, `${k} generated`);
     assert.ok(!first.stdout.includes(secrets[k]!), `${k} never printed`);
@@ -184,10 +234,14 @@ test('check mode on the current state changes nothing; the role converges the db
   // the single-writer endpoint: from any db host, port 3307 leads to db1 (the active server)
   for (const n of DB) {
     const h = inv.hosts.get(n)!;
-    const who = await until(`writer endpoint via ${n}`, () =>
-      on(n, (c) =>
-        withMysql(c, { host: h.address, port: 3307, user: 'wpfarm_admin', password: secrets.admin_password }, async (db) => String((await rows(db, 'SELECT @@hostname AS h'))[0]!.h)),
-      ),
+    const who = await until(
+      `writer endpoint via ${n}`,
+      () =>
+        on(n, (c) =>
+          withMysql(c, { host: h.address, port: 3307, user: 'wpfarm_admin', password: secrets.admin_password }, async (db) =>
+            String((await rows(db, 'SELECT @@hostname AS h'))[0]!.h),
+          ),
+        ),
       (v) => v === 'db1',
       60_000,
     );
@@ -196,29 +250,51 @@ test('check mode on the current state changes nothing; the role converges the db
   // Galera-aware: a desynced db1 (wsrep_local_state 2) gets no traffic; db2 (first backup) takes over, then db1 again
   const writer = (via: string) =>
     on(via, (c) =>
-      withMysql(c, { host: inv.hosts.get(via)!.address, port: 3307, user: 'wpfarm_admin', password: secrets.admin_password }, async (db) => String((await rows(db, 'SELECT @@hostname AS h'))[0]!.h)),
+      withMysql(c, { host: inv.hosts.get(via)!.address, port: 3307, user: 'wpfarm_admin', password: secrets.admin_password }, async (db) =>
+        String((await rows(db, 'SELECT @@hostname AS h'))[0]!.h),
+      ),
     );
   await sql('db1', (db) => db.query('SET GLOBAL wsrep_desync = ON'));
   try {
     const t1 = Date.now();
-    assert.equal(await until('writer endpoint leaves desynced db1', () => writer('db3'), (v) => v === 'db2', 60_000), 'db2');
+    assert.equal(
+      await until(
+        'writer endpoint leaves desynced db1',
+        () => writer('db3'),
+        (v) => v === 'db2',
+        60_000,
+      ),
+      'db2',
+    );
     t.diagnostic(`timing: writer endpoint moved to db2 ${((Date.now() - t1) / 1000).toFixed(1)} s after db1 desynced`);
   } finally {
     await sql('db1', (db) => db.query('SET GLOBAL wsrep_desync = OFF'));
   }
-  assert.equal(await until('writer endpoint back on db1', () => writer('db3'), (v) => v === 'db1', 60_000), 'db1');
+  assert.equal(
+    await until(
+      'writer endpoint back on db1',
+      () => writer('db3'),
+      (v) => v === 'db1',
+      60_000,
+    ),
+    'db1',
+  );
   // test data for the fault phases
   await sql('db1', async (db) => {
     await db.query(`DROP DATABASE IF EXISTS ${SCHEMA}`);
     await db.query(`CREATE DATABASE ${SCHEMA}`);
-    await db.query(`CREATE TABLE ${SCHEMA}.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, batch VARCHAR(40) NOT NULL, v INT NOT NULL) ENGINE=InnoDB`);
+    await db.query(
+      `CREATE TABLE ${SCHEMA}.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, batch VARCHAR(40) NOT NULL, v INT NOT NULL) ENGINE=InnoDB`,
+    );
   });
   await write('db1', 20);
   await write('db3', 20);
   await assertAllRows('after the first writes');
 });
 
-test('a second run reports zero changes; check mode on the converged cluster predicts zero changes', { timeout: 10 * 60_000 }, async (t) => {
+test('a second run reports zero changes; check mode on the converged cluster predicts zero changes', {
+  timeout: 10 * 60_000,
+}, async (t) => {
   const t0 = Date.now();
   const second = await role('rerun');
   timings.rerun_s = (Date.now() - t0) / 1000;
@@ -227,33 +303,61 @@ test('a second run reports zero changes; check mode on the converged cluster pre
   assert.deepEqual(notOk(second), [], 'the second run changes nothing');
   const health = second.results.filter((r) => r.step.startsWith('galera health'));
   assert.equal(health.length, 3);
-  for (const h of health) assert.deepEqual({ ...(h.result as object), comment: undefined }, { size: 3, ready: 'ON', state: 4, comment: undefined, status: 'Primary' });
+  for (const h of health)
+    assert.deepEqual(
+      { ...(h.result as object), comment: undefined },
+      { size: 3, ready: 'ON', state: 4, comment: undefined, status: 'Primary' },
+    );
   const check = await role('check1', '--check');
   assert.equal(check.exitCode, 0, failures(check).join('\n'));
   assert.deepEqual(notOk(check), [], 'check mode predicts zero changes');
   assert.ok(check.results.length >= 30, `every step ran in check mode (${check.results.length})`);
 });
 
-test('kill -9 mariadbd on db3, rows written meanwhile; the rerun brings size 3 back with the rows on db3', { timeout: 15 * 60_000 }, async (t) => {
+test('kill -9 mariadbd on db3, rows written meanwhile; the rerun brings size 3 back with the rows on db3', {
+  timeout: 15 * 60_000,
+}, async (t) => {
   await shell('db3', 'kill -9 $(pidof mariadbd)');
   const t0 = Date.now();
-  await until('db1 sees db3 gone', () => wsrep('db1'), (s) => s.wsrep_cluster_size === '2', 60_000);
+  await until(
+    'db1 sees db3 gone',
+    () => wsrep('db1'),
+    (s) => s.wsrep_cluster_size === '2',
+    60_000,
+  );
   t.diagnostic(`timing: size 2 on db1 ${((Date.now() - t0) / 1000).toFixed(1)} s after kill -9`);
   await write('db1', 30);
   await write('db2', 30);
   const t1 = Date.now();
   const rep = await role('after-kill');
   timings.recover_kill9_s = (Date.now() - t1) / 1000;
-  t.diagnostic(`timing: rerun after kill -9 ${timings.recover_kill9_s.toFixed(1)} s; ${rep.results.filter((r) => r.status === 'changed').map((r) => `${r.host} ${r.step}: ${r.changes.join('; ')}`).join(' | ') || 'no change (systemd had restarted db3 already)'}`);
+  t.diagnostic(
+    `timing: rerun after kill -9 ${timings.recover_kill9_s.toFixed(1)} s; ${
+      rep.results
+        .filter((r) => r.status === 'changed')
+        .map((r) => `${r.host} ${r.step}: ${r.changes.join('; ')}`)
+        .join(' | ') || 'no change (systemd had restarted db3 already)'
+    }`,
+  );
   assert.equal(rep.exitCode, 0, failures(rep).join('\n'));
   await assertClusterOf3('after kill -9 and rerun');
   await assertAllRows('after kill -9 and rerun');
   // a power cut of db3: mariadb does not start at boot (disabled); the rerun starts it and it rejoins
   await lab('kill', 'db3');
-  await until('db1 sees db3 gone', () => wsrep('db1'), (s) => s.wsrep_cluster_size === '2', 60_000);
+  await until(
+    'db1 sees db3 gone',
+    () => wsrep('db1'),
+    (s) => s.wsrep_cluster_size === '2',
+    60_000,
+  );
   await write('db1', 30);
   await lab('start', 'db3');
-  await until('db3 answers over SSH', () => shell('db3', 'systemctl is-system-running --wait >/dev/null 2>&1; systemctl is-active mariadb; echo up'), (v) => v.endsWith('up'), 180_000);
+  await until(
+    'db3 answers over SSH',
+    () => shell('db3', 'systemctl is-system-running --wait >/dev/null 2>&1; systemctl is-active mariadb; echo up'),
+    (v) => v.endsWith('up'),
+    180_000,
+  );
   assert.notEqual(await shell('db3', 'systemctl is-active mariadb'), 'active', 'mariadb does not start at boot');
   const t2 = Date.now();
   const rep2 = await role('after-powercut');
@@ -266,20 +370,39 @@ test('kill -9 mariadbd on db3, rows written meanwhile; the rerun brings size 3 b
   await assertAllRows('after the power cut of db3 and rerun');
 });
 
-test('full crash, db2 most advanced and last alone: the rerun bootstraps from db2, no committed row lost', { timeout: 20 * 60_000 }, async (t) => {
+test('full crash, db2 most advanced and last alone: the rerun bootstraps from db2, no committed row lost', {
+  timeout: 20 * 60_000,
+}, async (t) => {
   await write('db1', 10); // all three
   await lab('kill', 'db1'); // power cut
-  await until('db2 sees db1 gone', () => wsrep('db2'), (s) => s.wsrep_cluster_size === '2' && s.wsrep_cluster_status === 'Primary', 60_000);
+  await until(
+    'db2 sees db1 gone',
+    () => wsrep('db2'),
+    (s) => s.wsrep_cluster_size === '2' && s.wsrep_cluster_status === 'Primary',
+    60_000,
+  );
   await write('db2', 15); // db2 + db3
   await shell('db3', 'systemctl stop mariadb'); // db3 leaves cleanly: db2 stays primary alone
-  await until('db2 alone', () => wsrep('db2'), (s) => s.wsrep_cluster_size === '1' && s.wsrep_cluster_status === 'Primary', 60_000);
+  await until(
+    'db2 alone',
+    () => wsrep('db2'),
+    (s) => s.wsrep_cluster_size === '1' && s.wsrep_cluster_status === 'Primary',
+    60_000,
+  );
   await write('db2', 25); // only db2 has these
   await lab('kill', 'db2'); // power cut of the most advanced node
   await lab('start', 'db1');
   await lab('start', 'db2');
-  await until('db1 and db2 answer over SSH after the power cut', () => Promise.all(['db1', 'db2'].map((n) => shell(n, 'systemctl is-system-running --wait >/dev/null 2>&1; echo up'))), (v) => v.every((x) => x === 'up'), 180_000);
+  await until(
+    'db1 and db2 answer over SSH after the power cut',
+    () => Promise.all(['db1', 'db2'].map((n) => shell(n, 'systemctl is-system-running --wait >/dev/null 2>&1; echo up'))),
+    (v) => v.every((x) => x === 'up'),
+    180_000,
+  );
   const gs = Object.fromEntries(await Promise.all(DB.map(async (n) => [n, await grastate(n)] as const)));
-  t.diagnostic(`grastate after the crash: ${DB.map((n) => `${n}: ${/seqno:\s*(-?\d+)/.exec(gs[n]!)?.[1]} safe=${/safe_to_bootstrap:\s*(\d)/.exec(gs[n]!)?.[1]}`).join(', ')}`);
+  t.diagnostic(
+    `grastate after the crash: ${DB.map((n) => `${n}: ${/seqno:\s*(-?\d+)/.exec(gs[n]!)?.[1]} safe=${/safe_to_bootstrap:\s*(\d)/.exec(gs[n]!)?.[1]}`).join(', ')}`,
+  );
   assert.match(gs.db1!, /seqno:\s+-1/, 'db1 crashed: seqno -1');
   assert.match(gs.db2!, /seqno:\s+-1/, 'db2 crashed: seqno -1');
   // galera-4 marks the last member of a primary component safe to bootstrap while it runs alone
@@ -294,24 +417,41 @@ test('full crash, db2 most advanced and last alone: the rerun bootstraps from db
   t.diagnostic(`timing: rerun after the full crash ${timings.recover_full_crash_s.toFixed(1)} s: ${cluster?.changes.join('; ')}`);
   assert.equal(rep.exitCode, 0, failures(rep).join('\n') + rep.stdout.slice(-3000));
   assert.ok(cluster, 'the cluster task acted');
-  assert.ok(cluster.changes.some((c) => c.startsWith('bootstrap db2: db2 left last')), `bootstrapped from db2: ${cluster.changes.join('\n')}`);
+  assert.ok(
+    cluster.changes.some((c) => c.startsWith('bootstrap db2: db2 left last')),
+    `bootstrapped from db2: ${cluster.changes.join('\n')}`,
+  );
   assert.ok(!cluster.changes.some((c) => /bootstrap db[13]/.test(c)), 'exactly one bootstrap');
   await assertClusterOf3('after the full crash');
   await assertAllRows('after the full crash');
 });
 
-test('full crash with no node safe to bootstrap: positions from --wsrep-recover, the most advanced bootstraps, no row lost', { timeout: 20 * 60_000 }, async (t) => {
+test('full crash with no node safe to bootstrap: positions from --wsrep-recover, the most advanced bootstraps, no row lost', {
+  timeout: 20 * 60_000,
+}, async (t) => {
   await write('db1', 10);
   await lab('kill', 'db1'); // db1 falls behind
-  await until('db2 sees db1 gone', () => wsrep('db2'), (s) => s.wsrep_cluster_size === '2' && s.wsrep_cluster_status === 'Primary', 60_000);
+  await until(
+    'db2 sees db1 gone',
+    () => wsrep('db2'),
+    (s) => s.wsrep_cluster_size === '2' && s.wsrep_cluster_status === 'Primary',
+    60_000,
+  );
   await write('db2', 20);
   await write('db3', 20);
   // db2 and db3 lose power together: neither is ever alone in a primary component, so nobody is safe
   await Promise.all([lab('kill', 'db2'), lab('kill', 'db3')]);
   await Promise.all(DB.map((n) => lab('start', n)));
-  await until('db1-3 answer over SSH after the power cut', () => Promise.all(DB.map((n) => shell(n, 'systemctl is-system-running --wait >/dev/null 2>&1; echo up'))), (v) => v.every((x) => x === 'up'), 180_000);
+  await until(
+    'db1-3 answer over SSH after the power cut',
+    () => Promise.all(DB.map((n) => shell(n, 'systemctl is-system-running --wait >/dev/null 2>&1; echo up'))),
+    (v) => v.every((x) => x === 'up'),
+    180_000,
+  );
   const gs = Object.fromEntries(await Promise.all(DB.map(async (n) => [n, await grastate(n)] as const)));
-  t.diagnostic(`grastate after the crash: ${DB.map((n) => `${n}: ${/seqno:\s*(-?\d+)/.exec(gs[n]!)?.[1]} safe=${/safe_to_bootstrap:\s*(\d)/.exec(gs[n]!)?.[1]}`).join(', ')}`);
+  t.diagnostic(
+    `grastate after the crash: ${DB.map((n) => `${n}: ${/seqno:\s*(-?\d+)/.exec(gs[n]!)?.[1]} safe=${/safe_to_bootstrap:\s*(\d)/.exec(gs[n]!)?.[1]}`).join(', ')}`,
+  );
   for (const n of DB) {
     assert.match(gs[n]!, /seqno:\s+-1/, `${n} crashed: seqno -1`);
     assert.match(gs[n]!, /safe_to_bootstrap: 0/, `${n}: not safe to bootstrap`);
@@ -320,7 +460,9 @@ test('full crash with no node safe to bootstrap: positions from --wsrep-recover,
   const rep = await role('after-crash-recover');
   timings.recover_full_crash_wsrep_recover_s = (Date.now() - t1) / 1000;
   const cluster = rep.results.find((r) => r.step.startsWith('galera cluster') && r.status === 'changed');
-  t.diagnostic(`timing: rerun after the full crash (wsrep-recover) ${timings.recover_full_crash_wsrep_recover_s.toFixed(1)} s: ${cluster?.changes.join('; ')}`);
+  t.diagnostic(
+    `timing: rerun after the full crash (wsrep-recover) ${timings.recover_full_crash_wsrep_recover_s.toFixed(1)} s: ${cluster?.changes.join('; ')}`,
+  );
   assert.equal(rep.exitCode, 0, failures(rep).join('\n') + rep.stdout.slice(-3000));
   assert.ok(cluster, 'the cluster task acted');
   assert.ok(cluster.changes.includes('recover positions with --wsrep-recover on db1, db2, db3'), cluster.changes.join('\n'));
@@ -350,7 +492,10 @@ test('clean stop of all nodes (db2 last): the rerun bootstraps from db2 (safe_to
   const cluster = rep.results.find((r) => r.step.startsWith('galera cluster') && r.status === 'changed');
   t.diagnostic(`timing: rerun after a clean full stop ${timings.recover_clean_stop_s.toFixed(1)} s: ${cluster?.changes.join('; ')}`);
   assert.equal(rep.exitCode, 0, failures(rep).join('\n'));
-  assert.ok(cluster?.changes.some((c) => c.startsWith('bootstrap db2: db2 left last')), cluster?.changes.join('\n'));
+  assert.ok(
+    cluster?.changes.some((c) => c.startsWith('bootstrap db2: db2 left last')),
+    cluster?.changes.join('\n'),
+  );
   assert.ok(!cluster?.changes.some((c) => c.startsWith('recover positions')), 'no --wsrep-recover needed');
   await assertClusterOf3('after the clean stop');
   await assertAllRows('after the clean stop');
@@ -359,4 +504,3 @@ test('clean stop of all nodes (db2 last): the rerun bootstraps from db2 (safe_to
   const last = await role('final');
   assert.deepEqual(notOk(last), [], 'converged: nothing to change');
 });
-

@@ -47,24 +47,33 @@ interface Report {
 async function role(tag: string, ...args: string[]): Promise<Report & { stdout: string }> {
   const json = path.join(tmp, `${tag}.json`);
   const t0 = Date.now();
-  const r = await run(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', 'gluster', '--inventory', INVENTORY, ...EXTRA, '--json', json, ...args], {
-    cwd: ROOT,
-    timeout: 30 * 60_000,
-    maxBuffer: 64 * 1024 * 1024,
-  }).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ''}\n${e.stderr ?? ''}`, stderr: '' }));
+  const r = await run(
+    process.execPath,
+    ['--import', 'tsx', 'playbooks/run-role.ts', 'gluster', '--inventory', INVENTORY, ...EXTRA, '--json', json, ...args],
+    {
+      cwd: ROOT,
+      timeout: 30 * 60_000,
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  ).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ''}\n${e.stderr ?? ''}`, stderr: '' }));
   timings[tag] = Date.now() - t0;
   const rep = JSON.parse(fs.readFileSync(json, 'utf8')) as Report;
   return { ...rep, stdout: r.stdout };
 }
 
-const changed = (rep: Report) => rep.results.filter((r) => r.status === 'changed').map((r) => `${r.host} ${r.step}: ${r.changes.join('; ')}`);
-const failures = (rep: Report) => rep.results.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
+const changed = (rep: Report) =>
+  rep.results.filter((r) => r.status === 'changed').map((r) => `${r.host} ${r.step}: ${r.changes.join('; ')}`);
+const failures = (rep: Report) =>
+  rep.results.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
 
 /** A fresh engine connection (the lab's fault tools may have stopped a node since the last one). */
 async function on<T>(name: string, fn: (c: Connection) => Promise<T>): Promise<T> {
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
-  const c = await connect(h, { knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'), connectTimeoutMs: 10_000 });
+  const c = await connect(h, {
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    connectTimeoutMs: 10_000,
+  });
   try {
     return await fn(c);
   } finally {
@@ -91,7 +100,8 @@ async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolea
     } catch (e) {
       err = e;
     }
-    if (Date.now() - t0 > timeoutMs) assert.fail(`${what}: not reached within ${timeoutMs / 1000} s (last: ${err ? String(err) : JSON.stringify(last)})`);
+    if (Date.now() - t0 > timeoutMs)
+      assert.fail(`${what}: not reached within ${timeoutMs / 1000} s (last: ${err ? String(err) : JSON.stringify(last)})`);
     await new Promise((r) => setTimeout(r, 2000));
   }
 }
@@ -130,7 +140,15 @@ test('converge: replica 3 arbiter 1 volume started, mounted on both workers from
   // brick ports inside the range the firewall of roles/common opens
   const status = await out('st1', sh`gluster --mode=script volume status ${VOLUME}`);
   const bricks = parseVolumeStatus(status);
-  assert.deepEqual(bricks.map((b) => [b.brick, b.online]), [[`10.77.0.41:${BRICK}`, true], [`10.77.0.42:${BRICK}`, true], [`10.77.0.51:${BRICK}`, true]], status);
+  assert.deepEqual(
+    bricks.map((b) => [b.brick, b.online]),
+    [
+      [`10.77.0.41:${BRICK}`, true],
+      [`10.77.0.42:${BRICK}`, true],
+      [`10.77.0.51:${BRICK}`, true],
+    ],
+    status,
+  );
   for (const b of bricks) assert.ok(b.port >= 49152 && b.port <= 49251, `brick ${b.brick} port ${b.port} in 49152-49251`);
   for (const w of ['wrk1', 'wrk2']) {
     assert.equal(await out(w, sh`findmnt -n -o FSTYPE,SOURCE --mountpoint ${MOUNT}`), `fuse.glusterfs 10.77.0.41:/${VOLUME}`, `${w} mount`);
@@ -141,7 +159,11 @@ test('converge: replica 3 arbiter 1 volume started, mounted on both workers from
     assert.match(await out(w, 'cat /etc/systemd/system/docker.service.d/50-wpfarm-gluster.conf'), /^After=mnt-gluster-sites\.mount$/m);
     // with docker installed (roles/common), systemd has loaded the drop-in
     if ((await out(w, 'systemctl show docker.service -p LoadState')) === 'LoadState=loaded') {
-      assert.match(await out(w, 'systemctl show docker.service -p After'), /mnt-gluster-sites\.mount/, `${w}: dockerd ordered after the mount`);
+      assert.match(
+        await out(w, 'systemctl show docker.service -p After'),
+        /mnt-gluster-sites\.mount/,
+        `${w}: dockerd ordered after the mount`,
+      );
     }
   }
 });
@@ -155,7 +177,10 @@ test('second run: zero changes; check mode on the converged farm predicts zero c
   assert.deepEqual(failures(check), []);
   assert.deepEqual(changed(check), []);
   assert.equal(check.exitCode, 0);
-  assert.ok(check.results.some((r) => r.step.startsWith('gluster pool') && r.status === 'ok'), 'the pool task ran in check mode');
+  assert.ok(
+    check.results.some((r) => r.step.startsWith('gluster pool') && r.status === 'ok'),
+    'the pool task ran in check mode',
+  );
 });
 
 test('a file written through the mount on wrk1 is read through the mount on wrk2', async () => {
@@ -181,16 +206,28 @@ test('siteDirSteps: a site directory made on one worker is seen on the other, ow
   };
   try {
     const first = await runOnce();
-    assert.deepEqual(first.filter((x) => x.status === 'failed').map((x) => x.error), []);
+    assert.deepEqual(
+      first.filter((x) => x.status === 'failed').map((x) => x.error),
+      [],
+    );
     assert.equal(first.filter((x) => x.status === 'changed').length, 4);
-    assert.equal(await out('wrk2', sh`stat -c '%u:%g %a %n' ${`${MOUNT}/${site}`} ${`${MOUNT}/${site}/uploads`} ${`${MOUNT}/${site}/plugins`} ${`${MOUNT}/${site}/themes`}`), [
-      `33:33 755 ${MOUNT}/${site}`,
-      `33:33 755 ${MOUNT}/${site}/uploads`,
-      `33:33 755 ${MOUNT}/${site}/plugins`,
-      `33:33 755 ${MOUNT}/${site}/themes`,
-    ].join('\n'));
+    assert.equal(
+      await out(
+        'wrk2',
+        sh`stat -c '%u:%g %a %n' ${`${MOUNT}/${site}`} ${`${MOUNT}/${site}/uploads`} ${`${MOUNT}/${site}/plugins`} ${`${MOUNT}/${site}/themes`}`,
+      ),
+      [
+        `33:33 755 ${MOUNT}/${site}`,
+        `33:33 755 ${MOUNT}/${site}/uploads`,
+        `33:33 755 ${MOUNT}/${site}/plugins`,
+        `33:33 755 ${MOUNT}/${site}/themes`,
+      ].join('\n'),
+    );
     const second = await runOnce();
-    assert.deepEqual(second.filter((x) => x.status !== 'ok').map((x) => `${x.step}: ${x.status}`), []);
+    assert.deepEqual(
+      second.filter((x) => x.status !== 'ok').map((x) => `${x.step}: ${x.status}`),
+      [],
+    );
   } finally {
     await shell('wrk1', sh`rm -rf ${`${MOUNT}/${site}`}`);
   }
@@ -201,12 +238,19 @@ test('st2 down: the volume stays writable through st1 and the arbiter; heals aft
   await lab('stop', 'st2');
   let t0 = Date.now();
   // the first write may wait for network.ping-timeout (10 s) before the client gives up on st2
-  const w = await shell('wrk1', sh`mkdir -p ${dir} && for i in $(seq 1 20); do printf 'file %s\n' "$i" > ${dir}/f$i.txt || exit 1; done && sync`, 180_000);
+  const w = await shell(
+    'wrk1',
+    sh`mkdir -p ${dir} && for i in $(seq 1 20); do printf 'file %s\n' "$i" > ${dir}/f$i.txt || exit 1; done && sync`,
+    180_000,
+  );
   timings['write with st2 down'] = Date.now() - t0;
   assert.equal(w.code, 0, `write through wrk1 with st2 down: ${w.stderr}`);
   assert.equal(await out('wrk2', sh`cat ${`${dir}/f20.txt`}`), 'file 20', 'read on wrk2 with st2 down');
   const pending = parseHealInfo(await out('st1', sh`timeout 120 gluster --mode=script volume heal ${VOLUME} info`));
-  assert.ok((pending.bricks.find((b) => b.brick.startsWith('10.77.0.41:'))?.entries ?? 0) > 0, `st1 records entries to heal: ${JSON.stringify(pending)}`);
+  assert.ok(
+    (pending.bricks.find((b) => b.brick.startsWith('10.77.0.41:'))?.entries ?? 0) > 0,
+    `st1 records entries to heal: ${JSON.stringify(pending)}`,
+  );
 
   t0 = Date.now();
   await lab('start', 'st2');

@@ -26,7 +26,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { $ } from 'zx';
-import { ensureSiteImages, ensureImage, contextHash, registryHasTag, IMAGES_DIR, localImageId, type SiteImages } from '../../roles/wp-site/images.ts';
+import {
+  ensureSiteImages,
+  ensureImage,
+  contextHash,
+  registryHasTag,
+  IMAGES_DIR,
+  localImageId,
+  type SiteImages,
+} from '../../roles/wp-site/images.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BASE = process.env.WPFARM_BASE_IMAGE ?? 'wpfarm/base:bookworm';
@@ -75,7 +83,10 @@ async function ensureBaseImage(): Promise<void> {
 async function startRegistry(): Promise<string> {
   if (process.env.WPFARM_REGISTRY) return process.env.WPFARM_REGISTRY;
   if (!existsSync('/usr/bin/docker-registry')) {
-    await $({ stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })`apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends docker-registry`;
+    await $({
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    })`apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends docker-registry`;
   }
   const port = await freePort();
   const dir = path.join(work, 'registry');
@@ -112,7 +123,13 @@ async function network(name: string): Promise<void> {
 }
 
 /** docker create + connect extra networks (before start, like swarm attaches all networks) + start */
-async function run(name: string, nets: { name: string; aliases?: string[] }[], args: string[], image: string, cmd: string[] = []): Promise<void> {
+async function run(
+  name: string,
+  nets: { name: string; aliases?: string[] }[],
+  args: string[],
+  image: string,
+  cmd: string[] = [],
+): Promise<void> {
   const [first, ...rest] = nets;
   const alias = (first.aliases ?? []).flatMap((a) => ['--network-alias', a]);
   await docker('create', '--name', name, '--label', `wpfarm.test=${P}`, '--network', first.name, ...alias, ...args, image, ...cmd);
@@ -187,10 +204,13 @@ test('push to the registry once; the next run neither builds nor pushes', { time
   assert.equal(await registryHasTag(registry, 'wpfarm/wordpress-fpm', '0000000000000000'), false);
 });
 
-test('wordpress-fpm image: PHP 8.2 extensions, OPcache as the architecture sets it, non-root, WordPress core', { timeout: 120_000 }, async () => {
+test('wordpress-fpm image: PHP 8.2 extensions, OPcache as the architecture sets it, non-root, WordPress core', {
+  timeout: 120_000,
+}, async () => {
   const img = images.wordpressFpm.ref;
   const mods = (await q`docker run --rm --entrypoint php ${img} -m`).stdout;
-  for (const m of ['mysqli', 'gd', 'imagick', 'redis', 'Zend OPcache', 'zip', 'curl', 'mbstring', 'intl']) assert.match(mods, new RegExp(`^${m}$`, 'm'), m);
+  for (const m of ['mysqli', 'gd', 'imagick', 'redis', 'Zend OPcache', 'zip', 'curl', 'mbstring', 'intl'])
+    assert.match(mods, new RegExp(`^${m}$`, 'm'), m);
   assert.match((await q`docker run --rm --entrypoint php ${img} -v`).stdout, /^PHP 8\.2\./);
   const info = (await q`docker run --rm --entrypoint php-fpm8.2 ${img} -i`).stdout;
   assert.match(info, /^opcache\.memory_consumption => 256 => 256$/m);
@@ -201,7 +221,8 @@ test('wordpress-fpm image: PHP 8.2 extensions, OPcache as the architecture sets 
   assert.equal((await q`docker run --rm --entrypoint id ${images.nginx.ref} -u`).stdout.trim(), '33', 'nginx runs as www-data');
   assert.match((await q`docker run --rm --entrypoint cat ${img} /usr/src/wordpress/VERSION`).stdout, /^6\.\d+(\.\d+)?\s*$/);
   // core is read-only for the PHP user: no self-modification
-  const w = await qn`docker run --rm --entrypoint sh ${img} -c ${'touch /var/www/html/wp-includes/x 2>/dev/null && echo writable || echo readonly'}`;
+  const w =
+    await qn`docker run --rm --entrypoint sh ${img} -c ${'touch /var/www/html/wp-includes/x 2>/dev/null && echo writable || echo readonly'}`;
   assert.equal(w.stdout.trim(), 'readonly');
   // a bad setting is refused by the entrypoint before php-fpm starts
   const bad = await qn`docker run --rm -e PHP_MEMORY_LIMIT=${'1G; rm -rf /'} ${img}`;
@@ -247,8 +268,19 @@ function secretsDir(id: string): string {
   const dir = path.join(work, 'secrets', id);
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'db_password'), id === 'a' ? dbPassword : randomBytes(12).toString('hex'), { mode: 0o400 });
-  const keys = ['AUTH_KEY', 'SECURE_AUTH_KEY', 'LOGGED_IN_KEY', 'NONCE_KEY', 'AUTH_SALT', 'SECURE_AUTH_SALT', 'LOGGED_IN_SALT', 'NONCE_SALT'];
-  writeFileSync(path.join(dir, 'wp_keys'), keys.map((k) => `${k}=${randomBytes(32).toString('base64url')}`).join('\n') + '\n', { mode: 0o400 });
+  const keys = [
+    'AUTH_KEY',
+    'SECURE_AUTH_KEY',
+    'LOGGED_IN_KEY',
+    'NONCE_KEY',
+    'AUTH_SALT',
+    'SECURE_AUTH_SALT',
+    'LOGGED_IN_SALT',
+    'NONCE_SALT',
+  ];
+  writeFileSync(path.join(dir, 'wp_keys'), keys.map((k) => `${k}=${randomBytes(32).toString('base64url')}`).join('\n') + '\n', {
+    mode: 0o400,
+  });
   writeFileSync(path.join(dir, 'admin_password'), adminPassword, { mode: 0o400 });
   for (const f of ['db_password', 'wp_keys', 'admin_password']) chownSync(path.join(dir, f), 33, 33); // as swarm does with uid: "33"
   return dir;
@@ -277,37 +309,56 @@ function fpmArgs(id: string): string[] {
     ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     ...['db_password', 'wp_keys', 'admin_password'].flatMap((s) => ['-v', `${path.join(sec, s)}:/run/secrets/${s}:ro`]),
     ...['uploads', 'plugins', 'themes'].flatMap((d) => ['-v', `${path.join(gl, d)}:/var/www/html/wp-content/${d}`]),
-    '--health-interval', '2s',
+    '--health-interval',
+    '2s',
     // the site's own name resolves to the container itself (wp_install checks permalinks over HTTP)
-    '--add-host', `${id}.example:127.0.0.1`,
+    '--add-host',
+    `${id}.example:127.0.0.1`,
   ];
 }
 
 test('one site wired like its stack: install, serve, cache, headers, gzip, refusals', { timeout: 600_000 }, async () => {
   const db = await mariadbImage();
   for (const n of ['site-a', 'site-b', 'shared']) await network(`${P}-${n}`);
-  await run(`${P}-db`, [{ name: `${P}-shared`, aliases: ['db'] }], [], db, ['mariadbd', '--user=mysql', '--bind-address=0.0.0.0', '--skip-name-resolve']);
+  await run(`${P}-db`, [{ name: `${P}-shared`, aliases: ['db'] }], [], db, [
+    'mariadbd',
+    '--user=mysql',
+    '--bind-address=0.0.0.0',
+    '--skip-name-resolve',
+  ]);
   await waitFor('mariadb', async () => (await qn`docker exec ${`${P}-db`} mariadb-admin ping`).exitCode === 0);
   const sql = ['a', 'b']
-    .map((id) => `CREATE DATABASE wp_${id}; CREATE USER 'wp_${id}'@'%' IDENTIFIED BY '${id === 'a' ? dbPassword : 'unused-' + randomBytes(6).toString('hex')}'; GRANT ALL ON wp_${id}.* TO 'wp_${id}'@'%';`)
+    .map(
+      (id) =>
+        `CREATE DATABASE wp_${id}; CREATE USER 'wp_${id}'@'%' IDENTIFIED BY '${id === 'a' ? dbPassword : 'unused-' + randomBytes(6).toString('hex')}'; GRANT ALL ON wp_${id}.* TO 'wp_${id}'@'%';`,
+    )
     .join('\n');
   await $({ quiet: true, input: sql })`docker exec -i ${`${P}-db`} mariadb`;
 
   // site a's redis (the farm's redis image, started as the stack starts it), before php-fpm
   const redis = await ensureImage({ name: 'wpfarm/redis', contextDir: path.join(IMAGES_DIR, 'redis'), baseImage: BASE });
-  await run(
-    `${P}-redis-a`,
-    [{ name: `${P}-site-a`, aliases: ['redis'] }],
-    [],
-    redis.ref,
-    ['redis-server', '--maxmemory', '96mb', '--maxmemory-policy', 'allkeys-lru', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
-  );
+  await run(`${P}-redis-a`, [{ name: `${P}-site-a`, aliases: ['redis'] }], [], redis.ref, [
+    'redis-server',
+    '--maxmemory',
+    '96mb',
+    '--maxmemory-policy',
+    'allkeys-lru',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--protected-mode',
+    'no',
+  ]);
   await waitFor('redis', async () => (await qn`docker exec ${`${P}-redis-a`} redis-cli ping`).stdout.trim() === 'PONG');
 
   for (const id of ['a', 'b']) {
     await run(
       `${P}-fpm-${id}`,
-      [{ name: `${P}-site-${id}`, aliases: ['php-fpm', `${id}-php-fpm`] }, { name: `${P}-shared`, aliases: ['php-fpm'] }],
+      [
+        { name: `${P}-site-${id}`, aliases: ['php-fpm', `${id}-php-fpm`] },
+        { name: `${P}-shared`, aliases: ['php-fpm'] },
+      ],
       fpmArgs(id),
       images.wordpressFpm.ref,
     );
@@ -326,11 +377,16 @@ test('one site wired like its stack: install, serve, cache, headers, gzip, refus
     [{ name: `${P}-site-a` }],
     [
       ...Object.entries(nginxEnv).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
-      '-v', `${path.join(work, 'gluster/a/uploads')}:/var/www/html/wp-content/uploads:ro`,
-      '-v', `${path.join(work, 'gluster/a/plugins')}:/var/www/html/wp-content/plugins:ro`,
-      '-v', `${path.join(work, 'gluster/a/themes')}:/var/www/html/wp-content/themes:ro`,
-      '-p', '127.0.0.1::8080',
-      '--health-interval', '2s',
+      '-v',
+      `${path.join(work, 'gluster/a/uploads')}:/var/www/html/wp-content/uploads:ro`,
+      '-v',
+      `${path.join(work, 'gluster/a/plugins')}:/var/www/html/wp-content/plugins:ro`,
+      '-v',
+      `${path.join(work, 'gluster/a/themes')}:/var/www/html/wp-content/themes:ro`,
+      '-p',
+      '127.0.0.1::8080',
+      '--health-interval',
+      '2s',
     ],
     images.nginx.ref,
   );
@@ -351,17 +407,29 @@ test('one site wired like its stack: install, serve, cache, headers, gzip, refus
   assert.ok(existsSync(path.join(work, 'gluster/a/themes/twentytwentythree/style.css')));
 
   // WordPress install through wp_install() (wp-cli is not obtainable): idempotent
-  const installEnv = ['-e', 'WP_INSTALL_TITLE=Site A', '-e', 'WP_INSTALL_ADMIN_USER=farmadmin', '-e', 'WP_INSTALL_ADMIN_EMAIL=admin@a.example', '-e', 'WP_INSTALL_ADMIN_PASSWORD_FILE=/run/secrets/admin_password'];
+  const installEnv = [
+    '-e',
+    'WP_INSTALL_TITLE=Site A',
+    '-e',
+    'WP_INSTALL_ADMIN_USER=farmadmin',
+    '-e',
+    'WP_INSTALL_ADMIN_EMAIL=admin@a.example',
+    '-e',
+    'WP_INSTALL_ADMIN_PASSWORD_FILE=/run/secrets/admin_password',
+  ];
   const i1 = await q`docker exec ${installEnv} ${`${P}-fpm-a`} wpfarm-install`;
   assert.equal(JSON.parse(i1.stdout.trim()).changed, true, i1.stdout + i1.stderr);
   const i2 = await q`docker exec ${installEnv} ${`${P}-fpm-a`} wpfarm-install`;
   assert.equal(JSON.parse(i2.stdout.trim()).changed, false);
   assert.ok(!(i1.stdout + i1.stderr + i2.stdout).includes(adminPassword), 'the admin password is not printed');
-  const users = (await $({ quiet: true, input: "SELECT user_login FROM wp_a.wp_users;" })`docker exec -i ${`${P}-db`} mariadb -N`).stdout.trim();
+  const users = (
+    await $({ quiet: true, input: 'SELECT user_login FROM wp_a.wp_users;' })`docker exec -i ${`${P}-db`} mariadb -N`
+  ).stdout.trim();
   assert.equal(users, 'farmadmin');
 
   // plugins/themes can be installed from wp-admin: direct filesystem access to the site's own dirs
-  const fsProbe = "$_SERVER['HTTP_HOST']='a.example'; require '/var/www/html/wp-load.php'; require_once ABSPATH . 'wp-admin/includes/file.php'; echo get_filesystem_method([], WP_PLUGIN_DIR), ' ', wp_is_writable(WP_PLUGIN_DIR) ? 'w' : 'ro', ' ', wp_is_writable(ABSPATH . 'wp-includes') ? 'w' : 'ro';";
+  const fsProbe =
+    "$_SERVER['HTTP_HOST']='a.example'; require '/var/www/html/wp-load.php'; require_once ABSPATH . 'wp-admin/includes/file.php'; echo get_filesystem_method([], WP_PLUGIN_DIR), ' ', wp_is_writable(WP_PLUGIN_DIR) ? 'w' : 'ro', ' ', wp_is_writable(ABSPATH . 'wp-includes') ? 'w' : 'ro';";
   assert.equal((await q`docker exec ${`${P}-fpm-a`} php -r ${fsProbe}`).stdout.trim(), 'direct w ro');
 
   const base = `http://127.0.0.1:${nginxPort}`;
@@ -417,7 +485,9 @@ test('one site wired like its stack: install, serve, cache, headers, gzip, refus
   assert.ok(statuses.includes(429), `login rate limit: ${statuses.join(',')}`);
 });
 
-test("isolation: site b's containers reach neither site a's network nor a's php-fpm via the shared network", { timeout: 120_000 }, async () => {
+test("isolation: site b's containers reach neither site a's network nor a's php-fpm via the shared network", {
+  timeout: 120_000,
+}, async () => {
   const fpmA = `${P}-fpm-a`;
   const fpmB = `${P}-fpm-b`;
   const aSite = await ip(fpmA, `${P}-site-a`);
@@ -479,11 +549,14 @@ function phpString(v: string): string {
   return `s:${Buffer.byteLength(v)}:"${v}";`;
 }
 
-test('Redis object cache: site keys under the site prefix, values through WordPress, own flush, outages', { timeout: 300_000 }, async () => {
+test('Redis object cache: site keys under the site prefix, values through WordPress, own flush, outages', {
+  timeout: 300_000,
+}, async () => {
   const fpmA = `${P}-fpm-a`;
   const redisA = `${P}-redis-a`;
   const dropin = '/var/www/html/wp-content/object-cache.php';
-  const redisCli = async (...args: string[]): Promise<string> => (await q`docker exec ${redisA} redis-cli ${args}`).stdout.replace(/\n$/, '');
+  const redisCli = async (...args: string[]): Promise<string> =>
+    (await q`docker exec ${redisA} redis-cli ${args}`).stdout.replace(/\n$/, '');
   const scan = async (): Promise<string[]> => (await redisCli('--scan')).split('\n').filter(Boolean).sort();
   const base = `http://127.0.0.1:${nginxPort}`;
   let n = 0;
@@ -498,7 +571,9 @@ test('Redis object cache: site keys under the site prefix, values through WordPr
     return r.text();
   };
   const probe = async (params: Record<string, string>): Promise<ProbeAnswer> => {
-    const r = await fetch(`${base}/?${new URLSearchParams({ ...params, n: String(++n) })}`, { headers: { Host: 'a.example', 'X-Forwarded-Proto': 'https' } });
+    const r = await fetch(`${base}/?${new URLSearchParams({ ...params, n: String(++n) })}`, {
+      headers: { Host: 'a.example', 'X-Forwarded-Proto': 'https' },
+    });
     const body = await r.text();
     assert.equal(r.status, 200, body.slice(0, 300));
     return JSON.parse(body) as ProbeAnswer;
@@ -509,7 +584,8 @@ test('Redis object cache: site keys under the site prefix, values through WordPr
   assert.notEqual((await qn`docker exec ${`${P}-fpm-b`} test -e ${dropin}`).exitCode, 0, 'site b has no object cache drop-in');
   // idempotent, and "off" removes it again: the entrypoint run again in a throwaway container of the image
   const img = images.wordpressFpm.ref;
-  const again = 'wpfarm-entrypoint true && wpfarm-entrypoint readlink /var/www/html/wp-content/object-cache.php && WPFARM_OBJECT_CACHE=off wpfarm-entrypoint test ! -e /var/www/html/wp-content/object-cache.php && echo off-ok';
+  const again =
+    'wpfarm-entrypoint true && wpfarm-entrypoint readlink /var/www/html/wp-content/object-cache.php && WPFARM_OBJECT_CACHE=off wpfarm-entrypoint test ! -e /var/www/html/wp-content/object-cache.php && echo off-ok';
   const idem = await q`docker run --rm -e WPFARM_OBJECT_CACHE=redis -e WORDPRESS_REDIS_HOST=redis ${img} sh -c ${again}`;
   assert.equal(idem.stdout.trim(), '/usr/local/lib/wpfarm/object-cache.php\noff-ok');
   const bad = await qn`docker run --rm -e WPFARM_OBJECT_CACHE=${'memcached'} ${img} true`;
@@ -530,7 +606,10 @@ test('Redis object cache: site keys under the site prefix, values through WordPr
   console.log(`# redis holds ${keys.length} keys of site a after 3 page loads`);
 
   // the mu-plugin endpoint (test only) runs wp_cache_* inside real requests
-  await $({ quiet: true, input: PROBE_PLUGIN })`docker exec -i ${fpmA} sh -c ${'mkdir -p /var/www/html/wp-content/mu-plugins && cat > /var/www/html/wp-content/mu-plugins/wpfarm-cache-probe.php'}`;
+  await $({
+    quiet: true,
+    input: PROBE_PLUGIN,
+  })`docker exec -i ${fpmA} sh -c ${'mkdir -p /var/www/html/wp-content/mu-plugins && cat > /var/www/html/wp-content/mu-plugins/wpfarm-cache-probe.php'}`;
   const st = await probe({ wpfarm_cache_probe: 'status' });
   assert.deepEqual([st.ext, st.connected, st.prefix], [true, true, 'a:'], 'WordPress uses the external object cache, connected');
 
@@ -553,8 +632,14 @@ test('Redis object cache: site keys under the site prefix, values through WordPr
   await redisCli('SET', 'PHPREDIS_SESSION:test', 'keep');
   assert.equal((await probe({ wpfarm_cache_probe: 'flush' })).result, true);
   const afterFlush = await scan();
-  assert.ok(afterFlush.includes('othersite:options:alloptions') && afterFlush.includes('PHPREDIS_SESSION:test'), `foreign keys kept: ${afterFlush.join(' ')}`);
-  assert.ok(!afterFlush.includes('a:wpfarm-probe:k1') && !afterFlush.includes('a:wpfarm-probe:k2'), `site keys flushed: ${afterFlush.join(' ')}`);
+  assert.ok(
+    afterFlush.includes('othersite:options:alloptions') && afterFlush.includes('PHPREDIS_SESSION:test'),
+    `foreign keys kept: ${afterFlush.join(' ')}`,
+  );
+  assert.ok(
+    !afterFlush.includes('a:wpfarm-probe:k1') && !afterFlush.includes('a:wpfarm-probe:k2'),
+    `site keys flushed: ${afterFlush.join(' ')}`,
+  );
   await redisCli('DEL', 'othersite:options:alloptions', 'PHPREDIS_SESSION:test');
 
   // partition: redis unreachable (its data kept). The site keeps serving; a write made meanwhile must
@@ -570,10 +655,14 @@ test('Redis object cache: site keys under the site prefix, values through WordPr
   const w = await probe({ wpfarm_cache_probe: 'set', key: 'k3', value: 'during' });
   assert.deepEqual([w.result, w.connected], [true, false]);
   assert.equal((await page()).status, 200);
-  await waitFor('the object-cache error line in php-fpm logs', async () => {
-    const logs = await qn`docker logs ${fpmA}`;
-    return /wpfarm object-cache: redis at redis:6379: connect failed/.test(logs.stdout + logs.stderr);
-  }, 10_000);
+  await waitFor(
+    'the object-cache error line in php-fpm logs',
+    async () => {
+      const logs = await qn`docker logs ${fpmA}`;
+      return /wpfarm object-cache: redis at redis:6379: connect failed/.test(logs.stdout + logs.stderr);
+    },
+    10_000,
+  );
   assert.equal(await redisCli('GET', 'a:wpfarm-probe:k3'), phpString('before'), 'redis still holds the old value (partitioned)');
   await docker('network', 'connect', '--alias', 'redis', `${P}-site-a`, redisA);
   await waitFor('object cache reconnected', async () => (await probe({ wpfarm_cache_probe: 'status' })).connected === true, 30_000);

@@ -52,7 +52,10 @@ async function samples(): Promise<Sample[]> {
 }
 
 /** Requests sent while `fn` ran: all of them, and the failed ones. */
-async function during(what: string, fn: () => Promise<void>): Promise<{ what: string; total: number; failed: Sample[]; maxMs: number; seconds: number }> {
+async function during(
+  what: string,
+  fn: () => Promise<void>,
+): Promise<{ what: string; total: number; failed: Sample[]; maxMs: number; seconds: number }> {
   const t0 = Date.now() / 1000;
   await fn();
   await new Promise((r) => setTimeout(r, 3000)); // requests in flight when fn returned
@@ -66,7 +69,8 @@ function expectNoFailure(r: Awaited<ReturnType<typeof during>>, minRequests: num
   assert.deepEqual(r.failed, [], `${r.what}: ${r.failed.length} of ${r.total} requests failed`);
 }
 
-const serviceImage = async (svc: string) => ssh('mgr1', `docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' ${quote(svc)}`);
+const serviceImage = async (svc: string) =>
+  ssh('mgr1', `docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' ${quote(svc)}`);
 const running = async (svc: string) => ssh('mgr1', `docker service ls --filter name=${quote(svc)} --format '{{.Name}} {{.Replicas}}'`);
 
 before(async () => {
@@ -77,8 +81,11 @@ before(async () => {
   const r = await cli('playbooks/add-site.ts', ['--domain', C.domain, '--title', C.title, '--sites-dir', sitesDir]);
   assert.equal(r.code, 0, r.out.slice(-4000));
   const image = await serviceImage(`${STACK}_nginx`);
-  await ssh(LOOP_NODE, `docker rm -f ${quote(LOOP)} >/dev/null 2>&1; docker run -d --name ${quote(LOOP)} --network traefik-public ` +
-    `-e SITE=${quote(C.domain)} -e SVC=${quote(`${STACK}_varnish:6081`)} --entrypoint bash ${quote(image)} -c ${quote(LOOP_SCRIPT)}`);
+  await ssh(
+    LOOP_NODE,
+    `docker rm -f ${quote(LOOP)} >/dev/null 2>&1; docker run -d --name ${quote(LOOP)} --network traefik-public ` +
+      `-e SITE=${quote(C.domain)} -e SVC=${quote(`${STACK}_varnish:6081`)} --entrypoint bash ${quote(image)} -c ${quote(LOOP_SCRIPT)}`,
+  );
   // the loop works before anything happens: requests answered 200
   const base = await during('baseline', () => new Promise((r) => setTimeout(r, 8000)));
   expectNoFailure(base, 10);
@@ -108,7 +115,11 @@ test('an image update rolls both services with no failed request', { timeout: 25
   appendFileSync(path.join(images, 'wordpress-fpm', 'Dockerfile'), `\nLABEL org.wpfarm.test.availability="${stamp}"\n`);
   const before = { fpm: await serviceImage(`${STACK}_php-fpm`), nginx: await serviceImage(`${STACK}_nginx`) };
   const r = await during('image update', async () => {
-    const u = await cli('playbooks/run-role.ts', ['wp-site', '-e', `wp_sites_dir=${sitesDir}`, '-e', `site_images_dir=${images}`, '-e', `wp_sites_only=${C.id}`], 20 * 60_000);
+    const u = await cli(
+      'playbooks/run-role.ts',
+      ['wp-site', '-e', `wp_sites_dir=${sitesDir}`, '-e', `site_images_dir=${images}`, '-e', `wp_sites_only=${C.id}`],
+      20 * 60_000,
+    );
     assert.equal(u.code, 0, u.out.slice(-3000));
     assert.match(changesOf(u.report).join('\n'), /built/, 'new images built');
   });
@@ -121,7 +132,11 @@ test('an image update rolls both services with no failed request', { timeout: 25
 });
 
 test('rotate-secrets: new DB password and salts rolled out with no failed request', { timeout: 15 * 60_000 }, async (t) => {
-  const secretsOf = async () => ssh('mgr1', `docker service inspect --format '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}' ${quote(`${STACK}_php-fpm`)}`);
+  const secretsOf = async () =>
+    ssh(
+      'mgr1',
+      `docker service inspect --format '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}' ${quote(`${STACK}_php-fpm`)}`,
+    );
   const before = await secretsOf();
   const r = await during('rotate-secrets', async () => {
     const u = await cli('playbooks/rotate-secrets.ts', ['--domain', C.domain, '--sites-dir', sitesDir], 12 * 60_000);
@@ -139,7 +154,10 @@ test('one php-fpm task killed (2 replicas): no failed request', { timeout: 10 * 
   const nodes = await nodesOf(`${STACK}_php-fpm`);
   const r = await during('kill -9 of one php-fpm task', async () => {
     await inService(nodes[0]!, `${STACK}_php-fpm`, ['true']); // the container exists
-    await ssh(nodes[0]!, `docker kill --signal KILL $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${STACK}_php-fpm`)} | head -n1)`);
+    await ssh(
+      nodes[0]!,
+      `docker kill --signal KILL $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${STACK}_php-fpm`)} | head -n1)`,
+    );
     // Swarm replaces the task; wait until 2/2 again (healthy: the service counts only running tasks)
     const end = Date.now() + 180_000;
     await new Promise((r) => setTimeout(r, 3000));

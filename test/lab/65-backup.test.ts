@@ -60,7 +60,10 @@ async function conn(name: string): Promise<Connection> {
   if (c) return c;
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
-  const n = await connect(h, { knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'), connectTimeoutMs: 10_000 });
+  const n = await connect(h, {
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    connectTimeoutMs: 10_000,
+  });
   conns.set(name, n);
   return n;
 }
@@ -104,17 +107,26 @@ interface Play {
 /** A backup playbook as an operator runs it: lab inventory, no --local; settings from the environment. */
 async function play(script: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Play> {
   const t0 = Date.now();
-  const r = await run(process.execPath, ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '--inventory', INVENTORY, '--sites-dir', sitesDir, ...args], {
-    cwd: ROOT,
-    env: { ...env, ...extraEnv },
-    timeout: 15 * 60_000,
-    maxBuffer: 64 << 20,
-  }).then(
+  const r = await run(
+    process.execPath,
+    ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '--inventory', INVENTORY, '--sites-dir', sitesDir, ...args],
+    {
+      cwd: ROOT,
+      env: { ...env, ...extraEnv },
+      timeout: 15 * 60_000,
+      maxBuffer: 64 << 20,
+    },
+  ).then(
     (x) => ({ code: 0, stdout: x.stdout, stderr: x.stderr }),
-    (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({
+      code: typeof e.code === 'number' ? e.code : -1,
+      stdout: e.stdout ?? '',
+      stderr: e.stderr ?? '',
+    }),
   );
   const out = { ...r, ms: Date.now() - t0 };
-  for (const s of secretValues) assert.ok(!out.stdout.includes(s) && !out.stderr.includes(s), `${script} ${args.join(' ')}: a secret value is in its output`);
+  for (const s of secretValues)
+    assert.ok(!out.stdout.includes(s) && !out.stderr.includes(s), `${script} ${args.join(' ')}: a secret value is in its output`);
   return out;
 }
 
@@ -126,7 +138,11 @@ interface RoleReport {
 async function role(name: string): Promise<RoleReport & { ms: number }> {
   const json = path.join(work, `role-${Date.now()}.json`);
   const t0 = Date.now();
-  await run(process.execPath, ['--no-warnings', '--import', 'tsx', 'playbooks/run-role.ts', name, '--inventory', INVENTORY, '--json', json], { cwd: ROOT, timeout: 20 * 60_000, maxBuffer: 64 << 20 }).catch(() => undefined);
+  await run(
+    process.execPath,
+    ['--no-warnings', '--import', 'tsx', 'playbooks/run-role.ts', name, '--inventory', INVENTORY, '--json', json],
+    { cwd: ROOT, timeout: 20 * 60_000, maxBuffer: 64 << 20 },
+  ).catch(() => undefined);
   assert.ok(existsSync(json), `run-role ${name} wrote no report`);
   return { ...(JSON.parse(readFileSync(json, 'utf8')) as RoleReport), ms: Date.now() - t0 };
 }
@@ -156,13 +172,21 @@ before(async () => {
     WPFARM_RESTIC_PASSWORD: resticPassword,
   };
   secretValues = [rgw.secretAccessKey, keys.identity, resticPassword];
-  store = new ObjectStore({ endpoint: rgw.endpoint, region: rgw.region, bucket: BUCKET, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey });
+  store = new ObjectStore({
+    endpoint: rgw.endpoint,
+    region: rgw.region,
+    bucket: BUCKET,
+    accessKeyId: rgw.accessKeyId,
+    secretAccessKey: rgw.secretAccessKey,
+  });
   await store.ensureBucket();
 });
 
 after(async () => {
   // everything this test created, and only that
-  await exec('db1', sh`mariadb --socket=${SOCKET} --user=root -e ${`DROP DATABASE IF EXISTS \`${DB}\``}`).catch((e: unknown) => console.log(`# cleanup db: ${String(e)}`));
+  await exec('db1', sh`mariadb --socket=${SOCKET} --user=root -e ${`DROP DATABASE IF EXISTS \`${DB}\``}`).catch((e: unknown) =>
+    console.log(`# cleanup db: ${String(e)}`),
+  );
   // only the checkpoint directories of this test's mariabackup runs (named after their stamps)
   if (lsnDirs.length) await exec('db1', sh`rm -rf -- ${lsnDirs}`).catch((e: unknown) => console.log(`# cleanup lsn: ${String(e)}`));
   if (filesHost) await exec(filesHost, sh`rm -rf -- ${SITE_DIR}`).catch((e: unknown) => console.log(`# cleanup dir: ${String(e)}`));
@@ -170,7 +194,9 @@ after(async () => {
     const keys = (await store.list('').catch(() => [])).map((o) => o.key);
     if (keys.length) await store.deleteKeys(keys).catch(() => undefined);
     await store.abortStaleUploads('', 0).catch(() => undefined);
-    await store.client.send(new DeleteBucketCommand({ Bucket: BUCKET })).catch((e: unknown) => console.log(`# cleanup bucket: ${String(e)}`));
+    await store.client
+      .send(new DeleteBucketCommand({ Bucket: BUCKET }))
+      .catch((e: unknown) => console.log(`# cleanup bucket: ${String(e)}`));
     store.destroy();
   }
   for (const c of conns.values()) await c.close().catch(() => undefined);
@@ -182,25 +208,39 @@ after(async () => {
 test('backup role: converges the db hosts and Gluster clients; the rerun changes nothing', async (t) => {
   const first = await role('backup');
   const bad = first.results.filter((r) => r.status === 'failed' || r.status === 'unreachable');
-  assert.deepEqual(bad.map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`), []);
+  assert.deepEqual(
+    bad.map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`),
+    [],
+  );
   assert.equal(first.exitCode, 0);
   const hosts = new Set(first.results.map((r) => r.host));
   for (const h of ['db1', 'db2', 'db3', 'wrk1', 'wrk2']) assert.ok(hosts.has(h), `${h} in the run`);
   const again = await role('backup');
   const changed = again.results.filter((r) => r.status !== 'ok' && r.status !== 'skipped');
-  assert.deepEqual(changed.map((r) => `${r.host} ${r.step}: ${r.status} ${r.changes.join('; ')}`), []);
+  assert.deepEqual(
+    changed.map((r) => `${r.host} ${r.step}: ${r.status} ${r.changes.join('; ')}`),
+    [],
+  );
   timings.roleFirstMs = first.ms;
   timings.roleRerunMs = again.ms;
-  t.diagnostic(`role: first ${first.ms} ms (${first.results.filter((r) => r.status === 'changed').length} changed), rerun ${again.ms} ms, 0 changed`);
+  t.diagnostic(
+    `role: first ${first.ms} ms (${first.results.filter((r) => r.status === 'changed').length} changed), rerun ${again.ms} ms, 0 changed`,
+  );
   // what the role is for
-  assert.match(await exec('db1', 'command -v age mariadb-dump mariadb-backup mbstream gzip; stat -c %a /var/lib/wpfarm-backup/lsn'), /age[\s\S]*mariadb-dump[\s\S]*mariadb-backup[\s\S]*mbstream[\s\S]*gzip[\s\S]*\n700\n?$/);
+  assert.match(
+    await exec('db1', 'command -v age mariadb-dump mariadb-backup mbstream gzip; stat -c %a /var/lib/wpfarm-backup/lsn'),
+    /age[\s\S]*mariadb-dump[\s\S]*mariadb-backup[\s\S]*mbstream[\s\S]*gzip[\s\S]*\n700\n?$/,
+  );
   for (const w of ['wrk1', 'wrk2']) assert.match(await exec(w, 'command -v restic age'), /restic\n.*age/);
 });
 
 test('a scratch site on the farm: backed up twice over SSH, destroyed, restored by date and latest (identical)', async (t) => {
   // the files host: the first worker whose Gluster mount answers (what roles/backup/cli.ts picks)
   for (const w of ['wrk1', 'wrk2']) {
-    const r = await exec(w, sh`findmnt -n -o FSTYPE --mountpoint ${MOUNT} || true; timeout 15 stat -c %i ${MOUNT} >/dev/null 2>&1 && echo answers`).catch(() => '');
+    const r = await exec(
+      w,
+      sh`findmnt -n -o FSTYPE --mountpoint ${MOUNT} || true; timeout 15 stat -c %i ${MOUNT} >/dev/null 2>&1 && echo answers`,
+    ).catch(() => '');
     if (/fuse\.glusterfs/.test(r) && /answers/.test(r)) {
       filesHost = w;
       break;
@@ -225,12 +265,20 @@ test('a scratch site on the farm: backed up twice over SSH, destroyed, restored 
     assert.equal(db.code, 0, `sites-db: ${db.stderr}\n${db.stdout}`);
     const files = await play('backup.ts', ['--what', 'files', '--site', SITE]);
     assert.equal(files.code, 0, `files: ${files.stderr}\n${files.stdout}`);
-    const dbRep = JSON.parse(db.stdout) as { ok: boolean; steps: Array<{ ok: boolean; result: { key: string; size: number; host: string } }> };
-    const fRep = JSON.parse(files.stdout) as { ok: boolean; steps: Array<{ ok: boolean; result: { snapshotId: string; filesNew: number } }> };
+    const dbRep = JSON.parse(db.stdout) as {
+      ok: boolean;
+      steps: Array<{ ok: boolean; result: { key: string; size: number; host: string } }>;
+    };
+    const fRep = JSON.parse(files.stdout) as {
+      ok: boolean;
+      steps: Array<{ ok: boolean; result: { snapshotId: string; filesNew: number } }>;
+    };
     assert.equal(dbRep.steps[0]?.result.host, 'db1');
     timings[`${label}DbMs`] = db.ms;
     timings[`${label}FilesMs`] = files.ms;
-    t.diagnostic(`${label}: sites-db ${db.ms} ms (${dbRep.steps[0]?.result.size} bytes ciphertext), files ${files.ms} ms (snapshot ${fRep.steps[0]?.result.snapshotId.slice(0, 8)}, ${fRep.steps[0]?.result.filesNew} new files)`);
+    t.diagnostic(
+      `${label}: sites-db ${db.ms} ms (${dbRep.steps[0]?.result.size} bytes ciphertext), files ${files.ms} ms (snapshot ${fRep.steps[0]?.result.snapshotId.slice(0, 8)}, ${fRep.steps[0]?.result.filesNew} new files)`,
+    );
     return { key: dbRep.steps[0]!.result.key, snapshot: fRep.steps[0]!.result.snapshotId };
   };
 
@@ -308,13 +356,17 @@ test('a scratch site on the farm: backed up twice over SSH, destroyed, restored 
   // the weekly restore test (its timer's job) on the lab: scratch database on db1, scratch dir on the files host
   const rt = await play('backup.ts', ['--restore-test', '--site', SITE]);
   assert.equal(rt.code, 0, rt.stderr + rt.stdout);
-  const rtRep = JSON.parse(rt.stdout) as { steps: Array<{ result: { db: { identicalToLive: boolean; tables: number }; files: { identicalToLive: boolean; files: number } } }> };
+  const rtRep = JSON.parse(rt.stdout) as {
+    steps: Array<{ result: { db: { identicalToLive: boolean; tables: number }; files: { identicalToLive: boolean; files: number } } }>;
+  };
   assert.equal(rtRep.steps[0]?.result.db.identicalToLive, true);
   assert.equal(rtRep.steps[0]?.result.files.identicalToLive, true);
   assert.equal(await checksums('db1'), dbB, 'the restore test leaves the live site alone');
   assert.equal((await exec('db1', sh`mariadb -N -e ${`SHOW DATABASES LIKE '${DB}%'`}`)).trim(), DB, 'scratch database removed');
   timings.restoreTestMs = rt.ms;
-  t.diagnostic(`weekly restore test: ${rt.ms} ms (${rtRep.steps[0]?.result.db.tables} tables, ${rtRep.steps[0]?.result.files.files} files identical to live)`);
+  t.diagnostic(
+    `weekly restore test: ${rt.ms} ms (${rtRep.steps[0]?.result.db.tables} tables, ${rtRep.steps[0]?.result.files.files} files identical to live)`,
+  );
   // no staging directory or pre-restore copy left on the mount
   assert.equal((await exec(filesHost, sh`ls -A ${SITE_DIR}`)).trim().split('\n').sort().join(' '), PARTS.slice().sort().join(' '));
 });
@@ -342,7 +394,7 @@ test('wrong S3 credentials: clear error, exit 2, nothing deleted in the bucket, 
   assert.equal(await fileState(), filesBefore);
 });
 
-test('mariabackup of the db host over SSH: a full, then an incremental on it (checkpoints in the role\'s backup_lsn_root)', async (t) => {
+test("mariabackup of the db host over SSH: a full, then an incremental on it (checkpoints in the role's backup_lsn_root)", async (t) => {
   const runs: Array<{ kind: string; key: string; base?: string; fromLsn?: string; toLsn?: string; size: number; host: string }> = [];
   // a checkpoint directory of a backup that is not in the bucket (pruned long ago), and a foreign directory
   const stale = `${LSN_ROOT}/2020-01-01T000000Z`;
@@ -351,7 +403,9 @@ test('mariabackup of the db host over SSH: a full, then an incremental on it (ch
   for (const what of ['cluster-full', 'cluster-incr']) {
     if (what === 'cluster-incr') await exec('db1', sh`mkdir -p ${stale} ${foreign} && touch ${`${stale}/xtrabackup_checkpoints`}`);
     const r = await play('backup.ts', ['--what', what, ...(what === 'cluster-incr' ? ['--prune'] : [])]);
-    const rep = JSON.parse(r.stdout || '{}') as { steps?: Array<{ ok: boolean; error?: string; result?: { manifest: (typeof runs)[number]; promotedToFull: boolean } }> };
+    const rep = JSON.parse(r.stdout || '{}') as {
+      steps?: Array<{ ok: boolean; error?: string; result?: { manifest: (typeof runs)[number]; promotedToFull: boolean } }>;
+    };
     const m = rep.steps?.[0]?.result?.manifest;
     if (m) lsnDirs.push(`${LSN_ROOT}/${path.basename(m.key).replace(/\.xbstream\.gz\.age$/, '')}`);
     assert.equal(r.code, 0, `${what}: ${r.stderr}\n${r.stdout}`);
@@ -369,7 +423,10 @@ test('mariabackup of the db host over SSH: a full, then an incremental on it (ch
   assert.equal(full?.host, 'db1');
   assert.match((await store!.getBytes(full!.key)).subarray(0, 22).toString('latin1'), /^age-encryption\.org\/v1/);
   const incrDir = lsnDirs[lsnDirs.length - 1]!;
-  assert.match(await exec('db1', sh`stat -c %a ${LSN_ROOT}; cat ${`${incrDir}/xtrabackup_checkpoints`}`), /^700\n[\s\S]*backup_type = incremental/);
+  assert.match(
+    await exec('db1', sh`stat -c %a ${LSN_ROOT}; cat ${`${incrDir}/xtrabackup_checkpoints`}`),
+    /^700\n[\s\S]*backup_type = incremental/,
+  );
   // --prune removed the checkpoints of the backup that is not in the bucket, kept the chain's and the foreign one
   const left = (await exec('db1', sh`ls -1 ${LSN_ROOT}`)).trim().split('\n');
   assert.ok(!left.includes('2020-01-01T000000Z'), left.join(' '));

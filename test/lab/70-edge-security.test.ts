@@ -52,11 +52,15 @@ interface Report {
 async function role(name: string, ...args: string[]): Promise<{ code: number; out: string; results: StepResult[] }> {
   const json = path.join(tmp, `${name}-${Date.now()}.json`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', name, '--inventory', INVENTORY, '--json', json, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...ENV },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'playbooks/run-role.ts', name, '--inventory', INVENTORY, '--json', json, ...args],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...ENV },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -71,14 +75,18 @@ async function role(name: string, ...args: string[]): Promise<{ code: number; ou
 }
 
 const changed = (rs: StepResult[]) => rs.filter((r) => r.status === 'changed').map((r) => `${r.host} ${r.step}: ${r.changes.join('; ')}`);
-const failed = (rs: StepResult[]) => rs.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
+const failed = (rs: StepResult[]) =>
+  rs.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
 
 async function on(name: string): Promise<Connection> {
   const have = conns.get(name);
   if (have) return have;
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
-  const c = await connect(h, { knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'), connectTimeoutMs: 15_000 });
+  const c = await connect(h, {
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    connectTimeoutMs: 15_000,
+  });
   conns.set(name, c);
   return c;
 }
@@ -101,18 +109,28 @@ describe('crowdsec on the lab', { concurrency: false }, () => {
     assert.equal(r.code, 0, r.out.slice(-4000));
 
     const lapi = await on(LAPI);
-    const machines = JSON.parse((await lapi.exec('cscli machines list -o json')).stdout) as Array<{ machineId: string; isValidated: boolean }>;
+    const machines = JSON.parse((await lapi.exec('cscli machines list -o json')).stdout) as Array<{
+      machineId: string;
+      isValidated: boolean;
+    }>;
     for (const n of EDGE.filter((x) => x !== LAPI)) {
       const m = machines.find((x) => x.machineId === n);
       assert.ok(m && m.isValidated, `agent ${n} registered and validated on ${LAPI}: ${JSON.stringify(machines.map((x) => x.machineId))}`);
     }
     const bouncers = (JSON.parse((await lapi.exec('cscli bouncers list -o json')).stdout) as Array<{ name: string }>).map((b) => b.name);
-    for (const n of ['traefik', ...EDGE.map((x) => `firewall-${x}`)]) assert.ok(bouncers.includes(n), `bouncer ${n} registered: ${bouncers.join(', ')}`);
+    for (const n of ['traefik', ...EDGE.map((x) => `firewall-${x}`)])
+      assert.ok(bouncers.includes(n), `bouncer ${n} registered: ${bouncers.join(', ')}`);
 
     for (const n of EDGE) {
       const c = await on(n);
-      const cols = (JSON.parse((await c.exec('cscli collections list -o json')).stdout) as { collections: Array<{ name: string; status: string }> }).collections;
-      for (const want of COLLECTIONS) assert.ok(cols.some((x) => x.name === want && /enabled/.test(x.status)), `${n}: collection ${want} enabled (${cols.map((x) => `${x.name}:${x.status}`).join(', ')})`);
+      const cols = (
+        JSON.parse((await c.exec('cscli collections list -o json')).stdout) as { collections: Array<{ name: string; status: string }> }
+      ).collections;
+      for (const want of COLLECTIONS)
+        assert.ok(
+          cols.some((x) => x.name === want && /enabled/.test(x.status)),
+          `${n}: collection ${want} enabled (${cols.map((x) => `${x.name}:${x.status}`).join(', ')})`,
+        );
       const active = (await c.exec('systemctl is-active crowdsec crowdsec-firewall-bouncer', { nothrow: true })).stdout.trim().split('\n');
       assert.deepEqual(active, ['active', 'active'], `${n}: crowdsec and its firewall bouncer run`);
       // the agent reads Traefik's access log and syslog (journald on Debian)
@@ -173,7 +191,9 @@ describe('crowdsec on the lab', { concurrency: false }, () => {
     for (const n of EDGE) {
       const until = Date.now() + 30_000;
       let set = '';
-      while (re.test((set = (await (await on(n)).exec(`nft list set ${BAN_SET_V4.family} ${BAN_SET_V4.table} ${BAN_SET_V4.set}`)).stdout))) {
+      while (
+        re.test((set = (await (await on(n)).exec(`nft list set ${BAN_SET_V4.family} ${BAN_SET_V4.table} ${BAN_SET_V4.set}`)).stdout))
+      ) {
         assert.ok(Date.now() < until, `${n}: ${ATTACKER} still banned 30 s after the delete: ${set}`);
         await new Promise((r) => setTimeout(r, 1000));
       }

@@ -29,11 +29,15 @@ const VICTIM = 'wrk2';
 // credentials (MYSQLD_EXPORTER_PASSWORD, ...) come from the lab's env file, as for make bootstrap
 const ENV: Record<string, string> = {};
 const VARS = [
-  '-e', `alert_channels=${JSON.stringify([{ type: 'webhook', url: `http://${CONTROLLER}:${WEBHOOK_PORT}/alert` }])}`,
-  '-e', 'alert_for_override=30s',
-  '-e', 'alert_group_wait=5s',
+  '-e',
+  `alert_channels=${JSON.stringify([{ type: 'webhook', url: `http://${CONTROLLER}:${WEBHOOK_PORT}/alert` }])}`,
+  '-e',
+  'alert_for_override=30s',
+  '-e',
+  'alert_group_wait=5s',
   // a resolved notification leaves at the next group_interval (production: 5m)
-  '-e', 'alert_group_interval=20s',
+  '-e',
+  'alert_group_interval=20s',
 ];
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-mon-'));
@@ -50,11 +54,15 @@ let server: http.Server | undefined;
 async function role(...args: string[]): Promise<{ code: number; out: string; results: StepResult[] }> {
   const json = path.join(tmp, `monitoring-${Date.now()}.json`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', 'monitoring', '--inventory', INVENTORY, '--json', json, ...VARS, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...ENV },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'playbooks/run-role.ts', 'monitoring', '--inventory', INVENTORY, '--json', json, ...VARS, ...args],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...ENV },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -69,7 +77,8 @@ async function role(...args: string[]): Promise<{ code: number; out: string; res
 }
 
 const changed = (rs: StepResult[]) => rs.filter((r) => r.status === 'changed').map((r) => `${r.host} ${r.step}: ${r.changes.join('; ')}`);
-const failed = (rs: StepResult[]) => rs.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
+const failed = (rs: StepResult[]) =>
+  rs.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function on(name: string): Promise<Connection> {
@@ -77,7 +86,10 @@ async function on(name: string): Promise<Connection> {
   if (have) return have;
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
-  const c = await connect(h, { knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'), connectTimeoutMs: 15_000 });
+  const c = await connect(h, {
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    connectTimeoutMs: 15_000,
+  });
   conns.set(name, c);
   return c;
 }
@@ -87,17 +99,20 @@ async function promApi<T>(pathAndQuery: string): Promise<T> {
   const mon = await on('mon1');
   const stream = await mon.forward({ host: '127.0.0.1', port: 9090 });
   return new Promise<T>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: 9090, path: pathAndQuery, createConnection: () => stream as unknown as import('node:net').Socket }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => {
-        try {
-          resolve((JSON.parse(body) as { data: T }).data);
-        } catch (e) {
-          reject(new Error(`prometheus ${pathAndQuery}: ${res.statusCode} ${body.slice(0, 300)} (${String(e)})`));
-        }
-      });
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port: 9090, path: pathAndQuery, createConnection: () => stream as unknown as import('node:net').Socket },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => {
+          try {
+            resolve((JSON.parse(body) as { data: T }).data);
+          } catch (e) {
+            reject(new Error(`prometheus ${pathAndQuery}: ${res.statusCode} ${body.slice(0, 300)} (${String(e)})`));
+          }
+        });
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -177,14 +192,26 @@ describe('monitoring on the lab', { concurrency: false }, () => {
       await sleep(5000);
     }
     assert.deepEqual(down, []);
-    const pools = (p: string) => targets.filter((t) => t.scrapePool === p && t.health === 'up').map((t) => t.labels.instance).sort();
+    const pools = (p: string) =>
+      targets
+        .filter((t) => t.scrapePool === p && t.health === 'up')
+        .map((t) => t.labels.instance)
+        .sort();
     assert.deepEqual(pools('node'), [...inv.hosts.keys()].sort(), 'node-exporter on every host');
     assert.deepEqual(pools('mysqld'), ['db1', 'db2', 'db3'], 'mysqld-exporter on the db nodes');
     assert.equal(pools('prometheus').length, 1);
     assert.equal(pools('alertmanager').length, 1);
-    const up = await promApi<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(`/api/v1/query?query=${encodeURIComponent('mysql_up')}`);
-    assert.deepEqual(up.result.map((x) => x.value[1]), ['1', '1', '1'], 'mysqld-exporter logs into MariaDB on each db node');
-    console.log(`targets up: ${targets.filter((t) => t.health === 'up').length}/${targets.length}${traefikRuns ? '' : ' (traefik metrics not scraped: Traefik cannot run here)'}`);
+    const up = await promApi<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(
+      `/api/v1/query?query=${encodeURIComponent('mysql_up')}`,
+    );
+    assert.deepEqual(
+      up.result.map((x) => x.value[1]),
+      ['1', '1', '1'],
+      'mysqld-exporter logs into MariaDB on each db node',
+    );
+    console.log(
+      `targets up: ${targets.filter((t) => t.health === 'up').length}/${targets.length}${traefikRuns ? '' : ' (traefik metrics not scraped: Traefik cannot run here)'}`,
+    );
   });
 
   test(`node-exporter stopped on ${VICTIM} → NodeDown reaches the webhook on the controller`, async () => {
@@ -196,13 +223,19 @@ describe('monitoring on the lab', { concurrency: false }, () => {
       const deadline = t0 + 180_000;
       let hit: WebhookAlert | undefined;
       while (!(hit = received.find((a) => a.labels.alertname === 'NodeDown' && a.labels.instance === VICTIM && a.status === 'firing'))) {
-        assert.ok(Date.now() < deadline, `no NodeDown for ${VICTIM} within 180 s; received: ${JSON.stringify(received.map((a) => [a.labels.alertname, a.labels.instance, a.status]))}`);
+        assert.ok(
+          Date.now() < deadline,
+          `no NodeDown for ${VICTIM} within 180 s; received: ${JSON.stringify(received.map((a) => [a.labels.alertname, a.labels.instance, a.status]))}`,
+        );
         await sleep(2000);
       }
       console.log(`timing: NodeDown at the webhook ${Date.now() - t0} ms after the stop`);
       // only the victim is reported down
       const others = received.filter((a) => a.labels.alertname === 'NodeDown' && a.status === 'firing' && a.labels.instance !== VICTIM);
-      assert.deepEqual(others.map((a) => a.labels.instance), []);
+      assert.deepEqual(
+        others.map((a) => a.labels.instance),
+        [],
+      );
     } finally {
       await victim.exec('systemctl start prometheus-node-exporter');
     }

@@ -37,7 +37,9 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(('0.0.0.0',${PORT}),H).serve_forever()" >/dev/null`;
 
 async function holders(nodes = EDGE): Promise<string[]> {
-  const out = await Promise.all(nodes.map(async (n) => ((await ssh(n, `ip -4 -o addr show | grep -c ' ${VIP}/' || true`, { nothrow: true })) === '1' ? n : '')));
+  const out = await Promise.all(
+    nodes.map(async (n) => ((await ssh(n, `ip -4 -o addr show | grep -c ' ${VIP}/' || true`, { nothrow: true })) === '1' ? n : '')),
+  );
   return out.filter(Boolean);
 }
 
@@ -75,7 +77,10 @@ after(async () => {
 });
 
 const changedSteps = (r: Report | undefined) =>
-  (r?.results ?? []).filter((x) => x.status === 'changed').map((x) => `${x.host} ${x.step}`).sort();
+  (r?.results ?? [])
+    .filter((x) => x.status === 'changed')
+    .map((x) => `${x.host} ${x.step}`)
+    .sort();
 
 test('converge: check mode predicts the run, rerun and check → 0 changes', { timeout: 20 * 60_000 }, async (t) => {
   const predicted = await role('--check');
@@ -84,7 +89,11 @@ test('converge: check mode predicts the run, rerun and check → 0 changes', { t
   assert.equal(first.code, 0, first.out.slice(-3000));
   // handlers run only in the real run (a reload after a changed config); the rest must match exactly
   const real = changedSteps(first.report).filter((s) => !/systemd keepalived.*reload|reloaded/.test(s));
-  assert.deepEqual(changedSteps(predicted.report).filter((s) => !/reload/.test(s)), real, 'check mode predicted the run');
+  assert.deepEqual(
+    changedSteps(predicted.report).filter((s) => !/reload/.test(s)),
+    real,
+    'check mode predicted the run',
+  );
   t.diagnostic(`first run: ${real.length} changed steps (${first.report?.roundTrips} round trips)`);
   const again = await role();
   assert.equal(again.code, 0, again.out.slice(-3000));
@@ -95,11 +104,17 @@ test('converge: check mode predicts the run, rerun and check → 0 changes', { t
   for (const n of EDGE) assert.equal(await ssh(n, 'systemctl is-active keepalived'), 'active', `${n}: keepalived active`);
 });
 
-test('failover: kill the master, the VIP moves, the gap is measured; the node returns and the VIP stays (nopreempt)', { timeout: 10 * 60_000 }, async (t) => {
-  const master = await waitFor('one VIP holder', async () => {
-    const h = await holders();
-    return h.length === 1 ? h[0] : undefined;
-  }, 30_000);
+test('failover: kill the master, the VIP moves, the gap is measured; the node returns and the VIP stays (nopreempt)', {
+  timeout: 10 * 60_000,
+}, async (t) => {
+  const master = await waitFor(
+    'one VIP holder',
+    async () => {
+      const h = await holders();
+      return h.length === 1 ? h[0] : undefined;
+    },
+    30_000,
+  );
   assert.equal(await viaVip(), master, 'the VIP answers from its holder');
   // the loop: every 100 ms, curl -m 0.3, from the controller on the lab bridge
   const samples: { at: number; who: string }[] = [];
@@ -108,7 +123,10 @@ test('failover: kill the master, the VIP moves, the gap is measured; the node re
     const end = Date.now() + 60_000;
     while (!stop && Date.now() < end) {
       const at = Date.now();
-      const who = await run('curl', ['-sS', '-m', '0.3', `http://${VIP}:${PORT}/`]).then((r) => r.stdout.trim(), () => '');
+      const who = await run('curl', ['-sS', '-m', '0.3', `http://${VIP}:${PORT}/`]).then(
+        (r) => r.stdout.trim(),
+        () => '',
+      );
       samples.push({ at, who });
       await sleep(Math.max(0, 100 - (Date.now() - at)));
     }
@@ -116,10 +134,14 @@ test('failover: kill the master, the VIP moves, the gap is measured; the node re
   await sleep(1500);
   const killedAt = Date.now();
   await lab('kill', master);
-  const newMaster = await waitFor('the VIP on another node', async () => {
-    const w = await viaVip();
-    return w && w !== master ? w : undefined;
-  }, 30_000);
+  const newMaster = await waitFor(
+    'the VIP on another node',
+    async () => {
+      const w = await viaVip();
+      return w && w !== master ? w : undefined;
+    },
+    30_000,
+  );
   await sleep(2000);
   stop = true;
   await loop;
@@ -129,29 +151,41 @@ test('failover: kill the master, the VIP moves, the gap is measured; the node re
   const lastOld = before[before.length - 1]!;
   const gap = (firstNew.at - lastOld.at) / 1000;
   const failed = samples.filter((s) => s.at > lastOld.at && s.at < firstNew.at).length;
-  t.diagnostic(`VIP ${VIP}: ${master} killed, ${newMaster} answers; gap ${gap.toFixed(2)} s (${failed} failed polls of ${samples.length}; kill took ${((Date.now() - killedAt) / 1000).toFixed(1)} s to settle)`);
+  t.diagnostic(
+    `VIP ${VIP}: ${master} killed, ${newMaster} answers; gap ${gap.toFixed(2)} s (${failed} failed polls of ${samples.length}; kill took ${((Date.now() - killedAt) / 1000).toFixed(1)} s to settle)`,
+  );
   assert.ok(EDGE.includes(newMaster) && newMaster !== master);
   assert.deepEqual(await holders(EDGE.filter((n) => n !== master)), [newMaster], 'exactly one holder among the live nodes');
   assert.ok(gap < 3, `gap ${gap.toFixed(2)} s (aim: under 3 s)`);
   // the node returns: keepalived starts with it (enabled); its edge listener is back too
   await lab('start', master);
   await ssh(master, LISTENER);
-  await waitFor(`keepalived active on ${master}`, async () => ((await ssh(master, 'systemctl is-active keepalived', { nothrow: true })) === 'active' ? true : undefined), 60_000);
+  await waitFor(
+    `keepalived active on ${master}`,
+    async () => ((await ssh(master, 'systemctl is-active keepalived', { nothrow: true })) === 'active' ? true : undefined),
+    60_000,
+  );
   await sleep(5000);
   assert.deepEqual(await holders(), [newMaster], `nopreempt: the VIP stays on ${newMaster} after ${master} returned`);
   assert.equal(await viaVip(), newMaster);
   t.diagnostic(`${master} back: VIP stays on ${newMaster} (nopreempt)`);
 });
 
-test('health check: the master edge listener stops → the VIP moves; the notify script recorded the states', { timeout: 5 * 60_000 }, async (t) => {
+test('health check: the master edge listener stops → the VIP moves; the notify script recorded the states', {
+  timeout: 5 * 60_000,
+}, async (t) => {
   const master = (await holders())[0]!;
   assert.ok(master);
   const t0 = Date.now();
   await ssh(master, 'systemctl stop wpfarm-test-edge');
-  const moved = await waitFor('the VIP away from the unhealthy node', async () => {
-    const h = await holders();
-    return h.length === 1 && h[0] !== master ? h[0] : undefined;
-  }, 30_000);
+  const moved = await waitFor(
+    'the VIP away from the unhealthy node',
+    async () => {
+      const h = await holders();
+      return h.length === 1 && h[0] !== master ? h[0] : undefined;
+    },
+    30_000,
+  );
   t.diagnostic(`listener stopped on ${master}: VIP on ${moved} after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   assert.match(await ssh(master, 'cat /var/lib/wpfarm/keepalived.state'), /^FAULT [0-9]+$/, 'the notify script recorded FAULT');
   assert.match(await ssh(moved, 'cat /var/lib/wpfarm/keepalived.state'), /^MASTER [0-9]+$/, 'and MASTER on the new holder');

@@ -60,13 +60,18 @@ async function varnishStats(): Promise<{ hit: number; miss: number }> {
   return { hit, miss };
 }
 
-test('add-site with Varnish (default on), then cache_ttl 5 through the wp-site role; its rerun: 0 changes', { timeout: 30 * 60_000 }, async () => {
+test('add-site with Varnish (default on), then cache_ttl 5 through the wp-site role; its rerun: 0 changes', {
+  timeout: 30 * 60_000,
+}, async () => {
   const r = await cli('playbooks/add-site.ts', ['--domain', S.domain, '--title', S.title, '--sites-dir', sitesDir]);
   assert.equal(r.code, 0, r.out.slice(-4000));
   appendFileSync(path.join(sitesDir, `${S.id}.yml`), 'cache_ttl: 5\n');
   const again = await cli('playbooks/run-role.ts', ['wp-site', '-e', `wp_sites_dir=${sitesDir}`]);
   assert.equal(again.code, 0, again.out.slice(-4000));
-  assert.ok(changesOf(again.report).some((c) => c.includes(stack)), `the stack is redeployed: ${changesOf(again.report).join('\n')}`);
+  assert.ok(
+    changesOf(again.report).some((c) => c.includes(stack)),
+    `the stack is redeployed: ${changesOf(again.report).join('\n')}`,
+  );
   const rerun = await cli('playbooks/run-role.ts', ['wp-site', '-e', `wp_sites_dir=${sitesDir}`]);
   assert.equal(rerun.code, 0, rerun.out.slice(-4000));
   assert.deepEqual(changesOf(rerun.report), [], 'rerun: 0 changes');
@@ -77,7 +82,13 @@ test('add-site with Varnish (default on), then cache_ttl 5 through the wp-site r
     await new Promise((res) => setTimeout(res, 2000));
   }
   nginxNode = (await nodesOf(`${stack}_nginx`))[0]!;
-  varnishAddr = (await inService(nginxNode, `${stack}_nginx`, ['sh', '-c', `getent ahostsv4 tasks.${stack}_varnish | awk '{print $1}' | sort -u | head -n1`])).trim();
+  varnishAddr = (
+    await inService(nginxNode, `${stack}_nginx`, [
+      'sh',
+      '-c',
+      `getent ahostsv4 tasks.${stack}_varnish | awk '{print $1}' | sort -u | head -n1`,
+    ])
+  ).trim();
   assert.match(varnishAddr, /^[0-9.]+$/, 'a varnish task resolves in the site network');
   const env = await ssh('mgr1', `docker service inspect ${stack}_nginx --format '{{json .Spec.TaskTemplate.ContainerSpec.Env}}'`);
   assert.match(env, /NGINX_CACHE_TTL=0/);
@@ -102,8 +113,11 @@ test('anonymous GETs: ≥ 90 % hits after warm-up; a logged-in cookie is never a
   const dm = after.miss - before.miss;
   assert.ok(dh + dm >= 100 && dh / (dh + dm) >= 0.9, `varnishstat ratio ${dh}/${dh + dm}`);
   const logged = await inService(nginxNode, `${stack}_nginx`, [
-    'sh', '-c', `for i in 1 2 3 4 5; do curl -sS -o /dev/null -D - -H 'Host: ${S.domain}' -H 'Cookie: wordpress_logged_in_0123=admin%7C1' "$1" | tr -d '\\r' | sed -n 's/^X-Cache: //p'; done`,
-    'loop', urls[0]!,
+    'sh',
+    '-c',
+    `for i in 1 2 3 4 5; do curl -sS -o /dev/null -D - -H 'Host: ${S.domain}' -H 'Cookie: wordpress_logged_in_0123=admin%7C1' "$1" | tr -d '\\r' | sed -n 's/^X-Cache: //p'; done`,
+    'loop',
+    urls[0]!,
   ]);
   assert.deepEqual(logged.split('\n'), ['MISS', 'MISS', 'MISS', 'MISS', 'MISS'], 'a logged-in request never gets a cached page');
 });
@@ -149,7 +163,8 @@ test('nginx scaled to 0: grace serves the cached page (200, stale body)', { time
   // requests come from the varnish container itself once nginx is gone (it has no curl: varnishadm/varnishlog only),
   // so ask through a php-fpm container (same site network; PHP's HTTP client)
   const fpmNode = (await nodesOf(`${stack}_php-fpm`))[0]!;
-  const get = `$c = stream_context_create(['http' => ['header' => "Host: ${S.domain}\\r\\n", 'ignore_errors' => true]]);` +
+  const get =
+    `$c = stream_context_create(['http' => ['header' => "Host: ${S.domain}\\r\\n", 'ignore_errors' => true]]);` +
     ` $b = file_get_contents($argv[1], false, $c); echo $http_response_header[0], "\\n", implode("\\n", preg_grep('/^(Age|X-Cache):/', $http_response_header)), "\\n", $b;`;
   await ssh('mgr1', `docker service scale -d ${stack}_nginx=0 >/dev/null`);
   await new Promise((res) => setTimeout(res, 8000)); // past the 5 s TTL, probe sick (2 of 3 at 1 s)

@@ -33,7 +33,9 @@ test('lab-down leaves the host as it was before lab-up', { timeout: 5 * 60_000 }
   assert.ok(fs.existsSync(PATHS.before), `${PATHS.before} (written by lab-up in 00-lab.test.ts)`);
   const before = JSON.parse(fs.readFileSync(PATHS.before, 'utf8')) as HostSnapshot;
   const r = await labDown();
-  t.diagnostic(`lab-down ${r.seconds.toFixed(1)} s: removed ${r.removed.containers} containers, ${r.removed.volumes} volumes, ${r.removed.networks} networks`);
+  t.diagnostic(
+    `lab-down ${r.seconds.toFixed(1)} s: removed ${r.removed.containers} containers, ${r.removed.volumes} volumes, ${r.removed.networks} networks`,
+  );
   assert.ok(r.removed.containers >= 12, 'the 11 nodes and the services node were removed');
   assert.equal(r.leftovers, '', `host differs from before lab-up:\n${r.leftovers}`);
   assert.ok(!fs.existsSync(PATHS.before), 'the snapshot is consumed (moved to before.last.json)');
@@ -43,7 +45,9 @@ test('lab-down leaves the host as it was before lab-up', { timeout: 5 * 60_000 }
 test('lab-up && lab-down again: the second cycle also leaves the host clean', { timeout: 8 * 60_000 }, async (t) => {
   process.chdir(ROOT);
   const up = await labUp();
-  t.diagnostic(`second lab-up ${up.seconds.toFixed(1)} s (images built: ${up.imagesBuilt.join(', ') || 'none'}), created ${up.created.length}`);
+  t.diagnostic(
+    `second lab-up ${up.seconds.toFixed(1)} s (images built: ${up.imagesBuilt.join(', ') || 'none'}), created ${up.created.length}`,
+  );
   assert.equal(up.created.length, 12, 'a fresh lab after lab-down');
   const before = JSON.parse(fs.readFileSync(PATHS.before, 'utf8')) as HostSnapshot;
   const down = await labDown();

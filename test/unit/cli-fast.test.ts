@@ -20,9 +20,15 @@ const put = (rel: string, text: string) => {
 };
 
 before(() => {
-  put('lib/state.ts', `export const VERSION: string = 'v1';\nexport const seen: string[] = [];\nexport const stateUrl = import.meta.url;\n`);
+  put(
+    'lib/state.ts',
+    `export const VERSION: string = 'v1';\nexport const seen: string[] = [];\nexport const stateUrl = import.meta.url;\n`,
+  );
   // a non-literal dynamic import, as lib/play.ts loadRole does
-  put('lib/load.ts', `import { pathToFileURL } from 'node:url';\nimport { resolve } from 'node:path';\nexport const load = (f: string): Promise<{ default: { name: string } }> => import(pathToFileURL(resolve(f)).href);\n`);
+  put(
+    'lib/load.ts',
+    `import { pathToFileURL } from 'node:url';\nimport { resolve } from 'node:path';\nexport const load = (f: string): Promise<{ default: { name: string } }> => import(pathToFileURL(resolve(f)).href);\n`,
+  );
   put(
     'playbooks/hello.ts',
     `import { stringify } from 'yaml';
@@ -66,7 +72,10 @@ describe('fast CLI: prebuilt bundle, never stale, tsx otherwise', () => {
     assert.equal(b.built, true);
     assert.deepEqual(Object.keys(b.manifest.entries).sort(), ['playbooks/hello.ts', 'roles/greet/role.ts']);
     assert.ok(b.manifest.inputs.some(([f]) => f === 'lib/state.ts'));
-    assert.ok(b.manifest.inputs.some(([f]) => f.endsWith('node_modules/yaml/package.json')), 'a package counts by its package.json');
+    assert.ok(
+      b.manifest.inputs.some(([f]) => f.endsWith('node_modules/yaml/package.json')),
+      'a package counts by its package.json',
+    );
     assert.ok(!b.manifest.inputs.some(([f]) => /node_modules\/yaml\/(?!package\.json)/.test(f)), 'not file by file');
     assert.equal(staleReason(cliDir, root), null);
     assert.equal((await buildCli({ root, cliDir, quiet: true })).built, false);
@@ -130,7 +139,10 @@ describe('fast CLI: prebuilt bundle, never stale, tsx otherwise', () => {
   });
 
   test('a playbook that is not in the build, or no build at all: tsx', () => {
-    put('playbooks/later.ts', `process.stdout.write(JSON.stringify({ version: 'later', role: '', seen: [], stateUrl: import.meta.url, argv1: process.argv[1], main: true, yaml: '' }) + '\\n');\n`);
+    put(
+      'playbooks/later.ts',
+      `process.stdout.write(JSON.stringify({ version: 'later', role: '', seen: [], stateUrl: import.meta.url, argv1: process.argv[1], main: true, yaml: '' }) + '\\n');\n`,
+    );
     const r = launch(['playbooks/later.ts']);
     assert.equal(r.path, 'wpfarm-cli: playbooks/later.ts is not in the build: running the sources through tsx');
     assert.equal(r.out.stateUrl, pathToFileURL(join(root, 'playbooks/later.ts')).href);

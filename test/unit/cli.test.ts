@@ -112,7 +112,11 @@ test('one inventory default: $WPFARM_INVENTORY, else inventory/lab.yml; -i repea
     assert.deepEqual(parseCli([], CMD).flags.inventory, ['inventory/other.yml']);
     assert.deepEqual(parseCli(['-i', 'x.yml'], CMD).flags.inventory, ['x.yml']);
     // several -i: every file, in order (loadInventory merges them, later wins)
-    assert.deepEqual(parseCli(['-i', 'a.yml', '--inventory', 'b.yml', '--inventory=c.yml'], CMD).flags.inventory, ['a.yml', 'b.yml', 'c.yml']);
+    assert.deepEqual(parseCli(['-i', 'a.yml', '--inventory', 'b.yml', '--inventory=c.yml'], CMD).flags.inventory, [
+      'a.yml',
+      'b.yml',
+      'c.yml',
+    ]);
   } finally {
     if (saved === undefined) delete process.env.WPFARM_INVENTORY;
     else process.env.WPFARM_INVENTORY = saved;

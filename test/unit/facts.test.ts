@@ -53,7 +53,13 @@ test('all facts in one round trip, exit 0, typed values that match this machine'
   const bashVersion = (await localExec("dpkg-query -W -f='${Version}' bash")).stdout;
   assert.equal(pk.bash, bashVersion);
   const users = f.users as UsersFact;
-  assert.deepEqual(users.users.root, { uid: 0, gid: 0, comment: 'root', home: '/root', shell: (await localExec('getent passwd root | cut -d: -f7')).stdout.trim() });
+  assert.deepEqual(users.users.root, {
+    uid: 0,
+    gid: 0,
+    comment: 'root',
+    home: '/root',
+    shell: (await localExec('getent passwd root | cut -d: -f7')).stdout.trim(),
+  });
   assert.equal(users.groups.root?.gid, 0);
   const k = f.kernel as KernelFact;
   assert.equal(k.release, os.release());
@@ -119,26 +125,39 @@ test('a failed gather is not cached', async () => {
 });
 
 test('os-release parsing: quotes, ID_LIKE, missing codename', () => {
-  const o = parseOsRelease('PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nVERSION_CODENAME=noble\nID=ubuntu\nID_LIKE=debian\n');
+  const o = parseOsRelease(
+    'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nVERSION_CODENAME=noble\nID=ubuntu\nID_LIKE=debian\n',
+  );
   assert.deepEqual(o, { id: 'ubuntu', idLike: ['debian'], versionId: '24.04', codename: 'noble', prettyName: 'Ubuntu 24.04.1 LTS' });
   assert.equal(parseOsRelease('ID=debian\n').codename, '');
 });
 
 test('dpkg-query parsing: installed vs config-files vs half-configured', () => {
   const p = parseDpkgQuery(
-    ['bash install ok installed 5.2.15-2+b8', 'nginx deinstall ok config-files 1.22.1-9', 'mariadb-server install ok half-configured 1:10.11.6-0', 'libc-bin install ok triggers-pending 2.36-9', ''].join('\n'),
+    [
+      'bash install ok installed 5.2.15-2+b8',
+      'nginx deinstall ok config-files 1.22.1-9',
+      'mariadb-server install ok half-configured 1:10.11.6-0',
+      'libc-bin install ok triggers-pending 2.36-9',
+      '',
+    ].join('\n'),
   );
   assert.equal(isInstalled(p.bash), true);
   assert.equal(isInstalled(p.nginx), false);
   assert.equal(isInstalled(p['mariadb-server']), false);
   assert.equal(isInstalled(p['libc-bin']), true);
   assert.equal(p['mariadb-server']?.version, '1:10.11.6-0');
-  assert.equal(getFact('packages').parse('nginx deinstall ok config-files 1.22.1-9\nbash install ok installed 5.2\n') instanceof Object, true);
+  assert.equal(
+    getFact('packages').parse('nginx deinstall ok config-files 1.22.1-9\nbash install ok installed 5.2\n') instanceof Object,
+    true,
+  );
   assert.deepEqual(getFact('packages').parse('nginx deinstall ok config-files 1.22.1-9\nbash install ok installed 5.2\n'), { bash: '5.2' });
 });
 
 test('disks: mount points with spaces', () => {
-  const d = getFact('disks').parse('Filesystem     1024-blocks     Used Available Capacity Mounted on\n/dev/vda 100 40 60 40% /\n/dev/vdb 10 1 9 10% /mnt/my data\n') as DiskFact[];
+  const d = getFact('disks').parse(
+    'Filesystem     1024-blocks     Used Available Capacity Mounted on\n/dev/vda 100 40 60 40% /\n/dev/vdb 10 1 9 10% /mnt/my data\n',
+  ) as DiskFact[];
   assert.deepEqual(d[1], { device: '/dev/vdb', sizeKb: 10, usedKb: 1, availKb: 9, mount: '/mnt/my data' });
 });
 
@@ -173,7 +192,9 @@ test('services: list-units + list-unit-files as captured on a lab node', () => {
 test('swarm: inactive, active manager, and docker not answering', () => {
   assert.equal(parseSwarm('').state, 'unavailable');
   assert.equal(parseSwarm('Cannot connect to the Docker daemon').state, 'unavailable');
-  const inactive = parseSwarm('{"NodeID":"","NodeAddr":"","LocalNodeState":"inactive","ControlAvailable":false,"Error":"","RemoteManagers":null}');
+  const inactive = parseSwarm(
+    '{"NodeID":"","NodeAddr":"","LocalNodeState":"inactive","ControlAvailable":false,"Error":"","RemoteManagers":null}',
+  );
   assert.equal(inactive.state, 'inactive');
   assert.equal(inactive.isManager, false);
   const active = parseSwarm(

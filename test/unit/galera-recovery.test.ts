@@ -2,7 +2,14 @@
 // bootstraps, which nodes join. The texts below are in the exact formats MariaDB 10.11 / galera-4 write.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decide, parseGrastate, parseRecoveredPosition, positionOf, withSafeToBootstrap, type NodeView } from '../../roles/galera/recovery.ts';
+import {
+  decide,
+  parseGrastate,
+  parseRecoveredPosition,
+  positionOf,
+  withSafeToBootstrap,
+  type NodeView,
+} from '../../roles/galera/recovery.ts';
 import { cidrToMysqlHost, grantedPrivileges, parseSecretsFile, settings, userSpecs } from '../../roles/galera/role.ts';
 
 const UUID = '5f2a3c1e-9b7d-11ef-8a42-2b1f3c4d5e6f';
@@ -23,7 +30,11 @@ test('parseGrastate: the file as galera-4 writes it, after a clean stop and afte
   assert.deepEqual(parseGrastate(grastate(1042, 1)), { uuid: UUID, seqno: 1042, safeToBootstrap: true });
   assert.deepEqual(parseGrastate(grastate(-1, 0)), { uuid: UUID, seqno: -1, safeToBootstrap: false });
   // an old (v2.1 without safe_to_bootstrap) file: not safe
-  assert.deepEqual(parseGrastate(`# GALERA saved state\nversion: 2.1\nuuid:    ${UUID}\nseqno:   7\n`), { uuid: UUID, seqno: 7, safeToBootstrap: false });
+  assert.deepEqual(parseGrastate(`# GALERA saved state\nversion: 2.1\nuuid:    ${UUID}\nseqno:   7\n`), {
+    uuid: UUID,
+    seqno: 7,
+    safeToBootstrap: false,
+  });
   assert.equal(parseGrastate(''), null);
   assert.equal(parseGrastate('garbage\n'), null);
   assert.equal(parseGrastate('uuid: not-a-uuid\nseqno: 3\n'), null);
@@ -47,7 +58,10 @@ test('parseRecoveredPosition: mariadbd --wsrep-recover log and galera_recovery o
 
 test('withSafeToBootstrap sets the flag and keeps the rest of the file', () => {
   assert.equal(withSafeToBootstrap(grastate(-1, 0)), grastate(-1, 1));
-  assert.equal(withSafeToBootstrap(`version: 2.1\nuuid: ${UUID}\nseqno: -1`), `version: 2.1\nuuid: ${UUID}\nseqno: -1\nsafe_to_bootstrap: 1\n`);
+  assert.equal(
+    withSafeToBootstrap(`version: 2.1\nuuid: ${UUID}\nseqno: -1`),
+    `version: 2.1\nuuid: ${UUID}\nseqno: -1\nsafe_to_bootstrap: 1\n`,
+  );
 });
 
 test('new cluster: no grastate anywhere → the first node of the group bootstraps, the others join', () => {
@@ -76,13 +90,21 @@ test('a primary component runs somewhere → never bootstrap; stopped nodes star
   const all = decide(['db1', 'db2', 'db3'].map((n) => node(n, { running: true, primary: true, gs: grastate(-1, 0) })));
   assert.ok(all.kind === 'running' && all.start.length === 0);
   // even a node that says safe_to_bootstrap must not bootstrap a second cluster while one runs
-  const safe = decide([node('db1', { gs: grastate(50, 1) }), node('db2', { running: true, primary: true, gs: grastate(-1, 0) }), node('db3')]);
+  const safe = decide([
+    node('db1', { gs: grastate(50, 1) }),
+    node('db2', { running: true, primary: true, gs: grastate(-1, 0) }),
+    node('db3'),
+  ]);
   assert.ok(safe.kind === 'running' && safe.via === 'db2');
   assert.deepEqual(safe.kind === 'running' && safe.start, ['db1', 'db3']);
 });
 
 test('no primary but nodes running (waiting for a primary that is gone) → stop them first', () => {
-  const d = decide([node('db1', { running: true, gs: grastate(-1, 0) }), node('db2', { gs: grastate(-1, 0) }), node('db3', { running: true, gs: grastate(-1, 0) })]);
+  const d = decide([
+    node('db1', { running: true, gs: grastate(-1, 0) }),
+    node('db2', { gs: grastate(-1, 0) }),
+    node('db3', { running: true, gs: grastate(-1, 0) }),
+  ]);
   assert.deepEqual(d, { kind: 'stop-first', nodes: ['db1', 'db3'], reason: 'no primary component; db1, db3 run without one' });
 });
 
@@ -126,7 +148,11 @@ test('crash with a mix: a clean seqno on one node does not beat a higher recover
 });
 
 test('a position that cannot be recovered blocks the decision unless forced', () => {
-  const views = [node('db1', { gs: grastate(-1, 0), recovered: { uuid: UUID, seqno: 10 } }), node('db2', { gs: grastate(-1, 0), recovered: null }), node('db3', { gs: grastate(-1, 0), recovered: { uuid: UUID, seqno: 12 } })];
+  const views = [
+    node('db1', { gs: grastate(-1, 0), recovered: { uuid: UUID, seqno: 10 } }),
+    node('db2', { gs: grastate(-1, 0), recovered: null }),
+    node('db3', { gs: grastate(-1, 0), recovered: { uuid: UUID, seqno: 12 } }),
+  ];
   const d = decide(views);
   assert.equal(d.kind, 'unknown');
   assert.match(d.reason, /db2 cannot be recovered/);
@@ -142,7 +168,11 @@ test('nodes without any state next to nodes with state: only the nodes with stat
 });
 
 test('two nodes claim safe_to_bootstrap (split history): the higher seqno among them wins', () => {
-  const d = decide([node('db1', { gs: grastate(10, 1, OTHER) }), node('db2', { gs: grastate(20, 1) }), node('db3', { gs: grastate(30, 0) })]);
+  const d = decide([
+    node('db1', { gs: grastate(10, 1, OTHER) }),
+    node('db2', { gs: grastate(20, 1) }),
+    node('db3', { gs: grastate(30, 0) }),
+  ]);
   assert.ok(d.kind === 'bootstrap' && d.node === 'db2', 'db3 is not safe; of the safe ones db2 is ahead');
 });
 
@@ -154,7 +184,10 @@ test('settings and users: CIDR to a MariaDB host netmask, exporter and SST privi
   assert.equal(s.adminHost, '10.77.0.0/255.255.255.0');
   assert.equal(s.autostart, false);
   assert.equal(settings({}).adminHost, 'localhost');
-  const specs = userSpecs(s, { sst_password: 'sst-pw-1', admin_password: 'adm-pw-1', exporter_password: 'exp-pw-1' }, ['10.77.0.31', '10.77.0.32']);
+  const specs = userSpecs(s, { sst_password: 'sst-pw-1', admin_password: 'adm-pw-1', exporter_password: 'exp-pw-1' }, [
+    '10.77.0.31',
+    '10.77.0.32',
+  ]);
   const exp = specs.find((u) => u.user === 'exporter')!;
   assert.deepEqual(exp.privileges, ['PROCESS', 'REPLICATION CLIENT', 'SELECT']);
   assert.equal(specs.filter((u) => u.user === 'haproxy_check').length, 2);
@@ -162,17 +195,20 @@ test('settings and users: CIDR to a MariaDB host netmask, exporter and SST privi
 });
 
 test('grantedPrivileges reads SHOW GRANTS lines as MariaDB 10.11 prints them', () => {
-  const g = grantedPrivileges([
-    "GRANT SELECT, PROCESS, BINLOG MONITOR ON *.* TO `exporter`@`localhost` IDENTIFIED BY PASSWORD '*ABC'",
-  ]);
+  const g = grantedPrivileges(["GRANT SELECT, PROCESS, BINLOG MONITOR ON *.* TO `exporter`@`localhost` IDENTIFIED BY PASSWORD '*ABC'"]);
   assert.ok(g.privileges.has('REPLICATION CLIENT'), 'BINLOG MONITOR is what 10.5+ shows for REPLICATION CLIENT');
   assert.ok(g.privileges.has('PROCESS') && g.privileges.has('SELECT'));
   assert.equal(g.grantOption, false);
-  const a = grantedPrivileges(["GRANT ALL PRIVILEGES ON *.* TO `wpfarm_admin`@`10.77.0.0/255.255.255.0` IDENTIFIED BY PASSWORD '*X' WITH GRANT OPTION"]);
+  const a = grantedPrivileges([
+    "GRANT ALL PRIVILEGES ON *.* TO `wpfarm_admin`@`10.77.0.0/255.255.255.0` IDENTIFIED BY PASSWORD '*X' WITH GRANT OPTION",
+  ]);
   assert.ok(a.privileges.has('ALL PRIVILEGES') && a.grantOption);
   assert.equal(grantedPrivileges(['GRANT USAGE ON *.* TO `haproxy_check`@`10.77.0.31`']).privileges.has('USAGE'), true);
 });
 
 test('parseSecretsFile keeps only known keys with values', () => {
-  assert.deepEqual(parseSecretsFile('sst_password=abc123\nadmin_password=\nother=1\nexporter_password=x y z\n'), { sst_password: 'abc123', exporter_password: 'x y z' });
+  assert.deepEqual(parseSecretsFile('sst_password=abc123\nadmin_password=\nother=1\nexporter_password=x y z\n'), {
+    sst_password: 'abc123',
+    exporter_password: 'x y z',
+  });
 });

@@ -27,7 +27,14 @@ import {
   siteDirSteps,
 } from '../../roles/gluster/model.ts';
 
-const host = (name: string, address: string, vars: Record<string, unknown> = {}): HostSpec => ({ name, address, port: 22, user: 'root', groups: [], vars });
+const host = (name: string, address: string, vars: Record<string, unknown> = {}): HostSpec => ({
+  name,
+  address,
+  port: 22,
+  user: 'root',
+  groups: [],
+  vars,
+});
 const B = '/srv/gluster/bricks/wpfarm-sites';
 
 test('settings: defaults, CLI strings for booleans, option overrides and removal, bad input', () => {
@@ -44,7 +51,10 @@ test('settings: defaults, CLI strings for booleans, option overrides and removal
   assert.equal(settings({ gluster_docker_after_mount: 'false' }).dockerAfterMount, false);
   assert.equal(settings({ gluster_volume: 'v2' }).brickDir, '/srv/gluster/bricks/v2');
   assert.equal(settings({ gluster_mount: '/mnt/x/' }).mount, '/mnt/x');
-  const o = settings({ gluster_cache_size: '64MB', gluster_volume_options: { 'performance.parallel-readdir': null, 'cluster.favorite-child-policy': 'mtime', 'network.ping-timeout': 5 } }).options;
+  const o = settings({
+    gluster_cache_size: '64MB',
+    gluster_volume_options: { 'performance.parallel-readdir': null, 'cluster.favorite-child-policy': 'mtime', 'network.ping-timeout': 5 },
+  }).options;
   assert.equal(o['performance.cache-size'], '64MB');
   assert.equal(o['performance.parallel-readdir'], undefined);
   assert.equal(o['cluster.favorite-child-policy'], 'mtime');
@@ -67,10 +77,17 @@ test('brick layout: data, data, arbiter per replica set; private addresses; wron
   const bricks = brickLayout([st1, st2], [mon1], B);
   assert.deepEqual(
     bricks.map((b) => [b.host, b.address, b.arbiter]),
-    [['st1', '10.77.0.41', false], ['st2', '10.0.0.2', false], ['mon1', '10.77.0.51', true]],
+    [
+      ['st1', '10.77.0.41', false],
+      ['st2', '10.0.0.2', false],
+      ['mon1', '10.77.0.51', true],
+    ],
   );
   const six = brickLayout([st1, st2, host('st3', '10.0.0.3'), host('st4', '10.0.0.4')], [mon1, host('mon2', '10.0.0.6')], B);
-  assert.deepEqual(six.map((b) => `${b.host}${b.arbiter ? '*' : ''}`), ['st1', 'st2', 'mon1*', 'st3', 'st4', 'mon2*']);
+  assert.deepEqual(
+    six.map((b) => `${b.host}${b.arbiter ? '*' : ''}`),
+    ['st1', 'st2', 'mon1*', 'st3', 'st4', 'mon2*'],
+  );
   assert.throws(() => brickLayout([st1], [mon1], B), /two data hosts per arbiter/);
   assert.throws(() => brickLayout([st1, st2], [], B), InputError);
   assert.throws(() => brickLayout([st1, mon1], [mon1], B), /both a data and an arbiter/);
@@ -80,7 +97,13 @@ test('brick layout: data, data, arbiter per replica set; private addresses; wron
   );
   assert.ok(!createVolumeCommand({ volume: 'v', force: false }, bricks).endsWith('force'));
   // values are quoted by zx (a space in a value stays one word)
-  assert.equal(setOptionsCommand('v', [['a.b', 'x y'], ['c.d', 'on']]), "gluster --mode=script volume set v a.b $'x y' && gluster --mode=script volume set v c.d on");
+  assert.equal(
+    setOptionsCommand('v', [
+      ['a.b', 'x y'],
+      ['c.d', 'on'],
+    ]),
+    "gluster --mode=script volume set v a.b $'x y' && gluster --mode=script volume set v c.d on",
+  );
 });
 
 const PEER_STATUS = `Number of Peers: 2
@@ -187,7 +210,10 @@ Status: Connected
 Number of entries: 2
 `;
   const p = parseHealInfo(pending);
-  assert.deepEqual(p.bricks.map((b) => b.entries), [2, null, 2]);
+  assert.deepEqual(
+    p.bricks.map((b) => b.entries),
+    [2, null, 2],
+  );
   assert.equal(p.bricks[1]!.status, 'Transport endpoint is not connected');
   assert.equal(p.total, null);
   const done = parseHealInfo(pending.replace(/Number of entries: \S+/g, 'Number of entries: 0'));
@@ -198,8 +224,14 @@ Number of entries: 2
 test('fstab line and its matcher; mount unit names as systemd-escape makes them', () => {
   const s = settings({});
   const line = fstabLine(s, ['10.77.0.41', '10.77.0.42', '10.77.0.51']);
-  assert.equal(line, '10.77.0.41:/wpfarm-sites /mnt/gluster/sites glusterfs defaults,_netdev,backup-volfile-servers=10.77.0.42:10.77.0.51 0 0');
-  assert.equal(fstabLine({ ...s, mountOptions: ['noatime'] }, ['a']), 'a:/wpfarm-sites /mnt/gluster/sites glusterfs defaults,_netdev,noatime 0 0');
+  assert.equal(
+    line,
+    '10.77.0.41:/wpfarm-sites /mnt/gluster/sites glusterfs defaults,_netdev,backup-volfile-servers=10.77.0.42:10.77.0.51 0 0',
+  );
+  assert.equal(
+    fstabLine({ ...s, mountOptions: ['noatime'] }, ['a']),
+    'a:/wpfarm-sites /mnt/gluster/sites glusterfs defaults,_netdev,noatime 0 0',
+  );
   assert.throws(() => fstabLine(s, []), InputError);
   const re = fstabRegexp('/mnt/gluster/sites');
   assert.ok(re.test(line));

@@ -14,7 +14,11 @@ function runRole(args: string[]): Promise<{ code: number | null; stdout: string;
   delete env.WPF_TEST_SURELY_UNSET_VAR;
   delete env.WPFARM_INVENTORY;
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', 'playbooks/run-role.ts', ...args], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -37,11 +41,17 @@ test('an unknown --limit pattern: exit 4, the pattern named', async () => {
 test('a missing .env value: exit 4, the variable and the file:line of the reference named', async () => {
   const r = await runRole(['common', '-i', `${FIX}/bad-missing-env.yml`]);
   assert.equal(r.code, 4, r.stderr);
-  assert.match(r.stderr, /test\/fixtures\/inventory\/bad-missing-env\.yml:6:\d+ hosts\.db1\.become_password: env var WPF_TEST_SURELY_UNSET_VAR is not set \(or empty\) in the environment/);
+  assert.match(
+    r.stderr,
+    /test\/fixtures\/inventory\/bad-missing-env\.yml:6:\d+ hosts\.db1\.become_password: env var WPF_TEST_SURELY_UNSET_VAR is not set \(or empty\) in the environment/,
+  );
 });
 
 test('a malformed inventory: exit 4, file:line named', async () => {
   const r = await runRole(['common', '-i', `${FIX}/bad-typo.yml`]);
   assert.equal(r.code, 4, r.stderr);
-  assert.match(r.stderr, /test\/fixtures\/inventory\/bad-typo\.yml:6:\d+ hosts\.db1\.adress: unknown key 'adress' in hosts\.db1 \(did you mean 'address'\?\)/);
+  assert.match(
+    r.stderr,
+    /test\/fixtures\/inventory\/bad-typo\.yml:6:\d+ hosts\.db1\.adress: unknown key 'adress' in hosts\.db1 \(did you mean 'address'\?\)/,
+  );
 });

@@ -64,9 +64,14 @@ test('the default env file is .env in the current directory (the repository root
   writeFileSync(path.join(repo, 'inv.yml'), 'vars:\n  tok: { env: WPF_DEFAULT_ENV_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
   delete process.env.WPF_DEFAULT_ENV_TOKEN;
   process.chdir(repo);
-  assert.throws(() => loadInventory('inv.yml'), (e: unknown) =>
-    e instanceof InputError && e.exitCode === 4
-    && e.message === 'inv.yml:2:8 vars.tok: env var WPF_DEFAULT_ENV_TOKEN is not set (or empty) in the environment, and there is no .env file');
+  assert.throws(
+    () => loadInventory('inv.yml'),
+    (e: unknown) =>
+      e instanceof InputError &&
+      e.exitCode === 4 &&
+      e.message ===
+        'inv.yml:2:8 vars.tok: env var WPF_DEFAULT_ENV_TOKEN is not set (or empty) in the environment, and there is no .env file',
+  );
   writeFileSync(path.join(repo, '.env'), '# comment\nWPF_DEFAULT_ENV_TOKEN=default-dotenv-value\nOTHER="x y"\n');
   assert.equal(loadInventory('inv.yml').vars.tok, 'default-dotenv-value');
   // no references: the .env file is not needed at all
@@ -84,15 +89,25 @@ test('settings.env_file: the inventory names its credentials file; it serves the
   delete process.env.WPF_ROLE_ONLY;
   writeFileSync(path.join(repo, '.env'), 'WPF_LAB_TOKEN=from-dot-env\n');
   writeFileSync(path.join(repo, 'lab.env'), 'WPF_LAB_TOKEN=from-lab-env-file\nWPF_ROLE_ONLY=role-value-1234\n');
-  writeFileSync(path.join(repo, 'lab.yml'), 'settings:\n  env_file: lab.env\nvars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
+  writeFileSync(
+    path.join(repo, 'lab.yml'),
+    'settings:\n  env_file: lab.env\nvars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n',
+  );
   const inv = loadInventory('lab.yml');
   assert.equal(inv.settings.envFile, path.join(repo, 'lab.env'));
   assert.equal(inv.vars.tok, 'from-lab-env-file', 'the named file, not .env');
   assert.equal(lookupEnv('WPF_ROLE_ONLY'), 'role-value-1234', 'a role looking a credential up reads the same file');
   // a missing file (not generated yet, or a typo): a credential that is needed names the file it looked in
-  writeFileSync(path.join(repo, 'typo.yml'), 'settings:\n  env_file: lab.evn\nvars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
-  assert.throws(() => loadInventory('typo.yml'), (e: unknown) =>
-    e instanceof InputError && e.message === 'typo.yml:4:8 vars.tok: env var WPF_LAB_TOKEN is not set (or empty) in the environment, and there is no lab.evn file');
+  writeFileSync(
+    path.join(repo, 'typo.yml'),
+    'settings:\n  env_file: lab.evn\nvars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n',
+  );
+  assert.throws(
+    () => loadInventory('typo.yml'),
+    (e: unknown) =>
+      e instanceof InputError &&
+      e.message === 'typo.yml:4:8 vars.tok: env var WPF_LAB_TOKEN is not set (or empty) in the environment, and there is no lab.evn file',
+  );
   // an inventory without env_file goes back to .env
   writeFileSync(path.join(repo, 'plain.yml'), 'vars:\n  tok: { env: WPF_LAB_TOKEN }\nhosts:\n  a: { address: 10.0.0.1 }\n');
   assert.equal(loadInventory('plain.yml').vars.tok, 'from-dot-env');
@@ -112,7 +127,10 @@ test('env file edits are seen (the parse cache is keyed on mtime and size)', () 
 
 test('registerSecret refuses values shorter than 4 characters, without printing them', () => {
   for (const v of ['', 'a', 'abc']) {
-    assert.throws(() => registerSecret(v), (e: unknown) => e instanceof RangeError && /at least 4 characters/.test(e.message) && (v === '' || !e.message.includes(`'${v}'`)));
+    assert.throws(
+      () => registerSecret(v),
+      (e: unknown) => e instanceof RangeError && /at least 4 characters/.test(e.message) && (v === '' || !e.message.includes(`'${v}'`)),
+    );
   }
   assert.equal(registerSecret('abcd'), 'abcd', 'returns the value');
   assert.equal(mask('xabcdx'), 'x***x');

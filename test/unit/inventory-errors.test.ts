@@ -44,7 +44,10 @@ function rejects(fn: () => unknown, prefix: string, re: RegExp): InputError {
   const start = new RegExp(`^${esc(at!)}:\\d+${field ? ` ${esc(field)}` : ''}: `);
   // every problem of the file is reported: one of them is the expected one
   const lines = caught instanceof InputErrors ? caught.messages : [caught.message];
-  assert.ok(lines.some((l) => start.test(l) && re.test(l)), `a problem should start with "${prefix}: " (a column after the line) and match ${re}\n  got: ${caught.message}`);
+  assert.ok(
+    lines.some((l) => start.test(l) && re.test(l)),
+    `a problem should start with "${prefix}: " (a column after the line) and match ${re}\n  got: ${caught.message}`,
+  );
   return caught;
 }
 
@@ -58,7 +61,11 @@ test('malformed YAML names file:line', () => {
 });
 
 test('a typo in a key names file:line, the key and a suggestion', () => {
-  rejects(load(`${FIX}/bad-typo.yml`), `${FIX}/bad-typo.yml:6 hosts.db1.adress`, /unknown key 'adress' in hosts\.db1 \(did you mean 'address'\?\)/);
+  rejects(
+    load(`${FIX}/bad-typo.yml`),
+    `${FIX}/bad-typo.yml:6 hosts.db1.adress`,
+    /unknown key 'adress' in hosts\.db1 \(did you mean 'address'\?\)/,
+  );
 });
 
 test('a port out of range names file:line and field', () => {
@@ -66,23 +73,39 @@ test('a port out of range names file:line and field', () => {
 });
 
 test('a group member not declared under hosts names the group, file and line', () => {
-  rejects(load(`${FIX}/bad-undeclared.yml`), `${FIX}/bad-undeclared.yml:9 groups.managers.hosts[2]`,
-    /group 'managers' lists host 'mgr3', which is not declared under hosts/);
+  rejects(
+    load(`${FIX}/bad-undeclared.yml`),
+    `${FIX}/bad-undeclared.yml:9 groups.managers.hosts[2]`,
+    /group 'managers' lists host 'mgr3', which is not declared under hosts/,
+  );
 });
 
 test('a cycle in children is named', () => {
-  rejects(load(`${FIX}/bad-cycle.yml`), `${FIX}/bad-cycle.yml:8 groups.gamma.children[0]`, /cycle through children: alpha -> beta -> gamma -> alpha/);
-  rejects(load(inline(['hosts: {}', 'groups:', '  solo: { children: [solo] }'])), `${tmp}/inv${seq}.yml:3 groups.solo.children[0]`,
-    /cycle through children: solo -> solo/);
+  rejects(
+    load(`${FIX}/bad-cycle.yml`),
+    `${FIX}/bad-cycle.yml:8 groups.gamma.children[0]`,
+    /cycle through children: alpha -> beta -> gamma -> alpha/,
+  );
+  rejects(
+    load(inline(['hosts: {}', 'groups:', '  solo: { children: [solo] }'])),
+    `${tmp}/inv${seq}.yml:3 groups.solo.children[0]`,
+    /cycle through children: solo -> solo/,
+  );
 });
 
 test('a missing env var names the variable and the file:line of the reference', () => {
   delete process.env.WPF_TEST_SURELY_UNSET_VAR;
-  rejects(load(`${FIX}/bad-missing-env.yml`), `${FIX}/bad-missing-env.yml:6 hosts.db1.become_password`,
-    /env var WPF_TEST_SURELY_UNSET_VAR is not set \(or empty\) in the environment, and there is no \.env file/);
+  rejects(
+    load(`${FIX}/bad-missing-env.yml`),
+    `${FIX}/bad-missing-env.yml:6 hosts.db1.become_password`,
+    /env var WPF_TEST_SURELY_UNSET_VAR is not set \(or empty\) in the environment, and there is no \.env file/,
+  );
   // with an env file that lacks it, the message names that file
-  rejects(load(`${FIX}/bad-missing-env.yml`, `${FIX}/farm.env`), `${FIX}/bad-missing-env.yml:6 hosts.db1.become_password`,
-    /WPF_TEST_SURELY_UNSET_VAR is not set \(or empty\) in the environment nor in test\/fixtures\/inventory\/farm\.env/);
+  rejects(
+    load(`${FIX}/bad-missing-env.yml`, `${FIX}/farm.env`),
+    `${FIX}/bad-missing-env.yml:6 hosts.db1.become_password`,
+    /WPF_TEST_SURELY_UNSET_VAR is not set \(or empty\) in the environment nor in test\/fixtures\/inventory\/farm\.env/,
+  );
 });
 
 // ---------------------------------------------------------------- structure
@@ -96,7 +119,10 @@ test('YAML duplicate key, unknown tag, empty file, wrong top-level type, missing
   rejects(load(f), `${f}:1`, /inventory is empty/);
   f = inline(['- a', '- b']);
   rejects(load(f), `${f}:1 inventory`, /must be a mapping, got a list/);
-  assert.throws(load(path.join(tmp, 'nope.yml')), (e: unknown) => e instanceof InputError && e.exitCode === 4 && /file not found: .*nope\.yml/.test(e.message));
+  assert.throws(
+    load(path.join(tmp, 'nope.yml')),
+    (e: unknown) => e instanceof InputError && e.exitCode === 4 && /file not found: .*nope\.yml/.test(e.message),
+  );
   assert.throws(load(tmp), (e: unknown) => e instanceof InputError && /is a directory/.test(e.message));
 });
 
@@ -110,12 +136,21 @@ test('unknown keys at every level, each with a suggestion', () => {
   f = inline(['hosts:', '  a: { address: 10.0.0.1, become_pasword: { env: X } }']);
   rejects(load(f), `${f}:2 hosts.a.become_pasword`, /did you mean 'become_password'/);
   f = inline(['hosts:', '  a: { address: 10.0.0.1, colour: blue }']);
-  const e = rejects(load(f), `${f}:2 hosts.a.colour`, /unknown key 'colour'; allowed: address, port, user, key, become_password, vars|unknown key 'colour' in hosts\.a; allowed/);
+  const e = rejects(
+    load(f),
+    `${f}:2 hosts.a.colour`,
+    /unknown key 'colour'; allowed: address, port, user, key, become_password, vars|unknown key 'colour' in hosts\.a; allowed/,
+  );
   assert.doesNotMatch(e.message, /did you mean/, 'no suggestion when nothing is close');
 });
 
 test('sections owned by other loaders (cloud, cloudflare) are accepted and skipped', () => {
-  const f = inline(['cloud: { provider: digitalocean, region: fra1 }', 'cloudflare: { zone: example.com }', 'hosts:', '  a: { address: 10.0.0.1 }']);
+  const f = inline([
+    'cloud: { provider: digitalocean, region: fra1 }',
+    'cloudflare: { zone: example.com }',
+    'hosts:',
+    '  a: { address: 10.0.0.1 }',
+  ]);
   assert.deepEqual([...loadInventory(f).hosts.keys()], ['a']);
 });
 
@@ -158,7 +193,11 @@ test('names: reserved all, pattern characters, host/group clash, var names', () 
     [['hosts:', '  all: { address: 10.0.0.1 }'], '2 hosts.all', /'all' is reserved/],
     [['hosts:', '  "web,1": { address: 10.0.0.1 }'], '2 hosts.web,1', /host name 'web,1' may only contain/],
     [['hosts:', '  "web*": { address: 10.0.0.1 }'], '2 hosts.web*', /host name 'web\*' may only contain/],
-    [['hosts:', '  a: { address: 10.0.0.1 }', 'groups:', '  all: { vars: { x: 1 } }'], '4 groups.all', /'all' is implicit .* top-level vars/],
+    [
+      ['hosts:', '  a: { address: 10.0.0.1 }', 'groups:', '  all: { vars: { x: 1 } }'],
+      '4 groups.all',
+      /'all' is implicit .* top-level vars/,
+    ],
     [['hosts:', '  a: { address: 10.0.0.1 }', 'groups:', '  "!g": { hosts: [a] }'], '4 groups.!g', /group name '!g' may only contain/],
     [['hosts:', '  a: { address: 10.0.0.1 }', 'groups:', '  a: { hosts: [a] }'], '4 groups.a', /same name as a host/],
     [['vars:', '  my-var: 1', 'hosts: {}'], '2 vars.my-var', /var name 'my-var' may only contain/],
@@ -174,11 +213,19 @@ test('groups: hosts and children lists, undeclared names, duplicates', () => {
   const base = ['hosts:', '  mgr1: { address: 10.0.0.1 }', '  wrk1: { address: 10.0.0.2 }', 'groups:'];
   const cases: Array<[string[], string, RegExp]> = [
     [['  g: { hosts: { mgr1: {} } }'], '5 groups.g.hosts', /must be a list, got a mapping/],
-    [['  g: { hosts: [mgr1, wrk2] }'], '5 groups.g.hosts[1]', /group 'g' lists host 'wrk2', which is not declared under hosts \(did you mean 'wrk1'\?\)/],
+    [
+      ['  g: { hosts: [mgr1, wrk2] }'],
+      '5 groups.g.hosts[1]',
+      /group 'g' lists host 'wrk2', which is not declared under hosts \(did you mean 'wrk1'\?\)/,
+    ],
     [['  g: { hosts: [mgr1, mgr1] }'], '5 groups.g.hosts[1]', /lists host 'mgr1' twice/],
     [['  g: { hosts: [42] }'], '5 groups.g.hosts[0]', /must be a string, got the number 42/],
     [['  g:', '    children:', '      - managers'], '7 groups.g.children[0]', /child group 'managers' is not declared under groups/],
-    [['  managers: { hosts: [mgr1] }', '  g: { children: [manager] }'], '6 groups.g.children[0]', /child group 'manager' is not declared under groups \(did you mean 'managers'\?\)/],
+    [
+      ['  managers: { hosts: [mgr1] }', '  g: { children: [manager] }'],
+      '6 groups.g.children[0]',
+      /child group 'manager' is not declared under groups \(did you mean 'managers'\?\)/,
+    ],
     [['  g: { children: [mgr1] }'], '5 groups.g.children[0]', /'mgr1' is a host, not a group/],
     [['  g: { children: [all] }'], '5 groups.g.children[0]', /'all' is implicit/],
     [['  g: { children: h }', '  h: {}'], '5 groups.g.children', /must be a list, got the string 'h'/],
@@ -199,7 +246,11 @@ test('credentials are never written into the inventory', () => {
   let e = rejects(load(f), `${f}:4 hosts.db1.become_password`, /must be a credential reference \{ env: NAME \}/);
   assert.doesNotMatch(e.message, /hunter2/, 'the value is not echoed');
   f = inline(['vars:', '  db_password: s3cr3t-literal', 'hosts: {}']);
-  e = rejects(load(f), `${f}:2 vars.db_password`, /looks like a credential written into the inventory; put it in \.env and write \{ env: NAME \}/);
+  e = rejects(
+    load(f),
+    `${f}:2 vars.db_password`,
+    /looks like a credential written into the inventory; put it in \.env and write \{ env: NAME \}/,
+  );
   assert.doesNotMatch(e.message, /s3cr3t/);
   f = inline(['vars:', '  db:', '    user: wp', '    password: nested-literal', 'hosts: {}']);
   rejects(load(f), `${f}:4 vars.db.password`, /looks like a credential/);
@@ -223,7 +274,10 @@ test('env references: invalid names, non-string names, values too short, missing
   f = inline(['vars:', '  t: { env: WPF_EMPTY }', 'hosts: {}']);
   rejects(load(f, env), `${f}:2 vars.t`, /env var WPF_EMPTY is not set \(or empty\)/);
   f = inline(['hosts: {}']);
-  assert.throws(load(f, path.join(tmp, 'missing.env')), (x: unknown) => x instanceof InputError && x.exitCode === 4 && /env file not found: .*missing\.env/.test(x.message));
+  assert.throws(
+    load(f, path.join(tmp, 'missing.env')),
+    (x: unknown) => x instanceof InputError && x.exitCode === 4 && /env file not found: .*missing\.env/.test(x.message),
+  );
 });
 
 test('several missing credentials are reported together, the first one as the place', () => {
@@ -239,7 +293,10 @@ test('several missing credentials are reported together, the first one as the pl
   const e = rejects(load(f, `${FIX}/farm.env`), `${f}:2 vars.a`, /env var WPF_MISS_A is not set/);
   assert.match(e.message, /and 2 more problem\(s\)/);
   assert.match(e.message, new RegExp(`${f.replace(/[.]/g, '\\.')}:4:\\d+ hosts\\.h\\.become_password: env var WPF_MISS_B is not set`));
-  assert.match(e.message, new RegExp(`${f.replace(/[.]/g, '\\.')}:6:\\d+ groups\\.g\\.vars\\.deep\\.list\\[0\\]: env var WPF_MISS_C is not set`));
+  assert.match(
+    e.message,
+    new RegExp(`${f.replace(/[.]/g, '\\.')}:6:\\d+ groups\\.g\\.vars\\.deep\\.list\\[0\\]: env var WPF_MISS_C is not set`),
+  );
 });
 
 test('an alias bomb in vars is stopped, quickly', () => {
@@ -248,8 +305,14 @@ test('an alias bomb in vars is stopped, quickly', () => {
   lines.push('hosts: {}');
   const f = inline(lines);
   const t0 = performance.now();
-  assert.throws(load(f), (e: unknown) =>
-    e instanceof InputError && e.exitCode === 4 && e.message.startsWith(`${f}:`) && /vars\.a\d[[\]\d]*: value too large \(alias expansion limit\)/.test(e.message));
+  assert.throws(
+    load(f),
+    (e: unknown) =>
+      e instanceof InputError &&
+      e.exitCode === 4 &&
+      e.message.startsWith(`${f}:`) &&
+      /vars\.a\d[[\]\d]*: value too large \(alias expansion limit\)/.test(e.message),
+  );
   const ms = performance.now() - t0;
   assert.ok(ms < 5000, `took ${ms} ms`);
 });
@@ -257,7 +320,11 @@ test('an alias bomb in vars is stopped, quickly', () => {
 test('extra vars must be key=value', () => {
   assert.deepEqual(parseExtraVars(['a=1', 'b=', 'c=x=y']), { a: '1', b: '', c: 'x=y' });
   for (const bad of ['novalue', '=x', 'bad-key=1', ' =1']) {
-    assert.throws(() => parseExtraVars([bad]), (e: unknown) => e instanceof InputError && e.exitCode === 4 && /must be key=value/.test(e.message), bad);
+    assert.throws(
+      () => parseExtraVars([bad]),
+      (e: unknown) => e instanceof InputError && e.exitCode === 4 && /must be key=value/.test(e.message),
+      bad,
+    );
   }
 });
 
@@ -266,7 +333,10 @@ test('a process that loads a bad inventory exits 4 with the message on stderr', 
     `import { loadInventory } from ${JSON.stringify(path.join(root, 'lib/inventory.ts'))};`,
     `try { loadInventory(process.argv[1]); } catch (e) { process.stderr.write(e.message + '\\n'); process.exit(e.exitCode ?? 1); }`,
   ].join('\n');
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, `${FIX}/bad-port.yml`], { cwd: root, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, `${FIX}/bad-port.yml`], {
+    cwd: root,
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 4, r.stderr);
   assert.match(r.stderr, /^test\/fixtures\/inventory\/bad-port\.yml:5:\d+ hosts\.db1\.port: must be an integer/);
 });

@@ -73,7 +73,11 @@ test('groups: direct hosts, children, own vars, source line', () => {
   const inv = farm();
   assert.deepEqual([...inv.groups.keys()], ['managers', 'swarm', 'workers', 'databases', 'backup', 'edge', 'empty']);
   assert.deepEqual(inv.groups.get('swarm'), {
-    name: 'swarm', hosts: [], children: ['managers', 'workers'], vars: { level: 'swarm', in_swarm: true }, source: `${FIX}/farm.yml:24`,
+    name: 'swarm',
+    hosts: [],
+    children: ['managers', 'workers'],
+    vars: { level: 'swarm', in_swarm: true },
+    source: `${FIX}/farm.yml:24`,
   });
   assert.deepEqual(inv.groups.get('empty'), { name: 'empty', hosts: [], children: [], vars: {}, source: `${FIX}/farm.yml:29` });
   assert.equal(inv.groups.has('all'), false, 'all is implicit');
@@ -88,8 +92,10 @@ test('groupMembers: recursive, declaration order, no duplicates; all = every hos
   // a returned array is a copy: mutating it does not change the next answer
   groupMembers(inv, 'swarm').push('intruder');
   assert.deepEqual(groupMembers(inv, 'swarm'), ['mgr1', 'mgr2', 'mgr3', 'wrk1', 'wrk2']);
-  assert.throws(() => groupMembers(inv, 'manager'), (e: unknown) =>
-    e instanceof InputError && e.exitCode === 4 && /unknown group 'manager'.*did you mean 'managers'/.test(e.message));
+  assert.throws(
+    () => groupMembers(inv, 'manager'),
+    (e: unknown) => e instanceof InputError && e.exitCode === 4 && /unknown group 'manager'.*did you mean 'managers'/.test(e.message),
+  );
 });
 
 test('HostSpec.groups: every group of the host (through children), in precedence order, without all', () => {
@@ -140,17 +146,20 @@ test('precedence with a deeper tree and a diamond: depth is the longest path fro
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wpf-inv-'));
   try {
     const file = path.join(dir, 'tree.yml');
-    writeFileSync(file, [
-      'vars: { v: all }',
-      'hosts:',
-      '  h1: { address: 10.0.0.1 }',
-      'groups:',
-      '  zeta: { children: [mid], vars: { v: zeta } }',     // depth 1
-      '  mid: { children: [leaf], vars: { v: mid } }',      // depth 2
-      '  alpha: { children: [leaf], vars: { v: alpha, a: 1 } }', // depth 1
-      '  leaf: { hosts: [h1] }',                           // depth 3 (through zeta -> mid), no v
-      '  side: { hosts: [h1], vars: { v: side } }',        // depth 1
-    ].join('\n') + '\n');
+    writeFileSync(
+      file,
+      [
+        'vars: { v: all }',
+        'hosts:',
+        '  h1: { address: 10.0.0.1 }',
+        'groups:',
+        '  zeta: { children: [mid], vars: { v: zeta } }', // depth 1
+        '  mid: { children: [leaf], vars: { v: mid } }', // depth 2
+        '  alpha: { children: [leaf], vars: { v: alpha, a: 1 } }', // depth 1
+        '  leaf: { hosts: [h1] }', // depth 3 (through zeta -> mid), no v
+        '  side: { hosts: [h1], vars: { v: side } }', // depth 1
+      ].join('\n') + '\n',
+    );
     const inv = loadInventory(file);
     const h1 = inv.hosts.get('h1')!;
     // depth 1: alpha, side, zeta (alphabetical); depth 2: mid; depth 3: leaf
@@ -168,7 +177,9 @@ test('a 500-host inventory with 60 groups loads and selects fast', () => {
   try {
     const lines = ['settings: { accept_new_host_keys: false }', 'vars: { timezone: UTC }', 'hosts:'];
     for (let i = 0; i < 500; i++) {
-      lines.push(`  node${i}: { address: 10.${(i >> 8) & 255}.${i & 255}.${(i % 250) + 1}, port: 22, user: root, vars: { idx: ${i}, labels: { zone: z${i % 3} } } }`);
+      lines.push(
+        `  node${i}: { address: 10.${(i >> 8) & 255}.${i & 255}.${(i % 250) + 1}, port: 22, user: root, vars: { idx: ${i}, labels: { zone: z${i % 3} } } }`,
+      );
     }
     lines.push('groups:');
     for (let g = 0; g < 50; g++) {

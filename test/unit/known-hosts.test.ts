@@ -70,7 +70,11 @@ test('the lines that apply to a name are the ones ssh-keygen -F finds (negation,
     // ssh-keygen -F lists a line whose key does not parse (line 10); ssh itself cannot use it, nor do we
     const theirs = opensshLines(file, name).filter((l) => l !== 10);
     assert.deepEqual(ours, theirs, `${name}: wpfarm ${ours.join(',')} vs ssh-keygen -F ${theirs.join(',')}`);
-    assert.deepEqual(knownHostsFor(file, name).map((e) => e.line), ours, `${name}: the cached index agrees`);
+    assert.deepEqual(
+      knownHostsFor(file, name).map((e) => e.line),
+      ours,
+      `${name}: the cached index agrees`,
+    );
     compared++;
   }
   assert.equal(compared, NAMES.length);

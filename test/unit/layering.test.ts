@@ -32,8 +32,7 @@ function importsOf(source: string, fileName = 'x.ts'): ImportRef[] {
     else if (ts.isExportDeclaration(node)) add(node, node.moduleSpecifier, 're-export');
     else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
       add(node, node.moduleReference.expression, 'import =');
-    }
-    else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) add(node, node.argument.literal, 'type import()');
+    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) add(node, node.argument.literal, 'type import()');
     else if (ts.isCallExpression(node)) {
       const callee = node.expression;
       if (callee.kind === ts.SyntaxKind.ImportKeyword) add(node, node.arguments[0], 'import()');
@@ -93,10 +92,10 @@ test('the parser sees every import form and nothing in comments or strings', () 
     'const m = await import(\n  "../roles/dyn.ts"\n);',
     "type S = import('node:stream').Duplex;",
     "const r = require('../roles/req.cjs');",
-    "const n = await import(someVariable);",
+    'const n = await import(someVariable);',
     "// import { z } from '../roles/in-a-comment.ts';",
     "/* export * from '../roles/in-a-block-comment.ts'; */",
-    "const s = \"import { y } from '../roles/in-a-string.ts'\";",
+    'const s = "import { y } from \'../roles/in-a-string.ts\'";',
   ].join('\n');
   const refs = importsOf(src);
   assert.deepEqual(

@@ -76,15 +76,24 @@ const rp = (before: string, args: { regexp: string; replace?: string; after?: st
   module: 'replace',
   before,
   args,
-  ours: () => editReplace(before, { regexp: toRe(args.regexp, 'test', 'm'), replace: args.replace ?? '', after: args.after, before: args.before }),
+  ours: () =>
+    editReplace(before, { regexp: toRe(args.regexp, 'test', 'm'), replace: args.replace ?? '', after: args.after, before: args.before }),
 });
 
 const conf = 'Port 22\n#PermitRootLogin yes\nX11Forwarding yes\nPermitRootLogin no\n';
 const ini = '[a]\nx=1\n[b]\ny=2\n[a]\nz=3\n';
 
 const cases: Case[] = [
-  li(conf, { regexp: '^#?PermitRootLogin', line: 'PermitRootLogin prohibit-password' }, { regexp: /^#?PermitRootLogin/, line: 'PermitRootLogin prohibit-password', state: 'present' }),
-  li(conf, { regexp: '^#?PermitRootLogin', line: 'PermitRootLogin no', firstmatch: true }, { regexp: /^#?PermitRootLogin/, line: 'PermitRootLogin no', firstMatch: true, state: 'present' }),
+  li(
+    conf,
+    { regexp: '^#?PermitRootLogin', line: 'PermitRootLogin prohibit-password' },
+    { regexp: /^#?PermitRootLogin/, line: 'PermitRootLogin prohibit-password', state: 'present' },
+  ),
+  li(
+    conf,
+    { regexp: '^#?PermitRootLogin', line: 'PermitRootLogin no', firstmatch: true },
+    { regexp: /^#?PermitRootLogin/, line: 'PermitRootLogin no', firstMatch: true, state: 'present' },
+  ),
   li(conf, { regexp: '^Port', line: 'Port 22' }, { regexp: /^Port/, line: 'Port 22', state: 'present' }),
   li(conf, { regexp: '^NoSuch', line: 'X11Forwarding yes' }, { regexp: /^NoSuch/, line: 'X11Forwarding yes', state: 'present' }),
   li(conf, { regexp: '^NoSuch', line: 'UseDNS no' }, { regexp: /^NoSuch/, line: 'UseDNS no', state: 'present' }),
@@ -93,9 +102,17 @@ const cases: Case[] = [
   li('a\nb', { line: 'c' }, { line: 'c', state: 'present' }),
   li('', { line: 'c' }, { line: 'c', state: 'present' }),
   li(ini, { line: 'new', insertafter: '^\\[a\\]' }, { line: 'new', insertAfter: /^\[a\]/, state: 'present' }),
-  li(ini, { line: 'new', insertafter: '^\\[a\\]', firstmatch: true }, { line: 'new', insertAfter: /^\[a\]/, firstMatch: true, state: 'present' }),
+  li(
+    ini,
+    { line: 'new', insertafter: '^\\[a\\]', firstmatch: true },
+    { line: 'new', insertAfter: /^\[a\]/, firstMatch: true, state: 'present' },
+  ),
   li(ini, { line: 'new', insertbefore: '^\\[a\\]' }, { line: 'new', insertBefore: /^\[a\]/, state: 'present' }),
-  li(ini, { line: 'new', insertbefore: '^\\[a\\]', firstmatch: true }, { line: 'new', insertBefore: /^\[a\]/, firstMatch: true, state: 'present' }),
+  li(
+    ini,
+    { line: 'new', insertbefore: '^\\[a\\]', firstmatch: true },
+    { line: 'new', insertBefore: /^\[a\]/, firstMatch: true, state: 'present' },
+  ),
   li(ini, { line: 'new', insertbefore: 'BOF' }, { line: 'new', insertBefore: 'BOF', state: 'present' }),
   li(ini, { line: 'new', insertafter: 'BOF' }, { line: 'new', insertAfter: 'BOF', state: 'present' }),
   li(ini, { line: 'new', insertafter: '^nomatch' }, { line: 'new', insertAfter: /^nomatch/, state: 'present' }),
@@ -123,12 +140,32 @@ const cases: Case[] = [
   li('a\nPort 2', { regexp: '^Port', line: 'Port 22' }, { regexp: /^Port/, line: 'Port 22', state: 'present' }),
   li('a\nc', { line: 'c' }, { line: 'c', state: 'present' }),
   // backrefs (Python's \1 and \g<name>), with and without a match
-  li(conf, { regexp: '^(Port) (\\d+)$', line: '\\1 2\\2', backrefs: true }, { regexp: /^(Port) (\d+)$/, line: '\\1 2\\2', backrefs: true, state: 'present' }),
-  li(conf, { regexp: '^(?P<k>X11\\w+) yes', line: '\\g<k> no', backrefs: true }, { regexp: /^(?<k>X11\w+) yes/, line: '\\g<k> no', backrefs: true, state: 'present' }),
-  li(conf, { regexp: '^NoSuch(.*)', line: 'x\\1', backrefs: true }, { regexp: /^NoSuch(.*)/, line: 'x\\1', backrefs: true, state: 'present' }),
+  li(
+    conf,
+    { regexp: '^(Port) (\\d+)$', line: '\\1 2\\2', backrefs: true },
+    { regexp: /^(Port) (\d+)$/, line: '\\1 2\\2', backrefs: true, state: 'present' },
+  ),
+  li(
+    conf,
+    { regexp: '^(?P<k>X11\\w+) yes', line: '\\g<k> no', backrefs: true },
+    { regexp: /^(?<k>X11\w+) yes/, line: '\\g<k> no', backrefs: true, state: 'present' },
+  ),
+  li(
+    conf,
+    { regexp: '^NoSuch(.*)', line: 'x\\1', backrefs: true },
+    { regexp: /^NoSuch(.*)/, line: 'x\\1', backrefs: true, state: 'present' },
+  ),
   // search_string (literal), firstmatch, absent
-  li(conf, { search_string: 'PermitRootLogin', line: 'PermitRootLogin no' }, { searchString: 'PermitRootLogin', line: 'PermitRootLogin no', state: 'present' }),
-  li(conf, { search_string: 'PermitRootLogin', line: 'PermitRootLogin no', firstmatch: true }, { searchString: 'PermitRootLogin', line: 'PermitRootLogin no', firstMatch: true, state: 'present' }),
+  li(
+    conf,
+    { search_string: 'PermitRootLogin', line: 'PermitRootLogin no' },
+    { searchString: 'PermitRootLogin', line: 'PermitRootLogin no', state: 'present' },
+  ),
+  li(
+    conf,
+    { search_string: 'PermitRootLogin', line: 'PermitRootLogin no', firstmatch: true },
+    { searchString: 'PermitRootLogin', line: 'PermitRootLogin no', firstMatch: true, state: 'present' },
+  ),
   li('a.b\naxb\n', { search_string: 'a.b', state: 'absent' }, { searchString: 'a.b', state: 'absent' }),
   li(conf, { search_string: 'Nope', line: 'UseDNS no' }, { searchString: 'Nope', line: 'UseDNS no', state: 'present' }),
   // replace: all matches, multiline, groups, before/after sections, no match, removal
@@ -144,9 +181,16 @@ const cases: Case[] = [
   rp('a b  c\n', { regexp: '\\s+', replace: ' ' }),
   rp('k=1\n', { regexp: '^k=1$', replace: 'k=1' }),
   // custom markers
-  bi('a\n<!-- START x -->\nold\n<!-- STOP x -->\n', { block: 'new', marker: '<!-- {mark} x -->', marker_begin: 'START', marker_end: 'STOP' }, {
-    block: 'new', state: 'present', begin: '<!-- START x -->', end: '<!-- STOP x -->',
-  } as Omit<BlockSpec, 'begin' | 'end'>),
+  bi(
+    'a\n<!-- START x -->\nold\n<!-- STOP x -->\n',
+    { block: 'new', marker: '<!-- {mark} x -->', marker_begin: 'START', marker_end: 'STOP' },
+    {
+      block: 'new',
+      state: 'present',
+      begin: '<!-- START x -->',
+      end: '<!-- STOP x -->',
+    } as Omit<BlockSpec, 'begin' | 'end'>,
+  ),
 ];
 
 test(`${cases.length} lineinfile/blockinfile cases agree with ansible-core's modules`, () => {
@@ -158,7 +202,9 @@ test(`${cases.length} lineinfile/blockinfile cases agree with ansible-core's mod
     assert.equal(t.failed, false, `ansible failed on case ${i}: ${t.msg}`);
     const o = c.ours();
     if (o.changed !== t.changed || o.content !== t.after) {
-      mismatches.push(`case ${i}: ${c.module} ${JSON.stringify(c.args)} on ${JSON.stringify(c.before)}: ours ${JSON.stringify([o.changed, o.content])}, ansible ${JSON.stringify([t.changed, t.after])}`);
+      mismatches.push(
+        `case ${i}: ${c.module} ${JSON.stringify(c.args)} on ${JSON.stringify(c.before)}: ours ${JSON.stringify([o.changed, o.content])}, ansible ${JSON.stringify([t.changed, t.after])}`,
+      );
     }
   });
   assert.deepEqual(mismatches, []);
@@ -173,12 +219,18 @@ test('documented deviations from Ansible are deliberate (and still asserted)', (
     li('a\nb', { line: 'new', insertafter: '^b$' }, { line: 'new', insertAfter: /^b$/, state: 'present' }),
   ];
   const theirs = ansible(dev);
-  assert.deepEqual(theirs.map((t) => [t.changed, t.after]), [
-    [true, 'k=2\nb\r\n'],
-    [true, 'a\nbnew\n'],
-  ]);
-  assert.deepEqual(dev.map((c) => [c.ours().changed, c.ours().content]), [
-    [true, 'k=2\r\nb\r\n'],
-    [true, 'a\nb\nnew\n'],
-  ]);
+  assert.deepEqual(
+    theirs.map((t) => [t.changed, t.after]),
+    [
+      [true, 'k=2\nb\r\n'],
+      [true, 'a\nbnew\n'],
+    ],
+  );
+  assert.deepEqual(
+    dev.map((c) => [c.ours().changed, c.ours().content]),
+    [
+      [true, 'k=2\r\nb\r\n'],
+      [true, 'a\nb\nnew\n'],
+    ],
+  );
 });

@@ -61,7 +61,11 @@ describe('editLines (pure)', () => {
   });
 
   test('absent removes every line matching regexp, or equal to line', () => {
-    assert.deepEqual(editLines('a\n#x\nb\n#y\n', { regexp: /^#/, state: 'absent' }), { content: 'a\nb\n', changed: true, what: '2 lines removed' });
+    assert.deepEqual(editLines('a\n#x\nb\n#y\n', { regexp: /^#/, state: 'absent' }), {
+      content: 'a\nb\n',
+      changed: true,
+      what: '2 lines removed',
+    });
     assert.deepEqual(editLines('a\nb\na\n', { line: 'a', state: 'absent' }), { content: 'b\n', changed: true, what: '2 lines removed' });
     assert.equal(editLines('a\n', { line: 'zz', state: 'absent' }).changed, false);
     assert.equal(editLines('a\n', { line: 'a', state: 'absent' }).content, '');
@@ -86,8 +90,14 @@ describe('editBlock (pure)', () => {
 
   test('insertBefore BOF, insertAfter/insertBefore regexp (last match), unmatched = EOF', () => {
     assert.equal(editBlock('a\n', { ...M, block: 'b', state: 'present', insertBefore: 'BOF' }).content, '# BEGIN X\nb\n# END X\na\n');
-    assert.equal(editBlock('s\nx\ns\ny\n', { ...M, block: 'b', state: 'present', insertAfter: /^s$/ }).content, 's\nx\ns\n# BEGIN X\nb\n# END X\ny\n');
-    assert.equal(editBlock('s\nx\ns\ny\n', { ...M, block: 'b', state: 'present', insertBefore: /^s$/ }).content, 's\nx\n# BEGIN X\nb\n# END X\ns\ny\n');
+    assert.equal(
+      editBlock('s\nx\ns\ny\n', { ...M, block: 'b', state: 'present', insertAfter: /^s$/ }).content,
+      's\nx\ns\n# BEGIN X\nb\n# END X\ny\n',
+    );
+    assert.equal(
+      editBlock('s\nx\ns\ny\n', { ...M, block: 'b', state: 'present', insertBefore: /^s$/ }).content,
+      's\nx\n# BEGIN X\nb\n# END X\ns\ny\n',
+    );
     assert.equal(editBlock('a\n', { ...M, block: 'b', state: 'present', insertAfter: /^zz/ }).content, 'a\n# BEGIN X\nb\n# END X\n');
   });
 
@@ -119,7 +129,10 @@ describe('lineinfile / blockinfile on real files', () => {
     const check = await runOp(make(), { check: true, diff: true });
     assert.equal(await snapshot(d), before);
     assert.deepEqual(check.plan.changes, ['line replaced']);
-    assert.equal(check.plan.diff, `--- ${p}\n+++ ${p}\n@@ -1,3 +1,3 @@\n Port 22\n-#PermitRootLogin yes\n+PermitRootLogin prohibit-password\n X11Forwarding yes\n`);
+    assert.equal(
+      check.plan.diff,
+      `--- ${p}\n+++ ${p}\n@@ -1,3 +1,3 @@\n Port 22\n-#PermitRootLogin yes\n+PermitRootLogin prohibit-password\n X11Forwarding yes\n`,
+    );
     const run = await runOp(make());
     assert.deepEqual(run.plan.changes, check.plan.changes);
     assert.equal(readFileSync(p, 'utf8'), 'Port 22\nPermitRootLogin prohibit-password\nX11Forwarding yes\n');
@@ -171,7 +184,10 @@ describe('lineinfile / blockinfile on real files', () => {
     for (const op of steps()) run.push((await runOp(op)).plan.changes);
     assert.deepEqual(run, check);
     assert.deepEqual(run, [['line added'], ['line added'], ['line added'], ['block inserted']]);
-    assert.equal(readFileSync(p, 'utf8'), 'zeta=6\nmax=10\nbeta=20\n# BEGIN WPFARM MANAGED BLOCK\nserver one\n# END WPFARM MANAGED BLOCK\n');
+    assert.equal(
+      readFileSync(p, 'utf8'),
+      'zeta=6\nmax=10\nbeta=20\n# BEGIN WPFARM MANAGED BLOCK\nserver one\n# END WPFARM MANAGED BLOCK\n',
+    );
     for (const op of steps()) assert.equal((await runOp(op)).status, 'ok');
   });
 
@@ -214,11 +230,17 @@ describe('lineinfile / blockinfile on real files', () => {
     const d = fresh();
     const p = join(d, 'my.cnf');
     writeFileSync(p, '[mysqld]\nbind-address=127.0.0.1\n');
-    const one = await cycle(() => blockinfile({ path: p, block: 'wsrep_on=ON\nwsrep_cluster_name=wp\n', marker: '# {mark} galera', insertAfter: /^\[mysqld\]/ }), { diff: true });
+    const one = await cycle(
+      () => blockinfile({ path: p, block: 'wsrep_on=ON\nwsrep_cluster_name=wp\n', marker: '# {mark} galera', insertAfter: /^\[mysqld\]/ }),
+      { diff: true },
+    );
     assert.deepEqual(one.check.plan.changes, ['block inserted']);
     assert.deepEqual(one.run.plan.changes, one.check.plan.changes);
     assert.match(one.check.plan.diff!, /\+# BEGIN galera\n\+wsrep_on=ON\n\+wsrep_cluster_name=wp\n\+# END galera\n/);
-    assert.equal(readFileSync(p, 'utf8'), '[mysqld]\n# BEGIN galera\nwsrep_on=ON\nwsrep_cluster_name=wp\n# END galera\nbind-address=127.0.0.1\n');
+    assert.equal(
+      readFileSync(p, 'utf8'),
+      '[mysqld]\n# BEGIN galera\nwsrep_on=ON\nwsrep_cluster_name=wp\n# END galera\nbind-address=127.0.0.1\n',
+    );
     assert.equal(one.rerun.status, 'ok');
     const two = await cycle(() => blockinfile({ path: p, block: 'wsrep_on=OFF', marker: '# {mark} galera' }));
     assert.deepEqual(two.run.plan.changes, ['block replaced']);

@@ -71,7 +71,9 @@ describe('sysctl (in a private network namespace)', () => {
   test('multi-field values compare with whitespace normalised (tabs in /proc)', async () => {
     const d = fresh();
     const file = join(d, 'ports.conf');
-    const { check, run, rerun } = await cycle(() => sysctl({ name: 'net.ipv4.ip_local_port_range', value: '20000   60000', file }), { bashOpts: inNs });
+    const { check, run, rerun } = await cycle(() => sysctl({ name: 'net.ipv4.ip_local_port_range', value: '20000   60000', file }), {
+      bashOpts: inNs,
+    });
     assert.equal(check.plan.changes[0], `${file}: add net.ipv4.ip_local_port_range = 20000 60000`);
     assert.deepEqual(run.plan.changes, check.plan.changes);
     assert.equal(readFileSync(file, 'utf8'), 'net.ipv4.ip_local_port_range = 20000 60000\n');
@@ -95,7 +97,10 @@ describe('sysctl (in a private network namespace)', () => {
 
   test('an unknown key is an error; bad names are rejected', async () => {
     const d = fresh();
-    await assert.rejects(runOp(sysctl({ name: 'net.ipv4.no_such_key_wpf', value: 1, file: join(d, 'f') }), { bashOpts: inNs }), /unknown key/);
+    await assert.rejects(
+      runOp(sysctl({ name: 'net.ipv4.no_such_key_wpf', value: 1, file: join(d, 'f') }), { bashOpts: inNs }),
+      /unknown key/,
+    );
     assert.throws(() => sysctl({ name: 'net/../../etc', value: 1 }), /invalid name/);
     assert.throws(() => sysctl({ name: 'a b', value: 1 }), /invalid name/);
     assert.throws(() => sysctl({ name: 'net.x' }), /value is required/);
@@ -148,7 +153,10 @@ describe('download', () => {
     const d = fresh();
     const dest = join(d, 'pkg.tar.gz');
     writeFileSync(dest, 'old');
-    await assert.rejects(runOp(download({ url: `${base}/pkg.tar.gz`, dest, sha256: 'a'.repeat(64) })), /sha256 mismatch: expected a{64}, got [0-9a-f]{64}/);
+    await assert.rejects(
+      runOp(download({ url: `${base}/pkg.tar.gz`, dest, sha256: 'a'.repeat(64) })),
+      /sha256 mismatch: expected a{64}, got [0-9a-f]{64}/,
+    );
     assert.equal(readFileSync(dest, 'utf8'), 'old');
     assert.deepEqual(readdirSync(d), ['pkg.tar.gz']);
     await assert.rejects(runOp(download({ url: `${base}/missing`, dest, sha256: sha })), /exit 22|404/);
@@ -171,7 +179,22 @@ describe('download', () => {
 
   test('with wget only (no curl on PATH), and file:// URLs with curl', async () => {
     const bin = fresh();
-    for (const tool of ['bash', 'mktemp', 'dirname', 'wget', 'sha256sum', 'cut', 'chmod', 'chown', 'mv', 'rm', 'cat', 'stat', 'readlink', 'getent']) {
+    for (const tool of [
+      'bash',
+      'mktemp',
+      'dirname',
+      'wget',
+      'sha256sum',
+      'cut',
+      'chmod',
+      'chown',
+      'mv',
+      'rm',
+      'cat',
+      'stat',
+      'readlink',
+      'getent',
+    ]) {
       const r = (await bash(`command -v ${tool}`)).stdout.trim();
       symlinkSync(r, join(bin, tool));
     }
@@ -192,12 +215,16 @@ describe('download', () => {
 
   test('neither curl nor wget: an error in a run, a note in check mode', async () => {
     const bin = fresh();
-    for (const tool of ['bash', 'stat', 'readlink', 'dirname', 'sha256sum', 'cut']) symlinkSync((await bash(`command -v ${tool}`)).stdout.trim(), join(bin, tool));
+    for (const tool of ['bash', 'stat', 'readlink', 'dirname', 'sha256sum', 'cut'])
+      symlinkSync((await bash(`command -v ${tool}`)).stdout.trim(), join(bin, tool));
     const bashOpts = { env: { ...process.env, PATH: bin } };
     const dest = join(fresh(), 'x');
     const check = await runOp(download({ url: `${base}/pkg.tar.gz`, dest, sha256: sha }), { check: true, bashOpts });
     assert.deepEqual(check.plan.changes, [`download (sha256 ${sha.slice(0, 12)}, mode 0644)`]);
-    assert.match(check.logs.join('\n'), /check mode: download .*: neither curl nor wget is installed; assuming an earlier step provides it/);
+    assert.match(
+      check.logs.join('\n'),
+      /check mode: download .*: neither curl nor wget is installed; assuming an earlier step provides it/,
+    );
     await assert.rejects(runOp(download({ url: `${base}/pkg.tar.gz`, dest, sha256: sha }), { bashOpts }), /neither curl nor wget/);
     assert.equal(existsSync(dest), false);
   });

@@ -39,20 +39,29 @@ describe('renderTemplate', () => {
     assert.equal(out, 'server_name ex.com;\nserver 10.0.0.1;\nserver 10.0.0.2;\ntitle=a&lt;b raw=a<b\n');
   });
 
-  test("a missing variable names the file, the line and the variable", () => {
+  test('a missing variable names the file, the line and the variable', () => {
     const src = tpl('x.conf.ejs', Array.from({ length: 11 }, (_, i) => `line ${i + 1}`).join('\n') + '\nlisten <%= foo %>;\n');
-    assert.throws(() => renderTemplate(src, { bar: 1 }), inputError(new RegExp(`^${rel.replace(/[.]/g, '\\.')}/x\\.conf\\.ejs:12: undefined variable 'foo'$`)));
+    assert.throws(
+      () => renderTemplate(src, { bar: 1 }),
+      inputError(new RegExp(`^${rel.replace(/[.]/g, '\\.')}/x\\.conf\\.ejs:12: undefined variable 'foo'$`)),
+    );
   });
 
   test('a missing property of a var is an error too (site.domian)', () => {
     const src = tpl('prop.ejs', 'a\n<%= site.domian %>\n');
     assert.throws(() => renderTemplate(src, { site: { domain: 'x' } }), inputError(/prop\.ejs:2: undefined variable 'site\.domian'$/));
     const deep = tpl('deep.ejs', '<%= db.nodes[1].addr %>\n');
-    assert.throws(() => renderTemplate(deep, { db: { nodes: [{ addr: 'a' }, { name: 'b' }] } }), inputError(/deep\.ejs:1: undefined variable 'db\.nodes\[1\]\.addr'$/));
+    assert.throws(
+      () => renderTemplate(deep, { db: { nodes: [{ addr: 'a' }, { name: 'b' }] } }),
+      inputError(/deep\.ejs:1: undefined variable 'db\.nodes\[1\]\.addr'$/),
+    );
   });
 
   test('optional values: typeof checks and `in` work; methods and JSON work', () => {
-    const src = tpl('opt.ejs', "<% if (typeof extra !== 'undefined') { %>extra<% } %><%= 'port' in site ? site.port : 80 %> <%- JSON.stringify(site) %> <%= list.join(',') %> <%= list.length %>\n");
+    const src = tpl(
+      'opt.ejs',
+      "<% if (typeof extra !== 'undefined') { %>extra<% } %><%= 'port' in site ? site.port : 80 %> <%- JSON.stringify(site) %> <%= list.join(',') %> <%= list.length %>\n",
+    );
     assert.equal(renderTemplate(src, { site: { a: 1 }, list: [1, 2] }), '80 {"a":1} 1,2 2\n');
     assert.equal(renderTemplate(src, { site: { port: 81 }, list: [], extra: 1 }), 'extra81 {"port":81}  0\n');
   });
@@ -63,7 +72,7 @@ describe('renderTemplate', () => {
     assert.throws(() => renderTemplate(src, {}), inputError(/inner\.ejs:2: undefined variable 'missing_in_inner'$/));
   });
 
-  test("vars named like ejs internals (include, __append, locals) do not break rendering", () => {
+  test('vars named like ejs internals (include, __append, locals) do not break rendering', () => {
     tpl('part.ejs', 'part <%= name %>\n');
     const src = tpl('internals.ejs', "<%- include('part.ejs') %>end <%= locals.name %>\n");
     assert.equal(renderTemplate(src, { name: 'n', include: 'not a function', __append: 1, locals: 'x', escapeFn: 0 }), 'part n\nend n\n');

@@ -35,13 +35,24 @@ export function bash(script: string, opts: BashOptions = {}): Promise<ExecResult
 }
 
 /** Debian packages the file-operation tests drive: command → package. */
-const TOOLS: Record<string, string> = { ip: 'iproute2', curl: 'curl', wget: 'wget', patch: 'patch', diff: 'diffutils', getent: 'libc-bin', python3: 'python3', ansible: 'ansible-core' };
+const TOOLS: Record<string, string> = {
+  ip: 'iproute2',
+  curl: 'curl',
+  wget: 'wget',
+  patch: 'patch',
+  diff: 'diffutils',
+  getent: 'libc-bin',
+  python3: 'python3',
+  ansible: 'ansible-core',
+};
 
 /** Install what the tests need when missing (idempotent; apt only when something is missing). */
 export function ensureTools(names: string[] = Object.keys(TOOLS)): void {
   const missing = names.filter((t) => spawnSync('bash', ['-c', `command -v ${t}`]).status !== 0).map((t) => TOOLS[t] ?? t);
   if (!missing.length) return;
-  execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'ignore' });
+  execFileSync('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-q', '--no-install-recommends', ...missing], {
+    stdio: 'ignore',
+  });
 }
 
 /** A StepContext for plan(): plain data; exec runs bash locally. */
@@ -101,7 +112,10 @@ export interface RunOutcome {
 }
 
 /** probe → plan → apply unless check (as the runner does). */
-export async function runOp(op: Operation, o: { check?: boolean; diff?: boolean; vars?: Vars; bashOpts?: BashOptions } = {}): Promise<RunOutcome> {
+export async function runOp(
+  op: Operation,
+  o: { check?: boolean; diff?: boolean; vars?: Vars; bashOpts?: BashOptions } = {},
+): Promise<RunOutcome> {
   const logs: string[] = [];
   const ctx = context({ ...o, logs });
   const out = await probeOutput(op, ctx, o.bashOpts);
@@ -128,6 +142,8 @@ export function tempDir(prefix = 'wpf-files-'): { dir: string; cleanup: () => vo
 
 /** A listing of a tree (path, type, mode, owner, content hash) to assert that check mode changed nothing. */
 export async function snapshot(dir: string): Promise<string> {
-  const r = await bash(sh`cd ${dir} && find . -printf '%p %y %m %u %g %s %l\n' | sort && find . -type f -print0 | sort -z | xargs -0r sha256sum`);
+  const r = await bash(
+    sh`cd ${dir} && find . -printf '%p %y %m %u %g %s %l\n' | sort && find . -type f -print0 | sort -z | xargs -0r sha256sum`,
+  );
   return r.stdout;
 }

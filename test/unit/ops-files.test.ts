@@ -2,7 +2,19 @@
 // bash in a temp dir, and the apply scripts run for real: check predicts exactly the changes the run
 // makes, check changes nothing, a rerun changes nothing.
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { after, describe, test } from 'node:test';
@@ -168,7 +180,10 @@ describe('file', () => {
     assert.deepEqual(ok.run.plan.changes, ok.check.plan.changes);
     assert.equal(readFileSync(p, 'utf8'), 'valid: new\n');
     assert.equal(ok.rerun.status, 'ok');
-    await assert.rejects(runOp(file({ path: p, content: 'broken\n', validate: "grep -q '^valid:' %s" })), /validation failed \(grep -q '\^valid:' %s\)/);
+    await assert.rejects(
+      runOp(file({ path: p, content: 'broken\n', validate: "grep -q '^valid:' %s" })),
+      /validation failed \(grep -q '\^valid:' %s\)/,
+    );
     assert.equal(readFileSync(p, 'utf8'), 'valid: new\n');
     assert.deepEqual(readdirSync(d), ['sudoers-like'], 'temp file removed');
     // a new file that fails validation is not created
@@ -277,7 +292,10 @@ describe('file', () => {
     const check = await runOp(file({ path: p, content: 'x' }), { check: true });
     assert.equal(check.status, 'changed');
     assert.deepEqual(check.plan.changes, ['create (1 bytes, mode 0644)'], 'the same change lines as the run that follows a directory step');
-    assert.match(check.logs.join('\n'), /check mode: parent directory of .* does not exist \(set create: true to create it\); assuming an earlier step provides it/);
+    assert.match(
+      check.logs.join('\n'),
+      /check mode: parent directory of .* does not exist \(set create: true to create it\); assuming an earlier step provides it/,
+    );
     await assert.rejects(runOp(file({ path: p, content: 'x' })), /parent directory of .* does not exist/);
     const { check: c2, run, rerun } = await cycle(() => file({ path: p, content: 'x', create: true }));
     assert.deepEqual(c2.plan.changes, ['create (1 bytes, mode 0644, with parents)']);
@@ -325,7 +343,9 @@ describe('file', () => {
     const b = await op.plan(ctx, out);
     assert.deepEqual(a, b);
     // planWrite on a hand-written probe output (as captured on a Debian host)
-    const st = parsePathProbe('@@stat\nregular file|644|0|root|0|root|4\n@@link\n@@real\n/etc/motd\n@@parent\nyes\n@@sha\n' + '0'.repeat(64));
+    const st = parsePathProbe(
+      '@@stat\nregular file|644|0|root|0|root|4\n@@link\n@@real\n/etc/motd\n@@parent\nyes\n@@sha\n' + '0'.repeat(64),
+    );
     const plan = planWrite(ctx, st, { path: '/etc/motd', content: Buffer.from('new\n'), want: { mode: '0644' } });
     assert.equal(plan.changed, true);
     assert.match(plan.changes[0]!, /^content changed \(4 -> 4 bytes/);
@@ -345,12 +365,18 @@ describe('plan() as a pure function of given probe outputs', () => {
   });
 
   test('content differs: one atomic write script, content on stdin; check and run plans are identical', async () => {
-    const out = existing('regular file|640|33|www-data|33|www-data|4', `@@sha\n${sha('a=0\n')}\n@@content\nb64 ${Buffer.from('a=0\n').toString('base64')}`);
+    const out = existing(
+      'regular file|640|33|www-data|33|www-data|4',
+      `@@sha\n${sha('a=0\n')}\n@@content\nb64 ${Buffer.from('a=0\n').toString('base64')}`,
+    );
     const op = file({ path: '/etc/app.conf', content: 'a=1\n', mode: '0600' });
     const run = await op.plan(context({ diff: true }), out);
     const check = await op.plan(context({ check: true, diff: true }), out);
     assert.deepEqual(check, run);
-    assert.deepEqual(run.changes, [`content changed (4 -> 4 bytes, sha256 ${sha('a=0\n').slice(0, 12)} -> ${sha('a=1\n').slice(0, 12)})`, 'mode 0640 -> 0600']);
+    assert.deepEqual(run.changes, [
+      `content changed (4 -> 4 bytes, sha256 ${sha('a=0\n').slice(0, 12)} -> ${sha('a=1\n').slice(0, 12)})`,
+      'mode 0640 -> 0600',
+    ]);
     assert.equal(run.diff, '--- /etc/app.conf\n+++ /etc/app.conf\n@@ -1 +1 @@\n-a=0\n+a=1\n');
     const apply = run.apply as { script: string; stdin: Buffer };
     assert.deepEqual(apply.stdin, Buffer.from('a=1\n'));
@@ -408,7 +434,10 @@ describe('copy', () => {
 
   test('a missing src is an InputError at plan time', async () => {
     const d = fresh();
-    await assert.rejects(runOp(copy({ path: join(d, 'x'), src: join(d, 'nope') })), (e: Error) => e.name === 'InputError' && /cannot read src/.test(e.message));
+    await assert.rejects(
+      runOp(copy({ path: join(d, 'x'), src: join(d, 'nope') })),
+      (e: Error) => e.name === 'InputError' && /cannot read src/.test(e.message),
+    );
   });
 });
 

@@ -32,9 +32,19 @@ test('present: an installed package is ok, a missing one is planned with the exa
   const s = script(r.plan);
   assert.match(s, /^export DEBIAN_FRONTEND=noninteractive/m);
   // update_cache: refresh before installing, waiting (up to 120 x 5 s) while another apt holds the lists lock
-  assert.ok(s.includes(`  if out=$(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q update 2>&1); then ok=1; break; fi\n  case "$out" in *'Could not get lock'*) sleep 5;; *) break;; esac\n`), s);
+  assert.ok(
+    s.includes(
+      `  if out=$(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q update 2>&1); then ok=1; break; fi\n  case "$out" in *'Could not get lock'*) sleep 5;; *) break;; esac\n`,
+    ),
+    s,
+  );
   // conffiles changed on the host are kept (no dpkg prompt)
-  assert.ok(s.includes(`apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends -- ${missing}`), s);
+  assert.ok(
+    s.includes(
+      `apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install --no-install-recommends -- ${missing}`,
+    ),
+    s,
+  );
   assert.doesNotMatch(s, /policy-rc\.d/);
   await syntaxOk(s);
 });
@@ -42,7 +52,10 @@ test('present: an installed package is ok, a missing one is planned with the exa
 test('absent: only what is installed is removed; config-files leftovers only with purge', async () => {
   const r = await runLocal(apt({ packages: ['hello-not-a-package-xyz', 'bash'], state: 'absent' }), { check: true });
   assert.deepEqual(r.plan.changes, [`remove bash ${await installed('bash')}`]);
-  assert.match(script(r.plan), /apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q remove -- bash$/m);
+  assert.match(
+    script(r.plan),
+    /apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q remove -- bash$/m,
+  );
   // captured dpkg-query line of a removed-but-not-purged package
   const ctx = localContext(true);
   const out = '%%dpkg\nnginx deinstall ok config-files 1.22.1-9';
@@ -57,7 +70,9 @@ test('latest: candidate vs installed from apt-cache policy, as this machine repo
   const r = await runLocal(apt({ packages: pkgs, state: 'latest' }), { check: true });
   // independently: one apt-cache call, read with awk
   const cands = Object.fromEntries(
-    (await sh(`LC_ALL=C apt-cache policy ${pkgs.join(' ')} | awk '/^[^ ].*:$/{p=substr($0,1,length($0)-1)} /Candidate:/{print p, $2}'`)).split('\n').map((l) => l.split(' ')),
+    (await sh(`LC_ALL=C apt-cache policy ${pkgs.join(' ')} | awk '/^[^ ].*:$/{p=substr($0,1,length($0)-1)} /Candidate:/{print p, $2}'`))
+      .split('\n')
+      .map((l) => l.split(' ')),
   ) as Record<string, string>;
   const want: string[] = [];
   for (const p of pkgs) {
@@ -89,9 +104,15 @@ test('update_cache seconds: stale lists are refreshed before an install or for l
   const fresh = await apt({ packages: ['bash', 'hello'], update_cache: 86400 }).plan(ctx, out());
   assert.deepEqual(fresh.changes, ['install hello'], 'fresh lists are not refreshed');
   assert.doesNotMatch(script(fresh), / update /);
-  const latest = await apt({ packages: ['bash'], state: 'latest', update_cache: 3600 }).plan(ctx, out('%%policy\nbash:\n  Installed: 5.2.15-2+b8\n  Candidate: 5.2.15-2+b8\n'));
+  const latest = await apt({ packages: ['bash'], state: 'latest', update_cache: 3600 }).plan(
+    ctx,
+    out('%%policy\nbash:\n  Installed: 5.2.15-2+b8\n  Candidate: 5.2.15-2+b8\n'),
+  );
   assert.deepEqual(latest.changes, ['apt-get update (lists 7200 s old > 3600 s)'], 'latest needs current candidates');
-  const none = await apt({ packages: ['bash'], update_cache: 3600 }).plan(ctx, '%%dpkg\nbash install ok installed 5.2.15-2+b8\n%%cache\nnow=1790000000\nlists=\n');
+  const none = await apt({ packages: ['bash'], update_cache: 3600 }).plan(
+    ctx,
+    '%%dpkg\nbash install ok installed 5.2.15-2+b8\n%%cache\nnow=1790000000\nlists=\n',
+  );
   assert.deepEqual(none.changes, ['apt-get update (no package lists)']);
   // and the probe against this machine's real lists parses
   const real = await runLocal(apt({ packages: ['bash'], update_cache: 1 }), { check: true });

@@ -87,7 +87,10 @@ test('missing chdir: check mode warns, the real run fails', async () => {
 });
 
 test('failure: non-zero exit throws with stderr; okCodes accepts', async () => {
-  await assert.rejects(() => runLocal(command({ cmd: 'echo boom >&2; exit 4' })), (e: Error) => /exit 4/.test(e.message) && /boom/.test(e.message));
+  await assert.rejects(
+    () => runLocal(command({ cmd: 'echo boom >&2; exit 4' })),
+    (e: Error) => /exit 4/.test(e.message) && /boom/.test(e.message),
+  );
   const ok = await runLocal(command({ cmd: 'exit 4', okCodes: [0, 4] }));
   assert.equal((ok.plan.result as CommandResult).code, 4);
 });

@@ -12,11 +12,15 @@ import type { ApplyScript, Plan } from '../../lib/types.ts';
 import { localContext, localExec, runLocal } from './ops-sys.harness.ts';
 
 // captured on the lab node st2 (Debian 12, systemd 252), with the probe's own script
-const SSH_RUNNING = 'systemd=yes\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nNeedDaemonReload=no\nIsEnabled=enabled';
-const JOURNALD_STATIC = 'systemd=yes\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=static\nNeedDaemonReload=no\nIsEnabled=static';
+const SSH_RUNNING =
+  'systemd=yes\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nNeedDaemonReload=no\nIsEnabled=enabled';
+const JOURNALD_STATIC =
+  'systemd=yes\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=static\nNeedDaemonReload=no\nIsEnabled=static';
 const NOT_FOUND = 'systemd=yes\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\nNeedDaemonReload=no\nIsEnabled=';
-const MASKED = 'systemd=yes\nLoadState=masked\nActiveState=inactive\nSubState=dead\nUnitFileState=masked\nNeedDaemonReload=no\nIsEnabled=masked';
-const STOPPED_DISABLED = 'systemd=yes\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nUnitFileState=disabled\nNeedDaemonReload=yes\nIsEnabled=disabled';
+const MASKED =
+  'systemd=yes\nLoadState=masked\nActiveState=inactive\nSubState=dead\nUnitFileState=masked\nNeedDaemonReload=no\nIsEnabled=masked';
+const STOPPED_DISABLED =
+  'systemd=yes\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nUnitFileState=disabled\nNeedDaemonReload=yes\nIsEnabled=disabled';
 const NO_SYSTEMD = 'systemd=no';
 
 const run = (check = false) => localContext(check);
@@ -27,7 +31,13 @@ test('unit names and state parsing', () => {
   assert.equal(unitName('docker.socket'), 'docker.socket');
   assert.equal(unitName('getty@tty1'), 'getty@tty1.service');
   assert.deepEqual(parseUnitState(STOPPED_DISABLED), {
-    systemd: true, load: 'loaded', active: 'inactive', sub: 'dead', unitFileState: 'disabled', enabled: 'disabled', needDaemonReload: true,
+    systemd: true,
+    load: 'loaded',
+    active: 'inactive',
+    sub: 'dead',
+    unitFileState: 'disabled',
+    enabled: 'disabled',
+    needDaemonReload: true,
   });
 });
 
@@ -61,11 +71,17 @@ test('mask stops first, unmask before enable', async () => {
   const m = await systemd({ name: 'ssh', masked: true }).plan(run(), SSH_RUNNING);
   assert.equal(script(m), 'set -e\nsystemctl stop -- ssh.service\nsystemctl mask -- ssh.service');
   const u = await systemd({ name: 'getty@tty1', masked: false, enabled: true, state: 'started' }).plan(run(), MASKED);
-  assert.equal(script(u), 'set -e\nsystemctl unmask -- getty@tty1.service\nsystemctl enable -- getty@tty1.service\nsystemctl start -- getty@tty1.service');
+  assert.equal(
+    script(u),
+    'set -e\nsystemctl unmask -- getty@tty1.service\nsystemctl enable -- getty@tty1.service\nsystemctl start -- getty@tty1.service',
+  );
 });
 
 test('a masked unit cannot be started: the step fails with the reason instead of reporting ok', async () => {
-  await assert.rejects(async () => systemd({ name: 'getty@tty1', state: 'started' }).plan(run(), MASKED), /getty@tty1.service is masked on local: it cannot be started \(set masked: false\)/);
+  await assert.rejects(
+    async () => systemd({ name: 'getty@tty1', state: 'started' }).plan(run(), MASKED),
+    /getty@tty1.service is masked on local: it cannot be started \(set masked: false\)/,
+  );
   const c = await systemd({ name: 'getty@tty1', state: 'started' }).plan(run(true), MASKED);
   assert.match(c.changes[0]!, /is masked: started would fail unless an earlier step unmasks it/);
 });
@@ -74,8 +90,14 @@ test('missing unit: check mode predicts (an earlier step may install it), a real
   const c = await systemd({ name: 'nginx', state: 'started' }).plan(run(true), NOT_FOUND);
   assert.equal(c.changed, true);
   assert.match(c.changes[0]!, /not found/);
-  await assert.rejects(async () => systemd({ name: 'nginx', state: 'started' }).plan(run(false), NOT_FOUND), /nginx.service: unit not found/);
-  await assert.rejects(async () => systemd({ name: 'nginx', state: 'started' }).plan(run(false), NO_SYSTEMD), /systemd is not the init system/);
+  await assert.rejects(
+    async () => systemd({ name: 'nginx', state: 'started' }).plan(run(false), NOT_FOUND),
+    /nginx.service: unit not found/,
+  );
+  await assert.rejects(
+    async () => systemd({ name: 'nginx', state: 'started' }).plan(run(false), NO_SYSTEMD),
+    /systemd is not the init system/,
+  );
 });
 
 test('the probe runs here and reports no systemd', async () => {

@@ -18,7 +18,8 @@ export function localExec(command: string, opts: ExecOptions = {}): Promise<Exec
     p.on('close', (code) => {
       if (timer) clearTimeout(timer);
       const r = { stdout, stderr, code: code ?? -1 };
-      if (r.code !== 0 && !opts.nothrow) reject(Object.assign(new Error(`exit ${r.code}: ${command.split('\n')[0]}\n${stderr}`), { result: r }));
+      if (r.code !== 0 && !opts.nothrow)
+        reject(Object.assign(new Error(`exit ${r.code}: ${command.split('\n')[0]}\n${stderr}`), { result: r }));
       else resolve(r);
     });
     p.stdin.on('error', () => {}); // the script may not read its stdin

@@ -70,7 +70,10 @@ test('~regex on host and group names, anchored at the start', () => {
   assert.deepEqual(names('~mgr[13]'), ['mgr1', 'mgr3']);
   assert.deepEqual(names('~(db|web)\\d+$'), ['db1', 'db2', 'web10']);
   unknownPattern(() => names('~gr1'), '~gr1');
-  assert.throws(() => names('~('), (e: unknown) => e instanceof InputError && e.exitCode === 4 && /invalid regular expression in host pattern '~\('/.test(e.message));
+  assert.throws(
+    () => names('~('),
+    (e: unknown) => e instanceof InputError && e.exitCode === 4 && /invalid regular expression in host pattern '~\('/.test(e.message),
+  );
 });
 
 test('!exclude and &intersect, evaluated as Ansible: union, then intersections, then exclusions', () => {
@@ -106,14 +109,21 @@ test('an unknown term is an InputError (exit 4) with a suggestion, except inside
 
 test('malformed patterns', () => {
   for (const bad of ['', '   ', ',', '!', '&', '!&x', '&!x', '@', '!@', '~']) {
-    assert.throws(() => parseLimit(bad), (e: unknown) => e instanceof InputError && e.exitCode === 4, `pattern '${bad}'`);
+    assert.throws(
+      () => parseLimit(bad),
+      (e: unknown) => e instanceof InputError && e.exitCode === 4,
+      `pattern '${bad}'`,
+    );
   }
 });
 
 test('@retry file: one host per line, # comments, relative to cwd; unknown host names file:line', () => {
   const retry = path.join(tmp, 'site.retry');
   writeFileSync(retry, '# failed on the last run\nwrk2\n\n  db1   # timed out\nwrk2\n');
-  assert.deepEqual(names(`@${retry}`), ['wrk2', 'db1'].sort((a, b) => ALL.indexOf(a) - ALL.indexOf(b)));
+  assert.deepEqual(
+    names(`@${retry}`),
+    ['wrk2', 'db1'].sort((a, b) => ALL.indexOf(a) - ALL.indexOf(b)),
+  );
   assert.deepEqual(names(`@${retry},mgr1`), ['mgr1', 'wrk2', 'db1']);
   assert.deepEqual(names(`swarm:&@${retry}`), ['wrk2'], 'a retry file can intersect');
   assert.deepEqual(names(`all:!@${retry}`), ['mgr1', 'mgr2', 'mgr3', 'wrk1', 'db2', 'web10'], 'or exclude');
@@ -129,14 +139,27 @@ test('@retry file: one host per line, # comments, relative to cwd; unknown host 
 
   const bad = path.join(tmp, 'bad.retry');
   writeFileSync(bad, 'wrk1\n# comment\nwrk3\n');
-  assert.throws(() => names(`@${bad}`), (e: unknown) =>
-    e instanceof InputError && e.exitCode === 4 && e.message.startsWith(`${bad}:3: host 'wrk3' is not in inventory ${FIX}/farm.yml (did you mean 'wrk1'?)`));
+  assert.throws(
+    () => names(`@${bad}`),
+    (e: unknown) =>
+      e instanceof InputError &&
+      e.exitCode === 4 &&
+      e.message.startsWith(`${bad}:3: host 'wrk3' is not in inventory ${FIX}/farm.yml (did you mean 'wrk1'?)`),
+  );
   writeFileSync(bad, 'wrk1\nweb,1\n');
-  assert.throws(() => names(`@${bad}`), (e: unknown) => e instanceof InputError && e.message.startsWith(`${bad}:2: 'web,1' is not a host name`));
+  assert.throws(
+    () => names(`@${bad}`),
+    (e: unknown) => e instanceof InputError && e.message.startsWith(`${bad}:2: 'web,1' is not a host name`),
+  );
   writeFileSync(bad, '# nothing failed\n\n');
-  assert.throws(() => names(`@${bad}`), (e: unknown) => e instanceof InputError && /retry file .*bad\.retry lists no hosts/.test(e.message));
-  assert.throws(() => names(`@${path.join(tmp, 'none.retry')}`), (e: unknown) =>
-    e instanceof InputError && e.exitCode === 4 && /retry file not found: .*none\.retry/.test(e.message));
+  assert.throws(
+    () => names(`@${bad}`),
+    (e: unknown) => e instanceof InputError && /retry file .*bad\.retry lists no hosts/.test(e.message),
+  );
+  assert.throws(
+    () => names(`@${path.join(tmp, 'none.retry')}`),
+    (e: unknown) => e instanceof InputError && e.exitCode === 4 && /retry file not found: .*none\.retry/.test(e.message),
+  );
 });
 
 test('selectHosts with a --limit: the pattern restricted by the limit', () => {
@@ -146,19 +169,34 @@ test('selectHosts with a --limit: the pattern restricted by the limit', () => {
   assert.deepEqual(names('managers', 'db1'), [], 'a limit outside the pattern gives no hosts');
   unknownPattern(() => names('swarm', 'mgr9'), 'mgr9');
   // parsed terms can be passed instead of strings
-  assert.deepEqual(selectHosts(inv, parseLimit('databases'), parseLimit('!db2')).map((h) => h.name), ['db1']);
+  assert.deepEqual(
+    selectHosts(inv, parseLimit('databases'), parseLimit('!db2')).map((h) => h.name),
+    ['db1'],
+  );
 });
 
 test('parseLimit: terms with their operation and kind', () => {
   const terms = parseLimit('swarm:&edge*:!~db\\d:@x.retry');
-  assert.deepEqual(terms.map(({ op, kind, value, raw }) => ({ op, kind, value, raw })), [
-    { op: 'union', kind: 'name', value: 'swarm', raw: 'swarm' },
-    { op: 'intersect', kind: 'glob', value: 'edge*', raw: '&edge*' },
-    { op: 'exclude', kind: 'regex', value: 'db\\d', raw: '!~db\\d' },
-    { op: 'union', kind: 'file', value: path.join(root, 'x.retry'), raw: '@x.retry' },
-  ]);
-  assert.deepEqual(parseLimit('*').map((t) => t.kind), ['all']);
-  assert.deepEqual(parseLimit('all,!db1').map((t) => [t.op, t.kind]), [['union', 'all'], ['exclude', 'name']]);
+  assert.deepEqual(
+    terms.map(({ op, kind, value, raw }) => ({ op, kind, value, raw })),
+    [
+      { op: 'union', kind: 'name', value: 'swarm', raw: 'swarm' },
+      { op: 'intersect', kind: 'glob', value: 'edge*', raw: '&edge*' },
+      { op: 'exclude', kind: 'regex', value: 'db\\d', raw: '!~db\\d' },
+      { op: 'union', kind: 'file', value: path.join(root, 'x.retry'), raw: '@x.retry' },
+    ],
+  );
+  assert.deepEqual(
+    parseLimit('*').map((t) => t.kind),
+    ['all'],
+  );
+  assert.deepEqual(
+    parseLimit('all,!db1').map((t) => [t.op, t.kind]),
+    [
+      ['union', 'all'],
+      ['exclude', 'name'],
+    ],
+  );
 });
 
 test('splitting: commas first, colons otherwise, IPv6 and [a:b] kept whole', () => {

@@ -42,7 +42,11 @@ test('a minimal record gets the documented defaults', () => {
   assert.equal(s.php.memory_limit, '256M');
   assert.equal(s.php.upload_max_filesize, '64M');
   assert.equal(s.php.max_execution_time, 60);
-  assert.deepEqual(s.limits, { nginx: { cpus: 0.25, memory: '128M' }, php: { cpus: 1, memory: '512M' }, redis: { cpus: 0.25, memory: '128M' } });
+  assert.deepEqual(s.limits, {
+    nginx: { cpus: 0.25, memory: '128M' },
+    php: { cpus: 1, memory: '512M' },
+    redis: { cpus: 0.25, memory: '128M' },
+  });
   assert.deepEqual(s.limits, JSON.parse(JSON.stringify(DEFAULT_LIMITS)));
   assert.deepEqual(s.backup, {
     db: { every_hours: 6, retention_days: 30 },
@@ -160,34 +164,69 @@ test('errors name the file, the line and the field', () => {
     'colour: blue', // 11
   ].join('\n');
   const msgs = errorsOf(() => parseSiteRecord('inventory/sites/blog1.yml', text));
-  assert.ok(msgs.some((m) => /^inventory\/sites\/blog1\.yml:5:\d+ aliases\[1\]: .*backtick/.test(m)), msgs.join('\n'));
-  assert.ok(msgs.some((m) => /^inventory\/sites\/blog1\.yml:7:\d+ php\.memory_limit: must be a size/.test(m)), msgs.join('\n'));
-  assert.ok(msgs.some((m) => /^inventory\/sites\/blog1\.yml:8:\d+ php\.bogus: unknown key/.test(m)), msgs.join('\n'));
-  assert.ok(msgs.some((m) => /^inventory\/sites\/blog1\.yml:9:\d+ replicas: must be an integer from 1/.test(m)), msgs.join('\n'));
-  assert.ok(msgs.some((m) => /^inventory\/sites\/blog1\.yml:11:\d+ colour: unknown key/.test(m)), msgs.join('\n'));
+  assert.ok(
+    msgs.some((m) => /^inventory\/sites\/blog1\.yml:5:\d+ aliases\[1\]: .*backtick/.test(m)),
+    msgs.join('\n'),
+  );
+  assert.ok(
+    msgs.some((m) => /^inventory\/sites\/blog1\.yml:7:\d+ php\.memory_limit: must be a size/.test(m)),
+    msgs.join('\n'),
+  );
+  assert.ok(
+    msgs.some((m) => /^inventory\/sites\/blog1\.yml:8:\d+ php\.bogus: unknown key/.test(m)),
+    msgs.join('\n'),
+  );
+  assert.ok(
+    msgs.some((m) => /^inventory\/sites\/blog1\.yml:9:\d+ replicas: must be an integer from 1/.test(m)),
+    msgs.join('\n'),
+  );
+  assert.ok(
+    msgs.some((m) => /^inventory\/sites\/blog1\.yml:11:\d+ colour: unknown key/.test(m)),
+    msgs.join('\n'),
+  );
   assert.equal(msgs.length, 5, msgs.join('\n'));
 });
 
 test('required fields, id/file mismatch, YAML errors, duplicate keys, empty allowlist', () => {
-  assert.ok(errorsOf(() => parseSiteRecord('s/x1.yml', 'domain: a.com\nadmin_allowlist: [10.0.0.0/8]')).some((m) => /s\/x1\.yml:1:\d+ id: is required/.test(m)));
-  assert.ok(errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\nadmin_allowlist: [10.0.0.0/8]')).some((m) => /domain: is required/.test(m)));
-  assert.ok(errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x2\ndomain: a.com\nadmin_allowlist: [10.0.0.0/8]')).some((m) => /s\/x1\.yml:1:\d+ id: "x2" must match the file name \(x1\.yml\)/.test(m)));
-  assert.ok(errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: [a.com\n')).some((m) => /s\/x1\.yml:\d+:\d+: YAML syntax error/.test(m)));
-  assert.ok(errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\ndomain: b.com\n')).some((m) => /^s\/x1\.yml:3:\d+: YAML duplicate key: Map keys must be unique/.test(m)));
+  assert.ok(
+    errorsOf(() => parseSiteRecord('s/x1.yml', 'domain: a.com\nadmin_allowlist: [10.0.0.0/8]')).some((m) =>
+      /s\/x1\.yml:1:\d+ id: is required/.test(m),
+    ),
+  );
+  assert.ok(
+    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\nadmin_allowlist: [10.0.0.0/8]')).some((m) => /domain: is required/.test(m)),
+  );
+  assert.ok(
+    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x2\ndomain: a.com\nadmin_allowlist: [10.0.0.0/8]')).some((m) =>
+      /s\/x1\.yml:1:\d+ id: "x2" must match the file name \(x1\.yml\)/.test(m),
+    ),
+  );
+  assert.ok(
+    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: [a.com\n')).some((m) => /s\/x1\.yml:\d+:\d+: YAML syntax error/.test(m)),
+  );
+  assert.ok(
+    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\ndomain: b.com\n')).some((m) =>
+      /^s\/x1\.yml:3:\d+: YAML duplicate key: Map keys must be unique/.test(m),
+    ),
+  );
   assert.ok(errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\n')).some((m) => /admin_allowlist: is empty/.test(m)));
   assert.ok(errorsOf(() => parseSiteRecord('s/x1.yml', '- a\n- b\n')).some((m) => /must be a mapping/.test(m)));
   assert.ok(
-    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\naliases: [a.com, b.com, b.com]\nadmin_allowlist: [10.0.0.0/8]')).length === 2,
+    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\naliases: [a.com, b.com, b.com]\nadmin_allowlist: [10.0.0.0/8]'))
+      .length === 2,
   );
   assert.ok(
-    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\nadmin_allowlist: [10.0.0.0/8]\nphp: { memory_limit: 512M }\n')).some((m) =>
-      /s\/x1\.yml:4:\d+ php\.memory_limit: php\.memory_limit 512M does not fit the php container limit 512M/.test(m),
+    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\nadmin_allowlist: [10.0.0.0/8]\nphp: { memory_limit: 512M }\n')).some(
+      (m) => /s\/x1\.yml:4:\d+ php\.memory_limit: php\.memory_limit 512M does not fit the php container limit 512M/.test(m),
     ),
   );
   assert.ok(
-    errorsOf(() => parseSiteRecord('s/x1.yml', 'id: x1\ndomain: a.com\nadmin_allowlist: [10.0.0.0/8]\nphp: { pm_max_children: 2, pm_max_spare_servers: 3 }\n')).some((m) =>
-      /php\.pm_max_spare_servers: must not exceed pm_max_children/.test(m),
-    ),
+    errorsOf(() =>
+      parseSiteRecord(
+        's/x1.yml',
+        'id: x1\ndomain: a.com\nadmin_allowlist: [10.0.0.0/8]\nphp: { pm_max_children: 2, pm_max_spare_servers: 3 }\n',
+      ),
+    ).some((m) => /php\.pm_max_spare_servers: must not exceed pm_max_children/.test(m)),
   );
 });
 
@@ -198,7 +237,10 @@ test('loadSites: records of a directory, ids and domains unique across the farm 
     writeFileSync(path.join(dir, 'beta.yml'), 'id: beta\ndomain: beta.example\n');
     writeFileSync(path.join(dir, '_draft.yml'), 'this is: [not valid');
     const sites = loadSites(dir, { management_cidrs: ['10.0.0.0/8'] });
-    assert.deepEqual(sites.map((s) => s.id), ['alpha', 'beta']);
+    assert.deepEqual(
+      sites.map((s) => s.id),
+      ['alpha', 'beta'],
+    );
     assert.equal(sites[0].source, path.join(dir, 'alpha.yml'));
 
     writeFileSync(path.join(dir, 'gamma.yml'), 'id: gamma\ndomain: gamma.example\naliases: [www.alpha.example]\n');
@@ -206,14 +248,29 @@ test('loadSites: records of a directory, ids and domains unique across the farm 
     const msgs = errorsOf(() => loadSites(dir, { management_cidrs: ['10.0.0.0/8'] }));
     const a = path.join(dir, 'alpha.yml');
     const b = path.join(dir, 'beta.yml');
-    assert.ok(msgs.some((m) => m.includes(path.join(dir, 'gamma.yml')) && m.includes('aliases[0]') && m.includes('"www.alpha.example" is already used by ' + a)), msgs.join('\n'));
-    assert.ok(msgs.some((m) => m.includes(path.join(dir, 'delta.yml')) && m.includes('domain') && m.includes(b)), msgs.join('\n'));
+    assert.ok(
+      msgs.some(
+        (m) =>
+          m.includes(path.join(dir, 'gamma.yml')) && m.includes('aliases[0]') && m.includes('"www.alpha.example" is already used by ' + a),
+      ),
+      msgs.join('\n'),
+    );
+    assert.ok(
+      msgs.some((m) => m.includes(path.join(dir, 'delta.yml')) && m.includes('domain') && m.includes(b)),
+      msgs.join('\n'),
+    );
 
     // every file's problems are reported together
     writeFileSync(path.join(dir, 'zeta.yml'), 'id: zeta\ndomain: "zeta.example; reboot"\n');
     const all = errorsOf(() => loadSites(dir, { management_cidrs: ['10.0.0.0/8'] }));
-    assert.ok(all.some((m) => /^:2:\d+ domain: /.test(m.slice(path.join(dir, 'zeta.yml').length)) && m.startsWith(path.join(dir, 'zeta.yml'))), all.join('\n'));
-    assert.ok(all.some((m) => m.includes('delta.yml')), all.join('\n'));
+    assert.ok(
+      all.some((m) => /^:2:\d+ domain: /.test(m.slice(path.join(dir, 'zeta.yml').length)) && m.startsWith(path.join(dir, 'zeta.yml'))),
+      all.join('\n'),
+    );
+    assert.ok(
+      all.some((m) => m.includes('delta.yml')),
+      all.join('\n'),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -226,4 +283,3 @@ test('the example record in inventory/sites parses', () => {
   assert.equal(s.id, 'example');
   assert.ok(s.aliases.length >= 1);
 });
-

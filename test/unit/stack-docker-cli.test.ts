@@ -28,7 +28,11 @@ function farm(endpointMode: 'dnsrr' | 'vip', ids: string[]): FarmStackSettings {
 
 function stackConfig(yaml: string): { code: number; out: string; err: string } {
   // DOCKER_HOST points nowhere: the command must not need (or touch) a daemon
-  const r = spawnSync('docker', ['stack', 'config', '-c', '-'], { input: yaml, encoding: 'utf8', env: { ...process.env, DOCKER_HOST: 'unix:///nonexistent/docker.sock' } });
+  const r = spawnSync('docker', ['stack', 'config', '-c', '-'], {
+    input: yaml,
+    encoding: 'utf8',
+    env: { ...process.env, DOCKER_HOST: 'unix:///nonexistent/docker.sock' },
+  });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
@@ -40,8 +44,12 @@ test('docker CLI with `stack config` is available', () => {
 test('docker stack config accepts the rendered stacks and reads them as meant', () => {
   const sites = [
     parseSiteRecord('s/blog1.yml', 'id: blog1\ndomain: blog.example\naliases: [www.blog.example]\nsticky: true\n', INV),
-    parseSiteRecord('s/shop.yml', 'id: shop\ndomain: shop.example\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\n' +
-      'cache: { varnish: false }\n', INV),
+    parseSiteRecord(
+      's/shop.yml',
+      'id: shop\ndomain: shop.example\nreplicas: 3\nlimits: { php: { cpus: 2, memory: 1G } }\nxmlrpc: true\n' +
+        'cache: { varnish: false }\n',
+      INV,
+    ),
   ];
   for (const mode of ['dnsrr', 'vip'] as const) {
     for (const site of sites) {
@@ -51,7 +59,8 @@ test('docker stack config accepts the rendered stacks and reads them as meant', 
       const c = parse(res.out);
       assert.deepEqual(Object.keys(c.services).sort(), ['nginx', 'php-fpm', 'redis', ...(site.cache.varnish ? ['varnish'] : [])]);
       // biome-ignore lint/suspicious/noExplicitAny: eslint-disable-line @typescript-eslint/no-explicit-any -- CLI output
-      for (const svc of Object.values(c.services) as Record<string, any>[]) { // eslint-disable-line @typescript-eslint/no-explicit-any -- CLI output
+      for (const svc of Object.values(c.services) as Record<string, any>[]) {
+        // eslint-disable-line @typescript-eslint/no-explicit-any -- CLI output
         assert.equal(svc.deploy.endpoint_mode, mode);
         assert.equal(svc.deploy.update_config.parallelism, 1);
         assert.equal(svc.deploy.update_config.delay, '10s');
@@ -62,7 +71,10 @@ test('docker stack config accepts the rendered stacks and reads them as meant', 
       const fpm = c.services['php-fpm'];
       assert.equal(fpm.deploy.replicas, site.replicas);
       assert.equal(fpm.deploy.resources.limits.memory, String(site.id === 'shop' ? 1024 ** 3 : 512 * 1024 ** 2), 'memory parsed as bytes');
-      assert.deepEqual(fpm.secrets.map((s: { mode: number }) => s.mode), [0o400, 0o400]);
+      assert.deepEqual(
+        fpm.secrets.map((s: { mode: number }) => s.mode),
+        [0o400, 0o400],
+      );
       assert.equal(fpm.environment.WORDPRESS_DB_PASSWORD_FILE, '/run/secrets/db_password');
       assert.deepEqual(c.secrets.db_password, { name: r.secrets[0].name, external: true });
       assert.equal(c.networks.site.name, `wp-site-${site.id}`);

@@ -14,7 +14,10 @@ test('generated secrets are fresh, well-formed and accepted', () => {
   assert.match(a.db_password, /^[A-Za-z0-9_-]{32}$/);
   assert.equal(checkWpKeys(a.wp_keys), null);
   const lines = a.wp_keys.trim().split('\n');
-  assert.deepEqual(lines.map((l) => l.split('=')[0]), [...WP_KEY_NAMES]);
+  assert.deepEqual(
+    lines.map((l) => l.split('=')[0]),
+    [...WP_KEY_NAMES],
+  );
   for (const l of lines) assert.doesNotMatch(l.slice(l.indexOf('=') + 1), /['"\\$\s`]/, 'no quoting hazards in a key');
   assert.match(checkWpKeys('AUTH_KEY=short\n') ?? '', /shorter than 32|missing/);
   assert.match(checkWpKeys('garbage') ?? '', /NAME=value/);
@@ -29,13 +32,21 @@ test("rendered secret names are exactly what the engine's dockerSecret creates",
   const site = parseSiteRecord('s/shop.yml', 'id: shop\ndomain: shop.example\n', { management_cidrs: ['10.0.0.0/8'] });
   const r = renderSiteStack(site, {
     registry: 'r:5000',
-    images: { wordpressFpm: 'r:5000/wpfarm/wordpress-fpm:1', nginx: 'r:5000/wpfarm/nginx:1', redis: 'r:5000/wpfarm/redis:1', varnish: 'r:5000/wpfarm/varnish:1' },
+    images: {
+      wordpressFpm: 'r:5000/wpfarm/wordpress-fpm:1',
+      nginx: 'r:5000/wpfarm/nginx:1',
+      redis: 'r:5000/wpfarm/redis:1',
+      varnish: 'r:5000/wpfarm/varnish:1',
+    },
     glusterSitesPath: '/mnt/gluster/sites',
     endpointMode: 'dnsrr',
     db: { host: 'galera', port: 3306 },
     secretHashes: { shop: hashes },
   });
-  assert.deepEqual(r.secrets.map((s) => s.name), [hashedName('site_shop_db_password', values.db_password), hashedName('site_shop_wp_keys', values.wp_keys)]);
+  assert.deepEqual(
+    r.secrets.map((s) => s.name),
+    [hashedName('site_shop_db_password', values.db_password), hashedName('site_shop_wp_keys', values.wp_keys)],
+  );
   assert.ok(!r.yaml.includes(values.db_password));
   assert.throws(() => siteSecretHashes({ ...values, db_password: 'short' }), /shorter than 16/);
   assert.throws(() => siteSecretHashes({ ...values, wp_keys: 'AUTH_KEY=x' }), /wp_keys/);

@@ -140,7 +140,10 @@ test('services, networks and Traefik labels follow the architecture', () => {
   const rule = Object.entries(labels).find(([k]) => /^traefik\.http\.routers\.[^.]+\.rule$/.test(k) && !k.includes('admin'))?.[1];
   assert.equal(rule, 'Host(`blog.example.com`) || Host(`www.blog.example.com`)');
   assert.ok(Object.entries(labels).some(([k, v]) => k.endsWith('.loadbalancer.server.port') && v === '8080'));
-  assert.ok(Object.keys(labels).some((k) => k.includes('.sticky.cookie')), 'sticky site gets a sticky cookie');
+  assert.ok(
+    Object.keys(labels).some((k) => k.includes('.sticky.cookie')),
+    'sticky site gets a sticky cookie',
+  );
   // the labels convert to a valid Traefik v3 dynamic configuration (roles/traefik's schema-based converter)
   const conv = labelsToDynamic(labels, 'wp-blog1_nginx');
   assert.equal(conv.provider.enable, true);
@@ -206,7 +209,10 @@ test('secrets: external, content-hashed names, read through *_FILE; values never
   assert.equal(secretName('blog1', 'db_password', secretHash(pw)), pwName);
   assert.deepEqual(d.secrets.db_password, { external: true, name: pwName });
   assert.deepEqual(d.secrets.wp_keys, { external: true, name: `site_blog1_wp_keys_${secretHash(keys).slice(0, 8)}` });
-  assert.deepEqual(r.secrets.map((s) => s.name), [pwName, d.secrets.wp_keys.name]);
+  assert.deepEqual(
+    r.secrets.map((s) => s.name),
+    [pwName, d.secrets.wp_keys.name],
+  );
 
   const env = d.services['php-fpm'].environment as Record<string, string>;
   assert.equal(env.WORDPRESS_DB_PASSWORD_FILE, '/run/secrets/db_password');
@@ -300,7 +306,10 @@ test('diffStacks: no change, spec change, drift, missing, converging', () => {
   assert.deepEqual(diffStacks(r, same), { stack: 'wp-blog1', action: 'ok', reasons: [] });
 
   // image shown with a digest suffix by swarm: still the same
-  const withDigest = deployedStacks(serviceLs(liveFor(r, { nginx: { image: `${r.services.nginx.image}@sha256:${'a'.repeat(64)}` } })), state).get('wp-blog1');
+  const withDigest = deployedStacks(
+    serviceLs(liveFor(r, { nginx: { image: `${r.services.nginx.image}@sha256:${'a'.repeat(64)}` } })),
+    state,
+  ).get('wp-blog1');
   assert.equal(diffStacks(r, withDigest).action, 'ok');
 
   assert.equal(diffStacks(r, undefined).action, 'create');
@@ -345,10 +354,15 @@ test('diffFarm: one service list + one state file for all sites; orphans reporte
   assert.deepEqual(noChange.changes, []);
   assert.deepEqual(noChange.orphans, ['wp-gone']);
 
-  const edited = rendered.map((r, i) => (i === 2 ? renderSiteStack(parseSiteRecord('s/c3.yml', 'id: c3\ndomain: c3.example\nxmlrpc: true\n', INV), f) : r));
+  const edited = rendered.map((r, i) =>
+    i === 2 ? renderSiteStack(parseSiteRecord('s/c3.yml', 'id: c3\ndomain: c3.example\nxmlrpc: true\n', INV), f) : r,
+  );
   const one = diffFarm(edited, live, state);
   assert.equal(one.unchanged, 3);
-  assert.deepEqual(one.changes.map((c) => [c.stack, c.action]), [['wp-c3', 'update']]);
+  assert.deepEqual(
+    one.changes.map((c) => [c.stack, c.action]),
+    [['wp-c3', 'update']],
+  );
 
   // state file update keeps other stacks and records the new digest
   const next = JSON.parse(updatedStateFile(state, [edited[2]]));
@@ -395,7 +409,10 @@ test('farm probe: one shell command gives the service list and the digests stack
     writeFileSync(path.join(dir, 'traefik.yml'), 'not a site\n');
     writeFileSync(path.join(dir, '.wp-b2.tmp123'), 'partial\n');
     // run the real script with bash; docker here may or may not be a swarm manager: the probe must still exit 0
-    const out = execFileSync('bash', ['-c', farmProbeScript(dir)], { encoding: 'utf8', env: { ...process.env, PATH: `/nonexistent:${process.env.PATH}` } });
+    const out = execFileSync('bash', ['-c', farmProbeScript(dir)], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `/nonexistent:${process.env.PATH}` },
+    });
     const probe = parseFarmProbe(out);
     assert.deepEqual(Object.keys(probe.state).sort(), ['wp-a1', 'wp-b2']);
     assert.equal(probe.state['wp-b2'].digest, rendered[1].digest);
@@ -403,7 +420,13 @@ test('farm probe: one shell command gives the service list and the digests stack
     // with the live services present, only the changed and the new stacks are deployed
     const live = serviceLs(rendered.slice(0, 2).flatMap((r) => liveFor(r)));
     const d = diffFarm(rendered, live, probe.state);
-    assert.deepEqual(d.changes.map((c) => [c.stack, c.action]), [['wp-a1', 'update'], ['wp-c3', 'create']]);
+    assert.deepEqual(
+      d.changes.map((c) => [c.stack, c.action]),
+      [
+        ['wp-a1', 'update'],
+        ['wp-c3', 'create'],
+      ],
+    );
     assert.equal(d.unchanged, 1);
   } finally {
     rmSync(dir, { recursive: true, force: true });

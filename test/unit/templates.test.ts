@@ -55,7 +55,10 @@ test('common: nftables ruleset for a manager/edge, a worker with extra rules, a 
   const managementCidrs = ['10.77.0.0/24', '192.168.7.0/24'];
   const base = { all: [mgr1, wk1, db1, st1, mon1], managers: [mgr1], swarm: [mgr1, wk1, mon1], monitoring: [mon1], managementCidrs };
   assert.equal(renderFirewall({ ...base, host: mgr1 }), golden('common-nftables-mgr1.conf'));
-  const extraRules = [{ port: 8080, from: ['10.0.0.0/8'], comment: 'app "x"' }, { port: '6000-6010', proto: 'udp' as const }];
+  const extraRules = [
+    { port: 8080, from: ['10.0.0.0/8'], comment: 'app "x"' },
+    { port: '6000-6010', proto: 'udp' as const },
+  ];
   assert.equal(renderFirewall({ ...base, host: wk1, extraRules }), golden('common-nftables-wk1.conf'));
   assert.equal(renderFirewall({ ...base, host: db1, dbPorts: [3306, 4444] }), golden('common-nftables-db1.conf'));
   assert.equal(renderFirewall({ ...base, host: st1, monitoring: [], exporterPorts: [9100] }), golden('common-nftables-st1.conf'));
@@ -68,7 +71,11 @@ test('galera: 60-galera.cnf, haproxy.cfg, SST credentials', () => {
   const cnf = { node_name: 'db1', node_address: '10.77.0.31', cluster_name: 'wpfarm', peers, sst_method: 'mariabackup' };
   const sizes = { buffer_pool: '128M', max_connections: 300, gcache_size: '256M', slave_threads: 2 };
   assert.equal(render('galera', '60-galera.cnf.ejs', { ...cnf, ...sizes }), golden('galera-60-galera.cnf'));
-  const servers = [{ name: 'db1', address: '10.77.0.31' }, { name: 'db2', address: '10.77.0.32' }, { name: 'db3', address: '10.77.0.33' }];
+  const servers = [
+    { name: 'db1', address: '10.77.0.31' },
+    { name: 'db2', address: '10.77.0.32' },
+    { name: 'db3', address: '10.77.0.33' },
+  ];
   const check = { check_user: 'haproxy_check', check_command: '/usr/local/lib/wpfarm/galera-writer-check' };
   const hap = { bind: '10.77.0.31', port: 3307, ...check, maxconn: 2000, servers };
   assert.equal(render('galera', 'haproxy.cfg.ejs', hap), golden('galera-haproxy.cfg'));
@@ -83,7 +90,7 @@ test('gluster: docker.service drop-in after the Gluster mount (also a path that 
 test('monitoring: swarm-replicas units, mysqld-exporter .my.cnf, Grafana provisioning', () => {
   assert.equal(render('monitoring', 'wpfarm-swarm-replicas.service.ejs'), golden('monitoring-swarm-replicas.service'));
   assert.equal(render('monitoring', 'wpfarm-swarm-replicas.timer.ejs'), golden('monitoring-swarm-replicas.timer'));
-  const myCnf = render('monitoring', 'mysqld-exporter.my.cnf.ejs', { exporter_password: "s3cr'et\"pw" });
+  const myCnf = render('monitoring', 'mysqld-exporter.my.cnf.ejs', { exporter_password: 's3cr\'et"pw' });
   assert.equal(myCnf, golden('monitoring-mysqld-exporter.my.cnf'));
   const urls = {
     prometheus: 'http://prometheus:9090',

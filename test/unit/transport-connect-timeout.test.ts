@@ -65,7 +65,11 @@ test('queued connections do not time out: 3 handshakes one at a time outlast the
     const wall = performance.now() - t;
     assert.equal(conns.length, 3);
     assert.equal(maxPending, 1, 'one handshake at a time');
-    assert.deepEqual(conns.map((c) => c.host.name), ['a', 'b', 'c'], 'all three logged in');
+    assert.deepEqual(
+      conns.map((c) => c.host.name),
+      ['a', 'b', 'c'],
+      'all three logged in',
+    );
     assert.ok(wall >= 3 * LOGIN_MS, `the three logins ran one after another (${Math.round(wall)} ms)`);
     assert.ok(wall > timeoutMs, `the last one waited + connected longer than the timeout (${Math.round(wall)} > ${timeoutMs} ms)`);
   } finally {

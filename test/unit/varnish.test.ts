@@ -54,7 +54,17 @@ function compile(vcl: string, include: string): { code: number | null; err: stri
       encoding: 'utf8',
       maxBuffer: 64 * 1024 * 1024,
     });
-    return { code: r.status, err: r.status === 0 ? '' : r.stderr.split('\n').filter((l) => !l.startsWith(' *')).slice(-20).join('\n') };
+    return {
+      code: r.status,
+      err:
+        r.status === 0
+          ? ''
+          : r.stderr
+              .split('\n')
+              .filter((l) => !l.startsWith(' *'))
+              .slice(-20)
+              .join('\n'),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -125,10 +125,21 @@ test('planFarm: orphans come from every record, not from the subset a run reconc
   const { sites, out } = converged(['blog', 'shop', 'news']);
   // add-site news: the run reconciles news only; blog and shop have records: they are no orphans
   const some = (settings: Partial<WpSiteSettings>, recorded: string[]) =>
-    planFarm({ manager: 'mgr1', settings: { ...SETTINGS, ...settings }, sites: [sites[2]!], recorded, images: IMAGES, probeOutput: out, vars: {} });
+    planFarm({
+      manager: 'mgr1',
+      settings: { ...SETTINGS, ...settings },
+      sites: [sites[2]!],
+      recorded,
+      images: IMAGES,
+      probeOutput: out,
+      vars: {},
+    });
   const only = some({ only: ['news'], full: 'news' }, ['blog', 'shop', 'news']);
   assert.deepEqual(only.orphans, []);
-  assert.deepEqual(only.todo.map((x) => x.site.id), ['news']);
+  assert.deepEqual(
+    only.todo.map((x) => x.site.id),
+    ['news'],
+  );
   // a stack whose record was removed is one, whichever subset the run reconciles
   const gone = some({ only: ['news'] }, ['blog', 'news']);
   assert.deepEqual(gone.orphans, ['wp-shop']);
