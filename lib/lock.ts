@@ -23,6 +23,7 @@
 // --wait-lock the run polls every 2 s until the lock is free or the wait is over.
 import { hostname, userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Inventory } from './inventory.ts';
 import { EXIT } from './errors.ts';
 import { mask, maskDeep } from './secrets.ts';
@@ -240,7 +241,7 @@ export class DeployLock {
       }
       if (said !== h.token) this.o.say(`waiting for the deploy lock held by ${who}`);
       said = h.token;
-      await new Promise((r) => setTimeout(r, 1500 + Math.random() * 1000));
+      await sleep(1500 + Math.random() * 1000);
     }
   }
 

@@ -20,6 +20,7 @@
 // Edge managers are active (Traefik runs there); the test still records each availability, makes them active
 // and drained again afterwards (as they were). Runnable alone when the lab is up and phase 1 applied:
 //   flock /run/wpfarm-lab.lock node --import tsx --test test/lab/71-edge-filter.test.ts
+import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -50,7 +51,6 @@ const nodeTry = (name: string, cmd: string) => {
     return '';
   }
 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** TCP connect within 2 s: true when it connects */
 function connectFrom(where: { ns: string } | { node: string }, ip: string, port: number): Promise<boolean> {

@@ -9,6 +9,7 @@
 // alert_group_interval=20s.
 //
 // Runnable alone when the lab is up (phase 1 applied): node --import tsx --test test/lab/75-monitoring.test.ts
+import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -79,7 +80,6 @@ async function role(...args: string[]): Promise<{ code: number; out: string; res
 const changed = (rs: StepResult[]) => rs.filter((r) => r.status === 'changed').map((r) => `${r.host} ${r.step}: ${r.changes.join('; ')}`);
 const failed = (rs: StepResult[]) =>
   rs.filter((r) => r.status === 'failed' || r.status === 'unreachable').map((r) => `${r.host} ${r.step}: ${r.error ?? r.status}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function on(name: string): Promise<Connection> {
   const have = conns.get(name);

@@ -8,6 +8,7 @@
 // The edge listener here is a stand-in of the test's own on port 80 of each edge node (a transient
 // systemd unit answering its host name): Traefik cannot run on this machine (see 70-edge-security).
 // Runnable alone when the lab is up: flock /run/wpfarm-lab.lock node --import tsx --test test/lab/80-keepalived.test.ts
+import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,7 +25,6 @@ const PORT = 80; // the edge firewall (roles/common) opens 80/443 on the edge no
 const VARS = ['-e', `keepalived_vip=${VIP}/24`, '-e', `keepalived_check_url=http://127.0.0.1:${PORT}/`, '-e', 'keepalived_advert_int=0.1'];
 let work = '';
 const role = (...args: string[]) => labCli(work, 'playbooks/run-role.ts', ['keepalived', ...VARS, ...args], 15 * 60_000);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** the stand-in edge listener: answers GET with the node's name */
 const LISTENER =
