@@ -605,11 +605,12 @@ test('Redis object cache: site keys under the site prefix, values through WordPr
   assert.deepEqual(foreign, [], 'every object-cache key carries the site prefix');
   console.log(`# redis holds ${keys.length} keys of site a after 3 page loads`);
 
-  // the mu-plugin endpoint (test only) runs wp_cache_* inside real requests
+  // the mu-plugin endpoint (test only) runs wp_cache_* inside real requests; written as root, since the image's
+  // must-use plugins directory belongs to root (the site cannot change them)
   await $({
     quiet: true,
     input: PROBE_PLUGIN,
-  })`docker exec -i ${fpmA} sh -c ${'mkdir -p /var/www/html/wp-content/mu-plugins && cat > /var/www/html/wp-content/mu-plugins/wpfarm-cache-probe.php'}`;
+  })`docker exec -u 0 -i ${fpmA} sh -c ${'mkdir -p /var/www/html/wp-content/mu-plugins && cat > /var/www/html/wp-content/mu-plugins/wpfarm-cache-probe.php'}`;
   const st = await probe({ wpfarm_cache_probe: 'status' });
   assert.deepEqual([st.ext, st.connected, st.prefix], [true, true, 'a:'], 'WordPress uses the external object cache, connected');
 
