@@ -201,7 +201,7 @@ const SiteSchema = z
     limits: section(z.strictObject({ nginx: limit('nginx'), php: limit('php'), redis: limit('redis') })),
     cache_ttl: int(0, 86400).default(DEFAULT_CACHE_TTL),
     /** page cache tier 2: a Varnish service in front of nginx (default on; then nginx's own page cache is off) */
-    cache: section(z.strictObject({ varnish: z.boolean().default(true) })),
+    cache: section(z.strictObject({ varnish: z.boolean().default(false) })),
     xmlrpc: z.boolean().default(false),
     /** Redis object cache drop-in in WordPress (the site's redis service) */
     object_cache: z.boolean().default(true),

@@ -1,10 +1,10 @@
 // Availability of a site on the lab farm (issue 6): a bounded request loop runs while the site is scaled,
 // its images are updated, its secrets are rotated and one php-fpm task is killed; no request may fail.
 //  - the loop client is a container on traefik-public (where Traefik sits in production) that sends a GET
-//    every 200 ms to the site's varnish service (the hop after Traefik: cache tier 2 is on by default), by its
+//    every 200 ms to the site's nginx service (Traefik's next hop for a site without cache.varnish), by its
 //    Swarm DNS name (dnsrr: one answer per running task,
 //    resolved again for every request) with the site's Host header, and a unique query string so that
-//    every request goes through varnish (a miss), nginx, php-fpm and the database (no cache hit). No retry: any answer
+//    every request goes through nginx, php-fpm and the database (no cache hit). No retry: any answer
 //    other than 200, and any connection failure, is a failed request.
 //  - the image update is real: a copy of files/images with one extra LABEL in the wordpress-fpm Dockerfile
 //    (site_images_dir), so wordpress-fpm and nginx get new content-hashed tags, are built, pushed and rolled.
@@ -84,7 +84,7 @@ before(async () => {
   await ssh(
     LOOP_NODE,
     `docker rm -f ${quote(LOOP)} >/dev/null 2>&1; docker run -d --name ${quote(LOOP)} --network traefik-public ` +
-      `-e SITE=${quote(C.domain)} -e SVC=${quote(`${STACK}_varnish:6081`)} --entrypoint bash ${quote(image)} -c ${quote(LOOP_SCRIPT)}`,
+      `-e SITE=${quote(C.domain)} -e SVC=${quote(`${STACK}_nginx:8080`)} --entrypoint bash ${quote(image)} -c ${quote(LOOP_SCRIPT)}`,
   );
   // the loop works before anything happens: requests answered 200
   const base = await during('baseline', () => new Promise((r) => setTimeout(r, 8000)));

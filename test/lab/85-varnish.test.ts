@@ -1,5 +1,5 @@
-// Varnish, cache tier 2 (issue 15 item 2) on the lab farm: a site with cache.varnish (the default) is
-// created with add-site; its record then gets cache_ttl: 5 (so grace is observable in seconds) and the
+// Varnish, cache tier 2 (issue 15 item 2) on the lab farm: a site is created with add-site; its record then
+// gets cache: { varnish: true } (opt-in until a scale-down through Varnish loses no request) and cache_ttl: 5 (so grace is observable in seconds) and the
 // wp-site role redeploys; then the proofs:
 //  - a loop of anonymous GETs after warm-up: ≥ 90 % hits (X-Cache of each answer, and varnishstat
 //    MAIN.cache_hit / MAIN.cache_miss deltas summed over the varnish tasks)
@@ -60,12 +60,12 @@ async function varnishStats(): Promise<{ hit: number; miss: number }> {
   return { hit, miss };
 }
 
-test('add-site with Varnish (default on), then cache_ttl 5 through the wp-site role; its rerun: 0 changes', {
+test('add-site, then cache.varnish on and cache_ttl 5 through the wp-site role; its rerun: 0 changes', {
   timeout: 30 * 60_000,
 }, async () => {
   const r = await cli('playbooks/add-site.ts', ['--domain', S.domain, '--title', S.title, '--sites-dir', sitesDir]);
   assert.equal(r.code, 0, r.out.slice(-4000));
-  appendFileSync(path.join(sitesDir, `${S.id}.yml`), 'cache_ttl: 5\n');
+  appendFileSync(path.join(sitesDir, `${S.id}.yml`), 'cache: { varnish: true }\ncache_ttl: 5\n');
   const again = await cli('playbooks/run-role.ts', ['wp-site', '-e', `wp_sites_dir=${sitesDir}`]);
   assert.equal(again.code, 0, again.out.slice(-4000));
   assert.ok(

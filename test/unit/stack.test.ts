@@ -404,7 +404,7 @@ test('farm probe: one shell command gives the service list and the digests stack
   const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-stacks-'));
   try {
     // as stackDeploy leaves it: <stack>.yml per deployed stack (c3 never deployed, a1 deployed from an older render)
-    writeFileSync(path.join(dir, 'wp-a1.yml'), rendered[0].yaml.replace('"wp-a1_nginx"', '"wp-a1_nginx2"'));
+    writeFileSync(path.join(dir, 'wp-a1.yml'), rendered[0].yaml.replace('"600"', '"601"'));
     writeFileSync(path.join(dir, 'wp-b2.yml'), rendered[1].yaml);
     writeFileSync(path.join(dir, 'traefik.yml'), 'not a site\n');
     writeFileSync(path.join(dir, '.wp-b2.tmp123'), 'partial\n');

@@ -135,9 +135,9 @@ test('wpfarm-varnish-backends refuses bad addresses and an empty nginx set', () 
 });
 
 test('stack: a cached site has varnish in front (routed by Traefik, nginx cache off); an uncached one routes to nginx', () => {
-  const cached = rec('blog1', 'cache_ttl: 300\n');
-  const plain = rec('shop', 'cache: { varnish: false }\ncache_ttl: 300\n');
-  assert.equal(cached.cache.varnish, true, 'default on');
+  const cached = rec('blog1', 'cache: { varnish: true }\ncache_ttl: 300\n');
+  const plain = rec('shop', 'cache_ttl: 300\n');
+  assert.equal(plain.cache.varnish, false, 'off unless the record turns it on');
   const f = farm(['blog1', 'shop'], { varnishPurgeFrom: ['10.77.0.0/24'] });
 
   const c = renderSiteStack(cached, f);
@@ -189,5 +189,5 @@ test('site record: cache.varnish must be a boolean; unknown cache keys are refus
       assert.match(e.message, want);
     }
   }
-  assert.equal(parseSiteRecord('s/x1.yml', 'id: x1\ndomain: x1.example.com\ncache:\n', INV).cache.varnish, true);
+  assert.equal(parseSiteRecord('s/x1.yml', 'id: x1\ndomain: x1.example.com\ncache:\n', INV).cache.varnish, false); // an empty section takes the default (off)
 });

@@ -360,7 +360,7 @@ test("check mode with --tags secrets,stack: a new site's secrets and stack are p
     assert.equal(rows[0], 'ok site state');
     assert.match(rows[1]!, /^changed site secrets: news: generate secrets .*site-secrets\/news\.json; /);
     assert.match(rows[1]!, /; news: create secret site_news_db_password_[0-9a-f]{8}; news: create secret site_news_wp_keys_[0-9a-f]{8}$/);
-    assert.match(rows[2]!, /^changed site stacks: news: deploy stack wp-news \(4 services: varnish, nginx, php-fpm, redis\)$/);
+    assert.match(rows[2]!, /^changed site stacks: news: deploy stack wp-news \(3 services: nginx, php-fpm, redis\)$/);
     // probes only: the farm probe, two secret probes, one stack probe; no create, no deploy, no store write
     assert.equal(trips, 4, farm.commands.join('\n'));
     assert.ok(
