@@ -127,8 +127,16 @@ function releaseSlot(s: Slot): void {
   rmSync(join(SLOT_DIR, `${s.n}.pid`), { force: true });
 }
 
-/** Remove a slot's namespaces (and their processes), bridge and FORWARD rule. */
+/** Remove a slot's namespaces (and their processes), host-side veths, bridge and FORWARD rule. */
 function cleanupSlot(s: Slot): void {
+  // The host end of each veth first, synchronously: `ip netns del` frees a namespace (and with it the veth pair)
+  // only later, in the kernel's own time; under load a veth outlived the test by seconds and showed up in the
+  // lab's before/after snapshot of the host's links (CI, 2026-12-05: wpv0-f01).
+  const vethPrefix = s.veth('');
+  for (const l of run('ip', ['-o', 'link', 'show'], true).split('\n')) {
+    const name = l.match(/^\d+:\s+([^:@]+)/)?.[1];
+    if (name?.startsWith(vethPrefix)) run('ip', ['link', 'del', name], true);
+  }
   const list = run('ip', ['netns', 'list'], true);
   for (const line of list.split('\n')) {
     const ns = line.split(' ')[0];
