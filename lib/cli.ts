@@ -95,6 +95,8 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = [
     arg: 'FILE',
     help: 'write an HTML timeline of the run (also written beside --json FILE as FILE.html)',
   },
+  { name: 'plan-out', type: 'string', arg: 'FILE', help: 'check mode, and record per host and step the planned change in FILE' },
+  { name: 'apply', type: 'string', arg: 'FILE', help: 'apply exactly the plan in FILE (exit 4 when a host or an input changed since)' },
   {
     name: 'wait-lock',
     type: 'integer',
@@ -133,6 +135,10 @@ export interface CommonFlags {
   json?: string;
   /** HTML timeline of the run (also written beside --json) */
   timeline?: string;
+  /** record the plan (check mode) in this file (lib/plan.ts) */
+  planOut?: string;
+  /** apply exactly the plan in this file */
+  apply?: string;
   /** seconds to wait for the deploy lock (0: refuse at once) */
   waitLock: number;
   /** run without the deploy lock (an operator's explicit choice) */
@@ -286,12 +292,14 @@ export function parseCli(argv: string[], cmd: CommandSpec = { name: 'wpfarm', su
     limit: opts.limit as string | undefined,
     tags: opts.tags as string[] | undefined,
     skipTags: opts['skip-tags'] as string[] | undefined,
-    check: !!opts.check,
+    check: !!opts.check || opts['plan-out'] !== undefined,
     diff: !!opts.diff,
     forks: (opts.forks as number | undefined) ?? 50,
     connectTimeout: opts['connect-timeout'] as number | undefined,
     json: opts.json as string | undefined,
     timeline: opts.timeline as string | undefined,
+    planOut: opts['plan-out'] as string | undefined,
+    apply: opts.apply as string | undefined,
     waitLock: (opts['wait-lock'] as number | undefined) ?? 0,
     noLock: !!opts['no-lock'],
     verbose: (opts.verbose as number | undefined) ?? 0,
@@ -299,6 +307,8 @@ export function parseCli(argv: string[], cmd: CommandSpec = { name: 'wpfarm', su
     acceptNewHostKeys: !!opts['accept-new-host-keys'],
     help: !!opts.help,
   };
+  if (flags.planOut && flags.apply) throw bad(cmd, '--plan-out and --apply exclude each other');
+  if (flags.apply && opts.check) throw bad(cmd, '--apply changes the hosts: it cannot be combined with --check');
   return { flags, opts, positionals };
 }
 

@@ -52,7 +52,17 @@ export interface Inventory {
   hosts: Map<string, HostSpec>;
   /** in declaration order; the implicit group `all` is not in this map */
   groups: Map<string, GroupSpec>;
-  settings: { knownHosts?: string; acceptNewHostKeys: boolean; envFile?: string; lockGroup?: string; connectTimeoutS?: number };
+  settings: {
+    knownHosts?: string;
+    acceptNewHostKeys: boolean;
+    envFile?: string;
+    lockGroup?: string;
+    connectTimeoutS?: number;
+    /** where each run's directory (NDJSON log, report, timeline) goes (default .wpfarm/runs) */
+    runLogDir?: string;
+    /** run directories kept: at most `count`, none older than `days` (lib/events.ts pruneRuns) */
+    runLogRetention?: { count?: number; days?: number };
+  };
   /** level "all" (top-level vars), credentials resolved */
   vars: Vars;
 }
@@ -143,6 +153,8 @@ const InventoryFileSchema = z.strictObject({
       lock_group: opt(nonEmpty),
       /** seconds for one host's SSH connect + login, counted from its own start (--connect-timeout wins) */
       connect_timeout: opt(int(1, 3600)),
+      run_log_dir: opt(nonEmpty),
+      run_log_retention: opt(z.strictObject({ count: opt(z.number().int().min(1)), days: opt(z.number().positive()) })),
     }),
   ),
   vars: VarsSchema,
@@ -209,6 +221,8 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     // the group whose hosts hold the deploy lock and the audit log (lib/lock.ts; default: managers)
     if (s.lock_group !== undefined) settings.lockGroup = s.lock_group;
     if (s.connect_timeout !== undefined) settings.connectTimeoutS = s.connect_timeout;
+    if (s.run_log_dir !== undefined) settings.runLogDir = resolvePath(s.run_log_dir);
+    if (s.run_log_retention !== undefined) settings.runLogRetention = s.run_log_retention;
   }
   // settings.env_file: where this inventory's credentials are (e.g. the lab's generated ones) instead of
   // .env. It becomes the run's default for every credential lookup (roles, backups), not only the inventory's.

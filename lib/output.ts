@@ -1,23 +1,13 @@
 // Output: live progress (a compact view on a TTY; plain lines when not a TTY or when CI=true), the final
-// recap per host, the slowest steps, and the JSON report. Everything printed goes through mask(); what is
+// recap per host, the slowest steps, and the JSON report. The console is a listener of the run's event stream
+// (lib/events.ts). Everything printed goes through mask(); what is
 // serialised (the JSON report) is masked value by value BEFORE it is serialised (maskDeep), then once more.
 // Files of run data on the controller are written by writePrivateFile: 0600, in a directory made 0700.
 import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
+import type { Listener, RunEvent } from './events.ts';
 import { mask, maskDeep } from './secrets.ts';
 import type { StepResult, StepStatus } from './types.ts';
-
-export interface Reporter {
-  roleStart(role: string, hosts: string[]): void;
-  roleEnd(role: string): void;
-  hostStart(host: string, role: string): void;
-  stepStart(host: string, step: string): void;
-  stepEnd(r: StepResult): void;
-  log(host: string, message: string): void;
-  /** free text (phase banners, notes) */
-  say(message: string): void;
-  finish(): void;
-}
 
 const C = {
   reset: '\x1b[0m',
@@ -44,10 +34,23 @@ export interface ConsoleReporterOptions {
   diff?: boolean;
   out?: NodeJS.WritableStream;
   color?: boolean;
+  /** terminal width (default: the stream's columns, else 80) */
+  columns?: number;
 }
 
-/** Plain-lines reporter, with an optional live status block on TTYs. */
-export class ConsoleReporter implements Reporter {
+/**
+ * A row of the live view cut to `width` columns (one terminal line: a row that wraps takes two lines and the
+ * redraw, which moves the cursor up one line per row, would leave the extra line behind). Control characters
+ * (a newline, an escape in a step title) become spaces; a cut row ends with an ellipsis.
+ */
+export function fitRow(text: string, width: number): string {
+  const chars = [...text.replace(/[\x00-\x1f\x7f]/g, ' ')];
+  if (chars.length <= width) return chars.join('');
+  return width <= 1 ? chars.slice(0, Math.max(0, width)).join('') : `${chars.slice(0, width - 1).join('')}…`;
+}
+
+/** Plain lines, with a live status block on TTYs: a listener of the run's event stream. */
+export class ConsoleReporter {
   private readonly out: NodeJS.WritableStream;
   private readonly live: boolean;
   private readonly color: boolean;
@@ -61,6 +64,49 @@ export class ConsoleReporter implements Reporter {
     this.live = o.live ?? (tty && process.env.CI !== 'true' && process.env.CI !== '1');
     this.color = o.color ?? (tty && !process.env.NO_COLOR);
     if (this.live) this.timer = setInterval(() => this.redraw(), 250).unref();
+  }
+
+  readonly listener: Listener = (e: RunEvent) => {
+    switch (e.kind) {
+      case 'role.start': {
+        const n = e.hosts.length;
+        const names = n <= 12 ? ` (${e.hosts.join(', ')})` : '';
+        this.write(this.c(C.bold, `ROLE ${e.role} → ${n} host${n === 1 ? '' : 's'}${names}`));
+        break;
+      }
+      case 'role.end':
+        this.doing.clear();
+        this.redraw();
+        break;
+      case 'host.start':
+        this.doing.set(e.host, 'connecting');
+        break;
+      case 'step.start':
+        this.doing.set(e.host, e.step);
+        if (!this.live && this.o.verbose > 1) this.write(this.c(C.dim, `  ${e.host}: ${e.step} …`));
+        break;
+      case 'step.end':
+        this.stepEnd(e.result);
+        break;
+      case 'command.start':
+        if (this.o.verbose > 2) this.write(`  ${this.c(C.dim, `${e.host}:`)} $ ${e.command}`);
+        break;
+      case 'log':
+        this.write(`  ${this.c(C.dim, `${e.host}:`)} ${e.message}`);
+        break;
+      case 'say':
+        this.write(e.message);
+        break;
+      case 'run.end':
+        this.finish();
+        break;
+      default:
+        break;
+    }
+  };
+
+  private width(): number {
+    return Math.max(10, this.o.columns ?? (this.out as NodeJS.WriteStream).columns ?? 80);
   }
 
   private c(color: string, s: string): string {
@@ -82,73 +128,30 @@ export class ConsoleReporter implements Reporter {
   private redraw(): void {
     if (!this.live) return;
     this.clearLive();
-    const rows = [...this.doing.entries()].slice(0, 20).map(([h, s]) => this.c(C.dim, `  … ${h}: ${mask(s)}`));
-    if (this.doing.size > 20) rows.push(this.c(C.dim, `  … and ${this.doing.size - 20} more hosts`));
+    // the last column stays empty: some terminals wrap when a line fills it
+    const w = this.width() - 1;
+    const rows = [...this.doing.entries()].slice(0, 20).map(([h, s]) => this.c(C.dim, fitRow(mask(`  … ${h}: ${s}`), w)));
+    if (this.doing.size > 20) rows.push(this.c(C.dim, fitRow(`  … and ${this.doing.size - 20} more hosts`, w)));
     if (rows.length) this.out.write(`${rows.join('\n')}\n`);
     this.liveLines = rows.length;
   }
 
-  roleStart(role: string, hosts: string[]): void {
-    this.write(
-      this.c(
-        C.bold,
-        `ROLE ${role} → ${hosts.length} host${hosts.length === 1 ? '' : 's'}${hosts.length <= 12 ? ` (${hosts.join(', ')})` : ''}`,
-      ),
-    );
-  }
-  roleEnd(): void {
-    for (const k of this.doing.keys()) this.doing.delete(k);
-    this.redraw();
-  }
-  hostStart(host: string): void {
-    this.doing.set(host, 'connecting');
-  }
-  stepStart(host: string, step: string): void {
-    this.doing.set(host, step);
-    if (!this.live && this.o.verbose > 1) this.write(this.c(C.dim, `  ${host}: ${step} …`));
-  }
-  stepEnd(r: StepResult): void {
-    const quiet = r.status === 'ok' && this.o.verbose === 0 && !this.live;
-    if (!quiet || r.status !== 'ok') {
-      if (r.status !== 'ok' || this.o.verbose > 0) {
-        const detail = r.error ? `: ${r.error}` : r.reason ? ` (${r.reason})` : r.changes.length ? `: ${r.changes.join('; ')}` : '';
-        this.write(
-          `  ${this.c(STATUS_COLOR[r.status], r.status.padEnd(9))} ${r.host}  ${r.step}${detail}  ${this.c(C.dim, `${Math.round(r.ms)} ms`)}`,
-        );
-      }
+  private stepEnd(r: StepResult): void {
+    if (r.status !== 'ok' || this.o.verbose > 0) {
+      const detail = r.error ? `: ${r.error}` : r.reason ? ` (${r.reason})` : r.changes.length ? `: ${r.changes.join('; ')}` : '';
+      this.write(
+        `  ${this.c(STATUS_COLOR[r.status], r.status.padEnd(9))} ${r.host}  ${r.step}${detail}  ${this.c(C.dim, `${Math.round(r.ms)} ms`)}`,
+      );
     }
     if (this.o.diff && r.diff) this.write(r.diff.replace(/^/gm, '      '));
   }
-  log(host: string, message: string): void {
-    this.write(`  ${this.c(C.dim, `${host}:`)} ${message}`);
-  }
-  say(message: string): void {
-    this.write(message);
-  }
+
   finish(): void {
     if (this.timer) clearInterval(this.timer);
+    this.timer = null;
     this.doing.clear();
     this.clearLive();
   }
-}
-
-/** A reporter that prints nothing (library use, tests). */
-export class SilentReporter implements Reporter {
-  readonly lines: string[] = [];
-  roleStart(): void {}
-  roleEnd(): void {}
-  hostStart(): void {}
-  stepStart(): void {}
-  stepEnd(r: StepResult): void {
-    this.lines.push(`${r.status} ${r.host} ${r.step}`);
-  }
-  log(host: string, message: string): void {
-    this.lines.push(`${host}: ${message}`);
-  }
-  say(message: string): void {
-    this.lines.push(message);
-  }
-  finish(): void {}
 }
 
 export interface RecapRow {

@@ -1,22 +1,51 @@
 // A run: inventory + CLI flags + one connection pool, then roles one after another, then the recap, the
-// JSON report, the retry file and the exit code. Playbooks are short scripts over this:
+// JSON report, the retry file and the exit code. Everything the run does is an event of its stream (lib/events.ts):
+// the console, the run's NDJSON log, the recap/report/timeline and the plan file listen to it. Each run has its
+// directory (.wpfarm/runs/<time>-<playbook>/, 0700: events.ndjson, report.json, timeline.html; old ones pruned
+// per settings.run_log_retention). Playbooks are short scripts over this:
 //
 //   const run = Run.fromArgv(process.argv.slice(2), { command: { name: 'x.ts', summary: '...' } });
 //   await run.role(common);
 //   await run.role(swarmManager);
 //   await run.exit();
-import { basename, isAbsolute, resolve } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type CommandSpec, type CommonFlags, type OptionValue, type Parsed, fail, parseOrExit } from './cli.ts';
 import { type AuditEntry, abandonedEntry, appendScript, gitCommit, outcomeOf, summarizeHosts } from './audit.ts';
 import { EXIT, InputError } from './errors.ts';
 import { checkVars, type Inventory, loadInventory, parseExtraVars } from './inventory.ts';
-import { ConsoleReporter, type Reporter, formatRecap, recapRows, writeJsonReport, writePrivateFile } from './output.ts';
-import { DeployLock, lockHosts } from './lock.ts';
+import {
+  DEFAULT_RETENTION,
+  EVENTS_FORMAT_VERSION,
+  EventStream,
+  type Listener,
+  RunLog,
+  RunRecord,
+  makeRunDir,
+  pruneRuns,
+  runDirName,
+} from './events.ts';
+import { ConsoleReporter, formatRecap, recapRows, writeJsonReport, writePrivateFile } from './output.ts';
+import { DeployLock, LockHeldError, commandLine, lockHosts } from './lock.ts';
+import {
+  type PlanFile,
+  PlanRecorder,
+  type PlanStep,
+  buildPlan,
+  checkInputs,
+  compareRole,
+  describePlan,
+  guardMessage,
+  inputsOf,
+  planInputFiles,
+  planStepFor,
+  readPlan,
+  writePlan,
+} from './plan.ts';
 import { selectHosts } from './patterns.ts';
 import { type HostState, type RoleRunResult, exitCodeFor, runRole } from './runner.ts';
 import { mask, maskDeep } from './secrets.ts';
-import { StepTimes, renderTimeline, timelinePathFor } from './timeline.ts';
+import { renderTimeline, timelinePathFor } from './timeline.ts';
 import { ConnectionPool, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.ts';
 import type { HostSpec, Role, StepResult } from './types.ts';
 
@@ -26,7 +55,8 @@ export interface RunConfig {
   opts?: Record<string, OptionValue>;
   /** positional arguments */
   positionals?: string[];
-  reporter?: Reporter;
+  /** the console listener (default: lib/output.ts ConsoleReporter) */
+  reporter?: Listener;
   /** name used for the retry file and the report */
   name?: string;
   /** false: a read-only playbook that never takes the deploy lock (default: mutating runs take it) */
@@ -36,7 +66,10 @@ export interface RunConfig {
 export class Run {
   readonly inventory: Inventory;
   readonly pool: ConnectionPool;
-  readonly reporter: Reporter;
+  /** the run's one event stream: emit through it, listen to it */
+  readonly events: EventStream;
+  /** steps with their times, roles, round trips: what the recap, the report and the timeline read */
+  readonly record = new RunRecord();
   readonly hostState = new Map<string, HostState>();
   readonly results: StepResult[] = [];
   readonly roleRuns: RoleRunResult[] = [];
@@ -44,32 +77,79 @@ export class Run {
   readonly started = performance.now();
   /** controller CPU at the start of the run (the engine's own cost, process start excluded) */
   readonly cpuAtStart = process.cpuUsage();
-  private readonly hostMs = new Map<string, number>();
-  private readonly touched: string[] = [];
   private sigint?: () => void;
   readonly startedAt = new Date();
-  /** start/end of every step, its role, the round trips per host (for the report and the timeline) */
-  readonly times = new StepTimes(this.started);
+  /** this run's directory (events.ndjson, report.json, timeline.html) */
+  readonly runDir: string;
+  private readonly log: RunLog;
+  private console?: ConsoleReporter;
+  /** --plan-out: the steps planned so far; --apply: the plan and this run's own record of it */
+  private readonly planRecorder = new PlanRecorder();
+  private readonly plan?: PlanFile;
+  private readonly changedHosts = new Set<string>();
   private lock?: DeployLock;
   private lockPool?: ConnectionPool;
   private lockReleased = false;
 
   constructor(readonly config: RunConfig) {
     const f = config.flags;
+    this.events = new EventStream(this.started);
     this.inventory = loadInventory(f.inventory, { extraVars: parseExtraVars(f.extraVars) });
     const kh = this.inventory.settings.knownHosts;
     this.pool = new ConnectionPool({
       knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
       acceptNew: f.acceptNewHostKeys || this.inventory.settings.acceptNewHostKeys,
       connectTimeoutMs: (f.connectTimeout ?? this.inventory.settings.connectTimeoutS ?? DEFAULT_CONNECT_TIMEOUT_MS / 1000) * 1000,
-      onCommand: (h, c) => {
-        this.times.command(h);
-        if (f.verbose > 2) this.reporter.log(h, `$ ${c.split('\n')[0]}`);
-      },
+      onCommand: (h, c) => this.events.command(h, c),
     });
-    this.reporter = config.reporter ?? new ConsoleReporter({ verbose: f.verbose, diff: f.diff });
     // check the limit pattern early: an unknown pattern is bad input before anything runs
     if (f.limit) selectHosts(this.inventory, 'all', f.limit);
+    if (f.apply) {
+      this.plan = readPlan(f.apply);
+      if (this.plan.playbook !== this.playbook) {
+        throw new InputError(
+          `${f.apply}: a plan of ${this.plan.playbook}, not of ${this.playbook}: apply it with the command that made it`,
+        );
+      }
+      checkInputs(this.plan, this.planInputs(), f.apply);
+    }
+    if (config.reporter) this.events.on(config.reporter);
+    else {
+      this.console = new ConsoleReporter({ verbose: f.verbose, diff: f.diff });
+      this.events.on(this.console.listener);
+    }
+    this.events.on(this.record.listener);
+    this.events.on(this.planRecorder.listener);
+    // the run's directory: old ones go first (retention), then this one's log records every event
+    const root = this.inventory.settings.runLogDir ?? resolve('.wpfarm/runs');
+    pruneRuns(root, this.inventory.settings.runLogRetention ?? DEFAULT_RETENTION);
+    this.runDir = makeRunDir(root, runDirName(this.startedAt, this.playbook));
+    this.log = new RunLog(join(this.runDir, 'events.ndjson'));
+    this.events.on(this.log.listener);
+    this.events.emit({
+      kind: 'run.start',
+      name: this.playbook,
+      command: commandLine(),
+      check: f.check,
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      mode: f.planOut ? 'plan' : f.apply ? 'apply' : undefined,
+    });
+  }
+
+  get playbook(): string {
+    return this.config.name ?? 'run';
+  }
+
+  /** Files whose contents a plan depends on (lib/plan.ts). */
+  private planInputs(): PlanFile['inputs'] {
+    const codeRoot = resolve(import.meta.dirname, '..');
+    return inputsOf(planInputFiles({ inventoryFiles: this.inventory.files, codeRoot, roleFiles: [...loadedRoleFiles] }));
+  }
+
+  /** Say something on the console and in the run's log. */
+  say(message: string): void {
+    this.events.say(message);
   }
 
   /** Parse argv against the command's declaration (lib/cli.ts: --help, exit 4 on bad input), load the inventory. */
@@ -90,13 +170,15 @@ export class Run {
   installSignals(): this {
     this.sigint = () => {
       if (this.signal.interrupted) {
+        this.events.emit({ kind: 'interrupt', signal: 'SIGINT', again: true });
         // quit at once, but give the deploy lock back first (3 s at most; else its heartbeat expires)
         setTimeout(() => process.exit(EXIT.INTERRUPTED), 3000).unref();
         void this.releaseLock(EXIT.INTERRUPTED).finally(() => process.exit(EXIT.INTERRUPTED));
         return;
       }
       this.signal.interrupted = true;
-      this.reporter.say('\ninterrupted: stopping (no new step starts; running commands are closed). Press Ctrl-C again to quit at once.');
+      this.events.emit({ kind: 'interrupt', signal: 'SIGINT', again: false });
+      this.events.say('\ninterrupted: stopping (no new step starts; running commands are closed). Press Ctrl-C again to quit at once.');
       this.pool.abortAll();
     };
     process.on('SIGINT', this.sigint);
@@ -111,7 +193,7 @@ export class Run {
 
   /** Say a phase banner. */
   phase(title: string): void {
-    this.reporter.say(`\n== ${title} ==`);
+    this.events.say(`\n== ${title} ==`);
   }
 
   /**
@@ -129,9 +211,20 @@ export class Run {
       knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
       acceptNew: f.acceptNewHostKeys || this.inventory.settings.acceptNewHostKeys,
     });
-    const lock = new DeployLock({ hosts, pool: this.lockPool, say: (m) => this.reporter.say(m) });
-    await lock.acquire(f.waitLock);
+    const lock = new DeployLock({ hosts, pool: this.lockPool, say: (m) => this.events.say(m) });
+    try {
+      await lock.acquire(f.waitLock);
+    } catch (e) {
+      if (e instanceof LockHeldError) this.events.emit({ kind: 'lock', action: 'refused', message: e.message });
+      throw e;
+    }
     this.lock = lock;
+    this.events.emit({
+      kind: 'lock',
+      action: 'acquired',
+      hosts: lock.held,
+      message: lock.tookOver.length ? 'took over a stale lock' : undefined,
+    });
   }
 
   /** Append this run's audit line (and one per stale run taken over) and release the lock; once. */
@@ -159,9 +252,11 @@ export class Run {
     });
     try {
       await lk.release(appendScript(entries));
+      this.events.emit({ kind: 'lock', action: 'released', hosts: lk.held });
     } catch (e) {
       const why = mask((e as Error).message);
-      this.reporter.say(`WARNING: the deploy lock was not released (${why}); it goes stale when its heartbeat stops`);
+      this.events.emit({ kind: 'lock', action: 'release-failed', message: why });
+      this.events.say(`WARNING: the deploy lock was not released (${why}); it goes stale when its heartbeat stops`);
     }
     await this.lockPool?.closeAll();
   }
@@ -173,22 +268,67 @@ export class Run {
     await this.takeLock();
     const hosts = this.hostsFor(pattern ?? role.hosts);
     const f = this.config.flags;
-    const r = await runRole(role, hosts, {
+    const options = { check: f.check, diff: f.diff, forks: f.forks, tags: f.tags, skipTags: f.skipTags, verbose: f.verbose };
+    const env = {
       pool: this.pool,
-      reporter: this.times.tap(this.reporter),
-      options: { check: f.check, diff: f.diff, forks: f.forks, tags: f.tags, skipTags: f.skipTags, verbose: f.verbose },
+      events: this.events,
+      options,
       allHosts: this.inventory.hosts,
-      select: (p) => selectHosts(this.inventory, p),
+      select: (p: string) => selectHosts(this.inventory, p),
       signal: this.signal,
       hostState: this.hostState,
-    });
+    };
+    const plan = this.plan;
+    let planGuard: ((e: Parameters<NonNullable<Parameters<typeof runRole>[2]['planGuard']>>[0]) => string | undefined) | undefined;
+    if (plan) {
+      const roleIndex = this.planRecorder.currentRole + 1;
+      await this.verifyPlan(plan, role, hosts, roleIndex);
+      planGuard = (e) => {
+        const n = this.planRecorder.occurrence(e.host);
+        return guardMessage(n === undefined ? undefined : planStepFor(plan, roleIndex, e.host, e.step, n), e);
+      };
+    }
+    const r = await runRole(role, hosts, { ...env, planGuard });
     this.roleRuns.push(r);
     this.results.push(...r.results);
-    for (const h of r.hosts) {
-      this.hostMs.set(h.host, (this.hostMs.get(h.host) ?? 0) + h.ms);
-      if (!this.touched.includes(h.host)) this.touched.push(h.host);
-    }
+    for (const x of r.results) if (x.status === 'changed') this.changedHosts.add(x.host);
     return r;
+  }
+
+  /**
+   * --apply: before the role changes anything, run it in check mode (its own event stream; the round trips still
+   * reach this run's log) and compare every step with the plan; refused (InputError, exit 4) naming host and step.
+   */
+  private async verifyPlan(plan: PlanFile, role: Role, hosts: HostSpec[], roleIndex: number): Promise<void> {
+    const f = this.config.flags;
+    const events = new EventStream(this.started);
+    const rec = new PlanRecorder(roleIndex);
+    events.on(rec.listener);
+    this.events.say(`verifying the plan for role ${role.name} (check mode) …`);
+    const r = await runRole(role, hosts, {
+      pool: this.pool,
+      events,
+      options: { check: true, diff: false, forks: f.forks, tags: f.tags, skipTags: f.skipTags, verbose: f.verbose },
+      allHosts: this.inventory.hosts,
+      select: (p: string) => selectHosts(this.inventory, p),
+      signal: this.signal,
+      hostState: new Map(),
+    });
+    const now: PlanStep[] = rec.steps;
+    const refusals = compareRole(plan, roleIndex, role.name, now, this.changedHosts);
+    const bad = r.hosts.filter((h) => h.status === 'failed' || h.status === 'unreachable');
+    for (const h of bad)
+      refusals.push(`host ${h.host}: the check pass ${h.status === 'failed' ? 'failed' : 'could not reach it'} (${h.error ?? ''})`);
+    if (refusals.length) {
+      const shown = refusals
+        .slice(0, 10)
+        .map((x) => `  ${x}`)
+        .join('\n');
+      const more = refusals.length > 10 ? `\n  … and ${refusals.length - 10} more` : '';
+      throw new InputError(
+        `${f.apply}: apply refused, this run differs from the plan:\n${shown}${more}\nnothing of role ${role.name} was changed: plan again`,
+      );
+    }
   }
 
   /** true when the host is still usable in this run */
@@ -201,13 +341,17 @@ export class Run {
     return this.results.filter((r) => r.status === 'changed').length;
   }
 
-  /** Recap, JSON report, retry file; returns the exit code. */
+  /** Recap, JSON report, timeline, plan, retry file; returns the exit code. */
   async finish(): Promise<number> {
-    this.reporter.finish();
+    const code = exitCodeFor(this.hostState.values(), this.signal.interrupted);
+    await this.releaseLock(code);
     const wall = performance.now() - this.started;
-    const rows = recapRows(this.results, this.hostMs, this.touched);
+    this.events.emit({ kind: 'run.end', exitCode: code, wallMs: Math.round(wall), interrupted: this.signal.interrupted });
+    this.console?.finish();
+    const rec = this.record;
+    const rows = recapRows(rec.results, rec.hostMs, rec.touched);
     const tty = !!process.stdout.isTTY;
-    process.stdout.write(`${formatRecap(rows, this.results, wall, tty && !process.env.NO_COLOR)}\n`);
+    process.stdout.write(`${formatRecap(rows, rec.results, wall, tty && !process.env.NO_COLOR)}\n`);
     const bad = [...this.hostState.entries()].filter(([, s]) => s.failed || s.unreachable).map(([h]) => h);
     let retryFile: string | undefined;
     if (bad.length) {
@@ -216,37 +360,42 @@ export class Run {
       writePrivateFile(retryFile, mask(text));
       process.stdout.write(`retry file: ${retryFile} (rerun with --limit @${retryFile})\n`);
     }
-    const code = exitCodeFor(this.hostState.values(), this.signal.interrupted);
-    const timeline = this.config.flags.timeline ?? (this.config.flags.json ? timelinePathFor(this.config.flags.json) : undefined);
-    if (this.config.flags.json || timeline) {
-      const report = {
-        name: this.config.name,
-        startedAt: this.startedAt.toISOString(),
-        endedAt: new Date().toISOString(),
-        check: this.config.flags.check,
-        exitCode: code,
-        wallMs: Math.round(wall),
-        engineCpuMs: Math.round(
-          (() => {
-            const c = process.cpuUsage(this.cpuAtStart);
-            return (c.user + c.system) / 1000;
-          })(),
-        ),
-        peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
-        roundTrips: await this.pool.totalRoundTrips(),
-        hosts: rows,
-        roles: this.roleRuns.map((r) => ({ role: r.role, aborted: r.aborted, hosts: r.hosts })),
-        results: this.results.map((r) => ({ ...r, ...this.times.of(r) })),
-        roleTimes: this.times.roles,
-        roundTripsAt: this.times.commands,
-        lock: this.lock ? { hosts: this.lock.held, roundTrips: this.lock.roundTrips, tookOver: this.lock.tookOver } : undefined,
-        retryFile,
-      };
-      if (this.config.flags.json) writeJsonReport(this.config.flags.json, report);
-      // masked before rendering: the HTML escapes (&#39; &quot;...) would otherwise hide a secret from mask()
-      if (timeline) writePrivateFile(timeline, mask(renderTimeline(maskDeep(report))));
-    }
-    await this.releaseLock(code);
+    const f = this.config.flags;
+    if (f.planOut) this.writePlanFile(f.planOut, bad);
+    const report = {
+      formatVersion: EVENTS_FORMAT_VERSION,
+      name: this.config.name,
+      startedAt: this.startedAt.toISOString(),
+      endedAt: new Date().toISOString(),
+      check: this.config.flags.check,
+      exitCode: code,
+      wallMs: Math.round(wall),
+      engineCpuMs: Math.round(
+        (() => {
+          const c = process.cpuUsage(this.cpuAtStart);
+          return (c.user + c.system) / 1000;
+        })(),
+      ),
+      peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+      roundTrips: rec.roundTrips,
+      hosts: rows,
+      roles: this.roleRuns.map((r) => ({ role: r.role, aborted: r.aborted, hosts: r.hosts })),
+      results: rec.results,
+      roleTimes: rec.roles,
+      roundTripsAt: rec.commands,
+      lock: this.lock ? { hosts: this.lock.held, roundTrips: this.lock.roundTrips, tookOver: this.lock.tookOver } : undefined,
+      retryFile,
+      runDir: this.runDir,
+      log: join(this.runDir, 'events.ndjson'),
+      plan: f.planOut ?? f.apply,
+    };
+    // the report and the timeline always go in the run's directory; --json / --timeline write them there too
+    for (const file of [join(this.runDir, 'report.json'), f.json].filter((x): x is string => !!x)) writeJsonReport(file, report);
+    const timelines = [join(this.runDir, 'timeline.html'), f.timeline ?? (f.json ? timelinePathFor(f.json) : undefined)];
+    // masked before rendering: the HTML escapes (&#39; &quot;...) would otherwise hide a secret from mask()
+    const html = mask(renderTimeline(maskDeep(report)));
+    for (const file of timelines.filter((x): x is string => !!x)) writePrivateFile(file, html);
+    this.log.close();
     await this.pool.closeAll();
     if (this.sigint) {
       process.off('SIGINT', this.sigint);
@@ -255,11 +404,26 @@ export class Run {
     return code;
   }
 
+  /** --plan-out: write the plan, unless the check run could not plan every host (then say why, write none). */
+  private writePlanFile(file: string, bad: string[]): void {
+    if (bad.length || this.signal.interrupted) {
+      const why = this.signal.interrupted ? 'the run was interrupted' : `the check run failed on ${bad.join(', ')}`;
+      process.stdout.write(`plan NOT written to ${file}: ${why} (a plan must cover every host)\n`);
+      return;
+    }
+    const plan = buildPlan({ playbook: this.playbook, command: commandLine(), inputs: this.planInputs(), recorder: this.planRecorder });
+    writePlan(file, plan);
+    process.stdout.write(`${describePlan(plan, file)}\n`);
+  }
+
   async exit(): Promise<never> {
     const code = await this.finish();
     process.exit(code);
   }
 }
+
+/** Role files loaded by loadRole (inputs of a plan: a role given by path may live outside roles/). */
+const loadedRoleFiles = new Set<string>();
 
 /** Load a role by name (roles/<name>/role.ts) or by path; its default export is the Role. */
 export async function loadRole(nameOrPath: string, rolesDir = resolve('roles')): Promise<Role> {
@@ -276,6 +440,7 @@ export async function loadRole(nameOrPath: string, rolesDir = resolve('roles')):
     throw e;
   }
   const role = mod.default;
+  loadedRoleFiles.add(file);
   if (!role || typeof role.steps !== 'function' || typeof role.name !== 'string') {
     throw new InputError(`${file}: the default export is not a role (needs name, hosts and steps())`);
   }

@@ -4,9 +4,11 @@
 // operations i..j (up to the next task or delegated step) in ONE round trip. Operations whose plan says
 // "no change" cost nothing more; after a change is applied, the probes of the following steps are sent again
 // (the host changed). An idempotent rerun of a role is thus one round trip per host.
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { EXIT, InputError, RemoteCommandError, UnreachableError } from './errors.ts';
+import { type EventOf, type EventStream, stepLocation } from './events.ts';
 import { FactCache } from './facts.ts';
 import { retry } from './retry.ts';
 import { mask, registerSecret } from './secrets.ts';
@@ -30,7 +32,6 @@ import type {
   Vars,
 } from './types.ts';
 import type { ConnectionPool } from './transport.ts';
-import type { Reporter } from './output.ts';
 
 /** Steps probed together at most (bounds the size of one probe script). */
 const MAX_PROBE_BATCH = 64;
@@ -54,7 +55,10 @@ export interface RoleRunResult {
 
 export interface RunEnv {
   pool: ConnectionPool;
-  reporter: Reporter;
+  /** the run's event stream (lib/events.ts): every listener (console, log, report, plan) hears the runner there */
+  events: EventStream;
+  /** applying a plan (lib/plan.ts): a message when a step's plan is not the planned one (the step fails) */
+  planGuard?: (e: EventOf<'step.plan'>) => string | undefined;
   options: RunOptions;
   /** every host of the inventory by name (for delegateTo) */
   allHosts: Map<string, HostSpec>;
@@ -198,7 +202,7 @@ class HostRun {
         return connRef;
       },
       log(message: string) {
-        self.env.reporter.log(host.name, mask(message));
+        self.env.events.log(host.name, message);
       },
       hosts(pattern: string): HostSpec[] {
         if (!self.env.select) throw new Error('ctx.hosts() needs an inventory (RunEnv.select)');
@@ -271,6 +275,7 @@ class HostRun {
     const script = batch.map((b) => `echo ${sh`${`${PROBE_MARK}:${b.index}`}`}\n( ${b.script}\n) 2>&1 </dev/null`).join('\n');
     const c = await this.connection();
     const r = await c.exec(script, { become, nothrow: true });
+    this.env.events.emit({ kind: 'probe', host: this.host.name, steps: batch.length });
     const parts = r.stdout.split(new RegExp(`^${PROBE_MARK}:(\\d+)\\n`, 'm'));
     // parts: [before, idx, body, idx, body, ...]
     for (let k = 1; k < parts.length; k += 2) {
@@ -285,11 +290,13 @@ class HostRun {
     if (!p) return '';
     const c = await (ctx.host === this.host ? this.connection() : this.env.pool.get(ctx.host));
     const r = await c.exec(`( ${p.script}\n) 2>&1 </dev/null`, { become: !!(p.become ?? op.options.become), nothrow: true });
+    this.env.events.emit({ kind: 'probe', host: ctx.host.name, steps: 1 });
     return r.stdout.replace(/\n$/, '');
   }
 
   private async applyPlan(plan: Plan, op: Operation, ctx: StepContext): Promise<void> {
     if (!plan.apply) return;
+    this.env.events.emit({ kind: 'apply', host: ctx.host.name, step: op.title });
     if (typeof plan.apply === 'function') {
       await plan.apply(ctx);
     } else {
@@ -322,6 +329,20 @@ class HostRun {
           out = await this.probeOne(op, ctx);
         }
         const plan = await op.plan(ctx, out);
+        const planned = this.env.events.emit({
+          kind: 'step.plan',
+          host: this.host.name,
+          on: ctx.host === this.host ? undefined : ctx.host.name,
+          role: this.role.name,
+          step: op.title,
+          stepKind: op.kind,
+          changed: plan.changed,
+          changes: plan.changes,
+          probeSha256: createHash('sha256').update(out).digest('hex'),
+          nested: direct && !op.options.delegateTo,
+        }) as EventOf<'step.plan'>;
+        const refused = !planned.nested && this.env.planGuard?.(planned);
+        if (refused) throw new Error(refused);
         if (plan.changed && !ctx.check) await this.applyPlan(plan, op, ctx);
         return {
           ...base,
@@ -351,7 +372,7 @@ class HostRun {
       done: (r) => r.status !== 'failed' && (!until || until(r)),
       onRetry: (n) => {
         this.probeCache.clear();
-        this.env.reporter.log(ctx.host.name, `retrying '${step.title}' (${n}/${attempts - 1})`);
+        this.env.events.log(ctx.host.name, `retrying '${step.title}' (${n}/${attempts - 1})`);
       },
     });
     if (last.status !== 'failed' && until && !until(last)) {
@@ -401,11 +422,17 @@ class HostRun {
 
   record(r: StepResult, step: Step): void {
     this.results.push(r);
-    this.env.reporter.stepEnd(r);
+    this.emitEnd(r, step);
     if (step.options.register) this.state.registered[step.options.register] = r;
     if (r.status === 'changed' && step.options.notify) {
       for (const n of ([] as string[]).concat(step.options.notify)) this.notified.add(n);
     }
+  }
+
+  private emitEnd(r: StepResult, step?: Step): void {
+    const location = step && stepLocation(step);
+    if (r.diff) this.env.events.emit({ kind: 'diff', host: r.host, step: r.step, diff: r.diff });
+    this.env.events.emit({ kind: 'step.end', host: this.host.name, role: this.role.name, result: r, location });
   }
 
   /** Run the role's steps on this host. */
@@ -414,15 +441,19 @@ class HostRun {
     const counts = emptyCounts();
     const outcome = (status: HostOutcome['status'], error?: string): HostOutcome => {
       for (const r of this.results) counts[r.status]++;
-      return { host: this.host.name, status, counts, ms: performance.now() - t0, error };
+      const ms = performance.now() - t0;
+      this.env.events.emit({ kind: 'host.end', host: this.host.name, role: this.role.name, status, ms, error });
+      return { host: this.host.name, status, counts, ms, error };
     };
     if (this.state.unreachable) return outcome('unreachable', this.state.unreachable);
     if (this.state.failed) return outcome('skipped', `skipped: failed earlier (${this.state.failed})`);
-    this.env.reporter.hostStart(this.host.name, this.role.name);
+    this.env.events.emit({ kind: 'host.start', host: this.host.name, role: this.role.name });
     try {
       await this.connection();
+      this.env.events.emit({ kind: 'host.connect', host: this.host.name, ok: true, ms: performance.now() - t0 });
     } catch (e) {
       const msg = errMessage(e);
+      this.env.events.emit({ kind: 'host.connect', host: this.host.name, ok: false, ms: performance.now() - t0, error: msg });
       this.state.unreachable = msg;
       const r: StepResult = {
         host: this.host.name,
@@ -434,7 +465,7 @@ class HostRun {
         ms: performance.now() - t0,
       };
       this.results.push(r);
-      this.env.reporter.stepEnd(r);
+      this.emitEnd(r);
       return outcome('unreachable', msg);
     }
     const ctx = this.context();
@@ -460,7 +491,7 @@ class HostRun {
     }
     const roleTags = this.role.tags ?? [];
     // handlers run when notified, whatever --tags says (as in Ansible)
-    const runList = async (list: Step[], handlers = false): Promise<string | null> => {
+    const runList = async (list: Step[], handlers = false, handler?: string): Promise<string | null> => {
       for (let i = 0; i < list.length; i++) {
         if (this.env.signal.interrupted) return 'interrupted';
         if (this.shared.fatal.stop) return 'stopped: another host failed and anyErrorsFatal is set';
@@ -471,7 +502,16 @@ class HostRun {
           continue;
         }
         if (!handlers && !tagsMatch([...roleTags, ...(step.options.tags ?? [])], this.env.options)) continue;
-        this.env.reporter.stepStart(this.host.name, step.title);
+        const location = stepLocation(step);
+        this.env.events.emit({
+          kind: 'step.start',
+          host: this.host.name,
+          role: this.role.name,
+          step: step.title,
+          stepKind: step.kind,
+          location,
+          handler,
+        });
         let r: StepResult;
         try {
           if (step.options.runOnce) {
@@ -545,16 +585,17 @@ class HostRun {
         const error = `notified handler(s) not defined in role ${this.role.name}: ${unknown.join(', ')}`;
         const r: StepResult = { host: this.host.name, step: 'handlers', kind: 'handlers', status: 'failed', error, changes: [], ms: 0 };
         this.results.push(r);
-        this.env.reporter.stepEnd(r);
+        this.emitEnd(r);
         return error;
       }
       for (const [name, make] of Object.entries(this.role.handlers ?? {})) {
         if (!this.notified.has(name)) continue;
         this.notified.delete(name);
+        this.env.events.emit({ kind: 'handler', host: this.host.name, role: this.role.name, handler: name });
         const hs = make(ctx).map((s) => relabel(s, `handler ${name}: ${s.title}`));
         // the probe cache is keyed by position in a list: never let a handler list see the main list's entries
         this.probeCache.clear();
-        const stop = await runList(hs, true);
+        const stop = await runList(hs, true, name);
         this.probeCache.clear();
         if (stop) return stop;
       }
@@ -607,10 +648,7 @@ function wakeAll(shared: RoleShared): void {
 
 /** Run one role over hosts: parallel within a serial batch (forks), batches one after another. */
 export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promise<RoleRunResult> {
-  env.reporter.roleStart(
-    role.name,
-    hosts.map((h) => h.name),
-  );
+  env.events.emit({ kind: 'role.start', role: role.name, hosts: hosts.map((h) => h.name) });
   const results: StepResult[] = [];
   const outcomes: HostOutcome[] = [];
   const shared: RoleShared = {
@@ -657,7 +695,7 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
     for (const r of runs) results.push(...r.results);
     outcomes.push(...got);
     if (shared.inputError) {
-      env.reporter.roleEnd(role.name);
+      env.events.emit({ kind: 'role.end', role: role.name });
       throw shared.inputError;
     }
     const bad = got.filter((o) => o.status === 'failed' || o.status === 'unreachable').length;
@@ -665,9 +703,9 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
     else if (role.maxFailPercentage !== undefined && (bad * 100) / batch.length > role.maxFailPercentage) {
       aborted = `aborted: ${bad}/${batch.length} hosts of the batch failed, more than maxFailPercentage ${role.maxFailPercentage}%`;
     }
-    if (aborted) env.reporter.log('*', aborted);
+    if (aborted) env.events.log('*', aborted);
   }
-  env.reporter.roleEnd(role.name);
+  env.events.emit({ kind: 'role.end', role: role.name });
   return { role: role.name, results, hosts: outcomes, aborted };
 }
 

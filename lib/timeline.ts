@@ -5,83 +5,18 @@
 // host that finished last, i.e. the steps that set the run's wall time. Hover a bar: step, host, role,
 // outcome, duration, reason or error (an SVG <title>).
 //
-// StepTimes collects what the report needs for this (start/end of every step relative to the run's start,
-// the role it belongs to, the time of each round trip per host) by listening to the reporter and the pool.
-import type { Reporter } from './output.ts';
-import type { StepResult, StepStatus } from './types.ts';
+// The report's times come from the run's event stream (lib/events.ts RunRecord): start/end of every step relative
+// to the run's start, the role it belongs to, the time of each round trip per host.
+import type { RoleTiming } from './events.ts';
+import type { StepStatus } from './types.ts';
+
+export type { RoleTiming };
 
 export interface StepTiming {
   role: string;
   /** ms from the start of the run */
   startMs: number;
   endMs: number;
-}
-
-export interface RoleTiming {
-  role: string;
-  hosts: string[];
-  startMs: number;
-  endMs: number;
-}
-
-/** Start/end of steps and roles, and round trip times, relative to `t0` (performance.now() at the run's start). */
-export class StepTimes {
-  readonly roles: RoleTiming[] = [];
-  /** ms offsets of every remote command, per host */
-  readonly commands: Record<string, number[]> = {};
-  private readonly steps = new Map<StepResult, StepTiming>();
-  private readonly pending = new Map<string, number>();
-  private role = '';
-
-  constructor(private readonly t0: number) {}
-
-  private now(): number {
-    return Math.round((performance.now() - this.t0) * 10) / 10;
-  }
-
-  command(host: string): void {
-    (this.commands[host] ??= []).push(this.now());
-  }
-
-  of(r: StepResult): StepTiming | undefined {
-    return this.steps.get(r);
-  }
-
-  /** A reporter that records the times, then passes every call on to `inner`. */
-  tap(inner: Reporter): Reporter {
-    return {
-      roleStart: (role, hosts) => {
-        this.role = role;
-        this.roles.push({ role, hosts, startMs: this.now(), endMs: this.now() });
-        inner.roleStart(role, hosts);
-      },
-      roleEnd: (role) => {
-        const last = this.roles[this.roles.length - 1];
-        if (last) last.endMs = this.now();
-        inner.roleEnd(role);
-      },
-      hostStart: (host, role) => inner.hostStart(host, role),
-      stepStart: (host, step) => {
-        this.pending.set(`${host}\u0000${step}`, this.now());
-        inner.stepStart(host, step);
-      },
-      stepEnd: (r) => {
-        const end = this.now();
-        let key = `${r.host}\u0000${r.step}`;
-        if (!this.pending.has(key)) {
-          // a delegated step reports the host it ran on; it started on another host's lane
-          key = [...this.pending.keys()].reverse().find((k) => k.endsWith(`\u0000${r.step}`)) ?? key;
-        }
-        const start = this.pending.get(key) ?? Math.max(0, end - r.ms);
-        this.pending.delete(key);
-        this.steps.set(r, { role: this.role, startMs: start, endMs: end });
-        inner.stepEnd(r);
-      },
-      log: (host, message) => inner.log(host, message),
-      say: (message) => inner.say(message),
-      finish: () => inner.finish(),
-    };
-  }
 }
 
 /** `run.json` → `run.html` (the timeline beside the JSON report). */

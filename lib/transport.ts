@@ -40,8 +40,8 @@ export interface ConnectOptions {
   keepaliveMs?: number;
   /** channels in flight per connection (≤ 10: OpenSSH MaxSessions) */
   maxChannels?: number;
-  /** called on each round trip (for verbose logs) */
-  onCommand?: (host: string, command: string) => void;
+  /** called as each round trip starts (the run's event stream); the function it returns, when it ends */
+  onCommand?: (host: string, command: string) => ((code: number) => void) | void;
 }
 
 /** Measured on 2 cores with 500 loopback sshd hosts (bench/README.md): see defaultMaxHandshakes. */
@@ -334,10 +334,13 @@ class SshConnection implements Connection {
     const client = this.client;
     if (!client) return Promise.reject(new Error('Not connected'));
     this.trips++;
-    this.opts.onCommand?.(this.host.name, command);
+    const ended = this.opts.onCommand?.(this.host.name, command);
     return new Promise<ExecResult>((resolve, reject) => {
       client.exec(command, (err, stream) => {
-        if (err) return reject(err);
+        if (err) {
+          ended?.(255);
+          return reject(err);
+        }
         onStart();
         this.channels.add(stream);
         const out: Buffer[] = [];
@@ -362,6 +365,7 @@ class SshConnection implements Connection {
             code: code ?? (timedOut ? 124 : 255),
           };
           if (timedOut) res.stderr += `\n(timed out after ${opts.timeoutMs} ms)`;
+          ended?.(code ?? res.code);
           // no exit status and no signal: the session ended under us (sshd or the host died)
           if (code == null && !timedOut && (this.dropped || !signal))
             return reject(new Error(`Connection lost (no exit status${signal ? `, signal ${signal}` : ''})`));
@@ -404,11 +408,12 @@ class SshConnection implements Connection {
       await this.open();
       const client = this.client!;
       this.trips++;
-      this.opts.onCommand?.(this.host.name, wrapped.command);
+      const ended = this.opts.onCommand?.(this.host.name, wrapped.command);
       return new Promise<{ code: number; signal?: string | null; stderr: string }>((resolve) => {
         client.exec(wrapped.command, (err, stream) => {
           if (err) {
             stdout.destroy(err);
+            ended?.(255);
             return resolve({ code: 255, stderr: err.message });
           }
           channel = stream;
@@ -419,6 +424,7 @@ class SshConnection implements Connection {
           stream.pipe(stdout);
           stream.on('close', (code: number | null, signal?: string) => {
             this.channels.delete(stream);
+            ended?.(code ?? 255);
             resolve({ code: code ?? 255, signal: signal ?? null, stderr: mask(Buffer.concat(errOut).toString('utf8')) });
           });
           void (async () => {

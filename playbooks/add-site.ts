@@ -94,20 +94,20 @@ try {
       if (existsSync(sitesDir)) cpSync(sitesDir, tmp, { recursive: true });
       writeRecord(path.join(tmp, `${id}.yml`), text);
       roleSitesDir = tmp;
-      run.reporter.say(`would write the site record ${file}`);
+      run.say(`would write the site record ${file}`);
     } else {
       writeRecord(file, text);
       created = file;
-      run.reporter.say(`site record ${file} written (its backup policy registers the site's backups)`);
+      run.say(`site record ${file} written (its backup policy registers the site's backups)`);
     }
-  } else run.reporter.say(`site record ${file} exists: reconciling`);
+  } else run.say(`site record ${file} exists: reconciling`);
   for (const h of run.hostsFor('managers')) h.vars.wp_sites_dir = roleSitesDir;
   for (const h of run.inventory.hosts.values()) h.vars.wp_sites_dir = roleSitesDir;
   run.phase(`site ${id} (${domain})`);
   const r = await run.role(wpSite);
   const ok = r.hosts.every((h) => run.healthy(h.host));
   if (!ok && created && !rerun) {
-    run.reporter.say(
+    run.say(
       `the site could not be created: see the errors above. The record ${created} is kept so that a rerun resumes, or remove it with playbooks/remove-site.ts --domain ${domain} --yes --no-backup`,
     );
     created = '';
@@ -119,11 +119,11 @@ try {
   } catch {
     cf = undefined;
   }
-  if (!cf) run.reporter.say('DNS: the inventory has no cloudflare section: skipped');
+  if (!cf) run.say('DNS: the inventory has no cloudflare section: skipped');
   else if (ok) {
     const { ensureSiteRecords } = await import('../lib/cloud/cloudflare.ts');
     const target = String(run.inventory.vars.edge_address ?? run.inventory.vars.floating_ip ?? '');
-    if (!target) run.reporter.say('DNS: no edge_address var in the inventory: skipped');
+    if (!target) run.say('DNS: no edge_address var in the inventory: skipped');
     else {
       const res = await ensureSiteRecords({
         zoneName: cf.zone,
@@ -133,7 +133,7 @@ try {
         ttl: 1,
         check,
       });
-      run.reporter.say(`DNS: created ${res.created.length}, updated ${res.updated.length}, unchanged ${res.unchanged.length}`);
+      run.say(`DNS: created ${res.created.length}, updated ${res.updated.length}, unchanged ${res.unchanged.length}`);
     }
   }
   for (const i of installs) {

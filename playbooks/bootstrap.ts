@@ -33,7 +33,7 @@ try {
     for (const name of phase.roles) {
       if (run.signal.interrupted) break;
       if (!existsSync(`roles/${name}/role.ts`)) {
-        run.reporter.say(`  (role ${name}: not in this version of wpfarm, skipped)`);
+        run.say(`  (role ${name}: not in this version of wpfarm, skipped)`);
         continue;
       }
       await run.role(await loadRole(name));

@@ -111,9 +111,9 @@ try {
         { stdin: text, become: true },
       );
       const total = [...perRole.values()].reduce((a, b) => a + b, 0);
-      run.reporter.say(`${host}: drift ${total} change(s) → ${file}`);
+      run.say(`${host}: drift ${total} change(s) → ${file}`);
     } catch (e) {
-      run.reporter.say(`${host}: metrics not written: ${(e as Error).message.split('\n')[0]}`);
+      run.say(`${host}: metrics not written: ${(e as Error).message.split('\n')[0]}`);
     }
   }
 } catch (e) {

@@ -93,7 +93,7 @@ try {
     );
     for (const r of rowsOut) r.lastBackup = last.get(r.id) ?? 'never';
   } catch (e) {
-    run.reporter.say(`last backup: not read (${(e as Error).message.split('\n')[0]})`);
+    run.say(`last backup: not read (${(e as Error).message.split('\n')[0]})`);
   }
   if (f.format === 'json') process.stdout.write(JSON.stringify(rowsOut, null, 1) + '\n');
   else {

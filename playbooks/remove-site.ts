@@ -118,7 +118,7 @@ const removeRole: Role = {
 try {
   if (!f['no-backup']) {
     run.phase(`backup of ${id} before removal`);
-    if (check) run.reporter.say(`would back up ${id} (playbooks/backup.ts --what sites-db and --what files)`);
+    if (check) run.say(`would back up ${id} (playbooks/backup.ts --what sites-db and --what files)`);
     else {
       for (const what of ['sites-db', 'files']) {
         try {
@@ -127,7 +127,7 @@ try {
             ['--import', 'tsx', 'playbooks/backup.ts', '--what', what, '--site', id, '--inventory', run.inventory.file],
             { maxBuffer: 16 << 20 },
           );
-          run.reporter.say(`backup ${what} of ${id}: done`);
+          run.say(`backup ${what} of ${id}: done`);
         } catch (e) {
           const err = e as { stderr?: string; message: string };
           throw new Error(
@@ -148,18 +148,18 @@ try {
     } catch {
       cf = undefined;
     }
-    if (!cf) run.reporter.say('DNS: the inventory has no cloudflare section: skipped');
+    if (!cf) run.say('DNS: the inventory has no cloudflare section: skipped');
     else {
       const { removeSiteRecords } = await import('../lib/cloud/cloudflare.ts');
       const res = await removeSiteRecords({ zoneName: cf.zone, names: siteDomains(s0), check });
-      run.reporter.say(`DNS: deleted ${res.deleted.length}, absent ${res.absent.length}`);
+      run.say(`DNS: deleted ${res.deleted.length}, absent ${res.absent.length}`);
     }
     const file = path.join(sitesDirOf(), `${id}.yml`);
     if (existsSync(file)) {
-      if (check) run.reporter.say(`would remove the record ${file}`);
+      if (check) run.say(`would remove the record ${file}`);
       else {
         rmSync(file);
-        run.reporter.say(`record ${file} removed`);
+        run.say(`record ${file} removed`);
       }
     }
   }

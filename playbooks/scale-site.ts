@@ -45,7 +45,7 @@ try {
   if (before !== replicas) {
     doc.set('replicas', replicas);
     if (run.config.flags.check) {
-      run.reporter.say(`would set replicas ${String(before ?? 'default')} -> ${replicas} in ${file}`);
+      run.say(`would set replicas ${String(before ?? 'default')} -> ${replicas} in ${file}`);
       const { mkdtempSync, cpSync } = await import('node:fs');
       const { tmpdir } = await import('node:os');
       const tmp = mkdtempSync(path.join(tmpdir(), 'wpfarm-scale-'));
@@ -55,7 +55,7 @@ try {
       for (const h of run.inventory.hosts.values()) h.vars.wp_sites_dir = tmp;
     } else {
       writeRecord(file, doc.toString());
-      run.reporter.say(`replicas ${String(before ?? 'default')} -> ${replicas} in ${file}`);
+      run.say(`replicas ${String(before ?? 'default')} -> ${replicas} in ${file}`);
     }
   }
   run.phase(`scale ${id} to ${replicas}`);

@@ -12,7 +12,7 @@ import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
 import { ensureTools } from '../unit/ops-files.harness.ts';
 import { newHostState, runRole } from '../../lib/runner.ts';
 import { ConnectionPool } from '../../lib/transport.ts';
-import { SilentReporter } from '../../lib/output.ts';
+import { EventStream } from '../../lib/events.ts';
 import type { HostSpec, Step } from '../../lib/types.ts';
 import { copy, directory, file } from '../../lib/ops/files.ts';
 import { lineinfile } from '../../lib/ops/lineinfile.ts';
@@ -359,7 +359,7 @@ async function oursRun(list: Case[], check: boolean): Promise<Status[]> {
     const steps = list.map((c) => ({ ...c.ours, options: { ...c.ours.options, ignoreErrors: true, name: c.name } }) as Step);
     const r = await runRole({ name: 'diff', hosts: 'all', steps: () => steps }, hosts, {
       pool,
-      reporter: new SilentReporter(),
+      events: new EventStream(),
       options: { check, diff: false, forks: 1, verbose: 0 },
       allHosts: new Map(hosts.map((x) => [x.name, x])),
       signal: { interrupted: false },

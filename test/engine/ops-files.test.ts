@@ -14,7 +14,7 @@ import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
 import { ensureTools } from '../unit/ops-files.harness.ts';
 import { runRole, newHostState, type RoleRunResult } from '../../lib/runner.ts';
 import { ConnectionPool } from '../../lib/transport.ts';
-import { SilentReporter } from '../../lib/output.ts';
+import { EventStream } from '../../lib/events.ts';
 import type { HostSpec, Role, Step } from '../../lib/types.ts';
 import { copy, directory, file } from '../../lib/ops/files.ts';
 import { template } from '../../lib/ops/template.ts';
@@ -84,7 +84,7 @@ async function run(role: Role, o: { check?: boolean; diff?: boolean } = {}): Pro
   try {
     const r = await runRole(role, hosts, {
       pool,
-      reporter: new SilentReporter(),
+      events: new EventStream(),
       options: { check: !!o.check, diff: !!o.diff, forks: 4, verbose: 0 },
       allHosts: new Map(hosts.map((h) => [h.name, h])),
       signal: { interrupted: false },

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
-import { SilentReporter } from '../../lib/output.ts';
+import { EventStream } from '../../lib/events.ts';
 import { runRole } from '../../lib/runner.ts';
 import { ConnectionPool } from '../../lib/transport.ts';
 import type { Connection, HostSpec, Step, StepContext, StepResult } from '../../lib/types.ts';
@@ -50,7 +50,7 @@ async function play(steps: (ctx: StepContext) => Step[], check = false): Promise
   try {
     const r = await runRole({ name: 'ops-system-test', hosts: NODE, steps }, [host], {
       pool: p,
-      reporter: new SilentReporter(),
+      events: new EventStream(),
       options: { check, diff: true, forks: 1, verbose: 0 },
       allHosts: inv.hosts,
       signal: { interrupted: false },

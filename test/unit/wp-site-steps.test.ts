@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { SilentReporter } from '../../lib/output.ts';
+import { EventStream } from '../../lib/events.ts';
 import { newHostState, runRole, type RunEnv } from '../../lib/runner.ts';
 import { ConnectionPool } from '../../lib/transport.ts';
 import type { Connection, ExecResult, HostSpec, Role, RunOptions, StepResult } from '../../lib/types.ts';
@@ -286,7 +286,7 @@ async function runWpSite(sitesDir: string, farm: Farm, o: Partial<RunOptions> = 
   const testRole: Role = { ...role, steps: () => wpSiteSteps(d) };
   const env: RunEnv = {
     pool,
-    reporter: new SilentReporter(),
+    events: new EventStream(),
     options: { check: false, diff: false, forks: 4, verbose: 0, ...o },
     allHosts: new Map(hosts.map((h) => [h.name, h])),
     select: (p) => hosts.filter((h) => h.groups.includes(p) || h.name === p),
