@@ -143,7 +143,7 @@ export class Run {
 
   /** Files whose contents a plan depends on (lib/plan.ts). */
   private planInputs(): PlanFile['inputs'] {
-    const codeRoot = resolve(import.meta.dirname, '..');
+    const codeRoot = process.cwd(); // like loadRole's roles/: the checkout the run is started in
     return inputsOf(planInputFiles({ inventoryFiles: this.inventory.files, codeRoot, roleFiles: [...loadedRoleFiles] }));
   }
 
