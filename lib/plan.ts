@@ -298,15 +298,17 @@ export function compareRole(plan: PlanFile, roleIndex: number, role: string, now
   return out;
 }
 
-/** At apply, during the real pass: a step's plan must be the planned change, else the step fails with this message. */
+/**
+ * At apply, during the real pass: a step may change only what the plan said changes, else it fails with this
+ * message. (Change lines are not compared here: an operation describes a change it makes after an earlier step
+ * really ran in other words than the check pass, which only assumed it, e.g. "with parents". The check pass
+ * before the role compared them, probe by probe.)
+ */
 export function guardMessage(p: PlanStep | undefined, e: EventOf<'step.plan'>): string | undefined {
   const where = `host ${e.host}, step '${e.step}'`;
   if (!p) return `apply refused: ${where} is not in the plan`;
-  if (p.imperative) return undefined;
-  if (p.changed !== e.changed || p.changes.join('\n') !== e.changes.join('\n')) {
-    return `apply refused: ${where}: planned ${p.changed ? p.changes.join('; ') : 'no change'}, now ${e.changed ? e.changes.join('; ') : 'no change'}`;
-  }
-  return undefined;
+  if (p.imperative || !e.changed || p.changed) return undefined;
+  return `apply refused: ${where}: the plan has no change here, now ${e.changes.join('; ') || 'a change'}`;
 }
 
 export function planStepFor(plan: PlanFile, roleIndex: number, host: string, step: string, occurrence: number): PlanStep | undefined {

@@ -87,6 +87,7 @@ export class Run {
   private readonly planRecorder = new PlanRecorder();
   private readonly plan?: PlanFile;
   private readonly changedHosts = new Set<string>();
+  private inputsChecked = false;
   private lock?: DeployLock;
   private lockPool?: ConnectionPool;
   private lockReleased = false;
@@ -111,7 +112,6 @@ export class Run {
           `${f.apply}: a plan of ${this.plan.playbook}, not of ${this.playbook}: apply it with the command that made it`,
         );
       }
-      checkInputs(this.plan, this.planInputs(), f.apply);
     }
     if (config.reporter) this.events.on(config.reporter);
     else {
@@ -265,6 +265,11 @@ export class Run {
   async role(role: Role, pattern?: string): Promise<RoleRunResult> {
     // the role's variables are checked before the lock and before any connection (bad input: exit 4)
     if (role.vars) checkVars(this.inventory, role.vars);
+    // --apply: the inputs are compared once the playbook loaded its roles, before the lock and the first change
+    if (this.plan && !this.inputsChecked) {
+      checkInputs(this.plan, this.planInputs(), this.config.flags.apply!);
+      this.inputsChecked = true;
+    }
     await this.takeLock();
     const hosts = this.hostsFor(pattern ?? role.hosts);
     const f = this.config.flags;
