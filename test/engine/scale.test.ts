@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { command } from '../../lib/ops/command.ts';
 import { file } from '../../lib/ops/files.ts';
-import { SilentReporter } from '../../lib/output.ts';
+import { EventStream } from '../../lib/events.ts';
 import { runRole } from '../../lib/runner.ts';
 import { ConnectionPool, connect } from '../../lib/transport.ts';
 import type { Role } from '../../lib/types.ts';
@@ -44,7 +44,7 @@ test(`${N} hosts at --forks ${N} through 1 handshake in flight: all connect, non
       lab.hosts.map((h) => h.spec),
       {
         pool,
-        reporter: new SilentReporter(),
+        events: new EventStream(),
         options: { check: false, diff: false, forks: N, verbose: 0 },
         allHosts: new Map(lab.hosts.map((h) => [h.name, h.spec])),
         select: () => lab.hosts.map((h) => h.spec),
