@@ -6,7 +6,7 @@
 import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { mask } from './secrets.ts';
-import type { Step, StepResult, StepStatus } from './types.ts';
+import type { Step, StepResult } from './types.ts';
 
 /** Bumped when a field changes meaning or goes away (adding a field or an event kind does not bump it). */
 export const EVENTS_FORMAT_VERSION = 1;
@@ -186,19 +186,13 @@ export class RunRecord {
         this.hostMs.set(e.host, (this.hostMs.get(e.host) ?? 0) + e.ms);
         break;
       case 'command.start':
-        (this.commands[e.host] ??= []).push(e.t);
+        this.commands[e.host] = [...(this.commands[e.host] ?? []), e.t];
         this.roundTrips++;
         break;
       default:
         break;
     }
   };
-
-  counts(): Record<string, Record<StepStatus, number>> {
-    const out: Record<string, Record<StepStatus, number>> = {};
-    for (const r of this.results) (out[r.host] ??= { ok: 0, changed: 0, failed: 0, skipped: 0, unreachable: 0 })[r.status]++;
-    return out;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ export interface ConsoleReporterOptions {
  * (a newline, an escape in a step title) become spaces; a cut row ends with an ellipsis.
  */
 export function fitRow(text: string, width: number): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
   const chars = [...text.replace(/[\x00-\x1f\x7f]/g, ' ')];
   if (chars.length <= width) return chars.join('');
   return width <= 1 ? chars.slice(0, Math.max(0, width)).join('') : `${chars.slice(0, width - 1).join('')}…`;
@@ -139,9 +140,8 @@ export class ConsoleReporter {
   private stepEnd(r: StepResult): void {
     if (r.status !== 'ok' || this.o.verbose > 0) {
       const detail = r.error ? `: ${r.error}` : r.reason ? ` (${r.reason})` : r.changes.length ? `: ${r.changes.join('; ')}` : '';
-      this.write(
-        `  ${this.c(STATUS_COLOR[r.status], r.status.padEnd(9))} ${r.host}  ${r.step}${detail}  ${this.c(C.dim, `${Math.round(r.ms)} ms`)}`,
-      );
+      const status = this.c(STATUS_COLOR[r.status], r.status.padEnd(9));
+      this.write(`  ${status} ${r.host}  ${r.step}${detail}  ${this.c(C.dim, `${Math.round(r.ms)} ms`)}`);
     }
     if (this.o.diff && r.diff) this.write(r.diff.replace(/^/gm, '      '));
   }

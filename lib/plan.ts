@@ -289,9 +289,8 @@ export function compareRole(plan: PlanFile, roleIndex: number, role: string, now
       continue;
     }
     if (p.changed !== s.changed || p.changes.join('\n') !== s.changes.join('\n')) {
-      out.push(
-        `${where}: planned ${p.changed ? p.changes.join('; ') || 'a change' : 'no change'}, now ${s.changed ? s.changes.join('; ') || 'a change' : 'no change'}`,
-      );
+      const what = (x: PlanStep) => (x.changed ? x.changes.join('; ') || 'a change' : 'no change');
+      out.push(`${where}: planned ${what(p)}, now ${what(s)}`);
     }
   }
   for (const p of planned) if (!seen.has(keyOf(p))) out.push(`host ${p.host}, step '${p.step}': in the plan, not in this run`);

@@ -108,9 +108,8 @@ export class Run {
     if (f.apply) {
       this.plan = readPlan(f.apply);
       if (this.plan.playbook !== this.playbook) {
-        throw new InputError(
-          `${f.apply}: a plan of ${this.plan.playbook}, not of ${this.playbook}: apply it with the command that made it`,
-        );
+        const which = `a plan of ${this.plan.playbook}, not of ${this.playbook}`;
+        throw new InputError(`${f.apply}: ${which}: apply it with the command that made it`);
       }
     }
     if (config.reporter) this.events.on(config.reporter);
@@ -219,12 +218,8 @@ export class Run {
       throw e;
     }
     this.lock = lock;
-    this.events.emit({
-      kind: 'lock',
-      action: 'acquired',
-      hosts: lock.held,
-      message: lock.tookOver.length ? 'took over a stale lock' : undefined,
-    });
+    const message = lock.tookOver.length ? 'took over a stale lock' : undefined;
+    this.events.emit({ kind: 'lock', action: 'acquired', hosts: lock.held, message });
   }
 
   /** Append this run's audit line (and one per stale run taken over) and release the lock; once. */
@@ -322,17 +317,17 @@ export class Run {
     const now: PlanStep[] = rec.steps;
     const refusals = compareRole(plan, roleIndex, role.name, now, this.changedHosts);
     const bad = r.hosts.filter((h) => h.status === 'failed' || h.status === 'unreachable');
-    for (const h of bad)
+    for (const h of bad) {
       refusals.push(`host ${h.host}: the check pass ${h.status === 'failed' ? 'failed' : 'could not reach it'} (${h.error ?? ''})`);
+    }
     if (refusals.length) {
       const shown = refusals
         .slice(0, 10)
         .map((x) => `  ${x}`)
         .join('\n');
       const more = refusals.length > 10 ? `\n  … and ${refusals.length - 10} more` : '';
-      throw new InputError(
-        `${f.apply}: apply refused, this run differs from the plan:\n${shown}${more}\nnothing of role ${role.name} was changed: plan again`,
-      );
+      const msg = `apply refused, this run differs from the plan:\n${shown}${more}\nnothing of role ${role.name} was changed: plan again`;
+      throw new InputError(`${f.apply}: ${msg}`);
     }
   }
 

@@ -503,15 +503,8 @@ class HostRun {
         }
         if (!handlers && !tagsMatch([...roleTags, ...(step.options.tags ?? [])], this.env.options)) continue;
         const location = stepLocation(step);
-        this.env.events.emit({
-          kind: 'step.start',
-          host: this.host.name,
-          role: this.role.name,
-          step: step.title,
-          stepKind: step.kind,
-          location,
-          handler,
-        });
+        const { name: role } = this.role;
+        this.env.events.emit({ kind: 'step.start', host: this.host.name, role, step: step.title, stepKind: step.kind, location, handler });
         let r: StepResult;
         try {
           if (step.options.runOnce) {

@@ -21,12 +21,16 @@ function fakeTty(columns: number): Writable & { isTTY: true; columns: number; te
   return w;
 }
 
+const ESC = String.fromCharCode(27);
+const COLOUR = new RegExp(`${ESC}\\[\\d*m`, 'g');
+const CLEAR = new RegExp(`${ESC}\\[(\\d+)A${ESC}\\[0J`, 'g');
+
 /** The rows of every live block drawn: the lines between a clear (ESC[nA ESC[0J) and the next write. */
 function visibleLines(text: string): string[] {
-  // eslint-style: strip colours; split on the cursor moves the redraw makes
-  const plain = text.replace(/\x1b\[\d*m/g, '');
+  // strip colours; split on the cursor moves the redraw makes
+  const plain = text.replace(COLOUR, '');
   return plain
-    .split(/\x1b\[\d+A\x1b\[0J/)
+    .split(CLEAR)
     .flatMap((chunk) => chunk.split('\n'))
     .filter((l) => l.length > 0);
 }
@@ -53,14 +57,20 @@ test('live rows never exceed the terminal width; the block is cleared by exactly
       events.say('a line printed above the live block');
     }
     view.finish();
-    const moves = [...out.text.matchAll(/\x1b\[(\d+)A\x1b\[0J/g)].map((m) => Number(m[1]));
+    const moves = [...out.text.matchAll(CLEAR)].map((m) => Number(m[1]));
     assert.ok(moves.length >= 3, 'the block was redrawn');
     for (const line of visibleLines(out.text)) {
       if (!line.startsWith('  … ')) continue;
-      assert.ok([...line].length <= columns - 1, `row of ${[...line].length} chars on a ${columns}-column terminal: ${JSON.stringify(line)}`);
+      assert.ok(
+        [...line].length <= columns - 1,
+        `row of ${[...line].length} chars on a ${columns}-column terminal: ${JSON.stringify(line)}`,
+      );
     }
     // every clear moves up by the number of rows the previous draw wrote (3 hosts: 3 rows)
-    assert.ok(moves.every((n) => n <= 3), `moves ${moves.join(',')}`);
+    assert.ok(
+      moves.every((n) => n <= 3),
+      `moves ${moves.join(',')}`,
+    );
   }
 });
 

@@ -92,7 +92,10 @@ describe('the event stream of a run on real sshd hosts', () => {
     assert.match(logText, /failing \*\*\*/, 'the masked secret is there, masked');
 
     // stamps: seq 1..n in order, t never goes back
-    evs.forEach((e, i) => assert.equal(e.seq, i + 1));
+    assert.deepEqual(
+      evs.map((e) => e.seq),
+      evs.map((_, i) => i + 1),
+    );
     for (let i = 1; i < evs.length; i++) assert.ok(evs[i]!.t >= evs[i - 1]!.t, `t goes back at seq ${evs[i]!.seq}`);
     assert.equal(evs[0]!.kind, 'run.start');
     assert.equal(evs.at(-1)!.kind, 'run.end');
@@ -127,13 +130,23 @@ describe('the event stream of a run on real sshd hosts', () => {
     // the failure: e02's failing command ends failed, its host ends failed, and no handler runs there
     const ends = ofKind(evs, 'step.end');
     const failed = ends.filter((e) => e.result.status === 'failed');
-    assert.deepEqual(failed.map((e) => [e.host, e.result.step.startsWith('command sh -c')]), [['e02', true]]);
+    assert.deepEqual(
+      failed.map((e) => [e.host, e.result.step.startsWith('command sh -c')]),
+      [['e02', true]],
+    );
     assert.match(failed[0]!.result.error ?? '', /exit 3/);
     const hostEnds = ofKind(evs, 'host.end');
-    assert.deepEqual(hostEnds.map((e) => [e.host, e.status]).sort(), [['e01', 'ok'], ['e02', 'failed'], ['e03', 'ok']]);
+    assert.deepEqual(hostEnds.map((e) => [e.host, e.status]).sort(), [
+      ['e01', 'ok'],
+      ['e02', 'failed'],
+      ['e03', 'ok'],
+    ]);
     // handlers: notified by two steps, run once on each host that did not fail, announced before their steps
     const handlers = ofKind(evs, 'handler');
-    assert.deepEqual(handlers.map((e) => [e.host, e.handler]).sort(), [['e01', 'record restart'], ['e03', 'record restart']]);
+    assert.deepEqual(handlers.map((e) => [e.host, e.handler]).sort(), [
+      ['e01', 'record restart'],
+      ['e03', 'record restart'],
+    ]);
     for (const hd of handlers) {
       const i = evs.indexOf(hd);
       const next = evs.slice(i).find((e) => e.kind === 'step.start' && e.host === hd.host) as Ev<'step.start'>;
@@ -142,7 +155,10 @@ describe('the event stream of a run on real sshd hosts', () => {
     }
     // probes and applies: the first step of each host is planned from a batched probe; every change was applied
     const plans = ofKind(evs, 'step.plan');
-    assert.ok(ofKind(evs, 'probe').some((e) => e.steps > 1), 'a batched probe round trip');
+    assert.ok(
+      ofKind(evs, 'probe').some((e) => e.steps > 1),
+      'a batched probe round trip',
+    );
     for (const p of plans) assert.match(p.probeSha256, /^[0-9a-f]{64}$/);
     const applies = ofKind(evs, 'apply');
     const changedOps = ends.filter((e) => e.result.status === 'changed' && e.result.kind !== 'task');
@@ -150,7 +166,7 @@ describe('the event stream of a run on real sshd hosts', () => {
     // diffs: app.conf's content on every host, before its step.end
     for (const h of ['e01', 'e02', 'e03']) {
       const d = ofKind(evs, 'diff').find((e) => e.host === h && e.step === 'file /srv/demo/conf/app.conf');
-      assert.ok(d && d.diff.includes(`+name=${h}`), `diff of app.conf on ${h}`);
+      assert.ok(d?.diff.includes(`+name=${h}`), `diff of app.conf on ${h}`);
     }
     // commands: every start has its end (same id, same host), the count is the report's round trips
     const starts = ofKind(evs, 'command.start');
@@ -161,7 +177,11 @@ describe('the event stream of a run on real sshd hosts', () => {
     }
     assert.equal(starts.length, report.roundTrips);
     for (const h of ['e01', 'e02', 'e03']) {
-      assert.deepEqual(report.roundTripsAt[h], starts.filter((s) => s.host === h).map((s) => s.t), `round trip times of ${h}`);
+      assert.deepEqual(
+        report.roundTripsAt[h],
+        starts.filter((s) => s.host === h).map((s) => s.t),
+        `round trip times of ${h}`,
+      );
     }
 
     // the report: format version, the same steps with the same outcomes, in the same order, timed by the events

@@ -26,7 +26,19 @@ function cli(args: string[]): Promise<Out> {
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'playbooks/run-role.ts', 'test/fixtures/roles/demo.ts', '-i', lab.inventoryFile, '-i', extraInv, '--json', json, ...args],
+      [
+        '--import',
+        'tsx',
+        'playbooks/run-role.ts',
+        'test/fixtures/roles/demo.ts',
+        '-i',
+        lab.inventoryFile,
+        '-i',
+        extraInv,
+        '--json',
+        json,
+        ...args,
+      ],
       { env: { ...process.env, CI: 'true', WPFARM_DEMO_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
@@ -42,7 +54,10 @@ function cli(args: string[]): Promise<Out> {
 
 const onHost = (h: string, p: string) => join(lab.hosts.find((x) => x.name === h)!.root, p);
 const changedOf = (o: Out) =>
-  o.report!.results.filter((r) => r.status === 'changed').map((r) => `${r.host} | ${r.step}`).sort();
+  o
+    .report!.results.filter((r) => r.status === 'changed')
+    .map((r) => `${r.host} | ${r.step}`)
+    .sort();
 
 before(async () => {
   lab = await startSshdHosts(2, { prefix: 'p' });
@@ -64,11 +79,18 @@ describe('plan, then apply exactly that plan', () => {
     assert.equal(statSync(planFile).mode & 0o777, 0o600);
     const plan = JSON.parse(text) as PlanFile;
     assert.equal(plan.formatVersion, 1);
-    assert.ok(Object.keys(plan.inputs.files).some((f) => f.endsWith('extra.yml')), 'the inventory is an input');
+    assert.ok(
+      Object.keys(plan.inputs.files).some((f) => f.endsWith('extra.yml')),
+      'the inventory is an input',
+    );
     assert.ok(Object.keys(plan.inputs.files).includes('test/fixtures/roles/demo.ts'), 'the role file is an input');
-    const planned = plan.steps.filter((s) => s.changed).map((s) => `${s.host} | ${s.step}`).sort();
+    const planned = plan.steps
+      .filter((s) => s.changed)
+      .map((s) => `${s.host} | ${s.step}`)
+      .sort();
     assert.ok(planned.length >= 2 * 5, planned.join('\n'));
-    for (const s of plan.steps.filter((x) => !x.imperative && x.status !== 'skipped')) assert.match(s.probeSha256 ?? '', /^[0-9a-f]{64}$/, s.step);
+    for (const s of plan.steps.filter((x) => !x.imperative && x.status !== 'skipped'))
+      assert.match(s.probeSha256 ?? '', /^[0-9a-f]{64}$/, s.step);
     // the imperative task is said to run again at apply
     assert.ok(plan.steps.some((s) => s.imperative && s.step === 'report facts'));
     assert.match(p.stdout, /imperative step\(s\).*run again at apply/);
@@ -86,12 +108,18 @@ describe('plan, then apply exactly that plan', () => {
     const p = await cli(['--plan-out', planFile]);
     assert.equal(p.code, 0, p.stdout + p.stderr);
     const plan = JSON.parse(readFileSync(planFile, 'utf8')) as PlanFile;
-    assert.deepEqual(plan.steps.filter((s) => s.changed && !s.imperative).map((s) => `${s.host} | ${s.step}`).sort(), [
-      'p01 | file /srv/demo/conf/other.conf',
-      'p01 | handler record restart: command sh -c $\'echo restarted >> /srv/demo/handler.log\'',
-      'p02 | file /srv/demo/conf/other.conf',
-      'p02 | handler record restart: command sh -c $\'echo restarted >> /srv/demo/handler.log\'',
-    ]);
+    assert.deepEqual(
+      plan.steps
+        .filter((s) => s.changed && !s.imperative)
+        .map((s) => `${s.host} | ${s.step}`)
+        .sort(),
+      [
+        'p01 | file /srv/demo/conf/other.conf',
+        "p01 | handler record restart: command sh -c $'echo restarted >> /srv/demo/handler.log'",
+        'p02 | file /srv/demo/conf/other.conf',
+        "p02 | handler record restart: command sh -c $'echo restarted >> /srv/demo/handler.log'",
+      ],
+    );
     writeFileSync(onHost('p02', '/srv/demo/conf/app.conf'), 'name=edited-by-hand\n');
     const a = await cli(['--apply', planFile]);
     assert.equal(a.code, 4, a.stdout + a.stderr);
@@ -117,7 +145,13 @@ describe('plan, then apply exactly that plan', () => {
     const b = await cli(['--apply', planFile]);
     assert.equal(b.code, 0, b.stdout + b.stderr);
     const plan = JSON.parse(readFileSync(planFile, 'utf8')) as PlanFile;
-    assert.deepEqual(changedOf(b), plan.steps.filter((s) => s.changed).map((s) => `${s.host} | ${s.step}`).sort());
+    assert.deepEqual(
+      changedOf(b),
+      plan.steps
+        .filter((s) => s.changed)
+        .map((s) => `${s.host} | ${s.step}`)
+        .sort(),
+    );
     assert.equal(readFileSync(onHost('p02', '/srv/demo/conf/app.conf'), 'utf8'), 'name=p02\nport=8080\n');
   });
 
