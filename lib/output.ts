@@ -180,11 +180,11 @@ export function formatRecap(rows: RecapRow[], results: StepResult[], wallMs: num
   const paint = (c: string, s: string, on: boolean) => (color && on ? `${c}${s}${C.reset}` : s);
   const lines = ['', 'RECAP'];
   for (const r of rows) {
-    lines.push(
-      `  ${r.host.padEnd(w)}  ${paint(C.green, `ok=${r.ok}`, r.ok > 0).padEnd(6)}  ${paint(C.yellow, `changed=${r.changed}`, r.changed > 0)}  ` +
-        `${paint(C.red, `failed=${r.failed}`, r.failed > 0)}  skipped=${r.skipped}  ${paint(C.red, `unreachable=${r.unreachable}`, r.unreachable > 0)}  ` +
-        `${(r.ms / 1000).toFixed(2)} s`,
-    );
+    const ok = paint(C.green, `ok=${r.ok}`, r.ok > 0).padEnd(6);
+    const changed = paint(C.yellow, `changed=${r.changed}`, r.changed > 0);
+    const failed = paint(C.red, `failed=${r.failed}`, r.failed > 0);
+    const unreachable = paint(C.red, `unreachable=${r.unreachable}`, r.unreachable > 0);
+    lines.push(`  ${r.host.padEnd(w)}  ${ok}  ${changed}  ${failed}  skipped=${r.skipped}  ${unreachable}  ${(r.ms / 1000).toFixed(2)} s`);
   }
   const slow = [...results]
     .filter((r) => r.ms > 0)
