@@ -246,8 +246,9 @@ export class Run {
       hosts: summarizeHosts(this.results),
     });
     try {
+      const held = [...lk.held]; // release() empties it
       await lk.release(appendScript(entries));
-      this.events.emit({ kind: 'lock', action: 'released', hosts: lk.held });
+      this.events.emit({ kind: 'lock', action: 'released', hosts: held });
     } catch (e) {
       const why = mask((e as Error).message);
       this.events.emit({ kind: 'lock', action: 'release-failed', message: why });

@@ -106,6 +106,16 @@ describe('the event stream of a run on real sshd hosts', () => {
     assert.deepEqual((evs[roleStart] as Ev<'role.start'>).hosts, ['e01', 'e02', 'e03']);
     const roleEnd = evs.findIndex((e) => e.kind === 'role.end');
     assert.ok(roleStart < roleEnd);
+    // the deploy lock (on the inventory's first host here): taken before the role, given back before run.end
+    const locks = ofKind(evs, 'lock');
+    assert.deepEqual(
+      locks.map((e) => [e.action, e.hosts]),
+      [
+        ['acquired', ['e01']],
+        ['released', ['e01']],
+      ],
+    );
+    assert.ok(evs.indexOf(locks[0]!) < roleStart && evs.indexOf(locks[1]!) > roleEnd);
 
     // per host: host.start, host.connect ok, then step.start/step.end pairs, then host.end
     for (const h of ['e01', 'e02', 'e03']) {
