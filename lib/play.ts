@@ -91,6 +91,8 @@ export class Run {
   private lock?: DeployLock;
   private lockPool?: ConnectionPool;
   private lockReleased = false;
+  /** the lock hosts held (the report's; release() empties lock.held) */
+  private lockHeld: string[] = [];
 
   constructor(readonly config: RunConfig) {
     const f = config.flags;
@@ -218,6 +220,7 @@ export class Run {
       throw e;
     }
     this.lock = lock;
+    this.lockHeld = [...lock.held];
     const message = lock.tookOver.length ? 'took over a stale lock' : undefined;
     this.events.emit({ kind: 'lock', action: 'acquired', hosts: lock.held, message });
   }
@@ -363,6 +366,7 @@ export class Run {
     }
     const f = this.config.flags;
     if (f.planOut) this.writePlanFile(f.planOut, bad);
+    const cpu = process.cpuUsage(this.cpuAtStart);
     const report = {
       formatVersion: EVENTS_FORMAT_VERSION,
       name: this.config.name,
@@ -371,12 +375,7 @@ export class Run {
       check: this.config.flags.check,
       exitCode: code,
       wallMs: Math.round(wall),
-      engineCpuMs: Math.round(
-        (() => {
-          const c = process.cpuUsage(this.cpuAtStart);
-          return (c.user + c.system) / 1000;
-        })(),
-      ),
+      engineCpuMs: Math.round((cpu.user + cpu.system) / 1000),
       peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
       roundTrips: rec.roundTrips,
       hosts: rows,
@@ -384,7 +383,7 @@ export class Run {
       results: rec.results,
       roleTimes: rec.roles,
       roundTripsAt: rec.commands,
-      lock: this.lock ? { hosts: this.lock.held, roundTrips: this.lock.roundTrips, tookOver: this.lock.tookOver } : undefined,
+      lock: this.lock ? { hosts: this.lockHeld, roundTrips: this.lock.roundTrips, tookOver: this.lock.tookOver } : undefined,
       retryFile,
       runDir: this.runDir,
       log: join(this.runDir, 'events.ndjson'),

@@ -60,6 +60,7 @@ interface Report {
   roundTripsAt: Record<string, number[]>;
   results: Array<{ host: string; step: string; status: string; changes: string[]; startMs: number; endMs: number; role: string }>;
   runDir: string;
+  lock?: { hosts: string[] };
 }
 
 before(async () => {
@@ -116,6 +117,7 @@ describe('the event stream of a run on real sshd hosts', () => {
       ],
     );
     assert.ok(evs.indexOf(locks[0]!) < roleStart && evs.indexOf(locks[1]!) > roleEnd);
+    assert.deepEqual(report.lock?.hosts, ['e01'], 'the report names the lock hosts');
 
     // per host: host.start, host.connect ok, then step.start/step.end pairs, then host.end
     for (const h of ['e01', 'e02', 'e03']) {
