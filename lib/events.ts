@@ -5,7 +5,7 @@
 // timeline (RunRecord), the plan file (lib/plan.ts).
 import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { mask } from './secrets.ts';
+import { mask, maskDeep } from './secrets.ts';
 import type { Step, StepResult } from './types.ts';
 
 /** Bumped when a field changes meaning or goes away (adding a field or an event kind does not bump it). */
@@ -55,18 +55,6 @@ export type EventKind = EventBody['kind'];
 export type RunEvent = EventBody & { seq: number; t: number };
 export type EventOf<K extends EventKind> = Extract<RunEvent, { kind: K }>;
 export type Listener = (e: RunEvent) => void;
-
-/** Every string in a JSON-like value, masked (a copy; objects that are not plain data pass through JSON). */
-function maskDeep<T>(v: T): T {
-  if (typeof v === 'string') return mask(v) as T;
-  if (Array.isArray(v)) return v.map(maskDeep) as T;
-  if (v && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) out[k] = maskDeep(x);
-    return out as T;
-  }
-  return v;
-}
 
 /** The stream of one run. */
 export class EventStream {

@@ -44,7 +44,6 @@ export interface ConsoleReporterOptions {
  * (a newline, an escape in a step title) become spaces; a cut row ends with an ellipsis.
  */
 export function fitRow(text: string, width: number): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
   const chars = [...text.replace(/[\x00-\x1f\x7f]/g, ' ')];
   if (chars.length <= width) return chars.join('');
   return width <= 1 ? chars.slice(0, Math.max(0, width)).join('') : `${chars.slice(0, width - 1).join('')}…`;
