@@ -3,9 +3,12 @@
 // interleave (only the lock's holder writes). A stale lock taken over adds an `abandoned` line for the dead
 // run; `playbooks/lock.ts release` adds a `lock-release` line. Read with playbooks/audit.ts: the lines of
 // every lock host merged (a manager that was down during a run lacks its line), deduplicated by id.
+// A run's line is built from the run's event stream (lib/events.ts), like its log, report and timeline:
+// AuditTrail listens to it (run.start, step.end) and gives the line when the lock is released.
 import { execFileSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { InputError } from './errors.ts';
+import type { Listener } from './events.ts';
 import { LOCK_DIR, type LockHolder, type LockInfo } from './lock.ts';
 import { mask, maskDeep } from './secrets.ts';
 import { sh } from './shell.ts';
@@ -82,6 +85,41 @@ export function outcomeOf(exitCode: number): string {
     ({ 0: 'ok', 2: 'failed', 3: 'unreachable', 4: 'bad-input', 5: 'locked', 130: 'interrupted' } as Record<number, string>)[exitCode] ??
     `exit ${exitCode}`
   );
+}
+
+/** A run's audit line, from its event stream: listen with `listener`, take the line with entry() at release. */
+export class AuditTrail {
+  private readonly results: StepResult[] = [];
+  private playbook?: string;
+  private startedAt?: string;
+
+  readonly listener: Listener = (e) => {
+    if (e.kind === 'run.start') {
+      this.playbook = e.name;
+      this.startedAt = e.startedAt;
+    } else if (e.kind === 'step.end') this.results.push(e.result);
+  };
+
+  /** The run's line; `exitCode`: the run's (known before run.end: the lock is given back first). */
+  entry(lock: LockInfo, exitCode: number, inventory: string): AuditEntry {
+    return {
+      v: 1,
+      kind: 'run',
+      id: lock.token,
+      who: lock.owner,
+      from: lock.controller,
+      pid: lock.pid,
+      command: lock.command,
+      playbook: this.playbook,
+      inventory,
+      commit: gitCommit(inventory),
+      start: this.startedAt ?? lock.since,
+      end: new Date().toISOString(),
+      outcome: outcomeOf(exitCode),
+      exitCode,
+      hosts: summarizeHosts(this.results),
+    };
+  }
 }
 
 /** The line a stale holder never wrote, added by the run that took its lock over. */

@@ -11,7 +11,7 @@
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type CommandSpec, type CommonFlags, type OptionValue, type Parsed, fail, parseOrExit } from './cli.ts';
-import { type AuditEntry, abandonedEntry, appendScript, gitCommit, outcomeOf, summarizeHosts } from './audit.ts';
+import { AuditTrail, abandonedEntry, appendScript } from './audit.ts';
 import { EXIT, InputError } from './errors.ts';
 import { checkVars, type Inventory, loadInventory, parseExtraVars } from './inventory.ts';
 import {
@@ -70,6 +70,8 @@ export class Run {
   readonly events: EventStream;
   /** steps with their times, roles, round trips: what the recap, the report and the timeline read */
   readonly record = new RunRecord();
+  /** the audit line of a mutating run (appended on the lock hosts when the lock is released) */
+  private readonly audit = new AuditTrail();
   readonly hostState = new Map<string, HostState>();
   readonly results: StepResult[] = [];
   readonly roleRuns: RoleRunResult[] = [];
@@ -120,6 +122,7 @@ export class Run {
       this.events.on(this.console.listener);
     }
     this.events.on(this.record.listener);
+    this.events.on(this.audit.listener);
     this.events.on(this.planRecorder.listener);
     // the run's directory: old ones go first (retention), then this one's log records every event
     const root = this.inventory.settings.runLogDir ?? resolve('.wpfarm/runs');
@@ -230,24 +233,8 @@ export class Run {
     if (!this.lock || this.lockReleased) return;
     this.lockReleased = true;
     const lk = this.lock;
-    const entries: AuditEntry[] = lk.tookOver.map((h) => abandonedEntry(h, lk.info));
-    entries.push({
-      v: 1,
-      kind: 'run',
-      id: lk.info.token,
-      who: lk.info.owner,
-      from: lk.info.controller,
-      pid: lk.info.pid,
-      command: lk.info.command,
-      playbook: this.config.name,
-      inventory: this.inventory.file,
-      commit: gitCommit(this.inventory.file),
-      start: this.startedAt.toISOString(),
-      end: new Date().toISOString(),
-      outcome: outcomeOf(code),
-      exitCode: code,
-      hosts: summarizeHosts(this.results),
-    });
+    // one line per stale run taken over, then this run's, built from the event stream (lib/audit.ts AuditTrail)
+    const entries = [...lk.tookOver.map((h) => abandonedEntry(h, lk.info)), this.audit.entry(lk.info, code, this.inventory.file)];
     try {
       const held = [...lk.held]; // release() empties it
       await lk.release(appendScript(entries));

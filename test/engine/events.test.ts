@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { AuditEntry, AuditHostSummary } from '../../lib/audit.ts';
 import type { RunEvent } from '../../lib/events.ts';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
 
@@ -214,6 +215,33 @@ describe('the event stream of a run on real sshd hosts', () => {
       assert.ok(r.stdout.includes(`${e.result.status.padEnd(9)} ${e.result.host}  ${e.result.step}`), `console: ${e.result.step}`);
     }
     assert.match(r.stdout, /e02\s+ok=\d+\s+changed=\d+\s+failed=1/);
+
+    // the audit line on the lock host is built from the same stream: its start, outcome and per-host counts
+    const start = evs[0] as Ev<'run.start'>;
+    const auditLog = join(lab.hosts[0]!.root, 'var/lib/wpfarm/audit.log');
+    const line = readFileSync(auditLog, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as AuditEntry)
+      .find((a) => a.kind === 'run' && a.start === start.startedAt);
+    assert.ok(line, `an audit line for the run started at ${start.startedAt}`);
+    assert.equal(line.outcome, 'failed');
+    assert.equal(line.exitCode, end.exitCode);
+    assert.equal(line.command, start.command);
+    assert.ok(!JSON.stringify(line).includes(SECRET), 'no secret in the audit line');
+    for (const h of ['e01', 'e02', 'e03']) {
+      const mine = ends.filter((e) => e.result.host === h);
+      const count = (s: string) => mine.filter((e) => e.result.status === s).length;
+      const a: AuditHostSummary = line.hosts[h]!;
+      assert.deepEqual([a.ok, a.changed, a.failed, a.skipped], [count('ok'), count('changed'), count('failed'), count('skipped')], h);
+      assert.deepEqual(
+        a.changes,
+        mine
+          .filter((e) => ['changed', 'failed'].includes(e.result.status))
+          .map((e) => (e.result.status === 'failed' ? 'FAILED ' : '') + e.result.step),
+        `${h}: the changed and failed steps`,
+      );
+    }
   });
 
   test('an interrupt (SIGINT to the run): the event, the step it cut short, no step after it, exit 130', async () => {
