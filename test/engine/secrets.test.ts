@@ -2,7 +2,7 @@
 // expression characters, given as inventory credentials, appear in step titles (shell-quoted), errors, diffs of
 // old and new content (a multiline secret in a file that is rewritten, one in a file that is removed),
 // stdout/stderr of commands, logs, changes; every output (stdout, stderr, JSON report, timeline, retry file,
-// the audit lines on the hosts) is searched for each secret in every encoding and for a marker inside each
+// the run directory's NDJSON event log, report and timeline, the audit lines on the hosts) is searched for each secret in every encoding and for a marker inside each
 // secret that survives any text encoding. Meanwhile a sampler reads /proc/*/cmdline inside each host's network
 // namespace as fast as it can while a command({ env }) step and the swarm join (the real SWARM_JOIN script
 // against a stand-in Docker API socket that answers after 2 s) run: no secret in any command line.
@@ -214,7 +214,21 @@ describe('secrets on real sshd hosts', () => {
       audit.some((a) => a.includes('"kind":"run"')),
       'an audit line was written',
     );
-    const outputs: Record<string, string> = { stdout: r.stdout, stderr: r.stderr, report, timeline: html, retry, audit: audit.join('\n') };
+    // the run's own directory (lib/events.ts): the log of every event (commands, diffs, logs, step results) and
+    // the report and timeline written there
+    const runDir = (JSON.parse(report) as { runDir: string }).runDir;
+    const runLog = readFileSync(join(runDir, 'events.ndjson'), 'utf8');
+    const outputs: Record<string, string> = {
+      stdout: r.stdout,
+      stderr: r.stderr,
+      report,
+      timeline: html,
+      retry,
+      audit: audit.join('\n'),
+      runLog,
+      runReport: readFileSync(join(runDir, 'report.json'), 'utf8'),
+      runTimeline: readFileSync(join(runDir, 'timeline.html'), 'utf8'),
+    };
     const found = Object.entries(outputs).flatMap(([k, v]) => leaks(k, v));
     if (process.env.WPFARM_TEST_DUMP) for (const [k, v] of Object.entries(outputs)) writeFileSync(join(process.env.WPFARM_TEST_DUMP, k), v);
     assert.deepEqual(found, [], 'secrets leaked');
@@ -233,6 +247,9 @@ describe('secrets on real sshd hosts', () => {
     );
     assert.ok(rep.results.some((x) => x.status === 'failed' && /\*\*\*/.test(x.error ?? '')));
     assert.ok(html.includes('***'), 'the timeline shows the masked title');
+    assert.match(runLog, /"kind":"step\.start"[^\n]*"step":"join \*\*\* \*\*\*"/, 'the event log holds the masked title');
+    assert.match(runLog, /"kind":"diff"[^\n]*-key=\*\*\*/, 'the event log holds the masked diff');
+    assert.match(runLog, /"kind":"command\.start"/, 'the event log holds the commands');
     assert.match(retry, new RegExp(lab.hosts[0]!.name));
 
     // controller files: 0600 in a 0700 directory
@@ -240,6 +257,8 @@ describe('secrets on real sshd hosts', () => {
     assert.equal(mode(timeline), 0o600);
     assert.equal(mode(out), 0o700);
     assert.equal(mode(retryFile), 0o600);
+    assert.equal(mode(join(runDir, 'events.ndjson')), 0o600);
+    assert.equal(mode(runDir), 0o700);
     assert.equal(mode(join(ROOT, '.wpfarm/retry')), 0o700);
     assert.equal(mode(join(ROOT, '.wpfarm')), 0o700);
 
