@@ -6,7 +6,8 @@
 //   {"BlockIO":"0B / 0B","CPUPerc":"1.23%","Container":"c1d2","ID":"c1d2","MemPerc":"0.41%",
 //    "MemUsage":"31.46MiB / 7.654GiB","Name":"wp-blog_nginx.1.x8k2","NetIO":"1.2kB / 0B","PIDs":"3"}
 // CPUPerc: percent of ONE core (200% = two cores busy); MemUsage: "<used> / <limit>" in binary units
-// (B, KiB, MiB, GiB, TiB; docker's units.BytesSize). A container that is starting or gone shows "--".
+// (B, KiB, MiB, GiB, TiB; docker's units.BytesSize). A container that is starting or gone shows "--"; one whose
+// cgroup docker cannot read shows "0B / 0B" (both are left out: no figures).
 
 /** The format string given to docker stats: one JSON object per container. */
 export const STATS_FORMAT = '{{json .}}';
@@ -84,8 +85,11 @@ export function parseDockerStats(out: string): ContainerStats[] {
     if (typeof e.Name !== 'string' || typeof e.CPUPerc !== 'string' || typeof e.MemUsage !== 'string')
       throw new Error(`docker stats: a line without Name, CPUPerc and MemUsage: ${t.slice(0, 120)}`);
     const cpu = parsePercent(e.CPUPerc);
-    const mem = parseDockerSize(e.MemUsage.split('/')[0] ?? '');
-    if (Number.isNaN(cpu) || Number.isNaN(mem)) continue;
+    const [used = '', limit = ''] = e.MemUsage.split('/');
+    const mem = parseDockerSize(used);
+    // "0B / 0B": docker could not read the container's cgroup (seen for the lab's node containers on this
+    // machine's cgroup v1 host): no figures, not an idle container (a real one always has a memory limit)
+    if (Number.isNaN(cpu) || Number.isNaN(mem) || !(parseDockerSize(limit) > 0)) continue;
     rows.push({ name: e.Name.replace(/^\//, ''), cpuMilli: Math.round(cpu * 10), memMiB: mem / 1024 ** 2 });
   }
   return rows;
@@ -122,12 +126,15 @@ export function parseNodeProbe(out: string): NodeProbe {
             .split('\n')[0] ?? ''
         }`
       : undefined;
+  const containers = statsError ? [] : parseDockerStats(stats);
+  const lines = stats.split('\n').filter((l) => l.trim().startsWith('{')).length;
+  const noFigures = !statsError && lines > 0 && containers.length === 0;
   return {
     cpus,
     memTotalMiB: total,
     memAvailableMiB: mem('MemAvailable'),
-    containers: statsError ? [] : parseDockerStats(stats),
-    statsError,
+    containers,
+    statsError: noFigures ? `docker stats gave no figures for its ${lines} container(s) ("--" or "0B / 0B")` : statsError,
   };
 }
 

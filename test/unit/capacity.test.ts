@@ -260,6 +260,14 @@ test('docker stats lines: sizes in binary and decimal units, "--" rows left out,
     ].join('\n'),
   );
   assert.deepEqual(rows, [{ name: 'wp-blog_nginx.1.x', cpuMilli: 500, memMiB: 80 }]);
+  // captured on this machine (docker 28.2.2, `docker stats --no-stream --format '{{json .}}'`, the lab's node containers
+  // on a cgroup v1 host): docker could not read their cgroups; that is "no figures", not an idle site
+  const captured =
+    '{"BlockIO":"0B / 0B","CPUPerc":"0.00%","Container":"c5b02ccd51e6","ID":"c5b02ccd51e6","MemPerc":"0.00%",' +
+    '"MemUsage":"0B / 0B","Name":"wpfarm-lab-mon1","NetIO":"0B / 0B","PIDs":"0"}';
+  assert.deepEqual(parseDockerStats(captured), []);
+  const none = parseNodeProbe(`%%nproc\n2\n%%meminfo\nMemTotal: 2048 kB\n%%stats\n${captured}\n${captured}\n`);
+  assert.equal(none.statsError, 'docker stats gave no figures for its 2 container(s) ("--" or "0B / 0B")');
   assert.throws(() => parseDockerStats('{"Name":"x"}'), /without Name, CPUPerc and MemUsage/);
   assert.equal(siteOfContainer('wp-blog_php-fpm.2.k', stackName, ['blog', 'blog-2']), 'blog');
   assert.equal(siteOfContainer('wp-blog-2_nginx.1.k', stackName, ['blog', 'blog-2']), 'blog-2');
