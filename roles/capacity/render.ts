@@ -95,7 +95,9 @@ export function renderText(p: Plan): string {
     '',
     '',
     String(p.totals.headroomSites),
-    `${money(p.totals.costMonthly, '').trim()}${p.totals.unpricedNodes.length ? '+?' : ''}`,
+    p.totals.unpricedNodes.length === p.nodes.length
+      ? '?'
+      : `${money(p.totals.costMonthly, '').trim()}${p.totals.unpricedNodes.length ? '+?' : ''}`,
   ]);
   out.push(table(head, body), '');
   out.push(`usage per node (# sites, + other containers, . free, ~ free but reserved):`);
