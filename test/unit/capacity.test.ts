@@ -255,7 +255,8 @@ test('docker stats lines: sizes in binary and decimal units, "--" rows left out,
     [
       '{"BlockIO":"0B / 0B","CPUPerc":"50.00%","Container":"aa","ID":"aa","MemPerc":"1.00%","MemUsage":"80MiB / 7.654GiB",' +
         '"Name":"wp-blog_nginx.1.x","NetIO":"0B / 0B","PIDs":"3"}',
-      '{"BlockIO":"--","CPUPerc":"--","Container":"bb","ID":"bb","MemPerc":"--","MemUsage":"-- / --","Name":"gone","NetIO":"--","PIDs":"--"}',
+      '{"BlockIO":"--","CPUPerc":"--","Container":"bb","ID":"bb","MemPerc":"--","MemUsage":"-- / --",' +
+        '"Name":"gone","NetIO":"--","PIDs":"--"}',
       '',
     ].join('\n'),
   );
