@@ -166,6 +166,25 @@ const OWN: Record<string, string[]> = {
   'add-site.ts': ['domain', 'aliases', 'title', 'admin-email', 'admin-user', 'replicas', 'id', 'sites-dir'],
   'backup.ts': ['what', 'site', 'prune', 'restore-test', 'install-timers', 'unit-dir', 'local', 'sites-dir'],
   'bootstrap.ts': ['phase', 'from-phase'],
+  'capacity.ts': [
+    'target-sites',
+    'size',
+    'nodes',
+    'sites-dir',
+    'prices',
+    'reserve',
+    'mem-per-site',
+    'cpu-per-site',
+    'no-measure',
+    'format',
+    'inventory',
+    'limit',
+    'forks',
+    'connect-timeout',
+    'accept-new-host-keys',
+    'extra-vars',
+    'verbose',
+  ],
   'drift.ts': ['roles', 'textfile-dir', 'install-timer', 'unit-dir'],
   'dns.ts': ['zone', 'target', 'no-proxy', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
   'lock.ts': ['force', 'format', 'inventory', 'extra-vars', 'accept-new-host-keys'],
@@ -192,7 +211,7 @@ const OWN: Record<string, string[]> = {
   'scale-site.ts': ['domain', 'id', 'replicas', 'sites-dir'],
 };
 /** commands that take only some of the common options (their own list above names them) */
-const FEW = new Set(['dns.ts', 'provision.ts', 'audit.ts', 'lock.ts']);
+const FEW = new Set(['dns.ts', 'provision.ts', 'audit.ts', 'lock.ts', 'capacity.ts']);
 /** modules of playbooks/ that are not commands */
 const NOT_COMMANDS = new Set(['phases.ts']);
 
