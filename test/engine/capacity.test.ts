@@ -36,7 +36,7 @@ function stats(name: string, pct: number, usage: number): unknown {
 }
 
 before(async () => {
-  lab = await startSshdHosts(3);
+  lab = await startSshdHosts(4);
   const [h1, h2] = lab.hosts;
   BY_HOST[h1!.address] = [
     ['wp-blog_nginx.1.aaa', 5, 40 * MiB],
@@ -71,7 +71,7 @@ before(async () => {
   const port = (server.address() as AddressInfo).port;
   // each host's docker CLI: a context (docker's own config files) pointing at this server; the third host's
   // at a port nobody listens on (docker stats fails there)
-  lab.hosts.forEach((h, i) => {
+  lab.hosts.slice(0, 3).forEach((h, i) => {
     const host = i < 2 ? `tcp://${bridge}:${port}` : `tcp://${bridge}:1`;
     const meta = join(h.root, 'root/.docker/contexts/meta', createHash('sha256').update('wpfarm-test').digest('hex'));
     mkdirSync(meta, { recursive: true });
@@ -82,6 +82,8 @@ before(async () => {
   mkdirSync(sites, { recursive: true });
   for (const id of ['blog', 'shop', 'news', 'docs'])
     writeFileSync(join(sites, `${id}.yml`), `id: ${id}\ndomain: ${id}.example.com\nadmin_allowlist: [10.0.0.0/8]\n`);
+  // the fourth node does not answer
+  await lab.killSshd(lab.hosts[3]!.name);
 });
 
 after(async () => {
@@ -116,13 +118,15 @@ function capacity(...args: string[]): Promise<{ code: number; out: string; err: 
   });
 }
 
-test('measured over SSH: node sizes, sites per node, the per-site mean; a node whose docker fails is assumed', async () => {
+test('measured over SSH: sizes, sites per node, the per-site mean; a failing docker and an unreachable node are assumed', async () => {
   const r = await capacity('--format', 'json', '--target-sites', '50', '--size', 's-4vcpu-8gb');
-  assert.equal(r.code, 0, `${r.err}\n${r.out}`);
+  // exit 3 (a node unreachable), the report printed all the same, and only the report on stdout
+  assert.equal(r.code, 3, `${r.err}\n${r.out}`);
+  assert.match(r.err, /^h04: unreachable: /m);
   const p = JSON.parse(r.out) as Plan;
-  const [h1, h2, h3] = p.nodes;
+  const [h1, h2, h3, h4] = p.nodes;
   // the machine's own CPUs and memory, as nproc and /proc/meminfo say inside each host
-  for (const n of p.nodes) {
+  for (const n of [h1!, h2!, h3!]) {
     assert.equal(n.capacity?.source, 'measured');
     assert.equal(n.capacity?.cpuMilli, cpus().length * 1000);
   }
@@ -132,13 +136,16 @@ test('measured over SSH: node sizes, sites per node, the per-site mean; a node w
   assert.deepEqual([h1!.sites, h1!.sitesSource, h1!.used.memMiB, h1!.used.cpuMilli], [1, 'measured', 300, 350]);
   assert.deepEqual(h1!.other, { memMiB: 10, cpuMilli: 10 });
   assert.deepEqual([h2!.sites, h2!.used.memMiB, h2!.used.cpuMilli], [2, 800, 800]);
-  // news and docs ran nowhere measured: both assumed on the node without container figures
-  assert.deepEqual([h3!.sites, h3!.sitesSource, h3!.used.memMiB], [2, 'assumed', 1100]);
+  // news and docs ran nowhere measured: an even share on the two nodes without container figures
+  assert.deepEqual([h3!.sites, h3!.sitesSource, h3!.used.memMiB], [1, 'assumed', 550]);
   assert.match(h3!.notes.join('\n'), /no container figures: docker stats failed \(exit 1\)/);
+  // the unreachable node: no size in the inventory and not measured, so its capacity is unknown
+  assert.deepEqual([h4!.sites, h4!.capacity, h4!.fits, h4!.headroom], [1, undefined, null, null]);
+  assert.match(h4!.notes.join('\n'), /not measured: no answer/);
   // 8192 * .75 = 6144 MiB / 550 = 11.2, 3000 m / 575 = 5.2: 5 sites per s-4vcpu-8gb; 50 sites → 10 nodes
   assert.deepEqual([p.target?.sitesPerNode, p.target?.limitedBy, p.target?.nodes, p.target?.costMonthly], [5, 'cpu', 10, 480]);
 
-  const t = await capacity();
+  const t = await capacity('--limit', 'h01,h02,h03');
   assert.equal(t.code, 0, t.err);
   assert.match(
     t.out,
