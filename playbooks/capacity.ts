@@ -5,7 +5,6 @@
 // which assumed (the seed's figures when nothing is measured). Read-only: never takes the deploy lock.
 // docs/capacity.md.
 import { type CommandSpec, fail, parseOrExit } from '../lib/cli.ts';
-import { SilentReporter } from '../lib/output.ts';
 import { Run } from '../lib/play.ts';
 import { exitCodeFor } from '../lib/runner.ts';
 import { DEFAULT_RESERVE_PCT, type NodeInput, plan } from '../roles/capacity/model.ts';
@@ -75,7 +74,8 @@ const json = o.format === 'json';
 let run: Run;
 try {
   // --format json: the report alone on stdout (no progress, no recap); a node's failure goes to stderr
-  const reporter = json ? new SilentReporter() : undefined;
+  // JSON alone on stdout: the console listener is replaced by one that prints nothing (the run log keeps every event)
+  const reporter = json ? () => {} : undefined;
   run = new Run({ ...parsed, name: 'capacity', lock: false, reporter }).installSignals();
 } catch (e) {
   fail(e);
