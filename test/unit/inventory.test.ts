@@ -205,9 +205,14 @@ test('a 500-host inventory with 60 groups loads and selects fast', () => {
       parseDocument(text, { lineCounter: new LineCounter() });
       parseMs = Math.min(parseMs, performance.now() - t1);
     }
-    const t1 = performance.now();
-    const sel = selectHosts(inv, 'zone*:!rack1?:&~node[0-4]');
-    const selMs = performance.now() - t1;
+    // best of 5 like the load: one sample took 67 ms while the lab loaded the machine (load average ~20)
+    let sel = selectHosts(inv, 'zone*:!rack1?:&~node[0-4]');
+    let selMs = Infinity;
+    for (let i = 0; i < 5; i++) {
+      const t1 = performance.now();
+      sel = selectHosts(inv, 'zone*:!rack1?:&~node[0-4]');
+      selMs = Math.min(selMs, performance.now() - t1);
+    }
     console.log(`# 500 hosts: load ${loadMs.toFixed(1)} ms (YAML parse alone ${parseMs.toFixed(1)} ms), select ${selMs.toFixed(2)} ms`);
     assert.equal(inv.hosts.size, 500);
     assert.equal(inv.hosts.get('node499')!.vars.zone, 9);
