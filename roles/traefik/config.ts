@@ -7,6 +7,14 @@ import type { Vars } from '../../lib/types.ts';
 import { CLOUDFLARE_IPS } from './cloudflare-ips.ts';
 import { isIpOrCidr } from './rules.ts';
 import { LAPI_TLS } from '../crowdsec/config.ts';
+import {
+  RESILIENCE_CHAIN,
+  RESILIENCE_MW,
+  ResilienceVarsError,
+  resilienceMiddlewares,
+  resilienceSettings,
+  type ResilienceSettings,
+} from './resilience.ts';
 
 /** where the Traefik container sees the CrowdSec local API's CA certificate (bind-mounted from the host) */
 const LAPI_CA_IN_TRAEFIK = '/etc/traefik/crowdsec-ca.crt';
@@ -53,6 +61,8 @@ export interface TraefikSettings {
   crowdsec: { enabled: boolean; lapiUrl: string; mode: 'stream' | 'live'; pluginVersion: string };
   /** names of the Docker secrets (content-hashed by the role); defaults are the plain names */
   secretNames: { cloudflareToken: string; bouncerKey: string };
+  /** circuit breaker and retries on the site routers (resilience.ts) */
+  resilience: ResilienceSettings;
 }
 
 export class TraefikVarsError extends Error {
@@ -104,6 +114,12 @@ export function traefikSettings(vars: Vars): TraefikSettings {
   const crowdsecEnabled = bool(vars, 'crowdsec_bouncer_enabled', true);
   const crowdsecMode = str(vars, 'crowdsec_bouncer_mode', 'stream');
   if (crowdsecMode !== 'stream' && crowdsecMode !== 'live') throw new TraefikVarsError('crowdsec_bouncer_mode must be stream or live');
+  let resilience: ResilienceSettings;
+  try {
+    resilience = resilienceSettings(vars);
+  } catch (e) {
+    throw e instanceof ResilienceVarsError ? new TraefikVarsError(e.message) : e;
+  }
   const settings: TraefikSettings = {
     image: str(vars, 'traefik_image', DEFAULT_TRAEFIK_IMAGE),
     network: str(vars, 'traefik_network', 'traefik-public'),
@@ -140,6 +156,7 @@ export function traefikSettings(vars: Vars): TraefikSettings {
       cloudflareToken: str(vars, 'traefik_cloudflare_secret_name', 'traefik_cf_dns_api_token'),
       bouncerKey: str(vars, 'traefik_bouncer_secret_name', 'traefik_crowdsec_bouncer_key'),
     },
+    resilience,
   };
   if (settings.hstsSeconds < 0) throw new TraefikVarsError('hsts_seconds must be >= 0');
   if (settings.acmeChallenge === 'cloudflare' && settings.managers > 4) {
@@ -239,6 +256,7 @@ export const MW = {
   dashboardAllow: 'dashboard-allowlist',
   crowdsec: 'crowdsec',
   compress: 'compress',
+  ...RESILIENCE_MW,
 } as const;
 
 /** Dynamic configuration read through the file provider (dynamic.yml): TLS options and shared middlewares. */
@@ -265,6 +283,7 @@ export function traefikDynamicConfig(s: TraefikSettings): Record<string, unknown
     [MW.adminAllow]: { ipAllowList: { sourceRange: s.managementCidrs, ...ipStrategy(s) } },
     [MW.dashboardAllow]: { ipAllowList: { sourceRange: s.managementCidrs, ...ipStrategy(s) } },
     [MW.compress]: { compress: {} },
+    ...resilienceMiddlewares(s.resilience),
   };
   if (s.crowdsec.enabled) {
     const lapi = new URL(s.crowdsec.lapiUrl);
@@ -312,9 +331,16 @@ export function traefikDynamicConfig(s: TraefikSettings): Record<string, unknown
   };
 }
 
-/** The middlewares every site router gets, in order. */
+/** The middlewares every site router gets, in order (outermost first). The circuit breaker and the retries come
+ *  last, next to the service: a request refused by CrowdSec or the rate limit is neither retried nor counted. */
 export function siteMiddlewares(crowdsec: boolean): string[] {
-  return [...(crowdsec ? [`${MW.crowdsec}@file`] : []), `${MW.rateLimit}@file`, `${MW.headers}@file`, `${MW.compress}@file`];
+  return [
+    ...(crowdsec ? [`${MW.crowdsec}@file`] : []),
+    `${MW.rateLimit}@file`,
+    `${MW.headers}@file`,
+    `${MW.compress}@file`,
+    ...RESILIENCE_CHAIN,
+  ];
 }
 
 export interface SiteInput {
