@@ -42,8 +42,9 @@ function settings(ctx: StepContext): TraefikSettings {
   }
 }
 
-/** The image is present on the node, or can be pulled within a minute; otherwise the reason. */
-async function imageAvailable(ctx: StepContext, image: string): Promise<{ ok: boolean; reason: string }> {
+/** The image is present on the node, or can be pulled within a minute; otherwise the reason.
+ *  Also used by roles/portainer (whose images cannot be pulled on the lab either). */
+export async function imageAvailable(ctx: StepContext, image: string): Promise<{ ok: boolean; reason: string }> {
   if (ctx.check) {
     // read only: the local image, else the registry's manifest (what a real run's pull would need)
     const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true });
