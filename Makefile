@@ -8,13 +8,22 @@ RUN    = node $$(test -f .wpfarm/cli/wpfarm.mjs && echo .wpfarm/cli/wpfarm.mjs |
 INVENTORY ?=
 export CI
 
-.PHONY: test-lab-varnish lint setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
+.PHONY: images test-lab-varnish lint setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
 
 setup:
 	@bash scripts/setup.sh
 
 node_modules/.package-lock.json: package.json
 	@npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+
+# Site images (files/images: wordpress-fpm, nginx, redis, varnish) with content-hashed tags: built only when their
+# content changed, pushed when IMAGES_REGISTRY is set; prints the pinned references as JSON (progress on stderr).
+# The same function (ensureSiteImages, roles/wp-site/images.ts) builds them in the wp-site role (what the lab uses)
+# and in CI (.github/workflows/images.yml runs this target). Lab: IMAGES_BASE=wpfarm/base:bookworm IMAGES_REGISTRY=127.0.0.1:5077
+IMAGES_BASE ?= debian:bookworm-slim
+IMAGES_REGISTRY ?=
+images: node_modules/.package-lock.json
+	$(NODE) roles/wp-site/images.ts --base $(IMAGES_BASE) $(if $(IMAGES_REGISTRY),--registry $(IMAGES_REGISTRY)) --json
 
 typecheck: node_modules/.package-lock.json
 	npx tsc --noEmit

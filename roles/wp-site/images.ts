@@ -170,10 +170,12 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
 export interface SiteImages {
   wordpressFpm: EnsureResult;
   nginx: EnsureResult;
+  redis: EnsureResult;
   varnish: EnsureResult;
 }
 
-/** The site images, in order (nginx takes WordPress core from the wordpress-fpm image just built). */
+/** The site images, in order (nginx takes WordPress core from the wordpress-fpm image just built). The one way
+ *  they are built: by the wp-site role (what the lab uses), `make images` and the CI workflow (.github/workflows/images.yml). */
 export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = {}, imagesDir = IMAGES_DIR): Promise<SiteImages> {
   const wordpressFpm = await ensureImage(
     { name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage },
@@ -183,12 +185,13 @@ export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = 
     { name: 'wpfarm/nginx', contextDir: path.join(imagesDir, 'nginx'), baseImage, buildArgs: { WORDPRESS_IMAGE: wordpressFpm.ref } },
     { ...opts, imageArgs: [...(opts.imageArgs ?? []), 'WORDPRESS_IMAGE'] },
   );
+  const redis = await ensureImage({ name: 'wpfarm/redis', contextDir: path.join(imagesDir, 'redis'), baseImage }, opts);
   const varnish = await ensureImage({ name: 'wpfarm/varnish', contextDir: path.join(imagesDir, 'varnish'), baseImage }, opts);
-  return { wordpressFpm, nginx, varnish };
+  return { wordpressFpm, nginx, redis, varnish };
 }
 
-// CLI: node --import tsx roles/wp-site/images.ts [--base IMAGE] [--registry HOST:PORT] [--json]
-// Builds (when needed) and pushes (when needed) both site images; prints their pinned references.
+// CLI (`make images`): node --import tsx roles/wp-site/images.ts [--base IMAGE] [--registry HOST:PORT] [--json]
+// Builds (when needed) and pushes (when needed) the site images; prints their pinned references (progress on stderr).
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   const opt = (name: string): string | undefined => {
@@ -199,7 +202,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const registry = opt('--registry');
   const json = args.includes('--json');
   try {
-    const r = await ensureSiteImages(base, { registry, log: json ? undefined : (l) => console.error(l) });
+    const r = await ensureSiteImages(base, { registry, log: (l) => console.error(l) });
     if (json) console.log(JSON.stringify(r, null, 1));
     else for (const [k, v] of Object.entries(r)) console.log(`${k} ${v.ref} built=${v.built} pushed=${v.pushed}`);
   } catch (e) {

@@ -17,7 +17,7 @@ import { cidrToMysqlHost } from '../galera/role.ts';
 import { loadSites, SiteRecordErrors, type SiteRecord } from './site.ts';
 import { farmProbeScript, parseFarmProbe, siteDbName, type FarmStackSettings } from './stack.ts';
 import { generateSiteSecrets, type SiteSecretValues } from './secrets.ts';
-import { ensureImage, localImageId, contextHash, registryHasTag, IMAGES_DIR } from './images.ts';
+import { ensureSiteImages, localImageId, contextHash, registryHasTag, IMAGES_DIR } from './images.ts';
 
 export const SECRET_STORE = '/var/lib/wpfarm/site-secrets';
 
@@ -183,14 +183,12 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
       changes,
     };
   }
-  const opts = { registry: s.registryPush || undefined, log };
-  const wp = await ensureImage(specs.wordpressFpm, opts);
-  const nginx = await ensureImage(
-    { name: 'wpfarm/nginx', contextDir: path.join(s.imagesDir, 'nginx'), baseImage: s.baseImage, buildArgs: { WORDPRESS_IMAGE: wp.ref } },
-    { ...opts, imageArgs: ['WORDPRESS_IMAGE'] },
-  );
-  const redis = await ensureImage(specs.redis, opts);
-  const varnish = await ensureImage(specs.varnish, opts);
+  const {
+    wordpressFpm: wp,
+    nginx,
+    redis,
+    varnish,
+  } = await ensureSiteImages(s.baseImage, { registry: s.registryPush || undefined, log }, s.imagesDir);
   for (const r of [wp, nginx, redis, varnish]) {
     if (r.built) changes.push(`image ${r.ref} built`);
     if (r.pushed) changes.push(`image ${r.ref} pushed`);
