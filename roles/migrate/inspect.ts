@@ -79,7 +79,7 @@ export async function inspectSource(conn: Connection, o: InspectOptions): Promis
     [
       `cd -- ${quote(root)} 2>/dev/null || { echo @@nodir; exit 0; }`,
       'echo @@files',
-      'for f in wp-settings.php wp-includes/version.php wp-config.php ../wp-config.php ../wp-settings.php; do [ -e "$f" ] && echo "$f"; done',
+      'for f in wp-settings.php wp-includes/version.php wp-config.php ../wp-config.php ../wp-settings.php; do { [ -e "$f" ] || [ -L "$f" ]; } && echo "$f"; done',
       'echo @@version',
       'cat wp-includes/version.php 2>/dev/null',
       'echo @@php',

@@ -1,0 +1,256 @@
+// One site's migration, state by state (./state.ts): inspect → copy → rewrite → verify → cutover → done.
+// The source is only read, but for the maintenance flag of the cutover (WordPress's own `.maintenance`, ours
+// marked, never replacing someone else's) that rollback() removes. Both playbooks (migrate-site, migrate-sites)
+// call migrateSite(); the engine test drives it with two sshd hosts.
+import { quote } from '../../lib/shell.ts';
+import type { Connection } from '../../lib/types.ts';
+import { copyDatabase, remainingOldUrls, rewriteDatabase, sourceCounts, sourceTables, targetCounts, urlPairs, withTargetDb } from './db.ts';
+import { checksums, compareChecksums, rsyncContent } from './files.ts';
+import { type Inspection, type SourceDb, inspectSource } from './inspect.ts';
+import { SiteRefused, type SourceUrl, formatSourceUrl } from './source.ts';
+import { type SiteState, type StateName, describePlan, loadState, newState, nextState, saveState } from './state.ts';
+import { type Target, createTarget, removeTarget, targetLeftovers } from './target.ts';
+import { rows } from '../../lib/mysql.ts';
+
+/** The WordPress of the farm's image (Debian bookworm's `wordpress` package, files/images/wordpress-fpm). */
+export const FARM_WORDPRESS = '6.1.9';
+
+export interface MigrateOptions {
+  domain: string;
+  /** the farm's name for the site (default: the same domain) */
+  newDomain?: string;
+  source: SourceUrl;
+  sourceConn: Connection;
+  target: Target;
+  stateDir: string;
+  farmWpVersion?: string;
+  /** the site's URL in the farm (default https://<newDomain>) */
+  newBase?: string;
+  /** say what would be done (inspect runs: it only reads), change nothing */
+  check?: boolean;
+  /** stop after this state (the rest on a later run) */
+  until?: StateName;
+  log?: (msg: string) => void;
+  /** called when a state starts (tests: kill a run mid-state) */
+  onState?: (state: StateName) => void | Promise<void>;
+}
+
+export interface MigrateResult {
+  domain: string;
+  state: SiteState;
+  /** --check: what would be done */
+  plan?: string;
+}
+
+const MAINT_MARK = 'wpfarm migration';
+
+function maintenanceText(o: MigrateOptions): string {
+  // included by WordPress on every request: `time()` keeps it in maintenance until the file is removed
+  return `<?php $upgrading = time(); // ${MAINT_MARK}: ${o.domain}; removed by playbooks/migrate-site.ts --rollback\n`;
+}
+
+export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
+  const log = o.log ?? (() => undefined);
+  const newDomain = o.newDomain ?? o.domain;
+  const newBase = o.newBase ?? `https://${newDomain}`;
+  const farmWp = o.farmWpVersion ?? FARM_WORDPRESS;
+  let st = loadState(o.stateDir, o.domain) ?? newState(o.domain, newDomain, formatSourceUrl(o.source));
+  if (st.status === 'rolled-back') throw new SiteRefused(o.domain, 'rolled back before: move its state file away to migrate it again');
+  if (o.check) {
+    const { inspection } = await inspectSource(o.sourceConn, { domain: o.domain, source: o.source, farmWpVersion: farmWp });
+    if (!st.createdOnTarget && nextState(st) === 'inspect') {
+      const left = await targetLeftovers(o.target);
+      if (left.length) throw new SiteRefused(o.domain, `already in the farm: ${left.join(', ')}`);
+    }
+    const size = `${inspection.tables} tables, ${mb(inspection.dbBytes)} DB, ${mb(inspection.contentBytes)} wp-content`;
+    return { domain: o.domain, state: st, plan: `${describePlan(st)} (WordPress ${inspection.wpVersion}, ${size})` };
+  }
+  if (!nextState(st)) return { domain: o.domain, state: st };
+
+  // every run reads the source's config again: the DB password lives in memory only
+  let db: SourceDb;
+  let inspection: Inspection;
+  const save = () => saveState(o.stateDir, st);
+  const run = async (name: StateName, fn: () => Promise<Record<string, unknown>>): Promise<void> => {
+    await o.onState?.(name);
+    const entry = { state: name, startedAt: new Date().toISOString() } as SiteState['history'][number];
+    st.history.push(entry);
+    st.running = name;
+    st.status = 'running';
+    save();
+    const t0 = performance.now();
+    log(`${o.domain}: ${name}`);
+    const summary = await fn();
+    entry.endedAt = new Date().toISOString();
+    entry.ms = Math.round(performance.now() - t0);
+    entry.ok = true;
+    entry.summary = summary;
+    st.completed = name;
+    st.running = undefined;
+    save();
+    log(`${o.domain}: ${name} ok (${entry.ms} ms)`);
+  };
+
+  let tables: string[] = [];
+  const pairs = () => urlPairs([inspection.home, inspection.siteurl], newBase);
+  const copyAll = async () => {
+    tables = await sourceTables(o.sourceConn, db, inspection.tablePrefix);
+    const d = await copyDatabase(o.sourceConn, db, tables, o.target.db);
+    const f = await rsyncContent(o.sourceConn, inspection.contentDir, o.target.files.conn, o.target.files.contentDir);
+    return { tables: d.tables, dumpBytes: d.bytes, dbMs: d.ms, files: f.files, fileBytes: f.bytes, filesMs: f.ms };
+  };
+  const rewrite = async () => {
+    const r = await rewriteDatabase(o.target.db, inspection.tablePrefix, pairs());
+    for (const p of r.problems.slice(0, 20)) log(`${o.domain}: rewrite: ${p}`);
+    return { rows: r.rows, replaced: r.replaced, problems: r.problems, ms: r.ms };
+  };
+  const verify = async (strict: boolean) => {
+    tables = tables.length ? tables : await sourceTables(o.sourceConn, db, inspection.tablePrefix);
+    const [a, b] = await Promise.all([sourceCounts(o.sourceConn, db, tables), targetCounts(o.target.db, tables)]);
+    const countDiffs = tables.filter((t) => a.get(t) !== b.get(t)).map((t) => `${t}: ${a.get(t)} on the source, ${b.get(t)} copied`);
+    const up = `${inspection.contentDir}/uploads`;
+    const [cs, ct] = await Promise.all([checksums(o.sourceConn, up), checksums(o.target.files.conn, `${o.target.files.contentDir}/uploads`)]);
+    const fileDiffs = compareChecksums(cs, ct);
+    const urls = await withTargetDb(
+      o.target.db,
+      (x) => rows(x, `SELECT option_name AS n, option_value AS v FROM \`${inspection.tablePrefix}options\` WHERE option_name IN ('siteurl', 'home')`),
+      o.target.db.name,
+    );
+    const urlDiffs = urls.filter((r) => !String(r.v).startsWith(newBase)).map((r) => `${String(r.n)} is ${String(r.v)}, not ${newBase}`);
+    const left = await remainingOldUrls(o.target.db, inspection.tablePrefix, pairs());
+    const problems = [...(strict ? countDiffs : []), ...fileDiffs, ...urlDiffs];
+    const summary = {
+      tables: tables.length,
+      rows: [...b.values()].reduce((x, y) => x + y, 0),
+      uploads: ct.size,
+      countsChangedDuringCopy: strict ? [] : countDiffs,
+      oldUrlsLeft: Object.fromEntries(left),
+    };
+    if (problems.length) throw new Error(`verify failed: ${problems.join('; ')}`);
+    return summary;
+  };
+
+  try {
+    const got = await inspectSource(o.sourceConn, { domain: o.domain, source: o.source, farmWpVersion: farmWp });
+    db = got.db;
+    inspection = got.inspection;
+    if (nextState(st) === 'inspect') {
+      await run('inspect', async () => {
+        if (!st.createdOnTarget) {
+          const left = await targetLeftovers(o.target);
+          if (left.length) throw new SiteRefused(o.domain, `already in the farm: ${left.join(', ')}`);
+        }
+        st.inspection = inspection;
+        return { ...inspection };
+      });
+    }
+    for (let next = nextState(st); next; next = nextState(st)) {
+      if (o.until && st.completed === o.until) break;
+      switch (next) {
+        case 'copy':
+          await run('copy', async () => {
+            st.createdOnTarget = true;
+            save();
+            await createTarget(o.target);
+            return copyAll();
+          });
+          break;
+        case 'rewrite':
+          await run('rewrite', rewrite);
+          break;
+        case 'verify':
+          await run('verify', () => verify(false));
+          break;
+        case 'cutover':
+          await run('cutover', async () => {
+            const t0 = performance.now();
+            await setMaintenance(o, st);
+            const copied = await copyAll();
+            const rewritten = await rewrite();
+            const verified = await verify(true);
+            // DNS through the Cloudflare path: not part of this milestone (the operator points the name at the farm)
+            log(`${o.domain}: source in maintenance; point ${newDomain} at the farm (the DNS switch is not automated yet)`);
+            return { maintenanceMs: Math.round(performance.now() - t0), copied, rewritten, verified };
+          });
+          break;
+        case 'done':
+          await run('done', async () => ({ migratedFrom: st.source }));
+          st.status = 'done';
+          save();
+          break;
+        default:
+          throw new Error(`unexpected state ${next}`);
+      }
+    }
+    if (st.status === 'running') {
+      st.status = 'new';
+      save();
+    }
+    return { domain: o.domain, state: st };
+  } catch (e) {
+    const msg = (e as Error).message;
+    const failed = st.running;
+    const last = st.history[st.history.length - 1];
+    if (last && !last.endedAt) Object.assign(last, { endedAt: new Date().toISOString(), ok: false, error: msg });
+    st.running = undefined;
+    st.status = 'failed';
+    st.error = msg;
+    if (failed === 'cutover' || st.maintenance) {
+      // the source serves again; the verified copy stays on the target and the next run retries the cutover
+      await clearMaintenance(o, st).catch((x: Error) => log(`${o.domain}: could not remove the maintenance flag: ${x.message}`));
+    } else if (st.createdOnTarget) {
+      const entry = { state: 'cleanup', startedAt: new Date().toISOString() } as SiteState['history'][number];
+      try {
+        entry.summary = { removed: await removeTarget(o.target) };
+        st.createdOnTarget = false;
+        st.completed = '';
+        entry.ok = true;
+      } catch (x) {
+        entry.ok = false;
+        entry.error = (x as Error).message;
+      }
+      entry.endedAt = new Date().toISOString();
+      st.history.push(entry);
+    } else if (failed !== undefined) st.completed = '';
+    save();
+    throw e;
+  }
+}
+
+async function setMaintenance(o: MigrateOptions, st: SiteState): Promise<void> {
+  const f = `${o.source.path}/.maintenance`;
+  const cur = await o.sourceConn.exec(`cat -- ${quote(f)} 2>/dev/null || true`);
+  if (cur.stdout && !cur.stdout.includes(MAINT_MARK)) {
+    throw new SiteRefused(o.domain, `${f} exists and is not ours (an update in progress?): cutover refused`);
+  }
+  st.maintenance = true;
+  saveState(o.stateDir, st);
+  await o.sourceConn.exec(`printf %s ${quote(maintenanceText(o))} > ${quote(f)}`);
+}
+
+async function clearMaintenance(o: MigrateOptions, st: SiteState): Promise<void> {
+  const f = `${o.source.path}/.maintenance`;
+  // only ours: grep -q the mark, then remove
+  await o.sourceConn.exec(`if grep -qF ${quote(MAINT_MARK)} -- ${quote(f)} 2>/dev/null; then rm -f -- ${quote(f)}; fi`);
+  st.maintenance = false;
+  saveState(o.stateDir, st);
+}
+
+/** --rollback: the source serves again (maintenance flag removed). DNS back: with the DNS switch, later. */
+export async function rollbackSite(o: Pick<MigrateOptions, 'domain' | 'source' | 'sourceConn' | 'stateDir' | 'check'>): Promise<MigrateResult> {
+  const st = loadState(o.stateDir, o.domain);
+  if (!st) throw new SiteRefused(o.domain, 'never migrated: nothing to roll back');
+  if (o.check) return { domain: o.domain, state: st, plan: describePlan(st, { rollback: true }) };
+  const entry = { state: 'rollback', startedAt: new Date().toISOString() } as SiteState['history'][number];
+  await clearMaintenance(o as MigrateOptions, st);
+  entry.endedAt = new Date().toISOString();
+  entry.ok = true;
+  st.history.push(entry);
+  st.status = 'rolled-back';
+  saveState(o.stateDir, st);
+  return { domain: o.domain, state: st };
+}
+
+function mb(n: number): string {
+  return `${(n / 1048576).toFixed(1)} MB`;
+}
