@@ -1,0 +1,109 @@
+// What playbooks/migrate-site.ts and playbooks/migrate-sites.ts share: the options, the farm target of a site
+// (from the inventory, as the wp-site role places a site: its database and user on the Galera writer's admin
+// host, its directory on the Gluster mount), and the loop over sites (bounded concurrency, one line per state).
+import pLimit from 'p-limit';
+import type { OptionSpec } from '../../lib/cli.ts';
+import { EXIT, InputError } from '../../lib/errors.ts';
+import type { Run } from '../../lib/play.ts';
+import { mask } from '../../lib/secrets.ts';
+import { siteIdFor } from '../wp-site/playbook-util.ts';
+import { wpSiteSettings } from '../wp-site/reconcile.ts';
+import { generateSiteSecrets } from '../wp-site/secrets.ts';
+import { siteDbName } from '../wp-site/stack.ts';
+import { FARM_WORDPRESS, migrateSite, rollbackSite } from './migrate.ts';
+import { SiteRefused, type SourceUrl, sourceHost } from './source.ts';
+import type { Target } from './target.ts';
+
+export const MIGRATE_OPTIONS: readonly OptionSpec[] = [
+  { name: 'state-dir', type: 'string', arg: 'DIR', default: '.wpfarm/migrate', help: 'where each site’s migration state is recorded' },
+  { name: 'key', type: 'string', arg: 'FILE', help: 'SSH private key for the legacy hosts (default: the plan’s, else the agent-less default)' },
+  { name: 'farm-wordpress', type: 'string', arg: 'VERSION', help: `WordPress of the farm’s image (default ${FARM_WORDPRESS})` },
+  { name: 'until', type: 'string', arg: 'STATE', choices: ['inspect', 'copy', 'rewrite', 'verify'], help: 'stop after this state' },
+  { name: 'rollback', type: 'boolean', help: 'take the source out of maintenance (after a cutover)' },
+];
+
+export interface SiteJob {
+  domain: string;
+  newDomain: string;
+  source: SourceUrl;
+  key?: string;
+  farmWordpress?: string;
+}
+
+/** The farm target of a site: database/user as the wp-site role names them, the site's Gluster directory. */
+export async function farmTarget(run: Run, newDomain: string): Promise<Target> {
+  const s = wpSiteSettings({ vars: run.inventory.vars, hosts: (p) => run.hostsFor(p) });
+  const id = siteIdFor(newDomain);
+  const host = (name: string) => {
+    const h = run.inventory.hosts.get(name);
+    if (!h) throw new InputError(`no host ${name} in the inventory`);
+    return h;
+  };
+  const [dbConn, filesConn] = await Promise.all([run.pool.get(host(s.dbAdminHost)), run.pool.get(host(s.filesHost))]);
+  const name = siteDbName(id);
+  return {
+    describe: `database ${name} on ${s.dbAdminHost}, files on ${s.filesHost}`,
+    // a new password for the new site (the site's secret store entry is written when the site record is made)
+    db: { conn: dbConn, socketPath: '/run/mysqld/mysqld.sock', name, user: name, userHost: s.dbUserHost, password: generateSiteSecrets().db_password },
+    files: { conn: filesConn, contentDir: `${s.glusterMount.replace(/\/+$/, '')}/${id}` },
+  };
+}
+
+export interface JobsOptions {
+  stateDir: string;
+  concurrency: number;
+  check: boolean;
+  rollback: boolean;
+  until?: 'inspect' | 'copy' | 'rewrite' | 'verify';
+  key?: string;
+  farmWordpress?: string;
+}
+
+/** Migrate (or roll back, or --check) each site; one line per state and per site. Returns the exit code. */
+export async function runJobs(run: Run, jobs: SiteJob[], o: JobsOptions): Promise<number> {
+  const say = (m: string) => run.reporter.say(mask(m));
+  if (!o.check) await run.takeLock();
+  const limit = pLimit(Math.max(1, o.concurrency));
+  const outcome = new Map<string, { code: number; text: string }>();
+  await Promise.all(
+    jobs.map((j) =>
+      limit(async () => {
+        if (run.signal.interrupted) return;
+        try {
+          const sourceConn = await run.pool.get(sourceHost(j.domain, j.source, j.key ?? o.key));
+          const base = { domain: j.domain, source: j.source, sourceConn, stateDir: o.stateDir, check: o.check };
+          const r = o.rollback
+            ? await rollbackSite(base)
+            : await migrateSite({
+                ...base,
+                newDomain: j.newDomain,
+                target: await farmTarget(run, j.newDomain),
+                farmWpVersion: j.farmWordpress ?? o.farmWordpress,
+                until: o.until,
+                log: say,
+              });
+          const text = r.plan ?? `${r.state.status}${r.state.completed ? ` (last state: ${r.state.completed})` : ''}`;
+          outcome.set(j.domain, { code: EXIT.OK, text });
+          say(`${j.domain}: ${text}`);
+        } catch (e) {
+          const code = e instanceof SiteRefused || e instanceof InputError ? EXIT.BAD_INPUT : EXIT.FAILED;
+          const msg = (e as Error).message.replace(new RegExp(`^site ${j.domain.replace(/\./g, '\\.')}: `), '');
+          outcome.set(j.domain, { code, text: `${code === EXIT.BAD_INPUT ? 'refused' : 'failed'}: ${msg}` });
+          say(`${j.domain}: ${code === EXIT.BAD_INPUT ? 'refused' : 'failed'}: ${msg}`);
+        }
+      }),
+    ),
+  );
+  say('\n== migrations ==');
+  for (const j of jobs) say(`${j.domain.padEnd(32)} ${outcome.get(j.domain)?.text ?? 'not started (interrupted)'}`);
+  const codes = [...outcome.values()].map((x) => x.code);
+  const code = run.signal.interrupted
+    ? EXIT.INTERRUPTED
+    : codes.includes(EXIT.FAILED)
+      ? EXIT.FAILED
+      : codes.includes(EXIT.BAD_INPUT)
+        ? EXIT.BAD_INPUT
+        : EXIT.OK;
+  const finish = await run.finish();
+  return code || finish;
+}
