@@ -38,14 +38,7 @@ export interface PlannedSite {
 
 /** Read and check a plan file; bad input: InputErrors (exit 4) naming file:line of every problem. */
 export function loadPlan(file: string): PlannedSite[] {
-  let y: ReturnType<typeof parseYamlFile>;
-  try {
-    y = parseYamlFile(file);
-  } catch (e) {
-    if (e instanceof InputErrors) throw e;
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new InputErrors([{ file, line: 0, col: 0, field: '', message: 'no such file' }]);
-    throw e;
-  }
+  const y = parseYamlFile(file);
   const plan = validate(PlanSchema, y.toPlain(), y, { rootName: '(document)' });
   const problems = [];
   const seen = new Map<string, number>();
