@@ -27,7 +27,10 @@ try {
   if (typeof o.domain !== 'string') throw new InputError('--domain is required');
   const source = parseSourceUrl(o.from);
   if (typeof source === 'string') throw new InputError(`--from: ${source}`);
-  for (const [k, v] of [['domain', o.domain], ['new-domain', o['new-domain']]] as const) {
+  for (const [k, v] of [
+    ['domain', o.domain],
+    ['new-domain', o['new-domain']],
+  ] as const) {
     const why = typeof v === 'string' ? checkDomain(v) : null;
     if (why) throw new InputError(`--${k}: ${why}`);
   }

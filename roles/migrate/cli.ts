@@ -16,7 +16,12 @@ import type { Target } from './target.ts';
 
 export const MIGRATE_OPTIONS: readonly OptionSpec[] = [
   { name: 'state-dir', type: 'string', arg: 'DIR', default: '.wpfarm/migrate', help: 'where each site’s migration state is recorded' },
-  { name: 'key', type: 'string', arg: 'FILE', help: 'SSH private key for the legacy hosts (default: the plan’s, else the agent-less default)' },
+  {
+    name: 'key',
+    type: 'string',
+    arg: 'FILE',
+    help: 'SSH private key for the legacy hosts (default: the plan’s, else the agent-less default)',
+  },
   { name: 'farm-wordpress', type: 'string', arg: 'VERSION', help: `WordPress of the farm’s image (default ${FARM_WORDPRESS})` },
   { name: 'until', type: 'string', arg: 'STATE', choices: ['inspect', 'copy', 'rewrite', 'verify'], help: 'stop after this state' },
   { name: 'rollback', type: 'boolean', help: 'take the source out of maintenance (after a cutover)' },
@@ -44,7 +49,14 @@ export async function farmTarget(run: Run, newDomain: string): Promise<Target> {
   return {
     describe: `database ${name} on ${s.dbAdminHost}, files on ${s.filesHost}`,
     // a new password for the new site (the site's secret store entry is written when the site record is made)
-    db: { conn: dbConn, socketPath: '/run/mysqld/mysqld.sock', name, user: name, userHost: s.dbUserHost, password: generateSiteSecrets().db_password },
+    db: {
+      conn: dbConn,
+      socketPath: '/run/mysqld/mysqld.sock',
+      name,
+      user: name,
+      userHost: s.dbUserHost,
+      password: generateSiteSecrets().db_password,
+    },
     files: { conn: filesConn, contentDir: `${s.glusterMount.replace(/\/+$/, '')}/${id}` },
   };
 }

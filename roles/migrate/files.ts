@@ -55,7 +55,8 @@ export async function rsyncContent(
     const excludes = (opts.excludes ?? CONTENT_EXCLUDES).map((e) => `--exclude=${quote(e)}`).join(' ');
     // -a: owners, modes, times, symlinks; links pointing out of wp-content (Debian's theme links) are copied as files
     const client = execStream(dst)(
-      `rsync -a --secluded-args --delete --copy-unsafe-links --stats ${excludes} -e ${t}/rsh src:${quote(`${srcDir}/`)} ${quote(`${dstDir}/`)}`,
+      `rsync -a --secluded-args --delete --copy-unsafe-links --stats ${excludes} -e ${t}/rsh ` +
+        `src:${quote(`${srcDir}/`)} ${quote(`${dstDir}/`)}`,
     );
     const out: Buffer[] = [];
     client.stdout.on('data', (d: Buffer) => out.push(d));
@@ -83,7 +84,8 @@ export async function rsyncContent(
     const [c, s] = await Promise.all([client.done, server.done, toSrc.done, fromSrc.done]);
     if (c.code !== 0 || s.code !== 0) {
       throw new Error(
-        `rsync ${src.host.name}:${srcDir} → ${dst.host.name}:${dstDir} failed (exit ${c.code}/${s.code}): ${(c.stderr || s.stderr).trim().split('\n').slice(-3).join(' ')}`,
+        `rsync ${src.host.name}:${srcDir} → ${dst.host.name}:${dstDir} failed (exit ${c.code}/${s.code}): ` +
+          (c.stderr || s.stderr).trim().split('\n').slice(-3).join(' '),
       );
     }
     const text = Buffer.concat(out).toString('utf8');
@@ -116,6 +118,7 @@ export function compareChecksums(a: Map<string, string>, b: Map<string, string>,
   const missing = [...a.keys()].filter((k) => !b.has(k));
   const extra = [...b.keys()].filter((k) => !a.has(k));
   const changed = [...a.keys()].filter((k) => b.has(k) && b.get(k) !== a.get(k));
-  const part = (what: string, l: string[]) => (l.length ? [`${l.length} ${what}: ${l.slice(0, max).join(', ')}${l.length > max ? ', ...' : ''}`] : []);
+  const part = (what: string, l: string[]) =>
+    l.length ? [`${l.length} ${what}: ${l.slice(0, max).join(', ')}${l.length > max ? ', ...' : ''}`] : [];
   return [...part('missing on the target', missing), ...part('only on the target', extra), ...part('different', changed)];
 }

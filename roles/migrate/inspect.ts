@@ -79,7 +79,9 @@ export async function inspectSource(conn: Connection, o: InspectOptions): Promis
     [
       `cd -- ${quote(root)} 2>/dev/null || { echo @@nodir; exit 0; }`,
       'echo @@files',
-      'for f in wp-settings.php wp-includes/version.php wp-config.php ../wp-config.php ../wp-settings.php; do { [ -e "$f" ] || [ -L "$f" ]; } && echo "$f"; done',
+      'for f in wp-settings.php wp-includes/version.php wp-config.php ../wp-config.php ../wp-settings.php; do',
+      '  { [ -e "$f" ] || [ -L "$f" ]; } && echo "$f"', // a dangling wp-config.php link: there, and unreadable
+      'done',
       'echo @@version',
       'cat wp-includes/version.php 2>/dev/null',
       'echo @@php',
@@ -156,7 +158,11 @@ export async function inspectSource(conn: Connection, o: InspectOptions): Promis
   const names = new Set(tableRows.map((r) => r[0]));
   if (!names.has(`${p}options`)) refuse(`no table ${p}options in ${c.dbName} (table prefix '${p}' from ${cfgFile})`);
   if (names.has(`${p}blogs`) || names.has(`${p}site`)) refuse(`${c.dbName} has ${p}blogs/${p}site tables: a multisite network`);
-  const opts = await sourceQuery(conn, db, `SELECT option_name, option_value FROM \`${p}options\` WHERE option_name IN ('siteurl', 'home')`);
+  const opts = await sourceQuery(
+    conn,
+    db,
+    `SELECT option_name, option_value FROM \`${p}options\` WHERE option_name IN ('siteurl', 'home')`,
+  );
   const opt = new Map(opts.map((r) => [r[0], r[1] ?? '']));
   const siteurl = c.siteurl ?? opt.get('siteurl') ?? '';
   const home = c.home ?? opt.get('home') ?? '';

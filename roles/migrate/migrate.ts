@@ -109,11 +109,18 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     const [a, b] = await Promise.all([sourceCounts(o.sourceConn, db, tables), targetCounts(o.target.db, tables)]);
     const countDiffs = tables.filter((t) => a.get(t) !== b.get(t)).map((t) => `${t}: ${a.get(t)} on the source, ${b.get(t)} copied`);
     const up = `${inspection.contentDir}/uploads`;
-    const [cs, ct] = await Promise.all([checksums(o.sourceConn, up), checksums(o.target.files.conn, `${o.target.files.contentDir}/uploads`)]);
+    const [cs, ct] = await Promise.all([
+      checksums(o.sourceConn, up),
+      checksums(o.target.files.conn, `${o.target.files.contentDir}/uploads`),
+    ]);
     const fileDiffs = compareChecksums(cs, ct);
     const urls = await withTargetDb(
       o.target.db,
-      (x) => rows(x, `SELECT option_name AS n, option_value AS v FROM \`${inspection.tablePrefix}options\` WHERE option_name IN ('siteurl', 'home')`),
+      (x) =>
+        rows(
+          x,
+          `SELECT option_name AS n, option_value AS v FROM \`${inspection.tablePrefix}options\` WHERE option_name IN ('siteurl', 'home')`,
+        ),
       o.target.db.name,
     );
     const urlDiffs = urls.filter((r) => !String(r.v).startsWith(newBase)).map((r) => `${String(r.n)} is ${String(r.v)}, not ${newBase}`);
@@ -237,7 +244,9 @@ async function clearMaintenance(o: MigrateOptions, st: SiteState): Promise<void>
 }
 
 /** --rollback: the source serves again (maintenance flag removed). DNS back: with the DNS switch, later. */
-export async function rollbackSite(o: Pick<MigrateOptions, 'domain' | 'source' | 'sourceConn' | 'stateDir' | 'check'>): Promise<MigrateResult> {
+export async function rollbackSite(
+  o: Pick<MigrateOptions, 'domain' | 'source' | 'sourceConn' | 'stateDir' | 'check'>,
+): Promise<MigrateResult> {
   const st = loadState(o.stateDir, o.domain);
   if (!st) throw new SiteRefused(o.domain, 'never migrated: nothing to roll back');
   if (o.check) return { domain: o.domain, state: st, plan: describePlan(st, { rollback: true }) };

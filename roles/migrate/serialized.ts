@@ -158,35 +158,56 @@ class Parser {
     switch (t) {
       case 'N':
         this.expect(';');
-        return this.copy(start);
+        {
+          this.copy(start);
+          return;
+        }
       case 'b':
         this.expect(':');
         this.until(';', /^[01]$/, 'boolean');
-        return this.copy(start);
+        {
+          this.copy(start);
+          return;
+        }
       case 'i':
       case 'r':
       case 'R':
         this.expect(':');
         this.until(';', /^[+-]?\d+$/, 'integer');
-        return this.copy(start);
+        {
+          this.copy(start);
+          return;
+        }
       case 'd':
         this.expect(':');
         this.until(';', /^(?:[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|-?INF|NAN)$/, 'float');
-        return this.copy(start);
+        {
+          this.copy(start);
+          return;
+        }
       case 'E': {
         this.expect(':');
         const len = Number(this.until(':', /^\d+$/, 'length'));
         this.quoted(len);
         this.expect(';');
-        return this.copy(start);
+        {
+          this.copy(start);
+          return;
+        }
       }
       case 's': {
         this.expect(':');
         const len = Number(this.until(':', /^\d+$/, 'length'));
         const bytes = this.quoted(len);
         this.expect(';');
-        if (key) return this.copy(start);
-        return this.string(start, bytes);
+        if (key) {
+          this.copy(start);
+          return;
+        }
+        {
+          this.string(start, bytes);
+          return;
+        }
       }
       case 'a': {
         this.expect(':');
@@ -219,7 +240,10 @@ class Parser {
         this.pos += dlen;
         this.expect('}');
         if (this.pairs.some((p) => payload.includes(p.from))) this.problems.push(`custom-serialized ${cls} (C:) kept as it is`);
-        return this.copy(start);
+        {
+          this.copy(start);
+          return;
+        }
       }
       default:
         this.pos--;
@@ -240,7 +264,10 @@ class Parser {
   /** a string value: rewritten (recursively when itself serialized), its length recomputed */
   private string(start: number, bytes: Buffer): void {
     const text = bytes.toString('utf8');
-    if (!Buffer.from(text, 'utf8').equals(bytes) || !this.pairs.some((p) => text.includes(p.from))) return this.copy(start);
+    if (!Buffer.from(text, 'utf8').equals(bytes) || !this.pairs.some((p) => text.includes(p.from))) {
+      this.copy(start);
+      return;
+    }
     let next: string;
     if (looksSerialized(text)) {
       try {
@@ -250,7 +277,10 @@ class Parser {
       } catch (e) {
         if (!(e instanceof Malformed)) throw e;
         this.problems.push(`malformed serialized string inside a serialized value left as it is: ${e.message}`);
-        return this.copy(start);
+        {
+          this.copy(start);
+          return;
+        }
       }
     } else {
       const r = replacePlain(text, this.pairs);

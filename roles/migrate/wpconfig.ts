@@ -169,10 +169,7 @@ export function parseDbHost(raw: string): DbHost {
     socket = rest.slice(sp + 1);
     rest = rest.slice(0, sp);
   }
-  const m =
-    (rest.match(/:/g) ?? []).length > 1
-      ? /^\[?([0-9a-fA-F:]+)(?:\]:(\d+))?$/.exec(rest)
-      : /^([^:/]*)(?::(\d+))?$/.exec(rest);
+  const m = (rest.match(/:/g) ?? []).length > 1 ? /^\[?([0-9a-fA-F:]+)(?:\]:(\d+))?$/.exec(rest) : /^([^:/]*)(?::(\d+))?$/.exec(rest);
   if (!m) throw new WpConfigError(`DB_HOST '${raw}': cannot read it as host, host:port or host:/socket`);
   const out: DbHost = { raw, host: m[1] || 'localhost' };
   if (m[2]) {
@@ -246,7 +243,8 @@ export function parseWpConfig(src: string, file: string, opts: { debianDefaults?
   } else if (!prefix.literal || typeof prefix.value !== 'string') {
     throw new WpConfigError(`${file}:${prefix.line}: $table_prefix is '${prefix.expr.slice(0, 60)}', not a literal string`);
   } else tablePrefix = prefix.value;
-  if (!/^[A-Za-z0-9_]+$/.test(tablePrefix)) throw new WpConfigError(`${file}: $table_prefix '${tablePrefix}' has characters WordPress refuses`);
+  if (!/^[A-Za-z0-9_]+$/.test(tablePrefix))
+    throw new WpConfigError(`${file}: $table_prefix '${tablePrefix}' has characters WordPress refuses`);
   const dbHostRaw = str('DB_HOST', d ? DEBIAN_DEFAULTS.DB_HOST : undefined);
   let dbHost: DbHost;
   try {

@@ -146,22 +146,44 @@ describe('migrate-sites.ts / migrate-site.ts (engine: legacy host and farm stand
     assert.equal(cut.verified.uploads, 42);
     const files = (await farm.exec('find /srv/gluster/sites/nouveau-example-net/uploads -type f | wc -l')).stdout.trim();
     assert.equal(files, '42');
-    const [db] = (await farm.exec("mariadb -N -e \"SELECT option_value FROM wp_nouveau_example_net.lg7_options WHERE option_name = 'home'\"")).stdout
+    const [db] = (
+      await farm.exec('mariadb -N -e "SELECT option_value FROM wp_nouveau_example_net.lg7_options WHERE option_name = \'home\'"')
+    ).stdout
       .trim()
       .split('\n');
     assert.equal(db, 'https://nouveau.example.net');
     assert.match((await legacy.exec(`cat ${ROOT}/.maintenance`)).stdout, /wpfarm migration: old\.example/);
 
     // a rerun never redoes the cutover
-    const again = await runPlaybook(['migrate-site.ts', '--from', `ssh://root@${lab.hosts[0]!.address}${ROOT}`, '--domain', 'old.example',
-      '--new-domain', 'nouveau.example.net', '--key', lab.keyFile, ...base()]).done;
+    const again = await runPlaybook([
+      'migrate-site.ts',
+      '--from',
+      `ssh://root@${lab.hosts[0]!.address}${ROOT}`,
+      '--domain',
+      'old.example',
+      '--new-domain',
+      'nouveau.example.net',
+      '--key',
+      lab.keyFile,
+      ...base(),
+    ]).done;
     assert.equal(again.code, 0, again.out);
     assert.equal(stateOf('old.example').history.length, st.history.length);
     // rollback: the source serves again
-    const rb = await runPlaybook(['migrate-site.ts', '--from', `ssh://root@${lab.hosts[0]!.address}${ROOT}`, '--domain', 'old.example',
-      '--rollback', '--key', lab.keyFile, ...base()]).done;
+    const rb = await runPlaybook([
+      'migrate-site.ts',
+      '--from',
+      `ssh://root@${lab.hosts[0]!.address}${ROOT}`,
+      '--domain',
+      'old.example',
+      '--rollback',
+      '--key',
+      lab.keyFile,
+      ...base(),
+    ]).done;
     assert.equal(rb.code, 0, rb.out);
     assert.equal((await legacy.exec(`test -e ${ROOT}/.maintenance && echo yes || echo no`)).stdout.trim(), 'no');
-    for (const o of [r.out, again.out, rb.out, readFileSync(join(dir, 'state', 'old.example.json'), 'utf8')]) assert.ok(!o.includes(LEGACY_PW));
+    for (const o of [r.out, again.out, rb.out, readFileSync(join(dir, 'state', 'old.example.json'), 'utf8')])
+      assert.ok(!o.includes(LEGACY_PW));
   });
 });

@@ -49,8 +49,9 @@ function target(name = 'old-example'): Target {
 }
 
 async function sourceChecksum(): Promise<string> {
-  return (await legacy.exec("mariadb -N -e 'CHECKSUM TABLE legacydb.lg7_options, legacydb.lg7_posts, legacydb.lg7_postmeta, legacydb.other_app'"))
-    .stdout;
+  return (
+    await legacy.exec("mariadb -N -e 'CHECKSUM TABLE legacydb.lg7_options, legacydb.lg7_posts, legacydb.lg7_postmeta, legacydb.other_app'")
+  ).stdout;
 }
 
 function opts(over: Partial<Parameters<typeof migrateSite>[0]> = {}): Parameters<typeof migrateSite>[0] {
@@ -91,7 +92,9 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     await tree(legacy, '/srv/www/badpw', { config: wpConfig({ password: 'wrong-password-QZ1' }) });
     await tree(legacy, '/srv/www/noconf', { config: null });
     await legacy.exec('ln -s /nonexistent/wp-config.php /srv/www/noconf/wp-config.php');
-    await tree(legacy, '/srv/www/getenv', { config: wpConfig({}).replace(/define\( 'DB_PASSWORD'.*\n/, "define( 'DB_PASSWORD', getenv('PW') );\n") });
+    await tree(legacy, '/srv/www/getenv', {
+      config: wpConfig({}).replace(/define\( 'DB_PASSWORD'.*\n/, "define( 'DB_PASSWORD', getenv('PW') );\n"),
+    });
     await tree(legacy, '/srv/www/prefix', { config: wpConfig({ prefix: 'zz_' }) });
     const cases: [string, RegExp][] = [
       ['/srv', /\/srv is not a WordPress tree/],
@@ -163,7 +166,9 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     saveState(stateDir, st);
     await createTarget(target());
     await withTargetDb(target().db, (db) => db.query('CREATE TABLE half_copied (x int)'), 'wp_old_example');
-    await farm.exec('install -d /srv/gluster/sites/old-example/wp-content/uploads && echo partial > /srv/gluster/sites/old-example/wp-content/junk');
+    await farm.exec(
+      'install -d /srv/gluster/sites/old-example/wp-content/uploads && echo partial > /srv/gluster/sites/old-example/wp-content/junk',
+    );
 
     const logs: string[] = [];
     const r = await migrateSite(opts({ until: 'verify', log: (m) => logs.push(m) }));
@@ -192,7 +197,13 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
       './plugins/hello/hello.php\n./themes/classic/style.css\n./uploads/2024/05/big.bin\n./uploads/2024/05/na me 😀.txt\n',
     );
     const tables = await withTargetDb(target().db, (db) => rows(db, 'SHOW TABLES'), 'wp_old_example');
-    assert.deepEqual(tables.map((t) => Object.values(t)[0]).sort(), ['lg7_options', 'lg7_postmeta', 'lg7_posts', 'lg7_term_relationships', 'lg7_users']);
+    assert.deepEqual(tables.map((t) => Object.values(t)[0]).sort(), [
+      'lg7_options',
+      'lg7_postmeta',
+      'lg7_posts',
+      'lg7_term_relationships',
+      'lg7_users',
+    ]);
   });
 
   test('rewritten values: PHP unserialize() equals the original with the URL replaced; text, guid, broken value', async () => {
@@ -205,7 +216,11 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     const pairs = got.map((r, i) => ({ original: made[i]!, rewritten: String(r.v) }));
     const out = execFileSync('/usr/bin/php', [PHP_CASES, 'check'], { input: JSON.stringify(pairs), encoding: 'utf8' });
     assert.equal(out.split('\n').filter((l) => l.endsWith(': ok')).length, made.length, out);
-    const meta = await withTargetDb(target().db, (db) => rows(db, 'SELECT meta_value AS v FROM lg7_postmeta ORDER BY meta_id'), 'wp_old_example');
+    const meta = await withTargetDb(
+      target().db,
+      (db) => rows(db, 'SELECT meta_value AS v FROM lg7_postmeta ORDER BY meta_id'),
+      'wp_old_example',
+    );
     const metaOut = execFileSync('/usr/bin/php', [PHP_CASES, 'check'], {
       input: JSON.stringify(meta.map((r, i) => ({ original: made[i]!, rewritten: String(r.v) }))),
       encoding: 'utf8',
@@ -213,7 +228,11 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     assert.equal(metaOut.split('\n').filter((l) => l.endsWith(': ok')).length, 4, metaOut);
     const o = await withTargetDb(
       target().db,
-      (db) => rows(db, "SELECT option_name AS n, option_value AS v FROM lg7_options WHERE option_name IN ('siteurl','home','blogname','broken_serialized')"),
+      (db) =>
+        rows(
+          db,
+          "SELECT option_name AS n, option_value AS v FROM lg7_options WHERE option_name IN ('siteurl','home','blogname','broken_serialized')",
+        ),
       'wp_old_example',
     );
     const byName = Object.fromEntries(o.map((r) => [String(r.n), String(r.v)]));
@@ -223,7 +242,11 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
       blogname: 'Vieux site 😀',
       broken_serialized: 'a:1:{s:3:"url";s:5:"http://old.example/broken";}',
     });
-    const posts = await withTargetDb(target().db, (db) => rows(db, 'SELECT post_title AS t, post_content AS c, guid AS g FROM lg7_posts ORDER BY ID'), 'wp_old_example');
+    const posts = await withTargetDb(
+      target().db,
+      (db) => rows(db, 'SELECT post_title AS t, post_content AS c, guid AS g FROM lg7_posts ORDER BY ID'),
+      'wp_old_example',
+    );
     assert.deepEqual(
       posts.map((p) => [p.t, p.c, p.g]),
       [
@@ -243,7 +266,9 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
   test('cutover: maintenance flag on the source, final delta, done; a rerun does nothing; rollback removes the flag', async () => {
     // a change on the source after the first copy must reach the target with the delta
     await legacy.exec(`printf 'late upload' > ${ROOT}/wp-content/uploads/2024/05/late.txt`);
-    await legacy.exec(`mariadb legacydb -e "INSERT INTO lg7_posts (post_title, post_content, guid) VALUES ('Late', 'http://old.example/late', 'x')"`);
+    await legacy.exec(
+      `mariadb legacydb -e "INSERT INTO lg7_posts (post_title, post_content, guid) VALUES ('Late', 'http://old.example/late', 'x')"`,
+    );
     const r = await migrateSite(opts());
     assert.equal(r.state.status, 'done');
     assert.equal(r.state.completed, 'done');
@@ -252,7 +277,11 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     assert.ok(Number(cut.maintenanceMs) > 0);
     const flag = (await legacy.exec(`cat ${ROOT}/.maintenance`)).stdout;
     assert.match(flag, /^<\?php \$upgrading = time\(\); \/\/ wpfarm migration: old\.example/);
-    const [late] = await withTargetDb(target().db, (db) => rows(db, "SELECT post_content AS c FROM lg7_posts WHERE post_title = 'Late'"), 'wp_old_example');
+    const [late] = await withTargetDb(
+      target().db,
+      (db) => rows(db, "SELECT post_content AS c FROM lg7_posts WHERE post_title = 'Late'"),
+      'wp_old_example',
+    );
     assert.equal(late?.c, `${NEW_BASE}/late`);
     const n = r.state.history.length;
     const again = await migrateSite(opts());

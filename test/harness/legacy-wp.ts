@@ -40,7 +40,7 @@ export function wpConfig(o: { password?: string; extra?: string; prefix?: string
     '<?php',
     '/** The base configuration for WordPress */',
     "define( 'DB_NAME', 'legacydb' );",
-    "define('DB_USER', \"lguser\");",
+    'define(\'DB_USER\', "lguser");',
     `define( 'DB_PASSWORD', ${phpSq(o.password ?? LEGACY_PW)} );`,
     "define( 'DB_HOST', '127.0.0.1:3307' ); // MariaDB on another port",
     "define( 'DB_CHARSET', 'utf8mb4' );",
@@ -63,7 +63,7 @@ export async function tree(legacy: Connection, root: string, o: { version?: stri
   if (o.config !== null) await legacy.put(`${root}/wp-config.php`, o.config ?? wpConfig({}));
 }
 
-/** the seeded site at `root`: its database legacydb (prefix lg7_), its tree, uploads of `uploadsMb` + 1 MB; returns PHP's serialized cases */
+/** the seeded site at `root`: database legacydb (prefix lg7_), its tree, uploads of `uploadsMb` + 1 MB; returns PHP's cases */
 export async function seedLegacy(legacy: Connection, root = ROOT, uploadsMb = 0): Promise<string[]> {
   const made = JSON.parse(execFileSync('/usr/bin/php', [PHP_CASES, 'make'], { encoding: 'utf8' })) as string[];
   const p = 'lg7_';
@@ -93,13 +93,19 @@ export async function seedLegacy(legacy: Connection, root = ROOT, uploadsMb = 0)
     ...made.map((v, i): [string, string] => [`case_${i}`, v]),
   ];
   const posts = [
-    ['Bonjour 😀🎉', 'Voir <a href="http://old.example/2024/05/hello/">ici</a> et <img src="https://old.example/wp-content/uploads/2024/05/big.bin">'],
+    [
+      'Bonjour 😀🎉',
+      'Voir <a href="http://old.example/2024/05/hello/">ici</a> et <img src="https://old.example/wp-content/uploads/2024/05/big.bin">',
+    ],
     ['مرحبا بالعالم', '<p dir="rtl">שלום עולם http://old.example/צילום and http://old.example.org stays</p>'],
     ['Block', '<!-- wp:image {"url":"http:\\/\\/old.example\\/wp-content\\/uploads\\/x.png"} /-->'],
   ];
   const ins = [
     ...opts.map(([n, v]) => `INSERT INTO ${p}options (option_name, option_value) VALUES (${sql(n)}, ${sql(v)});`),
-    ...posts.map(([t, c], i) => `INSERT INTO ${p}posts (post_title, post_content, guid) VALUES (${sql(t!)}, ${sql(c!)}, 'http://old.example/?p=${i + 1}');`),
+    ...posts.map(
+      ([t, c], i) =>
+        `INSERT INTO ${p}posts (post_title, post_content, guid) VALUES (${sql(t!)}, ${sql(c!)}, 'http://old.example/?p=${i + 1}');`,
+    ),
     ...made.slice(0, 4).map((v, i) => `INSERT INTO ${p}postmeta (post_id, meta_key, meta_value) VALUES (1, 'meta_${i}', ${sql(v)});`),
     `INSERT INTO ${p}users (user_login, user_pass, user_url) VALUES ('admin', '$P$Bq3YyS4YH6T0nLgk9o0cU2yJ0ZlW1.0', 'http://old.example');`,
     `INSERT INTO ${p}term_relationships VALUES (1, 1, 0), (2, 1, 0);`,
@@ -118,4 +124,3 @@ export async function seedLegacy(legacy: Connection, root = ROOT, uploadsMb = 0)
   );
   return made;
 }
-

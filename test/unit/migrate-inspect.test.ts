@@ -65,11 +65,14 @@ describe('wp-config.php', () => {
 
   it('refuses what is not a literal, naming file:line, never quoting the password expression', () => {
     const pw = CONFIG.replace(/define\( 'DB_PASSWORD'.*\n/, "define( 'DB_PASSWORD', getenv('SECRET_PW') . 'tail' );\n");
-    assert.throws(() => parseWpConfig(pw, '/srv/wp-config.php'), (e: Error) => {
-      assert.ok(e instanceof WpConfigError);
-      assert.equal(e.message, '/srv/wp-config.php:9: DB_PASSWORD is an expression, not a literal string (write the value in the file)');
-      return true;
-    });
+    assert.throws(
+      () => parseWpConfig(pw, '/srv/wp-config.php'),
+      (e: Error) => {
+        assert.ok(e instanceof WpConfigError);
+        assert.equal(e.message, '/srv/wp-config.php:9: DB_PASSWORD is an expression, not a literal string (write the value in the file)');
+        return true;
+      },
+    );
     const name = CONFIG.replace("'site_db'", "getenv('DBN')");
     assert.throws(() => parseWpConfig(name, 'f'), /f:7: DB_NAME is 'getenv \( 'DBN' \)', not a literal string/);
     assert.throws(() => parseWpConfig(CONFIG.replace(/\$table_prefix.*\n/, ''), 'f'), /f: \$table_prefix is not set/);
@@ -225,6 +228,9 @@ describe('state file', () => {
     assert.equal(loadState(dir, 'b.example')?.domain, 'b.example');
     assert.equal(loadState(dir, 'c.example'), null);
     writeFileSync(join(dir, 'c.example.json'), '{nope');
-    assert.throws(() => loadState(dir, 'c.example'), (e: Error & { exitCode?: number }) => e.exitCode === 4 && /not JSON/.test(e.message));
+    assert.throws(
+      () => loadState(dir, 'c.example'),
+      (e: Error & { exitCode?: number }) => e.exitCode === 4 && /not JSON/.test(e.message),
+    );
   });
 });

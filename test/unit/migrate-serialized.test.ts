@@ -10,7 +10,10 @@ const pairs = expandPairs([
 describe('serialized-safe URL rewrite', () => {
   it('plain text: whole origins only, JSON-escaped form too', () => {
     const r = replacePlain('a http://old.example/x b http://old.example.org c http://old.example. d http:\\/\\/old.example\\/y', pairs);
-    assert.equal(r.value, 'a https://new.example.com/x b http://old.example.org c https://new.example.com. d https:\\/\\/new.example.com\\/y');
+    assert.equal(
+      r.value,
+      'a https://new.example.com/x b http://old.example.org c https://new.example.com. d https:\\/\\/new.example.com\\/y',
+    );
     assert.equal(r.replaced, 3);
   });
 
