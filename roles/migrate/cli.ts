@@ -73,7 +73,7 @@ export interface JobsOptions {
 
 /** Migrate (or roll back, or --check) each site; one line per state and per site. Returns the exit code. */
 export async function runJobs(run: Run, jobs: SiteJob[], o: JobsOptions): Promise<number> {
-  const say = (m: string) => run.reporter.say(mask(m));
+  const say = (m: string) => run.say(mask(m));
   if (!o.check) await run.takeLock();
   const limit = pLimit(Math.max(1, o.concurrency));
   const outcome = new Map<string, { code: number; text: string }>();
