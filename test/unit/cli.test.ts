@@ -189,6 +189,8 @@ const OWN: Record<string, string[]> = {
   'dns.ts': ['zone', 'target', 'no-proxy', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
   'lock.ts': ['force', 'format', 'inventory', 'extra-vars', 'accept-new-host-keys'],
   'list-sites.ts': ['sites-dir', 'format'],
+  'migrate-site.ts': ['from', 'domain', 'new-domain', 'state-dir', 'key', 'farm-wordpress', 'until', 'rollback'],
+  'migrate-sites.ts': ['plan', 'concurrency', 'state-dir', 'key', 'farm-wordpress', 'until', 'rollback'],
   'provision.ts': [
     'out',
     'destroy',
