@@ -61,3 +61,12 @@ function firstLine(s: string): string {
   const line = s.split('\n')[0] ?? '';
   return line.length > 160 ? `${line.slice(0, 157)}...` : line;
 }
+
+/** The run was interrupted (Ctrl-C): a command stopped on the host, or a unit of work not started. Exit 130. */
+export class InterruptedError extends Error {
+  readonly exitCode = EXIT.INTERRUPTED;
+  constructor(readonly host: string, what = 'interrupted') {
+    super(host ? `${host}: ${what}` : what);
+    this.name = 'InterruptedError';
+  }
+}

@@ -8,6 +8,9 @@
 //   await run.role(common);
 //   await run.role(swarmManager);
 //   await run.exit();
+import { existsSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type CommandSpec, type CommonFlags, type OptionValue, type Parsed, fail, parseOrExit } from './cli.ts';
@@ -63,6 +66,34 @@ export interface RunConfig {
   lock?: boolean;
 }
 
+/** A second SIGINT sooner than this after the first is the same Ctrl-C relayed (npx, tsx, make), not the user's. */
+const SECOND_SIGNAL_MS = 1000;
+
+/**
+ * Under `npx tsx` (or `tsx`), tsx's CLI process is our parent: it relays each SIGINT it gets to us and SIGKILLs us
+ * unless we acknowledge it within 30 ms on its IPC socket. tsx's preload acknowledges one signal per signal we
+ * receive, with a single pending slot on the parent side: with npx relaying too, an acknowledgement is lost and
+ * the run was killed in 0.3 s, with no recap. So after a Ctrl-C we acknowledge every 5 ms for 0.4 s (tsx
+ * 4.x protocol: a 4-byte length + JSON {type:'signal'} on $TMPDIR/tsx-<uid>/<parent pid>.pipe); nothing
+ * happens under other launchers (no such socket for our parent).
+ */
+function ackTsxParent(): void {
+  const pipe = join(tmpdir(), `tsx-${process.geteuid?.() ?? userInfo().username}`, `${process.ppid}.pipe`);
+  if (!existsSync(pipe)) return;
+  const body = Buffer.from(JSON.stringify({ type: 'signal', signal: 'SIGINT' }));
+  const frame = Buffer.concat([Buffer.alloc(4), body]);
+  frame.writeInt32BE(body.length, 0);
+  const sock = createConnection(pipe);
+  sock.on('error', () => undefined);
+  sock.unref();
+  const timer = setInterval(() => sock.writable && sock.write(frame), 5);
+  timer.unref();
+  setTimeout(() => {
+    clearInterval(timer);
+    sock.destroy();
+  }, 400).unref();
+}
+
 export class Run {
   readonly inventory: Inventory;
   readonly pool: ConnectionPool;
@@ -80,6 +111,8 @@ export class Run {
   /** controller CPU at the start of the run (the engine's own cost, process start excluded) */
   readonly cpuAtStart = process.cpuUsage();
   private sigint?: () => void;
+  /** performance.now() of the first SIGINT */
+  private interruptedAt?: number;
   readonly startedAt = new Date();
   /** this run's directory (events.ndjson, report.json, timeline.html) */
   readonly runDir: string;
@@ -171,19 +204,34 @@ export class Run {
     }
   }
 
+  /**
+   * Ctrl-C (SIGINT, or SIGTERM): no new step starts, the commands in flight are stopped where that is safe
+   * (ConnectionPool.abortAll; apt/dpkg and docker are left to finish, and said), then the run ends normally:
+   * recap, retry file, report, exit 130. One Ctrl-C reaches us more than once: from the terminal to the whole
+   * process group, and relayed by npx, tsx and make (within milliseconds). So only a signal at least
+   * SECOND_SIGNAL_MS after the first is the user's second Ctrl-C, which quits at once.
+   */
   installSignals(): this {
     this.sigint = () => {
-      if (this.signal.interrupted) {
+      const now = performance.now();
+      ackTsxParent();
+      if (this.interruptedAt !== undefined) {
+        if (now - this.interruptedAt < SECOND_SIGNAL_MS) return;
         this.events.emit({ kind: 'interrupt', signal: 'SIGINT', again: true });
+        this.events.say('\nsecond Ctrl-C: quitting now (the recap, retry file and report are not written)');
         // quit at once, but give the deploy lock back first (3 s at most; else its heartbeat expires)
         setTimeout(() => process.exit(EXIT.INTERRUPTED), 3000).unref();
         void this.releaseLock(EXIT.INTERRUPTED).finally(() => process.exit(EXIT.INTERRUPTED));
         return;
       }
+      this.interruptedAt = now;
       this.signal.interrupted = true;
       this.events.emit({ kind: 'interrupt', signal: 'SIGINT', again: false });
-      this.events.say('\ninterrupted: stopping (no new step starts; running commands are closed). Press Ctrl-C again to quit at once.');
-      this.pool.abortAll();
+      this.events.say('\ninterrupted: stopping (no new step starts; running commands are stopped). Press Ctrl-C again to quit at once.');
+      void this.pool.abortAll().then((left) => {
+        if (!left.length) return;
+        this.events.say(`waiting for ${left.length} command(s) that are not safe to stop half-way:\n  ${left.join('\n  ')}`);
+      });
     };
     process.on('SIGINT', this.sigint);
     process.on('SIGTERM', this.sigint);
@@ -207,7 +255,7 @@ export class Run {
    */
   async takeLock(): Promise<void> {
     const f = this.config.flags;
-    if (this.lock || f.check || f.noLock || this.config.lock === false) return;
+    if (this.lock || this.signal.interrupted || f.check || f.noLock || this.config.lock === false) return;
     const hosts = lockHosts(this.inventory);
     if (!hosts.length) return;
     const kh = this.inventory.settings.knownHosts;
@@ -322,10 +370,15 @@ export class Run {
     }
   }
 
-  /** true when the host is still usable in this run */
+  /** true once Ctrl-C was pressed: a playbook does nothing more (run.role() starts no step; finish() and exit) */
+  get interrupted(): boolean {
+    return this.signal.interrupted;
+  }
+
+  /** true when the host is still usable in this run (never after an interrupt) */
   healthy(host: string): boolean {
     const s = this.hostState.get(host);
-    return !s || (!s.failed && !s.unreachable);
+    return !this.signal.interrupted && (!s || (!s.failed && !s.unreachable));
   }
 
   changedCount(): number {
@@ -343,7 +396,7 @@ export class Run {
     const rows = recapRows(rec.results, rec.hostMs, rec.touched);
     const tty = !!process.stdout.isTTY;
     process.stdout.write(`${formatRecap(rows, rec.results, wall, tty && !process.env.NO_COLOR)}\n`);
-    const bad = [...this.hostState.entries()].filter(([, s]) => s.failed || s.unreachable).map(([h]) => h);
+    const bad = [...this.hostState.entries()].filter(([, s]) => s.failed || s.unreachable || s.interrupted).map(([h]) => h);
     let retryFile: string | undefined;
     if (bad.length) {
       retryFile = resolve('.wpfarm/retry', `${this.config.name ?? 'run'}.retry`);

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
-import { EXIT, InputError, RemoteCommandError, UnreachableError } from './errors.ts';
+import { EXIT, InputError, InterruptedError, RemoteCommandError, UnreachableError } from './errors.ts';
 import { type EventOf, type EventStream, stepLocation } from './events.ts';
 import { FactCache } from './facts.ts';
 import { retry } from './retry.ts';
@@ -75,6 +75,8 @@ export interface HostState {
   registered: Record<string, StepResult>;
   failed?: string;
   unreachable?: string;
+  /** the run was interrupted (Ctrl-C) while this host had steps left: it goes into the retry file */
+  interrupted?: boolean;
 }
 
 export function newHostState(): HostState {
@@ -152,7 +154,7 @@ class HostRun {
   readonly notified = new Set<string>();
   private probeCache = new Map<number, string>();
   private batchSize = MAX_PROBE_BATCH;
-  private conn: (Connection & { abortChannels(): void }) | null = null;
+  private conn: (Connection & { abortChannels(): Promise<string[]> }) | null = null;
 
   constructor(
     readonly role: Role,
@@ -162,7 +164,7 @@ class HostRun {
     readonly shared: RoleShared,
   ) {}
 
-  async connection(): Promise<Connection & { abortChannels(): void }> {
+  async connection(): Promise<Connection & { abortChannels(): Promise<string[]> }> {
     if (!this.conn) this.conn = await this.env.pool.get(this.host);
     return this.conn;
   }
@@ -182,6 +184,7 @@ class HostRun {
       check: self.env.options.check,
       diff: self.env.options.diff,
       registered: self.state.registered,
+      interrupted: () => self.env.signal.interrupted,
       async exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
         const c = await connFor();
         self.probeCache.clear(); // a free command may change anything
@@ -353,7 +356,7 @@ class HostRun {
           ms: performance.now() - t0,
         };
       } catch (e) {
-        if (e instanceof UnreachableError) throw e;
+        if (e instanceof UnreachableError || e instanceof InterruptedError) throw e;
         return { ...base, status: 'failed', changes: [], error: errMessage(e), ms: performance.now() - t0 };
       }
     });
@@ -369,7 +372,8 @@ class HostRun {
     const last = await retry(attempt, {
       attempts,
       delayMs: step.options.delayMs ?? 1000,
-      done: (r) => r.status !== 'failed' && (!until || until(r)),
+      // after Ctrl-C no attempt is retried
+      done: (r) => this.env.signal.interrupted || (r.status !== 'failed' && (!until || until(r))),
       onRetry: (n) => {
         this.probeCache.clear();
         this.env.events.log(ctx.host.name, `retrying '${step.title}' (${n}/${attempts - 1})`);
@@ -400,7 +404,7 @@ class HostRun {
               ms: performance.now() - t0,
             };
       } catch (e) {
-        if (e instanceof UnreachableError) throw e;
+        if (e instanceof UnreachableError || e instanceof InterruptedError) throw e;
         return { ...base, status: 'failed', changes: [], error: errMessage(e), ms: performance.now() - t0 };
       }
     });
@@ -547,6 +551,13 @@ class HostRun {
           }
         } catch (e) {
           const msg = errMessage(e);
+          if (e instanceof InterruptedError) {
+            this.record(
+              { host: this.host.name, step: step.title, kind: step.kind, status: 'failed', error: msg, changes: [], ms: 0 },
+              step,
+            );
+            return 'interrupted';
+          }
           if (!(e instanceof UnreachableError)) {
             this.record(
               { host: this.host.name, step: step.title, kind: step.kind, status: 'failed', error: msg, changes: [], ms: 0 },
@@ -566,7 +577,8 @@ class HostRun {
           continue;
         }
         this.record(r, step);
-        if (r.status === 'failed') return r.error ?? 'failed';
+        // a step that failed after Ctrl-C (its command was stopped) is part of the interrupt, not a host failure
+        if (r.status === 'failed') return this.env.signal.interrupted ? 'interrupted' : (r.error ?? 'failed');
       }
       return null;
     };
@@ -598,7 +610,10 @@ class HostRun {
     if (!stop && this.notified.size) stop = await runHandlers();
     if (stop === null) return outcome('ok');
     if (this.state.unreachable) return outcome('unreachable', this.state.unreachable);
-    if (stop === 'interrupted') return outcome('failed', 'interrupted');
+    if (stop === 'interrupted') {
+      this.state.interrupted = true;
+      return outcome('failed', 'interrupted');
+    }
     this.state.failed ??= stop;
     if (this.role.anyErrorsFatal) this.shared.fatal.stop = true;
     return outcome('failed', stop);
@@ -658,6 +673,8 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
   let aborted: string | undefined;
   for (const batch of batchesOf(hosts, role.serial)) {
     if (aborted || env.signal.interrupted) {
+      for (const h of batch)
+        if (!aborted) (env.hostState.get(h.name) ?? env.hostState.set(h.name, newHostState()).get(h.name)!).interrupted = true;
       for (const h of batch)
         outcomes.push({ host: h.name, status: 'skipped', counts: emptyCounts(), ms: 0, error: aborted ?? 'interrupted' });
       continue;

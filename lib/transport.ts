@@ -22,7 +22,7 @@ import ssh2, {
   type PublicKeyAuthMethod,
 } from 'ssh2';
 import { PassThrough, type Readable } from 'node:stream';
-import { HostKeyError, RemoteCommandError, UnreachableError } from './errors.ts';
+import { HostKeyError, InterruptedError, RemoteCommandError, UnreachableError } from './errors.ts';
 import { type KnownHostEntry, fileStamp, knownHostName, knownKeysFor, verifyHostKey } from './known-hosts.ts';
 import { mask } from './secrets.ts';
 import { atomicWriteScript, sh } from './shell.ts';
@@ -113,6 +113,16 @@ function hostKeyOrder(known: KnownHostEntry[]): string[] {
 // ---------------------------------------------------------------------------------------------
 // connection
 
+/**
+ * Commands that are not stopped on Ctrl-C but allowed to finish: killing apt/dpkg half-way can leave the package
+ * database broken, and a docker client killed half-way leaves the daemon's operation going on without us.
+ */
+export function unsafeToStop(command: string): string | null {
+  if (/(?:^|[\s;&|(`'"])(?:apt-get|apt|aptitude|dpkg|unattended-upgrades?)(?=\s|$)/m.test(command)) return 'apt/dpkg';
+  if (/(?:^|[\s;&|(`'"])docker(?=\s|$)/m.test(command)) return 'docker';
+  return null;
+}
+
 const CONNECTION_LOST =
   /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
 
@@ -152,6 +162,10 @@ class SshConnection implements Connection {
   private dead: UnreachableError | null = null;
   private readonly limit: Limit;
   private readonly channels = new Set<ClientChannel>();
+  /** the command of each exec channel, and how to end its wait at once when abortChannels() stops it */
+  private readonly commandOf = new WeakMap<ClientChannel, string>();
+  private readonly stopper = new WeakMap<ClientChannel, () => void>();
+  private killing?: Promise<void>;
   private trips = 0;
 
   constructor(
@@ -315,7 +329,7 @@ class SshConnection implements Connection {
       try {
         return await this.once(wrapped.command, stdin, opts, () => (started = true));
       } catch (e) {
-        if (e instanceof RemoteCommandError || e instanceof UnreachableError) throw e;
+        if (e instanceof RemoteCommandError || e instanceof UnreachableError || e instanceof InterruptedError) throw e;
         const err = e as Error;
         if (!this.dropped && !CONNECTION_LOST.test(err.message)) throw err;
         await this.recover(err);
@@ -343,6 +357,13 @@ class SshConnection implements Connection {
         }
         onStart();
         this.channels.add(stream);
+        this.commandOf.set(stream, command);
+        // sshd reports the close only when the command's whole process tree is gone: do not wait for it
+        this.stopper.set(stream, () => {
+          if (timer) clearTimeout(timer);
+          this.channels.delete(stream);
+          reject(new InterruptedError(this.host.name, `stopped (Ctrl-C): ${mask(command.split('\n')[0]!)}`));
+        });
         const out: Buffer[] = [];
         const errOut: Buffer[] = [];
         let timer: NodeJS.Timeout | undefined;
@@ -418,6 +439,12 @@ class SshConnection implements Connection {
           }
           channel = stream;
           this.channels.add(stream);
+          this.commandOf.set(stream, wrapped.command);
+          this.stopper.set(stream, () => {
+            this.channels.delete(stream);
+            stdout.end();
+            resolve({ code: 130, signal: 'INT', stderr: 'stopped (Ctrl-C)' });
+          });
           if (killed) stream.close();
           const errOut: Buffer[] = [];
           stream.stderr.on('data', (d: Buffer) => errOut.push(d));
@@ -485,18 +512,68 @@ class SshConnection implements Connection {
     });
   }
 
-  /** Close every open channel now (SIGINT): remote commands get EOF/HUP; atomic writes never land half-done. */
-  abortChannels(): void {
-    for (const ch of this.channels) {
-      try {
-        ch.close();
-      } catch {
-        /* ignore */
+  /**
+   * SIGINT: stop every command in flight where that is safe, and end its wait at once. apt/dpkg and docker
+   * commands are left to finish (unsafeToStop); returns them ("host: kind: command") so that the caller says
+   * what it waits for. sshd refuses signal requests on root sessions, so the commands are stopped from the
+   * host: TERM to the process group of each command of this connection (the children of its sshd process);
+   * an atomic upload's script then removes its temp file, nothing lands at its final path.
+   */
+  async abortChannels(): Promise<string[]> {
+    const left: string[] = [];
+    let stop = 0;
+    for (const ch of [...this.channels]) {
+      const cmd = this.commandOf.get(ch);
+      const unsafe = cmd === undefined ? null : unsafeToStop(cmd);
+      if (unsafe) {
+        left.push(`${this.host.name}: ${unsafe}: ${mask(cmd!.split('\n')[0]!).slice(0, 100)}`);
+        continue;
       }
+      stop++;
+      try {
+        ch.close(); // no more stdin: an upload ends here
+      } catch {
+        /* already closed */
+      }
+      this.stopper.get(ch)?.();
     }
+    // close() waits for this (the connection must outlive it)
+    if (stop) this.killing = this.killStoppable().catch(() => undefined);
+    return left;
+  }
+
+  /** TERM to every command of this connection on the host but the unsafe ones (two round trips, outside the channel limit). */
+  private async killStoppable(): Promise<void> {
+    const raw = (script: string) =>
+      new Promise<string>((resolve, reject) => {
+        const client = this.client;
+        if (!client) return reject(new Error('Not connected'));
+        client.exec(script, (err, stream) => {
+          if (err) return reject(err);
+          let out = '';
+          stream.on('data', (d: Buffer) => (out += d.toString()));
+          stream.stderr.resume();
+          stream.on('close', () => resolve(out));
+          stream.end();
+        });
+      });
+    // our session shell's parent is this connection's sshd process: list its other children (pid, command line)
+    const list = await raw(
+      'c=$(cat /proc/$PPID/task/*/children 2>/dev/null) || c=$(ps -o pid= --ppid $PPID); ' +
+        'for p in $c; do [ "$p" = $$ ] && continue; printf "%s\\t" "$p"; tr "\\0" " " < /proc/$p/cmdline; echo; done',
+    );
+    const pids = list
+      .split('\n')
+      .map((l) => l.split('\t'))
+      .filter(([pid, args]) => /^\d+$/.test(pid ?? '') && !unsafeToStop(args ?? ''))
+      .map(([pid]) => pid!);
+    // each session command leads its own process group (sshd setsid()): the group takes its children with it
+    if (pids.length)
+      await raw(`kill -TERM -- ${pids.map((p) => `-${p}`).join(' ')} 2>/dev/null; kill -TERM ${pids.join(' ')} 2>/dev/null; true`);
   }
 
   async close(): Promise<void> {
+    if (this.killing) await Promise.race([this.killing, new Promise((r) => setTimeout(r, 1500).unref())]);
     this.dead ??= new UnreachableError(this.host.name, 'connection closed');
     try {
       this.client?.end();
@@ -512,7 +589,7 @@ function withDefaults(opts: ConnectOptions, handshakes?: Limit): Opts {
   return { ...o, handshakes: handshakes ?? pLimit(Math.max(1, o.maxHandshakes ?? defaultMaxHandshakes())) };
 }
 
-export async function connect(host: HostSpec, opts: ConnectOptions = {}): Promise<Connection & { abortChannels(): void }> {
+export async function connect(host: HostSpec, opts: ConnectOptions = {}): Promise<Connection & { abortChannels(): Promise<string[]> }> {
   const c = new SshConnection(host, withDefaults(opts));
   await c.open();
   return c;
@@ -520,13 +597,13 @@ export async function connect(host: HostSpec, opts: ConnectOptions = {}): Promis
 
 /** A pool: one connection per host for the whole run, opened lazily and shared by every step. */
 export class ConnectionPool {
-  private readonly conns = new Map<string, Promise<Connection & { abortChannels(): void }>>();
+  private readonly conns = new Map<string, Promise<Connection & { abortChannels(): Promise<string[]> }>>();
   private readonly opts: Opts;
   constructor(opts: ConnectOptions = {}) {
     this.opts = withDefaults(opts);
   }
 
-  get(host: HostSpec): Promise<Connection & { abortChannels(): void }> {
+  get(host: HostSpec): Promise<Connection & { abortChannels(): Promise<string[]> }> {
     let c = this.conns.get(host.name);
     if (!c) {
       const conn = new SshConnection(host, this.opts);
@@ -543,8 +620,10 @@ export class ConnectionPool {
     );
   }
 
-  abortAll(): void {
-    for (const p of this.conns.values()) p.then((c) => c.abortChannels()).catch(() => undefined);
+  /** Stop the commands in flight on every host (abortChannels); resolves to those left to finish. */
+  async abortAll(): Promise<string[]> {
+    const left = await Promise.all([...this.conns.values()].map((p) => p.then((c) => c.abortChannels()).catch(() => [])));
+    return left.flat();
   }
 
   async closeAll(): Promise<void> {

@@ -181,6 +181,11 @@ export interface StepContext {
   readonly diff: boolean;
   /** results registered by earlier steps on this host */
   readonly registered: Record<string, StepResult>;
+  /**
+   * true once the run is interrupted (Ctrl-C): a task made of several units (sites, nodes, backups) checks it
+   * between units, as the runner does between steps, and stops before the next one (each unit whole or not started)
+   */
+  interrupted(): boolean;
   /** run a remote command on this host (counts as one round trip); in check mode tasks must guard themselves */
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
   /** run an operation from within a task; honours check mode */

@@ -77,6 +77,7 @@ export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashO
     check: o.check ?? false,
     diff: o.diff ?? false,
     registered: {},
+    interrupted: () => false,
     exec,
     run: async () => {
       throw new Error('not used');

@@ -63,6 +63,7 @@ export function localContext(check = false, exec = localExec): StepContext & { s
     check,
     diff: true,
     registered: {},
+    interrupted: () => false,
     exec: (c, o) => conn.exec(c, o),
     run: async (op: Operation): Promise<StepResult> => {
       const r = await runLocal(op, { check, ctx });

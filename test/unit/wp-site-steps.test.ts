@@ -212,7 +212,7 @@ interface Farm {
   puts?: string[];
 }
 
-function fakeConn(host: HostSpec, farm: Farm): Connection & { abortChannels(): void } {
+function fakeConn(host: HostSpec, farm: Farm): Connection & { abortChannels(): Promise<string[]> } {
   let trips = 0;
   return {
     host,
@@ -244,16 +244,16 @@ function fakeConn(host: HostSpec, farm: Farm): Connection & { abortChannels(): v
       throw new Error('no database connection expected');
     },
     close: async () => {},
-    abortChannels: () => {},
+    abortChannels: async () => [],
   };
 }
 
 class FakePool extends ConnectionPool {
-  readonly fakes = new Map<string, Connection & { abortChannels(): void }>();
+  readonly fakes = new Map<string, Connection & { abortChannels(): Promise<string[]> }>();
   constructor(private readonly farm: Farm) {
     super();
   }
-  override get(host: HostSpec): Promise<Connection & { abortChannels(): void }> {
+  override get(host: HostSpec): Promise<Connection & { abortChannels(): Promise<string[]> }> {
     const c = this.fakes.get(host.name) ?? fakeConn(host, this.farm);
     this.fakes.set(host.name, c);
     return Promise.resolve(c);

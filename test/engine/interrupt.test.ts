@@ -1,0 +1,160 @@
+// One Ctrl-C, the way a terminal sends it (SIGINT to the whole process group), under each launcher the README
+// names: `npx tsx`, `node --import tsx` and the fast CLI (scripts/build-cli.ts). On real sshd hosts with, in
+// flight: a long-running command (h01), a big atomic upload (h02), and on h03 either another stoppable command or
+// a `docker ...` command (a stub), which is not safe to stop and is left to finish.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { buildCli } from '../../scripts/build-cli.ts';
+import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
+
+let lab: SshdLab;
+const ROLE = 'test/fixtures/roles/interrupt.ts';
+const RETRY = resolve('.wpfarm/retry/run-role-test_fixtures_roles_interrupt.ts.retry');
+const MARKERS = ['started', 'long.pid', 'long-done', 'up.bin', 'after', 'docker-started', 'docker-done'];
+
+const LAUNCHERS: Record<string, string[]> = {
+  'npx tsx': ['npx', 'tsx', 'playbooks/run-role.ts'],
+  'node --import tsx': [process.execPath, '--import', 'tsx', 'playbooks/run-role.ts'],
+  'fast CLI': [process.execPath, '.wpfarm/cli/wpfarm.mjs', 'playbooks/run-role.ts'],
+};
+
+const onHost = (name: string, path: string) => join(lab.hosts.find((h) => h.name === name)!.root, path);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const tempFiles = (name: string) => readdirSync(onHost(name, '/srv')).filter((f) => f.startsWith('.wpfarm.'));
+
+interface Outcome {
+  /** the exit status a shell reports ($?): npm ends itself with the signal it got, which a shell shows as 128+2 */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** ms from the first SIGINT to the launcher's exit */
+  ms: number;
+  /** Date.now() at the exit */
+  exitedAt: number;
+  report?: { exitCode: number; results: { host: string; step: string; status: string; error?: string }[] };
+}
+
+/**
+ * Start a run, wait until every host is in its long step (h02's upload has its temp file on the host), then send
+ * SIGINT to the process group at each offset (ms after the first), as a terminal's Ctrl-C does.
+ */
+async function interrupted(launcher: string, o: { signalsAt: number[]; dockerHost?: boolean }): Promise<Outcome> {
+  for (const h of lab.hosts) for (const m of MARKERS) rmSync(onHost(h.name, `/srv/${m}`), { force: true });
+  rmSync(RETRY, { force: true });
+  const json = join(lab.dir, `interrupt-${Date.now()}.json`);
+  const [cmd, ...args] = LAUNCHERS[launcher]!;
+  const extra = ['-e', 'upload_mb=200', ...(o.dockerHost ? ['-e', 'docker_host=h03'] : [])];
+  const child = spawn(cmd!, [...args, ROLE, '--inventory', lab.inventoryFile, '--json', json, ...extra], {
+    detached: true, // its own process group: we signal the group, as the terminal does
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CI: 'true', WPFARM_CLI_DEBUG: '1' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const closed = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('close', (c, s) => r([c, s])));
+  const deadline = Date.now() + 60_000;
+  const inFlight = () =>
+    existsSync(onHost('h01', '/srv/long.pid')) &&
+    tempFiles('h02').length > 0 &&
+    (o.dockerHost ? existsSync(onHost('h03', '/srv/docker-started')) : existsSync(onHost('h03', '/srv/started')));
+  while (!inFlight()) {
+    assert.ok(Date.now() < deadline, `the run never reached its long steps:\n${stdout}\n${stderr}`);
+    assert.equal(child.exitCode, null, `the run ended early:\n${stdout}\n${stderr}`);
+    await sleep(20);
+  }
+  const t0 = performance.now();
+  for (const at of o.signalsAt) setTimeout(() => process.kill(-child.pid!, 'SIGINT'), at);
+  const [code, signal] = await closed;
+  const ms = performance.now() - t0;
+  const exitedAt = Date.now();
+  const report = existsSync(json) ? JSON.parse(readFileSync(json, 'utf8')) : undefined;
+  return { code: code ?? (signal ? 128 + constants.signals[signal] : null), signal, stdout, stderr, ms, exitedAt, report };
+}
+
+/** What must hold after any interrupt: nothing new started, no partial file at a final path, no temp file left. */
+async function assertNothingHalfDone(r: Outcome): Promise<void> {
+  // the host side of an abandoned upload removes its temp file when its stdin ends: give it a moment
+  for (let i = 0; i < 20 && tempFiles('h02').length; i++) await sleep(50);
+  assert.deepEqual(tempFiles('h02'), [], 'no temp file left on the host');
+  assert.ok(!existsSync(onHost('h02', '/srv/up.bin')), 'the abandoned upload never lands at its final path');
+  for (const h of lab.hosts) assert.ok(!existsSync(onHost(h.name, '/srv/after')), `${h.name}: no new step started`);
+  const pid = Number(readFileSync(onHost('h01', '/srv/long.pid'), 'utf8'));
+  assert.ok(!existsSync(`/proc/${pid}`) || /^Z/m.test(statusOf(pid)), `h01: the long-running command (pid ${pid}) was stopped`);
+  assert.ok(!existsSync(onHost('h01', '/srv/long-done')), 'the rest of the stopped command never ran');
+  void r;
+}
+
+function statusOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8').replace(/^[\s\S]*?State:\s*/, '');
+  } catch {
+    return 'gone';
+  }
+}
+
+before(async () => {
+  lab = await startSshdHosts(3);
+  // a docker client stand-in on h03: takes 8 s, says when it started and when it finished
+  const stub = onHost('h03', '/usr/local/bin/docker');
+  mkdirSync(join(stub, '..'), { recursive: true });
+  writeFileSync(stub, '#!/bin/sh\necho "$*" > /srv/docker-started\nsleep 8\necho "$*" > /srv/docker-done\n');
+  chmodSync(stub, 0o755);
+  await buildCli({ quiet: true });
+});
+after(async () => {
+  await lab?.stop();
+  rmSync(RETRY, { force: true });
+});
+
+describe('one Ctrl-C stops a run cleanly under every launcher', () => {
+  for (const launcher of Object.keys(LAUNCHERS)) {
+    test(`${launcher}: recap, retry file, report, exit 130 within 2 s; the relayed second SIGINT (0.1 s) is not a quit`, async () => {
+      const r = await interrupted(launcher, { signalsAt: [0, 100] });
+      const all = r.stdout + r.stderr;
+      console.log(`${launcher}: exit ${r.code}${r.signal ? ` (${r.signal})` : ''} ${Math.round(r.ms)} ms after the first SIGINT`);
+      assert.equal(r.code, 130, all);
+      assert.ok(r.ms < 2000, `exited ${Math.round(r.ms)} ms after the SIGINT\n${all}`);
+      assert.match(r.stdout, /interrupted: stopping/);
+      assert.doesNotMatch(all, /second Ctrl-C: quitting now/);
+      assert.match(r.stdout, /RECAP/);
+      assert.match(r.stdout, /retry file: /);
+      const retry = readFileSync(RETRY, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+      assert.deepEqual(retry.sort(), ['h01', 'h02', 'h03']);
+      assert.equal(r.report?.exitCode, 130);
+      const upload = r.report!.results.find((x) => x.host === 'h02' && x.step === 'big upload');
+      assert.equal(upload?.status, 'failed');
+      assert.match(upload?.error ?? '', /stopped \(Ctrl-C\)/);
+      if (launcher === 'fast CLI') assert.match(r.stderr, /^wpfarm-cli: /m, 'went through the fast CLI launcher');
+      await assertNothingHalfDone(r);
+    });
+
+    test(`${launcher}: a docker command in flight is said and left to finish; a second Ctrl-C 1.2 s later quits at once`, async () => {
+      const waited = await interrupted(launcher, { signalsAt: [0, 100], dockerHost: true });
+      const all = waited.stdout + waited.stderr;
+      console.log(`${launcher} (docker in flight): exit ${waited.code} ${Math.round(waited.ms)} ms after the first SIGINT`);
+      assert.equal(waited.code, 130, all);
+      assert.match(waited.stdout, /waiting for 1 command\(s\) that are not safe to stop half-way:\n\s+h03: docker: /);
+      const done = statSync(onHost('h03', '/srv/docker-done')).mtimeMs;
+      assert.ok(done <= waited.exitedAt && waited.exitedAt - done < 1500, `exit ${waited.exitedAt - done} ms after docker finished`);
+      assert.equal(waited.report!.results.find((x) => x.host === 'h03' && x.step === 'docker operation')?.status, 'changed');
+      assert.match(waited.stdout, /RECAP/);
+      await assertNothingHalfDone(waited);
+
+      const quit = await interrupted(launcher, { signalsAt: [0, 100, 1200], dockerHost: true });
+      console.log(`${launcher} (second Ctrl-C at 1.2 s): exit ${quit.code} ${Math.round(quit.ms)} ms after the first SIGINT`);
+      assert.equal(quit.code, 130, quit.stdout + quit.stderr);
+      assert.match(quit.stdout, /second Ctrl-C: quitting now/);
+      assert.doesNotMatch(quit.stdout, /RECAP/);
+      assert.ok(quit.ms >= 1200 && quit.ms < 2000, `${Math.round(quit.ms)} ms`);
+      // the docker stand-in ends on its own; the next test starts from a quiet host
+      for (let i = 0; i < 200 && !existsSync(onHost('h03', '/srv/docker-done')); i++) await sleep(50);
+    });
+  }
+});
