@@ -8,7 +8,7 @@
 // registered with ctx.secret() (masked in every output) as soon as they are read.
 import path from 'node:path';
 import type { HostSpec, StepContext } from '../../lib/types.ts';
-import { InputError } from '../../lib/errors.ts';
+import { InputError, InterruptedError } from '../../lib/errors.ts';
 import { connOf } from '../../lib/ops/base.ts';
 import { STACK_DIR } from '../../lib/ops/docker.ts';
 import { sh } from '../../lib/shell.ts';
@@ -360,6 +360,8 @@ export async function waitStackReady(ctx: StepContext, stack: string, services: 
   const end = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
+    // waiting is safe to stop: the stack goes on converging on its own, a rerun waits again
+    if (ctx.interrupted()) throw new InterruptedError(ctx.host.name, `interrupted while waiting for ${stack}`);
     const reps = await stackReplicas(ctx, stack);
     const format = '{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}';
     const upd = await ctx.exec(sh`docker service inspect --format ${format} ${services.map((s) => `${stack}_${s}`)}`, { nothrow: true });

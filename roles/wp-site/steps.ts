@@ -15,6 +15,7 @@
 // A no-change run: images (controller only), state (one round trip), then nothing to do for the other steps
 // (each reports `skipped` with the reason): the round trips do not grow with the number of sites.
 // DNS is not part of the role: add-site creates the records (it reads the inventory's cloudflare section).
+import { InterruptedError } from '../../lib/errors.ts';
 import { connOf, task } from '../../lib/ops/base.ts';
 import { dockerSecret, stackDeploy } from '../../lib/ops/docker.ts';
 import { withMysql, rows } from '../../lib/mysql.ts';
@@ -152,6 +153,14 @@ function managerOf(ctx: StepContext, st: FarmState): StepContext {
 }
 
 const NO_SITE = 'no site differs from its record';
+
+/**
+ * Between two sites of a step, as the runner does between steps: after Ctrl-C the next site is not started (the
+ * sites done so far are whole for this step); the rest of the role does not run; a rerun converges.
+ */
+function stopIfInterrupted(ctx: StepContext, next: string): void {
+  if (ctx.interrupted()) throw new InterruptedError(ctx.host.name, `interrupted: site ${next} not started`);
+}
 const failOn = (r: StepResult): StepResult => {
   if (r.status === 'failed') throw new Error(r.error);
   return r;
@@ -241,12 +250,14 @@ export function secretsStep(): Task {
     const m = managerOf(ctx, st);
     const changes: string[] = [];
     for (const x of fresh) {
+      stopIfInterrupted(ctx, x.site.id);
       changes.push(
         `${x.site.id}: generate secrets (DB password, WordPress keys/salts, admin password) in ${SECRET_STORE}/${x.site.id}.json`,
       );
       if (!ctx.check) await writeStoredSecrets(m, x.site.id, x.stored);
     }
     for (const x of st.todo) {
+      stopIfInterrupted(ctx, x.site.id);
       for (const key of SITE_SECRET_KEYS) {
         const r = failOn(
           await m.run(
@@ -267,6 +278,7 @@ export function databaseStep(): Task {
     const m = managerOf(ctx, st);
     const changes: string[] = [];
     for (const x of st.todo) {
+      stopIfInterrupted(ctx, x.site.id);
       const c = await ensureDatabase(m, st.settings, x.site.id, x.stored.db_password, x.stored.db_user);
       changes.push(...c.map((line) => `${x.site.id}: ${line}`));
     }
@@ -282,6 +294,7 @@ export function directoriesStep(): Task {
     const files = ctx.hostContext(s.filesHost);
     const changes: string[] = [];
     for (const x of st.todo) {
+      stopIfInterrupted(ctx, x.site.id);
       for (const op of siteDirSteps(x.site.id, { ...ctx.vars, gluster_mount: s.glusterMount })) {
         const r = failOn(await files.run(op));
         changes.push(...r.changes.map((c) => `${x.site.id}: ${op.title} on ${s.filesHost}: ${c}`));
@@ -301,6 +314,7 @@ export function stackStep(): Task {
     const m = managerOf(ctx, st);
     const changes: string[] = [];
     for (const x of st.todo) {
+      stopIfInterrupted(ctx, x.site.id);
       const op = stackDeploy({ name: x.rendered.stack, compose: x.rendered.yaml, prune: true });
       const r = failOn(await m.run(op));
       changes.push(...r.changes.map((c) => `${x.site.id}: ${c}`));
@@ -317,6 +331,7 @@ export function waitStep(): Task {
     if (ctx.check) return { skipped: 'check mode: nothing was deployed' };
     const m = managerOf(ctx, st);
     for (const x of st.todo) {
+      stopIfInterrupted(ctx, x.site.id);
       ctx.log(`${x.site.id}: waiting until every replica runs and is healthy`);
       await waitStackReady(m, x.rendered.stack, Object.keys(x.rendered.services), st.settings.waitTimeoutMs);
     }
@@ -347,6 +362,7 @@ export function installStep(): Task {
     const m = managerOf(ctx, st);
     const changes: string[] = [];
     for (const x of targets) {
+      stopIfInterrupted(ctx, x.site.id);
       const inst = s.full === x.site.id ? s.install : undefined;
       const adminUser = inst?.adminUser || 'wpadmin';
       if (ctx.check) {

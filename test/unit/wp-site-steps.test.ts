@@ -210,6 +210,8 @@ interface Farm {
   /** accept any other command (the apply scripts) with exit 0; uploads go to `puts` */
   applies?: boolean;
   puts?: string[];
+  /** called on each command and upload (a test presses Ctrl-C from here) */
+  onCommand?: (command: string) => void;
 }
 
 function fakeConn(host: HostSpec, farm: Farm): Connection & { abortChannels(): Promise<string[]> } {
@@ -222,6 +224,7 @@ function fakeConn(host: HostSpec, farm: Farm): Connection & { abortChannels(): P
     async exec(command: string): Promise<ExecResult> {
       trips++;
       farm.commands.push(`${host.name}: ${command}`);
+      farm.onCommand?.(command);
       const ok = (stdout: string): ExecResult => ({ stdout, stderr: '', code: 0 });
       if (command.includes('/var/lib/wpfarm/site-secrets/*.json')) return ok(farm.probe);
       if (command.includes('%%versions')) return ok(['%%versions', ...farm.secrets, '%%swarm', SWARM].join('\n'));
@@ -239,6 +242,7 @@ function fakeConn(host: HostSpec, farm: Farm): Connection & { abortChannels(): P
       if (!farm.puts) throw new Error('no upload expected');
       trips++;
       farm.puts.push(`${host.name}:${p}`);
+      farm.onCommand?.(`put ${p}`);
     },
     forward: async () => {
       throw new Error('no database connection expected');
@@ -263,7 +267,7 @@ class FakePool extends ConnectionPool {
   }
 }
 
-async function runWpSite(sitesDir: string, farm: Farm, o: Partial<RunOptions> = {}, d: WpSiteDeps = deps) {
+async function runWpSite(sitesDir: string, farm: Farm, o: Partial<RunOptions> = {}, d: WpSiteDeps = deps, signal = { interrupted: false }) {
   const mk = (name: string, groups: string[]): HostSpec => ({
     name,
     address: `10.10.0.${name.length}`,
@@ -290,7 +294,7 @@ async function runWpSite(sitesDir: string, farm: Farm, o: Partial<RunOptions> = 
     options: { check: false, diff: false, forks: 4, verbose: 0, ...o },
     allHosts: new Map(hosts.map((h) => [h.name, h])),
     select: (p) => hosts.filter((h) => h.groups.includes(p) || h.name === p),
-    signal: { interrupted: false },
+    signal,
     hostState: new Map(),
   };
   for (const h of hosts) env.hostState.set(h.name, newHostState());
@@ -404,6 +408,30 @@ test('check mode predicts exactly what the real run changes (secrets and stack o
     assert.deepEqual(farm.puts, ['mgr1:/var/lib/wpfarm/site-secrets/news.json', 'mgr2:/var/lib/wpfarm/site-secrets/news.json']);
     assert.equal(farm.commands.filter((c) => /docker secret create .*site_news_/.test(c)).length, 2);
     assert.equal(farm.commands.filter((c) => /docker stack deploy .*wp-news/.test(c)).length, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Ctrl-C during a step: the site in progress is finished, the next site is not started, no later step runs', async () => {
+  const dir = sitesDirWith(['blog', 'news', 'shop']);
+  try {
+    const { out } = converged(['blog']);
+    const signal = { interrupted: false };
+    // Ctrl-C while news's secrets are being stored (its first upload)
+    const farm: Farm = { probe: out, secrets: [], stacks: {}, commands: [], applies: true, puts: [] };
+    farm.onCommand = (c) => {
+      if (c.includes('site-secrets/news.json')) signal.interrupted = true;
+    };
+    const { r, on } = await runWpSite(dir, farm, {}, deps, signal);
+    const secrets = on('mgr1').find((x) => x.step === 'site secrets')!;
+    assert.equal(secrets.status, 'failed');
+    assert.match(secrets.error ?? '', /interrupted: site shop not started/);
+    assert.ok(farm.puts!.some((p) => p.endsWith('/news.json')), 'news (in progress) was stored');
+    assert.ok(!farm.puts!.some((p) => p.endsWith('/shop.json')), 'shop was not started');
+    assert.deepEqual(on('mgr1').map((x) => x.step), ['site images', 'site state', 'site secrets'], 'no later step ran');
+    assert.ok(!farm.commands.some((c) => /docker stack deploy|CREATE DATABASE/.test(c)));
+    assert.deepEqual(r.hosts.map((h) => h.error), ['interrupted', 'interrupted']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
