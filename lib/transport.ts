@@ -113,15 +113,20 @@ function hostKeyOrder(known: KnownHostEntry[]): string[] {
 // ---------------------------------------------------------------------------------------------
 // connection
 
+const UNSAFE: [string, string[]][] = [
+  ['apt/dpkg', ['apt-get', 'apt', 'aptitude', 'dpkg', 'unattended-upgrades?']],
+  ['docker', ['docker']],
+];
 /**
  * Commands that are not stopped on Ctrl-C but allowed to finish: killing apt/dpkg half-way can leave the package
  * database broken, and a docker client killed half-way leaves the daemon's operation going on without us.
  */
 export function unsafeToStop(command: string): string | null {
-  if (/(?:^|[\s;&|(`'"])(?:apt-get|apt|aptitude|dpkg|unattended-upgrades?)(?=\s|$)/m.test(command)) return 'apt/dpkg';
-  if (/(?:^|[\s;&|(`'"])docker(?=\s|$)/m.test(command)) return 'docker';
+  for (const [kind, words] of UNSAFE) if (new RegExp(`(?:^|[\\s;&|(\`'"])(?:${words.join('|')})(?=\\s|$)`, 'm').test(command)) return kind;
   return null;
 }
+/** The same test on the host (grep -E), and the atomic writes (lib/shell.ts), which end by themselves on EOF. */
+const KEEP_ON_HOST = [...UNSAFE.map(([, w]) => `(^|[[:space:];&|(\`'"])(${w.join('|')})([[:space:]]|$)`), '[.]wpfarm[.]XXXXXX'];
 
 const CONNECTION_LOST =
   /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
@@ -542,34 +547,28 @@ class SshConnection implements Connection {
     return left;
   }
 
-  /** TERM to every command of this connection on the host but the unsafe ones (two round trips, outside the channel limit). */
+  /**
+   * TERM to the process group of every command of this connection on the host (the children of its sshd
+   * process; sshd setsid()s each), but the unsafe ones and the atomic writes (their EOF ends them and their
+   * script removes the temp file; a TERM could cut that cleanup). One round trip, outside the channel limit.
+   */
   private async killStoppable(): Promise<void> {
-    const raw = (script: string) =>
-      new Promise<string>((resolve, reject) => {
-        const client = this.client;
-        if (!client) return reject(new Error('Not connected'));
-        client.exec(script, (err, stream) => {
-          if (err) return reject(err);
-          let out = '';
-          stream.on('data', (d: Buffer) => (out += d.toString()));
-          stream.stderr.resume();
-          stream.on('close', () => resolve(out));
-          stream.end();
-        });
+    const client = this.client;
+    if (!client) return;
+    const keep = KEEP_ON_HOST.map((re) => sh`-e ${re}`).join(' ');
+    const script =
+      'c=$(cat /proc/$PPID/task/*/children 2>/dev/null) || c=$(ps -o pid= --ppid $PPID); k=; for p in $c; do ' +
+      '[ "$p" = $$ ] && continue; a=$(tr "\\0" " " < /proc/$p/cmdline 2>/dev/null) || continue; ' +
+      `printf "%s\\n" "$a" | grep -Eq ${keep} || k="$k -$p"; done; [ -z "$k" ] || kill -TERM -- $k 2>/dev/null; true`;
+    await new Promise<void>((resolve) => {
+      client.exec(script, (err, stream) => {
+        if (err) return resolve();
+        stream.resume();
+        stream.stderr.resume();
+        stream.on('close', () => resolve());
+        stream.end();
       });
-    // our session shell's parent is this connection's sshd process: list its other children (pid, command line)
-    const list = await raw(
-      'c=$(cat /proc/$PPID/task/*/children 2>/dev/null) || c=$(ps -o pid= --ppid $PPID); ' +
-        'for p in $c; do [ "$p" = $$ ] && continue; printf "%s\\t" "$p"; tr "\\0" " " < /proc/$p/cmdline; echo; done',
-    );
-    const pids = list
-      .split('\n')
-      .map((l) => l.split('\t'))
-      .filter(([pid, args]) => /^\d+$/.test(pid ?? '') && !unsafeToStop(args ?? ''))
-      .map(([pid]) => pid!);
-    // each session command leads its own process group (sshd setsid()): the group takes its children with it
-    if (pids.length)
-      await raw(`kill -TERM -- ${pids.map((p) => `-${p}`).join(' ')} 2>/dev/null; kill -TERM ${pids.join(' ')} 2>/dev/null; true`);
+    });
   }
 
   async close(): Promise<void> {
