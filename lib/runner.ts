@@ -346,6 +346,11 @@ class HostRun {
         }) as EventOf<'step.plan'>;
         const refused = !planned.nested && this.env.planGuard?.(planned);
         if (refused) throw new Error(refused);
+        // Ctrl-C between a step's probe and its apply: the step does not apply (within a task, ctx.run() goes on:
+        // the task decides where its units end, through ctx.interrupted())
+        if (plan.changed && !ctx.check && !direct && this.env.signal.interrupted) {
+          throw new InterruptedError(ctx.host.name, 'interrupted before applying');
+        }
         if (plan.changed && !ctx.check) await this.applyPlan(plan, op, ctx);
         return {
           ...base,
@@ -552,10 +557,8 @@ class HostRun {
         } catch (e) {
           const msg = errMessage(e);
           if (e instanceof InterruptedError) {
-            this.record(
-              { host: this.host.name, step: step.title, kind: step.kind, status: 'failed', error: msg, changes: [], ms: 0 },
-              step,
-            );
+            const base = { host: this.host.name, step: step.title, kind: step.kind };
+            this.record({ ...base, status: 'failed', error: msg, changes: [], ms: 0 }, step);
             return 'interrupted';
           }
           if (!(e instanceof UnreachableError)) {
@@ -673,8 +676,11 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
   let aborted: string | undefined;
   for (const batch of batchesOf(hosts, role.serial)) {
     if (aborted || env.signal.interrupted) {
-      for (const h of batch)
-        if (!aborted) (env.hostState.get(h.name) ?? env.hostState.set(h.name, newHostState()).get(h.name)!).interrupted = true;
+      for (const h of batch) {
+        if (aborted) continue;
+        if (!env.hostState.has(h.name)) env.hostState.set(h.name, newHostState());
+        env.hostState.get(h.name)!.interrupted = true;
+      }
       for (const h of batch)
         outcomes.push({ host: h.name, status: 'skipped', counts: emptyCounts(), ms: 0, error: aborted ?? 'interrupted' });
       continue;
