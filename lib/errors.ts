@@ -65,7 +65,10 @@ function firstLine(s: string): string {
 /** The run was interrupted (Ctrl-C): a command stopped on the host, or a unit of work not started. Exit 130. */
 export class InterruptedError extends Error {
   readonly exitCode = EXIT.INTERRUPTED;
-  constructor(readonly host: string, what = 'interrupted') {
+  constructor(
+    readonly host: string,
+    what = 'interrupted',
+  ) {
     super(host ? `${host}: ${what}` : what);
     this.name = 'InterruptedError';
   }

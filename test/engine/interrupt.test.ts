@@ -125,7 +125,9 @@ describe('one Ctrl-C stops a run cleanly under every launcher', () => {
       assert.doesNotMatch(all, /second Ctrl-C: quitting now/);
       assert.match(r.stdout, /RECAP/);
       assert.match(r.stdout, /retry file: /);
-      const retry = readFileSync(RETRY, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+      const retry = readFileSync(RETRY, 'utf8')
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'));
       assert.deepEqual(retry.sort(), ['h01', 'h02', 'h03']);
       assert.equal(r.report?.exitCode, 130);
       const upload = r.report!.results.find((x) => x.host === 'h02' && x.step === 'big upload');

@@ -427,11 +427,21 @@ test('Ctrl-C during a step: the site in progress is finished, the next site is n
     const secrets = on('mgr1').find((x) => x.step === 'site secrets')!;
     assert.equal(secrets.status, 'failed');
     assert.match(secrets.error ?? '', /interrupted: site shop not started/);
-    assert.ok(farm.puts!.some((p) => p.endsWith('/news.json')), 'news (in progress) was stored');
+    assert.ok(
+      farm.puts!.some((p) => p.endsWith('/news.json')),
+      'news (in progress) was stored',
+    );
     assert.ok(!farm.puts!.some((p) => p.endsWith('/shop.json')), 'shop was not started');
-    assert.deepEqual(on('mgr1').map((x) => x.step), ['site images', 'site state', 'site secrets'], 'no later step ran');
+    assert.deepEqual(
+      on('mgr1').map((x) => x.step),
+      ['site images', 'site state', 'site secrets'],
+      'no later step ran',
+    );
     assert.ok(!farm.commands.some((c) => /docker stack deploy|CREATE DATABASE/.test(c)));
-    assert.deepEqual(r.hosts.map((h) => h.error), ['interrupted', 'interrupted']);
+    assert.deepEqual(
+      r.hosts.map((h) => h.error),
+      ['interrupted', 'interrupted'],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
