@@ -8,9 +8,6 @@
 //   await run.role(common);
 //   await run.role(swarmManager);
 //   await run.exit();
-import { existsSync } from 'node:fs';
-import { createConnection } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type CommandSpec, type CommonFlags, type OptionValue, type Parsed, fail, parseOrExit } from './cli.ts';
@@ -50,6 +47,7 @@ import { type HostState, type RoleRunResult, exitCodeFor, runRole } from './runn
 import { mask, maskDeep } from './secrets.ts';
 import { renderTimeline, timelinePathFor } from './timeline.ts';
 import { ConnectionPool, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.ts';
+import { ackTsxParent, guardAgainstTsxParent } from './tsx-parent.ts';
 import type { HostSpec, Role, StepResult } from './types.ts';
 
 export interface RunConfig {
@@ -69,31 +67,6 @@ export interface RunConfig {
 /** A second SIGINT sooner than this after the first is the same Ctrl-C relayed (npx, tsx, make), not the user's. */
 const SECOND_SIGNAL_MS = 1000;
 
-/**
- * Under `npx tsx` (or `tsx`), tsx's CLI process is our parent: it relays each SIGINT it gets to us and SIGKILLs us
- * unless we acknowledge it within 30 ms on its IPC socket. tsx's preload acknowledges one signal per signal we
- * receive, with a single pending slot on the parent side: with npx relaying too, an acknowledgement is lost and
- * the run was killed in 0.3 s, with no recap. So after a Ctrl-C we acknowledge every 5 ms for 0.4 s (tsx
- * 4.x protocol: a 4-byte length + JSON {type:'signal'} on $TMPDIR/tsx-<uid>/<parent pid>.pipe); nothing
- * happens under other launchers (no such socket for our parent).
- */
-function ackTsxParent(): void {
-  const pipe = join(tmpdir(), `tsx-${process.geteuid?.() ?? userInfo().username}`, `${process.ppid}.pipe`);
-  if (!existsSync(pipe)) return;
-  const body = Buffer.from(JSON.stringify({ type: 'signal', signal: 'SIGINT' }));
-  const frame = Buffer.concat([Buffer.alloc(4), body]);
-  frame.writeInt32BE(body.length, 0);
-  const sock = createConnection(pipe);
-  sock.on('error', () => undefined);
-  sock.unref();
-  const timer = setInterval(() => sock.writable && sock.write(frame), 5);
-  timer.unref();
-  setTimeout(() => {
-    clearInterval(timer);
-    sock.destroy();
-  }, 400).unref();
-}
-
 export class Run {
   readonly inventory: Inventory;
   readonly pool: ConnectionPool;
@@ -111,6 +84,8 @@ export class Run {
   /** controller CPU at the start of the run (the engine's own cost, process start excluded) */
   readonly cpuAtStart = process.cpuUsage();
   private sigint?: () => void;
+  /** stops the worker that acknowledges Ctrl-C to tsx's CLI while we are busy (lib/tsx-parent.ts) */
+  private unguard?: () => void;
   /** performance.now() of the first SIGINT */
   private interruptedAt?: number;
   readonly startedAt = new Date();
@@ -235,6 +210,7 @@ export class Run {
     };
     process.on('SIGINT', this.sigint);
     process.on('SIGTERM', this.sigint);
+    this.unguard = guardAgainstTsxParent();
     return this;
   }
 
@@ -441,6 +417,7 @@ export class Run {
       process.off('SIGINT', this.sigint);
       process.off('SIGTERM', this.sigint);
     }
+    this.unguard?.();
     return code;
   }
 

@@ -4,7 +4,7 @@
 // a `docker ...` command (a stub), which is not safe to stop and is left to finish.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -69,6 +69,11 @@ async function interrupted(launcher: string, o: { signalsAt: number[]; dockerHos
     assert.equal(child.exitCode, null, `the run ended early:\n${stdout}\n${stderr}`);
     await sleep(20);
   }
+  // the process listing sees the command in flight (so that its absence afterwards means something)
+  assert.ok(
+    hostCommands('h01').some((c) => /sleep 60/.test(c)),
+    `h01's long-running command is listed: ${hostCommands('h01').join('; ')}`,
+  );
   const t0 = performance.now();
   for (const at of o.signalsAt) setTimeout(() => process.kill(-child.pid!, 'SIGINT'), at);
   const [code, signal] = await closed;
@@ -88,7 +93,48 @@ async function assertNothingHalfDone(r: Outcome): Promise<void> {
   const pid = Number(readFileSync(onHost('h01', '/srv/long.pid'), 'utf8'));
   assert.ok(!existsSync(`/proc/${pid}`) || /^Z/m.test(statusOf(pid)), `h01: the long-running command (pid ${pid}) was stopped`);
   assert.ok(!existsSync(onHost('h01', '/srv/long-done')), 'the rest of the stopped command never ran');
+  await assertNoRemoteCommandLeft();
   void r;
+}
+
+/**
+ * The command lines of the processes running on a host (its sshd's mount namespace), but sshd itself and its
+ * per-connection processes: what `ps` on the host shows of the commands wpfarm started.
+ */
+function hostCommands(name: string): string[] {
+  const ns = (pid: number | string) => {
+    try {
+      return readlinkSync(`/proc/${pid}/ns/mnt`);
+    } catch {
+      return null;
+    }
+  };
+  const mine = ns(lab.hosts.find((h) => h.name === name)!.pid);
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    if (ns(pid) !== mine) continue;
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+      if (!args || /^sshd[:-]|\/sshd\b/.test(args) || /^Z/m.test(statusOf(Number(pid)))) continue;
+      out.push(`${pid} ${args}`);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+/** Every command the run started on the hosts is gone within 1 s of the exit (but the docker stand-in, left to finish). */
+async function assertNoRemoteCommandLeft(): Promise<void> {
+  let left: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    left = lab.hosts
+      .flatMap((h) => hostCommands(h.name).map((c) => `${h.name}: ${c}`))
+      .filter((c) => !/docker stack deploy demo| sleep 8$/.test(c));
+    if (!left.length) return;
+    await sleep(50);
+  }
+  assert.deepEqual(left, [], 'no command started by the run is still running on a host');
 }
 
 function statusOf(pid: number): string {
@@ -155,6 +201,7 @@ describe('one Ctrl-C stops a run cleanly under every launcher', () => {
       assert.match(quit.stdout, /second Ctrl-C: quitting now/);
       assert.doesNotMatch(quit.stdout, /RECAP/);
       assert.ok(quit.ms >= 1200 && quit.ms < 2000, `${Math.round(quit.ms)} ms`);
+      await assertNoRemoteCommandLeft();
       // the docker stand-in ends on its own; the next test starts from a quiet host
       for (let i = 0; i < 200 && !existsSync(onHost('h03', '/srv/docker-done')); i++) await sleep(50);
     });
