@@ -99,7 +99,9 @@ export function atomicWriteScript(target: string, o: AtomicWrite): string {
     sh`p=${target}`,
     ...(o.parents ? [`mkdir -p -- "$(dirname -- "$p")"`] : []),
     `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
+    // stopped (Ctrl-C: TERM to the command's process group; HUP, INT): the temp file goes, nothing lands
     `trap 'rm -f -- "$t"' EXIT`,
+    `trap 'exit 143' HUP INT TERM`,
     o.from !== undefined
       ? sh`cat -- ${o.from} > "$t"`
       : o.bytes !== undefined

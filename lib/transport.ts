@@ -125,8 +125,12 @@ export function unsafeToStop(command: string): string | null {
   for (const [kind, words] of UNSAFE) if (new RegExp(`(?:^|[\\s;&|(\`'"])(?:${words.join('|')})(?=\\s|$)`, 'm').test(command)) return kind;
   return null;
 }
-/** The same test on the host (grep -E), and the atomic writes (lib/shell.ts), which end by themselves on EOF. */
-const KEEP_ON_HOST = [...UNSAFE.map(([, w]) => `(^|[[:space:];&|(\`'"])(${w.join('|')})([[:space:]]|$)`), '[.]wpfarm[.]XXXXXX'];
+/**
+ * The same test on the host (grep -E). Atomic writes (lib/shell.ts) are stopped like any command: their script
+ * traps TERM and removes its temp file (waiting for EOF instead let a slow host hash a partial 200 MB file for
+ * seconds after we exited, or land the whole file when its last bytes were already sent).
+ */
+const KEEP_ON_HOST = UNSAFE.map(([, w]) => `(^|[[:space:];&|(\`'"])(${w.join('|')})([[:space:]]|$)`);
 
 const CONNECTION_LOST =
   /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
@@ -522,11 +526,11 @@ class SshConnection implements Connection {
    * commands are left to finish (unsafeToStop); returns them ("host: kind: command") so that the caller says
    * what it waits for. sshd refuses signal requests on root sessions, so the commands are stopped from the
    * host: TERM to the process group of each command of this connection (the children of its sshd process);
-   * an atomic upload's script then removes its temp file, nothing lands at its final path.
+   * an atomic upload's script traps it and removes its temp file, nothing lands at its final path.
    */
   async abortChannels(): Promise<string[]> {
     const left: string[] = [];
-    let stop = 0;
+    const stop: ClientChannel[] = [];
     for (const ch of [...this.channels]) {
       const cmd = this.commandOf.get(ch);
       const unsafe = cmd === undefined ? null : unsafeToStop(cmd);
@@ -534,23 +538,30 @@ class SshConnection implements Connection {
         left.push(`${this.host.name}: ${unsafe}: ${mask(cmd!.split('\n')[0]!).slice(0, 100)}`);
         continue;
       }
-      stop++;
-      try {
-        ch.close(); // no more stdin: an upload ends here
-      } catch {
-        /* already closed */
-      }
+      stop.push(ch);
       this.stopper.get(ch)?.();
     }
-    // close() waits for this (the connection must outlive it)
-    if (stop) this.killing = this.killStoppable().catch(() => undefined);
+    // TERM first, then close the channels: an EOF first would let an upload whose last bytes were already sent
+    // land. close() waits for this (the connection must outlive it).
+    const closeAll = () => {
+      for (const ch of stop) {
+        try {
+          ch.close();
+        } catch {
+          /* already closed */
+        }
+      }
+    };
+    if (stop.length)
+      this.killing = this.killStoppable()
+        .catch(() => undefined)
+        .finally(closeAll);
     return left;
   }
 
   /**
    * TERM to the process group of every command of this connection on the host (the children of its sshd
-   * process; sshd setsid()s each), but the unsafe ones and the atomic writes (their EOF ends them and their
-   * script removes the temp file; a TERM could cut that cleanup). One round trip, outside the channel limit.
+   * process; sshd setsid()s each), but the unsafe ones. One round trip, outside the channel limit.
    */
   private async killStoppable(): Promise<void> {
     const client = this.client;

@@ -74,10 +74,9 @@ sock.on('error', () => clearInterval(timer));
 
 /**
  * Start the worker that acknowledges SIGINT to tsx's CLI while our main thread is busy (see the top of this
- * file). Returns the function that stops it; a no-op when our parent is not tsx's CLI.
+ * file). Returns the function that stops it; a no-op when our parent is not tsx's CLI. `pipe`: for tests.
  */
-export function guardAgainstTsxParent(): () => void {
-  const pipe = tsxParentPipe();
+export function guardAgainstTsxParent(pipe = tsxParentPipe()): () => void {
   if (!pipe) return () => undefined;
   const beat = new Int32Array(new SharedArrayBuffer(4));
   const tick = setInterval(() => Atomics.add(beat, 0, 1), TICK_MS);

@@ -33,6 +33,7 @@ export function downloadScript(a: {
     sh`p=${a.target}; u=${a.url}; want=${a.sha256}`,
     `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
     `trap 'rm -f -- "$t"' EXIT`,
+    `trap 'exit 143' HUP INT TERM`,
     'if command -v curl >/dev/null 2>&1; then',
     sh`  curl -fsSL --retry 2 --connect-timeout 20 --max-time ${a.timeoutSec} -o "$t" --url "$u"`,
     'elif command -v wget >/dev/null 2>&1; then',

@@ -4,7 +4,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
 import { atomicWriteScript, type AtomicWrite } from '../../lib/shell.ts';
 import { bash, ensureTools, tempDir } from './ops-files.harness.ts';
@@ -72,6 +74,26 @@ describe('atomicWriteScript (file operations and Connection.put)', () => {
     assert.equal(readFileSync(p, 'utf8'), 'keep me\n');
     assert.deepEqual(leftovers(d), []);
     assert.throws(() => atomicWriteScript(p, { sha: 'not-a-sha' }), /sha must be sha256 hex/);
+  });
+
+  test('stopped mid-transfer (Ctrl-C: TERM to its process group, stdin still open): temp file removed, nothing lands', async () => {
+    const d = fresh();
+    const p = join(d, 'big');
+    // as sshd runs a command: its own session (process group), stdin a pipe that stays open
+    const child = spawn('bash', ['-c', atomicWriteScript(p, { sha: sha('x'.repeat(1000)) })], {
+      detached: true,
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    const exited = new Promise((r) => child.on('exit', r));
+    child.stdin.write('x'.repeat(500));
+    for (let i = 0; i < 200 && !leftovers(d).some((f) => statSync(join(d, f)).size === 500); i++) await sleep(10);
+    assert.equal(leftovers(d).length, 1, 'the transfer is under way (a temp file with the bytes sent so far)');
+    process.kill(-child.pid!, 'SIGTERM');
+    await exited; // sshd's bash -c dies of the TERM; the script's subshell traps it and cleans up
+    child.stdin.destroy();
+    for (let i = 0; i < 100 && leftovers(d).length; i++) await sleep(10);
+    assert.deepEqual(leftovers(d), [], 'the temp file is removed');
+    assert.equal(existsSync(p), false, 'nothing lands at the final path');
   });
 
   test('validation failure leaves the target; a path with shell metacharacters is one quoted word', async () => {
