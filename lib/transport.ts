@@ -175,6 +175,8 @@ class SshConnection implements Connection {
   private readonly commandOf = new WeakMap<ClientChannel, string>();
   private readonly stopper = new WeakMap<ClientChannel, () => void>();
   private killing?: Promise<void>;
+  /** set by abortChannels() (Ctrl-C): a command sent after it does not start; one whose channel opens after it is stopped */
+  private aborted = false;
   private trips = 0;
 
   constructor(
@@ -356,6 +358,9 @@ class SshConnection implements Connection {
   private once(command: string, stdin: Buffer | undefined, opts: ExecOptions, onStart: () => void): Promise<ExecResult> {
     const client = this.client;
     if (!client) return Promise.reject(new Error('Not connected'));
+    if (this.aborted && !unsafeToStop(command)) {
+      return Promise.reject(new InterruptedError(this.host.name, `not started (Ctrl-C): ${mask(command.split('\n')[0]!)}`));
+    }
     this.trips++;
     const ended = this.opts.onCommand?.(this.host.name, command);
     return new Promise<ExecResult>((resolve, reject) => {
@@ -406,6 +411,8 @@ class SshConnection implements Connection {
         });
         if (stdin) stream.end(stdin);
         else stream.end();
+        // sent before Ctrl-C, its channel opened after abortChannels() looked: stop it the same way
+        if (this.aborted) void this.abortChannels();
       });
     });
   }
@@ -529,6 +536,7 @@ class SshConnection implements Connection {
    * an atomic upload's script traps it and removes its temp file, nothing lands at its final path.
    */
   async abortChannels(): Promise<string[]> {
+    this.aborted = true;
     const left: string[] = [];
     const stop: ClientChannel[] = [];
     for (const ch of [...this.channels]) {
@@ -552,10 +560,14 @@ class SshConnection implements Connection {
         }
       }
     };
-    if (stop.length)
-      this.killing = this.killStoppable()
-        .catch(() => undefined)
-        .finally(closeAll);
+    if (stop.length) {
+      const before = this.killing;
+      this.killing = (async () => {
+        await before;
+        await this.killStoppable().catch(() => undefined);
+        closeAll();
+      })();
+    }
     return left;
   }
 
