@@ -1,111 +1,162 @@
 // Typed fact probes and a per-host cache.
 //
 // A fact = a read-only shell snippet + a parser. gatherFacts() joins the snippets of every requested
-// fact into ONE script (sections separated by `@@name` lines, see sections() in lib/shell.ts), runs
-// it in one exec and parses each section. Each snippet runs in its own subshell with stderr discarded,
+// fact into ONE script (sections separated by `@@f<i>` lines, see sections() in lib/shell.ts), runs
+// it in one exec and parses each section. Facts are typed (`FactDef<T, A>`) and may take arguments:
+// `await ctx.fact(fileStat, '/etc/x')` is a FileStat; requests made in the same tick share a round trip. Each snippet runs in its own subshell with stderr discarded,
 // and the script ends with `true`, so the whole probe always exits 0: a missing tool shows up as data
 // (e.g. docker.installed = false), never as a failed round trip.
 import type { ExecResult } from './types.ts';
-import { sections } from './shell.ts';
+import { sections, sh } from './shell.ts';
 
-export interface FactDef<T> {
+/**
+ * A fact: a read-only shell snippet (a function of the fact's arguments, if it takes any) and a parser.
+ * `T` is the value's type, `A` the arguments' types: `ctx.fact(fileStat, '/etc/x')` is typed from both.
+ */
+export interface FactDef<T, A extends readonly unknown[] = []> {
   name: string;
   /** read-only shell snippet; may fail internally, its output is parsed by parse() */
-  script: string;
-  parse(out: string): T;
+  script: string | ((...args: A) => string);
+  parse(out: string, ...args: A): T;
 }
 
-const registry = new Map<string, FactDef<unknown>>();
+// biome-ignore lint/suspicious/noExplicitAny: a registry of facts of every value and argument type
+type AnyFact = FactDef<unknown, any[]>;
+
+/** One fact with its arguments, as asked for. */
+export interface FactRequest {
+  def: AnyFact;
+  args: readonly unknown[];
+}
+
+const registry = new Map<string, AnyFact>();
 
 /** Register a fact probe. A later definition with the same name replaces the earlier one. */
-export function defineFact<T>(def: FactDef<T>): FactDef<T> {
+export function defineFact<T, A extends readonly unknown[] = []>(def: FactDef<T, A>): FactDef<T, A> {
   if (!/^[A-Za-z0-9_.:-]+$/.test(def.name)) throw new Error(`invalid fact name ${JSON.stringify(def.name)}`);
-  registry.set(def.name, def as FactDef<unknown>);
+  registry.set(def.name, def as unknown as AnyFact);
   return def;
 }
 
+/** Names of the facts that take no argument (the ones a "gather everything" can ask for). */
 export function factNames(): string[] {
-  return [...registry.keys()];
+  return [...registry.values()].filter((d) => typeof d.script === 'string').map((d) => d.name);
 }
 
-export function getFact(name: string): FactDef<unknown> {
+export function getFact(name: string): AnyFact {
   const def = registry.get(name);
-  if (!def) throw new Error(`unknown fact ${JSON.stringify(name)} (known: ${factNames().join(', ')})`);
+  if (!def) throw new Error(`unknown fact ${JSON.stringify(name)} (known: ${[...registry.keys()].join(', ')})`);
   return def;
 }
 
-/** One script for all the named facts: `@@name` marker, then the snippet in a subshell. Exits 0. */
-export function factScript(names: readonly string[]): string {
+/** A request by name (for facts without arguments) or by definition and arguments. */
+function request(r: string | FactRequest): FactRequest {
+  return typeof r === 'string' ? { def: getFact(r), args: [] } : r;
+}
+
+/** Cache key of a request: the name, plus the arguments as JSON when there are any. */
+export function factKey(r: FactRequest): string {
+  return r.args.length ? `${r.def.name}${JSON.stringify(r.args)}` : r.def.name;
+}
+
+function snippet(r: FactRequest): string {
+  return typeof r.def.script === 'string' ? r.def.script : r.def.script(...r.args);
+}
+
+/**
+ * One script for all the requests: a `@@f<i>` marker, then the snippet in a subshell. Exits 0.
+ * Markers are positional (a fact's arguments may be anything); the fact's name follows as a comment.
+ */
+export function factScript(reqs: readonly (string | FactRequest)[]): string {
   const parts: string[] = [];
-  for (const name of names) {
-    const def = getFact(name);
+  reqs.map(request).forEach((r, i) => {
     // printf (not echo) so that a snippet whose output lacks a final newline cannot glue onto the marker
-    parts.push(`printf '\\n@@%s\\n' ${name}`, `( ${def.script}\n) 2>/dev/null </dev/null`);
-  }
+    parts.push(`printf '\\n@@f%s\\n' ${i} # ${r.def.name}`, `( ${snippet(r)}\n) 2>/dev/null </dev/null`);
+  });
   parts.push('true');
   return parts.join('\n');
 }
 
-/** Parse the output of factScript(names). A section missing from the output parses as empty text. */
-export function parseFacts(names: readonly string[], out: string): Record<string, unknown> {
+/** Parse the output of factScript(reqs), in the same order. A section missing from the output parses as empty text. */
+export function parseFacts(reqs: readonly (string | FactRequest)[], out: string): unknown[] {
   const secs = sections(out);
-  const res: Record<string, unknown> = {};
-  for (const name of names) res[name] = getFact(name).parse(trimBlank(secs.get(name) ?? ''));
-  return res;
+  return reqs.map(request).map((r, i) => r.def.parse(trimBlank(secs.get(`f${i}`) ?? ''), ...r.args));
 }
 
 export type Exec = (cmd: string) => Promise<ExecResult>;
 
-/** Gather facts in one round trip. */
-export async function gatherFacts(exec: Exec, names: readonly string[]): Promise<Record<string, unknown>> {
-  const uniq = [...new Set(names)];
-  if (uniq.length === 0) return {};
-  uniq.forEach(getFact); // fail before any round trip on an unknown name
-  const r = await exec(factScript(uniq));
-  return parseFacts(uniq, r.stdout);
+/** Gather facts in one round trip; the values come back in the order asked. */
+export async function gatherFacts(exec: Exec, reqs: readonly (string | FactRequest)[]): Promise<unknown[]> {
+  const all = reqs.map(request); // fail before any round trip on an unknown name
+  if (all.length === 0) return [];
+  const r = await exec(factScript(all));
+  return parseFacts(all, r.stdout);
 }
 
-/** Per-host cache: missing facts are gathered together in one round trip; concurrent callers share it. */
+/**
+ * Per-host cache. Facts asked for in the same tick (`Promise.all([ctx.fact(a), ctx.fact(fileStat, '/x'),
+ * ctx.fact(fileStat, '/y')])`) are gathered together in ONE round trip; concurrent callers share it.
+ */
 export class FactCache {
   private readonly values = new Map<string, unknown>();
   private readonly pending = new Map<string, Promise<unknown>>();
+  private queue: { key: string; req: FactRequest; resolve(v: unknown): void; reject(e: unknown): void }[] = [];
   /** number of gathering round trips made (for tests and the bench) */
   gathers = 0;
 
   constructor(private readonly exec: Exec) {}
 
-  async get(names: readonly string[]): Promise<Record<string, unknown>> {
-    const uniq = [...new Set(names)];
-    uniq.forEach(getFact);
-    const missing = uniq.filter((n) => !this.values.has(n) && !this.pending.has(n));
-    if (missing.length) {
-      this.gathers++;
-      const batch = gatherFacts(this.exec, missing);
-      for (const n of missing) {
-        const p = batch.then((all) => {
-          // an invalidate() during the gather drops this promise: don't cache a stale answer then
-          if (this.pending.get(n) === p) {
-            this.values.set(n, all[n]);
-            this.pending.delete(n);
-          }
-          return all[n];
-        });
-        this.pending.set(n, p);
-        p.catch(() => {
-          if (this.pending.get(n) === p) this.pending.delete(n);
-        });
-      }
-    }
-    const out: Record<string, unknown> = {};
-    for (const n of uniq) out[n] = this.values.has(n) ? this.values.get(n) : await this.pending.get(n);
-    return out;
+  /** One fact's value: cached, or gathered with whatever else is asked for in this tick. */
+  get<T, A extends readonly unknown[]>(def: FactDef<T, A>, ...args: A): Promise<T> {
+    const req: FactRequest = { def: def as unknown as AnyFact, args };
+    const key = factKey(req);
+    if (this.values.has(key)) return Promise.resolve(this.values.get(key) as T);
+    const known = this.pending.get(key);
+    if (known) return known as Promise<T>;
+    let resolve!: (v: unknown) => void;
+    let reject!: (e: unknown) => void;
+    const p = new Promise<unknown>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.pending.set(key, p);
+    p.then(
+      (v) => {
+        // an invalidate() during the gather drops this promise: don't cache a stale answer then
+        if (this.pending.get(key) === p) {
+          this.values.set(key, v);
+          this.pending.delete(key);
+        }
+      },
+      () => {
+        if (this.pending.get(key) === p) this.pending.delete(key);
+      },
+    );
+    if (this.queue.length === 0) queueMicrotask(() => void this.flush());
+    this.queue.push({ key, req, resolve, reject });
+    return p as Promise<T>;
   }
 
-  /** Forget these facts (after a change); the next get() gathers them again. */
+  private async flush(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    if (!batch.length) return;
+    this.gathers++;
+    try {
+      const values = await gatherFacts(
+        this.exec,
+        batch.map((b) => b.req),
+      );
+      batch.forEach((b, i) => b.resolve(values[i]));
+    } catch (e) {
+      for (const b of batch) b.reject(e);
+    }
+  }
+
+  /** Forget these facts, whatever their arguments (after a change); the next get() gathers them again. */
   invalidate(names: readonly string[]): void {
-    for (const n of names) {
-      this.values.delete(n);
-      this.pending.delete(n);
+    for (const map of [this.values, this.pending]) {
+      for (const key of [...map.keys()]) if (names.some((n) => key === n || key.startsWith(`${n}[`))) map.delete(key);
     }
   }
 
@@ -463,4 +514,33 @@ export const usersFact = defineFact<UsersFact>({
     }
     return { users, groups };
   },
+});
+
+export interface FileStat {
+  exists: boolean;
+  /** "file", "directory", "link" (the path itself is a symbolic link), "other"; '' when absent */
+  type: 'file' | 'directory' | 'link' | 'other' | '';
+  /** "0644"; '' when absent */
+  mode: string;
+  owner: string;
+  group: string;
+  size: number;
+  /** modification time, seconds since the epoch */
+  mtime: number;
+}
+
+/** Parse `stat -c '%F|%a|%U|%G|%s|%Y'` (without following links) or "absent". */
+export function parseFileStat(out: string): FileStat {
+  const f = out.trim().split('\n')[0]!.split('|');
+  if (f.length < 6) return { exists: false, type: '', mode: '', owner: '', group: '', size: 0, mtime: 0 };
+  const t = f[0]!;
+  const type = t === 'directory' ? 'directory' : t === 'symbolic link' ? 'link' : /^regular/.test(t) ? 'file' : 'other';
+  return { exists: true, type, mode: f[1]!.padStart(4, '0'), owner: f[2]!, group: f[3]!, size: Number(f[4]), mtime: Number(f[5]) };
+}
+
+/** The path itself (a link is not followed): `ctx.fact(fileStat, '/etc/x')`. */
+export const fileStat = defineFact<FileStat, [path: string]>({
+  name: 'fileStat',
+  script: (path) => sh`stat -c '%F|%a|%U|%G|%s|%Y' -- ${path} || echo absent`,
+  parse: parseFileStat,
 });

@@ -191,9 +191,7 @@ class HostRun {
         return c.exec(command, opts);
       },
       run: (op: Operation) => self.runOperation(op, ctx, [], true),
-      async facts(...names) {
-        return (await facts().get(names)) as never;
-      },
+      fact: (def, ...args) => facts().get(def, ...args),
       secret(value: string): string {
         return registerSecret(value);
       },

@@ -190,8 +190,11 @@ export interface StepContext {
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
   /** run an operation from within a task; honours check mode */
   run(op: Operation): Promise<StepResult>;
-  /** cached facts of this host (one round trip for all requested probes) */
-  facts<T extends readonly string[]>(...names: T): Promise<Record<T[number], unknown>>;
+  /**
+   * A cached fact of this host, typed by its definition: `await ctx.fact(kernelFact)`, `ctx.fact(fileStat, '/etc/x')`.
+   * Facts asked for together (`Promise.all([...])`) are gathered in ONE round trip (lib/facts.ts).
+   */
+  fact<T, A extends readonly unknown[]>(def: import('./facts.ts').FactDef<T, A>, ...args: A): Promise<T>;
   /** mark a value as secret: masked as *** in every output */
   secret(value: string): string;
   /** notify a handler by name */

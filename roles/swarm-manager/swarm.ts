@@ -1,7 +1,7 @@
 // Swarm membership, shared by the swarm-manager and swarm-worker roles: find an active manager, init or join,
 // rejoin after a node left or was reset, remove the stale entry a rejoined node leaves behind, node labels.
 import { InputError } from '../../lib/errors.ts';
-import { type SwarmFact, parseSwarm } from '../../lib/facts.ts';
+import { type SwarmFact, kernelFact, parseSwarm } from '../../lib/facts.ts';
 import { task } from '../../lib/ops/base.ts';
 import { sh } from '../../lib/shell.ts';
 import type { HostSpec, Step, StepContext, TaskOutcome } from '../../lib/types.ts';
@@ -34,7 +34,7 @@ export async function findActiveManager(
 /** Preconditions the swarm needs from the kernel, checked against the inventory's choices. */
 export function kernelPreflight(): Step {
   return task('swarm: kernel features (IPVS, ESP) match the inventory', async (ctx) => {
-    const { kernel } = (await ctx.facts('kernel')) as { kernel: { ipvs: boolean; esp: boolean } };
+    const kernel = await ctx.fact(kernelFact);
     const mode = String(ctx.vars.swarm_endpoint_mode ?? 'vip');
     if (!kernel.ipvs && mode !== 'dnsrr') {
       throw new InputError(

@@ -19,7 +19,17 @@ import { user, group, authorizedKey } from '../../lib/ops/users.ts';
 import { command } from '../../lib/ops/command.ts';
 import { dockerNetwork, dockerSecret, hashedName, stackDeploy, swarmFacts } from '../../lib/ops/docker.ts';
 import { sh } from '../../lib/shell.ts';
-import { FactCache, factNames, type KernelFact, type OsFact, type ServicesFact, type UsersFact } from '../../lib/facts.ts';
+import {
+  FactCache,
+  factNames,
+  getFact,
+  osFact,
+  servicesFact,
+  type KernelFact,
+  type OsFact,
+  type ServicesFact,
+  type UsersFact,
+} from '../../lib/facts.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const NODE = process.env.WPFARM_OPS_NODE ?? 'st2';
@@ -142,9 +152,11 @@ test('leftovers of an interrupted earlier run are removed first', { timeout: 20 
 test('facts on a systemd node: every fact in one round trip, consistent with the node', async () => {
   const cache = new FactCache((cmd) => conn.exec(cmd));
   const before = conn.roundTrips;
-  const f = await cache.get(factNames());
+  const names = factNames();
+  const values = await Promise.all(names.map((n) => cache.get(getFact(n))));
+  const f: Record<string, unknown> = Object.fromEntries(names.map((n, i) => [n, values[i]]));
   assert.equal(conn.roundTrips - before, 1, 'one round trip for all facts');
-  await cache.get(['os', 'services']);
+  await Promise.all([cache.get(osFact), cache.get(servicesFact)]);
   assert.equal(conn.roundTrips - before, 1, 'cached');
   const sv = f.services as ServicesFact;
   assert.equal(sv.systemd, true);

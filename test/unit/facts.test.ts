@@ -6,8 +6,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import {
   FactCache,
+  archFact,
+  cpusFact,
   factNames,
-  factScript,
+  fileStat,
+  memoryFact,
+  osFact,
+  packagesFact,
   gatherFacts,
   parseDpkgQuery,
   parseOsRelease,
@@ -36,7 +41,9 @@ function countingExec() {
 
 test('all facts in one round trip, exit 0, typed values that match this machine', async () => {
   const { exec, calls } = countingExec();
-  const f = await gatherFacts(exec, factNames());
+  const names = factNames();
+  const values = await gatherFacts(exec, names);
+  const f: Record<string, unknown> = Object.fromEntries(names.map((n, i) => [n, values[i]]));
   assert.equal(calls.length, 1);
   const osf = f.os as OsFact;
   const osText = fs.readFileSync('/etc/os-release', 'utf8');
@@ -80,37 +87,64 @@ test('a failing snippet is data, not a failed round trip; markers keep sections 
   defineFact({ name: 'test.failing', script: 'echo partial; ls /nonexistent-dir; exit 3', parse: (s) => s });
   defineFact({ name: 'test.noeol', script: 'printf no-newline', parse: (s) => s });
   const { exec, calls } = countingExec();
-  const f = await gatherFacts(exec, ['test.failing', 'test.noeol', 'arch']); // localExec throws on exit != 0
+  const [failing, noeol, arch] = await gatherFacts(exec, ['test.failing', 'test.noeol', 'arch']); // localExec throws on exit != 0
   assert.equal(calls.length, 1);
-  assert.equal(f['test.failing'], 'partial', 'stderr is discarded, the exit stays inside the subshell');
-  assert.equal(f['test.noeol'], 'no-newline');
-  assert.equal(f.arch, (await localExec('uname -m')).stdout.trim());
+  assert.equal(failing, 'partial', 'stderr is discarded, the exit stays inside the subshell');
+  assert.equal(noeol, 'no-newline');
+  assert.equal(arch, (await localExec('uname -m')).stdout.trim());
 });
 
-test('FactCache: one gather for many names, cached, invalidate re-gathers only what was dropped', async () => {
+test('FactCache: typed values, one gather for what is asked together, cached, invalidate re-gathers only what was dropped', async () => {
   const { exec, calls } = countingExec();
   const c = new FactCache(exec);
-  const a = await c.get(['os', 'cpus', 'packages']);
+  const [osv, cpus, pk] = await Promise.all([c.get(osFact), c.get(cpusFact), c.get(packagesFact)]);
   assert.equal(calls.length, 1);
-  assert.ok((a.packages as Record<string, string>).bash);
-  const b = await c.get(['os', 'cpus']);
+  assert.ok(pk.bash, 'typed: Record<string, string>');
+  assert.equal(typeof cpus, 'number');
+  const again = await c.get(osFact);
   assert.equal(calls.length, 1, 'cached facts cost no round trip');
-  assert.deepEqual(b.os, a.os);
+  assert.deepEqual(again, osv);
   c.invalidate(['packages']);
-  await c.get(['os', 'packages']);
+  await Promise.all([c.get(osFact), c.get(packagesFact)]);
   assert.equal(calls.length, 2);
-  assert.match(calls[1]!, /@@%s\\n' packages/);
-  assert.doesNotMatch(calls[1]!, /@@%s\\n' os/, 'only the invalidated fact is gathered again');
+  assert.match(calls[1]!, /# packages$/m);
+  assert.doesNotMatch(calls[1]!, /# os$/m, 'only the invalidated fact is gathered again');
   // concurrent callers share one gather
   c.invalidate(['memory', 'arch']);
-  await Promise.all([c.get(['memory']), c.get(['memory', 'arch']), c.get(['arch'])]);
-  assert.equal(calls.length, 4, 'first call gathers memory, the second adds arch only, the third waits');
-  assert.equal(c.gathers, 4);
+  const m1 = c.get(memoryFact);
+  await Promise.all([m1, c.get(memoryFact), c.get(archFact)]);
+  assert.equal(calls.length, 3, 'memory and arch, asked in the same tick, are one gather; the repeated memory waits for it');
+  await Promise.all([c.get(memoryFact), c.get(archFact)]);
+  assert.equal(c.gathers, 3);
+});
+
+test('facts with arguments: fileStat of two paths in one round trip, each parsed with its own argument, cached per argument', async () => {
+  const d = fs.mkdtempSync(`${os.tmpdir()}/facts-`);
+  fs.writeFileSync(`${d}/a`, 'hello');
+  fs.chmodSync(`${d}/a`, 0o640);
+  fs.symlinkSync(`${d}/a`, `${d}/l`);
+  const { exec, calls } = countingExec();
+  const c = new FactCache(exec);
+  const [a, l, none] = await Promise.all([c.get(fileStat, `${d}/a`), c.get(fileStat, `${d}/l`), c.get(fileStat, `${d}/no such`)]);
+  assert.equal(calls.length, 1, 'three fileStat requests, one round trip');
+  assert.deepEqual(
+    { ...a, mtime: 0 },
+    { exists: true, type: 'file', mode: '0640', owner: os.userInfo().username, group: a.group, size: 5, mtime: 0 },
+  );
+  assert.equal(a.mtime, Math.floor(fs.statSync(`${d}/a`).mtimeMs / 1000));
+  assert.equal(l.type, 'link');
+  assert.equal(none.exists, false);
+  await c.get(fileStat, `${d}/a`);
+  assert.equal(calls.length, 1, 'cached per argument');
+  c.invalidate(['fileStat']);
+  await c.get(fileStat, `${d}/l`);
+  assert.equal(calls.length, 2, 'invalidating a fact by name drops it for every argument');
+  fs.rmSync(d, { recursive: true });
 });
 
 test('unknown fact: error before any round trip', async () => {
   const { exec, calls } = countingExec();
-  await assert.rejects(() => new FactCache(exec).get(['os', 'nonsense']), /unknown fact "nonsense"/);
+  await assert.rejects(() => gatherFacts(exec, ['os', 'nonsense']), /unknown fact "nonsense"/);
   assert.equal(calls.length, 0);
 });
 
@@ -120,8 +154,8 @@ test('a failed gather is not cached', async () => {
     if (n++ === 0) throw new Error('connection dropped');
     return localExec(cmd);
   });
-  await assert.rejects(() => c.get(['arch']), /connection dropped/);
-  assert.equal(typeof (await c.get(['arch'])).arch, 'string');
+  await assert.rejects(() => c.get(archFact), /connection dropped/);
+  assert.equal(typeof (await c.get(archFact)), 'string');
 });
 
 test('os-release parsing: quotes, ID_LIKE, missing codename', () => {

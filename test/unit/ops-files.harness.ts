@@ -82,7 +82,9 @@ export function context(o: { check?: boolean; diff?: boolean; vars?: Vars; bashO
     run: async () => {
       throw new Error('not used');
     },
-    facts: (async () => ({})) as StepContext['facts'],
+    fact: async () => {
+      throw new Error('no facts here');
+    },
     secret: (v: string) => v,
     notify: () => {},
     conn,

@@ -69,7 +69,7 @@ export function localContext(check = false, exec = localExec): StepContext & { s
       const r = await runLocal(op, { check, ctx });
       return { host: 'local', step: op.title, kind: op.kind, status: r.status, changes: r.plan.changes, result: r.plan.result, ms: 0 };
     },
-    facts: (async (...names: string[]) => facts.get(names)) as StepContext['facts'],
+    fact: (def, ...args) => facts.get(def, ...args),
     secret: (v: string) => {
       secrets.push(v);
       return v;
