@@ -3,9 +3,10 @@
 // A fact = a read-only shell snippet + a parser. gatherFacts() joins the snippets of every requested
 // fact into ONE script (sections separated by `@@f<i>` lines, see sections() in lib/shell.ts), runs
 // it in one exec and parses each section. Facts are typed (`FactDef<T, A>`) and may take arguments:
-// `await ctx.fact(fileStat, '/etc/x')` is a FileStat; requests made in the same tick share a round trip. Each snippet runs in its own subshell with stderr discarded,
-// and the script ends with `true`, so the whole probe always exits 0: a missing tool shows up as data
-// (e.g. docker.installed = false), never as a failed round trip.
+// `await ctx.fact(fileStat, '/etc/x')` is a FileStat; requests made in the same tick share a round trip.
+// Each snippet runs in its own subshell with stderr discarded, and the script ends with `true`, so the
+// whole probe always exits 0: a missing tool shows up as data (e.g. docker.installed = false), never as
+// a failed round trip.
 import type { ExecResult } from './types.ts';
 import { sections, sh } from './shell.ts';
 
