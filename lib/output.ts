@@ -138,7 +138,8 @@ export class ConsoleReporter {
 
   private stepEnd(r: StepResult): void {
     if (r.status !== 'ok' || this.o.verbose > 0) {
-      const detail = r.error ? `: ${r.error}` : r.reason ? ` (${r.reason})` : r.changes.length ? `: ${r.changes.join('; ')}` : '';
+      const at = r.error && r.location ? ` (${r.location})` : '';
+      const detail = r.error ? `${at}: ${r.error}` : r.reason ? ` (${r.reason})` : r.changes.length ? `: ${r.changes.join('; ')}` : '';
       const status = this.c(STATUS_COLOR[r.status], r.status.padEnd(9));
       this.write(`  ${status} ${r.host}  ${r.step}${detail}  ${this.c(C.dim, `${Math.round(r.ms)} ms`)}`);
     }
@@ -184,6 +185,14 @@ export function formatRecap(rows: RecapRow[], results: StepResult[], wallMs: num
     const failed = paint(C.red, `failed=${r.failed}`, r.failed > 0);
     const unreachable = paint(C.red, `unreachable=${r.unreachable}`, r.unreachable > 0);
     lines.push(`  ${r.host.padEnd(w)}  ${ok}  ${changed}  ${failed}  skipped=${r.skipped}  ${unreachable}  ${(r.ms / 1000).toFixed(2)} s`);
+  }
+  const failed = results.filter((r) => r.status === 'failed' || r.status === 'unreachable');
+  if (failed.length) {
+    lines.push('', 'FAILURES');
+    for (const f of failed) {
+      const error = (f.error ?? f.status).split('\n');
+      lines.push(`  ${f.host}  ${f.step}${f.location ? `  (${f.location})` : ''}`, ...error.slice(0, 8).map((l) => `    ${l}`));
+    }
   }
   const slow = [...results]
     .filter((r) => r.ms > 0)

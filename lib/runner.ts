@@ -356,6 +356,7 @@ class HostRun {
           changes: plan.changes.map(mask),
           diff: plan.diff !== undefined ? mask(plan.diff) : undefined,
           result: plan.result,
+          reason: plan.changed || plan.reason === undefined ? undefined : mask(plan.reason),
           ms: performance.now() - t0,
         };
       } catch (e) {
@@ -404,6 +405,7 @@ class HostRun {
               changes: (o.changes ?? []).map(mask),
               diff: o.diff !== undefined ? mask(o.diff) : undefined,
               result: o.result,
+              reason: o.changed || o.reason === undefined ? undefined : mask(o.reason),
               ms: performance.now() - t0,
             };
       } catch (e) {
@@ -428,6 +430,7 @@ class HostRun {
   }
 
   record(r: StepResult, step: Step): void {
+    if (step.location) r.location ??= step.location;
     this.results.push(r);
     this.emitEnd(r, step);
     if (step.options.register) this.state.registered[step.options.register] = r;

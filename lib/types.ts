@@ -85,6 +85,8 @@ export interface Plan {
   invalidates?: string[];
   /** value registered under the step's `register` name */
   result?: unknown;
+  /** why nothing changes ("file already has that content"), shown at -v and in the JSON report */
+  reason?: string;
 }
 
 export interface ApplyScript {
@@ -124,6 +126,8 @@ export interface Operation {
   readonly kind: string; // "file", "apt", "systemd", ...
   readonly title: string; // "file /etc/motd"
   readonly options: StepOptions;
+  /** where the step was built: "roles/common/role.ts:42:7" (lib/ops/base.ts callerLocation) */
+  readonly location?: string;
   /** null when nothing needs to be read from the host */
   probe(ctx: StepContext): Probe | null;
   /** pure: from the probe's stdout to a plan */
@@ -135,6 +139,7 @@ export interface Task {
   readonly kind: 'task';
   readonly title: string;
   readonly options: StepOptions;
+  readonly location?: string;
   run(ctx: StepContext): Promise<TaskOutcome | void>;
 }
 
@@ -144,6 +149,8 @@ export interface TaskOutcome {
   diff?: string;
   result?: unknown;
   skipped?: string;
+  /** why nothing changed (with changed false), as Plan.reason */
+  reason?: string;
 }
 
 export type Step = Operation | Task;
@@ -160,8 +167,10 @@ export interface StepResult {
   error?: string;
   result?: unknown;
   ms: number;
-  /** reason when skipped */
+  /** why: skipped ("condition false"), or ok without change ("package already installed") */
   reason?: string;
+  /** where the step was built: "roles/common/role.ts:42:7" */
+  location?: string;
 }
 
 export interface RunOptions {

@@ -1,4 +1,9 @@
-// Helpers to define operations (see lib/types.ts: probe → plan → apply unless check).
+// Helpers to define operations (see lib/types.ts: probe → plan → apply unless check), their declarative
+// argument specs (argSpec, like Ansible's argument_spec), and the caller's location of every step.
+import { dirname, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InputError } from '../errors.ts';
+import { InputErrors, type Problem, validate, z } from '../schema.ts';
 import type { Connection, Operation, Plan, Probe, StepContext, StepOptions, Task, TaskOutcome } from '../types.ts';
 
 export interface OpDef {
@@ -9,11 +14,42 @@ export interface OpDef {
   plan(ctx: StepContext, probeOutput: string): Plan | Promise<Plan>;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Where a step was written
+
+const LIB = `${dirname(dirname(fileURLToPath(import.meta.url)))}${sep}`;
+const FRAME = /\(?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?\s*$/;
+
+/**
+ * "roles/galera/role.ts:42:7": the first frame of the current stack outside lib/ (and node_modules), i.e.
+ * the role or playbook line that built the step (as zx records its caller). Relative to the working
+ * directory when inside it; undefined when no such frame exists.
+ */
+export function callerLocation(): string | undefined {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 40;
+  const stack = new Error().stack ?? '';
+  Error.stackTraceLimit = limit;
+  for (const line of stack.split('\n').slice(1)) {
+    const m = FRAME.exec(line);
+    if (!m) continue;
+    const file = m[1]!.startsWith('file://') ? fileURLToPath(m[1]!) : m[1]!;
+    if (file.startsWith(LIB) || file.includes(`${sep}node_modules${sep}`)) continue;
+    const rel = relative(process.cwd(), file);
+    return `${rel.startsWith('..') ? file : rel}:${m[2]}:${m[3]}`;
+  }
+  return undefined;
+}
+
+/** the location of the step being built by ArgSpec.build (so that defineOp does not walk the stack again) */
+let building: string | undefined;
+
 export function defineOp(def: OpDef): Operation {
   return {
     kind: def.kind,
     title: def.options?.name ?? def.title,
     options: def.options ?? {},
+    location: building ?? callerLocation(),
     probe: def.probe,
     plan: def.plan,
   };
@@ -21,10 +57,11 @@ export function defineOp(def: OpDef): Operation {
 
 /** An imperative step. It must report changes honestly and respect ctx.check itself. */
 export function task(title: string, run: (ctx: StepContext) => Promise<TaskOutcome | void>, options: StepOptions = {}): Task {
-  return { kind: 'task', title: options.name ?? title, options, run };
+  return { kind: 'task', title: options.name ?? title, options, location: callerLocation(), run };
 }
 
-export const unchanged = (result?: unknown): Plan => ({ changed: false, changes: [], result });
+/** No change; `reason` says why ("file already has that content"), shown at -v and in the JSON report. */
+export const unchanged = (result?: unknown, reason?: string): Plan => ({ changed: false, changes: [], result, reason });
 
 /** The context's connection; a context from hostContext() learns it asynchronously, so open it if needed. */
 export async function connOf(ctx: StepContext): Promise<Connection> {
@@ -35,3 +72,129 @@ export async function connOf(ctx: StepContext): Promise<Connection> {
     return ctx.conn;
   }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Argument specs
+
+/** Rules between fields (Ansible's mutually_exclusive, required_together, required_one_of, required_if). */
+export interface ArgRules<K extends string> {
+  /** at most one of each group */
+  mutuallyExclusive?: K[][];
+  /** all or none of each group */
+  requiredTogether?: K[][];
+  /** at least one of each group */
+  requiredOneOf?: K[][];
+  /** [field, value, fields required when field === value] */
+  requiredIf?: [K, unknown, K[]][];
+  /** the checks that need code: [field, message] when wrong, null when fine */
+  check?: (args: Record<K, unknown>) => [K, string] | null;
+}
+
+/** a zod schema for every field of the argument interface A (a field left out is a type error) */
+export type ArgShape<A> = { [K in keyof Required<A>]-?: z.ZodType };
+
+const given = (v: unknown): boolean => v !== undefined;
+
+/**
+ * An operation's declared arguments. `build(args, make)` checks `args` against the spec and runs `make` with
+ * the typed values (defaults applied); every bad argument, and any InputError `make` throws, becomes one
+ * uniform InputErrors (exit 4) at the role file and line that built the step:
+ *   roles/common/role.ts:42:7 lineinfile.line: is required when state is "present"
+ */
+export class ArgSpec<S extends z.ZodRawShape> {
+  readonly schema: z.ZodType<z.output<z.ZodObject<S>>>;
+
+  constructor(
+    readonly kind: string,
+    readonly shape: S,
+    readonly rules: ArgRules<Extract<keyof S, string>> = {},
+  ) {
+    const r = rules;
+    this.schema = z.strictObject(shape).superRefine((raw, ctx) => {
+      const a = raw as Record<string, unknown>;
+      const list = (ks: string[]) => ks.join(', ');
+      for (const g of r.mutuallyExclusive ?? []) {
+        const set = g.filter((k) => given(a[k]));
+        if (set.length > 1)
+          ctx.addIssue({ code: 'custom', path: [set[1]!], message: `is mutually exclusive with ${list(set.filter((k) => k !== set[1]))}` });
+      }
+      for (const g of r.requiredTogether ?? []) {
+        const set = g.filter((k) => given(a[k]));
+        if (set.length && set.length < g.length) {
+          for (const k of g.filter((f) => !given(a[f])))
+            ctx.addIssue({ code: 'custom', path: [k], message: `is required together with ${list(set)}` });
+        }
+      }
+      for (const g of r.requiredOneOf ?? []) {
+        if (!g.some((k) => given(a[k]))) ctx.addIssue({ code: 'custom', path: [g[0]!], message: `one of ${list(g)} is required` });
+      }
+      for (const [k, v, need] of r.requiredIf ?? []) {
+        if (a[k] !== v) continue;
+        for (const f of need.filter((n) => !given(a[n]))) {
+          ctx.addIssue({ code: 'custom', path: [f], message: `is required when ${k} is ${JSON.stringify(v)}` });
+        }
+      }
+      const bad = r.check?.(a as Record<Extract<keyof S, string>, unknown>);
+      if (bad) ctx.addIssue({ code: 'custom', path: [bad[0]], message: bad[1] });
+    }) as unknown as z.ZodType<z.output<z.ZodObject<S>>>;
+  }
+
+  /** Check `args`; InputErrors at `where` (default: the caller's location) naming each bad field. */
+  parse(args: unknown, where = callerLocation()): z.output<z.ZodObject<S>> {
+    try {
+      return validate(this.schema, args, where ?? '(unknown location)', { rootName: '(arguments)' });
+    } catch (e) {
+      if (e instanceof InputErrors) throw new InputErrors(e.problems.map((p) => this.located(p.field, p.message, where)));
+      throw e;
+    }
+  }
+
+  /** parse(), then make(values); an InputError from make() is reported at the same location, under the kind. */
+  build<R>(args: unknown, make: (a: z.output<z.ZodObject<S>>) => R): R {
+    const where = callerLocation();
+    const a = this.parse(args, where);
+    const outer = building;
+    building = where;
+    try {
+      return make(a);
+    } catch (e) {
+      if (e instanceof InputError && !(e instanceof InputErrors) && !e.where) {
+        throw new InputErrors([this.located('', e.message.replace(new RegExp(`^${this.kind}\\b:?\\s*`), ''), where)]);
+      }
+      throw e;
+    } finally {
+      building = outer;
+    }
+  }
+
+  private located(field: string, message: string, where: string | undefined): Problem {
+    const m = /^(.*):(\d+):(\d+)$/.exec(where ?? '');
+    const name = field ? `${this.kind}.${field}` : this.kind;
+    return m
+      ? { file: m[1]!, line: +m[2]!, col: +m[3]!, field: name, message }
+      : { file: where ?? '(unknown location)', line: 0, col: 0, field: name, message };
+  }
+}
+
+/** Declare an operation's arguments: `argSpec<FileArgs>()('file', { path: ..., ... }, { mutuallyExclusive: [...] })`. */
+export function argSpec<A>() {
+  return <S extends ArgShape<A> & z.ZodRawShape>(kind: string, shape: S, rules: ArgRules<Extract<keyof S, string>> = {}): ArgSpec<S> =>
+    new ArgSpec(kind, shape, rules);
+}
+
+// ---- field types shared by the specs
+
+/** a string or a RegExp */
+export const pattern = z.union([z.string(), z.instanceof(RegExp)]);
+/** an absolute path without '..' or newlines */
+export const absPath = z.string().refine((p) => p.startsWith('/') && !p.split('/').includes('..') && !/[\n\0]/.test(p), {
+  error: (iss) => `must be an absolute path without '..' or newlines, got ${JSON.stringify(iss.input)}`,
+});
+/** a function (changedWhen, ...) */
+export const fn = <F>() => z.custom<F>((v) => typeof v === 'function', { error: 'must be a function' });
+/** mode/owner/group, shared by every operation that sets file attributes (checked further by normAttrs) */
+export const attrShape = {
+  mode: z.union([z.number(), z.string()]).optional(),
+  owner: z.string().optional(),
+  group: z.string().optional(),
+};
