@@ -110,8 +110,17 @@ export class ArgSpec<S extends z.ZodRawShape> {
     readonly rules: ArgRules<Extract<keyof S, string>> = {},
   ) {
     const r = rules;
-    this.schema = z.strictObject(shape).superRefine((raw, ctx) => {
+    this.schema = z.strictObject(shape).superRefine((raw, zctx) => {
       const a = raw as Record<string, unknown>;
+      // one problem per field (the first rule that finds it)
+      const seen = new Set<string>();
+      const ctx = {
+        addIssue(i: { code: 'custom'; path: [string]; message: string }) {
+          if (seen.has(i.path[0])) return;
+          seen.add(i.path[0]);
+          zctx.addIssue(i);
+        },
+      };
       const list = (ks: string[]) => ks.join(', ');
       for (const g of r.mutuallyExclusive ?? []) {
         const set = g.filter((k) => given(a[k]));
@@ -125,14 +134,14 @@ export class ArgSpec<S extends z.ZodRawShape> {
             ctx.addIssue({ code: 'custom', path: [k], message: `is required together with ${list(set)}` });
         }
       }
-      for (const g of r.requiredOneOf ?? []) {
-        if (!g.some((k) => given(a[k]))) ctx.addIssue({ code: 'custom', path: [g[0]!], message: `one of ${list(g)} is required` });
-      }
       for (const [k, v, need] of r.requiredIf ?? []) {
         if (a[k] !== v) continue;
         for (const f of need.filter((n) => !given(a[n]))) {
           ctx.addIssue({ code: 'custom', path: [f], message: `is required when ${k} is ${JSON.stringify(v)}` });
         }
+      }
+      for (const g of r.requiredOneOf ?? []) {
+        if (!g.some((k) => given(a[k]))) ctx.addIssue({ code: 'custom', path: [g[0]!], message: `one of ${list(g)} is required` });
       }
       const bad = r.check?.(a as Record<Extract<keyof S, string>, unknown>);
       if (bad) ctx.addIssue({ code: 'custom', path: [bad[0]], message: bad[1] });

@@ -8,7 +8,8 @@
 // Like lineinfile, the new content is computed here and written atomically in one round trip.
 import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { z } from '../schema.ts';
 import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
 import { joinText, planEdit, splitText, toRe, type LineEdit } from './lineinfile.ts';
 
@@ -96,22 +97,45 @@ export function editBlock(text: string, spec: BlockSpec): LineEdit {
   return { content: joinText({ lines, eol }), changed: true, what };
 }
 
-export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Operation {
-  const path = checkPath(args.path, 'blockinfile');
+const oneLine = z.string().refine((v) => !v.includes('\n'), { error: 'must be a single line' });
+
+export const BLOCKINFILE_ARGS = argSpec<BlockInFileArgs>()(
+  'blockinfile',
+  {
+    ...attrShape,
+    path: absPath,
+    block: z.string().optional(),
+    marker: oneLine.refine((m) => m.includes('{mark}'), { error: 'must contain {mark}' }).default('# {mark} WPFARM MANAGED BLOCK'),
+    markerBegin: oneLine.default('BEGIN'),
+    markerEnd: oneLine.default('END'),
+    insertAfter: pattern.optional(),
+    insertBefore: pattern.optional(),
+    state: z.enum(['present', 'absent']).default('present'),
+    create: z.boolean().default(false),
+    appendNewline: z.boolean().optional(),
+    prependNewline: z.boolean().optional(),
+    backup: z.boolean().optional(),
+    validate: z.string().optional(),
+  },
+  {
+    mutuallyExclusive: [['insertAfter', 'insertBefore']],
+    requiredIf: [['state', 'present', ['block']]],
+    check: (a) => (a.markerBegin === a.markerEnd ? ['markerEnd', 'markerBegin and markerEnd must differ'] : null),
+  },
+);
+
+export function blockinfile(input: BlockInFileArgs, opts: StepOptions = {}): Operation {
+  return BLOCKINFILE_ARGS.build(input, (args) => blockinfileOp(args, opts));
+}
+
+function blockinfileOp(args: z.output<typeof BLOCKINFILE_ARGS.schema>, opts: StepOptions): Operation {
+  const path = args.path;
   const what = `blockinfile ${path}`;
   const want = normAttrs(args, what);
-  const state = args.state ?? 'present';
+  const state = args.state;
   const validate = checkValidate(args.validate, what);
-  if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
-  if (state === 'present' && typeof args.block !== 'string') throw new InputError(`${what}: block is required`);
-  if (args.insertAfter !== undefined && args.insertBefore !== undefined)
-    throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
-  const marker = args.marker ?? '# {mark} WPFARM MANAGED BLOCK';
-  if (!marker.includes('{mark}')) throw new InputError(`${what}: marker must contain {mark}`);
-  const begin = marker.replace('{mark}', args.markerBegin ?? 'BEGIN');
-  const end = marker.replace('{mark}', args.markerEnd ?? 'END');
-  if (begin === end) throw new InputError(`${what}: markerBegin and markerEnd must differ`);
-  if (begin.includes('\n') || end.includes('\n')) throw new InputError(`${what}: markers must be single lines`);
+  const begin = args.marker.replace('{mark}', args.markerBegin);
+  const end = args.marker.replace('{mark}', args.markerEnd);
   const spec: BlockSpec = {
     begin,
     end,
@@ -134,7 +158,7 @@ export function blockinfile(args: BlockInFileArgs, opts: StepOptions = {}): Oper
     plan: (ctx, out) =>
       planEdit(ctx, parsePathProbe(out), {
         path,
-        create: !!args.create,
+        create: args.create,
         what,
         want,
         edit: (text) => editBlock(text, spec),

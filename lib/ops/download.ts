@@ -4,7 +4,8 @@
 // sha256 (a mismatch fails the step and leaves dest untouched), then chmod/chown and mv -f.
 import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { z } from '../schema.ts';
 import { sections, sh } from '../shell.ts';
 import { checkPath, chmodArg, normAttrs, requireThat, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
 
@@ -49,16 +50,31 @@ export function downloadScript(a: {
   return lines.join('\n');
 }
 
-export function download(args: DownloadArgs, opts: StepOptions = {}): Operation {
-  const dest = checkPath(args.dest, 'download');
+export const DOWNLOAD_ARGS = argSpec<DownloadArgs>()('download', {
+  ...attrShape,
+  url: z
+    .string()
+    .regex(/^(https?|ftp|file):\/\/\S+$/i, {
+      error: (iss) => `url must be http(s)://, ftp:// or file:// (got ${JSON.stringify(iss.input)})`,
+    }),
+  dest: absPath,
+  sha256: z
+    .string()
+    .transform((s) => s.toLowerCase().replace(/^sha256:/, ''))
+    .refine((s) => /^[0-9a-f]{64}$/.test(s), { error: 'must be 64 hex digits' }),
+  timeoutSec: z.int().min(1).default(600),
+});
+
+export function download(input: DownloadArgs, opts: StepOptions = {}): Operation {
+  return DOWNLOAD_ARGS.build(input, (args) => downloadOp(args, opts));
+}
+
+function downloadOp(args: z.output<typeof DOWNLOAD_ARGS.schema>, opts: StepOptions): Operation {
+  const dest = args.dest;
   const what = `download ${dest}`;
-  if (typeof args.url !== 'string' || !/^(https?|ftp|file):\/\/\S+$/i.test(args.url)) {
-    throw new InputError(`${what}: url must be http(s)://, ftp:// or file:// (got ${JSON.stringify(args.url)})`);
-  }
-  const sha = typeof args.sha256 === 'string' ? args.sha256.toLowerCase().replace(/^sha256:/, '') : '';
-  if (!/^[0-9a-f]{64}$/.test(sha)) throw new InputError(`${what}: sha256 must be 64 hex digits`);
+  const sha = args.sha256;
   const want = normAttrs(args, what);
-  const timeoutSec = args.timeoutSec ?? 600;
+  const timeoutSec = args.timeoutSec;
   const chown = want.owner && want.group ? `${want.owner}:${want.group}` : want.owner ? want.owner : want.group ? `:${want.group}` : null;
   return defineOp({
     kind: 'download',

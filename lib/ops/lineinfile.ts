@@ -14,7 +14,8 @@
 // Regexps are JavaScript regular expressions, tested against each line without its newline.
 import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { z } from '../schema.ts';
 import {
   checkPath,
   checkValidate,
@@ -225,23 +226,52 @@ export function planEdit(
   return planWrite(ctx, st, { path: o.path, content, want: o.want, contentChange: e.what, validate: o.validate, backup: o.backup });
 }
 
-export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operation {
-  const path = checkPath(args.path, 'lineinfile');
+export const LINEINFILE_ARGS = argSpec<LineInFileArgs>()(
+  'lineinfile',
+  {
+    ...attrShape,
+    path: absPath,
+    line: z
+      .string()
+      .refine((l) => !l.includes('\n'), { error: 'must not contain a newline' })
+      .optional(),
+    regexp: pattern.optional(),
+    insertAfter: pattern.optional(),
+    insertBefore: pattern.optional(),
+    firstMatch: z.boolean().optional(),
+    state: z.enum(['present', 'absent']).default('present'),
+    create: z.boolean().default(false),
+    validate: z.string().optional(),
+    backrefs: z.boolean().optional(),
+    searchString: z
+      .string()
+      .refine((v) => v !== '', { error: "'' matches every line" })
+      .optional(),
+    backup: z.boolean().optional(),
+  },
+  {
+    mutuallyExclusive: [
+      ['regexp', 'searchString'],
+      ['insertAfter', 'insertBefore'],
+    ],
+    requiredIf: [
+      ['state', 'present', ['line']],
+      ['backrefs', true, ['regexp']],
+    ],
+    requiredOneOf: [['line', 'regexp', 'searchString']],
+  },
+);
+
+export function lineinfile(input: LineInFileArgs, opts: StepOptions = {}): Operation {
+  return LINEINFILE_ARGS.build(input, (args) => lineinfileOp(args, opts));
+}
+
+function lineinfileOp(args: z.output<typeof LINEINFILE_ARGS.schema>, opts: StepOptions): Operation {
+  const path = args.path;
   const what = `lineinfile ${path}`;
   const want = normAttrs(args, what);
-  const state = args.state ?? 'present';
+  const state = args.state;
   const validate = checkValidate(args.validate, what);
-  if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
-  if (state === 'present' && typeof args.line !== 'string') throw new InputError(`${what}: line is required with state present`);
-  if (state === 'absent' && args.line === undefined && args.regexp === undefined && args.searchString === undefined) {
-    throw new InputError(`${what}: line, regexp or searchString is required`);
-  }
-  if (args.regexp !== undefined && args.searchString !== undefined) throw new InputError(`${what}: regexp and searchString are exclusive`);
-  if (args.backrefs && args.regexp === undefined) throw new InputError(`${what}: backrefs needs regexp`);
-  if (args.searchString === '') throw new InputError(`${what}: searchString '' matches every line`);
-  if (args.line !== undefined && args.line.includes('\n')) throw new InputError(`${what}: line must not contain a newline`);
-  if (args.insertAfter !== undefined && args.insertBefore !== undefined)
-    throw new InputError(`${what}: insertAfter and insertBefore are exclusive`);
   const spec: LineSpec = {
     line: args.line,
     regexp: args.regexp !== undefined ? toRe(args.regexp, what) : undefined,
@@ -266,7 +296,7 @@ export function lineinfile(args: LineInFileArgs, opts: StepOptions = {}): Operat
     plan: (ctx, out) =>
       planEdit(ctx, parsePathProbe(out), {
         path,
-        create: !!args.create,
+        create: args.create,
         what,
         want,
         edit: (text) => editLines(text, spec),

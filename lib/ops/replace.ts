@@ -8,7 +8,8 @@
 // section pattern that matches nothing changes nothing.
 import type { Operation, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { z } from '../schema.ts';
 import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
 import { planEdit, pyExpand, pyRegExpSource, toRe, type LineEdit } from './lineinfile.ts';
 
@@ -63,19 +64,30 @@ export function editReplace(text: string, spec: ReplaceSpec): LineEdit {
   return { content: text.slice(0, start) + out + text.slice(end), changed: true, what: `${n} replacement${n === 1 ? '' : 's'}` };
 }
 
-export function replace(args: ReplaceArgs, opts: StepOptions = {}): Operation {
-  const path = checkPath(args.path, 'replace');
+const nonEmptyRe = z.string().refine((v) => v !== '', { error: 'must be a non-empty regexp' });
+
+export const REPLACE_ARGS = argSpec<ReplaceArgs>()('replace', {
+  ...attrShape,
+  path: absPath,
+  regexp: pattern,
+  replace: z.string().default(''),
+  after: nonEmptyRe.optional(),
+  before: nonEmptyRe.optional(),
+  validate: z.string().optional(),
+  backup: z.boolean().optional(),
+});
+
+export function replace(input: ReplaceArgs, opts: StepOptions = {}): Operation {
+  return REPLACE_ARGS.build(input, (args) => replaceOp(args, opts));
+}
+
+function replaceOp(args: z.output<typeof REPLACE_ARGS.schema>, opts: StepOptions): Operation {
+  const path = args.path;
   const what = `replace ${path}`;
   const want = normAttrs(args, what);
   const validate = checkValidate(args.validate, what);
-  if (args.regexp === undefined) throw new InputError(`${what}: regexp is required`);
-  if (args.replace !== undefined && typeof args.replace !== 'string') throw new InputError(`${what}: replace must be a string`);
-  for (const k of ['after', 'before'] as const) {
-    if (args[k] === undefined) continue;
-    if (typeof args[k] !== 'string' || args[k] === '') throw new InputError(`${what}: ${k} must be a non-empty regexp`);
-    toRe(args[k]!, `${what}: ${k}`);
-  }
-  const spec: ReplaceSpec = { regexp: toRe(args.regexp, what, 'm'), replace: args.replace ?? '', after: args.after, before: args.before };
+  for (const k of ['after', 'before'] as const) if (args[k] !== undefined) toRe(args[k], `${what}: ${k}`);
+  const spec: ReplaceSpec = { regexp: toRe(args.regexp, what, 'm'), replace: args.replace, after: args.after, before: args.before };
   return defineOp({
     kind: 'replace',
     title: what,

@@ -4,7 +4,8 @@
 // state absent removes the persisted line only (the live value is left as is).
 import type { Operation, Plan, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { z } from '../schema.ts';
 import { sections, sh } from '../shell.ts';
 import { checkPath, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP } from './files.ts';
 import { editLines, planEdit } from './lineinfile.ts';
@@ -41,19 +42,35 @@ function currentValue(text: string, re: RegExp): string | null {
   return found;
 }
 
-export function sysctl(args: SysctlArgs, opts: StepOptions = {}): Operation {
+export const SYSCTL_ARGS = argSpec<SysctlArgs>()(
+  'sysctl',
+  {
+    name: z.string().refine((n) => /^[A-Za-z0-9_][A-Za-z0-9_./-]*$/.test(n) && !n.includes('..'), {
+      error: (iss) => `invalid name ${JSON.stringify(iss.input)}`,
+    }),
+    value: z
+      .union([z.string(), z.number()])
+      .refine((v) => String(v) !== '', { error: 'value is required' })
+      .refine((v) => !String(v).trim().includes('\n'), { error: 'must be one line' })
+      .optional(),
+    file: absPath.default(DEFAULT_SYSCTL_FILE),
+    reload: z.boolean().default(true),
+    state: z.enum(['present', 'absent']).default('present'),
+  },
+  { requiredIf: [['state', 'present', ['value']]] },
+);
+
+export function sysctl(input: SysctlArgs, opts: StepOptions = {}): Operation {
+  return SYSCTL_ARGS.build(input, (args) => sysctlOp(args, opts));
+}
+
+function sysctlOp(args: z.output<typeof SYSCTL_ARGS.schema>, opts: StepOptions): Operation {
   const name = args.name;
-  if (typeof name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_./-]*$/.test(name) || name.includes('..')) {
-    throw new InputError(`sysctl: invalid name ${JSON.stringify(name)}`);
-  }
   const what = `sysctl ${name}`;
-  const state = args.state ?? 'present';
-  if (state !== 'present' && state !== 'absent') throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
-  if (state === 'present' && (args.value === undefined || args.value === '')) throw new InputError(`${what}: value is required`);
+  const state = args.state;
   const value = normValue(String(args.value ?? ''));
-  if (value.includes('\n')) throw new InputError(`${what}: value must be one line`);
-  const file = checkPath(args.file ?? DEFAULT_SYSCTL_FILE, what);
-  const reload = args.reload ?? true;
+  const file = args.file;
+  const reload = args.reload;
   const proc = procPath(name);
   const regexp = new RegExp(`^\\s*${escapeRe(name)}\\s*=`);
   return defineOp({

@@ -18,7 +18,8 @@ import ejs from 'ejs';
 import type { Operation, StepContext, StepOptions, Vars } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { displayPath } from '../yamlsrc.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { z } from '../schema.ts';
 import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
 
 export interface TemplateArgs extends Attrs {
@@ -158,10 +159,24 @@ export function renderTemplate(src: string, vars: Vars): string {
   }
 }
 
-export function template(args: TemplateArgs, opts: StepOptions = {}): Operation {
-  const path = checkPath(args.path, 'template');
+export const TEMPLATE_ARGS = argSpec<TemplateArgs>()('template', {
+  ...attrShape,
+  path: absPath,
+  src: z.string().min(1),
+  vars: z.record(z.string(), z.unknown()).optional(),
+  secret: z.boolean().optional(),
+  validate: z.string().optional(),
+  create: z.boolean().optional(),
+  backup: z.boolean().optional(),
+});
+
+export function template(input: TemplateArgs, opts: StepOptions = {}): Operation {
+  return TEMPLATE_ARGS.build(input, (args) => templateOp(args, opts));
+}
+
+function templateOp(args: z.output<typeof TEMPLATE_ARGS.schema>, opts: StepOptions): Operation {
+  const path = args.path;
   const what = `template ${path}`;
-  if (typeof args.src !== 'string' || !args.src) throw new InputError(`${what}: src (a local .ejs file) is required`);
   const want = normAttrs(args, what);
   const validate = checkValidate(args.validate, what);
   return defineOp({

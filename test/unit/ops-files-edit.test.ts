@@ -203,7 +203,7 @@ describe('lineinfile / blockinfile on real files', () => {
   });
 
   test('lineinfile: bad input', () => {
-    assert.throws(() => lineinfile({ path: '/x' }), /line is required/);
+    assert.throws(() => lineinfile({ path: '/x' }), /lineinfile\.line: is required when state is "present"/);
     assert.throws(() => lineinfile({ path: '/x', line: 'a\nb' }), /newline/);
     assert.throws(() => lineinfile({ path: '/x', line: 'a', regexp: '(' }), /invalid regular expression/);
     assert.throws(() => lineinfile({ path: '/x', line: 'a', insertAfter: 'EOF', insertBefore: 'BOF' }), /exclusive/);

@@ -103,7 +103,7 @@ describe('sysctl (in a private network namespace)', () => {
     );
     assert.throws(() => sysctl({ name: 'net/../../etc', value: 1 }), /invalid name/);
     assert.throws(() => sysctl({ name: 'a b', value: 1 }), /invalid name/);
-    assert.throws(() => sysctl({ name: 'net.x' }), /value is required/);
+    assert.throws(() => sysctl({ name: 'net.x' }), /sysctl\.value: is required when state is "present"/);
   });
 });
 
