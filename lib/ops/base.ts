@@ -195,10 +195,13 @@ export function argSpec<A>() {
 
 /** a string or a RegExp */
 export const pattern = z.union([z.string(), z.instanceof(RegExp)]);
-/** an absolute path without '..' or newlines */
-export const absPath = z.string().refine((p) => p.startsWith('/') && !p.split('/').includes('..') && !/[\n\0]/.test(p), {
-  error: (iss) => `must be an absolute path without '..' or newlines, got ${JSON.stringify(iss.input)}`,
-});
+/** an absolute path without '..' or newlines; trailing slashes dropped */
+export const absPath = z
+  .string()
+  .refine((p) => p.startsWith('/') && !p.split('/').includes('..') && !/[\n\0]/.test(p), {
+    error: (iss) => `must be an absolute path without '..' or newlines, got ${JSON.stringify(iss.input)}`,
+  })
+  .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') || '/' : p));
 /** a function (changedWhen, ...) */
 export const fn = <F>() => z.custom<F>((v) => typeof v === 'function', { error: 'must be a function' });
 /** mode/owner/group, shared by every operation that sets file attributes (checked further by normAttrs) */

@@ -16,7 +16,8 @@ import { createHash } from 'node:crypto';
 import { join, resolve as resolvePath } from 'node:path';
 import type { ApplyScript, Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp } from './base.ts';
+import { z } from '../schema.ts';
 import { parts } from './sys-util.ts';
 import { atomicWriteScript, chmodArg, chownSpec, sections, sh, modeString } from '../shell.ts';
 import { unifiedDiff, isBinary } from '../diff.ts';
@@ -474,12 +475,20 @@ const prefixes = (path: string): string[] => {
 /** A new directory's mode: mkdir's 0777 under the umask, then the wanted (possibly symbolic) mode. */
 const newDirMode = (want: WantAttrs): string => resolveMode(want, '0755', true).mode ?? '0755';
 
-export function directory(args: DirectoryArgs, opts: StepOptions = {}): Operation {
-  const path = checkPath(args.path, 'directory');
+export const DIRECTORY_ARGS = argSpec<DirectoryArgs>()(
+  'directory',
+  { ...attrShape, path: absPath, recurse: z.boolean().optional(), state: z.enum(['present', 'absent']).default('present') },
+  { check: (a) => (a.state === 'absent' && a.path === '/' ? ['path', 'refusing to remove /'] : null) },
+);
+
+export function directory(input: DirectoryArgs, opts: StepOptions = {}): Operation {
+  return DIRECTORY_ARGS.build(input, (args) => directoryOp(args, opts));
+}
+
+function directoryOp(args: z.output<typeof DIRECTORY_ARGS.schema>, opts: StepOptions): Operation {
+  const path = args.path;
   const want = normAttrs(args, `directory ${path}`);
-  const state = args.state ?? 'present';
-  if (state !== 'present' && state !== 'absent') throw new InputError(`directory ${path}: invalid state ${JSON.stringify(state)}`);
-  if (state === 'absent' && path === '/') throw new InputError('directory: refusing to remove /');
+  const state = args.state;
   const spec = chownSpec(want);
   const recurse = !!args.recurse && (!!spec || want.mode !== undefined || want.symbolic !== undefined);
   return defineOp({
@@ -614,28 +623,57 @@ function loadSrc(src: string, what: string): Buffer {
   }
 }
 
-const STATES = ['present', 'absent', 'touch', 'link', 'hard'];
+const timeChoice = z.enum(['now', 'preserve']).optional();
 
-export function file(args: FileArgs, opts: StepOptions = {}): Operation {
-  const path = checkPath(args.path, 'file');
+export const FILE_ARGS = argSpec<FileArgs>()(
+  'file',
+  {
+    ...attrShape,
+    path: absPath,
+    content: z.union([z.string(), z.instanceof(Buffer)]).optional(),
+    src: z.string().min(1).optional(),
+    state: z.enum(['present', 'absent', 'touch', 'link', 'hard']).default('present'),
+    secret: z.boolean().optional(),
+    validate: z.string().optional(),
+    force: z.boolean().optional(),
+    remoteSrc: z.boolean().optional(),
+    create: z.boolean().optional(),
+    backup: z.boolean().optional(),
+    modificationTime: timeChoice,
+    accessTime: timeChoice,
+  },
+  {
+    mutuallyExclusive: [['content', 'src']],
+    requiredIf: [
+      ['remoteSrc', true, ['src']],
+      ['state', 'link', ['src']],
+      ['state', 'hard', ['src']],
+    ],
+    check: (a) => {
+      if (a.state === 'absent' && a.path === '/') return ['path', 'refusing to remove /'];
+      if ((a.state === 'absent' || a.state === 'touch') && (a.content !== undefined || a.src !== undefined)) {
+        return [a.content !== undefined ? 'content' : 'src', `only with state present, not ${a.state}`];
+      }
+      for (const k of ['modificationTime', 'accessTime'] as const)
+        if (a[k] !== undefined && a.state !== 'touch') return [k, 'only with state touch'];
+      if (a.remoteSrc && typeof a.src === 'string' && !absPath.safeParse(a.src).success)
+        return ['src', 'must be an absolute path on the host (remoteSrc)'];
+      return null;
+    },
+  },
+);
+
+export function file(input: FileArgs, opts: StepOptions = {}): Operation {
+  return FILE_ARGS.build(input, (args) => fileOp(args, opts));
+}
+
+function fileOp(args: z.output<typeof FILE_ARGS.schema>, opts: StepOptions): Operation {
+  const path = args.path;
   const what = `file ${path}`;
   // a secret file is private unless the role says otherwise (new and existing files alike)
   const want = normAttrs(args.secret && args.mode === undefined ? { ...args, mode: '0600' } : args, what);
-  const state = args.state ?? 'present';
-  if (!STATES.includes(state)) throw new InputError(`${what}: invalid state ${JSON.stringify(state)}`);
+  const state = args.state;
   if (state === 'link' || state === 'hard') return link(path, state, args, want, opts);
-  if (args.content !== undefined && args.src !== undefined) throw new InputError(`${what}: give content or src, not both`);
-  if (state !== 'present' && (args.content !== undefined || args.src !== undefined)) {
-    throw new InputError(`${what}: content/src only with state present`);
-  }
-  if (args.remoteSrc && args.src === undefined) throw new InputError(`${what}: remoteSrc needs src`);
-  if (args.remoteSrc) checkPath(args.src, `${what}: src`);
-  for (const k of ['modificationTime', 'accessTime'] as const) {
-    if (args[k] !== undefined && (state !== 'touch' || !['now', 'preserve'].includes(args[k]))) {
-      throw new InputError(`${what}: ${k} must be 'now' or 'preserve', with state touch`);
-    }
-  }
-  if (state === 'absent' && path === '/') throw new InputError('file: refusing to remove /');
   const validate = checkValidate(args.validate, what);
   if (args.src !== undefined && !args.remoteSrc && isLocalDir(args.src)) return copyTree(path, args, want, validate, opts);
   let srcBytes: Buffer | undefined;

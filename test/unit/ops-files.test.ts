@@ -315,7 +315,7 @@ describe('file', () => {
   });
 
   test('bad input is rejected when the step is built', () => {
-    assert.throws(() => file({ path: 'relative/path', content: 'x' }), /path must be absolute/);
+    assert.throws(() => file({ path: 'relative/path', content: 'x' }), /file\.path: must be an absolute path/);
     assert.throws(() => file({ path: '/etc/../x', content: 'x' }), /without '\.\.'/);
     assert.throws(() => file({ path: '/etc/a\nb', content: 'x' }), /newlines/);
     assert.throws(() => file({ path: '/x', content: 'a', src: 'b' }), /not both/);
