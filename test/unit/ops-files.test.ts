@@ -318,7 +318,7 @@ describe('file', () => {
     assert.throws(() => file({ path: 'relative/path', content: 'x' }), /file\.path: must be an absolute path/);
     assert.throws(() => file({ path: '/etc/../x', content: 'x' }), /without '\.\.'/);
     assert.throws(() => file({ path: '/etc/a\nb', content: 'x' }), /newlines/);
-    assert.throws(() => file({ path: '/x', content: 'a', src: 'b' }), /not both/);
+    assert.throws(() => file({ path: '/x', content: 'a', src: 'b' }), /file\.src: is mutually exclusive with content/);
     assert.throws(() => file({ path: '/x', mode: 'u+y' }), /invalid mode/);
     assert.throws(() => file({ path: '/x', mode: 'k=r' }), /invalid mode/);
     assert.throws(() => file({ path: '/x', owner: 'bad;user' }), /invalid owner/);
