@@ -9,7 +9,8 @@
 //   true    — refresh the lists before installing, only when something is to be installed;
 //   N (s)   — additionally refresh (a change of its own) when the lists are older than N seconds.
 import type { Operation, Plan, StepOptions } from '../types.ts';
-import { defineOp } from './base.ts';
+import { argSpec, defineOp } from './base.ts';
+import { z } from '../schema.ts';
 import { sh } from '../shell.ts';
 import { parseDpkgQuery, isInstalled, type PackageInfo } from '../facts.ts';
 import { check, keyValues, parts } from './sys-util.ts';
@@ -53,13 +54,22 @@ export function parseAptPolicy(out: string): Record<string, { installed: string;
   return res;
 }
 
-export function apt(a: AptArgs, options: StepOptions = {}): Operation {
+export const APT_ARGS = argSpec<AptArgs>()('apt', {
+  packages: z.array(z.string().regex(PKG, { error: (iss) => `invalid Debian package name ${JSON.stringify(iss.input)}` })).min(1),
+  state: z.enum(['present', 'absent', 'latest']).default('present'),
+  update_cache: z.union([z.boolean(), z.int().min(0)]).optional(),
+  autostart: z.boolean().optional(),
+  purge: z.boolean().optional(),
+  installRecommends: z.boolean().optional(),
+});
+
+export function apt(input: AptArgs, options: StepOptions = {}): Operation {
+  return APT_ARGS.build(input, (a) => aptOp(a, options));
+}
+
+function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Operation {
   const state = a.state ?? 'present';
-  check(Array.isArray(a.packages) && a.packages.length > 0, 'apt packages', a.packages);
-  for (const p of a.packages) check(PKG.test(p), 'Debian package name', p);
-  check(['present', 'absent', 'latest'].includes(state), 'apt state', state);
   const maxAge = typeof a.update_cache === 'number' ? a.update_cache : undefined;
-  if (maxAge !== undefined) check(Number.isInteger(maxAge) && maxAge >= 0, 'update_cache seconds', maxAge);
   const pkgs = [...new Set(a.packages)];
 
   return defineOp({

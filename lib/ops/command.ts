@@ -17,10 +17,11 @@
 // run in the probe without `env`: it is the command's environment, not theirs.
 import type { ExecResult, Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { RemoteCommandError } from '../errors.ts';
-import { defineOp } from './base.ts';
+import { argSpec, defineOp, fn } from './base.ts';
+import { z } from '../schema.ts';
 import { sh } from '../shell.ts';
 import { mask } from '../secrets.ts';
-import { check, keyValues } from './sys-util.ts';
+import { keyValues } from './sys-util.ts';
 
 export interface CommandArgs {
   cmd: string | string[];
@@ -67,13 +68,31 @@ export function commandStdin(a: Pick<CommandArgs, 'env' | 'stdin'>): string | un
   return `${values.map((v) => `${v}\0`).join('')}${a.stdin ?? ''}`;
 }
 
-export function command(a: CommandArgs, options: StepOptions = {}): Operation {
+export const COMMAND_ARGS = argSpec<CommandArgs>()('command', {
+  cmd: z.union([z.string().refine((c) => c.trim() !== '', { error: 'must be a non-empty command' }), z.array(z.string()).min(1)]),
+  creates: z.string().optional(),
+  removes: z.string().optional(),
+  unless: z.union([z.string(), z.array(z.string())]).optional(),
+  onlyIf: z.union([z.string(), z.array(z.string())]).optional(),
+  changedWhen: fn<(r: ExecResult) => boolean>().optional(),
+  okCodes: z.array(z.int().min(0).max(255)).optional(),
+  chdir: z.string().optional(),
+  env: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: (iss) => `invalid environment variable name ${JSON.stringify(iss.input)}` }),
+      z.string().refine((v) => !v.includes('\0'), { error: 'a NUL byte cannot be in an environment variable' }),
+    )
+    .optional(),
+  stdin: z.string().optional(),
+  timeoutMs: z.int().min(1).optional(),
+});
+
+export function command(input: CommandArgs, options: StepOptions = {}): Operation {
+  return COMMAND_ARGS.build(input, (a) => commandOp(a, options));
+}
+
+function commandOp(a: z.output<typeof COMMAND_ARGS.schema>, options: StepOptions): Operation {
   const text = words(a.cmd);
-  check(text.trim() !== '', 'command', a.cmd);
-  for (const [k, v] of Object.entries(a.env ?? {})) {
-    check(/^[A-Za-z_][A-Za-z0-9_]*$/.test(k), 'environment variable name', k);
-    check(!v.includes('\0'), `value of ${k} (a NUL byte cannot be in an environment variable)`, '…');
-  }
   const guarded = a.creates !== undefined || a.removes !== undefined || a.unless !== undefined || a.onlyIf !== undefined;
   // masked before it is cut: a secret cut in two by the cut would no longer be found by mask()
   const short = mask(text).split('\n')[0]!.slice(0, 80);

@@ -10,7 +10,8 @@
 import YAML from 'yaml';
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
-import { defineOp, unchanged } from './base.ts';
+import { argSpec, defineOp, unchanged } from './base.ts';
+import { z } from '../schema.ts';
 import { sh } from '../shell.ts';
 import { parseSwarm, type SwarmFact } from '../facts.ts';
 import { b64decode, check, keyValues, lineDiff, nonEmptyLines, parts, sha256 } from './sys-util.ts';
@@ -76,12 +77,27 @@ interface NetInspect {
   IPAM?: { Config?: Array<{ Subnet?: string }> | null };
 }
 
-export function dockerNetwork(a: NetworkArgs, options: StepOptions = {}): Operation {
-  check(typeof a.name === 'string' && DOCKER_NAME.test(a.name), 'network name', a.name);
+export const NETWORK_ARGS = argSpec<NetworkArgs>()('dockerNetwork', {
+  name: z.string().regex(DOCKER_NAME, { error: (iss) => `invalid network name ${JSON.stringify(iss.input)}` }),
+  driver: z.enum(['overlay', 'bridge']).default('overlay'),
+  attachable: z.boolean().optional(),
+  internal: z.boolean().optional(),
+  encrypted: z.union([z.boolean(), z.literal('auto')]).optional(),
+  labels: z
+    .record(z.string().regex(/^[A-Za-z0-9_.\-/]+$/, { error: (iss) => `invalid label key ${JSON.stringify(iss.input)}` }), z.string())
+    .optional(),
+  subnet: z.string().optional(),
+  state: z.enum(['present', 'absent']).default('present'),
+  recreate: z.boolean().optional(),
+});
+
+export function dockerNetwork(input: NetworkArgs, options: StepOptions = {}): Operation {
+  return NETWORK_ARGS.build(input, (a) => dockerNetworkOp(a, options));
+}
+
+function dockerNetworkOp(a: z.output<typeof NETWORK_ARGS.schema>, options: StepOptions): Operation {
   const driver = a.driver ?? 'overlay';
-  check(driver === 'overlay' || driver === 'bridge', 'network driver', driver);
   const state = a.state ?? 'present';
-  for (const k of Object.keys(a.labels ?? {})) check(/^[A-Za-z0-9_.\-/]+$/.test(k), 'label key', k);
 
   return defineOp({
     kind: 'dockerNetwork',
@@ -190,10 +206,25 @@ export interface SecretResult {
   otherVersions: string[];
 }
 
-function versioned(kind: ObjectKind, a: SecretArgs, options: StepOptions): Operation {
-  check(typeof a.name === 'string' && DOCKER_NAME.test(a.name) && a.name.length <= 54, `${kind} name prefix`, a.name);
-  check(typeof a.content === 'string' || Buffer.isBuffer(a.content), `${kind} content`, typeof a.content);
-  for (const k of Object.keys(a.labels ?? {})) check(/^[A-Za-z0-9_.\-/]+$/.test(k), 'label key', k);
+const versionedArgs = (kind: ObjectKind) =>
+  argSpec<SecretArgs>()(kind === 'secret' ? 'dockerSecret' : 'dockerConfig', {
+    name: z
+      .string()
+      .regex(DOCKER_NAME, { error: (iss) => `invalid ${kind} name prefix ${JSON.stringify(iss.input)}` })
+      .max(54),
+    content: z.union([z.string(), z.instanceof(Buffer)]),
+    labels: z
+      .record(z.string().regex(/^[A-Za-z0-9_.\-/]+$/, { error: (iss) => `invalid label key ${JSON.stringify(iss.input)}` }), z.string())
+      .optional(),
+  });
+export const SECRET_ARGS = versionedArgs('secret');
+export const CONFIG_ARGS = versionedArgs('config');
+
+function versioned(kind: ObjectKind, input: SecretArgs, options: StepOptions): Operation {
+  return (kind === 'secret' ? SECRET_ARGS : CONFIG_ARGS).build(input, (a) => versionedOp(kind, a, options));
+}
+
+function versionedOp(kind: ObjectKind, a: z.output<typeof SECRET_ARGS.schema>, options: StepOptions): Operation {
   const name = hashedName(a.name, a.content);
   const labels = { ...(a.labels ?? {}), 'wpfarm.prefix': a.name };
 
@@ -247,9 +278,17 @@ export interface PruneArgs {
 const IN_USE = sh`docker service ls -q | xargs -r docker service inspect --format ${'{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{println .SecretName}}{{end}}{{range .Spec.TaskTemplate.ContainerSpec.Configs}}{{println .ConfigName}}{{end}}'}`;
 
 /** Remove old versions of content-hashed secrets/configs that no service references. */
-export function secretPrune(a: PruneArgs, options: StepOptions = {}): Operation {
-  check(a.kind === 'secret' || a.kind === 'config', 'kind', a.kind);
-  for (const p of a.prefixes) check(DOCKER_NAME.test(p), `${a.kind} name prefix`, p);
+export const PRUNE_ARGS = argSpec<PruneArgs>()('secretPrune', {
+  kind: z.enum(['secret', 'config']),
+  prefixes: z.array(z.string().regex(DOCKER_NAME, { error: (iss) => `invalid name prefix ${JSON.stringify(iss.input)}` })),
+  keep: z.array(z.string()).optional(),
+});
+
+export function secretPrune(input: PruneArgs, options: StepOptions = {}): Operation {
+  return PRUNE_ARGS.build(input, (a) => secretPruneOp(a, options));
+}
+
+function secretPruneOp(a: z.output<typeof PRUNE_ARGS.schema>, options: StepOptions): Operation {
   return defineOp({
     kind: 'secretPrune',
     title: `prune old ${a.kind}s ${a.prefixes.join(',')}`,
@@ -320,10 +359,20 @@ export function stackObjects(compose: string): { services: string[]; secrets: st
   return { services: Object.keys(d.services), secrets: names(d.secrets), configs: names(d.configs) };
 }
 
-export function stackDeploy(a: StackArgs, options: StepOptions = {}): Operation {
-  check(typeof a.name === 'string' && /^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(a.name), 'stack name', a.name);
-  check(typeof a.compose === 'string', 'stack compose', typeof a.compose);
-  if (a.resolveImage) check(['always', 'changed', 'never'].includes(a.resolveImage), 'resolveImage', a.resolveImage);
+export const STACK_ARGS = argSpec<StackArgs>()('stackDeploy', {
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]*$/, { error: (iss) => `invalid stack name ${JSON.stringify(iss.input)}` }),
+  compose: z.string(),
+  prune: z.boolean().optional(),
+  withRegistryAuth: z.boolean().optional(),
+  pruneVersions: z.boolean().optional(),
+  resolveImage: z.enum(['always', 'changed', 'never']).optional(),
+});
+
+export function stackDeploy(input: StackArgs, options: StepOptions = {}): Operation {
+  return STACK_ARGS.build(input, (a) => stackDeployOp(a, options));
+}
+
+function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptions): Operation {
   const objs = stackObjects(a.compose);
   const file = `${STACK_DIR}/${a.name}.yml`;
   const want = sha256(a.compose);

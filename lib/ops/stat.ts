@@ -1,7 +1,7 @@
 // stat: read-only; registers whether a path exists and its type, mode, owner, size. Never changes anything.
 import { sh } from '../shell.ts';
 import type { Operation, StepOptions } from '../types.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, defineOp } from './base.ts';
 
 export interface StatResult {
   exists: boolean;
@@ -32,7 +32,13 @@ export function parseStat(out: string): StatResult {
   return r;
 }
 
-export function stat(path: string, options: StepOptions = {}): Operation {
+export const STAT_ARGS = argSpec<{ path: string }>()('stat', { path: absPath });
+
+export function stat(input: string, options: StepOptions = {}): Operation {
+  return STAT_ARGS.build({ path: input }, ({ path }) => statOp(path, options));
+}
+
+function statOp(path: string, options: StepOptions): Operation {
   return defineOp({
     kind: 'stat',
     title: `stat ${path}`,

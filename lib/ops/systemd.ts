@@ -5,7 +5,8 @@
 // start/stop/restart/reload, mask. 'restarted' and 'reloaded' always report changed (they are actions,
 // used in handlers); everything else changes only what differs.
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, defineOp } from './base.ts';
+import { z } from '../schema.ts';
 import { atomicWriteScript, sh } from '../shell.ts';
 import { b64decode, check, keyValues, lineDiff, parts, sha256 } from './sys-util.ts';
 
@@ -72,10 +73,20 @@ const ENABLED_OK = new Set([
   'linked-runtime',
 ]);
 
-export function systemd(a: SystemdArgs, options: StepOptions = {}): Operation {
-  check(typeof a.name === 'string' && UNIT.test(a.name), 'unit name', a.name);
+export const SYSTEMD_ARGS = argSpec<SystemdArgs>()('systemd', {
+  name: z.string().regex(UNIT, { error: (iss) => `invalid unit name ${JSON.stringify(iss.input)}` }),
+  enabled: z.boolean().optional(),
+  state: z.enum(['started', 'stopped', 'restarted', 'reloaded']).optional(),
+  masked: z.boolean().optional(),
+  daemonReload: z.boolean().optional(),
+});
+
+export function systemd(input: SystemdArgs, options: StepOptions = {}): Operation {
+  return SYSTEMD_ARGS.build(input, (a) => systemdOp(a, options));
+}
+
+function systemdOp(a: z.output<typeof SYSTEMD_ARGS.schema>, options: StepOptions): Operation {
   const unit = unitName(a.name);
-  if (a.state) check(['started', 'stopped', 'restarted', 'reloaded'].includes(a.state), 'systemd state', a.state);
   const what = [
     a.masked !== undefined ? (a.masked ? 'masked' : 'unmasked') : '',
     a.enabled !== undefined ? (a.enabled ? 'enabled' : 'disabled') : '',
@@ -167,9 +178,17 @@ export interface UnitFileArgs {
 }
 
 /** A unit file under /etc/systemd/system, written atomically, with daemon-reload in the same script. */
-export function unitFile(a: UnitFileArgs, options: StepOptions = {}): Operation {
-  check(typeof a.name === 'string' && UNIT.test(a.name), 'unit name', a.name);
-  check(typeof a.content === 'string', 'unit file content', typeof a.content);
+export const UNIT_FILE_ARGS = argSpec<UnitFileArgs>()('unitFile', {
+  name: z.string().regex(UNIT, { error: (iss) => `invalid unit name ${JSON.stringify(iss.input)}` }),
+  content: z.string(),
+  dir: absPath.default('/etc/systemd/system'),
+});
+
+export function unitFile(input: UnitFileArgs, options: StepOptions = {}): Operation {
+  return UNIT_FILE_ARGS.build(input, (a) => unitFileOp(a, options));
+}
+
+function unitFileOp(a: z.output<typeof UNIT_FILE_ARGS.schema>, options: StepOptions): Operation {
   const unit = unitName(a.name);
   const dir = a.dir ?? '/etc/systemd/system';
   const path = `${dir.replace(/\/+$/, '')}/${unit}`;

@@ -7,7 +7,8 @@
 // Users created here get /bin/bash as their shell unless told otherwise (Debian's useradd default is
 // /bin/sh, and the engine's remote commands use bash syntax).
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
-import { defineOp } from './base.ts';
+import { absPath, argSpec, defineOp } from './base.ts';
+import { z } from '../schema.ts';
 import { sh } from '../shell.ts';
 import { parsePasswdLine } from '../facts.ts';
 import { b64decode, check, keyValues, lineDiff, nonEmptyLines, parts, validAccountName } from './sys-util.ts';
@@ -54,16 +55,33 @@ export function parseUserProbe(out: string): UserProbe {
   return { exists: true, ...u, primary, groups: all.filter((g) => g !== primary) };
 }
 
-export function user(a: UserArgs, options: StepOptions = {}): Operation {
-  check(typeof a.name === 'string' && validAccountName(a.name), 'user name', a.name);
+export const USER_ARGS = argSpec<UserArgs>()('user', {
+  name: z.string().refine(validAccountName, { error: (iss) => `invalid account name ${JSON.stringify(iss.input)}` }),
+  state: z.enum(['present', 'absent']).default('present'),
+  uid: z.int().min(0).optional(),
+  group: z
+    .string()
+    .refine(validAccountName, { error: (iss) => `invalid account name ${JSON.stringify(iss.input)}` })
+    .optional(),
+  groups: z.array(z.string().refine(validAccountName, { error: (iss) => `invalid account name ${JSON.stringify(iss.input)}` })).optional(),
+  append: z.boolean().optional(),
+  shell: absPath.optional(),
+  home: absPath.optional(),
+  createHome: z.boolean().optional(),
+  system: z.boolean().optional(),
+  comment: z
+    .string()
+    .refine((c) => !/[:\n]/.test(c), { error: 'must not contain ":" or a newline' })
+    .optional(),
+  removeHome: z.boolean().optional(),
+});
+
+export function user(input: UserArgs, options: StepOptions = {}): Operation {
+  return USER_ARGS.build(input, (a) => userOp(a, options));
+}
+
+function userOp(a: z.output<typeof USER_ARGS.schema>, options: StepOptions): Operation {
   const state = a.state ?? 'present';
-  check(state === 'present' || state === 'absent', 'user state', state);
-  if (a.uid !== undefined) check(Number.isInteger(a.uid) && a.uid >= 0, 'uid', a.uid);
-  if (a.group !== undefined) check(validAccountName(a.group), 'group name', a.group);
-  for (const g of a.groups ?? []) check(validAccountName(g), 'group name', g);
-  if (a.shell !== undefined) check(a.shell.startsWith('/'), 'shell (absolute path)', a.shell);
-  if (a.home !== undefined) check(a.home.startsWith('/'), 'home (absolute path)', a.home);
-  if (a.comment !== undefined) check(!/[:\n]/.test(a.comment), 'comment (no ":" or newline)', a.comment);
   const append = a.append ?? true;
 
   return defineOp({
@@ -171,11 +189,19 @@ export interface GroupArgs {
   system?: boolean;
 }
 
-export function group(a: GroupArgs, options: StepOptions = {}): Operation {
-  check(typeof a.name === 'string' && validAccountName(a.name), 'group name', a.name);
+export const GROUP_ARGS = argSpec<GroupArgs>()('group', {
+  name: z.string().refine(validAccountName, { error: (iss) => `invalid account name ${JSON.stringify(iss.input)}` }),
+  state: z.enum(['present', 'absent']).default('present'),
+  gid: z.int().min(0).optional(),
+  system: z.boolean().optional(),
+});
+
+export function group(input: GroupArgs, options: StepOptions = {}): Operation {
+  return GROUP_ARGS.build(input, (a) => groupOp(a, options));
+}
+
+function groupOp(a: z.output<typeof GROUP_ARGS.schema>, options: StepOptions): Operation {
   const state = a.state ?? 'present';
-  check(state === 'present' || state === 'absent', 'group state', state);
-  if (a.gid !== undefined) check(Number.isInteger(a.gid) && a.gid >= 0, 'gid', a.gid);
   return defineOp({
     kind: 'group',
     title: `group ${a.name}${state === 'absent' ? ' absent' : ''}`,
@@ -238,13 +264,22 @@ export function keyId(line: string): string | null {
   return null;
 }
 
-export function authorizedKey(a: AuthorizedKeyArgs, options: StepOptions = {}): Operation {
-  check(typeof a.user === 'string' && validAccountName(a.user), 'user name', a.user);
+export const AUTHORIZED_KEY_ARGS = argSpec<AuthorizedKeyArgs>()('authorizedKey', {
+  user: z.string().refine(validAccountName, { error: (iss) => `invalid account name ${JSON.stringify(iss.input)}` }),
+  key: z.union([z.string(), z.array(z.string())]),
+  state: z.enum(['present', 'absent']).default('present'),
+  exclusive: z.boolean().optional(),
+});
+
+export function authorizedKey(input: AuthorizedKeyArgs, options: StepOptions = {}): Operation {
+  return AUTHORIZED_KEY_ARGS.build(input, (a) => authorizedKeyOp(a, options));
+}
+
+function authorizedKeyOp(a: z.output<typeof AUTHORIZED_KEY_ARGS.schema>, options: StepOptions): Operation {
   const keys = (Array.isArray(a.key) ? a.key : a.key.split('\n')).map((k) => k.trim()).filter((k) => k && !k.startsWith('#'));
   check(keys.length > 0, 'authorized key', a.key);
   for (const k of keys) check(keyId(k) !== null, 'SSH public key line', k.slice(0, 40));
   const state = a.state ?? 'present';
-  check(state === 'present' || state === 'absent', 'authorized key state', state);
   const ids = keys.map((k) => keyId(k)!);
 
   return defineOp({
