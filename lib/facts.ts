@@ -148,7 +148,9 @@ export class FactCache {
         this.exec,
         batch.map((b) => b.req),
       );
-      batch.forEach((b, i) => b.resolve(values[i]));
+      batch.forEach((b, i) => {
+        b.resolve(values[i]);
+      });
     } catch (e) {
       for (const b of batch) b.reject(e);
     }

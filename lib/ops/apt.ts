@@ -13,7 +13,7 @@ import { argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { sh } from '../shell.ts';
 import { parseDpkgQuery, isInstalled, type PackageInfo } from '../facts.ts';
-import { check, keyValues, parts } from './sys-util.ts';
+import { keyValues, parts } from './sys-util.ts';
 
 export interface AptArgs {
   packages: string[];

@@ -7,10 +7,9 @@
 //     matches nothing means EOF.
 // Like lineinfile, the new content is computed here and written atomically in one round trip.
 import type { Operation, StepOptions } from '../types.ts';
-import { InputError } from '../errors.ts';
 import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
 import { z } from '../schema.ts';
-import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
+import { checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
 import { joinText, planEdit, splitText, toRe, type LineEdit } from './lineinfile.ts';
 
 export interface BlockInFileArgs extends Attrs {

@@ -3,11 +3,10 @@
 // matches nothing is downloaded. The apply downloads into a temp file in dest's directory, checks the
 // sha256 (a mismatch fails the step and leaves dest untouched), then chmod/chown and mv -f.
 import type { Operation, StepOptions } from '../types.ts';
-import { InputError } from '../errors.ts';
 import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
 import { z } from '../schema.ts';
 import { sections, sh } from '../shell.ts';
-import { checkPath, chmodArg, normAttrs, requireThat, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
+import { chmodArg, normAttrs, requireThat, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
 
 export interface DownloadArgs extends Attrs {
   url: string;

@@ -17,7 +17,6 @@ import { InputError } from '../errors.ts';
 import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
 import { z } from '../schema.ts';
 import {
-  checkPath,
   checkValidate,
   normAttrs,
   parsePathProbe,

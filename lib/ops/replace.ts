@@ -7,10 +7,9 @@
 // Ansible: `after(?P<s>.*)`, `(?P<s>.*)before`, `after(?P<s>.*?)before`, with "." matching newlines; a
 // section pattern that matches nothing changes nothing.
 import type { Operation, StepOptions } from '../types.ts';
-import { InputError } from '../errors.ts';
 import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
 import { z } from '../schema.ts';
-import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
+import { checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
 import { planEdit, pyExpand, pyRegExpSource, toRe, type LineEdit } from './lineinfile.ts';
 
 export interface ReplaceArgs extends Attrs {

@@ -20,7 +20,7 @@ import { InputError } from '../errors.ts';
 import { displayPath } from '../yamlsrc.ts';
 import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
 import { z } from '../schema.ts';
-import { checkPath, checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
+import { checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
 
 export interface TemplateArgs extends Attrs {
   /** remote destination */
