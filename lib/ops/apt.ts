@@ -139,7 +139,17 @@ function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Opera
         changes.unshift(`apt-get update (${staleBy})`);
       }
       if (!update && install.length === 0 && remove.length === 0)
-        return { changed: false, changes: [], result: { installed: [], removed: [] } };
+        return {
+          changed: false,
+          changes: [],
+          result: { installed: [], removed: [] },
+          reason:
+            state === 'absent'
+              ? 'packages already absent'
+              : state === 'latest'
+                ? 'packages already at the latest version'
+                : 'packages already installed',
+        };
       if (install.length && a.update_cache === true) update = true; // a number: only when stale (above)
 
       const lines: string[] = ['set -e', 'export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l'];

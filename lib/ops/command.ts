@@ -116,7 +116,12 @@ function commandOp(a: z.output<typeof COMMAND_ARGS.schema>, options: StepOptions
     },
     plan: (_ctx: StepContext, out: string): Plan => {
       const r = keyValues(out);
-      const skip = (reason: string): Plan => ({ changed: false, changes: [], result: { skipped: true, reason } satisfies CommandResult });
+      const skip = (reason: string): Plan => ({
+        changed: false,
+        changes: [],
+        result: { skipped: true, reason } satisfies CommandResult,
+        reason,
+      });
       const why: string[] = [];
       if (r.chdir === 'missing')
         why.push(`chdir ${a.chdir} missing: guards not evaluated, the run fails unless an earlier step creates it`);

@@ -47,7 +47,7 @@ export function swarmFacts(options: StepOptions = {}): Operation {
     title: 'swarm facts',
     options,
     probe: () => ({ script: "( timeout 10 docker info --format '{{json .Swarm}}' ) 2>/dev/null", become: options.become }),
-    plan: (_ctx, out) => unchanged(parseSwarm(out)),
+    plan: (_ctx, out) => unchanged(parseSwarm(out), 'read only'),
   });
 }
 
@@ -120,7 +120,7 @@ function dockerNetworkOp(a: z.output<typeof NETWORK_ARGS.schema>, options: StepO
       const esp = keyValues(p.get('kernel') ?? '').esp === 'yes';
       const swarm = parseSwarm(p.get('swarm') ?? '');
       if (state === 'absent') {
-        if (!cur) return unchanged({ name: a.name, exists: false });
+        if (!cur) return unchanged({ name: a.name, exists: false }, 'network already absent');
         return {
           changed: true,
           changes: [`remove network ${a.name}`],
@@ -164,7 +164,7 @@ function dockerNetworkOp(a: z.output<typeof NETWORK_ARGS.schema>, options: StepO
         if ((cur.Labels ?? {})[k] !== v) diffs.push(`label ${k}: ${JSON.stringify((cur.Labels ?? {})[k] ?? null)} -> ${JSON.stringify(v)}`);
       const curSubnet = cur.IPAM?.Config?.[0]?.Subnet ?? '';
       if (a.subnet && curSubnet !== a.subnet) diffs.push(`subnet ${curSubnet || 'auto'} -> ${a.subnet}`);
-      if (!diffs.length) return unchanged(result);
+      if (!diffs.length) return unchanged(result, 'network already exists as wanted');
       if (!a.recreate)
         throw new Error(
           `network ${a.name} exists with other settings (${diffs.join('; ')}): networks are immutable; remove it or set recreate: true`,
@@ -247,7 +247,7 @@ function versionedOp(kind: ObjectKind, a: z.output<typeof SECRET_ARGS.schema>, o
       const p = parts(out);
       const all = nonEmptyLines(p.get('versions') ?? '').filter((n) => HASHED.exec(n)?.[1] === a.name);
       const result: SecretResult = { name, prefix: a.name, otherVersions: all.filter((n) => n !== name) };
-      if (all.includes(name)) return unchanged(result);
+      if (all.includes(name)) return unchanged(result, `${kind} ${name} already exists`);
       const note = needManager(ctx, parseSwarm(p.get('swarm') ?? ''), `${kind} ${name}`);
       const labelArgs = Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]);
       return {
@@ -305,7 +305,7 @@ function secretPruneOp(a: z.output<typeof PRUNE_ARGS.schema>, options: StepOptio
         const m = HASHED.exec(n);
         return !!m && a.prefixes.includes(m[1]!) && !inUse.has(n) && !keep.has(n);
       });
-      if (!remove.length) return unchanged({ removed: [] });
+      if (!remove.length) return unchanged({ removed: [] }, 'no unused old version');
       return {
         changed: true,
         changes: remove.map((n) => `remove unused ${a.kind} ${n}`),
@@ -406,7 +406,7 @@ function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptio
       const services = nonEmptyLines(p.get('services') ?? '').filter((l) => !/^(Nothing found|ID\s)/.test(l));
       const result = { name: a.name, file, services: objs.services, secrets: objs.secrets, configs: objs.configs };
       const same = r.exists === 'yes' && r.sha256 === want;
-      if (same && services.length > 0) return unchanged(result);
+      if (same && services.length > 0) return unchanged(result, 'stack already deployed with that file');
       const note = needManager(ctx, parseSwarm(p.get('swarm') ?? ''), `stack ${a.name}`);
       const changes: string[] = [];
       if (same) changes.push(`deploy stack ${a.name}: the rendered file is unchanged but the stack has no services`);

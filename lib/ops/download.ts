@@ -104,7 +104,7 @@ function downloadOp(args: z.output<typeof DOWNLOAD_ARGS.schema>, opts: StepOptio
         if (ownerDiff) changes.push(`owner ${st.user} -> ${want.owner}`);
         if (groupDiff) changes.push(`group ${st.groupName} -> ${want.group}`);
         if ((ownerDiff || groupDiff) && chown) cmds.push(sh`chown ${chown} -- ${target}`);
-        if (!changes.length) return { changed: false, changes: [], result };
+        if (!changes.length) return { changed: false, changes: [], result, reason: 'file already there with that sha256' };
         return { changed: true, changes, apply: { script: cmds.join(' && ') }, result };
       }
       const tools = (sections(out).get('tools') ?? '').trim();

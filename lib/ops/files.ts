@@ -418,7 +418,11 @@ export function planWrite(ctx: StepContext, st: PathState, spec: WriteSpec): Pla
   changes.push(...attrChanges(st, want));
   const times = w.touch && w.touchTimes && (w.touchTimes.mtime || w.touchTimes.atime) ? w.touchTimes : undefined;
   if (times) changes.push(times.mtime && times.atime ? 'times updated' : times.mtime ? 'mtime updated' : 'atime updated');
-  if (!changes.length) return { changed: false, changes: [], result };
+  if (!changes.length) {
+    const reason =
+      spec.content !== undefined ? 'file already has that content and attributes' : 'file already exists with those attributes';
+    return { changed: false, changes: [], result, reason };
+  }
   if (via) changes[0] += via;
   let apply: ApplyScript;
   if (contentChanged) {
@@ -507,7 +511,7 @@ function directoryOp(args: z.output<typeof DIRECTORY_ARGS.schema>, opts: StepOpt
       const st = parsePathProbe(out);
       const result = { path, state };
       if (state === 'absent') {
-        if (!st.exists && !st.isLink) return { changed: false, changes: [], result };
+        if (!st.exists && !st.isLink) return { changed: false, changes: [], result, reason: 'already absent' };
         return {
           changed: true,
           changes: [st.isDir && !st.isLink ? 'remove directory (recursively)' : `remove (${st.isLink ? 'symlink' : st.type})`],
@@ -568,7 +572,7 @@ function directoryOp(args: z.output<typeof DIRECTORY_ARGS.schema>, opts: StepOpt
           cmds.push(sh`chown -R ${spec!} -- ${target}`);
         }
       }
-      if (!changes.length) return { changed: false, changes: [], result };
+      if (!changes.length) return { changed: false, changes: [], result, reason: 'directory already exists with those attributes' };
       return { changed: true, changes, apply: { script: cmds.join(' && ') }, result };
     },
   });
@@ -697,7 +701,7 @@ function fileOp(args: z.output<typeof FILE_ARGS.schema>, opts: StepOptions): Ope
       let st = parsePathProbe(out);
       if (state === 'absent') {
         const result = { path, state };
-        if (!st.exists && !st.isLink) return { changed: false, changes: [], result };
+        if (!st.exists && !st.isLink) return { changed: false, changes: [], result, reason: 'already absent' };
         const recursive = st.isDir && !st.isLink;
         const plan: Plan = {
           changed: true,
@@ -808,7 +812,7 @@ function copyTree(path: string, args: FileArgs, want: WantAttrs, validate: strin
         } else scripts.push(a.script);
       });
       const result = { path, src: args.src, files: changed };
-      if (!changes.length) return { changed: false, changes: [], result };
+      if (!changes.length) return { changed: false, changes: [], result, reason: 'every file already has that content' };
       return { changed: true, changes, apply: { script: scripts.join(' &&\n'), stdin: Buffer.concat(stdin) }, result };
     },
   });
@@ -904,7 +908,8 @@ function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAt
         }
         cmds.push(state === 'link' ? sh`chown -h ${spec} -- ${path}` : sh`chown ${spec} -- ${path}`);
       }
-      if (!changes.length) return { changed: false, changes: [], result };
+      if (!changes.length)
+        return { changed: false, changes: [], result, reason: `${state === 'link' ? 'symbolic' : 'hard'} link already in place` };
       return { changed: true, changes, apply: { script: cmds.join(' && ') }, result };
     },
   });

@@ -197,7 +197,7 @@ export function planEdit(
   },
 ): Plan {
   if (!st.exists) {
-    if (o.absentOk) return { changed: false, changes: [], result: { path: o.path } };
+    if (o.absentOk) return { changed: false, changes: [], result: { path: o.path }, reason: 'file absent: nothing to remove' };
     if (!o.create) {
       if (ctx.check)
         return { changed: true, changes: [`${o.path} does not exist (assumed created by an earlier step)`], result: { path: o.path } };

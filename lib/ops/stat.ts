@@ -46,6 +46,6 @@ function statOp(path: string, options: StepOptions): Operation {
     probe: () => ({
       script: sh`if [ -e ${path} ] || [ -L ${path} ]; then stat -c '%F %a %U %G %s' -- ${path} | sed 's/regular empty file/regular-empty/; s/regular file/regular/; s/symbolic link/symbolic-link/'; if [ -L ${path} ]; then readlink -- ${path}; fi; else echo absent; fi`,
     }),
-    plan: (_ctx, out) => ({ changed: false, changes: [], result: parseStat(out) }),
+    plan: (_ctx, out) => ({ changed: false, changes: [], result: parseStat(out), reason: 'read only' }),
   });
 }

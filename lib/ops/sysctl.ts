@@ -114,7 +114,7 @@ function sysctlOp(args: z.output<typeof SYSCTL_ARGS.schema>, opts: StepOptions):
           scripts.push(sh`printf '%s\\n' ${value} > ${proc}`);
         }
       }
-      if (!changes.length) return { changed: false, changes: [], result };
+      if (!changes.length) return { changed: false, changes: [], result, reason: 'value already set and persisted' };
       const plan: Plan = { changed: true, changes, result };
       if (scripts.length) plan.apply = { script: scripts.join(' && '), stdin: stdin ?? '' };
       if (persist.diff) plan.diff = persist.diff;

@@ -157,7 +157,7 @@ function systemdOp(a: z.output<typeof SYSTEMD_ARGS.schema>, options: StepOptions
         changes.push('mask');
       }
       const result = { unit, ...st };
-      if (changes.length === 0) return { changed: false, changes: [], result };
+      if (changes.length === 0) return { changed: false, changes: [], result, reason: `service already ${what || 'in that state'}` };
       return {
         changed: true,
         changes,
@@ -214,7 +214,8 @@ function unitFileOp(a: z.output<typeof UNIT_FILE_ARGS.schema>, options: StepOpti
       const r = keyValues(p.get('') ?? '');
       const same = r.exists === 'yes' && r.sha256 === want;
       const reload = r.systemd === 'yes';
-      if (same && !(reload && r.NeedDaemonReload === 'yes')) return { changed: false, changes: [], result: { path, unit } };
+      if (same && !(reload && r.NeedDaemonReload === 'yes'))
+        return { changed: false, changes: [], result: { path, unit }, reason: 'unit file already has that content' };
       const changes: string[] = [];
       let diff: string | undefined;
       if (!same) {

@@ -102,7 +102,7 @@ function userOp(a: z.output<typeof USER_ARGS.schema>, options: StepOptions): Ope
       const u = parseUserProbe(out);
       const result = { name: a.name, exists: u.exists, uid: u.uid, home: u.home };
       if (state === 'absent') {
-        if (!u.exists) return { changed: false, changes: [], result };
+        if (!u.exists) return { changed: false, changes: [], result, reason: 'user already absent' };
         return {
           changed: true,
           changes: [`remove user ${a.name} (uid ${u.uid})${a.removeHome ? ` and ${u.home}` : ''}`],
@@ -170,7 +170,7 @@ function userOp(a: z.output<typeof USER_ARGS.schema>, options: StepOptions): Ope
           if (drop.length) changes.push(`remove from groups ${drop.join(',')}`);
         }
       }
-      if (!changes.length) return { changed: false, changes: [], result };
+      if (!changes.length) return { changed: false, changes: [], result, reason: 'user already exists as wanted' };
       return {
         changed: true,
         changes,
@@ -212,7 +212,7 @@ function groupOp(a: z.output<typeof GROUP_ARGS.schema>, options: StepOptions): O
       const gid = line ? parseInt(line.split(':')[2] ?? '', 10) : -1;
       const result = { name: a.name, exists: !!line, gid };
       if (state === 'absent') {
-        if (!line) return { changed: false, changes: [], result };
+        if (!line) return { changed: false, changes: [], result, reason: 'group already absent' };
         return {
           changed: true,
           changes: [`remove group ${a.name} (gid ${gid})`],
@@ -241,7 +241,7 @@ function groupOp(a: z.output<typeof GROUP_ARGS.schema>, options: StepOptions): O
           invalidates: ['users'],
           result,
         };
-      return { changed: false, changes: [], result };
+      return { changed: false, changes: [], result, reason: 'group already exists' };
     },
   });
 }
@@ -300,7 +300,7 @@ function authorizedKeyOp(a: z.output<typeof AUTHORIZED_KEY_ARGS.schema>, options
       const p = parts(out);
       const r = keyValues(p.get('') ?? '');
       const result0 = { user: a.user, path: '' };
-      if (!r.home && state === 'absent') return { changed: false, changes: [], result: result0 }; // no user, no key
+      if (!r.home && state === 'absent') return { changed: false, changes: [], result: result0, reason: 'no such user: no key to remove' };
       if (!r.home && !ctx.check) throw new Error(`authorized key: user ${a.user} does not exist on ${ctx.host.name}`);
       const current = r.exists === 'yes' ? b64decode(p.get('content') ?? '') : '';
       const lines = current === '' ? [] : current.replace(/\n$/, '').split('\n');
@@ -327,7 +327,7 @@ function authorizedKeyOp(a: z.output<typeof AUTHORIZED_KEY_ARGS.schema>, options
         content === (current === '' ? '' : current.endsWith('\n') ? current : `${current}\n`) &&
         (r.exists === 'yes' || state === 'absent')
       ) {
-        return { changed: false, changes: [], result };
+        return { changed: false, changes: [], result, reason: state === 'present' ? 'key already authorized' : 'key already absent' };
       }
       const added = next.filter((l) => !lines.includes(l)).length;
       const removed = lines.filter((l) => !next.includes(l)).length;
