@@ -10,7 +10,7 @@
 import { createHash, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, constants as osConstants } from 'node:os';
 import pLimit from 'p-limit';
 import ssh2, {
   type AgentAuthMethod,
@@ -397,7 +397,8 @@ class SshConnection implements Connection {
           const res: ExecResult = {
             stdout: Buffer.concat(out).toString('utf8'),
             stderr: Buffer.concat(errOut).toString('utf8'),
-            code: code ?? (timedOut ? 124 : 255),
+            // killed by a signal without an exit status: the shell's convention, 128 + the signal's number
+            code: code ?? (timedOut ? 124 : signal ? 128 + (osConstants.signals[`SIG${signal}` as NodeJS.Signals] ?? 127) : 255),
           };
           if (timedOut) res.stderr += `\n(timed out after ${opts.timeoutMs} ms)`;
           ended?.(code ?? res.code);

@@ -1,0 +1,135 @@
+// Declarative argument specs (lib/ops/base.ts argSpec): one bad argument per operation. Each error is an
+// InputErrors (exit 4) naming the operation's field and the file:line:col of the call that built the step.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { EXIT, explainExit, RemoteCommandError } from '../../lib/errors.ts';
+import { apt } from '../../lib/ops/apt.ts';
+import { blockinfile } from '../../lib/ops/blockinfile.ts';
+import { command } from '../../lib/ops/command.ts';
+import { dockerConfig, dockerNetwork, dockerSecret, secretPrune, stackDeploy } from '../../lib/ops/docker.ts';
+import { download } from '../../lib/ops/download.ts';
+import { copy, directory, file } from '../../lib/ops/files.ts';
+import { lineinfile } from '../../lib/ops/lineinfile.ts';
+import { replace } from '../../lib/ops/replace.ts';
+import { stat } from '../../lib/ops/stat.ts';
+import { sysctl } from '../../lib/ops/sysctl.ts';
+import { systemd, unitFile } from '../../lib/ops/systemd.ts';
+import { template } from '../../lib/ops/template.ts';
+import { authorizedKey, group, user } from '../../lib/ops/users.ts';
+import { registerSecret } from '../../lib/secrets.ts';
+import { InputErrors } from '../../lib/schema.ts';
+import { localExec } from './ops-sys.harness.ts';
+
+/** the line this is called from */
+function here(): number {
+  return Number(/op-args\.test\.ts:(\d+):\d+/.exec(new Error().stack!.split('\n')[2]!)![1]);
+}
+
+/** build() must throw InputErrors at `line` of this file naming `field`, with a message matching `msg` */
+function bad(line: number, build: () => unknown, field: string, msg: RegExp): void {
+  assert.throws(build, (e: unknown) => {
+    assert.ok(e instanceof InputErrors, `InputErrors expected, got ${String(e)}`);
+    assert.equal(e.exitCode, EXIT.BAD_INPUT);
+    const first = e.messages[0]!;
+    assert.match(first, new RegExp(`^test/unit/op-args\\.test\\.ts:${line}:\\d+ ${field.replace(/[.[\]]/g, '\\$&')}: `), first);
+    assert.match(first, msg, first);
+    return true;
+  });
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: bad arguments on purpose (what a JavaScript caller or a spread could pass)
+const anyArgs = (v: unknown) => v as any;
+
+test('every operation: one bad argument, named, at the caller file:line', () => {
+  bad(here(), () => apt({ packages: ['nginx; rm -rf /'] }), 'apt.packages[0]', /invalid Debian package name/);
+  bad(here(), () => apt(anyArgs({ packages: ['nginx'], state: 'installed' })), 'apt.state', /must be "present" or "absent" or "latest"/);
+  bad(here(), () => command({ cmd: '' }), 'command.cmd', /invalid value|non-empty/);
+  bad(
+    here(),
+    () => command({ cmd: 'true', env: { 'BAD-NAME': 'x' } }),
+    'command.env.BAD-NAME',
+    /invalid environment variable name "BAD-NAME"/,
+  );
+  bad(here(), () => dockerNetwork({ name: '-x' }), 'dockerNetwork.name', /invalid network name "-x"/);
+  bad(here(), () => dockerSecret({ name: 'a;b', content: 'x' }), 'dockerSecret.name', /invalid secret name prefix/);
+  bad(here(), () => dockerConfig(anyArgs({ name: 'ok', content: 3 })), 'dockerConfig.content', /invalid value|must be/);
+  bad(here(), () => secretPrune(anyArgs({ kind: 'volume', prefixes: [] })), 'secretPrune.kind', /must be "secret" or "config"/);
+  bad(
+    here(),
+    () => stackDeploy(anyArgs({ name: 's', compose: 'services: {}', resolveImage: 'sometimes' })),
+    'stackDeploy.resolveImage',
+    /must be "always"/,
+  );
+  bad(here(), () => download({ url: 'http://x', dest: '/x', sha256: 'abc' }), 'download.sha256', /must be 64 hex digits/);
+  bad(here(), () => directory({ path: '/', state: 'absent' }), 'directory.path', /refusing to remove \//);
+  bad(here(), () => file({ path: 'relative', content: 'x' }), 'file.path', /must be an absolute path/);
+  bad(here(), () => file({ path: '/x', state: 'link' }), 'file.src', /is required when state is "link"/);
+  bad(
+    here(),
+    () => copy(anyArgs({ path: '/x', src: 'a', contnet: 'typo' })),
+    'file.contnet',
+    /unknown key 'contnet'.*did you mean 'content'/,
+  );
+  bad(
+    here(),
+    () => lineinfile({ path: '/x', regexp: 'a', searchString: 'a' }),
+    'lineinfile.searchString',
+    /mutually exclusive with regexp/,
+  );
+  bad(here(), () => lineinfile({ path: '/x', line: 'a', backrefs: true }), 'lineinfile.regexp', /is required when backrefs is true/);
+  bad(here(), () => blockinfile(anyArgs({ path: '/x' })), 'blockinfile.block', /is required when state is "present"/);
+  bad(
+    here(),
+    () => blockinfile({ path: '/x', block: 'a', insertAfter: 'x', insertBefore: 'y' }),
+    'blockinfile.insertBefore',
+    /mutually exclusive/,
+  );
+  bad(here(), () => replace(anyArgs({ path: '/x' })), 'replace.regexp', /invalid value|is required/);
+  bad(here(), () => replace({ path: '/x', regexp: 'a', after: '' }), 'replace.after', /must be a non-empty regexp/);
+  bad(here(), () => template({ path: '/x', src: '' }), 'template.src', /non-empty/);
+  bad(here(), () => sysctl({ name: 'a b', value: 1 }), 'sysctl.name', /invalid name "a b"/);
+  bad(here(), () => systemd(anyArgs({ name: 'ssh', state: 'running' })), 'systemd.state', /must be "started" or "stopped"/);
+  bad(here(), () => unitFile({ name: '../etc/passwd', content: '' }), 'unitFile.name', /invalid unit name/);
+  bad(here(), () => user({ name: 'x', shell: 'bash' }), 'user.shell', /must be an absolute path/);
+  bad(here(), () => group({ name: 'g', gid: -1 }), 'group.gid', /must be at least 0/);
+  bad(here(), () => authorizedKey(anyArgs({ user: 'a b', key: 'ssh-ed25519 AAAA x' })), 'authorizedKey.user', /invalid account name/);
+  bad(here(), () => stat('etc/x'), 'stat.path', /must be an absolute path/);
+});
+
+test('a check inside the operation (not in the spec) is reported at the same place, under the operation', () => {
+  bad(here(), () => lineinfile({ path: '/x', line: 'a', regexp: '(' }), 'lineinfile', /invalid regular expression/);
+  bad(here(), () => file({ path: '/x', mode: 'u+y' }), 'file', /invalid mode/);
+});
+
+test('defaults are applied (state present, markers, timeout) and the step records where it was built', () => {
+  const line = here() + 1;
+  const op = blockinfile({ path: '/etc/x', block: 'a' });
+  assert.equal(op.location, `test/unit/op-args.test.ts:${line}:14`);
+  assert.equal(op.title, 'blockinfile /etc/x');
+});
+
+test('exit codes explained with real processes: 127, 126, 137, 1; stderr tail masked', async () => {
+  const secret = registerSecret('Pw-op-args-7c1d');
+  const run = async (cmd: string) => {
+    const r = await localExec(cmd, { nothrow: true });
+    return new RemoteCommandError('h1', cmd, r.code, r.stdout, r.stderr);
+  };
+  const e127 = await run(`wpfarm-nope-${secret} 2>&1 >&2`);
+  assert.equal(e127.code, 127);
+  assert.match(e127.message, /^h1: command failed \(exit 127: command not found \(not installed, or not in PATH\)\)/);
+  assert.match(e127.message, /wpfarm-nope-\*\*\*: command not found/, 'stderr tail present, secret masked');
+  assert.doesNotMatch(e127.message, new RegExp(secret));
+  const e126 = await run('f=$(mktemp); printf "echo hi\\n" > "$f"; chmod 0644 "$f"; "$f"; c=$?; rm -f "$f"; exit $c');
+  assert.equal(e126.code, 126);
+  assert.match(e126.message, /exit 126: command found but not executable/);
+  assert.match(e126.message, /Permission denied/);
+  const e137 = await run("bash -c 'echo about to die >&2; kill -9 $$'; exit $?");
+  assert.equal(e137.code, 137);
+  assert.match(e137.message, /exit 137: killed \(kill -9, the out-of-memory killer, or a timeout\): signal SIGKILL \(9\)/);
+  assert.match(e137.message, /about to die/);
+  const e1 = await run('echo nope >&2; false');
+  assert.match(e1.message, /exit 1: general error/);
+  assert.match(explainExit(130), /interrupted \(Ctrl-C\): signal SIGINT/);
+  assert.match(explainExit(143), /terminated .*SIGTERM/);
+  assert.match(explainExit(2), /misuse/);
+});
