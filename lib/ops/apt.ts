@@ -138,18 +138,14 @@ function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Opera
         update = true;
         changes.unshift(`apt-get update (${staleBy})`);
       }
-      if (!update && install.length === 0 && remove.length === 0)
-        return {
-          changed: false,
-          changes: [],
-          result: { installed: [], removed: [] },
-          reason:
-            state === 'absent'
-              ? 'packages already absent'
-              : state === 'latest'
-                ? 'packages already at the latest version'
-                : 'packages already installed',
-        };
+      if (!update && install.length === 0 && remove.length === 0) {
+        const reason = {
+          absent: 'packages already absent',
+          latest: 'packages already at the latest version',
+          present: 'packages already installed',
+        }[state];
+        return { changed: false, changes: [], result: { installed: [], removed: [] }, reason };
+      }
       if (install.length && a.update_cache === true) update = true; // a number: only when stale (above)
 
       const lines: string[] = ['set -e', 'export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l'];

@@ -77,15 +77,17 @@ interface NetInspect {
   IPAM?: { Config?: Array<{ Subnet?: string }> | null };
 }
 
+const labelsSpec = z
+  .record(z.string().regex(/^[A-Za-z0-9_.\-/]+$/, { error: (iss) => `invalid label key ${JSON.stringify(iss.input)}` }), z.string())
+  .optional();
+
 export const NETWORK_ARGS = argSpec<NetworkArgs>()('dockerNetwork', {
   name: z.string().regex(DOCKER_NAME, { error: (iss) => `invalid network name ${JSON.stringify(iss.input)}` }),
   driver: z.enum(['overlay', 'bridge']).default('overlay'),
   attachable: z.boolean().optional(),
   internal: z.boolean().optional(),
   encrypted: z.union([z.boolean(), z.literal('auto')]).optional(),
-  labels: z
-    .record(z.string().regex(/^[A-Za-z0-9_.\-/]+$/, { error: (iss) => `invalid label key ${JSON.stringify(iss.input)}` }), z.string())
-    .optional(),
+  labels: labelsSpec,
   subnet: z.string().optional(),
   state: z.enum(['present', 'absent']).default('present'),
   recreate: z.boolean().optional(),
@@ -213,9 +215,7 @@ const versionedArgs = (kind: ObjectKind) =>
       .regex(DOCKER_NAME, { error: (iss) => `invalid ${kind} name prefix ${JSON.stringify(iss.input)}` })
       .max(54),
     content: z.union([z.string(), z.instanceof(Buffer)]),
-    labels: z
-      .record(z.string().regex(/^[A-Za-z0-9_.\-/]+$/, { error: (iss) => `invalid label key ${JSON.stringify(iss.input)}` }), z.string())
-      .optional(),
+    labels: labelsSpec,
   });
 export const SECRET_ARGS = versionedArgs('secret');
 export const CONFIG_ARGS = versionedArgs('config');

@@ -51,11 +51,9 @@ export function downloadScript(a: {
 
 export const DOWNLOAD_ARGS = argSpec<DownloadArgs>()('download', {
   ...attrShape,
-  url: z
-    .string()
-    .regex(/^(https?|ftp|file):\/\/\S+$/i, {
-      error: (iss) => `url must be http(s)://, ftp:// or file:// (got ${JSON.stringify(iss.input)})`,
-    }),
+  url: z.string().regex(/^(https?|ftp|file):\/\/\S+$/i, {
+    error: (iss) => `url must be http(s)://, ftp:// or file:// (got ${JSON.stringify(iss.input)})`,
+  }),
   dest: absPath,
   sha256: z
     .string()

@@ -658,10 +658,12 @@ export const FILE_ARGS = argSpec<FileArgs>()(
       if ((a.state === 'absent' || a.state === 'touch') && (a.content !== undefined || a.src !== undefined)) {
         return [a.content !== undefined ? 'content' : 'src', `only with state present, not ${a.state}`];
       }
-      for (const k of ['modificationTime', 'accessTime'] as const)
+      for (const k of ['modificationTime', 'accessTime'] as const) {
         if (a[k] !== undefined && a.state !== 'touch') return [k, 'only with state touch'];
-      if (a.remoteSrc && typeof a.src === 'string' && !absPath.safeParse(a.src).success)
+      }
+      if (a.remoteSrc && typeof a.src === 'string' && !absPath.safeParse(a.src).success) {
         return ['src', 'must be an absolute path on the host (remoteSrc)'];
+      }
       return null;
     },
   },
@@ -908,8 +910,9 @@ function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAt
         }
         cmds.push(state === 'link' ? sh`chown -h ${spec} -- ${path}` : sh`chown ${spec} -- ${path}`);
       }
-      if (!changes.length)
+      if (!changes.length) {
         return { changed: false, changes: [], result, reason: `${state === 'link' ? 'symbolic' : 'hard'} link already in place` };
+      }
       return { changed: true, changes, apply: { script: cmds.join(' && ') }, result };
     },
   });

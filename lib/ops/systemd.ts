@@ -214,8 +214,9 @@ function unitFileOp(a: z.output<typeof UNIT_FILE_ARGS.schema>, options: StepOpti
       const r = keyValues(p.get('') ?? '');
       const same = r.exists === 'yes' && r.sha256 === want;
       const reload = r.systemd === 'yes';
-      if (same && !(reload && r.NeedDaemonReload === 'yes'))
+      if (same && !(reload && r.NeedDaemonReload === 'yes')) {
         return { changed: false, changes: [], result: { path, unit }, reason: 'unit file already has that content' };
+      }
       const changes: string[] = [];
       let diff: string | undefined;
       if (!same) {
