@@ -361,7 +361,12 @@ describe('plan() as a pure function of given probe outputs', () => {
     const out = existing('regular file|640|33|www-data|33|www-data|4', `@@sha\n${sha('a=1\n')}`);
     const op = file({ path: '/etc/app.conf', content: 'a=1\n', mode: '0640', owner: 'www-data', group: '33' });
     const plan = await op.plan(context(), out);
-    assert.deepEqual(plan, { changed: false, changes: [], result: { path: '/etc/app.conf', state: 'present' } });
+    assert.deepEqual(plan, {
+      changed: false,
+      changes: [],
+      result: { path: '/etc/app.conf', state: 'present' },
+      reason: 'file already has that content and attributes',
+    });
   });
 
   test('content differs: one atomic write script, content on stdin; check and run plans are identical', async () => {
