@@ -1,6 +1,7 @@
 // Declarative argument specs (lib/ops/base.ts argSpec): one bad argument per operation. Each error is an
 // InputErrors (exit 4) naming the operation's field and the file:line:col of the call that built the step.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { EXIT, explainExit, RemoteCommandError } from '../../lib/errors.ts';
 import { apt } from '../../lib/ops/apt.ts';
@@ -25,13 +26,31 @@ function here(): number {
   return Number(/op-args\.test\.ts:(\d+):\d+/.exec(new Error().stack!.split('\n')[2]!)![1]);
 }
 
-/** build() must throw InputErrors at `line` of this file naming `field`, with a message matching `msg` */
-function bad(line: number, build: () => unknown, field: string, msg: RegExp): void {
+const SOURCE = readFileSync(import.meta.filename, 'utf8');
+
+/** 1-based line:col of a character offset in this file */
+function lineCol(offset: number): [number, number] {
+  const before = SOURCE.slice(0, offset).split('\n');
+  return [before.length, before.at(-1)!.length + 1];
+}
+
+/**
+ * build() must throw InputErrors naming `field`, with a message matching `msg`, located at this file's line:col of
+ * the call to `callee` written just before the field's quoted name (found in the source text, so the formatter
+ * may wrap the call freely; each field is named once in this file).
+ */
+function bad(build: () => unknown, field: string, msg: RegExp, callee = field.split('.')[0]!): void {
+  const quoted = `'${field}'`;
+  const named = SOURCE.indexOf(quoted);
+  assert.ok(named >= 0 && SOURCE.indexOf(quoted, named + 1) < 0, `${quoted} is written once in this file`);
+  const at = SOURCE.lastIndexOf(`${callee}(`, named);
+  assert.ok(at >= 0, `a call to ${callee} precedes ${quoted}`);
+  const [line, col] = lineCol(at);
   assert.throws(build, (e: unknown) => {
     assert.ok(e instanceof InputErrors, `InputErrors expected, got ${String(e)}`);
     assert.equal(e.exitCode, EXIT.BAD_INPUT);
     const first = e.messages[0]!;
-    assert.match(first, new RegExp(`^test/unit/op-args\\.test\\.ts:${line}:\\d+ ${field.replace(/[.[\]]/g, '\\$&')}: `), first);
+    assert.match(first, new RegExp(`^test/unit/op-args\\.test\\.ts:${line}:${col} ${field.replace(/[.[\]]/g, '\\$&')}: `), first);
     assert.match(first, msg, first);
     return true;
   });
@@ -41,64 +60,48 @@ function bad(line: number, build: () => unknown, field: string, msg: RegExp): vo
 const anyArgs = (v: unknown) => v as any;
 
 test('every operation: one bad argument, named, at the caller file:line', () => {
-  bad(here(), () => apt({ packages: ['nginx; rm -rf /'] }), 'apt.packages[0]', /invalid Debian package name/);
-  bad(here(), () => apt(anyArgs({ packages: ['nginx'], state: 'installed' })), 'apt.state', /must be "present" or "absent" or "latest"/);
-  bad(here(), () => command({ cmd: '' }), 'command.cmd', /invalid value|non-empty/);
+  bad(() => apt({ packages: ['nginx; rm -rf /'] }), 'apt.packages[0]', /invalid Debian package name/);
+  bad(() => apt(anyArgs({ packages: ['nginx'], state: 'installed' })), 'apt.state', /must be "present" or "absent" or "latest"/);
+  bad(() => command({ cmd: '' }), 'command.cmd', /invalid value|non-empty/);
+  bad(() => command({ cmd: 'true', env: { 'BAD-NAME': 'x' } }), 'command.env.BAD-NAME', /invalid environment variable name "BAD-NAME"/);
+  bad(() => dockerNetwork({ name: '-x' }), 'dockerNetwork.name', /invalid network name "-x"/);
+  bad(() => dockerSecret({ name: 'a;b', content: 'x' }), 'dockerSecret.name', /invalid secret name prefix/);
+  bad(() => dockerConfig(anyArgs({ name: 'ok', content: 3 })), 'dockerConfig.content', /invalid value|must be/);
+  bad(() => secretPrune(anyArgs({ kind: 'volume', prefixes: [] })), 'secretPrune.kind', /must be "secret" or "config"/);
   bad(
-    here(),
-    () => command({ cmd: 'true', env: { 'BAD-NAME': 'x' } }),
-    'command.env.BAD-NAME',
-    /invalid environment variable name "BAD-NAME"/,
-  );
-  bad(here(), () => dockerNetwork({ name: '-x' }), 'dockerNetwork.name', /invalid network name "-x"/);
-  bad(here(), () => dockerSecret({ name: 'a;b', content: 'x' }), 'dockerSecret.name', /invalid secret name prefix/);
-  bad(here(), () => dockerConfig(anyArgs({ name: 'ok', content: 3 })), 'dockerConfig.content', /invalid value|must be/);
-  bad(here(), () => secretPrune(anyArgs({ kind: 'volume', prefixes: [] })), 'secretPrune.kind', /must be "secret" or "config"/);
-  bad(
-    here(),
     () => stackDeploy(anyArgs({ name: 's', compose: 'services: {}', resolveImage: 'sometimes' })),
     'stackDeploy.resolveImage',
     /must be "always"/,
   );
-  bad(here(), () => download({ url: 'http://x', dest: '/x', sha256: 'abc' }), 'download.sha256', /must be 64 hex digits/);
-  bad(here(), () => directory({ path: '/', state: 'absent' }), 'directory.path', /refusing to remove \//);
-  bad(here(), () => file({ path: 'relative', content: 'x' }), 'file.path', /must be an absolute path/);
-  bad(here(), () => file({ path: '/x', state: 'link' }), 'file.src', /is required when state is "link"/);
+  bad(() => download({ url: 'http://x', dest: '/x', sha256: 'abc' }), 'download.sha256', /must be 64 hex digits/);
+  bad(() => directory({ path: '/', state: 'absent' }), 'directory.path', /refusing to remove \//);
+  bad(() => file({ path: 'relative', content: 'x' }), 'file.path', /must be an absolute path/);
+  bad(() => file({ path: '/x', state: 'link' }), 'file.src', /is required when state is "link"/);
   bad(
-    here(),
     () => copy(anyArgs({ path: '/x', src: 'a', contnet: 'typo' })),
     'file.contnet',
     /unknown key 'contnet'.*did you mean 'content'/,
+    'copy',
   );
-  bad(
-    here(),
-    () => lineinfile({ path: '/x', regexp: 'a', searchString: 'a' }),
-    'lineinfile.searchString',
-    /mutually exclusive with regexp/,
-  );
-  bad(here(), () => lineinfile({ path: '/x', line: 'a', backrefs: true }), 'lineinfile.regexp', /is required when backrefs is true/);
-  bad(here(), () => blockinfile(anyArgs({ path: '/x' })), 'blockinfile.block', /is required when state is "present"/);
-  bad(
-    here(),
-    () => blockinfile({ path: '/x', block: 'a', insertAfter: 'x', insertBefore: 'y' }),
-    'blockinfile.insertBefore',
-    /mutually exclusive/,
-  );
-  bad(here(), () => replace(anyArgs({ path: '/x' })), 'replace.regexp', /invalid value|is required/);
-  bad(here(), () => replace({ path: '/x', regexp: 'a', after: '' }), 'replace.after', /must be a non-empty regexp/);
-  bad(here(), () => template({ path: '/x', src: '' }), 'template.src', /non-empty/);
-  bad(here(), () => sysctl({ name: 'a b', value: 1 }), 'sysctl.name', /invalid name "a b"/);
-  bad(here(), () => systemd(anyArgs({ name: 'ssh', state: 'running' })), 'systemd.state', /must be "started" or "stopped"/);
-  bad(here(), () => unitFile({ name: '../etc/passwd', content: '' }), 'unitFile.name', /invalid unit name/);
-  bad(here(), () => user({ name: 'x', shell: 'bash' }), 'user.shell', /must be an absolute path/);
-  bad(here(), () => group({ name: 'g', gid: -1 }), 'group.gid', /must be at least 0/);
-  bad(here(), () => authorizedKey(anyArgs({ user: 'a b', key: 'ssh-ed25519 AAAA x' })), 'authorizedKey.user', /invalid account name/);
-  bad(here(), () => stat('etc/x'), 'stat.path', /must be an absolute path/);
+  bad(() => lineinfile({ path: '/x', regexp: 'a', searchString: 'a' }), 'lineinfile.searchString', /mutually exclusive with regexp/);
+  bad(() => lineinfile({ path: '/x', line: 'a', backrefs: true }), 'lineinfile.regexp', /is required when backrefs is true/);
+  bad(() => blockinfile(anyArgs({ path: '/x' })), 'blockinfile.block', /is required when state is "present"/);
+  bad(() => blockinfile({ path: '/x', block: 'a', insertAfter: 'x', insertBefore: 'y' }), 'blockinfile.insertBefore', /mutually exclusive/);
+  bad(() => replace(anyArgs({ path: '/x' })), 'replace.regexp', /invalid value|is required/);
+  bad(() => replace({ path: '/x', regexp: 'a', after: '' }), 'replace.after', /must be a non-empty regexp/);
+  bad(() => template({ path: '/x', src: '' }), 'template.src', /non-empty/);
+  bad(() => sysctl({ name: 'a b', value: 1 }), 'sysctl.name', /invalid name "a b"/);
+  bad(() => systemd(anyArgs({ name: 'ssh', state: 'running' })), 'systemd.state', /must be "started" or "stopped"/);
+  bad(() => unitFile({ name: '../etc/passwd', content: '' }), 'unitFile.name', /invalid unit name/);
+  bad(() => user({ name: 'x', shell: 'bash' }), 'user.shell', /must be an absolute path/);
+  bad(() => group({ name: 'g', gid: -1 }), 'group.gid', /must be at least 0/);
+  bad(() => authorizedKey(anyArgs({ user: 'a b', key: 'ssh-ed25519 AAAA x' })), 'authorizedKey.user', /invalid account name/);
+  bad(() => stat('etc/x'), 'stat.path', /must be an absolute path/);
 });
 
 test('a check inside the operation (not in the spec) is reported at the same place, under the operation', () => {
-  bad(here(), () => lineinfile({ path: '/x', line: 'a', regexp: '(' }), 'lineinfile', /invalid regular expression/);
-  bad(here(), () => file({ path: '/x', mode: 'u+y' }), 'file', /invalid mode/);
+  bad(() => lineinfile({ path: '/x', line: 'a', regexp: '(' }), 'lineinfile', /invalid regular expression/);
+  bad(() => file({ path: '/x', mode: 'u+y' }), 'file', /invalid mode/);
 });
 
 test('defaults are applied (state present, markers, timeout) and the step records where it was built', () => {
