@@ -19,6 +19,12 @@ export interface FactDef<T, A extends readonly unknown[] = []> {
   /** read-only shell snippet; may fail internally, its output is parsed by parse() */
   script: string | ((...args: A) => string);
   parse(out: string, ...args: A): T;
+  /**
+   * The value reads state that any step may change (a file's attributes): the runner forgets it after every
+   * applied change, task or free command on the host, as it does its probe batch. Other facts (os, kernel...)
+   * stay cached unless a change names them (Plan.invalidates).
+   */
+  volatile?: boolean;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: a registry of facts of every value and argument type
@@ -161,6 +167,11 @@ export class FactCache {
     for (const map of [this.values, this.pending]) {
       for (const key of [...map.keys()]) if (names.some((n) => key === n || key.startsWith(`${n}[`))) map.delete(key);
     }
+  }
+
+  /** Forget the volatile facts (FactDef.volatile), whatever their arguments: after anything that may change files. */
+  forgetVolatile(): void {
+    this.invalidate([...registry.values()].filter((d) => d.volatile).map((d) => d.name));
   }
 
   /** Forget everything. */
@@ -541,9 +552,10 @@ export function parseFileStat(out: string): FileStat {
   return { exists: true, type, mode: f[1]!.padStart(4, '0'), owner: f[2]!, group: f[3]!, size: Number(f[4]), mtime: Number(f[5]) };
 }
 
-/** The path itself (a link is not followed): `ctx.fact(fileStat, '/etc/x')`. */
+/** The path itself (a link is not followed): `ctx.fact(fileStat, '/etc/x')`. Volatile: read again after a change. */
 export const fileStat = defineFact<FileStat, [path: string]>({
   name: 'fileStat',
-  script: (path) => sh`stat -c '%F|%a|%U|%G|%s|%Y' -- ${path} || echo absent`,
+  volatile: true,
+  script: (path) => sh`LC_ALL=C stat -c '%F|%a|%U|%G|%s|%Y' -- ${path} || echo absent`,
   parse: parseFileStat,
 });

@@ -188,6 +188,7 @@ class HostRun {
       async exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
         const c = await connFor();
         self.probeCache.clear(); // a free command may change anything
+        self.state.facts?.forgetVolatile();
         return c.exec(command, opts);
       },
       run: (op: Operation) => self.runOperation(op, ctx, [], true),
@@ -305,6 +306,7 @@ class HostRun {
       await c.exec(plan.apply.script, { stdin: plan.apply.stdin, become: plan.apply.become ?? op.options.become });
     }
     this.probeCache.clear();
+    this.state.facts?.forgetVolatile();
     this.batchSize = MIN_PROBE_BATCH;
     if (plan.invalidates?.length) {
       this.state.facts?.invalidate(plan.invalidates);
@@ -397,6 +399,7 @@ class HostRun {
       try {
         const o: TaskOutcome = (await t.run(ctx)) ?? {};
         this.probeCache.clear();
+        this.state.facts?.forgetVolatile();
         return o.skipped
           ? { ...base, status: 'skipped', reason: mask(o.skipped), changes: [], ms: performance.now() - t0 }
           : {

@@ -72,6 +72,12 @@ describe('typed facts, reasons, locations on a real sshd host', () => {
     assert.equal(v.roundTrips, 1, 'two fileStat facts with different arguments cost ONE round trip');
     assert.deepEqual([v.a.exists, v.a.type, v.a.mode, v.a.size], [true, 'file', '0640', 4]);
     assert.equal(v.none.exists, false);
+    // the first run creates b.conf between two reads of its fileStat: the second read sees it (not the cached absence)
+    const before = r.json!.results.find((x) => x.step === 'stat b before')!.result as { exists: boolean };
+    const after = r.json!.results.find((x) => x.step === 'stat b after')!.result as { exists: boolean; mode: string; size: number };
+    assert.equal(r.json!.results.find((x) => x.step === 'file /srv/tf/b.conf')!.status, 'changed');
+    assert.equal(before.exists, false);
+    assert.deepEqual([after.exists, after.mode, after.size], [true, '0600', 5]);
   });
 
   test('a rerun: every unchanged step says why, at -v and in the JSON report, with its location', async () => {

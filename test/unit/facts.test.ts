@@ -137,6 +137,17 @@ test('facts with arguments: fileStat of two paths in one round trip, each parsed
   c.invalidate(['fileStat']);
   await c.get(fileStat, `${d}/l`);
   assert.equal(calls.length, 2, 'invalidating a fact by name drops it for every argument');
+  // volatile (file attributes): forgotten after any change; the os fact stays cached
+  await Promise.all([c.get(osFact), c.get(fileStat, `${d}/a`)]);
+  assert.equal(calls.length, 3);
+  fs.writeFileSync(`${d}/a`, 'hello, world');
+  assert.equal((await c.get(fileStat, `${d}/a`)).size, 5, 'cached until forgotten');
+  c.forgetVolatile();
+  assert.equal((await c.get(fileStat, `${d}/a`)).size, 12, 'read again after forgetVolatile()');
+  assert.equal(calls.length, 4);
+  assert.doesNotMatch(calls[3]!, /# os$/m, 'only the volatile fact is gathered again');
+  assert.equal(fileStat.volatile, true);
+  assert.equal(osFact.volatile, undefined);
   fs.rmSync(d, { recursive: true });
 });
 
