@@ -17,7 +17,9 @@ export interface BashOptions extends ExecOptions {
 /** Run a script with bash; throws on non-zero exit unless nothrow. */
 export function bash(script: string, opts: BashOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const argv = [...(opts.wrap ?? []), 'bash', '-c', script];
+    // --norc: bash started with a socket as stdin and SHLVL 0 reads ~/.bashrc as if run by sshd (root's sets PATH
+    // and runs pyenv, which recursed without end under a test's reduced PATH): the tests see only their own env
+    const argv = [...(opts.wrap ?? []), 'bash', '--norc', '-c', script];
     const p = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';

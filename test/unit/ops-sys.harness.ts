@@ -8,7 +8,9 @@ import { FactCache } from '../../lib/facts.ts';
 /** Run a command with bash locally. Throws on non-zero exit unless nothrow. */
 export function localExec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn('bash', ['-c', command], { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    // --norc: bash started with a socket as stdin and SHLVL 0 reads ~/.bashrc as if run by sshd (root's sets PATH
+    // and runs pyenv, which recursed without end under a test's reduced PATH): the tests see only their own env
+    const p = spawn('bash', ['--norc', '-c', command], { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
