@@ -6,7 +6,7 @@
 import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { mask, maskDeep } from './secrets.ts';
-import type { Step, StepResult } from './types.ts';
+import type { StepResult } from './types.ts';
 
 /** Bumped when a field changes meaning or goes away (adding a field or an event kind does not bump it). */
 export const EVENTS_FORMAT_VERSION = 1;
@@ -108,17 +108,6 @@ export class EventStream {
   }
 }
 
-/** Where a step was declared (`roles/x/role.ts:12`), when the step carries it. */
-export function stepLocation(step: Step): string | undefined {
-  const loc = (step as Step & { location?: unknown }).location ?? (step.options as { location?: unknown }).location;
-  if (typeof loc === 'string') return loc;
-  if (loc && typeof loc === 'object' && 'file' in loc) {
-    const l = loc as { file: unknown; line?: unknown };
-    return l.line !== undefined ? `${String(l.file)}:${String(l.line)}` : String(l.file);
-  }
-  return undefined;
-}
-
 // ---------------------------------------------------------------------------------------------
 // RunRecord: what the recap, the JSON report and the timeline read, collected from the stream.
 
@@ -127,7 +116,6 @@ export interface TimedResult extends StepResult {
   /** ms from the start of the run */
   startMs: number;
   endMs: number;
-  location?: string;
 }
 
 export interface RoleTiming {

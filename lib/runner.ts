@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { EXIT, InputError, InterruptedError, RemoteCommandError, UnreachableError } from './errors.ts';
-import { type EventOf, type EventStream, stepLocation } from './events.ts';
+import type { EventOf, EventStream } from './events.ts';
 import { FactCache } from './facts.ts';
 import { retry } from './retry.ts';
 import { mask, registerSecret } from './secrets.ts';
@@ -443,7 +443,7 @@ class HostRun {
   }
 
   private emitEnd(r: StepResult, step?: Step): void {
-    const location = step && stepLocation(step);
+    const location = step?.location;
     if (r.diff) this.env.events.emit({ kind: 'diff', host: r.host, step: r.step, diff: r.diff });
     this.env.events.emit({ kind: 'step.end', host: this.host.name, role: this.role.name, result: r, location });
   }
@@ -515,7 +515,7 @@ class HostRun {
           continue;
         }
         if (!handlers && !tagsMatch([...roleTags, ...(step.options.tags ?? [])], this.env.options)) continue;
-        const location = stepLocation(step);
+        const location = step.location;
         const { name: role } = this.role;
         this.env.events.emit({ kind: 'step.start', host: this.host.name, role, step: step.title, stepKind: step.kind, location, handler });
         let r: StepResult;

@@ -14,7 +14,7 @@ import { argSpec, defineOp, unchanged } from './base.ts';
 import { z } from '../schema.ts';
 import { sh } from '../shell.ts';
 import { parseSwarm, type SwarmFact } from '../facts.ts';
-import { b64decode, check, keyValues, lineDiff, nonEmptyLines, parts, sha256 } from './sys-util.ts';
+import { b64decode, keyValues, lineDiff, nonEmptyLines, parts, sha256 } from './sys-util.ts';
 
 export { parseSwarm, type SwarmFact };
 

@@ -3,7 +3,7 @@
 // matches nothing is downloaded. The apply downloads into a temp file in dest's directory, checks the
 // sha256 (a mismatch fails the step and leaves dest untouched), then chmod/chown and mv -f.
 import type { Operation, StepOptions } from '../types.ts';
-import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { sections, sh } from '../shell.ts';
 import { chmodArg, normAttrs, requireThat, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';

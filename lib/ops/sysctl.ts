@@ -3,7 +3,7 @@
 // Values are compared with whitespace normalised ("4096 87380 6291456" == "4096\t87380\t6291456").
 // state absent removes the persisted line only (the live value is left as is).
 import type { Operation, Plan, StepOptions } from '../types.ts';
-import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { absPath, argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { sections, sh } from '../shell.ts';
 import { parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP } from './files.ts';

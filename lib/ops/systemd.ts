@@ -8,7 +8,7 @@ import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { absPath, argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { atomicWriteScript, sh } from '../shell.ts';
-import { b64decode, check, keyValues, lineDiff, parts, sha256 } from './sys-util.ts';
+import { b64decode, keyValues, lineDiff, parts, sha256 } from './sys-util.ts';
 
 export interface SystemdArgs {
   name: string;

@@ -18,7 +18,7 @@ import ejs from 'ejs';
 import type { Operation, StepContext, StepOptions, Vars } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { displayPath } from '../yamlsrc.ts';
-import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
+import { absPath, argSpec, attrShape, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
 
