@@ -107,13 +107,15 @@ export function cfError(err: unknown, what: string, secrets: string[] = []): Err
   return new Error(`cloudflare: ${what}: ${maskSecrets(err instanceof Error ? err.message : String(err), secrets)}`);
 }
 
-export class CloudflareDns {
+/** The SDK client with our retry policy, error mapping, zone-id cache and bounded pagination: what every
+ *  Cloudflare client of wpfarm shares (DNS here, rulesets and Access in cloudflare-edge.ts). */
+export class CloudflareApi {
   readonly client: Cloudflare;
   private readonly zoneIds = new Map<string, string>();
-  private readonly perPage: number;
-  private readonly maxPages: number;
-  private readonly limit: ReturnType<typeof pLimit>;
-  private readonly secrets: string[];
+  protected readonly perPage: number;
+  protected readonly maxPages: number;
+  protected readonly limit: ReturnType<typeof pLimit>;
+  protected readonly secrets: string[];
 
   constructor(readonly opts: DnsOptions) {
     this.secrets = [opts.token, ...(opts.secrets ?? [])];
@@ -128,11 +130,26 @@ export class CloudflareDns {
     this.limit = pLimit(Math.max(1, opts.concurrency ?? 4));
   }
 
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  protected async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
       throw cfError(err, what, this.secrets);
+    }
+  }
+
+  /** Every item of a paged list: stops on a short page or result_info.total_pages, never past maxPages. */
+  protected async listAll<T>(
+    what: string,
+    fetchPage: (page: number, perPage: number) => Promise<{ result: T[]; result_info?: unknown }>,
+  ): Promise<T[]> {
+    const out: T[] = [];
+    for (let page = 1; ; page++) {
+      if (page > this.maxPages) throw new Error(`cloudflare: more than ${this.maxPages} pages of ${what}; refusing to continue`);
+      const res = await this.call(`GET ${what}`, () => fetchPage(page, this.perPage));
+      out.push(...res.result);
+      const info = (res.result_info ?? {}) as { total_pages?: number };
+      if (res.result.length < this.perPage || page >= (info.total_pages ?? page)) return out;
     }
   }
 
@@ -146,27 +163,22 @@ export class CloudflareDns {
     this.zoneIds.set(zone, z.id);
     return z.id;
   }
+}
 
+export class CloudflareDns extends CloudflareApi {
   /** A, AAAA and CNAME records at exactly `name`, all pages (bounded). */
   async recordsAt(zoneId: string, name: string): Promise<Rec[]> {
+    const items = await this.listAll(
+      `/zones/${zoneId}/dns_records?name.exact=${name}`,
+      async (page, per_page) => await this.client.dns.records.list({ zone_id: zoneId, name: { exact: name }, page, per_page }),
+    );
     const out: Rec[] = [];
-    for (let page = 1; ; page++) {
-      if (page > this.maxPages)
-        throw new Error(`cloudflare: more than ${this.maxPages} pages of records for ${name}; refusing to continue`);
-      const res = await this.call(
-        `GET /zones/${zoneId}/dns_records?name.exact=${name}`,
-        async () => await this.client.dns.records.list({ zone_id: zoneId, name: { exact: name }, page, per_page: this.perPage }),
-      );
-      const items = res.result;
-      for (const r of items) {
-        if (r.name !== name || !(MANAGED as readonly string[]).includes(r.type)) continue;
-        if (out.some((x) => x.id === r.id)) continue;
-        out.push({ id: r.id, name: r.name, type: r.type, content: String(r.content ?? ''), proxied: !!r.proxied, ttl: Number(r.ttl) });
-      }
-      const info = res.result_info as { total_pages?: number; page?: number };
-      const last = info.total_pages ?? page;
-      if (items.length < this.perPage || page >= last) return out;
+    for (const r of items) {
+      if (r.name !== name || !(MANAGED as readonly string[]).includes(r.type)) continue;
+      if (out.some((x) => x.id === r.id)) continue;
+      out.push({ id: r.id, name: r.name, type: r.type, content: String(r.content ?? ''), proxied: !!r.proxied, ttl: Number(r.ttl) });
     }
+    return out;
   }
 
   /** Make every name a single record of the target's type pointing at target. */

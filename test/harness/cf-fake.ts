@@ -1,7 +1,8 @@
-// A small stateful stand-in for Cloudflare's zones + DNS records API, meant to sit BEHIND
+// A small stateful stand-in for Cloudflare's zones, DNS records, phase entry point rulesets and Access
+// (applications with inline policies, groups) APIs, meant to sit BEHIND
 // `prism proxy --errors` on the spec the `cloudflare` SDK is generated from (Prism checks both directions).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 
 type Json = Record<string, unknown>;
 export interface CfRequest {
@@ -17,6 +18,11 @@ export class CfFake {
   readonly requests: CfRequest[] = [];
   zones: Json[] = [];
   records: Json[] = [];
+  /** entry point rulesets by `${zoneId} ${phase}` */
+  rulesets = new Map<string, Json>();
+  /** Access applications and groups (zone scope), each with its zone_id */
+  apps: Json[] = [];
+  groups: Json[] = [];
   private failQueue: number[] = [];
   private server?: Server;
   url = '';
@@ -177,6 +183,9 @@ export class CfFake {
     const zone = this.zones.find((z) => z['id'] === seg[1]);
     if (!zone) return this.fail(res, 404, 7003, 'Could not route to /zones/..., perhaps your object identifier is invalid?');
     if (seg.length === 2 && method === 'GET') return this.ok(res, zone);
+    if (seg[2] === 'rulesets' && seg[3] === 'phases' && seg[5] === 'entrypoint' && seg.length === 6)
+      return this.entrypoint(res, zone, seg[4]!, method, body);
+    if (seg[2] === 'access' && (seg[3] === 'apps' || seg[3] === 'groups')) return this.access(url, res, zone, seg, method, body);
     if (seg[2] !== 'dns_records') return this.fail(res, 404, 7003, 'Could not route');
     const mine = this.records.filter((r) => r['zone_id'] === zone['id']);
     if (seg.length === 3 && method === 'GET') {
@@ -212,6 +221,99 @@ export class CfFake {
     }
     if (method === 'DELETE') {
       this.records.splice(idx, 1);
+      return this.ok(res, { id: cur['id'] });
+    }
+    return this.fail(res, 405, 10000, 'method not allowed');
+  }
+
+  private entrypoint(res: ServerResponse, zone: Json, phase: string, method: string, body: Json | undefined) {
+    const key = `${zone['id'] as string} ${phase}`;
+    const cur = this.rulesets.get(key);
+    if (method === 'GET') {
+      if (!cur) return this.fail(res, 404, 10003, 'could not find entrypoint ruleset in the zone');
+      return this.ok(res, cur);
+    }
+    if (method !== 'PUT') return this.fail(res, 405, 10000, 'method not allowed');
+    const version = String(Number(cur?.['version'] ?? 0) + 1);
+    const old = (cur?.['rules'] as Json[] | undefined) ?? [];
+    const rules = ((body?.['rules'] as Json[] | undefined) ?? []).map((r) => {
+      // like the API: a rule sent with an id (or a known ref) keeps its id; a new rule gets one
+      const prev = old.find((o) => (r['id'] && o['id'] === r['id']) || (r['ref'] && o['ref'] === r['ref']));
+      const id = (prev?.['id'] as string | undefined) ?? hexId();
+      return { ...r, id, ref: r['ref'] ?? id, enabled: r['enabled'] ?? true, version, last_updated: now() };
+    });
+    const rs = {
+      id: (cur?.['id'] as string | undefined) ?? hexId(),
+      name: (body?.['name'] as string | undefined) ?? (cur?.['name'] as string | undefined) ?? 'default',
+      description: (body?.['description'] as string | undefined) ?? '',
+      kind: 'zone',
+      phase,
+      version,
+      last_updated: now(),
+      rules,
+    };
+    this.rulesets.set(key, rs);
+    return this.ok(res, rs);
+  }
+
+  private policy(p: Json, prev?: Json): Json {
+    return {
+      id: (prev?.['id'] as string | undefined) ?? randomUUID(),
+      name: p['name'],
+      decision: p['decision'],
+      include: p['include'] ?? [],
+      exclude: p['exclude'] ?? [],
+      require: p['require'] ?? [],
+      precedence: p['precedence'] ?? 1,
+      created_at: (prev?.['created_at'] as string | undefined) ?? now(),
+      updated_at: now(),
+    };
+  }
+
+  private app(zone: Json, b: Json, prev?: Json): Json {
+    const prevPolicies = (prev?.['policies'] as Json[] | undefined) ?? [];
+    return {
+      ...b,
+      id: (prev?.['id'] as string | undefined) ?? randomUUID(),
+      aud: (prev?.['aud'] as string | undefined) ?? randomBytes(32).toString('hex'),
+      zone_id: zone['id'],
+      policies: ((b['policies'] as Json[] | undefined) ?? []).map((p) =>
+        this.policy(
+          p,
+          prevPolicies.find((x) => x['name'] === p['name']),
+        ),
+      ),
+      created_at: (prev?.['created_at'] as string | undefined) ?? now(),
+      updated_at: now(),
+    };
+  }
+
+  private access(url: URL, res: ServerResponse, zone: Json, seg: string[], method: string, body: Json | undefined) {
+    const store = seg[3] === 'apps' ? this.apps : this.groups;
+    const mine = store.filter((x) => x['zone_id'] === zone['id']);
+    const strip = (x: Json): Json => {
+      const { zone_id: _z, ...rest } = x;
+      return rest;
+    };
+    if (seg.length === 4 && method === 'GET') return this.list(url, mine.map(strip), res);
+    if (seg.length === 4 && method === 'POST') {
+      const b = body ?? {};
+      if (mine.some((x) => x['name'] === b['name']) && seg[3] === 'groups') return this.fail(res, 400, 12130, 'group name already exists');
+      const item =
+        seg[3] === 'apps' ? this.app(zone, b) : { ...b, id: randomUUID(), zone_id: zone['id'], created_at: now(), updated_at: now() };
+      store.push(item);
+      return this.send(res, 201, { success: true, errors: [], messages: [], result: strip(item) });
+    }
+    const idx = store.findIndex((x) => x['id'] === seg[4] && x['zone_id'] === zone['id']);
+    if (idx < 0 || seg.length !== 5) return this.fail(res, 404, 12130, 'access.api.error.not_found');
+    const cur = store[idx]!;
+    if (method === 'GET') return this.ok(res, strip(cur));
+    if (method === 'PUT') {
+      store[idx] = seg[3] === 'apps' ? this.app(zone, body ?? {}, cur) : { ...cur, ...(body ?? {}), updated_at: now() };
+      return this.ok(res, strip(store[idx]!));
+    }
+    if (method === 'DELETE') {
+      store.splice(idx, 1);
       return this.ok(res, { id: cur['id'] });
     }
     return this.fail(res, 405, 10000, 'method not allowed');
