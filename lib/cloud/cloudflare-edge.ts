@@ -91,13 +91,37 @@ function writableRule(r: Obj): Obj {
 }
 
 export class CloudflareEdge extends CloudflareApi {
-  /** The rules of the zone's entry point ruleset of `phase`; null when the zone has none yet (404). */
+  /** The zone's rulesets, without their rules (cursor pages, bounded by maxPages). */
+  async rulesets(zoneId: string): Promise<Obj[]> {
+    const out: Obj[] = [];
+    let cursor: string | undefined;
+    for (let page = 1; ; page++) {
+      if (page > this.maxPages) throw new Error(`cloudflare: more than ${this.maxPages} pages of rulesets; refusing to continue`);
+      const res = await this.call(
+        `GET /zones/${zoneId}/rulesets`,
+        async () => await this.client.rulesets.list({ zone_id: zoneId, per_page: 50, ...(cursor ? { cursor } : {}) }),
+      );
+      out.push(...(res.result as unknown as Obj[]));
+      const next = (res as unknown as { result_info?: { cursor?: string } }).result_info?.cursor;
+      if (!next || next === cursor || res.result.length === 0) return out;
+      cursor = next;
+    }
+  }
+
+  /**
+   * The rules of the zone's entry point ruleset of `phase`; null when the zone has none yet. Whether it exists is
+   * read from the list of rulesets: the spec's 404 answer of the entry point cannot be met (result: null typed as
+   * a string), so a zone without one is not asked for it.
+   */
   async phaseRules(zoneId: string, phase: Phase): Promise<Obj[] | null> {
+    const all = await this.rulesets(zoneId);
+    if (!all.some((r) => r['kind'] === 'zone' && r['phase'] === phase)) return null;
     const what = `GET /zones/${zoneId}/rulesets/phases/${phase}/entrypoint`;
     try {
       const rs = (await this.client.rulesets.phases.get(phase, { zone_id: zoneId })) as unknown as { rules?: Obj[] };
       return rs.rules ?? [];
     } catch (err) {
+      // removed between the two requests
       if (err instanceof APIError && err.status === 404) return null;
       throw cfError(err, what, this.secrets);
     }

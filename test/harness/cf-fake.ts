@@ -86,6 +86,9 @@ export class CfFake {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, 500, 10000, String(err)));
     });
+    // Prism keeps its upstream connections open: closing an idle one after Node's default 5 s races with Prism's next
+    // request on it ("socket hang up" on a POST, which is rightly not retried)
+    this.server.keepAliveTimeout = 120_000;
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
     const a = this.server.address();
     this.url = `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
@@ -183,6 +186,12 @@ export class CfFake {
     const zone = this.zones.find((z) => z['id'] === seg[1]);
     if (!zone) return this.fail(res, 404, 7003, 'Could not route to /zones/..., perhaps your object identifier is invalid?');
     if (seg.length === 2 && method === 'GET') return this.ok(res, zone);
+    if (seg[2] === 'rulesets' && seg.length === 3 && method === 'GET') {
+      const list = [...this.rulesets.entries()]
+        .filter(([k]) => k.startsWith(`${zone['id'] as string} `))
+        .map(([, { rules: _r, ...rs }]) => rs);
+      return this.ok(res, list);
+    }
     if (seg[2] === 'rulesets' && seg[3] === 'phases' && seg[5] === 'entrypoint' && seg.length === 6)
       return this.entrypoint(res, zone, seg[4]!, method, body);
     if (seg[2] === 'access' && (seg[3] === 'apps' || seg[3] === 'groups')) return this.access(url, res, zone, seg, method, body);
@@ -314,7 +323,8 @@ export class CfFake {
     }
     if (method === 'DELETE') {
       store.splice(idx, 1);
-      return this.ok(res, { id: cur['id'] });
+      // the spec's answer to deleting an Access application or group is 202 Accepted
+      return this.send(res, 202, { success: true, errors: [], messages: [], result: { id: cur['id'] } });
     }
     return this.fail(res, 405, 10000, 'method not allowed');
   }

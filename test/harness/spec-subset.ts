@@ -1,7 +1,7 @@
 // A subset of a big OpenAPI document: the paths matching some patterns, with every component they reach
 // through $ref (schemas, parameters, request bodies, responses, headers) and all security schemes. Prism
 // loads the 12 MB Cloudflare spec in minutes on this machine; a subset of the operations a test uses loads in
-// seconds and validates the same way (the same schemas, byte for byte).
+// seconds and validates the same way (the same schemas; see requestSideReadOnly for the one adjustment).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -37,16 +37,74 @@ export function subsetOpenApi(spec: Json, keep: readonly RegExp[]): Json {
   return { ...spec, paths: kept, components: out };
 }
 
+/**
+ * OpenAPI 3.0: a readOnly property that is `required` is required in responses only. Prism applies that to the top
+ * level of a request body only, so a nested one (the Cloudflare rules' `version`, `last_updated` inside `rules[]`)
+ * fails every request. This gives request bodies their own copies of the schemas they reach (`<name>__request`)
+ * with readOnly properties left out of `required`; responses keep the schemas as they are.
+ */
+export function requestSideReadOnly(spec: Json): Json {
+  const components = (spec['components'] ?? {}) as Record<string, Record<string, unknown>>;
+  const schemas = (components['schemas'] ?? {}) as Record<string, unknown>;
+  const REF = '#/components/schemas/';
+  const resolve = (v: unknown): Json | undefined => {
+    const ref = v && typeof v === 'object' ? (v as Json)['$ref'] : undefined;
+    return typeof ref === 'string' && ref.startsWith(REF) ? (schemas[ref.slice(REF.length)] as Json | undefined) : (v as Json | undefined);
+  };
+  const copies = new Map<string, unknown>();
+  const rewrite = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(rewrite);
+    if (!v || typeof v !== 'object') return v;
+    const o = v as Json;
+    const ref = o['$ref'];
+    if (typeof ref === 'string' && ref.startsWith(REF)) {
+      const name = ref.slice(REF.length);
+      if (!copies.has(name)) {
+        copies.set(name, null);
+        copies.set(name, rewrite(schemas[name]));
+      }
+      return { ...o, $ref: `${REF}${name}__request` };
+    }
+    const out: Json = Object.fromEntries(Object.entries(o).map(([k, x]) => [k, rewrite(x)]));
+    const props = o['properties'] as Json | undefined;
+    if (Array.isArray(o['required']) && props) {
+      out['required'] = (o['required'] as string[]).filter((k) => resolve(props[k])?.['readOnly'] !== true);
+    }
+    return out;
+  };
+  const bodies = (components['requestBodies'] ?? {}) as Record<string, unknown>;
+  const newBodies = Object.fromEntries(Object.entries(bodies).map(([k, b]) => [k, rewrite(b)]));
+  const paths = Object.fromEntries(
+    Object.entries(spec['paths'] as Record<string, Json>).map(([p, item]) => [
+      p,
+      Object.fromEntries(
+        Object.entries(item).map(([m, op]) => [
+          m,
+          op && typeof op === 'object' && 'requestBody' in (op as Json)
+            ? { ...(op as Json), requestBody: rewrite((op as Json)['requestBody']) }
+            : op,
+        ]),
+      ),
+    ]),
+  );
+  const extra = Object.fromEntries([...copies].map(([k, x]) => [`${k}__request`, x]));
+  return {
+    ...spec,
+    paths,
+    components: { ...components, schemas: { ...schemas, ...extra }, ...(components['requestBodies'] ? { requestBodies: newBodies } : {}) },
+  };
+}
+
 /** The subset of a shared spec (plain or .gz), written once per content into .wpfarm/specs; returns its path. */
 export function specSubsetPath(name: string, keep: readonly RegExp[]): string {
-  const key = createHash('sha256').update(name).update(keep.map(String).join('\n')).digest('hex').slice(0, 12);
+  const key = createHash('sha256').update(name).update(keep.map(String).join('\n')).update('readonly-v1').digest('hex').slice(0, 12);
   const dir = path.join(repoRoot, '.wpfarm', 'specs');
   const out = path.join(dir, `${name.replace(/\.json$/, '')}.subset-${key}.json`);
   if (existsSync(out)) return out;
   const spec = JSON.parse(readFileSync(specPath(name), 'utf8')) as Json;
   mkdirSync(dir, { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(subsetOpenApi(spec, keep)));
+  writeFileSync(tmp, JSON.stringify(requestSideReadOnly(subsetOpenApi(spec, keep))));
   // rename: concurrent test files never read a half-written subset
   renameSync(tmp, out);
   return out;
