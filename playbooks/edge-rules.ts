@@ -102,10 +102,10 @@ export async function runEdgeRules(argv: string[], io: EdgeIo): Promise<number> 
       baseUrl: o['api-url'] ?? process.env['WPFARM_CLOUDFLARE_API'],
       onExchange:
         parsed.flags.verbose > 0
-          ? (e) =>
-              io.err(
-                `  ${e.method} ${e.path} -> ${e.status}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}${e.violations ? ` VIOLATIONS: ${e.violations}` : ''}`,
-              )
+          ? (e) => {
+              const again = e.attempt > 1 ? ` (attempt ${e.attempt})` : '';
+              io.err(`  ${e.method} ${e.path} -> ${e.status}${again}${e.violations ? ` VIOLATIONS: ${e.violations}` : ''}`);
+            }
           : undefined,
     });
     let changed = 0;

@@ -107,10 +107,11 @@ test('cacheRules: static assets first with the edge TTL, the bypass last with ca
   assert.equal(
     by!.expression,
     '(http.host in {"a.example.com" "www.b.example.com"} and (starts_with(http.request.uri.path, "/wp-admin/") or ' +
-      'http.request.uri.path in {"/wp-admin" "/wp-login.php" "/wp-cron.php" "/xmlrpc.php"} or starts_with(http.request.uri.path, "/cart/") or ' +
-      'http.request.uri.query contains "preview=true" or http.cookie contains "wordpress_logged_in_" or http.cookie contains "wordpress_sec_" or ' +
-      'http.cookie contains "wp-postpass_" or http.cookie contains "comment_author_" or http.cookie contains "woocommerce_items_in_cart" or ' +
-      'http.cookie contains "wp_woocommerce_session_"))',
+      'http.request.uri.path in {"/wp-admin" "/wp-login.php" "/wp-cron.php" "/xmlrpc.php"} or ' +
+      'starts_with(http.request.uri.path, "/cart/") or http.request.uri.query contains "preview=true" or ' +
+      'http.cookie contains "wordpress_logged_in_" or http.cookie contains "wordpress_sec_" or ' +
+      'http.cookie contains "wp-postpass_" or http.cookie contains "comment_author_" or ' +
+      'http.cookie contains "woocommerce_items_in_cart" or http.cookie contains "wp_woocommerce_session_"))',
   );
   const browser = cacheRules(['a.example.com'], { ...s, staticBrowserTtl: 600 })[0]!;
   assert.deepEqual(browser.action_parameters?.['browser_ttl'], { mode: 'override_origin', default: 600 });
