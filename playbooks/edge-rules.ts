@@ -21,6 +21,7 @@ import {
   APP_NAME_PREFIX,
   CACHE_PHASE,
   cacheRules,
+  configuredZones,
   EDGE_VARS,
   edgeSettings,
   namesByZone,
@@ -77,15 +78,14 @@ export async function runEdgeRules(argv: string[], io: EdgeIo): Promise<number> 
     const sitesDir = o['sites-dir'] ?? (typeof inv.vars['wp_sites_dir'] === 'string' ? inv.vars['wp_sites_dir'] : 'inventory/sites');
     const mgmt = Array.isArray(inv.vars['management_cidrs']) ? inv.vars['management_cidrs'].map(String) : undefined;
     const sites = sitesOf(sitesDir, mgmt);
-    const byZone = namesByZone(
-      o.zone ? sites.filter((s) => s.domain === o.zone || s.domain.endsWith(`.${o.zone}`)) : sites,
-      settings.zones,
-    );
+    // with --zone, names in the inventory's other zones are known (and left alone), not refused
+    const known = [...new Set([...settings.zones, ...configuredZones(inv.vars)])];
+    const byZone = namesByZone(sites, known);
     const access = what !== 'cache' ? settings.access : undefined;
     if (what === 'access' && !access) throw new InputError('access: the inventory has no vars.cloudflare_access (or it is disabled)');
     const hostsByZone = new Map<string, string[]>();
     for (const m of access?.managementHosts ?? []) {
-      const zone = zoneOf(m.host, settings.zones);
+      const zone = zoneOf(m.host, known);
       if (!zone) {
         if (m.explicit)
           throw new InputError(

@@ -121,7 +121,7 @@ export function edgeSettings(vars: Record<string, unknown>, zoneOverride?: strin
   // null is absent, as everywhere in the inventory
   const picked = Object.fromEntries(Object.keys(EDGE_VARS).map((k) => [k, vars[k] ?? undefined]));
   const v = z.object(EDGE_VARS).partial().parse(picked);
-  const zones = zoneOverride ? [zoneOverride] : (v.cloudflare_zones ?? (v.cloudflare_zone ? [v.cloudflare_zone] : []));
+  const zones = zoneOverride ? [zoneOverride] : configuredZones(vars);
   if (zoneOverride && !ZONE_RE.test(zoneOverride)) throw new InputError(`--zone: not a domain name: ${JSON.stringify(zoneOverride)}`);
   if (zones.length === 0) throw new InputError('no Cloudflare zone: set vars.cloudflare_zone (or cloudflare_zones) or give --zone');
   const c = v.cloudflare_cache ?? {};
@@ -149,6 +149,13 @@ export function edgeSettings(vars: Record<string, unknown>, zoneOverride?: strin
     };
   }
   return { zones: [...new Set(zones)], cache, access };
+}
+
+/** The zones of the inventory: cloudflare_zones, else cloudflare_zone (vars checked by EDGE_VARS). */
+export function configuredZones(vars: Record<string, unknown>): string[] {
+  const many = vars['cloudflare_zones'];
+  if (Array.isArray(many)) return many.map(String);
+  return typeof vars['cloudflare_zone'] === 'string' ? [vars['cloudflare_zone']] : [];
 }
 
 /** The zone a name belongs to: the longest zone it equals or ends with; undefined when none. */

@@ -351,3 +351,19 @@ test('bad input: exit 4 naming the file and field, before any request', async ()
   assert.equal(fake.mutations().length, writes);
   writeInventory();
 });
+
+test('--zone: only that zone is read and changed; names of the other zones are not refused', async () => {
+  writeSite('shop', `shop.${ORG}`);
+  const writes = fake.mutations().length;
+  const r = await run('cache', '--zone', ORG, '--check');
+  assert.equal(r.code, 0, r.text);
+  assertValid(r.text);
+  assert.doesNotMatch(r.text, /zone example\.com/);
+  assert.doesNotMatch(r.text, new RegExp(`/zones/${com['id'] as string}`), 'example.com was not read');
+  assert.match(
+    r.text,
+    /zone example\.org: cache rules \(1 site names\)\n {2}\+ wpfarm_bypass_admin_logged_in\n {2}\+ wpfarm_static_assets/,
+  );
+  assert.match(r.text, /would change: 2/);
+  assert.equal(fake.mutations().length, writes);
+});

@@ -187,6 +187,7 @@ const OWN: Record<string, string[]> = {
   ],
   'drift.ts': ['roles', 'textfile-dir', 'install-timer', 'unit-dir'],
   'dns.ts': ['zone', 'target', 'no-proxy', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
+  'edge-rules.ts': ['zone', 'sites-dir', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
   'lock.ts': ['force', 'format', 'inventory', 'extra-vars', 'accept-new-host-keys'],
   'list-sites.ts': ['sites-dir', 'format'],
   'migrate-site.ts': ['from', 'domain', 'new-domain', 'state-dir', 'key', 'farm-wordpress', 'until', 'rollback'],
@@ -213,7 +214,7 @@ const OWN: Record<string, string[]> = {
   'scale-site.ts': ['domain', 'id', 'replicas', 'sites-dir'],
 };
 /** commands that take only some of the common options (their own list above names them) */
-const FEW = new Set(['dns.ts', 'provision.ts', 'audit.ts', 'lock.ts', 'capacity.ts']);
+const FEW = new Set(['dns.ts', 'edge-rules.ts', 'provision.ts', 'audit.ts', 'lock.ts', 'capacity.ts']);
 /** modules of playbooks/ that are not commands */
 const NOT_COMMANDS = new Set(['phases.ts']);
 
