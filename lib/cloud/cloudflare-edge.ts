@@ -236,14 +236,21 @@ export class CloudflareEdge extends CloudflareApi {
           if (!cur) {
             if (!args.check)
               await this.call(`POST /zones/${zoneId}/access/apps`, () =>
-                this.client.zeroTrust.access.applications.create({ zone_id: zoneId, ...body } as never),
+                // the body is built as a plain object (appBody) and checked against the spec in the contract tier
+                this.client.zeroTrust.access.applications.create({
+                  zone_id: zoneId,
+                  ...body,
+                } as unknown as Cloudflare.ZeroTrust.Access.ApplicationCreateParams),
               );
             c.created.push(want.name);
           } else if (canonical(appShape(cur)) !== canonical(appShape(body))) {
             const id = String(cur['id']);
             if (!args.check)
               await this.call(`PUT /zones/${zoneId}/access/apps/${id}`, () =>
-                this.client.zeroTrust.access.applications.update(id, { zone_id: zoneId, ...body } as never),
+                this.client.zeroTrust.access.applications.update(id, {
+                  zone_id: zoneId,
+                  ...body,
+                } as unknown as Cloudflare.ZeroTrust.Access.ApplicationUpdateParams),
               );
             c.updated.push(want.name);
           } else c.unchanged.push(want.name);
