@@ -15,7 +15,7 @@ import { STACK_DIR } from '../lib/ops/docker.ts';
 import { Run } from '../lib/play.ts';
 import { sh } from '../lib/shell.ts';
 import type { Role } from '../lib/types.ts';
-import { dropDatabase, SECRET_STORE, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
+import { dropDatabase, PIN_STORE, SECRET_STORE, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
 import { siteNetworkName, stackName } from '../roles/wp-site/stack.ts';
 import { siteDomains, type SiteRecord } from '../roles/wp-site/site.ts';
 import { SITES_DIR_OPTION, findSite, inventoryManagementCidrs, sitesOf } from '../roles/wp-site/playbook-util.ts';
@@ -98,7 +98,7 @@ const removeRole: Role = {
           }
         }
         const st = await ctx.exec(
-          sh`for f in ${`${SECRET_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}; do [ -e "$f" ] && echo "$f"; done; true`,
+          sh`for f in ${`${SECRET_STORE}/${id}.json`} ${`${PIN_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}; do [ -e "$f" ] && echo "$f"; done; true`,
         );
         for (const file of st.stdout.split('\n').filter(Boolean)) changes.push(`remove ${file}`);
         if (!check) {
@@ -106,7 +106,9 @@ const removeRole: Role = {
           for (const m of ctx.hosts('managers'))
             await ctx
               .hostContext(m.name)
-              .exec(sh`rm -f -- ${`${SECRET_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}`, { nothrow: true });
+              .exec(sh`rm -f -- ${`${SECRET_STORE}/${id}.json`} ${`${PIN_STORE}/${id}.json`} ${`${STACK_DIR}/${stack}.yml`}`, {
+                nothrow: true,
+              });
         }
         return { changed: changes.length > 0, changes };
       },

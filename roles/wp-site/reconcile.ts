@@ -20,6 +20,19 @@ import { generateSiteSecrets, type SiteSecretValues } from './secrets.ts';
 import { ensureSiteImages, localImageId, contextHash, registryHasTag, IMAGES_DIR } from './images.ts';
 
 export const SECRET_STORE = '/var/lib/wpfarm/site-secrets';
+/**
+ * Image pins: /var/lib/wpfarm/site-pins/<id>.json on the managers, {"images":{"php-fpm":ref,...},"at","reason"}.
+ * A pinned site is rendered with those images instead of the farm's (playbooks/rollback.ts, or update.ts after
+ * a failed site): a later reconcile does not roll it forward again until an update (wp_site_unpin) succeeds.
+ */
+export const PIN_STORE = '/var/lib/wpfarm/site-pins';
+
+export interface SitePin {
+  /** image per service of the stack: php-fpm, nginx, redis, varnish */
+  images: Record<string, string>;
+  at: string;
+  reason: string;
+}
 
 export interface StoredSecrets extends SiteSecretValues {
   admin_password: string;
@@ -45,6 +58,8 @@ export interface WpSiteSettings {
   sitesDir: string;
   /** only these site ids (empty: every site) */
   only: string[];
+  /** sites whose image pin this run ignores (update.ts rolls them to the farm's images) */
+  unpin?: string[];
   /** site id checked completely (db, dirs, install) even when its stack is unchanged: add-site's target */
   full?: string;
   /** install parameters of `full` */
@@ -98,6 +113,7 @@ export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSite
   return {
     sitesDir: str(v.wp_sites_dir, 'inventory/sites'),
     only: list(v.wp_sites_only),
+    unpin: list(v.wp_site_unpin),
     full,
     install: full
       ? { title: str(v.wp_site_title, ''), adminUser: str(v.wp_site_admin_user, 'wpadmin'), adminEmail: str(v.wp_site_admin_email, '') }
@@ -205,23 +221,38 @@ export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: str
 // ---------------------------------------------------------------------------------------------------
 // the manager probe: services, deploy digests and the secret store in one round trip
 
+const storeLines = (dir: string): string =>
+  sh`for f in ${dir}/*.json; do [ -f "$f" ] && { printf '%s ' "$(basename "$f" .json)"; tr -d '\n' < "$f"; echo; }; done` +
+  ' 2>/dev/null; true';
+
 export function managerProbeScript(): string {
-  return [
-    farmProbeScript(STACK_DIR),
-    'echo %%secrets',
-    sh`for f in ${SECRET_STORE}/*.json; do [ -f "$f" ] && { printf '%s ' "$(basename "$f" .json)"; tr -d '\n' < "$f"; echo; }; done` +
-      ' 2>/dev/null; true',
-  ].join('\n');
+  return [farmProbeScript(STACK_DIR), 'echo %%pins', storeLines(PIN_STORE), 'echo %%secrets', storeLines(SECRET_STORE)].join('\n');
 }
 
 export function parseManagerProbe(out: string): {
   serviceLs: string;
   state: ReturnType<typeof parseFarmProbe>['state'];
   secrets: Map<string, StoredSecrets>;
+  pins: Map<string, SitePin>;
 } {
   const i = out.indexOf('\n%%secrets\n');
-  const head = i >= 0 ? out.slice(0, i) : out;
+  const before = i >= 0 ? out.slice(0, i) : out;
   const tail = i >= 0 ? out.slice(i + '\n%%secrets\n'.length) : '';
+  const j = before.indexOf('\n%%pins\n');
+  const head = j >= 0 ? before.slice(0, j) : before;
+  const pins = new Map<string, SitePin>();
+  for (const line of (j >= 0 ? before.slice(j + '\n%%pins\n'.length) : '').split('\n')) {
+    const sp = line.indexOf(' ');
+    if (sp <= 0) continue;
+    let pin: SitePin;
+    try {
+      pin = JSON.parse(line.slice(sp + 1)) as SitePin;
+    } catch {
+      throw new Error(`site pin ${PIN_STORE}/${line.slice(0, sp)}.json is not valid JSON`);
+    }
+    if (!pin || typeof pin.images !== 'object') throw new Error(`site pin ${PIN_STORE}/${line.slice(0, sp)}.json has no images`);
+    pins.set(line.slice(0, sp), pin);
+  }
   const { serviceLs, state } = parseFarmProbe(head);
   const secrets = new Map<string, StoredSecrets>();
   for (const line of tail.split('\n')) {
@@ -234,7 +265,36 @@ export function parseManagerProbe(out: string): {
       throw new Error(`site secret store ${SECRET_STORE}/${line.slice(0, sp)}.json is not valid JSON`);
     }
   }
-  return { serviceLs, state, secrets };
+  return { serviceLs, state, secrets, pins };
+}
+
+/** The farm's images for one site, with its pin (service → image) applied. */
+export function pinnedImages(images: FarmStackSettings['images'], pin: SitePin | undefined): FarmStackSettings['images'] {
+  if (!pin) return images;
+  const p = pin.images;
+  return {
+    wordpressFpm: p['php-fpm'] ?? images.wordpressFpm,
+    nginx: p.nginx ?? images.nginx,
+    redis: p.redis ?? images.redis,
+    varnish: p.varnish ?? images.varnish,
+  };
+}
+
+/** Write (pin given) or remove (undefined) a site's pin on every manager; returns the managers not updated. */
+export async function writePin(ctx: StepContext, id: string, pin: SitePin | undefined): Promise<string[]> {
+  const missed: string[] = [];
+  for (const h of ctx.hosts('managers')) {
+    const m = h.name === ctx.host.name ? ctx : ctx.hostContext(h.name);
+    try {
+      if (pin) {
+        await m.exec(sh`install -d -m 0700 ${PIN_STORE}`);
+        await (await connOf(m)).put(`${PIN_STORE}/${id}.json`, `${JSON.stringify(pin)}\n`, { mode: 0o600 });
+      } else await m.exec(sh`rm -f -- ${`${PIN_STORE}/${id}.json`}`);
+    } catch (e) {
+      missed.push(`${h.name} (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+  return missed;
 }
 
 export function newStoredSecrets(now = new Date()): StoredSecrets {

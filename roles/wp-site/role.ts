@@ -14,7 +14,8 @@
 //   WordPress install    install      wpfarm-install when WordPress is not installed yet
 // (DNS records are add-site's: it reads the inventory's cloudflare section.)
 //
-// Variables: wp_sites_dir (default inventory/sites), wp_sites_only (ids), wp_site_full (one id checked
+// Variables: wp_sites_dir (default inventory/sites), wp_sites_only (ids), wp_site_unpin (ids whose image pin
+// (rollback.ts) is ignored: update.ts), wp_site_full (one id checked
 // completely: database, directories, install, used by add-site), wp_site_title, wp_site_admin_user,
 // wp_site_admin_email, site_base_image, registry / registry_push, gluster_mount, swarm_endpoint_mode,
 // overlay_encrypted, wp_db_host, galera_writer_port, wp_db_user_host, wp_site_wait (s), wp_site_placement.

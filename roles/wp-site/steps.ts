@@ -32,6 +32,7 @@ import {
   managerProbeScript,
   newStoredSecrets,
   parseManagerProbe,
+  pinnedImages,
   readSites,
   SECRET_STORE,
   siteImages,
@@ -117,13 +118,21 @@ export function planFarm(a: {
   const hashes = Object.fromEntries([...stored].map(([id, v]) => [id, siteSecretHashes(v.value)]));
   const farm = farmSettings(a.settings, a.images, hashes, a.vars);
   farm.dbUsers = Object.fromEntries([...stored].filter(([, v]) => v.value.db_user).map(([k, v]) => [k, v.value.db_user!]));
-  const rendered = a.sites.map((site) => renderSiteStack(site, farm));
+  // a pinned site keeps its images (rollback) unless this run unpins it (update.ts: wp_site_unpin)
+  const unpin = new Set(a.settings.unpin ?? []);
+  const pinOf = (id: string) => (unpin.has(id) ? undefined : probe.pins.get(id));
+  const rendered = a.sites.map((site) => {
+    const pin = pinOf(site.id);
+    return renderSiteStack(site, pin ? { ...farm, images: pinnedImages(farm.images, pin) } : farm);
+  });
   const diff = diffFarm(rendered, probe.serviceLs, probe.state);
   const sites = a.sites.map((site, i): SiteState => {
     const r = rendered[i]!;
     const d = diff.changes.find((c) => c.stack === r.stack);
     const reasons = d ? [`${d.action}: ${d.reasons.join('; ')}`] : [];
     if (a.settings.full === site.id) reasons.push('checked completely (add-site)');
+    const pin = pinOf(site.id);
+    if (pin && reasons.length) reasons.push(`images pinned (${pin.reason}, ${pin.at})`);
     return { site, rendered: r, stored: stored.get(site.id)!.value, newSecrets: stored.get(site.id)!.fresh, reasons };
   });
   const recorded = new Set((a.recorded ?? a.sites.map((x) => x.id)).map(stackName));

@@ -1,0 +1,255 @@
+// Farm-wide updates: the steps that talk to the farm (the pure part is plan.ts and plugins.ts). The playbooks
+// (update.ts, rollback.ts) compose them with the wp-site role, wave by wave:
+//
+//   update plan      images built (or, --check, their tags computed), ONE probe of the managers (every service's
+//                    image, the image pins) and ONE of the files host (each site's plugin links): per site, what
+//                    changes
+//   wp-site          the role itself, for the wave's sites (wp_sites_only, wp_site_unpin): Swarm rolls each
+//                    service with the stack's update_config (parallelism 1, delay, failure_action rollback,
+//                    monitor, health checks); the role waits until the stacks converge
+//   wave verify      ONE `docker service inspect` of the wave's services: a site whose service was rolled back
+//                    (or runs another image) failed
+//   after the wave   per good site: the database upgrade (once, when the core image changed), the plugin set
+//                    (new dir + rename, previous kept) and a request through the site's nginx; a site failing
+//                    here gets its previous plugins back. A failed site is pinned to its previous images.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { $ } from 'zx';
+import { InputError } from '../../lib/errors.ts';
+import { task } from '../../lib/ops/base.ts';
+import { sh } from '../../lib/shell.ts';
+import type { Role, StepContext } from '../../lib/types.ts';
+import { siteImages, writePin, execInService, wpSiteSettings, PIN_STORE, type ImageRefs, type SitePin } from '../wp-site/reconcile.ts';
+import { stackName } from '../wp-site/stack.ts';
+import type { SiteRecord } from '../wp-site/site.ts';
+import { coreChanged, imageChanges, INSPECT_FORMAT, stackImages, verdict, type ServiceImages } from './plan.ts';
+import {
+  checkZipEntries,
+  parsePluginProbe,
+  pluginChanges,
+  pluginProbeScript,
+  PREVIOUS,
+  removePluginScript,
+  storeZip,
+  switchPluginScript,
+  type PluginRef,
+  type SitePlugin,
+} from './plugins.ts';
+
+/** One site as the plan found it. */
+export interface SitePlan {
+  site: SiteRecord;
+  stack: string;
+  /** image per service now (empty: the stack is not deployed) */
+  from: ServiceImages;
+  /** image per service after the update */
+  to: ServiceImages;
+  /** the site's plugins of the set, now */
+  plugins: Record<string, SitePlugin>;
+  pinned?: SitePin;
+  /** "php-fpm: A -> B", "plugin x: 1 -> 2": empty when the site runs the target already */
+  changes: string[];
+}
+
+export interface UpdatePlan {
+  manager: string;
+  filesHost: string;
+  glusterMount: string;
+  images: ImageRefs;
+  sites: SitePlan[];
+}
+
+/** The image per service a site's stack renders with the farm's images. */
+export function targetImages(site: SiteRecord, images: ImageRefs): ServiceImages {
+  return {
+    nginx: images.nginx,
+    'php-fpm': images.wordpressFpm,
+    redis: images.redis,
+    ...(site.cache.varnish ? { varnish: images.varnish } : {}),
+  };
+}
+
+/** A role of one runOnce step on the managers (the playbooks' own steps). */
+export function onceRole(name: string, title: string, run: (ctx: StepContext) => Promise<{ changes?: string[]; skipped?: string }>): Role {
+  return {
+    name,
+    hosts: 'managers[0]',
+    steps: () => [
+      task(
+        title,
+        async (ctx) => {
+          const r = await run(ctx);
+          if (r.skipped) return { skipped: r.skipped };
+          return { changed: (r.changes ?? []).length > 0, changes: r.changes ?? [] };
+        },
+        { runOnce: true },
+      ),
+    ],
+  };
+}
+
+/** Probe the first manager that answers: every service's image and the image pins. */
+export async function probeImages(
+  ctx: StepContext,
+): Promise<{ m: StepContext; images: Map<string, ServiceImages>; pins: Map<string, SitePin> }> {
+  let first: unknown;
+  for (const h of ctx.hosts('managers')) {
+    const m = h.name === ctx.host.name ? ctx : ctx.hostContext(h.name);
+    try {
+      const out = (
+        await m.exec(
+          [
+            "docker service ls --format '{{json .}}'",
+            'echo %%pins',
+            sh`for f in ${PIN_STORE}/*.json; do [ -f "$f" ] && { printf '%s ' "$(basename "$f" .json)"; tr -d '\n' < "$f"; echo; }; done 2>/dev/null; true`,
+          ].join('\n'),
+          { timeoutMs: 60_000 },
+        )
+      ).stdout;
+      const [ls = '', pinText = ''] = out.split('\n%%pins\n');
+      const pins = new Map<string, SitePin>();
+      for (const line of pinText.split('\n')) {
+        const sp = line.indexOf(' ');
+        if (sp > 0) pins.set(line.slice(0, sp), JSON.parse(line.slice(sp + 1)) as SitePin);
+      }
+      return { m, images: stackImages(ls), pins };
+    } catch (e) {
+      first ??= e;
+      ctx.log(`${h.name} does not answer (${(e as Error).message.split('\n')[0]}); trying the next manager`);
+    }
+  }
+  throw first ?? new Error('update: the inventory has no managers');
+}
+
+/** The plan: images (built unless check), current images, pins and plugins of every selected site. */
+export async function planUpdate(ctx: StepContext, sites: SiteRecord[], plugins: Record<string, string>): Promise<UpdatePlan> {
+  const s = wpSiteSettings(ctx);
+  const images = await siteImages(s, ctx.check, (line) => ctx.log(line));
+  if (ctx.check && images.changes.length) for (const c of images.changes) ctx.log(c);
+  const probe = await probeImages(ctx);
+  const slugs = Object.keys(plugins);
+  const siteDirs = Object.fromEntries(sites.map((x) => [x.id, `${s.glusterMount}/${x.id}`]));
+  const pluginState = slugs.length
+    ? parsePluginProbe((await ctx.hostContext(s.filesHost).exec(pluginProbeScript(siteDirs, slugs), { timeoutMs: 60_000 })).stdout)
+    : new Map<string, Record<string, SitePlugin>>();
+  return {
+    manager: probe.m.host.name,
+    filesHost: s.filesHost,
+    glusterMount: s.glusterMount,
+    images,
+    sites: sites.map((site): SitePlan => {
+      const stack = stackName(site.id);
+      const from = probe.images.get(stack) ?? {};
+      const to = targetImages(site, images);
+      const have = pluginState.get(site.id) ?? {};
+      const changes = [...imageChanges(from, to), ...pluginChanges(have, plugins)];
+      return { site, stack, from, to, plugins: have, pinned: probe.pins.get(site.id), changes };
+    }),
+  };
+}
+
+/** After the wave's wp-site run: which sites Swarm kept on the new images (one `docker service inspect`). */
+export async function verifyWave(m: StepContext, wave: SitePlan[]): Promise<Map<string, string[]>> {
+  const services = wave.flatMap((x) => Object.keys(x.to).map((svc) => `${x.stack}_${svc}`));
+  const r = await m.exec(sh`docker service inspect --format ${INSPECT_FORMAT} ${services}`, { nothrow: true });
+  const failed = new Map<string, string[]>();
+  for (const x of wave) {
+    const v = verdict(x.stack, r.stdout, x.to);
+    if (!v.ok) failed.set(x.site.id, v.reasons);
+  }
+  return failed;
+}
+
+/** The database upgrade of one site after a core update (once: in one php-fpm task). */
+export async function upgradeDb(m: StepContext, x: SitePlan): Promise<{ changed: boolean; line: string }> {
+  const res = await execInService(m, `${x.stack}_php-fpm`, ['wpfarm-upgrade-db']);
+  const line = res.stdout.trim().split('\n').pop() ?? '';
+  let out: { changed?: boolean; error?: string; from?: number; to?: number } = {};
+  try {
+    out = JSON.parse(line) as typeof out;
+  } catch {
+    // handled below
+  }
+  if (res.code !== 0 || out.error) throw new Error(`database upgrade failed on ${res.node}: ${out.error ?? (res.stderr.trim() || line)}`);
+  return { changed: !!out.changed, line: out.changed ? `database upgraded (db_version ${out.from} -> ${out.to})` : '' };
+}
+
+/** One request through the site's nginx (in one of its tasks): the site answers 200. */
+export async function siteAnswers(m: StepContext, x: SitePlan): Promise<string | null> {
+  const res = await execInService(m, `${x.stack}_nginx`, [
+    'curl',
+    '-s',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    '--max-time',
+    '20',
+    '-H',
+    `Host: ${x.site.domain}`,
+    '-H',
+    'X-Forwarded-Proto: https',
+    `http://127.0.0.1:8080/?wpfarm-update-check=${Date.now()}`,
+  ]);
+  const code = res.stdout.trim();
+  return code === '200' ? null : `GET / through nginx answered ${code || `nothing (${res.stderr.trim()})`}`;
+}
+
+/** The content of a store zip as a tar of its slug directory (checked: one top directory, the slug). */
+export async function pluginTar(store: string, p: PluginRef): Promise<Buffer> {
+  const zip = storeZip(store, p);
+  const list = await $({ quiet: true, nothrow: true })`unzip -Z1 ${zip}`;
+  if (list.exitCode !== 0) throw new InputError(`${zip}: not a readable zip (${list.stderr.trim()})`);
+  checkZipEntries(list.stdout.split('\n'), p, zip);
+  const tmp = mkdtempSync(path.join(tmpdir(), 'wpfarm-plugin-'));
+  try {
+    await $({ quiet: true })`unzip -q ${zip} -d ${tmp}`;
+    const tar = await $({ quiet: true })`tar -C ${tmp} -cf - ${p.slug}`;
+    return tar.buffer();
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Put the plugin set on one site (each plugin: its own new dir + rename). Returns the change lines. */
+export async function applyPlugins(
+  files: StepContext,
+  siteDir: string,
+  set: Record<string, string>,
+  tars: Map<string, Buffer>,
+): Promise<string[]> {
+  const changes: string[] = [];
+  for (const [slug, version] of Object.entries(set)) {
+    const tar = tars.get(`${slug}@${version}`);
+    if (!tar) throw new Error(`plugin ${slug}@${version}: not read from the store`);
+    const r = await files.exec(switchPluginScript({ siteDir, slug, version, tar: true }), { stdin: tar, timeoutMs: 120_000 });
+    const out = r.stdout.trim().split('\n').pop() ?? '';
+    if (out.startsWith('switched')) changes.push(`plugin ${slug}: ${out.slice('switched '.length)} -> ${version}`);
+  }
+  return changes;
+}
+
+/** Put a site's plugins back to `from` (slug → version, null: the plugin was not there). */
+export async function restorePlugins(files: StepContext, siteDir: string, from: Record<string, string | null>): Promise<string[]> {
+  const changes: string[] = [];
+  for (const [slug, version] of Object.entries(from)) {
+    // 'unmanaged': a directory wpfarm did not install, moved aside by the switch: its `previous`
+    const script =
+      version === null
+        ? removePluginScript({ siteDir, slug })
+        : switchPluginScript({ siteDir, slug, version: version === 'unmanaged' ? PREVIOUS : version, tar: false });
+    const r = await files.exec(script, { timeoutMs: 60_000 });
+    const out = r.stdout.trim().split('\n').pop() ?? '';
+    if (out !== 'unchanged') changes.push(`plugin ${slug}: ${out.replace(/^switched /, '')} -> ${version ?? '(none)'}`);
+  }
+  return changes;
+}
+
+/** Pin a site to images on every manager (none missed, or an error). */
+export async function pinSite(m: StepContext, id: string, images: ServiceImages, reason: string): Promise<void> {
+  const missed = await writePin(m, id, { images, at: new Date().toISOString(), reason });
+  if (missed.length) m.log(`${id}: the image pin was not written on ${missed.join(', ')}`);
+}
+
+export { coreChanged };
