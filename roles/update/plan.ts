@@ -4,6 +4,7 @@
 // rolled it back (`docker service inspect`), and the resumable state file. No I/O here but the state file's
 // parse of a text the caller read.
 import { createHash } from 'node:crypto';
+import type { OptionSpec } from '../../lib/cli.ts';
 import { InputError } from '../../lib/errors.ts';
 import { globToRegExp } from '../../lib/patterns.ts';
 import { nullAsAbsent, validate, z } from '../../lib/schema.ts';
@@ -150,6 +151,15 @@ export function verdict(stack: string, inspect: string, want: ServiceImages): { 
 
 // ---------------------------------------------------------------------------------------------------
 // the state file (resumable runs, and what rollback returns to)
+
+/** --state, declared once for update.ts and rollback.ts. */
+export const STATE_OPTION: OptionSpec = {
+  name: 'state',
+  type: 'string',
+  arg: 'FILE',
+  default: '.wpfarm/state/update.json',
+  help: 'the update state file (a rerun resumes from it; rollback.ts returns to what it recorded)',
+};
 
 const Images = z.record(z.string(), z.string());
 const Plugins = z.record(z.string(), z.string().nullable());

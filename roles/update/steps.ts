@@ -253,3 +253,73 @@ export async function pinSite(m: StepContext, id: string, images: ServiceImages,
 }
 
 export { coreChanged };
+
+/** What became of one site of a wave. */
+export interface SiteOutcome {
+  ok: boolean;
+  reasons: string[];
+  changes: string[];
+  dbUpgraded: boolean;
+}
+
+/** The plugins of the set a site had before (slug → version, null: absent). */
+export function pluginsBefore(x: SitePlan, set: Record<string, string>): Record<string, string | null> {
+  return Object.fromEntries(Object.keys(set).map((slug) => [slug, x.plugins[slug]?.current ?? null]));
+}
+
+/**
+ * After the wave's wp-site run: Swarm's verdict per site (imageSites: the sites whose images changed), then per
+ * good site the database upgrade (core changed), the plugin set and a request; a site failing after its plugin
+ * switch gets its plugins back; a site whose images Swarm did not keep is pinned to the images it had.
+ */
+export async function afterWave(
+  ctx: StepContext,
+  plan: UpdatePlan,
+  wave: SitePlan[],
+  a: { imageSites: Set<string>; plugins: Record<string, string>; tars: Map<string, Buffer> },
+): Promise<Map<string, SiteOutcome>> {
+  const m = plan.manager === ctx.host.name ? ctx : ctx.hostContext(plan.manager);
+  const files = ctx.hostContext(plan.filesHost);
+  const failed = a.imageSites.size ? await verifyWave(m, wave.filter((x) => a.imageSites.has(x.site.id))) : new Map<string, string[]>();
+  const out = new Map<string, SiteOutcome>();
+  for (const x of wave) {
+    const id = x.site.id;
+    const o: SiteOutcome = { ok: true, reasons: [], changes: [], dbUpgraded: false };
+    out.set(id, o);
+    const bad = failed.get(id);
+    if (bad) {
+      o.ok = false;
+      o.reasons.push(...bad);
+      if (Object.keys(x.from).length) {
+        await pinSite(m, id, x.from, `update.ts: ${bad[0]}`);
+        o.changes.push(`images pinned to the previous ones (${PIN_STORE}/${id}.json)`);
+      }
+      continue;
+    }
+    if (a.imageSites.has(id)) o.changes.push(...imageChanges(x.from, x.to));
+    const siteDir = `${plan.glusterMount}/${id}`;
+    let switched = false;
+    try {
+      if (a.imageSites.has(id) && coreChanged(x.from, x.to)) {
+        const db = await upgradeDb(m, x);
+        o.dbUpgraded = true;
+        if (db.line) o.changes.push(db.line);
+      }
+      if (Object.keys(a.plugins).length) {
+        switched = true;
+        o.changes.push(...(await applyPlugins(files, siteDir, a.plugins, a.tars)));
+      }
+      const answer = await siteAnswers(m, x);
+      if (answer) throw new Error(answer);
+      if (x.pinned && a.imageSites.has(id)) await writePin(m, id, undefined);
+    } catch (e) {
+      o.ok = false;
+      o.reasons.push((e as Error).message.split('\n')[0]!);
+      if (switched) {
+        const back = await restorePlugins(files, siteDir, pluginsBefore(x, a.plugins)).catch((err: Error) => [`plugins NOT restored: ${err.message}`]);
+        o.changes.push(...back.map((c) => `restored ${c}`));
+      }
+    }
+  }
+  return out;
+}
