@@ -41,14 +41,34 @@ the plugins (atomic switch, previous kept) and a request per site. A failed cana
 failed sites, stops every later wave; a failed site is put back on its previous images and plugins. --check lists
 per site what would change. Rerun to resume (finished sites are skipped). Exit 2 names the failed site(s).`,
   options: [
-    { name: 'images', type: 'string', arg: 'DIR', defaultHelp: "the inventory's site_images_dir, else files/images", help: 'build contexts of the site images' },
+    {
+      name: 'images',
+      type: 'string',
+      arg: 'DIR',
+      defaultHelp: "the inventory's site_images_dir, else files/images",
+      help: 'build contexts of the site images',
+    },
     { name: 'plugin', type: 'list', arg: 'SLUG@VER', repeatable: true, help: 'a plugin of the set to install from the plugin store' },
-    { name: 'plugin-store', type: 'string', arg: 'DIR', defaultHelp: "the inventory's plugin_store, else .wpfarm/plugins", help: 'the plugin store: DIR/<slug>/<slug>-<version>.zip' },
+    {
+      name: 'plugin-store',
+      type: 'string',
+      arg: 'DIR',
+      defaultHelp: "the inventory's plugin_store, else .wpfarm/plugins",
+      help: 'the plugin store: DIR/<slug>/<slug>-<version>.zip',
+    },
     { name: 'only', type: 'list', arg: 'P1,P2', repeatable: true, help: 'only these sites: ids, domains or globs' },
     { name: 'except', type: 'list', arg: 'P1,P2', repeatable: true, help: 'not these sites: ids, domains or globs' },
     { name: 'canary', type: 'string', arg: 'N|P%', default: '1', help: 'sites of the canary wave' },
     { name: 'wave-size', type: 'string', arg: 'N|P%', default: '25%', help: 'sites per later wave (of the selection)' },
-    { name: 'max-failures', type: 'integer', arg: 'K', default: 0, min: 0, max: 100_000, help: 'stop the waves when more than K sites failed' },
+    {
+      name: 'max-failures',
+      type: 'integer',
+      arg: 'K',
+      default: 0,
+      min: 0,
+      max: 100_000,
+      help: 'stop the waves when more than K sites failed',
+    },
     STATE_OPTION,
     { ...SITES_DIR_OPTION, default: undefined, defaultHelp: 'vars.wp_sites_dir, else inventory/sites' },
   ],
@@ -131,7 +151,7 @@ try {
     `${pending.length} site(s) to update in ${waves.length} wave(s)${skipped ? `, ${skipped} finished earlier (${f.state})` : ''}, ` +
       `${selected.length - todo.length} up to date`,
   );
-  waves.forEach((w, i) => run.reporter.say(`  wave ${base + i}${i === 0 ? ' (canary)' : ''}: ${w.join(' ')}`));
+  for (const [i, w] of waves.entries()) run.reporter.say(`  wave ${base + i}${i === 0 ? ' (canary)' : ''}: ${w.join(' ')}`);
   if (check || !waves.length) await run.exit();
   writePrivateFile(f.state, stateText(state));
 
@@ -155,7 +175,9 @@ try {
     await run.role(
       onceRole('update', `wave ${n}: verify, database, plugins`, async (ctx) => {
         outcomes = await afterWave(ctx, p, wave, { imageSites: new Set(imageSites), plugins, tars });
-        return { changes: [...outcomes].flatMap(([id, o]) => [...o.changes, ...o.reasons.map((x) => `FAILED: ${x}`)].map((c) => `${id}: ${c}`)) };
+        return {
+          changes: [...outcomes].flatMap(([id, o]) => [...o.changes, ...o.reasons.map((x) => `FAILED: ${x}`)].map((c) => `${id}: ${c}`)),
+        };
       }),
     );
     const failedNow = [...outcomes].filter(([, o]) => !o.ok).map(([id]) => id);

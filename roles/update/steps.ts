@@ -280,7 +280,12 @@ export async function afterWave(
 ): Promise<Map<string, SiteOutcome>> {
   const m = plan.manager === ctx.host.name ? ctx : ctx.hostContext(plan.manager);
   const files = ctx.hostContext(plan.filesHost);
-  const failed = a.imageSites.size ? await verifyWave(m, wave.filter((x) => a.imageSites.has(x.site.id))) : new Map<string, string[]>();
+  const failed = a.imageSites.size
+    ? await verifyWave(
+        m,
+        wave.filter((x) => a.imageSites.has(x.site.id)),
+      )
+    : new Map<string, string[]>();
   const out = new Map<string, SiteOutcome>();
   for (const x of wave) {
     const id = x.site.id;
@@ -316,7 +321,9 @@ export async function afterWave(
       o.ok = false;
       o.reasons.push((e as Error).message.split('\n')[0]!);
       if (switched) {
-        const back = await restorePlugins(files, siteDir, pluginsBefore(x, a.plugins)).catch((err: Error) => [`plugins NOT restored: ${err.message}`]);
+        const back = await restorePlugins(files, siteDir, pluginsBefore(x, a.plugins)).catch((err: Error) => [
+          `plugins NOT restored: ${err.message}`,
+        ]);
         o.changes.push(...back.map((c) => `restored ${c}`));
       }
     }

@@ -137,3 +137,46 @@ export async function convergeSitePrerequisites(work: string): Promise<void> {
     if (r.code !== 0) throw new Error(`prerequisite ${script} ${args.join(' ')} failed:\n${r.out.slice(-3000)}`);
   }
 }
+
+/**
+ * A bounded request loop against a site (as lab 62 measures availability): a container on traefik-public on
+ * `node` sends a GET every 200 ms to the site's nginx service by its Swarm DNS name with the site's Host header
+ * and a unique query string (no cache hit), no retry; it stops by itself after `maxSeconds` or on `stopLoop`.
+ * `image` needs bash and curl (the site's nginx image has both).
+ */
+export async function startLoop(a: { name: string; node: string; domain: string; stack: string; image: string; maxSeconds?: number }) {
+  const script = String.raw`
+i=0; end=$(( $(date +%s) + ${a.maxSeconds ?? 1200} ))
+while [ ! -e /tmp/stop ] && [ "$(date +%s)" -lt "$end" ]; do
+  i=$((i+1))
+  r=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --connect-timeout 5 --max-time 15 -H "Host: $SITE" -H 'X-Forwarded-Proto: https' "http://$SVC/?loop=$i")
+  echo "$(date +%s.%N) $i $r"
+  sleep 0.2
+done`;
+  await ssh(
+    a.node,
+    `docker rm -f ${quote(a.name)} >/dev/null 2>&1; docker run -d --name ${quote(a.name)} --network traefik-public ` +
+      `-e SITE=${quote(a.domain)} -e SVC=${quote(`${a.stack}_nginx:8080`)} --entrypoint bash ${quote(a.image)} -c ${quote(script)}`,
+  );
+}
+
+export interface LoopSample {
+  at: number;
+  n: number;
+  code: string;
+  ms: number;
+}
+
+/** The loop's requests so far (epoch seconds, sequence, HTTP code, ms). */
+export async function loopSamples(node: string, name: string): Promise<LoopSample[]> {
+  const out = await ssh(node, `docker logs ${quote(name)} 2>&1`);
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((c) => c.length === 4)
+    .map(([at, n, code, secs]) => ({ at: Number(at), n: Number(n), code: code!, ms: Math.round(Number(secs) * 1000) }));
+}
+
+export async function stopLoop(node: string, name: string): Promise<void> {
+  await ssh(node, `docker rm -f ${quote(name)}`, { nothrow: true });
+}
