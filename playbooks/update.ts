@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { writePrivateFile } from '../lib/output.ts';
+import { loadInventory } from '../lib/inventory.ts';
 import { Run } from '../lib/play.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { SITES_DIR_OPTION, inventoryManagementCidrs, sitesOf } from '../roles/wp-site/playbook-util.ts';
@@ -88,11 +89,11 @@ const f = parsed.opts as {
   'sites-dir'?: string;
 };
 const check = parsed.flags.check;
-const run = Run.fromParsed(parsed, { name: 'update' });
 const failedSites = new Map<string, string[]>();
-try {
-  // ---- bad input first: nothing runs before all of it is checked
-  const iv = run.inventory.vars;
+// ---- bad input first: nothing runs (no Run, no lock, no connection) before all of it is checked
+let input: Awaited<ReturnType<typeof checkInput>>;
+async function checkInput() {
+  const iv = loadInventory(parsed.flags.inventory).vars;
   const canary = parseCount(f.canary, '--canary');
   const waveSize = parseCount(f['wave-size'], '--wave-size');
   const plugins = pluginSet(f.plugin ?? []);
@@ -111,7 +112,16 @@ try {
   const prev: UpdateState | undefined = existsSync(f.state) ? parseState(readFileSync(f.state, 'utf8'), f.state) : undefined;
   const tars = new Map<string, Buffer>();
   for (const [slug, version] of Object.entries(plugins)) tars.set(`${slug}@${version}`, await pluginTar(store, { slug, version }));
-
+  return { canary, waveSize, plugins, imagesDir, sitesDir, selected, prev, tars };
+}
+try {
+  input = await checkInput();
+} catch (e) {
+  fail(e);
+}
+const { canary, waveSize, plugins, imagesDir, sitesDir, selected, prev, tars } = input;
+const run = Run.fromParsed(parsed, { name: 'update' });
+try {
   for (const h of run.inventory.hosts.values()) {
     h.vars.wp_sites_dir = sitesDir;
     if (imagesDir) h.vars.site_images_dir = imagesDir;
