@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { writePrivateFile } from '../lib/output.ts';
+import { loadInventory } from '../lib/inventory.ts';
 import { Run } from '../lib/play.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { wpSiteSettings } from '../roles/wp-site/reconcile.ts';
@@ -30,13 +31,13 @@ the site) and checks a request. Exit 2 names the site(s) that could not be rolle
 };
 const parsed = parseOrExit(process.argv.slice(2), CMD);
 const f = parsed.opts as { site?: string[]; wave?: number; state: string; 'sites-dir'?: string };
-const run = Run.fromParsed(parsed, { name: 'rollback' });
 const failed = new Map<string, string[]>();
-try {
+// bad input first: nothing runs before the state file and the sites are checked
+function checkInput() {
   if (!f.site === (f.wave === undefined)) throw new InputError('give --site S or --wave N (one of them)');
   if (!existsSync(f.state)) throw new InputError(`no update state file ${f.state} (--state): nothing recorded to return to`);
-  let state = parseState(readFileSync(f.state, 'utf8'), f.state);
-  const iv = run.inventory.vars;
+  const state = parseState(readFileSync(f.state, 'utf8'), f.state);
+  const iv = loadInventory(parsed.flags.inventory).vars;
   const sitesDir = f['sites-dir'] ?? (typeof iv.wp_sites_dir === 'string' ? iv.wp_sites_dir : 'inventory/sites');
   const records = sitesOf(sitesDir, inventoryManagementCidrs(parsed.flags));
   const ids = f.site ? f.site.map((k) => findSite(records, k).id) : waveSites(state, f.wave!);
@@ -45,8 +46,21 @@ try {
   if (unknown.length) throw new InputError(`no update of ${unknown.join(', ')} is recorded in ${f.state}`);
   const plans: SitePlan[] = ids.map((id) => {
     const e = state.sites[id]!;
+    // from/to as the rollback sees them: from what the update put, to what the site had
     return { site: findSite(records, id), stack: stackName(id), from: e.to.images, to: e.from.images, plugins: {}, changes: [] };
   });
+  return { state, sitesDir, ids, plans };
+}
+let input: ReturnType<typeof checkInput>;
+try {
+  input = checkInput();
+} catch (e) {
+  fail(e);
+}
+const { sitesDir, ids, plans } = input;
+let state = input.state;
+const run = Run.fromParsed(parsed, { name: 'rollback' });
+try {
   for (const h of run.inventory.hosts.values()) {
     h.vars.wp_sites_dir = sitesDir;
     h.vars.wp_sites_only = ids.join(',');

@@ -184,7 +184,7 @@ try {
     let outcomes = new Map<string, SiteOutcome>();
     await run.role(
       onceRole('update', `wave ${n}: verify, database, plugins`, async (ctx) => {
-        outcomes = await afterWave(ctx, p, wave, { imageSites: new Set(imageSites), plugins, tars });
+        outcomes = await afterWave(ctx, p, wave, { imageSites: new Set(imageSites), plugins, tars, resumed: earlier });
         return {
           changes: [...outcomes].flatMap(([id, o]) => [...o.changes, ...o.reasons.map((x) => `FAILED: ${x}`)].map((c) => `${id}: ${c}`)),
         };

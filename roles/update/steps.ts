@@ -276,7 +276,13 @@ export async function afterWave(
   ctx: StepContext,
   plan: UpdatePlan,
   wave: SitePlan[],
-  a: { imageSites: Set<string>; plugins: Record<string, string>; tars: Map<string, Buffer> },
+  a: {
+    imageSites: Set<string>;
+    plugins: Record<string, string>;
+    tars: Map<string, Buffer>;
+    /** sites of an interrupted run of the same target: their database upgrade may not have run */
+    resumed?: Set<string>;
+  },
 ): Promise<Map<string, SiteOutcome>> {
   const m = plan.manager === ctx.host.name ? ctx : ctx.hostContext(plan.manager);
   const files = ctx.hostContext(plan.filesHost);
@@ -305,7 +311,7 @@ export async function afterWave(
     const siteDir = `${plan.glusterMount}/${id}`;
     let switched = false;
     try {
-      if (a.imageSites.has(id) && coreChanged(x.from, x.to)) {
+      if ((a.imageSites.has(id) && coreChanged(x.from, x.to)) || a.resumed?.has(id)) {
         const db = await upgradeDb(m, x);
         o.dbUpgraded = true;
         if (db.line) o.changes.push(db.line);
