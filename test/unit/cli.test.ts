@@ -209,9 +209,11 @@ const OWN: Record<string, string[]> = {
   'remove-site.ts': ['domain', 'id', 'yes', 'no-backup', 'keep-files', 'sites-dir'],
   'restore-db.ts': ['site', 'date', 'into', 'yes', 'local', 'sites-dir'],
   'restore-files.ts': ['site', 'date', 'yes', 'local', 'sites-dir'],
+  'rollback.ts': ['site', 'wave', 'state', 'sites-dir'],
   'rotate-secrets.ts': ['domain', 'all', 'due', 'sites-dir'],
   'run-role.ts': [],
   'scale-site.ts': ['domain', 'id', 'replicas', 'sites-dir'],
+  'update.ts': ['images', 'plugin', 'plugin-store', 'only', 'except', 'canary', 'wave-size', 'max-failures', 'state', 'sites-dir'],
 };
 /** commands that take only some of the common options (their own list above names them) */
 const FEW = new Set(['dns.ts', 'edge-rules.ts', 'provision.ts', 'audit.ts', 'lock.ts', 'capacity.ts']);
