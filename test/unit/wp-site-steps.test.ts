@@ -445,4 +445,31 @@ test('Ctrl-C during a step: the site in progress is finished, the next site is n
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+
+test('image pins (rollback.ts): a pinned site renders with its pinned images; wp_site_unpin (update.ts) ignores the pin', () => {
+  const { sites, out } = converged(['blog1', 'blog2']);
+  assert.equal(plan(sites, out).todo.length, 0, 'converged');
+  const pinned = {
+    'php-fpm': '10.10.0.2:5000/wpfarm/wordpress-fpm:0000000000000001',
+    nginx: '10.10.0.2:5000/wpfarm/nginx:0000000000000002',
+  };
+  const pin = { images: pinned, at: '2026-12-06T03:00:00.000Z', reason: 'rollback.ts' };
+  const withPin = out.replace('%%secrets', `%%pins\nblog1 ${JSON.stringify(pin)}\n%%secrets`);
+  const st = plan(sites, withPin);
+  assert.deepEqual(
+    st.todo.map((x) => x.site.id),
+    ['blog1'],
+  );
+  const b1 = st.sites.find((x) => x.site.id === 'blog1')!;
+  assert.equal(b1.rendered.services['php-fpm']!.image, pinned['php-fpm']);
+  assert.equal(b1.rendered.services.nginx!.image, pinned.nginx);
+  assert.equal(b1.rendered.services.redis!.image, IMAGES.redis, 'a service the pin does not name keeps the farm image');
+  assert.match(b1.reasons.join(' '), /images pinned \(rollback\.ts, 2026-12-06T03:00:00\.000Z\)/);
+  assert.match(b1.rendered.yaml, /wordpress-fpm:0000000000000001/);
+  // update.ts rolls the site to the farm's images: the pin is ignored for it
+  assert.equal(plan(sites, withPin, { unpin: ['blog1'] }).todo.length, 0);
+  assert.throws(
+    () => plan(sites, out.replace('%%secrets', '%%pins\nblog1 {broken\n%%secrets')),
+    /site pin .*blog1\.json is not valid JSON/,
+  );
 });
