@@ -157,11 +157,11 @@ try {
   const waves = planWaves(pending, canary, waveSize);
   const base = state.waves.length;
   state = { ...state, waves: [...state.waves, ...waves] };
-  run.reporter.say(
+  run.say(
     `${pending.length} site(s) to update in ${waves.length} wave(s)${skipped ? `, ${skipped} finished earlier (${f.state})` : ''}, ` +
       `${selected.length - todo.length} up to date`,
   );
-  for (const [i, w] of waves.entries()) run.reporter.say(`  wave ${base + i}${i === 0 ? ' (canary)' : ''}: ${w.join(' ')}`);
+  for (const [i, w] of waves.entries()) run.say(`  wave ${base + i}${i === 0 ? ' (canary)' : ''}: ${w.join(' ')}`);
   if (check || !waves.length) await run.exit();
   writePrivateFile(f.state, stateText(state));
 
@@ -217,7 +217,7 @@ try {
     if (stop) state = { ...state, stopped: stop };
     writePrivateFile(f.state, stateText(state));
     if (stop) {
-      run.reporter.say(`\nupdate stopped: ${stop}; ${waves.length - i - 1} later wave(s) not started (rerun to resume)`);
+      run.say(`\nupdate stopped: ${stop}; ${waves.length - i - 1} later wave(s) not started (rerun to resume)`);
       break;
     }
   }
