@@ -130,10 +130,11 @@ export const INSPECT_FORMAT =
   '{{.Spec.Name}}|{{.Spec.TaskTemplate.ContainerSpec.Image}}|{{if .UpdateStatus}}{{.UpdateStatus.State}}|{{.UpdateStatus.Message}}{{else}}|{{end}}';
 
 /**
- * One site after its wave: ok when every service runs the image of the new render and no update was rolled
- * back or paused; else failed, with the reason (Swarm's own message when it rolled back).
+ * One site after its wave: ok when every service runs the image of the new render and no update of a service whose
+ * image changed (`from` → `want`) was rolled back or paused; else failed, with the reason (Swarm's own message when
+ * it rolled back).
  */
-export function verdict(stack: string, inspect: string, want: ServiceImages): { ok: boolean; reasons: string[] } {
+export function verdict(stack: string, inspect: string, want: ServiceImages, from: ServiceImages = {}): { ok: boolean; reasons: string[] } {
   const reasons: string[] = [];
   const seen = new Set<string>();
   for (const line of inspect.split('\n')) {
@@ -142,7 +143,9 @@ export function verdict(stack: string, inspect: string, want: ServiceImages): { 
     const svc = name.slice(stack.length + 1);
     seen.add(svc);
     const img = (image ?? '').replace(/@sha256:[0-9a-f]+$/, '');
-    if (state && /^(rollback_|paused)/.test(state)) reasons.push(`${svc}: update ${state}${message ? ` (${message})` : ''}`);
+    // a service this update did not change keeps the update status of an older update (a rollback of last week)
+    const changed = from[svc] === undefined || from[svc] !== want[svc];
+    if (changed && state && /^(rollback_|paused)/.test(state)) reasons.push(`${svc}: update ${state}${message ? ` (${message})` : ''}`);
     else if (want[svc] && img !== want[svc]) reasons.push(`${svc}: runs ${img}, not ${want[svc]}`);
   }
   for (const svc of Object.keys(want)) if (!seen.has(svc)) reasons.push(`${svc}: service missing`);

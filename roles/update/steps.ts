@@ -155,7 +155,7 @@ export async function verifyWave(m: StepContext, wave: SitePlan[]): Promise<Map<
   const r = await m.exec(sh`docker service inspect --format ${INSPECT_FORMAT} ${services}`, { nothrow: true });
   const failed = new Map<string, string[]>();
   for (const x of wave) {
-    const v = verdict(x.stack, r.stdout, x.to);
+    const v = verdict(x.stack, r.stdout, x.to, x.from);
     if (!v.ok) failed.set(x.site.id, v.reasons);
   }
   return failed;
