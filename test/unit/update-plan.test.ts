@@ -130,6 +130,10 @@ test('verdict: kept, rolled back by Swarm, running another image, service missin
     verdict('wp-a', 'wp-a_nginx|n:2|paused|task failed\nwp-a_php-fpm|w:2||', want).reasons[0]!,
     /nginx: update paused \(task failed\)/,
   );
+  // a service this update did not change keeps an older update's status: not this update's failure
+  const old = 'wp-a_nginx|n:2|completed|\nwp-a_php-fpm|w:2|rollback_completed|rollback completed';
+  assert.deepEqual(verdict('wp-a', old, want, { nginx: 'n:1', 'php-fpm': 'w:2' }), { ok: true, reasons: [] });
+  assert.equal(verdict('wp-a', old, want, { nginx: 'n:1', 'php-fpm': 'w:1' }).ok, false);
 });
 
 const target: Target = { images: { wordpressFpm: 'w:2', nginx: 'n:2', redis: 'r:1', varnish: 'v:1' }, plugins: { akismet: '5.3' } };
