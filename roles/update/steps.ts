@@ -74,7 +74,7 @@ export function targetImages(site: SiteRecord, images: ImageRefs): ServiceImages
 export function onceRole(name: string, title: string, run: (ctx: StepContext) => Promise<{ changes?: string[]; skipped?: string }>): Role {
   return {
     name,
-    hosts: 'managers[0]',
+    hosts: 'managers',
     steps: () => [
       task(
         title,
