@@ -445,6 +445,7 @@ test('Ctrl-C during a step: the site in progress is finished, the next site is n
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
 
 test('image pins (rollback.ts): a pinned site renders with its pinned images; wp_site_unpin (update.ts) ignores the pin', () => {
   const { sites, out } = converged(['blog1', 'blog2']);
