@@ -44,7 +44,6 @@ import {
 } from './config.ts';
 import { enableScript, resolveCollections, type HubIndex } from './hub.ts';
 import { task } from '../../lib/ops/base.ts';
-import { flushHandlers } from '../../lib/runner.ts';
 import YAML from 'yaml';
 import { list } from '../../lib/vars.ts';
 
@@ -104,33 +103,6 @@ function lapiClientUrl(url: string): Step {
     },
     {},
   );
-}
-
-/** On the LAPI host: wait until the local API accepts connections (after a restart it takes a few seconds). */
-function lapiAnswers(address: string): Step {
-  return task(`crowdsec local API answers on ${address}:${LAPI_PORT}`, async (c) => {
-    if (c.check) return { changed: false, reason: 'check mode: not waited for' };
-    const probe = `${address}/${LAPI_PORT}`;
-    const r = await c.exec(
-      sh`for i in $(seq 1 120); do timeout 1 bash -c ${`exec 3<>/dev/tcp/${probe}`} 2>/dev/null && exit 0; sleep 0.5; done; exit 1`,
-      { nothrow: true },
-    );
-    if (r.code !== 0) throw new Error(`the local API did not answer on ${address}:${LAPI_PORT} within 60 s (journalctl -u crowdsec)`);
-    return { changed: false, reason: 'answers' };
-  });
-}
-
-/** Every host of the run meets here: past it, the local API is up (see where the role uses it). */
-function lapiReadyBarrier(): Step {
-  return task('crowdsec local API up before agents and bouncers (re)start', async (c) => {
-    try {
-      await c.barrier('crowdsec local api up', { timeoutMs: 10 * 60_000 });
-    } catch (e) {
-      // fewer --forks than hosts: no barrier possible; the units' Restart= then covers an early start
-      if (!/must run at once/.test((e as Error).message)) throw e;
-    }
-    return { changed: false, reason: 'met' };
-  });
 }
 
 /**
@@ -347,11 +319,6 @@ const role: Role = {
         steps.push(command(registerBouncerCommand('traefik', traefikKey), { name: 'register the Traefik bouncer' }));
       }
     }
-    // The agents and bouncers log in to the local API when they start, and exit when it does not answer: the LAPI
-    // host restarts its crowdsec first (its handlers flushed), waits until the API answers, and only then do the
-    // other hosts go on to (re)start theirs (CI 2026-12-06: mgr3's agent restarted while mgr1's API restarted).
-    if (isLapi) steps.push(flushHandlers(), systemd({ name: 'crowdsec', enabled: true, state: 'started' }), lapiAnswers(lapi.address));
-    steps.push(lapiReadyBarrier());
     if (isEdge) {
       steps.push(
         command(registerBouncerCommand(`firewall-${ctx.host.name}`, bouncerKey), {
