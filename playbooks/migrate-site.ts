@@ -6,7 +6,7 @@ import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
 import { checkDomain } from '../roles/wp-site/site.ts';
-import { MIGRATE_OPTIONS, runJobs } from '../roles/migrate/cli.ts';
+import { MIGRATE_OPTIONS, jobsOptions, runJobs } from '../roles/migrate/cli.ts';
 import { parseSourceUrl } from '../roles/migrate/source.ts';
 
 const CMD: CommandSpec = {
@@ -37,15 +37,7 @@ try {
   const run = Run.fromParsed(p, { name: 'migrate-site' });
   const domain = o.domain;
   const newDomain = typeof o['new-domain'] === 'string' ? o['new-domain'] : domain;
-  const code = await runJobs(run, [{ domain, newDomain, source }], {
-    stateDir: String(o['state-dir']),
-    concurrency: 1,
-    check: p.flags.check,
-    rollback: o.rollback === true,
-    until: o.until as 'inspect' | undefined,
-    key: typeof o.key === 'string' ? o.key : undefined,
-    farmWordpress: typeof o['farm-wordpress'] === 'string' ? o['farm-wordpress'] : undefined,
-  });
+  const code = await runJobs(run, [{ domain, newDomain, source }], jobsOptions(o, p.flags.check));
   process.exit(code);
 } catch (e) {
   fail(e);

@@ -4,7 +4,7 @@
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
-import { MIGRATE_OPTIONS, runJobs } from '../roles/migrate/cli.ts';
+import { MIGRATE_OPTIONS, jobsOptions, runJobs } from '../roles/migrate/cli.ts';
 import { loadPlan } from '../roles/migrate/plan.ts';
 
 const CMD: CommandSpec = {
@@ -23,15 +23,7 @@ try {
   if (typeof o.plan !== 'string') throw new InputError('--plan is required (see --help)');
   const jobs = loadPlan(o.plan);
   const run = Run.fromParsed(p, { name: 'migrate-sites' });
-  const code = await runJobs(run, jobs, {
-    stateDir: String(o['state-dir']),
-    concurrency: Number(o.concurrency),
-    check: p.flags.check,
-    rollback: o.rollback === true,
-    until: o.until as 'inspect' | undefined,
-    key: typeof o.key === 'string' ? o.key : undefined,
-    farmWordpress: typeof o['farm-wordpress'] === 'string' ? o['farm-wordpress'] : undefined,
-  });
+  const code = await runJobs(run, jobs, jobsOptions(o, p.flags.check, Number(o.concurrency)));
   process.exit(code);
 } catch (e) {
   fail(e);

@@ -71,6 +71,19 @@ export interface JobsOptions {
   farmWordpress?: string;
 }
 
+/** The JobsOptions of the options both migrate playbooks share (MIGRATE_OPTIONS), as parsed by lib/cli.ts. */
+export function jobsOptions(opts: Record<string, unknown>, check: boolean, concurrency = 1): JobsOptions {
+  return {
+    stateDir: String(opts['state-dir']),
+    concurrency,
+    check,
+    rollback: opts.rollback === true,
+    until: opts.until as JobsOptions['until'],
+    key: typeof opts.key === 'string' ? opts.key : undefined,
+    farmWordpress: typeof opts['farm-wordpress'] === 'string' ? opts['farm-wordpress'] : undefined,
+  };
+}
+
 /** Migrate (or roll back, or --check) each site; one line per state and per site. Returns the exit code. */
 export async function runJobs(run: Run, jobs: SiteJob[], o: JobsOptions): Promise<number> {
   const say = (m: string) => run.say(mask(m));
