@@ -334,6 +334,25 @@ export function parseOrExit(argv: string[], cmd: CommandSpec): Parsed {
   }
 }
 
+/**
+ * For commands that return their exit code and write through an io (run in-process by tests): the parsed command
+ * line, or the code to return at once: 4 after printing the error (bad input), 0 after printing --help.
+ */
+export function parseForIo(argv: string[], cmd: CommandSpec, io: { out(s: string): void; err(s: string): void }): Parsed | number {
+  let parsed: Parsed;
+  try {
+    parsed = parseCli(argv, cmd);
+  } catch (err) {
+    io.err(`error: ${(err as Error).message}`);
+    return EXIT.BAD_INPUT;
+  }
+  if (parsed.flags.help) {
+    io.out(helpText(cmd).trimEnd());
+    return EXIT.OK;
+  }
+  return parsed;
+}
+
 /** Print an error the way every playbook does and exit with its code. */
 export function fail(e: unknown): never {
   const code = (e as { exitCode?: number }).exitCode ?? EXIT.FAILED;

@@ -9,7 +9,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
-import { helpText, parseCli, type CommandSpec } from '../lib/cli.ts';
+import { type CommandSpec, parseForIo } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { readEnvFile, requireCredential } from '../lib/env.ts';
 import { CloudflareDns } from '../lib/cloud/cloudflare.ts';
@@ -38,17 +38,8 @@ environment or .env.`,
 };
 
 export async function runDns(argv: string[], io: DnsIo): Promise<number> {
-  let parsed: ReturnType<typeof parseCli>;
-  try {
-    parsed = parseCli(argv, CMD);
-  } catch (err) {
-    io.err(`error: ${(err as Error).message}`);
-    return EXIT.BAD_INPUT;
-  }
-  if (parsed.flags.help) {
-    io.out(helpText(CMD).trimEnd());
-    return EXIT.OK;
-  }
+  const parsed = parseForIo(argv, CMD, io);
+  if (typeof parsed === 'number') return parsed;
   const { positionals, flags } = parsed;
   const a = {
     ...(parsed.opts as { zone?: string; target?: string; 'no-proxy': boolean; 'api-url'?: string; dotenv?: string }),

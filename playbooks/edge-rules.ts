@@ -9,7 +9,7 @@
 // Zone:Read, Cache Rules:Edit and, for Access, Access: Apps and Policies:Edit). Exit codes: 0 ok, 2 an API call
 // failed, 4 bad input. What the rules are: roles/cloudflare-edge/rules.ts and docs/cloudflare-edge.md.
 import { pathToFileURL } from 'node:url';
-import { helpText, parseCli, type CommandSpec } from '../lib/cli.ts';
+import { type CommandSpec, parseForIo } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { readEnvFile, requireCredential } from '../lib/env.ts';
 import { checkVars, loadInventory } from '../lib/inventory.ts';
@@ -54,17 +54,8 @@ CLOUDFLARE_API_TOKEN from the environment or .env.`,
 const MARK: Record<keyof Changes, string> = { created: '+', updated: '~', deleted: '-', unchanged: '=' };
 
 export async function runEdgeRules(argv: string[], io: EdgeIo): Promise<number> {
-  let parsed: ReturnType<typeof parseCli>;
-  try {
-    parsed = parseCli(argv, CMD);
-  } catch (err) {
-    io.err(`error: ${(err as Error).message}`);
-    return EXIT.BAD_INPUT;
-  }
-  if (parsed.flags.help) {
-    io.out(helpText(CMD).trimEnd());
-    return EXIT.OK;
-  }
+  const parsed = parseForIo(argv, CMD, io);
+  if (typeof parsed === 'number') return parsed;
   const o = parsed.opts as { zone?: string; 'sites-dir'?: string; 'api-url'?: string; dotenv?: string };
   const check = parsed.flags.check;
   const what = parsed.positionals[0] ?? 'all';

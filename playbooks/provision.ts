@@ -5,7 +5,7 @@
 //        (--help: every option)
 import { createInterface } from 'node:readline/promises';
 import { pathToFileURL } from 'node:url';
-import { helpText, parseCli, type CommandSpec } from '../lib/cli.ts';
+import { type CommandSpec, parseForIo } from '../lib/cli.ts';
 import { EXIT, InputError } from '../lib/errors.ts';
 import { lookupEnv, readEnvFile, requireCredential } from '../lib/env.ts';
 import { loadCloudInventory } from '../lib/cloud/config.ts';
@@ -62,17 +62,8 @@ Token: DIGITALOCEAN_TOKEN from the environment or .env (never from the inventory
 };
 
 export async function runProvision(argv: string[], io: Io): Promise<number> {
-  let parsed: ReturnType<typeof parseCli>;
-  try {
-    parsed = parseCli(argv, CMD);
-  } catch (err) {
-    io.err(`error: ${(err as Error).message}`);
-    return EXIT.BAD_INPUT;
-  }
-  if (parsed.flags.help) {
-    io.out(helpText(CMD).trimEnd());
-    return EXIT.OK;
-  }
+  const parsed = parseForIo(argv, CMD, io);
+  if (typeof parsed === 'number') return parsed;
   const o = parsed.opts as {
     out: string;
     destroy: boolean;
