@@ -63,7 +63,7 @@ export function pathProbeScript(path: string, o: PathProbeOptions = {}): string 
   // owner/group differs from the current one; the rest is bash builtins.
   const lines: string[] = [
     sh`p=${path}`,
-    `st=$(stat -L -c '%F|%a|%u|%U|%g|%G|%s' -- "$p") || st=absent`,
+    `st=$(LC_ALL=C stat -L -c '%F|%a|%u|%U|%g|%G|%s' -- "$p") || st=absent`,
     `echo @@stat; printf '%s\n' "$st"`,
     `IFS='|' read -r _ _ _ U _ G S <<<"$st"`,
     `r=$p; echo @@link; if [ -L "$p" ]; then echo yes; r=$(readlink -f -- "$p") || r=; fi`,
@@ -839,10 +839,10 @@ function link(path: string, state: 'link' | 'hard', args: FileArgs, want: WantAt
     probe: () => ({
       script: [
         sh`p=${path}; s=${absSrc}`,
-        `{ echo @@type; stat -c '%F|%d:%i|%U|%u|%G|%g' -- "$p" || echo absent`,
+        `{ echo @@type; LC_ALL=C stat -c '%F|%d:%i|%U|%u|%G|%g' -- "$p" || echo absent`,
         `echo @@target; if [ -L "$p" ]; then readlink -- "$p"; fi`,
         `echo @@empty; if [ -d "$p" ] && [ ! -L "$p" ] && [ -z "$(ls -A -- "$p")" ]; then echo yes; fi`,
-        `echo @@src; stat -L -c '%F|%d:%i' -- "$s" || echo absent; } 2>/dev/null`,
+        `echo @@src; LC_ALL=C stat -L -c '%F|%d:%i' -- "$s" || echo absent; } 2>/dev/null`,
       ].join('\n'),
     }),
     plan: (ctx, out) => {
