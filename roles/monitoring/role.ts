@@ -18,6 +18,7 @@ import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { prometheusConfig, alertRules, rulesFile, toYaml } from './prometheus.ts';
 import { parseChannels, renderAlertmanager, AlertChannelError } from './alertmanager.ts';
 import { dashboards, grafanaDatasources, grafanaDashboardProvider } from './dashboards.ts';
+import { RETENTION_VARS, retentionOf } from '../common/retention.ts';
 import { IMAGES, lokiConfig, tempoConfig, promtailConfig, monitoringStack } from './stacks.ts';
 
 /** templates/monitoring/<name>: the text configs of this role */
@@ -57,6 +58,11 @@ function exporterUser(pw: string): Step {
   );
 }
 
+/** /etc/default/prometheus (Debian's unit: `prometheus $ARGS`): the metrics' retention (retention.metrics_days). */
+export function prometheusDefaults(days: number): string {
+  return `# written by wpfarm (roles/monitoring): retention.metrics_days of the inventory\nARGS="--storage.tsdb.retention.time=${days}d"\n`;
+}
+
 function member(ctx: StepContext, group: string): boolean {
   return ctx.hosts(group).some((h) => h.name === ctx.host.name);
 }
@@ -65,9 +71,11 @@ const role: Role = {
   name: 'monitoring',
   hosts: 'all',
   tags: ['monitoring'],
+  vars: RETENTION_VARS,
   description: 'exporters everywhere, Prometheus + Alertmanager (Debian packages) on the monitoring host, Grafana/Loki/Tempo stack',
   handlers: {
     'reload prometheus': () => [systemd({ name: 'prometheus', state: 'reloaded' })],
+    'restart prometheus': () => [systemd({ name: 'prometheus', state: 'restarted' })],
     'restart alertmanager': () => [systemd({ name: 'prometheus-alertmanager', state: 'restarted' })],
     'restart mysqld-exporter': () => [systemd({ name: 'prometheus-mysqld-exporter', state: 'restarted' })],
   },
@@ -150,6 +158,11 @@ const role: Role = {
           { notify: 'reload prometheus' },
         ),
         file({ path: '/etc/prometheus/prometheus.yml', content: toYaml(prom), mode: '0644' }, { notify: 'reload prometheus' }),
+        // Debian's unit reads ARGS from here; the retention flag needs a restart, not a reload
+        file(
+          { path: '/etc/default/prometheus', content: prometheusDefaults(retentionOf(v).metricsDays), mode: '0644' },
+          { notify: 'restart prometheus' },
+        ),
         // webhook URLs and tokens: readable by the prometheus user only
         file(
           { path: '/etc/prometheus/alertmanager.yml', content: am.yaml, mode: '0640', owner: 'root', group: 'prometheus', secret: true },
@@ -173,8 +186,8 @@ function grafanaStack(ctx: StepContext): Step[] {
   if (!manager) return [];
   const mon = ctx.host.address;
   const files: Record<string, string> = {
-    'loki.yml': toYaml(lokiConfig({ alertmanagerUrl: `http://${mon}:9093` })),
-    'tempo.yml': toYaml(tempoConfig()),
+    'loki.yml': toYaml(lokiConfig({ alertmanagerUrl: `http://${mon}:9093`, retention: retentionOf(v).logs })),
+    'tempo.yml': toYaml(tempoConfig({ retentionDays: retentionOf(v).tracesDays })),
     'promtail.yml': toYaml(promtailConfig()),
     'grafana-datasources.yml': grafanaDatasources({
       prometheus: `http://${mon}:9090`,
@@ -245,6 +258,7 @@ function grafanaStack(ctx: StepContext): Step[] {
         const stack = monitoringStack({
           endpointMode: v.swarm_endpoint_mode === 'dnsrr' ? 'dnsrr' : 'vip',
           files,
+          metricsDays: retentionOf(v).metricsDays,
           alertmanagerSecretName: 'unused',
           grafanaAdminPasswordSecretName:
             (c.registered.mon_grafana_pw?.result as SecretResult | undefined)?.name ?? 'mon_grafana_admin_password',

@@ -1,9 +1,10 @@
-// Loki (30-day retention), Tempo and Promtail configuration, and the monitoring Swarm stack for
+// Loki (retention per log kind), Tempo and Promtail configuration (client addresses truncated before shipping), and the monitoring Swarm stack for
 // production: Prometheus and Alertmanager from images built from Debian's packages
 // (files/Dockerfile.prometheus, files/Dockerfile.alertmanager), Grafana, Loki, Tempo (pinned upstream
 // images, not obtainable in the lab), Promtail on every node.
 import { createHash } from 'node:crypto';
 import YAML from 'yaml';
+import { retentionOf, type Retention } from '../common/retention.ts';
 
 export const IMAGES = {
   grafana: 'grafana/grafana:11.3.1',
@@ -23,14 +24,17 @@ export interface ObjectStore {
 }
 
 export interface LokiOptions {
-  retentionDays?: number;
+  /** days kept per kind of log (roles/common/retention.ts); the defaults when absent */
+  retention?: Retention['logs'];
   /** Spaces bucket for chunks; filesystem when absent (lab) */
   store?: ObjectStore;
   alertmanagerUrl?: string;
 }
 
 export function lokiConfig(o: LokiOptions = {}): Record<string, unknown> {
-  const days = o.retentionDays ?? 30;
+  const r = o.retention ?? retentionOf({}).logs;
+  const days = r.appDays;
+  const longest = Math.max(r.appDays, r.accessDays, r.auditDays);
   const objectStore = o.store ? 's3' : 'filesystem';
   const storage: Record<string, unknown> = o.store
     ? {
@@ -54,12 +58,17 @@ export function lokiConfig(o: LokiOptions = {}): Record<string, unknown> {
       ],
     },
     limits_config: {
+      // every stream: app logs; the kinds Promtail labels (log_kind) have their own period
       retention_period: `${days * 24}h`,
+      retention_stream: [
+        { selector: '{log_kind="access"}', priority: 1, period: `${r.accessDays * 24}h` },
+        { selector: '{log_kind="audit"}', priority: 2, period: `${r.auditDays * 24}h` },
+      ],
       reject_old_samples: true,
       reject_old_samples_max_age: '168h',
       ingestion_rate_mb: 8,
       ingestion_burst_size_mb: 16,
-      max_query_lookback: `${days * 24}h`,
+      max_query_lookback: `${longest * 24}h`,
     },
     // retention is applied by the compactor; Loki 3 requires the delete request store with it
     compactor: {
@@ -74,7 +83,7 @@ export function lokiConfig(o: LokiOptions = {}): Record<string, unknown> {
   };
 }
 
-export function tempoConfig(o: { retentionHours?: number; store?: ObjectStore } = {}): Record<string, unknown> {
+export function tempoConfig(o: { retentionDays?: number; store?: ObjectStore } = {}): Record<string, unknown> {
   const trace: Record<string, unknown> = o.store
     ? {
         backend: 's3',
@@ -93,11 +102,29 @@ export function tempoConfig(o: { retentionHours?: number; store?: ObjectStore } 
     server: { http_listen_port: 3200 },
     distributor: { receivers: { otlp: { protocols: { grpc: { endpoint: '0.0.0.0:4317' }, http: { endpoint: '0.0.0.0:4318' } } } } },
     ingester: { max_block_duration: '5m' },
-    compactor: { compaction: { block_retention: `${o.retentionHours ?? 14 * 24}h` } },
+    compactor: { compaction: { block_retention: `${(o.retentionDays ?? retentionOf({}).tracesDays) * 24}h` } },
     storage: { trace },
     usage_report: { reporting_enabled: false },
   };
 }
+
+/**
+ * Personal data: client addresses leave a node truncated (IPv4 to /24, IPv6 to /48), whatever the log: every
+ * capture group of these Go RE2 expressions is replaced by its `replace` (Promtail's replace stage). nginx and the
+ * audit trail already log truncated networks; this also covers the edge's JSON access log (ClientAddr, ClientHost,
+ * X-Forwarded-For, Cf-Connecting-Ip), error lines and the journal. A version number shaped like an address
+ * (1.2.3.4) is truncated too: the price of never shipping a full address. docs/security.md.
+ */
+export const ADDRESS_TRUNCATION: ReadonlyArray<{ expression: string; replace: string }> = [
+  // IPv4 (also inside ::ffff:a.b.c.d): the last octet
+  { expression: '\\b(?:[0-9]{1,3}\\.){3}([0-9]{1,3})\\b', replace: '0' },
+  // IPv6 written in full (8 groups): the last five groups
+  { expression: '\\b(?:[0-9a-fA-F]{1,4}:){3}((?:[0-9a-fA-F]{1,4}:){4}[0-9a-fA-F]{1,4})\\b', replace: ':' },
+  // IPv6 with "::" after its first group: whatever follows the first three groups (a time like 06:30:00 has no "::")
+  { expression: '\\b(?:[0-9a-fA-F]{1,4}:){1,3}((?:[0-9a-fA-F]{1,4}:){0,4}:(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4}){0,6})?)', replace: ':' },
+];
+
+const truncateAddresses = ADDRESS_TRUNCATION.map((r) => ({ replace: { ...r } }));
 
 /** Promtail on every node: container logs with their Swarm stack/service, Traefik's access log, the journal. */
 export function promtailConfig(lokiUrl = 'http://loki:3100'): Record<string, unknown> {
@@ -113,12 +140,24 @@ export function promtailConfig(lokiUrl = 'http://loki:3100'): Record<string, unk
           { source_labels: ['__meta_docker_container_label_com_docker_stack_namespace'], target_label: 'swarm_stack' },
           { source_labels: ['__meta_docker_container_label_com_docker_swarm_service_name'], target_label: 'swarm_service' },
           { source_labels: ['__meta_docker_container_label_com_docker_swarm_node_id'], target_label: 'swarm_node' },
+          { target_label: 'job', replacement: 'containers' },
+        ],
+        pipeline_stages: [
+          // the kinds with their own retention (lokiConfig): the sites' nginx access logs, the admin audit trail
+          { match: { selector: '{swarm_service=~".+_nginx"}', stages: [{ static_labels: { log_kind: 'access' } }] } },
+          { match: { selector: '{job="containers"} |= "wpfarm-audit "', stages: [{ static_labels: { log_kind: 'audit' } }] } },
+          ...truncateAddresses,
         ],
       },
       {
         job_name: 'traefik-access',
         static_configs: [{ targets: ['localhost'], labels: { job: 'traefik-access', __path__: '/var/log/traefik/access.log' } }],
-        pipeline_stages: [{ json: { expressions: { status: 'DownstreamStatus', router: 'RouterName' } } }, { labels: { router: null } }],
+        pipeline_stages: [
+          { json: { expressions: { status: 'DownstreamStatus', router: 'RouterName' } } },
+          { labels: { router: null } },
+          { static_labels: { log_kind: 'access' } },
+          ...truncateAddresses,
+        ],
       },
       {
         job_name: 'journal',
@@ -127,6 +166,7 @@ export function promtailConfig(lokiUrl = 'http://loki:3100'): Record<string, unk
           { source_labels: ['__journal__systemd_unit'], target_label: 'unit' },
           { source_labels: ['__journal__hostname'], target_label: 'host' },
         ],
+        pipeline_stages: truncateAddresses,
       },
     ],
   };
@@ -154,6 +194,8 @@ export interface MonitoringStackInput {
   grafanaHost: string;
   /** .env names passed to Loki/Tempo for the Spaces keys, when an object store is used */
   storeEnv?: string[];
+  /** Prometheus' retention in days (retention.metrics_days; its default when absent) */
+  metricsDays?: number;
 }
 
 /** docker stack deploy -c monitoring-stack.yml monitoring */
@@ -182,7 +224,7 @@ export function monitoringStack(i: MonitoringStackInput): Record<string, unknown
         command: [
           '--config.file=/etc/prometheus/prometheus.yml',
           '--storage.tsdb.path=/prometheus',
-          '--storage.tsdb.retention.time=30d',
+          `--storage.tsdb.retention.time=${i.metricsDays ?? retentionOf({}).metricsDays}d`,
           '--web.enable-lifecycle',
         ],
         configs: [

@@ -11,19 +11,8 @@ import { sh } from '../../lib/shell.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { traefikSettings, traefikStack, letsEncryptBudget, TraefikVarsError, type TraefikSettings } from './config.ts';
 import { lapiUrl } from '../crowdsec/config.ts';
-
-const LOGROTATE = `# written by wpfarm (roles/traefik): Traefik keeps the file open; CrowdSec follows it by name
-/var/log/traefik/*.log {
-  daily
-  rotate 14
-  maxsize 200M
-  compress
-  delaycompress
-  missingok
-  notifempty
-  copytruncate
-}
-`;
+import { RETENTION_VARS, retentionOf } from '../common/retention.ts';
+import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 
 function settings(ctx: StepContext): TraefikSettings {
   try {
@@ -67,6 +56,7 @@ const role: Role = {
   name: 'traefik',
   hosts: 'edge',
   tags: ['traefik'],
+  vars: RETENTION_VARS,
   description: 'Traefik v3 edge router (Swarm stack on the managers): TLS, ACME, security headers, allow lists, CrowdSec bouncer, metrics',
   steps(ctx) {
     const s = settings(ctx);
@@ -75,7 +65,14 @@ const role: Role = {
     const bundle = traefikStack(s, { externalConfigs: true });
     const steps: Step[] = [
       directory({ path: s.logDir, mode: '0750' }, { tags: ['traefik', 'logs'] }),
-      file({ path: '/etc/logrotate.d/traefik', content: LOGROTATE, mode: '0644' }, { tags: ['traefik', 'logs'] }),
+      file(
+        {
+          path: '/etc/logrotate.d/traefik',
+          content: renderTemplate(templatePath('traefik', 'logrotate.ejs'), { days: retentionOf(ctx.vars).logs.edgeFileDays }),
+          mode: '0644',
+        },
+        { tags: ['traefik', 'logs'] },
+      ),
       // acme.json must be 0600 for Traefik; its directory is private
       directory({ path: s.acmeStorageDir, mode: '0700' }, { tags: ['traefik', 'acme'] }),
     ];

@@ -71,7 +71,7 @@ test('monitoring stack: secrets stay secrets, configs are content-addressed, ima
   for (const svc of Object.values(doc.services) as Array<{ image: string }>)
     assert.match(svc.image, /:[0-9][^:]*$/, `${svc.image} is pinned`);
   // biome-ignore lint/suspicious/noExplicitAny: free-form
-  const other = monitoringStack({ ...input, files: files({ 'loki.yml': toYaml(lokiConfig({ retentionDays: 31 })) }) }) as FreeForm; // free-form
+  const other = monitoringStack({ ...input, files: files({ 'loki.yml': toYaml(lokiConfig({ retention: { accessDays: 14, auditDays: 365, appDays: 31, edgeFileDays: 7 } })) }) }) as FreeForm; // free-form
   assert.notEqual(other.configs.loki_yml.name, doc.configs.loki_yml.name);
   assert.equal(other.configs.tempo_yml.name, doc.configs.tempo_yml.name);
   assert.equal(doc.services.promtail.deploy.mode, 'global');

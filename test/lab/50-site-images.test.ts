@@ -485,6 +485,159 @@ test('one site wired like its stack: install, serve, cache, headers, gzip, refus
   assert.ok(statuses.includes(429), `login rate limit: ${statuses.join(',')}`);
 });
 
+// ---------------------------------------------------------------------------------------------
+// Personal data (issue 18 item 7): no full client address in the access log, and the admin audit trail
+// (mu-plugin wpfarm-audit) records a failed login, a login and a plugin activation, with the client's network
+// only. A second nginx for site a trusts the address the host's requests come from as its proxy (as the farm's
+// nginx trusts the edge), so the X-Forwarded-For client is what nginx and WordPress see.
+
+const PROBE_PLUGIN_AUDIT = `<?php
+/**
+ * Plugin Name: wpfarm audit probe
+ */
+`;
+
+test('privacy: access log holds the client network only; admin audit trail of login and plugin activation', {
+  timeout: 300_000,
+}, async () => {
+  const client = '203.0.113.77';
+  const net = `${P}-site-a`;
+  const subnet = (await docker('network', 'inspect', '--format', '{{(index .IPAM.Config 0).Subnet}}', net)).trim();
+  const pluginDir = path.join(work, 'gluster/a/plugins/wpfarm-audit-probe');
+  mkdirSync(pluginDir, { recursive: true });
+  writeFileSync(path.join(pluginDir, 'wpfarm-audit-probe.php'), PROBE_PLUGIN_AUDIT);
+  chownSync(pluginDir, 33, 33);
+  chownSync(path.join(pluginDir, 'wpfarm-audit-probe.php'), 33, 33);
+  const name = `${P}-nginx-a2`;
+  const env = {
+    NGINX_SERVER_NAMES: 'a.example',
+    NGINX_ADMIN_ALLOWLIST: '203.0.113.0/24',
+    NGINX_REAL_IP_FROM: subnet,
+    NGINX_FPM_UPSTREAM: 'php-fpm:9000',
+  };
+  await run(
+    name,
+    [{ name: net }],
+    [
+      ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+      ...['uploads', 'plugins', 'themes'].flatMap((d) => ['-v', `${path.join(work, 'gluster/a', d)}:/var/www/html/wp-content/${d}:ro`]),
+      '-p',
+      '127.0.0.1::8080',
+      '--health-interval',
+      '2s',
+    ],
+    images.nginx.ref,
+  );
+  const port = Number((await docker('port', name, '8080/tcp')).split('\n')[0].split(':').pop());
+  await waitFor(`${name} healthy`, async () => (await health(name)) === 'healthy');
+  const since = new Date(Date.now() - 1000).toISOString();
+  const req = (p: string, o: { method?: string; body?: string; cookies?: string[] } = {}) =>
+    fetch(`http://127.0.0.1:${port}${p}`, {
+      method: o.method ?? 'GET',
+      body: o.body,
+      redirect: 'manual',
+      headers: {
+        Host: 'a.example',
+        'X-Forwarded-Proto': 'https',
+        'X-Forwarded-For': client,
+        ...(o.body ? { 'Content-Type': 'application/x-www-form-urlencoded' } : {}),
+        ...(o.cookies?.length ? { Cookie: o.cookies.join('; ') } : {}),
+      },
+    });
+
+  for (let i = 0; i < 5; i++) assert.equal((await (await req('/')).text()).length > 0, true);
+  // a failed login, then the admin's login (the generated password), then a plugin activated from wp-admin
+  const bad = await req('/wp-login.php', {
+    method: 'POST',
+    body: new URLSearchParams({ log: 'farmadmin', pwd: 'not-the-password' }).toString(),
+  });
+  assert.equal(bad.status, 200, 'a failed login answers with the form again');
+  await bad.text();
+  const login = await req('/wp-login.php', {
+    method: 'POST',
+    body: new URLSearchParams({ log: 'farmadmin', pwd: adminPassword, redirect_to: 'https://a.example/wp-admin/' }).toString(),
+  });
+  await login.text();
+  assert.equal(login.status, 302, 'the admin logs in');
+  const cookies = login.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0])
+    .filter((c) => /^wordpress_/.test(c) && !/=deleted$/.test(c));
+  assert.ok(
+    cookies.some((c) => c.startsWith('wordpress_logged_in_')),
+    `login cookies: ${cookies.map((c) => c.split('=')[0]).join(', ')}`,
+  );
+  const list = await req('/wp-admin/plugins.php', { cookies });
+  const page = await list.text();
+  assert.equal(list.status, 200, page.slice(0, 300));
+  const href = page.match(/href="(plugins\.php\?action=activate&amp;plugin=wpfarm-audit-probe%2Fwpfarm-audit-probe\.php[^"]*)"/)?.[1];
+  assert.ok(href, 'the activation link of the probe plugin is on the plugins page');
+  const act = await req(`/wp-admin/${href.replaceAll('&amp;', '&')}`, { cookies });
+  await act.text();
+  assert.equal(act.status, 302, 'activation redirects back to the list');
+  const active = (
+    await $({
+      quiet: true,
+      input: "SELECT option_value FROM wp_a.wp_options WHERE option_name='active_plugins';",
+    })`docker exec -i ${`${P}-db`} mariadb -N`
+  ).stdout;
+  assert.match(active, /wpfarm-audit-probe\/wpfarm-audit-probe\.php/, 'WordPress recorded the plugin as active');
+
+  // every log of the site's containers: no full client address, no password; the access log has the network
+  const logs: Record<string, string> = {};
+  for (const c of [name, `${P}-nginx-a`, `${P}-fpm-a`]) {
+    const r = await q`docker logs --since ${since} ${c}`;
+    logs[c] = r.stdout + r.stderr;
+    assert.ok(!logs[c].includes(client), `${c}'s log holds the full client address ${client}`);
+    assert.ok(!logs[c].includes(adminPassword), `${c}'s log holds the admin password`);
+  }
+  const access = logs[name].split('\n').filter((l) => l.includes('"a.example"'));
+  assert.ok(access.length >= 8, `access lines: ${access.length}`);
+  for (const l of access) assert.match(l, /^203\.0\.113\.0 - /, l);
+  const audit = logs[`${P}-fpm-a`]
+    .split('\n')
+    .map((l) => l.match(/wpfarm-audit (\{.*\})\s*$/)?.[1])
+    .filter((j): j is string => Boolean(j))
+    .map((j) => JSON.parse(j) as Record<string, unknown>);
+  const pick = (event: string) => audit.find((a) => a.event === event);
+  assert.deepEqual(
+    { ...pick('login_failed'), time: undefined },
+    {
+      event: 'login_failed',
+      time: undefined,
+      site: 'a.example',
+      actor: '-',
+      user: 'farmadmin',
+      client: '203.0.113.0',
+      request: 'POST /wp-login.php',
+    },
+  );
+  assert.deepEqual(
+    { ...pick('login'), time: undefined },
+    {
+      event: 'login',
+      time: undefined,
+      site: 'a.example',
+      actor: 'farmadmin',
+      user: 'farmadmin',
+      client: '203.0.113.0',
+      request: 'POST /wp-login.php',
+    },
+  );
+  assert.deepEqual(
+    { ...pick('plugin_activated'), time: undefined },
+    {
+      event: 'plugin_activated',
+      time: undefined,
+      site: 'a.example',
+      actor: 'farmadmin',
+      plugin: 'wpfarm-audit-probe/wpfarm-audit-probe.php',
+      client: '203.0.113.0',
+      request: 'GET /wp-admin/plugins.php',
+    },
+  );
+});
+
 test("isolation: site b's containers reach neither site a's network nor a's php-fpm via the shared network", {
   timeout: 120_000,
 }, async () => {
