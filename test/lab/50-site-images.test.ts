@@ -599,7 +599,8 @@ test('privacy: access log holds the client network only; admin audit trail of lo
     assert.ok(!text.includes(client), `${c}'s log holds the full client address ${client}:\n${text.slice(0, 3000)}`);
     assert.ok(!text.includes(adminPassword), `${c}'s log holds the admin password`);
   }
-  const access = logs[name].split('\n').filter((l) => l.includes('"a.example"'));
+  // (fetch sends the URL's host, 127.0.0.1, whatever Host says: nginx serves it as its default server)
+  const access = logs[name].split('\n').filter((l) => l.trim() !== '');
   assert.ok(access.length >= 8, `access lines: ${access.length} in:\n${logs[name].slice(0, 3000)}`);
   for (const l of access) assert.match(l, /^203\.0\.113\.0 - /, l);
   const audit = logs[`${P}-fpm-a`]
