@@ -17,10 +17,8 @@ import { fail, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run, loadRole } from '../lib/play.ts';
 import { controllerTimerUnits, installBackupUnits, type UnitFile } from '../roles/backup/schedule.ts';
-import { sh } from '../lib/shell.ts';
+import { TEXTFILE_DIR, labelValue as l, textfileWriteCmd } from '../roles/monitoring/textfile.ts';
 import { PHASES } from './phases.ts';
-
-export const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
 
 /** The hourly timer and its service on the controller. */
 export function driftUnits(o: { repoDir: string; node: string; inventory: string[] }): UnitFile[] {
@@ -39,7 +37,6 @@ export function driftUnits(o: { repoDir: string; node: string; inventory: string
 
 /** The .prom text of one host. */
 export function driftMetrics(host: string, perRole: Map<string, number>, success: boolean, at: Date): string {
-  const l = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
   return [
     '# HELP wpfarm_drift_changes Steps of a role that would change on this host (wpfarm check mode).',
     '# TYPE wpfarm_drift_changes gauge',
@@ -106,10 +103,7 @@ try {
     try {
       const c = await run.pool.get(spec);
       // atomic for the collector: it never reads a half-written file
-      await c.exec(
-        `mkdir -p ${sh`${dir}`} && cat > ${sh`${file}.tmp`} && chmod 0644 ${sh`${file}.tmp`} && mv -f ${sh`${file}.tmp`} ${sh`${file}`}`,
-        { stdin: text, become: true },
-      );
+      await c.exec(textfileWriteCmd(file), { stdin: text, become: true });
       const total = [...perRole.values()].reduce((a, b) => a + b, 0);
       run.say(`${host}: drift ${total} change(s) → ${file}`);
     } catch (e) {

@@ -15,7 +15,7 @@ import { wpSiteSettings } from '../roles/wp-site/reconcile.ts';
 import { SITES_DIR_OPTION, findSite, inventoryManagementCidrs, sitesOf } from '../roles/wp-site/playbook-util.ts';
 import { stackName } from '../roles/wp-site/stack.ts';
 import { imageChanges, parseState, recordSite, stateText, STATE_OPTION, waveSites } from '../roles/update/plan.ts';
-import { onceRole, pinSite, restorePlugins, siteAnswers, verifyWave, type SitePlan } from '../roles/update/steps.ts';
+import { onceRole, pinSite, publishProgress, restorePlugins, siteAnswers, verifyWave, type SitePlan } from '../roles/update/steps.ts';
 
 const CMD: CommandSpec = {
   name: 'rollback.ts',
@@ -60,6 +60,7 @@ try {
 const { sitesDir, ids, plans } = input;
 let state = input.state;
 const run = Run.fromParsed(parsed, { name: 'rollback' });
+const started = new Date();
 try {
   for (const h of run.inventory.hosts.values()) {
     h.vars.wp_sites_dir = sitesDir;
@@ -112,6 +113,9 @@ try {
       else state = recordSite(state, id, { ...e, status: 'rolled-back', error: undefined });
     }
     writePrivateFile(f.state, stateText(state));
+    // the update's metrics (roles/update/metrics.ts): rolled_back counts, this run's outcome
+    const wave = state.waves.length ? state.waves.length - 1 : null;
+    await publishProgress(run, { state, wave, outcome: failed.size ? 'failed' : 'rolled-back', started });
   }
 } catch (e) {
   await run.finish().catch(() => undefined);

@@ -32,7 +32,17 @@ import {
   type UpdateState,
 } from '../roles/update/plan.ts';
 import { checkInStore, pluginSet, storeIndex } from '../roles/update/plugins.ts';
-import { afterWave, onceRole, planUpdate, pluginsBefore, pluginTar, type SiteOutcome, type UpdatePlan } from '../roles/update/steps.ts';
+import type { UpdateOutcome } from '../roles/update/metrics.ts';
+import {
+  afterWave,
+  onceRole,
+  planUpdate,
+  pluginsBefore,
+  pluginTar,
+  publishProgress,
+  type SiteOutcome,
+  type UpdatePlan,
+} from '../roles/update/steps.ts';
 
 const CMD: CommandSpec = {
   name: 'update.ts',
@@ -121,6 +131,12 @@ try {
 }
 const { canary, waveSize, plugins, imagesDir, sitesDir, selected, prev, tars } = input;
 const run = Run.fromParsed(parsed, { name: 'update' });
+// progress as metrics on the managers (roles/update/metrics.ts): at the start, after each wave, at the end
+const started = new Date();
+let state: UpdateState | undefined;
+let waveNow: number | null = null;
+let stopped = false;
+const progress = (outcome: UpdateOutcome) => (state ? publishProgress(run, { state, wave: waveNow, outcome, started }) : Promise.resolve());
 try {
   for (const h of run.inventory.hosts.values()) {
     h.vars.wp_sites_dir = sitesDir;
@@ -151,7 +167,7 @@ try {
   const resumed = prev?.target === targetKey(tgt);
   const earlier = new Set(resumed ? prev!.waves.flat() : []);
   const todo = p.sites.filter((x) => x.changes.length || earlier.has(x.site.id)).map((x) => x.site.id);
-  let state = resumeOrNew(prev, tgt, []);
+  state = resumeOrNew(prev, tgt, []);
   const pending = pendingSites(state, todo);
   const skipped = todo.length - pending.length;
   const waves = planWaves(pending, canary, waveSize);
@@ -162,14 +178,17 @@ try {
       `${selected.length - todo.length} up to date`,
   );
   for (const [i, w] of waves.entries()) run.say(`  wave ${base + i}${i === 0 ? ' (canary)' : ''}: ${w.join(' ')}`);
+  if (!check && !waves.length) await progress('ok');
   if (check || !waves.length) await run.exit();
   writePrivateFile(f.state, stateText(state));
+  await progress('running');
 
   // ---- the waves
   const failedTotal: string[] = [];
   for (const [i, ids] of waves.entries()) {
     if (run.signal.interrupted) break;
     const n = base + i;
+    waveNow = n;
     run.phase(`wave ${n}${i === 0 ? ' (canary)' : ''}: ${ids.join(' ')}`);
     const wave = p.sites.filter((x) => ids.includes(x.site.id));
     const imageSites = wave.filter((x) => Object.keys(x.to).some((svc) => x.to[svc] !== x.from[svc])).map((x) => x.site.id);
@@ -216,15 +235,19 @@ try {
     const stop = budgetVerdict({ wave: i, failedThisWave: failedNow, failedTotal, maxFailures: f['max-failures'] });
     if (stop) state = { ...state, stopped: stop };
     writePrivateFile(f.state, stateText(state));
+    stopped = !!stop;
+    await progress(stop ? 'stopped' : 'running');
     if (stop) {
       run.say(`\nupdate stopped: ${stop}; ${waves.length - i - 1} later wave(s) not started (rerun to resume)`);
       break;
     }
   }
 } catch (e) {
+  await progress('failed').catch(() => undefined);
   await run.finish().catch(() => undefined);
   fail(e);
 }
+await progress(run.signal.interrupted ? 'interrupted' : stopped ? 'stopped' : failedSites.size ? 'failed' : 'ok');
 const code = await run.finish();
 if (failedSites.size) {
   for (const [id, why] of failedSites) process.stderr.write(`error: site ${id} failed: ${why.join('; ')}\n`);

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { InputError } from '../../lib/errors.ts';
 import { templatePath } from '../../lib/ops/template.ts';
 import type { HostSpec, Vars } from '../../lib/types.ts';
+import { TEXTFILE_DIR } from '../monitoring/textfile.ts';
 
 /** templates/keepalived/<name>: the text configs of this role */
 export const tpl = (name: string): string => templatePath('keepalived', name);
@@ -11,6 +12,8 @@ export const tpl = (name: string): string => templatePath('keepalived', name);
 export const CHECK_SCRIPT = '/usr/local/lib/wpfarm/keepalived-check';
 export const NOTIFY_SCRIPT = '/usr/local/lib/wpfarm/keepalived-notify';
 export const STATE_FILE = '/var/lib/wpfarm/keepalived.state';
+/** the notify script's metrics for node-exporter's textfile collector (wpfarm_keepalived_state{vrrp_instance,state}) */
+export const METRICS_FILE = `${TEXTFILE_DIR}/wpfarm_keepalived.prom`;
 export const TOKEN_FILE = '/etc/keepalived/do-token';
 export const CONF = '/etc/keepalived/keepalived.conf';
 export const DO_API = 'https://api.digitalocean.com';
@@ -107,6 +110,7 @@ export function keepalivedConfVars(s: KeepalivedSettings, self: HostSpec, edge: 
     check: CHECK_SCRIPT,
     notify: NOTIFY_SCRIPT,
     stateFile: STATE_FILE,
+    metricsFile: METRICS_FILE,
     tokenFile: TOKEN_FILE,
   };
 }

@@ -19,11 +19,11 @@ import { prometheusConfig, alertRules, rulesFile, toYaml } from './prometheus.ts
 import { parseChannels, renderAlertmanager, AlertChannelError } from './alertmanager.ts';
 import { dashboards, grafanaDatasources, grafanaDashboardProvider } from './dashboards.ts';
 import { RETENTION_VARS, retentionOf } from '../common/retention.ts';
+import { TEXTFILE_DIR } from './textfile.ts';
 import { IMAGES, lokiConfig, tempoConfig, promtailConfig, monitoringStack } from './stacks.ts';
 
 /** templates/monitoring/<name>: the text configs of this role */
 const tpl = (name: string) => templatePath('monitoring', name);
-const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
 
 /**
  * A read-only validation of files written above: never a change. In check mode the files were not written,

@@ -19,10 +19,13 @@ import { $ } from 'zx';
 import { InputError } from '../../lib/errors.ts';
 import { task } from '../../lib/ops/base.ts';
 import { sh } from '../../lib/shell.ts';
+import type { Run } from '../../lib/play.ts';
 import type { Role, StepContext } from '../../lib/types.ts';
+import { TEXTFILE_DIR, textfileWriteCmd } from '../monitoring/textfile.ts';
 import { siteImages, writePin, execInService, wpSiteSettings, PIN_STORE, type ImageRefs, type SitePin } from '../wp-site/reconcile.ts';
 import { stackName } from '../wp-site/stack.ts';
 import type { SiteRecord } from '../wp-site/site.ts';
+import { UPDATE_METRICS_FILE, updateMetrics, type UpdateProgress } from './metrics.ts';
 import { coreChanged, imageChanges, INSPECT_FORMAT, stackImages, verdict, type ServiceImages } from './plan.ts';
 import {
   checkZipEntries,
@@ -335,4 +338,25 @@ export async function afterWave(
     }
   }
   return out;
+}
+
+/**
+ * Update progress to node-exporter's textfile collector on every manager that answers (metrics.ts): a manager that
+ * does not answer is said, never an error (the metrics must not fail an update). Nothing in check mode.
+ */
+export async function publishProgress(run: Run, p: UpdateProgress, dir = TEXTFILE_DIR): Promise<void> {
+  if (run.config.flags.check) return;
+  const text = updateMetrics(p);
+  const file = `${dir}/${UPDATE_METRICS_FILE}`;
+  await Promise.all(
+    run.hostsFor('managers').map(async (h) => {
+      if (run.hostState.get(h.name)?.unreachable) return;
+      try {
+        const c = await run.pool.get(h);
+        await c.exec(textfileWriteCmd(file), { stdin: text, become: true, timeoutMs: 20_000 });
+      } catch (e) {
+        run.say(`${h.name}: update metrics not written: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }),
+  );
 }

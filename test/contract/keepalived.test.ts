@@ -4,6 +4,8 @@
 //  - the notify script moves the DigitalOcean reserved IP: on MASTER it POSTs the assign action, checked by
 //    Prism on the official spec (../shared/specs/digitalocean-public.v2.bundled.yaml: body, path, bearer
 //    token); on BACKUP it calls nothing; a refused call (no token → 401) makes it fail
+//  - every state is also written for node-exporter's textfile collector (wpfarm_keepalived_state{state} 1/0),
+//    checked with promtool's exposition-format linter
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -70,17 +72,31 @@ test('bad variables are refused with the variable named', () => {
   assert.throws(() => keepalivedConfVars(keepalivedSettings({ keepalived_vip: '10.0.0.3' }), EDGE[0]!, [EDGE[0]!]), /at least two hosts/);
 });
 
-function notify(state: string, env: Record<string, string>): { code: number; out: string; stateFile: string } {
+function notify(state: string, env: Record<string, string>): { code: number; out: string; stateFile: string; metrics: string } {
   const s = keepalivedSettings({ keepalived_reserved_ip: RESERVED, private_interface: 'eth1' });
   const stateFile = path.join(dir, `state-${state}`);
-  const script = renderTemplate(tpl('notify.sh.ejs'), { ...keepalivedConfVars(s, EDGE[1]!, EDGE), stateFile });
+  const metricsFile = path.join(dir, `textfile-${state}`, 'wpfarm_keepalived.prom');
+  const script = renderTemplate(tpl('notify.sh.ejs'), { ...keepalivedConfVars(s, EDGE[1]!, EDGE), stateFile, metricsFile });
   const f = path.join(dir, 'notify.sh');
   writeFileSync(f, script, { mode: 0o755 });
   const r = spawnSync('bash', [f, 'INSTANCE', 'WPFARM_EDGE', state, '140'], {
     encoding: 'utf8',
     env: { PATH: process.env.PATH ?? '', ...env },
   });
-  return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}`, stateFile };
+  return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}`, stateFile, metrics: metricsFile };
+}
+
+/** The state the metrics file marks 1 (the others must be 0), after promtool's linter accepted the file. */
+function metricState(file: string): string {
+  const text = readFileSync(file, 'utf8');
+  const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  assert.equal(lint.status, 0, lint.stdout + lint.stderr);
+  const rows = [...text.matchAll(/^wpfarm_keepalived_state\{vrrp_instance="WPFARM_EDGE",state="([a-z]+)"\} ([01])$/gm)];
+  assert.deepEqual(rows.map((m) => m[1]).sort(), ['backup', 'fault', 'master', 'stop']);
+  assert.match(text, /^wpfarm_keepalived_state_change_timestamp_seconds\{vrrp_instance="WPFARM_EDGE"\} [0-9]{10}$/m);
+  const on = rows.filter((m) => m[2] === '1').map((m) => m[1]!);
+  assert.equal(on.length, 1, text);
+  return on[0]!;
 }
 
 test('notify MASTER: the reserved IP assign call is valid against the DigitalOcean spec', async () => {
@@ -91,6 +107,7 @@ test('notify MASTER: the reserved IP assign call is valid against the DigitalOce
   assert.equal(r.code, 0, r.out + prism.output().slice(-2000));
   assert.match(r.out, new RegExp(`assigned ${RESERVED} to 3164444`));
   assert.match(readFileSync(r.stateFile, 'utf8'), /^MASTER [0-9]+\n$/);
+  assert.equal(metricState(r.metrics), 'master');
   await new Promise((r) => setTimeout(r, 1000)); // Prism's log arrives after the answer
   const log = prism.output().slice(from);
   assert.match(log, new RegExp(`post /v2/reserved_ips/${RESERVED.replace(/\./g, '\\.')}/actions`, 'i'), log);
@@ -104,6 +121,8 @@ test('notify BACKUP calls nothing; MASTER without a token fails (401), so keepal
   const b = notify('BACKUP', { DO_API_URL: prism.url, DO_TOKEN_FILE: '/nonexistent', DROPLET_ID: '3164444' });
   assert.equal(b.code, 0, b.out);
   assert.match(readFileSync(b.stateFile, 'utf8'), /^BACKUP /);
+  assert.equal(metricState(b.metrics), 'backup');
+  assert.equal(metricState(notify('FAULT', {}).metrics), 'fault');
   assert.doesNotMatch(prism.output().slice(before), /reserved_ips/, 'no API call on BACKUP');
   const empty = path.join(dir, 'empty-token');
   writeFileSync(empty, '');
