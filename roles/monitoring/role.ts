@@ -1,5 +1,5 @@
 // monitoring: node-exporter on every host (with the textfile collector), mysqld-exporter on db hosts,
-// the Swarm replica report on managers, Prometheus + Alertmanager from Debian's packages on the
+// the Swarm replica report on managers, the Varnish report (wpfarm-varnish-stats) on every Swarm node, Prometheus + Alertmanager from Debian's packages on the
 // monitoring host (rules, receivers from the inventory's alert_channels), and the Grafana/Loki/Tempo/
 // Promtail stack (skipped with the reason where those images cannot be pulled, as in the lab).
 // Generators: prometheus.ts, alertmanager.ts, dashboards.ts, stacks.ts; text configs in templates/monitoring/;
@@ -122,6 +122,17 @@ const role: Role = {
         unitFile({ name: 'wpfarm-swarm-replicas.service', content: renderTemplate(tpl('wpfarm-swarm-replicas.service.ejs'), {}) }),
         unitFile({ name: 'wpfarm-swarm-replicas.timer', content: renderTemplate(tpl('wpfarm-swarm-replicas.timer.ejs'), {}) }),
         systemd({ name: 'wpfarm-swarm-replicas.timer', enabled: true, state: 'started' }),
+      );
+    }
+
+    if (member(ctx, 'swarm')) {
+      // the sites' Varnish tasks on this node (docker exec varnishstat -j / varnishadm backend.list -j), every 30 s
+      steps.push(
+        apt({ packages: ['python3'], state: 'present' }, { tags: ['packages'] }),
+        copy({ src: tpl('wpfarm-varnish-stats'), path: '/usr/local/sbin/wpfarm-varnish-stats', mode: '0755' }),
+        unitFile({ name: 'wpfarm-varnish-stats.service', content: renderTemplate(tpl('wpfarm-varnish-stats.service.ejs'), {}) }),
+        unitFile({ name: 'wpfarm-varnish-stats.timer', content: renderTemplate(tpl('wpfarm-varnish-stats.timer.ejs'), {}) }),
+        systemd({ name: 'wpfarm-varnish-stats.timer', enabled: true, state: 'started' }),
       );
     }
 
