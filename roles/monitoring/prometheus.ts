@@ -136,6 +136,10 @@ export interface RuleOptions {
   certDays?: number;
   galeraMinSize?: number;
   backupMaxAgeHours?: number;
+  /** Varnish: a site's hit ratio under this (of hits + misses, over 15 min) is low */
+  varnishHitRatio?: number;
+  /** a running update that has not reported progress for this long is stalled */
+  updateStallHours?: number;
 }
 
 const FS = 'fstype!~"tmpfs|overlay|squashfs|nsfs|fuse.*",mountpoint!~"/run.*|/var/lib/docker/.*"';
@@ -148,7 +152,11 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
   const days = o.certDays ?? 7;
   const minSize = o.galeraMinSize ?? 3;
   const backupHours = o.backupMaxAgeHours ?? 26;
+  const hitRatio = o.varnishHitRatio ?? 0.5;
+  const stallHours = o.updateStallHours ?? 2;
   const f = (d: string) => o.forOverride ?? d;
+  // the Varnish collector (templates/monitoring/wpfarm-varnish-stats): counters per varnish task
+  const vRate = (m: string) => `sum by (stack) (rate(wpfarm_varnish_cache_${m}_total[15m]))`;
   return [
     {
       alert: 'NodeDown',
@@ -281,6 +289,89 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
         summary: 'Role {{ $labels.role }} has drifted on {{ $labels.host }} for 2 hours',
         description:
           'Someone changed the host by hand or a run failed: see `run-role.ts {{ $labels.role }} --limit {{ $labels.host }} --check --diff`.',
+      },
+    },
+    {
+      alert: 'KeepalivedFault',
+      // written by keepalived's notify script (templates/keepalived/notify.sh.ejs) on every edge node
+      expr: 'max by (instance, vrrp_instance) (wpfarm_keepalived_state{state="fault"}) == 1',
+      for: f('2m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'Edge node {{ $labels.instance }} is in VRRP FAULT state',
+        description: 'Its health check of the local edge listener fails: it cannot take the virtual IP over.',
+      },
+    },
+    {
+      alert: 'KeepalivedMasterCount',
+      expr: 'sum by (vrrp_instance) (wpfarm_keepalived_state{state="master"}) != 1',
+      for: f('1m'),
+      labels: { severity: 'critical' },
+      annotations: {
+        summary: 'VRRP instance {{ $labels.vrrp_instance }} has no master or more than one',
+        description: 'No edge node holds the virtual IP (or two do: split brain). See `journalctl -u keepalived` on the edge nodes.',
+      },
+    },
+    {
+      alert: 'VarnishDown',
+      expr: 'wpfarm_varnish_up == 0',
+      for: f('5m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'Varnish task {{ $labels.task }} on {{ $labels.instance }} does not answer',
+        description: 'varnishstat or varnishadm failed in the task (wpfarm-varnish-stats on the node).',
+      },
+    },
+    {
+      alert: 'VarnishBackendSick',
+      expr: 'wpfarm_varnish_backend_healthy == 0',
+      for: f('5m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'Varnish of {{ $labels.stack }} sees its backend {{ $labels.backend }} as sick',
+        description: 'An nginx task of the site fails its health probe; the other tasks carry the load.',
+      },
+    },
+    {
+      alert: 'VarnishAllBackendsSick',
+      expr: 'max by (stack) (wpfarm_varnish_backend_healthy) == 0',
+      for: f('1m'),
+      labels: { severity: 'critical' },
+      annotations: {
+        summary: 'Every nginx backend of {{ $labels.stack }} is sick',
+        description: 'Varnish serves cached pages in grace mode only; everything else fails. Check the nginx and php-fpm services.',
+      },
+    },
+    {
+      alert: 'VarnishHitRatioLow',
+      // only sites with traffic (> 0.1 cacheable lookups per second): a quiet site's ratio means nothing
+      expr: `${vRate('hit')} / (${vRate('hit')} + ${vRate('miss')}) < ${hitRatio}` + ` and (${vRate('hit')} + ${vRate('miss')}) > 0.1`,
+      for: f('30m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'Varnish hit ratio of {{ $labels.stack }} is under ' + hitRatio * 100 + '%',
+        description: 'Pages are not cached: look for Set-Cookie or Cache-Control: no-cache from the site, or purges in a loop.',
+      },
+    },
+    {
+      alert: 'WpfarmUpdateSitesFailed',
+      // written by playbooks/update.ts and rollback.ts on the managers (roles/update/metrics.ts)
+      expr: 'max(wpfarm_update_sites{status="failed"}) > 0',
+      for: f('1m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'The last farm update left failed sites',
+        description: 'They run their previous images and plugins: see the update state file, then rerun update.ts or rollback.ts.',
+      },
+    },
+    {
+      alert: 'WpfarmUpdateStalled',
+      expr: `max(wpfarm_update_running) == 1 and time() - max(wpfarm_update_last_progress_timestamp_seconds) > ${stallHours} * 3600`,
+      for: f('5m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'A farm update has reported no progress for ' + stallHours + ' hours',
+        description: 'update.ts was killed or hangs in a wave: check the controller, then rerun it (it resumes).',
       },
     },
   ];
@@ -444,6 +535,126 @@ export function alertCases(o: RuleOptions = {}): AlertCase[] {
       ],
       trueFromMin: 0,
       labels: { role: 'common', host: 'mgr1' },
+    },
+    {
+      alert: 'KeepalivedFault',
+      series: [{ series: 'wpfarm_keepalived_state{instance="mgr1",vrrp_instance="WPFARM_EDGE",state="fault"}', values: flat(1) }],
+      healthy: [{ series: 'wpfarm_keepalived_state{instance="mgr2",vrrp_instance="WPFARM_EDGE",state="fault"}', values: flat(0) }],
+      trueFromMin: 0,
+      labels: { instance: 'mgr1', vrrp_instance: 'WPFARM_EDGE' },
+    },
+    {
+      alert: 'KeepalivedMasterCount',
+      // WPFARM_EDGE: both reporting nodes are backups (the master died or lost its VIP); OTHER has exactly one master
+      series: [
+        { series: 'wpfarm_keepalived_state{instance="mgr2",vrrp_instance="WPFARM_EDGE",state="master"}', values: flat(0) },
+        { series: 'wpfarm_keepalived_state{instance="mgr3",vrrp_instance="WPFARM_EDGE",state="master"}', values: flat(0) },
+      ],
+      healthy: [
+        { series: 'wpfarm_keepalived_state{instance="mgr2",vrrp_instance="OTHER",state="master"}', values: flat(1) },
+        { series: 'wpfarm_keepalived_state{instance="mgr3",vrrp_instance="OTHER",state="master"}', values: flat(0) },
+      ],
+      trueFromMin: 0,
+      labels: { vrrp_instance: 'WPFARM_EDGE' },
+    },
+    {
+      alert: 'VarnishDown',
+      series: [{ series: 'wpfarm_varnish_up{instance="wrk1",stack="wp-a",task="wp-a_varnish.1.x"}', values: flat(0) }],
+      healthy: [{ series: 'wpfarm_varnish_up{instance="wrk2",stack="wp-a",task="wp-a_varnish.2.y"}', values: flat(1) }],
+      trueFromMin: 0,
+      labels: { instance: 'wrk1', stack: 'wp-a', task: 'wp-a_varnish.1.x' },
+    },
+    {
+      alert: 'VarnishBackendSick',
+      series: [
+        {
+          series: 'wpfarm_varnish_backend_healthy{instance="wrk1",stack="wp-a",task="wp-a_varnish.1.x",backend="nginx1"}',
+          values: flat(0),
+        },
+      ],
+      healthy: [
+        {
+          series: 'wpfarm_varnish_backend_healthy{instance="wrk1",stack="wp-a",task="wp-a_varnish.1.x",backend="nginx0"}',
+          values: flat(1),
+        },
+      ],
+      trueFromMin: 0,
+      labels: { instance: 'wrk1', stack: 'wp-a', task: 'wp-a_varnish.1.x', backend: 'nginx1' },
+    },
+    {
+      alert: 'VarnishAllBackendsSick',
+      // wp-a: both backends sick in both tasks; wp-b: one of two sick
+      series: [
+        {
+          series: 'wpfarm_varnish_backend_healthy{instance="wrk1",stack="wp-a",task="wp-a_varnish.1.x",backend="nginx0"}',
+          values: flat(0),
+        },
+        {
+          series: 'wpfarm_varnish_backend_healthy{instance="wrk1",stack="wp-a",task="wp-a_varnish.1.x",backend="nginx1"}',
+          values: flat(0),
+        },
+        {
+          series: 'wpfarm_varnish_backend_healthy{instance="wrk2",stack="wp-a",task="wp-a_varnish.2.y",backend="nginx0"}',
+          values: flat(0),
+        },
+      ],
+      healthy: [
+        {
+          series: 'wpfarm_varnish_backend_healthy{instance="wrk1",stack="wp-b",task="wp-b_varnish.1.z",backend="nginx0"}',
+          values: flat(1),
+        },
+        {
+          series: 'wpfarm_varnish_backend_healthy{instance="wrk1",stack="wp-b",task="wp-b_varnish.1.z",backend="nginx1"}',
+          values: flat(0),
+        },
+      ],
+      trueFromMin: 0,
+      labels: { stack: 'wp-a' },
+    },
+    {
+      alert: 'VarnishHitRatioLow',
+      // per minute: wp-a 100 hits, 300 misses (25%) over two tasks; wp-b 90 hits, 10 misses (90%); wp-c 1 miss a
+      // minute (0%, but under 0.1 lookups per second). rate() needs two samples: true from the evaluation at 1m (with
+      // one minute of samples rate() divides by the 15 min range: 400 lookups read as 0.44/s, over the 0.1/s floor)
+      series: [
+        { series: 'wpfarm_varnish_cache_hit_total{instance="wrk1",stack="wp-a",task="wp-a_varnish.1.x"}', values: `0+50x${N}` },
+        { series: 'wpfarm_varnish_cache_miss_total{instance="wrk1",stack="wp-a",task="wp-a_varnish.1.x"}', values: `0+150x${N}` },
+        { series: 'wpfarm_varnish_cache_hit_total{instance="wrk2",stack="wp-a",task="wp-a_varnish.2.y"}', values: `0+50x${N}` },
+        { series: 'wpfarm_varnish_cache_miss_total{instance="wrk2",stack="wp-a",task="wp-a_varnish.2.y"}', values: `0+150x${N}` },
+      ],
+      healthy: [
+        { series: 'wpfarm_varnish_cache_hit_total{instance="wrk1",stack="wp-b",task="wp-b_varnish.1.z"}', values: `0+90x${N}` },
+        { series: 'wpfarm_varnish_cache_miss_total{instance="wrk1",stack="wp-b",task="wp-b_varnish.1.z"}', values: `0+10x${N}` },
+        { series: 'wpfarm_varnish_cache_hit_total{instance="wrk1",stack="wp-c",task="wp-c_varnish.1.w"}', values: flat(0) },
+        { series: 'wpfarm_varnish_cache_miss_total{instance="wrk1",stack="wp-c",task="wp-c_varnish.1.w"}', values: `0+1x${N}` },
+      ],
+      trueFromMin: 1,
+      labels: { stack: 'wp-a' },
+    },
+    {
+      alert: 'WpfarmUpdateSitesFailed',
+      // every manager reports the same numbers
+      series: [
+        { series: 'wpfarm_update_sites{instance="mgr1",status="failed"}', values: flat(2) },
+        { series: 'wpfarm_update_sites{instance="mgr2",status="failed"}', values: flat(2) },
+      ],
+      healthy: [{ series: 'wpfarm_update_sites{instance="mgr1",status="updated"}', values: flat(9) }],
+      trueFromMin: 0,
+      labels: {},
+    },
+    {
+      alert: 'WpfarmUpdateStalled',
+      // running; the last progress was written 10 minutes less than the stall limit before the start:
+      // past the limit from t > 600 s
+      series: [
+        { series: 'wpfarm_update_running{instance="mgr1"}', values: flat(1) },
+        {
+          series: 'wpfarm_update_last_progress_timestamp_seconds{instance="mgr1"}',
+          values: flat(-(o.updateStallHours ?? 2) * 3600 + 600),
+        },
+      ],
+      trueFromMin: 11,
+      labels: {},
     },
   ];
 }

@@ -2,6 +2,7 @@
 // the real tools from Debian (promtool 2.42, amtool 0.25) and the SchemaStore schemas.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,6 +20,8 @@ import {
 } from '../../roles/monitoring/prometheus.ts';
 import { parseChannels, renderAlertmanager, maskSecrets, AlertChannelError } from '../../roles/monitoring/alertmanager.ts';
 import { ensureMonitoringTools, run, PROMTOOL, AMTOOL } from '../../roles/monitoring/tools.ts';
+import { newState, recordSite } from '../../roles/update/plan.ts';
+import { updateMetrics } from '../../roles/update/metrics.ts';
 
 const work = mkdtempSync(path.join(tmpdir(), 'wpfarm-mon-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
@@ -106,6 +109,13 @@ test('alert rules: schema-valid, promtool check rules, one rule per alert of the
     'GaleraNodeNotSynced',
     'HTTP5xxRateHigh',
     'CertificateExpiringSoon',
+    // issue 15: the Varnish tier, edge failover, farm updates
+    'VarnishAllBackendsSick',
+    'VarnishHitRatioLow',
+    'KeepalivedMasterCount',
+    'KeepalivedFault',
+    'WpfarmUpdateSitesFailed',
+    'WpfarmUpdateStalled',
   ]) {
     assert.ok(names.includes(a), `missing alert ${a}`);
   }
@@ -220,4 +230,15 @@ test('alert channels: inline secrets, unknown types and missing .env values are 
     (e: unknown) =>
       e instanceof AlertChannelError && /SLACK_WEBHOOK_URL/.test(e.message) && !Object.values(fakeEnv).some((s) => e.message.includes(s)),
   );
+});
+
+test("update progress metrics (roles/update/metrics.ts) pass promtool's exposition linter", () => {
+  const t0 = new Date('2026-12-06T06:00:00Z');
+  const e = { status: 'failed' as const, wave: 0, from: { images: {} }, to: { images: {} } };
+  const target = { images: { wordpressFpm: 'w', nginx: 'n', redis: 'r', varnish: 'v' }, plugins: {} };
+  const state = recordSite(newState(target, [['a'], ['b']], t0), 'a', e);
+  const text = updateMetrics({ state, wave: 0, outcome: 'stopped', started: t0 });
+  const r = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(text, /^wpfarm_update_sites\{status="failed"\} 1$/m);
 });
