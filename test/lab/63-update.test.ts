@@ -9,6 +9,7 @@
 //  - a broken image (the php-fpm health check fails) on the canary: Swarm rolls it back, the canary is pinned and
 //    back on its previous images, the waves stop, the other sites untouched, exit 2 naming the canary, 0 failed
 //    requests
+//  - each run's progress in wpfarm_update.prom on the managers (sites by status, wave, outcome)
 // Needs the lab up (00-lab); converges bootstrap phase 1, galera and gluster itself (cheap when done).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,6 +69,12 @@ async function loopsSince(t0: number): Promise<{ total: number; failed: string[]
     failed.push(...s.filter((x) => x.code !== '200').map((x) => `${l.site.id} #${x.n}: ${x.code} after ${x.ms} ms`));
   }
   return { total, failed };
+}
+
+/** The update metrics on a manager (node-exporter's textfile collector): sample name → value. */
+async function updateMetrics(): Promise<Record<string, number>> {
+  const text = await ssh('mgr1', 'cat /var/lib/prometheus/node-exporter/wpfarm_update.prom');
+  return Object.fromEntries([...text.matchAll(/^(wpfarm_update_[a-z_]+(?:\{[^}]*\})?) (\S+)$/gm)].map((m) => [m[1], Number(m[2])]));
 }
 
 /** A plugin zip in the store: hello/hello.php naming its version. */
@@ -175,6 +182,13 @@ test('update: --check, then a new image and a plugin in a canary + 1 wave with 0
   t.diagnostic(`update of 4 sites (2 waves): ${secs.toFixed(0)} s; loops: ${loops.total} requests, ${loops.failed.length} failed`);
   assert.ok(loops.total >= 50, `the loops ran during the update (${loops.total} requests)`);
   assert.deepEqual(loops.failed, [], 'no failed request during the update');
+  const m = await updateMetrics();
+  assert.deepEqual(
+    [m['wpfarm_update_sites{status="total"}'], m['wpfarm_update_sites{status="updated"}'], m['wpfarm_update_sites{status="failed"}']],
+    [4, 4, 0],
+    'metrics: 4 sites, 4 updated, 0 failed',
+  );
+  assert.deepEqual([m.wpfarm_update_wave, m.wpfarm_update_running, m['wpfarm_update_outcome{outcome="ok"}']], [1, 0, 1]);
 
   const again = await cli('playbooks/update.ts', args, 15 * 60_000);
   assert.equal(again.code, 0, again.out.slice(-3000));
@@ -216,6 +230,8 @@ test('plugin update on every site, then rollback.ts --site: its files back to th
   assert.deepEqual(await pluginOf(A), { link: '.wpfarm-versions/hello/1.0', file: '* Version: 1.0' }, 'rolled back');
   assert.deepEqual(await pluginOf(B), { link: '.wpfarm-versions/hello/2.0', file: '* Version: 2.0' }, 'another site untouched');
   assert.equal(parseState(readFileSync(state, 'utf8'), state).sites[A.id]?.status, 'rolled-back');
+  const m = await updateMetrics();
+  assert.deepEqual([m['wpfarm_update_sites{status="rolled_back"}'], m['wpfarm_update_outcome{outcome="rolled-back"}']], [1, 1]);
   assert.deepEqual(await images(), imgs, 'a plugin rollback rolls no image');
 });
 
@@ -251,6 +267,12 @@ test('a broken image on the canary: Swarm rolls it back, the waves stop, the oth
   const st = parseState(readFileSync(state, 'utf8'), state);
   assert.equal(st.sites[A.id]?.status, 'failed');
   assert.deepEqual(Object.keys(st.sites), [A.id], 'no later wave started');
+  const m = await updateMetrics();
+  assert.deepEqual(
+    [m['wpfarm_update_sites{status="failed"}'], m['wpfarm_update_sites{status="pending"}'], m['wpfarm_update_outcome{outcome="stopped"}']],
+    [1, 3, 1],
+    'metrics: the failed canary, 3 sites not reached, the update stopped',
+  );
   const loops = await loopsSince(t0);
   t.diagnostic(
     `broken canary: ${secs.toFixed(0)} s to detect and roll back; loops: ${loops.total} requests, ${loops.failed.length} failed`,

@@ -5,6 +5,8 @@
 //    master is killed (scripts/lab.ts kill): the VIP moves to another node; the loop's gap is measured
 //  - the killed node returns (scripts/lab.ts start): with nopreempt (the default) the VIP stays where it is
 //  - the health check: the master's edge listener stops → the VIP moves within seconds
+//  - the state metric (wpfarm_keepalived_state, written by the notify script) follows: master on the new holder, fault on an
+//    unhealthy node
 // The edge listener here is a stand-in of the test's own on port 80 of each edge node (a transient
 // systemd unit answering its host name): Traefik cannot run on this machine (see 70-edge-security).
 // Runnable alone when the lab is up: flock /run/wpfarm-lab.lock node --import tsx --test test/lab/80-keepalived.test.ts
@@ -59,6 +61,13 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: nu
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(250);
   }
+}
+
+/** The VRRP state the notify script's metrics mark 1 on a node (node-exporter's textfile collector reads the file). */
+async function metricState(node: string): Promise<string> {
+  const text = await ssh(node, 'cat /var/lib/prometheus/node-exporter/wpfarm_keepalived.prom', { nothrow: true });
+  const on = [...text.matchAll(/^wpfarm_keepalived_state\{vrrp_instance="WPFARM_EDGE",state="([a-z]+)"\} 1$/gm)].map((m) => m[1]);
+  return on.length === 1 ? on[0]! : `none or several in: ${text}`;
 }
 
 async function lab(cmd: 'kill' | 'start', node: string): Promise<void> {
@@ -156,6 +165,8 @@ test('failover: kill the master, the VIP moves, the gap is measured; the node re
   );
   assert.ok(EDGE.includes(newMaster) && newMaster !== master);
   assert.deepEqual(await holders(EDGE.filter((n) => n !== master)), [newMaster], 'exactly one holder among the live nodes');
+  assert.equal(await metricState(newMaster), 'master', `the state metric of ${newMaster} flipped to master`);
+  for (const n of EDGE.filter((x) => x !== master && x !== newMaster)) assert.equal(await metricState(n), 'backup', n);
   assert.ok(gap < 3, `gap ${gap.toFixed(2)} s (aim: under 3 s)`);
   // the node returns: keepalived starts with it (enabled); its edge listener is back too
   await lab('start', master);
@@ -189,6 +200,7 @@ test('health check: the master edge listener stops → the VIP moves; the notify
   t.diagnostic(`listener stopped on ${master}: VIP on ${moved} after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   assert.match(await ssh(master, 'cat /var/lib/wpfarm/keepalived.state'), /^FAULT [0-9]+$/, 'the notify script recorded FAULT');
   assert.match(await ssh(moved, 'cat /var/lib/wpfarm/keepalived.state'), /^MASTER [0-9]+$/, 'and MASTER on the new holder');
+  assert.deepEqual([await metricState(master), await metricState(moved)], ['fault', 'master'], 'the state metrics flipped');
   await ssh(master, LISTENER);
   await sleep(4000);
   assert.deepEqual(await holders(), [moved], 'healthy again, the node does not take the VIP back (nopreempt)');
