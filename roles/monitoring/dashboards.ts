@@ -231,6 +231,31 @@ export function dashboards(): Json[] {
             { title: 'Scrape targets down', type: 'table', w: 24, targets: [{ expr: 'up == 0', instant: true }] },
           ],
         },
+        {
+          title: 'Farm updates (playbooks/update.ts)',
+          panels: [
+            {
+              title: 'Sites by status (last update)',
+              type: 'bargauge',
+              w: 12,
+              targets: [{ expr: 'max by (status) (wpfarm_update_sites)', legend: '{{status}}', instant: true }],
+            },
+            { title: 'Current wave', type: 'stat', w: 4, targets: [{ expr: 'max(wpfarm_update_wave)', instant: true }] },
+            {
+              title: 'Last outcome',
+              type: 'stat',
+              w: 4,
+              targets: [{ expr: 'max by (outcome) (wpfarm_update_outcome) == 1', legend: '{{outcome}}', instant: true }],
+            },
+            {
+              title: 'Last run',
+              type: 'stat',
+              w: 4,
+              unit: 'dateTimeFromNow',
+              targets: [{ expr: 'max(wpfarm_update_last_run_timestamp_seconds) * 1000', instant: true }],
+            },
+          ],
+        },
       ],
     }),
     buildDashboard({
@@ -466,6 +491,57 @@ export function dashboards(): Json[] {
             {
               title: 'CrowdSec decisions (bans)',
               targets: [{ expr: 'sum(cs_active_decisions) or vector(0)', legend: 'active decisions' }],
+            },
+            {
+              title: 'Edge failover: VRRP master (keepalived)',
+              type: 'stat',
+              description: 'wpfarm_keepalived_state, written by the notify script on each edge node: 1 = holds the virtual IP',
+              targets: [{ expr: 'max by (instance) (wpfarm_keepalived_state{state="master"})', legend: '{{instance}}', instant: true }],
+            },
+            {
+              title: 'Edge nodes in VRRP FAULT',
+              type: 'stat',
+              thresholds: [
+                [null, 'green'],
+                [1, 'red'],
+              ],
+              targets: [{ expr: 'sum(wpfarm_keepalived_state{state="fault"}) or vector(0)', instant: true }],
+            },
+          ],
+        },
+        {
+          title: 'Varnish (cache tier 2)',
+          panels: [
+            {
+              title: 'Hit ratio by site',
+              unit: 'percentunit',
+              min: 0,
+              max: 1,
+              targets: [
+                {
+                  expr: `sum by (stack) (rate(wpfarm_varnish_cache_hit_total[${RI}])) / (sum by (stack) (rate(wpfarm_varnish_cache_hit_total[${RI}])) + sum by (stack) (rate(wpfarm_varnish_cache_miss_total[${RI}])))`,
+                  legend: '{{stack}}',
+                },
+              ],
+            },
+            {
+              title: 'Requests/s through Varnish by site',
+              unit: 'reqps',
+              targets: [{ expr: `sum by (stack) (rate(wpfarm_varnish_client_requests_total[${RI}]))`, legend: '{{stack}}' }],
+            },
+            {
+              title: 'Healthy nginx backends by site',
+              type: 'table',
+              targets: [{ expr: 'sum by (stack) (wpfarm_varnish_backend_healthy)', instant: true }],
+            },
+            {
+              title: 'Varnish tasks not answering',
+              type: 'stat',
+              thresholds: [
+                [null, 'green'],
+                [1, 'red'],
+              ],
+              targets: [{ expr: 'count(wpfarm_varnish_up == 0) or vector(0)', instant: true }],
             },
           ],
         },
