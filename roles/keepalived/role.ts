@@ -6,12 +6,13 @@
 import { InputError } from '../../lib/errors.ts';
 import { envFileShown, lookupEnv } from '../../lib/env.ts';
 import { apt } from '../../lib/ops/apt.ts';
+import { command } from '../../lib/ops/command.ts';
 import { task } from '../../lib/ops/base.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
 import { template } from '../../lib/ops/template.ts';
 import type { Role, Step } from '../../lib/types.ts';
-import { CHECK_SCRIPT, CONF, NOTIFY_SCRIPT, TOKEN_FILE, keepalivedConfVars, keepalivedSettings, tpl } from './config.ts';
+import { CHECK_SCRIPT, CONF, METRICS_FILE, NOTIFY_SCRIPT, TOKEN_FILE, keepalivedConfVars, keepalivedSettings, tpl } from './config.ts';
 
 const role: Role = {
   name: 'keepalived',
@@ -33,6 +34,8 @@ const role: Role = {
       directory({ path: '/usr/local/lib/wpfarm', mode: '0755' }),
       template({ path: CHECK_SCRIPT, src: tpl('check.sh.ejs'), vars, mode: '0755' }),
       template({ path: NOTIFY_SCRIPT, src: tpl('notify.sh.ejs'), vars, mode: '0755' }),
+      // the state metric appears at the next VRRP transition; a node set up before it existed gets it now
+      command({ cmd: [NOTIFY_SCRIPT, '--metrics'], creates: METRICS_FILE }, { name: 'keepalived state metrics (first time)' }),
     ];
     if (s.reservedIp) {
       const token = lookupEnv(s.tokenEnv);

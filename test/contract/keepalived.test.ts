@@ -133,3 +133,27 @@ test('notify BACKUP calls nothing; MASTER without a token fails (401), so keepal
   assert.notEqual(noId.code, 0);
   assert.match(noId.out, /no droplet id/);
 });
+
+test('notify --metrics: the metrics from the recorded state and its time (a node set up before they existed)', () => {
+  const s = keepalivedSettings({ keepalived_vip: '10.110.0.250/24', private_interface: 'eth1' });
+  const stateFile = path.join(dir, 'state-recorded');
+  const metricsFile = path.join(dir, 'textfile-recorded', 'wpfarm_keepalived.prom');
+  writeFileSync(stateFile, 'MASTER 1796500000\n');
+  const f = path.join(dir, 'notify-metrics.sh');
+  writeFileSync(f, renderTemplate(tpl('notify.sh.ejs'), { ...keepalivedConfVars(s, EDGE[0]!, EDGE), stateFile, metricsFile }), {
+    mode: 0o755,
+  });
+  const r = spawnSync('bash', ['--norc', f, '--metrics'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.equal(metricState(metricsFile), 'master');
+  assert.match(
+    readFileSync(metricsFile, 'utf8'),
+    /^wpfarm_keepalived_state_change_timestamp_seconds\{vrrp_instance="WPFARM_EDGE"\} 1796500000$/m,
+  );
+  assert.equal(readFileSync(stateFile, 'utf8'), 'MASTER 1796500000\n', 'the recorded state is left as it was');
+  // no state recorded yet: every state 0
+  rmSync(stateFile);
+  const r2 = spawnSync('bash', ['--norc', f, '--metrics'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  assert.equal(r2.status, 0, r2.stderr);
+  assert.doesNotMatch(readFileSync(metricsFile, 'utf8'), /^wpfarm_keepalived_state\{.*\} 1$/m);
+});
