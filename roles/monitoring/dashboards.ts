@@ -519,7 +519,10 @@ export function dashboards(): Json[] {
               max: 1,
               targets: [
                 {
-                  expr: `sum by (stack) (rate(wpfarm_varnish_cache_hit_total[${RI}])) / (sum by (stack) (rate(wpfarm_varnish_cache_hit_total[${RI}])) + sum by (stack) (rate(wpfarm_varnish_cache_miss_total[${RI}])))`,
+                  expr:
+                    `sum by (stack) (rate(wpfarm_varnish_cache_hit_total[${RI}])) / ` +
+                    `(sum by (stack) (rate(wpfarm_varnish_cache_hit_total[${RI}])) + ` +
+                    `sum by (stack) (rate(wpfarm_varnish_cache_miss_total[${RI}])))`,
                   legend: '{{stack}}',
                 },
               ],
