@@ -85,7 +85,16 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = [
     min: 1,
     max: 3600,
     defaultHelp: "the inventory's settings.connect_timeout, else 10",
-    help: "seconds for one host's SSH connect and login, counted from its own start",
+    help: "seconds a host may stay silent during its SSH connect and login (TCP connect, then between packets)",
+  },
+  {
+    name: 'handshakes',
+    type: 'integer',
+    arg: 'N',
+    min: 1,
+    max: 1000,
+    defaultHelp: "the inventory's settings.handshakes, else 8 per CPU core",
+    help: 'SSH handshakes in flight at once, whatever --forks is (the others wait for a turn, their timeout not started)',
   },
   { name: 'extra-vars', short: 'e', type: 'string', arg: 'k=v', repeatable: true, help: 'extra vars, highest precedence' },
   { name: 'json', type: 'string', arg: 'FILE', help: "write every step's result and diff to FILE (secrets masked)" },
@@ -132,6 +141,8 @@ export interface CommonFlags {
   forks: number;
   /** seconds; per host, counted from the start of its SSH handshake (default: the inventory's, else 10) */
   connectTimeout?: number;
+  /** SSH handshakes in flight at once (default: the inventory's, else 8 per core; lib/transport.ts) */
+  handshakes?: number;
   json?: string;
   /** HTML timeline of the run (also written beside --json) */
   timeline?: string;
@@ -296,6 +307,7 @@ export function parseCli(argv: string[], cmd: CommandSpec = { name: 'wpfarm', su
     diff: !!opts.diff,
     forks: (opts.forks as number | undefined) ?? 50,
     connectTimeout: opts['connect-timeout'] as number | undefined,
+    handshakes: opts.handshakes as number | undefined,
     json: opts.json as string | undefined,
     timeline: opts.timeline as string | undefined,
     planOut: opts['plan-out'] as string | undefined,

@@ -21,6 +21,9 @@ export type EventBody =
   | { kind: 'role.end'; role: string }
   | { kind: 'host.start'; host: string; role: string }
   | { kind: 'host.connect'; host: string; ok: boolean; ms: number; error?: string }
+  /** a host's SSH handshake takes its turn (lib/transport.ts: bounded per pool): the pool's handshakes then in flight */
+  | { kind: 'handshake.start'; host: string; inFlight: number }
+  | { kind: 'handshake.end'; host: string; ok: boolean; ms: number; inFlight: number }
   | { kind: 'host.end'; host: string; role: string; status: 'ok' | 'failed' | 'unreachable' | 'skipped'; ms: number; error?: string }
   | { kind: 'step.start'; host: string; role: string; step: string; stepKind: string; location?: string; handler?: string }
   /** an operation planned from its probe: what it would change, and the sha256 of the probe output */
@@ -105,6 +108,13 @@ export class EventStream {
     const first = command.split('\n')[0] ?? '';
     this.emit({ kind: 'command.start', host, id, command: first.length > 300 ? `${first.slice(0, 300)}…` : first });
     return (code) => this.emit({ kind: 'command.end', host, id, code, ms: Math.round((performance.now() - t) * 10) / 10 });
+  }
+
+  /** For the transport: a host's handshake starts, `inFlight` with it; call the returned function when it ends. */
+  handshake(host: string, inFlight: number): (ok: boolean, inFlight: number) => void {
+    const t = performance.now();
+    this.emit({ kind: 'handshake.start', host, inFlight });
+    return (ok, now) => this.emit({ kind: 'handshake.end', host, ok, ms: Math.round((performance.now() - t) * 10) / 10, inFlight: now });
   }
 }
 

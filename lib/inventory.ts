@@ -58,6 +58,8 @@ export interface Inventory {
     envFile?: string;
     lockGroup?: string;
     connectTimeoutS?: number;
+    /** SSH handshakes in flight at once (--handshakes wins; default: 8 per core) */
+    handshakes?: number;
     /** where each run's directory (NDJSON log, report, timeline) goes (default .wpfarm/runs) */
     runLogDir?: string;
     /** run directories kept: at most `count`, none older than `days` (lib/events.ts pruneRuns) */
@@ -151,8 +153,10 @@ const InventoryFileSchema = z.strictObject({
       key: opt(nonEmpty),
       env_file: opt(nonEmpty),
       lock_group: opt(nonEmpty),
-      /** seconds for one host's SSH connect + login, counted from its own start (--connect-timeout wins) */
+      /** seconds a host may stay silent during its SSH connect + login, from its own start (--connect-timeout wins) */
       connect_timeout: opt(int(1, 3600)),
+      /** SSH handshakes in flight at once, whatever --forks is (--handshakes wins) */
+      handshakes: opt(int(1, 1000)),
       run_log_dir: opt(nonEmpty),
       run_log_retention: opt(z.strictObject({ count: opt(z.number().int().min(1)), days: opt(z.number().positive()) })),
     }),
@@ -221,6 +225,7 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     // the group whose hosts hold the deploy lock and the audit log (lib/lock.ts; default: managers)
     if (s.lock_group !== undefined) settings.lockGroup = s.lock_group;
     if (s.connect_timeout !== undefined) settings.connectTimeoutS = s.connect_timeout;
+    if (s.handshakes !== undefined) settings.handshakes = s.handshakes;
     if (s.run_log_dir !== undefined) settings.runLogDir = resolvePath(s.run_log_dir);
     if (s.run_log_retention !== undefined) settings.runLogRetention = s.run_log_retention;
   }

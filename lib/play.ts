@@ -8,7 +8,7 @@
 //   await run.role(common);
 //   await run.role(swarmManager);
 //   await run.exit();
-import { basename, isAbsolute, join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type CommandSpec, type CommonFlags, type OptionValue, type Parsed, fail, parseOrExit } from './cli.ts';
 import { AuditTrail, abandonedEntry, appendScript } from './audit.ts';
@@ -46,7 +46,7 @@ import { selectHosts } from './patterns.ts';
 import { type HostState, type RoleRunResult, exitCodeFor, runRole } from './runner.ts';
 import { mask, maskDeep } from './secrets.ts';
 import { renderTimeline, timelinePathFor } from './timeline.ts';
-import { ConnectionPool, DEFAULT_CONNECT_TIMEOUT_MS } from './transport.ts';
+import { ConnectionPool, sshOptions } from './transport.ts';
 import { ackTsxParent, guardAgainstTsxParent } from './tsx-parent.ts';
 import type { HostSpec, Role, StepResult } from './types.ts';
 
@@ -108,12 +108,10 @@ export class Run {
     const f = config.flags;
     this.events = new EventStream(this.started);
     this.inventory = loadInventory(f.inventory, { extraVars: parseExtraVars(f.extraVars) });
-    const kh = this.inventory.settings.knownHosts;
     this.pool = new ConnectionPool({
-      knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
-      acceptNew: f.acceptNewHostKeys || this.inventory.settings.acceptNewHostKeys,
-      connectTimeoutMs: (f.connectTimeout ?? this.inventory.settings.connectTimeoutS ?? DEFAULT_CONNECT_TIMEOUT_MS / 1000) * 1000,
+      ...sshOptions(this.inventory.settings, f),
       onCommand: (h, c) => this.events.command(h, c),
+      onHandshake: (h, n) => this.events.handshake(h, n),
     });
     // check the limit pattern early: an unknown pattern is bad input before anything runs
     if (f.limit) selectHosts(this.inventory, 'all', f.limit);
@@ -234,11 +232,7 @@ export class Run {
     if (this.lock || this.signal.interrupted || f.check || f.noLock || this.config.lock === false) return;
     const hosts = lockHosts(this.inventory);
     if (!hosts.length) return;
-    const kh = this.inventory.settings.knownHosts;
-    this.lockPool = new ConnectionPool({
-      knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
-      acceptNew: f.acceptNewHostKeys || this.inventory.settings.acceptNewHostKeys,
-    });
+    this.lockPool = new ConnectionPool(sshOptions(this.inventory.settings, f));
     const lock = new DeployLock({ hosts, pool: this.lockPool, say: (m) => this.events.say(m) });
     try {
       await lock.acquire(f.waitLock);

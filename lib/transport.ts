@@ -11,6 +11,7 @@ import { createHash, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { availableParallelism, constants as osConstants } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import ssh2, {
   type AgentAuthMethod,
@@ -33,7 +34,10 @@ export interface ConnectOptions {
   knownHosts?: string;
   /** accept and record the key of a host seen for the first time */
   acceptNew?: boolean;
-  /** TCP connect + key exchange + authentication of one host, counted from when its handshake starts */
+  /**
+   * how long a host may stay silent during its connect: from the start of its own handshake to the TCP connect,
+   * then between the server's packets up to the login (a host that answers is never timed out for load reasons)
+   */
   connectTimeoutMs?: number;
   /** handshakes in flight at once (per pool; default: HANDSHAKES_PER_CORE per core) */
   maxHandshakes?: number;
@@ -42,6 +46,18 @@ export interface ConnectOptions {
   maxChannels?: number;
   /** called as each round trip starts (the run's event stream); the function it returns, when it ends */
   onCommand?: (host: string, command: string) => ((code: number) => void) | void;
+  /**
+   * called as a host's handshake takes its turn (TCP connect, key exchange, login), with the handshakes of the pool
+   * then in flight, this one included; the function it returns, when the handshake ends
+   */
+  onHandshake?: (host: string, inFlight: number) => ((ok: boolean, inFlight: number) => void) | void;
+}
+
+/** A pool's handshakes: in flight now, the most ever in flight at once, and how many started. */
+export interface HandshakeStats {
+  inFlight: number;
+  peak: number;
+  started: number;
 }
 
 /** Measured on 2 cores with 500 loopback sshd hosts (bench/README.md): see defaultMaxHandshakes. */
@@ -50,9 +66,27 @@ export function defaultMaxHandshakes(): number {
   return HANDSHAKES_PER_CORE * availableParallelism();
 }
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * The SSH options of a run from its inventory's settings and its command line (the flag wins over the setting):
+ * known_hosts (default .wpfarm/known_hosts, relative paths from the working directory), first contact, connect
+ * timeout, handshakes in flight. Every pool a command opens is made from these.
+ */
+export function sshOptions(
+  settings: { knownHosts?: string; acceptNewHostKeys: boolean; connectTimeoutS?: number; handshakes?: number },
+  flags: { acceptNewHostKeys: boolean; connectTimeout?: number; handshakes?: number },
+): ConnectOptions {
+  const kh = settings.knownHosts;
+  return {
+    knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
+    acceptNew: flags.acceptNewHostKeys || settings.acceptNewHostKeys,
+    connectTimeoutMs: (flags.connectTimeout ?? settings.connectTimeoutS ?? DEFAULT_CONNECT_TIMEOUT_MS / 1000) * 1000,
+    maxHandshakes: flags.handshakes ?? settings.handshakes,
+  };
+}
 const DEFAULTS = { connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, keepaliveMs: 5_000, maxChannels: 8 };
 type Limit = ReturnType<typeof pLimit>;
-type Opts = ConnectOptions & typeof DEFAULTS & { handshakes: Limit };
+type Opts = ConnectOptions & typeof DEFAULTS & { handshakes: Limit; stats: HandshakeStats };
 
 // ---------------------------------------------------------------------------------------------
 // known_hosts: lib/known-hosts.ts (OpenSSH semantics: @revoked, negation, hashed names, @cert-authority; parsed once
@@ -204,7 +238,24 @@ class SshConnection implements Connection {
     return this.connecting;
   }
 
-  private doConnect(): Promise<void> {
+  /** One handshake, counted in the pool's stats (and the run's events) from its start to its end. */
+  private async doConnect(): Promise<void> {
+    const { stats } = this.opts;
+    stats.inFlight++;
+    stats.started++;
+    stats.peak = Math.max(stats.peak, stats.inFlight);
+    const ended = this.opts.onHandshake?.(this.host.name, stats.inFlight);
+    let ok = false;
+    try {
+      await this.handshake();
+      ok = true;
+    } finally {
+      stats.inFlight--;
+      ended?.(ok, stats.inFlight);
+    }
+  }
+
+  private handshake(): Promise<void> {
     const { host, opts } = this;
     let auth: ConnectConfig['authHandler'];
     if (host.key) {
@@ -228,6 +279,7 @@ class SshConnection implements Connection {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        sock.off('data', progress);
         if (!err) return resolve();
         sock.destroy();
         client.end();
@@ -237,16 +289,29 @@ class SshConnection implements Connection {
         }
         reject(err instanceof UnreachableError ? err : new UnreachableError(host.name, err.message));
       };
-      const timer = setTimeout(
-        () =>
-          finish(
-            new UnreachableError(
-              host.name,
-              `connect to ${host.address}:${host.port} timed out after ${opts.connectTimeoutMs} ms (TCP connect, key exchange and login)`,
-            ),
-          ),
-        opts.connectTimeoutMs,
-      );
+      // The timeout is for a host that does not answer, not for a slow controller or host: it runs from the start of
+      // this handshake (never while waiting for a turn) to the TCP connect, then restarts with each packet the server
+      // sends, up to the login (as OpenSSH's ConnectTimeout covers the connect and the server's banner). Under load,
+      // every host that answers gets in; one silent for the whole timeout at any point of the handshake fails.
+      let phase = 'TCP connect';
+      let timer: NodeJS.Timeout;
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          const what = `no answer for ${opts.connectTimeoutMs} ms (${phase})`;
+          finish(new UnreachableError(host.name, `connect to ${host.address}:${host.port} timed out: ${what}`));
+        }, opts.connectTimeoutMs);
+      };
+      const progress = () => {
+        phase = 'key exchange and login';
+        arm();
+      };
+      arm();
+      sock.once('connect', () => {
+        phase = "waiting for the server's banner";
+        arm();
+      });
+      sock.on('data', progress);
       sock.once('error', (e: NodeJS.ErrnoException) =>
         finish(new UnreachableError(host.name, `${host.address}:${host.port}: ${e.code ?? e.message}`)),
       );
@@ -607,9 +672,10 @@ class SshConnection implements Connection {
   }
 }
 
-function withDefaults(opts: ConnectOptions, handshakes?: Limit): Opts {
+function withDefaults(opts: ConnectOptions): Opts {
   const o = { ...DEFAULTS, ...opts };
-  return { ...o, handshakes: handshakes ?? pLimit(Math.max(1, o.maxHandshakes ?? defaultMaxHandshakes())) };
+  const stats: HandshakeStats = { inFlight: 0, peak: 0, started: 0 };
+  return { ...o, handshakes: pLimit(Math.max(1, o.maxHandshakes ?? defaultMaxHandshakes())), stats };
 }
 
 export async function connect(host: HostSpec, opts: ConnectOptions = {}): Promise<Connection & { abortChannels(): Promise<string[]> }> {
@@ -624,6 +690,11 @@ export class ConnectionPool {
   private readonly opts: Opts;
   constructor(opts: ConnectOptions = {}) {
     this.opts = withDefaults(opts);
+  }
+
+  /** the handshakes of this pool so far (a copy) */
+  get handshakes(): HandshakeStats {
+    return { ...this.opts.stats };
   }
 
   get(host: HostSpec): Promise<Connection & { abortChannels(): Promise<string[]> }> {

@@ -2,12 +2,11 @@
 //   node --import tsx playbooks/audit.ts [--site ID] [--host NAME] [--since WHEN] [--until WHEN] [--format text|json]
 // WHEN: an ISO date/time (2025-06-01, 2025-06-01T12:00Z) or a duration back from now (30m, 12h, 7d).
 // --site matches runs whose command line names the site; --host runs that touched the host.
-import { isAbsolute, resolve } from 'node:path';
 import { type CommandSpec, fail, parseOrExit } from '../lib/cli.ts';
 import { filterAudit, readAudit } from '../lib/audit.ts';
 import { loadInventory, parseExtraVars } from '../lib/inventory.ts';
 import { lockHosts } from '../lib/lock.ts';
-import { ConnectionPool } from '../lib/transport.ts';
+import { ConnectionPool, sshOptions } from '../lib/transport.ts';
 
 const CMD: CommandSpec = {
   name: 'audit.ts',
@@ -27,11 +26,7 @@ try {
   const { flags, opts } = parseOrExit(process.argv.slice(2), CMD);
   const extra = opts as { site?: string; host?: string; since?: string; until?: string; format: 'text' | 'json' };
   const inv = loadInventory(flags.inventory, { extraVars: parseExtraVars(flags.extraVars) });
-  const kh = inv.settings.knownHosts;
-  pool = new ConnectionPool({
-    knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
-    acceptNew: flags.acceptNewHostKeys || inv.settings.acceptNewHostKeys,
-  });
+  pool = new ConnectionPool(sshOptions(inv.settings, flags));
   const filter = { site: extra.site, host: extra.host, since: extra.since, until: extra.until };
   filterAudit([], filter); // bad --since/--until is bad input before any connection
   const { entries, problems } = await readAudit(lockHosts(inv), pool);

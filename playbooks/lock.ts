@@ -3,13 +3,12 @@
 //   node --import tsx playbooks/lock.ts release           remove a STALE lock (its run is gone), logged in the audit log
 //   node --import tsx playbooks/lock.ts release --force   remove it even when its holder looks alive
 // Exit 0; 5 when release is refused (a live holder without --force); 4 on bad input.
-import { isAbsolute, resolve } from 'node:path';
 import { type CommandSpec, fail, parseOrExit } from '../lib/cli.ts';
 import { type AuditEntry, appendScript } from '../lib/audit.ts';
 import { InputError } from '../lib/errors.ts';
 import { loadInventory, parseExtraVars } from '../lib/inventory.ts';
 import { LOCK_FILE, LockHeldError, lockHosts, lockStatus, newLockInfo, releaseScript } from '../lib/lock.ts';
-import { ConnectionPool } from '../lib/transport.ts';
+import { ConnectionPool, sshOptions } from '../lib/transport.ts';
 
 const CMD: CommandSpec = {
   name: 'lock.ts',
@@ -32,11 +31,7 @@ try {
   if (action !== 'status' && action !== 'release')
     throw new InputError(`expected 'status' or 'release', got '${action ?? ''}' (see --help)`);
   const inv = loadInventory(flags.inventory, { extraVars: parseExtraVars(flags.extraVars) });
-  const kh = inv.settings.knownHosts;
-  pool = new ConnectionPool({
-    knownHosts: kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts'),
-    acceptNew: flags.acceptNewHostKeys || inv.settings.acceptNewHostKeys,
-  });
+  pool = new ConnectionPool(sshOptions(inv.settings, flags));
   const hosts = lockHosts(inv);
   const status = await lockStatus(hosts, pool);
   if (action === 'status') {

@@ -9,12 +9,11 @@
 //   backup_files_require_mount  false: accept a files host where the path is not a Gluster mount (default true)
 //   mariadb_socket       socket of the local MariaDB on the db host (default /run/mysqld/mysqld.sock)
 //   backup_lsn_root      mariabackup checkpoints on the db host (default /var/lib/wpfarm-backup/lsn)
-import { resolve, isAbsolute } from 'node:path';
 import { existsSync } from 'node:fs';
 import type { CommonFlags, OptionSpec } from '../../lib/cli.ts';
 import { InputError } from '../../lib/errors.ts';
 import { loadInventory, parseExtraVars, groupMembers, type Inventory } from '../../lib/inventory.ts';
-import { ConnectionPool } from '../../lib/transport.ts';
+import { ConnectionPool, sshOptions } from '../../lib/transport.ts';
 import type { HostSpec } from '../../lib/types.ts';
 import { loadSites, type SiteRecord } from '../wp-site/site.ts';
 import { siteDbName } from '../wp-site/stack.ts';
@@ -65,11 +64,9 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
   const sites = existsSync(sitesDir) ? loadSites(sitesDir, { management_cidrs: Array.isArray(mgmt) ? (mgmt as string[]) : undefined }) : [];
   const vars = inventory.vars;
   let pool: ConnectionPool | undefined;
-  const kh = inventory.settings.knownHosts;
-  const knownHosts = kh ? (isAbsolute(kh) ? kh : resolve(kh)) : resolve('.wpfarm/known_hosts');
-  const acceptNew = flags.acceptNewHostKeys || inventory.settings.acceptNewHostKeys;
+  const ssh = sshOptions(inventory.settings, flags);
   const connFor = async (host: HostSpec) => {
-    pool ??= new ConnectionPool({ knownHosts, acceptNew });
+    pool ??= new ConnectionPool(ssh);
     return pool.get(host);
   };
   const sitesPath = str(vars.gluster_sites_path, str(vars.gluster_mount, '/mnt/gluster/sites')).replace(/\/+$/, '');
@@ -131,7 +128,8 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
     if (!fh.host || !isLoopbackEndpoint(settings.store.endpoint)) return { store: settings.store, password };
     const u = new URL(settings.store.endpoint);
     const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
-    tunnel = await openReverseTunnel(fh.host, { host: u.hostname.replace(/^\[|\]$/g, ''), port }, { knownHosts, acceptNew });
+    const hostKeys = { knownHosts: ssh.knownHosts!, acceptNew: ssh.acceptNew }; // sshOptions always sets knownHosts
+    tunnel = await openReverseTunnel(fh.host, { host: u.hostname.replace(/^\[|\]$/g, ''), port }, hostKeys);
     return { store: { ...settings.store, endpoint: tunnelledEndpoint(settings.store.endpoint, tunnel.remotePort) }, password };
   };
   return {

@@ -65,3 +65,64 @@ test(`${N} hosts at --forks ${N} through 1 handshake in flight: all connect, non
     await pool.closeAll();
   }
 });
+
+test('50 hosts at --forks 50 with 8 handshakes in flight: all clean, never more than 8 handshakes at once (the event stream)', async () => {
+  const hosts = lab.hosts.slice(0, 50).map((h) => h.spec);
+  const LIMIT = 8;
+  const events = new EventStream();
+  // counted from the stream's start/end pairs themselves, not from the inFlight field the transport writes in them
+  let now = 0;
+  let peak = 0;
+  let starts = 0;
+  let ends = 0;
+  let reported = 0;
+  const open = new Set<string>();
+  events.on((e) => {
+    if (e.kind === 'handshake.start') {
+      assert.ok(!open.has(e.host), `one handshake at a time per host (${e.host})`);
+      open.add(e.host);
+      starts++;
+      peak = Math.max(peak, ++now);
+      reported = Math.max(reported, e.inFlight);
+    } else if (e.kind === 'handshake.end') {
+      assert.ok(open.delete(e.host), `a handshake ends after it started (${e.host})`);
+      ends++;
+      now--;
+    }
+  });
+  const pool = new ConnectionPool({
+    knownHosts: lab.knownHosts,
+    maxHandshakes: LIMIT,
+    connectTimeoutMs: 10_000,
+    onHandshake: (h, n) => events.handshake(h, n),
+  });
+  const role: Role = {
+    name: 'scale-limit',
+    hosts: 'all',
+    steps: () => [file({ path: '/srv/scale-limit', content: 'ok\n', mode: '0644' }), command({ cmd: ['true'] })],
+  };
+  const started = performance.now();
+  try {
+    const res = await runRole(role, hosts, {
+      pool,
+      events,
+      options: { check: false, diff: false, forks: 50, verbose: 0 },
+      allHosts: new Map(hosts.map((h) => [h.name, h])),
+      select: () => hosts,
+      signal: { interrupted: false },
+      hostState: new Map(),
+    });
+    const bad = res.hosts.filter((h) => h.status !== 'ok').map((h) => `${h.host}: ${h.status} ${h.error ?? ''}`);
+    assert.deepEqual(bad, [], 'every host ok');
+    assert.equal(res.results.filter((r) => r.status === 'changed').length, 2 * hosts.length, 'both steps changed on every host');
+    assert.equal(starts, 50, 'one handshake per host');
+    assert.equal(ends, 50, 'every handshake ended');
+    assert.ok(peak <= LIMIT, `never more than ${LIMIT} handshakes in flight (the stream shows ${peak})`);
+    assert.ok(peak > 1, `with 50 hosts asking at once, handshakes ran in parallel (peak ${peak})`);
+    assert.equal(reported, peak, "the transport's own count agrees with the stream's");
+    assert.deepEqual(pool.handshakes, { inFlight: 0, peak, started: 50 }, "the pool's counter agrees");
+    console.log(`# 50 hosts, -f 50, ${LIMIT} handshakes: peak ${peak} in flight, ${Math.round(performance.now() - started)} ms`);
+  } finally {
+    await pool.closeAll();
+  }
+});
