@@ -7,6 +7,7 @@
 //   BENCH_N=1,10 BENCH_REPS=1 make bench     (a quicker subset)
 //   BENCH_N=100,300,500 BENCH_REPS=1 BENCH_ANSIBLE_MAX_N=30 make bench   (scale; Ansible only up to 30 hosts)
 //   BENCH_KEEP=1 keeps the rows of other N already in bench/results/latest.json
+//   BENCH_FORKS=50,N runs wpfarm at each --forks (N: the number of hosts, the default; values above N count as N)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +20,8 @@ interface Row {
   tool: 'wpfarm' | 'ansible' | 'floor';
   scenario: 'first' | 'rerun';
   hosts: number;
+  /** wpfarm's --forks (rows without it ran at --forks = hosts) */
+  forks?: number;
   tasks: number;
   wall_s: number;
   cpu_s: number;
@@ -38,6 +41,8 @@ const NS = (process.env.BENCH_N ?? '1,10,30').split(',').map(Number);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
 /** Ansible takes minutes per run from ~100 hosts on: compared up to this N (default: every N) */
 const ANSIBLE_MAX_N = Number(process.env.BENCH_ANSIBLE_MAX_N ?? Number.POSITIVE_INFINITY);
+const FORKS = (process.env.BENCH_FORKS ?? 'N').split(',');
+const forksFor = (n: number): number[] => [...new Set(FORKS.map((f) => (f === 'N' ? n : Math.min(Number(f), n))))];
 const load1 = (): number => +loadavg()[0]!.toFixed(2);
 /** how wpfarm is started: the prebuilt fast CLI (scripts/build-cli.ts; BENCH_CLI=tsx: `node --import tsx`, as before) */
 const CLI: CliMode = process.env.BENCH_CLI === 'tsx' ? 'tsx' : 'fast';
@@ -91,8 +96,8 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
   const lab = await startSshdHosts(n, { prefix: 'b' });
   const ans = ansibleSetup(lab, n);
   const raw: Row[] = [];
-  const wpfarm = async (scenario: Row['scenario']) => {
-    const json = join(lab.dir, `wpfarm-${scenario}.json`);
+  const wpfarm = async (scenario: Row['scenario'], forks: number) => {
+    const json = join(lab.dir, `wpfarm-${scenario}-f${forks}.json`);
     let t: ReturnType<typeof timed>;
     let load0 = load1();
     for (let attempt = 1; ; attempt++) {
@@ -107,7 +112,7 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
           '--inventory',
           lab.inventoryFile,
           '--forks',
-          String(n),
+          String(forks),
           '--json',
           json,
         ]),
@@ -116,7 +121,10 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
           WPFARM_CLI_DEBUG: '1',
         },
       );
-      if (t.code !== 0) throw new Error(`wpfarm ${scenario} failed (exit ${t.code}):\n${t.stdout.slice(-3000)}`);
+      // hosts failed (2) or unreachable (3): counted in the row (failed), the bench goes on; anything else stops it
+      if (t.code !== 0 && t.code !== 2 && t.code !== 3)
+        throw new Error(`wpfarm ${scenario} failed (exit ${t.code}):\n${t.stdout.slice(-3000)}`);
+      if (t.code !== 0) console.log(`bench: N=${n} -f ${forks}: wpfarm ${scenario} exit ${t.code}:\n${t.stdout.slice(-1500)}`);
       if (CLI === 'tsx' || t.stdout.includes('wpfarm-cli: bundle')) break;
       if (attempt >= 5)
         throw new Error(`wpfarm ${scenario}: the fast CLI fell back to tsx ${attempt} times: ${/wpfarm-cli: .*/.exec(t.stdout)?.[0]}`);
@@ -131,6 +139,7 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
       tool: 'wpfarm',
       scenario,
       hosts: n,
+      forks,
       tasks: TASKS,
       wall_s: t.wall,
       cpu_s: t.cpu,
@@ -188,22 +197,24 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
   };
   try {
     for (let rep = 1; rep <= REPS; rep++) {
-      resetHosts(lab);
-      await wpfarm('first');
-      await wpfarm('rerun');
+      for (const f of forksFor(n)) {
+        resetHosts(lab);
+        await wpfarm('first', f);
+        await wpfarm('rerun', f);
+      }
       floor();
       if (n <= ANSIBLE_MAX_N) {
         resetHosts(lab);
         ansible('first');
         ansible('rerun');
       }
-      const last = raw.slice(n <= ANSIBLE_MAX_N ? -5 : -3);
+      const last = raw.slice(-(2 * forksFor(n).length + 1 + (n <= ANSIBLE_MAX_N ? 2 : 0)));
       console.log(
         `bench: N=${n} rep ${rep}: ` +
           last
             .map(
               (r) =>
-                `${r.tool}/${r.scenario} ${r.wall_s.toFixed(2)} s${r.changed !== undefined ? ` (changed ${r.changed})` : ''} load ${r.load_start}→${r.load_end}`,
+                `${r.tool}/${r.scenario}${r.forks ? ` -f ${r.forks}` : ''} ${r.wall_s.toFixed(2)} s${r.changed !== undefined ? ` (changed ${r.changed})` : ''} load ${r.load_start}→${r.load_end}`,
             )
             .join(', '),
       );
@@ -214,39 +225,44 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
   }
   for (const tool of ['wpfarm', 'ansible', 'floor'] as const) {
     for (const scenario of ['first', 'rerun'] as const) {
-      const xs = raw.filter((r) => r.tool === tool && r.scenario === scenario);
-      if (!xs.length) continue;
-      rows.push({
-        tool,
-        scenario,
-        hosts: n,
-        tasks: TASKS,
-        wall_s: +median(xs.map((r) => r.wall_s)).toFixed(3),
-        cpu_s: +median(xs.map((r) => r.cpu_s)).toFixed(3),
-        peak_rss_mb: +median(xs.map((r) => r.peak_rss_mb)).toFixed(1),
-        ...(xs[0]!.changed !== undefined ? { changed: median(xs.map((r) => r.changed!)) } : {}),
-        ...(xs[0]!.engine_cpu_s !== undefined ? { engine_cpu_s: +median(xs.map((r) => r.engine_cpu_s!)).toFixed(3) } : {}),
-        ...(xs[0]!.failed !== undefined ? { failed: Math.max(...xs.map((r) => r.failed!)) } : {}),
-        load_start: Math.min(...xs.map((r) => r.load_start ?? 0)),
-        load_end: Math.max(...xs.map((r) => r.load_end ?? 0)),
-      });
+      for (const forks of tool === 'wpfarm' ? forksFor(n) : [undefined]) {
+        const xs = raw.filter((r) => r.tool === tool && r.scenario === scenario && r.forks === forks);
+        if (!xs.length) continue;
+        rows.push({
+          tool,
+          scenario,
+          hosts: n,
+          ...(forks !== undefined ? { forks } : {}),
+          tasks: TASKS,
+          wall_s: +median(xs.map((r) => r.wall_s)).toFixed(3),
+          cpu_s: +median(xs.map((r) => r.cpu_s)).toFixed(3),
+          peak_rss_mb: +median(xs.map((r) => r.peak_rss_mb)).toFixed(1),
+          ...(xs[0]!.changed !== undefined ? { changed: median(xs.map((r) => r.changed!)) } : {}),
+          ...(xs[0]!.engine_cpu_s !== undefined ? { engine_cpu_s: +median(xs.map((r) => r.engine_cpu_s!)).toFixed(3) } : {}),
+          ...(xs[0]!.failed !== undefined ? { failed: Math.max(...xs.map((r) => r.failed!)) } : {}),
+          load_start: Math.min(...xs.map((r) => r.load_start ?? 0)),
+          load_end: Math.max(...xs.map((r) => r.load_end ?? 0)),
+        });
+      }
     }
   }
 }
 
 function table(rows: Row[]): string {
   const out = [
-    '| hosts | scenario | wpfarm wall s | Ansible wall s | floor wall s | speed-up vs Ansible | × floor | wpfarm CPU ms/task/host (process / engine) | Ansible CPU ms/task/host | wpfarm peak RSS MB | changed (wpfarm / Ansible) | failed hosts (wpfarm / floor) | load avg start→end (wpfarm) |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|',
+    '| hosts | -f | scenario | wpfarm wall s | Ansible wall s | floor wall s | speed-up vs Ansible | × floor | wpfarm CPU ms/task/host (process / engine) | Ansible CPU ms/task/host | wpfarm peak RSS MB | changed (wpfarm / Ansible) | failed hosts (wpfarm / floor) | load avg start→end (wpfarm) |',
+    '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|',
   ];
   for (const n of [...new Set(rows.map((r) => r.hosts))].sort((a, b) => a - b)) {
-    for (const scenario of ['first', 'rerun'] as const) {
-      const w = rows.find((r) => r.tool === 'wpfarm' && r.hosts === n && r.scenario === scenario);
+    const forksOf = (r: Row) => r.forks ?? r.hosts;
+    const forks = [...new Set(rows.filter((r) => r.tool === 'wpfarm' && r.hosts === n).map(forksOf))].sort((a, b) => b - a);
+    for (const [fk, scenario] of forks.flatMap((f) => (['first', 'rerun'] as const).map((s) => [f, s] as const))) {
+      const w = rows.find((r) => r.tool === 'wpfarm' && r.hosts === n && r.scenario === scenario && forksOf(r) === fk);
       const a = rows.find((r) => r.tool === 'ansible' && r.hosts === n && r.scenario === scenario);
       const f = rows.find((r) => r.tool === 'floor' && r.hosts === n);
       if (!w) continue;
       out.push(
-        `| ${n} | ${scenario} | ${w.wall_s.toFixed(2)} | ${a ? a.wall_s.toFixed(2) : 'not run'} | ${f ? f.wall_s.toFixed(2) : ''} | ` +
+        `| ${n} | ${fk} | ${scenario} | ${w.wall_s.toFixed(2)} | ${a ? a.wall_s.toFixed(2) : 'not run'} | ${f ? f.wall_s.toFixed(2) : ''} | ` +
           `${a ? `${(a.wall_s / w.wall_s).toFixed(1)}x` : ''} | ${f ? `${(w.wall_s / f.wall_s).toFixed(2)}x` : ''} | ` +
           `${((w.cpu_s * 1000) / (TASKS * n)).toFixed(2)} / ${(((w.engine_cpu_s ?? 0) * 1000) / (TASKS * n)).toFixed(2)} | ` +
           `${a ? ((a.cpu_s * 1000) / (TASKS * n)).toFixed(1) : ''} | ${w.peak_rss_mb.toFixed(0)} | ${w.changed} / ${a ? a.changed : '-'} | ` +
