@@ -26,10 +26,36 @@ const FRAME = /\(?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?\s*$/;
  * directory when inside it; undefined when no such frame exists.
  */
 export function callerLocation(): string | undefined {
+  // The same role line builds its step once per host: the stack's raw call sites (cheap to read) key the location
+  // found the first time (formatting the stack, through the source maps, cost ~50 µs per step per host).
   const limit = Error.stackTraceLimit;
+  const prepare = Error.prepareStackTrace;
   Error.stackTraceLimit = 40;
+  Error.prepareStackTrace = rawSites;
+  const holder: { stack?: unknown } = {};
+  Error.captureStackTrace(holder, callerLocation);
+  const key = holder.stack as string;
+  Error.prepareStackTrace = prepare;
+  if (locations.has(key)) {
+    Error.stackTraceLimit = limit;
+    return locations.get(key);
+  }
   const stack = new Error().stack ?? '';
   Error.stackTraceLimit = limit;
+  const found = locationIn(stack);
+  if (locations.size < 10_000) locations.set(key, found);
+  return found;
+}
+
+const locations = new Map<string, string | undefined>();
+/** Error.prepareStackTrace that keeps the raw positions of the call sites, unformatted */
+function rawSites(_e: Error, sites: NodeJS.CallSite[]): string {
+  let key = '';
+  for (const s of sites) key += `${s.getScriptNameOrSourceURL() ?? s.getFileName() ?? '?'}:${s.getLineNumber()}:${s.getColumnNumber()}\n`;
+  return key;
+}
+
+function locationIn(stack: string): string | undefined {
   for (const line of stack.split('\n').slice(1)) {
     const m = FRAME.exec(line);
     if (!m) continue;

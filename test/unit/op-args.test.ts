@@ -111,6 +111,20 @@ test('defaults are applied (state present, markers, timeout) and the step record
   assert.equal(op.title, 'blockinfile /etc/x');
 });
 
+test('the location of a step built again on the same line (once per host) is the same; other lines keep their own', () => {
+  const build = () => file({ path: '/etc/y', content: 'y' }); // one helper, two callers below: its own line is the caller
+  const line = here() + 2;
+  const seen = new Set<string | undefined>();
+  for (let i = 0; i < 3; i++) seen.add(file({ path: `/etc/x${i}`, content: 'x' }).location);
+  assert.deepEqual([...seen], [`test/unit/op-args.test.ts:${line}:40`]);
+  const a = build().location;
+  const b = [0].map(() => build().location)[0];
+  assert.equal(a, `test/unit/op-args.test.ts:${line - 3}:23`);
+  assert.equal(b, a, 'the helper line, whoever calls it');
+  const other = directory({ path: '/etc/z' }).location;
+  assert.equal(other, `test/unit/op-args.test.ts:${here() - 1}:17`);
+});
+
 test('exit codes explained with real processes: 127, 126, 137, 1; stderr tail masked', async () => {
   const secret = registerSecret('Pw-op-args-7c1d');
   const run = async (cmd: string) => {
