@@ -8,6 +8,8 @@
 //   BENCH_N=100,300,500 BENCH_REPS=1 BENCH_ANSIBLE_MAX_N=30 make bench   (scale; Ansible only up to 30 hosts)
 //   BENCH_KEEP=1 keeps the rows of other N already in bench/results/latest.json
 //   BENCH_FORKS=50,N runs wpfarm at each --forks (N: the number of hosts, the default; values above N count as N)
+//   BENCH_RERUN_ONLY=1: the first run only at the first of BENCH_FORKS, the reruns at each (a first run at -f 50 and
+//   N=500 takes minutes on 2 shared cores)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -197,9 +199,11 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
   };
   try {
     for (let rep = 1; rep <= REPS; rep++) {
-      for (const f of forksFor(n)) {
-        resetHosts(lab);
-        await wpfarm('first', f);
+      for (const [i, f] of forksFor(n).entries()) {
+        if (i === 0 || !process.env.BENCH_RERUN_ONLY) {
+          resetHosts(lab);
+          await wpfarm('first', f);
+        }
         await wpfarm('rerun', f);
       }
       floor();
@@ -208,7 +212,8 @@ async function benchN(n: number, rows: Row[]): Promise<void> {
         ansible('first');
         ansible('rerun');
       }
-      const last = raw.slice(-(2 * forksFor(n).length + 1 + (n <= ANSIBLE_MAX_N ? 2 : 0)));
+      const runs = process.env.BENCH_RERUN_ONLY ? forksFor(n).length + 1 : 2 * forksFor(n).length;
+      const last = raw.slice(-(runs + 1 + (n <= ANSIBLE_MAX_N ? 2 : 0)));
       console.log(
         `bench: N=${n} rep ${rep}: ` +
           last
