@@ -120,9 +120,17 @@ describe('the event stream of a run on real sshd hosts', () => {
     assert.ok(evs.indexOf(locks[0]!) < roleStart && evs.indexOf(locks[1]!) > roleEnd);
     assert.deepEqual(report.lock?.hosts, ['e01'], 'the report names the lock hosts');
 
-    // per host: host.start, host.connect ok, then step.start/step.end pairs, then host.end
+    // per host: host.start, its SSH handshake (start, end ok), host.connect ok, then step.start/step.end pairs, then host.end
     for (const h of ['e01', 'e02', 'e03']) {
-      const mine = evs.filter((e) => 'host' in e && e.host === h && e.kind !== 'command.start' && e.kind !== 'command.end');
+      const all = evs.filter((e) => 'host' in e && e.host === h && e.kind !== 'command.start' && e.kind !== 'command.end');
+      assert.deepEqual(
+        all.slice(0, 4).map((e) => e.kind),
+        ['host.start', 'handshake.start', 'handshake.end', 'host.connect'],
+        h,
+      );
+      assert.equal((all[2] as Ev<'handshake.end'>).ok, true);
+      assert.equal(all.filter((e) => e.kind.startsWith('handshake.')).length, 2, `${h}: one handshake`);
+      const mine = all.filter((e) => !e.kind.startsWith('handshake.'));
       assert.equal(mine[0]!.kind, 'host.start', h);
       assert.equal(mine[1]!.kind, 'host.connect', h);
       assert.equal((mine[1] as Ev<'host.connect'>).ok, true);
