@@ -6,10 +6,11 @@ import type { OptionSpec } from '../../lib/cli.ts';
 import { EXIT, InputError } from '../../lib/errors.ts';
 import type { Run } from '../../lib/play.ts';
 import { mask } from '../../lib/secrets.ts';
-import { siteIdFor } from '../wp-site/playbook-util.ts';
+import { SITES_DIR_OPTION, siteIdFor } from '../wp-site/playbook-util.ts';
 import { wpSiteSettings } from '../wp-site/reconcile.ts';
-import { generateSiteSecrets } from '../wp-site/secrets.ts';
+import wpSite from '../wp-site/role.ts';
 import { siteDbName } from '../wp-site/stack.ts';
+import { type FarmSite, farmSite } from './farm.ts';
 import { FARM_WORDPRESS, migrateSite, rollbackSite } from './migrate.ts';
 import { SiteRefused, type SourceUrl, sourceHost } from './source.ts';
 import type { Target } from './target.ts';
@@ -25,6 +26,7 @@ export const MIGRATE_OPTIONS: readonly OptionSpec[] = [
   { name: 'farm-wordpress', type: 'string', arg: 'VERSION', help: `WordPress of the farm’s image (default ${FARM_WORDPRESS})` },
   { name: 'until', type: 'string', arg: 'STATE', choices: ['inspect', 'copy', 'rewrite', 'verify'], help: 'stop after this state' },
   { name: 'rollback', type: 'boolean', help: 'take the source out of maintenance (after a cutover)' },
+  { ...SITES_DIR_OPTION, default: undefined, defaultHelp: 'vars.wp_sites_dir, else inventory/sites' },
 ];
 
 export interface SiteJob {
@@ -48,17 +50,44 @@ export async function farmTarget(run: Run, newDomain: string): Promise<Target> {
   const name = siteDbName(id);
   return {
     describe: `database ${name} on ${s.dbAdminHost}, files on ${s.filesHost}`,
-    // a new password for the new site (the site's secret store entry is written when the site record is made)
-    db: {
-      conn: dbConn,
-      socketPath: '/run/mysqld/mysqld.sock',
-      name,
-      user: name,
-      userHost: s.dbUserHost,
-      password: generateSiteSecrets().db_password,
-    },
+    // the password is the site's secret store entry's, set by migrateSite() when the farm site is made (copy)
+    db: { conn: dbConn, socketPath: '/run/mysqld/mysqld.sock', name, user: name, userHost: s.dbUserHost, password: '' },
     files: { conn: filesConn, contentDir: `${s.glusterMount.replace(/\/+$/, '')}/${id}` },
   };
+}
+
+/** The wp-site role runs for one site at a time (it reads the site from the hosts' vars); copies run concurrently. */
+const roleQueue = pLimit(1);
+
+/** The farm site a migration makes: record + secret store entry (./farm.ts); its stack by the wp-site role. */
+export async function farmSiteFor(run: Run, newDomain: string, sitesDir: string, say: (m: string) => void): Promise<FarmSite> {
+  const id = siteIdFor(newDomain);
+  const mgmt = run.inventory.vars.management_cidrs;
+  const managers = await Promise.all(run.hostsFor('managers').map((h) => run.pool.get(h)));
+  const deploy = () =>
+    roleQueue(async () => {
+      for (const h of run.inventory.hosts.values()) Object.assign(h.vars, { wp_sites_dir: sitesDir, wp_sites_only: id, wp_site_full: id });
+      run.phase(`site ${id} (${newDomain}): the wp-site role`);
+      const r = await run.role(wpSite);
+      const bad = r.hosts.filter((h) => h.status === 'failed' || h.status === 'unreachable');
+      if (bad.length || r.aborted || run.signal.interrupted) {
+        if (run.signal.interrupted) throw new Error(`the wp-site role for ${id}: interrupted`);
+        throw new Error(`the wp-site role for ${id}: ${r.aborted ?? bad.map((h) => `${h.host} ${h.status}: ${h.error ?? ''}`).join('; ')}`);
+      }
+      const ran = r.results.filter((x) => x.status !== 'skipped');
+      return ran.length
+        ? { role: 'wp-site', changed: r.results.filter((x) => x.status === 'changed').map((x) => x.step) }
+        : { role: 'wp-site', skipped: 'every step of the role skipped (--tags/--skip-tags): the stack is not deployed' };
+    });
+  return farmSite({
+    id,
+    domain: newDomain,
+    sitesDir,
+    managementCidrs: Array.isArray(mgmt) ? mgmt.map(String) : undefined,
+    managers,
+    deploy,
+    log: say,
+  });
 }
 
 export interface JobsOptions {
@@ -69,6 +98,7 @@ export interface JobsOptions {
   until?: 'inspect' | 'copy' | 'rewrite' | 'verify';
   key?: string;
   farmWordpress?: string;
+  sitesDir?: string;
 }
 
 /** The JobsOptions of the options both migrate playbooks share (MIGRATE_OPTIONS), as parsed by lib/cli.ts. */
@@ -81,6 +111,7 @@ export function jobsOptions(opts: Record<string, unknown>, check: boolean, concu
     until: opts.until as JobsOptions['until'],
     key: typeof opts.key === 'string' ? opts.key : undefined,
     farmWordpress: typeof opts['farm-wordpress'] === 'string' ? opts['farm-wordpress'] : undefined,
+    sitesDir: typeof opts['sites-dir'] === 'string' ? opts['sites-dir'] : undefined,
   };
 }
 
@@ -89,6 +120,8 @@ export async function runJobs(run: Run, jobs: SiteJob[], o: JobsOptions): Promis
   const say = (m: string) => run.say(mask(m));
   if (!o.check) await run.takeLock();
   const limit = pLimit(Math.max(1, o.concurrency));
+  const v = run.inventory.vars.wp_sites_dir;
+  const sitesDir = o.sitesDir ?? (typeof v === 'string' && v ? v : 'inventory/sites');
   const outcome = new Map<string, { code: number; text: string }>();
   await Promise.all(
     jobs.map((j) =>
@@ -103,6 +136,7 @@ export async function runJobs(run: Run, jobs: SiteJob[], o: JobsOptions): Promis
                 ...base,
                 newDomain: j.newDomain,
                 target: await farmTarget(run, j.newDomain),
+                farm: await farmSiteFor(run, j.newDomain, sitesDir, say),
                 farmWpVersion: j.farmWordpress ?? o.farmWordpress,
                 until: o.until,
                 log: say,

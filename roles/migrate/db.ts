@@ -2,6 +2,7 @@
 // connections into the target's MariaDB, never held whole in memory), rewritten in place (old URL → new URL,
 // serialized-safe: ./serialized.ts), and counted on both sides (verify).
 import { Transform } from 'node:stream';
+import type { ResultSetHeader } from 'mysql2/promise';
 import { type Db, rows, withMysql } from '../../lib/mysql.ts';
 import { quote } from '../../lib/shell.ts';
 import type { Connection } from '../../lib/types.ts';
@@ -73,6 +74,57 @@ export async function copyDatabase(src: Connection, srcDb: SourceDb, tables: str
   if (d.code !== 0) throw new Error(`mysqldump on ${src.host.name} failed (exit ${d.code}): ${lastLine(d.stderr)}`);
   if (l.code !== 0) throw new Error(`loading into ${tgt.name} on ${tgt.conn.host.name} failed (exit ${l.code}): ${lastLine(l.stderr)}`);
   return { tables: tables.length, bytes, ms: Math.round(performance.now() - t0) };
+}
+
+/** The table prefix of every farm site (files/images/wordpress-fpm/wp-config.php). */
+export const FARM_PREFIX = 'wp_';
+
+/** The target's name of a source table: the site's prefix becomes the farm's. */
+export function targetTable(table: string, prefix: string): string {
+  return table.startsWith(prefix) ? `${FARM_PREFIX}${table.slice(prefix.length)}` : table;
+}
+
+/**
+ * Rename the copied tables from the site's prefix to the farm's, with what WordPress keys by prefix: the
+ * `<prefix>user_roles` option (and any option named with the prefix) and the `<prefix>capabilities`,
+ * `<prefix>user_level`, ... user meta keys. Nothing to do for a site already on wp_.
+ */
+export async function renamePrefix(tgt: TargetDb, prefix: string): Promise<{ tables: number; options: number; usermeta: number }> {
+  const out = { tables: 0, options: 0, usermeta: 0 };
+  if (prefix === FARM_PREFIX) return out;
+  await withTargetDb(
+    tgt,
+    async (db) => {
+      const tables = (await rows(db, 'SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()')).map((r) =>
+        String(r.t),
+      );
+      const ours = tables.filter((t) => t.startsWith(prefix));
+      const clash = ours.map((t) => targetTable(t, prefix)).filter((t) => tables.includes(t));
+      if (clash.length) throw new Error(`cannot rename the table prefix ${prefix} to ${FARM_PREFIX}: ${clash.join(', ')} exist`);
+      if (ours.length) {
+        await db.query(`RENAME TABLE ${ours.map((t) => `${ident(t)} TO ${ident(targetTable(t, prefix))}`).join(', ')}`);
+      }
+      out.tables = ours.length;
+      const like = `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      const renamed = (col: string) => `CONCAT(?, SUBSTRING(${col}, ${prefix.length + 1}))`;
+      if (ours.includes(`${prefix}options`)) {
+        const [r] = await db.query<ResultSetHeader>(
+          `UPDATE ${ident(`${FARM_PREFIX}options`)} SET option_name = ${renamed('option_name')} WHERE option_name LIKE BINARY ?`,
+          [FARM_PREFIX, like],
+        );
+        out.options = r.affectedRows;
+      }
+      if (ours.includes(`${prefix}usermeta`)) {
+        const [r] = await db.query<ResultSetHeader>(
+          `UPDATE ${ident(`${FARM_PREFIX}usermeta`)} SET meta_key = ${renamed('meta_key')} WHERE meta_key LIKE BINARY ?`,
+          [FARM_PREFIX, like],
+        );
+        out.usermeta = r.affectedRows;
+      }
+    },
+    tgt.name,
+  );
+  return out;
 }
 
 const lastLine = (s: string) => s.trim().split('\n').pop() ?? '';
@@ -186,12 +238,13 @@ export async function sourceCounts(conn: Connection, db: SourceDb, tables: strin
   return new Map((await sourceQuery(conn, db, sql)).map((r) => [r[0]!, Number(r[1])]));
 }
 
-export async function targetCounts(tgt: TargetDb, tables: string[]): Promise<Map<string, number>> {
+/** exact row counts per table on the target, keyed by the SOURCE table names (the target's have the farm prefix) */
+export async function targetCounts(tgt: TargetDb, tables: string[], prefix: string): Promise<Map<string, number>> {
   if (!tables.length) return new Map();
   return withTargetDb(
     tgt,
     async (db) => {
-      const sql = tables.map((t) => `SELECT '${t}' AS t, COUNT(*) AS n FROM ${ident(t)}`).join(' UNION ALL ');
+      const sql = tables.map((t) => `SELECT '${t}' AS t, COUNT(*) AS n FROM ${ident(targetTable(t, prefix))}`).join(' UNION ALL ');
       return new Map((await rows(db, sql)).map((r) => [String(r.t), Number(r.n)]));
     },
     tgt.name,

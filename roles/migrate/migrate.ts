@@ -4,13 +4,26 @@
 // call migrateSite(); the engine test drives it with two sshd hosts.
 import { quote } from '../../lib/shell.ts';
 import type { Connection } from '../../lib/types.ts';
-import { copyDatabase, remainingOldUrls, rewriteDatabase, sourceCounts, sourceTables, targetCounts, urlPairs, withTargetDb } from './db.ts';
+import {
+  FARM_PREFIX,
+  copyDatabase,
+  remainingOldUrls,
+  renamePrefix,
+  rewriteDatabase,
+  sourceCounts,
+  sourceTables,
+  targetCounts,
+  urlPairs,
+  withTargetDb,
+} from './db.ts';
 import { checksums, compareChecksums, rsyncContent } from './files.ts';
 import { type Inspection, type SourceDb, inspectSource } from './inspect.ts';
 import { SiteRefused, type SourceUrl, formatSourceUrl } from './source.ts';
 import { type SiteState, type StateName, describePlan, loadState, newState, nextState, saveState } from './state.ts';
 import { type Target, createTarget, removeTarget, targetLeftovers } from './target.ts';
+import type { FarmSite } from './farm.ts';
 import { rows } from '../../lib/mysql.ts';
+import type { MigratedFrom } from '../wp-site/site.ts';
 
 /** The WordPress of the farm's image (Debian bookworm's `wordpress` package, files/images/wordpress-fpm). */
 export const FARM_WORDPRESS = '6.1.9';
@@ -22,6 +35,8 @@ export interface MigrateOptions {
   source: SourceUrl;
   sourceConn: Connection;
   target: Target;
+  /** the farm site it becomes (record, secret store entry, stack): roles/migrate/cli.ts makes it as add-site does */
+  farm?: FarmSite;
   stateDir: string;
   farmWpVersion?: string;
   /** the site's URL in the farm (default https://<newDomain>) */
@@ -59,7 +74,7 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
   if (o.check) {
     const { inspection } = await inspectSource(o.sourceConn, { domain: o.domain, source: o.source, farmWpVersion: farmWp });
     if (!st.createdOnTarget && nextState(st) === 'inspect') {
-      const left = await targetLeftovers(o.target);
+      const left = await leftovers(o);
       if (left.length) throw new SiteRefused(o.domain, `already in the farm: ${left.join(', ')}`);
     }
     const size = `${inspection.tables} tables, ${mb(inspection.dbBytes)} DB, ${mb(inspection.contentBytes)} wp-content`;
@@ -96,17 +111,19 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
   const copyAll = async () => {
     tables = await sourceTables(o.sourceConn, db, inspection.tablePrefix);
     const d = await copyDatabase(o.sourceConn, db, tables, o.target.db);
+    // the farm's image reads wp_ tables: the site's prefix is renamed consistently (tables, user_roles, user meta keys)
+    const renamed = await renamePrefix(o.target.db, inspection.tablePrefix);
     const f = await rsyncContent(o.sourceConn, inspection.contentDir, o.target.files.conn, o.target.files.contentDir);
-    return { tables: d.tables, dumpBytes: d.bytes, dbMs: d.ms, files: f.files, fileBytes: f.bytes, filesMs: f.ms };
+    return { tables: d.tables, dumpBytes: d.bytes, dbMs: d.ms, prefixRenamed: renamed, files: f.files, fileBytes: f.bytes, filesMs: f.ms };
   };
   const rewrite = async () => {
-    const r = await rewriteDatabase(o.target.db, inspection.tablePrefix, pairs());
+    const r = await rewriteDatabase(o.target.db, FARM_PREFIX, pairs());
     for (const p of r.problems.slice(0, 20)) log(`${o.domain}: rewrite: ${p}`);
     return { rows: r.rows, replaced: r.replaced, problems: r.problems, ms: r.ms };
   };
   const verify = async (strict: boolean) => {
     tables = tables.length ? tables : await sourceTables(o.sourceConn, db, inspection.tablePrefix);
-    const [a, b] = await Promise.all([sourceCounts(o.sourceConn, db, tables), targetCounts(o.target.db, tables)]);
+    const [a, b] = await Promise.all([sourceCounts(o.sourceConn, db, tables), targetCounts(o.target.db, tables, inspection.tablePrefix)]);
     const countDiffs = tables.filter((t) => a.get(t) !== b.get(t)).map((t) => `${t}: ${a.get(t)} on the source, ${b.get(t)} copied`);
     const up = `${inspection.contentDir}/uploads`;
     const [cs, ct] = await Promise.all([
@@ -116,15 +133,11 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     const fileDiffs = compareChecksums(cs, ct);
     const urls = await withTargetDb(
       o.target.db,
-      (x) =>
-        rows(
-          x,
-          `SELECT option_name AS n, option_value AS v FROM \`${inspection.tablePrefix}options\` WHERE option_name IN ('siteurl', 'home')`,
-        ),
+      (x) => rows(x, `SELECT option_name AS n, option_value AS v FROM \`${FARM_PREFIX}options\` WHERE option_name IN ('siteurl', 'home')`),
       o.target.db.name,
     );
     const urlDiffs = urls.filter((r) => !String(r.v).startsWith(newBase)).map((r) => `${String(r.n)} is ${String(r.v)}, not ${newBase}`);
-    const left = await remainingOldUrls(o.target.db, inspection.tablePrefix, pairs());
+    const left = await remainingOldUrls(o.target.db, FARM_PREFIX, pairs());
     const problems = [...(strict ? countDiffs : []), ...fileDiffs, ...urlDiffs];
     const summary = {
       tables: tables.length,
@@ -144,7 +157,7 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     if (nextState(st) === 'inspect') {
       await run('inspect', async () => {
         if (!st.createdOnTarget) {
-          const left = await targetLeftovers(o.target);
+          const left = await leftovers(o);
           if (left.length) throw new SiteRefused(o.domain, `already in the farm: ${left.join(', ')}`);
         }
         st.inspection = inspection;
@@ -158,6 +171,11 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
           await run('copy', async () => {
             st.createdOnTarget = true;
             save();
+            if (o.farm) {
+              // the record and the secret store entry first: the new DB user gets the stored password (a rerun reuses it)
+              const secrets = await o.farm.create(migratedFrom(o, st));
+              o.target.db.password = secrets.db_password;
+            }
             await createTarget(o.target);
             return copyAll();
           });
@@ -175,13 +193,24 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
             const copied = await copyAll();
             const rewritten = await rewrite();
             const verified = await verify(true);
+            // the site's stack, by the wp-site role as for any farm site (its database and directory are there)
+            const deployed = o.farm ? await o.farm.deploy() : { skipped: 'no farm site given' };
             // DNS through the Cloudflare path: not part of this milestone (the operator points the name at the farm)
             log(`${o.domain}: source in maintenance; point ${newDomain} at the farm (the DNS switch is not automated yet)`);
-            return { maintenanceMs: Math.round(performance.now() - t0), copied, rewritten, verified };
+            return { maintenanceMs: Math.round(performance.now() - t0), copied, rewritten, verified, deployed };
           });
           break;
         case 'done':
-          await run('done', async () => ({ migratedFrom: st.source }));
+          await run('done', async () => {
+            const cut = [...st.history].reverse().find((h) => h.state === 'cutover' && h.ok);
+            const v = (cut?.summary?.verified ?? {}) as { tables?: number; rows?: number; uploads?: number };
+            const from = migratedFrom(o, st, {
+              cutover: cut?.endedAt ?? new Date().toISOString(),
+              verification: { tables: v.tables ?? 0, rows: v.rows ?? 0, uploads: v.uploads ?? 0 },
+            });
+            o.farm?.recordCutover(from);
+            return { migratedFrom: from, record: o.farm?.recordFile };
+          });
           st.status = 'done';
           save();
           break;
@@ -208,7 +237,7 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     } else if (st.createdOnTarget) {
       const entry = { state: 'cleanup', startedAt: new Date().toISOString() } as SiteState['history'][number];
       try {
-        entry.summary = { removed: await removeTarget(o.target) };
+        entry.summary = { removed: [...(await removeTarget(o.target)), ...((await o.farm?.remove()) ?? [])] };
         st.createdOnTarget = false;
         st.completed = '';
         entry.ok = true;
@@ -222,6 +251,16 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     save();
     throw e;
   }
+}
+
+/** what of the site is already in the farm (its database, user, directory, record, secret store entry) */
+async function leftovers(o: MigrateOptions): Promise<string[]> {
+  return [...(await targetLeftovers(o.target)), ...((await o.farm?.leftovers()) ?? [])];
+}
+
+function migratedFrom(o: MigrateOptions, st: SiteState, more: Partial<MigratedFrom> = {}): MigratedFrom {
+  const started = st.history.find((h) => h.state === 'copy')?.startedAt ?? new Date().toISOString();
+  return { source: st.source, domain: o.domain, started, ...more };
 }
 
 async function setMaintenance(o: MigrateOptions, st: SiteState): Promise<void> {

@@ -35,6 +35,8 @@ export async function createTarget(t: Target): Promise<void> {
   await withTargetDb(t.db, async (db) => {
     await db.query(`CREATE DATABASE IF NOT EXISTS ${ident(t.db.name)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
     await db.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [t.db.user, t.db.userHost, t.db.password]);
+    // the site's stored password, whatever an earlier run left (the wp-site role expects the store's)
+    await db.query('ALTER USER ?@? IDENTIFIED BY ?', [t.db.user, t.db.userHost, t.db.password]);
     await db.query(`GRANT ALL PRIVILEGES ON ${ident(t.db.name)}.* TO ?@?`, [t.db.user, t.db.userHost]);
   });
   await t.files.conn.exec(`install -d -m 0755 ${quote(t.files.contentDir)}`);

@@ -7,7 +7,7 @@
 // values must live somewhere the controller can read to compute the content-hashed names; they are
 // registered with ctx.secret() (masked in every output) as soon as they are read.
 import path from 'node:path';
-import type { HostSpec, StepContext } from '../../lib/types.ts';
+import type { Connection, HostSpec, StepContext } from '../../lib/types.ts';
 import { InputError, InterruptedError } from '../../lib/errors.ts';
 import { connOf } from '../../lib/ops/base.ts';
 import { STACK_DIR } from '../../lib/ops/docker.ts';
@@ -302,16 +302,32 @@ export function newStoredSecrets(now = new Date()): StoredSecrets {
   return { ...g, admin_password: generateSiteSecrets().db_password, created: now.toISOString(), rotated: now.toISOString() };
 }
 
+/** Write a site's secret store entry on one manager (root 0600): what writeStoredSecrets does on each. */
+export async function putStoredSecrets(conn: Connection, id: string, s: StoredSecrets): Promise<void> {
+  await conn.exec(sh`install -d -m 0700 ${SECRET_STORE}`);
+  await conn.put(`${SECRET_STORE}/${id}.json`, `${JSON.stringify(s)}\n`, { mode: 0o600 });
+}
+
+/** A site's secret store entry as one manager holds it (null: none); a damaged entry is an error, never a new one. */
+export async function getStoredSecrets(conn: Connection, id: string): Promise<StoredSecrets | null> {
+  const f = `${SECRET_STORE}/${id}.json`;
+  const r = await conn.exec(sh`cat -- ${f} 2>/dev/null || echo @@none`);
+  if (r.stdout.trim() === '@@none') return null;
+  try {
+    return JSON.parse(r.stdout) as StoredSecrets;
+  } catch {
+    throw new Error(`site secret store ${f} on ${conn.host.name} is not valid JSON`);
+  }
+}
+
 /** Write a site's secrets on every manager (whichever manager reconciles next reads them). */
 export async function writeStoredSecrets(ctx: StepContext, id: string, s: StoredSecrets): Promise<void> {
-  const text = JSON.stringify(s) + '\n';
   const managers = ctx.hosts('managers').map((h) => h.name);
   for (const name of managers.includes(ctx.host.name) ? managers : [ctx.host.name, ...managers]) {
     const m = name === ctx.host.name ? ctx : ctx.hostContext(name);
     if (m !== ctx) await connOf(m);
     try {
-      await m.exec(sh`install -d -m 0700 ${SECRET_STORE}`);
-      await m.conn.put(`${SECRET_STORE}/${id}.json`, text, { mode: 0o600 });
+      await putStoredSecrets(m.conn, id, s);
     } catch (e) {
       if (name === ctx.host.name) throw e;
       ctx.log(

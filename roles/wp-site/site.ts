@@ -191,6 +191,27 @@ const Backup = z.strictObject({
   ),
 });
 
+/** written by playbooks/migrate-site(s).ts: where the site came from, when, and what its verification found */
+const MigratedFrom = z.strictObject({
+  /** ssh://user@host[:port]/path of the legacy WordPress */
+  source: z.string().min(1),
+  /** the site's domain on the legacy host */
+  domain,
+  /** when the migration started (copy) and when its cutover finished */
+  started: z.string().min(1),
+  cutover: opt(z.string()),
+  /** the verification of the cutover (row counts, upload checksums, pages compared, admin login) */
+  verification: opt(
+    z.strictObject({
+      tables: int(0, 100000),
+      rows: int(0, Number.MAX_SAFE_INTEGER),
+      uploads: int(0, Number.MAX_SAFE_INTEGER),
+      pages_compared: opt(int(0, 100000)),
+      admin_login: opt(z.boolean()),
+    }),
+  ),
+});
+
 const SiteSchema = z
   .strictObject({
     id: z.string({ error: (iss) => (iss.input === undefined ? 'is required' : `must be a string`) }).superRefine(checkedBy(checkSiteId)),
@@ -210,6 +231,8 @@ const SiteSchema = z
     /** sticky sessions at Traefik (cookie) */
     sticky: z.boolean().default(false),
     backup: section(Backup),
+    /** a site moved in from a legacy host (playbooks/migrate-site.ts) */
+    migrated_from: opt(MigratedFrom),
   })
   .superRefine((r, ctx) => {
     const fail = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
@@ -237,6 +260,7 @@ export type PhpSettings = z.output<typeof Php>;
 export type ResourceLimit = z.output<ReturnType<typeof limit>>;
 export type SiteLimits = z.output<typeof SiteSchema>['limits'];
 export type BackupPolicy = z.output<typeof Backup>;
+export type MigratedFrom = z.output<typeof MigratedFrom>;
 export type SiteRecord = Omit<z.output<typeof SiteSchema>, 'admin_allowlist'> & {
   /** CIDRs allowed to reach /wp-admin and /wp-login.php */
   admin_allowlist: string[];

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect } from '../../lib/transport.ts';
+import { loadSites } from '../../roles/wp-site/site.ts';
 import type { Connection } from '../../lib/types.ts';
 import { LEGACY_PW, ROOT, seedLegacy, startMariadb, tree, wpConfig } from '../harness/legacy-wp.ts';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
@@ -39,12 +40,18 @@ function runPlaybook(args: string[]): { child: ChildProcess; done: Promise<{ cod
 const stateOf = (domain: string) => JSON.parse(readFileSync(join(dir, 'state', `${domain}.json`), 'utf8'));
 
 /** SIGKILL the run once the site's state file says `state` is running (and `afterMs` more) */
-async function killDuring(args: string[], domain: string, state: string, afterMs: number): Promise<void> {
+async function killDuring(
+  args: string[],
+  domain: string,
+  state: string,
+  afterMs: number,
+  ready: () => Promise<boolean> = async () => true,
+): Promise<void> {
   const { child, done } = runPlaybook(args);
   const deadline = Date.now() + 120_000;
   for (;;) {
     const f = join(dir, 'state', `${domain}.json`);
-    if (existsSync(f) && stateOf(domain).running === state) break;
+    if (existsSync(f) && stateOf(domain).running === state && (await ready())) break;
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${state} never started: ${(await done).out}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -71,12 +78,15 @@ describe('migrate-sites.ts / migrate-site.ts (engine: legacy host and farm stand
         `  known_hosts: ${lab.knownHosts}`,
         'vars:',
         '  gluster_mount: /srv/gluster/sites',
+        `  wp_sites_dir: ${join(dir, 'sites')}`,
+        '  management_cidrs: [192.0.2.0/24]',
         "  wp_db_user_host: '%'",
         'hosts:',
         `  ${farmHost.name}: { address: ${farmHost.address}, port: 22, user: root, key: ${lab.keyFile} }`,
         'groups:',
         `  db: { hosts: [${farmHost.name}] }`,
         `  workers: { hosts: [${farmHost.name}] }`,
+        `  managers: { hosts: [${farmHost.name}] }`,
         '',
       ].join('\n'),
     );
@@ -94,7 +104,10 @@ describe('migrate-sites.ts / migrate-site.ts (engine: legacy host and farm stand
     await lab?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
-  const base = () => ['-i', join(dir, 'inventory.yml'), '--state-dir', join(dir, 'state')];
+  // no Swarm here: the wp-site role (the stack deploy at cutover) is skipped by its tag; what it would find is checked
+  const base = () => ['-i', join(dir, 'inventory.yml'), '--state-dir', join(dir, 'state'), '--skip-tags', 'wp-site'];
+  const stored = async () =>
+    JSON.parse((await farm.exec('cat /var/lib/wpfarm/site-secrets/nouveau-example-net.json')).stdout) as { db_password: string };
 
   test('a bad plan: exit 4 naming file:line', async () => {
     const r = await runPlaybook(['migrate-sites.ts', '--plan', join(dir, 'bad.yml'), ...base()]).done;
@@ -105,7 +118,7 @@ describe('migrate-sites.ts / migrate-site.ts (engine: legacy host and farm stand
   test('--check: what each site would do, nothing changed', async () => {
     const r = await runPlaybook(['migrate-sites.ts', '--plan', join(dir, 'migrations.yml'), '--check', ...base()]).done;
     assert.equal(r.code, 4, r.out); // the multisite is refused
-    assert.match(r.out, /old\.example: run inspect → copy → rewrite → verify → cutover → done \(WordPress 6\.1\.9, 5 tables/);
+    assert.match(r.out, /old\.example: run inspect → copy → rewrite → verify → cutover → done \(WordPress 6\.1\.9, 6 tables/);
     assert.match(r.out, /multi\.example: refused: \/srv\/www\/multi\/wp-config\.php defines MULTISITE/);
     assert.equal(existsSync(join(dir, 'state', 'old.example.json')), false);
     assert.equal((await farm.exec('test -e /srv/gluster/sites && echo yes || echo no')).stdout.trim(), 'no');
@@ -113,10 +126,16 @@ describe('migrate-sites.ts / migrate-site.ts (engine: legacy host and farm stand
 
   test('SIGKILL mid-copy, then mid-cutover: each rerun resumes; done once; the refused site does not stop the batch', async () => {
     const args = ['migrate-sites.ts', '--plan', join(dir, 'migrations.yml'), '--concurrency', '2', ...base()];
-    await killDuring(args, 'old.example', 'copy', 300);
+    // killed once the farm site's secret store entry is written (early in copy): the rerun must reuse it
+    const hasEntry = async () =>
+      (await farm.exec('test -s /var/lib/wpfarm/site-secrets/nouveau-example-net.json && echo y || true')).stdout.trim() === 'y';
+    await killDuring(args, 'old.example', 'copy', 100, hasEntry);
     const killed = stateOf('old.example');
     assert.equal(killed.completed, 'inspect');
     assert.equal(killed.running, 'copy');
+    // the farm site exists from the copy on: its record and its secret store entry
+    const pw0 = (await stored()).db_password;
+    assert.match(readFileSync(join(dir, 'sites', 'nouveau-example-net.yml'), 'utf8'), /^domain: nouveau\.example\.net$/m);
     // the source still serves: no maintenance flag before the cutover
     assert.equal((await legacy.exec(`test -e ${ROOT}/.maintenance && echo yes || echo no`)).stdout.trim(), 'no');
 
@@ -147,12 +166,32 @@ describe('migrate-sites.ts / migrate-site.ts (engine: legacy host and farm stand
     const files = (await farm.exec('find /srv/gluster/sites/nouveau-example-net/uploads -type f | wc -l')).stdout.trim();
     assert.equal(files, '42');
     const [db] = (
-      await farm.exec('mariadb -N -e "SELECT option_value FROM wp_nouveau_example_net.lg7_options WHERE option_name = \'home\'"')
+      await farm.exec('mariadb -N -e "SELECT option_value FROM wp_nouveau_example_net.wp_options WHERE option_name = \'home\'"')
     ).stdout
       .trim()
       .split('\n');
     assert.equal(db, 'https://nouveau.example.net');
     assert.match((await legacy.exec(`cat ${ROOT}/.maintenance`)).stdout, /wpfarm migration: old\.example/);
+
+    // a normal farm site: its record (migrated_from), its stored DB password (kept across the reruns) is the user's
+    const [rec] = loadSites(join(dir, 'sites'), { management_cidrs: ['192.0.2.0/24'] });
+    assert.equal(rec!.id, 'nouveau-example-net');
+    assert.equal(rec!.domain, 'nouveau.example.net');
+    const mf = rec!.migrated_from!;
+    assert.equal(mf.source, `ssh://root@${lab.hosts[0]!.address}${ROOT}`);
+    assert.equal(mf.domain, 'old.example');
+    assert.ok(Date.parse(mf.started) <= Date.parse(mf.cutover!));
+    assert.deepEqual(mf.verification, { tables: 6, rows: cut.verified.rows, uploads: 42 });
+    assert.ok(cut.verified.rows > 10);
+    assert.equal((await stored()).db_password, pw0, 'the stored password is reused by every rerun');
+    const auth = await farm.exec(
+      `mariadb -N -e "SELECT authentication_string = PASSWORD('${pw0}') FROM mysql.user WHERE User = 'wp_nouveau_example_net'"`,
+    );
+    assert.equal(auth.stdout.trim(), '1', 'the site user has the stored password');
+    assert.match(JSON.stringify(cut.deployed), /every step of the role skipped/);
+    const ls = await runPlaybook(['list-sites.ts', '-i', join(dir, 'inventory.yml'), '--format', 'json']).done;
+    assert.equal(ls.code, 0, ls.out);
+    assert.match(ls.out, /"domain": ?"nouveau\.example\.net"/);
 
     // a rerun never redoes the cutover
     const again = await runPlaybook([
@@ -184,6 +223,6 @@ describe('migrate-sites.ts / migrate-site.ts (engine: legacy host and farm stand
     assert.equal(rb.code, 0, rb.out);
     assert.equal((await legacy.exec(`test -e ${ROOT}/.maintenance && echo yes || echo no`)).stdout.trim(), 'no');
     for (const o of [r.out, again.out, rb.out, readFileSync(join(dir, 'state', 'old.example.json'), 'utf8')])
-      assert.ok(!o.includes(LEGACY_PW));
+      assert.ok(!o.includes(LEGACY_PW) && !o.includes(pw0));
   });
 });

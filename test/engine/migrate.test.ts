@@ -25,6 +25,7 @@ import { migrateSite, rollbackSite } from '../../roles/migrate/migrate.ts';
 import { SiteRefused, parseSourceUrl } from '../../roles/migrate/source.ts';
 import { loadState, saveState } from '../../roles/migrate/state.ts';
 import { type Target, createTarget, targetLeftovers } from '../../roles/migrate/target.ts';
+import { farmSite } from '../../roles/migrate/farm.ts';
 import { rows } from '../../lib/mysql.ts';
 import { LEGACY_PW, PHP_CASES, ROOT, seedLegacy, startMariadb, tree, wpConfig } from '../harness/legacy-wp.ts';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
@@ -130,12 +131,47 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
 
   test('--check says what would happen and changes nothing', async () => {
     const r = await migrateSite(opts({ check: true }));
-    assert.match(r.plan!, /^run inspect → copy → rewrite → verify → cutover → done \(WordPress 6\.1\.9, 5 tables, /);
+    assert.match(r.plan!, /^run inspect → copy → rewrite → verify → cutover → done \(WordPress 6\.1\.9, 6 tables, /);
     assert.equal(existsSync(join(stateDir, `${DOMAIN}.json`)), false);
     assert.deepEqual(await targetLeftovers(target()), []);
   });
 
-  test('a failure before cutover removes what was created on the target', async () => {
+  test('a failure before cutover removes what was created on the target and in the farm', async () => {
+    const sitesDir = mkdtempSync(join(tmpdir(), 'wpfarm-migrate-sites-'));
+    const farmSiteOf = () =>
+      farmSite({
+        id: 'nouveau-example-net',
+        domain: NEW_DOMAIN,
+        sitesDir,
+        managementCidrs: ['192.0.2.0/24'],
+        managers: [farm],
+        deploy: async () => ({ skipped: 'not reached' }),
+      });
+    const fs = farmSiteOf();
+    let seen: string[] = [];
+    await assert.rejects(
+      migrateSite(
+        opts({
+          farm: fs,
+          onState: async (s) => {
+            if (s === 'rewrite') seen = [existsSync(fs.recordFile) ? 'record' : '', ...(await fs.leftovers())];
+            if (s === 'rewrite') throw new Error('injected failure at rewrite');
+          },
+        }),
+      ),
+      /injected failure at rewrite/,
+    );
+    // there before the failure: the record and the secret store entry; gone after it
+    assert.equal(seen[0], 'record');
+    assert.ok(
+      seen.some((x) => /secret store entry/.test(x)),
+      seen.join('; '),
+    );
+    assert.deepEqual(await fs.leftovers(), []);
+    assert.equal(existsSync(fs.recordFile), false);
+    assert.deepEqual(await targetLeftovers(target()), []);
+    rmSync(join(stateDir, `${DOMAIN}.json`));
+    rmSync(sitesDir, { recursive: true });
     await assert.rejects(
       migrateSite(
         opts({
@@ -178,16 +214,16 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
       ['inspect', 'copy', 'rewrite', 'verify'],
     );
     const verify = r.state.history.find((h) => h.state === 'verify' && h.ok)!.summary!;
-    assert.equal(verify.tables, 5);
+    assert.equal(verify.tables, 6);
     assert.equal(verify.uploads, 2);
     assert.deepEqual(verify.countsChangedDuringCopy, []);
     // only the malformed option still holds the old URL (guid is not rewritten by design, and not counted)
     // still holding the old URL text: the malformed option, an option whose only URL is an array KEY (kept, as
     // wp-cli does), and text naming other hosts (old.example.org, old.example-shop.test: not the site's origin)
-    assert.deepEqual(verify.oldUrlsLeft, { 'lg7_options.option_value': 3, 'lg7_posts.post_content': 1 });
+    assert.deepEqual(verify.oldUrlsLeft, { 'wp_options.option_value': 3, 'wp_posts.post_content': 1 });
     const rw = r.state.history.find((h) => h.state === 'rewrite' && h.ok)!.summary!;
     assert.equal((rw.problems as string[]).length, 1);
-    assert.match((rw.problems as string[])[0]!, /lg7_options\.option_value option_id=4: malformed serialized value left as it is/);
+    assert.match((rw.problems as string[])[0]!, /wp_options\.option_value option_id=4: malformed serialized value left as it is/);
     assert.ok(Number(rw.replaced) >= 70, `replaced ${rw.replaced}`);
 
     // the copy: no leftovers of the killed run, no cache, no other application's table
@@ -198,18 +234,19 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     );
     const tables = await withTargetDb(target().db, (db) => rows(db, 'SHOW TABLES'), 'wp_old_example');
     assert.deepEqual(tables.map((t) => Object.values(t)[0]).sort(), [
-      'lg7_options',
-      'lg7_postmeta',
-      'lg7_posts',
-      'lg7_term_relationships',
-      'lg7_users',
+      'wp_options',
+      'wp_postmeta',
+      'wp_posts',
+      'wp_term_relationships',
+      'wp_usermeta',
+      'wp_users',
     ]);
   });
 
   test('rewritten values: PHP unserialize() equals the original with the URL replaced; text, guid, broken value', async () => {
     const got = await withTargetDb(
       target().db,
-      (db) => rows(db, "SELECT option_name AS n, option_value AS v FROM lg7_options WHERE option_name LIKE 'case\\_%' ORDER BY option_id"),
+      (db) => rows(db, "SELECT option_name AS n, option_value AS v FROM wp_options WHERE option_name LIKE 'case\\_%' ORDER BY option_id"),
       'wp_old_example',
     );
     assert.equal(got.length, made.length);
@@ -218,7 +255,7 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     assert.equal(out.split('\n').filter((l) => l.endsWith(': ok')).length, made.length, out);
     const meta = await withTargetDb(
       target().db,
-      (db) => rows(db, 'SELECT meta_value AS v FROM lg7_postmeta ORDER BY meta_id'),
+      (db) => rows(db, 'SELECT meta_value AS v FROM wp_postmeta ORDER BY meta_id'),
       'wp_old_example',
     );
     const metaOut = execFileSync('/usr/bin/php', [PHP_CASES, 'check'], {
@@ -231,7 +268,7 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
       (db) =>
         rows(
           db,
-          "SELECT option_name AS n, option_value AS v FROM lg7_options WHERE option_name IN ('siteurl','home','blogname','broken_serialized')",
+          "SELECT option_name AS n, option_value AS v FROM wp_options WHERE option_name IN ('siteurl','home','blogname','broken_serialized')",
         ),
       'wp_old_example',
     );
@@ -244,7 +281,7 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     });
     const posts = await withTargetDb(
       target().db,
-      (db) => rows(db, 'SELECT post_title AS t, post_content AS c, guid AS g FROM lg7_posts ORDER BY ID'),
+      (db) => rows(db, 'SELECT post_title AS t, post_content AS c, guid AS g FROM wp_posts ORDER BY ID'),
       'wp_old_example',
     );
     assert.deepEqual(
@@ -259,8 +296,21 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
         ['Block', '<!-- wp:image {"url":"https:\\/\\/nouveau.example.net\\/wp-content\\/uploads\\/x.png"} /-->', 'http://old.example/?p=3'],
       ],
     );
-    const [u] = await withTargetDb(target().db, (db) => rows(db, 'SELECT user_pass AS p, user_url AS u FROM lg7_users'), 'wp_old_example');
+    const [u] = await withTargetDb(target().db, (db) => rows(db, 'SELECT user_pass AS p, user_url AS u FROM wp_users'), 'wp_old_example');
     assert.deepEqual([u!.p, u!.u], ['$P$Bq3YyS4YH6T0nLgk9o0cU2yJ0ZlW1.0', NEW_BASE], 'password hashes kept');
+    // the farm's prefix: what WordPress keys by the prefix is renamed with the tables
+    const keyed = await withTargetDb(
+      target().db,
+      async (db) => [
+        ...(await rows(db, "SELECT option_name AS k FROM wp_options WHERE option_name LIKE '%user\\_roles'")),
+        ...(await rows(db, 'SELECT meta_key AS k FROM wp_usermeta ORDER BY umeta_id')),
+      ],
+      'wp_old_example',
+    );
+    assert.deepEqual(
+      keyed.map((r) => r.k),
+      ['wp_user_roles', 'wp_capabilities', 'wp_user_level', 'nickname'],
+    );
   });
 
   test('cutover: maintenance flag on the source, final delta, done; a rerun does nothing; rollback removes the flag', async () => {
@@ -279,7 +329,7 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     assert.match(flag, /^<\?php \$upgrading = time\(\); \/\/ wpfarm migration: old\.example/);
     const [late] = await withTargetDb(
       target().db,
-      (db) => rows(db, "SELECT post_content AS c FROM lg7_posts WHERE post_title = 'Late'"),
+      (db) => rows(db, "SELECT post_content AS c FROM wp_posts WHERE post_title = 'Late'"),
       'wp_old_example',
     );
     assert.equal(late?.c, `${NEW_BASE}/late`);

@@ -2,7 +2,7 @@
 // WordPress tree (the files roles/migrate/inspect.ts reads), and a seeded site: table prefix lg7_, DB_HOST
 // 127.0.0.1:3307, a password with a quote, a hash and a backslash, posts with emoji and RTL text, options and
 // postmeta holding values made by PHP's serialize() (test/fixtures/migrate/serialize-cases.php), a malformed
-// serialized option, uploads, a page cache, and a table of another application in the same database.
+// serialized option, the prefix-keyed user_roles option and user meta keys, uploads, a page cache, and a table of another application in the same database.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { quote } from '../../lib/shell.ts';
@@ -78,6 +78,8 @@ export async function seedLegacy(legacy: Connection, root = ROOT, uploadsMb = 0)
       meta_key varchar(255), meta_value longtext) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;`,
     `CREATE TABLE ${p}users (ID bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY, user_login varchar(60) NOT NULL,
       user_pass varchar(255) NOT NULL, user_url varchar(100) NOT NULL DEFAULT '') ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;`,
+    `CREATE TABLE ${p}usermeta (umeta_id bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY, user_id bigint unsigned NOT NULL DEFAULT 0,
+      meta_key varchar(255), meta_value longtext) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;`,
     `CREATE TABLE ${p}term_relationships (object_id bigint unsigned NOT NULL, term_taxonomy_id bigint unsigned NOT NULL,
       term_order int NOT NULL DEFAULT 0, PRIMARY KEY (object_id, term_taxonomy_id)) ENGINE=InnoDB;`,
     'CREATE TABLE other_app (id int PRIMARY KEY, v text) ENGINE=InnoDB;',
@@ -91,6 +93,8 @@ export async function seedLegacy(legacy: Connection, root = ROOT, uploadsMb = 0)
     ['blogname', 'Vieux site 😀'],
     ['broken_serialized', 'a:1:{s:3:"url";s:5:"http://old.example/broken";}'],
     ...made.map((v, i): [string, string] => [`case_${i}`, v]),
+    // keyed by the table prefix in WordPress: renamed with it
+    [`${p}user_roles`, 'a:1:{s:13:"administrator";a:2:{s:4:"name";s:13:"Administrator";s:12:"capabilities";a:1:{s:4:"read";b:1;}}}'],
   ];
   const posts = [
     [
@@ -109,6 +113,8 @@ export async function seedLegacy(legacy: Connection, root = ROOT, uploadsMb = 0)
     ...made.slice(0, 4).map((v, i) => `INSERT INTO ${p}postmeta (post_id, meta_key, meta_value) VALUES (1, 'meta_${i}', ${sql(v)});`),
     `INSERT INTO ${p}users (user_login, user_pass, user_url) VALUES ('admin', '$P$Bq3YyS4YH6T0nLgk9o0cU2yJ0ZlW1.0', 'http://old.example');`,
     `INSERT INTO ${p}term_relationships VALUES (1, 1, 0), (2, 1, 0);`,
+    `INSERT INTO ${p}usermeta (user_id, meta_key, meta_value) VALUES (1, '${p}capabilities', 'a:1:{s:13:"administrator";b:1;}'),
+      (1, '${p}user_level', '10'), (1, 'nickname', 'admin');`,
   ];
   await legacy.exec('mariadb --default-character-set=utf8mb4', { stdin: [...ddl, ...ins].join('\n') });
   await tree(legacy, root, {});
