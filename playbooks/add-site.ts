@@ -10,10 +10,9 @@ import path from 'node:path';
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
-import { loadCloudInventory } from '../lib/cloud/config.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { installs } from '../roles/wp-site/reconcile.ts';
-import { SITES_DIR_OPTION, siteIdFor, validateNewSite, writeRecord } from '../roles/wp-site/playbook-util.ts';
+import { SITES_DIR_OPTION, siteDnsSettings, siteIdFor, validateNewSite, writeRecord } from '../roles/wp-site/playbook-util.ts';
 import { checkDomain, siteDomains } from '../roles/wp-site/site.ts';
 
 const CMD: CommandSpec = {
@@ -113,28 +112,19 @@ try {
     created = '';
   }
   // DNS
-  let cf: { zone: string } | undefined;
-  try {
-    cf = loadCloudInventory(run.inventory.file).cloudflare;
-  } catch {
-    cf = undefined;
-  }
-  if (!cf) run.say('DNS: the inventory has no cloudflare section: skipped');
+  const dnsAt = siteDnsSettings(run.inventory.file, run.inventory.vars);
+  if ('skipped' in dnsAt) run.say(`DNS: ${dnsAt.skipped}: skipped`);
   else if (ok) {
     const { ensureSiteRecords } = await import('../lib/cloud/cloudflare.ts');
-    const target = String(run.inventory.vars.edge_address ?? run.inventory.vars.floating_ip ?? '');
-    if (!target) run.say('DNS: no edge_address var in the inventory: skipped');
-    else {
-      const res = await ensureSiteRecords({
-        zoneName: cf.zone,
-        names: siteDomains({ domain, aliases }),
-        target,
-        proxied: true,
-        ttl: 1,
-        check,
-      });
-      run.say(`DNS: created ${res.created.length}, updated ${res.updated.length}, unchanged ${res.unchanged.length}`);
-    }
+    const res = await ensureSiteRecords({
+      zoneName: dnsAt.zone,
+      names: siteDomains({ domain, aliases }),
+      target: dnsAt.target,
+      proxied: true,
+      ttl: 1,
+      check,
+    });
+    run.say(`DNS: created ${res.created.length}, updated ${res.updated.length}, unchanged ${res.unchanged.length}`);
   }
   for (const i of installs) {
     // printed once, here, outside the masked reporter; kept only in the site secret store on the managers

@@ -58,6 +58,9 @@ interface Rec {
   ttl: number;
 }
 
+/** One A/AAAA/CNAME record as it was (snapshot) or is to be again (restoreRecords). */
+export type SavedRecord = Omit<Rec, 'id'>;
+
 const HOST_RE = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
 export function recordTypeFor(target: string): ManagedType {
@@ -217,6 +220,89 @@ export class CloudflareDns extends CloudflareApi {
               );
             result.updated.push(`${name} ${same.content} -> ${args.target}`);
           } else result.unchanged.push(name);
+        }),
+      ),
+    );
+    for (const k of Object.keys(result) as (keyof EnsureResult)[]) result[k].sort();
+    return result;
+  }
+
+  /** The A/AAAA/CNAME records of these names as they are (what restoreRecords() puts back). */
+  async snapshot(args: { zoneName: string; names: string[] }): Promise<SavedRecord[]> {
+    const names = checkRecords(args);
+    const zoneId = await this.zoneId(args.zoneName);
+    const all = await Promise.all(names.map((name) => this.limit(() => this.recordsAt(zoneId, name))));
+    return all.flat().map(({ id: _id, ...r }) => r);
+  }
+
+  /**
+   * Lower the TTL of the DNS-only A/AAAA/CNAME records of these names to `ttl` (seconds), content kept: done ahead of
+   * a move, so that resolvers forget the old address quickly once it changes. Proxied records (Cloudflare answers
+   * with its own addresses, TTL automatic) and records already at or below `ttl` are left as they are.
+   */
+  async lowerTtl(args: { zoneName: string; names: string[]; ttl: number; check?: boolean }): Promise<{ lowered: string[] }> {
+    const names = checkRecords({ ...args, proxied: false });
+    const zoneId = await this.zoneId(args.zoneName);
+    const lowered: string[] = [];
+    await Promise.all(
+      names.map((name) =>
+        this.limit(async () => {
+          for (const r of await this.recordsAt(zoneId, name)) {
+            // ttl 1 is "automatic": 300 s for a DNS-only record
+            if (r.proxied || (r.ttl === 1 ? 300 : r.ttl) <= args.ttl) continue;
+            const body = { zone_id: zoneId, name, type: r.type, content: r.content, proxied: false, ttl: args.ttl };
+            if (!args.check)
+              await this.call(`PUT /zones/${zoneId}/dns_records/${r.id}`, () =>
+                this.client.dns.records.update(r.id, body as Cloudflare.DNS.RecordUpdateParams),
+              );
+            lowered.push(`${name} ${r.type} ${r.content} ttl ${r.ttl} -> ${args.ttl}`);
+          }
+        }),
+      ),
+    );
+    return { lowered: lowered.sort() };
+  }
+
+  /** Make the A/AAAA/CNAME records of these names exactly `records` again (a snapshot): a move taken back. */
+  async restoreRecords(args: { zoneName: string; names: string[]; records: SavedRecord[]; check?: boolean }): Promise<EnsureResult> {
+    const names = checkRecords(args);
+    const zoneId = await this.zoneId(args.zoneName);
+    const result: EnsureResult = { created: [], updated: [], unchanged: [], deleted: [] };
+    await Promise.all(
+      names.map((name) =>
+        this.limit(async () => {
+          const want = args.records.filter((r) => r.name === name);
+          const have = await this.recordsAt(zoneId, name);
+          const keep = new Map<SavedRecord, Rec>();
+          for (const w of want) {
+            const h = have.find((x) => x.type === w.type && x.content === w.content && ![...keep.values()].includes(x));
+            if (h) keep.set(w, h);
+          }
+          // what is not wanted goes first (a CNAME cannot coexist with A/AAAA at one name)
+          for (const r of have.filter((x) => ![...keep.values()].includes(x))) {
+            if (!args.check)
+              await this.call(`DELETE /zones/${zoneId}/dns_records/${r.id}`, () =>
+                this.client.dns.records.delete(r.id, { zone_id: zoneId }),
+              );
+            result.deleted.push(`${name} ${r.type} ${r.content}`);
+          }
+          for (const w of want) {
+            const h = keep.get(w);
+            const body = { zone_id: zoneId, name, type: w.type, content: w.content, proxied: w.proxied, ttl: w.ttl };
+            if (!h) {
+              if (!args.check)
+                await this.call(`POST /zones/${zoneId}/dns_records`, () =>
+                  this.client.dns.records.create(body as Cloudflare.DNS.RecordCreateParams),
+                );
+              result.created.push(`${name} ${w.type} ${w.content}`);
+            } else if (h.proxied !== w.proxied || h.ttl !== w.ttl) {
+              if (!args.check)
+                await this.call(`PUT /zones/${zoneId}/dns_records/${h.id}`, () =>
+                  this.client.dns.records.update(h.id, body as Cloudflare.DNS.RecordUpdateParams),
+                );
+              result.updated.push(`${name} ${w.type} ${w.content}`);
+            } else result.unchanged.push(`${name} ${w.type} ${w.content}`);
+          }
         }),
       ),
     );

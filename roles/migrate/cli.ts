@@ -6,7 +6,9 @@ import type { OptionSpec } from '../../lib/cli.ts';
 import { EXIT, InputError } from '../../lib/errors.ts';
 import type { Run } from '../../lib/play.ts';
 import { mask } from '../../lib/secrets.ts';
-import { SITES_DIR_OPTION, siteIdFor } from '../wp-site/playbook-util.ts';
+import { dnsFromEnv } from '../../lib/cloud/cloudflare.ts';
+import { SITES_DIR_OPTION, siteDnsSettings, siteIdFor } from '../wp-site/playbook-util.ts';
+import type { MigrateDns } from './dns.ts';
 import { wpSiteSettings } from '../wp-site/reconcile.ts';
 import wpSite from '../wp-site/role.ts';
 import { siteDbName } from '../wp-site/stack.ts';
@@ -118,10 +120,15 @@ export function jobsOptions(opts: Record<string, unknown>, check: boolean, concu
 /** Migrate (or roll back, or --check) each site; one line per state and per site. Returns the exit code. */
 export async function runJobs(run: Run, jobs: SiteJob[], o: JobsOptions): Promise<number> {
   const say = (m: string) => run.say(mask(m));
-  if (!o.check) await run.takeLock();
   const limit = pLimit(Math.max(1, o.concurrency));
   const v = run.inventory.vars.wp_sites_dir;
   const sitesDir = o.sitesDir ?? (typeof v === 'string' && v ? v : 'inventory/sites');
+  // DNS as add-site does it: through Cloudflare when the inventory has the section (token: CLOUDFLARE_API_TOKEN)
+  const dnsAt = siteDnsSettings(run.inventory.file, run.inventory.vars);
+  let dns: MigrateDns | undefined;
+  if ('skipped' in dnsAt) say(`DNS: ${dnsAt.skipped}: each site's name is switched by hand at its cutover`);
+  else dns = { dns: dnsFromEnv(), zone: dnsAt.zone, edge: dnsAt.target };
+  if (!o.check) await run.takeLock();
   const outcome = new Map<string, { code: number; text: string }>();
   await Promise.all(
     jobs.map((j) =>
@@ -129,7 +136,7 @@ export async function runJobs(run: Run, jobs: SiteJob[], o: JobsOptions): Promis
         if (run.signal.interrupted) return;
         try {
           const sourceConn = await run.pool.get(sourceHost(j.domain, j.source, j.key ?? o.key));
-          const base = { domain: j.domain, source: j.source, sourceConn, stateDir: o.stateDir, check: o.check };
+          const base = { domain: j.domain, source: j.source, sourceConn, stateDir: o.stateDir, check: o.check, dns };
           const r = o.rollback
             ? await rollbackSite(base)
             : await migrateSite({

@@ -22,6 +22,7 @@ import { SiteRefused, type SourceUrl, formatSourceUrl } from './source.ts';
 import { type SiteState, type StateName, describePlan, loadState, newState, nextState, saveState } from './state.ts';
 import { type Target, createTarget, removeTarget, targetLeftovers } from './target.ts';
 import type { FarmSite } from './farm.ts';
+import { type MigrateDns, inZone, lowerTtlAhead, oldTtlLeft, snapshotDns, switchBack, switchToFarm } from './dns.ts';
 import { rows } from '../../lib/mysql.ts';
 import type { MigratedFrom } from '../wp-site/site.ts';
 
@@ -37,6 +38,8 @@ export interface MigrateOptions {
   target: Target;
   /** the farm site it becomes (record, secret store entry, stack): roles/migrate/cli.ts makes it as add-site does */
   farm?: FarmSite;
+  /** the Cloudflare path (the inventory has a cloudflare section): TTL lowered at copy, switch at cutover */
+  dns?: MigrateDns;
   stateDir: string;
   farmWpVersion?: string;
   /** the site's URL in the farm (default https://<newDomain>) */
@@ -171,6 +174,13 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
           await run('copy', async () => {
             st.createdOnTarget = true;
             save();
+            if (o.dns && inZone(newDomain, o.dns.zone)) {
+              // the snapshot is recorded before the TTL changes; a rerun keeps the first one
+              st.dns ??= await snapshotDns(o.dns, [newDomain]);
+              save();
+              await lowerTtlAhead(o.dns, st.dns);
+              save();
+            } else if (o.dns) log(`${o.domain}: ${newDomain} is not in the zone ${o.dns.zone}: its DNS is switched by hand`);
             if (o.farm) {
               // the record and the secret store entry first: the new DB user gets the stored password (a rerun reuses it)
               const secrets = await o.farm.create(migratedFrom(o, st));
@@ -195,9 +205,17 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
             const verified = await verify(true);
             // the site's stack, by the wp-site role as for any farm site (its database and directory are there)
             const deployed = o.farm ? await o.farm.deploy() : { skipped: 'no farm site given' };
-            // DNS through the Cloudflare path: not part of this milestone (the operator points the name at the farm)
-            log(`${o.domain}: source in maintenance; point ${newDomain} at the farm (the DNS switch is not automated yet)`);
-            return { maintenanceMs: Math.round(performance.now() - t0), copied, rewritten, verified, deployed };
+            // DNS last: the name goes to the farm once the farm serves the verified copy
+            let dns: Record<string, unknown> = { skipped: 'no Cloudflare zone for this name: point it at the farm by hand' };
+            if (o.dns && st.dns) {
+              const left = oldTtlLeft(st.dns);
+              if (left > 0)
+                log(`${o.domain}: resolvers may hold the old address up to ${left} s more (TTL lowered at ${st.dns.loweredAt})`);
+              const r = await switchToFarm(o.dns, st.dns);
+              save();
+              dns = { ...r, target: o.dns.edge, oldTtlLeftS: left };
+            } else log(`${o.domain}: source in maintenance; point ${newDomain} at the farm (no Cloudflare zone for it)`);
+            return { maintenanceMs: Math.round(performance.now() - t0), copied, rewritten, verified, deployed, dns };
           });
           break;
         case 'done':
@@ -232,12 +250,21 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     st.status = 'failed';
     st.error = msg;
     if (failed === 'cutover' || st.maintenance) {
-      // the source serves again; the verified copy stays on the target and the next run retries the cutover
+      // the source serves again (and its name points at it); the verified copy stays on the target for the next run
       await clearMaintenance(o, st).catch((x: Error) => log(`${o.domain}: could not remove the maintenance flag: ${x.message}`));
+      if (o.dns && st.dns?.switchedAt) {
+        await switchBack(o.dns, st.dns).catch((x: Error) => log(`${o.domain}: could not switch the DNS back: ${x.message}`));
+      }
     } else if (st.createdOnTarget) {
       const entry = { state: 'cleanup', startedAt: new Date().toISOString() } as SiteState['history'][number];
       try {
-        entry.summary = { removed: [...(await removeTarget(o.target)), ...((await o.farm?.remove()) ?? [])] };
+        const removed = [...(await removeTarget(o.target)), ...((await o.farm?.remove()) ?? [])];
+        if (o.dns && st.dns) {
+          const r = await switchBack(o.dns, st.dns);
+          removed.push(`DNS of ${st.dns.names.join(', ')} as before (${r.updated.length} record(s) back to their TTL)`);
+          st.dns = undefined;
+        }
+        entry.summary = { removed };
         st.createdOnTarget = false;
         st.completed = '';
         entry.ok = true;
@@ -282,15 +309,23 @@ async function clearMaintenance(o: MigrateOptions, st: SiteState): Promise<void>
   saveState(o.stateDir, st);
 }
 
-/** --rollback: the source serves again (maintenance flag removed). DNS back: with the DNS switch, later. */
+/** --rollback: the site's DNS records as they were before the migration, the source serving again (flag removed). */
 export async function rollbackSite(
-  o: Pick<MigrateOptions, 'domain' | 'source' | 'sourceConn' | 'stateDir' | 'check'>,
+  o: Pick<MigrateOptions, 'domain' | 'source' | 'sourceConn' | 'stateDir' | 'check' | 'dns'>,
 ): Promise<MigrateResult> {
   const st = loadState(o.stateDir, o.domain);
   if (!st) throw new SiteRefused(o.domain, 'never migrated: nothing to roll back');
   if (o.check) return { domain: o.domain, state: st, plan: describePlan(st, { rollback: true }) };
   const entry = { state: 'rollback', startedAt: new Date().toISOString() } as SiteState['history'][number];
+  if (st.dns && !o.dns) {
+    throw new SiteRefused(o.domain, `its DNS went through the Cloudflare zone ${st.dns.zone}: the inventory has no cloudflare section`);
+  }
+  // the source serves first, then its name points at it again
   await clearMaintenance(o as MigrateOptions, st);
+  if (st.dns && o.dns) {
+    entry.summary = { dns: await switchBack(o.dns, st.dns) };
+    saveState(o.stateDir, st);
+  }
   entry.endedAt = new Date().toISOString();
   entry.ok = true;
   st.history.push(entry);

@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../lib/errors.ts';
 import { maskDeep } from '../../lib/secrets.ts';
+import type { DnsState } from './dns.ts';
 import type { Inspection } from './inspect.ts';
 
 export const STATES = ['inspect', 'copy', 'rewrite', 'verify', 'cutover', 'done'] as const;
@@ -40,6 +41,8 @@ export interface SiteState {
   /** our maintenance flag is on the source */
   maintenance: boolean;
   inspection?: Inspection;
+  /** the site's DNS records before the move and what the migration did to them (./dns.ts) */
+  dns?: DnsState;
   error?: string;
   history: HistoryEntry[];
 }
@@ -92,7 +95,8 @@ export function nextState(s: SiteState): StateName | null {
 export function describePlan(s: SiteState | null, opts: { rollback?: boolean } = {}): string {
   if (opts.rollback) {
     if (!s) return 'nothing to roll back (never started)';
-    return s.maintenance ? 'remove the maintenance flag from the source' : 'nothing to roll back on the source (no maintenance flag)';
+    const src = s.maintenance ? 'remove the maintenance flag from the source' : 'nothing to roll back on the source (no maintenance flag)';
+    return s.dns ? `${src}; put the DNS records of ${s.dns.names.join(', ')} back as they were` : src;
   }
   const failed = s?.status === 'failed' && s.error ? ` (the last run failed: ${s.error.split('\n')[0]})` : '';
   if (!s || s.completed === '') return `run ${STATES.join(' → ')}${failed}`;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { InputError } from '../../lib/errors.ts';
 import type { CommonFlags, OptionSpec } from '../../lib/cli.ts';
 import { loadInventory } from '../../lib/inventory.ts';
+import { loadCloudInventory } from '../../lib/cloud/config.ts';
 import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, type SiteRecord } from './site.ts';
 import { InputErrors } from '../../lib/schema.ts';
 
@@ -98,4 +99,21 @@ export function writeRecord(file: string, text: string): void {
 
 export function readText(file: string): string {
   return readFileSync(file, 'utf8');
+}
+
+/** Where a site's DNS names go (add-site, migrate): the inventory's Cloudflare zone and the edge address; or why not. */
+export function siteDnsSettings(
+  inventoryFile: string,
+  vars: Record<string, unknown>,
+): { zone: string; target: string } | { skipped: string } {
+  let cf: { zone: string } | undefined;
+  try {
+    cf = loadCloudInventory(inventoryFile).cloudflare;
+  } catch {
+    cf = undefined;
+  }
+  if (!cf) return { skipped: 'the inventory has no cloudflare section' };
+  const target = String(vars.edge_address ?? vars.floating_ip ?? '');
+  if (!target) return { skipped: 'no edge_address var in the inventory' };
+  return { zone: cf.zone, target };
 }
