@@ -26,6 +26,9 @@ import { SiteRefused, parseSourceUrl } from '../../roles/migrate/source.ts';
 import { loadState, saveState } from '../../roles/migrate/state.ts';
 import { type Target, createTarget, targetLeftovers } from '../../roles/migrate/target.ts';
 import { farmSite } from '../../roles/migrate/farm.ts';
+import type { MigrateDns } from '../../roles/migrate/dns.ts';
+import { CloudflareDns } from '../../lib/cloud/cloudflare.ts';
+import { CfFake } from '../harness/cf-fake.ts';
 import { rows } from '../../lib/mysql.ts';
 import { LEGACY_PW, PHP_CASES, ROOT, seedLegacy, startMariadb, tree, wpConfig } from '../harness/legacy-wp.ts';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
@@ -39,6 +42,14 @@ let legacy: Connection;
 let farm: Connection;
 let stateDir: string;
 const conns: Connection[] = [];
+// the Cloudflare path wired into the states (the requests themselves: test/contract/migrate-dns.test.ts, through Prism)
+let cf: CfFake;
+let dns: MigrateDns;
+const EDGE = '203.0.113.5';
+const dnsOf = (name: string) =>
+  cf.records
+    .filter((r) => r['name'] === name)
+    .map((r) => `${r['type'] as string} ${r['content'] as string} ttl=${String(r['ttl'])} proxied=${String(r['proxied'])}`);
 
 function target(name = 'old-example'): Target {
   const db = `wp_${name.replace(/-/g, '_')}`;
@@ -58,7 +69,7 @@ async function sourceChecksum(): Promise<string> {
 function opts(over: Partial<Parameters<typeof migrateSite>[0]> = {}): Parameters<typeof migrateSite>[0] {
   const src = parseSourceUrl(`ssh://root@${lab.hosts[0]!.address}${ROOT}`);
   assert.ok(typeof src !== 'string', String(src));
-  return { domain: DOMAIN, newDomain: NEW_DOMAIN, source: src, sourceConn: legacy, target: target(), stateDir, ...over };
+  return { domain: DOMAIN, newDomain: NEW_DOMAIN, source: src, sourceConn: legacy, target: target(), stateDir, dns, ...over };
 }
 
 /** every file under the state directory, as text */
@@ -80,11 +91,22 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     made = await seedLegacy(legacy);
     before0 = await sourceChecksum();
     stateDir = mkdtempSync(join(tmpdir(), 'wpfarm-migrate-'));
+    cf = new CfFake('cf-engine-token-0123456789');
+    cf.addZone('example.net');
+    await cf.start();
+    dns = { dns: new CloudflareDns({ token: cf.token, baseUrl: cf.url, baseDelayMs: 5 }), zone: 'example.net', edge: EDGE };
+    // the legacy name's record, DNS only, one hour
+    await dns.dns.restoreRecords({
+      zoneName: 'example.net',
+      names: [NEW_DOMAIN],
+      records: [{ name: NEW_DOMAIN, type: 'A', content: '198.51.100.7', proxied: false, ttl: 3600 }],
+    });
   });
   after(async () => {
     for (const c of conns) await c.close().catch(() => undefined);
     await lab?.stop();
     if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+    await cf?.stop();
   });
 
   test('refusals name the site and the reason, create nothing, never show the DB password', async () => {
@@ -170,6 +192,9 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     assert.deepEqual(await fs.leftovers(), []);
     assert.equal(existsSync(fs.recordFile), false);
     assert.deepEqual(await targetLeftovers(target()), []);
+    // the TTL lowered at copy is back to the hour
+    assert.ok(cf.mutations().some((m) => m.method === 'PUT' && (m.body as { ttl?: number }).ttl === 60));
+    assert.deepEqual(dnsOf(NEW_DOMAIN), ['A 198.51.100.7 ttl=3600 proxied=false']);
     rmSync(join(stateDir, `${DOMAIN}.json`));
     rmSync(sitesDir, { recursive: true });
     await assert.rejects(
@@ -217,6 +242,9 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     assert.equal(verify.tables, 6);
     assert.equal(verify.uploads, 2);
     assert.deepEqual(verify.countsChangedDuringCopy, []);
+    // the TTL lowered ahead of the move, the original recorded
+    assert.deepEqual(dnsOf(NEW_DOMAIN), ['A 198.51.100.7 ttl=60 proxied=false']);
+    assert.deepEqual(r.state.dns?.previous, [{ name: NEW_DOMAIN, type: 'A', content: '198.51.100.7', proxied: false, ttl: 3600 }]);
     // only the malformed option still holds the old URL (guid is not rewritten by design, and not counted)
     // still holding the old URL text: the malformed option, an option whose only URL is an array KEY (kept, as
     // wp-cli does), and text naming other hosts (old.example.org, old.example-shop.test: not the site's origin)
@@ -325,6 +353,9 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     const cut = r.state.history.find((h) => h.state === 'cutover' && h.ok)!.summary!;
     assert.equal((cut.verified as { uploads: number }).uploads, 3);
     assert.ok(Number(cut.maintenanceMs) > 0);
+    // the name points at the farm's edge, as add-site makes it
+    assert.deepEqual(dnsOf(NEW_DOMAIN), [`A ${EDGE} ttl=1 proxied=true`]);
+    assert.deepEqual((cut.dns as { updated: string[] }).updated, [`${NEW_DOMAIN} 198.51.100.7 -> ${EDGE}`]);
     const flag = (await legacy.exec(`cat ${ROOT}/.maintenance`)).stdout;
     assert.match(flag, /^<\?php \$upgrading = time\(\); \/\/ wpfarm migration: old\.example/);
     const [late] = await withTargetDb(
@@ -338,9 +369,10 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     assert.equal(again.state.history.length, n, 'a finished cutover is never redone');
 
     const check = await rollbackSite({ ...opts(), check: true });
-    assert.equal(check.plan, 'remove the maintenance flag from the source');
+    assert.equal(check.plan, `remove the maintenance flag from the source; put the DNS records of ${NEW_DOMAIN} back as they were`);
     const rb = await rollbackSite(opts());
     assert.equal(rb.state.status, 'rolled-back');
+    assert.deepEqual(dnsOf(NEW_DOMAIN), ['A 198.51.100.7 ttl=3600 proxied=false'], 'the old address, its old TTL');
     assert.equal((await legacy.exec(`test -e ${ROOT}/.maintenance && echo yes || echo no`)).stdout.trim(), 'no');
   });
 
