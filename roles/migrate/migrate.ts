@@ -242,8 +242,11 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     }
     return { domain: o.domain, state: st };
   } catch (e) {
-    const msg = (e as Error).message;
     const failed = st.running;
+    // the site, the state and the reason; a full disk said as such (rsync/MariaDB word it their own ways)
+    const full = /No space left on device|Errcode: 28|ENOSPC|Disk full/i.test((e as Error).message);
+    const why = `${full ? 'the target is out of disk space: ' : ''}${(e as Error).message}`;
+    const msg = e instanceof SiteRefused ? (e as Error).message : `site ${o.domain}: ${failed ?? 'inspect'} failed: ${why}`;
     const last = st.history[st.history.length - 1];
     if (last && !last.endedAt) Object.assign(last, { endedAt: new Date().toISOString(), ok: false, error: msg });
     st.running = undefined;
@@ -276,7 +279,10 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
       st.history.push(entry);
     } else if (failed !== undefined) st.completed = '';
     save();
-    throw e;
+    if (e instanceof SiteRefused) throw e;
+    const left = st.history[st.history.length - 1];
+    const cleanup = left?.state === 'cleanup' ? (left.ok ? '; what it created was removed' : `; cleanup failed: ${left.error}`) : '';
+    throw new Error(`${msg}${cleanup}`, { cause: e });
   }
 }
 

@@ -215,6 +215,28 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     rmSync(join(stateDir, `${DOMAIN}.json`));
   });
 
+  test('disk full on the target: the site and the reason named, nothing half-created left', async () => {
+    // a full Gluster volume: a 512 KiB tmpfs for the site directories (the uploads hold more than 1 MB)
+    await farm.exec('install -d /srv/small-volume && mount -t tmpfs -o size=512k tmpfs /srv/small-volume');
+    const small: Target = {
+      ...target('full-example'),
+      files: { conn: farm, contentDir: '/srv/small-volume/full-example' },
+    };
+    await assert.rejects(migrateSite(opts({ target: small, dns: undefined })), (e: Error) => {
+      assert.match(e.message, /^site old\.example: copy failed: the target is out of disk space: rsync .*No space left on device/);
+      assert.match(e.message, /what it created was removed$/);
+      assert.ok(!e.message.includes(LEGACY_PW));
+      return true;
+    });
+    assert.deepEqual(await targetLeftovers(small), []);
+    assert.equal((await farm.exec('ls -A /srv/small-volume')).stdout, '');
+    const st = loadState(stateDir, DOMAIN)!;
+    assert.equal(st.status, 'failed');
+    assert.ok(st.history.some((h) => h.state === 'cleanup' && h.ok));
+    await farm.exec('umount /srv/small-volume');
+    rmSync(join(stateDir, `${DOMAIN}.json`));
+  });
+
   test('a run killed mid-copy resumes; inspect → copy → rewrite → verify', async () => {
     // what a SIGKILL during copy leaves: inspect recorded, copy running, the target half made
     await migrateSite(opts({ until: 'inspect' }));
