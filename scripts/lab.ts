@@ -4,12 +4,14 @@
 //   node --import tsx scripts/lab.ts up|down|status|base-image
 //   npx tsx scripts/lab.ts kill|stop|start|partition|heal NODE
 //
-// Everything it creates is labelled wpfarm.lab=1; state that is not source lives in .wpfarm/lab/.
+// Two profiles (scripts/lab/config.ts), chosen by $WPFARM_LAB: the user's lab (default; labelled wpfarm.lab=1,
+// state in .wpfarm/lab/, inventory/lab.yml) and the test tiers' lab (WPFARM_LAB=test; labelled wpfarm.lab=test,
+// state and inventory in .wpfarm/test-lab/). Each profile's commands see and change only its own objects.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
-import { IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, ROOT, SUBNET, SVC, containerName } from './lab/config.ts';
+import { IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, PROFILE, ROOT, SUBNET, SVC, containerName } from './lab/config.ts';
 import { ensureDocker, restoreForwardPolicy, stopOwnDockerd, type HostState } from './lab/docker.ts';
 import { FAULTS, fault, isPartitioned, type Fault } from './lab/faults.ts';
 import { aptMirrors, buildBaseImage, ensureImages } from './lab/images.ts';
@@ -19,6 +21,7 @@ import {
   ensureNetwork,
   inspectContainer,
   machines,
+  otherLabContainers,
   removeLabObjects,
   sshBanner,
   waitReady,
@@ -33,7 +36,7 @@ import { readJson, say, secondsSince, tryOut, withLock, writeJson } from './lab/
 
 export { aptMirrors, ensureDocker, buildBaseImage, fault, takeSnapshot, compareSnapshots, formatDiff, isPartitioned };
 export type { HostSnapshot, Fault };
-export { PATHS, NODES, SVC, INVENTORY_FILE, SUBNET, IMAGES };
+export { PATHS, NODES, SVC, INVENTORY_FILE, SUBNET, IMAGES, PROFILE };
 
 export interface LabUpResult extends NodeUpResult {
   seconds: number;
@@ -49,17 +52,19 @@ export interface LabUpResult extends NodeUpResult {
  */
 export async function labUp(): Promise<LabUpResult> {
   // one lab-up or lab-down at a time on this machine (tests of several suites may call it at once)
-  return withLock('lab', labUpLocked, 20 * 60_000);
+  return withLock(PROFILE.lock, labUpLocked, 20 * 60_000);
 }
 
 async function labUpLocked(): Promise<LabUpResult> {
   const started = Date.now();
-  say('lab-up: the local lab (3 managers, 2 workers, 3 db, 2 storage, 1 monitoring) on this machine');
+  say(`lab-up: ${PROFILE.title} (3 managers, 2 workers, 3 db, 2 storage, 1 monitoring) on ${NETWORK} ${SUBNET}`);
   const docker = await ensureDocker();
   if (!docker.started) say(`using the Docker engine that answers here (${docker.serverVersion})`);
   if (!fs.existsSync(PATHS.before)) {
+    // the FORWARD policy before dockerd, unless another lab (a profile of its own) uses the engine: then now's
     const state = readJson<HostState>(PATHS.hostState);
-    const before = await takeSnapshot({ excludeLab: true, forwardPolicy: state?.forwardPolicy });
+    const others = await otherLabContainers();
+    const before = await takeSnapshot({ excludeLab: true, forwardPolicy: others.length ? undefined : state?.forwardPolicy });
     writeJson(PATHS.before, before);
   }
   await ensureKeys();
@@ -110,7 +115,7 @@ export interface LabDownResult {
 
 /** Remove everything the lab created, restore the FORWARD policy, compare with the state before lab-up. */
 export async function labDown(opts: { stopDocker?: boolean; purge?: boolean } = {}): Promise<LabDownResult> {
-  return withLock('lab', () => labDownLocked(opts), 20 * 60_000);
+  return withLock(PROFILE.lock, () => labDownLocked(opts), 20 * 60_000);
 }
 
 async function labDownLocked(opts: { stopDocker?: boolean; purge?: boolean }): Promise<LabDownResult> {
@@ -121,10 +126,16 @@ async function labDownLocked(opts: { stopDocker?: boolean; purge?: boolean }): P
     await ensureDocker();
   }
   const removed = await removeLabObjects();
-  await restoreForwardPolicy(before?.forwardPolicy);
+  // another lab on the same engine (the user's beside the test lab, or the other way round) keeps it as it is
+  const others = await otherLabContainers();
+  if (others.length) {
+    say(`another lab uses this Docker engine (${others.join(' ')}): its FORWARD policy and dockerd stay as they are`);
+  } else {
+    await restoreForwardPolicy(before?.forwardPolicy);
+  }
   fs.rmSync(PATHS.partitions, { force: true });
   let stoppedDockerd = false;
-  if (opts.stopDocker) stoppedDockerd = await stopOwnDockerd();
+  if (opts.stopDocker && !others.length) stoppedDockerd = await stopOwnDockerd();
   if (opts.purge) {
     say('purge: removing the lab caches and keys in .wpfarm/lab (images stay: remove them with docker rmi)');
     for (const p of [PATHS.registryCache, PATHS.hostKeys, PATHS.clientKey, `${PATHS.clientKey}.pub`, PATHS.knownHosts]) {
@@ -135,7 +146,9 @@ async function labDownLocked(opts: { stopDocker?: boolean; purge?: boolean }): P
   let leftovers = '';
   let labLeftovers = '';
   if (before) {
-    const diffs = stoppedDockerd ? [] : compareSnapshots(before, after);
+    const diffs = (stoppedDockerd ? [] : compareSnapshots(before, after)).filter(
+      (d) => !(others.length && d.field === 'forwardPolicy'),
+    );
     leftovers = formatDiff(diffs);
     labLeftovers = formatDiff(
       diffs
@@ -232,12 +245,12 @@ function printStatus(rows: MachineStatus[]): void {
   console.log(
     `memory ${total.toFixed(0)} MiB (MEM: usage minus inactive file cache, as docker counts it; RSS: anonymous ${totalRss.toFixed(0)} MiB)`,
   );
-  console.log(`network ${NETWORK} ${SUBNET}; inventory ${path.relative(ROOT, INVENTORY_FILE)}`);
+  console.log(`profile ${PROFILE.name}: network ${NETWORK} ${SUBNET}; inventory ${path.relative(ROOT, INVENTORY_FILE)}`);
 }
 
 function usage(): string {
-  return `usage: scripts/lab.ts up | down [--stop-docker] [--purge] | status | base-image | ${FAULTS.join('|')} NODE
-nodes: ${machines()
+  return `usage: [WPFARM_LAB=user|test] scripts/lab.ts up | down [--stop-docker] [--purge] | status | base-image | ${FAULTS.join('|')} NODE
+profile ${PROFILE.name} (${PROFILE.title}); nodes: ${machines()
     .map((m) => m.name)
     .join(' ')}`;
 }

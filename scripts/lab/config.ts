@@ -1,15 +1,87 @@
-// The lab's fixed facts: topology, addresses, names, paths. Everything the lab creates carries the
-// label wpfarm.lab=1 so that lab-down removes exactly that and nothing else.
+// The lab's fixed facts: topology, addresses, names, paths. Two profiles of the same lab, selected by one
+// setting, $WPFARM_LAB: "user" (the default: `make lab-up`, `make bootstrap`, inventory/lab.yml) and "test"
+// (the test tiers' own lab: `make test` sets WPFARM_LAB=test). They differ only in names: containers, network,
+// bridge, subnet, volumes, label value, state directory, inventory and registry port, so that the test lab
+// runs beside a user's lab without reading or changing it. Everything a profile creates carries the label
+// wpfarm.lab=<its label value> (1 for the user lab, test for the test lab): lab-down removes exactly that.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface LabProfile {
+  name: 'user' | 'test';
+  /** the value of the wpfarm.lab label on everything this profile creates */
+  label: string;
+  /** state that is not source (keys, known_hosts, snapshots, logs, caches), relative to ROOT, gitignored */
+  stateDir: string;
+  /** the inventory lab-up writes, relative to ROOT */
+  inventory: string;
+  network: string;
+  /** the bridge's interface name (at most 15 characters) */
+  bridge: string;
+  /** the first three octets of the /24 */
+  net: string;
+  containerPrefix: string;
+  /** the lab registry published on the controller's loopback */
+  hostRegistryPort: number;
+  /** site records of this lab (vars.wp_sites_dir) when not inventory/sites, relative to ROOT */
+  sitesDir?: string;
+  /** the lab-up/lab-down lock (machine-wide) */
+  lock: string;
+  /** the inventory's first line: what this lab is, and what writes it */
+  title: string;
+  writer: string;
+}
+
+export const PROFILES: Record<LabProfile['name'], LabProfile> = {
+  user: {
+    name: 'user',
+    label: '1',
+    stateDir: '.wpfarm/lab',
+    inventory: 'inventory/lab.yml',
+    network: 'wpfarm-lab',
+    bridge: 'wpfarm-lab0',
+    net: '10.77.0',
+    containerPrefix: 'wpfarm-lab-',
+    hostRegistryPort: 5077,
+    lock: 'lab',
+    title: 'the local lab',
+    writer: '`make lab-up`',
+  },
+  test: {
+    name: 'test',
+    label: 'test',
+    stateDir: '.wpfarm/test-lab',
+    inventory: '.wpfarm/test-lab/inventory.yml',
+    network: 'wpfarm-testlab',
+    bridge: 'wpfarm-tlab0',
+    net: '10.78.0',
+    containerPrefix: 'wpfarm-testlab-',
+    hostRegistryPort: 5078,
+    sitesDir: '.wpfarm/test-lab/sites',
+    lock: 'lab-test',
+    title: "the test tiers' own lab, beside the user's",
+    writer: 'the lab tests (WPFARM_LAB=test)',
+  },
+};
+
+/** The profile named by $WPFARM_LAB: unset, empty or "user" is the user's lab; "test" the test tiers' lab. */
+export function profileFromEnv(value = process.env.WPFARM_LAB): LabProfile {
+  const v = value?.trim() || 'user';
+  const p = PROFILES[v as LabProfile['name']];
+  if (!p || !Object.hasOwn(PROFILES, v)) throw new Error(`WPFARM_LAB=${JSON.stringify(value)}: must be "user" (the default) or "test"`);
+  return p;
+}
+
+export const PROFILE: LabProfile = profileFromEnv();
+
 /** State that is not source: keys, known_hosts, snapshots, logs, caches (gitignored). */
-export const STATE_DIR = path.join(ROOT, '.wpfarm', 'lab');
+export const STATE_DIR = path.join(ROOT, PROFILE.stateDir);
 /** State of this machine (not of one clone): the FORWARD policy before the lab's dockerd, locks. */
 export const MACHINE_DIR = process.env.WPFARM_LAB_MACHINE_DIR ?? '/run/wpfarm-lab';
 export const FILES_DIR = path.join(ROOT, 'files', 'lab');
-export const INVENTORY_FILE = path.join(ROOT, 'inventory', 'lab.yml');
+export const INVENTORY_FILE = path.join(ROOT, PROFILE.inventory);
 
 export const PATHS = {
   clientKey: path.join(STATE_DIR, 'id_ed25519'),
@@ -31,13 +103,16 @@ export const PATHS = {
 } as const;
 
 export const LABEL = 'wpfarm.lab';
-export const LABEL_FILTER = `label=${LABEL}=1`;
+export const LABEL_VALUE = PROFILE.label;
+export const LABEL_FILTER = `label=${LABEL}=${LABEL_VALUE}`;
 
-export const NETWORK = 'wpfarm-lab';
-export const BRIDGE = 'wpfarm-lab0';
-export const SUBNET = '10.77.0.0/24';
-export const GATEWAY = '10.77.0.1';
-export const CONTAINER_PREFIX = 'wpfarm-lab-';
+export const NETWORK = PROFILE.network;
+export const BRIDGE = PROFILE.bridge;
+export const SUBNET = `${PROFILE.net}.0/24`;
+export const GATEWAY = `${PROFILE.net}.1`;
+export const CONTAINER_PREFIX = PROFILE.containerPrefix;
+/** An address of the lab's subnet: labAddress(11) is mgr1's. */
+export const labAddress = (host: number): string => `${PROFILE.net}.${host}`;
 
 export const IMAGES = {
   base: 'wpfarm/base:bookworm',
@@ -48,11 +123,11 @@ export const IMAGES = {
 /** Lab services (registry + DNS resolver) live on their own container, not on a farm node. */
 export const SVC = {
   name: 'svc',
-  address: '10.77.0.2',
+  address: labAddress(2),
   registryPort: 5000,
   dnsPort: 53,
   /** the registry published on the controller's loopback, so the host engine can push without daemon.json */
-  hostRegistry: '127.0.0.1:5077',
+  hostRegistry: `127.0.0.1:${PROFILE.hostRegistryPort}`,
 } as const;
 
 export interface LabNode {
@@ -64,17 +139,17 @@ export interface LabNode {
 
 // 3 managers, 2 workers, 3 database nodes, 2 storage nodes, 1 monitoring/management node.
 export const NODES: readonly LabNode[] = [
-  { name: 'mgr1', address: '10.77.0.11', groups: ['managers', 'edge'] },
-  { name: 'mgr2', address: '10.77.0.12', groups: ['managers', 'edge'] },
-  { name: 'mgr3', address: '10.77.0.13', groups: ['managers', 'edge'] },
-  { name: 'wrk1', address: '10.77.0.21', groups: ['workers'] },
-  { name: 'wrk2', address: '10.77.0.22', groups: ['workers'] },
-  { name: 'db1', address: '10.77.0.31', groups: ['db'] },
-  { name: 'db2', address: '10.77.0.32', groups: ['db'] },
-  { name: 'db3', address: '10.77.0.33', groups: ['db'] },
-  { name: 'st1', address: '10.77.0.41', groups: ['storage'] },
-  { name: 'st2', address: '10.77.0.42', groups: ['storage'] },
-  { name: 'mon1', address: '10.77.0.51', groups: ['monitoring', 'storage_arbiter'] },
+  { name: 'mgr1', address: labAddress(11), groups: ['managers', 'edge'] },
+  { name: 'mgr2', address: labAddress(12), groups: ['managers', 'edge'] },
+  { name: 'mgr3', address: labAddress(13), groups: ['managers', 'edge'] },
+  { name: 'wrk1', address: labAddress(21), groups: ['workers'] },
+  { name: 'wrk2', address: labAddress(22), groups: ['workers'] },
+  { name: 'db1', address: labAddress(31), groups: ['db'] },
+  { name: 'db2', address: labAddress(32), groups: ['db'] },
+  { name: 'db3', address: labAddress(33), groups: ['db'] },
+  { name: 'st1', address: labAddress(41), groups: ['storage'] },
+  { name: 'st2', address: labAddress(42), groups: ['storage'] },
+  { name: 'mon1', address: labAddress(51), groups: ['monitoring', 'storage_arbiter'] },
 ];
 
 export const containerName = (node: string): string => `${CONTAINER_PREFIX}${node}`;

@@ -9,14 +9,17 @@ import pLimit from 'p-limit';
 import { $, quote } from 'zx';
 import {
   BRIDGE,
+  CONTAINER_PREFIX,
   GATEWAY,
   IMAGES,
   INVENTORY_FILE,
   LABEL,
   LABEL_FILTER,
+  LABEL_VALUE,
   NETWORK,
   NODES,
   PATHS,
+  PROFILE,
   ROOT,
   STATE_DIR,
   SUBNET,
@@ -54,7 +57,7 @@ async function keygen(file: string, comment: string): Promise<void> {
 /** The controller's key for root on every node, and one ed25519 host key per machine. */
 export async function ensureKeys(): Promise<void> {
   ensureDir(STATE_DIR, 0o700);
-  await keygen(PATHS.clientKey, 'wpfarm-lab-controller');
+  await keygen(PATHS.clientKey, `${CONTAINER_PREFIX}controller`);
   for (const m of machines()) await keygen(path.join(PATHS.hostKeys, m.name, 'ssh_host_ed25519_key'), `root@${m.name}`);
 }
 
@@ -120,7 +123,7 @@ export async function ensureNetwork(): Promise<boolean> {
   const out = await tryOut`docker network inspect ${NETWORK}`;
   if (out) {
     const [n] = JSON.parse(out) as Array<{ Labels: Record<string, string> | null; IPAM: { Config: Array<{ Subnet: string }> } }>;
-    if (n?.Labels?.[LABEL] !== '1') throw new Error(`a docker network named ${NETWORK} exists that the lab did not create`);
+    if (n?.Labels?.[LABEL] !== LABEL_VALUE) throw new Error(`a docker network named ${NETWORK} exists that the lab did not create`);
     if (n.IPAM.Config[0]?.Subnet !== SUBNET)
       throw new Error(`network ${NETWORK} has subnet ${n.IPAM.Config[0]?.Subnet}, expected ${SUBNET}: run lab-down`);
     return false;
@@ -130,7 +133,7 @@ export async function ensureNetwork(): Promise<boolean> {
     await $`ip link delete ${BRIDGE}`;
   }
   say(`creating network ${NETWORK} (${SUBNET}, bridge ${BRIDGE}, gateway ${GATEWAY})`);
-  await $`docker network create --driver bridge --subnet ${SUBNET} --gateway ${GATEWAY} --label ${`${LABEL}=1`} -o ${`com.docker.network.bridge.name=${BRIDGE}`} ${NETWORK}`;
+  await $`docker network create --driver bridge --subnet ${SUBNET} --gateway ${GATEWAY} --label ${`${LABEL}=${LABEL_VALUE}`} -o ${`com.docker.network.bridge.name=${BRIDGE}`} ${NETWORK}`;
   return true;
 }
 
@@ -172,7 +175,7 @@ function specFor(m: Machine, imageId: string): string[] {
     '--hostname',
     m.name,
     '--label',
-    `${LABEL}=1`,
+    `${LABEL}=${LABEL_VALUE}`,
     '--label',
     `${LABEL}.machine=${m.name}`,
     '--label',
@@ -260,14 +263,16 @@ export async function ensureMachines(images: { node: string; svc: string }): Pro
           return;
         }
         if (have) {
-          if (have.labels[LABEL] !== '1') throw new Error(`a container named ${cname} exists that the lab did not create`);
+          if (have.labels[LABEL] !== LABEL_VALUE) throw new Error(`a container named ${cname} exists that the lab did not create`);
           say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
           await $`docker rm -f -v ${cname}`;
         }
         if (m.kind === 'node') {
           const vol = dockerVolumeName(m.name);
           if (have) await $`docker volume rm -f ${vol}`.nothrow();
-          if (!(await tryOut`docker volume inspect ${vol}`)) await $`docker volume create --label ${`${LABEL}=1`} ${vol}`;
+          const existing = await tryOut`docker volume inspect --format ${`{{index .Labels "${LABEL}"}}`} ${vol}`;
+          if (existing === undefined) await $`docker volume create --label ${`${LABEL}=${LABEL_VALUE}`} ${vol}`;
+          else if (existing.trim() !== LABEL_VALUE) throw new Error(`a docker volume named ${vol} exists that the lab did not create`);
         }
         await $`docker create ${spec}`;
         await injectFiles(m, cname);
@@ -350,14 +355,20 @@ export async function waitSvc(timeoutMs = 60_000): Promise<void> {
 
 const rel = (p: string): string => path.relative(ROOT, p);
 
-/** inventory/lab.yml in the engine's format. Deterministic: the same topology gives the same file. */
+/**
+ * The profile's inventory (inventory/lab.yml for the user's lab) in the engine's format: one text for both
+ * profiles, only their names differ. Deterministic: the same topology gives the same file.
+ */
 export function inventoryText(): string {
   const hosts = NODES.map((n) => `  ${n.name}: { address: ${n.address}, port: 22, user: root, key: ${rel(PATHS.clientKey)} }`).join('\n');
   const members = (g: string): string =>
     NODES.filter((n: LabNode) => n.groups.includes(g))
       .map((n) => n.name)
       .join(', ');
-  return `# inventory/lab.yml: the local lab (written by \`make lab-up\`, scripts/lab.ts; do not edit by hand).
+  const sites = PROFILE.sitesDir
+    ? `\n  # this lab's site records (never the user's inventory/sites)\n  wp_sites_dir: ${PROFILE.sitesDir}`
+    : '';
+  return `# ${PROFILE.inventory}: ${PROFILE.title} (written by ${PROFILE.writer}, scripts/lab.ts; do not edit by hand).
 # ${NODES.length} "droplets" as systemd containers on the bridge ${BRIDGE} (${SUBNET}) of this machine.
 # Lab differences from production are variables here, never code branches: see docs/lab.md.
 settings:
@@ -365,7 +376,7 @@ settings:
   # the lab's credentials, generated by lab-up (production: your own .env, see .env.example)
   env_file: ${rel(PATHS.envFile)}
 vars:
-  lab: true
+  lab: true${sites}
   # this kernel has no IPVS: no service VIPs, no ingress routing mesh
   swarm_endpoint_mode: dnsrr
   swarm_publish_mode: host
@@ -443,7 +454,7 @@ export function writeLabEnv(): string[] {
   return add;
 }
 
-/** Write inventory/lab.yml when it differs (so a committed copy stays untouched). */
+/** Write the profile's inventory when it differs (so a committed copy stays untouched). */
 export function writeInventory(): boolean {
   const text = inventoryText();
   const cur = fs.existsSync(INVENTORY_FILE) ? fs.readFileSync(INVENTORY_FILE, 'utf8') : '';
@@ -455,7 +466,7 @@ export function writeInventory(): boolean {
 
 // ---------------------------------------------------------------- removal
 
-/** Remove every container, volume and network labelled wpfarm.lab=1. */
+/** Remove every container, volume and network labelled wpfarm.lab=<this profile's label value>, and its bridge. */
 export async function removeLabObjects(): Promise<{ containers: number; volumes: number; networks: number }> {
   const ids = (s: string | undefined): string[] =>
     (s ?? '')
@@ -482,4 +493,17 @@ export async function removeLabObjects(): Promise<{ containers: number; volumes:
     await $`ip link delete ${BRIDGE}`.nothrow();
   }
   return { containers: containers.length, volumes: volumes.length, networks: networks.length };
+}
+
+/**
+ * Containers of another lab profile on this engine ("NAME (wpfarm.lab=VALUE)"): labelled wpfarm.lab with a value
+ * other than this profile's. Their presence keeps the engine's shared state (FORWARD policy, dockerd) as it is.
+ */
+export async function otherLabContainers(): Promise<string[]> {
+  const out = await tryOut`docker ps -a --filter ${`label=${LABEL}`} --format ${`{{.Names}} {{.Label "${LABEL}"}}`}`;
+  return (out ?? '')
+    .split('\n')
+    .map((l) => l.trim().split(' '))
+    .filter(([name, value]) => name && value !== LABEL_VALUE)
+    .map(([name, value]) => `${name} (${LABEL}=${value})`);
 }

@@ -1,29 +1,35 @@
 // Helpers for the site tests on the lab farm (test/lab/6x-*.test.ts): playbooks run as a person runs them,
 // ssh to lab nodes with the lab's key and known_hosts, and commands inside a service's container.
+import './lab-profile.ts'; // first: selects the test lab's profile before scripts/lab/config.ts loads
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { quote } from 'zx';
+import {
+  BRIDGE,
+  GATEWAY,
+  INVENTORY_FILE,
+  NODES,
+  PATHS,
+  PROFILE,
+  ROOT,
+  SUBNET,
+  SVC,
+  containerName,
+  labAddress,
+} from '../../scripts/lab/config.ts';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const INVENTORY = path.join(ROOT, 'inventory/lab.yml');
-export const KEY = path.join(ROOT, '.wpfarm/lab/id_ed25519');
-export const KNOWN = path.join(ROOT, '.wpfarm/lab/known_hosts');
-export const ADDR: Record<string, string> = {
-  mgr1: '10.77.0.11',
-  mgr2: '10.77.0.12',
-  mgr3: '10.77.0.13',
-  wrk1: '10.77.0.21',
-  wrk2: '10.77.0.22',
-  db1: '10.77.0.31',
-  db2: '10.77.0.32',
-  db3: '10.77.0.33',
-  st1: '10.77.0.41',
-  st2: '10.77.0.42',
-  mon1: '10.77.0.51',
-};
+if (PROFILE.name !== 'test') {
+  throw new Error(`scripts/lab/config.ts was loaded before test/harness/lab-profile.ts: profile ${PROFILE.name}, not the test lab`);
+}
+
+/** The test lab's facts, from its profile: tests take names and addresses from here, never literals. */
+export { BRIDGE, GATEWAY, PROFILE, ROOT, SUBNET, SVC, containerName, labAddress };
+export const INVENTORY = INVENTORY_FILE;
+export const KEY = PATHS.clientKey;
+export const KNOWN = PATHS.knownHosts;
+export const ADDR: Record<string, string> = Object.fromEntries(NODES.map((n) => [n.name, n.address]));
 export const run = promisify(execFile);
 
 export interface Report {
@@ -33,7 +39,7 @@ export interface Report {
   results: { host: string; step: string; status: string; changes: string[]; error?: string }[];
 }
 
-/** node --import tsx SCRIPT --inventory inventory/lab.yml --json TMP ARGS; never throws on a non-zero exit. */
+/** node --import tsx SCRIPT --inventory INVENTORY (the test lab's) --json TMP ARGS; never throws on a non-zero exit. */
 export async function cli(
   work: string,
   script: string,

@@ -1,6 +1,7 @@
 // The lab suite, part 1: lab-up, every node over SSH through the engine (host keys verified), fault tools.
 // Leaves the lab running for the role suites that follow; 99-lab-down.test.ts tears it down and checks
-// that the host is left as it was.
+// that the host is left as it was. The lab tier runs on its own lab (WPFARM_LAB=test: test/harness/lab-profile.ts),
+// beside the user's lab (inventory/lab.yml), which it never reads or changes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -8,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { PROFILE } from '../harness/lab-sites.ts';
 import { HostKeyError, UnreachableError } from '../../lib/errors.ts';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { connect } from '../../lib/transport.ts';
@@ -62,7 +64,7 @@ test('lab-up builds (or reuses) the lab and saves the host snapshot', { timeout:
   assert.ok(fs.existsSync(PATHS.knownHosts));
 });
 
-test('inventory/lab.yml loads with the engine loader and has the topology', () => {
+test("the test lab's inventory loads with the engine loader and has the topology", () => {
   inv = loadInventory(INVENTORY_FILE);
   const members = (g: string): string[] =>
     [...inv.hosts.values()]
@@ -81,6 +83,8 @@ test('inventory/lab.yml loads with the engine loader and has the topology', () =
   assert.equal(inv.vars.swarm_endpoint_mode, 'dnsrr');
   assert.equal(inv.vars.swarm_publish_mode, 'host');
   assert.equal(inv.vars.overlay_encrypted, false);
+  // the test lab's own site records, never the user's inventory/sites
+  assert.equal(inv.vars.wp_sites_dir, PROFILE.sitesDir);
   const prefix = SUBNET.replace(/0\/24$/, '');
   for (const h of inv.hosts.values()) {
     assert.ok(h.address.startsWith(prefix), `${h.name} ${h.address} in ${SUBNET}`);

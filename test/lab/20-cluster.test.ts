@@ -5,8 +5,8 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { ADDR, INVENTORY as INV, containerName } from '../harness/lab-sites.ts';
 
-const INV = 'inventory/lab.yml';
 const TMP = '.wpfarm/test';
 
 interface Report {
@@ -38,7 +38,7 @@ function cli(script: string, args: string[], timeoutMs = 1_500_000): Promise<{ c
 const changedSteps = (r: Report) =>
   r.results.filter((x) => x.status === 'changed').map((x) => `${x.host}: ${x.step}: ${x.changes.join('; ')}`);
 const nodeExec = (node: string, cmd: string) =>
-  execFileSync('docker', ['exec', `wpfarm-lab-${node}`, 'bash', '-c', cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  execFileSync('docker', ['exec', containerName(node), 'bash', '-c', cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const lab = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', 'scripts/lab.ts', ...args], { encoding: 'utf8' });
 
 describe('phase 1 on the lab: foundation', () => {
@@ -83,8 +83,8 @@ describe('phase 1 on the lab: foundation', () => {
     const tcp = (from: string, addr: string, port: number) =>
       nodeExec(from, `timeout 3 bash -c "exec 3<>/dev/tcp/${addr}/${port}" 2>/dev/null && echo open || echo closed`).trim();
     assert.equal(tcp('wrk1', '127.0.0.1', 9323), 'open', 'the listener itself works (loopback is allowed)');
-    assert.equal(tcp('mgr1', '10.77.0.21', 9323), 'closed', 'a non-monitoring host is dropped');
-    assert.equal(tcp('mon1', '10.77.0.21', 9323), 'open', 'the monitoring host gets through');
+    assert.equal(tcp('mgr1', ADDR.wrk1!, 9323), 'closed', 'a non-monitoring host is dropped');
+    assert.equal(tcp('mon1', ADDR.wrk1!, 9323), 'open', 'the monitoring host gets through');
     const rules = nodeExec('wrk1', 'nft list table inet wpfarm');
     assert.match(rules, /policy drop/);
     assert.match(rules, /tcp dport 22 ip saddr @mgmt accept/);
