@@ -12,7 +12,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
 import { IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, PROFILE, ROOT, SUBNET, SVC, containerName } from './lab/config.ts';
-import { ensureDocker, restoreForwardPolicy, stopOwnDockerd, type HostState } from './lab/docker.ts';
+import {
+  ensureDocker,
+  ensureInotifyInstances,
+  restoreForwardPolicy,
+  restoreInotifyInstances,
+  stopOwnDockerd,
+  type HostState,
+} from './lab/docker.ts';
 import { FAULTS, fault, isPartitioned, type Fault } from './lab/faults.ts';
 import { aptMirrors, buildBaseImage, ensureImages } from './lab/images.ts';
 import {
@@ -68,6 +75,7 @@ async function labUpLocked(): Promise<LabUpResult> {
     writeJson(PATHS.before, before);
   }
   await ensureKeys();
+  ensureInotifyInstances();
   const images = await ensureImages();
   await ensureNetwork();
   const res = await ensureMachines(images);
@@ -129,9 +137,10 @@ async function labDownLocked(opts: { stopDocker?: boolean; purge?: boolean }): P
   // another lab on the same engine (the user's beside the test lab, or the other way round) keeps it as it is
   const others = await otherLabContainers();
   if (others.length) {
-    say(`another lab uses this Docker engine (${others.join(' ')}): its FORWARD policy and dockerd stay as they are`);
+    say(`another lab uses this Docker engine (${others.join(' ')}): its FORWARD policy, inotify limit and dockerd stay as they are`);
   } else {
     await restoreForwardPolicy(before?.forwardPolicy);
+    restoreInotifyInstances();
   }
   fs.rmSync(PATHS.partitions, { force: true });
   let stoppedDockerd = false;

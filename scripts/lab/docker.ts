@@ -15,6 +15,8 @@ export interface HostState {
   forwardPolicy?: string;
   /** ip_forward before dockerd started (dockerd turns it on; it stays on while dockerd runs) */
   ipForward?: string;
+  /** fs.inotify.max_user_instances before the lab raised it (restored when the last lab goes down) */
+  inotifyInstances?: string;
   startedDockerd?: boolean;
   dockerdPid?: number;
   at?: string;
@@ -152,4 +154,37 @@ export async function stopOwnDockerd(): Promise<boolean> {
   await restoreForwardPolicy();
   fs.rmSync(PATHS.hostState, { force: true });
   return true;
+}
+
+/**
+ * inotify instances per user that the labs need: each node's systemd (and later its dockerd, containerd and
+ * services) holds several, all as root. Debian's default of 128 does not hold two labs: measured 2026-12-06, the
+ * test lab's 12th machine started beside the user's lab had its .path units fail (Result: resources) and its
+ * boot hung in "initializing" with every job waiting.
+ */
+export const INOTIFY_INSTANCES = 1024;
+const INOTIFY_FILE = '/proc/sys/fs/inotify/max_user_instances';
+
+/** Raise fs.inotify.max_user_instances to INOTIFY_INSTANCES when lower, recording the old value once. */
+export function ensureInotifyInstances(): void {
+  const now = Number(fs.readFileSync(INOTIFY_FILE, 'utf8').trim());
+  if (now >= INOTIFY_INSTANCES) return;
+  const state = readJson<HostState>(PATHS.hostState) ?? {};
+  state.inotifyInstances ??= String(now);
+  writeJson(PATHS.hostState, state);
+  say(`raising fs.inotify.max_user_instances ${now} -> ${INOTIFY_INSTANCES} (every lab node's systemd needs its own; lab-down restores it)`);
+  fs.writeFileSync(INOTIFY_FILE, `${INOTIFY_INSTANCES}\n`);
+}
+
+/** Put back the fs.inotify.max_user_instances the host had before the lab raised it (the last lab's lab-down). */
+export function restoreInotifyInstances(): void {
+  const state = readJson<HostState>(PATHS.hostState);
+  if (!state?.inotifyInstances) return;
+  const now = fs.readFileSync(INOTIFY_FILE, 'utf8').trim();
+  if (now !== state.inotifyInstances) {
+    say(`restoring fs.inotify.max_user_instances ${now} -> ${state.inotifyInstances}`);
+    fs.writeFileSync(INOTIFY_FILE, `${state.inotifyInstances}\n`);
+  }
+  delete state.inotifyInstances;
+  writeJson(PATHS.hostState, state);
 }

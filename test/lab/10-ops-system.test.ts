@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { INVENTORY, KNOWN } from '../harness/lab-sites.ts';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { EventStream } from '../../lib/events.ts';
 import { runRole } from '../../lib/runner.ts';
@@ -33,7 +34,6 @@ import {
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const NODE = process.env.WPFARM_OPS_NODE ?? 'st2';
-const INVENTORY = 'inventory/lab.yml';
 
 let inv: Inventory;
 let host: HostSpec;
@@ -46,7 +46,7 @@ before(async () => {
   const h = inv.hosts.get(NODE);
   assert.ok(h, `${NODE} in ${INVENTORY} (run lab-up first: test/lab/00-lab.test.ts)`);
   host = h;
-  pool = new ConnectionPool({ knownHosts: path.resolve(inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts') });
+  pool = new ConnectionPool({ knownHosts: path.resolve(inv.settings.knownHosts ?? KNOWN) });
   conn = await pool.get(host);
 });
 
@@ -56,7 +56,7 @@ after(async () => {
 
 /** Run steps on the node through the real runner; a fresh pool each time (a run is a process). */
 async function play(steps: (ctx: StepContext) => Step[], check = false): Promise<StepResult[]> {
-  const p = new ConnectionPool({ knownHosts: path.resolve(inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts') });
+  const p = new ConnectionPool({ knownHosts: path.resolve(inv.settings.knownHosts ?? KNOWN) });
   try {
     const r = await runRole({ name: 'ops-system-test', hosts: NODE, steps }, [host], {
       pool: p,

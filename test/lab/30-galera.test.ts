@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { INVENTORY, KNOWN } from '../harness/lab-sites.ts';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { connect } from '../../lib/transport.ts';
 import { withMysql, statusVars, rows, type Db } from '../../lib/mysql.ts';
@@ -22,7 +23,6 @@ import type { Connection, StepResult } from '../../lib/types.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const INVENTORY = 'inventory/lab.yml';
 const DB = ['db1', 'db2', 'db3'];
 const SOCKET = '/run/mysqld/mysqld.sock';
 const SCHEMA = 'wpfarm_galera_test';
@@ -65,7 +65,7 @@ async function on<T>(name: string, fn: (c: Connection) => Promise<T>): Promise<T
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
   const c = await connect(h, {
-    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? KNOWN),
     connectTimeoutMs: 10_000,
   });
   try {

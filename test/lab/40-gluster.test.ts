@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { ADDR, INVENTORY, KNOWN } from '../harness/lab-sites.ts';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { Run } from '../../lib/play.ts';
 import { sh } from '../../lib/shell.ts';
@@ -26,7 +27,7 @@ import { parseHealInfo, parseVolumeInfo, parseVolumeStatus, siteDirSteps } from 
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const INVENTORY = 'inventory/lab.yml';
+const [ST1, ST2, MON1] = [ADDR.st1!, ADDR.st2!, ADDR.mon1!];
 const VOLUME = 'wpfarm-sites';
 const MOUNT = '/mnt/gluster/sites';
 const BRICK = `/srv/gluster/bricks/${VOLUME}`;
@@ -71,7 +72,7 @@ async function on<T>(name: string, fn: (c: Connection) => Promise<T>): Promise<T
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
   const c = await connect(h, {
-    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? KNOWN),
     connectTimeoutMs: 10_000,
   });
   try {
@@ -129,31 +130,31 @@ test('converge: replica 3 arbiter 1 volume started, mounted on both workers from
   assert.equal(info.type, 'Replicate');
   assert.deepEqual(
     info.bricks.map((b) => `${b.name}${b.arbiter ? ' arbiter' : ''}`),
-    [`10.77.0.41:${BRICK}`, `10.77.0.42:${BRICK}`, `10.77.0.51:${BRICK} arbiter`],
+    [`${ST1}:${BRICK}`, `${ST2}:${BRICK}`, `${MON1}:${BRICK} arbiter`],
   );
   assert.match(await out('st1', sh`gluster --mode=script volume info ${VOLUME}`), /Number of Bricks: 1 x \(2 \+ 1\) = 3/);
   assert.equal(info.options['network.ping-timeout'], '10');
   assert.equal(info.options['cluster.quorum-type'], 'auto');
   // every peer in the pool, connected
   const pool = await out('st1', 'gluster --mode=script pool list');
-  for (const a of ['10.77.0.42', '10.77.0.51']) assert.match(pool, new RegExp(`${a.replace(/\./g, '\\.')}\\s+Connected`));
+  for (const a of [ST2, MON1]) assert.match(pool, new RegExp(`${a.replace(/\./g, '\\.')}\\s+Connected`));
   // brick ports inside the range the firewall of roles/common opens
   const status = await out('st1', sh`gluster --mode=script volume status ${VOLUME}`);
   const bricks = parseVolumeStatus(status);
   assert.deepEqual(
     bricks.map((b) => [b.brick, b.online]),
     [
-      [`10.77.0.41:${BRICK}`, true],
-      [`10.77.0.42:${BRICK}`, true],
-      [`10.77.0.51:${BRICK}`, true],
+      [`${ST1}:${BRICK}`, true],
+      [`${ST2}:${BRICK}`, true],
+      [`${MON1}:${BRICK}`, true],
     ],
     status,
   );
   for (const b of bricks) assert.ok(b.port >= 49152 && b.port <= 49251, `brick ${b.brick} port ${b.port} in 49152-49251`);
   for (const w of ['wrk1', 'wrk2']) {
-    assert.equal(await out(w, sh`findmnt -n -o FSTYPE,SOURCE --mountpoint ${MOUNT}`), `fuse.glusterfs 10.77.0.41:/${VOLUME}`, `${w} mount`);
+    assert.equal(await out(w, sh`findmnt -n -o FSTYPE,SOURCE --mountpoint ${MOUNT}`), `fuse.glusterfs ${ST1}:/${VOLUME}`, `${w} mount`);
     const fstab = await out(w, sh`grep -F ${` ${MOUNT} `} /etc/fstab`);
-    assert.equal(fstab, `10.77.0.41:/${VOLUME} ${MOUNT} glusterfs defaults,_netdev,backup-volfile-servers=10.77.0.42:10.77.0.51 0 0`);
+    assert.equal(fstab, `${ST1}:/${VOLUME} ${MOUNT} glusterfs defaults,_netdev,backup-volfile-servers=${ST2}:${MON1} 0 0`);
     // the fstab line is what systemd mounts at boot: its generated unit exists and is active
     assert.equal(await out(w, 'systemctl is-active mnt-gluster-sites.mount'), 'active', `${w}: mnt-gluster-sites.mount`);
     assert.match(await out(w, 'cat /etc/systemd/system/docker.service.d/50-wpfarm-gluster.conf'), /^After=mnt-gluster-sites\.mount$/m);
@@ -248,7 +249,7 @@ test('st2 down: the volume stays writable through st1 and the arbiter; heals aft
   assert.equal(await out('wrk2', sh`cat ${`${dir}/f20.txt`}`), 'file 20', 'read on wrk2 with st2 down');
   const pending = parseHealInfo(await out('st1', sh`timeout 120 gluster --mode=script volume heal ${VOLUME} info`));
   assert.ok(
-    (pending.bricks.find((b) => b.brick.startsWith('10.77.0.41:'))?.entries ?? 0) > 0,
+    (pending.bricks.find((b) => b.brick.startsWith(`${ST1}:`))?.entries ?? 0) > 0,
     `st1 records entries to heal: ${JSON.stringify(pending)}`,
   );
 
@@ -257,7 +258,7 @@ test('st2 down: the volume stays writable through st1 and the arbiter; heals aft
   await until(
     'st2 brick online',
     async () => parseVolumeStatus(await out('st1', sh`gluster --mode=script volume status ${VOLUME}`)),
-    (bs) => bs.some((b) => b.brick === `10.77.0.42:${BRICK}` && b.online),
+    (bs) => bs.some((b) => b.brick === `${ST2}:${BRICK}` && b.online),
     240_000,
   );
   timings['st2 brick back online'] = Date.now() - t0;

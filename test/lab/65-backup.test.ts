@@ -18,6 +18,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { DeleteBucketCommand } from '@aws-sdk/client-s3';
+import { INVENTORY, KNOWN, SUBNET } from '../harness/lab-sites.ts';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { connect } from '../../lib/transport.ts';
 import { sh } from '../../lib/shell.ts';
@@ -32,7 +33,6 @@ import type { LocalMariaDb } from '../harness/backup-mariadb.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const INVENTORY = 'inventory/lab.yml';
 const SOCKET = '/run/mysqld/mysqld.sock';
 const MOUNT = '/mnt/gluster/sites';
 const stamp = Date.now().toString(36).slice(-6);
@@ -61,7 +61,7 @@ async function conn(name: string): Promise<Connection> {
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
   const n = await connect(h, {
-    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? KNOWN),
     connectTimeoutMs: 10_000,
   });
   conns.set(name, n);
@@ -155,7 +155,7 @@ before(async () => {
   work = mkdtempSync(path.join(os.tmpdir(), 'wpfarm-bk65-'));
   sitesDir = path.join(work, 'sites');
   mkdirSync(sitesDir);
-  writeFileSync(path.join(sitesDir, `${SITE}.yml`), `id: ${SITE}\ndomain: ${SITE}.lab.test\nadmin_allowlist: [10.77.0.0/24]\n`);
+  writeFileSync(path.join(sitesDir, `${SITE}.yml`), `id: ${SITE}\ndomain: ${SITE}.lab.test\nadmin_allowlist: [${SUBNET}]\n`);
   rgw = await startRgw();
   timings.rgwStartMs = rgw.startupMs;
   const keys = await ageKeygen();

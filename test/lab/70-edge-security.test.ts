@@ -5,7 +5,7 @@
 //   access-log lines on an agent node (mgr2, not the LAPI host) puts the attacker (TEST-NET address) into the
 //   nftables ban set within a minute, the normal visitor in the same lines is not banned, `cscli decisions
 //   delete` unbans; the ban's alert reaches the inventory's alert channel (a webhook this test runs on the
-//   controller, 10.77.0.1:19093, through crowdsec's http notification plugin).
+//   controller, the lab bridge's gateway (GATEWAY):19093, through crowdsec's http notification plugin).
 //   traefik: the image cannot be pulled on this machine → the stack deploy is reported skipped with that reason;
 //   rerun and --check → zero changes.
 //
@@ -17,6 +17,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { GATEWAY, INVENTORY, KNOWN } from '../harness/lab-sites.ts';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { connect } from '../../lib/transport.ts';
 import type { Connection, StepResult } from '../../lib/types.ts';
@@ -24,7 +25,6 @@ import { proveBan } from '../../roles/crowdsec/bruteforce.ts';
 import { BAN_SET_V4, COLLECTIONS } from '../../roles/crowdsec/config.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const INVENTORY = 'inventory/lab.yml';
 const EDGE = ['mgr1', 'mgr2', 'mgr3'];
 const LAPI = 'mgr1';
 // The credentials (registration secret, bouncer key) come from the lab's env file (settings.env_file,
@@ -84,7 +84,7 @@ async function on(name: string): Promise<Connection> {
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
   const c = await connect(h, {
-    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? KNOWN),
     connectTimeoutMs: 15_000,
   });
   conns.set(name, c);
@@ -165,7 +165,7 @@ describe('crowdsec on the lab', { concurrency: false }, () => {
         res.end('ok');
       });
     });
-    await new Promise<void>((resolve, reject) => hook.once('error', reject).listen(19093, '10.77.0.1', () => resolve()));
+    await new Promise<void>((resolve, reject) => hook.once('error', reject).listen(19093, GATEWAY, () => resolve()));
     t.after(() => hook.close()); // closed whatever happens (an open listener would keep this file's process alive)
     const agent = await on('mgr2');
     const lapi = await on(LAPI);

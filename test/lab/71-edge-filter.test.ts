@@ -3,7 +3,7 @@
 // Docker publishes a swarm service's `mode: host` ports by DNAT: their packets take the FORWARD path, never INPUT.
 // This test publishes a stand-in listener of its own (the farm's nginx image from the lab registry, Traefik's image
 // cannot be pulled here) as a global swarm service in mode host on 80, 443 and 8082 of every edge node, then, from
-// two network namespaces of its own on the lab bridge (an "attacker" 10.77.0.201 and a "visitor" 10.77.0.202, not
+// two network namespaces of its own on the lab bridge (an "attacker" labAddress(201) and a "visitor" labAddress(202), not
 // farm hosts and not the monitoring host):
 //   - before a ban both reach 80 and 443 on every edge node
 //   - 8082 (Traefik's metrics, published), 9323 (dockerd's metrics, input), 6060 (crowdsec's metrics), the local
@@ -19,7 +19,7 @@
 //
 // Edge managers are active (Traefik runs there); the test still records each availability, makes them active
 // and drained again afterwards (as they were). Runnable alone when the lab is up and phase 1 applied:
-//   flock /run/wpfarm-lab.lock node --import tsx --test test/lab/71-edge-filter.test.ts
+//   flock /run/wpfarm-lab.lock node --import tsx --test test/lab/71-edge-filter.test.ts (on the test lab)
 import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -27,23 +27,22 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { ADDR, BRIDGE, INVENTORY, SVC, containerName, labAddress } from '../harness/lab-sites.ts';
 import type { StepResult } from '../../lib/types.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const INVENTORY = 'inventory/lab.yml';
-const EDGE = { mgr1: '10.77.0.11', mgr2: '10.77.0.12', mgr3: '10.77.0.13' } as const;
+const EDGE = { mgr1: ADDR.mgr1!, mgr2: ADDR.mgr2!, mgr3: ADDR.mgr3! } as const;
 const EDGE_NAMES = Object.keys(EDGE) as Array<keyof typeof EDGE>;
 const LAPI = 'mgr1';
-const BRIDGE = 'wpfarm-lab0';
 const NS = {
-  atk: { ns: 'wpf-edge-atk', ip: '10.77.0.201', veth: 'wpfe-atk' },
-  vis: { ns: 'wpf-edge-vis', ip: '10.77.0.202', veth: 'wpfe-vis' },
+  atk: { ns: 'wpf-edge-atk', ip: labAddress(201), veth: 'wpfe-atk' },
+  vis: { ns: 'wpf-edge-vis', ip: labAddress(202), veth: 'wpfe-vis' },
 };
 const SERVICE = 'wpfarm-test-edge-standin';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-edge71-'));
 
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const node = (name: string, cmd: string) => sh('docker', ['exec', `wpfarm-lab-${name}`, 'bash', '-c', cmd]);
+const node = (name: string, cmd: string) => sh('docker', ['exec', containerName(name), 'bash', '-c', cmd]);
 const nodeTry = (name: string, cmd: string) => {
   try {
     return node(name, cmd);
@@ -58,7 +57,7 @@ function connectFrom(where: { ns: string } | { node: string }, ip: string, port:
   const argv =
     'ns' in where
       ? ['ip', 'netns', 'exec', where.ns, 'bash', '-c', probe]
-      : ['docker', 'exec', `wpfarm-lab-${where.node}`, 'bash', '-c', probe];
+      : ['docker', 'exec', containerName(where.node), 'bash', '-c', probe];
   return new Promise((resolve) => {
     const c = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
     c.on('close', (code) => resolve(code === 0));
@@ -133,8 +132,8 @@ function netnsDown(): void {
 let availabilityBefore: Record<string, string> = {};
 
 async function standinUp(): Promise<void> {
-  const tags = (await (await fetch('http://127.0.0.1:5077/v2/wpfarm/nginx/tags/list')).json()) as { tags: string[] };
-  const image = `10.77.0.2:5000/wpfarm/nginx:${tags.tags[0]}`;
+  const tags = (await (await fetch(`http://${SVC.hostRegistry}/v2/wpfarm/nginx/tags/list`)).json()) as { tags: string[] };
+  const image = `${SVC.address}:${SVC.registryPort}/wpfarm/nginx:${tags.tags[0]}`;
   for (const n of EDGE_NAMES) availabilityBefore[n] = node(LAPI, `docker node inspect ${n} --format '{{.Spec.Availability}}'`).trim();
   for (const n of EDGE_NAMES) node(LAPI, `docker node update --availability active ${n} >/dev/null`);
   nodeTry(LAPI, `docker service rm ${SERVICE} >/dev/null 2>&1`);
@@ -143,7 +142,7 @@ async function standinUp(): Promise<void> {
   const start = `printf '%s\\n' '${conf}' > /tmp/n.conf && exec nginx -c /tmp/n.conf -g 'daemon off;'`;
   sh('docker', [
     'exec',
-    `wpfarm-lab-${LAPI}`,
+    containerName(LAPI),
     'docker',
     'service',
     'create',

@@ -4,7 +4,7 @@
 //   Prometheus scrapes every exporter (all targets up; Traefik's metrics only where Traefik runs, which it
 //   cannot here: its image cannot be pulled);
 //   node-exporter stopped on wrk2 → the NodeDown alert reaches a webhook receiver this test runs on the
-//   controller (10.77.0.1, on the lab bridge; mon1 reaches it, outbound is open).
+//   controller (GATEWAY, the lab bridge's address; mon1 reaches it, outbound is open).
 // Lab speed-ups are variables (-e), not code: alert_for_override=30s (every rule's `for:`), alert_group_wait=5s,
 // alert_group_interval=20s.
 //
@@ -17,13 +17,13 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { GATEWAY, INVENTORY, KNOWN } from '../harness/lab-sites.ts';
 import { loadInventory, type Inventory } from '../../lib/inventory.ts';
 import { connect } from '../../lib/transport.ts';
 import type { Connection, StepResult } from '../../lib/types.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const INVENTORY = 'inventory/lab.yml';
-const CONTROLLER = '10.77.0.1';
+const CONTROLLER = GATEWAY;
 // fixed: the receiver's URL is part of alertmanager.yml, so reruns must give the same one
 const WEBHOOK_PORT = 19093;
 const VICTIM = 'wrk2';
@@ -87,7 +87,7 @@ async function on(name: string): Promise<Connection> {
   const h = inv.hosts.get(name);
   assert.ok(h, `${name} in ${INVENTORY}`);
   const c = await connect(h, {
-    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+    knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? KNOWN),
     connectTimeoutMs: 15_000,
   });
   conns.set(name, c);

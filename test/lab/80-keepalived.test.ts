@@ -1,7 +1,7 @@
 // Lab tier: edge failover with keepalived (roles/keepalived) on the edge nodes mgr1-3.
 //  - converge: check mode on the lab predicts the first run's changes; the run; rerun and --check → 0 changes
-//  - exactly one edge node holds the virtual IP (10.77.0.250 on the lab network) and answers on it
-//  - a request loop from the controller (10.77.0.1, on the lab bridge) to the VIP, every 100 ms, while the
+//  - exactly one edge node holds the virtual IP (labAddress(250) on the lab network) and answers on it
+//  - a request loop from the controller (the lab bridge's gateway) to the VIP, every 100 ms, while the
 //    master is killed (scripts/lab.ts kill): the VIP moves to another node; the loop's gap is measured
 //  - the killed node returns (scripts/lab.ts start): with nopreempt (the default) the VIP stays where it is
 //  - the health check: the master's edge listener stops → the VIP moves within seconds
@@ -9,7 +9,7 @@
 //    unhealthy node
 // The edge listener here is a stand-in of the test's own on port 80 of each edge node (a transient
 // systemd unit answering its host name): Traefik cannot run on this machine (see 70-edge-security).
-// Runnable alone when the lab is up: flock /run/wpfarm-lab.lock node --import tsx --test test/lab/80-keepalived.test.ts
+// Runnable alone when the (test) lab is up: flock /run/wpfarm-lab.lock node --import tsx --test test/lab/80-keepalived.test.ts
 import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -18,11 +18,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ROOT, assertLabUp, changesOf, cli as labCli, ssh, type Report } from '../harness/lab-sites.ts';
+import { ROOT, assertLabUp, changesOf, cli as labCli, labAddress, ssh, type Report } from '../harness/lab-sites.ts';
 
 const run = promisify(execFile);
 const EDGE = ['mgr1', 'mgr2', 'mgr3'];
-const VIP = '10.77.0.250';
+const VIP = labAddress(250);
 const PORT = 80; // the edge firewall (roles/common) opens 80/443 on the edge nodes: the controller reaches it
 const VARS = ['-e', `keepalived_vip=${VIP}/24`, '-e', `keepalived_check_url=http://127.0.0.1:${PORT}/`, '-e', 'keepalived_advert_int=0.1'];
 let work = '';
