@@ -44,7 +44,12 @@ test-contract: node_modules/.package-lock.json
 test-engine: node_modules/.package-lock.json
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/engine/*.test.ts
 
-# Lab tier: the docker "VM" lab, cluster roles and faults (sequential; brings the lab up, tears it down).
+# The test tiers run on a lab of their own (WPFARM_LAB=test, scripts/lab/config.ts: containers wpfarm-testlab-*,
+# network wpfarm-testlab on 10.78.0.0/24, state and inventory in .wpfarm/test-lab), beside the user's lab
+# (make lab-up / bootstrap: wpfarm-lab-*, 10.77.0.0/24, inventory/lab.yml), which they never read or change.
+test test-fast test-unit test-contract test-engine test-lab test-lab-varnish: export WPFARM_LAB = test
+
+# Lab tier: the docker "VM" test lab, cluster roles and faults (sequential; brings the test lab up, tears it down).
 test-lab: setup
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/lab/*.test.ts
 
@@ -53,8 +58,8 @@ test-lab: setup
 test-lab-varnish: setup
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/lab-optin/*.test.ts
 
-# What CI runs (.ci/run): every tier, the lab included (it builds the lab, converges the farm, proves the roles
-# and their faults, and takes the lab down leaving the machine as it was).
+# What CI runs (.ci/run): every tier, the lab included (it builds the test lab, converges the farm, proves the roles
+# and their faults, and takes the test lab down leaving the machine as it was; a user's lab beside it is untouched).
 test: setup typecheck lint
 	$(NODE) --test --test-concurrency=1 --test-timeout=1800000 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts test/lab/*.test.ts
 

@@ -1,6 +1,6 @@
 // Bench (issue 6 target): add-site on the lab until the site serves, target < 60 s.
 //   node --import tsx bench/add-site.ts [--keep]
-// Needs the converged lab (phase 1, galera, gluster) and the site images already built (the first run
+// Needs the converged lab (phase 1, galera, gluster; the user's lab, or the test lab with WPFARM_LAB=test) and the site images already built (the first run
 // builds them; that build is reported separately, it is not part of the target). Prints one JSON line:
 // { add_site_s, serving_s, rerun_s, round_trips } and removes the site afterwards unless --keep.
 import { execFile } from 'node:child_process';
@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { quote } from 'zx';
+import { INVENTORY_FILE, NODES, PATHS } from '../scripts/lab/config.ts';
 
 const run = promisify(execFile);
-const INV = 'inventory/lab.yml';
+const INV = INVENTORY_FILE;
 const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-bench-sites-'));
 const stamp = Date.now().toString(36).slice(-5);
 const domain = `bench${stamp}.lab.test`;
@@ -21,10 +22,10 @@ const node = (script: string, args: string[]) =>
 const ssh = (addr: string, cmd: string) =>
   run(
     'ssh',
-    ['-i', '.wpfarm/lab/id_ed25519', '-o', 'UserKnownHostsFile=.wpfarm/lab/known_hosts', '-o', 'LogLevel=ERROR', `root@${addr}`, cmd],
+    ['-i', PATHS.clientKey, '-o', `UserKnownHostsFile=${PATHS.knownHosts}`, '-o', 'LogLevel=ERROR', `root@${addr}`, cmd],
     { maxBuffer: 16 << 20 },
   );
-const ADDR: Record<string, string> = { wrk1: '10.77.0.21', wrk2: '10.77.0.22', mon1: '10.77.0.51' };
+const ADDR: Record<string, string> = Object.fromEntries(NODES.map((n) => [n.name, n.address]));
 
 try {
   // warm-up: the images (built once, content-hashed) are not part of the target
@@ -34,7 +35,7 @@ try {
   await node('playbooks/add-site.ts', ['--domain', domain, '--sites-dir', dir, '--json', json]);
   const addS = (performance.now() - t0) / 1000;
   const { stdout } = await ssh(
-    '10.77.0.11',
+    ADDR.mgr1!,
     `docker service ps --filter desired-state=running --format '{{.Node}}' ${quote(`wp-${id}_nginx`)}`,
   );
   const n = stdout.trim().split('\n')[0]!;
