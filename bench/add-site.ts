@@ -1,7 +1,8 @@
 // Bench (issue 6 target): add-site on the lab until the site serves, target < 60 s.
 //   node --import tsx bench/add-site.ts [--keep]
-// Needs the converged lab (phase 1, galera, gluster; the user's lab, or the test lab with WPFARM_LAB=test) and the site images already built (the first run
-// builds them; that build is reported separately, it is not part of the target). Prints one JSON line:
+// Needs the converged lab (phase 1, galera, gluster: the user's lab, or the test lab with WPFARM_LAB=test) and the
+// site images already built (the first run builds them; that build is reported separately, it is not part of the
+// target). Prints one JSON line:
 // { add_site_s, serving_s, rerun_s, round_trips } and removes the site afterwards unless --keep.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,11 +21,9 @@ const id = `bench${stamp}-lab-test`;
 const node = (script: string, args: string[]) =>
   run(process.execPath, ['--import', 'tsx', script, '--inventory', INV, ...args], { maxBuffer: 64 << 20, timeout: 15 * 60_000 });
 const ssh = (addr: string, cmd: string) =>
-  run(
-    'ssh',
-    ['-i', PATHS.clientKey, '-o', `UserKnownHostsFile=${PATHS.knownHosts}`, '-o', 'LogLevel=ERROR', `root@${addr}`, cmd],
-    { maxBuffer: 16 << 20 },
-  );
+  run('ssh', ['-i', PATHS.clientKey, '-o', `UserKnownHostsFile=${PATHS.knownHosts}`, '-o', 'LogLevel=ERROR', `root@${addr}`, cmd], {
+    maxBuffer: 16 << 20,
+  });
 const ADDR: Record<string, string> = Object.fromEntries(NODES.map((n) => [n.name, n.address]));
 
 try {

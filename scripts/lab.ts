@@ -155,9 +155,7 @@ async function labDownLocked(opts: { stopDocker?: boolean; purge?: boolean }): P
   let leftovers = '';
   let labLeftovers = '';
   if (before) {
-    const diffs = (stoppedDockerd ? [] : compareSnapshots(before, after)).filter(
-      (d) => !(others.length && d.field === 'forwardPolicy'),
-    );
+    const diffs = (stoppedDockerd ? [] : compareSnapshots(before, after)).filter((d) => !(others.length && d.field === 'forwardPolicy'));
     leftovers = formatDiff(diffs);
     labLeftovers = formatDiff(
       diffs

@@ -76,31 +76,38 @@ export function profileFromEnv(value = process.env.WPFARM_LAB): LabProfile {
 
 export const PROFILE: LabProfile = profileFromEnv();
 
-/** State that is not source: keys, known_hosts, snapshots, logs, caches (gitignored). */
-export const STATE_DIR = path.join(ROOT, PROFILE.stateDir);
 /** State of this machine (not of one clone): the FORWARD policy before the lab's dockerd, locks. */
 export const MACHINE_DIR = process.env.WPFARM_LAB_MACHINE_DIR ?? '/run/wpfarm-lab';
 export const FILES_DIR = path.join(ROOT, 'files', 'lab');
-export const INVENTORY_FILE = path.join(ROOT, PROFILE.inventory);
 
-export const PATHS = {
-  clientKey: path.join(STATE_DIR, 'id_ed25519'),
-  knownHosts: path.join(STATE_DIR, 'known_hosts'),
-  /** the lab's credentials (settings.env_file of inventory/lab.yml): generated once, mode 0600 */
-  envFile: path.join(STATE_DIR, 'lab.env'),
-  hostKeys: path.join(STATE_DIR, 'hostkeys'),
-  before: path.join(STATE_DIR, 'before.json'),
-  beforeLast: path.join(STATE_DIR, 'before.last.json'),
-  /** machine facts, not a clone's: shared by every clone on this machine, gone at reboot like the rules */
-  hostState: path.join(MACHINE_DIR, 'host-state.json'),
-  partitions: path.join(STATE_DIR, 'partitions.json'),
-  logs: path.join(STATE_DIR, 'logs'),
-  registryCache: path.join(STATE_DIR, 'cache', 'registry'),
-  /** locks around dockerd start and image builds: machine-wide (several clones share one engine) */
-  locks: path.join(MACHINE_DIR, 'locks'),
-  /** the nodes' /etc/resolv.conf: the lab's dnsmasq on the services container */
-  resolvConf: path.join(STATE_DIR, 'resolv.conf'),
-} as const;
+/** A profile's paths: its state directory (keys, known_hosts, snapshots, logs, caches; gitignored) and the machine's. */
+export function pathsOf(p: LabProfile) {
+  const dir = path.join(ROOT, p.stateDir);
+  return {
+    stateDir: dir,
+    inventory: path.join(ROOT, p.inventory),
+    clientKey: path.join(dir, 'id_ed25519'),
+    knownHosts: path.join(dir, 'known_hosts'),
+    /** the lab's credentials (settings.env_file of its inventory): generated once, mode 0600 */
+    envFile: path.join(dir, 'lab.env'),
+    hostKeys: path.join(dir, 'hostkeys'),
+    before: path.join(dir, 'before.json'),
+    beforeLast: path.join(dir, 'before.last.json'),
+    /** machine facts, not a clone's: shared by every clone and both profiles, gone at reboot like the rules */
+    hostState: path.join(MACHINE_DIR, 'host-state.json'),
+    partitions: path.join(dir, 'partitions.json'),
+    logs: path.join(dir, 'logs'),
+    registryCache: path.join(dir, 'cache', 'registry'),
+    /** locks around dockerd start and image builds: machine-wide (several clones share one engine) */
+    locks: path.join(MACHINE_DIR, 'locks'),
+    /** the nodes' /etc/resolv.conf: the lab's dnsmasq on the services container */
+    resolvConf: path.join(dir, 'resolv.conf'),
+  } as const;
+}
+
+export const PATHS = pathsOf(PROFILE);
+export const STATE_DIR = PATHS.stateDir;
+export const INVENTORY_FILE = PATHS.inventory;
 
 export const LABEL = 'wpfarm.lab';
 export const LABEL_VALUE = PROFILE.label;
@@ -112,7 +119,7 @@ export const SUBNET = `${PROFILE.net}.0/24`;
 export const GATEWAY = `${PROFILE.net}.1`;
 export const CONTAINER_PREFIX = PROFILE.containerPrefix;
 /** An address of the lab's subnet: labAddress(11) is mgr1's. */
-export const labAddress = (host: number): string => `${PROFILE.net}.${host}`;
+export const labAddress = (host: number, p: LabProfile = PROFILE): string => `${p.net}.${host}`;
 
 export const IMAGES = {
   base: 'wpfarm/base:bookworm',
@@ -121,14 +128,17 @@ export const IMAGES = {
 } as const;
 
 /** Lab services (registry + DNS resolver) live on their own container, not on a farm node. */
-export const SVC = {
-  name: 'svc',
-  address: labAddress(2),
-  registryPort: 5000,
-  dnsPort: 53,
-  /** the registry published on the controller's loopback, so the host engine can push without daemon.json */
-  hostRegistry: `127.0.0.1:${PROFILE.hostRegistryPort}`,
-} as const;
+export function svcOf(p: LabProfile) {
+  return {
+    name: 'svc',
+    address: labAddress(2, p),
+    registryPort: 5000,
+    dnsPort: 53,
+    /** the registry published on the controller's loopback, so the host engine can push without daemon.json */
+    hostRegistry: `127.0.0.1:${p.hostRegistryPort}`,
+  } as const;
+}
+export const SVC = svcOf(PROFILE);
 
 export interface LabNode {
   name: string;
@@ -137,20 +147,25 @@ export interface LabNode {
   groups: string[];
 }
 
-// 3 managers, 2 workers, 3 database nodes, 2 storage nodes, 1 monitoring/management node.
-export const NODES: readonly LabNode[] = [
-  { name: 'mgr1', address: labAddress(11), groups: ['managers', 'edge'] },
-  { name: 'mgr2', address: labAddress(12), groups: ['managers', 'edge'] },
-  { name: 'mgr3', address: labAddress(13), groups: ['managers', 'edge'] },
-  { name: 'wrk1', address: labAddress(21), groups: ['workers'] },
-  { name: 'wrk2', address: labAddress(22), groups: ['workers'] },
-  { name: 'db1', address: labAddress(31), groups: ['db'] },
-  { name: 'db2', address: labAddress(32), groups: ['db'] },
-  { name: 'db3', address: labAddress(33), groups: ['db'] },
-  { name: 'st1', address: labAddress(41), groups: ['storage'] },
-  { name: 'st2', address: labAddress(42), groups: ['storage'] },
-  { name: 'mon1', address: labAddress(51), groups: ['monitoring', 'storage_arbiter'] },
+// 3 managers, 2 workers, 3 database nodes, 2 storage nodes, 1 monitoring/management node: name, last octet, groups.
+const TOPOLOGY: ReadonlyArray<readonly [string, number, string[]]> = [
+  ['mgr1', 11, ['managers', 'edge']],
+  ['mgr2', 12, ['managers', 'edge']],
+  ['mgr3', 13, ['managers', 'edge']],
+  ['wrk1', 21, ['workers']],
+  ['wrk2', 22, ['workers']],
+  ['db1', 31, ['db']],
+  ['db2', 32, ['db']],
+  ['db3', 33, ['db']],
+  ['st1', 41, ['storage']],
+  ['st2', 42, ['storage']],
+  ['mon1', 51, ['monitoring', 'storage_arbiter']],
 ];
+
+export function nodesOf(p: LabProfile): readonly LabNode[] {
+  return TOPOLOGY.map(([name, host, groups]) => ({ name, address: labAddress(host, p), groups: [...groups] }));
+}
+export const NODES: readonly LabNode[] = nodesOf(PROFILE);
 
 export const containerName = (node: string): string => `${CONTAINER_PREFIX}${node}`;
 export const dockerVolumeName = (node: string): string => `${CONTAINER_PREFIX}${node}-docker`;

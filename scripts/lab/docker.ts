@@ -172,7 +172,9 @@ export function ensureInotifyInstances(): void {
   const state = readJson<HostState>(PATHS.hostState) ?? {};
   state.inotifyInstances ??= String(now);
   writeJson(PATHS.hostState, state);
-  say(`raising fs.inotify.max_user_instances ${now} -> ${INOTIFY_INSTANCES} (every lab node's systemd needs its own; lab-down restores it)`);
+  say(
+    `raising fs.inotify.max_user_instances ${now} -> ${INOTIFY_INSTANCES} (every lab node's systemd needs its own; lab-down restores it)`,
+  );
   fs.writeFileSync(INOTIFY_FILE, `${INOTIFY_INSTANCES}\n`);
 }
 

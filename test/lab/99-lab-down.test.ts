@@ -168,8 +168,10 @@ async function userLabObjects(): Promise<void> {
   owned.push({
     what: `container ${node}`,
     decoy: !nodeExists,
-    fingerprint: async () =>
-      `${await dockerFingerprint('container', node)}${nodeExists ? '' : ` ${await tryOut('docker', 'exec', node, 'cat', '/var/lib/docker/decoy-marker')}`}`,
+    fingerprint: async () => {
+      const marker = nodeExists ? '' : ` ${await tryOut('docker', 'exec', node, 'cat', '/var/lib/docker/decoy-marker')}`;
+      return `${await dockerFingerprint('container', node)}${marker}`;
+    },
     remove: async () => void (await out('docker', 'rm', '-f', node)),
   });
   // after the container: it removes the volume it uses only once it is gone
@@ -253,7 +255,8 @@ test("up, faults and down of the test lab beside the user's lab leave every user
   assert.ok(owned.length >= 7);
   const up = await labUp();
   t.diagnostic(
-    `test lab-up beside them ${up.seconds.toFixed(1)} s (images built: ${up.imagesBuilt.join(', ') || 'none'}), created ${up.created.length}`,
+    `test lab-up beside them ${up.seconds.toFixed(1)} s (images built: ${up.imagesBuilt.join(', ') || 'none'}), ` +
+      `created ${up.created.length}`,
   );
   assert.equal(up.created.length, 12, 'a fresh lab after lab-down');
   await untouched('by the test lab-up');
