@@ -1,6 +1,6 @@
 // What the lab may change on the host, captured before lab-up and compared after lab-down:
 // docker containers, networks and volumes, iptables/ip6tables rules, the FORWARD policy, network links.
-import { BRIDGE, CONTAINER_PREFIX, LABEL_FILTER, NETWORK, SUBNET } from './config.ts';
+import { BRIDGE, CONTAINER_PREFIX, LABEL_FILTER, NETWORK, PROFILE, PROFILES, SUBNET } from './config.ts';
 import { forwardPolicy } from './docker.ts';
 import { tryOut } from './util.ts';
 
@@ -33,6 +33,19 @@ const subnetPrefix = SUBNET.split('/')[0]!.replace(/\.0$/, '.');
 /** A rule, link or object that belongs to the lab (used to keep lab leftovers out of a "before"). */
 export function isLabThing(s: string): boolean {
   return s.includes(BRIDGE) || s.includes(subnetPrefix) || s.includes(CONTAINER_PREFIX) || new RegExp(`\\b${NETWORK}\\b`).test(s);
+}
+
+const otherProfiles = Object.values(PROFILES).filter((p) => p.name !== PROFILE.name);
+
+/**
+ * A rule, link or object of the OTHER lab profile (the user's lab beside the test lab, or the other way round):
+ * its bridge, subnet, containers or network. That lab may change while this one runs (its owner uses it); this
+ * lab's snapshots leave it out of their comparison (test/lab/99-lab-down.test.ts checks it is untouched).
+ */
+export function isOtherLabThing(s: string): boolean {
+  return otherProfiles.some(
+    (p) => s.includes(p.bridge) || s.includes(`${p.net}.`) || s.includes(p.containerPrefix) || new RegExp(`\\b${p.network}\\b`).test(s),
+  );
 }
 
 async function labIds(kind: 'ps -a' | 'network ls' | 'volume ls'): Promise<Set<string>> {
@@ -102,11 +115,12 @@ function multisetDiff(a: string[], b: string[]): { added: string[]; removed: str
   return { added, removed };
 }
 
-/** Differences from `before` to `after` (empty when the host is as it was). */
+/** Differences from `before` to `after` (empty when the host is as it was), the other lab's objects left out. */
 export function compareSnapshots(before: HostSnapshot, after: HostSnapshot): SnapshotDiff[] {
   const out: SnapshotDiff[] = [];
+  const mine = (xs: string[]): string[] => xs.filter((x) => !isOtherLabThing(x));
   for (const field of ['containers', 'networks', 'volumes', 'iptables', 'ip6tables', 'links'] as const) {
-    const d = multisetDiff(before[field], after[field]);
+    const d = multisetDiff(mine(before[field]), mine(after[field]));
     if (d.added.length || d.removed.length) out.push({ field, ...d });
   }
   if (before.forwardPolicy !== after.forwardPolicy) {
