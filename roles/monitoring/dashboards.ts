@@ -1,4 +1,4 @@
-// The seven Grafana dashboards of the architecture, generated as provisioned dashboard JSON
+// The eight Grafana dashboards of the architecture, generated as provisioned dashboard JSON
 // (Grafana's v1 dashboard model, validated against grafana-foundation-sdk's dashboard schema), and
 // Grafana's provisioning files (datasources with fixed uids, the dashboard provider).
 import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
@@ -33,7 +33,8 @@ interface DashboardSpec {
   title: string;
   tags: string[];
   variables?: Array<{ name: string; label: string; query: string; multi?: boolean; includeAll?: boolean }>;
-  rows: Array<{ title: string; panels: PanelSpec[] }>;
+  /** `repeat`: Grafana repeats the row (and its panels) for every value of that variable */
+  rows: Array<{ title: string; panels: PanelSpec[]; repeat?: string }>;
 }
 
 function buildPanels(rows: DashboardSpec['rows']): Json[] {
@@ -41,7 +42,15 @@ function buildPanels(rows: DashboardSpec['rows']): Json[] {
   let id = 1;
   let y = 0;
   for (const row of rows) {
-    out.push({ type: 'row', id: id++, title: row.title, collapsed: false, panels: [], gridPos: { h: 1, w: 24, x: 0, y } });
+    out.push({
+      type: 'row',
+      id: id++,
+      title: row.title,
+      collapsed: false,
+      panels: [],
+      gridPos: { h: 1, w: 24, x: 0, y },
+      ...(row.repeat ? { repeat: row.repeat } : {}),
+    });
     y += 1;
     let x = 0;
     let rowH = 0;
@@ -637,6 +646,98 @@ export function dashboards(): Json[] {
                 [1, 'green'],
               ],
               targets: [{ expr: 'min by (stack) (nginx_up{stack=~"$stack"})', legend: '{{stack}}' }],
+            },
+          ],
+        },
+      ],
+    }),
+    buildDashboard({
+      uid: 'wpfarm-wordpress',
+      title: 'wpfarm / WordPress sites (exporter)',
+      tags: ['wordpress'],
+      variables: [{ name: 'site', label: 'Site', query: 'label_values(wordpress_probe_success, site)' }],
+      rows: [
+        {
+          // one row per site (Grafana repeats it for every selected value of $site)
+          title: 'Site $site',
+          repeat: 'site',
+          panels: [
+            {
+              title: 'Response time from inside the farm',
+              targets: [{ expr: 'wordpress_http_response_seconds{site=~"$site"}', legend: '{{page}}' }],
+              unit: 's',
+              w: 8,
+              thresholds: [
+                [null, 'green'],
+                [2, 'red'],
+              ],
+            },
+            {
+              title: 'Versions',
+              type: 'table',
+              targets: [
+                { expr: 'wordpress_core_info{site=~"$site"}', legend: 'core {{version}}', instant: true },
+                { expr: 'wordpress_plugin_info{site=~"$site"}', legend: '{{plugin}} {{version}}', instant: true },
+                { expr: 'wordpress_theme_info{site=~"$site"}', legend: '{{theme}} {{version}}', instant: true },
+              ],
+              w: 8,
+            },
+            {
+              title: 'Updates available (farm offer)',
+              type: 'stat',
+              targets: [{ expr: 'sum by (kind) (wordpress_updates_available{site=~"$site"})', legend: '{{kind}}' }],
+              w: 4,
+              thresholds: [
+                [null, 'green'],
+                [1, 'orange'],
+              ],
+            },
+            {
+              title: 'Parts read',
+              type: 'stat',
+              targets: [{ expr: 'min(wordpress_probe_success{site=~"$site"})' }],
+              w: 4,
+              min: 0,
+              max: 1,
+              thresholds: [
+                [null, 'red'],
+                [1, 'green'],
+              ],
+            },
+            {
+              title: 'Database and uploads size',
+              targets: [
+                { expr: 'wordpress_database_size_bytes{site=~"$site"}', legend: 'database' },
+                { expr: 'wordpress_uploads_size_bytes{site=~"$site"}', legend: 'uploads' },
+              ],
+              unit: 'bytes',
+              w: 8,
+            },
+            {
+              title: 'WP-Cron lag',
+              targets: [{ expr: 'wordpress_cron_lag_seconds{site=~"$site"}', legend: 'lag' }],
+              unit: 's',
+              w: 8,
+            },
+            {
+              title: 'Object cache hit ratio',
+              targets: [
+                {
+                  expr:
+                    'rate(wordpress_object_cache_hits_total{site=~"$site"}[' +
+                    RI +
+                    ']) / (rate(wordpress_object_cache_hits_total{site=~"$site"}[' +
+                    RI +
+                    ']) + rate(wordpress_object_cache_misses_total{site=~"$site"}[' +
+                    RI +
+                    ']))',
+                  legend: 'hit ratio',
+                },
+              ],
+              unit: 'percentunit',
+              min: 0,
+              max: 1,
+              w: 8,
             },
           ],
         },

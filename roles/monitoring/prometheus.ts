@@ -33,6 +33,8 @@ export interface PrometheusInput {
   rulesDir?: string;
   /** Prometheus' own address as scraped by itself */
   self?: string;
+  /** the WordPress exporter's host (roles/wp-exporter: the first Gluster client), scraped on its published port */
+  wordpressExporter?: MonitoredHost;
 }
 
 export const DEFAULT_PORTS = {
@@ -45,6 +47,7 @@ export const DEFAULT_PORTS = {
   phpfpm: 8080,
   prometheus: 9090,
   alertmanager: 9093,
+  wordpress: 9117,
 };
 
 export const DEFAULT_GROUPS = {
@@ -82,6 +85,15 @@ export function prometheusConfig(input: PrometheusInput): Record<string, unknown
   if (swarm.length) scrape.push({ job_name: 'docker', static_configs: staticTargets(swarm, ports.docker) });
   const edge = inGroup(input.hosts, groups.edge);
   if (edge.length) scrape.push({ job_name: 'traefik', static_configs: staticTargets(edge, ports.traefik) });
+  if (input.wordpressExporter) {
+    // one exporter for every site: its series carry the site label; the probes take a few seconds per scrape
+    scrape.push({
+      job_name: 'wordpress',
+      scrape_interval: '30s',
+      scrape_timeout: '20s',
+      static_configs: staticTargets([input.wordpressExporter], ports.wordpress),
+    });
+  }
   const sites = input.sites ?? [];
   if (sites.length) {
     // site exporters run as Swarm services on the monitoring overlay network: tasks.<service> gives
@@ -140,6 +152,12 @@ export interface RuleOptions {
   varnishHitRatio?: number;
   /** a running update that has not reported progress for this long is stalled */
   updateStallHours?: number;
+  /** a site is slow when its home page or wp-login takes longer (seconds) */
+  siteSlowSeconds?: number;
+  /** core or a plugin may stay behind the farm's offer this many days */
+  updateMaxDays?: number;
+  /** WP-Cron is stuck when its oldest due event is this late (minutes) */
+  cronLagMinutes?: number;
 }
 
 const FS = 'fstype!~"tmpfs|overlay|squashfs|nsfs|fuse.*",mountpoint!~"/run.*|/var/lib/docker/.*"';
@@ -154,6 +172,9 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
   const backupHours = o.backupMaxAgeHours ?? 26;
   const hitRatio = o.varnishHitRatio ?? 0.5;
   const stallHours = o.updateStallHours ?? 2;
+  const slow = o.siteSlowSeconds ?? 2;
+  const updateDays = o.updateMaxDays ?? 14;
+  const cronMin = o.cronLagMinutes ?? 60;
   const f = (d: string) => o.forOverride ?? d;
   // the Varnish collector (templates/monitoring/wpfarm-varnish-stats): counters per varnish task
   const vRate = (m: string) => `sum by (stack) (rate(wpfarm_varnish_cache_${m}_total[15m]))`;
@@ -372,6 +393,37 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
       annotations: {
         summary: 'A farm update has reported no progress for ' + stallHours + ' hours',
         description: 'update.ts was killed or hangs in a wave: check the controller, then rerun it (it resumes).',
+      },
+    },
+    {
+      alert: 'WordPressSiteSlow',
+      // the WordPress exporter's probes from inside the farm (home page uncached, wp-login)
+      expr: `max by (site, page) (wordpress_http_response_seconds) > ${slow}`,
+      for: f('5m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'The {{ $labels.page }} page of {{ $labels.site }} takes more than ' + slow + ' s',
+        description: "Seen from inside the farm (no CDN, no page cache): look at the site's php-fpm, its plugins and the database.",
+      },
+    },
+    {
+      alert: 'WordPressUpdatePending',
+      expr: `max by (site, kind, name) (wordpress_update_pending_seconds) > ${updateDays} * 86400`,
+      for: f('1h'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: '{{ $labels.kind }} {{ $labels.name }} of {{ $labels.site }} is behind the farm for more than ' + updateDays + ' days',
+        description: 'Roll the site forward with playbooks/update.ts (the canary first).',
+      },
+    },
+    {
+      alert: 'WordPressCronStuck',
+      expr: `max by (site) (wordpress_cron_lag_seconds) > ${cronMin} * 60`,
+      for: f('15m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'WP-Cron of {{ $labels.site }} is more than ' + cronMin + ' minutes late',
+        description: "Scheduled posts, cleanups and mails wait: check the site's cron runner and php-fpm.",
       },
     },
   ];
@@ -655,6 +707,44 @@ export function alertCases(o: RuleOptions = {}): AlertCase[] {
       ],
       trueFromMin: 11,
       labels: {},
+    },
+    {
+      alert: 'WordPressSiteSlow',
+      // site-a's wp-login takes 3 s; its home page and site-b answer in 0.3 s
+      series: [{ series: 'wordpress_http_response_seconds{job="wordpress",instance="wrk1",site="site-a",page="login"}', values: flat(3) }],
+      healthy: [
+        { series: 'wordpress_http_response_seconds{job="wordpress",instance="wrk1",site="site-a",page="home"}', values: flat(0.3) },
+        { series: 'wordpress_http_response_seconds{job="wordpress",instance="wrk1",site="site-b",page="login"}', values: flat(0.3) },
+      ],
+      trueFromMin: 0,
+      labels: { site: 'site-a', page: 'login' },
+    },
+    {
+      alert: 'WordPressUpdatePending',
+      // site-a's plugin is behind by 14 days minus one minute at the start: more than 14 days from minute 2;
+      // site-b's core by one day
+      series: [
+        {
+          series: 'wordpress_update_pending_seconds{job="wordpress",instance="wrk1",site="site-a",kind="plugin",name="akismet"}',
+          values: `${(o.updateMaxDays ?? 14) * 86400 - 60}+60x${N}`,
+        },
+      ],
+      healthy: [
+        {
+          series: 'wordpress_update_pending_seconds{job="wordpress",instance="wrk1",site="site-b",kind="core",name="wordpress"}',
+          values: `86400+60x${N}`,
+        },
+      ],
+      trueFromMin: 2,
+      labels: { site: 'site-a', kind: 'plugin', name: 'akismet' },
+    },
+    {
+      alert: 'WordPressCronStuck',
+      // site-a's oldest due event falls one more minute behind every minute, from 50 min: over 60 from minute 11
+      series: [{ series: 'wordpress_cron_lag_seconds{job="wordpress",instance="wrk1",site="site-a"}', values: `3000+60x${N}` }],
+      healthy: [{ series: 'wordpress_cron_lag_seconds{job="wordpress",instance="wrk1",site="site-b"}', values: flat(30) }],
+      trueFromMin: 11,
+      labels: { site: 'site-a' },
     },
   ];
 }

@@ -20,6 +20,7 @@ import { parseChannels, renderAlertmanager, AlertChannelError } from './alertman
 import { dashboards, grafanaDatasources, grafanaDashboardProvider } from './dashboards.ts';
 import { RETENTION_VARS, retentionOf } from '../common/retention.ts';
 import { TEXTFILE_DIR } from './textfile.ts';
+import { exporterGroup } from '../wp-exporter/stack.ts';
 import { IMAGES, lokiConfig, tempoConfig, promtailConfig, monitoringStack } from './stacks.ts';
 
 /** templates/monitoring/<name>: the text configs of this role */
@@ -149,11 +150,14 @@ const role: Role = {
       }
       for (const s of am.secrets) ctx.secret(s);
       const self = `${ctx.host.address}:9090`;
+      // the WordPress exporter runs on the first Gluster client (roles/wp-exporter), deployed by the wp-site role
+      const wpx = ctx.hosts(exporterGroup(v))[0];
       const prom = prometheusConfig({
         hosts: ctx.hosts('all').map((h) => ({ name: h.name, address: h.address, groups: h.groups })),
         farm: String(v.farm_name ?? 'wpfarm'),
         alertmanagers: [`${ctx.host.address}:9093`],
         self,
+        wordpressExporter: wpx && { name: wpx.name, address: wpx.address, groups: wpx.groups },
       });
       steps.push(
         apt({ packages: ['prometheus', 'prometheus-alertmanager'], state: 'present' }, { tags: ['packages'] }),

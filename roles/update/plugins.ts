@@ -15,6 +15,7 @@
 import path from 'node:path';
 import { InputError } from '../../lib/errors.ts';
 import { sh } from '../../lib/shell.ts';
+import { compareVersions } from './versions.ts';
 
 export const SLUG_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const VERSION_RE = /^[0-9A-Za-z][0-9A-Za-z._+-]{0,31}$/;
@@ -55,21 +56,7 @@ export function storeZip(store: string, p: PluginRef): string {
   return path.join(store, p.slug, `${p.slug}-${p.version}.zip`);
 }
 
-/** Compare two versions the way a person reads them: numeric parts as numbers ("5.10" > "5.9"). */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[.+_-]/);
-  const pb = b.split(/[.+_-]/);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const x = pa[i] ?? '';
-    const y = pb[i] ?? '';
-    if (x === y) continue;
-    if (/^[0-9]+$/.test(x) && /^[0-9]+$/.test(y)) return Number(x) - Number(y);
-    if (x === '') return -1;
-    if (y === '') return 1;
-    return x < y ? -1 : 1;
-  }
-  return 0;
-}
+export { compareVersions };
 
 /** The store's content from its file list (paths relative to the store): slug → versions, oldest first. */
 export function storeIndex(files: readonly string[]): Map<string, string[]> {

@@ -8,9 +8,10 @@
 // reach the mirror. Commands go through zx (arguments quoted by zx, never concatenated by hand).
 
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { $ } from 'zx';
 
 export const IMAGES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../files/images');
@@ -190,6 +191,34 @@ export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = 
   return { wordpressFpm, nginx, redis, varnish };
 }
 
+/** Where the exporter's build context is assembled (its Dockerfile + the bundle): generated, not committed. */
+export const EXPORTER_CONTEXT = path.resolve(IMAGES_DIR, '../../.wpfarm/images/wp-exporter');
+
+/**
+ * The WordPress exporter's image (files/images/wp-exporter): its context is the Dockerfile plus
+ * roles/wp-exporter/service.ts bundled by esbuild (mysql2 included; same sources, same bytes, same tag), then
+ * ensureImage as for the site images.
+ */
+export async function ensureExporterImage(baseImage: string, opts: EnsureOptions = {}, imagesDir = IMAGES_DIR): Promise<EnsureResult> {
+  rmSync(EXPORTER_CONTEXT, { recursive: true, force: true });
+  mkdirSync(EXPORTER_CONTEXT, { recursive: true });
+  for (const [rel, abs] of contextFiles(path.join(imagesDir, 'wp-exporter'))) {
+    mkdirSync(path.dirname(path.join(EXPORTER_CONTEXT, rel)), { recursive: true });
+    copyFileSync(abs, path.join(EXPORTER_CONTEXT, rel));
+  }
+  await build({
+    entryPoints: [path.resolve(IMAGES_DIR, '../../roles/wp-exporter/service.ts')],
+    outfile: path.join(EXPORTER_CONTEXT, 'wp-exporter.cjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node18',
+    legalComments: 'none',
+    logLevel: 'error',
+  });
+  return ensureImage({ name: 'wpfarm/wp-exporter', contextDir: EXPORTER_CONTEXT, baseImage }, opts);
+}
+
 // CLI (`make images`): node --import tsx roles/wp-site/images.ts [--base IMAGE] [--registry HOST:PORT] [--json]
 // Builds (when needed) and pushes (when needed) the site images; prints their pinned references (progress on stderr).
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
@@ -202,7 +231,10 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const registry = opt('--registry');
   const json = args.includes('--json');
   try {
-    const r = await ensureSiteImages(base, { registry, log: (l) => console.error(l) });
+    const r = {
+      ...(await ensureSiteImages(base, { registry, log: (l) => console.error(l) })),
+      exporter: await ensureExporterImage(base, { registry, log: (l) => console.error(l) }),
+    };
     if (json) console.log(JSON.stringify(r, null, 1));
     else for (const [k, v] of Object.entries(r)) console.log(`${k} ${v.ref} built=${v.built} pushed=${v.pushed}`);
   } catch (e) {

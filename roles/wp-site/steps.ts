@@ -21,6 +21,7 @@ import { dockerSecret, stackDeploy } from '../../lib/ops/docker.ts';
 import { withMysql, rows } from '../../lib/mysql.ts';
 import type { Step, StepContext, StepResult, Task, TaskOutcome } from '../../lib/types.ts';
 import { siteDirSteps } from '../gluster/model.ts';
+import { exporterStep } from '../wp-exporter/steps.ts';
 import type { SiteRecord } from './site.ts';
 import { diffFarm, renderSiteStack, siteDbName, SITE_SECRET_KEYS, stackName, type RenderedStack } from './stack.ts';
 import { siteSecretHashes, siteSecretPrefix } from './secrets.ts';
@@ -416,5 +417,18 @@ export function installStep(): Task {
 
 /** The role's steps, in order. */
 export function wpSiteSteps(deps: WpSiteDeps = defaultDeps): Step[] {
-  return [imagesStep(deps), stateStep(deps), secretsStep(), databaseStep(), directoriesStep(), stackStep(), waitStep(), installStep()];
+  return [
+    imagesStep(deps),
+    stateStep(deps),
+    secretsStep(),
+    databaseStep(),
+    directoriesStep(),
+    stackStep(),
+    waitStep(),
+    installStep(),
+    exporterStep((ctx) => {
+      const st = stateOf(ctx);
+      return { settings: st.settings, manager: st.manager, wordpressFpm: st.images.wordpressFpm };
+    }),
+  ];
 }

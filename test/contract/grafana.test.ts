@@ -1,4 +1,4 @@
-// The seven provisioned Grafana dashboards: each validates against grafana-foundation-sdk's dashboard
+// The eight provisioned Grafana dashboards: each validates against grafana-foundation-sdk's dashboard
 // schema (../shared/schemas/grafana), and every PromQL expression in them is parsed by promtool
 // (Grafana cannot run here; promtool check rules parses each expression as a recording rule).
 import { test, before } from 'node:test';
@@ -15,10 +15,10 @@ const work = mkdtempSync(path.join(tmpdir(), 'wpfarm-grafana-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 before(async () => ensureMonitoringTools());
 
-test('seven dashboards, unique uids, each valid against the Grafana dashboard schema', () => {
+test('eight dashboards, unique uids, each valid against the Grafana dashboard schema', () => {
   const ds = dashboards();
-  assert.equal(ds.length, 7);
-  assert.equal(new Set(ds.map((d) => d.uid)).size, 7);
+  assert.equal(ds.length, 8);
+  assert.equal(new Set(ds.map((d) => d.uid)).size, 8);
   for (const d of ds) {
     // what is provisioned is the JSON text
     const v = validateAgainst('grafana-dashboard', JSON.parse(JSON.stringify(d)));

@@ -1,0 +1,124 @@
+// The wp-site role's last step: the WordPress exporter (stack.ts renders it; service.ts is what runs). Once per
+// run, after the site stacks: its image (built like the site images), its read-only MariaDB user, its password
+// as a content-hashed Swarm secret, and its stack attached to every site's network. Idempotent: an unchanged
+// farm gives an unchanged render (stackDeploy compares digests) and no SQL change.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { $ } from 'zx';
+import { envFileShown, lookupEnv } from '../../lib/env.ts';
+import { connOf, task } from '../../lib/ops/base.ts';
+import { dockerSecret, type SecretResult, stackDeploy } from '../../lib/ops/docker.ts';
+import { rows, withMysql } from '../../lib/mysql.ts';
+import type { StepContext, Task, TaskOutcome } from '../../lib/types.ts';
+import { ensureExporterImage } from '../wp-site/images.ts';
+import { readSites, type WpSiteSettings } from '../wp-site/reconcile.ts';
+import type { Catalog, Offer } from './metrics.ts';
+import {
+  EXPORTER_DB_USER,
+  EXPORTER_SECRET_PREFIX,
+  EXPORTER_STACK,
+  exporterGrantSql,
+  exporterGroup,
+  renderExporterStack,
+  storeOffers,
+} from './stack.ts';
+
+/** The core the farm's wordpress-fpm image bundles (its VERSION file) and since when the image exists. */
+async function imageCore(ref: string): Promise<Offer | undefined> {
+  const q = $({ quiet: true, nothrow: true });
+  const v = await q`docker run --rm --network none --entrypoint cat ${ref} /usr/src/wordpress/VERSION`;
+  const c = await q`docker image inspect --format ${'{{.Created}}'} ${ref}`;
+  const version = v.stdout.trim();
+  const since = Date.parse(c.stdout.trim());
+  return v.exitCode === 0 && version && Number.isFinite(since) ? { version, since: Math.floor(since / 1000) } : undefined;
+}
+
+function pluginOffers(store: string): Record<string, Offer> {
+  if (!existsSync(store)) return {};
+  const files = readdirSync(store, { recursive: true, encoding: 'utf8' });
+  return storeOffers(store, files, (f) => statSync(f).mtimeMs / 1000);
+}
+
+/** The exporter's MariaDB user (password and grant checked, changed only when they differ). */
+async function exporterUser(ctx: StepContext, s: WpSiteSettings, password: string): Promise<string[]> {
+  const dbConn = await connOf(ctx.hostContext(s.dbAdminHost));
+  const changes: string[] = [];
+  const grant = exporterGrantSql(s.dbUserHost);
+  await withMysql(dbConn, { socketPath: '/run/mysqld/mysqld.sock', user: 'root' }, async (db) => {
+    const have = await rows(db, 'SELECT authentication_string AS a FROM mysql.user WHERE User = ? AND Host = ?', [
+      EXPORTER_DB_USER,
+      s.dbUserHost,
+    ]);
+    const [want] = await rows(db, 'SELECT PASSWORD(?) AS p', [password]);
+    if (!have.length) changes.push(`create user ${EXPORTER_DB_USER}@${s.dbUserHost}`);
+    else if (String(have[0]!.a) !== String(want!.p)) changes.push(`set password of ${EXPORTER_DB_USER}@${s.dbUserHost}`);
+    const grants = have.length
+      ? await rows(db, 'SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ?', [
+          `'${EXPORTER_DB_USER}'@'${s.dbUserHost}'`,
+          'wp\\_%',
+        ])
+      : [];
+    if (!grants.some((g) => g.p === 'SELECT')) changes.push(`grant select on wp_* databases to ${EXPORTER_DB_USER}@${s.dbUserHost}`);
+    if (ctx.check || !changes.length) return;
+    await db.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ? WITH MAX_USER_CONNECTIONS 3', [EXPORTER_DB_USER, s.dbUserHost, password]);
+    await db.query('ALTER USER ?@? IDENTIFIED BY ?', [EXPORTER_DB_USER, s.dbUserHost, password]);
+    await db.query(grant);
+  });
+  return changes;
+}
+
+/**
+ * The exporter step. `settings`/`manager`/`wordpressFpm` come from the wp-site role's state (registered by its
+ * state step); the password from the run's env file (`wp_exporter_db_password_env`, default
+ * WP_EXPORTER_DB_PASSWORD), like the farm's other service credentials.
+ */
+export function exporterStep(state: (ctx: StepContext) => { settings: WpSiteSettings; manager: string; wordpressFpm: string }): Task {
+  return task(
+    'site exporter',
+    async (ctx): Promise<TaskOutcome> => {
+      const { settings: s, manager, wordpressFpm } = state(ctx);
+      const sites = readSites({ ...s, only: [] });
+      if (!sites.length) return { skipped: `no site record in ${s.sitesDir}` };
+      const pwEnv = String(ctx.vars.wp_exporter_db_password_env ?? 'WP_EXPORTER_DB_PASSWORD');
+      const password = lookupEnv(pwEnv);
+      if (!password) return { skipped: `${pwEnv} is not set in ${envFileShown()} (the WordPress exporter's database password)` };
+      ctx.secret(password);
+      const group = exporterGroup(ctx.vars);
+      const node = ctx.hosts(group)[0];
+      if (!node) return { skipped: `no host in group ${group} (the exporter needs a Gluster client)` };
+      const changes: string[] = [];
+      let image = `${s.registry ? `${s.registry}/` : ''}wpfarm/wp-exporter:unbuilt`;
+      if (!ctx.check) {
+        const r = await ensureExporterImage(s.baseImage, { registry: s.registryPush || undefined, log: (l) => ctx.log(l) }, s.imagesDir);
+        if (r.built) changes.push(`image ${r.ref} built`);
+        if (r.pushed) changes.push(`image ${r.ref} pushed`);
+        image = `${s.registry ? `${s.registry}/` : ''}wpfarm/wp-exporter:${r.tag}`;
+      }
+      changes.push(...(await exporterUser(ctx, s, password)));
+      const m = manager === ctx.host.name ? ctx : ctx.hostContext(manager);
+      const sec = await m.run(dockerSecret({ name: EXPORTER_SECRET_PREFIX, content: password }));
+      if (sec.status === 'failed') throw new Error(sec.error);
+      changes.push(...sec.changes);
+      const localWp = `${s.registryPush ? `${s.registryPush}/` : ''}wpfarm/wordpress-fpm:${wordpressFpm.split(':').pop()}`;
+      const catalog: Catalog = {
+        core: ctx.check ? undefined : await imageCore(localWp),
+        plugins: pluginOffers(path.resolve(typeof ctx.vars.plugin_store === 'string' ? ctx.vars.plugin_store : '.wpfarm/plugins')),
+      };
+      const rendered = renderExporterStack({
+        image,
+        sites,
+        endpointMode: s.endpointMode,
+        db: { host: s.dbHost, port: s.dbPort },
+        passwordSecret: (sec.result as SecretResult | undefined)?.name ?? EXPORTER_SECRET_PREFIX,
+        glusterSitesPath: s.glusterMount,
+        node: node.name,
+        catalog,
+      });
+      const r = await m.run(stackDeploy({ name: EXPORTER_STACK, compose: rendered.yaml, prune: true }));
+      if (r.status === 'failed') throw new Error(r.error);
+      changes.push(...r.changes);
+      return { changed: changes.length > 0, changes, result: { sites: sites.length, node: node.name, image } };
+    },
+    { runOnce: true, tags: ['exporter'] },
+  );
+}
