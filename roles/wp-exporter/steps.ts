@@ -7,10 +7,10 @@ import path from 'node:path';
 import { $ } from 'zx';
 import { envFileShown, lookupEnv } from '../../lib/env.ts';
 import { connOf, task } from '../../lib/ops/base.ts';
-import { dockerSecret, type SecretResult, stackDeploy } from '../../lib/ops/docker.ts';
+import { dockerSecret, hashedName, stackDeploy } from '../../lib/ops/docker.ts';
 import { rows, withMysql } from '../../lib/mysql.ts';
 import type { StepContext, Task, TaskOutcome } from '../../lib/types.ts';
-import { ensureExporterImage } from '../wp-site/images.ts';
+import { contextHash, ensureExporterImage, exporterContext, localImageId } from '../wp-site/images.ts';
 import { readSites, type WpSiteSettings } from '../wp-site/reconcile.ts';
 import type { Catalog, Offer } from './metrics.ts';
 import {
@@ -68,15 +68,19 @@ async function exporterUser(ctx: StepContext, s: WpSiteSettings, password: strin
 }
 
 /**
- * The exporter step. `settings`/`manager`/`wordpressFpm` come from the wp-site role's state (registered by its
- * state step); the password from the run's env file (`wp_exporter_db_password_env`, default
- * WP_EXPORTER_DB_PASSWORD), like the farm's other service credentials.
+ * The exporter step. `settings`/`manager`/`wordpressFpm`/`digests` come from the wp-site role's state (its state
+ * step's probe also reads the exporter's deploy record); the password from the run's env file
+ * (`wp_exporter_db_password_env`, default WP_EXPORTER_DB_PASSWORD), like the farm's other service credentials.
+ * The render is computed on the controller (image tag, secret name, catalog): when its digest is the deployed
+ * one, no host is contacted (a no-change run keeps its single round trip).
  */
-export function exporterStep(state: (ctx: StepContext) => { settings: WpSiteSettings; manager: string; wordpressFpm: string }): Task {
+export function exporterStep(
+  state: (ctx: StepContext) => { settings: WpSiteSettings; manager: string; wordpressFpm: string; digests: Record<string, string> },
+): Task {
   return task(
     'site exporter',
     async (ctx): Promise<TaskOutcome> => {
-      const { settings: s, manager, wordpressFpm } = state(ctx);
+      const { settings: s, manager, wordpressFpm, digests } = state(ctx);
       const sites = readSites({ ...s, only: [] });
       if (!sites.length) return { skipped: `no site record in ${s.sitesDir}` };
       const pwEnv = String(ctx.vars.wp_exporter_db_password_env ?? 'WP_EXPORTER_DB_PASSWORD');
@@ -87,21 +91,21 @@ export function exporterStep(state: (ctx: StepContext) => { settings: WpSiteSett
       const node = ctx.hosts(group)[0];
       if (!node) return { skipped: `no host in group ${group} (the exporter needs a Gluster client)` };
       const changes: string[] = [];
-      let image = `${s.registry ? `${s.registry}/` : ''}wpfarm/wp-exporter:unbuilt`;
-      if (!ctx.check) {
+      let tag: string;
+      if (ctx.check) {
+        const base = await localImageId(s.baseImage);
+        if (!base) throw new Error(`base image ${s.baseImage} is not present on the controller`);
+        tag = contextHash(await exporterContext(s.imagesDir), { baseImageId: base });
+      } else {
         const r = await ensureExporterImage(s.baseImage, { registry: s.registryPush || undefined, log: (l) => ctx.log(l) }, s.imagesDir);
         if (r.built) changes.push(`image ${r.ref} built`);
         if (r.pushed) changes.push(`image ${r.ref} pushed`);
-        image = `${s.registry ? `${s.registry}/` : ''}wpfarm/wp-exporter:${r.tag}`;
+        tag = r.tag;
       }
-      changes.push(...(await exporterUser(ctx, s, password)));
-      const m = manager === ctx.host.name ? ctx : ctx.hostContext(manager);
-      const sec = await m.run(dockerSecret({ name: EXPORTER_SECRET_PREFIX, content: password }));
-      if (sec.status === 'failed') throw new Error(sec.error);
-      changes.push(...sec.changes);
+      const image = `${s.registry ? `${s.registry}/` : ''}wpfarm/wp-exporter:${tag}`;
       const localWp = `${s.registryPush ? `${s.registryPush}/` : ''}wpfarm/wordpress-fpm:${wordpressFpm.split(':').pop()}`;
       const catalog: Catalog = {
-        core: ctx.check ? undefined : await imageCore(localWp),
+        core: await imageCore(localWp),
         plugins: pluginOffers(path.resolve(typeof ctx.vars.plugin_store === 'string' ? ctx.vars.plugin_store : '.wpfarm/plugins')),
       };
       const rendered = renderExporterStack({
@@ -109,15 +113,22 @@ export function exporterStep(state: (ctx: StepContext) => { settings: WpSiteSett
         sites,
         endpointMode: s.endpointMode,
         db: { host: s.dbHost, port: s.dbPort },
-        passwordSecret: (sec.result as SecretResult | undefined)?.name ?? EXPORTER_SECRET_PREFIX,
+        passwordSecret: hashedName(EXPORTER_SECRET_PREFIX, password),
         glusterSitesPath: s.glusterMount,
         node: node.name,
         catalog,
       });
+      const result = { sites: sites.length, node: node.name, image };
+      if (digests[EXPORTER_STACK] === rendered.digest) return { changed: changes.length > 0, changes, result };
+      changes.push(...(await exporterUser(ctx, s, password)));
+      const m = manager === ctx.host.name ? ctx : ctx.hostContext(manager);
+      const sec = await m.run(dockerSecret({ name: EXPORTER_SECRET_PREFIX, content: password }));
+      if (sec.status === 'failed') throw new Error(sec.error);
+      changes.push(...sec.changes);
       const r = await m.run(stackDeploy({ name: EXPORTER_STACK, compose: rendered.yaml, prune: true }));
       if (r.status === 'failed') throw new Error(r.error);
       changes.push(...r.changes);
-      return { changed: changes.length > 0, changes, result: { sites: sites.length, node: node.name, image } };
+      return { changed: changes.length > 0, changes, result };
     },
     { runOnce: true, tags: ['exporter'] },
   );

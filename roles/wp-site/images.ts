@@ -200,6 +200,12 @@ export const EXPORTER_CONTEXT = path.resolve(IMAGES_DIR, '../../.wpfarm/images/w
  * ensureImage as for the site images.
  */
 export async function ensureExporterImage(baseImage: string, opts: EnsureOptions = {}, imagesDir = IMAGES_DIR): Promise<EnsureResult> {
+  await exporterContext(imagesDir);
+  return ensureImage({ name: 'wpfarm/wp-exporter', contextDir: EXPORTER_CONTEXT, baseImage }, opts);
+}
+
+/** Assemble the exporter's build context (EXPORTER_CONTEXT); its content hash is the image's tag. */
+export async function exporterContext(imagesDir = IMAGES_DIR): Promise<string> {
   rmSync(EXPORTER_CONTEXT, { recursive: true, force: true });
   mkdirSync(EXPORTER_CONTEXT, { recursive: true });
   for (const [rel, abs] of contextFiles(path.join(imagesDir, 'wp-exporter'))) {
@@ -216,7 +222,7 @@ export async function ensureExporterImage(baseImage: string, opts: EnsureOptions
     legalComments: 'none',
     logLevel: 'error',
   });
-  return ensureImage({ name: 'wpfarm/wp-exporter', contextDir: EXPORTER_CONTEXT, baseImage }, opts);
+  return EXPORTER_CONTEXT;
 }
 
 // CLI (`make images`): node --import tsx roles/wp-site/images.ts [--base IMAGE] [--registry HOST:PORT] [--json]

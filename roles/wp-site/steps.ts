@@ -73,6 +73,8 @@ export class FarmState {
     readonly sites: SiteState[],
     readonly unchanged: number,
     readonly orphans: string[],
+    /** sha256 of the last deployed render of every stack the probe saw (stackDeploy's record) */
+    readonly digests: Record<string, string> = {},
   ) {}
 
   /** The sites the steps reconcile: their stack differs from the render, or add-site names them. */
@@ -138,7 +140,8 @@ export function planFarm(a: {
   });
   const recorded = new Set((a.recorded ?? a.sites.map((x) => x.id)).map(stackName));
   const orphans = diff.orphans.filter((stack) => !recorded.has(stack));
-  return new FarmState(a.manager, a.settings, a.images, a.imagesMissing ?? [], sites, diff.unchanged, orphans);
+  const digests = Object.fromEntries(Object.entries(probe.state).map(([k, v]) => [k, v.digest]));
+  return new FarmState(a.manager, a.settings, a.images, a.imagesMissing ?? [], sites, diff.unchanged, orphans, digests);
 }
 
 /** What the role needs from outside the hosts (the images are built on the controller); tests replace it. */
@@ -428,7 +431,7 @@ export function wpSiteSteps(deps: WpSiteDeps = defaultDeps): Step[] {
     installStep(),
     exporterStep((ctx) => {
       const st = stateOf(ctx);
-      return { settings: st.settings, manager: st.manager, wordpressFpm: st.images.wordpressFpm };
+      return { settings: st.settings, manager: st.manager, wordpressFpm: st.images.wordpressFpm, digests: st.digests };
     }),
   ];
 }

@@ -110,6 +110,7 @@ test('the role is a sequence of named steps, each with its own tag, run once per
       ['site stacks', ['stack']],
       ['site stacks ready', ['wait']],
       ['WordPress install', ['install']],
+      ['site exporter', ['exporter']],
     ],
   );
   assert.ok(
@@ -283,6 +284,8 @@ async function runWpSite(sitesDir: string, farm: Farm, o: Partial<RunOptions> = 
       overlay_encrypted: SETTINGS.overlayEncrypted,
       wp_db_host: SETTINGS.dbHost,
       wp_db_user_host: SETTINGS.dbUserHost,
+      // the exporter step (roles/wp-exporter) builds its image on the controller: no password here, it skips
+      wp_exporter_db_password_env: 'WPFARM_UNIT_TEST_NO_EXPORTER_PASSWORD',
     },
   });
   const hosts = [mk('mgr1', ['managers']), mk('mgr2', ['managers']), mk('db1', ['db']), mk('wrk1', ['workers'])];
@@ -334,11 +337,12 @@ test('no-change reconcile through the runner: one round trip, every step listed,
           'skipped site stacks (no site differs from its record)',
           'skipped site stacks ready (no site differs from its record)',
           'skipped WordPress install (no site differs from its record)',
+          "skipped site exporter (WPFARM_UNIT_TEST_NO_EXPORTER_PASSWORD is not set in .env (the WordPress exporter's database password))",
         ],
         `check=${check}`,
       );
       // the second manager mirrors the outcome of each step (run once, on mgr1)
-      assert.equal(on('mgr2').length, 8);
+      assert.equal(on('mgr2').length, 9);
       assert.ok(on('mgr2').every((x) => /ran once on mgr1/.test(x.reason ?? '')));
       assert.equal(trips, 1, `one round trip (the farm probe): ${farm.commands.join('\n')}`);
       assert.deepEqual(
