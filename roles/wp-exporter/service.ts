@@ -248,7 +248,7 @@ export function serve(cfg: ExporterConfig): http.Server {
       (e) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`${errText(e)}\n`),
     );
   });
-  server.listen(cfg.port);
+  server.listen(cfg.port, '0.0.0.0');
   return server;
 }
 
