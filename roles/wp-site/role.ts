@@ -12,6 +12,7 @@
 //   site stacks          stack        docker stack deploy
 //   site stacks ready    wait         every replica running and healthy
 //   WordPress install    install      wpfarm-install when WordPress is not installed yet
+//   site exporter        exporter     the WordPress exporter stack for every site (roles/wp-exporter)
 // (DNS records are add-site's: it reads the inventory's cloudflare section.)
 //
 // Variables: wp_sites_dir (default inventory/sites), wp_sites_only (ids), wp_site_unpin (ids whose image pin

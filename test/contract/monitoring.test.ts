@@ -53,7 +53,9 @@ test('prometheus.yml from the lab inventory: schema-valid and accepted by promto
   rmSync(rulesDir, { recursive: true, force: true });
   (await import('node:fs')).mkdirSync(rulesDir);
   writeFileSync(path.join(rulesDir, 'wpfarm.yml'), toYaml(rulesFile(alertRules())));
-  const cfg = prometheusConfig({ hosts, sites, farm: 'lab', alertmanagers: ['10.77.0.51:9093'], rulesDir });
+  // the WordPress exporter on the first Gluster client (roles/wp-exporter), as the monitoring role passes it
+  const wrk1 = hosts.find((h) => h.name === 'wrk1');
+  const cfg = prometheusConfig({ hosts, sites, farm: 'lab', alertmanagers: ['10.77.0.51:9093'], rulesDir, wordpressExporter: wrk1 });
   const v = validateAgainst('prometheus', cfg);
   assert.equal(v.valid, true, v.errors.join('\n'));
   const file = write('prometheus.yml', toYaml(cfg));
@@ -80,6 +82,7 @@ test('prometheus.yml from the lab inventory: schema-valid and accepted by promto
   assert.deepEqual(jobs.node.static_configs[0].targets, ['10.77.0.11:9100']);
   assert.deepEqual(jobs.nginx.dns_sd_configs[0].names, ['tasks.site-alpha_nginx-exporter', 'tasks.site-beta_nginx-exporter']);
   assert.equal(jobs.phpfpm.metrics_path, '/fpm-status');
+  assert.deepEqual(jobs.wordpress.static_configs, [{ targets: [`${wrk1?.address}:9117`], labels: { instance: 'wrk1' } }]);
   // a broken configuration is refused by promtool (the check is not vacuous)
   const bad = write(
     'bad-prometheus.yml',
