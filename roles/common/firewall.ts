@@ -18,7 +18,7 @@
 //   - Swarm: 2377/tcp to managers from swarm nodes; 7946/tcp+udp and 4789/udp (VXLAN) between swarm nodes only
 //   - Galera: 3306, 4444, 4567 (tcp+udp), 4568 and the HAProxy writer endpoint to db hosts from cluster nodes
 //   - GlusterFS: 24007-24008 and bricks 49152-49251 to storage hosts from cluster nodes
-//   - exporters (node 9100, docker 9323, mysqld 9104, haproxy 8404, ...) and Traefik's metrics (8082, edge)
+//   - exporters (node 9100, docker 9323, mysqld 9104, haproxy 8404, wordpress 9117, ...) and Traefik's metrics (8082, edge)
 //     only from the monitoring hosts
 //   - CrowdSec's local API (8080, TLS) on managers from the edge nodes (agents and bouncers)
 //   - firewall_extra_rules from the inventory (validated: port, proto, from)
@@ -114,7 +114,8 @@ export const FIREWALL_VARS = {
 };
 
 export const DEFAULT_DB_PORTS = [3306, 3307, 4444, 4567, 4568];
-export const DEFAULT_EXPORTER_PORTS = [8404, 9100, 9104, 9113, 9121, 9253, 9323];
+// 9117: the WordPress exporter (roles/wp-exporter), published in host mode on the first Gluster client
+export const DEFAULT_EXPORTER_PORTS = [8404, 9100, 9104, 9113, 9117, 9121, 9253, 9323];
 /** Traefik's metrics entry point on edge nodes (roles/traefik ENTRY_POINTS.metrics) */
 export const TRAEFIK_METRICS_PORT = 8082;
 /** CrowdSec's local API on managers (roles/crowdsec LAPI_PORT) */
