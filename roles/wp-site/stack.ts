@@ -434,7 +434,8 @@ export function farmProbeScript(stackDir = '/var/lib/wpfarm/stacks'): string {
     '(',
     `echo %%services; docker service ls --format '{{json .}}'`,
     // site stacks (wp-*) and the farm's own per-site services (wpfarm-*: the WordPress exporter)
-    `echo %%digests; cd ${quote(stackDir)} 2>/dev/null && find . -maxdepth 1 \\( -name 'wp-*.yml' -o -name 'wpfarm-*.yml' \\) -type f -print0 | xargs -0r sha256sum --`,
+    `echo %%digests; cd ${quote(stackDir)} 2>/dev/null && ` +
+      `find . -maxdepth 1 \\( -name 'wp-*.yml' -o -name 'wpfarm-*.yml' \\) -type f -print0 | xargs -0r sha256sum --`,
     ') 2>/dev/null; true',
   ].join('\n');
 }

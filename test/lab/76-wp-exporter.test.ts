@@ -63,7 +63,8 @@ async function inEveryFpm(cmd: string): Promise<number> {
   for (const node of await nodesOf(svc)) {
     const out = await ssh(
       node,
-      `for c in $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${svc}`)}); do docker exec -u root "$c" sh -c ${quote(cmd)} && echo ok; done`,
+      `for c in $(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${svc}`)}); ` +
+        `do docker exec -u root "$c" sh -c ${quote(cmd)} && echo ok; done`,
     );
     n += out.split('\n').filter((l) => l === 'ok').length;
   }
