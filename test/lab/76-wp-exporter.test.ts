@@ -9,6 +9,8 @@
 //    which in its diagnostics);
 //  - the plugin is removed and the site is removed at the end.
 // Prerequisites: the lab up and phase 1 converged (00, 20); galera and gluster are converged here if needed.
+// first: it selects the test lab's profile before anything loads scripts/lab/config.ts
+import { ADDR, assertLabUp, cli as labCli, convergeSitePrerequisites, nodesOf, ssh } from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +22,6 @@ import { alertRules, rulesFile, toYaml } from '../../roles/monitoring/prometheus
 import { ensureMonitoringTools, PROMTOOL, run as tool } from '../../roles/monitoring/tools.ts';
 import { EXPORTER_PORT, EXPORTER_STACK } from '../../roles/wp-exporter/stack.ts';
 import { writeLabEnv } from '../../scripts/lab/nodes.ts';
-import { ADDR, assertLabUp, cli as labCli, convergeSitePrerequisites, nodesOf, ssh } from '../harness/lab-sites.ts';
 
 const stamp = Date.now().toString(36).slice(-5);
 const S = { domain: `x${stamp}.lab.test`, id: `x${stamp}-lab-test` };
