@@ -449,18 +449,125 @@ export function managementWhitelist(cidrs: string[]): string {
   return renderTemplate(tpl('management-whitelist.yaml.ejs'), { cidrs });
 }
 
-/** argv + idempotence guard (bash) to register an agent on the LAPI host. */
-export function registerMachineCommand(name: string, password: string): { cmd: string[]; unless: string[] } {
-  return {
-    cmd: ['cscli', 'machines', 'add', name, '--password', password, '--force', '-f', '/dev/null'],
-    unless: ['bash', '-c', `cscli machines list -o json | grep -qF ${quote(`"machineId": "${name}"`)}`],
-  };
+// Credentials never go on a command line on the LAPI host (any local user reads those with `ps`); cscli 1.4.6 takes
+// them there only (`machines add --password`, `bouncers add -k`; its `machines add -i` with a piped password
+// registers an EMPTY password). Instead, scripts for the LAPI host that read them on stdin:
+//   - an agent registers through the local API itself (POST /v1/watchers, the JSON body sent by curl from stdin),
+//     then `cscli machines validate`; its login (POST /v1/watchers/login, same body) tells whether it is done;
+//   - a bouncer's key is made by cscli (`bouncers add NAME -o raw`, printed on stdout) and carried on stdin to the
+//     bouncer's host; the key in place is tested with GET /v1/decisions (X-Api-Key in a curl config on stdin) and
+//     replaced only when the local API refuses it.
+// Every script waits for the local API to answer (60 s; a restart takes a few seconds), prints "ok" or
+// "changed: ..." lines; with check=true it changes nothing (and does not wait).
+
+/** Where the scripts reach the local API: its URL, and the CA certificate to verify it with (none: plain HTTP in tests). */
+export interface LapiEndpoint {
+  url: string;
+  caCert?: string;
 }
 
-/** argv + idempotence guard (bash) to register a bouncer with a given key on the LAPI host. */
-export function registerBouncerCommand(name: string, key: string): { cmd: string[]; unless: string[] } {
-  return {
-    cmd: ['cscli', 'bouncers', 'add', name, '-k', key],
-    unless: ['bash', '-c', `cscli bouncers list -o json | grep -qF ${quote(`"name": "${name}"`)}`],
-  };
+function lapiCurlPrelude(api: LapiEndpoint, check: boolean): string {
+  const url = api.url.replace(/\/+$/, '');
+  return `set -euo pipefail
+check=${check ? 1 : 0}
+api=${quote(url)}
+curlx() { curl -sS -o /dev/null -w '%{http_code}' --max-time 10${api.caCert ? ` --cacert ${quote(api.caCert)}` : ''} "$@" 2>/dev/null || true; }
+# the local API answers (any HTTP status) within 60 s; in check mode it is asked once
+answered() {
+  local code i
+  for i in $(seq 1 $([ "$check" = 1 ] && echo 1 || echo 120)); do
+    code=$("$@")
+    [ "$code" != 000 ] && [ -n "$code" ] && { echo "$code"; return 0; }
+    [ "$check" = 1 ] || sleep 0.5
+  done
+  echo 000
+}`;
+}
+
+/** bash for the LAPI host: wait until the local API answers (any HTTP status) over its TLS, 60 s at most. */
+export function lapiAnswersScript(api: LapiEndpoint): string {
+  return `${lapiCurlPrelude(api, false)}
+heartbeat() { curlx "$api/v1/heartbeat"; }
+code=$(answered heartbeat)
+[ "$code" != 000 ] || { echo "the local API at $api did not answer within 60 s (journalctl -u crowdsec)" >&2; exit 1; }
+echo "answered $code"
+`;
+}
+
+/** The JSON body of POST /v1/watchers and /v1/watchers/login for an agent (given on stdin, one line). */
+export function watcherBody(name: string, password: string): string {
+  return `${JSON.stringify({ machine_id: name, password })}\n`;
+}
+
+/**
+ * bash for the LAPI host, the agent's watcherBody() on stdin: logs in as the agent; when refused, registers it
+ * through the local API (a machine of that name with another password is deleted first) and validates it.
+ */
+export function registerAgentScript(name: string, api: LapiEndpoint, check: boolean): string {
+  return `${lapiCurlPrelude(api, check)}
+IFS= read -r body || true
+login() { printf '%s' "$body" | curlx -H 'Content-Type: application/json' --data-binary @- "$api/v1/watchers/login"; }
+code=$(answered login)
+[ "$code" = 200 ] && { echo ok; exit 0; }
+if [ "$code" = 000 ]; then
+  [ "$check" = 1 ] && { echo "changed: register agent ${name} once the local API answers"; exit 0; }
+  echo "the local API at $api did not answer within 60 s (journalctl -u crowdsec)" >&2; exit 1
+fi
+echo "changed: register agent ${name} on the local API (its login answered $code)"
+[ "$check" = 1 ] && exit 0
+cscli machines delete ${quote(name)} >/dev/null 2>&1 || true
+code=$(printf '%s' "$body" | curlx -H 'Content-Type: application/json' --data-binary @- "$api/v1/watchers")
+[ "$code" = 201 ] || [ "$code" = 200 ] || { echo "POST /v1/watchers answered $code" >&2; exit 1; }
+cscli machines validate ${quote(name)} >/dev/null
+code=$(login)
+[ "$code" = 200 ] || { echo "agent ${name}: login after its registration answered $code" >&2; exit 1; }
+`;
+}
+
+/**
+ * bash for the LAPI host, a bouncer's current key on stdin (an empty line: none): "ok" when the local API accepts it;
+ * otherwise the bouncer is registered again (deleted first when it exists) with a key made by cscli, printed last as
+ * "key=<key>" (a secret: the caller registers it before anything shows the output).
+ * given=true: the key on stdin is the one to register (the Traefik bouncer's, from .env): cscli 1.4.6 takes a given
+ * key on its command line only, so that registration (first run, or the key changed) shows it to `ps` for the
+ * ~0.1 s cscli runs; the check that comes first on every run does not.
+ */
+export function bouncerKeyScript(name: string, api: LapiEndpoint, check: boolean, given = false): string {
+  return `${lapiCurlPrelude(api, check)}
+IFS= read -r key || true
+accepted() {
+  local k=\${key//\\\\/\\\\\\\\}
+  k=\${k//\\"/\\\\\\"}
+  printf 'header = "X-Api-Key: %s"\\n' "$k" | curlx -K - "$api/v1/decisions?ip=192.0.2.1"
+}
+# the key is accepted AND a bouncer of that name exists (on the LAPI host itself, Debian's postinst registered the
+# firewall bouncer under a name of its own, with a key this API accepts too)
+registered() { cscli bouncers list -o json 2>/dev/null | grep -qF ${quote(`"name": "${name}"`)}; }
+code=$(answered accepted)
+[ -n "$key" ] && [ "$code" = 200 ] && registered && { echo ok; exit 0; }
+if [ "$code" = 000 ]; then
+  [ "$check" = 1 ] && { echo "changed: a key for bouncer ${name} once the local API answers"; exit 0; }
+  echo "the local API at $api did not answer within 60 s (journalctl -u crowdsec)" >&2; exit 1
+fi
+echo "changed: a new key for bouncer ${name} (the local API answered $code to the one in place$(registered || echo ', no bouncer of that name'))"
+[ "$check" = 1 ] && exit 0
+cscli bouncers delete ${quote(name)} >/dev/null 2>&1 || true
+${
+  given
+    ? `[ -n "$key" ] || { echo "no key given for bouncer ${name}" >&2; exit 1; }
+new=$(cscli bouncers add ${quote(name)} -o raw -k "$key")`
+    : `new=$(cscli bouncers add ${quote(name)} -o raw)`
+}
+new=\${new//[[:space:]]/}
+[ -n "$new" ] || { echo "cscli bouncers add ${name} printed no key" >&2; exit 1; }
+key=$new
+code=$(accepted)
+[ "$code" = 200 ] || { echo "bouncer ${name}: the local API answered $code to its new key" >&2; exit 1; }
+${given ? '' : `printf 'key=%s\\n' "$new"`}
+`;
+}
+
+/** The key bouncerKeyScript printed ("key=..."), or undefined when it kept the one in place. */
+export function parseBouncerKey(stdout: string): string | undefined {
+  return /^key=(\S+)$/m.exec(stdout)?.[1];
 }

@@ -3,8 +3,15 @@
 // nodes, the Traefik bouncer's API key, notifications to the alert channels. Generators in config.ts,
 // hub.ts; variables in docs/roles/crowdsec.md.
 //
-// Credentials are derived, not stored: agent passwords and bouncer keys are HMACs of the host name under
-// CROWDSEC_REGISTRATION_SECRET (.env), so reruns are idempotent and nothing secret lives in the repo.
+// Credentials never go on a command line (config.ts, registerAgentScript and bouncerKeyScript): agent passwords
+// are HMACs of the host name under CROWDSEC_REGISTRATION_SECRET (.env), registered through the local API with the
+// body on stdin; firewall bouncer keys are made by cscli on the LAPI host and carried on stdin into the bouncer's
+// 0600 configuration, kept while the local API accepts them (reruns change nothing).
+//
+// Order: the LAPI host converges first, restarts its crowdsec (handlers flushed) and waits until its API answers;
+// every host meets it at a barrier before registering and before its agent and bouncer (re)start (agents and
+// bouncers exit when the API refuses them at their start: CI 2026-12-06, mgr3's agent restarted while mgr1's API
+// restarted).
 import { createHmac } from 'node:crypto';
 import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
@@ -12,8 +19,9 @@ import { apt } from '../../lib/ops/apt.ts';
 import { command } from '../../lib/ops/command.ts';
 import { directory, file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
+import { flushHandlers } from '../../lib/runner.ts';
 import { sh } from '../../lib/shell.ts';
-import type { Role, Step, StepContext } from '../../lib/types.ts';
+import type { HostSpec, Role, Step, StepContext } from '../../lib/types.ts';
 import { parseChannels, AlertChannelError } from '../monitoring/alertmanager.ts';
 import { CLOUDFLARE_IPS } from '../traefik/cloudflare-ips.ts';
 import {
@@ -22,6 +30,7 @@ import {
   agentServiceDropIn,
   BAN_SETS_NFT,
   banSetsNft,
+  bouncerKeyScript,
   cloudflareClientIpParser,
   COLLECTIONS,
   crowdsecConfig,
@@ -30,6 +39,7 @@ import {
   firewallBouncerDropIn,
   LAPI_PORT,
   LAPI_TLS,
+  lapiAnswersScript,
   lapiTlsScript,
   lapiUrl,
   localApiCredentials,
@@ -38,15 +48,18 @@ import {
   notifications,
   onlineApiCredentialsSeed,
   PLUGIN_LINK_DIR,
+  parseBouncerKey,
   profiles,
-  registerBouncerCommand,
-  registerMachineCommand,
+  registerAgentScript,
+  watcherBody,
+  type LapiEndpoint,
 } from './config.ts';
 import { enableScript, resolveCollections, type HubIndex } from './hub.ts';
 import { task } from '../../lib/ops/base.ts';
 import YAML from 'yaml';
 import { list } from '../../lib/vars.ts';
 
+/** An agent's password: an HMAC of its host name under the registration secret (reruns need nothing stored). */
 function derived(secret: string, purpose: string): string {
   return createHmac('sha256', secret).update(`wpfarm-crowdsec:${purpose}`).digest('hex').slice(0, 40);
 }
@@ -169,6 +182,104 @@ echo "file $(${fp(sh`cat ${LAPI_TLS.cert} 2>/dev/null`)})"`;
   );
 }
 
+/** On the LAPI host: wait until the local API answers over its TLS (after a restart it takes a few seconds). */
+function lapiAnswers(api: LapiEndpoint): Step {
+  return task(`crowdsec local API answers at ${api.url}`, async (c) => {
+    if (c.check) return { changed: false, reason: 'check mode: not waited for' };
+    const r = await c.exec(lapiAnswersScript(api), { nothrow: true });
+    if (r.code !== 0) throw new Error(r.stderr.trim() || `the local API at ${api.url} did not answer`);
+    return { changed: false, reason: r.stdout.trim() };
+  });
+}
+
+/** Every host of the run meets here: past it, the local API has restarted (if it had to) and answers. */
+function lapiReadyBarrier(): Step {
+  return task('crowdsec local API up before agents and bouncers register and (re)start', async (c) => {
+    try {
+      await c.barrier('crowdsec local api up', { timeoutMs: 10 * 60_000 });
+    } catch (e) {
+      // fewer --forks than hosts: no barrier; the registration scripts wait for the API, the units' Restart= covers the rest
+      if (!/must run at once/.test((e as Error).message)) throw e;
+      return { changed: false, reason: 'no barrier with fewer --forks than hosts' };
+    }
+    return { changed: false, reason: 'met' };
+  });
+}
+
+/** The lines "changed: ..." of a registration script. */
+const scriptChanges = (out: string): string[] =>
+  out
+    .split('\n')
+    .filter((l) => l.startsWith('changed: '))
+    .map((l) => l.slice(9));
+
+/** Register this agent on the LAPI host (runs there): the password goes on stdin, never on a command line. */
+function registerAgent(name: string, password: string, api: LapiEndpoint, lapiName: string): Step {
+  return task(
+    `register agent ${name} on ${lapiName}`,
+    async (c) => {
+      const r = await c.exec(registerAgentScript(name, api, c.check), { stdin: watcherBody(name, password), nothrow: true });
+      if (r.code !== 0) throw new Error(r.stderr.trim() || `registering agent ${name} failed (exit ${r.code})`);
+      const changes = scriptChanges(r.stdout);
+      return { changed: changes.length > 0, changes, reason: 'the agent logs in' };
+    },
+    { delegateTo: lapiName },
+  );
+}
+
+/** The Traefik bouncer's key (from .env) registered on the LAPI host (this host), checked on every run. */
+function registerTraefikBouncer(key: string, api: LapiEndpoint): Step {
+  return task('register the Traefik bouncer', async (c) => {
+    const r = await c.exec(bouncerKeyScript('traefik', api, c.check, true), { stdin: `${key}\n`, nothrow: true });
+    if (r.code !== 0) throw new Error(r.stderr.trim() || `registering the Traefik bouncer failed (exit ${r.code})`);
+    const changes = scriptChanges(r.stdout);
+    return { changed: changes.length > 0, changes, reason: 'the local API accepts its key' };
+  });
+}
+
+const BOUNCER_CONFIG = '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml';
+
+/**
+ * This edge node's firewall bouncer: its key (the one in place while the local API accepts it, else a new one made by
+ * cscli on the LAPI host) and the two files that hold it. Debian's postinst registers the bouncer with the LOCAL API of
+ * this host and writes that key to <config>.local, which the bouncer merges over its config (seen in the lab: "access
+ * forbidden" from the manager's LAPI): both files are ours, 0600.
+ */
+function firewallBouncer(host: string, lapi: HostSpec, api: LapiEndpoint): Step {
+  const name = `firewall-${host}`;
+  return task(`firewall bouncer ${name}: key (registered on ${lapi.name}) and configuration`, async (c) => {
+    const cur = await c.exec(sh`cat ${`${BOUNCER_CONFIG}.local`} 2>/dev/null`, { nothrow: true });
+    let key = '';
+    try {
+      key = String((YAML.parse(cur.stdout) as { api_key?: unknown } | null)?.api_key ?? '');
+    } catch {
+      key = '';
+    }
+    if (key) c.secret(key);
+    const r = await c.hostContext(lapi.name).exec(bouncerKeyScript(name, api, c.check), { stdin: `${key}\n`, nothrow: true });
+    const made = parseBouncerKey(r.stdout);
+    if (made) c.secret(made);
+    if (r.code !== 0) throw new Error(r.stderr.trim() || `the key of bouncer ${name} failed (exit ${r.code})`);
+    const changes = scriptChanges(r.stdout);
+    if (made) key = made;
+    else if (changes.length) {
+      // check mode: a new key would be made, the files would hold it
+      return { changed: true, changes: [...changes, `${BOUNCER_CONFIG}(.local) with the new key`] };
+    }
+    const files = [
+      file({ path: BOUNCER_CONFIG, content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: key }), mode: '0600', secret: true }),
+      file({ path: `${BOUNCER_CONFIG}.local`, content: YAML.stringify({ mode: 'nftables', api_key: key }), mode: '0600', secret: true }),
+    ];
+    for (const f of files) {
+      const res = await c.run(f);
+      if (res.status === 'failed') throw new Error(res.error ?? `writing ${res.step} failed`);
+      if (res.status === 'changed') changes.push(...res.changes);
+    }
+    if (changes.length && !c.check) c.notify('restart firewall bouncer');
+    return { changed: changes.length > 0, changes, reason: 'the local API accepts the key in place' };
+  });
+}
+
 const role: Role = {
   name: 'crowdsec',
   hosts: 'edge,managers',
@@ -193,10 +304,9 @@ const role: Role = {
     if (!mgmt.length) throw new InputError('management_cidrs is required (never banned)');
     const regSecretName = String(v.crowdsec_registration_secret_env ?? 'CROWDSEC_REGISTRATION_SECRET');
     const regSecret = lookupEnv(regSecretName);
-    if (!regSecret)
-      throw new InputError(`${regSecretName} is not set in ${envFileShown()} (agent passwords and bouncer keys are derived from it)`);
+    if (!regSecret) throw new InputError(`${regSecretName} is not set in ${envFileShown()} (agent passwords are derived from it)`);
     const agentPassword = ctx.secret(derived(regSecret, `machine:${ctx.host.name}`));
-    const bouncerKey = ctx.secret(derived(regSecret, `bouncer:${ctx.host.name}`));
+    const api: LapiEndpoint = { url: lapiUrl(lapi.address), caCert: LAPI_TLS.caCert };
     let notif = { files: {} as Record<string, string>, names: [] as string[], secrets: [] as string[] };
     if (v.alert_channels !== undefined) {
       try {
@@ -226,7 +336,12 @@ const role: Role = {
         { notify: 'restart crowdsec' },
       ),
       apt(
-        { packages: ['crowdsec', ...(isEdge ? ['crowdsec-firewall-bouncer', 'nftables'] : [])], state: 'present', update_cache: 3600 },
+        {
+          // curl: the registration scripts talk to the local API from the LAPI host (config.ts)
+          packages: ['crowdsec', ...(isLapi ? ['curl'] : []), ...(isEdge ? ['crowdsec-firewall-bouncer', 'nftables'] : [])],
+          state: 'present',
+          update_cache: 3600,
+        },
         { tags: ['packages'] },
       ),
       directory({ path: PLUGIN_LINK_DIR, mode: '0755' }),
@@ -285,12 +400,8 @@ const role: Role = {
     steps.push(lapiCertificate(lapi.address, isLapi ? undefined : lapi.name));
     if (!isLapi) steps.push(lapiCaCopy(isEdge));
     if (!isLapi) {
-      // register this agent on the LAPI host, then point the agent at it; no local API here
+      // point the agent at the LAPI host (registered there after the barrier below); no local API here
       steps.push(
-        command(registerMachineCommand(ctx.host.name, agentPassword), {
-          name: `register agent ${ctx.host.name} on ${lapi.name}`,
-          delegateTo: lapi.name,
-        }),
         file(
           {
             path: '/etc/crowdsec/local_api_credentials.yaml',
@@ -311,20 +422,9 @@ const role: Role = {
       // the local API listens on the private address only: the LAPI host's own agent (and cscli) must use it
       // too, with the machine credentials Debian's postinst created (kept as they are)
       steps.push(lapiClientUrl(lapiUrl(lapi.address)), lapiServesCurrentCert(lapi.address));
-      const traefikKeyEnv = String(v.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY');
-      const traefikKey = lookupEnv(traefikKeyEnv);
-      if (v.crowdsec_bouncer_enabled !== false) {
-        if (!traefikKey) throw new InputError(`${traefikKeyEnv} is not set in ${envFileShown()} (the Traefik bouncer's API key)`);
-        ctx.secret(traefikKey);
-        steps.push(command(registerBouncerCommand('traefik', traefikKey), { name: 'register the Traefik bouncer' }));
-      }
     }
     if (isEdge) {
       steps.push(
-        command(registerBouncerCommand(`firewall-${ctx.host.name}`, bouncerKey), {
-          name: `register firewall bouncer of ${ctx.host.name} on ${lapi.name}`,
-          delegateTo: lapi.name,
-        }),
         directory({ path: '/etc/crowdsec/bouncers', mode: '0755' }),
         // set-only: our tables and chains (input AND forward) around the bouncer's sets, loaded before it starts
         file({ path: BAN_SETS_NFT, content: banSetsNft(), mode: '0644' }, { notify: 'restart firewall bouncer' }),
@@ -333,27 +433,23 @@ const role: Role = {
           { path: '/etc/systemd/system/crowdsec-firewall-bouncer.service.d/wpfarm.conf', content: firewallBouncerDropIn(), mode: '0644' },
           { notify: 'restart firewall bouncer' },
         ),
-        file(
-          {
-            path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml',
-            content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: bouncerKey }),
-            mode: '0600',
-            secret: true,
-          },
-          { notify: 'restart firewall bouncer' },
-        ),
-        // Debian's postinst registers the bouncer with the LOCAL API of this host and writes that key to
-        // <config>.local, which the bouncer merges over its config (seen in the lab: "access forbidden" from the
-        // manager's LAPI). Own that file too, with the key registered on the LAPI host.
-        file(
-          {
-            path: '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local',
-            content: YAML.stringify({ mode: 'nftables', api_key: bouncerKey }),
-            mode: '0600',
-            secret: true,
-          },
-          { notify: 'restart firewall bouncer' },
-        ),
+      );
+    }
+    // The LAPI host restarts its crowdsec now if it has to (its handlers flushed) and waits until the API answers;
+    // the other hosts wait for it here, then register and (re)start their agents and bouncers (handlers at the end).
+    if (isLapi)
+      steps.push(flushHandlers(), systemd({ name: 'crowdsec', enabled: true, state: 'started', daemonReload: true }), lapiAnswers(api));
+    steps.push(lapiReadyBarrier());
+    if (!isLapi) steps.push(registerAgent(ctx.host.name, agentPassword, api, lapi.name));
+    if (isLapi && v.crowdsec_bouncer_enabled !== false) {
+      const traefikKeyEnv = String(v.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY');
+      const traefikKey = lookupEnv(traefikKeyEnv);
+      if (!traefikKey) throw new InputError(`${traefikKeyEnv} is not set in ${envFileShown()} (the Traefik bouncer's API key)`);
+      steps.push(registerTraefikBouncer(ctx.secret(traefikKey), api));
+    }
+    if (isEdge) {
+      steps.push(
+        firewallBouncer(ctx.host.name, lapi, api),
         systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started', daemonReload: true }),
       );
     }

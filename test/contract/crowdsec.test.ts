@@ -9,6 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -26,11 +27,14 @@ import {
   onlineApiCredentialsSeed,
   crowdsecConfig,
   COLLECTIONS,
-  registerMachineCommand,
-  registerBouncerCommand,
+  registerAgentScript,
+  bouncerKeyScript,
+  parseBouncerKey,
+  watcherBody,
 } from '../../roles/crowdsec/config.ts';
 import { bruteForceReplay, traefikAccessLine, parseNftSet, appendLinesCommand } from '../../roles/crowdsec/bruteforce.ts';
 import { run } from '../../roles/monitoring/tools.ts';
+import { startCmdlineSampler } from '../harness/cmdline-sampler.ts';
 import { ensureCrowdsecPackage, packagedBouncerConfig, OfflineCrowdsec } from '../../roles/crowdsec/offline-pipeline.ts';
 import { parseChannels, maskSecrets } from '../../roles/monitoring/alertmanager.ts';
 
@@ -245,22 +249,94 @@ test("Debian's crowdsec runs the generated configuration: brute force banned, vi
   for (const c of COLLECTIONS) assert.ok(enabled.includes(c), `${c} enabled (cscli: ${enabled.join(', ')})`);
   await cs.startLapi(lapiPort);
 
-  // the role's registration commands and their idempotence guards, against the real cscli
-  // (a wrapper on PATH adds -c <config>: on a node cscli finds /etc/crowdsec/config.yaml itself)
+  // the role's registration scripts against the real cscli and local API (a wrapper on PATH adds -c <config>: on a
+  // node cscli finds /etc/crowdsec/config.yaml itself): credentials travel on stdin only, and a sampler of every
+  // process's command line (/proc/*/cmdline every ~2 ms, as `ps` shows them) never sees one, while it does see the
+  // scripts' cscli and curl processes
   const bin = path.join(work, 'bin');
   mkdirSync(bin);
   writeFileSync(path.join(bin, 'cscli'), `#!/bin/sh\nexec ${path.join(pkg, 'usr/bin/cscli')} -c ${cs.config} "$@"\n`, { mode: 0o755 });
   const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` };
-  for (const reg of [
-    registerMachineCommand('edge-7', 'agent-password-0123456789'),
-    registerBouncerCommand('firewall-edge-7', 'bouncer-key-0123456789abcdef'),
-  ]) {
-    const guard = () => run(reg.unless[0]!, reg.unless.slice(1), { env });
-    assert.notEqual((await guard()).code, 0, `${reg.cmd.join(' ')}: guard says done before it ran`);
-    const r = await run(reg.cmd[0]!, reg.cmd.slice(1), { env });
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal((await guard()).code, 0, `${reg.cmd.slice(0, 4).join(' ')}: guard does not see the registration`);
-  }
+  const api = { url: `http://127.0.0.1:${lapiPort}/` };
+  const bash = (script: string, stdin: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn('bash', ['--norc', '-c', script], { env });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      p.stdin.end(stdin);
+    });
+  const sampler = startCmdlineSampler();
+  const password = 'agent-password-0123456789';
+  const agent = registerAgentScript('edge-7', api, false);
+  const r1 = await bash(agent, watcherBody('edge-7', password));
+  assert.equal(r1.code, 0, r1.stderr);
+  assert.match(r1.stdout, /^changed: register agent edge-7 on the local API \(its login answered 40\d\)$/m);
+  // what the agent does: log in with that password (an empty one must not work)
+  // the agent's login, through curl with the body on stdin (as the role's script; Node's fetch was refused by
+  // this gin/jwt login for the same JSON body)
+  const status = async (r: Promise<{ stdout: string }>) => ({ status: Number((await r).stdout.trim().slice(-3)) });
+  const login = (pw: string) =>
+    status(
+      bash(
+        `curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @- ${api.url}v1/watchers/login`,
+        watcherBody('edge-7', pw),
+      ),
+    );
+  assert.equal((await login(password)).status, 200, 'the agent logs in with its password');
+  assert.notEqual((await login('')).status, 200, 'not with an empty password');
+  const again = await bash(agent, watcherBody('edge-7', password));
+  assert.equal(again.stdout.trim(), 'ok', `rerun: ${again.stdout}${again.stderr}`);
+  assert.equal((await bash(registerAgentScript('edge-7', api, true), watcherBody('edge-7', password))).stdout.trim(), 'ok');
+  // a new password (the registration secret changed): check mode says so, the real run re-registers
+  const pw2 = 'agent-password-9876543210';
+  assert.match((await bash(registerAgentScript('edge-7', api, true), watcherBody('edge-7', pw2))).stdout, /^changed: /m);
+  const r2 = await bash(agent, watcherBody('edge-7', pw2));
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal((await login(pw2)).status, 200);
+  assert.notEqual((await login(password)).status, 200, 'the old password no longer logs in');
+
+  // a bouncer: no key yet → cscli makes one (printed as key=...), the local API accepts it; the same key → ok
+  const bouncer = bouncerKeyScript('firewall-edge-7', api, false);
+  const b1 = await bash(bouncer, '\n');
+  assert.equal(b1.code, 0, b1.stderr);
+  const key = parseBouncerKey(b1.stdout);
+  assert.ok(key && key.length >= 16, `a key was printed: ${b1.stdout.replace(/key=.*/, 'key=***')}`);
+  const pull = (k: string) =>
+    status(
+      bash(`curl -s -o /dev/null -w '%{http_code}' -K - ${api.url}v1/decisions`, `header = "X-Api-Key: ${k.replace(/[\\"]/g, '\\$&')}"\n`),
+    );
+  assert.equal((await pull(key)).status, 200, 'the bouncer pulls decisions with its key');
+  const b2 = await bash(bouncer, `${key}\n`);
+  assert.equal(b2.stdout.trim(), 'ok', `the key in place is kept: ${b2.stdout}${b2.stderr}`);
+  assert.equal((await bash(bouncerKeyScript('firewall-edge-7', api, true), `${key}\n`)).stdout.trim(), 'ok');
+  // a key the local API refuses (Debian's postinst registered the bouncer with another API) is replaced
+  const b3 = await bash(bouncer, 'not-the-key\n');
+  const key2 = parseBouncerKey(b3.stdout);
+  assert.ok(key2 && key2 !== key, b3.stderr);
+  assert.equal((await pull(key2)).status, 200);
+  assert.equal((await pull(key)).status, 403, "the bouncer's old key is revoked");
+  // a given key (the Traefik bouncer's, from .env) with the characters a curl config quotes
+  const given = 'traefik-key-"quoted"\\back-0123';
+  const t1 = await bash(bouncerKeyScript('traefik', api, false, true), `${given}\n`);
+  assert.equal(t1.code, 0, t1.stderr);
+  assert.equal((await pull(given)).status, 200, 'the given key is registered');
+  assert.equal((await bash(bouncerKeyScript('traefik', api, false, true), `${given}\n`)).stdout.trim(), 'ok');
+  const seen = await sampler.stop();
+  assert.ok(
+    seen.some((c) => /(^|\/)cscli /.test(c)) && seen.some((c) => /^curl /.test(c)),
+    `the sampler saw cscli and curl: ${seen.length}`,
+  );
+  for (const secret of [password, pw2, key, key2])
+    assert.deepEqual(
+      seen.filter((c) => c.includes(secret)),
+      [],
+      'no agent password or generated bouncer key on a command line',
+    );
+  // the given key's registration: cscli 1.4.6 takes it on its command line only (see bouncerKeyScript)
+  console.log(`sampler: ${seen.length} distinct command lines; the given key seen: ${seen.some((c) => c.includes(given))}`);
 
   const start = new Date(Date.now() - 120_000);
   const replays: Record<string, string[]> = {
