@@ -1,7 +1,10 @@
 // systemd: unit state (enabled, started/stopped/restarted/reloaded, masked) and unit files.
 //
-// Probe: `systemctl show -p ...` (LoadState, ActiveState, SubState, UnitFileState, NeedDaemonReload)
-// and `systemctl is-enabled`. Apply: one script, in this order: daemon-reload, unmask, enable/disable,
+// Probe: `systemctl show -p ...` (LoadState, ActiveState, SubState, UnitFileState, NeedDaemonReload, DropInPaths)
+// and `systemctl is-enabled`. systemd 252 (Debian 12) answers NeedDaemonReload=no for a drop-in written into a
+// `<unit>.d` directory that did not exist at the last daemon-reload (it looks for drop-in directories in a cache of
+// the unit directories made at that reload; later systemd versions bypass the cache there): the probe therefore also
+// lists the drop-ins on disk and counts one that the loaded unit does not have as "needs daemon-reload". Apply: one script, in this order: daemon-reload, unmask, enable/disable,
 // start/stop/restart/reload, mask. 'restarted' and 'reloaded' always report changed (they are actions,
 // used in handlers); everything else changes only what differs.
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
@@ -15,7 +18,7 @@ export interface SystemdArgs {
   enabled?: boolean;
   state?: 'started' | 'stopped' | 'restarted' | 'reloaded';
   masked?: boolean;
-  /** run `systemctl daemon-reload` first when systemd says the unit's files changed on disk */
+  /** run `systemctl daemon-reload` first when the unit's files changed on disk (or a drop-in is not loaded yet) */
   daemonReload?: boolean;
 }
 
@@ -29,6 +32,8 @@ export interface UnitState {
   /** `systemctl is-enabled` answer: enabled, disabled, static, masked, alias, indirect, generated, ... */
   enabled: string;
   needDaemonReload: boolean;
+  /** drop-ins on disk that the loaded unit does not have (systemd 252 may not say so in NeedDaemonReload) */
+  newDropIns: string[];
 }
 
 const UNIT = /^[A-Za-z0-9:_.@\\-]+$/;
@@ -38,11 +43,27 @@ export function unitName(name: string): string {
   return /\.(service|socket|timer|target|mount|automount|path|slice|scope|swap|device)$/.test(name) ? name : `${name}.service`;
 }
 
-export function unitProbeScript(unit: string): string {
+/** Where a unit's own drop-in directories (`<unit>.d`) are looked for: /etc, /run, then the packages' directories. */
+const DROPIN_DIRS = [
+  '/etc/systemd/system',
+  '/run/systemd/system',
+  '/usr/local/lib/systemd/system',
+  '/usr/lib/systemd/system',
+  '/lib/systemd/system',
+];
+
+export function unitProbeScript(unit: string, dropInDirs: readonly string[] = DROPIN_DIRS): string {
+  // a non-empty *.conf in <dir>/<unit>.d whose real path is not among the loaded unit's DropInPaths (empty files and
+  // links to /dev/null mask a drop-in: systemd leaves them out, so does this)
+  const globs = dropInDirs.map((d) => `${sh`${`${d}/${unit}.d`}`}/*.conf`).join(' ');
   return [
     'if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi',
     sh`systemctl show --no-pager -p LoadState -p ActiveState -p SubState -p UnitFileState -p NeedDaemonReload -- ${unit}`,
     sh`echo "IsEnabled=$(systemctl is-enabled -- ${unit} 2>/dev/null)"`,
+    `known=' '; for d in $(systemctl show --no-pager -p DropInPaths --value -- ${sh`${unit}`} 2>/dev/null); do known="$known$(readlink -f -- "$d") "; done`,
+    `new=''; for f in ${globs}; do [ -s "$f" ] || continue; r=$(readlink -f -- "$f")`,
+    '  case "$known" in *" $r "*) ;; *) case " $new " in *" $f "*) ;; *) new="$new $f" ;; esac ;; esac; done',
+    'echo "NewDropIns=${new# }"',
   ].join('\n');
 }
 
@@ -56,6 +77,7 @@ export function parseUnitState(out: string): UnitState {
     unitFileState: r.UnitFileState ?? '',
     enabled: r.IsEnabled ?? '',
     needDaemonReload: r.NeedDaemonReload === 'yes',
+    newDropIns: (r.NewDropIns ?? '').split(' ').filter(Boolean),
   };
 }
 
@@ -112,9 +134,13 @@ function systemdOp(a: z.output<typeof SYSTEMD_ARGS.schema>, options: StepOptions
         changes.push(`unit ${unit} not found (an earlier step must create it)`);
       }
       const isMasked = st.load === 'masked' || st.unitFileState === 'masked' || st.enabled === 'masked';
-      if (st.needDaemonReload && a.daemonReload) {
+      if ((st.needDaemonReload || st.newDropIns.length) && a.daemonReload) {
         cmds.push('systemctl daemon-reload');
-        changes.push('daemon-reload (unit files changed on disk)');
+        changes.push(
+          st.needDaemonReload
+            ? 'daemon-reload (unit files changed on disk)'
+            : `daemon-reload (drop-in not loaded: ${st.newDropIns.join(', ')})`,
+        );
       }
       if (a.masked === false && isMasked) {
         cmds.push(sh`systemctl unmask -- ${unit}`);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { systemd, unitFile, unitName, parseUnitState } from '../../lib/ops/systemd.ts';
+import { systemd, unitFile, unitName, parseUnitState, unitProbeScript } from '../../lib/ops/systemd.ts';
 import { InputError } from '../../lib/errors.ts';
 import type { ApplyScript, Plan } from '../../lib/types.ts';
 import { localContext, localExec, runLocal } from './ops-sys.harness.ts';
@@ -38,7 +38,75 @@ test('unit names and state parsing', () => {
     unitFileState: 'disabled',
     enabled: 'disabled',
     needDaemonReload: true,
+    newDropIns: [],
   });
+});
+
+// systemd 252 (Debian 12) answers NeedDaemonReload=no for a drop-in written into a <unit>.d directory that did not
+// exist at the last daemon-reload (the fresh lab's crowdsec-firewall-bouncer.service.d: its handler restarted the
+// bouncer without our ExecStartPre, "could not find ipv4 table 'crowdsec'"). The probe lists the drop-ins on disk.
+const BOUNCER_NEW_DROPIN =
+  'systemd=yes\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\nNeedDaemonReload=no\nIsEnabled=enabled\n' +
+  'NewDropIns=/etc/systemd/system/crowdsec-firewall-bouncer.service.d/wpfarm.conf';
+
+test('a drop-in the loaded unit does not have: daemon-reload first although systemd says NeedDaemonReload=no', async () => {
+  const r = await systemd({ name: 'crowdsec-firewall-bouncer', state: 'restarted', daemonReload: true }).plan(run(), BOUNCER_NEW_DROPIN);
+  assert.equal(
+    script(r),
+    'set -e\nsystemctl daemon-reload\nsystemctl restart -- crowdsec-firewall-bouncer.service',
+    'the restart runs the unit with its new drop-in',
+  );
+  assert.deepEqual(r.changes, [
+    'daemon-reload (drop-in not loaded: /etc/systemd/system/crowdsec-firewall-bouncer.service.d/wpfarm.conf)',
+    'restart',
+  ]);
+  const s = await systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started', daemonReload: true }).plan(
+    run(),
+    BOUNCER_NEW_DROPIN,
+  );
+  assert.equal(s.changed, true, 'a started unit whose drop-in is not loaded is not "already in that state"');
+  assert.equal(script(s), 'set -e\nsystemctl daemon-reload');
+  // without daemonReload the op does not reload (as before)
+  assert.equal(
+    (await systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started' }).plan(run(), BOUNCER_NEW_DROPIN)).changed,
+    false,
+  );
+});
+
+test('the probe finds the drop-ins on disk that systemctl does not list (real bash, a stand-in systemctl)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-dropins-'));
+  try {
+    const [etc, lib] = [path.join(dir, 'etc'), path.join(dir, 'lib')];
+    const d = path.join(etc, 'x.service.d');
+    fs.mkdirSync(d, { recursive: true });
+    fs.mkdirSync(path.join(lib, 'x.service.d'), { recursive: true });
+    fs.writeFileSync(path.join(d, 'known.conf'), '[Service]\n');
+    fs.writeFileSync(path.join(d, 'new.conf'), '[Service]\n');
+    fs.writeFileSync(path.join(d, 'empty.conf'), ''); // masks: systemd leaves it out
+    fs.symlinkSync('/dev/null', path.join(lib, 'x.service.d', 'null.conf')); // masks too
+    fs.writeFileSync(path.join(d, 'notes.txt'), 'not a drop-in');
+    // systemctl as systemd 252 answers after new.conf was written into a known directory list: only known.conf loaded
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(
+      path.join(bin, 'systemctl'),
+      `#!/bin/bash\ncase "$*" in *DropInPaths*) echo ${path.join(d, 'known.conf')} ;; *show*) echo NeedDaemonReload=no ;; esac\n`,
+      { mode: 0o755 },
+    );
+    const out = await localExec(`PATH=${bin}:$PATH\n${unitProbeScript('x.service', [etc, lib])}`, { nothrow: true });
+    assert.deepEqual(parseUnitState(out.stdout).newDropIns, [path.join(d, 'new.conf')], out.stdout);
+    // once loaded (daemon-reload), nothing is new
+    fs.writeFileSync(
+      path.join(bin, 'systemctl'),
+      `#!/bin/bash\ncase "$*" in *DropInPaths*) echo ${path.join(d, 'known.conf')} ${path.join(d, 'new.conf')} ;; esac\n`,
+    );
+    assert.deepEqual(
+      parseUnitState((await localExec(`PATH=${bin}:$PATH\n${unitProbeScript('x.service', [etc, lib])}`)).stdout).newDropIns,
+      [],
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('desired state reached: no change', async () => {
