@@ -23,6 +23,8 @@ import { connect } from '../../lib/transport.ts';
 import type { Connection, StepResult } from '../../lib/types.ts';
 import { proveBan } from '../../roles/crowdsec/bruteforce.ts';
 import { BAN_SET_V4, COLLECTIONS } from '../../roles/crowdsec/config.ts';
+import { parseSampler, samplerCommand } from '../harness/cmdline-sampler.ts';
+import YAML from 'yaml';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const EDGE = ['mgr1', 'mgr2', 'mgr3'];
@@ -101,9 +103,22 @@ after(async () => {
 });
 
 describe('crowdsec on the lab', { concurrency: false }, () => {
-  test('converges: agents, local API on mgr1, collections, firewall bouncers', async () => {
+  test('converges: agents, local API on mgr1, collections, firewall bouncers; no credential on a command line', async () => {
+    // a sampler of every command line on the LAPI host (where the registrations run) for the whole role run, on a
+    // connection of its own (the test's other commands go on while it runs)
+    const lapiHost = inv.hosts.get(LAPI);
+    assert.ok(lapiHost);
+    const samplerConn = await connect(lapiHost, {
+      knownHosts: path.resolve(ROOT, inv.settings.knownHosts ?? '.wpfarm/lab/known_hosts'),
+      connectTimeoutMs: 15_000,
+    });
+    const stopFile = `/tmp/wpfarm-cmdline-sampler-${process.pid}.stop`;
+    await samplerConn.exec(`rm -f ${stopFile}`);
+    const sampling = samplerConn.exec(samplerCommand(stopFile, 1800), { nothrow: true });
     const t0 = Date.now();
-    const r = await role('crowdsec');
+    const r = await role('crowdsec').finally(() => on(LAPI).then((c) => c.exec(`touch ${stopFile}`)));
+    const sampled = parseSampler((await sampling).stdout);
+    await samplerConn.exec(`rm -f ${stopFile}`).finally(() => samplerConn.close());
     console.log(`timing: crowdsec converge ${Date.now() - t0} ms, ${changed(r.results).length} changed steps`);
     assert.deepEqual(failed(r.results), [], r.out.slice(-4000));
     assert.equal(r.code, 0, r.out.slice(-4000));
@@ -140,6 +155,28 @@ describe('crowdsec on the lab', { concurrency: false }, () => {
       const set = await c.exec(`nft list set ${BAN_SET_V4.family} ${BAN_SET_V4.table} ${BAN_SET_V4.set}`, { nothrow: true });
       assert.equal(set.code, 0, `${n}: the bouncer's nftables set exists: ${set.stderr}`);
     }
+
+    // the credentials in place: agent passwords (agents' local_api_credentials.yaml), bouncer keys (0600 files)
+    const secrets: Array<[string, string]> = [];
+    for (const n of EDGE) {
+      const c = await on(n);
+      if (n !== LAPI) {
+        const cred = YAML.parse((await c.exec('cat /etc/crowdsec/local_api_credentials.yaml')).stdout) as { password: string };
+        secrets.push([`agent ${n} password`, cred.password]);
+      }
+      const local = '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml.local';
+      secrets.push([`bouncer firewall-${n} key`, (YAML.parse((await c.exec(`cat ${local}`)).stdout) as { api_key: string }).api_key]);
+      assert.equal((await c.exec(`stat -c %a ${local} /etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml`)).stdout, '600\n600\n');
+    }
+    for (const [what, v] of secrets) assert.ok(v && v.length >= 16, `${what} is set`);
+    // the sampler saw the run's short-lived processes at all (else it proves nothing)...
+    console.log(`sampler on ${LAPI}: ${sampled.passes} passes over /proc, ${sampled.cmdlines.length} distinct command lines`);
+    assert.ok(
+      sampled.cmdlines.some((c) => /^cscli /.test(c)) && sampled.cmdlines.some((c) => /^curl /.test(c)),
+      `the sampler saw cscli and curl processes: ${sampled.cmdlines.filter((c) => /cscli|curl/.test(c)).join(' | ')}`,
+    );
+    // ...and never a credential
+    for (const [what, v] of secrets) assert.deepEqual(sampled.cmdlines.filter((c) => c.includes(v)).length, 0, `${what} on a command line`);
   });
 
   test('rerun changes nothing', async () => {
