@@ -4,8 +4,8 @@
 // and `systemctl is-enabled`. systemd 252 (Debian 12) answers NeedDaemonReload=no for a drop-in written into a
 // `<unit>.d` directory that did not exist at the last daemon-reload (it looks for drop-in directories in a cache of
 // the unit directories made at that reload; later systemd versions bypass the cache there): the probe therefore also
-// lists the drop-ins on disk and counts one that the loaded unit does not have as "needs daemon-reload". Apply: one script, in this order: daemon-reload, unmask, enable/disable,
-// start/stop/restart/reload, mask. 'restarted' and 'reloaded' always report changed (they are actions,
+// lists the drop-ins on disk and counts one that the loaded unit does not have as "needs daemon-reload".
+// Apply: one script, in this order: daemon-reload, unmask, enable/disable, start/stop/restart/reload, mask. 'restarted' and 'reloaded' always report changed (they are actions,
 // used in handlers); everything else changes only what differs.
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { absPath, argSpec, defineOp } from './base.ts';
@@ -60,7 +60,8 @@ export function unitProbeScript(unit: string, dropInDirs: readonly string[] = DR
     'if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi',
     sh`systemctl show --no-pager -p LoadState -p ActiveState -p SubState -p UnitFileState -p NeedDaemonReload -- ${unit}`,
     sh`echo "IsEnabled=$(systemctl is-enabled -- ${unit} 2>/dev/null)"`,
-    `known=' '; for d in $(systemctl show --no-pager -p DropInPaths --value -- ${sh`${unit}`} 2>/dev/null); do known="$known$(readlink -f -- "$d") "; done`,
+    `known=' '; for d in $(systemctl show --no-pager -p DropInPaths --value -- ${sh`${unit}`} 2>/dev/null)`,
+    '  do known="$known$(readlink -f -- "$d") "; done',
     `new=''; for f in ${globs}; do [ -s "$f" ] || continue; r=$(readlink -f -- "$f")`,
     '  case "$known" in *" $r "*) ;; *) case " $new " in *" $f "*) ;; *) new="$new $f" ;; esac ;; esac; done',
     'echo "NewDropIns=${new# }"',

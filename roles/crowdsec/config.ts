@@ -471,7 +471,9 @@ function lapiCurlPrelude(api: LapiEndpoint, check: boolean): string {
   return `set -euo pipefail
 check=${check ? 1 : 0}
 api=${quote(url)}
-curlx() { curl -sS -o /dev/null -w '%{http_code}' --max-time 10${api.caCert ? ` --cacert ${quote(api.caCert)}` : ''} "$@" 2>/dev/null || true; }
+curlx() {
+  curl -sS -o /dev/null -w '%{http_code}' --max-time 10${api.caCert ? ` --cacert ${quote(api.caCert)}` : ''} "$@" 2>/dev/null || true
+}
 # the local API answers (any HTTP status) within 60 s; in check mode it is asked once
 answered() {
   local code i
@@ -549,7 +551,8 @@ if [ "$code" = 000 ]; then
   [ "$check" = 1 ] && { echo "changed: a key for bouncer ${name} once the local API answers"; exit 0; }
   echo "the local API at $api did not answer within 60 s (journalctl -u crowdsec)" >&2; exit 1
 fi
-echo "changed: a new key for bouncer ${name} (the local API answered $code to the one in place$(registered || echo ', no bouncer of that name'))"
+why="the local API answered $code to the one in place$(registered || echo ', no bouncer of that name')"
+echo "changed: a new key for bouncer ${name} ($why)"
 [ "$check" = 1 ] && exit 0
 cscli bouncers delete ${quote(name)} >/dev/null 2>&1 || true
 ${
