@@ -7,12 +7,11 @@
 // The alert WpfarmDriftPersists (roles/monitoring/prometheus.ts) fires when drift stays for 2 hours.
 //
 //   node --import tsx playbooks/drift.ts [--roles common,traefik|path.ts,...] [--textfile-dir DIR] [common options]
-//   node --import tsx playbooks/drift.ts --install-timer [--unit-dir DIR] [--check]
-// The schedule (hourly) runs on the controller, like the backups (playbooks/backup.ts --install-timers): it needs
+//   node --import tsx playbooks/drift.ts --install-timer [--period SECONDS] [--roles ...] [--limit P] [--unit-dir DIR] [--check]
+// The schedule (hourly; --period: every SECONDS) runs on the controller, like the backups (playbooks/backup.ts --install-timers): it needs
 // this checkout, the inventory and the SSH key, which only the controller has.
 // Exit: 0 the check ran (drift or not: drift is a metric, not an error), 2/3 a host failed/unreachable, 4 bad input.
 import { resolve } from 'node:path';
-import { quote } from 'zx';
 import { fail, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run, loadRole } from '../lib/play.ts';
@@ -20,18 +19,36 @@ import { controllerTimerUnits, installBackupUnits, type UnitFile } from '../role
 import { TEXTFILE_DIR, labelValue as l, textfileWriteCmd } from '../roles/monitoring/textfile.ts';
 import { PHASES } from './phases.ts';
 
-/** The hourly timer and its service on the controller. */
-export function driftUnits(o: { repoDir: string; node: string; inventory: string[] }): UnitFile[] {
-  const inv = o.inventory.flatMap((f) => ['--inventory', f]);
-  const exec = [o.node, '--import', 'tsx', 'playbooks/drift.ts', ...inv].map((a) => quote(a)).join(' ');
+/**
+ * The timer and its service on the controller: hourly (a random delay of up to 5 min), or every `periodSec`
+ * seconds from the timer's start (the lab test's short period). `roles`, `limit` and a non-default
+ * `textfileDir` are passed on to the scheduled check.
+ */
+export function driftUnits(o: {
+  repoDir: string;
+  node: string;
+  inventory: string[];
+  roles?: string[];
+  limit?: string;
+  textfileDir?: string;
+  periodSec?: number;
+}): UnitFile[] {
+  const args = ['playbooks/drift.ts', ...o.inventory.flatMap((f) => ['--inventory', f])];
+  if (o.roles?.length) args.push('--roles', o.roles.join(','));
+  if (o.limit) args.push('--limit', o.limit);
+  if (o.textfileDir && o.textfileDir !== TEXTFILE_DIR) args.push('--textfile-dir', o.textfileDir);
+  const p = o.periodSec;
   return controllerTimerUnits({
     name: 'wpfarm-drift',
     description: 'wpfarm drift check (roles in check mode, metrics to the hosts)',
-    timerDescription: 'wpfarm drift check, hourly',
+    timerDescription: p ? `wpfarm drift check, every ${p} s` : 'wpfarm drift check, hourly',
     repoDir: o.repoDir,
-    exec,
+    exec: [o.node, '--import', 'tsx', ...args],
     service: ['TimeoutStartSec=50min'],
-    timer: ['OnCalendar=hourly', 'RandomizedDelaySec=300', 'Persistent=true'],
+    // start to start: the first check one period after the timer starts, then one period after each start
+    timer: p
+      ? [`OnActiveSec=${p}s`, `OnUnitActiveSec=${p}s`, 'AccuracySec=1s', `RandomizedDelaySec=${Math.min(300, Math.floor(p / 10))}`]
+      : ['OnCalendar=hourly', 'RandomizedDelaySec=300', 'Persistent=true'],
   });
 }
 
@@ -55,23 +72,42 @@ const CMD: CommandSpec = {
   name: 'drift.ts',
   summary: `Runs the farm's roles in check mode and writes wpfarm_drift_changes{role,host}, wpfarm_drift_check_success and
 wpfarm_last_run_timestamp to node-exporter's textfile collector on every host.
-  drift.ts [--roles R1,R2] [--textfile-dir DIR]   |   drift.ts --install-timer [--unit-dir DIR] [--check]`,
+  drift.ts [--roles R1,R2] [--textfile-dir DIR]   |   drift.ts --install-timer [--period SECONDS] [--unit-dir DIR] [--check]`,
   options: [
     { name: 'roles', type: 'list', arg: 'R1,R2', defaultHelp: PHASES.flatMap((p) => p.roles).join(','), help: 'role names or role files' },
     { name: 'textfile-dir', type: 'string', arg: 'DIR', default: TEXTFILE_DIR, help: "node-exporter's textfile collector directory" },
-    { name: 'install-timer', type: 'boolean', help: 'install the hourly schedule on THIS machine (the controller) as systemd units' },
+    { name: 'install-timer', type: 'boolean', help: 'install the schedule on THIS machine (the controller) as systemd units' },
     { name: 'unit-dir', type: 'string', arg: 'DIR', help: 'with --install-timer: write the units there' },
+    {
+      name: 'period',
+      type: 'integer',
+      arg: 'SECONDS',
+      min: 10,
+      max: 86_400,
+      defaultHelp: 'hourly',
+      help: 'with --install-timer: check every SECONDS instead of hourly',
+    },
   ],
 };
 const argv = process.argv.slice(2);
 const run = Run.fromArgv(argv.includes('--install-timer') ? argv : [...argv, '--check'], { command: CMD, lock: false });
-const extra = run.config.opts as { roles?: string[]; 'textfile-dir': string; 'install-timer': boolean; 'unit-dir'?: string };
+const extra = run.config.opts as {
+  roles?: string[];
+  'textfile-dir': string;
+  'install-timer': boolean;
+  'unit-dir'?: string;
+  period?: number;
+};
 try {
   if (extra['install-timer']) {
     const units = driftUnits({
       repoDir: process.cwd(),
       node: process.execPath,
       inventory: run.config.flags.inventory.map((f) => resolve(f)),
+      roles: extra.roles?.map((r) => (r.includes('/') ? resolve(r) : r)),
+      limit: run.config.flags.limit,
+      textfileDir: extra['textfile-dir'],
+      periodSec: extra.period,
     });
     const rep = await installBackupUnits(units, {
       unitDir: extra['unit-dir'],

@@ -12,7 +12,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { quote } from 'zx';
 
 const run = promisify(execFile);
 
@@ -62,20 +61,39 @@ export interface UnitFile {
   content: string;
 }
 
+/**
+ * One argument of an ExecStart= line. systemd's own quoting, not a shell's: a safe word as is, else in double
+ * quotes with `\` and `"` escaped; `$` and `%` doubled (systemd expands $VAR and %-specifiers even in quotes).
+ * (A shell's $'...' quoting is not understood by systemd: it would pass `$'a,b'` on literally.)
+ */
+export function systemdArg(a: string): string {
+  if (/^[\w/.,:=@+-]+$/.test(a)) return a;
+  return `"${a.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n').replace(/\$/g, '$$$$').replace(/%/g, '%%')}"`;
+}
+
 /** A oneshot service run from the wpfarm checkout on the controller, and the timer that starts it. */
 export function controllerTimerUnits(o: {
   name: string;
   description: string;
   timerDescription: string;
   repoDir: string;
-  exec: string;
+  /** the command's argv (quoted here for systemd) */
+  exec: string[];
   /** [Service] lines after Nice=10 */
   service: string[];
   /** [Timer] lines */
   timer: string[];
 }): UnitFile[] {
   const service = ['[Unit]', `Description=${o.description}`, 'Wants=network-online.target', 'After=network-online.target', ''];
-  service.push('[Service]', 'Type=oneshot', `WorkingDirectory=${o.repoDir}`, `ExecStart=${o.exec}`, 'Nice=10', ...o.service, '');
+  service.push(
+    '[Service]',
+    'Type=oneshot',
+    `WorkingDirectory=${o.repoDir}`,
+    `ExecStart=${o.exec.map(systemdArg).join(' ')}`,
+    'Nice=10',
+    ...o.service,
+    '',
+  );
   const timer = ['[Unit]', `Description=${o.timerDescription}`, '', '[Timer]', ...o.timer, '', '[Install]', 'WantedBy=timers.target', ''];
   return [
     { name: `${o.name}.service`, content: service.join('\n') },
@@ -94,9 +112,7 @@ export function renderBackupUnits(o: {
   const out: UnitFile[] = [];
   for (const t of o.timers ?? BACKUP_TIMERS) {
     const args = [...t.args, ...[o.inventory ?? []].flat().flatMap((f) => ['--inventory', f])];
-    const exec = ['/usr/bin/flock', `/run/wpfarm-backup-${t.lock}.lock`, o.node, '--import', 'tsx', 'playbooks/backup.ts', ...args]
-      .map((a) => quote(a))
-      .join(' ');
+    const exec = ['/usr/bin/flock', `/run/wpfarm-backup-${t.lock}.lock`, o.node, '--import', 'tsx', 'playbooks/backup.ts', ...args];
     out.push(
       ...controllerTimerUnits({
         name: `wpfarm-backup-${t.name}`,

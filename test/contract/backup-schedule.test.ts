@@ -76,6 +76,16 @@ test('rendered units pass systemd-analyze verify', async () => {
     );
     assert.notEqual(b, 0);
     assert.throws(() => renderBackupUnits({ repoDir: 'relative', node: process.execPath }), /absolute/);
+    // an argument a shell would quote as $'...' is quoted for systemd instead ($ and % doubled), and verifies
+    const odd = renderBackupUnits({ repoDir: '/opt/wpfarm', node: process.execPath, inventory: '/srv/inv dir/a,b $HOME 5%.yml' });
+    const oddSvc = odd.find((u) => u.name === 'wpfarm-backup-files.service')!;
+    assert.match(oddSvc.content, / --inventory "\/srv\/inv dir\/a,b \$\$HOME 5%%\.yml"$/m);
+    await writeFile(join(dir, oddSvc.name), oddSvc.content);
+    const v = await run('systemd-analyze', ['verify', '--man=no', join(dir, oddSvc.name)]).then(
+      (x) => x.stdout + x.stderr,
+      (e: { stdout?: string; stderr?: string }) => `FAILED ${e.stdout ?? ''}${e.stderr ?? ''}`,
+    );
+    assert.equal(v.trim(), '');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

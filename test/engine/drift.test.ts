@@ -61,7 +61,7 @@ test('drift: no drift after a run, a hand-edited managed file shows as wpfarm_dr
   assert.equal(pt.status, 0, pt.stdout + pt.stderr);
 });
 
-test('drift --install-timer writes the hourly timer and its service (idempotent)', () => {
+test('drift --install-timer writes the hourly timer and its service (idempotent); --period, --roles, --limit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'wpfarm-drift-units-'));
   const first = tsx(['playbooks/drift.ts', '--install-timer', '--unit-dir', dir, '--inventory', lab.inventoryFile]);
   assert.equal(first.status, 0, first.stderr);
@@ -74,4 +74,30 @@ test('drift --install-timer writes the hourly timer and its service (idempotent)
   );
   const again = tsx(['playbooks/drift.ts', '--install-timer', '--unit-dir', dir, '--inventory', lab.inventoryFile]);
   assert.equal((JSON.parse(again.stdout) as { changed: boolean }).changed, false);
+  // --period (the lab test's short schedule): monotonic start-to-start timer; --roles and --limit reach the check
+  const short = tsx([
+    'playbooks/drift.ts',
+    '--install-timer',
+    '--period',
+    '20',
+    '--roles',
+    'common,test/fixtures/roles/demo.ts',
+    '--limit',
+    'd02',
+    '--unit-dir',
+    dir,
+    '--inventory',
+    lab.inventoryFile,
+  ]);
+  assert.equal((JSON.parse(short.stdout) as { changed: boolean }).changed, true, short.stderr);
+  const timer = readFileSync(join(dir, 'wpfarm-drift.timer'), 'utf8');
+  assert.match(timer, /^OnActiveSec=20s\nOnUnitActiveSec=20s\nAccuracySec=1s\nRandomizedDelaySec=2$/m);
+  assert.doesNotMatch(timer, /OnCalendar/);
+  assert.match(
+    readFileSync(join(dir, 'wpfarm-drift.service'), 'utf8'),
+    /^ExecStart=\S+ --import tsx playbooks\/drift\.ts --inventory \S+ --roles common,\/\S+\/test\/fixtures\/roles\/demo\.ts --limit d02$/m,
+  );
+  const bad = tsx(['playbooks/drift.ts', '--install-timer', '--period', '5', '--unit-dir', dir, '--inventory', lab.inventoryFile]);
+  assert.equal(bad.status, 4, bad.stderr);
+  assert.match(bad.stderr, /--period/);
 });
