@@ -144,7 +144,7 @@ export async function ensureNetwork(): Promise<boolean> {
 }
 
 /** The flags that let systemd and a nested dockerd run without --privileged (see the lab facts note). */
-function systemdFlags(): string[] {
+export function systemdFlags(): string[] {
   return [
     '--cap-add',
     'ALL',
