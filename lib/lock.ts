@@ -293,6 +293,11 @@ export class DeployLock {
         });
       }),
     );
+    // answers arrive in any order: messages and the report list the lock hosts in inventory order
+    const order = (name: string) => this.o.hosts.findIndex((h) => h.name === name);
+    live.sort((a, b) => order(a.host) - order(b.host));
+    got.sort((a, b) => order(a) - order(b));
+    this.unreachable.sort((a, b) => order(a.split(' ')[0]!) - order(b.split(' ')[0]!));
     const reachable = this.o.hosts.length - this.unreachable.length;
     if (!live.length && got.length * 2 > this.o.hosts.length && got.length === reachable) {
       this.held.push(...got);

@@ -46,14 +46,17 @@ interface Out {
   endedAt: number;
 }
 
+/** runs still going (a failed assertion leaves a holder waiting on its gate): after() interrupts them */
+const running = new Map<number, Promise<Out>>();
+
 function node(args: string[], o: { onStdout?: (t: string) => void; onSpawn?: (pid: number) => void } = {}): Promise<Out> {
   const t0 = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, CI: 'true' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, CI: 'true' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const p = new Promise<Out>((resolve) => {
     o.onSpawn?.(child.pid!);
     let stdout = '';
     let stderr = '';
@@ -65,9 +68,12 @@ function node(args: string[], o: { onStdout?: (t: string) => void; onSpawn?: (pi
     const timer = setTimeout(() => child.kill('SIGINT'), 5 * 60_000);
     child.on('close', (code) => {
       clearTimeout(timer);
+      running.delete(child.pid!);
       resolve({ code: code ?? -1, stdout, stderr, pid: child.pid!, ms: Date.now() - t0, endedAt: Date.now() });
     });
   });
+  running.set(child.pid!, p);
+  return p;
 }
 
 /** The hold role on the two workers, gate `gate`. */
@@ -187,6 +193,11 @@ before(async () => {
 });
 
 after(async () => {
+  // a run left waiting on its gate (a failed assertion): Ctrl-C releases its lock
+  for (const pid of running.keys()) process.kill(pid, 'SIGINT');
+  await Promise.race([Promise.all(running.values()), sleep(15_000)]);
+  for (const pid of running.keys()) process.kill(pid, 'SIGKILL');
+  await Promise.all(TARGETS.map((h) => ssh(h, `pkill -f 'until \\[ -e /srv/hold-${TAG}-'`, { nothrow: true })));
   await Promise.all(TARGETS.map((h) => ssh(h, `rm -f /srv/hold-${TAG}-* /srv/held-${TAG}-*`, { nothrow: true })));
   await docker('rm', '-f', CTL).catch(() => '');
 });
