@@ -179,7 +179,13 @@ before(async () => {
     `${process.execPath}:/usr/bin/node:ro`,
     IMAGES.node,
   );
-  const state = await docker('exec', CTL, 'sh', '-c', 'timeout 60 systemctl is-system-running --wait || true');
+  const state = await docker(
+    'exec',
+    CTL,
+    'sh',
+    '-c',
+    'for i in $(seq 90); do s=$(systemctl is-system-running --wait 2>/dev/null); [ -n "$s" ] && break; sleep 1; done; echo "$s"',
+  );
   assert.match(state, /^(running|degraded)$/, `the controller's systemd: ${state}`);
   const args = ['--install-timer', '--period', String(PERIOD), '--roles', 'common', '--limit', VICTIM, '--inventory', INVENTORY];
   const inst = JSON.parse(await inCtl('/usr/bin/node', '--import', 'tsx', 'playbooks/drift.ts', ...args)) as {
