@@ -13,6 +13,8 @@
 //
 // Needs: the lab up with phase 1 (00-lab, 20-cluster). node-exporter on VICTIM: installed here by the monitoring
 // role limited to VICTIM when 75 did not run before.
+// first: it selects the test lab's profile before anything loads scripts/lab/config.ts
+import { ADDR, INVENTORY, ROOT, assertLabUp, run, ssh } from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
@@ -20,9 +22,8 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { IMAGES, LABEL, NETWORK } from '../../scripts/lab/config.ts';
+import { IMAGES, LABEL, LABEL_VALUE, NETWORK, STATE_DIR, containerName } from '../../scripts/lab/config.ts';
 import { systemdFlags } from '../../scripts/lab/nodes.ts';
-import { ADDR, INVENTORY, ROOT, assertLabUp, run, ssh } from '../harness/lab-sites.ts';
 
 const HOLD = 'test/fixtures/roles/hold.ts';
 const TARGETS = ['wrk1', 'wrk2'];
@@ -31,7 +32,8 @@ const LOCK = '/var/lib/wpfarm/deploy.lock';
 const VICTIM = 'wrk1';
 // longer than one check takes here under load (a check still running when the period ends delays the next one)
 const PERIOD = 30;
-const CTL = 'wpfarm-lab-test-controller';
+// a container of the test lab's own (its name prefix and label: lab-down of this profile removes it, never the user's)
+const CTL = containerName('test-controller');
 const TAG = `t${process.pid}`;
 const STARTED = new Date();
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -156,7 +158,7 @@ before(async () => {
   // the controller: systemd as PID 1, this checkout at the same path, this machine's node
   await docker('rm', '-f', CTL).catch(() => '');
   // node_modules and the lab's keys may be symlinks out of this checkout (a worktree): their targets too
-  const links = [path.join(ROOT, 'node_modules'), path.join(ROOT, '.wpfarm/lab')]
+  const links = [path.join(ROOT, 'node_modules'), STATE_DIR]
     .map((p) => realpathSync(p))
     .filter((p) => !p.startsWith(`${ROOT}/`))
     .flatMap((p) => ['-v', `${p}:${p}`]);
@@ -168,7 +170,7 @@ before(async () => {
     '--hostname',
     'wpfarm-test-controller',
     '--label',
-    `${LABEL}=1`,
+    `${LABEL}=${LABEL_VALUE}`,
     '--network',
     NETWORK,
     ...systemdFlags(),
