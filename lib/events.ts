@@ -52,7 +52,9 @@ export type EventBody =
   | { kind: 'lock'; action: LockAction; hosts?: string[]; message?: string }
   | { kind: 'interrupt'; signal: string; again: boolean }
   | { kind: 'log'; host: string; message: string }
-  | { kind: 'say'; message: string };
+  | { kind: 'say'; message: string }
+  /** a playbook's own result (a drill's per-site figures...): the JSON report carries it under data[name] */
+  | { kind: 'data'; name: string; data: unknown };
 
 export type EventKind = EventBody['kind'];
 export type RunEvent = EventBody & { seq: number; t: number };
@@ -144,6 +146,8 @@ export class RunRecord {
   /** hosts in the order they were first targeted */
   readonly touched: string[] = [];
   roundTrips = 0;
+  /** the playbook's own results by name ('data' events; the last one of a name wins) */
+  readonly data: Record<string, unknown> = {};
   private readonly pending = new Map<string, { t: number; location?: string }>();
 
   readonly listener: Listener = (e) => {
@@ -168,6 +172,9 @@ export class RunRecord {
         this.results.push({ ...e.result, role: e.role, startMs, endMs: e.t, location: e.location ?? p?.location });
         break;
       }
+      case 'data':
+        this.data[e.name] = e.data;
+        break;
       case 'host.end':
         this.hostMs.set(e.host, (this.hostMs.get(e.host) ?? 0) + e.ms);
         break;

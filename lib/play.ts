@@ -157,6 +157,11 @@ export class Run {
     return inputsOf(planInputFiles({ inventoryFiles: this.inventory.files, codeRoot, roleFiles: [...loadedRoleFiles] }));
   }
 
+  /** A result of the playbook's own (a drill's figures...): in the run's log, and in the JSON report under data[name]. */
+  data(name: string, data: unknown): void {
+    this.events.emit({ kind: 'data', name, data });
+  }
+
   /** Say something on the console and in the run's log. */
   say(message: string): void {
     this.events.say(message);
@@ -398,6 +403,7 @@ export class Run {
       runDir: this.runDir,
       log: join(this.runDir, 'events.ndjson'),
       plan: f.planOut ?? f.apply,
+      data: Object.keys(rec.data).length ? rec.data : undefined,
     };
     // the report and the timeline always go in the run's directory; --json / --timeline write them there too
     for (const file of [join(this.runDir, 'report.json'), f.json].filter((x): x is string => !!x)) writeJsonReport(file, report);

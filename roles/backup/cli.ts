@@ -9,6 +9,8 @@
 //   backup_files_require_mount  false: accept a files host where the path is not a Gluster mount (default true)
 //   mariadb_socket       socket of the local MariaDB on the db host (default /run/mysqld/mysqld.sock)
 //   backup_lsn_root      mariabackup checkpoints on the db host (default /var/lib/wpfarm-backup/lsn)
+//   backup_replica_endpoint, backup_replica_bucket, backup_replica_region   the second region's store (replica.ts);
+//                        its keys: WPFARM_S3_REPLICA_ACCESS_KEY / WPFARM_S3_REPLICA_SECRET_KEY in .env
 import { existsSync } from 'node:fs';
 import type { CommonFlags, OptionSpec } from '../../lib/cli.ts';
 import { InputError } from '../../lib/errors.ts';
@@ -18,7 +20,8 @@ import type { HostSpec } from '../../lib/types.ts';
 import { loadSites, type SiteRecord } from '../wp-site/site.ts';
 import { siteDbName } from '../wp-site/stack.ts';
 import { backupSettingsFromEnv, type BackupSettings } from './keys.ts';
-import { ObjectStore } from './s3.ts';
+import { ObjectStore, type StoreConfig } from './s3.ts';
+import { replicaStoreConfig } from './replica.ts';
 import { LocalShell, connectionShell, type Shell } from './runner.ts';
 import type { SiteDbTarget } from './db.ts';
 import type { FilesTarget } from './files.ts';
@@ -48,6 +51,10 @@ export interface BackupCtx {
    * controller's loopback, as in the lab) a reverse SSH tunnel to it on the host's loopback
    */
   filesAccess(): Promise<ResticAccess>;
+  /** the replica (the second region's store): its client; bad or missing settings → InputError */
+  replicaStore(): ObjectStore;
+  /** restic's access to the replica as the files host sees it (a tunnel when it is on the controller's loopback) */
+  replicaFilesAccess(): Promise<ResticAccess>;
   site(id: string): SiteRecord;
   dbTarget(site: SiteRecord): SiteDbTarget;
   filesTarget(site: SiteRecord): FilesTarget;
@@ -74,8 +81,9 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
 
   let dbShell: Promise<Shell> | undefined;
   let filesHost: Promise<{ shell: Shell; host?: HostSpec }> | undefined;
-  let access: Promise<ResticAccess> | undefined;
-  let tunnel: ReverseTunnel | undefined;
+  const access = new Map<string, Promise<ResticAccess>>();
+  const tunnels: ReverseTunnel[] = [];
+  let replica: ObjectStore | undefined;
 
   /** The files host: the named one, or the first Gluster client whose mount of the sites path answers. */
   const pickFilesHost = async (): Promise<{ shell: Shell; host?: HostSpec }> => {
@@ -122,16 +130,24 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
     if (!h) throw new InputError(`no host for backups: set backup_db_host or put a host in group db (${inventory.file})`);
     return connectionShell(await connFor(h));
   };
-  const pickAccess = async (): Promise<ResticAccess> => {
+  const pickAccess = async (cfg: StoreConfig): Promise<ResticAccess> => {
     const password = settings.resticPassword();
     const fh = await (filesHost ??= pickFilesHost());
-    if (!fh.host || !isLoopbackEndpoint(settings.store.endpoint)) return { store: settings.store, password };
-    const u = new URL(settings.store.endpoint);
+    if (!fh.host || !isLoopbackEndpoint(cfg.endpoint)) return { store: cfg, password };
+    const u = new URL(cfg.endpoint);
     const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
     const hostKeys = { knownHosts: ssh.knownHosts!, acceptNew: ssh.acceptNew }; // sshOptions always sets knownHosts
-    tunnel = await openReverseTunnel(fh.host, { host: u.hostname.replace(/^\[|\]$/g, ''), port }, hostKeys);
-    return { store: { ...settings.store, endpoint: tunnelledEndpoint(settings.store.endpoint, tunnel.remotePort) }, password };
+    const tunnel = await openReverseTunnel(fh.host, { host: u.hostname.replace(/^\[|\]$/g, ''), port }, hostKeys);
+    tunnels.push(tunnel);
+    return { store: { ...cfg, endpoint: tunnelledEndpoint(cfg.endpoint, tunnel.remotePort) }, password };
   };
+  const accessFor = (cfg: StoreConfig): Promise<ResticAccess> => {
+    const key = `${cfg.endpoint} ${cfg.bucket}`;
+    let a = access.get(key);
+    if (!a) access.set(key, (a = pickAccess(cfg)));
+    return a;
+  };
+  const replicaStore = (): ObjectStore => (replica ??= new ObjectStore(replicaStoreConfig(vars, settings.store, inventory.file)));
   return {
     flags,
     inventory,
@@ -140,7 +156,9 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
     sites,
     dbShell: () => (dbShell ??= pickDbHost()),
     filesShell: async () => (await (filesHost ??= pickFilesHost())).shell,
-    filesAccess: () => (access ??= pickAccess()),
+    filesAccess: () => accessFor(settings.store),
+    replicaStore,
+    replicaFilesAccess: () => accessFor(replicaStore().config),
     site(id) {
       const s = sites.find((x) => x.id === id);
       if (!s) throw new InputError(`unknown site ${JSON.stringify(id)} (no ${sitesDir}/${id}.yml)`);
@@ -158,7 +176,8 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
     }),
     async close() {
       store.destroy();
-      await tunnel?.close();
+      replica?.destroy();
+      for (const t of tunnels) await t.close();
       await pool?.closeAll();
     },
   };

@@ -267,6 +267,33 @@ export function resticForgetCommand(
   return withSecrets(RESTIC_SECRETS, restic(repo, args));
 }
 
+/** `restic check` of a repository; `readDataSubset` (e.g. "1/10", "5%") also re-reads that part of the packs. */
+export function resticCheckCommand(repo: ResticRepo, opts: { readDataSubset?: string } = {}): HostCommand {
+  const args = ['check'];
+  if (opts.readDataSubset) {
+    if (!/^(\d+\/\d+|\d+(\.\d+)?%)$/.test(opts.readDataSubset)) throw new Error(`invalid --read-data-subset ${opts.readDataSubset}`);
+    args.push(`--read-data-subset=${opts.readDataSubset}`);
+  }
+  return withSecrets(RESTIC_SECRETS, restic(repo, args));
+}
+
+/** Row counts of every table of a database (COUNT(*), exact), as "table<TAB>rows" lines. */
+export function tableRowCountsCommand(db: string, conn: MariaDbConn): HostCommand {
+  const name = checkDbName(db);
+  const q = [
+    'SET SESSION group_concat_max_len = 1048576;',
+    "SELECT GROUP_CONCAT(CONCAT('SELECT ''', table_name, ''', COUNT(*) FROM `', table_schema, '`.`', table_name, '`')",
+    "ORDER BY table_name SEPARATOR ' UNION ALL ') FROM information_schema.tables",
+    `WHERE table_schema = '${name}' AND table_type = 'BASE TABLE'`,
+  ].join(' ');
+  const body = [
+    `q=$(${client(conn, 'mariadb', ['-N', '-B', '-e', q])})`,
+    `if [ -z "$q" ] || [ "$q" = NULL ]; then exit 0; fi`,
+    `${client(conn, 'mariadb', ['-N', '-B'])} -e "$q"`,
+  ].join('\n');
+  return withSecrets(dbSecrets(conn), body);
+}
+
 /** Restore a snapshot into a scratch directory (restic --verify re-reads every restored file). */
 export function resticRestoreToCommand(repo: ResticRepo, opts: { snapshot: string; target: string; include?: string }): HostCommand {
   if (!/^[0-9a-f]{8,64}$/.test(opts.snapshot)) throw new Error(`invalid snapshot id ${opts.snapshot}`);

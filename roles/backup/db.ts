@@ -106,6 +106,8 @@ export interface DbRestoreResult {
   key: string;
   time: Date;
   bytes: number;
+  /** of the ciphertext, checked against the manifest */
+  sha256: string;
   downloadMs: number;
   restoreMs: number;
   ms: number;
@@ -140,7 +142,7 @@ export async function restoreSiteDb(o: {
         'restore',
         `restore of ${m.key} into ${o.intoDb ?? o.target.db} on ${o.shell.name} exited ${fin.code}: ${stderrTail(fin.stderr)}`,
       );
-    return { key: m.key, time: entry.time, bytes: m.size, downloadMs, restoreMs: Date.now() - t1, ms: Date.now() - t0 };
+    return { key: m.key, time: entry.time, bytes: m.size, sha256: m.sha256, downloadMs, restoreMs: Date.now() - t1, ms: Date.now() - t0 };
   } finally {
     await dl.cleanup();
   }

@@ -4,6 +4,7 @@ import {
   RESTIC_SECRETS,
   TIMEOUT_EXIT,
   resticBackupCommand,
+  resticCheckCommand,
   resticForgetCommand,
   resticInitCommand,
   resticRepoUrl,
@@ -164,6 +165,18 @@ export async function restoreSiteFiles(o: {
     await run(o.shell, o.access, 'restore', resticRestoreDirCommand(repo, { snapshot: snap.id, path: p }));
   }
   return { snapshotId: snap.id, time: snap.time, ms: Date.now() - t0 };
+}
+
+/** `restic check` of the site's repository (structure; `readDataSubset` re-reads that part of the data too). */
+export async function checkSiteFiles(o: {
+  shell: Shell;
+  access: ResticAccess;
+  site: string;
+  readDataSubset?: string;
+}): Promise<{ site: string; ok: true; ms: number }> {
+  const t0 = Date.now();
+  await run(o.shell, o.access, 'check', resticCheckCommand(siteRepo(o.access.store, o.site), { readDataSubset: o.readDataSubset }));
+  return { site: o.site, ok: true, ms: Date.now() - t0 };
 }
 
 export interface ForgetResult {

@@ -51,7 +51,12 @@ export interface StoredObject {
   key: string;
   size: number;
   lastModified?: Date;
+  /** as the store lists it, without quotes (an MD5 for single-part uploads; stores differ for multipart) */
+  etag?: string;
 }
+
+/** An ETag without its quotes ("abc" → abc), or undefined. */
+export const bareEtag = (e: string | undefined): string | undefined => (e ? e.replace(/^"+|"+$/g, '') || undefined : undefined);
 
 export interface UploadResult {
   key: string;
@@ -185,7 +190,7 @@ export class ObjectStore {
   async head(key: string): Promise<{ size: number; etag?: string; lastModified?: Date } | null> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { size: r.ContentLength ?? 0, etag: r.ETag, lastModified: r.LastModified };
+      return { size: r.ContentLength ?? 0, etag: bareEtag(r.ETag), lastModified: r.LastModified };
     } catch (e) {
       if (s3Status(e) === 404) return null;
       throw this.wrap('head', key, e);
@@ -200,7 +205,8 @@ export class ObjectStore {
       const r = await this.send('list', prefix, () =>
         this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })),
       );
-      for (const o of r.Contents ?? []) if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });
+      for (const o of r.Contents ?? [])
+        if (o.Key) out.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified, etag: bareEtag(o.ETag) });
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token && out.length < maxObjects);
     return out;

@@ -6,12 +6,16 @@
 //   files          daily 03:00 (restic) + forget/prune (7 daily, 4 weekly, 3 monthly)
 //   config         daily 04:00 (git bundle of the repository: inventory, site records, rendered stacks)
 //   restore-test   weekly, Sunday 05:00 (scratch database and directory)
+//   replicate      every 6 hours at :45 (after the dumps): copy to the second region, verify, its retention
+//   dr-drill       quarterly, the first day of Jan/Apr/Jul/Oct 06:00 (playbooks/dr-drill.ts: restores from the replica)
 // Database jobs share one lock (flock) so a full and an incremental never overlap.
+// The unit files come from templates/backup/controller-job.{service,timer}.ejs.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 
 const run = promisify(execFile);
 
@@ -21,6 +25,8 @@ export interface TimerSpec {
   args: string[];
   lock: string;
   description: string;
+  /** the playbook it runs (default playbooks/backup.ts) */
+  playbook?: string;
 }
 
 export const BACKUP_TIMERS: readonly TimerSpec[] = Object.freeze([
@@ -54,6 +60,21 @@ export const BACKUP_TIMERS: readonly TimerSpec[] = Object.freeze([
     description: 'configuration repository (git bundle)',
   },
   { name: 'restore-test', onCalendar: 'Sun *-*-* 05:00:00', args: ['--restore-test'], lock: 'files', description: 'weekly restore test' },
+  {
+    name: 'replicate',
+    onCalendar: '*-*-* 00/6:45:00',
+    args: ['--what', 'replicate', '--prune'],
+    lock: 'replica',
+    description: 'copy to the second region, verified, and its retention',
+  },
+  {
+    name: 'dr-drill',
+    onCalendar: '*-01,04,07,10-01 06:00:00',
+    args: [],
+    lock: 'files',
+    description: 'quarterly DR drill (sites restored from the second region into scratch)',
+    playbook: 'playbooks/dr-drill.ts',
+  },
 ]);
 
 export interface UnitFile {
@@ -84,20 +105,16 @@ export function controllerTimerUnits(o: {
   /** [Timer] lines */
   timer: string[];
 }): UnitFile[] {
-  const service = ['[Unit]', `Description=${o.description}`, 'Wants=network-online.target', 'After=network-online.target', ''];
-  service.push(
-    '[Service]',
-    'Type=oneshot',
-    `WorkingDirectory=${o.repoDir}`,
-    `ExecStart=${o.exec.map(systemdArg).join(' ')}`,
-    'Nice=10',
-    ...o.service,
-    '',
-  );
-  const timer = ['[Unit]', `Description=${o.timerDescription}`, '', '[Timer]', ...o.timer, '', '[Install]', 'WantedBy=timers.target', ''];
+  const service = renderTemplate(templatePath('backup', 'controller-job.service.ejs'), {
+    description: o.description,
+    repoDir: o.repoDir,
+    exec: o.exec.map(systemdArg).join(' '),
+    service: o.service,
+  });
+  const timer = renderTemplate(templatePath('backup', 'controller-job.timer.ejs'), { timerDescription: o.timerDescription, timer: o.timer });
   return [
-    { name: `${o.name}.service`, content: service.join('\n') },
-    { name: `${o.name}.timer`, content: timer.join('\n') },
+    { name: `${o.name}.service`, content: service },
+    { name: `${o.name}.timer`, content: timer },
   ];
 }
 
@@ -112,7 +129,8 @@ export function renderBackupUnits(o: {
   const out: UnitFile[] = [];
   for (const t of o.timers ?? BACKUP_TIMERS) {
     const args = [...t.args, ...[o.inventory ?? []].flat().flatMap((f) => ['--inventory', f])];
-    const exec = ['/usr/bin/flock', `/run/wpfarm-backup-${t.lock}.lock`, o.node, '--import', 'tsx', 'playbooks/backup.ts', ...args];
+    const playbook = t.playbook ?? 'playbooks/backup.ts';
+    const exec = ['/usr/bin/flock', `/run/wpfarm-backup-${t.lock}.lock`, o.node, '--import', 'tsx', playbook, ...args];
     out.push(
       ...controllerTimerUnits({
         name: `wpfarm-backup-${t.name}`,

@@ -1,11 +1,13 @@
 // The weekly automated restore test: restore a site's newest backups into a scratch database and a
-// scratch directory, check the result, compare with the live site, clean up. Never touches the live site.
+// scratch directory, check the result (CHECKSUM TABLE, exact row counts, sha256 of every file), compare with the
+// live site, clean up. Never touches the live site. The DR drill (drill.ts) runs the same test against the replica.
 import {
   dbSecretValues,
   dropDatabaseCommand,
   fileHashesCommand,
   resticRestoreToCommand,
   tableChecksumsCommand,
+  tableRowCountsCommand,
   type HostCommand,
 } from './commands.ts';
 import { restoreSiteDb, type SiteDbTarget } from './db.ts';
@@ -19,8 +21,31 @@ export interface RestoreTestReport {
   site: string;
   ok: boolean;
   problems: string[];
-  db?: { key: string; backupTime: string; tables: number; restoreMs: number; identicalToLive: boolean };
-  files?: { snapshot: string; backupTime: string; files: number; restoreMs: number; identicalToLive: boolean };
+  db?: {
+    key: string;
+    backupTime: string;
+    /** sha256 of the ciphertext restored (its manifest's) */
+    sha256: string;
+    tables: number;
+    /** rows in all tables of the restored database (exact COUNT(*)) */
+    rows: number;
+    /** download + decrypt + load */
+    restoreMs: number;
+    /** CHECKSUM TABLE and row counts */
+    verifyMs: number;
+    identicalToLive: boolean;
+    rowCountsMatchLive: boolean;
+  };
+  files?: {
+    snapshot: string;
+    backupTime: string;
+    files: number;
+    /** snapshot lookup + restic restore --verify */
+    restoreMs: number;
+    /** sha256 of every file, restored and live */
+    verifyMs: number;
+    identicalToLive: boolean;
+  };
 }
 
 async function must(shell: Shell, cmd: HostCommand, secrets: Record<string, string>, what: string): Promise<string> {
@@ -36,6 +61,8 @@ export async function restoreTestSite(o: {
   db?: { shell: Shell; target: SiteDbTarget };
   files?: { shell: Shell; access: ResticAccess; target: FilesTarget; scratchDir: string };
   now?: Date;
+  /** suffix of the scratch database (default _restoretest) */
+  scratchSuffix?: string;
 }): Promise<RestoreTestReport> {
   const now = o.now ?? new Date();
   const rep: RestoreTestReport = { site: o.site, ok: true, problems: [] };
@@ -45,17 +72,36 @@ export async function restoreTestSite(o: {
   };
   if (o.db) {
     const { shell, target } = o.db;
-    const scratch = `${target.db}_restoretest`.slice(0, 64);
+    const scratch = `${target.db}${o.scratchSuffix ?? '_restoretest'}`.slice(0, 64);
     const pw = dbSecretValues(target);
     try {
       const r = await restoreSiteDb({ shell, store: o.store, target, at: now, ageIdentity: o.ageIdentity, intoDb: scratch });
+      const t1 = Date.now();
       const sums = (db: string) => must(shell, tableChecksumsCommand(db, target.conn), pw, 'CHECKSUM TABLE');
+      const counts = (db: string) => must(shell, tableRowCountsCommand(db, target.conn), pw, 'COUNT(*)');
       const restored = (await sums(scratch)).replaceAll(`${scratch}.`, '');
       const live = (await sums(target.db)).replaceAll(`${target.db}.`, '');
+      const restoredRows = await counts(scratch);
+      const liveRows = await counts(target.db);
       const tables = restored.trim() ? restored.trim().split('\n').length : 0;
+      const rows = restoredRows
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .reduce((n, l) => n + Number(l.split('\t')[1] ?? 0), 0);
       if (tables === 0) problem(`db: the restored dump ${r.key} has no tables`);
       if (/\tNULL$/m.test(restored)) problem('db: a restored table could not be checksummed');
-      rep.db = { key: r.key, backupTime: r.time.toISOString(), tables, restoreMs: r.ms, identicalToLive: restored === live };
+      rep.db = {
+        key: r.key,
+        backupTime: r.time.toISOString(),
+        sha256: r.sha256,
+        tables,
+        rows,
+        restoreMs: r.ms,
+        verifyMs: Date.now() - t1,
+        identicalToLive: restored === live,
+        rowCountsMatchLive: restoredRows === liveRows,
+      };
     } catch (e) {
       problem(`db: ${(e as Error).message}`);
     } finally {
@@ -78,6 +124,7 @@ export async function restoreTestSite(o: {
         },
         'restic restore --verify',
       );
+      const t1 = Date.now();
       let files = 0;
       let identical = true;
       for (const p of target.paths) {
@@ -91,7 +138,8 @@ export async function restoreTestSite(o: {
         snapshot: snap.short_id,
         backupTime: snap.time.toISOString(),
         files,
-        restoreMs: Date.now() - t0,
+        restoreMs: t1 - t0,
+        verifyMs: Date.now() - t1,
         identicalToLive: identical,
       };
     } catch (e) {

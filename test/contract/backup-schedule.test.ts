@@ -23,7 +23,10 @@ test('every OnCalendar parses and fires when the architecture says (systemd-anal
     files: /Normalized form: \*-\*-\* 03:00:00/,
     config: /Normalized form: \*-\*-\* 04:00:00/,
     'restore-test': /Normalized form: Sun \*-\*-\* 05:00:00/,
+    replicate: /Normalized form: \*-\*-\* 00\/6:45:00/,
+    'dr-drill': /Normalized form: \*-01,04,07,10-01 06:00:00/,
   };
+  assert.deepEqual(Object.keys(want).sort(), BACKUP_TIMERS.map((t) => t.name).sort(), 'every timer is checked');
   for (const t of BACKUP_TIMERS) {
     const out = await next(t.onCalendar);
     assert.match(out, want[t.name] as RegExp, `${t.name}: ${out}`);
@@ -41,6 +44,11 @@ test('every OnCalendar parses and fires when the architecture says (systemd-anal
         times.every((x) => /(06|12|18):30:00$/.test(x)),
         out,
       );
+    if (t.name === 'dr-drill') {
+      // quarterly: the first day of January, April, July and October, nothing in between
+      for (const x of times) assert.match(x, /^\d{4}-(01|04|07|10)-01 06:00:00$/, out);
+    }
+    if (t.name === 'replicate') assert.ok(times.every((x) => /(00|06|12|18):45:00$/.test(x)), out);
     if (t.name === 'restore-test') {
       for (const x of times) assert.equal(new Date(`${x.slice(0, 10)}T00:00:00Z`).getUTCDay(), 0, x);
     }
@@ -59,6 +67,12 @@ test('rendered units pass systemd-analyze verify', async () => {
       /^ExecStart=\/usr\/bin\/flock \/run\/wpfarm-backup-db\.lock \S+ --import tsx playbooks\/backup\.ts --what cluster-incr --inventory inventory\/production\.yml$/m,
     );
     assert.match(units.find((u) => u.name === 'wpfarm-backup-cluster-full.service')?.content ?? '', /wpfarm-backup-db\.lock/);
+    // the drill runs its own playbook; the replication is a backup.ts job
+    assert.match(
+      units.find((u) => u.name === 'wpfarm-backup-dr-drill.service')?.content ?? '',
+      /^ExecStart=\/usr\/bin\/flock \/run\/wpfarm-backup-files\.lock \S+ --import tsx playbooks\/dr-drill\.ts --inventory inventory\/production\.yml$/m,
+    );
+    assert.match(units.find((u) => u.name === 'wpfarm-backup-replicate.service')?.content ?? '', /--what replicate --prune/);
     const r = await run('systemd-analyze', ['verify', '--man=no', ...units.map((u) => join(dir, u.name))], {
       env: { ...process.env, SYSTEMD_COLORS: '0' },
     }).then(
