@@ -4,7 +4,11 @@
 //   --what cluster-incr  mariabackup incremental on the previous backup (every 6 hours)
 //   --what files         restic backup of each site's uploads, plugins, themes (daily)
 //   --what config        git bundle of this repository (inventory, site records, rendered stacks)
-//   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)
+//   --what replicate     copy the bucket to the second region's store (backup_replica_*), verify every copy,
+//                        restic check each replica repository, the lag metric (roles/backup/replica.ts)
+//   --prune              then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly); with
+//                        replicate: the same retention on the replica
+//   --verify-replica     verify the replica against the source (--deep: re-hash every object), nothing copied
 //   --restore-test       the weekly restore test (scratch database and directory), nothing backed up
 //   --install-timers     install the schedule on THIS machine (the controller) as systemd timers
 //                        (roles/backup/schedule.ts); idempotent; --unit-dir DIR writes elsewhere; -C reports only
@@ -22,9 +26,14 @@ import { backupConfig, pruneConfig } from '../roles/backup/config.ts';
 import { LocalShell } from '../roles/backup/runner.ts';
 import type { RetentionPolicy } from '../roles/backup/retention.ts';
 import { installBackupUnits, renderBackupUnits } from '../roles/backup/schedule.ts';
+import { checkSiteFiles } from '../roles/backup/files.ts';
+import { markSuccess, readLedger, replicateBackups, replicationMetrics, retireKeys, verifyReplica } from '../roles/backup/replica.ts';
+import { runHostCommand } from '../roles/backup/runner.ts';
+import { sh } from '../lib/shell.ts';
 import { resolve } from 'node:path';
 
-const WHAT = ['sites-db', 'cluster-full', 'cluster-incr', 'files', 'config'] as const;
+const WHAT = ['sites-db', 'cluster-full', 'cluster-incr', 'files', 'config', 'replicate'] as const;
+const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
 const CMD: CommandSpec = {
   name: 'backup.ts',
   summary: `Backs up (encrypted on the host) to the S3 bucket of WPFARM_S3_* in .env; prints a JSON report.
@@ -35,11 +44,22 @@ const CMD: CommandSpec = {
       type: 'string',
       arg: 'WHAT',
       choices: WHAT,
-      help: 'sites-db: per-site dumps; cluster-full/-incr: mariabackup of the db host; files: restic of site files; config: git bundle',
+      help:
+        'sites-db: per-site dumps; cluster-full/-incr: mariabackup of the db host; files: restic of site files; ' +
+        'config: git bundle; replicate: copy to the second region, verified',
     },
     { name: 'site', type: 'list', arg: 'ID,...', help: 'only these sites (default: every site)' },
     { name: 'prune', type: 'boolean', help: 'then apply the retention (db 30 days; files 7 daily, 4 weekly, 3 monthly)' },
     { name: 'restore-test', type: 'boolean', help: 'the weekly restore test (scratch database and directory), nothing backed up' },
+    { name: 'verify-replica', type: 'boolean', help: 'verify the replica against the source and restic check it; nothing copied' },
+    { name: 'deep', type: 'boolean', help: 'with replicate / --verify-replica: re-read and hash every object of the replica' },
+    {
+      name: 'textfile-dir',
+      type: 'string',
+      arg: 'DIR',
+      default: TEXTFILE_DIR,
+      help: "with replicate / --verify-replica: node-exporter's textfile directory on the db host (the lag metric)",
+    },
     { name: 'install-timers', type: 'boolean', help: 'install the schedule on THIS machine (the controller) as systemd timers' },
     { name: 'unit-dir', type: 'string', arg: 'DIR', help: 'with --install-timers: write the units there' },
     ...BACKUP_OPTIONS,
@@ -60,8 +80,13 @@ try {
   } else {
     const { flags } = p;
     const what = o.what as (typeof WHAT)[number] | undefined;
-    if (!o['restore-test'] && !what) throw new InputError(`--what is required: one of ${WHAT.join(', ')} (see --help)`);
+    if (!o['restore-test'] && !o['verify-replica'] && !what)
+      throw new InputError(`--what is required: one of ${WHAT.join(', ')} (see --help)`);
+    const textfileDir = o['textfile-dir'] as string;
+    if (!textfileDir.startsWith('/')) throw new InputError(`--textfile-dir must be an absolute path, got '${textfileDir}'`);
     const ctx = await backupContext(flags, { local: !!o.local, sitesDir: o['sites-dir'] as string });
+    // the replica's settings are input: checked before anything runs
+    const replica = what === 'replicate' || o['verify-replica'] ? ctx.replicaStore() : undefined;
     const report: Array<Record<string, unknown>> = [];
     let failed = 0;
     const step = async (name: string, f: () => Promise<unknown>) => {
@@ -77,7 +102,67 @@ try {
     try {
       const sites = o.site ? (o.site as string[]).map((id) => ctx.site(id)) : ctx.sites;
       const now = new Date();
-      if (o['restore-test']) {
+      if (replica) {
+        const copy = what === 'replicate';
+        if (copy) await step('replicate', () => replicateBackups({ source: ctx.store, replica, now }));
+        if (copy && o.prune) {
+          // the replica's own retention, the same policies and code as the source's; what it removes stays removed
+          for (const s of sites) {
+            const policy: RetentionPolicy = { withinDays: s.backup.db.retention_days };
+            await step(`prune replica db ${s.id}`, async () => {
+              const r = await pruneSiteDb({ store: replica, site: s.id, now, policy });
+              await retireKeys(replica, r.deleted, `retention ${now.toISOString()}`);
+              return r;
+            });
+          }
+          for (const [name, prune] of [
+            ['cluster', () => pruneCluster({ store: replica, now })],
+            ['config', () => pruneConfig({ store: replica, now })],
+          ] as const) {
+            await step(`prune replica ${name}`, async () => {
+              const r = await prune();
+              await retireKeys(replica, r.deleted, `retention ${now.toISOString()}`);
+              return r;
+            });
+          }
+        }
+        let objects = { source: 0, replica: 0 };
+        await step('verify replica', async () => {
+          const v = await verifyReplica({ source: ctx.store, replica, deep: !!o.deep });
+          objects = { source: v.sourceObjects, replica: v.replicaObjects };
+          if (!v.ok) throw new Error(`${v.problems.length} problem(s) on the replica: ${v.problems.slice(0, 20).join('; ')}`);
+          return v;
+        });
+        // restic's own check of every replica repository of a site (index, packs, snapshots)
+        let repos = new Set<string>();
+        await step('list replica repositories', async () => {
+          repos = new Set((await replica.list('files/')).filter((x) => x.key.endsWith('/config')).map((x) => x.key.split('/')[1] ?? ''));
+          return [...repos];
+        });
+        for (const s of sites.filter((x) => repos.has(x.id))) {
+          await step(`restic check replica ${s.id}`, async () =>
+            checkSiteFiles({ shell: await ctx.filesShell(), access: await ctx.replicaFilesAccess(), site: s.id }),
+          );
+        }
+        if (failed === 0) await markSuccess(replica, new Date());
+        await step('replication metrics', async () => {
+          const ledger = await readLedger(replica);
+          const text = replicationMetrics({
+            replica: `${replica.endpoint}/${replica.bucket}`,
+            lastSuccess: ledger.lastSuccess ? new Date(ledger.lastSuccess) : undefined,
+            lastRun: new Date(),
+            problems: failed,
+            sourceObjects: objects.source,
+            replicaObjects: objects.replica,
+          });
+          const file = `${textfileDir}/wpfarm_backup_replication.prom`;
+          const script = sh`mkdir -p ${textfileDir} && cat > ${`${file}.tmp`} && mv ${`${file}.tmp`} ${file}`;
+          const shell = await ctx.dbShell();
+          const r = await runHostCommand(shell, { script, secrets: [] }, {}, Buffer.from(text));
+          if (r.code !== 0) throw new Error(`writing ${file} on ${shell.name} exited ${r.code}: ${r.stderr.trim()}`);
+          return { file, host: shell.name, lastSuccess: ledger.lastSuccess };
+        });
+      } else if (o['restore-test']) {
         for (const s of sites) {
           await step(`restore-test ${s.id}`, async () => {
             const rep = await restoreTestSite({

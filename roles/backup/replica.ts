@@ -35,12 +35,7 @@ export const REPLICA_SECRET_KEY_ENV = 'WPFARM_S3_REPLICA_SECRET_KEY';
  * The replica store: where from the inventory (backup_replica_endpoint, backup_replica_bucket, backup_replica_region),
  * the keys from .env (WPFARM_S3_REPLICA_ACCESS_KEY / _SECRET_KEY). Refuses a replica that is the primary bucket.
  */
-export function replicaStoreConfig(
-  vars: Record<string, unknown>,
-  primary: StoreConfig,
-  where: string,
-  src?: EnvSource,
-): StoreConfig {
+export function replicaStoreConfig(vars: Record<string, unknown>, primary: StoreConfig, where: string, src?: EnvSource): StoreConfig {
   const endpoint = str(vars.backup_replica_endpoint, '');
   const bucket = str(vars.backup_replica_bucket, '');
   if (!endpoint || !bucket) {
@@ -51,7 +46,9 @@ export function replicaStoreConfig(
   try {
     url = new URL(endpoint);
   } catch {
-    throw new InputError(`${where}: backup_replica_endpoint ${JSON.stringify(endpoint)} is not a URL (https://ams3.digitaloceanspaces.com)`);
+    throw new InputError(
+      `${where}: backup_replica_endpoint ${JSON.stringify(endpoint)} is not a URL (https://ams3.digitaloceanspaces.com)`,
+    );
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:')
     throw new InputError(`${where}: backup_replica_endpoint must be http(s), got ${JSON.stringify(endpoint)}`);
@@ -131,7 +128,10 @@ export async function copyVerified(source: ObjectStore, replica: ObjectStore, sr
   const addr = contentAddress(src.key);
   if (addr && addr !== up.sha256) {
     await replica.deleteKeys([src.key]).catch(() => undefined);
-    throw new BackupError('replicate', `${src.key} on the source hashes to ${up.sha256}, not to its name: corrupt at the source, not copied`);
+    throw new BackupError(
+      'replicate',
+      `${src.key} on the source hashes to ${up.sha256}, not to its name: corrupt at the source, not copied`,
+    );
   }
   const back = await sha256Of(replica, src.key);
   if (back.sha256 !== up.sha256 || back.size !== up.size) {
@@ -175,7 +175,9 @@ export async function replicateBackups(o: { source: ObjectStore; replica: Object
     ms: 0,
   };
   // manifests first would let a restore see a backup whose data is not there yet: data objects go first
-  const order = [...src.values()].sort((a, b) => Number(a.key.endsWith('.json')) - Number(b.key.endsWith('.json')) || (a.key < b.key ? -1 : 1));
+  const order = [...src.values()].sort(
+    (a, b) => Number(a.key.endsWith('.json')) - Number(b.key.endsWith('.json')) || (a.key < b.key ? -1 : 1),
+  );
   const copiedData = new Set<string>();
   try {
     for (const s of order) {
@@ -283,7 +285,8 @@ export async function verifyReplica(o: { source: ObjectStore; replica: ObjectSto
     else if (l.sourceEtag && s.etag && s.etag !== l.sourceEtag) problems.push(`${s.key}: changed at the source since it was copied`);
     else verified++;
   }
-  for (const k of rep.keys()) if (resticRepoOf(k) && !src.has(k)) problems.push(`${k}: on the replica only (the source's prune removed it)`);
+  for (const k of rep.keys())
+    if (resticRepoOf(k) && !src.has(k)) problems.push(`${k}: on the replica only (the source's prune removed it)`);
   if (o.deep) {
     for (const r of rep.values()) {
       const l = ledger.objects[r.key];
@@ -318,7 +321,7 @@ export async function markSuccess(replica: ObjectStore, at: Date): Promise<void>
  *   wpfarm_backup_replication_last_success_timestamp_seconds  end of the last clean run (copy + verification)
  *   wpfarm_backup_replication_last_run_timestamp_seconds      end of the last run
  *   wpfarm_backup_replication_ok                               1 when the last run was clean
- *   wpfarm_backup_replication_problems                         problems the last run found
+ *   wpfarm_backup_replication_problems                         parts of the last run that failed
  *   wpfarm_backup_replication_objects{store}                  objects replicated, on the source and the replica
  * The alert BackupReplicationLagging (roles/monitoring/prometheus.ts) fires when the last clean run is too old.
  */
@@ -345,7 +348,7 @@ export function replicationMetrics(o: {
     ...g('wpfarm_backup_replication_ok', '1 when the last replication run was clean.', [
       `wpfarm_backup_replication_ok{replica="${l}"} ${o.problems ? 0 : 1}`,
     ]),
-    ...g('wpfarm_backup_replication_problems', 'Problems the last replication run found.', [
+    ...g('wpfarm_backup_replication_problems', 'Parts of the last replication run that failed (copy, verification, restic check).', [
       `wpfarm_backup_replication_problems{replica="${l}"} ${o.problems}`,
     ]),
     ...g('wpfarm_backup_replication_objects', 'Objects replicated, on the source and on the replica.', [

@@ -111,7 +111,10 @@ export function controllerTimerUnits(o: {
     exec: o.exec.map(systemdArg).join(' '),
     service: o.service,
   });
-  const timer = renderTemplate(templatePath('backup', 'controller-job.timer.ejs'), { timerDescription: o.timerDescription, timer: o.timer });
+  const timer = renderTemplate(templatePath('backup', 'controller-job.timer.ejs'), {
+    timerDescription: o.timerDescription,
+    timer: o.timer,
+  });
   return [
     { name: `${o.name}.service`, content: service },
     { name: `${o.name}.timer`, content: timer },

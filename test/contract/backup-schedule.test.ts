@@ -48,7 +48,11 @@ test('every OnCalendar parses and fires when the architecture says (systemd-anal
       // quarterly: the first day of January, April, July and October, nothing in between
       for (const x of times) assert.match(x, /^\d{4}-(01|04|07|10)-01 06:00:00$/, out);
     }
-    if (t.name === 'replicate') assert.ok(times.every((x) => /(00|06|12|18):45:00$/.test(x)), out);
+    if (t.name === 'replicate')
+      assert.ok(
+        times.every((x) => /(00|06|12|18):45:00$/.test(x)),
+        out,
+      );
     if (t.name === 'restore-test') {
       for (const x of times) assert.equal(new Date(`${x.slice(0, 10)}T00:00:00Z`).getUTCDay(), 0, x);
     }
