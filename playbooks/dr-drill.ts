@@ -65,7 +65,8 @@ try {
           now: startedAt,
         });
         sites.push(r);
-        const figures = `RTO ${(r.rtoMs / 1000).toFixed(1)} s, ${r.db?.tables ?? 0} tables, ${r.db?.rows ?? 0} rows, ${r.files?.files ?? 0} files`;
+        const rto = `RTO ${(r.rtoMs / 1000).toFixed(1)} s`;
+        const figures = `${rto}, ${r.db?.tables ?? 0} tables, ${r.db?.rows ?? 0} rows, ${r.files?.files ?? 0} files`;
         run.say(`${id}: ${r.ok ? 'ok' : `FAILED: ${r.problems.join('; ')}`} (${figures})`);
       } catch (e) {
         const msg = mask((e as Error).message);

@@ -91,7 +91,8 @@ export function drillMarkdown(r: DrillReport): string {
     const yn = (b: boolean | undefined) => (b === undefined ? '—' : b ? 'yes' : 'no');
     const same = `checksums ${yn(s.db?.identicalToLive)}, rows ${yn(s.db?.rowCountsMatchLive)}, files ${yn(s.files?.identicalToLive)}`;
     lines.push(
-      `| ${s.site} | ${s.ok ? 'ok' : 'FAILED'} | ${sec(s.rtoMs)} | ${sec(s.db?.restoreMs)} | ${sec(s.files?.restoreMs)} | ${sec(verify)} | ` +
+      `| ${s.site} | ${s.ok ? 'ok' : 'FAILED'} | ${sec(s.rtoMs)} | ${sec(s.db?.restoreMs)} | ${sec(s.files?.restoreMs)} | ` +
+        `${sec(verify)} | ` +
         `${s.db?.tables ?? '—'} | ${s.db?.rows ?? '—'} | ${s.files?.files ?? '—'} | ${same} | ${hours(s.dbBackupAgeS)} | ` +
         `${hours(s.filesBackupAgeS)} |`,
     );

@@ -158,6 +158,8 @@ export interface RuleOptions {
   updateMaxDays?: number;
   /** WP-Cron is stuck when its oldest due event is this late (minutes) */
   cronLagMinutes?: number;
+  /** hours without a clean copy to the second region (replication runs every 6 hours) */
+  replicationMaxLagHours?: number;
 }
 
 const FS = 'fstype!~"tmpfs|overlay|squashfs|nsfs|fuse.*",mountpoint!~"/run.*|/var/lib/docker/.*"';
@@ -175,6 +177,7 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
   const slow = o.siteSlowSeconds ?? 2;
   const updateDays = o.updateMaxDays ?? 14;
   const cronMin = o.cronLagMinutes ?? 60;
+  const lagHours = o.replicationMaxLagHours ?? 13;
   const f = (d: string) => o.forOverride ?? d;
   // the Varnish collector (templates/monitoring/wpfarm-varnish-stats): counters per varnish task
   const vRate = (m: string) => `sum by (stack) (rate(wpfarm_varnish_cache_${m}_total[15m]))`;
@@ -298,6 +301,20 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
       annotations: {
         summary: 'Last successful {{ $labels.kind }} backup of {{ $labels.site }} is older than ' + backupHours + ' hours',
         description: "Check the backup job's log.",
+      },
+    },
+    {
+      alert: 'BackupReplicationLagging',
+      // written by `backup.ts --what replicate` (every 6 h; textfile collector on the db host): the end of the last
+      // run whose copy, verification and restic check were all clean (roles/backup/replica.ts)
+      expr: `time() - max by (replica) (wpfarm_backup_replication_last_success_timestamp_seconds) > ${lagHours} * 3600`,
+      for: f('15m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: 'Backups have not reached the second region {{ $labels.replica }} cleanly for ' + lagHours + ' hours',
+        description:
+          'The DR copy lags: read the last `backup.ts --what replicate` report (a copy, the verification or restic check failed, ' +
+          'or the timer did not run).',
       },
     },
     {
@@ -576,6 +593,24 @@ export function alertCases(o: RuleOptions = {}): AlertCase[] {
       healthy: [{ series: 'wpfarm_backup_last_success_timestamp_seconds{site="site-b",kind="db"}', values: flat(-3600) }],
       trueFromMin: 61,
       labels: { site: 'site-a', kind: 'db' },
+    },
+    {
+      alert: 'BackupReplicationLagging',
+      // the last clean copy to ams3 12 h before the start: older than 13 h from t = 60 min on; fra1's copy to lon1 is fresh
+      series: [
+        {
+          series: 'wpfarm_backup_replication_last_success_timestamp_seconds{instance="db1",replica="https://ams3.example/wpfarm-ams3"}',
+          values: flat(-(o.replicationMaxLagHours ?? 13) * 3600 + 3600),
+        },
+      ],
+      healthy: [
+        {
+          series: 'wpfarm_backup_replication_last_success_timestamp_seconds{instance="db1",replica="https://lon1.example/wpfarm-lon1"}',
+          values: flat(-3600),
+        },
+      ],
+      trueFromMin: 61,
+      labels: { replica: 'https://ams3.example/wpfarm-ams3' },
     },
     {
       alert: 'WpfarmDriftPersists',

@@ -247,7 +247,7 @@ test('a corrupted and a missing replica object are detected (verify, restic chec
   assert.match(await readFile(join(textfiles, 'wpfarm_backup_replication.prom'), 'utf8'), /^wpfarm_backup_replication_ok\{[^}]+\} 1$/m);
 });
 
-test('retention on both stores: an expired dump outlives its source copy on the replica until its own retention; restic forget is mirrored', async () => {
+test('retention on both stores: an expired dump stays on the replica until its own retention; restic forget is mirrored', async () => {
   const now = Date.now();
   const old = new Date(now - 40 * 86_400_000);
   const access: ResticAccess = { store: srcCfg, password: RESTIC_PASSWORD };
@@ -295,7 +295,7 @@ test('retention on both stores: an expired dump outlives its source copy on the 
   assert.ok(await rep.head(LEDGER_KEY));
 });
 
-test('dr-drill.ts with the primary gateway DOWN: sites restored from the replica alone, identical, RTO per site; a bad replica fails it', async () => {
+test('dr-drill.ts, primary gateway DOWN: restored from the replica alone, identical, RTO per site; a bad replica fails it', async () => {
   const live: Record<string, { rows: number; files: number }> = {};
   for (const id of SITES) {
     let files = 0;
