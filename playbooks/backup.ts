@@ -104,6 +104,7 @@ try {
       const now = new Date();
       if (replica) {
         const copy = what === 'replicate';
+        const copyStart = new Date();
         if (copy) await step('replicate', () => replicateBackups({ source: ctx.store, replica, now }));
         if (copy && o.prune) {
           // the replica's own retention, the same policies and code as the source's; what it removes stays removed
@@ -128,7 +129,7 @@ try {
         }
         let objects = { source: 0, replica: 0 };
         await step('verify replica', async () => {
-          const v = await verifyReplica({ source: ctx.store, replica, deep: !!o.deep });
+          const v = await verifyReplica({ source: ctx.store, replica, deep: !!o.deep, asOf: copy ? copyStart : undefined });
           objects = { source: v.sourceObjects, replica: v.replicaObjects };
           if (!v.ok) throw new Error(`${v.problems.length} problem(s) on the replica: ${v.problems.slice(0, 20).join('; ')}`);
           return v;

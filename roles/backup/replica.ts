@@ -257,9 +257,10 @@ export interface VerifyReport {
 
 /**
  * Compare the replica with the source and the ledger: every source object there with its size and the ETag of
- * its copy; restic repositories hold nothing the source does not; deep: every replica object re-hashed.
+ * its copy; restic repositories hold nothing the source does not; deep: every replica object re-hashed. `asOf`: the
+ * start of the copy just made: source objects written after it (a backup running meanwhile) wait for the next copy.
  */
-export async function verifyReplica(o: { source: ObjectStore; replica: ObjectStore; deep?: boolean }): Promise<VerifyReport> {
+export async function verifyReplica(o: { source: ObjectStore; replica: ObjectStore; deep?: boolean; asOf?: Date }): Promise<VerifyReport> {
   const t0 = Date.now();
   const [src, rep, ledger] = await Promise.all([listReplicated(o.source), listReplicated(o.replica), readLedger(o.replica)]);
   const problems: string[] = [];
@@ -272,7 +273,9 @@ export async function verifyReplica(o: { source: ObjectStore; replica: ObjectSto
   for (const k of src.keys()) count(k, 'source');
   for (const k of rep.keys()) count(k, 'replica');
   let verified = 0;
+  const newer = (s: StoredObject) => !!(o.asOf && s.lastModified && s.lastModified.getTime() > o.asOf.getTime());
   for (const s of src.values()) {
+    if (newer(s)) continue;
     const l = ledger.objects[s.key];
     const r = rep.get(s.key);
     if (l?.retired) continue;
