@@ -164,7 +164,19 @@ function spawnNode(args: string[]): Promise<{ code: number; stdout: string; stde
 const OWN: Record<string, string[]> = {
   'audit.ts': ['site', 'host', 'since', 'until', 'format', 'inventory', 'extra-vars', 'accept-new-host-keys'],
   'add-site.ts': ['domain', 'aliases', 'title', 'admin-email', 'admin-user', 'replicas', 'id', 'sites-dir'],
-  'backup.ts': ['what', 'site', 'prune', 'restore-test', 'install-timers', 'unit-dir', 'local', 'sites-dir'],
+  'backup.ts': [
+    'what',
+    'site',
+    'prune',
+    'restore-test',
+    'verify-replica',
+    'deep',
+    'textfile-dir',
+    'install-timers',
+    'unit-dir',
+    'local',
+    'sites-dir',
+  ],
   'bootstrap.ts': ['phase', 'from-phase'],
   'capacity.ts': [
     'target-sites',
@@ -185,6 +197,7 @@ const OWN: Record<string, string[]> = {
     'extra-vars',
     'verbose',
   ],
+  'dr-drill.ts': ['sample', 'site', 'markdown', 'local', 'sites-dir'],
   'drift.ts': ['roles', 'textfile-dir', 'install-timer', 'unit-dir'],
   'dns.ts': ['zone', 'target', 'no-proxy', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
   'edge-rules.ts': ['zone', 'sites-dir', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
