@@ -123,6 +123,16 @@ test('wpfarm-varnish-stats: hits, misses, requests and backend health of a real 
     assert.equal(r.status, 200);
     await r.text();
   }
+  // varnishd publishes its worker threads' counters to the shared statistics a moment after a request ends:
+  // wait until varnish itself shows all five, then check that the collector reports exactly what varnish has
+  const counted = () => {
+    const j = JSON.parse(spawnSync('varnishstat', ['-n', path.join(work, 'n'), '-1', '-j'], { encoding: 'utf8' }).stdout || '{}');
+    const c = (j.counters ?? j) as Record<string, { value?: number }>;
+    return (c['MAIN.cache_hit']?.value ?? 0) + (c['MAIN.cache_miss']?.value ?? 0);
+  };
+  for (const stop = Date.now() + 10_000; counted() < 5; await sleep(100)) {
+    assert.ok(Date.now() < stop, `varnishstat shows ${counted()} of the 5 lookups after 10 s`);
+  }
   const textfile = path.join(work, 'textfile');
   const r = spawnSync(COLLECTOR, [], {
     encoding: 'utf8',
