@@ -109,7 +109,7 @@ async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolea
 
 before(async () => {
   await lab('up');
-  inv = loadInventory(path.join(ROOT, INVENTORY));
+  inv = loadInventory(INVENTORY);
 });
 
 after(async () => {
@@ -200,7 +200,7 @@ test('siteDirSteps: a site directory made on one worker is seen on the other, ow
   const ops = siteDirSteps(site, inv.hosts.get('wrk1')!.vars);
   const testRole: Role = { name: 'gluster-site-dirs-test', hosts: 'wrk1', steps: () => ops };
   const runOnce = async () => {
-    const r = Run.fromArgv(['--inventory', path.join(ROOT, INVENTORY)], { name: 'gluster-site-dirs-test' });
+    const r = Run.fromArgv(['--inventory', INVENTORY], { name: 'gluster-site-dirs-test' });
     const res = await r.role(testRole);
     await r.finish();
     return res.results;

@@ -94,7 +94,7 @@ async function on(name: string): Promise<Connection> {
 }
 
 before(() => {
-  inv = loadInventory(path.join(ROOT, INVENTORY));
+  inv = loadInventory(INVENTORY);
 });
 
 after(async () => {

@@ -325,7 +325,7 @@ describe('edge filter on the lab', { concurrency: false }, () => {
       assert.doesNotMatch(nodeTry(n, `curl -s http://${EDGE.mgr1}:8080/v1/decisions`), /^\[|null/, 'no plain HTTP API');
       assert.match(
         node(n, 'grep -E "^(url|ca_cert_path):" /etc/crowdsec/local_api_credentials.yaml'),
-        /url: https:\/\/10\.77\.0\.11:8080\/\nca_cert_path: \/etc\/crowdsec\/tls\/ca\.crt/,
+        new RegExp(`url: https://${ADDR.mgr1!.replaceAll('.', '\\.')}:8080/\nca_cert_path: /etc/crowdsec/tls/ca\\.crt`),
       );
     }
     assert.equal(node(LAPI, 'stat -c %a /etc/crowdsec/tls /etc/crowdsec/tls/ca.key /etc/crowdsec/tls/lapi.key').trim(), '700\n600\n600');

@@ -126,7 +126,7 @@ interface Target {
 }
 
 before(async () => {
-  inv = loadInventory(path.join(ROOT, INVENTORY));
+  inv = loadInventory(INVENTORY);
   server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (d: Buffer) => (body += d.toString()));
