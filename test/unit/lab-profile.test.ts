@@ -10,7 +10,16 @@ import { PROFILES, ROOT, nodesOf, pathsOf, profileFromEnv, svcOf } from '../../s
 import { inventoryText } from '../../scripts/lab/nodes.ts';
 
 test('WPFARM_LAB selects the profile: unset, empty or "user" is the user lab; "test" the test lab; anything else is refused', () => {
-  for (const v of [undefined, '', ' ', 'user']) assert.equal(profileFromEnv(v).name, 'user', JSON.stringify(v));
+  for (const v of ['', ' ', 'user']) assert.equal(profileFromEnv(v).name, 'user', JSON.stringify(v));
+  // unset: read from the environment (make's test targets export WPFARM_LAB=test: cleared for this case)
+  const saved = process.env.WPFARM_LAB;
+  delete process.env.WPFARM_LAB;
+  try {
+    assert.equal(profileFromEnv().name, 'user', 'WPFARM_LAB unset');
+    assert.equal(profileFromEnv(undefined).name, 'user', 'undefined');
+  } finally {
+    if (saved !== undefined) process.env.WPFARM_LAB = saved;
+  }
   assert.equal(profileFromEnv('test').name, 'test');
   for (const v of ['prod', 'TEST', 'toString', '__proto__', 'constructor']) {
     assert.throws(() => profileFromEnv(v), /WPFARM_LAB=.*must be "user" \(the default\) or "test"/, v);
