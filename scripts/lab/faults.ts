@@ -1,7 +1,8 @@
 // Fault tools: kill (SIGKILL, like a droplet losing power), stop (clean shutdown), start, partition
 // (the node's cable pulled: the host side of its veth goes down, its address and state stay) and heal.
 import { $ } from 'zx';
-import { BRIDGE, PATHS, allMachineNames, containerName } from './config.ts';
+import { connect } from 'node:net';
+import { BRIDGE, NODES, PATHS, allMachineNames, containerName } from './config.ts';
 import { inspectContainer, waitReady } from './nodes.ts';
 import { readJson, say, tryOut, writeJson } from './util.ts';
 
@@ -86,7 +87,32 @@ export async function fault(kind: Fault, node: string): Promise<void> {
       await $`ip link set dev ${veth} up`;
       delete parts[node];
       writeJson(PATHS.partitions, parts);
+      // while the cable was out the host's neighbour entry for the node went FAILED: a connect gets EHOSTUNREACH
+      // until the kernel tries again. Forget failed entries, and return once the node's sshd accepts (≤ 15 s).
+      await tryOut`ip neigh flush dev ${BRIDGE} nud failed`;
+      const address = NODES.find((n) => n.name === node)?.address;
+      if (address) {
+        const end = Date.now() + 15_000;
+        while (!(await sshdAnswers(address))) {
+          if (Date.now() > end) throw new Error(`${node}: healed, but ${address}:22 does not answer after 15 s`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
       return;
     }
   }
+}
+
+/** A TCP connect to the node's sshd within 1 s. */
+function sshdAnswers(address: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: address, port: 22, timeout: 1000 });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.once('connect', () => done(true));
+    s.once('timeout', () => done(false));
+    s.once('error', () => done(false));
+  });
 }
