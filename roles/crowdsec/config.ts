@@ -526,15 +526,17 @@ code=$(login)
 `;
 }
 
+/** Where the Traefik bouncer's key is kept, root 0600, on the edge nodes (and the LAPI host): the crowdsec role writes it
+ * (made by cscli on the LAPI host), the traefik role reads it into its Docker secret. */
+export const TRAEFIK_BOUNCER_KEY_FILE = '/var/lib/wpfarm/secrets/crowdsec-traefik-bouncer.key';
+
 /**
  * bash for the LAPI host, a bouncer's current key on stdin (an empty line: none): "ok" when the local API accepts it;
  * otherwise the bouncer is registered again (deleted first when it exists) with a key made by cscli, printed last as
- * "key=<key>" (a secret: the caller registers it before anything shows the output).
- * given=true: the key on stdin is the one to register (the Traefik bouncer's, from .env): cscli 1.4.6 takes a given
- * key on its command line only, so that registration (first run, or the key changed) shows it to `ps` for the
- * ~0.1 s cscli runs; the check that comes first on every run does not.
+ * "key=<key>" (a secret: the caller registers it before anything shows the output). No key is ever on a command line
+ * (cscli 1.4.6 takes a key of ours only there, so every key is cscli's own).
  */
-export function bouncerKeyScript(name: string, api: LapiEndpoint, check: boolean, given = false): string {
+export function bouncerKeyScript(name: string, api: LapiEndpoint, check: boolean): string {
   return `${lapiCurlPrelude(api, check)}
 IFS= read -r key || true
 accepted() {
@@ -555,18 +557,13 @@ why="the local API answered $code to the one in place$(registered || echo ', no 
 echo "changed: a new key for bouncer ${name} ($why)"
 [ "$check" = 1 ] && exit 0
 cscli bouncers delete ${quote(name)} >/dev/null 2>&1 || true
-${
-  given
-    ? `[ -n "$key" ] || { echo "no key given for bouncer ${name}" >&2; exit 1; }
-new=$(cscli bouncers add ${quote(name)} -o raw -k "$key")`
-    : `new=$(cscli bouncers add ${quote(name)} -o raw)`
-}
+new=$(cscli bouncers add ${quote(name)} -o raw)
 new=\${new//[[:space:]]/}
 [ -n "$new" ] || { echo "cscli bouncers add ${name} printed no key" >&2; exit 1; }
 key=$new
 code=$(accepted)
 [ "$code" = 200 ] || { echo "bouncer ${name}: the local API answered $code to its new key" >&2; exit 1; }
-${given ? '' : `printf 'key=%s\\n' "$new"`}
+printf 'key=%s\\n' "$new"
 `;
 }
 

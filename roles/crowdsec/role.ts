@@ -5,14 +5,15 @@
 //
 // Credentials never go on a command line (config.ts, registerAgentScript and bouncerKeyScript): agent passwords
 // are HMACs of the host name under CROWDSEC_REGISTRATION_SECRET (.env), registered through the local API with the
-// body on stdin; firewall bouncer keys are made by cscli on the LAPI host and carried on stdin into the bouncer's
-// 0600 configuration, kept while the local API accepts them (reruns change nothing).
+// body on stdin; bouncer keys (the firewall bouncers' and Traefik's) are made by cscli on the LAPI host and carried on
+// stdin into 0600 files on the bouncer's host, kept while the local API accepts them (reruns change nothing).
 //
 // Order: the LAPI host converges first, restarts its crowdsec (handlers flushed) and waits until its API answers;
 // every host meets it at a barrier before registering and before its agent and bouncer (re)start (agents and
 // bouncers exit when the API refuses them at their start: CI 2026-12-06, mgr3's agent restarted while mgr1's API
 // restarted).
 import { createHmac } from 'node:crypto';
+import path from 'node:path';
 import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { apt } from '../../lib/ops/apt.ts';
@@ -49,6 +50,7 @@ import {
   onlineApiCredentialsSeed,
   PLUGIN_LINK_DIR,
   parseBouncerKey,
+  TRAEFIK_BOUNCER_KEY_FILE,
   profiles,
   registerAgentScript,
   watcherBody,
@@ -227,13 +229,38 @@ function registerAgent(name: string, password: string, api: LapiEndpoint, lapiNa
   );
 }
 
-/** The Traefik bouncer's key (from .env) registered on the LAPI host (this host), checked on every run. */
-function registerTraefikBouncer(key: string, api: LapiEndpoint): Step {
-  return task('register the Traefik bouncer', async (c) => {
-    const r = await c.exec(bouncerKeyScript('traefik', api, c.check, true), { stdin: `${key}\n`, nothrow: true });
-    if (r.code !== 0) throw new Error(r.stderr.trim() || `registering the Traefik bouncer failed (exit ${r.code})`);
+/**
+ * The Traefik bouncer (runs on the LAPI host): its key is made by cscli there (`bouncers add traefik -o raw`, nothing
+ * on a command line), kept while the local API accepts it, and written root 0600 to TRAEFIK_BOUNCER_KEY_FILE on the
+ * edge nodes, where the traefik role reads it into its Docker secret. The key in place (on this host) is tested on
+ * stdin on every run; a rerun changes nothing.
+ */
+function traefikBouncer(api: LapiEndpoint, edges: string[]): Step {
+  return task(`Traefik bouncer: key made on the local API host, kept on ${edges.join(', ') || 'no edge node'}`, async (c) => {
+    const dir = path.posix.dirname(TRAEFIK_BOUNCER_KEY_FILE);
+    const cur = await c.exec(sh`cat ${TRAEFIK_BOUNCER_KEY_FILE} 2>/dev/null`, { nothrow: true });
+    let key = cur.stdout.trim();
+    if (key) c.secret(key);
+    const r = await c.exec(bouncerKeyScript('traefik', api, c.check), { stdin: `${key}\n`, nothrow: true });
+    const made = parseBouncerKey(r.stdout);
+    if (made) c.secret(made);
+    if (r.code !== 0) throw new Error(r.stderr.trim() || `the key of the Traefik bouncer failed (exit ${r.code})`);
     const changes = scriptChanges(r.stdout);
-    return { changed: changes.length > 0, changes, reason: 'the local API accepts its key' };
+    if (made) key = made;
+    else if (changes.length) return { changed: true, changes: [...changes, `${TRAEFIK_BOUNCER_KEY_FILE} with the new key`] };
+    const holders = [...new Set([c.host.name, ...edges])];
+    for (const h of holders) {
+      const hc = h === c.host.name ? c : c.hostContext(h);
+      for (const op of [
+        directory({ path: dir, mode: '0700' }),
+        file({ path: TRAEFIK_BOUNCER_KEY_FILE, content: `${key}\n`, mode: '0600', secret: true }),
+      ]) {
+        const res = await hc.run(op);
+        if (res.status === 'failed') throw new Error(`${h}: ${res.error ?? `${res.step} failed`}`);
+        if (res.status === 'changed') changes.push(...res.changes.map((x) => `${h}: ${x}`));
+      }
+    }
+    return { changed: changes.length > 0, changes, reason: 'the local API accepts the key in place, the edge nodes hold it' };
   });
 }
 
@@ -441,12 +468,13 @@ const role: Role = {
       steps.push(flushHandlers(), systemd({ name: 'crowdsec', enabled: true, state: 'started', daemonReload: true }), lapiAnswers(api));
     steps.push(lapiReadyBarrier());
     if (!isLapi) steps.push(registerAgent(ctx.host.name, agentPassword, api, lapi.name));
-    if (isLapi && v.crowdsec_bouncer_enabled !== false) {
-      const traefikKeyEnv = String(v.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY');
-      const traefikKey = lookupEnv(traefikKeyEnv);
-      if (!traefikKey) throw new InputError(`${traefikKeyEnv} is not set in ${envFileShown()} (the Traefik bouncer's API key)`);
-      steps.push(registerTraefikBouncer(ctx.secret(traefikKey), api));
-    }
+    if (isLapi && v.crowdsec_bouncer_enabled !== false)
+      steps.push(
+        traefikBouncer(
+          api,
+          ctx.hosts('edge').map((h) => h.name),
+        ),
+      );
     if (isEdge) {
       steps.push(
         firewallBouncer(ctx.host.name, lapi, api),

@@ -10,7 +10,7 @@ import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../.
 import { sh } from '../../lib/shell.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { traefikSettings, traefikStack, letsEncryptBudget, TraefikVarsError, type TraefikSettings } from './config.ts';
-import { lapiUrl } from '../crowdsec/config.ts';
+import { lapiUrl, TRAEFIK_BOUNCER_KEY_FILE } from '../crowdsec/config.ts';
 import { RETENTION_VARS, retentionOf } from '../common/retention.ts';
 import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 
@@ -50,6 +50,31 @@ export async function imageAvailable(ctx: StepContext, image: string): Promise<{
   if (r.code === 0) return { ok: true, reason: '' };
   const why = (r.stderr || r.stdout).trim().split('\n').pop() ?? `exit ${r.code}`;
   return { ok: false, reason: `image ${image} cannot be pulled here: ${why}` };
+}
+
+/**
+ * The CrowdSec bouncer plugin's key as a Docker secret: the key is the one the crowdsec role made with cscli on its
+ * local API host and keeps root 0600 in TRAEFIK_BOUNCER_KEY_FILE on the edge nodes (phase 2, before this role); it is
+ * read here (masked from the moment it is read) and given to `docker secret create` on stdin.
+ */
+function bouncerKeySecret(): Step {
+  return task(
+    'traefik_crowdsec_bouncer_key (the key the crowdsec role made)',
+    async (c) => {
+      const r = await c.exec(sh`cat ${TRAEFIK_BOUNCER_KEY_FILE}`, { nothrow: true });
+      const key = r.stdout.trim();
+      if (r.code !== 0 || !key) {
+        const why = `${TRAEFIK_BOUNCER_KEY_FILE} is missing on ${c.host.name}: the crowdsec role (phase 2) makes the Traefik bouncer's key`;
+        if (c.check) return { changed: true, changes: [`the secret traefik_crowdsec_bouncer_key (${why})`] };
+        throw new Error(`${why}; run it first (npx tsx playbooks/run-role.ts crowdsec)`);
+      }
+      c.secret(key);
+      const res = await c.run(dockerSecret({ name: 'traefik_crowdsec_bouncer_key', content: key }));
+      if (res.status === 'failed') throw new Error(res.error ?? `${res.step} failed`);
+      return { changed: res.status === 'changed', changes: res.changes, result: res.result, reason: res.reason };
+    },
+    { runOnce: true, register: 'traefik_bouncer_secret', tags: ['traefik'] },
+  );
 }
 
 const role: Role = {
@@ -103,14 +128,7 @@ const role: Role = {
           'traefik_cf_secret',
         ),
       );
-    if (s.crowdsec.enabled)
-      steps.push(
-        secretStep(
-          'traefik_crowdsec_bouncer_key',
-          String(ctx.vars.crowdsec_bouncer_key_env ?? 'CROWDSEC_TRAEFIK_BOUNCER_KEY'),
-          'traefik_bouncer_secret',
-        ),
-      );
+    if (s.crowdsec.enabled) steps.push(bouncerKeySecret());
     steps.push(
       task(
         'traefik stack',

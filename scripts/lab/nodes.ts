@@ -432,7 +432,6 @@ groups:
 /** Credentials the roles read from the run's env file; the lab generates random ones. */
 export const LAB_CREDENTIALS = [
   'CROWDSEC_REGISTRATION_SECRET',
-  'CROWDSEC_TRAEFIK_BOUNCER_KEY',
   'GRAFANA_ADMIN_PASSWORD',
   'MYSQLD_EXPORTER_PASSWORD',
   'WP_EXPORTER_DB_PASSWORD',
