@@ -62,6 +62,8 @@ export interface Inventory {
     handshakes?: number;
     /** where each run's directory (NDJSON log, report, timeline) goes (default .wpfarm/runs) */
     runLogDir?: string;
+    /** where the retry file of a run with failed hosts goes (default .wpfarm/retry) */
+    retryDir?: string;
     /** run directories kept: at most `count`, none older than `days` (lib/events.ts pruneRuns) */
     runLogRetention?: { count?: number; days?: number };
   };
@@ -158,6 +160,7 @@ const InventoryFileSchema = z.strictObject({
       /** SSH handshakes in flight at once, whatever --forks is (--handshakes wins) */
       handshakes: opt(int(1, 1000)),
       run_log_dir: opt(nonEmpty),
+      retry_dir: opt(nonEmpty),
       run_log_retention: opt(z.strictObject({ count: opt(z.number().int().min(1)), days: opt(z.number().positive()) })),
     }),
   ),
@@ -227,6 +230,7 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
     if (s.connect_timeout !== undefined) settings.connectTimeoutS = s.connect_timeout;
     if (s.handshakes !== undefined) settings.handshakes = s.handshakes;
     if (s.run_log_dir !== undefined) settings.runLogDir = resolvePath(s.run_log_dir);
+    if (s.retry_dir !== undefined) settings.retryDir = resolvePath(s.retry_dir);
     if (s.run_log_retention !== undefined) settings.runLogRetention = s.run_log_retention;
   }
   // settings.env_file: where this inventory's credentials are (e.g. the lab's generated ones) instead of

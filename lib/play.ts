@@ -374,7 +374,7 @@ export class Run {
     const bad = [...this.hostState.entries()].filter(([, s]) => s.failed || s.unreachable || s.interrupted).map(([h]) => h);
     let retryFile: string | undefined;
     if (bad.length) {
-      retryFile = resolve('.wpfarm/retry', `${this.config.name ?? 'run'}.retry`);
+      retryFile = resolve(this.inventory.settings.retryDir ?? '.wpfarm/retry', `${this.config.name ?? 'run'}.retry`);
       const text = `# failed or unreachable hosts of the last run; rerun with --limit @${retryFile}\n${bad.join('\n')}\n`;
       writePrivateFile(retryFile, mask(text));
       process.stdout.write(`retry file: ${retryFile} (rerun with --limit @${retryFile})\n`);

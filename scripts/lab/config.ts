@@ -27,6 +27,8 @@ export interface LabProfile {
   hostRegistryPort: number;
   /** site records of this lab (vars.wp_sites_dir) when not inventory/sites, relative to ROOT */
   sitesDir?: string;
+  /** runs on this lab write their run directories and retry files under stateDir (runs/, retry/), not .wpfarm/ */
+  runData?: boolean;
   /** the lab-up/lab-down lock (machine-wide) */
   lock: string;
   /** the inventory's first line: what this lab is, and what writes it */
@@ -60,6 +62,7 @@ export const PROFILES: Record<LabProfile['name'], LabProfile> = {
     containerPrefix: 'wpfarm-testlab-',
     hostRegistryPort: 5078,
     sitesDir: '.wpfarm/test-lab/sites',
+    runData: true,
     lock: 'lab-test',
     title: "the test tiers' own lab, beside the user's",
     writer: 'the lab tests (WPFARM_LAB=test)',

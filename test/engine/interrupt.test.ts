@@ -6,14 +6,15 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildCli } from '../../scripts/build-cli.ts';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
 
 let lab: SshdLab;
 const ROLE = 'test/fixtures/roles/interrupt.ts';
-const RETRY = resolve('.wpfarm/retry/run-role-test_fixtures_roles_interrupt.ts.retry');
+// the harness's inventory sends run directories and retry files to its own directory (never the user's .wpfarm/)
+const retryFile = () => join(lab.dir, 'retry', 'run-role-test_fixtures_roles_interrupt.ts.retry');
 const MARKERS = ['started', 'long.pid', 'long-done', 'up.bin', 'after', 'docker-started', 'docker-done'];
 
 const LAUNCHERS: Record<string, string[]> = {
@@ -45,7 +46,7 @@ interface Outcome {
  */
 async function interrupted(launcher: string, o: { signalsAt: number[]; dockerHost?: boolean }): Promise<Outcome> {
   for (const h of lab.hosts) for (const m of MARKERS) rmSync(onHost(h.name, `/srv/${m}`), { force: true });
-  rmSync(RETRY, { force: true });
+  rmSync(retryFile(), { force: true });
   const json = join(lab.dir, `interrupt-${Date.now()}.json`);
   const [cmd, ...args] = LAUNCHERS[launcher]!;
   const extra = ['-e', 'upload_mb=200', ...(o.dockerHost ? ['-e', 'docker_host=h03'] : [])];
@@ -156,7 +157,7 @@ before(async () => {
 });
 after(async () => {
   await lab?.stop();
-  rmSync(RETRY, { force: true });
+  rmSync(retryFile(), { force: true });
 });
 
 describe('one Ctrl-C stops a run cleanly under every launcher', () => {
@@ -171,7 +172,7 @@ describe('one Ctrl-C stops a run cleanly under every launcher', () => {
       assert.doesNotMatch(all, /second Ctrl-C: quitting now/);
       assert.match(r.stdout, /RECAP/);
       assert.match(r.stdout, /retry file: /);
-      const retry = readFileSync(RETRY, 'utf8')
+      const retry = readFileSync(retryFile(), 'utf8')
         .split('\n')
         .filter((l) => l && !l.startsWith('#'));
       assert.deepEqual(retry.sort(), ['h01', 'h02', 'h03']);

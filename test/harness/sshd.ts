@@ -334,6 +334,9 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
     [
       `settings:`,
       `  known_hosts: ${knownHosts}`,
+      // runs on these hosts keep their run directories and retry files here, not in the user's .wpfarm/
+      `  run_log_dir: ${join(dir, 'runs')}`,
+      `  retry_dir: ${join(dir, 'retry')}`,
       `hosts:`,
       ...hosts.map((h) => `  ${h.name}: { address: ${h.address}, port: 22, user: root, key: ${keyFile} }`),
       `groups:`,

@@ -63,7 +63,7 @@ test('the test profile shares no name, address, path or port with the user profi
   }
 });
 
-test("the test lab's inventory is the same text with only the profile's names, plus its own site records", () => {
+test("the test lab's inventory is the same text with only the profile's names, plus its own site records, run logs and retry files", () => {
   const [u, t] = [PROFILES.user, PROFILES.test];
   const text = inventoryText(t);
   const inv = parse(text) as {
@@ -76,6 +76,10 @@ test("the test lab's inventory is the same text with only the profile's names, p
   assert.equal(inv.settings.known_hosts, '.wpfarm/test-lab/known_hosts');
   assert.equal(inv.settings.env_file, '.wpfarm/test-lab/lab.env');
   assert.equal(inv.vars.wp_sites_dir, '.wpfarm/test-lab/sites');
+  // runs on the test lab never write into the user's run directories or retry files (.wpfarm/runs, .wpfarm/retry)
+  assert.equal(inv.settings.run_log_dir, '.wpfarm/test-lab/runs');
+  assert.equal(inv.settings.retry_dir, '.wpfarm/test-lab/retry');
+  assert.ok(!/run_log_dir|retry_dir/.test(inventoryText(u)), "the user's lab keeps the defaults");
   assert.equal(inv.vars.registry_push, '127.0.0.1:5078');
   assert.deepEqual(inv.vars.management_cidrs, ['10.78.0.0/24']);
   assert.ok(!/10\.77\.|wpfarm-lab0|\.wpfarm\/lab\/|:5077/.test(text), 'nothing of the user lab in it');
@@ -85,6 +89,7 @@ test("the test lab's inventory is the same text with only the profile's names, p
     .join(u.inventory)
     .replace(`${t.title} (written by ${t.writer},`, `${u.title} (written by ${u.writer},`)
     .replace(/\n {2}# this lab's site records.*\n {2}wp_sites_dir: .*/, '')
+    .replace(/\n {2}# runs on this lab keep.*\n {2}run_log_dir: .*\n {2}retry_dir: .*/, '')
     .replaceAll(t.stateDir, u.stateDir)
     .replaceAll(`${t.net}.`, `${u.net}.`)
     .replaceAll(t.bridge, u.bridge)
