@@ -60,8 +60,10 @@ test-lab-varnish: setup
 
 # What CI runs (.ci/run): every tier, the lab included (it builds the test lab, converges the farm, proves the roles
 # and their faults, and takes the test lab down leaving the machine as it was; a user's lab beside it is untouched).
+# The unit tier first, then contract + engine side by side with the lab tier (scripts/test-tiers.ts: each stream's
+# lines prefixed [fast] / [lab]); WPFARM_TEST_SERIAL=1 runs the tiers one after the other.
 test: setup typecheck lint
-	$(NODE) --test --test-concurrency=1 --test-timeout=1800000 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts test/lab/*.test.ts
+	$(NODE) scripts/test-tiers.ts
 
 # Everything but the lab (about 10 minutes): unit, contract, engine.
 test-fast: setup typecheck lint
