@@ -1,0 +1,1 @@
+process.env.WPFARM_LAB = 'user';
