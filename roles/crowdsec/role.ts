@@ -450,18 +450,6 @@ const role: Role = {
       // too, with the machine credentials Debian's postinst created (kept as they are)
       steps.push(lapiClientUrl(lapiUrl(lapi.address)), lapiServesCurrentCert(lapi.address));
     }
-    if (isEdge) {
-      steps.push(
-        directory({ path: '/etc/crowdsec/bouncers', mode: '0755' }),
-        // set-only: our tables and chains (input AND forward) around the bouncer's sets, loaded before it starts
-        file({ path: BAN_SETS_NFT, content: banSetsNft(), mode: '0644' }, { notify: 'restart firewall bouncer' }),
-        directory({ path: '/etc/systemd/system/crowdsec-firewall-bouncer.service.d', mode: '0755' }),
-        file(
-          { path: '/etc/systemd/system/crowdsec-firewall-bouncer.service.d/wpfarm.conf', content: firewallBouncerDropIn(), mode: '0644' },
-          { notify: 'restart firewall bouncer' },
-        ),
-      );
-    }
     // The LAPI host restarts its crowdsec now if it has to (its handlers flushed) and waits until the API answers;
     // the other hosts wait for it here, then register and (re)start their agents and bouncers (handlers at the end).
     if (isLapi)
@@ -476,7 +464,18 @@ const role: Role = {
         ),
       );
     if (isEdge) {
+      // the firewall bouncer's files come after the barrier: notified before the LAPI host's flush above, its restart
+      // would run there with Debian's configuration against a local API that has just moved to TLS on the private
+      // address (the bouncer exits at its start then: lab run of 2026-12-06 10:50)
       steps.push(
+        directory({ path: '/etc/crowdsec/bouncers', mode: '0755' }),
+        // set-only: our tables and chains (input AND forward) around the bouncer's sets, loaded before it starts
+        file({ path: BAN_SETS_NFT, content: banSetsNft(), mode: '0644' }, { notify: 'restart firewall bouncer' }),
+        directory({ path: '/etc/systemd/system/crowdsec-firewall-bouncer.service.d', mode: '0755' }),
+        file(
+          { path: '/etc/systemd/system/crowdsec-firewall-bouncer.service.d/wpfarm.conf', content: firewallBouncerDropIn(), mode: '0644' },
+          { notify: 'restart firewall bouncer' },
+        ),
         firewallBouncer(ctx.host.name, lapi, api),
         systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started', daemonReload: true }),
       );
