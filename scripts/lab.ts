@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
-import { IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, PROFILE, ROOT, SUBNET, SVC, containerName } from './lab/config.ts';
+import { IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, PROFILE, ROOT, SUBNET, SVC, containerName, nodeImageKind } from './lab/config.ts';
 import {
   ensureDocker,
   ensureInotifyInstances,
@@ -21,7 +21,7 @@ import {
   type HostState,
 } from './lab/docker.ts';
 import { FAULTS, fault, isPartitioned, type Fault } from './lab/faults.ts';
-import { aptMirrors, buildBaseImage, ensureImages } from './lab/images.ts';
+import { aptMirrors, buildBaseImage, ensureGoldenImage, ensureImages } from './lab/images.ts';
 import {
   ensureKeys,
   ensureMachines,
@@ -49,6 +49,8 @@ export interface LabUpResult extends NodeUpResult {
   seconds: number;
   imagesBuilt: string[];
   dockerStarted: boolean;
+  /** what the nodes start from: the golden image (phase 1's packages baked in) or the bare node image */
+  nodeImage: 'golden' | 'bare';
   inventory: string;
   knownHosts: string;
 }
@@ -76,9 +78,16 @@ async function labUpLocked(): Promise<LabUpResult> {
   }
   await ensureKeys();
   ensureInotifyInstances();
-  const images = await ensureImages();
+  const nodeImage = nodeImageKind();
+  const images = await ensureImages({ golden: nodeImage === 'golden' });
+  say(
+    nodeImage === 'golden'
+      ? `nodes start from the golden image ${IMAGES.golden} (phase 1's packages baked in: phase 1 only verifies them; ` +
+          'WPFARM_LAB_NODE_IMAGE=bare for bare nodes)'
+      : `nodes start bare from ${IMAGES.node} (WPFARM_LAB_NODE_IMAGE=bare): phase 1 installs its packages on each`,
+  );
   await ensureNetwork();
-  const res = await ensureMachines(images);
+  const res = await ensureMachines({ node: images.golden ?? images.node, svc: images.svc });
   say('waiting for systemd and sshd on every machine');
   let ready = 0;
   const waitStart = Date.now();
@@ -104,6 +113,7 @@ async function labUpLocked(): Promise<LabUpResult> {
     seconds,
     imagesBuilt: images.built,
     dockerStarted: docker.started,
+    nodeImage,
     inventory: INVENTORY_FILE,
     knownHosts: PATHS.knownHosts,
   };
@@ -256,7 +266,7 @@ function printStatus(rows: MachineStatus[]): void {
 }
 
 function usage(): string {
-  return `usage: [WPFARM_LAB=user|test] scripts/lab.ts up | down [--stop-docker] [--purge] | status | base-image | ${FAULTS.join('|')} NODE
+  return `usage: [WPFARM_LAB=user|test] scripts/lab.ts up | down [--stop-docker] [--purge] | status | base-image | golden-image | ${FAULTS.join('|')} NODE
 profile ${PROFILE.name} (${PROFILE.title}); nodes: ${machines()
     .map((m) => m.name)
     .join(' ')}`;
@@ -276,6 +286,11 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const rows = await labStatus();
       printStatus(rows);
+      return 0;
+    }
+    case 'golden-image': {
+      const g = await ensureGoldenImage();
+      say(`${IMAGES.golden} ${g.id.slice(0, 19)} (${g.built ? 'built' : 'up to date'})`);
       return 0;
     }
     case 'base-image': {

@@ -9,7 +9,8 @@ export interface GroupSpec {
   size: string;
   /** droplet name prefix: mgr, wrk, db, st, mon, or the group name */
   prefix: string;
-  image?: string;
+  /** a public image's slug, or an image id (a snapshot: playbooks/image.ts makes the farm's golden one) */
+  image?: string | number;
   volumeGb?: number;
   tags: string[];
 }
@@ -19,7 +20,7 @@ export interface CloudSpec {
   region: string;
   vpc: { name: string; ipRange?: string };
   sshKeys: (string | number)[];
-  image: string;
+  image: string | number;
   tags: string[];
   groups: GroupSpec[];
   reservedIp?: { group: string };
@@ -58,13 +59,17 @@ const notKey = (iss: { input?: unknown }) => `not a key id or fingerprint: ${JSO
 const opt = <T extends z.ZodType>(s: T) => nullAsAbsent(s.optional());
 const name = matching(NAME_RE);
 const slug = matching(SLUG_RE);
+/** a public image's slug (debian-12-x64) or an image id (a snapshot, e.g. the golden one of playbooks/image.ts) */
+const image = z.union([slug, z.int().positive()], {
+  error: (iss) => `not an image slug or id: ${JSON.stringify(iss.input)}`,
+});
 const cidr = z.string().refine(isCidr, { error: (iss) => `not a CIDR: ${JSON.stringify(iss.input)}` });
 
 const CloudGroup = z.strictObject({
   count: int(0, 100),
   size: slug,
   prefix: opt(name),
-  image: opt(slug),
+  image: opt(image),
   volume_gb: opt(int(1, 16 * 1024)),
 });
 
@@ -76,7 +81,7 @@ const CloudSection = z
     ssh_keys: z
       .array(z.union([z.int(), z.string().regex(KEY_RE, { error: notKey })], { error: notKey }))
       .min(1, { error: 'at least one key id or fingerprint is required' }),
-    image: slug,
+    image,
     tags: opt(z.array(matching(TAG_RE))),
     groups: z.record(name, CloudGroup).refine((g) => Object.keys(g).length > 0, { error: 'at least one group {count, size} is required' }),
     reserved_ip: nullAsAbsent(z.union([z.literal(false), z.strictObject({ group: z.string() })]).optional()),

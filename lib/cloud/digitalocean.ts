@@ -16,6 +16,8 @@ import type {
   Reserved_ip,
   Volume_full,
   Page_links,
+  Image,
+  Action,
 } from '@digitalocean/dots';
 import {
   FetchRequestAdapter,
@@ -35,6 +37,7 @@ import {
 import type { CloudSpec, GroupSpec } from './config.ts';
 import { collectPages, isNotFound, providerFetch } from './http.ts';
 import type { RetryOptions } from './retry.ts';
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const DO_API = 'https://api.digitalocean.com';
@@ -416,7 +419,7 @@ export type DoAction =
       group: string;
       names: string[];
       size: string;
-      image: string;
+      image: string | number;
       region: string;
       tags: string[];
       sshKeys: string[];
@@ -845,4 +848,182 @@ export async function applyDestroy(
     }
   }
   return done;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots (golden images): a droplet prepared once, powered off and snapshotted; new droplets start from it.
+
+export interface ImageInfo {
+  id: number;
+  name: string;
+  status: string;
+  regions: string[];
+  createdAt?: string;
+}
+
+/** A snapshot's name from what went into it: `<prefix>-<12 hex of sha256(inputs)>`. Same inputs, same name. */
+export function snapshotName(prefix: string, inputs: readonly string[]): string {
+  const h = createHash('sha256');
+  for (const i of inputs) h.update(i).update('\0');
+  return `${prefix}-${h.digest('hex').slice(0, 12)}`;
+}
+
+/** The account's own images (snapshots and backups), every page. */
+export async function listPrivateImages(client: DoClient, opts: ReadOptions = {}): Promise<ImageInfo[]> {
+  const images = await pagedUnique<Image>(
+    'images',
+    (i) => String(i.id),
+    opts,
+    async (page, perPage) => {
+      const r = await client.v2.images.get({ queryParameters: { private: true, page, perPage } });
+      return { items: r?.images ?? [], links: r?.links, total: r?.meta?.total };
+    },
+  );
+  return images.map((i) => ({
+    id: i.id ?? 0,
+    name: i.name ?? '',
+    status: String(i.status ?? ''),
+    regions: (i.regions ?? []).map(String),
+    createdAt: i.createdAt ? new Date(i.createdAt).toISOString() : undefined,
+  }));
+}
+
+export interface WaitOptions {
+  timeoutMs?: number;
+  pollIntervalMs?: number;
+}
+
+/** Poll an action until it completed; an errored action or the deadline is an error. */
+export async function waitForAction(client: DoClient, id: number, what: string, opts: WaitOptions = {}): Promise<Action> {
+  const timeout = opts.timeoutMs ?? 30 * 60_000;
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const a = (await client.v2.actions.byAction_id(id).get())?.action;
+    if (a?.status === 'completed') return a;
+    if (a?.status === 'errored') throw new Error(`${what}: action ${id} errored`);
+    if (Date.now() > deadline) throw new Error(`${what}: action ${id} not completed after ${Math.round(timeout / 1000)} s`);
+    await sleep(opts.pollIntervalMs ?? 5_000);
+  }
+}
+
+/** POST /v2/droplets/{id}/actions and wait for it: 'shutdown' (clean power-off) or 'snapshot' (with its name). */
+export async function dropletAction(
+  client: DoClient,
+  dropletId: number,
+  action: { type: 'shutdown' | 'power_on' } | { type: 'snapshot'; name: string },
+  opts: WaitOptions = {},
+): Promise<Action> {
+  const r = await client.v2.droplets.byDroplet_id(dropletId).actions.post(action);
+  const id = r?.action?.id;
+  if (!id) throw new Error(`droplet ${dropletId}: ${action.type}: the API returned no action id`);
+  return waitForAction(client, id, `droplet ${dropletId} ${action.type}`, opts);
+}
+
+export async function deleteImage(client: DoClient, id: number): Promise<void> {
+  try {
+    await client.v2.images.byImage_id(id).delete();
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+/** Pure: the older snapshots of a family to delete, keeping the newest `keep` (and always the one named `current`). */
+export function snapshotsToPrune(images: readonly ImageInfo[], prefix: string, current: string, keep: number): ImageInfo[] {
+  const family = images
+    .filter((i) => i.name.startsWith(`${prefix}-`) && /^[0-9a-f]{12}$/.test(i.name.slice(prefix.length + 1)))
+    .sort((a, b) => (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || b.id - a.id);
+  const kept = new Set(family.filter((i) => i.name === current).map((i) => i.id));
+  for (const i of family) if (kept.size < Math.max(1, keep) && !kept.has(i.id)) kept.add(i.id);
+  return family.filter((i) => !kept.has(i.id));
+}
+
+export interface BakeOptions extends ReadOptions, WaitOptions {
+  log?: (line: string) => void;
+  /** how many snapshots of the family to keep (the new one included); default 2 */
+  keep?: number;
+  /** wait for the builder droplet (default 10 min) */
+  waitTimeoutMs?: number;
+}
+
+export interface BakeSpec {
+  /** the snapshot's name (snapshotName) and its family prefix (older ones are pruned) */
+  name: string;
+  prefix: string;
+  region: string;
+  /** the base image (slug or id) and the builder's size */
+  image: string | number;
+  size: string;
+  sshKeys: (string | number)[];
+  vpcUuid?: string;
+  /** the builder droplet's name and tag (not the farm's owner tag: the farm's lists never see it) */
+  builderName: string;
+  builderTag: string;
+}
+
+export interface BakeResult {
+  image: ImageInfo;
+  built: boolean;
+  pruned: string[];
+}
+
+/**
+ * A golden image: when no snapshot named spec.name exists, create a builder droplet from the base image, let
+ * `prepare` configure it (over SSH: the caller's business), shut it down, snapshot it, delete the builder and
+ * prune the family's older snapshots. The builder is deleted whatever happens after it was created.
+ */
+export async function bakeSnapshot(
+  client: DoClient,
+  spec: BakeSpec,
+  prepare: (droplet: DropletInfo) => Promise<void>,
+  opts: BakeOptions = {},
+): Promise<BakeResult> {
+  const log = opts.log ?? (() => {});
+  const existing = (await listPrivateImages(client, opts)).find((i) => i.name === spec.name && i.status !== 'deleted');
+  if (existing) {
+    log(`snapshot ${spec.name} exists (image ${existing.id}): nothing to build`);
+    return { image: existing, built: false, pruned: [] };
+  }
+  log(`creating the builder droplet ${spec.builderName} (${spec.size}, ${String(spec.image)}, ${spec.region})`);
+  const r = await client.v2.droplets.post({
+    name: spec.builderName,
+    region: spec.region,
+    size: spec.size,
+    image: spec.image,
+    sshKeys: spec.sshKeys.map(String),
+    tags: [spec.builderTag],
+    ...(spec.vpcUuid ? { vpcUuid: spec.vpcUuid } : {}),
+  });
+  const createdId = (r as { droplet?: Droplet } | undefined)?.droplet?.id ?? undefined;
+  let builderId = createdId;
+  try {
+    const ds = await waitForDroplets(client, spec.builderTag, [spec.builderName], { ...opts, waitTimeoutMs: opts.waitTimeoutMs });
+    const builder = ds.find((d) => d.name === spec.builderName)!;
+    builderId = builder.id;
+    log(`builder ${builder.name} (${builder.id}) is active at ${builder.publicV4}: preparing it`);
+    await prepare(builder);
+    log('shutting the builder down for a consistent snapshot');
+    await dropletAction(client, builder.id, { type: 'shutdown' }, opts);
+    log(`snapshotting it as ${spec.name}`);
+    await dropletAction(client, builder.id, { type: 'snapshot', name: spec.name }, opts);
+  } finally {
+    if (builderId !== undefined) {
+      await client.v2.droplets
+        .byDroplet_id(builderId)
+        .delete()
+        .catch((err: unknown) => {
+          if (!isNotFound(err)) log(`could not delete the builder droplet ${builderId}: ${(err as Error).message}`);
+        });
+      log(`deleted the builder droplet ${builderId}`);
+    }
+  }
+  const images = await listPrivateImages(client, opts);
+  const image = images.find((i) => i.name === spec.name);
+  if (!image) throw new Error(`snapshot ${spec.name} not found after the snapshot action completed`);
+  const pruned: string[] = [];
+  for (const old of snapshotsToPrune(images, spec.prefix, spec.name, opts.keep ?? 2)) {
+    await deleteImage(client, old.id);
+    pruned.push(`${old.name} (${old.id})`);
+    log(`deleted the older snapshot ${old.name} (${old.id})`);
+  }
+  return { image, built: true, pruned };
 }

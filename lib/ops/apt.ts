@@ -31,6 +31,16 @@ const PKG = /^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$/;
 const APT = ['apt-get', '-o', 'DPkg::Lock::Timeout=600', '-o', 'Acquire::http::Timeout=30', '-o', 'Acquire::Retries=3', '-y', '-q'];
 const CONF = ['-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold'];
 
+/** The op's `apt-get update` command line (without its lock-wait loop). */
+export function aptGetUpdate(): string {
+  return sh`${APT} update`;
+}
+
+/** The op's install command line: the same flags wherever packages are installed (the op, a golden image's build). */
+export function aptGetInstall(packages: string[], installRecommends = false): string {
+  return sh`${APT} ${CONF} install ${installRecommends ? [] : ['--no-install-recommends']} -- ${packages}`;
+}
+
 export const DPKG_FORMAT = '${Package} ${Status} ${Version}\n';
 
 /** Parse `apt-cache policy pkg...`: package → { installed, candidate } ('' for "(none)"). */
@@ -165,14 +175,14 @@ function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Opera
       if (update) {
         lines.push(
           'ok=""; for i in $(seq 120); do',
-          `  if out=$(${sh`${APT} update`} 2>&1); then ok=1; break; fi`,
+          `  if out=$(${aptGetUpdate()} 2>&1); then ok=1; break; fi`,
           `  case "$out" in *'Could not get lock'*) sleep 5;; *) break;; esac`,
           `done; if [ -z "$ok" ]; then printf '%s\\n' "$out" >&2; exit 100; fi`,
         );
       }
       // A conffile already changed on the host (a role may write its config before installing the package)
       // keeps the host's version instead of stopping on dpkg's interactive prompt.
-      if (install.length) lines.push(sh`${APT} ${CONF} install ${a.installRecommends ? [] : ['--no-install-recommends']} -- ${install}`);
+      if (install.length) lines.push(aptGetInstall(install, a.installRecommends));
       if (remove.length) lines.push(sh`${APT} ${a.purge ? 'purge' : 'remove'} -- ${remove}`);
       return {
         changed: true,

@@ -22,18 +22,9 @@ import { z } from 'zod';
 import { describeValue } from '../../lib/schema.ts';
 import { str, list } from '../../lib/vars.ts';
 import { cidrContains, FIREWALL_VARS, type FirewallRule, renderFirewall } from './firewall.ts';
+import { BASE_PACKAGES, DOCKER_PACKAGES } from './packages.ts';
 
-export const BASE_PACKAGES = [
-  'ca-certificates',
-  'curl',
-  'nftables',
-  'sudo',
-  'tzdata',
-  'unattended-upgrades',
-  'systemd-timesyncd',
-  'rsync',
-  'jq',
-];
+export { BASE_PACKAGES };
 
 /** Tuning for a web farm. Network ones are per network namespace; the others are host-wide. */
 export const SYSCTL_NET: Record<string, string> = {
@@ -205,7 +196,7 @@ const role: Role = {
           { path: '/etc/docker/daemon.json', content: dockerDaemonJson(v), mode: '0644' },
           { notify: 'restart docker', tags: ['docker'] },
         ),
-        apt({ packages: ['docker.io'], state: 'present' }, { tags: ['docker', 'packages'], retries: 2, delayMs: 5000 }),
+        apt({ packages: DOCKER_PACKAGES, state: 'present' }, { tags: ['docker', 'packages'], retries: 2, delayMs: 5000 }),
         systemd({ name: 'docker', enabled: true, state: 'started' }, { tags: ['docker'] }),
       );
     }

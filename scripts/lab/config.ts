@@ -128,7 +128,20 @@ export const IMAGES = {
   base: 'wpfarm/base:bookworm',
   node: 'wpfarm/lab-node:bookworm',
   svc: 'wpfarm/lab-svc:bookworm',
+  /** the node image with phase 1's packages baked in (scripts/lab/images.ts, playbooks/image.ts --lab) */
+  golden: 'wpfarm/lab-golden:bookworm',
 } as const;
+
+/**
+ * Which image the lab's nodes start from: 'golden' (the default: phase 1's packages baked in, so phase 1 only
+ * verifies) or 'bare' (a node as bare as a fresh droplet of the stock image), from $WPFARM_LAB_NODE_IMAGE.
+ */
+export function nodeImageKind(value = process.env.WPFARM_LAB_NODE_IMAGE): 'golden' | 'bare' {
+  const v = value?.trim() || 'golden';
+  if (v !== 'golden' && v !== 'bare')
+    throw new Error(`WPFARM_LAB_NODE_IMAGE=${JSON.stringify(value)}: must be "golden" (the default) or "bare"`);
+  return v;
+}
 
 /** Lab services (registry + DNS resolver) live on their own container, not on a farm node. */
 export function svcOf(p: LabProfile) {

@@ -34,6 +34,10 @@ export class DoFake {
   reservedIps: Json[] = [];
   loadBalancers: Json[] = [];
   volumes: Json[] = [];
+  /** the account's own images (snapshots made by droplet actions) */
+  images: Json[] = [];
+  /** droplet actions by id; each is 'in-progress' when created and 'completed' from its first GET /v2/actions/{id} */
+  actions = new Map<number, Json>();
   private nextId = 3164000;
   private nextIp = 10;
   private failQueue: number[] = [];
@@ -128,6 +132,8 @@ export class DoFake {
     const sz = SIZES[size] ?? { memory: 1024, vcpus: 1, disk: 25 };
     const n = this.nextIp++;
     const region = REGION(String(b['region']));
+    // a droplet made from one of the account's images (an id) reports that image
+    const own = typeof b['image'] === 'number' ? this.images.find((i) => i['id'] === b['image']) : undefined;
     return {
       id,
       name,
@@ -143,7 +149,7 @@ export class DoFake {
       backup_ids: [],
       next_backup_window: null,
       snapshot_ids: [],
-      image: {
+      image: own ?? {
         id: 106569146,
         name: '12 x64',
         distribution: 'Debian',
@@ -263,6 +269,71 @@ export class DoFake {
         this.droplets = this.droplets.filter((x) => x !== d);
         for (const v of this.volumes) v['droplet_ids'] = (v['droplet_ids'] as number[]).filter((i) => i !== d['id']);
         for (const r of this.reservedIps) if ((r['droplet'] as Json | null)?.['id'] === d['id']) r['droplet'] = null;
+        return this.send(res, 204);
+      }
+    }
+    if (seg[1] === 'droplets' && seg.length === 4 && seg[3] === 'actions' && method === 'POST') {
+      const d = this.droplets.find((x) => String(x['id']) === seg[2]);
+      if (!d) return this.notFound(res, 'droplet');
+      const type = String(b['type']);
+      if (type === 'shutdown' || type === 'power_off') d['status'] = 'off';
+      if (type === 'power_on') d['status'] = 'active';
+      if (type === 'snapshot') {
+        const region = (d['region'] as Json)['slug'];
+        this.images.push({
+          id: this.nextId++,
+          name: b['name'] ?? `${String(d['name'])}-snapshot`,
+          type: 'snapshot',
+          distribution: 'Debian',
+          slug: null,
+          public: false,
+          regions: [region],
+          created_at: now,
+          min_disk_size: d['disk'],
+          size_gigabytes: 2.36,
+          description: '',
+          tags: [],
+          status: 'available',
+          error_message: '',
+        });
+        (d['snapshot_ids'] as number[]).push(this.nextId - 1);
+      }
+      const action = {
+        id: this.nextId++,
+        status: 'in-progress',
+        type,
+        started_at: now,
+        completed_at: null,
+        resource_id: d['id'],
+        resource_type: 'droplet',
+        region: d['region'],
+        region_slug: (d['region'] as Json)['slug'],
+      };
+      this.actions.set(action.id, action);
+      return this.send(res, 201, { action });
+    }
+    if (seg[1] === 'actions' && seg.length === 3 && method === 'GET') {
+      const a = this.actions.get(Number(seg[2]));
+      if (!a) return this.notFound(res, 'action');
+      const answer = { ...a };
+      Object.assign(a, { status: 'completed', completed_at: now });
+      return this.send(res, 200, { action: answer });
+    }
+    if (seg[1] === 'images' && seg.length === 2 && method === 'GET') {
+      const priv = url.searchParams.get('private') === 'true';
+      return this.page(
+        url,
+        'images',
+        this.images.filter((i) => !priv || i['public'] === false),
+        res,
+      );
+    }
+    if (seg[1] === 'images' && seg.length === 3) {
+      const i = this.images.find((x) => String(x['id']) === seg[2]);
+      if (!i) return this.notFound(res, 'image');
+      if (method === 'GET') return this.send(res, 200, { image: i });
+      if (method === 'DELETE') {
+        this.images = this.images.filter((x) => x !== i);
         return this.send(res, 204);
       }
     }

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { repoRoot, specPath } from './prism.ts';
 
 type Json = Record<string, unknown>;
@@ -99,9 +100,10 @@ export function requestSideReadOnly(spec: Json): Json {
 export function specSubsetPath(name: string, keep: readonly RegExp[]): string {
   const key = createHash('sha256').update(name).update(keep.map(String).join('\n')).update('readonly-v1').digest('hex').slice(0, 12);
   const dir = path.join(repoRoot, '.wpfarm', 'specs');
-  const out = path.join(dir, `${name.replace(/\.json$/, '')}.subset-${key}.json`);
+  const out = path.join(dir, `${name.replace(/\.(json|ya?ml)$/, '')}.subset-${key}.json`);
   if (existsSync(out)) return out;
-  const spec = JSON.parse(readFileSync(specPath(name), 'utf8')) as Json;
+  const text = readFileSync(specPath(name), 'utf8');
+  const spec = (/\.ya?ml$/.test(name) ? parseYaml(text) : JSON.parse(text)) as Json;
   mkdirSync(dir, { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(requestSideReadOnly(subsetOpenApi(spec, keep))));
