@@ -62,7 +62,12 @@ async function keygen(file: string, comment: string): Promise<void> {
 export async function ensureKeys(): Promise<void> {
   ensureDir(STATE_DIR, 0o700);
   await keygen(PATHS.clientKey, `${CONTAINER_PREFIX}controller`);
-  for (const m of machines()) await keygen(path.join(PATHS.hostKeys, m.name, 'ssh_host_ed25519_key'), `root@${m.name}`);
+  for (const m of machines()) await ensureHostKey(m.name);
+}
+
+/** One machine's ed25519 host key in the state directory (made once). */
+export async function ensureHostKey(name: string): Promise<void> {
+  await keygen(path.join(PATHS.hostKeys, name, 'ssh_host_ed25519_key'), `root@${name}`);
 }
 
 export function hostPublicKey(name: string): string {
@@ -240,6 +245,45 @@ async function injectFiles(m: Machine, cname: string): Promise<void> {
   }
 }
 
+/** A machine's container (and a node's /var/lib/docker volume, a fresh one when `replaced`), with its injected files. */
+async function createMachine(m: Machine, spec: string[], replaced: boolean): Promise<void> {
+  if (m.kind === 'node') {
+    const vol = dockerVolumeName(m.name);
+    if (replaced) await $`docker volume rm -f ${vol}`.nothrow();
+    const existing = await tryOut`docker volume inspect --format ${`{{index .Labels "${LABEL}"}}`} ${vol}`;
+    if (existing === undefined) await $`docker volume create --label ${`${LABEL}=${LABEL_VALUE}`} ${vol}`;
+    else if (existing.trim() !== LABEL_VALUE) throw new Error(`a docker volume named ${vol} exists that the lab did not create`);
+  }
+  await $`docker create ${spec}`;
+  await injectFiles(m, containerName(m.name));
+}
+
+/**
+ * One more node beside the lab's topology (a test's, e.g. a node of the golden image joining the farm): its host key,
+ * container and volume, labelled like the lab's (lab-down removes it too), started and ready. Returns its
+ * known_hosts line. removeExtraNode takes it away again.
+ */
+export async function addExtraNode(m: Machine, imageId: string): Promise<string> {
+  if (machines().some((x) => x.name === m.name || x.address === m.address)) throw new Error(`${m.name} (${m.address}) is a lab machine`);
+  await ensureHostKey(m.name);
+  if (await inspectContainer(containerName(m.name))) throw new Error(`${containerName(m.name)} exists already`);
+  await createMachine(m, specFor(m, imageId), false);
+  await $`docker start ${containerName(m.name)}`;
+  await waitReady(m.name, 120_000, m);
+  const [type, key] = hostPublicKey(m.name).split(/\s+/);
+  return `${m.address} ${type} ${key}`;
+}
+
+/** Remove an extra node: container, volume and host key (a lab machine is refused). */
+export async function removeExtraNode(name: string): Promise<void> {
+  if (machines().some((x) => x.name === name)) throw new Error(`${name} is a lab machine: not removed`);
+  const c = await inspectContainer(containerName(name));
+  if (c && c.labels[LABEL] !== LABEL_VALUE) throw new Error(`${containerName(name)} was not created by the lab`);
+  if (c) await $`docker rm -f -v ${containerName(name)}`;
+  await $`docker volume rm -f ${dockerVolumeName(name)}`.nothrow();
+  fs.rmSync(path.join(PATHS.hostKeys, name), { recursive: true, force: true });
+}
+
 export interface NodeUpResult {
   created: string[];
   started: string[];
@@ -273,15 +317,7 @@ export async function ensureMachines(images: { node: string; svc: string }): Pro
           say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
           await $`docker rm -f -v ${cname}`;
         }
-        if (m.kind === 'node') {
-          const vol = dockerVolumeName(m.name);
-          if (have) await $`docker volume rm -f ${vol}`.nothrow();
-          const existing = await tryOut`docker volume inspect --format ${`{{index .Labels "${LABEL}"}}`} ${vol}`;
-          if (existing === undefined) await $`docker volume create --label ${`${LABEL}=${LABEL_VALUE}`} ${vol}`;
-          else if (existing.trim() !== LABEL_VALUE) throw new Error(`a docker volume named ${vol} exists that the lab did not create`);
-        }
-        await $`docker create ${spec}`;
-        await injectFiles(m, cname);
+        await createMachine(m, spec, !!have);
         res.created.push(m.name);
         toStart.push(m.name);
       }),
@@ -314,8 +350,8 @@ export function sshBanner(address: string, timeoutMs = 2000): Promise<string | u
 }
 
 /** systemd finished booting (running or degraded) and sshd answers. */
-export async function waitReady(name: string, timeoutMs = 90_000): Promise<string> {
-  const m = machines().find((x) => x.name === name);
+export async function waitReady(name: string, timeoutMs = 90_000, machine?: Machine): Promise<string> {
+  const m = machine ?? machines().find((x) => x.name === name);
   if (!m) throw new Error(`unknown lab machine ${name}`);
   const cname = containerName(name);
   const state = await waitFor(
