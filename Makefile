@@ -8,7 +8,7 @@ RUN    = node $$(test -f .wpfarm/cli/wpfarm.mjs && echo .wpfarm/cli/wpfarm.mjs |
 INVENTORY ?=
 export CI
 
-.PHONY: images test-lab-varnish lint setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
+.PHONY: images golden-image test-lab-varnish lint setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
 
 setup:
 	@bash scripts/setup.sh
@@ -76,6 +76,10 @@ test-all: test
 
 bench: setup
 	$(NODE) bench/run.ts
+
+# The golden node image (playbooks/image.ts, docs/lab.md): the lab's, or with INVENTORY=FILE the DigitalOcean snapshot.
+golden-image: setup
+	$(NODE) playbooks/image.ts $(if $(INVENTORY),--inventory $(INVENTORY),--lab)
 
 lab-up: setup
 	$(NODE) scripts/lab.ts up

@@ -102,6 +102,7 @@ test('every node answers over SSH through the engine, with its host key verified
     'ls /etc/ssh/ | grep -c "^ssh_host_.*_key$"',
     'sshd -T 2>/dev/null | grep -E "^(passwordauthentication|kbdinteractiveauthentication) "',
     'command -v docker >/dev/null && echo docker:present || echo docker:absent',
+    'echo docker-unit:$(systemctl is-enabled docker.service 2>/dev/null || true)',
     'test -c /dev/fuse && echo fuse:yes || echo fuse:no',
   ].join('; ');
   const started = Date.now();
@@ -126,8 +127,12 @@ test('every node answers over SSH through the engine, with its host key verified
     assert.ok(rest.includes('passwordauthentication no'), `${name}: password login off`);
     assert.ok(rest.includes('kbdinteractiveauthentication no'), `${name}: keyboard-interactive off`);
     assert.ok(rest.includes('fuse:yes'), `${name}: /dev/fuse for GlusterFS mounts`);
-    // a node created by this lab-up is as bare as a fresh droplet: the roles install docker.io
-    if (up.created.includes(name)) assert.ok(rest.includes('docker:absent'), `${name}: no docker before the roles run`);
+    // a node created by this lab-up is a fresh droplet: from the golden image (the default) it has phase 1's packages,
+    // the engine installed but disabled (the common role enables it on swarm hosts); a bare one has no docker at all
+    if (up.created.includes(name) && up.nodeImage === 'golden')
+      assert.ok(rest.includes('docker:present') && rest.includes('docker-unit:disabled'), `${name}: golden node: ${rest.join(' ')}`);
+    if (up.created.includes(name) && up.nodeImage === 'bare')
+      assert.ok(rest.includes('docker:absent'), `${name}: no docker before the roles run`);
   }
   assert.equal(ids.size, results.length, 'every node has its own machine id');
 });
