@@ -202,6 +202,7 @@ const OWN: Record<string, string[]> = {
   'dns.ts': ['zone', 'target', 'no-proxy', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
   'edge-rules.ts': ['zone', 'sites-dir', 'api-url', 'dotenv', 'inventory', 'check', 'verbose'],
   'lock.ts': ['force', 'format', 'inventory', 'extra-vars', 'accept-new-host-keys'],
+  'image.ts': ['lab', 'keep', 'size', 'api-url', 'dotenv', 'poll-ms', 'inventory', 'check', 'verbose'],
   'list-sites.ts': ['sites-dir', 'format'],
   'migrate-site.ts': ['from', 'domain', 'new-domain', 'state-dir', 'key', 'farm-wordpress', 'until', 'rollback'],
   'migrate-sites.ts': ['plan', 'concurrency', 'state-dir', 'key', 'farm-wordpress', 'until', 'rollback'],
@@ -229,7 +230,7 @@ const OWN: Record<string, string[]> = {
   'update.ts': ['images', 'plugin', 'plugin-store', 'only', 'except', 'canary', 'wave-size', 'max-failures', 'state', 'sites-dir'],
 };
 /** commands that take only some of the common options (their own list above names them) */
-const FEW = new Set(['dns.ts', 'edge-rules.ts', 'provision.ts', 'audit.ts', 'lock.ts', 'capacity.ts']);
+const FEW = new Set(['dns.ts', 'edge-rules.ts', 'image.ts', 'provision.ts', 'audit.ts', 'lock.ts', 'capacity.ts']);
 /** modules of playbooks/ that are not commands */
 const NOT_COMMANDS = new Set(['phases.ts']);
 
