@@ -3,7 +3,8 @@
 export const PHASES: { n: number; title: string; roles: string[] }[] = [
   { n: 1, title: 'foundation', roles: ['common', 'swarm-manager', 'swarm-worker'] },
   { n: 2, title: 'core services', roles: ['galera', 'gluster', 'crowdsec'] },
-  { n: 3, title: 'WordPress stack', roles: ['traefik', 'keepalived', 'wp-site'] },
+  // images: built once (content-hashed) and pushed to the farm's registry; wp-site and add-site never build
+  { n: 3, title: 'WordPress stack', roles: ['traefik', 'keepalived', 'images', 'wp-site'] },
   { n: 4, title: 'observability', roles: ['monitoring'] },
   { n: 5, title: 'automation', roles: ['backup'] },
 ];

@@ -1,5 +1,5 @@
 // The wp-site role's last step: the WordPress exporter (stack.ts renders it; service.ts is what runs). Once per
-// run, after the site stacks: its image (built like the site images), its read-only MariaDB user, its password
+// run, after the site stacks: its image (built by the images role, checked here), its read-only MariaDB user, its password
 // as a content-hashed Swarm secret, and its stack attached to every site's network. Idempotent: an unchanged
 // farm gives an unchanged render (stackDeploy compares digests) and no SQL change.
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -10,8 +10,8 @@ import { connOf, task } from '../../lib/ops/base.ts';
 import { dockerSecret, hashedName, stackDeploy } from '../../lib/ops/docker.ts';
 import { rows, withMysql } from '../../lib/mysql.ts';
 import type { StepContext, Task, TaskOutcome } from '../../lib/types.ts';
-import { contextHash, ensureExporterImage, exporterContext, localImageId } from '../wp-site/images.ts';
-import { readSites, type WpSiteSettings } from '../wp-site/reconcile.ts';
+import { exporterImageTag, registryHasTag } from '../wp-site/images.ts';
+import { missingImagesMessage, readSites, type WpSiteSettings } from '../wp-site/reconcile.ts';
 import type { Catalog, Offer } from './metrics.ts';
 import {
   EXPORTER_DB_USER,
@@ -91,17 +91,10 @@ export function exporterStep(
       const node = ctx.hosts(group)[0];
       if (!node) return { skipped: `no host in group ${group} (the exporter needs a Gluster client)` };
       const changes: string[] = [];
-      let tag: string;
-      if (ctx.check) {
-        const base = await localImageId(s.baseImage);
-        if (!base) throw new Error(`base image ${s.baseImage} is not present on the controller`);
-        tag = contextHash(await exporterContext(s.imagesDir), { baseImageId: base });
-      } else {
-        const r = await ensureExporterImage(s.baseImage, { registry: s.registryPush || undefined, log: (l) => ctx.log(l) }, s.imagesDir);
-        if (r.built) changes.push(`image ${r.ref} built`);
-        if (r.pushed) changes.push(`image ${r.ref} pushed`);
-        tag = r.tag;
-      }
+      // built by the images role (phase 3), never here: a real run needs it in the registry
+      const tag = await exporterImageTag(s.baseImage, s.imagesDir);
+      if (!ctx.check && s.registryPush && !(await registryHasTag(s.registryPush, 'wpfarm/wp-exporter', tag)))
+        throw new Error(missingImagesMessage(s, [`image wpfarm/wp-exporter:${tag}`]));
       const image = `${s.registry ? `${s.registry}/` : ''}wpfarm/wp-exporter:${tag}`;
       const localWp = `${s.registryPush ? `${s.registryPush}/` : ''}wpfarm/wordpress-fpm:${wordpressFpm.split(':').pop()}`;
       const catalog: Catalog = {

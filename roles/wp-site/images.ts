@@ -204,6 +204,13 @@ export async function ensureExporterImage(baseImage: string, opts: EnsureOptions
   return ensureImage({ name: 'wpfarm/wp-exporter', contextDir: EXPORTER_CONTEXT, baseImage }, opts);
 }
 
+/** The exporter image's content tag, computed without building (its context is assembled first). */
+export async function exporterImageTag(baseImage: string, imagesDir = IMAGES_DIR): Promise<string> {
+  const base = await localImageId(baseImage);
+  if (!base) throw new Error(`base image ${baseImage} is not present on the controller`);
+  return contextHash(await exporterContext(imagesDir), { baseImageId: base });
+}
+
 /** Assemble the exporter's build context (EXPORTER_CONTEXT); its content hash is the image's tag. */
 export async function exporterContext(imagesDir = IMAGES_DIR): Promise<string> {
   rmSync(EXPORTER_CONTEXT, { recursive: true, force: true });

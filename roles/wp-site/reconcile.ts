@@ -60,10 +60,12 @@ export interface WpSiteSettings {
   only: string[];
   /** sites whose image pin this run ignores (update.ts rolls them to the farm's images) */
   unpin?: string[];
-  /** site id checked completely (db, dirs, install) even when its stack is unchanged: add-site's target */
-  full?: string;
-  /** install parameters of `full` */
-  install?: { title: string; adminUser: string; adminEmail: string };
+  /** site ids checked completely (db, dirs, install) even when their stack is unchanged: add-site's targets */
+  full?: string[];
+  /** install parameters of the `full` sites, by id */
+  install?: Record<string, InstallParams>;
+  /** sites worked on at once within a step (add-sites --concurrency); default 1 */
+  concurrency?: number;
   baseImage: string;
   /** build contexts of the site images (wordpress-fpm/, nginx/, redis/): files/images unless the inventory
    * points elsewhere (an operator's customised images; a changed context gives new tags: a rolling update) */
@@ -84,7 +86,29 @@ export interface WpSiteSettings {
   managementCidrs?: string[];
 }
 
+export interface InstallParams {
+  title: string;
+  adminUser: string;
+  adminEmail: string;
+}
+
 const str = (v: unknown, d: string): string => (typeof v === 'string' && v !== '' ? v : d);
+
+/**
+ * Install parameters of the `full` sites: `wp_site_install` (an object by site id, set by add-sites) or, for one
+ * site (add-site), wp_site_title / wp_site_admin_user / wp_site_admin_email.
+ */
+function installSettings(v: Record<string, unknown>, full: string[]): Record<string, InstallParams> {
+  const out: Record<string, InstallParams> = {};
+  const map = v.wp_site_install && typeof v.wp_site_install === 'object' ? (v.wp_site_install as Record<string, unknown>) : {};
+  for (const id of full) {
+    const m = map[id] && typeof map[id] === 'object' ? (map[id] as Record<string, unknown>) : undefined;
+    out[id] = m
+      ? { title: str(m.title, ''), adminUser: str(m.admin_user, 'wpadmin'), adminEmail: str(m.admin_email, '') }
+      : { title: str(v.wp_site_title, ''), adminUser: str(v.wp_site_admin_user, 'wpadmin'), adminEmail: str(v.wp_site_admin_email, '') };
+  }
+  return out;
+}
 const list = (v: unknown): string[] =>
   Array.isArray(v)
     ? v.map(String)
@@ -94,6 +118,18 @@ const list = (v: unknown): string[] =>
           .map((s) => s.trim())
           .filter(Boolean)
       : [];
+
+/** What the images need: base image, build contexts, registry (the nodes') and registry_push (the controller's). */
+export type ImageSettings = Pick<WpSiteSettings, 'baseImage' | 'imagesDir' | 'registry' | 'registryPush'>;
+
+export function imageSettings(v: Record<string, unknown>): ImageSettings {
+  return {
+    baseImage: str(v.site_base_image, v.lab === true ? 'wpfarm/base:bookworm' : 'debian:bookworm-slim'),
+    imagesDir: path.resolve(str(v.site_images_dir, IMAGES_DIR)),
+    registry: str(v.registry, ''),
+    registryPush: str(v.registry_push, str(v.registry, '')),
+  };
+}
 
 export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSiteSettings {
   const v = ctx.vars;
@@ -108,20 +144,15 @@ export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSite
   const files = first(str(v.gluster_client_group, 'workers'));
   if (!db) throw new InputError('wp-site: the inventory has no db host (group db): sites need the database');
   if (!files) throw new InputError('wp-site: the inventory has no Gluster client (group workers)');
-  const full = typeof v.wp_site_full === 'string' && v.wp_site_full ? v.wp_site_full : undefined;
-  const lab = v.lab === true;
+  const full = list(v.wp_site_full);
   return {
+    ...imageSettings(v),
     sitesDir: str(v.wp_sites_dir, 'inventory/sites'),
     only: list(v.wp_sites_only),
     unpin: list(v.wp_site_unpin),
     full,
-    install: full
-      ? { title: str(v.wp_site_title, ''), adminUser: str(v.wp_site_admin_user, 'wpadmin'), adminEmail: str(v.wp_site_admin_email, '') }
-      : undefined,
-    baseImage: str(v.site_base_image, lab ? 'wpfarm/base:bookworm' : 'debian:bookworm-slim'),
-    imagesDir: path.resolve(str(v.site_images_dir, IMAGES_DIR)),
-    registry: str(v.registry, ''),
-    registryPush: str(v.registry_push, str(v.registry, '')),
+    install: installSettings(v, full),
+    concurrency: typeof v.wp_site_concurrency === 'number' && v.wp_site_concurrency >= 1 ? Math.floor(v.wp_site_concurrency) : 1,
     glusterMount: str(v.gluster_mount, '/mnt/gluster/sites'),
     endpointMode: v.swarm_endpoint_mode === 'dnsrr' ? 'dnsrr' : 'vip',
     overlayEncrypted: v.overlay_encrypted !== false,
@@ -164,41 +195,66 @@ export interface ImageRefs {
   changes: string[];
 }
 
-/** Build/push when needed (never in check mode: then the tags are computed and missing images reported). */
-export async function siteImages(s: WpSiteSettings, check: boolean, log: (m: string) => void): Promise<ImageRefs> {
+/**
+ * The site images of this version without building anything: their content tags (computed on the controller) and
+ * `changes` = the images not in the registry (not on the controller when there is no registry).
+ */
+export async function plannedSiteImages(s: ImageSettings): Promise<ImageRefs> {
   const nodeRef = (name: string, tag: string): string => `${s.registry ? `${s.registry}/` : ''}${name}:${tag}`;
-  const specs = {
-    wordpressFpm: { name: 'wpfarm/wordpress-fpm', contextDir: path.join(s.imagesDir, 'wordpress-fpm'), baseImage: s.baseImage },
-    redis: { name: 'wpfarm/redis', contextDir: path.join(s.imagesDir, 'redis'), baseImage: s.baseImage },
-    varnish: { name: 'wpfarm/varnish', contextDir: path.join(s.imagesDir, 'varnish'), baseImage: s.baseImage },
+  const pushRef = (name: string, tag: string): string => `${s.registryPush ? `${s.registryPush}/` : ''}${name}:${tag}`;
+  const base = await localImageId(s.baseImage);
+  if (!base) throw new Error(`base image ${s.baseImage} is not present on the controller`);
+  const tagOf = (dir: string, args?: Record<string, string>): string => contextHash(dir, { baseImageId: base, buildArgs: args });
+  const wpTag = tagOf(path.join(s.imagesDir, 'wordpress-fpm'));
+  const redisTag = tagOf(path.join(s.imagesDir, 'redis'));
+  const varnishTag = tagOf(path.join(s.imagesDir, 'varnish'));
+  // nginx takes WordPress core from the wordpress-fpm image: its tag hashes that image's id
+  const wpLocal = await localImageId(pushRef('wpfarm/wordpress-fpm', wpTag));
+  const nginxTag = wpLocal ? tagOf(path.join(s.imagesDir, 'nginx'), { WORDPRESS_IMAGE: wpLocal }) : 'unknown';
+  const all = [
+    ['wpfarm/wordpress-fpm', wpTag],
+    ['wpfarm/nginx', nginxTag],
+    ['wpfarm/redis', redisTag],
+    ['wpfarm/varnish', varnishTag],
+  ] as const;
+  const present = await Promise.all(
+    all.map(async ([name, tag]) => {
+      if (tag === 'unknown') return false;
+      if (!s.registryPush) return (await localImageId(pushRef(name, tag))) !== null;
+      return registryHasTag(s.registryPush, name, tag).catch(() => false);
+    }),
+  );
+  return {
+    wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wpTag),
+    nginx: nodeRef('wpfarm/nginx', nginxTag),
+    redis: nodeRef('wpfarm/redis', redisTag),
+    varnish: nodeRef('wpfarm/varnish', varnishTag),
+    changes: all.filter((_, i) => !present[i]).map(([name, tag]) => `image ${name}:${tag} would be built and pushed`),
   };
+}
+
+/** What to tell a user whose farm lacks the images of this version: they are built once, by phase 3. */
+export function missingImagesMessage(s: ImageSettings, missing: string[]): string {
+  const where = s.registryPush ? `the farm's registry (${s.registryPush})` : 'the controller';
+  return (
+    `the site images of this version are not in ${where}: ${missing.map((m) => m.replace(/^image (\S+).*/, '$1')).join(', ')}. ` +
+    'They are built once, by phase 3 of bootstrap: run `npx tsx playbooks/bootstrap.ts --phase 3` ' +
+    '(or only the images: `npx tsx playbooks/run-role.ts images`; `make images` without an inventory); add-site never builds'
+  );
+}
+
+/** The site images of this version, which must be in the registry already (add-site, the wp-site role): never builds. */
+export async function requireSiteImages(s: ImageSettings): Promise<ImageRefs> {
+  const refs = await plannedSiteImages(s);
+  if (refs.changes.length) throw new Error(missingImagesMessage(s, refs.changes));
+  return refs;
+}
+
+/** Build/push when needed (the images role, update.ts); in check mode the tags are computed and missing images reported. */
+export async function siteImages(s: ImageSettings, check: boolean, log: (m: string) => void): Promise<ImageRefs> {
+  if (check) return plannedSiteImages(s);
+  const nodeRef = (name: string, tag: string): string => `${s.registry ? `${s.registry}/` : ''}${name}:${tag}`;
   const changes: string[] = [];
-  if (check) {
-    const base = await localImageId(s.baseImage);
-    if (!base) throw new Error(`base image ${s.baseImage} is not present on the controller`);
-    const tagOf = (dir: string, args?: Record<string, string>): string => contextHash(dir, { baseImageId: base, buildArgs: args });
-    const wpTag = tagOf(specs.wordpressFpm.contextDir);
-    const redisTag = tagOf(specs.redis.contextDir);
-    const varnishTag = tagOf(specs.varnish.contextDir);
-    const wpLocal = await localImageId(`${s.registryPush ? `${s.registryPush}/` : ''}wpfarm/wordpress-fpm:${wpTag}`);
-    const nginxTag = wpLocal ? tagOf(path.join(s.imagesDir, 'nginx'), { WORDPRESS_IMAGE: wpLocal }) : 'unknown';
-    for (const [name, tag] of [
-      ['wpfarm/wordpress-fpm', wpTag],
-      ['wpfarm/nginx', nginxTag],
-      ['wpfarm/redis', redisTag],
-      ['wpfarm/varnish', varnishTag],
-    ] as const) {
-      const present = tag !== 'unknown' && s.registryPush ? await registryHasTag(s.registryPush, name, tag).catch(() => false) : false;
-      if (!present) changes.push(`image ${name}:${tag} would be built and pushed`);
-    }
-    return {
-      wordpressFpm: nodeRef('wpfarm/wordpress-fpm', wpTag),
-      nginx: nodeRef('wpfarm/nginx', nginxTag),
-      redis: nodeRef('wpfarm/redis', redisTag),
-      varnish: nodeRef('wpfarm/varnish', varnishTag),
-      changes,
-    };
-  }
   const {
     wordpressFpm: wp,
     nginx,

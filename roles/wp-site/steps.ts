@@ -1,7 +1,8 @@
 // The wp-site role's named steps. Each one is a step of its own for the runner (own tag, own status, own
 // line in check mode and the recap); they run once per run (runOnce) since a swarm is one system:
 //
-//   images       build/push the three site images when their content hash is new (controller side)
+//   images       the site images of this version are in the registry (controller side: content tags, HEAD
+//                requests); the images role (phase 3 of bootstrap) builds them, this role never does
 //   state        ONE round trip to a manager: services, deploy digests, the site secret store; every site is
 //                rendered and diffed in memory: the sites to reconcile (their stack differs, or add-site's
 //                site) are the plan every later step works from (registered as `wp_site_state`)
@@ -10,8 +11,13 @@
 //   directories  the site's Gluster directories
 //   stack        docker stack deploy of each site whose render differs
 //   wait         until every replica of those stacks runs and is healthy
-//   install      WordPress (add-site's site, and every stack just deployed) when not installed yet
+//   install      WordPress (add-site's sites, and every stack just deployed) when not installed yet
+//   exporter     the WordPress exporter stack (roles/wp-exporter)
+//   results      fails the run when a site failed in a step above (named with its error)
 //
+// Each step works on its sites at most `wp_site_concurrency` at once (default 1; add-sites --concurrency). A site
+// that fails in a step is recorded, skipped by the later steps, and the other sites go on; the results step then
+// names every failed site and fails the run.
 // A no-change run: images (controller only), state (one round trip), then nothing to do for the other steps
 // (each reports `skipped` with the reason): the round trips do not grow with the number of sites.
 // DNS is not part of the role: add-site creates the records (it reads the inventory's cloudflare section).
@@ -31,16 +37,18 @@ import {
   farmSettings,
   installs,
   managerProbeScript,
+  missingImagesMessage,
   newStoredSecrets,
   parseManagerProbe,
   pinnedImages,
+  plannedSiteImages,
   readSites,
   SECRET_STORE,
-  siteImages,
   waitStackReady,
   wpSiteSettings,
   writeStoredSecrets,
   type ImageRefs,
+  type ImageSettings,
   type StoredSecrets,
   type WpSiteSettings,
 } from './reconcile.ts';
@@ -63,12 +71,14 @@ export interface SiteState {
 export class FarmState {
   /** stacks the stack step deployed (or would deploy, in check mode) */
   readonly deployed = new Set<string>();
+  /** sites that failed in a step, with the step and error: the later steps skip them */
+  readonly failed = new Map<string, string>();
   constructor(
     /** the manager all steps talk to */
     readonly manager: string,
     readonly settings: WpSiteSettings,
     readonly images: ImageRefs,
-    /** images computed without building them (the images step did not run): what is missing */
+    /** the images not in the registry (the images role of phase 3 builds them) */
     readonly imagesMissing: string[],
     readonly sites: SiteState[],
     readonly unchanged: number,
@@ -77,9 +87,9 @@ export class FarmState {
     readonly digests: Record<string, string> = {},
   ) {}
 
-  /** The sites the steps reconcile: their stack differs from the render, or add-site names them. */
+  /** The sites the steps reconcile: their stack differs from the render, or add-site names them; not failed. */
   get todo(): SiteState[] {
-    return this.sites.filter((x) => x.reasons.length > 0);
+    return this.sites.filter((x) => x.reasons.length > 0 && !this.failed.has(x.site.id));
   }
 
   toJSON(): Record<string, unknown> {
@@ -90,6 +100,7 @@ export class FarmState {
       todo: this.todo.map((x) => ({ site: x.site.id, reasons: x.reasons })),
       newSecrets: this.sites.filter((x) => x.newSecrets).map((x) => x.site.id),
       deployed: [...this.deployed],
+      failed: Object.fromEntries(this.failed),
       orphans: this.orphans,
     };
   }
@@ -133,7 +144,7 @@ export function planFarm(a: {
     const r = rendered[i]!;
     const d = diff.changes.find((c) => c.stack === r.stack);
     const reasons = d ? [`${d.action}: ${d.reasons.join('; ')}`] : [];
-    if (a.settings.full === site.id) reasons.push('checked completely (add-site)');
+    if (a.settings.full?.includes(site.id)) reasons.push('checked completely (add-site)');
     const pin = pinOf(site.id);
     if (pin && reasons.length) reasons.push(`images pinned (${pin.reason}, ${pin.at})`);
     return { site, rendered: r, stored: stored.get(site.id)!.value, newSecrets: stored.get(site.id)!.fresh, reasons };
@@ -144,11 +155,12 @@ export function planFarm(a: {
   return new FarmState(a.manager, a.settings, a.images, a.imagesMissing ?? [], sites, diff.unchanged, orphans, digests);
 }
 
-/** What the role needs from outside the hosts (the images are built on the controller); tests replace it. */
+/** What the role needs from outside the hosts (the images' tags and presence, on the controller); tests replace it. */
 export interface WpSiteDeps {
-  images(s: WpSiteSettings, check: boolean, log: (m: string) => void): Promise<ImageRefs>;
+  /** this version's image references; `changes`: the images missing from the registry (never builds) */
+  images(s: ImageSettings): Promise<ImageRefs>;
 }
-export const defaultDeps: WpSiteDeps = { images: siteImages };
+export const defaultDeps: WpSiteDeps = { images: plannedSiteImages };
 
 const once = (title: string, tag: string, run: (ctx: StepContext) => Promise<TaskOutcome>, register?: string): Task =>
   task(title, run, { runOnce: true, tags: [tag], register });
@@ -168,12 +180,38 @@ function managerOf(ctx: StepContext, st: FarmState): StepContext {
 const NO_SITE = 'no site differs from its record';
 
 /**
- * Between two sites of a step, as the runner does between steps: after Ctrl-C the next site is not started (the
- * sites done so far are whole for this step); the rest of the role does not run; a rerun converges.
+ * `fn` for each site, at most `settings.concurrency` at once, in order. A site whose `fn` throws is recorded in
+ * st.failed (the later steps skip it) and the others go on. After Ctrl-C no site is started (those in progress
+ * finish), then the step stops. The changes come back in site order.
  */
-function stopIfInterrupted(ctx: StepContext, next: string): void {
-  if (ctx.interrupted()) throw new InterruptedError(ctx.host.name, `interrupted: site ${next} not started`);
+async function eachSite(ctx: StepContext, st: FarmState, step: string, sites: SiteState[], fn: (x: SiteState) => Promise<string[]>) {
+  const out: string[][] = sites.map(() => []);
+  let next = 0;
+  let stopped: string | undefined;
+  const lane = async (): Promise<void> => {
+    while (next < sites.length && stopped === undefined) {
+      const i = next++;
+      const x = sites[i]!;
+      if (ctx.interrupted()) {
+        stopped = x.site.id;
+        return;
+      }
+      try {
+        out[i] = (await fn(x)).map((c) => `${x.site.id}: ${c}`);
+      } catch (e) {
+        if (e instanceof InterruptedError) throw e;
+        const msg = (e as Error).message;
+        st.failed.set(x.site.id, `${step}: ${msg}`);
+        ctx.log(`${x.site.id}: FAILED in ${step}: ${msg.split('\n')[0]} (the other sites go on)`);
+      }
+    }
+  };
+  const n = Math.max(1, Math.min(st.settings.concurrency ?? 1, sites.length));
+  await Promise.all(Array.from({ length: n }, lane));
+  if (stopped !== undefined) throw new InterruptedError(ctx.host.name, `interrupted: site ${stopped} not started`);
+  return out.flat();
 }
+
 const failOn = (r: StepResult): StepResult => {
   if (r.status === 'failed') throw new Error(r.error);
   return r;
@@ -189,8 +227,13 @@ export function imagesStep(deps: WpSiteDeps): Task {
     async (ctx) => {
       const s = wpSiteSettings(ctx);
       if (!readSites(s).length) return { skipped: `no site record in ${s.sitesDir}` };
-      const images = await deps.images(s, ctx.check, (m) => ctx.log(m));
-      return outcome(images.changes, images);
+      const images = await deps.images(s);
+      if (images.changes.length) {
+        // never built here: phase 3 (the images role) builds them once; check mode says what the real run would refuse
+        if (!ctx.check) throw new Error(missingImagesMessage(s, images.changes));
+        ctx.log(`a real run would stop here: ${missingImagesMessage(s, images.changes)}`);
+      }
+      return { changed: false, result: images };
     },
     IMAGES_KEY,
   );
@@ -221,10 +264,10 @@ export function stateStep(deps: WpSiteDeps): Task {
       const sites = s.only.length ? readSites(s) : all;
       if (!sites.length) return { skipped: `no site record in ${s.sitesDir}` };
       ctx.log(`${sites.length} site(s) in ${s.sitesDir}`);
-      // the images step registered what it built; without it (--tags/--skip-tags) the tags are computed only
-      const built =
+      // the images step registered the references; without it (--tags/--skip-tags) they are computed here
+      const checked =
         ctx.registered[IMAGES_KEY]?.status === 'skipped' ? undefined : (ctx.registered[IMAGES_KEY]?.result as ImageRefs | undefined);
-      const images = built ?? (await deps.images(s, true, (m) => ctx.log(m)));
+      const images = checked ?? (await deps.images(s));
       const { m, out } = await probeManager(ctx);
       if (m !== ctx) ctx.log(`reconciling from ${m.host.name}`);
       const st = planFarm({
@@ -233,7 +276,7 @@ export function stateStep(deps: WpSiteDeps): Task {
         sites,
         recorded: all.map((x) => x.id),
         images,
-        imagesMissing: built ? [] : images.changes,
+        imagesMissing: images.changes,
         probeOutput: out,
         vars: ctx.vars,
       });
@@ -261,25 +304,24 @@ export function secretsStep(): Task {
     const fresh = st.sites.filter((x) => x.newSecrets);
     if (!fresh.length && !st.todo.length) return { skipped: NO_SITE };
     const m = managerOf(ctx, st);
-    const changes: string[] = [];
-    for (const x of fresh) {
-      stopIfInterrupted(ctx, x.site.id);
-      changes.push(
-        `${x.site.id}: generate secrets (DB password, WordPress keys/salts, admin password) in ${SECRET_STORE}/${x.site.id}.json`,
-      );
+    const changes = await eachSite(ctx, st, 'secrets', fresh, async (x) => {
       if (!ctx.check) await writeStoredSecrets(m, x.site.id, x.stored);
-    }
-    for (const x of st.todo) {
-      stopIfInterrupted(ctx, x.site.id);
-      for (const key of SITE_SECRET_KEYS) {
-        const r = failOn(
-          await m.run(
-            dockerSecret({ name: siteSecretPrefix(x.site.id, key), content: x.stored[key], labels: { 'wpfarm.site': x.site.id } }),
-          ),
-        );
-        changes.push(...r.changes.map((c) => `${x.site.id}: ${c}`));
-      }
-    }
+      return [`generate secrets (DB password, WordPress keys/salts, admin password) in ${SECRET_STORE}/${x.site.id}.json`];
+    });
+    changes.push(
+      ...(await eachSite(ctx, st, 'secrets', st.todo, async (x) => {
+        const out: string[] = [];
+        for (const key of SITE_SECRET_KEYS) {
+          const r = failOn(
+            await m.run(
+              dockerSecret({ name: siteSecretPrefix(x.site.id, key), content: x.stored[key], labels: { 'wpfarm.site': x.site.id } }),
+            ),
+          );
+          out.push(...r.changes);
+        }
+        return out;
+      })),
+    );
     return outcome(changes);
   });
 }
@@ -289,13 +331,11 @@ export function databaseStep(): Task {
     const st = stateOf(ctx);
     if (!st.todo.length) return { skipped: NO_SITE };
     const m = managerOf(ctx, st);
-    const changes: string[] = [];
-    for (const x of st.todo) {
-      stopIfInterrupted(ctx, x.site.id);
-      const c = await ensureDatabase(m, st.settings, x.site.id, x.stored.db_password, x.stored.db_user);
-      changes.push(...c.map((line) => `${x.site.id}: ${line}`));
-    }
-    return outcome(changes);
+    return outcome(
+      await eachSite(ctx, st, 'databases', st.todo, (x) =>
+        ensureDatabase(m, st.settings, x.site.id, x.stored.db_password, x.stored.db_user),
+      ),
+    );
   });
 }
 
@@ -305,14 +345,14 @@ export function directoriesStep(): Task {
     if (!st.todo.length) return { skipped: NO_SITE };
     const s = st.settings;
     const files = ctx.hostContext(s.filesHost);
-    const changes: string[] = [];
-    for (const x of st.todo) {
-      stopIfInterrupted(ctx, x.site.id);
+    const changes = await eachSite(ctx, st, 'directories', st.todo, async (x) => {
+      const out: string[] = [];
       for (const op of siteDirSteps(x.site.id, { ...ctx.vars, gluster_mount: s.glusterMount })) {
         const r = failOn(await files.run(op));
-        changes.push(...r.changes.map((c) => `${x.site.id}: ${op.title} on ${s.filesHost}: ${c}`));
+        out.push(...r.changes.map((c) => `${op.title} on ${s.filesHost}: ${c}`));
       }
-    }
+      return out;
+    });
     return outcome(changes);
   });
 }
@@ -325,14 +365,12 @@ export function stackStep(): Task {
     // a deploy would reference an image nobody built
     if (!ctx.check && st.imagesMissing.length) throw new Error(`images not built (run the images step): ${st.imagesMissing.join('; ')}`);
     const m = managerOf(ctx, st);
-    const changes: string[] = [];
-    for (const x of st.todo) {
-      stopIfInterrupted(ctx, x.site.id);
+    const changes = await eachSite(ctx, st, 'stacks', st.todo, async (x) => {
       const op = stackDeploy({ name: x.rendered.stack, compose: x.rendered.yaml, prune: true });
       const r = failOn(await m.run(op));
-      changes.push(...r.changes.map((c) => `${x.site.id}: ${c}`));
       if (r.status === 'changed') st.deployed.add(x.rendered.stack);
-    }
+      return r.changes;
+    });
     return outcome(changes, { deployed: [...st.deployed] });
   });
 }
@@ -343,12 +381,13 @@ export function waitStep(): Task {
     if (!st.todo.length) return { skipped: NO_SITE };
     if (ctx.check) return { skipped: 'check mode: nothing was deployed' };
     const m = managerOf(ctx, st);
-    for (const x of st.todo) {
-      stopIfInterrupted(ctx, x.site.id);
+    const ready = st.todo;
+    await eachSite(ctx, st, 'stacks ready', ready, async (x) => {
       ctx.log(`${x.site.id}: waiting until every replica runs and is healthy`);
       await waitStackReady(m, x.rendered.stack, Object.keys(x.rendered.services), st.settings.waitTimeoutMs);
-    }
-    return { changed: false, result: { ready: st.todo.map((x) => x.rendered.stack) } };
+      return [];
+    });
+    return { changed: false, result: { ready: ready.filter((x) => !st.failed.has(x.site.id)).map((x) => x.rendered.stack) } };
   });
 }
 
@@ -369,22 +408,17 @@ export function installStep(): Task {
   return once('WordPress install', 'install', async (ctx) => {
     const st = stateOf(ctx);
     const s = st.settings;
-    // add-site's site, and every stack just deployed (a new stack of an existing record needs its install too)
-    const targets = st.todo.filter((x) => s.full === x.site.id || st.deployed.has(x.rendered.stack));
+    const full = (x: SiteState): boolean => s.full?.includes(x.site.id) ?? false;
+    // add-site's sites, and every stack just deployed (a new stack of an existing record needs its install too)
+    const targets = st.todo.filter((x) => full(x) || st.deployed.has(x.rendered.stack));
     if (!targets.length) return { skipped: st.todo.length ? 'no stack deployed' : NO_SITE };
     const m = managerOf(ctx, st);
-    const changes: string[] = [];
-    for (const x of targets) {
-      stopIfInterrupted(ctx, x.site.id);
-      const inst = s.full === x.site.id ? s.install : undefined;
+    const changes = await eachSite(ctx, st, 'install', targets, async (x) => {
+      const inst = full(x) ? s.install?.[x.site.id] : undefined;
       const adminUser = inst?.adminUser || 'wpadmin';
       if (ctx.check) {
-        if (!(await wordpressInstalled(ctx, s, x.site.id))) {
-          changes.push(
-            `${x.site.id}: install WordPress (admin ${adminUser})${s.full === x.site.id ? ' and print the admin password' : ''}`,
-          );
-        }
-        continue;
+        if (await wordpressInstalled(ctx, s, x.site.id)) return [];
+        return [`install WordPress (admin ${adminUser})${full(x) ? ' and print the admin password' : ''}`];
       }
       ctx.log(`${x.site.id}: WordPress install`);
       // the password travels on stdin into a 0600 file of the container (www-data cannot open /dev/stdin
@@ -408,14 +442,29 @@ export function installStep(): Task {
         // handled below
       }
       if (res.code !== 0 || out.error)
-        throw new Error(`${x.site.id}: WordPress install failed on ${res.node}: ${out.error ?? (res.stderr.trim() || line)}`);
-      if (out.changed) {
-        changes.push(`${x.site.id}: WordPress installed (admin ${adminUser})`);
-        installs.push({ site: x.site.id, domain: x.site.domain, adminUser, adminPassword: x.stored.admin_password });
-      }
-    }
+        throw new Error(`WordPress install failed on ${res.node}: ${out.error ?? (res.stderr.trim() || line)}`);
+      if (!out.changed) return [];
+      installs.push({ site: x.site.id, domain: x.site.domain, adminUser, adminPassword: x.stored.admin_password });
+      return [`WordPress installed (admin ${adminUser})`];
+    });
     return outcome(changes);
   });
+}
+
+/** Last: the sites that failed in a step above, each with its step and error; the run fails when there is one. */
+export function resultsStep(): Task {
+  return task(
+    'site results',
+    async (ctx) => {
+      const r: StepResult | undefined = ctx.registered[STATE_KEY];
+      if (!(r?.result instanceof FarmState)) return { skipped: 'no site state' };
+      const st = r.result;
+      if (!st.failed.size) return { changed: false, result: { failed: {} } };
+      const lines = [...st.failed].map(([id, e]) => `${id}: ${e}`);
+      throw new Error(`${st.failed.size} site(s) failed, the others went on:\n${lines.join('\n')}`);
+    },
+    { runOnce: true, tags: ['always'] },
+  );
 }
 
 /** The role's steps, in order. */
@@ -433,5 +482,6 @@ export function wpSiteSteps(deps: WpSiteDeps = defaultDeps): Step[] {
       const st = stateOf(ctx);
       return { settings: st.settings, manager: st.manager, wordpressFpm: st.images.wordpressFpm, digests: st.digests };
     }),
+    resultsStep(),
   ];
 }

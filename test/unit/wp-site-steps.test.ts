@@ -111,6 +111,7 @@ test('the role is a sequence of named steps, each with its own tag, run once per
       ['site stacks ready', ['wait']],
       ['WordPress install', ['install']],
       ['site exporter', ['exporter']],
+      ['site results', ['always']],
     ],
   );
   assert.ok(
@@ -135,7 +136,7 @@ test('planFarm: orphans come from every record, not from the subset a run reconc
       probeOutput: out,
       vars: {},
     });
-  const only = some({ only: ['news'], full: 'news' }, ['blog', 'shop', 'news']);
+  const only = some({ only: ['news'], full: ['news'] }, ['blog', 'shop', 'news']);
   assert.deepEqual(only.orphans, []);
   assert.deepEqual(
     only.todo.map((x) => x.site.id),
@@ -158,7 +159,7 @@ test("planFarm: a converged farm plans nothing; a change, a new site, add-site's
   assert.deepEqual(none.orphans, []);
 
   // add-site's site is checked completely even when its stack is unchanged
-  const full = plan(sites, out, { full: 'shop' });
+  const full = plan(sites, out, { full: ['shop'] });
   assert.deepEqual(
     full.todo.map((x) => [x.site.id, x.reasons]),
     [['shop', ['checked completely (add-site)']]],
@@ -211,9 +212,14 @@ interface Farm {
   /** accept any other command (the apply scripts) with exit 0; uploads go to `puts` */
   applies?: boolean;
   puts?: string[];
-  /** called on each command and upload (a test presses Ctrl-C from here) */
+  /** called on each command and upload (a test presses Ctrl-C from here, or fails one) */
   onCommand?: (command: string) => void;
+  /** an upload takes this long (ms): uploads in flight at once are counted in maxPuts */
+  putMs?: number;
+  maxPuts?: number;
 }
+
+let inFlight = 0;
 
 function fakeConn(host: HostSpec, farm: Farm): Connection & { abortChannels(): Promise<string[]> } {
   let trips = 0;
@@ -242,8 +248,15 @@ function fakeConn(host: HostSpec, farm: Farm): Connection & { abortChannels(): P
     put: async (p: string) => {
       if (!farm.puts) throw new Error('no upload expected');
       trips++;
-      farm.puts.push(`${host.name}:${p}`);
-      farm.onCommand?.(`put ${p}`);
+      inFlight++;
+      farm.maxPuts = Math.max(farm.maxPuts ?? 0, inFlight);
+      try {
+        if (farm.putMs) await new Promise((r) => setTimeout(r, farm.putMs));
+        farm.onCommand?.(`put ${p}`);
+        farm.puts.push(`${host.name}:${p}`);
+      } finally {
+        inFlight--;
+      }
     },
     forward: async () => {
       throw new Error('no database connection expected');
@@ -268,7 +281,14 @@ class FakePool extends ConnectionPool {
   }
 }
 
-async function runWpSite(sitesDir: string, farm: Farm, o: Partial<RunOptions> = {}, d: WpSiteDeps = deps, signal = { interrupted: false }) {
+async function runWpSite(
+  sitesDir: string,
+  farm: Farm,
+  o: Partial<RunOptions> = {},
+  d: WpSiteDeps = deps,
+  signal = { interrupted: false },
+  vars: Record<string, unknown> = {},
+) {
   const mk = (name: string, groups: string[]): HostSpec => ({
     name,
     address: `10.10.0.${name.length}`,
@@ -286,6 +306,7 @@ async function runWpSite(sitesDir: string, farm: Farm, o: Partial<RunOptions> = 
       wp_db_user_host: SETTINGS.dbUserHost,
       // the exporter step (roles/wp-exporter) builds its image on the controller: no password here, it skips
       wp_exporter_db_password_env: 'WPFARM_UNIT_TEST_NO_EXPORTER_PASSWORD',
+      ...vars,
     },
   });
   const hosts = [mk('mgr1', ['managers']), mk('mgr2', ['managers']), mk('db1', ['db']), mk('wrk1', ['workers'])];
@@ -338,11 +359,12 @@ test('no-change reconcile through the runner: one round trip, every step listed,
           'skipped site stacks ready (no site differs from its record)',
           'skipped WordPress install (no site differs from its record)',
           "skipped site exporter (WPFARM_UNIT_TEST_NO_EXPORTER_PASSWORD is not set in .env (the WordPress exporter's database password))",
+          'ok site results',
         ],
         `check=${check}`,
       );
       // the second manager mirrors the outcome of each step (run once, on mgr1)
-      assert.equal(on('mgr2').length, 9);
+      assert.equal(on('mgr2').length, 10);
       assert.ok(on('mgr2').every((x) => /ran once on mgr1/.test(x.reason ?? '')));
       assert.equal(trips, 1, `one round trip (the farm probe): ${farm.commands.join('\n')}`);
       assert.deepEqual(
@@ -364,11 +386,12 @@ test("check mode with --tags secrets,stack: a new site's secrets and stack are p
     const farm: Farm = { probe: out, secrets: [], stacks: {}, commands: [] };
     const { on, trips } = await runWpSite(dir, farm, { check: true, tags: ['secrets', 'stack'] });
     const rows = on('mgr1').map(row);
-    assert.equal(rows.length, 3, rows.join('\n'));
+    assert.equal(rows.length, 4, rows.join('\n'));
     assert.equal(rows[0], 'ok site state');
     assert.match(rows[1]!, /^changed site secrets: news: generate secrets .*site-secrets\/news\.json; /);
     assert.match(rows[1]!, /; news: create secret site_news_db_password_[0-9a-f]{8}; news: create secret site_news_wp_keys_[0-9a-f]{8}$/);
     assert.match(rows[2]!, /^changed site stacks: news: deploy stack wp-news \(3 services: nginx, php-fpm, redis\)$/);
+    assert.equal(rows[3], 'ok site results', 'no site failed');
     // probes only: the farm probe, two secret probes, one stack probe; no create, no deploy, no store write
     assert.equal(trips, 4, farm.commands.join('\n'));
     assert.ok(
@@ -385,12 +408,63 @@ test('--skip-tags images with an image not in the registry: the stack step refus
   try {
     const farm: Farm = { probe: probeOutput(null, [], []), secrets: [], stacks: {}, commands: [] };
     const missing: WpSiteDeps = {
-      images: async (_s, check) => ({ ...IMAGES, changes: check ? ['image wpfarm/nginx:x would be built and pushed'] : [] }),
+      images: async () => ({ ...IMAGES, changes: ['image wpfarm/nginx:x would be built and pushed'] }),
     };
     const { r } = await runWpSite(dir, farm, { check: false, skipTags: ['images'], tags: ['stack'] }, missing);
     const failed = r.results.find((x) => x.status === 'failed' && x.host === 'mgr1');
     assert.equal(failed?.step, 'site stacks', JSON.stringify(failed));
     assert.match(failed?.error ?? '', /images not built \(run the images step\): image wpfarm\/nginx:x/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('images not in the registry: the images step refuses and says to run phase 3; nothing is deployed', async () => {
+  const dir = sitesDirWith(['news']);
+  try {
+    const missing: WpSiteDeps = { images: async () => ({ ...IMAGES, changes: ['image wpfarm/nginx:0123 would be built and pushed'] }) };
+    const farm: Farm = { probe: probeOutput(null, [], []), secrets: [], stacks: {}, commands: [], applies: true, puts: [] };
+    const { r, on } = await runWpSite(dir, farm, {}, missing);
+    const first = on('mgr1')[0]!;
+    assert.equal(first.step, 'site images');
+    assert.equal(first.status, 'failed');
+    assert.match(first.error ?? '', /not in the farm's registry \(10\.10\.0\.2:5000\): wpfarm\/nginx:0123\./);
+    assert.match(first.error ?? '', /phase 3 of bootstrap: run `npx tsx playbooks\/bootstrap\.ts --phase 3`.*add-site never builds/);
+    assert.deepEqual(farm.commands, [], 'no host was asked anything');
+    assert.deepEqual(farm.puts, []);
+    assert.deepEqual(
+      r.hosts.map((h) => h.status),
+      ['failed', 'failed'],
+    );
+    // check mode: the run goes on (it predicts), the step says what a real run would refuse
+    const empty: Farm = { probe: probeOutput(null, [], []), secrets: [], stacks: {}, commands: [] };
+    const check = await runWpSite(dir, empty, { check: true, tags: ['images', 'stack'] }, missing);
+    assert.deepEqual(
+      check.on('mgr1').map((x) => `${x.status} ${x.step}`),
+      ['ok site images', 'ok site state', 'changed site stacks', 'ok site results'],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('wp_site_concurrency: sites at most N at once within a step; a failed site is named at the end, the others go on', async () => {
+  const dir = sitesDirWith(['blog', 'news', 'shop', 'wiki']);
+  try {
+    const farm: Farm = { probe: probeOutput(null, [], []), secrets: [], stacks: {}, commands: [], applies: true, puts: [], putMs: 30 };
+    farm.onCommand = (c) => {
+      if (c === 'put /var/lib/wpfarm/site-secrets/news.json') throw new Error('disk full');
+    };
+    const { r, on } = await runWpSite(dir, farm, { tags: ['secrets', 'stack'] }, deps, undefined, { wp_site_concurrency: 2 });
+    assert.equal(farm.maxPuts, 2, 'two sites at once, never more');
+    const rows = on('mgr1').map((x) => `${x.status} ${x.step}`);
+    assert.deepEqual(rows, ['ok site state', 'changed site secrets', 'changed site stacks', 'failed site results']);
+    const deployed = farm.commands.filter((c) => /docker stack deploy/.test(c)).map((c) => /wp-(\w+)/.exec(c)?.[1]);
+    assert.deepEqual(deployed.sort(), ['blog', 'shop', 'wiki'], 'news failed; the three others were deployed');
+    const results = on('mgr1').at(-1)!;
+    assert.match(results.error ?? '', /^1 site\(s\) failed, the others went on:\nnews: secrets: disk full$/);
+    assert.deepEqual((on('mgr1')[0]!.result as FarmState).toJSON().failed, { news: 'secrets: disk full' });
+    assert.equal(r.hosts[0]!.status, 'failed');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -407,7 +481,7 @@ test('check mode predicts exactly what the real run changes (secrets and stack o
     const farm: Farm = { probe: out, secrets: [], stacks: {}, commands: [], applies: true, puts: [] };
     const real = await runWpSite(dir, farm, { check: false, tags: ['secrets', 'stack'] });
     assert.deepEqual(changesOf(real.r.results), changesOf(check.r.results));
-    assert.equal(changesOf(real.r.results).length, 3);
+    assert.equal(changesOf(real.r.results).length, 4, 'state, secrets, stacks, results');
     // applied: the store entry on both managers, two secrets, one deploy
     assert.deepEqual(farm.puts, ['mgr1:/var/lib/wpfarm/site-secrets/news.json', 'mgr2:/var/lib/wpfarm/site-secrets/news.json']);
     assert.equal(farm.commands.filter((c) => /docker secret create .*site_news_/.test(c)).length, 2);
