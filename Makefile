@@ -18,8 +18,8 @@ node_modules/.package-lock.json: package.json
 
 # Site images (files/images: wordpress-fpm, nginx, redis, varnish) with content-hashed tags: built only when their
 # content changed, pushed when IMAGES_REGISTRY is set; prints the pinned references as JSON (progress on stderr).
-# The same function (ensureSiteImages, roles/wp-site/images.ts) builds them in the wp-site role (what the lab uses)
-# and in CI (.github/workflows/images.yml runs this target). Lab: IMAGES_BASE=wpfarm/base:bookworm IMAGES_REGISTRY=127.0.0.1:5077
+# The same function (ensureSiteImages, roles/wp-site/images.ts) builds them in the images role (phase 3 of bootstrap,
+# what the lab uses; add-site never builds) and in CI (.github/workflows/images.yml runs this target). Lab: IMAGES_BASE=wpfarm/base:bookworm IMAGES_REGISTRY=127.0.0.1:5077
 IMAGES_BASE ?= debian:bookworm-slim
 IMAGES_REGISTRY ?=
 images: node_modules/.package-lock.json

@@ -1,6 +1,7 @@
 // Add a WordPress site:  npx tsx playbooks/add-site.ts --domain example.com [options]   (--help: every option)
-// Validates (bad input: exit 4, nothing written), writes the site record, then runs the wp-site role for
-// that site: secrets, database + user, Gluster directories, stack, wait until healthy, WordPress install
+// Validates (bad input: exit 4, nothing written), checks that phase 3 of bootstrap put this version's site images
+// in the farm's registry (add-site never builds; missing: exit 2 saying so, nothing written), writes the site
+// record, then runs the wp-site role for that site: secrets, database + user, Gluster directories, stack, wait until healthy, WordPress install
 // (the generated admin password is printed once, here), DNS when the inventory has a cloudflare section.
 // Backups: roles/backup reads the site records (the record's `backup:` policy), so writing the record
 // registers the site's backups. A rerun changes nothing. --check predicts every change (writes nothing).
@@ -12,7 +13,14 @@ import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { installs } from '../roles/wp-site/reconcile.ts';
-import { SITES_DIR_OPTION, siteDnsSettings, siteIdFor, validateNewSite, writeRecord } from '../roles/wp-site/playbook-util.ts';
+import {
+  checkSiteImages,
+  SITES_DIR_OPTION,
+  siteDnsSettings,
+  siteIdFor,
+  validateNewSite,
+  writeRecord,
+} from '../roles/wp-site/playbook-util.ts';
 import { checkDomain, siteDomains } from '../roles/wp-site/site.ts';
 
 const CMD: CommandSpec = {
@@ -85,6 +93,8 @@ try {
     if (!readText(file).includes(`domain: ${domain}\n`))
       throw new InputError(`site id ${id} is already used by another domain (${file}); give --id`);
   }
+  // never builds: phase 3 of bootstrap built this version's images; checked before anything is written
+  await checkSiteImages(run, check);
   let roleSitesDir = sitesDir;
   if (!rerun) {
     if (check) {

@@ -8,6 +8,8 @@ import { loadInventory } from '../../lib/inventory.ts';
 import { loadCloudInventory } from '../../lib/cloud/config.ts';
 import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, type SiteRecord } from './site.ts';
 import { InputErrors } from '../../lib/schema.ts';
+import type { Run } from '../../lib/play.ts';
+import { imageSettings, missingImagesMessage, plannedSiteImages } from './reconcile.ts';
 
 /** --sites-dir, declared once for every site playbook. */
 export const SITES_DIR_OPTION: OptionSpec = {
@@ -116,4 +118,17 @@ export function siteDnsSettings(
   const target = String(vars.edge_address ?? vars.floating_ip ?? '');
   if (!target) return { skipped: 'no edge_address var in the inventory' };
   return { zone: cf.zone, target };
+}
+
+/**
+ * add-site / add-sites: this version's site images must be in the farm's registry (phase 3 of bootstrap builds them;
+ * the site playbooks never build). Checked before anything is written; check mode only says so.
+ */
+export async function checkSiteImages(run: Run, check: boolean): Promise<void> {
+  const m = run.hostsFor('managers')[0];
+  const s = imageSettings(m ? m.vars : run.inventory.vars);
+  const missing = (await plannedSiteImages(s)).changes;
+  if (!missing.length) return;
+  if (!check) throw new Error(`${missingImagesMessage(s, missing)}; nothing was written`);
+  run.say(`a real run would stop here: ${missingImagesMessage(s, missing)}`);
 }

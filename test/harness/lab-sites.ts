@@ -132,12 +132,14 @@ export async function assertLabUp(nodes: string[]): Promise<void> {
   }
 }
 
-/** Bootstrap phase 1, galera, gluster: idempotent, cheap when done; what every site test needs. */
+/** Bootstrap phase 1, galera, gluster, the images role: idempotent, cheap when done; what every site test needs. */
 export async function convergeSitePrerequisites(work: string): Promise<void> {
   for (const [script, args] of [
     ['playbooks/bootstrap.ts', ['--phase', '1']],
     ['playbooks/run-role.ts', ['galera']],
     ['playbooks/run-role.ts', ['gluster']],
+    // phase 3's images role: the site images built once and pushed (add-site never builds)
+    ['playbooks/run-role.ts', ['images']],
   ] as const) {
     const r = await cli(work, script, [...args], 30 * 60_000);
     if (r.code !== 0) throw new Error(`prerequisite ${script} ${args.join(' ')} failed:\n${r.out.slice(-3000)}`);

@@ -7,7 +7,8 @@
 //    every request goes through nginx, php-fpm and the database (no cache hit). No retry: any answer
 //    other than 200, and any connection failure, is a failed request.
 //  - the image update is real: a copy of files/images with one extra LABEL in the wordpress-fpm Dockerfile
-//    (site_images_dir), so wordpress-fpm and nginx get new content-hashed tags, are built, pushed and rolled.
+//    (site_images_dir), so wordpress-fpm and nginx get new content-hashed tags, are built and pushed (the images role),
+//    and rolled (the wp-site role).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
@@ -115,13 +116,17 @@ test('an image update rolls both services with no failed request', { timeout: 25
   appendFileSync(path.join(images, 'wordpress-fpm', 'Dockerfile'), `\nLABEL org.wpfarm.test.availability="${stamp}"\n`);
   const before = { fpm: await serviceImage(`${STACK}_php-fpm`), nginx: await serviceImage(`${STACK}_nginx`) };
   const r = await during('image update', async () => {
+    // the images role (phase 3) builds and pushes the new tags; the wp-site role rolls the site onto them
+    const b = await cli('playbooks/run-role.ts', ['images', '-e', `site_images_dir=${images}`], 20 * 60_000);
+    assert.equal(b.code, 0, b.out.slice(-3000));
+    assert.match(changesOf(b.report).join('\n'), /built/, 'new images built');
     const u = await cli(
       'playbooks/run-role.ts',
       ['wp-site', '-e', `wp_sites_dir=${sitesDir}`, '-e', `site_images_dir=${images}`, '-e', `wp_sites_only=${C.id}`],
       20 * 60_000,
     );
     assert.equal(u.code, 0, u.out.slice(-3000));
-    assert.match(changesOf(u.report).join('\n'), /built/, 'new images built');
+    assert.doesNotMatch(changesOf(u.report).join('\n'), /built/, 'the wp-site role never builds');
   });
   const now = { fpm: await serviceImage(`${STACK}_php-fpm`), nginx: await serviceImage(`${STACK}_nginx`) };
   assert.notEqual(now.fpm, before.fpm, 'php-fpm runs the new wordpress-fpm tag');
