@@ -14,14 +14,18 @@ import { Run } from '../lib/play.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { installs } from '../roles/wp-site/reconcile.ts';
 import {
+  checkAdminEmail,
+  checkAdminUser,
   checkSiteImages,
+  checkTitle,
+  printAdminPassword,
+  siteDns,
   SITES_DIR_OPTION,
-  siteDnsSettings,
   siteIdFor,
   validateNewSite,
   writeRecord,
 } from '../roles/wp-site/playbook-util.ts';
-import { checkDomain, siteDomains } from '../roles/wp-site/site.ts';
+import { checkDomain } from '../roles/wp-site/site.ts';
 
 const CMD: CommandSpec = {
   name: 'add-site.ts',
@@ -57,13 +61,14 @@ try {
   if (de) throw new InputError(`--domain: ${de}`);
   id = f.id ?? siteIdFor(f.domain);
   const user = f['admin-user'];
-  if (!/^[a-z][a-z0-9_.-]{2,59}$/.test(user))
-    throw new InputError(`--admin-user ${JSON.stringify(user)}: letters, digits, _ . - (3-60, a letter first)`);
+  const ue = checkAdminUser(user);
+  if (ue) throw new InputError(`--admin-user ${ue}`);
   const email = f['admin-email'] ?? `admin@${f.domain}`;
-  if (!/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(email))
-    throw new InputError(`--admin-email ${JSON.stringify(email)} is not an e-mail address`);
+  const ee = checkAdminEmail(email);
+  if (ee) throw new InputError(`--admin-email ${ee}`);
   const title = f.title ?? f.domain;
-  if (title.length > 200 || /[\u0000-\u001f]/.test(title)) throw new InputError('--title: at most 200 characters, no control characters');
+  const te = checkTitle(title);
+  if (te) throw new InputError(`--title: ${te}`);
   const vars = { wp_sites_only: id, wp_site_full: id, wp_site_title: title, wp_site_admin_user: user, wp_site_admin_email: email };
   parsed.flags.extraVars.push(...Object.entries(vars).map(([k, v]) => `${k}=${v}`));
 } catch (e) {
@@ -121,27 +126,9 @@ try {
     );
     created = '';
   }
-  // DNS
-  const dnsAt = siteDnsSettings(run.inventory.file, run.inventory.vars);
-  if ('skipped' in dnsAt) run.say(`DNS: ${dnsAt.skipped}: skipped`);
-  else if (ok) {
-    const { ensureSiteRecords } = await import('../lib/cloud/cloudflare.ts');
-    const res = await ensureSiteRecords({
-      zoneName: dnsAt.zone,
-      names: siteDomains({ domain, aliases }),
-      target: dnsAt.target,
-      proxied: true,
-      ttl: 1,
-      check,
-    });
-    run.say(`DNS: created ${res.created.length}, updated ${res.updated.length}, unchanged ${res.unchanged.length}`);
-  }
-  for (const i of installs) {
-    // printed once, here, outside the masked reporter; kept only in the site secret store on the managers
-    process.stdout.write(
-      `\nWordPress admin for ${i.domain}: user ${i.adminUser}, password ${i.adminPassword}\n(store it now: it is not shown again; it stays in the managers' site secret store)\n`,
-    );
-  }
+  const dns = await siteDns(run, { domain, aliases }, check, ok);
+  if (dns) run.say(dns);
+  for (const i of installs) printAdminPassword(i);
 } catch (e) {
   await run.finish().catch(() => undefined);
   if (tmp) rmSync(tmp, { recursive: true, force: true });

@@ -6,10 +6,10 @@ import { InputError } from '../../lib/errors.ts';
 import type { CommonFlags, OptionSpec } from '../../lib/cli.ts';
 import { loadInventory } from '../../lib/inventory.ts';
 import { loadCloudInventory } from '../../lib/cloud/config.ts';
-import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, type SiteRecord } from './site.ts';
+import { checkDomain, checkSiteId, loadSites, parseSiteRecord, checkFarmUniqueness, siteDomains, type SiteRecord } from './site.ts';
 import { InputErrors } from '../../lib/schema.ts';
 import type { Run } from '../../lib/play.ts';
-import { imageSettings, missingImagesMessage, plannedSiteImages } from './reconcile.ts';
+import { imageSettings, missingImagesMessage, plannedSiteImages, type InstallNote } from './reconcile.ts';
 
 /** --sites-dir, declared once for every site playbook. */
 export const SITES_DIR_OPTION: OptionSpec = {
@@ -46,6 +46,21 @@ export function findSite(sites: SiteRecord[], key: string): SiteRecord {
   const s = sites.find((x) => x.id === key || x.domain === key || x.aliases.includes(key));
   if (!s) throw new InputError(`no site ${JSON.stringify(key)} (by id or domain) in the site records`);
   return s;
+}
+
+/** The WordPress admin user of a new site (add-site --admin-user, add-sites admin_user); null when fine. */
+export function checkAdminUser(user: string): string | null {
+  return /^[a-z][a-z0-9_.-]{2,59}$/.test(user) ? null : `${JSON.stringify(user)}: letters, digits, _ . - (3-60, a letter first)`;
+}
+
+/** The WordPress admin's e-mail address; null when fine. */
+export function checkAdminEmail(email: string): string | null {
+  return /^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(email) ? null : `${JSON.stringify(email)} is not an e-mail address`;
+}
+
+/** The WordPress site title; null when fine. */
+export function checkTitle(title: string): string | null {
+  return title.length > 200 || /[\u0000-\u001f]/.test(title) ? 'at most 200 characters, no control characters' : null;
 }
 
 export interface NewSite {
@@ -131,4 +146,31 @@ export async function checkSiteImages(run: Run, check: boolean): Promise<void> {
   if (!missing.length) return;
   if (!check) throw new Error(`${missingImagesMessage(s, missing)}; nothing was written`);
   run.say(`a real run would stop here: ${missingImagesMessage(s, missing)}`);
+}
+
+/**
+ * The DNS records of a new site (add-site, add-sites) through the inventory's cloudflare section, once the site
+ * was created (`ok`); the line to print, or undefined.
+ */
+export async function siteDns(
+  run: Run,
+  site: { domain: string; aliases: string[] },
+  check: boolean,
+  ok: boolean,
+): Promise<string | undefined> {
+  const at = siteDnsSettings(run.inventory.file, run.inventory.vars);
+  if ('skipped' in at) return `DNS: ${at.skipped}: skipped`;
+  if (!ok) return undefined;
+  const { ensureSiteRecords } = await import('../../lib/cloud/cloudflare.ts');
+  const res = await ensureSiteRecords({ zoneName: at.zone, names: siteDomains(site), target: at.target, proxied: true, ttl: 1, check });
+  return `DNS: created ${res.created.length}, updated ${res.updated.length}, unchanged ${res.unchanged.length}`;
+}
+
+/** The generated WordPress admin password, printed once, outside the masked reporter (add-site, add-sites). */
+export function printAdminPassword(i: InstallNote): void {
+  // kept only in the site secret store on the managers
+  process.stdout.write(
+    `\nWordPress admin for ${i.domain}: user ${i.adminUser}, password ${i.adminPassword}\n` +
+      "(store it now: it is not shown again; it stays in the managers' site secret store)\n",
+  );
 }

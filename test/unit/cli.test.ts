@@ -164,6 +164,7 @@ function spawnNode(args: string[]): Promise<{ code: number; stdout: string; stde
 const OWN: Record<string, string[]> = {
   'audit.ts': ['site', 'host', 'since', 'until', 'format', 'inventory', 'extra-vars', 'accept-new-host-keys'],
   'add-site.ts': ['domain', 'aliases', 'title', 'admin-email', 'admin-user', 'replicas', 'id', 'sites-dir'],
+  'add-sites.ts': ['from', 'concurrency', 'sites-dir'],
   'backup.ts': [
     'what',
     'site',
