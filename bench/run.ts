@@ -8,6 +8,7 @@
 //   BENCH_N=100,300,500 BENCH_REPS=1 BENCH_ANSIBLE_MAX_N=30 make bench   (scale; Ansible only up to 30 hosts)
 //   BENCH_KEEP=1 keeps the rows of other N already in bench/results/latest.json
 //   BENCH_FORKS=50,N runs wpfarm at each --forks (N: the number of hosts, the default; values above N count as N)
+//   BENCH_ADD_SITE=1 also runs bench/add-site.ts --record (add-site on the converged lab, median of 5; its row is kept)
 //   BENCH_RERUN_ONLY=1: the first run only at the first of BENCH_FORKS, the reruns at each (a first run at -f 50 and
 //   N=500 takes minutes on 2 shared cores)
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -282,16 +283,16 @@ async function main(): Promise<void> {
   ensureAnsible();
   if (CLI === 'fast') await buildCli();
   const rows: Row[] = [];
-  const keptRows: Row[] =
-    process.env.BENCH_KEEP && existsSync('bench/results/latest.json')
-      ? (JSON.parse(readFileSync('bench/results/latest.json', 'utf8')) as Row[]).filter((r) => !NS.includes(r.hosts))
-      : [];
+  const previous = existsSync('bench/results/latest.json') ? (JSON.parse(readFileSync('bench/results/latest.json', 'utf8')) as Row[]) : [];
+  // the add-site row (bench/add-site.ts, on the lab) is not this bench's: always kept as it is
+  const addSiteRows = previous.filter((r) => (r.scenario as string) === 'add-site');
+  const keptRows: Row[] = process.env.BENCH_KEEP ? previous.filter((r) => !NS.includes(r.hosts) && !addSiteRows.includes(r)) : [];
   mkdirSync('bench/results', { recursive: true });
   for (const n of NS) {
     await benchN(n, rows);
     rows.push(...keptRows.splice(0)); // written after every N: a long scale run that dies keeps what it measured
     rows.sort((a, b) => a.hosts - b.hosts);
-    writeFileSync('bench/results/latest.json', `${JSON.stringify(rows, null, 2)}\n`);
+    writeFileSync('bench/results/latest.json', `${JSON.stringify([...rows, ...addSiteRows], null, 2)}\n`);
   }
   const t = table(rows);
   console.log(`\n${t}\n`);
@@ -315,6 +316,11 @@ async function main(): Promise<void> {
     readme.includes(start) ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), block) : `${readme}\n${block}\n`,
   );
   console.log('bench: wrote bench/results/latest.json and bench/README.md');
+  // BENCH_ADD_SITE=1: add-site on the (converged) lab too, median of 5 (bench/add-site.ts --record)
+  if (process.env.BENCH_ADD_SITE) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/add-site.ts', '--record'], { stdio: 'inherit' });
+    if (r.status !== 0) console.error(`bench: bench/add-site.ts exited ${r.status}`);
+  }
 }
 
 await main();
