@@ -2,7 +2,7 @@
 // run, after the site stacks: its image (built by the images role, checked here), its read-only MariaDB user, its password
 // as a content-hashed Swarm secret, and its stack attached to every site's network. Idempotent: an unchanged
 // farm gives an unchanged render (stackDeploy compares digests) and no SQL change.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { $ } from 'zx';
 import { envFileShown, lookupEnv } from '../../lib/env.ts';
@@ -10,7 +10,7 @@ import { connOf, task } from '../../lib/ops/base.ts';
 import { dockerSecret, hashedName, stackDeploy } from '../../lib/ops/docker.ts';
 import { rows, withMysql } from '../../lib/mysql.ts';
 import type { StepContext, Task, TaskOutcome } from '../../lib/types.ts';
-import { exporterImageTag, registryHasTag } from '../wp-site/images.ts';
+import { exporterImageTag, IMAGES_DIR, registryHasTag } from '../wp-site/images.ts';
 import { missingImagesMessage, readSites, type WpSiteSettings } from '../wp-site/reconcile.ts';
 import type { Catalog, Offer } from './metrics.ts';
 import {
@@ -23,14 +23,28 @@ import {
   storeOffers,
 } from './stack.ts';
 
-/** The core the farm's wordpress-fpm image bundles (its VERSION file) and since when the image exists. */
+/** Where imageCore keeps what it read, by image id (an image's content never changes). */
+const CORE_CACHE = path.resolve(IMAGES_DIR, '../../.wpfarm/images/core');
+
+/**
+ * The core the farm's wordpress-fpm image bundles (its VERSION file) and since when the image exists. Read once
+ * per image (a `docker run`, about 1 s), then from CORE_CACHE.
+ */
 async function imageCore(ref: string): Promise<Offer | undefined> {
   const q = $({ quiet: true, nothrow: true });
+  const c = await q`docker image inspect --format ${'{{.Id}} {{.Created}}'} ${ref}`;
+  const [id = '', created = ''] = c.stdout.trim().split(' ');
+  if (c.exitCode !== 0 || !/^sha256:[0-9a-f]{64}$/.test(id)) return undefined;
+  const cache = path.join(CORE_CACHE, `${id.slice('sha256:'.length)}.json`);
+  if (existsSync(cache)) return JSON.parse(readFileSync(cache, 'utf8')) as Offer;
   const v = await q`docker run --rm --network none --entrypoint cat ${ref} /usr/src/wordpress/VERSION`;
-  const c = await q`docker image inspect --format ${'{{.Created}}'} ${ref}`;
   const version = v.stdout.trim();
-  const since = Date.parse(c.stdout.trim());
-  return v.exitCode === 0 && version && Number.isFinite(since) ? { version, since: Math.floor(since / 1000) } : undefined;
+  const since = Date.parse(created);
+  if (v.exitCode !== 0 || !version || !Number.isFinite(since)) return undefined;
+  const offer: Offer = { version, since: Math.floor(since / 1000) };
+  mkdirSync(CORE_CACHE, { recursive: true });
+  writeFileSync(cache, JSON.stringify(offer));
+  return offer;
 }
 
 function pluginOffers(store: string): Record<string, Offer> {

@@ -476,9 +476,15 @@ export async function dropDatabase(ctx: StepContext, s: WpSiteSettings, id: stri
 
 /** running/desired per service of one stack (one round trip). */
 export async function stackReplicas(ctx: StepContext, stack: string): Promise<Record<string, { running: number; desired: number }>> {
-  const r = await ctx.exec(sh`docker stack services --format '{{.Name}} {{.Replicas}}' -- ${stack}`, { nothrow: true });
+  const r = await ctx.exec(replicasCommand(stack), { nothrow: true });
+  return parseReplicas(stack, r.stdout);
+}
+
+const replicasCommand = (stack: string): string => sh`docker stack services --format '{{.Name}} {{.Replicas}}' -- ${stack}`;
+
+function parseReplicas(stack: string, text: string): Record<string, { running: number; desired: number }> {
   const out: Record<string, { running: number; desired: number }> = {};
-  for (const line of r.stdout.split('\n')) {
+  for (const line of text.split('\n')) {
     const m = /^(\S+?)_(\S+) ([0-9]+)\/([0-9]+)/.exec(line.trim());
     if (m && m[1] === stack) out[m[2]!] = { running: Number(m[3]), desired: Number(m[4]) };
   }
@@ -494,16 +500,22 @@ export async function waitStackReady(ctx: StepContext, stack: string, services: 
   for (;;) {
     // waiting is safe to stop: the stack goes on converging on its own, a rerun waits again
     if (ctx.interrupted()) throw new InterruptedError(ctx.host.name, `interrupted while waiting for ${stack}`);
-    const reps = await stackReplicas(ctx, stack);
+    // replicas and update states in one round trip
     const format = '{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}';
-    const upd = await ctx.exec(sh`docker service inspect --format ${format} ${services.map((s) => `${stack}_${s}`)}`, { nothrow: true });
-    const updating = upd.stdout.split('\n').filter((l) => / (updating|rollback_started|paused|rollback_paused)$/.test(l.trim()));
+    const out = await ctx.exec(
+      `${replicasCommand(stack)}; echo %%updates; ` +
+        sh`docker service inspect --format ${format} ${services.map((s) => `${stack}_${s}`)} 2>/dev/null; true`,
+      { nothrow: true },
+    );
+    const [repText = '', updText = ''] = out.stdout.split('%%updates\n');
+    const reps = parseReplicas(stack, repText);
+    const updating = updText.split('\n').filter((l) => / (updating|rollback_started|paused|rollback_paused)$/.test(l.trim()));
     last =
       services.map((s) => `${s} ${reps[s]?.running ?? 0}/${reps[s]?.desired ?? '?'}`).join(', ') +
       (updating.length ? `; updating: ${updating.join(', ')}` : '');
     if (services.every((s) => reps[s] && reps[s]!.desired > 0 && reps[s]!.running === reps[s]!.desired) && !updating.length) return;
     if (Date.now() > end) throw new Error(`stack ${stack} not ready after ${Math.round(timeoutMs / 1000)} s: ${last}`);
-    await new Promise((r) => setTimeout(r, 2000));
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
