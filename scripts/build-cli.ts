@@ -146,8 +146,9 @@ export async function buildCli(
       format: 'esm',
       platform: 'node',
       target: `node${process.versions.node.split('.')[0]}`,
-      // native addons and what loads them stay in node_modules (require()d through the banner's require)
-      external: ['ssh2', 'cpu-features'],
+      // native addons and what loads them stay in node_modules (require()d through the banner's require); esbuild
+      // too (the images' exporter bundle: its module reads __filename to find its binary, undefined in ESM)
+      external: ['ssh2', 'cpu-features', 'esbuild'],
       banner: {
         js: "import { createRequire as __wpfarmCreateRequire } from 'node:module'; const require = __wpfarmCreateRequire(import.meta.url);",
       },
