@@ -153,13 +153,16 @@ function record(row: Record<string, unknown> & { steps_median_s: Record<string, 
     .sort((a, b) => b[1] - a[1])
     .map(([s, v]) => `| ${s} | ${v.toFixed(2)} |`)
     .join('\n');
-  const block =
-    `${start}\nMeasured ${String(row.at)} on the test lab (${String(row.hosts)} nodes) by \`node --import tsx bench/add-site.ts --record\` ` +
-    `(\`BENCH_ADD_SITE=1 make bench\`): add-site through the fast CLI until the site answers 200, median of ${String(row.reps)}: ` +
-    `**${String(row.add_site_s)} s** (serving ${String(row.serving_s)} s; runs ${(row.runs_s as number[]).join(', ')} s; target ≤ ${TARGET_S} s), ` +
-    `rerun ${String(row.rerun_s)} s, ${String(row.round_trips)} round trips. The machine is shared (2 cores, other jobs running): ` +
-    `load average (1 min) ${String(row.load_start)} at the start, ${String(row.load_end)} at the end. Phase 3's images role before it: ` +
-    `${String(row.images_role_s)} s (${row.images_built ? 'built' : 'nothing built'}).\n\n| step (median) | s |\n|---|---|\n${steps}\n${end}`;
+  const v = (k: string): string => String(row[k]);
+  const text = [
+    `Measured ${v('at')} on the test lab (${v('hosts')} nodes) by \`node --import tsx bench/add-site.ts --record\``,
+    `(\`BENCH_ADD_SITE=1 make bench\`): add-site through the fast CLI until the site answers 200, median of ${v('reps')}:`,
+    `**${v('add_site_s')} s** (serving ${v('serving_s')} s; runs ${(row.runs_s as number[]).join(', ')} s; target ≤ ${TARGET_S} s),`,
+    `rerun ${v('rerun_s')} s, ${v('round_trips')} round trips. The machine is shared (2 cores, other jobs running):`,
+    `load average (1 min) ${v('load_start')} at the start, ${v('load_end')} at the end. Phase 3's images role before it:`,
+    `${v('images_role_s')} s (${row.images_built ? 'built' : 'nothing built'}).`,
+  ].join('\n');
+  const block = `${start}\n${text}\n\n| step (median) | s |\n|---|---|\n${steps}\n${end}`;
   const readme = readFileSync('bench/README.md', 'utf8');
   writeFileSync(
     'bench/README.md',
