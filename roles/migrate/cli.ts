@@ -5,13 +5,15 @@ import pLimit from 'p-limit';
 import type { OptionSpec } from '../../lib/cli.ts';
 import { EXIT, InputError } from '../../lib/errors.ts';
 import type { Run } from '../../lib/play.ts';
-import { mask } from '../../lib/secrets.ts';
+import { mask, registerSecret } from '../../lib/secrets.ts';
 import { dnsFromEnv } from '../../lib/cloud/cloudflare.ts';
 import { SITES_DIR_OPTION, siteDnsSettings, siteIdFor } from '../wp-site/playbook-util.ts';
 import type { MigrateDns } from './dns.ts';
 import { wpSiteSettings } from '../wp-site/reconcile.ts';
 import wpSite from '../wp-site/role.ts';
-import { siteDbName } from '../wp-site/stack.ts';
+import { siteDbName, stackName } from '../wp-site/stack.ts';
+import { sh } from '../../lib/shell.ts';
+import type { Connection } from '../../lib/types.ts';
 import { type FarmSite, farmSite } from './farm.ts';
 import { FARM_WORDPRESS, migrateSite, rollbackSite } from './migrate.ts';
 import { SiteRefused, type SourceUrl, sourceHost } from './source.ts';
@@ -28,6 +30,12 @@ export const MIGRATE_OPTIONS: readonly OptionSpec[] = [
   { name: 'farm-wordpress', type: 'string', arg: 'VERSION', help: `WordPress of the farm’s image (default ${FARM_WORDPRESS})` },
   { name: 'until', type: 'string', arg: 'STATE', choices: ['inspect', 'copy', 'rewrite', 'verify'], help: 'stop after this state' },
   { name: 'rollback', type: 'boolean', help: 'take the source out of maintenance (after a cutover)' },
+  {
+    name: 'verify-login',
+    type: 'string',
+    arg: 'USER',
+    help: 'verify logs in as USER on the old and the new site; the password from $WPFARM_MIGRATE_LOGIN_PASSWORD',
+  },
   { ...SITES_DIR_OPTION, default: undefined, defaultHelp: 'vars.wp_sites_dir, else inventory/sites' },
 ];
 
@@ -58,6 +66,26 @@ export async function farmTarget(run: Run, newDomain: string): Promise<Target> {
   };
 }
 
+/** Run a command in a container of a swarm service, on a node that runs one (found from the first manager). */
+async function serviceExec(run: Run, managers: Connection[], service: string, args: string[], stdin?: string): Promise<string> {
+  const ps = await managers[0]!.exec(
+    sh`docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' ${service}`,
+  );
+  const node = ps.stdout
+    .split('\n')
+    .filter((l) => / Running /.test(` ${l} `))
+    .map((l) => l.split(' ')[0]!)[0];
+  const h = node ? run.inventory.hosts.get(node) : undefined;
+  if (!h) throw new Error(`no running task of ${service}${node ? ` (node ${node} is not in the inventory)` : ''}`);
+  const c = await run.pool.get(h);
+  const cmd = [
+    sh`cid=$(docker ps -q --filter ${`label=com.docker.swarm.service.name=${service}`} | head -n1)`,
+    sh`[ -n "$cid" ] || { echo ${`no container of ${service} on ${node}`} >&2; exit 97; }`,
+    sh`docker exec -i "$cid" ${args}`,
+  ].join('; ');
+  return (await c.exec(cmd, { stdin: stdin ?? '' })).stdout;
+}
+
 /** The wp-site role runs for one site at a time (it reads the site from the hosts' vars); copies run concurrently. */
 const roleQueue = pLimit(1);
 
@@ -81,9 +109,19 @@ export async function farmSiteFor(run: Run, newDomain: string, sitesDir: string,
         ? { role: 'wp-site', changed: r.results.filter((x) => x.status === 'changed').map((x) => x.step) }
         : { role: 'wp-site', skipped: 'every step of the role skipped (--tags/--skip-tags): the stack is not deployed' };
     });
+  const stack = stackName(id);
   return farmSite({
     id,
     domain: newDomain,
+    // the site's nginx as the edge reaches it (Host, X-Forwarded-Proto https), as the update role checks a site
+    request: {
+      url: 'http://127.0.0.1:8080',
+      curlArgs: ['-H', `Host: ${newDomain}`, '-H', 'X-Forwarded-Proto: https'],
+      run: (script, stdin) => serviceExec(run, managers, `${stack}_nginx`, ['bash', '-c', script], stdin),
+    },
+    flushCache: async () => {
+      await serviceExec(run, managers, `${stack}_redis`, ['redis-cli', 'FLUSHALL']);
+    },
     sitesDir,
     managementCidrs: Array.isArray(mgmt) ? mgmt.map(String) : undefined,
     managers,
@@ -101,6 +139,7 @@ export interface JobsOptions {
   key?: string;
   farmWordpress?: string;
   sitesDir?: string;
+  login?: { user: string; password: string };
 }
 
 /** The JobsOptions of the options both migrate playbooks share (MIGRATE_OPTIONS), as parsed by lib/cli.ts. */
@@ -114,7 +153,17 @@ export function jobsOptions(opts: Record<string, unknown>, check: boolean, concu
     key: typeof opts.key === 'string' ? opts.key : undefined,
     farmWordpress: typeof opts['farm-wordpress'] === 'string' ? opts['farm-wordpress'] : undefined,
     sitesDir: typeof opts['sites-dir'] === 'string' ? opts['sites-dir'] : undefined,
+    login: loginOf(opts['verify-login']),
   };
+}
+
+/** --verify-login USER with $WPFARM_MIGRATE_LOGIN_PASSWORD (registered as a secret: masked in every output) */
+function loginOf(user: unknown): JobsOptions['login'] {
+  if (typeof user !== 'string' || !user) return undefined;
+  const password = process.env.WPFARM_MIGRATE_LOGIN_PASSWORD;
+  if (!password) throw new InputError('--verify-login: set the password in $WPFARM_MIGRATE_LOGIN_PASSWORD');
+  registerSecret(password);
+  return { user, password };
 }
 
 /** Migrate (or roll back, or --check) each site; one line per state and per site. Returns the exit code. */
@@ -146,6 +195,7 @@ export async function runJobs(run: Run, jobs: SiteJob[], o: JobsOptions): Promis
                 farm: await farmSiteFor(run, j.newDomain, sitesDir, say),
                 farmWpVersion: j.farmWordpress ?? o.farmWordpress,
                 until: o.until,
+                login: o.login,
                 log: say,
               });
           const text = r.plan ?? `${r.state.status}${r.state.completed ? ` (last state: ${r.state.completed})` : ''}`;

@@ -25,11 +25,24 @@ export interface FarmSiteOptions {
   managers: Connection[];
   /** deploy the site's stack (the wp-site role for this site); returns a summary */
   deploy: () => Promise<Record<string, unknown>>;
+  /** the farm's request path to the site (its nginx as the edge reaches it), for verify's HTTP checks */
+  request?: FarmRequest;
+  /** empty the site's object cache (after its database was replaced) */
+  flushCache?: () => Promise<void>;
   log?: (m: string) => void;
+}
+
+/** How verify reaches a farm site over HTTP: a shell where curl reaches `url` with `curlArgs` (Host, X-Forwarded-Proto). */
+export interface FarmRequest {
+  url: string;
+  curlArgs: string[];
+  run: (script: string, stdin?: string) => Promise<string>;
 }
 
 export interface FarmSite {
   id: string;
+  request?: FarmRequest;
+  flushCache?: () => Promise<void>;
   recordFile: string;
   /** what of this site is already in the farm: a record of the same id or domain, a secret store entry */
   leftovers(): Promise<string[]>;
@@ -121,6 +134,8 @@ export function farmSite(o: FarmSiteOptions): FarmSite {
       return s;
     },
     deploy: () => o.deploy(),
+    request: o.request,
+    flushCache: o.flushCache,
     recordCutover(from) {
       const text = withMigratedFrom(readFileSync(recordFile, 'utf8'), from);
       parseSiteRecord(recordFile, text, { management_cidrs: o.managementCidrs });

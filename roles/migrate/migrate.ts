@@ -17,7 +17,8 @@ import {
   withTargetDb,
 } from './db.ts';
 import { checksums, compareChecksums, rsyncContent } from './files.ts';
-import { type Inspection, type SourceDb, inspectSource } from './inspect.ts';
+import { type Inspection, type SourceDb, inspectSource, sourceQuery } from './inspect.ts';
+import { type HttpSide, checkHttp, fetchAll } from './http.ts';
 import { SiteRefused, type SourceUrl, formatSourceUrl } from './source.ts';
 import { type SiteState, type StateName, describePlan, loadState, newState, nextState, saveState } from './state.ts';
 import { type Target, createTarget, removeTarget, targetLeftovers } from './target.ts';
@@ -49,6 +50,10 @@ export interface MigrateOptions {
   /** stop after this state (the rest on a later run) */
   until?: StateName;
   log?: (msg: string) => void;
+  /** verify logs in as this user with its existing password, on the old site and the new one (never printed) */
+  login?: { user: string; password: string };
+  /** how many published posts verify fetches from both sites besides the home page (default 5) */
+  httpSamples?: number;
   /** called when a state starts (tests: kill a run mid-state) */
   onState?: (state: StateName) => void | Promise<void>;
 }
@@ -124,6 +129,48 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     for (const p of r.problems.slice(0, 20)) log(`${o.domain}: rewrite: ${p}`);
     return { rows: r.rows, replaced: r.replaced, problems: r.problems, ms: r.ms };
   };
+  // the old site from its own host (its name resolved to 127.0.0.1 there), the new one through the farm's request path
+  const oldSide = (): HttpSide => {
+    const u = new URL(inspection.home || inspection.siteurl);
+    const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+    return {
+      base: `${u.protocol}//${u.host}`,
+      curlArgs: ['--resolve', `${u.hostname}:${port}:127.0.0.1`],
+      run: async (script, stdin) => (await o.sourceConn.exec(script, { stdin: stdin ?? '' })).stdout,
+    };
+  };
+  const newSide = (farm: FarmSite & { request: NonNullable<FarmSite['request']> }): HttpSide => ({
+    base: newBase.replace(/\/+$/, ''),
+    connectTo: farm.request.url,
+    curlArgs: farm.request.curlArgs,
+    run: farm.request.run,
+  });
+  /** the site's object cache emptied (the database was replaced under it), then GET / on the new site answers 200 */
+  const newSiteAnswers = async (): Promise<string | null> => {
+    if (!o.farm?.request) return null;
+    await o.farm.flushCache?.();
+    const [r] = await fetchAll(newSide(o.farm as Parameters<typeof newSide>[0]), [{ path: '/' }]);
+    return r?.status === 200 ? null : `GET / on the new site answered ${r?.status || 'nothing'}`;
+  };
+  const httpCheck = async () => {
+    const farm = o.farm;
+    if (!farm?.request) return { skipped: 'no request path to the farm site' };
+    await farm.flushCache?.();
+    const n = Math.max(0, Math.floor(o.httpSamples ?? 5));
+    const ids = await sourceQuery(
+      o.sourceConn,
+      db,
+      `SELECT ID FROM \`${inspection.tablePrefix}posts\` WHERE post_type = 'post' AND post_status = 'publish' ORDER BY RAND() LIMIT ${n}`,
+    );
+    const r = await checkHttp({
+      oldSide: oldSide(),
+      newSide: newSide(farm as Parameters<typeof newSide>[0]),
+      paths: ids.map(([id]) => `/?p=${Number(id)}`),
+      login: o.login,
+    });
+    if (r.problems.length) throw new Error(`verify failed over HTTP: ${r.problems.join('; ')}`);
+    return { pages: r.pages.length, samePages: r.pages.filter((p) => p.same).length, login: r.login, paths: r.pages.map((p) => p.path) };
+  };
   const verify = async (strict: boolean) => {
     tables = tables.length ? tables : await sourceTables(o.sourceConn, db, inspection.tablePrefix);
     const [a, b] = await Promise.all([sourceCounts(o.sourceConn, db, tables), targetCounts(o.target.db, tables, inspection.tablePrefix)]);
@@ -194,7 +241,14 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
           await run('rewrite', rewrite);
           break;
         case 'verify':
-          await run('verify', () => verify(false));
+          await run('verify', async () => {
+            const counted = await verify(false);
+            // the site's stack, by the wp-site role as for any farm site (its database and directory are there), so
+            // that its pages are compared with the old site's while the old one still serves
+            const deployed = o.farm ? await o.farm.deploy() : { skipped: 'no farm site given' };
+            const http = 'skipped' in deployed ? { skipped: `the stack is not deployed (${String(deployed.skipped)})` } : await httpCheck();
+            return { ...counted, deployed, http };
+          });
           break;
         case 'cutover':
           await run('cutover', async () => {
@@ -203,8 +257,14 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
             const copied = await copyAll();
             const rewritten = await rewrite();
             const verified = await verify(true);
-            // the site's stack, by the wp-site role as for any farm site (its database and directory are there)
-            const deployed = o.farm ? await o.farm.deploy() : { skipped: 'no farm site given' };
+            // the stack deployed at verify serves the final copy (its cache emptied); deployed again only if it does not
+            let deployed: Record<string, unknown> = { skipped: 'no farm site given' };
+            const answer = o.farm?.request ? await newSiteAnswers().catch((e: Error) => e.message) : 'no request path';
+            if (answer && o.farm) {
+              deployed = await o.farm.deploy();
+              const again = o.farm.request && !('skipped' in deployed) ? await newSiteAnswers() : null;
+              if (again) throw new Error(`the new site does not serve: ${again}`);
+            } else if (!answer) deployed = { kept: 'deployed at verify; GET / answers 200' };
             // DNS last: the name goes to the farm once the farm serves the verified copy
             let dns: Record<string, unknown> = { skipped: 'no Cloudflare zone for this name: point it at the farm by hand' };
             if (o.dns && st.dns) {
