@@ -13,6 +13,7 @@ import { wpSiteSettings } from '../wp-site/reconcile.ts';
 import wpSite from '../wp-site/role.ts';
 import { siteDbName, stackName } from '../wp-site/stack.ts';
 import { sh } from '../../lib/shell.ts';
+import { settings as glusterSettings } from '../gluster/model.ts';
 import type { Connection } from '../../lib/types.ts';
 import { type FarmSite, farmSite } from './farm.ts';
 import { FARM_WORDPRESS, migrateSite, rollbackSite } from './migrate.ts';
@@ -62,7 +63,12 @@ export async function farmTarget(run: Run, newDomain: string): Promise<Target> {
     describe: `database ${name} on ${s.dbAdminHost}, files on ${s.filesHost}`,
     // the password is the site's secret store entry's, set by migrateSite() when the farm site is made (copy)
     db: { conn: dbConn, socketPath: '/run/mysqld/mysqld.sock', name, user: name, userHost: s.dbUserHost, password: '' },
-    files: { conn: filesConn, contentDir: `${s.glusterMount.replace(/\/+$/, '')}/${id}` },
+    // every file owned by the site's owner (www-data of the images), as the gluster role makes the site's directories
+    files: {
+      conn: filesConn,
+      contentDir: `${s.glusterMount.replace(/\/+$/, '')}/${id}`,
+      owner: glusterSettings(run.inventory.vars).siteOwner,
+    },
   };
 }
 

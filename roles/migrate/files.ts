@@ -44,7 +44,7 @@ export async function rsyncContent(
   srcDir: string,
   dst: Connection,
   dstDir: string,
-  opts: { excludes?: readonly string[]; timeoutMs?: number } = {},
+  opts: { excludes?: readonly string[]; timeoutMs?: number; owner?: string } = {},
 ): Promise<RsyncStats> {
   const t0 = performance.now();
   const t = (await dst.exec('mktemp -d /tmp/wpfarm-rsync.XXXXXX')).stdout.trim();
@@ -53,9 +53,11 @@ export async function rsyncContent(
     await dst.put(`${t}/rsh`, RSH(t), { mode: 0o700 });
     await dst.exec(`mkfifo -m 0600 ${t}/to_src ${t}/from_src && install -d -m 0755 ${quote(dstDir)}`);
     const excludes = (opts.excludes ?? CONTENT_EXCLUDES).map((e) => `--exclude=${quote(e)}`).join(' ');
+    // the farm's owner of site files (the source's owners mean nothing there: another uid, or a name it lacks)
+    const chown = opts.owner ? `--chown=${quote(`${opts.owner}:${opts.owner}`)} ` : '';
     // -a: owners, modes, times, symlinks; links pointing out of wp-content (Debian's theme links) are copied as files
     const client = execStream(dst)(
-      `rsync -a --secluded-args --delete --copy-unsafe-links --stats ${excludes} -e ${t}/rsh ` +
+      `rsync -a --secluded-args --delete --copy-unsafe-links --stats ${chown}${excludes} -e ${t}/rsh ` +
         `src:${quote(`${srcDir}/`)} ${quote(`${dstDir}/`)}`,
     );
     const out: Buffer[] = [];

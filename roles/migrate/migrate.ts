@@ -121,7 +121,9 @@ export async function migrateSite(o: MigrateOptions): Promise<MigrateResult> {
     const d = await copyDatabase(o.sourceConn, db, tables, o.target.db);
     // the farm's image reads wp_ tables: the site's prefix is renamed consistently (tables, user_roles, user meta keys)
     const renamed = await renamePrefix(o.target.db, inspection.tablePrefix);
-    const f = await rsyncContent(o.sourceConn, inspection.contentDir, o.target.files.conn, o.target.files.contentDir);
+    const f = await rsyncContent(o.sourceConn, inspection.contentDir, o.target.files.conn, o.target.files.contentDir, {
+      owner: o.target.files.owner,
+    });
     return { tables: d.tables, dumpBytes: d.bytes, dbMs: d.ms, prefixRenamed: renamed, files: f.files, fileBytes: f.bytes, filesMs: f.ms };
   };
   const rewrite = async () => {

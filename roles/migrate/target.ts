@@ -12,7 +12,8 @@ export interface Target {
   /** "db wp_x on db1, files /srv/... on w1" */
   describe: string;
   db: TargetDb;
-  files: { conn: Connection; contentDir: string };
+  /** owner: the uid (or name) every copied file gets on the target (default: the source's, as rsync -a keeps them) */
+  files: { conn: Connection; contentDir: string; owner?: string };
 }
 
 /** The target's database, user or content directory already there: what? (empty when none) */
