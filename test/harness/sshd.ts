@@ -5,6 +5,7 @@
 // for root (this machine's ~/.bashrc runs `pyenv init`, ~80 ms per command).
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import type { HostSpec } from '../../lib/types.ts';
 
@@ -188,22 +189,57 @@ function hasForwardRule(s: Slot): boolean {
   }
 }
 
-// 30 s: hundreds of hosts are set up with synchronous commands, which hold up this loop's timers meanwhile
-async function waitPort(address: string, port: number, ms = 30_000): Promise<void> {
-  const net = await import('node:net');
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = net.connect({ host: address, port });
-      s.once('connect', () => {
-        s.destroy();
-        res(true);
-      });
-      s.once('error', () => res(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`sshd on ${address}:${port} did not come up`);
-    await new Promise((r) => setTimeout(r, 30));
+/** Hosts are set up and started in batches of this many (each batch's sshd listening before the next starts):
+ *  500 sshd started at once on 2 loaded cores left some not listening 30 s later (2026-12-06, hosts 460-473). */
+const START_BATCH = 25;
+/** A batch fails when none of its hosts came up for this long (progress-based: a slow but moving start is waited for). */
+const START_STALL_MS = 30_000;
+
+function tryConnect(address: string, port: number): Promise<boolean> {
+  return new Promise<boolean>((res) => {
+    const s = netConnect({ host: address, port });
+    const done = (ok: boolean) => {
+      s.destroy();
+      res(ok);
+    };
+    s.setTimeout(5_000, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+interface Starting {
+  host: SshdHost;
+  /** stderr of its start script so far, and whether it exited (sshd -D never exits while it serves) */
+  err: () => string;
+  exited: () => number | null;
+}
+
+/** Wait until every host listens on port 22; fails when one's start script exited, or when none came up for
+ *  START_STALL_MS (measured from the first poll: the synchronous set-up before it does not count). */
+async function waitListening(starting: Starting[]): Promise<void> {
+  let pending = [...starting];
+  let progress = Date.now();
+  while (pending.length) {
+    const up = await Promise.all(pending.map((s) => tryConnect(s.host.address, 22)));
+    const left = pending.filter((_, i) => !up[i]);
+    if (left.length < pending.length) progress = Date.now();
+    pending = left;
+    for (const s of pending) {
+      const code = s.exited();
+      if (code !== null) throw new Error(`sshd on ${s.host.address}:22 (${s.host.name}) exited (${code}): ${s.err().trim()}`);
+    }
+    if (!pending.length) return;
+    if (Date.now() - progress > START_STALL_MS)
+      throw new Error(
+        `sshd did not come up within ${START_STALL_MS / 1000} s on ` +
+          `${pending.map((s) => `${s.host.address}:22 (${s.host.name})`).join(', ')}: ` +
+          pending
+            .map((s) => s.err().trim())
+            .filter(Boolean)
+            .join('; '),
+      );
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -241,7 +277,7 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
     writeFileSync(knownHosts, `${lines.join('\n')}\n`);
   };
 
-  const spawnSshd = async (h: SshdHost): Promise<void> => {
+  const spawnSshd = (h: SshdHost): Starting => {
     const hd = hostDir(h.name);
     const script = [
       'set -e',
@@ -265,67 +301,69 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
       detached: true,
     });
     let err = '';
+    let code: number | null = null;
     child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('exit', (c, sig) => (code = c ?? (sig ? 128 : -1)));
     child.unref();
     h.pid = child.pid!;
     h.root = `/proc/${h.pid}/root`;
-    try {
-      await waitPort(h.address, 22);
-    } catch (e) {
-      throw new Error(`${(e as Error).message}: ${err.trim()}`);
-    }
+    return { host: h, err: () => err, exited: () => code };
   };
 
-  await Promise.all(
-    names.map(async (name, i) => {
-      const hs = slotOf(i);
-      const address = `${hs.net}.${11 + (i % HOSTS_PER_SLOT)}`;
-      const hd = hostDir(name);
-      mkdirSync(hd, { recursive: true });
-      run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(hd, 'ssh_host_ed25519_key')]);
-      writeFileSync(
-        join(hd, 'sshd_config'),
-        [
-          `ListenAddress ${address}`,
-          'Port 22',
-          `HostKey ${hd}/ssh_host_ed25519_key`,
-          'PidFile none',
-          'UsePAM no',
-          'PermitRootLogin prohibit-password',
-          'PasswordAuthentication no',
-          'KbdInteractiveAuthentication no',
-          'PubkeyAuthentication yes',
-          `AuthorizedKeysFile ${dir}/authorized_keys`,
-          'StrictModes no',
-          'MaxSessions 10',
-          'MaxStartups 200:30:400',
-          'UseDNS no',
-          'PrintMotd no',
-          'PrintLastLog no',
-          'Subsystem sftp internal-sftp',
-          'LogLevel ERROR',
-          '',
-        ].join('\n'),
-      );
-      run('ip', ['netns', 'add', ns(name)]);
-      run('ip', ['link', 'add', hs.veth(name), 'type', 'veth', 'peer', 'name', 'wpfeth0', 'netns', ns(name)]);
-      run('ip', ['link', 'set', hs.veth(name), 'master', sl.bridge, 'up']);
-      run('ip', ['-n', ns(name), 'addr', 'add', `${address}/24`, 'dev', 'wpfeth0']);
-      run('ip', ['-n', ns(name), 'link', 'set', 'wpfeth0', 'up']);
-      run('ip', ['-n', ns(name), 'link', 'set', 'lo', 'up']);
-      const h: SshdHost = {
-        name,
-        address,
-        port: 22,
-        root: '',
-        netns: ns(name),
-        pid: 0,
-        spec: { name, address, port: 22, user: 'root', key: keyFile, groups: [], vars: {} },
-      };
-      hosts.push(h);
-      await spawnSshd(h);
-    }),
-  );
+  /** set up host i (keys, config, namespace, veth) and start its sshd */
+  const setUp = (name: string, i: number): Starting => {
+    const hs = slotOf(i);
+    const address = `${hs.net}.${11 + (i % HOSTS_PER_SLOT)}`;
+    const hd = hostDir(name);
+    mkdirSync(hd, { recursive: true });
+    run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(hd, 'ssh_host_ed25519_key')]);
+    writeFileSync(
+      join(hd, 'sshd_config'),
+      [
+        `ListenAddress ${address}`,
+        'Port 22',
+        `HostKey ${hd}/ssh_host_ed25519_key`,
+        'PidFile none',
+        'UsePAM no',
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'PubkeyAuthentication yes',
+        `AuthorizedKeysFile ${dir}/authorized_keys`,
+        'StrictModes no',
+        'MaxSessions 10',
+        'MaxStartups 200:30:400',
+        'UseDNS no',
+        'PrintMotd no',
+        'PrintLastLog no',
+        'Subsystem sftp internal-sftp',
+        'LogLevel ERROR',
+        '',
+      ].join('\n'),
+    );
+    run('ip', ['netns', 'add', ns(name)]);
+    run('ip', ['link', 'add', hs.veth(name), 'type', 'veth', 'peer', 'name', 'wpfeth0', 'netns', ns(name)]);
+    run('ip', ['link', 'set', hs.veth(name), 'master', sl.bridge, 'up']);
+    run('ip', ['-n', ns(name), 'addr', 'add', `${address}/24`, 'dev', 'wpfeth0']);
+    run('ip', ['-n', ns(name), 'link', 'set', 'wpfeth0', 'up']);
+    run('ip', ['-n', ns(name), 'link', 'set', 'lo', 'up']);
+    const h: SshdHost = {
+      name,
+      address,
+      port: 22,
+      root: '',
+      netns: ns(name),
+      pid: 0,
+      spec: { name, address, port: 22, user: 'root', key: keyFile, groups: [], vars: {} },
+    };
+    hosts.push(h);
+    return spawnSshd(h);
+  };
+  for (let b = 0; b < n; b += START_BATCH) {
+    const batch: Starting[] = [];
+    for (let i = b; i < Math.min(n, b + START_BATCH); i++) batch.push(setUp(names[i]!, i));
+    await waitListening(batch);
+  }
   hosts.sort((a, b) => a.name.localeCompare(b.name));
   writeKnown();
   const inventoryFile = join(dir, 'inventory.yml');
@@ -374,7 +412,7 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
       await new Promise((r) => setTimeout(r, 50));
     },
     async startSshd(name) {
-      await spawnSshd(byName(name));
+      await waitListening([spawnSshd(byName(name))]);
     },
     async rotateHostKey(name) {
       const h = byName(name);
@@ -384,7 +422,7 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
       rmSync(join(hd, 'ssh_host_ed25519_key.pub'), { force: true });
       run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(hd, 'ssh_host_ed25519_key')]);
       await new Promise((r) => setTimeout(r, 50));
-      await spawnSshd(h);
+      await waitListening([spawnSshd(h)]);
     },
     async stop() {
       for (const h of hosts) killAll(h.name);
