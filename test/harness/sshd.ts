@@ -169,9 +169,15 @@ export function cleanupSshdLeftovers(): void {
   }
 }
 
+/** Locally administered MAC addresses, fixed per slot (the bridge) and per host, for the static neighbour entries. */
+const hex2 = (n: number) => (n & 255).toString(16).padStart(2, '0');
+const bridgeMac = (s: Slot) => `02:88:ff:00:00:${hex2(s.n)}`;
+const hostMac = (s: Slot, i: number) => `02:88:${hex2(s.n)}:${hex2(i >> 8)}:${hex2(i)}:01`;
+
+/** The bridge of slot `s` (with the subnets of `extra` too), with a fixed MAC address (see hostMac). */
 function ensureBridge(s: Slot, extra: Slot[] = []): void {
   if (!run('ip', ['-o', 'link', 'show', s.bridge], true)) {
-    run('ip', ['link', 'add', s.bridge, 'type', 'bridge']);
+    run('ip', ['link', 'add', s.bridge, 'address', bridgeMac(s), 'type', 'bridge']);
     run('ip', ['addr', 'add', `${s.net}.1/24`, 'dev', s.bridge]);
   }
   for (const x of extra) run('ip', ['addr', 'add', `${x.net}.1/24`, 'dev', s.bridge], true);
@@ -342,11 +348,19 @@ export async function startSshdHosts(n: number, opts: { prefix?: string; dir?: s
       ].join('\n'),
     );
     run('ip', ['netns', 'add', ns(name)]);
-    run('ip', ['link', 'add', hs.veth(name), 'type', 'veth', 'peer', 'name', 'wpfeth0', 'netns', ns(name)]);
+    const mac = hostMac(hs, i);
+    run('ip', ['link', 'add', hs.veth(name), 'type', 'veth', 'peer', 'name', 'wpfeth0', 'address', mac, 'netns', ns(name)]);
     run('ip', ['link', 'set', hs.veth(name), 'master', sl.bridge, 'up']);
     run('ip', ['-n', ns(name), 'addr', 'add', `${address}/24`, 'dev', 'wpfeth0']);
     run('ip', ['-n', ns(name), 'link', 'set', 'wpfeth0', 'up']);
     run('ip', ['-n', ns(name), 'link', 'set', 'lo', 'up']);
+    // Static (permanent) neighbour entries both ways: the kernel's ARP table is one for all namespaces and its learned
+    // entries are capped (gc_thresh3, 1024 here); 500 hosts learned 1000 of them (each host's entry for the bridge,
+    // the bridge's for each host) and the rest of the machine more: "neighbor table overflow", SYNs lost, TCP
+    // connects unanswered for 10 s and EHOSTUNREACH (2026-12-06, bench N=500: 13-39 hosts). Permanent entries are
+    // outside that cap and are gone with the namespace and the veth.
+    run('ip', ['neigh', 'replace', address, 'lladdr', mac, 'dev', sl.bridge, 'nud', 'permanent']);
+    run('ip', ['-n', ns(name), 'neigh', 'replace', `${hs.net}.1`, 'lladdr', bridgeMac(sl), 'dev', 'wpfeth0', 'nud', 'permanent']);
     const h: SshdHost = {
       name,
       address,
