@@ -135,13 +135,17 @@ export function containsSecret(text: string): boolean {
  * and class instances become plain objects/arrays of their enumerable fields.
  */
 export function maskDeep<T>(value: T): T {
-  const seen = new WeakMap<object, unknown>();
+  // every event of a run goes through here: no Object.entries arrays, and the map of objects already copied (shared
+  // references and cycles keep their shape) only made for a value that holds objects
+  let seen: Map<object, unknown> | undefined;
   const walk = (v: unknown): unknown => {
     if (typeof v === 'string') return mask(v);
     if (v === null || typeof v !== 'object') return v;
     const toJSON = (v as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === 'function') return walk(toJSON.call(v)); // Date, Buffer...: what JSON.stringify would write
-    if (seen.has(v)) return seen.get(v);
+    seen ??= new Map();
+    const copied = seen.get(v);
+    if (copied !== undefined) return copied;
     if (Array.isArray(v) || v instanceof Set) {
       const arr: unknown[] = [];
       seen.set(v, arr);
@@ -150,8 +154,11 @@ export function maskDeep<T>(value: T): T {
     }
     const o: Record<string, unknown> = {};
     seen.set(v, o);
-    const entries = v instanceof Map ? [...v.entries()].map(([k, x]) => [String(k), x] as const) : Object.entries(v);
-    for (const [k, x] of entries) o[mask(k)] = walk(x);
+    if (v instanceof Map) for (const [k, x] of v) o[mask(String(k))] = walk(x);
+    else {
+      const rec = v as Record<string, unknown>;
+      for (const k in rec) if (Object.hasOwn(rec, k)) o[mask(k)] = walk(rec[k]);
+    }
     return o;
   };
   return walk(value) as T;

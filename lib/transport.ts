@@ -170,9 +170,16 @@ const CONNECTION_LOST =
   /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
 
 /** ssh2's protocol object, for the one message handler we replace (not in ssh2's public types). */
+type SignCallback = (data: Buffer, done: (signature: Buffer) => void) => void;
 interface Ssh2Internals {
-  _protocol?: { _handlers: { GLOBAL_REQUEST?: (p: unknown, name: string, wantReply: boolean, data: unknown) => void } };
+  _protocol?: {
+    _handlers: { GLOBAL_REQUEST?: (p: unknown, name: string, wantReply: boolean, data: unknown) => void };
+    authPK(username: string, key: ParsedKey, keyAlgo: string | undefined, sign?: SignCallback): void;
+  };
 }
+
+/** the hash of each public key signature algorithm that names one (ssh2's getKeyAlgos; ed25519/ecdsa: none given) */
+const SIGN_HASH: Record<string, string> = { 'rsa-sha2-512': 'sha512', 'rsa-sha2-256': 'sha256', 'ssh-rsa': 'sha1' };
 
 /**
  * ssh2 writes each SSH packet with its own socket write; a command is several packets sent in the same tick
@@ -293,13 +300,20 @@ class SshConnection implements Connection {
       // this handshake (never while waiting for a turn) to the TCP connect, then restarts with each packet the server
       // sends, up to the login (as OpenSSH's ConnectTimeout covers the connect and the server's banner). Under load,
       // every host that answers gets in; one silent for the whole timeout at any point of the handshake fails.
+      // A timer that fires late on a busy loop runs before the I/O that arrived meanwhile (timers come first in a turn
+      // of the event loop): the host is given up only if that I/O, read first (setImmediate), brought no progress.
       let phase = 'TCP connect';
       let timer: NodeJS.Timeout;
+      let armed = 0;
       const arm = () => {
         clearTimeout(timer);
+        const gen = ++armed;
         timer = setTimeout(() => {
-          const what = `no answer for ${opts.connectTimeoutMs} ms (${phase})`;
-          finish(new UnreachableError(host.name, `connect to ${host.address}:${host.port} timed out: ${what}`));
+          setImmediate(() => {
+            if (gen !== armed) return;
+            const what = `no answer for ${opts.connectTimeoutMs} ms (${phase})`;
+            finish(new UnreachableError(host.name, `connect to ${host.address}:${host.port} timed out: ${what}`));
+          });
         }, opts.connectTimeoutMs);
       };
       const progress = () => {
@@ -355,6 +369,25 @@ class SshConnection implements Connection {
           if (name === 'hostkeys-00@openssh.com' && !wantReply) return;
           global(p, name, wantReply, data);
         };
+      }
+      // Public key login: ssh2 first asks whether the host would accept the key (a round trip), then signs; OpenSSH
+      // accepts the signed request at once (RFC 4252 7: the query is optional), so it is sent first. A host that
+      // refuses the key answers it as it would the query (the next algorithm, or the next method, is tried).
+      if (proto && host.key) {
+        const authPK = proto.authPK;
+        proto.authPK = (user, key, keyAlgo, sign) =>
+          authPK.call(
+            proto,
+            user,
+            key,
+            keyAlgo,
+            sign ??
+              ((data, done) => {
+                const signature = key.sign(data, SIGN_HASH[keyAlgo ?? '']);
+                if (signature instanceof Error) throw signature;
+                done(signature);
+              }),
+          );
       }
     });
   }
