@@ -230,5 +230,10 @@ export function writePrivateFile(file: string, text: string): void {
 
 /** Write the JSON report (0600, atomically); every string is masked before serialising, the text once more after. */
 export function writeJsonReport(file: string, report: unknown): void {
-  writePrivateFile(file, `${mask(JSON.stringify(maskDeep(report), null, 2))}\n`);
+  writePrivateFile(file, jsonReportText(maskDeep(report)));
+}
+
+/** The JSON report's text from a report already copied through maskDeep() (masked again as text). */
+export function jsonReportText(masked: unknown): string {
+  return `${mask(JSON.stringify(masked, null, 2))}\n`;
 }

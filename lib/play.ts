@@ -25,7 +25,7 @@ import {
   pruneRuns,
   runDirName,
 } from './events.ts';
-import { ConsoleReporter, formatRecap, recapRows, writeJsonReport, writePrivateFile } from './output.ts';
+import { ConsoleReporter, formatRecap, jsonReportText, recapRows, writePrivateFile } from './output.ts';
 import { DeployLock, LockHeldError, commandLine, lockHosts } from './lock.ts';
 import {
   type PlanFile,
@@ -406,10 +406,13 @@ export class Run {
       data: Object.keys(rec.data).length ? rec.data : undefined,
     };
     // the report and the timeline always go in the run's directory; --json / --timeline write them there too
-    for (const file of [join(this.runDir, 'report.json'), f.json].filter((x): x is string => !!x)) writeJsonReport(file, report);
+    // one masked copy of the report for its files and the timeline (at 500 hosts each copy of the results is tens of MB)
+    const masked = maskDeep(report);
+    const text = jsonReportText(masked);
+    for (const file of [join(this.runDir, 'report.json'), f.json].filter((x): x is string => !!x)) writePrivateFile(file, text);
     const timelines = [join(this.runDir, 'timeline.html'), f.timeline ?? (f.json ? timelinePathFor(f.json) : undefined)];
     // masked before rendering: the HTML escapes (&#39; &quot;...) would otherwise hide a secret from mask()
-    const html = mask(renderTimeline(maskDeep(report)));
+    const html = mask(renderTimeline(masked));
     for (const file of timelines.filter((x): x is string => !!x)) writePrivateFile(file, html);
     this.log.close();
     await this.pool.closeAll();

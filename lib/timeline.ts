@@ -79,9 +79,10 @@ export function slowestPath(report: TimelineReport): Set<string> {
 export function renderTimeline(report: TimelineReport): string {
   const results = report.results.map((r) => ({ ...r, startMs: r.startMs ?? 0, endMs: r.endMs ?? r.ms, role: r.role ?? '' }));
   // lanes in the order the roles listed their hosts (inventory order), then any other host of a result
-  const hosts: string[] = [];
-  for (const h of (report.roleTimes ?? []).flatMap((r) => r.hosts)) if (!hosts.includes(h)) hosts.push(h);
-  for (const r of results) if (!hosts.includes(r.host)) hosts.push(r.host);
+  const lanes = new Set<string>();
+  for (const h of (report.roleTimes ?? []).flatMap((r) => r.hosts)) lanes.add(h);
+  for (const r of results) lanes.add(r.host);
+  const hosts = [...lanes];
   const roles = report.roleTimes ?? [];
   const total = Math.max(1, report.wallMs ?? 0, ...results.map((r) => r.endMs), ...roles.map((r) => r.endMs));
   const crit = slowestPath({ ...report, results });

@@ -97,12 +97,15 @@ function takeSlot(from = 0): Slot {
       /* free */
     }
     if (owner && owner !== process.pid && alive(owner)) continue;
-    cleanupSlot(slot(n));
+    // claimed first, cleaned after: cleaning first let two harnesses starting at once clean (delete the bridge of)
+    // a slot the other had just taken (engine tier at concurrency 2: "Cannot find device wpfsb4")
     try {
       writeFileSync(f, `${process.pid}\n`, { flag: owner ? 'w' : 'wx' });
     } catch {
       continue; // another process took it in between
     }
+    if (Number(readFileSync(f, 'utf8').trim()) !== process.pid) continue; // a dead owner's slot, taken by another
+    cleanupSlot(slot(n));
     return slot(n);
   }
   throw new Error(`no free sshd test slot (all ${SLOTS} owned by live processes; see ${SLOT_DIR})`);
