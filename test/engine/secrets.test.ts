@@ -205,7 +205,8 @@ describe('secrets on real sshd hosts', () => {
     // every output, searched for every secret in every encoding and for the markers
     const report = readFileSync(json, 'utf8');
     const html = readFileSync(timeline, 'utf8');
-    const retryFile = join(ROOT, '.wpfarm/retry/run-role-' + role.replace(/[^\w.-]+/g, '_') + '.retry');
+    // the harness's inventory sends retry files to its own retry_dir (never the user's .wpfarm/retry)
+    const retryFile = join(lab.dir, 'retry', 'run-role-' + role.replace(/[^\w.-]+/g, '_') + '.retry');
     const retry = readFileSync(retryFile, 'utf8');
     const audit = lab.hosts.map((h) =>
       existsSync(join(h.root, 'var/lib/wpfarm/audit.log')) ? readFileSync(join(h.root, 'var/lib/wpfarm/audit.log'), 'utf8') : '',
@@ -259,8 +260,7 @@ describe('secrets on real sshd hosts', () => {
     assert.equal(mode(retryFile), 0o600);
     assert.equal(mode(join(runDir, 'events.ndjson')), 0o600);
     assert.equal(mode(runDir), 0o700);
-    assert.equal(mode(join(ROOT, '.wpfarm/retry')), 0o700);
-    assert.equal(mode(join(ROOT, '.wpfarm')), 0o700);
+    assert.equal(mode(join(lab.dir, 'retry')), 0o700);
 
     // the process listings
     let sweeps = 0;
