@@ -43,7 +43,7 @@ import {
   writePlan,
 } from './plan.ts';
 import { selectHosts } from './patterns.ts';
-import { type HostState, type RoleRunResult, exitCodeFor, runRole } from './runner.ts';
+import { type HostState, PrefetchedProbes, type RoleRunResult, type RunEnv, exitCodeFor, prefetchProbes, runRole } from './runner.ts';
 import { mask, maskDeep } from './secrets.ts';
 import { renderTimeline, timelinePathFor } from './timeline.ts';
 import { ConnectionPool, sshOptions } from './transport.ts';
@@ -78,6 +78,8 @@ export class Run {
   private readonly audit = new AuditTrail();
   readonly hostState = new Map<string, HostState>();
   readonly results: StepResult[] = [];
+  /** probes read ahead by prefetch() */
+  private readonly probes = new PrefetchedProbes();
   readonly roleRuns: RoleRunResult[] = [];
   readonly signal = { interrupted: false };
   readonly started = performance.now();
@@ -281,17 +283,7 @@ export class Run {
     }
     await this.takeLock();
     const hosts = this.hostsFor(pattern ?? role.hosts);
-    const f = this.config.flags;
-    const options = { check: f.check, diff: f.diff, forks: f.forks, tags: f.tags, skipTags: f.skipTags, verbose: f.verbose };
-    const env = {
-      pool: this.pool,
-      events: this.events,
-      options,
-      allHosts: this.inventory.hosts,
-      select: (p: string) => selectHosts(this.inventory, p),
-      signal: this.signal,
-      hostState: this.hostState,
-    };
+    const env = { ...this.env(), prefetched: this.plan ? undefined : this.probes };
     const plan = this.plan;
     let planGuard: ((e: Parameters<NonNullable<Parameters<typeof runRole>[2]['planGuard']>>[0]) => string | undefined) | undefined;
     if (plan) {
@@ -307,6 +299,39 @@ export class Run {
     this.results.push(...r.results);
     for (const x of r.results) if (x.status === 'changed') this.changedHosts.add(x.host);
     return r;
+  }
+
+  /** What runRole() needs from this run (a role's check pass under --apply builds its own). */
+  private env(): RunEnv {
+    const f = this.config.flags;
+    return {
+      pool: this.pool,
+      events: this.events,
+      options: { check: f.check, diff: f.diff, forks: f.forks, tags: f.tags, skipTags: f.skipTags, verbose: f.verbose },
+      allHosts: this.inventory.hosts,
+      select: (p: string) => selectHosts(this.inventory, p),
+      signal: this.signal,
+      hostState: this.hostState,
+    };
+  }
+
+  /**
+   * Read ahead the probes of these roles (those of a phase, or every role a playbook will run) on all their hosts,
+   * in one round trip per host (lib/runner.ts prefetchProbes), so that a no-change rerun of them costs that round
+   * trip. Then run them with role() as always. Nothing is read again while the probes read hold (the run changed
+   * nothing since) and cover these roles; with --apply (each role checked against its plan first) it does nothing.
+   */
+  async prefetch(roles: Role[]): Promise<void> {
+    if (this.plan || this.signal.interrupted || !roles.length) return;
+    if (this.probes.valid(this.pool) && roles.every((r) => this.probes.roles.has(r.name))) return;
+    // the roles' variables are checked before the lock and before any connection (bad input: exit 4)
+    for (const r of roles) if (r.vars) checkVars(this.inventory, r.vars);
+    await this.takeLock();
+    await prefetchProbes(
+      roles.map((role) => ({ role, hosts: this.hostsFor(role.hosts) })),
+      this.env(),
+      this.probes,
+    );
   }
 
   /**

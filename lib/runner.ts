@@ -1,9 +1,13 @@
 // The runner: applies roles to hosts in parallel (p-limit, --forks), one SSH connection per host.
 //
-// Speed comes from speculative batched probing: before running operation i, the runner sends the probes of
-// operations i..j (up to the next task or delegated step) in ONE round trip. Operations whose plan says
+// Speed comes from speculative batched probing: before running step i, the runner sends the probes of
+// steps i..j (operations, and tasks that declare a probe) in ONE round trip. Operations whose plan says
 // "no change" cost nothing more; after a change is applied, the probes of the following steps are sent again
-// (the host changed). An idempotent rerun of a role is thus one round trip per host.
+// (the host changed). A probe read past a task, a runOnce or a delegated step is used only while no command of
+// the run could have changed any host since (ConnectionPool.writes: every command not marked readOnly).
+// prefetchProbes() goes further: the probes of several roles (a phase, a whole playbook) on each host in ONE
+// round trip before the first of them runs, used on the same terms. An idempotent rerun of a role is thus at most
+// one round trip per host, and of a prefetched phase one or two per host for all its roles.
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
@@ -21,6 +25,7 @@ import type {
   HostSpec,
   Operation,
   Plan,
+  Probe,
   Role,
   RunOptions,
   Step,
@@ -68,6 +73,76 @@ export interface RunEnv {
   signal: { interrupted: boolean };
   /** per-host state kept across roles of one run: facts, registered values */
   hostState: Map<string, HostState>;
+  /** probes read ahead for several roles (prefetchProbes): used while the run has written nothing since */
+  prefetched?: PrefetchedProbes;
+}
+
+/** A probe's output in a HostRun's cache; `quiet`: pool.writes when it was read, if it is valid only while unchanged. */
+interface Probed {
+  out: string;
+  quiet?: number;
+}
+
+/** A step's read-only probe: an operation's, or a task's optional one. */
+function probeOf(s: Step, ctx: StepContext): Probe | null {
+  return isOperation(s) ? s.probe(ctx) : (s.probe?.(ctx) ?? null);
+}
+
+function probeKey(p: Probe, s: Step): string {
+  return `${p.become ?? s.options.become ? 'become' : 'user'}\0${p.script}`;
+}
+
+/**
+ * One script running many probes, each output after a marker line (parseProbes reads them back). The marker
+ * starts on a line of its own even after an output without a final newline (printf '\n'; one more at the end).
+ */
+function probeScript(batch: { id: string | number; script: string }[]): string {
+  const parts = batch.map((b) => `printf '\\n%s\\n' ${sh`${`${PROBE_MARK}:${b.id}`}`}\n( ${b.script}\n) 2>&1 </dev/null`);
+  // The output is gathered on the host (dd, up to 1 MiB at a time) and sent at once: written as each probe prints it,
+  // it came in ~30 SSH packets per host (as many reads, decryptions and stream events here, and writes for sshd).
+  return `{\n${parts.join('\n')}\nprintf '\\n'\n} | ${GATHER}`;
+}
+
+function parseProbes(stdout: string): Map<string, string> {
+  const parts = stdout.split(new RegExp(`^${PROBE_MARK}:(\\d+)\\n`, 'm'));
+  // parts: [before, id, body, id, body, ...]; each body ends with the newline printed before the next marker
+  const out = new Map<string, string>();
+  for (let k = 1; k < parts.length; k += 2) out.set(parts[k]!, (parts[k + 1] ?? '').replace(/\n$/, '').replace(/\n$/, ''));
+  return out;
+}
+
+/**
+ * Probes read ahead on each host for the roles of a phase (or a whole playbook) by prefetchProbes(), by script.
+ * They hold while the run's pool has sent no command that is not read-only (`writes`): then a role's step with the
+ * same probe script on the same host takes its output from here instead of a round trip.
+ */
+export class PrefetchedProbes {
+  /** ConnectionPool.writes when these probes were read; -1: none */
+  writes = -1;
+  /** names of the roles prefetched */
+  readonly roles = new Set<string>();
+  private readonly byHost = new Map<string, Map<string, string>>();
+
+  valid(pool: { writes: number }): boolean {
+    return this.writes >= 0 && this.writes === pool.writes;
+  }
+
+  /** the output of this probe on this host, if it was read and still holds */
+  get(host: string, key: string, pool: { writes: number }): string | undefined {
+    return this.valid(pool) ? this.byHost.get(host)?.get(key) : undefined;
+  }
+
+  set(host: string, key: string, out: string): void {
+    let m = this.byHost.get(host);
+    if (!m) this.byHost.set(host, (m = new Map()));
+    m.set(key, out);
+  }
+
+  clear(): void {
+    this.writes = -1;
+    this.roles.clear();
+    this.byHost.clear();
+  }
 }
 
 export interface HostState {
@@ -154,7 +229,7 @@ function settleBarriers(shared: RoleShared): void {
 class HostRun {
   readonly results: StepResult[] = [];
   readonly notified = new Set<string>();
-  private probeCache = new Map<number, string>();
+  private probeCache = new Map<number, Probed>();
   private batchSize = MAX_PROBE_BATCH;
   private conn: (Connection & { abortChannels(): Promise<string[]> }) | null = null;
 
@@ -175,8 +250,8 @@ class HostRun {
     const self = this;
     const connFor = () => (host === self.host ? self.connection() : self.env.pool.get(host));
     const facts = (): FactCache => {
-      if (host !== self.host) return new FactCache((cmd) => connFor().then((c) => c.exec(cmd)));
-      self.state.facts ??= new FactCache((cmd) => connFor().then((c) => c.exec(cmd)));
+      if (host !== self.host) return new FactCache((cmd) => connFor().then((c) => c.exec(cmd, { readOnly: true })));
+      self.state.facts ??= new FactCache((cmd) => connFor().then((c) => c.exec(cmd, { readOnly: true })));
       return self.state.facts;
     };
     let connRef: Connection | null = null;
@@ -189,8 +264,10 @@ class HostRun {
       interrupted: () => self.env.signal.interrupted,
       async exec(command: string, opts?: ExecOptions): Promise<ExecResult> {
         const c = await connFor();
-        self.probeCache.clear(); // a free command may change anything
-        self.state.facts?.forgetVolatile();
+        if (!opts?.readOnly) {
+          self.probeCache.clear(); // a free command may change anything
+          self.state.facts?.forgetVolatile();
+        }
         return c.exec(command, opts);
       },
       run: (op: Operation) => self.runOperation(op, ctx, [], true),
@@ -258,47 +335,82 @@ class HostRun {
     }
   }
 
-  /** Probe steps[from..] (operations only, until a task/delegated/runOnce step) in one round trip. */
+  /** The cached probe output of step `index`, if it holds (a `quiet` one only while the run wrote nothing since). */
+  private cached(index: number): string | undefined {
+    const e = this.probeCache.get(index);
+    if (!e) return undefined;
+    if (e.quiet !== undefined && e.quiet !== this.env.pool.writes) {
+      this.probeCache.delete(index);
+      return undefined;
+    }
+    return e.out;
+  }
+
+  /**
+   * Probe steps[from..] in one round trip: operations, and tasks with a probe; delegated steps are left out.
+   * Probes read past a task, a runOnce or delegated step (and those of such steps themselves) hold only while the
+   * run writes nothing (Probed.quiet); so do those taken from the run's prefetched probes.
+   */
   private async probeBatch(ctx: StepContext, steps: Step[], from: number): Promise<void> {
-    const batch: { index: number; script: string; become: boolean }[] = [];
+    const batch: { index: number; script: string; become: boolean; quiet?: number }[] = [];
     const size = this.batchSize;
     this.batchSize = Math.min(MAX_PROBE_BATCH, this.batchSize * 2);
+    const writes = this.env.pool.writes;
+    const pre = this.env.prefetched;
+    let past = false;
     for (let i = from; i < steps.length && batch.length < size; i++) {
       const s = steps[i]!;
-      if (!isOperation(s) || s.options.delegateTo || s.options.runOnce) break;
-      if (s.options.tags && !tagsMatch([...(this.role.tags ?? []), ...s.options.tags], this.env.options)) continue;
-      const p = s.probe(ctx);
-      if (!p) {
-        this.probeCache.set(i, '');
+      if (s.options.delegateTo || isFlush(s)) {
+        past = true;
         continue;
       }
-      batch.push({ index: i, script: p.script, become: !!(p.become ?? s.options.become) });
+      if (!isOperation(s) || s.options.runOnce) past = true;
+      if (s.options.tags && !tagsMatch([...(this.role.tags ?? []), ...s.options.tags], this.env.options)) continue;
+      const quiet = past ? writes : undefined;
+      const p = probeOf(s, ctx);
+      if (!p) {
+        if (isOperation(s)) this.probeCache.set(i, { out: '', quiet });
+        continue;
+      }
+      const known = pre?.get(this.host.name, probeKey(p, s), this.env.pool);
+      if (known !== undefined) {
+        this.probeCache.set(i, { out: known, quiet: pre!.writes });
+        continue;
+      }
+      batch.push({ index: i, script: p.script, become: !!(p.become ?? s.options.become), quiet });
     }
     if (!batch.length) return;
     const become = batch.some((b) => b.become);
-    // The steps' output is gathered on the host (dd, up to 1 MiB) and sent at once: written as each step prints it, it
-    // came in ~30 SSH packets per host (as many reads, decryptions and stream events here, and writes for sshd).
-    const probes = batch.map((b) => `echo ${sh`${`${PROBE_MARK}:${b.index}`}`}\n( ${b.script}\n) 2>&1 </dev/null`);
-    const script = `{\n${probes.join('\n')}\n} | ${GATHER}`;
     const c = await this.connection();
-    const r = await c.exec(script, { become, nothrow: true });
+    const r = await c.exec(probeScript(batch.map((b) => ({ id: b.index, script: b.script }))), { become, nothrow: true, readOnly: true });
     this.env.events.emit({ kind: 'probe', host: this.host.name, steps: batch.length });
-    const parts = r.stdout.split(new RegExp(`^${PROBE_MARK}:(\\d+)\\n`, 'm'));
-    // parts: [before, idx, body, idx, body, ...]
-    for (let k = 1; k < parts.length; k += 2) {
-      const idx = Number(parts[k]);
-      this.probeCache.set(idx, (parts[k + 1] ?? '').replace(/\n$/, ''));
-    }
-    for (const b of batch) if (!this.probeCache.has(b.index)) this.probeCache.set(b.index, '');
+    const outs = parseProbes(r.stdout);
+    for (const b of batch) this.probeCache.set(b.index, { out: outs.get(String(b.index)) ?? '', quiet: b.quiet });
   }
 
-  private async probeOne(op: Operation, ctx: StepContext): Promise<string> {
-    const p = op.probe(ctx);
+  private async probeOne(step: Step, ctx: StepContext): Promise<string> {
+    const p = probeOf(step, ctx);
     if (!p) return '';
     const c = await (ctx.host === this.host ? this.connection() : this.env.pool.get(ctx.host));
-    const r = await c.exec(`( ${p.script}\n) 2>&1 </dev/null`, { become: !!(p.become ?? op.options.become), nothrow: true });
+    const r = await c.exec(`( ${p.script}\n) 2>&1 </dev/null`, {
+      become: !!(p.become ?? step.options.become),
+      nothrow: true,
+      readOnly: true,
+    });
     this.env.events.emit({ kind: 'probe', host: ctx.host.name, steps: 1 });
     return r.stdout.replace(/\n$/, '');
+  }
+
+  /** A step's probe output: from the batch cache when it holds (probing from here on if not), else on its own. */
+  private async probed(step: Step, ctx: StepContext, steps: Step[], index: number, direct: boolean): Promise<string> {
+    if (direct || index < 0 || step.options.delegateTo) return this.probeOne(step, ctx);
+    let out = this.cached(index);
+    if (out === undefined) {
+      await this.probeBatch(ctx, steps, index);
+      out = this.cached(index);
+    }
+    this.probeCache.delete(index);
+    return out ?? this.probeOne(step, ctx);
   }
 
   private async applyPlan(plan: Plan, op: Operation, ctx: StepContext): Promise<void> {
@@ -328,14 +440,7 @@ class HostRun {
     const attempts = Math.max(1, (op.options.retries ?? 0) + 1);
     const last = await this.retrySteps(op, ctx, attempts, async () => {
       try {
-        let out: string;
-        if (!direct && index >= 0 && !op.options.delegateTo && !op.options.runOnce) {
-          if (!this.probeCache.has(index)) await this.probeBatch(ctx, steps, index);
-          out = this.probeCache.has(index) ? this.probeCache.get(index)! : await this.probeOne(op, ctx);
-          this.probeCache.delete(index);
-        } else {
-          out = await this.probeOne(op, ctx);
-        }
+        const out = await this.probed(op, ctx, steps, index, direct);
         const plan = await op.plan(ctx, out);
         const planned = this.env.events.emit({
           kind: 'step.plan',
@@ -396,15 +501,21 @@ class HostRun {
     return last;
   }
 
-  async runTask(t: Task, ctx: StepContext): Promise<StepResult> {
+  async runTask(t: Task, ctx: StepContext, steps: Step[] = [], index = -1): Promise<StepResult> {
     const t0 = performance.now();
     const base = { host: ctx.host.name, step: t.title, kind: t.kind };
     const attempts = Math.max(1, (t.options.retries ?? 0) + 1);
     return this.retrySteps(t, ctx, attempts, async () => {
       try {
-        const o: TaskOutcome = (await t.run(ctx)) ?? {};
-        this.probeCache.clear();
-        this.state.facts?.forgetVolatile();
+        const writes = this.env.pool.writes;
+        const probed = t.probe ? await this.probed(t, ctx, steps, index, false) : undefined;
+        const o: TaskOutcome = (await t.run(ctx, probed)) ?? {};
+        // a task that wrote nothing (only read-only commands, facts, operations without change) leaves the probes
+        // read so far valid; anything else may have changed anything
+        if (o.changed || this.env.pool.writes !== writes) {
+          this.probeCache.clear();
+          this.state.facts?.forgetVolatile();
+        }
         return o.skipped
           ? { ...base, status: 'skipped', reason: mask(o.skipped), changes: [], ms: performance.now() - t0 }
           : {
@@ -434,7 +545,7 @@ class HostRun {
     if (o.when && !(await o.when(sctx))) {
       return { host: this.host.name, step: step.title, kind: step.kind, status: 'skipped', reason: 'condition false', changes: [], ms: 0 };
     }
-    return isOperation(step) ? this.runOperation(step, sctx, steps, !!o.delegateTo, index) : this.runTask(step, sctx);
+    return isOperation(step) ? this.runOperation(step, sctx, steps, !!o.delegateTo, index) : this.runTask(step, sctx, steps, index);
   }
 
   record(r: StepResult, step: Step): void {
@@ -732,6 +843,105 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
   }
   env.events.emit({ kind: 'role.end', role: role.name });
   return { role: role.name, results, hosts: outcomes, aborted };
+}
+
+/**
+ * Read ahead, on every host, the probes of several roles (the roles of a phase, or of a whole playbook) in ONE
+ * round trip per host, before the first of them runs: each role's steps are built for the host (their facts
+ * gathered together), and the probes of their steps (operations and tasks with a probe; not delegated ones, not
+ * those --tags leaves out) sent as one script. The roles then run as always, one after another with their own
+ * events, recap and check mode; a step whose probe script was read here takes its output from `store` as long as
+ * the run has sent no command that is not read-only (ConnectionPool.writes), so a no-change rerun of all these
+ * roles costs this round trip (and one for facts, if their steps ask for any). Hosts already failed or
+ * unreachable are left out; a host that cannot be reached or whose steps cannot be built here is left to the
+ * role run, which reports it. Read-only: nothing is applied, no step result is recorded.
+ */
+export async function prefetchProbes(roles: { role: Role; hosts: HostSpec[] }[], env: RunEnv, store: PrefetchedProbes): Promise<void> {
+  store.clear();
+  const byHost = new Map<string, { host: HostSpec; roles: Role[] }>();
+  for (const { role, hosts } of roles) {
+    store.roles.add(role.name);
+    for (const h of hosts) {
+      const e = byHost.get(h.name) ?? { host: h, roles: [] };
+      e.roles.push(role);
+      byHost.set(h.name, e);
+    }
+  }
+  store.writes = env.pool.writes;
+  const limit = pLimit(Math.max(1, env.options.forks));
+  await Promise.all(
+    [...byHost.values()].map(({ host, roles: rs }) =>
+      limit(async () => {
+        if (env.signal.interrupted) return;
+        let st = env.hostState.get(host.name);
+        if (!st) env.hostState.set(host.name, (st = newHostState()));
+        if (st.failed || st.unreachable) return;
+        const state = st;
+        let conn: Connection;
+        try {
+          conn = await env.pool.get(host);
+        } catch {
+          return;
+        }
+        const shared: RoleShared = {
+          once: new Map(),
+          order: [host.name],
+          gone: new Map(),
+          started: new Set(),
+          barriers: new Map(),
+          forks: 1,
+          waiters: new Set(),
+          fatal: { stop: false },
+        };
+        // every role's steps built at once, so that the facts they ask for are gathered together
+        const built = await Promise.all(
+          rs.map(async (role) => {
+            const ctx = new HostRun(role, host, env, state, shared).context();
+            // quiet: a message the steps say when built is said when the role runs
+            const quiet: StepContext = Object.assign(Object.create(ctx) as StepContext, { log: () => undefined });
+            try {
+              return { role, ctx: quiet, steps: await role.steps(quiet) };
+            } catch {
+              return null;
+            }
+          }),
+        );
+        const scripts = new Map<string, string>();
+        let become = false;
+        for (const b of built) {
+          if (!b) continue;
+          for (const s of b.steps) {
+            if (s.options.delegateTo || isFlush(s)) continue;
+            if (!tagsMatch([...(b.role.tags ?? []), ...(s.options.tags ?? [])], env.options)) continue;
+            let p: Probe | null;
+            try {
+              p = probeOf(s, b.ctx);
+            } catch {
+              continue;
+            }
+            if (!p) continue;
+            scripts.set(probeKey(p, s), p.script);
+            become ||= !!(p.become ?? s.options.become);
+          }
+        }
+        if (!scripts.size || env.signal.interrupted) return;
+        const keys = [...scripts.keys()];
+        const script = probeScript(keys.map((k, i) => ({ id: i, script: scripts.get(k)! })));
+        let stdout: string;
+        try {
+          stdout = (await conn.exec(script, { become, nothrow: true, readOnly: true })).stdout;
+        } catch {
+          return;
+        }
+        env.events.emit({ kind: 'probe', host: host.name, steps: keys.length });
+        const outs = parseProbes(stdout);
+        keys.forEach((k, i) => {
+          const out = outs.get(String(i));
+          if (out !== undefined) store.set(host.name, k, out);
+        });
+      }),
+    ),
+  );
 }
 
 /** Exit code for a finished run: 0 all ok, 2 a host failed, 3 a host unreachable (2 wins over 3? no: 3 if any unreachable and none failed). */

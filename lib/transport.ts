@@ -86,7 +86,8 @@ export function sshOptions(
 }
 const DEFAULTS = { connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, keepaliveMs: 5_000, maxChannels: 8 };
 type Limit = ReturnType<typeof pLimit>;
-type Opts = ConnectOptions & typeof DEFAULTS & { handshakes: Limit; stats: HandshakeStats };
+/** `writes`: the pool's commands that were not read-only (ExecOptions.readOnly), for the runner's probe caches */
+type Opts = ConnectOptions & typeof DEFAULTS & { handshakes: Limit; stats: HandshakeStats; writes: { n: number } };
 
 // ---------------------------------------------------------------------------------------------
 // known_hosts: lib/known-hosts.ts (OpenSSH semantics: @revoked, negation, hashed names, @cert-authority; parsed once
@@ -460,6 +461,7 @@ class SshConnection implements Connection {
       return Promise.reject(new InterruptedError(this.host.name, `not started (Ctrl-C): ${mask(command.split('\n')[0]!)}`));
     }
     this.trips++;
+    if (!opts.readOnly) this.opts.writes.n++;
     const ended = this.opts.onCommand?.(this.host.name, command);
     return new Promise<ExecResult>((resolve, reject) => {
       client.exec(command, (err, stream) => {
@@ -544,6 +546,7 @@ class SshConnection implements Connection {
       await this.open();
       const client = this.client!;
       this.trips++;
+      this.opts.writes.n++;
       const ended = this.opts.onCommand?.(this.host.name, wrapped.command);
       return new Promise<{ code: number; signal?: string | null; stderr: string }>((resolve) => {
         client.exec(wrapped.command, (err, stream) => {
@@ -708,7 +711,7 @@ class SshConnection implements Connection {
 function withDefaults(opts: ConnectOptions): Opts {
   const o = { ...DEFAULTS, ...opts };
   const stats: HandshakeStats = { inFlight: 0, peak: 0, started: 0 };
-  return { ...o, handshakes: pLimit(Math.max(1, o.maxHandshakes ?? defaultMaxHandshakes())), stats };
+  return { ...o, handshakes: pLimit(Math.max(1, o.maxHandshakes ?? defaultMaxHandshakes())), stats, writes: { n: 0 } };
 }
 
 export async function connect(host: HostSpec, opts: ConnectOptions = {}): Promise<Connection & { abortChannels(): Promise<string[]> }> {
@@ -723,6 +726,14 @@ export class ConnectionPool {
   private readonly opts: Opts;
   constructor(opts: ConnectOptions = {}) {
     this.opts = withDefaults(opts);
+  }
+
+  /**
+   * Commands sent so far that were not read-only (exec without ExecOptions.readOnly, put, execStream), on every
+   * host: while it stays the same, nothing this run did can have changed any host (the runner's probe caches).
+   */
+  get writes(): number {
+    return this.opts.writes.n;
   }
 
   /** the handshakes of this pool so far (a copy) */

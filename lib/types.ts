@@ -44,6 +44,11 @@ export interface ExecOptions {
   cwd?: string;
   /** don't throw on non-zero exit (default: false → throw RemoteCommandError) */
   nothrow?: boolean;
+  /**
+   * The command changes nothing on any host (a probe, a fact gather, a query in a task): probes the runner read
+   * before it stay valid. Any other command may change anything (ConnectionPool.writes).
+   */
+  readOnly?: boolean;
 }
 
 /** Transport to one host: one persistent SSH connection, bounded channels. */
@@ -140,7 +145,14 @@ export interface Task {
   readonly title: string;
   readonly options: StepOptions;
   readonly location?: string;
-  run(ctx: StepContext): Promise<TaskOutcome | void>;
+  /**
+   * Optional read-only probe (its no-change fast path): the runner reads it with the probes of the steps around it,
+   * in the same round trip, and gives its output to run(); a task that sees there that nothing is to be done
+   * returns without a command of its own.
+   */
+  probe?(ctx: StepContext): Probe | null;
+  /** `probed`: the output of probe(), when the task has one */
+  run(ctx: StepContext, probed?: string): Promise<TaskOutcome | void>;
 }
 
 export interface TaskOutcome {

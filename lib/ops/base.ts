@@ -81,9 +81,19 @@ export function defineOp(def: OpDef): Operation {
   };
 }
 
-/** An imperative step. It must report changes honestly and respect ctx.check itself. */
-export function task(title: string, run: (ctx: StepContext) => Promise<TaskOutcome | void>, options: StepOptions = {}): Task {
-  return { kind: 'task', title: options.name ?? title, options, location: callerLocation(), run };
+/**
+ * An imperative step. It must report changes honestly and respect ctx.check itself. `probe`: its no-change fast
+ * path (Task.probe): a read-only script the runner reads with the other steps' probes; its output is run()'s
+ * second argument. Commands that only read should say so (`ctx.exec(cmd, { readOnly: true })`): the probes read
+ * before them then stay valid.
+ */
+export function task(
+  title: string,
+  run: (ctx: StepContext, probed?: string) => Promise<TaskOutcome | void>,
+  options: StepOptions & { probe?: (ctx: StepContext) => Probe | null } = {},
+): Task {
+  const { probe, ...opts } = options;
+  return { kind: 'task', title: opts.name ?? title, options: opts, location: callerLocation(), run, ...(probe ? { probe } : {}) };
 }
 
 /** No change; `reason` says why ("file already has that content"), shown at -v and in the JSON report. */
