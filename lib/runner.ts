@@ -89,7 +89,7 @@ function probeOf(s: Step, ctx: StepContext): Probe | null {
 }
 
 function probeKey(p: Probe, s: Step): string {
-  return `${p.become ?? s.options.become ? 'become' : 'user'}\0${p.script}`;
+  return `${(p.become ?? s.options.become) ? 'become' : 'user'}\0${p.script}`;
 }
 
 /**

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { fail, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run, loadRole } from '../lib/play.ts';
+import type { Role } from '../lib/types.ts';
 import { PHASES } from './phases.ts';
 
 export { PHASES };
@@ -27,16 +28,23 @@ try {
   if (phaseArg && fromArg) throw new InputError('use --phase or --from-phase, not both');
   const only = phaseArg ? Number(phaseArg) : undefined;
   const from = fromArg ? Number(fromArg) : 1;
-  for (const phase of PHASES) {
-    if (only !== undefined ? phase.n !== only : phase.n < from) continue;
+  const phases = PHASES.filter((p) => (only !== undefined ? p.n === only : p.n >= from));
+  const roles = new Map<string, Role>();
+  for (const phase of phases)
+    for (const name of phase.roles) if (existsSync(`roles/${name}/role.ts`)) roles.set(name, await loadRole(name));
+  for (const [i, phase] of phases.entries()) {
     run.phase(`phase ${phase.n}: ${phase.title}`);
+    // the probes of this phase's roles and the later ones', on every host, in one round trip per host; read
+    // again at a later phase only if something changed since (a no-change rerun reads them once)
+    await run.prefetch(phases.slice(i).flatMap((p) => p.roles.flatMap((n) => roles.get(n) ?? [])));
     for (const name of phase.roles) {
       if (run.signal.interrupted) break;
-      if (!existsSync(`roles/${name}/role.ts`)) {
+      const role = roles.get(name);
+      if (!role) {
         run.say(`  (role ${name}: not in this version of wpfarm, skipped)`);
         continue;
       }
-      await run.role(await loadRole(name));
+      await run.role(role);
     }
   }
 } catch (e) {

@@ -9,7 +9,7 @@ import type { HostSpec, Step, StepContext, TaskOutcome } from '../../lib/types.t
 const SWARM_INFO = "timeout 20 docker info --format '{{json .Swarm}}'";
 
 export async function swarmState(ctx: StepContext): Promise<SwarmFact> {
-  const r = await ctx.exec(SWARM_INFO, { nothrow: true });
+  const r = await ctx.exec(SWARM_INFO, { nothrow: true, readOnly: true });
   return parseSwarm(r.stdout);
 }
 
@@ -31,25 +31,30 @@ export async function findActiveManager(
   return null;
 }
 
-/** Preconditions the swarm needs from the kernel, checked against the inventory's choices. */
+/** Preconditions the swarm needs from the kernel, checked against the inventory's choices (read with the role's probes). */
 export function kernelPreflight(): Step {
-  return task('swarm: kernel features (IPVS, ESP) match the inventory', async (ctx) => {
-    const kernel = await ctx.fact(kernelFact);
-    const mode = String(ctx.vars.swarm_endpoint_mode ?? 'vip');
-    if (!kernel.ipvs && mode !== 'dnsrr') {
-      throw new InputError(
-        `${ctx.host.name}: this kernel has no IPVS, so swarm service VIPs and the ingress routing mesh cannot work ` +
-          `(services would hang unreachable). Set swarm_endpoint_mode: dnsrr and swarm_publish_mode: host in the inventory.`,
-      );
-    }
-    if (!kernel.esp && ctx.vars.overlay_encrypted === true) {
-      throw new InputError(
-        `${ctx.host.name}: this kernel has no ESP (IPsec), so encrypted overlay networks pass no traffic between nodes. ` +
-          `Set overlay_encrypted: false (or 'auto') in the inventory.`,
-      );
-    }
-    return { changed: false, result: kernel };
-  });
+  const probe = () => ({ script: kernelFact.script as string });
+  return task(
+    'swarm: kernel features (IPVS, ESP) match the inventory',
+    async (ctx, probed) => {
+      const kernel = probed !== undefined ? kernelFact.parse(probed) : await ctx.fact(kernelFact);
+      const mode = String(ctx.vars.swarm_endpoint_mode ?? 'vip');
+      if (!kernel.ipvs && mode !== 'dnsrr') {
+        throw new InputError(
+          `${ctx.host.name}: this kernel has no IPVS, so swarm service VIPs and the ingress routing mesh cannot work ` +
+            `(services would hang unreachable). Set swarm_endpoint_mode: dnsrr and swarm_publish_mode: host in the inventory.`,
+        );
+      }
+      if (!kernel.esp && ctx.vars.overlay_encrypted === true) {
+        throw new InputError(
+          `${ctx.host.name}: this kernel has no ESP (IPsec), so encrypted overlay networks pass no traffic between nodes. ` +
+            `Set overlay_encrypted: false (or 'auto') in the inventory.`,
+        );
+      }
+      return { changed: false, result: kernel };
+    },
+    { probe },
+  );
 }
 
 function stale(list: string, host: HostSpec, keepId: string): string[] {
@@ -95,7 +100,7 @@ export function joinSwarm(role: 'manager' | 'worker'): Step {
         !leader ||
         (me.clusterId
           ? leader.state.clusterId === me.clusterId
-          : (await leader.ctx.exec(sh`docker node inspect --format '{{.ID}}' ${me.nodeId}`, { nothrow: true })).code === 0);
+          : (await leader.ctx.exec(sh`docker node inspect --format '{{.ID}}' ${me.nodeId}`, { nothrow: true, readOnly: true })).code === 0);
       if (me.state === 'active' && (role === 'worker' || me.isManager) && (await sameCluster())) {
         return { changed: false, result: { nodeId: me.nodeId } };
       }
@@ -136,7 +141,7 @@ export function joinSwarm(role: 'manager' | 'worker'): Step {
       // a node that rejoins gets a new ID; its old entry stays "down" in the list: remove it
       const list = await leader.ctx.exec(
         "docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}}'",
-        { nothrow: true },
+        { nothrow: true, readOnly: true },
       );
       for (const id of stale(list.stdout, ctx.host, now.nodeId)) {
         await leader.ctx.exec(sh`docker node demote ${id} >/dev/null 2>&1; docker node rm --force ${id}`, { nothrow: true });
@@ -158,7 +163,7 @@ export function availability(want: 'active' | 'drain' | 'pause'): Step {
     }
     const mgr = me.isManager ? ctx : (await findActiveManager(ctx))?.ctx;
     if (!mgr) throw new Error('no active manager');
-    const cur = (await mgr.exec(sh`docker node inspect --format '{{.Spec.Availability}}' ${me.nodeId}`)).stdout.trim();
+    const cur = (await mgr.exec(sh`docker node inspect --format '{{.Spec.Availability}}' ${me.nodeId}`, { readOnly: true })).stdout.trim();
     if (cur === want) return { changed: false };
     if (!ctx.check) await mgr.exec(sh`docker node update --availability ${want} ${me.nodeId}`);
     return { changed: true, changes: [`availability ${cur} -> ${want}`] };
@@ -195,6 +200,7 @@ export function nodeLabels(): Step {
       const want = desiredLabels(ctx);
       const r = await mgr.exec(
         "docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}} {{json .Spec.Labels}}'",
+        { readOnly: true },
       );
       const cmds: string[] = [];
       const changes: string[] = [];

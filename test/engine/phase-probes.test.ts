@@ -110,11 +110,17 @@ describe('roles of a phase probed together', () => {
     const check = await cli(['--check']);
     assert.equal(check.code, 0, check.out);
     const want = [`${h1} | file /srv/phase/a.conf`, `${h2} | file /srv/phase/c.conf`, `${h3} | b.state is b`].sort();
-    assert.deepEqual(changed(check.json).filter((c) => !c.includes('handler')), want);
+    assert.deepEqual(
+      changed(check.json).filter((c) => !c.includes('handler')),
+      want,
+    );
     assert.equal(readFileSync(onHost(h3, '/srv/phase/b.state'), 'utf8'), 'x', 'check mode changed nothing');
     const run = await cli([]);
     assert.equal(run.code, 0, run.out);
-    assert.deepEqual(changed(run.json).filter((c) => !c.includes('handler')), want);
+    assert.deepEqual(
+      changed(run.json).filter((c) => !c.includes('handler')),
+      want,
+    );
     assert.equal(readFileSync(onHost(h3, '/srv/phase/b.state'), 'utf8'), 'b');
     // the handler ran on the first run everywhere, and now once more on the host whose c.conf changed
     for (const h of [h1, h2, h3]) {
