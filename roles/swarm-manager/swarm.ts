@@ -8,6 +8,48 @@ import type { HostSpec, Step, StepContext, TaskOutcome } from '../../lib/types.t
 
 const SWARM_INFO = "timeout 20 docker info --format '{{json .Swarm}}'";
 
+/**
+ * The no-change fast path of the swarm steps (Task.probe, read with the role's other probes): this node's swarm
+ * state and, on a manager, every node of its cluster as it sees them (ID, address, role, state, availability,
+ * manager address and reachability, labels). On a worker the node list is empty (only managers can list nodes).
+ */
+const SWARM_PROBE = [
+  SWARM_INFO,
+  'echo @@nodes',
+  "docker node ls -q 2>/dev/null | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Spec.Role}} {{.Status.State}} " +
+    "{{.Spec.Availability}} {{if .ManagerStatus}}{{.ManagerStatus.Addr}}/{{.ManagerStatus.Reachability}}{{else}}-{{end}} {{json .Spec.Labels}}' 2>/dev/null",
+].join('\n');
+const swarmProbe = () => ({ script: SWARM_PROBE });
+
+interface ProbedNode {
+  id: string;
+  addr: string;
+  role: string;
+  state: string;
+  availability: string;
+  /** "10.0.0.2:2377/reachable" on managers, '-' on workers */
+  manager: string;
+  labels: Record<string, string>;
+}
+
+/** SWARM_PROBE's output: this node's state, and the nodes of its cluster when it is a manager. */
+export function parseSwarmProbe(out: string): { me: SwarmFact; nodes: ProbedNode[] } {
+  const [info = '', list = ''] = out.split(/^@@nodes$/m);
+  const nodes: ProbedNode[] = [];
+  for (const line of list.split('\n')) {
+    const [id, addr, role, state, availability, manager, ...rest] = line.trim().split(' ');
+    if (!id || !manager) continue;
+    let labels: Record<string, string> = {};
+    try {
+      labels = (JSON.parse(rest.join(' ') || '{}') ?? {}) as Record<string, string>;
+    } catch {
+      continue;
+    }
+    nodes.push({ id, addr: addr!, role: role!, state: state!, availability: availability!, manager, labels });
+  }
+  return { me: parseSwarm(info), nodes };
+}
+
 export async function swarmState(ctx: StepContext): Promise<SwarmFact> {
   const r = await ctx.exec(SWARM_INFO, { nothrow: true, readOnly: true });
   return parseSwarm(r.stdout);
@@ -90,7 +132,23 @@ export function swarmJoinBody(token: string, addr: string, target: string): stri
 export function joinSwarm(role: 'manager' | 'worker'): Step {
   return task(
     `swarm: ${role} membership`,
-    async (ctx): Promise<TaskOutcome> => {
+    async (ctx, probed): Promise<TaskOutcome> => {
+      if (probed !== undefined) {
+        // fast path: a member of the inventory managers' cluster already (else the full check below)
+        const { me, nodes } = parseSwarmProbe(probed);
+        const managers = ctx.hosts('managers').filter((m) => m.name !== ctx.host.name);
+        if (me.state === 'active' && role === 'manager' && me.isManager) {
+          // every other inventory manager is a reachable manager of this node's cluster: the leader the full check
+          // would find reports this cluster's ID
+          const reachable = (m: HostSpec) => nodes.some((n) => n.manager.startsWith(`${m.address}:`) && /\/reachable$/.test(n.manager));
+          if (managers.every(reachable))
+            return { changed: false, result: { nodeId: me.nodeId }, reason: "a manager of the managers' cluster" };
+        }
+        // a worker is 'active' only while connected to its cluster's managers: one of them is an inventory manager
+        if (me.state === 'active' && role === 'worker' && managers.some((m) => me.remoteManagers.includes(`${m.address}:2377`))) {
+          return { changed: false, result: { nodeId: me.nodeId }, reason: "connected to the managers' cluster" };
+        }
+      }
       const me = await swarmState(ctx);
       if (me.state === 'unavailable') throw new Error(`${ctx.host.name}: docker does not answer (is the common role applied?)`);
       const addr = String(ctx.vars.swarm_advertise_addr ?? ctx.host.address);
@@ -149,25 +207,37 @@ export function joinSwarm(role: 'manager' | 'worker'): Step {
       }
       return { changed: true, changes, result: { nodeId: now.nodeId } };
     },
-    { retries: 2, delayMs: 3000 },
+    { retries: 2, delayMs: 3000, probe: swarmProbe },
   );
 }
 
 /** Availability of this node (drain for control-plane-only managers). */
 export function availability(want: 'active' | 'drain' | 'pause'): Step {
-  return task(`swarm: availability ${want}`, async (ctx) => {
-    const me = await swarmState(ctx);
-    if (me.state !== 'active') {
-      if (ctx.check) return { changed: true, changes: [`would set availability ${want} (after joining)`] };
-      throw new Error(`${ctx.host.name}: not in the swarm`);
-    }
-    const mgr = me.isManager ? ctx : (await findActiveManager(ctx))?.ctx;
-    if (!mgr) throw new Error('no active manager');
-    const cur = (await mgr.exec(sh`docker node inspect --format '{{.Spec.Availability}}' ${me.nodeId}`, { readOnly: true })).stdout.trim();
-    if (cur === want) return { changed: false };
-    if (!ctx.check) await mgr.exec(sh`docker node update --availability ${want} ${me.nodeId}`);
-    return { changed: true, changes: [`availability ${cur} -> ${want}`] };
-  });
+  return task(
+    `swarm: availability ${want}`,
+    async (ctx, probed) => {
+      if (probed !== undefined) {
+        // fast path: a manager sees its own node's availability
+        const { me, nodes } = parseSwarmProbe(probed);
+        const self = nodes.find((n) => n.id === me.nodeId);
+        if (me.state === 'active' && self?.availability === want) return { changed: false, reason: `already ${want}` };
+      }
+      const me = await swarmState(ctx);
+      if (me.state !== 'active') {
+        if (ctx.check) return { changed: true, changes: [`would set availability ${want} (after joining)`] };
+        throw new Error(`${ctx.host.name}: not in the swarm`);
+      }
+      const mgr = me.isManager ? ctx : (await findActiveManager(ctx))?.ctx;
+      if (!mgr) throw new Error('no active manager');
+      const cur = (
+        await mgr.exec(sh`docker node inspect --format '{{.Spec.Availability}}' ${me.nodeId}`, { readOnly: true })
+      ).stdout.trim();
+      if (cur === want) return { changed: false };
+      if (!ctx.check) await mgr.exec(sh`docker node update --availability ${want} ${me.nodeId}`);
+      return { changed: true, changes: [`availability ${cur} -> ${want}`] };
+    },
+    { probe: swarmProbe },
+  );
 }
 
 export const LABEL_GROUPS = ['managers', 'workers', 'edge', 'monitoring', 'db', 'storage'];
@@ -190,24 +260,28 @@ export function desiredLabels(ctx: StepContext): Map<string, Record<string, stri
 export function nodeLabels(): Step {
   return task(
     'swarm: node labels from the inventory',
-    async (ctx) => {
-      const mgr = (await findActiveManager(ctx))?.ctx;
-      if (!mgr) {
-        if (ctx.check) return { changed: true, changes: ['would set node labels (no swarm yet)'] };
-        throw new Error('no active manager');
+    async (ctx, probed) => {
+      // fast path: on a manager, the nodes and their labels were read with the role's probes
+      const here = probed !== undefined ? parseSwarmProbe(probed) : undefined;
+      let mgr: StepContext | undefined;
+      let nodes: ProbedNode[];
+      if (here && here.me.state === 'active' && here.me.isManager && here.nodes.length) {
+        mgr = ctx;
+        nodes = here.nodes;
+      } else {
+        mgr = (await findActiveManager(ctx))?.ctx;
+        if (!mgr) {
+          if (ctx.check) return { changed: true, changes: ['would set node labels (no swarm yet)'] };
+          throw new Error('no active manager');
+        }
+        nodes = parseSwarmProbe((await mgr.exec(SWARM_PROBE, { readOnly: true })).stdout).nodes;
       }
       const groups = (Array.isArray(ctx.vars.node_label_groups) ? ctx.vars.node_label_groups : LABEL_GROUPS) as string[];
       const want = desiredLabels(ctx);
-      const r = await mgr.exec(
-        "docker node ls -q | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Status.State}} {{json .Spec.Labels}}'",
-        { readOnly: true },
-      );
       const cmds: string[] = [];
       const changes: string[] = [];
-      for (const line of r.stdout.split('\n').filter(Boolean)) {
-        const [id, addr, state, ...rest] = line.split(' ');
-        if (!id || !addr || state === 'down') continue;
-        const have = (JSON.parse(rest.join(' ') || '{}') ?? {}) as Record<string, string>;
+      for (const { id, addr, state, labels: have } of nodes) {
+        if (state === 'down') continue;
         const w = want.get(addr);
         if (!w) continue;
         const add = Object.entries(w).filter(([k, v]) => have[k] !== v);
@@ -221,6 +295,6 @@ export function nodeLabels(): Step {
       if (!ctx.check) await mgr.exec(cmds.join(' && '));
       return { changed: true, changes };
     },
-    { runOnce: true },
+    { runOnce: true, probe: swarmProbe },
   );
 }
