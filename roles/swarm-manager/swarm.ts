@@ -216,22 +216,32 @@ export function availability(want: 'active' | 'drain' | 'pause'): Step {
   return task(
     `swarm: availability ${want}`,
     async (ctx, probed) => {
-      if (probed !== undefined) {
-        // fast path: a manager sees its own node's availability
-        const { me, nodes } = parseSwarmProbe(probed);
-        const self = nodes.find((n) => n.id === me.nodeId);
-        if (me.state === 'active' && self?.availability === want) return { changed: false, reason: `already ${want}` };
-      }
-      const me = await swarmState(ctx);
+      // this node's state as read with the role's probes (a manager also sees its own availability there)
+      const here = probed !== undefined ? parseSwarmProbe(probed) : undefined;
+      const me = here?.me ?? (await swarmState(ctx));
       if (me.state !== 'active') {
         if (ctx.check) return { changed: true, changes: [`would set availability ${want} (after joining)`] };
         throw new Error(`${ctx.host.name}: not in the swarm`);
       }
-      const mgr = me.isManager ? ctx : (await findActiveManager(ctx))?.ctx;
+      const inspect = sh`docker node inspect --format '{{.Spec.Availability}}' ${me.nodeId}`;
+      let mgr: StepContext | undefined = me.isManager ? ctx : undefined;
+      let cur = here?.nodes.find((n) => n.id === me.nodeId)?.availability;
+      if (cur === undefined && !mgr) {
+        // a worker: ask the inventory manager it is connected to, else the first active one
+        const known = ctx.hosts('managers').find((m) => me.remoteManagers.includes(`${m.address}:2377`));
+        if (known) {
+          try {
+            const kctx = ctx.hostContext(known.name);
+            cur = (await kctx.exec(inspect, { readOnly: true })).stdout.trim();
+            mgr = kctx;
+          } catch {
+            /* not answering: the first active manager below */
+          }
+        }
+      }
+      mgr ??= (await findActiveManager(ctx))?.ctx;
       if (!mgr) throw new Error('no active manager');
-      const cur = (
-        await mgr.exec(sh`docker node inspect --format '{{.Spec.Availability}}' ${me.nodeId}`, { readOnly: true })
-      ).stdout.trim();
+      cur ??= (await mgr.exec(inspect, { readOnly: true })).stdout.trim();
       if (cur === want) return { changed: false };
       if (!ctx.check) await mgr.exec(sh`docker node update --availability ${want} ${me.nodeId}`);
       return { changed: true, changes: [`availability ${cur} -> ${want}`] };
