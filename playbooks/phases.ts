@@ -5,6 +5,8 @@ export const PHASES: { n: number; title: string; roles: string[] }[] = [
   { n: 2, title: 'core services', roles: ['galera', 'gluster', 'crowdsec'] },
   // images: built once (content-hashed) and pushed to the farm's registry; wp-site and add-site never build
   { n: 3, title: 'WordPress stack', roles: ['traefik', 'keepalived', 'images', 'wp-site'] },
-  { n: 4, title: 'observability', roles: ['monitoring'] },
+  // the operator's layer, behind the management allow list: Grafana and Portainer need Traefik in front of them,
+  // Portainer also the site records and stacks of phase 3 (one team per site group, a resource control per site)
+  { n: 4, title: 'observability and management', roles: ['monitoring', 'portainer'] },
   { n: 5, title: 'automation', roles: ['backup'] },
 ];

@@ -453,3 +453,28 @@ function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptio
     },
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The image is present on the node, or can be pulled within a minute; otherwise the reason ("image X cannot be
+ * pulled here: <docker's last line>"), for a role to report its stack skipped where no registry is reachable.
+ * Check mode only reads: the local image, else the registry's manifest (what a real run's pull needs).
+ */
+export async function imageAvailable(ctx: StepContext, image: string): Promise<{ ok: boolean; reason: string }> {
+  const cannot = (r: { code: number; stdout: string; stderr: string }) => ({
+    ok: false,
+    reason: `image ${image} cannot be pulled here: ${(r.stderr || r.stdout).trim().split('\n').pop() || `exit ${r.code}`}`,
+  });
+  if (ctx.check) {
+    const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true });
+    if (r.code === 0) return { ok: true, reason: '' };
+    const m = await ctx.exec(sh`timeout 60 docker manifest inspect ${image} >/dev/null`, { nothrow: true, timeoutMs: 90_000 });
+    return m.code === 0 ? { ok: true, reason: 'check mode: the image would be pulled' } : cannot(m);
+  }
+  const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || timeout 60 docker pull -q ${image}`, {
+    nothrow: true,
+    timeoutMs: 90_000,
+  });
+  return r.code === 0 ? { ok: true, reason: '' } : cannot(r);
+}

@@ -9,9 +9,8 @@ import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { PortainerClient } from '../../lib/cloud/portainer.ts';
 import { task } from '../../lib/ops/base.ts';
 import { directory } from '../../lib/ops/files.ts';
-import { stackDeploy } from '../../lib/ops/docker.ts';
+import { imageAvailable, stackDeploy } from '../../lib/ops/docker.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
-import { imageAvailable } from '../traefik/role.ts';
 import { loadSites } from '../wp-site/site.ts';
 import { portainerSettings, portainerStack, PortainerVarsError, PORTAINER_STACK, type PortainerSettings } from './config.ts';
 import { configurePortainer } from './configure.ts';
@@ -68,7 +67,8 @@ const role: Role = {
         `portainer configuration through ${s.apiUrl}`,
         async (c) => {
           const reg = c.registered.portainer_stack;
-          if (reg?.status === 'skipped') return { skipped: `Portainer is not deployed: ${reg.reason ?? ''}`.trim() };
+          // nothing answers the API: say so, with the stack's reason (the image that cannot be pulled)
+          if (reg?.status === 'skipped') return { skipped: `Portainer is not running: ${reg.reason ?? 'its stack was not deployed'}` };
           // from the control machine, over HTTPS through Traefik (management addresses only); the password and the
           // session token travel in request bodies and headers only, masked in every output
           const api = new PortainerClient({ baseUrl: s.apiUrl, secrets: [password] });

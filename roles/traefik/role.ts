@@ -6,7 +6,7 @@ import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { task } from '../../lib/ops/base.ts';
 import { directory, file } from '../../lib/ops/files.ts';
-import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
+import { dockerConfig, dockerSecret, imageAvailable, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
 import { sh } from '../../lib/shell.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { traefikSettings, traefikStack, letsEncryptBudget, TraefikVarsError, type TraefikSettings } from './config.ts';
@@ -29,27 +29,6 @@ function settings(ctx: StepContext): TraefikSettings {
     if (e instanceof TraefikVarsError) throw new InputError(e.message);
     throw e;
   }
-}
-
-/** The image is present on the node, or can be pulled within a minute; otherwise the reason.
- *  Also used by roles/portainer (whose images cannot be pulled on the lab either). */
-export async function imageAvailable(ctx: StepContext, image: string): Promise<{ ok: boolean; reason: string }> {
-  if (ctx.check) {
-    // read only: the local image, else the registry's manifest (what a real run's pull would need)
-    const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true });
-    if (r.code === 0) return { ok: true, reason: '' };
-    const m = await ctx.exec(sh`timeout 60 docker manifest inspect ${image} >/dev/null`, { nothrow: true, timeoutMs: 90_000 });
-    if (m.code === 0) return { ok: true, reason: 'check mode: the image would be pulled' };
-    const why = (m.stderr || m.stdout).trim().split('\n').pop() ?? `exit ${m.code}`;
-    return { ok: false, reason: `image ${image} cannot be pulled here: ${why}` };
-  }
-  const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || timeout 60 docker pull -q ${image}`, {
-    nothrow: true,
-    timeoutMs: 90_000,
-  });
-  if (r.code === 0) return { ok: true, reason: '' };
-  const why = (r.stderr || r.stdout).trim().split('\n').pop() ?? `exit ${r.code}`;
-  return { ok: false, reason: `image ${image} cannot be pulled here: ${why}` };
 }
 
 /**
