@@ -1,0 +1,116 @@
+// The portainer role through the real runner (lib/runner.ts) against scripted managers whose Docker cannot pull
+// (as on the project's lab machines): the image step is skipped with docker's reason, the stack and the API
+// configuration are skipped with it, nothing is deployed and no API call is made; the same in check mode.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventStream } from '../../lib/events.ts';
+import { newHostState, runRole, type RunEnv } from '../../lib/runner.ts';
+import { ConnectionPool } from '../../lib/transport.ts';
+import type { Connection, ExecResult, HostSpec, RunOptions, StepResult } from '../../lib/types.ts';
+import role from '../../roles/portainer/role.ts';
+import { DEFAULT_PORTAINER_IMAGE } from '../../roles/portainer/config.ts';
+
+const NO_REGISTRY = 'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host';
+const PASSWORD_ENV = 'WPFARM_UNIT_TEST_PORTAINER_PASSWORD';
+
+/** A manager whose Docker has no image and reaches no registry; its data directory exists (0700 root). */
+function fakeConn(host: HostSpec, commands: string[]): Connection {
+  return {
+    host,
+    roundTrips: 0,
+    async exec(command: string): Promise<ExecResult> {
+      commands.push(`${host.name}: ${command}`);
+      if (command.includes('@@stat'))
+        return { code: 0, stderr: '', stdout: '@@stat\ndirectory|700|0|root|0|root|4096\n@@link\n@@real\n/srv/portainer\n@@parent\nyes\n' };
+      if (/docker (image inspect|pull|manifest inspect)/.test(command)) return { code: 1, stdout: '', stderr: `${NO_REGISTRY}\n` };
+      throw new Error(`unexpected command on ${host.name}: ${command.slice(0, 200)}`);
+    },
+    put: async () => {
+      throw new Error('no upload expected');
+    },
+    forward: async () => {
+      throw new Error('no forward expected');
+    },
+    close: async () => {},
+  };
+}
+
+class FakePool extends ConnectionPool {
+  constructor(private readonly commands: string[]) {
+    super();
+  }
+  override get(host: HostSpec): Promise<Connection> {
+    return Promise.resolve(fakeConn(host, this.commands));
+  }
+}
+
+async function runPortainer(o: Partial<RunOptions> = {}) {
+  const mk = (name: string): HostSpec => ({
+    name,
+    address: `10.10.0.${name.length}`,
+    port: 22,
+    user: 'root',
+    groups: ['managers'],
+    vars: {
+      portainer_host: 'portainer.example.net',
+      // a port nothing listens on: a call to the API would fail the step
+      portainer_api_url: 'http://127.0.0.1:9/api',
+      portainer_admin_password_env: PASSWORD_ENV,
+      portainer_data_dir: '/srv/portainer',
+      wp_sites_dir: '/nonexistent',
+    },
+  });
+  const hosts = [mk('mgr1'), mk('mgr2')];
+  const commands: string[] = [];
+  const env: RunEnv = {
+    pool: new FakePool(commands),
+    events: new EventStream(),
+    options: { check: false, diff: false, forks: 4, verbose: 0, ...o },
+    allHosts: new Map(hosts.map((h) => [h.name, h])),
+    select: (p) => hosts.filter((h) => h.groups.includes(p) || h.name === p),
+    signal: { interrupted: false },
+    hostState: new Map(),
+  };
+  for (const h of hosts) env.hostState.set(h.name, newHostState());
+  const r = await runRole(role, hosts, env);
+  return { r, commands };
+}
+
+const byStep = (results: StepResult[], start: string): StepResult => {
+  const x = results.find((s) => s.step.startsWith(start));
+  assert.ok(x, `a step "${start}..." ran: ${results.map((s) => s.step).join(', ')}`);
+  return x;
+};
+
+for (const check of [false, true]) {
+  test(`portainer where the images cannot be pulled${check ? ' (check mode)' : ''}: stack and configuration skipped with the reason`, async () => {
+    process.env[PASSWORD_ENV] = 'a-long-enough-admin-password';
+    try {
+      const { r, commands } = await runPortainer({ check });
+      assert.deepEqual(
+        r.results.filter((x) => x.status === 'failed').map((x) => `${x.host} ${x.step}: ${x.error}`),
+        [],
+      );
+      const cannot = new RegExp(`^image ${DEFAULT_PORTAINER_IMAGE} cannot be pulled here: .*no such host$`);
+      const img = byStep(r.results, 'portainer images');
+      assert.equal(img.status, 'skipped');
+      assert.match(img.reason ?? '', cannot);
+      const stack = byStep(r.results, 'portainer stack');
+      assert.equal(stack.status, 'skipped');
+      assert.match(stack.reason ?? '', cannot);
+      const api = byStep(r.results, 'portainer configuration');
+      assert.equal(api.status, 'skipped');
+      assert.equal(api.reason, `Portainer is not running: ${img.reason}`);
+      // asked once, on one manager (runOnce); the agent's image is not asked for once the server's is missing
+      const docker = commands.filter((c) => c.includes('docker'));
+      assert.ok(docker.length > 0, 'docker was asked');
+      assert.deepEqual([...new Set(docker.map((c) => c.split(':')[0]))], ['mgr1'], docker.join('\n'));
+      assert.ok(docker.every((c) => c.includes(DEFAULT_PORTAINER_IMAGE)), docker.join('\n'));
+      assert.ok(!commands.some((c) => /stack deploy|docker (secret|config) create/.test(c)), 'nothing deployed');
+      if (check) assert.ok(!commands.some((c) => c.includes('docker pull')), 'check mode does not pull');
+      else assert.ok(commands.some((c) => c.includes('docker pull')), 'a real run tries to pull');
+    } finally {
+      delete process.env[PASSWORD_ENV];
+    }
+  });
+}
