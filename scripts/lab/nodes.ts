@@ -448,6 +448,9 @@ vars:
   # is the default (acme_staging); the account e-mail and the dashboard's name are required variables
   acme_email: ops@example.com
   traefik_dashboard_host: traefik.lab.example.com
+  # Portainer (image not pullable here either: stack and API configuration reported skipped); the UI's name is
+  # required, its administrator password is PORTAINER_ADMIN_PASSWORD in the lab's env file
+  portainer_host: portainer.lab.example.com
   # Alertmanager's receiver: a webhook on this machine (the lab bridge's gateway); test/lab/75-monitoring
   # listens there, otherwise notifications fail and are retried (production: slack, email, pagerduty, ...)
   alert_channels: [{ type: webhook, url: "http://${gateway}:19093/alert" }]
@@ -474,6 +477,7 @@ export const LAB_CREDENTIALS = [
   'CROWDSEC_REGISTRATION_SECRET',
   'GRAFANA_ADMIN_PASSWORD',
   'MYSQLD_EXPORTER_PASSWORD',
+  'PORTAINER_ADMIN_PASSWORD',
   'WP_EXPORTER_DB_PASSWORD',
 ] as const;
 

@@ -10,11 +10,14 @@ import type { Connection, ExecResult, HostSpec, RunOptions, StepResult } from '.
 import role from '../../roles/portainer/role.ts';
 import { DEFAULT_PORTAINER_IMAGE } from '../../roles/portainer/config.ts';
 
-const NO_REGISTRY = 'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host';
+const NO_REGISTRY =
+  'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host';
 const PASSWORD_ENV = 'WPFARM_UNIT_TEST_PORTAINER_PASSWORD';
 
 /** A manager whose Docker has no image and reaches no registry; its data directory exists (0700 root). */
-function fakeConn(host: HostSpec, commands: string[]): Connection {
+type FakeConn = Connection & { abortChannels(): Promise<string[]> };
+
+function fakeConn(host: HostSpec, commands: string[]): FakeConn {
   return {
     host,
     roundTrips: 0,
@@ -32,6 +35,7 @@ function fakeConn(host: HostSpec, commands: string[]): Connection {
       throw new Error('no forward expected');
     },
     close: async () => {},
+    abortChannels: async () => [],
   };
 }
 
@@ -39,7 +43,7 @@ class FakePool extends ConnectionPool {
   constructor(private readonly commands: string[]) {
     super();
   }
-  override get(host: HostSpec): Promise<Connection> {
+  override get(host: HostSpec): Promise<FakeConn> {
     return Promise.resolve(fakeConn(host, this.commands));
   }
 }
@@ -83,7 +87,8 @@ const byStep = (results: StepResult[], start: string): StepResult => {
 };
 
 for (const check of [false, true]) {
-  test(`portainer where the images cannot be pulled${check ? ' (check mode)' : ''}: stack and configuration skipped with the reason`, async () => {
+  const mode = check ? ' (check mode)' : '';
+  test(`portainer where the images cannot be pulled${mode}: stack and configuration skipped with the reason`, async () => {
     process.env[PASSWORD_ENV] = 'a-long-enough-admin-password';
     try {
       const { r, commands } = await runPortainer({ check });
@@ -105,10 +110,17 @@ for (const check of [false, true]) {
       const docker = commands.filter((c) => c.includes('docker'));
       assert.ok(docker.length > 0, 'docker was asked');
       assert.deepEqual([...new Set(docker.map((c) => c.split(':')[0]))], ['mgr1'], docker.join('\n'));
-      assert.ok(docker.every((c) => c.includes(DEFAULT_PORTAINER_IMAGE)), docker.join('\n'));
+      assert.ok(
+        docker.every((c) => c.includes(DEFAULT_PORTAINER_IMAGE)),
+        docker.join('\n'),
+      );
       assert.ok(!commands.some((c) => /stack deploy|docker (secret|config) create/.test(c)), 'nothing deployed');
       if (check) assert.ok(!commands.some((c) => c.includes('docker pull')), 'check mode does not pull');
-      else assert.ok(commands.some((c) => c.includes('docker pull')), 'a real run tries to pull');
+      else
+        assert.ok(
+          commands.some((c) => c.includes('docker pull')),
+          'a real run tries to pull',
+        );
     } finally {
       delete process.env[PASSWORD_ENV];
     }
