@@ -3,11 +3,12 @@
 // (exit 0, its own options listed) and an unknown option exits 4 naming it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { COMMON_OPTIONS, type CommandSpec, defaultInventory, helpText, parseCli } from '../../lib/cli.ts';
 import { list, splitList, str } from '../../lib/vars.ts';
 import { EXIT, InputError } from '../../lib/errors.ts';
+import { PHASES } from '../../playbooks/phases.ts';
 
 const CMD: CommandSpec = {
   name: 'demo.ts',
@@ -250,6 +251,10 @@ test('every playbook: --help runs (exit 0) and lists its options; an unknown opt
       if (!h.stdout.startsWith(`usage: ${pb} [options]`)) problems.push(`${pb} --help: starts ${JSON.stringify(h.stdout.slice(0, 60))}`);
       const want = [...OWN[pb]!, 'help', ...(FEW.has(pb) ? [] : COMMON_OPTIONS.map((o) => o.name))];
       for (const o of want) if (!new RegExp(`--${o}\\b`).test(h.stdout)) problems.push(`${pb} --help lacks --${o}`);
+      // bootstrap's help prints the roadmap from playbooks/phases.ts
+      if (pb === 'bootstrap.ts')
+        for (const p of PHASES)
+          if (!h.stdout.includes(`${p.n}. ${p.title}: ${p.roles.join(', ')}`)) problems.push(`bootstrap.ts --help lacks phase ${p.n}`);
       // the parser is one: an unknown option is proved on one playbook of each kind (Run, backup, cloud)
       if (!['add-site.ts', 'restore-db.ts', 'provision.ts', 'run-role.ts'].includes(pb)) continue;
       const bad = await spawnNode([`playbooks/${pb}`, '--no-such-option']);
@@ -260,4 +265,26 @@ test('every playbook: --help runs (exit 0) and lists its options; an unknown opt
   };
   await Promise.all([worker(), worker()]);
   assert.deepEqual(problems, []);
+});
+
+test('the phases of bootstrap and drift: numbered 1..N, every role once, each one in roles/ (a missing one would be skipped)', () => {
+  assert.deepEqual(
+    PHASES.map((p) => p.n),
+    PHASES.map((_, i) => i + 1),
+  );
+  const roles = PHASES.flatMap((p) => p.roles);
+  assert.deepEqual(
+    roles.filter((r, i) => roles.indexOf(r) !== i),
+    [],
+    'no role twice',
+  );
+  assert.deepEqual(
+    roles.filter((r) => !existsSync(`roles/${r}/role.ts`)),
+    [],
+    'every role exists',
+  );
+  // the management layer comes after what it stands on: Traefik in front of its API, the sites it gives teams
+  const phaseOf = (r: string) => PHASES.find((p) => p.roles.includes(r))?.n ?? 0;
+  assert.equal(phaseOf('portainer'), 4);
+  for (const before of ['swarm-manager', 'gluster', 'traefik', 'wp-site']) assert.ok(phaseOf(before) < phaseOf('portainer'), before);
 });
