@@ -1,8 +1,9 @@
 // Return sites to what they ran before an update:  npx tsx playbooks/rollback.ts --site S[,S2] | --wave N [--state FILE]
-// Reads the update state file (playbooks/update.ts): per site the images (per service) and plugin versions it had
-// before. The site is pinned to those images on the managers (a later reconcile keeps them until an update
-// succeeds for it), its stack redeployed through the wp-site role (Swarm's update_config rolls it, health checks
-// included), its plugins switched back (the previous versions are kept on the site), and one request checks it.
+// Reads the update state file (playbooks/update.ts): per site the images (per service), plugin and theme versions
+// and the activation it had before. The site is pinned to those images on the managers (a later reconcile keeps
+// them until an update succeeds for it), its stack redeployed through the wp-site role (Swarm's update_config rolls
+// it, health checks included), its active plugins and theme set back through WordPress, its plugins and themes
+// switched back (the previous versions are kept on the site), and one request checks it.
 // A rerun changes nothing. Exit 2 names the site(s) that could not be rolled back.
 import { existsSync, readFileSync } from 'node:fs';
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
@@ -15,13 +16,23 @@ import { wpSiteSettings } from '../roles/wp-site/reconcile.ts';
 import { SITES_DIR_OPTION, findSite, inventoryManagementCidrs, sitesOf } from '../roles/wp-site/playbook-util.ts';
 import { stackName } from '../roles/wp-site/stack.ts';
 import { imageChanges, parseState, recordSite, stateText, STATE_OPTION, waveSites } from '../roles/update/plan.ts';
-import { onceRole, pinSite, publishProgress, restorePlugins, siteAnswers, verifyWave, type SitePlan } from '../roles/update/steps.ts';
+import {
+  onceRole,
+  pinSite,
+  publishProgress,
+  restorePlugins,
+  siteActivation,
+  siteAnswers,
+  verifyWave,
+  type SitePlan,
+} from '../roles/update/steps.ts';
+import { emptySet, entriesOf, kindName } from '../roles/update/plugins.ts';
 
 const CMD: CommandSpec = {
   name: 'rollback.ts',
-  summary: `Returns sites to the images and plugins they had before the update recorded in the state file: pins the
-previous images, redeploys the site (Swarm's update_config), switches the plugins back (previous versions are kept on
-the site) and checks a request. Exit 2 names the site(s) that could not be rolled back.`,
+  summary: `Returns sites to the images, plugins, themes and activation they had before the update recorded in the state
+file: pins the previous images, redeploys the site (Swarm's update_config), sets the active plugins and theme back
+(through WordPress), switches the plugins and themes back (previous versions are kept on the site) and checks a request. Exit 2 names the site(s) that could not be rolled back.`,
   options: [
     { name: 'site', type: 'list', arg: 'S1,S2', repeatable: true, help: 'the site(s), by id or domain' },
     { name: 'wave', type: 'integer', arg: 'N', min: 0, max: 100_000, help: 'every site of wave N of the update (0: the canary)' },
@@ -47,7 +58,7 @@ function checkInput() {
   const plans: SitePlan[] = ids.map((id) => {
     const e = state.sites[id]!;
     // from/to as the rollback sees them: from what the update put, to what the site had
-    return { site: findSite(records, id), stack: stackName(id), from: e.to.images, to: e.from.images, plugins: {}, changes: [] };
+    return { site: findSite(records, id), stack: stackName(id), from: e.to.images, to: e.from.images, packages: emptySet(), changes: [] };
   });
   return { state, sitesDir, ids, plans };
 }
@@ -82,7 +93,7 @@ try {
   );
   if (imageSites.length) await run.role(wpSite);
   await run.role(
-    onceRole('rollback', 'verify, plugins, request', async (ctx) => {
+    onceRole('rollback', 'verify, activation, plugins and themes, request', async (ctx) => {
       const s = wpSiteSettings(ctx);
       const files = ctx.hostContext(s.filesHost);
       const changes: string[] = [];
@@ -90,16 +101,24 @@ try {
       for (const x of plans) {
         const id = x.site.id;
         const reasons = [...(bad.get(id) ?? [])];
-        const from = state.sites[id]!.from.plugins ?? {};
-        if (!ctx.check) {
-          try {
+        const was = state.sites[id]!.from;
+        const from = { plugins: was.plugins ?? {}, themes: was.themes ?? {} };
+        try {
+          // the activation first: a plugin or theme the update added is deactivated before its files go
+          if (was.activation) {
+            const r = await siteActivation(ctx, x, was.activation, { check: ctx.check });
+            changes.push(...r.changes.map((c) => `${id}: ${c}`));
+          }
+          if (!ctx.check) {
             changes.push(...(await restorePlugins(files, `${s.glusterMount}/${id}`, from)).map((c) => `${id}: ${c}`));
             const answer = await siteAnswers(ctx, x);
             if (answer) reasons.push(answer);
-          } catch (e) {
-            reasons.push((e as Error).message.split('\n')[0]!);
+          } else {
+            for (const [kind, slug, v] of entriesOf(from)) changes.push(`${id}: ${kindName(kind)} ${slug} back to ${v ?? '(none)'}`);
           }
-        } else for (const [slug, v] of Object.entries(from)) changes.push(`${id}: plugin ${slug} back to ${v ?? '(none)'}`);
+        } catch (e) {
+          reasons.push((e as Error).message.split('\n')[0]!);
+        }
         if (reasons.length) failed.set(id, reasons);
       }
       return { changes };

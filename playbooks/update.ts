@@ -1,11 +1,12 @@
-// Roll an update across the farm's sites:  npx tsx playbooks/update.ts [--images DIR] [--plugin SLUG@VER]... [options]
-// New site images (a changed build context: WordPress core, PHP, the images' files) and/or a plugin set from the
-// plugin store, site by site in waves: a canary wave first, then waves of --wave-size. Each wave is the wp-site role
+// Roll an update across the farm's sites:
+//   npx tsx playbooks/update.ts [--images DIR] [--plugin SLUG@VER]... [--theme SLUG@VER]... [options]
+// New site images (a changed build context: WordPress core, PHP, the images' files) and/or a plugin and theme set
+// from the plugin store, and the activation the site records ask for (active_plugins, theme), site by site in waves: a canary wave first, then waves of --wave-size. Each wave is the wp-site role
 // for its sites: Swarm rolls every service with the stack's update_config (parallelism 1, delay 10 s, start-first,
 // failure_action rollback, monitor 30 s, health checks). After the wave: Swarm's verdict per site, the database
-// upgrade (once per site, when the core changed), the plugins (new dir + rename, previous kept), a request through
-// the site. A failed site is put back (Swarm's rollback, then its previous images pinned and redeployed; its
-// previous plugins); a failed canary or more than --max-failures failed sites stop every later wave.
+// upgrade (once per site, when the core changed), the plugins and themes (new dir + rename, previous kept), the
+// activation through WordPress, a request through the site. A failed site is put back (Swarm's rollback, then its
+// previous images pinned and redeployed; its previous activation, plugins and themes); a failed canary or more than --max-failures failed sites stop every later wave.
 // --check lists what would change per site and the waves, changing nothing. The state file (--state) makes a rerun
 // resume: sites finished for the same target are skipped. playbooks/rollback.ts reads it to go back.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -31,14 +32,15 @@ import {
   targetKey,
   type UpdateState,
 } from '../roles/update/plan.ts';
-import { checkInStore, pluginSet, storeIndex } from '../roles/update/plugins.ts';
+import { checkInStore, packageSet, setSize } from '../roles/update/plugins.ts';
 import type { UpdateOutcome } from '../roles/update/metrics.ts';
 import {
   afterWave,
   onceRole,
   planUpdate,
+  activationOf,
+  packageTars,
   pluginsBefore,
-  pluginTar,
   publishProgress,
   type SiteOutcome,
   type UpdatePlan,
@@ -46,9 +48,10 @@ import {
 
 const CMD: CommandSpec = {
   name: 'update.ts',
-  summary: `Rolls new site images and/or a plugin set across the sites in waves: a canary, then waves; Swarm's update_config
-rolls each service (failure_action rollback, health checks); after each wave the database upgrade (core changed),
-the plugins (atomic switch, previous kept) and a request per site. A failed canary, or more than --max-failures
+  summary: `Rolls new site images and/or a plugin and theme set across the sites in waves: a canary, then waves; Swarm's
+update_config rolls each service (failure_action rollback, health checks); after each wave the database upgrade (core
+changed), the plugins and themes (atomic switch, previous kept), the activation the site records ask for (active_plugins,
+theme: through WordPress) and a request per site. A failed canary, or more than --max-failures
 failed sites, stops every later wave; a failed site is put back on its previous images and plugins. --check lists
 per site what would change. Rerun to resume (finished sites are skipped). Exit 2 names the failed site(s).`,
   options: [
@@ -60,12 +63,13 @@ per site what would change. Rerun to resume (finished sites are skipped). Exit 2
       help: 'build contexts of the site images',
     },
     { name: 'plugin', type: 'list', arg: 'SLUG@VER', repeatable: true, help: 'a plugin of the set to install from the plugin store' },
+    { name: 'theme', type: 'list', arg: 'SLUG@VER', repeatable: true, help: 'a theme of the set to install from the plugin store' },
     {
       name: 'plugin-store',
       type: 'string',
       arg: 'DIR',
       defaultHelp: "the inventory's plugin_store, else .wpfarm/plugins",
-      help: 'the plugin store: DIR/<slug>/<slug>-<version>.zip',
+      help: 'the plugin store: DIR/<slug>/<slug>-<version>.zip, themes DIR/themes/<slug>/<slug>-<version>.zip',
     },
     { name: 'only', type: 'list', arg: 'P1,P2', repeatable: true, help: 'only these sites: ids, domains or globs' },
     { name: 'except', type: 'list', arg: 'P1,P2', repeatable: true, help: 'not these sites: ids, domains or globs' },
@@ -89,6 +93,7 @@ const parsed = parseOrExit(process.argv.slice(2), CMD);
 const f = parsed.opts as {
   images?: string;
   plugin?: string[];
+  theme?: string[];
   'plugin-store'?: string;
   only?: string[];
   except?: string[];
@@ -106,12 +111,11 @@ async function checkInput() {
   const iv = loadInventory(parsed.flags.inventory).vars;
   const canary = parseCount(f.canary, '--canary');
   const waveSize = parseCount(f['wave-size'], '--wave-size');
-  const plugins = pluginSet(f.plugin ?? []);
+  const plugins = packageSet({ plugins: f.plugin, themes: f.theme });
   const store = path.resolve(f['plugin-store'] ?? (typeof iv.plugin_store === 'string' ? iv.plugin_store : '.wpfarm/plugins'));
-  if (Object.keys(plugins).length) {
+  if (setSize(plugins)) {
     if (!existsSync(store)) throw new InputError(`the plugin store ${store} does not exist (--plugin-store)`);
-    const files = readdirSync(store, { recursive: true, encoding: 'utf8' });
-    checkInStore(plugins, storeIndex(files), store);
+    checkInStore(plugins, readdirSync(store, { recursive: true, encoding: 'utf8' }), store);
   }
   const imagesDir = f.images ? path.resolve(f.images) : undefined;
   if (imagesDir && !existsSync(path.join(imagesDir, 'wordpress-fpm', 'Dockerfile')))
@@ -120,8 +124,7 @@ async function checkInput() {
   const selected = selectSites(sitesOf(sitesDir, inventoryManagementCidrs(parsed.flags)), f.only ?? [], f.except ?? []);
   if (!selected.length) throw new InputError(`no site to update (${sitesDir}${f.only || f.except ? ', --only/--except' : ''})`);
   const prev: UpdateState | undefined = existsSync(f.state) ? parseState(readFileSync(f.state, 'utf8'), f.state) : undefined;
-  const tars = new Map<string, Buffer>();
-  for (const [slug, version] of Object.entries(plugins)) tars.set(`${slug}@${version}`, await pluginTar(store, { slug, version }));
+  const tars = await packageTars(store, plugins);
   return { canary, waveSize, plugins, imagesDir, sitesDir, selected, prev, tars };
 }
 try {
@@ -163,7 +166,8 @@ try {
   if (!plan) throw new Error('the update plan could not be made (see above)');
   const p = plan;
   const { wordpressFpm, nginx, redis, varnish } = p.images;
-  const tgt = { images: { wordpressFpm, nginx, redis, varnish }, plugins };
+  const activation = Object.fromEntries(selected.flatMap((x) => (activationOf(x) ? [[x.id, activationOf(x)!]] : [])));
+  const tgt = { images: { wordpressFpm, nginx, redis, varnish }, plugins: plugins.plugins, themes: plugins.themes, activation };
   const resumed = prev?.target === targetKey(tgt);
   const earlier = new Set(resumed ? prev!.waves.flat() : []);
   const todo = p.sites.filter((x) => x.changes.length || earlier.has(x.site.id)).map((x) => x.site.id);
@@ -223,11 +227,12 @@ try {
         failedSites.set(x.site.id, o.reasons);
         failedTotal.push(x.site.id);
       }
+      const was = pluginsBefore(x, plugins);
       state = recordSite(state, x.site.id, {
         status: o.ok ? 'done' : 'failed',
         wave: n,
-        from: { images: x.from, plugins: pluginsBefore(x, plugins) },
-        to: { images: x.to, plugins },
+        from: { images: x.from, plugins: was.plugins, themes: was.themes, activation: x.activation?.before },
+        to: { images: x.to, plugins: plugins.plugins, themes: plugins.themes, activation: x.activation?.want },
         error: o.ok ? undefined : o.reasons.join('; '),
         db_upgraded: o.dbUpgraded,
       });

@@ -166,11 +166,20 @@ export const STATE_OPTION: OptionSpec = {
 
 const Images = z.record(z.string(), z.string());
 const Plugins = z.record(z.string(), z.string().nullable());
+/** a site's activation (site record active_plugins, theme): what it had before, what the update set */
+const Activation = z.strictObject({ plugins: nullAsAbsent(z.array(z.string()).optional()), theme: nullAsAbsent(z.string().optional()) });
+/** what a site ran: images per service, the versions of the set's plugins and themes (null: absent), its activation */
+const SiteSide = z.strictObject({
+  images: Images,
+  plugins: nullAsAbsent(Plugins.optional()),
+  themes: nullAsAbsent(Plugins.optional()),
+  activation: nullAsAbsent(Activation.optional()),
+});
 const SiteEntry = z.strictObject({
   status: z.enum(['done', 'failed', 'rolled-back']),
   wave: z.number().int().min(0),
-  from: z.strictObject({ images: Images, plugins: nullAsAbsent(Plugins.optional()) }),
-  to: z.strictObject({ images: Images, plugins: nullAsAbsent(Plugins.optional()) }),
+  from: SiteSide,
+  to: SiteSide,
   at: z.string(),
   error: nullAsAbsent(z.string().optional()),
   db_upgraded: nullAsAbsent(z.boolean().optional()),
@@ -188,16 +197,27 @@ const StateSchema = z.strictObject({
 export type UpdateState = z.output<typeof StateSchema>;
 export type SiteUpdate = z.output<typeof SiteEntry>;
 
-/** What an update rolls out: image per service (as rendered for a site) and the plugin set (slug → version). */
+/**
+ * What an update rolls out: image per service (as rendered for a site), the plugin and theme sets (slug → version)
+ * and the activation the site records ask for (site id → active plugins and theme).
+ */
 export interface Target {
   images: { wordpressFpm: string; nginx: string; redis: string; varnish: string };
   plugins: Record<string, string>;
+  themes?: Record<string, string>;
+  activation?: Record<string, { plugins?: string[]; theme?: string }>;
 }
 
+const sorted = <T>(r: Record<string, T>) => Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : 1)));
+
+/** The target's key; themes and activation count only when there are some (the keys of earlier updates stay). */
 export function targetKey(t: Target): string {
-  const plugins = Object.fromEntries(Object.entries(t.plugins).sort(([a], [b]) => (a < b ? -1 : 1)));
+  const extra = {
+    ...(t.themes && Object.keys(t.themes).length ? { themes: sorted(t.themes) } : {}),
+    ...(t.activation && Object.keys(t.activation).length ? { activation: sorted(t.activation) } : {}),
+  };
   return createHash('sha256')
-    .update(JSON.stringify({ images: t.images, plugins }))
+    .update(JSON.stringify({ images: t.images, plugins: sorted(t.plugins), ...extra }))
     .digest('hex');
 }
 

@@ -9,10 +9,12 @@
 //                    monitor, health checks); the role waits until the stacks converge
 //   wave verify      ONE `docker service inspect` of the wave's services: a site whose service was rolled back
 //                    (or runs another image) failed
-//   after the wave   per good site: the database upgrade (once, when the core image changed), the plugin set
-//                    (new dir + rename, previous kept) and a request through the site's nginx; a site failing
-//                    here gets its previous plugins back. A failed site is pinned to its previous images.
-import { mkdtempSync, rmSync } from 'node:fs';
+//   after the wave   per good site: the database upgrade (once, when the core image changed), the plugins and
+//                    themes (new dir + rename, previous kept), the activation the record asks for (through
+//                    WordPress: files/wp-activation.php in a php-fpm task) and a request through the site's nginx;
+//                    a site failing here gets its previous activation and packages back. A failed site is pinned
+//                    to its previous images.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
@@ -29,13 +31,21 @@ import { UPDATE_METRICS_FILE, updateMetrics, type UpdateProgress } from './metri
 import { coreChanged, imageChanges, INSPECT_FORMAT, stackImages, verdict, type ServiceImages } from './plan.ts';
 import {
   checkZipEntries,
+  emptySet,
+  entriesOf,
+  kindName,
+  KINDS,
   parsePluginProbe,
   pluginChanges,
   pluginProbeScript,
   PREVIOUS,
   removePluginScript,
+  setSize,
   storeZip,
   switchPluginScript,
+  type Kind,
+  type PackageSet,
+  type PerKind,
   type PluginRef,
   type SitePlugin,
 } from './plugins.ts';
@@ -48,8 +58,10 @@ export interface SitePlan {
   from: ServiceImages;
   /** image per service after the update */
   to: ServiceImages;
-  /** the site's plugins of the set, now */
-  plugins: Record<string, SitePlugin>;
+  /** the site's plugins and themes of the set, now */
+  packages: PerKind<SitePlugin>;
+  /** the record's activation (active_plugins, theme): what it wants, what the site had, what changes */
+  activation?: { want: Activation; before?: Activation; changes: string[] };
   pinned?: SitePin;
   /** "php-fpm: A -> B", "plugin x: 1 -> 2": empty when the site runs the target already */
   changes: string[];
@@ -125,31 +137,94 @@ export async function probeImages(
   throw first ?? new Error('update: the inventory has no managers');
 }
 
-/** The plan: images (built unless check), current images, pins and plugins of every selected site. */
-export async function planUpdate(ctx: StepContext, sites: SiteRecord[], plugins: Record<string, string>): Promise<UpdatePlan> {
+/** The plan: images (built unless check), current images, pins, packages and activation of every selected site. */
+export async function planUpdate(ctx: StepContext, sites: SiteRecord[], set: PackageSet): Promise<UpdatePlan> {
   const s = wpSiteSettings(ctx);
   const images = await siteImages(s, ctx.check, (line) => ctx.log(line));
   if (ctx.check && images.changes.length) for (const c of images.changes) ctx.log(c);
   const probe = await probeImages(ctx);
-  const slugs = Object.keys(plugins);
   const siteDirs = Object.fromEntries(sites.map((x) => [x.id, `${s.glusterMount}/${x.id}`]));
-  const pluginState = slugs.length
-    ? parsePluginProbe((await ctx.hostContext(s.filesHost).exec(pluginProbeScript(siteDirs, slugs), { timeoutMs: 60_000 })).stdout)
-    : new Map<string, Record<string, SitePlugin>>();
-  return {
-    manager: probe.m.host.name,
-    filesHost: s.filesHost,
-    glusterMount: s.glusterMount,
-    images,
-    sites: sites.map((site): SitePlan => {
-      const stack = stackName(site.id);
-      const from = probe.images.get(stack) ?? {};
-      const to = targetImages(site, images);
-      const have = pluginState.get(site.id) ?? {};
-      const changes = [...imageChanges(from, to), ...pluginChanges(have, plugins)];
-      return { site, stack, from, to, plugins: have, pinned: probe.pins.get(site.id), changes };
+  const pkgState = setSize(set)
+    ? parsePluginProbe((await ctx.hostContext(s.filesHost).exec(pluginProbeScript(siteDirs, set), { timeoutMs: 60_000 })).stdout)
+    : new Map<string, PerKind<SitePlugin>>();
+  const installing = { plugins: Object.keys(set.plugins), themes: Object.keys(set.themes) };
+  const plans = sites.map((site): SitePlan => {
+    const stack = stackName(site.id);
+    const from = probe.images.get(stack) ?? {};
+    const to = targetImages(site, images);
+    const have = pkgState.get(site.id) ?? emptySet<SitePlugin>();
+    const changes = [...imageChanges(from, to), ...pluginChanges(have, set)];
+    return { site, stack, from, to, packages: have, pinned: probe.pins.get(site.id), changes };
+  });
+  // the activation the records ask for, as WordPress would do it now (check mode of the script): in parallel
+  await Promise.all(
+    plans.map(async (x) => {
+      const want = activationOf(x.site);
+      if (!want) return;
+      if (!Object.keys(x.from).length) {
+        // not deployed yet: everything the record asks for is to be done
+        const changes = [...(want.plugins ?? []).map((p) => `activate plugin ${p}`), ...(want.theme ? [`theme: -> ${want.theme}`] : [])];
+        x.activation = { want, changes };
+      } else {
+        try {
+          const r = await siteActivation(probe.m, x, want, { check: true, installing });
+          x.activation = { want, before: r.before, changes: r.changes };
+        } catch (e) {
+          x.activation = { want, changes: [`activation: ${(e as Error).message.split('\n')[0]} (the update fails for this site)`] };
+        }
+      }
+      x.changes.push(...x.activation.changes);
     }),
+  );
+  return { manager: probe.m.host.name, filesHost: s.filesHost, glusterMount: s.glusterMount, images, sites: plans };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// activation through WordPress (files/wp-activation.php)
+
+/** What a site record says is active: plugins (exactly these; absent: not managed) and the theme (absent: not managed). */
+export interface Activation {
+  plugins?: string[];
+  theme?: string;
+}
+
+/** The record's activation; undefined when it manages neither plugins nor the theme. */
+export function activationOf(site: Pick<SiteRecord, 'active_plugins' | 'theme'>): Activation | undefined {
+  if (!site.active_plugins && !site.theme) return undefined;
+  return {
+    ...(site.active_plugins ? { plugins: [...site.active_plugins].sort() } : {}),
+    ...(site.theme ? { theme: site.theme } : {}),
   };
+}
+
+const ACTIVATION_PHP = new URL('./files/wp-activation.php', import.meta.url);
+
+/**
+ * Set (or, check, predict) a site's active plugins and theme through WordPress, in one of its php-fpm tasks.
+ * Returns what was active before (of what `want` manages) and the changes ("activate plugin x", "theme: a -> b").
+ */
+export async function siteActivation(
+  m: StepContext,
+  x: Pick<SitePlan, 'stack'>,
+  want: Activation,
+  o: { check: boolean; installing?: Record<Kind, string[]> },
+): Promise<{ before: Activation; changes: string[] }> {
+  const arg = JSON.stringify({ plugins: want.plugins ?? null, theme: want.theme ?? null, check: o.check, installing: o.installing ?? {} });
+  const res = await execInService(m, `${x.stack}_php-fpm`, ['php', '--', arg], { stdin: readFileSync(ACTIVATION_PHP, 'utf8') });
+  const line = res.stdout.trim().split('\n').pop() ?? '';
+  let out: { plugins?: string[]; theme?: string; changes?: string[]; error?: string } = {};
+  try {
+    out = JSON.parse(line) as typeof out;
+  } catch {
+    // handled below
+  }
+  if (res.code !== 0 || out.error || !out.changes)
+    throw new Error(`activation on ${res.node}: ${out.error ?? (res.stderr.trim() || line || `exit ${res.code}`)}`);
+  const before: Activation = {
+    ...(want.plugins ? { plugins: out.plugins ?? [] } : {}),
+    ...(want.theme && out.theme ? { theme: out.theme } : {}),
+  };
+  return { before, changes: out.changes };
 }
 
 /** After the wave's wp-site run: which sites Swarm kept on the new images (one `docker service inspect`). */
@@ -199,12 +274,15 @@ export async function siteAnswers(m: StepContext, x: SitePlan): Promise<string |
   return code === '200' ? null : `GET / through nginx answered ${code || `nothing (${res.stderr.trim()})`}`;
 }
 
+/** The key of a package's tar in packageTars(). */
+export const tarKey = (kind: Kind, p: PluginRef) => `${kind}/${p.slug}@${p.version}`;
+
 /** The content of a store zip as a tar of its slug directory (checked: one top directory, the slug). */
-export async function pluginTar(store: string, p: PluginRef): Promise<Buffer> {
-  const zip = storeZip(store, p);
+export async function pluginTar(store: string, p: PluginRef, kind: Kind = 'plugins'): Promise<Buffer> {
+  const zip = storeZip(store, p, kind);
   const list = await $({ quiet: true, nothrow: true })`unzip -Z1 ${zip}`;
   if (list.exitCode !== 0) throw new InputError(`${zip}: not a readable zip (${list.stderr.trim()})`);
-  checkZipEntries(list.stdout.split('\n'), p, zip);
+  checkZipEntries(list.stdout.split('\n'), p, zip, kind);
   const tmp = mkdtempSync(path.join(tmpdir(), 'wpfarm-plugin-'));
   try {
     await $({ quiet: true })`unzip -q ${zip} -d ${tmp}`;
@@ -215,36 +293,39 @@ export async function pluginTar(store: string, p: PluginRef): Promise<Buffer> {
   }
 }
 
-/** Put the plugin set on one site (each plugin: its own new dir + rename). Returns the change lines. */
-export async function applyPlugins(
-  files: StepContext,
-  siteDir: string,
-  set: Record<string, string>,
-  tars: Map<string, Buffer>,
-): Promise<string[]> {
+/** Every package of the set read from the store (tarKey → tar), checked before anything runs. */
+export async function packageTars(store: string, set: PackageSet): Promise<Map<string, Buffer>> {
+  const tars = new Map<string, Buffer>();
+  for (const [kind, slug, version] of entriesOf(set))
+    tars.set(tarKey(kind, { slug, version }), await pluginTar(store, { slug, version }, kind));
+  return tars;
+}
+
+/** Put the package set on one site (each package: its own new dir + rename). Returns the change lines. */
+export async function applyPlugins(files: StepContext, siteDir: string, set: PackageSet, tars: Map<string, Buffer>): Promise<string[]> {
   const changes: string[] = [];
-  for (const [slug, version] of Object.entries(set)) {
-    const tar = tars.get(`${slug}@${version}`);
-    if (!tar) throw new Error(`plugin ${slug}@${version}: not read from the store`);
-    const r = await files.exec(switchPluginScript({ siteDir, slug, version, tar: true }), { stdin: tar, timeoutMs: 120_000 });
+  for (const [kind, slug, version] of entriesOf(set)) {
+    const tar = tars.get(tarKey(kind, { slug, version }));
+    if (!tar) throw new Error(`${kindName(kind)} ${slug}@${version}: not read from the store`);
+    const r = await files.exec(switchPluginScript({ siteDir, kind, slug, version, tar: true }), { stdin: tar, timeoutMs: 120_000 });
     const out = r.stdout.trim().split('\n').pop() ?? '';
-    if (out.startsWith('switched')) changes.push(`plugin ${slug}: ${out.slice('switched '.length)} -> ${version}`);
+    if (out.startsWith('switched')) changes.push(`${kindName(kind)} ${slug}: ${out.slice('switched '.length)} -> ${version}`);
   }
   return changes;
 }
 
-/** Put a site's plugins back to `from` (slug → version, null: the plugin was not there). */
-export async function restorePlugins(files: StepContext, siteDir: string, from: Record<string, string | null>): Promise<string[]> {
+/** Put a site's packages back to `from` (per kind, slug → version, null: the package was not there). */
+export async function restorePlugins(files: StepContext, siteDir: string, from: PerKind<string | null>): Promise<string[]> {
   const changes: string[] = [];
-  for (const [slug, version] of Object.entries(from)) {
+  for (const [kind, slug, version] of entriesOf(from)) {
     // 'unmanaged': a directory wpfarm did not install, moved aside by the switch: its `previous`
     const script =
       version === null
-        ? removePluginScript({ siteDir, slug })
-        : switchPluginScript({ siteDir, slug, version: version === 'unmanaged' ? PREVIOUS : version, tar: false });
+        ? removePluginScript({ siteDir, kind, slug })
+        : switchPluginScript({ siteDir, kind, slug, version: version === 'unmanaged' ? PREVIOUS : version, tar: false });
     const r = await files.exec(script, { timeoutMs: 60_000 });
     const out = r.stdout.trim().split('\n').pop() ?? '';
-    if (out !== 'unchanged') changes.push(`plugin ${slug}: ${out.replace(/^switched /, '')} -> ${version ?? '(none)'}`);
+    if (out !== 'unchanged') changes.push(`${kindName(kind)} ${slug}: ${out.replace(/^switched /, '')} -> ${version ?? '(none)'}`);
   }
   return changes;
 }
@@ -265,9 +346,11 @@ export interface SiteOutcome {
   dbUpgraded: boolean;
 }
 
-/** The plugins of the set a site had before (slug → version, null: absent). */
-export function pluginsBefore(x: SitePlan, set: Record<string, string>): Record<string, string | null> {
-  return Object.fromEntries(Object.keys(set).map((slug) => [slug, x.plugins[slug]?.current ?? null]));
+/** The packages of the set a site had before (per kind, slug → version, null: absent). */
+export function pluginsBefore(x: Pick<SitePlan, 'packages'>, set: PackageSet): PerKind<string | null> {
+  const out = emptySet<string | null>();
+  for (const k of KINDS) out[k] = Object.fromEntries(Object.keys(set[k]).map((slug) => [slug, x.packages[k][slug]?.current ?? null]));
+  return out;
 }
 
 /**
@@ -281,7 +364,7 @@ export async function afterWave(
   wave: SitePlan[],
   a: {
     imageSites: Set<string>;
-    plugins: Record<string, string>;
+    plugins: PackageSet;
     tars: Map<string, Buffer>;
     /** sites of an interrupted run of the same target: their database upgrade may not have run */
     resumed?: Set<string>;
@@ -313,15 +396,22 @@ export async function afterWave(
     if (a.imageSites.has(id)) o.changes.push(...imageChanges(x.from, x.to));
     const siteDir = `${plan.glusterMount}/${id}`;
     let switched = false;
+    let activated = false;
     try {
       if ((a.imageSites.has(id) && coreChanged(x.from, x.to)) || a.resumed?.has(id)) {
         const db = await upgradeDb(m, x);
         o.dbUpgraded = true;
         if (db.line) o.changes.push(db.line);
       }
-      if (Object.keys(a.plugins).length) {
+      if (setSize(a.plugins)) {
         switched = true;
         o.changes.push(...(await applyPlugins(files, siteDir, a.plugins, a.tars)));
+      }
+      if (x.activation) {
+        activated = true;
+        const r = await siteActivation(m, x, x.activation.want, { check: false });
+        x.activation.before = r.before;
+        o.changes.push(...r.changes);
       }
       const answer = await siteAnswers(m, x);
       if (answer) throw new Error(answer);
@@ -329,6 +419,13 @@ export async function afterWave(
     } catch (e) {
       o.ok = false;
       o.reasons.push((e as Error).message.split('\n')[0]!);
+      if (activated && x.activation?.before) {
+        const back = await siteActivation(m, x, x.activation.before, { check: false }).then(
+          (r) => r.changes,
+          (err: Error) => [`activation NOT restored: ${err.message.split('\n')[0]}`],
+        );
+        o.changes.push(...back.map((c) => `restored: ${c}`));
+      }
       if (switched) {
         const back = await restorePlugins(files, siteDir, pluginsBefore(x, a.plugins)).catch((err: Error) => [
           `plugins NOT restored: ${err.message}`,

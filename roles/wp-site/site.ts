@@ -49,6 +49,8 @@ export const DEFAULT_CACHE_TTL = 600;
 // Pure validators (exported: the add-site playbook validates a --domain argument with the same code)
 
 export const SITE_ID_RE = /^[a-z][a-z0-9-]{1,30}$/;
+/** a plugin's or theme's slug (its directory under wp-content/plugins or wp-content/themes) */
+export const WP_SLUG_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
 /** Returns null when the id is valid, else the reason. */
 export function checkSiteId(id: unknown): string | null {
@@ -155,6 +157,7 @@ const opt = <T extends z.ZodType>(s: T) => nullAsAbsent(s.optional());
 /** a mapping whose keys all have defaults: absent or null gives the defaults */
 const section = <T extends z.ZodType>(s: T) => nullAsAbsent(s.prefault({} as z.input<T>));
 const domain = z.string().superRefine(checkedBy(checkDomain));
+const wpSlug = matching(WP_SLUG_RE, "a plugin or theme slug (its directory name: a-z, 0-9, '-', '_')");
 
 const Php = z.strictObject({
   memory_limit: size.default(DEFAULT_PHP.memory_limit),
@@ -231,11 +234,21 @@ const SiteSchema = z
     /** sticky sessions at Traefik (cookie) */
     sticky: z.boolean().default(false),
     backup: section(Backup),
+    /**
+     * the plugins WordPress keeps active, by slug (playbooks/update.ts and rollback.ts activate them through WordPress
+     * and deactivate every other one); absent: wpfarm leaves the activation alone
+     */
+    active_plugins: opt(z.array(wpSlug)),
+    /** the active theme, by slug (switched through WordPress by update.ts and rollback.ts); absent: left alone */
+    theme: opt(wpSlug),
     /** a site moved in from a legacy host (playbooks/migrate-site.ts) */
     migrated_from: opt(MigratedFrom),
   })
   .superRefine((r, ctx) => {
     const fail = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    r.active_plugins?.forEach((a, i) => {
+      if (r.active_plugins?.indexOf(a) !== i) fail(['active_plugins', i], `${JSON.stringify(a)} is listed twice`);
+    });
     r.aliases.forEach((a, i) => {
       if (a === r.domain) fail(['aliases', i], `${JSON.stringify(a)} repeats the primary domain`);
       else if (r.aliases.indexOf(a) !== i) fail(['aliases', i], `${JSON.stringify(a)} is listed twice`);

@@ -86,6 +86,31 @@ test('overrides are taken and checked', () => {
   assert.equal(s.backup.files.keep_monthly, 3);
 });
 
+test('active_plugins and theme: slugs, no duplicate; absent: not managed', () => {
+  const inv = { management_cidrs: ['203.0.113.0/24'] };
+  const none = parseSiteRecord('x/blog1.yml', 'id: blog1\ndomain: example.com\n', inv);
+  assert.equal(none.active_plugins, undefined);
+  assert.equal(none.theme, undefined);
+  const s = parseSiteRecord('x/blog1.yml', 'id: blog1\ndomain: example.com\nactive_plugins: [hello, akismet]\ntheme: lab\n', inv);
+  assert.deepEqual([s.active_plugins, s.theme], [['hello', 'akismet'], 'lab']);
+  assert.deepEqual(parseSiteRecord('x/blog1.yml', 'id: blog1\ndomain: example.com\nactive_plugins: []\n', inv).active_plugins, []);
+  const errs = errorsOf(() =>
+    parseSiteRecord('x/blog1.yml', 'id: blog1\ndomain: example.com\nactive_plugins: [hello, "../x", hello]\ntheme: "Lab Theme"\n', inv),
+  );
+  assert.ok(
+    errs.some((e) => /x\/blog1\.yml:3:\d+ active_plugins\[1\]: must be a plugin or theme slug/.test(e)),
+    errs.join('\n'),
+  );
+  assert.ok(
+    errs.some((e) => /active_plugins\[2\]: "hello" is listed twice/.test(e)),
+    errs.join('\n'),
+  );
+  assert.ok(
+    errs.some((e) => /x\/blog1\.yml:4:\d+ theme: must be a plugin or theme slug/.test(e)),
+    errs.join('\n'),
+  );
+});
+
 test('good domains pass', () => {
   for (const d of [
     'example.com',

@@ -143,6 +143,14 @@ test('targetKey: the same target (plugins in any order) gives the same key; anot
   assert.match(k, /^[0-9a-f]{64}$/);
   assert.equal(targetKey({ ...target, plugins: { b: '1', a: '2' } }), targetKey({ ...target, plugins: { a: '2', b: '1' } }));
   assert.notEqual(targetKey({ ...target, images: { ...target.images, nginx: 'n:3' } }), k);
+  // themes and the records' activation are part of the target; empty ones keep the key of an update without them
+  assert.equal(targetKey({ ...target, themes: {}, activation: {} }), k);
+  const withTheme = targetKey({ ...target, themes: { lab: '1.0' } });
+  assert.notEqual(withTheme, k);
+  assert.equal(targetKey({ ...target, plugins: {}, themes: { akismet: '5.3' } }) === k, false, 'a theme is not a plugin of the same slug');
+  const act = targetKey({ ...target, activation: { a: { plugins: ['akismet'] } } });
+  assert.notEqual(act, k);
+  assert.notEqual(targetKey({ ...target, activation: { a: { plugins: ['akismet'], theme: 'lab' } } }), act);
 });
 
 test('state file: written, read back, resumed for the same target (finished sites skipped), fresh for another', () => {
@@ -154,8 +162,18 @@ test('state file: written, read back, resumed for the same target (finished site
     {
       status: 'done',
       wave: 0,
-      from: { images: { nginx: 'n:1' }, plugins: { akismet: null } },
-      to: { images: { nginx: 'n:2' }, plugins: { akismet: '5.3' } },
+      from: {
+        images: { nginx: 'n:1' },
+        plugins: { akismet: null },
+        themes: { lab: 'unmanaged' },
+        activation: { plugins: [], theme: 'tt3' },
+      },
+      to: {
+        images: { nginx: 'n:2' },
+        plugins: { akismet: '5.3' },
+        themes: { lab: '1.0' },
+        activation: { plugins: ['akismet'], theme: 'lab' },
+      },
       db_upgraded: true,
     },
     t0,
