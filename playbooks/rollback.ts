@@ -32,7 +32,8 @@ const CMD: CommandSpec = {
   name: 'rollback.ts',
   summary: `Returns sites to the images, plugins, themes and activation they had before the update recorded in the state
 file: pins the previous images, redeploys the site (Swarm's update_config), sets the active plugins and theme back
-(through WordPress), switches the plugins and themes back (previous versions are kept on the site) and checks a request. Exit 2 names the site(s) that could not be rolled back.`,
+(through WordPress), switches the plugins and themes back (previous versions are kept on the site) and checks a
+request. Exit 2 names the site(s) that could not be rolled back.`,
   options: [
     { name: 'site', type: 'list', arg: 'S1,S2', repeatable: true, help: 'the site(s), by id or domain' },
     { name: 'wave', type: 'integer', arg: 'N', min: 0, max: 100_000, help: 'every site of wave N of the update (0: the canary)' },

@@ -1,12 +1,14 @@
 // Roll an update across the farm's sites:
 //   npx tsx playbooks/update.ts [--images DIR] [--plugin SLUG@VER]... [--theme SLUG@VER]... [options]
 // New site images (a changed build context: WordPress core, PHP, the images' files) and/or a plugin and theme set
-// from the plugin store, and the activation the site records ask for (active_plugins, theme), site by site in waves: a canary wave first, then waves of --wave-size. Each wave is the wp-site role
-// for its sites: Swarm rolls every service with the stack's update_config (parallelism 1, delay 10 s, start-first,
-// failure_action rollback, monitor 30 s, health checks). After the wave: Swarm's verdict per site, the database
-// upgrade (once per site, when the core changed), the plugins and themes (new dir + rename, previous kept), the
-// activation through WordPress, a request through the site. A failed site is put back (Swarm's rollback, then its
-// previous images pinned and redeployed; its previous activation, plugins and themes); a failed canary or more than --max-failures failed sites stop every later wave.
+// from the plugin store, and the activation the site records ask for (active_plugins, theme), site by site in
+// waves: a canary wave first, then waves of --wave-size. Each wave is the wp-site role for its sites: Swarm rolls
+// every service with the stack's update_config (parallelism 1, delay 10 s, start-first, failure_action rollback,
+// monitor 30 s, health checks). After the wave: Swarm's verdict per site, the database upgrade (once per site, when
+// the core changed), the plugins and themes (new dir + rename, previous kept), the activation through WordPress, a
+// request through the site. A failed site is put back (Swarm's rollback, then its previous images pinned and
+// redeployed; its previous activation, plugins and themes); a failed canary or more than --max-failures failed
+// sites stop every later wave.
 // --check lists what would change per site and the waves, changing nothing. The state file (--state) makes a rerun
 // resume: sites finished for the same target are skipped. playbooks/rollback.ts reads it to go back.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
