@@ -5,7 +5,9 @@
 //  - a new image (a copy of files/images with one more LABEL: new content-hashed tags) and a plugin from the
 //    store rolled in a canary wave and a wave of 3: every site on the new tags, the plugin's files on each site,
 //    the database upgrade ran once per site, 0 failed requests; the rerun has nothing to do (resume)
-//  - a plugin update, then rollback.ts --site on one site: its files back to the previous version, the others not
+//  - a plugin update and a new theme, the canary's record asking for the plugin active and the theme (check mode
+//    predicts the activation, WordPress serves the theme, the rerun has nothing to do), then rollback.ts --site on
+//    it: its files back to the previous versions, its activation back, the others not
 //  - a broken image (the php-fpm health check fails) on the canary: Swarm rolls it back, the canary is pinned and
 //    back on its previous images, the waves stop, the other sites untouched, exit 2 naming the canary, 0 failed
 //    requests
@@ -84,6 +86,25 @@ function storePlugin(version: string): void {
   writeFileSync(path.join(src, 'hello', 'hello.php'), `<?php\n/*\n * Plugin Name: wpfarm hello\n * Version: ${version}\n */\n`);
   mkdirSync(path.join(store, 'hello'), { recursive: true });
   execFileSync('zip', ['-qr', path.join(store, 'hello', `hello-${version}.zip`), 'hello'], { cwd: src });
+}
+
+/** A theme zip in the store (STORE/themes/<slug>/...): wpfarmlab/ whose index.php prints its version. */
+function storeTheme(version: string): void {
+  const src = mkdtempSync(path.join(work, 'zip-'));
+  mkdirSync(path.join(src, 'wpfarmlab'));
+  writeFileSync(path.join(src, 'wpfarmlab', 'style.css'), `/*\nTheme Name: wpfarm lab\nVersion: ${version}\n*/\n`);
+  writeFileSync(path.join(src, 'wpfarmlab', 'index.php'), `<?php echo "wpfarm lab theme ${version}";\n`);
+  mkdirSync(path.join(store, 'themes', 'wpfarmlab'), { recursive: true });
+  execFileSync('zip', ['-qr', path.join(store, 'themes', 'wpfarmlab', `wpfarmlab-${version}.zip`), 'wpfarmlab'], { cwd: src });
+}
+
+/** What WordPress has active on a site: the plugin files and the theme, and the home page's body. */
+async function activeOf(s: (typeof SITES)[0]): Promise<{ plugins: string[]; theme: string }> {
+  const node = (await nodesOf(`${s.stack}_php-fpm`))[0]!;
+  const php =
+    "require '/var/www/html/wp-load.php'; " +
+    "echo json_encode(['plugins' => array_values(get_option('active_plugins')), 'theme' => get_stylesheet()]);";
+  return JSON.parse(await inService(node, `${s.stack}_php-fpm`, ['php', '-r', php])) as { plugins: string[]; theme: string };
 }
 
 /** The plugin as the site serves it: the link on Gluster and the file seen inside a php-fpm task. */
@@ -196,38 +217,57 @@ test('update: --check, then a new image and a plugin in a canary + 1 wave with 0
   assert.deepEqual(await images(), now, 'the rerun changed no service');
 });
 
-test('plugin update on every site, then rollback.ts --site: its files back to the previous version only', {
+test('plugin update and a new theme, activated on the canary through WordPress; rollback.ts --site: its files and activation back', {
   timeout: 20 * 60_000,
 }, async () => {
   storePlugin('2.0');
+  storeTheme('1.0');
+  // the canary's record: the plugin active, the theme; the other sites leave the activation alone
+  appendFileSync(path.join(sitesDir, `${A.id}.yml`), 'active_plugins: [hello]\ntheme: wpfarmlab\n');
+  const was = await activeOf(A);
   const state = path.join(work, 'update-plugin.json');
   const imgs = await images();
-  const u = await cli(
-    'playbooks/update.ts',
-    [
-      '--images',
-      path.join(work, 'images-new'),
-      '--plugin',
-      'hello@2.0',
-      '--canary',
-      '1',
-      '--wave-size',
-      '3',
-      '--state',
-      state,
-      ...common(),
-    ],
-    15 * 60_000,
-  );
+  const args = ['--images', path.join(work, 'images-new'), '--plugin', 'hello@2.0', '--theme', 'wpfarmlab@1.0'];
+  const all = [...args, '--canary', '1', '--wave-size', '3', '--state', state, ...common()];
+  const c = await cli('playbooks/update.ts', [...all, '--check'], 15 * 60_000);
+  assert.equal(c.code, 0, c.out.slice(-4000));
+  assert.match(c.out, new RegExp(`${A.id}: theme wpfarmlab: \\(none\\) -> 1\\.0`));
+  assert.match(c.out, new RegExp(`${A.id}: activate plugin hello\\n`));
+  assert.match(c.out, new RegExp(`${A.id}: theme: ${was.theme} -> wpfarmlab\\n`));
+  assert.doesNotMatch(c.out, new RegExp(`${B.id}: (activate|theme:)`), 'no activation on a site whose record does not ask');
+  assert.deepEqual(await activeOf(A), was, 'check mode activated nothing');
+
+  const u = await cli('playbooks/update.ts', all, 15 * 60_000);
   assert.equal(u.code, 0, u.out.slice(-4000));
-  for (const s of SITES) assert.deepEqual(await pluginOf(s), { link: '.wpfarm-versions/hello/2.0', file: '* Version: 2.0' }, s.id);
+  for (const s of SITES) {
+    assert.deepEqual(await pluginOf(s), { link: '.wpfarm-versions/hello/2.0', file: '* Version: 2.0' }, s.id);
+    const theme = await ssh('wrk1', `readlink /mnt/gluster/sites/${s.id}/themes/wpfarmlab || echo none`);
+    assert.equal(theme, '.wpfarm-versions/wpfarmlab/1.0', `${s.id}: the theme's files`);
+  }
+  assert.deepEqual(await activeOf(A), { plugins: ['hello/hello.php'], theme: 'wpfarmlab' }, 'activated through WordPress');
+  assert.deepEqual(await activeOf(B), { plugins: [], theme: was.theme }, 'B: its record asks for no activation');
+  const home = await inService((await nodesOf(`${A.stack}_nginx`))[0]!, `${A.stack}_nginx`, [
+    'curl',
+    '-s',
+    '-H',
+    `Host: ${A.domain}`,
+    '-H',
+    'X-Forwarded-Proto: https',
+    'http://127.0.0.1:8080/?theme-check=1',
+  ]);
+  assert.equal(home.trim(), 'wpfarm lab theme 1.0', 'the site serves the new theme');
   assert.deepEqual(await images(), imgs, 'a plugin update rolls no image');
   const v1 = await ssh('wrk1', `cat /mnt/gluster/sites/${A.id}/plugins/.wpfarm-versions/hello/1.0/hello.php`);
   assert.match(v1, /Version: 1\.0/, 'the previous version is kept on the site');
+  const again = await cli('playbooks/update.ts', all, 15 * 60_000);
+  assert.equal(again.code, 0, again.out.slice(-3000));
+  assert.match(again.out, /0 site\(s\) to update in 0 wave\(s\)/, 'the rerun: activation and packages as wanted');
 
   const r = await cli('playbooks/rollback.ts', ['--site', A.domain, '--state', state, '--sites-dir', sitesDir], 10 * 60_000);
   assert.equal(r.code, 0, r.out.slice(-4000));
   assert.deepEqual(await pluginOf(A), { link: '.wpfarm-versions/hello/1.0', file: '* Version: 1.0' }, 'rolled back');
+  assert.equal(await ssh('wrk1', `readlink /mnt/gluster/sites/${A.id}/themes/wpfarmlab || echo none`), 'none', 'the theme taken off');
+  assert.deepEqual(await activeOf(A), was, 'the activation as before the update');
   assert.deepEqual(await pluginOf(B), { link: '.wpfarm-versions/hello/2.0', file: '* Version: 2.0' }, 'another site untouched');
   assert.equal(parseState(readFileSync(state, 'utf8'), state).sites[A.id]?.status, 'rolled-back');
   const m = await updateMetrics();
