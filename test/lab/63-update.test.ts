@@ -232,8 +232,8 @@ test('plugin update and a new theme, activated on the canary through WordPress; 
   const c = await cli('playbooks/update.ts', [...all, '--check'], 15 * 60_000);
   assert.equal(c.code, 0, c.out.slice(-4000));
   assert.match(c.out, new RegExp(`${A.id}: theme wpfarmlab: \\(none\\) -> 1\\.0`));
-  assert.match(c.out, new RegExp(`${A.id}: activate plugin hello\\n`));
-  assert.match(c.out, new RegExp(`${A.id}: theme: ${was.theme} -> wpfarmlab\\n`));
+  assert.match(c.out, new RegExp(`${A.id}: activate plugin hello;`));
+  assert.match(c.out, new RegExp(`${A.id}: theme: ${was.theme} -> wpfarmlab;`));
   assert.doesNotMatch(c.out, new RegExp(`${B.id}: (activate|theme:)`), 'no activation on a site whose record does not ask');
   assert.deepEqual(await activeOf(A), was, 'check mode activated nothing');
 
