@@ -1,1 +1,0 @@
-process.env.WPFARM_LAB = 'user';
