@@ -45,9 +45,14 @@ async function withNode(script: string, args: string[]): Promise<{ code: number;
 let firewallsBefore: Record<string, string>;
 let added = false;
 
-before(() => {
+before(async () => {
   process.chdir(ROOT);
   fs.mkdirSync(WORK, { recursive: true });
+  // the lab as its own inventory says, first: earlier fault tests restart nodes, and a restarted node's namespaced
+  // sysctls are the kernel's defaults until phase 1 sets them again (CI-like run 11:39: wrk2's somaxconn after 20's
+  // worker restart). That is not the new node's doing: the comparison below starts from a converged lab.
+  const base = await cli(WORK, 'playbooks/bootstrap.ts', ['--phase', '1']);
+  assert.equal(base.code, 0, base.out.slice(-3000));
   firewallsBefore = firewalls();
 });
 
