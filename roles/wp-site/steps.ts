@@ -162,8 +162,21 @@ export interface WpSiteDeps {
 }
 export const defaultDeps: WpSiteDeps = { images: plannedSiteImages };
 
+/** A step after the state step: skipped with its reason when that one was skipped (no site record: bootstrap). */
+function afterState(t: Task): Task {
+  return {
+    ...t,
+    run: async (ctx, ...rest) => {
+      const state = ctx.registered[STATE_KEY];
+      if (state?.status === 'skipped') return { skipped: state.reason ?? 'no site state' };
+      return t.run(ctx, ...rest);
+    },
+  };
+}
+
+/** A step of the role, once per run (after the state step). */
 const once = (title: string, tag: string, run: (ctx: StepContext) => Promise<TaskOutcome>, register?: string): Task =>
-  task(title, run, { runOnce: true, tags: [tag], register });
+  afterState(task(title, run, { runOnce: true, tags: [tag], register }));
 
 /** The state registered by the state step of this run. */
 export function stateOf(ctx: StepContext): FarmState {
@@ -478,10 +491,12 @@ export function wpSiteSteps(deps: WpSiteDeps = defaultDeps): Step[] {
     stackStep(),
     waitStep(),
     installStep(),
-    exporterStep((ctx) => {
-      const st = stateOf(ctx);
-      return { settings: st.settings, manager: st.manager, wordpressFpm: st.images.wordpressFpm, digests: st.digests };
-    }),
+    afterState(
+      exporterStep((ctx) => {
+        const st = stateOf(ctx);
+        return { settings: st.settings, manager: st.manager, wordpressFpm: st.images.wordpressFpm, digests: st.digests };
+      }),
+    ),
     resultsStep(),
   ];
 }
