@@ -23,8 +23,13 @@ function fakeConn(host: HostSpec, commands: string[]): FakeConn {
     roundTrips: 0,
     async exec(command: string): Promise<ExecResult> {
       commands.push(`${host.name}: ${command}`);
-      if (command.includes('@@stat'))
-        return { code: 0, stderr: '', stdout: '@@stat\ndirectory|700|0|root|0|root|4096\n@@link\n@@real\n/srv/portainer\n@@parent\nyes\n' };
+      if (command.includes('@@stat')) {
+        const stat = '@@stat\ndirectory|700|0|root|0|root|4096\n@@link\n@@real\n/srv/portainer\n@@parent\nyes\n';
+        // the runner reads probes in batches, each output after its marker line (lib/runner.ts probeScript)
+        const marks = [...command.matchAll(/@@@wpfarm-probe:(\d+)/g)].map((m) => m[1]);
+        const stdout = marks.length ? marks.map((id) => `\n@@@wpfarm-probe:${id}\n${stat}`).join('') + '\n' : stat;
+        return { code: 0, stderr: '', stdout };
+      }
       if (/docker (image inspect|pull|manifest inspect)/.test(command)) return { code: 1, stdout: '', stderr: `${NO_REGISTRY}\n` };
       throw new Error(`unexpected command on ${host.name}: ${command.slice(0, 200)}`);
     },
