@@ -612,6 +612,8 @@ class SshConnection implements Connection {
       await this.open();
       const client = this.client!;
       this.trips++;
+      // a tunnel may carry writes (the Docker API's swarm join): probes read before it are stale
+      this.opts.writes.n++;
       return new Promise<import('node:stream').Duplex>((resolve, reject) => {
         const done = (err: Error | undefined, stream: ClientChannel) => {
           if (err)
