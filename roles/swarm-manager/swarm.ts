@@ -288,6 +288,12 @@ export function nodeLabels(): Step {
       }
       const groups = (Array.isArray(ctx.vars.node_label_groups) ? ctx.vars.node_label_groups : LABEL_GROUPS) as string[];
       const want = desiredLabels(ctx);
+      // the probe is this manager's read from the start of the phase; a node that joined since (on its own host,
+      // earlier in this run) is not in it. Read the list again when an inventory host is missing from it, or its
+      // labels wait for the next run (one more round trip only when the swarm changed or a host is not in it)
+      if (mgr === ctx && [...want.keys()].some((a) => !nodes.some((n) => n.addr === a))) {
+        nodes = parseSwarmProbe((await mgr.exec(SWARM_PROBE, { readOnly: true })).stdout).nodes;
+      }
       const cmds: string[] = [];
       const changes: string[] = [];
       for (const { id, addr, state, labels: have } of nodes) {
