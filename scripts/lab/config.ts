@@ -4,7 +4,6 @@
 // bridge, subnet, volumes, label value, state directory, inventory and registry port, so that the test lab
 // runs beside a user's lab without reading or changing it. Everything a profile creates carries the label
 // wpfarm.lab=<its label value> (1 for the user lab, test for the test lab): lab-down removes exactly that.
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -84,19 +83,9 @@ export const PROFILE: LabProfile = profileFromEnv();
 export const MACHINE_DIR = process.env.WPFARM_LAB_MACHINE_DIR ?? '/run/wpfarm-lab';
 export const FILES_DIR = path.join(ROOT, 'files', 'lab');
 
-function realOrSelf(p: string): string {
-  try {
-    return fs.realpathSync(p);
-  } catch {
-    return p;
-  }
-}
-
 /** A profile's paths: its state directory (keys, known_hosts, snapshots, logs, caches; gitignored) and the machine's. */
 export function pathsOf(p: LabProfile) {
-  // the real path: a worktree that shares a lab links its state directory to the main checkout's, and the
-  // nodes' specs (their resolv.conf and registry cache mounts) must not differ with the checkout that runs lab-up
-  const dir = realOrSelf(path.join(ROOT, p.stateDir));
+  const dir = path.join(ROOT, p.stateDir);
   return {
     stateDir: dir,
     inventory: path.join(ROOT, p.inventory),

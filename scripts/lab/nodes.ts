@@ -178,6 +178,19 @@ export function systemdFlags(): string[] {
   ];
 }
 
+/**
+ * A mount source by its real path (its directory resolved): a worktree that shares a lab links its state directory
+ * to the main checkout's, and the nodes' specs must not differ with the checkout that runs lab-up (a different
+ * spec recreates every node). The inventory keeps checkout-relative paths.
+ */
+function realPath(p: string): string {
+  try {
+    return path.join(fs.realpathSync(path.dirname(p)), path.basename(p));
+  } catch {
+    return p;
+  }
+}
+
 function specFor(m: Machine, imageId: string): string[] {
   const cname = containerName(m.name);
   const args = [
@@ -204,11 +217,11 @@ function specFor(m: Machine, imageId: string): string[] {
       // a droplet's resolver: the lab's dnsmasq (a nested dockerd would fall back to public resolvers
       // if it found docker's 127.0.0.11 here)
       '-v',
-      `${PATHS.resolvConf}:/etc/resolv.conf:ro`,
+      `${realPath(PATHS.resolvConf)}:/etc/resolv.conf:ro`,
     );
   } else {
     const [hip, hport] = SVC.hostRegistry.split(':');
-    args.push('-v', `${PATHS.registryCache}:/var/lib/docker-registry`, '-p', `${hip}:${hport}:${SVC.registryPort}`);
+    args.push('-v', `${realPath(PATHS.registryCache)}:/var/lib/docker-registry`, '-p', `${hip}:${hport}:${SVC.registryPort}`);
   }
   const spec = [...args, imageId];
   const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
