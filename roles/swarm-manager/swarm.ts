@@ -205,6 +205,13 @@ export function joinSwarm(role: 'manager' | 'worker'): Step {
         await leader.ctx.exec(sh`docker node demote ${id} >/dev/null 2>&1; docker node rm --force ${id}`, { nothrow: true });
         changes.push(`removed stale node entry ${id.slice(0, 12)}`);
       }
+      // its inventory labels now, through the same manager: the role's node labels step runs once, on the first
+      // host that reaches it, and may have read the node list before this join (hosts do not wait for each other)
+      const labels = Object.entries(desiredLabels(ctx).get(ctx.host.address) ?? {});
+      if (labels.length) {
+        await leader.ctx.exec(sh`docker node update ${labels.flatMap(([k, v]) => ['--label-add', `${k}=${v}`])} ${now.nodeId} >/dev/null`);
+        changes.push(`labels ${labels.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      }
       return { changed: true, changes, result: { nodeId: now.nodeId } };
     },
     { retries: 2, delayMs: 3000, probe: swarmProbe },
