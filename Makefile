@@ -14,7 +14,8 @@ setup:
 	@bash scripts/setup.sh
 
 node_modules/.package-lock.json: package.json
-	@npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+	@if [ -L node_modules ]; then echo "node_modules links to $$(readlink node_modules): not reinstalled here"; \
+	else npm ci --no-audit --no-fund || npm install --no-audit --no-fund; fi
 
 # Site images (files/images: wordpress-fpm, nginx, redis, varnish) with content-hashed tags: built only when their
 # content changed, pushed when IMAGES_REGISTRY is set; prints the pinned references as JSON (progress on stderr).

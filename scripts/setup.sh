@@ -14,7 +14,10 @@ if ((${#need[@]})); then
   [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ] || "${APT[@]}" update
   "${APT[@]}" install --no-install-recommends "${need[@]}"
 fi
-if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
+if [ -L node_modules ]; then
+  # a worktree sharing another checkout's modules: npm ci here would empty that checkout's node_modules
+  [ -f node_modules/.package-lock.json ] || { echo "setup: node_modules links to $(readlink node_modules), which has no modules" >&2; exit 1; }
+elif [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing node modules"
   npm ci --no-audit --no-fund 2>/dev/null || npm install --no-audit --no-fund
 fi
