@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } f
 import { dirname, resolve, sep } from 'node:path';
 import type { Listener, RunEvent } from './events.ts';
 import { mask, maskDeep } from './secrets.ts';
-import type { StepResult, StepStatus } from './types.ts';
+import type { StandIn, StepResult, StepStatus } from './types.ts';
 
 const C = {
   reset: '\x1b[0m',
@@ -175,6 +175,13 @@ export function recapRows(results: StepResult[], hostMs: Map<string, number>, ho
   return [...rows.values()];
 }
 
+/** The components a run replaced by stand-ins or skipped, once each (the first step's reason), in run order. */
+export function standInsOf(results: StepResult[]): StandIn[] {
+  const seen = new Map<string, StandIn>();
+  for (const r of results) if (r.standIn && !seen.has(r.standIn.component)) seen.set(r.standIn.component, r.standIn);
+  return [...seen.values()];
+}
+
 export function formatRecap(rows: RecapRow[], results: StepResult[], wallMs: number, color = false): string {
   const w = Math.max(4, ...rows.map((r) => r.host.length));
   const paint = (c: string, s: string, on: boolean) => (color && on ? `${c}${s}${C.reset}` : s);
@@ -202,7 +209,13 @@ export function formatRecap(rows: RecapRow[], results: StepResult[], wallMs: num
     lines.push('', 'SLOWEST STEPS');
     for (const s of slow) lines.push(`  ${(s.ms / 1000).toFixed(3).padStart(8)} s  ${s.host}  ${s.step}`);
   }
-  lines.push('', `wall time ${(wallMs / 1000).toFixed(2)} s`);
+  const standIns = standInsOf(results);
+  if (standIns.length) {
+    lines.push('', 'NOT AS IN PRODUCTION (stand-ins and skipped components)');
+    for (const x of standIns) lines.push(`  ${x.component}: ${x.by ? `replaced by ${x.by}` : 'skipped'}: ${x.why}`);
+  }
+  const notProd = standIns.map((x) => `${x.component} ${x.by ? `→ ${x.by}` : 'skipped'}`).join(', ');
+  lines.push('', `wall time ${(wallMs / 1000).toFixed(2)} s${notProd ? `; not as in production: ${notProd}` : ''}`);
   return mask(lines.join('\n'));
 }
 

@@ -516,10 +516,12 @@ class HostRun {
           this.probeCache.clear();
           this.state.facts?.forgetVolatile();
         }
+        const standIn = o.standIn ? { standIn: { ...o.standIn, why: mask(o.standIn.why) } } : {};
         return o.skipped
-          ? { ...base, status: 'skipped', reason: mask(o.skipped), changes: [], ms: performance.now() - t0 }
+          ? { ...base, ...standIn, status: 'skipped', reason: mask(o.skipped), changes: [], ms: performance.now() - t0 }
           : {
               ...base,
+              ...standIn,
               status: o.changed ? 'changed' : 'ok',
               changes: (o.changes ?? []).map(mask),
               diff: o.diff !== undefined ? mask(o.diff) : undefined,

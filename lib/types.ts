@@ -155,7 +155,16 @@ export interface Task {
   run(ctx: StepContext, probed?: string): Promise<TaskOutcome | void>;
 }
 
+/** A production component this run did not deploy as such: replaced by a stand-in (`by`), or skipped (no `by`). */
+export interface StandIn {
+  component: string;
+  by?: string;
+  why: string;
+}
+
 export interface TaskOutcome {
+  /** the step put a stand-in in place of a component, or skipped it: listed in the recap */
+  standIn?: StandIn;
   changed?: boolean;
   changes?: string[];
   diff?: string;
@@ -183,6 +192,8 @@ export interface StepResult {
   reason?: string;
   /** where the step was built: "roles/common/role.ts:42:7" */
   location?: string;
+  /** a component replaced by a stand-in or skipped (TaskOutcome.standIn) */
+  standIn?: StandIn;
 }
 
 export interface RunOptions {

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
+import traefik from '../roles/traefik/role.ts';
+import { standinOf } from '../roles/traefik/standin-steps.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { installs } from '../roles/wp-site/reconcile.ts';
 import {
@@ -120,6 +122,11 @@ try {
   run.phase(`site ${id} (${domain})`);
   const r = await run.role(wpSite);
   const ok = r.hosts.every((h) => run.healthy(h.host));
+  // Traefik picks a new site's labels up by itself; an edge stand-in (the lab's) is configured from them
+  if (ok && standinOf(run.inventory.vars)) {
+    run.phase('edge stand-in');
+    await run.role(traefik);
+  }
   if (!ok && created && !rerun) {
     run.say(
       `the site could not be created: see the errors above. The record ${created} is kept so that a rerun resumes, or remove it with playbooks/remove-site.ts --domain ${domain} --yes --no-backup`,

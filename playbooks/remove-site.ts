@@ -15,6 +15,8 @@ import { STACK_DIR } from '../lib/ops/docker.ts';
 import { Run } from '../lib/play.ts';
 import { sh } from '../lib/shell.ts';
 import type { Role } from '../lib/types.ts';
+import traefik from '../roles/traefik/role.ts';
+import { standinOf } from '../roles/traefik/standin-steps.ts';
 import { dropDatabase, PIN_STORE, SECRET_STORE, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
 import { siteNetworkName, stackName } from '../roles/wp-site/stack.ts';
 import { siteDomains, type SiteRecord } from '../roles/wp-site/site.ts';
@@ -142,6 +144,11 @@ try {
   run.phase(`remove ${id} (${s0.domain})`);
   const r = await run.role(removeRole);
   const ok = r.hosts.every((h) => run.healthy(h.host));
+  // an edge stand-in (the lab's) is configured from the sites' labels: without this site's now
+  if (ok && standinOf(run.inventory.vars)) {
+    run.phase('edge stand-in');
+    await run.role(traefik);
+  }
   if (ok) {
     const { loadCloudInventory } = await import('../lib/cloud/config.ts');
     let cf: { zone: string } | undefined;

@@ -39,6 +39,7 @@ import {
   type NodeUpResult,
 } from './lab/nodes.ts';
 import { compareSnapshots, formatDiff, isLabThing, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
+import { ensureLabCa } from '../roles/traefik/lab-ca.ts';
 import { readJson, say, secondsSince, tryOut, withLock, writeJson } from './lab/util.ts';
 
 export { aptMirrors, ensureDocker, buildBaseImage, fault, takeSnapshot, compareSnapshots, formatDiff, isPartitioned };
@@ -100,6 +101,8 @@ async function labUpLocked(): Promise<LabUpResult> {
   await waitSvc();
   writeKnownHosts();
   const newCredentials = writeLabEnv();
+  const ca = ensureLabCa(PATHS.labCa);
+  say(`the lab's CA: ${path.relative(ROOT, ca.cert)} (trust it to open the lab's sites over https; README)`);
   if (newCredentials.length) say(`generated the lab's credentials ${newCredentials.join(', ')} in ${path.relative(ROOT, PATHS.envFile)}`);
   const changedInv = writeInventory();
   const seconds = (Date.now() - started) / 1000;

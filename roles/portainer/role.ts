@@ -46,7 +46,7 @@ const role: Role = {
         async (c) => {
           for (const image of [s.image, s.agentImage]) {
             const a = await imageAvailable(c, image);
-            if (!a.ok) return { skipped: a.reason, result: a };
+            if (!a.ok) return { skipped: a.reason, result: a, standIn: { component: 'portainer', why: a.reason } };
           }
           return { result: { ok: true, reason: '' }, changes: [] };
         },

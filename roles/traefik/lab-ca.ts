@@ -1,6 +1,6 @@
 // The lab's certificate authority: where Let's Encrypt cannot reach the edge (the lab), the edge stand-in's
 // certificates come from a CA of the lab's own, made once by `make lab-up` in the lab's state directory
-// (ca.crt, ca.key), and a certificate per site host issued from it by ensureHostCert. Runs on the controller
+// (ca.crt, ca.key), and a certificate per site host issued from it by ensureHostCert (the traefik role's stand-in). Runs on the controller
 // with Debian's openssl; private keys are written 0600 in 0700 directories. A browser or curl trusts the lab's
 // sites by trusting ca.crt (README: "Open a site in a browser").
 import { execFileSync } from 'node:child_process';
@@ -28,8 +28,9 @@ function privateDir(dir: string): void {
 }
 
 /** The lab's CA in `dir` (ca.crt, ca.key 0600), created when missing; returns its paths. Idempotent. */
-export function ensureLabCa(dir: string, name = 'wpfarm lab CA'): LabCa {
+export function ensureLabCa(dir: string, o: { create?: boolean } = {}): LabCa {
   const ca: LabCa = { dir, cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key') };
+  if (o.create === false) return ca;
   privateDir(dir);
   if (existsSync(ca.cert) && existsSync(ca.key)) {
     chmodSync(ca.key, 0o600);
@@ -48,7 +49,7 @@ export function ensureLabCa(dir: string, name = 'wpfarm lab CA'): LabCa {
     '-days',
     '3650',
     '-subj',
-    `/O=wpfarm/CN=${name}`,
+    '/O=wpfarm/CN=wpfarm lab CA',
     '-addext',
     'basicConstraints=critical,CA:TRUE,pathlen:0',
     '-addext',
@@ -78,14 +79,17 @@ function validFor(certFile: string, ca: LabCa, host: string): boolean {
  * A certificate for `host` signed by the lab's CA, in <ca dir>/hosts/<host>.{crt,key} (key 0600), issued when
  * missing, about to expire or not from this CA. Returns the PEM HAProxy loads (certificate, CA, then key).
  */
-export function ensureHostCert(ca: LabCa, host: string): { pem: string; issued: boolean } {
+export function ensureHostCert(ca: LabCa, host: string, o: { issue?: boolean } = {}): { pem: string; issued: boolean } {
   if (!HOST.test(host)) throw new Error(`${JSON.stringify(host)} is not a lower-case host name`);
   const dir = path.join(ca.dir, 'hosts');
-  privateDir(dir);
   const crt = path.join(dir, `${host}.crt`);
   const key = path.join(dir, `${host}.key`);
+  const valid = existsSync(key) && validFor(crt, ca, host);
+  // check mode: say that it would be issued, write nothing
+  if (!valid && o.issue === false) return { pem: '', issued: true };
+  privateDir(dir);
   let issued = false;
-  if (!existsSync(key) || !validFor(crt, ca, host)) {
+  if (!valid) {
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
     chmodSync(key, 0o600);
     const csr = openssl(['req', '-new', '-key', key, '-subj', `/CN=${host}`]);

@@ -1,7 +1,8 @@
 // traefik: the edge router as a Swarm stack on the managers (group `edge`). Generators in config.ts;
-// variables in docs/roles/traefik.md. Where the Traefik image cannot be pulled (no registry reachable,
-// as on the project's lab machines), the deploy is reported as skipped with that reason; on a machine
-// that can pull, the same steps deploy it.
+// variables in docs/roles/traefik.md. Where the inventory sets `edge_standin: haproxy` (the lab, whose machines
+// cannot pull Traefik's image), Debian's HAProxy is deployed in its place from the same router model
+// (standin-steps.ts) and the recap says so; elsewhere, an image that cannot be pulled makes the deploy skipped,
+// with that reason in the recap.
 import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { task } from '../../lib/ops/base.ts';
@@ -13,6 +14,7 @@ import { traefikSettings, traefikStack, letsEncryptBudget, TraefikVarsError, typ
 import { lapiUrl, TRAEFIK_BOUNCER_KEY_FILE } from '../crowdsec/config.ts';
 import { RETENTION_VARS, retentionOf } from '../common/retention.ts';
 import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
+import { standinOf, standinSteps } from './standin-steps.ts';
 
 function settings(ctx: StepContext): TraefikSettings {
   try {
@@ -66,8 +68,9 @@ const role: Role = {
     const s = settings(ctx);
     const budget = letsEncryptBudget(s, Number(ctx.vars.expected_sites ?? 0));
     if (!budget.ok) ctx.log(`Let's Encrypt: ${budget.reasons.join('; ')}`);
+    // Traefik's files are generated (and their errors reported) even where a stand-in runs in its place
     const bundle = traefikStack(s, { externalConfigs: true });
-    const steps: Step[] = [
+    const logs: Step[] = [
       directory({ path: s.logDir, mode: '0750' }, { tags: ['traefik', 'logs'] }),
       file(
         {
@@ -77,6 +80,22 @@ const role: Role = {
         },
         { tags: ['traefik', 'logs'] },
       ),
+    ];
+    const standin = standinOf(ctx.vars);
+    if (standin) {
+      // the lab (edge_standin in the inventory): HAProxy from Traefik's router model, see standin-steps.ts
+      const why = `edge_standin: ${standin} in the inventory (Traefik ${s.image} is not deployed here; its configuration is generated and checked)`;
+      return [
+        ...logs,
+        task('traefik replaced by the edge stand-in', async () => ({ standIn: { component: 'traefik', by: standin, why } }), {
+          runOnce: true,
+          tags: ['traefik', 'edge-standin'],
+        }),
+        ...standinSteps(s),
+      ];
+    }
+    const steps: Step[] = [
+      ...logs,
       // acme.json must be 0600 for Traefik; its directory is private
       directory({ path: s.acmeStorageDir, mode: '0700' }, { tags: ['traefik', 'acme'] }),
     ];
@@ -86,7 +105,7 @@ const role: Role = {
         `traefik image ${s.image}`,
         async (c) => {
           const a = await imageAvailable(c, s.image);
-          return a.ok ? { result: a, changes: [] } : { skipped: a.reason, result: a };
+          return a.ok ? { result: a, changes: [] } : { skipped: a.reason, result: a, standIn: { component: 'traefik', why: a.reason } };
         },
         { runOnce: true, register: 'traefik_image', tags: ['traefik'] },
       ),

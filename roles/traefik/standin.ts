@@ -289,6 +289,8 @@ export function edgeModel(s: TraefikSettings, services: readonly LabelledService
       routers.push({ name: ident(rname), priority, terms: dnf(tree).map((t) => t.map(condition)), backend: be.name, middlewares: mws });
     }
   }
+  // HAProxy serves TLS only with at least one certificate: the edge's own name (Traefik's dashboard host) has one
+  hosts.add(s.dashboardHost.toLowerCase());
   routers.sort((a, b) => b.priority - a.priority || (a.name < b.name ? -1 : 1));
   const opts = ((traefikDynamicConfig(s).tls as Record<string, Record<string, Record<string, unknown>>>).options ?? {}).default ?? {};
   const mapList = (list: unknown, table: Record<string, string>, what: string): string =>

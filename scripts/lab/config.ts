@@ -93,6 +93,8 @@ export function pathsOf(p: LabProfile) {
     knownHosts: path.join(dir, 'known_hosts'),
     /** the lab's credentials (settings.env_file of its inventory): generated once, mode 0600 */
     envFile: path.join(dir, 'lab.env'),
+    /** the lab's certificate authority (ca.crt, ca.key 0600) and the edge's host certificates (hosts/): made by lab-up */
+    labCa: path.join(dir, 'ca'),
     hostKeys: path.join(dir, 'hostkeys'),
     before: path.join(dir, 'before.json'),
     beforeLast: path.join(dir, 'before.last.json'),

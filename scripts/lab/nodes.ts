@@ -457,8 +457,12 @@ vars:
   timezone: UTC
   # the lab's GlusterFS bricks live on the nodes' root filesystem, which gluster accepts only with force
   gluster_brick_force: true
-  # Traefik (whose image cannot be pulled here: its deploy is reported skipped): Let's Encrypt's staging CA
-  # is the default (acme_staging); the account e-mail and the dashboard's name are required variables
+  # Traefik's image cannot be pulled here: Debian's HAProxy stands in for it, configured from Traefik's router
+  # model (roles/traefik/standin.ts), with certificates from the lab's own CA (made by lab-up in edge_ca_dir;
+  # trust its ca.crt to open a site). Traefik's configuration is still generated: Let's Encrypt's staging CA is
+  # the default (acme_staging); the account e-mail and the dashboard's name are required variables
+  edge_standin: haproxy
+  edge_ca_dir: ${rel(paths.labCa)}
   acme_email: ops@example.com
   traefik_dashboard_host: traefik.lab.example.com
   # Portainer (image not pullable here either: stack and API configuration reported skipped); the UI's name is

@@ -53,7 +53,7 @@ test('routers: admin before site (priority), each host a term, the first match w
   );
   assert.ok(cfg.includes('http-request deny deny_status 404 unless { var(txn.router) -m found }'));
   assert.ok(cfg.includes('use_backend site-shop if { var(txn.router) -m str site-shop-admin }'));
-  assert.deepEqual(m.hosts, ['blog.example.test', 'shop.example.test', 'www.blog.example.test']);
+  assert.deepEqual(m.hosts, ['blog.example.test', 'shop.example.test', 'traefik.lab.example.com', 'www.blog.example.test']);
 });
 
 test('admin allow lists: the farm management ranges, or the site own; checked before the rate limit', () => {
@@ -95,6 +95,7 @@ test('rate limit, headers, compression, retries, sticky cookie, health check, re
   assert.equal(
     crtList(m),
     '/run/secrets/edge-cert-blog.example.test.pem [alpn h2,http/1.1] blog.example.test\n' +
+      '/run/secrets/edge-cert-traefik.lab.example.com.pem [alpn h2,http/1.1] traefik.lab.example.com\n' +
       '/run/secrets/edge-cert-www.blog.example.test.pem [alpn h2,http/1.1] www.blog.example.test\n',
   );
 });

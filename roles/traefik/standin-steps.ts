@@ -1,0 +1,180 @@
+// The traefik role's steps where the inventory sets `edge_standin: haproxy` (the lab: Traefik's image cannot be
+// pulled there). Debian's HAProxy runs as the Swarm stack `edge` on the managers, host-mode 80/443/8082 like
+// Traefik, on the same network; its configuration comes from the very labels Traefik's swarm provider would read
+// (the site services' `traefik.*` labels, one probe) and the file provider's middlewares (standin.ts), and its
+// certificates from the lab's CA (lab-ca.ts, `edge_ca_dir`). add-site and remove-site rerun the role, as Traefik
+// would have picked the change up by itself.
+//
+//   step                          what it does
+//   edge stand-in image           build/push files/images/edge-haproxy (content-hashed tag, like the site images)
+//   edge stand-in configuration   read the labelled services; render haproxy.cfg and the crt-list; certificates
+//   edge stand-in stack           the configs and certificate secrets (content-hashed), docker stack deploy edge
+import path from 'node:path';
+import { InputError } from '../../lib/errors.ts';
+import { task } from '../../lib/ops/base.ts';
+import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
+import type { Step, StepContext, TaskOutcome } from '../../lib/types.ts';
+import { ensureImage, localImageId, contextHash, IMAGES_DIR } from '../wp-site/images.ts';
+import { ENTRY_POINTS, hash8, toYaml, type TraefikSettings } from './config.ts';
+import { ensureHostCert, ensureLabCa } from './lab-ca.ts';
+import { StandinError, certFile, crtList, edgeModel, haproxyConfig, type EdgeModel, type LabelledService } from './standin.ts';
+
+export const STANDINS = ['haproxy'] as const;
+const IMAGE = 'wpfarm/edge-haproxy';
+const CFG_DIR = '/usr/local/etc/haproxy';
+export const STANDIN_STACK = 'edge';
+
+interface Rendered {
+  model: EdgeModel;
+  config: string;
+  crtList: string;
+  certs: { host: string; pem: string; issued: boolean }[];
+}
+
+/** The stand-in named by the inventory (`edge_standin`), or undefined in production. */
+export function standinOf(vars: Record<string, unknown>): 'haproxy' | undefined {
+  const v = vars.edge_standin;
+  if (v === undefined || v === '' || v === false) return undefined;
+  if (v !== 'haproxy') throw new InputError(`edge_standin must be haproxy (the only stand-in) or unset, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+function str(ctx: StepContext, key: string, dflt: string): string {
+  const v = ctx.vars[key];
+  return typeof v === 'string' && v !== '' ? v : dflt;
+}
+
+/** `docker service inspect` of every service labelled traefik.enable=true: name TAB labels (JSON), one per line. */
+const PROBE = `docker service ls -q --filter label=traefik.enable=true | while read -r id; do
+  docker service inspect --format '{{json .Spec.Name}}{{"\\t"}}{{json .Spec.Labels}}' "$id"; done`;
+
+export function parseLabelledServices(out: string): LabelledService[] {
+  return out
+    .split('\n')
+    .filter((l) => l.includes('\t'))
+    .map((l) => {
+      const [name, labels] = l.split('\t') as [string, string];
+      return { service: JSON.parse(name) as string, labels: JSON.parse(labels) as Record<string, string> };
+    })
+    .filter((s) => s.labels['traefik.enable'] === 'true');
+}
+
+export function standinSteps(s: TraefikSettings): Step[] {
+  return [
+    task(
+      'edge stand-in image',
+      async (ctx): Promise<TaskOutcome> => {
+        const base = str(ctx, 'site_base_image', 'debian:bookworm-slim');
+        const push = str(ctx, 'registry_push', str(ctx, 'registry', ''));
+        const pull = str(ctx, 'registry', '');
+        const spec = { name: IMAGE, contextDir: path.join(IMAGES_DIR, 'edge-haproxy'), baseImage: base };
+        const nodeRef = (tag: string) => `${pull ? `${pull}/` : ''}${IMAGE}:${tag}`;
+        if (ctx.check) {
+          const id = await localImageId(base);
+          if (!id) throw new Error(`base image ${base} is not present on the controller`);
+          const tag = contextHash(spec.contextDir, { baseImageId: id });
+          return { changed: false, result: { ref: nodeRef(tag) } };
+        }
+        const r = await ensureImage(spec, { registry: push || undefined, log: (l) => ctx.log(l) });
+        const changes = [...(r.built ? [`build ${r.ref}`] : []), ...(r.pushed ? [`push ${r.ref}`] : [])];
+        return { changed: changes.length > 0, changes, result: { ref: nodeRef(r.tag) } };
+      },
+      { runOnce: true, register: 'edge_standin_image', tags: ['traefik', 'edge-standin'] },
+    ),
+    task(
+      'edge stand-in configuration',
+      async (ctx): Promise<TaskOutcome> => {
+        const services = parseLabelledServices((await ctx.exec(PROBE, { timeoutMs: 60_000 })).stdout);
+        let model: EdgeModel;
+        try {
+          model = edgeModel(s, services);
+        } catch (e) {
+          if (e instanceof StandinError) throw new InputError(`edge stand-in: ${e.message}`);
+          throw e;
+        }
+        // check mode writes nothing on the controller either: a missing CA or certificate is only announced
+        const ca = ensureLabCa(path.resolve(str(ctx, 'edge_ca_dir', '.wpfarm/lab/ca')), { create: !ctx.check });
+        const certs = model.hosts.map((host) => {
+          const c = ensureHostCert(ca, host, { issue: !ctx.check });
+          const key = c.pem.indexOf('-----BEGIN PRIVATE KEY-----');
+          if (key >= 0) ctx.secret(c.pem.slice(key));
+          return { host, ...c };
+        });
+        const rendered: Rendered = {
+          model,
+          config: haproxyConfig(model, { crtList: `${CFG_DIR}/crt-list` }),
+          crtList: crtList(model),
+          certs,
+        };
+        ctx.log(
+          `${services.length} labelled service(s), ${model.routers.length} router(s), ${model.hosts.length} host(s)` +
+            (model.notExpressed.length ? `; not expressed by HAProxy: ${model.notExpressed.join(', ')}` : ''),
+        );
+        const issued = certs.filter((c) => c.issued).map((c) => `issue the lab CA's certificate for ${c.host} (${ca.dir})`);
+        return { changed: issued.length > 0, changes: issued, result: rendered };
+      },
+      { runOnce: true, register: 'edge_standin_config', tags: ['traefik', 'edge-standin'] },
+    ),
+    task(
+      'edge stand-in stack',
+      async (c): Promise<TaskOutcome> => {
+        const image = (c.registered.edge_standin_image?.result as { ref: string } | undefined)?.ref;
+        const r = c.registered.edge_standin_config?.result as Rendered | undefined;
+        if (!image || !r) return { skipped: 'the image or the configuration step did not run (--tags?)' };
+        const changes: string[] = [];
+        const named = async (op: ReturnType<typeof dockerConfig>): Promise<string> => {
+          const res = await c.run(op);
+          if (res.status === 'failed') throw new Error(res.error ?? `${op.title} failed`);
+          changes.push(...res.changes);
+          return (res.result as SecretResult).name;
+        };
+        const cfgName = await named(dockerConfig({ name: 'edge_haproxy_cfg', content: r.config }));
+        const listName = await named(dockerConfig({ name: 'edge_crt_list', content: r.crtList }));
+        const secrets: Record<string, unknown> = {};
+        const serviceSecrets: Record<string, unknown>[] = [];
+        for (const [i, cert] of r.certs.entries()) {
+          const name = await named(dockerSecret({ name: `edge_cert_${hash8(cert.host)}`, content: cert.pem }));
+          secrets[`cert${i}`] = { external: true, name };
+          serviceSecrets.push({ source: `cert${i}`, target: certFile(cert.host), mode: 0o400 });
+        }
+        const stack = {
+          version: '3.8',
+          services: {
+            haproxy: {
+              image,
+              ports: [
+                { target: 80, published: 80, protocol: 'tcp', mode: 'host' },
+                { target: 443, published: 443, protocol: 'tcp', mode: 'host' },
+                { target: ENTRY_POINTS.metrics, published: ENTRY_POINTS.metrics, protocol: 'tcp', mode: 'host' },
+              ],
+              configs: [
+                { source: 'haproxy_cfg', target: `${CFG_DIR}/haproxy.cfg`, mode: 0o444 },
+                { source: 'crt_list', target: `${CFG_DIR}/crt-list`, mode: 0o444 },
+              ],
+              secrets: serviceSecrets,
+              networks: [s.network],
+              deploy: {
+                mode: 'global',
+                endpoint_mode: s.endpointMode,
+                placement: { constraints: ['node.role == manager'] },
+                // host-mode ports cannot be bound twice on a node
+                update_config: { parallelism: 1, delay: '2s', order: 'stop-first', failure_action: 'rollback', monitor: '10s' },
+                restart_policy: { condition: 'any', delay: '2s', window: '30s' },
+                resources: { limits: { cpus: '0.5', memory: '128M' } },
+                labels: { 'wpfarm.edge-standin': 'haproxy' },
+              },
+            },
+          },
+          networks: { [s.network]: { external: true, name: s.network } },
+          configs: { haproxy_cfg: { external: true, name: cfgName }, crt_list: { external: true, name: listName } },
+          secrets,
+        };
+        const d = await c.run(stackDeploy({ name: STANDIN_STACK, compose: toYaml(stack), resolveImage: 'never' }));
+        if (d.status === 'failed') throw new Error(d.error ?? 'stack deploy failed');
+        changes.push(...d.changes);
+        return { changed: changes.length > 0, changes, diff: d.diff };
+      },
+      { runOnce: true, tags: ['traefik', 'edge-standin'] },
+    ),
+  ];
+}
