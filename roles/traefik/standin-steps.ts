@@ -14,7 +14,8 @@ import { InputError } from '../../lib/errors.ts';
 import { task } from '../../lib/ops/base.ts';
 import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
 import type { Step, StepContext, TaskOutcome } from '../../lib/types.ts';
-import { ensureImage, localImageId, contextHash, IMAGES_DIR } from '../wp-site/images.ts';
+import { ensureImage, localImageId, contextHash } from '../wp-site/images.ts';
+import { wpSiteSettings } from '../wp-site/reconcile.ts';
 import { ENTRY_POINTS, hash8, toYaml, type TraefikSettings } from './config.ts';
 import { ensureHostCert, ensureLabCa } from './lab-ca.ts';
 import { StandinError, certFile, crtList, edgeModel, haproxyConfig, type EdgeModel, type LabelledService } from './standin.ts';
@@ -64,10 +65,9 @@ export function standinSteps(s: TraefikSettings): Step[] {
     task(
       'edge stand-in image',
       async (ctx): Promise<TaskOutcome> => {
-        const base = str(ctx, 'site_base_image', 'debian:bookworm-slim');
-        const push = str(ctx, 'registry_push', str(ctx, 'registry', ''));
-        const pull = str(ctx, 'registry', '');
-        const spec = { name: IMAGE, contextDir: path.join(IMAGES_DIR, 'edge-haproxy'), baseImage: base };
+        // the site images' base, directory and registries (the same variables, the same defaults)
+        const { baseImage: base, imagesDir, registryPush: push, registry: pull } = wpSiteSettings(ctx);
+        const spec = { name: IMAGE, contextDir: path.join(imagesDir, 'edge-haproxy'), baseImage: base };
         const nodeRef = (tag: string) => `${pull ? `${pull}/` : ''}${IMAGE}:${tag}`;
         if (ctx.check) {
           const id = await localImageId(base);
