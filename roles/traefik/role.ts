@@ -84,7 +84,9 @@ const role: Role = {
     const standin = standinOf(ctx.vars);
     if (standin) {
       // the lab (edge_standin in the inventory): HAProxy from Traefik's router model, see standin-steps.ts
-      const why = `edge_standin: ${standin} in the inventory (Traefik ${s.image} is not deployed here; its configuration is generated and checked)`;
+      const why =
+        `edge_standin: ${standin} in the inventory ` +
+        `(Traefik ${s.image} is not deployed here; its configuration is generated and checked)`;
       return [
         ...logs,
         task('traefik replaced by the edge stand-in', async () => ({ standIn: { component: 'traefik', by: standin, why } }), {
