@@ -60,6 +60,23 @@ export function parseLabelledServices(out: string): LabelledService[] {
     .filter((s) => s.labels['traefik.enable'] === 'true');
 }
 
+/** Wait until the service's tasks run on every manager (one task per node, global mode), else throw. */
+async function waitRunning(ctx: StepContext, service: string, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  const cmd =
+    `m=$(docker node ls --filter role=manager -q | wc -l); ` +
+    `r=$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' ${service} | grep -c '^Running'); ` +
+    `echo "$r $m"`;
+  let last = '';
+  while (Date.now() < end) {
+    last = (await ctx.exec(cmd)).stdout.trim();
+    const [r, m] = last.split(' ').map(Number);
+    if (r !== undefined && m !== undefined && m > 0 && r >= m) return;
+    await new Promise((res) => setTimeout(res, 2000));
+  }
+  throw new Error(`${service}: not running on every manager after ${timeoutMs / 1000} s (running/managers: ${last})`);
+}
+
 export function standinSteps(s: TraefikSettings): Step[] {
   return [
     task(
@@ -172,6 +189,8 @@ export function standinSteps(s: TraefikSettings): Step[] {
         const d = await c.run(stackDeploy({ name: STANDIN_STACK, compose: toYaml(stack), resolveImage: 'never' }));
         if (d.status === 'failed') throw new Error(d.error ?? 'stack deploy failed');
         changes.push(...d.changes);
+        // a site is served when add-site returns: wait until every manager runs the stand-in's current task
+        if (d.status === 'changed' && !c.check) await waitRunning(c, `${STANDIN_STACK}_haproxy`, 180_000);
         return { changed: changes.length > 0, changes, diff: d.diff };
       },
       { runOnce: true, tags: ['traefik', 'edge-standin'] },
