@@ -60,18 +60,20 @@ export function parseLabelledServices(out: string): LabelledService[] {
     .filter((s) => s.labels['traefik.enable'] === 'true');
 }
 
-/** Wait until the service's tasks run on every manager (one task per node, global mode), else throw. */
+/** Wait until the service's tasks run on every manager (global mode) and no rolling update is under way, else throw. */
 async function waitRunning(ctx: StepContext, service: string, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   const cmd =
     `m=$(docker node ls --filter role=manager -q | wc -l); ` +
     `r=$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' ${service} | grep -c '^Running'); ` +
-    `echo "$r $m"`;
+    `u=$(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' ${service}); ` +
+    `echo "$r $m \${u:-none}"`;
   let last = '';
   while (Date.now() < end) {
     last = (await ctx.exec(cmd)).stdout.trim();
-    const [r, m] = last.split(' ').map(Number);
-    if (r !== undefined && m !== undefined && m > 0 && r >= m) return;
+    const [r, m, update] = last.split(' ');
+    // a rolling update (stop-first, one node at a time) is done when its state is no longer "updating"
+    if (Number(m) > 0 && Number(r) >= Number(m) && update !== 'updating' && update !== 'rollback_started') return;
     await new Promise((res) => setTimeout(res, 2000));
   }
   throw new Error(`${service}: not running on every manager after ${timeoutMs / 1000} s (running/managers: ${last})`);
