@@ -1,11 +1,14 @@
 // A site is a web page (issue 17): add-site on the lab, then the site through the farm's whole request path:
 // the controller → the edge stand-in (HAProxy from Traefik's router model, host-mode 443 on a manager, the lab
 // CA's certificate) → nginx → php-fpm. curl with the lab CA; Debian's headless Chromium (puppeteer-core) opens
-// the home page, a post and the wp-admin login, checks the rendered titles, that every request succeeded (no
-// 4xx/5xx, no failed or blocked request, no mixed content, no CSP refusal), and logs in with the generated admin
-// password to the dashboard. The admin allow list holds through the stand-in: a client outside the management
-// ranges gets 403 on wp-login.php, even with a forged X-Forwarded-For. Needs 60-sites' prerequisites (galera,
-// gluster); the site is removed after. Screenshot of the home page: $SITE_SCREENSHOT (docs/site-home.png).
+// the home page, a post and the wp-admin login, checks the rendered titles, that every request to the site
+// succeeded (no 4xx/5xx, no failed or blocked request, no mixed content, no CSP refusal, no script error), and
+// logs in with the generated admin password to the dashboard. The lab has no internet: Chromium resolves only the
+// site's name (every other name fails at once, so nothing leaves the machine); requests to third-party hosts
+// (the dashboard's Gravatar avatars) must be https and are listed as "needs internet, not reachable in the lab".
+// /favicon.ico answers (WordPress's redirect to its icon). The admin allow list holds through the stand-in: a
+// client outside the management ranges gets 403 on wp-login.php, even with a forged X-Forwarded-For. Needs
+// 60-sites' prerequisites (galera, gluster); the site is removed after. Screenshot of the home page: $SITE_SCREENSHOT (docs/site-home.png).
 import { ADDR, INVENTORY, ROOT, assertLabUp, cli as labCli, convergeSitePrerequisites, run, ssh } from '../harness/lab-sites.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -59,6 +62,18 @@ test('add-site: a site the controller opens over https through the edge stand-in
   assert.match(page.stdout, /^HTTP\/\S+ 200/);
   assert.match(page.stdout, /strict-transport-security: max-age=31536000; includeSubDomains; preload/i);
   assert.ok(page.stdout.includes(`<title>${S.title}`), 'the home page has the site title');
+  // /favicon.ico (no file in a fresh site): WordPress answers it, a redirect to the site icon or its default
+  const favicon = await run('curl', [
+    ...['-sS', '--cacert', caCert, '--resolve', `${S.domain}:443:${edge}`, '-o', '/dev/null'],
+    ...['-w', '%{http_code} %{redirect_url}', `https://${S.domain}/favicon.ico`],
+  ]);
+  const [, icon = ''] = /^30[12] (https:\/\/\S+)$/.exec(favicon.stdout) ?? [];
+  assert.ok(icon.startsWith(`https://${S.domain}/`), `/favicon.ico: a redirect to the site's own icon (${favicon.stdout})`);
+  const iconGet = await run('curl', [
+    ...['-sS', '--cacert', caCert, '--resolve', `${S.domain}:443:${edge}`, '-o', '/dev/null'],
+    ...['-w', '%{http_code} %{content_type}', icon],
+  ]);
+  assert.match(iconGet.stdout, /^200 image\//, `the icon ${icon} answers`);
   const redirect = await run('curl', [
     '-sS',
     '-o',
@@ -103,7 +118,8 @@ test('headless Chromium: home page, a post, wp-admin login to the dashboard; eve
       '--no-sandbox',
       '--disable-gpu',
       '--disable-dev-shm-usage',
-      `--host-resolver-rules=MAP ${S.domain} ${edge}`,
+      // the site's name to the edge; any other name fails at once (the lab has no internet, nothing leaves here)
+      `--host-resolver-rules=MAP ${S.domain} ${edge}, MAP * ~NOTFOUND`,
       // trust the lab CA only (what importing ca.crt does in a browser)
       `--ignore-certificate-errors-spki-list=${spki.digest('base64')}`,
     ],
@@ -112,17 +128,29 @@ test('headless Chromium: home page, a post, wp-admin login to the dashboard; eve
   try {
     const page = await browser.newPage();
     await page.setViewport({ width: 1280, height: 800 });
+    const base = `https://${S.domain}`;
     const problems: string[] = [];
     const requests: string[] = [];
-    page.on('request', (q) => requests.push(q.url()));
+    const own: string[] = [];
+    const unreachable: string[] = []; // third-party requests that need the internet
+    const isOwn = (u: string) => new URL(u).origin === base;
+    page.on('request', (q) => {
+      requests.push(q.url());
+      if (!q.url().startsWith('data:') && isOwn(q.url())) own.push(q.url());
+    });
     page.on('response', (r) => {
       if (r.status() >= 400) problems.push(`${r.status()} ${r.url()}`);
     });
-    page.on('requestfailed', (q) => problems.push(`failed ${q.url()}: ${q.failure()?.errorText}`));
+    page.on('requestfailed', (q) => {
+      const error = q.failure()?.errorText;
+      // only "no such name" is the lab's missing internet; anything else (blocked, refused, TLS) is a problem
+      if (!isOwn(q.url()) && error === 'net::ERR_NAME_NOT_RESOLVED') unreachable.push(q.url());
+      else problems.push(`failed ${q.url()}: ${error}`);
+    });
     page.on('console', (m) => {
       if (/Mixed Content|Refused to|Content Security Policy|blocked/i.test(m.text())) problems.push(`console: ${m.text()}`);
     });
-    const base = `https://${S.domain}`;
+    page.on('pageerror', (e) => problems.push(`script error: ${e instanceof Error ? e.message : String(e)}`));
     await visit(page, `${base}/`, problems);
     assert.ok((await page.title()).startsWith(S.title), `the rendered title: ${await page.title()}`);
     const shot = process.env.SITE_SCREENSHOT ?? path.join(work, 'site-home.png');
@@ -141,10 +169,19 @@ test('headless Chromium: home page, a post, wp-admin login to the dashboard; eve
     assert.match(await page.title(), /^Dashboard /);
     assert.ok(await page.$('#wpadminbar'), 'the admin bar is rendered');
     if (process.env.SITE_SCREENSHOT) await page.screenshot({ path: process.env.SITE_SCREENSHOT.replace(/\.png$/, '-dashboard.png') });
-    assert.deepEqual(problems, [], 'no 4xx/5xx, failed, blocked or mixed-content request');
+    const hosts = [...new Set(unreachable.map((u) => new URL(u).host))];
+    for (const h of hosts) {
+      const urls = unreachable.filter((u) => new URL(u).host === h);
+      t.diagnostic(`needs internet, not reachable in the lab: ${h} (${urls.length} requests, e.g. ${urls[0]})`);
+    }
+    assert.deepEqual(problems, [], 'no 4xx/5xx, failed, blocked, mixed-content request or script error');
     const insecure = requests.filter((u) => !u.startsWith('https://') && !u.startsWith('data:'));
-    assert.deepEqual(insecure, [], 'every request over https');
-    t.diagnostic(`${requests.length} requests, browser part ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.deepEqual(insecure, [], 'every request over https, the third-party ones too');
+    assert.ok(own.some((u) => /\.css(\?|$)/.test(u)) && own.some((u) => /\.js(\?|$)/.test(u)), 'the site served its css and scripts');
+    t.diagnostic(
+      `${requests.length} requests (${own.length} to the site, all loaded; ${unreachable.length} third-party, need internet), ` +
+        `browser part ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
   } finally {
     await browser.close();
   }
