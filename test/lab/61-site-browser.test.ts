@@ -8,7 +8,8 @@
 // (the dashboard's Gravatar avatars) must be https and are listed as "needs internet, not reachable in the lab".
 // /favicon.ico answers (WordPress's redirect to its icon). The admin allow list holds through the stand-in: a
 // client outside the management ranges gets 403 on wp-login.php, even with a forged X-Forwarded-For. Needs
-// 60-sites' prerequisites (galera, gluster); the site is removed after. Screenshot of the home page: $SITE_SCREENSHOT (docs/site-home.png).
+// 60-sites' prerequisites (galera, gluster); the site is removed after, and the edge stack if this file made it.
+// Screenshots of the home page and the dashboard: $SITE_SCREENSHOT (docs/site-home.png).
 import { ADDR, INVENTORY, ROOT, assertLabUp, cli as labCli, convergeSitePrerequisites, run, ssh } from '../harness/lab-sites.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +20,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import puppeteer, { type Page } from 'puppeteer-core';
 import { quote } from 'zx';
+import { STANDIN_STACK } from '../../roles/traefik/standin-steps.ts';
 
 const stamp = Date.now().toString(36).slice(-5);
 const S = { domain: `web${stamp}.lab.test`, id: `web${stamp}-lab-test`, title: `Lab browser site ${stamp}` };
@@ -29,6 +31,7 @@ let work = '';
 let sitesDir = '';
 let password = '';
 let user = '';
+let edgeBefore = true; // the edge stand-in's stack was there before this file (else it is removed after)
 const cli = (script: string, args: string[]) => labCli(work, script, [...args, '--sites-dir', sitesDir]);
 
 before(async () => {
@@ -36,11 +39,14 @@ before(async () => {
   sitesDir = path.join(work, 'sites');
   assert.equal(vars.edge_standin, 'haproxy', 'the lab inventory names the edge stand-in');
   await assertLabUp(['mgr1', 'wrk1', 'wrk2', 'db1', 'db2', 'db3']);
+  edgeBefore = (await ssh('mgr1', `docker stack ls --format '{{.Name}}'`)).split('\n').includes(STANDIN_STACK);
   await convergeSitePrerequisites(work);
 });
 
 after(async () => {
   if (existsSync(path.join(sitesDir, `${S.id}.yml`))) await cli('playbooks/remove-site.ts', ['--domain', S.domain, '--yes', '--no-backup']);
+  // the shared test lab as found: other files bind the edge nodes' 80/443 themselves (71-edge-filter)
+  if (!edgeBefore) await ssh('mgr1', `docker stack rm ${STANDIN_STACK}`, { nothrow: true });
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
