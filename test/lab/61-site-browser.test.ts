@@ -9,7 +9,7 @@
 // /favicon.ico answers (WordPress's redirect to its icon). The admin allow list holds through the stand-in: a
 // client outside the management ranges gets 403 on wp-login.php, even with a forged X-Forwarded-For. Needs
 // 60-sites' prerequisites (galera, gluster); the site is removed after, and the edge stack if this file made it.
-// Screenshots of the home page and the dashboard: $SITE_SCREENSHOT (docs/site-home.png).
+// Screenshots of the home page and the dashboard: $SITE_SCREENSHOT and its -dashboard.png (docs/site-home*.png).
 import { ADDR, INVENTORY, ROOT, assertLabUp, cli as labCli, convergeSitePrerequisites, run, ssh } from '../harness/lab-sites.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
