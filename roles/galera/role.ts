@@ -20,6 +20,7 @@ import { lookupEnv } from '../../lib/env.ts';
 import { withMysql, statusVars, rows, type Db } from '../../lib/mysql.ts';
 import { decide, parseGrastate, parseRecoveredPosition, withSafeToBootstrap, type NodeView } from './recovery.ts';
 import { str } from '../../lib/vars.ts';
+import { galeraRegions } from './regions.ts';
 
 /** templates/galera/<name> */
 const TPL = (n: string) => templatePath('galera', n);
@@ -511,6 +512,7 @@ const role: Role = {
             buffer_pool: str(ctx.vars.galera_buffer_pool_size, '128M'),
             max_connections: typeof ctx.vars.galera_max_connections === 'number' ? ctx.vars.galera_max_connections : 300,
             gcache_size: str(ctx.vars.galera_gcache_size, '256M'),
+            wan_options: galeraRegions(me, hosts, ctx.vars).options,
             slave_threads: typeof ctx.vars.galera_slave_threads === 'number' ? ctx.vars.galera_slave_threads : 2,
           },
         },

@@ -69,7 +69,7 @@ test('common: nftables ruleset for a manager/edge, a worker with extra rules, a 
 test('galera: 60-galera.cnf, haproxy.cfg, SST credentials', () => {
   const peers = ['10.77.0.31', '10.77.0.32', '10.77.0.33'];
   const cnf = { node_name: 'db1', node_address: '10.77.0.31', cluster_name: 'wpfarm', peers, sst_method: 'mariabackup' };
-  const sizes = { buffer_pool: '128M', max_connections: 300, gcache_size: '256M', slave_threads: 2 };
+  const sizes = { buffer_pool: '128M', max_connections: 300, gcache_size: '256M', slave_threads: 2, wan_options: [] };
   assert.equal(render('galera', '60-galera.cnf.ejs', { ...cnf, ...sizes }), golden('galera-60-galera.cnf'));
   const servers = [
     { name: 'db1', address: '10.77.0.31' },
