@@ -20,7 +20,8 @@ import {
   stopOwnDockerd,
   type HostState,
 } from './lab/docker.ts';
-import { FAULTS, fault, isPartitioned, type Fault } from './lab/faults.ts';
+import { InputError } from '../lib/errors.ts';
+import { FAULTS, REGIONS_FILE, fault, isPartitioned, readRegions, regions, type Fault } from './lab/faults.ts';
 import { aptMirrors, buildBaseImage, ensureGoldenImage, ensureImages } from './lab/images.ts';
 import {
   ensureKeys,
@@ -156,6 +157,7 @@ async function labDownLocked(opts: { stopDocker?: boolean; purge?: boolean }): P
     restoreInotifyInstances();
   }
   fs.rmSync(PATHS.partitions, { force: true });
+  fs.rmSync(REGIONS_FILE, { force: true });
   let stoppedDockerd = false;
   if (opts.stopDocker && !others.length) stoppedDockerd = await stopOwnDockerd();
   if (opts.purge) {
@@ -265,11 +267,17 @@ function printStatus(rows: MachineStatus[]): void {
   console.log(
     `memory ${total.toFixed(0)} MiB (MEM: usage minus inactive file cache, as docker counts it; RSS: anonymous ${totalRss.toFixed(0)} MiB)`,
   );
+  const reg = readRegions();
+  if (reg)
+    console.log(
+      `regions: +${reg.delayMs} ms each way, ${reg.lossPct}% loss between regions; partitioned: ${reg.partitioned.join(' ') || 'none'}`,
+    );
   console.log(`profile ${PROFILE.name}: network ${NETWORK} ${SUBNET}; inventory ${path.relative(ROOT, INVENTORY_FILE)}`);
 }
 
 function usage(): string {
   return `usage: [WPFARM_LAB=user|test] scripts/lab.ts up | down [--stop-docker] [--purge] | status | base-image | golden-image | ${FAULTS.join('|')} NODE
+       | regions apply [DELAY_MS] [LOSS_PCT] | regions clear | regions partition|heal REGION
 profile ${PROFILE.name} (${PROFILE.title}); nodes: ${machines()
     .map((m) => m.name)
     .join(' ')}`;
@@ -296,6 +304,9 @@ async function main(argv: string[]): Promise<number> {
       say(`${IMAGES.golden} ${g.id.slice(0, 19)} (${g.built ? 'built' : 'up to date'})`);
       return 0;
     }
+    case 'regions':
+      await regions(arg ?? '', rest);
+      return 0;
     case 'base-image': {
       const id = await buildBaseImage({ force: arg === '--force' });
       say(`${IMAGES.base} ${id.slice(0, 19)}`);
@@ -321,7 +332,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     (code) => process.exit(code),
     (err: unknown) => {
       console.error(`lab: ${err instanceof Error ? err.message : String(err)}`);
-      process.exit(1);
+      process.exit(err instanceof InputError ? err.exitCode : 1);
     },
   );
 }

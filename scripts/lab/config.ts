@@ -163,25 +163,32 @@ export interface LabNode {
   address: string;
   /** groups the node is listed in directly (inventory) */
   groups: string[];
+  /** the simulated region (host var `region`): `lab.ts regions apply` delays the traffic between regions */
+  region: LabRegion;
 }
 
-// 3 managers, 2 workers, 3 database nodes, 2 storage nodes, 1 monitoring/management node: name, last octet, groups.
-const TOPOLOGY: ReadonlyArray<readonly [string, number, string[]]> = [
-  ['mgr1', 11, ['managers', 'edge']],
-  ['mgr2', 12, ['managers', 'edge']],
-  ['mgr3', 13, ['managers', 'edge']],
-  ['wrk1', 21, ['workers']],
-  ['wrk2', 22, ['workers']],
-  ['db1', 31, ['db']],
-  ['db2', 32, ['db']],
-  ['db3', 33, ['db']],
-  ['st1', 41, ['storage']],
-  ['st2', 42, ['storage']],
-  ['mon1', 51, ['monitoring', 'storage_arbiter']],
+/** The lab's simulated regions: one manager and one Galera node each; storage (Gluster and its arbiter) stays in a. */
+export const LAB_REGIONS = ['a', 'b', 'c'] as const;
+export type LabRegion = (typeof LAB_REGIONS)[number];
+
+// 3 managers, 2 workers, 3 database nodes, 2 storage nodes, 1 monitoring/management node: name, last octet, groups,
+// region.
+const TOPOLOGY: ReadonlyArray<readonly [string, number, string[], LabRegion]> = [
+  ['mgr1', 11, ['managers', 'edge'], 'a'],
+  ['mgr2', 12, ['managers', 'edge'], 'b'],
+  ['mgr3', 13, ['managers', 'edge'], 'c'],
+  ['wrk1', 21, ['workers'], 'a'],
+  ['wrk2', 22, ['workers'], 'b'],
+  ['db1', 31, ['db'], 'a'],
+  ['db2', 32, ['db'], 'b'],
+  ['db3', 33, ['db'], 'c'],
+  ['st1', 41, ['storage'], 'a'],
+  ['st2', 42, ['storage'], 'a'],
+  ['mon1', 51, ['monitoring', 'storage_arbiter'], 'a'],
 ];
 
 export function nodesOf(p: LabProfile): readonly LabNode[] {
-  return TOPOLOGY.map(([name, host, groups]) => ({ name, address: labAddress(host, p), groups: [...groups] }));
+  return TOPOLOGY.map(([name, host, groups, region]) => ({ name, address: labAddress(host, p), groups: [...groups], region }));
 }
 export const NODES: readonly LabNode[] = nodesOf(PROFILE);
 

@@ -11,6 +11,7 @@ import {
   BRIDGE,
   CONTAINER_PREFIX,
   GATEWAY,
+  LAB_REGIONS,
   IMAGES,
   INVENTORY_FILE,
   LABEL,
@@ -419,7 +420,9 @@ export function inventoryText(p: LabProfile = PROFILE): string {
   const svc = svcOf(p);
   const nodes = nodesOf(p);
   const [bridge, subnet, gateway] = [p.bridge, `${p.net}.0/24`, `${p.net}.1`];
-  const hosts = nodes.map((n) => `  ${n.name}: { address: ${n.address}, port: 22, user: root, key: ${rel(paths.clientKey)} }`).join('\n');
+  const hosts = nodes
+    .map((n) => `  ${n.name}: { address: ${n.address}, port: 22, user: root, key: ${rel(paths.clientKey)}, vars: { region: ${n.region} } }`)
+    .join('\n');
   const members = (g: string): string =>
     nodes
       .filter((n: LabNode) => n.groups.includes(g))
@@ -471,6 +474,11 @@ vars:
   # Alertmanager's receiver: a webhook on this machine (the lab bridge's gateway); test/lab/75-monitoring
   # listens there, otherwise notifications fail and are retried (production: slack, email, pagerduty, ...)
   alert_channels: [{ type: webhook, url: "http://${gateway}:19093/alert" }]
+  # simulated regions (host var region; \`lab.ts regions apply\` adds netem delay and loss between them): one manager
+  # and one Galera node per region (gmcast.segment each), storage within region a. Galera's WAN timeouts scaled
+  # down from Codership's PT3S/PT30S/PT1M/PT1M so that the lab's region-partition test stays short
+  regions: [${LAB_REGIONS.join(', ')}]
+  galera_wan_options: { evs.keepalive_period: PT1S, evs.suspect_timeout: PT5S, evs.inactive_timeout: PT10S, evs.install_timeout: PT10S }
 hosts:
 ${hosts}
 groups:
