@@ -2,12 +2,13 @@
 // (the node's cable pulled: the host side of its veth goes down, its address and state stay) and heal.
 // Regions: `regions apply` delays (and loses a little of) the traffic between the lab's simulated regions,
 // `regions partition R` cuts region R off from the others (the controller still reaches it), `regions heal R`
-// and `regions clear` undo it.
+// and `regions clear` undo it (how: below).
 import { $ } from 'zx';
 import fs from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { BRIDGE, LAB_REGIONS, NODES, PATHS, allMachineNames, containerName, type LabRegion } from './config.ts';
+import { spawn } from 'node:child_process';
+import { BRIDGE, FILES_DIR, LAB_REGIONS, NODES, PATHS, PROFILE, allMachineNames, containerName, type LabRegion } from './config.ts';
 import { inspectContainer, waitReady } from './nodes.ts';
 import { readJson, say, tryOut, writeJson } from './util.ts';
 import { InputError } from '../../lib/errors.ts';
@@ -124,19 +125,32 @@ function sshdAnswers(address: string): Promise<boolean> {
 }
 
 // ---------------------------------------------------------------- regions
+//
+// This machine's kernel has no netem (and no prio) qdisc: `tc qdisc add ... netem` answers "Specified qdisc kind
+// is unknown". So the regions are made on the lab bridge's forwarding path of this machine instead (every packet
+// between two nodes crosses it; br_netfilter hands bridged packets to iptables): a chain of ours, jumped to from
+// DOCKER-USER (Docker's place for such rules), matches node-to-node packets between regions by source and
+// destination address. Loss is `-m statistic --mode random ... -j DROP`, a region partition `-j DROP` both ways,
+// and the delay is NFQUEUE to files/lab/nfq-delay.py (holds each packet DELAY_MS, then accepts it; --queue-bypass
+// lets packets through when it is not running). The controller and svc are in no region: never delayed.
 
 /** What `regions apply` set up (kept in the state directory; `regions clear` removes it). */
 export interface RegionsState {
-  /** one-way delay added to every packet leaving a node for a node of another region (RTT: twice this) */
+  /** delay added to every packet from a node to a node of another region (each way: the RTT grows by twice this) */
   delayMs: number;
   /** loss (percent) on the same packets */
   lossPct: number;
-  /** regions cut off from every other region (100% loss both ways); the controller and svc still reach them */
+  /** regions cut off from every other region (every packet dropped both ways); the controller still reaches them */
   partitioned: LabRegion[];
 }
 
 export const REGIONS_FILE = path.join(PATHS.stateDir, 'regions.json');
+const DELAYER_PID = path.join(PATHS.stateDir, 'regions-delay.pid');
+const DELAYER = path.join(FILES_DIR, 'nfq-delay.py');
 export const REGION_DEFAULTS = { delayMs: 40, lossPct: 0.5 } as const;
+/** this profile's iptables chain and NFQUEUE number (the user's and the test lab's differ) */
+export const REGION_CHAIN = `WPFARM-REGIONS-${PROFILE.name}`;
+export const REGION_QUEUE = 7800 + Number(PROFILE.net.split('.')[1]);
 
 export function readRegions(): RegionsState | undefined {
   return readJson<RegionsState>(REGIONS_FILE);
@@ -147,46 +161,89 @@ function checkRegion(r: string): LabRegion {
   return r as LabRegion;
 }
 
-/**
- * The tc commands for one node (pure): a prio qdisc at the root of eth0 whose default band (1:1) passes
- * traffic untouched (the controller, svc, the node's own region), band 1:2 a netem delay+loss for the other
- * regions' addresses, band 1:3 a netem 100% loss for the addresses of a partitioned region (or every other
- * region when the node's own region is partitioned). u32 filters on the destination address pick the band.
- */
-export function regionTcCommands(node: string, st: RegionsState): string[][] {
-  const me = NODES.find((n) => n.name === node);
-  if (!me) throw new Error(`unknown lab node "${node}"`);
-  const dev = ['dev', 'eth0'];
-  const cmds: string[][] = [
-    ['qdisc', 'add', ...dev, 'root', 'handle', '1:', 'prio', 'bands', '3', 'priomap', ...Array(16).fill('0')],
-    ['qdisc', 'add', ...dev, 'parent', '1:2', 'handle', '20:', 'netem', 'delay', `${st.delayMs}ms`, 'loss', `${st.lossPct}%`],
-    ['qdisc', 'add', ...dev, 'parent', '1:3', 'handle', '30:', 'netem', 'loss', '100%'],
-  ];
-  for (const other of NODES) {
-    if (other.region === me.region) continue;
-    const cut = st.partitioned.includes(me.region) || st.partitioned.includes(other.region);
-    const dst = ['match', 'ip', 'dst', `${other.address}/32`];
-    cmds.push(['filter', 'add', ...dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', ...dst, 'flowid', cut ? '1:3' : '1:2']);
-  }
-  return cmds;
-}
-
-/** Set (or with no state, remove) the region qdiscs inside every running node's network namespace. */
-async function applyRegionTc(st: RegionsState | undefined): Promise<void> {
-  for (const n of NODES) {
-    const c = await inspectContainer(containerName(n.name));
-    if (!c?.running) {
-      say(`${n.name}: not running, skipped (a node started later gets the regions with the next \`regions apply\`)`);
-      continue;
+/** The rules of REGION_CHAIN (pure): for each pair of nodes in different regions, drop (partitioned), or lose a
+ *  little and queue to the delayer. */
+export function regionRules(st: RegionsState): string[][] {
+  const rules: string[][] = [];
+  for (const a of NODES) {
+    for (const b of NODES) {
+      if (a.region === b.region) continue;
+      const pair = ['-s', `${a.address}/32`, '-d', `${b.address}/32`];
+      if (st.partitioned.includes(a.region) || st.partitioned.includes(b.region)) {
+        rules.push([...pair, '-j', 'DROP']);
+        continue;
+      }
+      if (st.lossPct > 0)
+        rules.push([...pair, '-m', 'statistic', '--mode', 'random', '--probability', String(st.lossPct / 100), '-j', 'DROP']);
+      if (st.delayMs > 0) rules.push([...pair, '-j', 'NFQUEUE', '--queue-num', String(REGION_QUEUE), '--queue-bypass']);
     }
-    const ns = ['nsenter', '-t', String(c.pid), '-n', 'tc'];
-    await $`${ns} qdisc del dev eth0 root`.nothrow().quiet();
-    if (!st) continue;
-    for (const cmd of regionTcCommands(n.name, st)) await $`${ns} ${cmd}`.quiet();
+  }
+  return rules;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 
-/** regions apply [delayMs] [lossPct] | clear | partition R | heal R */
+/** Stop the delayer this tool started (by its recorded pid, only if it still runs our script). */
+async function stopDelayer(): Promise<void> {
+  const pid = Number(fs.existsSync(DELAYER_PID) ? fs.readFileSync(DELAYER_PID, 'utf8') : '');
+  if (pid > 0 && alive(pid) && (await tryOut`cat /proc/${pid}/cmdline`)?.includes('nfq-delay.py')) {
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  }
+  fs.rmSync(DELAYER_PID, { force: true });
+}
+
+async function startDelayer(delayMs: number): Promise<void> {
+  await stopDelayer();
+  fs.mkdirSync(PATHS.logs, { recursive: true });
+  const log = path.join(PATHS.logs, 'nfq-delay.log');
+  const out = fs.openSync(log, 'w');
+  const child = spawn('/usr/bin/python3', [DELAYER, String(REGION_QUEUE), String(delayMs)], {
+    detached: true,
+    stdio: ['ignore', out, out],
+  });
+  fs.closeSync(out);
+  child.unref();
+  if (!child.pid) throw new Error(`could not start ${DELAYER}`);
+  fs.writeFileSync(DELAYER_PID, `${child.pid}\n`);
+  for (let i = 0; i < 50; i++) {
+    const text = fs.readFileSync(log, 'utf8');
+    if (text.includes('nfq-delay: queue')) return;
+    if (!alive(child.pid)) throw new Error(`${DELAYER} stopped: ${text.trim()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${DELAYER} did not bind queue ${REGION_QUEUE} in 5 s (see ${log})`);
+}
+
+/** Set REGION_CHAIN to the state's rules (or, with no state, remove it and its jump). */
+async function applyRegionRules(st: RegionsState | undefined): Promise<void> {
+  await $`iptables -w -N ${REGION_CHAIN}`.nothrow().quiet();
+  await $`iptables -w -F ${REGION_CHAIN}`;
+  if (!st) {
+    while ((await $`iptables -w -D DOCKER-USER -j ${REGION_CHAIN}`.nothrow().quiet()).exitCode === 0);
+    await $`iptables -w -X ${REGION_CHAIN}`.nothrow().quiet();
+    return;
+  }
+  for (const r of regionRules(st)) await $`iptables -w -A ${REGION_CHAIN} ${r}`;
+  if ((await $`iptables -w -C DOCKER-USER -j ${REGION_CHAIN}`.nothrow().quiet()).exitCode !== 0)
+    await $`iptables -w -I DOCKER-USER -j ${REGION_CHAIN}`;
+}
+
+async function setRegions(st: RegionsState): Promise<void> {
+  if (st.delayMs > 0) await startDelayer(st.delayMs);
+  else await stopDelayer();
+  await applyRegionRules(st);
+  writeJson(REGIONS_FILE, st);
+}
+
+/** regions apply [DELAY_MS] [LOSS_PCT] | clear | partition R | heal R */
 export async function regions(action: string, args: string[]): Promise<void> {
   const cur = readRegions();
   switch (action) {
@@ -195,14 +252,13 @@ export async function regions(action: string, args: string[]): Promise<void> {
       const lossPct = args[1] !== undefined ? Number(args[1]) : (cur?.lossPct ?? REGION_DEFAULTS.lossPct);
       if (!Number.isFinite(delayMs) || delayMs < 0 || delayMs > 10_000) throw new InputError(`regions apply: delay ${args[0]} ms: 0-10000`);
       if (!Number.isFinite(lossPct) || lossPct < 0 || lossPct > 100) throw new InputError(`regions apply: loss ${args[1]} %: 0-100`);
-      const st: RegionsState = { delayMs, lossPct, partitioned: cur?.partitioned ?? [] };
-      await applyRegionTc(st);
-      writeJson(REGIONS_FILE, st);
+      await setRegions({ delayMs, lossPct, partitioned: cur?.partitioned ?? [] });
       say(`regions ${LAB_REGIONS.join(' ')}: +${delayMs} ms each way (RTT +${2 * delayMs} ms), ${lossPct}% loss between them`);
       return;
     }
     case 'clear':
-      await applyRegionTc(undefined);
+      await applyRegionRules(undefined);
+      await stopDelayer();
       fs.rmSync(REGIONS_FILE, { force: true });
       say('regions cleared: no delay, no loss, no region partition');
       return;
@@ -211,9 +267,7 @@ export async function regions(action: string, args: string[]): Promise<void> {
       const r = checkRegion(args[0] ?? '');
       const base = cur ?? { ...REGION_DEFAULTS, partitioned: [] };
       const partitioned = action === 'partition' ? [...new Set([...base.partitioned, r])] : base.partitioned.filter((x) => x !== r);
-      const st: RegionsState = { ...base, partitioned };
-      await applyRegionTc(st);
-      writeJson(REGIONS_FILE, st);
+      await setRegions({ ...base, partitioned });
       say(
         `region ${r}: ${action === 'partition' ? 'cut off from the other regions' : 'reconnected'} (partitioned now: ${partitioned.join(' ') || 'none'})`,
       );
