@@ -13,12 +13,24 @@ export interface GroupSpec {
   image?: string | number;
   volumeGb?: number;
   tags: string[];
+  /** the regions its droplets are spread over, in order (droplet i goes to regions[i % length]) */
+  regions: string[];
+}
+
+/** One region of the farm: its VPC (one per region; peered with every other region's). */
+export interface RegionSpec {
+  slug: string;
+  vpc: { name: string; ipRange?: string };
 }
 
 export interface CloudSpec {
   provider: 'digitalocean';
+  /** the primary region (reserved IP, load balancer, Spaces by default) */
   region: string;
+  /** the primary region's VPC */
   vpc: { name: string; ipRange?: string };
+  /** every region of the farm, the primary first (one region: just the primary) */
+  regions: RegionSpec[];
   sshKeys: (string | number)[];
   image: string | number;
   tags: string[];
@@ -71,13 +83,37 @@ const CloudGroup = z.strictObject({
   prefix: opt(name),
   image: opt(image),
   volume_gb: opt(int(1, 16 * 1024)),
+  regions: opt(z.array(slug).min(1, { error: 'at least one region' })),
 });
+
+/** Groups whose members form a quorum (swarm managers: Raft; db: Galera): over regions, one member per region. */
+const QUORUM_GROUPS = ['managers', 'db'];
+/** Gluster's group: a volume's replicas write synchronously, so they stay within one region. */
+const STORAGE_GROUPS = ['storage'];
+
+/** Two IPv4 CIDRs overlap. */
+export function cidrsOverlap(a: string, b: string): boolean {
+  const parse = (c: string): [number, number] | undefined => {
+    const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(c);
+    if (!m) return undefined;
+    const ip = m.slice(1, 5).reduce((acc, x) => acc * 256 + Number(x), 0);
+    const bits = Number(m[5]);
+    const size = 2 ** (32 - bits);
+    return [Math.floor(ip / size) * size, size];
+  };
+  const pa = parse(a);
+  const pb = parse(b);
+  if (!pa || !pb) return false;
+  return pa[0] < pb[0] + pb[1] && pb[0] < pa[0] + pa[1];
+}
 
 const CloudSection = z
   .strictObject({
     provider: opt(z.literal('digitalocean', { error: (iss) => `unsupported provider ${JSON.stringify(iss.input)} (only digitalocean)` })),
     region: slug,
-    vpc: z.strictObject({ name, ip_range: opt(cidr) }),
+    vpc: opt(z.strictObject({ name, ip_range: opt(cidr) })),
+    // several regions: one VPC each (peered with each other); `region` is the primary one
+    regions: opt(z.record(slug, z.strictObject({ vpc: z.strictObject({ name, ip_range: cidr }) }))),
     ssh_keys: z
       .array(z.union([z.int(), z.string().regex(KEY_RE, { error: notKey })], { error: notKey }))
       .min(1, { error: 'at least one key id or fingerprint is required' }),
@@ -94,6 +130,63 @@ const CloudSection = z
     key: opt(z.string()),
   })
   .superRefine((c, ctx) => {
+    const regions = c.regions ? Object.keys(c.regions) : [c.region];
+    if (!c.regions && !c.vpc) ctx.addIssue({ code: 'custom', path: ['vpc'], message: 'missing: a vpc: { name, ip_range } (or regions:)' });
+    if (c.regions) {
+      if (c.vpc) ctx.addIssue({ code: 'custom', path: ['vpc'], message: 'with regions:, each region has its own vpc: remove this one' });
+      if (!regions.includes(c.region))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['region'],
+          message: `the primary region ${c.region} is not one of regions: ${regions.join(', ')}`,
+        });
+      const entries = Object.entries(c.regions);
+      for (const [i, [ra, a]] of entries.entries()) {
+        for (const [rb, b] of entries.slice(i + 1)) {
+          if (cidrsOverlap(a.vpc.ip_range, b.vpc.ip_range))
+            ctx.addIssue({
+              code: 'custom',
+              path: ['regions', rb, 'vpc', 'ip_range'],
+              message: `${b.vpc.ip_range} overlaps ${ra}'s ${a.vpc.ip_range} (peered VPCs need distinct ranges)`,
+            });
+          if (a.vpc.name === b.vpc.name)
+            ctx.addIssue({ code: 'custom', path: ['regions', rb, 'vpc', 'name'], message: `same VPC name as region ${ra}` });
+        }
+      }
+    }
+    for (const [g, spec] of Object.entries(c.groups)) {
+      const rs = spec.regions ?? [c.region];
+      for (const [i, r] of rs.entries())
+        if (!regions.includes(r))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['groups', g, 'regions', i],
+            message: `unknown region ${r} (regions: ${regions.join(', ')})`,
+          });
+      if (new Set(rs).size !== rs.length)
+        ctx.addIssue({ code: 'custom', path: ['groups', g, 'regions'], message: 'a region is listed twice' });
+      if (rs.length < 2) continue;
+      if (STORAGE_GROUPS.includes(g) || spec.volume_gb)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['groups', g, 'regions'],
+          message: `${g} is Gluster storage: a volume's replicas write synchronously, it must stay within one region (got ${rs.join(', ')})`,
+        });
+      if (QUORUM_GROUPS.includes(g)) {
+        if (rs.length === 2)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['groups', g, 'regions'],
+            message: `${g} over 2 regions loses its quorum with either region: use 1 region or at least 3`,
+          });
+        else if (spec.count !== rs.length)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['groups', g, 'count'],
+            message: `${g} over ${rs.length} regions: one per region, so count must be ${rs.length} (got ${spec.count})`,
+          });
+      }
+    }
     const groups = Object.keys(c.groups);
     const prefixes = new Map<string, string>();
     for (const [g, spec] of Object.entries(c.groups)) {
@@ -115,10 +208,16 @@ const CloudSection = z
     const tags = c.tags?.length ? c.tags : ['wpfarm'];
     const ownerTag = tags[0]!;
     const edgeGroup = edgeOf(c)!;
+    const regions: RegionSpec[] = c.regions
+      ? Object.entries(c.regions)
+          .map(([slug, r]) => ({ slug, vpc: { name: r.vpc.name, ipRange: r.vpc.ip_range } }))
+          .sort((a, b) => Number(b.slug === c.region) - Number(a.slug === c.region))
+      : [{ slug: c.region, vpc: { name: c.vpc!.name, ipRange: c.vpc!.ip_range } }];
     return {
       provider: 'digitalocean',
       region: c.region,
-      vpc: { name: c.vpc.name, ipRange: c.vpc.ip_range },
+      vpc: regions[0]!.vpc,
+      regions,
       sshKeys: c.ssh_keys.map((k) => (typeof k === 'string' && /^\d+$/.test(k) ? Number(k) : k)),
       image: c.image,
       tags,
@@ -130,6 +229,7 @@ const CloudSection = z
         image: s.image,
         volumeGb: s.volume_gb,
         tags: [...tags, `${ownerTag}-${g}`],
+        regions: s.regions ?? [c.region],
       })),
       reservedIp: c.reserved_ip ? { group: c.reserved_ip.group } : undefined,
       loadBalancer: {

@@ -15,6 +15,7 @@ import type {
   Vpc,
   Reserved_ip,
   Volume_full,
+  Vpc_peering,
   Page_links,
   Image,
   Action,
@@ -152,8 +153,19 @@ export interface VolumeInfo {
   region?: string;
 }
 
+export interface PeeringInfo {
+  id: string;
+  name: string;
+  vpcIds: string[];
+}
+
 export interface DoActual {
+  /** the primary region's VPC */
   vpc?: VpcInfo;
+  /** the VPCs of every region of the inventory (found by name) */
+  vpcs: VpcInfo[];
+  /** VPC peerings between them (read only when the inventory has several regions) */
+  peerings: PeeringInfo[];
   droplets: DropletInfo[];
   firewalls: FirewallInfo[];
   reservedIps: ReservedIpInfo[];
@@ -256,7 +268,26 @@ export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOp
       return { items: r?.vpcs ?? [], links: r?.links, total: r?.meta?.total };
     },
   );
-  const vpc = vpcs.find((v) => v.name === spec.vpc.name);
+  const ourVpcs = spec.regions
+    .map((r) => vpcs.find((v) => v.name === r.vpc.name))
+    .filter((v): v is Vpc => !!v)
+    .map((v) => ({ id: String(v.id), name: v.name ?? '', ipRange: v.ipRange ?? undefined, region: v.region ?? undefined }));
+  const vpc = ourVpcs.find((v) => v.name === spec.vpc.name);
+  const peeringNames = new Set(vpcPeerings(spec).map((p) => p.name));
+  const peerings: PeeringInfo[] = [];
+  if (peeringNames.size) {
+    const all = await pagedUnique<Vpc_peering>(
+      'vpc_peerings',
+      (p) => String(p.id),
+      opts,
+      async (page, perPage) => {
+        const r = await client.v2.vpc_peerings.get({ queryParameters: { page, perPage } });
+        return { items: r?.vpcPeerings ?? [], links: r?.links, total: r?.meta?.total };
+      },
+    );
+    for (const p of all)
+      if (p.name && peeringNames.has(p.name)) peerings.push({ id: String(p.id), name: p.name, vpcIds: (p.vpcIds ?? []).map(String) });
+  }
   const droplets = await listDroplets(client, spec.ownerTag, opts);
   const fws = await pagedUnique<Firewall>(
     'firewalls',
@@ -296,13 +327,14 @@ export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOp
     if (lb) loadBalancer = { id: lb.id ?? '', name: lb.name ?? '', ip: lb.ip ?? undefined };
   }
   const volumes: VolumeInfo[] = [];
-  if (spec.groups.some((g) => g.volumeGb && g.count > 0)) {
+  const volumeRegions = [...new Set(spec.groups.filter((g) => g.volumeGb && g.count > 0).flatMap((g) => g.regions))];
+  for (const region of volumeRegions) {
     const vols = await pagedUnique<Volume_full>(
-      'volumes',
+      `volumes ${region}`,
       (v) => String(v.id),
       opts,
       async (page, perPage) => {
-        const r = await client.v2.volumes.get({ queryParameters: { region: regionSlug(spec.region), page, perPage } });
+        const r = await client.v2.volumes.get({ queryParameters: { region: regionSlug(region), page, perPage } });
         return { items: r?.volumes ?? [], links: r?.links, total: r?.meta?.total };
       },
     );
@@ -319,7 +351,9 @@ export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOp
     }
   }
   return {
-    vpc: vpc ? { id: String(vpc.id), name: vpc.name ?? '', ipRange: vpc.ipRange ?? undefined, region: vpc.region ?? undefined } : undefined,
+    vpc,
+    vpcs: ourVpcs,
+    peerings,
     droplets,
     firewalls: fws.filter((f) => f.name && ourFwNames.has(f.name)).map(toFirewall),
     reservedIps: rips.map((r) => ({ ip: r.ip ?? '', dropletId: r.droplet?.id ?? undefined, region: r.region?.slug ?? undefined })),
@@ -333,6 +367,20 @@ export async function readActual(client: DoClient, spec: CloudSpec, opts: ReadOp
 
 export function dropletNames(g: GroupSpec): string[] {
   return Array.from({ length: g.count }, (_, i) => `${g.prefix}${i + 1}`);
+}
+/** The region of a group's droplet: its regions in turn (mgr1 in the first, mgr2 in the second...). */
+export function dropletRegion(g: GroupSpec, name: string): string {
+  const i = dropletNames(g).indexOf(name);
+  return g.regions[Math.max(0, i) % g.regions.length]!;
+}
+/** The tag of a region's droplets when the farm spans several regions (its firewall applies to it). */
+export const regionTag = (spec: CloudSpec, region: string): string => `${spec.ownerTag}-${region}`;
+/** The VPC peerings the inventory needs: every pair of its regions' VPCs (none with one region). */
+export function vpcPeerings(spec: CloudSpec): { name: string; vpcs: [string, string] }[] {
+  const out: { name: string; vpcs: [string, string] }[] = [];
+  for (const [i, a] of spec.regions.entries())
+    for (const b of spec.regions.slice(i + 1)) out.push({ name: `${spec.ownerTag}-${a.slug}-${b.slug}`, vpcs: [a.vpc.name, b.vpc.name] });
+  return out;
 }
 export function volumeName(droplet: string): string {
   return `${droplet}-data`;
@@ -353,27 +401,32 @@ export interface ClusterPort {
   ports: string;
 }
 
-/** The two firewalls' names: the main one (every droplet) and the edge one. */
-export function firewallNames(spec: CloudSpec): [main: string, edge: string] {
-  return [spec.firewallName, `${spec.firewallName}-edge`];
+/** The firewalls' names: the main one (every droplet; one per region when there are several) and the edge one. */
+export function firewallNames(spec: CloudSpec): string[] {
+  const main = spec.regions.length > 1 ? spec.regions.map((r) => `${spec.firewallName}-${r.slug}`) : [spec.firewallName];
+  return [...main, `${spec.firewallName}-edge`];
 }
 
 /** The firewalls: SSH from management ranges; the cluster ports only inside the VPC (all droplets of the
  *  farm); 80/443 only to the edge group. */
 export function desiredFirewalls(spec: CloudSpec, clusterPorts: readonly ClusterPort[]): FirewallSpec[] {
-  const inside = spec.vpc.ipRange ? { addresses: [spec.vpc.ipRange] } : { tags: [spec.ownerTag] };
+  // several regions: the cluster ports from every region's VPC range (the peerings carry the traffic)
+  const ranges = spec.regions.map((r) => r.vpc.ipRange).filter((x): x is string => !!x);
+  const inside = ranges.length === spec.regions.length ? { addresses: ranges } : { tags: [spec.ownerTag] };
   const cluster: RuleSpec[] = clusterPorts.map((p) => ({ protocol: p.protocol, ports: p.ports, ...inside }));
-  const [mainName, edgeName] = firewallNames(spec);
-  const main: FirewallSpec = {
-    name: mainName,
-    tags: [spec.ownerTag],
+  const names = firewallNames(spec);
+  const edgeName = names[names.length - 1]!;
+  const multi = spec.regions.length > 1;
+  const mains: FirewallSpec[] = spec.regions.map((r, i) => ({
+    name: names[i]!,
+    tags: [multi ? regionTag(spec, r.slug) : spec.ownerTag],
     inbound: [{ protocol: 'tcp', ports: '22', addresses: [...spec.managementCidrs] }, ...cluster],
     outbound: [
       { protocol: 'tcp', ports: '0', addresses: ANY },
       { protocol: 'udp', ports: '0', addresses: ANY },
       { protocol: 'icmp', ports: '0', addresses: ANY },
     ],
-  };
+  }));
   const edge: FirewallSpec = {
     name: edgeName,
     tags: [`${spec.ownerTag}-${spec.edgeGroup}`],
@@ -383,7 +436,7 @@ export function desiredFirewalls(spec: CloudSpec, clusterPorts: readonly Cluster
     ],
     outbound: [],
   };
-  return [main, edge];
+  return [...mains, edge];
 }
 
 function ruleKey(r: RuleSpec): string {
@@ -414,6 +467,7 @@ export function firewallDiff(want: FirewallSpec, have: FirewallSpec): string[] {
 
 export type DoAction =
   | { kind: 'create-vpc'; name: string; region: string; ipRange?: string }
+  | { kind: 'create-vpc-peering'; name: string; vpcs: [string, string] }
   | {
       kind: 'create-droplets';
       group: string;
@@ -438,6 +492,8 @@ export function describeAction(a: DoAction): string {
   switch (a.kind) {
     case 'create-vpc':
       return `create VPC ${a.name} in ${a.region}${a.ipRange ? ` (${a.ipRange})` : ''}`;
+    case 'create-vpc-peering':
+      return `create VPC peering ${a.name} (${a.vpcs.join(' <-> ')})`;
     case 'create-droplets':
       return `create droplets ${a.names.join(', ')} [${a.group}] (${a.size}, ${a.image}, ${a.region}, tags ${a.tags.join(',')})`;
     case 'create-volume':
@@ -466,28 +522,36 @@ export function describeAction(a: DoAction): string {
  *  and explicit). */
 export function planProvision(spec: CloudSpec, actual: DoActual, clusterPorts: readonly ClusterPort[]): DoAction[] {
   const actions: DoAction[] = [];
-  if (!actual.vpc) actions.push({ kind: 'create-vpc', name: spec.vpc.name, region: spec.region, ipRange: spec.vpc.ipRange });
-  else if (spec.vpc.ipRange && actual.vpc.ipRange && actual.vpc.ipRange !== spec.vpc.ipRange)
-    actions.push({
-      kind: 'note',
-      message: `VPC ${spec.vpc.name} has ip_range ${actual.vpc.ipRange}, inventory says ${spec.vpc.ipRange} (not changed: a VPC range is immutable)`,
-    });
+  for (const r of spec.regions) {
+    const have = actual.vpcs.find((v) => v.name === r.vpc.name);
+    if (!have) actions.push({ kind: 'create-vpc', name: r.vpc.name, region: r.slug, ipRange: r.vpc.ipRange });
+    else if (r.vpc.ipRange && have.ipRange && have.ipRange !== r.vpc.ipRange)
+      actions.push({
+        kind: 'note',
+        message: `VPC ${r.vpc.name} has ip_range ${have.ipRange}, inventory says ${r.vpc.ipRange} (not changed: a VPC range is immutable)`,
+      });
+  }
+  for (const p of vpcPeerings(spec))
+    if (!actual.peerings.some((x) => x.name === p.name)) actions.push({ kind: 'create-vpc-peering', name: p.name, vpcs: p.vpcs });
   const byName = new Map(actual.droplets.map((d) => [d.name, d]));
   for (const g of spec.groups) {
     const names = dropletNames(g);
-    const missing = names.filter((n) => !byName.has(n));
-    // the API creates at most 10 droplets per request
-    for (let i = 0; i < missing.length; i += 10) {
-      actions.push({
-        kind: 'create-droplets',
-        group: g.name,
-        names: missing.slice(i, i + 10),
-        size: g.size,
-        image: g.image ?? spec.image,
-        region: spec.region,
-        tags: g.tags,
-        sshKeys: spec.sshKeys.map(String),
-      });
+    for (const region of g.regions) {
+      const missing = names.filter((n) => !byName.has(n) && dropletRegion(g, n) === region);
+      const tags = spec.regions.length > 1 ? [...g.tags, regionTag(spec, region)] : g.tags;
+      // the API creates at most 10 droplets per request
+      for (let i = 0; i < missing.length; i += 10) {
+        actions.push({
+          kind: 'create-droplets',
+          group: g.name,
+          names: missing.slice(i, i + 10),
+          size: g.size,
+          image: g.image ?? spec.image,
+          region,
+          tags,
+          sshKeys: spec.sshKeys.map(String),
+        });
+      }
     }
     for (const n of names) {
       const d = byName.get(n);
@@ -504,11 +568,12 @@ export function planProvision(spec: CloudSpec, actual: DoActual, clusterPorts: r
         const vname = volumeName(n);
         const vol = actual.volumes.find((v) => v.name === vname);
         const d = byName.get(n);
+        const region = dropletRegion(g, n);
         if (!vol) {
-          actions.push({ kind: 'create-volume', name: vname, sizeGb: g.volumeGb, region: spec.region, droplet: n, tags: [spec.ownerTag] });
-          actions.push({ kind: 'attach-volume', volume: vname, droplet: n, region: spec.region });
+          actions.push({ kind: 'create-volume', name: vname, sizeGb: g.volumeGb, region, droplet: n, tags: [spec.ownerTag] });
+          actions.push({ kind: 'attach-volume', volume: vname, droplet: n, region });
         } else {
-          if (!d || !vol.dropletIds.includes(d.id)) actions.push({ kind: 'attach-volume', volume: vname, droplet: n, region: spec.region });
+          if (!d || !vol.dropletIds.includes(d.id)) actions.push({ kind: 'attach-volume', volume: vname, droplet: n, region });
           if (vol.sizeGb < g.volumeGb)
             actions.push({
               kind: 'note',
@@ -531,7 +596,9 @@ export function planProvision(spec: CloudSpec, actual: DoActual, clusterPorts: r
     const edgeNames = dropletNames(edge);
     const edgeIds = new Set(edgeNames.map((n) => byName.get(n)?.id).filter((x): x is number => x !== undefined));
     const assigned = actual.reservedIps.find((r) => r.dropletId !== undefined && edgeIds.has(r.dropletId));
-    if (!assigned) actions.push({ kind: 'create-reserved-ip', droplet: edgeNames[0]!, region: spec.region });
+    // a reserved IP lives in one region: the primary's first edge droplet
+    const target = edgeNames.find((n) => dropletRegion(edge, n) === spec.region) ?? edgeNames[0]!;
+    if (!assigned) actions.push({ kind: 'create-reserved-ip', droplet: target, region: dropletRegion(edge, target) });
   }
   if (spec.loadBalancer.enabled && !actual.loadBalancer) {
     actions.push({
@@ -619,6 +686,10 @@ export async function applyProvision(
     if (!d) throw new Error(`droplet ${name} not found after creation`);
     return d.id;
   };
+  const vpcOf = (region: string): VpcInfo | undefined => {
+    const name = spec.regions.find((r) => r.slug === region)?.vpc.name;
+    return actual.vpcs.find((v) => v.name === name);
+  };
   const record = (a: DoAction, extra = '') => {
     const line = describeAction(a) + extra;
     done.push(line);
@@ -630,7 +701,7 @@ export async function applyProvision(
         log(describeAction(a));
         break;
       case 'create-vpc': {
-        if (actual.vpc) break;
+        if (actual.vpcs.some((v) => v.name === a.name)) break;
         const r = await client.v2.vpcs.post({
           name: a.name,
           region: a.region,
@@ -639,7 +710,18 @@ export async function applyProvision(
         });
         const v = (r as { vpc?: Vpc } | undefined)?.vpc;
         if (!v?.id) throw new Error(`VPC ${a.name}: the API returned no id`);
-        actual.vpc = { id: String(v.id), name: v.name ?? a.name, ipRange: v.ipRange ?? a.ipRange, region: v.region ?? a.region };
+        const info = { id: String(v.id), name: v.name ?? a.name, ipRange: v.ipRange ?? a.ipRange, region: v.region ?? a.region };
+        actual.vpcs.push(info);
+        if (a.name === spec.vpc.name) actual.vpc = info;
+        record(a);
+        break;
+      }
+      case 'create-vpc-peering': {
+        if (actual.peerings.some((p) => p.name === a.name)) break;
+        const ids = a.vpcs.map((n) => actual.vpcs.find((v) => v.name === n)?.id);
+        if (ids.some((x) => !x)) throw new Error(`VPC peering ${a.name}: VPC ${a.vpcs.join(' or ')} not found`);
+        const r = await client.v2.vpc_peerings.post({ name: a.name, vpcIds: ids as string[] });
+        actual.peerings.push({ id: String(r?.vpcPeering?.id ?? ''), name: a.name, vpcIds: ids as string[] });
         record(a);
         break;
       }
@@ -654,7 +736,7 @@ export async function applyProvision(
           sshKeys: a.sshKeys,
           tags: a.tags,
           monitoring: true,
-          ...(actual.vpc ? { vpcUuid: actual.vpc.id } : {}),
+          ...(vpcOf(a.region) ? { vpcUuid: vpcOf(a.region)!.id } : {}),
         };
         if (names.length === 1) await client.v2.droplets.post({ ...base, name: names[0] });
         else await client.v2.droplets.post({ ...base, names });
@@ -769,6 +851,7 @@ export type DestroyAction =
   | { kind: 'delete-firewall'; id: string; name: string }
   | { kind: 'delete-droplet'; id: number; name: string }
   | { kind: 'delete-volume'; id: string; name: string }
+  | { kind: 'delete-vpc-peering'; id: string; name: string }
   | { kind: 'delete-vpc'; id: string; name: string };
 
 export function describeDestroy(a: DestroyAction): string {
@@ -783,6 +866,8 @@ export function describeDestroy(a: DestroyAction): string {
       return `delete droplet ${a.name} (${a.id})`;
     case 'delete-volume':
       return `delete volume ${a.name}`;
+    case 'delete-vpc-peering':
+      return `delete VPC peering ${a.name}`;
     case 'delete-vpc':
       return `delete VPC ${a.name}`;
   }
@@ -799,7 +884,8 @@ export function planDestroy(spec: CloudSpec, actual: DoActual): DestroyAction[] 
   for (const f of actual.firewalls) out.push({ kind: 'delete-firewall', id: f.id, name: f.name });
   for (const d of actual.droplets) out.push({ kind: 'delete-droplet', id: d.id, name: d.name });
   for (const v of actual.volumes) out.push({ kind: 'delete-volume', id: v.id, name: v.name });
-  if (actual.vpc) out.push({ kind: 'delete-vpc', id: actual.vpc.id, name: actual.vpc.name });
+  for (const p of actual.peerings) out.push({ kind: 'delete-vpc-peering', id: p.id, name: p.name });
+  for (const v of actual.vpcs) out.push({ kind: 'delete-vpc', id: v.id, name: v.name });
   void spec;
   return out;
 }
@@ -831,6 +917,9 @@ export async function applyDestroy(
             break;
           case 'delete-volume':
             await client.v2.volumes.byVolume_id(a.id).delete();
+            break;
+          case 'delete-vpc-peering':
+            await client.v2.vpc_peerings.byVpc_peering_id(a.id).delete();
             break;
           case 'delete-vpc':
             await client.v2.vpcs.byVpc_id(a.id).delete();

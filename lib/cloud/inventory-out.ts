@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import path from 'node:path';
 import { Document, parseDocument, isMap } from 'yaml';
 import type { CloudSpec } from './config.ts';
-import { dropletNames, type DoActual } from './digitalocean.ts';
+import { dropletNames, dropletRegion, type DoActual } from './digitalocean.ts';
 
 export interface InventoryHost {
   address: string;
@@ -43,7 +43,12 @@ export function inventoryFromActual(
         port: 22,
         user: spec.user,
         ...(spec.key ? { key: spec.key } : {}),
-        vars: { private_address: d.privateV4 ?? null, public_address: d.publicV4 ?? null, droplet_id: d.id },
+        vars: {
+          private_address: d.privateV4 ?? null,
+          public_address: d.publicV4 ?? null,
+          droplet_id: d.id,
+          region: d.region ?? dropletRegion(g, n),
+        },
       };
       names.push(n);
     }
@@ -61,6 +66,9 @@ export function inventoryFromActual(
     cloud_provider: spec.provider,
     cloud_region: spec.region,
     vpc_cidr: actual.vpc?.ipRange ?? spec.vpc.ipRange ?? null,
+    // every region in order (the primary first): galera's gmcast.segment follows it (roles/galera/regions.ts)
+    regions: spec.regions.map((r) => r.slug),
+    vpc_cidrs: spec.regions.map((r) => actual.vpcs.find((v) => v.name === r.vpc.name)?.ipRange ?? r.vpc.ipRange ?? null),
     edge_group: spec.edgeGroup,
     edge_address: edgeAddress ?? null,
     reserved_ip: rip?.ip ?? null,

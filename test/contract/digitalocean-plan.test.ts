@@ -41,7 +41,7 @@ const RAW = {
 };
 
 const spec = (over: Record<string, unknown> = {}): CloudSpec => parseCloudSection({ ...structuredClone(RAW), ...over });
-const empty: DoActual = { droplets: [], firewalls: [], reservedIps: [], volumes: [] };
+const empty: DoActual = { vpcs: [], peerings: [], droplets: [], firewalls: [], reservedIps: [], volumes: [] };
 
 function droplet(id: number, name: string, group: string, size: string): DropletInfo {
   return {
@@ -66,8 +66,11 @@ function converged(s: CloudSpec): DoActual {
     droplet(6, 'st1', 'storage', 's-2vcpu-4gb'),
     droplet(7, 'st2', 'storage', 's-2vcpu-4gb'),
   ];
+  const vpc = { id: 'v', name: 'wpfarm-vpc', ipRange: '10.110.0.0/20' };
   return {
-    vpc: { id: 'v', name: 'wpfarm-vpc', ipRange: '10.110.0.0/20' },
+    vpc,
+    vpcs: [vpc],
+    peerings: [],
     droplets,
     firewalls: desiredFirewalls(s, CLUSTER_PORTS).map((f, i) => ({ ...f, id: `fw${i}` })),
     reservedIps: [{ ip: '198.51.100.1', dropletId: 1 }],
@@ -208,7 +211,7 @@ test('inventory output: hosts, groups and edge address from what exists', () => 
     port: 22,
     user: 'root',
     key: '~/.ssh/id_ed25519',
-    vars: { private_address: '10.110.0.7', public_address: '192.0.2.7', droplet_id: 7 },
+    vars: { private_address: '10.110.0.7', public_address: '192.0.2.7', droplet_id: 7, region: 'fra1' },
   });
   assert.equal(inv.vars['edge_address'], '198.51.100.1');
   assert.equal(inv.vars['cloudflare_zone'], 'example.com');

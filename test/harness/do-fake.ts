@@ -30,6 +30,7 @@ export class DoFake {
   readonly requests: FakeRequest[] = [];
   droplets: Json[] = [];
   vpcs: Json[] = [];
+  peerings: Json[] = [];
   firewalls: Json[] = [];
   reservedIps: Json[] = [];
   loadBalancers: Json[] = [];
@@ -364,6 +365,26 @@ export class DoFake {
           return this.send(res, 403, { id: 'forbidden', message: 'VPC has members' });
         this.vpcs = this.vpcs.filter((x) => x !== v);
         return this.send(res, 204);
+      }
+    }
+    if (seg[1] === 'vpc_peerings' && seg.length === 2) {
+      if (method === 'GET') return this.page(url, 'vpc_peerings', this.peerings, res);
+      if (method === 'POST') {
+        const ids = (b['vpc_ids'] as string[] | undefined) ?? [];
+        if (ids.length !== 2 || !ids.every((id) => this.vpcs.some((v) => v['id'] === id)))
+          return this.send(res, 422, { id: 'unprocessable_entity', message: 'vpc_ids: two existing VPCs' });
+        const p = { id: randomUUID(), name: b['name'], vpc_ids: ids, created_at: now, status: 'ACTIVE' };
+        this.peerings.push(p);
+        return this.send(res, 202, { vpc_peering: p });
+      }
+    }
+    if (seg[1] === 'vpc_peerings' && seg.length === 3) {
+      const p = this.peerings.find((x) => x['id'] === seg[2]);
+      if (!p) return this.notFound(res, 'vpc_peering');
+      if (method === 'GET') return this.send(res, 200, { vpc_peering: p });
+      if (method === 'DELETE') {
+        this.peerings = this.peerings.filter((x) => x !== p);
+        return this.send(res, 202, { vpc_peering: { ...p, status: 'DELETING' } });
       }
     }
     if (seg[1] === 'firewalls' && seg.length === 2) {
