@@ -170,7 +170,8 @@ const CloudSection = z
         ctx.addIssue({
           code: 'custom',
           path: ['groups', g, 'regions'],
-          message: `${g} is Gluster storage: a volume's replicas write synchronously, it must stay within one region (got ${rs.join(', ')})`,
+          message:
+            `${g} is Gluster storage: a volume's replicas write synchronously, ` + `it must stay within one region (got ${rs.join(', ')})`,
         });
       if (QUORUM_GROUPS.includes(g)) {
         if (rs.length === 2)

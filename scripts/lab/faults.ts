@@ -269,7 +269,8 @@ export async function regions(action: string, args: string[]): Promise<void> {
       const partitioned = action === 'partition' ? [...new Set([...base.partitioned, r])] : base.partitioned.filter((x) => x !== r);
       await setRegions({ ...base, partitioned });
       say(
-        `region ${r}: ${action === 'partition' ? 'cut off from the other regions' : 'reconnected'} (partitioned now: ${partitioned.join(' ') || 'none'})`,
+        `region ${r}: ${action === 'partition' ? 'cut off from the other regions' : 'reconnected'} ` +
+          `(partitioned now: ${partitioned.join(' ') || 'none'})`,
       );
       return;
     }
