@@ -474,7 +474,7 @@ vars:
   # Alertmanager's receiver: a webhook on this machine (the lab bridge's gateway); test/lab/75-monitoring
   # listens there, otherwise notifications fail and are retried (production: slack, email, pagerduty, ...)
   alert_channels: [{ type: webhook, url: "http://${gateway}:19093/alert" }]
-  # simulated regions (host var region; \`lab.ts regions apply\` adds netem delay and loss between them): one manager
+  # simulated regions (host var region; \`lab.ts regions apply\` adds delay and loss between them): one manager
   # and one Galera node per region (gmcast.segment each), storage within region a. Galera's WAN timeouts scaled
   # down from Codership's PT3S/PT30S/PT1M/PT1M so that the lab's region-partition test stays short
   regions: [${LAB_REGIONS.join(', ')}]
