@@ -8,24 +8,29 @@
 //   step                          what it does
 //   edge stand-in image           build/push files/images/edge-haproxy (content-hashed tag, like the site images)
 //   edge stand-in configuration   read the labelled services; render haproxy.cfg and the crt-list; certificates
-//   edge stand-in stack           the configs and certificate secrets (content-hashed), docker stack deploy edge
+//   edge stand-in files           on every edge node: haproxy.cfg, crt-list and certificates in edge_standin_dir
+//                                 (root 0700, keys 0600); when they changed, checked and reloaded (SIGUSR2) in place
+//   edge stand-in stack           docker stack deploy edge (the image; the files are bind-mounted: a new route is a
+//                                 reload, not a redeploy)
 import path from 'node:path';
 import { InputError } from '../../lib/errors.ts';
 import { task } from '../../lib/ops/base.ts';
-import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
+import { stackDeploy } from '../../lib/ops/docker.ts';
 import type { Step, StepContext, TaskOutcome } from '../../lib/types.ts';
 import { ensureImage, localImageId, contextHash } from '../wp-site/images.ts';
 import { wpSiteSettings } from '../wp-site/reconcile.ts';
-import { ENTRY_POINTS, hash8, toYaml, type TraefikSettings } from './config.ts';
+import { ENTRY_POINTS, toYaml, type TraefikSettings } from './config.ts';
 import { ensureHostCert, ensureLabCa } from './lab-ca.ts';
 import { StandinError, certFile, crtList, edgeModel, haproxyConfig, type EdgeModel, type LabelledService } from './standin.ts';
 
 export const STANDINS = ['haproxy'] as const;
 const IMAGE = 'wpfarm/edge-haproxy';
 const CFG_DIR = '/usr/local/etc/haproxy';
+/** the stand-in's files on each edge node (bind-mounted read-only at CFG_DIR) */
+const HOST_DIR = '/etc/wpfarm/edge';
 export const STANDIN_STACK = 'edge';
 
-interface Rendered {
+export interface Rendered {
   model: EdgeModel;
   config: string;
   crtList: string;
@@ -77,6 +82,48 @@ async function waitRunning(ctx: StepContext, service: string, timeoutMs: number)
     await new Promise((res) => setTimeout(res, 2000));
   }
   throw new Error(`${service}: not running on every manager after ${timeoutMs / 1000} s (running/managers: ${last})`);
+}
+
+/** One line per file on stdin: `NAME MODE BASE64` (the certificates' keys never stand on a command line). */
+export function filesBundle(r: Rendered): string {
+  const line = (name: string, mode: string, content: string) => `${name} ${mode} ${Buffer.from(content).toString('base64')}\n`;
+  return (
+    line('haproxy.cfg', '0644', r.config) +
+    line('crt-list', '0644', r.crtList) +
+    r.certs.map((c) => line(`certs/${certFile(c.host)}`, '0600', c.pem)).join('')
+  );
+}
+
+/**
+ * Write the bundle read on stdin into DIR (staged, compared, then renamed file by file: the directory itself is
+ * bind-mounted and must stay the same inode), remove certificates no longer listed, and when anything changed and
+ * the stand-in runs here: check the configuration with its own haproxy, reload it (SIGUSR2), or put the previous
+ * files back and fail. CHECK=1 only reports. Prints `@@changed FILE`, `@@removed FILE`, `@@reloaded`.
+ */
+export function filesScript(dir: string, check: boolean): string {
+  return `set -eu
+d=${dir}; s=$d/.stage; p=$d/.prev; CHECK=${check ? 1 : 0}
+rm -rf "$s" "$p"; mkdir -p "$s/certs" "$p/certs"
+[ "$CHECK" = 1 ] || { mkdir -p "$d/certs"; chmod 0700 "$d" "$d/certs"; }
+while read -r name mode b64; do printf '%s' "$b64" | base64 -d > "$s/$name"; chmod "$mode" "$s/$name"; done
+changed=$(cd "$s" && find . -type f | sort | while read -r f; do cmp -s "$f" "$d/$f" 2>/dev/null || echo "\${f#./}"; done)
+removed=$( { [ -d "$d/certs" ] && cd "$d" && find ./certs -type f; } | while read -r f; do [ -e "$s/$f" ] || echo "\${f#./}"; done)
+for f in $changed; do echo "@@changed $f"; done
+for f in $removed; do echo "@@removed $f"; done
+if [ "$CHECK" = 1 ] || [ -z "$changed$removed" ]; then rm -rf "$s" "$p"; exit 0; fi
+for f in $changed $removed; do [ ! -e "$d/$f" ] || cp -p "$d/$f" "$p/$f"; done
+for f in $changed; do mv -f "$s/$f" "$d/$f"; done
+for f in $removed; do rm -f "$d/$f"; done
+cid=$(docker ps -q --filter label=com.docker.swarm.service.name=${STANDIN_STACK}_haproxy | head -n1)
+if [ -n "$cid" ]; then
+  if ! out=$(docker exec "$cid" haproxy -c -q -f ${CFG_DIR}/haproxy.cfg 2>&1); then
+    for f in $changed; do if [ -e "$p/$f" ]; then mv -f "$p/$f" "$d/$f"; else rm -f "$d/$f"; fi; done
+    for f in $removed; do mv -f "$p/$f" "$d/$f"; done
+    rm -rf "$s" "$p"; echo "the new configuration does not load; the previous files are back: $out" >&2; exit 1
+  fi
+  docker kill -s USR2 "$cid" >/dev/null && echo @@reloaded
+fi
+rm -rf "$s" "$p"`;
 }
 
 export function standinSteps(s: TraefikSettings): Step[] {
@@ -135,27 +182,28 @@ export function standinSteps(s: TraefikSettings): Step[] {
       { runOnce: true, register: 'edge_standin_config', tags: ['traefik', 'edge-standin'] },
     ),
     task(
+      'edge stand-in files',
+      async (c): Promise<TaskOutcome> => {
+        const r = c.registered.edge_standin_config?.result as Rendered | undefined;
+        if (!r) return { skipped: 'the configuration step did not run (--tags?)' };
+        const dir = str(c, 'edge_standin_dir', HOST_DIR);
+        const out = (await c.exec(filesScript(dir, c.check), { stdin: filesBundle(r) })).stdout;
+        const lines = out.split('\n');
+        const changes = [
+          ...lines.filter((l) => l.startsWith('@@changed ')).map((l) => `${c.check ? 'would write' : 'write'} ${dir}/${l.slice(10)}`),
+          ...lines.filter((l) => l.startsWith('@@removed ')).map((l) => `${c.check ? 'would remove' : 'remove'} ${dir}/${l.slice(10)}`),
+          ...(lines.includes('@@reloaded') ? ['reload haproxy here (SIGUSR2)'] : []),
+        ];
+        return changes.length ? { changed: true, changes } : { changed: false, reason: `${dir} holds this configuration` };
+      },
+      { tags: ['traefik', 'edge-standin'] },
+    ),
+    task(
       'edge stand-in stack',
       async (c): Promise<TaskOutcome> => {
         const image = (c.registered.edge_standin_image?.result as { ref: string } | undefined)?.ref;
-        const r = c.registered.edge_standin_config?.result as Rendered | undefined;
-        if (!image || !r) return { skipped: 'the image or the configuration step did not run (--tags?)' };
+        if (!image) return { skipped: 'the image step did not run (--tags?)' };
         const changes: string[] = [];
-        const named = async (op: ReturnType<typeof dockerConfig>): Promise<string> => {
-          const res = await c.run(op);
-          if (res.status === 'failed') throw new Error(res.error ?? `${op.title} failed`);
-          changes.push(...res.changes);
-          return (res.result as SecretResult).name;
-        };
-        const cfgName = await named(dockerConfig({ name: 'edge_haproxy_cfg', content: r.config }));
-        const listName = await named(dockerConfig({ name: 'edge_crt_list', content: r.crtList }));
-        const secrets: Record<string, unknown> = {};
-        const serviceSecrets: Record<string, unknown>[] = [];
-        for (const [i, cert] of r.certs.entries()) {
-          const name = await named(dockerSecret({ name: `edge_cert_${hash8(cert.host)}`, content: cert.pem }));
-          secrets[`cert${i}`] = { external: true, name };
-          serviceSecrets.push({ source: `cert${i}`, target: certFile(cert.host), mode: 0o400 });
-        }
         const stack = {
           version: '3.8',
           services: {
@@ -166,11 +214,8 @@ export function standinSteps(s: TraefikSettings): Step[] {
                 { target: 443, published: 443, protocol: 'tcp', mode: 'host' },
                 { target: ENTRY_POINTS.metrics, published: ENTRY_POINTS.metrics, protocol: 'tcp', mode: 'host' },
               ],
-              configs: [
-                { source: 'haproxy_cfg', target: `${CFG_DIR}/haproxy.cfg`, mode: 0o444 },
-                { source: 'crt_list', target: `${CFG_DIR}/crt-list`, mode: 0o444 },
-              ],
-              secrets: serviceSecrets,
+              // every edge node's own copy (the files step): changed in place and reloaded, never redeployed
+              volumes: [{ type: 'bind', source: str(c, 'edge_standin_dir', HOST_DIR), target: CFG_DIR, read_only: true }],
               networks: [s.network],
               deploy: {
                 mode: 'global',
@@ -185,8 +230,6 @@ export function standinSteps(s: TraefikSettings): Step[] {
             },
           },
           networks: { [s.network]: { external: true, name: s.network } },
-          configs: { haproxy_cfg: { external: true, name: cfgName }, crt_list: { external: true, name: listName } },
-          secrets,
         };
         const d = await c.run(stackDeploy({ name: STANDIN_STACK, compose: toYaml(stack), resolveImage: 'never' }));
         if (d.status === 'failed') throw new Error(d.error ?? 'stack deploy failed');

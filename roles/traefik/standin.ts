@@ -22,7 +22,8 @@ import { traefikDynamicConfig, type TraefikSettings } from './config.ts';
 import { labelsToDynamic, type DynamicConfig } from './labels.ts';
 import { parseRule, ruleHosts, type RuleNode } from './rules.ts';
 
-export const STANDIN_CERT_DIR = '/run/secrets';
+/** where the stand-in's container reads its certificates (the host's edge_standin_dir/certs, bind-mounted) */
+export const STANDIN_CERT_DIR = '/usr/local/etc/haproxy/certs';
 /** Backend slots per service (server-template): the most replicas the edge sends to. */
 export const STANDIN_SERVER_SLOTS = 8;
 

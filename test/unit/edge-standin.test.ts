@@ -94,9 +94,9 @@ test('rate limit, headers, compression, retries, sticky cookie, health check, re
   assert.ok(l.includes('ssl-default-bind-curves X25519:P-256:P-384'));
   assert.equal(
     crtList(m),
-    '/run/secrets/edge-cert-blog.example.test.pem [alpn h2,http/1.1] blog.example.test\n' +
-      '/run/secrets/edge-cert-traefik.lab.example.com.pem [alpn h2,http/1.1] traefik.lab.example.com\n' +
-      '/run/secrets/edge-cert-www.blog.example.test.pem [alpn h2,http/1.1] www.blog.example.test\n',
+    '/usr/local/etc/haproxy/certs/edge-cert-blog.example.test.pem [alpn h2,http/1.1] blog.example.test\n' +
+      '/usr/local/etc/haproxy/certs/edge-cert-traefik.lab.example.com.pem [alpn h2,http/1.1] traefik.lab.example.com\n' +
+      '/usr/local/etc/haproxy/certs/edge-cert-www.blog.example.test.pem [alpn h2,http/1.1] www.blog.example.test\n',
   );
 });
 
@@ -137,4 +137,55 @@ test('rules beyond the site routers: negations distribute, methods and client IP
   assert.throws(() => edgeModel(settings(), [{ service: 'x_api', labels: bad }]), StandinError);
   const missing = { ...labels, 'traefik.http.routers.api.middlewares': 'nope@file' };
   assert.throws(() => edgeModel(settings(), [{ service: 'x_api', labels: missing }]), /middleware nope@file does not exist/);
+});
+
+test("the stand-in's files on an edge node: written once, unchanged on a rerun, a dropped certificate removed, check mode writes nothing", async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { filesBundle, filesScript } = await import('../../roles/traefik/standin-steps.ts');
+  const root = mkdtempSync(join(tmpdir(), 'wpfarm-standin-files-'));
+  const dir = join(root, 'edge');
+  // no stand-in container runs on this machine: the check and reload are the lab's part (test/lab/61)
+  const run = (r: Parameters<typeof filesBundle>[0], check = false): string[] =>
+    execFileSync('bash', ['--norc', '-c', filesScript(dir, check)], {
+      input: filesBundle(r),
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin' },
+    })
+      .split('\n')
+      .filter(Boolean);
+  const cert = (host: string) => ({
+    host,
+    pem: `-----BEGIN CERTIFICATE-----\n${host}\n-----BEGIN PRIVATE KEY-----\nkey-of-${host}\n`,
+    issued: false,
+  });
+  const r1 = {
+    model: {} as never,
+    config: 'global\n  maxconn 10\n',
+    crtList: 'a b c\n',
+    certs: [cert('a.example.test'), cert('b.example.test')],
+  };
+  try {
+    assert.deepEqual(run(r1, true), [
+      '@@changed certs/edge-cert-a.example.test.pem',
+      '@@changed certs/edge-cert-b.example.test.pem',
+      '@@changed crt-list',
+      '@@changed haproxy.cfg',
+    ]);
+    assert.equal(existsSync(join(dir, 'haproxy.cfg')), false, 'check mode wrote nothing');
+    assert.equal(run(r1).length, 4);
+    assert.equal(readFileSync(join(dir, 'haproxy.cfg'), 'utf8'), r1.config);
+    assert.equal(readFileSync(join(dir, 'certs', 'edge-cert-b.example.test.pem'), 'utf8'), r1.certs[1]!.pem);
+    assert.equal(statSync(join(dir, 'certs', 'edge-cert-a.example.test.pem')).mode & 0o777, 0o600);
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    assert.deepEqual(run(r1), [], 'a rerun changes nothing');
+    const r2 = { ...r1, crtList: 'a c\n', certs: [r1.certs[0]!] };
+    assert.deepEqual(run(r2), ['@@changed crt-list', '@@removed certs/edge-cert-b.example.test.pem']);
+    assert.deepEqual(readdirSync(join(dir, 'certs')), ['edge-cert-a.example.test.pem']);
+    assert.deepEqual(readdirSync(dir).sort(), ['certs', 'crt-list', 'haproxy.cfg'], 'no staging or backup left');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
