@@ -5,7 +5,7 @@
 // timeline (RunRecord), the plan file (lib/plan.ts).
 import { chmodSync, closeSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { mask, maskDeep } from './secrets.ts';
+import { mask, maskedView } from './secrets.ts';
 import type { StepResult } from './types.ts';
 
 /** Bumped when a field changes meaning or goes away (adding a field or an event kind does not bump it). */
@@ -80,8 +80,10 @@ export class EventStream {
 
   /** The one function every event goes through. */
   emit(body: EventBody): RunEvent {
-    // maskDeep() returns a fresh copy of the body: stamped in place
-    const e = maskDeep(body) as RunEvent;
+    // the body as it is when masking changes nothing in it (the common case: no copy of its nested values), else
+    // a masked copy; listeners read events, never change them; the stamp goes on a shallow copy
+    const view = maskedView(body);
+    const e = (view === body ? { ...body } : view) as RunEvent;
     e.seq = ++this.seq;
     e.t = Math.round((performance.now() - this.t0) * 10) / 10;
     for (const l of this.listeners) {
@@ -182,7 +184,7 @@ export class RunRecord {
         this.hostMs.set(e.host, (this.hostMs.get(e.host) ?? 0) + e.ms);
         break;
       case 'command.start':
-        this.commands[e.host] = [...(this.commands[e.host] ?? []), e.t];
+        (this.commands[e.host] ??= []).push(e.t);
         this.roundTrips++;
         break;
       default:

@@ -44,7 +44,7 @@ import {
 } from './plan.ts';
 import { selectHosts } from './patterns.ts';
 import { type HostState, PrefetchedProbes, type RoleRunResult, type RunEnv, exitCodeFor, prefetchProbes, runRole } from './runner.ts';
-import { mask, maskDeep } from './secrets.ts';
+import { mask, maskedView } from './secrets.ts';
 import { renderTimeline, timelinePathFor } from './timeline.ts';
 import { ConnectionPool, sshOptions } from './transport.ts';
 import { ackTsxParent, guardAgainstTsxParent } from './tsx-parent.ts';
@@ -431,16 +431,19 @@ export class Run {
       data: Object.keys(rec.data).length ? rec.data : undefined,
     };
     // the report and the timeline always go in the run's directory; --json / --timeline write them there too
-    // one masked copy of the report for its files and the timeline (at 500 hosts each copy of the results is tens of MB)
-    const masked = maskDeep(report);
+    // the log ends with run.end (a command cut by the close ends after it, unlogged, as before); the connections go
+    // before the report is written: their buffers are free for it (the run's peak of memory)
+    this.log.close();
+    await this.pool.closeAll();
+    // the report masked once for its files and the timeline: itself when no secret is in it (at 500 hosts a copy of
+    // the results is tens of MB at the run's peak of memory), else one masked copy
+    const masked = maskedView(report);
     const text = jsonReportText(masked);
     for (const file of [join(this.runDir, 'report.json'), f.json].filter((x): x is string => !!x)) writePrivateFile(file, text);
     const timelines = [join(this.runDir, 'timeline.html'), f.timeline ?? (f.json ? timelinePathFor(f.json) : undefined)];
     // masked before rendering: the HTML escapes (&#39; &quot;...) would otherwise hide a secret from mask()
     const html = mask(renderTimeline(masked));
     for (const file of timelines.filter((x): x is string => !!x)) writePrivateFile(file, html);
-    this.log.close();
-    await this.pool.closeAll();
     if (this.sigint) {
       process.off('SIGINT', this.sigint);
       process.off('SIGTERM', this.sigint);

@@ -164,6 +164,48 @@ export function maskDeep<T>(value: T): T {
   return walk(value) as T;
 }
 
+/**
+ * `value` itself when maskDeep() would give an equal copy (no registered secret in any string or key, and nothing
+ * that maskDeep converts: no Map, Set or toJSON), else maskDeep(value). For values that are read or serialised,
+ * never mutated: a run's ~80 events per host and its report are walked without being copied.
+ */
+export function maskedView<T>(value: T): T {
+  if (secretSet.size === 0) return plainTree(value, 0) ? value : maskDeep(value);
+  return unchangedByMask(value, 0) ? value : maskDeep(value);
+}
+
+/** deeper than this, maskDeep() copies (a cycle or a very deep value: its own `seen` handles it) */
+const MAX_VIEW_DEPTH = 64;
+
+/** nothing in `v` is converted by maskDeep (no Map, Set, toJSON), whatever the strings */
+function plainTree(v: unknown, depth: number): boolean {
+  if (v === null || typeof v !== 'object') return true;
+  if (depth > MAX_VIEW_DEPTH || v instanceof Map || v instanceof Set) return false;
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return false;
+  if (Array.isArray(v)) {
+    for (const x of v) if (!plainTree(x, depth + 1)) return false;
+    return true;
+  }
+  const rec = v as Record<string, unknown>;
+  for (const k in rec) if (Object.hasOwn(rec, k) && !plainTree(rec[k], depth + 1)) return false;
+  return true;
+}
+
+/** plainTree(), and mask() leaves every string and key of `v` as it is */
+function unchangedByMask(v: unknown, depth: number): boolean {
+  if (typeof v === 'string') return mask(v) === v;
+  if (v === null || typeof v !== 'object') return true;
+  if (depth > MAX_VIEW_DEPTH || v instanceof Map || v instanceof Set) return false;
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return false;
+  if (Array.isArray(v)) {
+    for (const x of v) if (!unchangedByMask(x, depth + 1)) return false;
+    return true;
+  }
+  const rec = v as Record<string, unknown>;
+  for (const k in rec) if (Object.hasOwn(rec, k) && (mask(k) !== k || !unchangedByMask(rec[k], depth + 1))) return false;
+  return true;
+}
+
 /** For tests only: forget every secret. */
 export function clearSecretsForTests(): void {
   secretSet.clear();

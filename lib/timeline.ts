@@ -84,7 +84,15 @@ export function renderTimeline(report: TimelineReport): string {
   for (const r of results) lanes.add(r.host);
   const hosts = [...lanes];
   const roles = report.roleTimes ?? [];
-  const total = Math.max(1, report.wallMs ?? 0, ...results.map((r) => r.endMs), ...roles.map((r) => r.endMs));
+  let total = Math.max(1, report.wallMs ?? 0, ...roles.map((r) => r.endMs));
+  // each host's results, in order, found once (filtering all results per host was hosts x results: 5.75 M at 500 hosts)
+  const byHost = new Map<string, typeof results>();
+  for (const r of results) {
+    total = Math.max(total, r.endMs);
+    const list = byHost.get(r.host);
+    if (list) list.push(r);
+    else byHost.set(r.host, [r]);
+  }
   const crit = slowestPath({ ...report, results });
 
   const LABEL = 150;
@@ -119,10 +127,11 @@ export function renderTimeline(report: TimelineReport): string {
     parts.push(`<text class="host" x="${LABEL - 8}" y="${y + LANE / 2 + 4}">${esc(host)}</text>`);
     parts.push(`<line class="lane-line" x1="${LABEL}" x2="${LABEL + PLOT}" y1="${y + LANE - 1}" y2="${y + LANE - 1}"/>`);
     // waiting for the slowest host of the role: from this host's last step to the role's end
+    const own = byHost.get(host) ?? [];
     for (const ro of roles) {
-      const mine = results.filter((r) => r.host === host && r.role === ro.role);
-      if (!mine.length) continue;
-      const last = Math.max(...mine.map((r) => r.endMs));
+      let last = Number.NEGATIVE_INFINITY;
+      for (const r of own) if (r.role === ro.role) last = Math.max(last, r.endMs);
+      if (last === Number.NEGATIVE_INFINITY) continue;
       if (ro.endMs - last > total / 200) {
         parts.push(
           `<rect class="wait" x="${x(last).toFixed(1)}" y="${y + 11}" width="${w(ro.endMs - last).toFixed(1)}" ` +
@@ -131,7 +140,7 @@ export function renderTimeline(report: TimelineReport): string {
         );
       }
     }
-    for (const r of results.filter((q) => q.host === host)) {
+    for (const r of own) {
       const span = Math.max(0, r.endMs - r.startMs);
       const waited = Math.max(0, span - r.ms);
       const critical = crit.has(`${r.role}\u0000${r.host}`);

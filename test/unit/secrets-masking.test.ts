@@ -6,7 +6,7 @@ import { quote } from 'zx/core';
 import { unifiedDiff } from '../../lib/diff.ts';
 import { RemoteCommandError } from '../../lib/errors.ts';
 import { commandStdin } from '../../lib/ops/command.ts';
-import { encodings, mask, maskDeep, registerSecret } from '../../lib/secrets.ts';
+import { encodings, mask, maskDeep, maskedView, registerSecret } from '../../lib/secrets.ts';
 
 const S = 'a\\b\'c"d$e\nline-two-Zk81.*+?(x)|^';
 const KEY = '-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\nQ2xyzzyabc7788EE\n-----END KEY-----';
@@ -42,6 +42,31 @@ test('maskDeep masks before JSON.stringify: no escape sequence can hide a secret
   assert.ok(!text.includes('Zk81'), text);
   assert.match(text, /command echo \*\*\*"/);
   assert.match(text, /"when":"1970-01-01T00:00:00.000Z"/);
+});
+
+test('maskedView: the value itself when masking changes nothing in it, else the masked copy maskDeep makes', () => {
+  const clean = { kind: 'step.end', result: { step: 'file /etc/x', changes: ['mode 0644'], result: { n: 1, ok: true, none: null } } };
+  assert.equal(maskedView(clean), clean);
+  // a secret in a nested string or in a key: a masked copy, the original untouched
+  for (const dirty of [
+    { kind: 'log', result: { changes: [`token ${S}`] } },
+    { kind: 'data', data: { [`k ${S}`]: 1 } },
+  ]) {
+    const view = maskedView(dirty);
+    assert.notEqual(view, dirty);
+    assert.deepEqual(view, maskDeep(dirty));
+    assert.ok(!JSON.stringify(view).includes('Zk81'));
+    assert.ok(JSON.stringify(dirty).includes('Zk81'));
+  }
+  // what maskDeep converts (Map, Set, toJSON) is converted here too, secret or not
+  const conv = { m: new Map([['a', 1]]), s: new Set(['x']), when: new Date(0) };
+  assert.deepEqual(maskedView(conv), { m: { a: 1 }, s: ['x'], when: '1970-01-01T00:00:00.000Z' });
+  // a cycle is left to maskDeep
+  const cyc: Record<string, unknown> = { a: 'x' };
+  cyc.self = cyc;
+  const v = maskedView(cyc) as Record<string, unknown>;
+  assert.notEqual(v, cyc);
+  assert.equal(v.self, v);
 });
 
 test('diffs mask the old and the new content before diffing; a multiline secret never shows a line', () => {
