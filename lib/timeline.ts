@@ -163,8 +163,9 @@ export function renderTimeline(report: TimelineReport): string {
           `<rect class="waited" x="${x(r.startMs).toFixed(1)}" y="${y + 6}" width="${w(waited).toFixed(1)}" ` +
             'height="18" fill="url(#hatch)"/>',
         );
+      const minWidth = r.status === 'failed' || r.status === 'unreachable' ? 12 : 0;
       parts.push(
-        `<rect x="${x(r.startMs + waited).toFixed(1)}" y="${y + 6}" width="${Math.max(r.status === 'failed' || r.status === 'unreachable' ? 12 : 0, w(span - waited)).toFixed(1)}" ` +
+        `<rect x="${x(r.startMs + waited).toFixed(1)}" y="${y + 6}" width="${Math.max(minWidth, w(span - waited)).toFixed(1)}" ` +
           `height="18" rx="2" fill="${COLORS[r.status]}"/>`,
       );
       if (r.status === 'failed' || r.status === 'unreachable') {
