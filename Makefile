@@ -8,7 +8,7 @@ RUN    = node $$(test -f .wpfarm/cli/wpfarm.mjs && echo .wpfarm/cli/wpfarm.mjs |
 INVENTORY ?=
 export CI
 
-.PHONY: test-lab-golden images golden-image lint setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
+.PHONY: images golden-image lint setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
 
 setup:
 	@bash scripts/setup.sh
@@ -48,16 +48,11 @@ test-engine: node_modules/.package-lock.json
 # The test tiers run on a lab of their own (WPFARM_LAB=test, scripts/lab/config.ts: containers wpfarm-testlab-*,
 # network wpfarm-testlab on 10.78.0.0/24, state and inventory in .wpfarm/test-lab), beside the user's lab
 # (make lab-up / bootstrap: wpfarm-lab-*, 10.77.0.0/24, inventory/lab.yml), which they never read or change.
-test test-fast test-unit test-contract test-engine test-lab test-lab-golden: export WPFARM_LAB = test
+test test-fast test-unit test-contract test-engine test-lab: export WPFARM_LAB = test
 
 # Lab tier: the docker "VM" test lab, cluster roles and faults (sequential; brings the test lab up, tears it down).
 test-lab: setup
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/lab/*.test.ts
-
-# A golden node joins the test lab (test/lab-optin/22-golden-node, after test/lab/00 + 20): opt-in until the race in
-# swarm node labels is fixed (a node that has just joined may not be listed yet: the rerun then sets its label).
-test-lab-golden: setup
-	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/lab-optin/*.test.ts
 
 # What CI runs (.ci/run): every tier, the lab included (it builds the test lab, converges the farm, proves the roles
 # and their faults, and takes the test lab down leaving the machine as it was; a user's lab beside it is untouched).

@@ -2,9 +2,9 @@
 // phase 1 with it in the inventory converges with 0 package installs on it, it is a Ready swarm worker, and a rerun
 // changes nothing. The shared test lab's machines are not recreated: the node is one extra container, removed at
 // the end, and the other hosts' firewall (which lists the new address while it is there) is put back and compared.
-// Needs the test lab up with phase 1 converged (test/lab/00-lab, 20-cluster). Opt-in (make test-lab-golden) until
-// the race it found is fixed: swarm node labels are applied from the manager's node list right after the join, where
-// the new node may not be listed yet; the rerun then sets its label (1 pass, 1 fail at 12:29 on 2026-12-06).
+// Needs the test lab up with phase 1 converged (test/lab/00-lab, 20-cluster). It found a race (the node labels step
+// runs once, on the first worker that reaches it, and read the node list while the new node was still joining: the
+// rerun then set its label); since 25a94d7 a node that joins gets its labels in its own join step.
 import { ADDR, INVENTORY, KNOWN, ROOT, cli, containerName, labAddress, run, type Report } from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
