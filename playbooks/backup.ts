@@ -29,6 +29,7 @@ import { installBackupUnits, renderBackupUnits } from '../roles/backup/schedule.
 import { checkSiteFiles } from '../roles/backup/files.ts';
 import { markSuccess, readLedger, replicateBackups, replicationMetrics, retireKeys, verifyReplica } from '../roles/backup/replica.ts';
 import { runHostCommand } from '../roles/backup/runner.ts';
+import { writeBackupMetrics, type BackupKind, type BackupSuccess } from '../roles/backup/metrics.ts';
 import { sh } from '../lib/shell.ts';
 import { resolve } from 'node:path';
 
@@ -58,7 +59,7 @@ const CMD: CommandSpec = {
       type: 'string',
       arg: 'DIR',
       default: TEXTFILE_DIR,
-      help: "with replicate / --verify-replica: node-exporter's textfile directory on the db host (the lag metric)",
+      help: "node-exporter's textfile directory on the db host: the last successful backup per site and kind, the lag metric",
     },
     { name: 'install-timers', type: 'boolean', help: 'install the schedule on THIS machine (the controller) as systemd timers' },
     { name: 'unit-dir', type: 'string', arg: 'DIR', help: 'with --install-timers: write the units there' },
@@ -89,11 +90,14 @@ try {
     const replica = what === 'replicate' || o['verify-replica'] ? ctx.replicaStore() : undefined;
     const report: Array<Record<string, unknown>> = [];
     let failed = 0;
-    const step = async (name: string, f: () => Promise<unknown>) => {
+    // what succeeded, for the textfile collector (BackupTooOld): written on the db host at the end
+    const successes: BackupSuccess[] = [];
+    const step = async (name: string, f: () => Promise<unknown>, success?: { kind: BackupKind; site: string }) => {
       const t0 = Date.now();
       try {
         const result = await f();
         report.push({ step: name, ok: true, ms: Date.now() - t0, result });
+        if (success) successes.push({ ...success, at: new Date() });
       } catch (e) {
         failed++;
         report.push({ step: name, ok: false, ms: Date.now() - t0, error: mask((e as Error).message) });
@@ -165,22 +169,26 @@ try {
         });
       } else if (o['restore-test']) {
         for (const s of sites) {
-          await step(`restore-test ${s.id}`, async () => {
-            const rep = await restoreTestSite({
-              site: s.id,
-              store: ctx.store,
-              ageIdentity: ctx.settings.identity(),
-              db: { shell: await ctx.dbShell(), target: ctx.dbTarget(s) },
-              files: {
-                shell: await ctx.filesShell(),
-                access: await ctx.filesAccess(),
-                target: ctx.filesTarget(s),
-                scratchDir: `/tmp/wpfarm-restoretest-${s.id}-${randomBytes(6).toString('hex')}`,
-              },
-            });
-            if (!rep.ok) throw new Error(rep.problems.join('; '));
-            return rep;
-          });
+          await step(
+            `restore-test ${s.id}`,
+            async () => {
+              const rep = await restoreTestSite({
+                site: s.id,
+                store: ctx.store,
+                ageIdentity: ctx.settings.identity(),
+                db: { shell: await ctx.dbShell(), target: ctx.dbTarget(s) },
+                files: {
+                  shell: await ctx.filesShell(),
+                  access: await ctx.filesAccess(),
+                  target: ctx.filesTarget(s),
+                  scratchDir: `/tmp/wpfarm-restoretest-${s.id}-${randomBytes(6).toString('hex')}`,
+                },
+              });
+              if (!rep.ok) throw new Error(rep.problems.join('; '));
+              return rep;
+            },
+            { kind: 'restore-test', site: s.id },
+          );
         }
       } else if (what === 'sites-db') {
         for (const s of sites) {
@@ -196,6 +204,7 @@ try {
                   at: now,
                 })
               ).manifest,
+            { kind: 'db', site: s.id },
           );
           if (o.prune) {
             const policy: RetentionPolicy = { withinDays: s.backup.db.retention_days };
@@ -203,15 +212,18 @@ try {
           }
         }
       } else if (what === 'cluster-full' || what === 'cluster-incr') {
-        await step(what, async () =>
-          backupCluster({
-            shell: await ctx.dbShell(),
-            store: ctx.store,
-            target: ctx.clusterTarget(),
-            recipient: ctx.settings.recipient,
-            kind: what === 'cluster-full' ? 'full' : 'incr',
-            at: now,
-          }),
+        await step(
+          what,
+          async () =>
+            backupCluster({
+              shell: await ctx.dbShell(),
+              store: ctx.store,
+              target: ctx.clusterTarget(),
+              recipient: ctx.settings.recipient,
+              kind: what === 'cluster-full' ? 'full' : 'incr',
+              at: now,
+            }),
+          { kind: what, site: 'cluster' },
         );
         if (o.prune) {
           await step('prune cluster', async () => {
@@ -223,26 +235,32 @@ try {
         }
       } else if (what === 'config') {
         // the repository of this checkout, bundled on the controller itself
-        await step('config', () =>
-          backupConfig({
-            shell: new LocalShell('controller'),
-            store: ctx.store,
-            repoDir: process.cwd(),
-            recipient: ctx.settings.recipient,
-            at: now,
-          }),
+        await step(
+          'config',
+          () =>
+            backupConfig({
+              shell: new LocalShell('controller'),
+              store: ctx.store,
+              repoDir: process.cwd(),
+              recipient: ctx.settings.recipient,
+              at: now,
+            }),
+          { kind: 'config', site: 'config' },
         );
         if (o.prune) await step('prune config', () => pruneConfig({ store: ctx.store, now }));
       } else if (what === 'files') {
         for (const s of sites) {
-          await step(`files ${s.id}`, async () =>
-            backupSiteFiles({
-              shell: await ctx.filesShell(),
-              access: await ctx.filesAccess(),
-              target: ctx.filesTarget(s),
-              host: s.id,
-              time: now,
-            }),
+          await step(
+            `files ${s.id}`,
+            async () =>
+              backupSiteFiles({
+                shell: await ctx.filesShell(),
+                access: await ctx.filesAccess(),
+                target: ctx.filesTarget(s),
+                host: s.id,
+                time: now,
+              }),
+            { kind: 'files', site: s.id },
           );
           if (o.prune) {
             const policy: RetentionPolicy = {
@@ -255,6 +273,12 @@ try {
             );
           }
         }
+      }
+      if (successes.length) {
+        await step('backup metrics', async () => ({
+          host: (await ctx.dbShell()).name,
+          files: await writeBackupMetrics(await ctx.dbShell(), textfileDir, successes),
+        }));
       }
     } finally {
       await ctx.close();

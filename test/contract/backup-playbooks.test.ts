@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRgw, type Rgw } from '../harness/rgw.ts';
@@ -27,7 +27,12 @@ function play(script: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}):
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '-i', inv, '--sites-dir', sitesDir, '--local', ...args],
+      [
+        ...['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '-i', inv, '--sites-dir', sitesDir, '--local'],
+        // --local: the controller is the db host; its textfile directory is this test's
+        ...(script === 'backup.ts' ? ['--textfile-dir', join(work, 'textfile')] : []),
+        ...args,
+      ],
       { env: { ...env, ...extraEnv }, maxBuffer: 16 << 20, timeout: 300_000 },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
@@ -116,6 +121,18 @@ test('backup.ts: sites-db, files and cluster-full succeed with a JSON report (ex
     assert.equal(rep.ok, true);
     assert.ok(rep.steps.length >= 1 && rep.steps.every((s) => s.ok), r.stdout);
   }
+  // BackupTooOld's series, one textfile per kind (node-exporter's textfile collector)
+  const now = Date.now() / 1000;
+  for (const [kind, site] of [
+    ['db', 'shop1'],
+    ['files', 'shop1'],
+    ['cluster-full', 'cluster'],
+  ]) {
+    const prom = await readFile(join(work, 'textfile', `wpfarm_backup_${kind}.prom`), 'utf8');
+    const m = new RegExp(`^wpfarm_backup_last_success_timestamp_seconds\\{kind="${kind}",site="${site}"\\} (\\d+)$`, 'm').exec(prom);
+    assert.ok(m, `${kind}: ${prom}`);
+    assert.ok(now - Number(m[1]) < 600, `${kind}: last success ${m[1]}, now ${now}`);
+  }
 });
 
 test('restore-db.ts / restore-files.ts --date latest bring back destroyed rows and files (identical)', async () => {
@@ -154,6 +171,10 @@ test('backup.ts --restore-test passes; wrong credentials fail the run (exit 2) w
   };
   assert.equal(rep.steps[0]?.result.db.identicalToLive, true);
   assert.equal(rep.steps[0]?.result.files.identicalToLive, true);
+  const prom = await readFile(join(work, 'textfile', 'wpfarm_backup_restore-test.prom'), 'utf8');
+  assert.match(prom, /^wpfarm_backup_restore_test_last_success_timestamp_seconds\{site="shop1"\} \d+$/m);
+  // a failed run leaves the last success as it was
+  const dbBefore = await readFile(join(work, 'textfile', 'wpfarm_backup_db.prom'), 'utf8');
 
   const wrong = 'wrong-secret-key-for-test-0001';
   const r = await play('backup.ts', ['--what', 'sites-db'], { WPFARM_S3_SECRET_KEY: wrong });
@@ -162,6 +183,7 @@ test('backup.ts --restore-test passes; wrong credentials fail the run (exit 2) w
   assert.equal(j.ok, false);
   assert.match(j.steps[0]?.error ?? '', /credentials rejected \(SignatureDoesNotMatch/);
   assert.ok(!r.stdout.includes(wrong) && !r.stderr.includes(wrong));
+  assert.equal(await readFile(join(work, 'textfile', 'wpfarm_backup_db.prom'), 'utf8'), dbBefore);
 });
 
 test('backup.ts --what config: the repository as an encrypted git bundle; restored clone has the commits', async () => {
