@@ -85,7 +85,7 @@ try {
       throw new InputError(`--what is required: one of ${WHAT.join(', ')} (see --help)`);
     const textfileDir = o['textfile-dir'] as string;
     if (!textfileDir.startsWith('/')) throw new InputError(`--textfile-dir must be an absolute path, got '${textfileDir}'`);
-    const ctx = await backupContext(flags, { local: !!o.local, sitesDir: o['sites-dir'] as string });
+    const ctx = await backupContext(flags, { local: !!o.local, sitesDir: o['sites-dir'] as string | undefined });
     // the replica's settings are input: checked before anything runs
     const replica = what === 'replicate' || o['verify-replica'] ? ctx.replicaStore() : undefined;
     const report: Array<Record<string, unknown>> = [];

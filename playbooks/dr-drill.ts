@@ -28,7 +28,7 @@ restore test (checksums, row counts, file hashes), measures the RTO of each site
 };
 try {
   const p = parseOrExit(process.argv.slice(2), CMD);
-  const o = p.opts as { sample: number; site?: string[]; markdown?: string; local: boolean; 'sites-dir': string };
+  const o = p.opts as { sample: number; site?: string[]; markdown?: string; local: boolean; 'sites-dir'?: string };
   // bad input before the run starts: the replica's settings, the sites
   const ctx = await backupContext(p.flags, { local: o.local, sitesDir: o['sites-dir'] });
   let code: number = EXIT.OK;
@@ -40,7 +40,7 @@ try {
           ctx.sites.map((s) => s.id),
           o.sample,
         );
-    if (!ids.length) throw new InputError(`no site to drill: ${o['sites-dir']} has no site record`);
+    if (!ids.length) throw new InputError(`no site to drill: ${ctx.sitesDir} has no site record`);
     const ageIdentity = ctx.settings.identity();
     const run = Run.fromParsed(p, { name: 'dr-drill', lock: false });
     const startedAt = new Date();

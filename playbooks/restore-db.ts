@@ -24,7 +24,7 @@ time with zone). Without --into it REPLACES the site's database: --yes is requir
 try {
   const p = parseOrExit(process.argv.slice(2), CMD);
   const { flags } = p;
-  const extra = p.opts as { site?: string; date?: string; into?: string; yes: boolean; local: boolean; 'sites-dir': string };
+  const extra = p.opts as { site?: string; date?: string; into?: string; yes: boolean; local: boolean; 'sites-dir'?: string };
   if (!extra.site) throw new InputError('--site is required (see --help)');
   if (!extra.date) throw new InputError('--date is required: latest, YYYY-MM-DD or an ISO time (see --help)');
   checkSite(extra.site);

@@ -21,7 +21,7 @@ const CMD: CommandSpec = {
 try {
   const p = parseOrExit(process.argv.slice(2), CMD);
   const { flags } = p;
-  const extra = p.opts as { site?: string; date?: string; yes: boolean; local: boolean; 'sites-dir': string };
+  const extra = p.opts as { site?: string; date?: string; yes: boolean; local: boolean; 'sites-dir'?: string };
   if (!extra.site) throw new InputError('--site is required (see --help)');
   if (!extra.date) throw new InputError('--date is required: latest, YYYY-MM-DD or an ISO time (see --help)');
   checkSite(extra.site);

@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
-import { IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, PROFILE, ROOT, SUBNET, SVC, containerName, nodeImageKind } from './lab/config.ts';
+import { CTL, IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, PROFILE, ROOT, S3, SUBNET, SVC, containerName, nodeImageKind } from './lab/config.ts';
+import { installBackupSchedule, waitS3 } from './lab/backups.ts';
 import {
   ensureDocker,
   ensureInotifyInstances,
@@ -37,6 +38,7 @@ import {
   writeInventory,
   writeKnownHosts,
   writeLabEnv,
+  writeS3Keys,
   type NodeUpResult,
 } from './lab/nodes.ts';
 import { compareSnapshots, formatDiff, isLabThing, takeSnapshot, type HostSnapshot } from './lab/snapshot.ts';
@@ -88,8 +90,12 @@ async function labUpLocked(): Promise<LabUpResult> {
           'WPFARM_LAB_NODE_IMAGE=bare for bare nodes)'
       : `nodes start bare from ${IMAGES.node} (WPFARM_LAB_NODE_IMAGE=bare): phase 1 installs its packages on each`,
   );
+  // the credentials first: the S3 store's container reads its user's keys from the start
+  const newCredentials = writeLabEnv();
+  if (newCredentials.length) say(`generated the lab's credentials ${newCredentials.join(', ')} in ${path.relative(ROOT, PATHS.envFile)}`);
+  writeS3Keys();
   await ensureNetwork();
-  const res = await ensureMachines({ node: images.golden ?? images.node, svc: images.svc });
+  const res = await ensureMachines({ node: images.golden ?? images.node, svc: images.svc, s3: images.s3, ctl: images.ctl });
   say('waiting for systemd and sshd on every machine');
   let ready = 0;
   const waitStart = Date.now();
@@ -101,17 +107,21 @@ async function labUpLocked(): Promise<LabUpResult> {
   }
   await waitSvc();
   writeKnownHosts();
-  const newCredentials = writeLabEnv();
   const ca = ensureLabCa(PATHS.labCa);
   say(`the lab's CA: ${path.relative(ROOT, ca.cert)} (trust it to open the lab's sites over https; README)`);
-  if (newCredentials.length) say(`generated the lab's credentials ${newCredentials.join(', ')} in ${path.relative(ROOT, PATHS.envFile)}`);
   const changedInv = writeInventory();
+  await waitS3();
+  const schedule = await installBackupSchedule();
   const seconds = (Date.now() - started) / 1000;
   say(
     `lab is up in ${secondsSince(started)}: ${res.created.length} created, ${res.started.length} started, ${res.kept.length} already running. ` +
       `${changedInv ? 'Wrote' : 'Checked'} ${path.relative(ROOT, INVENTORY_FILE)}; known hosts ${path.relative(ROOT, PATHS.knownHosts)}`,
   );
   say(`registry ${SVC.address}:${SVC.registryPort} (push from here: ${SVC.hostRegistry}), DNS resolver ${SVC.address}`);
+  say(
+    `S3 store ${S3.endpoint} (Ceph RGW, bucket and keys in ${path.relative(ROOT, PATHS.envFile)}); backup schedule on the controller ` +
+      `${CTL.name} (${CTL.address}): ${schedule.timers.length} systemd timers${schedule.changed ? ' installed' : ', unchanged'}`,
+  );
   return {
     ...res,
     seconds,

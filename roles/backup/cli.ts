@@ -35,7 +35,7 @@ import { str } from '../../lib/vars.ts';
 /** The options every backup playbook takes besides its own (declared once, lib/cli.ts generates the help). */
 export const BACKUP_OPTIONS: readonly OptionSpec[] = [
   { name: 'local', type: 'boolean', help: 'run the host commands on this machine (the controller is the host)' },
-  { name: 'sites-dir', type: 'string', arg: 'DIR', default: 'inventory/sites', help: 'site records' },
+  { name: 'sites-dir', type: 'string', arg: 'DIR', defaultHelp: 'vars.wp_sites_dir, else inventory/sites', help: 'site records' },
 ];
 
 export interface BackupCtx {
@@ -44,6 +44,8 @@ export interface BackupCtx {
   settings: BackupSettings;
   store: ObjectStore;
   sites: SiteRecord[];
+  /** where the site records were read: --sites-dir, else the inventory's vars.wp_sites_dir, else inventory/sites */
+  sitesDir: string;
   dbShell(): Promise<Shell>;
   filesShell(): Promise<Shell>;
   /**
@@ -66,7 +68,8 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
   const inventory = loadInventory(flags.inventory, { extraVars: parseExtraVars(flags.extraVars) });
   const settings = await backupSettingsFromEnv();
   const store = new ObjectStore(settings.store);
-  const sitesDir = o.sitesDir ?? 'inventory/sites';
+  // the same records as list-sites and add-site read (a lab's own directory is its inventory's wp_sites_dir)
+  const sitesDir = o.sitesDir ?? str(inventory.vars.wp_sites_dir, 'inventory/sites');
   const mgmt = inventory.vars.management_cidrs;
   const sites = existsSync(sitesDir) ? loadSites(sitesDir, { management_cidrs: Array.isArray(mgmt) ? (mgmt as string[]) : undefined }) : [];
   const vars = inventory.vars;
@@ -154,6 +157,7 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
     settings,
     store,
     sites,
+    sitesDir,
     dbShell: () => (dbShell ??= pickDbHost()),
     filesShell: async () => (await (filesHost ??= pickFilesHost())).shell,
     filesAccess: () => accessFor(settings.store),

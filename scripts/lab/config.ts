@@ -107,6 +107,8 @@ export function pathsOf(p: LabProfile) {
     locks: path.join(MACHINE_DIR, 'locks'),
     /** the nodes' /etc/resolv.conf: the lab's dnsmasq on the services container */
     resolvConf: path.join(dir, 'resolv.conf'),
+    /** the S3 user's keys for the store's container (from lab.env; mode 0600, mounted read-only) */
+    s3Keys: path.join(dir, 's3', 'keys'),
   } as const;
 }
 
@@ -132,6 +134,8 @@ export const IMAGES = {
   svc: 'wpfarm/lab-svc:bookworm',
   /** the node image with phase 1's packages baked in (scripts/lab/images.ts, playbooks/image.ts --lab) */
   golden: 'wpfarm/lab-golden:bookworm',
+  s3: 'wpfarm/lab-s3:bookworm',
+  ctl: 'wpfarm/lab-ctl:bookworm',
 } as const;
 
 /**
@@ -157,6 +161,32 @@ export function svcOf(p: LabProfile) {
   } as const;
 }
 export const SVC = svcOf(PROFILE);
+
+/**
+ * The lab's S3 store on its own container (files/lab/s3): a real Ceph RADOS Gateway, as DigitalOcean Spaces is;
+ * the backups' bucket. Its keys are generated into the lab's lab.env with the other credentials.
+ */
+export function s3Of(p: LabProfile) {
+  const address = labAddress(60, p);
+  return {
+    name: 's3',
+    address,
+    port: 7480,
+    endpoint: `http://${address}:7480`,
+    region: 'us-east-1',
+    bucket: 'wpfarm-lab-backups',
+  } as const;
+}
+export const S3 = s3Of(PROFILE);
+
+/**
+ * The lab's controller (files/lab/ctl): the machine an operator runs wpfarm from, with systemd, so that the
+ * controller's jobs (the backup schedule) run on real timers. This checkout and node are mounted into it.
+ */
+export function ctlOf(p: LabProfile) {
+  return { name: 'ctl', address: labAddress(10, p) } as const;
+}
+export const CTL = ctlOf(PROFILE);
 
 export interface LabNode {
   name: string;

@@ -1,8 +1,10 @@
 // Images, all made here from the machine's own Debian mirror (no registry is reachable):
 //   wpfarm/base:bookworm      debootstrap --variant=minbase, imported (shared with other helpers)
 //   wpfarm/lab-node:bookworm  base + systemd, sshd (keys only): a bare "droplet"
-//   wpfarm/lab-svc:bookworm   node + docker-registry + apt-cacher-ng
+//   wpfarm/lab-svc:bookworm   node + docker-registry + dnsmasq
 //   wpfarm/lab-golden:bookworm  node + phase 1's packages (roles/common/packages.ts): the lab's golden node image
+//   wpfarm/lab-s3:bookworm    node + Ceph monitor, OSD and radosgw (the lab's S3 store)
+//   wpfarm/lab-ctl:bookworm   node + age, git (the lab's controller: real systemd timers for its jobs)
 // Each built image carries a content hash label; a changed Dockerfile, package list or base rebuilds it.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -206,6 +208,8 @@ export interface LabImages {
   svc: string;
   /** the golden node image, when the nodes start from it */
   golden?: string;
+  s3: string;
+  ctl: string;
   built: string[];
 }
 
@@ -220,10 +224,15 @@ export async function ensureImages(opts: { golden?: boolean } = {}): Promise<Lab
     if (node.built) built.push(IMAGES.node);
     const svc = await buildFromDir(IMAGES.svc, path.join(FILES_DIR, 'svc'), node.id);
     if (svc.built) built.push(IMAGES.svc);
-    if (opts.golden === false) return { base, node: node.id, svc: svc.id, built };
+    const s3 = await buildFromDir(IMAGES.s3, path.join(FILES_DIR, 's3'), node.id);
+    if (s3.built) built.push(IMAGES.s3);
+    const ctl = await buildFromDir(IMAGES.ctl, path.join(FILES_DIR, 'ctl'), node.id);
+    if (ctl.built) built.push(IMAGES.ctl);
+    const others = { base, node: node.id, svc: svc.id, s3: s3.id, ctl: ctl.id };
+    if (opts.golden === false) return { ...others, built };
     const golden = await buildGolden(node.id);
     if (golden.built) built.push(IMAGES.golden);
-    return { base, node: node.id, svc: svc.id, golden: golden.id, built };
+    return { ...others, golden: golden.id, built };
   });
 }
 

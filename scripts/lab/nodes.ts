@@ -1,4 +1,5 @@
 // Lab nodes: keys, containers, readiness, known_hosts and inventory/lab.yml.
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as dns } from 'node:dns';
 import fs from 'node:fs';
@@ -9,6 +10,7 @@ import pLimit from 'p-limit';
 import { $, quote } from 'zx';
 import {
   BRIDGE,
+  CTL,
   CONTAINER_PREFIX,
   GATEWAY,
   LAB_REGIONS,
@@ -22,6 +24,7 @@ import {
   PATHS,
   PROFILE,
   ROOT,
+  S3,
   STATE_DIR,
   SUBNET,
   SVC,
@@ -29,6 +32,7 @@ import {
   dockerVolumeName,
   nodesOf,
   pathsOf,
+  s3Of,
   svcOf,
   type LabNode,
   type LabProfile,
@@ -39,12 +43,15 @@ import { ensureDir, runLogged, say, tryOut, waitFor } from './util.ts';
 export interface Machine {
   name: string;
   address: string;
-  kind: 'node' | 'svc';
+  /** node: a farm "droplet"; svc: registry + DNS; s3: the S3 store; ctl: the controller (systemd timers) */
+  kind: 'node' | 'svc' | 's3' | 'ctl';
 }
 
 export function machines(): Machine[] {
   return [
     { name: SVC.name, address: SVC.address, kind: 'svc' },
+    { name: S3.name, address: S3.address, kind: 's3' },
+    { name: CTL.name, address: CTL.address, kind: 'ctl' },
     ...NODES.map((n) => ({ name: n.name, address: n.address, kind: 'node' as const })),
   ];
 }
@@ -220,9 +227,20 @@ function specFor(m: Machine, imageId: string): string[] {
       '-v',
       `${realPath(PATHS.resolvConf)}:/etc/resolv.conf:ro`,
     );
-  } else {
+  } else if (m.kind === 'svc') {
     const [hip, hport] = SVC.hostRegistry.split(':');
     args.push('-v', `${realPath(PATHS.registryCache)}:/var/lib/docker-registry`, '-p', `${hip}:${hport}:${SVC.registryPort}`);
+  } else if (m.kind === 's3') {
+    // the S3 user's keys (lab.env's), read by wpfarm-lab-s3.service at each start
+    args.push('-v', `${realPath(PATHS.s3Keys)}:/etc/wpfarm-lab-s3/keys:ro`);
+  } else {
+    // the controller runs this checkout with this machine's node (symlinked node_modules or state: their targets too)
+    const links = [path.join(ROOT, 'node_modules'), STATE_DIR]
+      .filter((p) => fs.existsSync(p))
+      .map((p) => fs.realpathSync(p))
+      .filter((p) => !p.startsWith(`${ROOT}/`))
+      .flatMap((p) => ['-v', `${p}:${p}`]);
+    args.push('-v', `${ROOT}:${ROOT}`, ...links, '-v', `${process.execPath}:/usr/bin/node:ro`);
   }
   const spec = [...args, imageId];
   const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
@@ -304,8 +322,11 @@ export interface NodeUpResult {
   kept: string[];
 }
 
-/** Create (or recreate when image, keys or flags changed) and start every lab machine. */
-export async function ensureMachines(images: { node: string; svc: string }): Promise<NodeUpResult> {
+/** Create (or recreate when image, keys or flags changed) and start every lab machine (or only those named). */
+export async function ensureMachines(
+  images: { node: string; svc: string; s3: string; ctl: string },
+  only?: readonly string[],
+): Promise<NodeUpResult> {
   ensureDir(PATHS.registryCache);
   const res: NodeUpResult = { created: [], started: [], kept: [] };
   const toStart: string[] = [];
@@ -315,27 +336,29 @@ export async function ensureMachines(images: { node: string; svc: string }): Pro
   );
   const limit = pLimit(4);
   await Promise.all(
-    machines().map((m) =>
-      limit(async () => {
-        const cname = containerName(m.name);
-        const spec = specFor(m, m.kind === 'svc' ? images.svc : images.node);
-        const specLabel = spec[1]!;
-        const have = await inspectContainer(cname);
-        if (have && `${LABEL}.spec=${have.labels[`${LABEL}.spec`]}` === specLabel) {
-          if (have.running) res.kept.push(m.name);
-          else toStart.push(m.name);
-          return;
-        }
-        if (have) {
-          if (have.labels[LABEL] !== LABEL_VALUE) throw new Error(`a container named ${cname} exists that the lab did not create`);
-          say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
-          await $`docker rm -f -v ${cname}`;
-        }
-        await createMachine(m, spec, !!have);
-        res.created.push(m.name);
-        toStart.push(m.name);
-      }),
-    ),
+    machines()
+      .filter((m) => !only || only.includes(m.name))
+      .map((m) =>
+        limit(async () => {
+          const cname = containerName(m.name);
+          const spec = specFor(m, images[m.kind]);
+          const specLabel = spec[1]!;
+          const have = await inspectContainer(cname);
+          if (have && `${LABEL}.spec=${have.labels[`${LABEL}.spec`]}` === specLabel) {
+            if (have.running) res.kept.push(m.name);
+            else toStart.push(m.name);
+            return;
+          }
+          if (have) {
+            if (have.labels[LABEL] !== LABEL_VALUE) throw new Error(`a container named ${cname} exists that the lab did not create`);
+            say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
+            await $`docker rm -f -v ${cname}`;
+          }
+          await createMachine(m, spec, !!have);
+          res.created.push(m.name);
+          toStart.push(m.name);
+        }),
+      ),
   );
   // the services container first: the nodes' resolver and apt proxy
   const order = machines().map((m) => m.name);
@@ -504,32 +527,86 @@ export const LAB_CREDENTIALS = [
   'MYSQLD_EXPORTER_PASSWORD',
   'PORTAINER_ADMIN_PASSWORD',
   'WP_EXPORTER_DB_PASSWORD',
+  // the backups (roles/backup/keys.ts): the S3 user of the lab's store, restic's repository password
+  'WPFARM_S3_ACCESS_KEY',
+  'WPFARM_S3_SECRET_KEY',
+  'WPFARM_RESTIC_PASSWORD',
 ] as const;
 
+/** The backups' settings (not secrets): the lab's S3 store and its bucket. */
+export function labS3Settings(p: LabProfile = PROFILE): Record<string, string> {
+  const s3 = s3Of(p);
+  return { WPFARM_S3_ENDPOINT: s3.endpoint, WPFARM_S3_REGION: s3.region, WPFARM_S3_BUCKET: s3.bucket };
+}
+
+/** An age key pair (the backups' encryption): `age-keygen` on this machine (scripts/setup.sh installs age). */
+function ageKeyPair(): { identity: string; recipient: string } {
+  const out = execFileSync('age-keygen', [], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const identity = out.split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'));
+  const recipient = out
+    .split('\n')
+    .map((l) => /^# public key: (age1\S+)$/.exec(l)?.[1])
+    .find(Boolean);
+  if (!identity || !recipient) throw new Error('age-keygen gave no key pair');
+  return { identity, recipient };
+}
+
+/** A generated value: S3 access keys are what an S3 client expects (20 upper-case characters), the rest random. */
+function generate(name: (typeof LAB_CREDENTIALS)[number]): string {
+  if (name === 'WPFARM_S3_ACCESS_KEY') return `WPFLAB${randomBytes(7).toString('hex').toUpperCase()}`;
+  if (name === 'WPFARM_S3_SECRET_KEY') return randomBytes(30).toString('base64url');
+  return randomBytes(24).toString('base64url');
+}
+
+/** NAME=value lines of an env file (the values as written: the lab writes no quotes). */
+function envValues(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const l of text.split('\n')) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(l);
+    if (m) out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
 /**
- * The lab's env file: random values for LAB_CREDENTIALS, written once and kept (a value that changed at
- * every lab-up would make every rerun change the farm). Missing names are added; other lines are kept.
- * Returns the names added.
+ * The lab's env file: random values for LAB_CREDENTIALS, an age key pair for the backups, and the S3 store's
+ * settings, written once and kept (a value that changed at every lab-up would make every rerun change the farm).
+ * Missing names are added; other lines are kept. Mode 0600; values are never printed. Returns the names added.
  */
 export function writeLabEnv(): string[] {
   const cur = fs.existsSync(PATHS.envFile) ? fs.readFileSync(PATHS.envFile, 'utf8') : '';
-  const have = new Set(
-    cur
-      .split('\n')
-      .map((l) => /^([A-Za-z_][A-Za-z0-9_]*)=/.exec(l)?.[1])
-      .filter(Boolean),
-  );
-  const add = LAB_CREDENTIALS.filter((n) => !have.has(n));
+  const have = envValues(cur);
+  const add: Array<[string, string]> = LAB_CREDENTIALS.filter((n) => !have.has(n)).map((n) => [n, generate(n)]);
+  if (!have.has('WPFARM_BACKUP_AGE_IDENTITY')) {
+    const pair = ageKeyPair();
+    add.push(['WPFARM_BACKUP_AGE_IDENTITY', pair.identity], ['WPFARM_BACKUP_AGE_RECIPIENT', pair.recipient]);
+  } else if (!have.has('WPFARM_BACKUP_AGE_RECIPIENT')) {
+    const identity = have.get('WPFARM_BACKUP_AGE_IDENTITY')!;
+    const recipient = execFileSync('age-keygen', ['-y'], { input: `${identity}\n`, encoding: 'utf8' }).trim();
+    add.push(['WPFARM_BACKUP_AGE_RECIPIENT', recipient]);
+  }
+  for (const [n, v] of Object.entries(labS3Settings())) if (!have.has(n)) add.push([n, v]);
   if (add.length || !cur) {
     ensureDir(path.dirname(PATHS.envFile));
     const head = cur || "# The lab's credentials, generated by `make lab-up` (scripts/lab.ts). Not for production.\n";
-    const lines = add.map((n) => `${n}=${randomBytes(24).toString('base64url')}`);
+    const lines = add.map(([n, v]) => `${n}=${v}`);
     fs.writeFileSync(PATHS.envFile, `${head}${head.endsWith('\n') ? '' : '\n'}${lines.join('\n')}${lines.length ? '\n' : ''}`, {
       mode: 0o600,
     });
   }
   fs.chmodSync(PATHS.envFile, 0o600);
-  return add;
+  return add.map(([n]) => n);
+}
+
+/** The S3 user's keys as the store's container reads them (two lines), from lab.env; mode 0600. */
+export function writeS3Keys(): void {
+  const env = envValues(fs.readFileSync(PATHS.envFile, 'utf8'));
+  const [access, secret] = [env.get('WPFARM_S3_ACCESS_KEY'), env.get('WPFARM_S3_SECRET_KEY')];
+  if (!access || !secret) throw new Error(`${path.relative(ROOT, PATHS.envFile)}: WPFARM_S3_ACCESS_KEY or WPFARM_S3_SECRET_KEY is empty`);
+  const text = `${access}\n${secret}\n`;
+  ensureDir(path.dirname(PATHS.s3Keys), 0o700);
+  if (!fs.existsSync(PATHS.s3Keys) || fs.readFileSync(PATHS.s3Keys, 'utf8') !== text) fs.writeFileSync(PATHS.s3Keys, text, { mode: 0o600 });
+  fs.chmodSync(PATHS.s3Keys, 0o600);
 }
 
 /** Write the profile's inventory when it differs (so a committed copy stays untouched). */
