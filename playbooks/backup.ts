@@ -25,7 +25,8 @@ import { restoreTestSite } from '../roles/backup/verify.ts';
 import { backupConfig, pruneConfig } from '../roles/backup/config.ts';
 import { LocalShell } from '../roles/backup/runner.ts';
 import type { RetentionPolicy } from '../roles/backup/retention.ts';
-import { installBackupUnits, renderBackupUnits } from '../roles/backup/schedule.ts';
+import { BACKUP_TIMERS, installBackupUnits, renderBackupUnits, scheduledTimers } from '../roles/backup/schedule.ts';
+import { loadInventory, parseExtraVars } from '../lib/inventory.ts';
 import { checkSiteFiles } from '../roles/backup/files.ts';
 import { markSuccess, readLedger, replicateBackups, replicationMetrics, retireKeys, verifyReplica } from '../roles/backup/replica.ts';
 import { runHostCommand } from '../roles/backup/runner.ts';
@@ -70,14 +71,25 @@ try {
   const p = parseOrExit(process.argv.slice(2), CMD);
   const o = p.opts;
   if (o['install-timers']) {
-    // the schedule runs here, on the controller: this checkout, this node, the inventory given (absolute)
+    // the schedule runs here, on the controller: this checkout, this node, the inventory given (absolute); the
+    // second region's jobs only when the inventory names one
+    const extraVars = parseExtraVars(p.flags.extraVars);
+    const timers = scheduledTimers({ ...loadInventory(p.flags.inventory, { extraVars }).vars, ...extraVars });
     const units = renderBackupUnits({
       repoDir: process.cwd(),
       node: process.execPath,
       inventory: p.flags.inventory.map((f) => resolve(f)),
+      timers,
     });
     const rep = await installBackupUnits(units, { unitDir: o['unit-dir'] as string | undefined, check: p.flags.check });
-    printJson({ ok: true, check: !!p.flags.check, ...rep, timers: units.filter((u) => u.name.endsWith('.timer')).map((u) => u.name) });
+    printJson({
+      ok: true,
+      check: !!p.flags.check,
+      ...rep,
+      timers: units.filter((u) => u.name.endsWith('.timer')).map((u) => u.name),
+      // not scheduled: no second region in the inventory (backup_replica_endpoint)
+      leftOut: BACKUP_TIMERS.filter((t) => !timers.includes(t)).map((t) => `wpfarm-backup-${t.name}.timer`),
+    });
   } else {
     const { flags } = p;
     const what = o.what as (typeof WHAT)[number] | undefined;

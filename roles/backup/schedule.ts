@@ -27,6 +27,8 @@ export interface TimerSpec {
   description: string;
   /** the playbook it runs (default playbooks/backup.ts) */
   playbook?: string;
+  /** a job of the second region (backup_replica_*): scheduled only when the inventory names a replica */
+  replica?: boolean;
 }
 
 export const BACKUP_TIMERS: readonly TimerSpec[] = Object.freeze([
@@ -66,6 +68,7 @@ export const BACKUP_TIMERS: readonly TimerSpec[] = Object.freeze([
     args: ['--what', 'replicate', '--prune'],
     lock: 'replica',
     description: 'copy to the second region, verified, and its retention',
+    replica: true,
   },
   {
     name: 'dr-drill',
@@ -74,6 +77,7 @@ export const BACKUP_TIMERS: readonly TimerSpec[] = Object.freeze([
     lock: 'files',
     description: 'quarterly DR drill (sites restored from the second region into scratch)',
     playbook: 'playbooks/dr-drill.ts',
+    replica: true,
   },
 ]);
 
@@ -119,6 +123,15 @@ export function controllerTimerUnits(o: {
     { name: `${o.name}.service`, content: service },
     { name: `${o.name}.timer`, content: timer },
   ];
+}
+
+/**
+ * The jobs an inventory schedules: all of them when it names a second region (backup_replica_endpoint), else all
+ * but the replica's (a replicate job without a replica could only fail, every 6 hours).
+ */
+export function scheduledTimers(vars: Record<string, unknown>, timers: readonly TimerSpec[] = BACKUP_TIMERS): TimerSpec[] {
+  const replica = typeof vars.backup_replica_endpoint === 'string' && vars.backup_replica_endpoint !== '';
+  return timers.filter((t) => replica || !t.replica);
 }
 
 /** systemd service + timer units for every schedule. `repoDir`: the wpfarm checkout; `node`: absolute path. */

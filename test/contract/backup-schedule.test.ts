@@ -128,18 +128,29 @@ test('backup.ts --install-timers: writes the units once (a rerun changes nothing
       ],
       { env: { PATH: process.env.PATH, HOME: process.env.HOME } },
     );
-    return JSON.parse(r.stdout) as { changed: boolean; changes: string[]; systemd: boolean; timers: string[] };
+    return JSON.parse(r.stdout) as { changed: boolean; changes: string[]; systemd: boolean; timers: string[]; leftOut: string[] };
   };
+  // inventory/lab.yml names no second region: its jobs (replicate, dr-drill) are not scheduled
+  const scheduled = BACKUP_TIMERS.filter((t) => !t.replica);
+  assert.deepEqual(
+    BACKUP_TIMERS.filter((t) => t.replica).map((t) => t.name),
+    ['replicate', 'dr-drill'],
+  );
   try {
     const check = await play('--check');
     assert.equal(check.changed, true);
-    assert.equal(check.changes.length, BACKUP_TIMERS.length * 2);
+    assert.equal(check.changes.length, scheduled.length * 2);
+    assert.deepEqual(check.leftOut, ['wpfarm-backup-replicate.timer', 'wpfarm-backup-dr-drill.timer']);
+    // with a second region, its jobs too
+    const withReplica = await play('--check', '-e', 'backup_replica_endpoint=https://ams3.digitaloceanspaces.com');
+    assert.equal(withReplica.changes.length, BACKUP_TIMERS.length * 2);
+    assert.deepEqual(withReplica.leftOut, []);
     assert.deepEqual(await readdir(dir), [], 'check mode wrote nothing');
     const first = await play();
     assert.deepEqual(first.changes, check.changes, 'check mode predicted the run');
     assert.equal(first.systemd, false, 'a unit dir other than /etc/systemd/system never touches systemd');
     const files = (await readdir(dir)).sort();
-    assert.equal(files.length, BACKUP_TIMERS.length * 2);
+    assert.equal(files.length, scheduled.length * 2);
     const svc = await readFile(join(dir, 'wpfarm-backup-files.service'), 'utf8');
     assert.match(svc, new RegExp(`^WorkingDirectory=${process.cwd()}$`, 'm'));
     assert.match(svc, /--what files --prune --inventory \/\S+\/inventory\/lab\.yml$/m);

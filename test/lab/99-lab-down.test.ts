@@ -58,7 +58,7 @@ test('lab-down leaves the host as it was before lab-up', { timeout: 5 * 60_000 }
   t.diagnostic(
     `lab-down ${r.seconds.toFixed(1)} s: removed ${r.removed.containers} containers, ${r.removed.volumes} volumes, ${r.removed.networks} networks`,
   );
-  assert.ok(r.removed.containers >= 12, 'the 11 nodes and the services node were removed');
+  assert.ok(r.removed.containers >= 14, 'the 11 nodes, the services node, the S3 store and the controller were removed');
   assert.equal(r.leftovers, '', `host differs from before lab-up:\n${r.leftovers}`);
   assert.ok(!fs.existsSync(PATHS.before), 'the snapshot is consumed (moved to before.last.json)');
   await assertNoLabLeft(before);
@@ -259,7 +259,7 @@ test("up, faults and down of the test lab beside the user's lab leave every user
     `test lab-up beside them ${up.seconds.toFixed(1)} s (images built: ${up.imagesBuilt.join(', ') || 'none'}), ` +
       `created ${up.created.length}`,
   );
-  assert.equal(up.created.length, 12, 'a fresh lab after lab-down');
+  assert.equal(up.created.length, 14, 'a fresh lab after lab-down');
   await untouched('by the test lab-up');
   // the fault tool, as a person runs it, on the test lab's mgr1 (the user lab has an mgr1 too)
   const labCli = (...args: string[]) =>
@@ -282,7 +282,7 @@ test("up, faults and down of the test lab beside the user's lab leave every user
   t.diagnostic(
     `test lab-down ${down.seconds.toFixed(1)} s: removed ${down.removed.containers} containers, ${down.removed.volumes} volumes`,
   );
-  assert.equal(down.removed.containers, 12, 'exactly the test lab: 11 nodes and its services node');
+  assert.equal(down.removed.containers, 14, 'exactly the test lab: 11 nodes, its services node, S3 store and controller');
   assert.equal(down.removed.networks, 1);
   assert.equal(down.leftovers, '', `host differs from before lab-up:\n${down.leftovers}`);
   await assertNoLabLeft(before);
