@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 APT=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
 need=()
-for pkg in openssh-server openssh-client iproute2 iptables nftables debootstrap docker.io docker-registry git rsync varnish keepalived zip unzip age; do
+# age: the backups' encryption on the controller (the lab's key pair, the configuration bundle)
+for pkg in openssh-server openssh-client iproute2 iptables nftables debootstrap docker.io docker-registry git rsync varnish keepalived \
+  zip unzip age; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then

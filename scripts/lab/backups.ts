@@ -51,10 +51,17 @@ export interface ScheduleReport {
  */
 export async function installBackupSchedule(): Promise<ScheduleReport> {
   if (!fs.existsSync(INVENTORY_FILE)) throw new Error(`${INVENTORY_FILE} is missing: write the inventory first`);
-  const r =
-    await $`docker exec -w ${ROOT} ${containerName(CTL.name)} /usr/bin/node --no-warnings --import tsx playbooks/backup.ts --install-timers --inventory ${INVENTORY_FILE}`
-      .nothrow()
-      .quiet();
+  const cmd = [
+    '/usr/bin/node',
+    '--no-warnings',
+    '--import',
+    'tsx',
+    'playbooks/backup.ts',
+    '--install-timers',
+    '--inventory',
+    INVENTORY_FILE,
+  ];
+  const r = await $`docker exec -w ${ROOT} ${containerName(CTL.name)} ${cmd}`.nothrow().quiet();
   if (r.exitCode !== 0) throw new Error(`backup.ts --install-timers on ${CTL.name} exited ${r.exitCode}: ${r.stderr.trim().slice(-2000)}`);
   const rep = JSON.parse(r.stdout) as ScheduleReport;
   if (!rep.systemd) throw new Error(`${CTL.name}: systemd is not running there: the backup timers were written but not enabled`);

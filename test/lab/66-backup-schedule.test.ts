@@ -78,7 +78,8 @@ async function fire(job: string): Promise<{ result: string; status: string; ms: 
     }
   } finally {
     await ctl(
-      sh`rm -f ${dropIn} && rmdir --ignore-fail-on-non-empty ${path.dirname(dropIn)} && systemctl daemon-reload && systemctl restart ${`${unit}.timer`}`,
+      sh`rm -f ${dropIn} && rmdir --ignore-fail-on-non-empty ${path.dirname(dropIn)}` +
+        sh` && systemctl daemon-reload && systemctl restart ${`${unit}.timer`}`,
     );
   }
 }
@@ -141,7 +142,7 @@ after(async () => {
   // this site's series only (the others' stay)
   await ssh(
     'db1',
-    sh`sed -i ${`/site="${SITE}"/d`} ${TEXTFILES}/wpfarm_backup_db.prom ${TEXTFILES}/wpfarm_backup_files.prom ${TEXTFILES}/wpfarm_backup_restore-test.prom`,
+    sh`sed -i ${`/site="${SITE}"/d`} ${['db', 'files', 'restore-test'].map((k) => `${TEXTFILES}/wpfarm_backup_${k}.prom`)}`,
     {
       nothrow: true,
     },
