@@ -46,7 +46,8 @@ const galera = (): LocalMariaDb => ({
   datadir: '',
   socket: SOCKET,
   port: 0,
-  sql: (q: string, db?: string) => ssh('db1', sh`mariadb --socket=${SOCKET} --user=root -N -B ${db ? [db] : []}`, { stdin: q }),
+  sql: (q: string, db?: string) =>
+    ssh('db1', sh`mariadb --socket=${SOCKET} --user=root --default-character-set=utf8mb4 -N -B ${db ? [db] : []}`, { stdin: q }),
   stop: async () => undefined,
 });
 
