@@ -11,7 +11,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { $ } from 'zx';
-import { CTL, IMAGES, INVENTORY_FILE, NETWORK, NODES, PATHS, PROFILE, ROOT, S3, SUBNET, SVC, containerName, nodeImageKind } from './lab/config.ts';
+import {
+  CTL,
+  IMAGES,
+  INVENTORY_FILE,
+  NETWORK,
+  NODES,
+  PATHS,
+  PROFILE,
+  ROOT,
+  S3,
+  SUBNET,
+  SVC,
+  containerName,
+  nodeImageKind,
+} from './lab/config.ts';
 import { installBackupSchedule, waitS3 } from './lab/backups.ts';
 import {
   ensureDocker,

@@ -432,14 +432,15 @@ export async function waitSvc(timeoutMs = 60_000): Promise<void> {
 
 // ---------------------------------------------------------------- inventory
 
-const rel = (p: string): string => path.relative(ROOT, p);
-
 /**
  * The profile's inventory (inventory/lab.yml for the user's lab) in the engine's format: one text for both
  * profiles, only their names differ. Deterministic: the same topology gives the same file.
  */
 export function inventoryText(p: LabProfile = PROFILE): string {
   const paths = pathsOf(p);
+  // a state file as the checkout names it (.wpfarm/<profile>/...), not by its real path: a worktree whose state
+  // directory links to the main checkout's writes the same text (the inventory is shared with that checkout)
+  const rel = (file: string): string => path.join(p.stateDir, path.relative(paths.stateDir, file));
   const svc = svcOf(p);
   const nodes = nodesOf(p);
   const [bridge, subnet, gateway] = [p.bridge, `${p.net}.0/24`, `${p.net}.1`];
