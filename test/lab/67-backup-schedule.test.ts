@@ -10,7 +10,7 @@
 //     (wpfarm_backup_last_success_timestamp_seconds{kind="db"|"files"}) and the restore test's
 //   - everything it made is removed (site record, database, directory, its objects, its metric series)
 // Prerequisites: lab-up (00-lab) with its s3 and ctl, a converged cluster (30-galera, 40-gluster).
-//   node --import tsx --test test/lab/66-backup-schedule.test.ts
+//   node --import tsx --test test/lab/67-backup-schedule.test.ts
 import { ADDR, INVENTORY, ROOT, cli, run, ssh } from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
