@@ -553,7 +553,7 @@ function ageKeyPair(): { identity: string; recipient: string } {
 }
 
 /** A generated value: S3 access keys are what an S3 client expects (20 upper-case characters), the rest random. */
-function generate(name: (typeof LAB_CREDENTIALS)[number]): string {
+export function generateCredential(name: (typeof LAB_CREDENTIALS)[number]): string {
   if (name === 'WPFARM_S3_ACCESS_KEY') return `WPFLAB${randomBytes(7).toString('hex').toUpperCase()}`;
   if (name === 'WPFARM_S3_SECRET_KEY') return randomBytes(30).toString('base64url');
   return randomBytes(24).toString('base64url');
@@ -577,7 +577,7 @@ function envValues(text: string): Map<string, string> {
 export function writeLabEnv(): string[] {
   const cur = fs.existsSync(PATHS.envFile) ? fs.readFileSync(PATHS.envFile, 'utf8') : '';
   const have = envValues(cur);
-  const add: Array<[string, string]> = LAB_CREDENTIALS.filter((n) => !have.has(n)).map((n) => [n, generate(n)]);
+  const add: Array<[string, string]> = LAB_CREDENTIALS.filter((n) => !have.has(n)).map((n) => [n, generateCredential(n)]);
   if (!have.has('WPFARM_BACKUP_AGE_IDENTITY')) {
     const pair = ageKeyPair();
     add.push(['WPFARM_BACKUP_AGE_IDENTITY', pair.identity], ['WPFARM_BACKUP_AGE_RECIPIENT', pair.recipient]);
