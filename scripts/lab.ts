@@ -124,8 +124,12 @@ async function labUpLocked(): Promise<LabUpResult> {
   const ca = ensureLabCa(PATHS.labCa);
   say(`the lab's CA: ${path.relative(ROOT, ca.cert)} (trust it to open the lab's sites over https; README)`);
   const changedInv = writeInventory();
+  const s3Wait = Date.now();
   await waitS3();
+  say(`S3 store answered with the lab's keys and its bucket after ${secondsSince(s3Wait)} more`);
+  const scheduleStart = Date.now();
   const schedule = await installBackupSchedule();
+  say(`backup schedule on ${CTL.name} in ${secondsSince(scheduleStart)}`);
   const seconds = (Date.now() - started) / 1000;
   say(
     `lab is up in ${secondsSince(started)}: ${res.created.length} created, ${res.started.length} started, ${res.kept.length} already running. ` +

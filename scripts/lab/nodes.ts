@@ -199,7 +199,7 @@ function realPath(p: string): string {
   }
 }
 
-function specFor(m: Machine, imageId: string): string[] {
+export function specFor(m: Machine, imageId: string): string[] {
   const cname = containerName(m.name);
   const args = [
     '--name',
