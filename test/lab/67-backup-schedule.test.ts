@@ -2,7 +2,7 @@
 // the s3 container, keys generated in lab.env) and installed the backup schedule on the lab's controller (ctl,
 // systemd): this test proves that schedule runs, with the farm's own settings and nothing passed by the test.
 //   - phase 5 of bootstrap (the backup role) on the lab; node-exporter on the db host (monitoring, limited to it)
-//   - a scratch site (prefix bk66): record in the lab's own site records (vars.wp_sites_dir), database on Galera,
+//   - a scratch site (prefix bk67): record in the lab's own site records (vars.wp_sites_dir), database on Galera,
 //     files on the Gluster mount (test/harness/backup-site.ts)
 //   - the real timers fire on ctl: wpfarm-backup-sites-db, -files, then the weekly -restore-test; each one's
 //     service (its real ExecStart) ends in success (a drop-in OnActiveSec=1s makes each timer elapse now)
@@ -27,8 +27,8 @@ import { createSiteDb, createSiteFiles } from '../harness/backup-site.ts';
 import type { LocalMariaDb } from '../harness/backup-mariadb.ts';
 
 const stamp = Date.now().toString(36).slice(-6);
-const SITE = `bk66-${stamp}`;
-const DB = `wp_bk66_${stamp}`;
+const SITE = `bk67-${stamp}`;
+const DB = `wp_bk67_${stamp}`;
 const MOUNT = '/mnt/gluster/sites';
 const SOCKET = '/run/mysqld/mysqld.sock';
 const TEXTFILES = '/var/lib/prometheus/node-exporter';
@@ -86,7 +86,7 @@ async function fire(job: string): Promise<{ result: string; status: string; ms: 
 }
 
 before(async () => {
-  work = mkdtempSync(path.join(os.tmpdir(), 'wpfarm-bk66-'));
+  work = mkdtempSync(path.join(os.tmpdir(), 'wpfarm-bk67-'));
   for (const c of ['s3', 'ctl']) {
     const st = (await run('docker', ['inspect', '-f', '{{.State.Running}}', containerName(c)]).catch(() => ({ stdout: 'absent' }))).stdout;
     assert.equal(st.trim(), 'true', `the lab's ${c} container runs (lab-up makes it)`);
