@@ -2,9 +2,10 @@
 // One round trip to the first manager (docker service ls + the secret store's dates), then a table:
 // domain, replicas running/desired (nginx and php-fpm), health, last backup (from the backup catalog when
 // the S3 settings are in .env, else "-"), secret age against the 90-day rotation policy.
-import { fail, type CommandSpec } from '../lib/cli.ts';
+import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { task } from '../lib/ops/base.ts';
 import { Run } from '../lib/play.ts';
+import { exitCodeFor } from '../lib/runner.ts';
 import type { Role } from '../lib/types.ts';
 import { managerProbeScript, parseManagerProbe, readSites, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
 import { parseServiceLs, stackName } from '../roles/wp-site/stack.ts';
@@ -20,8 +21,17 @@ against the 90-day rotation policy. One round trip to the first manager.`,
     { name: 'format', type: 'string', arg: 'F', choices: ['table', 'json'], default: 'table', help: 'output format' },
   ],
 };
-const run = Run.fromArgv(process.argv.slice(2), { command: CMD, lock: false });
-const f = run.config.opts as { 'sites-dir'?: string; format: 'table' | 'json' };
+const parsed = parseOrExit(process.argv.slice(2), CMD);
+const f = parsed.opts as { 'sites-dir'?: string; format: 'table' | 'json' };
+const json = f.format === 'json';
+let run: Run;
+try {
+  // --format json: the rows alone on stdout (no progress, no recap: `| jq` works), as capacity.ts; what went
+  // wrong on stderr. The run log keeps every event.
+  run = new Run({ ...parsed, name: 'list-sites', lock: false, reporter: json ? () => {} : undefined }).installSignals();
+} catch (e) {
+  fail(e);
+}
 
 export interface SiteRow {
   id: string;
@@ -93,10 +103,15 @@ try {
     );
     for (const r of rowsOut) r.lastBackup = last.get(r.id) ?? 'never';
   } catch (e) {
-    run.say(`last backup: not read (${(e as Error).message.split('\n')[0]})`);
+    const why = `last backup: not read (${(e as Error).message.split('\n')[0]})`;
+    if (json) process.stderr.write(`${why}\n`);
+    run.say(why);
   }
-  if (f.format === 'json') process.stdout.write(JSON.stringify(rowsOut, null, 1) + '\n');
-  else {
+  if (json) {
+    for (const r of run.results.filter((x) => x.status === 'failed' || x.status === 'unreachable'))
+      process.stderr.write(`${r.host}: ${r.status}: ${r.error ?? ''}\n`);
+    process.stdout.write(JSON.stringify(rowsOut, null, 1) + '\n');
+  } else {
     const head = ['DOMAIN', 'NGINX', 'PHP-FPM', 'REDIS', 'HEALTH', 'LAST BACKUP', 'SECRETS'];
     const body = rowsOut.map((r) => [r.domain, r.nginx, r.phpFpm, r.redis, r.health, r.lastBackup, r.rotation]);
     const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
@@ -108,7 +123,12 @@ try {
     process.stdout.write(`\n${[line(head), ...body.map(line)].join('\n')}\n${rowsOut.length} site(s)\n`);
   }
 } catch (e) {
-  await run.finish().catch(() => undefined);
+  if (json) await run.pool.closeAll().catch(() => undefined);
+  else await run.finish().catch(() => undefined);
   fail(e);
+}
+if (json) {
+  await run.pool.closeAll();
+  process.exit(exitCodeFor(run.hostState.values(), run.signal.interrupted));
 }
 await run.exit();
