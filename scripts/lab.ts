@@ -1,7 +1,7 @@
 // The local lab: a farm of "droplets" (systemd + sshd + their own Docker engine) as containers on a
 // private bridge of this machine. The default target of `make bootstrap`.
 //
-//   node --import tsx scripts/lab.ts up|down|status|base-image
+//   node --import tsx scripts/lab.ts up|legacy-up|down|status|base-image
 //   npx tsx scripts/lab.ts kill|stop|start|partition|heal NODE
 //
 // Two profiles (scripts/lab/config.ts), chosen by $WPFARM_LAB: the user's lab (default; labelled wpfarm.lab=1,
@@ -15,6 +15,7 @@ import {
   CTL,
   IMAGES,
   INVENTORY_FILE,
+  LEGACY,
   NETWORK,
   NODES,
   PATHS,
@@ -37,12 +38,15 @@ import {
 } from './lab/docker.ts';
 import { InputError } from '../lib/errors.ts';
 import { FAULTS, REGIONS_FILE, fault, isPartitioned, readRegions, regions, type Fault } from './lab/faults.ts';
-import { aptMirrors, buildBaseImage, ensureGoldenImage, ensureImages } from './lab/images.ts';
+import { aptMirrors, buildBaseImage, ensureGoldenImage, ensureImages, ensureLegacyImage } from './lab/images.ts';
+import { seedLegacyHosts } from './lab/legacy.ts';
 import {
+  ensureHostKey,
   ensureKeys,
   ensureMachines,
   ensureNetwork,
   inspectContainer,
+  legacyMachines,
   machines,
   otherLabContainers,
   removeLabObjects,
@@ -149,6 +153,38 @@ async function labUpLocked(): Promise<LabUpResult> {
     inventory: INVENTORY_FILE,
     knownHosts: PATHS.knownHosts,
   };
+}
+
+/**
+ * The legacy hosts only (issue 14), beside a running lab: image, containers, known_hosts, seeding. Only the lab
+ * test that migrates from them (test/lab/66-migrate) calls this; lab-up never creates them (the lab tier's time).
+ * The farm's machines are not looked at (lab-up from another checkout would see other bind-mount paths in their
+ * spec and recreate them; this never does).
+ */
+export async function legacyUp(): Promise<NodeUpResult & { seconds: number; imageBuilt: boolean; seeded: string[] }> {
+  return withLock(
+    PROFILE.lock,
+    async () => {
+      const started = Date.now();
+      await ensureDocker();
+      await ensureKeys();
+      for (const m of legacyMachines()) await ensureHostKey(m.name);
+      const image = await ensureLegacyImage();
+      await ensureNetwork();
+      const res = await ensureMachines({ legacy: image.id }, legacyMachines());
+      await Promise.all(legacyMachines().map((m) => waitReady(m.name, 90_000, m)));
+      writeKnownHosts();
+      writeLabEnv();
+      const seeded = await seedLegacyHosts();
+      say(
+        `legacy hosts up in ${secondsSince(started)}: ${LEGACY.map((l) => `${l.name} ${l.address}`).join(', ')}` +
+          `${image.built ? ` (built ${IMAGES.legacy})` : ''}${res.created.length ? ` (created ${res.created.join(' ')})` : ''}` +
+          `${seeded.length ? ` (seeded ${seeded.join(' ')})` : ''}`,
+      );
+      return { ...res, seconds: (Date.now() - started) / 1000, imageBuilt: image.built, seeded };
+    },
+    20 * 60_000,
+  );
 }
 
 export interface LabDownResult {
@@ -262,8 +298,9 @@ export async function labStatus(): Promise<MachineStatus[]> {
   const mem = await labMemoryMiB();
   const rss = await labMemoryMiB('rss');
   const rows: MachineStatus[] = [];
-  for (const m of machines()) {
+  for (const m of [...machines(), ...legacyMachines()]) {
     const c = await inspectContainer(containerName(m.name));
+    if (!c && m.kind === 'legacy') continue; // made by legacy-up only
     const ssh = c?.running ? !!(await sshBanner(m.address, 1500)) : false;
     rows.push({
       name: m.name,
@@ -304,7 +341,7 @@ function printStatus(rows: MachineStatus[]): void {
 }
 
 function usage(): string {
-  return `usage: [WPFARM_LAB=user|test] scripts/lab.ts up | down [--stop-docker] [--purge] | status | base-image | golden-image | ${FAULTS.join('|')} NODE
+  return `usage: [WPFARM_LAB=user|test] scripts/lab.ts up | legacy-up | down [--stop-docker] [--purge] | status | base-image | golden-image | ${FAULTS.join('|')} NODE
        | regions apply [DELAY_MS] [LOSS_PCT] | regions clear | regions partition|heal REGION
 profile ${PROFILE.name} (${PROFILE.title}); nodes: ${machines()
     .map((m) => m.name)
@@ -322,6 +359,9 @@ async function main(argv: string[]): Promise<number> {
       const r = await labDown({ stopDocker: flags.includes('--stop-docker'), purge: flags.includes('--purge') });
       return r.labLeftovers ? 1 : 0;
     }
+    case 'legacy-up':
+      await legacyUp();
+      return 0;
     case 'status': {
       const rows = await labStatus();
       printStatus(rows);

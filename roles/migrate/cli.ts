@@ -116,20 +116,26 @@ export async function farmSiteFor(run: Run, newDomain: string, sitesDir: string,
         : { role: 'wp-site', skipped: 'every step of the role skipped (--tags/--skip-tags): the stack is not deployed' };
     });
   const stack = stackName(id);
+  const cidrs = Array.isArray(mgmt) ? mgmt.map(String) : [];
   return farmSite({
     id,
     domain: newDomain,
-    // the site's nginx as the edge reaches it (Host, X-Forwarded-Proto https), as the update role checks a site
+    // the site's nginx as the edge reaches it: by its service name over the overlay (a trusted proxy address for
+    // its real_ip), with Host, X-Forwarded-Proto https and, when the site has an admin allowlist (the management
+    // ranges), X-Forwarded-For an address of it, as for an operator's request: wp-login.php answers only those
     request: {
-      url: 'http://127.0.0.1:8080',
-      curlArgs: ['-H', `Host: ${newDomain}`, '-H', 'X-Forwarded-Proto: https'],
+      url: `http://${stack}_nginx:8080`,
+      curlArgs: [
+        ...['-H', `Host: ${newDomain}`, '-H', 'X-Forwarded-Proto: https'],
+        ...(cidrs[0] ? ['-H', `X-Forwarded-For: ${cidrs[0].split('/')[0]}`] : []),
+      ],
       run: (script, stdin) => serviceExec(run, managers, `${stack}_nginx`, ['bash', '-c', script], stdin),
     },
     flushCache: async () => {
       await serviceExec(run, managers, `${stack}_redis`, ['redis-cli', 'FLUSHALL']);
     },
     sitesDir,
-    managementCidrs: Array.isArray(mgmt) ? mgmt.map(String) : undefined,
+    managementCidrs: Array.isArray(mgmt) ? cidrs : undefined,
     managers,
     deploy,
     log: say,

@@ -136,6 +136,7 @@ export const IMAGES = {
   golden: 'wpfarm/lab-golden:bookworm',
   s3: 'wpfarm/lab-s3:bookworm',
   ctl: 'wpfarm/lab-ctl:bookworm',
+  legacy: 'wpfarm/lab-legacy:bookworm',
 } as const;
 
 /**
@@ -229,7 +230,51 @@ export function findNode(name: string): LabNode | undefined {
   return NODES.find((n) => n.name === name);
 }
 
-/** Every name the fault tools accept: the farm nodes and the services container. */
+/**
+ * "Legacy" hosts (issue 14): a VPS of today that sites are migrated FROM (files/lab/legacy: Debian's wordpress
+ * package, nginx + php-fpm, a local MariaDB on 127.0.0.1:3307). On the lab network, reached by ssh with the lab's
+ * key, never in the farm's inventory; created and seeded with LEGACY_SITES by `lab.ts legacy-up` only (never by lab-up).
+ */
+export function legacyOf(p: LabProfile): readonly { name: string; address: string }[] {
+  return [{ name: 'legacy1', address: labAddress(91, p) }];
+}
+export const LEGACY = legacyOf(PROFILE);
+
+export interface LegacySite {
+  domain: string;
+  /** the legacy host it lives on (LEGACY) */
+  host: string;
+  /** the WordPress root (ABSPATH) for ssh://root@HOST/ROOT */
+  root: string;
+  /** its wp-content directory on the host */
+  contentDir: string;
+  layout: 'debian' | 'plain';
+  tablePrefix: string;
+}
+
+/** The sites legacy-up seeds (files/lab/legacy/seed.sh); the admin user is `admin`, its password LEGACY_WP_ADMIN_PASSWORD of lab.env. */
+export const LEGACY_SITES: readonly LegacySite[] = [
+  {
+    domain: 'shop.legacy.test',
+    host: 'legacy1',
+    root: '/usr/share/wordpress',
+    contentDir: '/var/lib/wordpress/wp-content',
+    layout: 'debian',
+    tablePrefix: 'wp_',
+  },
+  {
+    domain: 'blog.legacy.test',
+    host: 'legacy1',
+    root: '/srv/www/blog',
+    contentDir: '/srv/www/blog/wp-content',
+    layout: 'plain',
+    tablePrefix: 'lg7_',
+  },
+];
+/** MB of random uploads of shop.legacy.test (the issue's "one site over 200 MB") */
+export const LEGACY_BIG_UPLOADS_MB = 210;
+
+/** Every name the fault tools accept: the farm nodes, the services container and the legacy hosts. */
 export function allMachineNames(): string[] {
-  return [...NODES.map((n) => n.name), SVC.name];
+  return [...NODES.map((n) => n.name), SVC.name, ...LEGACY.map((l) => l.name)];
 }

@@ -5,6 +5,8 @@
 //   wpfarm/lab-golden:bookworm  node + phase 1's packages (roles/common/packages.ts): the lab's golden node image
 //   wpfarm/lab-s3:bookworm    node + Ceph monitor, OSD and radosgw (the lab's S3 store)
 //   wpfarm/lab-ctl:bookworm   node + age, git (the lab's controller: real systemd timers for its jobs)
+//   wpfarm/lab-legacy:bookworm  node + Debian's wordpress, nginx, php-fpm, MariaDB (a legacy VPS, issue 14; only
+//                               built by `lab.ts legacy-up`, for the lab test that migrates from it)
 // Each built image carries a content hash label; a changed Dockerfile, package list or base rebuilds it.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -240,4 +242,10 @@ export async function ensureImages(opts: { golden?: boolean } = {}): Promise<Lab
 export async function ensureGoldenImage(): Promise<{ id: string; built: boolean }> {
   const imgs = await ensureImages();
   return { id: imgs.golden!, built: imgs.built.includes(IMAGES.golden) };
+}
+
+/** The legacy host's image (issue 14): the bare node image plus files/lab/legacy; built only by `lab.ts legacy-up`. */
+export async function ensureLegacyImage(): Promise<{ id: string; built: boolean }> {
+  const imgs = await ensureImages({ golden: false });
+  return withLock('images', () => buildFromDir(IMAGES.legacy, path.join(FILES_DIR, 'legacy'), imgs.node));
 }

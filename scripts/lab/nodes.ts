@@ -19,6 +19,7 @@ import {
   LABEL,
   LABEL_FILTER,
   LABEL_VALUE,
+  LEGACY,
   NETWORK,
   NODES,
   PATHS,
@@ -43,10 +44,12 @@ import { ensureDir, runLogged, say, tryOut, waitFor } from './util.ts';
 export interface Machine {
   name: string;
   address: string;
-  /** node: a farm "droplet"; svc: registry + DNS; s3: the S3 store; ctl: the controller (systemd timers) */
-  kind: 'node' | 'svc' | 's3' | 'ctl';
+  /** node: a farm "droplet"; svc: registry + DNS; s3: the S3 store; ctl: the controller (systemd timers);
+   *  legacy: a legacy VPS to migrate from (lab.ts legacy-up only) */
+  kind: 'node' | 'svc' | 's3' | 'ctl' | 'legacy';
 }
 
+/** The farm's lab machines: what lab-up creates. */
 export function machines(): Machine[] {
   return [
     { name: SVC.name, address: SVC.address, kind: 'svc' },
@@ -54,6 +57,11 @@ export function machines(): Machine[] {
     { name: CTL.name, address: CTL.address, kind: 'ctl' },
     ...NODES.map((n) => ({ name: n.name, address: n.address, kind: 'node' as const })),
   ];
+}
+
+/** The legacy hosts (issue 14): created only by `lab.ts legacy-up` (the lab test that migrates from them), never by lab-up. */
+export function legacyMachines(): Machine[] {
+  return LEGACY.map((l) => ({ name: l.name, address: l.address, kind: 'legacy' as const }));
 }
 
 // ---------------------------------------------------------------- keys
@@ -84,7 +92,9 @@ export function hostPublicKey(name: string): string {
 
 /** known_hosts: "ADDRESS ssh-ed25519 AAAA..." (port 22), one line per machine. */
 export function writeKnownHosts(): void {
-  const text = machines()
+  // a legacy host's line once legacy-up made its key (a later lab-up keeps it)
+  const legacy = legacyMachines().filter((m) => fs.existsSync(path.join(PATHS.hostKeys, m.name, 'ssh_host_ed25519_key.pub')));
+  const text = [...machines(), ...legacy]
     .map((m) => {
       const [type, key] = hostPublicKey(m.name).split(/\s+/);
       return `${m.address} ${type} ${key}`;
@@ -227,6 +237,8 @@ export function specFor(m: Machine, imageId: string): string[] {
       '-v',
       `${realPath(PATHS.resolvConf)}:/etc/resolv.conf:ro`,
     );
+  } else if (m.kind === 'legacy') {
+    args.push('-v', `${realPath(PATHS.resolvConf)}:/etc/resolv.conf:ro`);
   } else if (m.kind === 'svc') {
     const [hip, hport] = SVC.hostRegistry.split(':');
     args.push('-v', `${realPath(PATHS.registryCache)}:/var/lib/docker-registry`, '-p', `${hip}:${hport}:${SVC.registryPort}`);
@@ -296,7 +308,8 @@ async function createMachine(m: Machine, spec: string[], replaced: boolean): Pro
  * known_hosts line. removeExtraNode takes it away again.
  */
 export async function addExtraNode(m: Machine, imageId: string): Promise<string> {
-  if (machines().some((x) => x.name === m.name || x.address === m.address)) throw new Error(`${m.name} (${m.address}) is a lab machine`);
+  if ([...machines(), ...legacyMachines()].some((x) => x.name === m.name || x.address === m.address))
+    throw new Error(`${m.name} (${m.address}) is a lab machine`);
   await ensureHostKey(m.name);
   if (await inspectContainer(containerName(m.name))) throw new Error(`${containerName(m.name)} exists already`);
   await createMachine(m, specFor(m, imageId), false);
@@ -322,10 +335,10 @@ export interface NodeUpResult {
   kept: string[];
 }
 
-/** Create (or recreate when image, keys or flags changed) and start every lab machine (or only those named). */
+/** Create (or recreate when image, keys or flags changed) and start every lab machine (or the machines `list` names). */
 export async function ensureMachines(
-  images: { node: string; svc: string; s3: string; ctl: string },
-  only?: readonly string[],
+  images: Partial<Record<Machine['kind'], string>>,
+  list: Machine[] = machines(),
 ): Promise<NodeUpResult> {
   ensureDir(PATHS.registryCache);
   const res: NodeUpResult = { created: [], started: [], kept: [] };
@@ -336,32 +349,32 @@ export async function ensureMachines(
   );
   const limit = pLimit(4);
   await Promise.all(
-    machines()
-      .filter((m) => !only || only.includes(m.name))
-      .map((m) =>
-        limit(async () => {
-          const cname = containerName(m.name);
-          const spec = specFor(m, images[m.kind]);
-          const specLabel = spec[1]!;
-          const have = await inspectContainer(cname);
-          if (have && `${LABEL}.spec=${have.labels[`${LABEL}.spec`]}` === specLabel) {
-            if (have.running) res.kept.push(m.name);
-            else toStart.push(m.name);
-            return;
-          }
-          if (have) {
-            if (have.labels[LABEL] !== LABEL_VALUE) throw new Error(`a container named ${cname} exists that the lab did not create`);
-            say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
-            await $`docker rm -f -v ${cname}`;
-          }
-          await createMachine(m, spec, !!have);
-          res.created.push(m.name);
-          toStart.push(m.name);
-        }),
-      ),
+    list.map((m) =>
+      limit(async () => {
+        const cname = containerName(m.name);
+        const image = images[m.kind];
+        if (!image) throw new Error(`${m.name}: no ${m.kind} image given`);
+        const spec = specFor(m, image);
+        const specLabel = spec[1]!;
+        const have = await inspectContainer(cname);
+        if (have && `${LABEL}.spec=${have.labels[`${LABEL}.spec`]}` === specLabel) {
+          if (have.running) res.kept.push(m.name);
+          else toStart.push(m.name);
+          return;
+        }
+        if (have) {
+          if (have.labels[LABEL] !== LABEL_VALUE) throw new Error(`a container named ${cname} exists that the lab did not create`);
+          say(`${m.name}: image, keys or flags changed: recreating it as a fresh node`);
+          await $`docker rm -f -v ${cname}`;
+        }
+        await createMachine(m, spec, !!have);
+        res.created.push(m.name);
+        toStart.push(m.name);
+      }),
+    ),
   );
   // the services container first: the nodes' resolver and apt proxy
-  const order = machines().map((m) => m.name);
+  const order = list.map((m) => m.name);
   toStart.sort((a, b) => order.indexOf(a) - order.indexOf(b));
   if (toStart.length) {
     say(`starting ${toStart.length} machine(s): ${toStart.join(' ')}`);
@@ -388,7 +401,7 @@ export function sshBanner(address: string, timeoutMs = 2000): Promise<string | u
 
 /** systemd finished booting (running or degraded) and sshd answers. */
 export async function waitReady(name: string, timeoutMs = 90_000, machine?: Machine): Promise<string> {
-  const m = machine ?? machines().find((x) => x.name === name);
+  const m = machine ?? [...machines(), ...legacyMachines()].find((x) => x.name === name);
   if (!m) throw new Error(`unknown lab machine ${name}`);
   const cname = containerName(name);
   const state = await waitFor(
@@ -532,6 +545,8 @@ export const LAB_CREDENTIALS = [
   'WPFARM_S3_ACCESS_KEY',
   'WPFARM_S3_SECRET_KEY',
   'WPFARM_RESTIC_PASSWORD',
+  // the admin password of the legacy hosts' seeded sites (scripts/lab/legacy.ts): the migration's login check
+  'LEGACY_WP_ADMIN_PASSWORD',
 ] as const;
 
 /** The backups' settings (not secrets): the lab's S3 store and its bucket. */

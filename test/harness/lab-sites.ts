@@ -10,6 +10,7 @@ import {
   BRIDGE,
   GATEWAY,
   INVENTORY_FILE,
+  LEGACY,
   NODES,
   PATHS,
   PROFILE,
@@ -30,6 +31,8 @@ export const INVENTORY = INVENTORY_FILE;
 export const KEY = PATHS.clientKey;
 export const KNOWN = PATHS.knownHosts;
 export const ADDR: Record<string, string> = Object.fromEntries(NODES.map((n) => [n.name, n.address]));
+/** the legacy hosts sites are migrated from (scripts/lab.ts legacy-up; not in the farm's inventory) */
+export const LEGACY_HOSTS = LEGACY;
 export const run = promisify(execFile);
 
 export interface Report {
