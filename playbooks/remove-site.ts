@@ -6,7 +6,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
@@ -17,7 +16,14 @@ import { sh } from '../lib/shell.ts';
 import type { Role } from '../lib/types.ts';
 import traefik from '../roles/traefik/role.ts';
 import { standinOf } from '../roles/traefik/standin-steps.ts';
-import { dropDatabase, PIN_STORE, SECRET_STORE, wpSiteSettings } from '../roles/wp-site/reconcile.ts';
+import {
+  dropDatabase,
+  PIN_STORE,
+  removeSiteSwarmObjects,
+  SECRET_STORE,
+  siteSwarmObjects,
+  wpSiteSettings,
+} from '../roles/wp-site/reconcile.ts';
 import { siteNetworkName, stackName } from '../roles/wp-site/stack.ts';
 import { siteDomains, type SiteRecord } from '../roles/wp-site/site.ts';
 import { SITES_DIR_OPTION, findSite, inventoryManagementCidrs, sitesOf } from '../roles/wp-site/playbook-util.ts';
@@ -66,29 +72,11 @@ const removeRole: Role = {
         const s = wpSiteSettings(ctx);
         const stack = stackName(id);
         const changes: string[] = [];
-        const have = await ctx.exec(
-          sh`echo "services=$(docker stack services -q -- ${stack} 2>/dev/null | wc -l)"; echo "secrets=$(docker secret ls -q --filter ${`name=site_${id}_`} | wc -l)"; echo "network=$(docker network ls -q --filter ${`name=${siteNetworkName(id)}`} | wc -l)"`,
-          { nothrow: true },
-        );
-        const n = (k: string): number => Number(new RegExp(`${k}=(\\d+)`).exec(have.stdout)?.[1] ?? 0);
-        if (n('services') || n('network'))
-          changes.push(`remove stack ${stack} (${n('services')} services) and network ${siteNetworkName(id)}`);
-        if (n('secrets')) changes.push(`remove ${n('secrets')} secret version(s) site_${id}_*`);
-        if (!check && (n('services') || n('network'))) {
-          await ctx.exec(sh`docker stack rm ${stack}`);
-          ctx.log(`${stack}: waiting until its tasks and network are gone`);
-          const end = Date.now() + 120_000;
-          for (;;) {
-            const r = await ctx.exec(
-              sh`docker network ls -q --filter ${`name=${siteNetworkName(id)}`}; docker service ls -q --filter ${`label=com.docker.stack.namespace=${stack}`}`,
-              { nothrow: true },
-            );
-            if (!r.stdout.trim()) break;
-            if (Date.now() > end) throw new Error(`${stack}: still present after 120 s`);
-            await sleep(2000);
-          }
-        }
-        if (!check && n('secrets')) await ctx.exec(sh`docker secret ls -q --filter ${`name=site_${id}_`} | xargs -r docker secret rm`);
+        const have = await siteSwarmObjects(ctx, id);
+        if (have.services || have.network)
+          changes.push(`remove stack ${stack} (${have.services} services) and network ${siteNetworkName(id)}`);
+        if (have.secrets) changes.push(`remove ${have.secrets} secret version(s) site_${id}_*`);
+        if (!check) await removeSiteSwarmObjects(ctx, id, have);
         changes.push(...(await dropDatabase(ctx, s, id)));
         const filesCtx = ctx.hostContext(s.filesHost);
         const dir = `${s.glusterMount}/${id}`;

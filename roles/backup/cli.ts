@@ -46,6 +46,8 @@ export interface BackupCtx {
   sites: SiteRecord[];
   /** where the site records were read: --sites-dir, else the inventory's vars.wp_sites_dir, else inventory/sites */
   sitesDir: string;
+  /** where each site's directory lives (gluster_sites_path) */
+  sitesPath: string;
   dbShell(): Promise<Shell>;
   filesShell(): Promise<Shell>;
   /**
@@ -158,6 +160,7 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
     store,
     sites,
     sitesDir,
+    sitesPath,
     dbShell: () => (dbShell ??= pickDbHost()),
     filesShell: async () => (await (filesHost ??= pickFilesHost())).shell,
     filesAccess: () => accessFor(settings.store),

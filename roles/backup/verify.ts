@@ -63,6 +63,11 @@ export async function restoreTestSite(o: {
   now?: Date;
   /** suffix of the scratch database (default _restoretest) */
   scratchSuffix?: string;
+  /**
+   * Called once the site is restored and verified without a problem, before the scratch database and directory are
+   * removed (the DR drill deploys a scratch stack on them); what it throws is a problem of the site.
+   */
+  whileRestored?: (scratch: { db?: string; dir?: string }) => Promise<void>;
 }): Promise<RestoreTestReport> {
   const now = o.now ?? new Date();
   const rep: RestoreTestReport = { site: o.site, ok: true, problems: [] };
@@ -70,10 +75,29 @@ export async function restoreTestSite(o: {
     rep.ok = false;
     rep.problems.push(p);
   };
-  if (o.db) {
-    const { shell, target } = o.db;
+  // the scratch database and directory are removed last, whatever happened (also after whileRestored)
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const made: { db?: string; dir?: string } = {};
+  try {
+    if (o.db) await restoreDb(o.db);
+    if (o.files) await restoreFiles(o.files);
+    if (o.whileRestored && rep.ok) {
+      try {
+        await o.whileRestored(made);
+      } catch (e) {
+        problem(`stack: ${(e as Error).message}`);
+      }
+    }
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  }
+  return rep;
+
+  async function restoreDb({ shell, target }: { shell: Shell; target: SiteDbTarget }): Promise<void> {
     const scratch = `${target.db}${o.scratchSuffix ?? '_restoretest'}`.slice(0, 64);
     const pw = dbSecretValues(target);
+    cleanups.push(() => runHostCommand(shell, dropDatabaseCommand(scratch, target.conn), pw));
+    made.db = scratch;
     try {
       const r = await restoreSiteDb({ shell, store: o.store, target, at: now, ageIdentity: o.ageIdentity, intoDb: scratch });
       const t1 = Date.now();
@@ -104,13 +128,14 @@ export async function restoreTestSite(o: {
       };
     } catch (e) {
       problem(`db: ${(e as Error).message}`);
-    } finally {
-      await runHostCommand(shell, dropDatabaseCommand(scratch, target.conn), pw).catch(() => undefined);
     }
   }
-  if (o.files) {
-    const { shell, access, target, scratchDir } = o.files;
+
+  async function restoreFiles(f: NonNullable<typeof o.files>): Promise<void> {
+    const { shell, access, target, scratchDir } = f;
     const t0 = Date.now();
+    cleanups.push(() => runHostCommand(shell, { script: sh`rm -rf -- ${scratchDir}`, secrets: [] }, {}));
+    made.dir = scratchDir;
     try {
       const snap = pickAtOrBefore(await listSnapshots({ shell, access, site: o.site }), now);
       if (!snap) throw new Error('no snapshot');
@@ -144,9 +169,6 @@ export async function restoreTestSite(o: {
       };
     } catch (e) {
       problem(`files: ${(e as Error).message}`);
-    } finally {
-      await runHostCommand(shell, { script: sh`rm -rf -- ${scratchDir}`, secrets: [] }, {}).catch(() => undefined);
     }
   }
-  return rep;
 }

@@ -15,7 +15,7 @@ import { sh } from '../../lib/shell.ts';
 import { withMysql, rows } from '../../lib/mysql.ts';
 import { cidrToMysqlHost } from '../galera/role.ts';
 import { loadSites, SiteRecordErrors, type SiteRecord } from './site.ts';
-import { farmProbeScript, parseFarmProbe, siteDbName, type FarmStackSettings } from './stack.ts';
+import { farmProbeScript, parseFarmProbe, siteDbName, siteNetworkName, stackName, type FarmStackSettings } from './stack.ts';
 import { generateSiteSecrets, type SiteSecretValues } from './secrets.ts';
 import { ensureSiteImages, localImageId, contextHash, registryHasTag, IMAGES_DIR } from './images.ts';
 
@@ -517,6 +517,48 @@ export async function waitStackReady(ctx: StepContext, stack: string, services: 
     if (Date.now() > end) throw new Error(`stack ${stack} not ready after ${Math.round(timeoutMs / 1000)} s: ${last}`);
     await new Promise((r) => setTimeout(r, 1000));
   }
+}
+
+/** What a site holds in the swarm (one round trip): its stack's services, its secret versions, its network. */
+export async function siteSwarmObjects(ctx: StepContext, id: string): Promise<{ services: number; secrets: number; network: number }> {
+  const have = await ctx.exec(
+    sh`echo "services=$(docker stack services -q -- ${stackName(id)} 2>/dev/null | wc -l)"; ` +
+      sh`echo "secrets=$(docker secret ls -q --filter ${`name=site_${id}_`} | wc -l)"; ` +
+      sh`echo "network=$(docker network ls -q --filter ${`name=${siteNetworkName(id)}`} | wc -l)"`,
+    { nothrow: true },
+  );
+  const n = (k: string): number => Number(new RegExp(`${k}=(\\d+)`).exec(have.stdout)?.[1] ?? 0);
+  return { services: n('services'), secrets: n('secrets'), network: n('network') };
+}
+
+/**
+ * Remove a site's stack (then wait until its services and its network are gone: a network of a stack being removed
+ * cannot be reused) and its Swarm secrets. `have`: what siteSwarmObjects found (probed when not given).
+ */
+export async function removeSiteSwarmObjects(
+  ctx: StepContext,
+  id: string,
+  have?: { services: number; secrets: number; network: number },
+  timeoutMs = 120_000,
+): Promise<void> {
+  const h = have ?? (await siteSwarmObjects(ctx, id));
+  const stack = stackName(id);
+  if (h.services || h.network) {
+    await ctx.exec(sh`docker stack rm ${stack}`);
+    ctx.log(`${stack}: waiting until its tasks and network are gone`);
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await ctx.exec(
+        sh`docker network ls -q --filter ${`name=${siteNetworkName(id)}`}; ` +
+          sh`docker service ls -q --filter ${`label=com.docker.stack.namespace=${stack}`}`,
+        { nothrow: true },
+      );
+      if (!r.stdout.trim()) break;
+      if (Date.now() > end) throw new Error(`${stack}: still present after ${Math.round(timeoutMs / 1000)} s`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  if (h.secrets) await ctx.exec(sh`docker secret ls -q --filter ${`name=site_${id}_`} | xargs -r docker secret rm`);
 }
 
 /** Node names running a service's tasks (state Running). */

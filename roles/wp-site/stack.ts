@@ -54,6 +54,11 @@ export interface FarmStackSettings {
   db: { host: string; port: number };
   /** DB user per site id when it is not siteDbName(id) (rotation alternates between two users) */
   dbUsers?: Record<string, string>;
+  /** a site's directory per site id when it is not <glusterSitesPath>/<id> (the DR drill's scratch restore) */
+  siteDirs?: Record<string, string>;
+  /** Traefik's router labels and network on the site's front service; default true (false: the DR drill's scratch
+   *  stacks, reachable only inside their own overlay) */
+  publicRouter?: boolean;
   /** sha256 hex of each secret value, per site id */
   secretHashes: Record<string, Record<SiteSecretKey, string>>;
   traefikNetwork?: string; // default traefik-public
@@ -191,7 +196,8 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
     return { key, hash, name: secretName(id, key, hash) };
   });
   const domains = siteDomains(site);
-  const siteDir = `${farm.glusterSitesPath.replace(/\/+$/, '')}/${id}`;
+  const siteDir = farm.siteDirs?.[id] ?? `${farm.glusterSitesPath.replace(/\/+$/, '')}/${id}`;
+  const router = farm.publicRouter !== false;
   const fpmAlias = `${id}-php-fpm`;
   // cache tier 2: Traefik → varnish → nginx (nginx's own page cache off: a purge must reach every copy)
   const varnish = site.cache.varnish;
@@ -241,11 +247,11 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
             NGINX_PORT: String(NGINX_PORT),
             VARNISH_STORAGE: VARNISH_STORAGE,
           },
-          networks: { site: {}, [traefikNet]: {} },
+          networks: router ? { site: {}, [traefikNet]: {} } : { site: {} },
           healthcheck: health(['CMD', '/usr/local/bin/wpfarm-healthcheck'], '20s'),
           stop_grace_period: '10s',
           logging,
-          deploy: { ...deployCommon(site.replicas, VARNISH_LIMIT), labels: sortedLabels },
+          deploy: { ...deployCommon(site.replicas, VARNISH_LIMIT), ...(router ? { labels: sortedLabels } : {}) },
         },
       }
     : {};
@@ -269,13 +275,14 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
       },
       volumes: wpContent(true),
       // behind Varnish nginx is reachable only in the site network
-      networks: varnish ? { site: {} } : { site: {}, [traefikNet]: {} },
+      networks: varnish || !router ? { site: {} } : { site: {}, [traefikNet]: {} },
       healthcheck: health(['CMD', '/usr/local/bin/wpfarm-healthcheck'], '20s'),
       stop_grace_period: '15s',
       logging,
-      deploy: varnish
-        ? deployCommon(site.replicas, site.limits.nginx)
-        : { ...deployCommon(site.replicas, site.limits.nginx), labels: sortedLabels },
+      deploy:
+        varnish || !router
+          ? deployCommon(site.replicas, site.limits.nginx)
+          : { ...deployCommon(site.replicas, site.limits.nginx), labels: sortedLabels },
     },
     'php-fpm': {
       image: farm.images.wordpressFpm,
@@ -346,7 +353,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         ...(farm.overlayEncrypted ? { driver_opts: { encrypted: 'true' } } : {}),
         labels: { 'wpfarm.site': id },
       },
-      [traefikNet]: { external: true, name: traefikNet },
+      ...(router ? { [traefikNet]: { external: true, name: traefikNet } } : {}),
       [sharedNet]: { external: true, name: sharedNet },
     },
     secrets: Object.fromEntries(secrets.map((s) => [s.key, { external: true, name: s.name }])),
@@ -361,7 +368,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
     digest: createHash('sha256').update(yaml).digest('hex'),
     secrets,
     configs: [],
-    networks: { site: siteNet, external: [traefikNet, sharedNet] },
+    networks: { site: siteNet, external: router ? [traefikNet, sharedNet] : [sharedNet] },
     services: {
       nginx: { image: farm.images.nginx, replicas: site.replicas },
       'php-fpm': { image: farm.images.wordpressFpm, replicas: site.replicas },

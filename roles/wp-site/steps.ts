@@ -302,7 +302,8 @@ export function stateStep(deps: WpSiteDeps): Task {
   );
 }
 
-function maskStored(ctx: StepContext, s: StoredSecrets): void {
+/** Every value of a site's secrets masked in the outputs of the run. */
+export function maskStored(ctx: Pick<StepContext, 'secret'>, s: StoredSecrets): void {
   ctx.secret(s.db_password);
   ctx.secret(s.admin_password);
   for (const line of s.wp_keys.split('\n')) {

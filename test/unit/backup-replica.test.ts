@@ -148,11 +148,57 @@ test('drill markdown: a row per site with its RTO, the problems listed, FAILED w
   assert.match(md, /^# DR drill 2027-01-01: FAILED$/m);
   assert.match(
     md,
-    /^\| shop1 \| ok \| 12\.3 s \| 4\.0 s \| 8\.3 s \| 0\.8 s \| 6 \| 4242 \| 22 \| checksums yes, rows yes, files no \| 5\.8 h \| 3\.0 h \|$/m,
+    /^\| shop1 \| ok \| 12\.3 s \| 4\.0 s \| 8\.3 s \| 0\.8 s \| — \| — \| — \| — \| 6 \| 4242 \| 22 \| checksums yes, rows yes, files no \| 5\.8 h \| 3\.0 h \|$/m,
   );
-  assert.match(md, /^\| blog2 \| FAILED \| 0\.0 s \|/m);
+  // a failed site has not recovered: no RTO
+  assert.match(md, /^\| blog2 \| FAILED \| — \|/m);
   assert.match(md, /^- blog2: db: verify: sha256 differs$/m);
   assert.match(md, /2 of 10 site\(s\) sampled/);
+});
+
+test('drill markdown with scratch stacks: RTO until the site answered, the stack times, the HTTP checks', () => {
+  const stack = {
+    stack: 'wp-shop1-drdrill',
+    readyMs: 21_000,
+    answerMs: 23_500,
+    answeredAt: 0,
+    ok: true,
+    home: { path: '/', code: 200, title: 'Shop', found: true },
+    post: { path: '/hello-world/', code: 200, title: 'Hello', found: true },
+    problems: [],
+    leftovers: [],
+  };
+  const r: DrillReport = {
+    version: 1,
+    startedAt: '2027-04-01T06:00:00.000Z',
+    endedAt: '2027-04-01T06:02:00.000Z',
+    replica: 'https://ams3/farm-dr',
+    sitesTotal: 3,
+    sampled: ['shop1', 'blog2'],
+    ok: false,
+    maxRtoMs: 41_000,
+    sites: [
+      { site: 'shop1', ok: true, problems: [], rtoMs: 41_000, rtoUntil: 'site answering', wallMs: 60_000, stack },
+      {
+        site: 'blog2',
+        ok: false,
+        problems: ['stack: GET /: 500, no "Blog"'],
+        rtoMs: 0,
+        rtoUntil: 'site answering',
+        wallMs: 90_000,
+        stack: { ...stack, stack: 'wp-blog2-drdrill', ok: false, answerMs: 0, home: { path: '/', code: 500, title: 'Blog', found: false } },
+      },
+    ],
+  };
+  const md = drillMarkdown(r);
+  assert.match(md, /served by scratch stacks on the farm/);
+  assert.match(
+    md,
+    /^\| shop1 \| ok \| 41\.0 s \| — \| — \| 0\.0 s \| 21\.0 s \| 23\.5 s \| 200, title found \(\/\) \| 200, title found \(\/hello-world\/\) \|/m,
+  );
+  assert.match(md, /^\| blog2 \| FAILED \| — \| .* \| 500, title MISSING \(\/\) \|/m);
+  assert.match(md, /^- blog2: stack: GET \/: 500, no "Blog"$/m);
+  assert.match(md, /RTO: from the start of the restore to the scratch site answering/);
 });
 
 test("a playbook's own result through the run's event stream: RunRecord keeps the last 'data' event of each name", async () => {

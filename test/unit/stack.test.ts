@@ -156,6 +156,44 @@ test('services, networks and Traefik labels follow the architecture', () => {
   assert.deepEqual(doc(renderSiteStack(blog1, farm({ overlayEncrypted: true }))).networks.site.driver_opts, { encrypted: 'true' });
 });
 
+test("the DR drill's scratch render: no public router, its own directory and database, the same services otherwise", () => {
+  const { v313, compose } = validators();
+  const varnished = parseSiteRecord('inventory/sites/vsite.yml', 'id: vsite\ndomain: v.example.com\n', INV);
+  for (const site of [blog1, varnished]) {
+    const id = `${site.id}-drdrill`;
+    const dir = `/mnt/gluster/sites/.wpfarm-drdrill-${site.id}-0a1b2c/mnt/gluster/sites/${site.id}`;
+    const f = farm({ publicRouter: false, siteDirs: { [id]: dir }, secretHashes: { [id]: { db_password: H('p'), wp_keys: H('k') } } });
+    const r = renderSiteStack({ ...site, id }, f);
+    const d = doc(r);
+    assert.ok(v313(d), JSON.stringify(v313.errors));
+    assert.ok(compose(d), JSON.stringify(compose.errors));
+    assert.equal(r.stack, `wp-${id}`);
+    // nothing Traefik: no label on any service, no service on traefik-public, no declaration of it
+    assert.doesNotMatch(r.yaml, /traefik/);
+    for (const [name, svc] of Object.entries(d.services)) {
+      assert.equal(svc.deploy.labels, undefined, `${name} has no router labels`);
+      assert.ok(!('traefik-public' in svc.networks), `${name} is not on traefik-public`);
+    }
+    assert.deepEqual(Object.keys(d.networks).sort(), ['shared-services', 'site']);
+    assert.deepEqual(r.networks, { site: `wp-site-${id}`, external: ['shared-services'] });
+    // the restored directory, the scratch database (= the restore's <db>_drdrill), the scratch secrets
+    for (const svc of ['nginx', 'php-fpm'])
+      assert.deepEqual(
+        d.services[svc].volumes.map((v: { source: string }) => v.source),
+        ['uploads', 'plugins', 'themes'].map((x) => `${dir}/${x}`),
+      );
+    assert.equal(d.services['php-fpm'].environment.WORDPRESS_DB_NAME, `wp_${site.id}_drdrill`);
+    assert.equal(d.services['php-fpm'].environment.WORDPRESS_DB_USER, `wp_${site.id}_drdrill`);
+    assert.match(d.secrets.db_password.name, new RegExp(`^site_${id}_db_password_[0-9a-f]{8}$`));
+    // the site's domain still names the server (the check sends it as Host)
+    assert.ok(d.services.nginx.environment.NGINX_SERVER_NAMES.split(' ').includes(site.domain));
+  }
+  // the default is unchanged: routed, in <glusterSitesPath>/<id>
+  const live = doc(renderSiteStack(blog1, farm()));
+  assert.ok('traefik-public' in live.services.nginx.networks);
+  assert.equal(live.services.nginx.volumes[0].source, '/mnt/gluster/sites/blog1/uploads');
+});
+
 test('deploy policy, limits, health checks, volumes, pinned images', () => {
   const r = renderSiteStack(shop, farm({ endpointMode: 'vip' }));
   const d = doc(r);
