@@ -11,7 +11,7 @@
 //     directories on the Gluster volume, the deploy record; the live site still serves
 // Prerequisites: a converged farm with the site images (30-galera, 40-gluster, 50-site-images; 60-sites proves
 // add-site). Runnable alone when the lab is up:
-//   flock /run/wpfarm-lab.lock env WPFARM_LAB=test node --import tsx --test --test-concurrency=1 test/lab/66-dr-drill.test.ts
+//   flock /run/wpfarm-lab.lock env WPFARM_LAB=test node --import tsx --test --test-concurrency=1 test/lab/67-dr-drill.test.ts
 import { assertLabUp, cli as labCli, inService, INVENTORY, nodesOf, ROOT, run, ssh } from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -81,6 +81,15 @@ before(async () => {
   work = mkdtempSync(path.join(os.tmpdir(), 'wpfarm-dr66-'));
   sitesDir = path.join(work, 'sites');
   await assertLabUp(['mgr1', 'wrk1', 'wrk2', 'db1']);
+  // the backup role's tools (65-backup converges it): converged here only when missing
+  const tools = [
+    await ssh('db1', 'command -v age mariadb-dump', { nothrow: true }),
+    await ssh('wrk1', 'command -v restic age', { nothrow: true }),
+  ];
+  if (tools.some((x) => x.startsWith('ERROR') || x.split('\n').length < 2)) {
+    const r = await labCli(work, 'playbooks/run-role.ts', ['backup'], 20 * 60_000);
+    assert.equal(r.code, 0, `run-role backup: ${r.out.slice(-3000)}`);
+  }
   const t0 = Date.now();
   [a, b] = await Promise.all([startRgw(), startRgw()]);
   timings.rgwStartMs = Date.now() - t0;
