@@ -43,6 +43,12 @@ export interface Settings {
   dataGroup: string;
   arbiterGroup: string;
   clientGroup: string;
+  /**
+   * groups that also mount the volume (gluster_extra_client_groups, default [managers]: Portainer's data lives on the
+   * volume so its single replica can move between managers); no docker.service drop-in for them (the swarm's
+   * control plane never waits for storage at boot), no site tasks (those follow the clientGroup's node label)
+   */
+  extraClientGroups: string[];
   options: Record<string, string>;
   /** extra mount options (after defaults,_netdev,backup-volfile-servers=...) */
   mountOptions: string[];
@@ -63,6 +69,20 @@ function absPath(p: string, what: string): string {
   if (!p.startsWith('/') || p.includes('\n') || /(^|\/)\.\.?(\/|$)/.test(p))
     throw new InputError(`gluster: ${what} must be an absolute path without . or .. (got ${JSON.stringify(p)})`);
   return p.length > 1 ? p.replace(/\/+$/, '') : p;
+}
+
+function groupList(v: unknown, d: string[]): string[] {
+  if (v === undefined) return d;
+  const l =
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean)
+      : v;
+  if (!Array.isArray(l) || !l.every((x) => typeof x === 'string' && /^[A-Za-z0-9_-]+$/.test(x)))
+    throw new InputError(`gluster: gluster_extra_client_groups must be a list of group names (got ${JSON.stringify(v)})`);
+  return l as string[];
 }
 
 export function settings(vars: Vars): Settings {
@@ -91,6 +111,7 @@ export function settings(vars: Vars): Settings {
     dataGroup: str(vars.gluster_data_group, 'storage'),
     arbiterGroup: str(vars.gluster_arbiter_group, 'storage_arbiter'),
     clientGroup: str(vars.gluster_client_group, 'workers'),
+    extraClientGroups: groupList(vars.gluster_extra_client_groups, ['managers']),
     options,
     mountOptions,
     dockerAfterMount: bool(vars.gluster_docker_after_mount, true),

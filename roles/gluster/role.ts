@@ -5,6 +5,8 @@
 // the first data host, volume `replica 3 arbiter 1` (data, data, arbiter per replica set), start, options.
 // Clients (group workers): glusterfs-client, FUSE mount through /etc/fstab (_netdev, backup volfile
 // servers), dockerd ordered after the mount. Site directories: siteDirSteps() in ./model.ts (wp-site).
+// Extra clients (gluster_extra_client_groups, default managers: Portainer's data): the same mount, without the
+// docker.service drop-in (a manager's dockerd, the swarm's control plane, never waits for storage).
 //
 // Every host gets the same step list (steps for the other kind of host are skipped by `when`): all meet at
 // ctx.barrier('gluster prepared'), then the runOnce pool step runs; clients mount after it.
@@ -274,19 +276,29 @@ async function mountTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
 
 const role: Role = {
   name: 'gluster',
-  hosts: 'gluster:workers',
-  description: 'GlusterFS replica 3 arbiter 1 volume for site files, FUSE-mounted on the workers',
+  hosts: 'gluster:workers:managers',
+  description: 'GlusterFS replica 3 arbiter 1 volume for site files, FUSE-mounted on the workers (and the managers: Portainer)',
   async steps(ctx: StepContext): Promise<Step[]> {
     const s = settings(ctx.vars);
     const { servers } = layout(ctx, s);
     const me = ctx.host;
     const isServer = servers.some((h) => h.name === me.name);
-    const isClient = ctx.hosts(s.clientGroup).some((h) => h.name === me.name);
-    if (!isServer && !isClient)
-      throw new Error(`gluster: ${me.name} is neither a server (${s.dataGroup}, ${s.arbiterGroup}) nor a client (${s.clientGroup})`);
+    const inGroup = (g: string) => me.groups.includes(g);
+    const isSiteClient = inGroup(s.clientGroup);
+    const isClient = isSiteClient || s.extraClientGroups.some(inGroup);
+    const prepared = task(
+      'gluster hosts prepared',
+      async (c) => {
+        const met = await c.barrier('gluster prepared', { value: { server: isServer }, timeoutMs: s.prepTimeoutMs });
+        return { changed: false, result: met };
+      },
+      { register: 'gluster_prepared' },
+    );
+    // a manager when managers are not extra clients (gluster_extra_client_groups: []): it only meets the others
+    if (!isServer && !isClient) return [prepared];
     const server = () => isServer;
     const client = () => isClient;
-    const dropIn = () => isClient && s.dockerAfterMount;
+    const dropIn = () => isSiteClient && s.dockerAfterMount;
     const proxy = typeof ctx.vars.apt_proxy === 'string' ? ctx.vars.apt_proxy : '';
     const addresses = servers.map(nodeAddress);
 
@@ -333,14 +345,7 @@ const role: Role = {
       systemd({ name: 'glusterd', enabled: true, state: 'started' }, { when: server }),
       directory({ path: s.brickDir, mode: '0755' }, { when: server, name: `directory ${s.brickDir} (brick)` }),
       // every host of the run (servers and clients) meets here; a host that failed does not block the others
-      task(
-        'gluster hosts prepared',
-        async (c) => {
-          const met = await c.barrier('gluster prepared', { value: { server: isServer }, timeoutMs: s.prepTimeoutMs });
-          return { changed: false, result: met };
-        },
-        { register: 'gluster_prepared' },
-      ),
+      prepared,
       task('gluster pool: peers, volume, options', (c) => poolTask(c, s), { runOnce: true, register: 'gluster_pool' }),
       directory({ path: s.mount }, { when: client, name: `directory ${s.mount} (mount point)` }),
       lineinfile(

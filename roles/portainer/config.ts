@@ -34,7 +34,11 @@ export interface PortainerSettings {
   /** team name → ids of the sites the team manages */
   siteGroups: Record<string, string[]>;
   traefikNetwork: string;
+  /** Portainer's /data (its BoltDB): a directory on the Gluster volume, which every manager mounts (roles/gluster,
+   *  gluster_extra_client_groups), so the single replica finds its data on whichever manager it runs */
   dataDir: string;
+  /** the Gluster mount the data directory must be under (gluster_mount) */
+  glusterMount: string;
 }
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -70,6 +74,14 @@ export function portainerSettings(vars: Vars, knownSites?: readonly string[]): P
   const role = vars.portainer_team_role_id ?? 0;
   if (!Number.isInteger(role) || (role as number) < 0) throw new PortainerVarsError('portainer_team_role_id must be an integer >= 0');
   const apiUrl = str(vars, 'portainer_api_url', `https://${host}/api`);
+  // a dot name on the sites' volume: never a site id (they start with a letter)
+  const glusterMount = str(vars, 'gluster_mount', '/mnt/gluster/sites').replace(/\/+$/, '');
+  const dataDir = str(vars, 'portainer_data_dir', `${glusterMount}/.wpfarm-portainer`).replace(/\/+$/, '');
+  if (!dataDir.startsWith(`${glusterMount}/`) || /(^|\/)\.\.?(\/|$)/.test(dataDir.slice(glusterMount.length)) || /\s/.test(dataDir))
+    throw new PortainerVarsError(
+      `portainer_data_dir: ${JSON.stringify(dataDir)} must be a directory on the Gluster volume (under gluster_mount ${glusterMount}): ` +
+        'the single Portainer replica may run on any manager, and finds its data only on storage they all mount',
+    );
   if (!/^https?:\/\/[^\s/@]+(\/[^\s@]*)?$/.test(apiUrl))
     throw new PortainerVarsError(`portainer_api_url: ${JSON.stringify(apiUrl)} is not an http(s) URL without credentials`);
   return {
@@ -83,7 +95,8 @@ export function portainerSettings(vars: Vars, knownSites?: readonly string[]): P
     teamRoleId: role as number,
     siteGroups,
     traefikNetwork: str(vars, 'traefik_network', 'traefik-public'),
-    dataDir: str(vars, 'portainer_data_dir', '/mnt/gluster/portainer'),
+    dataDir,
+    glusterMount,
   };
 }
 
@@ -127,6 +140,7 @@ export function portainerStack(s: PortainerSettings): { stack: Record<string, un
           replicas: 1,
           // one writer of its BoltDB: never two tasks at once
           update_config: { parallelism: 1, order: 'stop-first', failure_action: 'rollback' },
+          // any manager: each mounts the Gluster volume that holds dataDir (the role checks it on every one)
           placement: { constraints: ['node.role == manager'] },
           resources: { limits: { cpus: '0.5', memory: '512M' } },
           labels: {

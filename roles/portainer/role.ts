@@ -8,6 +8,7 @@ import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { PortainerClient } from '../../lib/cloud/portainer.ts';
 import { task } from '../../lib/ops/base.ts';
+import { sh } from '../../lib/shell.ts';
 import { directory } from '../../lib/ops/files.ts';
 import { imageAvailable, stackDeploy } from '../../lib/ops/docker.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
@@ -39,7 +40,33 @@ const role: Role = {
     ctx.secret(password);
     const bundle = portainerStack(s);
     const steps: Step[] = [
-      // Portainer's BoltDB: private to root, on storage every manager mounts (the single replica may move)
+      // Portainer's BoltDB: on the Gluster volume, which EVERY manager must mount (the single replica may move to any
+      // of them): checked on each, before anything is created (a directory made on a manager's own disk would hide it)
+      task(
+        `${s.dataDir} on the Gluster volume of every manager`,
+        async (c) => {
+          const missing: string[] = [];
+          for (const h of c.hosts('managers')) {
+            const m = h.name === c.host.name ? c : c.hostContext(h.name);
+            const r = await m.exec(
+              sh`findmnt -n -o FSTYPE,TARGET -T ${s.glusterMount} 2>/dev/null || true; ` +
+                sh`timeout 15 stat -c %i ${s.glusterMount} >/dev/null 2>&1 && echo answers`,
+              { nothrow: true, readOnly: true },
+            );
+            const [fs = '', target = ''] = (r.stdout.split('\n')[0] ?? '').trim().split(/\s+/);
+            if (fs !== 'fuse.glusterfs' || target !== s.glusterMount || !/answers/.test(r.stdout))
+              missing.push(`${h.name} (${fs || 'nothing'} at ${target || '?'})`);
+          }
+          if (missing.length)
+            throw new Error(
+              `${s.glusterMount} is not a mounted Gluster volume on ${missing.join(', ')}: Portainer's data (${s.dataDir}) must be on ` +
+                'storage every manager mounts (its single replica may run on any): run the gluster role (gluster_extra_client_groups ' +
+                'includes managers); nothing deployed',
+            );
+          return { changed: false };
+        },
+        { runOnce: true, tags: ['portainer'] },
+      ),
       directory({ path: s.dataDir, mode: '0700' }, { runOnce: true, tags: ['portainer'] }),
       task(
         `portainer images ${s.image}, ${s.agentImage}`,

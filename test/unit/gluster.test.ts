@@ -51,6 +51,11 @@ test('settings: defaults, CLI strings for booleans, option overrides and removal
   assert.equal(settings({ gluster_docker_after_mount: 'false' }).dockerAfterMount, false);
   assert.equal(settings({ gluster_volume: 'v2' }).brickDir, '/srv/gluster/bricks/v2');
   assert.equal(settings({ gluster_mount: '/mnt/x/' }).mount, '/mnt/x');
+  // the managers mount the volume too by default (Portainer's data); a list, a CLI string, or none
+  assert.deepEqual(s.extraClientGroups, ['managers']);
+  assert.deepEqual(settings({ gluster_extra_client_groups: 'managers, edge' }).extraClientGroups, ['managers', 'edge']);
+  assert.deepEqual(settings({ gluster_extra_client_groups: [] }).extraClientGroups, []);
+  assert.throws(() => settings({ gluster_extra_client_groups: ['a b'] }), InputError);
   const o = settings({
     gluster_cache_size: '64MB',
     gluster_volume_options: { 'performance.parallel-readdir': null, 'cluster.favorite-child-policy': 'mtime', 'network.ping-timeout': 5 },

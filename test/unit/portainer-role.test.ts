@@ -8,23 +8,30 @@ import { newHostState, runRole, type RunEnv } from '../../lib/runner.ts';
 import { ConnectionPool } from '../../lib/transport.ts';
 import type { Connection, ExecResult, HostSpec, RunOptions, StepResult } from '../../lib/types.ts';
 import role from '../../roles/portainer/role.ts';
-import { DEFAULT_PORTAINER_IMAGE } from '../../roles/portainer/config.ts';
+import { DEFAULT_PORTAINER_IMAGE, portainerSettings, portainerStack, PortainerVarsError } from '../../roles/portainer/config.ts';
 
 const NO_REGISTRY =
   'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host';
 const PASSWORD_ENV = 'WPFARM_UNIT_TEST_PORTAINER_PASSWORD';
 
-/** A manager whose Docker has no image and reaches no registry; its data directory exists (0700 root). */
+/** A manager whose Docker has no image and reaches no registry; its data directory exists (0700 root); the Gluster
+ *  volume mounted at /mnt/gluster/sites when it is in `mounted`. */
 type FakeConn = Connection & { abortChannels(): Promise<string[]> };
 
-function fakeConn(host: HostSpec, commands: string[]): FakeConn {
+function fakeConn(host: HostSpec, commands: string[], mounted: Set<string>): FakeConn {
   return {
     host,
     roundTrips: 0,
     async exec(command: string): Promise<ExecResult> {
       commands.push(`${host.name}: ${command}`);
+      if (command.startsWith('findmnt'))
+        return {
+          code: 0,
+          stderr: '',
+          stdout: mounted.has(host.name) ? 'fuse.glusterfs /mnt/gluster/sites\nanswers\n' : 'ext4           /\nanswers\n',
+        };
       if (command.includes('@@stat')) {
-        const stat = '@@stat\ndirectory|700|0|root|0|root|4096\n@@link\n@@real\n/srv/portainer\n@@parent\nyes\n';
+        const stat = '@@stat\ndirectory|700|0|root|0|root|4096\n@@link\n@@real\n/mnt/gluster/sites/.wpfarm-portainer\n@@parent\nyes\n';
         // the runner reads probes in batches, each output after its marker line (lib/runner.ts probeScript)
         const marks = [...command.matchAll(/@@@wpfarm-probe:(\d+)/g)].map((m) => m[1]);
         const stdout = marks.length ? marks.map((id) => `\n@@@wpfarm-probe:${id}\n${stat}`).join('') + '\n' : stat;
@@ -45,15 +52,18 @@ function fakeConn(host: HostSpec, commands: string[]): FakeConn {
 }
 
 class FakePool extends ConnectionPool {
-  constructor(private readonly commands: string[]) {
+  constructor(
+    private readonly commands: string[],
+    private readonly mounted: Set<string>,
+  ) {
     super();
   }
   override get(host: HostSpec): Promise<FakeConn> {
-    return Promise.resolve(fakeConn(host, this.commands));
+    return Promise.resolve(fakeConn(host, this.commands, this.mounted));
   }
 }
 
-async function runPortainer(o: Partial<RunOptions> = {}) {
+async function runPortainer(o: Partial<RunOptions> = {}, mounted = new Set(['mgr1', 'mgr2'])) {
   const mk = (name: string): HostSpec => ({
     name,
     address: `10.10.0.${name.length}`,
@@ -65,14 +75,13 @@ async function runPortainer(o: Partial<RunOptions> = {}) {
       // a port nothing listens on: a call to the API would fail the step
       portainer_api_url: 'http://127.0.0.1:9/api',
       portainer_admin_password_env: PASSWORD_ENV,
-      portainer_data_dir: '/srv/portainer',
       wp_sites_dir: '/nonexistent',
     },
   });
   const hosts = [mk('mgr1'), mk('mgr2')];
   const commands: string[] = [];
   const env: RunEnv = {
-    pool: new FakePool(commands),
+    pool: new FakePool(commands, mounted),
     events: new EventStream(),
     options: { check: false, diff: false, forks: 4, verbose: 0, ...o },
     allHosts: new Map(hosts.map((h) => [h.name, h])),
@@ -112,6 +121,12 @@ for (const check of [false, true]) {
       assert.equal(api.status, 'skipped');
       assert.equal(api.reason, `Portainer is not running: ${img.reason}`);
       // asked once, on one manager (runOnce); the agent's image is not asked for once the server's is missing
+      // the Gluster volume checked on every manager, the data directory on it (the default)
+      assert.equal(byStep(r.results, '/mnt/gluster/sites/.wpfarm-portainer on the Gluster volume of every manager').status, 'ok');
+      assert.deepEqual(
+        commands.filter((c) => / findmnt /.test(` ${c.split(': ')[1]}`)).map((c) => c.split(':')[0]),
+        ['mgr1', 'mgr2'],
+      );
       const docker = commands.filter((c) => c.includes('docker'));
       assert.ok(docker.length > 0, 'docker was asked');
       assert.deepEqual([...new Set(docker.map((c) => c.split(':')[0]))], ['mgr1'], docker.join('\n'));
@@ -131,3 +146,53 @@ for (const check of [false, true]) {
     }
   });
 }
+
+test('portainer: a manager without the Gluster volume: refused with the hosts named, nothing created or deployed', async () => {
+  process.env[PASSWORD_ENV] = 'a-long-enough-admin-password';
+  try {
+    const { r, commands } = await runPortainer({}, new Set(['mgr1']));
+    // the once-for-all check fails the role on every manager (the runner reports a runOnce step's failure on each)
+    const bad = r.results.filter((x) => x.status === 'failed');
+    assert.deepEqual(
+      bad.map((x) => `${x.host} ${x.step}`),
+      ['mgr1', 'mgr2'].map((h) => `${h} /mnt/gluster/sites/.wpfarm-portainer on the Gluster volume of every manager`),
+    );
+    for (const b of bad)
+      assert.match(
+        b.error ?? '',
+        /\/mnt\/gluster\/sites is not a mounted Gluster volume on mgr2 \(ext4 at \/\).*gluster_extra_client_groups/,
+      );
+    assert.ok(!commands.some((c) => /mkdir|install -d|docker pull|stack deploy/.test(c)), commands.join('\n'));
+  } finally {
+    delete process.env[PASSWORD_ENV];
+  }
+});
+
+test("portainer's data: on the Gluster volume by default, its bind mount and placement consistent; elsewhere refused", () => {
+  const base = { portainer_host: 'portainer.example.net' };
+  const s = portainerSettings(base);
+  assert.equal(s.dataDir, '/mnt/gluster/sites/.wpfarm-portainer');
+  assert.equal(portainerSettings({ ...base, gluster_mount: '/srv/gfs/' }).dataDir, '/srv/gfs/.wpfarm-portainer');
+  assert.equal(
+    portainerSettings({ ...base, portainer_data_dir: '/mnt/gluster/sites/.mgmt/portainer/' }).dataDir,
+    '/mnt/gluster/sites/.mgmt/portainer',
+  );
+  const svc = (portainerStack(s).stack.services as Record<string, { volumes: unknown[]; deploy: { replicas: number; placement: unknown } }>)
+    .portainer!;
+  assert.deepEqual(svc.volumes, [{ type: 'bind', source: '/mnt/gluster/sites/.wpfarm-portainer', target: '/data' }]);
+  // any manager (each mounts the volume: the role checks it), one replica
+  assert.deepEqual(svc.deploy.placement, { constraints: ['node.role == manager'] });
+  assert.equal(svc.deploy.replicas, 1);
+  for (const dir of [
+    '/mnt/gluster/portainer',
+    '/var/lib/portainer',
+    '/mnt/gluster/sites',
+    '/mnt/gluster/sites/../portainer',
+    '/mnt/gluster/sites/a b',
+  ])
+    assert.throws(
+      () => portainerSettings({ ...base, portainer_data_dir: dir }),
+      (e: unknown) => e instanceof PortainerVarsError && /must be a directory on the Gluster volume \(under gluster_mount/.test(e.message),
+      dir,
+    );
+});
