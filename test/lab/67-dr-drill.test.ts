@@ -12,12 +12,13 @@
 // Prerequisites: a converged farm with the site images (30-galera, 40-gluster, 50-site-images; 60-sites proves
 // add-site). Runnable alone when the lab is up:
 //   flock /run/wpfarm-lab.lock env WPFARM_LAB=test node --import tsx --test --test-concurrency=1 test/lab/67-dr-drill.test.ts
-import { assertLabUp, cli as labCli, inService, INVENTORY, nodesOf, ROOT, run, ssh } from '../harness/lab-sites.ts';
+import { assertLabUp, cli as labCli, inService, INVENTORY, KEY, KNOWN, nodesOf, ROOT, run, ssh } from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { quote } from 'zx';
 import { ageKeygen } from '../../roles/backup/keys.ts';
 import type { DrillReport } from '../../roles/backup/drill.ts';
@@ -33,7 +34,7 @@ let sitesDir = '';
 let a: Rgw | undefined; // the primary region
 let b: Rgw | undefined; // the second region
 let env: NodeJS.ProcessEnv = {};
-let replicaVars: string[] = [];
+let inventory = '';
 let secrets: string[] = [];
 let added = false;
 const timings: Record<string, number> = {};
@@ -43,7 +44,7 @@ async function play(script: string, args: string[]): Promise<{ code: number; out
   const t0 = Date.now();
   const r = await run(
     process.execPath,
-    ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '--inventory', INVENTORY, '--sites-dir', sitesDir, ...replicaVars, ...args],
+    ['--no-warnings', '--import', 'tsx', `playbooks/${script}`, '--inventory', inventory, '--sites-dir', sitesDir, ...args],
     { cwd: ROOT, env, timeout: 15 * 60_000, maxBuffer: 64 << 20 },
   ).then(
     (x) => ({ code: 0, stdout: x.stdout, stderr: x.stderr }),
@@ -108,7 +109,18 @@ before(async () => {
     WPFARM_BACKUP_AGE_IDENTITY: keys.identity,
     WPFARM_RESTIC_PASSWORD: restic,
   };
-  replicaVars = ['-e', `backup_replica_endpoint=${b.endpoint}`, '-e', `backup_replica_bucket=dr66-ams3-${stamp}`];
+  // the replica's settings in the inventory (the backup playbooks read inventory-level vars; -e reaches host vars only)
+  const inv = parseYaml(readFileSync(INVENTORY, 'utf8')) as {
+    vars: Record<string, unknown>;
+    settings: Record<string, unknown>;
+    hosts: Record<string, { key?: string }>;
+  };
+  inv.vars.backup_replica_endpoint = b.endpoint;
+  inv.vars.backup_replica_bucket = `dr66-ams3-${stamp}`;
+  inv.settings.known_hosts = KNOWN;
+  for (const h of Object.values(inv.hosts)) h.key = KEY;
+  inventory = path.join(work, 'inventory.yml');
+  writeFileSync(inventory, stringifyYaml(inv));
   secrets = [a.secretAccessKey, b.secretAccessKey, keys.identity, restic];
   // the buckets (the playbooks never create a bucket: an operator's store has it)
   const { ObjectStore } = await import('../../roles/backup/s3.ts');
