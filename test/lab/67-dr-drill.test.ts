@@ -107,6 +107,8 @@ before(async () => {
     WPFARM_S3_REPLICA_ACCESS_KEY: b.accessKeyId,
     WPFARM_S3_REPLICA_SECRET_KEY: b.secretAccessKey,
     WPFARM_BACKUP_AGE_IDENTITY: keys.identity,
+    // the process environment wins over the lab's env file, which has a recipient of its own
+    WPFARM_BACKUP_AGE_RECIPIENT: keys.recipient,
     WPFARM_RESTIC_PASSWORD: restic,
   };
   // the replica's settings in the inventory (the backup playbooks read inventory-level vars; -e reaches host vars only)
