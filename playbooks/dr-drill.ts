@@ -75,7 +75,7 @@ try {
             access: await ctx.replicaFilesAccess(),
             target: ctx.filesTarget(s),
             // a scratch stack's tasks run on any Gluster client: its files on the volume (a dot name: never a site id)
-            scratchDir: `${withStack ? ctx.sitesPath : '/tmp'}/${withStack ? '.' : ''}wpfarm-drdrill-${id}-${randomBytes(6).toString('hex')}`,
+            scratchDir: `${withStack ? `${ctx.sitesPath}/.` : '/tmp/'}wpfarm-drdrill-${id}-${randomBytes(6).toString('hex')}`,
           },
           now: startedAt,
           scratchStack: withStack

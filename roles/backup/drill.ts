@@ -124,7 +124,8 @@ export function drillMarkdown(r: DrillReport): string {
     const same = `checksums ${yn(s.db?.identicalToLive)}, rows ${yn(s.db?.rowCountsMatchLive)}, files ${yn(s.files?.identicalToLive)}`;
     const st = s.stack;
     lines.push(
-      `| ${s.site} | ${s.ok ? 'ok' : 'FAILED'} | ${s.rtoMs ? sec(s.rtoMs) : '—'} | ${sec(s.db?.restoreMs)} | ${sec(s.files?.restoreMs)} | ` +
+      `| ${s.site} | ${s.ok ? 'ok' : 'FAILED'} | ${s.rtoMs ? sec(s.rtoMs) : '—'} | ` +
+        `${sec(s.db?.restoreMs)} | ${sec(s.files?.restoreMs)} | ` +
         `${sec(verify)} | ${st?.readyMs ? sec(st.readyMs) : '—'} | ${st?.answerMs ? sec(st.answerMs) : '—'} | ` +
         `${page(st?.home)} | ${page(st?.post)} | ` +
         `${s.db?.tables ?? '—'} | ${s.db?.rows ?? '—'} | ${s.files?.files ?? '—'} | ${same} | ${hours(s.dbBackupAgeS)} | ` +
