@@ -67,7 +67,10 @@ async function scratchLeft(): Promise<Record<string, string>> {
   );
   const db = await ssh(
     'db1',
-    `mariadb -N -B -e ${quote("SELECT CONCAT('db:', SCHEMA_NAME) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '%drdrill%' UNION ALL SELECT CONCAT('user:', User, '@', Host) FROM mysql.user WHERE User LIKE '%drdrill%'")} | tr '\\n' ' '`,
+    `mariadb -N -B -e ${quote(
+      "SELECT CONCAT('db:', SCHEMA_NAME) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '%drdrill%' " +
+        "UNION ALL SELECT CONCAT('user:', User, '@', Host) FROM mysql.user WHERE User LIKE '%drdrill%'",
+    )} | tr '\\n' ' '`,
   );
   const dirs = await ssh('wrk1', `ls -A ${MOUNT} | grep drdrill | tr '\\n' ' '; true`);
   const out: Record<string, string> = { database: db.trim(), directories: dirs.trim() };
@@ -174,7 +177,10 @@ test('DR drill from the replica alone into a scratch stack: identical, answering
   assert.equal(add.code, 0, add.out.slice(-4000));
   const fpm = (await nodesOf(`wp-${S.id}_php-fpm`))[0];
   assert.ok(fpm, 'php-fpm runs');
-  const php = `require '/var/www/html/wp-load.php'; $id = wp_insert_post(['post_title' => $argv[1], 'post_status' => 'publish', 'post_content' => 'x']); echo is_wp_error($id) ? 'ERR' : $id;`;
+  const php =
+    "require '/var/www/html/wp-load.php'; " +
+    "$id = wp_insert_post(['post_title' => $argv[1], 'post_status' => 'publish', 'post_content' => 'x']); " +
+    "echo is_wp_error($id) ? 'ERR' : $id;";
   assert.match(await inService(fpm, `wp-${S.id}_php-fpm`, ['php', '-r', php, POST]), /^[0-9]+$/);
 
   // backed up to the primary, copied and verified to the second region; then the primary region is lost
@@ -224,7 +230,8 @@ test('DR drill from the replica alone into a scratch stack: identical, answering
   assert.match(text, new RegExp(`^\\| ${S.id} \\| ok \\| \\d+\\.\\d s \\|.*\\| 200, title found \\(/\\) \\| 200, title found `, 'm'));
   t.diagnostic(
     `drill ${d.ms} ms: RTO ${s.rtoMs} ms (db restore ${s.db?.restoreMs}, files restore ${s.files?.restoreMs}, ` +
-      `stack ready ${s.stack?.readyMs}, answering ${s.stack?.answerMs}); ${s.db?.tables} tables, ${s.db?.rows} rows, ${s.files?.files} files`,
+      `stack ready ${s.stack?.readyMs}, answering ${s.stack?.answerMs}); ` +
+      `${s.db?.tables} tables, ${s.db?.rows} rows, ${s.files?.files} files`,
   );
   timings.rtoMs = s.rtoMs;
 
