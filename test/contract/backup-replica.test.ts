@@ -309,7 +309,7 @@ test('dr-drill.ts, primary gateway DOWN: restored from the replica alone, identi
   const json = join(work, 'drill.json');
   const md = join(work, 'drill.md');
   const t = Date.now();
-  // --local: this machine is the db and files host, there is no swarm for scratch stacks (lab 67 runs them)
+  // --local: this machine is the db and files host, there is no swarm for scratch stacks (lab 69 runs them)
   const d = await play('dr-drill.ts', ['--sample', '5', '--no-stack', '--json', json, '--markdown', md]);
   timings.drillPlaybook = Date.now() - t;
   assert.equal(d.code, 0, d.stderr + d.stdout);

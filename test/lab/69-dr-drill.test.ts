@@ -11,7 +11,7 @@
 //     directories on the Gluster volume, the deploy record; the live site still serves
 // Prerequisites: a converged farm with the site images (30-galera, 40-gluster, 50-site-images; 60-sites proves
 // add-site). Runnable alone when the lab is up:
-//   flock /run/wpfarm-lab.lock env WPFARM_LAB=test node --import tsx --test --test-concurrency=1 test/lab/67-dr-drill.test.ts
+//   flock /run/wpfarm-lab.lock env WPFARM_LAB=test node --import tsx --test --test-concurrency=1 test/lab/69-dr-drill.test.ts
 import { assertLabUp, cli as labCli, inService, INVENTORY, KEY, KNOWN, nodesOf, ROOT, run, ssh } from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
