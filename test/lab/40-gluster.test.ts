@@ -169,6 +169,13 @@ test('converge: replica 3 arbiter 1 volume started, mounted on both workers from
   }
 });
 
+test("the managers mount the volume too (Portainer's data, gluster_extra_client_groups), their dockerd not ordered after it", async () => {
+  for (const m of ['mgr1', 'mgr2', 'mgr3']) {
+    assert.equal(await out(m, sh`findmnt -n -o FSTYPE,SOURCE --mountpoint ${MOUNT}`), `fuse.glusterfs ${ST1}:/${VOLUME}`, `${m} mount`);
+    assert.equal(await out(m, 'test -e /etc/systemd/system/docker.service.d/50-wpfarm-gluster.conf && echo yes || echo no'), 'no', m);
+  }
+});
+
 test('second run: zero changes; check mode on the converged farm predicts zero changes', async () => {
   const again = await role('rerun');
   assert.deepEqual(failures(again), []);
