@@ -544,13 +544,20 @@ export async function removeSiteSwarmObjects(
   const h = have ?? (await siteSwarmObjects(ctx, id));
   const stack = stackName(id);
   if (h.services || h.network) {
-    await ctx.exec(sh`docker stack rm ${stack}`);
+    const net = siteNetworkName(id);
+    // a service of another stack attached to the site's network (the WordPress exporter joins every site's) keeps the
+    // network alive: detach it first (its own stack, rendered from the site records, no longer lists this site)
+    const detached = await ctx.exec(detachNetworkScript(net, stack), { nothrow: true });
+    for (const svc of detached.stdout.split('\n').filter(Boolean)) ctx.log(`${svc}: detached from ${net}`);
+    // stack rm fails on a network still in use (a detached service's old task may hold it a moment): removed below
+    await ctx.exec(sh`docker stack rm ${stack}`, { nothrow: true });
     ctx.log(`${stack}: waiting until its tasks and network are gone`);
     const end = Date.now() + timeoutMs;
     for (;;) {
       const r = await ctx.exec(
-        sh`docker network ls -q --filter ${`name=${siteNetworkName(id)}`}; ` +
-          sh`docker service ls -q --filter ${`label=com.docker.stack.namespace=${stack}`}`,
+        sh`s=$(docker service ls -q --filter ${`label=com.docker.stack.namespace=${stack}`}); ` +
+          sh`n=$(docker network ls -q --filter ${`name=${net}`}); ` +
+          sh`[ -z "$s" ] && [ -n "$n" ] && docker network rm ${net} >/dev/null 2>&1 && n=; echo "$s$n"`,
         { nothrow: true },
       );
       if (!r.stdout.trim()) break;
@@ -559,6 +566,19 @@ export async function removeSiteSwarmObjects(
     }
   }
   if (h.secrets) await ctx.exec(sh`docker secret ls -q --filter ${`name=site_${id}_`} | xargs -r docker secret rm`);
+}
+
+/** Detach every service outside `stack` from `network` (one round trip); prints the services' names. */
+export function detachNetworkScript(network: string, stack: string): string {
+  const format =
+    '{{.Spec.Name}} {{index .Spec.Labels "com.docker.stack.namespace"}} {{range .Spec.TaskTemplate.Networks}}{{.Target}} {{end}}';
+  return [
+    sh`nid=$(docker network inspect -f '{{.Id}}' ${network} 2>/dev/null) || exit 0`,
+    sh`docker service ls -q | xargs -r docker service inspect -f ${format} | while read -r name ns nets; do`,
+    sh`  [ "$ns" = ${stack} ] && continue`,
+    sh`  case " $nets " in *" $nid "*) docker service update --detach --quiet --network-rm ${network} "$name" >/dev/null && echo "$name";; esac`,
+    'done; true',
+  ].join('\n');
 }
 
 /** Node names running a service's tasks (state Running). */
