@@ -9,12 +9,13 @@ import { mask, registerSecret } from '../../lib/secrets.ts';
 import { dnsFromEnv } from '../../lib/cloud/cloudflare.ts';
 import { SITES_DIR_OPTION, siteDnsSettings, siteIdFor } from '../wp-site/playbook-util.ts';
 import type { MigrateDns } from './dns.ts';
-import { wpSiteSettings } from '../wp-site/reconcile.ts';
+import { removeSiteSwarmObjects, siteSwarmObjects, wpSiteSettings } from '../wp-site/reconcile.ts';
 import wpSite from '../wp-site/role.ts';
 import { siteDbName, stackName } from '../wp-site/stack.ts';
 import { sh } from '../../lib/shell.ts';
 import { settings as glusterSettings } from '../gluster/model.ts';
-import type { Connection } from '../../lib/types.ts';
+import type { Connection, ExecOptions } from '../../lib/types.ts';
+import { STACK_DIR } from '../../lib/ops/docker.ts';
 import { type FarmSite, farmSite } from './farm.ts';
 import { FARM_WORDPRESS, migrateSite, rollbackSite } from './migrate.ts';
 import { SiteRefused, type SourceUrl, sourceHost } from './source.ts';
@@ -138,6 +139,21 @@ export async function farmSiteFor(run: Run, newDomain: string, sitesDir: string,
     managementCidrs: Array.isArray(mgmt) ? cidrs : undefined,
     managers,
     deploy,
+    undeploy: async () => {
+      const c = managers[0]!;
+      const ctx = { exec: (cmd: string, opts?: ExecOptions) => c.exec(cmd, opts), log: say };
+      const have = await siteSwarmObjects(ctx, id);
+      const done: string[] = [];
+      if (have.services || have.network || have.secrets) {
+        await removeSiteSwarmObjects(ctx, id, have);
+        done.push(`stack ${stack} (${have.services} services), its network and ${have.secrets} secret version(s) removed`);
+      }
+      for (const m of managers) {
+        const r = await m.exec(sh`f=${`${STACK_DIR}/${stack}.yml`}; [ -e "$f" ] && rm -f -- "$f" && echo removed; true`);
+        if (r.stdout.includes('removed')) done.push(`deploy state ${STACK_DIR}/${stack}.yml on ${m.host.name} removed`);
+      }
+      return done;
+    },
     log: say,
   });
 }

@@ -25,6 +25,8 @@ export interface FarmSiteOptions {
   managers: Connection[];
   /** deploy the site's stack (the wp-site role for this site); returns a summary */
   deploy: () => Promise<Record<string, unknown>>;
+  /** take away what deploy made in the swarm (stack, network, secrets, deploy state); says what it removed */
+  undeploy?: () => Promise<string[]>;
   /** the farm's request path to the site (its nginx as the edge reaches it), for verify's HTTP checks */
   request?: FarmRequest;
   /** empty the site's object cache (after its database was replaced) */
@@ -51,7 +53,7 @@ export interface FarmSite {
   deploy(): Promise<Record<string, unknown>>;
   /** the record's `migrated_from` after the cutover (time and verification) */
   recordCutover(from: MigratedFrom): void;
-  /** remove the record and the secret store entries (a migration that never reached cutover) */
+  /** remove the stack (undeploy), the record and the secret store entries (a migration that never reached cutover) */
   remove(): Promise<string[]>;
 }
 
@@ -142,7 +144,8 @@ export function farmSite(o: FarmSiteOptions): FarmSite {
       writeRecord(recordFile, text);
     },
     async remove() {
-      const done: string[] = [];
+      // the stack first (deployed at verify): a migration that never reached cutover leaves nothing in the farm
+      const done: string[] = o.undeploy ? await o.undeploy() : [];
       for (const c of o.managers) {
         await c.exec(sh`rm -f -- ${`${SECRET_STORE}/${o.id}.json`}`);
         done.push(`secret store entry on ${c.host.name} removed`);

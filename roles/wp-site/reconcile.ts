@@ -520,7 +520,10 @@ export async function waitStackReady(ctx: StepContext, stack: string, services: 
 }
 
 /** What a site holds in the swarm (one round trip): its stack's services, its secret versions, its network. */
-export async function siteSwarmObjects(ctx: StepContext, id: string): Promise<{ services: number; secrets: number; network: number }> {
+export async function siteSwarmObjects(
+  ctx: Pick<StepContext, 'exec'>,
+  id: string,
+): Promise<{ services: number; secrets: number; network: number }> {
   const have = await ctx.exec(
     sh`echo "services=$(docker stack services -q -- ${stackName(id)} 2>/dev/null | wc -l)"; ` +
       sh`echo "secrets=$(docker secret ls -q --filter ${`name=site_${id}_`} | wc -l)"; ` +
@@ -536,7 +539,7 @@ export async function siteSwarmObjects(ctx: StepContext, id: string): Promise<{ 
  * cannot be reused) and its Swarm secrets. `have`: what siteSwarmObjects found (probed when not given).
  */
 export async function removeSiteSwarmObjects(
-  ctx: StepContext,
+  ctx: Pick<StepContext, 'exec' | 'log'>,
   id: string,
   have?: { services: number; secrets: number; network: number },
   timeoutMs = 120_000,

@@ -160,6 +160,7 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
 
   test('a failure before cutover removes what was created on the target and in the farm', async () => {
     const sitesDir = mkdtempSync(join(tmpdir(), 'wpfarm-migrate-sites-'));
+    let undeployed = 0;
     const farmSiteOf = () =>
       farmSite({
         id: 'nouveau-example-net',
@@ -168,6 +169,11 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
         managementCidrs: ['192.0.2.0/24'],
         managers: [farm],
         deploy: async () => ({ skipped: 'not reached' }),
+        // the swarm part (the stack deployed at verify) is the lab's (test/lab/66); here: it is asked for, once
+        undeploy: async () => {
+          undeployed++;
+          return ['stack wp-nouveau-example-net removed'];
+        },
       });
     const fs = farmSiteOf();
     let seen: string[] = [];
@@ -191,6 +197,7 @@ describe('migrate a legacy site (engine: two sshd hosts with MariaDB)', { timeou
     );
     assert.deepEqual(await fs.leftovers(), []);
     assert.equal(existsSync(fs.recordFile), false);
+    assert.equal(undeployed, 1, "the cleanup removes the site's stack too");
     assert.deepEqual(await targetLeftovers(target()), []);
     // the TTL lowered at copy is back to the hour
     assert.ok(cf.mutations().some((m) => m.method === 'PUT' && (m.body as { ttl?: number }).ttl === 60));
