@@ -14,7 +14,8 @@
 import { existsSync } from 'node:fs';
 import type { CommonFlags, OptionSpec } from '../../lib/cli.ts';
 import { InputError } from '../../lib/errors.ts';
-import { loadInventory, parseExtraVars, groupMembers, type Inventory } from '../../lib/inventory.ts';
+import { checkVars, loadInventory, parseExtraVars, groupMembers, type Inventory } from '../../lib/inventory.ts';
+import { RETENTION_VARS, retentionOf } from '../common/retention.ts';
 import { ConnectionPool, sshOptions } from '../../lib/transport.ts';
 import type { HostSpec } from '../../lib/types.ts';
 import { loadSites, type SiteRecord } from '../wp-site/site.ts';
@@ -73,7 +74,13 @@ export async function backupContext(flags: CommonFlags, o: { local?: boolean; si
   // the same records as list-sites and add-site read (a lab's own directory is its inventory's wp_sites_dir)
   const sitesDir = o.sitesDir ?? str(inventory.vars.wp_sites_dir, 'inventory/sites');
   const mgmt = inventory.vars.management_cidrs;
-  const sites = existsSync(sitesDir) ? loadSites(sitesDir, { management_cidrs: Array.isArray(mgmt) ? (mgmt as string[]) : undefined }) : [];
+  // the farm's backup retention (vars.retention.backups) for every record that sets none of its own
+  // (checked as the roles check it: exit 4 naming file:line and the field)
+  checkVars(inventory, RETENTION_VARS);
+  const backupRetention = retentionOf(inventory.vars).backups;
+  const sites = existsSync(sitesDir)
+    ? loadSites(sitesDir, { management_cidrs: Array.isArray(mgmt) ? (mgmt as string[]) : undefined, backup_retention: backupRetention })
+    : [];
   const vars = inventory.vars;
   let pool: ConnectionPool | undefined;
   const ssh = sshOptions(inventory.settings, flags);

@@ -9,8 +9,12 @@
 //   retention.metrics_days         Prometheus' time series                                                   monitoring (Prometheus)
 //   retention.traces_days          Tempo's traces                                                            monitoring (Tempo)
 //
-// Backups keep their own policy per site (the site record's backup section, roles/backup/retention.ts),
-// and the controller's run logs theirs (settings.run_log_retention): docs/security.md has the whole table.
+//   retention.backups.db_days      database dumps kept (days), every site                                    backup (prune)
+//   retention.backups.files_keep_daily / _weekly / _monthly
+//                                  the files' restic snapshots kept (restic forget), every site              backup (prune)
+//
+// A site record's backup section overrides the backups' figures for that site (roles/wp-site/site.ts); the
+// controller's run logs keep theirs (settings.run_log_retention): docs/security.md has the whole table.
 // Pure: parsed by the roles' var schemas before any connection (exit 4 naming file:line and field).
 import { z } from 'zod';
 import { int } from '../../lib/schema.ts';
@@ -19,6 +23,7 @@ export const RETENTION_DEFAULTS = {
   logs: { access_days: 14, audit_days: 365, app_days: 30, edge_file_days: 7 },
   metrics_days: 30,
   traces_days: 14,
+  backups: { db_days: 30, files_keep_daily: 7, files_keep_weekly: 4, files_keep_monthly: 3 },
 } as const;
 
 // Loki applies retention in whole days of at least 1 (its compactor refuses periods under 24h)
@@ -35,6 +40,15 @@ export const RetentionSchema = z.strictObject({
     .optional(),
   metrics_days: days(3650).optional(),
   traces_days: days(3650).optional(),
+  // the same bounds as a site record's backup section
+  backups: z
+    .strictObject({
+      db_days: days(3650).optional(),
+      files_keep_daily: int(1, 365).optional(),
+      files_keep_weekly: int(0, 520).optional(),
+      files_keep_monthly: int(0, 120).optional(),
+    })
+    .optional(),
 });
 
 /** For a role's `vars`: the schema of `retention`, checked before any connection. */
@@ -44,6 +58,15 @@ export interface Retention {
   logs: { accessDays: number; auditDays: number; appDays: number; edgeFileDays: number };
   metricsDays: number;
   tracesDays: number;
+  backups: BackupRetention;
+}
+
+/** The backups' retention of every site that does not set its own (its record's backup section). */
+export interface BackupRetention {
+  dbDays: number;
+  filesDaily: number;
+  filesWeekly: number;
+  filesMonthly: number;
 }
 
 /** The policy with its defaults filled in (the value was checked by RETENTION_VARS before the run). */
@@ -59,5 +82,11 @@ export function retentionOf(vars: Record<string, unknown>): Retention {
     },
     metricsDays: r.metrics_days ?? d.metrics_days,
     tracesDays: r.traces_days ?? d.traces_days,
+    backups: {
+      dbDays: r.backups?.db_days ?? d.backups.db_days,
+      filesDaily: r.backups?.files_keep_daily ?? d.backups.files_keep_daily,
+      filesWeekly: r.backups?.files_keep_weekly ?? d.backups.files_keep_weekly,
+      filesMonthly: r.backups?.files_keep_monthly ?? d.backups.files_keep_monthly,
+    },
   };
 }

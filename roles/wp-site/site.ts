@@ -10,11 +10,14 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { InputErrors, int, matching, nullAsAbsent, num, problemAt, checkedBy, validate, z, type Problem } from '../../lib/schema.ts';
 import { parseYamlText, parseYamlFile, type YamlSource } from '../../lib/yamlsrc.ts';
+import { type BackupRetention, RETENTION_DEFAULTS } from '../common/retention.ts';
 
 /** Defaults that come from the farm inventory (not from the record). */
 export interface SiteDefaultsFromInventory {
   /** inventory var management_cidrs: default admin allowlist */
   management_cidrs?: string[];
+  /** inventory var retention.backups (retentionOf(vars).backups): the backups' retention of a record that sets none */
+  backup_retention?: BackupRetention;
 }
 
 export const DEFAULT_PHP = Object.freeze({
@@ -37,9 +40,16 @@ export const DEFAULT_LIMITS = Object.freeze({
   redis: { cpus: 0.25, memory: '128M' },
 });
 
+// the retention figures are the farm's defaults (vars.retention.backups, roles/common/retention.ts)
+const RB = RETENTION_DEFAULTS.backups;
 export const DEFAULT_BACKUP = Object.freeze({
-  db: { every_hours: 6, retention_days: 30 },
-  files: { schedule: 'daily' as const, keep_daily: 7, keep_weekly: 4, keep_monthly: 3 },
+  db: { every_hours: 6, retention_days: RB.db_days },
+  files: {
+    schedule: 'daily' as const,
+    keep_daily: RB.files_keep_daily,
+    keep_weekly: RB.files_keep_weekly,
+    keep_monthly: RB.files_keep_monthly,
+  },
 });
 
 export const DEFAULT_REPLICAS = 2;
@@ -314,6 +324,18 @@ function recordOf(y: YamlSource, inv: SiteDefaultsFromInventory): SiteRecord {
   }
   const r = validate(SiteSchema, raw, y, { rootName: '(document)', problems });
   const rec: SiteRecord = { ...r, admin_allowlist: r.admin_allowlist ?? [...(inv.management_cidrs ?? [])], source: y.file };
+  // the farm's backup retention (vars.retention.backups) where the record sets none of its own
+  const rb = inv.backup_retention;
+  if (rb) {
+    const set = (plain?.backup ?? {}) as { db?: Record<string, unknown>; files?: Record<string, unknown> };
+    const db = { ...rec.backup.db };
+    const files = { ...rec.backup.files };
+    if (set.db?.retention_days === undefined) db.retention_days = rb.dbDays;
+    if (set.files?.keep_daily === undefined) files.keep_daily = rb.filesDaily;
+    if (set.files?.keep_weekly === undefined) files.keep_weekly = rb.filesWeekly;
+    if (set.files?.keep_monthly === undefined) files.keep_monthly = rb.filesMonthly;
+    rec.backup = { ...rec.backup, db, files };
+  }
   sourceOf.set(rec, y);
   return rec;
 }

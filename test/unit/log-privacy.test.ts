@@ -119,6 +119,7 @@ test('retention: one inventory section, defaults, and what Loki, Tempo, Promethe
     },
     metricsDays: 45,
     tracesDays: RETENTION_DEFAULTS.traces_days,
+    backups: { dbDays: 30, filesDaily: 7, filesWeekly: 4, filesMonthly: 3 },
   });
   // biome-ignore lint/suspicious/noExplicitAny: free-form Loki document
   const loki = lokiConfig({ retention: r.logs }) as any; // free-form document
@@ -149,6 +150,36 @@ test('retention: a bad value is exit-4 input naming the inventory file, line and
         return true;
       },
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("retention: the backups' figures in the same section, for every site record that sets none of its own", async () => {
+  const { loadSites } = await import('../../roles/wp-site/site.ts');
+  const b = retentionOf({ retention: { backups: { db_days: 90, files_keep_monthly: 12 } } }).backups;
+  assert.deepEqual(b, { dbDays: 90, filesDaily: 7, filesWeekly: 4, filesMonthly: 12 });
+  const dir = mkdtempSync(path.join(tmpdir(), 'wpfarm-retention-sites-'));
+  try {
+    writeFileSync(path.join(dir, 'plain.yml'), 'id: plain\ndomain: plain.example.com\n');
+    writeFileSync(
+      path.join(dir, 'own.yml'),
+      'id: own\ndomain: own.example.com\nbackup:\n  db: { retention_days: 7 }\n  files: { keep_daily: 3 }\n',
+    );
+    const sites = loadSites(dir, { management_cidrs: ['192.0.2.0/24'], backup_retention: b });
+    const of = (id: string) => sites.find((s) => s.id === id)!.backup;
+    assert.equal(of('plain').db.retention_days, 90);
+    assert.deepEqual([of('plain').files.keep_daily, of('plain').files.keep_weekly, of('plain').files.keep_monthly], [7, 4, 12]);
+    // a record's own figures win; the rest comes from the inventory
+    assert.equal(of('own').db.retention_days, 7);
+    assert.deepEqual([of('own').files.keep_daily, of('own').files.keep_weekly, of('own').files.keep_monthly], [3, 4, 12]);
+    // without the inventory's section: the farm's defaults, as before
+    const plain = loadSites(dir, { management_cidrs: ['192.0.2.0/24'] }).find((s) => s.id === 'plain')!.backup;
+    assert.equal(plain.db.retention_days, RETENTION_DEFAULTS.backups.db_days);
+    // a bad figure is exit-4 input naming the field
+    const inv = path.join(dir, 'inv.yml');
+    writeFileSync(inv, 'vars:\n  retention:\n    backups:\n      db_days: 0\nhosts:\n  a: { address: 127.0.0.1 }\n');
+    assert.throws(() => checkVars(loadInventory(inv), RETENTION_VARS), /inv\.yml:4:\d+ vars\.retention\.backups\.db_days/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
