@@ -8,14 +8,14 @@
 // seconds go), the rerun of the last site and the load average. --record writes the row into
 // bench/results/latest.json (scenario "add-site", replacing the previous one) and bench/README.md.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { quote } from 'zx';
 import { buildCli } from '../scripts/build-cli.ts';
 import { INVENTORY_FILE, NODES, PATHS } from '../scripts/lab/config.ts';
-import { median, nodeArgs } from './util.ts';
+import { median, nodeArgs, recordScenario } from './util.ts';
 
 const run = promisify(execFile);
 const INV = INVENTORY_FILE;
@@ -144,11 +144,6 @@ try {
 
 /** The row in bench/results/latest.json (replacing the previous add-site row) and its section of bench/README.md. */
 function record(row: Record<string, unknown> & { steps_median_s: Record<string, number> }): void {
-  const file = 'bench/results/latest.json';
-  const rows = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { scenario?: string }[]) : [];
-  writeFileSync(file, `${JSON.stringify([...rows.filter((r) => r.scenario !== 'add-site'), row], null, 2)}\n`);
-  const start = '<!-- add-site:start -->';
-  const end = '<!-- add-site:end -->';
   const steps = Object.entries(row.steps_median_s)
     .sort((a, b) => b[1] - a[1])
     .map(([s, v]) => `| ${s} | ${v.toFixed(2)} |`)
@@ -162,12 +157,5 @@ function record(row: Record<string, unknown> & { steps_median_s: Record<string, 
     `load average (1 min) ${v('load_start')} at the start, ${v('load_end')} at the end. Phase 3's images role before it:`,
     `${v('images_role_s')} s (${row.images_built ? 'built' : 'nothing built'}).`,
   ].join('\n');
-  const block = `${start}\n${text}\n\n| step (median) | s |\n|---|---|\n${steps}\n${end}`;
-  const readme = readFileSync('bench/README.md', 'utf8');
-  writeFileSync(
-    'bench/README.md',
-    readme.includes(start)
-      ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), block)
-      : `${readme}\n## add-site on the lab\n\n${block}\n`,
-  );
+  recordScenario('add-site', row, `${text}\n\n| step (median) | s |\n|---|---|\n${steps}`, 'add-site on the lab');
 }

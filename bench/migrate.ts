@@ -14,7 +14,7 @@ import path from 'node:path';
 import { KEY, LEGACY_HOSTS, ROOT, cli as labCli, convergeSitePrerequisites, run } from '../test/harness/lab-sites.ts';
 import { seedBenchSites, labEnvValue } from '../scripts/lab/legacy.ts';
 import { siteIdFor } from '../roles/wp-site/playbook-util.ts';
-import { median } from './util.ts';
+import { median, recordScenario } from './util.ts';
 
 const N = Number(process.env.BENCH_MIGRATE_SITES ?? 10);
 const MB = Number(process.env.BENCH_MIGRATE_MB ?? 3);
@@ -97,11 +97,6 @@ async function round(concurrency: number): Promise<Round> {
 }
 
 function record(row: Record<string, unknown>, rounds: Round[]): void {
-  const file = 'bench/results/latest.json';
-  const rows = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { scenario?: string }[]) : [];
-  writeFileSync(file, `${JSON.stringify([...rows.filter((r) => r.scenario !== 'migrate'), row], null, 2)}\n`);
-  const start = '<!-- migrate:start -->';
-  const end = '<!-- migrate:end -->';
   const v = (k: string): string => String(row[k]);
   const text = [
     `Measured ${v('at')} on the test lab by \`node --import tsx bench/migrate.ts --record\`: ${v('sites')} small legacy sites`,
@@ -120,14 +115,7 @@ function record(row: Record<string, unknown>, rounds: Round[]): void {
     '',
     'State times are medians over the sites of a round (each site’s own time in that state).',
   ].join('\n');
-  const block = `${start}\n${text}\n${end}`;
-  const readme = readFileSync('bench/README.md', 'utf8');
-  writeFileSync(
-    'bench/README.md',
-    readme.includes(start)
-      ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), block)
-      : `${readme}\n## Migrations (issue 14) on the lab\n\n${block}\n`,
-  );
+  recordScenario('migrate', row, text, 'Migrations (issue 14) on the lab');
 }
 
 async function main(): Promise<void> {

@@ -1,6 +1,6 @@
 // Helpers shared by the bench scripts (bench/run.ts, bench/cli-start.ts).
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface Timed {
@@ -36,3 +36,22 @@ export const LAUNCHER = '.wpfarm/cli/wpfarm.mjs';
 /** node arguments that run `playbook args...` in the given mode */
 export const nodeArgs = (mode: CliMode, playbook: string, args: string[]): string[] =>
   mode === 'fast' ? [LAUNCHER, playbook, ...args] : ['--import', 'tsx', playbook, ...args];
+
+/**
+ * Record a scenario's row: bench/results/latest.json keeps one row per scenario (this one replaced), and
+ * bench/README.md the text between `<!-- scenario:start -->` and `<!-- scenario:end -->` (a new section
+ * `## title` at the end the first time).
+ */
+export function recordScenario(scenario: string, row: Record<string, unknown>, markdown: string, title: string): void {
+  const file = 'bench/results/latest.json';
+  const rows = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { scenario?: string }[]) : [];
+  writeFileSync(file, `${JSON.stringify([...rows.filter((r) => r.scenario !== scenario), row], null, 2)}\n`);
+  const start = `<!-- ${scenario}:start -->`;
+  const end = `<!-- ${scenario}:end -->`;
+  const block = `${start}\n${markdown}\n${end}`;
+  const readme = readFileSync('bench/README.md', 'utf8');
+  writeFileSync(
+    'bench/README.md',
+    readme.includes(start) ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), () => block) : `${readme}\n## ${title}\n\n${block}\n`,
+  );
+}

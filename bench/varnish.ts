@@ -9,11 +9,11 @@
 //     cache TTL is 0: this is the site as it is without the tier).
 // Prints p50/p90 of curl's time_total for each and the X-Cache hit count; --record writes the row into
 // bench/results/latest.json (scenario "varnish") and bench/README.md. The site is removed afterwards.
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, rmSync, } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { cli as labCli, convergeSitePrerequisites, inService, nodesOf, ssh } from '../test/harness/lab-sites.ts';
-import { median } from './util.ts';
+import { median, recordScenario } from './util.ts';
 
 const N = Number(process.env.BENCH_VARNISH_N ?? 200);
 const stamp = Date.now().toString(36).slice(-5);
@@ -47,11 +47,6 @@ async function timed(nginxNode: string, url: string): Promise<{ ms: number[]; hi
 }
 
 function record(row: Record<string, unknown>): void {
-  const file = 'bench/results/latest.json';
-  const rows = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { scenario?: string }[]) : [];
-  writeFileSync(file, `${JSON.stringify([...rows.filter((r) => r.scenario !== 'varnish'), row], null, 2)}\n`);
-  const start = '<!-- varnish:start -->';
-  const end = '<!-- varnish:end -->';
   const v = (k: string): string => String(row[k]);
   const text = [
     `Measured ${v('at')} on the test lab by \`node --import tsx bench/varnish.ts --record\`: ${v('requests')} anonymous GETs`,
@@ -65,14 +60,7 @@ function record(row: Record<string, unknown>): void {
     '',
     `p50 without / with Varnish: **${v('speedup_p50')}x**.`,
   ].join('\n');
-  const block = `${start}\n${text}\n${end}`;
-  const readme = readFileSync('bench/README.md', 'utf8');
-  writeFileSync(
-    'bench/README.md',
-    readme.includes(start)
-      ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), block)
-      : `${readme}\n## Varnish (cache tier 2) on the lab\n\n${block}\n`,
-  );
+  recordScenario('varnish', row, text, 'Varnish (cache tier 2) on the lab');
 }
 
 async function main(): Promise<void> {
