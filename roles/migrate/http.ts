@@ -91,6 +91,9 @@ function baseVariants(base: string): string[] {
 export function normalisePage(html: string, bases: readonly string[]): string {
   let h = html;
   for (const b of bases) for (const v of baseVariants(b)) h = h.split(v).join('@SITE@');
+  // WordPress picks the avatar host by the page's scheme (get_avatar_url: https://secure.gravatar.com when is_ssl(),
+  // else http://{0,1,2}.gravatar.com): a site moved from http to https changes it, not its content
+  h = h.replace(/https?:\/\/(?:secure|[0-2])\.gravatar\.com\//g, '@GRAVATAR@/');
   const title = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(h)?.[1]?.trim() ?? '';
   let body = /<body[^>]*>([\s\S]*)<\/body>/i.exec(h)?.[1] ?? h;
   body = body.replace(/<!--[\s\S]*?-->/g, ' ').replace(/<(script|style|noscript|template)\b[\s\S]*?<\/\1>/gi, ' ');

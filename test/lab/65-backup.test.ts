@@ -169,6 +169,9 @@ before(async () => {
     WPFARM_S3_ACCESS_KEY: rgw.accessKeyId,
     WPFARM_S3_SECRET_KEY: rgw.secretAccessKey,
     WPFARM_BACKUP_AGE_IDENTITY: keys.identity,
+    // the process environment wins over the lab's env file, which has a recipient of its own since the lab has a
+    // store (lab.env): without this the dumps were encrypted to the lab's key and this identity could not restore them
+    WPFARM_BACKUP_AGE_RECIPIENT: keys.recipient,
     WPFARM_RESTIC_PASSWORD: resticPassword,
   };
   secretValues = [rgw.secretAccessKey, keys.identity, resticPassword];

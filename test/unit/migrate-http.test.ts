@@ -22,6 +22,18 @@ test('the same page on the old and the new base normalises to the same text', ()
   assert.doesNotMatch(a, /color:red|Math|ver=|generated/);
 });
 
+test("the avatar host WordPress picks by the page's scheme is not a difference; another host still is", () => {
+  const avatar = (u: string) => `<p>A WordPress Commenter</p><img src="${u}/avatar/d7a9?s=50&d=mm&r=g" alt="">`;
+  const a = normalisePage(page('http://old.example', avatar('http://1.gravatar.com')), bases);
+  const b = normalisePage(page('https://old.example', avatar('https://secure.gravatar.com')), bases);
+  // the page() helper's extra also changes the emoji script's version: compare from the commenter on
+  const from = (x: string) => x.slice(x.indexOf('A WordPress Commenter'));
+  assert.equal(firstDifference(from(a), from(b)), '');
+  assert.match(a, /@GRAVATAR@\/avatar\/d7a9/);
+  const c = normalisePage(page('https://old.example', avatar('https://evil.example')), bases);
+  assert.match(firstDifference(from(a), from(c)), /evil\.example/);
+});
+
 test('a visible difference (text or a link elsewhere) is found and located', () => {
   const a = normalisePage(page('http://old.example'), bases);
   const b = normalisePage(page('https://old.example', '<p>Legacy Hello</p>'), bases);
