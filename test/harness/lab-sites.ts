@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { quote } from 'zx';
+import { STANDIN_STACK } from '../../roles/traefik/standin-steps.ts';
 import {
   BRIDGE,
   GATEWAY,
@@ -86,6 +87,22 @@ export async function ssh(host: string, cmd: string, o: { nothrow?: boolean; std
   } catch (e) {
     if (o.nothrow) return `ERROR ${(e as { stderr?: string }).stderr ?? ''}`;
     throw new Error(`${host}: ${cmd}: ${(e as { stderr?: string; message: string }).stderr || (e as Error).message}`);
+  }
+}
+
+/**
+ * Remove the lab's edge stand-in (stack `edge`, HAProxy in host mode on 80/443/8082 of the managers: add-site deploys
+ * it) and wait until its containers are gone, for a test that publishes its own listener on those ports (71, 80).
+ * The next add-site deploys it again.
+ */
+export async function removeEdgeStandin(managers: readonly string[] = ['mgr1', 'mgr2', 'mgr3']): Promise<void> {
+  await ssh(managers[0]!, `docker stack rm ${STANDIN_STACK} >/dev/null 2>&1; true`, { nothrow: true });
+  const filter = `label=com.docker.stack.namespace=${STANDIN_STACK}`;
+  for (const deadline = Date.now() + 120_000; ; await new Promise((r) => setTimeout(r, 2000))) {
+    const left = [];
+    for (const m of managers) if ((await ssh(m, `docker ps -q --filter ${filter}`, { nothrow: true })) !== '') left.push(m);
+    if (!left.length) return;
+    if (Date.now() > deadline) throw new Error(`the edge stand-in's containers are still on ${left.join(', ')} after 120 s`);
   }
 }
 

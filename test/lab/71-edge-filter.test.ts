@@ -27,9 +27,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ADDR, BRIDGE, INVENTORY, SVC, containerName, labAddress } from '../harness/lab-sites.ts';
+import { ADDR, BRIDGE, INVENTORY, SVC, containerName, labAddress, removeEdgeStandin } from '../harness/lab-sites.ts';
 import type { StepResult } from '../../lib/types.ts';
-import { STANDIN_STACK } from '../../roles/traefik/standin-steps.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const EDGE = { mgr1: ADDR.mgr1!, mgr2: ADDR.mgr2!, mgr3: ADDR.mgr3! } as const;
@@ -140,14 +139,7 @@ async function standinUp(): Promise<void> {
   nodeTry(LAPI, `docker service rm ${SERVICE} >/dev/null 2>&1`);
   // the lab's edge stand-in (stack 'edge', HAProxy: add-site deploys it) holds 80/443/8082 of the edge nodes in host
   // mode: this file's listener takes its place (the next add-site deploys it again)
-  nodeTry(LAPI, `docker stack rm ${STANDIN_STACK} >/dev/null 2>&1`);
-  for (const deadline = Date.now() + 120_000; ; await sleep(2000)) {
-    const left = EDGE_NAMES.filter(
-      (n) => nodeTry(n, `docker ps -q --filter label=com.docker.stack.namespace=${STANDIN_STACK}`).trim() !== '',
-    );
-    if (!left.length) break;
-    assert.ok(Date.now() < deadline, `the edge stack's containers are gone from ${left.join(', ')}`);
-  }
+  await removeEdgeStandin(EDGE_NAMES);
   const conf =
     'pid /tmp/nginx.pid; error_log stderr; events {} http { access_log off; server { listen 8080; listen 8443; listen 8083; return 200 edge-standin; } }';
   const start = `printf '%s\\n' '${conf}' > /tmp/n.conf && exec nginx -c /tmp/n.conf -g 'daemon off;'`;

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ROOT, assertLabUp, changesOf, cli as labCli, labAddress, ssh, type Report } from '../harness/lab-sites.ts';
+import { ROOT, assertLabUp, changesOf, cli as labCli, labAddress, removeEdgeStandin, ssh, type Report } from '../harness/lab-sites.ts';
 
 const run = promisify(execFile);
 const EDGE = ['mgr1', 'mgr2', 'mgr3'];
@@ -77,6 +77,8 @@ async function lab(cmd: 'kill' | 'start', node: string): Promise<void> {
 before(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'wpfarm-ka-'));
   await assertLabUp(EDGE);
+  // the lab's edge stand-in holds port 80 of the edge nodes since add-site deploys it: this file's listener takes it
+  await removeEdgeStandin(EDGE);
   await Promise.all(EDGE.map((n) => ssh(n, LISTENER)));
 });
 
