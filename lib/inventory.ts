@@ -14,7 +14,8 @@
 //                  have depth 1), so ancestors always come before their descendants; groups of the same
 //                  depth are ordered alphabetically by name, and later wins (Ansible's order)
 //   3. host        the host's own `vars`
-//   4. extra vars  from the CLI (`-e key=value`), loadInventory(files, { extraVars })
+//   4. extra vars  from the CLI (`-e key=value`), loadInventory(files, { extraVars }); they also override the
+//                  farm-wide Inventory.vars (what playbooks read), as Ansible's extra vars win everywhere
 //
 // CREDENTIALS: a mapping with the single key `env` ({ env: NAME }) anywhere inside vars, or as a host's
 // become_password, is replaced by the value of NAME from the environment or `.env` (lib/env.ts) and
@@ -67,7 +68,7 @@ export interface Inventory {
     /** run directories kept: at most `count`, none older than `days` (lib/events.ts pruneRuns) */
     runLogRetention?: { count?: number; days?: number };
   };
-  /** level "all" (top-level vars), credentials resolved */
+  /** level "all" (top-level vars, credentials resolved) with the extra vars (-e) over it: the farm-wide view */
   vars: Vars;
 }
 
@@ -370,7 +371,8 @@ export function loadInventory(files: string | readonly string[], opts: LoadOptio
   }
 
   const shown = parsed.map(({ y }) => y.file);
-  const inv: Inventory = { file: shown[0]!, files: shown, hosts, groups, settings, vars: allVars };
+  // the farm-wide vars a playbook reads (sites dir, management ranges, retention...): -e wins there as on every host
+  const inv: Inventory = { file: shown[0]!, files: shown, hosts, groups, settings, vars: { ...allVars, ...extra } };
   varSources.set(inv, { parsed, extra: opts.extraVars ?? {} });
   return inv;
 }

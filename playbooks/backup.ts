@@ -73,8 +73,7 @@ try {
   if (o['install-timers']) {
     // the schedule runs here, on the controller: this checkout, this node, the inventory given (absolute); the
     // second region's jobs only when the inventory names one
-    const extraVars = parseExtraVars(p.flags.extraVars);
-    const timers = scheduledTimers({ ...loadInventory(p.flags.inventory, { extraVars }).vars, ...extraVars });
+    const timers = scheduledTimers(loadInventory(p.flags.inventory, { extraVars: parseExtraVars(p.flags.extraVars) }).vars);
     const units = renderBackupUnits({
       repoDir: process.cwd(),
       node: process.execPath,

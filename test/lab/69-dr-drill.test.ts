@@ -114,7 +114,7 @@ before(async () => {
     WPFARM_BACKUP_AGE_RECIPIENT: keys.recipient,
     WPFARM_RESTIC_PASSWORD: restic,
   };
-  // the replica's settings in the inventory (the backup playbooks read inventory-level vars; -e reaches host vars only)
+  // an inventory of its own: the replica's settings, the lab's key and known_hosts
   const inv = parseYaml(readFileSync(INVENTORY, 'utf8')) as {
     vars: Record<string, unknown>;
     settings: Record<string, unknown>;

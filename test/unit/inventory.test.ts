@@ -132,6 +132,11 @@ test('vars precedence: all < groups (parents before children, then alphabetical)
     assert.equal(h.vars.timezone, 'Europe/Paris');
     assert.equal(h.vars.eq, 'a=b', 'only the first = splits');
   }
+  // the farm-wide view a playbook reads (sites dir, retention...) takes them too; the others stay the file's
+  assert.equal(cli.vars.level, 'cli', 'extra vars beat the top-level vars in Inventory.vars');
+  assert.equal(cli.vars.eq, 'a=b');
+  assert.equal(cli.groups.get('managers')!.vars.level, 'managers', "a group's own vars are the file's");
+  assert.equal(inv.vars.level, 'all', 'another load without them is unchanged');
 });
 
 test('each host has its own copy of the vars: changing a nested value on one host changes no other', () => {
