@@ -1,6 +1,7 @@
 // Backup secrets by name (.env), and the age recipient derived from the identity.
 //   WPFARM_BACKUP_AGE_IDENTITY   AGE-SECRET-KEY-1...  (needed only to restore)
-//   WPFARM_BACKUP_AGE_RECIPIENT  age1...              (optional: derived from the identity when absent)
+//   WPFARM_BACKUP_AGE_RECIPIENT  age1...              (optional: derived from the identity when absent; when both
+//                                                     are set, the recipient must be the identity's)
 //   WPFARM_RESTIC_PASSWORD       restic repository password
 //   WPFARM_S3_ENDPOINT, WPFARM_S3_REGION, WPFARM_S3_BUCKET, WPFARM_S3_ACCESS_KEY, WPFARM_S3_SECRET_KEY
 import { execFile } from 'node:child_process';
@@ -53,6 +54,16 @@ export async function backupSettingsFromEnv(src: EnvSource = readEnvFile()): Pro
   if (!store.bucket) throw new InputError('WPFARM_S3_BUCKET is not set');
   let recipient = lookupEnv('WPFARM_BACKUP_AGE_RECIPIENT', src);
   if (!recipient) recipient = await ageRecipientOf(requireCredential('WPFARM_BACKUP_AGE_IDENTITY', undefined, src));
+  else if (lookupEnv('WPFARM_BACKUP_AGE_IDENTITY', src) !== undefined) {
+    // both set: backups encrypted to a recipient that is not the identity's could never be restored with it
+    const derived = await ageRecipientOf(requireCredential('WPFARM_BACKUP_AGE_IDENTITY', undefined, src));
+    if (derived !== recipient.trim())
+      throw new InputError(
+        `WPFARM_BACKUP_AGE_RECIPIENT (${recipient.trim()}) is not the public key of WPFARM_BACKUP_AGE_IDENTITY (${derived}): ` +
+          "backups made now could not be restored with that identity. Set the recipient to the identity's " +
+          '(`age-keygen -y` prints it), or leave it unset: it is derived from the identity.',
+      );
+  }
   return {
     store,
     recipient: checkRecipient(recipient),

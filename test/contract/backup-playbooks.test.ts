@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { startRgw, type Rgw } from '../harness/rgw.ts';
 import { startMariaDb, type LocalMariaDb } from '../harness/backup-mariadb.ts';
 import { createSiteDb, createSiteFiles, destroySiteDb, destroySiteFiles } from '../harness/backup-site.ts';
-import { ageKeygen } from '../../roles/backup/keys.ts';
+import { ageKeygen, ageRecipientOf } from '../../roles/backup/keys.ts';
 import { LocalShell, runHostCommand } from '../../roles/backup/runner.ts';
 import { fileHashesCommand, tableChecksumsCommand } from '../../roles/backup/commands.ts';
 
@@ -184,6 +184,21 @@ test('backup.ts --restore-test passes; wrong credentials fail the run (exit 2) w
   assert.match(j.steps[0]?.error ?? '', /credentials rejected \(SignatureDoesNotMatch/);
   assert.ok(!r.stdout.includes(wrong) && !r.stderr.includes(wrong));
   assert.equal(await readFile(join(work, 'textfile', 'wpfarm_backup_db.prom'), 'utf8'), dbBefore);
+});
+
+test("a recipient that is not the identity's is refused before anything is written (exit 4, both names, no secret)", async () => {
+  const other = await ageKeygen();
+  const dbBefore = await readFile(join(work, 'textfile', 'wpfarm_backup_db.prom'), 'utf8').catch(() => '');
+  const r = await play('backup.ts', ['--what', 'sites-db'], { WPFARM_BACKUP_AGE_RECIPIENT: other.recipient });
+  assert.equal(r.code, 4, r.stderr + r.stdout);
+  const out = r.stdout + r.stderr;
+  assert.match(out, /WPFARM_BACKUP_AGE_RECIPIENT \(age1\S+\) is not the public key of WPFARM_BACKUP_AGE_IDENTITY/);
+  assert.ok(!out.includes(env.WPFARM_BACKUP_AGE_IDENTITY as string) && !out.includes(other.identity), 'no identity in the output');
+  assert.equal(await readFile(join(work, 'textfile', 'wpfarm_backup_db.prom'), 'utf8').catch(() => ''), dbBefore, 'no backup ran');
+  // the identity's own recipient is accepted
+  const own = await ageRecipientOf(env.WPFARM_BACKUP_AGE_IDENTITY as string);
+  const same = await play('backup.ts', ['--what', 'sites-db'], { WPFARM_BACKUP_AGE_RECIPIENT: own });
+  assert.equal(same.code, 0, same.stderr + same.stdout);
 });
 
 test('backup.ts --what config: the repository as an encrypted git bundle; restored clone has the commits', async () => {
