@@ -414,13 +414,30 @@ export function alertRules(o: RuleOptions = {}): AlertRule[] {
     },
     {
       alert: 'WordPressSiteSlow',
-      // the WordPress exporter's probes from inside the farm (home page uncached, wp-login)
-      expr: `max by (site, page) (wordpress_http_response_seconds) > ${slow}`,
+      // the WordPress exporter's probes from inside the farm (home page uncached, wp-login); the time of a page
+      // that answered 200 only (a refused or failed probe is WordPressPageFailing, never a timing)
+      expr:
+        `max by (site, page) (wordpress_http_response_seconds and on (job, instance, site, page) wordpress_http_status == 200)` +
+        ` > ${slow}`,
       for: f('5m'),
       labels: { severity: 'warning' },
       annotations: {
         summary: 'The {{ $labels.page }} page of {{ $labels.site }} takes more than ' + slow + ' s',
         description: "Seen from inside the farm (no CDN, no page cache): look at the site's php-fpm, its plugins and the database.",
+      },
+    },
+    {
+      alert: 'WordPressPageFailing',
+      // the exporter's probe got something else than the page: 403 (refused: the admin allowlist), 0 (no answer
+      // within its timeout), 5xx, a redirect
+      expr: 'max by (site, page) (wordpress_http_status) != 200',
+      for: f('5m'),
+      labels: { severity: 'warning' },
+      annotations: {
+        summary: "The {{ $labels.page }} page of {{ $labels.site }} does not answer 200 to the farm's probe",
+        description:
+          'wordpress_http_status says what it got: 403 on login is the admin allowlist refusing the probe (NGINX_PROBE_FROM), ' +
+          "0 no answer, 5xx the site's php-fpm or database.",
       },
     },
     {
@@ -745,13 +762,32 @@ export function alertCases(o: RuleOptions = {}): AlertCase[] {
     },
     {
       alert: 'WordPressSiteSlow',
-      // site-a's wp-login takes 3 s; its home page and site-b answer in 0.3 s
-      series: [{ series: 'wordpress_http_response_seconds{job="wordpress",instance="wrk1",site="site-a",page="login"}', values: flat(3) }],
+      // site-a's wp-login takes 3 s; its home page and site-b answer in 0.3 s; site-c's wp-login takes 3 s to be
+      // refused (403): not the page's time, never "slow"
+      series: [
+        { series: 'wordpress_http_response_seconds{job="wordpress",instance="wrk1",site="site-a",page="login"}', values: flat(3) },
+        { series: 'wordpress_http_status{job="wordpress",instance="wrk1",site="site-a",page="login"}', values: flat(200) },
+      ],
       healthy: [
         { series: 'wordpress_http_response_seconds{job="wordpress",instance="wrk1",site="site-a",page="home"}', values: flat(0.3) },
+        { series: 'wordpress_http_status{job="wordpress",instance="wrk1",site="site-a",page="home"}', values: flat(200) },
         { series: 'wordpress_http_response_seconds{job="wordpress",instance="wrk1",site="site-b",page="login"}', values: flat(0.3) },
+        { series: 'wordpress_http_status{job="wordpress",instance="wrk1",site="site-b",page="login"}', values: flat(200) },
+        { series: 'wordpress_http_response_seconds{job="wordpress",instance="wrk1",site="site-c",page="login"}', values: flat(3) },
+        { series: 'wordpress_http_status{job="wordpress",instance="wrk1",site="site-c",page="login"}', values: flat(403) },
       ],
       trueFromMin: 0,
+      labels: { site: 'site-a', page: 'login' },
+    },
+    {
+      alert: 'WordPressPageFailing',
+      // site-a's wp-login is refused (403) from minute 3; its home page and site-b's pages answer 200
+      series: [{ series: 'wordpress_http_status{job="wordpress",instance="wrk1",site="site-a",page="login"}', values: `200x2 403x${N}` }],
+      healthy: [
+        { series: 'wordpress_http_status{job="wordpress",instance="wrk1",site="site-a",page="home"}', values: flat(200) },
+        { series: 'wordpress_http_status{job="wordpress",instance="wrk1",site="site-b",page="login"}', values: flat(200) },
+      ],
+      trueFromMin: 3,
       labels: { site: 'site-a', page: 'login' },
     },
     {

@@ -43,6 +43,9 @@ export interface Catalog {
   plugins: Record<string, Offer>;
 }
 
+/** A probed page answered as itself: 200 (the login form, the home page). Anything else is a failed probe. */
+export const pageAnswered = (status: number): boolean => status === 200;
+
 export const PARTS = ['home', 'login', 'core', 'plugins', 'themes', 'database', 'uploads', 'cron', 'cache'] as const;
 export type Part = (typeof PARTS)[number];
 
@@ -144,7 +147,11 @@ interface Family {
 
 const FAMILIES: ReadonlyArray<Omit<Family, 'samples'>> = [
   { name: 'wordpress_probe_success', type: 'gauge', help: 'Whether the exporter could read this part of the site (1) or not (0).' },
-  { name: 'wordpress_http_response_seconds', type: 'gauge', help: 'Time to the whole response of the page, from inside the farm.' },
+  {
+    name: 'wordpress_http_response_seconds',
+    type: 'gauge',
+    help: "Time to the whole response of the page, from inside the farm (the page's time where wordpress_http_status is 200).",
+  },
   { name: 'wordpress_http_status', type: 'gauge', help: 'HTTP status of the page (0: no answer).' },
   { name: 'wordpress_core_info', type: 'gauge', help: 'WordPress core version the site runs.' },
   { name: 'wordpress_plugin_info', type: 'gauge', help: 'Installed plugin and its version (active="1" when activated).' },

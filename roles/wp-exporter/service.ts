@@ -20,6 +20,7 @@ import {
   cronLag,
   headerField,
   managedVersion,
+  pageAnswered,
   parseRedisInfo,
   renderMetrics,
   serializedStrings,
@@ -28,8 +29,11 @@ import {
 export interface ExporterSite {
   id: string;
   domain: string;
-  /** host:port of the site's front service in its overlay (varnish or nginx) */
+  /** host:port of the site's front service in its overlay (varnish or nginx): the home page's probe */
   http: string;
+  /** host:port of the site's nginx: wp-login.php's probe, unproxied (nginx lets the farm's own GET of the login
+   *  form through the admin allowlist only when no proxy forwarded it; Varnish would add X-Forwarded-For) */
+  login: string;
   /** host:port of the site's redis when its object cache is on */
   redis?: string;
   /** database name */
@@ -49,8 +53,8 @@ export interface ExporterConfig {
 
 const errText = (e: unknown): string => ((e as Error).message ?? String(e)).split('\n')[0]!.slice(0, 200);
 
-function probePage(site: ExporterSite, pathQuery: string, timeoutMs: number): Promise<PageProbe & { body: string }> {
-  const [host, port] = site.http.split(':') as [string, string];
+function probePage(site: ExporterSite, target: string, pathQuery: string, timeoutMs: number): Promise<PageProbe & { body: string }> {
+  const [host, port] = target.split(':') as [string, string];
   return new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
     const done = (status: number, body: string) => resolve({ status, body, seconds: Number(process.hrtime.bigint() - t0) / 1e9 });
@@ -152,11 +156,15 @@ async function gatherSite(cfg: ExporterConfig, s: ExporterSite, db: mysql.Connec
     }
   };
   // uncached: the query string bypasses the page cache (the time PHP needs to render the page)
-  const [home, login] = await Promise.all([probePage(s, `/?wpfarm-exporter=${now}`, t), probePage(s, '/wp-login.php', t)]);
+  const [home, login] = await Promise.all([probePage(s, s.http, `/?wpfarm-exporter=${now}`, t), probePage(s, s.login, '/wp-login.php', t)]);
   o.home = { seconds: home.seconds, status: home.status };
   o.login = { seconds: login.seconds, status: login.status };
-  if (home.status < 200 || home.status >= 400) o.errors.home = `status ${home.status}`;
-  if (login.status < 200 || login.status >= 400) o.errors.login = `status ${login.status}`;
+  // a time is the page's only when the page answered (a 403 of the allowlist, a redirect, an error page are not)
+  for (const [part, p] of [
+    ['home', home],
+    ['login', login],
+  ] as const)
+    if (!pageAnswered(p.status)) o.errors[part] = `status ${p.status}`;
   o.coreVersion = coreVersionFromHtml(login.body) ?? coreVersionFromHtml(home.body);
   if (!o.coreVersion) o.errors.core = 'no version in the pages';
 

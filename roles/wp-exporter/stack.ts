@@ -54,6 +54,7 @@ export function renderExporterStack(i: ExporterStackInput): RenderedExporter {
       id: s.id,
       domain: s.domain,
       http: s.cache.varnish ? `${stackName(s.id)}_varnish:${VARNISH_PORT}` : `${stackName(s.id)}_nginx:${NGINX_PORT}`,
+      login: `${stackName(s.id)}_nginx:${NGINX_PORT}`,
       ...(s.object_cache ? { redis: `${stackName(s.id)}_redis:6379` } : {}),
       db: siteDbName(s.id),
     })),

@@ -67,7 +67,8 @@ export interface FarmStackSettings {
   overlayEncrypted?: boolean;
   /** CIDR of traefik-public: nginx trusts X-Forwarded-For only from there */
   traefikSubnet?: string;
-  /** Swarm's overlay address pool (site overlays get their subnet from it); default 10.0.0.0/8 */
+  /** Swarm's overlay address pool (site overlays get their subnet from it); default 10.0.0.0/8. nginx lets a GET
+   *  of wp-login.php straight from it, unproxied, through the admin allowlist: the WordPress exporter's probe */
   overlayPool?: string;
   /** sites behind Cloudflare's proxy (Traefik takes the client IP from X-Forwarded-For); default true */
   cloudflareProxied?: boolean;
@@ -270,6 +271,8 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         NGINX_REAL_IP_FROM: [...new Set([farm.traefikSubnet ?? '10.0.0.0/8', ...(varnish ? [farm.overlayPool ?? '10.0.0.0/8'] : [])])].join(
           ' ',
         ),
+        // the farm's own probe of the login form (the WordPress exporter, on the site network): see the entrypoint
+        NGINX_PROBE_FROM: farm.overlayPool ?? '10.0.0.0/8',
         NGINX_CLIENT_MAX_BODY: site.php.post_max_size,
         NGINX_FPM_UPSTREAM: `php-fpm:${FPM_PORT}`,
       },

@@ -3,12 +3,17 @@
 // Gluster client, with a read-only DB user; then
 //  - the exporter's /metrics (its host-mode port, as Prometheus scrapes it) has every part of the site read
 //    (probe_success 1), the core version, the database and uploads size, the cron lag, the cache counters;
+//  - wp-login is timed as the login form (status 200: the site's nginx lets the farm's own unproxied GET of it
+//    through the admin allowlist), while from outside the management ranges wp-login is still refused: through
+//    the edge stand-in (with and without a forged X-Forwarded-For), and straight to nginx a POST or a request a
+//    proxy forwarded;
 //  - a test must-use plugin that sleeps 2.5 s in every request of the site's php-fpm tasks makes the
 //    WordPressSiteSlow rule's condition true: Prometheus on mon1 is asked when it runs the wordpress job,
 //    else promtool evaluates the farm's rule file against the series scraped from the exporter (the test says
 //    which in its diagnostics);
 //  - the plugin is removed and the site is removed at the end.
-// Prerequisites: the lab up and phase 1 converged (00, 20); galera and gluster are converged here if needed.
+// Prerequisites: the lab up and phase 1 converged (00, 20); galera and gluster are converged here if needed. The
+// edge stand-in's stack is removed after when this file made it (as lab 61 does).
 // first: it selects the test lab's profile before anything loads scripts/lab/config.ts
 import { ADDR, assertLabUp, cli as labCli, convergeSitePrerequisites, nodesOf, ssh } from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
@@ -20,6 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { quote } from 'zx';
 import { alertRules, rulesFile, toYaml } from '../../roles/monitoring/prometheus.ts';
 import { ensureMonitoringTools, PROMTOOL, run as tool } from '../../roles/monitoring/tools.ts';
+import { STANDIN_STACK } from '../../roles/traefik/standin-steps.ts';
 import { EXPORTER_PORT, EXPORTER_STACK } from '../../roles/wp-exporter/stack.ts';
 import { writeLabEnv } from '../../scripts/lab/nodes.ts';
 
@@ -28,6 +34,7 @@ const S = { domain: `x${stamp}.lab.test`, id: `x${stamp}-lab-test` };
 const MU = '/var/www/html/wp-content/mu-plugins/zz-wpfarm-test-slow.php';
 let work = '';
 let sitesDir = '';
+let edgeBefore = true; // the edge stand-in's stack was there before this file (else it is removed after)
 const cli = (script: string, args: string[], timeoutMs?: number) => labCli(work, script, args, timeoutMs);
 
 before(async () => {
@@ -35,12 +42,15 @@ before(async () => {
   sitesDir = path.join(work, 'sites');
   await assertLabUp(['mgr1', 'wrk1', 'wrk2', 'db1', 'mon1']);
   writeLabEnv(); // adds WP_EXPORTER_DB_PASSWORD to a lab env file written before it existed
+  edgeBefore = (await ssh('mgr1', `docker stack ls --format '{{.Name}}'`)).split('\n').includes(STANDIN_STACK);
   await convergeSitePrerequisites(work);
 });
 
 after(async () => {
   if (existsSync(path.join(sitesDir, `${S.id}.yml`)))
     await cli('playbooks/remove-site.ts', ['--domain', S.domain, '--yes', '--no-backup', '--sites-dir', sitesDir]);
+  // the shared test lab as found: other files bind the edge nodes' 80/443 themselves (71-edge-filter, 80)
+  if (!edgeBefore) await ssh('mgr1', `docker stack rm ${STANDIN_STACK}`, { nothrow: true });
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -86,12 +96,13 @@ test('add-site deploys the exporter; its metrics cover every part of the site', 
   t.diagnostic(
     `scrape of ${s.node}:${EXPORTER_PORT} took ${s.ms} ms, ${s.text.split('\n').filter((l) => l && !l.startsWith('#')).length} samples`,
   );
-  // wp-login: the site's admin_allowlist (the inventory's management ranges) answers 403 to the exporter's overlay
-  // address (2026-12-06 run): the status is reported, the part counts as unread
+  // wp-login: the login form itself (200), not the admin allowlist's 403 (what the exporter timed until the site's
+  // nginx let the farm's own unproxied GET through, 2026-12-06)
   const loginStatus = value(s.text, `wordpress_http_status{site="${S.id}",page="login"}`);
   t.diagnostic(`wp-login answered ${loginStatus} to the exporter`);
-  assert.ok(loginStatus === 200 || loginStatus === 403, `wp-login status ${loginStatus}`);
-  for (const part of ['home', 'core', 'plugins', 'themes', 'database', 'uploads', 'cron', 'cache'])
+  assert.equal(loginStatus, 200, `wp-login status seen by the exporter:\n${s.text}`);
+  assert.equal(value(s.text, `wordpress_http_status{site="${S.id}",page="home"}`), 200, 'home page status');
+  for (const part of ['home', 'login', 'core', 'plugins', 'themes', 'database', 'uploads', 'cron', 'cache'])
     assert.equal(value(s.text, `wordpress_probe_success{site="${S.id}",part="${part}"}`), 1, `part ${part} read:\n${s.text}`);
   assert.match(s.text, new RegExp(`^wordpress_core_info\\{site="${S.id}",version="[0-9][^"]*"\\} 1$`, 'm'));
   assert.ok((value(s.text, `wordpress_database_size_bytes{site="${S.id}"}`) ?? 0) > 100_000, 'database size');
@@ -104,6 +115,47 @@ test('add-site deploys the exporter; its metrics cover every part of the site', 
   // no assertion on the speed before the plugin: under the lab's load the uncached home page took 2.6 s once
 });
 
+test("outside the management ranges wp-login is still refused; only the farm's unproxied GET of the form passes", {
+  timeout: 5 * 60_000,
+}, async (t) => {
+  const edge = ADDR.mgr1!;
+  const image = await ssh('mgr1', `docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' wp-${S.id}_nginx`);
+  // a container on traefik-public (its address is the Docker gateway's or its overlay one, not the lab's
+  // management range): curl's status code for each request
+  const codes = async (reqs: Record<string, string>): Promise<Record<string, string>> => {
+    const script = Object.values(reqs)
+      .map((args) => `curl -sk -o /dev/null -w '%{http_code}\\n' --max-time 20 ${args}`)
+      .join('; ');
+    const out = await ssh('mgr1', `docker run --rm --network traefik-public --entrypoint sh ${quote(image)} -c ${quote(script)}`);
+    const lines = out.split('\n');
+    return Object.fromEntries(Object.keys(reqs).map((k, i) => [k, lines[i] ?? '']));
+  };
+  const viaEdge = `--resolve ${S.domain}:443:${edge} https://${S.domain}`;
+  const direct = `-H ${quote(`Host: ${S.domain}`)} -H 'X-Forwarded-Proto: https' http://wp-${S.id}_nginx:8080`;
+  const c = await codes({
+    edgeHome: `${viaEdge}/`,
+    edgeLogin: `${viaEdge}/wp-login.php`,
+    edgeLoginForged: `-H ${quote(`X-Forwarded-For: ${edge}`)} ${viaEdge}/wp-login.php`,
+    edgeAdmin: `${viaEdge}/wp-admin/`,
+    directPost: `-X POST --data 'log=admin&pwd=x' ${direct}/wp-login.php`,
+    directForwarded: `-H 'X-Forwarded-For: 198.51.100.7' ${direct}/wp-login.php`,
+    directAdmin: `${direct}/wp-admin/`,
+    directProbe: `${direct}/wp-login.php`,
+    directProbeCheck: `${direct}/wpfarm-farm-probe`,
+  });
+  t.diagnostic(`status codes from a container on traefik-public: ${JSON.stringify(c)}`);
+  assert.equal(c.edgeHome, '200', 'the home page through the edge');
+  assert.equal(c.edgeLogin, '403', 'wp-login through the edge, outside the management ranges');
+  assert.equal(c.edgeLoginForged, '403', 'wp-login through the edge with a forged X-Forwarded-For');
+  assert.equal(c.edgeAdmin, '403', 'wp-admin through the edge');
+  assert.equal(c.directPost, '403', 'a login (POST) straight to nginx from the overlay');
+  assert.equal(c.directForwarded, '403', 'a forwarded request is judged by its client address');
+  assert.equal(c.directAdmin, '403', 'wp-admin straight to nginx from the overlay');
+  // the one opening: a GET of the login form from inside the farm that no proxy forwarded (the exporter's probe)
+  assert.equal(c.directProbe, '200', "the farm's own unproxied GET of the login form");
+  assert.equal(c.directProbeCheck, '404', 'the probe check is internal to nginx');
+});
+
 test('a sleeping must-use plugin makes WordPressSiteSlow true', { timeout: 5 * 60_000 }, async (t) => {
   const n = await inEveryFpm(`printf '%s\\n' '<?php usleep(2500000);' > ${MU} && chmod 0644 ${MU}`);
   assert.ok(n >= 1, 'the plugin is in every php-fpm task');
@@ -113,7 +165,8 @@ test('a sleeping must-use plugin makes WordPressSiteSlow true', { timeout: 5 * 6
     const login = value(s.text, `wordpress_http_response_seconds{site="${S.id}",page="login"}`) ?? NaN;
     t.diagnostic(`with the plugin in ${n} task(s): home ${home.toFixed(3)} s, wp-login ${login.toFixed(3)} s (scrape ${s.ms} ms)`);
     assert.ok(home > 2.4, `the home page is slow (home ${home})`);
-    if (value(s.text, `wordpress_http_status{site="${S.id}",page="login"}`) === 200) assert.ok(login > 2.4, `wp-login is slow (${login})`);
+    assert.equal(value(s.text, `wordpress_http_status{site="${S.id}",page="login"}`), 200, 'wp-login answered 200');
+    assert.ok(login > 2.4, `wp-login is slow (${login})`);
 
     const rule = alertRules({ forOverride: '0s' }).find((x) => x.alert === 'WordPressSiteSlow')!;
     const prom = await fetch(`http://${ADDR.mon1}:9090/api/v1/query?query=${encodeURIComponent('up{job="wordpress"}')}`, {
@@ -143,14 +196,18 @@ test('a sleeping must-use plugin makes WordPressSiteSlow true', { timeout: 5 * 6
     await ensureMonitoringTools();
     const series = s.text
       .split('\n')
-      .filter((l) => l.startsWith(`wordpress_http_response_seconds{site="${S.id}",`))
+      .filter((l) =>
+        [`wordpress_http_response_seconds{site="${S.id}",`, `wordpress_http_status{site="${S.id}",`].some((p) => l.startsWith(p)),
+      )
       .map((l) => {
         const i = l.lastIndexOf(' ');
         return { series: l.slice(0, i).replace('{', '{job="wordpress",instance="exporter",'), values: `${l.slice(i + 1)}x3` };
       });
-    // the pages the scrape saw slower than the rule's threshold (the home page at least, asserted above)
+    // the pages the scrape saw answer 200 slower than the rule's threshold (both, asserted above)
     const slowPages = ['home', 'login'].filter(
-      (p) => (value(s.text, `wordpress_http_response_seconds{site="${S.id}",page="${p}"}`) ?? 0) > 2,
+      (p) =>
+        (value(s.text, `wordpress_http_response_seconds{site="${S.id}",page="${p}"}`) ?? 0) > 2 &&
+        value(s.text, `wordpress_http_status{site="${S.id}",page="${p}"}`) === 200,
     );
     const rules = path.join(work, 'rules.yml');
     writeFileSync(rules, toYaml(rulesFile([rule])));

@@ -232,6 +232,12 @@ test('deploy policy, limits, health checks, volumes, pinned images', () => {
   assert.equal(ne.NGINX_CACHE_TTL, '120');
   assert.equal(ne.NGINX_XMLRPC, 'on');
   assert.equal(ne.NGINX_REAL_IP_FROM, '10.0.1.0/24');
+  // the farm's own probe of the login form (the WordPress exporter, on the site network): Swarm's overlay pool
+  assert.equal(ne.NGINX_PROBE_FROM, '10.0.0.0/8');
+  assert.equal(
+    doc(renderSiteStack(shop, farm({ overlayPool: '10.20.0.0/16' }))).services.nginx.environment.NGINX_PROBE_FROM,
+    '10.20.0.0/16',
+  );
   assert.equal(doc(renderSiteStack(blog1, farm())).services.nginx.environment.NGINX_XMLRPC, 'off');
 });
 

@@ -9,6 +9,7 @@ import {
   escapeLabel,
   headerField,
   managedVersion,
+  pageAnswered,
   parseRedisInfo,
   renderMetrics,
   serializedStrings,
@@ -52,6 +53,9 @@ test('redis INFO stats, serialized arrays, headers, managed plugin links, core v
   );
   assert.equal(coreVersionFromHtml('<html>no hint</html>'), undefined);
   assert.equal(escapeLabel('a"b\\c\nd'), 'a\\"b\\\\c\\nd');
+  // a probed page answered as itself: 200 only (the allowlist's 403, a redirect, an error, no answer are not)
+  assert.equal(pageAnswered(200), true);
+  for (const s of [0, 204, 301, 302, 403, 429, 500, 503]) assert.equal(pageAnswered(s), false, `status ${s}`);
 });
 
 test('renderMetrics: the exact Prometheus text for two sites, updates measured against the farm offer', () => {
@@ -91,7 +95,8 @@ test('renderMetrics: the exact Prometheus text for two sites, updates measured a
       ...['home', 'login', 'core', 'plugins', 'themes', 'database', 'uploads', 'cron'].map(
         (p) => `wordpress_probe_success{site="site-b",part="${p}"} ${['home', 'login', 'core', 'database'].includes(p) ? 0 : 1}`,
       ),
-      '# HELP wordpress_http_response_seconds Time to the whole response of the page, from inside the farm.',
+      "# HELP wordpress_http_response_seconds Time to the whole response of the page, from inside the farm (the page's time where " +
+        'wordpress_http_status is 200).',
       '# TYPE wordpress_http_response_seconds gauge',
       'wordpress_http_response_seconds{site="site-a",page="home"} 0.25',
       'wordpress_http_response_seconds{site="site-a",page="login"} 3.5',
@@ -174,11 +179,13 @@ test('the exporter stack: every site network, full service names, read-only moun
     node: 'wrk1',
     catalog: { plugins: {} },
   });
+  // wp-login straight to nginx, also behind Varnish: Varnish would add the X-Forwarded-For that makes nginx
+  // judge the probe by the admin allowlist (the login form would answer 403)
   assert.deepEqual(
-    r.config.sites.map((s) => [s.id, s.http, s.redis ?? '-', s.db]),
+    r.config.sites.map((s) => [s.id, s.http, s.login, s.redis ?? '-', s.db]),
     [
-      ['site-a', 'wp-site-a_nginx:8080', 'wp-site-a_redis:6379', 'wp_site_a'],
-      ['site-b', 'wp-site-b_varnish:6081', '-', 'wp_site_b'],
+      ['site-a', 'wp-site-a_nginx:8080', 'wp-site-a_nginx:8080', 'wp-site-a_redis:6379', 'wp_site_a'],
+      ['site-b', 'wp-site-b_varnish:6081', 'wp-site-b_nginx:8080', '-', 'wp_site_b'],
     ],
   );
   assert.match(r.yaml, /wp-site-site-a:\n\s+external: true/);
