@@ -259,13 +259,17 @@ export function availability(want: 'active' | 'drain' | 'pause'): Step {
 
 export const LABEL_GROUPS = ['managers', 'workers', 'edge', 'monitoring', 'db', 'storage'];
 
-/** Desired wpfarm labels of every inventory host in the swarm group: `<group>=true` plus the host's node_labels. */
-export function desiredLabels(ctx: StepContext): Map<string, Record<string, string>> {
+/**
+ * Desired wpfarm labels of every inventory host in the swarm group: `<group>=true`, `region=<its var region>` (the
+ * site stacks spread their replicas over it when the farm has several regions), plus the host's node_labels.
+ */
+export function desiredLabels(ctx: Pick<StepContext, 'vars' | 'hosts'>): Map<string, Record<string, string>> {
   const groups = (Array.isArray(ctx.vars.node_label_groups) ? ctx.vars.node_label_groups : LABEL_GROUPS) as string[];
   const out = new Map<string, Record<string, string>>();
   for (const h of ctx.hosts('swarm')) {
     const labels: Record<string, string> = {};
     for (const g of groups) if (h.groups.includes(g)) labels[g] = 'true';
+    if (typeof h.vars.region === 'string' && h.vars.region) labels.region = h.vars.region;
     const extra = h.vars.node_labels;
     if (extra && typeof extra === 'object') for (const [k, v] of Object.entries(extra as Record<string, unknown>)) labels[k] = String(v);
     out.set(h.address, labels);

@@ -642,5 +642,8 @@ export function farmSettings(
     placement: list(vars.wp_site_placement).length
       ? list(vars.wp_site_placement)
       : [`node.labels.${str(vars.gluster_client_group, 'workers')} == true`],
+    // several regions (the inventory's `regions`; the swarm role labels each node region=<its var region>): each
+    // service's replicas spread over them, so that a region cut off leaves every site a replica elsewhere
+    ...(list(vars.regions).length > 1 ? { spreadOver: ['node.labels.region'] } : {}),
   };
 }

@@ -76,6 +76,9 @@ export interface FarmStackSettings {
   crowdsec?: boolean;
   /** extra placement constraints for every service, e.g. ["node.labels.wp == true"] */
   placement?: string[];
+  /** node labels each service spreads its replicas over (Swarm's placement preferences), e.g. ["node.labels.region"]:
+   *  with regions, a site's replicas land in different regions, so losing one region leaves a replica serving */
+  spreadOver?: string[];
   /** addresses (or CIDRs) besides loopback and the site's php-fpm tasks that may PURGE a site's Varnish */
   varnishPurgeFrom?: string[];
 }
@@ -208,7 +211,11 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
   const update_config = { parallelism: 1, delay: '10s', failure_action: 'rollback', monitor: '30s', order: 'start-first' };
   const rollback_config = { parallelism: 1, delay: '5s', failure_action: 'pause', order: 'stop-first' };
   const restart_policy = { condition: 'any', delay: '5s', max_attempts: 3, window: '120s' };
-  const placement = farm.placement?.length ? { placement: { constraints: [...farm.placement] } } : {};
+  const spread = farm.spreadOver?.length ? { preferences: farm.spreadOver.map((l) => ({ spread: l })) } : {};
+  const placement =
+    farm.placement?.length || farm.spreadOver?.length
+      ? { placement: { ...(farm.placement?.length ? { constraints: [...farm.placement] } : {}), ...spread } }
+      : {};
   const deployCommon = (replicas: number, limit: { cpus: number; memory: string }) => ({
     mode: 'replicated',
     replicas,

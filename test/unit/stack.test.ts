@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Ajv, type AnySchemaObject } from 'ajv';
 import { parse } from 'yaml';
 import { labelsToDynamic } from '../../roles/traefik/labels.ts';
+import { farmSettings, type ImageRefs, type WpSiteSettings } from '../../roles/wp-site/reconcile.ts';
 import { parseSiteRecord, type SiteRecord } from '../../roles/wp-site/site.ts';
 import {
   renderSiteStack,
@@ -104,7 +105,11 @@ function doc(r: RenderedStack): { services: Record<string, Svc>; networks: Recor
 test('rendered stacks validate against docker/cli config_schema_v3.13 and the compose spec', () => {
   const { v313, compose } = validators();
   for (const site of [blog1, shop]) {
-    for (const f of [farm(), farm({ endpointMode: 'vip', overlayEncrypted: true, placement: ['node.labels.wp == true'] })]) {
+    for (const f of [
+      farm(),
+      farm({ endpointMode: 'vip', overlayEncrypted: true, placement: ['node.labels.wp == true'] }),
+      farm({ placement: ['node.labels.workers == true'], spreadOver: ['node.labels.region'] }),
+    ]) {
       const r = renderSiteStack(site, f);
       const d = parse(r.yaml, { version: '1.1' });
       assert.ok(v313(d), `v3.13 ${site.id}: ${JSON.stringify(v313.errors, null, 1)}`);
@@ -117,6 +122,27 @@ test('rendered stacks validate against docker/cli config_schema_v3.13 and the co
   bad.services.nginx.deploy.bogus = 1;
   assert.equal(v313(bad), false);
   assert.equal(compose(bad), false);
+});
+
+test('regions: every service spreads its replicas over node.labels.region (the farm setting, from the inventory)', () => {
+  const d = doc(renderSiteStack(shop, farm({ placement: ['node.labels.workers == true'], spreadOver: ['node.labels.region'] })));
+  for (const [name, svc] of Object.entries(d.services))
+    assert.deepEqual(
+      svc.deploy.placement,
+      { constraints: ['node.labels.workers == true'], preferences: [{ spread: 'node.labels.region' }] },
+      name,
+    );
+  // no regions: no preference (a stack as before)
+  assert.deepEqual(doc(renderSiteStack(shop, farm({ placement: ['node.labels.workers == true'] }))).services.nginx.deploy.placement, {
+    constraints: ['node.labels.workers == true'],
+  });
+  assert.equal(doc(renderSiteStack(shop, farm())).services.nginx.deploy.placement, undefined);
+  // the role's settings: the spread only when the inventory names several regions
+  const s = { glusterMount: '/mnt/gluster/sites', endpointMode: 'dnsrr', dbHost: 'db1', dbPort: 3307 } as WpSiteSettings;
+  const images = { wordpressFpm: 'w', nginx: 'n', redis: 'r' } as ImageRefs;
+  assert.deepEqual(farmSettings(s, images, {}, { regions: ['a', 'b', 'c'] }).spreadOver, ['node.labels.region']);
+  assert.equal(farmSettings(s, images, {}, { regions: ['fra1'] }).spreadOver, undefined);
+  assert.equal(farmSettings(s, images, {}, {}).spreadOver, undefined);
 });
 
 test('services, networks and Traefik labels follow the architecture', () => {

@@ -78,3 +78,20 @@ test('node labels: a node that joined after the phase probe is read again and la
   assert.deepEqual(again, { changed: false });
   assert.equal(execs.length, 0);
 });
+
+test("node labels: each host's region (host var region) is a node label, beside its groups and node_labels", async () => {
+  const { desiredLabels } = await import('../../roles/swarm-manager/swarm.ts');
+  const hosts = [
+    { name: 'mgr1', address: '10.0.0.11', groups: ['swarm', 'managers'], vars: { region: 'fra1' } },
+    { name: 'wrk2', address: '10.0.0.22', groups: ['swarm', 'workers'], vars: { region: 'ams3', node_labels: { disk: 'ssd' } } },
+    { name: 'wrk3', address: '10.0.0.23', groups: ['swarm', 'workers'], vars: {} },
+  ];
+  const want = desiredLabels({ vars: {}, hosts: (p: string) => (p === 'swarm' ? hosts : []) } as unknown as Parameters<
+    typeof desiredLabels
+  >[0]);
+  assert.deepEqual(Object.fromEntries(want), {
+    '10.0.0.11': { managers: 'true', region: 'fra1' },
+    '10.0.0.22': { workers: 'true', region: 'ams3', disk: 'ssd' },
+    '10.0.0.23': { workers: 'true' },
+  });
+});
