@@ -1,22 +1,42 @@
 // Lab tier: the farm over three simulated regions (issue 18 item 6). The lab's nodes are placed in regions a, b, c
 // (scripts/lab/config.ts: mgr1 db1 wrk1 st1 st2 mon1 | mgr2 db2 wrk2 | mgr3 db3), Galera gets one gmcast.segment
-// per region and the (lab-scaled) WAN timeouts, and `lab.ts regions apply` adds tc netem delay and loss between
-// the regions inside the nodes' network namespaces. Proves:
+// per region and the (lab-scaled) WAN timeouts, and `lab.ts regions apply` adds delay and loss between the regions
+// (docs/lab.md, "Regions"). A site is added (add-site) and a request loop runs against it from the start of the
+// delay to the end of the heal (the site's path as lab 62 requests it: a container on traefik-public on wrk1, GET
+// every 200 ms of the site's nginx service with its Host header and a unique query string, no retry). Proves:
+//   - the site's tasks run outside region c, spread over the regions (its replicas, and its database endpoint);
 //   - writes commit on every Galera node with the WAN delay (commit latency measured, with and without netem);
 //   - region c cut off: db1+db2 stay Primary with wsrep_cluster_size 2 and take writes, the swarm keeps its
-//     manager quorum (`docker node ls` on mgr1 and mgr2);
-//   - healed: db3 rejoins, every node has the same rows (count and checksum), mgr3 is a Reachable manager again.
+//     manager quorum (`docker node ls` on mgr1 and mgr2), and the site answers every request of the loop (200);
+//   - healed: db3 rejoins, every node has the same rows (count and checksum), mgr3 is a Reachable manager again;
+//     the loop's requests during the heal are counted and reported.
 // ALWAYS clears the regions (netem, region partition) in after(), even on failure: other work shares this lab.
-// Needs the lab up with the swarm (00-lab, 20-cluster); converges galera itself (30-galera's role, with regions).
-// Duration on this machine: see docs/lab.md ("Regions").
+// Needs the lab up with the swarm (00-lab, 20-cluster) and the site prerequisites (galera, gluster, the site images:
+// convergeSitePrerequisites, cheap when 30/40/50 ran: this file runs after them, as 72); converges galera itself
+// with regions. Duration on this machine: see docs/lab.md ("Regions").
 //
-// flock /run/wpfarm-lab.lock env WPFARM_LAB=test node --import tsx --test --test-concurrency=1 test/lab/32-regions.test.ts
-import { ADDR, INVENTORY, ROOT, assertLabUp, cli, run, ssh } from '../harness/lab-sites.ts';
+// flock /run/wpfarm-lab.lock env WPFARM_LAB=test node --import tsx --test --test-concurrency=1 test/lab/72-regions.test.ts
+import {
+  ADDR,
+  INVENTORY,
+  ROOT,
+  assertLabUp,
+  cli,
+  convergeSitePrerequisites,
+  type LoopSample,
+  loopSamples,
+  nodesOf,
+  run,
+  ssh,
+  startLoop,
+  stopLoop,
+} from '../harness/lab-sites.ts';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { quote } from 'zx';
 import { parse } from 'yaml';
 import { NODES } from '../../scripts/lab/config.ts';
 import { inventoryText } from '../../scripts/lab/nodes.ts';
@@ -29,6 +49,22 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-regions-'));
 const overlay = path.join(work, 'regions.yml');
 const timings: Record<string, number> = {};
 let written = 0;
+const stamp = Date.now().toString(36).slice(-5);
+const SITE = { domain: `r${stamp}.lab.test`, id: `r${stamp}-lab-test`, stack: `wp-r${stamp}-lab-test` };
+const sitesDir = path.join(work, 'sites');
+const LOOP = { name: `wpfarm-regions-${stamp}`, node: 'wrk1' };
+let siteAdded = false;
+const regionOf: Record<string, string> = Object.fromEntries(NODES.map((n) => [n.name, n.region]));
+const byAddress: Record<string, string> = Object.fromEntries(NODES.map((n) => [n.address, n.name]));
+/** The loop's requests from t0 (epoch s) to now, 3 s after (requests in flight): all, failed, slowest. */
+async function loopSince(t0: number): Promise<{ total: number; failed: LoopSample[]; maxMs: number; seconds: number }> {
+  await new Promise((r) => setTimeout(r, 3000));
+  const t1 = Date.now() / 1000;
+  const s = (await loopSamples(LOOP.node, LOOP.name)).filter((x) => x.at >= t0 && x.at <= t1);
+  return { total: s.length, failed: s.filter((x) => x.code !== '200'), maxMs: Math.max(0, ...s.map((x) => x.ms)), seconds: t1 - t0 };
+}
+const loopText = (r: Awaited<ReturnType<typeof loopSince>>): string =>
+  `${r.total} requests in ${r.seconds.toFixed(0)} s, ${r.failed.length} failed, slowest ${r.maxMs} ms`;
 
 const lab = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'scripts/lab.ts', ...args], { cwd: ROOT, timeout: 120_000 });
 const q = (node: string, sql: string) => ssh(node, `timeout 60 mariadb -NB -e ${JSON.stringify(sql)}`);
@@ -72,6 +108,11 @@ before(async () => {
 after(async () => {
   // always: other helpers and tests share this lab
   await lab('regions', 'clear').catch((e: Error) => console.error(`regions clear failed: ${e.message}`));
+  await stopLoop(LOOP.node, LOOP.name);
+  if (siteAdded) {
+    const r = await cli(work, 'playbooks/remove-site.ts', ['--domain', SITE.domain, '--yes', '--no-backup', '--sites-dir', sitesDir]);
+    if (r.code !== 0) console.error(`remove-site ${SITE.domain} failed:\n${r.out.slice(-2000)}`);
+  }
   for (const n of DB) await q(n, `DROP DATABASE IF EXISTS ${SCHEMA}`).catch(() => {});
   console.log(`timing: ${JSON.stringify(timings)}`);
   fs.rmSync(work, { recursive: true, force: true });
@@ -82,7 +123,6 @@ test('galera converges with one gmcast.segment per region and the WAN timeouts',
   const r = await cli(work, 'playbooks/run-role.ts', ['galera', '--inventory', overlay], 20 * 60_000);
   timings.galera_converge_s = (Date.now() - t0) / 1000;
   assert.equal(r.code, 0, r.out.slice(-4000));
-  const regionOf = Object.fromEntries(NODES.map((n) => [n.name, n.region]));
   for (const [i, n] of DB.entries()) {
     const opts = await q(n, 'SELECT @@wsrep_provider_options');
     assert.match(opts, new RegExp(`gmcast\\.segment = ${i};`), `${n} (region ${regionOf[n]}) is segment ${i}`);
@@ -97,7 +137,53 @@ test('galera converges with one gmcast.segment per region and the WAN timeouts',
   t.diagnostic(`timing: galera converge with regions ${timings.galera_converge_s!.toFixed(1)} s`);
 });
 
+test('a site with its replicas outside region c (spread over the regions) answers a request loop', { timeout: 20 * 60_000 }, async (t) => {
+  const t0 = Date.now();
+  await convergeSitePrerequisites(work);
+  timings.site_prerequisites_s = (Date.now() - t0) / 1000;
+  const t1 = Date.now();
+  const r = await cli(work, 'playbooks/add-site.ts', ['--domain', SITE.domain, '--title', `Regions ${stamp}`, '--sites-dir', sitesDir]);
+  siteAdded = fs.existsSync(path.join(sitesDir, `${SITE.id}.yml`));
+  timings.add_site_s = (Date.now() - t1) / 1000;
+  assert.equal(r.code, 0, r.out.slice(-4000));
+  // where the site runs: every service has its tasks outside region c, the replicated ones in two regions
+  const placed: Record<string, string[]> = {};
+  for (const svc of ['nginx', 'php-fpm', 'redis']) placed[svc] = await nodesOf(`${SITE.stack}_${svc}`);
+  t.diagnostic(`site tasks: ${JSON.stringify(placed)} (regions ${JSON.stringify(regionOf)})`);
+  for (const [svc, nodes] of Object.entries(placed)) {
+    assert.ok(nodes.length > 0, `${svc} runs`);
+    assert.ok(
+      nodes.every((n) => regionOf[n] !== 'c'),
+      `${svc} on ${nodes.join(', ')}: a task in region c would be lost with it`,
+    );
+  }
+  for (const svc of ['nginx', 'php-fpm'])
+    assert.ok(new Set(placed[svc]!.map((n) => regionOf[n])).size >= 2, `${svc}'s replicas spread over two regions: ${placed[svc]}`);
+  // its database endpoint (the single-writer HAProxy of a db host): not in region c
+  const envOf = `'{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}'`;
+  const dbHost = await ssh(
+    'mgr1',
+    `docker service inspect --format ${envOf} ${quote(`${SITE.stack}_php-fpm`)} | sed -n 's/^WORDPRESS_DB_HOST=//p'`,
+  );
+  const dbNode = byAddress[dbHost.split(':')[0]!] ?? dbHost;
+  t.diagnostic(`the site's database endpoint: ${dbHost} (${dbNode}, region ${regionOf[dbNode]})`);
+  assert.notEqual(regionOf[dbNode], 'c', `the site's database endpoint ${dbHost} is in region c`);
+  const image = await ssh(
+    'mgr1',
+    `docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' ${quote(`${SITE.stack}_nginx`)}`,
+  );
+  await startLoop({ ...LOOP, domain: SITE.domain, stack: SITE.stack, image, maxSeconds: 1800 });
+  const base = Date.now() / 1000;
+  await new Promise((res) => setTimeout(res, 5000));
+  const warm = await loopSince(base);
+  t.diagnostic(`loop before the regions: ${loopText(warm)}`);
+  assert.ok(warm.total >= 5, `the loop answers (${warm.total} requests)`);
+  assert.deepEqual(warm.failed, [], 'baseline: no failed request');
+  t.diagnostic(`timing: site prerequisites ${timings.site_prerequisites_s.toFixed(1)} s, add-site ${timings.add_site_s.toFixed(1)} s`);
+});
+
 test('with netem between the regions, writes commit on every Galera node (commit latency measured)', async (t) => {
+  const t0 = Date.now() / 1000;
   const base: Record<string, number> = {};
   for (const n of DB) base[n] = await commitLatencyMs(n);
   await lab('regions', 'apply', String(DELAY_MS), String(LOSS_PCT));
@@ -121,9 +207,12 @@ test('with netem between the regions, writes commit on every Galera node (commit
   const digests = await Promise.all(DB.map(digest));
   assert.equal(new Set(digests).size, 1, `same rows everywhere: ${digests.join(' | ')}`);
   assert.equal(Number(digests[0]!.split('\t')[0]), written);
+  const delayed = await loopSince(t0);
+  timings.site_failed_with_delay = delayed.failed.length;
+  t.diagnostic(`site loop with the regions' delay and loss: ${loopText(delayed)}`);
 });
 
-test('region c cut off: db1+db2 keep a Primary component of 2 and take writes; the swarm keeps its quorum', async (t) => {
+test('region c cut off: db1+db2 keep a Primary component of 2 and take writes; the swarm keeps its quorum; the site answers', async (t) => {
   const t0 = Date.now();
   await lab('regions', 'partition', 'c');
   const primary2 = (st: Record<string, string>) => st.wsrep_cluster_size === '2' && st.wsrep_cluster_status === 'Primary';
@@ -151,6 +240,14 @@ test('region c cut off: db1+db2 keep a Primary component of 2 and take writes; t
   t.diagnostic(
     `timing: galera evicts region c ${timings.galera_evict_s.toFixed(1)} s, swarm ${timings.swarm_mgr3_unreachable_s.toFixed(1)} s`,
   );
+  // the site through the whole cut (from the partition to now): every request answered 200
+  const during = await loopSince(t0 / 1000);
+  timings.site_requests_during_partition = during.total;
+  timings.site_failed_during_partition = during.failed.length;
+  timings.site_slowest_ms_during_partition = during.maxMs;
+  t.diagnostic(`site loop while region c is cut off: ${loopText(during)}`);
+  assert.ok(during.total >= 10, `the loop sent ${during.total} requests during the cut`);
+  assert.deepEqual(during.failed, [], `${during.failed.length} of ${during.total} requests failed while region c was cut off`);
 });
 
 test('healed: db3 rejoins with every row, mgr3 is a reachable manager again', async (t) => {
@@ -183,6 +280,12 @@ test('healed: db3 rejoins with every row, mgr3 is a reachable manager again', as
   );
   timings.swarm_rejoin_s = (Date.now() - t0) / 1000;
   timings.swarm_leaderless_after_heal_s = leaderless / 1000;
+  const healing = await loopSince(t0 / 1000);
+  timings.site_requests_during_heal = healing.total;
+  timings.site_failed_during_heal = healing.failed.length;
+  t.diagnostic(
+    `site loop during the heal: ${loopText(healing)}${healing.failed.length ? `: ${JSON.stringify(healing.failed.slice(0, 10))}` : ''}`,
+  );
   t.diagnostic(
     `timing: galera rejoin ${timings.galera_rejoin_s.toFixed(1)} s, swarm ${timings.swarm_rejoin_s.toFixed(1)} s ` +
       `(mgr1 without a leader for ${timings.swarm_leaderless_after_heal_s.toFixed(1)} s of it); ${written} rows`,
