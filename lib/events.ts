@@ -112,7 +112,8 @@ export class EventStream {
   command(host: string, command: string): (code: number) => void {
     const id = ++this.commandIds;
     const t = performance.now();
-    const first = command.split('\n')[0] ?? '';
+    const nl = command.indexOf('\n'); // the first line (a probe batch is a script of hundreds of lines)
+    const first = nl < 0 ? command : command.slice(0, nl);
     this.emit({ kind: 'command.start', host, id, command: first.length > 300 ? `${first.slice(0, 300)}…` : first });
     return (code) => this.emit({ kind: 'command.end', host, id, code, ms: Math.round((performance.now() - t) * 10) / 10 });
   }

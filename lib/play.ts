@@ -131,7 +131,8 @@ export class Run {
     }
     this.events.on(this.record.listener);
     this.events.on(this.audit.listener);
-    this.events.on(this.planRecorder.listener);
+    // what a plan is made of: only when this run writes one (--plan-out) or applies one (--apply)
+    if (f.planOut || f.apply) this.events.on(this.planRecorder.listener);
     // the run's directory: old ones go first (retention), then this one's log records every event
     const root = this.inventory.settings.runLogDir ?? resolve('.wpfarm/runs');
     pruneRuns(root, this.inventory.settings.runLogRetention ?? DEFAULT_RETENTION);

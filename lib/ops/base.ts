@@ -1,7 +1,7 @@
 // Helpers to define operations (see lib/types.ts: probe → plan → apply unless check), their declarative
 // argument specs (argSpec, like Ansible's argument_spec), and the caller's location of every step.
 import { dirname, relative, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { InputError } from '../errors.ts';
 import { InputErrors, type Problem, validate, z } from '../schema.ts';
 import type { Connection, Operation, Plan, Probe, StepContext, StepOptions, Task, TaskOutcome } from '../types.ts';
@@ -26,33 +26,53 @@ const FRAME = /\(?((?:file:\/\/)?\/[^():]+):(\d+):(\d+)\)?\s*$/;
  * directory when inside it; undefined when no such frame exists.
  */
 export function callerLocation(): string | undefined {
-  // The same role line builds its step once per host: the stack's raw call sites (cheap to read) key the location
-  // found the first time (formatting the stack, through the source maps, cost ~50 µs per step per host).
+  // The same role line builds its step once per host: the raw position of the first call site outside lib/ (cheap to
+  // read: a few frames, nothing formatted) keys the location found there the first time (formatting the stack,
+  // through the source maps, cost ~50 µs per step per host; a key of all the stack's raw frames ~10 µs).
   const limit = Error.stackTraceLimit;
   const prepare = Error.prepareStackTrace;
-  Error.stackTraceLimit = 40;
-  Error.prepareStackTrace = rawSites;
+  Error.prepareStackTrace = firstOutsideLib;
   const holder: { stack?: unknown } = {};
-  Error.captureStackTrace(holder, callerLocation);
-  const key = holder.stack as string;
-  Error.prepareStackTrace = prepare;
-  if (locations.has(key)) {
-    Error.stackTraceLimit = limit;
-    return locations.get(key);
+  let key = '';
+  // the role's line is a few frames up (its operation, ArgSpec.build): the whole depth only when it is not there
+  for (const depth of [10, 40]) {
+    Error.stackTraceLimit = depth;
+    Error.captureStackTrace(holder, callerLocation);
+    key = holder.stack as string;
+    if (key) break;
   }
+  Error.prepareStackTrace = prepare;
+  const known = key ? locations.get(key) : undefined;
+  if (known !== undefined) {
+    Error.stackTraceLimit = limit;
+    return known || undefined;
+  }
+  Error.stackTraceLimit = 40;
   const stack = new Error().stack ?? '';
   Error.stackTraceLimit = limit;
   const found = locationIn(stack);
-  if (locations.size < 10_000) locations.set(key, found);
+  if (key && locations.size < 10_000) locations.set(key, found ?? '');
   return found;
 }
 
-const locations = new Map<string, string | undefined>();
-/** Error.prepareStackTrace that keeps the raw positions of the call sites, unformatted */
-function rawSites(_e: Error, sites: NodeJS.CallSite[]): string {
-  let key = '';
-  for (const s of sites) key += `${s.getScriptNameOrSourceURL() ?? s.getFileName() ?? '?'}:${s.getLineNumber()}:${s.getColumnNumber()}\n`;
-  return key;
+/** the location by the raw position of the first call site outside lib/ and node_modules ('' for none) */
+const locations = new Map<string, string>();
+const LIB_URL = pathToFileURL(LIB).href;
+const NODE_MODULES = `${sep}node_modules${sep}`;
+/** a frame's file as locationIn() reads it: an absolute path or file URL without parentheses or colons */
+const PLAIN_FILE = /^(?:file:\/\/)?\/[^():]+$/;
+/**
+ * Error.prepareStackTrace giving the raw position ('file:line:col', before source maps) of the first call site in a
+ * file outside lib/ and node_modules, '' when there is none: the frame locationIn() reports from the formatted
+ * stack (source maps move a position within its own file), so one key always gives one location.
+ */
+function firstOutsideLib(_e: Error, sites: NodeJS.CallSite[]): string {
+  for (const s of sites) {
+    const name = s.getScriptNameOrSourceURL() ?? s.getFileName();
+    if (!name || name.startsWith(LIB_URL) || name.startsWith(LIB) || name.includes(NODE_MODULES) || !PLAIN_FILE.test(name)) continue;
+    return `${name}:${s.getLineNumber()}:${s.getColumnNumber()}`;
+  }
+  return '';
 }
 
 function locationIn(stack: string): string | undefined {
