@@ -159,6 +159,8 @@ const given = (v: unknown): boolean => v !== undefined;
  */
 export class ArgSpec<S extends z.ZodRawShape> {
   readonly schema: z.ZodType<z.output<z.ZodObject<S>>>;
+  /** valid arguments already checked (by dataKey) → the checked values (the schema is pure: same data, same values) */
+  private readonly checked = new Map<string, unknown>();
 
   constructor(
     readonly kind: string,
@@ -206,8 +208,14 @@ export class ArgSpec<S extends z.ZodRawShape> {
 
   /** Check `args`; InputErrors at `where` (default: the caller's location) naming each bad field. */
   parse(args: unknown, where = callerLocation()): z.output<z.ZodObject<S>> {
+    // the same arguments on every host (a role's line, built once per host): checked once, each host given its own copy
+    const key = dataKey(args);
+    const known = key === undefined ? undefined : this.checked.get(key);
+    if (known !== undefined) return copyData(known) as z.output<z.ZodObject<S>>;
     try {
-      return validate(this.schema, args, where ?? '(unknown location)', { rootName: '(arguments)' });
+      const out = validate(this.schema, args, where ?? '(unknown location)', { rootName: '(arguments)' });
+      if (key !== undefined && this.checked.size < MAX_CHECKED && dataKey(out) !== undefined) this.checked.set(key, copyData(out));
+      return out;
     } catch (e) {
       if (e instanceof InputErrors) throw new InputErrors(e.problems.map((p) => this.located(p.field, p.message, where)));
       throw e;
@@ -239,6 +247,52 @@ export class ArgSpec<S extends z.ZodRawShape> {
       ? { file: m[1]!, line: +m[2]!, col: +m[3]!, field: name, message }
       : { file: where ?? '(unknown location)', line: 0, col: 0, field: name, message };
   }
+}
+
+/** arguments remembered per spec at most, and the longest (JSON text) remembered */
+const MAX_CHECKED = 2000;
+const MAX_KEY = 4096;
+
+/**
+ * The JSON text of `v` when it is plain data JSON keeps exactly (strings, finite numbers, booleans, null, arrays and
+ * plain objects, no undefined), short enough to remember; undefined otherwise (a function, RegExp, Buffer... is never
+ * remembered: checked every time).
+ */
+function dataKey(v: unknown): string | undefined {
+  return isData(v, 0) ? ((s) => (s.length <= MAX_KEY ? s : undefined))(JSON.stringify(v)) : undefined;
+}
+
+function isData(v: unknown, depth: number): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v) && !Object.is(v, -0);
+    case 'object': {
+      if (v === null) return true;
+      if (depth > 8) return false;
+      if (Array.isArray(v)) {
+        for (const x of v) if (!isData(x, depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const k in v) if (!Object.hasOwn(v, k) || !isData((v as Record<string, unknown>)[k], depth + 1)) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** a deep copy of data isData() accepted */
+function copyData(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(copyData);
+  const o: Record<string, unknown> = {};
+  for (const k in v) o[k] = copyData((v as Record<string, unknown>)[k]);
+  return o;
 }
 
 /** Declare an operation's arguments: `argSpec<FileArgs>()('file', { path: ..., ... }, { mutuallyExclusive: [...] })`. */

@@ -16,9 +16,10 @@ import { stat } from '../../lib/ops/stat.ts';
 import { sysctl } from '../../lib/ops/sysctl.ts';
 import { systemd, unitFile } from '../../lib/ops/systemd.ts';
 import { template } from '../../lib/ops/template.ts';
+import { absPath, argSpec, pattern } from '../../lib/ops/base.ts';
 import { authorizedKey, group, user } from '../../lib/ops/users.ts';
 import { registerSecret } from '../../lib/secrets.ts';
-import { InputErrors } from '../../lib/schema.ts';
+import { InputErrors, z } from '../../lib/schema.ts';
 import { localExec } from './ops-sys.harness.ts';
 
 /** the line this is called from */
@@ -125,6 +126,26 @@ test('the location of a step built again on the same line (once per host) is the
   assert.equal(other, `test/unit/op-args.test.ts:${here() - 1}:17`);
 });
 
+test('the same arguments again (once per host) are checked once: equal values, never shared; bad ones refused each time', () => {
+  const spec = argSpec<{ path: string; mode?: string; tags?: string[]; re?: string | RegExp }>()('probe', {
+    path: absPath,
+    mode: z.string().default('0644'),
+    tags: z.array(z.string()).optional(),
+    re: pattern.optional(),
+  });
+  const a = spec.parse({ path: '/etc/x/', tags: ['a'] });
+  const b = spec.parse({ path: '/etc/x/', tags: ['a'] });
+  assert.deepEqual(a, { path: '/etc/x', mode: '0644', tags: ['a'] }, 'transforms and defaults applied');
+  assert.deepEqual(b, a);
+  assert.notEqual(b, a, 'each call gets its own object');
+  assert.notEqual(b.tags, a.tags, 'and its own nested values');
+  a.tags!.push('changed by the first host');
+  assert.deepEqual(spec.parse({ path: '/etc/x/', tags: ['a'] }).tags, ['a'], 'what one caller does to its values stays its own');
+  for (let i = 0; i < 2; i++) assert.throws(() => spec.parse({ path: 'relative', tags: ['a'] }, 'r.ts:1:1'), InputErrors);
+  const re = /x/;
+  assert.equal(spec.parse({ path: '/etc/x', re }).re, re, 'a RegExp is checked as it is (not remembered as data)');
+  assert.throws(() => spec.parse({ path: '/etc/x', re: 5 as unknown as string }, 'r.ts:1:1'), InputErrors);
+});
 test('exit codes explained with real processes: 127, 126, 137, 1; stderr tail masked', async () => {
   const secret = registerSecret('Pw-op-args-7c1d');
   const run = async (cmd: string) => {
