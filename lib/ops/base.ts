@@ -249,9 +249,9 @@ export class ArgSpec<S extends z.ZodRawShape> {
   }
 }
 
-/** arguments remembered per spec at most, and the longest (JSON text) remembered */
-const MAX_CHECKED = 2000;
-const MAX_KEY = 4096;
+/** arguments remembered per spec at most, and the longest (JSON text) remembered: at most ~2 MB per spec */
+const MAX_CHECKED = 1000;
+const MAX_KEY = 1024;
 
 /**
  * The JSON text of `v` when it is plain data JSON keeps exactly (strings, finite numbers, booleans, null, arrays and
