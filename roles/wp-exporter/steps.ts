@@ -89,14 +89,23 @@ async function exporterUser(ctx: StepContext, s: WpSiteSettings, password: strin
  * one, no host is contacted (a no-change run keeps its single round trip).
  */
 export function exporterStep(
-  state: (ctx: StepContext) => { settings: WpSiteSettings; manager: string; wordpressFpm: string; digests: Record<string, string> },
+  state: (ctx: StepContext) => {
+    settings: WpSiteSettings;
+    manager: string;
+    wordpressFpm: string;
+    digests: Record<string, string>;
+    /** whether a site's stack (and so its network) exists: the exporter attaches to those only */
+    deployed: (id: string) => boolean;
+  },
 ): Task {
   return task(
     'site exporter',
     async (ctx): Promise<TaskOutcome> => {
-      const { settings: s, manager, wordpressFpm, digests } = state(ctx);
-      const sites = readSites({ ...s, only: [] });
-      if (!sites.length) return { skipped: `no site record in ${s.sitesDir}` };
+      const { settings: s, manager, wordpressFpm, digests, deployed } = state(ctx);
+      const records = readSites({ ...s, only: [] });
+      if (!records.length) return { skipped: `no site record in ${s.sitesDir}` };
+      const sites = records.filter((x) => deployed(x.id));
+      if (!sites.length) return { skipped: `no deployed site among the ${records.length} record(s) in ${s.sitesDir}` };
       const pwEnv = String(ctx.vars.wp_exporter_db_password_env ?? 'WP_EXPORTER_DB_PASSWORD');
       const password = lookupEnv(pwEnv);
       if (!password) return { skipped: `${pwEnv} is not set in ${envFileShown()} (the WordPress exporter's database password)` };
@@ -125,7 +134,7 @@ export function exporterStep(
         node: node.name,
         catalog,
       });
-      const result = { sites: sites.length, node: node.name, image };
+      const result = { sites: sites.length, notDeployed: records.length - sites.length, node: node.name, image };
       if (digests[EXPORTER_STACK] === rendered.digest) return { changed: changes.length > 0, changes, result };
       changes.push(...(await exporterUser(ctx, s, password)));
       const m = manager === ctx.host.name ? ctx : ctx.hostContext(manager);

@@ -495,7 +495,11 @@ export function wpSiteSteps(deps: WpSiteDeps = defaultDeps): Step[] {
     afterState(
       exporterStep((ctx) => {
         const st = stateOf(ctx);
-        return { settings: st.settings, manager: st.manager, wordpressFpm: st.images.wordpressFpm, digests: st.digests };
+        // the sites with a network to attach to: deployed before this run, or by it (a record written but never
+        // deployed, e.g. a migration at another site's stage, has none yet: bench/migrate at --concurrency 2)
+        const live = new Set(st.sites.filter((x) => !st.failed.has(x.site.id)).map((x) => x.site.id));
+        const deployed = (id: string) => live.has(id) || st.digests[stackName(id)] !== undefined;
+        return { settings: st.settings, manager: st.manager, wordpressFpm: st.images.wordpressFpm, digests: st.digests, deployed };
       }),
     ),
     resultsStep(),
