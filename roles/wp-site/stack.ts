@@ -211,6 +211,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
   const update_config = { parallelism: 1, delay: '10s', failure_action: 'rollback', monitor: '30s', order: 'start-first' };
   const rollback_config = { parallelism: 1, delay: '5s', failure_action: 'pause', order: 'stop-first' };
   const restart_policy = { condition: 'any', delay: '5s', max_attempts: 3, window: '120s' };
+  const overlayPool = farm.overlayPool ?? '10.0.0.0/8';
   const spread = farm.spreadOver?.length ? { preferences: farm.spreadOver.map((l) => ({ spread: l })) } : {};
   const placement =
     farm.placement?.length || farm.spreadOver?.length
@@ -275,11 +276,9 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         NGINX_XMLRPC: site.xmlrpc ? 'on' : 'off',
         NGINX_ADMIN_ALLOWLIST: site.admin_allowlist.join(' '),
         // behind Varnish the peer is varnish's address in the site overlay (Swarm's address pool)
-        NGINX_REAL_IP_FROM: [...new Set([farm.traefikSubnet ?? '10.0.0.0/8', ...(varnish ? [farm.overlayPool ?? '10.0.0.0/8'] : [])])].join(
-          ' ',
-        ),
+        NGINX_REAL_IP_FROM: [...new Set([farm.traefikSubnet ?? '10.0.0.0/8', ...(varnish ? [overlayPool] : [])])].join(' '),
         // the farm's own probe of the login form (the WordPress exporter, on the site network): see the entrypoint
-        NGINX_PROBE_FROM: farm.overlayPool ?? '10.0.0.0/8',
+        NGINX_PROBE_FROM: overlayPool,
         NGINX_CLIENT_MAX_BODY: site.php.post_max_size,
         NGINX_FPM_UPSTREAM: `php-fpm:${FPM_PORT}`,
       },
