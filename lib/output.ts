@@ -3,7 +3,7 @@
 // (lib/events.ts). Everything printed goes through mask(); what is
 // serialised (the JSON report) is masked value by value BEFORE it is serialised (maskDeep), then once more.
 // Files of run data on the controller are written by writePrivateFile: 0600, in a directory made 0700.
-import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
 import type { Listener, RunEvent } from './events.ts';
 import { mask, maskDeep } from './secrets.ts';
@@ -226,11 +226,7 @@ export function formatRecap(rows: RecapRow[], results: StepResult[], wallMs: num
  */
 export function writePrivateFile(file: string, text: string): void {
   const abs = resolve(file);
-  const dir = dirname(abs);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const parts = dir.split(sep);
-  const at = parts.lastIndexOf('.wpfarm');
-  if (at > 0) for (let i = at + 1; i <= parts.length; i++) chmodSync(parts.slice(0, i).join(sep), 0o700);
+  privateDir(abs);
   const tmp = `${abs}.tmp-${process.pid}`;
   try {
     writeFileSync(tmp, text, { mode: 0o600 });
@@ -241,12 +237,127 @@ export function writePrivateFile(file: string, text: string): void {
   }
 }
 
+function privateDir(abs: string): void {
+  const dir = dirname(abs);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const parts = dir.split(sep);
+  const at = parts.lastIndexOf('.wpfarm');
+  if (at > 0) for (let i = at + 1; i <= parts.length; i++) chmodSync(parts.slice(0, i).join(sep), 0o700);
+}
+
+/** Text pieces gathered before one write (and one mask() over them). */
+const WRITE_BATCH = 64 * 1024;
+
+/**
+ * writePrivateFile for text made in pieces (the report and the timeline of a large run: 5–7 MB each at 500 hosts,
+ * ~40 MB at the run's peak of memory when built whole): the same files, written as the pieces come, ~64 KiB
+ * at a time, each batch masked (a piece is never cut: a secret inside a JSON string or an HTML-escaped text is in
+ * one batch), to every file of `files` at once (the pieces are made once).
+ */
+export function writePrivateFiles(files: string[], pieces: Iterable<string>): void {
+  const targets = files.map((f) => {
+    const abs = resolve(f);
+    privateDir(abs);
+    return { abs, tmp: `${abs}.tmp-${process.pid}`, fd: -1 };
+  });
+  try {
+    for (const t of targets) {
+      t.fd = openSync(t.tmp, 'w', 0o600);
+      chmodSync(t.tmp, 0o600); // an existing temp file of a crashed run keeps its mode otherwise
+    }
+    let batch: string[] = [];
+    let size = 0;
+    const flush = () => {
+      const text = mask(batch.join(''));
+      batch = [];
+      size = 0;
+      for (const t of targets) writeSync(t.fd, text);
+    };
+    for (const p of pieces) {
+      batch.push(p);
+      size += p.length;
+      if (size >= WRITE_BATCH) flush();
+    }
+    if (size) flush();
+    for (const t of targets) {
+      closeSync(t.fd);
+      t.fd = -1;
+      renameSync(t.tmp, t.abs);
+    }
+  } finally {
+    for (const t of targets) {
+      if (t.fd >= 0) closeSync(t.fd);
+      if (existsSync(t.tmp)) rmSync(t.tmp, { force: true });
+    }
+  }
+}
+
 /** Write the JSON report (0600, atomically); every string is masked before serialising, the text once more after. */
 export function writeJsonReport(file: string, report: unknown): void {
-  writePrivateFile(file, jsonReportText(maskDeep(report)));
+  writePrivateFiles([file], jsonReportPieces(maskDeep(report)));
 }
 
 /** The JSON report's text from a report already copied through maskDeep() (masked again as text). */
 export function jsonReportText(masked: unknown): string {
-  return `${mask(JSON.stringify(masked, null, 2))}\n`;
+  return mask([...jsonReportPieces(masked)].join(''));
+}
+
+/**
+ * The text of `JSON.stringify(value, null, 2)` and a newline, in pieces: the top object and the arrays and objects
+ * in it are walked (a piece per element: the report's 11 500 results at 500 hosts), deeper values are stringified
+ * whole. Never cuts a string value. Not masked (writePrivateFiles masks what it writes).
+ */
+export function* jsonReportPieces(value: unknown): Generator<string> {
+  const v = toJsonValue(value, '');
+  yield* jsonPieces(skipped(v) ? null : v, 0);
+  yield '\n';
+}
+
+const WALK_DEPTH = 2;
+const INDENT = '  ';
+
+/** `v`: after toJSON, not undefined */
+function* jsonPieces(v: unknown, depth: number): Generator<string> {
+  const plain = v !== null && typeof v === 'object' && (Array.isArray(v) || isPlainObject(v));
+  if (!plain || depth >= WALK_DEPTH) {
+    const text = JSON.stringify(v, null, 2) ?? 'null';
+    yield depth ? text.replaceAll('\n', `\n${INDENT.repeat(depth)}`) : text;
+    return;
+  }
+  const pad = INDENT.repeat(depth + 1);
+  if (Array.isArray(v)) {
+    if (!v.length) return yield '[]';
+    yield '[';
+    for (let i = 0; i < v.length; i++) {
+      yield `${i ? ',' : ''}\n${pad}`;
+      const el = toJsonValue(v[i], String(i));
+      if (skipped(el)) yield 'null';
+      else yield* jsonPieces(el, depth + 1);
+    }
+    return yield `\n${INDENT.repeat(depth)}]`;
+  }
+  let n = 0;
+  for (const k of Object.keys(v)) {
+    const el = toJsonValue((v as Record<string, unknown>)[k], k);
+    if (skipped(el)) continue;
+    yield `${n++ ? ',' : '{'}\n${pad}${JSON.stringify(k)}: `;
+    yield* jsonPieces(el, depth + 1);
+  }
+  yield n ? `\n${INDENT.repeat(depth)}}` : '{}';
+}
+
+/** JSON.stringify's toJSON step (a Date becomes its ISO text). */
+function toJsonValue(v: unknown, key: string): unknown {
+  const f = v !== null && typeof v === 'object' ? (v as { toJSON?: unknown }).toJSON : undefined;
+  return typeof f === 'function' ? (f as (k: string) => unknown).call(v, key) : v;
+}
+
+/** What JSON.stringify leaves out of an object (and writes as null in an array). */
+function skipped(v: unknown): boolean {
+  return v === undefined || typeof v === 'function' || typeof v === 'symbol';
+}
+
+function isPlainObject(v: object): boolean {
+  const p = Object.getPrototypeOf(v);
+  return p === Object.prototype || p === null;
 }

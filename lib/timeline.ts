@@ -77,7 +77,21 @@ export function slowestPath(report: TimelineReport): Set<string> {
 
 /** Render the report as one self-contained HTML page. Pure. */
 export function renderTimeline(report: TimelineReport): string {
-  const results = report.results.map((r) => ({ ...r, startMs: r.startMs ?? 0, endMs: r.endMs ?? r.ms, role: r.role ?? '' }));
+  return [...renderTimelinePieces(report)].join('');
+}
+
+/**
+ * The page of renderTimeline() in pieces (a piece per SVG element), to be written as they come: at 500 hosts the
+ * page is ~6 MB, built whole ~25 MB more at the run's peak of memory. Pure.
+ */
+export function* renderTimelinePieces(report: TimelineReport): Generator<string> {
+  // a result without its times or role gets defaults (a copy); the run's own results have them (no copy)
+  type Timed = TimelineReport['results'][number] & StepTiming;
+  const results = report.results.map((r) =>
+    r.startMs !== undefined && r.endMs !== undefined && r.role !== undefined
+      ? (r as Timed)
+      : { ...r, startMs: r.startMs ?? 0, endMs: r.endMs ?? r.ms, role: r.role ?? '' },
+  );
   // lanes in the order the roles listed their hosts (inventory order), then any other host of a result
   const lanes = new Set<string>();
   for (const h of (report.roleTimes ?? []).flatMap((r) => r.hosts)) lanes.add(h);
@@ -102,83 +116,74 @@ export function renderTimeline(report: TimelineReport): string {
   const x = (ms: number) => LABEL + (ms / total) * PLOT;
   const w = (ms: number) => Math.max(1.5, (ms / total) * PLOT);
   const height = TOP + hosts.length * LANE + 30;
-  const parts: string[] = [];
 
-  // role bands and names
-  roles.forEach((ro, i) => {
-    parts.push(
-      `<rect class="role-band" x="${x(ro.startMs).toFixed(1)}" y="${TOP - 18}" width="${w(ro.endMs - ro.startMs).toFixed(1)}" ` +
+  // the SVG's elements, one per piece (joined by newlines below)
+  function* svg(): Generator<string> {
+    // role bands and names
+    for (const [i, ro] of roles.entries()) {
+      yield `<rect class="role-band" x="${x(ro.startMs).toFixed(1)}" y="${TOP - 18}" width="${w(ro.endMs - ro.startMs).toFixed(1)}" ` +
         `height="${hosts.length * LANE + 18}" fill="${i % 2 ? '#f4f6f8' : '#eaeef2'}">` +
-        `<title>${esc(`role ${ro.role}: ${dur(ro.endMs - ro.startMs)}`)}</title></rect>`,
-      `<text class="role-name" x="${(x(ro.startMs) + 3).toFixed(1)}" y="${TOP - 5}">${esc(ro.role)}</text>`,
-    );
-  });
-  // time axis
-  const stepMs =
-    [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 600_000].find((s) => total / s <= 10) ??
-    3_600_000;
-  for (let t = 0; t <= total; t += stepMs) {
-    parts.push(`<line class="grid" x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${TOP - 18}" y2="${height - 22}"/>`);
-    parts.push(`<text class="tick" x="${x(t).toFixed(1)}" y="${height - 8}">${esc(dur(t))}</text>`);
-  }
-  hosts.forEach((host, i) => {
-    const y = TOP + i * LANE;
-    parts.push(`<g class="lane" data-host="${esc(host)}">`);
-    parts.push(`<text class="host" x="${LABEL - 8}" y="${y + LANE / 2 + 4}">${esc(host)}</text>`);
-    parts.push(`<line class="lane-line" x1="${LABEL}" x2="${LABEL + PLOT}" y1="${y + LANE - 1}" y2="${y + LANE - 1}"/>`);
-    // waiting for the slowest host of the role: from this host's last step to the role's end
-    const own = byHost.get(host) ?? [];
-    for (const ro of roles) {
-      let last = Number.NEGATIVE_INFINITY;
-      for (const r of own) if (r.role === ro.role) last = Math.max(last, r.endMs);
-      if (last === Number.NEGATIVE_INFINITY) continue;
-      if (ro.endMs - last > total / 200) {
-        parts.push(
-          `<rect class="wait" x="${x(last).toFixed(1)}" y="${y + 11}" width="${w(ro.endMs - last).toFixed(1)}" ` +
+        `<title>${esc(`role ${ro.role}: ${dur(ro.endMs - ro.startMs)}`)}</title></rect>`;
+      yield `<text class="role-name" x="${(x(ro.startMs) + 3).toFixed(1)}" y="${TOP - 5}">${esc(ro.role)}</text>`;
+    }
+    // time axis
+    const stepMs =
+      [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 600_000].find((s) => total / s <= 10) ??
+      3_600_000;
+    for (let t = 0; t <= total; t += stepMs) {
+      yield `<line class="grid" x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${TOP - 18}" y2="${height - 22}"/>`;
+      yield `<text class="tick" x="${x(t).toFixed(1)}" y="${height - 8}">${esc(dur(t))}</text>`;
+    }
+    for (const [i, host] of hosts.entries()) {
+      const y = TOP + i * LANE;
+      yield `<g class="lane" data-host="${esc(host)}">`;
+      yield `<text class="host" x="${LABEL - 8}" y="${y + LANE / 2 + 4}">${esc(host)}</text>`;
+      yield `<line class="lane-line" x1="${LABEL}" x2="${LABEL + PLOT}" y1="${y + LANE - 1}" y2="${y + LANE - 1}"/>`;
+      // waiting for the slowest host of the role: from this host's last step to the role's end
+      const own = byHost.get(host) ?? [];
+      for (const ro of roles) {
+        let last = Number.NEGATIVE_INFINITY;
+        for (const r of own) if (r.role === ro.role) last = Math.max(last, r.endMs);
+        if (last === Number.NEGATIVE_INFINITY) continue;
+        if (ro.endMs - last > total / 200) {
+          yield `<rect class="wait" x="${x(last).toFixed(1)}" y="${y + 11}" width="${w(ro.endMs - last).toFixed(1)}" ` +
             'height="8" fill="url(#hatch)">' +
-            `<title>${esc(`${host} waits ${dur(ro.endMs - last)} for the slowest host of role ${ro.role}`)}</title></rect>`,
-        );
+            `<title>${esc(`${host} waits ${dur(ro.endMs - last)} for the slowest host of role ${ro.role}`)}</title></rect>`;
+        }
       }
-    }
-    for (const r of own) {
-      const span = Math.max(0, r.endMs - r.startMs);
-      const waited = Math.max(0, span - r.ms);
-      const critical = crit.has(`${r.role}\u0000${r.host}`);
-      const detail = r.error
-        ? `\nerror: ${r.error}`
-        : r.reason
-          ? `\nreason: ${r.reason}`
-          : r.changes?.length
-            ? `\n${r.changes.slice(0, 8).join('\n')}`
-            : '';
-      const wait = waited > 1 ? ` (+ ${dur(waited)} waiting)` : '';
-      const title = `${r.step}\nhost ${r.host} · role ${r.role} · ${r.status}\n${dur(r.ms)}${wait}${detail}`;
-      const cls = `bar status-${r.status}${critical ? ' critical' : ''}`;
-      parts.push(
-        `<g class="${cls}" data-status="${r.status}" data-step="${esc(r.step)}" data-host="${esc(r.host)}" data-ms="${Math.round(r.ms)}">` +
-          `<title>${esc(title)}</title>`,
-      );
-      if (waited > 1)
-        parts.push(
-          `<rect class="waited" x="${x(r.startMs).toFixed(1)}" y="${y + 6}" width="${w(waited).toFixed(1)}" ` +
-            'height="18" fill="url(#hatch)"/>',
-        );
-      const minWidth = r.status === 'failed' || r.status === 'unreachable' ? 12 : 0;
-      parts.push(
-        `<rect x="${x(r.startMs + waited).toFixed(1)}" y="${y + 6}" width="${Math.max(minWidth, w(span - waited)).toFixed(1)}" ` +
-          `height="18" rx="2" fill="${COLORS[r.status]}"/>`,
-      );
-      if (r.status === 'failed' || r.status === 'unreachable') {
-        parts.push(`<text class="mark" x="${(x(r.startMs + waited) + 2).toFixed(1)}" y="${y + 19}">✖</text>`);
+      for (const r of own) {
+        const span = Math.max(0, r.endMs - r.startMs);
+        const waited = Math.max(0, span - r.ms);
+        const critical = crit.has(`${r.role}\u0000${r.host}`);
+        const detail = r.error
+          ? `\nerror: ${r.error}`
+          : r.reason
+            ? `\nreason: ${r.reason}`
+            : r.changes?.length
+              ? `\n${r.changes.slice(0, 8).join('\n')}`
+              : '';
+        const wait = waited > 1 ? ` (+ ${dur(waited)} waiting)` : '';
+        const title = `${r.step}\nhost ${r.host} · role ${r.role} · ${r.status}\n${dur(r.ms)}${wait}${detail}`;
+        const cls = `bar status-${r.status}${critical ? ' critical' : ''}`;
+        yield `<g class="${cls}" data-status="${r.status}" data-step="${esc(r.step)}" data-host="${esc(r.host)}" data-ms="${Math.round(r.ms)}">` +
+          `<title>${esc(title)}</title>`;
+        if (waited > 1)
+          yield `<rect class="waited" x="${x(r.startMs).toFixed(1)}" y="${y + 6}" width="${w(waited).toFixed(1)}" ` +
+            'height="18" fill="url(#hatch)"/>';
+        const minWidth = r.status === 'failed' || r.status === 'unreachable' ? 12 : 0;
+        yield `<rect x="${x(r.startMs + waited).toFixed(1)}" y="${y + 6}" width="${Math.max(minWidth, w(span - waited)).toFixed(1)}" ` +
+          `height="18" rx="2" fill="${COLORS[r.status]}"/>`;
+        if (r.status === 'failed' || r.status === 'unreachable') {
+          yield `<text class="mark" x="${(x(r.startMs + waited) + 2).toFixed(1)}" y="${y + 19}">✖</text>`;
+        }
+        yield '</g>';
       }
-      parts.push('</g>');
+      for (const t of report.roundTripsAt?.[host] ?? []) {
+        yield `<line class="rt" x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${y + 26}" y2="${y + 31}"/>`;
+      }
+      yield '</g>';
     }
-    for (const t of report.roundTripsAt?.[host] ?? []) {
-      parts.push(`<line class="rt" x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${y + 26}" y2="${y + 31}"/>`);
-    }
-    parts.push('</g>');
-  });
-
+  }
   const counts = Object.fromEntries((Object.keys(COLORS) as StepStatus[]).map((s) => [s, results.filter((r) => r.status === s).length]));
   const legend = (Object.keys(COLORS) as StepStatus[])
     .map((s) => `<span class="key"><i style="background:${COLORS[s]}"></i>${s} ${counts[s]}</span>`)
@@ -200,7 +205,7 @@ export function renderTimeline(report: TimelineReport): string {
   const meta =
     `started ${report.startedAt ?? '?'} · wall ${dur(report.wallMs ?? total)} · ${hosts.length} host(s), ${results.length} step(s), ` +
     `${report.roundTrips ?? '?'} round trips · exit ${report.exitCode ?? '?'}`;
-  return `<!doctype html>
+  yield `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <title>${esc(title)}</title>
@@ -223,7 +228,13 @@ table{border-collapse:collapse;margin-top:10px}td,th{padding:2px 10px 2px 0;text
  viewBox="0 0 ${LABEL + PLOT + 20} ${height}">
 <defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
 <rect width="6" height="6" fill="#f2f4f6"/><line x1="0" y1="0" x2="0" y2="6" stroke="#9aa6b2" stroke-width="2"/></pattern></defs>
-${parts.join('\n')}
+`;
+  let first = true;
+  for (const p of svg()) {
+    yield first ? p : `\n${p}`;
+    first = false;
+  }
+  yield `
 </svg>
 <h2 style="font-size:14px;margin:14px 0 0">Slowest path (the host that finished each role last)</h2>
 <table><tr><th>role</th><th>host</th><th>role time</th></tr>${pathRows}</table>
