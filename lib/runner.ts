@@ -8,12 +8,12 @@
 // prefetchProbes() goes further: the probes of several roles (a phase, a whole playbook) on each host in ONE
 // round trip before the first of them runs, used on the same terms. An idempotent rerun of a role is thus at most
 // one round trip per host, and of a prefetched phase one or two per host for all its roles.
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { EXIT, InputError, InterruptedError, RemoteCommandError, UnreachableError } from './errors.ts';
 import type { EventOf, EventStream } from './events.ts';
 import { FactCache } from './facts.ts';
+import { sha256hex } from './ops/files.ts';
 import { retry } from './retry.ts';
 import { mask, registerSecret } from './secrets.ts';
 import { sh } from './shell.ts';
@@ -104,7 +104,7 @@ function probeScript(batch: { id: string | number; script: string }[]): string {
 }
 
 function parseProbes(stdout: string): Map<string, string> {
-  const parts = stdout.split(new RegExp(`^${PROBE_MARK}:(\\d+)\\n`, 'm'));
+  const parts = stdout.split(PROBE_SPLIT);
   // parts: [before, id, body, id, body, ...]; each body ends with the newline printed before the next marker
   const out = new Map<string, string>();
   for (let k = 1; k < parts.length; k += 2) out.set(parts[k]!, (parts[k + 1] ?? '').replace(/\n$/, '').replace(/\n$/, ''));
@@ -159,6 +159,8 @@ export function newHostState(): HostState {
 }
 
 const PROBE_MARK = '@@@wpfarm-probe';
+/** a probe's marker line in a batch's output (parseProbes) */
+const PROBE_SPLIT = new RegExp(`^${PROBE_MARK}:(\\d+)\\n`, 'm');
 /** reads its whole input (up to 1 MiB at a time) before writing it in one write (GNU coreutils) */
 const GATHER = 'dd bs=1M iflag=fullblock status=none';
 
@@ -451,7 +453,7 @@ class HostRun {
           stepKind: op.kind,
           changed: plan.changed,
           changes: plan.changes,
-          probeSha256: createHash('sha256').update(out).digest('hex'),
+          probeSha256: sha256hex(out),
           nested: direct && !op.options.delegateTo,
         }) as EventOf<'step.plan'>;
         const refused = !planned.nested && this.env.planGuard?.(planned);

@@ -12,7 +12,7 @@
 //   @@sha     sha256 of the content (regular readable files)
 //   @@content "b64 <base64>", "toolarge <bytes>" or "unreadable" (when content is needed)
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import crypto from 'node:crypto';
 import { join, resolve as resolvePath } from 'node:path';
 import type { ApplyScript, Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
@@ -154,7 +154,12 @@ export function parsePathProbe(out: string): PathState {
 // ---------------------------------------------------------------------------------------------------
 // Plan helpers
 
-export const sha256hex = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+/**
+ * sha256 in hex. crypto.hash (node ≥ 20.12) is the one-shot form: ~2 µs against ~5 for createHash's object (a rerun
+ * hashes each step's probe output and each file's content, per host); createHash on older node.
+ */
+export const sha256hex: (b: Buffer | string) => string =
+  typeof crypto.hash === 'function' ? (b) => crypto.hash('sha256', b, 'hex') : (b) => crypto.createHash('sha256').update(b).digest('hex');
 
 const short = (sha: string): string => sha.slice(0, 12);
 
