@@ -5,7 +5,8 @@
 // process CPU and peak RSS (GNU time), wall, and the load average (1 min) at the start and end of each run.
 //
 //   node --import tsx bench/engine-ab.ts --base /work/wt/x-base [--n 100] [--reps 3] [--forks N] [--rerun-only]
-//   [--json FILE]
+//   [--first-reps K] [--json FILE]
+// --first-reps K: first runs in the first K repetitions only (reruns in all): at N=500 a first run takes minutes.
 import { execFileSync } from 'node:child_process';
 import { rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -21,6 +22,7 @@ const { values: o } = parseArgs({
     reps: { type: 'string', default: '3' },
     forks: { type: 'string' },
     'rerun-only': { type: 'boolean', default: false },
+    'first-reps': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -28,6 +30,7 @@ if (!o.base) throw new Error('--base DIR: the checkout to compare with (A)');
 const N = Number(o.n);
 const REPS = Number(o.reps);
 const FORKS = o.forks ? Number(o.forks) : N;
+const FIRST_REPS = o['first-reps'] ? Number(o['first-reps']) : REPS;
 const TASKS = 23;
 const sides = { A: resolve(o.base), B: resolve('.') } as const;
 type Side = keyof typeof sides;
@@ -92,7 +95,7 @@ const one = (side: Side, scenario: Run['scenario'], rep: number): void => {
     load_end: load1(),
   };
   runs.push(r);
-  const ms = (s: number) => ((s * 1000) / (TASKS * N)).toFixed(2);
+  const ms = (s: number) => ((s * 1000) / (TASKS * N)).toFixed(3);
   console.log(
     `engine-ab: N=${N} -f ${FORKS} rep ${rep} ${side} ${scenario}: wall ${r.wall_s.toFixed(2)} s, ` +
       `engine CPU ${r.engine_cpu_s.toFixed(2)} s (${ms(r.engine_cpu_s)} ms/task/host), ` +
@@ -103,12 +106,12 @@ const one = (side: Side, scenario: Run['scenario'], rep: number): void => {
 try {
   for (let rep = 1; rep <= REPS; rep++) {
     const order: Side[] = rep % 2 ? ['A', 'B'] : ['B', 'A'];
-    if (!o['rerun-only']) {
+    if (!o['rerun-only'] && rep <= FIRST_REPS) {
       for (const side of order) {
         reset();
         one(side, 'first', rep);
       }
-    } else if (rep === 1) {
+    } else if (rep === 1 && o['rerun-only']) {
       reset();
       one('A', 'first', 0); // the hosts converged once; reruns only from here
     }
@@ -127,7 +130,7 @@ for (const scenario of ['first', 'rerun'] as const) {
     const xs = runs.filter((r) => r.side === side && r.scenario === scenario && r.rep > 0);
     if (!xs.length) continue;
     const m = (f: (r: Run) => number) => median(xs.map(f));
-    const per = (s: number) => ((s * 1000) / (TASKS * N)).toFixed(2);
+    const per = (s: number) => ((s * 1000) / (TASKS * N)).toFixed(3);
     const [eng, cpu] = [m((r) => r.engine_cpu_s), m((r) => r.cpu_s)];
     const load = `${Math.min(...xs.map((r) => r.load_start))}→${Math.max(...xs.map((r) => r.load_end))}`;
     rows.push(

@@ -168,7 +168,10 @@ function emptyCounts(): Record<StepStatus, number> {
   return { ok: 0, changed: 0, failed: 0, skipped: 0, unreachable: 0 };
 }
 
-function tagsMatch(stepTags: string[], opts: RunOptions): boolean {
+function tagsMatch(roleTags: readonly string[], ownTags: readonly string[] | undefined, opts: RunOptions): boolean {
+  // without --tags/--skip-tags (the common case) only 'never' counts: no list built per step and host
+  if (!opts.skipTags?.length && !opts.tags?.length) return !roleTags.includes('never') && !(ownTags?.includes('never') ?? false);
+  const stepTags = [...roleTags, ...(ownTags ?? [])];
   if (opts.skipTags?.length && stepTags.some((t) => opts.skipTags!.includes(t))) return false;
   if (opts.tags?.length) {
     if (stepTags.includes('always')) return true;
@@ -367,7 +370,7 @@ class HostRun {
         continue;
       }
       if (!isOperation(s) || s.options.runOnce) past = true;
-      if (s.options.tags && !tagsMatch([...(this.role.tags ?? []), ...s.options.tags], this.env.options)) continue;
+      if (s.options.tags && !tagsMatch(this.role.tags ?? [], s.options.tags, this.env.options)) continue;
       const quiet = past ? writes : undefined;
       const p = probeOf(s, ctx);
       if (!p) {
@@ -634,7 +637,7 @@ class HostRun {
           if (stop) return stop;
           continue;
         }
-        if (!handlers && !tagsMatch([...roleTags, ...(step.options.tags ?? [])], this.env.options)) continue;
+        if (!handlers && !tagsMatch(roleTags, step.options.tags, this.env.options)) continue;
         const location = step.location;
         const { name: role } = this.role;
         this.env.events.emit({ kind: 'step.start', host: this.host.name, role, step: step.title, stepKind: step.kind, location, handler });
@@ -916,7 +919,7 @@ export async function prefetchProbes(roles: { role: Role; hosts: HostSpec[] }[],
           if (!b) continue;
           for (const s of b.steps) {
             if (s.options.delegateTo || isFlush(s)) continue;
-            if (!tagsMatch([...(b.role.tags ?? []), ...(s.options.tags ?? [])], env.options)) continue;
+            if (!tagsMatch(b.role.tags ?? [], s.options.tags, env.options)) continue;
             let p: Probe | null;
             try {
               p = probeOf(s, b.ctx);
