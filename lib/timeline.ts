@@ -165,7 +165,8 @@ export function* renderTimelinePieces(report: TimelineReport): Generator<string>
         const wait = waited > 1 ? ` (+ ${dur(waited)} waiting)` : '';
         const title = `${r.step}\nhost ${r.host} · role ${r.role} · ${r.status}\n${dur(r.ms)}${wait}${detail}`;
         const cls = `bar status-${r.status}${critical ? ' critical' : ''}`;
-        yield `<g class="${cls}" data-status="${r.status}" data-step="${esc(r.step)}" data-host="${esc(r.host)}" data-ms="${Math.round(r.ms)}">` +
+        yield `<g class="${cls}" data-status="${r.status}" data-step="${esc(r.step)}" data-host="${esc(r.host)}" ` +
+          `data-ms="${Math.round(r.ms)}">` +
           `<title>${esc(title)}</title>`;
         if (waited > 1)
           yield `<rect class="waited" x="${x(r.startMs).toFixed(1)}" y="${y + 6}" width="${w(waited).toFixed(1)}" ` +
