@@ -269,21 +269,6 @@ try {
     say(`list-sites ${i + 1}: ${r.s} s, ${rows} rows, exit ${r.code}`);
   }
 
-  let update: Record<string, unknown> | undefined;
-  if (process.argv.includes('--update')) {
-    // a new wordpress-fpm image (one more LABEL: new content-hashed tags), rolled across every site in waves
-    const images = path.join(work, 'images-new');
-    cpSync(IMAGES_DIR, images, { recursive: true });
-    appendFileSync(path.join(images, 'wordpress-fpm', 'Dockerfile'), `\nLABEL org.wpfarm.bench.update="${stamp}"\n`);
-    const l = load1();
-    const r = await cli('playbooks/update.ts', ['--images', images, '--sites-dir', dir, '--state', path.join(work, 'update.json')]);
-    const waves = [...r.out.matchAll(/^.*wave \d+.*$/gm)].map((m) => m[0].trim()).slice(0, 20);
-    update = { s: r.s, code: r.code, round_trips: r.report?.roundTrips, load_start: l, load_end: load1(), waves: waves.length };
-    say(`update: ${r.s} s, exit ${r.code}`);
-    if (r.code !== 0) say(r.out.slice(-4000));
-    update.serving_after = await serving(added);
-  }
-
   const row = {
     tool: 'wpfarm',
     scenario: 'sites-lab',
@@ -316,13 +301,35 @@ try {
     list_sites_runs_s: lists.map((r) => r.s),
     list_sites_rows: lists[0]!.rows,
     list_sites_target_s: LIST_TARGET_S,
-    update,
+    update: undefined as Record<string, unknown> | undefined,
     load_start: load0,
     load_end: load1(),
     at: new Date().toISOString(),
   };
   console.log(JSON.stringify(row));
   if (process.argv.includes('--record')) record(row);
+  // recorded first: an update cut short leaves the rest recorded
+  let update: Record<string, unknown> | undefined;
+  if (process.argv.includes('--update')) {
+    // a new wordpress-fpm image (one more LABEL: new content-hashed tags), rolled across every site in waves
+    const images = path.join(work, 'images-new');
+    cpSync(IMAGES_DIR, images, { recursive: true });
+    appendFileSync(path.join(images, 'wordpress-fpm', 'Dockerfile'), `\nLABEL org.wpfarm.bench.update="${stamp}"\n`);
+    const l = load1();
+    const r = await cli('playbooks/update.ts', ['--images', images, '--sites-dir', dir, '--state', path.join(work, 'update.json')]);
+    const waves = [...r.out.matchAll(/^.*wave \d+.*$/gm)].map((m) => m[0].trim()).slice(0, 20);
+    update = { s: r.s, code: r.code, round_trips: r.report?.roundTrips, load_start: l, load_end: load1(), waves: waves.length };
+    say(`update: ${r.s} s, exit ${r.code}`);
+    if (r.code !== 0) say(r.out.slice(-4000));
+    update.serving_after = await serving(added);
+  }
+
+  if (update) {
+    row.update = update;
+    row.load_end = load1();
+    console.log(JSON.stringify(row));
+    if (process.argv.includes('--record')) record(row);
+  }
   if (recs.some((r) => r.code !== 0) || lists.some((r) => r.code !== 0)) process.exitCode = 1;
 } finally {
   if (!process.argv.includes('--keep')) {
