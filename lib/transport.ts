@@ -169,6 +169,14 @@ const KEEP_ON_HOST = UNSAFE.map(([, w]) => `(^|[[:space:];&|(\`'"])(${w.join('|'
 
 const CONNECTION_LOST =
   /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
+/**
+ * The server refused a session channel: nothing ran. OpenSSH answers "open failed" ("no more sessions" in its log) when
+ * MaxSessions is reached, and it counts a session until it has processed our close of it, which lags behind our
+ * channel limit under load (100 sites at 8 at once on the lab, load 100+: 6 of 25 sites failed so). Retried after a pause.
+ */
+const CHANNEL_REFUSED = /^\(SSH\) Channel open failure: (?!server closed)/;
+/** pauses before the retries of a refused channel (about 11 s in all) */
+const CHANNEL_RETRY_MS = [100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000];
 
 /** ssh2's protocol object, for the one message handler we replace (not in ssh2's public types). */
 type SignCallback = (data: Buffer, done: (signature: Buffer) => void) => void;
@@ -440,7 +448,17 @@ class SshConnection implements Connection {
         return await this.once(wrapped.command, stdin, opts, () => (started = true));
       } catch (e) {
         if (e instanceof RemoteCommandError || e instanceof UnreachableError || e instanceof InterruptedError) throw e;
-        const err = e as Error;
+        let err = e as Error;
+        for (const ms of CHANNEL_RETRY_MS) {
+          if (started || this.dropped || !CHANNEL_REFUSED.test(err.message)) break;
+          await new Promise((r) => setTimeout(r, ms));
+          try {
+            return await this.once(wrapped.command, stdin, opts, () => (started = true));
+          } catch (again) {
+            if (again instanceof RemoteCommandError || again instanceof UnreachableError || again instanceof InterruptedError) throw again;
+            err = again as Error;
+          }
+        }
         if (!this.dropped && !CONNECTION_LOST.test(err.message)) throw err;
         await this.recover(err);
         // Safe to retry only when the command never started on the host.

@@ -3,7 +3,8 @@
 // checked first (bad input: exit 4 naming file:line:col field, nothing created), then the images (phase 3 built
 // them; never built here), then every record is written and ONE wp-site run creates the sites, at most N at once
 // in each step (secrets, databases, directories, stacks, wait, install). A site that fails is named with its step
-// and error and the others go on; one result line per site at the end; exit 2 when a site failed. A rerun of the
+// and error and the others go on; then, as add-site, the edge stand-in (the lab's) is configured for the new sites;
+// one result line per site at the end; exit 2 when a site failed. A rerun of the
 // same file creates nothing new. --check predicts every change and writes nothing.
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,8 @@ import path from 'node:path';
 import { fail, parseOrExit, type CommandSpec } from '../lib/cli.ts';
 import { InputError } from '../lib/errors.ts';
 import { Run } from '../lib/play.ts';
+import traefik from '../roles/traefik/role.ts';
+import { standinOf } from '../roles/traefik/standin-steps.ts';
 import wpSite from '../roles/wp-site/role.ts';
 import { installs } from '../roles/wp-site/reconcile.ts';
 import { checkSiteImages, printAdminPassword, siteDns, SITES_DIR_OPTION, writeRecord } from '../roles/wp-site/playbook-util.ts';
@@ -74,6 +77,12 @@ try {
   run.phase(`${sites.length} sites (${f.concurrency} at once)`);
   const r = await run.role(wpSite);
   const state = r.results.find((x) => x.step === 'site state' && x.result instanceof FarmState)?.result as FarmState | undefined;
+  // as add-site: Traefik picks the new sites' labels up by itself; an edge stand-in (the lab's) is configured from them,
+  // once for the whole file
+  if (state && r.hosts.every((h) => run.healthy(h.host)) && standinOf(run.inventory.vars)) {
+    run.phase('edge stand-in');
+    await run.role(traefik);
+  }
 
   // one line per site: ok (with what was done) or FAILED (step: error); DNS and the admin password of the new ones
   run.phase('results');
