@@ -8,6 +8,8 @@
 // prefetchProbes() goes further: the probes of several roles (a phase, a whole playbook) on each host in ONE
 // round trip before the first of them runs, used on the same terms. An idempotent rerun of a role is thus at most
 // one round trip per host, and of a prefetched phase one or two per host for all its roles.
+// A probe may be read on another host than its step's (Probe.host, and a delegated step's probe): read ahead with
+// that host's probes, it holds only while the run has written nothing.
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { EXIT, InputError, InterruptedError, RemoteCommandError, UnreachableError } from './errors.ts';
@@ -236,6 +238,8 @@ class HostRun {
   readonly notified = new Set<string>();
   private probeCache = new Map<number, Probed>();
   private batchSize = MAX_PROBE_BATCH;
+  /** ConnectionPool.writes when the task running now started (ctx.run's `probed` holds while it is unchanged) */
+  private taskWrites = -1;
   private conn: (Connection & { abortChannels(): Promise<string[]> }) | null = null;
 
   constructor(
@@ -275,7 +279,8 @@ class HostRun {
         }
         return c.exec(command, opts);
       },
-      run: (op: Operation) => self.runOperation(op, ctx, [], true),
+      run: (op: Operation, probed?: string) =>
+        self.runOperation(op, ctx, [], true, -1, probed !== undefined && self.env.pool.writes === self.taskWrites ? probed : undefined),
       fact: (def, ...args) => facts().get(def, ...args),
       secret(value: string): string {
         return registerSecret(value);
@@ -365,12 +370,21 @@ class HostRun {
     let past = false;
     for (let i = from; i < steps.length && batch.length < size; i++) {
       const s = steps[i]!;
-      if (s.options.delegateTo || isFlush(s)) {
+      if (isFlush(s)) {
         past = true;
         continue;
       }
-      if (!isOperation(s) || s.options.runOnce) past = true;
       if (s.options.tags && !tagsMatch(this.role.tags ?? [], s.options.tags, this.env.options)) continue;
+      const away = this.awayProbe(s, ctx);
+      if (away !== undefined) {
+        // read on another host: from the read-ahead only (else on its own when the step runs)
+        past = true;
+        if (away === 'error') continue;
+        const known = away.probe ? pre?.get(away.host, probeKey(away.probe, s), this.env.pool) : '';
+        if (known !== undefined && (away.probe || isOperation(s))) this.probeCache.set(i, { out: known, quiet: writes });
+        continue;
+      }
+      if (!isOperation(s) || s.options.runOnce) past = true;
       const quiet = past ? writes : undefined;
       const p = probeOf(s, ctx);
       if (!p) {
@@ -393,22 +407,64 @@ class HostRun {
     for (const b of batch) this.probeCache.set(b.index, { out: outs.get(String(b.index)) ?? '', quiet: b.quiet });
   }
 
+  /**
+   * A step whose probe is read on another host (a delegated step, or Probe.host): that host and the probe;
+   * null when it has no probe; undefined when its probe is read here. A probe that cannot be built yet is null.
+   */
+  private awayProbe(s: Step, ctx: StepContext): { host: string; probe: Probe | null } | 'error' | undefined {
+    const to = s.options.delegateTo;
+    let p: Probe | null;
+    try {
+      p = probeOf(s, to ? this.delegateContext(to) : ctx);
+    } catch {
+      return to ? 'error' : undefined;
+    }
+    const host = p?.host ?? to;
+    if (!host || host === this.host.name) return undefined;
+    return { host, probe: p };
+  }
+
+  private readonly delegates = new Map<string, StepContext>();
+
+  /** The context a step delegated to `name` runs in (this host's vars there). */
+  delegateContext(name: string): StepContext {
+    let c = this.delegates.get(name);
+    if (!c) {
+      const h = this.env.allHosts.get(name);
+      if (!h) throw new Error(`delegateTo: unknown host '${name}'`);
+      this.delegates.set(name, (c = this.context(h, this.host.vars)));
+    }
+    return c;
+  }
+
   private async probeOne(step: Step, ctx: StepContext): Promise<string> {
     const p = probeOf(step, ctx);
     if (!p) return '';
-    const c = await (ctx.host === this.host ? this.connection() : this.env.pool.get(ctx.host));
+    const on = p.host ? this.env.allHosts.get(p.host) : ctx.host;
+    if (!on) throw new Error(`${step.title}: probe on unknown host '${p.host}'`);
+    const c = await (on === this.host ? this.connection() : this.env.pool.get(on));
     const r = await c.exec(`( ${p.script}\n) 2>&1 </dev/null`, {
       become: !!(p.become ?? step.options.become),
       nothrow: true,
       readOnly: true,
     });
-    this.env.events.emit({ kind: 'probe', host: ctx.host.name, steps: 1 });
+    this.env.events.emit({ kind: 'probe', host: on.name, steps: 1 });
     return r.stdout.replace(/\n$/, '');
   }
 
-  /** A step's probe output: from the batch cache when it holds (probing from here on if not), else on its own. */
-  private async probed(step: Step, ctx: StepContext, steps: Step[], index: number, direct: boolean): Promise<string> {
-    if (direct || index < 0 || step.options.delegateTo) return this.probeOne(step, ctx);
+  /**
+   * A step's probe output: from the batch cache when it holds (probing from here on if not), else on its own;
+   * `given`: read by the task that runs this operation (ctx.run), still valid.
+   */
+  private async probed(step: Step, ctx: StepContext, steps: Step[], index: number, direct: boolean, given?: string): Promise<string> {
+    if (given !== undefined) return given;
+    if (step.options.delegateTo && index >= 0) {
+      // read ahead with the delegate host's probes (probeBatch), else on its own
+      const out = this.cached(index);
+      this.probeCache.delete(index);
+      return out ?? this.probeOne(step, ctx);
+    }
+    if (direct || index < 0) return this.probeOne(step, ctx);
     let out = this.cached(index);
     if (out === undefined) {
       await this.probeBatch(ctx, steps, index);
@@ -439,13 +495,14 @@ class HostRun {
    * Run one operation: probe (from the batch cache when possible), plan, apply unless check.
    * `steps`/`index` let the caller use the batch cache; `direct` is for ctx.run() inside tasks.
    */
-  async runOperation(op: Operation, ctx: StepContext, steps: Step[], direct: boolean, index = -1): Promise<StepResult> {
+  async runOperation(op: Operation, ctx: StepContext, steps: Step[], direct: boolean, index = -1, given?: string): Promise<StepResult> {
     const t0 = performance.now();
     const base = { host: ctx.host.name, step: op.title, kind: op.kind };
     const attempts = Math.max(1, (op.options.retries ?? 0) + 1);
     const last = await this.retrySteps(op, ctx, attempts, async () => {
       try {
-        const out = await this.probed(op, ctx, steps, index, direct);
+        const out = await this.probed(op, ctx, steps, index, direct, given);
+        given = undefined; // a retry probes again
         const plan = await op.plan(ctx, out);
         const planned = this.env.events.emit({
           kind: 'step.plan',
@@ -514,7 +571,13 @@ class HostRun {
       try {
         const writes = this.env.pool.writes;
         const probed = t.probe ? await this.probed(t, ctx, steps, index, false) : undefined;
-        const o: TaskOutcome = (await t.run(ctx, probed)) ?? {};
+        this.taskWrites = this.env.pool.writes;
+        let o: TaskOutcome;
+        try {
+          o = (await t.run(ctx, probed)) ?? {};
+        } finally {
+          this.taskWrites = -1;
+        }
         // a task that wrote nothing (only read-only commands, facts, operations without change) leaves the probes
         // read so far valid; anything else may have changed anything
         if (o.changed || this.env.pool.writes !== writes) {
@@ -544,11 +607,7 @@ class HostRun {
   async runStep(step: Step, ctx: StepContext, steps: Step[], index: number): Promise<StepResult> {
     const o = step.options;
     let sctx = ctx;
-    if (o.delegateTo) {
-      const h = this.env.allHosts.get(o.delegateTo);
-      if (!h) throw new Error(`delegateTo: unknown host '${o.delegateTo}'`);
-      sctx = this.context(h, this.host.vars);
-    }
+    if (o.delegateTo) sctx = this.delegateContext(o.delegateTo);
     if (o.when && !(await o.when(sctx))) {
       return { host: this.host.name, step: step.title, kind: step.kind, status: 'skipped', reason: 'condition false', changes: [], ms: 0 };
     }
@@ -855,8 +914,9 @@ export async function runRole(role: Role, hosts: HostSpec[], env: RunEnv): Promi
 /**
  * Read ahead, on every host, the probes of several roles (the roles of a phase, or of a whole playbook) in ONE
  * round trip per host, before the first of them runs: each role's steps are built for the host (their facts
- * gathered together), and the probes of their steps (operations and tasks with a probe; not delegated ones, not
- * those --tags leaves out) sent as one script. The roles then run as always, one after another with their own
+ * gathered together), and the probes of their steps (operations and tasks with a probe; not those --tags leaves out)
+ * sent as one script to the host each is read on (a delegated step's on its delegate, a Probe.host one on that host).
+ * The roles then run as always, one after another with their own
  * events, recap and check mode; a step whose probe script was read here takes its output from `store` as long as
  * the run has sent no command that is not read-only (ConnectionPool.writes), so a no-change rerun of all these
  * roles costs this round trip (and one for facts, if their steps ask for any). Hosts already failed or
@@ -876,17 +936,28 @@ export async function prefetchProbes(roles: { role: Role; hosts: HostSpec[] }[],
   }
   store.writes = env.pool.writes;
   const limit = pLimit(Math.max(1, env.options.forks));
+  /** by the host a probe is read on (its step's, a delegated step's, Probe.host): script key → script */
+  const scripts = new Map<string, { host: HostSpec; scripts: Map<string, string>; become: boolean }>();
+  const want = (host: HostSpec, key: string, script: string, become: boolean) => {
+    const e = scripts.get(host.name) ?? { host, scripts: new Map<string, string>(), become: false };
+    e.scripts.set(key, script);
+    e.become ||= become;
+    scripts.set(host.name, e);
+  };
+  const usable = (name: string): HostState => {
+    let st = env.hostState.get(name);
+    if (!st) env.hostState.set(name, (st = newHostState()));
+    return st;
+  };
+  // 1. every role's steps built on every host (their facts gathered together), their probes routed to where they are read
   await Promise.all(
     [...byHost.values()].map(({ host, roles: rs }) =>
       limit(async () => {
         if (env.signal.interrupted) return;
-        let st = env.hostState.get(host.name);
-        if (!st) env.hostState.set(host.name, (st = newHostState()));
-        if (st.failed || st.unreachable) return;
-        const state = st;
-        let conn: Connection;
+        const state = usable(host.name);
+        if (state.failed || state.unreachable) return;
         try {
-          conn = await env.pool.get(host);
+          await env.pool.get(host);
         } catch {
           return;
         }
@@ -900,42 +971,50 @@ export async function prefetchProbes(roles: { role: Role; hosts: HostSpec[] }[],
           waiters: new Set(),
           fatal: { stop: false },
         };
-        // every role's steps built at once, so that the facts they ask for are gathered together
+        // quiet: a message the steps say when built is said when the role runs
+        const quietly = (c: StepContext): StepContext => Object.assign(Object.create(c) as StepContext, { log: () => undefined });
         const built = await Promise.all(
           rs.map(async (role) => {
-            const ctx = new HostRun(role, host, env, state, shared).context();
-            // quiet: a message the steps say when built is said when the role runs
-            const quiet: StepContext = Object.assign(Object.create(ctx) as StepContext, { log: () => undefined });
+            const run = new HostRun(role, host, env, state, shared);
+            const ctx = quietly(run.context());
             try {
-              return { role, ctx: quiet, steps: await role.steps(quiet) };
+              return { role, run, ctx, steps: await role.steps(ctx) };
             } catch {
               return null;
             }
           }),
         );
-        const scripts = new Map<string, string>();
-        let become = false;
         for (const b of built) {
           if (!b) continue;
           for (const s of b.steps) {
-            if (s.options.delegateTo || isFlush(s)) continue;
+            if (isFlush(s)) continue;
             if (!tagsMatch(b.role.tags ?? [], s.options.tags, env.options)) continue;
             let p: Probe | null;
             try {
-              p = probeOf(s, b.ctx);
+              p = probeOf(s, s.options.delegateTo ? quietly(b.run.delegateContext(s.options.delegateTo)) : b.ctx);
             } catch {
               continue;
             }
             if (!p) continue;
-            scripts.set(probeKey(p, s), p.script);
-            become ||= !!(p.become ?? s.options.become);
+            const on = env.allHosts.get(p.host ?? s.options.delegateTo ?? host.name);
+            if (on) want(on, probeKey(p, s), p.script, !!(p.become ?? s.options.become));
           }
         }
-        if (!scripts.size || env.signal.interrupted) return;
-        const keys = [...scripts.keys()];
-        const script = probeScript(keys.map((k, i) => ({ id: i, script: scripts.get(k)! })));
+      }),
+    ),
+  );
+  // 2. one script per host for every probe read there
+  await Promise.all(
+    [...scripts.values()].map(({ host, scripts: byKey, become }) =>
+      limit(async () => {
+        if (env.signal.interrupted || !byKey.size) return;
+        const state = usable(host.name);
+        if (state.failed || state.unreachable) return;
+        const keys = [...byKey.keys()];
+        const script = probeScript(keys.map((k, i) => ({ id: i, script: byKey.get(k)! })));
         let stdout: string;
         try {
+          const conn = await env.pool.get(host);
           stdout = (await conn.exec(script, { become, nothrow: true, readOnly: true })).stdout;
         } catch {
           return;

@@ -105,6 +105,11 @@ export interface ApplyScript {
 export interface Probe {
   script: string;
   become?: boolean;
+  /**
+   * Read on this inventory host (by name) instead of the step's: e.g. a node's state as a manager of its cluster sees
+   * it. Read ahead with that host's probes (prefetchProbes); its output holds only while the run has written nothing.
+   */
+  host?: string;
 }
 
 export interface StepOptions {
@@ -220,8 +225,12 @@ export interface StepContext {
   interrupted(): boolean;
   /** run a remote command on this host (counts as one round trip); in check mode tasks must guard themselves */
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
-  /** run an operation from within a task; honours check mode */
-  run(op: Operation): Promise<StepResult>;
+  /**
+   * Run an operation from within a task; honours check mode. `probed`: the operation's probe output when the task
+   * read it with its own probe (Task.probe, e.g. through lib/ops/base.ts nestedProbe): used only while the run has
+   * written nothing since the task started (else the operation is probed again).
+   */
+  run(op: Operation, probed?: string): Promise<StepResult>;
   /**
    * A cached fact of this host, typed by its definition: `await ctx.fact(kernelFact)`, `ctx.fact(fileStat, '/etc/x')`.
    * Facts asked for together (`Promise.all([...])`) are gathered in ONE round trip (lib/facts.ts).

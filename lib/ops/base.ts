@@ -116,6 +116,31 @@ export function task(
   return { kind: 'task', title: opts.name ?? title, options: opts, location: callerLocation(), run, ...(probe ? { probe } : {}) };
 }
 
+const PART = '@@@wpfarm-part';
+
+/**
+ * One probe for the operations a task runs itself (ctx.run): their probe scripts, each output after a marker line
+ * of its own. The task declares it as its probe (Task.probe), so that it is read with the other probes (read
+ * ahead, one round trip), and gives each operation its part: `ctx.run(op, nestedOutputs(probed)[i])` (the runner
+ * uses it only while the run has written nothing since the task started). Null when no operation has a probe.
+ */
+export function nestedProbe(ctx: StepContext, ops: Operation[]): Probe | null {
+  const probes = ops.map((op) => op.probe(ctx));
+  if (probes.every((p) => !p)) return null;
+  const parts = probes.map((p, i) => `printf '\\n%s\\n' '${PART}:${i}'\n( ${p?.script ?? ':'}\n) 2>&1 </dev/null`);
+  return { script: `${parts.join('\n')}\nprintf '\\n'`, ...(probes.some((p) => p?.become) ? { become: true } : {}) };
+}
+
+/** The outputs of a nestedProbe() by operation, in order (undefined: not in the output; the operation probes again). */
+export function nestedOutputs(out: string | undefined, n: number): (string | undefined)[] {
+  const got = new Map<string, string>();
+  if (out !== undefined) {
+    const parts = out.split(new RegExp(`^${PART}:(\\d+)\\n`, 'm'));
+    for (let k = 1; k < parts.length; k += 2) got.set(parts[k]!, (parts[k + 1] ?? '').replace(/\n$/, '').replace(/\n$/, ''));
+  }
+  return Array.from({ length: n }, (_, i) => got.get(String(i)));
+}
+
 /** No change; `reason` says why ("file already has that content"), shown at -v and in the JSON report. */
 export const unchanged = (result?: unknown, reason?: string): Plan => ({ changed: false, changes: [], result, reason });
 

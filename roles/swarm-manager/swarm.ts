@@ -4,7 +4,7 @@ import { InputError } from '../../lib/errors.ts';
 import { type SwarmFact, kernelFact, parseSwarm } from '../../lib/facts.ts';
 import { task } from '../../lib/ops/base.ts';
 import { sh } from '../../lib/shell.ts';
-import type { HostSpec, Step, StepContext, TaskOutcome } from '../../lib/types.ts';
+import type { HostSpec, Probe, Step, StepContext, TaskOutcome } from '../../lib/types.ts';
 
 const SWARM_INFO = "timeout 20 docker info --format '{{json .Swarm}}'";
 
@@ -21,7 +21,21 @@ const SWARM_PROBE = [
 ].join('\n');
 const swarmProbe = () => ({ script: SWARM_PROBE });
 
-interface ProbedNode {
+/**
+ * SWARM_PROBE where the cluster's nodes can be listed: on this host when it is an inventory manager, else on the
+ * first inventory manager (Probe.host: read ahead with that manager's own probes, so a worker's availability and
+ * labels cost no round trip of their own when nothing changes).
+ */
+export function clusterProbe(ctx: StepContext): Probe {
+  const managers = ctx.hosts('managers');
+  const here = managers.some((m) => m.name === ctx.host.name);
+  return here || !managers[0] ? { script: SWARM_PROBE } : { script: SWARM_PROBE, host: managers[0].name };
+}
+
+/** The nodes listed for `addr` that are up ('down' entries a rejoined node left behind are not it). */
+export const nodesAt = (nodes: ProbedNode[], addr: string): ProbedNode[] => nodes.filter((n) => n.addr === addr && n.state !== 'down');
+
+export interface ProbedNode {
   id: string;
   addr: string;
   role: string;
@@ -223,8 +237,15 @@ export function availability(want: 'active' | 'drain' | 'pause'): Step {
   return task(
     `swarm: availability ${want}`,
     async (ctx, probed) => {
+      const view = probed !== undefined ? parseSwarmProbe(probed) : undefined;
+      const away = clusterProbe(ctx).host;
+      if (away && view?.me.isManager) {
+        // a worker: its entry in the node list of the first manager, read with that manager's probes
+        const mine = nodesAt(view.nodes, String(ctx.vars.swarm_advertise_addr ?? ctx.host.address));
+        if (mine.length === 1 && mine[0]!.availability === want) return { changed: false, reason: `${want} in the node list of ${away}` };
+      }
       // this node's state as read with the role's probes (a manager also sees its own availability there)
-      const here = probed !== undefined ? parseSwarmProbe(probed) : undefined;
+      const here = away ? undefined : view;
       const me = here?.me ?? (await swarmState(ctx));
       if (me.state !== 'active') {
         if (ctx.check) return { changed: true, changes: [`would set availability ${want} (after joining)`] };
@@ -253,7 +274,7 @@ export function availability(want: 'active' | 'drain' | 'pause'): Step {
       if (!ctx.check) await mgr.exec(sh`docker node update --availability ${want} ${me.nodeId}`);
       return { changed: true, changes: [`availability ${cur} -> ${want}`] };
     },
-    { probe: swarmProbe },
+    { probe: clusterProbe },
   );
 }
 
@@ -282,12 +303,14 @@ export function nodeLabels(): Step {
   return task(
     'swarm: node labels from the inventory',
     async (ctx, probed) => {
-      // fast path: on a manager, the nodes and their labels were read with the role's probes
+      // fast path: the nodes and their labels as a manager lists them, read with the role's probes (on this host when
+      // it is a manager, else on the first manager)
       const here = probed !== undefined ? parseSwarmProbe(probed) : undefined;
+      const away = clusterProbe(ctx).host;
       let mgr: StepContext | undefined;
       let nodes: ProbedNode[];
       if (here && here.me.state === 'active' && here.me.isManager && here.nodes.length) {
-        mgr = ctx;
+        mgr = away ? ctx.hostContext(away) : ctx;
         nodes = here.nodes;
       } else {
         mgr = (await findActiveManager(ctx))?.ctx;
@@ -302,7 +325,7 @@ export function nodeLabels(): Step {
       // the probe is this manager's read from the start of the phase; a node that joined since (on its own host,
       // earlier in this run) is not in it. Read the list again when an inventory host is missing from it, or its
       // labels wait for the next run (one more round trip only when the swarm changed or a host is not in it)
-      if (mgr === ctx && [...want.keys()].some((a) => !nodes.some((n) => n.addr === a))) {
+      if (here?.nodes === nodes && [...want.keys()].some((a) => !nodes.some((n) => n.addr === a))) {
         nodes = parseSwarmProbe((await mgr.exec(SWARM_PROBE, { readOnly: true })).stdout).nodes;
       }
       const cmds: string[] = [];
@@ -322,6 +345,6 @@ export function nodeLabels(): Step {
       if (!ctx.check) await mgr.exec(cmds.join(' && '));
       return { changed: true, changes };
     },
-    { runOnce: true, probe: swarmProbe },
+    { runOnce: true, probe: clusterProbe },
   );
 }

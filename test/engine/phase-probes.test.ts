@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
 
 const M = 3;
-const ROLES = ['test/fixtures/roles/phase-a.ts', 'test/fixtures/roles/phase-b.ts', 'test/fixtures/roles/phase-c.ts'];
+const ROLES = ['a', 'b', 'c', 'd'].map((r) => `test/fixtures/roles/phase-${r}.ts`);
 const N = ROLES.length;
 
 interface Report {
@@ -98,6 +98,8 @@ describe('roles of a phase probed together', () => {
     // roles of operations (and tasks with a probe) cost no round trip of their own: their probes were read ahead
     assert.equal(trips.get('phase-a'), undefined, shown);
     assert.equal(trips.get('phase-c'), undefined, shown);
+    // nor do probes read on another host (Probe.host, delegated steps) and a task's own operations (nestedProbe)
+    assert.equal(trips.get('phase-d'), undefined, shown);
     // phase-b's own: only its task's read-only command, one per host
     assert.deepEqual([...(trips.get('phase-b')?.values() ?? [])], Array(M).fill(1), shown);
   });
@@ -107,9 +109,20 @@ describe('roles of a phase probed together', () => {
     writeFileSync(onHost(h2, '/srv/phase/c.conf'), 'os=other\n');
     writeFileSync(onHost(h3, '/srv/phase/b.state'), 'x');
     writeFileSync(onHost(h1, '/srv/phase/a.conf'), 'a=old\n');
+    // phase-d: h3's mark on the first host, h2's delegated file there, h3's own d2.conf
+    writeFileSync(onHost(h1, `/srv/phase/d-${h3}.mark`), 'x');
+    writeFileSync(onHost(h1, `/srv/phase/d-delegated-${h2}.conf`), 'x\n');
+    writeFileSync(onHost(h3, '/srv/phase/d2.conf'), 'x\n');
     const check = await cli(['--check']);
     assert.equal(check.code, 0, check.out);
-    const want = [`${h1} | file /srv/phase/a.conf`, `${h2} | file /srv/phase/c.conf`, `${h3} | b.state is b`].sort();
+    const want = [
+      `${h1} | file /srv/phase/a.conf`,
+      `${h2} | file /srv/phase/c.conf`,
+      `${h3} | b.state is b`,
+      `${h3} | mark on the first host`,
+      `${h1} | file /srv/phase/d-delegated-${h2}.conf`, // a delegated step reports the host it ran on
+      `${h3} | d1.conf and d2.conf`,
+    ].sort();
     assert.deepEqual(
       changed(check.json).filter((c) => !c.includes('handler')),
       want,
@@ -122,6 +135,9 @@ describe('roles of a phase probed together', () => {
       want,
     );
     assert.equal(readFileSync(onHost(h3, '/srv/phase/b.state'), 'utf8'), 'b');
+    assert.equal(readFileSync(onHost(h1, `/srv/phase/d-${h3}.mark`), 'utf8'), 'd');
+    assert.equal(readFileSync(onHost(h1, `/srv/phase/d-delegated-${h2}.conf`), 'utf8'), 'd\n');
+    assert.equal(readFileSync(onHost(h3, '/srv/phase/d2.conf'), 'utf8'), 'd2\n');
     // the handler ran on the first run everywhere, and now once more on the host whose c.conf changed
     for (const h of [h1, h2, h3]) {
       const want = h === h2 ? 'changed\nchanged\n' : 'changed\n';

@@ -95,3 +95,83 @@ test("node labels: each host's region (host var region) is a node label, beside 
     '10.0.0.23': { workers: 'true' },
   });
 });
+
+// A worker's availability and the worker role's node labels, read with the first manager's probes (Probe.host)
+const HOSTS = [
+  { name: 'mgr1', address: '10.0.0.11', groups: ['swarm', 'managers'], vars: {} },
+  { name: 'mgr2', address: '10.0.0.12', groups: ['swarm', 'managers'], vars: {} },
+  { name: 'wrk1', address: '10.0.0.21', groups: ['swarm', 'workers'], vars: {} },
+];
+const MANAGER_VIEW = (wrk1: string) =>
+  [
+    INFO({ ControlAvailable: true, Cluster: { ID: 'c1' } }),
+    '@@nodes',
+    'n1 10.0.0.11 manager ready active 10.0.0.11:2377/reachable {"managers":"true"}',
+    'n2 10.0.0.12 manager ready active 10.0.0.12:2377/reachable {"managers":"true"}',
+    'n0 10.0.0.21 worker down active - {}',
+    `n3 10.0.0.21 worker ready ${wrk1}`,
+  ].join('\n');
+
+/** a scripted context of host `name`: what the swarm steps read of it; execs recorded as "host: command" */
+function scripted(name: string, execs: string[], answer: (host: string, cmd: string) => string) {
+  const make = (h: string): unknown => ({
+    check: false,
+    vars: {},
+    host: HOSTS.find((x) => x.name === h)!,
+    hosts: (p: string) => (p === 'swarm' ? HOSTS : p === 'managers' ? HOSTS.slice(0, 2) : []),
+    hostContext: (n: string) => make(n),
+    exec: async (cmd: string) => {
+      execs.push(`${h}: ${cmd}`);
+      return { stdout: answer(h, cmd), stderr: '', code: 0 };
+    },
+  });
+  return make(name);
+}
+
+test("clusterProbe: on a manager its own node list; on a worker the first manager's (Probe.host)", async () => {
+  const { clusterProbe } = await import('../../roles/swarm-manager/swarm.ts');
+  const none: string[] = [];
+  const onMgr = clusterProbe(scripted('mgr2', none, () => '') as Parameters<typeof clusterProbe>[0]);
+  assert.equal(onMgr.host, undefined);
+  assert.match(onMgr.script, /^timeout 20 docker info --format '\{\{json \.Swarm\}\}'\necho @@nodes\ndocker node ls -q/);
+  const onWorker = clusterProbe(scripted('wrk1', none, () => '') as Parameters<typeof clusterProbe>[0]);
+  assert.equal(onWorker.host, 'mgr1');
+  assert.equal(onWorker.script, onMgr.script, 'the same script as the manager role reads there: read once');
+});
+
+test("a worker's availability: no round trip when the first manager's list says it; a drained worker is changed", async () => {
+  const { availability } = await import('../../roles/swarm-manager/swarm.ts');
+  const step = availability('active') as Task;
+  const execs: string[] = [];
+  const ctx = scripted('wrk1', execs, (h, cmd) => {
+    if (cmd.includes('docker info'))
+      return INFO({ NodeID: 'n3', ControlAvailable: h !== 'wrk1', RemoteManagers: [{ Addr: '10.0.0.11:2377' }] });
+    if (cmd.includes('{{.Spec.Availability}}')) return 'drain\n';
+    return '';
+  }) as Parameters<typeof step.run>[0];
+  const same = await step.run(ctx, MANAGER_VIEW('active - {"workers":"true"}'));
+  assert.equal(same && same.changed, false);
+  assert.deepEqual(execs, []);
+  const drained = await step.run(ctx, MANAGER_VIEW('drain - {"workers":"true"}'));
+  assert.deepEqual(drained && drained.changes, ['availability drain -> active']);
+  assert.ok(
+    execs.some((e) => e === 'mgr1: docker node update --availability active n3'),
+    execs.join('\n'),
+  );
+  // the manager's list without this worker: its own state is read (the full path)
+  execs.length = 0;
+  await step.run(ctx, MANAGER_VIEW('x').split('\n').slice(0, 4).join('\n'));
+  assert.match(execs.join('\n'), /^wrk1: timeout 20 docker info/);
+});
+
+test("the worker role's node labels: from the first manager's list, updated through that manager", async () => {
+  const { nodeLabels } = await import('../../roles/swarm-manager/swarm.ts');
+  const step = nodeLabels() as Task;
+  const execs: string[] = [];
+  const ctx = scripted('wrk1', execs, () => '') as Parameters<typeof step.run>[0];
+  assert.deepEqual(await step.run(ctx, MANAGER_VIEW('active - {"workers":"true"}')), { changed: false });
+  assert.deepEqual(execs, []);
+  const out = await step.run(ctx, MANAGER_VIEW('active - {}'));
+  assert.deepEqual(out && out.changes, ['10.0.0.21: +workers=true']);
+  assert.deepEqual(execs, ['mgr1: docker node update --label-add workers=true n3 >/dev/null']);
+});
