@@ -6,18 +6,18 @@
 // cluster (runOnce, after every db host of the run is prepared): it reads every node's state through
 // ctx.hostContext(), decides (roles/galera/recovery.ts) and acts: bootstrap exactly one node, start the
 // others one at a time, rolling restart of running nodes whose configuration changed.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BarrierResult, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
-import { connOf, task } from '../../lib/ops/base.ts';
+import { connOf, nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
 import { copy, directory, file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
 import { renderTemplate, template, templatePath } from '../../lib/ops/template.ts';
-import { sh } from '../../lib/shell.ts';
+import { sections, sh } from '../../lib/shell.ts';
 import { lookupEnv } from '../../lib/env.ts';
-import { withMysql, statusVars, rows, type Db } from '../../lib/mysql.ts';
+import { withMysql, rows, type Db } from '../../lib/mysql.ts';
 import { decide, parseGrastate, parseRecoveredPosition, withSafeToBootstrap, type NodeView } from './recovery.ts';
 import { str } from '../../lib/vars.ts';
 import { galeraRegions } from './regions.ts';
@@ -94,7 +94,7 @@ export const nodeAddress = (h: HostSpec): string => str(h.vars.private_address, 
 // ---------------------------------------------------------------------------------------------------
 // Node state
 
-interface NodeState extends NodeView {
+export interface NodeState extends NodeView {
   host: HostSpec;
   installed: boolean;
   active: string;
@@ -105,21 +105,24 @@ interface NodeState extends NodeView {
 
 const q = (v: unknown): string => String(v ?? '');
 
+/** A node's state in one read-only script (parseNode reads it): the cluster step's, the health step's probe. */
+export const NODE_SCRIPT = [
+  'echo @@installed; command -v mariadbd || true',
+  'echo @@active; systemctl is-active mariadb 2>/dev/null || true',
+  sh`echo @@grastate; cat ${`${DATADIR}/grastate.dat`} 2>/dev/null || true`,
+  sh`echo @@gvw; if [ -e ${`${DATADIR}/gvwstate.dat`} ] && [ ! -s ${`${DATADIR}/gvwstate.dat`} ]; then echo empty; fi`,
+  'echo @@wsrep',
+  sh`if [ -S ${SOCKET} ]; then timeout 10 mariadb --connect-timeout=5 -NB -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status','wsrep_cluster_size','wsrep_ready','wsrep_local_state','wsrep_local_state_comment','wsrep_cluster_state_uuid','wsrep_last_committed')" 2>/dev/null || true; fi`,
+].join('\n');
+
 async function readNode(ctx: StepContext, h: HostSpec): Promise<NodeState> {
-  const r = await ctx.exec(
-    [
-      'echo @@installed; command -v mariadbd || true',
-      'echo @@active; systemctl is-active mariadb 2>/dev/null || true',
-      sh`echo @@grastate; cat ${`${DATADIR}/grastate.dat`} 2>/dev/null || true`,
-      sh`echo @@gvw; if [ -e ${`${DATADIR}/gvwstate.dat`} ] && [ ! -s ${`${DATADIR}/gvwstate.dat`} ]; then echo empty; fi`,
-      'echo @@wsrep',
-      sh`if [ -S ${SOCKET} ]; then timeout 10 mariadb --connect-timeout=5 -NB -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_status','wsrep_cluster_size','wsrep_ready','wsrep_local_state','wsrep_local_state_comment','wsrep_cluster_state_uuid','wsrep_last_committed')" 2>/dev/null || true; fi`,
-    ].join('\n'),
-    { nothrow: true },
-  );
+  return parseNode((await ctx.exec(NODE_SCRIPT, { nothrow: true, readOnly: true })).stdout, h);
+}
+
+export function parseNode(out: string, h: HostSpec): NodeState {
   const sec = new Map<string, string>();
   let cur = '';
-  for (const line of r.stdout.split('\n')) {
+  for (const line of out.split('\n')) {
     const m = /^@@(\w+)$/.exec(line);
     if (m) {
       cur = m[1]!;
@@ -207,6 +210,53 @@ export function grantedPrivileges(grants: string[]): { privileges: Set<string>; 
   return { privileges, grantOption };
 }
 
+/** MariaDB's PASSWORD() (mysql_native_password): '*' and the upper-case hex of SHA1(SHA1(password)). */
+export function nativePasswordHash(password: string): string {
+  const inner = createHash('sha1').update(password, 'utf8').digest();
+  return `*${createHash('sha1').update(inner).digest('hex').toUpperCase()}`;
+}
+
+const sqlString = (v: string): string => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+/**
+ * The users step's read-only probe (on one node): its cluster status, then, on a primary node, every user's
+ * SHA-256 of its authentication string (not the hash itself) and its grants (usersInPlace reads them).
+ */
+export function usersProbeScript(specs: Pick<UserSpec, 'user' | 'host'>[]): string {
+  const q = (sql: string) => sh`timeout 10 mariadb --connect-timeout=5 -NB -e ${sql} 2>/dev/null`;
+  return [
+    'echo @@status',
+    `${q("SHOW GLOBAL STATUS LIKE 'wsrep_cluster_status'")} | cut -f2`,
+    'echo @@users',
+    q('SELECT User, Host, SHA2(authentication_string, 256) FROM mysql.user'),
+    ...specs.map(
+      (u, i) => `echo @@g${i}
+${q(`SHOW GRANTS FOR ${sqlString(u.user)}@${sqlString(u.host)}`)}`,
+    ),
+    'true',
+  ].join('\n');
+}
+
+/** true when usersProbeScript's output shows a primary node where every user has its password and privileges. */
+export function usersInPlace(out: string, specs: UserSpec[]): boolean {
+  const sec = sections(out);
+  if ((sec.get('status') ?? '').trim() !== 'Primary') return false;
+  const stored = new Map<string, string>();
+  for (const line of (sec.get('users') ?? '').split('\n')) {
+    const [user, host, sha] = line.split('\t');
+    if (user !== undefined && host !== undefined && sha !== undefined) stored.set(`${user}\t${host}`, sha.trim());
+  }
+  return specs.every((u, i) => {
+    const want = createHash('sha256')
+      .update(u.password === undefined ? '' : nativePasswordHash(u.password))
+      .digest('hex');
+    if (stored.get(`${u.user}\t${u.host}`) !== want) return false;
+    const have = grantedPrivileges((sec.get(`g${i}`) ?? '').split('\n').filter((l) => l.trim()));
+    const missing = have.privileges.has('ALL PRIVILEGES') ? [] : u.privileges.filter((p) => p !== 'USAGE' && !have.privileges.has(p));
+    return !missing.length && (!u.grantOption || have.grantOption);
+  });
+}
+
 /** Make users exist with their password and privileges; returns change lines (no secrets). */
 async function ensureUsers(db: Db, specs: UserSpec[], check: boolean): Promise<string[]> {
   const changes: string[] = [];
@@ -259,6 +309,8 @@ async function ensureUsers(db: Db, specs: UserSpec[], check: boolean): Promise<s
 /** What each db host tells the cluster task at the barrier 'galera prepared'. */
 interface Prepared {
   configChanged: boolean;
+  /** its state as read with the role's probes (the cluster step's no-change answer) */
+  node?: NodeState;
 }
 
 function fromResult(r: StepResult): TaskOutcome {
@@ -305,6 +357,15 @@ async function clusterTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> 
       .map(([n]) => n),
   );
   const read = () => Promise.all(hosts.map((h) => readNode(ctx.hostContext(h.name), h)));
+  // no-change answer: every db node's state as each read it with its probes, a primary component with every node in it
+  const probed = hosts.map((h) => met.arrived[h.name]?.node);
+  if (!configChanged.size && probed.every((n) => n !== undefined)) {
+    const d = decide(probed as NodeState[], { force: s.force });
+    if (d.kind === 'running' && !d.start.length) {
+      ctx.log(`cluster: ${d.kind}: ${d.reason}`);
+      return { changed: false, result: { decision: d }, reason: "every node runs in the primary component (read with the role's probes)" };
+    }
+  }
   let nodes = await read();
   const changes: string[] = [];
   const missing = nodes.filter((n) => !n.installed && inRun.has(n.name));
@@ -439,6 +500,21 @@ const role: Role = {
     const me = ctx.host;
     const proxy = typeof ctx.vars.apt_proxy === 'string' ? ctx.vars.apt_proxy : '';
     const steps: Step[] = [];
+    const readSecrets = sh`cat ${SECRETS_FILE} 2>/dev/null || true`;
+    // the SST credentials' file (its probe does not depend on its content: read with the step's probe)
+    const sstFile = (password: string) =>
+      file({
+        path: SST_CNF,
+        content: password && renderTemplate(TPL('61-galera-sst.cnf.ejs'), { sst_password: password }),
+        mode: '0640',
+        owner: 'root',
+        group: 'mysql',
+        secret: true,
+      });
+    // the users step's probe, on the first db host: the users' names and hosts (passwords play no part in it)
+    const usersProbe = usersProbeScript(
+      userSpecs(s, { sst_password: '', admin_password: '', exporter_password: '' }, hosts.map(nodeAddress)),
+    );
 
     if (proxy) {
       steps.push(
@@ -462,10 +538,9 @@ const role: Role = {
       ),
       task(
         'galera secrets (generated once, kept on the first db host)',
-        async (c) => {
+        async (c, probed) => {
           const first = c.hostContext(hosts[0]!.name);
-          const r = await first.exec(sh`cat ${SECRETS_FILE} 2>/dev/null || true`);
-          const stored = parseSecretsFile(r.stdout);
+          const stored = parseSecretsFile(probed ?? (await first.exec(readSecrets, { readOnly: true })).stdout);
           const out = {} as Secrets;
           const generated: string[] = [];
           for (const k of SECRET_KEYS) {
@@ -496,7 +571,7 @@ const role: Role = {
             result: out,
           };
         },
-        { runOnce: true, register: 'galera_secrets' },
+        { runOnce: true, register: 'galera_secrets', probe: () => ({ script: readSecrets, host: hosts[0]!.name }) },
       ),
       template(
         {
@@ -520,37 +595,29 @@ const role: Role = {
       ),
       task(
         `file ${SST_CNF} (SST credentials)`,
-        async (c) =>
-          fromResult(
-            await c.run(
-              file({
-                path: SST_CNF,
-                content: renderTemplate(TPL('61-galera-sst.cnf.ejs'), { sst_password: secretsOf(c).sst_password }),
-                mode: '0640',
-                owner: 'root',
-                group: 'mysql',
-                secret: true,
-              }),
-            ),
-          ),
-        { register: 'galera_sst_cnf' },
+        async (c, probed) => fromResult(await c.run(sstFile(secretsOf(c).sst_password), nestedOutputs(probed, 1)[0])),
+        { register: 'galera_sst_cnf', probe: (c) => nestedProbe(c, [sstFile('')]) },
       ),
       // every db host of the run meets here before the cluster task (a host that failed does not block the others)
       task(
         'galera node prepared',
-        async (c) => {
+        async (c, probed) => {
           const configChanged = c.registered.galera_cnf?.status === 'changed' || c.registered.galera_sst_cnf?.status === 'changed';
-          const met = await c.barrier<Prepared>('galera prepared', { value: { configChanged }, timeoutMs: s.prepTimeoutMs });
+          const node = probed !== undefined ? parseNode(probed, me) : undefined;
+          const met = await c.barrier<Prepared>('galera prepared', { value: { configChanged, node }, timeoutMs: s.prepTimeoutMs });
           return { changed: false, result: met };
         },
-        { register: 'galera_prepared' },
+        { register: 'galera_prepared', probe: () => ({ script: NODE_SCRIPT }) },
       ),
       task('galera cluster: bootstrap, join, recover', (c) => clusterTask(c, s), { runOnce: true }),
       task(
         'galera users (admin, exporter, sst, haproxy check)',
-        async (c) => {
+        async (c, probed) => {
           const addrs = hosts.map(nodeAddress);
           const specs = userSpecs(s, secretsOf(c), addrs);
+          // no-change answer: read on the first db host with the role's probes
+          if (probed !== undefined && usersInPlace(probed, specs))
+            return { changed: false, reason: `every user in place (read on ${hosts[0]!.name})` };
           // any node in the primary component will do: users replicate
           for (const h of hosts) {
             const hc = c.hostContext(h.name);
@@ -569,7 +636,7 @@ const role: Role = {
             };
           throw new Error('no db node is in a primary component');
         },
-        { runOnce: true },
+        { runOnce: true, probe: () => ({ script: usersProbe, host: hosts[0]!.name }) },
       ),
       directory({ path: path.dirname(CHECK_SCRIPT), mode: '0755' }),
       copy({ src: TPL('galera-writer-check.sh'), path: CHECK_SCRIPT, mode: '0755' }, { notify: 'reload haproxy' }),
@@ -592,12 +659,13 @@ const role: Role = {
       systemd({ name: 'haproxy', enabled: true, state: 'started' }),
       task(
         'galera health (wsrep_cluster_size, wsrep_ready, wsrep_local_state)',
-        async (c) => {
-          const n = await readNode(c, me);
+        async (c, probed) => {
+          // read with the role's probes (again at each retry)
+          const n = probed !== undefined ? parseNode(probed, me) : await readNode(c, me);
           if (!n.installed && c.check) return { skipped: 'check mode: MariaDB is not installed yet' };
           if (!n.running && c.check) return { skipped: 'check mode: MariaDB is not running yet' };
           if (!n.running) return { changed: false, result: { size: 0, ready: 'OFF', state: 'stopped' } };
-          const st = await withMysql(await connOf(c), { socketPath: SOCKET, user: 'root' }, (db) => statusVars(db, 'wsrep_%'));
+          const st = n.wsrep;
           return {
             changed: false,
             result: {
@@ -618,6 +686,7 @@ const role: Role = {
             return !!h && h.size === hosts.length && h.ready === 'ON' && h.state === 4;
           },
           register: 'galera_health',
+          probe: () => ({ script: NODE_SCRIPT }),
         },
       ),
     );
