@@ -48,6 +48,7 @@ export const CLIENT_PACKAGES = ['glusterfs-client'];
 export const DOCKER_DROPIN = '/etc/systemd/system/docker.service.d/50-wpfarm-gluster.conf';
 export const GLUSTERD_VOL = '/etc/glusterfs/glusterd.vol';
 const APT_PROXY_FILE = '/etc/apt/apt.conf.d/01wpfarm-proxy';
+const NEED_RELOAD = 'systemctl show docker.service -p NeedDaemonReload 2>/dev/null || true';
 
 function fromResult(r: StepResult): TaskOutcome {
   if (r.status === 'failed') throw new Error(r.error ?? `${r.step} failed`);
@@ -57,26 +58,31 @@ function fromResult(r: StepResult): TaskOutcome {
 // ---------------------------------------------------------------------------------------------------
 // Server state
 
-interface ServerState {
+export interface ServerState {
   host: HostSpec;
   address: string;
   installed: boolean;
   active: string;
   peers: ReturnType<typeof parsePeerStatus>;
   info: ReturnType<typeof parseVolumeInfo>;
+  /** the volume's brick status, when the script asked for it (the first server's probe) */
+  status?: ReturnType<typeof parseVolumeStatus>;
 }
 
-async function readServer(ctx: StepContext, h: HostSpec, volume: string): Promise<ServerState> {
-  const r = await ctx.exec(
-    [
-      'echo @@installed; command -v gluster || true',
-      'echo @@active; systemctl is-active glusterd 2>/dev/null || true',
-      `echo @@peers; if systemctl -q is-active glusterd 2>/dev/null; then timeout 30 gluster --mode=script peer status 2>/dev/null || true; fi`,
-      sh`echo @@info; if systemctl -q is-active glusterd 2>/dev/null; then timeout 30 gluster --mode=script volume info ${volume} 2>/dev/null || true; fi`,
-    ].join('\n'),
-    { nothrow: true, timeoutMs: 90_000 },
-  );
-  const sec = sections(r.stdout);
+/** A server's state in one read-only script (parseServer reads it); `status`: the volume's brick status too. */
+export function serverScript(volume: string, status = false): string {
+  const gl = (cmd: string) => `if systemctl -q is-active glusterd 2>/dev/null; then timeout 30 ${cmd} 2>/dev/null || true; fi`;
+  return [
+    'echo @@installed; command -v gluster || true',
+    'echo @@active; systemctl is-active glusterd 2>/dev/null || true',
+    `echo @@peers; ${gl('gluster --mode=script peer status')}`,
+    `echo @@info; ${gl(sh`gluster --mode=script volume info ${volume}`)}`,
+    ...(status ? [`echo @@status; ${gl(sh`gluster --mode=script volume status ${volume}`)}`] : []),
+  ].join('\n');
+}
+
+export function parseServer(out: string, h: HostSpec): ServerState {
+  const sec = sections(out);
   return {
     host: h,
     address: nodeAddress(h),
@@ -84,7 +90,35 @@ async function readServer(ctx: StepContext, h: HostSpec, volume: string): Promis
     active: (sec.get('active') ?? '').trim(),
     peers: parsePeerStatus(sec.get('peers') ?? ''),
     info: parseVolumeInfo(sec.get('info') ?? ''),
+    ...(sec.has('status') ? { status: parseVolumeStatus(sec.get('status') ?? '') } : {}),
   };
+}
+
+async function readServer(ctx: StepContext, h: HostSpec, volume: string): Promise<ServerState> {
+  return parseServer((await ctx.exec(serverScript(volume), { nothrow: true, timeoutMs: 90_000, readOnly: true })).stdout, h);
+}
+
+/**
+ * The pool step's no-change answer from the servers' states as each read them with its probes (the first one with
+ * the bricks' status): every server running, peers known both ways and connected, the volume as the inventory
+ * gives it, started, its options set, every brick online on a port inside the range. Anything else: false (the
+ * step reads the servers again and acts).
+ */
+export function poolInPlace(s: Settings, bricks: Brick[], st: (ServerState | undefined)[]): boolean {
+  if (!st.length || st.some((n) => !n || !n.installed || n.active !== 'active')) return false;
+  const [first, second] = st as ServerState[];
+  const peersOk = st.slice(1).every((n) => {
+    const p = peerKnows(first!.peers, n!.address);
+    return !!p && peerConnected(p);
+  });
+  if (!peersOk || (second && !peerKnows(second.peers, first!.address))) return false;
+  const info = first!.info;
+  if (!info || brickDifferences(bricks, info).length || info.status !== 'Started' || optionChanges(s.options, info.options).length)
+    return false;
+  return bricks.every((b) => {
+    const x = first!.status?.find((y) => y.brick === brickName(b));
+    return !!x && x.online && (x.port === 0 || (x.port >= s.ports.base && x.port <= s.ports.max));
+  });
 }
 
 /** The servers in brick order, each once. */
@@ -103,10 +137,17 @@ function layout(ctx: StepContext, s: Settings): { bricks: Brick[]; servers: Host
 // ---------------------------------------------------------------------------------------------------
 // The pool task: peers, volume, start, options
 
+/** What each host tells the pool task at the barrier 'gluster prepared'. */
+interface Prepared {
+  server: boolean;
+  /** a server's state as read with the role's probes */
+  state?: ServerState;
+}
+
 async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
   const { bricks, servers } = layout(ctx, s);
   // every host of this run met at the barrier 'gluster prepared' before this step (servers: packages, glusterd, brick)
-  const met = ctx.registered.gluster_prepared?.result as BarrierResult<{ server: boolean }> | undefined;
+  const met = ctx.registered.gluster_prepared?.result as BarrierResult<Prepared> | undefined;
   if (!met) throw new Error("gluster: the step 'gluster hosts prepared' did not run before the pool step");
   const lost = servers.filter((h) => met.missing[h.name] !== undefined).map((h) => `${h.name} (${met.missing[h.name]})`);
   if (lost.length) throw new Error(`failed before the pool step: ${lost.join('; ')}: no peer or volume changed`);
@@ -116,6 +157,13 @@ async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
       .filter(([, v]) => v.server)
       .map(([n]) => n),
   );
+  const seen = servers.map((h) => met.arrived[h.name]?.state);
+  if (poolInPlace(s, bricks, seen))
+    return {
+      changed: false,
+      reason: "peers, volume, options and bricks in place (read with the role's probes)",
+      result: { volume: s.volume, bricks: seen[0]!.status },
+    };
   const read = () => Promise.all(servers.map((h) => readServer(ctx.hostContext(h.name), h, s.volume)));
   let st = await read();
   const first = st[0]!;
@@ -248,15 +296,19 @@ async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
 // ---------------------------------------------------------------------------------------------------
 // Client mount
 
-async function mountTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
-  const probe = sh`findmnt -n -o FSTYPE,SOURCE --mountpoint ${s.mount} || true; echo @@stat; timeout 15 stat -c %i ${s.mount} >/dev/null 2>&1 && echo ok || echo stale`;
-  const read = async () => {
-    const r = await ctx.exec(probe, { nothrow: true, timeoutMs: 60_000 });
-    const [mnt = '', stat = ''] = r.stdout.split('@@stat');
-    const [fstype = '', source = ''] = mnt.trim().split(/\s+/);
-    return { fstype, source, ok: stat.trim() === 'ok' };
-  };
-  const m = await read();
+/** The client mount's read-only probe (parseMount reads it). */
+export const mountProbe = (mount: string): string =>
+  sh`findmnt -n -o FSTYPE,SOURCE --mountpoint ${mount} || true; echo @@stat; timeout 15 stat -c %i ${mount} >/dev/null 2>&1 && echo ok || echo stale`;
+
+export function parseMount(out: string): { fstype: string; source: string; ok: boolean } {
+  const [mnt = '', stat = ''] = out.split('@@stat');
+  const [fstype = '', source = ''] = mnt.trim().split(/\s+/);
+  return { fstype, source, ok: stat.trim() === 'ok' };
+}
+
+async function mountTask(ctx: StepContext, s: Settings, probed?: string): Promise<TaskOutcome> {
+  const read = async () => parseMount((await ctx.exec(mountProbe(s.mount), { nothrow: true, timeoutMs: 60_000, readOnly: true })).stdout);
+  const m = probed !== undefined ? parseMount(probed) : await read();
   if (m.fstype === 'fuse.glusterfs' && m.ok) return { changed: false, result: m };
   const changes =
     m.fstype === 'fuse.glusterfs'
@@ -286,13 +338,15 @@ const role: Role = {
     const inGroup = (g: string) => me.groups.includes(g);
     const isSiteClient = inGroup(s.clientGroup);
     const isClient = isSiteClient || s.extraClientGroups.some(inGroup);
+    // a server's state read with the role's probes, given to the pool step (the first server's with the bricks' status)
     const prepared = task(
       'gluster hosts prepared',
-      async (c) => {
-        const met = await c.barrier('gluster prepared', { value: { server: isServer }, timeoutMs: s.prepTimeoutMs });
+      async (c, probed) => {
+        const value: Prepared = { server: isServer, ...(isServer && probed !== undefined ? { state: parseServer(probed, me) } : {}) };
+        const met = await c.barrier('gluster prepared', { value, timeoutMs: s.prepTimeoutMs });
         return { changed: false, result: met };
       },
-      { register: 'gluster_prepared' },
+      { register: 'gluster_prepared', probe: () => (isServer ? { script: serverScript(s.volume, servers[0]?.name === me.name) } : null) },
     );
     // a manager when managers are not extra clients (gluster_extra_client_groups: []): it only meets the others
     if (!isServer && !isClient) return [prepared];
@@ -361,16 +415,16 @@ const role: Role = {
       // whether the loaded docker.service is older than its files
       task(
         'systemctl daemon-reload (docker.service drop-in)',
-        async (c) => {
-          const r = await c.exec('systemctl show docker.service -p NeedDaemonReload 2>/dev/null || true', { nothrow: true });
-          const need = /NeedDaemonReload=yes/.test(r.stdout) || c.registered.gluster_dropin?.status === 'changed';
+        async (c, probed) => {
+          const out = probed ?? (await c.exec(NEED_RELOAD, { nothrow: true, readOnly: true })).stdout;
+          const need = /NeedDaemonReload=yes/.test(out) || c.registered.gluster_dropin?.status === 'changed';
           if (!need) return { changed: false };
           if (!c.check) await c.exec('systemctl daemon-reload', { timeoutMs: 120_000 });
           return { changed: true, changes: ['daemon-reload (docker.service starts after the Gluster mount at the next boot)'] };
         },
-        { when: dropIn },
+        { when: dropIn, probe: () => ({ script: NEED_RELOAD }) },
       ),
-      task(`mount ${s.mount}`, (c) => mountTask(c, s), { when: client }),
+      task(`mount ${s.mount}`, (c, probed) => mountTask(c, s, probed), { when: client, probe: () => ({ script: mountProbe(s.mount) }) }),
     ];
   },
 };
