@@ -119,13 +119,13 @@ export function task(
 const PART = '@@@wpfarm-part';
 
 /**
- * One probe for the operations a task runs itself (ctx.run): their probe scripts, each output after a marker line
- * of its own. The task declares it as its probe (Task.probe), so that it is read with the other probes (read
+ * One probe for the operations a task runs itself (ctx.run): their probe scripts (and any other read-only probe
+ * the task needs), each output after a marker line of its own. The task declares it as its probe (Task.probe), so that it is read with the other probes (read
  * ahead, one round trip), and gives each operation its part: `ctx.run(op, nestedOutputs(probed)[i])` (the runner
  * uses it only while the run has written nothing since the task started). Null when no operation has a probe.
  */
-export function nestedProbe(ctx: StepContext, ops: Operation[]): Probe | null {
-  const probes = ops.map((op) => op.probe(ctx));
+export function nestedProbe(ctx: StepContext, ops: (Operation | Probe)[]): Probe | null {
+  const probes = ops.map((op) => ('script' in op ? op : op.probe(ctx)));
   if (probes.every((p) => !p)) return null;
   const parts = probes.map((p, i) => `printf '\\n%s\\n' '${PART}:${i}'\n( ${p?.script ?? ':'}\n) 2>&1 </dev/null`);
   return { script: `${parts.join('\n')}\nprintf '\\n'`, ...(probes.some((p) => p?.become) ? { become: true } : {}) };

@@ -138,7 +138,9 @@ export const lapiUrl = (lapiHost: string, port = LAPI_PORT) => `https://${lapiHo
 /**
  * bash for the LAPI host: make the CA and the server certificate (for `address` and 127.0.0.1) unless they exist,
  * verify and are valid for 30 more days; serialised with flock (agents' runs delegate it here concurrently).
- * Prints "changed: ..." lines, then the CA certificate (public). With check=1 it changes nothing and says what it would do.
+ * Prints "changed: ..." lines, then the CA certificate (public). With check=1 it changes nothing (no directory, lock or
+ * chmod: it prints the files' modes, "modes 600 600 644 644" as they should be) and says what it would do: the step's
+ * read-only probe.
  */
 export function lapiTlsScript(address: string, check: boolean): string {
   const t = LAPI_TLS;
@@ -146,9 +148,11 @@ export function lapiTlsScript(address: string, check: boolean): string {
 umask 077
 check=${check ? 1 : 0}
 [ "$check" = 1 ] && [ ! -d ${t.dir} ] && { echo "changed: create the local API's CA and certificate for ${address}"; exit 0; }
-install -d -m 0700 ${t.dir}
-exec 9>${t.dir}/.lock
-flock 9
+if [ "$check" = 0 ]; then
+  install -d -m 0700 ${t.dir}
+  exec 9>${t.dir}/.lock
+  flock 9
+fi
 if [ ! -s ${t.caKey} ] || [ ! -s ${t.caCert} ] || ! openssl x509 -in ${t.caCert} -noout -checkend 2592000 >/dev/null; then
   echo "changed: new CA ${t.caCert}"
   [ "$check" = 1 ] && exit 0
@@ -169,8 +173,12 @@ if [ ! -s ${t.key} ] || [ ! -s ${t.cert} ] || ! openssl verify -CAfile ${t.caCer
     -out ${t.cert} 2>/dev/null
   rm -f ${t.dir}/lapi.csr ${t.dir}/lapi.ext
 fi
-chmod 0600 ${t.caKey} ${t.key}
-chmod 0644 ${t.caCert} ${t.cert}
+if [ "$check" = 1 ]; then
+  echo "modes $(stat -c %a ${t.caKey} ${t.key} ${t.caCert} ${t.cert} | tr '\\n' ' ')"
+else
+  chmod 0600 ${t.caKey} ${t.key}
+  chmod 0644 ${t.caCert} ${t.cert}
+fi
 cat ${t.caCert}
 `;
 }
@@ -486,9 +494,12 @@ answered() {
 }`;
 }
 
-/** bash for the LAPI host: wait until the local API answers (any HTTP status) over its TLS, 60 s at most. */
-export function lapiAnswersScript(api: LapiEndpoint): string {
-  return `${lapiCurlPrelude(api, false)}
+/**
+ * bash for the LAPI host: wait until the local API answers (any HTTP status) over its TLS, 60 s at most; `once`: ask
+ * once (the step's read-only probe).
+ */
+export function lapiAnswersScript(api: LapiEndpoint, once = false): string {
+  return `${lapiCurlPrelude(api, once)}
 heartbeat() { curlx "$api/v1/heartbeat"; }
 code=$(answered heartbeat)
 [ "$code" != 000 ] || { echo "the local API at $api did not answer within 60 s (journalctl -u crowdsec)" >&2; exit 1; }

@@ -57,7 +57,7 @@ import {
   type LapiEndpoint,
 } from './config.ts';
 import { enableScript, resolveCollections, type HubIndex } from './hub.ts';
-import { task } from '../../lib/ops/base.ts';
+import { nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
 import YAML from 'yaml';
 import { list } from '../../lib/vars.ts';
 
@@ -73,25 +73,42 @@ function derived(secret: string, purpose: string): string {
 function enableCollections(): Step {
   return task(
     `crowdsec collections ${COLLECTIONS.join(' ')}`,
-    async (c) => {
-      const r = await c.exec('cat /usr/share/crowdsec/hub/.index.json', { nothrow: true });
-      if (r.code !== 0) {
+    async (c, probed) => {
+      // read with the role's probes: the hub index and every link under /etc/crowdsec (else read here)
+      const read = probed ?? (await c.exec(COLLECTIONS_PROBE, { nothrow: true, readOnly: true })).stdout;
+      const { index, links: have } = parseCollectionsProbe(read);
+      if (index === undefined) {
         if (c.check) return { changed: true, changes: ['enable collections once the package is installed'] };
         throw new Error('/usr/share/crowdsec/hub/.index.json is missing: is the crowdsec package installed?');
       }
-      const links = resolveCollections(JSON.parse(r.stdout) as HubIndex, COLLECTIONS);
-      const test = links
-        .map((l) => sh`[ "$(readlink ${`/etc/crowdsec/${l.configPath}`})" = ${`/var/lib/crowdsec/hub/${l.hubPath}`} ]`)
-        .join(' && ');
-      if ((await c.exec(`( ${test} ) >/dev/null 2>&1`, { nothrow: true })).code === 0) return { changed: false };
+      const links = resolveCollections(JSON.parse(index) as HubIndex, COLLECTIONS);
+      if (links.every((l) => have.get(`/etc/crowdsec/${l.configPath}`) === `/var/lib/crowdsec/hub/${l.hubPath}`)) return { changed: false };
       const changes = [`link ${links.length} hub items into /etc/crowdsec`];
       if (c.check) return { changed: true, changes };
       await c.exec(enableScript(links));
       c.notify('restart crowdsec');
       return { changed: true, changes };
     },
-    {},
+    { probe: () => ({ script: COLLECTIONS_PROBE }) },
   );
+}
+
+/** The collections step's probe: the package's hub index (when installed), then every link under /etc/crowdsec and its target. */
+export const COLLECTIONS_PROBE = [
+  'if [ -r /usr/share/crowdsec/hub/.index.json ]; then echo @@index; cat /usr/share/crowdsec/hub/.index.json; fi',
+  'echo; echo @@links',
+  "find /etc/crowdsec -type l -printf '%p\\t%l\\n' 2>/dev/null || true",
+].join('\n');
+
+export function parseCollectionsProbe(out: string): { index?: string; links: Map<string, string> } {
+  const [head = '', linkList = ''] = out.split(/^@@links$/m);
+  const i = head.search(/^@@index$/m);
+  const links = new Map<string, string>();
+  for (const line of linkList.split('\n')) {
+    const [p, target] = line.split('\t');
+    if (p && target !== undefined) links.set(p, target);
+  }
+  return { index: i < 0 ? undefined : head.slice(i + '@@index\n'.length), links };
 }
 
 /** Point the LAPI host's own client credentials at the address the local API listens on (TLS, verified with our CA). */
@@ -99,8 +116,12 @@ function lapiClientUrl(url: string): Step {
   const path = '/etc/crowdsec/local_api_credentials.yaml';
   return task(
     `crowdsec local API client url ${url}`,
-    async (c) => {
-      const r = await c.exec(sh`cat ${path}`, { nothrow: true });
+    async (c, probed) => {
+      // read with the role's probes ('@@missing' when absent), else here
+      const r =
+        probed !== undefined
+          ? { code: probed.startsWith('@@missing') ? 1 : 0, stdout: probed }
+          : await c.exec(sh`cat ${path}`, { nothrow: true, readOnly: true });
       if (r.code !== 0) {
         if (c.check) return { changed: true, changes: [`${path}: url ${url} once the package is installed`] };
         throw new Error(`${path} is missing: is the crowdsec package installed?`);
@@ -116,7 +137,7 @@ function lapiClientUrl(url: string): Step {
       c.notify('restart crowdsec');
       return { changed: true, changes };
     },
-    {},
+    { probe: () => ({ script: sh`cat ${path} 2>/dev/null || echo @@missing` }) },
   );
 }
 
@@ -127,8 +148,13 @@ function lapiClientUrl(url: string): Step {
 function lapiCertificate(address: string, delegateTo?: string): Step {
   return task(
     `crowdsec local API TLS: CA and certificate for ${address}`,
-    async (c) => {
-      const r = await c.exec(lapiTlsScript(address, c.check));
+    async (c, probed) => {
+      // read with the role's probes (the script's check mode, read-only): nothing to make, the files' modes right
+      if (probed !== undefined && !scriptChanges(probed).length && /^modes 600 600 644 644 ?$/m.test(probed)) {
+        const pem = probed.slice(probed.indexOf('-----BEGIN CERTIFICATE-----'));
+        if (pem.startsWith('-----BEGIN')) return { changed: false, result: pem, reason: 'CA and certificate valid' };
+      }
+      const r = await c.exec(lapiTlsScript(address, c.check), { readOnly: c.check });
       const changes = r.stdout
         .split('\n')
         .filter((l) => l.startsWith('changed: '))
@@ -136,7 +162,7 @@ function lapiCertificate(address: string, delegateTo?: string): Step {
       const pem = r.stdout.slice(r.stdout.indexOf('-----BEGIN CERTIFICATE-----'));
       return { changed: changes.length > 0, changes, result: pem.startsWith('-----BEGIN') ? pem : '' };
     },
-    { register: 'crowdsec_lapi_ca', ...(delegateTo ? { delegateTo } : {}) },
+    { register: 'crowdsec_lapi_ca', ...(delegateTo ? { delegateTo } : {}), probe: () => ({ script: lapiTlsScript(address, true) }) },
   );
 }
 
@@ -144,34 +170,38 @@ function lapiCertificate(address: string, delegateTo?: string): Step {
 function lapiCaCopy(isEdge: boolean): Step {
   return task(
     `crowdsec local API CA certificate ${LAPI_TLS.caCert}`,
-    async (c) => {
+    async (c, probed) => {
       const pem = String(c.registered.crowdsec_lapi_ca?.result ?? '');
       if (!pem) {
         if (c.check) return { changed: true, changes: [`${LAPI_TLS.caCert} once the CA is made`] };
         throw new Error('the local API CA certificate was not read from the LAPI host');
       }
-      const d = await c.run(directory({ path: LAPI_TLS.dir, mode: '0755' }));
-      const f = await c.run(file({ path: LAPI_TLS.caCert, content: pem, mode: '0644' }));
+      const [dp, fp] = nestedOutputs(probed, 2);
+      const d = await c.run(caDir(), dp);
+      const f = await c.run(caFile(pem), fp);
       for (const x of [d, f]) if (x.status === 'failed') throw new Error(x.error ?? `writing ${LAPI_TLS.caCert} failed`);
       if (f.status !== 'changed') return { changed: d.status === 'changed', changes: d.changes };
       c.notify('restart crowdsec');
       if (isEdge) c.notify('restart firewall bouncer');
       return { changed: true, changes: [...d.changes, ...f.changes] };
     },
-    {},
+    { probe: (c) => nestedProbe(c, [caDir(), caFile('')]) },
   );
 }
+const caDir = () => directory({ path: LAPI_TLS.dir, mode: '0755' });
+// its probe does not depend on its content
+const caFile = (pem: string) => file({ path: LAPI_TLS.caCert, content: pem, mode: '0644' });
 
 /** On the LAPI host: a running local API that serves another certificate than the file's is restarted. */
 function lapiServesCurrentCert(address: string): Step {
   const fp = (src: string) => `${src} | openssl x509 -noout -fingerprint -sha256 2>/dev/null`;
-  return task(
-    'crowdsec local API serves the current certificate',
-    async (c) => {
-      const script = `systemctl is-active -q crowdsec || { echo inactive; exit 0; }
+  const script = `systemctl is-active -q crowdsec || { echo inactive; exit 0; }
 echo "served $(${fp(sh`echo | timeout 5 openssl s_client -connect ${`${address}:${LAPI_PORT}`} 2>/dev/null`)})"
 echo "file $(${fp(sh`cat ${LAPI_TLS.cert} 2>/dev/null`)})"`;
-      const out = (await c.exec(script, { nothrow: true })).stdout;
+  return task(
+    'crowdsec local API serves the current certificate',
+    async (c, probed) => {
+      const out = probed ?? (await c.exec(script, { nothrow: true, readOnly: true })).stdout;
       if (/^inactive/m.test(out)) return { changed: false };
       const served = /^served (.*)$/m.exec(out)?.[1]?.trim() ?? '';
       const want = /^file (.*)$/m.exec(out)?.[1]?.trim() ?? '';
@@ -180,18 +210,25 @@ echo "file $(${fp(sh`cat ${LAPI_TLS.cert} 2>/dev/null`)})"`;
       if (!c.check) c.notify('restart crowdsec');
       return { changed: true, changes };
     },
-    {},
+    { probe: () => ({ script }) },
   );
 }
 
 /** On the LAPI host: wait until the local API answers over its TLS (after a restart it takes a few seconds). */
 function lapiAnswers(api: LapiEndpoint): Step {
-  return task(`crowdsec local API answers at ${api.url}`, async (c) => {
-    if (c.check) return { changed: false, reason: 'check mode: not waited for' };
-    const r = await c.exec(lapiAnswersScript(api), { nothrow: true });
-    if (r.code !== 0) throw new Error(r.stderr.trim() || `the local API at ${api.url} did not answer`);
-    return { changed: false, reason: r.stdout.trim() };
-  });
+  return task(
+    `crowdsec local API answers at ${api.url}`,
+    async (c, probed) => {
+      if (c.check) return { changed: false, reason: 'check mode: not waited for' };
+      // asked once with the role's probes; waited for here when it did not answer then
+      const seen = /^answered (\d+)$/m.exec(probed ?? '');
+      if (seen) return { changed: false, reason: seen[0] };
+      const r = await c.exec(lapiAnswersScript(api), { nothrow: true, readOnly: true });
+      if (r.code !== 0) throw new Error(r.stderr.trim() || `the local API at ${api.url} did not answer`);
+      return { changed: false, reason: r.stdout.trim() };
+    },
+    { probe: () => ({ script: lapiAnswersScript(api, true) }) },
+  );
 }
 
 /** Every host of the run meets here: past it, the local API has restarted (if it had to) and answers. */
@@ -236,32 +273,56 @@ function registerAgent(name: string, password: string, api: LapiEndpoint, lapiNa
  * stdin on every run; a rerun changes nothing.
  */
 function traefikBouncer(api: LapiEndpoint, edges: string[]): Step {
-  return task(`Traefik bouncer: key made on the local API host, kept on ${edges.join(', ') || 'no edge node'}`, async (c) => {
-    const dir = path.posix.dirname(TRAEFIK_BOUNCER_KEY_FILE);
-    const cur = await c.exec(sh`cat ${TRAEFIK_BOUNCER_KEY_FILE} 2>/dev/null`, { nothrow: true });
-    let key = cur.stdout.trim();
-    if (key) c.secret(key);
-    const r = await c.exec(bouncerKeyScript('traefik', api, c.check), { stdin: `${key}\n`, nothrow: true });
-    const made = parseBouncerKey(r.stdout);
-    if (made) c.secret(made);
-    if (r.code !== 0) throw new Error(r.stderr.trim() || `the key of the Traefik bouncer failed (exit ${r.code})`);
-    const changes = scriptChanges(r.stdout);
-    if (made) key = made;
-    else if (changes.length) return { changed: true, changes: [...changes, `${TRAEFIK_BOUNCER_KEY_FILE} with the new key`] };
-    const holders = [...new Set([c.host.name, ...edges])];
-    for (const h of holders) {
-      const hc = h === c.host.name ? c : c.hostContext(h);
-      for (const op of [
-        directory({ path: dir, mode: '0700' }),
-        file({ path: TRAEFIK_BOUNCER_KEY_FILE, content: `${key}\n`, mode: '0600', secret: true }),
-      ]) {
-        const res = await hc.run(op);
-        if (res.status === 'failed') throw new Error(`${h}: ${res.error ?? `${res.step} failed`}`);
-        if (res.status === 'changed') changes.push(...res.changes.map((x) => `${h}: ${x}`));
+  const dir = path.posix.dirname(TRAEFIK_BOUNCER_KEY_FILE);
+  const readKey = sh`cat ${TRAEFIK_BOUNCER_KEY_FILE} 2>/dev/null || true`;
+  // the key's directory and file on a holder (their probes do not depend on the key)
+  const held = (key: string) => [
+    directory({ path: dir, mode: '0700' }),
+    file({ path: TRAEFIK_BOUNCER_KEY_FILE, content: `${key}\n`, mode: '0600', secret: true }),
+  ];
+  return task(
+    `Traefik bouncer: key made on the local API host, kept on ${edges.join(', ') || 'no edge node'}`,
+    async (c, probed) => {
+      // read with the role's probes: the key in place and its files here
+      const [kp, ...here] = nestedOutputs(probed, 3);
+      let key = (kp ?? (await c.exec(readKey, { nothrow: true, readOnly: true })).stdout).trim();
+      if (key) c.secret(key);
+      const r = await keyAccepted(c, c, 'traefik', api, key);
+      const made = parseBouncerKey(r.stdout);
+      if (made) c.secret(made);
+      if (r.code !== 0) throw new Error(r.stderr.trim() || `the key of the Traefik bouncer failed (exit ${r.code})`);
+      const changes = scriptChanges(r.stdout);
+      if (made) key = made;
+      else if (changes.length) return { changed: true, changes: [...changes, `${TRAEFIK_BOUNCER_KEY_FILE} with the new key`] };
+      const holders = [...new Set([c.host.name, ...edges])];
+      for (const h of holders) {
+        const hc = h === c.host.name ? c : c.hostContext(h);
+        const ops = held(key);
+        // here: read with the probes; another holder: both read in one round trip
+        const parts =
+          h === c.host.name
+            ? here
+            : nestedOutputs((await hc.exec(nestedProbe(hc, ops)!.script, { nothrow: true, readOnly: true })).stdout, ops.length);
+        for (const [i, op] of ops.entries()) {
+          const res = await hc.run(op, parts[i]);
+          if (res.status === 'failed') throw new Error(`${h}: ${res.error ?? `${res.step} failed`}`);
+          if (res.status === 'changed') changes.push(...res.changes.map((x) => `${h}: ${x}`));
+        }
       }
-    }
-    return { changed: changes.length > 0, changes, reason: 'the local API accepts the key in place, the edge nodes hold it' };
-  });
+      return { changed: changes.length > 0, changes, reason: 'the local API accepts the key in place, the edge nodes hold it' };
+    },
+    { probe: (c) => nestedProbe(c, [{ script: readKey }, ...held('')]) },
+  );
+}
+
+/**
+ * bouncerKeyScript on the LAPI host (`lapi`) for the key in place: first in its check mode (read-only: the probes read
+ * so far stay valid when the key is accepted), then, when it is not and this is no check run, for real.
+ */
+async function keyAccepted(c: StepContext, lapi: StepContext, name: string, api: LapiEndpoint, key: string) {
+  const ask = (check: boolean) => lapi.exec(bouncerKeyScript(name, api, check), { stdin: `${key}\n`, nothrow: true, readOnly: check });
+  const r = await ask(true);
+  return c.check || (r.code === 0 && /^ok$/m.test(r.stdout)) ? r : ask(false);
 }
 
 const BOUNCER_CONFIG = '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml';
@@ -274,37 +335,45 @@ const BOUNCER_CONFIG = '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml';
  */
 function firewallBouncer(host: string, lapi: HostSpec, api: LapiEndpoint): Step {
   const name = `firewall-${host}`;
-  return task(`firewall bouncer ${name}: key (registered on ${lapi.name}) and configuration`, async (c) => {
-    const cur = await c.exec(sh`cat ${`${BOUNCER_CONFIG}.local`} 2>/dev/null`, { nothrow: true });
-    let key = '';
-    try {
-      key = String((YAML.parse(cur.stdout) as { api_key?: unknown } | null)?.api_key ?? '');
-    } catch {
-      key = '';
-    }
-    if (key) c.secret(key);
-    const r = await c.hostContext(lapi.name).exec(bouncerKeyScript(name, api, c.check), { stdin: `${key}\n`, nothrow: true });
-    const made = parseBouncerKey(r.stdout);
-    if (made) c.secret(made);
-    if (r.code !== 0) throw new Error(r.stderr.trim() || `the key of bouncer ${name} failed (exit ${r.code})`);
-    const changes = scriptChanges(r.stdout);
-    if (made) key = made;
-    else if (changes.length) {
-      // check mode: a new key would be made, the files would hold it
-      return { changed: true, changes: [...changes, `${BOUNCER_CONFIG}(.local) with the new key`] };
-    }
-    const files = [
-      file({ path: BOUNCER_CONFIG, content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: key }), mode: '0600', secret: true }),
-      file({ path: `${BOUNCER_CONFIG}.local`, content: YAML.stringify({ mode: 'nftables', api_key: key }), mode: '0600', secret: true }),
-    ];
-    for (const f of files) {
-      const res = await c.run(f);
-      if (res.status === 'failed') throw new Error(res.error ?? `writing ${res.step} failed`);
-      if (res.status === 'changed') changes.push(...res.changes);
-    }
-    if (changes.length && !c.check) c.notify('restart firewall bouncer');
-    return { changed: changes.length > 0, changes, reason: 'the local API accepts the key in place' };
-  });
+  const readKey = sh`cat ${`${BOUNCER_CONFIG}.local`} 2>/dev/null || true`;
+  // the two files that hold the key (their probes do not depend on it)
+  const files = (key: string) => [
+    file({ path: BOUNCER_CONFIG, content: firewallBouncerConfig({ lapiHost: lapi.address, apiKey: key }), mode: '0600', secret: true }),
+    file({ path: `${BOUNCER_CONFIG}.local`, content: YAML.stringify({ mode: 'nftables', api_key: key }), mode: '0600', secret: true }),
+  ];
+  return task(
+    `firewall bouncer ${name}: key (registered on ${lapi.name}) and configuration`,
+    async (c, probed) => {
+      // read with the role's probes: the key in place and the two files
+      const [kp, ...parts] = nestedOutputs(probed, 3);
+      const cur = kp ?? (await c.exec(readKey, { nothrow: true, readOnly: true })).stdout;
+      let key = '';
+      try {
+        key = String((YAML.parse(cur) as { api_key?: unknown } | null)?.api_key ?? '');
+      } catch {
+        key = '';
+      }
+      if (key) c.secret(key);
+      const r = await keyAccepted(c, c.hostContext(lapi.name), name, api, key);
+      const made = parseBouncerKey(r.stdout);
+      if (made) c.secret(made);
+      if (r.code !== 0) throw new Error(r.stderr.trim() || `the key of bouncer ${name} failed (exit ${r.code})`);
+      const changes = scriptChanges(r.stdout);
+      if (made) key = made;
+      else if (changes.length) {
+        // check mode: a new key would be made, the files would hold it
+        return { changed: true, changes: [...changes, `${BOUNCER_CONFIG}(.local) with the new key`] };
+      }
+      for (const [i, f] of files(key).entries()) {
+        const res = await c.run(f, parts[i]);
+        if (res.status === 'failed') throw new Error(res.error ?? `writing ${res.step} failed`);
+        if (res.status === 'changed') changes.push(...res.changes);
+      }
+      if (changes.length && !c.check) c.notify('restart firewall bouncer');
+      return { changed: changes.length > 0, changes, reason: 'the local API accepts the key in place' };
+    },
+    { probe: (c) => nestedProbe(c, [{ script: readKey }, ...files('')]) },
+  );
 }
 
 const role: Role = {
