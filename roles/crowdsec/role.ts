@@ -257,7 +257,7 @@ function registerAgent(name: string, password: string, api: LapiEndpoint, lapiNa
   return task(
     `register agent ${name} on ${lapiName}`,
     async (c) => {
-      const r = await c.exec(registerAgentScript(name, api, c.check), { stdin: watcherBody(name, password), nothrow: true });
+      const r = await checkFirst(c, c, (check) => registerAgentScript(name, api, check), watcherBody(name, password));
       if (r.code !== 0) throw new Error(r.stderr.trim() || `registering agent ${name} failed (exit ${r.code})`);
       const changes = scriptChanges(r.stdout);
       return { changed: changes.length > 0, changes, reason: 'the agent logs in' };
@@ -320,7 +320,15 @@ function traefikBouncer(api: LapiEndpoint, edges: string[]): Step {
  * so far stay valid when the key is accepted), then, when it is not and this is no check run, for real.
  */
 async function keyAccepted(c: StepContext, lapi: StepContext, name: string, api: LapiEndpoint, key: string) {
-  const ask = (check: boolean) => lapi.exec(bouncerKeyScript(name, api, check), { stdin: `${key}\n`, nothrow: true, readOnly: check });
+  return checkFirst(c, lapi, (check) => bouncerKeyScript(name, api, check), `${key}\n`);
+}
+
+/**
+ * A script of the LAPI host (`lapi`) that says "ok" when nothing is to be done: run in its check mode first (read-only:
+ * the probes read so far stay valid), then, when it is not ok and this is no check run, for real.
+ */
+async function checkFirst(c: StepContext, lapi: StepContext, script: (check: boolean) => string, stdin: string) {
+  const ask = (check: boolean) => lapi.exec(script(check), { stdin, nothrow: true, readOnly: check });
   const r = await ask(true);
   return c.check || (r.code === 0 && /^ok$/m.test(r.stdout)) ? r : ask(false);
 }

@@ -14,6 +14,8 @@ import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../.
 import { systemd, unitFile } from '../../lib/ops/systemd.ts';
 import { renderTemplate, template, templatePath } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
+import { createHash } from 'node:crypto';
+import { nativePasswordHash } from '../galera/role.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { prometheusConfig, alertRules, rulesFile, toYaml } from './prometheus.ts';
 import { parseChannels, renderAlertmanager, AlertChannelError } from './alertmanager.ts';
@@ -31,11 +33,26 @@ const tpl = (name: string) => templatePath('monitoring', name);
  * so there is nothing new to validate: skipped with that reason.
  */
 function validate(title: string, cmd: string): Step {
-  return task(title, async (c) => {
-    if (c.check) return { skipped: 'check mode: validates the files a real run writes' };
-    await c.exec(cmd);
-    return { changed: false };
-  });
+  // run as the step's probe (read with the others, after this host's last change): its exit status on the last line
+  const probe = `${cmd}\necho "exit=$?"`;
+  return task(
+    title,
+    async (c, probed) => {
+      if (c.check) return { skipped: 'check mode: validates the files a real run writes' };
+      if (probed !== undefined && /(^|\n)exit=0$/.test(probed.trimEnd())) return { changed: false, reason: 'valid' };
+      await c.exec(cmd, { readOnly: true });
+      return { changed: false };
+    },
+    { probe: (c) => (c.check ? null : { script: probe }) },
+  );
+}
+
+/** The exporter user's probe: the SHA-256 of its stored password hash (the password is never on a command line). */
+export const EXPORTER_USER_PROBE = sh`timeout 10 mariadb --connect-timeout=5 -NB -e ${"SELECT SHA2(authentication_string, 256) FROM mysql.user WHERE user='exporter' AND host='localhost'"} 2>/dev/null || true`;
+
+/** true when EXPORTER_USER_PROBE's output shows the exporter user with this password. */
+export function exporterUserInPlace(out: string, password: string): boolean {
+  return out.trim() === createHash('sha256').update(nativePasswordHash(password)).digest('hex');
 }
 
 /** The exporter's MariaDB user with this password and its grants (runOnce: Galera replicates it). */
@@ -43,8 +60,10 @@ function exporterUser(pw: string): Step {
   const lit = `'${pw.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
   return task(
     'mysqld-exporter database user',
-    async (c) => {
+    async (c, probed) => {
+      if (probed !== undefined && exporterUserInPlace(probed, pw)) return { changed: false, reason: 'the user has its password' };
       const probe = await c.exec('mariadb -N', {
+        readOnly: true,
         stdin: `SELECT COUNT(*) FROM mysql.user WHERE user='exporter' AND host='localhost' AND authentication_string = PASSWORD(${lit});\n`,
       });
       if (probe.stdout.trim() === '1') return { changed: false };
@@ -55,7 +74,7 @@ function exporterUser(pw: string): Step {
       });
       return { changed: true, changes };
     },
-    { runOnce: true },
+    { runOnce: true, probe: () => ({ script: EXPORTER_USER_PROBE }) },
   );
 }
 
@@ -194,6 +213,22 @@ const role: Role = {
   },
 };
 
+/**
+ * One script for the monitoring images: "missing <image>" for each image not present (`pull`: pulled first when
+ * missing, 60 s at most each); read-only without `pull` (the step's probe).
+ */
+export function imagesScript(pull: boolean): string {
+  return Object.values(IMAGES)
+    .map((image) => {
+      const inspect = sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1`;
+      const get = pull ? sh` || timeout 60 docker pull -q ${image} >/dev/null 2>&1` : '';
+      return `${inspect}${get}${sh` || echo missing ${image}`}`;
+    })
+    .join('\n');
+}
+
+export const missingImages = (out: string): string[] => [...out.matchAll(/^missing (\S+)$/gm)].map((m) => m[1]!);
+
 /** Grafana, Loki, Tempo, Promtail as a Swarm stack, deployed from the first manager. */
 function grafanaStack(ctx: StepContext): Step[] {
   const v = ctx.vars;
@@ -223,26 +258,25 @@ function grafanaStack(ctx: StepContext): Step[] {
         { tags: ['grafana'] },
       ),
     ),
-    task(
-      'monitoring images',
-      async (c) => {
-        const missing: string[] = [];
-        for (const image of Object.values(IMAGES)) {
-          const r = await c.exec(
-            sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || ${c.check ? 'false' : sh`timeout 60 docker pull -q ${image}`}`,
-            { nothrow: true, timeoutMs: 90_000 },
-          );
-          if (r.code !== 0) missing.push(image);
-        }
-        return missing.length
-          ? { skipped: `images cannot be pulled here: ${missing.join(', ')}`, result: { ok: false } }
-          : { result: { ok: true } };
-      },
-      { ...on, register: 'monitoring_images' },
-    ),
   ];
+  // the images (pulled when missing; one round trip for all, none when the probe finds them all)
+  const images = task(
+    'monitoring images',
+    async (c, probed) => {
+      let missing = probed === undefined ? undefined : missingImages(probed);
+      if (missing === undefined || (missing.length && !c.check)) {
+        const r = await c.exec(imagesScript(!c.check), { nothrow: true, readOnly: c.check, timeoutMs: 300_000 });
+        missing = missingImages(r.stdout);
+      }
+      return missing.length
+        ? { skipped: `images cannot be pulled here: ${missing.join(', ')}`, result: { ok: false } }
+        : { result: { ok: true } };
+    },
+    { ...on, register: 'monitoring_images', probe: () => ({ script: imagesScript(false) }) },
+  );
   if (!grafanaPw) {
     steps.push(
+      images,
       task('monitoring stack', async () => ({ skipped: `${pwEnv} is not set in ${envFileShown()} (Grafana's admin password)` }), on),
     );
     return steps;
@@ -263,6 +297,8 @@ function grafanaStack(ctx: StepContext): Step[] {
       },
       { ...on, name: `label ${ctx.host.name} as the monitoring node` },
     ),
+    // after the secret, configs and label (which need no image): a pull is a write, and probes read before it are stale
+    images,
     task(
       'monitoring stack',
       async (c) => {
