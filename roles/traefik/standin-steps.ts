@@ -14,7 +14,9 @@
 //                                 reload, not a redeploy)
 import path from 'node:path';
 import { InputError } from '../../lib/errors.ts';
-import { task } from '../../lib/ops/base.ts';
+import { nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
+import { sh } from '../../lib/shell.ts';
+import { createHash } from 'node:crypto';
 import { stackDeploy } from '../../lib/ops/docker.ts';
 import type { Step, StepContext, TaskOutcome } from '../../lib/types.ts';
 import { ensureImage, localImageId, contextHash } from '../wp-site/images.ts';
@@ -84,6 +86,34 @@ async function waitRunning(ctx: StepContext, service: string, timeoutMs: number)
   throw new Error(`${service}: not running on every manager after ${timeoutMs / 1000} s (running/managers: ${last})`);
 }
 
+/** The files step's probe: the modes of DIR and DIR/certs, the SHA-256 of every file in DIR (stage and backup left out). */
+export const filesProbe = (dir: string): string =>
+  sh`cd ${dir} 2>/dev/null && stat -c 'mode %n %a' . certs && find . -path ./.stage -prune -o -path ./.prev -prune -o -type f -print0 | xargs -0r sha256sum`;
+
+/**
+ * true when filesProbe's output shows DIR holding exactly the bundle's files (the configuration, the crt-list and
+ * every certificate, none more), DIR and its certs private (0700): what filesScript would find with nothing to do.
+ */
+export function filesInPlace(r: Rendered, out: string): boolean {
+  const have = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const m = /^([0-9a-f]{64}) [ *]\.\/(.+)$/.exec(line.trim());
+    if (m) have.set(m[2]!, m[1]!);
+  }
+  const want = new Map<string, string>([
+    ['haproxy.cfg', r.config],
+    ['crt-list', r.crtList],
+    ...r.certs.map((c): [string, string] => [`certs/${certFile(c.host)}`, c.pem]),
+  ]);
+  const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+  return (
+    /^mode \. 700$/m.test(out) &&
+    /^mode certs 700$/m.test(out) &&
+    [...want].every(([name, content]) => have.get(name) === sha(content)) &&
+    [...have.keys()].every((name) => !name.startsWith('certs/') || want.has(name))
+  );
+}
+
 /** One line per file on stdin: `NAME MODE BASE64` (the certificates' keys never stand on a command line). */
 export function filesBundle(r: Rendered): string {
   const line = (name: string, mode: string, content: string) => `${name} ${mode} ${Buffer.from(content).toString('base64')}\n`;
@@ -149,8 +179,9 @@ export function standinSteps(s: TraefikSettings): Step[] {
     ),
     task(
       'edge stand-in configuration',
-      async (ctx): Promise<TaskOutcome> => {
-        const services = parseLabelledServices((await ctx.exec(PROBE, { timeoutMs: 60_000 })).stdout);
+      async (ctx, probed): Promise<TaskOutcome> => {
+        // the labelled services as read with the role's probes, else here
+        const services = parseLabelledServices(probed ?? (await ctx.exec(PROBE, { timeoutMs: 60_000, readOnly: true })).stdout);
         let model: EdgeModel;
         try {
           model = edgeModel(s, services);
@@ -179,14 +210,16 @@ export function standinSteps(s: TraefikSettings): Step[] {
         const issued = certs.filter((c) => c.issued).map((c) => `issue the lab CA's certificate for ${c.host} (${ca.dir})`);
         return { changed: issued.length > 0, changes: issued, result: rendered };
       },
-      { runOnce: true, register: 'edge_standin_config', tags: ['traefik', 'edge-standin'] },
+      { runOnce: true, register: 'edge_standin_config', tags: ['traefik', 'edge-standin'], probe: () => ({ script: PROBE }) },
     ),
     task(
       'edge stand-in files',
-      async (c): Promise<TaskOutcome> => {
+      async (c, probed): Promise<TaskOutcome> => {
         const r = c.registered.edge_standin_config?.result as Rendered | undefined;
         if (!r) return { skipped: 'the configuration step did not run (--tags?)' };
         const dir = str(c, 'edge_standin_dir', HOST_DIR);
+        // no-change answer: the files' digests read with the role's probes
+        if (probed !== undefined && filesInPlace(r, probed)) return { changed: false, reason: `${dir} holds this configuration` };
         const out = (await c.exec(filesScript(dir, c.check), { stdin: filesBundle(r) })).stdout;
         const lines = out.split('\n');
         const changes = [
@@ -196,49 +229,54 @@ export function standinSteps(s: TraefikSettings): Step[] {
         ];
         return changes.length ? { changed: true, changes } : { changed: false, reason: `${dir} holds this configuration` };
       },
-      { tags: ['traefik', 'edge-standin'] },
+      { tags: ['traefik', 'edge-standin'], probe: (c) => ({ script: filesProbe(str(c, 'edge_standin_dir', HOST_DIR)) }) },
     ),
     task(
       'edge stand-in stack',
-      async (c): Promise<TaskOutcome> => {
+      async (c, probed): Promise<TaskOutcome> => {
         const image = (c.registered.edge_standin_image?.result as { ref: string } | undefined)?.ref;
         if (!image) return { skipped: 'the image step did not run (--tags?)' };
         const changes: string[] = [];
-        const stack = {
-          version: '3.8',
-          services: {
-            haproxy: {
-              image,
-              ports: [
-                { target: 80, published: 80, protocol: 'tcp', mode: 'host' },
-                { target: 443, published: 443, protocol: 'tcp', mode: 'host' },
-                { target: ENTRY_POINTS.metrics, published: ENTRY_POINTS.metrics, protocol: 'tcp', mode: 'host' },
-              ],
-              // every edge node's own copy (the files step): changed in place and reloaded, never redeployed
-              volumes: [{ type: 'bind', source: str(c, 'edge_standin_dir', HOST_DIR), target: CFG_DIR, read_only: true }],
-              networks: [s.network],
-              deploy: {
-                mode: 'global',
-                endpoint_mode: s.endpointMode,
-                placement: { constraints: ['node.role == manager'] },
-                // host-mode ports cannot be bound twice on a node
-                update_config: { parallelism: 1, delay: '2s', order: 'stop-first', failure_action: 'rollback', monitor: '10s' },
-                restart_policy: { condition: 'any', delay: '2s', window: '30s' },
-                resources: { limits: { cpus: '0.5', memory: '128M' } },
-                labels: { 'wpfarm.edge-standin': 'haproxy' },
-              },
-            },
-          },
-          networks: { [s.network]: { external: true, name: s.network } },
-        };
-        const d = await c.run(stackDeploy({ name: STANDIN_STACK, compose: toYaml(stack), resolveImage: 'never' }));
+        const d = await c.run(deploy(c, image), nestedOutputs(probed, 1)[0]);
         if (d.status === 'failed') throw new Error(d.error ?? 'stack deploy failed');
         changes.push(...d.changes);
         // a site is served when add-site returns: wait until every manager runs the stand-in's current task
         if (d.status === 'changed' && !c.check) await waitRunning(c, `${STANDIN_STACK}_haproxy`, 180_000);
         return { changed: changes.length > 0, changes, diff: d.diff };
       },
-      { runOnce: true, tags: ['traefik', 'edge-standin'] },
+      // the deploy's probe does not depend on the image
+      { runOnce: true, tags: ['traefik', 'edge-standin'], probe: (c) => nestedProbe(c, [deploy(c, '')]) },
     ),
   ];
+
+  function deploy(c: StepContext, image: string) {
+    const stack = {
+      version: '3.8',
+      services: {
+        haproxy: {
+          image,
+          ports: [
+            { target: 80, published: 80, protocol: 'tcp', mode: 'host' },
+            { target: 443, published: 443, protocol: 'tcp', mode: 'host' },
+            { target: ENTRY_POINTS.metrics, published: ENTRY_POINTS.metrics, protocol: 'tcp', mode: 'host' },
+          ],
+          // every edge node's own copy (the files step): changed in place and reloaded, never redeployed
+          volumes: [{ type: 'bind', source: str(c, 'edge_standin_dir', HOST_DIR), target: CFG_DIR, read_only: true }],
+          networks: [s.network],
+          deploy: {
+            mode: 'global',
+            endpoint_mode: s.endpointMode,
+            placement: { constraints: ['node.role == manager'] },
+            // host-mode ports cannot be bound twice on a node
+            update_config: { parallelism: 1, delay: '2s', order: 'stop-first', failure_action: 'rollback', monitor: '10s' },
+            restart_policy: { condition: 'any', delay: '2s', window: '30s' },
+            resources: { limits: { cpus: '0.5', memory: '128M' } },
+            labels: { 'wpfarm.edge-standin': 'haproxy' },
+          },
+        },
+      },
+      networks: { [s.network]: { external: true, name: s.network } },
+    };
+    return stackDeploy({ name: STANDIN_STACK, compose: toYaml(stack), resolveImage: 'never' });
+  }
 }
