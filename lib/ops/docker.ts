@@ -8,7 +8,7 @@
 // These operations talk to the local engine of the host they run on: networks, secrets, configs and
 // stacks need a swarm manager (use runOnce or delegateTo a manager in roles).
 import YAML from 'yaml';
-import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
+import type { Operation, Plan, Probe, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { argSpec, defineOp, unchanged } from './base.ts';
 import { z } from '../schema.ts';
@@ -456,20 +456,31 @@ function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptio
 
 // ---------------------------------------------------------------------------------------------
 
+/** imageAvailable's read-only probe: "present" or "absent". */
+export const imagePresentProbe = (image: string): Probe => ({
+  script: sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 && echo present || echo absent`,
+});
+
 /**
  * The image is present on the node, or can be pulled within a minute; otherwise the reason ("image X cannot be
  * pulled here: <docker's last line>"), for a role to report its stack skipped where no registry is reachable.
  * Check mode only reads: the local image, else the registry's manifest (what a real run's pull needs).
+ * `probed`: the output of imagePresentProbe(image), read with the step's probes (present: no round trip).
  */
-export async function imageAvailable(ctx: StepContext, image: string): Promise<{ ok: boolean; reason: string }> {
+export async function imageAvailable(ctx: StepContext, image: string, probed?: string): Promise<{ ok: boolean; reason: string }> {
+  if (probed?.trim() === 'present') return { ok: true, reason: '' };
   const cannot = (r: { code: number; stdout: string; stderr: string }) => ({
     ok: false,
     reason: `image ${image} cannot be pulled here: ${(r.stderr || r.stdout).trim().split('\n').pop() || `exit ${r.code}`}`,
   });
   if (ctx.check) {
-    const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true });
+    const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true, readOnly: true });
     if (r.code === 0) return { ok: true, reason: '' };
-    const m = await ctx.exec(sh`timeout 60 docker manifest inspect ${image} >/dev/null`, { nothrow: true, timeoutMs: 90_000 });
+    const m = await ctx.exec(sh`timeout 60 docker manifest inspect ${image} >/dev/null`, {
+      nothrow: true,
+      timeoutMs: 90_000,
+      readOnly: true,
+    });
     return m.code === 0 ? { ok: true, reason: 'check mode: the image would be pulled' } : cannot(m);
   }
   const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 || timeout 60 docker pull -q ${image}`, {

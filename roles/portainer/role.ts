@@ -7,10 +7,10 @@ import { existsSync } from 'node:fs';
 import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { PortainerClient } from '../../lib/cloud/portainer.ts';
-import { task } from '../../lib/ops/base.ts';
+import { nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
 import { sh } from '../../lib/shell.ts';
 import { directory } from '../../lib/ops/files.ts';
-import { imageAvailable, stackDeploy } from '../../lib/ops/docker.ts';
+import { imageAvailable, imagePresentProbe, stackDeploy } from '../../lib/ops/docker.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { loadSites } from '../wp-site/site.ts';
 import { portainerSettings, portainerStack, PortainerVarsError, PORTAINER_STACK, type PortainerSettings } from './config.ts';
@@ -27,6 +27,12 @@ function settings(ctx: StepContext): PortainerSettings {
   }
 }
 
+/** '' when the mount script's output shows the Gluster volume mounted and answering at the mount point, else what is there. */
+export function dataMountProblem(s: Pick<PortainerSettings, 'glusterMount'>, out: string): string {
+  const [fs = '', target = ''] = (out.split('\n')[0] ?? '').trim().split(/\s+/);
+  return fs !== 'fuse.glusterfs' || target !== s.glusterMount || !/answers/.test(out) ? `${fs || 'nothing'} at ${target || '?'}` : '';
+}
+
 const role: Role = {
   name: 'portainer',
   hosts: 'managers',
@@ -39,23 +45,32 @@ const role: Role = {
     if (password.length < 12) throw new InputError(`${s.adminPasswordEnv} in ${envFileShown()}: Portainer requires at least 12 characters`);
     ctx.secret(password);
     const bundle = portainerStack(s);
+    const mountScript =
+      sh`findmnt -n -o FSTYPE,TARGET -T ${s.glusterMount} 2>/dev/null || true; ` +
+      sh`timeout 15 stat -c %i ${s.glusterMount} >/dev/null 2>&1 && echo answers`;
     const steps: Step[] = [
       // Portainer's BoltDB: on the Gluster volume, which EVERY manager must mount (the single replica may move to any
       // of them): checked on each, before anything is created (a directory made on a manager's own disk would hide it)
+      // every manager reads its own mount with its probes and tells the others at a barrier (a manager not in this run,
+      // or when fewer --forks than managers allow no barrier, is read from here)
       task(
         `${s.dataDir} on the Gluster volume of every manager`,
-        async (c) => {
+        async (c, probed) => {
+          const mine = dataMountProblem(s, probed ?? (await c.exec(mountScript, { nothrow: true, readOnly: true })).stdout);
+          let met: Record<string, string> = {};
+          try {
+            met = (await c.barrier<string>('portainer data mounts', { value: mine, timeoutMs: 10 * 60_000 })).arrived;
+          } catch (e) {
+            if (!/must run at once/.test((e as Error).message)) throw e;
+          }
           const missing: string[] = [];
           for (const h of c.hosts('managers')) {
-            const m = h.name === c.host.name ? c : c.hostContext(h.name);
-            const r = await m.exec(
-              sh`findmnt -n -o FSTYPE,TARGET -T ${s.glusterMount} 2>/dev/null || true; ` +
-                sh`timeout 15 stat -c %i ${s.glusterMount} >/dev/null 2>&1 && echo answers`,
-              { nothrow: true, readOnly: true },
-            );
-            const [fs = '', target = ''] = (r.stdout.split('\n')[0] ?? '').trim().split(/\s+/);
-            if (fs !== 'fuse.glusterfs' || target !== s.glusterMount || !/answers/.test(r.stdout))
-              missing.push(`${h.name} (${fs || 'nothing'} at ${target || '?'})`);
+            const seen =
+              h.name === c.host.name
+                ? mine
+                : (met[h.name] ??
+                  dataMountProblem(s, (await c.hostContext(h.name).exec(mountScript, { nothrow: true, readOnly: true })).stdout));
+            if (seen) missing.push(`${h.name} (${seen})`);
           }
           if (missing.length)
             throw new Error(
@@ -65,19 +80,25 @@ const role: Role = {
             );
           return { changed: false };
         },
-        { runOnce: true, tags: ['portainer'] },
+        { tags: ['portainer'], probe: () => ({ script: mountScript }) },
       ),
       directory({ path: s.dataDir, mode: '0700' }, { runOnce: true, tags: ['portainer'] }),
       task(
         `portainer images ${s.image}, ${s.agentImage}`,
-        async (c) => {
-          for (const image of [s.image, s.agentImage]) {
-            const a = await imageAvailable(c, image);
+        async (c, probed) => {
+          const seen = nestedOutputs(probed, 2);
+          for (const [i, image] of [s.image, s.agentImage].entries()) {
+            const a = await imageAvailable(c, image, seen[i]);
             if (!a.ok) return { skipped: a.reason, result: a, standIn: { component: 'portainer', why: a.reason } };
           }
           return { result: { ok: true, reason: '' }, changes: [] };
         },
-        { runOnce: true, register: 'portainer_images', tags: ['portainer'] },
+        {
+          runOnce: true,
+          register: 'portainer_images',
+          tags: ['portainer'],
+          probe: (c) => nestedProbe(c, [imagePresentProbe(s.image), imagePresentProbe(s.agentImage)]),
+        },
       ),
       task(
         'portainer stack',

@@ -7,7 +7,7 @@ import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { task } from '../../lib/ops/base.ts';
 import { directory, file } from '../../lib/ops/files.ts';
-import { dockerConfig, dockerSecret, imageAvailable, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
+import { dockerConfig, dockerSecret, imageAvailable, imagePresentProbe, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
 import { sh } from '../../lib/shell.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { traefikSettings, traefikStack, letsEncryptBudget, TraefikVarsError, type TraefikSettings } from './config.ts';
@@ -105,11 +105,11 @@ const role: Role = {
     steps.push(
       task(
         `traefik image ${s.image}`,
-        async (c) => {
-          const a = await imageAvailable(c, s.image);
+        async (c, probed) => {
+          const a = await imageAvailable(c, s.image, probed);
           return a.ok ? { result: a, changes: [] } : { skipped: a.reason, result: a, standIn: { component: 'traefik', why: a.reason } };
         },
-        { runOnce: true, register: 'traefik_image', tags: ['traefik'] },
+        { runOnce: true, register: 'traefik_image', tags: ['traefik'], probe: () => imagePresentProbe(s.image) },
       ),
       dockerConfig({ name: 'traefik_static', content: bundle.files['traefik.yml']! }, { runOnce: true, tags: ['traefik'] }),
       dockerConfig({ name: 'traefik_dynamic', content: bundle.files['dynamic.yml']! }, { runOnce: true, tags: ['traefik'] }),
