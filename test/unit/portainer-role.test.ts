@@ -24,19 +24,24 @@ function fakeConn(host: HostSpec, commands: string[], mounted: Set<string>): Fak
     roundTrips: 0,
     async exec(command: string): Promise<ExecResult> {
       commands.push(`${host.name}: ${command}`);
-      if (command.startsWith('findmnt'))
-        return {
-          code: 0,
-          stderr: '',
-          stdout: mounted.has(host.name) ? 'fuse.glusterfs /mnt/gluster/sites\nanswers\n' : 'ext4           /\nanswers\n',
-        };
-      if (command.includes('@@stat')) {
-        const stat = '@@stat\ndirectory|700|0|root|0|root|4096\n@@link\n@@real\n/mnt/gluster/sites/.wpfarm-portainer\n@@parent\nyes\n';
-        // the runner reads probes in batches, each output after its marker line (lib/runner.ts probeScript)
-        const marks = [...command.matchAll(/@@@wpfarm-probe:(\d+)/g)].map((m) => m[1]);
-        const stdout = marks.length ? marks.map((id) => `\n@@@wpfarm-probe:${id}\n${stat}`).join('') + '\n' : stat;
-        return { code: 0, stderr: '', stdout };
-      }
+      const mount = mounted.has(host.name) ? 'fuse.glusterfs /mnt/gluster/sites\nanswers\n' : 'ext4           /\nanswers\n';
+      const stat = '@@stat\ndirectory|700|0|root|0|root|4096\n@@link\n@@real\n/mnt/gluster/sites/.wpfarm-portainer\n@@parent\nyes\n';
+      // the runner reads probes in batches, each output after its marker line (lib/runner.ts probeScript), a task's
+      // own operations' inside its probe (lib/ops/base.ts nestedProbe): each part answered by what it reads
+      const answer = (script: string): string => {
+        const parts = script.split(/^printf '\\n%s\\n' '?(@@@wpfarm-(?:probe|part):\d+)'?$/m);
+        if (parts.length > 1) {
+          let out = '';
+          for (let i = 1; i < parts.length; i += 2) out += `\n${parts[i]}\n${answer(parts[i + 1]!)}`;
+          return `${out}\n`;
+        }
+        if (script.includes('findmnt')) return mount;
+        if (script.includes('@@stat')) return stat;
+        if (script.includes('docker image inspect') && script.includes('echo present')) return 'absent\n';
+        throw new Error(`unexpected probe on ${host.name}: ${script.slice(0, 200)}`);
+      };
+      if (command.startsWith('findmnt')) return { code: 0, stderr: '', stdout: mount };
+      if (command.includes('@@stat') || command.includes('@@@wpfarm-')) return { code: 0, stderr: '', stdout: answer(command) };
       if (/docker (image inspect|pull|manifest inspect)/.test(command)) return { code: 1, stdout: '', stderr: `${NO_REGISTRY}\n` };
       throw new Error(`unexpected command on ${host.name}: ${command.slice(0, 200)}`);
     },
@@ -127,7 +132,11 @@ for (const check of [false, true]) {
         commands.filter((c) => / findmnt /.test(` ${c.split(': ')[1]}`)).map((c) => c.split(':')[0]),
         ['mgr1', 'mgr2'],
       );
-      const docker = commands.filter((c) => c.includes('docker'));
+      // the probe batches only look (docker image inspect, both images, on every manager that reads the step's probe);
+      // the step itself asks docker once, on one manager (runOnce), and not for the agent once the server's is missing
+      const batches = commands.filter((c) => c.includes('@@@wpfarm-probe'));
+      assert.ok(!batches.some((c) => /docker (pull|manifest)/.test(c)), 'probes only inspect');
+      const docker = commands.filter((c) => c.includes('docker') && !c.includes('@@@wpfarm-probe'));
       assert.ok(docker.length > 0, 'docker was asked');
       assert.deepEqual([...new Set(docker.map((c) => c.split(':')[0]))], ['mgr1'], docker.join('\n'));
       assert.ok(
