@@ -375,18 +375,25 @@ class HostRun {
         continue;
       }
       if (s.options.tags && !tagsMatch(this.role.tags ?? [], s.options.tags, this.env.options)) continue;
-      const away = this.awayProbe(s, ctx);
-      if (away !== undefined) {
-        // read on another host: from the read-ahead only (else on its own when the step runs)
+      const to = s.options.delegateTo;
+      let p: Probe | null;
+      try {
+        p = probeOf(s, to ? this.delegateContext(to) : ctx);
+      } catch (e) {
+        if (!to) throw e;
+        past = true; // a delegated step's probe that cannot be built yet: read when it runs
+        continue;
+      }
+      const on = p?.host ?? to;
+      if (on && on !== this.host.name) {
+        // read on another host (a delegated step, Probe.host): from the read-ahead only, else on its own when it runs
         past = true;
-        if (away === 'error') continue;
-        const known = away.probe ? pre?.get(away.host, probeKey(away.probe, s), this.env.pool) : '';
-        if (known !== undefined && (away.probe || isOperation(s))) this.probeCache.set(i, { out: known, quiet: writes });
+        const known = p ? pre?.get(on, probeKey(p, s), this.env.pool) : '';
+        if (known !== undefined && (p || isOperation(s))) this.probeCache.set(i, { out: known, quiet: writes });
         continue;
       }
       if (!isOperation(s) || s.options.runOnce) past = true;
       const quiet = past ? writes : undefined;
-      const p = probeOf(s, ctx);
       if (!p) {
         if (isOperation(s)) this.probeCache.set(i, { out: '', quiet });
         continue;
@@ -405,23 +412,6 @@ class HostRun {
     this.env.events.emit({ kind: 'probe', host: this.host.name, steps: batch.length });
     const outs = parseProbes(r.stdout);
     for (const b of batch) this.probeCache.set(b.index, { out: outs.get(String(b.index)) ?? '', quiet: b.quiet });
-  }
-
-  /**
-   * A step whose probe is read on another host (a delegated step, or Probe.host): that host and the probe;
-   * null when it has no probe; undefined when its probe is read here. A probe that cannot be built yet is null.
-   */
-  private awayProbe(s: Step, ctx: StepContext): { host: string; probe: Probe | null } | 'error' | undefined {
-    const to = s.options.delegateTo;
-    let p: Probe | null;
-    try {
-      p = probeOf(s, to ? this.delegateContext(to) : ctx);
-    } catch {
-      return to ? 'error' : undefined;
-    }
-    const host = p?.host ?? to;
-    if (!host || host === this.host.name) return undefined;
-    return { host, probe: p };
   }
 
   private readonly delegates = new Map<string, StepContext>();
