@@ -120,8 +120,8 @@ const PART = '@@@wpfarm-part';
 
 /**
  * One probe for the operations a task runs itself (ctx.run): their probe scripts (and any other read-only probe
- * the task needs), each output after a marker line of its own. The task declares it as its probe (Task.probe), so that it is read with the other probes (read
- * ahead, one round trip), and gives each operation its part: `ctx.run(op, nestedOutputs(probed)[i])` (the runner
+ * the task needs), each output after a marker line of its own. The task declares it as its probe (Task.probe), so
+ * that it is read with the other probes (read ahead, one round trip), and gives each operation its part: `ctx.run(op, nestedOutputs(probed)[i])` (the runner
  * uses it only while the run has written nothing since the task started). Null when no operation has a probe.
  */
 export function nestedProbe(ctx: StepContext, ops: (Operation | Probe)[]): Probe | null {

@@ -298,7 +298,8 @@ async function poolTask(ctx: StepContext, s: Settings): Promise<TaskOutcome> {
 
 /** The client mount's read-only probe (parseMount reads it). */
 export const mountProbe = (mount: string): string =>
-  sh`findmnt -n -o FSTYPE,SOURCE --mountpoint ${mount} || true; echo @@stat; timeout 15 stat -c %i ${mount} >/dev/null 2>&1 && echo ok || echo stale`;
+  sh`findmnt -n -o FSTYPE,SOURCE --mountpoint ${mount} || true; echo @@stat; ` +
+  sh`timeout 15 stat -c %i ${mount} >/dev/null 2>&1 && echo ok || echo stale`;
 
 export function parseMount(out: string): { fstype: string; source: string; ok: boolean } {
   const [mnt = '', stat = ''] = out.split('@@stat');

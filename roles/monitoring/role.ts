@@ -48,7 +48,8 @@ function validate(title: string, cmd: string): Step {
 }
 
 /** The exporter user's probe: the SHA-256 of its stored password hash (the password is never on a command line). */
-export const EXPORTER_USER_PROBE = sh`timeout 10 mariadb --connect-timeout=5 -NB -e ${"SELECT SHA2(authentication_string, 256) FROM mysql.user WHERE user='exporter' AND host='localhost'"} 2>/dev/null || true`;
+const EXPORTER_USER_SQL = "SELECT SHA2(authentication_string, 256) FROM mysql.user WHERE user='exporter' AND host='localhost'";
+export const EXPORTER_USER_PROBE = sh`timeout 10 mariadb --connect-timeout=5 -NB -e ${EXPORTER_USER_SQL} 2>/dev/null || true`;
 
 /** true when EXPORTER_USER_PROBE's output shows the exporter user with this password. */
 export function exporterUserInPlace(out: string, password: string): boolean {

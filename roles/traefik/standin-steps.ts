@@ -88,7 +88,8 @@ async function waitRunning(ctx: StepContext, service: string, timeoutMs: number)
 
 /** The files step's probe: the modes of DIR and DIR/certs, the SHA-256 of every file in DIR (stage and backup left out). */
 export const filesProbe = (dir: string): string =>
-  sh`cd ${dir} 2>/dev/null && stat -c 'mode %n %a' . certs && find . -path ./.stage -prune -o -path ./.prev -prune -o -type f -print0 | xargs -0r sha256sum`;
+  sh`cd ${dir} 2>/dev/null && stat -c 'mode %n %a' . certs && ` +
+  'find . -path ./.stage -prune -o -path ./.prev -prune -o -type f -print0 | xargs -0r sha256sum';
 
 /**
  * true when filesProbe's output shows DIR holding exactly the bundle's files (the configuration, the crt-list and
