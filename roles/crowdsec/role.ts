@@ -151,19 +151,27 @@ function lapiCertificate(address: string, delegateTo?: string): Step {
     async (c, probed) => {
       // read with the role's probes (the script's check mode, read-only): nothing to make, the files' modes right
       if (probed !== undefined && !scriptChanges(probed).length && /^modes 600 600 644 644 ?$/m.test(probed)) {
-        const pem = probed.slice(probed.indexOf('-----BEGIN CERTIFICATE-----'));
-        if (pem.startsWith('-----BEGIN')) return { changed: false, result: pem, reason: 'CA and certificate valid' };
+        const pem = pemFrom(probed);
+        if (pem) return { changed: false, result: pem, reason: 'CA and certificate valid' };
       }
       const r = await c.exec(lapiTlsScript(address, c.check), { readOnly: c.check });
       const changes = r.stdout
         .split('\n')
         .filter((l) => l.startsWith('changed: '))
         .map((l) => l.slice(9));
-      const pem = r.stdout.slice(r.stdout.indexOf('-----BEGIN CERTIFICATE-----'));
-      return { changed: changes.length > 0, changes, result: pem.startsWith('-----BEGIN') ? pem : '' };
+      return { changed: changes.length > 0, changes, result: pemFrom(r.stdout) };
     },
     { register: 'crowdsec_lapi_ca', ...(delegateTo ? { delegateTo } : {}), probe: () => ({ script: lapiTlsScript(address, true) }) },
   );
+}
+
+/**
+ * The CA certificate at the end of the TLS script's output, ending in one newline as `cat` gave it: a probe's output
+ * comes trimmed and an exec's does not, and the copies on the agents are compared byte for byte with this.
+ */
+export function pemFrom(out: string): string {
+  const at = out.indexOf('-----BEGIN CERTIFICATE-----');
+  return at < 0 ? '' : `${out.slice(at).trimEnd()}\n`;
 }
 
 /** A copy of the local API's CA certificate on an agent host (from the registered result of lapiCertificate). */

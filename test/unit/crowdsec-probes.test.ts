@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LAPI_TLS, lapiAnswersScript, lapiTlsScript } from '../../roles/crowdsec/config.ts';
-import { COLLECTIONS_PROBE, parseCollectionsProbe } from '../../roles/crowdsec/role.ts';
+import { COLLECTIONS_PROBE, parseCollectionsProbe, pemFrom } from '../../roles/crowdsec/role.ts';
 
 test('the collections probe: the hub index when installed, then every link under /etc/crowdsec', () => {
   assert.equal(
@@ -49,4 +49,13 @@ test('the local API answer check: asked once as a probe, waited for (up to 60 s)
   assert.match(lapiAnswersScript(api, true), /^check=1$/m);
   assert.match(lapiAnswersScript(api), /^check=0$/m);
   assert.match(lapiAnswersScript(api), /echo "answered \$code"/);
+});
+
+test("the CA certificate is the same whether read by the step's probe (trimmed) or its own exec (not)", () => {
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const exec = `modes 600 600 644 644 \n${pem}`;
+  const probe = exec.trimEnd();
+  assert.equal(pemFrom(exec), pem);
+  assert.equal(pemFrom(probe), pem);
+  assert.equal(pemFrom('changed: new CA\n'), '');
 });
