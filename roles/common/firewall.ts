@@ -17,6 +17,8 @@
 //   - 80/443 (and 443/udp for HTTP/3) from anywhere, only on edge hosts
 //   - Swarm: 2377/tcp to managers from swarm nodes; 7946/tcp+udp and 4789/udp (VXLAN) between swarm nodes only
 //   - Galera: 3306, 4444, 4567 (tcp+udp), 4568 and the HAProxy writer endpoint to db hosts from cluster nodes
+//   - the Galera writer endpoint of a site node (roles/db-endpoint, galera_writer_port) only from the node's own
+//     containers: packets that come in on its Docker bridges (docker0, docker_gwbridge)
 //   - GlusterFS: 24007-24008 and bricks 49152-49251 to storage hosts from cluster nodes
 //   - exporters (node 9100, docker 9323, mysqld 9104, haproxy 8404, wordpress 9117, ...) and Traefik's metrics (8082, edge)
 //     only from the monitoring hosts
@@ -31,6 +33,7 @@ import { InputError } from '../../lib/errors.ts';
 import { describeValue } from '../../lib/schema.ts';
 import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
 import type { HostSpec } from '../../lib/types.ts';
+import { SITE_NODE_GROUP } from '../galera/endpoint.ts';
 
 export interface FirewallInput {
   host: HostSpec;
@@ -44,6 +47,8 @@ export interface FirewallInput {
   extraRules?: FirewallRule[];
   dbPorts?: number[];
   exporterPorts?: number[];
+  /** the Galera writer endpoint's port on the site nodes (roles/db-endpoint; galera_writer_port, default 3307) */
+  dbEndpointPort?: number;
 }
 
 export interface FirewallRule {
@@ -114,6 +119,9 @@ export const FIREWALL_VARS = {
 };
 
 export const DEFAULT_DB_PORTS = [3306, 3307, 4444, 4567, 4568];
+/** The bridges a node's containers reach the host through: docker0 (plain containers) and docker_gwbridge (the
+ *  swarm tasks' way out of their overlays) */
+export const DOCKER_BRIDGES = ['docker0', 'docker_gwbridge'];
 // 9117: the WordPress exporter (roles/wp-exporter), published in host mode on the first Gluster client
 export const DEFAULT_EXPORTER_PORTS = [8404, 9100, 9104, 9113, 9117, 9121, 9253, 9323];
 /** Traefik's metrics entry point on edge nodes (roles/traefik ENTRY_POINTS.metrics) */
@@ -130,6 +138,8 @@ export interface PolicyRule {
   from: string;
   /** a quoted nft comment, or empty */
   comment: string;
+  /** nft input interface expression ('{ "docker0", "docker_gwbridge" }'); empty: any interface */
+  iif: string;
 }
 
 /** What the cloud firewall (playbooks/provision.ts) opens between the farm's droplets, the coarse outer layer
@@ -158,7 +168,7 @@ export function firewallPolicy(i: FirewallInput): PolicyRule[] {
   const h = i.host;
   const rules: PolicyRule[] = [];
   const add = (proto: 'tcp' | 'udp', ps: Array<string | number>, from: string, comment: string) =>
-    rules.push({ proto, ports: portsExpr(ps), from, comment: quoted(comment) });
+    rules.push({ proto, ports: portsExpr(ps), from, comment: quoted(comment), iif: '' });
   const edge = inGroup(h, 'edge');
   const manager = i.managers.some((x) => x.name === h.name);
   add('tcp', [22], '@mgmt', 'ssh from management');
@@ -174,6 +184,16 @@ export function firewallPolicy(i: FirewallInput): PolicyRule[] {
   if (inGroup(h, 'db')) {
     add('tcp', i.dbPorts ?? DEFAULT_DB_PORTS, '@cluster', 'galera, sst, writer endpoint');
     add('udp', [4567], '@cluster', 'galera (multicast replication off, udp for gcomm)');
+  }
+  // the sites' database endpoint on the node their tasks run on (roles/db-endpoint): for its own containers only
+  if (inGroup(h, SITE_NODE_GROUP)) {
+    rules.push({
+      proto: 'tcp',
+      ports: String(i.dbEndpointPort ?? 3307),
+      from: '',
+      iif: `{ ${DOCKER_BRIDGES.map((b) => JSON.stringify(b)).join(', ')} }`,
+      comment: quoted("galera writer endpoint for this node's containers"),
+    });
   }
   if (inGroup(h, 'gluster') || inGroup(h, 'storage') || inGroup(h, 'storage_arbiter')) {
     add('tcp', ['24007-24008', '49152-49251'], '@cluster', 'glusterd and bricks');
@@ -196,6 +216,7 @@ export function firewallPolicy(i: FirewallInput): PolicyRule[] {
       ports: String(r.port),
       from: r.from ? `{ ${r.from.join(', ')} }` : '',
       comment: r.comment ? quoted(r.comment) : '',
+      iif: '',
     });
   });
   return rules;

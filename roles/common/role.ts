@@ -182,6 +182,7 @@ const role: Role = {
         monitoring: ctx.hosts('monitoring'),
         managementCidrs: cidrs,
         extraRules: (v.firewall_extra_rules as FirewallRule[] | undefined) ?? [],
+        dbEndpointPort: typeof v.galera_writer_port === 'number' ? v.galera_writer_port : undefined,
       });
       steps.push(
         operatorAccessCheck(cidrs),

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BarrierResult, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
 import { connOf, nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
-import { copy, directory, file } from '../../lib/ops/files.ts';
+import { file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
 import { renderTemplate, template, templatePath } from '../../lib/ops/template.ts';
 import { sections, sh } from '../../lib/shell.ts';
@@ -21,6 +21,7 @@ import { withMysql, rows, type Db } from '../../lib/mysql.ts';
 import { decide, parseGrastate, parseRecoveredPosition, withSafeToBootstrap, type NodeView } from './recovery.ts';
 import { str } from '../../lib/vars.ts';
 import { galeraRegions } from './regions.ts';
+import { endpointSteps, endpointVars, reloadHandler, siteNodes } from './endpoint.ts';
 
 /** templates/galera/<name> */
 const TPL = (n: string) => templatePath('galera', n);
@@ -29,8 +30,6 @@ export const SOCKET = '/run/mysqld/mysqld.sock';
 export const SECRETS_FILE = '/etc/mysql/wpfarm-secrets';
 export const GALERA_CNF = '/etc/mysql/mariadb.conf.d/60-galera.cnf';
 export const SST_CNF = '/etc/mysql/mariadb.conf.d/61-galera-sst.cnf';
-export const HAPROXY_CFG = '/etc/haproxy/haproxy.cfg';
-export const CHECK_SCRIPT = '/usr/local/lib/wpfarm/galera-writer-check';
 const DATADIR = '/var/lib/mysql';
 const PACKAGES = ['mariadb-server', 'mariadb-client', 'mariadb-backup', 'galera-4', 'socat', 'haproxy'];
 
@@ -490,9 +489,7 @@ const role: Role = {
   name: 'galera',
   hosts: 'db',
   description: 'MariaDB Galera cluster (galera-4, mariabackup SST) with an HAProxy single-writer endpoint',
-  handlers: {
-    'reload haproxy': () => [systemd({ name: 'haproxy', state: 'reloaded' })],
-  },
+  handlers: reloadHandler,
   async steps(ctx: StepContext): Promise<Step[]> {
     const s = settings(ctx.vars);
     const hosts = dbHosts(ctx, s);
@@ -613,7 +610,8 @@ const role: Role = {
       task(
         'galera users (admin, exporter, sst, haproxy check)',
         async (c, probed) => {
-          const addrs = hosts.map(nodeAddress);
+          // the check runs on every db host and on every site node (roles/db-endpoint)
+          const addrs = [...new Set([...hosts, ...siteNodes(c)].map(nodeAddress))];
           const specs = userSpecs(s, secretsOf(c), addrs);
           // no-change answer: read on the first db host with the role's probes
           if (probed !== undefined && usersInPlace(probed, specs))
@@ -638,25 +636,15 @@ const role: Role = {
         },
         { runOnce: true, probe: () => ({ script: usersProbe, host: hosts[0]!.name }) },
       ),
-      directory({ path: path.dirname(CHECK_SCRIPT), mode: '0755' }),
-      copy({ src: TPL('galera-writer-check.sh'), path: CHECK_SCRIPT, mode: '0755' }, { notify: 'reload haproxy' }),
-      template(
-        {
-          path: HAPROXY_CFG,
-          src: TPL('haproxy.cfg.ejs'),
-          mode: '0644',
-          vars: {
-            bind: nodeAddress(me),
-            port: s.writerPort,
-            check_user: s.checkUser,
-            check_command: CHECK_SCRIPT,
-            maxconn: typeof ctx.vars.galera_writer_maxconn === 'number' ? ctx.vars.galera_writer_maxconn : 2000,
-            servers: hosts.map((h) => ({ name: h.name, address: nodeAddress(h) })),
-          },
-        },
-        { notify: 'reload haproxy' },
+      // the single-writer endpoint on this db host's private address (the site nodes run the same: roles/db-endpoint)
+      ...endpointSteps(
+        endpointVars(
+          s,
+          ctx.vars,
+          hosts.map((h) => ({ name: h.name, address: nodeAddress(h) })),
+          { role: 'galera', who: 'Every db host', bind: nodeAddress(me) },
+        ),
       ),
-      systemd({ name: 'haproxy', enabled: true, state: 'started' }),
       task(
         'galera health (wsrep_cluster_size, wsrep_ready, wsrep_local_state)',
         async (c, probed) => {

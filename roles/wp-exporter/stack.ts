@@ -3,7 +3,7 @@
 // catalog of what the farm offers (the image's bundled core, the plugin store's newest versions).
 import { createHash } from 'node:crypto';
 import type { SiteRecord } from '../wp-site/site.ts';
-import { siteDbName, siteNetworkName, stackName, NGINX_PORT, VARNISH_PORT } from '../wp-site/stack.ts';
+import { dbEndpointHosts, siteDbName, siteNetworkName, stackName, NGINX_PORT, VARNISH_PORT, type DbEndpoint } from '../wp-site/stack.ts';
 import { emitYaml } from '../wp-site/yaml-emit.ts';
 import { storeIndex, storeZip } from '../update/plugins.ts';
 import type { Catalog, Offer } from './metrics.ts';
@@ -23,7 +23,7 @@ export interface ExporterStackInput {
   image: string;
   sites: readonly SiteRecord[];
   endpointMode: 'dnsrr' | 'vip';
-  db: { host: string; port: number };
+  db: DbEndpoint;
   /** the Swarm secret's name (content-hashed) */
   passwordSecret: string;
   /** Gluster mount holding one directory per site (on the exporter's host) */
@@ -67,6 +67,8 @@ export function renderExporterStack(i: ExporterStackInput): RenderedExporter {
         image: i.image,
         environment: { WPEXPORTER_CONFIG: Buffer.from(JSON.stringify(config)).toString('base64') },
         secrets: [{ source: 'db_password', target: 'db_password', uid: '33', gid: '33', mode: 0o400 }],
+        // the database endpoint of the node it runs on, like the sites
+        ...dbEndpointHosts(i.db),
         volumes: [{ type: 'bind', source: i.glusterSitesPath.replace(/\/+$/, ''), target: '/sites', read_only: true }],
         // Prometheus runs on the monitoring host, outside the swarm: the port is published on the exporter's host
         ports: [{ target: EXPORTER_PORT, published: EXPORTER_PORT, protocol: 'tcp', mode: 'host' }],

@@ -11,7 +11,7 @@ import { dockerSecret, hashedName, stackDeploy } from '../../lib/ops/docker.ts';
 import { rows, withMysql } from '../../lib/mysql.ts';
 import type { StepContext, Task, TaskOutcome } from '../../lib/types.ts';
 import { exporterImageTag, IMAGES_DIR, registryHasTag } from '../wp-site/images.ts';
-import { missingImagesMessage, readSites, type WpSiteSettings } from '../wp-site/reconcile.ts';
+import { dbEndpoint, missingImagesMessage, readSites, type WpSiteSettings } from '../wp-site/reconcile.ts';
 import type { Catalog, Offer } from './metrics.ts';
 import {
   EXPORTER_DB_USER,
@@ -128,7 +128,7 @@ export function exporterStep(
         image,
         sites,
         endpointMode: s.endpointMode,
-        db: { host: s.dbHost, port: s.dbPort },
+        db: dbEndpoint(s),
         passwordSecret: hashedName(EXPORTER_SECRET_PREFIX, password),
         glusterSitesPath: s.glusterMount,
         node: node.name,

@@ -15,7 +15,16 @@ import { sh } from '../../lib/shell.ts';
 import { withMysql, rows } from '../../lib/mysql.ts';
 import { cidrToMysqlHost } from '../galera/role.ts';
 import { loadSites, SiteRecordErrors, type SiteRecord } from './site.ts';
-import { farmProbeScript, parseFarmProbe, siteDbName, siteNetworkName, stackName, type FarmStackSettings } from './stack.ts';
+import {
+  farmProbeScript,
+  parseFarmProbe,
+  siteDbName,
+  siteNetworkName,
+  stackName,
+  NODE_DB_HOST,
+  type DbEndpoint,
+  type FarmStackSettings,
+} from './stack.ts';
 import { generateSiteSecrets, type SiteSecretValues } from './secrets.ts';
 import { ensureSiteImages, localImageId, contextHash, registryHasTag, IMAGES_DIR } from './images.ts';
 
@@ -75,8 +84,11 @@ export interface WpSiteSettings {
   glusterMount: string;
   endpointMode: 'dnsrr' | 'vip';
   overlayEncrypted: boolean;
+  /** the sites' database endpoint: NODE_DB_HOST (the endpoint of the node a task runs on) unless wp_db_host says */
   dbHost: string;
   dbPort: number;
+  /** dbHost is the node's own endpoint (roles/db-endpoint): the containers get its host entry */
+  dbOnNode: boolean;
   /** inventory host that runs SQL (through its socket) */
   dbAdminHost: string;
   dbUserHost: string;
@@ -156,8 +168,11 @@ export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSite
     glusterMount: str(v.gluster_mount, '/mnt/gluster/sites'),
     endpointMode: v.swarm_endpoint_mode === 'dnsrr' ? 'dnsrr' : 'vip',
     overlayEncrypted: v.overlay_encrypted !== false,
-    dbHost: str(v.wp_db_host, str(db.vars.private_address, db.address)),
+    // the single-writer endpoint of the node each task runs on (roles/db-endpoint): losing one db host, or its
+    // region, leaves every site its database; wp_db_host names another endpoint (no host entry then)
+    dbHost: str(v.wp_db_host, NODE_DB_HOST),
     dbPort: typeof v.galera_writer_port === 'number' ? v.galera_writer_port : 3307,
+    dbOnNode: str(v.wp_db_host, '') === '',
     dbAdminHost: db.name,
     dbUserHost: str(v.wp_db_user_host, cidrToMysqlHost(str(v.private_cidr, '')) ?? '%'),
     filesHost: files.name,
@@ -622,6 +637,11 @@ export async function execInService(
 // ---------------------------------------------------------------------------------------------------
 // the render settings
 
+/** The database endpoint of the farm's containers (the sites, the WordPress exporter). */
+export function dbEndpoint(s: Pick<WpSiteSettings, 'dbHost' | 'dbPort' | 'dbOnNode'>): DbEndpoint {
+  return { host: s.dbHost, port: s.dbPort, ...(s.dbOnNode ? { onNode: true } : {}) };
+}
+
 export function farmSettings(
   s: WpSiteSettings,
   images: ImageRefs,
@@ -633,7 +653,7 @@ export function farmSettings(
     images: { wordpressFpm: images.wordpressFpm, nginx: images.nginx, redis: images.redis, varnish: images.varnish },
     glusterSitesPath: s.glusterMount,
     endpointMode: s.endpointMode,
-    db: { host: s.dbHost, port: s.dbPort },
+    db: dbEndpoint(s),
     secretHashes: hashes,
     overlayEncrypted: s.overlayEncrypted,
     cloudflareProxied: vars.cloudflare !== undefined,

@@ -36,6 +36,26 @@ const health = (test: string[], startPeriod: string) => ({
   start_period: startPeriod,
 });
 
+/**
+ * Where the sites' containers reach the database. `onNode`: the Galera single-writer endpoint of the node the task
+ * runs on (roles/db-endpoint, HAProxy on the node's Docker bridge), by the name `host` that the container gets as an
+ * extra host entry `<host>:host-gateway` (each node's dockerd resolves it when it creates the container, swarm tasks
+ * included: checked on Debian's Docker 20.10). Otherwise `host` is an address or name given by the inventory.
+ */
+export interface DbEndpoint {
+  host: string;
+  port: number;
+  onNode?: boolean;
+}
+
+/** The name of the node's own database endpoint inside the farm's containers. */
+export const NODE_DB_HOST = 'wpfarm-db';
+
+/** The service keys that give a container the database endpoint's name (none for an address). */
+export function dbEndpointHosts(db: DbEndpoint): { extra_hosts?: string[] } {
+  return db.onNode ? { extra_hosts: [`${db.host}:host-gateway`] } : {};
+}
+
 export interface FarmStackSettings {
   /** registry address, e.g. "10.10.0.2:5000" (images below are already qualified with it) */
   registry: string;
@@ -51,7 +71,7 @@ export interface FarmStackSettings {
   glusterSitesPath: string;
   /** dnsrr in the lab (no IPVS), vip in production */
   endpointMode: 'dnsrr' | 'vip';
-  db: { host: string; port: number };
+  db: DbEndpoint;
   /** DB user per site id when it is not siteDbName(id) (rotation alternates between two users) */
   dbUsers?: Record<string, string>;
   /** a site's directory per site id when it is not <glusterSitesPath>/<id> (the DR drill's scratch restore) */
@@ -322,6 +342,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         FPM_PM_MAX_REQUESTS: String(site.php.pm_max_requests),
       },
       secrets: secrets.map((s) => ({ source: s.key, target: s.key, uid: '33', gid: '33', mode: 0o400 })),
+      ...dbEndpointHosts(farm.db),
       volumes: wpContent(false),
       networks: { site: { aliases: [fpmAlias] }, [sharedNet]: {} },
       healthcheck: health(['CMD', '/usr/local/bin/wpfarm-healthcheck'], '30s'),

@@ -152,11 +152,13 @@ export async function assertLabUp(nodes: string[]): Promise<void> {
   }
 }
 
-/** Bootstrap phase 1, galera, gluster, the images role: idempotent, cheap when done; what every site test needs. */
+/** Bootstrap phase 1, galera, db-endpoint, gluster, the images role: idempotent, cheap when done; what every site test needs. */
 export async function convergeSitePrerequisites(work: string): Promise<void> {
   for (const [script, args] of [
     ['playbooks/bootstrap.ts', ['--phase', '1']],
     ['playbooks/run-role.ts', ['galera']],
+    // the sites' database endpoint on each worker (the node their tasks run on)
+    ['playbooks/run-role.ts', ['db-endpoint']],
     ['playbooks/run-role.ts', ['gluster']],
     // phase 3's images role: the site images built once and pushed (add-site never builds)
     ['playbooks/run-role.ts', ['images']],

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Ajv, type AnySchemaObject } from 'ajv';
 import { parse } from 'yaml';
 import { labelsToDynamic } from '../../roles/traefik/labels.ts';
-import { farmSettings, type ImageRefs, type WpSiteSettings } from '../../roles/wp-site/reconcile.ts';
+import { dbEndpoint, farmSettings, wpSiteSettings, type ImageRefs, type WpSiteSettings } from '../../roles/wp-site/reconcile.ts';
 import { parseSiteRecord, type SiteRecord } from '../../roles/wp-site/site.ts';
 import {
   renderSiteStack,
@@ -20,6 +20,7 @@ import {
   updatedStateFile,
   secretHash,
   secretName,
+  NODE_DB_HOST,
   type FarmStackSettings,
   type RenderedStack,
 } from '../../roles/wp-site/stack.ts';
@@ -502,4 +503,36 @@ test('farm probe: one shell command gives the service list and the digests stack
     rmSync(dir, { recursive: true, force: true });
   }
   assert.throws(() => farmProbeScript('/tmp/x; rm -rf /'), /bad stack dir/);
+});
+
+test("the database endpoint: the node's own (host-gateway entry on php-fpm) by default, an inventory address as it is", () => {
+  // the role's settings: no wp_db_host → the endpoint of the node each task runs on (roles/db-endpoint)
+  const ctx = (vars: Record<string, unknown>) => ({
+    vars,
+    hosts: (p: string) =>
+      p === 'db' || p === 'workers'
+        ? [{ name: `${p}1`, address: p === 'db' ? '10.77.0.31' : '10.77.0.21', port: 22, user: 'root', groups: [p], vars: {} }]
+        : [],
+  });
+  const onNode = wpSiteSettings(ctx({ galera_writer_port: 3307 }));
+  assert.deepEqual([onNode.dbHost, onNode.dbPort, onNode.dbOnNode], [NODE_DB_HOST, 3307, true]);
+  assert.deepEqual(dbEndpoint(onNode), { host: 'wpfarm-db', port: 3307, onNode: true });
+  const given = wpSiteSettings(ctx({ wp_db_host: 'db.internal', galera_writer_port: 3310 }));
+  assert.deepEqual(dbEndpoint(given), { host: 'db.internal', port: 3310 });
+
+  const node = renderSiteStack(blog1, farm({ db: dbEndpoint(onNode) }));
+  const d = doc(node);
+  assert.equal(d.services['php-fpm'].environment.WORDPRESS_DB_HOST, 'wpfarm-db:3307');
+  assert.deepEqual(d.services['php-fpm'].extra_hosts, ['wpfarm-db:host-gateway']);
+  for (const svc of ['nginx', 'redis']) assert.equal(d.services[svc].extra_hosts, undefined, `${svc} never talks to the database`);
+  // as a string in the YAML that `docker stack deploy` reads (compose: extra_hosts is a list of "name:address")
+  assert.match(node.yaml, /\n {4}extra_hosts:\n {6}- "wpfarm-db:host-gateway"\n/);
+  const { v313, compose } = validators();
+  assert.ok(v313(d), JSON.stringify(v313.errors));
+  assert.ok(compose(d), JSON.stringify(compose.errors));
+
+  const addr = doc(renderSiteStack(blog1, farm({ db: dbEndpoint(given) })));
+  assert.equal(addr.services['php-fpm'].environment.WORDPRESS_DB_HOST, 'db.internal:3310');
+  assert.equal(addr.services['php-fpm'].extra_hosts, undefined);
+  assert.doesNotMatch(renderSiteStack(blog1, farm()).yaml, /extra_hosts|host-gateway/);
 });

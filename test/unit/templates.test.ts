@@ -15,6 +15,7 @@ import {
   onlineApiCredentialsSeed,
   profiles,
 } from '../../roles/crowdsec/config.ts';
+import { endpointTemplateVars, endpointVars } from '../../roles/galera/endpoint.ts';
 import { dockerDropIn } from '../../roles/gluster/model.ts';
 import { grafanaDatasources, grafanaDashboardProvider } from '../../roles/monitoring/dashboards.ts';
 
@@ -76,9 +77,21 @@ test('galera: 60-galera.cnf, haproxy.cfg, SST credentials', () => {
     { name: 'db2', address: '10.77.0.32' },
     { name: 'db3', address: '10.77.0.33' },
   ];
-  const check = { check_user: 'haproxy_check', check_command: '/usr/local/lib/wpfarm/galera-writer-check' };
-  const hap = { bind: '10.77.0.31', port: 3307, ...check, maxconn: 2000, servers };
-  assert.equal(render('galera', 'haproxy.cfg.ejs', hap), golden('galera-haproxy.cfg'));
+  // one template for the db hosts' endpoint (roles/galera) and the site nodes' (roles/db-endpoint): the same servers
+  // in the same order, the same check and timings; only the bind address and the header differ
+  const s = { writerPort: 3307, checkUser: 'haproxy_check' };
+  const db1 = endpointVars(s, {}, servers, { role: 'galera', who: 'Every db host', bind: '10.77.0.31' });
+  const wk1 = endpointVars(s, {}, servers, { role: 'db-endpoint', who: 'Every site node', bind: '172.17.0.1' });
+  const dbCfg = render('galera', 'haproxy.cfg.ejs', endpointTemplateVars(db1));
+  const nodeCfg = render('galera', 'haproxy.cfg.ejs', endpointTemplateVars(wk1));
+  assert.equal(dbCfg, golden('galera-haproxy.cfg'));
+  assert.equal(nodeCfg, golden('galera-haproxy-site-node.cfg'));
+  const body = (cfg: string) => cfg.replace(/^#.*\n/gm, '').replace(/bind \S+/, 'bind X');
+  assert.equal(body(nodeCfg), body(dbCfg), 'same configuration but for the bind address');
+  assert.match(nodeCfg, /^ {4}bind 172\.17\.0\.1:3307$/m);
+  assert.match(nodeCfg, /^ {4}server db1 10\.77\.0\.31:3306 check\n {4}server db2 10\.77\.0\.32:3306 check backup\n/m);
+  assert.match(nodeCfg, /external-check command \/usr\/local\/lib\/wpfarm\/galera-writer-check$/m);
+  assert.match(nodeCfg, /^ {4}retries 6\n {4}option redispatch$/m);
   assert.equal(render('galera', '61-galera-sst.cnf.ejs', { sst_password: 'Zx9-sst' }), golden('galera-61-galera-sst.cnf'));
 });
 

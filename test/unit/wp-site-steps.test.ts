@@ -38,6 +38,7 @@ const SETTINGS: WpSiteSettings = {
   overlayEncrypted: false,
   dbHost: '10.10.0.31',
   dbPort: 3307,
+  dbOnNode: false,
   dbAdminHost: 'db1',
   dbUserHost: '10.10.0.%',
   filesHost: 'wrk1',

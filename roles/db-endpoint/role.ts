@@ -1,0 +1,70 @@
+// db-endpoint: the Galera single-writer endpoint on every node that runs the sites' tasks (the swarm workers), so
+// that a site's database connection never depends on one db host: the same HAProxy configuration as on the db hosts
+// (one template, one Galera-aware check: roles/galera/endpoint.ts), bound to the address of the node's Docker
+// bridge (docker0). The sites' containers reach it as `wpfarm-db` (roles/wp-site/stack.ts: an extra host entry
+// `wpfarm-db:host-gateway`, which each node's dockerd resolves to that address when it creates the container), so
+// each task talks to the endpoint of the node it runs on. The firewall (roles/common) opens the port only to
+// packets coming from the node's container bridges. docs/roles/galera.md ("On the site nodes").
+//
+// Needs the galera role first (phase 2): it creates the check user for these nodes' addresses too.
+import type { Role, StepContext } from '../../lib/types.ts';
+import { apt } from '../../lib/ops/apt.ts';
+import { task } from '../../lib/ops/base.ts';
+import { copy, directory } from '../../lib/ops/files.ts';
+import { templatePath } from '../../lib/ops/template.ts';
+import { sh } from '../../lib/shell.ts';
+import { endpointSteps, endpointVars, reloadHandler, SITE_NODE_GROUP } from '../galera/endpoint.ts';
+import { nodeAddress, settings } from '../galera/role.ts';
+
+/** HAProxy, and the MariaDB client the check runs. */
+export const PACKAGES = ['haproxy', 'mariadb-client-core'];
+/** The Docker bridge whose address HAProxy binds: what `host-gateway` resolves to (dockerd's default). */
+export const BRIDGE = 'docker0';
+export const DROPIN = '/etc/systemd/system/haproxy.service.d/50-wpfarm-after-docker.conf';
+
+/** "4: docker0    inet 172.17.0.1/16 brd ..." (ip -4 -o addr show dev docker0) → "172.17.0.1" */
+export function parseBridgeAddress(out: string): string | undefined {
+  return /\binet (\d{1,3}(?:\.\d{1,3}){3})\//.exec(out)?.[1];
+}
+
+async function bridgeAddress(ctx: StepContext): Promise<string> {
+  const r = await ctx.exec(sh`ip -4 -o addr show dev ${BRIDGE} 2>/dev/null || true`);
+  const a = parseBridgeAddress(r.stdout);
+  if (!a) throw new Error(`${ctx.host.name}: no IPv4 address on ${BRIDGE} (is dockerd running? phase 1 installs it on swarm nodes)`);
+  return a;
+}
+
+const role: Role = {
+  name: 'db-endpoint',
+  hosts: SITE_NODE_GROUP,
+  tags: ['db-endpoint'],
+  description: 'the Galera single-writer endpoint (HAProxy) on every site node, for the containers of that node',
+  handlers: reloadHandler,
+  steps(ctx) {
+    const s = settings(ctx.vars);
+    const dbHosts = ctx.hosts(s.group).map((h) => ({ name: h.name, address: nodeAddress(h) }));
+    if (!dbHosts.length) throw new Error(`db-endpoint: the inventory group '${s.group}' has no hosts`);
+    return [
+      apt({ packages: PACKAGES, update_cache: 3600, autostart: false }, { retries: 3, delayMs: 15_000 }),
+      directory({ path: DROPIN.slice(0, DROPIN.lastIndexOf('/')), mode: '0755' }),
+      copy({ src: templatePath('galera', 'haproxy-after-docker.conf'), path: DROPIN, mode: '0644' }),
+      ...endpointSteps(async (c) =>
+        endpointVars(s, c.vars, dbHosts, { role: 'db-endpoint', who: 'Every site node', bind: await bridgeAddress(c) }),
+      ),
+      task(
+        'db endpoint answers (the writer, through this node)',
+        async (c) => {
+          if (c.check) return { skipped: 'check mode' };
+          const bind = await bridgeAddress(c);
+          const r = await c.exec(
+            sh`timeout 10 mariadb --no-defaults --connect-timeout=5 -h ${bind} -P ${String(s.writerPort)} -u ${s.checkUser} -NB -e ${'SELECT @@wsrep_node_name'}`,
+          );
+          return { changed: false, result: { endpoint: `${bind}:${s.writerPort}`, writer: r.stdout.trim() } };
+        },
+        { retries: 15, delayMs: 2000, register: 'db_endpoint' },
+      ),
+    ];
+  },
+};
+
+export default role;
