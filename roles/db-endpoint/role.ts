@@ -56,8 +56,10 @@ const role: Role = {
         async (c) => {
           if (c.check) return { skipped: 'check mode' };
           const bind = await bridgeAddress(c);
+          const port = String(s.writerPort);
+          const sql = 'SELECT @@wsrep_node_name';
           const r = await c.exec(
-            sh`timeout 10 mariadb --no-defaults --connect-timeout=5 -h ${bind} -P ${String(s.writerPort)} -u ${s.checkUser} -NB -e ${'SELECT @@wsrep_node_name'}`,
+            sh`timeout 10 mariadb --no-defaults --connect-timeout=5 -h ${bind} -P ${port} -u ${s.checkUser} -NB -e ${sql}`,
           );
           return { changed: false, result: { endpoint: `${bind}:${s.writerPort}`, writer: r.stdout.trim() } };
         },
