@@ -54,8 +54,8 @@ const SITE = { domain: `r${stamp}.lab.test`, id: `r${stamp}-lab-test`, stack: `w
 const sitesDir = path.join(work, 'sites');
 const LOOP = { name: `wpfarm-regions-${stamp}`, node: 'wrk1' };
 let siteAdded = false;
+let db1Stopped = false;
 const regionOf: Record<string, string> = Object.fromEntries(NODES.map((n) => [n.name, n.region]));
-const byAddress: Record<string, string> = Object.fromEntries(NODES.map((n) => [n.address, n.name]));
 /** The loop's requests from t0 (epoch s) to now, 3 s after (requests in flight): all, failed, slowest. */
 async function loopSince(t0: number): Promise<{ total: number; failed: LoopSample[]; maxMs: number; seconds: number }> {
   await new Promise((r) => setTimeout(r, 3000));
@@ -108,6 +108,12 @@ before(async () => {
 after(async () => {
   // always: other helpers and tests share this lab
   await lab('regions', 'clear').catch((e: Error) => console.error(`regions clear failed: ${e.message}`));
+  if (db1Stopped) {
+    // db1 back in the cluster (a failure in the last test left it stopped)
+    await lab('start', 'db1').catch((e: Error) => console.error(`start db1 failed: ${e.message}`));
+    const r = await cli(work, 'playbooks/run-role.ts', ['galera', '--inventory', overlay], 20 * 60_000);
+    if (r.code !== 0) console.error(`galera after starting db1 failed:\n${r.out.slice(-2000)}`);
+  }
   await stopLoop(LOOP.node, LOOP.name);
   if (siteAdded) {
     const r = await cli(work, 'playbooks/remove-site.ts', ['--domain', SITE.domain, '--yes', '--no-backup', '--sites-dir', sitesDir]);
@@ -159,15 +165,26 @@ test('a site with its replicas outside region c (spread over the regions) answer
   }
   for (const svc of ['nginx', 'php-fpm'])
     assert.ok(new Set(placed[svc]!.map((n) => regionOf[n])).size >= 2, `${svc}'s replicas spread over two regions: ${placed[svc]}`);
-  // its database endpoint (the single-writer HAProxy of a db host): not in region c
+  // its database endpoint: the single-writer HAProxy of the node each task runs on (roles/db-endpoint), by the host
+  // entry wpfarm-db:host-gateway, not one db host (losing that host, or its region, would take every site's database)
   const envOf = `'{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}'`;
   const dbHost = await ssh(
     'mgr1',
     `docker service inspect --format ${envOf} ${quote(`${SITE.stack}_php-fpm`)} | sed -n 's/^WORDPRESS_DB_HOST=//p'`,
   );
-  const dbNode = byAddress[dbHost.split(':')[0]!] ?? dbHost;
-  t.diagnostic(`the site's database endpoint: ${dbHost} (${dbNode}, region ${regionOf[dbNode]})`);
-  assert.notEqual(regionOf[dbNode], 'c', `the site's database endpoint ${dbHost} is in region c`);
+  assert.equal(dbHost, 'wpfarm-db:3307', "the site's database endpoint");
+  for (const node of placed['php-fpm']!) {
+    const seen = await ssh(
+      node,
+      `cid=$(docker ps -q --filter ${quote(`label=com.docker.swarm.service.name=${SITE.stack}_php-fpm`)} | head -n1); ` +
+        `docker exec "$cid" getent hosts wpfarm-db | cut -d' ' -f1; ip -4 -o addr show dev docker0 | awk '{print $4}' | cut -d/ -f1; ` +
+        'systemctl is-active haproxy',
+    );
+    const [inTask, bridge, active] = seen.split('\n');
+    t.diagnostic(`${node}: php-fpm's wpfarm-db = ${inTask} (docker0 ${bridge}), haproxy ${active}`);
+    assert.equal(inTask, bridge, `${node}: the task reaches its own node's endpoint`);
+    assert.equal(active, 'active', `${node}: the endpoint runs`);
+  }
   const image = await ssh(
     'mgr1',
     `docker service inspect --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}' ${quote(`${SITE.stack}_nginx`)}`,
@@ -290,4 +307,72 @@ test('healed: db3 rejoins with every row, mgr3 is a reachable manager again', as
     `timing: galera rejoin ${timings.galera_rejoin_s.toFixed(1)} s, swarm ${timings.swarm_rejoin_s.toFixed(1)} s ` +
       `(mgr1 without a leader for ${timings.swarm_leaderless_after_heal_s.toFixed(1)} s of it); ${written} rows`,
   );
+});
+
+// The sites' database endpoint is on the node each task runs on (roles/db-endpoint), with db1 as writer and db2, db3
+// as backups: losing db1's host (region a's Galera node) leaves db2+db3 a Primary component, and every node's
+// endpoint moves the sites to db2. The regions' delay is cleared first, so that the loop's times are the failover's.
+test("db1's host stopped: every site node's endpoint moves to db2, the site answers; started again, db1 rejoins", async (t) => {
+  await lab('regions', 'clear');
+  const writerVia = (node: string) =>
+    ssh(
+      node,
+      'timeout 10 mariadb --no-defaults --connect-timeout=5 -h "$(ip -4 -o addr show dev docker0 | awk \'{print $4}\' | cut -d/ -f1)" ' +
+        '-P 3307 -u haproxy_check -NB -e "SELECT @@wsrep_node_name"',
+      { nothrow: true },
+    ).then((o) => o.trim());
+  for (const w of ['wrk1', 'wrk2']) assert.equal(await writerVia(w), 'db1', `${w}'s endpoint writes on db1 before the fault`);
+  const t0 = Date.now();
+  db1Stopped = true;
+  await lab('stop', 'db1');
+  timings.db1_stop_s = (Date.now() - t0) / 1000;
+  const primary2 = (st: Record<string, string>) => st.wsrep_cluster_size === '2' && st.wsrep_cluster_status === 'Primary';
+  await until(
+    'db2 and db3 in a Primary component of 2',
+    () => Promise.all(['db2', 'db3'].map(wsrep)),
+    (s) => s.every(primary2),
+  );
+  for (const w of ['wrk1', 'wrk2'])
+    await until(
+      `${w}'s endpoint writes on db2`,
+      () => writerVia(w),
+      (o) => o === 'db2',
+      60_000,
+    );
+  timings.endpoint_moved_s = (Date.now() - t0) / 1000;
+  await new Promise((r) => setTimeout(r, 10_000)); // the site served by db2 for a while
+  const down = await loopSince(t0 / 1000);
+  timings.site_requests_db1_down = down.total;
+  timings.site_failed_db1_down = down.failed.length;
+  t.diagnostic(
+    `db1 stopped (docker stop ${timings.db1_stop_s.toFixed(1)} s), both endpoints on db2 ${timings.endpoint_moved_s.toFixed(1)} s after ` +
+      `the stop began; site loop: ${loopText(down)}${down.failed.length ? `: ${JSON.stringify(down.failed.slice(0, 10))}` : ''}`,
+  );
+  assert.ok(down.total >= 10, `the loop sent ${down.total} requests while db1 was down`);
+  assert.deepEqual(down.failed, [], `${down.failed.length} of ${down.total} requests failed with db1's host stopped`);
+
+  // db1 back: the host starts (MariaDB is not started at boot: galera_autostart), the galera role joins it (IST), and
+  // the endpoints move back to it once their check sees it Synced
+  const t1 = Date.now();
+  await lab('start', 'db1');
+  const r = await cli(work, 'playbooks/run-role.ts', ['galera', '--inventory', overlay], 20 * 60_000);
+  assert.equal(r.code, 0, r.out.slice(-3000));
+  const synced3 = (s: Record<string, string>[]) =>
+    s.every((x) => x.wsrep_cluster_size === '3' && x.wsrep_cluster_status === 'Primary' && x.wsrep_local_state === '4');
+  await until('db1..3 Synced in one Primary component of 3', () => Promise.all(DB.map(wsrep)), synced3);
+  db1Stopped = false;
+  timings.db1_rejoin_s = (Date.now() - t1) / 1000;
+  for (const w of ['wrk1', 'wrk2'])
+    await until(
+      `${w}'s endpoint writes on db1 again`,
+      () => writerVia(w),
+      (o) => o === 'db1',
+      60_000,
+    );
+  const digests = await Promise.all(DB.map(digest));
+  assert.equal(new Set(digests).size, 1, `same rows on db1..3: ${digests.join(' | ')}`);
+  const back = await loopSince(t1 / 1000);
+  timings.site_failed_db1_back = back.failed.length;
+  t.diagnostic(`db1 started and rejoined in ${timings.db1_rejoin_s.toFixed(1)} s (galera role); site loop meanwhile: ${loopText(back)}`);
+  assert.deepEqual(back.failed, [], `${back.failed.length} of ${back.total} requests failed while db1 rejoined`);
 });
