@@ -12,7 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BarrierResult, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
 import { connOf, nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
 import { apt } from '../../lib/ops/apt.ts';
-import { file } from '../../lib/ops/files.ts';
+import path from 'node:path';
+import { copy, directory, file } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
 import { renderTemplate, template, templatePath } from '../../lib/ops/template.ts';
 import { sections, sh } from '../../lib/shell.ts';
@@ -30,6 +31,7 @@ export const SOCKET = '/run/mysqld/mysqld.sock';
 export const SECRETS_FILE = '/etc/mysql/wpfarm-secrets';
 export const GALERA_CNF = '/etc/mysql/mariadb.conf.d/60-galera.cnf';
 export const SST_CNF = '/etc/mysql/mariadb.conf.d/61-galera-sst.cnf';
+export const DRAIN_DROPIN = '/etc/systemd/system/mariadb.service.d/50-wpfarm-drain.conf';
 const DATADIR = '/var/lib/mysql';
 const PACKAGES = ['mariadb-server', 'mariadb-client', 'mariadb-backup', 'galera-4', 'socat', 'haproxy'];
 
@@ -529,8 +531,11 @@ const role: Role = {
       apt({ packages: PACKAGES, update_cache: 3600, autostart: false }, { retries: 3, delayMs: 15_000 }),
       // Debian's mariadb.socket holds :3306 and breaks Galera's start
       systemd({ name: 'mariadb.socket', masked: true }),
+      // drain before a stop: the endpoints move off this node before it shuts down (templates/galera/mariadb-drain.conf)
+      directory({ path: path.dirname(DRAIN_DROPIN), mode: '0755' }),
+      copy({ src: TPL('mariadb-drain.conf'), path: DRAIN_DROPIN, mode: '0644' }),
       systemd(
-        { name: 'mariadb', enabled: s.autostart },
+        { name: 'mariadb', enabled: s.autostart, daemonReload: true },
         { name: `systemd mariadb.service ${s.autostart ? 'enabled' : 'disabled (the role starts it)'}` },
       ),
       task(

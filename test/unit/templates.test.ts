@@ -92,6 +92,12 @@ test('galera: 60-galera.cnf, haproxy.cfg, SST credentials', () => {
   assert.match(nodeCfg, /^ {4}server db1 10\.77\.0\.31:3306 check\n {4}server db2 10\.77\.0\.32:3306 check backup\n/m);
   assert.match(nodeCfg, /external-check command \/usr\/local\/lib\/wpfarm\/galera-writer-check$/m);
   assert.match(nodeCfg, /^ {4}retries 6\n {4}option redispatch$/m);
+  // a stopping db host drains first: desynced, it fails that check; the wait outlasts inter 2s + fastinter 1s (fall 2)
+  const drain = readFileSync(templatePath('galera', 'mariadb-drain.conf'), 'utf8');
+  const stop = /^ExecStop=-\+\/bin\/sh -c '(.*)'$/m.exec(drain)?.[1] ?? '';
+  assert.match(stop, /SET GLOBAL wsrep_desync=ON" && sleep (\d+)$/);
+  assert.ok(Number(/sleep (\d+)$/.exec(stop)![1]) > 2 + 1 + 1, stop);
+  assert.match(dbCfg, /inter 2s fastinter 1s downinter 5s rise 2 fall 2/);
   assert.equal(render('galera', '61-galera-sst.cnf.ejs', { sst_password: 'Zx9-sst' }), golden('galera-61-galera-sst.cnf'));
 });
 
