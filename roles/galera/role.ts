@@ -7,7 +7,6 @@
 // ctx.hostContext(), decides (roles/galera/recovery.ts) and acts: bootstrap exactly one node, start the
 // others one at a time, rolling restart of running nodes whose configuration changed.
 import { createHash, randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BarrierResult, HostSpec, Role, Step, StepContext, StepResult, TaskOutcome } from '../../lib/types.ts';
 import { connOf, nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
