@@ -4,7 +4,7 @@
 // node's containers reach it at). Same servers in the same order, same check, same timings everywhere.
 import path from 'node:path';
 import type { HostSpec, Step, StepContext } from '../../lib/types.ts';
-import { task } from '../../lib/ops/base.ts';
+import { nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
 import { copy, directory } from '../../lib/ops/files.ts';
 import { systemd } from '../../lib/ops/systemd.ts';
 import { template, templatePath } from '../../lib/ops/template.ts';
@@ -77,6 +77,9 @@ export function endpointVars(
   };
 }
 
+/** Variables for building the template step's probe only (the probe reads the file, whatever it should hold). */
+const PROBE_ONLY: EndpointVars = { role: '', who: '', bind: '', port: 0, checkUser: '', maxconn: 0, servers: [] };
+
 /**
  * The check script, haproxy.cfg and the running service. `cfg` is the configuration's variables, or a function that
  * builds them when the step runs (the site nodes read their bind address from the host first).
@@ -93,12 +96,13 @@ export function endpointSteps(cfg: EndpointVars | ((ctx: StepContext) => Promise
     typeof cfg === 'function'
       ? task(
           `template ${HAPROXY_CFG} (Galera single-writer endpoint)`,
-          async (c) => {
-            const r = await c.run(op(await cfg(c)));
+          async (c, probed) => {
+            const r = await c.run(op(await cfg(c)), nestedOutputs(probed, 1)[0]);
             if (r.status === 'failed') throw new Error(r.error ?? `${r.step} failed`);
             return { changed: r.status === 'changed', changes: r.changes, diff: r.diff };
           },
-          { notify: RELOAD_HAPROXY },
+          // the file's probe does not depend on the variables: read with the role's probes
+          { notify: RELOAD_HAPROXY, probe: (c) => nestedProbe(c, [op(PROBE_ONLY)]) },
         )
       : op(cfg),
     systemd({ name: 'haproxy', enabled: true, state: 'started', daemonReload: true }),

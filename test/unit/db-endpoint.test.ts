@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import type { HostSpec } from '../../lib/types.ts';
 import { PHASES } from '../../playbooks/phases.ts';
 import { firewallPolicy, renderFirewall } from '../../roles/common/firewall.ts';
-import role, { PACKAGES, parseBridgeAddress } from '../../roles/db-endpoint/role.ts';
+import role, { PACKAGES, answerScript, parseBridgeAddress } from '../../roles/db-endpoint/role.ts';
 import { SITE_NODE_GROUP, siteNodes } from '../../roles/galera/endpoint.ts';
 import { renderExporterStack } from '../../roles/wp-exporter/stack.ts';
 import { parseSiteRecord } from '../../roles/wp-site/site.ts';
@@ -78,4 +78,14 @@ test("the WordPress exporter reaches the node's endpoint like the sites (extra h
   assert.deepEqual([r.config.db.host, r.config.db.port], ['wpfarm-db', 3307]);
   assert.match(r.yaml, /\n {4}extra_hosts:\n {6}- "wpfarm-db:host-gateway"\n/);
   assert.doesNotMatch(renderExporterStack(input({ host: '10.77.0.31', port: 3307 })).yaml, /extra_hosts/);
+});
+
+test("the endpoint's answer (its probe on a rerun, else asked with retries): the writer's name through docker0's address", () => {
+  assert.equal(
+    answerScript(3307, 'haproxy_check'),
+    [
+      "b=$( (ip -4 -o addr show dev docker0 2>/dev/null || true) | sed -n 's/.* inet \\([0-9.]*\\)\\/.*/\\1/p')",
+      `timeout 10 mariadb --no-defaults --connect-timeout=5 -h "$b" -P 3307 -u haproxy_check -NB -e $'SELECT @@wsrep_node_name'`,
+    ].join('\n'),
+  );
 });
