@@ -298,6 +298,20 @@ export function desiredLabels(ctx: Pick<StepContext, 'vars' | 'hosts'>): Map<str
   return out;
 }
 
+/**
+ * `docker node update` retried while Swarm answers "update out of sequence": the node object changed between the
+ * CLI's read and its write (a node that has just joined still reports its status; bootstrap on a fresh lab, 12-06).
+ * Any other error fails at once, with its message.
+ */
+export const NODE_UPDATE = `node_update() {
+  for i in 1 2 3 4 5; do
+    e=$(docker node update "$@" 2>&1 >/dev/null) && return 0
+    case $e in *'update out of sequence'*) sleep 1 ;; *) break ;; esac
+  done
+  printf '%s\\n' "$e" >&2
+  return 1
+}`;
+
 /** Node labels from the inventory, set through one manager in one round trip (runOnce). */
 export function nodeLabels(): Step {
   return task(
@@ -338,11 +352,11 @@ export function nodeLabels(): Step {
         const rm = Object.keys(have).filter((k) => groups.includes(k) && !(k in w));
         if (!add.length && !rm.length) continue;
         const args = [...add.flatMap(([k, v]) => ['--label-add', `${k}=${v}`]), ...rm.flatMap((k) => ['--label-rm', k])];
-        cmds.push(sh`docker node update ${args} ${id} >/dev/null`);
+        cmds.push(sh`node_update ${args} ${id}`);
         changes.push(`${addr}: ${[...add.map(([k, v]) => `+${k}=${v}`), ...rm.map((k) => `-${k}`)].join(' ')}`);
       }
       if (!cmds.length) return { changed: false };
-      if (!ctx.check) await mgr.exec(cmds.join(' && '));
+      if (!ctx.check) await mgr.exec([NODE_UPDATE, cmds.join(' && ')].join('\n'));
       return { changed: true, changes };
     },
     { runOnce: true, probe: clusterProbe },

@@ -1,8 +1,9 @@
 // The swarm steps' fast-path probe (roles/swarm-manager/swarm.ts parseSwarmProbe): a manager's and a worker's output.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import type { Task } from '../../lib/types.ts';
-import { parseSwarmProbe } from '../../roles/swarm-manager/swarm.ts';
+import { NODE_UPDATE, parseSwarmProbe } from '../../roles/swarm-manager/swarm.ts';
 
 const INFO = (o: Record<string, unknown>) => JSON.stringify({ LocalNodeState: 'active', NodeID: 'n1', NodeAddr: '10.0.0.11', ...o });
 
@@ -69,7 +70,7 @@ test('node labels: a node that joined after the phase probe is read again and la
   const out = await step.run(ctx, stale);
   assert.deepEqual(out && 'changes' in out ? out.changes : undefined, ['10.0.0.29: +workers=true']);
   assert.equal(execs.length, 2, execs.join('\n'));
-  assert.match(execs[1]!, /docker node update --label-add workers=true n9/);
+  assert.match(execs[1]!, /^node_update --label-add workers=true n9$/m);
 
   // a no-change rerun, every node in the probe: no extra read, no write
   execs.length = 0;
@@ -173,5 +174,33 @@ test("the worker role's node labels: from the first manager's list, updated thro
   assert.deepEqual(execs, []);
   const out = await step.run(ctx, MANAGER_VIEW('active - {}'));
   assert.deepEqual(out && out.changes, ['10.0.0.21: +workers=true']);
-  assert.deepEqual(execs, ['mgr1: docker node update --label-add workers=true n3 >/dev/null']);
+  assert.deepEqual(execs, [`mgr1: ${NODE_UPDATE}\nnode_update --label-add workers=true n3`]);
+});
+
+test('node_update retries while Swarm answers "update out of sequence", fails at once on any other error', () => {
+  // a docker stand-in for the shell function only (it counts its calls in a file: the function calls it in a
+  // subshell): out of sequence twice, then success; another error; out of sequence every time
+  const run = (fake: string) =>
+    spawnSync(
+      'bash',
+      [
+        '--norc',
+        '-c',
+        `f=$(mktemp); echo 0 >"$f"; ${fake}\n${NODE_UPDATE}\nnode_update --label-add a=b n1; echo "rc=$? calls=$(cat "$f")"; rm -f "$f"`,
+      ],
+      {
+        encoding: 'utf8',
+      },
+    );
+  const flaky = run(
+    'docker() { n=$(($(cat "$f")+1)); echo $n >"$f"; [ $n -ge 3 ] && return 0; echo "Error response from daemon: rpc error: code = Unknown desc = update out of sequence" >&2; return 1; }',
+  );
+  assert.equal(flaky.stdout.trim(), 'rc=0 calls=3');
+  const broken = run(
+    'docker() { n=$(($(cat "$f")+1)); echo $n >"$f"; echo "Error response from daemon: node n1 not found" >&2; return 1; }',
+  );
+  assert.equal(broken.stdout.trim(), 'rc=1 calls=1');
+  assert.match(broken.stderr, /node n1 not found/);
+  const stuck = run('docker() { n=$(($(cat "$f")+1)); echo $n >"$f"; echo "update out of sequence" >&2; return 1; }');
+  assert.equal(stuck.stdout.trim(), 'rc=1 calls=5');
 });
