@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 APT=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
 need=()
 # age: the backups' encryption on the controller (the lab's key pair, the configuration bundle)
+# chromium: the headless browser of lab 61 (a site as a web page) and the engine's timeline test. Lab 61 ran before
+# the timeline test had installed it in one CI run (the two tiers run side by side), so it is set up here.
 for pkg in openssh-server openssh-client iproute2 iptables nftables debootstrap docker.io docker-registry git rsync varnish keepalived \
-  zip unzip age; do
+  zip unzip age chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then
