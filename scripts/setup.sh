@@ -8,8 +8,9 @@ need=()
 # age: the backups' encryption on the controller (the lab's key pair, the configuration bundle)
 # chromium: the headless browser of lab 61 (a site as a web page) and the engine's timeline test. Lab 61 ran before
 # the timeline test had installed it in one CI run (the two tiers run side by side), so it is set up here.
+# php-cli: the migrate contract test reads the serialized rewrite back with PHP's own unserialize().
 for pkg in openssh-server openssh-client iproute2 iptables nftables debootstrap docker.io docker-registry git rsync varnish keepalived \
-  zip unzip age chromium; do
+  zip unzip age chromium php-cli; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then
