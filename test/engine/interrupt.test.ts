@@ -213,7 +213,11 @@ describe('one Ctrl-C stops a run cleanly under every launcher', () => {
       assert.equal(quit.code, 130, quit.stdout + quit.stderr);
       assert.match(quit.stdout, /second Ctrl-C: quitting now/);
       assert.doesNotMatch(quit.stdout, /RECAP/);
-      assert.ok(quit.ms >= 1200 && quit.ms < 2000, `${Math.round(quit.ms)} ms`);
+      // at once: it did not wait for the docker command in flight (8 s long; its end marker is not there yet). How
+      // soon after the second Ctrl-C is a timing (1.3-2.5 s after the first at load 10, CI-like run of 2026-12-07):
+      // it is printed above, and asserted only to be after the second Ctrl-C and well before the command's end
+      assert.ok(!existsSync(onHost('h03', '/srv/docker-done')), 'quit before the docker command in flight ended');
+      assert.ok(quit.ms >= 1200 && quit.ms < 6000, `${Math.round(quit.ms)} ms`);
       await assertNoRemoteCommandLeft();
       // the docker stand-in ends on its own; the next test starts from a quiet host
       for (let i = 0; i < 200 && !existsSync(onHost('h03', '/srv/docker-done')); i++) await sleep(50);
