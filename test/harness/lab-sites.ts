@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { quote } from 'zx';
 import { STANDIN_STACK } from '../../roles/traefik/standin-steps.ts';
+import { PHASES } from '../../playbooks/phases.ts';
 import {
   BRIDGE,
   GATEWAY,
@@ -154,18 +155,19 @@ export async function assertLabUp(nodes: string[]): Promise<void> {
 
 /** Bootstrap phase 1, galera, db-endpoint, gluster, the images role: idempotent, cheap when done; what every site test needs. */
 export async function convergeSitePrerequisites(work: string): Promise<void> {
-  for (const [script, args] of [
-    ['playbooks/bootstrap.ts', ['--phase', '1']],
-    ['playbooks/run-role.ts', ['galera']],
+  const roles = [
+    ...PHASES.find((p) => p.n === 1)!.roles,
+    'galera',
     // the sites' database endpoint on each worker (the node their tasks run on)
-    ['playbooks/run-role.ts', ['db-endpoint']],
-    ['playbooks/run-role.ts', ['gluster']],
+    'db-endpoint',
+    'gluster',
     // phase 3's images role: the site images built once and pushed (add-site never builds)
-    ['playbooks/run-role.ts', ['images']],
-  ] as const) {
-    const r = await cli(work, script, [...args], 30 * 60_000);
-    if (r.code !== 0) throw new Error(`prerequisite ${script} ${args.join(' ')} failed:\n${r.out.slice(-3000)}`);
-  }
+    'images',
+  ];
+  // one run, as bootstrap runs a phase: the roles' probes read together, one connection per host (nine lab files
+  // call this; five runs of their own each cost 5 process starts, connection sets and read-aheads)
+  const r = await cli(work, 'playbooks/run-role.ts', roles, 30 * 60_000);
+  if (r.code !== 0) throw new Error(`prerequisites (run-role ${roles.join(' ')}) failed:\n${r.out.slice(-3000)}`);
 }
 
 /**
