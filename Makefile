@@ -56,8 +56,8 @@ test-lab: setup
 
 # What CI runs (.ci/run): every tier, the lab included (it builds the test lab, converges the farm, proves the roles
 # and their faults, and takes the test lab down leaving the machine as it was; a user's lab beside it is untouched).
-# The unit tier first, then contract + engine side by side with the lab tier (scripts/test-tiers.ts: each stream's
-# lines prefixed [fast] / [lab]); WPFARM_TEST_SERIAL=1 runs the tiers one after the other.
+# The unit tier's timed file first, then unit + contract + engine side by side with the lab tier (scripts/test-tiers.ts:
+# each stream's lines prefixed [fast] / [lab]); WPFARM_TEST_SERIAL=1 runs the tiers one after the other.
 test: setup typecheck lint
 	$(NODE) scripts/test-tiers.ts
 
