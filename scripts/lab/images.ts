@@ -224,17 +224,23 @@ export async function ensureImages(opts: { golden?: boolean } = {}): Promise<Lab
   return withLock('images', async () => {
     const node = await buildFromDir(IMAGES.node, path.join(FILES_DIR, 'node'), base);
     if (node.built) built.push(IMAGES.node);
-    const svc = await buildFromDir(IMAGES.svc, path.join(FILES_DIR, 'svc'), node.id);
-    if (svc.built) built.push(IMAGES.svc);
-    const s3 = await buildFromDir(IMAGES.s3, path.join(FILES_DIR, 's3'), node.id);
-    if (s3.built) built.push(IMAGES.s3);
-    const ctl = await buildFromDir(IMAGES.ctl, path.join(FILES_DIR, 'ctl'), node.id);
-    if (ctl.built) built.push(IMAGES.ctl);
+    // the images on the node image are built side by side: each is mostly apt downloading and unpacking, one
+    // after another they took 117 s on a fresh machine (s3 42 s, golden 55 s)
+    const [svc, s3, ctl, golden] = await Promise.all([
+      buildFromDir(IMAGES.svc, path.join(FILES_DIR, 'svc'), node.id),
+      buildFromDir(IMAGES.s3, path.join(FILES_DIR, 's3'), node.id),
+      buildFromDir(IMAGES.ctl, path.join(FILES_DIR, 'ctl'), node.id),
+      opts.golden === false ? undefined : buildGolden(node.id),
+    ]);
+    for (const [image, b] of [
+      [IMAGES.svc, svc],
+      [IMAGES.s3, s3],
+      [IMAGES.ctl, ctl],
+      [IMAGES.golden, golden],
+    ] as const)
+      if (b?.built) built.push(image);
     const others = { base, node: node.id, svc: svc.id, s3: s3.id, ctl: ctl.id };
-    if (opts.golden === false) return { ...others, built };
-    const golden = await buildGolden(node.id);
-    if (golden.built) built.push(IMAGES.golden);
-    return { ...others, golden: golden.id, built };
+    return golden ? { ...others, golden: golden.id, built } : { ...others, built };
   });
 }
 
