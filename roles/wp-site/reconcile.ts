@@ -22,6 +22,7 @@ import {
   siteNetworkName,
   stackName,
   NODE_DB_HOST,
+  ROLLOUT,
   type DbEndpoint,
   type FarmStackSettings,
 } from './stack.ts';
@@ -96,6 +97,8 @@ export interface WpSiteSettings {
   filesHost: string;
   waitTimeoutMs: number;
   managementCidrs?: string[];
+  /** Swarm's rolling update timings (wp_update_delay / wp_update_monitor) */
+  rollout: { delay: string; monitor: string };
 }
 
 export interface InstallParams {
@@ -178,6 +181,7 @@ export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSite
     filesHost: files.name,
     waitTimeoutMs: (typeof v.wp_site_wait === 'number' ? v.wp_site_wait : 240) * 1000,
     managementCidrs: Array.isArray(v.management_cidrs) ? v.management_cidrs.map(String) : undefined,
+    rollout: rolloutSettings(v),
   };
 }
 
@@ -665,5 +669,18 @@ export function farmSettings(
     // several regions (the inventory's `regions`; the swarm role labels each node region=<its var region>): each
     // service's replicas spread over them, so that a region cut off leaves every site a replica elsewhere
     ...(list(vars.regions).length > 1 ? { spreadOver: ['node.labels.region'] } : {}),
+    rollout: s.rollout,
   };
+}
+
+/** wp_update_delay / wp_update_monitor: Swarm durations ("10s", "500ms", "1m"); anything else is bad input. */
+export function rolloutSettings(vars: Record<string, unknown>): { delay: string; monitor: string } {
+  const one = (name: string, dflt: string): string => {
+    const v = vars[name];
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'string' || !/^\d+(ms|s|m)$/.test(v))
+      throw new InputError(`vars.${name}: a Swarm duration such as "10s", "500ms" or "1m", got ${JSON.stringify(v)}`);
+    return v;
+  };
+  return { delay: one('wp_update_delay', ROLLOUT.delay), monitor: one('wp_update_monitor', ROLLOUT.monitor) };
 }

@@ -22,7 +22,8 @@
 // completely: database, directories, install, used by add-site/add-sites), wp_site_title, wp_site_admin_user,
 // wp_site_admin_email (one site) or wp_site_install ({id: {title, admin_user, admin_email}}: add-sites),
 // wp_site_concurrency (sites at once within a step, default 1), site_base_image, registry / registry_push, gluster_mount, swarm_endpoint_mode,
-// overlay_encrypted, wp_db_host, galera_writer_port, wp_db_user_host, wp_site_wait (s), wp_site_placement.
+// overlay_encrypted, wp_db_host, galera_writer_port, wp_db_user_host, wp_site_wait (s), wp_site_placement,
+// wp_update_delay / wp_update_monitor (Swarm's rolling update: default 10s / 30s; the lab's inventories 2s / 10s).
 import type { Role } from '../../lib/types.ts';
 import { wpSiteSteps } from './steps.ts';
 

@@ -101,7 +101,13 @@ export interface FarmStackSettings {
   spreadOver?: string[];
   /** addresses (or CIDRs) besides loopback and the site's php-fpm tasks that may PURGE a site's Varnish */
   varnishPurgeFrom?: string[];
+  /** Swarm's rolling update of each service: the pause between two tasks and how long a new, healthy task is watched
+   *  before the next (update_config delay / monitor; default 10s / 30s). The lab's inventories shorten them. */
+  rollout?: { delay: string; monitor: string };
 }
+
+/** Swarm's rolling update timings by default (update_config delay / monitor) */
+export const ROLLOUT = { delay: '10s', monitor: '30s' } as const;
 
 export interface RenderedSecret {
   /** key inside the stack (and file name under /run/secrets) */
@@ -228,7 +234,14 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
   const varnishImage = farm.images.varnish;
   if (varnish && !varnishImage) throw new Error(`site ${id}: cache.varnish is on but the farm settings have no varnish image`);
 
-  const update_config = { parallelism: 1, delay: '10s', failure_action: 'rollback', monitor: '30s', order: 'start-first' };
+  const rollout = farm.rollout ?? ROLLOUT;
+  const update_config = {
+    parallelism: 1,
+    delay: rollout.delay,
+    failure_action: 'rollback',
+    monitor: rollout.monitor,
+    order: 'start-first',
+  };
   const rollback_config = { parallelism: 1, delay: '5s', failure_action: 'pause', order: 'stop-first' };
   const restart_policy = { condition: 'any', delay: '5s', max_attempts: 3, window: '120s' };
   const overlayPool = farm.overlayPool ?? '10.0.0.0/8';

@@ -516,6 +516,10 @@ vars:
   # down from Codership's PT3S/PT30S/PT1M/PT1M so that the lab's region-partition test stays short
   regions: [${LAB_REGIONS.join(', ')}]
   galera_wan_options: { evs.keepalive_period: PT1S, evs.suspect_timeout: PT5S, evs.inactive_timeout: PT10S, evs.install_timeout: PT10S }
+  # Swarm's rolling update of a site's services, scaled down from production's 10s between tasks and 30s watching
+  # each new (healthy) task: the lab's tests roll sites many times (a failing health check still rolls back)
+  wp_update_delay: 2s
+  wp_update_monitor: 10s
 hosts:
 ${hosts}
 groups:

@@ -536,3 +536,39 @@ test("the database endpoint: the node's own (host-gateway entry on php-fpm) by d
   assert.equal(addr.services['php-fpm'].extra_hosts, undefined);
   assert.doesNotMatch(renderSiteStack(blog1, farm()).yaml, /extra_hosts|host-gateway/);
 });
+
+test("rolling updates: Swarm's delay and monitor from wp_update_delay / wp_update_monitor (10s / 30s by default); bad values are bad input", () => {
+  const ctx = (vars: Record<string, unknown>) => ({
+    vars,
+    hosts: (p: string) =>
+      p === 'db' || p === 'workers'
+        ? [{ name: `${p}1`, address: p === 'db' ? '10.77.0.31' : '10.77.0.21', port: 22, user: 'root', groups: [p], vars: {} }]
+        : [],
+  });
+  const images = { wordpressFpm: 'w', nginx: 'n', redis: 'r' } as ImageRefs;
+  const rendered = (vars: Record<string, unknown>) => {
+    const s = wpSiteSettings(ctx(vars));
+    return doc(renderSiteStack(shop, farm({ rollout: farmSettings(s, images, {}, vars).rollout })));
+  };
+  for (const [name, svc] of Object.entries(rendered({}).services))
+    assert.deepEqual([svc.deploy.update_config.delay, svc.deploy.update_config.monitor], ['10s', '30s'], name);
+  const lab = rendered({ wp_update_delay: '2s', wp_update_monitor: '10s' });
+  for (const [name, svc] of Object.entries(lab.services)) {
+    assert.deepEqual([svc.deploy.update_config.delay, svc.deploy.update_config.monitor], ['2s', '10s'], name);
+    assert.equal(svc.deploy.update_config.order, 'start-first', name);
+    assert.equal(svc.deploy.update_config.failure_action, 'rollback', name);
+  }
+  const { v313, compose } = validators();
+  assert.ok(v313(lab), JSON.stringify(v313.errors));
+  assert.ok(compose(lab), JSON.stringify(compose.errors));
+  for (const [name, bad] of [
+    ['wp_update_delay', 10],
+    ['wp_update_monitor', '30'],
+    ['wp_update_monitor', '1h; reboot'],
+  ] as const)
+    assert.throws(
+      () => wpSiteSettings(ctx({ [name]: bad })),
+      (e: Error) => e.name === 'InputError' && e.message.includes(`vars.${name}`) && e.message.includes(JSON.stringify(bad)),
+      `${name}=${JSON.stringify(bad)}`,
+    );
+});

@@ -43,6 +43,7 @@ const SETTINGS: WpSiteSettings = {
   dbUserHost: '10.10.0.%',
   filesHost: 'wrk1',
   waitTimeoutMs: 1000,
+  rollout: { delay: '10s', monitor: '30s' },
 };
 
 const secretsOf = (id: string): StoredSecrets => ({
