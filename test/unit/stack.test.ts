@@ -505,15 +505,17 @@ test('farm probe: one shell command gives the service list and the digests stack
   assert.throws(() => farmProbeScript('/tmp/x; rm -rf /'), /bad stack dir/);
 });
 
+/** the role's context for wpSiteSettings: these vars, one db host and one worker */
+const ctx = (vars: Record<string, unknown>) => ({
+  vars,
+  hosts: (p: string) =>
+    p === 'db' || p === 'workers'
+      ? [{ name: `${p}1`, address: p === 'db' ? '10.77.0.31' : '10.77.0.21', port: 22, user: 'root', groups: [p], vars: {} }]
+      : [],
+});
+
 test("the database endpoint: the node's own (host-gateway entry on php-fpm) by default, an inventory address as it is", () => {
   // the role's settings: no wp_db_host → the endpoint of the node each task runs on (roles/db-endpoint)
-  const ctx = (vars: Record<string, unknown>) => ({
-    vars,
-    hosts: (p: string) =>
-      p === 'db' || p === 'workers'
-        ? [{ name: `${p}1`, address: p === 'db' ? '10.77.0.31' : '10.77.0.21', port: 22, user: 'root', groups: [p], vars: {} }]
-        : [],
-  });
   const onNode = wpSiteSettings(ctx({ galera_writer_port: 3307 }));
   assert.deepEqual([onNode.dbHost, onNode.dbPort, onNode.dbOnNode], [NODE_DB_HOST, 3307, true]);
   assert.deepEqual(dbEndpoint(onNode), { host: 'wpfarm-db', port: 3307, onNode: true });
@@ -538,13 +540,6 @@ test("the database endpoint: the node's own (host-gateway entry on php-fpm) by d
 });
 
 test("rolling updates: Swarm's delay and monitor from wp_update_delay / wp_update_monitor (10s / 30s by default); bad values are bad input", () => {
-  const ctx = (vars: Record<string, unknown>) => ({
-    vars,
-    hosts: (p: string) =>
-      p === 'db' || p === 'workers'
-        ? [{ name: `${p}1`, address: p === 'db' ? '10.77.0.31' : '10.77.0.21', port: 22, user: 'root', groups: [p], vars: {} }]
-        : [],
-  });
   const images = { wordpressFpm: 'w', nginx: 'n', redis: 'r' } as ImageRefs;
   const rendered = (vars: Record<string, unknown>) => {
     const s = wpSiteSettings(ctx(vars));
