@@ -9,7 +9,6 @@
 // (or WPFARM_TEST_SERIAL=1) runs everything one after the other, as before.
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 
 const NODE_TEST = ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=1800000', '--test-reporter=spec'];
@@ -28,16 +27,12 @@ const QUIET_UNIT = ['test/unit/tsx-parent.test.ts'];
 interface Stream {
   tag: string;
   files: string[];
-  /** niceness of the stream's processes (their children inherit it): the fast stream yields the CPU to the lab's */
-  nice?: number;
 }
 
 function run(s: Stream, prefix: boolean): Promise<number> {
   return new Promise((resolve) => {
     const started = Date.now();
     const child = spawn(process.execPath, [...NODE_TEST, ...s.files], { stdio: ['ignore', 'pipe', 'pipe'] });
-    // set before the runner starts its first test file (node --test spawns one process per file, later)
-    if (s.nice && child.pid) setPriority(child.pid, s.nice);
     const tag = prefix ? `[${s.tag}] ` : '';
     for (const out of [child.stdout, child.stderr]) {
       const sink = out === child.stdout ? process.stdout : process.stderr;
@@ -70,9 +65,7 @@ async function main(): Promise<number> {
   // tier alone, ~200 s mostly process starts, was all on the critical path)
   const quiet = unitFiles.filter((f) => QUIET_UNIT.includes(f));
   const rcs = [await run({ tag: 'unit (timed)', files: quiet }, false)];
-  // the lab tier is the critical path (its containers' work is most of the machine's load): the fast stream runs at
-  // niceness 5, so it takes the CPU the lab leaves (it has ~30 minutes of slack)
-  const fast: Stream = { tag: 'fast', files: [...unitFiles.filter((f) => !quiet.includes(f)), ...files('contract', 'engine')], nice: 5 };
+  const fast: Stream = { tag: 'fast', files: [...unitFiles.filter((f) => !quiet.includes(f)), ...files('contract', 'engine')] };
   const lab: Stream = { tag: 'lab', files: files('lab') };
   process.stdout.write('unit, contract and engine tiers [fast] side by side with the lab tier [lab]\n');
   rcs.push(...(await Promise.all([run(fast, true), run(lab, true)])));
