@@ -1,8 +1,8 @@
 // `make test`: the unit tier's timed file first, then the unit, contract and engine tiers side by side with the lab tier.
 //   node --import tsx scripts/test-tiers.ts [--serial]
 //
-// Why side by side: the lab tier (~45 min) spends most of its time waiting on its containers (Swarm convergence,
-// request loops, timers), and the unit, contract and engine tiers (~20-28 min) need no lab, so `make test` takes about as long
+// Why side by side: the lab tier (64 min in CI-like run 8) spends most of its time waiting on its containers (Swarm
+// convergence, request loops, timers), and the unit, contract and engine tiers (26 min there) need no lab, so `make test` takes about as long
 // as the lab tier alone instead of the sum. Every test runs exactly as it does alone (the same files, the same
 // node --test options, each tier's files one at a time); only the two streams overlap. Each output line is prefixed
 // with its stream ([lab] / [fast]); the exit status is the first non-zero of the streams. `--serial`
