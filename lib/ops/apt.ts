@@ -41,6 +41,9 @@ export function aptGetInstall(packages: string[], installRecommends = false): st
   return sh`${APT} ${CONF} install ${installRecommends ? [] : ['--no-install-recommends']} -- ${packages}`;
 }
 
+/** Touched after each successful `apt-get update` (the file Ansible's apt module and Ubuntu's apt hooks read too). */
+export const UPDATE_STAMP = '/var/lib/apt/periodic/update-success-stamp';
+
 export const DPKG_FORMAT = '${Package} ${Status} ${Version}\n';
 
 /** Parse `apt-cache policy pkg...`: package → { installed, candidate } ('' for "(none)"). */
@@ -91,7 +94,8 @@ function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Opera
       if (state === 'latest') s.push(sh`echo %%policy; LC_ALL=C apt-cache policy -- ${pkgs}`);
       if (maxAge !== undefined)
         s.push(
-          "echo %%cache; echo now=$(date +%s); echo lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -printf '%T@\\n' | sort -n | tail -1 | cut -d. -f1)",
+          "echo %%cache; echo now=$(date +%s); echo lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -printf '%T@\\n' | sort -n | tail -1 | cut -d. -f1)" +
+            `; echo stamp=$(stat -c %Y ${UPDATE_STAMP})`,
         );
       return { script: `(\n${s.join('\n')}\n) 2>/dev/null`, become: options.become };
     },
@@ -105,6 +109,10 @@ function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Opera
         const c = keyValues(p.get('cache') ?? '');
         const now = parseInt(c.now ?? '', 10);
         const lists = parseInt(c.lists ?? '', 10);
+        // apt-get update rewrites no list that did not change on the mirror: the stamp it leaves on success says
+        // when the lists were last known current (without it, every run after an hour refreshed them again)
+        const stamp = parseInt(c.stamp ?? '', 10);
+        const fresh = Number.isFinite(stamp) ? Math.max(lists, stamp) : lists;
         // Stale lists are refreshed before an install, and for `latest` (the candidates depend on them).
         // With everything present they are left alone, like Ansible's cache_valid_time: a rerun the next day
         // must report no change on a converged host.
@@ -113,7 +121,7 @@ function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Opera
           changes.push(`apt-get update (${why})`);
         };
         if (!Number.isFinite(lists)) matters('no package lists');
-        else if (Number.isFinite(now) && now - lists > maxAge) staleBy = `lists ${now - lists} s old > ${maxAge} s`;
+        else if (Number.isFinite(now) && now - fresh > maxAge) staleBy = `lists ${now - fresh} s old > ${maxAge} s`;
         if (staleBy && state === 'latest') matters(staleBy);
       }
       let install: string[] = [];
@@ -175,7 +183,7 @@ function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Opera
       if (update) {
         lines.push(
           'ok=""; for i in $(seq 120); do',
-          `  if out=$(${aptGetUpdate()} 2>&1); then ok=1; break; fi`,
+          `  if out=$(${aptGetUpdate()} 2>&1); then ok=1; mkdir -p /var/lib/apt/periodic; touch ${UPDATE_STAMP}; break; fi`,
           `  case "$out" in *'Could not get lock'*) sleep 5;; *) break;; esac`,
           `done; if [ -z "$ok" ]; then printf '%s\\n' "$out" >&2; exit 100; fi`,
         );

@@ -3,7 +3,7 @@
 // (test/lab/10-ops-system.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { apt, parseAptPolicy } from '../../lib/ops/apt.ts';
+import { UPDATE_STAMP, apt, parseAptPolicy } from '../../lib/ops/apt.ts';
 import { InputError } from '../../lib/errors.ts';
 import type { ApplyScript, Plan } from '../../lib/types.ts';
 import { localContext, localExec, runLocal } from './ops-sys.harness.ts';
@@ -31,10 +31,11 @@ test('present: an installed package is ok, a missing one is planned with the exa
   assert.deepEqual(r.plan.invalidates, ['packages', 'services']);
   const s = script(r.plan);
   assert.match(s, /^export DEBIAN_FRONTEND=noninteractive/m);
-  // update_cache: refresh before installing, waiting (up to 120 x 5 s) while another apt holds the lists lock
+  // update_cache: refresh before installing, waiting (up to 120 x 5 s) while another apt holds the lists lock; the
+  // stamp of a successful refresh
   assert.ok(
     s.includes(
-      `  if out=$(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q update 2>&1); then ok=1; break; fi\n  case "$out" in *'Could not get lock'*) sleep 5;; *) break;; esac\n`,
+      `  if out=$(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::http::Timeout=30 -o Acquire::Retries=3 -y -q update 2>&1); then ok=1; mkdir -p /var/lib/apt/periodic; touch /var/lib/apt/periodic/update-success-stamp; break; fi\n  case "$out" in *'Could not get lock'*) sleep 5;; *) break;; esac\n`,
     ),
     s,
   );
@@ -114,6 +115,16 @@ test('update_cache seconds: stale lists are refreshed before an install or for l
     '%%dpkg\nbash install ok installed 5.2.15-2+b8\n%%cache\nnow=1790000000\nlists=\n',
   );
   assert.deepEqual(none.changes, ['apt-get update (no package lists)']);
+  // an update that found nothing new on the mirror rewrites no list: its stamp counts as fresh lists
+  const stamped = await apt({ packages: ['bash', 'hello'], update_cache: 3600 }).plan(ctx, `${out()}stamp=${1790000000 - 60}\n`);
+  assert.deepEqual(stamped.changes, ['install hello'], 'lists refreshed 60 s ago (stamp) are fresh');
+  const oldStamp = await apt({ packages: ['bash', 'hello'], update_cache: 3600 }).plan(ctx, `${out()}stamp=${1790000000 - 9000}\n`);
+  assert.deepEqual(oldStamp.changes, ['apt-get update (lists 7200 s old > 3600 s)', 'install hello'], 'the newer of the two counts');
+  assert.match(script(install), new RegExp(`then ok=1; mkdir -p /var/lib/apt/periodic; touch ${UPDATE_STAMP}; break`));
+  assert.match(
+    apt({ packages: ['bash'], update_cache: 3600 }).probe!(ctx)!.script,
+    /echo stamp=\$\(stat -c %Y \/var\/lib\/apt\/periodic\/update-success-stamp\)/,
+  );
   // and the probe against this machine's real lists parses
   const real = await runLocal(apt({ packages: ['bash'], update_cache: 1 }), { check: true });
   assert.equal(real.status, 'ok');
