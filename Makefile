@@ -8,10 +8,14 @@ RUN    = node $$(test -f .wpfarm/cli/wpfarm.mjs && echo .wpfarm/cli/wpfarm.mjs |
 INVENTORY ?=
 export CI
 
-.PHONY: images golden-image lint setup bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
+.PHONY: images golden-image lint setup setup-test bootstrap test test-all test-fast test-unit test-contract test-engine test-lab bench lab-up lab-down lab-status role add-site typecheck
 
+# What the lab and bootstrap need (setup), and with the test tiers' own packages (setup-test).
 setup:
 	@bash scripts/setup.sh
+
+setup-test:
+	@bash scripts/setup.sh --test
 
 node_modules/.package-lock.json: package.json
 	@if [ -L node_modules ]; then echo "node_modules links to $$(readlink node_modules): not reinstalled here"; \
@@ -51,18 +55,18 @@ test-engine: node_modules/.package-lock.json
 test test-fast test-unit test-contract test-engine test-lab: export WPFARM_LAB = test
 
 # Lab tier: the docker "VM" test lab, cluster roles and faults (sequential; brings the test lab up, tears it down).
-test-lab: setup
+test-lab: setup-test
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec test/lab/*.test.ts
 
 # What CI runs (.ci/run): every tier, the lab included (it builds the test lab, converges the farm, proves the roles
 # and their faults, and takes the test lab down leaving the machine as it was; a user's lab beside it is untouched).
 # The unit tier's timed file first, then unit + contract + engine side by side with the lab tier (scripts/test-tiers.ts:
 # each stream's lines prefixed [fast] / [lab]); WPFARM_TEST_SERIAL=1 runs the tiers one after the other.
-test: setup typecheck lint
+test: setup-test typecheck lint
 	$(NODE) scripts/test-tiers.ts
 
 # Everything but the lab (about 10 minutes): unit, contract, engine.
-test-fast: setup typecheck lint
+test-fast: setup-test typecheck lint
 	$(NODE) --test --test-concurrency=1 --test-timeout=1800000 --test-reporter=spec test/unit/*.test.ts test/contract/*.test.ts test/engine/*.test.ts
 
 test-all: test
@@ -70,7 +74,7 @@ test-all: test
 .wpfarm/cli/current.json: $(CLI_SOURCES) node_modules/.package-lock.json
 	@$(NODE) scripts/build-cli.ts --quiet || echo 'build-cli failed: playbooks run through tsx'
 
-bench: setup
+bench: setup-test
 	$(NODE) bench/run.ts
 
 # The golden node image (playbooks/image.ts, docs/lab.md): the lab's, or with INVENTORY=FILE the DigitalOcean snapshot.

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# One-time set-up of the controller machine: node modules and the Debian packages the
-# engine's tests and the lab need. Idempotent and quiet when everything is present.
+# One-time set-up of the controller machine: node modules and the Debian packages that the lab and `make bootstrap`
+# need; with --test (make test and the other test targets) also the ones only the tests use. Idempotent and quiet
+# when everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT=(apt-get -o DPkg::Lock::Timeout=600 -y -q)
 need=()
-# age: the backups' encryption on the controller (the lab's key pair, the configuration bundle)
-# chromium: the headless browser of lab 61 (a site as a web page) and the engine's timeline test. Lab 61 ran before
-# the timeline test had installed it in one CI run (the two tiers run side by side), so it is set up here.
-# php-cli: the migrate contract test reads the serialized rewrite back with PHP's own unserialize().
-for pkg in openssh-server openssh-client iproute2 iptables nftables debootstrap docker.io docker-registry git rsync varnish keepalived \
-  zip unzip age chromium php-cli; do
+# the lab (docker.io, debootstrap for its base image, iproute2/iptables/nftables for its network and faults), age
+# (the lab's backup key pair, the backups' encryption on the controller), git, rsync, zip/unzip (plugins, bundles)
+pkgs=(openssh-client iproute2 iptables nftables debootstrap docker.io git rsync zip unzip age)
+# only the tests: sshd hosts of the engine tier, the registry, Varnish and keepalived of the contract tier, chromium
+# (the headless browser of lab 61, a site as a web page, and the engine's timeline test; set up here because lab 61
+# once ran before the timeline test had installed it, the two tiers running side by side), php-cli (the migrate
+# contract test reads the serialized rewrite back with PHP's own unserialize())
+[ "${1:-}" = --test ] && pkgs+=(openssh-server docker-registry varnish keepalived chromium php-cli)
+for pkg in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if ((${#need[@]})); then
