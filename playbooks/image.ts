@@ -1,5 +1,6 @@
-// Golden node images: the packages of phase 1 (roles/common/packages.ts) baked into the image new nodes start
-// from, so a new node is ready sooner and phase 1 on it only verifies them.
+// Golden node images: the farm's packages (roles/common/golden.ts: phase 1's and the later phases') baked into the
+// image new nodes start from, their services left disabled, so a new node is ready sooner and the phases on it only
+// verify packages.
 //
 //   npx tsx playbooks/image.ts --lab                                      the lab's node image (wpfarm/lab-golden:bookworm)
 //   npx tsx playbooks/image.ts -i inventory/production.example.yml [--check] [--keep N]     a DigitalOcean snapshot
@@ -24,8 +25,7 @@ import { CloudApiError, maskSecrets } from '../lib/cloud/retry.ts';
 import { runRole } from '../lib/runner.ts';
 import { ConnectionPool } from '../lib/transport.ts';
 import type { HostSpec } from '../lib/types.ts';
-import { goldenInputs, goldenRole } from '../roles/common/golden.ts';
-import { goldenPackages } from '../roles/common/packages.ts';
+import { goldenInputs, goldenPackages, goldenRole } from '../roles/common/golden.ts';
 
 export interface Io {
   out: (line: string) => void;
@@ -37,8 +37,8 @@ export type Prepare = (droplet: DropletInfo, cloud: CloudSpec) => Promise<void>;
 
 const CMD: CommandSpec = {
   name: 'image.ts',
-  summary: `Bakes the packages of phase 1 (${goldenPackages().join(', ')}) into a node image, so that phase 1 on a
-new node only verifies them.
+  summary: `Bakes the farm's packages (${goldenPackages().join(', ')}) into a node image, their services left disabled
+(each role enables its own), so that the phases on a new node only verify them.
   --lab: the lab's node image ${'wpfarm/lab-golden:bookworm'} (lab-up starts the nodes from it).
   -i FILE: a DigitalOcean snapshot from the inventory's cloud: section (region, image, ssh_keys, user, key).
 Token: DIGITALOCEAN_TOKEN from the environment or .env (never printed).`,

@@ -1,6 +1,6 @@
 // The packages the common role installs (phase 1 of bootstrap): one list, read by the role itself and by the
-// golden node images (playbooks/image.ts: a DigitalOcean snapshot; the lab's node image), which bake these in so
-// that phase 1 on a new node only verifies them.
+// golden node images (roles/common/golden.ts: a DigitalOcean snapshot; the lab's node image), which bake these in
+// (with the later phases' packages) so that phase 1 on a new node only verifies them.
 
 /** Every host of the farm. */
 export const BASE_PACKAGES = [
@@ -22,8 +22,3 @@ export const DOCKER_PACKAGES = ['docker.io'];
  *  the swarm the engine stays off; on a swarm node the common role writes daemon.json first, then enables and
  *  starts it (as it does right after installing the package on a bare node). */
 export const DOCKER_UNITS = ['docker.service', 'docker.socket', 'containerd.service'];
-
-/** What a golden image bakes in: the union of phase 1's packages over every kind of host. */
-export function goldenPackages(): string[] {
-  return [...new Set([...BASE_PACKAGES, ...DOCKER_PACKAGES])];
-}

@@ -17,7 +17,7 @@ import { endpointSteps, endpointVars, reloadHandler, SITE_NODE_GROUP } from '../
 import { nodeAddress, settings } from '../galera/role.ts';
 
 /** HAProxy, and the MariaDB client the check runs. */
-export const PACKAGES = ['haproxy', 'mariadb-client-core'];
+export const DB_ENDPOINT_PACKAGES = ['haproxy', 'mariadb-client-core'];
 /** The Docker bridge whose address HAProxy binds: what `host-gateway` resolves to (dockerd's default). */
 export const BRIDGE = 'docker0';
 export const DROPIN = '/etc/systemd/system/haproxy.service.d/50-wpfarm-after-docker.conf';
@@ -71,7 +71,7 @@ const role: Role = {
     if (!dbHosts.length) throw new Error(`db-endpoint: the inventory group '${s.group}' has no hosts`);
     const answer = answerScript(s.writerPort, s.checkUser);
     return [
-      apt({ packages: PACKAGES, update_cache: 3600, autostart: false }, { retries: 3, delayMs: 15_000 }),
+      apt({ packages: DB_ENDPOINT_PACKAGES, update_cache: 3600, autostart: false }, { retries: 3, delayMs: 15_000 }),
       directory({ path: DROPIN.slice(0, DROPIN.lastIndexOf('/')), mode: '0755' }),
       copy({ src: templatePath('galera', 'haproxy-after-docker.conf'), path: DROPIN, mode: '0644' }),
       bridgeAddress(),

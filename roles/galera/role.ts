@@ -32,7 +32,7 @@ export const GALERA_CNF = '/etc/mysql/mariadb.conf.d/60-galera.cnf';
 export const SST_CNF = '/etc/mysql/mariadb.conf.d/61-galera-sst.cnf';
 export const DRAIN_DROPIN = '/etc/systemd/system/mariadb.service.d/50-wpfarm-drain.conf';
 const DATADIR = '/var/lib/mysql';
-const PACKAGES = ['mariadb-server', 'mariadb-client', 'mariadb-backup', 'galera-4', 'socat', 'haproxy'];
+export const GALERA_PACKAGES = ['mariadb-server', 'mariadb-client', 'mariadb-backup', 'galera-4', 'socat', 'haproxy'];
 
 /** Secrets the role needs; generated on the first run, kept on the first db host (root 0600). */
 const SECRET_KEYS = ['sst_password', 'admin_password', 'exporter_password'] as const;
@@ -527,7 +527,7 @@ const role: Role = {
     }
     steps.push(
       // retried: another run (roles/common, unattended-upgrades) may hold the apt lists lock for a while
-      apt({ packages: PACKAGES, update_cache: 3600, autostart: false }, { retries: 3, delayMs: 15_000 }),
+      apt({ packages: GALERA_PACKAGES, update_cache: 3600, autostart: false }, { retries: 3, delayMs: 15_000 }),
       // Debian's mariadb.socket holds :3306 and breaks Galera's start
       systemd({ name: 'mariadb.socket', masked: true }),
       // drain before a stop: the endpoints move off this node before it shuts down (templates/galera/mariadb-drain.conf)

@@ -14,6 +14,9 @@ import { template } from '../../lib/ops/template.ts';
 import type { Role, Step } from '../../lib/types.ts';
 import { CHECK_SCRIPT, CONF, METRICS_FILE, NOTIFY_SCRIPT, TOKEN_FILE, keepalivedConfVars, keepalivedSettings, tpl } from './config.ts';
 
+/** What this role installs (the golden node image bakes them in: roles/common/golden.ts) */
+export const KEEPALIVED_PACKAGES = ['keepalived', 'curl'];
+
 const role: Role = {
   name: 'keepalived',
   hosts: 'edge',
@@ -30,7 +33,7 @@ const role: Role = {
     const s = keepalivedSettings(ctx.vars);
     const vars = keepalivedConfVars(s, ctx.host, ctx.hosts(s.group));
     const steps: Step[] = [
-      apt({ packages: ['keepalived', 'curl'] }),
+      apt({ packages: KEEPALIVED_PACKAGES }),
       directory({ path: '/usr/local/lib/wpfarm', mode: '0755' }),
       template({ path: CHECK_SCRIPT, src: tpl('check.sh.ejs'), vars, mode: '0755' }),
       template({ path: NOTIFY_SCRIPT, src: tpl('notify.sh.ejs'), vars, mode: '0755' }),

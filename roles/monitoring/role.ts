@@ -28,6 +28,12 @@ import { IMAGES, lokiConfig, tempoConfig, promtailConfig, monitoringStack } from
 /** templates/monitoring/<name>: the text configs of this role */
 const tpl = (name: string) => templatePath('monitoring', name);
 
+/** What this role installs, by kind of host (the golden node image bakes them all in: roles/common/golden.ts) */
+export const NODE_EXPORTER_PACKAGES = ['prometheus-node-exporter'];
+export const MYSQLD_EXPORTER_PACKAGES = ['prometheus-mysqld-exporter'];
+export const VARNISH_STATS_PACKAGES = ['python3'];
+export const PROMETHEUS_PACKAGES = ['prometheus', 'prometheus-alertmanager'];
+
 /**
  * A read-only validation of files written above: never a change. In check mode the files were not written,
  * so there is nothing new to validate: skipped with that reason.
@@ -103,7 +109,7 @@ const role: Role = {
   steps(ctx) {
     const v = ctx.vars;
     const steps: Step[] = [
-      apt({ packages: ['prometheus-node-exporter'], state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
+      apt({ packages: NODE_EXPORTER_PACKAGES, state: 'present', update_cache: 3600 }, { tags: ['packages'] }),
       directory({ path: TEXTFILE_DIR, mode: '0755' }),
       systemd({ name: 'prometheus-node-exporter', enabled: true, state: 'started' }),
     ];
@@ -129,7 +135,7 @@ const role: Role = {
           },
           { notify: 'restart mysqld-exporter' },
         ),
-        apt({ packages: ['prometheus-mysqld-exporter'], state: 'present' }, { tags: ['packages'] }),
+        apt({ packages: MYSQLD_EXPORTER_PACKAGES, state: 'present' }, { tags: ['packages'] }),
         // Galera replicates the user: once, from one node. The password goes through stdin, never argv, and a
         // changed password is applied (the check compares the stored hash, not just the user's existence)
         exporterUser(pw),
@@ -149,7 +155,7 @@ const role: Role = {
     if (member(ctx, 'swarm')) {
       // the sites' Varnish tasks on this node (docker exec varnishstat -j / varnishadm backend.list -j), every 30 s
       steps.push(
-        apt({ packages: ['python3'], state: 'present' }, { tags: ['packages'] }),
+        apt({ packages: VARNISH_STATS_PACKAGES, state: 'present' }, { tags: ['packages'] }),
         copy({ src: tpl('wpfarm-varnish-stats'), path: '/usr/local/sbin/wpfarm-varnish-stats', mode: '0755' }),
         unitFile({ name: 'wpfarm-varnish-stats.service', content: renderTemplate(tpl('wpfarm-varnish-stats.service.ejs'), {}) }),
         unitFile({ name: 'wpfarm-varnish-stats.timer', content: renderTemplate(tpl('wpfarm-varnish-stats.timer.ejs'), {}) }),
@@ -180,7 +186,7 @@ const role: Role = {
         wordpressExporter: wpx && { name: wpx.name, address: wpx.address, groups: wpx.groups },
       });
       steps.push(
-        apt({ packages: ['prometheus', 'prometheus-alertmanager'], state: 'present' }, { tags: ['packages'] }),
+        apt({ packages: PROMETHEUS_PACKAGES, state: 'present' }, { tags: ['packages'] }),
         directory({ path: '/etc/prometheus/rules', mode: '0755' }),
         file(
           {

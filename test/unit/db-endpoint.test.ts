@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import type { HostSpec } from '../../lib/types.ts';
 import { PHASES } from '../../playbooks/phases.ts';
 import { firewallPolicy, renderFirewall } from '../../roles/common/firewall.ts';
-import role, { PACKAGES, answerScript, parseBridgeAddress } from '../../roles/db-endpoint/role.ts';
+import role, { DB_ENDPOINT_PACKAGES, answerScript, parseBridgeAddress } from '../../roles/db-endpoint/role.ts';
 import { SITE_NODE_GROUP, siteNodes } from '../../roles/galera/endpoint.ts';
 import { renderExporterStack } from '../../roles/wp-exporter/stack.ts';
 import { parseSiteRecord } from '../../roles/wp-site/site.ts';
@@ -24,7 +24,7 @@ test('the bind address: the IPv4 address of docker0 as `ip -4 -o addr show dev d
   assert.equal(parseBridgeAddress(out), '172.17.0.1');
   assert.equal(parseBridgeAddress('4: docker0    inet 10.200.0.1/24 scope global docker0\n'), '10.200.0.1');
   assert.equal(parseBridgeAddress(''), undefined, 'no docker0 (dockerd not running): no address');
-  assert.deepEqual(PACKAGES, ['haproxy', 'mariadb-client-core'], 'HAProxy and the client the check runs');
+  assert.deepEqual(DB_ENDPOINT_PACKAGES, ['haproxy', 'mariadb-client-core'], 'HAProxy and the client the check runs');
 });
 
 test('the firewall opens the endpoint on a site node to its containers only (its Docker bridges), nowhere else', () => {

@@ -1,9 +1,20 @@
-// Golden node images, the pure parts: phase 1's package list (one source), the lab image's Dockerfile, the node
+// Golden node images, the pure parts: the farm's package list (one source per role), the lab image's Dockerfile, the node
 // image choice, snapshot names and pruning, the cloud inventory's image field.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE_PACKAGES, DOCKER_PACKAGES, DOCKER_UNITS, goldenPackages } from '../../roles/common/packages.ts';
-import { goldenInputs, goldenRole } from '../../roles/common/golden.ts';
+import { BASE_PACKAGES, DOCKER_PACKAGES, DOCKER_UNITS } from '../../roles/common/packages.ts';
+import {
+  GOLDEN_DISABLED_UNITS,
+  LATER_PACKAGES,
+  LATER_UNITS,
+  goldenInputs,
+  goldenPackages,
+  goldenRole,
+  goldenUnitsCheck,
+} from '../../roles/common/golden.ts';
+import { GALERA_PACKAGES } from '../../roles/galera/role.ts';
+import { CLIENT_PACKAGES, SERVER_PACKAGES } from '../../roles/gluster/role.ts';
+import { NODE_EXPORTER_PACKAGES } from '../../roles/monitoring/role.ts';
 import { aptGetInstall, aptGetUpdate } from '../../lib/ops/apt.ts';
 import { goldenDockerfile } from '../../scripts/lab/images.ts';
 import { IMAGES, nodeImageKind } from '../../scripts/lab/config.ts';
@@ -13,20 +24,32 @@ import { goldenSnapshotName } from '../../playbooks/image.ts';
 import { InputError } from '../../lib/errors.ts';
 import type { HostSpec, StepContext } from '../../lib/types.ts';
 
-test("the golden packages are the union of the common role's lists, each once", () => {
+test("the golden packages are the union of phase 1's lists and the later roles' own lists, each once", () => {
   const g = goldenPackages();
-  for (const p of [...BASE_PACKAGES, ...DOCKER_PACKAGES]) assert.ok(g.includes(p), p);
+  const later = Object.values(LATER_PACKAGES).flat();
+  for (const p of [...BASE_PACKAGES, ...DOCKER_PACKAGES, ...later]) assert.ok(g.includes(p), p);
   assert.equal(new Set(g).size, g.length);
-  assert.equal(g.length, new Set([...BASE_PACKAGES, ...DOCKER_PACKAGES]).size);
+  assert.equal(g.length, new Set([...BASE_PACKAGES, ...DOCKER_PACKAGES, ...later]).size);
   assert.ok(g.includes('docker.io') && g.includes('nftables'));
+  // the roles' own lists, not copies: what galera, gluster and monitoring install is what the image holds
+  for (const p of [...GALERA_PACKAGES, ...SERVER_PACKAGES, ...CLIENT_PACKAGES, ...NODE_EXPORTER_PACKAGES]) assert.ok(g.includes(p), p);
+  // CrowdSec's postinst registers the machine with a local API: never baked
+  assert.ok(!g.some((p) => p.startsWith('crowdsec')), 'no crowdsec package in the image');
+  // the units left disabled: Docker's and the later packages' (mariadb on a worker made from the image stays off)
+  assert.deepEqual(GOLDEN_DISABLED_UNITS, [...DOCKER_UNITS, ...LATER_UNITS]);
+  for (const u of ['mariadb.service', 'haproxy.service', 'prometheus-node-exporter.service']) assert.ok(LATER_UNITS.includes(u), u);
 });
 
-test('the builder role installs exactly the golden packages (daemons not started) and disables the Docker units', async () => {
+test('the builder role installs exactly the golden packages (daemons not started) and disables their units', async () => {
   const host: HostSpec = { name: 'b', address: '192.0.2.1', port: 22, user: 'root', groups: [], vars: {} };
   const steps = await goldenRole.steps({ host, vars: {}, hosts: () => [host] } as unknown as StepContext);
   const titles = steps.map((s) => ('title' in s ? String((s as { title: unknown }).title) : ''));
   assert.equal(titles[0], `apt present ${goldenPackages().join(' ')}`);
-  assert.equal(steps.length, 1 + DOCKER_UNITS.length);
+  assert.equal(steps.length, 1 + GOLDEN_DISABLED_UNITS.length);
+  assert.deepEqual(
+    titles.slice(1).map((t) => t.split(' ')[1]),
+    GOLDEN_DISABLED_UNITS,
+  );
 });
 
 test("the lab's golden Dockerfile: the node image plus the apt op's own command lines, units disabled, lists kept", () => {
@@ -34,8 +57,15 @@ test("the lab's golden Dockerfile: the node image plus the apt op's own command 
   assert.match(d, new RegExp(`^FROM ${IMAGES.node.replace(/[/.]/g, '\\$&')}$`, 'm'));
   assert.ok(d.includes(aptGetUpdate()), 'apt-get update with the op flags');
   assert.ok(d.includes(aptGetInstall(goldenPackages())), 'the install line of the apt op, same flags and packages');
-  assert.ok(d.includes(`systemctl disable ${DOCKER_UNITS.join(' ')}`));
+  assert.ok(d.includes(`systemctl disable ${GOLDEN_DISABLED_UNITS.join(' ')}`));
+  // then the check that fails the build, naming a unit a later package left enabled
+  assert.ok(d.includes(goldenUnitsCheck()));
+  assert.ok(d.indexOf(goldenUnitsCheck()) > d.indexOf('systemctl disable'));
+  assert.match(goldenUnitsCheck(), /dpkg -L .*glusterfs-server.* \| grep -E/);
   assert.ok(d.includes('exit 101'), 'policy-rc.d keeps daemons from starting during the build');
+  // dpkg's fsyncs skipped for the build only: the setting is gone from the image
+  assert.ok(d.indexOf('echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/wpfarm-image-build') < d.indexOf(' install --no-install-recommends'));
+  assert.ok(d.indexOf('rm -f /usr/sbin/policy-rc.d /etc/dpkg/dpkg.cfg.d/wpfarm-image-build') > d.indexOf(' install --no-install-recommends'));
   // the package lists stay: the role's update_cache then finds them and a converged check changes nothing
   assert.doesNotMatch(d, /rm -rf \/var\/lib\/apt\/lists/);
   // a different package list is a different Dockerfile (so a different content hash: rebuilt)
