@@ -12,8 +12,8 @@ import type { Operation, Plan, Probe, StepContext, StepOptions } from '../types.
 import { InputError } from '../errors.ts';
 import { argSpec, defineOp, unchanged } from './base.ts';
 import { z } from '../schema.ts';
-import { sh } from '../shell.ts';
-import { parseSwarm, type SwarmFact } from '../facts.ts';
+import { memo, sh } from '../shell.ts';
+import { SWARM_INFO, parseSwarm, type SwarmFact } from '../facts.ts';
 import { b64decode, keyValues, lineDiff, nonEmptyLines, parts, sha256 } from './sys-util.ts';
 
 export { parseSwarm, type SwarmFact };
@@ -22,7 +22,8 @@ const DOCKER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 /** where stackDeploy keeps the last deployed render of each stack */
 export const STACK_DIR = '/var/lib/wpfarm/stacks';
 
-const SWARM_PROBE = "echo %%swarm; timeout 10 docker info --format '{{json .Swarm}}'";
+/** this node's swarm state in a probe (once per probe batch: memo) */
+const SWARM_PROBE = `echo %%swarm; ${memo(SWARM_INFO)}`;
 
 function needManager(ctx: StepContext, swarm: SwarmFact, what: string): string | null {
   if (swarm.state === 'active' && swarm.isManager) return null;
@@ -46,7 +47,7 @@ export function swarmFacts(options: StepOptions = {}): Operation {
     kind: 'swarmFacts',
     title: 'swarm facts',
     options,
-    probe: () => ({ script: "( timeout 10 docker info --format '{{json .Swarm}}' ) 2>/dev/null", become: options.become }),
+    probe: () => ({ script: `( ${memo(SWARM_INFO)}\n) 2>/dev/null`, become: options.become }),
     plan: (_ctx, out) => unchanged(parseSwarm(out), 'read only'),
   });
 }
@@ -193,6 +194,9 @@ export function hashedName(prefix: string, content: string | Buffer): string {
 
 const HASHED = /^(.+)_([0-9a-f]{8})$/;
 
+/** The names of every secret or config, in a probe (once per probe batch: memo; every probe filters it itself). */
+const objectNames = (kind: ObjectKind): string => memo(`docker ${kind} ls --format '{{.Name}}'`);
+
 export interface SecretArgs {
   /** prefix; the object is created as `<name>_<sha256-8>` */
   name: string;
@@ -235,7 +239,8 @@ function versionedOp(kind: ObjectKind, a: z.output<typeof SECRET_ARGS.schema>, o
     probe: () => ({
       script: [
         '(',
-        sh`echo %%versions; docker ${kind} ls --format '{{.Name}}' --filter ${`name=${a.name}_`}`,
+        // the names that start with the prefix (the plan keeps `<prefix>_<8 hex>`)
+        `echo %%versions; ${objectNames(kind)} | ${sh`awk -v p=${`${a.name}_`} 'index($0, p) == 1'`}`,
         SWARM_PROBE,
         ') 2>/dev/null',
       ].join('\n'),
@@ -294,7 +299,7 @@ function secretPruneOp(a: z.output<typeof PRUNE_ARGS.schema>, options: StepOptio
     title: `prune old ${a.kind}s ${a.prefixes.join(',')}`,
     options,
     probe: () => ({
-      script: ['(', sh`echo %%all; docker ${a.kind} ls --format '{{.Name}}'`, `echo %%inuse; ${IN_USE}`, ') 2>/dev/null'].join('\n'),
+      script: ['(', `echo %%all; ${objectNames(a.kind)}`, `echo %%inuse; ${IN_USE}`, ') 2>/dev/null'].join('\n'),
       become: options.become,
     }),
     plan: (_ctx, out): Plan => {
@@ -391,8 +396,8 @@ function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptio
         sh`if [ -f ${file} ]; then echo exists=yes; echo sha256=$(sha256sum < ${file} | cut -c1-64); else echo exists=no; fi`,
         SWARM_PROBE,
         sh`echo %%services; docker stack services --format '{{.Name}} {{.Replicas}} {{.Image}}' -- ${a.name}`,
-        pruneVersions && secretPrefixes.length ? "echo %%secrets; docker secret ls --format '{{.Name}}'" : '',
-        pruneVersions && configPrefixes.length ? "echo %%configs; docker config ls --format '{{.Name}}'" : '',
+        pruneVersions && secretPrefixes.length ? `echo %%secrets; ${objectNames('secret')}` : '',
+        pruneVersions && configPrefixes.length ? `echo %%configs; ${objectNames('config')}` : '',
         sh`echo %%content; [ -f ${file} ] && [ $(stat -c %s ${file}) -le 1048576 ] && base64 -w0 < ${file}; echo`,
         ') 2>/dev/null',
       ]
