@@ -461,23 +461,40 @@ function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptio
 
 // ---------------------------------------------------------------------------------------------
 
-/** imageAvailable's read-only probe: "present" or "absent". */
+/** what the daemon pulls through besides the registry itself (mirrors, proxies): "0" when nothing (memo) */
+const PULLS_THROUGH = memo(`docker info --format '{{len .RegistryConfig.Mirrors}}{{.HTTPProxy}}{{.HTTPSProxy}}'`);
+
+/**
+ * imageAvailable's read-only probe: "present"; else, when the daemon pulls from the registry itself (no mirror, no
+ * proxy: what the CLI reaches is what a pull reaches), whether the registry has the image: "pullable", or "cannot: "
+ * and docker's last line; "absent" when that cannot be told (a mirror or a proxy, no answer within 20 s).
+ */
 export const imagePresentProbe = (image: string): Probe => ({
-  script: sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 && echo present || echo absent`,
+  script: [
+    sh`if docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1; then echo present`,
+    `elif [ "$(${PULLS_THROUGH})" != 0 ]; then echo absent`,
+    sh`else m=$(timeout 20 docker manifest inspect --insecure ${image} 2>&1 >/dev/null); rc=$?`,
+    `  if [ $rc = 0 ]; then echo pullable; elif [ $rc = 124 ]; then echo absent; else echo "cannot: \${m##*$'\\n'}"; fi`,
+    'fi',
+  ].join('\n'),
 });
 
 /**
  * The image is present on the node, or can be pulled within a minute; otherwise the reason ("image X cannot be
  * pulled here: <docker's last line>"), for a role to report its stack skipped where no registry is reachable.
  * Check mode only reads: the local image, else the registry's manifest (what a real run's pull needs).
- * `probed`: the output of imagePresentProbe(image), read with the step's probes (present: no round trip).
+ * `probed`: the output of imagePresentProbe(image), read with the step's probes: no round trip when it says the image
+ * is present, or that the registry cannot give it (nothing is tried: no command, no write), or in check mode that it
+ * can.
  */
 export async function imageAvailable(ctx: StepContext, image: string, probed?: string): Promise<{ ok: boolean; reason: string }> {
-  if (probed?.trim() === 'present') return { ok: true, reason: '' };
-  const cannot = (r: { code: number; stdout: string; stderr: string }) => ({
-    ok: false,
-    reason: `image ${image} cannot be pulled here: ${(r.stderr || r.stdout).trim().split('\n').pop() || `exit ${r.code}`}`,
-  });
+  const seen = probed?.trim();
+  if (seen === 'present') return { ok: true, reason: '' };
+  const cannotSay = (why: string) => ({ ok: false, reason: `image ${image} cannot be pulled here: ${why}` });
+  if (seen?.startsWith('cannot: ')) return cannotSay(seen.slice('cannot: '.length).trim() || 'the registry did not give it');
+  if (seen === 'pullable' && ctx.check) return { ok: true, reason: 'check mode: the image would be pulled' };
+  const cannot = (r: { code: number; stdout: string; stderr: string }) =>
+    cannotSay((r.stderr || r.stdout).trim().split('\n').pop() || `exit ${r.code}`);
   if (ctx.check) {
     const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true, readOnly: true });
     if (r.code === 0) return { ok: true, reason: '' };
