@@ -7,12 +7,13 @@
 //
 // These operations talk to the local engine of the host they run on: networks, secrets, configs and
 // stacks need a swarm manager (use runOnce or delegateTo a manager in roles).
+import { createHash } from 'node:crypto';
 import YAML from 'yaml';
 import type { Operation, Plan, Probe, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { argSpec, defineOp, unchanged } from './base.ts';
 import { z } from '../schema.ts';
-import { memo, sh } from '../shell.ts';
+import { GATHER_VAR, MEMO_VAR, gathered, memo, sh } from '../shell.ts';
 import { SWARM_INFO, parseSwarm, type SwarmFact } from '../facts.ts';
 import { b64decode, keyValues, lineDiff, nonEmptyLines, parts, sha256 } from './sys-util.ts';
 
@@ -54,6 +55,20 @@ export function swarmFacts(options: StepOptions = {}): Operation {
 
 // ---------------------------------------------------------------------------------------------
 // networks
+
+/**
+ * `docker network inspect --format '{{json .}}'` of one network, in a probe: in a batch that gathered several
+ * (`networks`), one inspect for all of them (memo) and this one's line (by its name); alone, or when that answer has
+ * no line of that name (a network missing, docker not answering), the network asked on its own.
+ */
+export function networkInspect(name: string): string {
+  const all = memo(`docker network inspect --format '{{.Name}} {{json .}}' -- $${GATHER_VAR}networks`);
+  return [
+    sh`n=${name}; l=''`,
+    `case " ${gathered('networks')} " in *" $n "*) l=$(${all} 2>/dev/null | awk -v n="$n" '$1 == n { print substr($0, length(n) + 2); exit }') ;; esac`,
+    `if [ -n "$l" ]; then printf '%s\\n' "$l"; else docker network inspect --format '{{json .}}' -- "$n"; fi`,
+  ].join('\n');
+}
 
 export interface NetworkArgs {
   name: string;
@@ -109,12 +124,13 @@ function dockerNetworkOp(a: z.output<typeof NETWORK_ARGS.schema>, options: StepO
     probe: () => ({
       script: [
         '(',
-        sh`echo %%net; docker network inspect --format '{{json .}}' -- ${a.name}`,
+        `echo %%net; ${networkInspect(a.name)}`,
         SWARM_PROBE,
         'echo %%kernel; if grep -qw esp4 /proc/crypto || [ -d /sys/module/esp4 ]; then echo esp=yes; else echo esp=no; fi',
         ') 2>/dev/null',
       ].join('\n'),
       become: options.become,
+      gather: { networks: [a.name] },
     }),
     plan: (ctx: StepContext, out: string): Plan => {
       const p = parts(out);
@@ -469,15 +485,29 @@ const PULLS_THROUGH = memo(`docker info --format '{{len .RegistryConfig.Mirrors}
  * proxy: what the CLI reaches is what a pull reaches), whether the registry has the image: "pullable", or "cannot: "
  * and docker's last line; "absent" when that cannot be told (a mirror or a proxy, no answer within 20 s).
  */
-export const imagePresentProbe = (image: string): Probe => ({
-  script: [
-    sh`if docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1; then echo present`,
-    `elif [ "$(${PULLS_THROUGH})" != 0 ]; then echo absent`,
-    sh`else m=$(timeout 20 docker manifest inspect --insecure ${image} 2>&1 >/dev/null); rc=$?`,
-    `  if [ $rc = 0 ]; then echo pullable; elif [ $rc = 124 ]; then echo absent; else echo "cannot: \${m##*$'\\n'}"; fi`,
-    'fi',
-  ].join('\n'),
-});
+export function imagePresentProbe(image: string): Probe {
+  // a registry that cannot be reached at all ("error pinging v2 registry") answers so for every image of it: in a
+  // batch, asked once per registry
+  const down = `"$${MEMO_VAR}"/registry-${createHash('sha256').update(registryOf(image)).digest('hex').slice(0, 16)}.down`;
+  return {
+    script: [
+      sh`if docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1; then echo present`,
+      `elif [ "$(${PULLS_THROUGH})" != 0 ]; then echo absent`,
+      `elif [ -n "\${${MEMO_VAR}:-}" ] && [ -s ${down} ]; then echo "cannot: $(cat ${down})"`,
+      sh`else m=$(timeout 20 docker manifest inspect --insecure ${image} 2>&1 >/dev/null); rc=$?`,
+      '  if [ $rc = 0 ]; then echo pullable; elif [ $rc = 124 ]; then echo absent',
+      `  else l=\${m##*$'\\n'}; case $l in *'error pinging v2 registry'*) [ -z "\${${MEMO_VAR}:-}" ] || printf '%s\\n' "$l" > ${down} ;; esac`,
+      '    echo "cannot: $l"; fi',
+      'fi',
+    ].join('\n'),
+  };
+}
+
+/** The registry an image reference is pulled from (docker's rule: a first part with a dot or a port, or localhost). */
+export function registryOf(image: string): string {
+  const first = image.split('/')[0]!;
+  return image.includes('/') && (/[.:]/.test(first) || first === 'localhost') ? first : 'docker.io';
+}
 
 /**
  * The image is present on the node, or can be pulled within a minute; otherwise the reason ("image X cannot be

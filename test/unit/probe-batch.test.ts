@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { dockerNetwork, imagePresentProbe } from '../../lib/ops/docker.ts';
 import { parseUnitState, unitGather, unitProbeScript } from '../../lib/ops/systemd.ts';
 import { parseProbes, probeScript } from '../../lib/runner.ts';
 import { batchPrelude, gathered, memo } from '../../lib/shell.ts';
@@ -122,6 +123,55 @@ test('systemd probes in a batch: one systemctl show and one is-enabled for the g
     // a template unit is not gathered (systemctl show refuses it, and with it the whole list)
     assert.equal(unitGather('getty@.service'), undefined);
     assert.deepEqual(unitGather('getty@tty1.service'), { units: ['getty@tty1.service'] });
+  } finally {
+    s.done();
+  }
+});
+
+// docker as 20.10 answers: network inspect prints a line per network found (the format given) and an error for each
+// one missing; manifest inspect of an unreachable registry fails before asking for the image
+const DOCKER = `
+if [ "$1 $2" = "network inspect" ]; then
+  fmt=$4; shift 5; rc=0
+  for n in "$@"; do case "$n" in
+    gone) echo "Error: No such network: $n" >&2; rc=1 ;;
+    *) j="{\\"Name\\":\\"$n\\",\\"Driver\\":\\"overlay\\",\\"Attachable\\":true}"; if [ "$fmt" = '{{json .}}' ]; then echo "$j"; else echo "$n $j"; fi ;;
+  esac; done; exit $rc
+fi
+case "$1 $2" in
+  "image inspect") exit 1 ;;
+  "info --format") echo 0 ;;
+  "manifest inspect") echo 'failed to configure transport: error pinging v2 registry: Get "https://registry-1.docker.io/v2/": dial tcp: no such host' >&2; exit 1 ;;
+esac`;
+
+test('docker probes in a batch: one network inspect for the gathered networks, one manifest question per unreachable registry', async () => {
+  const s = standIns({ docker: DOCKER });
+  try {
+    const probes = [
+      ...['traefik-public', 'gone', 'monitoring'].map((name) => dockerNetwork({ name, attachable: true }).probe({} as never)!),
+      ...['grafana/grafana:11.3.1', 'portainer/portainer-ce:2.23.0'].map(imagePresentProbe),
+    ];
+    const alone = await Promise.all(probes.map(async (p) => (await localExec(`PATH=${s.bin}:$PATH\n( ${p.script}\n) 2>&1`)).stdout.trim()));
+    const aloneCalls = s.calls('docker').length;
+    const outs = parseProbes((await localExec(`PATH=${s.bin}:$PATH\n${probeScript(probes.map((p, id) => ({ id, ...p })))}`)).stdout);
+    assert.deepEqual(
+      probes.map((_, i) => outs.get(String(i))),
+      alone,
+    );
+    assert.match(alone[0]!, /^%%net\n\{"Name":"traefik-public",/);
+    assert.match(alone[3]!, /^cannot: failed to configure transport: error pinging v2 registry/);
+    const calls = s.calls('docker').slice(aloneCalls);
+    assert.deepEqual(
+      calls.filter((c) => c.startsWith('network inspect')),
+      ['network inspect --format {{.Name}} {{json .}} -- traefik-public gone monitoring', 'network inspect --format {{json .}} -- gone'],
+      'one for all; the missing one asked on its own',
+    );
+    assert.equal(calls.filter((c) => c.startsWith('manifest inspect')).length, 1, calls.join('\n'));
+    assert.equal(
+      calls.filter((c) => c.startsWith('info')).length,
+      2,
+      'docker info: once for the swarm state, once for mirrors and proxies',
+    );
   } finally {
     s.done();
   }
