@@ -169,19 +169,36 @@ export const GATHER_VAR = 'WPFARM_GATHER_';
 export const GATHER_NAME = /^[a-z][a-z0-9_]*$/;
 export const GATHER_WORD = /^[A-Za-z0-9:_.@+-]+$/;
 
+/** where memo() keeps `cmd`'s answer in the batch's directory (without .out / .rc) */
+const memoPath = (cmd: string): string => `"$${MEMO_VAR}"/${createHash('sha256').update(cmd).digest('hex').slice(0, 16)}`;
+/** runs `cmd` into its memo files unless a probe of the batch did already */
+const memoRun = (cmd: string): string => {
+  const f = memoPath(cmd);
+  return `[ -e ${f}.rc ] || { { ${cmd}\n  } > ${f}.out; echo $? > ${f}.rc; }`;
+};
+
 /**
  * `cmd` (read-only: it must change nothing) run once per probe batch: the first probe that runs it keeps its stdout
  * and exit status in the batch's memo directory, the next ones (the same command, byte for byte) read them back;
  * its stderr is as the first run left it. Outside a batch, `cmd` as written. The same exit status either way.
  */
 export function memo(cmd: string): string {
-  const f = `"$${MEMO_VAR}"/${createHash('sha256').update(cmd).digest('hex').slice(0, 16)}`;
+  const f = memoPath(cmd);
   return [
     `if [ -n "\${${MEMO_VAR}:-}" ]; then`,
-    `  if [ ! -e ${f}.rc ]; then { ${cmd}\n  } > ${f}.out; echo $? > ${f}.rc; fi`,
+    `  ${memoRun(cmd)}`,
     `  cat ${f}.out; read -r _memo_rc < ${f}.rc; (exit "$_memo_rc")`,
     `else { ${cmd}\n}; fi`,
   ].join('\n');
+}
+
+/**
+ * memo() for a probe that reads the answer with shell builtins (no `cat`, no pipe: a fork less each): sets `$<v>` to
+ * the file holding `cmd`'s stdout, run once per batch; to '' outside a batch (the probe then asks on its own).
+ */
+export function memoFile(cmd: string, v: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(v)) throw new Error(`memoFile: invalid variable name ${JSON.stringify(v)}`);
+  return `${v}=''; if [ -n "\${${MEMO_VAR}:-}" ]; then ${memoRun(cmd)}; ${v}=${memoPath(cmd)}.out; fi`;
 }
 
 /** `${WPFARM_GATHER_<name>:-}`: the words the batch's probes gathered under `name` (empty outside a batch). */

@@ -10,7 +10,7 @@
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { absPath, argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
-import { GATHER_VAR, atomicWriteScript, gathered, memo, sh } from '../shell.ts';
+import { GATHER_VAR, atomicWriteScript, gathered, memoFile, sh } from '../shell.ts';
 import { b64decode, keyValues, lineDiff, parts, sha256 } from './sys-util.ts';
 
 export interface SystemdArgs {
@@ -62,21 +62,31 @@ export const unitGather = (unit: string): { units: string[] } | undefined => (/@
 /**
  * Shell setting $show to `systemctl show`'s block for unit $u and $en to `systemctl is-enabled`'s answer (prefixed
  * `=` when it came from the batch). In a probe batch that gathered the unit with others (unitGather), both are asked
- * once for every unit of the batch (memo) and this unit's part taken: its block (Names must list $u, else it is not
- * its block) and its line (when is-enabled got that far: it answers one line per unit, in order, and stops at the first
- * unit it cannot find). Otherwise,
- * or when the batch's answer does not hold, asked for this unit alone.
+ * once for every unit of the batch (memoFile) and this unit's part taken: its block (Names must list $u, else it is
+ * not its block) and its line (when is-enabled got that far: it answers one line per unit, in order, and stops at the
+ * first unit it cannot find). Otherwise, or when the batch's answer does not hold, asked for this unit alone. Read with
+ * shell builtins only (each fork costs, and a host runs dozens of these probes).
  */
 const UNIT_SHOW = [
-  "show=''; en=''; i=0; n=0",
+  "show=''; en=''; names=''; i=0; n=0",
   `for x in ${gathered('units')}; do n=$((n + 1)); [ "$x" = "$u" ] && i=$n; done`,
   'if [ "$i" -gt 0 ]; then',
-  `  show=$(${memo(`${SHOW} $${GATHER_VAR}units`)} 2>/dev/null | awk -v i="$i" 'BEGIN { RS = "" } NR == i')`,
-  `  case " $(sed -n 's/^Names=//p' <<< "$show") " in *" $u "*) ;; *) show='' ;; esac`,
-  `  en=$(${memo(`systemctl is-enabled -- $${GATHER_VAR}units`)} 2>/dev/null | awk -v i="$i" '{ l[NR] = $0 } END { if (i <= NR) print "=" l[i] }')`,
+  `  ${memoFile(`${SHOW} $${GATHER_VAR}units 2>/dev/null`, 'f')}`,
+  '  if [ -n "$f" ]; then',
+  '    b=1; while IFS= read -r l; do',
+  '      if [ -z "$l" ]; then b=$((b + 1)); [ "$b" -gt "$i" ] && break',
+  `      elif [ "$b" -eq "$i" ]; then show="$show$l"$'\\n'; case $l in Names=*) names=\${l#Names=} ;; esac; fi`,
+  '    done < "$f"',
+  `    case " $names " in *" $u "*) show=\${show%$'\\n'} ;; *) show='' ;; esac`,
+  `    ${memoFile(`systemctl is-enabled -- $${GATHER_VAR}units 2>/dev/null`, 'f')}`,
+  '    k=0; while IFS= read -r l; do k=$((k + 1)); if [ "$k" -eq "$i" ]; then en="=$l"; break; fi; done < "$f"',
+  '  fi',
   'fi',
   `[ -n "$show" ] || show=$(${SHOW} "$u" 2>/dev/null)`,
 ].join('\n');
+
+/** Shell printing the `<key>=` line of $show (builtins only). */
+const showLine = (key: string): string => `while IFS= read -r l; do case $l in ${key}=*) printf '%s\\n' "$l" ;; esac; done <<< "$show"`;
 
 export function unitProbeScript(unit: string, dropInDirs: readonly string[] = DROPIN_DIRS): string {
   // a non-empty *.conf in <dir>/<unit>.d whose real path is not among the loaded unit's DropInPaths (empty files and
@@ -89,7 +99,8 @@ export function unitProbeScript(unit: string, dropInDirs: readonly string[] = DR
     `case $en in =*) en=\${en#=} ;; *) en=$(systemctl is-enabled -- "$u" 2>/dev/null) ;; esac`,
     `printf '%s\\n' "$show"`,
     'echo "IsEnabled=$en"',
-    `known=' '; for d in $(sed -n 's/^DropInPaths=//p' <<< "$show")`,
+    'dp=\'\'; while IFS= read -r l; do case $l in DropInPaths=*) dp=${l#DropInPaths=} ;; esac; done <<< "$show"',
+    "known=' '; for d in $dp",
     '  do known="$known$(readlink -f -- "$d") "; done',
     `new=''; for f in ${globs}; do [ -s "$f" ] || continue; r=$(readlink -f -- "$f")`,
     '  case "$known" in *" $r "*) ;; *) case " $new " in *" $f "*) ;; *) new="$new $f" ;; esac ;; esac; done',
@@ -261,7 +272,7 @@ function unitFileOp(a: z.output<typeof UNIT_FILE_ARGS.schema>, options: StepOpti
         sh`if [ -f ${path} ]; then echo exists=yes; echo sha256=$(sha256sum < ${path} | cut -d' ' -f1); else echo exists=no; fi`,
         sh`u=${unit}`,
         UNIT_SHOW,
-        `sed -n '/^NeedDaemonReload=/p' <<< "$show"`,
+        showLine('NeedDaemonReload'),
         sh`echo %%content; [ -f ${path} ] && [ $(stat -c %s ${path}) -le 262144 ] && base64 -w0 < ${path}; echo`,
         ') 2>/dev/null',
       ].join('\n'),
