@@ -4,7 +4,9 @@
 // test/lab/20-cluster for phase 1). Wrap it in the lab lock:
 //   flock /run/wpfarm-lab.lock node --import tsx bench/farm-rerun.ts [--phases 1-2] [--reps 3] [--no-check] [--checkout DIR]
 // --checkout: run the playbooks of another checkout (e.g. a worktree of main, for a before/after comparison) on
-// this test lab. Prints a table and one JSON line; writes bench/results/farm-rerun.json (not with --checkout).
+// this test lab. --inventory FILE: another converged lab instead of the test lab's (your own: inventory/lab.yml;
+// then no lab lock is needed). Prints a table and one JSON line; writes bench/results/farm-rerun.json (not with
+// --checkout or --inventory).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -20,11 +22,13 @@ const [fromPhase, toPhase] = (arg('--phases') ?? '1-5').split('-').map(Number) a
 const REPS = Number(arg('--reps') ?? 3) || 3;
 const CHECK = !process.argv.includes('--no-check');
 const CHECKOUT = path.resolve(arg('--checkout') ?? ROOT);
+/** the lab's inventory: the test lab's unless --inventory (relative to the current directory) */
+const INV = arg('--inventory') ? path.resolve(arg('--inventory')!) : INVENTORY;
 
 /** bootstrap.ts of CHECKOUT on the test lab, as an operator runs it; its JSON report. */
 async function bootstrap(work: string, args: string[]): Promise<{ code: number; out: string; report?: Report }> {
   const json = path.join(work, `r-${Math.random().toString(36).slice(2)}.json`);
-  const argv = ['--import', 'tsx', 'playbooks/bootstrap.ts', '--inventory', INVENTORY, '--json', json, ...args];
+  const argv = ['--import', 'tsx', 'playbooks/bootstrap.ts', '--inventory', INV, '--json', json, ...args];
   const r = await promisify(execFile)(process.execPath, argv, { cwd: CHECKOUT, maxBuffer: 64 << 20, timeout: 30 * 60_000 }).then(
     (x) => ({ code: 0, out: x.stdout + x.stderr }),
     (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
@@ -135,9 +139,17 @@ try {
     }
     if (s.changed.length) console.log(`CHANGED (not a no-change rerun):\n  ${s.changed.join('\n  ')}`);
   }
-  const result = { phases: `${fromPhase}-${toPhase}`, reps: REPS, checkout: CHECKOUT, ...summary, at: new Date().toISOString() };
+  const result = {
+    phases: `${fromPhase}-${toPhase}`,
+    reps: REPS,
+    checkout: CHECKOUT,
+    inventory: INV,
+    ...summary,
+    at: new Date().toISOString(),
+  };
   console.log(JSON.stringify(result));
-  if (CHECKOUT === ROOT) writeFileSync(path.join(ROOT, 'bench/results/farm-rerun.json'), `${JSON.stringify(result, null, 2)}\n`);
+  if (CHECKOUT === ROOT && INV === INVENTORY)
+    writeFileSync(path.join(ROOT, 'bench/results/farm-rerun.json'), `${JSON.stringify(result, null, 2)}\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -450,9 +450,15 @@ export function parseSwarm(out: string): SwarmFact {
   };
 }
 
+/**
+ * The one command that reads this node's swarm state (the swarm fact, the docker operations' probes, the swarm
+ * roles' probes): one command text, so that a probe batch runs it once (lib/shell.ts memo).
+ */
+export const SWARM_INFO = "timeout 20 docker info --format '{{json .Swarm}}'";
+
 export const swarmFact = defineFact<SwarmFact>({
   name: 'swarm',
-  script: "timeout 10 docker info --format '{{json .Swarm}}'",
+  script: SWARM_INFO,
   parse: parseSwarm,
 });
 

@@ -15,10 +15,11 @@ import pLimit from 'p-limit';
 import { EXIT, InputError, InterruptedError, RemoteCommandError, UnreachableError } from './errors.ts';
 import type { EventOf, EventStream } from './events.ts';
 import { FactCache } from './facts.ts';
+import { mergeGather } from './ops/base.ts';
 import { sha256hex } from './ops/files.ts';
 import { retry } from './retry.ts';
 import { mask, registerSecret } from './secrets.ts';
-import { sh } from './shell.ts';
+import { GATHER_NAME, GATHER_WORD, batchPrelude, sh } from './shell.ts';
 import type {
   BarrierResult,
   Connection,
@@ -97,15 +98,24 @@ function probeKey(p: Probe, s: Step): string {
 /**
  * One script running many probes, each output after a marker line (parseProbes reads them back). The marker
  * starts on a line of its own even after an output without a final newline (printf '\n'; one more at the end).
+ * Its prelude (lib/shell.ts batchPrelude) lets the probes share what they ask alike: a command several of them run
+ * (memo) runs once, and the words they gather (Probe.gather) are asked about in one command.
  */
-function probeScript(batch: { id: string | number; script: string }[]): string {
+export function probeScript(batch: { id: string | number; script: string; gather?: Probe['gather'] }[]): string {
   const parts = batch.map((b) => `printf '\\n%s\\n' ${sh`${`${PROBE_MARK}:${b.id}`}`}\n( ${b.script}\n) 2>&1 </dev/null`);
+  // a word that would need quoting is left out of its list: its probe asks on its own (the same answer)
+  const gather = new Map(
+    Object.entries(mergeGather(batch.map((b) => b.gather)))
+      .filter(([name]) => GATHER_NAME.test(name))
+      .map(([name, words]) => [name, words.filter((w) => GATHER_WORD.test(w))] as const)
+      .filter(([, words]) => words.length > 1),
+  );
   // The output is gathered on the host (dd, up to 1 MiB at a time) and sent at once: written as each probe prints it,
   // it came in ~30 SSH packets per host (as many reads, decryptions and stream events here, and writes for sshd).
-  return `{\n${parts.join('\n')}\nprintf '\\n'\n} | ${GATHER}`;
+  return `${batchPrelude(gather)}\n{\n${parts.join('\n')}\nprintf '\\n'\n} | ${GATHER}`;
 }
 
-function parseProbes(stdout: string): Map<string, string> {
+export function parseProbes(stdout: string): Map<string, string> {
   const parts = stdout.split(PROBE_SPLIT);
   // parts: [before, id, body, id, body, ...]; each body ends with the newline printed before the next marker
   const out = new Map<string, string>();
@@ -362,7 +372,7 @@ class HostRun {
    * run writes nothing (Probed.quiet); so do those taken from the run's prefetched probes.
    */
   private async probeBatch(ctx: StepContext, steps: Step[], from: number): Promise<void> {
-    const batch: { index: number; script: string; become: boolean; quiet?: number }[] = [];
+    const batch: { index: number; script: string; gather?: Probe['gather']; become: boolean; quiet?: number }[] = [];
     const size = this.batchSize;
     this.batchSize = Math.min(MAX_PROBE_BATCH, this.batchSize * 2);
     const writes = this.env.pool.writes;
@@ -403,12 +413,16 @@ class HostRun {
         this.probeCache.set(i, { out: known, quiet: pre!.writes });
         continue;
       }
-      batch.push({ index: i, script: p.script, become: !!(p.become ?? s.options.become), quiet });
+      batch.push({ index: i, script: p.script, gather: p.gather, become: !!(p.become ?? s.options.become), quiet });
     }
     if (!batch.length) return;
     const become = batch.some((b) => b.become);
     const c = await this.connection();
-    const r = await c.exec(probeScript(batch.map((b) => ({ id: b.index, script: b.script }))), { become, nothrow: true, readOnly: true });
+    const r = await c.exec(probeScript(batch.map((b) => ({ id: b.index, script: b.script, gather: b.gather }))), {
+      become,
+      nothrow: true,
+      readOnly: true,
+    });
     this.env.events.emit({ kind: 'probe', host: this.host.name, steps: batch.length });
     const outs = parseProbes(r.stdout);
     for (const b of batch) this.probeCache.set(b.index, { out: outs.get(String(b.index)) ?? '', quiet: b.quiet });
@@ -927,10 +941,10 @@ export async function prefetchProbes(roles: { role: Role; hosts: HostSpec[] }[],
   store.writes = env.pool.writes;
   const limit = pLimit(Math.max(1, env.options.forks));
   /** by the host a probe is read on (its step's, a delegated step's, Probe.host): script key → script */
-  const scripts = new Map<string, { host: HostSpec; scripts: Map<string, string>; become: boolean }>();
-  const want = (host: HostSpec, key: string, script: string, become: boolean) => {
-    const e = scripts.get(host.name) ?? { host, scripts: new Map<string, string>(), become: false };
-    e.scripts.set(key, script);
+  const scripts = new Map<string, { host: HostSpec; scripts: Map<string, Probe>; become: boolean }>();
+  const want = (host: HostSpec, key: string, probe: Probe, become: boolean) => {
+    const e = scripts.get(host.name) ?? { host, scripts: new Map<string, Probe>(), become: false };
+    e.scripts.set(key, probe);
     e.become ||= become;
     scripts.set(host.name, e);
   };
@@ -987,7 +1001,7 @@ export async function prefetchProbes(roles: { role: Role; hosts: HostSpec[] }[],
             }
             if (!p) continue;
             const on = env.allHosts.get(p.host ?? s.options.delegateTo ?? host.name);
-            if (on) want(on, probeKey(p, s), p.script, !!(p.become ?? s.options.become));
+            if (on) want(on, probeKey(p, s), p, !!(p.become ?? s.options.become));
           }
         }
       }),
@@ -1001,7 +1015,7 @@ export async function prefetchProbes(roles: { role: Role; hosts: HostSpec[] }[],
         const state = usable(host.name);
         if (state.failed || state.unreachable) return;
         const keys = [...byKey.keys()];
-        const script = probeScript(keys.map((k, i) => ({ id: i, script: byKey.get(k)! })));
+        const script = probeScript(keys.map((k, i) => ({ id: i, script: byKey.get(k)!.script, gather: byKey.get(k)!.gather })));
         let stdout: string;
         try {
           const conn = await env.pool.get(host);

@@ -1,6 +1,7 @@
 // Remote command building, and the parsing of sectioned script output (`sections`). Every interpolated
 // value is quoted with zx's `quote` (bash ANSI-C quoting where needed); nothing is ever concatenated by hand.
 // Remote login shells must be bash (Debian's default for root and for users created by the `user` operation).
+import { createHash } from 'node:crypto';
 import { quote } from 'zx/core';
 
 export { quote };
@@ -148,4 +149,80 @@ export function sections(out: string): Map<string, string> {
   }
   if (name) map.set(name, buf.join('\n'));
   return map;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One probe batch, many probes: what they share
+//
+// The runner sends the probes of many steps to a host as ONE script (lib/runner.ts probeScript), run at one moment
+// and changing nothing. Its prelude (batchPrelude) gives the probes a directory of their own ($WPFARM_MEMO): a
+// read-only command that several probes run word for word (`docker info` in every docker operation's probe) runs
+// once there (memo), and a command that takes many arguments at once (`systemctl show UNIT...`) can be asked once for
+// the arguments every probe of the batch gathers (Probe.gather, $WPFARM_GATHER_<name>). A probe run alone (no
+// prelude) runs its commands as written: the same answer, only slower.
+
+/** the batch's memo directory (exported by batchPrelude; unset outside a batch) */
+export const MEMO_VAR = 'WPFARM_MEMO';
+/** a gathered list's variable: `${GATHER_VAR}<name>` */
+export const GATHER_VAR = 'WPFARM_GATHER_';
+/** a gathered list's name, and each of its words (a word needs no quoting: the list is split by the shell) */
+export const GATHER_NAME = /^[a-z][a-z0-9_]*$/;
+export const GATHER_WORD = /^[A-Za-z0-9:_.@+-]+$/;
+
+/** where memo() keeps `cmd`'s answer in the batch's directory (without .out / .rc) */
+const memoPath = (cmd: string): string => `"$${MEMO_VAR}"/${createHash('sha256').update(cmd).digest('hex').slice(0, 16)}`;
+/** runs `cmd` into its memo files unless a probe of the batch did already */
+const memoRun = (cmd: string): string => {
+  const f = memoPath(cmd);
+  return `[ -e ${f}.rc ] || { { ${cmd}\n  } > ${f}.out; echo $? > ${f}.rc; }`;
+};
+
+/**
+ * `cmd` (read-only: it must change nothing) run once per probe batch: the first probe that runs it keeps its stdout
+ * and exit status in the batch's memo directory, the next ones (the same command, byte for byte) read them back;
+ * its stderr is as the first run left it. Outside a batch, `cmd` as written. The same exit status either way.
+ */
+export function memo(cmd: string): string {
+  const f = memoPath(cmd);
+  return [
+    `if [ -n "\${${MEMO_VAR}:-}" ]; then`,
+    `  ${memoRun(cmd)}`,
+    `  cat ${f}.out; read -r _memo_rc < ${f}.rc; (exit "$_memo_rc")`,
+    `else { ${cmd}\n}; fi`,
+  ].join('\n');
+}
+
+/**
+ * memo() for a probe that reads the answer with shell builtins (no `cat`, no pipe: a fork less each): sets `$<v>` to
+ * the file holding `cmd`'s stdout, run once per batch; to '' outside a batch (the probe then asks on its own).
+ */
+export function memoFile(cmd: string, v: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(v)) throw new Error(`memoFile: invalid variable name ${JSON.stringify(v)}`);
+  return `${v}=''; if [ -n "\${${MEMO_VAR}:-}" ]; then ${memoRun(cmd)}; ${v}=${memoPath(cmd)}.out; fi`;
+}
+
+/** `${WPFARM_GATHER_<name>:-}`: the words the batch's probes gathered under `name` (empty outside a batch). */
+export function gathered(name: string): string {
+  if (!GATHER_NAME.test(name)) throw new Error(`gathered: invalid name ${JSON.stringify(name)}`);
+  return `\${${GATHER_VAR}${name}:-}`;
+}
+
+/**
+ * The prelude of a probe batch: its memo directory (in /dev/shm, else $TMPDIR; removed when the script ends, even
+ * when it is stopped) and the gathered lists (name → words, in the probes' order, each once). Without a directory
+ * (mktemp failed) every memo() runs its command as written.
+ */
+export function batchPrelude(gather: ReadonlyMap<string, readonly string[]> = new Map()): string {
+  const lines = [
+    `if ${MEMO_VAR}=$(mktemp -d /dev/shm/wpfarm-probe.XXXXXX 2>/dev/null || mktemp -d 2>/dev/null); then`,
+    `  export ${MEMO_VAR}; trap 'rm -rf -- "$${MEMO_VAR}"' EXIT; trap 'exit 143' HUP INT TERM`,
+    `else unset ${MEMO_VAR}; fi`,
+  ];
+  for (const [name, words] of gather) {
+    if (!GATHER_NAME.test(name)) throw new Error(`batchPrelude: invalid gather name ${JSON.stringify(name)}`);
+    const bad = words.find((w) => !GATHER_WORD.test(w));
+    if (bad !== undefined) throw new Error(`batchPrelude: gather ${name}: invalid word ${JSON.stringify(bad)}`);
+    lines.push(sh`export ${raw(`${GATHER_VAR}${name}`)}=${[...new Set(words)].join(' ')}`);
+  }
+  return lines.join('\n');
 }

@@ -110,6 +110,12 @@ export interface Probe {
    * it. Read ahead with that host's probes (prefetchProbes); its output holds only while the run has written nothing.
    */
   host?: string;
+  /**
+   * Words this probe adds to lists its batch asks about once (lib/shell.ts batchPrelude, gathered): e.g. its unit
+   * under `units`, for one `systemctl show` of every unit of the batch. The script must answer the same without them
+   * (a probe run alone has none).
+   */
+  gather?: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface StepOptions {

@@ -128,7 +128,23 @@ export function nestedProbe(ctx: StepContext, ops: (Operation | Probe)[]): Probe
   const probes = ops.map((op) => ('script' in op ? op : op.probe(ctx)));
   if (probes.every((p) => !p)) return null;
   const parts = probes.map((p, i) => `printf '\\n%s\\n' '${PART}:${i}'\n( ${p?.script ?? ':'}\n) 2>&1 </dev/null`);
-  return { script: `${parts.join('\n')}\nprintf '\\n'`, ...(probes.some((p) => p?.become) ? { become: true } : {}) };
+  const gather = mergeGather(probes.map((p) => p?.gather));
+  return {
+    script: `${parts.join('\n')}\nprintf '\\n'`,
+    ...(probes.some((p) => p?.become) ? { become: true } : {}),
+    ...(Object.keys(gather).length ? { gather } : {}),
+  };
+}
+
+/** The gathered words of several probes (Probe.gather), by name, each once, in order. */
+export function mergeGather(gathers: (Probe['gather'] | undefined)[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const g of gathers)
+    for (const [name, words] of Object.entries(g ?? {})) {
+      const list = (out[name] ??= []);
+      for (const w of words) if (!list.includes(w)) list.push(w);
+    }
+  return out;
 }
 
 /** The outputs of a nestedProbe() by operation, in order (undefined: not in the output; the operation probes again). */

@@ -7,13 +7,14 @@
 //
 // These operations talk to the local engine of the host they run on: networks, secrets, configs and
 // stacks need a swarm manager (use runOnce or delegateTo a manager in roles).
+import { createHash } from 'node:crypto';
 import YAML from 'yaml';
 import type { Operation, Plan, Probe, StepContext, StepOptions } from '../types.ts';
 import { InputError } from '../errors.ts';
 import { argSpec, defineOp, unchanged } from './base.ts';
 import { z } from '../schema.ts';
-import { sh } from '../shell.ts';
-import { parseSwarm, type SwarmFact } from '../facts.ts';
+import { GATHER_VAR, MEMO_VAR, gathered, memo, sh } from '../shell.ts';
+import { SWARM_INFO, parseSwarm, type SwarmFact } from '../facts.ts';
 import { b64decode, keyValues, lineDiff, nonEmptyLines, parts, sha256 } from './sys-util.ts';
 
 export { parseSwarm, type SwarmFact };
@@ -22,7 +23,8 @@ const DOCKER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 /** where stackDeploy keeps the last deployed render of each stack */
 export const STACK_DIR = '/var/lib/wpfarm/stacks';
 
-const SWARM_PROBE = "echo %%swarm; timeout 10 docker info --format '{{json .Swarm}}'";
+/** this node's swarm state in a probe (once per probe batch: memo) */
+const SWARM_PROBE = `echo %%swarm; ${memo(SWARM_INFO)}`;
 
 function needManager(ctx: StepContext, swarm: SwarmFact, what: string): string | null {
   if (swarm.state === 'active' && swarm.isManager) return null;
@@ -46,13 +48,27 @@ export function swarmFacts(options: StepOptions = {}): Operation {
     kind: 'swarmFacts',
     title: 'swarm facts',
     options,
-    probe: () => ({ script: "( timeout 10 docker info --format '{{json .Swarm}}' ) 2>/dev/null", become: options.become }),
+    probe: () => ({ script: `( ${memo(SWARM_INFO)}\n) 2>/dev/null`, become: options.become }),
     plan: (_ctx, out) => unchanged(parseSwarm(out), 'read only'),
   });
 }
 
 // ---------------------------------------------------------------------------------------------
 // networks
+
+/**
+ * `docker network inspect --format '{{json .}}'` of one network, in a probe: in a batch that gathered several
+ * (`networks`), one inspect for all of them (memo) and this one's line (by its name); alone, or when that answer has
+ * no line of that name (a network missing, docker not answering), the network asked on its own.
+ */
+export function networkInspect(name: string): string {
+  const all = memo(`docker network inspect --format '{{.Name}} {{json .}}' -- $${GATHER_VAR}networks`);
+  return [
+    sh`n=${name}; l=''`,
+    `case " ${gathered('networks')} " in *" $n "*) l=$(${all} 2>/dev/null | awk -v n="$n" '$1 == n { print substr($0, length(n) + 2); exit }') ;; esac`,
+    `if [ -n "$l" ]; then printf '%s\\n' "$l"; else docker network inspect --format '{{json .}}' -- "$n"; fi`,
+  ].join('\n');
+}
 
 export interface NetworkArgs {
   name: string;
@@ -108,12 +124,13 @@ function dockerNetworkOp(a: z.output<typeof NETWORK_ARGS.schema>, options: StepO
     probe: () => ({
       script: [
         '(',
-        sh`echo %%net; docker network inspect --format '{{json .}}' -- ${a.name}`,
+        `echo %%net; ${networkInspect(a.name)}`,
         SWARM_PROBE,
         'echo %%kernel; if grep -qw esp4 /proc/crypto || [ -d /sys/module/esp4 ]; then echo esp=yes; else echo esp=no; fi',
         ') 2>/dev/null',
       ].join('\n'),
       become: options.become,
+      gather: { networks: [a.name] },
     }),
     plan: (ctx: StepContext, out: string): Plan => {
       const p = parts(out);
@@ -193,6 +210,9 @@ export function hashedName(prefix: string, content: string | Buffer): string {
 
 const HASHED = /^(.+)_([0-9a-f]{8})$/;
 
+/** The names of every secret or config, in a probe (once per probe batch: memo; every probe filters it itself). */
+const objectNames = (kind: ObjectKind): string => memo(`docker ${kind} ls --format '{{.Name}}'`);
+
 export interface SecretArgs {
   /** prefix; the object is created as `<name>_<sha256-8>` */
   name: string;
@@ -235,7 +255,8 @@ function versionedOp(kind: ObjectKind, a: z.output<typeof SECRET_ARGS.schema>, o
     probe: () => ({
       script: [
         '(',
-        sh`echo %%versions; docker ${kind} ls --format '{{.Name}}' --filter ${`name=${a.name}_`}`,
+        // the names that start with the prefix (the plan keeps `<prefix>_<8 hex>`)
+        `echo %%versions; ${objectNames(kind)} | ${sh`awk -v p=${`${a.name}_`} 'index($0, p) == 1'`}`,
         SWARM_PROBE,
         ') 2>/dev/null',
       ].join('\n'),
@@ -294,7 +315,7 @@ function secretPruneOp(a: z.output<typeof PRUNE_ARGS.schema>, options: StepOptio
     title: `prune old ${a.kind}s ${a.prefixes.join(',')}`,
     options,
     probe: () => ({
-      script: ['(', sh`echo %%all; docker ${a.kind} ls --format '{{.Name}}'`, `echo %%inuse; ${IN_USE}`, ') 2>/dev/null'].join('\n'),
+      script: ['(', `echo %%all; ${objectNames(a.kind)}`, `echo %%inuse; ${IN_USE}`, ') 2>/dev/null'].join('\n'),
       become: options.become,
     }),
     plan: (_ctx, out): Plan => {
@@ -391,8 +412,8 @@ function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptio
         sh`if [ -f ${file} ]; then echo exists=yes; echo sha256=$(sha256sum < ${file} | cut -c1-64); else echo exists=no; fi`,
         SWARM_PROBE,
         sh`echo %%services; docker stack services --format '{{.Name}} {{.Replicas}} {{.Image}}' -- ${a.name}`,
-        pruneVersions && secretPrefixes.length ? "echo %%secrets; docker secret ls --format '{{.Name}}'" : '',
-        pruneVersions && configPrefixes.length ? "echo %%configs; docker config ls --format '{{.Name}}'" : '',
+        pruneVersions && secretPrefixes.length ? `echo %%secrets; ${objectNames('secret')}` : '',
+        pruneVersions && configPrefixes.length ? `echo %%configs; ${objectNames('config')}` : '',
         sh`echo %%content; [ -f ${file} ] && [ $(stat -c %s ${file}) -le 1048576 ] && base64 -w0 < ${file}; echo`,
         ') 2>/dev/null',
       ]
@@ -456,23 +477,54 @@ function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptio
 
 // ---------------------------------------------------------------------------------------------
 
-/** imageAvailable's read-only probe: "present" or "absent". */
-export const imagePresentProbe = (image: string): Probe => ({
-  script: sh`docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1 && echo present || echo absent`,
-});
+/** what the daemon pulls through besides the registry itself (mirrors, proxies): "0" when nothing (memo) */
+const PULLS_THROUGH = memo(`docker info --format '{{len .RegistryConfig.Mirrors}}{{.HTTPProxy}}{{.HTTPSProxy}}'`);
+
+/**
+ * imageAvailable's read-only probe: "present"; else, when the daemon pulls from the registry itself (no mirror, no
+ * proxy: what the CLI reaches is what a pull reaches), whether the registry has the image: "pullable", or "cannot: "
+ * and docker's last line; "absent" when that cannot be told (a mirror or a proxy, no answer within 20 s).
+ */
+export function imagePresentProbe(image: string): Probe {
+  // a registry that cannot be reached at all ("error pinging v2 registry") answers so for every image of it: in a
+  // batch, asked once per registry
+  const down = `"$${MEMO_VAR}"/registry-${createHash('sha256').update(registryOf(image)).digest('hex').slice(0, 16)}.down`;
+  return {
+    script: [
+      sh`if docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1; then echo present`,
+      `elif [ "$(${PULLS_THROUGH})" != 0 ]; then echo absent`,
+      `elif [ -n "\${${MEMO_VAR}:-}" ] && [ -s ${down} ]; then echo "cannot: $(cat ${down})"`,
+      sh`else m=$(timeout 20 docker manifest inspect --insecure ${image} 2>&1 >/dev/null); rc=$?`,
+      '  if [ $rc = 0 ]; then echo pullable; elif [ $rc = 124 ]; then echo absent',
+      `  else l=\${m##*$'\\n'}; case $l in *'error pinging v2 registry'*) [ -z "\${${MEMO_VAR}:-}" ] || printf '%s\\n' "$l" > ${down} ;; esac`,
+      '    echo "cannot: $l"; fi',
+      'fi',
+    ].join('\n'),
+  };
+}
+
+/** The registry an image reference is pulled from (docker's rule: a first part with a dot or a port, or localhost). */
+export function registryOf(image: string): string {
+  const first = image.split('/')[0]!;
+  return image.includes('/') && (/[.:]/.test(first) || first === 'localhost') ? first : 'docker.io';
+}
 
 /**
  * The image is present on the node, or can be pulled within a minute; otherwise the reason ("image X cannot be
  * pulled here: <docker's last line>"), for a role to report its stack skipped where no registry is reachable.
  * Check mode only reads: the local image, else the registry's manifest (what a real run's pull needs).
- * `probed`: the output of imagePresentProbe(image), read with the step's probes (present: no round trip).
+ * `probed`: the output of imagePresentProbe(image), read with the step's probes: no round trip when it says the image
+ * is present, or that the registry cannot give it (nothing is tried: no command, no write), or in check mode that it
+ * can.
  */
 export async function imageAvailable(ctx: StepContext, image: string, probed?: string): Promise<{ ok: boolean; reason: string }> {
-  if (probed?.trim() === 'present') return { ok: true, reason: '' };
-  const cannot = (r: { code: number; stdout: string; stderr: string }) => ({
-    ok: false,
-    reason: `image ${image} cannot be pulled here: ${(r.stderr || r.stdout).trim().split('\n').pop() || `exit ${r.code}`}`,
-  });
+  const seen = probed?.trim();
+  if (seen === 'present') return { ok: true, reason: '' };
+  const cannotSay = (why: string) => ({ ok: false, reason: `image ${image} cannot be pulled here: ${why}` });
+  if (seen?.startsWith('cannot: ')) return cannotSay(seen.slice('cannot: '.length).trim() || 'the registry did not give it');
+  if (seen === 'pullable' && ctx.check) return { ok: true, reason: 'check mode: the image would be pulled' };
+  const cannot = (r: { code: number; stdout: string; stderr: string }) =>
+    cannotSay((r.stderr || r.stdout).trim().split('\n').pop() || `exit ${r.code}`);
   if (ctx.check) {
     const r = await ctx.exec(sh`docker image inspect --format '{{.Id}}' ${image}`, { nothrow: true, readOnly: true });
     if (r.code === 0) return { ok: true, reason: '' };

@@ -10,7 +10,7 @@
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { absPath, argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
-import { atomicWriteScript, sh } from '../shell.ts';
+import { GATHER_VAR, atomicWriteScript, gathered, memoFile, sh } from '../shell.ts';
 import { b64decode, keyValues, lineDiff, parts, sha256 } from './sys-util.ts';
 
 export interface SystemdArgs {
@@ -52,15 +52,55 @@ const DROPIN_DIRS = [
   '/lib/systemd/system',
 ];
 
+/** The unit properties a probe reads (`systemctl show -p`): Names tells which unit a block of a many-unit answer is. */
+const SHOW =
+  'systemctl show --no-pager -p Names -p LoadState -p ActiveState -p SubState -p UnitFileState -p NeedDaemonReload -p DropInPaths --';
+
+/** A unit's words for its batch's gathered list (`units`): not a template (`foo@.service`: systemctl show refuses it, and with it the whole list). */
+export const unitGather = (unit: string): { units: string[] } | undefined => (/@\.[a-z]+$/.test(unit) ? undefined : { units: [unit] });
+
+/**
+ * Shell setting $show to `systemctl show`'s block for unit $u and $en to `systemctl is-enabled`'s answer (prefixed
+ * `=` when it came from the batch). In a probe batch that gathered the unit with others (unitGather), both are asked
+ * once for every unit of the batch (memoFile) and this unit's part taken: its block (Names must list $u, else it is
+ * not its block) and its line (when is-enabled got that far: it answers one line per unit, in order, and stops at the
+ * first unit it cannot find). Otherwise, or when the batch's answer does not hold, asked for this unit alone. Read with
+ * shell builtins only (each fork costs, and a host runs dozens of these probes).
+ */
+const UNIT_SHOW = [
+  "show=''; en=''; names=''; i=0; n=0",
+  `for x in ${gathered('units')}; do n=$((n + 1)); [ "$x" = "$u" ] && i=$n; done`,
+  'if [ "$i" -gt 0 ]; then',
+  `  ${memoFile(`${SHOW} $${GATHER_VAR}units 2>/dev/null`, 'f')}`,
+  '  if [ -n "$f" ]; then',
+  '    b=1; while IFS= read -r l; do',
+  '      if [ -z "$l" ]; then b=$((b + 1)); [ "$b" -gt "$i" ] && break',
+  `      elif [ "$b" -eq "$i" ]; then show="$show$l"$'\\n'; case $l in Names=*) names=\${l#Names=} ;; esac; fi`,
+  '    done < "$f"',
+  `    case " $names " in *" $u "*) show=\${show%$'\\n'} ;; *) show='' ;; esac`,
+  `    ${memoFile(`systemctl is-enabled -- $${GATHER_VAR}units 2>/dev/null`, 'f')}`,
+  '    k=0; while IFS= read -r l; do k=$((k + 1)); if [ "$k" -eq "$i" ]; then en="=$l"; break; fi; done < "$f"',
+  '  fi',
+  'fi',
+  `[ -n "$show" ] || show=$(${SHOW} "$u" 2>/dev/null)`,
+].join('\n');
+
+/** Shell printing the `<key>=` line of $show (builtins only). */
+const showLine = (key: string): string => `while IFS= read -r l; do case $l in ${key}=*) printf '%s\\n' "$l" ;; esac; done <<< "$show"`;
+
 export function unitProbeScript(unit: string, dropInDirs: readonly string[] = DROPIN_DIRS): string {
   // a non-empty *.conf in <dir>/<unit>.d whose real path is not among the loaded unit's DropInPaths (empty files and
   // links to /dev/null mask a drop-in: systemd leaves them out, so does this)
   const globs = dropInDirs.map((d) => `${sh`${`${d}/${unit}.d`}`}/*.conf`).join(' ');
   return [
     'if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi',
-    sh`systemctl show --no-pager -p LoadState -p ActiveState -p SubState -p UnitFileState -p NeedDaemonReload -- ${unit}`,
-    sh`echo "IsEnabled=$(systemctl is-enabled -- ${unit} 2>/dev/null)"`,
-    `known=' '; for d in $(systemctl show --no-pager -p DropInPaths --value -- ${sh`${unit}`} 2>/dev/null)`,
+    sh`u=${unit}`,
+    UNIT_SHOW,
+    `case $en in =*) en=\${en#=} ;; *) en=$(systemctl is-enabled -- "$u" 2>/dev/null) ;; esac`,
+    `printf '%s\\n' "$show"`,
+    'echo "IsEnabled=$en"',
+    'dp=\'\'; while IFS= read -r l; do case $l in DropInPaths=*) dp=${l#DropInPaths=} ;; esac; done <<< "$show"',
+    "known=' '; for d in $dp",
     '  do known="$known$(readlink -f -- "$d") "; done',
     `new=''; for f in ${globs}; do [ -s "$f" ] || continue; r=$(readlink -f -- "$f")`,
     '  case "$known" in *" $r "*) ;; *) case " $new " in *" $f "*) ;; *) new="$new $f" ;; esac ;; esac; done',
@@ -122,7 +162,7 @@ function systemdOp(a: z.output<typeof SYSTEMD_ARGS.schema>, options: StepOptions
     kind: 'systemd',
     title: `systemd ${unit}${what ? ` ${what}` : ''}`,
     options,
-    probe: () => ({ script: `(\n${unitProbeScript(unit)}\n) 2>/dev/null`, become: options.become }),
+    probe: () => ({ script: `(\n${unitProbeScript(unit)}\n) 2>/dev/null`, become: options.become, gather: unitGather(unit) }),
     plan: (ctx: StepContext, out: string): Plan => {
       const st = parseUnitState(out);
       if (!st.systemd) throw new Error(`${unit}: systemd is not the init system on ${ctx.host.name}`);
@@ -230,11 +270,14 @@ function unitFileOp(a: z.output<typeof UNIT_FILE_ARGS.schema>, options: StepOpti
         '(',
         'if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi',
         sh`if [ -f ${path} ]; then echo exists=yes; echo sha256=$(sha256sum < ${path} | cut -d' ' -f1); else echo exists=no; fi`,
-        sh`systemctl show --no-pager -p NeedDaemonReload -- ${unit}`,
+        sh`u=${unit}`,
+        UNIT_SHOW,
+        showLine('NeedDaemonReload'),
         sh`echo %%content; [ -f ${path} ] && [ $(stat -c %s ${path}) -le 262144 ] && base64 -w0 < ${path}; echo`,
         ') 2>/dev/null',
       ].join('\n'),
       become: options.become,
+      gather: unitGather(unit),
     }),
     plan: (ctx: StepContext, out: string): Plan => {
       const p = parts(out);

@@ -7,10 +7,10 @@
 import { InputError } from '../../lib/errors.ts';
 import { lookupEnv, envFileShown } from '../../lib/env.ts';
 import { apt } from '../../lib/ops/apt.ts';
-import { task } from '../../lib/ops/base.ts';
+import { nestedOutputs, nestedProbe, task } from '../../lib/ops/base.ts';
 import { command } from '../../lib/ops/command.ts';
 import { copy, directory, file } from '../../lib/ops/files.ts';
-import { dockerConfig, dockerSecret, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
+import { dockerConfig, dockerSecret, imagePresentProbe, stackDeploy, type SecretResult } from '../../lib/ops/docker.ts';
 import { systemd, unitFile } from '../../lib/ops/systemd.ts';
 import { renderTemplate, template, templatePath } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
@@ -234,6 +234,16 @@ export function imagesScript(pull: boolean): string {
     .join('\n');
 }
 
+/**
+ * The images step's probe (imagePresentProbe of each image, nestedProbe) read: the images not present, and whether the
+ * registry said of every one of them that it cannot give it (then a pull is not tried).
+ */
+export function imagesSeen(probed: string, images: string[]): { missing: string[]; unpullable: boolean } {
+  const seen = nestedOutputs(probed, images.length).map((o) => o?.trim());
+  const missing = images.filter((_, i) => seen[i] !== 'present');
+  return { missing, unpullable: missing.length > 0 && images.every((_, i) => seen[i] === 'present' || !!seen[i]?.startsWith('cannot: ')) };
+}
+
 export const missingImages = (out: string): string[] => [...out.matchAll(/^missing (\S+)$/gm)].map((m) => m[1]!);
 
 /** Grafana, Loki, Tempo, Promtail as a Swarm stack, deployed from the first manager. */
@@ -266,12 +276,15 @@ function grafanaStack(ctx: StepContext): Step[] {
       ),
     ),
   ];
-  // the images (pulled when missing; one round trip for all, none when the probe finds them all)
+  // the images (pulled when missing; one round trip for all, none when the probe finds them all, or finds that the
+  // registry can give none of the missing ones: then nothing is tried, no command, no write)
+  const list: string[] = Object.values(IMAGES);
   const images = task(
     'monitoring images',
     async (c, probed) => {
-      let missing = probed === undefined ? undefined : missingImages(probed);
-      if (missing === undefined || (missing.length && !c.check)) {
+      const seen = probed === undefined ? undefined : imagesSeen(probed, list);
+      let missing = seen?.missing;
+      if (missing === undefined || (missing.length && !c.check && !seen?.unpullable)) {
         const r = await c.exec(imagesScript(!c.check), { nothrow: true, readOnly: c.check, timeoutMs: 300_000 });
         missing = missingImages(r.stdout);
       }
@@ -279,7 +292,7 @@ function grafanaStack(ctx: StepContext): Step[] {
         ? { skipped: `images cannot be pulled here: ${missing.join(', ')}`, result: { ok: false } }
         : { result: { ok: true } };
     },
-    { ...on, register: 'monitoring_images', probe: () => ({ script: imagesScript(false) }) },
+    { ...on, register: 'monitoring_images', probe: (c) => nestedProbe(c, list.map(imagePresentProbe)) },
   );
   if (!grafanaPw) {
     steps.push(

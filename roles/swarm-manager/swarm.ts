@@ -1,12 +1,10 @@
 // Swarm membership, shared by the swarm-manager and swarm-worker roles: find an active manager, init or join,
 // rejoin after a node left or was reset, remove the stale entry a rejoined node leaves behind, node labels.
 import { InputError } from '../../lib/errors.ts';
-import { type SwarmFact, kernelFact, parseSwarm } from '../../lib/facts.ts';
+import { SWARM_INFO, type SwarmFact, kernelFact, parseSwarm } from '../../lib/facts.ts';
 import { task } from '../../lib/ops/base.ts';
-import { sh } from '../../lib/shell.ts';
+import { memo, sh } from '../../lib/shell.ts';
 import type { HostSpec, Probe, Step, StepContext, TaskOutcome } from '../../lib/types.ts';
-
-const SWARM_INFO = "timeout 20 docker info --format '{{json .Swarm}}'";
 
 /**
  * The no-change fast path of the swarm steps (Task.probe, read with the role's other probes): this node's swarm
@@ -14,7 +12,7 @@ const SWARM_INFO = "timeout 20 docker info --format '{{json .Swarm}}'";
  * manager address and reachability, labels). On a worker the node list is empty (only managers can list nodes).
  */
 const SWARM_PROBE = [
-  SWARM_INFO,
+  memo(SWARM_INFO),
   'echo @@nodes',
   "docker node ls -q 2>/dev/null | xargs -r docker node inspect --format '{{.ID}} {{.Status.Addr}} {{.Spec.Role}} {{.Status.State}} " +
     "{{.Spec.Availability}} {{if .ManagerStatus}}{{.ManagerStatus.Addr}}/{{.ManagerStatus.Reachability}}{{else}}-{{end}} {{json .Spec.Labels}}' 2>/dev/null",

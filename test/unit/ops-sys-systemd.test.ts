@@ -90,7 +90,7 @@ test('the probe finds the drop-ins on disk that systemctl does not list (real ba
     fs.mkdirSync(bin);
     fs.writeFileSync(
       path.join(bin, 'systemctl'),
-      `#!/bin/bash\ncase "$*" in *DropInPaths*) echo ${path.join(d, 'known.conf')} ;; *show*) echo NeedDaemonReload=no ;; esac\n`,
+      `#!/bin/bash\ncase "$*" in *show*DropInPaths*) printf '%s\\n' Names=x.service NeedDaemonReload=no DropInPaths=${path.join(d, 'known.conf')} ;; esac\n`,
       { mode: 0o755 },
     );
     const out = await localExec(`PATH=${bin}:$PATH\n${unitProbeScript('x.service', [etc, lib])}`, { nothrow: true });
@@ -98,7 +98,7 @@ test('the probe finds the drop-ins on disk that systemctl does not list (real ba
     // once loaded (daemon-reload), nothing is new
     fs.writeFileSync(
       path.join(bin, 'systemctl'),
-      `#!/bin/bash\ncase "$*" in *DropInPaths*) echo ${path.join(d, 'known.conf')} ${path.join(d, 'new.conf')} ;; esac\n`,
+      `#!/bin/bash\ncase "$*" in *show*DropInPaths*) echo Names=x.service; echo DropInPaths=${path.join(d, 'known.conf')} ${path.join(d, 'new.conf')} ;; esac\n`,
     );
     assert.deepEqual(
       parseUnitState((await localExec(`PATH=${bin}:$PATH\n${unitProbeScript('x.service', [etc, lib])}`)).stdout).newDropIns,

@@ -1,6 +1,8 @@
 // The portainer role through the real runner (lib/runner.ts) against scripted managers whose Docker cannot pull
 // (as on the project's lab machines): the image step is skipped with docker's reason, the stack and the API
-// configuration are skipped with it, nothing is deployed and no API call is made; the same in check mode.
+// configuration are skipped with it, nothing is deployed and no API call is made; the same in check mode. When the
+// probe read the registry's answer (no mirror, no proxy: lib/ops/docker.ts imagePresentProbe), no docker command
+// is sent besides the probes (no pull tried: no write); when it could not tell, a real run tries the pull.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventStream } from '../../lib/events.ts';
@@ -18,7 +20,7 @@ const PASSWORD_ENV = 'WPFARM_UNIT_TEST_PORTAINER_PASSWORD';
  *  volume mounted at /mnt/gluster/sites when it is in `mounted`. */
 type FakeConn = Connection & { abortChannels(): Promise<string[]> };
 
-function fakeConn(host: HostSpec, commands: string[], mounted: Set<string>): FakeConn {
+function fakeConn(host: HostSpec, commands: string[], mounted: Set<string>, imageProbe: string): FakeConn {
   return {
     host,
     roundTrips: 0,
@@ -29,7 +31,9 @@ function fakeConn(host: HostSpec, commands: string[], mounted: Set<string>): Fak
       // the runner reads probes in batches, each output after its marker line (lib/runner.ts probeScript), a task's
       // own operations' inside its probe (lib/ops/base.ts nestedProbe): each part answered by what it reads
       const answer = (script: string): string => {
-        const parts = script.split(/^printf '\\n%s\\n' '?(@@@wpfarm-(?:probe|part):\d+)'?$/m);
+        // a batch's probes first, then a task's parts in its probe (whose first marker follows the batch's "( ")
+        const kind = script.includes('@@@wpfarm-probe:') ? 'probe' : 'part';
+        const parts = script.split(new RegExp(`^(?:\\( )?printf '\\\\n%s\\\\n' '?(@@@wpfarm-${kind}:\\d+)'?$`, 'm'));
         if (parts.length > 1) {
           let out = '';
           for (let i = 1; i < parts.length; i += 2) out += `\n${parts[i]}\n${answer(parts[i + 1]!)}`;
@@ -37,7 +41,7 @@ function fakeConn(host: HostSpec, commands: string[], mounted: Set<string>): Fak
         }
         if (script.includes('findmnt')) return mount;
         if (script.includes('@@stat')) return stat;
-        if (script.includes('docker image inspect') && script.includes('echo present')) return 'absent\n';
+        if (script.includes('docker image inspect') && script.includes('echo present')) return `${imageProbe}\n`;
         throw new Error(`unexpected probe on ${host.name}: ${script.slice(0, 200)}`);
       };
       if (command.startsWith('findmnt')) return { code: 0, stderr: '', stdout: mount };
@@ -60,15 +64,19 @@ class FakePool extends ConnectionPool {
   constructor(
     private readonly commands: string[],
     private readonly mounted: Set<string>,
+    private readonly imageProbe: string,
   ) {
     super();
   }
   override get(host: HostSpec): Promise<FakeConn> {
-    return Promise.resolve(fakeConn(host, this.commands, this.mounted));
+    return Promise.resolve(fakeConn(host, this.commands, this.mounted, this.imageProbe));
   }
 }
 
-async function runPortainer(o: Partial<RunOptions> = {}, mounted = new Set(['mgr1', 'mgr2'])) {
+/** imagePresentProbe's answer: the registry's (no mirror, no proxy), or "absent" (it could not tell) */
+const REGISTRY_SAYS = `cannot: ${NO_REGISTRY}`;
+
+async function runPortainer(o: Partial<RunOptions> = {}, mounted = new Set(['mgr1', 'mgr2']), imageProbe = REGISTRY_SAYS) {
   const mk = (name: string): HostSpec => ({
     name,
     address: `10.10.0.${name.length}`,
@@ -86,7 +94,7 @@ async function runPortainer(o: Partial<RunOptions> = {}, mounted = new Set(['mgr
   const hosts = [mk('mgr1'), mk('mgr2')];
   const commands: string[] = [];
   const env: RunEnv = {
-    pool: new FakePool(commands, mounted),
+    pool: new FakePool(commands, mounted, imageProbe),
     events: new EventStream(),
     options: { check: false, diff: false, forks: 4, verbose: 0, ...o },
     allHosts: new Map(hosts.map((h) => [h.name, h])),
@@ -105,12 +113,17 @@ const byStep = (results: StepResult[], start: string): StepResult => {
   return x;
 };
 
-for (const check of [false, true]) {
-  const mode = check ? ' (check mode)' : '';
+for (const [check, probeTold] of [
+  [false, true],
+  [true, true],
+  [false, false],
+  [true, false],
+]) {
+  const mode = `${check ? ' (check mode)' : ''}${probeTold ? ', the probe read the registry' : ', the probe could not tell'}`;
   test(`portainer where the images cannot be pulled${mode}: stack and configuration skipped with the reason`, async () => {
     process.env[PASSWORD_ENV] = 'a-long-enough-admin-password';
     try {
-      const { r, commands } = await runPortainer({ check });
+      const { r, commands } = await runPortainer({ check }, undefined, probeTold ? REGISTRY_SAYS : 'absent');
       assert.deepEqual(
         r.results.filter((x) => x.status === 'failed').map((x) => `${x.host} ${x.step}: ${x.error}`),
         [],
@@ -132,11 +145,16 @@ for (const check of [false, true]) {
         commands.filter((c) => / findmnt /.test(` ${c.split(': ')[1]}`)).map((c) => c.split(':')[0]),
         ['mgr1', 'mgr2'],
       );
-      // the probe batches only look (docker image inspect, both images, on every manager that reads the step's probe);
-      // the step itself asks docker once, on one manager (runOnce), and not for the agent once the server's is missing
+      // the probe batches only read (docker image inspect, docker info, docker manifest inspect: both images, on every
+      // manager that reads the step's probe); told by them, the step sends nothing; otherwise it asks docker once, on one
+      // manager (runOnce), and not for the agent once the server's is missing
       const batches = commands.filter((c) => c.includes('@@@wpfarm-probe'));
-      assert.ok(!batches.some((c) => /docker (pull|manifest)/.test(c)), 'probes only inspect');
+      assert.ok(!batches.some((c) => /docker pull/.test(c)), 'probes only read');
       const docker = commands.filter((c) => c.includes('docker') && !c.includes('@@@wpfarm-probe'));
+      if (probeTold) {
+        assert.deepEqual(docker, [], 'the registry said no: nothing tried, no write');
+        return;
+      }
       assert.ok(docker.length > 0, 'docker was asked');
       assert.deepEqual([...new Set(docker.map((c) => c.split(':')[0]))], ['mgr1'], docker.join('\n'));
       assert.ok(

@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
+import { SWARM_INFO } from '../../lib/facts.ts';
+import { memo } from '../../lib/shell.ts';
 import type { Task } from '../../lib/types.ts';
 import { NODE_UPDATE, parseSwarmProbe } from '../../roles/swarm-manager/swarm.ts';
 
@@ -134,7 +136,9 @@ test("clusterProbe: on a manager its own node list; on a worker the first manage
   const none: string[] = [];
   const onMgr = clusterProbe(scripted('mgr2', none, () => '') as Parameters<typeof clusterProbe>[0]);
   assert.equal(onMgr.host, undefined);
-  assert.match(onMgr.script, /^timeout 20 docker info --format '\{\{json \.Swarm\}\}'\necho @@nodes\ndocker node ls -q/);
+  // the swarm state (SWARM_INFO, once per probe batch: memo), then the node list
+  assert.ok(onMgr.script.startsWith(`${memo(SWARM_INFO)}\necho @@nodes\ndocker node ls -q`), onMgr.script);
+  assert.match(SWARM_INFO, /^timeout 20 docker info --format '\{\{json \.Swarm\}\}'$/);
   const onWorker = clusterProbe(scripted('wrk1', none, () => '') as Parameters<typeof clusterProbe>[0]);
   assert.equal(onWorker.host, 'mgr1');
   assert.equal(onWorker.script, onMgr.script, 'the same script as the manager role reads there: read once');
