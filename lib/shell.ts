@@ -99,10 +99,12 @@ export function atomicWriteScript(target: string, o: AtomicWrite): string {
     '( set -e',
     sh`p=${target}`,
     ...(o.parents ? [`mkdir -p -- "$(dirname -- "$p")"`] : []),
-    `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
-    // stopped (Ctrl-C: TERM to the command's process group; HUP, INT): the temp file goes, nothing lands
+    // stopped (Ctrl-C: TERM to the command's process group; HUP, INT): the temp file goes, nothing lands. The traps
+    // come first: a signal between mktemp and them left the temp file behind (seen once under load in a CI-like run)
+    `t=''`,
     `trap 'rm -f -- "$t"' EXIT`,
     `trap 'exit 143' HUP INT TERM`,
+    `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
     o.from !== undefined
       ? sh`cat -- ${o.from} > "$t"`
       : o.bytes !== undefined

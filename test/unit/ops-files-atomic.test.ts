@@ -118,3 +118,11 @@ describe('atomicWriteScript (file operations and Connection.put)', () => {
     assert.deepEqual(readdirSync(d), []);
   });
 });
+
+test('the traps are set before the temp file is made: a signal at any point after mktemp removes it', () => {
+  const s = atomicWriteScript('/etc/x.conf', { sha: sha('x') });
+  const at = (line: string) => s.split('\n').findIndex((l) => l.startsWith(line));
+  assert.ok(at('trap \'rm -f -- "$t"\' EXIT') >= 0 && at("trap 'exit 143' HUP INT TERM") >= 0, s);
+  assert.ok(at('trap \'rm -f -- "$t"\' EXIT') < at('t=$(mktemp'), 'the EXIT trap before mktemp');
+  assert.ok(at("trap 'exit 143' HUP INT TERM") < at('t=$(mktemp'), 'the signal trap before mktemp');
+});
