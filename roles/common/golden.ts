@@ -50,7 +50,7 @@ export const GOLDEN_DISABLED_UNITS = [...DOCKER_UNITS, ...LATER_UNITS];
 
 /** What a golden image bakes in: phase 1's packages and the later phases', each once. */
 export function goldenPackages(): string[] {
-  return [...new Set([...BASE_PACKAGES, ...DOCKER_PACKAGES, ...Object.values(LATER_PACKAGES).flat()])];
+  return [...new Set([...BASE_PACKAGES, ...DOCKER_PACKAGES, ...laterPackages()])];
 }
 
 /** The later phases' packages only (the shell check below lists their units). */
