@@ -172,7 +172,7 @@ test('headless Chromium: home page, a post, wp-admin login to the dashboard; eve
     await page.type('#user_login', user);
     await page.type('#user_pass', password);
     await Promise.all([page.waitForNavigation({ waitUntil: 'networkidle0', timeout: 60_000 }), page.click('#wp-submit')]);
-    assert.match(page.url(), /\/wp-admin\/$/);
+    assert.match(page.url(), /\/wp-admin\/$/, `after the login: ${page.url()}; ${problems.join('; ')}`);
     assert.match(await page.title(), /^Dashboard /);
     assert.ok(await page.$('#wpadminbar'), 'the admin bar is rendered');
     if (process.env.SITE_SCREENSHOT) await page.screenshot({ path: process.env.SITE_SCREENSHOT.replace(/\.png$/, '-dashboard.png') });
