@@ -31,7 +31,12 @@ export const SECRETS_FILE = '/etc/mysql/wpfarm-secrets';
 export const GALERA_CNF = '/etc/mysql/mariadb.conf.d/60-galera.cnf';
 export const SST_CNF = '/etc/mysql/mariadb.conf.d/61-galera-sst.cnf';
 export const DRAIN_DROPIN = '/etc/systemd/system/mariadb.service.d/50-wpfarm-drain.conf';
+/** a node that joined by SST records its system tables as current before debian-start (no mysql_upgrade then) */
+export const UPGRADE_INFO_DROPIN = '/etc/systemd/system/mariadb.service.d/55-wpfarm-upgrade-info.conf';
+export const UPGRADE_INFO_SCRIPT = '/usr/local/lib/wpfarm/galera-upgrade-info';
 const DATADIR = '/var/lib/mysql';
+/** the probes' reads of the system tables wait 5 s at most for a lock (else the server keeps the query waiting) */
+export const LOCK_WAIT = '--init-command=SET SESSION lock_wait_timeout=5';
 export const GALERA_PACKAGES = ['mariadb-server', 'mariadb-client', 'mariadb-backup', 'galera-4', 'socat', 'haproxy'];
 
 /** Secrets the role needs; generated on the first run, kept on the first db host (root 0600). */
@@ -223,7 +228,8 @@ const sqlString = (v: string): string => `'${v.replace(/\\/g, '\\\\').replace(/'
  * SHA-256 of its authentication string (not the hash itself) and its grants (usersInPlace reads them).
  */
 export function usersProbeScript(specs: Pick<UserSpec, 'user' | 'host'>[]): string {
-  const q = (sql: string) => sh`timeout 10 mariadb --connect-timeout=5 -NB -e ${sql} 2>/dev/null`;
+  // a 5 s lock wait: a node whose system tables are locked answers nothing soon, and leaves no query waiting there
+  const q = (sql: string) => sh`timeout 10 mariadb --connect-timeout=5 ${LOCK_WAIT} -NB -e ${sql} 2>/dev/null`;
   return [
     'echo @@status',
     `${q("SHOW GLOBAL STATUS LIKE 'wsrep_cluster_status'")} | cut -f2`,
@@ -533,6 +539,11 @@ const role: Role = {
       // drain before a stop: the endpoints move off this node before it shuts down (templates/galera/mariadb-drain.conf)
       directory({ path: path.dirname(DRAIN_DROPIN), mode: '0755' }),
       copy({ src: TPL('mariadb-drain.conf'), path: DRAIN_DROPIN, mode: '0644' }),
+      // no mysql_upgrade on a node that joined by SST from a donor of its version: run while it applies write-sets,
+      // it deadlocked with them in the lab (templates/galera/mariadb-upgrade-info.conf)
+      directory({ path: path.dirname(UPGRADE_INFO_SCRIPT), mode: '0755' }),
+      copy({ src: TPL('galera-upgrade-info.sh'), path: UPGRADE_INFO_SCRIPT, mode: '0755' }),
+      copy({ src: TPL('mariadb-upgrade-info.conf'), path: UPGRADE_INFO_DROPIN, mode: '0644' }),
       systemd(
         { name: 'mariadb', enabled: s.autostart, daemonReload: true },
         { name: `systemd mariadb.service ${s.autostart ? 'enabled' : 'disabled (the role starts it)'}` },

@@ -15,7 +15,7 @@ import { systemd, unitFile } from '../../lib/ops/systemd.ts';
 import { renderTemplate, template, templatePath } from '../../lib/ops/template.ts';
 import { sh } from '../../lib/shell.ts';
 import { createHash } from 'node:crypto';
-import { nativePasswordHash } from '../galera/role.ts';
+import { LOCK_WAIT, nativePasswordHash } from '../galera/role.ts';
 import type { Role, Step, StepContext } from '../../lib/types.ts';
 import { prometheusConfig, alertRules, rulesFile, toYaml } from './prometheus.ts';
 import { parseChannels, renderAlertmanager, AlertChannelError } from './alertmanager.ts';
@@ -55,7 +55,8 @@ function validate(title: string, cmd: string): Step {
 
 /** The exporter user's probe: the SHA-256 of its stored password hash (the password is never on a command line). */
 const EXPORTER_USER_SQL = "SELECT SHA2(authentication_string, 256) FROM mysql.user WHERE user='exporter' AND host='localhost'";
-export const EXPORTER_USER_PROBE = sh`timeout 10 mariadb --connect-timeout=5 -NB -e ${EXPORTER_USER_SQL} 2>/dev/null || true`;
+// at most 5 s of lock wait (roles/galera LOCK_WAIT): a node whose mysql.user is locked keeps no query waiting
+export const EXPORTER_USER_PROBE = sh`timeout 10 mariadb --connect-timeout=5 ${LOCK_WAIT} -NB -e ${EXPORTER_USER_SQL} 2>/dev/null || true`;
 
 /** true when EXPORTER_USER_PROBE's output shows the exporter user with this password. */
 export function exporterUserInPlace(out: string, password: string): boolean {

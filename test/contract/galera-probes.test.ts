@@ -5,7 +5,7 @@
 // revoked privilege is seen. A plain server is 'Disconnected' from any cluster (no answer from the probe then): its
 // status line is the one thing set here, to Galera's 'Primary'.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -64,4 +64,43 @@ test("the exporter user's probe on MariaDB: its password seen through the stored
   assert.equal(exporterUserInPlace(await probe(EXPORTER_USER_PROBE), 'other'), false);
   await db.sql("DROP USER 'exporter'@'localhost'");
   assert.equal(exporterUserInPlace(await probe(EXPORTER_USER_PROBE), SECRETS.exporter_password), false, 'no such user');
+});
+
+test('a locked mysql.user: the probes give up after their 5 s lock wait and leave no query waiting on the server', {
+  timeout: 60_000,
+}, async () => {
+  // another session holds mysql.user, as the applier and mysql_upgrade did on a joiner in the lab (2026-12-07)
+  const holder = spawn('mariadb', ['--no-defaults', `--socket=${db.socket}`, '-uroot', '-N', '-B', '--unbuffered'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const locked = new Promise<void>((ok, fail) => {
+    holder.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && ok());
+    holder.on('exit', (code) => fail(new Error(`the lock holder exited (${code})`)));
+  });
+  holder.stdin.write("LOCK TABLES mysql.user WRITE, mysql.global_priv WRITE; SELECT 'locked';\n");
+  try {
+    await locked;
+    for (const [name, script] of [
+      ['exporter user', EXPORTER_USER_PROBE],
+      ['users', usersProbeScript(specs)],
+    ] as const) {
+      const t0 = Date.now();
+      const out = await probe(script);
+      const ms = Date.now() - t0;
+      // the users probe: the status (no lock), the users (locked: gives up after 5 s), the grants (from the server's
+      // privilege cache, no lock); no user read means not in place
+      assert.ok(ms >= 4_500 && ms < 9_000, `${name}: waited 5 s for the lock (${ms} ms)`);
+      const users = name === 'users' ? (/^@@users\n([\s\S]*?)^@@g0$/m.exec(out)?.[1] ?? 'missing') : out;
+      assert.equal(users, '', `${name}: no user read while the table is locked: ${out}`);
+      if (name === 'users') assert.equal(usersInPlace(asPrimary(out), specs), false);
+      const waiting = await db.sql(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%mysql.user%' AND INFO NOT LIKE '%PROCESSLIST%'",
+      );
+      assert.equal(waiting.trim(), '0', `${name}: no probe query left waiting on the server`);
+    }
+    assert.equal(exporterUserInPlace(await probe(EXPORTER_USER_PROBE), SECRETS.exporter_password), false, 'locked: not seen in place');
+  } finally {
+    holder.stdin.end('UNLOCK TABLES;\n');
+    await new Promise((ok) => holder.once('close', ok));
+  }
 });

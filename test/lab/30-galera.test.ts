@@ -231,6 +231,30 @@ test('check mode on the current state changes nothing; the role converges the db
     );
     assert.match(grants.join('\n'), /GRANT SELECT, PROCESS, BINLOG MONITOR ON \*\.\* TO `exporter`@`localhost`/);
   }
+  // no mysql_upgrade on a node that joined by SST (it deadlocked with the applier in the lab, 2026-12-07): the joiners
+  // recorded the donor's version (templates/galera/galera-upgrade-info.sh), every node has the server's version on
+  // record, and mysql.user answers on every node within a 3 s lock wait (the deadlock's symptom: it hung for good)
+  for (const n of DB) {
+    const out = (
+      await on(n, (c) =>
+        c.exec(
+          `cat /var/lib/mysql/mysql_upgrade_info; echo; /usr/sbin/mariadbd --version; ` +
+            `test -e /var/lib/mysql/xtrabackup_info && echo sst=yes || echo sst=no; ` +
+            `journalctl -u mariadb -b --no-pager -o cat | grep -c 'joined by SST' || true; ` +
+            `timeout 10 mariadb -NB -e "SET STATEMENT lock_wait_timeout=3 FOR SELECT COUNT(*) FROM mysql.user" 2>&1; ` +
+            `pgrep -c -x 'mysql_upgrade|mariadb-upgrade' || true`,
+        ),
+      )
+    ).stdout.split('\n');
+    const [recorded = '', version = '', sst = '', noted = '', users = '', upgrades = ''] = out;
+    const server = / Ver ([0-9.]+-MariaDB)/.exec(version)?.[1];
+    assert.ok(server, `${n}: mariadbd --version: ${version}`);
+    assert.equal(recorded, server, `${n}: mysql_upgrade_info holds the server's version`);
+    if (sst === 'sst=yes') assert.ok(Number(noted) >= 1, `${n} joined by SST: galera-upgrade-info recorded it (journal: ${noted})`);
+    assert.match(users, /^\d+$/, `${n}: mysql.user read within the lock wait (${users})`);
+    assert.equal(upgrades, '0', `${n}: no mysql_upgrade running`);
+    t.diagnostic(`${n}: ${sst}, mysql_upgrade_info ${recorded}${sst === 'sst=yes' ? ', recorded by galera-upgrade-info' : ''}`);
+  }
   // the single-writer endpoint: from any db host, port 3307 leads to db1 (the active server)
   for (const n of DB) {
     const h = inv.hosts.get(n)!;

@@ -56,7 +56,10 @@ const specs = userSpecs(settings({ private_cidr: '10.0.0.0/24' }), SECRETS, ['10
 
 test('usersProbeScript: status, then users and each grant, names quoted for SQL and the shell (no password in it)', () => {
   const script = usersProbeScript([...specs, { user: "o'brien", host: 'localhost' }]);
-  assert.match(script, /^echo @@status\ntimeout 10 mariadb --connect-timeout=5 -NB -e \$?'SHOW GLOBAL STATUS LIKE/);
+  assert.match(
+    script,
+    /^echo @@status\ntimeout 10 mariadb --connect-timeout=5 \$'--init-command=SET SESSION lock_wait_timeout=5' -NB -e \$?'SHOW GLOBAL STATUS LIKE/,
+  );
   assert.match(script, /echo @@users\n.*SELECT User, Host, SHA2\(authentication_string, 256\) FROM mysql\.user/);
   assert.match(script, /echo @@g0\n.*SHOW GRANTS FOR .*sst.*@.*localhost/);
   // SQL's 'o\'brien' inside the shell's $'...'

@@ -44,7 +44,7 @@ test('imagesSeen: the images not present, and whether the registry can give none
 test("the exporter user's probe: the stored hash's SHA-256 compared on the controller", () => {
   assert.equal(
     EXPORTER_USER_PROBE,
-    "timeout 10 mariadb --connect-timeout=5 -NB -e $'SELECT SHA2(authentication_string, 256) FROM mysql.user WHERE user=\\'exporter\\' AND host=\\'localhost\\'' 2>/dev/null || true",
+    "timeout 10 mariadb --connect-timeout=5 $'--init-command=SET SESSION lock_wait_timeout=5' -NB -e $'SELECT SHA2(authentication_string, 256) FROM mysql.user WHERE user=\\'exporter\\' AND host=\\'localhost\\'' 2>/dev/null || true",
   );
   const stored = createHash('sha256').update(nativePasswordHash('s3cret')).digest('hex');
   assert.equal(exporterUserInPlace(`${stored}\n`, 's3cret'), true);
