@@ -385,7 +385,11 @@ describe('plan() as a pure function of given probe outputs', () => {
     assert.equal(run.diff, '--- /etc/app.conf\n+++ /etc/app.conf\n@@ -1 +1 @@\n-a=0\n+a=1\n');
     const apply = run.apply as { script: string; stdin: Buffer };
     assert.deepEqual(apply.stdin, Buffer.from('a=1\n'));
-    assert.match(apply.script, /^\( set -e\np=\/etc\/app\.conf\nt=\$\(mktemp "\$\(dirname -- "\$p"\)\/\.wpfarm\.XXXXXX"\)\n/);
+    // the traps are set before mktemp: a signal right after it cannot leave the temp file behind
+    assert.match(
+      apply.script,
+      /^\( set -e\np=\/etc\/app\.conf\nt=''\ntrap 'rm -f -- "\$t"' EXIT\ntrap 'exit 143' HUP INT TERM\nt=\$\(mktemp "\$\(dirname -- "\$p"\)\/\.wpfarm\.XXXXXX"\)\n/,
+    );
     assert.match(
       apply.script,
       /cp --attributes-only --preserve=mode,ownership,xattr -- "\$p" "\$t" 2>\/dev\/null \|\| \{ chmod --reference="\$p" -- "\$t"; chown --reference="\$p" -- "\$t"; \}; \}\nchmod 00600 -- "\$t"\nmv -f -- "\$t" "\$p"/,
