@@ -53,6 +53,7 @@ export type EventBody =
   | { kind: 'interrupt'; signal: string; again: boolean }
   | { kind: 'log'; host: string; message: string }
   | { kind: 'say'; message: string }
+  | { kind: 'warmup'; role: string; action: 'start' | 'log' | 'end' | 'failed'; message?: string; ms?: number }
   /** a playbook's own result (a drill's per-site figures...): the JSON report carries it under data[name] */
   | { kind: 'data'; name: string; data: unknown };
 

@@ -97,6 +97,15 @@ export class ConsoleReporter {
       case 'say':
         this.write(e.message);
         break;
+      case 'warmup': {
+        // controller-side work started ahead of its role (Role.warmup), printed as it goes
+        const what = `warm-up of ${e.role}`;
+        if (e.action === 'start') this.write(this.c(C.dim, `${what}: started beside the hosts' work (${e.message ?? ''})`));
+        else if (e.action === 'log') this.write(`  ${this.c(C.dim, `${what}:`)} ${e.message ?? ''}`);
+        else if (e.action === 'end') this.write(this.c(C.dim, `${what}: done in ${((e.ms ?? 0) / 1000).toFixed(1)} s`));
+        else this.write(`${what} failed (the role does this work in its turn): ${e.message ?? ''}`);
+        break;
+      }
       case 'run.end':
         this.finish();
         break;

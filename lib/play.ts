@@ -105,6 +105,8 @@ export class Run {
   private lockReleased = false;
   /** the lock hosts held (the report's; release() empties lock.held) */
   private lockHeld: string[] = [];
+  /** the warm-ups started by warmup() */
+  private readonly warmups: Promise<void>[] = [];
 
   constructor(readonly config: RunConfig) {
     const f = config.flags;
@@ -336,6 +338,41 @@ export class Run {
   }
 
   /**
+   * Start the warm-ups of these roles (Role.warmup: controller-side work such as image builds) in the background,
+   * each with the vars of its first host, so that they overlap the host work of the roles before theirs. Not in
+   * check, plan or apply mode, nor for a role that --tags/--skip-tags or --limit leave out. A warm-up that fails is
+   * said and otherwise ignored: its role does the same work in its turn. Returns once they are started (the deploy
+   * lock taken first); finish() waits for them.
+   */
+  async warmup(roles: Role[]): Promise<void> {
+    const f = this.config.flags;
+    if (f.check || f.planOut || f.apply || this.signal.interrupted || !roles.some((r) => r.warmup)) return;
+    // after the lock (a run refused by it builds nothing) and the variables' check (bad input: exit 4)
+    for (const r of roles) if (r.vars) checkVars(this.inventory, r.vars);
+    await this.takeLock();
+    for (const role of roles) {
+      if (!role.warmup) continue;
+      const tags = role.tags ?? [];
+      if (f.skipTags?.some((t) => tags.includes(t)) || (f.tags?.length && !tags.some((t) => f.tags!.includes(t)))) continue;
+      const host = this.hostsFor(role.hosts)[0];
+      if (!host) continue;
+      const t = performance.now();
+      const emit = (action: 'start' | 'log' | 'end' | 'failed', message?: string, ms?: number): void => {
+        this.events.emit({ kind: 'warmup', role: role.name, action, message, ms });
+      };
+      emit('start', role.description ?? role.name);
+      this.warmups.push(
+        role
+          .warmup(host.vars, (line) => emit('log', line))
+          .then(
+            () => emit('end', undefined, Math.round(performance.now() - t)),
+            (e: unknown) => emit('failed', e instanceof Error ? e.message : String(e), Math.round(performance.now() - t)),
+          ),
+      );
+    }
+  }
+
+  /**
    * --apply: before the role changes anything, run it in check mode (its own event stream; the round trips still
    * reach this run's log) and compare every step with the plan; refused (InputError, exit 4) naming host and step.
    */
@@ -388,6 +425,8 @@ export class Run {
 
   /** Recap, JSON report, timeline, plan, retry file; returns the exit code. */
   async finish(): Promise<number> {
+    // the warm-ups still running (their roles did not run, or failed): not left behind, unless interrupted
+    if (!this.signal.interrupted) await Promise.allSettled(this.warmups);
     const code = exitCodeFor(this.hostState.values(), this.signal.interrupted);
     await this.releaseLock(code);
     const wall = performance.now() - this.started;

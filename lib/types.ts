@@ -291,4 +291,11 @@ export interface Role {
   vars?: Record<string, ZodType>;
   /** the steps for one host; called once per host, may depend on its vars */
   steps(ctx: StepContext): Step[] | Promise<Step[]>;
+  /**
+   * Controller-side work of the role that touches no host (building images on the controller, say), which a playbook
+   * running several roles starts ahead of the role's turn (Run.warmup) so that it overlaps the earlier roles' host
+   * work. It must be idempotent: the role's steps do (or wait for) the same work in their turn, so a warm-up that
+   * fails or never starts costs only time. Given the vars of the role's first host and a progress log.
+   */
+  warmup?(vars: Vars, log: (line: string) => void): Promise<unknown>;
 }

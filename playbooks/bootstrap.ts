@@ -32,6 +32,8 @@ try {
   const roles = new Map<string, Role>();
   for (const phase of phases)
     for (const name of phase.roles) if (existsSync(`roles/${name}/role.ts`)) roles.set(name, await loadRole(name));
+  // controller-side work (the images) starts now, beside the hosts' work of the first phases (Role.warmup)
+  await run.warmup([...roles.values()]);
   for (const [i, phase] of phases.entries()) {
     run.phase(`phase ${phase.n}: ${phase.title}`);
     // the probes of this phase's roles and the later ones', on every host, in one round trip per host; read

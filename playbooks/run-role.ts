@@ -15,6 +15,8 @@ const run = Run.fromParsed(parsed, { name: `run-role-${name}` });
 try {
   const roles = [];
   for (const r of parsed.positionals) roles.push(await loadRole(r));
+  // their controller-side work (Role.warmup: image builds) starts now, beside the hosts' work
+  await run.warmup(roles);
   if (roles.length > 1) await run.prefetch(roles);
   for (const role of roles) {
     if (run.interrupted) break;

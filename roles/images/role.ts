@@ -7,14 +7,15 @@
 //   step            tag      what it does (roles/wp-site/images.ts: ensureImage, the one build path)
 //   site images     images   wordpress-fpm, nginx (WordPress core from wordpress-fpm), redis, varnish
 //   exporter image  images   wpfarm/wp-exporter (roles/wp-exporter/service.ts bundled by esbuild)
-// Check mode computes the tags and lists the images that would be built and pushed.
+// Check mode computes the tags and lists the images that would be built and pushed. The builds need no host: a
+// playbook starts them ahead of the role (its warm-up, lib/play.ts Run.warmup); the steps wait for them and push.
 //
 // Variables (shared with wp-site): site_base_image (lab: wpfarm/base:bookworm, else debian:bookworm-slim),
 // site_images_dir (default files/images), registry (what the nodes pull from), registry_push (the same registry
 // as the controller reaches it; default registry).
 import { task } from '../../lib/ops/base.ts';
 import type { Role, TaskOutcome } from '../../lib/types.ts';
-import { ensureExporterImage, exporterImageTag, registryHasTag } from '../wp-site/images.ts';
+import { ensureExporterImage, ensureSiteImages, exporterImageTag, registryHasTag } from '../wp-site/images.ts';
 import { imageSettings, siteImages } from '../wp-site/reconcile.ts';
 
 const outcome = (changes: string[], result?: unknown): TaskOutcome => ({ changed: changes.length > 0, changes, result });
@@ -24,6 +25,12 @@ const role: Role = {
   hosts: 'managers',
   tags: ['images'],
   description: "the site and exporter images: built on the controller when their content hash is new, pushed to the farm's registry",
+  // bootstrap starts the builds at its start (they need no host), beside phases 1-2; the steps then push them
+  warmup: async (vars, log) => {
+    const s = imageSettings(vars);
+    const opts = { registry: s.registryPush || undefined, push: false, log };
+    await Promise.all([ensureSiteImages(s.baseImage, opts, s.imagesDir), ensureExporterImage(s.baseImage, opts, s.imagesDir)]);
+  },
   steps: () => [
     task(
       'site images',

@@ -14,7 +14,7 @@ import { traefikSettings, traefikStack, letsEncryptBudget, TraefikVarsError, typ
 import { lapiUrl, TRAEFIK_BOUNCER_KEY_FILE } from '../crowdsec/config.ts';
 import { RETENTION_VARS, retentionOf } from '../common/retention.ts';
 import { renderTemplate, templatePath } from '../../lib/ops/template.ts';
-import { standinOf, standinSteps } from './standin-steps.ts';
+import { standinImageWarmup, standinOf, standinSteps } from './standin-steps.ts';
 
 function settings(ctx: StepContext): TraefikSettings {
   try {
@@ -64,6 +64,8 @@ const role: Role = {
   tags: ['traefik'],
   vars: RETENTION_VARS,
   description: 'Traefik v3 edge router (Swarm stack on the managers): TLS, ACME, security headers, allow lists, CrowdSec bouncer, metrics',
+  // the lab's edge stand-in: its image is built on the controller while the earlier roles run
+  warmup: standinImageWarmup,
   steps(ctx) {
     const s = settings(ctx);
     const budget = letsEncryptBudget(s, Number(ctx.vars.expected_sites ?? 0));

@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { stackDeploy } from '../../lib/ops/docker.ts';
 import type { Step, StepContext, TaskOutcome } from '../../lib/types.ts';
 import { ensureImage, localImageId, contextHash } from '../wp-site/images.ts';
-import { wpSiteSettings } from '../wp-site/reconcile.ts';
+import { imageSettings, wpSiteSettings } from '../wp-site/reconcile.ts';
 import { ENTRY_POINTS, toYaml, type TraefikSettings } from './config.ts';
 import { ensureHostCert, ensureLabCa } from './lab-ca.ts';
 import { StandinError, certFile, crtList, edgeModel, haproxyConfig, type EdgeModel, type LabelledService } from './standin.ts';
@@ -155,6 +155,16 @@ if [ -n "$cid" ]; then
   docker kill -s USR2 "$cid" >/dev/null && echo @@reloaded
 fi
 rm -rf "$s" "$p"`;
+}
+
+/** The stand-in's image built on the controller ahead of the role (its warm-up): the step below then only pushes it. */
+export async function standinImageWarmup(vars: Record<string, unknown>, log: (line: string) => void): Promise<void> {
+  if (!standinOf(vars)) return;
+  const { baseImage, imagesDir, registryPush } = imageSettings(vars);
+  await ensureImage(
+    { name: IMAGE, contextDir: path.join(imagesDir, 'edge-haproxy'), baseImage },
+    { registry: registryPush || undefined, push: false, log },
+  );
 }
 
 export function standinSteps(s: TraefikSettings): Step[] {

@@ -12,6 +12,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import pLimit from 'p-limit';
 import { $ } from 'zx';
 
 export const IMAGES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../files/images');
@@ -36,6 +37,8 @@ export interface EnsureOptions {
   log?: (line: string) => void;
   /** build args whose value is an image reference: their image id enters the hash, not the name */
   imageArgs?: string[];
+  /** false: the registry is only read (an image it holds is pulled, not built), nothing is pushed (a warm-up) */
+  push?: boolean;
 }
 
 export interface EnsureResult {
@@ -105,8 +108,69 @@ export async function registryHasTag(registry: string, name: string, tag: string
   throw new Error(`registry ${registry}: HEAD ${name}:${tag} answered ${res.status}`);
 }
 
+/** The local builds of this process, by "name:tag" (the content tag): each image is built at most once. */
+const localBuilds = new Map<string, Promise<{ imageId: string; built: boolean }>>();
 /**
- * Make sure the image of `spec` exists under its content tag (and in the registry when given).
+ * docker builds at once: two (apt's downloads of one overlap the other's unpacking; more only share the two cores
+ * here, and a bootstrap runs them beside the hosts' work). In the order asked: the long wordpress-fpm first.
+ */
+const buildSlots = pLimit(2);
+
+/**
+ * The image `name:tag` on the controller: already there, pulled from the registry (opts.registry) when it holds the
+ * tag, or built (the legacy builder, --network host for apt, labelled with its content hash).
+ */
+async function localImage(spec: ImageSpec, tag: string, opts: EnsureOptions): Promise<{ imageId: string; built: boolean }> {
+  const log = opts.log ?? (() => {});
+  const env = dockerEnv(opts);
+  const plain = `${spec.name}:${tag}`;
+  const ref = opts.registry ? `${opts.registry}/${plain}` : plain;
+  for (const name of new Set([plain, ref])) {
+    const have = await localImageId(name, opts);
+    if (!have) continue;
+    if (name !== plain) await $({ env, quiet: true })`docker tag ${name} ${plain}`;
+    log(`${name}: up to date`);
+    return { imageId: have, built: false };
+  }
+  // a registry that does not answer yet (a first bootstrap deploys it in phase 2) only means "not there"
+  const inRegistry =
+    !!opts.registry &&
+    (await registryHasTag(opts.registry, spec.name, tag).catch((e: unknown) => {
+      log(`${ref}: the registry did not answer (${e instanceof Error ? e.message : String(e)}), building here`);
+      return false;
+    }));
+  if (inRegistry) {
+    log(`${ref}: in the registry, pulling`);
+    await $({ env, quiet: true })`docker pull ${ref}`;
+    await $({ env, quiet: true })`docker tag ${ref} ${plain}`;
+    const id = await localImageId(plain, opts);
+    if (!id) throw new Error(`${ref}: pulled but not found`);
+    return { imageId: id, built: false };
+  }
+  log(`${plain}: building`);
+  const started = Date.now(); // from the request: the time includes a wait for a build slot
+  const args: string[] = ['--build-arg', `BASE_IMAGE=${spec.baseImage}`];
+  for (const [k, v] of Object.entries(spec.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
+  const r = await buildSlots(
+    () =>
+      $({
+        env,
+        quiet: true,
+        nothrow: true,
+      })`docker build --network host --pull=false ${args} --label ${`wpfarm.context-hash=${tag}`} -t ${plain} ${spec.contextDir}`,
+  );
+  if (r.exitCode !== 0) {
+    const tail = (r.stdout + r.stderr).split('\n').slice(-30).join('\n');
+    throw new Error(`docker build of ${spec.name} failed (exit ${r.exitCode}):\n${tail}`);
+  }
+  const id = await localImageId(plain, opts);
+  if (!id) throw new Error(`${plain}: built but not found`);
+  log(`${plain}: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return { imageId: id, built: true };
+}
+
+/**
+ * Make sure the image of `spec` exists under its content tag (and in the registry when given, unless push is false).
  * Idempotent: no build when the tag exists locally or in the registry, no push when the registry has it.
  */
 export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Promise<EnsureResult> {
@@ -128,39 +192,20 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
   let built = false;
   let imageId = await localImageId(ref, opts);
   const plain = `${spec.name}:${tag}`;
-  if (!imageId && opts.registry) {
-    // built before without the registry prefix: same content, just tag it
-    const id = await localImageId(plain, opts);
-    if (id) {
-      await $({ env, quiet: true })`docker tag ${plain} ${ref}`;
-      imageId = id;
-    }
-  }
-  if (!imageId && opts.registry && (await registryHasTag(opts.registry, spec.name, tag))) {
-    log(`${ref}: in the registry, pulling`);
-    await $({ env, quiet: true })`docker pull ${ref}`;
-    imageId = await localImageId(ref, opts);
-  }
   if (!imageId) {
-    log(`${ref}: building`);
-    const args: string[] = ['--build-arg', `BASE_IMAGE=${spec.baseImage}`];
-    for (const [k, v] of Object.entries(spec.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
-    const r = await $({
-      env,
-      quiet: true,
-      nothrow: true,
-    })`docker build --network host --pull=false ${args} --label ${`wpfarm.context-hash=${tag}`} -t ${ref} ${spec.contextDir}`;
-    if (r.exitCode !== 0) {
-      const tail = (r.stdout + r.stderr).split('\n').slice(-30).join('\n');
-      throw new Error(`docker build of ${spec.name} failed (exit ${r.exitCode}):\n${tail}`);
+    // one build per image and process: a warm-up (Role.warmup) and the role's step may ask for it at the same time
+    let local = localBuilds.get(plain);
+    if (!local) {
+      local = localImage(spec, tag, opts);
+      localBuilds.set(plain, local);
+      local.catch(() => localBuilds.delete(plain));
     }
-    built = true;
-    imageId = await localImageId(ref, opts);
-    if (!imageId) throw new Error(`${ref}: built but not found`);
+    ({ imageId, built } = await local);
+    if (ref !== plain) await $({ env, quiet: true })`docker tag ${plain} ${ref}`;
   } else log(`${ref}: up to date`);
 
   let pushed = false;
-  if (opts.registry && !(await registryHasTag(opts.registry, spec.name, tag))) {
+  if (opts.registry && opts.push !== false && !(await registryHasTag(opts.registry, spec.name, tag))) {
     log(`${ref}: pushing`);
     await $({ env, quiet: true })`docker push ${ref}`;
     pushed = true;
@@ -175,19 +220,22 @@ export interface SiteImages {
   varnish: EnsureResult;
 }
 
-/** The site images, in order (nginx takes WordPress core from the wordpress-fpm image just built). The one way
+/** The site images (nginx takes WordPress core from the wordpress-fpm image, so it comes after it). The one way
  *  they are built: by the wp-site role (what the lab uses), `make images` and the CI workflow (.github/workflows/images.yml). */
 export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = {}, imagesDir = IMAGES_DIR): Promise<SiteImages> {
-  const wordpressFpm = await ensureImage(
-    { name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage },
-    opts,
-  );
-  const nginx = await ensureImage(
-    { name: 'wpfarm/nginx', contextDir: path.join(imagesDir, 'nginx'), baseImage, buildArgs: { WORDPRESS_IMAGE: wordpressFpm.ref } },
-    { ...opts, imageArgs: [...(opts.imageArgs ?? []), 'WORDPRESS_IMAGE'] },
-  );
-  const redis = await ensureImage({ name: 'wpfarm/redis', contextDir: path.join(imagesDir, 'redis'), baseImage }, opts);
-  const varnish = await ensureImage({ name: 'wpfarm/varnish', contextDir: path.join(imagesDir, 'varnish'), baseImage }, opts);
+  // side by side (each is mostly apt downloading and unpacking): wordpress-fpm then nginx, redis, varnish
+  const wp = ensureImage({ name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage }, opts);
+  const [wordpressFpm, nginx, redis, varnish] = await Promise.all([
+    wp,
+    wp.then((w) =>
+      ensureImage(
+        { name: 'wpfarm/nginx', contextDir: path.join(imagesDir, 'nginx'), baseImage, buildArgs: { WORDPRESS_IMAGE: w.ref } },
+        { ...opts, imageArgs: [...(opts.imageArgs ?? []), 'WORDPRESS_IMAGE'] },
+      ),
+    ),
+    ensureImage({ name: 'wpfarm/redis', contextDir: path.join(imagesDir, 'redis'), baseImage }, opts),
+    ensureImage({ name: 'wpfarm/varnish', contextDir: path.join(imagesDir, 'varnish'), baseImage }, opts),
+  ]);
   return { wordpressFpm, nginx, redis, varnish };
 }
 
