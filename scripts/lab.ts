@@ -101,19 +101,31 @@ async function labUpLocked(): Promise<LabUpResult> {
   await ensureKeys();
   ensureInotifyInstances();
   const nodeImage = nodeImageKind();
-  const images = await ensureImages({ golden: nodeImage === 'golden' });
+  // the credentials first: the S3 store's container reads its user's keys from the start
+  const newCredentials = writeLabEnv();
+  if (newCredentials.length) say(`generated the lab's credentials ${newCredentials.join(', ')} in ${path.relative(ROOT, PATHS.envFile)}`);
+  writeS3Keys();
+  await ensureNetwork();
+  // the services and the S3 store start as soon as their images are ready, while the node images still build:
+  // Ceph takes 15-20 s to answer, then it is up by the time the nodes are
+  const early = machines().filter((m) => m.name === SVC.name || m.name === S3.name);
+  let earlyRes: Awaited<ReturnType<typeof ensureMachines>> | undefined;
+  const images = await ensureImages({
+    golden: nodeImage === 'golden',
+    servicesReady: async (ids) => (earlyRes = await ensureMachines(ids, early)),
+  });
   say(
     nodeImage === 'golden'
       ? `nodes start from the golden image ${IMAGES.golden} (phase 1's packages baked in: phase 1 only verifies them; ` +
           'WPFARM_LAB_NODE_IMAGE=bare for bare nodes)'
       : `nodes start bare from ${IMAGES.node} (WPFARM_LAB_NODE_IMAGE=bare): phase 1 installs its packages on each`,
   );
-  // the credentials first: the S3 store's container reads its user's keys from the start
-  const newCredentials = writeLabEnv();
-  if (newCredentials.length) say(`generated the lab's credentials ${newCredentials.join(', ')} in ${path.relative(ROOT, PATHS.envFile)}`);
-  writeS3Keys();
-  await ensureNetwork();
-  const res = await ensureMachines({ node: images.golden ?? images.node, svc: images.svc, s3: images.s3, ctl: images.ctl });
+  const later = await ensureMachines({ node: images.golden ?? images.node, svc: images.svc, s3: images.s3, ctl: images.ctl });
+  const res = {
+    created: [...(earlyRes?.created ?? []), ...later.created],
+    started: [...(earlyRes?.started ?? []), ...later.started],
+    kept: later.kept.filter((n) => !earlyRes?.created.includes(n) && !earlyRes?.started.includes(n)),
+  };
   say('waiting for systemd and sshd on every machine');
   let ready = 0;
   const waitStart = Date.now();

@@ -5,8 +5,9 @@
 // `<unit>.d` directory that did not exist at the last daemon-reload (it looks for drop-in directories in a cache of
 // the unit directories made at that reload; later systemd versions bypass the cache there): the probe therefore also
 // lists the drop-ins on disk and counts one that the loaded unit does not have as "needs daemon-reload".
-// Apply: one script, in this order: daemon-reload, unmask, enable/disable, start/stop/restart/reload, mask. 'restarted' and 'reloaded' always report changed (they are actions,
-// used in handlers); everything else changes only what differs.
+// Apply: one script, in this order: daemon-reload, unmask, enable/disable, start/stop/restart/reload, mask. A start
+// that systemd skips for an unmet Condition...= (exit 0, unit inactive) fails the step. 'restarted' and 'reloaded'
+// always report changed (they are actions, used in handlers); everything else changes only what differs.
 import type { Operation, Plan, StepContext, StepOptions } from '../types.ts';
 import { absPath, argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
@@ -148,6 +149,12 @@ export function systemd(input: SystemdArgs, options: StepOptions = {}): Operatio
   return SYSTEMD_ARGS.build(input, (a) => systemdOp(a, options));
 }
 
+/** After a start: systemd skips a unit whose Condition...= is not met and `systemctl start` still exits 0. */
+export function conditionCheck(unit: string): string {
+  const why = `${unit} was not started: a condition of the unit is not met (systemctl status ${unit})`;
+  return sh`if [ "$(systemctl show -p ConditionResult --value -- ${unit})" = no ]; then echo ${why} >&2; exit 1; fi`;
+}
+
 function systemdOp(a: z.output<typeof SYSTEMD_ARGS.schema>, options: StepOptions): Operation {
   const unit = unitName(a.name);
   const what = [
@@ -218,6 +225,10 @@ function systemdOp(a: z.output<typeof SYSTEMD_ARGS.schema>, options: StepOptions
         // reload of a stopped unit starts it (there is nothing to reload)
         cmds.push(running ? sh`systemctl reload-or-restart -- ${unit}` : sh`systemctl start -- ${unit}`);
         changes.push(running ? 'reload' : `start (was ${st.active || 'unknown'})`);
+      }
+      if (cmds.some((c) => /^systemctl (start|restart|reload-or-restart) /.test(c))) {
+        // a unit whose Condition...= is not met is skipped by `systemctl start`, which still exits 0: not started
+        cmds.push(conditionCheck(unit));
       }
       if (a.masked === true && !isMasked) {
         cmds.push(sh`systemctl mask -- ${unit}`);

@@ -342,6 +342,8 @@ async function checkFirst(c: StepContext, lapi: StepContext, script: (check: boo
 }
 
 const BOUNCER_CONFIG = '/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.yaml';
+/** Debian's pending bouncer registrations (crowdsec's postinst processes them; the bouncer waits for it) */
+const PENDING_REGISTRATION = '/var/lib/crowdsec/pending-registration';
 
 /**
  * This edge node's firewall bouncer: its key (the one in place while the local API accepts it, else a new one made by
@@ -460,6 +462,13 @@ const role: Role = {
         },
         { tags: ['packages'] },
       ),
+      // Debian's registration of the firewall bouncer with the local API, left pending when dpkg configured the
+      // bouncer before crowdsec and crowdsec's postinst did not get to it (it exits early while its service is not
+      // running): the bouncer unit will not start while the file exists (ConditionPathExists=!), and its key is ours
+      // (firewallBouncer below, registered on the LAPI host)
+      ...(isEdge
+        ? [file({ path: PENDING_REGISTRATION, state: 'absent' }, { name: `no pending Debian registration (${PENDING_REGISTRATION})` })]
+        : []),
       directory({ path: PLUGIN_LINK_DIR, mode: '0755' }),
       ...NOTIFICATION_PLUGINS.map((t) => {
         const [src, dst] = [`${DEBIAN_PATHS.pluginDir}/${t}`, `${PLUGIN_LINK_DIR}/notification-${t}`];
@@ -540,7 +549,7 @@ const role: Role = {
       steps.push(lapiClientUrl(lapiUrl(lapi.address)), lapiServesCurrentCert(lapi.address));
     }
     // The LAPI host restarts its crowdsec now if it has to (its handlers flushed) and waits until the API answers;
-    // the other hosts wait for it here, then register and (re)start their agents and bouncers (handlers at the end).
+    // the other hosts wait for it here, then register and (re)start their agents and bouncers (handlers flushed once).
     if (isLapi)
       steps.push(flushHandlers(), systemd({ name: 'crowdsec', enabled: true, state: 'started', daemonReload: true }), lapiAnswers(api));
     steps.push(lapiReadyBarrier());
@@ -566,9 +575,12 @@ const role: Role = {
           { notify: 'restart firewall bouncer' },
         ),
         firewallBouncer(ctx.host.name, lapi, api),
-        systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started', daemonReload: true }),
       );
     }
+    // the restarts notified above run now, so that a service the packages left stopped is started once (by its
+    // restart), not started and then restarted by the handlers at the end
+    steps.push(flushHandlers());
+    if (isEdge) steps.push(systemd({ name: 'crowdsec-firewall-bouncer', enabled: true, state: 'started', daemonReload: true }));
     steps.push(systemd({ name: 'crowdsec', enabled: true, state: 'started', daemonReload: true }));
     return steps;
   },

@@ -28,7 +28,7 @@ const role: Role = {
   // bootstrap starts the builds at its start (they need no host), beside phases 1-2; the steps then push them
   warmup: async (vars, log) => {
     const s = imageSettings(vars);
-    const opts = { registry: s.registryPush || undefined, push: false, log };
+    const opts = { registry: s.registryPush || undefined, push: 'when-reachable' as const, log };
     await Promise.all([ensureSiteImages(s.baseImage, opts, s.imagesDir), ensureExporterImage(s.baseImage, opts, s.imagesDir)]);
   },
   steps: () => [

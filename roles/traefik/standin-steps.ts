@@ -163,7 +163,7 @@ export async function standinImageWarmup(vars: Record<string, unknown>, log: (li
   const { baseImage, imagesDir, registryPush } = imageSettings(vars);
   await ensureImage(
     { name: IMAGE, contextDir: path.join(imagesDir, 'edge-haproxy'), baseImage },
-    { registry: registryPush || undefined, push: false, log },
+    { registry: registryPush || undefined, push: 'when-reachable' as const, log },
   );
 }
 

@@ -37,8 +37,12 @@ export interface EnsureOptions {
   log?: (line: string) => void;
   /** build args whose value is an image reference: their image id enters the hash, not the name */
   imageArgs?: string[];
-  /** false: the registry is only read (an image it holds is pulled, not built), nothing is pushed (a warm-up) */
-  push?: boolean;
+  /**
+   * Pushing to the registry: true (the default; a registry that does not answer is an error), false (it is only
+   * read: an image it holds is pulled, not built), or 'when-reachable' (a warm-up: pushed if the registry answers,
+   * else left to the role's step).
+   */
+  push?: boolean | 'when-reachable';
 }
 
 export interface EnsureResult {
@@ -115,6 +119,8 @@ const localBuilds = new Map<string, Promise<{ imageId: string; built: boolean }>
  * here, and a bootstrap runs them beside the hosts' work). In the order asked: the long wordpress-fpm first.
  */
 const buildSlots = pLimit(2);
+/** The pushes of this process, by registry reference: true once this process pushed the image. */
+const localPushes = new Map<string, Promise<boolean>>();
 
 /**
  * The image `name:tag` on the controller: already there, pulled from the registry (opts.registry) when it holds the
@@ -189,26 +195,49 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
   const tag = contextHash(spec.contextDir, { baseImageId, buildArgs: hashArgs });
   const ref = `${opts.registry ? `${opts.registry}/` : ''}${spec.name}:${tag}`;
 
-  let built = false;
-  let imageId = await localImageId(ref, opts);
   const plain = `${spec.name}:${tag}`;
-  if (!imageId) {
-    // one build per image and process: a warm-up (Role.warmup) and the role's step may ask for it at the same time
-    let local = localBuilds.get(plain);
-    if (!local) {
-      local = localImage(spec, tag, opts);
-      localBuilds.set(plain, local);
-      local.catch(() => localBuilds.delete(plain));
-    }
-    ({ imageId, built } = await local);
-    if (ref !== plain) await $({ env, quiet: true })`docker tag ${plain} ${ref}`;
-  } else log(`${ref}: up to date`);
+  // one build per image and process: a warm-up (Role.warmup) and the role's step may ask for it at the same time;
+  // both are told whether this process built it
+  let local = localBuilds.get(plain);
+  if (!local) {
+    local = localImage(spec, tag, opts);
+    localBuilds.set(plain, local);
+    local.catch(() => localBuilds.delete(plain));
+  }
+  const { imageId, built } = await local;
+  if (ref !== plain && (await localImageId(ref, opts)) !== imageId) await $({ env, quiet: true })`docker tag ${plain} ${ref}`;
 
   let pushed = false;
-  if (opts.registry && opts.push !== false && !(await registryHasTag(opts.registry, spec.name, tag))) {
-    log(`${ref}: pushing`);
-    await $({ env, quiet: true })`docker push ${ref}`;
-    pushed = true;
+  const mode = opts.push ?? true;
+  if (opts.registry && mode !== false) {
+    // one push per image and process, like the builds: the role's step reports a push its warm-up made
+    let push = localPushes.get(ref);
+    if (!push) {
+      const registry = opts.registry;
+      push = (async () => {
+        let has: boolean;
+        try {
+          has = await registryHasTag(registry, spec.name, tag);
+        } catch (e) {
+          if (mode === true) throw e;
+          log(`${ref}: the registry did not answer, not pushed (${e instanceof Error ? e.message : String(e)})`);
+          return false;
+        }
+        if (has) return false;
+        log(`${ref}: pushing`);
+        const started = Date.now();
+        await $({ env, quiet: true })`docker push ${ref}`;
+        log(`${ref}: pushed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        return true;
+      })();
+      localPushes.set(ref, push);
+      // a failed attempt, or one that did not reach the registry, is tried again by the next caller
+      push.then(
+        (done) => done || localPushes.delete(ref),
+        () => localPushes.delete(ref),
+      );
+    }
+    pushed = await push;
   }
   return { ref, tag, built, pushed, imageId };
 }

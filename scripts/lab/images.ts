@@ -219,7 +219,13 @@ export interface LabImages {
 }
 
 /** All the lab's images, building only what is missing or out of date; the golden node image unless golden is false. */
-export async function ensureImages(opts: { golden?: boolean } = {}): Promise<LabImages> {
+export async function ensureImages(
+  opts: {
+    golden?: boolean;
+    /** called once the services' and the S3 store's images are ready, while the others may still build */
+    servicesReady?: (ids: { svc: string; s3: string }) => Promise<unknown>;
+  } = {},
+): Promise<LabImages> {
   const built: string[] = [];
   const hadBase = await imageId(IMAGES.base);
   const base = await buildBaseImage();
@@ -229,11 +235,14 @@ export async function ensureImages(opts: { golden?: boolean } = {}): Promise<Lab
     if (node.built) built.push(IMAGES.node);
     // the images on the node image are built side by side: each is mostly apt downloading and unpacking, one
     // after another they took 117 s on a fresh machine (s3 42 s, golden 55 s)
+    const svcBuild = buildFromDir(IMAGES.svc, path.join(FILES_DIR, 'svc'), node.id);
+    const s3Build = buildFromDir(IMAGES.s3, path.join(FILES_DIR, 's3'), node.id);
     const [svc, s3, ctl, golden] = await Promise.all([
-      buildFromDir(IMAGES.svc, path.join(FILES_DIR, 'svc'), node.id),
-      buildFromDir(IMAGES.s3, path.join(FILES_DIR, 's3'), node.id),
+      svcBuild,
+      s3Build,
       buildFromDir(IMAGES.ctl, path.join(FILES_DIR, 'ctl'), node.id),
       opts.golden === false ? undefined : buildGolden(node.id),
+      opts.servicesReady && Promise.all([svcBuild, s3Build]).then(([a, b]) => opts.servicesReady!({ svc: a.id, s3: b.id })),
     ]);
     for (const [image, b] of [
       [IMAGES.svc, svc],

@@ -202,6 +202,28 @@ test('system operations: accounts, apt, unit file + service, guarded command', {
   assert.match(await on('cat /proc/$(systemctl show -p MainPID --value wpfarm-ops-test)/cmdline | tr "\\0" " "'), /sleep 86400/);
 });
 
+test('a start that systemd skips (a Condition...= not met) fails the step, naming the unit', async () => {
+  // systemctl start exits 0 and leaves such a unit inactive (the CrowdSec firewall bouncer waits for Debian's
+  // pending registration this way): the step must not report "started"
+  const unit = 'wpfarm-ops-cond';
+  const flag = '/run/wpfarm-ops-cond.block';
+  const content = `[Unit]\nDescription=wpfarm ops test: a condition\nConditionPathExists=!${flag}\n\n[Service]\nExecStart=/bin/sleep infinity\n`;
+  await on(`touch ${flag}`);
+  try {
+    const r = await play(() => [unitFile({ name: unit, content }), systemd({ name: unit, state: 'started' })]);
+    const s = r.find((x) => x.kind === 'systemd')!;
+    assert.equal(s.status, 'failed', statuses(r).join('\n'));
+    assert.match(s.error ?? '', /wpfarm-ops-cond\.service was not started: a condition of the unit is not met/);
+    assert.equal(await on(`systemctl is-active ${unit}`), 'inactive');
+    await on(`rm -f ${flag}`);
+    const again = await play(() => [systemd({ name: unit, state: 'started' })]);
+    assert.deepEqual(statuses(again), [`systemd ${unit}.service started: changed`]);
+    assert.equal(await on(`systemctl is-active ${unit}`), 'active');
+  } finally {
+    await on(`systemctl stop ${unit}; rm -f /etc/systemd/system/${unit}.service ${flag}; systemctl daemon-reload`);
+  }
+});
+
 const removalSteps = (ctx: StepContext): Step[] => [
   // the systemd step only applies while the unit exists (it fails on a unit that is not there)
   systemd(

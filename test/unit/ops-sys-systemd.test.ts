@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { systemd, unitFile, unitName, parseUnitState, unitProbeScript } from '../../lib/ops/systemd.ts';
+import { conditionCheck, systemd, unitFile, unitName, parseUnitState, unitProbeScript } from '../../lib/ops/systemd.ts';
 import { InputError } from '../../lib/errors.ts';
 import type { ApplyScript, Plan } from '../../lib/types.ts';
 import { localContext, localExec, runLocal } from './ops-sys.harness.ts';
@@ -53,7 +53,7 @@ test('a drop-in the loaded unit does not have: daemon-reload first although syst
   const r = await systemd({ name: 'crowdsec-firewall-bouncer', state: 'restarted', daemonReload: true }).plan(run(), BOUNCER_NEW_DROPIN);
   assert.equal(
     script(r),
-    'set -e\nsystemctl daemon-reload\nsystemctl restart -- crowdsec-firewall-bouncer.service',
+    `set -e\nsystemctl daemon-reload\nsystemctl restart -- crowdsec-firewall-bouncer.service\n${conditionCheck('crowdsec-firewall-bouncer.service')}`,
     'the restart runs the unit with its new drop-in',
   );
   assert.deepEqual(r.changes, [
@@ -120,7 +120,10 @@ test('desired state reached: no change', async () => {
 test('enable + start a stopped unit, with daemon-reload first when asked and needed', async () => {
   const p = await systemd({ name: 'docker', enabled: true, state: 'started', daemonReload: true }).plan(run(), STOPPED_DISABLED);
   assert.deepEqual(p.changes, ['daemon-reload (unit files changed on disk)', 'enable (was disabled)', 'start (was inactive)']);
-  assert.equal(script(p), 'set -e\nsystemctl daemon-reload\nsystemctl enable -- docker.service\nsystemctl start -- docker.service');
+  assert.equal(
+    script(p),
+    `set -e\nsystemctl daemon-reload\nsystemctl enable -- docker.service\nsystemctl start -- docker.service\n${conditionCheck('docker.service')}`,
+  );
   assert.deepEqual(p.invalidates, ['services']);
 });
 
@@ -141,7 +144,7 @@ test('mask stops first, unmask before enable', async () => {
   const u = await systemd({ name: 'getty@tty1', masked: false, enabled: true, state: 'started' }).plan(run(), MASKED);
   assert.equal(
     script(u),
-    'set -e\nsystemctl unmask -- getty@tty1.service\nsystemctl enable -- getty@tty1.service\nsystemctl start -- getty@tty1.service',
+    `set -e\nsystemctl unmask -- getty@tty1.service\nsystemctl enable -- getty@tty1.service\nsystemctl start -- getty@tty1.service\n${conditionCheck('getty@tty1.service')}`,
   );
 });
 
