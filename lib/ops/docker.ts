@@ -13,7 +13,7 @@ import type { Operation, Plan, Probe, StepContext, StepOptions } from '../types.
 import { InputError } from '../errors.ts';
 import { argSpec, defineOp, unchanged } from './base.ts';
 import { z } from '../schema.ts';
-import { GATHER_VAR, MEMO_VAR, gathered, memo, sh } from '../shell.ts';
+import { GATHER_VAR, MEMO_VAR, gathered, memo, raw, sh } from '../shell.ts';
 import { SWARM_INFO, parseSwarm, type SwarmFact } from '../facts.ts';
 import { b64decode, keyValues, lineDiff, nonEmptyLines, parts, sha256 } from './sys-util.ts';
 
@@ -489,9 +489,13 @@ export function imagePresentProbe(image: string): Probe {
   // a registry that cannot be reached at all ("error pinging v2 registry") answers so for every image of it: in a
   // batch, asked once per registry
   const down = `"$${MEMO_VAR}"/registry-${createHash('sha256').update(registryOf(image)).digest('hex').slice(0, 16)}.down`;
+  // the node's images listed once per batch (one docker CLI process for every image probe of the host)
+  const listed = listedName(image);
   return {
     script: [
-      sh`if docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1; then echo present`,
+      listed
+        ? sh`if printf '%s\\n' "$(${raw(IMAGE_LIST)})" | grep -qxF -- ${listed}; then echo present`
+        : sh`if docker image inspect --format '{{.Id}}' ${image} >/dev/null 2>&1; then echo present`,
       `elif [ "$(${PULLS_THROUGH})" != 0 ]; then echo absent`,
       `elif [ -n "\${${MEMO_VAR}:-}" ] && [ -s ${down} ]; then echo "cannot: $(cat ${down})"`,
       sh`else m=$(timeout 20 docker manifest inspect --insecure ${image} 2>&1 >/dev/null); rc=$?`,
@@ -501,6 +505,19 @@ export function imagePresentProbe(image: string): Probe {
       'fi',
     ].join('\n'),
   };
+}
+
+/** every image of the node as `docker image ls` names it, repository:tag (memo: once per batch) */
+const IMAGE_LIST = memo(`docker image ls --format '{{.Repository}}:{{.Tag}}'`);
+
+/**
+ * How `docker image ls` names an image reference (repository:tag, docker.io/ and library/ dropped, :latest added),
+ * or undefined for a reference by digest, which only `docker image inspect` can tell.
+ */
+export function listedName(image: string): string | undefined {
+  if (image.includes('@')) return undefined;
+  const name = image.replace(/^docker\.io\//, '').replace(/^library\//, '');
+  return name.split('/').pop()!.includes(':') ? name : `${name}:latest`;
 }
 
 /** The registry an image reference is pulled from (docker's rule: a first part with a dot or a port, or localhost). */

@@ -5,6 +5,7 @@
 // templates in templates/crowdsec/; files generated from data (acquisition, validated against CrowdSec's
 // schema; config.yaml; notification plugins carrying .env secrets; credentials; the Cloudflare enricher,
 // whose filter lists every range) stay objects serialized by the yaml library.
+import { X509Certificate } from 'node:crypto';
 import YAML from 'yaml';
 import { quote } from 'zx';
 import { InputError } from '../../lib/errors.ts';
@@ -181,6 +182,44 @@ else
 fi
 cat ${t.caCert}
 `;
+}
+
+/**
+ * The TLS step's read-only probe: the files' modes, whether the keys are there, and both certificates (public). The
+ * controller checks them in process (lapiTlsInPlace); only when that finds something to do does the step run
+ * lapiTlsScript, whose openssl checks are the same (five openssl processes per rerun were a third of the LAPI
+ * host's probe time).
+ */
+export function lapiTlsProbe(): string {
+  const t = LAPI_TLS;
+  return `[ -d ${t.dir} ] || { echo @@nodir; exit 0; }
+echo "modes $(stat -c %a ${t.caKey} ${t.key} ${t.caCert} ${t.cert} 2>/dev/null | tr '\n' ' ')"
+echo "keys $([ -s ${t.caKey} ] && echo ca) $([ -s ${t.key} ] && echo lapi)"
+echo @@cert; cat ${t.cert} 2>/dev/null
+echo @@ca; cat ${t.caCert} 2>/dev/null`;
+}
+
+/**
+ * What lapiTlsProbe read, checked as lapiTlsScript checks it with openssl: both keys there, the files' modes right,
+ * the server certificate signed by the CA, for `address`, both valid now and for 30 more days. Returns the CA
+ * certificate (as `cat` gives it) when nothing is to be done, else undefined.
+ */
+export function lapiTlsInPlace(out: string, address: string, now = Date.now()): string | undefined {
+  if (!/^modes 600 600 644 644 ?$/m.test(out) || !/^keys ca lapi$/m.test(out)) return undefined;
+  const certAt = out.indexOf('\n@@cert\n');
+  const caAt = out.indexOf('\n@@ca\n');
+  if (certAt < 0 || caAt < certAt) return undefined;
+  const certPem = out.slice(certAt + 8, caAt);
+  const caPem = out.slice(caAt + 6);
+  try {
+    const cert = new X509Certificate(certPem);
+    const ca = new X509Certificate(caPem);
+    const lives = (c: X509Certificate) => Date.parse(c.validFrom) <= now && Date.parse(c.validTo) - now > 2_592_000_000;
+    const ok = cert.checkIssued(ca) && cert.verify(ca.publicKey) && lives(cert) && lives(ca) && cert.checkIP(address) === address;
+    return ok ? `${caPem.trimEnd()}\n` : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Where crowdsec's files live; the defaults are Debian's. Tests point them into a temp dir. */

@@ -42,6 +42,8 @@ import {
   LAPI_TLS,
   lapiAnswersScript,
   lapiTlsScript,
+  lapiTlsInPlace,
+  lapiTlsProbe,
   lapiUrl,
   localApiCredentials,
   managementWhitelist,
@@ -149,11 +151,9 @@ function lapiCertificate(address: string, delegateTo?: string): Step {
   return task(
     `crowdsec local API TLS: CA and certificate for ${address}`,
     async (c, probed) => {
-      // read with the role's probes (the script's check mode, read-only): nothing to make, the files' modes right
-      if (probed !== undefined && !scriptChanges(probed).length && /^modes 600 600 644 644 ?$/m.test(probed)) {
-        const pem = pemFrom(probed);
-        if (pem) return { changed: false, result: pem, reason: 'CA and certificate valid' };
-      }
+      // read with the role's probes and checked here: nothing to make, the files' modes right
+      const pem = probed !== undefined ? lapiTlsInPlace(probed, address) : undefined;
+      if (pem) return { changed: false, result: pem, reason: 'CA and certificate valid (signature, address, 30 more days)' };
       const r = await c.exec(lapiTlsScript(address, c.check), { readOnly: c.check });
       const changes = r.stdout
         .split('\n')
@@ -161,7 +161,7 @@ function lapiCertificate(address: string, delegateTo?: string): Step {
         .map((l) => l.slice(9));
       return { changed: changes.length > 0, changes, result: pemFrom(r.stdout) };
     },
-    { register: 'crowdsec_lapi_ca', ...(delegateTo ? { delegateTo } : {}), probe: () => ({ script: lapiTlsScript(address, true) }) },
+    { register: 'crowdsec_lapi_ca', ...(delegateTo ? { delegateTo } : {}), probe: () => ({ script: lapiTlsProbe() }) },
   );
 }
 
@@ -203,7 +203,12 @@ const caFile = (pem: string) => file({ path: LAPI_TLS.caCert, content: pem, mode
 /** On the LAPI host: a running local API that serves another certificate than the file's is restarted. */
 function lapiServesCurrentCert(address: string): Step {
   const fp = (src: string) => `${src} | openssl x509 -noout -fingerprint -sha256 2>/dev/null`;
+  // a process started after the certificate file was last written has loaded it: no TLS handshake (three openssl
+  // processes) on a rerun; otherwise the fingerprint it serves is compared with the file's
   const script = `systemctl is-active -q crowdsec || { echo inactive; exit 0; }
+s=$(systemctl show -p ExecMainStartTimestamp --timestamp=unix --value crowdsec 2>/dev/null); s=\${s#@}
+m=$(stat -c %Y ${LAPI_TLS.cert} 2>/dev/null || echo '')
+if [ -n "$s" ] && [ -n "$m" ] && [ "$s" -gt "$m" ] 2>/dev/null; then echo "started after the certificate was written"; exit 0; fi
 echo "served $(${fp(sh`echo | timeout 5 openssl s_client -connect ${`${address}:${LAPI_PORT}`} 2>/dev/null`)})"
 echo "file $(${fp(sh`cat ${LAPI_TLS.cert} 2>/dev/null`)})"`;
   return task(
@@ -211,6 +216,8 @@ echo "file $(${fp(sh`cat ${LAPI_TLS.cert} 2>/dev/null`)})"`;
     async (c, probed) => {
       const out = probed ?? (await c.exec(script, { nothrow: true, readOnly: true })).stdout;
       if (/^inactive/m.test(out)) return { changed: false };
+      if (/^started after the certificate was written$/m.test(out))
+        return { changed: false, reason: 'crowdsec started after its certificate was written' };
       const served = /^served (.*)$/m.exec(out)?.[1]?.trim() ?? '';
       const want = /^file (.*)$/m.exec(out)?.[1]?.trim() ?? '';
       if (served && served === want) return { changed: false };

@@ -26,6 +26,8 @@ export interface ImageSpec {
   baseImage: string;
   /** other build args (values that name images are resolved to image ids for the hash) */
   buildArgs?: Record<string, string>;
+  /** a long build that others wait for: it starts at once, without waiting for one of the build slots */
+  first?: boolean;
 }
 
 export interface EnsureOptions {
@@ -157,14 +159,13 @@ async function localImage(spec: ImageSpec, tag: string, opts: EnsureOptions): Pr
   const started = Date.now(); // from the request: the time includes a wait for a build slot
   const args: string[] = ['--build-arg', `BASE_IMAGE=${spec.baseImage}`];
   for (const [k, v] of Object.entries(spec.buildArgs ?? {})) args.push('--build-arg', `${k}=${v}`);
-  const r = await buildSlots(
-    () =>
-      $({
-        env,
-        quiet: true,
-        nothrow: true,
-      })`docker build --network host --pull=false ${args} --label ${`wpfarm.context-hash=${tag}`} -t ${plain} ${spec.contextDir}`,
-  );
+  const build = async () =>
+    await $({
+      env,
+      quiet: true,
+      nothrow: true,
+    })`docker build --network host --pull=false ${args} --label ${`wpfarm.context-hash=${tag}`} -t ${plain} ${spec.contextDir}`;
+  const r = spec.first ? await build() : await buildSlots(build);
   if (r.exitCode !== 0) {
     const tail = (r.stdout + r.stderr).split('\n').slice(-30).join('\n');
     throw new Error(`docker build of ${spec.name} failed (exit ${r.exitCode}):\n${tail}`);
@@ -176,12 +177,14 @@ async function localImage(spec: ImageSpec, tag: string, opts: EnsureOptions): Pr
 }
 
 /**
- * Make sure the image of `spec` exists under its content tag (and in the registry when given, unless push is false).
- * Idempotent: no build when the tag exists locally or in the registry, no push when the registry has it.
+ * The image of `spec` on the controller under its content tag "name:tag": there already, pulled from the registry,
+ * or built. One per image and process: a warm-up (Role.warmup) and the role's step may ask for it at the same time;
+ * both are told whether this process built it.
  */
-export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Promise<EnsureResult> {
-  const log = opts.log ?? (() => {});
-  const env = dockerEnv(opts);
+export async function localBuild(
+  spec: ImageSpec,
+  opts: EnsureOptions = {},
+): Promise<{ tag: string; plain: string; imageId: string; built: boolean }> {
   const baseImageId = await localImageId(spec.baseImage, opts);
   if (!baseImageId) throw new Error(`base image ${spec.baseImage} is not present (lab: npx tsx scripts/lab.ts base-image)`);
   const hashArgs: Record<string, string> = {};
@@ -193,18 +196,25 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
     } else hashArgs[k] = v;
   }
   const tag = contextHash(spec.contextDir, { baseImageId, buildArgs: hashArgs });
-  const ref = `${opts.registry ? `${opts.registry}/` : ''}${spec.name}:${tag}`;
-
   const plain = `${spec.name}:${tag}`;
-  // one build per image and process: a warm-up (Role.warmup) and the role's step may ask for it at the same time;
-  // both are told whether this process built it
   let local = localBuilds.get(plain);
   if (!local) {
     local = localImage(spec, tag, opts);
     localBuilds.set(plain, local);
     local.catch(() => localBuilds.delete(plain));
   }
-  const { imageId, built } = await local;
+  return { tag, plain, ...(await local) };
+}
+
+/**
+ * Make sure the image of `spec` exists under its content tag (and in the registry when given, unless push is false).
+ * Idempotent: no build when the tag exists locally or in the registry, no push when the registry has it.
+ */
+export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Promise<EnsureResult> {
+  const log = opts.log ?? (() => {});
+  const env = dockerEnv(opts);
+  const { tag, plain, imageId, built } = await localBuild(spec, opts);
+  const ref = `${opts.registry ? `${opts.registry}/` : ''}${plain}`;
   if (ref !== plain && (await localImageId(ref, opts)) !== imageId) await $({ env, quiet: true })`docker tag ${plain} ${ref}`;
 
   let pushed = false;
@@ -252,13 +262,14 @@ export interface SiteImages {
 /** The site images (nginx takes WordPress core from the wordpress-fpm image, so it comes after it). The one way
  *  they are built: by the wp-site role (what the lab uses), `make images` and the CI workflow (.github/workflows/images.yml). */
 export async function ensureSiteImages(baseImage: string, opts: EnsureOptions = {}, imagesDir = IMAGES_DIR): Promise<SiteImages> {
-  // side by side (each is mostly apt downloading and unpacking): wordpress-fpm then nginx, redis, varnish
-  const wp = ensureImage({ name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage }, opts);
+  // side by side (each is mostly apt downloading and unpacking); nginx takes WordPress core from the wordpress-fpm
+  // image, so its build starts once that one is built (not pushed); wordpress-fpm, the longest, takes no build slot
+  const fpm: ImageSpec = { name: 'wpfarm/wordpress-fpm', contextDir: path.join(imagesDir, 'wordpress-fpm'), baseImage, first: true };
   const [wordpressFpm, nginx, redis, varnish] = await Promise.all([
-    wp,
-    wp.then((w) =>
+    ensureImage(fpm, opts),
+    localBuild(fpm, opts).then((w) =>
       ensureImage(
-        { name: 'wpfarm/nginx', contextDir: path.join(imagesDir, 'nginx'), baseImage, buildArgs: { WORDPRESS_IMAGE: w.ref } },
+        { name: 'wpfarm/nginx', contextDir: path.join(imagesDir, 'nginx'), baseImage, buildArgs: { WORDPRESS_IMAGE: w.plain } },
         { ...opts, imageArgs: [...(opts.imageArgs ?? []), 'WORDPRESS_IMAGE'] },
       ),
     ),

@@ -1,9 +1,14 @@
 // The crowdsec role's no-change answers from its probes (roles/crowdsec; issue 17): the collections probe and its
 // reading, the local API TLS script's check mode (the step's probe: changes nothing, prints the files' modes), the
-// local API's one-shot answer check, built as strings.
+// local API's one-shot answer check, built as strings; the TLS files checked in process against the real script's.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LAPI_TLS, lapiAnswersScript, lapiTlsScript } from '../../roles/crowdsec/config.ts';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LAPI_TLS, lapiAnswersScript, lapiTlsInPlace, lapiTlsProbe, lapiTlsScript } from '../../roles/crowdsec/config.ts';
 import { COLLECTIONS_PROBE, parseCollectionsProbe, pemFrom } from '../../roles/crowdsec/role.ts';
 
 test('the collections probe: the hub index when installed, then every link under /etc/crowdsec', () => {
@@ -58,4 +63,41 @@ test("the CA certificate is the same whether read by the step's probe (trimmed) 
   assert.equal(pemFrom(exec), pem);
   assert.equal(pemFrom(probe), pem);
   assert.equal(pemFrom('changed: new CA\n'), '');
+});
+
+test('the local API TLS files are checked in process as the script checks them with openssl', () => {
+  // the real script and probe, run with bash and openssl on files in a temporary directory instead of /etc/crowdsec/tls
+  const dir = mkdtempSync(join(tmpdir(), 'wpfarm-lapi-tls-'));
+  const here = (script: string) => script.split(LAPI_TLS.dir).join(dir);
+  const bash = (script: string) => execFileSync('bash', ['-c', here(script)], { encoding: 'utf8' });
+  try {
+    const made = bash(lapiTlsScript('10.0.0.11', false));
+    assert.match(made, /changed: new CA/);
+    const out = bash(lapiTlsProbe()).trimEnd(); // a probe's output comes trimmed
+    assert.equal(lapiTlsInPlace(out, '10.0.0.11'), pemFrom(made), 'valid: the CA certificate, as cat gave it');
+    // the script's own check mode agrees: nothing to do
+    assert.doesNotMatch(bash(lapiTlsScript('10.0.0.11', true)), /changed:/);
+    // another address, a key mode, a missing key, the renewal window: something to do, as the script's check says
+    assert.equal(lapiTlsInPlace(out, '10.0.0.12'), undefined);
+    assert.match(bash(lapiTlsScript('10.0.0.12', true)), /changed: new server certificate/);
+    assert.equal(lapiTlsInPlace(out.replace('modes 600 600', 'modes 644 600'), '10.0.0.11'), undefined);
+    assert.equal(lapiTlsInPlace(out.replace('keys ca lapi', 'keys ca '), '10.0.0.11'), undefined);
+    const validTo = Date.parse(new X509Certificate(readFileSync(join(dir, 'lapi.crt'))).validTo);
+    assert.equal(lapiTlsInPlace(out, '10.0.0.11', validTo - 10 * 86_400_000), undefined, '10 days left');
+    assert.ok(lapiTlsInPlace(out, '10.0.0.11', validTo - 40 * 86_400_000), '40 days left');
+    // a server certificate from another CA
+    const other = mkdtempSync(join(tmpdir(), 'wpfarm-lapi-tls-'));
+    try {
+      execFileSync('bash', ['-c', lapiTlsScript('10.0.0.11', false).split(LAPI_TLS.dir).join(other)]);
+      const foreign = out.replace(/@@cert\n[^@]*/, `@@cert\n${readFileSync(join(other, 'lapi.crt'), 'utf8')}`);
+      assert.equal(lapiTlsInPlace(foreign, '10.0.0.11'), undefined);
+      assert.notEqual(spawnSync('openssl', ['verify', '-CAfile', join(dir, 'ca.crt'), join(other, 'lapi.crt')]).status, 0);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+    assert.equal(lapiTlsInPlace('@@nodir', '10.0.0.11'), undefined);
+    assert.equal(lapiTlsInPlace(out.replace(/MII/g, 'XXX'), '10.0.0.11'), undefined, 'garbage');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -65,7 +65,9 @@ test("the lab's golden Dockerfile: the node image plus the apt op's own command 
   assert.ok(d.includes('exit 101'), 'policy-rc.d keeps daemons from starting during the build');
   // dpkg's fsyncs skipped for the build only: the setting is gone from the image
   assert.ok(d.indexOf('echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/wpfarm-image-build') < d.indexOf(' install --no-install-recommends'));
-  assert.ok(d.indexOf('rm -f /usr/sbin/policy-rc.d /etc/dpkg/dpkg.cfg.d/wpfarm-image-build') > d.indexOf(' install --no-install-recommends'));
+  assert.ok(
+    d.indexOf('rm -f /usr/sbin/policy-rc.d /etc/dpkg/dpkg.cfg.d/wpfarm-image-build') > d.indexOf(' install --no-install-recommends'),
+  );
   // the package lists stay: the role's update_cache then finds them and a converged check changes nothing
   assert.doesNotMatch(d, /rm -rf \/var\/lib\/apt\/lists/);
   // a different package list is a different Dockerfile (so a different content hash: rebuilt)

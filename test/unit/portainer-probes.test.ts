@@ -8,10 +8,12 @@ import { imageAvailable, imagePresentProbe } from '../../lib/ops/docker.ts';
 import { dataMountProblem } from '../../roles/portainer/role.ts';
 import { localContext, localExec } from './ops-sys.harness.ts';
 
-// docker as the lab's 20.10 answers: `image inspect` (exit 1 when absent), `info` (mirrors and proxies), `manifest
-// inspect` (the registry's answer, or its error on stderr); each case's answers from the environment
+// docker as the lab's 20.10 answers: `image ls` (the node's images), `image inspect` (exit 1 when absent), `info`
+// (mirrors and proxies), `manifest inspect` (the registry's answer, or its error on stderr); each case's answers from
+// the environment
 const DOCKER = `#!/bin/bash
 case "$1 $2" in
+  "image ls") echo 'debian:bookworm-slim'; [ "$PRESENT" = yes ] && echo 'portainer/portainer-ce:2.23.0'; exit 0 ;;
   "image inspect") [ "$PRESENT" = yes ] && echo sha256:1 && exit 0; echo "Error: No such image: $5" >&2; exit 1 ;;
   "info --format") echo "$PULLS_THROUGH" ;;
   "manifest inspect") [ -n "$SLOW" ] && sleep 5; [ "$MANIFEST" = yes ] && echo '{}' && exit 0

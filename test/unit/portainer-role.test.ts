@@ -41,7 +41,7 @@ function fakeConn(host: HostSpec, commands: string[], mounted: Set<string>, imag
         }
         if (script.includes('findmnt')) return mount;
         if (script.includes('@@stat')) return stat;
-        if (script.includes('docker image inspect') && script.includes('echo present')) return `${imageProbe}\n`;
+        if (script.includes('docker image ls') && script.includes('echo present')) return `${imageProbe}\n`;
         throw new Error(`unexpected probe on ${host.name}: ${script.slice(0, 200)}`);
       };
       if (command.startsWith('findmnt')) return { code: 0, stderr: '', stdout: mount };
@@ -145,7 +145,7 @@ for (const [check, probeTold] of [
         commands.filter((c) => / findmnt /.test(` ${c.split(': ')[1]}`)).map((c) => c.split(':')[0]),
         ['mgr1', 'mgr2'],
       );
-      // the probe batches only read (docker image inspect, docker info, docker manifest inspect: both images, on every
+      // the probe batches only read (docker image ls, docker info, docker manifest inspect: both images, on every
       // manager that reads the step's probe); told by them, the step sends nothing; otherwise it asks docker once, on one
       // manager (runOnce), and not for the agent once the server's is missing
       const batches = commands.filter((c) => c.includes('@@@wpfarm-probe'));

@@ -140,11 +140,12 @@ if [ "$1 $2" = "network inspect" ]; then
 fi
 case "$1 $2" in
   "image inspect") exit 1 ;;
+  "image ls") printf '%s\\n' 'portainer/portainer-ce:2.23.0' 'wpfarm/other:1' ;;
   "info --format") echo 0 ;;
   "manifest inspect") echo 'failed to configure transport: error pinging v2 registry: Get "https://registry-1.docker.io/v2/": dial tcp: no such host' >&2; exit 1 ;;
 esac`;
 
-test('docker probes in a batch: one network inspect for the gathered networks, one manifest question per unreachable registry', async () => {
+test('docker probes in a batch: one network inspect for the gathered networks, one image list, one manifest question per unreachable registry', async () => {
   const s = standIns({ docker: DOCKER });
   try {
     const probes = [
@@ -160,6 +161,7 @@ test('docker probes in a batch: one network inspect for the gathered networks, o
     );
     assert.match(alone[0]!, /^%%net\n\{"Name":"traefik-public",/);
     assert.match(alone[3]!, /^cannot: failed to configure transport: error pinging v2 registry/);
+    assert.equal(alone[4], 'present', 'in the image list');
     const calls = s.calls('docker').slice(aloneCalls);
     assert.deepEqual(
       calls.filter((c) => c.startsWith('network inspect')),
@@ -167,6 +169,11 @@ test('docker probes in a batch: one network inspect for the gathered networks, o
       'one for all; the missing one asked on its own',
     );
     assert.equal(calls.filter((c) => c.startsWith('manifest inspect')).length, 1, calls.join('\n'));
+    assert.deepEqual(
+      calls.filter((c) => c.startsWith('image ')),
+      ['image ls --format {{.Repository}}:{{.Tag}}'],
+      'the images listed once for every image probe, none inspected',
+    );
     assert.equal(
       calls.filter((c) => c.startsWith('info')).length,
       2,
