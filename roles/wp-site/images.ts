@@ -198,12 +198,31 @@ export async function localBuild(
   const tag = contextHash(spec.contextDir, { baseImageId, buildArgs: hashArgs });
   const plain = `${spec.name}:${tag}`;
   let local = localBuilds.get(plain);
+  const mine = !local;
   if (!local) {
     local = localImage(spec, tag, opts);
     localBuilds.set(plain, local);
     local.catch(() => localBuilds.delete(plain));
   }
-  return { tag, plain, ...(await local) };
+  const r = await local;
+  return { tag, plain, imageId: r.imageId, built: r.built && claim(warmedBuilds, plain, mine, opts) };
+}
+
+/** What warm-ups built and pushed, not yet reported by a step (by "name:tag" and by registry reference). */
+const warmedBuilds = new Set<string>();
+const warmedPushes = new Set<string>();
+const isWarmup = (opts: EnsureOptions): boolean => opts.push === false || opts.push === 'when-reachable';
+
+/**
+ * Whether this caller reports a build or push this process made: the one that made it, unless it is a warm-up (its
+ * log said it; the step after it reports it, once); any later caller does not.
+ */
+function claim(warmed: Set<string>, key: string, mine: boolean, opts: EnsureOptions): boolean {
+  if (mine) {
+    if (isWarmup(opts)) warmed.add(key);
+    return true;
+  }
+  return !isWarmup(opts) && warmed.delete(key);
 }
 
 /**
@@ -222,6 +241,7 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
   if (opts.registry && mode !== false) {
     // one push per image and process, like the builds: the role's step reports a push its warm-up made
     let push = localPushes.get(ref);
+    const mine = !push;
     if (!push) {
       const registry = opts.registry;
       push = (async () => {
@@ -247,7 +267,7 @@ export async function ensureImage(spec: ImageSpec, opts: EnsureOptions = {}): Pr
         () => localPushes.delete(ref),
       );
     }
-    pushed = await push;
+    pushed = (await push) && claim(warmedPushes, ref, mine, opts);
   }
   return { ref, tag, built, pushed, imageId };
 }

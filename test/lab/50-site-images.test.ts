@@ -204,6 +204,29 @@ test('push to the registry once; the next run neither builds nor pushes', { time
   assert.equal(await registryHasTag(registry, 'wpfarm/wordpress-fpm', '0000000000000000'), false);
 });
 
+test("a warm-up's push is reported once, by the step after it; concurrent callers push once", { timeout: 600_000 }, async () => {
+  // Role.warmup: bootstrap pushes ahead of the images role (push 'when-reachable'); the role's step then reports it
+  const fresh = !process.env.WPFARM_REGISTRY;
+  const redis = { name: 'wpfarm/redis', contextDir: path.join(IMAGES_DIR, 'redis'), baseImage: BASE };
+  const warm = await ensureImage(redis, { registry, push: 'when-reachable' });
+  created.images.push(warm.ref);
+  const step = await ensureImage(redis, { registry });
+  if (fresh) assert.deepEqual([warm.pushed, step.pushed], [true, true], 'the warm-up pushed, the step reports it');
+  assert.ok(await registryHasTag(registry, 'wpfarm/redis', warm.tag));
+  const again = await ensureImage(redis, { registry });
+  assert.deepEqual([again.built, again.pushed, again.tag], [false, false, warm.tag], 'reported once');
+  // side by side (the step while the warm-up's push runs): one push, which the step reports
+  const varnish = { name: 'wpfarm/varnish', contextDir: path.join(IMAGES_DIR, 'varnish'), baseImage: BASE };
+  const [w2, s2] = await Promise.all([ensureImage(varnish, { registry, push: 'when-reachable' }), ensureImage(varnish, { registry })]);
+  created.images.push(w2.ref);
+  if (fresh) assert.equal(s2.pushed, true, 'the step reports the push, whichever of the two made it');
+  assert.deepEqual((await ensureImage(varnish, { registry })).pushed, false);
+  // a registry that does not answer: a warm-up goes on without pushing, a step fails
+  const none = await ensureImage(redis, { registry: '127.0.0.1:9', push: 'when-reachable' });
+  assert.equal(none.pushed, false);
+  await assert.rejects(ensureImage(redis, { registry: '127.0.0.1:9' }), /fetch failed|ECONNREFUSED/);
+});
+
 test('wordpress-fpm image: PHP 8.2 extensions, OPcache as the architecture sets it, non-root, WordPress core', {
   timeout: 120_000,
 }, async () => {
