@@ -1,7 +1,8 @@
 // Role warm-ups (lib/play.ts Run.warmup, issue 17): controller-side work of a role (the images) started by a playbook
 // ahead of the role's turn, beside the earlier roles' host work. On real sshd hosts, through run-role.ts: the warm-up
 // starts before the first role and overlaps it; the run waits for it before its recap; check mode and --skip-tags
-// start none; one that fails is said and the run goes on (its role does the work in its turn).
+// start none; one that fails is said and the run goes on (its role does the work in its turn). And the run's
+// connections are made while the deploy lock is taken, no command sent before it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -70,6 +71,12 @@ describe('role warm-ups', () => {
     assert.ok(start < firstRole, 'the warm-up starts before the first role');
     assert.ok(end > firstRole, 'it ends after the first role started: the two overlap');
     assert.ok(end < runEnd, 'the run ends after its warm-ups');
+    // the run's connections are made while the deploy lock is taken (lib/play.ts takeLock): handshakes start before
+    // the lock is acquired, and no command is sent before it
+    const lock = index(r.events, (e) => e.kind === 'lock' && e.action === 'acquired');
+    assert.ok(lock >= 0, 'the lock was taken');
+    assert.ok(index(r.events, (e) => e.kind === 'handshake.start') < lock, 'a handshake started before the lock was acquired');
+    assert.ok(index(r.events, (e) => e.kind === 'command.start') > lock, 'no command before the lock');
     // the warm-up's log lines reach the run's log and the console
     assert.ok(r.events.some((e) => e.kind === 'warmup' && e.action === 'log' && e.message === 'warming up'));
     assert.match(r.out, /warm-up of warm: started beside the hosts' work \(the warm-up fixture\)/);
