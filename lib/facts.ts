@@ -452,9 +452,11 @@ export function parseSwarm(out: string): SwarmFact {
 
 /**
  * The one command that reads this node's swarm state (the swarm fact, the docker operations' probes, the swarm
- * roles' probes): one command text, so that a probe batch runs it once (lib/shell.ts memo).
+ * roles' probes): one command text, so that a probe batch runs it once (lib/shell.ts memo). Its second line says
+ * what the daemon pulls through besides the registry itself (`pulls=` mirrors count, HTTP and HTTPS proxies: "0"
+ * when nothing), for the image probes (lib/ops/docker.ts): one `docker info` per batch for both.
  */
-export const SWARM_INFO = "timeout 20 docker info --format '{{json .Swarm}}'";
+export const SWARM_INFO = `timeout 20 docker info --format '{{json .Swarm}}{{"\\n"}}pulls={{len .RegistryConfig.Mirrors}}{{.HTTPProxy}}{{.HTTPSProxy}}'`;
 
 export const swarmFact = defineFact<SwarmFact>({
   name: 'swarm',

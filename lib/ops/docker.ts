@@ -478,7 +478,7 @@ function stackDeployOp(a: z.output<typeof STACK_ARGS.schema>, options: StepOptio
 // ---------------------------------------------------------------------------------------------
 
 /** what the daemon pulls through besides the registry itself (mirrors, proxies): "0" when nothing (memo) */
-const PULLS_THROUGH = memo(`docker info --format '{{len .RegistryConfig.Mirrors}}{{.HTTPProxy}}{{.HTTPSProxy}}'`);
+const PULLS_THROUGH = `${memo(SWARM_INFO)} | sed -n 's/^pulls=//p'`;
 
 /**
  * imageAvailable's read-only probe: "present"; else, when the daemon pulls from the registry itself (no mirror, no

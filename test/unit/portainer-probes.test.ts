@@ -15,7 +15,7 @@ const DOCKER = `#!/bin/bash
 case "$1 $2" in
   "image ls") echo 'debian:bookworm-slim'; [ "$PRESENT" = yes ] && echo 'portainer/portainer-ce:2.23.0'; exit 0 ;;
   "image inspect") [ "$PRESENT" = yes ] && echo sha256:1 && exit 0; echo "Error: No such image: $5" >&2; exit 1 ;;
-  "info --format") echo "$PULLS_THROUGH" ;;
+  "info --format") echo '{"LocalNodeState":"inactive"}'; echo "pulls=$PULLS_THROUGH" ;;
   "manifest inspect") [ -n "$SLOW" ] && sleep 5; [ "$MANIFEST" = yes ] && echo '{}' && exit 0
     printf '%s\\n' 'failed to configure transport: error pinging v2 registry: Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io on 10.77.0.2:53: no such host' >&2; exit 1 ;;
 esac`;

@@ -138,7 +138,11 @@ test("clusterProbe: on a manager its own node list; on a worker the first manage
   assert.equal(onMgr.host, undefined);
   // the swarm state (SWARM_INFO, once per probe batch: memo), then the node list
   assert.ok(onMgr.script.startsWith(`${memo(SWARM_INFO)}\necho @@nodes\ndocker node ls -q`), onMgr.script);
-  assert.match(SWARM_INFO, /^timeout 20 docker info --format '\{\{json \.Swarm\}\}'$/);
+  // one docker info for the swarm state and what the daemon pulls through (the image probes')
+  assert.match(
+    SWARM_INFO,
+    /^timeout 20 docker info --format '\{\{json \.Swarm\}\}\{\{"\\n"\}\}pulls=\{\{len \.RegistryConfig\.Mirrors\}\}/,
+  );
   const onWorker = clusterProbe(scripted('wrk1', none, () => '') as Parameters<typeof clusterProbe>[0]);
   assert.equal(onWorker.host, 'mgr1');
   assert.equal(onWorker.script, onMgr.script, 'the same script as the manager role reads there: read once');
