@@ -53,8 +53,9 @@ function str(ctx: StepContext, key: string, dflt: string): string {
 }
 
 /** `docker service inspect` of every service labelled traefik.enable=true: name TAB labels (JSON), one per line. */
-const PROBE = `docker service ls -q --filter label=traefik.enable=true | while read -r id; do
-  docker service inspect --format '{{json .Spec.Name}}{{"\\t"}}{{json .Spec.Labels}}' "$id"; done`;
+// one inspect for every labelled service (a line each; one that went away meanwhile is only missing), not one per
+// service: with hundreds of sites that was hundreds of docker processes per rerun
+const PROBE = `docker service ls -q --filter label=traefik.enable=true | xargs -r docker service inspect --format '{{json .Spec.Name}}{{"\\t"}}{{json .Spec.Labels}}' 2>/dev/null || true`;
 
 export function parseLabelledServices(out: string): LabelledService[] {
   return out
