@@ -3,10 +3,10 @@
 // host per role, the roles that only have operations in none of their own; check mode still predicts exactly;
 // a probe read ahead is never used after an earlier role changed the host.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { runRoles } from '../harness/run-role.ts';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
 
 const M = 3;
@@ -22,20 +22,7 @@ interface Report {
 
 let lab: SshdLab;
 
-function cli(args: string[]): Promise<{ code: number; out: string; json: Report }> {
-  const jsonFile = join(lab.dir, `report-${Math.random().toString(36).slice(2)}.json`);
-  const argv = ['--import', 'tsx', 'playbooks/run-role.ts', ...ROLES, '--inventory', lab.inventoryFile, '--json', jsonFile, ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => {
-      if (!existsSync(jsonFile)) return reject(new Error(`no report (exit ${code}):\n${out}`));
-      resolve({ code: code ?? -1, out, json: JSON.parse(readFileSync(jsonFile, 'utf8')) as Report });
-    });
-  });
-}
+const cli = (args: string[]) => runRoles<Report>(lab, ROLES, args);
 
 /** round trips per role and host from the run's events ('(before roles)': the read-ahead) */
 function tripsByRole(r: Report): Map<string, Map<string, number>> {

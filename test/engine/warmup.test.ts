@@ -4,11 +4,11 @@
 // start none; one that fails is said and the run goes on (its role does the work in its turn). And the run's
 // connections are made while the deploy lock is taken, no command sent before it.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { runRoles } from '../harness/run-role.ts';
 import { type SshdLab, startSshdHosts } from '../harness/sshd.ts';
 
 const ROLES = ['test/fixtures/roles/phase-a.ts', 'test/fixtures/roles/warm.ts'];
@@ -22,24 +22,13 @@ interface Event {
   t: number;
 }
 
-function cli(args: string[]): Promise<{ code: number; out: string; events: Event[] }> {
-  const jsonFile = join(lab.dir, `report-${Math.random().toString(36).slice(2)}.json`);
-  const argv = ['--import', 'tsx', 'playbooks/run-role.ts', ...ROLES, '--inventory', lab.inventoryFile, '--json', jsonFile, ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => {
-      if (!existsSync(jsonFile)) return reject(new Error(`no report (exit ${code}):\n${out}`));
-      const report = JSON.parse(readFileSync(jsonFile, 'utf8')) as { log: string };
-      const events = readFileSync(report.log, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Event);
-      resolve({ code: code ?? -1, out, events });
-    });
-  });
+async function cli(args: string[]): Promise<{ code: number; out: string; events: Event[] }> {
+  const r = await runRoles<{ log: string }>(lab, ROLES, args);
+  const events = readFileSync(r.json.log, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Event);
+  return { code: r.code, out: r.out, events };
 }
 
 const orderOf = (dir: string): string[] =>
