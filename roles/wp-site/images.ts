@@ -118,7 +118,8 @@ export async function registryHasTag(registry: string, name: string, tag: string
 const localBuilds = new Map<string, Promise<{ imageId: string; built: boolean }>>();
 /**
  * docker builds at once: two (apt's downloads of one overlap the other's unpacking; more only share the two cores
- * here, and a bootstrap runs them beside the hosts' work). In the order asked: the long wordpress-fpm first.
+ * here, and a bootstrap runs them beside the hosts' work), in the order asked; a build marked `first` (the long
+ * wordpress-fpm, which nginx waits for) does not wait for a slot.
  */
 const buildSlots = pLimit(2);
 /** The pushes of this process, by registry reference: true once this process pushed the image. */
@@ -179,7 +180,7 @@ async function localImage(spec: ImageSpec, tag: string, opts: EnsureOptions): Pr
 /**
  * The image of `spec` on the controller under its content tag "name:tag": there already, pulled from the registry,
  * or built. One per image and process: a warm-up (Role.warmup) and the role's step may ask for it at the same time;
- * both are told whether this process built it.
+ * `built` is told to the caller that built it, or once to the step after the warm-up that did (claim below).
  */
 export async function localBuild(
   spec: ImageSpec,
