@@ -43,7 +43,16 @@ import {
   writePlan,
 } from './plan.ts';
 import { selectHosts } from './patterns.ts';
-import { type HostState, PrefetchedProbes, type RoleRunResult, type RunEnv, exitCodeFor, prefetchProbes, runRole } from './runner.ts';
+import {
+  type HostState,
+  PrefetchedProbes,
+  type RoleRunResult,
+  type RunEnv,
+  exitCodeFor,
+  prefetchProbes,
+  runRole,
+  tagsMatch,
+} from './runner.ts';
 import { mask, maskedView } from './secrets.ts';
 import { renderTimelinePieces, timelinePathFor } from './timeline.ts';
 import { ConnectionPool, sshOptions } from './transport.ts';
@@ -362,8 +371,7 @@ export class Run {
     await this.takeLock(this.hostsOfRoles(roles));
     for (const role of roles) {
       if (!role.warmup) continue;
-      const tags = role.tags ?? [];
-      if (f.skipTags?.some((t) => tags.includes(t)) || (f.tags?.length && !tags.some((t) => f.tags!.includes(t)))) continue;
+      if (!tagsMatch(role.tags ?? [], undefined, this.env().options)) continue;
       const host = this.hostsFor(role.hosts)[0];
       if (!host) continue;
       const t = performance.now();

@@ -180,7 +180,8 @@ function emptyCounts(): Record<StepStatus, number> {
   return { ok: 0, changed: 0, failed: 0, skipped: 0, unreachable: 0 };
 }
 
-function tagsMatch(roleTags: readonly string[], ownTags: readonly string[] | undefined, opts: RunOptions): boolean {
+/** Whether --tags/--skip-tags let a step (or, without its own tags, a whole role) run. */
+export function tagsMatch(roleTags: readonly string[], ownTags: readonly string[] | undefined, opts: RunOptions): boolean {
   // without --tags/--skip-tags (the common case) only 'never' counts: no list built per step and host
   if (!opts.skipTags?.length && !opts.tags?.length) return !roleTags.includes('never') && !(ownTags?.includes('never') ?? false);
   const stepTags = [...roleTags, ...(ownTags ?? [])];
