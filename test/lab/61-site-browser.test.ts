@@ -3,7 +3,8 @@
 // CA's certificate) → nginx → php-fpm. curl with the lab CA; Debian's headless Chromium (puppeteer-core) opens
 // the home page, a post and the wp-admin login, checks the rendered titles, that every request to the site
 // succeeded (no 4xx/5xx, no failed or blocked request, no mixed content, no CSP refusal, no script error), and
-// logs in with the generated admin password to the dashboard. The lab has no internet: Chromium resolves only the
+// logs in with the generated admin password to the dashboard. Chromium runs in a network namespace of its own
+// (test/harness/browser.ts: CI's engine tests change the host's interfaces beside it). The lab has no internet: Chromium resolves only the
 // site's name (every other name fails at once, so nothing leaves the machine); requests to third-party hosts
 // (the dashboard's Gravatar avatars) must be https and are listed as "needs internet, not reachable in the lab".
 // /favicon.ico answers (WordPress's redirect to its icon). The admin allow list holds through the stand-in: a
@@ -18,7 +19,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash, X509Certificate } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
-import puppeteer, { type Page } from 'puppeteer-core';
+import type { Page } from 'puppeteer-core';
+import { launchIsolatedBrowser } from '../harness/browser.ts';
 import { quote } from 'zx';
 import { STANDIN_STACK } from '../../roles/traefik/standin-steps.ts';
 
@@ -117,19 +119,23 @@ test('headless Chromium: home page, a post, wp-admin login to the dashboard; eve
 }, async (t) => {
   assert.ok(password, 'the site was created');
   const spki = createHash('sha256').update(new X509Certificate(readFileSync(caCert)).publicKey.export({ type: 'spki', format: 'der' }));
-  const browser = await puppeteer.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-dev-shm-usage',
-      // the site's name to the edge; any other name fails at once (the lab has no internet, nothing leaves here)
-      `--host-resolver-rules=MAP ${S.domain} ${edge}, MAP * ~NOTFOUND`,
-      // trust the lab CA only (what importing ca.crt does in a browser)
-      `--ignore-certificate-errors-spki-list=${spki.digest('base64')}`,
-    ],
-  });
+  // Chromium in a network namespace of its own, its one way out a relay to the edge's 443 (test/harness/browser.ts:
+  // else the engine tests' bridges, coming and going beside it, fail its requests with ERR_NETWORK_CHANGED)
+  const isolated = await launchIsolatedBrowser(
+    { address: edge, port: 443 },
+    {
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-dev-shm-usage',
+        // the site's name to the relay to the edge; any other name fails at once (the lab has no internet)
+        `--host-resolver-rules=MAP ${S.domain} 127.0.0.1, MAP * ~NOTFOUND`,
+        // trust the lab CA only (what importing ca.crt does in a browser)
+        `--ignore-certificate-errors-spki-list=${spki.digest('base64')}`,
+      ],
+    },
+  );
+  const { browser } = isolated;
   const t0 = Date.now();
   try {
     const page = await browser.newPage();
@@ -190,6 +196,6 @@ test('headless Chromium: home page, a post, wp-admin login to the dashboard; eve
         `browser part ${((Date.now() - t0) / 1000).toFixed(1)} s`,
     );
   } finally {
-    await browser.close();
+    await isolated.close();
   }
 });
