@@ -1,5 +1,5 @@
 // Bench (issue 17 item 5): the whole-farm no-change rerun on the test lab: `bootstrap.ts` (all phases, or
-// --phases 1-2) run as an operator runs it, then the same with --check; wall time, round trips per role and per
+// --phases 1-2) run as an operator runs it (`make bootstrap`: through the fast CLI), then the same with --check; wall time, round trips per role and per
 // host, changes, and the load average. Needs a lab converged through the phases measured (make bootstrap, or
 // test/lab/20-cluster for phase 1). Wrap it in the lab lock:
 //   flock /run/wpfarm-lab.lock node --import tsx bench/farm-rerun.ts [--phases 1-2] [--reps 3] [--no-check] [--checkout DIR]
@@ -26,14 +26,18 @@ const CHECKOUT = path.resolve(arg('--checkout') ?? ROOT);
 const INV = arg('--inventory') ? path.resolve(arg('--inventory')!) : INVENTORY;
 
 /** bootstrap.ts of CHECKOUT on the test lab, as an operator runs it; its JSON report. */
-async function bootstrap(work: string, args: string[]): Promise<{ code: number; out: string; report?: Report }> {
+async function bootstrap(work: string, args: string[]): Promise<{ code: number; out: string; processMs: number; report?: Report }> {
   const json = path.join(work, `r-${Math.random().toString(36).slice(2)}.json`);
-  const argv = ['--import', 'tsx', 'playbooks/bootstrap.ts', '--inventory', INV, '--json', json, ...args];
+  // through the fast CLI (scripts/build-cli.ts), as `make bootstrap` runs it; through tsx when it is not built
+  const launcher = path.join(CHECKOUT, '.wpfarm/cli/wpfarm.mjs');
+  const argv = [...(existsSync(launcher) ? [launcher] : ['--import', 'tsx']), 'playbooks/bootstrap.ts', '--inventory', INV, '--json', json, ...args];
+  const t0 = performance.now();
   const r = await promisify(execFile)(process.execPath, argv, { cwd: CHECKOUT, maxBuffer: 64 << 20, timeout: 30 * 60_000 }).then(
     (x) => ({ code: 0, out: x.stdout + x.stderr }),
     (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
   );
-  return { ...r, report: existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as Report) : undefined };
+  const processMs = performance.now() - t0;
+  return { ...r, processMs, report: existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as Report) : undefined };
 }
 
 interface Ev {
@@ -86,6 +90,7 @@ async function once(work: string, check: boolean) {
   // bootstrap takes --phase N or --from-phase N: a range that ends before 5 runs its phases one by one
   const runs = args ? [args] : phases.map((p) => ['--phase', String(p)]);
   let wall = 0;
+  let processWall = 0;
   let trips = 0;
   const roles: Record<string, number> = {};
   const hosts: Record<string, number> = {};
@@ -97,17 +102,21 @@ async function once(work: string, check: boolean) {
     if (!rep) throw new Error(`bootstrap ${a.join(' ')}: no report (exit ${r.code}):\n${r.out.slice(-3000)}`);
     if (rep.exitCode !== 0) throw new Error(`bootstrap ${a.join(' ')}: exit ${rep.exitCode}:\n${r.out.slice(-3000)}`);
     wall += rep.wallMs;
+    processWall += r.processMs;
     trips += rep.roundTrips;
     const b = breakdown(readFileSync(rep.log, 'utf8'));
     for (const [k, v] of Object.entries(b.roles)) roles[k] = (roles[k] ?? 0) + v;
     Object.assign(hosts, b.hosts);
     for (const x of rep.results) if (x.status === 'changed') changed.push(`${x.host}: ${x.step}: ${x.changes.join('; ')}`);
   }
-  return { wallMs: wall, roundTrips: trips, roles, hosts, changed, load: [load0, loadavg()[0]!] };
+  return { wallMs: wall, processMs: processWall, roundTrips: trips, roles, hosts, changed, load: [load0, loadavg()[0]!] };
 }
 
 const work = mkdtempSync(path.join(tmpdir(), 'wpfarm-bench-farm-'));
 try {
+  // the fast CLI built first (its build is not part of a rerun; the launcher checks it is current)
+  if (existsSync(path.join(CHECKOUT, 'scripts/build-cli.ts')))
+    await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/build-cli.ts', '--quiet'], { cwd: CHECKOUT });
   const results: Record<string, Awaited<ReturnType<typeof once>>[]> = { rerun: [], check: [] };
   for (let i = 0; i < REPS; i++) {
     results.rerun!.push(await once(work, false));
@@ -122,6 +131,9 @@ try {
         {
           wall_s: +(median(rs.map((r) => r.wallMs)) / 1000).toFixed(2),
           walls_s: rs.map((r) => +(r.wallMs / 1000).toFixed(2)),
+          // the command's whole time, as the operator waits for it: node's start, module loading, the run, its report
+          process_wall_s: +(median(rs.map((r) => r.processMs)) / 1000).toFixed(2),
+          process_walls_s: rs.map((r) => +(r.processMs / 1000).toFixed(2)),
           round_trips: median(rs.map((r) => r.roundTrips)),
           per_role: rs[0]!.roles,
           hosts_per_role: rs[0]!.hosts,
@@ -131,7 +143,10 @@ try {
       ]),
   );
   for (const [k, s] of Object.entries(summary)) {
-    console.log(`\n${k}: phases ${fromPhase}-${toPhase}: median ${s.wall_s} s (${s.walls_s.join(', ')}), ${s.round_trips} round trips`);
+    console.log(
+      `\n${k}: phases ${fromPhase}-${toPhase}: median ${s.wall_s} s (${s.walls_s.join(', ')}), the command ${s.process_wall_s} s ` +
+        `(${s.process_walls_s.join(', ')}), ${s.round_trips} round trips`,
+    );
     console.log('| role | hosts | round trips | per host |\n|---|---:|---:|---:|');
     for (const [role, n] of Object.entries(s.per_role)) {
       const h = s.hosts_per_role[role] ?? 0;
