@@ -11,7 +11,7 @@
 import type { Operation, Plan, StepOptions } from '../types.ts';
 import { argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
-import { sh } from '../shell.ts';
+import { memo, sh } from '../shell.ts';
 import { parseDpkgQuery, isInstalled, type PackageInfo } from '../facts.ts';
 import { keyValues, parts } from './sys-util.ts';
 
@@ -45,6 +45,14 @@ export function aptGetInstall(packages: string[], installRecommends = false): st
 export const UPDATE_STAMP = '/var/lib/apt/periodic/update-success-stamp';
 
 export const DPKG_FORMAT = '${Package} ${Status} ${Version}\n';
+
+/**
+ * The package lists' age: the same answer for every apt step of a probe batch, so asked once there (memo: the other
+ * steps read it back, one `cat` instead of six processes each).
+ */
+const CACHE_AGE =
+  "echo now=$(date +%s); echo lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -printf '%T@\\n' | sort -n | tail -1 | cut -d. -f1)" +
+  `; echo stamp=$(stat -c %Y ${UPDATE_STAMP})`;
 
 /** Parse `apt-cache policy pkg...`: package → { installed, candidate } ('' for "(none)"). */
 export function parseAptPolicy(out: string): Record<string, { installed: string; candidate: string }> {
@@ -92,11 +100,7 @@ function aptOp(a: z.output<typeof APT_ARGS.schema>, options: StepOptions): Opera
     probe: () => {
       const s = [sh`echo %%dpkg; dpkg-query -W -f=${DPKG_FORMAT} -- ${pkgs}`];
       if (state === 'latest') s.push(sh`echo %%policy; LC_ALL=C apt-cache policy -- ${pkgs}`);
-      if (maxAge !== undefined)
-        s.push(
-          "echo %%cache; echo now=$(date +%s); echo lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -printf '%T@\\n' | sort -n | tail -1 | cut -d. -f1)" +
-            `; echo stamp=$(stat -c %Y ${UPDATE_STAMP})`,
-        );
+      if (maxAge !== undefined) s.push(`echo %%cache; ${memo(CACHE_AGE)}`);
       return { script: `(\n${s.join('\n')}\n) 2>/dev/null`, become: options.become };
     },
     plan: (_ctx, out): Plan => {

@@ -5,7 +5,7 @@
 import type { Operation, Plan, StepOptions } from '../types.ts';
 import { absPath, argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
-import { sections, sh } from '../shell.ts';
+import { memo, sections, sh } from '../shell.ts';
 import { parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP } from './files.ts';
 import { editLines, planEdit } from './lineinfile.ts';
 
@@ -78,7 +78,8 @@ function sysctlOp(args: z.output<typeof SYSCTL_ARGS.schema>, opts: StepOptions):
     options: opts,
     probe: () => ({
       script:
-        pathProbeScript(file, { sha: true, contentCap: EDIT_CONTENT_CAP }) +
+        // the file's part is the same for every sysctl step on that file (six in roles/common): read once per batch
+        memo(pathProbeScript(file, { sha: true, contentCap: EDIT_CONTENT_CAP })) +
         // read with a builtin (no process); the value has no NUL, so read returns 1 at EOF with v set
         `\n{ echo @@live; v=; IFS= read -r -d '' v < ${sh`${proc}`}; if [ -n "$v" ]; then printf 'ok %s\\n' "$v"; else echo missing; fi; } 2>/dev/null`,
     }),

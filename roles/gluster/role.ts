@@ -81,6 +81,17 @@ export function serverScript(volume: string, status = false): string {
   ].join('\n');
 }
 
+/**
+ * A server's probe, by its place in brick order: what the pool step's no-change answer (poolInPlace) reads of it. The
+ * first: everything and the bricks' status; the second: its peers too (it must know the first); the others: installed
+ * and running only. Each `gluster` call asks glusterd (~60 ms of a lab node); a change reads every server in full.
+ */
+export function serverProbe(volume: string, index: number): string {
+  if (index === 0) return serverScript(volume, true);
+  const lines = serverScript(volume).split('\n');
+  return lines.slice(0, index === 1 ? 3 : 2).join('\n');
+}
+
 export function parseServer(out: string, h: HostSpec): ServerState {
   const sec = sections(out);
   return {
@@ -347,7 +358,18 @@ const role: Role = {
         const met = await c.barrier('gluster prepared', { value, timeoutMs: s.prepTimeoutMs });
         return { changed: false, result: met };
       },
-      { register: 'gluster_prepared', probe: () => (isServer ? { script: serverScript(s.volume, servers[0]?.name === me.name) } : null) },
+      {
+        register: 'gluster_prepared',
+        probe: () =>
+          isServer
+            ? {
+                script: serverProbe(
+                  s.volume,
+                  servers.findIndex((h) => h.name === me.name),
+                ),
+              }
+            : null,
+      },
     );
     // a manager when managers are not extra clients (gluster_extra_client_groups: []): it only meets the others
     if (!isServer && !isClient) return [prepared];

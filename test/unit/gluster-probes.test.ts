@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { HostSpec } from '../../lib/types.ts';
 import { brickLayout, brickName, settings } from '../../roles/gluster/model.ts';
-import { mountProbe, parseMount, parseServer, poolInPlace, serverScript } from '../../roles/gluster/role.ts';
+import { mountProbe, parseMount, parseServer, poolInPlace, serverProbe, serverScript } from '../../roles/gluster/role.ts';
 
 const host = (name: string, address: string): HostSpec => ({ name, address, port: 22, user: 'root', groups: [], vars: {} });
 const [st1, st2, mon1] = [host('st1', '10.0.0.41'), host('st2', '10.0.0.42'), host('mon1', '10.0.0.51')];
@@ -27,6 +27,13 @@ test('serverScript: state, peers and volume info; the bricks status only when as
     serverScript('wpfarm-sites', true),
     `${plain}\necho @@status; if systemctl -q is-active glusterd 2>/dev/null; then timeout 30 gluster --mode=script volume status wpfarm-sites 2>/dev/null || true; fi`,
   );
+});
+
+test('serverProbe: the first server everything and the bricks status, the second its peers, the others their state', () => {
+  assert.equal(serverProbe('wpfarm-sites', 0), serverScript('wpfarm-sites', true));
+  const [installed, active, peerStatus] = serverScript('wpfarm-sites').split('\n');
+  assert.equal(serverProbe('wpfarm-sites', 1), [installed, active, peerStatus].join('\n'));
+  assert.equal(serverProbe('wpfarm-sites', 2), [installed, active].join('\n'));
 });
 
 const peers = (...others: HostSpec[]) =>
@@ -76,6 +83,11 @@ test('poolInPlace: peers, volume, options, started, bricks online inside the por
   assert.equal(good()[0]!.status?.length, 3);
   assert.equal(good()[1]!.status, undefined);
   assert.equal(poolInPlace(s, bricks, good()), true);
+  // what serverProbe reads of the second (its peers) and the third (its state) is enough
+  const second = parseServer(`@@installed\n/usr/sbin/gluster\n@@active\nactive\n@@peers\n${peers(st1, mon1)}`, st2);
+  const third = parseServer('@@installed\n/usr/sbin/gluster\n@@active\nactive', mon1);
+  assert.equal(poolInPlace(s, bricks, [good()[0], second, third]), true);
+  assert.equal(poolInPlace(s, bricks, [good()[0], second, parseServer('@@installed\n/usr/sbin/gluster\n@@active\nfailed', mon1)]), false);
   // each of these makes the step read the servers again and act
   const bad: [string, (ReturnType<typeof server> | undefined)[]][] = [
     ['a server not read', [good()[0], good()[1], undefined]],

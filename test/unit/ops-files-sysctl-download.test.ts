@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { procPath, sysctl } from '../../lib/ops/sysctl.ts';
+import { parseProbes, probeScript } from '../../lib/runner.ts';
 import { download } from '../../lib/ops/download.ts';
 import { bash, cycle, ensureTools, runOp, snapshot, tempDir, type BashOptions } from './ops-files.harness.ts';
 
@@ -93,6 +94,33 @@ describe('sysctl (in a private network namespace)', () => {
     assert.deepEqual(a.run.plan.changes, [`${file}: remove net.ipv4.tcp_fin_timeout`]);
     assert.equal(readFileSync(file, 'utf8'), '');
     assert.equal(a.rerun.status, 'ok');
+  });
+
+  test('in one probe batch, the sysctl steps on one file read it once (memo), each its own live value', async () => {
+    const d = fresh();
+    const file = join(d, '99-wpfarm.conf');
+    writeFileSync(file, 'net.ipv4.tcp_fin_timeout = 17\nnet.ipv4.tcp_keepalive_time = 300\n');
+    // sha256sum through a wrapper that counts its calls (the file part's one process that always runs)
+    const bin = join(d, 'bin');
+    mkdirSync(bin);
+    const calls = join(d, 'calls');
+    writeFileSync(join(bin, 'sha256sum'), `#!/bin/sh\necho x >> ${calls}\nexec /usr/bin/sha256sum "$@"\n`, { mode: 0o755 });
+    const ops = [
+      sysctl({ name: 'net.ipv4.tcp_fin_timeout', value: 17, file }),
+      sysctl({ name: 'net.ipv4.tcp_keepalive_time', value: 300, file }),
+    ];
+    const ctx = { check: false } as unknown as Parameters<NonNullable<(typeof ops)[0]['probe']>>[0];
+    const script = probeScript(ops.map((op, i) => ({ id: i, script: (op.probe!(ctx) as { script: string }).script })));
+    const r = await bash(script, { ...inNs, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    assert.equal(readFileSync(calls, 'utf8'), 'x\n', 'the file read once for both steps');
+    const outs = parseProbes(r.stdout);
+    const fileSection = (o: string) => o.split('@@live')[0];
+    assert.equal(fileSection(outs.get('0')!), fileSection(outs.get('1')!), 'both steps see the same file state');
+    assert.match(outs.get('0')!, /@@sha\n[0-9a-f]{64}\n/);
+    // each step's own live value, as the namespace has it
+    const live = async (k: string) => (await bash(`cat /proc/sys/net/ipv4/${k}`, inNs)).stdout.trim();
+    assert.ok(outs.get('0')!.endsWith(`@@live\nok ${await live('tcp_fin_timeout')}\n`), outs.get('0'));
+    assert.ok(outs.get('1')!.endsWith(`@@live\nok ${await live('tcp_keepalive_time')}\n`), outs.get('1'));
   });
 
   test('an unknown key is an error; bad names are rejected', async () => {
