@@ -83,15 +83,20 @@ const owned: Owned[] = [];
 
 function fileFingerprint(p: string): string {
   if (!fs.existsSync(p)) return 'absent';
-  const st = fs.statSync(p);
-  if (st.isDirectory()) {
-    return fs
-      .readdirSync(p, { recursive: true, encoding: 'utf8' })
-      .sort()
-      .map((f) => `${f} ${fileFingerprint(path.join(p, f))}`)
-      .join('\n');
-  }
-  return `${createHash('sha256').update(fs.readFileSync(p)).digest('hex').slice(0, 16)} ${st.mtimeMs} ${st.mode.toString(8)}`;
+  const one = (f: string): string => {
+    const st = fs.statSync(f);
+    return st.isDirectory()
+      ? `dir ${st.mode.toString(8)}`
+      : `${createHash('sha256').update(fs.readFileSync(f)).digest('hex').slice(0, 16)} ${st.mtimeMs} ${st.mode.toString(8)}`;
+  };
+  if (!fs.statSync(p).isDirectory()) return one(p);
+  // every entry below once (readdir is recursive already: a subdirectory is not walked again; the user lab's
+  // state directory holds ~500 MB of apt cache, which the walk hashed once per level)
+  return fs
+    .readdirSync(p, { recursive: true, encoding: 'utf8' })
+    .sort()
+    .map((f) => `${f} ${one(path.join(p, f))}`)
+    .join('\n');
 }
 
 async function dockerFingerprint(kind: 'container' | 'network' | 'volume', name: string): Promise<string> {
