@@ -91,6 +91,24 @@ export interface AtomicWrite {
  * set as asked, validated, renamed over the target. Anything short of the rename leaves the target as it
  * was and removes the temp file.
  */
+/**
+ * Lines that make `$t`, a new empty file (0600) beside `$p` in its directory, removed when the script ends short of
+ * taking it (the caller's `trap - EXIT` once it is renamed over `$p`). The traps come first, and the name is in `$t`
+ * BEFORE the file exists: with `t=$(mktemp …)` a signal between mktemp's creating the file and the assignment left
+ * it behind (a CI-like run, twice under load: an interrupted upload's `.wpfarm.*` on the host). The name is ours
+ * (`.wpfarm.<pid>.<random>`, made with O_EXCL: noclobber), so whatever the trap removes under it is ours too.
+ */
+export function tempBeside(): string[] {
+  return [
+    `t=''`,
+    `trap 'rm -f -- "$t"' EXIT`,
+    `trap 'exit 143' HUP INT TERM`,
+    `d=$(dirname -- "$p")`,
+    `for _ in 1 2 3 4 5 6 7 8; do t="$d/.wpfarm.$BASHPID.$RANDOM$RANDOM"; if (umask 077; set -C; : > "$t") 2>/dev/null; then break; fi; t=''; done`,
+    `[ -n "$t" ] || { echo "no temp file could be made in $d" >&2; exit 1; }`,
+  ];
+}
+
 export function atomicWriteScript(target: string, o: AtomicWrite): string {
   if (!/^[0-9a-f]{64}$/.test(o.sha)) throw new Error('atomicWriteScript: sha must be sha256 hex');
   const mode = o.mode === undefined ? undefined : modeString(o.mode);
@@ -99,12 +117,8 @@ export function atomicWriteScript(target: string, o: AtomicWrite): string {
     '( set -e',
     sh`p=${target}`,
     ...(o.parents ? [`mkdir -p -- "$(dirname -- "$p")"`] : []),
-    // stopped (Ctrl-C: TERM to the command's process group; HUP, INT): the temp file goes, nothing lands. The traps
-    // come first: a signal between mktemp and them left the temp file behind (seen once under load in a CI-like run)
-    `t=''`,
-    `trap 'rm -f -- "$t"' EXIT`,
-    `trap 'exit 143' HUP INT TERM`,
-    `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
+    // stopped (Ctrl-C: TERM to the command's process group; HUP, INT): the temp file goes, nothing lands
+    ...tempBeside(),
     o.from !== undefined
       ? sh`cat -- ${o.from} > "$t"`
       : o.bytes !== undefined

@@ -5,7 +5,7 @@
 import type { Operation, StepOptions } from '../types.ts';
 import { absPath, argSpec, attrShape, defineOp } from './base.ts';
 import { z } from '../schema.ts';
-import { sections, sh } from '../shell.ts';
+import { sections, sh, tempBeside } from '../shell.ts';
 import { chmodArg, normAttrs, requireThat, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
 
 export interface DownloadArgs extends Attrs {
@@ -31,9 +31,7 @@ export function downloadScript(a: {
   const lines = [
     '( set -e',
     sh`p=${a.target}; u=${a.url}; want=${a.sha256}`,
-    `t=$(mktemp "$(dirname -- "$p")/.wpfarm.XXXXXX")`,
-    `trap 'rm -f -- "$t"' EXIT`,
-    `trap 'exit 143' HUP INT TERM`,
+    ...tempBeside(),
     'if command -v curl >/dev/null 2>&1; then',
     sh`  curl -fsSL --retry 2 --connect-timeout 20 --max-time ${a.timeoutSec} -o "$t" --url "$u"`,
     'elif command -v wget >/dev/null 2>&1; then',

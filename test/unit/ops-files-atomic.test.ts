@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
-import { atomicWriteScript, type AtomicWrite } from '../../lib/shell.ts';
+import { atomicWriteScript, tempBeside, type AtomicWrite } from '../../lib/shell.ts';
 import { bash, ensureTools, tempDir } from './ops-files.harness.ts';
 
 ensureTools(['getent']);
@@ -119,10 +119,38 @@ describe('atomicWriteScript (file operations and Connection.put)', () => {
   });
 });
 
-test('the traps are set before the temp file is made: a signal at any point after mktemp removes it', () => {
+test('the traps are set, and the name is in $t, before the temp file is made: a signal at any point removes it', () => {
   const s = atomicWriteScript('/etc/x.conf', { sha: sha('x') });
   const at = (line: string) => s.split('\n').findIndex((l) => l.startsWith(line));
-  assert.ok(at('trap \'rm -f -- "$t"\' EXIT') >= 0 && at("trap 'exit 143' HUP INT TERM") >= 0, s);
-  assert.ok(at('trap \'rm -f -- "$t"\' EXIT') < at('t=$(mktemp'), 'the EXIT trap before mktemp');
-  assert.ok(at("trap 'exit 143' HUP INT TERM") < at('t=$(mktemp'), 'the signal trap before mktemp');
+  const make = at('for _ in');
+  assert.ok(at('trap \'rm -f -- "$t"\' EXIT') >= 0 && at("trap 'exit 143' HUP INT TERM") >= 0 && make >= 0, s);
+  assert.ok(at('trap \'rm -f -- "$t"\' EXIT') < make, 'the EXIT trap before the file');
+  assert.ok(at("trap 'exit 143' HUP INT TERM") < make, 'the signal trap before the file');
+  // the name assigned first, the file made after (mktemp made it, then the assignment: a signal between left it)
+  assert.match(s.split('\n')[make]!, /t="\$d\/\.wpfarm\.[^"]*"; if \(umask 077; set -C; : > "\$t"\)/);
+  assert.ok(!s.includes('mktemp'), s);
+});
+
+test('tempBeside: a new empty file of mode 0600 beside the target, never an existing one, removed at exit', async () => {
+  const d = fresh();
+  const script = (body: string) => `p=${d}/target\n${tempBeside().join('\n')}\n${body}`;
+  const r = await bash(script('stat -c "%a %s %n" -- "$t"; ls -a "$d" | grep -c "^\\.wpfarm\\."'));
+  assert.equal(r.code, 0, r.stderr);
+  const [mode, size, name] = r.stdout.split('\n')[0]!.split(' ');
+  assert.equal(mode, '600', 'not readable by others before its mode is set (secrets go through it)');
+  assert.equal(size, '0');
+  assert.match(name!, new RegExp(`^${d}/\\.wpfarm\\.\\d+\\.\\d+$`));
+  assert.equal(r.stdout.split('\n')[1], '1');
+  assert.deepEqual(leftovers(d), [], 'removed when the script ends without taking it');
+  // a name already there (noclobber): another is made, the existing file is left as it was. RANDOM seeded: the
+  // first name tempBeside will try is made beforehand, by "someone else"
+  const seeded = `p=${d}/target\nRANDOM=7; d=${d}; echo theirs > "$d/.wpfarm.$BASHPID.$RANDOM$RANDOM"; RANDOM=7\n`;
+  const r2 = await bash(`${seeded}${tempBeside().join('\n')}\necho "$t"; cat "$d"/.wpfarm.*`);
+  assert.equal(r2.code, 0, r2.stderr);
+  const [made, theirs] = r2.stdout.split('\n');
+  assert.equal(theirs, 'theirs', 'the existing file kept its content (not truncated)');
+  const left = leftovers(d);
+  assert.equal(left.length, 1, `only the other's file stays: ${left.join(', ')}`);
+  assert.equal(readFileSync(join(d, left[0]!), 'utf8'), 'theirs\n');
+  assert.notEqual(join(d, left[0]!), made, 'a second name was made');
 });

@@ -21,6 +21,7 @@ import { after, describe, test } from 'node:test';
 import { copy, directory, file, parsePathProbe, pathProbeScript, planWrite } from '../../lib/ops/files.ts';
 import { clearSecretsForTests, registerSecret } from '../../lib/secrets.ts';
 import { bash, context, cycle, ensureTools, runOp, snapshot, tempDir } from './ops-files.harness.ts';
+import { tempBeside } from '../../lib/shell.ts';
 
 ensureTools(['getent']);
 const tmp = tempDir();
@@ -385,11 +386,8 @@ describe('plan() as a pure function of given probe outputs', () => {
     assert.equal(run.diff, '--- /etc/app.conf\n+++ /etc/app.conf\n@@ -1 +1 @@\n-a=0\n+a=1\n');
     const apply = run.apply as { script: string; stdin: Buffer };
     assert.deepEqual(apply.stdin, Buffer.from('a=1\n'));
-    // the traps are set before mktemp: a signal right after it cannot leave the temp file behind
-    assert.match(
-      apply.script,
-      /^\( set -e\np=\/etc\/app\.conf\nt=''\ntrap 'rm -f -- "\$t"' EXIT\ntrap 'exit 143' HUP INT TERM\nt=\$\(mktemp "\$\(dirname -- "\$p"\)\/\.wpfarm\.XXXXXX"\)\n/,
-    );
+    // the traps are set, and the temp file's name is in $t, before the file is made (lib/shell.ts tempBeside)
+    assert.ok(apply.script.startsWith(`( set -e\np=/etc/app.conf\n${tempBeside().join('\n')}\n`), apply.script);
     assert.match(
       apply.script,
       /cp --attributes-only --preserve=mode,ownership,xattr -- "\$p" "\$t" 2>\/dev\/null \|\| \{ chmod --reference="\$p" -- "\$t"; chown --reference="\$p" -- "\$t"; \}; \}\nchmod 00600 -- "\$t"\nmv -f -- "\$t" "\$p"/,
