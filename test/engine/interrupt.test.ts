@@ -219,6 +219,9 @@ describe('one Ctrl-C stops a run cleanly under every launcher', () => {
       assert.ok(!existsSync(onHost('h03', '/srv/docker-done')), 'quit before the docker command in flight ended');
       assert.ok(quit.ms >= 1200 && quit.ms < 6000, `${Math.round(quit.ms)} ms`);
       await assertNoRemoteCommandLeft();
+      // quitting at once leaves nothing half-done either: the interrupted upload's temp file goes
+      for (let i = 0; i < 20 && tempFiles('h02').length; i++) await sleep(50);
+      assert.deepEqual(tempFiles('h02'), [], 'no temp file left on the host after the quit');
       // the docker stand-in ends on its own; the next test starts from a quiet host
       for (let i = 0; i < 200 && !existsSync(onHost('h03', '/srv/docker-done')); i++) await sleep(50);
     });
