@@ -86,16 +86,11 @@ export interface AtomicWrite {
 }
 
 /**
- * The one script that writes stdin atomically to `target` (file operations' apply and Connection.put):
- * a temp file in the target's directory, sha256 checked, mode and owner copied from the existing file then
- * set as asked, validated, renamed over the target. Anything short of the rename leaves the target as it
- * was and removes the temp file.
- */
-/**
  * Lines that make `$t`, a new empty file (0600) beside `$p` in its directory, removed when the script ends short of
  * taking it (the caller's `trap - EXIT` once it is renamed over `$p`). The traps come first, and the name is in `$t`
- * BEFORE the file exists: with `t=$(mktemp …)` a signal between mktemp's creating the file and the assignment left
- * it behind (a CI-like run, twice under load: an interrupted upload's `.wpfarm.*` on the host). The name is ours
+ * BEFORE the file exists: with `t=$(mktemp …)` a signal between mktemp's creating the file and the assignment ran
+ * the EXIT trap with `$t` empty. (That window was not what left an interrupted upload's `.wpfarm.*` on a host in
+ * CI-like runs 13 and 14: run 14 had this and left one too; that cause is not found.) The name is ours
  * (`.wpfarm.<pid>.<random>`, made with O_EXCL: noclobber), so whatever the trap removes under it is ours too.
  */
 export function tempBeside(): string[] {
@@ -109,6 +104,12 @@ export function tempBeside(): string[] {
   ];
 }
 
+/**
+ * The one script that writes stdin atomically to `target` (file operations' apply and Connection.put):
+ * a temp file in the target's directory, sha256 checked, mode and owner copied from the existing file then
+ * set as asked, validated, renamed over the target. Anything short of the rename leaves the target as it
+ * was and removes the temp file.
+ */
 export function atomicWriteScript(target: string, o: AtomicWrite): string {
   if (!/^[0-9a-f]{64}$/.test(o.sha)) throw new Error('atomicWriteScript: sha must be sha256 hex');
   const mode = o.mode === undefined ? undefined : modeString(o.mode);

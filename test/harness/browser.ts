@@ -5,7 +5,7 @@
 // that all the time (each sshd lab adds a bridge with an address and a veth per host), and CI runs them beside the
 // lab tier: stop 25's CI failed on it (the wp-admin login's redirect, `net::ERR_NETWORK_CHANGED`). Measured here
 // with a bridge and a veth brought up and down every 0.7 s: 12 of 12 https loads failed, to a bridge address and to
-// 127.0.0.61 alike; in a namespace of its own, none (test/lab/61-site-browser.test.ts keeps that proof).
+// 127.0.0.61 alike; in a namespace of its own, none (test/engine/browser-netns.test.ts keeps that proof).
 //
 // The path: Chromium → 127.0.0.1:<port> in its namespace → a relay process in that namespace → a unix socket (the
 // file system is not namespaced) → this process → the target. The target sees this machine's connection, as it
@@ -37,7 +37,8 @@ function ip(args: string[], nothrow = false): string {
 /** Namespaces left by a process that is gone (a killed test run). */
 function removeStale(): void {
   for (const line of ip(['netns', 'list'], true).split('\n')) {
-    const m = new RegExp(`^(${PREFIX}(\\d+))\\b`).exec(line);
+    // the whole name (prefix, pid, suffix): `ip netns list` may add " (id: N)" after it
+    const m = new RegExp(`^(${PREFIX}(\\d+)-\\S+)`).exec(line);
     if (m && !existsSync(`/proc/${m[2]}`)) ip(['netns', 'del', m[1]!], true);
   }
 }
