@@ -167,6 +167,13 @@ export function unsafeToStop(command: string): string | null {
  */
 const KEEP_ON_HOST = UNSAFE.map(([, w]) => `(^|[[:space:];&|(\`'"])(${w.join('|')})([[:space:]]|$)`);
 
+/**
+ * The longest command sent as the SSH command line. sshd has the login shell run it as one argument (`bash -c CMD`),
+ * and Linux refuses an argument over 128 KiB (MAX_ARG_STRLEN: exec fails with E2BIG, the command never runs): a
+ * longer one (a probe batch of a manager runs to 150 KB) goes ahead of its stdin instead, read back by the shell.
+ */
+export const SCRIPT_ARG_MAX = 100 * 1024;
+
 const CONNECTION_LOST =
   /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
 /**
@@ -423,16 +430,22 @@ class SshConnection implements Connection {
     }
   }
 
-  wrap(command: string, opts: ExecOptions): { command: string; stdinPrefix?: string } {
-    let cmd = opts.cwd ? sh`cd ${opts.cwd} && ` + command : command;
-    if (opts.become && this.host.user !== 'root') {
-      if (this.host.becomePassword) {
-        // sudo reads the password byte by byte up to the newline; the rest of stdin reaches the command.
-        return { command: sh`sudo -S -p '' -- bash -c ${cmd}`, stdinPrefix: `${this.host.becomePassword}\n` };
-      }
-      cmd = sh`sudo -n -- bash -c ${cmd}`;
-    }
-    return { command: cmd };
+  /**
+   * The command as sent: with `cd` for opts.cwd and sudo for become. `shown` is what the run's events, errors and the
+   * Ctrl-C check see. A command longer than SCRIPT_ARG_MAX goes ahead of stdin, read back by `head -c` (see there).
+   */
+  wrap(command: string, opts: ExecOptions): { command: string; shown: string; stdinPrefix?: string } {
+    const cmd = opts.cwd ? sh`cd ${opts.cwd} && ` + command : command;
+    const password = opts.become && this.host.user !== 'root' && this.host.becomePassword ? `${this.host.becomePassword}\n` : '';
+    const sudo = (c: string): string =>
+      !opts.become || this.host.user === 'root' ? c : password ? sh`sudo -S -p '' -- bash -c ${c}` : sh`sudo -n -- bash -c ${c}`;
+    const shown = sudo(cmd);
+    if (Buffer.byteLength(shown) <= SCRIPT_ARG_MAX) return { command: shown, shown, ...(password ? { stdinPrefix: password } : {}) };
+    // sudo reads the password byte by byte up to the newline, head -c exactly the script's bytes (never more: the rest
+    // of stdin is the command's own); the comment keeps what the host's Ctrl-C check looks for in the command line
+    const unsafe = unsafeToStop(cmd);
+    const read = `eval "$(head -c ${Buffer.byteLength(cmd)})"${unsafe ? ` # runs ${UNSAFE.find(([k]) => k === unsafe)![1][0]}` : ''}`;
+    return { command: sudo(read), shown, stdinPrefix: password + cmd };
   }
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
@@ -445,7 +458,7 @@ class SshConnection implements Connection {
       await this.open();
       let started = false;
       try {
-        return await this.once(wrapped.command, stdin, opts, () => (started = true));
+        return await this.once(wrapped, stdin, opts, () => (started = true));
       } catch (e) {
         if (e instanceof RemoteCommandError || e instanceof UnreachableError || e instanceof InterruptedError) throw e;
         let err = e as Error;
@@ -453,7 +466,7 @@ class SshConnection implements Connection {
           if (started || this.dropped || !CHANNEL_REFUSED.test(err.message)) break;
           await new Promise((r) => setTimeout(r, ms));
           try {
-            return await this.once(wrapped.command, stdin, opts, () => (started = true));
+            return await this.once(wrapped, stdin, opts, () => (started = true));
           } catch (again) {
             if (again instanceof RemoteCommandError || again instanceof UnreachableError || again instanceof InterruptedError) throw again;
             err = again as Error;
@@ -467,12 +480,18 @@ class SshConnection implements Connection {
             this.host.name,
             `connection dropped while a command was running (${err.message}); reconnected, not retried`,
           );
-        return this.once(wrapped.command, stdin, opts, () => undefined);
+        return this.once(wrapped, stdin, opts, () => undefined);
       }
     });
   }
 
-  private once(command: string, stdin: Buffer | undefined, opts: ExecOptions, onStart: () => void): Promise<ExecResult> {
+  private once(
+    wrapped: { command: string; shown: string },
+    stdin: Buffer | undefined,
+    opts: ExecOptions,
+    onStart: () => void,
+  ): Promise<ExecResult> {
+    const command = wrapped.shown;
     const client = this.client;
     if (!client) return Promise.reject(new Error('Not connected'));
     if (this.aborted && !unsafeToStop(command)) {
@@ -482,7 +501,7 @@ class SshConnection implements Connection {
     if (!opts.readOnly) this.opts.writes.n++;
     const ended = this.opts.onCommand?.(this.host.name, command);
     return new Promise<ExecResult>((resolve, reject) => {
-      client.exec(command, (err, stream) => {
+      client.exec(wrapped.command, (err, stream) => {
         if (err) {
           ended?.(255);
           return reject(err);
@@ -565,7 +584,7 @@ class SshConnection implements Connection {
       const client = this.client!;
       this.trips++;
       this.opts.writes.n++;
-      const ended = this.opts.onCommand?.(this.host.name, wrapped.command);
+      const ended = this.opts.onCommand?.(this.host.name, wrapped.shown);
       return new Promise<{ code: number; signal?: string | null; stderr: string }>((resolve) => {
         client.exec(wrapped.command, (err, stream) => {
           if (err) {
@@ -575,7 +594,7 @@ class SshConnection implements Connection {
           }
           channel = stream;
           this.channels.add(stream);
-          this.commandOf.set(stream, wrapped.command);
+          this.commandOf.set(stream, wrapped.shown);
           this.stopper.set(stream, () => {
             this.channels.delete(stream);
             stdout.end();
