@@ -184,7 +184,7 @@ export const MEMO_VAR = 'WPFARM_MEMO';
 export const GATHER_VAR = 'WPFARM_GATHER_';
 /** a gathered list's name, and each of its words (a word needs no quoting: the list is split by the shell) */
 export const GATHER_NAME = /^[a-z][a-z0-9_]*$/;
-export const GATHER_WORD = /^[A-Za-z0-9:_.@+-]+$/;
+export const GATHER_WORD = /^[A-Za-z0-9:_.@+/-]+$/;
 
 /** where memo() keeps `cmd`'s answer in the batch's directory (without .out / .rc) */
 const memoPath = (cmd: string): string => `"$${MEMO_VAR}"/${createHash('sha256').update(cmd).digest('hex').slice(0, 16)}`;

@@ -9,7 +9,7 @@
 import type { Operation, StepOptions } from '../types.ts';
 import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
 import { z } from '../schema.ts';
-import { checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
+import { checkValidate, normAttrs, parsePathProbe, pathGather, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
 import { joinText, planEdit, splitText, toRe, type LineEdit } from './lineinfile.ts';
 
 export interface BlockInFileArgs extends Attrs {
@@ -153,7 +153,10 @@ function blockinfileOp(args: z.output<typeof BLOCKINFILE_ARGS.schema>, opts: Ste
     kind: 'blockinfile',
     title: what,
     options: opts,
-    probe: () => ({ script: pathProbeScript(path, { sha: true, contentCap: EDIT_CONTENT_CAP, owner: want.owner, group: want.group }) }),
+    probe: () => ({
+      script: pathProbeScript(path, { sha: true, contentCap: EDIT_CONTENT_CAP, owner: want.owner, group: want.group }),
+      gather: pathGather({ path, sha: true }),
+    }),
     plan: (ctx, out) =>
       planEdit(ctx, parsePathProbe(out), {
         path,

@@ -6,7 +6,7 @@ import type { Operation, StepOptions } from '../types.ts';
 import { absPath, argSpec, attrShape, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { sections, sh, tempBeside } from '../shell.ts';
-import { chmodArg, normAttrs, requireThat, parsePathProbe, pathProbeScript, type Attrs } from './files.ts';
+import { chmodArg, normAttrs, requireThat, parsePathProbe, pathGather, pathProbeScript, type Attrs } from './files.ts';
 
 export interface DownloadArgs extends Attrs {
   url: string;
@@ -79,6 +79,7 @@ function downloadOp(args: z.output<typeof DOWNLOAD_ARGS.schema>, opts: StepOptio
       script:
         pathProbeScript(dest, { sha: true, owner: want.owner, group: want.group }) +
         `\n{ echo @@tools; command -v curl || :; command -v wget || :; } 2>/dev/null`,
+      gather: pathGather({ path: dest, sha: true }),
     }),
     plan: (ctx, out) => {
       const st = parsePathProbe(out);

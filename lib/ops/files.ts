@@ -19,7 +19,7 @@ import { InputError } from '../errors.ts';
 import { absPath, argSpec, attrShape, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { parts } from './sys-util.ts';
-import { atomicWriteScript, chmodArg, chownSpec, sections, sh, modeString } from '../shell.ts';
+import { GATHER_WORD, MEMO_VAR, atomicWriteScript, chmodArg, chownSpec, gathered, sections, sh, modeString } from '../shell.ts';
 import { unifiedDiff, isBinary } from '../diff.ts';
 import { mask } from '../secrets.ts';
 
@@ -56,14 +56,47 @@ const isNumericId = (s: string): boolean => /^\d+$/.test(s);
 /** (lib/shell.ts) the 5-digit chmod argument for a 4-digit mode */
 export { chmodArg };
 
-/** The read-only probe script for one path (exit 0 always; stderr silenced; no `exit`). */
+/** The gathered lists a path probe reads (Probe.gather): `paths` stat'ed once per batch, `shas` hashed once per batch. */
+const PATHS = 'paths';
+const SHAS = 'shas';
+/** a path the batch can gather (a word, see lib/shell.ts GATHER_WORD; short enough to name a file after) */
+const gatherable = (path: string): boolean => GATHER_WORD.test(path) && path.length <= 200;
+
+/**
+ * The words the probes of these paths (pathProbeScript) add to their batch's gathered lists: each path's stat is then
+ * asked once for every path of the batch (one `stat`), and the sha256 of those whose content is compared once (one
+ * `sha256sum`), instead of one or two processes per path. A path that is not a plain word is left out: its probe asks
+ * on its own, the same answer.
+ */
+export function pathGather(...paths: { path: string; sha?: boolean }[]): Record<string, string[]> | undefined {
+  const ok = paths.filter((p) => gatherable(p.path));
+  if (!ok.length) return undefined;
+  const shas = ok.filter((p) => p.sha).map((p) => p.path);
+  return { [PATHS]: ok.map((p) => p.path), ...(shas.length ? { [SHAS]: shas } : {}) };
+}
+
+/** a gathered path's answer file in the batch's memo directory (`/` spelled `%`: a path word has no `%`) */
+const answerFile = (kind: 's' | 'h'): string => `"$${MEMO_VAR}/${kind}\${p//\\//%}"`;
+/** once per batch: one line `%F|%a|%u|%U|%g|%G|%s` per gathered path that stat can read, in its answer file */
+const GATHER_STAT = `[ -e "$${MEMO_VAR}/${PATHS}.rc" ] || { while IFS= read -r l; do n=\${l%%|*}; printf '%s\\n' "\${l#*|}" > "$${MEMO_VAR}/s\${n//\\//%}"; done < <(LC_ALL=C stat -L -c '%n|%F|%a|%u|%U|%g|%G|%s' -- ${gathered(PATHS)}); echo 0 > "$${MEMO_VAR}/${PATHS}.rc"; }`;
+/** once per batch: the sha256 of every gathered regular readable file, in its answer file */
+const GATHER_SHA = `[ -e "$${MEMO_VAR}/${SHAS}.rc" ] || { fl=(); for x in ${gathered(SHAS)}; do [ -f "$x" ] && [ -r "$x" ] && fl+=("$x"); done; if [ \${#fl[@]} -gt 0 ]; then while read -r h n; do printf '%s\\n' "$h" > "$${MEMO_VAR}/h\${n//\\//%}"; done < <(sha256sum -- "\${fl[@]}"); fi; echo 0 > "$${MEMO_VAR}/${SHAS}.rc"; }`;
+
+/**
+ * The read-only probe script for one path (exit 0 always; stderr silenced; no `exit`). In a probe batch whose probes
+ * gathered the path (pathGather), its stat and sha256 are read from the batch's one `stat` and one `sha256sum` for
+ * every gathered path; otherwise asked for this path alone. Either way the same output.
+ */
 export function pathProbeScript(path: string, o: PathProbeOptions = {}): string {
-  // Few processes per probe (a role may probe hundreds of paths per host in one batch): stat, plus
-  // sha256sum / base64 when content is needed, readlink only for symlinks, getent only when the wanted
+  // Few processes per probe (a role may probe hundreds of paths per host in one batch): none when gathered, else
+  // stat, plus sha256sum / base64 when content is needed, readlink only for symlinks, getent only when the wanted
   // owner/group differs from the current one; the rest is bash builtins.
+  const inBatch = (list: string): string =>
+    `[ -n "\${${MEMO_VAR}:-}" ] && case " ${gathered(list)} " in *" $p "*) true ;; *) false ;; esac`;
   const lines: string[] = [
     sh`p=${path}`,
-    `st=$(LC_ALL=C stat -L -c '%F|%a|%u|%U|%g|%G|%s' -- "$p") || st=absent`,
+    `st=''; if ${inBatch(PATHS)}; then ${GATHER_STAT}; if [ -e ${answerFile('s')} ]; then read -r st < ${answerFile('s')}; else st=absent; fi; fi`,
+    `[ -n "$st" ] || st=$(LC_ALL=C stat -L -c '%F|%a|%u|%U|%g|%G|%s' -- "$p") || st=absent`,
     `echo @@stat; printf '%s\n' "$st"`,
     `IFS='|' read -r _ _ _ U _ G S <<<"$st"`,
     `r=$p; echo @@link; if [ -L "$p" ]; then echo yes; r=$(readlink -f -- "$p") || r=; fi`,
@@ -81,7 +114,10 @@ export function pathProbeScript(path: string, o: PathProbeOptions = {}): string 
     );
   }
   if (o.sha) {
-    lines.push(`echo @@sha; if [ -f "$p" ] && [ -r "$p" ]; then h=$(sha256sum < "$p") && printf '%s\n' "\${h%% *}"; fi`);
+    lines.push(
+      `echo @@sha; if [ -f "$p" ] && [ -r "$p" ]; then h=''; if ${inBatch(SHAS)}; then ${GATHER_SHA}; [ -e ${answerFile('h')} ] && read -r h < ${answerFile('h')}; fi; ` +
+        `[ -n "$h" ] || { h=$(sha256sum < "$p") && h=\${h%% *}; }; [ -n "$h" ] && printf '%s\n' "$h"; fi`,
+    );
   }
   if (o.contentCap) {
     lines.push(
@@ -510,7 +546,7 @@ function directoryOp(args: z.output<typeof DIRECTORY_ARGS.schema>, opts: StepOpt
         // entries below, grouped by (mode, type, owner, group): small output whatever the tree's size
         script += `\n{ echo @@below; if [ -d ${sh`${path}`} ]; then find ${sh`${path}`} -mindepth 1 ! -type l -printf '%m|%y|%U|%u|%G|%g\\n' | sort | uniq -c; fi; } 2>/dev/null`;
       }
-      return { script };
+      return { script, gather: pathGather({ path }) };
     },
     plan: (ctx, out) => {
       const st = parsePathProbe(out);
@@ -702,7 +738,8 @@ function fileOp(args: z.output<typeof FILE_ARGS.schema>, opts: StepOptions): Ope
       const cap = ctx.diff && (managesContent || state === 'absent') && !args.secret ? DIFF_CONTENT_CAP : 0;
       let script = pathProbeScript(path, { sha: managesContent, contentCap: cap, owner: want.owner, group: want.group });
       if (args.remoteSrc) script += `\necho @@src\n${pathProbeScript(args.src!, { sha: true, contentCap: cap })}`;
-      return { script };
+      const gather = pathGather({ path, sha: managesContent }, ...(args.remoteSrc ? [{ path: args.src!, sha: true }] : []));
+      return { script, gather };
     },
     plan: (ctx, out) => {
       let st = parsePathProbe(out);
@@ -784,6 +821,7 @@ function copyTree(path: string, args: FileArgs, want: WantAttrs, validate: strin
       script: files
         .map((f, i) => `echo %%f${i}\n${pathProbeScript(`${path}/${f}`, { sha: true, owner: want.owner, group: want.group })}`)
         .join('\n'),
+      gather: pathGather(...files.map((f) => ({ path: `${path}/${f}`, sha: true }))),
     }),
     plan: (ctx, out) => {
       const chunks = parts(out);

@@ -20,6 +20,7 @@ import {
   checkValidate,
   normAttrs,
   parsePathProbe,
+  pathGather,
   pathProbeScript,
   planWrite,
   EDIT_CONTENT_CAP,
@@ -291,7 +292,10 @@ function lineinfileOp(args: z.output<typeof LINEINFILE_ARGS.schema>, opts: StepO
     kind: 'lineinfile',
     title: what,
     options: opts,
-    probe: () => ({ script: pathProbeScript(path, { sha: true, contentCap: EDIT_CONTENT_CAP, owner: want.owner, group: want.group }) }),
+    probe: () => ({
+      script: pathProbeScript(path, { sha: true, contentCap: EDIT_CONTENT_CAP, owner: want.owner, group: want.group }),
+      gather: pathGather({ path, sha: true }),
+    }),
     plan: (ctx, out) =>
       planEdit(ctx, parsePathProbe(out), {
         path,

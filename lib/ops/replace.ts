@@ -9,7 +9,7 @@
 import type { Operation, StepOptions } from '../types.ts';
 import { absPath, argSpec, attrShape, defineOp, pattern } from './base.ts';
 import { z } from '../schema.ts';
-import { checkValidate, normAttrs, parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
+import { checkValidate, normAttrs, parsePathProbe, pathGather, pathProbeScript, EDIT_CONTENT_CAP, type Attrs } from './files.ts';
 import { planEdit, pyExpand, pyRegExpSource, toRe, type LineEdit } from './lineinfile.ts';
 
 export interface ReplaceArgs extends Attrs {
@@ -91,7 +91,10 @@ function replaceOp(args: z.output<typeof REPLACE_ARGS.schema>, opts: StepOptions
     kind: 'replace',
     title: what,
     options: opts,
-    probe: () => ({ script: pathProbeScript(path, { sha: true, contentCap: EDIT_CONTENT_CAP, owner: want.owner, group: want.group }) }),
+    probe: () => ({
+      script: pathProbeScript(path, { sha: true, contentCap: EDIT_CONTENT_CAP, owner: want.owner, group: want.group }),
+      gather: pathGather({ path, sha: true }),
+    }),
     plan: (ctx, out) => {
       const st = parsePathProbe(out);
       if (!st.exists && !ctx.check) throw new Error(`${path} does not exist`);

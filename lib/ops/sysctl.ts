@@ -6,7 +6,7 @@ import type { Operation, Plan, StepOptions } from '../types.ts';
 import { absPath, argSpec, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { memo, sections, sh } from '../shell.ts';
-import { parsePathProbe, pathProbeScript, EDIT_CONTENT_CAP } from './files.ts';
+import { parsePathProbe, pathGather, pathProbeScript, EDIT_CONTENT_CAP } from './files.ts';
 import { editLines, planEdit } from './lineinfile.ts';
 
 export interface SysctlArgs {
@@ -82,6 +82,7 @@ function sysctlOp(args: z.output<typeof SYSCTL_ARGS.schema>, opts: StepOptions):
         memo(pathProbeScript(file, { sha: true, contentCap: EDIT_CONTENT_CAP })) +
         // read with a builtin (no process); the value has no NUL, so read returns 1 at EOF with v set
         `\n{ echo @@live; v=; IFS= read -r -d '' v < ${sh`${proc}`}; if [ -n "$v" ]; then printf 'ok %s\\n' "$v"; else echo missing; fi; } 2>/dev/null`,
+      gather: pathGather({ path: file, sha: true }),
     }),
     plan: (ctx, out) => {
       const live = (sections(out).get('live') ?? '').trim();

@@ -20,7 +20,7 @@ import { InputError } from '../errors.ts';
 import { displayPath } from '../yamlsrc.ts';
 import { absPath, argSpec, attrShape, defineOp } from './base.ts';
 import { z } from '../schema.ts';
-import { checkValidate, normAttrs, parsePathProbe, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
+import { checkValidate, normAttrs, parsePathProbe, pathGather, pathProbeScript, planWrite, DIFF_CONTENT_CAP, type Attrs } from './files.ts';
 
 export interface TemplateArgs extends Attrs {
   /** remote destination */
@@ -190,6 +190,7 @@ function templateOp(args: z.output<typeof TEMPLATE_ARGS.schema>, opts: StepOptio
         owner: want.owner,
         group: want.group,
       }),
+      gather: pathGather({ path, sha: true }),
     }),
     plan: (ctx: StepContext, out: string) => {
       const text = renderTemplate(args.src, { ...ctx.vars, ...(args.vars ?? {}) });
