@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import { INVENTORY, ROOT } from '../test/harness/lab-sites.ts';
 
 const arg = (name: string): string | undefined => {
@@ -30,7 +31,15 @@ async function bootstrap(work: string, args: string[]): Promise<{ code: number; 
   const json = path.join(work, `r-${Math.random().toString(36).slice(2)}.json`);
   // through the fast CLI (scripts/build-cli.ts), as `make bootstrap` runs it; through tsx when it is not built
   const launcher = path.join(CHECKOUT, '.wpfarm/cli/wpfarm.mjs');
-  const argv = [...(existsSync(launcher) ? [launcher] : ['--import', 'tsx']), 'playbooks/bootstrap.ts', '--inventory', INV, '--json', json, ...args];
+  const argv = [
+    ...(existsSync(launcher) ? [launcher] : ['--import', 'tsx']),
+    'playbooks/bootstrap.ts',
+    '--inventory',
+    INV,
+    '--json',
+    json,
+    ...args,
+  ];
   const t0 = performance.now();
   const r = await promisify(execFile)(process.execPath, argv, { cwd: CHECKOUT, maxBuffer: 64 << 20, timeout: 30 * 60_000 }).then(
     (x) => ({ code: 0, out: x.stdout + x.stderr }),
@@ -38,6 +47,42 @@ async function bootstrap(work: string, args: string[]): Promise<{ code: number; 
   );
   const processMs = performance.now() - t0;
   return { ...r, processMs, report: existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as Report) : undefined };
+}
+
+/**
+ * CPU time (s) used so far by the lab's host containers, each by its cgroup (v1 cpuacct, or v2 cpu.stat), summed:
+ * their sshd, shells and probes, and the daemons inside (dockerd, glusterd, ...) for what the run asks of them, plus
+ * whatever they do on their own meanwhile. null when not readable (another lab kind, no docker here).
+ */
+async function hostsCpu(ids: string[]): Promise<number | null> {
+  if (!ids.length) return null;
+  let total = 0;
+  for (const id of ids) {
+    const v1 = `/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`;
+    const v2 = [`/sys/fs/cgroup/system.slice/docker-${id}.scope/cpu.stat`, `/sys/fs/cgroup/docker/${id}/cpu.stat`].find(existsSync);
+    if (existsSync(v1)) total += Number(readFileSync(v1, 'utf8')) / 1e9;
+    else if (v2) total += Number(/^usage_usec (\d+)/m.exec(readFileSync(v2, 'utf8'))?.[1] ?? Number.NaN) / 1e6;
+    else return null;
+  }
+  return Number.isFinite(total) ? total : null;
+}
+
+/** The host containers of the lab: wpfarm-lab-<host> / wpfarm-testlab-<host> for the inventory's hosts. */
+async function hostContainers(): Promise<string[]> {
+  const names = Object.keys((parseYaml(readFileSync(INV, 'utf8')) as { hosts?: Record<string, unknown> }).hosts ?? {});
+  const r = await promisify(execFile)('docker', ['ps', '--no-trunc', '--format', '{{.ID}} {{.Names}}']).catch(() => ({ stdout: '' }));
+  return r.stdout
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter(([, n]) => n && names.some((h) => n === `wpfarm-lab-${h}` || n === `wpfarm-testlab-${h}`))
+    .map(([id]) => id!);
+}
+
+/** CPU time (s) of this process's waited-for children (/proc/self/stat cutime + cstime, clock ticks of 10 ms) */
+function childrenCpu(): number {
+  const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  // after "pid (comm) ": field 3 is state; cutime and cstime are fields 16 and 17 (indexes 13, 14 here)
+  return (Number(f[13]) + Number(f[14])) / 100;
 }
 
 interface Ev {
@@ -96,8 +141,15 @@ async function once(work: string, check: boolean) {
   const hosts: Record<string, number> = {};
   const changed: string[] = [];
   const load0 = loadavg()[0]!;
+  let hostCpu: number | null = 0;
+  let ctlCpu = 0;
   for (const a of runs) {
+    const h0 = await hostsCpu(containers);
+    const c0 = childrenCpu();
     const r = await bootstrap(work, [...a, ...(check ? ['--check'] : [])]);
+    ctlCpu += childrenCpu() - c0;
+    const h1 = await hostsCpu(containers);
+    hostCpu = hostCpu === null || h0 === null || h1 === null ? null : hostCpu + (h1 - h0);
     const rep = r.report;
     if (!rep) throw new Error(`bootstrap ${a.join(' ')}: no report (exit ${r.code}):\n${r.out.slice(-3000)}`);
     if (rep.exitCode !== 0) throw new Error(`bootstrap ${a.join(' ')}: exit ${rep.exitCode}:\n${r.out.slice(-3000)}`);
@@ -109,14 +161,16 @@ async function once(work: string, check: boolean) {
     Object.assign(hosts, b.hosts);
     for (const x of rep.results) if (x.status === 'changed') changed.push(`${x.host}: ${x.step}: ${x.changes.join('; ')}`);
   }
-  return { wallMs: wall, processMs: processWall, roundTrips: trips, roles, hosts, changed, load: [load0, loadavg()[0]!] };
+  return { wallMs: wall, processMs: processWall, roundTrips: trips, roles, hosts, changed, load: [load0, loadavg()[0]!], hostCpu, ctlCpu };
 }
 
 const work = mkdtempSync(path.join(tmpdir(), 'wpfarm-bench-farm-'));
+let containers: string[] = [];
 try {
   // the fast CLI built first (its build is not part of a rerun; the launcher checks it is current)
   if (existsSync(path.join(CHECKOUT, 'scripts/build-cli.ts')))
     await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/build-cli.ts', '--quiet'], { cwd: CHECKOUT });
+  containers = await hostContainers();
   const results: Record<string, Awaited<ReturnType<typeof once>>[]> = { rerun: [], check: [] };
   for (let i = 0; i < REPS; i++) {
     results.rerun!.push(await once(work, false));
@@ -135,6 +189,10 @@ try {
           process_wall_s: +(median(rs.map((r) => r.processMs)) / 1000).toFixed(2),
           process_walls_s: rs.map((r) => +(r.processMs / 1000).toFixed(2)),
           round_trips: median(rs.map((r) => r.roundTrips)),
+          // CPU the run cost: the command (the controller: its node process and what it ran) and the lab's hosts
+          // (their containers' cgroups: null when not readable); on 2 cores, (controller + hosts) / 2 bounds the wall
+          controller_cpu_s: +median(rs.map((r) => r.ctlCpu)).toFixed(2),
+          hosts_cpu_s: rs.every((r) => r.hostCpu !== null) ? +median(rs.map((r) => r.hostCpu!)).toFixed(2) : null,
           per_role: rs[0]!.roles,
           hosts_per_role: rs[0]!.hosts,
           changed: rs.flatMap((r) => r.changed),
@@ -145,7 +203,7 @@ try {
   for (const [k, s] of Object.entries(summary)) {
     console.log(
       `\n${k}: phases ${fromPhase}-${toPhase}: median ${s.wall_s} s (${s.walls_s.join(', ')}), the command ${s.process_wall_s} s ` +
-        `(${s.process_walls_s.join(', ')}), ${s.round_trips} round trips`,
+        `(${s.process_walls_s.join(', ')}), ${s.round_trips} round trips, CPU: controller ${s.controller_cpu_s} s, hosts ${s.hosts_cpu_s ?? '?'} s`,
     );
     console.log('| role | hosts | round trips | per host |\n|---|---:|---:|---:|');
     for (const [role, n] of Object.entries(s.per_role)) {
