@@ -96,6 +96,35 @@ describe('atomicWriteScript (file operations and Connection.put)', () => {
     assert.equal(existsSync(p), false, 'nothing lands at the final path');
   });
 
+  test('stopped by two TERMs to its process group in a row (Ctrl-C, then the quit): the temp file is still removed', async () => {
+    // the second TERM used to kill the EXIT trap's rm before it unlinked the file (5 in 100 with the TERMs 2 ms apart)
+    const d = fresh();
+    const p = join(d, 'big');
+    const script = atomicWriteScript(p, { sha: sha('x') });
+    let left = 0;
+    for (let i = 0; i < 60; i++) {
+      const child = spawn('bash', ['-c', script], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+      const exited = new Promise((r) => child.on('exit', r));
+      child.stdin.on('error', () => undefined);
+      child.stdin.write('x'.repeat(4096));
+      for (let k = 0; k < 200 && !leftovers(d).length; k++) await sleep(2);
+      process.kill(-child.pid!, 'SIGTERM');
+      await sleep(i % 4); // 0-3 ms: the second one lands anywhere in the first one's cleanup
+      try {
+        process.kill(-child.pid!, 'SIGTERM');
+      } catch {
+        /* the group is gone already */
+      }
+      await exited;
+      child.stdin.destroy();
+      for (let k = 0; k < 50 && leftovers(d).length; k++) await sleep(2);
+      left += leftovers(d).length;
+      await bash(`rm -f -- ${d}/.wpfarm.*`);
+    }
+    assert.equal(left, 0, 'no temp file left in 60 double stops');
+    assert.equal(existsSync(p), false);
+  });
+
   test('validation failure leaves the target; a path with shell metacharacters is one quoted word', async () => {
     const d = fresh();
     const p = join(d, "it's $(touch pwned) `x` a;b");
@@ -123,9 +152,11 @@ test('the traps are set, and the name is in $t, before the temp file is made: a 
   const s = atomicWriteScript('/etc/x.conf', { sha: sha('x') });
   const at = (line: string) => s.split('\n').findIndex((l) => l.startsWith(line));
   const make = at('for _ in');
-  assert.ok(at('trap \'rm -f -- "$t"\' EXIT') >= 0 && at("trap 'exit 143' HUP INT TERM") >= 0 && make >= 0, s);
-  assert.ok(at('trap \'rm -f -- "$t"\' EXIT') < make, 'the EXIT trap before the file');
-  assert.ok(at("trap 'exit 143' HUP INT TERM") < make, 'the signal trap before the file');
+  const onExit = at(`trap $'trap \\'\\' HUP INT TERM; rm -f -- "$t"' EXIT`);
+  const onSignal = at(`trap $'trap \\'\\' HUP INT TERM; exit 143' HUP INT TERM`);
+  assert.ok(onExit >= 0 && onSignal >= 0 && make >= 0, s);
+  assert.ok(onExit < make, 'the EXIT trap before the file');
+  assert.ok(onSignal < make, 'the signal trap before the file');
   // the name assigned first, the file made after (mktemp made it, then the assignment: a signal between left it)
   assert.match(s.split('\n')[make]!, /t="\$d\/\.wpfarm\.[^"]*"; if \(umask 077; set -C; : > "\$t"\)/);
   assert.ok(!s.includes('mktemp'), s);
