@@ -362,7 +362,11 @@ test("db1's host stopped: every site node's endpoint moves to db2, the site answ
   timings.site_failed_db1_down = down.failed.length;
   t.diagnostic(
     `db1 stopped (docker stop ${timings.db1_stop_s.toFixed(1)} s), both endpoints on db2 ${timings.endpoint_moved_s.toFixed(1)} s after ` +
-      `the stop began; site loop: ${loopText(down)}${down.failed.length ? `: ${JSON.stringify(down.failed.slice(0, 10))}` : ''}`,
+      `the stop began; site loop: ${loopText(down)}` +
+      // each failed request's time from the stop's start: in the drain (desynced, still serving), or after (shutting down)
+      (down.failed.length
+        ? `: ${JSON.stringify(down.failed.slice(0, 10).map((x) => ({ ...x, after_stop_s: +(x.at - t0 / 1000).toFixed(2) })))}`
+        : ''),
   );
   assert.ok(down.total >= 10, `the loop sent ${down.total} requests while db1 was down`);
   assert.deepEqual(down.failed, [], `${down.failed.length} of ${down.total} requests failed with db1's host stopped`);
