@@ -3,7 +3,7 @@
 // test/engine/ops-files.test.ts.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,12 +14,7 @@ import { bash, ensureTools, tempDir } from './ops-files.harness.ts';
 ensureTools(['getent']);
 const tmp = tempDir();
 after(() => tmp.cleanup());
-let n = 0;
-const fresh = (): string => {
-  const d = join(tmp.dir, `a${++n}`);
-  mkdirSync(d);
-  return d;
-};
+const fresh = tmp.fresh;
 const modeOf = (p: string): string => (statSync(p).mode & 0o7777).toString(8).padStart(4, '0');
 const sha = (b: string | Buffer): string => createHash('sha256').update(b).digest('hex');
 const NOBODY = Number((await bash('id -u nobody')).stdout.trim());

@@ -1,7 +1,7 @@
 // lineinfile / blockinfile: the pure edit functions (Ansible's semantics) and the operations run with
 // bash on real files (check predicts exactly, rerun changes nothing, mode/owner preserved).
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { editLines, lineinfile } from '../../lib/ops/lineinfile.ts';
@@ -10,12 +10,7 @@ import { bash, cycle, runOp, snapshot, tempDir } from './ops-files.harness.ts';
 
 const tmp = tempDir('wpf-edit-');
 after(() => tmp.cleanup());
-let n = 0;
-const fresh = (): string => {
-  const d = join(tmp.dir, `t${++n}`);
-  mkdirSync(d);
-  return d;
-};
+const fresh = tmp.fresh;
 
 describe('editLines (pure)', () => {
   const present = (text: string, o: Omit<Parameters<typeof editLines>[1], 'state'>) => editLines(text, { ...o, state: 'present' });

@@ -11,12 +11,7 @@ import { bash, context, tempDir } from './ops-files.harness.ts';
 
 const tmp = tempDir('wpf-gather-');
 after(() => tmp.cleanup());
-let n = 0;
-const fresh = (): string => {
-  const d = join(tmp.dir, `t${++n}`);
-  mkdirSync(d);
-  return d;
-};
+const fresh = tmp.fresh;
 
 /** a PATH whose stat and sha256sum count their calls in `<dir>/calls` (one line per call: the tool's name) */
 function counting(d: string): { env: Record<string, string>; calls: () => string[] } {

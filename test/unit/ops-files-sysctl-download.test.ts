@@ -14,12 +14,7 @@ import { bash, cycle, ensureTools, runOp, snapshot, tempDir, type BashOptions } 
 
 ensureTools(['ip', 'curl', 'wget', 'getent']);
 const tmp = tempDir('wpf-sysdl-');
-let n = 0;
-const fresh = (): string => {
-  const d = join(tmp.dir, `t${++n}`);
-  mkdirSync(d);
-  return d;
-};
+const fresh = tmp.fresh;
 
 describe('sysctl (in a private network namespace)', () => {
   const ns = `wpffiles-${process.pid}`;

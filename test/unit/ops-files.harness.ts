@@ -2,7 +2,7 @@
 // machine (no SSH), following lib/types.ts: probe → plan → apply unless check. The engine tier
 // (test/engine/ops-files.test.ts) does the same through the real runner on sshd hosts.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sh } from '../../lib/shell.ts';
@@ -140,9 +140,16 @@ export async function cycle(make: () => Operation, o: { diff?: boolean; vars?: V
   return { check, run, rerun };
 }
 
-export function tempDir(prefix = 'wpf-files-'): { dir: string; cleanup: () => void } {
+/** A temp directory for a test file; fresh() makes a new sub-directory of it (one per test). */
+export function tempDir(prefix = 'wpf-files-'): { dir: string; cleanup: () => void; fresh: () => string } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  let n = 0;
+  const fresh = (): string => {
+    const d = join(dir, `t${++n}`);
+    mkdirSync(d);
+    return d;
+  };
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }), fresh };
 }
 
 /** A listing of a tree (path, type, mode, owner, content hash) to assert that check mode changed nothing. */

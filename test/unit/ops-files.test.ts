@@ -26,13 +26,7 @@ import { tempBeside } from '../../lib/shell.ts';
 ensureTools(['getent']);
 const tmp = tempDir();
 after(() => tmp.cleanup());
-let n = 0;
-/** a fresh sub-directory per test */
-const fresh = (): string => {
-  const d = join(tmp.dir, `t${++n}`);
-  mkdirSync(d);
-  return d;
-};
+const fresh = tmp.fresh;
 const modeOf = (p: string): string => (statSync(p).mode & 0o7777).toString(8).padStart(4, '0');
 const NOBODY = Number((await bash('id -u nobody')).stdout.trim());
 const NOGROUP = Number((await bash('getent group nogroup | cut -d: -f3')).stdout.trim());
