@@ -19,7 +19,7 @@ import { InputError } from '../errors.ts';
 import { absPath, argSpec, attrShape, defineOp } from './base.ts';
 import { z } from '../schema.ts';
 import { parts } from './sys-util.ts';
-import { GATHER_WORD, MEMO_VAR, atomicWriteScript, chmodArg, chownSpec, gathered, sections, sh, modeString } from '../shell.ts';
+import { GATHER_WORD, MEMO_VAR, atomicWriteScript, chmodArg, chownSpec, gathered, memoFile, sections, sh, modeString } from '../shell.ts';
 import { unifiedDiff, isBinary } from '../diff.ts';
 import { mask } from '../secrets.ts';
 
@@ -77,10 +77,16 @@ export function pathGather(...paths: { path: string; sha?: boolean }[]): Record<
 
 /** a gathered path's answer file in the batch's memo directory (`/` spelled `%`: a path word has no `%`) */
 const answerFile = (kind: 's' | 'h'): string => `"$${MEMO_VAR}/${kind}\${p//\\//%}"`;
-/** once per batch: one line `%F|%a|%u|%U|%g|%G|%s` per gathered path that stat can read, in its answer file */
-const GATHER_STAT = `[ -e "$${MEMO_VAR}/${PATHS}.rc" ] || { while IFS= read -r l; do n=\${l%%|*}; printf '%s\\n' "\${l#*|}" > "$${MEMO_VAR}/s\${n//\\//%}"; done < <(LC_ALL=C stat -L -c '%n|%F|%a|%u|%U|%g|%G|%s' -- ${gathered(PATHS)}); echo 0 > "$${MEMO_VAR}/${PATHS}.rc"; }`;
-/** once per batch: the sha256 of every gathered regular readable file, in its answer file */
-const GATHER_SHA = `[ -e "$${MEMO_VAR}/${SHAS}.rc" ] || { fl=(); for x in ${gathered(SHAS)}; do [ -f "$x" ] && [ -r "$x" ] && fl+=("$x"); done; if [ \${#fl[@]} -gt 0 ]; then while read -r h n; do printf '%s\\n' "$h" > "$${MEMO_VAR}/h\${n//\\//%}"; done < <(sha256sum -- "\${fl[@]}"); fi; echo 0 > "$${MEMO_VAR}/${SHAS}.rc"; }`;
+/** once per batch (memoFile): one line `%F|%a|%u|%U|%g|%G|%s` per gathered path that stat can read, in its answer file */
+const GATHER_STAT = memoFile(
+  `while IFS= read -r l; do n=\${l%%|*}; printf '%s\\n' "\${l#*|}" > "$${MEMO_VAR}/s\${n//\\//%}"; done < <(LC_ALL=C stat -L -c '%n|%F|%a|%u|%U|%g|%G|%s' -- ${gathered(PATHS)})`,
+  '_gathered',
+);
+/** once per batch (memoFile): the sha256 of every gathered regular readable file, in its answer file */
+const GATHER_SHA = memoFile(
+  `fl=(); for x in ${gathered(SHAS)}; do [ -f "$x" ] && [ -r "$x" ] && fl+=("$x"); done; if [ \${#fl[@]} -gt 0 ]; then while read -r h n; do printf '%s\\n' "$h" > "$${MEMO_VAR}/h\${n//\\//%}"; done < <(sha256sum -- "\${fl[@]}"); fi`,
+  '_gathered',
+);
 
 /**
  * The read-only probe script for one path (exit 0 always; stderr silenced; no `exit`). In a probe batch whose probes
