@@ -18,7 +18,6 @@
 // flock /run/wpfarm-lab.lock env WPFARM_LAB=test node --import tsx --test --test-concurrency=1 test/lab/72-regions.test.ts
 import {
   ADDR,
-  INVENTORY,
   ROOT,
   assertLabUp,
   cli,
