@@ -8,10 +8,10 @@
 // reach the mirror. Commands go through zx (arguments quoted by zx, never concatenated by hand).
 
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, version as esbuildVersion } from 'esbuild';
 import pLimit from 'p-limit';
 import { $ } from 'zx';
 
@@ -383,25 +383,110 @@ export async function exporterImageTag(baseImage: string, imagesDir = IMAGES_DIR
   return contextHash(await exporterContext(imagesDir), { baseImageId: base });
 }
 
-/** Assemble the exporter's build context (EXPORTER_CONTEXT); its content hash is the image's tag. */
-export async function exporterContext(imagesDir = IMAGES_DIR): Promise<string> {
-  rmSync(EXPORTER_CONTEXT, { recursive: true, force: true });
-  mkdirSync(EXPORTER_CONTEXT, { recursive: true });
-  for (const [rel, abs] of contextFiles(path.join(imagesDir, 'wp-exporter'))) {
-    mkdirSync(path.dirname(path.join(EXPORTER_CONTEXT, rel)), { recursive: true });
-    copyFileSync(abs, path.join(EXPORTER_CONTEXT, rel));
+/**
+ * What the exporter's context was last assembled from (beside the context, not in it: the context's files are its
+ * tag): esbuild's version, the image directory's files and every source file the bundle read (esbuild's metafile),
+ * each with its sha256, and the sha256 of each file it wrote. While all of them are as recorded the context is reused:
+ * a no-change run then reads and hashes ~1 MB instead of bundling (esbuild's ~0.25 s on mgr1's path of phase 3).
+ * The stamp is `<context>.inputs.json`.
+ */
+const stampOf = (into: string): string => `${into}.inputs.json`;
+
+interface ExporterStamp {
+  esbuild: string;
+  /** sha256 of each file read to assemble the context, by absolute path (the image directory's, the bundle's sources) */
+  read: Record<string, string | null>;
+  /** sha256 of each file of the assembled context, by path relative to it */
+  wrote: Record<string, string>;
+}
+
+const sha256File = (file: string): string | null => {
+  try {
+    return createHash('sha256').update(readFileSync(file)).digest('hex');
+  } catch {
+    return null;
   }
-  await build({
-    entryPoints: [path.resolve(IMAGES_DIR, '../../roles/wp-exporter/service.ts')],
-    outfile: path.join(EXPORTER_CONTEXT, 'wp-exporter.cjs'),
+};
+
+/**
+ * true when the context on disk is the one the stamp describes and nothing it was made from has changed (the image
+ * directory's files `own` among them: one added or removed there is another set)
+ */
+function exporterContextCurrent(imagesDir: string, into: string, own: [string, string][]): boolean {
+  let stamp: ExporterStamp;
+  try {
+    stamp = JSON.parse(readFileSync(stampOf(into), 'utf8')) as ExporterStamp;
+  } catch {
+    return false;
+  }
+  if (stamp.esbuild !== esbuildVersion) return false;
+  const dir = `${path.join(imagesDir, 'wp-exporter')}/`;
+  const recorded = Object.keys(stamp.read).filter((f) => f.startsWith(dir));
+  if (recorded.length !== own.length || own.some(([, abs]) => !(abs in stamp.read))) return false;
+  for (const [file, sha] of Object.entries(stamp.read)) if (sha256File(file) !== sha) return false;
+  let files: [string, string][];
+  try {
+    files = contextFiles(into);
+  } catch {
+    return false;
+  }
+  if (files.length !== Object.keys(stamp.wrote).length) return false;
+  return files.every(([rel, abs]) => stamp.wrote[rel] === sha256File(abs));
+}
+
+/** Once per process, image directory and context: a run's callers (the images role, the exporter's steps) share it. */
+const exporterContexts = new Map<string, Promise<string>>();
+
+/**
+ * Assemble the exporter's build context (`into`, EXPORTER_CONTEXT by default; a test gives its own); its content
+ * hash is the image's tag.
+ */
+export function exporterContext(imagesDir = IMAGES_DIR, into = EXPORTER_CONTEXT): Promise<string> {
+  const key = `${imagesDir}\0${into}`;
+  let p = exporterContexts.get(key);
+  if (!p) {
+    p = assembleExporterContext(imagesDir, into);
+    exporterContexts.set(key, p);
+    p.catch(() => exporterContexts.delete(key));
+  }
+  return p;
+}
+
+async function assembleExporterContext(imagesDir: string, into: string): Promise<string> {
+  const own = contextFiles(path.join(imagesDir, 'wp-exporter'));
+  if (exporterContextCurrent(imagesDir, into, own)) return into;
+  rmSync(stampOf(into), { force: true });
+  rmSync(into, { recursive: true, force: true });
+  mkdirSync(into, { recursive: true });
+  for (const [rel, abs] of own) {
+    mkdirSync(path.dirname(path.join(into, rel)), { recursive: true });
+    copyFileSync(abs, path.join(into, rel));
+  }
+  const root = path.resolve(IMAGES_DIR, '../..');
+  const r = await build({
+    entryPoints: [path.resolve(root, 'roles/wp-exporter/service.ts')],
+    outfile: path.join(into, 'wp-exporter.cjs'),
+    absWorkingDir: root,
     bundle: true,
     platform: 'node',
     format: 'cjs',
     target: 'node18',
     legalComments: 'none',
     logLevel: 'error',
+    metafile: true,
   });
-  return EXPORTER_CONTEXT;
+  const read: Record<string, string | null> = {};
+  for (const [, abs] of own) read[abs] = sha256File(abs)!;
+  for (const rel of Object.keys(r.metafile.inputs)) {
+    const abs = path.resolve(root, rel);
+    read[abs] = sha256File(abs);
+  }
+  // package.json files decide which file an import resolves to: the lock file covers every package's version
+  read[path.join(root, 'package-lock.json')] = sha256File(path.join(root, 'package-lock.json'));
+  const wrote: Record<string, string> = {};
+  for (const [rel, abs] of contextFiles(into)) wrote[rel] = sha256File(abs)!;
+  writeFileSync(stampOf(into), `${JSON.stringify({ esbuild: esbuildVersion, read, wrote } satisfies ExporterStamp)}\n`);
+  return into;
 }
 
 // CLI (`make images`): node --import tsx roles/wp-site/images.ts [--base IMAGE] [--registry HOST:PORT] [--json]
