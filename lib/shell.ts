@@ -93,6 +93,11 @@ export interface AtomicWrite {
  * whatever the trap removes under it is ours too. Once stopping, the script ignores further signals (stopSignals):
  * a second TERM to its process group (Ctrl-C's, then the quit's) killed the trap's `rm` before it unlinked the file,
  * the `.wpfarm.*` left on a host in CI-like runs 13 and 14 (reproduced: 5 in 100 with two TERMs 2 ms apart, 0 in 260).
+ * SIGPIPE is caught (`trap : PIPE`): Ctrl-C's TERM kills the command under the shell (`cat > "$t"`), then the channel
+ * is closed and sshd closes the command's stdout and stderr; a shell that ran only after that (a busy host) wrote
+ * bash's "Terminated" into the closed pipe and SIGPIPE killed it before its traps ran (CI-like run 15; reproduced by
+ * stopping the shell until sshd closed the pipe: left every time, strace: EPIPE, killed by SIGPIPE). Caught, the
+ * write just fails; what the script runs still gets the default SIGPIPE (a caught signal is reset by exec).
  */
 /**
  * A trap's first words once a script is stopping: further HUP, INT and TERM are ignored, by the shell and by what it
@@ -104,6 +109,8 @@ const STOP_QUIETLY = `trap '' HUP INT TERM`;
 export function tempBeside(): string[] {
   return [
     `t=''`,
+    // a write to a closed output (bash's "Terminated" once the channel is closed) fails instead of killing the shell
+    `trap : PIPE`,
     `trap ${sh`${`${STOP_QUIETLY}; rm -f -- "$t"`}`} EXIT`,
     `trap ${sh`${`${STOP_QUIETLY}; exit 143`}`} HUP INT TERM`,
     `d=$(dirname -- "$p")`,

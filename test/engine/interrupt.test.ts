@@ -59,7 +59,7 @@ interface Outcome {
  * Start a run, wait until every host is in its long step (h02's upload has its temp file on the host), then send
  * SIGINT to the process group at each offset (ms after the first), as a terminal's Ctrl-C does.
  */
-async function interrupted(launcher: string, o: { signalsAt: number[]; dockerHost?: boolean }): Promise<Outcome> {
+async function interrupted(launcher: string, o: { signalsAt: number[]; dockerHost?: boolean; atInFlight?: () => void }): Promise<Outcome> {
   for (const h of lab.hosts) for (const m of MARKERS) rmSync(onHost(h.name, `/srv/${m}`), { force: true });
   rmSync(retryFile(), { force: true });
   const json = join(lab.dir, `interrupt-${Date.now()}.json`);
@@ -90,6 +90,7 @@ async function interrupted(launcher: string, o: { signalsAt: number[]; dockerHos
     hostCommands('h01').some((c) => /sleep 60/.test(c)),
     `h01's long-running command is listed: ${hostCommands('h01').join('; ')}`,
   );
+  o.atInFlight?.();
   const t0 = performance.now();
   // a signal due after the run ended is not sent (the fast CLI can exit before a relayed second SIGINT at 0.1 s:
   // ESRCH then, thrown in a timer after the test ended, failed the file in the CI-like run of 15:10)
@@ -165,6 +166,19 @@ async function assertNoRemoteCommandLeft(): Promise<void> {
   assert.deepEqual(left, [], 'no command started by the run is still running on a host');
 }
 
+/** The processes but `but` that have `link` (`pipe:[inode]`) open. */
+function holders(link: string, but: number): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== but)) {
+    try {
+      if (readdirSync(`/proc/${pid}/fd`).some((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`) === link)) out.push(Number(pid));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
 function statusOf(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/status`, 'utf8').replace(/^[\s\S]*?State:\s*/, '');
@@ -185,6 +199,42 @@ before(async () => {
 after(async () => {
   await lab?.stop();
   rmSync(retryFile(), { force: true });
+});
+
+test('an upload whose shell runs only after its channel is closed (a busy host) still removes its temp file', async () => {
+  // Ctrl-C: TERM to the upload's process group, then its channel is closed and sshd closes the command's stdout and
+  // stderr. The script's shell, not scheduled meanwhile on a loaded host, woke up after that: its first write (bash's
+  // "Terminated" for the cat killed under it) met the closed pipe and SIGPIPE killed it before its traps ran (CI-like
+  // run 15, fast CLI, docker in flight: 1 in 15 runs under load). Here that shell is stopped (SIGSTOP) before the
+  // Ctrl-C and continued once sshd has closed its end of the pipe; the docker command keeps the connection open.
+  let shell = 0;
+  let released = false;
+  let resumed: Promise<void> = Promise.resolve();
+  const waited = await interrupted('node --import tsx', {
+    signalsAt: [0, 100],
+    dockerHost: true,
+    atInFlight: () => {
+      shell = Number(/^\.wpfarm\.(\d+)\./.exec(tempFiles('h02')[0]!)![1]);
+      const stderr = readlinkSync(`/proc/${shell}/fd/2`);
+      process.kill(shell, 'SIGSTOP');
+      resumed = (async () => {
+        for (let i = 0; i < 200 && !released; i++) {
+          await sleep(25);
+          released = holders(stderr, shell).length === 0;
+        }
+        try {
+          process.kill(shell, 'SIGCONT');
+        } catch {
+          /* gone (it should not be: its traps run only once it is continued) */
+        }
+      })();
+    },
+  });
+  await resumed;
+  assert.ok(released, "sshd closed the upload's output before its shell ran again");
+  assert.equal(waited.code, 130, waited.stdout + waited.stderr);
+  await assertNothingHalfDone(waited);
+  for (let i = 0; i < 200 && !existsSync(onHost('h03', '/srv/docker-done')); i++) await sleep(50);
 });
 
 describe('one Ctrl-C stops a run cleanly under every launcher', () => {

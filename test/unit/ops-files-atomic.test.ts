@@ -120,6 +120,33 @@ describe('atomicWriteScript (file operations and Connection.put)', () => {
     assert.equal(existsSync(p), false);
   });
 
+  test('stopped after its channel is closed (its output gone, then the TERM): the temp file is still removed', async () => {
+    // Ctrl-C: TERM to the group, then the channel closed, and sshd closes the command's stdout and stderr. On a busy
+    // host the script's shell woke up only after that: its first write (bash's "Terminated" for the cat killed under
+    // it) hit the closed pipe and SIGPIPE killed it before its traps ran, the temp file stayed (CI-like run 15; the
+    // fast CLI's docker-in-flight engine test, 1 in 15 under load). Here the output is closed before the TERM.
+    const d = fresh();
+    const p = join(d, 'big');
+    const child = spawn('bash', ['-c', atomicWriteScript(p, { sha: sha('x'.repeat(1000)) })], {
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const exited = new Promise((r) => child.on('exit', r));
+    child.stdin.on('error', () => undefined);
+    child.stdin.write('x'.repeat(500));
+    for (let i = 0; i < 200 && !leftovers(d).some((f) => statSync(join(d, f)).size === 500); i++) await sleep(10);
+    assert.equal(leftovers(d).length, 1, 'the transfer is under way (a temp file with the bytes sent so far)');
+    // the channel closed: nobody reads the command's output any more
+    child.stdout.destroy();
+    child.stderr.destroy();
+    process.kill(-child.pid!, 'SIGTERM');
+    await exited;
+    child.stdin.destroy();
+    for (let i = 0; i < 100 && leftovers(d).length; i++) await sleep(10);
+    assert.deepEqual(leftovers(d), [], 'the temp file is removed');
+    assert.equal(existsSync(p), false, 'nothing lands at the final path');
+  });
+
   test('validation failure leaves the target; a path with shell metacharacters is one quoted word', async () => {
     const d = fresh();
     const p = join(d, "it's $(touch pwned) `x` a;b");
