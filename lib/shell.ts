@@ -86,6 +86,24 @@ export interface AtomicWrite {
 }
 
 /**
+ * A trap's first words once a script is stopping: further HUP, INT and TERM are ignored, by the shell and by what it
+ * runs next (an ignored signal stays ignored across exec), so that its cleanup (`rm`) is not killed half-way by a
+ * second signal to the process group.
+ */
+const STOP_QUIETLY = `trap '' HUP INT TERM`;
+
+/**
+ * Set first by a script that cleans up after itself (an atomic write's temp file, a probe batch's memo directory): a
+ * write of its shell to a closed output fails instead of killing it. Ctrl-C's TERM kills the command under the shell
+ * (`cat > "$t"`, a probe's `sleep`), then the channel is closed and sshd closes the command's stdout and stderr; a
+ * shell that ran only after that (a busy host) wrote bash's "Terminated" into the closed pipe and SIGPIPE killed it
+ * while its TERM trap ran, before its EXIT trap (CI-like run 15 left an upload's temp file on h02; reproduced by
+ * stopping the shell until sshd closed the pipe: left every time; strace: EPIPE, killed by SIGPIPE). Caught, not
+ * ignored: what the script runs still gets the default SIGPIPE (exec resets a caught signal).
+ */
+const CATCH_PIPE = 'trap : PIPE';
+
+/**
  * Lines that make `$t`, a new empty file (0600) beside `$p` in its directory, removed when the script ends short of
  * taking it (the caller's `trap - EXIT` once it is renamed over `$p`). The traps come first, and the name is in `$t`
  * BEFORE the file exists: with `t=$(mktemp …)` a signal between mktemp's creating the file and the assignment ran
@@ -93,24 +111,12 @@ export interface AtomicWrite {
  * whatever the trap removes under it is ours too. Once stopping, the script ignores further signals (stopSignals):
  * a second TERM to its process group (Ctrl-C's, then the quit's) killed the trap's `rm` before it unlinked the file,
  * the `.wpfarm.*` left on a host in CI-like runs 13 and 14 (reproduced: 5 in 100 with two TERMs 2 ms apart, 0 in 260).
- * SIGPIPE is caught (`trap : PIPE`): Ctrl-C's TERM kills the command under the shell (`cat > "$t"`), then the channel
- * is closed and sshd closes the command's stdout and stderr; a shell that ran only after that (a busy host) wrote
- * bash's "Terminated" into the closed pipe and SIGPIPE killed it before its traps ran (CI-like run 15; reproduced by
- * stopping the shell until sshd closed the pipe: left every time, strace: EPIPE, killed by SIGPIPE). Caught, the
- * write just fails; what the script runs still gets the default SIGPIPE (a caught signal is reset by exec).
+ * Its shell catches SIGPIPE (CATCH_PIPE).
  */
-/**
- * A trap's first words once a script is stopping: further HUP, INT and TERM are ignored, by the shell and by what it
- * runs next (an ignored signal stays ignored across exec), so that its cleanup (`rm`) is not killed half-way by a
- * second signal to the process group.
- */
-const STOP_QUIETLY = `trap '' HUP INT TERM`;
-
 export function tempBeside(): string[] {
   return [
     `t=''`,
-    // a write to a closed output (bash's "Terminated" once the channel is closed) fails instead of killing the shell
-    `trap : PIPE`,
+    CATCH_PIPE,
     `trap ${sh`${`${STOP_QUIETLY}; rm -f -- "$t"`}`} EXIT`,
     `trap ${sh`${`${STOP_QUIETLY}; exit 143`}`} HUP INT TERM`,
     `d=$(dirname -- "$p")`,
@@ -247,7 +253,7 @@ export function gathered(name: string): string {
 export function batchPrelude(gather: ReadonlyMap<string, readonly string[]> = new Map()): string {
   const lines = [
     `if ${MEMO_VAR}=$(mktemp -d /dev/shm/wpfarm-probe.XXXXXX 2>/dev/null || mktemp -d 2>/dev/null); then`,
-    `  export ${MEMO_VAR}; trap ${sh`${`${STOP_QUIETLY}; rm -rf -- "$${MEMO_VAR}"`}`} EXIT; trap ${sh`${`${STOP_QUIETLY}; exit 143`}`} HUP INT TERM`,
+    `  export ${MEMO_VAR}; ${CATCH_PIPE}; trap ${sh`${`${STOP_QUIETLY}; rm -rf -- "$${MEMO_VAR}"`}`} EXIT; trap ${sh`${`${STOP_QUIETLY}; exit 143`}`} HUP INT TERM`,
     `else unset ${MEMO_VAR}; fi`,
   ];
   for (const [name, words] of gather) {

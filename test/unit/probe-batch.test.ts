@@ -183,3 +183,38 @@ test('docker probes in a batch: one network inspect for the gathered networks, o
     s.done();
   }
 });
+
+test('a batch stopped after its output is gone (TERM, channel closed, then its shell runs) still removes its memo directory', async () => {
+  // Ctrl-C: TERM to the batch's process group, then the channel is closed and sshd closes the batch's stdout and
+  // stderr. A shell that runs only after that (a busy host) writes bash's "Terminated" for the probe killed under it
+  // into the closed pipe: uncaught, SIGPIPE killed it in its TERM trap, before the EXIT trap's rm (the memo directory
+  // stayed in /dev/shm, 5 of 5 before the fix). Here the shell is stopped, its group TERMed, its output closed, and
+  // it is continued.
+  const { spawn } = await import('node:child_process');
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'wpfarm-batch-stop-'));
+  try {
+    for (let i = 0; i < 3; i++) {
+      const marker = path.join(tmp, `memo-${i}`);
+      const script = `${batchPrelude()}\necho "$WPFARM_MEMO" > ${marker}\nsleep 5\necho done\n`;
+      const child = spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('exit', (c, s) => r([c, s])));
+      for (let j = 0; j < 200 && !fs.existsSync(marker); j++) await sleep(10);
+      const memoDir = fs.readFileSync(marker, 'utf8').trim();
+      assert.ok(memoDir && fs.existsSync(memoDir), `the batch made its memo directory: ${memoDir}`);
+      await sleep(50); // in its probe (sleep)
+      process.kill(child.pid!, 'SIGSTOP');
+      process.kill(-child.pid!, 'SIGTERM');
+      child.stdout.destroy();
+      child.stderr.destroy();
+      await sleep(50);
+      process.kill(child.pid!, 'SIGCONT');
+      const [code, signal] = await exited;
+      assert.deepEqual([code, signal], [143, null], 'ended by its TERM trap, not killed by SIGPIPE');
+      for (let j = 0; j < 50 && fs.existsSync(memoDir); j++) await sleep(10);
+      assert.equal(fs.existsSync(memoDir), false, `the memo directory ${memoDir} is removed`);
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
