@@ -23,6 +23,7 @@ import {
   stackName,
   NODE_DB_HOST,
   ROLLOUT,
+  HEALTH,
   type DbEndpoint,
   type FarmStackSettings,
 } from './stack.ts';
@@ -99,6 +100,8 @@ export interface WpSiteSettings {
   managementCidrs?: string[];
   /** Swarm's rolling update timings (wp_update_delay / wp_update_monitor) */
   rollout: { delay: string; monitor: string };
+  /** the site services' health checks (wp_health_interval / wp_health_timeout) */
+  health: { interval: string; timeout: string };
 }
 
 export interface InstallParams {
@@ -182,6 +185,7 @@ export function wpSiteSettings(ctx: Pick<StepContext, 'vars' | 'hosts'>): WpSite
     waitTimeoutMs: (typeof v.wp_site_wait === 'number' ? v.wp_site_wait : 240) * 1000,
     managementCidrs: Array.isArray(v.management_cidrs) ? v.management_cidrs.map(String) : undefined,
     rollout: rolloutSettings(v),
+    health: healthSettings(v),
   };
 }
 
@@ -670,17 +674,39 @@ export function farmSettings(
     // service's replicas spread over them, so that a region cut off leaves every site a replica elsewhere
     ...(list(vars.regions).length > 1 ? { spreadOver: ['node.labels.region'] } : {}),
     rollout: s.rollout,
+    health: s.health,
   };
 }
 
+/** A Swarm duration ("10s", "500ms", "1m") from vars[name], or the default; anything else is bad input naming it. */
+function swarmDuration(vars: Record<string, unknown>, name: string, dflt: string): string {
+  const v = vars[name];
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'string' || !/^\d+(ms|s|m)$/.test(v))
+    throw new InputError(`vars.${name}: a Swarm duration such as "10s", "500ms" or "1m", got ${JSON.stringify(v)}`);
+  return v;
+}
+
+const millis = (d: string): number => Number(/^\d+/.exec(d)![0]) * (d.endsWith('ms') ? 1 : d.endsWith('m') ? 60_000 : 1000);
+
 /** wp_update_delay / wp_update_monitor: Swarm durations ("10s", "500ms", "1m"); anything else is bad input. */
 export function rolloutSettings(vars: Record<string, unknown>): { delay: string; monitor: string } {
-  const one = (name: string, dflt: string): string => {
-    const v = vars[name];
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'string' || !/^\d+(ms|s|m)$/.test(v))
-      throw new InputError(`vars.${name}: a Swarm duration such as "10s", "500ms" or "1m", got ${JSON.stringify(v)}`);
-    return v;
+  return {
+    delay: swarmDuration(vars, 'wp_update_delay', ROLLOUT.delay),
+    monitor: swarmDuration(vars, 'wp_update_monitor', ROLLOUT.monitor),
   };
-  return { delay: one('wp_update_delay', ROLLOUT.delay), monitor: one('wp_update_monitor', ROLLOUT.monitor) };
+}
+
+/**
+ * wp_health_interval / wp_health_timeout: the site services' health checks (stack.ts HEALTH: 5s / 3s by default);
+ * Swarm durations above zero, the timeout not longer than the interval; anything else is bad input.
+ */
+export function healthSettings(vars: Record<string, unknown>): { interval: string; timeout: string } {
+  const interval = swarmDuration(vars, 'wp_health_interval', HEALTH.interval);
+  const timeout = swarmDuration(vars, 'wp_health_timeout', HEALTH.timeout);
+  // 0 would be Docker's default (30 s), not "no wait"
+  if (millis(interval) === 0) throw new InputError(`vars.wp_health_interval: above zero, got ${JSON.stringify(interval)}`);
+  if (millis(timeout) === 0 || millis(timeout) > millis(interval))
+    throw new InputError(`vars.wp_health_timeout: above zero and at most wp_health_interval (${interval}), got ${JSON.stringify(timeout)}`);
+  return { interval, timeout };
 }

@@ -23,15 +23,19 @@ export type SiteSecretKey = (typeof SITE_SECRET_KEYS)[number];
 /**
  * A site service's health check. Swarm routes to a task (service DNS) only once it is healthy, and Debian's Docker
  * (20.10) runs the first check one interval after the start (no start_interval before Docker 25): the interval is
- * the floor of a new site's time to serve and of each task's turn in a rolling update. 5 s (Docker's default is
- * 30 s; these images' own HEALTHCHECK says 15 s); three failed checks mark a task unhealthy, so a broken task is
- * seen in 15 s. Cost: one `docker exec` of a small script per container every 5 s.
+ * the floor of a new site's time to serve and of each task's turn in a rolling update. 5 s by default (Docker's
+ * default is 30 s; these images' own HEALTHCHECK says 15 s); three failed checks mark a task unhealthy, so a broken
+ * task is seen in 15 s. Cost: one `docker exec` of a small script per container per interval (dockerd, containerd
+ * and runc's work, more than the script's), on every node: at 20-25 sites per node, ~25 execs per second. A farm
+ * whose nodes are CPU-bound trades it with wp_health_interval / wp_health_timeout (healthSettings): on a saturated
+ * lab (25 sites added 4 at a time on 2 cores, bench/README.md) the 3 s timeout was missed and Swarm restarted
+ * healthy tasks as unhealthy, which kept the load up.
  */
-export const HEALTH_INTERVAL = '5s';
-const health = (test: string[], startPeriod: string) => ({
+export const HEALTH = { interval: '5s', timeout: '3s' } as const;
+const health = (h: { interval: string; timeout: string }, test: string[], startPeriod: string) => ({
   test,
-  interval: HEALTH_INTERVAL,
-  timeout: '3s',
+  interval: h.interval,
+  timeout: h.timeout,
   retries: 3,
   start_period: startPeriod,
 });
@@ -104,6 +108,8 @@ export interface FarmStackSettings {
   /** Swarm's rolling update of each service: the pause between two tasks and how long a new, healthy task is watched
    *  before the next (update_config delay / monitor; default 10s / 30s). The lab's inventories shorten them. */
   rollout?: { delay: string; monitor: string };
+  /** every site service's health check: how often and how long one may take (default HEALTH: 5s / 3s) */
+  health?: { interval: string; timeout: string };
 }
 
 /** Swarm's rolling update timings by default (update_config delay / monitor) */
@@ -235,6 +241,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
   if (varnish && !varnishImage) throw new Error(`site ${id}: cache.varnish is on but the farm settings have no varnish image`);
 
   const rollout = farm.rollout ?? ROLLOUT;
+  const checks = farm.health ?? HEALTH;
   const update_config = {
     parallelism: 1,
     delay: rollout.delay,
@@ -290,7 +297,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
             VARNISH_STORAGE: VARNISH_STORAGE,
           },
           networks: router ? { site: {}, [traefikNet]: {} } : { site: {} },
-          healthcheck: health(['CMD', '/usr/local/bin/wpfarm-healthcheck'], '20s'),
+          healthcheck: health(checks, ['CMD', '/usr/local/bin/wpfarm-healthcheck'], '20s'),
           stop_grace_period: '10s',
           logging,
           deploy: { ...deployCommon(site.replicas, VARNISH_LIMIT), ...(router ? { labels: sortedLabels } : {}) },
@@ -318,7 +325,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
       volumes: wpContent(true),
       // behind Varnish nginx is reachable only in the site network
       networks: varnish || !router ? { site: {} } : { site: {}, [traefikNet]: {} },
-      healthcheck: health(['CMD', '/usr/local/bin/wpfarm-healthcheck'], '20s'),
+      healthcheck: health(checks, ['CMD', '/usr/local/bin/wpfarm-healthcheck'], '20s'),
       stop_grace_period: '15s',
       logging,
       deploy:
@@ -358,7 +365,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
       ...dbEndpointHosts(farm.db),
       volumes: wpContent(false),
       networks: { site: { aliases: [fpmAlias] }, [sharedNet]: {} },
-      healthcheck: health(['CMD', '/usr/local/bin/wpfarm-healthcheck'], '30s'),
+      healthcheck: health(checks, ['CMD', '/usr/local/bin/wpfarm-healthcheck'], '30s'),
       stop_grace_period: '30s',
       logging,
       deploy: deployCommon(site.replicas, site.limits.php),
@@ -379,7 +386,7 @@ export function renderSiteStack(site: SiteRecord, farm: FarmStackSettings): Rend
         'no',
       ],
       networks: { site: {} },
-      healthcheck: health(['CMD', 'redis-cli', 'ping'], '10s'),
+      healthcheck: health(checks, ['CMD', 'redis-cli', 'ping'], '10s'),
       logging,
       deploy: deployCommon(1, site.limits.redis),
     },

@@ -9,7 +9,15 @@ import { randomBytes } from 'node:crypto';
 import { Ajv, type AnySchemaObject } from 'ajv';
 import { parse } from 'yaml';
 import { labelsToDynamic } from '../../roles/traefik/labels.ts';
-import { dbEndpoint, farmSettings, wpSiteSettings, type ImageRefs, type WpSiteSettings } from '../../roles/wp-site/reconcile.ts';
+import {
+  dbEndpoint,
+  farmSettings,
+  healthSettings,
+  wpSiteSettings,
+  type ImageRefs,
+  type WpSiteSettings,
+} from '../../roles/wp-site/reconcile.ts';
+import { InputError } from '../../lib/errors.ts';
 import { parseSiteRecord, type SiteRecord } from '../../roles/wp-site/site.ts';
 import {
   renderSiteStack,
@@ -566,4 +574,29 @@ test("rolling updates: Swarm's delay and monitor from wp_update_delay / wp_updat
       (e: Error) => e.name === 'InputError' && e.message.includes(`vars.${name}`) && e.message.includes(JSON.stringify(bad)),
       `${name}=${JSON.stringify(bad)}`,
     );
+});
+
+test('health checks: every site service checks every 5s with a 3s timeout by default; wp_health_interval / wp_health_timeout set them farm-wide', () => {
+  const checks = (r: RenderedStack) =>
+    Object.fromEntries(Object.entries(doc(r).services).map(([name, svc]) => [name, [svc.healthcheck?.interval, svc.healthcheck?.timeout]]));
+  const byDefault = checks(renderSiteStack(shop, farm()));
+  assert.ok(Object.keys(byDefault).length >= 3, JSON.stringify(byDefault));
+  for (const [name, hc] of Object.entries(byDefault)) assert.deepEqual(hc, ['5s', '3s'], name);
+  assert.deepEqual(healthSettings({}), { interval: '5s', timeout: '3s' });
+  const slow = healthSettings({ wp_health_interval: '30s', wp_health_timeout: '10s' });
+  for (const [name, hc] of Object.entries(checks(renderSiteStack(shop, farm({ health: slow })))))
+    assert.deepEqual(hc, ['30s', '10s'], name);
+  // bad input names the variable
+  const refused = (vars: Record<string, unknown>, re: RegExp) =>
+    assert.throws(
+      () => healthSettings(vars),
+      (e: Error) => e instanceof InputError && re.test(e.message),
+      JSON.stringify(vars),
+    );
+  refused({ wp_health_interval: '5' }, /^vars\.wp_health_interval: a Swarm duration/);
+  refused({ wp_health_interval: 30 }, /^vars\.wp_health_interval: a Swarm duration/);
+  refused({ wp_health_interval: '0s' }, /^vars\.wp_health_interval: above zero/);
+  refused({ wp_health_timeout: '10s' }, /^vars\.wp_health_timeout: above zero and at most wp_health_interval \(5s\), got "10s"/);
+  refused({ wp_health_timeout: '0ms' }, /^vars\.wp_health_timeout: above zero/);
+  assert.deepEqual(healthSettings({ wp_health_interval: '1m', wp_health_timeout: '500ms' }), { interval: '1m', timeout: '500ms' });
 });

@@ -44,6 +44,7 @@ const SETTINGS: WpSiteSettings = {
   filesHost: 'wrk1',
   waitTimeoutMs: 1000,
   rollout: { delay: '10s', monitor: '30s' },
+  health: { interval: '5s', timeout: '3s' },
 };
 
 const secretsOf = (id: string): StoredSecrets => ({
