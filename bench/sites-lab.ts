@@ -3,7 +3,8 @@
 // round trips per manager; target ≤ 3 s, O(1) round trips per manager), list-sites (target ≤ 2 s), and with --update
 // a rolling image update across all of them (playbooks/update.ts; total time).
 //   node --import tsx bench/sites-lab.ts [--sites 100] [--batch 25] [--concurrency 4] [--max-minutes M]
-//     [--update] [--keep] [--record]
+//     [--var k=v ...] [--update] [--keep] [--record]
+// --var: an extra var for every playbook the bench runs (`-e k=v`), e.g. --var wp_health_interval=30s (recorded).
 // The lab is $WPFARM_LAB's (scripts/lab/config.ts: the user's lab by default, as `make bootstrap` makes it;
 // WPFARM_LAB=test: the test lab). Needs the converged lab and phase 3's images. Playbooks run through the fast CLI
 // as `make add-site` runs them. Site records go to a temporary directory; the sites are removed at the end unless
@@ -38,6 +39,9 @@ const MIN_AVAILABLE_GIB = 4;
 const RECONCILE_TARGET_S = 3;
 const LIST_TARGET_S = 2;
 const execP = promisify(execFile);
+/** --var k=v (repeatable): passed to every playbook as -e k=v */
+const VARS = process.argv.flatMap((a, i) => (a === '--var' ? [process.argv[i + 1] ?? ''] : []));
+for (const v of VARS) if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(v)) throw new Error(`--var ${v}: k=v is expected`);
 const work = mkdtempSync(path.join(tmpdir(), 'wpfarm-bench-sites-'));
 const dir = path.join(work, 'sites');
 const stamp = Date.now().toString(36).slice(-4);
@@ -68,7 +72,7 @@ async function cli(
   let code = 0;
   let out = '';
   try {
-    const r = await execP(process.execPath, nodeArgs('fast', script, ['--inventory', INVENTORY_FILE, '--json', json, ...args]), {
+    const r = await execP(process.execPath, nodeArgs('fast', script, ['--inventory', INVENTORY_FILE, '--json', json, ...VARS.flatMap((v) => ['-e', v]), ...args]), {
       cwd: ROOT,
       timeout: timeoutMs,
       maxBuffer: 256 << 20,
@@ -299,6 +303,7 @@ try {
     stopped: stopped || undefined,
     batch: BATCH,
     concurrency: CONCURRENCY,
+    vars: VARS.length ? VARS : undefined,
     total_s: totalS,
     sites_per_minute: +((added.length / totalS) * 60).toFixed(1),
     batches,
