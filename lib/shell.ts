@@ -104,6 +104,22 @@ const STOP_QUIETLY = `trap '' HUP INT TERM`;
 const CATCH_PIPE = 'trap : PIPE';
 
 /**
+ * `cmd` with its stdout and stderr passed on by relays that outlive the SSH channel: for the commands that are not
+ * stopped half-way (apt/dpkg, docker: lib/transport.ts unsafeToStop), which must finish even when nobody reads their
+ * output any more (a second Ctrl-C quits at once, the controller is killed, the connection drops). Without them the
+ * command's next write into the closed channel killed it by SIGPIPE: a `docker stack deploy` between two "Creating
+ * service" lines, apt or dpkg between two packages. Ignoring SIGPIPE is not enough (Go programs such as docker die of
+ * it all the same: `docker rm` exited 141 with SIGPIPE ignored, measured here). Each relay copies until a write
+ * fails, then drains to /dev/null until the command ends; `cmd` sees a pipe that is always read. The exit status is
+ * cmd's; stdout and stderr stay apart. Needs bash (PIPESTATUS), as the rest of these scripts.
+ */
+export function outlivingOutput(cmd: string): string {
+  const relay = `{ trap '' PIPE; cat 2>/dev/null; exec cat >/dev/null; }`;
+  return `{ { { ${cmd}
+} 2>&1 1>&3 3>&- | ${relay} >&2; exit "\${PIPESTATUS[0]}"; } 3>&1 | ${relay}; exit "\${PIPESTATUS[0]}"; }`;
+}
+
+/**
  * Lines that make `$t`, a new empty file (0600) beside `$p` in its directory, removed when the script ends short of
  * taking it (the caller's `trap - EXIT` once it is renamed over `$p`). The traps come first, and the name is in `$t`
  * BEFORE the file exists: with `t=$(mktemp …)` a signal between mktemp's creating the file and the assignment ran

@@ -26,7 +26,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { HostKeyError, InterruptedError, RemoteCommandError, UnreachableError } from './errors.ts';
 import { type KnownHostEntry, fileStamp, knownHostName, knownKeysFor, verifyHostKey } from './known-hosts.ts';
 import { mask } from './secrets.ts';
-import { atomicWriteScript, sh } from './shell.ts';
+import { atomicWriteScript, outlivingOutput, sh } from './shell.ts';
 import type { Connection, ExecOptions, ExecResult, HostSpec } from './types.ts';
 
 export interface ConnectOptions {
@@ -173,6 +173,35 @@ const KEEP_ON_HOST = UNSAFE.map(([, w]) => `(^|[[:space:];&|(\`'"])(${w.join('|'
  * longer one (a probe batch of a manager runs to 150 KB) goes ahead of its stdin instead, read back by the shell.
  */
 export const SCRIPT_ARG_MAX = 100 * 1024;
+
+/** A command as sent (wrapCommand). */
+export interface WrappedCommand {
+  command: string;
+  /** what the run's events, errors and the Ctrl-C check see: the command as written (with cd and sudo) */
+  shown: string;
+  /** bytes sent ahead of the command's own stdin (sudo's password, a long command's script) */
+  stdinPrefix?: string;
+}
+
+/**
+ * The command as sent to a host (pure): with `cd` for opts.cwd and sudo for become; a command left to finish on
+ * Ctrl-C (unsafeToStop: apt/dpkg, docker) with its output through relays that outlive the channel (outlivingOutput);
+ * a command longer than SCRIPT_ARG_MAX ahead of stdin, read back by `head -c` (see there).
+ */
+export function wrapCommand(host: Pick<HostSpec, 'user' | 'becomePassword'>, command: string, opts: ExecOptions): WrappedCommand {
+  const cmd = opts.cwd ? sh`cd ${opts.cwd} && ` + command : command;
+  const password = opts.become && host.user !== 'root' && host.becomePassword ? `${host.becomePassword}\n` : '';
+  const sudo = (c: string): string =>
+    !opts.become || host.user === 'root' ? c : password ? sh`sudo -S -p '' -- bash -c ${c}` : sh`sudo -n -- bash -c ${c}`;
+  const shown = sudo(cmd);
+  const unsafe = unsafeToStop(cmd);
+  const sent = (c: string): string => (unsafe ? outlivingOutput(c) : c);
+  if (Buffer.byteLength(shown) <= SCRIPT_ARG_MAX) return { command: sent(shown), shown, ...(password ? { stdinPrefix: password } : {}) };
+  // sudo reads the password byte by byte up to the newline, head -c exactly the script's bytes (never more: the rest
+  // of stdin is the command's own); the comment keeps what the host's Ctrl-C check looks for in the command line
+  const read = `eval "$(head -c ${Buffer.byteLength(cmd)})"${unsafe ? ` # runs ${UNSAFE.find(([k]) => k === unsafe)![1][0]}` : ''}`;
+  return { command: sent(sudo(read)), shown, stdinPrefix: password + cmd };
+}
 
 const CONNECTION_LOST =
   /Not connected|No response from server|ECONNRESET|EPIPE|socket|Connection lost|channel open failure.*closed|Unable to exec/i;
@@ -430,22 +459,8 @@ class SshConnection implements Connection {
     }
   }
 
-  /**
-   * The command as sent: with `cd` for opts.cwd and sudo for become. `shown` is what the run's events, errors and the
-   * Ctrl-C check see. A command longer than SCRIPT_ARG_MAX goes ahead of stdin, read back by `head -c` (see there).
-   */
-  wrap(command: string, opts: ExecOptions): { command: string; shown: string; stdinPrefix?: string } {
-    const cmd = opts.cwd ? sh`cd ${opts.cwd} && ` + command : command;
-    const password = opts.become && this.host.user !== 'root' && this.host.becomePassword ? `${this.host.becomePassword}\n` : '';
-    const sudo = (c: string): string =>
-      !opts.become || this.host.user === 'root' ? c : password ? sh`sudo -S -p '' -- bash -c ${c}` : sh`sudo -n -- bash -c ${c}`;
-    const shown = sudo(cmd);
-    if (Buffer.byteLength(shown) <= SCRIPT_ARG_MAX) return { command: shown, shown, ...(password ? { stdinPrefix: password } : {}) };
-    // sudo reads the password byte by byte up to the newline, head -c exactly the script's bytes (never more: the rest
-    // of stdin is the command's own); the comment keeps what the host's Ctrl-C check looks for in the command line
-    const unsafe = unsafeToStop(cmd);
-    const read = `eval "$(head -c ${Buffer.byteLength(cmd)})"${unsafe ? ` # runs ${UNSAFE.find(([k]) => k === unsafe)![1][0]}` : ''}`;
-    return { command: sudo(read), shown, stdinPrefix: password + cmd };
+  wrap(command: string, opts: ExecOptions): WrappedCommand {
+    return wrapCommand(this.host, command, opts);
   }
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {

@@ -38,7 +38,8 @@ export interface ExecOptions {
   stdin?: string | Buffer;
   /** run through sudo (or as is when already root) */
   become?: boolean;
-  /** milliseconds; the channel is closed after */
+  /** milliseconds; the channel is closed after (a command not safe to stop half-way, apt/dpkg or docker, outlives its
+   *  channel and runs to its end on the host: lib/shell.ts outlivingOutput) */
   timeoutMs?: number;
   /** working directory */
   cwd?: string;
