@@ -142,7 +142,8 @@ for (const [check, probeTold] of [
       // the Gluster volume checked on every manager, the data directory on it (the default)
       assert.equal(byStep(r.results, '/mnt/gluster/sites/.wpfarm-portainer on the Gluster volume of every manager').status, 'ok');
       assert.deepEqual(
-        commands.filter((c) => / findmnt /.test(` ${c.split(': ')[1]}`)).map((c) => c.split(':')[0]),
+        // each entry is `host: command` (a command may hold ': ' itself, as a batch's `trap : PIPE`)
+        commands.filter((c) => / findmnt /.test(` ${c.slice(c.indexOf(': ') + 2)}`)).map((c) => c.split(':')[0]),
         ['mgr1', 'mgr2'],
       );
       // the probe batches only read (docker image ls, docker info, docker manifest inspect: both images, on every
