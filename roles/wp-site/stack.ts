@@ -26,7 +26,7 @@ export type SiteSecretKey = (typeof SITE_SECRET_KEYS)[number];
  * the floor of a new site's time to serve and of each task's turn in a rolling update. 5 s by default (Docker's
  * default is 30 s; these images' own HEALTHCHECK says 15 s); three failed checks mark a task unhealthy, so a broken
  * task is seen in 15 s. Cost: one `docker exec` of a small script per container per interval (dockerd, containerd
- * and runc's work, more than the script's), on every node: at 20-25 sites per node, ~25 execs per second. A farm
+ * and runc start it; not measured yet), on every node: at 20-25 sites per node, ~20-25 execs per second. A farm
  * whose nodes are CPU-bound trades it with wp_health_interval / wp_health_timeout (healthSettings): on a saturated
  * lab (25 sites added 4 at a time on 2 cores, bench/README.md) the 3 s timeout was missed and Swarm restarted
  * healthy tasks as unhealthy, which kept the load up.
